@@ -1,0 +1,161 @@
+"""The `lwfsm` command line: validate, trace, explain and schema for spec authors."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from .engine import Engine
+from .errors import LwfsmError, SpecError
+from .spec import Spec, describe_params, load_spec
+
+ALIASES = {"ok": "turn_completed", "fail": "failure"}
+
+
+def _params(pairs: Sequence[str]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise _Usage(f"--set {pair}: expected NAME=VALUE, e.g. --set lead_turns=0")
+        try:
+            out[name] = int(value)
+        except ValueError:
+            raise _Usage(f"--set {pair}: value must be an integer, got {value!r}") from None
+    return out
+
+
+class _Usage(Exception):
+    pass
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header, *rows]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    failed = 0
+    for path in args.specs:
+        try:
+            spec = load_spec(path, _params(args.set))
+        except SpecError as exc:
+            failed += 1
+            print(exc, file=sys.stderr)
+            continue
+        print(f"{path}: ok: {spec.name} v{spec.version}, {len(spec.states)} states, {len(spec.events)} events, "
+              f"{len(spec.transitions)} transitions, roles {', '.join(spec.roles)}")
+    return 1 if failed else 0
+
+
+def cmd_trace(args: argparse.Namespace) -> int:
+    spec = load_spec(args.spec, _params(args.set))
+    session = Engine(spec).session()
+    events = [ALIASES.get(e.strip(), e.strip()) for e in args.events.split(",") if e.strip()]
+    for event in events:
+        if event not in spec.events:
+            raise _Usage(f"unknown event '{event}' in --events; spec '{spec.name}' has: "
+                         f"{', '.join(spec.events)} (and the aliases ok, fail)")
+    rows: list[dict[str, Any]] = []
+    for event in events:
+        state, role = session.state, session.role
+        record = session.fire(event)
+        turn = record.turn if event in session.engine._turn_events else None
+        rows.append({"turn": turn, "event": event, "state": state, "role": role,
+                     "next_state": session.state, "next_role": session.role})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print(_table([["" if r["turn"] is None else str(r["turn"]), r["event"], f"{r['state']} ({r['role']})",
+                       f"{r['next_state']} ({r['next_role']})"] for r in rows],
+                     ["turn", "event", "served by", "next"]))
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    spec = load_spec(args.spec, _params(args.set))
+    engine = Engine(spec)
+    print(f"{spec.name} v{spec.version} (hash {spec.hash})")
+    if spec.description:
+        print(spec.description.strip())
+    if spec.params:
+        print("\nparams\n" + _table([[n, str(v), r, d] for n, v, r, d in describe_params(spec)],
+                                    ["name", "value", "range", "description"]))
+    if spec.counters:
+        print("\ncounters\n" + _table([[n, c.initial, c.description] for n, c in spec.counters.items()],
+                                      ["name", "initial", "description"]))
+    print(f"\nstates (initial: {engine.initial_state})\n" + _table(
+        [[n, s.role, ", ".join(f"{k} = {v}" for k, v in s.on_enter.items()), ", ".join(s.ignore)]
+         for n, s in spec.states.items()],
+        ["state", "role", "on enter", "ignores"]))
+    rows = []
+    for i, t in enumerate(spec.transitions):
+        dest = "(initial)" if t.reset else (t.dest or "(stay)")
+        ups = "reset all" if t.reset else ", ".join(f"{k} = {v}" for k, v in t.updates.items())
+        rows.append([str(i), t.event, ", ".join(t.source), t.guard or "", dest, ups])
+    print("\ntransitions (first whose guard holds fires)\n" + _table(
+        rows, ["#", "event", "from", "guard", "to", "updates"]))
+    if spec.invariants:
+        print("\ninvariants\n" + _table([[i.expr, ", ".join(i.states) or "(all)"] for i in spec.invariants],
+                                        ["expression", "in states"]))
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    print(schema_text())
+    return 0
+
+
+def schema_text() -> str:
+    """The JSON Schema of the spec format (what `lwfsm/spec.schema.json` holds)."""
+    schema = Spec.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "lwfsm spec"
+    return json.dumps(schema, indent=2) + "\n"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lwfsm", description="Lead/worker model switching as an explicit FSM.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_set(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                       help="override a param (repeatable)")
+
+    p = sub.add_parser("validate", help="check specs; located errors, exit 1 when any is wrong")
+    p.add_argument("specs", nargs="+", metavar="SPEC")
+    with_set(p)
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("trace", help="run a session through a list of events, turn by turn")
+    p.add_argument("spec", metavar="SPEC")
+    with_set(p)
+    p.add_argument("--events", required=True, help="comma-separated: ok, fail, or any event name")
+    p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+    p.set_defaults(func=cmd_trace)
+
+    p = sub.add_parser("explain", help="states, roles, transitions and guards as tables")
+    p.add_argument("spec", metavar="SPEC")
+    with_set(p)
+    p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("schema", help="print the JSON Schema of the spec format")
+    p.set_defaults(func=cmd_schema)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except SpecError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    except (LwfsmError, _Usage) as exc:
+        print(f"lwfsm {args.command}: {exc}", file=sys.stderr)
+        return 1

@@ -1,0 +1,324 @@
+"""The engine: one compiled `transitions.Machine` per spec, shared by every session.
+
+Sessions are small slotted objects (state, counter values, turn number). Events go through the
+shared machine's own `Event` objects with the session as the model, so no `add_model` is ever
+needed: creating a session costs a list copy, and an event costs the same whatever the number of
+live sessions. The machine holds no lead/worker logic; everything comes from the spec.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from transitions import Machine, State
+
+from .errors import SnapshotError, TransitionNotAllowed
+from .expr import Compiled, compile_expr, parse
+from .spec import Spec
+
+logger = logging.getLogger("lwfsm")
+
+
+class TransitionRecord(NamedTuple):
+    """What one event did. `turn` is the turn the event ended (unchanged for non-turn events)."""
+
+    turn: int
+    event: str
+    source: str
+    dest: str
+    reason: str | None
+    guard: str | None  # the guard that fired, as written in the spec
+    transition: int | None  # index in spec.transitions; None when the state ignores the event
+
+
+Listener = Callable[["Session", TransitionRecord], None]
+
+
+class Snapshot(BaseModel):
+    """A session as a value: small, JSON-able, restorable with `Engine.restore`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    spec: str
+    version: int
+    spec_hash: str
+    state: str
+    counters: dict[str, int]
+    turn: int = Field(ge=0)
+
+
+class Engine:
+    """Compiles a `Spec` once; hands out sessions that share the compiled machine."""
+
+    def __init__(self, spec: Spec, *, history: int = 64) -> None:
+        if history < 0:
+            raise ValueError(f"history must be >= 0, got {history}")
+        self.spec = spec
+        self.history_limit = history
+        self.counter_names: tuple[str, ...] = tuple(spec.counters)
+        self._index = {name: i for i, name in enumerate(self.counter_names)}
+        self._listeners: list[Listener] = []
+        params = spec.param_values
+        scope = {**{p: "param" for p in params}, **{c: "counter" for c in self._index}}
+
+        def comp(text: str, kind: Any = "int") -> Compiled:
+            return compile_expr(parse(text, scope, kind), self._index, params)
+
+        self.roles: dict[str, str] = {name: st.role for name, st in spec.states.items()}
+        self.initial_state = next(
+            c.state for c in spec.initial if c.when is None or comp(c.when, "bool")([])
+        )
+        self._turn_events = {name for name, ev in spec.events.items() if ev.turn}
+        self._ignored = {name: frozenset(st.ignore) for name, st in spec.states.items()}
+
+        states = []
+        for name, st in spec.states.items():
+            enter = self._updater(st.on_enter, comp)
+            states.append(State(name, on_enter=[enter] if enter else []))
+        # auto_transitions off: only the spec's transitions exist. send_event: callbacks get the
+        # EventData, whose `model` is the session.
+        self.machine = Machine(model=None, states=states, initial=None, auto_transitions=False,
+                               send_event=True, name=f"{spec.name}: ")
+
+        self._pre_vector = [comp(c.initial)([]) for c in spec.counters.values()]
+        holder = _Holder(list(self._pre_vector))
+        enter = self._updater(spec.states[self.initial_state].on_enter, comp)
+        if enter:  # a new session has entered its initial state, just as a reset does
+            enter(_Data(holder))
+        self._initial_vector: tuple[int, ...] = tuple(holder._c)
+        self.spec_hash = spec.hash
+
+        self._sources: dict[str, frozenset[str]] = {}
+        for i, t in enumerate(spec.transitions):
+            sources = list(spec.states) if t.source == ["*"] else t.source
+            guard = comp(t.guard, "bool") if t.guard else None
+            conditions = [_condition(guard)] if guard else []
+            if t.reset:
+                before = [self._resetter(i)]
+                dest: str | None = self.initial_state
+            else:
+                before = [self._marker(i, self._updater(t.updates, comp))]
+                dest = t.dest
+            for s in sources:
+                self.machine.add_transition(t.event, s, dest, conditions=conditions, before=before)
+            self._sources[t.event] = self._sources.get(t.event, frozenset()) | frozenset(sources)
+        self._events = {name: self.machine.events[name] for name in spec.events if name in self.machine.events}
+
+    # -- compilation helpers (closures called by transitions with the EventData) --
+
+    def _updater(self, updates: Mapping[str, str], comp: Callable[[str], Compiled]) -> Callable[[Any], None] | None:
+        if not updates:
+            return None
+        # Updates are simultaneous: every right-hand side sees the values from before the step.
+        pairs = [(self._index[name], comp(text)) for name, text in updates.items()]
+        if len(pairs) == 1:
+            (i, f), = pairs
+
+            def one(ed: Any) -> None:
+                c = ed.model._c
+                c[i] = f(c)
+
+            return one
+
+        def many(ed: Any) -> None:
+            c = ed.model._c
+            new = [(i, f(c)) for i, f in pairs]
+            for i, v in new:
+                c[i] = v
+
+        return many
+
+    def _marker(self, index: int, update: Callable[[Any], None] | None) -> Callable[[Any], None]:
+        def mark(ed: Any) -> None:
+            ed.args[0].append(index)
+            if update is not None:
+                update(ed)
+
+        return mark
+
+    def _resetter(self, index: int) -> Callable[[Any], None]:
+        pre = self._pre_vector  # transitions then enters the initial state, running its on_enter
+
+        def reset(ed: Any) -> None:
+            ed.args[0].append(index)
+            ed.model._c[:] = pre
+            ed.model.turn = 0
+
+        return reset
+
+    # -- public API --
+
+    def session(self) -> Session:
+        """A new session in the initial configuration."""
+        return Session(self)
+
+    def on_transition(self, callback: Listener) -> Listener:
+        """Call `callback(session, record)` after every event of every session (usable as a decorator)."""
+        self._listeners.append(callback)
+        return callback
+
+    def restore(self, snapshot: Snapshot | Mapping[str, Any] | str) -> Session:
+        """Rebuild a session from `Session.snapshot()` (a Snapshot, its dict, or its JSON)."""
+        try:
+            if isinstance(snapshot, str):
+                snap = Snapshot.model_validate_json(snapshot)
+            elif isinstance(snapshot, Snapshot):
+                snap = snapshot
+            else:
+                snap = Snapshot.model_validate(snapshot)
+        except ValidationError as exc:
+            raise SnapshotError(f"not a valid lwfsm snapshot: {exc}") from exc
+        spec = self.spec
+        if (snap.spec, snap.version, snap.spec_hash) != (spec.name, spec.version, self.spec_hash):
+            raise SnapshotError(
+                f"snapshot is from spec '{snap.spec}' v{snap.version} (hash {snap.spec_hash}), but this engine "
+                f"runs '{spec.name}' v{spec.version} (hash {self.spec_hash}); the rules or params differ. "
+                "Restore it with an engine built from the same spec and params."
+            )
+        if snap.state not in spec.states:
+            raise SnapshotError(f"snapshot state '{snap.state}' is not a state of spec '{spec.name}'")
+        if set(snap.counters) != set(self.counter_names):
+            raise SnapshotError(
+                f"snapshot counters {sorted(snap.counters)} do not match the spec's {sorted(self.counter_names)}"
+            )
+        session = Session(self)
+        session.state = snap.state
+        session._c = [snap.counters[name] for name in self.counter_names]
+        session.turn = snap.turn
+        return session
+
+
+class _Holder:
+    __slots__ = ("_c",)
+
+    def __init__(self, c: list[int]) -> None:
+        self._c = c
+
+
+class _Data:
+    __slots__ = ("model",)
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+
+def _condition(guard: Compiled) -> Callable[[Any], bool]:
+    def condition(ed: Any) -> bool:
+        return bool(guard(ed.model._c))
+
+    return condition
+
+
+class Session:
+    """One conversation's position in the machine. Thread-safe: events on one session are serialised."""
+
+    __slots__ = ("_engine", "state", "_c", "turn", "_history", "_lock", "_listeners")
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self.state: str = engine.initial_state
+        self._c = list(engine._initial_vector)
+        self.turn = 0
+        self._history: list[TransitionRecord] | None = None
+        self._lock = threading.Lock()
+        self._listeners: list[Listener] | None = None
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    @property
+    def role(self) -> str:
+        """The role that serves the next turn."""
+        return self._engine.roles[self.state]
+
+    @property
+    def counters(self) -> dict[str, int]:
+        return dict(zip(self._engine.counter_names, self._c))
+
+    @property
+    def history(self) -> list[TransitionRecord]:
+        """The most recent transition records, oldest first (at most `engine.history_limit`)."""
+        with self._lock:
+            return list(self._history or ())
+
+    def turn_completed(self) -> TransitionRecord:
+        """The turn ended without a task failure."""
+        return self.fire("turn_completed")
+
+    def failure(self, reason: str | None = None) -> TransitionRecord:
+        """The turn ended with a task failure; `reason` is kept in the history and logged."""
+        return self.fire("failure", reason)
+
+    def reset(self) -> TransitionRecord:
+        """A new conversation: back to the initial configuration."""
+        return self.fire("reset")
+
+    def fire(self, event: str, reason: str | None = None) -> TransitionRecord:
+        """Fire any event of the spec. Raises TransitionNotAllowed, leaving the session unchanged."""
+        eng = self._engine
+        with self._lock:
+            source = self.state
+            ev = eng._events.get(event)
+            if event in eng._ignored[source]:
+                fired: list[int] = []
+            elif ev is None or source not in eng._sources[event]:
+                raise TransitionNotAllowed(self._not_allowed(event, source), event=event, state=source)
+            else:
+                fired = []
+                if not ev.trigger(self, fired):
+                    counters = ", ".join(f"{k}={v}" for k, v in self.counters.items())
+                    raise TransitionNotAllowed(
+                        f"event '{event}' in state '{source}' ({counters}): no guard of its transitions holds",
+                        event=event, state=source,
+                    )
+            if event in eng._turn_events:
+                self.turn += 1
+            index = fired[0] if fired else None
+            guard = eng.spec.transitions[index].guard if index is not None else None
+            record = TransitionRecord(self.turn, event, source, self.state, reason, guard, index)
+            limit = eng.history_limit
+            if limit:
+                if self._history is None:
+                    self._history = [record]
+                else:
+                    self._history.append(record)
+                    if len(self._history) > 2 * limit:  # trim in batches: amortised O(1)
+                        del self._history[:-limit]
+        if record.dest != source and logger.isEnabledFor(logging.INFO):
+            logger.info("turn %d: %s -> %s on %s%s%s", record.turn, source, record.dest, event,
+                        f" [{guard}]" if guard else "", f" ({reason})" if reason else "")
+        for listener in eng._listeners:
+            listener(self, record)
+        if self._listeners:
+            for listener in self._listeners:
+                listener(self, record)
+        return record
+
+    def _not_allowed(self, event: str, state: str) -> str:
+        eng = self._engine
+        if event not in eng.spec.events:
+            return f"unknown event '{event}'; the spec '{eng.spec.name}' has: {', '.join(eng.spec.events)}"
+        allowed = sorted(eng._sources.get(event, ()))
+        return (f"event '{event}' has no transition from state '{state}' "
+                f"(it has from: {', '.join(allowed) or 'no state'})")
+
+    def on_transition(self, callback: Listener) -> Listener:
+        """Call `callback(session, record)` after every event of this session."""
+        with self._lock:
+            self._listeners = [*(self._listeners or ()), callback]
+        return callback
+
+    def snapshot(self) -> Snapshot:
+        spec = self._engine.spec
+        with self._lock:
+            return Snapshot(spec=spec.name, version=spec.version, spec_hash=self._engine.spec_hash, state=self.state,
+                            counters=self.counters, turn=self.turn)
+
+    def __repr__(self) -> str:
+        counters = ", ".join(f"{k}={v}" for k, v in self.counters.items())
+        return f"<Session {self._engine.spec.name} turn={self.turn} state={self.state} role={self.role} {counters}>"

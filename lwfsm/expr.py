@@ -1,0 +1,237 @@
+"""The small expression language of guards, counter updates and invariants.
+
+Grammar (a whitelist over Python's `ast`; anything else is refused):
+integer literals, True/False, counter and param names, unary and binary `+`/`-`,
+comparisons (`== != < <= > >=`, chainable), `and`/`or`/`not`, and `min(...)`/`max(...)`
+with two or more arguments. Expressions are type-checked (int vs bool) and compiled to plain
+closures over a list of counter values; params are folded in as constants. Nothing is ever
+passed to `eval`.
+"""
+
+from __future__ import annotations
+
+import ast
+import operator
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+Kind = Literal["int", "bool"]
+Values = list[int]
+Compiled = Callable[[Values], int]  # bools are ints in Python; guards return bool
+
+_CMP: dict[type[ast.cmpop], Callable[[int, int], bool]] = {
+    ast.Eq: operator.eq,
+    ast.NotEq: operator.ne,
+    ast.Lt: operator.lt,
+    ast.LtE: operator.le,
+    ast.Gt: operator.gt,
+    ast.GtE: operator.ge,
+}
+_CMP_TEXT = {ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">="}
+_FUNCS = {"min": min, "max": max}
+ALLOWED = "integers, counter and param names, + -, == != < <= > >=, and/or/not, min(), max()"
+
+
+class ExprError(Exception):
+    """A mistake in an expression; `offset` is the 0-based column within the expression text."""
+
+    def __init__(self, message: str, offset: int = 0) -> None:
+        super().__init__(message)
+        self.message = message
+        self.offset = offset
+
+
+@dataclass(frozen=True)
+class Expr:
+    """A parsed, type-checked expression."""
+
+    text: str
+    kind: Kind
+    names: frozenset[str]
+    tree: ast.expr
+
+
+def _describe(node: ast.AST) -> str:
+    if isinstance(node, ast.Constant):
+        return f"{type(node.value).__name__} literal {node.value!r}"
+    if isinstance(node, ast.Attribute):
+        return "attribute access"
+    if isinstance(node, ast.Subscript):
+        return "subscript"
+    if isinstance(node, ast.Call):
+        return "function call"
+    if isinstance(node, ast.Lambda):
+        return "lambda"
+    if isinstance(node, (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
+        return "comprehension"
+    if isinstance(node, ast.BinOp):
+        return f"operator {type(node.op).__name__}"
+    return type(node).__name__
+
+
+def parse(text: str, names: Mapping[str, str], want: Kind) -> Expr:
+    """Parse and type-check `text`. `names` maps each usable name to "counter" or "param"."""
+    if not isinstance(text, str) or not text.strip():
+        raise ExprError("empty expression")
+    try:
+        tree = ast.parse(text.strip(), mode="eval").body
+    except SyntaxError as exc:
+        raise ExprError(f"syntax error: {exc.msg}", max((exc.offset or 1) - 1, 0)) from None
+    lead = len(text) - len(text.lstrip())
+    used: set[str] = set()
+
+    def fail(node: ast.AST, msg: str) -> ExprError:
+        return ExprError(msg, lead + getattr(node, "col_offset", 0))
+
+    def check(node: ast.expr) -> Kind:
+        if isinstance(node, ast.Constant):
+            if isinstance(node.value, bool):
+                return "bool"
+            if isinstance(node.value, int):
+                return "int"
+            raise fail(node, f"{_describe(node)} is not allowed (allowed: {ALLOWED})")
+        if isinstance(node, ast.Name):
+            if node.id.startswith("__"):
+                raise fail(node, f"name {node.id!r} is not allowed")
+            if node.id not in names:
+                known = ", ".join(sorted(names)) or "none"
+                raise fail(node, f"unknown name {node.id!r} (known counters and params: {known})")
+            used.add(node.id)
+            return "int"
+        if isinstance(node, ast.UnaryOp):
+            kind = check(node.operand)
+            if isinstance(node.op, ast.Not):
+                _expect(node.operand, kind, "bool", "operand of 'not'")
+                return "bool"
+            if isinstance(node.op, (ast.USub, ast.UAdd)):
+                _expect(node.operand, kind, "int", "operand of unary minus")
+                return "int"
+            raise fail(node, f"operator {type(node.op).__name__} is not allowed (allowed: {ALLOWED})")
+        if isinstance(node, ast.BinOp):
+            if not isinstance(node.op, (ast.Add, ast.Sub)):
+                raise fail(node, f"operator {type(node.op).__name__} is not allowed (allowed: {ALLOWED})")
+            for side in (node.left, node.right):
+                _expect(side, check(side), "int", "operand of + or -")
+            return "int"
+        if isinstance(node, ast.BoolOp):
+            for value in node.values:
+                _expect(value, check(value), "bool", "operand of and/or")
+            return "bool"
+        if isinstance(node, ast.Compare):
+            for op in node.ops:
+                if type(op) not in _CMP:
+                    raise fail(node, f"comparison {type(op).__name__} is not allowed (allowed: {ALLOWED})")
+            for side in (node.left, *node.comparators):
+                _expect(side, check(side), "int", "operand of a comparison")
+            return "bool"
+        if isinstance(node, ast.Call):
+            if not isinstance(node.func, ast.Name) or node.func.id not in _FUNCS:
+                raise fail(node, f"only min() and max() may be called (allowed: {ALLOWED})")
+            if node.keywords or any(isinstance(a, ast.Starred) for a in node.args) or len(node.args) < 2:
+                raise fail(node, f"{node.func.id}() takes two or more plain arguments")
+            for arg in node.args:
+                _expect(arg, check(arg), "int", f"argument of {node.func.id}()")
+            return "int"
+        raise fail(node, f"{_describe(node)} is not allowed (allowed: {ALLOWED})")
+
+    def _expect(node: ast.expr, got: Kind, want_: Kind, what: str) -> None:
+        if got != want_:
+            raise fail(node, f"{what} must be {_KIND_TEXT[want_]}, got {_KIND_TEXT[got]}")
+
+    kind = check(tree)
+    if kind != want:
+        hint = " (e.g. 'failures >= 1')" if want == "bool" else " (e.g. 'failures + 1')"
+        raise ExprError(f"expected {_KIND_TEXT[want]}{hint}, got {_KIND_TEXT[kind]}", lead)
+    return Expr(text=text.strip(), kind=kind, names=frozenset(used), tree=tree)
+
+
+_KIND_TEXT = {"int": "an integer", "bool": "a condition"}
+
+
+def constants(expr: Expr, params: Mapping[str, int]) -> set[int]:
+    """Every integer an expression can compare against (literals and param values)."""
+    out: set[int] = set()
+    for node in ast.walk(expr.tree):
+        if isinstance(node, ast.Constant) and not isinstance(node.value, bool):
+            out.add(node.value)
+        elif isinstance(node, ast.Name) and node.id in params:
+            out.add(params[node.id])
+    return out
+
+
+def compile_expr(expr: Expr, index: Mapping[str, int], params: Mapping[str, int]) -> Compiled:
+    """Compile to a closure over the counter-value list; params become constants."""
+
+    def build(node: ast.expr) -> tuple[Compiled, int | None]:
+        # Returns (closure, constant value or None) so constant sub-trees fold away.
+        if isinstance(node, ast.Constant):
+            value = node.value
+            return (lambda v: value), value
+        if isinstance(node, ast.Name):
+            if node.id in params:
+                const = params[node.id]
+                return (lambda v: const), const
+            i = index[node.id]
+            return (lambda v: v[i]), None
+        if isinstance(node, ast.UnaryOp):
+            f, c = build(node.operand)
+            if isinstance(node.op, ast.Not):
+                return _fold(lambda v: not f(v), c, lambda x: not x)
+            if isinstance(node.op, ast.USub):
+                return _fold(lambda v: -f(v), c, operator.neg)
+            return f, c
+        if isinstance(node, ast.BinOp):
+            op = operator.add if isinstance(node.op, ast.Add) else operator.sub
+            (lf, lc), (rf, rc) = build(node.left), build(node.right)
+            if lc is not None and rc is not None:
+                value = op(lc, rc)
+                return (lambda v: value), value
+            if rc is not None and isinstance(node.left, ast.Name) and node.left.id in index:
+                i, k = index[node.left.id], (rc if op is operator.add else -rc)
+                return (lambda v: v[i] + k), None  # the common `counter + 1`
+            return (lambda v: op(lf(v), rf(v))), None
+        if isinstance(node, ast.BoolOp):
+            parts = [build(x)[0] for x in node.values]
+            if isinstance(node.op, ast.And):
+                return (lambda v: all(p(v) for p in parts)), None
+            return (lambda v: any(p(v) for p in parts)), None
+        if isinstance(node, ast.Compare):
+            ops = [_CMP[type(o)] for o in node.ops]
+            sides = [build(x) for x in (node.left, *node.comparators)]
+            if len(ops) == 1:
+                cmp = ops[0]
+                (lf, lc), (rf, rc) = sides
+                if rc is not None and isinstance(node.left, ast.Name) and node.left.id in index:
+                    i = index[node.left.id]
+                    return (lambda v: cmp(v[i], rc)), None  # the common `counter >= param`
+                return (lambda v: cmp(lf(v), rf(v))), None
+            fns = [s[0] for s in sides]
+
+            def chain(v: Values) -> bool:
+                vals = [f(v) for f in fns]
+                return all(op(vals[k], vals[k + 1]) for k, op in enumerate(ops))
+
+            return chain, None
+        if isinstance(node, ast.Call):
+            assert isinstance(node.func, ast.Name)
+            fn = _FUNCS[node.func.id]
+            args = [build(a)[0] for a in node.args]
+            return (lambda v: fn(a(v) for a in args)), None
+        raise AssertionError(f"unchecked node {node!r}")  # parse() refuses everything else
+
+    return build(expr.tree)[0]
+
+
+def _fold(f: Compiled, const: int | None, op: Callable[[int], int]) -> tuple[Compiled, int | None]:
+    if const is None:
+        return f, None
+    value = op(const)
+    return (lambda v: value), value
+
+
+def render(node: ast.expr) -> str:
+    """The canonical text of a (sub)expression, for messages."""
+    if isinstance(node, ast.Compare) and len(node.ops) == 1:
+        return f"{render(node.left)} {_CMP_TEXT[type(node.ops[0])]} {render(node.comparators[0])}"
+    return ast.unparse(node)
