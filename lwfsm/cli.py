@@ -107,7 +107,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    print(schema_text())
+    sys.stdout.write(schema_text())
     return 0
 
 

@@ -16,7 +16,7 @@ import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError
@@ -42,7 +42,7 @@ def _one_as_list(v: Any) -> Any:
     return [v] if isinstance(v, str) else v
 
 
-Expression = Annotated[str, BeforeValidator(_int_as_text)]
+Expression = Annotated[str, BeforeValidator(_int_as_text, json_schema_input_type=Union[str, int])]
 
 
 class _Model(BaseModel):
@@ -90,7 +90,7 @@ class Initial(_Model):
 
 class Transition(_Model):
     event: str
-    source: Annotated[list[str], BeforeValidator(_one_as_list)] = Field(
+    source: Annotated[list[str], BeforeValidator(_one_as_list, json_schema_input_type=Union[str, list[str]])] = Field(
         description='state name, list of state names, or "*" for every state'
     )
     dest: str | None = Field(None, description="no dest: an internal transition")
@@ -123,17 +123,25 @@ class Spec(_Model):
     name: str
     version: int = Field(ge=1)
     description: str = ""
-    roles: dict[str, Annotated[Role, BeforeValidator(_none_as_empty)]]
+    roles: dict[str, Annotated[Role, BeforeValidator(_none_as_empty, json_schema_input_type=Optional[Role])]]
     params: dict[str, Param] = Field(default_factory=dict)
-    counters: dict[str, Annotated[Counter, BeforeValidator(_none_as_empty)]] = Field(default_factory=dict)
-    events: dict[str, Annotated[Event, BeforeValidator(_none_as_empty)]]
+    counters: dict[str, Annotated[Counter, BeforeValidator(_none_as_empty, json_schema_input_type=Optional[Counter])]] = Field(default_factory=dict)
+    events: dict[str, Annotated[Event, BeforeValidator(_none_as_empty, json_schema_input_type=Optional[Event])]]
     states: dict[str, State]
-    initial: Annotated[list[Initial], BeforeValidator(_initial_list)]
+    initial: Annotated[list[Initial], BeforeValidator(_initial_list, json_schema_input_type=Union[str, list[Initial]])]
     transitions: list[Transition]
-    invariants: Annotated[list[Invariant], BeforeValidator(_invariant_list)] = Field(default_factory=list)
+    invariants: Annotated[list[Invariant], BeforeValidator(_invariant_list, json_schema_input_type=list[Union[str, Invariant]])] = Field(default_factory=list)
 
     _source: str = PrivateAttr("<dict>")
     _marks: dict[Loc, tuple[int, int, int]] = PrivateAttr(default_factory=dict)
+
+    def __eq__(self, other: object) -> bool:
+        # Content equality: where a spec was read from (private attrs) does not make it different.
+        if not isinstance(other, Spec):
+            return NotImplemented
+        return self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment]  # dict fields: not hashable
 
     @classmethod
     def from_text(cls, text: str, source: str = "<text>", params: Mapping[str, int] | None = None) -> Spec:
@@ -199,6 +207,7 @@ def _strip(obj: Any) -> Any:
 # --- YAML with locations ---------------------------------------------------------------
 
 _BOOL_WORDS = {"true", "false"}
+_PLAIN_TAGS = {"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"}
 _PLAIN_INT = re.compile(r"[-+]?(0|[1-9][0-9]*)")
 
 
@@ -210,6 +219,7 @@ def _read_yaml(text: str, source: str) -> tuple[Any, dict[Loc, tuple[int, int, i
     """safe_load, keeping each node's line/column and reporting YAML 1.1 traps and duplicate keys."""
     marks: dict[Loc, tuple[int, int, int]] = {}  # loc -> (line, col, extra col for quotes)
     issues: list[SpecIssue] = []
+    trapped: set[Loc] = set()  # keys already reported as YAML traps
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
@@ -217,6 +227,9 @@ def _read_yaml(text: str, source: str) -> tuple[Any, dict[Loc, tuple[int, int, i
         mark = getattr(exc, "problem_mark", None)
         line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
         problem = getattr(exc, "problem", None) or str(exc)
+        ctx, ctx_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+        if ctx and ctx_mark:
+            problem += f" ({ctx} at line {ctx_mark.line + 1}, column {ctx_mark.column + 1})"
         return None, marks, [SpecIssue(source, line, col, "", f"not valid YAML: {problem}")]
     finally:
         loader.dispose()
@@ -226,9 +239,14 @@ def _read_yaml(text: str, source: str) -> tuple[Any, dict[Loc, tuple[int, int, i
     def issue(n: yaml.Node, path: Loc, msg: str) -> None:
         issues.append(SpecIssue(source, n.start_mark.line + 1, n.start_mark.column + 1, _path(path), msg))
 
-    def build(n: yaml.Node, path: Loc) -> Any:
+    def build(n: yaml.Node, path: Loc, is_key: bool = False) -> Any:
         quote = 1 if isinstance(n, yaml.ScalarNode) and n.style in ("'", '"') else 0
         marks[path] = (n.start_mark.line + 1, n.start_mark.column + 1, quote)
+        if not isinstance(n, yaml.ScalarNode) and n.tag not in _PLAIN_TAGS:
+            tag = n.tag.replace("tag:yaml.org,2002:", "!!")
+            issue(n, path, f"YAML tag '{tag}' is not allowed: specs are plain YAML (mappings, lists, scalars)")
+            trapped.add(path)
+            return None
         if isinstance(n, yaml.MappingNode):
             out: dict[Any, Any] = {}
             first: dict[Any, yaml.Node] = {}
@@ -236,11 +254,12 @@ def _read_yaml(text: str, source: str) -> tuple[Any, dict[Loc, tuple[int, int, i
                 if k.tag == "tag:yaml.org,2002:merge":
                     issue(k, path, "merge keys (<<) are not supported; write the keys out")
                     continue
-                key = build(k, (*path, "<key>"))
+                key = build(k, (*path, "<key>"), is_key=True)
                 if isinstance(k, yaml.ScalarNode) and not isinstance(key, str):
                     issue(k, (*path, k.value), f"key '{k.value}' is read by YAML as {_yaml_kind(key)}; "
                           f"quote it: \"{k.value}\"")
                     key = k.value
+                    trapped.add((*path, key))
                 elif not isinstance(key, str):
                     issue(k, path, "keys must be plain names")
                     continue
@@ -258,6 +277,8 @@ def _read_yaml(text: str, source: str) -> tuple[Any, dict[Loc, tuple[int, int, i
         except yaml.YAMLError as exc:
             issue(n, path, f"cannot read value: {getattr(exc, 'problem', exc)}")
             return None
+        if is_key:
+            return value
         if n.style is None and isinstance(value, bool) and n.value.lower() not in _BOOL_WORDS:
             issue(n, path, f"'{n.value}' is read by YAML 1.1 as the boolean {str(value).lower()}; "
                   f"write {str(value).lower()}, or quote it if you meant the text \"{n.value}\"")
@@ -266,7 +287,9 @@ def _read_yaml(text: str, source: str) -> tuple[Any, dict[Loc, tuple[int, int, i
                   f"write {value}, or quote it if you meant the text \"{n.value}\"")
         return value
 
-    return build(node, ()), marks, issues
+    data = build(node, ())
+    marks.update({(*loc, "<trapped>"): (0, 0, 0) for loc in trapped})
+    return data, marks, issues
 
 
 def _yaml_kind(v: Any) -> str:
@@ -318,6 +341,8 @@ def _build(data: Any, source: str, marks: dict[Loc, tuple[int, int, int]], issue
             for err in exc.errors():
                 loc = tuple(err["loc"])
                 extra = err["type"] == "extra_forbidden"
+                if (*loc, "<trapped>") in marks:
+                    continue  # already reported while reading the YAML
                 issues.append(at(loc, _shape_message(err), key=extra))
     if issues or spec is None:
         raise SpecError(issues)
@@ -515,6 +540,8 @@ def _meaning(spec: Spec) -> list[tuple[Loc, str, int]]:
             add((("events", ev), f"event '{ev}' has no transition and is ignored nowhere; "
                  "remove it or give it a transition", -1))
 
+    if out:
+        return out  # reachability findings would only echo the mistakes above
     seen, todo = set(initial_states), list(initial_states)
     while todo:
         for nxt in edges.get(todo.pop(), ()):

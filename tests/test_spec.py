@@ -1,0 +1,101 @@
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from lwfsm import Spec, SpecError, load_spec
+from lwfsm.cli import schema_text
+
+from .conftest import SPECS
+
+
+def test_ships_the_required_specs() -> None:
+    names = {p.stem for p in SPECS}
+    assert {"lead_worker", "strict_recovery"} <= names and len(names) >= 3
+
+
+@pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
+def test_shipped_spec_loads_round_trips_and_matches_schema(path: Path) -> None:
+    spec = load_spec(path)
+    assert spec.name == path.stem
+    assert Spec.from_dict(spec.model_dump()) == spec
+    assert Spec.from_dict(json.loads(spec.model_dump_json())).hash == spec.hash
+    schema = json.loads((path.parent.parent / "lwfsm" / "spec.schema.json").read_text())
+    jsonschema.validate(yaml.safe_load(path.read_text()), schema)
+    assert path.read_text().startswith("# yaml-language-server: $schema=../lwfsm/spec.schema.json\n")
+
+
+def test_schema_file_is_generated_from_the_models(root: Path) -> None:
+    assert (root / "lwfsm" / "spec.schema.json").read_text() == schema_text()
+
+
+def test_schema_rejects_what_the_loader_rejects(root: Path) -> None:
+    schema = json.loads((root / "lwfsm" / "spec.schema.json").read_text())
+    data = yaml.safe_load((root / "specs" / "lead_worker.yaml").read_text())
+    data["transitions"][0]["gaurd"] = "x"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(data, schema)
+
+
+def test_params_override_and_range(root: Path) -> None:
+    path = root / "specs" / "lead_worker.yaml"
+    spec = load_spec(path, params={"lead_turns": 0, "fallback_turns": 7})
+    assert spec.param_values == {"lead_turns": 0, "failure_threshold": 2, "fallback_turns": 7}
+    assert spec.hash != load_spec(path).hash
+    with pytest.raises(SpecError) as info:
+        load_spec(path, params={"failure_threshold": 0, "fallbak_turns": 1, "lead_turns": "3"})
+    messages = [i.message for i in info.value.issues]
+    assert any("value 0 for param 'failure_threshold' is outside its declared range [1, 1000]" in m
+               and f"{path}:" in m for m in messages)
+    assert any("unknown param 'fallbak_turns' (did you mean 'fallback_turns'?)" in m for m in messages)
+    assert any("param 'lead_turns' must be an integer, got '3'" in m for m in messages)
+
+
+def test_hash_ignores_descriptions_only(root: Path) -> None:
+    data = load_spec(root / "specs" / "lead_worker.yaml").model_dump()
+    base = Spec.from_dict(data).hash
+    data["description"] = "something else"
+    assert Spec.from_dict(data).hash == base
+    data["transitions"][4]["updates"] = {"failures": "failures"}
+    assert Spec.from_dict(data).hash != base
+
+
+def test_from_dict_errors_name_the_key_without_a_line(root: Path) -> None:
+    data = load_spec(root / "specs" / "lead_worker.yaml").model_dump()
+    data["states"]["fallback"]["role"] = "boss"
+    with pytest.raises(SpecError) as info:
+        Spec.from_dict(data)
+    (issue,) = info.value.issues
+    assert (issue.source, issue.line, issue.key) == ("<dict>", None, "states.fallback.role")
+    assert "unknown role 'boss'" in issue.message
+
+
+def test_every_mistake_is_collected_not_just_the_first() -> None:
+    text = (Path(__file__).parent / "specs_invalid" / "_base.yaml.txt").read_text()
+    text = text.replace("dest: fallback}", "dest: nowhere}").replace("role: lead,", "role: boss,")
+    text = text.replace("version: 1", "version: 0")
+    with pytest.raises(SpecError) as info:
+        Spec.from_text(text, source="x.yaml")
+    # shape errors are reported together; meaning is checked once the shape is right
+    assert [i.key for i in info.value.issues] == ["version"]
+    text = text.replace("version: 0", "version: 1")
+    with pytest.raises(SpecError) as info:
+        Spec.from_text(text, source="x.yaml")
+    assert [i.key for i in info.value.issues] == ["states.fallback.role", "transitions[1].dest"]
+    assert str(info.value).splitlines()[0].startswith("x.yaml:17:")
+
+
+def test_unreadable_file_is_a_spec_error(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match="cannot read spec"):
+        load_spec(tmp_path / "missing.yaml")
+    (tmp_path / "bin.yaml").write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(SpecError, match="cannot read spec"):
+        load_spec(tmp_path / "bin.yaml")
+
+
+def test_quoted_yaml_words_are_text_not_traps() -> None:
+    text = (Path(__file__).parent / "specs_invalid" / "_base.yaml.txt").read_text()
+    spec = Spec.from_text(text.replace("name: tiny", 'name: "no"'))
+    assert spec.name == "no"
