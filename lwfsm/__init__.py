@@ -1,9 +1,9 @@
 """lwfsm: an explicit finite-state machine that switches an LLM agent between a lead and a worker model.
 
-    from lwfsm import Engine, load_spec
-    session = Engine(load_spec("specs/lead_worker.yaml")).session()
-    session.role            # "lead": the role that serves the next turn
-    session.turn_completed()  # or session.failure("tests failed")
+from lwfsm import Engine, load_spec
+session = Engine(load_spec("specs/lead_worker.yaml")).session()
+session.role            # "lead": the role that serves the next turn
+session.turn_completed()  # or session.failure("tests failed")
 """
 
 from .engine import Engine, Session, Snapshot, TransitionRecord

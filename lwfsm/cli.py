@@ -34,7 +34,7 @@ class _Usage(Exception):
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header, *rows]]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)).rstrip() for row in [header, *rows]]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
@@ -48,8 +48,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
             failed += 1
             print(exc, file=sys.stderr)
             continue
-        print(f"{path}: ok: {spec.name} v{spec.version}, {len(spec.states)} states, {len(spec.events)} events, "
-              f"{len(spec.transitions)} transitions, roles {', '.join(spec.roles)}")
+        print(
+            f"{path}: ok: {spec.name} v{spec.version}, {len(spec.states)} states, {len(spec.events)} events, "
+            f"{len(spec.transitions)} transitions, roles {', '.join(spec.roles)}"
+        )
     return 1 if failed else 0
 
 
@@ -59,21 +61,42 @@ def cmd_trace(args: argparse.Namespace) -> int:
     events = [ALIASES.get(e.strip(), e.strip()) for e in args.events.split(",") if e.strip()]
     for event in events:
         if event not in spec.events:
-            raise _Usage(f"unknown event '{event}' in --events; spec '{spec.name}' has: "
-                         f"{', '.join(spec.events)} (and the aliases ok, fail)")
+            raise _Usage(
+                f"unknown event '{event}' in --events; spec '{spec.name}' has: "
+                f"{', '.join(spec.events)} (and the aliases ok, fail)"
+            )
     rows: list[dict[str, Any]] = []
     for event in events:
         state, role = session.state, session.role
         record = session.fire(event)
         turn = record.turn if event in session.engine._turn_events else None
-        rows.append({"turn": turn, "event": event, "state": state, "role": role,
-                     "next_state": session.state, "next_role": session.role})
+        rows.append(
+            {
+                "turn": turn,
+                "event": event,
+                "state": state,
+                "role": role,
+                "next_state": session.state,
+                "next_role": session.role,
+            }
+        )
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
-        print(_table([["" if r["turn"] is None else str(r["turn"]), r["event"], f"{r['state']} ({r['role']})",
-                       f"{r['next_state']} ({r['next_role']})"] for r in rows],
-                     ["turn", "event", "served by", "next"]))
+        print(
+            _table(
+                [
+                    [
+                        "" if r["turn"] is None else str(r["turn"]),
+                        r["event"],
+                        f"{r['state']} ({r['role']})",
+                        f"{r['next_state']} ({r['next_role']})",
+                    ]
+                    for r in rows
+                ],
+                ["turn", "event", "served by", "next"],
+            )
+        )
     return 0
 
 
@@ -84,25 +107,43 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if spec.description:
         print(spec.description.strip())
     if spec.params:
-        print("\nparams\n" + _table([[n, str(v), r, d] for n, v, r, d in describe_params(spec)],
-                                    ["name", "value", "range", "description"]))
+        print(
+            "\nparams\n"
+            + _table(
+                [[n, str(v), r, d] for n, v, r, d in describe_params(spec)], ["name", "value", "range", "description"]
+            )
+        )
     if spec.counters:
-        print("\ncounters\n" + _table([[n, c.initial, c.description] for n, c in spec.counters.items()],
-                                      ["name", "initial", "description"]))
-    print(f"\nstates (initial: {engine.initial_state})\n" + _table(
-        [[n, s.role, ", ".join(f"{k} = {v}" for k, v in s.on_enter.items()), ", ".join(s.ignore)]
-         for n, s in spec.states.items()],
-        ["state", "role", "on enter", "ignores"]))
+        print(
+            "\ncounters\n"
+            + _table(
+                [[n, c.initial, c.description] for n, c in spec.counters.items()], ["name", "initial", "description"]
+            )
+        )
+    print(
+        f"\nstates (initial: {engine.initial_state})\n"
+        + _table(
+            [
+                [n, s.role, ", ".join(f"{k} = {v}" for k, v in s.on_enter.items()), ", ".join(s.ignore)]
+                for n, s in spec.states.items()
+            ],
+            ["state", "role", "on enter", "ignores"],
+        )
+    )
     rows = []
     for i, t in enumerate(spec.transitions):
         dest = "(initial)" if t.reset else (t.dest or "(stay)")
         ups = "reset all" if t.reset else ", ".join(f"{k} = {v}" for k, v in t.updates.items())
         rows.append([str(i), t.event, ", ".join(t.source), t.guard or "", dest, ups])
-    print("\ntransitions (first whose guard holds fires)\n" + _table(
-        rows, ["#", "event", "from", "guard", "to", "updates"]))
+    print(
+        "\ntransitions (first whose guard holds fires)\n"
+        + _table(rows, ["#", "event", "from", "guard", "to", "updates"])
+    )
     if spec.invariants:
-        print("\ninvariants\n" + _table([[i.expr, ", ".join(i.states) or "(all)"] for i in spec.invariants],
-                                        ["expression", "in states"]))
+        print(
+            "\ninvariants\n"
+            + _table([[i.expr, ", ".join(i.states) or "(all)"] for i in spec.invariants], ["expression", "in states"])
+        )
     return 0
 
 
@@ -124,8 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def with_set(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                       help="override a param (repeatable)")
+        p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="override a param (repeatable)")
 
     p = sub.add_parser("validate", help="check specs; located errors, exit 1 when any is wrong")
     p.add_argument("specs", nargs="+", metavar="SPEC")

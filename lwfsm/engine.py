@@ -69,9 +69,7 @@ class Engine:
             return compile_expr(parse(text, scope, kind), self._index, params)
 
         self.roles: dict[str, str] = {name: st.role for name, st in spec.states.items()}
-        self.initial_state = next(
-            c.state for c in spec.initial if c.when is None or comp(c.when, "bool")([])
-        )
+        self.initial_state = next(c.state for c in spec.initial if c.when is None or comp(c.when, "bool")([]))
         self._turn_events = {name for name, ev in spec.events.items() if ev.turn}
         self._ignored = {name: frozenset(st.ignore) for name, st in spec.states.items()}
 
@@ -81,8 +79,9 @@ class Engine:
             states.append(State(name, on_enter=[enter] if enter else []))
         # auto_transitions off: only the spec's transitions exist. send_event: callbacks get the
         # EventData, whose `model` is the session.
-        self.machine = Machine(model=None, states=states, initial=None, auto_transitions=False,
-                               send_event=True, name=f"{spec.name}: ")
+        self.machine = Machine(
+            model=None, states=states, initial=None, auto_transitions=False, send_event=True, name=f"{spec.name}: "
+        )
 
         self._pre_vector = [comp(c.initial)([]) for c in spec.counters.values()]
         holder = _Holder(list(self._pre_vector))
@@ -96,9 +95,9 @@ class Engine:
         for i, t in enumerate(spec.transitions):
             sources = list(spec.states) if t.source == ["*"] else t.source
             guard = comp(t.guard, "bool") if t.guard else None
-            conditions = [_condition(guard)] if guard else []
+            conditions: list[Any] = [_condition(guard)] if guard else []
             if t.reset:
-                before = [self._resetter(i)]
+                before: list[Any] = [self._resetter(i)]
                 dest: str | None = self.initial_state
             else:
                 before = [self._marker(i, self._updater(t.updates, comp))]
@@ -116,7 +115,7 @@ class Engine:
         # Updates are simultaneous: every right-hand side sees the values from before the step.
         pairs = [(self._index[name], comp(text)) for name, text in updates.items()]
         if len(pairs) == 1:
-            (i, f), = pairs
+            ((i, f),) = pairs
 
             def one(ed: Any) -> None:
                 c = ed.model._c
@@ -238,13 +237,13 @@ class Session:
 
     @property
     def counters(self) -> dict[str, int]:
-        return dict(zip(self._engine.counter_names, self._c))
+        return dict(zip(self._engine.counter_names, self._c, strict=False))
 
     @property
     def history(self) -> list[TransitionRecord]:
         """The most recent transition records, oldest first (at most `engine.history_limit`)."""
         with self._lock:
-            return list(self._history or ())
+            return (self._history or [])[-self._engine.history_limit :]
 
     def turn_completed(self) -> TransitionRecord:
         """The turn ended without a task failure."""
@@ -274,7 +273,8 @@ class Session:
                     counters = ", ".join(f"{k}={v}" for k, v in self.counters.items())
                     raise TransitionNotAllowed(
                         f"event '{event}' in state '{source}' ({counters}): no guard of its transitions holds",
-                        event=event, state=source,
+                        event=event,
+                        state=source,
                     )
             if event in eng._turn_events:
                 self.turn += 1
@@ -290,8 +290,15 @@ class Session:
                     if len(self._history) > 2 * limit:  # trim in batches: amortised O(1)
                         del self._history[:-limit]
         if record.dest != source and logger.isEnabledFor(logging.INFO):
-            logger.info("turn %d: %s -> %s on %s%s%s", record.turn, source, record.dest, event,
-                        f" [{guard}]" if guard else "", f" ({reason})" if reason else "")
+            logger.info(
+                "turn %d: %s -> %s on %s%s%s",
+                record.turn,
+                source,
+                record.dest,
+                event,
+                f" [{guard}]" if guard else "",
+                f" ({reason})" if reason else "",
+            )
         for listener in eng._listeners:
             listener(self, record)
         if self._listeners:
@@ -304,8 +311,9 @@ class Session:
         if event not in eng.spec.events:
             return f"unknown event '{event}'; the spec '{eng.spec.name}' has: {', '.join(eng.spec.events)}"
         allowed = sorted(eng._sources.get(event, ()))
-        return (f"event '{event}' has no transition from state '{state}' "
-                f"(it has from: {', '.join(allowed) or 'no state'})")
+        return (
+            f"event '{event}' has no transition from state '{state}' (it has from: {', '.join(allowed) or 'no state'})"
+        )
 
     def on_transition(self, callback: Listener) -> Listener:
         """Call `callback(session, record)` after every event of this session."""
@@ -316,8 +324,14 @@ class Session:
     def snapshot(self) -> Snapshot:
         spec = self._engine.spec
         with self._lock:
-            return Snapshot(spec=spec.name, version=spec.version, spec_hash=self._engine.spec_hash, state=self.state,
-                            counters=self.counters, turn=self.turn)
+            return Snapshot(
+                spec=spec.name,
+                version=spec.version,
+                spec_hash=self._engine.spec_hash,
+                state=self.state,
+                counters=self.counters,
+                turn=self.turn,
+            )
 
     def __repr__(self) -> str:
         counters = ", ".join(f"{k}={v}" for k, v in self.counters.items())

@@ -1,10 +1,10 @@
 """Errors raised by lwfsm.
 
-    LwfsmError
-    ├── SpecError              the spec author's mistake; carries every located SpecIssue
-    └── RunError               something went wrong while running a valid spec
-        ├── TransitionNotAllowed   an event with no transition from the current configuration
-        └── SnapshotError          a snapshot that does not belong to this engine
+LwfsmError
+├── SpecError              the spec author's mistake; carries every located SpecIssue
+└── RunError               something went wrong while running a valid spec
+    ├── TransitionNotAllowed   an event with no transition from the current configuration
+    └── SnapshotError          a snapshot that does not belong to this engine
 """
 
 from __future__ import annotations

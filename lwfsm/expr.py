@@ -153,7 +153,7 @@ def constants(expr: Expr, params: Mapping[str, int]) -> set[int]:
     """Every integer an expression can compare against (literals and param values)."""
     out: set[int] = set()
     for node in ast.walk(expr.tree):
-        if isinstance(node, ast.Constant) and not isinstance(node.value, bool):
+        if isinstance(node, ast.Constant) and type(node.value) is int:
             out.add(node.value)
         elif isinstance(node, ast.Name) and node.id in params:
             out.add(params[node.id])
@@ -166,6 +166,7 @@ def compile_expr(expr: Expr, index: Mapping[str, int], params: Mapping[str, int]
     def build(node: ast.expr) -> tuple[Compiled, int | None]:
         # Returns (closure, constant value or None) so constant sub-trees fold away.
         if isinstance(node, ast.Constant):
+            assert isinstance(node.value, int)  # parse() admits only int and bool literals
             value = node.value
             return (lambda v: value), value
         if isinstance(node, ast.Name):

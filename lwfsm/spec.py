@@ -14,9 +14,9 @@ import keyword
 import re
 import types
 import typing
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError
@@ -42,7 +42,7 @@ def _one_as_list(v: Any) -> Any:
     return [v] if isinstance(v, str) else v
 
 
-Expression = Annotated[str, BeforeValidator(_int_as_text, json_schema_input_type=Union[str, int])]
+Expression = Annotated[str, BeforeValidator(_int_as_text, json_schema_input_type=str | int)]
 
 
 class _Model(BaseModel):
@@ -90,7 +90,7 @@ class Initial(_Model):
 
 class Transition(_Model):
     event: str
-    source: Annotated[list[str], BeforeValidator(_one_as_list, json_schema_input_type=Union[str, list[str]])] = Field(
+    source: Annotated[list[str], BeforeValidator(_one_as_list, json_schema_input_type=str | list[str])] = Field(
         description='state name, list of state names, or "*" for every state'
     )
     dest: str | None = Field(None, description="no dest: an internal transition")
@@ -123,14 +123,18 @@ class Spec(_Model):
     name: str
     version: int = Field(ge=1)
     description: str = ""
-    roles: dict[str, Annotated[Role, BeforeValidator(_none_as_empty, json_schema_input_type=Optional[Role])]]
+    roles: dict[str, Annotated[Role, BeforeValidator(_none_as_empty, json_schema_input_type=Role | None)]]
     params: dict[str, Param] = Field(default_factory=dict)
-    counters: dict[str, Annotated[Counter, BeforeValidator(_none_as_empty, json_schema_input_type=Optional[Counter])]] = Field(default_factory=dict)
-    events: dict[str, Annotated[Event, BeforeValidator(_none_as_empty, json_schema_input_type=Optional[Event])]]
+    counters: dict[str, Annotated[Counter, BeforeValidator(_none_as_empty, json_schema_input_type=Counter | None)]] = (
+        Field(default_factory=dict)
+    )
+    events: dict[str, Annotated[Event, BeforeValidator(_none_as_empty, json_schema_input_type=Event | None)]]
     states: dict[str, State]
-    initial: Annotated[list[Initial], BeforeValidator(_initial_list, json_schema_input_type=Union[str, list[Initial]])]
+    initial: Annotated[list[Initial], BeforeValidator(_initial_list, json_schema_input_type=str | list[Initial])]
     transitions: list[Transition]
-    invariants: Annotated[list[Invariant], BeforeValidator(_invariant_list, json_schema_input_type=list[Union[str, Invariant]])] = Field(default_factory=list)
+    invariants: Annotated[
+        list[Invariant], BeforeValidator(_invariant_list, json_schema_input_type=list[str | Invariant])
+    ] = Field(default_factory=list)
 
     _source: str = PrivateAttr("<dict>")
     _marks: dict[Loc, tuple[int, int, int]] = PrivateAttr(default_factory=dict)
@@ -256,8 +260,11 @@ def _read_yaml(text: str, source: str) -> tuple[Any, dict[Loc, tuple[int, int, i
                     continue
                 key = build(k, (*path, "<key>"), is_key=True)
                 if isinstance(k, yaml.ScalarNode) and not isinstance(key, str):
-                    issue(k, (*path, k.value), f"key '{k.value}' is read by YAML as {_yaml_kind(key)}; "
-                          f"quote it: \"{k.value}\"")
+                    issue(
+                        k,
+                        (*path, k.value),
+                        f"key '{k.value}' is read by YAML as {_yaml_kind(key)}; quote it: \"{k.value}\"",
+                    )
                     key = k.value
                     trapped.add((*path, key))
                 elif not isinstance(key, str):
@@ -267,11 +274,12 @@ def _read_yaml(text: str, source: str) -> tuple[Any, dict[Loc, tuple[int, int, i
                     issue(k, (*path, key), f"duplicate key '{key}' (first at line {first[key].start_mark.line + 1})")
                     continue
                 first[key] = k
-                marks[(*path, key, "<key>")] = (k.start_mark.line + 1, k.start_mark.column + 1, 0)
+                marks[path + (key, "<key>")] = (k.start_mark.line + 1, k.start_mark.column + 1, 0)
                 out[key] = build(v, (*path, key))
             return out
         if isinstance(n, yaml.SequenceNode):
             return [build(v, (*path, i)) for i, v in enumerate(n.value)]
+        assert isinstance(n, yaml.ScalarNode)
         try:
             value = loader.construct_object(n, deep=True)
         except yaml.YAMLError as exc:
@@ -280,11 +288,19 @@ def _read_yaml(text: str, source: str) -> tuple[Any, dict[Loc, tuple[int, int, i
         if is_key:
             return value
         if n.style is None and isinstance(value, bool) and n.value.lower() not in _BOOL_WORDS:
-            issue(n, path, f"'{n.value}' is read by YAML 1.1 as the boolean {str(value).lower()}; "
-                  f"write {str(value).lower()}, or quote it if you meant the text \"{n.value}\"")
+            issue(
+                n,
+                path,
+                f"'{n.value}' is read by YAML 1.1 as the boolean {str(value).lower()}; "
+                f'write {str(value).lower()}, or quote it if you meant the text "{n.value}"',
+            )
         elif n.style is None and type(value) is int and not _PLAIN_INT.fullmatch(n.value):
-            issue(n, path, f"'{n.value}' is read by YAML 1.1 as the number {value}; "
-                  f"write {value}, or quote it if you meant the text \"{n.value}\"")
+            issue(
+                n,
+                path,
+                f"'{n.value}' is read by YAML 1.1 as the number {value}; "
+                f'write {value}, or quote it if you meant the text "{n.value}"',
+            )
         return value
 
     data = build(node, ())
@@ -322,8 +338,13 @@ def _find_mark(marks: Mapping[Loc, tuple[int, int, int]], loc: Loc) -> tuple[int
 # --- building and checking ---------------------------------------------------------------
 
 
-def _build(data: Any, source: str, marks: dict[Loc, tuple[int, int, int]], issues: list[SpecIssue],
-           params: Mapping[str, int] | None) -> Spec:
+def _build(
+    data: Any,
+    source: str,
+    marks: dict[Loc, tuple[int, int, int]],
+    issues: list[SpecIssue],
+    params: Mapping[str, int] | None,
+) -> Spec:
     def at(loc: Loc, msg: str, key: bool = False, offset: int = 0) -> SpecIssue:
         mark = marks.get((*loc, "<key>")) if key else None
         mark = mark or _find_mark(marks, loc)
@@ -434,8 +455,14 @@ def _meaning(spec: Spec) -> list[tuple[Loc, str, int]]:
     for section in ("roles", "params", "counters", "states", "events"):
         for name in getattr(spec, section):
             if not _NAME.fullmatch(name) or keyword.iskeyword(name) or name in _RESERVED or name.startswith("__"):
-                add(((section, name), f"'{name}' is not a usable name: use letters, digits and _, "
-                     "not starting with a digit or __, not a Python keyword, min, max, True or False", -1))
+                add(
+                    (
+                        (section, name),
+                        f"'{name}' is not a usable name: use letters, digits and _, "
+                        "not starting with a digit or __, not a Python keyword, min, max, True or False",
+                        -1,
+                    )
+                )
     for name in set(counters) & set(params):
         add((("counters", name), f"'{name}' is both a counter and a param; rename one", -1))
 
@@ -487,8 +514,13 @@ def _meaning(spec: Spec) -> list[tuple[Loc, str, int]]:
         if choice.when is not None:
             expr(("initial", i, "when"), choice.when, scope_params, "bool")
             if i == len(spec.initial) - 1:
-                add((("initial", i, "when"), "the last initial choice must have no 'when', "
-                     "so that some state is always initial", 0))
+                add(
+                    (
+                        ("initial", i, "when"),
+                        "the last initial choice must have no 'when', so that some state is always initial",
+                        0,
+                    )
+                )
         elif i < len(spec.initial) - 1:
             add((("initial", i + 1), f"initial choice {i + 1} can never be chosen: choice {i} has no 'when'", 0))
 
@@ -504,9 +536,9 @@ def _meaning(spec: Spec) -> list[tuple[Loc, str, int]]:
             used_events.add(t.event)
         sources = list(states) if t.source == ["*"] else t.source
         if not t.source:
-            add(((*loc, "source"), "no source state: give a state, a list of states, or \"*\"", 0))
+            add(((*loc, "source"), 'no source state: give a state, a list of states, or "*"', 0))
         elif "*" in t.source and len(t.source) > 1:
-            add(((*loc, "source"), "\"*\" already means every state; do not list others with it", 0))
+            add(((*loc, "source"), '"*" already means every state; do not list others with it', 0))
             sources = []
         for j, s in enumerate(sources):
             if s not in states:
@@ -518,11 +550,22 @@ def _meaning(spec: Spec) -> list[tuple[Loc, str, int]]:
         updates((*loc, "updates"), t.updates)
         if t.reset:
             if t.dest is not None or t.updates:
-                add(((*loc, "reset"), "a reset transition goes back to the initial configuration; "
-                     "it takes no dest and no updates", -1))
+                add(
+                    (
+                        (*loc, "reset"),
+                        "a reset transition goes back to the initial configuration; it takes no dest and no updates",
+                        -1,
+                    )
+                )
             if t.event in events and events[t.event].turn:
-                add(((*loc, "reset"), f"event '{t.event}' ends a turn, so it cannot reset the turn count; "
-                     f"declare it with 'turn: false'", -1))
+                add(
+                    (
+                        (*loc, "reset"),
+                        f"event '{t.event}' ends a turn, so it cannot reset the turn count; "
+                        f"declare it with 'turn: false'",
+                        -1,
+                    )
+                )
         for s in sources:
             if s not in states or t.event not in events:
                 continue
@@ -530,15 +573,26 @@ def _meaning(spec: Spec) -> list[tuple[Loc, str, int]]:
                 add(((*loc, "event"), f"state '{s}' ignores event '{t.event}', so this transition can never fire", 0))
             first = unguarded.get((t.event, s))
             if first is not None:
-                add((loc, f"transition {i} can never fire from '{s}': transition {first} "
-                     f"(same event '{t.event}', no guard) always fires first", 0))
+                add(
+                    (
+                        loc,
+                        f"transition {i} can never fire from '{s}': transition {first} "
+                        f"(same event '{t.event}', no guard) always fires first",
+                        0,
+                    )
+                )
             elif t.guard is None:
                 unguarded[(t.event, s)] = i
             edges[s] |= initial_states if t.reset else {t.dest or s}
     for ev in events:
         if ev not in used_events:
-            add((("events", ev), f"event '{ev}' has no transition and is ignored nowhere; "
-                 "remove it or give it a transition", -1))
+            add(
+                (
+                    ("events", ev),
+                    f"event '{ev}' has no transition and is ignored nowhere; remove it or give it a transition",
+                    -1,
+                )
+            )
 
     if out:
         return out  # reachability findings would only echo the mistakes above
@@ -551,8 +605,14 @@ def _meaning(spec: Spec) -> list[tuple[Loc, str, int]]:
     if initial_states:
         for name in states:
             if name not in seen:
-                add((("states", name), f"state '{name}' cannot be reached from the initial state "
-                     f"({', '.join(sorted(initial_states))}) by any transition", -1))
+                add(
+                    (
+                        ("states", name),
+                        f"state '{name}' cannot be reached from the initial state "
+                        f"({', '.join(sorted(initial_states))}) by any transition",
+                        -1,
+                    )
+                )
 
     for i, inv in enumerate(spec.invariants):
         expr(("invariants", i, "expr"), inv.expr, scope_all, "bool")
@@ -580,14 +640,19 @@ def _param_issues(spec: Spec, values: Mapping[str, Any]) -> list[SpecIssue]:
         elif type(value) is not int:
             out.append(SpecIssue("<params>", None, None, name, f"param '{name}' must be an integer, got {value!r}"))
         elif (p.min is not None and value < p.min) or (p.max is not None and value > p.max):
-            out.append(SpecIssue("<params>", None, None, name,
-                                 f"value {value} for param '{name}' is outside its declared range {_range(p)} "
-                                 f"(declared at {spec.where('params', name)})"))
+            out.append(
+                SpecIssue(
+                    "<params>",
+                    None,
+                    None,
+                    name,
+                    f"value {value} for param '{name}' is outside its declared range {_range(p)} "
+                    f"(declared at {spec.where('params', name)})",
+                )
+            )
     return out
 
 
 def describe_params(spec: Spec) -> list[tuple[str, int, str, str]]:
     """(name, value, range, description) for each param, for tables."""
     return [(n, p.default, _range(p), p.description) for n, p in spec.params.items()]
-
-

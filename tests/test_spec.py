@@ -13,7 +13,8 @@ from .conftest import SPECS
 
 def test_ships_the_required_specs() -> None:
     names = {p.stem for p in SPECS}
-    assert {"lead_worker", "strict_recovery"} <= names and len(names) >= 3
+    assert {"lead_worker", "strict_recovery"} <= names
+    assert len(names) >= 3
 
 
 @pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
@@ -47,8 +48,10 @@ def test_params_override_and_range(root: Path) -> None:
     with pytest.raises(SpecError) as info:
         load_spec(path, params={"failure_threshold": 0, "fallbak_turns": 1, "lead_turns": "3"})
     messages = [i.message for i in info.value.issues]
-    assert any("value 0 for param 'failure_threshold' is outside its declared range [1, 1000]" in m
-               and f"{path}:" in m for m in messages)
+    assert any(
+        "value 0 for param 'failure_threshold' is outside its declared range [1, 1000]" in m and f"{path}:" in m
+        for m in messages
+    )
     assert any("unknown param 'fallbak_turns' (did you mean 'fallback_turns'?)" in m for m in messages)
     assert any("param 'lead_turns' must be an integer, got '3'" in m for m in messages)
 

@@ -1,0 +1,156 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lwfsm.cli import main
+
+from .conftest import SPECS
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT = str(ROOT / "specs" / "lead_worker.yaml")
+INVALID = Path(__file__).parent / "specs_invalid"
+
+
+def test_validate_ok(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", *map(str, SPECS)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == len(SPECS)
+    assert any(line.endswith("lead_worker v1, 4 states, 3 events, 12 transitions, roles lead, worker") for line in out)
+
+
+def test_validate_bad_prints_located_errors_and_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
+    bad = str(INVALID / "many_mistakes.yaml")
+    assert main(["validate", DEFAULT, bad]) == 1
+    captured = capsys.readouterr()
+    assert "lead_worker.yaml: ok" in captured.out
+    errors = captured.err.splitlines()
+    assert len(errors) == 3
+    assert all(line.startswith(f"{bad}:") for line in errors)
+    assert "Traceback" not in captured.err
+
+
+def test_validate_with_out_of_range_param(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", DEFAULT, "--set", "fallback_turns=0"]) == 1
+    assert "value 0 for param 'fallback_turns' is outside its declared range [1, 1000]" in capsys.readouterr().err
+
+
+def test_trace_table(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["trace", DEFAULT, "--events", "ok,ok,ok,fail,fail,ok,ok,ok,reset"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["turn", "event", "served", "by", "next"]
+    rows = [line.split() for line in lines[2:]]
+    assert rows[0] == ["1", "turn_completed", "lead_initial", "(lead)", "lead_initial", "(lead)"]
+    assert rows[4] == ["5", "failure", "worker", "(worker)", "fallback", "(lead)"]
+    assert rows[8] == ["reset", "worker", "(worker)", "lead_initial", "(lead)"]
+
+
+def test_trace_json_with_params(capsys: pytest.CaptureFixture[str]) -> None:
+    assert (
+        main(
+            [
+                "trace",
+                DEFAULT,
+                "--set",
+                "lead_turns=0",
+                "--set",
+                "failure_threshold=1",
+                "--events",
+                "ok,fail,ok",
+                "--json",
+            ]
+        )
+        == 0
+    )
+    rows = json.loads(capsys.readouterr().out)
+    assert rows == [
+        {
+            "turn": 1,
+            "event": "turn_completed",
+            "state": "worker",
+            "role": "worker",
+            "next_state": "worker",
+            "next_role": "worker",
+        },
+        {
+            "turn": 2,
+            "event": "failure",
+            "state": "worker",
+            "role": "worker",
+            "next_state": "fallback",
+            "next_role": "lead",
+        },
+        {
+            "turn": 3,
+            "event": "turn_completed",
+            "state": "fallback",
+            "role": "lead",
+            "next_state": "fallback",
+            "next_role": "lead",
+        },
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--events", "ok,oops"],
+            "unknown event 'oops' in --events; spec 'lead_worker' has: turn_completed, failure, "
+            "reset (and the aliases ok, fail)",
+        ),
+        (["--set", "lead_turn=1", "--events", "ok"], "unknown param 'lead_turn' (did you mean 'lead_turns'?)"),
+        (["--set", "lead_turns=x", "--events", "ok"], "--set lead_turns=x: value must be an integer, got 'x'"),
+        (["--set", "lead_turns", "--events", "ok"], "--set lead_turns: expected NAME=VALUE"),
+    ],
+)
+def test_trace_errors_exit_1_without_traceback(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["trace", DEFAULT, *args]) == 1
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Traceback" not in err
+
+
+def test_trace_disallowed_event_is_reported(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["trace", str(ROOT / "specs" / "planning.yaml"), "--events", "ok,plan_done"]) == 1
+    assert "event 'plan_done' has no transition from state 'lead_initial'" in capsys.readouterr().err
+
+
+def test_explain(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["explain", DEFAULT, "--set", "lead_turns=0"]) == 0
+    out = capsys.readouterr().out
+    assert "states (initial: worker)" in out
+    assert "lead_turns         0      [0, 1000]" in out
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.strip()}
+    assert rows["fallback"][1:] == ["lead", "failures", "=", "0,", "fallback_done", "=", "0"]
+    assert rows["6"][1:] == [
+        "failure",
+        "worker,",
+        "recovery",
+        "failures",
+        "+",
+        "1",
+        ">=",
+        "failure_threshold",
+        "fallback",
+    ]
+
+
+def test_schema_is_json_schema(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    assert schema["title"] == "lwfsm spec"
+    assert "transitions" in schema["required"]
+
+
+def test_python_dash_m_and_usage_errors() -> None:
+    out = subprocess.run([sys.executable, "-m", "lwfsm", "validate", DEFAULT], capture_output=True, text=True)
+    assert out.returncode == 0
+    assert "ok: lead_worker" in out.stdout
+    out = subprocess.run([sys.executable, "-m", "lwfsm", "frobnicate"], capture_output=True, text=True)
+    assert out.returncode == 2
+    assert "invalid choice: 'frobnicate'" in out.stderr
