@@ -74,11 +74,13 @@ def parse(text: str, names: Mapping[str, str], want: Kind) -> Expr:
     """Parse and type-check `text`. `names` maps each usable name to "counter" or "param"."""
     if not isinstance(text, str) or not text.strip():
         raise ExprError("empty expression")
+    lead = len(text) - len(text.lstrip())
     try:
         tree = ast.parse(text.strip(), mode="eval").body
     except SyntaxError as exc:
-        raise ExprError(f"syntax error: {exc.msg}", max((exc.offset or 1) - 1, 0)) from None
-    lead = len(text) - len(text.lstrip())
+        if not exc.offset:  # Python gives no position when the text simply stops early
+            raise ExprError("syntax error: the expression ends too early", len(text.rstrip())) from None
+        raise ExprError(f"syntax error: {exc.msg}", lead + exc.offset - 1) from None
     used: set[str] = set()
 
     def fail(node: ast.AST, msg: str) -> ExprError:

@@ -1,0 +1,40 @@
+"""The README is part of the product: its example runs and its CLI excerpts are what the CLI prints."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+
+
+def test_embedding_example_runs(tmp_path: Path) -> None:
+    (block,) = [b for b in re.findall(r"```python\n(.*?)```", README, re.S) if "engine.session()" in b]
+    prelude = "import itertools\n_outcomes = itertools.cycle([True, True, False, False])\n"
+    prelude += "def run_agent_turn(model):\n    return next(_outcomes)\n"
+    epilogue = "print(session.state, session.turn, session.counters)\n"
+    script = tmp_path / "example.py"
+    script.write_text(prelude + block + epilogue)
+    out = subprocess.run([sys.executable, str(script)], cwd=ROOT, capture_output=True, text=True, check=True)
+    # lead_turns=2: o o (lead) f f (worker: fallback) o o (lead: recovery)
+    assert out.stdout.split()[:2] == ["recovery", "6"]
+
+
+def test_trace_excerpt_is_what_the_cli_prints() -> None:
+    (excerpt,) = re.findall(r"```\n\$ (lwfsm trace [^\n]*)\n(.*?)```", README, re.S)
+    command, expected = excerpt
+    out = subprocess.run(
+        [sys.executable, "-m", "lwfsm", *command.split()[1:]], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert out.stdout == expected
+
+
+def test_validate_excerpt_is_what_the_cli_prints() -> None:
+    (excerpt,) = re.findall(r"```\n\$ (lwfsm validate [^\n]*)\n(.*?)```", README, re.S)
+    command, expected = excerpt
+    out = subprocess.run(
+        [sys.executable, "-m", "lwfsm", *command.split()[1:]], cwd=ROOT, capture_output=True, text=True
+    )
+    assert out.returncode == 1
+    assert out.stderr == expected
