@@ -41,7 +41,7 @@ Listener = Callable[["Session", TransitionRecord], None]
 class Snapshot(BaseModel):
     """A session as a value: small, JSON-able, restorable with `Engine.restore`."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, defer_build=True)
 
     spec: str
     version: int

@@ -46,7 +46,7 @@ Expression = Annotated[str, BeforeValidator(_int_as_text, json_schema_input_type
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, defer_build=True)
 
 
 class Role(_Model):
