@@ -147,6 +147,44 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    from .check import Unsaturable, check, check_grid
+
+    reports = []
+    for path in args.specs:
+        spec = load_spec(path, _params(args.set))
+        try:
+            if args.params_up_to is not None:
+                reports.append((path, check_grid(spec, args.params_up_to, depth=args.depth)))
+            else:
+                reports.append((path, check(spec, depth=args.depth)))
+        except Unsaturable as exc:
+            reasons = "\n  ".join(exc.args[0])
+            raise _Usage(f"{path}: cannot check every configuration: counters cannot be saturated soundly "
+                         f"because\n  {reasons}\nuse --depth N to explore every sequence of up to N events "
+                         "instead") from None
+    if args.json:
+        print(json.dumps([dict(r.to_dict(), path=p) for p, r in reports], indent=2))
+    else:
+        for path, r in reports:
+            params = ", ".join(f"{k}={v}" for k, v in r.params.items())
+            if r.combinations > 1:
+                params = f"{r.combinations} param combinations up to min + {args.params_up_to}"
+            scope = (f"every sequence of up to {r.depth} events" if r.depth is not None else
+                     "counters saturated above " + ", ".join(f"{k} {v}" for k, v in r.bounds.items()))
+            verdict = "ok" if r.ok else f"{len(r.findings)} finding(s)"
+            print(f"{path}: {r.spec} ({params}): {r.configurations} reachable configurations ({scope}): {verdict}")
+            for f in r.findings:
+                where = ""
+                if f.counters is not None:
+                    where = f" at {f.state} ({', '.join(f'{k}={v}' for k, v in f.counters.items())})"
+                after = f"; shortest path: {', '.join(f.path) or '(initial)'}" if f.path is not None else ""
+                if f.params is not None:
+                    after += f"; with {', '.join(f'{k}={v}' for k, v in f.params.items())}"
+                print(f"  {f.kind}: {f.message}{where}{after}")
+    return 0 if all(r.ok for _, r in reports) else 1
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     sys.stdout.write(schema_text())
     return 0
@@ -183,6 +221,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("spec", metavar="SPEC")
     with_set(p)
     p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("check", help="explore every reachable configuration; exit 1 with findings")
+    p.add_argument("specs", nargs="+", metavar="SPEC")
+    with_set(p)
+    p.add_argument("--depth", type=int, help="explore every sequence of up to N events instead of saturating")
+    p.add_argument("--params-up-to", type=int, metavar="N",
+                   help="check every param combination within the declared ranges, each capped at min + N")
+    p.add_argument("--json", action="store_true", help="print a JSON list of reports")
+    p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("schema", help="print the JSON Schema of the spec format")
     p.set_defaults(func=cmd_schema)

@@ -53,6 +53,7 @@ class Role(_Model):
     """A role is a slot a model is bound to (e.g. lead, worker)."""
 
     description: str = ""
+    cheap: bool = Field(False, description="`lwfsm check` reports states from which no cheap role can serve again")
 
 
 class Param(_Model):

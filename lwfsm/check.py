@@ -1,0 +1,281 @@
+"""Exhaustive checking: every reachable configuration (state + counter values) of a spec.
+
+The exploration drives the real engine, breadth first, so every finding comes with the shortest
+event sequence that reaches it. Counters are saturated: once a counter exceeds the largest
+constant any expression can compare it against (its bound K), every larger value behaves the
+same, so values above K are all represented by K + 1. That is sound only when each counter is
+compared against constants and updated as `c + k` (k >= 0) or set to a constant; specs outside
+that fragment are refused unless a `depth` bounds the search instead.
+"""
+
+from __future__ import annotations
+
+import ast
+import itertools
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from .engine import Engine
+from .errors import TransitionNotAllowed
+from .expr import Expr, compile_expr, parse
+from .spec import Spec
+
+Config = tuple[str, tuple[int, ...]]
+
+
+class Unsaturable(Exception):
+    """The spec's expressions make counter saturation unsound."""
+
+
+@dataclass
+class Finding:
+    kind: str  # invariant | incomplete | stuck | dead_transition | unreachable_state
+    message: str
+    state: str | None = None
+    counters: dict[str, int] | None = None
+    path: list[str] | None = None  # shortest event sequence from the initial configuration
+    params: dict[str, int] | None = None  # set when several param combinations were checked
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+@dataclass
+class Report:
+    spec: str
+    params: dict[str, int]  # for a grid: the first combination
+    configurations: int  # for a grid: summed over the combinations
+    depth: int | None  # None: exhaustive (saturated)
+    bounds: dict[str, int]  # saturation bound per counter (values above are represented by bound+1)
+    findings: list[Finding] = field(default_factory=list)
+    combinations: int = 1
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "spec": self.spec,
+            "params": self.params,
+            "configurations": self.configurations,
+            "depth": self.depth,
+            "bounds": self.bounds,
+            "combinations": self.combinations,
+            "ok": self.ok,
+            "findings": [f.to_dict() for f in self.findings],
+        }
+
+
+def _linear(node: ast.expr, counters: set[str], params: dict[str, int]) -> tuple[str | None, int] | None:
+    """(counter, offset) if node is `counter + const`, (None, value) if constant; None otherwise."""
+    if isinstance(node, ast.Constant) and type(node.value) is int:
+        return None, node.value
+    if isinstance(node, ast.Name):
+        return (node.id, 0) if node.id in counters else (None, params[node.id])
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        inner = _linear(node.operand, counters, params)
+        if inner is None or inner[0] is not None:
+            return None
+        return None, -inner[1] if isinstance(node.op, ast.USub) else inner[1]
+    if isinstance(node, ast.BinOp):
+        left, right = _linear(node.left, counters, params), _linear(node.right, counters, params)
+        if left is None or right is None or (left[0] and right[0]):
+            return None
+        if isinstance(node.op, ast.Sub):
+            if right[0]:
+                return None  # a negated counter
+            return left[0], left[1] - right[1]
+        return left[0] or right[0], left[1] + right[1]
+    if isinstance(node, ast.Call):
+        args = [_linear(a, counters, params) for a in node.args]
+        if any(a is None or a[0] for a in args):
+            return None
+        values = [a[1] for a in args if a is not None]
+        return None, (min(values) if node.func.id == "min" else max(values))  # type: ignore[attr-defined]
+    return None
+
+
+def saturation_bounds(spec: Spec) -> dict[str, int]:
+    """Largest constant each counter is ever distinguished by; raises Unsaturable with the reasons."""
+    counters, params = set(spec.counters), spec.param_values
+    scope = {**{p: "param" for p in params}, **{c: "counter" for c in counters}}
+    bounds = {c: 0 for c in spec.counters}
+    problems: list[str] = []
+
+    def note(c: str, value: int) -> None:
+        bounds[c] = max(bounds[c], value)
+
+    def condition(e: Expr, where: str) -> None:
+        for node in ast.walk(e.tree):
+            if not isinstance(node, ast.Compare):
+                continue
+            sides = [node.left, *node.comparators]
+            for a, b in itertools.pairwise(sides):
+                la, lb = _linear(a, counters, params), _linear(b, counters, params)
+                if la is None or lb is None:
+                    problems.append(f"{where}: '{e.text}' compares something other than counter + constant")
+                elif la[0] and lb[0]:
+                    problems.append(f"{where}: '{e.text}' compares two counters")
+                elif la[0]:
+                    note(la[0], lb[1] - la[1])
+                elif lb[0]:
+                    note(lb[0], la[1] - lb[1])
+
+    def update(target: str, e: Expr, where: str) -> None:
+        lin = _linear(e.tree, counters, params)
+        if lin is None:
+            problems.append(f"{where}: '{e.text}' is not counter + constant")
+        elif lin[0] is None:
+            note(target, lin[1])
+        elif lin[0] != target or lin[1] < 0:
+            what = "decrements" if lin[0] == target else f"copies counter '{lin[0]}' into"
+            problems.append(f"{where}: '{e.text}' {what} '{target}'")
+
+    for name, c in spec.counters.items():
+        update(name, parse(c.initial, scope, "int"), f"counters.{name}.initial")
+    for name, st in spec.states.items():
+        for target, text in st.on_enter.items():
+            update(target, parse(text, scope, "int"), f"states.{name}.on_enter.{target}")
+    for i, t in enumerate(spec.transitions):
+        if t.guard:
+            condition(parse(t.guard, scope, "bool"), f"transitions[{i}].guard")
+        for target, text in t.updates.items():
+            update(target, parse(text, scope, "int"), f"transitions[{i}].updates.{target}")
+    for i, inv in enumerate(spec.invariants):
+        condition(parse(inv.expr, scope, "bool"), f"invariants[{i}]")
+    if problems:
+        raise Unsaturable(problems)
+    return bounds
+
+
+def check(spec: Spec, depth: int | None = None) -> Report:
+    """Explore every reachable configuration (or every one within `depth` events)."""
+    engine = Engine(spec, history=0)
+    names = engine.counter_names
+    bounds: dict[str, int] = {}
+    if depth is None:
+        bounds = saturation_bounds(spec)
+    cap = tuple(bounds[n] + 1 for n in names) if depth is None else None
+    scope = {**{p: "param" for p in spec.params}, **{c: "counter" for c in names}}
+    index = {n: i for i, n in enumerate(names)}
+    invariants = [
+        (inv, compile_expr(parse(inv.expr, scope, "bool"), index, spec.param_values), set(inv.states))
+        for inv in spec.invariants
+    ]
+    events = list(spec.events)
+    start = engine.session()
+    initial: Config = (start.state, tuple(start._c))
+    parent: dict[Config, tuple[Config, str] | None] = {initial: None}
+    level = {initial: 0}
+    edges: dict[Config, list[Config]] = {}
+    fired: set[int] = set()
+    first: dict[tuple[str, str, str], Finding] = {}  # one finding per kind and place: BFS finds the shortest first
+    queue = deque([initial])
+
+    def path(cfg: Config) -> list[str]:
+        out = []
+        while (link := parent[cfg]) is not None:
+            cfg, event = link
+            out.append(event)
+        return out[::-1]
+
+    def counters(cfg: Config) -> dict[str, int]:
+        return dict(zip(names, cfg[1], strict=True))
+
+    while queue:
+        cfg = queue.popleft()
+        state, values = cfg
+        for i, (inv, holds, where) in enumerate(invariants):
+            if (not where or state in where) and not holds(list(values)) and ("inv", str(i), "") not in first:
+                first["inv", str(i), ""] = Finding(
+                    "invariant", f"invariant '{inv.expr}' is violated in state '{state}'", state, counters(cfg),
+                    path(cfg))
+        if depth is not None and level[cfg] >= depth:
+            continue
+        out = edges.setdefault(cfg, [])
+        for event in events:
+            session = engine.session()
+            session.state, session._c = state, list(values)
+            try:
+                record = session.fire(event)
+            except TransitionNotAllowed as exc:
+                first.setdefault(("incomplete", state, event), Finding(
+                    "incomplete", str(exc), state, counters(cfg), [*path(cfg), event]))
+                continue
+            if record.transition is not None:
+                fired.add(record.transition)
+            new = session._c if cap is None else [min(v, c) for v, c in zip(session._c, cap, strict=True)]
+            nxt: Config = (session.state, tuple(new))
+            if nxt not in parent:
+                parent[nxt] = (cfg, event)
+                level[nxt] = level[cfg] + 1
+                queue.append(nxt)
+            if record.transition is None or not spec.transitions[record.transition].reset:
+                out.append(nxt)  # a reset starts a new conversation: no way back for the stuck check
+
+    findings = list(first.values())
+    seen_states = {s for s, _ in parent}
+    for name in spec.states:
+        if name not in seen_states:
+            findings.append(Finding("unreachable_state", f"state '{name}' is never reached", name))
+    for i, t in enumerate(spec.transitions):
+        if i not in fired:
+            findings.append(Finding("dead_transition", f"transitions[{i}] ({t.event} from {', '.join(t.source)}"
+                                    f"{' [' + t.guard + ']' if t.guard else ''}) never fires at {spec.where('transitions', i)}"))
+    cheap = {r for r, role in spec.roles.items() if role.cheap}
+    if cheap and depth is None:
+        findings.extend(_stuck(engine, cheap, parent, edges, path, counters))
+    return Report(spec.name, spec.param_values, len(parent), depth, bounds, findings)
+
+
+def _stuck(engine: Engine, cheap: set[str], parent: dict[Config, Any], edges: dict[Config, list[Config]],
+           path: Any, counters: Any) -> Iterator[Finding]:
+    """Configurations from which no cheap role can ever serve again (resets aside)."""
+    good = {cfg for cfg in parent if engine.roles[cfg[0]] in cheap}
+    back: dict[Config, list[Config]] = {}
+    for src, dsts in edges.items():
+        for dst in dsts:
+            back.setdefault(dst, []).append(src)
+    todo = list(good)
+    while todo:
+        for prev in back.get(todo.pop(), ()):
+            if prev not in good:
+                good.add(prev)
+                todo.append(prev)
+    reported: set[str] = set()
+    for cfg in parent:  # BFS order: the first per state has the shortest path
+        if cfg not in good and cfg[0] not in reported:
+            reported.add(cfg[0])
+            yield Finding("stuck", f"from state '{cfg[0]}' no {'/'.join(sorted(cheap))} role can ever serve again "
+                          "(a session stuck on an expensive model)", cfg[0], counters(cfg), path(cfg))
+
+
+def param_grid(spec: Spec, up_to: int) -> Iterator[dict[str, int]]:
+    """Every combination of param values within their ranges, each capped at min + up_to."""
+    ranges = []
+    for p in spec.params.values():
+        lo = p.min if p.min is not None else p.default - up_to
+        hi = p.max if p.max is not None else p.default + up_to
+        ranges.append(range(lo, min(hi, lo + up_to) + 1))
+    for combo in itertools.product(*ranges):
+        yield dict(zip(spec.params, combo, strict=True))
+
+
+def check_grid(spec: Spec, up_to: int, depth: int | None = None) -> Report:
+    """`check` for every param combination of `param_grid`. A state or transition is reported as
+    never reached / never firing only when that holds for every combination."""
+    total, combos, per_combo, unused = 0, 0, [], None
+    bounds: dict[str, int] = {}
+    for params in param_grid(spec, up_to):
+        report = check(spec.with_params(params), depth)
+        total, combos = total + report.configurations, combos + 1
+        bounds = {k: max(v, bounds.get(k, v)) for k, v in report.bounds.items()}
+        keep = {"unreachable_state", "dead_transition"}
+        dead = {f.message: f for f in report.findings if f.kind in keep}
+        unused = dead if unused is None else {m: f for m, f in unused.items() if m in dead}
+        per_combo += [Finding(**{**f.__dict__, "params": params}) for f in report.findings if f.kind not in keep]
+    findings = per_combo + list((unused or {}).values())
+    return Report(spec.name, spec.param_values, total, depth, bounds, findings, combos)
