@@ -58,7 +58,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_trace(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec, _params(args.set))
     session = Engine(spec).session()
-    events = [ALIASES.get(e.strip(), e.strip()) for e in args.events.split(",") if e.strip()]
+    # A spec's own event names win over the aliases.
+    names = [e.strip() for e in args.events.split(",") if e.strip()]
+    events = [e if e in spec.events else ALIASES.get(e, e) for e in names]
     for event in events:
         if event not in spec.events:
             raise _Usage(

@@ -115,9 +115,11 @@ def test_trace_errors_exit_1_without_traceback(
     assert "Traceback" not in err
 
 
-def test_trace_disallowed_event_is_reported(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["trace", str(ROOT / "specs" / "planning.yaml"), "--events", "ok,plan_done"]) == 1
-    assert "event 'plan_done' has no transition from state 'lead_initial'" in capsys.readouterr().err
+def test_trace_disallowed_event_is_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = (INVALID / "_base.yaml.txt").read_text().replace('source: "*", reset', "source: working, reset")
+    (tmp_path / "s.yaml").write_text(text)
+    assert main(["trace", str(tmp_path / "s.yaml"), "--events", "fail,fail,reset"]) == 1
+    assert "event 'reset' has no transition from state 'fallback' (it has from: working)" in capsys.readouterr().err
 
 
 def test_explain(capsys: pytest.CaptureFixture[str]) -> None:

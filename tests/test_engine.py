@@ -136,21 +136,22 @@ def test_reset_reenters_the_initial_state_like_a_new_session() -> None:
         assert (s.state, s.counters, s.turn) == (new.state, new.counters, new.turn)
 
 
-def test_unknown_or_disallowed_events_raise_and_change_nothing() -> None:
-    s = engine("planning").session()
-    run(s, "ooof")
+def test_unknown_or_disallowed_events_raise_and_change_nothing(tmp_path: Path) -> None:
+    text = (Path(__file__).parent / "specs_invalid" / "_base.yaml.txt").read_text()
+    (tmp_path / "s.yaml").write_text(text.replace('source: "*", reset', "source: working, reset"))
+    s = Engine(load_spec(tmp_path / "s.yaml")).session()
+    s.fire("fail")
+    s.fire("fail")
     before = s.snapshot()
-    with pytest.raises(TransitionNotAllowed, match=r"unknown event 'retry'; the spec 'planning' has: "):
+    with pytest.raises(TransitionNotAllowed, match=r"unknown event 'retry'; the spec 'tiny' has: ok, fail, reset"):
         s.fire("retry")
     with pytest.raises(
-        TransitionNotAllowed,
-        match=r"event 'plan_done' has no transition from state 'worker' "
-        r"\(it has from: planning\)",
+        TransitionNotAllowed, match=r"event 'reset' has no transition from state 'fallback' \(it has from: working\)"
     ) as info:
-        s.fire("plan_done")
-    assert (info.value.event, info.value.state) == ("plan_done", "worker")
+        s.fire("reset")
+    assert (info.value.event, info.value.state) == ("reset", "fallback")
     assert s.snapshot() == before
-    assert len(s.history) == 4
+    assert len(s.history) == 2
 
 
 def test_ignored_events_change_nothing_but_are_recorded() -> None:
