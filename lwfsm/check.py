@@ -191,8 +191,12 @@ def check(spec: Spec, depth: int | None = None) -> Report:
         for i, (inv, holds, where) in enumerate(invariants):
             if (not where or state in where) and not holds(list(values)) and ("inv", str(i), "") not in first:
                 first["inv", str(i), ""] = Finding(
-                    "invariant", f"invariant '{inv.expr}' is violated in state '{state}'", state, counters(cfg),
-                    path(cfg))
+                    "invariant",
+                    f"invariant '{inv.expr}' is violated in state '{state}'",
+                    state,
+                    counters(cfg),
+                    path(cfg),
+                )
         if depth is not None and level[cfg] >= depth:
             continue
         out = edges.setdefault(cfg, [])
@@ -202,8 +206,10 @@ def check(spec: Spec, depth: int | None = None) -> Report:
             try:
                 record = session.fire(event)
             except TransitionNotAllowed as exc:
-                first.setdefault(("incomplete", state, event), Finding(
-                    "incomplete", str(exc), state, counters(cfg), [*path(cfg), event]))
+                first.setdefault(
+                    ("incomplete", state, event),
+                    Finding("incomplete", str(exc), state, counters(cfg), [*path(cfg), event]),
+                )
                 continue
             if record.transition is not None:
                 fired.add(record.transition)
@@ -223,16 +229,27 @@ def check(spec: Spec, depth: int | None = None) -> Report:
             findings.append(Finding("unreachable_state", f"state '{name}' is never reached", name))
     for i, t in enumerate(spec.transitions):
         if i not in fired:
-            findings.append(Finding("dead_transition", f"transitions[{i}] ({t.event} from {', '.join(t.source)}"
-                                    f"{' [' + t.guard + ']' if t.guard else ''}) never fires at {spec.where('transitions', i)}"))
+            findings.append(
+                Finding(
+                    "dead_transition",
+                    f"transitions[{i}] ({t.event} from {', '.join(t.source)}"
+                    f"{' [' + t.guard + ']' if t.guard else ''}) never fires at {spec.where('transitions', i)}",
+                )
+            )
     cheap = {r for r, role in spec.roles.items() if role.cheap}
     if cheap and depth is None:
         findings.extend(_stuck(engine, cheap, parent, edges, path, counters))
     return Report(spec.name, spec.param_values, len(parent), depth, bounds, findings)
 
 
-def _stuck(engine: Engine, cheap: set[str], parent: dict[Config, Any], edges: dict[Config, list[Config]],
-           path: Any, counters: Any) -> Iterator[Finding]:
+def _stuck(
+    engine: Engine,
+    cheap: set[str],
+    parent: dict[Config, Any],
+    edges: dict[Config, list[Config]],
+    path: Any,
+    counters: Any,
+) -> Iterator[Finding]:
     """Configurations from which no cheap role can ever serve again (resets aside)."""
     good = {cfg for cfg in parent if engine.roles[cfg[0]] in cheap}
     back: dict[Config, list[Config]] = {}
@@ -249,8 +266,14 @@ def _stuck(engine: Engine, cheap: set[str], parent: dict[Config, Any], edges: di
     for cfg in parent:  # BFS order: the first per state has the shortest path
         if cfg not in good and cfg[0] not in reported:
             reported.add(cfg[0])
-            yield Finding("stuck", f"from state '{cfg[0]}' no {'/'.join(sorted(cheap))} role can ever serve again "
-                          "(a session stuck on an expensive model)", cfg[0], counters(cfg), path(cfg))
+            yield Finding(
+                "stuck",
+                f"from state '{cfg[0]}' no {'/'.join(sorted(cheap))} role can ever serve again "
+                "(a session stuck on an expensive model)",
+                cfg[0],
+                counters(cfg),
+                path(cfg),
+            )
 
 
 def param_grid(spec: Spec, up_to: int) -> Iterator[dict[str, int]]:

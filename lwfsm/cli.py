@@ -162,9 +162,11 @@ def cmd_check(args: argparse.Namespace) -> int:
                 reports.append((path, check(spec, depth=args.depth)))
         except Unsaturable as exc:
             reasons = "\n  ".join(exc.args[0])
-            raise _Usage(f"{path}: cannot check every configuration: counters cannot be saturated soundly "
-                         f"because\n  {reasons}\nuse --depth N to explore every sequence of up to N events "
-                         "instead") from None
+            raise _Usage(
+                f"{path}: cannot check every configuration: counters cannot be saturated soundly "
+                f"because\n  {reasons}\nuse --depth N to explore every sequence of up to N events "
+                "instead"
+            ) from None
     if args.json:
         print(json.dumps([dict(r.to_dict(), path=p) for p, r in reports], indent=2))
     else:
@@ -172,8 +174,11 @@ def cmd_check(args: argparse.Namespace) -> int:
             params = ", ".join(f"{k}={v}" for k, v in r.params.items())
             if r.combinations > 1:
                 params = f"{r.combinations} param combinations up to min + {args.params_up_to}"
-            scope = (f"every sequence of up to {r.depth} events" if r.depth is not None else
-                     "counters saturated above " + ", ".join(f"{k} {v}" for k, v in r.bounds.items()))
+            scope = (
+                f"every sequence of up to {r.depth} events"
+                if r.depth is not None
+                else "counters saturated above " + ", ".join(f"{k} {v}" for k, v in r.bounds.items())
+            )
             verdict = "ok" if r.ok else f"{len(r.findings)} finding(s)"
             print(f"{path}: {r.spec} ({params}): {r.configurations} reachable configurations ({scope}): {verdict}")
             for f in r.findings:
@@ -228,8 +233,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("specs", nargs="+", metavar="SPEC")
     with_set(p)
     p.add_argument("--depth", type=int, help="explore every sequence of up to N events instead of saturating")
-    p.add_argument("--params-up-to", type=int, metavar="N",
-                   help="check every param combination within the declared ranges, each capped at min + N")
+    p.add_argument(
+        "--params-up-to",
+        type=int,
+        metavar="N",
+        help="check every param combination within the declared ranges, each capped at min + N",
+    )
     p.add_argument("--json", action="store_true", help="print a JSON list of reports")
     p.set_defaults(func=cmd_check)
 

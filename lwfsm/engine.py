@@ -106,6 +106,7 @@ class Engine:
                 self.machine.add_transition(t.event, s, dest, conditions=conditions, before=before)
             self._sources[t.event] = self._sources.get(t.event, frozenset()) | frozenset(sources)
         self._events = {name: self.machine.events[name] for name in spec.events if name in self.machine.events}
+        self._invariants = [(inv.expr, frozenset(inv.states), comp(inv.expr, "bool")) for inv in spec.invariants]
 
     # -- compilation helpers (closures called by transitions with the EventData) --
 
@@ -154,6 +155,14 @@ class Engine:
     def session(self) -> Session:
         """A new session in the initial configuration."""
         return Session(self)
+
+    def violations(self, session: Session) -> list[str]:
+        """The spec invariants that do not hold in the session's configuration (normally none)."""
+        return [
+            text
+            for text, states, holds in self._invariants
+            if (not states or session.state in states) and not holds(session._c)
+        ]
 
     def on_transition(self, callback: Listener) -> Listener:
         """Call `callback(session, record)` after every event of every session (usable as a decorator)."""

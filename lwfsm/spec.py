@@ -225,17 +225,24 @@ def _read_yaml(text: str, source: str) -> tuple[Any, dict[Loc, tuple[int, int, i
     marks: dict[Loc, tuple[int, int, int]] = {}  # loc -> (line, col, extra col for quotes)
     issues: list[SpecIssue] = []
     trapped: set[Loc] = set()  # keys already reported as YAML traps
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)
+    except yaml.reader.ReaderError as exc:  # unprintable characters are refused before parsing
+        line = text.count("\n", 0, exc.position) + 1
+        col = exc.position - text.rfind("\n", 0, exc.position)
+        char = exc.character if isinstance(exc.character, str) else chr(exc.character)
+        msg = f"not valid YAML: character {char!r} (U+{ord(char):04X}) is not allowed in YAML text"
+        return None, marks, [SpecIssue(source, line, col, "", msg)]
     try:
         node = loader.get_single_node()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
+        where: tuple[int | None, int | None] = (mark.line + 1, mark.column + 1) if mark else (None, None)
         problem = getattr(exc, "problem", None) or str(exc)
         ctx, ctx_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
         if ctx and ctx_mark:
             problem += f" ({ctx} at line {ctx_mark.line + 1}, column {ctx_mark.column + 1})"
-        return None, marks, [SpecIssue(source, line, col, "", f"not valid YAML: {problem}")]
+        return None, marks, [SpecIssue(source, *where, "", f"not valid YAML: {problem}")]
     finally:
         loader.dispose()
     if node is None:

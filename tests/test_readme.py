@@ -38,3 +38,25 @@ def test_validate_excerpt_is_what_the_cli_prints() -> None:
     )
     assert out.returncode == 1
     assert out.stderr == expected
+
+
+def test_testing_example_runs_under_pytest(tmp_path: Path) -> None:
+    (block,) = re.findall(r"<!-- testing-example -->\n```python\n(.*?)```", README, re.S)
+    (tmp_path / "test_my_spec.py").write_text(block)
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "2 passed" in out.stdout
+
+
+def test_check_excerpt_is_what_the_cli_prints() -> None:
+    (excerpt,) = re.findall(r"```\n\$ (lwfsm check [^\n]*)\n(.*?)```", README, re.S)
+    command, expected = excerpt
+    out = subprocess.run(
+        [sys.executable, "-m", "lwfsm", *command.split()[1:]], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert out.stdout == expected

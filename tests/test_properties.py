@@ -1,0 +1,67 @@
+"""Property-based tests of the switching rules: every shipped spec against its own reference."""
+
+from pathlib import Path
+
+from hypothesis.stateful import invariant
+
+from lwfsm import TransitionRecord
+from lwfsm.testing import assert_invariants_hold, spec_machine
+
+from . import references
+
+SPECS = Path(__file__).resolve().parent.parent / "specs"
+
+
+class LeadWorkerMachine(spec_machine(SPECS / "lead_worker.yaml", references.LeadWorker)):  # type: ignore[misc]
+    """The default spec, plus DESIGN.md's promises as named invariants."""
+
+    def start_tracking(self) -> None:
+        self.served_since_reset: list[str] = []
+        self.worker_failure_streak = 0
+        self.fallback_successes: int | None = None  # None: not in fallback
+
+    def observe(self, event: str, served: str, record: TransitionRecord) -> None:
+        if not hasattr(self, "served_since_reset") or event == "reset":
+            self.start_tracking()
+            if event == "reset":
+                return
+        self.served_since_reset.append(served)
+        ok = event == "turn_completed"
+        self.worker_failure_streak = self.worker_failure_streak + 1 if served == "worker" and not ok else 0
+        if record.source == "fallback":
+            assert self.fallback_successes is not None
+            self.fallback_successes += ok
+            if record.dest != "fallback":
+                assert self.fallback_successes == self.params["fallback_turns"], "fallback ended early or late"
+                self.fallback_successes = None
+        if record.dest == "fallback" and record.source != "fallback":
+            self.fallback_successes = 0
+
+    @invariant()
+    def worker_never_serves_before_lead_turns(self) -> None:
+        served = getattr(self, "served_since_reset", [])
+        assert "worker" not in served[: self.params["lead_turns"]]
+
+    @invariant()
+    def threshold_worker_failures_bring_the_lead_back(self) -> None:
+        if getattr(self, "worker_failure_streak", 0) >= self.params["failure_threshold"]:
+            assert self.session.state == "fallback"
+            assert self.session.role == "lead"
+            self.worker_failure_streak = 0
+
+    @invariant()
+    def fallback_lasts_exactly_fallback_turns_successes(self) -> None:
+        if getattr(self, "fallback_successes", None) is not None:
+            assert self.session.state == "fallback"
+            assert self.fallback_successes < self.params["fallback_turns"]
+
+
+TestLeadWorker = LeadWorkerMachine.TestCase
+TestStrictRecovery = spec_machine(SPECS / "strict_recovery.yaml", references.StrictRecovery).TestCase
+TestPlanning = spec_machine(SPECS / "planning.yaml", references.Planning).TestCase
+TestEscalation = spec_machine(SPECS / "escalation.yaml", references.Escalation).TestCase
+
+
+def test_shipped_spec_invariants_hold_over_random_sequences() -> None:
+    for path in sorted(SPECS.glob("*.yaml")):
+        assert_invariants_hold(path, max_examples=60)
