@@ -1,0 +1,166 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from lwfsm import Spec, load_spec
+from lwfsm.check import Unsaturable, check, check_grid, saturation_bounds
+from lwfsm.cli import main
+
+from .conftest import SPECS
+
+BASE = (Path(__file__).parent / "specs_invalid" / "_base.yaml.txt").read_text()
+DEFAULT = (Path(__file__).resolve().parent.parent / "specs" / "lead_worker.yaml").read_text()
+
+
+def spec(text: str, old: str = "", new: str = "") -> Spec:
+    assert old in text
+    return Spec.from_text(text.replace(old, new, 1), source="s.yaml")
+
+
+@pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
+def test_shipped_specs_are_clean(path: Path) -> None:
+    report = check(load_spec(path))
+    assert report.ok, report.findings
+    assert report.configurations > 1
+
+
+def test_default_spec_configuration_count_and_bounds() -> None:
+    report = check(Spec.from_text(DEFAULT))
+    # lead_initial x lead_done 0..2, worker x failures 0..1, fallback x fallback_done 0..1,
+    # recovery x failures 0..1, all with the counters the path there leaves behind
+    assert report.configurations == 11
+    assert report.bounds == {"lead_done": 3, "failures": 2, "fallback_done": 2}
+    assert check(Spec.from_text(DEFAULT), depth=2).configurations == 3
+
+
+def test_violated_invariant_comes_with_the_shortest_path() -> None:
+    s = spec(
+        DEFAULT,
+        "{event: failure, source: lead_initial, updates: {lead_done: lead_done + 1}}",
+        "{event: failure, source: lead_initial, updates: {lead_done: lead_done + 1, failures: failures + 1}}",
+    )
+    findings = [f for f in check(s).findings if f.kind == "invariant"]
+    assert (
+        findings[0].message
+        == "invariant 'lead_done < lead_turns and failures == 0' is violated in state 'lead_initial'"
+    )
+    assert findings[0].path == ["failure"]
+    assert findings[0].counters == {"lead_done": 1, "failures": 1, "fallback_done": 0}
+
+
+def test_incomplete_guards_are_found() -> None:
+    s = spec(
+        BASE,
+        "{event: fail, source: working, updates: {failures: failures + 1}}",
+        "{event: fail, source: working, guard: failures > 5, updates: {failures: failures + 1}}",
+    )
+    s = s.with_params({"threshold": 3})
+    finding, *consequences = check(s).findings  # nothing is reachable past the gap
+    assert {f.kind for f in consequences} == {"unreachable_state", "dead_transition"}
+    assert finding.kind == "incomplete"
+    assert finding.path == ["fail"]
+    assert "no guard of its transitions holds" in finding.message
+
+
+def test_ignored_events_are_not_incomplete() -> None:
+    text = BASE.replace("  reset: {turn: false}", "  reset: {turn: false}\n  plan: {turn: false}")
+    text = text.replace("working: {role: worker}", "working: {role: worker, ignore: [plan]}")
+    s = spec(
+        text,
+        "fallback: {role: lead, on_enter: {failures: 0}}",
+        "fallback: {role: lead, on_enter: {failures: 0}, ignore: [plan]}",
+    )
+    assert check(s).ok
+
+
+def test_stuck_on_the_expensive_model() -> None:
+    s = spec(
+        BASE.replace("worker: {}", "worker: {cheap: true}"),
+        "{event: ok, source: fallback, dest: working}",
+        "{event: ok, source: fallback}",
+    )
+    (finding,) = check(s).findings
+    assert finding.kind == "stuck"
+    assert finding.state == "fallback"
+    assert finding.path == ["fail", "fail"]
+
+
+def test_dead_transition_is_located() -> None:
+    s = spec(
+        BASE,
+        "  - {event: ok, source: working, updates: {failures: 0}}",
+        "  - {event: ok, source: working, guard: failures > 100, dest: fallback}\n"
+        "  - {event: ok, source: working, updates: {failures: 0}}",
+    )
+    (finding,) = check(s).findings
+    assert finding.kind == "dead_transition"
+    assert finding.message == "transitions[0] (ok from working [failures > 100]) never fires at s.yaml:20:5"
+
+
+def test_unsound_saturation_is_refused_and_depth_explores_instead() -> None:
+    s = spec(BASE, "updates: {failures: 0}}", "updates: {failures: failures - 1}}")
+    with pytest.raises(Unsaturable) as info:
+        saturation_bounds(s)
+    assert info.value.args[0] == ["transitions[0].updates.failures: 'failures - 1' decrements 'failures'"]
+    report = check(s, depth=5)
+    assert report.depth == 5
+    assert report.ok
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "reason"),
+    [
+        (
+            "guard: failures + 1 >= threshold",
+            "guard: failures >= failures2",
+            "transitions[1].guard: 'failures >= failures2' compares two counters",
+        ),
+        (
+            "updates: {failures: 0}}",
+            "updates: {failures2: failures}}",
+            "transitions[0].updates.failures2: 'failures' copies counter 'failures' into 'failures2'",
+        ),
+        (
+            "guard: failures + 1 >= threshold",
+            'guard: "min(failures, 3) >= threshold"',
+            "transitions[1].guard: 'min(failures, 3) >= threshold' compares something other than counter + constant",
+        ),
+    ],
+)
+def test_saturation_refusals_say_why(old: str, new: str, reason: str) -> None:
+    s = spec(BASE.replace("  failures: {}", "  failures: {}\n  failures2: {}"), old, new)
+    with pytest.raises(Unsaturable) as info:
+        saturation_bounds(s)
+    assert info.value.args[0] == [reason]
+
+
+def test_param_grid_reports_unused_only_when_unused_everywhere() -> None:
+    default = Spec.from_text(DEFAULT)
+    alone = check(default.with_params({"lead_turns": 0}))
+    assert {f.kind for f in alone.findings} == {"unreachable_state", "dead_transition"}
+    grid = check_grid(default, 2)
+    assert grid.ok
+    assert grid.combinations == 3 * 3 * 3
+
+
+def test_cli_check(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = str(Path(__file__).resolve().parent.parent / "specs" / "lead_worker.yaml")
+    assert main(["check", path]) == 0
+    assert ": 11 reachable configurations (counters saturated above lead_done 3, failures 2, fallback_done 2): ok" in (
+        capsys.readouterr().out
+    )
+    assert main(["check", path, "--json", "--set", "lead_turns=0"]) == 1
+    (report,) = json.loads(capsys.readouterr().out)
+    assert report["ok"] is False
+    assert report["params"]["lead_turns"] == 0
+    assert {f["kind"] for f in report["findings"]} == {"unreachable_state", "dead_transition"}
+
+    (tmp_path / "dec.yaml").write_text(BASE.replace("updates: {failures: 0}}", "updates: {failures: failures - 1}}"))
+    assert main(["check", str(tmp_path / "dec.yaml")]) == 1
+    err = capsys.readouterr().err
+    assert "counters cannot be saturated soundly because" in err
+    assert "'failures - 1' decrements 'failures'" in err
+    assert "use --depth N" in err
+    assert main(["check", str(tmp_path / "dec.yaml"), "--depth", "3"]) == 0
+    assert "every sequence of up to 3 events" in capsys.readouterr().out
