@@ -207,14 +207,19 @@ def validate_wall() -> None:
         subprocess.run(cmd, capture_output=True, check=True, env=CHILD_ENV)
         return time.perf_counter() - t
 
-    ours, base = [], []
+    ours, checks, base = [], [], []
     for _ in range(5 if QUICK else 10):
         ours.append(wall([sys.executable, "-m", "lwfsm", "validate", *specs]))
+        checks.append(wall([sys.executable, "-m", "lwfsm", "check", str(SPEC)]))
         base.append(wall([sys.executable, "-c", "import lwfsm"]))
-    o, b = statistics.median(ours), statistics.median(base)
+    o, c, b = statistics.median(ours), statistics.median(checks), statistics.median(base)
     print(
         f"lwfsm validate specs/*.yaml ({len(specs)} specs): {o * 1e3:.0f} ms wall as a whole process; "
         f"python -c 'import lwfsm' {b * 1e3:.0f} ms; ratio {o / b:.2f}x"
+    )
+    print(
+        f"lwfsm check specs/lead_worker.yaml: {c * 1e3:.0f} ms wall as a whole process (target well under 1 s), "
+        f"{c / b:.2f}x the bare import; medians of {len(checks)} runs, slowest {max(checks) * 1e3:.0f} ms"
     )
 
 
