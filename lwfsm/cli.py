@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 from collections.abc import Sequence
@@ -192,6 +193,78 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0 if all(r.ok for _, r in reports) else 1
 
 
+def cmd_diagram(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from . import diagram
+    from .engine import Snapshot
+
+    if args.all or args.check:
+        return _diagram_dir(Path(args.specs_dir), Path(args.out_dir), args.check)
+    kw: dict[str, Any] = {}
+    if args.diff:
+        old, spec = load_spec(args.diff[0], _params(args.set)), load_spec(args.diff[1], _params(args.set))
+        kw = {"changes": diagram.diff(old, spec), "old": old}
+        print("\n".join(kw["changes"].summary()), file=sys.stderr)
+    elif args.spec:
+        spec = load_spec(args.spec, _params(args.set))
+    else:
+        raise _Usage("give a SPEC, --diff OLD NEW, --all or --check")
+    if args.snapshot:
+        try:
+            snap = Snapshot.model_validate_json(Path(args.snapshot).read_text())
+        except (OSError, ValueError) as exc:
+            raise _Usage(f"--snapshot {args.snapshot}: not a readable lwfsm snapshot: {exc}") from None
+        if snap.state not in spec.states:
+            raise _Usage(f"--snapshot {args.snapshot}: state '{snap.state}' is not a state of spec '{spec.name}'")
+        if snap.spec != spec.name:
+            raise _Usage(f"--snapshot {args.snapshot}: it is a snapshot of spec '{snap.spec}', not '{spec.name}'")
+        kw["snapshot"] = snap
+    data = diagram.render(spec, args.format, **kw)
+    if args.output:
+        Path(args.output).write_bytes(data)
+    elif args.format in ("png",):
+        raise _Usage("-f png writes binary data: give -o PATH")
+    else:
+        sys.stdout.write(data.decode())
+    return 0
+
+
+def _diagram_dir(specs_dir: Any, out_dir: Any, check_only: bool) -> int:
+    """Write (or, with check_only, compare) <name>.md and <name>.svg for every spec in specs_dir."""
+    from . import diagram
+
+    stale = []
+    for path in sorted(specs_dir.glob("*.yaml")):
+        spec = load_spec(path)
+        for ext in ("md", "svg"):
+            target = out_dir / f"{path.stem}.{ext}"
+            if ext == "md":
+                fresh = diagram.markdown(spec).encode()
+                current = target.read_bytes() if target.exists() else None
+                ok = current == fresh
+            else:
+                digest = hashlib.sha256(diagram.dot_text(spec).encode()).hexdigest()
+                current = target.read_bytes() if target.exists() else None
+                ok = current is not None and diagram.svg_stamp(current) == digest
+                fresh = b"" if check_only or ok else diagram.render(spec, "svg")
+            if ok:
+                continue
+            if check_only:
+                stale.append(f"{target}: {'missing' if current is None else 'stale'} (from {path})")
+            else:
+                out_dir.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(fresh)
+                print(f"wrote {target}")
+    for line in stale:
+        print(line, file=sys.stderr)
+    if stale:
+        print(f"{len(stale)} diagram file(s) out of date: run lwfsm diagram --all", file=sys.stderr)
+    elif check_only:
+        print(f"diagrams in {out_dir} are up to date with {specs_dir}")
+    return 1 if stale else 0
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     sys.stdout.write(schema_text())
     return 0
@@ -242,6 +315,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a JSON list of reports")
     p.set_defaults(func=cmd_check)
 
+    p = sub.add_parser("diagram", help="draw a spec: mermaid, md, svg, png or dot")
+    p.add_argument("spec", nargs="?", metavar="SPEC")
+    with_set(p)
+    p.add_argument("-f", "--format", default="mermaid", choices=["mermaid", "md", "svg", "png", "dot"])
+    p.add_argument("-o", "--output", metavar="PATH", help="write here instead of standard output")
+    p.add_argument("--snapshot", metavar="FILE", help="a session snapshot (JSON): highlight its state")
+    p.add_argument("--diff", nargs=2, metavar=("OLD_SPEC", "NEW_SPEC"), help="mark what changed from OLD to NEW")
+    p.add_argument("--all", action="store_true", help="write <name>.md and <name>.svg for every spec")
+    p.add_argument("--check", action="store_true", help="exit 1 naming each stale or missing diagram file")
+    p.add_argument("--specs-dir", default="specs", help="with --all/--check (default: specs)")
+    p.add_argument("--out-dir", default="diagrams", help="with --all/--check (default: diagrams)")
+    p.set_defaults(func=cmd_diagram)
+
     p = sub.add_parser("schema", help="print the JSON Schema of the spec format")
     p.set_defaults(func=cmd_schema)
     return parser
@@ -254,6 +340,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SpecError as exc:
         print(exc, file=sys.stderr)
         return 1
-    except (LwfsmError, _Usage) as exc:
+    except (LwfsmError, _Usage) as exc:  # DiagramError is an LwfsmError: its install hint is the message
         print(f"lwfsm {args.command}: {exc}", file=sys.stderr)
         return 1

@@ -49,6 +49,16 @@ class Snapshot(BaseModel):
     state: str
     counters: dict[str, int]
     turn: int = Field(ge=0)
+    last: LastTransition | None = None  # the most recent event, for diagrams and debugging
+
+
+class LastTransition(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, defer_build=True)
+
+    event: str
+    source: str
+    dest: str
+    transition: int | None  # index in spec.transitions; None when the state ignored the event
 
 
 class Engine:
@@ -193,7 +203,20 @@ class Engine:
             raise SnapshotError(
                 f"snapshot counters {sorted(snap.counters)} do not match the spec's {sorted(self.counter_names)}"
             )
+        if snap.last is not None:
+            last = snap.last
+            if last.transition is not None and not 0 <= last.transition < len(spec.transitions):
+                raise SnapshotError(
+                    f"snapshot's last transition {last.transition} is not a transition of '{spec.name}'"
+                )
+            if {last.source, last.dest} - set(spec.states):
+                raise SnapshotError(f"snapshot's last transition {last.source} -> {last.dest} names unknown states")
         session = Session(self)
+        if snap.last is not None and self.history_limit:
+            guard = None if last.transition is None else spec.transitions[last.transition].guard
+            session._history = [
+                TransitionRecord(snap.turn, last.event, last.source, last.dest, None, guard, last.transition)
+            ]
         session.state = snap.state
         session._c = [snap.counters[name] for name in self.counter_names]
         session.turn = snap.turn
@@ -333,6 +356,10 @@ class Session:
     def snapshot(self) -> Snapshot:
         spec = self._engine.spec
         with self._lock:
+            last = None
+            if self._history:
+                r = self._history[-1]
+                last = LastTransition(event=r.event, source=r.source, dest=r.dest, transition=r.transition)
             return Snapshot(
                 spec=spec.name,
                 version=spec.version,
@@ -340,6 +367,7 @@ class Session:
                 state=self.state,
                 counters=self.counters,
                 turn=self.turn,
+                last=last,
             )
 
     def __repr__(self) -> str:

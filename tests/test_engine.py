@@ -236,7 +236,7 @@ def test_snapshot_is_small_json_and_restores_in_a_fresh_process() -> None:
     events = "ooofoffo"
     run(s, events[:5])
     dumped = s.snapshot().model_dump_json()
-    assert len(dumped) < 250
+    assert len(dumped) < 400
     run(s, events[5:])
     expected = [s.state, s.counters, s.turn]
     script = (

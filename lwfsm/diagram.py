@@ -1,0 +1,325 @@
+"""State diagrams of a spec, drawn by transitions' own diagram support.
+
+A drawing-only `GraphMachine` is built from the spec (it never runs, so its "callbacks" are the
+spec's own update text): states carry their role as a tag and a colour per role, edges carry
+`event [guard] / updates`. Mermaid needs nothing native; DOT, SVG and PNG go through pygraphviz
+(the `diagrams` extra, whose wheels bundle Graphviz). Only the spec is drawn: no bound models,
+keys or API bases ever reach a diagram.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal, cast
+
+from .engine import Engine, Snapshot
+from .errors import LwfsmError
+from .spec import Spec, Transition, describe_params
+
+CHEAP_COLOUR = "#c5e0b4"  # green: the cheap role(s)
+COLOURS = ["#f8cbad", "#bdd7ee", "#e2c6f0", "#ffe699", "#d9d9d9"]  # orange, blue, purple, yellow, grey
+MARKS = {"added": "+ ", "removed": "- ", "changed": "~ "}
+DIFF_STYLES = {
+    "added": {"color": "darkgreen", "penwidth": "3", "fontcolor": "darkgreen"},
+    "removed": {"color": "red", "style": "dashed", "fontcolor": "red"},
+    "changed": {"color": "darkorange", "penwidth": "3", "fontcolor": "darkorange"},
+}
+
+
+ANY = "any_state"  # drawing-only marker for transitions whose source is "*"
+FONT = "Helvetica"
+
+
+class DiagramError(LwfsmError):
+    """A diagram that cannot be drawn here (e.g. the `diagrams` extra is missing)."""
+
+
+def role_colours(spec: Spec) -> dict[str, str]:
+    warm = iter(COLOURS * 4)
+    return {name: CHEAP_COLOUR if role.cheap else next(warm) for name, role in spec.roles.items()}
+
+
+def edge_label(t: Transition) -> str:
+    label = t.event + (f" [{t.guard}]" if t.guard else "")
+    if t.reset:
+        return label + " / restart"
+    if t.updates:
+        label += " / " + ", ".join(f"{k} = {v}" for k, v in t.updates.items())
+    return label
+
+
+def _key(t: Transition) -> tuple[Any, ...]:
+    return (t.event, tuple(sorted(t.source)), t.dest, t.reset)
+
+
+@dataclass
+class Diff:
+    """What changed from an old spec to a new one, as the diagram marks it."""
+
+    states: dict[str, str] = field(default_factory=dict)  # state -> added | removed | changed
+    transitions: list[tuple[str, Transition, str]] = field(default_factory=list)  # (mark, transition, note)
+
+    def summary(self) -> list[str]:
+        lines = [f"{MARKS[mark]}state {name}" for name, mark in self.states.items()]
+        lines += [
+            f"{MARKS[mark]}transition {', '.join(t.source)} -> {t.dest or '(stay)'}: {edge_label(t)}{note}"
+            for mark, t, note in self.transitions
+        ]
+        return lines or ["no changes to states or transitions"]
+
+
+def _strip_description(state: Any) -> Any:
+    return state.model_copy(update={"description": ""})
+
+
+def diff(old: Spec, new: Spec) -> Diff:
+    out = Diff()
+    for name in new.states:
+        if name not in old.states:
+            out.states[name] = "added"
+        elif _strip_description(old.states[name]) != _strip_description(new.states[name]):
+            out.states[name] = "changed"
+    for name in old.states:
+        if name not in new.states:
+            out.states[name] = "removed"
+    old_by_key: dict[tuple[Any, ...], list[Transition]] = {}
+    for t in old.transitions:
+        old_by_key.setdefault(_key(t), []).append(t)
+    for t in new.transitions:
+        before = old_by_key.get(_key(t))
+        if not before:
+            out.transitions.append(("added", t, ""))
+            continue
+        was = before.pop(0)
+        if (was.guard, was.updates) != (t.guard, t.updates):
+            out.transitions.append(("changed", t, f" (was: {edge_label(was)})"))
+    for rest in old_by_key.values():
+        out.transitions += [("removed", t, "") for t in rest]
+    return out
+
+
+def _graph(
+    spec: Spec,
+    engine: Literal["pygraphviz", "mermaid"],
+    *,
+    snapshot: Snapshot | None = None,
+    changes: Diff | None = None,
+    old: Spec | None = None,
+) -> Any:
+    from transitions.extensions import GraphMachine
+    from transitions.extensions.states import Tags
+
+    if engine == "pygraphviz":
+        try:
+            import pygraphviz  # noqa: F401
+        except ImportError:
+            raise DiagramError(
+                'SVG, PNG and DOT need the diagrams extra: pip install "lwfsm[diagrams]" '
+                "(pygraphviz wheels bundle Graphviz); mermaid and md need nothing"
+            ) from None
+
+    class Drawing(GraphMachine):
+        state_cls = type("DrawingState", (Tags, GraphMachine.state_cls), {})
+
+    colours = role_colours(spec)
+    initial = Engine(spec).initial_state
+    # A transition from every state (typically reset) is drawn once, from an "any state" marker.
+    star = ANY not in spec.states and any(t.source == ["*"] for t in spec.transitions)
+    removed_states = [n for n, m in (changes.states if changes else {}).items() if m == "removed"]
+    states = []
+    for name, st in [*spec.states.items(), *((n, old.states[n]) for n in removed_states if old)]:
+        states.append(
+            Drawing.state_cls(name, tags=[f"role: {st.role}"], on_enter=[f"{k} = {v}" for k, v in st.on_enter.items()])
+        )
+    if star:
+        states.append(Drawing.state_cls(ANY, tags=[]))
+    title = (
+        spec.name
+        if snapshot is None
+        else (f"{spec.name}: turn {snapshot.turn}, " + ", ".join(f"{k}={v}" for k, v in snapshot.counters.items()))
+    )
+    machine = Drawing(
+        model=None,
+        states=states,
+        initial=initial,
+        auto_transitions=False,
+        graph_engine=engine,
+        show_state_attributes=True,
+        title=title,
+    )
+    machine.machine_attributes = {**GraphMachine.machine_attributes, "rankdir": "TB"}
+    styles: dict[str, Any] = copy.deepcopy(GraphMachine.style_attributes)
+    machine.style_attributes = styles
+    nodes, edges = styles["node"], styles["edge"]
+    nodes["any"] = {"style": "dashed,rounded", "shape": "rectangle", "fillcolor": "white", "color": "grey"}
+    for role, colour in colours.items():
+        nodes[f"role_{role}"] = {"fillcolor": colour, "style": "rounded,filled", "shape": "rectangle"}
+        nodes[f"active_{role}"] = {"fillcolor": colour, "color": "red", "penwidth": "3", "peripheries": "2"}
+    for mark, style in DIFF_STYLES.items():
+        nodes[mark] = {
+            **style,
+            "style": "rounded,filled" + (",dashed" if mark == "removed" else ""),
+            "fillcolor": "white" if mark == "removed" else "#f2f2f2",
+        }
+        edges[mark] = style
+    edges["previous"] = {"color": "blue", "penwidth": "3", "fontcolor": "blue"}
+
+    marks: dict[int, str] = {}
+    drawn: list[tuple[str, Transition]] = [("", t) for t in spec.transitions]
+    if changes:
+        by_id = {id(t): mark for mark, t, _ in changes.transitions}
+        drawn = [(by_id.get(id(t), ""), t) for t in spec.transitions]
+        drawn += [("removed", t) for mark, t, _ in changes.transitions if mark == "removed"]
+    pair_mark: dict[tuple[str, str], str] = {}
+    for i, (mark, t) in enumerate(drawn):
+        sources = [ANY] if star and t.source == ["*"] else list(spec.states) if t.source == ["*"] else t.source
+        dest = initial if t.reset else t.dest
+        label = MARKS.get(mark, "") + edge_label(t)
+        if snapshot and snapshot.last and snapshot.last.transition == i and not changes:
+            label = "last: " + label
+        for s in sources:
+            if s in machine.states:
+                machine.add_transition(t.event, s, dest, label=_escape(label, engine))
+                if mark:
+                    pair_mark.setdefault((s, dest or s), mark)
+        marks[i] = mark
+    graph = machine.graph_cls(machine)
+    if star:
+        graph.set_node_style(ANY, "any")
+    for name, st in [*spec.states.items(), *((n, old.states[n]) for n in removed_states if old)]:
+        graph.set_node_style(name, f"role_{st.role}")
+    if changes:
+        for name, mark in changes.states.items():
+            graph.set_node_style(name, mark)
+        if engine == "pygraphviz":  # mermaid cannot style edges: the +/-/~ label marks say it there
+            for (src, dst), mark in pair_mark.items():
+                cast(Any, graph).fsm_graph.get_edge(src, dst).attr.update(DIFF_STYLES[mark])
+    if snapshot:
+        if snapshot.last:
+            graph.set_previous_transition(snapshot.last.source, snapshot.last.dest)
+        graph.set_node_style(snapshot.state, f"active_{spec.states[snapshot.state].role}")
+    return graph.get_graph(title=_escape(title, engine) if engine == "pygraphviz" else f"title: {json.dumps(title)}")
+
+
+def _escape(text: str, engine: str) -> str:
+    if engine == "mermaid":
+        # Mermaid reads '<' '>' as HTML and '#' ';' as entity syntax: use its entity codes.
+        return re.sub(r"[<>#;]", lambda m: {"<": "#lt;", ">": "#gt;", "#": "#35;", ";": "#59;"}[m[0]], text)
+    return text
+
+
+def mermaid(spec: Spec, **kw: Any) -> str:
+    """Mermaid stateDiagram-v2 text (no native dependency)."""
+    source: str = _graph(spec, "mermaid", **kw).source
+    # Mermaid shows transitions' "\n" in state descriptions literally; it breaks lines on <br>.
+    lines = [
+        line.replace("\\n", "<br>") if line.lstrip().startswith('state "') else line for line in source.splitlines()
+    ]
+    source = "\n".join(lines).replace(f'state "{ANY}" as {ANY}', f'state "any state" as {ANY}')
+    legend = ", ".join(f"{role} = {colour}" for role, colour in role_colours(spec).items())
+    return source.rstrip("\n") + f"\n%% roles: {legend}\n"
+
+
+def dot(spec: Spec, **kw: Any) -> Any:
+    """The pygraphviz AGraph, with a legend of the role colours."""
+    graph = _graph(spec, "pygraphviz", **kw)
+    graph.graph_attr.update(labelloc="t", fontsize="16", fontname=FONT + " Bold", nodesep="0.6", ranksep="0.7")
+    graph.node_attr.update(fontname=FONT, fontsize="11")
+    graph.edge_attr.update(fontname=FONT, fontsize="9")
+    for edge in graph.edges():
+        # transitions joins the labels of parallel transitions with " | ": one per line reads better.
+        label = edge.attr.get("label") or ""
+        edge.attr["label"] = label.replace(" | ", "\\l") + "\\l"
+    if ANY in graph:
+        graph.get_node(ANY).attr["label"] = "any state"
+    # UML's start dot marks the initial state (mermaid gets `[*] -->` from transitions).
+    graph.add_node("initial_marker", label="", shape="circle", style="filled", fillcolor="black", width="0.2")
+    graph.add_edge("initial_marker", Engine(spec).initial_state, label="start")
+    legend = graph.add_subgraph(name="cluster_legend", label="roles", fontsize="10", style="rounded", color="grey")
+    for role, colour in role_colours(spec).items():
+        legend.add_node(
+            f"legend_role_{role}",
+            label=role,
+            shape="rectangle",
+            style="rounded,filled",
+            fillcolor=colour,
+            fontsize="10",
+        )
+    if kw.get("changes"):
+        for mark, style in DIFF_STYLES.items():
+            legend.add_node(
+                f"legend_{mark}",
+                label=f"{MARKS[mark]}{mark}",
+                shape="rectangle",
+                style="rounded" + (",dashed" if mark == "removed" else ""),
+                color=style["color"],
+                fontcolor=style["color"],
+                fontsize="10",
+            )
+    return graph
+
+
+def dot_text(spec: Spec, **kw: Any) -> str:
+    return str(dot(spec, **kw).string())
+
+
+def render(spec: Spec, fmt: str, **kw: Any) -> bytes:
+    """Render to `fmt`: mermaid, md, dot, svg or png."""
+    if fmt == "mermaid":
+        return mermaid(spec, **kw).encode()
+    if fmt == "md":
+        return markdown(spec, **kw).encode()
+    graph = dot(spec, **kw)
+    source = str(graph.string())  # before layout, which adds positions to the graph
+    if fmt == "dot":
+        return source.encode()
+    data: bytes = graph.draw(format=fmt, prog="dot")
+    if fmt == "svg":
+        # The SVG names the digest of its DOT source, so `lwfsm diagram --check` can tell a stale file
+        # from one merely drawn by another Graphviz version.
+        stamp = f"<!-- lwfsm-dot-sha256: {hashlib.sha256(source.encode()).hexdigest()} -->\n"
+        data = data.replace(b"<svg ", stamp.encode() + b"<svg ", 1)
+    return data
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ").strip()
+
+
+def markdown(spec: Spec, **kw: Any) -> str:
+    """A Markdown page: the mermaid block (rendered natively by GitHub/GitLab), description, legend, params."""
+    out = [f"# {_cell(spec.name)} v{spec.version}", ""]
+    if spec.description:
+        out += [spec.description.strip(), ""]
+    out += ["```mermaid", mermaid(spec, **kw).rstrip("\n"), "```", ""]
+    out += ["| role | colour | states |", "|---|---|---|"]
+    for role, colour in role_colours(spec).items():
+        served = ", ".join(n for n, s in spec.states.items() if s.role == role)
+        out.append(f"| {role}{' (cheap)' if spec.roles[role].cheap else ''} | `{colour}` | {served} |")
+    out.append("")
+    if spec.params:
+        out += ["| param | value | range | description |", "|---|---|---|---|"]
+        out += [f"| {n} | {v} | {r} | {_cell(d)} |" for n, v, r, d in describe_params(spec)]
+        out.append("")
+    snap = kw.get("snapshot")
+    if snap is not None:
+        out += [
+            f"Snapshot at turn {snap.turn}: state **{snap.state}**, "
+            + ", ".join(f"{k}={v}" for k, v in snap.counters.items()),
+            "",
+        ]
+    if kw.get("changes") is not None:
+        out += ["Changes:", "", *[f"- {_cell(line)}" for line in kw["changes"].summary()], ""]
+    # The file name only: the page must not depend on the directory it was generated from.
+    source = spec.source.replace("\\", "/").rsplit("/", 1)[-1]
+    out.append(f"_Generated by `lwfsm diagram` from `{_cell(source)}`; edit the spec, not this file._")
+    return "\n".join(out) + "\n"
+
+
+def svg_stamp(data: bytes) -> str | None:
+    m = re.search(rb"<!-- lwfsm-dot-sha256: ([0-9a-f]{64}) -->", data)
+    return m.group(1).decode() if m else None

@@ -1,0 +1,245 @@
+import re
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from lwfsm import Engine, Spec, load_spec
+from lwfsm.cli import main
+from lwfsm.diagram import DiagramError, diff, edge_label, markdown, mermaid, render
+
+from . import mermaid_browser
+from .conftest import SPECS
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT = ROOT / "specs" / "lead_worker.yaml"
+
+
+def expected_labels(spec: Spec) -> list[str]:
+    labels = []
+    for t in spec.transitions:
+        internal = t.dest is None and not t.reset
+        labels.append(edge_label(t) + (" [internal]" if internal else ""))
+    return labels
+
+
+@pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
+def test_mermaid_renders_in_a_real_browser_with_every_state_and_edge(path: Path, tmp_path: Path) -> None:
+    spec = load_spec(path)
+    _svg, texts = mermaid_browser.render(mermaid(spec), tmp_path)
+    joined = "\n".join(texts)
+    for name, state in spec.states.items():
+        assert f"{name} [role: {state.role}]" in texts, name
+    pieces = {piece.strip() for text in texts for piece in text.split(" | ")}
+    for label in expected_labels(spec):
+        assert label in pieces, f"edge label {label!r} missing from the rendered SVG"
+    assert "any state" in texts
+    assert spec.name in joined
+
+
+def svg_texts(data: bytes) -> list[str]:
+    root = ET.fromstring(data)
+    return [t.text.strip() for t in root.iter("{http://www.w3.org/2000/svg}text") if t.text and t.text.strip()]
+
+
+@pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
+def test_svg_has_every_state_edge_label_and_role_in_the_legend(path: Path) -> None:
+    pytest.importorskip("pygraphviz", reason='needs the diagrams extra: pip install "lwfsm[diagrams]"')
+    spec = load_spec(path)
+    texts = svg_texts(render(spec, "svg"))
+    for name, state in spec.states.items():
+        assert f"{name} [role: {state.role}]" in texts
+    for label in expected_labels(spec):
+        assert label in texts, label
+    assert set(spec.roles) <= set(texts)
+    assert "start" in texts  # the initial marker's edge
+
+
+def test_roles_are_visibly_distinct(tmp_path: Path) -> None:
+    spec = load_spec(ROOT / "specs" / "planning.yaml")
+    text = mermaid(spec)
+    fills = dict(re.findall(r"classDef s_role_(\w+) fill:(#[0-9a-f]{6})", text))
+    assert set(fills) == set(spec.roles)
+    assert len(set(fills.values())) == len(fills)
+    for name, state in spec.states.items():
+        assert f"Class {name} s_role_{state.role}" in text
+
+
+def test_markdown_page(tmp_path: Path) -> None:
+    spec = load_spec(DEFAULT)
+    page = markdown(spec)
+    (block,) = re.findall(r"```mermaid\n(.*?)```", page, re.S)
+    assert block == mermaid(spec)
+    assert spec.description.strip() in page
+    assert "| failure_threshold | 2 | [1, 1000] |" in page
+    assert "| worker (cheap) | `#c5e0b4` | worker, recovery |" in page
+
+
+def test_snapshot_view_highlights_state_and_last_transition(tmp_path: Path) -> None:
+    session = Engine(load_spec(DEFAULT)).session()
+    for _ in range(3):
+        session.turn_completed()
+    session.failure("tests failed")
+    session.failure("tests failed")
+    snap = tmp_path / "snap.json"
+    snap.write_text(session.snapshot().model_dump_json())
+    out = tmp_path / "live.mmd"
+    assert main(["diagram", str(DEFAULT), "--snapshot", str(snap), "-o", str(out)]) == 0
+    text = out.read_text()
+    assert "Class fallback s_active_lead" in text
+    assert "worker --> fallback: last: failure [failures + 1 #gt;= failure_threshold]" in text
+    assert 'title: "lead_worker: turn 5, lead_done=3, failures=0, fallback_done=0"' in text
+    _svg, texts = mermaid_browser.render(text, tmp_path)
+    assert "last: failure [failures + 1 >= failure_threshold]" in texts
+
+
+def test_snapshot_dot_marks_the_active_state_and_previous_edge(tmp_path: Path) -> None:
+    pytest.importorskip("pygraphviz", reason='needs the diagrams extra: pip install "lwfsm[diagrams]"')
+    session = Engine(load_spec(DEFAULT)).session()
+    session.turn_completed()
+    (tmp_path / "s.json").write_text(session.snapshot().model_dump_json())
+    out = tmp_path / "live.dot"
+    assert main(["diagram", str(DEFAULT), "--snapshot", str(tmp_path / "s.json"), "-f", "dot", "-o", str(out)]) == 0
+    text = out.read_text()
+    node = text[text.index("\tlead_initial\t[") :].split(";")[0]
+    assert "color=red" in node
+    assert "penwidth=3" in node
+    edge = text[text.index("lead_initial -> lead_initial") :].split(";")[0]
+    assert "color=blue" in edge
+    assert "last: turn_completed" in edge
+
+
+def test_diff_marks_changes_and_summarises_them(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    old, new = load_spec(DEFAULT), load_spec(ROOT / "specs" / "strict_recovery.yaml")
+    changes = diff(old, new)
+    assert changes.summary() == [
+        "+ transition worker -> fallback: failure [failures + 1 >= failure_threshold]",
+        "+ transition worker -> (stay): failure / failures = failures + 1",
+        "+ transition recovery -> fallback: failure",
+        "- transition worker, recovery -> fallback: failure [failures + 1 >= failure_threshold]",
+        "- transition worker, recovery -> (stay): failure / failures = failures + 1",
+    ]
+    out = tmp_path / "diff.md"
+    assert (
+        main(
+            [
+                "diagram",
+                "--diff",
+                str(DEFAULT),
+                str(ROOT / "specs" / "strict_recovery.yaml"),
+                "-f",
+                "md",
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    assert "+ transition recovery -> fallback: failure" in capsys.readouterr().err
+    page = out.read_text()
+    assert "recovery --> fallback: + failure" in page
+    assert "- failure [failures + 1 #gt;= failure_threshold]" in page
+    assert "Changes:" in page
+    (block,) = re.findall(r"```mermaid\n(.*?)```", page, re.S)
+    _svg, texts = mermaid_browser.render(block, tmp_path)
+    assert any(t.startswith("+ failure") for t in texts)
+
+
+def test_diff_of_states_and_guards() -> None:
+    old = load_spec(DEFAULT)
+    data = old.model_dump()
+    data["states"]["review"] = {"role": "lead"}
+    data["transitions"].insert(0, {"event": "failure", "source": "fallback", "dest": "review", "guard": "failures > 5"})
+    data["transitions"][9]["guard"] = "fallback_done + 2 >= fallback_turns"
+    new = Spec.from_dict(data)
+    changes = diff(old, new)
+    assert changes.states == {"review": "added"}
+    summary = changes.summary()
+    assert "+ state review" in summary
+    assert (
+        "~ transition fallback -> recovery: turn_completed [fallback_done + 2 >= fallback_turns] "
+        "(was: turn_completed [fallback_done + 1 >= fallback_turns])"
+    ) in summary
+    text = mermaid(new, changes=changes, old=old)
+    assert "Class review s_added" in text
+
+
+def test_all_and_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("pygraphviz", reason='needs the diagrams extra: pip install "lwfsm[diagrams]"')
+    specs, out = tmp_path / "specs", tmp_path / "diagrams"
+    specs.mkdir()
+    (specs / "lead_worker.yaml").write_text(DEFAULT.read_text())
+    args = ["--specs-dir", str(specs), "--out-dir", str(out)]
+    assert main(["diagram", "--check", *args]) == 1
+    err = capsys.readouterr().err
+    assert f"{out / 'lead_worker.md'}: missing (from {specs / 'lead_worker.yaml'})" in err
+    assert f"{out / 'lead_worker.svg'}: missing" in err
+    assert main(["diagram", "--all", *args]) == 0
+    assert main(["diagram", "--check", *args]) == 0
+    # A param default shows in the md page's table but not in the drawing: only the md is stale.
+    (specs / "lead_worker.yaml").write_text(DEFAULT.read_text().replace("default: 3, min: 0", "default: 4, min: 0"))
+    capsys.readouterr()
+    assert main(["diagram", "--check", *args]) == 1
+    err = capsys.readouterr().err
+    assert "lead_worker.md: stale" in err
+    assert "lead_worker.svg" not in err
+    # A changed guard shows in both.
+    (specs / "lead_worker.yaml").write_text(DEFAULT.read_text().replace("fallback_done + 1 >=", "fallback_done + 2 >="))
+    assert main(["diagram", "--check", *args]) == 1
+    err = capsys.readouterr().err
+    assert "lead_worker.md: stale" in err
+    assert "lead_worker.svg: stale" in err
+
+
+def test_shipped_diagrams_are_up_to_date(capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("pygraphviz", reason='needs the diagrams extra: pip install "lwfsm[diagrams]"')
+    assert main(["diagram", "--check", "--specs-dir", str(ROOT / "specs"), "--out-dir", str(ROOT / "diagrams")]) == 0
+
+
+def test_readme_embeds_the_default_diagram() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert f"```mermaid\n{mermaid(load_spec(DEFAULT))}```" in readme
+    assert "![lead_worker state diagram](diagrams/lead_worker.svg)" in readme
+
+
+def test_no_secrets_and_odd_names_are_escaped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-do-not-leak-1234")
+    monkeypatch.setenv("LWFSM_LEAD_API_BASE", "https://secret.invalid/v1")
+    text = DEFAULT.read_text().replace("name: lead_worker", "name: 'lead: \"worker\" #1 <b>|x</b>; ok'")
+    text = text.replace("failures < failure_threshold", "failures < failure_threshold and failures >= 0")
+    spec = Spec.from_text(text)
+    outputs = [mermaid(spec), markdown(spec)]
+    try:
+        outputs.append(render(spec, "svg").decode())
+    except DiagramError:
+        pass
+    for out in outputs:
+        assert "sk-do-not-leak" not in out
+        assert "secret.invalid" not in out
+    _svg, texts = mermaid_browser.render(mermaid(spec), tmp_path)
+    assert 'lead: "worker" #1 <b>|x</b>; ok' in texts  # the title, shown as text, not markup
+    assert '# lead: "worker" #1 <b>\\|x</b>; ok v1' in markdown(spec)
+
+
+def test_missing_diagrams_extra_gives_an_install_hint(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "pygraphviz", None)  # import pygraphviz now raises ImportError
+    with pytest.raises(DiagramError, match=r'pip install "lwfsm\[diagrams\]"'):
+        render(load_spec(DEFAULT), "svg")
+    assert main(["diagram", str(DEFAULT), "-f", "svg", "-o", "/dev/null"]) == 1
+    err = capsys.readouterr().err
+    assert 'SVG, PNG and DOT need the diagrams extra: pip install "lwfsm[diagrams]"' in err
+    assert "Traceback" not in err
+    assert main(["diagram", str(DEFAULT), "-f", "mermaid"]) == 0  # text formats need nothing
+
+
+def test_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["diagram"]) == 1
+    assert "give a SPEC, --diff OLD NEW, --all or --check" in capsys.readouterr().err
+    (tmp_path / "bad.json").write_text("{}")
+    assert main(["diagram", str(DEFAULT), "--snapshot", str(tmp_path / "bad.json")]) == 1
+    assert "not a readable lwfsm snapshot" in capsys.readouterr().err
+    assert main(["diagram", str(DEFAULT), "-f", "png"]) == 1
+    assert "-f png writes binary data: give -o PATH" in capsys.readouterr().err
