@@ -52,28 +52,38 @@ def edge_label(t: Transition) -> str:
     return label
 
 
-def _key(t: Transition) -> tuple[Any, ...]:
-    return (t.event, tuple(sorted(t.source)), t.dest, t.reset)
+Edge = tuple[int, str, Transition]  # (index in its spec's transitions, one source or "*", transition)
+
+
+def edges_of(spec: Spec) -> list[Edge]:
+    """Transitions as drawn: one edge per source state, a "*" source kept as one edge."""
+    return [(i, s, t) for i, t in enumerate(spec.transitions) for s in (["*"] if t.source == ["*"] else t.source)]
 
 
 @dataclass
 class Diff:
-    """What changed from an old spec to a new one, as the diagram marks it."""
+    """What changed from an old spec to a new one, edge by edge, as the diagram marks it."""
 
     states: dict[str, str] = field(default_factory=dict)  # state -> added | removed | changed
-    transitions: list[tuple[str, Transition, str]] = field(default_factory=list)  # (mark, transition, note)
+    marks: dict[tuple[int, str], str] = field(default_factory=dict)  # new (index, source) -> added | changed
+    removed: list[Edge] = field(default_factory=list)  # edges of the old spec
+    lines: list[str] = field(default_factory=list)
 
     def summary(self) -> list[str]:
-        lines = [f"{MARKS[mark]}state {name}" for name, mark in self.states.items()]
-        lines += [
-            f"{MARKS[mark]}transition {', '.join(t.source)} -> {t.dest or '(stay)'}: {edge_label(t)}{note}"
-            for mark, t, note in self.transitions
-        ]
-        return lines or ["no changes to states or transitions"]
+        states = [f"{MARKS[mark]}state {name}" for name, mark in self.states.items()]
+        return states + self.lines or ["no changes to states or transitions"]
 
 
 def _strip_description(state: Any) -> Any:
     return state.model_copy(update={"description": ""})
+
+
+def _edge_key(s: str, t: Transition) -> tuple[Any, ...]:
+    return (t.event, s, t.dest, t.reset)
+
+
+def _edge_text(mark: str, s: str, t: Transition, note: str = "") -> str:
+    return f"{MARKS[mark]}transition {s} -> {t.dest or '(stay)'}: {edge_label(t)}{note}"
 
 
 def diff(old: Spec, new: Spec) -> Diff:
@@ -86,19 +96,22 @@ def diff(old: Spec, new: Spec) -> Diff:
     for name in old.states:
         if name not in new.states:
             out.states[name] = "removed"
-    old_by_key: dict[tuple[Any, ...], list[Transition]] = {}
-    for t in old.transitions:
-        old_by_key.setdefault(_key(t), []).append(t)
-    for t in new.transitions:
-        before = old_by_key.get(_key(t))
+    unmatched: dict[tuple[Any, ...], list[Edge]] = {}
+    for edge in edges_of(old):
+        unmatched.setdefault(_edge_key(edge[1], edge[2]), []).append(edge)
+    for i, s, t in edges_of(new):
+        before = unmatched.get(_edge_key(s, t))
         if not before:
-            out.transitions.append(("added", t, ""))
+            out.marks[i, s] = "added"
+            out.lines.append(_edge_text("added", s, t))
             continue
-        was = before.pop(0)
+        _, _, was = before.pop(0)
         if (was.guard, was.updates) != (t.guard, t.updates):
-            out.transitions.append(("changed", t, f" (was: {edge_label(was)})"))
-    for rest in old_by_key.values():
-        out.transitions += [("removed", t, "") for t in rest]
+            out.marks[i, s] = "changed"
+            out.lines.append(_edge_text("changed", s, t, f" (was: {edge_label(was)})"))
+    for rest in unmatched.values():
+        out.removed += rest
+        out.lines += [_edge_text("removed", s, t) for _, s, t in rest]
     return out
 
 
@@ -168,25 +181,25 @@ def _graph(
         edges[mark] = style
     edges["previous"] = {"color": "blue", "penwidth": "3", "fontcolor": "blue"}
 
-    marks: dict[int, str] = {}
-    drawn: list[tuple[str, Transition]] = [("", t) for t in spec.transitions]
+    # (mark, index in spec.transitions or None for removed edges, source or "*", transition)
+    drawn: list[tuple[str, int | None, str, Transition]] = [
+        (changes.marks.get((i, src), "") if changes else "", i, src, t) for i, src, t in edges_of(spec)
+    ]
     if changes:
-        by_id = {id(t): mark for mark, t, _ in changes.transitions}
-        drawn = [(by_id.get(id(t), ""), t) for t in spec.transitions]
-        drawn += [("removed", t) for mark, t, _ in changes.transitions if mark == "removed"]
+        drawn += [("removed", None, src, t) for _, src, t in changes.removed]
+    last = snapshot.last if snapshot and not changes else None
     pair_mark: dict[tuple[str, str], str] = {}
-    for i, (mark, t) in enumerate(drawn):
-        sources = [ANY] if star and t.source == ["*"] else list(spec.states) if t.source == ["*"] else t.source
+    for mark, index, src, t in drawn:
+        sources = ([ANY] if star else list(spec.states)) if src == "*" else [src]
         dest = initial if t.reset else t.dest
-        label = MARKS.get(mark, "") + edge_label(t)
-        if snapshot and snapshot.last and snapshot.last.transition == i and not changes:
-            label = "last: " + label
         for s in sources:
-            if s in machine.states:
-                machine.add_transition(t.event, s, dest, label=_escape(label, engine))
-                if mark:
-                    pair_mark.setdefault((s, dest or s), mark)
-        marks[i] = mark
+            if s not in machine.states:
+                continue
+            taken = last is not None and index == last.transition and s == last.source
+            label = ("last: " if taken else "") + MARKS.get(mark, "") + edge_label(t)
+            machine.add_transition(t.event, s, dest, label=_escape(label, engine))
+            if mark:
+                pair_mark.setdefault((s, dest or s), mark)
     graph = machine.graph_cls(machine)
     if star:
         graph.set_node_style(ANY, "any")
@@ -239,7 +252,7 @@ def dot(spec: Spec, **kw: Any) -> Any:
     # UML's start dot marks the initial state (mermaid gets `[*] -->` from transitions).
     graph.add_node("initial_marker", label="", shape="circle", style="filled", fillcolor="black", width="0.2")
     graph.add_edge("initial_marker", Engine(spec).initial_state, label="start")
-    legend = graph.add_subgraph(name="cluster_legend", label="roles", fontsize="10", style="rounded", color="grey")
+    legend = graph.add_subgraph(name="cluster_legend", label="legend", fontsize="10", style="rounded", color="grey")
     for role, colour in role_colours(spec).items():
         legend.add_node(
             f"legend_role_{role}",

@@ -89,6 +89,7 @@ def test_snapshot_view_highlights_state_and_last_transition(tmp_path: Path) -> N
     text = out.read_text()
     assert "Class fallback s_active_lead" in text
     assert "worker --> fallback: last: failure [failures + 1 #gt;= failure_threshold]" in text
+    assert "recovery --> fallback: failure [failures + 1 #gt;= failure_threshold]" in text  # same rule, not taken
     assert 'title: "lead_worker: turn 5, lead_done=3, failures=0, fallback_done=0"' in text
     _svg, texts = mermaid_browser.render(text, tmp_path)
     assert "last: failure [failures + 1 >= failure_threshold]" in texts
@@ -113,12 +114,10 @@ def test_snapshot_dot_marks_the_active_state_and_previous_edge(tmp_path: Path) -
 def test_diff_marks_changes_and_summarises_them(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     old, new = load_spec(DEFAULT), load_spec(ROOT / "specs" / "strict_recovery.yaml")
     changes = diff(old, new)
+    # Edge by edge: worker's failure edges did not change, only recovery's did.
     assert changes.summary() == [
-        "+ transition worker -> fallback: failure [failures + 1 >= failure_threshold]",
-        "+ transition worker -> (stay): failure / failures = failures + 1",
-        "+ transition recovery -> fallback: failure",
-        "- transition worker, recovery -> fallback: failure [failures + 1 >= failure_threshold]",
-        "- transition worker, recovery -> (stay): failure / failures = failures + 1",
+        "~ transition recovery -> fallback: failure (was: failure [failures + 1 >= failure_threshold])",
+        "- transition recovery -> (stay): failure / failures = failures + 1",
     ]
     out = tmp_path / "diff.md"
     assert (
@@ -136,14 +135,15 @@ def test_diff_marks_changes_and_summarises_them(tmp_path: Path, capsys: pytest.C
         )
         == 0
     )
-    assert "+ transition recovery -> fallback: failure" in capsys.readouterr().err
+    assert "~ transition recovery -> fallback: failure (was: " in capsys.readouterr().err
     page = out.read_text()
-    assert "recovery --> fallback: + failure" in page
-    assert "- failure [failures + 1 #gt;= failure_threshold]" in page
+    assert "recovery --> fallback: ~ failure\n" in page
+    assert "recovery --> recovery: - failure / failures = failures + 1 [internal]" in page
+    assert "worker --> fallback: failure [failures + 1 #gt;= failure_threshold]\n" in page  # unchanged: unmarked
     assert "Changes:" in page
     (block,) = re.findall(r"```mermaid\n(.*?)```", page, re.S)
     _svg, texts = mermaid_browser.render(block, tmp_path)
-    assert any(t.startswith("+ failure") for t in texts)
+    assert "~ failure" in texts
 
 
 def test_diff_of_states_and_guards() -> None:

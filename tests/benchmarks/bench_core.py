@@ -223,9 +223,31 @@ def validate_wall() -> None:
     )
 
 
+def diagram_wall() -> None:
+    import tempfile
+
+    def wall(cmd: list[str]) -> float:
+        t = time.perf_counter()
+        subprocess.run(cmd, capture_output=True, check=True, env=CHILD_ENV)
+        return time.perf_counter() - t
+
+    runs, base = [], []
+    for _ in range(3 if QUICK else 5):
+        with tempfile.TemporaryDirectory() as out:  # empty: every md and svg is rendered
+            runs.append(wall([sys.executable, "-m", "lwfsm", "diagram", "--all", "--out-dir", out]))
+        base.append(wall([sys.executable, "-c", "import lwfsm"]))
+    r, b = statistics.median(runs), statistics.median(base)
+    n = len(list((ROOT / "specs").glob("*.yaml")))
+    print(
+        f"lwfsm diagram --all ({n} specs, md + svg each, empty output dir): {r * 1e3:.0f} ms wall as a whole "
+        f"process, {r / b:.2f}x the bare import; medians of {len(runs)} runs, slowest {max(runs) * 1e3:.0f} ms"
+    )
+
+
 if __name__ == "__main__":
     print(f"python {sys.version.split()[0]}, {'quick' if QUICK else 'full'} run")
     event_cost()
     sessions()
     import_time()
     validate_wall()
+    diagram_wall()
