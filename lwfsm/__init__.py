@@ -7,12 +7,22 @@ session.turn_completed()  # or session.failure("tests failed")
 """
 
 from .engine import Engine, Session, Snapshot, TransitionRecord
-from .errors import LwfsmError, RunError, SnapshotError, SpecError, SpecIssue, TransitionNotAllowed
+from .errors import (
+    ConfigError,
+    LwfsmError,
+    ProviderError,
+    RunError,
+    SnapshotError,
+    SpecError,
+    SpecIssue,
+    TransitionNotAllowed,
+)
 from .spec import Spec, load_spec
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ConfigError",
     "Engine",
     "LwfsmError",
     "RunError",
@@ -24,5 +34,6 @@ __all__ = [
     "SpecIssue",
     "TransitionNotAllowed",
     "TransitionRecord",
+    "ProviderError",
     "load_spec",
 ]

@@ -265,6 +265,105 @@ def _diagram_dir(specs_dir: Any, out_dir: Any, check_only: bool) -> int:
     return 1 if stale else 0
 
 
+# The demo's script: what the model "replies" (LiteLLM mock_response) and what comes back next
+# (the user's answer, or tool results). Turn judging sees exactly what a real agent would send.
+DEMO = [
+    ("Plan: read the failing test, fix the parser, run the suite.", {"role": "user", "content": "Sounds good."}),
+    ("Reading tests/test_parser.py ...", {"role": "tool", "tool_call_id": "t1", "content": "3 tests collected"}),
+    ("The bug is in parse_header(); here is the fix.", {"role": "user", "content": "Go ahead."}),
+    ("```python\ndef parse_header(line):\n    return line.split(':', 1\n```", {"role": "user", "content": "Run it."}),
+    (
+        "Running the suite.",
+        {
+            "role": "tool",
+            "tool_call_id": "t2",
+            "content": "Traceback (most recent call last):\n  ValueError: bad header",
+        },
+    ),
+    ("Fixed the call site.", {"role": "user", "content": "Thanks, that passes now."}),
+    ("Committing.", {"role": "user", "content": "Good."}),
+    ("Updating the changelog.", {"role": "user", "content": "That's wrong, the version is 2.1."}),
+    ("Changelog now says 2.1.", {"role": "user", "content": "Perfect."}),
+    ("Done: parser fixed, suite green.", {"role": "user", "content": "Bye."}),
+]
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .adapter import Adapter
+
+    models = {"lead": "openai/gpt-4o", "worker": "openai/gpt-4o-mini"}
+    spec = load_spec(args.spec, _params(args.set))
+    extra = [r for r in spec.roles if r not in models]
+    if extra:
+        raise _Usage(f"the demo binds lead and worker only; spec '{spec.name}' also has: {', '.join(extra)}")
+    adapter = Adapter(spec, models, env={})
+    session = adapter.session(name="demo")
+    print(
+        f"offline demo: {spec.name} through LiteLLM (mock_response, no network); lead={models['lead']}, "
+        f"worker={models['worker']}\n"
+    )
+    print(f"{'turn':>4}  {'state':13} {'role':7} {'model':20} outcome of the turn")
+    messages: list[dict[str, Any]] = [{"role": "user", "content": "The parser test fails; please fix it."}]
+    rows = []
+    for reply, answer in DEMO:
+        response = session.completion(messages, mock_response=reply)
+        # The previous turn's verdict is committed during the call: the state now is the one serving it.
+        rows.append([session.machine.state, session.ledger.calls[-1].role, response.model])
+        if len(rows) > 1:
+            rec = session.machine.history[-1]
+            _demo_row(len(rows) - 1, rows[-2], rec.event, rec.reason)
+        messages += [{"role": "assistant", "content": reply}, answer]
+    session.close(messages)
+    rec = session.machine.history[-1]
+    _demo_row(len(rows), rows[-1], rec.event, rec.reason)
+    print(f"\nnow in state {session.machine.state}; next turn served by {session.machine.role}\n")
+    print(session.ledger.table())
+    return 0
+
+
+def _demo_row(turn: int, row: list[str], event: str, reason: str | None) -> None:
+    outcome = "ok" if event == "turn_completed" else f"FAILURE: {reason}"
+    print(f"{turn:>4}  {row[0]:13} {row[1]:7} {row[2]:20} {outcome}")
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    import litellm
+
+    from .adapter import Adapter
+    from .errors import ProviderError
+
+    spec = load_spec(args.spec, _params(args.set))
+    models = {"lead": args.lead, "worker": args.worker}
+    for role, model in models.items():
+        check = litellm.validate_environment(model=model)
+        if not check.get("keys_in_environment", True):
+            missing = ", ".join(check.get("missing_keys", [])) or "an API key"
+            raise _Usage(f"{role} model {model} needs {missing} in the environment")
+    session = Adapter(spec, models).session(name="chat")
+    messages: list[dict[str, Any]] = []
+    print(f"lwfsm chat ({spec.name}): empty line or Ctrl-D to end")
+    while True:
+        try:
+            line = input(f"[{session.machine.role}] you> ").strip()
+        except EOFError:
+            line = ""
+        if not line:
+            break
+        messages.append({"role": "user", "content": line})
+        try:
+            response = session.completion(messages)
+        except ProviderError as exc:
+            print(f"error: {exc}")
+            messages.pop()
+            continue
+        text = response.choices[0].message.content or ""
+        print(f"{response.model}> {text}")
+        messages.append({"role": "assistant", "content": text})
+    session.close(messages)
+    print(session.ledger.table())
+    return 0
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     sys.stdout.write(schema_text())
     return 0
@@ -276,6 +375,13 @@ def schema_text() -> str:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "lwfsm spec"
     return json.dumps(schema, indent=2) + "\n"
+
+
+def _default_spec() -> Any:
+    from pathlib import Path
+
+    # The shipped spec beside the package (a source checkout or an editable install).
+    return Path(__file__).resolve().parent.parent / "specs" / "lead_worker.yaml"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -327,6 +433,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--specs-dir", default="specs", help="with --all/--check (default: specs)")
     p.add_argument("--out-dir", default="diagrams", help="with --all/--check (default: diagrams)")
     p.set_defaults(func=cmd_diagram)
+
+    p = sub.add_parser("demo", help="an offline scripted agent session through the real adapter and LiteLLM")
+    p.add_argument("--spec", default=str(_default_spec()), help="default: the shipped lead_worker spec")
+    with_set(p)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("chat", help="an interactive chat with real providers")
+    p.add_argument("--lead", required=True, metavar="MODEL", help="LiteLLM model, e.g. anthropic/claude-sonnet-4-5")
+    p.add_argument("--worker", required=True, metavar="MODEL", help="LiteLLM model, e.g. openai/gpt-4o-mini")
+    p.add_argument("--spec", default=str(_default_spec()))
+    with_set(p)
+    p.set_defaults(func=cmd_chat)
 
     p = sub.add_parser("schema", help="print the JSON Schema of the spec format")
     p.set_defaults(func=cmd_schema)

@@ -291,6 +291,34 @@ class Session:
 
     def fire(self, event: str, reason: str | None = None) -> TransitionRecord:
         """Fire any event of the spec. Raises TransitionNotAllowed, leaving the session unchanged."""
+        record = self._apply(event, reason)
+        eng = self._engine
+        if record.dest != record.source and logger.isEnabledFor(logging.INFO):
+            logger.info(
+                "turn %d: %s -> %s on %s%s%s",
+                record.turn,
+                record.source,
+                record.dest,
+                event,
+                f" [{record.guard}]" if record.guard else "",
+                f" ({reason})" if reason else "",
+            )
+        for listener in eng._listeners:
+            listener(self, record)
+        if self._listeners:
+            for listener in self._listeners:
+                listener(self, record)
+        return record
+
+    def peek(self, event: str) -> tuple[str, str]:
+        """(state, role) that `event` would lead to, changing nothing and telling no listener."""
+        with self._lock:
+            probe = Session(self._engine)
+            probe.state, probe._c, probe.turn = self.state, list(self._c), self.turn
+        probe._apply(event, None)
+        return probe.state, probe.role
+
+    def _apply(self, event: str, reason: str | None) -> TransitionRecord:
         eng = self._engine
         with self._lock:
             source = self.state
@@ -321,21 +349,6 @@ class Session:
                     self._history.append(record)
                     if len(self._history) > 2 * limit:  # trim in batches: amortised O(1)
                         del self._history[:-limit]
-        if record.dest != source and logger.isEnabledFor(logging.INFO):
-            logger.info(
-                "turn %d: %s -> %s on %s%s%s",
-                record.turn,
-                source,
-                record.dest,
-                event,
-                f" [{guard}]" if guard else "",
-                f" ({reason})" if reason else "",
-            )
-        for listener in eng._listeners:
-            listener(self, record)
-        if self._listeners:
-            for listener in self._listeners:
-                listener(self, record)
         return record
 
     def _not_allowed(self, event: str, state: str) -> str:

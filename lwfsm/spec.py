@@ -107,6 +107,15 @@ class Invariant(_Model):
     description: str = ""
 
 
+class Judging(_Model):
+    """Patterns the adapter uses to judge a turn (case-insensitive substrings)."""
+
+    tool_error_patterns: list[str] = Field(default_factory=list, description="in tool results: the turn failed")
+    correction_patterns: list[str] = Field(
+        default_factory=list, description="in the user's next message: the user corrects the model"
+    )
+
+
 def _initial_list(v: Any) -> Any:
     return [{"state": v}] if isinstance(v, str) else v
 
@@ -133,6 +142,7 @@ class Spec(_Model):
     states: dict[str, State]
     initial: Annotated[list[Initial], BeforeValidator(_initial_list, json_schema_input_type=str | list[Initial])]
     transitions: list[Transition]
+    judging: Judging | None = None
     invariants: Annotated[
         list[Invariant], BeforeValidator(_invariant_list, json_schema_input_type=list[str | Invariant])
     ] = Field(default_factory=list)

@@ -1,6 +1,9 @@
 import os
 from pathlib import Path
 
+# Offline: LiteLLM must never fetch its remote price map, whichever module imports it first.
+os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+
 import pytest
 from hypothesis import HealthCheck, settings
 

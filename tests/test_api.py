@@ -6,8 +6,10 @@ import lwfsm
 
 def test_public_api_is_locked() -> None:
     assert sorted(lwfsm.__all__) == [
+        "ConfigError",
         "Engine",
         "LwfsmError",
+        "ProviderError",
         "RunError",
         "Session",
         "Snapshot",

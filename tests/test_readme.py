@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 
@@ -21,25 +23,6 @@ def test_embedding_example_runs(tmp_path: Path) -> None:
     assert out.stdout.split()[:2] == ["recovery", "6"]
 
 
-def test_trace_excerpt_is_what_the_cli_prints() -> None:
-    (excerpt,) = re.findall(r"```\n\$ (lwfsm trace [^\n]*)\n(.*?)```", README, re.S)
-    command, expected = excerpt
-    out = subprocess.run(
-        [sys.executable, "-m", "lwfsm", *command.split()[1:]], cwd=ROOT, capture_output=True, text=True, check=True
-    )
-    assert out.stdout == expected
-
-
-def test_validate_excerpt_is_what_the_cli_prints() -> None:
-    (excerpt,) = re.findall(r"```\n\$ (lwfsm validate [^\n]*)\n(.*?)```", README, re.S)
-    command, expected = excerpt
-    out = subprocess.run(
-        [sys.executable, "-m", "lwfsm", *command.split()[1:]], cwd=ROOT, capture_output=True, text=True
-    )
-    assert out.returncode == 1
-    assert out.stderr == expected
-
-
 def test_testing_example_runs_under_pytest(tmp_path: Path) -> None:
     (block,) = re.findall(r"<!-- testing-example -->\n```python\n(.*?)```", README, re.S)
     (tmp_path / "test_my_spec.py").write_text(block)
@@ -53,10 +36,12 @@ def test_testing_example_runs_under_pytest(tmp_path: Path) -> None:
     assert "2 passed" in out.stdout
 
 
-def test_check_excerpt_is_what_the_cli_prints() -> None:
-    (excerpt,) = re.findall(r"```\n\$ (lwfsm check [^\n]*)\n(.*?)```", README, re.S)
-    command, expected = excerpt
-    out = subprocess.run(
-        [sys.executable, "-m", "lwfsm", *command.split()[1:]], cwd=ROOT, capture_output=True, text=True, check=True
-    )
-    assert out.stdout == expected
+@pytest.mark.parametrize(
+    ("command", "stream", "code"), [("trace", "stdout", 0), ("validate", "stderr", 1), ("check", "stdout", 0)]
+)
+def test_cli_excerpt_is_what_the_cli_prints(command: str, stream: str, code: int) -> None:
+    (excerpt,) = re.findall(rf"```\n\$ (lwfsm {command} [^\n]*)\n(.*?)```", README, re.S)
+    line, expected = excerpt
+    out = subprocess.run([sys.executable, "-m", "lwfsm", *line.split()[1:]], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == code
+    assert getattr(out, stream) == expected

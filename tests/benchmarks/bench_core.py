@@ -27,15 +27,8 @@ ROUNDS = 3 if QUICK else 7
 PATTERN = "ooooffoofffoooof"  # exercises worker, fallback and recovery
 
 
-def best(fn: Callable[[], float], rounds: int = ROUNDS) -> tuple[float, float]:
-    """Min over rounds (the least disturbed run) and the spread max/min (the noise)."""
-    times = [fn() for _ in range(rounds)]
-    return min(times), max(times) / min(times)
-
-
-def lwfsm_events(n: int) -> Callable[[], float]:
-    session = Engine(load_spec(SPEC, params={"lead_turns": 0})).session()
-    fire = [session.turn_completed if ch == "o" else session.failure for ch in PATTERN]
+def per_event(fire: list[Callable[[], object]], n: int) -> Callable[[], float]:
+    """A timer: seconds per event over n events cycling through `fire` (16 entries)."""
 
     def run() -> float:
         t = time.perf_counter()
@@ -44,6 +37,23 @@ def lwfsm_events(n: int) -> Callable[[], float]:
         return (time.perf_counter() - t) / n
 
     return run
+
+
+# Children run the way users do: with bytecode caching on (pip compiled the dependencies at
+# install; lwfsm's own .pyc files are written by a warm-up run), whatever this shell says.
+CHILD_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
+def wall(cmd: list[str]) -> float:
+    """Wall time of a whole process."""
+    t = time.perf_counter()
+    subprocess.run(cmd, capture_output=True, check=True, env=CHILD_ENV)
+    return time.perf_counter() - t
+
+
+def lwfsm_events(n: int) -> Callable[[], float]:
+    session = Engine(load_spec(SPEC, params={"lead_turns": 0})).session()
+    return per_event([session.turn_completed if ch == "o" else session.failure for ch in PATTERN], n)
 
 
 def bare_events(n: int) -> Callable[[], float]:
@@ -78,15 +88,7 @@ def bare_events(n: int) -> Callable[[], float]:
         "turn_completed", "fallback", None, before=lambda ed: setattr(m, "fallback_done", m.fallback_done + 1)
     )
     machine.add_transition("failure", "fallback", None)
-    fire = [m.turn_completed if ch == "o" else m.failure for ch in PATTERN]  # type: ignore[attr-defined]
-
-    def run() -> float:
-        t = time.perf_counter()
-        for i in range(n):
-            fire[i & 15]()
-        return (time.perf_counter() - t) / n
-
-    return run
+    return per_event([m.turn_completed if ch == "o" else m.failure for ch in PATTERN], n)  # type: ignore[attr-defined]
 
 
 def event_cost() -> None:
@@ -135,13 +137,7 @@ def sessions() -> None:
     # Event cost must not depend on how many sessions are alive.
     k = 20_000 if QUICK else 100_000
     one = Engine(load_spec(SPEC, params={"lead_turns": 0})).session()
-    fire = [one.turn_completed if ch == "o" else one.failure for ch in PATTERN]
-
-    def events_on_one() -> float:
-        t = time.perf_counter()
-        for i in range(k):
-            fire[i & 15]()
-        return (time.perf_counter() - t) / k
+    events_on_one = per_event([one.turn_completed if ch == "o" else one.failure for ch in PATTERN], k)
 
     del live
     alone, crowded = [], []
@@ -156,11 +152,6 @@ def sessions() -> None:
         f"event cost with 1 live session {a * 1e6:.2f} us, with 100,000 live {c * 1e6:.2f} us: "
         f"ratio {c / a:.3f} (target within 10%); spread {max(alone) / a:.2f}x"
     )
-
-
-# Children import the way users do: with bytecode caching on (pip compiled the dependencies at
-# install; lwfsm's own .pyc files are written by the warm-up run below), whatever this shell says.
-CHILD_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
 def import_time() -> None:
@@ -202,11 +193,6 @@ def import_time() -> None:
 def validate_wall() -> None:
     specs = sorted(str(p) for p in (ROOT / "specs").glob("*.yaml"))
 
-    def wall(cmd: list[str]) -> float:
-        t = time.perf_counter()
-        subprocess.run(cmd, capture_output=True, check=True, env=CHILD_ENV)
-        return time.perf_counter() - t
-
     ours, checks, base = [], [], []
     for _ in range(5 if QUICK else 10):
         ours.append(wall([sys.executable, "-m", "lwfsm", "validate", *specs]))
@@ -225,11 +211,6 @@ def validate_wall() -> None:
 
 def diagram_wall() -> None:
     import tempfile
-
-    def wall(cmd: list[str]) -> float:
-        t = time.perf_counter()
-        subprocess.run(cmd, capture_output=True, check=True, env=CHILD_ENV)
-        return time.perf_counter() - t
 
     runs, base = [], []
     for _ in range(3 if QUICK else 5):

@@ -1,0 +1,86 @@
+"""A small OpenAI-compatible chat-completions server on 127.0.0.1, scripted per model, for tests.
+
+Unscripted requests get a 200 reply whose text names the model and echoes the last user message,
+so tests can tell sessions apart. `script(model, *steps)` queues steps for that model: a dict
+{"status": 500, "headers": {...}, "body": {...}, "delay": 0.5, "tool_calls": [...], "content": "..."}.
+"""
+
+import json
+import threading
+import time
+from collections import defaultdict, deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+class Server:
+    def __init__(self) -> None:
+        self.scripts: dict[str, deque[dict[str, Any]]] = defaultdict(deque)
+        self.requests: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:  # quiet
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with server.lock:
+                    server.requests.append(body)
+                    steps = server.scripts[body["model"]]
+                    step = steps.popleft() if steps else {}
+                time.sleep(step.get("delay", 0))
+                status = step.get("status", 200)
+                payload = step.get("body") or (
+                    server.reply(body, step)
+                    if status == 200
+                    else {"error": {"message": f"scripted {status}", "type": "server_error"}}
+                )
+                data = json.dumps(payload).encode()
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    for k, v in step.get("headers", {}).items():
+                        self.send_header(k, v)
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (a timeout test)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def reply(self, request: dict[str, Any], step: dict[str, Any]) -> dict[str, Any]:
+        last_user = next((m.get("content") for m in reversed(request["messages"]) if m.get("role") == "user"), "")
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": step.get("content", f"{request['model']} says: {last_user}"),
+        }
+        if "tool_calls" in step:
+            message["tool_calls"] = step["tool_calls"]
+            message["content"] = step.get("content")
+        return {
+            "id": "chatcmpl-test",
+            "object": "chat.completion",
+            "created": 0,
+            "model": request["model"],
+            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
+        }
+
+    def script(self, model: str, *steps: dict[str, Any]) -> None:
+        with self.lock:
+            self.scripts[model].extend(steps)
+
+    def count(self, model: str) -> int:
+        with self.lock:
+            return sum(1 for r in self.requests if r["model"] == model)
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

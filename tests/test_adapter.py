@@ -1,0 +1,456 @@
+"""The LiteLLM adapter, through LiteLLM's real HTTP stack against a server on 127.0.0.1."""
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# The adapter first: it switches LiteLLM to its local price map before LiteLLM is imported.
+pytest.importorskip("lwfsm.adapter", reason='needs the litellm extra: pip install "lwfsm[litellm]"')
+
+import litellm.exceptions as llm_errors  # noqa: E402
+
+from lwfsm import ConfigError  # noqa: E402
+from lwfsm.adapter import (  # noqa: E402
+    EXCEPTIONS,
+    Adapter,
+    AgentSession,
+    RoleBinding,
+    bindings,
+    classify,
+    malformed_tool_calls,
+    params_from_env,
+    retry_after,
+    unparsable_code,
+)
+from lwfsm.errors import AllAttemptsFailed, AuthError, BadRequestError  # noqa: E402
+
+from .openai_server import Server  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+SPEC = ROOT / "specs" / "lead_worker.yaml"
+ENV = {"TEST_KEY": "sk-test-not-a-real-key"}
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Server]:
+    srv = Server()
+    yield srv
+    srv.close()
+
+
+def adapter(server: Server, lead: str = "big", worker: str = "small", **kw: Any) -> Adapter:
+    def bind(model: str) -> RoleBinding:
+        return RoleBinding(f"openai/{model}", api_base=server.base, api_key_env="TEST_KEY")
+
+    kw.setdefault("backoff", 0.0)
+    return Adapter(SPEC, {"lead": bind(lead), "worker": bind(worker)}, env=ENV, **kw)
+
+
+def talk(s: AgentSession, replies: int, user: str = "go", **kw: Any) -> list[str]:
+    """Call `replies` times, answering each reply with a plain user message; return the served models."""
+    msgs: list[dict[str, Any]] = [{"role": "user", "content": user}]
+    served = []
+    for _ in range(replies):
+        r = s.completion(msgs, **kw)
+        served.append(r.model)
+        msgs += [{"role": "assistant", "content": r.choices[0].message.content}, {"role": "user", "content": user}]
+    return served
+
+
+# --- exceptions ---------------------------------------------------------------------------
+
+
+def test_every_litellm_exception_class_is_placed() -> None:
+    classes = {name for name, c in vars(llm_errors).items() if isinstance(c, type) and issubclass(c, BaseException)}
+    assert classes - set(EXCEPTIONS) == set(), "LiteLLM has exception classes the adapter does not place"
+
+
+def test_classification_of_typical_errors() -> None:
+    assert classify(llm_errors.RateLimitError("x", llm_provider="openai", model="m")) == "retry"
+    assert classify(llm_errors.Timeout("x", model="m", llm_provider="openai")) == "retry"
+    assert classify(llm_errors.AuthenticationError("x", llm_provider="openai", model="m")) is AuthError
+    assert classify(llm_errors.ContextWindowExceededError("x", model="m", llm_provider="openai")) is BadRequestError
+    assert classify(ValueError("not litellm's")) is None
+
+
+def test_retry_after_header() -> None:
+    class Response:
+        headers = {"retry-after": "2.5"}
+
+    exc = Exception()
+    exc.response = Response()  # type: ignore[attr-defined]
+    assert retry_after(exc) == 2.5
+    assert retry_after(Exception()) is None
+
+
+# --- configuration ------------------------------------------------------------------------
+
+
+def test_binding_precedence_arguments_lwfsm_goose(tmp_path: Path) -> None:
+    from lwfsm import load_spec
+
+    spec = load_spec(SPEC)
+    env = {
+        "LWFSM_LEAD_MODEL": "anthropic/claude-x",
+        "GOOSE_LEAD_MODEL": "gpt-4o",
+        "GOOSE_LEAD_PROVIDER": "openai",
+        "GOOSE_MODEL": "gpt-4o-mini",
+        "GOOSE_PROVIDER": "openai",
+        "LWFSM_WORKER_TEMPERATURE": "0.2",
+    }
+    b = bindings(spec, env=env)
+    assert b["lead"].model == "anthropic/claude-x"  # LWFSM_* beats GOOSE_*
+    assert b["worker"].model == "openai/gpt-4o-mini"  # goose: model tied to its provider
+    assert b["worker"].options == {"temperature": 0.2}
+    assert bindings(spec, {"lead": "openai/o3"}, env=env)["lead"].model == "openai/o3"  # arguments beat env
+    env2 = {"GOOSE_LEAD_MODEL": "gpt-4o", "GOOSE_MODEL": "gpt-4o-mini", "GOOSE_PROVIDER": "openai"}
+    assert bindings(spec, env=env2)["lead"].model == "openai/gpt-4o"  # goose: lead provider defaults to the main one
+
+
+@pytest.mark.parametrize(
+    ("env", "models", "message"),
+    [
+        (
+            {},
+            {},
+            "no model for role 'lead' of spec 'lead_worker': pass models={'lead': 'provider/model'} "
+            "or set LWFSM_LEAD_MODEL or GOOSE_LEAD_MODEL",
+        ),
+        ({"LWFSM_LEAD_MODEL": " ", "LWFSM_WORKER_MODEL": "a/b"}, {}, "LWFSM_LEAD_MODEL is empty"),
+        (
+            {"GOOSE_LEAD_MODEL": "gpt-4o", "LWFSM_WORKER_MODEL": "a/b"},
+            {},
+            "GOOSE_LEAD_MODEL='gpt-4o' names no provider: write 'provider/gpt-4o' or set GOOSE_LEAD_PROVIDER",
+        ),
+        (
+            {"LWFSM_LEAD_MODEL": "a/b", "LWFSM_WORKER_MODEL": "a/c", "LWFSM_WORKER_TEMPERATURE": "warm"},
+            {},
+            "LWFSM_WORKER_TEMPERATURE='warm' is not a number",
+        ),
+        (
+            {"LWFSM_LEAD_MODEL": "a/b", "LWFSM_WORKER_MODEL": "a/c"},
+            {"planner": "a/d"},
+            "models given for roles the spec does not have: planner",
+        ),
+    ],
+)
+def test_binding_errors_name_the_variable(env: dict[str, str], models: dict[str, str], message: str) -> None:
+    from lwfsm import load_spec
+
+    with pytest.raises(ConfigError) as info:
+        bindings(load_spec(SPEC), models, env=env)
+    assert message in str(info.value)
+
+
+def test_params_from_env() -> None:
+    from lwfsm import load_spec
+
+    spec = load_spec(SPEC)
+    assert params_from_env(spec, {"GOOSE_LEAD_TURNS": "5", "LWFSM_PARAM_FAILURE_THRESHOLD": "4"}) == {
+        "lead_turns": 5,
+        "failure_threshold": 4,
+    }
+    assert params_from_env(spec, {"GOOSE_LEAD_TURNS": "5", "LWFSM_PARAM_LEAD_TURNS": "1"}) == {"lead_turns": 1}
+    with pytest.raises(
+        ConfigError, match=r"GOOSE_LEAD_FALLBACK_TURNS='two' is not an integer \(param 'fallback_turns'\)"
+    ):
+        params_from_env(spec, {"GOOSE_LEAD_FALLBACK_TURNS": "two"})
+    with pytest.raises(
+        ConfigError,
+        match=r"GOOSE_LEAD_FALLBACK_TURNS='0': value 0 for param 'fallback_turns' is "
+        r"outside its declared range \[1, 1000\]",
+    ):
+        params_from_env(spec, {"GOOSE_LEAD_FALLBACK_TURNS": "0"})
+    a = Adapter(SPEC, {"lead": "a/b", "worker": "a/c"}, env={"GOOSE_LEAD_TURNS": "1"})
+    assert a.spec.param_values["lead_turns"] == 1
+
+
+def test_the_key_is_read_from_the_named_variable_and_never_shown(server: Server) -> None:
+    b = RoleBinding("openai/x", api_base=server.base, api_key_env="TEST_KEY")
+    assert b.call_kwargs(ENV)["api_key"] == ENV["TEST_KEY"]
+    assert "sk-test" not in repr(b)
+    with pytest.raises(ConfigError, match="MISSING_KEY is not set: it should hold the API key for openai/x"):
+        RoleBinding("openai/x", api_key_env="MISSING_KEY").call_kwargs({})
+
+
+# --- judging ------------------------------------------------------------------------------
+
+
+def test_detectors() -> None:
+    tools = [{"type": "function", "function": {"name": "run"}}]
+    good = {"tool_calls": [{"function": {"name": "run", "arguments": '{"cmd": "ls"}'}}]}
+    bad_json = {"tool_calls": [{"function": {"name": "run", "arguments": '{"cmd": "ls"'}}]}
+    unknown = {"tool_calls": [{"function": {"name": "rm_rf", "arguments": "{}"}}]}
+    assert malformed_tool_calls(good, [], tools) is None
+    assert malformed_tool_calls(bad_json, [], tools) == "tool call 'run' has arguments that are not valid JSON"
+    assert malformed_tool_calls(unknown, [], tools) == "tool call to unknown tool 'rm_rf'"
+    assert unparsable_code({"content": "```python\nx = 1\n```"}, [], []) is None
+    assert unparsable_code({"content": '```json\n{"a": 1,}\n```'}, [], []).startswith("json code block does not")
+    assert unparsable_code({"content": "```bash\nfi fi (\n```"}, [], []) is None  # only Python and JSON are judged
+
+
+# --- real calls over HTTP -----------------------------------------------------------------
+
+
+def test_lead_serves_the_first_turns_then_the_worker(server: Server) -> None:
+    s = adapter(server, "lead1", "work1").session()
+    assert talk(s, 5) == ["lead1", "lead1", "lead1", "work1", "work1"]
+    assert s.machine.state == "worker"
+    assert s.machine.turn == 4  # the fifth turn is judged by the next call or close()
+    s.close([{"role": "user", "content": "thanks"}])
+    assert s.machine.turn == 5
+
+
+def test_tool_calls_and_malformed_tool_json(server: Server) -> None:
+    s = adapter(server, "lead2", "work2").session()
+    a = s.adapter
+    a.engine = a.engine  # lead_turns default 3: use the worker after three turns
+    talk(s, 3)
+    tools = [{"type": "function", "function": {"name": "run", "parameters": {"type": "object"}}}]
+    server.script(
+        "work2",
+        {"tool_calls": [{"id": "1", "type": "function", "function": {"name": "run", "arguments": '{"cmd": "ls"'}}]},
+    )
+    msgs = [{"role": "user", "content": "list files"}]
+    r = s.completion(msgs, tools=tools)
+    assert r.choices[0].message.tool_calls[0].function.arguments == '{"cmd": "ls"'
+    msgs += [r.choices[0].message.model_dump(), {"role": "tool", "tool_call_id": "1", "content": "bad args"}]
+    server.script(
+        "work2",
+        {"tool_calls": [{"id": "2", "type": "function", "function": {"name": "run", "arguments": '{"cmd": "ls"}'}}]},
+    )
+    s.completion(msgs, tools=tools)
+    last = s.machine.history[-1]
+    assert (last.event, last.reason) == ("failure", "tool call 'run' has arguments that are not valid JSON")
+
+
+def test_technical_errors_retry_without_moving_the_machine(server: Server) -> None:
+    s = adapter(server, "lead3", "work3").session()
+    server.script("lead3", {"status": 500}, {"status": 429, "headers": {"Retry-After": "0"}})
+    assert talk(s, 1) == ["lead3"]
+    assert s.ledger.calls[-1].retries == 2
+    assert s.machine.turn == 0
+    assert s.machine.history == []
+    assert server.count("lead3") == 3
+
+
+def test_auth_error_is_raised_at_once_and_changes_nothing(server: Server) -> None:
+    s = adapter(server, "lead4", "work4").session()
+    talk(s, 2)
+    before = (s.machine.snapshot(), s._pending)
+    n = server.count("lead4")
+    server.script("lead4", {"status": 401})
+    with pytest.raises(AuthError) as info:
+        s.completion(
+            [
+                {"role": "user", "content": "go"},
+                {"role": "assistant", "content": "x"},
+                {"role": "user", "content": "go"},
+            ]
+        )
+    assert isinstance(info.value.__cause__, llm_errors.AuthenticationError)
+    assert server.count("lead4") == n + 1  # no retry
+    assert (s.machine.snapshot(), s._pending) == before
+
+
+def test_worker_technical_failure_is_served_by_the_lead_without_counting(server: Server) -> None:
+    # goose: a worker that fails technically is replaced by the lead for that turn; no failure counted,
+    # no fallback, and the next turn tries the worker first again.
+    s = adapter(server, "lead5", "work5", retries=1).session()
+    talk(s, 3)
+    server.script("work5", {"status": 503}, {"status": 503})
+    msgs = [{"role": "user", "content": "go"}, {"role": "assistant", "content": "x"}, {"role": "user", "content": "go"}]
+    r = s.completion(msgs)
+    assert r.model == "lead5"
+    assert s.machine.state == "worker"
+    assert s.machine.counters["failures"] == 0
+    assert s.ledger.calls[-1].role == "worker" or s.ledger.calls[-1].model == "openai/lead5"
+    msgs += [{"role": "assistant", "content": "y"}, {"role": "user", "content": "go"}]
+    assert s.completion(msgs).model == "work5"
+
+
+def test_timeouts_then_everything_fails(server: Server) -> None:
+    s = adapter(server, "lead6", "work6", retries=1).session()
+    talk(s, 3)
+    before = s.machine.snapshot()
+    server.script("work6", {"delay": 1.0}, {"delay": 1.0})
+    server.script("lead6", {"status": 500}, {"status": 500})
+    with pytest.raises(AllAttemptsFailed) as info:
+        s.completion([{"role": "user", "content": "go"}], timeout=0.2)
+    assert [(r, type(e).__name__) for r, _m, e in info.value.attempts] == [
+        ("worker", "Timeout"),
+        ("worker", "Timeout"),
+        ("lead", "InternalServerError"),
+        ("lead", "InternalServerError"),
+    ]
+    assert s.machine.snapshot() == before
+
+
+def test_fallback_ends_after_its_successful_lead_turns(server: Server) -> None:
+    s = adapter(server, "lead7", "work7").session()
+    talk(s, 3)
+    msgs: list[dict[str, Any]] = [{"role": "user", "content": "go"}]
+    served = []
+    for follow in ["that's wrong", "try again", "fine", "fine", "fine", "fine"]:
+        r = s.completion(msgs)
+        served.append(r.model)
+        msgs += [{"role": "assistant", "content": "x"}, {"role": "user", "content": follow}]
+    # two corrections -> fallback (lead) for two successful turns -> recovery (worker)
+    assert served == ["work7", "work7", "lead7", "lead7", "work7", "work7"]
+    reasons = [h.reason for h in s.machine.history if h.event == "failure"]
+    assert reasons == ['the user corrects the model ("that\'s wrong")', "the user corrects the model ('try again')"]
+
+
+def test_side_calls_do_not_count(server: Server) -> None:
+    s = adapter(server, "lead8", "work8").session()
+    talk(s, 1)
+    s.completion([{"role": "user", "content": "title please"}], side=True)
+    assert s.machine.turn == 0
+    assert s.ledger.calls[-1].side
+
+
+def test_turn_unit_message_counts_a_tool_loop_once(server: Server) -> None:
+    s = adapter(server, "lead9", "work9", turn_unit="message").session()
+    msgs: list[dict[str, Any]] = [{"role": "user", "content": "do it"}]
+    for _ in range(3):  # one user message, three calls in its tool loop
+        s.completion(msgs)
+        msgs += [
+            {"role": "assistant", "content": "calling a tool"},
+            {"role": "tool", "tool_call_id": "t", "content": "ok"},
+        ]
+    assert s.machine.turn == 0
+    msgs += [{"role": "assistant", "content": "done"}, {"role": "user", "content": "next task"}]
+    s.completion(msgs)
+    assert s.machine.turn == 1
+
+
+def test_cancellation_leaves_the_session_as_it_was(server: Server) -> None:
+    s = adapter(server, "leadA", "workA").session()
+    talk(s, 2)
+    before = (s.machine.snapshot(), s._pending)
+    server.script("leadA", {"delay": 2.0})
+
+    async def cancelled() -> None:
+        task = asyncio.ensure_future(
+            s.acompletion(
+                [
+                    {"role": "user", "content": "go"},
+                    {"role": "assistant", "content": "x"},
+                    {"role": "user", "content": "go"},
+                ]
+            )
+        )
+        await asyncio.sleep(0.3)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(cancelled())
+    assert (s.machine.snapshot(), s._pending) == before
+
+
+def test_two_hundred_concurrent_sessions(server: Server) -> None:
+    a = adapter(server, "leadB", "workB")
+    sessions = [a.session() for _ in range(200)]
+
+    async def converse(i: int, s: AgentSession) -> list[str]:
+        msgs: list[dict[str, Any]] = []
+        contents = []
+        for turn in range(4):
+            msgs.append({"role": "user", "content": f"session {i} turn {turn}"})
+            r = await s.acompletion(msgs)
+            contents.append(r.choices[0].message.content)
+            msgs.append({"role": "assistant", "content": r.choices[0].message.content})
+        return contents
+
+    async def main() -> list[list[str]]:
+        return await asyncio.gather(*(converse(i, s) for i, s in enumerate(sessions)))
+
+    results = asyncio.run(main())
+    for i, contents in enumerate(results):  # no cross-talk: each reply echoes its own session's message
+        assert contents == [
+            f"{m} says: session {i} turn {t}" for t, m in enumerate(["leadB", "leadB", "leadB", "workB"])
+        ]
+    assert sum(len(s.ledger.calls) for s in sessions) == server.count("leadB") + server.count("workB") == 800
+    assert all(s.machine.state == "worker" for s in sessions)
+
+
+def test_jsonl_log_and_ledger(server: Server, tmp_path: Path) -> None:
+    s = adapter(server, "leadC", "workC", log_dir=tmp_path).session(name="demo")
+    talk(s, 4)
+    s.close([{"role": "user", "content": "that's wrong"}])
+    records = [json.loads(line) for line in (tmp_path / "demo.jsonl").read_text().splitlines()]
+    assert [r["turn"] for r in records] == [1, 2, 3, 4]
+    assert [r["role"] for r in records] == ["lead", "lead", "lead", "worker"]
+    assert records[-1]["outcome"] == "failure"
+    assert records[2]["transition"]["dest"] == "worker"
+    totals = s.ledger.totals()
+    assert totals["lead openai/leadC"]["calls"] == 3
+    assert totals["worker openai/workC"]["prompt_tokens"] == 11
+    assert s.ledger.cost is None  # these test models have no price: never a made-up number
+
+
+def test_streaming_is_judged_once_consumed(server: Server) -> None:
+    s = adapter(server, "leadD", "workD").session()
+
+    async def run() -> str:
+        stream = await s.acompletion(
+            [{"role": "user", "content": "hi"}], stream=True, mock_response="```json\n{,}\n```"
+        )
+        assert s.ledger.calls == []  # nothing settled until the stream is consumed
+        text = "".join([(c.choices[0].delta.content or "") async for c in stream])
+        await s.acompletion(
+            [
+                {"role": "user", "content": "hi"},
+                {"role": "assistant", "content": text},
+                {"role": "user", "content": "and?"},
+            ],
+            mock_response="ok",
+        )
+        return text
+
+    text = asyncio.run(run())
+    assert text == "```json\n{,}\n```"
+    assert len(s.ledger.calls) == 2
+    (record,) = s.machine.history
+    assert record.event == "failure"
+    assert record.reason.startswith("json code block does not parse")
+
+
+def test_demo_runs_offline(capsys: pytest.CaptureFixture[str]) -> None:
+    from lwfsm.cli import main
+
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    rows = [line.split() for line in out.splitlines() if line[:4].strip().isdigit()]
+    assert [r[0] for r in rows] == [str(n) for n in range(1, 11)]
+    assert [r[2] for r in rows] == ["lead"] * 3 + ["worker"] * 2 + ["lead"] * 2 + ["worker"] * 3
+    assert "FAILURE: tool result reports an error" in out
+    assert "the same tokens on the lead alone: $" in out
+
+
+def test_chat_says_which_key_is_missing(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from lwfsm.cli import main
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    assert main(["chat", "--lead", "openai/gpt-4o", "--worker", "openai/gpt-4o-mini"]) == 1
+    assert "lead model openai/gpt-4o needs OPENAI_API_KEY in the environment" in capsys.readouterr().err
+
+
+def test_chat_ends_cleanly_without_calling(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from lwfsm.cli import main
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-never-used")
+
+    def no_input(prompt: str) -> str:
+        raise EOFError
+
+    monkeypatch.setattr("builtins.input", no_input)
+    assert main(["chat", "--lead", "openai/gpt-4o", "--worker", "openai/gpt-4o-mini"]) == 0
+    out = capsys.readouterr().out
+    assert "total cost $0.000000" in out
+    assert "sk-test" not in out
