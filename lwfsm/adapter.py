@@ -152,7 +152,9 @@ def _model_string(value: str, provider: str | None, var: str, provider_var: str 
 
 
 def bindings(
-    spec: Spec, models: Mapping[str, str | RoleBinding] | None = None, env: Mapping[str, str] | None = None
+    spec: Spec,
+    models: Mapping[str, str | RoleBinding | Mapping[str, Any]] | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> dict[str, RoleBinding]:
     """Bind every role of the spec: arguments > LWFSM_<ROLE>_* > goose's GOOSE_* names."""
     env = os.environ if env is None else env
@@ -162,6 +164,9 @@ def bindings(
         given = models.pop(role, None)
         if isinstance(given, RoleBinding):
             out[role] = given
+            continue
+        if isinstance(given, Mapping):  # a config section: {model, api_base, api_key_env, <call options>}
+            out[role] = _from_section(role, given)
             continue
         up = role.upper()
         if given is not None:
@@ -194,6 +199,20 @@ def bindings(
             f"spec '{spec.name}' has: {', '.join(spec.roles)}"
         )
     return out
+
+
+def _from_section(role: str, section: Mapping[str, Any]) -> RoleBinding:
+    where = f"models[{role!r}]"
+    if not isinstance(section.get("model"), str):
+        raise ConfigError(f"{where} needs a 'model' such as 'openai/gpt-4o-mini'")
+    for key in ("api_base", "api_key_env"):
+        if section.get(key) is not None and not isinstance(section[key], str):
+            raise ConfigError(f"{where}.{key} must be text, got {section[key]!r}")
+    if "api_key" in section:
+        raise ConfigError(f"{where}.api_key: do not put keys in configuration; name the variable in api_key_env")
+    options = {k: v for k, v in section.items() if k not in ("model", "api_base", "api_key_env")}
+    model = _model_string(section["model"], None, f"{where}.model", None)
+    return RoleBinding(model, section.get("api_base"), section.get("api_key_env"), options)
 
 
 def params_from_env(spec: Spec, env: Mapping[str, str] | None = None) -> dict[str, int]:
@@ -384,7 +403,7 @@ class Adapter:
     def __init__(
         self,
         spec: Spec | Engine | str | Path,
-        models: Mapping[str, str | RoleBinding] | None = None,
+        models: Mapping[str, str | RoleBinding | Mapping[str, Any]] | None = None,
         *,
         env: Mapping[str, str] | None = None,
         retries: int = 2,

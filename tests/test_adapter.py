@@ -454,3 +454,24 @@ def test_chat_ends_cleanly_without_calling(monkeypatch: pytest.MonkeyPatch, caps
     out = capsys.readouterr().out
     assert "total cost $0.000000" in out
     assert "sk-test" not in out
+
+
+def test_bindings_from_a_config_section() -> None:
+    from lwfsm import load_spec
+
+    spec = load_spec(SPEC)
+    section = {
+        "lead": {"model": "anthropic/claude-x", "api_key_env": "ANTHROPIC_KEY", "temperature": 0.1},
+        "worker": {"model": "openai/gpt-4o-mini", "api_base": "http://127.0.0.1:9/v1"},
+    }
+    b = bindings(spec, section, env={})
+    assert (b["lead"].model, b["lead"].api_key_env, dict(b["lead"].options)) == (
+        "anthropic/claude-x",
+        "ANTHROPIC_KEY",
+        {"temperature": 0.1},
+    )
+    assert b["worker"].api_base == "http://127.0.0.1:9/v1"
+    with pytest.raises(ConfigError, match=r"models\['lead'\].api_key: do not put keys in configuration"):
+        bindings(spec, {**section, "lead": {"model": "a/b", "api_key": "sk-x"}}, env={})
+    with pytest.raises(ConfigError, match=r"models\['worker'\] needs a 'model'"):
+        bindings(spec, {**section, "worker": {"api_base": "x"}}, env={})
