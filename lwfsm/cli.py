@@ -380,8 +380,10 @@ def schema_text() -> str:
 def _default_spec() -> Any:
     from pathlib import Path
 
-    # The shipped spec beside the package (a source checkout or an editable install).
-    return Path(__file__).resolve().parent.parent / "specs" / "lead_worker.yaml"
+    # Inside the package when installed from a wheel; beside it in a checkout (editable install).
+    here = Path(__file__).resolve().parent
+    bundled = here / "specs" / "lead_worker.yaml"
+    return bundled if bundled.exists() else here.parent / "specs" / "lead_worker.yaml"
 
 
 def build_parser() -> argparse.ArgumentParser:

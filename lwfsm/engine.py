@@ -116,6 +116,7 @@ class Engine:
                 self.machine.add_transition(t.event, s, dest, conditions=conditions, before=before)
             self._sources[t.event] = self._sources.get(t.event, frozenset()) | frozenset(sources)
         self._events = {name: self.machine.events[name] for name in spec.events if name in self.machine.events}
+        self._guards = tuple(t.guard for t in spec.transitions)  # the hot path touches no pydantic model
         self._invariants = [(inv.expr, frozenset(inv.states), comp(inv.expr, "bool")) for inv in spec.invariants]
 
     # -- compilation helpers (closures called by transitions with the EventData) --
@@ -339,7 +340,7 @@ class Session:
             if event in eng._turn_events:
                 self.turn += 1
             index = fired[0] if fired else None
-            guard = eng.spec.transitions[index].guard if index is not None else None
+            guard = eng._guards[index] if index is not None else None
             record = TransitionRecord(self.turn, event, source, self.state, reason, guard, index)
             limit = eng.history_limit
             if limit:
