@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -320,11 +321,21 @@ class Call:
     model: str
     prompt_tokens: int
     completion_tokens: int
-    cost: float | None  # None: the model is not in LiteLLM's (local) price map
-    lead_cost: float | None  # what the same tokens would have cost on the lead role's model
+    lead_model: str | None
     latency: float
     retries: int
     side: bool
+
+    # Priced when read, not on the call path: a LiteLLM price lookup costs ~0.2 ms.
+    @property
+    def cost(self) -> float | None:
+        """None: the model is not in LiteLLM's (local) price map."""
+        return _cost(self.model, self.prompt_tokens, self.completion_tokens)
+
+    @property
+    def lead_cost(self) -> float | None:
+        """What the same tokens would have cost on the lead role's model."""
+        return _cost(self.lead_model, self.prompt_tokens, self.completion_tokens) if self.lead_model else self.cost
 
 
 @dataclass
@@ -371,6 +382,7 @@ class Ledger:
         return "\n".join(lines)
 
 
+@functools.lru_cache(maxsize=4096)
 def _cost(model: str, prompt: int, completion: int) -> float | None:
     try:
         p, c = litellm.cost_per_token(model=model, prompt_tokens=prompt, completion_tokens=completion)
@@ -393,7 +405,6 @@ class _Pending:
     reply: dict[str, Any]
     tools: list[dict[str, Any]]
     usage: tuple[int, int]
-    cost: float | None
     failure: str | None = None  # a failure already seen within this turn (turn unit "message")
 
 
@@ -513,7 +524,7 @@ class AgentSession:
                 "reason": reason,
                 "prompt_tokens": p.usage[0],
                 "completion_tokens": p.usage[1],
-                "cost": p.cost,
+                "cost": _cost(p.model, *p.usage),
                 "transition": {
                     "source": record.source,
                     "dest": record.dest,
@@ -551,10 +562,17 @@ class AgentSession:
         usage = getattr(response, "usage", None)
         prompt = int(getattr(usage, "prompt_tokens", 0) or 0)
         completion = int(getattr(usage, "completion_tokens", 0) or 0)
-        cost = _cost(binding.model, prompt, completion)
-        lead_cost = _cost(self.adapter.lead_model, prompt, completion) if self.adapter.lead_model else cost
         self.ledger.calls.append(
-            Call(role, binding.model, prompt, completion, cost, lead_cost, time.perf_counter() - started, retries, side)
+            Call(
+                role,
+                binding.model,
+                prompt,
+                completion,
+                self.adapter.lead_model,
+                time.perf_counter() - started,
+                retries,
+                side,
+            )
         )
         if side:
             return response
@@ -569,7 +587,6 @@ class AgentSession:
             reply,
             [dict(t) for t in tools],
             (prompt, completion),
-            cost,
             carried,
         )
         return response
