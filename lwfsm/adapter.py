@@ -291,25 +291,25 @@ def pattern_detectors(spec: Spec) -> list[Detector]:
     tool_patterns = [p.lower() for p in judging.tool_error_patterns]
     corrections = [p.lower() for p in judging.correction_patterns]
 
-    def tool_errors(reply: Mapping[str, Any], after: Sequence[Mapping[str, Any]], tools: Any) -> str | None:
+    return [
+        _matching("tool", tool_patterns, "tool result reports an error"),
+        _matching("user", corrections, "the user corrects the model"),
+    ]
+
+
+def _matching(role: str, patterns: list[str], says: str) -> Detector:
+    """A detector: the first message of `role` after the reply that contains one of `patterns`."""
+
+    def detect(reply: Mapping[str, Any], after: Sequence[Mapping[str, Any]], tools: Any) -> str | None:
         for msg in after:
-            if msg.get("role") == "tool":
+            if msg.get("role") == role:
                 text = _text(msg).lower()
-                hit = next((p for p in tool_patterns if p in text), None)
+                hit = next((p for p in patterns if p in text), None)
                 if hit:
-                    return f"tool result reports an error ({hit!r})"
+                    return f"{says} ({hit!r})"
         return None
 
-    def user_correction(reply: Mapping[str, Any], after: Sequence[Mapping[str, Any]], tools: Any) -> str | None:
-        for msg in after:
-            if msg.get("role") == "user":
-                text = _text(msg).lower()
-                hit = next((p for p in corrections if p in text), None)
-                if hit:
-                    return f"the user corrects the model ({hit!r})"
-        return None
-
-    return [tool_errors, user_correction]
+    return detect
 
 
 # --- the ledger --------------------------------------------------------------------------
@@ -608,6 +608,16 @@ class AgentSession:
         assert isinstance(kind, type)
         return kind(f"{role} model {model}: {type(exc).__name__}: {exc}", role=role, model=model)
 
+    def _failed(
+        self, role: str, attempt: int, model: str, exc: Exception, failures: list[tuple[str, str, BaseException]]
+    ) -> float:
+        """Raise at once what retrying cannot fix; else note the attempt and return the wait before the next."""
+        fatal = self._errors(role, exc)
+        if fatal is not None:
+            raise fatal from exc
+        failures.append((role, model, exc))
+        return self._delay(attempt, exc) if attempt < self.adapter.retries else 0.0
+
     def _delay(self, attempt: int, exc: BaseException) -> float:
         asked = retry_after(exc)
         if asked is not None:
@@ -635,12 +645,9 @@ class AgentSession:
                 except asyncio.CancelledError:
                     raise  # nothing was committed: the session is as it was
                 except Exception as exc:
-                    fatal = self._errors(r, exc)
-                    if fatal is not None:
-                        raise fatal from exc
-                    failures.append((r, call["model"], exc))
-                    if attempt < self.adapter.retries:
-                        await asyncio.sleep(self._delay(attempt, exc))
+                    wait = self._failed(r, attempt, call["model"], exc, failures)
+                    if wait:
+                        await asyncio.sleep(wait)
                     continue
                 if kwargs.get("stream"):
                     return self._astream(r, response, started, len(failures), messages, kwargs, side, verdict)
@@ -664,12 +671,9 @@ class AgentSession:
                 try:
                     response = litellm.completion(messages=list(messages), num_retries=0, **call)
                 except Exception as exc:
-                    fatal = self._errors(r, exc)
-                    if fatal is not None:
-                        raise fatal from exc
-                    failures.append((r, call["model"], exc))
-                    if attempt < self.adapter.retries:
-                        time.sleep(self._delay(attempt, exc))
+                    wait = self._failed(r, attempt, call["model"], exc, failures)
+                    if wait:
+                        time.sleep(wait)
                     continue
                 return self._settle(
                     r, response, started, len(failures), messages, kwargs.get("tools") or [], side, verdict
