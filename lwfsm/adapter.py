@@ -660,8 +660,6 @@ class AgentSession:
         """`litellm.completion` with the model chosen by the machine. `side=True`: not a turn."""
         if "model" in kwargs:
             raise TypeError("the model is chosen by the session's state: do not pass model=")
-        if kwargs.get("stream"):
-            raise TypeError("stream=True is supported by acompletion only")
         with self._tlock:
             verdict, role = self._plan(messages, side)
             failures: list[tuple[str, str, BaseException]] = []
@@ -675,10 +673,32 @@ class AgentSession:
                     if wait:
                         time.sleep(wait)
                     continue
+                if kwargs.get("stream"):
+                    return self._stream(r, response, started, len(failures), messages, kwargs, side, verdict)
                 return self._settle(
                     r, response, started, len(failures), messages, kwargs.get("tools") or [], side, verdict
                 )
             raise self._all_failed(role, failures)
+
+    def _stream(
+        self,
+        role: str,
+        stream: Any,
+        started: float,
+        retries: int,
+        messages: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        side: bool,
+        verdict: tuple[str, str | None] | None,
+    ) -> Iterator[Any]:
+        """Pass the chunks through; the turn is settled once the stream is consumed."""
+        chunks = []
+        for chunk in stream:
+            chunks.append(chunk)
+            yield chunk
+        response = litellm.stream_chunk_builder(chunks, messages=list(messages))
+        with self._tlock:
+            self._settle(role, response, started, retries, messages, kwargs.get("tools") or [], side, verdict)
 
     async def _astream(
         self,

@@ -474,3 +474,13 @@ def test_bindings_from_a_config_section() -> None:
         bindings(spec, {**section, "lead": {"model": "a/b", "api_key": "sk-x"}}, env={})
     with pytest.raises(ConfigError, match=r"models\['worker'\] needs a 'model'"):
         bindings(spec, {**section, "worker": {"api_base": "x"}}, env={})
+
+
+def test_sync_streaming_is_judged_once_consumed(server: Server) -> None:
+    s = adapter(server, "leadE", "workE").session()
+    stream = s.completion([{"role": "user", "content": "hi"}], stream=True, mock_response="fine")
+    assert s.ledger.calls == []
+    assert "".join(c.choices[0].delta.content or "" for c in stream) == "fine"
+    assert len(s.ledger.calls) == 1
+    s.close([{"role": "user", "content": "that's wrong"}])
+    assert s.machine.history[-1].reason == 'the user corrects the model ("that\'s wrong")'
