@@ -20,6 +20,7 @@ import logging
 import os
 import random
 import re
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -33,6 +34,7 @@ from .spec import Spec, load_spec
 
 # Offline by design: never fetch LiteLLM's remote price map. This must be set before LiteLLM is
 # imported, hence the late import below.
+_IMPORTED_TOO_EARLY = "litellm" in sys.modules and "LITELLM_LOCAL_MODEL_COST_MAP" not in os.environ
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 try:
@@ -43,6 +45,11 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 litellm.suppress_debug_info = True  # lwfsm reports provider errors itself; no banners on stdout
 
 logger = logging.getLogger("lwfsm")
+if _IMPORTED_TOO_EARLY:
+    logger.warning(
+        "litellm was imported before lwfsm.adapter without LITELLM_LOCAL_MODEL_COST_MAP=True, so it may have "
+        "fetched its remote price map; set that variable (or import lwfsm.adapter first) to stay offline"
+    )
 
 # Every exception class LiteLLM defines, placed: "retry" (technical: retry, then maybe the other
 # role) or the lwfsm error raised at once. A test fails when LiteLLM adds a class not listed here.

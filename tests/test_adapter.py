@@ -484,3 +484,21 @@ def test_sync_streaming_is_judged_once_consumed(server: Server) -> None:
     assert len(s.ledger.calls) == 1
     s.close([{"role": "user", "content": "that's wrong"}])
     assert s.machine.history[-1].reason == 'the user corrects the model ("that\'s wrong")'
+
+
+def test_warns_when_litellm_was_imported_first() -> None:
+    import subprocess
+    import sys
+
+    code = "import os, litellm, logging; logging.basicConfig(); import lwfsm.adapter"
+    env = {k: v for k, v in __import__("os").environ.items() if k != "LITELLM_LOCAL_MODEL_COST_MAP"}
+    env["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"  # this test itself must stay offline...
+    quiet = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert "imported before lwfsm.adapter" not in quiet.stderr
+    # ...so the warning is exercised by pretending the variable was missing at import time.
+    code = (
+        "import os, sys, litellm, logging; logging.basicConfig(); os.environ.pop('LITELLM_LOCAL_MODEL_COST_MAP');"
+        "import lwfsm.adapter"
+    )
+    loud = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert "litellm was imported before lwfsm.adapter without LITELLM_LOCAL_MODEL_COST_MAP=True" in loud.stderr
