@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
+from types import SimpleNamespace
 from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -94,11 +95,11 @@ class Engine:
         )
 
         self._pre_vector = [comp(c.initial)([]) for c in spec.counters.values()]
-        holder = _Holder(list(self._pre_vector))
+        values = list(self._pre_vector)
         enter = self._updater(spec.states[self.initial_state].on_enter, comp)
         if enter:  # a new session has entered its initial state, just as a reset does
-            enter(_Data(holder))
-        self._initial_vector: tuple[int, ...] = tuple(holder._c)
+            enter(SimpleNamespace(model=SimpleNamespace(_c=values)))
+        self._initial_vector: tuple[int, ...] = tuple(values)
         self.spec_hash = spec.hash
 
         self._sources: dict[str, frozenset[str]] = {}
@@ -222,20 +223,6 @@ class Engine:
         session._c = [snap.counters[name] for name in self.counter_names]
         session.turn = snap.turn
         return session
-
-
-class _Holder:
-    __slots__ = ("_c",)
-
-    def __init__(self, c: list[int]) -> None:
-        self._c = c
-
-
-class _Data:
-    __slots__ = ("model",)
-
-    def __init__(self, model: Any) -> None:
-        self.model = model
 
 
 def _condition(guard: Compiled) -> Callable[[Any], bool]:

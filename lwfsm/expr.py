@@ -28,7 +28,6 @@ _CMP: dict[type[ast.cmpop], Callable[[int, int], bool]] = {
     ast.Gt: operator.gt,
     ast.GtE: operator.ge,
 }
-_CMP_TEXT = {ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">="}
 _FUNCS = {"min": min, "max": max}
 ALLOWED = "integers, counter and param names, + -, == != < <= > >=, and/or/not, min(), max()"
 
@@ -151,17 +150,6 @@ def parse(text: str, names: Mapping[str, str], want: Kind) -> Expr:
 _KIND_TEXT = {"int": "an integer", "bool": "a condition"}
 
 
-def constants(expr: Expr, params: Mapping[str, int]) -> set[int]:
-    """Every integer an expression can compare against (literals and param values)."""
-    out: set[int] = set()
-    for node in ast.walk(expr.tree):
-        if isinstance(node, ast.Constant) and type(node.value) is int:
-            out.add(node.value)
-        elif isinstance(node, ast.Name) and node.id in params:
-            out.add(params[node.id])
-    return out
-
-
 def compile_expr(expr: Expr, index: Mapping[str, int], params: Mapping[str, int]) -> Compiled:
     """Compile to a closure over the counter-value list; params become constants."""
 
@@ -231,10 +219,3 @@ def _fold(f: Compiled, const: int | None, op: Callable[[int], int]) -> tuple[Com
         return f, None
     value = op(const)
     return (lambda v: value), value
-
-
-def render(node: ast.expr) -> str:
-    """The canonical text of a (sub)expression, for messages."""
-    if isinstance(node, ast.Compare) and len(node.ops) == 1:
-        return f"{render(node.left)} {_CMP_TEXT[type(node.ops[0])]} {render(node.comparators[0])}"
-    return ast.unparse(node)
