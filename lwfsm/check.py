@@ -19,7 +19,7 @@ from typing import Any
 
 from .engine import Engine
 from .errors import TransitionNotAllowed
-from .expr import Expr, compile_expr, parse
+from .expr import Expr, parse
 from .spec import Spec
 
 Config = tuple[str, tuple[int, ...]]
@@ -159,13 +159,8 @@ def check(spec: Spec, depth: int | None = None) -> Report:
     if depth is None:
         bounds = saturation_bounds(spec)
     cap = tuple(bounds[n] + 1 for n in names) if depth is None else None
-    scope = {**{p: "param" for p in spec.params}, **{c: "counter" for c in names}}
-    index = {n: i for i, n in enumerate(names)}
-    invariants = [
-        (inv, compile_expr(parse(inv.expr, scope, "bool"), index, spec.param_values), set(inv.states))
-        for inv in spec.invariants
-    ]
     events = list(spec.events)
+    probe = engine.session()  # positioned at each configuration in turn
     start = engine.session()
     initial: Config = (start.state, tuple(start._c))
     parent: dict[Config, tuple[Config, str] | None] = {initial: None}
@@ -188,23 +183,20 @@ def check(spec: Spec, depth: int | None = None) -> Report:
     while queue:
         cfg = queue.popleft()
         state, values = cfg
-        for i, (inv, holds, where) in enumerate(invariants):
-            if (not where or state in where) and not holds(list(values)) and ("inv", str(i), "") not in first:
-                first["inv", str(i), ""] = Finding(
-                    "invariant",
-                    f"invariant '{inv.expr}' is violated in state '{state}'",
-                    state,
-                    counters(cfg),
-                    path(cfg),
+        probe.state, probe._c = state, list(values)
+        for text in engine.violations(probe):
+            if ("invariant", text, "") not in first:
+                first["invariant", text, ""] = Finding(
+                    "invariant", f"invariant '{text}' is violated in state '{state}'", state, counters(cfg), path(cfg)
                 )
         if depth is not None and level[cfg] >= depth:
             continue
         out = edges.setdefault(cfg, [])
         for event in events:
-            session = engine.session()
-            session.state, session._c = state, list(values)
+            probe.state, probe._c = state, list(values)
             try:
-                record = session.fire(event)
+                # _apply: the event without logging or listeners, which a check must not trigger
+                record = probe._apply(event, None)
             except TransitionNotAllowed as exc:
                 first.setdefault(
                     ("incomplete", state, event),
@@ -213,8 +205,8 @@ def check(spec: Spec, depth: int | None = None) -> Report:
                 continue
             if record.transition is not None:
                 fired.add(record.transition)
-            new = session._c if cap is None else [min(v, c) for v, c in zip(session._c, cap, strict=True)]
-            nxt: Config = (session.state, tuple(new))
+            new = probe._c if cap is None else [min(v, c) for v, c in zip(probe._c, cap, strict=True)]
+            nxt: Config = (probe.state, tuple(new))
             if nxt not in parent:
                 parent[nxt] = (cfg, event)
                 level[nxt] = level[cfg] + 1
