@@ -415,6 +415,19 @@ class _Pending:
     failure: str | None = None  # a failure already seen within this turn (turn unit "message")
 
 
+@dataclass
+class _Call:
+    """One call on its way: what settling it needs once a response is in."""
+
+    messages: list[Mapping[str, Any]]
+    kwargs: dict[str, Any]
+    side: bool
+    verdict: tuple[str | None, str | None]  # see AgentSession._verdict
+    role: str  # the role the machine chose
+    started: float
+    failures: list[tuple[str, str, BaseException]] = field(default_factory=list)
+
+
 class Adapter:
     """Binds a spec's roles to LiteLLM models and hands out agent sessions."""
 
@@ -471,14 +484,6 @@ class Adapter:
         return AgentSession(self, session or self.engine.session(), name or f"session-{self._sessions}")
 
 
-def _as_dict(message: Any) -> dict[str, Any]:
-    if isinstance(message, Mapping):
-        return dict(message)
-    if hasattr(message, "model_dump"):
-        return dict(message.model_dump())
-    return dict(vars(message))
-
-
 class AgentSession:
     """One conversation: picks the model per turn, judges turns, keeps the ledger and the log."""
 
@@ -494,11 +499,13 @@ class AgentSession:
 
     # -- judging --
 
-    def _verdict(self, messages: Sequence[Mapping[str, Any]]) -> tuple[str, str | None] | None:
-        """The event for the pending turn, judged from the messages of the next call; None: not yet."""
+    def _verdict(self, messages: Sequence[Mapping[str, Any]]) -> tuple[str | None, str | None]:
+        """(event, reason) for the pending turn, judged from the next call's messages; changes nothing.
+        The event is None when there is no pending turn, or when the turn is still open (turn unit
+        "message": tool results only) and `reason` is a failure to carry into it."""
         p = self._pending
         if p is None:
-            return None
+            return None, None
         after = list(messages)
         for i in range(len(after) - 1, -1, -1):  # what came after the last assistant message
             if after[i].get("role") == "assistant":
@@ -508,16 +515,12 @@ class AgentSession:
         for detect in self.adapter.detectors:
             reason = reason or detect(p.reply, after, p.tools)
         if self.adapter.turn_unit == "message" and not any(m.get("role") == "user" for m in after):
-            # The tool loop of one user message is one turn: remember, judge when the user speaks.
-            p.failure = reason
-            return None
-        return ("failure", reason) if reason else ("turn_completed", None)
+            return None, reason  # the tool loop of one user message is one turn: judge when the user speaks
+        return ("failure" if reason else "turn_completed"), reason
 
-    def _commit(self, verdict: tuple[str, str | None] | None) -> None:
-        if verdict is None or self._pending is None:
-            return
-        event, reason = verdict
+    def _commit(self, event: str, reason: str | None) -> None:
         p = self._pending
+        assert p is not None
         record = self.machine.fire(event, reason)
         self._pending = None
         if self._log:
@@ -542,59 +545,55 @@ class AgentSession:
             with self._log.open("a", encoding="utf-8") as f:
                 f.write(json.dumps(entry) + "\n")
 
-    def _plan(self, messages: Sequence[Mapping[str, Any]], side: bool) -> tuple[tuple[str, str | None] | None, str]:
-        """(the verdict on the pending turn, the role for this call); changes nothing."""
-        verdict = None if side else self._verdict(messages)
-        role = self.machine.peek(verdict[0])[1] if verdict else self.machine.role
-        return verdict, role
-
     # -- calling --
 
-    def _order(self, role: str) -> list[str]:
-        other = self.adapter.other_role.get(role)
-        return [role, other] if other else [role]
+    def _begin(self, messages: Sequence[Mapping[str, Any]], side: bool, kwargs: dict[str, Any]) -> _Call:
+        """Judge the pending turn and choose the role for this call, changing nothing yet."""
+        if "model" in kwargs:
+            raise TypeError("the model is chosen by the session's state: do not pass model=")
+        verdict = (None, None) if side else self._verdict(messages)
+        role = self.machine.peek(verdict[0])[1] if verdict[0] else self.machine.role
+        return _Call(list(messages), kwargs, side, verdict, role, time.perf_counter())
 
-    def _settle(
-        self,
-        role: str,
-        response: Any,
-        started: float,
-        retries: int,
-        messages: Sequence[Any],
-        tools: Sequence[Any],
-        side: bool,
-        verdict: tuple[str, str | None] | None,
-    ) -> Any:
+    def _attempts(self, call: _Call) -> Iterator[tuple[str, int, dict[str, Any]]]:
+        """(role, attempt, LiteLLM arguments): retries on the chosen role, then on its other role."""
+        other = self.adapter.other_role.get(call.role)
+        for r in [call.role, other] if other else [call.role]:
+            for attempt in range(self.adapter.retries + 1):
+                args = {**self.adapter.bindings[r].call_kwargs(self.adapter.env), **call.kwargs}
+                yield r, attempt, {"messages": call.messages, "num_retries": 0, **args}
+
+    def _failed(self, call: _Call, role: str, attempt: int, model: str, exc: Exception) -> float:
+        """Raise at once what retrying cannot fix; else note the attempt and return the wait before the next."""
+        fatal = self._errors(role, exc)
+        if fatal is not None:
+            raise fatal from exc
+        call.failures.append((role, model, exc))
+        return self._delay(attempt, exc) if attempt < self.adapter.retries else 0.0
+
+    def _settle(self, call: _Call, role: str, response: Any) -> Any:
+        """Record the call, commit the previous turn's verdict, and open this turn."""
         binding = self.adapter.bindings[role]
         usage = getattr(response, "usage", None)
         prompt = int(getattr(usage, "prompt_tokens", 0) or 0)
         completion = int(getattr(usage, "completion_tokens", 0) or 0)
+        latency = time.perf_counter() - call.started
         self.ledger.calls.append(
             Call(
-                role,
-                binding.model,
-                prompt,
-                completion,
-                self.adapter.lead_model,
-                time.perf_counter() - started,
-                retries,
-                side,
+                role, binding.model, prompt, completion, self.adapter.lead_model, latency, len(call.failures), call.side
             )
         )
-        if side:
+        if call.side:
             return response
-        self._commit(verdict)
-        carried = self._pending.failure if self._pending else None
-        reply = _as_dict(response.choices[0].message)
+        event, reason = call.verdict
+        if event is not None:
+            self._commit(event, reason)
+        message = response.choices[0].message
+        reply = message.model_dump() if hasattr(message, "model_dump") else dict(message)
+        tools = [dict(t) for t in call.kwargs.get("tools") or []]
+        carried = reason if event is None else None  # an open turn keeps the failure already seen
         self._pending = _Pending(
-            self.machine.turn + 1,
-            self.machine.state,
-            role,
-            binding.model,
-            reply,
-            [dict(t) for t in tools],
-            (prompt, completion),
-            carried,
+            self.machine.turn + 1, self.machine.state, role, binding.model, reply, tools, (prompt, completion), carried
         )
         return response
 
@@ -603,27 +602,14 @@ class AgentSession:
         kind = classify(exc)
         model = self.adapter.bindings[role].model
         if kind is None:
-            return (
-                None
-                if isinstance(exc, (TimeoutError, ConnectionError))
-                else ProviderError(
-                    f"{role} model {model}: unexpected error {type(exc).__name__}: {exc}", role=role, model=model
-                )
-            )
+            if isinstance(exc, (TimeoutError, ConnectionError)):
+                return None
+            message = f"{role} model {model}: unexpected error {type(exc).__name__}: {exc}"
+            return ProviderError(message, role=role, model=model)
         if kind == "retry":
             return None
         assert isinstance(kind, type)
         return kind(f"{role} model {model}: {type(exc).__name__}: {exc}", role=role, model=model)
-
-    def _failed(
-        self, role: str, attempt: int, model: str, exc: Exception, failures: list[tuple[str, str, BaseException]]
-    ) -> float:
-        """Raise at once what retrying cannot fix; else note the attempt and return the wait before the next."""
-        fatal = self._errors(role, exc)
-        if fatal is not None:
-            raise fatal from exc
-        failures.append((role, model, exc))
-        return self._delay(attempt, exc) if attempt < self.adapter.retries else 0.0
 
     def _delay(self, attempt: int, exc: BaseException) -> float:
         asked = retry_after(exc)
@@ -632,119 +618,76 @@ class AgentSession:
         base = min(self.adapter.backoff * 2.0**attempt, self.adapter.max_backoff)
         return base * (0.5 + random.random() / 2)  # jitter: spread the retries of many sessions
 
-    def _attempts(self, role: str) -> Iterator[tuple[str, int]]:
-        for r in self._order(role):
-            for attempt in range(self.adapter.retries + 1):
-                yield r, attempt
+    def _all_failed(self, call: _Call) -> AllAttemptsFailed:
+        failures = call.failures
+        tried = "; ".join(f"{r} {m}: {type(e).__name__}" for r, m, e in failures)
+        err = AllAttemptsFailed(
+            f"every attempt failed for the {call.role} turn ({len(failures)} attempts: {tried})", failures
+        )
+        err.role, err.model = call.role, self.adapter.bindings[call.role].model
+        err.__cause__ = failures[-1][2] if failures else None
+        return err
 
     async def acompletion(self, messages: Sequence[Mapping[str, Any]], *, side: bool = False, **kwargs: Any) -> Any:
         """`litellm.acompletion` with the model chosen by the machine. `side=True`: not a turn."""
-        if "model" in kwargs:
-            raise TypeError("the model is chosen by the session's state: do not pass model=")
         async with self._alock:
-            verdict, role = self._plan(messages, side)
-            failures: list[tuple[str, str, BaseException]] = []
-            started = time.perf_counter()
-            for r, attempt in self._attempts(role):
-                call = {**self.adapter.bindings[r].call_kwargs(self.adapter.env), **kwargs}
+            call = self._begin(messages, side, kwargs)
+            for role, attempt, args in self._attempts(call):
                 try:
-                    response = await litellm.acompletion(messages=list(messages), num_retries=0, **call)
+                    response = await litellm.acompletion(**args)
                 except asyncio.CancelledError:
                     raise  # nothing was committed: the session is as it was
                 except Exception as exc:
-                    wait = self._failed(r, attempt, call["model"], exc, failures)
-                    if wait:
+                    if wait := self._failed(call, role, attempt, args["model"], exc):
                         await asyncio.sleep(wait)
                     continue
-                if kwargs.get("stream"):
-                    return self._astream(r, response, started, len(failures), messages, kwargs, side, verdict)
-                return self._settle(
-                    r, response, started, len(failures), messages, kwargs.get("tools") or [], side, verdict
+                return (
+                    self._astream(call, role, response) if kwargs.get("stream") else self._settle(call, role, response)
                 )
-            raise self._all_failed(role, failures)
+            raise self._all_failed(call)
 
     def completion(self, messages: Sequence[Mapping[str, Any]], *, side: bool = False, **kwargs: Any) -> Any:
         """`litellm.completion` with the model chosen by the machine. `side=True`: not a turn."""
-        if "model" in kwargs:
-            raise TypeError("the model is chosen by the session's state: do not pass model=")
         with self._tlock:
-            verdict, role = self._plan(messages, side)
-            failures: list[tuple[str, str, BaseException]] = []
-            started = time.perf_counter()
-            for r, attempt in self._attempts(role):
-                call = {**self.adapter.bindings[r].call_kwargs(self.adapter.env), **kwargs}
+            call = self._begin(messages, side, kwargs)
+            for role, attempt, args in self._attempts(call):
                 try:
-                    response = litellm.completion(messages=list(messages), num_retries=0, **call)
+                    response = litellm.completion(**args)
                 except Exception as exc:
-                    wait = self._failed(r, attempt, call["model"], exc, failures)
-                    if wait:
+                    if wait := self._failed(call, role, attempt, args["model"], exc):
                         time.sleep(wait)
                     continue
-                if kwargs.get("stream"):
-                    return self._stream(r, response, started, len(failures), messages, kwargs, side, verdict)
-                return self._settle(
-                    r, response, started, len(failures), messages, kwargs.get("tools") or [], side, verdict
+                return (
+                    self._stream(call, role, response) if kwargs.get("stream") else self._settle(call, role, response)
                 )
-            raise self._all_failed(role, failures)
+            raise self._all_failed(call)
 
-    def _stream(
-        self,
-        role: str,
-        stream: Any,
-        started: float,
-        retries: int,
-        messages: Sequence[Any],
-        kwargs: Mapping[str, Any],
-        side: bool,
-        verdict: tuple[str, str | None] | None,
-    ) -> Iterator[Any]:
-        """Pass the chunks through; the turn is settled once the stream is consumed."""
+    # Streams pass their chunks through; the turn is settled once the stream is consumed.
+
+    def _stream(self, call: _Call, role: str, stream: Any) -> Iterator[Any]:
         chunks = []
         for chunk in stream:
             chunks.append(chunk)
             yield chunk
-        response = litellm.stream_chunk_builder(chunks, messages=list(messages))
         with self._tlock:
-            self._settle(role, response, started, retries, messages, kwargs.get("tools") or [], side, verdict)
+            self._settle(call, role, litellm.stream_chunk_builder(chunks, messages=call.messages))
 
-    async def _astream(
-        self,
-        role: str,
-        stream: Any,
-        started: float,
-        retries: int,
-        messages: Sequence[Any],
-        kwargs: Mapping[str, Any],
-        side: bool,
-        verdict: tuple[str, str | None] | None,
-    ) -> Any:
-        """Pass the chunks through; the turn is settled once the stream is consumed."""
+    async def _astream(self, call: _Call, role: str, stream: Any) -> Any:
         chunks = []
         async for chunk in stream:
             chunks.append(chunk)
             yield chunk
-        response = litellm.stream_chunk_builder(chunks, messages=list(messages))
         async with self._alock:
-            self._settle(role, response, started, retries, messages, kwargs.get("tools") or [], side, verdict)
+            self._settle(call, role, litellm.stream_chunk_builder(chunks, messages=call.messages))
 
-    def _all_failed(self, role: str, failures: list[tuple[str, str, BaseException]]) -> AllAttemptsFailed:
-        tried = "; ".join(f"{r} {m}: {type(e).__name__}" for r, m, e in failures)
-        err = AllAttemptsFailed(
-            f"every attempt failed for the {role} turn ({len(failures)} attempts: {tried})", failures
-        )
-        err.role, err.model = role, self.adapter.bindings[role].model
-        err.__cause__ = failures[-1][2] if failures else None
-        return err
+    # -- closing --
+
+    def close(self, messages: Sequence[Mapping[str, Any]] = ()) -> None:
+        """End the conversation: judge the last turn from `messages` (tool results, the user's last word)."""
+        if self._pending is not None:
+            event, reason = self._verdict(messages)
+            self._commit(event or ("failure" if reason else "turn_completed"), reason)
 
     async def aclose(self, messages: Sequence[Mapping[str, Any]] = ()) -> None:
-        """End the conversation: judge the last turn from `messages` (tool results, the user's last word)."""
         async with self._alock:
-            self.close_sync(messages)
-
-    def close_sync(self, messages: Sequence[Mapping[str, Any]] = ()) -> None:
-        verdict = self._verdict(list(messages))
-        if verdict is None and self._pending is not None:  # turn unit "message": close the open turn
-            verdict = ("failure", self._pending.failure) if self._pending.failure else ("turn_completed", None)
-        self._commit(verdict)
-
-    close = close_sync
+            self.close(messages)

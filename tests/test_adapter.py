@@ -1,6 +1,7 @@
 """The LiteLLM adapter, through LiteLLM's real HTTP stack against a server on 127.0.0.1."""
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -502,3 +503,20 @@ def test_warns_when_litellm_was_imported_first() -> None:
     )
     loud = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert "litellm was imported before lwfsm.adapter without LITELLM_LOCAL_MODEL_COST_MAP=True" in loud.stderr
+
+
+def test_turn_unit_message_failed_call_changes_nothing(server: Server) -> None:
+    s = adapter(server, "leadF", "workF", turn_unit="message").session()
+    msgs: list[dict[str, Any]] = [{"role": "user", "content": "do it"}]
+    s.completion(msgs)
+    assert s._pending is not None
+    before = (s.machine.snapshot(), dataclasses.replace(s._pending))  # a copy, not the live object
+    assert before[1].failure is None
+    msgs += [{"role": "assistant", "content": "x"}, {"role": "tool", "tool_call_id": "t", "content": "Error: boom"}]
+    server.script("leadF", {"status": 401})
+    with pytest.raises(AuthError):
+        s.completion(msgs)
+    assert (s.machine.snapshot(), s._pending) == before  # the tool error is not carried by a failed call
+    s.completion(msgs)  # the same messages again, now answered: the failure is carried into the open turn
+    assert s._pending is not None
+    assert s._pending.failure == "tool result reports an error ('error:')"
