@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from collections.abc import Sequence
@@ -72,7 +71,7 @@ def cmd_trace(args: argparse.Namespace) -> int:
     for event in events:
         state, role = session.state, session.role
         record = session.fire(event)
-        turn = record.turn if event in session.engine._turn_events else None
+        turn = record.turn if spec.events[event].turn else None
         rows.append(
             {
                 "turn": turn,
@@ -239,14 +238,12 @@ def _diagram_dir(specs_dir: Any, out_dir: Any, check_only: bool) -> int:
         spec = load_spec(path)
         for ext in ("md", "svg"):
             target = out_dir / f"{path.stem}.{ext}"
+            current = target.read_bytes() if target.exists() else None
             if ext == "md":
                 fresh = diagram.markdown(spec).encode()
-                current = target.read_bytes() if target.exists() else None
                 ok = current == fresh
             else:
-                digest = hashlib.sha256(diagram.dot_text(spec).encode()).hexdigest()
-                current = target.read_bytes() if target.exists() else None
-                ok = current is not None and diagram.svg_stamp(current) == digest
+                ok = diagram.svg_is_current(spec, current)
                 fresh = b"" if check_only or ok else diagram.render(spec, "svg")
             if ok:
                 continue

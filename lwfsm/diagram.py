@@ -122,6 +122,7 @@ def _graph(
     snapshot: Snapshot | None = None,
     changes: Diff | None = None,
     old: Spec | None = None,
+    initial: str | None = None,
 ) -> Any:
     from transitions.extensions import GraphMachine
     from transitions.extensions.states import Tags
@@ -139,7 +140,7 @@ def _graph(
         state_cls = type("DrawingState", (Tags, GraphMachine.state_cls), {})
 
     colours = role_colours(spec)
-    initial = Engine(spec).initial_state
+    initial = initial or Engine(spec).initial_state
     # A transition from every state (typically reset) is drawn once, from an "any state" marker.
     star = ANY not in spec.states and any(t.source == ["*"] for t in spec.transitions)
     removed_states = [n for n, m in (changes.states if changes else {}).items() if m == "removed"]
@@ -239,7 +240,8 @@ def mermaid(spec: Spec, **kw: Any) -> str:
 
 def dot(spec: Spec, **kw: Any) -> Any:
     """The pygraphviz AGraph, with a legend of the role colours."""
-    graph = _graph(spec, "pygraphviz", **kw)
+    initial = Engine(spec).initial_state
+    graph = _graph(spec, "pygraphviz", initial=initial, **kw)
     graph.graph_attr.update(labelloc="t", fontsize="16", fontname=FONT + " Bold", nodesep="0.6", ranksep="0.7")
     graph.node_attr.update(fontname=FONT, fontsize="11")
     graph.edge_attr.update(fontname=FONT, fontsize="9")
@@ -251,7 +253,7 @@ def dot(spec: Spec, **kw: Any) -> Any:
         graph.get_node(ANY).attr["label"] = "any state"
     # UML's start dot marks the initial state (mermaid gets `[*] -->` from transitions).
     graph.add_node("initial_marker", label="", shape="circle", style="filled", fillcolor="black", width="0.2")
-    graph.add_edge("initial_marker", Engine(spec).initial_state, label="start")
+    graph.add_edge("initial_marker", initial, label="start")
     legend = graph.add_subgraph(name="cluster_legend", label="legend", fontsize="10", style="rounded", color="grey")
     for role, colour in role_colours(spec).items():
         legend.add_node(
@@ -294,7 +296,7 @@ def render(spec: Spec, fmt: str, **kw: Any) -> bytes:
     if fmt == "svg":
         # The SVG names the digest of its DOT source, so `lwfsm diagram --check` can tell a stale file
         # from one merely drawn by another Graphviz version.
-        stamp = f"<!-- lwfsm-dot-sha256: {hashlib.sha256(source.encode()).hexdigest()} -->\n"
+        stamp = f"<!-- lwfsm-dot-sha256: {_digest(source)} -->\n"
         data = data.replace(b"<svg ", stamp.encode() + b"<svg ", 1)
     return data
 
@@ -333,6 +335,11 @@ def markdown(spec: Spec, **kw: Any) -> str:
     return "\n".join(out) + "\n"
 
 
-def svg_stamp(data: bytes) -> str | None:
-    m = re.search(rb"<!-- lwfsm-dot-sha256: ([0-9a-f]{64}) -->", data)
-    return m.group(1).decode() if m else None
+def _digest(dot_source: str) -> str:
+    return hashlib.sha256(dot_source.encode()).hexdigest()
+
+
+def svg_is_current(spec: Spec, data: bytes | None) -> bool:
+    """Whether an SVG written by `render` was drawn from this spec's current DOT source."""
+    m = re.search(rb"<!-- lwfsm-dot-sha256: ([0-9a-f]{64}) -->", data or b"")
+    return m is not None and m.group(1).decode() == _digest(dot_text(spec))
