@@ -1,25 +1,77 @@
-"""Errors raised by lwfsm.
+"""Every error lwfsm raises, in one tree.
 
 LwfsmError
 ├── SpecError              the spec author's mistake; carries every located SpecIssue
+├── Unsaturable            `lwfsm check` cannot explore the spec exhaustively; says why and where
 ├── ConfigError            a wrong model binding or environment variable; names the variable
+├── DiagramError           a diagram that cannot be drawn here (e.g. the `diagrams` extra is missing)
 └── RunError               something went wrong while running a valid spec
     ├── TransitionNotAllowed   an event with no transition from the current configuration
-    ├── SnapshotError          a snapshot that does not belong to this engine
-    └── ProviderError          a model call failed (chains LiteLLM's exception)
+    ├── SnapshotError          a snapshot or conversation state that does not belong to this engine
+    ├── SessionBusy            a call on a conversation whose previous call is still open (a stream)
+    ├── Conflict               the conversation changed since the call was planned (another process won)
+    └── ProviderError          a model call failed (chains the provider's exception)
         ├── AuthError              authentication or permission refused: retrying cannot help
         ├── BadRequestError        the request itself is wrong (unknown model, context window,
         │                          content policy, ...): retrying cannot help
         └── AllAttemptsFailed      every retry on every allowed role failed; .attempts lists them
+
+Every error pickles to an equal one (same type, message and attributes): they cross process
+boundaries in the gateway's workers and in test runners.
 """
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "AllAttemptsFailed",
+    "AuthError",
+    "BadRequestError",
+    "ConfigError",
+    "Conflict",
+    "DiagramError",
+    "LwfsmError",
+    "ProviderError",
+    "RunError",
+    "SessionBusy",
+    "SnapshotError",
+    "SpecError",
+    "SpecIssue",
+    "TransitionNotAllowed",
+    "Unsaturable",
+    "did_you_mean",
+    "unknown",
+]
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """ " (did you mean 'x'?)" when a known name is close to `name`, else ""."""
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def unknown(kind: str, name: str, known: Iterable[str]) -> str:
+    """The message for a name that is not one of `known`, with a did-you-mean hint."""
+    pool = list(known)
+    return f"unknown {kind} '{name}'{did_you_mean(name, pool)}; known: {', '.join(pool) or 'none'}"
 
 
 class LwfsmError(Exception):
     """Root of every error lwfsm raises on purpose."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Exception pickles only `args`; keyword attributes set in __init__ travel in the state dict.
+        return (_rebuild, (type(self), str(self)), self.__dict__)
+
+
+def _rebuild(cls: type[LwfsmError], message: str) -> LwfsmError:
+    err = cls.__new__(cls)
+    Exception.__init__(err, message)
+    return err
 
 
 @dataclass(frozen=True)
@@ -48,8 +100,20 @@ class SpecError(LwfsmError):
         super().__init__("\n".join(str(i) for i in self.issues))
 
 
+class Unsaturable(LwfsmError):
+    """The spec's expressions make counter saturation unsound; `problems` says where and why."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("; ".join(self.problems))
+
+
 class ConfigError(LwfsmError):
     """A model binding or environment variable that cannot be used; the message names it."""
+
+
+class DiagramError(LwfsmError):
+    """A diagram that cannot be drawn here (e.g. the `diagrams` extra is missing)."""
 
 
 class RunError(LwfsmError):
@@ -69,8 +133,16 @@ class SnapshotError(RunError):
     """A snapshot that cannot be restored into this engine (other spec, other params, bad values)."""
 
 
+class SessionBusy(RunError):
+    """A call on a conversation whose previous call has not finished (its stream is still open)."""
+
+
+class Conflict(RunError):
+    """The conversation's state changed between planning a call and settling it: reload and re-decide."""
+
+
 class ProviderError(RunError):
-    """A model call failed. `role` and `model` say which; the LiteLLM exception is the __cause__."""
+    """A model call failed. `role` and `model` say which; the provider's exception is the __cause__."""
 
     def __init__(self, message: str, *, role: str | None = None, model: str | None = None) -> None:
         super().__init__(message)
@@ -89,6 +161,29 @@ class BadRequestError(ProviderError):
 class AllAttemptsFailed(ProviderError):
     """Every retry on every allowed role failed with a technical error; nothing changed in the session."""
 
-    def __init__(self, message: str, attempts: list[tuple[str, str, BaseException]]) -> None:
-        super().__init__(message)
+    def __init__(
+        self,
+        message: str,
+        attempts: list[tuple[str, str, BaseException]],
+        *,
+        role: str | None = None,
+        model: str | None = None,
+    ) -> None:
+        super().__init__(message, role=role, model=model)
         self.attempts = attempts  # (role, model, exception), in order
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A provider's exception may hold sockets or responses: keep it where it pickles, else its text.
+        state = dict(self.__dict__)
+        state["attempts"] = [(r, m, _portable(e)) for r, m, e in self.attempts]
+        return (_rebuild, (type(self), str(self)), state)
+
+
+def _portable(exc: BaseException) -> BaseException:
+    import pickle
+
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:
+        return RuntimeError(f"{type(exc).__name__}: {exc}")

@@ -31,6 +31,8 @@ from .spec import Spec, load_spec
 
 __all__ = ["Reference", "SpecMachine", "assert_invariants_hold", "event_sequences", "param_sets", "spec_machine"]
 
+__all__ = ["Reference", "SpecMachine", "assert_invariants_hold", "event_sequences", "param_sets", "spec_machine"]
+
 
 class Reference(Protocol):
     """An independent model of a spec's rules, written without lwfsm."""
@@ -50,9 +52,8 @@ def param_sets(spec: Spec | str | Path, up_to: int = 10) -> st.SearchStrategy[di
     spec = _spec(spec)
     ranges = {}
     for name, p in spec.params.items():
-        lo = p.min if p.min is not None else p.default - up_to
-        hi = p.max if p.max is not None else p.default + up_to
-        ranges[name] = st.integers(lo, min(hi, lo + up_to))
+        values = p.values(up_to)
+        ranges[name] = st.integers(values.start, values.stop - 1)
     return st.fixed_dictionaries(ranges)
 
 

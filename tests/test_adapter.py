@@ -1,7 +1,6 @@
 """The LiteLLM adapter, through LiteLLM's real HTTP stack against a server on 127.0.0.1."""
 
 import asyncio
-import dataclasses
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,24 +9,15 @@ from typing import Any
 import pytest
 
 # The adapter first: it switches LiteLLM to its local price map before LiteLLM is imported.
-pytest.importorskip("lwfsm.adapter", reason='needs the litellm extra: pip install "lwfsm[litellm]"')
+pytest.importorskip("lwfsm.provider.adapter", reason='needs the litellm extra: pip install "lwfsm[litellm]"')
 
 import litellm.exceptions as llm_errors  # noqa: E402
 
 from lwfsm import ConfigError  # noqa: E402
-from lwfsm.adapter import (  # noqa: E402
-    EXCEPTIONS,
-    Adapter,
-    AgentSession,
-    RoleBinding,
-    bindings,
-    classify,
-    malformed_tool_calls,
-    params_from_env,
-    retry_after,
-    unparsable_code,
-)
 from lwfsm.errors import AllAttemptsFailed, AuthError, BadRequestError  # noqa: E402
+from lwfsm.provider.adapter import EXCEPTIONS, Adapter, AgentSession, classify, retry_after  # noqa: E402
+from lwfsm.turn.bindings import RoleBinding, bindings, params_from_env  # noqa: E402
+from lwfsm.turn.judge import malformed_tool_calls, unparsable_code  # noqa: E402
 
 from .openai_server import Server  # noqa: E402
 
@@ -231,7 +221,8 @@ def test_technical_errors_retry_without_moving_the_machine(server: Server) -> No
     s = adapter(server, "lead3", "work3").session()
     server.script("lead3", {"status": 500}, {"status": 429, "headers": {"Retry-After": "0"}})
     assert talk(s, 1) == ["lead3"]
-    assert s.ledger.calls[-1].retries == 2
+    assert s.last is not None
+    assert s.last.retries == 2
     assert s.machine.turn == 0
     assert s.machine.history == []
     assert server.count("lead3") == 3
@@ -240,7 +231,7 @@ def test_technical_errors_retry_without_moving_the_machine(server: Server) -> No
 def test_auth_error_is_raised_at_once_and_changes_nothing(server: Server) -> None:
     s = adapter(server, "lead4", "work4").session()
     talk(s, 2)
-    before = (s.machine.snapshot(), s._pending)
+    before = s.state()  # a value: an in-place change cannot hide
     n = server.count("lead4")
     server.script("lead4", {"status": 401})
     with pytest.raises(AuthError) as info:
@@ -253,7 +244,7 @@ def test_auth_error_is_raised_at_once_and_changes_nothing(server: Server) -> Non
         )
     assert isinstance(info.value.__cause__, llm_errors.AuthenticationError)
     assert server.count("lead4") == n + 1  # no retry
-    assert (s.machine.snapshot(), s._pending) == before
+    assert s.state() == before
 
 
 def test_worker_technical_failure_is_served_by_the_lead_without_counting(server: Server) -> None:
@@ -267,7 +258,8 @@ def test_worker_technical_failure_is_served_by_the_lead_without_counting(server:
     assert r.model == "lead5"
     assert s.machine.state == "worker"
     assert s.machine.counters["failures"] == 0
-    served = s.ledger.calls[-1]
+    served = s.last
+    assert served is not None
     assert (served.role, served.model, served.retries) == ("lead", "openai/lead5", 2)  # 2 worker attempts first
     msgs += [{"role": "assistant", "content": "y"}, {"role": "user", "content": "go"}]
     assert s.completion(msgs).model == "work5"
@@ -310,7 +302,9 @@ def test_side_calls_do_not_count(server: Server) -> None:
     talk(s, 1)
     s.completion([{"role": "user", "content": "title please"}], side=True)
     assert s.machine.turn == 0
-    assert s.ledger.calls[-1].side
+    assert s.last is not None
+    assert s.last.side
+    assert s.ledger.rows[-1].side_calls == 1
 
 
 def test_turn_unit_message_counts_a_tool_loop_once(server: Server) -> None:
@@ -331,7 +325,7 @@ def test_turn_unit_message_counts_a_tool_loop_once(server: Server) -> None:
 def test_cancellation_leaves_the_session_as_it_was(server: Server) -> None:
     s = adapter(server, "leadA", "workA").session()
     talk(s, 2)
-    before = (s.machine.snapshot(), s._pending)
+    before = s.state()  # a value: an in-place change cannot hide
     server.script("leadA", {"delay": 2.0})
 
     async def cancelled() -> None:
@@ -350,7 +344,7 @@ def test_cancellation_leaves_the_session_as_it_was(server: Server) -> None:
             await task
 
     asyncio.run(cancelled())
-    assert (s.machine.snapshot(), s._pending) == before
+    assert s.state() == before
 
 
 def test_two_hundred_concurrent_sessions(server: Server) -> None:
@@ -375,7 +369,7 @@ def test_two_hundred_concurrent_sessions(server: Server) -> None:
         assert contents == [
             f"{m} says: session {i} turn {t}" for t, m in enumerate(["leadB", "leadB", "leadB", "workB"])
         ]
-    assert sum(len(s.ledger.calls) for s in sessions) == server.count("leadB") + server.count("workB") == 800
+    assert sum(s.ledger.calls for s in sessions) == server.count("leadB") + server.count("workB") == 800
     assert all(s.machine.state == "worker" for s in sessions)
 
 
@@ -388,10 +382,10 @@ def test_jsonl_log_and_ledger(server: Server, tmp_path: Path) -> None:
     assert [r["role"] for r in records] == ["lead", "lead", "lead", "worker"]
     assert records[-1]["outcome"] == "failure"
     assert records[2]["transition"]["dest"] == "worker"
-    totals = s.ledger.totals()
-    assert totals["lead openai/leadC"]["calls"] == 3
-    assert totals["worker openai/workC"]["prompt_tokens"] == 11
-    assert s.ledger.cost is None  # these test models have no price: never a made-up number
+    totals = {(r.role, r.model): r for r in s.ledger.rows}
+    assert totals["lead", "openai/leadC"].calls == 3
+    assert totals["worker", "openai/workC"].usage.prompt_tokens == 11
+    assert s.cost is None  # these test models have no price: never a made-up number
 
 
 def test_streaming_is_judged_once_consumed(server: Server) -> None:
@@ -401,7 +395,7 @@ def test_streaming_is_judged_once_consumed(server: Server) -> None:
         stream = await s.acompletion(
             [{"role": "user", "content": "hi"}], stream=True, mock_response="```json\n{,}\n```"
         )
-        assert s.ledger.calls == []  # nothing settled until the stream is consumed
+        assert s.ledger.calls == 0  # nothing settled until the stream is consumed
         text = "".join([(c.choices[0].delta.content or "") async for c in stream])
         await s.acompletion(
             [
@@ -415,7 +409,7 @@ def test_streaming_is_judged_once_consumed(server: Server) -> None:
 
     text = asyncio.run(run())
     assert text == "```json\n{,}\n```"
-    assert len(s.ledger.calls) == 2
+    assert s.ledger.calls == 2
     (record,) = s.machine.history
     assert record.event == "failure"
     assert record.reason.startswith("json code block does not parse")
@@ -480,9 +474,9 @@ def test_bindings_from_a_config_section() -> None:
 def test_sync_streaming_is_judged_once_consumed(server: Server) -> None:
     s = adapter(server, "leadE", "workE").session()
     stream = s.completion([{"role": "user", "content": "hi"}], stream=True, mock_response="fine")
-    assert s.ledger.calls == []
+    assert s.ledger.calls == 0
     assert "".join(c.choices[0].delta.content or "" for c in stream) == "fine"
-    assert len(s.ledger.calls) == 1
+    assert s.ledger.calls == 1
     s.close([{"role": "user", "content": "that's wrong"}])
     assert s.machine.history[-1].reason == 'the user corrects the model ("that\'s wrong")'
 
@@ -491,32 +485,33 @@ def test_warns_when_litellm_was_imported_first() -> None:
     import subprocess
     import sys
 
-    code = "import os, litellm, logging; logging.basicConfig(); import lwfsm.adapter"
+    code = "import os, litellm, logging; logging.basicConfig(); import lwfsm.provider.adapter"
     env = {k: v for k, v in __import__("os").environ.items() if k != "LITELLM_LOCAL_MODEL_COST_MAP"}
     env["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"  # this test itself must stay offline...
     quiet = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
-    assert "imported before lwfsm.adapter" not in quiet.stderr
+    assert "imported before lwfsm.provider.adapter" not in quiet.stderr
     # ...so the warning is exercised by pretending the variable was missing at import time.
     code = (
         "import os, sys, litellm, logging; logging.basicConfig(); os.environ.pop('LITELLM_LOCAL_MODEL_COST_MAP');"
-        "import lwfsm.adapter"
+        "import lwfsm.provider.adapter"
     )
     loud = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
-    assert "litellm was imported before lwfsm.adapter without LITELLM_LOCAL_MODEL_COST_MAP=True" in loud.stderr
+    assert "litellm was imported before lwfsm.provider.adapter without LITELLM_LOCAL_MODEL_COST_MAP=True" in loud.stderr
 
 
 def test_turn_unit_message_failed_call_changes_nothing(server: Server) -> None:
     s = adapter(server, "leadF", "workF", turn_unit="message").session()
     msgs: list[dict[str, Any]] = [{"role": "user", "content": "do it"}]
     s.completion(msgs)
-    assert s._pending is not None
-    before = (s.machine.snapshot(), dataclasses.replace(s._pending))  # a copy, not the live object
-    assert before[1].failure is None
+    before = s.state()
+    assert before.pending is not None
+    assert before.pending.failure is None
     msgs += [{"role": "assistant", "content": "x"}, {"role": "tool", "tool_call_id": "t", "content": "Error: boom"}]
     server.script("leadF", {"status": 401})
     with pytest.raises(AuthError):
         s.completion(msgs)
-    assert (s.machine.snapshot(), s._pending) == before  # the tool error is not carried by a failed call
+    assert s.state() == before  # the tool error is not carried by a failed call
     s.completion(msgs)  # the same messages again, now answered: the failure is carried into the open turn
-    assert s._pending is not None
-    assert s._pending.failure == "tool result reports an error ('error:')"
+    pending = s.state().pending
+    assert pending is not None
+    assert pending.failure == "tool result reports an error ('error:')"

@@ -102,7 +102,7 @@ def test_unsound_saturation_is_refused_and_depth_explores_instead() -> None:
     s = spec(BASE, "updates: {failures: 0}}", "updates: {failures: failures - 1}}")
     with pytest.raises(Unsaturable) as info:
         saturation_bounds(s)
-    assert info.value.args[0] == ["transitions[0].updates.failures: 'failures - 1' decrements 'failures'"]
+    assert info.value.problems == ["transitions[0].updates.failures: 'failures - 1' decrements 'failures'"]
     report = check(s, depth=5)
     assert report.depth == 5
     assert report.ok
@@ -132,7 +132,7 @@ def test_saturation_refusals_say_why(old: str, new: str, reason: str) -> None:
     s = spec(BASE.replace("  failures: {}", "  failures: {}\n  failures2: {}"), old, new)
     with pytest.raises(Unsaturable) as info:
         saturation_bounds(s)
-    assert info.value.args[0] == [reason]
+    assert info.value.problems == [reason]
 
 
 def test_param_grid_reports_unused_only_when_unused_everywhere() -> None:

@@ -143,7 +143,10 @@ def test_unknown_or_disallowed_events_raise_and_change_nothing(tmp_path: Path) -
     s.fire("fail")
     s.fire("fail")
     before = s.snapshot()
-    with pytest.raises(TransitionNotAllowed, match=r"unknown event 'retry'; the spec 'tiny' has: ok, fail, reset"):
+    with pytest.raises(
+        TransitionNotAllowed,
+        match=r"spec 'tiny': unknown event 'retry' \(did you mean 'reset'\?\); known: ok, fail, reset",
+    ):
         s.fire("retry")
     with pytest.raises(
         TransitionNotAllowed, match=r"event 'reset' has no transition from state 'fallback' \(it has from: working\)"

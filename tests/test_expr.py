@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lwfsm.expr import ExprError, compile_expr, parse
+from lwfsm.spec.expr import ExprError, compile_expr, parse
 
 COUNTERS = {"a": 0, "b": 1}
 PARAMS = {"p": 3, "q": -2}

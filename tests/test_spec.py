@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from lwfsm import Spec, SpecError, load_spec
-from lwfsm.cli import schema_text
+from lwfsm.cli.main import schema_text
 
 from .conftest import SPECS
 
@@ -23,17 +23,17 @@ def test_shipped_spec_loads_round_trips_and_matches_schema(path: Path) -> None:
     assert spec.name == path.stem
     assert Spec.from_dict(spec.model_dump()) == spec
     assert Spec.from_dict(json.loads(spec.model_dump_json())).hash == spec.hash
-    schema = json.loads((path.parent.parent / "lwfsm" / "spec.schema.json").read_text())
+    schema = json.loads((path.parent.parent / "lwfsm" / "spec" / "schema.json").read_text())
     jsonschema.validate(yaml.safe_load(path.read_text()), schema)
-    assert path.read_text().startswith("# yaml-language-server: $schema=../lwfsm/spec.schema.json\n")
+    assert path.read_text().startswith("# yaml-language-server: $schema=../lwfsm/spec/schema.json\n")
 
 
 def test_schema_file_is_generated_from_the_models(root: Path) -> None:
-    assert (root / "lwfsm" / "spec.schema.json").read_text() == schema_text()
+    assert (root / "lwfsm" / "spec" / "schema.json").read_text() == schema_text()
 
 
 def test_schema_rejects_what_the_loader_rejects(root: Path) -> None:
-    schema = json.loads((root / "lwfsm" / "spec.schema.json").read_text())
+    schema = json.loads((root / "lwfsm" / "spec" / "schema.json").read_text())
     data = yaml.safe_load((root / "specs" / "lead_worker.yaml").read_text())
     data["transitions"][0]["gaurd"] = "x"
     with pytest.raises(jsonschema.ValidationError):

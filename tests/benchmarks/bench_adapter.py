@@ -15,10 +15,10 @@ from pathlib import Path
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import litellm  # noqa: E402  (after lwfsm.adapter: offline price map)
+import litellm  # noqa: E402  (after lwfsm.provider.adapter: offline price map)
 from openai_server import Server  # noqa: E402
 
-from lwfsm.adapter import Adapter, RoleBinding  # noqa: E402
+from lwfsm.provider.adapter import Adapter, RoleBinding  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 CALLS = int(sys.argv[sys.argv.index("--calls") + 1]) if "--calls" in sys.argv else 1000

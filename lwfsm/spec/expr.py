@@ -16,6 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+__all__ = ["ALLOWED", "Compiled", "Expr", "ExprError", "Kind", "compile_expr", "parse"]
+
 Kind = Literal["int", "bool"]
 Values = list[int]
 Compiled = Callable[[Values], int]  # bools are ints in Python; guards return bool

@@ -16,9 +16,24 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
-from .engine import Engine, Snapshot
-from .errors import LwfsmError
-from .spec import Spec, Transition, describe_params
+from ..engine import Snapshot
+from ..errors import DiagramError
+from ..spec import Spec, Transition, describe_params
+
+__all__ = [
+    "Diff",
+    "DiagramError",
+    "diff",
+    "dot",
+    "dot_text",
+    "edge_label",
+    "edges_of",
+    "markdown",
+    "mermaid",
+    "render",
+    "role_colours",
+    "svg_is_current",
+]
 
 CHEAP_COLOUR = "#c5e0b4"  # green: the cheap role(s)
 COLOURS = ["#f8cbad", "#bdd7ee", "#e2c6f0", "#ffe699", "#d9d9d9"]  # orange, blue, purple, yellow, grey
@@ -32,10 +47,6 @@ DIFF_STYLES = {
 
 ANY = "any_state"  # drawing-only marker for transitions whose source is "*"
 FONT = "Helvetica"
-
-
-class DiagramError(LwfsmError):
-    """A diagram that cannot be drawn here (e.g. the `diagrams` extra is missing)."""
 
 
 def role_colours(spec: Spec) -> dict[str, str]:
@@ -140,7 +151,7 @@ def _graph(
         state_cls = type("DrawingState", (Tags, GraphMachine.state_cls), {})
 
     colours = role_colours(spec)
-    initial = initial or Engine(spec).initial_state
+    initial = initial or spec.initial_state
     # A transition from every state (typically reset) is drawn once, from an "any state" marker.
     star = ANY not in spec.states and any(t.source == ["*"] for t in spec.transitions)
     removed_states = [n for n, m in (changes.states if changes else {}).items() if m == "removed"]
@@ -240,7 +251,7 @@ def mermaid(spec: Spec, **kw: Any) -> str:
 
 def dot(spec: Spec, **kw: Any) -> Any:
     """The pygraphviz AGraph, with a legend of the role colours."""
-    initial = Engine(spec).initial_state
+    initial = spec.initial_state
     graph = _graph(spec, "pygraphviz", initial=initial, **kw)
     graph.graph_attr.update(labelloc="t", fontsize="16", fontname=FONT + " Bold", nodesep="0.6", ranksep="0.7")
     graph.node_attr.update(fontname=FONT, fontsize="11")

@@ -17,16 +17,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .engine import Engine
-from .errors import TransitionNotAllowed
-from .expr import Expr, parse
-from .spec import Spec
+from ..engine import Engine
+from ..errors import TransitionNotAllowed, Unsaturable
+from ..spec import Spec
+from ..spec.expr import Expr
+
+__all__ = ["Finding", "Report", "Unsaturable", "check", "check_grid", "param_grid", "saturation_bounds"]
 
 Config = tuple[str, tuple[int, ...]]
-
-
-class Unsaturable(Exception):
-    """The spec's expressions make counter saturation unsound."""
 
 
 @dataclass
@@ -101,7 +99,6 @@ def _linear(node: ast.expr, counters: set[str], params: dict[str, int]) -> tuple
 def saturation_bounds(spec: Spec) -> dict[str, int]:
     """Largest constant each counter is ever distinguished by; raises Unsaturable with the reasons."""
     counters, params = set(spec.counters), spec.param_values
-    scope = {**{p: "param" for p in params}, **{c: "counter" for c in counters}}
     bounds = {c: 0 for c in spec.counters}
     problems: list[str] = []
 
@@ -135,17 +132,17 @@ def saturation_bounds(spec: Spec) -> dict[str, int]:
             problems.append(f"{where}: '{e.text}' {what} '{target}'")
 
     for name, c in spec.counters.items():
-        update(name, parse(c.initial, scope, "int"), f"counters.{name}.initial")
+        update(name, spec.parse(c.initial), f"counters.{name}.initial")
     for name, st in spec.states.items():
         for target, text in st.on_enter.items():
-            update(target, parse(text, scope, "int"), f"states.{name}.on_enter.{target}")
+            update(target, spec.parse(text), f"states.{name}.on_enter.{target}")
     for i, t in enumerate(spec.transitions):
         if t.guard:
-            condition(parse(t.guard, scope, "bool"), f"transitions[{i}].guard")
+            condition(spec.parse(t.guard, "bool"), f"transitions[{i}].guard")
         for target, text in t.updates.items():
-            update(target, parse(text, scope, "int"), f"transitions[{i}].updates.{target}")
+            update(target, spec.parse(text), f"transitions[{i}].updates.{target}")
     for i, inv in enumerate(spec.invariants):
-        condition(parse(inv.expr, scope, "bool"), f"invariants[{i}]")
+        condition(spec.parse(inv.expr, "bool"), f"invariants[{i}]")
     if problems:
         raise Unsaturable(problems)
     return bounds
@@ -160,9 +157,8 @@ def check(spec: Spec, depth: int | None = None) -> Report:
         bounds = saturation_bounds(spec)
     cap = tuple(bounds[n] + 1 for n in names) if depth is None else None
     events = list(spec.events)
-    probe = engine.session()  # positioned at each configuration in turn
-    start = engine.session()
-    initial: Config = (start.state, tuple(start._c))
+    probe = engine.session()  # placed at each configuration in turn
+    initial: Config = (probe.state, probe.values)
     parent: dict[Config, tuple[Config, str] | None] = {initial: None}
     level = {initial: 0}
     edges: dict[Config, list[Config]] = {}
@@ -183,8 +179,7 @@ def check(spec: Spec, depth: int | None = None) -> Report:
     while queue:
         cfg = queue.popleft()
         state, values = cfg
-        probe.state, probe._c = state, list(values)
-        for text in engine.violations(probe):
+        for text in engine.violations(probe.place(state, values)):
             if ("invariant", text, "") not in first:
                 first["invariant", text, ""] = Finding(
                     "invariant", f"invariant '{text}' is violated in state '{state}'", state, counters(cfg), path(cfg)
@@ -193,10 +188,9 @@ def check(spec: Spec, depth: int | None = None) -> Report:
             continue
         out = edges.setdefault(cfg, [])
         for event in events:
-            probe.state, probe._c = state, list(values)
+            probe.place(state, values)
             try:
-                # _apply: the event without logging or listeners, which a check must not trigger
-                record = probe._apply(event, None)
+                record = probe.apply(event)  # quiet: a check logs no switches and tells no listener
             except TransitionNotAllowed as exc:
                 first.setdefault(
                     ("incomplete", state, event),
@@ -205,7 +199,7 @@ def check(spec: Spec, depth: int | None = None) -> Report:
                 continue
             if record.transition is not None:
                 fired.add(record.transition)
-            new = probe._c if cap is None else [min(v, c) for v, c in zip(probe._c, cap, strict=True)]
+            new = probe.values if cap is None else [min(v, c) for v, c in zip(probe.values, cap, strict=True)]
             nxt: Config = (probe.state, tuple(new))
             if nxt not in parent:
                 parent[nxt] = (cfg, event)
@@ -243,7 +237,7 @@ def _stuck(
     counters: Any,
 ) -> Iterator[Finding]:
     """Configurations from which no cheap role can ever serve again (resets aside)."""
-    good = {cfg for cfg in parent if engine.roles[cfg[0]] in cheap}
+    good = {cfg for cfg in parent if engine.state_roles[cfg[0]] in cheap}
     back: dict[Config, list[Config]] = {}
     for src, dsts in edges.items():
         for dst in dsts:
@@ -270,12 +264,7 @@ def _stuck(
 
 def param_grid(spec: Spec, up_to: int) -> Iterator[dict[str, int]]:
     """Every combination of param values within their ranges, each capped at min + up_to."""
-    ranges = []
-    for p in spec.params.values():
-        lo = p.min if p.min is not None else p.default - up_to
-        hi = p.max if p.max is not None else p.default + up_to
-        ranges.append(range(lo, min(hi, lo + up_to) + 1))
-    for combo in itertools.product(*ranges):
+    for combo in itertools.product(*(p.values(up_to) for p in spec.params.values())):
         yield dict(zip(spec.params, combo, strict=True))
 
 

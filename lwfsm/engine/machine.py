@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from types import SimpleNamespace
 from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from transitions import Machine, State
 
-from .errors import SnapshotError, TransitionNotAllowed
-from .expr import Compiled, compile_expr, parse
-from .spec import Spec
+from ..errors import SnapshotError, TransitionNotAllowed, unknown
+from ..spec import Spec
+from ..spec.expr import Compiled
+
+__all__ = ["Engine", "LastTransition", "Listener", "Session", "Snapshot", "TransitionRecord"]
 
 logger = logging.getLogger("lwfsm")
 
@@ -73,14 +75,9 @@ class Engine:
         self.counter_names: tuple[str, ...] = tuple(spec.counters)
         self._index = {name: i for i, name in enumerate(self.counter_names)}
         self._listeners: list[Listener] = []
-        params = spec.param_values
-        scope = {**{p: "param" for p in params}, **{c: "counter" for c in self._index}}
-
-        def comp(text: str, kind: Any = "int") -> Compiled:
-            return compile_expr(parse(text, scope, kind), self._index, params)
-
-        self.roles: dict[str, str] = {name: st.role for name, st in spec.states.items()}
-        self.initial_state = next(c.state for c in spec.initial if c.when is None or comp(c.when, "bool")([]))
+        comp = spec.compile
+        self.state_roles: dict[str, str] = {name: st.role for name, st in spec.states.items()}
+        self.initial_state = spec.initial_state
         self._turn_events = {name for name, ev in spec.events.items() if ev.turn}
         self._ignored = {name: frozenset(st.ignore) for name, st in spec.states.items()}
 
@@ -104,7 +101,7 @@ class Engine:
 
         self._sources: dict[str, frozenset[str]] = {}
         for i, t in enumerate(spec.transitions):
-            sources = list(spec.states) if t.source == ["*"] else t.source
+            sources = spec.sources(t)
             guard = comp(t.guard, "bool") if t.guard else None
             conditions: list[Any] = [_condition(guard)] if guard else []
             if t.reset:
@@ -167,6 +164,10 @@ class Engine:
     def session(self) -> Session:
         """A new session in the initial configuration."""
         return Session(self)
+
+    def at(self, state: str, values: Sequence[int], turn: int = 0) -> Session:
+        """A session placed at a configuration (counter values in declaration order), no history."""
+        return Session(self).place(state, values, turn)
 
     def violations(self, session: Session) -> list[str]:
         """The spec invariants that do not hold in the session's configuration (normally none)."""
@@ -253,17 +254,28 @@ class Session:
     @property
     def role(self) -> str:
         """The role that serves the next turn."""
-        return self._engine.roles[self.state]
+        return self._engine.state_roles[self.state]
 
     @property
     def counters(self) -> dict[str, int]:
         return dict(zip(self._engine.counter_names, self._c, strict=False))
 
     @property
+    def values(self) -> tuple[int, ...]:
+        """The counter values in declaration order (what `Engine.at` takes)."""
+        return tuple(self._c)
+
+    @property
     def history(self) -> list[TransitionRecord]:
         """The most recent transition records, oldest first (at most `engine.history_limit`)."""
         with self._lock:
             return (self._history or [])[-self._engine.history_limit :]
+
+    def place(self, state: str, values: Sequence[int], turn: int = 0) -> Session:
+        """Move this session to a configuration without firing anything (checks reuse one probe)."""
+        with self._lock:
+            self.state, self._c, self.turn = state, list(values), turn
+        return self
 
     def turn_completed(self) -> TransitionRecord:
         """The turn ended without a task failure."""
@@ -279,8 +291,14 @@ class Session:
 
     def fire(self, event: str, reason: str | None = None) -> TransitionRecord:
         """Fire any event of the spec. Raises TransitionNotAllowed, leaving the session unchanged."""
-        record = self._apply(event, reason)
+        record = self.apply(event, reason)
+        self.notify(record)
+        return record
+
+    def notify(self, record: TransitionRecord) -> None:
+        """Log a switch and tell the listeners. A listener that raises is logged: the event stands."""
         eng = self._engine
+        reason, event = record.reason, record.event
         if record.dest != record.source and logger.isEnabledFor(logging.INFO):
             logger.info(
                 "turn %d: %s -> %s on %s%s%s",
@@ -291,22 +309,21 @@ class Session:
                 f" [{record.guard}]" if record.guard else "",
                 f" ({reason})" if reason else "",
             )
-        for listener in eng._listeners:
-            listener(self, record)
-        if self._listeners:
-            for listener in self._listeners:
+        for listener in (*eng._listeners, *(self._listeners or ())):
+            try:
                 listener(self, record)
-        return record
+            except Exception:
+                logger.exception("listener %r failed on turn %d (%s); the event stands", listener, record.turn, event)
 
     def peek(self, event: str) -> tuple[str, str]:
         """(state, role) that `event` would lead to, changing nothing and telling no listener."""
         with self._lock:
-            probe = Session(self._engine)
-            probe.state, probe._c, probe.turn = self.state, list(self._c), self.turn
-        probe._apply(event, None)
+            probe = self._engine.at(self.state, self._c, self.turn)
+        probe.apply(event, None)
         return probe.state, probe.role
 
-    def _apply(self, event: str, reason: str | None) -> TransitionRecord:
+    def apply(self, event: str, reason: str | None = None) -> TransitionRecord:
+        """`fire` without the log line and the listeners (for checks and for commits notified later)."""
         eng = self._engine
         with self._lock:
             source = self.state
@@ -342,7 +359,7 @@ class Session:
     def _not_allowed(self, event: str, state: str) -> str:
         eng = self._engine
         if event not in eng.spec.events:
-            return f"unknown event '{event}'; the spec '{eng.spec.name}' has: {', '.join(eng.spec.events)}"
+            return f"spec '{eng.spec.name}': " + unknown("event", event, eng.spec.events)
         allowed = sorted(eng._sources.get(event, ()))
         return (
             f"event '{event}' has no transition from state '{state}' (it has from: {', '.join(allowed) or 'no state'})"

@@ -8,9 +8,11 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .engine import Engine
-from .errors import LwfsmError, SpecError
-from .spec import Spec, describe_params, load_spec
+from ..engine import Engine
+from ..errors import LwfsmError, SpecError
+from ..spec import Spec, describe_params, load_spec
+
+__all__ = ["build_parser", "main"]
 
 ALIASES = {"ok": "turn_completed", "fail": "failure"}
 
@@ -150,7 +152,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from .check import Unsaturable, check, check_grid
+    from ..check import Unsaturable, check, check_grid
 
     reports = []
     for path in args.specs:
@@ -161,7 +163,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             else:
                 reports.append((path, check(spec, depth=args.depth)))
         except Unsaturable as exc:
-            reasons = "\n  ".join(exc.args[0])
+            reasons = "\n  ".join(exc.problems)
             raise _Usage(
                 f"{path}: cannot check every configuration: counters cannot be saturated soundly "
                 f"because\n  {reasons}\nuse --depth N to explore every sequence of up to N events "
@@ -195,8 +197,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_diagram(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from . import diagram
-    from .engine import Snapshot
+    from .. import diagram
+    from ..engine import Snapshot
 
     if args.all or args.check:
         return _diagram_dir(Path(args.specs_dir), Path(args.out_dir), args.check)
@@ -231,7 +233,7 @@ def cmd_diagram(args: argparse.Namespace) -> int:
 
 def _diagram_dir(specs_dir: Any, out_dir: Any, check_only: bool) -> int:
     """Write (or, with check_only, compare) <name>.md and <name>.svg for every spec in specs_dir."""
-    from . import diagram
+    from .. import diagram
 
     stale = []
     for path in sorted(specs_dir.glob("*.yaml")):
@@ -286,7 +288,7 @@ DEMO = [
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .adapter import Adapter
+    from ..provider.adapter import Adapter
 
     models = {"lead": "openai/gpt-4o", "worker": "openai/gpt-4o-mini"}
     spec = load_spec(args.spec, _params(args.set))
@@ -305,7 +307,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for reply, answer in DEMO:
         response = session.completion(messages, mock_response=reply)
         # The previous turn's verdict is committed during the call: the state now is the one serving it.
-        rows.append([session.machine.state, session.ledger.calls[-1].role, response.model])
+        assert session.last is not None
+        rows.append([session.machine.state, session.last.role, response.model])
         if len(rows) > 1:
             rec = session.machine.history[-1]
             _demo_row(len(rows) - 1, rows[-2], rec.event, rec.reason)
@@ -314,7 +317,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     rec = session.machine.history[-1]
     _demo_row(len(rows), rows[-1], rec.event, rec.reason)
     print(f"\nnow in state {session.machine.state}; next turn served by {session.machine.role}\n")
-    print(session.ledger.table())
+    print(session.table())
     return 0
 
 
@@ -326,8 +329,8 @@ def _demo_row(turn: int, row: list[str], event: str, reason: str | None) -> None
 def cmd_chat(args: argparse.Namespace) -> int:
     import litellm
 
-    from .adapter import Adapter
-    from .errors import ProviderError
+    from ..errors import ProviderError
+    from ..provider.adapter import Adapter
 
     spec = load_spec(args.spec, _params(args.set))
     models = {"lead": args.lead, "worker": args.worker}
@@ -341,7 +344,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
     print(f"lwfsm chat ({spec.name}): empty line or Ctrl-D to end")
     while True:
         try:
-            line = input(f"[{session.machine.role}] you> ").strip()
+            line = input("you> ").strip()  # the role is known once the previous turn is judged
         except EOFError:
             line = ""
         if not line:
@@ -357,7 +360,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
         print(f"{response.model}> {text}")
         messages.append({"role": "assistant", "content": text})
     session.close(messages)
-    print(session.ledger.table())
+    print(session.table())
     return 0
 
 
@@ -367,20 +370,11 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def schema_text() -> str:
-    """The JSON Schema of the spec format (what `lwfsm/spec.schema.json` holds)."""
+    """The JSON Schema of the spec format (what `lwfsm/spec/schema.json` holds)."""
     schema = Spec.model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "lwfsm spec"
     return json.dumps(schema, indent=2) + "\n"
-
-
-def _default_spec() -> Any:
-    from pathlib import Path
-
-    # Inside the package when installed from a wheel; beside it in a checkout (editable install).
-    here = Path(__file__).resolve().parent
-    bundled = here / "specs" / "lead_worker.yaml"
-    return bundled if bundled.exists() else here.parent / "specs" / "lead_worker.yaml"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -434,14 +428,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_diagram)
 
     p = sub.add_parser("demo", help="an offline scripted agent session through the real adapter and LiteLLM")
-    p.add_argument("--spec", default=str(_default_spec()), help="default: the shipped lead_worker spec")
+    p.add_argument("--spec", default="lead_worker", help="a spec file or a shipped spec's name (default: lead_worker)")
     with_set(p)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("chat", help="an interactive chat with real providers")
     p.add_argument("--lead", required=True, metavar="MODEL", help="LiteLLM model, e.g. anthropic/claude-sonnet-4-5")
     p.add_argument("--worker", required=True, metavar="MODEL", help="LiteLLM model, e.g. openai/gpt-4o-mini")
-    p.add_argument("--spec", default=str(_default_spec()))
+    p.add_argument("--spec", default="lead_worker")
     with_set(p)
     p.set_defaults(func=cmd_chat)
 

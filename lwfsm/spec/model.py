@@ -1,0 +1,358 @@
+"""The spec's shape: frozen pydantic models, and the three ways in.
+
+`load_spec(path)`, `Spec.from_text(text)`, `Spec.from_dict(data)`. Reading YAML with locations lives
+in `reading`, the checks of meaning in `validation`; both report every mistake at once in one
+`SpecError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr
+
+from ..errors import SpecError, SpecIssue, unknown
+from .expr import Compiled, Expr, Kind, compile_expr, parse
+from .reading import Loc, find_mark
+
+__all__ = [
+    "Counter",
+    "Event",
+    "Initial",
+    "Invariant",
+    "Judging",
+    "Param",
+    "Role",
+    "Spec",
+    "State",
+    "Transition",
+    "describe_params",
+    "load_spec",
+    "shipped_specs",
+]
+
+FORMAT = 1  # the spec language version this lwfsm reads (`lwfsm: 1`)
+
+
+def _int_as_text(v: Any) -> Any:
+    # `updates: {failures: 0}` is an expression too; YAML hands us an int.
+    return str(v) if type(v) is int else v
+
+
+def _none_as_empty(v: Any) -> Any:
+    return {} if v is None else v
+
+
+def _one_as_list(v: Any) -> Any:
+    return [v] if isinstance(v, str) else v
+
+
+Expression = Annotated[str, BeforeValidator(_int_as_text, json_schema_input_type=str | int)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, defer_build=True)
+
+
+class Role(_Model):
+    """A role is a slot a model is bound to (e.g. lead, worker)."""
+
+    description: str = ""
+    cheap: bool = Field(False, description="`lwfsm check` reports states from which no cheap role can serve again")
+
+
+class Param(_Model):
+    """A tunable integer, fixed when the spec is loaded."""
+
+    default: int
+    min: int | None = None
+    max: int | None = None
+    description: str = ""
+
+    @property
+    def range_text(self) -> str:
+        return f"[{'-inf' if self.min is None else self.min}, {'inf' if self.max is None else self.max}]"
+
+    def values(self, up_to: int) -> range:
+        """The values within the declared range, capped at min + up_to (default ± up_to when open)."""
+        lo = self.min if self.min is not None else self.default - up_to
+        hi = self.max if self.max is not None else self.default + up_to
+        return range(lo, min(hi, lo + up_to) + 1)
+
+
+class Counter(_Model):
+    """An integer the machine keeps per session."""
+
+    initial: Expression = Field("0", description="expression over params")
+    description: str = ""
+
+
+class Event(_Model):
+    turn: bool = Field(True, description="whether the event ends a turn (and so counts one)")
+    description: str = ""
+
+
+class State(_Model):
+    role: str = Field(description="the role that serves turns in this state")
+    description: str = ""
+    on_enter: dict[str, Expression] = Field(default_factory=dict, description="counter updates")
+    ignore: list[str] = Field(default_factory=list, description="events that change nothing here")
+
+
+class Initial(_Model):
+    state: str
+    when: Expression | None = Field(None, description="condition over params; first that holds wins")
+
+
+class Transition(_Model):
+    event: str
+    source: Annotated[list[str], BeforeValidator(_one_as_list, json_schema_input_type=str | list[str])] = Field(
+        description='state name, list of state names, or "*" for every state'
+    )
+    dest: str | None = Field(None, description="no dest: an internal transition")
+    guard: Expression | None = None
+    updates: dict[str, Expression] = Field(default_factory=dict)
+    reset: bool = Field(False, description="back to the initial configuration")
+    description: str = ""
+
+
+class Invariant(_Model):
+    expr: Expression
+    states: list[str] = Field(default_factory=list, description="where it must hold (empty: everywhere)")
+    description: str = ""
+
+
+# The patterns used when a spec has no `judging:` section: failure detection is never off by omission.
+TOOL_ERROR_PATTERNS = (
+    "traceback (most recent call last)",
+    "permission denied",
+    "no such file or directory",
+    "file not found",
+    "command not found",
+    "syntaxerror",
+    "syntax error",
+    "compilation failed",
+    "tests failed",
+    "test failed",
+    "assertionerror",
+    "error:",
+)
+CORRECTION_PATTERNS = (
+    "that's wrong",
+    "that is wrong",
+    "that's not right",
+    "that's incorrect",
+    "that doesn't work",
+    "that does not work",
+    "try again",
+    "not what i asked",
+    "this is broken",
+    "you broke",
+)
+
+
+class Judging(_Model):
+    """How a served turn is judged, and which events a verdict fires (used by every front end)."""
+
+    @property
+    def events(self) -> tuple[str, str]:
+        """(success event, failure event), the defaults filled in."""
+        return self.on_success or "turn_completed", self.on_failure or "failure"
+
+    on_success: str | None = Field(
+        None, description="the turn event a turn without a task failure fires (default: turn_completed)"
+    )
+    on_failure: str | None = Field(
+        None, description="the turn event a turn with a task failure fires (default: failure)"
+    )
+    technical_fallback: dict[str, str] = Field(
+        default_factory=dict,
+        description="role -> role that serves a turn when the first role's model keeps failing technically",
+    )
+    tool_error_patterns: list[str] = Field(
+        default_factory=lambda: list(TOOL_ERROR_PATTERNS),
+        description="case-insensitive substrings of tool results that mean the turn failed",
+    )
+    correction_patterns: list[str] = Field(
+        default_factory=lambda: list(CORRECTION_PATTERNS),
+        description="case-insensitive substrings of the user's next message that correct the model",
+    )
+
+
+def _initial_list(v: Any) -> Any:
+    return [{"state": v}] if isinstance(v, str) else v
+
+
+def _invariant_list(v: Any) -> Any:
+    if isinstance(v, list):
+        return [{"expr": x} if isinstance(x, (str, int)) and not isinstance(x, bool) else x for x in v]
+    return v
+
+
+class Spec(_Model):
+    """A validated, frozen switching spec. Build it with load_spec / from_text / from_dict."""
+
+    lwfsm: Literal[1] = Field(description="spec language version")
+    name: str
+    version: int = Field(ge=1)
+    description: str = ""
+    roles: dict[str, Annotated[Role, BeforeValidator(_none_as_empty, json_schema_input_type=Role | None)]]
+    params: dict[str, Param] = Field(default_factory=dict)
+    counters: dict[str, Annotated[Counter, BeforeValidator(_none_as_empty, json_schema_input_type=Counter | None)]] = (
+        Field(default_factory=dict)
+    )
+    events: dict[str, Annotated[Event, BeforeValidator(_none_as_empty, json_schema_input_type=Event | None)]]
+    states: dict[str, State]
+    initial: Annotated[list[Initial], BeforeValidator(_initial_list, json_schema_input_type=str | list[Initial])]
+    transitions: list[Transition]
+    judging: Judging = Field(default_factory=lambda: Judging.model_validate({}))
+    invariants: Annotated[
+        list[Invariant], BeforeValidator(_invariant_list, json_schema_input_type=list[str | Invariant])
+    ] = Field(default_factory=list)
+
+    _source: str = PrivateAttr("<dict>")
+    _marks: dict[Loc, tuple[int, int, int]] = PrivateAttr(default_factory=dict)
+
+    def __eq__(self, other: object) -> bool:
+        # Content equality: where a spec was read from (private attrs) does not make it different.
+        if not isinstance(other, Spec):
+            return NotImplemented
+        return self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment]  # dict fields: not hashable
+
+    @classmethod
+    def from_text(cls, text: str, source: str = "<text>", params: Mapping[str, int] | None = None) -> Spec:
+        """Parse YAML text (safe_load semantics) into a checked Spec."""
+        from .reading import read_yaml
+        from .validation import build
+
+        data, marks, issues = read_yaml(text, source)
+        if data is None and not issues:
+            issues.append(SpecIssue(source, 1, 1, "", "empty spec: expected a mapping with lwfsm, name, ..."))
+        return build(data, source, marks, issues, params)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], params: Mapping[str, int] | None = None) -> Spec:
+        """Check a plain mapping (e.g. `spec.model_dump()`) into a Spec."""
+        from .validation import build
+
+        return build(data, "<dict>", {}, [], params)
+
+    def with_params(self, params: Mapping[str, int]) -> Spec:
+        """The same spec with some param values replaced (each checked against its range)."""
+        issues = _param_issues(self, params)
+        if issues:
+            raise SpecError(issues)
+        new = {**self.params}
+        for k, v in params.items():
+            new[k] = self.params[k].model_copy(update={"default": v})
+        out = self.model_copy(update={"params": new})
+        out._source, out._marks = self._source, self._marks
+        return out
+
+    @property
+    def param_values(self) -> dict[str, int]:
+        return {k: p.default for k, p in self.params.items()}
+
+    def sources(self, t: Transition) -> list[str]:
+        """The states a transition leaves from, with "*" expanded to every state."""
+        return list(self.states) if t.source == ["*"] else list(t.source)
+
+    @property
+    def scope(self) -> dict[str, str]:
+        """What each name in an expression is: "param" or "counter"."""
+        return {**{p: "param" for p in self.params}, **{c: "counter" for c in self.counters}}
+
+    def parse(self, text: str, want: Kind = "int", *, params_only: bool = False) -> Expr:
+        """Parse an expression of this spec (raises ExprError); `params_only` for initial values."""
+        scope = {p: "param" for p in self.params} if params_only else self.scope
+        return parse(text, scope, want)
+
+    def compile(self, text: str, want: Kind = "int") -> Compiled:
+        """An expression as a closure over the counter values (in declaration order), params folded in."""
+        index = {name: i for i, name in enumerate(self.counters)}
+        return compile_expr(self.parse(text, want), index, self.param_values)
+
+    @property
+    def initial_state(self) -> str:
+        """The state a new session starts in (the first `initial` choice whose condition holds)."""
+        return next(c.state for c in self.initial if c.when is None or self.compile(c.when, "bool")([]))
+
+    @property
+    def source(self) -> str:
+        return self._source
+
+    @property
+    def hash(self) -> str:
+        """Digest of everything that decides behaviour (descriptions excluded), params included."""
+        return hashlib.sha256(json.dumps(_strip(self.model_dump()), sort_keys=True).encode()).hexdigest()[:16]
+
+    def where(self, *loc: int | str) -> str:
+        """`file:line:col` of a key in the spec, for messages (just the file when unknown)."""
+        mark = find_mark(self._marks, loc)
+        return f"{self._source}:{mark[0]}:{mark[1]}" if mark else self._source
+
+
+def shipped_specs() -> dict[str, Path]:
+    """The specs that ship with lwfsm, by name (inside the wheel, or beside the package in a checkout)."""
+    package = Path(__file__).resolve().parents[1]
+    for folder in (package / "specs", package.parent / "specs"):
+        if folder.is_dir():
+            return {p.stem: p for p in sorted(folder.glob("*.yaml"))}
+    return {}
+
+
+def load_spec(path: str | Path, params: Mapping[str, int] | None = None) -> Spec:
+    """Read and check a spec file, or a shipped spec by name ("lead_worker"); `params` override defaults."""
+    p = Path(path)
+    if not p.exists() and p.suffix == "" and len(p.parts) == 1:
+        shipped = shipped_specs()
+        if str(path) not in shipped:
+            message = f"no such file, and {unknown('shipped spec', str(path), shipped)}"
+            raise SpecError([SpecIssue(str(path), None, None, "", message)])
+        p = shipped[str(path)]
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError([SpecIssue(str(path), None, None, "", f"cannot read spec: {exc}")]) from None
+    return Spec.from_text(text, source=str(path), params=params)
+
+
+def _strip(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _strip(v) for k, v in obj.items() if k != "description"}
+    if isinstance(obj, list):
+        return [_strip(v) for v in obj]
+    return obj
+
+
+def _param_issues(spec: Spec, values: Mapping[str, Any]) -> list[SpecIssue]:
+    out = []
+    for name, value in values.items():
+        p = spec.params.get(name)
+        if p is None:
+            out.append(SpecIssue("<params>", None, None, name, unknown("param", name, spec.params)))
+        elif type(value) is not int:
+            out.append(SpecIssue("<params>", None, None, name, f"param '{name}' must be an integer, got {value!r}"))
+        elif (p.min is not None and value < p.min) or (p.max is not None and value > p.max):
+            out.append(
+                SpecIssue(
+                    "<params>",
+                    None,
+                    None,
+                    name,
+                    f"value {value} for param '{name}' is outside its declared range {p.range_text} "
+                    f"(declared at {spec.where('params', name)})",
+                )
+            )
+    return out
+
+
+def describe_params(spec: Spec) -> list[tuple[str, int, str, str]]:
+    """(name, value, range, description) for each param, for tables."""
+    return [(n, p.default, p.range_text, p.description) for n, p in spec.params.items()]

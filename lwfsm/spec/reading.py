@@ -1,0 +1,154 @@
+"""Reading spec YAML: `safe_load` semantics, every node's line and column kept for messages.
+
+Also refuses what YAML 1.1 would silently change (`on:`/`yes`/`no` as booleans, `010` as octal),
+duplicate keys, merge keys and tags: a spec must fail loudly, never mean something else.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import yaml
+
+from ..errors import SpecIssue
+
+__all__ = ["Loc", "Marks", "find_mark", "path_text", "read_yaml", "yaml_kind"]
+
+Loc = tuple[int | str, ...]
+Marks = dict[Loc, tuple[int, int, int]]  # loc -> (line, column, extra column for a quote)
+
+_BOOL_WORDS = {"true", "false"}
+_PLAIN_TAGS = {"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"}
+_PLAIN_INT = re.compile(r"[-+]?(0|[1-9][0-9]*)")
+
+
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+def read_yaml(text: str, source: str) -> tuple[Any, dict[Loc, tuple[int, int, int]], list[SpecIssue]]:
+    """safe_load, keeping each node's line/column and reporting YAML 1.1 traps and duplicate keys."""
+    marks: dict[Loc, tuple[int, int, int]] = {}  # loc -> (line, col, extra col for quotes)
+    issues: list[SpecIssue] = []
+    trapped: set[Loc] = set()  # keys already reported as YAML traps
+    try:
+        loader = _Loader(text)
+    except yaml.reader.ReaderError as exc:  # unprintable characters are refused before parsing
+        line = text.count("\n", 0, exc.position) + 1
+        col = exc.position - text.rfind("\n", 0, exc.position)
+        char = exc.character if isinstance(exc.character, str) else chr(exc.character)
+        msg = f"not valid YAML: character {char!r} (U+{ord(char):04X}) is not allowed in YAML text"
+        return None, marks, [SpecIssue(source, line, col, "", msg)]
+    try:
+        node = loader.get_single_node()
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where: tuple[int | None, int | None] = (mark.line + 1, mark.column + 1) if mark else (None, None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        ctx, ctx_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+        if ctx and ctx_mark:
+            problem += f" ({ctx} at line {ctx_mark.line + 1}, column {ctx_mark.column + 1})"
+        return None, marks, [SpecIssue(source, *where, "", f"not valid YAML: {problem}")]
+    finally:
+        loader.dispose()
+    if node is None:
+        return None, marks, issues
+
+    def issue(n: yaml.Node, path: Loc, msg: str) -> None:
+        issues.append(SpecIssue(source, n.start_mark.line + 1, n.start_mark.column + 1, path_text(path), msg))
+
+    def build(n: yaml.Node, path: Loc, is_key: bool = False) -> Any:
+        quote = 1 if isinstance(n, yaml.ScalarNode) and n.style in ("'", '"') else 0
+        marks[path] = (n.start_mark.line + 1, n.start_mark.column + 1, quote)
+        if not isinstance(n, yaml.ScalarNode) and n.tag not in _PLAIN_TAGS:
+            tag = n.tag.replace("tag:yaml.org,2002:", "!!")
+            issue(n, path, f"YAML tag '{tag}' is not allowed: specs are plain YAML (mappings, lists, scalars)")
+            trapped.add(path)
+            return None
+        if isinstance(n, yaml.MappingNode):
+            out: dict[Any, Any] = {}
+            first: dict[Any, yaml.Node] = {}
+            for k, v in n.value:
+                if k.tag == "tag:yaml.org,2002:merge":
+                    issue(k, path, "merge keys (<<) are not supported; write the keys out")
+                    continue
+                key = build(k, (*path, "<key>"), is_key=True)
+                if isinstance(k, yaml.ScalarNode) and not isinstance(key, str):
+                    issue(
+                        k,
+                        (*path, k.value),
+                        f"key '{k.value}' is read by YAML as {yaml_kind(key)}; quote it: \"{k.value}\"",
+                    )
+                    key = k.value
+                    trapped.add((*path, key))
+                elif not isinstance(key, str):
+                    issue(k, path, "keys must be plain names")
+                    continue
+                if key in first:
+                    issue(k, (*path, key), f"duplicate key '{key}' (first at line {first[key].start_mark.line + 1})")
+                    continue
+                first[key] = k
+                marks[path + (key, "<key>")] = (k.start_mark.line + 1, k.start_mark.column + 1, 0)
+                out[key] = build(v, (*path, key))
+            return out
+        if isinstance(n, yaml.SequenceNode):
+            return [build(v, (*path, i)) for i, v in enumerate(n.value)]
+        assert isinstance(n, yaml.ScalarNode)
+        try:
+            value = loader.construct_object(n, deep=True)
+        except yaml.YAMLError as exc:
+            issue(n, path, f"cannot read value: {getattr(exc, 'problem', exc)}")
+            return None
+        if is_key:
+            return value
+        if n.style is None and isinstance(value, bool) and n.value.lower() not in _BOOL_WORDS:
+            issue(
+                n,
+                path,
+                f"'{n.value}' is read by YAML 1.1 as the boolean {str(value).lower()}; "
+                f'write {str(value).lower()}, or quote it if you meant the text "{n.value}"',
+            )
+        elif n.style is None and type(value) is int and not _PLAIN_INT.fullmatch(n.value):
+            issue(
+                n,
+                path,
+                f"'{n.value}' is read by YAML 1.1 as the number {value}; "
+                f'write {value}, or quote it if you meant the text "{n.value}"',
+            )
+        return value
+
+    data = build(node, ())
+    marks.update({(*loc, "<trapped>"): (0, 0, 0) for loc in trapped})
+    return data, marks, issues
+
+
+def yaml_kind(v: Any) -> str:
+    if isinstance(v, bool):
+        return f"the boolean {str(v).lower()}"
+    if v is None:
+        return "null"
+    return f"the {type(v).__name__} {v!r}"
+
+
+def path_text(loc: Iterable[int | str]) -> str:
+    out = ""
+    for part in loc:
+        if part == "<key>":
+            continue
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def find_mark(marks: Mapping[Loc, tuple[int, int, int]], loc: Loc) -> tuple[int, int, int] | None:
+    loc = tuple(loc)
+    while True:
+        if loc in marks:
+            return marks[loc]
+        if not loc:
+            return None
+        loc = loc[:-1]
+
+
+# --- building and checking ---------------------------------------------------------------

@@ -1,0 +1,312 @@
+"""Checking a spec: its shape with pydantic, then its meaning with plain checks.
+
+Every mistake found is reported at once in one `SpecError`, each with file:line:column when the
+spec came from text. The meaning is checked only once the shape is right.
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+import types
+import typing
+from collections.abc import Mapping
+from typing import Annotated, Any, Union
+
+from pydantic import BaseModel, ValidationError
+
+from ..errors import SpecError, SpecIssue, did_you_mean, unknown
+from .expr import Expr, ExprError, Kind
+from .model import Spec
+from .reading import Loc, find_mark, path_text, yaml_kind
+
+__all__ = ["build"]
+
+
+def build(
+    data: Any,
+    source: str,
+    marks: dict[Loc, tuple[int, int, int]],
+    issues: list[SpecIssue],
+    params: Mapping[str, int] | None,
+) -> Spec:
+    def at(loc: Loc, msg: str, key: bool = False, offset: int = 0) -> SpecIssue:
+        mark = marks.get((*loc, "<key>")) if key else None
+        mark = mark or find_mark(marks, loc)
+        if mark is None:
+            return SpecIssue(source, None, None, path_text(loc), msg)
+        return SpecIssue(source, mark[0], mark[1] + (mark[2] + offset if offset >= 0 else 0), path_text(loc), msg)
+
+    spec: Spec | None = None
+    if data is not None and not isinstance(data, dict):
+        issues.append(at((), f"a spec must be a mapping of keys (lwfsm, name, ...), got {_kind(data)}"))
+    elif data is not None:
+        try:
+            spec = Spec.model_validate(data)
+        except ValidationError as exc:
+            for err in exc.errors():
+                loc = tuple(err["loc"])
+                extra = err["type"] == "extra_forbidden"
+                if (*loc, "<trapped>") in marks:
+                    continue  # already reported while reading the YAML
+                issues.append(at(loc, _shape_message(err), key=extra))
+    if issues or spec is None:
+        raise SpecError(issues)
+    spec._source, spec._marks = source, marks
+    for loc, msg, offset in _meaning(spec):
+        issues.append(at(loc, msg, key=offset < 0, offset=offset))
+    if issues:
+        raise SpecError(issues)
+    if params:
+        spec = spec.with_params(params)
+    return spec
+
+
+def _kind(v: Any) -> str:
+    if isinstance(v, bool) or v is None:
+        return yaml_kind(v)
+    names = {dict: "a mapping", list: "a list", str: "text", int: "an integer", float: "a decimal number"}
+    return f"{names.get(type(v), type(v).__name__)} {v!r}" if not isinstance(v, (dict, list)) else names[type(v)]
+
+
+_SIMPLE = {
+    "int_type": "an integer",
+    "int_from_float": "an integer",
+    "string_type": "text",
+    "bool_type": "true or false",
+    "dict_type": "a mapping (key: value)",
+    "list_type": "a list",
+    "model_type": "a mapping (key: value)",
+    "model_attributes_type": "a mapping (key: value)",
+}
+
+
+def _shape_message(err: Any) -> str:
+    loc = tuple(err["loc"])
+    kind = err["type"]
+    if kind == "missing":
+        return f"missing required key '{loc[-1]}'"
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(loc[:-1])
+        return f"unknown key '{loc[-1]}'{did_you_mean(str(loc[-1]), allowed)}; allowed keys: {', '.join(allowed)}"
+    if kind in _SIMPLE:
+        return f"expected {_SIMPLE[kind]}, got {_kind(err['input'])}"
+    if kind == "literal_error":
+        return f"expected {err['ctx']['expected']}, got {_kind(err['input'])}"
+    return str(err["msg"])
+
+
+def _allowed_keys(loc: Loc) -> list[str]:
+    tp: Any = Spec
+    for part in loc:
+        tp = _unwrap(tp)
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            if part not in tp.model_fields:
+                return []
+            tp = tp.model_fields[str(part)].annotation
+        elif typing.get_origin(tp) is list:
+            tp = typing.get_args(tp)[0]
+        elif typing.get_origin(tp) is dict:
+            tp = typing.get_args(tp)[1]
+    tp = _unwrap(tp)
+    return list(tp.model_fields) if isinstance(tp, type) and issubclass(tp, BaseModel) else []
+
+
+def _unwrap(tp: Any) -> Any:
+    while True:
+        origin = typing.get_origin(tp)
+        if origin is Annotated:
+            tp = typing.get_args(tp)[0]
+        elif origin in (Union, types.UnionType):
+            tp = next(a for a in typing.get_args(tp) if a is not type(None))
+        else:
+            return tp
+
+
+_RESERVED = {"min", "max", "True", "False", "None"}
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _meaning(spec: Spec) -> list[tuple[Loc, str, int]]:
+    """Checks of meaning. Each finding: (loc, message, column offset; -1 means 'at the key')."""
+    out: list[tuple[Loc, str, int]] = []
+    add = out.append
+    states, events, counters, params = spec.states, spec.events, spec.counters, spec.params
+
+    for section in ("roles", "params", "counters", "states", "events"):
+        for name in getattr(spec, section):
+            if not _NAME.fullmatch(name) or keyword.iskeyword(name) or name in _RESERVED or name.startswith("__"):
+                add(
+                    (
+                        (section, name),
+                        f"'{name}' is not a usable name: use letters, digits and _, "
+                        "not starting with a digit or __, not a Python keyword, min, max, True or False",
+                        -1,
+                    )
+                )
+    for name in set(counters) & set(params):
+        add((("counters", name), f"'{name}' is both a counter and a param; rename one", -1))
+
+    known = unknown
+
+    def expr(loc: Loc, text: str, want: Kind, params_only: bool = False) -> Expr | None:
+        try:
+            return spec.parse(text, want, params_only=params_only)
+        except ExprError as exc:
+            add((loc, f"in expression '{text.strip()}': {exc.message}", exc.offset))
+            return None
+
+    for name, p in params.items():
+        lo, hi = p.min, p.max
+        if lo is not None and hi is not None and lo > hi:
+            add((("params", name), f"min {lo} is greater than max {hi}", -1))
+        elif (lo is not None and p.default < lo) or (hi is not None and p.default > hi):
+            add((("params", name, "default"), f"default {p.default} is outside the declared range {p.range_text}", 0))
+
+    for name, c in counters.items():
+        expr(("counters", name, "initial"), c.initial, "int", params_only=True)
+
+    def updates(loc: Loc, ups: Mapping[str, str]) -> None:
+        for counter, text in ups.items():
+            if counter not in counters:
+                add(((*loc, counter), known("counter", counter, counters), -1))
+            expr((*loc, counter), text, "int")
+
+    for name, st in states.items():
+        if st.role not in spec.roles:
+            add((("states", name, "role"), known("role", st.role, spec.roles), 0))
+        updates(("states", name, "on_enter"), st.on_enter)
+        for i, ev in enumerate(st.ignore):
+            if ev not in events:
+                add((("states", name, "ignore", i), known("event", ev, events), 0))
+
+    if not spec.initial:
+        add((("initial",), "no initial state: give a state name, or a list of {state, when} choices", 0))
+    for i, choice in enumerate(spec.initial):
+        if choice.state not in states:
+            add((("initial", i, "state"), known("state", choice.state, states), 0))
+        if choice.when is not None:
+            expr(("initial", i, "when"), choice.when, "bool", params_only=True)
+            if i == len(spec.initial) - 1:
+                add(
+                    (
+                        ("initial", i, "when"),
+                        "the last initial choice must have no 'when', so that some state is always initial",
+                        0,
+                    )
+                )
+        elif i < len(spec.initial) - 1:
+            add((("initial", i + 1), f"initial choice {i + 1} can never be chosen: choice {i} has no 'when'", 0))
+
+    unguarded: dict[tuple[str, str], int] = {}
+    used_events: set[str] = {ev for st in states.values() for ev in st.ignore}
+    edges: dict[str, set[str]] = {s: set() for s in states}
+    initial_states = {c.state for c in spec.initial if c.state in states}
+    for i, t in enumerate(spec.transitions):
+        loc: Loc = ("transitions", i)
+        if t.event not in events:
+            add(((*loc, "event"), known("event", t.event, events), 0))
+        else:
+            used_events.add(t.event)
+        sources = spec.sources(t)
+        if not t.source:
+            add(((*loc, "source"), 'no source state: give a state, a list of states, or "*"', 0))
+        elif "*" in t.source and len(t.source) > 1:
+            add(((*loc, "source"), '"*" already means every state; do not list others with it', 0))
+            sources = []
+        for j, s in enumerate(sources):
+            if s not in states:
+                add(((*loc, "source", j) if len(t.source) > 1 else (*loc, "source"), known("state", s, states), 0))
+        if t.dest is not None and t.dest not in states:
+            add(((*loc, "dest"), known("state", t.dest, states), 0))
+        if t.guard is not None:
+            expr((*loc, "guard"), t.guard, "bool")
+        updates((*loc, "updates"), t.updates)
+        if t.reset:
+            if t.dest is not None or t.updates:
+                add(
+                    (
+                        (*loc, "reset"),
+                        "a reset transition goes back to the initial configuration; it takes no dest and no updates",
+                        -1,
+                    )
+                )
+            if t.event in events and events[t.event].turn:
+                add(
+                    (
+                        (*loc, "reset"),
+                        f"event '{t.event}' ends a turn, so it cannot reset the turn count; "
+                        f"declare it with 'turn: false'",
+                        -1,
+                    )
+                )
+        for s in sources:
+            if s not in states or t.event not in events:
+                continue
+            if t.event in states[s].ignore:
+                add(((*loc, "event"), f"state '{s}' ignores event '{t.event}', so this transition can never fire", 0))
+            first = unguarded.get((t.event, s))
+            if first is not None:
+                add(
+                    (
+                        loc,
+                        f"transition {i} can never fire from '{s}': transition {first} "
+                        f"(same event '{t.event}', no guard) always fires first",
+                        0,
+                    )
+                )
+            elif t.guard is None:
+                unguarded[(t.event, s)] = i
+            edges[s] |= initial_states if t.reset else {t.dest or s}
+    for ev in events:
+        if ev not in used_events:
+            add(
+                (
+                    ("events", ev),
+                    f"event '{ev}' has no transition and is ignored nowhere; remove it or give it a transition",
+                    -1,
+                )
+            )
+
+    judging = spec.judging
+    for key in ("on_success", "on_failure"):  # unset: the default names, checked when a front end runs the spec
+        ev = getattr(judging, key)
+        if ev is None:
+            continue
+        if ev not in events:
+            add((("judging", key), known("event", ev, events), 0))
+        elif not events[ev].turn:
+            add((("judging", key), f"event '{ev}' does not end a turn (turn: false); a verdict must", 0))
+    if judging.events[0] == judging.events[1]:
+        add((("judging", "on_failure"), "a failed turn must fire another event than a successful one", 0))
+    for a, b in judging.technical_fallback.items():
+        for role, off in ((a, -1), (b, 0)):
+            if role not in spec.roles:
+                add((("judging", "technical_fallback", a), known("role", role, spec.roles), off))
+
+    if out:
+        return out  # reachability findings would only echo the mistakes above
+    seen, todo = set(initial_states), list(initial_states)
+    while todo:
+        for nxt in edges.get(todo.pop(), ()):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    if initial_states:
+        for name in states:
+            if name not in seen:
+                add(
+                    (
+                        ("states", name),
+                        f"state '{name}' cannot be reached from the initial state "
+                        f"({', '.join(sorted(initial_states))}) by any transition",
+                        -1,
+                    )
+                )
+
+    for i, inv in enumerate(spec.invariants):
+        expr(("invariants", i, "expr"), inv.expr, "bool")
+        for j, s in enumerate(inv.states):
+            if s not in states:
+                add((("invariants", i, "states", j), known("state", s, states), 0))
+    return out

@@ -1,0 +1,147 @@
+"""Binding a spec's roles to models: arguments or a config section > `LWFSM_<ROLE>_*` > goose's
+`GOOSE_*` names. Keys are only ever read from a named environment variable, never stored. Shared by
+the LiteLLM provider and the gateway; imports no SDK."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ConfigError, SpecError
+from ..spec import Spec
+
+__all__ = ["GOOSE_MODELS", "GOOSE_PARAMS", "RoleBinding", "bindings", "params_from_env"]
+
+
+@dataclass(frozen=True)
+class RoleBinding:
+    """A LiteLLM model ("provider/model") and the call options for one role."""
+
+    model: str
+    api_base: str | None = None
+    api_key_env: str | None = None  # the NAME of the variable holding the key; the key is never stored
+    options: Mapping[str, Any] = field(default_factory=dict)  # temperature, max_tokens, ...
+
+    def call_kwargs(self, env: Mapping[str, str]) -> dict[str, Any]:
+        kw: dict[str, Any] = {"model": self.model, **self.options}
+        if self.api_base:
+            kw["api_base"] = self.api_base
+        if self.api_key_env:
+            key = env.get(self.api_key_env)
+            if not key:
+                raise ConfigError(f"{self.api_key_env} is not set: it should hold the API key for {self.model}")
+            kw["api_key"] = key
+        return kw
+
+    def __repr__(self) -> str:  # never show a key: only the variable's name is kept anyway
+        return f"RoleBinding(model={self.model!r}, api_base={self.api_base!r}, api_key_env={self.api_key_env!r})"
+
+
+GOOSE_MODELS = {
+    "lead": ("GOOSE_LEAD_MODEL", "GOOSE_LEAD_PROVIDER"),
+    "worker": ("GOOSE_MODEL", "GOOSE_PROVIDER"),
+    "planner": ("GOOSE_PLANNER_MODEL", "GOOSE_PLANNER_PROVIDER"),
+}
+GOOSE_PARAMS = {
+    "lead_turns": "GOOSE_LEAD_TURNS",
+    "failure_threshold": "GOOSE_LEAD_FAILURE_THRESHOLD",
+    "fallback_turns": "GOOSE_LEAD_FALLBACK_TURNS",
+}
+
+
+def _model_string(value: str, provider: str | None, var: str, provider_var: str | None) -> str:
+    value = value.strip()
+    if not value:
+        raise ConfigError(f"{var} is empty: give a model such as 'openai/gpt-4o-mini'")
+    if provider:
+        return f"{provider.strip()}/{value}" if not value.startswith(provider.strip() + "/") else value
+    if "/" not in value:
+        hint = f" or set {provider_var}" if provider_var else ""
+        raise ConfigError(f"{var}={value!r} names no provider: write 'provider/{value}'{hint}")
+    return value
+
+
+def bindings(
+    spec: Spec,
+    models: Mapping[str, str | RoleBinding | Mapping[str, Any]] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> dict[str, RoleBinding]:
+    """Bind every role of the spec: arguments > LWFSM_<ROLE>_* > goose's GOOSE_* names."""
+    env = os.environ if env is None else env
+    models = dict(models or {})
+    out: dict[str, RoleBinding] = {}
+    for role in spec.roles:
+        given = models.pop(role, None)
+        if isinstance(given, RoleBinding):
+            out[role] = given
+            continue
+        if isinstance(given, Mapping):  # a config section: {model, api_base, api_key_env, <call options>}
+            out[role] = _from_section(role, given)
+            continue
+        up = role.upper()
+        if given is not None:
+            model = _model_string(given, None, f"models[{role!r}]", None)
+        elif env.get(f"LWFSM_{up}_MODEL") is not None:
+            model = _model_string(env[f"LWFSM_{up}_MODEL"], None, f"LWFSM_{up}_MODEL", None)
+        elif role in GOOSE_MODELS and env.get(GOOSE_MODELS[role][0]) is not None:
+            var, pvar = GOOSE_MODELS[role]
+            provider = env.get(pvar) or (env.get("GOOSE_PROVIDER") if role != "worker" else None)
+            model = _model_string(env[var], provider, var, pvar)
+        else:
+            names = f"LWFSM_{up}_MODEL" + (f" or {GOOSE_MODELS[role][0]}" if role in GOOSE_MODELS else "")
+            raise ConfigError(
+                f"no model for role '{role}' of spec '{spec.name}': pass models={{{role!r}: "
+                f"'provider/model'}} or set {names}"
+            )
+        options: dict[str, Any] = {}
+        temp_var = f"LWFSM_{up}_TEMPERATURE"
+        if env.get(temp_var) is not None:
+            try:
+                options["temperature"] = float(env[temp_var])
+            except ValueError:
+                raise ConfigError(f"{temp_var}={env[temp_var]!r} is not a number") from None
+        out[role] = RoleBinding(
+            model, env.get(f"LWFSM_{up}_API_BASE") or None, env.get(f"LWFSM_{up}_API_KEY_ENV") or None, options
+        )
+    if models:
+        raise ConfigError(
+            f"models given for roles the spec does not have: {', '.join(models)}; "
+            f"spec '{spec.name}' has: {', '.join(spec.roles)}"
+        )
+    return out
+
+
+def _from_section(role: str, section: Mapping[str, Any]) -> RoleBinding:
+    where = f"models[{role!r}]"
+    if not isinstance(section.get("model"), str):
+        raise ConfigError(f"{where} needs a 'model' such as 'openai/gpt-4o-mini'")
+    for key in ("api_base", "api_key_env"):
+        if section.get(key) is not None and not isinstance(section[key], str):
+            raise ConfigError(f"{where}.{key} must be text, got {section[key]!r}")
+    if "api_key" in section:
+        raise ConfigError(f"{where}.api_key: do not put keys in configuration; name the variable in api_key_env")
+    options = {k: v for k, v in section.items() if k not in ("model", "api_base", "api_key_env")}
+    model = _model_string(section["model"], None, f"{where}.model", None)
+    return RoleBinding(model, section.get("api_base"), section.get("api_key_env"), options)
+
+
+def params_from_env(spec: Spec, env: Mapping[str, str] | None = None) -> dict[str, int]:
+    """Param values from LWFSM_PARAM_<NAME>, else goose's GOOSE_LEAD_* names; ranges are checked."""
+    env = os.environ if env is None else env
+    out: dict[str, int] = {}
+    for name in spec.params:
+        for var in (f"LWFSM_PARAM_{name.upper()}", GOOSE_PARAMS.get(name)):
+            if var is None or env.get(var) is None:
+                continue
+            try:
+                out[name] = int(env[var].strip())
+            except ValueError:
+                raise ConfigError(f"{var}={env[var]!r} is not an integer (param '{name}')") from None
+            try:
+                spec.with_params({name: out[name]})
+            except SpecError as exc:
+                raise ConfigError(f"{var}={env[var]!r}: {exc.issues[0].message}") from None
+            break
+    return out

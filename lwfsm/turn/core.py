@@ -1,0 +1,279 @@
+"""The turn core: the one place that knows how a conversation advances.
+
+Call N+1 arrives with the messages that followed reply N (tool results, the user's reaction). The
+core judges turn N from them, decides the role (and so the model) for call N+1 without changing
+anything (`plan`), and once call N+1 has returned commits the verdict, records the reply as the new
+pending turn and adds the call to the ledger (`settle`), all or nothing. A conversation's whole
+state is one value (`ConversationState`: machine snapshot, pending turn, ledger, version), so call
+N+1 may be served by another process or host than call N. Every front end (the LiteLLM provider,
+the gateway, framework integrations, replay) is thin over this; none judges on its own. No SDK and
+no HTTP library is imported here.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..engine import Engine, Session, Snapshot, TransitionRecord
+from ..errors import ConfigError, Conflict, RunError, SnapshotError, SpecError, SpecIssue, unknown
+from .judge import Detector, default_detectors, what_came_after
+from .ledger import Ledger, Usage
+
+__all__ = ["Conversation", "ConversationState", "Judged", "PendingTurn", "Plan", "TurnCore", "Verdict"]
+
+TurnUnit = Literal["call", "message"]
+
+
+class _Value(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, defer_build=True)
+
+
+class PendingTurn(_Value):
+    """A served turn waiting for its verdict (which the next call's messages bring)."""
+
+    turn: int = Field(ge=1)
+    state: str  # the state that served it
+    role: str
+    model: str
+    reply: dict[str, Any]  # the assistant message, OpenAI-shaped (content, tool_calls)
+    tools: list[dict[str, Any]] = []  # the tools offered to the call
+    usage: Usage = Usage()
+    latency: float = 0.0
+    failure: str | None = None  # a failure already seen within this turn (turn unit "message")
+
+
+class ConversationState(_Value):
+    """A conversation as a value: JSON round-trips it exactly; `TurnCore.restore` continues it anywhere."""
+
+    format: Literal[1] = 1
+    machine: Snapshot
+    pending: PendingTurn | None = None
+    ledger: Ledger = Ledger()
+    version: int = Field(default=0, ge=0)  # +1 per settled call: the compare-and-set token of stores
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The event a pending turn earns; `event` None: nothing to judge, or the turn is still open."""
+
+    event: str | None
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a call will do: commit `verdict` after it returns; served by `role` (in `state`)."""
+
+    verdict: Verdict
+    role: str
+    state: str
+    side: bool
+    version: int  # the conversation version this plan was made on
+
+
+@dataclass(frozen=True)
+class Judged:
+    """One judged turn, as logged and replayed (the trace record)."""
+
+    pending: PendingTurn
+    event: str
+    reason: str | None
+    transition: TransitionRecord
+
+    def record(self, session: str, cost: float | None = None) -> dict[str, Any]:
+        p, t = self.pending, self.transition
+        return {
+            "session": session,
+            "turn": p.turn,
+            "state": p.state,
+            "role": p.role,
+            "model": p.model,
+            "outcome": self.event,
+            "reason": self.reason,
+            **p.usage.model_dump(),
+            "cost": cost,
+            "latency": round(p.latency, 6),
+            "transition": {"source": t.source, "dest": t.dest, "index": t.transition, "guard": t.guard},
+        }
+
+
+class Conversation:
+    """A live conversation: its machine session, pending turn, ledger and version. `state()` is its value."""
+
+    __slots__ = ("core", "session", "pending", "ledger", "version", "lock")
+
+    def __init__(self, core: TurnCore, session: Session, pending: PendingTurn | None, ledger: Ledger, version: int):
+        self.core = core
+        self.session = session
+        self.pending = pending
+        self.ledger = ledger
+        self.version = version
+        self.lock = threading.Lock()  # one discipline for sync and async front ends (see the provider)
+
+    def state(self) -> ConversationState:
+        return ConversationState(
+            machine=self.session.snapshot(), pending=self.pending, ledger=self.ledger, version=self.version
+        )
+
+    def __repr__(self) -> str:
+        return f"<Conversation v{self.version} {self.session!r} pending={self.pending is not None}>"
+
+
+class TurnCore:
+    """Judging, role choice and bookkeeping for one spec; shared by every conversation of a front end."""
+
+    def __init__(self, engine: Engine, *, detectors: Sequence[Detector] | None = None, turn_unit: str = "call"):
+        spec = engine.spec
+        if turn_unit not in ("call", "message"):
+            raise ConfigError(f"turn_unit must be 'call' or 'message', got {turn_unit!r}")
+        judging = spec.judging
+        issues = []
+        for key, event in zip(("on_success", "on_failure"), judging.events, strict=True):
+            if event not in spec.events or not spec.events[event].turn:
+                what = unknown("turn event", event, [e for e, ev in spec.events.items() if ev.turn])
+                issues.append(
+                    SpecIssue(
+                        spec.where("judging", key),
+                        None,
+                        None,
+                        f"judging.{key}",
+                        f"{what}: a judged turn fires judging.{key}; name one of the spec's turn events there",
+                    )
+                )
+        if issues:
+            raise SpecError(issues)
+        self.engine = engine
+        self.spec = spec
+        self.success, self.failure = judging.events
+        self.technical_fallback = dict(judging.technical_fallback)
+        self.detectors = list(detectors) if detectors is not None else default_detectors(spec)
+        self.turn_unit = turn_unit
+
+    # -- conversations --
+
+    def start(self) -> Conversation:
+        return Conversation(self, self.engine.session(), None, Ledger(), 0)
+
+    def restore(self, state: ConversationState | Mapping[str, Any] | str | bytes) -> Conversation:
+        """A conversation from its value (a ConversationState, its dict or its JSON)."""
+        try:
+            if isinstance(state, (str, bytes)):
+                value = ConversationState.model_validate_json(state)
+            elif isinstance(state, ConversationState):
+                value = state
+            else:
+                value = ConversationState.model_validate(state)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "(top)"
+            raise SnapshotError(
+                f"not an lwfsm conversation state: {where}: {first['msg']} ({exc.error_count()} problem(s))"
+            ) from None
+        session = self.engine.restore(value.machine)
+        p = value.pending
+        if p is not None and (p.role not in self.spec.roles or p.state not in self.spec.states):
+            raise SnapshotError(f"pending turn names role '{p.role}' / state '{p.state}' unknown to '{self.spec.name}'")
+        return Conversation(self, session, p, value.ledger, value.version)
+
+    # -- deciding (changes nothing) --
+
+    def verdict(self, conv: Conversation, messages: Sequence[Mapping[str, Any]]) -> Verdict:
+        """The verdict on the pending turn from the next call's messages."""
+        p = conv.pending
+        if p is None:
+            return Verdict(None, None)
+        after = what_came_after(messages)
+        reason = p.failure
+        for detect in self.detectors:
+            if reason:
+                break
+            reason = detect(p.reply, after, p.tools)
+        if self.turn_unit == "message" and not any(m.get("role") == "user" for m in after):
+            return Verdict(None, reason)  # a user message's tool loop is one turn: judged when the user speaks
+        return Verdict(self.failure if reason else self.success, reason)
+
+    def plan(self, conv: Conversation, messages: Sequence[Mapping[str, Any]], *, side: bool = False) -> Plan:
+        """Judge the pending turn and choose the role for this call, changing nothing yet."""
+        verdict = Verdict(None, None) if side else self.verdict(conv, messages)
+        if verdict.event is not None:
+            state, role = conv.session.peek(verdict.event)
+        else:
+            state, role = conv.session.state, conv.session.role
+        return Plan(verdict, role, state, side, conv.version)
+
+    def roles_for(self, plan: Plan) -> list[str]:
+        """The role chosen, then the spec's `judging.technical_fallback` for it, if any."""
+        other = self.technical_fallback.get(plan.role)
+        return [plan.role, other] if other and other != plan.role else [plan.role]
+
+    # -- committing --
+
+    def settle(
+        self,
+        conv: Conversation,
+        plan: Plan,
+        *,
+        role: str,
+        model: str,
+        reply: Mapping[str, Any] | None,
+        tools: Sequence[Mapping[str, Any]] = (),
+        usage: Usage | None = None,
+        latency: float = 0.0,
+        retries: int = 0,
+    ) -> Judged | None:
+        """Commit the plan once its call has returned `reply`: all or nothing. Returns the judged turn."""
+        if conv.version != plan.version:
+            raise Conflict(
+                f"the conversation moved from version {plan.version} to {conv.version} while this call ran; "
+                "plan the call again"
+            )
+        usage = usage or Usage()
+        ledger = conv.ledger.add(role, model, usage, retries=retries, latency=latency, side=plan.side)
+        if plan.side:
+            conv.ledger, conv.version = ledger, conv.version + 1
+            return None
+        if not isinstance(reply, Mapping):
+            raise RunError(f"the {role} model {model} returned no assistant message to record (got {type(reply)})")
+        event, reason = plan.verdict.event, plan.verdict.reason
+        session = conv.session
+        # Everything that can fail is done before the machine moves: validation, then the event.
+        try:
+            opened = PendingTurn(
+                turn=session.turn + (2 if event is not None else 1),
+                state=plan.state,
+                role=role,
+                model=model,
+                reply=dict(reply),
+                tools=[dict(t) for t in tools],
+                usage=usage,
+                latency=latency,
+                failure=reason if event is None else None,  # an open turn keeps the failure seen so far
+            )
+        except ValidationError as exc:
+            raise RunError(f"cannot record the {role} model's reply: {exc.errors()[0]['msg']}") from None
+        judged = None
+        if event is not None:
+            assert conv.pending is not None
+            record = session.apply(event, reason)
+            judged = Judged(conv.pending, event, reason, record)
+        conv.pending, conv.ledger, conv.version = opened, ledger, conv.version + 1
+        if judged is not None:
+            session.notify(judged.transition)  # listeners run after the commit; their errors are logged
+        return judged
+
+    def close(self, conv: Conversation, messages: Sequence[Mapping[str, Any]] = ()) -> Judged | None:
+        """End the conversation: judge the last turn from `messages` (tool results, the user's last word)."""
+        p = conv.pending
+        if p is None:
+            return None
+        verdict = self.verdict(conv, messages)
+        event = verdict.event or (self.failure if verdict.reason else self.success)
+        record = conv.session.apply(event, verdict.reason)
+        conv.pending, conv.version = None, conv.version + 1
+        conv.session.notify(record)
+        return Judged(p, event, verdict.reason, record)

@@ -1,0 +1,122 @@
+"""The ledger: tokens by kind, retries and latency per (role, model), as a value that travels with
+the conversation. Prices come from a `Pricer` the front end supplies (the LiteLLM provider reads
+LiteLLM's local price map), so this module needs no SDK."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["Ledger", "LedgerRow", "Pricer", "Usage"]
+
+
+class _Value(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, defer_build=True)
+
+
+class Usage(_Value):
+    """Tokens of one call, by kind (0 where the provider did not report a kind)."""
+
+    prompt_tokens: int = Field(default=0, ge=0)  # all input tokens, cached ones included
+    completion_tokens: int = Field(default=0, ge=0)
+    cache_read_tokens: int = Field(default=0, ge=0)
+    cache_write_tokens: int = Field(default=0, ge=0)
+    reasoning_tokens: int = Field(default=0, ge=0)
+
+    @classmethod
+    def of(cls, usage: Any) -> Usage:
+        """From an OpenAI/LiteLLM usage object or dict (Anthropic's cache fields included); None is zero."""
+
+        def get(obj: Any, name: str) -> Any:
+            return obj.get(name) if isinstance(obj, Mapping) else getattr(obj, name, None)
+
+        def num(v: Any) -> int:
+            return v if type(v) is int and v > 0 else 0
+
+        if usage is None:
+            return cls()
+        prompt_details = get(usage, "prompt_tokens_details")
+        completion_details = get(usage, "completion_tokens_details")
+        read = num(get(usage, "cache_read_input_tokens")) or num(
+            get(prompt_details, "cached_tokens") if prompt_details is not None else None
+        )
+        return cls(
+            prompt_tokens=num(get(usage, "prompt_tokens")),
+            completion_tokens=num(get(usage, "completion_tokens")),
+            cache_read_tokens=read,
+            cache_write_tokens=num(get(usage, "cache_creation_input_tokens")),
+            reasoning_tokens=num(get(completion_details, "reasoning_tokens") if completion_details is not None else 0),
+        )
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(**{k: getattr(self, k) + getattr(other, k) for k in Usage.model_fields})
+
+
+Pricer = Callable[[str, Usage], "float | None"]  # (model, usage) -> dollars; None: no price known
+
+
+class LedgerRow(_Value):
+    role: str
+    model: str
+    calls: int = 0
+    side_calls: int = 0  # calls that were not turns (titles, summaries)
+    usage: Usage = Usage()
+    retries: int = 0
+    latency: float = 0.0  # seconds, summed
+
+
+class Ledger(_Value):
+    """Totals per (role, model), in the order first used."""
+
+    rows: tuple[LedgerRow, ...] = ()
+
+    def add(self, role: str, model: str, usage: Usage, *, retries: int, latency: float, side: bool) -> Ledger:
+        rows = list(self.rows)
+        i = next((i for i, r in enumerate(rows) if (r.role, r.model) == (role, model)), None)
+        row = rows[i] if i is not None else LedgerRow(role=role, model=model)
+        row = row.model_copy(
+            update={
+                "calls": row.calls + 1,
+                "side_calls": row.side_calls + side,
+                "usage": row.usage + usage,
+                "retries": row.retries + retries,
+                "latency": row.latency + latency,
+            }
+        )
+        if i is None:
+            rows.append(row)
+        else:
+            rows[i] = row
+        return Ledger(rows=tuple(rows))
+
+    @property
+    def calls(self) -> int:
+        return sum(r.calls for r in self.rows)
+
+    def cost(self, pricer: Pricer) -> float | None:
+        """Dollars; None when any model used has no price (never a guess)."""
+        costs = [pricer(r.model, r.usage) for r in self.rows]
+        return None if None in costs else sum(c for c in costs if c is not None)
+
+    def cost_on(self, model: str, pricer: Pricer) -> float | None:
+        """What the same tokens would have cost on one model (e.g. the lead's alone)."""
+        costs = [pricer(model, r.usage) for r in self.rows]
+        return None if None in costs else sum(c for c in costs if c is not None)
+
+    def table(self, pricer: Pricer, lead_model: str | None = None) -> str:
+        def money(v: float | None) -> str:
+            return "unknown" if v is None else f"{v:.6f}"
+
+        lines = [f"{'role model':40} {'calls':>5} {'tokens in':>9} {'out':>6} {'retries':>7} {'cost $':>10}"]
+        for r in self.rows:
+            lines.append(
+                f"{r.role + ' ' + r.model:40} {r.calls:>5} {r.usage.prompt_tokens:>9} {r.usage.completion_tokens:>6} "
+                f"{r.retries:>7} {money(pricer(r.model, r.usage)):>10}"
+            )
+        line = f"total cost ${money(self.cost(pricer))}"
+        if lead_model:
+            line += f"; the same tokens on the lead alone: ${money(self.cost_on(lead_model, pricer))}"
+        lines.append(line)
+        return "\n".join(lines)
