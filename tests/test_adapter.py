@@ -11,6 +11,7 @@ import pytest
 # The adapter first: it switches LiteLLM to its local price map before LiteLLM is imported.
 pytest.importorskip("lwfsm.provider.adapter", reason='needs the litellm extra: pip install "lwfsm[litellm]"')
 
+import litellm  # noqa: E402
 import litellm.exceptions as llm_errors  # noqa: E402
 
 from lwfsm import ConfigError  # noqa: E402
@@ -515,3 +516,151 @@ def test_turn_unit_message_failed_call_changes_nothing(server: Server) -> None:
     pending = s.state().pending
     assert pending is not None
     assert pending.failure == "tool result reports an error ('error:')"
+
+
+def test_a_spec_with_its_own_event_names_runs_through_the_adapter() -> None:
+    text = (ROOT / "tests" / "specs_invalid" / "_base.yaml.txt").read_text()
+    text += "judging: {on_success: ok, on_failure: fail, technical_fallback: {worker: lead}}\n"
+    from lwfsm import Spec
+
+    a = Adapter(Spec.from_text(text), {"lead": "openai/gpt-4o", "worker": "openai/gpt-4o-mini"}, env={})
+    s = a.session()
+    msgs: list[dict[str, Any]] = [{"role": "user", "content": "go"}]
+    for reply, answer in [("```python\n(\n```", "go"), ("x", "that's wrong"), ("y", "thanks")]:
+        s.completion(msgs, mock_response=reply)
+        msgs += [{"role": "assistant", "content": reply}, {"role": "user", "content": answer}]
+    s.close(msgs)
+    assert [h.event for h in s.machine.history] == ["fail", "fail", "ok"]
+    assert s.machine.state == "working"
+
+
+def test_a_second_call_while_a_stream_is_open_is_refused_and_an_abandoned_stream_commits_nothing(
+    server: Server,
+) -> None:
+    from lwfsm import SessionBusy
+
+    s = adapter(server, "leadG", "workG").session()
+    s.completion([{"role": "user", "content": "hi"}], mock_response="```json\n{,}\n```")
+    before = s.state()
+    follow = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "x"},
+        {"role": "user", "content": "go"},
+    ]
+    stream = s.completion(follow, stream=True, mock_response="fine")
+    next(stream)
+    with pytest.raises(SessionBusy, match="the stream of the previous call is still open"):
+        s.completion(follow, mock_response="again")
+    with pytest.raises(SessionBusy):
+        s.close(follow)
+    stream.close()  # abandoned: like a cancelled call
+    assert s.state() == before
+    list(s.completion(follow, stream=True, mock_response="fine"))
+    assert [h.event for h in s.machine.history] == ["failure"]  # judged once, by the consumed stream
+
+
+def test_sync_and_async_calls_on_one_session_are_serialised(server: Server) -> None:
+    import threading
+
+    s = adapter(server, "leadH", "workH").session()
+    s.completion([{"role": "user", "content": "hi"}], mock_response="```python\n(\n```")  # turn 1 will fail
+    msgs = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "x"}, {"role": "user", "content": "go"}]
+    server.script("leadH", {"delay": 0.5})
+    n = server.count("leadH")
+    done = []
+
+    def sync_call() -> None:
+        while server.count("leadH") == n:  # wait until the async call is in flight, holding the session
+            threading.Event().wait(0.005)
+        s.completion(msgs, mock_response="fine")
+        done.append("sync")
+
+    t = threading.Thread(target=sync_call)
+    t.start()
+    asyncio.run(s.acompletion(msgs))
+    t.join()
+    # Serialised: the async call judged turn 1 (failure), the sync call then judged the async reply.
+    assert [h.event for h in s.machine.history] == ["failure", "turn_completed"]
+    assert done == ["sync"]
+
+
+def test_retry_after_is_read_from_litellm_s_real_exception(server: Server) -> None:
+    server.script("ra1", {"status": 429, "headers": {"Retry-After": "7"}})
+    with pytest.raises(llm_errors.RateLimitError) as info:
+        litellm.completion(
+            model="openai/ra1",
+            messages=[{"role": "user", "content": "x"}],
+            api_base=server.base,
+            api_key="k",
+            num_retries=0,
+        )
+    assert retry_after(info.value) == 7.0
+    server.script("ra2", {"status": 429, "headers": {"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}})
+    with pytest.raises(llm_errors.RateLimitError) as info:
+        litellm.completion(
+            model="openai/ra2",
+            messages=[{"role": "user", "content": "x"}],
+            api_base=server.base,
+            api_key="k",
+            num_retries=0,
+        )
+    assert retry_after(info.value) == 0.0  # a date in the past: no wait
+
+
+def test_a_long_retry_after_moves_to_the_fallback_role_instead_of_stalling(server: Server) -> None:
+    s = adapter(server, "leadI", "workI", retries=2).session()
+    talk(s, 3)
+    n = server.count("workI")
+    server.script("workI", {"status": 429, "headers": {"Retry-After": "3600"}})
+    r = s.completion(
+        [{"role": "user", "content": "go"}, {"role": "assistant", "content": "x"}, {"role": "user", "content": "go"}]
+    )
+    assert r.model == "leadI"
+    assert server.count("workI") == n + 1  # no second try on the worker: it asked for an hour
+    assert s.machine.counters["failures"] == 0
+
+
+def test_a_context_window_overflow_on_the_worker_is_served_by_the_lead(server: Server) -> None:
+    s = adapter(server, "leadJ", "workJ").session()
+    talk(s, 3)
+    body = {
+        "error": {
+            "message": "This model's maximum context length is 8192 tokens. However, you requested 9000 tokens.",
+            "type": "invalid_request_error",
+            "code": "context_length_exceeded",
+        }
+    }
+    server.script("workJ", {"status": 400, "body": body})
+    r = s.completion(
+        [{"role": "user", "content": "go"}, {"role": "assistant", "content": "x"}, {"role": "user", "content": "go"}]
+    )
+    assert r.model == "leadJ"
+    assert s.machine.state == "worker"
+
+
+def test_a_key_echoed_by_the_provider_never_reaches_a_message(server: Server) -> None:
+    s = adapter(server, "leadK", "workK").session()
+    body = {"error": {"message": f"bad key: Authorization: Bearer {ENV['TEST_KEY']}", "type": "auth_error"}}
+    server.script("leadK", {"status": 401, "body": body})
+    with pytest.raises(AuthError) as info:
+        s.completion([{"role": "user", "content": "go"}])
+    assert ENV["TEST_KEY"] not in str(info.value)
+    assert "[redacted]" in str(info.value)
+
+
+def test_goose_provider_ids_are_mapped_and_unknown_ones_refused() -> None:
+    from lwfsm import load_spec
+
+    spec = load_spec(SPEC)
+    env = {
+        "GOOSE_LEAD_MODEL": "gemini-2.5-pro",
+        "GOOSE_LEAD_PROVIDER": "google",
+        "GOOSE_MODEL": "m",
+        "GOOSE_PROVIDER": "aws_bedrock",
+    }
+    b = bindings(spec, None, env)
+    assert (b["lead"].model, b["worker"].model) == ("gemini/gemini-2.5-pro", "bedrock/m")
+    with pytest.raises(ConfigError, match=r"GOOSE_PROVIDER='venus' is not a goose provider lwfsm knows"):
+        bindings(spec, None, {**env, "GOOSE_PROVIDER": "venus"})
+    with pytest.raises(ConfigError, match=r"GOOSE_WORKER_CONTEXT_LIMIT is set, but lwfsm does not trim"):
+        bindings(spec, None, {**env, "GOOSE_WORKER_CONTEXT_LIMIT": "8000"})

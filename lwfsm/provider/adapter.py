@@ -160,6 +160,7 @@ class _Call:
     plan: Plan
     started: float
     failures: list[tuple[str, str, BaseException]] = field(default_factory=list)
+    skip: set[str] = field(default_factory=set)  # roles given up on for this call
 
 
 class Adapter:
@@ -174,6 +175,9 @@ class Adapter:
         retries: int = 2,
         backoff: float = 0.5,
         max_backoff: float = 8.0,
+        timeout: float = 120.0,
+        deadline: float = 600.0,
+        max_retry_after: float = 30.0,
         turn_unit: str = "call",
         detectors: Sequence[Detector] | None = None,
         log_dir: str | Path | None = None,
@@ -189,9 +193,17 @@ class Adapter:
         self.engine, self.spec = engine, engine.spec
         self.bindings = bindings(self.spec, models, env)
         self.env = env
-        if retries < 0 or backoff < 0 or max_backoff < 0:
-            raise ConfigError("retries, backoff and max_backoff must be >= 0")
+        if min(retries, backoff, max_backoff, max_retry_after) < 0 or timeout <= 0 or deadline <= 0:
+            raise ConfigError("retries, backoff, max_backoff, max_retry_after must be >= 0; timeout, deadline > 0")
         self.retries, self.backoff, self.max_backoff = retries, backoff, max_backoff
+        # Per attempt (LiteLLM's own default is 6000 s) and per call, across retries and roles.
+        self.timeout, self.deadline, self.max_retry_after = timeout, deadline, max_retry_after
+        # Key values, to scrub from every message: a provider error body may echo the Authorization header.
+        self._secrets = sorted(
+            {v for b in self.bindings.values() if b.api_key_env and len(v := env.get(b.api_key_env, "")) >= 8},
+            key=len,
+            reverse=True,
+        )
         self.log_dir = Path(log_dir) if log_dir is not None else None
         if self.log_dir is not None:  # find an unwritable log directory now, not after a turn was committed
             try:
@@ -203,6 +215,12 @@ class Adapter:
         lead = self.bindings.get("lead")
         self.lead_model = lead.model if lead else None
         self._sessions = 0
+
+    def redact(self, text: str) -> str:
+        """`text` without any bound key's value."""
+        for secret in self._secrets:
+            text = text.replace(secret, "[redacted]")
+        return text
 
     def session(
         self, name: str | None = None, state: ConversationState | Mapping[str, Any] | str | None = None
@@ -267,18 +285,33 @@ class AgentSession:
             )
 
     def _attempts(self, call: _Call) -> Iterator[tuple[str, int, dict[str, Any]]]:
-        """(role, attempt, LiteLLM arguments): retries on the chosen role, then on its technical fallback."""
+        """(role, attempt, LiteLLM arguments): retries on the chosen role, then on its technical fallback,
+        until the call's deadline. A role marked in `call.skip` gets no more attempts."""
+        a = self.adapter
         for r in self.core.roles_for(call.plan):
-            for attempt in range(self.adapter.retries + 1):
-                args = {**self.adapter.bindings[r].call_kwargs(self.adapter.env), **call.kwargs}
+            for attempt in range(a.retries + 1):
+                if r in call.skip:
+                    break
+                if time.perf_counter() - call.started > a.deadline:
+                    return
+                args = {"timeout": a.timeout, **a.bindings[r].call_kwargs(a.env), **call.kwargs}
                 yield r, attempt, {"messages": call.messages, "num_retries": 0, **args}
 
     def _failed(self, call: _Call, role: str, attempt: int, model: str, exc: Exception) -> float:
         """Raise at once what retrying cannot fix; else note the attempt and return the wait before the next."""
+        has_fallback = len(self.core.roles_for(call.plan)) > 1 and role == call.plan.role
+        if classify(exc) is BadRequestError and "ContextWindowExceeded" in type(exc).__name__ and has_fallback:
+            call.skip.add(role)  # goose: a smaller worker context overflowing is served by the lead
+            call.failures.append((role, model, exc))
+            return 0.0
         fatal = self._error(role, exc)
         if fatal is not None:
             raise fatal from exc
         call.failures.append((role, model, exc))
+        asked = retry_after(exc)
+        if asked is not None and asked > self.adapter.max_retry_after:
+            call.skip.add(role)  # waiting that long would stall the conversation: try the fallback role now
+            return 0.0
         return self._delay(attempt, exc) if attempt < self.adapter.retries else 0.0
 
     def _settle(self, call: _Call, role: str, response: Any) -> Any:
@@ -330,13 +363,12 @@ class AgentSession:
         if kind is None:
             if isinstance(exc, (TimeoutError, ConnectionError)):
                 return None
-            return ProviderError(
-                f"{role} model {model}: unexpected error {type(exc).__name__}: {exc}", role=role, model=model
-            )
+            message = f"{role} model {model}: unexpected error {type(exc).__name__}: {exc}"
+            return ProviderError(self.adapter.redact(message), role=role, model=model)
         if kind == "retry":
             return None
         assert isinstance(kind, type)
-        return kind(f"{role} model {model}: {type(exc).__name__}: {exc}", role=role, model=model)
+        return kind(self.adapter.redact(f"{role} model {model}: {type(exc).__name__}: {exc}"), role=role, model=model)
 
     def _delay(self, attempt: int, exc: BaseException) -> float:
         asked = retry_after(exc)
@@ -349,8 +381,9 @@ class AgentSession:
         failures = call.failures
         tried = "; ".join(f"{r} {m}: {type(e).__name__}" for r, m, e in failures)
         role = call.plan.role
+        late = " (the call's deadline passed)" if time.perf_counter() - call.started > self.adapter.deadline else ""
         err = AllAttemptsFailed(
-            f"every attempt failed for the {role} turn ({len(failures)} attempts: {tried})",
+            self.adapter.redact(f"every attempt failed for the {role} turn ({len(failures)} attempts: {tried}){late}"),
             failures,
             role=role,
             model=self.adapter.bindings[role].model,
@@ -389,7 +422,11 @@ class AgentSession:
         """`litellm.acompletion` with the model chosen by the machine. `side=True`: not a turn."""
         await _acquire(self.conversation.lock)
         try:
-            call = self._begin(messages, side, kwargs)
+            pending = self.conversation.pending
+            if pending is not None and len(str(pending.reply.get("content") or "")) > _BIG_REPLY:
+                call = await asyncio.to_thread(self._begin, messages, side, kwargs)  # judging must not stall the loop
+            else:
+                call = self._begin(messages, side, kwargs)
             for role, attempt, args in self._attempts(call):
                 try:
                     response = await litellm.acompletion(**args)
@@ -457,10 +494,15 @@ class AgentSession:
     def _cut(self, role: str, exc: BaseException) -> ProviderError:
         model = self.adapter.bindings[role].model
         return ProviderError(
-            f"{role} model {model}: the stream broke off ({type(exc).__name__}: {exc}); nothing was committed",
+            self.adapter.redact(
+                f"{role} model {model}: the stream broke off ({type(exc).__name__}: {exc}); nothing was committed"
+            ),
             role=role,
             model=model,
         )
+
+
+_BIG_REPLY = 65_536  # characters of a pending reply above which async calls judge it in a worker thread
 
 
 async def _acquire(lock: threading.Lock) -> None:

@@ -12,7 +12,15 @@ from typing import Any
 from ..errors import ConfigError, SpecError
 from ..spec import Spec
 
-__all__ = ["GOOSE_MODELS", "GOOSE_PARAMS", "RoleBinding", "bindings", "params_from_env"]
+__all__ = [
+    "GOOSE_CONTEXT_LIMITS",
+    "GOOSE_MODELS",
+    "GOOSE_PARAMS",
+    "GOOSE_PROVIDERS",
+    "RoleBinding",
+    "bindings",
+    "params_from_env",
+]
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,39 @@ GOOSE_PARAMS = {
 }
 
 
+# goose's provider ids -> LiteLLM's model prefixes. An id not listed is refused, never passed through.
+GOOSE_PROVIDERS = {
+    "anthropic": "anthropic",
+    "openai": "openai",
+    "google": "gemini",
+    "gemini": "gemini",
+    "gcp_vertex_ai": "vertex_ai",
+    "aws_bedrock": "bedrock",
+    "azure_openai": "azure",
+    "databricks": "databricks",
+    "groq": "groq",
+    "ollama": "ollama",
+    "openrouter": "openrouter",
+    "xai": "xai",
+    "mistral": "mistral",
+    "deepseek": "deepseek",
+    "litellm": "litellm_proxy",
+}
+# goose's context-limit settings: lwfsm does not cut requests to a size; a role whose model reports
+# a context-window overflow is replaced for that turn by the spec's judging.technical_fallback role.
+GOOSE_CONTEXT_LIMITS = ("GOOSE_LEAD_CONTEXT_LIMIT", "GOOSE_WORKER_CONTEXT_LIMIT", "GOOSE_CONTEXT_LIMIT")
+
+
+def _goose_provider(value: str, var: str) -> str:
+    key = value.strip().lower()
+    if key not in GOOSE_PROVIDERS:
+        raise ConfigError(
+            f"{var}={value!r} is not a goose provider lwfsm knows ({', '.join(sorted(GOOSE_PROVIDERS))}); "
+            "set LWFSM_<ROLE>_MODEL to a LiteLLM model string such as 'openai/gpt-4o-mini' instead"
+        )
+    return GOOSE_PROVIDERS[key]
+
+
 def _model_string(value: str, provider: str | None, var: str, provider_var: str | None) -> str:
     value = value.strip()
     if not value:
@@ -70,6 +111,12 @@ def bindings(
 ) -> dict[str, RoleBinding]:
     """Bind every role of the spec: arguments > LWFSM_<ROLE>_* > goose's GOOSE_* names."""
     env = os.environ if env is None else env
+    for var in GOOSE_CONTEXT_LIMITS:
+        if env.get(var):
+            raise ConfigError(
+                f"{var} is set, but lwfsm does not trim requests to a context limit: unset it. A request that "
+                "overflows a role's context window is served by the spec's judging.technical_fallback role instead"
+            )
     models = dict(models or {})
     out: dict[str, RoleBinding] = {}
     for role in spec.roles:
@@ -87,7 +134,8 @@ def bindings(
             model = _model_string(env[f"LWFSM_{up}_MODEL"], None, f"LWFSM_{up}_MODEL", None)
         elif role in GOOSE_MODELS and env.get(GOOSE_MODELS[role][0]) is not None:
             var, pvar = GOOSE_MODELS[role]
-            provider = env.get(pvar) or (env.get("GOOSE_PROVIDER") if role != "worker" else None)
+            given_by = pvar if env.get(pvar) else "GOOSE_PROVIDER"
+            provider = _goose_provider(env[given_by], given_by) if env.get(given_by) else None
             model = _model_string(env[var], provider, var, pvar)
         else:
             names = f"LWFSM_{up}_MODEL" + (f" or {GOOSE_MODELS[role][0]}" if role in GOOSE_MODELS else "")
