@@ -156,3 +156,17 @@ def test_python_dash_m_and_usage_errors() -> None:
     out = subprocess.run([sys.executable, "-m", "lwfsm", "frobnicate"], capture_output=True, text=True)
     assert out.returncode == 2
     assert "invalid choice: 'frobnicate'" in out.stderr
+
+
+def test_explain_shows_the_judging_rules_even_when_the_spec_has_none(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = (ROOT / "specs" / "lead_worker.yaml").read_text()
+    (tmp_path / "s.yaml").write_text(
+        text[: text.index("# How every front end judges")] + text[text.index("invariants:") :]
+    )
+    assert main(["explain", str(tmp_path / "s.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "judging (the spec has no judging: section; these are the defaults)" in out
+    assert "technical fallback: none" in out
+    assert "'permission denied'" in out

@@ -148,6 +148,13 @@ def cmd_explain(args: argparse.Namespace) -> int:
             "\ninvariants\n"
             + _table([[i.expr, ", ".join(i.states) or "(all)"] for i in spec.invariants], ["expression", "in states"])
         )
+    j = spec.judging
+    given = "" if "judging" in spec.model_fields_set else " (the spec has no judging: section; these are the defaults)"
+    fallback = ", ".join(f"{a} -> {b}" for a, b in j.technical_fallback.items()) or "none"
+    print(f"\njudging{given}\n  success fires {j.events[0]}, failure fires {j.events[1]}")
+    print(f"  technical fallback: {fallback}")
+    print("  tool results that fail a turn: " + ", ".join(repr(p) for p in j.tool_error_patterns))
+    print("  user messages that fail a turn: " + ", ".join(repr(p) for p in j.correction_patterns))
     return 0
 
 

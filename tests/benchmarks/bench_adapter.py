@@ -82,7 +82,7 @@ async def main() -> None:
     litellm.acompletion = real
     own = (total - inside[0]) / (per * BLOCKS)
     print(f"adapter's own time per call (outside litellm.acompletion): {own * 1e3:.3f} ms")
-    print(f"machine turns completed: {session.machine.turn}, ledger calls: {len(session.ledger.calls)}")
+    print(f"machine turns completed: {session.machine.turn}, ledger calls: {session.ledger.calls}")
     server.close()
 
 
