@@ -6,6 +6,8 @@ session.role            # "lead": the role that serves the next turn
 session.turn_completed()  # or session.failure("tests failed")
 """
 
+from typing import TYPE_CHECKING
+
 from .engine import Engine, Session, Snapshot, TransitionRecord
 from .errors import (
     AllAttemptsFailed,
@@ -25,9 +27,22 @@ from .errors import (
     Unsaturable,
 )
 from .spec import Spec, load_spec
-from .turn import Conversation, ConversationState, TurnCore
+
+if TYPE_CHECKING:
+    from .turn import Conversation, ConversationState, TurnCore
 
 __version__ = "0.1.0"
+
+_LAZY = {"Conversation", "ConversationState", "TurnCore"}  # the turn core: only front ends need it
+
+
+def __getattr__(name: str) -> object:
+    # PEP 562: `import lwfsm` stays as light as the engine; the turn core loads on first use.
+    if name in _LAZY:
+        from . import turn
+
+        return getattr(turn, name)
+    raise AttributeError(f"module 'lwfsm' has no attribute {name!r}")
 
 __all__ = [
     "AllAttemptsFailed",

@@ -42,7 +42,7 @@ class PendingTurn(_Value):
     model: str
     reply: dict[str, Any]  # the assistant message, OpenAI-shaped (content, tool_calls)
     tools: list[dict[str, Any]] = []  # the tools offered to the call
-    usage: Usage = Usage()
+    usage: Usage = Field(default_factory=lambda: Usage.model_validate({}))
     latency: float = 0.0
     failure: str | None = None  # a failure already seen within this turn (turn unit "message")
 
@@ -53,7 +53,7 @@ class ConversationState(_Value):
     format: Literal[1] = 1
     machine: Snapshot
     pending: PendingTurn | None = None
-    ledger: Ledger = Ledger()
+    ledger: Ledger = Field(default_factory=lambda: Ledger.model_validate({}))
     version: int = Field(default=0, ge=0)  # +1 per settled call: the compare-and-set token of stores
 
 

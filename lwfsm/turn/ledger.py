@@ -62,7 +62,7 @@ class LedgerRow(_Value):
     model: str
     calls: int = 0
     side_calls: int = 0  # calls that were not turns (titles, summaries)
-    usage: Usage = Usage()
+    usage: Usage = Field(default_factory=lambda: Usage.model_validate({}))
     retries: int = 0
     latency: float = 0.0  # seconds, summed
 
