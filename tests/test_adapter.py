@@ -328,6 +328,7 @@ def test_cancellation_leaves_the_session_as_it_was(server: Server) -> None:
     talk(s, 2)
     before = s.state()  # a value: an in-place change cannot hide
     server.script("leadA", {"delay": 2.0})
+    n = server.count("leadA")
 
     async def cancelled() -> None:
         task = asyncio.ensure_future(
@@ -339,7 +340,8 @@ def test_cancellation_leaves_the_session_as_it_was(server: Server) -> None:
                 ]
             )
         )
-        await asyncio.sleep(0.3)
+        while server.count("leadA") == n:  # cancel once the call is in flight, not after a guessed delay
+            await asyncio.sleep(0.005)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task

@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from lwfsm import ConversationState, Engine, SnapshotError, SpecError, TurnCore, load_spec
+from lwfsm import ConversationState, Engine, SnapshotError, SpecError, TransitionNotAllowed, TurnCore, load_spec
 from lwfsm.errors import Conflict, RunError
 from lwfsm.spec import Spec
 from lwfsm.turn import Usage
@@ -190,3 +190,12 @@ def test_technical_fallback_comes_from_the_spec() -> None:
     assert core.roles_for(worker_plan) == ["worker", "lead"]
     bare = Spec.from_dict({**load_spec("lead_worker").model_dump(exclude={"judging"})})
     assert TurnCore(Engine(bare)).roles_for(worker_plan) == ["worker"]  # never guessed from role names
+
+
+def test_session_conveniences_fire_the_spec_s_own_event_names() -> None:
+    session = Engine(Spec.from_text(OK_FAIL + "judging: {on_success: ok, on_failure: fail}\n")).session()
+    assert session.failure("boom").event == "fail"
+    assert session.turn_completed().event == "ok"
+    bare = Engine(Spec.from_text(OK_FAIL)).session()
+    with pytest.raises(TransitionNotAllowed, match=r"unknown event 'turn_completed'.*known: ok, fail"):
+        bare.turn_completed()

@@ -78,6 +78,7 @@ class Engine:
         comp = spec.compile
         self.state_roles: dict[str, str] = {name: st.role for name, st in spec.states.items()}
         self.initial_state = spec.initial_state
+        self.verdict_events = spec.judging.events  # (success, failure): what turn_completed()/failure() fire
         self._turn_events = {name for name, ev in spec.events.items() if ev.turn}
         self._ignored = {name: frozenset(st.ignore) for name, st in spec.states.items()}
 
@@ -278,12 +279,12 @@ class Session:
         return self
 
     def turn_completed(self) -> TransitionRecord:
-        """The turn ended without a task failure."""
-        return self.fire("turn_completed")
+        """The turn ended without a task failure: fires the spec's `judging.on_success` event."""
+        return self.fire(self._engine.verdict_events[0])
 
     def failure(self, reason: str | None = None) -> TransitionRecord:
-        """The turn ended with a task failure; `reason` is kept in the history and logged."""
-        return self.fire("failure", reason)
+        """The turn ended with a task failure (`judging.on_failure`); `reason` is kept and logged."""
+        return self.fire(self._engine.verdict_events[1], reason)
 
     def reset(self) -> TransitionRecord:
         """A new conversation: back to the initial configuration."""
