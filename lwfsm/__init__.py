@@ -44,6 +44,7 @@ def __getattr__(name: str) -> object:
         return getattr(turn, name)
     raise AttributeError(f"module 'lwfsm' has no attribute {name!r}")
 
+
 __all__ = [
     "AllAttemptsFailed",
     "AuthError",

@@ -124,7 +124,8 @@ def test_unsound_saturation_is_refused_and_depth_explores_instead() -> None:
         (
             "guard: failures + 1 >= threshold",
             'guard: "min(failures, 3) >= threshold"',
-            "transitions[1].guard: 'min(failures, 3) >= threshold' compares something other than counter + constant",
+            "transitions[1].guard: 'min(failures, 3) >= threshold' uses counter 'failures' other than as counter + "
+            "constant (an unbounded counter can only be compared with constants)",
         ),
     ],
 )

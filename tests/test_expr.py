@@ -102,19 +102,26 @@ def test_conditions_compute_what_they_say(tree: Any, a: int, b: int) -> None:
     ("source", "message", "offset"),
     [
         ("a ** 2", "operator Pow is not allowed", 0),
-        ("a * 2", "operator Mult is not allowed", 0),
-        ("a // 2", "operator FloorDiv is not allowed", 0),
+        ("a / 2 > 1", "operator Div is not allowed", 0),
+        ("a % b > 1", "the right side of % must be a constant (a number or a param), not b", 4),
+        ("a // (b + 1) > 1", "the right side of // must be a constant (a number or a param), not b", 6),
+        ("a = 1", "'=' assigns; to compare write '=='", 2),
+        ("a > 1 && b > 1", "'&&' is not an operator here: write 'and'", 6),
+        ("a > 1 || b > 1", "'||' is not an operator here: write 'or'", 6),
+        ("!(a > 1)", "'!' is not an operator here: write 'not'", 0),
+        ("push(a, 1) > 1", "push() needs a window counter first (windows: none declared)", 5),
+        ("a >= pp", "unknown name 'pp' (did you mean 'p'?)", 5),
         ("a in b", "comparison In is not allowed", 0),
         ("a is b", "comparison Is is not allowed", 0),
         ("a if b else p", "IfExp is not allowed", 0),
         ("[a][0]", "subscript is not allowed", 0),
         ("a.__class__", "attribute access is not allowed", 0),
-        ("__import__('os')", "only min() and max() may be called", 0),
+        ("__import__('os')", "only min(), max(), push() and ones() may be called", 0),
         ("min(a)", "min() takes two or more plain arguments", 0),
         ("max(*[a, b])", "max() takes two or more plain arguments", 0),
         ("min(a, b, key=p)", "min() takes two or more plain arguments", 0),
         ("(x := 1)", "NamedExpr is not allowed", 1),
-        ("a + True", "operand of + or - must be an integer, got a condition", 4),
+        ("a + True", "operand of + must be an integer, got a condition", 4),
         ("not a", "operand of 'not' must be a condition, got an integer", 4),
         ("a and b", "operand of and/or must be a condition, got an integer", 0),
         ("a > 1 > True", "operand of a comparison must be an integer, got a condition", 8),
@@ -122,7 +129,7 @@ def test_conditions_compute_what_they_say(tree: Any, a: int, b: int) -> None:
         ("1.0", "float literal 1.0 is not allowed", 0),
         ("None", "NoneType literal None is not allowed", 0),
         ("lambda: 1", "lambda is not allowed", 0),
-        ("  a >= zz", "unknown name 'zz' (known counters and params: a, b, p, q)", 7),
+        ("  a >= zz", "unknown name 'zz' (known counters and params: a, b, p, q; and turn)", 7),
         ("", "empty expression", 0),
         ("a >=", "syntax error: the expression ends too early", 4),
         ("  a b", "syntax error: invalid syntax", 4),
@@ -141,3 +148,25 @@ def test_kinds_are_enforced() -> None:
     with pytest.raises(ExprError, match=r"expected an integer \(e.g. 'failures \+ 1'\), got a condition"):
         parse("a > 1", SCOPE, "int")
     assert parse("a + p", SCOPE, "int").names == {"a", "p"}
+
+
+def test_multiplication_division_and_modulo_by_constants() -> None:
+    fn = compile_expr(parse("a * 3 + a // p - a % 4", SCOPE, "int"), COUNTERS, PARAMS)
+    for a in range(-9, 30):
+        assert fn([a, 0]) == a * 3 + a // PARAMS["p"] - a % 4
+
+
+def test_division_by_a_constant_below_one_is_refused_when_compiled() -> None:
+    with pytest.raises(ExprError, match="the right side of % must be at least 1, got 0"):
+        compile_expr(parse("a % (p - p)", SCOPE, "int"), COUNTERS, PARAMS)
+
+
+def test_windows_push_bits_and_count_them() -> None:
+    scope = {**SCOPE, "w": "window"}
+    push = compile_expr(parse("push(w, a > 0)", scope, "int"), {**COUNTERS, "w": 2}, PARAMS, {"w": 3})
+    ones = compile_expr(parse("ones(w)", scope, "int"), {**COUNTERS, "w": 2}, PARAMS, {"w": 3})
+    w = 0
+    for a in [1, 0, 1, 1, 0]:
+        w = push([a, 0, w])
+    assert w == 0b110  # the last three outcomes, newest in the lowest bit
+    assert ones([0, 0, w]) == 2

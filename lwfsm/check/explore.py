@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import itertools
+import math
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,7 +23,17 @@ from ..errors import TransitionNotAllowed, Unsaturable
 from ..spec import Spec
 from ..spec.expr import Expr
 
-__all__ = ["Finding", "Report", "Unsaturable", "check", "check_grid", "param_grid", "saturation_bounds"]
+__all__ = [
+    "Abstraction",
+    "Finding",
+    "Report",
+    "Unsaturable",
+    "abstraction",
+    "check",
+    "check_grid",
+    "param_grid",
+    "saturation_bounds",
+]
 
 Config = tuple[str, tuple[int, ...]]
 
@@ -49,6 +60,8 @@ class Report:
     bounds: dict[str, int]  # saturation bound per counter (values above are represented by bound+1)
     findings: list[Finding] = field(default_factory=list)
     combinations: int = 1
+    exact: dict[str, str] = field(default_factory=dict)  # counters kept exactly, with their domain
+    turn_modulus: int = 1  # the turn count is kept modulo this (1: the spec never reads it)
 
     @property
     def ok(self) -> bool:
@@ -61,6 +74,8 @@ class Report:
             "configurations": self.configurations,
             "depth": self.depth,
             "bounds": self.bounds,
+            "exact": self.exact,
+            "turn_modulus": self.turn_modulus,
             "combinations": self.combinations,
             "ok": self.ok,
             "findings": [f.to_dict() for f in self.findings],
@@ -72,7 +87,9 @@ def _linear(node: ast.expr, counters: set[str], params: dict[str, int]) -> tuple
     if isinstance(node, ast.Constant) and type(node.value) is int:
         return None, node.value
     if isinstance(node, ast.Name):
-        return (node.id, 0) if node.id in counters else (None, params[node.id])
+        if node.id in counters:
+            return node.id, 0
+        return (None, params[node.id]) if node.id in params else None
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
         inner = _linear(node.operand, counters, params)
         if inner is None or inner[0] is not None:
@@ -82,25 +99,119 @@ def _linear(node: ast.expr, counters: set[str], params: dict[str, int]) -> tuple
         left, right = _linear(node.left, counters, params), _linear(node.right, counters, params)
         if left is None or right is None or (left[0] and right[0]):
             return None
+        if left[0] is None and right[0] is None:  # constants fold whatever the operator
+            return None, _fold(node.op, left[1], right[1])
         if isinstance(node.op, ast.Sub):
             if right[0]:
                 return None  # a negated counter
             return left[0], left[1] - right[1]
-        return left[0] or right[0], left[1] + right[1]
-    if isinstance(node, ast.Call):
+        if isinstance(node.op, ast.Add):
+            return left[0] or right[0], left[1] + right[1]
+        return None
+    if isinstance(node, ast.Call) and getattr(node.func, "id", None) in ("min", "max"):
         args = [_linear(a, counters, params) for a in node.args]
         if any(a is None or a[0] for a in args):
             return None
         values = [a[1] for a in args if a is not None]
-        return None, (min(values) if node.func.id == "min" else max(values))  # type: ignore[attr-defined]
+        return None, (min(values) if getattr(node.func, "id", None) == "min" else max(values))
     return None
 
 
-def saturation_bounds(spec: Spec) -> dict[str, int]:
-    """Largest constant each counter is ever distinguished by; raises Unsaturable with the reasons."""
-    counters, params = set(spec.counters), spec.param_values
-    bounds = {c: 0 for c in spec.counters}
+def _fold(op: ast.operator, a: int, b: int) -> int:
+    if isinstance(op, ast.Add):
+        return a + b
+    if isinstance(op, ast.Sub):
+        return a - b
+    if isinstance(op, ast.Mult):
+        return a * b
+    if b < 1:
+        return 0  # compiling refuses such a spec first
+    return a // b if isinstance(op, ast.FloorDiv) else a % b
+
+
+@dataclass
+class Abstraction:
+    """How `check` keeps each counter finite. `bounds`: saturated counters (values above K are all
+    K + 1); `exact`: counters whose values stay in a finite domain by construction (windows,
+    counters only ever set to constants or to `... % m`), kept exactly; `turn_modulus`: the turn
+    count is kept modulo this (every use of `turn` is inside `... % m`), 1 when unused."""
+
+    bounds: dict[str, int]
+    exact: dict[str, str]
+    turn_modulus: int = 1
+
+
+def abstraction(spec: Spec) -> Abstraction:
+    """Decide how each counter is kept finite; raises Unsaturable with every reason it cannot be."""
+    params = spec.param_values
+    assignments: dict[str, list[tuple[Expr, str]]] = {c: [] for c in spec.counters}
+    for name, c in spec.counters.items():
+        assignments[name].append((spec.parse(c.initial), f"counters.{name}.initial"))
+    for name, st in spec.states.items():
+        for target, text in st.on_enter.items():
+            assignments[target].append((spec.parse(text), f"states.{name}.on_enter.{target}"))
+    for i, t in enumerate(spec.transitions):
+        for target, text in t.updates.items():
+            assignments[target].append((spec.parse(text), f"transitions[{i}].updates.{target}"))
+
+    exact: dict[str, str] = {}
+    for name, c in spec.counters.items():
+        if c.window:
+            exact[name] = f"window of {c.window} (0..{2**c.window - 1})"
+            continue
+        top = 0
+        for e, _ in assignments[name]:
+            lin = _linear(e.tree, set(), params) if not e.names - set(params) else None
+            if lin is not None and lin[1] >= 0:
+                top = max(top, lin[1])
+            elif isinstance(e.tree, ast.BinOp) and isinstance(e.tree.op, ast.Mod):
+                m = _linear(e.tree.right, set(), params)
+                if m is None:
+                    break
+                top = max(top, m[1] - 1)
+            else:
+                break
+        else:
+            if any(isinstance(e.tree, ast.BinOp) for e, _ in assignments[name]):
+                exact[name] = f"0..{top} (modulo)"
+    saturated = set(spec.counters) - set(exact)
+    bounds = {c: 0 for c in spec.counters if c in saturated}
     problems: list[str] = []
+    moduli: list[int] = []
+
+    def reads(e: Expr, where: str) -> bool:
+        """Check what an expression outside the saturated fragment reads; False after a problem."""
+        ok = True
+
+        def walk(node: ast.AST, modulus: int | None) -> None:
+            nonlocal ok
+            if isinstance(node, ast.Name) and node.id in saturated:
+                problems.append(
+                    f"{where}: '{e.text}' uses counter '{node.id}' other than as counter + constant "
+                    "(an unbounded counter can only be compared with constants)"
+                )
+                ok = False
+            elif isinstance(node, ast.Name) and node.id == "turn":
+                if modulus is None:
+                    problems.append(f"{where}: '{e.text}' reads turn, which grows without bound: use it as turn % N")
+                    ok = False
+                else:
+                    moduli.append(modulus)
+            if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mod):
+                m = _linear(node.right, set(), params)
+                walk(node.left, m[1] if m is not None and m[1] >= 1 else None)
+                return
+            if modulus is not None and not isinstance(
+                node, (ast.BinOp, ast.UnaryOp, ast.Name, ast.Constant, ast.operator, ast.unaryop, ast.expr_context)
+            ):
+                modulus = None  # only + - * keep `x % m` a function of x modulo m
+            if isinstance(node, ast.BinOp) and not isinstance(node.op, (ast.Add, ast.Sub, ast.Mult)):
+                modulus = None
+            for child in ast.iter_child_nodes(node):
+                walk(child, modulus)
+
+        walk(e.tree, None)
+        return ok
 
     def note(c: str, value: int) -> None:
         bounds[c] = max(bounds[c], value)
@@ -111,54 +222,72 @@ def saturation_bounds(spec: Spec) -> dict[str, int]:
                 continue
             sides = [node.left, *node.comparators]
             for a, b in itertools.pairwise(sides):
-                la, lb = _linear(a, counters, params), _linear(b, counters, params)
-                if la is None or lb is None:
-                    problems.append(f"{where}: '{e.text}' compares something other than counter + constant")
-                elif la[0] and lb[0]:
-                    problems.append(f"{where}: '{e.text}' compares two counters")
-                elif la[0]:
-                    note(la[0], lb[1] - la[1])
-                elif lb[0]:
-                    note(lb[0], la[1] - lb[1])
+                la, lb = _linear(a, saturated, params), _linear(b, saturated, params)
+                if la is not None and lb is not None:
+                    if la[0] and lb[0]:
+                        problems.append(f"{where}: '{e.text}' compares two counters")
+                    elif la[0]:
+                        note(la[0], lb[1] - la[1])
+                    elif lb[0]:
+                        note(lb[0], la[1] - lb[1])
+                    continue
+                for side, lin in ((a, la), (b, lb)):
+                    if lin is None:  # not counter + constant: must be exact, or it cannot be checked
+                        sub = Expr(e.text, "int", e.names, side)
+                        if not reads(sub, where):
+                            break
+                    elif lin[0] is not None:
+                        problems.append(
+                            f"{where}: '{e.text}' compares saturated counter '{lin[0]}' with a non-constant"
+                        )
+                        break
 
     def update(target: str, e: Expr, where: str) -> None:
-        lin = _linear(e.tree, counters, params)
+        if target in exact:
+            reads(e, where)
+            return
+        lin = _linear(e.tree, saturated, params)
         if lin is None:
-            problems.append(f"{where}: '{e.text}' is not counter + constant")
+            if reads(e, where):
+                problems.append(f"{where}: '{e.text}' is neither counter + constant nor kept below a constant by %")
         elif lin[0] is None:
             note(target, lin[1])
         elif lin[0] != target or lin[1] < 0:
             what = "decrements" if lin[0] == target else f"copies counter '{lin[0]}' into"
             problems.append(f"{where}: '{e.text}' {what} '{target}'")
 
-    for name, c in spec.counters.items():
-        update(name, spec.parse(c.initial), f"counters.{name}.initial")
-    for name, st in spec.states.items():
-        for target, text in st.on_enter.items():
-            update(target, spec.parse(text), f"states.{name}.on_enter.{target}")
+    for target, items in assignments.items():
+        for e, where in items:
+            update(target, e, where)
     for i, t in enumerate(spec.transitions):
         if t.guard:
             condition(spec.parse(t.guard, "bool"), f"transitions[{i}].guard")
-        for target, text in t.updates.items():
-            update(target, spec.parse(text), f"transitions[{i}].updates.{target}")
     for i, inv in enumerate(spec.invariants):
         condition(spec.parse(inv.expr, "bool"), f"invariants[{i}]")
     if problems:
-        raise Unsaturable(problems)
-    return bounds
+        raise Unsaturable(list(dict.fromkeys(problems)))
+    return Abstraction(bounds, exact, math.lcm(*moduli) if moduli else 1)
+
+
+def saturation_bounds(spec: Spec) -> dict[str, int]:
+    """Largest constant each saturated counter is ever distinguished by; raises Unsaturable with the reasons."""
+    return abstraction(spec).bounds
 
 
 def check(spec: Spec, depth: int | None = None) -> Report:
     """Explore every reachable configuration (or every one within `depth` events)."""
     engine = Engine(spec, history=0)
     names = engine.counter_names
-    bounds: dict[str, int] = {}
-    if depth is None:
-        bounds = saturation_bounds(spec)
-    cap = tuple(bounds[n] + 1 for n in names) if depth is None else None
+    n = len(names)
+    found = abstraction(spec) if depth is None else Abstraction({}, {}, 0)
+    bounds = found.bounds
+    # Saturated counters are capped at bound + 1; exact ones are kept as they are. A spec that reads
+    # `turn` keeps it modulo turn_modulus as one more value (0: exactly, when `depth` bounds the search).
+    cap = tuple(bounds[c] + 1 if c in bounds else None for c in names) if depth is None else None
+    modulus = found.turn_modulus if spec.uses_turn else 1
     events = list(spec.events)
     probe = engine.session()  # placed at each configuration in turn
-    initial: Config = (probe.state, probe.values)
+    initial: Config = (probe.state, (*probe.values, 0))
     parent: dict[Config, tuple[Config, str] | None] = {initial: None}
     level = {initial: 0}
     edges: dict[Config, list[Config]] = {}
@@ -174,12 +303,13 @@ def check(spec: Spec, depth: int | None = None) -> Report:
         return out[::-1]
 
     def counters(cfg: Config) -> dict[str, int]:
-        return dict(zip(names, cfg[1], strict=True))
+        return dict(zip(names, cfg[1][:n], strict=True))
 
     while queue:
         cfg = queue.popleft()
         state, values = cfg
-        for text in engine.violations(probe.place(state, values)):
+        turn = values[n]
+        for text in engine.violations(probe.place(state, values, turn)):
             if ("invariant", text, "") not in first:
                 first["invariant", text, ""] = Finding(
                     "invariant", f"invariant '{text}' is violated in state '{state}'", state, counters(cfg), path(cfg)
@@ -188,7 +318,7 @@ def check(spec: Spec, depth: int | None = None) -> Report:
             continue
         out = edges.setdefault(cfg, [])
         for event in events:
-            probe.place(state, values)
+            probe.place(state, values, turn)
             try:
                 record = probe.apply(event)  # quiet: a check logs no switches and tells no listener
             except TransitionNotAllowed as exc:
@@ -199,8 +329,12 @@ def check(spec: Spec, depth: int | None = None) -> Report:
                 continue
             if record.transition is not None:
                 fired.add(record.transition)
-            new = probe.values if cap is None else [min(v, c) for v, c in zip(probe.values, cap, strict=True)]
-            nxt: Config = (probe.state, tuple(new))
+            new = (
+                probe.values
+                if cap is None
+                else [v if c is None else min(v, c) for v, c in zip(probe.values, cap, strict=True)]
+            )
+            nxt: Config = (probe.state, (*new, probe.turn % modulus if modulus else probe.turn))
             if nxt not in parent:
                 parent[nxt] = (cfg, event)
                 level[nxt] = level[cfg] + 1
@@ -218,14 +352,14 @@ def check(spec: Spec, depth: int | None = None) -> Report:
             findings.append(
                 Finding(
                     "dead_transition",
-                    f"transitions[{i}] ({t.event} from {', '.join(t.source)}"
+                    f"transitions[{i}] ({t.event_text} from {', '.join(t.source)}"
                     f"{' [' + t.guard + ']' if t.guard else ''}) never fires at {spec.where('transitions', i)}",
                 )
             )
     cheap = {r for r, role in spec.roles.items() if role.cheap}
     if cheap and depth is None:
         findings.extend(_stuck(engine, cheap, parent, edges, path, counters))
-    return Report(spec.name, spec.param_values, len(parent), depth, bounds, findings)
+    return Report(spec.name, spec.param_values, len(parent), depth, bounds, findings, 1, found.exact, modulus)
 
 
 def _stuck(
@@ -273,8 +407,11 @@ def check_grid(spec: Spec, up_to: int, depth: int | None = None) -> Report:
     never reached / never firing only when that holds for every combination."""
     total, combos, per_combo, unused = 0, 0, [], None
     bounds: dict[str, int] = {}
+    exact: dict[str, str] = {}
+    modulus = 1
     for params in param_grid(spec, up_to):
         report = check(spec.with_params(params), depth)
+        exact, modulus = report.exact, max(modulus, report.turn_modulus)
         total, combos = total + report.configurations, combos + 1
         bounds = {k: max(v, bounds.get(k, v)) for k, v in report.bounds.items()}
         keep = {"unreachable_state", "dead_transition"}
@@ -282,4 +419,4 @@ def check_grid(spec: Spec, up_to: int, depth: int | None = None) -> Report:
         unused = dead if unused is None else {m: f for m, f in unused.items() if m in dead}
         per_combo += [Finding(**{**f.__dict__, "params": params}) for f in report.findings if f.kind not in keep]
     findings = per_combo + list((unused or {}).values())
-    return Report(spec.name, spec.param_values, total, depth, bounds, findings, combos)
+    return Report(spec.name, spec.param_values, total, depth, bounds, findings, combos, exact, modulus)

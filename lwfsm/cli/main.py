@@ -138,7 +138,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     for i, t in enumerate(spec.transitions):
         dest = "(initial)" if t.reset else (t.dest or "(stay)")
         ups = "reset all" if t.reset else ", ".join(f"{k} = {v}" for k, v in t.updates.items())
-        rows.append([str(i), t.event, ", ".join(t.source), t.guard or "", dest, ups])
+        rows.append([str(i), t.event_text, ", ".join(t.source), t.guard or "", dest, ups])
     print(
         "\ntransitions (first whose guard holds fires)\n"
         + _table(rows, ["#", "event", "from", "guard", "to", "updates"])
@@ -183,11 +183,13 @@ def cmd_check(args: argparse.Namespace) -> int:
             params = ", ".join(f"{k}={v}" for k, v in r.params.items())
             if r.combinations > 1:
                 params = f"{r.combinations} param combinations up to min + {args.params_up_to}"
-            scope = (
-                f"every sequence of up to {r.depth} events"
-                if r.depth is not None
-                else "counters saturated above " + ", ".join(f"{k} {v}" for k, v in r.bounds.items())
-            )
+            if r.depth is not None:
+                scope = f"every sequence of up to {r.depth} events"
+            else:
+                kept = [f"saturated above {', '.join(f'{k} {v}' for k, v in r.bounds.items())}"] if r.bounds else []
+                kept += [f"{k} exact ({d})" for k, d in r.exact.items()]
+                kept += [f"turn modulo {r.turn_modulus}"] if r.turn_modulus > 1 else []
+                scope = "counters " + "; ".join(kept) if kept else "no counters"
             verdict = "ok" if r.ok else f"{len(r.findings)} finding(s)"
             print(f"{path}: {r.spec} ({params}): {r.configurations} reachable configurations ({scope}): {verdict}")
             for f in r.findings:

@@ -55,7 +55,7 @@ def role_colours(spec: Spec) -> dict[str, str]:
 
 
 def edge_label(t: Transition) -> str:
-    label = t.event + (f" [{t.guard}]" if t.guard else "")
+    label = t.event_text + (f" [{t.guard}]" if t.guard else "")
     if t.reset:
         return label + " / restart"
     if t.updates:
@@ -90,7 +90,7 @@ def _strip_description(state: Any) -> Any:
 
 
 def _edge_key(s: str, t: Transition) -> tuple[Any, ...]:
-    return (t.event, s, t.dest, t.reset)
+    return (tuple(t.events), s, t.dest, t.reset)
 
 
 def _edge_text(mark: str, s: str, t: Transition, note: str = "") -> str:
@@ -209,7 +209,7 @@ def _graph(
                 continue
             taken = last is not None and index == last.transition and s == last.source
             label = ("last: " if taken else "") + MARKS.get(mark, "") + edge_label(t)
-            machine.add_transition(t.event, s, dest, label=_escape(label, engine))
+            machine.add_transition(t.events[0], s, dest, label=_escape(label, engine))
             if mark:
                 pair_mark.setdefault((s, dest or s), mark)
     graph = machine.graph_cls(machine)

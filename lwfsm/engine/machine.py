@@ -92,7 +92,12 @@ class Engine:
             model=None, states=states, initial=None, auto_transitions=False, send_event=True, name=f"{spec.name}: "
         )
 
+        # A spec that reads `turn` keeps the turn count as one more value after the counters, always
+        # equal to session.turn, so compiled expressions read it like a counter.
+        self._turn_cell = len(self.counter_names) if spec.uses_turn else None
         self._pre_vector = [comp(c.initial)([]) for c in spec.counters.values()]
+        if self._turn_cell is not None:
+            self._pre_vector.append(0)
         values = list(self._pre_vector)
         enter = self._updater(spec.states[self.initial_state].on_enter, comp)
         if enter:  # a new session has entered its initial state, just as a reset does
@@ -111,9 +116,10 @@ class Engine:
             else:
                 before = [self._marker(i, self._updater(t.updates, comp))]
                 dest = t.dest
-            for s in sources:
-                self.machine.add_transition(t.event, s, dest, conditions=conditions, before=before)
-            self._sources[t.event] = self._sources.get(t.event, frozenset()) | frozenset(sources)
+            for event in t.events:
+                for s in sources:
+                    self.machine.add_transition(event, s, dest, conditions=conditions, before=before)
+                self._sources[event] = self._sources.get(event, frozenset()) | frozenset(sources)
         self._events = {name: self.machine.events[name] for name in spec.events if name in self.machine.events}
         self._guards = tuple(t.guard for t in spec.transitions)  # the hot path touches no pydantic model
         self._invariants = [(inv.expr, frozenset(inv.states), comp(inv.expr, "bool")) for inv in spec.invariants]
@@ -223,6 +229,8 @@ class Engine:
             ]
         session.state = snap.state
         session._c = [snap.counters[name] for name in self.counter_names]
+        if self._turn_cell is not None:
+            session._c.append(snap.turn)
         session.turn = snap.turn
         return session
 
@@ -259,12 +267,12 @@ class Session:
 
     @property
     def counters(self) -> dict[str, int]:
-        return dict(zip(self._engine.counter_names, self._c, strict=False))
+        return dict(zip(self._engine.counter_names, self._c, strict=False))  # the turn cell, if any, is not one
 
     @property
     def values(self) -> tuple[int, ...]:
         """The counter values in declaration order (what `Engine.at` takes)."""
-        return tuple(self._c)
+        return tuple(self._c[: len(self._engine.counter_names)])
 
     @property
     def history(self) -> list[TransitionRecord]:
@@ -275,7 +283,9 @@ class Session:
     def place(self, state: str, values: Sequence[int], turn: int = 0) -> Session:
         """Move this session to a configuration without firing anything (checks reuse one probe)."""
         with self._lock:
-            self.state, self._c, self.turn = state, list(values), turn
+            self.state, self._c, self.turn = state, list(values)[: len(self._engine.counter_names)], turn
+            if self._engine._turn_cell is not None:
+                self._c.append(turn)
         return self
 
     def turn_completed(self) -> TransitionRecord:
@@ -319,7 +329,7 @@ class Session:
     def peek(self, event: str) -> tuple[str, str]:
         """(state, role) that `event` would lead to, changing nothing and telling no listener."""
         with self._lock:
-            probe = self._engine.at(self.state, self._c, self.turn)
+            probe = self._engine.at(self.state, self.values, self.turn)
         probe.apply(event, None)
         return probe.state, probe.role
 
@@ -344,6 +354,8 @@ class Session:
                     )
             if event in eng._turn_events:
                 self.turn += 1
+                if eng._turn_cell is not None:
+                    self._c[eng._turn_cell] = self.turn
             index = fired[0] if fired else None
             guard = eng._guards[index] if index is not None else None
             record = TransitionRecord(self.turn, event, source, self.state, reason, guard, index)

@@ -1,20 +1,24 @@
 """The small expression language of guards, counter updates and invariants.
 
 Grammar (a whitelist over Python's `ast`; anything else is refused):
-integer literals, True/False, counter and param names, unary and binary `+`/`-`,
-comparisons (`== != < <= > >=`, chainable), `and`/`or`/`not`, and `min(...)`/`max(...)`
-with two or more arguments. Expressions are type-checked (int vs bool) and compiled to plain
-closures over a list of counter values; params are folded in as constants. Nothing is ever
-passed to `eval`.
+integer literals, True/False, counter and param names, the read-only turn count `turn`, unary
+and binary `+`/`-`/`*`, `//` and `%` by a constant (a number or a param), comparisons
+(`== != < <= > >=`, chainable), `and`/`or`/`not`, `min(...)`/`max(...)` with two or more
+arguments, and for window counters `push(window, bit)` and `ones(x)`. Expressions are
+type-checked (int vs bool) and compiled to plain closures over a list of counter values (then the
+turn count); params are folded in as constants. Nothing is ever passed to `eval`.
 """
 
 from __future__ import annotations
 
 import ast
 import operator
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
+
+from ..errors import did_you_mean
 
 __all__ = ["ALLOWED", "Compiled", "Expr", "ExprError", "Kind", "compile_expr", "parse"]
 
@@ -31,7 +35,17 @@ _CMP: dict[type[ast.cmpop], Callable[[int, int], bool]] = {
     ast.GtE: operator.ge,
 }
 _FUNCS = {"min": min, "max": max}
-ALLOWED = "integers, counter and param names, + -, == != < <= > >=, and/or/not, min(), max()"
+_ARITH: dict[type[ast.operator], Callable[[int, int], int]] = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+}
+_SYMBOL = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.FloorDiv: "//", ast.Mod: "%"}
+ALLOWED = (
+    "integers, counter and param names, turn, + - * // %, == != < <= > >=, and/or/not, min(), max(), push(), ones()"
+)
 
 
 class ExprError(Exception):
@@ -79,6 +93,7 @@ def parse(text: str, names: Mapping[str, str], want: Kind) -> Expr:
     try:
         tree = ast.parse(text.strip(), mode="eval").body
     except SyntaxError as exc:
+        _other_languages(text)
         if not exc.offset:  # Python gives no position when the text simply stops early
             raise ExprError("syntax error: the expression ends too early", len(text.rstrip())) from None
         raise ExprError(f"syntax error: {exc.msg}", lead + exc.offset - 1) from None
@@ -98,8 +113,10 @@ def parse(text: str, names: Mapping[str, str], want: Kind) -> Expr:
             if node.id.startswith("__"):
                 raise fail(node, f"name {node.id!r} is not allowed")
             if node.id not in names:
-                known = ", ".join(sorted(names)) or "none"
-                raise fail(node, f"unknown name {node.id!r} (known counters and params: {known})")
+                known = ", ".join(sorted(n for n in names if n != "turn")) or "none"
+                hint = did_you_mean(node.id, names)
+                turn = "; and turn" if "turn" in names else ""
+                raise fail(node, f"unknown name {node.id!r}{hint} (known counters and params: {known}{turn})")
             used.add(node.id)
             return "int"
         if isinstance(node, ast.UnaryOp):
@@ -112,10 +129,21 @@ def parse(text: str, names: Mapping[str, str], want: Kind) -> Expr:
                 return "int"
             raise fail(node, f"operator {type(node.op).__name__} is not allowed (allowed: {ALLOWED})")
         if isinstance(node, ast.BinOp):
-            if not isinstance(node.op, (ast.Add, ast.Sub)):
+            if type(node.op) not in _ARITH:
                 raise fail(node, f"operator {type(node.op).__name__} is not allowed (allowed: {ALLOWED})")
+            symbol = _SYMBOL[type(node.op)]
             for side in (node.left, node.right):
-                _expect(side, check(side), "int", "operand of + or -")
+                _expect(side, check(side), "int", f"operand of {symbol}")
+            if isinstance(node.op, (ast.FloorDiv, ast.Mod)):
+                varying = sorted(
+                    n.id for n in ast.walk(node.right) if isinstance(n, ast.Name) and names.get(n.id) != "param"
+                )
+                if varying:
+                    raise fail(
+                        node.right,
+                        f"the right side of {symbol} must be a constant (a number or a param), "
+                        f"not {', '.join(varying)}",
+                    )
             return "int"
         if isinstance(node, ast.BoolOp):
             for value in node.values:
@@ -128,9 +156,26 @@ def parse(text: str, names: Mapping[str, str], want: Kind) -> Expr:
             for side in (node.left, *node.comparators):
                 _expect(side, check(side), "int", "operand of a comparison")
             return "bool"
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("push", "ones"):
+            name = node.func.id
+            if node.keywords or len(node.args) != (2 if name == "push" else 1):
+                raise fail(
+                    node, "push() takes a window counter and a bit" if name == "push" else "ones() takes one value"
+                )
+            if name == "push":
+                target = node.args[0]
+                if not (isinstance(target, ast.Name) and names.get(target.id) == "window"):
+                    windows = ", ".join(n for n, k in names.items() if k == "window") or "none declared"
+                    raise fail(target, f"push() needs a window counter first (windows: {windows})")
+                used.add(target.id)
+            if name == "push":
+                check(node.args[1])  # the bit: a condition, or an integer (non-zero pushes a 1)
+            else:
+                _expect(node.args[0], check(node.args[0]), "int", "argument of ones()")
+            return "int"
         if isinstance(node, ast.Call):
             if not isinstance(node.func, ast.Name) or node.func.id not in _FUNCS:
-                raise fail(node, f"only min() and max() may be called (allowed: {ALLOWED})")
+                raise fail(node, f"only min(), max(), push() and ones() may be called (allowed: {ALLOWED})")
             if node.keywords or any(isinstance(a, ast.Starred) for a in node.args) or len(node.args) < 2:
                 raise fail(node, f"{node.func.id}() takes two or more plain arguments")
             for arg in node.args:
@@ -152,8 +197,25 @@ def parse(text: str, names: Mapping[str, str], want: Kind) -> Expr:
 _KIND_TEXT = {"int": "an integer", "bool": "a condition"}
 
 
-def compile_expr(expr: Expr, index: Mapping[str, int], params: Mapping[str, int]) -> Compiled:
-    """Compile to a closure over the counter-value list; params become constants."""
+def _other_languages(text: str) -> None:
+    """Name the habits of other languages that make an expression unparsable."""
+    for wrong, right in (("&&", "and"), ("||", "or")):
+        if wrong in text:
+            raise ExprError(f"'{wrong}' is not an operator here: write '{right}'", text.index(wrong))
+    single = re.search(r"(?<![=!<>])=(?!=)", text)
+    if single:
+        raise ExprError("'=' assigns; to compare write '=='", single.start())
+    bang = re.search(r"!(?!=)", text)
+    if bang:
+        raise ExprError("'!' is not an operator here: write 'not'", bang.start())
+
+
+def compile_expr(
+    expr: Expr, index: Mapping[str, int], params: Mapping[str, int], windows: Mapping[str, int] | None = None
+) -> Compiled:
+    """Compile to a closure over the counter-value list; params become constants. `windows` gives
+    each window counter's size. Raises ExprError for a division or modulo by a constant below 1."""
+    windows = windows or {}
 
     def build(node: ast.expr) -> tuple[Compiled, int | None]:
         # Returns (closure, constant value or None) so constant sub-trees fold away.
@@ -175,14 +237,19 @@ def compile_expr(expr: Expr, index: Mapping[str, int], params: Mapping[str, int]
                 return _fold(lambda v: -f(v), c, operator.neg)
             return f, c
         if isinstance(node, ast.BinOp):
-            op = operator.add if isinstance(node.op, ast.Add) else operator.sub
+            op = _ARITH[type(node.op)]
             (lf, lc), (rf, rc) = build(node.left), build(node.right)
+            if op in (operator.floordiv, operator.mod) and (rc is None or rc < 1):
+                raise ExprError(
+                    f"the right side of {_SYMBOL[type(node.op)]} must be at least 1, got {rc}", node.right.col_offset
+                )
             if lc is not None and rc is not None:
                 value = op(lc, rc)
                 return (lambda v: value), value
-            if rc is not None and isinstance(node.left, ast.Name) and node.left.id in index:
-                i, k = index[node.left.id], (rc if op is operator.add else -rc)
-                return (lambda v: v[i] + k), None  # the common `counter + 1`
+            if rc is not None and op in (operator.add, operator.sub) and isinstance(node.left, ast.Name):
+                if node.left.id in index:
+                    i, k = index[node.left.id], (rc if op is operator.add else -rc)
+                    return (lambda v: v[i] + k), None  # the common `counter + 1`
             return (lambda v: op(lf(v), rf(v))), None
         if isinstance(node, ast.BoolOp):
             parts = [build(x)[0] for x in node.values]
@@ -206,6 +273,14 @@ def compile_expr(expr: Expr, index: Mapping[str, int], params: Mapping[str, int]
                 return all(op(vals[k], vals[k + 1]) for k, op in enumerate(ops))
 
             return chain, None
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "push":
+            assert isinstance(node.args[0], ast.Name)
+            i, mask = index[node.args[0].id], (1 << windows[node.args[0].id]) - 1
+            bit = build(node.args[1])[0]
+            return (lambda v: ((v[i] << 1) | (1 if bit(v) else 0)) & mask), None
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "ones":
+            arg = build(node.args[0])[0]
+            return (lambda v: bin(arg(v)).count("1")), None
         if isinstance(node, ast.Call):
             assert isinstance(node.func, ast.Name)
             fn = _FUNCS[node.func.id]

@@ -88,6 +88,12 @@ class Counter(_Model):
     """An integer the machine keeps per session."""
 
     initial: Expression = Field("0", description="expression over params")
+    window: int | None = Field(
+        default=None,
+        ge=1,
+        le=16,
+        description="a window over the last N turns: update it with push(name, bit), read it with ones(name)",
+    )
     description: str = ""
 
 
@@ -109,7 +115,7 @@ class Initial(_Model):
 
 
 class Transition(_Model):
-    event: str
+    event: str | list[str] = Field(description="an event, or a list of events that all take this transition")
     source: Annotated[list[str], BeforeValidator(_one_as_list, json_schema_input_type=str | list[str])] = Field(
         description='state name, list of state names, or "*" for every state'
     )
@@ -118,6 +124,14 @@ class Transition(_Model):
     updates: dict[str, Expression] = Field(default_factory=dict)
     reset: bool = Field(False, description="back to the initial configuration")
     description: str = ""
+
+    @property
+    def events(self) -> list[str]:
+        return [self.event] if isinstance(self.event, str) else list(self.event)
+
+    @property
+    def event_text(self) -> str:
+        return self.event if isinstance(self.event, str) else ", ".join(self.event)
 
 
 class Invariant(_Model):
@@ -265,8 +279,9 @@ class Spec(_Model):
 
     @property
     def scope(self) -> dict[str, str]:
-        """What each name in an expression is: "param" or "counter"."""
-        return {**{p: "param" for p in self.params}, **{c: "counter" for c in self.counters}}
+        """What each name in an expression is: "param", "counter", "window" or the read-only "turn"."""
+        counters = {c: "window" if k.window else "counter" for c, k in self.counters.items()}
+        return {**{p: "param" for p in self.params}, **counters, "turn": "turn"}
 
     def parse(self, text: str, want: Kind = "int", *, params_only: bool = False) -> Expr:
         """Parse an expression of this spec (raises ExprError); `params_only` for initial values."""
@@ -274,9 +289,29 @@ class Spec(_Model):
         return parse(text, scope, want)
 
     def compile(self, text: str, want: Kind = "int") -> Compiled:
-        """An expression as a closure over the counter values (in declaration order), params folded in."""
+        """An expression as a closure over the counter values (in declaration order, then the turn
+        count), params folded in."""
         index = {name: i for i, name in enumerate(self.counters)}
-        return compile_expr(self.parse(text, want), index, self.param_values)
+        index["turn"] = len(index)
+        windows = {name: c.window for name, c in self.counters.items() if c.window}
+        return compile_expr(self.parse(text, want), index, self.param_values, windows)
+
+    @property
+    def uses_turn(self) -> bool:
+        """Whether any expression reads the turn count (the engine then keeps it beside the counters)."""
+        return any("turn" in self.parse(text, kind).names for text, kind, _ in self.expressions())
+
+    def expressions(self) -> list[tuple[str, Kind, tuple[int | str, ...]]]:
+        """Every expression of the spec: (text, kind, where), for checks that read them all."""
+        out: list[tuple[str, Kind, tuple[int | str, ...]]] = []
+        for name, st in self.states.items():
+            out += [(t, "int", ("states", name, "on_enter", c)) for c, t in st.on_enter.items()]
+        for i, t in enumerate(self.transitions):
+            if t.guard:
+                out.append((t.guard, "bool", ("transitions", i, "guard")))
+            out += [(x, "int", ("transitions", i, "updates", c)) for c, x in t.updates.items()]
+        out += [(inv.expr, "bool", ("invariants", i, "expr")) for i, inv in enumerate(self.invariants)]
+        return out
 
     @property
     def initial_state(self) -> str:

@@ -6,6 +6,7 @@ spec came from text. The meaning is checked only once the shape is right.
 
 from __future__ import annotations
 
+import ast
 import keyword
 import re
 import types
@@ -123,7 +124,7 @@ def _unwrap(tp: Any) -> Any:
             return tp
 
 
-_RESERVED = {"min", "max", "True", "False", "None"}
+_RESERVED = {"min", "max", "push", "ones", "turn", "True", "False", "None"}
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -140,7 +141,8 @@ def _meaning(spec: Spec) -> list[tuple[Loc, str, int]]:
                     (
                         (section, name),
                         f"'{name}' is not a usable name: use letters, digits and _, "
-                        "not starting with a digit or __, not a Python keyword, min, max, True or False",
+                        "not starting with a digit or __, not a Python keyword, min, max, True or False "
+                        "(nor push, ones or turn)",
                         -1,
                     )
                 )
@@ -163,13 +165,39 @@ def _meaning(spec: Spec) -> list[tuple[Loc, str, int]]:
         elif (lo is not None and p.default < lo) or (hi is not None and p.default > hi):
             add((("params", name, "default"), f"default {p.default} is outside the declared range {p.range_text}", 0))
 
+    def window_value(loc: Loc, counter: str, text: str) -> None:
+        # A window stays within its bits, so `lwfsm check` can explore it exactly.
+        size = counters[counter].window
+        if size is None:
+            return
+        parsed = expr(loc, text, "int", params_only=loc[0] == "counters")
+        if parsed is None:
+            return
+        tree = parsed.tree
+        is_push = (
+            isinstance(tree, ast.Call)
+            and getattr(tree.func, "id", None) == "push"
+            and getattr(tree.args[0], "id", None) == counter
+        )
+        is_const = isinstance(tree, ast.Constant) and type(tree.value) is int and 0 <= tree.value < 2**size
+        if not (is_push or is_const):
+            add((loc, f"window '{counter}' is updated only by push({counter}, bit) or a number 0..{2**size - 1}", 0))
+
     for name, c in counters.items():
-        expr(("counters", name, "initial"), c.initial, "int", params_only=True)
+        if c.window is None:
+            expr(("counters", name, "initial"), c.initial, "int", params_only=True)
+        else:
+            window_value(("counters", name, "initial"), name, c.initial)
 
     def updates(loc: Loc, ups: Mapping[str, str]) -> None:
         for counter, text in ups.items():
-            if counter not in counters:
+            if counter == "turn":
+                add(((*loc, counter), "turn is read-only: it counts the turns the session has completed", -1))
+            elif counter not in counters:
                 add(((*loc, counter), known("counter", counter, counters), -1))
+            elif counters[counter].window is not None:
+                window_value((*loc, counter), counter, text)
+                continue
             expr((*loc, counter), text, "int")
 
     for name, st in states.items():
@@ -204,10 +232,20 @@ def _meaning(spec: Spec) -> list[tuple[Loc, str, int]]:
     initial_states = {c.state for c in spec.initial if c.state in states}
     for i, t in enumerate(spec.transitions):
         loc: Loc = ("transitions", i)
-        if t.event not in events:
-            add(((*loc, "event"), known("event", t.event, events), 0))
-        else:
-            used_events.add(t.event)
+        listed = t.events
+        if not listed:
+            add(((*loc, "event"), "no event: give an event name or a list of them", 0))
+        for j, ev in enumerate(listed):
+            if ev not in events:
+                add(
+                    (
+                        (*loc, "event", j) if isinstance(t.event, list) else (*loc, "event"),
+                        known("event", ev, events),
+                        0,
+                    )
+                )
+            else:
+                used_events.add(ev)
         sources = spec.sources(t)
         if not t.source:
             add(((*loc, "source"), 'no source state: give a state, a list of states, or "*"', 0))
@@ -231,33 +269,35 @@ def _meaning(spec: Spec) -> list[tuple[Loc, str, int]]:
                         -1,
                     )
                 )
-            if t.event in events and events[t.event].turn:
-                add(
-                    (
-                        (*loc, "reset"),
-                        f"event '{t.event}' ends a turn, so it cannot reset the turn count; "
-                        f"declare it with 'turn: false'",
-                        -1,
+            for ev in listed:
+                if ev in events and events[ev].turn:
+                    add(
+                        (
+                            (*loc, "reset"),
+                            f"event '{ev}' ends a turn, so it cannot reset the turn count; "
+                            f"declare it with 'turn: false'",
+                            -1,
+                        )
                     )
-                )
-        for s in sources:
-            if s not in states or t.event not in events:
-                continue
-            if t.event in states[s].ignore:
-                add(((*loc, "event"), f"state '{s}' ignores event '{t.event}', so this transition can never fire", 0))
-            first = unguarded.get((t.event, s))
-            if first is not None:
-                add(
-                    (
-                        loc,
-                        f"transition {i} can never fire from '{s}': transition {first} "
-                        f"(same event '{t.event}', no guard) always fires first",
-                        0,
+        for ev in listed:
+            for s in sources:
+                if s not in states or ev not in events:
+                    continue
+                if ev in states[s].ignore:
+                    add(((*loc, "event"), f"state '{s}' ignores event '{ev}', so this transition can never fire", 0))
+                first = unguarded.get((ev, s))
+                if first is not None:
+                    add(
+                        (
+                            loc,
+                            f"transition {i} can never fire from '{s}': transition {first} "
+                            f"(same event '{ev}', no guard) always fires first",
+                            0,
+                        )
                     )
-                )
-            elif t.guard is None:
-                unguarded[(t.event, s)] = i
-            edges[s] |= initial_states if t.reset else {t.dest or s}
+                elif t.guard is None:
+                    unguarded[(ev, s)] = i
+                edges[s] |= initial_states if t.reset else {t.dest or s}
     for ev in events:
         if ev not in used_events:
             add(
