@@ -127,3 +127,120 @@ class Escalation:
                 self.move("lead" if self.rung == "worker" else "expert")
         else:
             raise NotAllowed(event)
+
+
+class Window:
+    """specs/window.yaml: fallback when k of the worker's last 5 turns failed."""
+
+    def __init__(self, params: dict[str, int]) -> None:
+        self.lead_turns = params["lead_turns"]
+        self.k = params["window_failures"]
+        self.fallback_turns = params["fallback_turns"]
+        self.reset()
+
+    def reset(self) -> None:
+        self.turns = 0
+        self.mode = "lead_initial" if self.lead_turns > 0 else "worker"
+        self.last: list[bool] = []  # outcomes of the worker's turns, True = failed
+        self.fallback_successes = 0
+
+    @property
+    def role(self) -> str:
+        return "lead" if self.mode in ("lead_initial", "fallback") else "worker"
+
+    def fire(self, event: str) -> None:
+        if event == "reset":
+            self.reset()
+            return
+        ok = {"turn_completed": True, "failure": False}[event]
+        self.turns += 1
+        if self.mode == "lead_initial":
+            if self.turns >= self.lead_turns:
+                self.mode = "worker"
+        elif self.mode == "fallback":
+            if ok:
+                self.fallback_successes += 1
+                if self.fallback_successes == self.fallback_turns:
+                    self.mode = "recovery"
+        else:
+            self.last = ([*self.last, not ok])[-5:]
+            if sum(self.last) >= self.k:
+                self.mode, self.last, self.fallback_successes = "fallback", [], 0
+            elif ok:
+                self.mode = "worker"
+
+
+class Reviewer(LeadWorker):
+    """specs/reviewer.yaml: turns that are multiples of review_every go to the reviewer when the
+    worker would have served them; the worker then carries on."""
+
+    def __init__(self, params: dict[str, int]) -> None:
+        self.every = params["review_every"]
+        super().__init__(params)
+
+    def reset(self) -> None:
+        super().reset()
+        self.reviewing = False
+
+    @property
+    def role(self) -> str:
+        return "reviewer" if self.reviewing else super().role
+
+    def fire(self, event: str) -> None:
+        if event != "reset" and self.reviewing:
+            self.turns += 1
+            self.reviewing, self.mode = False, "worker"
+            return
+        before = self.mode
+        super().fire(event)
+        after_a_worker_or_the_start = before in ("lead_initial", "worker", "recovery")
+        if event != "reset" and self.mode in ("worker", "recovery") and after_a_worker_or_the_start:
+            self.reviewing = (self.turns + 1) % self.every == 0
+
+
+class Budget(LeadWorker):
+    """specs/budget.yaml: at most lead_budget lead turns per conversation; force_lead on request."""
+
+    def __init__(self, params: dict[str, int]) -> None:
+        self.budget = params["lead_budget"]
+        self.forced_turns = params["forced_turns"]
+        super().__init__(params)
+
+    def reset(self) -> None:
+        super().reset()
+        self.used = 0
+        self.forced = 0  # forced turns left
+        if self.budget == 0:
+            self.mode = "worker"
+
+    @property
+    def role(self) -> str:
+        return "lead" if self.forced else super().role
+
+    def fire(self, event: str) -> None:
+        if event == "force_lead":
+            if self.mode in ("worker", "recovery") and not self.forced and self.used < self.budget:
+                self.forced, self.failures = self.forced_turns, 0
+            return
+        if event == "reset":
+            self.reset()
+            return
+        if self.role == "lead":
+            self.used += 1
+        if self.forced:
+            self.turns += 1
+            self.forced -= 1
+            if self.used >= self.budget:
+                self.forced = 0
+            if not self.forced:
+                self.mode = "worker"
+            return
+        before = self.mode
+        super().fire(event)
+        if self.used >= self.budget:
+            if before == "lead_initial" and self.mode == "lead_initial":
+                self.mode = "worker"
+            elif self.mode == "fallback" and before == "fallback":
+                self.mode = "recovery"
+            elif self.mode == "fallback":  # the threshold was reached with no budget left
+                self.mode, self.failures = before, 0

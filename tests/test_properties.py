@@ -65,3 +65,8 @@ TestEscalation = spec_machine(SPECS / "escalation.yaml", references.Escalation).
 def test_shipped_spec_invariants_hold_over_random_sequences() -> None:
     for path in sorted(SPECS.glob("*.yaml")):
         assert_invariants_hold(path, max_examples=60)
+
+
+TestWindow = spec_machine(SPECS / "window.yaml", references.Window).TestCase
+TestReviewer = spec_machine(SPECS / "reviewer.yaml", references.Reviewer).TestCase
+TestBudget = spec_machine(SPECS / "budget.yaml", references.Budget).TestCase

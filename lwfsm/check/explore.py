@@ -157,7 +157,7 @@ def abstraction(spec: Spec) -> Abstraction:
     exact: dict[str, str] = {}
     for name, c in spec.counters.items():
         if c.window:
-            exact[name] = f"window of {c.window} (0..{2**c.window - 1})"
+            exact[name] = f"window of {c.window} turns"
             continue
         top = 0
         for e, _ in assignments[name]:
