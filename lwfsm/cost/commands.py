@@ -16,7 +16,7 @@ from typing import Any
 
 from ..spec import Spec
 from .pricing import PriceMap
-from .records import conversations, load_trace, parse_lines
+from .records import conversations, load_trace
 from .report import Summary, summarise
 from .simulate import (
     ASSUMPTION,
@@ -109,8 +109,22 @@ def simulate_command(spec: Spec, args: Any) -> int:
     if args.monte_carlo:
         return _monte_carlo(spec, records, prices, replayer, args)
     summary, _ = simulate(spec, records, prices, lead=args.lead, worker=args.worker, replayer=replayer)
+    if args.html:
+        summary.diagram = _diagram(spec)
     emit(summary, args)
     return 0
+
+
+def _diagram(spec: Spec) -> str:
+    """The spec's diagram as inline SVG, or a note when it cannot be drawn here."""
+    from ..diagram import render
+    from ..errors import DiagramError
+
+    try:
+        svg = render(spec, "svg").decode()
+    except DiagramError as exc:
+        return f"<p>(no diagram: {exc})</p>"
+    return svg[svg.find("<svg") :]
 
 
 def _failure(records: Any, args: Any) -> tuple[dict[str, float], str]:
@@ -274,6 +288,3 @@ def _plot(rows: list[dict[str, Any]], names: list[str], path: str, spec: str) ->
     fig.savefig(path)
     plt.close(fig)
     print(f"wrote {path}", file=sys.stderr)
-
-
-__all__ += ["parse_lines"]

@@ -40,6 +40,8 @@ class ConversationSummary:
     all_lead: float | None = 0.0
     all_worker: float | None = 0.0
     costs: list[float | None] = field(default_factory=list)  # per turn (actual), for plots
+    roles: list[str] = field(default_factory=list)  # per turn, for the timeline
+    failed: list[bool] = field(default_factory=list)  # per turn
 
     @property
     def total_turns(self) -> int:
@@ -79,6 +81,7 @@ class Summary:
     conversations: list[ConversationSummary]
     total: ConversationSummary
     note: str = ""  # e.g. the simulator's assumption, printed above the table
+    diagram: str = ""  # the spec's diagram as inline SVG, for the HTML page (simulate)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -212,6 +215,8 @@ def summarise(
                     c.failing_worker_turns += 1
             p = prices.price(r.model, u)
             c.costs.append(p)
+            c.roles.append(r.role)
+            c.failed.append(r.outcome != success)
             c.cost = _add(c.cost, p)
             prev_role = r.role
         for attr, model in (("all_lead", lead_model), ("all_worker", worker_model)):
@@ -240,17 +245,96 @@ def _usage(r: TraceRecord) -> Any:
     )
 
 
+_COLOURS = ["#2b6cb0", "#dd6b20", "#38a169", "#805ad5", "#d53f8c"]
+
+
+def _cost_svg(summary: Summary) -> str:
+    """Cumulative actual cost over turns, one line per conversation (first 12)."""
+    w, h, left, bottom = 640, 260, 60, 30
+    series = []
+    for c in summary.conversations[:12]:
+        acc, pts = 0.0, []
+        for v in c.costs:
+            if v is None:
+                break
+            acc += v
+            pts.append(acc)
+        series.append((c.session, pts))
+    top = max((p[-1] for _, p in series if p), default=0.0) or 1.0
+    n = max((len(p) for _, p in series), default=1) or 1
+    parts = [
+        f"<svg xmlns='http://www.w3.org/2000/svg' width='{w}' height='{h + 20}' role='img'>",
+        f"<line x1='{left}' y1='{h - bottom}' x2='{w - 10}' y2='{h - bottom}' stroke='#444'/>",
+        f"<line x1='{left}' y1='10' x2='{left}' y2='{h - bottom}' stroke='#444'/>",
+        f"<text x='{left - 6}' y='16' font-size='11' text-anchor='end'>${top:.3g}</text>",
+        f"<text x='{left - 6}' y='{h - bottom}' font-size='11' text-anchor='end'>$0</text>",
+        f"<text x='{(w + left) // 2}' y='{h - 8}' font-size='11' text-anchor='middle'>turn (1..{n})</text>",
+    ]
+    for k, (name, pts) in enumerate(series):
+        colour = _COLOURS[k % len(_COLOURS)]
+        xy = " ".join(
+            f"{left + (w - left - 10) * (t + 1) / n:.1f},{(h - bottom) - (h - bottom - 10) * v / top:.1f}"
+            for t, v in enumerate(pts)
+        )
+        parts.append(f"<polyline fill='none' stroke='{colour}' stroke-width='2' points='{xy}'/>")
+        parts.append(
+            f"<text x='{w - 12}' y='{24 + 14 * k}' font-size='11' text-anchor='end' fill='{colour}'>"
+            f"{html.escape(name)}</text>"
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _timeline_svg(c: ConversationSummary, roles: list[str], width: int = 640) -> str:
+    """One cell per turn, coloured by the role that served it; a failed turn has a dark mark."""
+    n = len(c.roles) or 1
+    cell = max(1.0, (width - 10) / n)
+    parts = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='22'>"]
+    for t, (role, failed) in enumerate(zip(c.roles, c.failed, strict=True)):
+        colour = _COLOURS[roles.index(role) % len(_COLOURS)]
+        parts.append(f"<rect x='{t * cell:.1f}' y='2' width='{cell:.1f}' height='14' fill='{colour}'/>")
+        if failed:
+            parts.append(f"<rect x='{t * cell:.1f}' y='16' width='{cell:.1f}' height='4' fill='#222'/>")
+    parts.append("</svg>")
+    return "".join(parts)
+
+
 def _html(summary: Summary, title: str) -> str:
     esc = html.escape
     rows = summary.rows()
-    head = "".join(f"<th>{esc(k)}</th>" for k in rows[0])
+    head = "".join(f"<th>{esc(k.replace('_', ' '))}</th>" for k in rows[0])
     body = "".join(
-        "<tr>" + "".join(f"<td>{esc('' if v is None else str(v))}</td>" for v in r.values()) + "</tr>" for r in rows
+        "<tr>"
+        + "".join(
+            f"<td>{esc('' if v is None else (f'{v:.4f}' if isinstance(v, float) else str(v)))}</td>" for v in r.values()
+        )
+        + "</tr>"
+        for r in rows
     )
+    roles = sorted({r for c in summary.conversations for r in c.roles})
+    legend = " ".join(
+        f"<span style='background:{_COLOURS[i % len(_COLOURS)]};color:#fff;padding:1px 6px'>{esc(r)}</span>"
+        for i, r in enumerate(roles)
+    )
+    timelines = "".join(
+        f"<div class='tl'><code>{esc(c.session)}</code>{_timeline_svg(c, roles)}</div>"
+        for c in summary.conversations[:50]
+    )
+    more = f"<p>(first 50 of {len(summary.conversations)} conversations)</p>" if len(summary.conversations) > 50 else ""
+    diagram = f"<h2>Spec</h2><div>{summary.diagram}</div>" if summary.diagram else ""
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>"
         + esc(title)
-        + "</title><style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-        "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}</style></head><body>"
-        + f"<h1>{esc(title)}</h1><p>{esc(summary.note)}</p><table><tr>{head}</tr>{body}</table></body></html>"
+        + "</title><style>body{font-family:sans-serif;margin:2em;max-width:1100px}"
+        "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
+        "td:first-child,th:first-child{text-align:left}tr:last-child{font-weight:bold}"
+        ".tl{display:flex;align-items:center;gap:8px}.tl code{width:110px;overflow:hidden}</style></head><body>"
+        f"<h1>{esc(title)}</h1><p>{esc(summary.note)}</p>"
+        f"<p>lead alone: <code>{esc(summary.lead_model or 'unknown')}</code>; worker alone: "
+        f"<code>{esc(summary.worker_model or 'unknown')}</code>. Costs in dollars; the lead/worker-alone columns "
+        "keep a model's prompt cache across the whole conversation.</p>"
+        f"<table><tr>{head}</tr>{body}</table>"
+        f"<h2>Cost over turns (cumulative, actual)</h2>{_cost_svg(summary)}"
+        f"<h2>Who served each turn</h2><p>{legend} &nbsp;a dark mark under a turn: it failed</p>{timelines}{more}"
+        f"{diagram}</body></html>"
     )
