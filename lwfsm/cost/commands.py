@@ -271,19 +271,31 @@ def _plot(rows: list[dict[str, Any]], names: list[str], path: str, spec: str) ->
         color="#d1495b",
         label="Pareto front",
     )
-    for r in front:
-        ax.annotate(
-            " ".join(f"{n}={r[n]}" for n in names),
-            (r["failing_worker_turns"], r["cost"]),
-            fontsize=7,
-            xytext=(4, 4),
-            textcoords="offset points",
-        )
+    xspan = (max(r["failing_worker_turns"] for r in pts) - min(r["failing_worker_turns"] for r in pts)) or 1.0
+    yspan = (max(r["cost"] for r in pts) - min(r["cost"] for r in pts)) or 1.0
+    last: tuple[float, float] | None = None
+    for r in front:  # label the front, skipping points too close to the last label to read
+        x, y = r["failing_worker_turns"], r["cost"]
+        if last is not None and abs(x - last[0]) / xspan < 0.08 and abs(y - last[1]) / yspan < 0.08:
+            continue
+        label = "(" + ", ".join(str(r[n]) for n in names) + ")"
+        ax.annotate(label, (x, y), fontsize=7, xytext=(6, 2), textcoords="offset points")
+        last = (x, y)
+    ax.text(
+        0.99,
+        0.99,
+        "labels: (" + ", ".join(names) + ")",
+        transform=ax.transAxes,
+        fontsize=7,
+        ha="right",
+        va="top",
+        color="#555",
+    )
     ax.set_xlabel("turns served by a failing worker")
     ax.set_ylabel("cost ($)")
     ax.set_title(f"{spec}: cost vs failing-worker turns, one point per param combination")
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(loc="lower left")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -98,7 +98,7 @@ class Summary:
         for c in [*self.conversations, self.total]:
             d = c.to_dict()
             d["turns_by_role"] = " ".join(f"{k}={v}" for k, v in sorted(c.turns.items()))
-            d["fallback_lengths"] = " ".join(map(str, c.fallbacks))
+            d["fallback_lengths"] = _lengths(c.fallbacks)
             d["failures_by_reason"] = "; ".join(f"{k}={v}" for k, v in c.failures.most_common())
             out.append(d)
         return out
@@ -167,6 +167,13 @@ class Summary:
     def html(self, title: str = "lwfsm report") -> str:
         """One self-contained page (no scripts, no CDN): the table, cost over turns, role timelines."""
         return _html(self, title)
+
+
+def _lengths(lengths: list[int]) -> str:
+    """Fallback lengths as a list when short, else as mean and max."""
+    if len(lengths) <= 8:
+        return " ".join(map(str, lengths))
+    return f"mean {sum(lengths) / len(lengths):.1f}, max {max(lengths)}"
 
 
 def most_used_model(records: Iterable[TraceRecord], role: str) -> str | None:
@@ -245,12 +252,23 @@ def _usage(r: TraceRecord) -> Any:
     )
 
 
-_COLOURS = ["#2b6cb0", "#dd6b20", "#38a169", "#805ad5", "#d53f8c"]
+_COLOURS = [
+    "#2b6cb0",
+    "#dd6b20",
+    "#38a169",
+    "#805ad5",
+    "#d53f8c",
+    "#00a3c4",
+    "#975a16",
+    "#718096",
+    "#e53e3e",
+    "#319795",
+]
 
 
 def _cost_svg(summary: Summary) -> str:
     """Cumulative actual cost over turns, one line per conversation (first 12)."""
-    w, h, left, bottom = 640, 260, 60, 30
+    w, h, left, bottom, right = 760, 260, 60, 30, 140
     series = []
     for c in summary.conversations[:12]:
         acc, pts = 0.0, []
@@ -264,22 +282,21 @@ def _cost_svg(summary: Summary) -> str:
     n = max((len(p) for _, p in series), default=1) or 1
     parts = [
         f"<svg xmlns='http://www.w3.org/2000/svg' width='{w}' height='{h + 20}' role='img'>",
-        f"<line x1='{left}' y1='{h - bottom}' x2='{w - 10}' y2='{h - bottom}' stroke='#444'/>",
+        f"<line x1='{left}' y1='{h - bottom}' x2='{w - right}' y2='{h - bottom}' stroke='#444'/>",
         f"<line x1='{left}' y1='10' x2='{left}' y2='{h - bottom}' stroke='#444'/>",
         f"<text x='{left - 6}' y='16' font-size='11' text-anchor='end'>${top:.3g}</text>",
         f"<text x='{left - 6}' y='{h - bottom}' font-size='11' text-anchor='end'>$0</text>",
-        f"<text x='{(w + left) // 2}' y='{h - 8}' font-size='11' text-anchor='middle'>turn (1..{n})</text>",
+        f"<text x='{(w - right + left) // 2}' y='{h - 8}' font-size='11' text-anchor='middle'>turn (1..{n})</text>",
     ]
     for k, (name, pts) in enumerate(series):
         colour = _COLOURS[k % len(_COLOURS)]
         xy = " ".join(
-            f"{left + (w - left - 10) * (t + 1) / n:.1f},{(h - bottom) - (h - bottom - 10) * v / top:.1f}"
+            f"{left + (w - left - right) * (t + 1) / n:.1f},{(h - bottom) - (h - bottom - 10) * v / top:.1f}"
             for t, v in enumerate(pts)
         )
         parts.append(f"<polyline fill='none' stroke='{colour}' stroke-width='2' points='{xy}'/>")
         parts.append(
-            f"<text x='{w - 12}' y='{24 + 14 * k}' font-size='11' text-anchor='end' fill='{colour}'>"
-            f"{html.escape(name)}</text>"
+            f"<text x='{w - right + 10}' y='{24 + 14 * k}' font-size='11' fill='{colour}'>{html.escape(name)}</text>"
         )
     parts.append("</svg>")
     return "".join(parts)
