@@ -148,6 +148,27 @@ class Replayer:
             session.apply(event)
         return res
 
+    def run_many(self, events: Any) -> Any:
+        """Configurations serving each turn of many conversations at once (numpy): `events` is an
+        (N, T) integer array of indices into `table.events`; the result is (N, T) indices into the
+        table's configurations (`table.roles[i]` is the role). Needs the table."""
+        if self.table is None:
+            raise ValueError(f"no transition table for spec '{self.spec.name}': {self.why_engine}")
+        np = _numpy()
+        t = self.table
+        nxt = np.array(t.next, dtype=np.int32).reshape(-1, len(t.events))
+        n, turns = events.shape
+        out = np.empty((n, turns), dtype=np.int32)
+        c = np.full(n, t.initial, dtype=np.int32)
+        for j in range(turns):
+            out[:, j] = c
+            c = nxt[c, events[:, j]]
+            if (c < 0).any():
+                raise TransitionNotAllowed(
+                    f"an event of turn {j + 1} is not allowed", event=str(events[0, j]), state=t.states[out[0, j]]
+                )
+        return out
+
     def roles(self, outcomes: Sequence[str]) -> list[str]:
         return [r for _, r in self.run(outcomes)]
 
