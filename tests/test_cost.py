@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -344,3 +345,26 @@ def test_generate_then_simulate_monte_carlo_and_sweep(tmp_path: Path, capsys: py
     costs = [float(line.split()[2]) for line in lines[3:]]
     assert costs == sorted(costs)
     assert any(line.endswith("*") for line in lines[3:])
+
+
+def test_readme_report_excerpt_is_what_the_cli_prints(capsys: pytest.CaptureFixture[str]) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    (excerpt,) = re.findall(r"```\n\$ (lwfsm report [^\n]*)\n(.*?)```", readme, re.S)
+    line, expected = excerpt
+    root = Path(__file__).resolve().parent.parent
+    assert main([line.split()[1], str(root / line.split()[2])]) == 0
+    assert capsys.readouterr().out == expected
+
+
+def test_vectorised_replay_matches_turn_by_turn() -> None:
+    np = pytest.importorskip("numpy")
+    spec = load_spec("lead_worker", {"lead_turns": 1})
+    replayer = Replayer(spec)
+    assert replayer.table is not None
+    rng = np.random.default_rng(3)
+    events = (rng.random((50, 40)) < 0.4).astype(np.int32)  # 0: turn_completed, 1: failure
+    assert replayer.table.events[:2] == ("turn_completed", "failure")
+    configs = replayer.run_many(events)
+    for row, convo in zip(configs, events, strict=True):
+        names = [replayer.table.events[e] for e in convo]
+        assert [replayer.table.roles[c] for c in row] == replayer.roles(names)
