@@ -81,9 +81,21 @@ def test_hand_written_trace_validates_against_the_schema_file() -> None:
 
 
 def test_the_turn_core_record_is_a_trace_record() -> None:
-    # The fields Judged.record writes (lwfsm/turn/core.py) are exactly the record's fields.
-    written = {"session", "turn", "state", "role", "model", "outcome", "reason", "cost", "latency", "transition"}
-    assert written | set(Usage.model_fields) == set(TraceRecord.model_fields)
+    # What the adapter and the gateway log (Judged.record) loads as a trace record, field for field.
+    from lwfsm.engine import TransitionRecord
+    from lwfsm.turn.core import Judged, PendingTurn
+
+    usage = Usage(prompt_tokens=900, completion_tokens=50, cache_read_tokens=800, reasoning_tokens=10)
+    pending = PendingTurn(turn=4, state="worker", role="worker", model=WORKER, reply={}, usage=usage, latency=0.25)
+    judged = Judged(
+        pending, "failure", "tests failed", TransitionRecord(4, "failure", "worker", "worker", "x", None, 7)
+    )
+    written = judged.record("conv-1", cost=0.001)
+    loaded = TraceRecord.model_validate(written)
+    assert set(written) == set(TraceRecord.model_fields)
+    assert loaded.model_dump() == written
+    jsonschema = pytest.importorskip("jsonschema")
+    jsonschema.validate(json.loads(json.dumps(written)), json.loads(SCHEMA_PATH.read_text()))
 
 
 def test_bad_traces_give_located_errors(tmp_path: Path) -> None:
