@@ -334,6 +334,18 @@ def test_monte_carlo_mean_converges_on_a_closed_form_case() -> None:
     assert worker_failures == pytest.approx(p * (turns - expected), rel=0.03)
 
 
+def test_estimated_probabilities_carry_their_uncertainty() -> None:
+    pytest.importorskip("numpy")
+    table = compile_table(load_spec("lead_worker", {"lead_turns": 0}))
+    kw: dict[str, Any] = {"conversations": 4000, "turns": 50, "success": "turn_completed", "fail": "failure"}
+    known = monte_carlo(table, {"lead": 0.0, "worker": 0.3}, **kw)
+    few = monte_carlo(table, {"lead": 0.0, "worker": 0.3}, observed={"worker": (3, 10)}, **kw)
+    assert known.failing_worker_turns.spread is not None
+    assert few.failing_worker_turns.spread is not None
+    width = [e.spread[1] - e.spread[0] for e in (known.failing_worker_turns, few.failing_worker_turns) if e.spread]
+    assert width[1] > 1.5 * width[0]  # ten observed turns say little about p: conversations spread wider
+
+
 def test_generate_then_simulate_monte_carlo_and_sweep(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("numpy")
     out = tmp_path / "gen.jsonl"

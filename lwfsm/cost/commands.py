@@ -22,6 +22,7 @@ from .simulate import (
     ASSUMPTION,
     Knobs,
     Replayer,
+    failure_counts,
     failure_rates,
     generate,
     monte_carlo,
@@ -127,22 +128,31 @@ def _diagram(spec: Spec) -> str:
     return svg[svg.find("<svg") :]
 
 
-def _failure(records: Any, args: Any) -> tuple[dict[str, float], str]:
+def _failure(records: Any, args: Any) -> tuple[dict[str, float], dict[str, tuple[int, int]], str]:
     rates = failure_rates(records)
+    counts = failure_counts(records)
     given = {"lead": args.fail_lead, "worker": args.fail_worker}
     out, said = {}, []
+    observed = {}
     for role, est in rates.items():
         if given.get(role) is not None:
             out[role] = float(given[role])
             said.append(f"{role} {out[role]:.3g} (given)")
         else:
             out[role] = est.mean
+            observed[role] = counts[role]
             said.append(f"{role} {est.mean:.3g} (estimated from the trace, 95% interval {est.low:.3g}..{est.high:.3g})")
     for role, p in given.items():
         if p is not None and role not in out:
             out[role] = float(p)
             said.append(f"{role} {p:.3g} (given)")
-    return out, "failure probabilities: " + "; ".join(said)
+    text = "failure probabilities: " + "; ".join(said)
+    if observed:
+        text += (
+            "\nestimated probabilities are drawn per conversation from their Beta posterior, "
+            "so the spread over conversations includes their uncertainty"
+        )
+    return out, observed, text
 
 
 def _mc(spec: Spec, records: Any, prices: PriceMap, replayer: Replayer, args: Any) -> Any:
@@ -150,7 +160,7 @@ def _mc(spec: Spec, records: Any, prices: PriceMap, replayer: Replayer, args: An
         raise ValueError(
             f"--monte-carlo needs a transition table, and spec '{spec.name}' has none: {replayer.why_engine}"
         )
-    failure, said = _failure(records, args)
+    failure, observed, said = _failure(records, args)
     models = role_models(spec, records, args.lead, args.worker)
     lengths = [len(c) for c in conversations(records).values()]
     turns = args.conversation_turns or round(statistics.mean(lengths))
@@ -163,6 +173,7 @@ def _mc(spec: Spec, records: Any, prices: PriceMap, replayer: Replayer, args: An
         success=ok,
         fail=fail,
         turn_price=turn_prices(records, models, prices),
+        observed=observed,
         seed=args.seed,
     )
     return result, said
@@ -180,6 +191,7 @@ def _monte_carlo(spec: Spec, records: Any, prices: PriceMap, replayer: Replayer,
                     "conversations": result.conversations,
                     "turns": result.turns,
                     "cost": None if result.cost is None else result.cost.__dict__,
+                    "note": ASSUMPTION,
                     "failing_worker_turns": result.failing_worker_turns.__dict__,
                     "turns_by_role": {k: v.__dict__ for k, v in result.turns_by_role.items()},
                 },

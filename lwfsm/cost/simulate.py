@@ -259,11 +259,15 @@ def _usage(r: TraceRecord) -> Usage:
 @dataclass(frozen=True)
 class Estimate:
     mean: float
-    low: float  # 95% confidence interval (normal approximation)
+    low: float  # 95% confidence interval of the mean (normal approximation)
     high: float
+    spread: tuple[float, float] | None = None  # 2.5th and 97.5th percentiles of the samples
 
     def __str__(self) -> str:
-        return f"{self.mean:.6g} [{self.low:.6g}, {self.high:.6g}]"
+        text = f"{self.mean:.6g} [{self.low:.6g}, {self.high:.6g}]"
+        if self.spread is not None:
+            text += f" (95% of conversations within {self.spread[0]:.6g}..{self.spread[1]:.6g})"
+        return text
 
 
 def _estimate(samples: Any) -> Estimate:
@@ -271,7 +275,17 @@ def _estimate(samples: Any) -> Estimate:
     n = len(samples)
     mean = float(np.mean(samples))
     half = 1.96 * float(np.std(samples, ddof=1)) / n**0.5 if n > 1 else float("inf")
-    return Estimate(mean, mean - half, mean + half)
+    lo, hi = (float(v) for v in np.percentile(samples, [2.5, 97.5]))
+    return Estimate(mean, mean - half, mean + half, (lo, hi))
+
+
+def failure_counts(records: Sequence[TraceRecord], success: str = "turn_completed") -> dict[str, tuple[int, int]]:
+    """(failures, turns) per role in the records."""
+    out: dict[str, tuple[int, int]] = {}
+    for r in records:
+        k, n = out.get(r.role, (0, 0))
+        out[r.role] = (k + (r.outcome != success), n + 1)
+    return out
 
 
 def failure_rates(records: Sequence[TraceRecord], success: str = "turn_completed") -> dict[str, Estimate]:
@@ -300,7 +314,7 @@ class MonteCarlo:
         lines = [
             f"Monte-Carlo: {self.conversations} conversations of {self.turns} turns; failure probability "
             + ", ".join(f"{r} {p:.3g}" for r, p in self.failure.items())
-            + " (means with 95% confidence intervals, per conversation)",
+            + " (per conversation: mean [95% confidence interval of the mean])",
             f"  cost $: {self.cost if self.cost is not None else 'unknown'}",
             f"  turns a failing worker kept serving: {self.failing_worker_turns}",
         ]
@@ -318,16 +332,25 @@ def monte_carlo(
     fail: str,
     lead_role: str = "lead",
     turn_price: dict[str, tuple[float, float]] | None = None,
+    observed: dict[str, tuple[int, int]] | None = None,
     seed: int | None = 0,
 ) -> MonteCarlo:
     """N conversations of `turns` turns, vectorised over conversations. A turn fails with its
     role's probability; `turn_price[role] = (warm, cold)` prices a turn served by a role that
-    served the turn before (warm) or not (cold)."""
+    served the turn before (warm) or not (cold). A role in `observed` (failures, turns) instead
+    draws its probability per conversation from the Beta(failures + 1, turns - failures + 1)
+    posterior, so the intervals carry the uncertainty of an estimate made from a trace."""
     np = _numpy()
     rng = np.random.default_rng(seed)
     role_names = sorted(set(table.roles))
     role_of = np.array([role_names.index(r) for r in table.roles])
     p = np.array([failure.get(r, 0.0) for r in role_names])
+    per_conv = np.repeat(p[:, None], conversations, axis=1)
+    for i, r in enumerate(role_names):
+        if observed and r in observed:
+            k, n = observed[r]
+            per_conv[i] = rng.beta(k + 1, n - k + 1, size=conversations)
+    everyone = np.arange(conversations)
     width = len(table.events)
     nxt = np.array(table.next).reshape(-1, width)
     ok_e, fail_e = table.events.index(success), table.events.index(fail)
@@ -342,8 +365,8 @@ def monte_carlo(
     lead_i = role_names.index(lead_role) if lead_role in role_names else -1
     for _ in range(turns):
         r = role_of[c]
-        failed = rng.random(conversations) < p[r]
-        np.add.at(served, (r, np.arange(conversations)), 1)
+        failed = rng.random(conversations) < per_conv[r, everyone]
+        np.add.at(served, (r, everyone), 1)
         failing_worker += failed & (r != lead_i)
         cost += np.where(r == prev, warm[r], cold[r])
         c = nxt[c, np.where(failed, fail_e, ok_e)]
