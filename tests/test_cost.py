@@ -255,6 +255,17 @@ def test_replay_gives_the_role_sequence_of_lwfsm_trace(tmp_path: Path, capsys: p
     assert expected == ["worker", "worker", "lead", "lead", "lead", "lead", "worker", "worker"]
 
 
+def test_a_role_without_a_model_is_said_and_can_be_bound(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, HAND)
+    escalation = str(Path(SPECS[0]).parent / "escalation.yaml")
+    assert main(["simulate", escalation, "--trace", path]) == 0
+    assert "role expert has no model in the trace and none was given" in capsys.readouterr().out
+    assert main(["simulate", escalation, "--trace", path, "--model", "expert=gpt-4o", "--json"]) == 0
+    assert "no model" not in json.loads(capsys.readouterr().out)["note"]
+    assert main(["simulate", escalation, "--trace", path, "--model", "boss=gpt-4o"]) == 1
+    assert "has no role 'boss'" in capsys.readouterr().err
+
+
 def test_simulate_cli_states_the_assumption(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write(tmp_path, HAND)
     assert main(["simulate", "lead_worker", "--trace", path, "--set", "lead_turns=1"]) == 0

@@ -415,6 +415,7 @@ def _add_cost_commands(sub: Any, with_set: Any) -> None:
     with_set(p)
     p.add_argument("--trace", action="append", default=[], metavar="FILE", help="a JSONL trace (repeatable)")
     outputs(p)
+    p.add_argument("--model", action="append", default=[], metavar="ROLE=MODEL", help="bind any role (repeatable)")
     p.add_argument("--engine", action="store_true", help="drive the engine instead of the transition table")
     p.add_argument("--monte-carlo", type=int, metavar="N", help="simulate N conversations with random outcomes")
     p.add_argument("--conversation-turns", type=int, metavar="T", help="turns per Monte-Carlo conversation")

@@ -109,11 +109,25 @@ def simulate_command(spec: Spec, args: Any) -> int:
     replayer = Replayer(spec, use_engine=args.engine)
     if args.monte_carlo:
         return _monte_carlo(spec, records, prices, replayer, args)
-    summary, _ = simulate(spec, records, prices, lead=args.lead, worker=args.worker, replayer=replayer)
+    summary, _ = simulate(
+        spec, records, prices, lead=args.lead, worker=args.worker, models=_models(spec, args), replayer=replayer
+    )
     if args.html:
         summary.diagram = _diagram(spec)
     emit(summary, args)
     return 0
+
+
+def _models(spec: Spec, args: Any) -> dict[str, str]:
+    out = {}
+    for pair in args.model:
+        role, sep, model = pair.partition("=")
+        if not sep or not model:
+            raise ValueError(f"--model {pair}: expected ROLE=MODEL, e.g. --model expert=gpt-4.1")
+        if role not in spec.roles:
+            raise ValueError(f"--model {pair}: spec '{spec.name}' has no role '{role}'; it has {', '.join(spec.roles)}")
+        out[role] = model
+    return out
 
 
 def _diagram(spec: Spec) -> str:
@@ -161,7 +175,7 @@ def _mc(spec: Spec, records: Any, prices: PriceMap, replayer: Replayer, args: An
             f"--monte-carlo needs a transition table, and spec '{spec.name}' has none: {replayer.why_engine}"
         )
     failure, observed, said = _failure(records, args)
-    models = role_models(spec, records, args.lead, args.worker)
+    models = role_models(spec, records, args.lead, args.worker, _models(spec, args))
     lengths = [len(c) for c in conversations(records).values()]
     turns = args.conversation_turns or round(statistics.mean(lengths))
     ok, fail = spec.judging.events
@@ -225,7 +239,9 @@ def _sweep(spec: Spec, records: Any, prices: PriceMap, args: Any) -> int:
             cost = None if result.cost is None else result.cost.mean
             risk = result.failing_worker_turns.mean
         else:
-            summary, _ = simulate(s, records, prices, lead=args.lead, worker=args.worker, replayer=replayer)
+            summary, _ = simulate(
+                s, records, prices, lead=args.lead, worker=args.worker, models=_models(s, args), replayer=replayer
+            )
             cost, risk = summary.total.cost, summary.total.failing_worker_turns
         rows.append({**dict(zip(ranges, combo, strict=True)), "cost": cost, "failing_worker_turns": risk})
         if time.monotonic() - started > 2 and sys.stderr.isatty():

@@ -137,7 +137,7 @@ class Summary:
 
         def line(r: Sequence[str]) -> str:
             return "  ".join(
-                c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))
+                c.ljust(w) if i in (0, 2) else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))
             )
 
         out = [self.note] if self.note else []

@@ -15,7 +15,7 @@ from __future__ import annotations
 import itertools
 import random
 from collections import Counter, deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -187,10 +187,15 @@ def _event_map(spec: Spec, records: Sequence[TraceRecord]) -> Callable[[str], st
 
 
 def role_models(
-    spec: Spec, records: Sequence[TraceRecord], lead: str | None = None, worker: str | None = None
+    spec: Spec,
+    records: Sequence[TraceRecord],
+    lead: str | None = None,
+    worker: str | None = None,
+    models: Mapping[str, str] | None = None,
 ) -> dict[str, str | None]:
     """The model each role of the spec uses: given, else the one it used most in the records."""
     out: dict[str, str | None] = {r: most_used_model(records, r) for r in spec.roles}
+    out.update(models or {})
     if lead:
         out["lead"] = lead
     if worker:
@@ -205,17 +210,19 @@ def simulate(
     *,
     lead: str | None = None,
     worker: str | None = None,
+    models: Mapping[str, str] | None = None,
     replayer: Replayer | None = None,
 ) -> tuple[Summary, list[TraceRecord]]:
-    """The recorded conversations replayed through `spec`: its summary and the simulated records."""
+    """The recorded conversations replayed through `spec`: its summary and the simulated records.
+    A role with no model (none given, none in the records) keeps each turn's recorded model."""
     replayer = replayer or Replayer(spec)
-    models = role_models(spec, records, lead, worker)
+    bound = role_models(spec, records, lead, worker, models)
     to_event = _event_map(spec, records)
     ok = spec.judging.events[0]
     out: list[TraceRecord] = []
     for turns in conversations(records).values():
         served = replayer.run([to_event(r.outcome) for r in turns])
-        new_models = [models.get(role) or r.model for (_, role), r in zip(served, turns, strict=True)]
+        new_models = [bound.get(role) or r.model for (_, role), r in zip(served, turns, strict=True)]
         usages = cache_split([_usage(r) for r in turns], [r.model for r in turns], new_models)
         for r, (state, role), model, u in zip(turns, served, new_models, usages, strict=True):
             out.append(
@@ -233,8 +240,14 @@ def simulate(
                 )
             )
     note = f"simulated {spec.name} ({_params(spec)}) via {replayer.how}; {ASSUMPTION}"
+    unbound = [r for r, m in bound.items() if m is None]
+    if unbound:
+        note += (
+            f"; role {', '.join(unbound)} has no model in the trace and none was given (--model ROLE=MODEL): "
+            "its turns are priced on the model recorded for them"
+        )
     summary = summarise(
-        out, prices, lead_model=models.get("lead"), worker_model=models.get("worker"), success=ok, note=note
+        out, prices, lead_model=bound.get("lead"), worker_model=bound.get("worker"), success=ok, note=note
     )
     return summary, out
 
