@@ -386,6 +386,65 @@ def schema_text() -> str:
     return json.dumps(schema, indent=2) + "\n"
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from ..cost.commands import report_command
+
+    try:
+        return report_command(args)
+    except (ValueError, ImportError) as exc:
+        raise _Usage(str(exc)) from None
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from ..cost.commands import simulate_command
+
+    spec = load_spec(args.spec, _params(args.set))
+    try:
+        return simulate_command(spec, args)
+    except (ValueError, ImportError) as exc:
+        raise _Usage(str(exc)) from None
+
+
+def _add_cost_commands(sub: Any, with_set: Any) -> None:
+    def outputs(p: argparse.ArgumentParser) -> None:
+        fmt = p.add_mutually_exclusive_group()
+        fmt.add_argument("--json", action="store_true", help="print JSON instead of a table")
+        fmt.add_argument("--csv", action="store_true", help="print CSV instead of a table")
+        p.add_argument("--html", metavar="FILE", help="also write a self-contained HTML page")
+        p.add_argument("--lead", metavar="MODEL", help="the lead's model (default: the one it used most)")
+        p.add_argument("--worker", metavar="MODEL", help="the worker's model (default: the one it used most)")
+
+    p = sub.add_parser("report", help="turns, switches, fallbacks, failures and costs of recorded conversations")
+    p.add_argument("logs", nargs="+", metavar="LOG", help="JSONL trace files (the adapter's or gateway's log)")
+    outputs(p)
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("simulate", help="replay recorded outcomes through a spec; Monte-Carlo, sweeps, traces")
+    p.add_argument("spec", metavar="SPEC")
+    with_set(p)
+    p.add_argument("--trace", action="append", default=[], metavar="FILE", help="a JSONL trace (repeatable)")
+    outputs(p)
+    p.add_argument("--model", action="append", default=[], metavar="ROLE=MODEL", help="bind any role (repeatable)")
+    p.add_argument("--engine", action="store_true", help="drive the engine instead of the transition table")
+    p.add_argument("--monte-carlo", type=int, metavar="N", help="simulate N conversations with random outcomes")
+    p.add_argument("--conversation-turns", type=int, metavar="T", help="turns per Monte-Carlo conversation")
+    p.add_argument("--sweep", nargs="+", default=[], metavar="NAME=A..B", help="rank every param combination")
+    p.add_argument("--plot", metavar="FILE.png", help="with --sweep: cost vs failing-worker turns, Pareto front")
+    p.add_argument("--generate", action="store_true", help="write a synthetic trace to -o FILE")
+    p.add_argument("-o", "--output", metavar="FILE")
+    p.add_argument("--turns", type=int, help="--generate: turns in all (default 100)")
+    p.add_argument("--conversations", type=int, help="--generate: conversations (default 10)")
+    p.add_argument("--fail-lead", type=float, metavar="P", help="failure probability of a lead turn")
+    p.add_argument("--fail-worker", type=float, metavar="P", help="failure probability of a worker turn")
+    p.add_argument("--burst", type=float, default=0.0, metavar="P", help="--generate: P(failure after a failure)")
+    p.add_argument("--prompt-tokens", type=int, default=2000, help="--generate: context of the first turn")
+    p.add_argument("--growth", type=int, default=800, help="--generate: context growth per turn")
+    p.add_argument("--completion-tokens", type=int, default=400, help="--generate: output tokens per turn")
+    p.add_argument("--cache-hit", type=float, default=0.9, help="--generate: share of context cached on warm turns")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_simulate)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lwfsm", description="Lead/worker model switching as an explicit FSM.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -450,6 +509,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("schema", help="print the JSON Schema of the spec format")
     p.set_defaults(func=cmd_schema)
+
+    _add_cost_commands(sub, with_set)
     return parser
 
 

@@ -1,0 +1,330 @@
+"""`lwfsm report` and `lwfsm simulate`: the work behind the two commands (the CLI parses arguments).
+
+Usage mistakes raise `ValueError` with the message to show; the CLI prints it and exits 1.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..spec import Spec
+from .pricing import PriceMap
+from .records import conversations, load_trace
+from .report import Summary, summarise
+from .simulate import (
+    ASSUMPTION,
+    Knobs,
+    Replayer,
+    failure_counts,
+    failure_rates,
+    generate,
+    monte_carlo,
+    rank_rows,
+    role_models,
+    simulate,
+    turn_prices,
+)
+
+__all__ = ["emit", "report_command", "simulate_command", "sweep_ranges"]
+
+
+def emit(summary: Summary, args: Any) -> None:
+    """The summary in the format asked for: --json, --csv, else a terminal table; --html FILE too."""
+    if getattr(args, "html", None):
+        Path(args.html).write_text(summary.html(), encoding="utf-8")
+        print(f"wrote {args.html}", file=sys.stderr)
+    if getattr(args, "json", False):
+        print(summary.json())
+    elif getattr(args, "csv", False):
+        sys.stdout.write(summary.csv())
+    else:
+        print(summary.text())
+
+
+def report_command(args: Any) -> int:
+    records = load_trace(*args.logs)
+    if not records:
+        raise ValueError(f"no records in {', '.join(args.logs)}")
+    emit(summarise(records, PriceMap(), lead_model=args.lead, worker_model=args.worker), args)
+    return 0
+
+
+def sweep_ranges(items: Sequence[str]) -> dict[str, range]:
+    out = {}
+    for item in items:
+        m = re.fullmatch(r"([A-Za-z_]\w*)=(-?\d+)(?:\.\.(-?\d+))?", item)
+        if not m:
+            raise ValueError(f"--sweep {item}: expected NAME=A..B (integers), e.g. --sweep lead_turns=1..7")
+        a, b = int(m[2]), int(m[3] if m[3] is not None else m[2])
+        if b < a:
+            raise ValueError(f"--sweep {item}: the range is empty ({a} > {b})")
+        out[m[1]] = range(a, b + 1)
+    return out
+
+
+def _knobs(args: Any) -> Knobs:
+    k = Knobs()
+    return Knobs(
+        conversations=args.conversations or k.conversations,
+        turns=args.turns or k.turns,
+        fail_lead=k.fail_lead if args.fail_lead is None else args.fail_lead,
+        fail_worker=k.fail_worker if args.fail_worker is None else args.fail_worker,
+        burst=args.burst,
+        prompt_tokens=args.prompt_tokens,
+        growth=args.growth,
+        completion_tokens=args.completion_tokens,
+        cache_hit=args.cache_hit,
+        lead_model=args.lead or k.lead_model,
+        worker_model=args.worker or k.worker_model,
+        seed=args.seed,
+    )
+
+
+def simulate_command(spec: Spec, args: Any) -> int:
+    if args.generate:
+        if not args.output:
+            raise ValueError("--generate writes a trace: give -o FILE")
+        n = 0
+        with open(args.output, "w", encoding="utf-8") as f:
+            for rec in generate(spec, _knobs(args)):
+                f.write(json.dumps(rec) + "\n")
+                n += 1
+        print(f"wrote {n} synthetic turns to {args.output}", file=sys.stderr)
+        return 0
+    if not args.trace:
+        raise ValueError("give --trace FILE (a recorded or generated trace), or --generate -o FILE")
+    records = load_trace(*args.trace)
+    if not records:
+        raise ValueError(f"no records in {', '.join(args.trace)}")
+    prices = PriceMap()
+    if args.sweep:
+        return _sweep(spec, records, prices, args)
+    replayer = Replayer(spec, use_engine=args.engine)
+    if args.monte_carlo:
+        return _monte_carlo(spec, records, prices, replayer, args)
+    summary, _ = simulate(
+        spec, records, prices, lead=args.lead, worker=args.worker, models=_models(spec, args), replayer=replayer
+    )
+    if args.html:
+        summary.diagram = _diagram(spec)
+    emit(summary, args)
+    return 0
+
+
+def _models(spec: Spec, args: Any) -> dict[str, str]:
+    out = {}
+    for pair in args.model:
+        role, sep, model = pair.partition("=")
+        if not sep or not model:
+            raise ValueError(f"--model {pair}: expected ROLE=MODEL, e.g. --model expert=gpt-4.1")
+        if role not in spec.roles:
+            raise ValueError(f"--model {pair}: spec '{spec.name}' has no role '{role}'; it has {', '.join(spec.roles)}")
+        out[role] = model
+    return out
+
+
+def _diagram(spec: Spec) -> str:
+    """The spec's diagram as inline SVG, or a note when it cannot be drawn here."""
+    from ..diagram import render
+    from ..errors import DiagramError
+
+    try:
+        svg = render(spec, "svg").decode()
+    except DiagramError as exc:
+        return f"<p>(no diagram: {exc})</p>"
+    return svg[svg.find("<svg") :]
+
+
+def _failure(records: Any, args: Any) -> tuple[dict[str, float], dict[str, tuple[int, int]], str]:
+    rates = failure_rates(records)
+    counts = failure_counts(records)
+    given = {"lead": args.fail_lead, "worker": args.fail_worker}
+    out, said = {}, []
+    observed = {}
+    for role, est in rates.items():
+        if given.get(role) is not None:
+            out[role] = float(given[role])
+            said.append(f"{role} {out[role]:.3g} (given)")
+        else:
+            out[role] = est.mean
+            observed[role] = counts[role]
+            said.append(f"{role} {est.mean:.3g} (estimated from the trace, 95% interval {est.low:.3g}..{est.high:.3g})")
+    for role, p in given.items():
+        if p is not None and role not in out:
+            out[role] = float(p)
+            said.append(f"{role} {p:.3g} (given)")
+    text = "failure probabilities: " + "; ".join(said)
+    if observed:
+        text += (
+            "\nestimated probabilities are drawn per conversation from their Beta posterior, "
+            "so the spread over conversations includes their uncertainty"
+        )
+    return out, observed, text
+
+
+def _mc(spec: Spec, records: Any, prices: PriceMap, replayer: Replayer, args: Any) -> Any:
+    if replayer.table is None:
+        raise ValueError(
+            f"--monte-carlo needs a transition table, and spec '{spec.name}' has none: {replayer.why_engine}"
+        )
+    failure, observed, said = _failure(records, args)
+    models = role_models(spec, records, args.lead, args.worker, _models(spec, args))
+    lengths = [len(c) for c in conversations(records).values()]
+    turns = args.conversation_turns or round(statistics.mean(lengths))
+    ok, fail = spec.judging.events
+    result = monte_carlo(
+        replayer.table,
+        failure,
+        conversations=args.monte_carlo,
+        turns=turns,
+        success=ok,
+        fail=fail,
+        turn_price=turn_prices(records, models, prices),
+        observed=observed,
+        seed=args.seed,
+    )
+    return result, said
+
+
+def _monte_carlo(spec: Spec, records: Any, prices: PriceMap, replayer: Replayer, args: Any) -> int:
+    result, said = _mc(spec, records, prices, replayer, args)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "spec": spec.name,
+                    "params": spec.param_values,
+                    "failure": result.failure,
+                    "conversations": result.conversations,
+                    "turns": result.turns,
+                    "cost": None if result.cost is None else result.cost.__dict__,
+                    "note": ASSUMPTION,
+                    "failing_worker_turns": result.failing_worker_turns.__dict__,
+                    "turns_by_role": {k: v.__dict__ for k, v in result.turns_by_role.items()},
+                },
+                indent=2,
+            )
+        )
+    else:
+        print(f"{spec.name} ({', '.join(f'{k}={v}' for k, v in spec.param_values.items())}) via {replayer.how}")
+        print(said)
+        print(result.text())
+    return 0
+
+
+def _sweep(spec: Spec, records: Any, prices: PriceMap, args: Any) -> int:
+    import itertools
+
+    ranges = sweep_ranges(args.sweep)
+    unknown = [n for n in ranges if n not in spec.params]
+    if unknown:
+        raise ValueError(
+            f"--sweep: spec '{spec.name}' has no param {', '.join(unknown)}; it has {', '.join(spec.params)}"
+        )
+    combos = list(itertools.product(*ranges.values()))
+    rows: list[dict[str, Any]] = []
+    started = time.monotonic()
+    for i, combo in enumerate(combos, 1):
+        s = spec.with_params(dict(zip(ranges, combo, strict=True)))
+        replayer = Replayer(s, use_engine=args.engine)
+        if args.monte_carlo:
+            result, _ = _mc(s, records, prices, replayer, args)
+            cost = None if result.cost is None else result.cost.mean
+            risk = result.failing_worker_turns.mean
+        else:
+            summary, _ = simulate(
+                s, records, prices, lead=args.lead, worker=args.worker, models=_models(s, args), replayer=replayer
+            )
+            cost, risk = summary.total.cost, summary.total.failing_worker_turns
+        rows.append({**dict(zip(ranges, combo, strict=True)), "cost": cost, "failing_worker_turns": risk})
+        if time.monotonic() - started > 2 and sys.stderr.isatty():
+            done = 30 * i // len(combos)
+            print(f"\r[{'#' * done}{'.' * (30 - done)}] {i}/{len(combos)}", end="", file=sys.stderr, flush=True)
+    if time.monotonic() - started > 2 and sys.stderr.isatty():
+        print(file=sys.stderr)
+    ranked = rank_rows(rows, "cost", "failing_worker_turns")
+    if args.plot:
+        _plot(ranked, list(ranges), args.plot, spec.name)
+    if args.json:
+        print(json.dumps(ranked, indent=2))
+        return 0
+    what = (
+        f"Monte-Carlo means over {args.monte_carlo} conversations"
+        if args.monte_carlo
+        else f"replay of {args.trace[0]}; {ASSUMPTION}"
+    )
+    print(f"sweep of {spec.name}: {len(combos)} combinations ranked by cost ({what}); * marks the Pareto front")
+    names = list(ranges)
+    header = [*names, "cost $", "failing worker turns", ""]
+    table = [
+        [
+            *(str(r[n]) for n in names),
+            "unknown" if r["cost"] is None else f"{r['cost']:.4f}",
+            f"{r['failing_worker_turns']:.2f}",
+            "*" if r["pareto"] else "",
+        ]
+        for r in ranked
+    ]
+    widths = [max(len(x[i]) for x in [header, *table]) for i in range(len(header))]
+    for line in [header, ["-" * w for w in widths], *table]:
+        print("  ".join(c.rjust(w) for c, w in zip(line, widths, strict=True)).rstrip())
+    return 0
+
+
+def _plot(rows: list[dict[str, Any]], names: list[str], path: str, spec: str) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise ValueError("--plot needs matplotlib: pip install 'lwfsm[plot]'") from exc
+    pts = [r for r in rows if r["cost"] is not None]
+    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=110)
+    ax.scatter(
+        [r["failing_worker_turns"] for r in pts], [r["cost"] for r in pts], s=18, color="#9aa7b8", label="combination"
+    )
+    front = sorted((r for r in pts if r["pareto"]), key=lambda r: r["failing_worker_turns"])
+    ax.plot(
+        [r["failing_worker_turns"] for r in front],
+        [r["cost"] for r in front],
+        "o-",
+        color="#d1495b",
+        label="Pareto front",
+    )
+    xspan = (max(r["failing_worker_turns"] for r in pts) - min(r["failing_worker_turns"] for r in pts)) or 1.0
+    yspan = (max(r["cost"] for r in pts) - min(r["cost"] for r in pts)) or 1.0
+    last: tuple[float, float] | None = None
+    for r in front:  # label the front, skipping points too close to the last label to read
+        x, y = r["failing_worker_turns"], r["cost"]
+        if last is not None and abs(x - last[0]) / xspan < 0.08 and abs(y - last[1]) / yspan < 0.08:
+            continue
+        label = "(" + ", ".join(str(r[n]) for n in names) + ")"
+        ax.annotate(label, (x, y), fontsize=7, xytext=(6, 2), textcoords="offset points")
+        last = (x, y)
+    ax.text(
+        0.99,
+        0.99,
+        "labels: (" + ", ".join(names) + ")",
+        transform=ax.transAxes,
+        fontsize=7,
+        ha="right",
+        va="top",
+        color="#555",
+    )
+    ax.set_xlabel("turns served by a failing worker")
+    ax.set_ylabel("cost ($)")
+    ax.set_title(f"{spec}: cost vs failing-worker turns, one point per param combination")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    print(f"wrote {path}", file=sys.stderr)

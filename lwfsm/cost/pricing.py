@@ -1,0 +1,125 @@
+"""Cache-aware prices from LiteLLM's local price map, and the cache as it would have been.
+
+Pricing one turn (`PriceMap.price`), per token kind, from the model's price-map entry:
+- fresh input = prompt - cache_read - cache_write, at `input_cost_per_token`;
+- cache reads at `cache_read_input_token_cost`; when the entry has none, at the input price only
+  if the entry says the model has no prompt cache (`supports_prompt_caching` not true), else no
+  price (None: a cached read on a caching model is never guessed at the full price);
+- cache writes at `cache_creation_input_token_cost`; when the entry has none, at the input price
+  (providers that cache implicitly, e.g. OpenAI, bill writes as ordinary input);
+- completion tokens (reasoning included) at `output_cost_per_token`.
+A model without an entry, or without input/output prices, has no price: None, never a guess.
+
+The cache as it would have been (`cache_split`): a model keeps its cache while it serves
+consecutive turns of a conversation, and any switch starts the new model cold (a model coming back
+after a switch is cold too: caches expire, and this errs on the side of the switch costing more).
+Turn t of a conversation is *warm* when its model also served turn t-1. Re-pricing the recorded
+tokens for another model sequence changes only turns whose warmth changes:
+- recorded cold, now warm: the turn reads from the cache what turn t-1 left in it,
+  read' = max(read, min(prompt, read[t-1] + write[t-1])); those tokens come out of the writes first;
+- recorded warm, now cold: nothing is read; what was read is written again (write' = write + read).
+Token counts stay as recorded; only their split between fresh, read and written input moves.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..turn.ledger import Usage
+
+__all__ = ["PriceMap", "cache_split", "litellm_price_map"]
+
+
+def litellm_price_map() -> Mapping[str, Mapping[str, Any]]:
+    """LiteLLM's price map, read from its local copy (never fetched)."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    try:
+        import litellm
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError("pricing needs LiteLLM's price map: pip install 'lwfsm[litellm]'") from exc
+    cost: Mapping[str, Mapping[str, Any]] = litellm.model_cost
+    return cost
+
+
+class PriceMap:
+    """Prices per token kind, from a LiteLLM-style price map (LiteLLM's own when none is given)."""
+
+    def __init__(self, table: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+        self._table = table
+        self._cache: dict[str, tuple[float, float, float | None, float] | None] = {}
+
+    @property
+    def table(self) -> Mapping[str, Mapping[str, Any]]:
+        if self._table is None:
+            self._table = litellm_price_map()
+        return self._table
+
+    def entry(self, model: str) -> Mapping[str, Any] | None:
+        """The model's entry; 'provider/name' also finds 'name' when the entry is that provider's."""
+        table = self.table
+        if model in table:
+            return table[model]
+        provider, sep, name = model.partition("/")
+        if sep and name in table and table[name].get("litellm_provider") == provider:
+            return table[name]
+        return None
+
+    def rates(self, model: str) -> tuple[float, float, float | None, float] | None:
+        """(input, output, cache read or None, cache write) dollars per token; None: no price."""
+        if model in self._cache:
+            return self._cache[model]
+        e = self.entry(model)
+        out: tuple[float, float, float | None, float] | None = None
+        if e is not None and e.get("input_cost_per_token") is not None and e.get("output_cost_per_token") is not None:
+            inp, outp = float(e["input_cost_per_token"]), float(e["output_cost_per_token"])
+            read = e.get("cache_read_input_token_cost")
+            if read is None and not e.get("supports_prompt_caching"):
+                read = inp
+            write = e.get("cache_creation_input_token_cost")
+            out = (inp, outp, None if read is None else float(read), inp if write is None else float(write))
+        self._cache[model] = out
+        return out
+
+    def price(self, model: str, usage: Usage) -> float | None:
+        """Dollars for one call; None when the model (or a token kind it used) has no price."""
+        r = self.rates(model)
+        if r is None:
+            return None
+        inp, outp, read, write = r
+        if usage.cache_read_tokens and read is None:
+            return None
+        fresh = max(0, usage.prompt_tokens - usage.cache_read_tokens - usage.cache_write_tokens)
+        return (
+            fresh * inp
+            + usage.cache_read_tokens * (read or 0.0)
+            + usage.cache_write_tokens * write
+            + usage.completion_tokens * outp
+        )
+
+    __call__ = price  # a `lwfsm.turn.ledger.Pricer`
+
+
+def cache_split(usages: Sequence[Usage], recorded: Sequence[str], models: Sequence[str]) -> list[Usage]:
+    """One conversation's usages as they would have been had `models[t]` served turn t (see module doc)."""
+    out: list[Usage] = []
+    for t, u in enumerate(usages):
+        was_warm = t > 0 and recorded[t] == recorded[t - 1]
+        now_warm = t > 0 and models[t] == models[t - 1]
+        if was_warm == now_warm:
+            out.append(u)
+        elif now_warm:
+            prev = usages[t - 1]
+            read = max(u.cache_read_tokens, min(u.prompt_tokens, prev.cache_read_tokens + prev.cache_write_tokens))
+            moved = read - u.cache_read_tokens
+            write = max(0, u.cache_write_tokens - moved)
+            write = min(write, u.prompt_tokens - read)
+            out.append(u.model_copy(update={"cache_read_tokens": read, "cache_write_tokens": write}))
+        else:
+            out.append(
+                u.model_copy(
+                    update={"cache_read_tokens": 0, "cache_write_tokens": u.cache_write_tokens + u.cache_read_tokens}
+                )
+            )
+    return out

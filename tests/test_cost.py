@@ -1,0 +1,405 @@
+"""Costs, reports and the simulator (lwfsm.cost): the trace format, cache-aware prices, replay."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lwfsm import Engine, load_spec
+from lwfsm.cli import main
+from lwfsm.cost import PriceMap, TraceError, cache_split, load_trace, summarise
+from lwfsm.cost.records import SCHEMA_PATH, TraceRecord, parse_lines, schema
+from lwfsm.cost.simulate import Replayer, compile_table, monte_carlo, simulate
+from lwfsm.turn.ledger import Usage
+
+from .conftest import SPECS
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+LEAD, WORKER = "gpt-4o", "gpt-4o-mini"
+
+
+def rec(turn: int, role: str, outcome: str = "turn_completed", **kw: Any) -> dict[str, Any]:
+    model = LEAD if role == "lead" else WORKER
+    return {"session": "s1", "turn": turn, "role": role, "model": model, "outcome": outcome, **kw}
+
+
+# A hand-written trace: lead_worker with its defaults (lead_turns 3, threshold 2, fallback 2).
+HAND = [
+    rec(1, "lead", prompt_tokens=1000, completion_tokens=100, cache_write_tokens=1000),
+    rec(2, "lead", "failure", reason="tests failed", prompt_tokens=1500, completion_tokens=100, cache_read_tokens=1000),
+    rec(3, "lead", prompt_tokens=2000, completion_tokens=100, cache_read_tokens=1500, cache_write_tokens=500),
+    rec(
+        4,
+        "worker",
+        "failure",
+        reason="tests failed",
+        prompt_tokens=2500,
+        completion_tokens=200,
+        cache_write_tokens=2500,
+    ),
+    rec(
+        5,
+        "worker",
+        "failure",
+        reason="user correction",
+        prompt_tokens=3000,
+        completion_tokens=200,
+        cache_read_tokens=2500,
+    ),
+    rec(6, "lead", prompt_tokens=3500, completion_tokens=100),
+    rec(7, "lead", prompt_tokens=4000, completion_tokens=100, cache_read_tokens=3500),
+    rec(8, "worker", prompt_tokens=4500, completion_tokens=200),
+]
+
+
+def write(tmp_path: Path, records: list[dict[str, Any]], name: str = "t.jsonl") -> str:
+    path = tmp_path / name
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return str(path)
+
+
+# ---- the record format ---------------------------------------------------------------------------
+
+
+def test_schema_file_is_generated_from_the_record_model() -> None:
+    assert json.loads(SCHEMA_PATH.read_text()) == schema()
+
+
+def test_hand_written_trace_validates_against_the_schema_file() -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    for r in HAND:
+        jsonschema.validate(r, json.loads(SCHEMA_PATH.read_text()))
+    assert len(parse_lines([json.dumps(r) for r in HAND], "hand")) == len(HAND)
+
+
+def test_the_turn_core_record_is_a_trace_record() -> None:
+    # What the adapter and the gateway log (Judged.record) loads as a trace record, field for field.
+    from lwfsm.engine import TransitionRecord
+    from lwfsm.turn.core import Judged, PendingTurn
+
+    usage = Usage(prompt_tokens=900, completion_tokens=50, cache_read_tokens=800, reasoning_tokens=10)
+    pending = PendingTurn(turn=4, state="worker", role="worker", model=WORKER, reply={}, usage=usage, latency=0.25)
+    judged = Judged(
+        pending, "failure", "tests failed", TransitionRecord(4, "failure", "worker", "worker", "x", None, 7)
+    )
+    written = judged.record("conv-1", cost=0.001)
+    loaded = TraceRecord.model_validate(written)
+    assert set(written) == set(TraceRecord.model_fields)
+    assert loaded.model_dump() == written
+    jsonschema = pytest.importorskip("jsonschema")
+    jsonschema.validate(json.loads(json.dumps(written)), json.loads(SCHEMA_PATH.read_text()))
+
+
+def test_bad_traces_give_located_errors(tmp_path: Path) -> None:
+    lines = [
+        json.dumps(HAND[0]),
+        "{not json",
+        json.dumps({**HAND[1], "prompt_tokens": -3}),
+        json.dumps({k: v for k, v in HAND[2].items() if k != "model"}),
+        json.dumps(HAND[0]),  # turn 1 again after turn 1
+        json.dumps({**HAND[3], "cache_read_tokens": 9999}),
+        "[1, 2]",
+    ]
+    path = tmp_path / "bad.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(TraceError) as info:
+        load_trace(path)
+    problems = info.value.problems
+    assert problems[0].startswith(f"{path}:2: not JSON")
+    assert problems[1].startswith(f"{path}:3: prompt_tokens: Input should be greater than or equal to 0")
+    assert problems[2] == f"{path}:4: model: required field is missing"
+    assert problems[3].startswith(f"{path}:5: turn: session 's1' goes from turn 1 (line 1) to turn 1")
+    assert problems[4].startswith(f"{path}:6: cache_read_tokens + cache_write_tokens (12499) exceed prompt_tokens")
+    assert problems[5] == f"{path}:7: expected a JSON object, got list"
+    assert len(problems) == 6
+
+
+def test_report_cli_bad_trace_exits_1_without_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps(HAND[0]) + "\n" + json.dumps({**HAND[1], "turn": "two"}) + "\n")
+    assert main(["report", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert f"{path}:2: turn: Input should be a valid integer" in err
+    assert "Traceback" not in err
+
+
+# ---- prices --------------------------------------------------------------------------------------
+
+
+def hand_price(model: str, prompt: int, completion: int, read: int, write: int) -> float:
+    import litellm
+
+    e = litellm.model_cost[model]
+    write_rate = e.get("cache_creation_input_token_cost") or e["input_cost_per_token"]
+    return (
+        (prompt - read - write) * e["input_cost_per_token"]
+        + read * e["cache_read_input_token_cost"]
+        + write * write_rate
+        + completion * e["output_cost_per_token"]
+    )
+
+
+def test_price_uses_the_cache_fields_of_the_price_map() -> None:
+    prices = PriceMap()
+    u = Usage(prompt_tokens=2000, completion_tokens=100, cache_read_tokens=1500, cache_write_tokens=500)
+    assert prices.price(LEAD, u) == pytest.approx(hand_price(LEAD, 2000, 100, 1500, 500))
+    # the cache discount is real: the same tokens uncached cost more
+    assert prices.price(LEAD, u) < prices.price(LEAD, Usage(prompt_tokens=2000, completion_tokens=100))  # type: ignore[operator]
+    assert prices.price("openai/gpt-4o", u) == prices.price(LEAD, u)
+    assert prices.price("no-such-model-anywhere", u) is None
+
+
+def test_missing_cache_price_falls_back_only_when_the_map_says_there_is_no_cache() -> None:
+    base = {"input_cost_per_token": 1.0, "output_cost_per_token": 2.0}
+    prices = PriceMap(
+        {"nocache": {**base, "supports_prompt_caching": False}, "caches": {**base, "supports_prompt_caching": True}}
+    )
+    u = Usage(prompt_tokens=10, completion_tokens=1, cache_read_tokens=4)
+    assert prices.price("nocache", u) == 10 * 1.0 + 2.0
+    assert prices.price("caches", u) is None  # a caching model without a read price: no guess
+    assert prices.price("caches", Usage(prompt_tokens=10, cache_write_tokens=10)) == 10.0
+
+
+def test_cache_split_a_switch_starts_cold_one_model_stays_warm() -> None:
+    usages = [
+        Usage(prompt_tokens=1000, cache_write_tokens=1000),
+        Usage(prompt_tokens=1500, cache_read_tokens=1000, cache_write_tokens=500),
+        Usage(prompt_tokens=2000, cache_write_tokens=2000),  # recorded after a switch: cold
+    ]
+    alone = cache_split(usages, ["a", "a", "b"], ["a", "a", "a"])
+    assert alone[:2] == usages[:2]
+    assert (alone[2].cache_read_tokens, alone[2].cache_write_tokens) == (1500, 500)
+    switched = cache_split(usages, ["a", "a", "a"], ["a", "b", "b"])
+    assert (switched[1].cache_read_tokens, switched[1].cache_write_tokens) == (0, 1500)
+    assert switched[2] == usages[2]
+
+
+def test_report_costs_match_a_hand_computation(tmp_path: Path) -> None:
+    records = load_trace(write(tmp_path, HAND))
+    s = summarise(records)
+    actual = sum(
+        hand_price(
+            r["model"],
+            r["prompt_tokens"],
+            r["completion_tokens"],
+            r.get("cache_read_tokens", 0),
+            r.get("cache_write_tokens", 0),
+        )
+        for r in HAND
+    )
+    assert s.total.cost == pytest.approx(actual)
+    # lead alone: the recorded-cold turns 4, 6 and 8 would have been warm on one model
+    warm = {4: (1500 + 500, 0), 6: (3000 - 0, 0), 8: (4000 - 500, 0)}
+    lead_alone = 0.0
+    for i, r in enumerate(HAND):
+        read, write_ = r.get("cache_read_tokens", 0), r.get("cache_write_tokens", 0)
+        if r["turn"] in warm:
+            prev = HAND[i - 1]
+            read = max(
+                read, min(r["prompt_tokens"], prev.get("cache_read_tokens", 0) + prev.get("cache_write_tokens", 0))
+            )
+            write_ = max(0, write_ - (read - r.get("cache_read_tokens", 0)))
+        lead_alone += hand_price(LEAD, r["prompt_tokens"], r["completion_tokens"], read, write_)
+    assert s.total.all_lead == pytest.approx(lead_alone)
+    t = s.total
+    assert (t.turns["lead"], t.turns["worker"], t.switches, t.fallbacks) == (5, 3, 3, [2])
+    assert dict(t.failures) == {"tests failed": 2, "user correction": 1}
+    assert t.failing_worker_turns == 2
+
+
+def test_unknown_model_cost_is_unknown_not_guessed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, [{**HAND[0], "model": "my-private-model"}, HAND[1]])
+    s = summarise(load_trace(path))
+    assert s.total.cost is None
+    assert main(["report", path]) == 0
+    assert "unknown" in capsys.readouterr().out
+
+
+def test_report_formats(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, HAND)
+    assert main(["report", path, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["total"]["turns_by_role"] == {"lead": 5, "worker": 3}
+    assert data["total"]["fallback_lengths"] == [2]
+    assert main(["report", path, "--csv"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("session,turns,turns_by_role,switches")
+    assert out[-1].startswith("total,8,")
+    html = tmp_path / "r.html"
+    assert main(["report", path, "--html", str(html)]) == 0
+    page = html.read_text()
+    assert "<svg" in page
+    assert "http" not in page.replace("http://www.w3.org/2000/svg", "")
+
+
+# ---- replay and the transition table -------------------------------------------------------------
+
+
+def test_replay_gives_the_role_sequence_of_lwfsm_trace(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    records = load_trace(write(tmp_path, HAND))
+    events = ",".join(r["outcome"] for r in HAND)
+    for params in ({}, {"lead_turns": 1}, {"lead_turns": 0, "failure_threshold": 1}):
+        sets = [x for k, v in params.items() for x in ("--set", f"{k}={v}")]
+        assert main(["trace", "lead_worker", *sets, "--events", events, "--json"]) == 0
+        expected = [row["role"] for row in json.loads(capsys.readouterr().out)]
+        _, simulated = simulate(load_spec("lead_worker", params), records)
+        assert [r.role for r in simulated] == expected
+    assert expected == ["worker", "worker", "lead", "lead", "lead", "lead", "worker", "worker"]
+
+
+def test_a_role_without_a_model_is_said_and_can_be_bound(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, HAND)
+    escalation = str(Path(SPECS[0]).parent / "escalation.yaml")
+    assert main(["simulate", escalation, "--trace", path]) == 0
+    assert "role expert has no model in the trace and none was given" in capsys.readouterr().out
+    assert main(["simulate", escalation, "--trace", path, "--model", "expert=gpt-4o", "--json"]) == 0
+    assert "no model" not in json.loads(capsys.readouterr().out)["note"]
+    assert main(["simulate", escalation, "--trace", path, "--model", "boss=gpt-4o"]) == 1
+    assert "has no role 'boss'" in capsys.readouterr().err
+
+
+def test_simulate_cli_states_the_assumption(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, HAND)
+    assert main(["simulate", "lead_worker", "--trace", path, "--set", "lead_turns=1"]) == 0
+    out = capsys.readouterr().out
+    assert "replay assumes a turn's outcome does not depend on which model served it" in out
+    assert "transition table over" in out
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    data=st.data(),
+    spec_path=st.sampled_from(SPECS),
+)
+def test_table_and_engine_give_the_same_role_every_turn(data: st.DataObject, spec_path: Path) -> None:
+    spec = load_spec(spec_path)
+    params = {
+        n: data.draw(st.integers(p.min, min(p.min + 4, p.max if p.max is not None else p.min + 4)), label=n)
+        for n, p in spec.params.items()
+    }
+    spec = spec.with_params(params)
+    ok, fail = spec.judging.events
+    outcomes = data.draw(st.lists(st.sampled_from([ok, fail]), max_size=60), label="outcomes")
+    table = Replayer(spec)
+    assert table.table is not None
+    session = Engine(spec, history=0).session()
+    expected = []
+    for event in outcomes:
+        expected.append((session.state, session.role))
+        session.apply(event)
+    assert table.run(outcomes) == expected
+
+
+def test_unsaturable_spec_falls_back_to_the_engine_and_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = Path(SPECS[0]).parent.joinpath("lead_worker.yaml").read_text()
+    text = text.replace("updates: {failures: failures + 1}", "updates: {failures: 'max(failures + 1, failures)'}")
+    spec_path = tmp_path / "odd.yaml"
+    spec_path.write_text(text)
+    spec = load_spec(spec_path)
+    replayer = Replayer(spec)
+    assert replayer.table is None
+    assert "cannot be saturated" in replayer.how
+    records = load_trace(write(tmp_path, HAND))
+    _, simulated = simulate(load_spec("lead_worker"), records)
+    _, fallback = simulate(spec, records, replayer=replayer)
+    assert [r.role for r in fallback] == [r.role for r in simulated]
+    assert main(["simulate", str(spec_path), "--trace", write(tmp_path, HAND)]) == 0
+    assert "the engine, turn by turn" in capsys.readouterr().out
+
+
+# ---- Monte-Carlo, sweeps, synthetic traces -------------------------------------------------------
+
+
+def test_monte_carlo_mean_converges_on_a_closed_form_case() -> None:
+    # lead_turns 0, threshold 1, fallback 1, the lead never fails: a two-state Markov chain
+    # (worker -> lead with probability p, lead -> worker always); E[lead turns] follows exactly.
+    pytest.importorskip("numpy")
+    spec = load_spec("lead_worker", {"lead_turns": 0, "failure_threshold": 1, "fallback_turns": 1})
+    p, turns = 0.3, 40
+    q, expected = 0.0, 0.0  # q: probability that turn t is served by the lead
+    for _ in range(turns):
+        expected += q
+        q = p * (1 - q)
+    result = monte_carlo(
+        compile_table(spec),
+        {"lead": 0.0, "worker": p},
+        conversations=20000,
+        turns=turns,
+        success="turn_completed",
+        fail="failure",
+    )
+    lead = result.turns_by_role["lead"]
+    assert lead.low <= expected <= lead.high
+    assert abs(lead.mean - expected) < 0.05 * expected
+    worker_failures = result.failing_worker_turns.mean
+    assert worker_failures == pytest.approx(p * (turns - expected), rel=0.03)
+
+
+def test_estimated_probabilities_carry_their_uncertainty() -> None:
+    pytest.importorskip("numpy")
+    table = compile_table(load_spec("lead_worker", {"lead_turns": 0}))
+    kw: dict[str, Any] = {"conversations": 4000, "turns": 50, "success": "turn_completed", "fail": "failure"}
+    known = monte_carlo(table, {"lead": 0.0, "worker": 0.3}, **kw)
+    few = monte_carlo(table, {"lead": 0.0, "worker": 0.3}, observed={"worker": (3, 10)}, **kw)
+    assert known.failing_worker_turns.spread is not None
+    assert few.failing_worker_turns.spread is not None
+    width = [e.spread[1] - e.spread[0] for e in (known.failing_worker_turns, few.failing_worker_turns) if e.spread]
+    assert width[1] > 1.5 * width[0]  # ten observed turns say little about p: conversations spread wider
+
+
+def test_generate_then_simulate_monte_carlo_and_sweep(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("numpy")
+    out = tmp_path / "gen.jsonl"
+    assert (
+        main(["simulate", "lead_worker", "--generate", "--turns", "200", "--conversations", "4", "-o", str(out)]) == 0
+    )
+    records = load_trace(out)
+    assert len(records) == 200
+    assert len({r.session for r in records}) == 4
+    capsys.readouterr()
+    assert main(["simulate", "lead_worker", "--trace", str(out), "--monte-carlo", "500", "--fail-worker", "0.5"]) == 0
+    text = capsys.readouterr().out
+    assert "worker 0.5 (given)" in text
+    assert "estimated from the trace" in text
+    assert "cost $:" in text
+    args = ["simulate", "lead_worker", "--trace", str(out), "--sweep", "lead_turns=0..2", "failure_threshold=1..2"]
+    assert main(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "6 combinations ranked by cost" in lines[0]
+    assert len(lines) == 3 + 6
+    costs = [float(line.split()[2]) for line in lines[3:]]
+    assert costs == sorted(costs)
+    assert any(line.endswith("*") for line in lines[3:])
+
+
+def test_readme_report_excerpt_is_what_the_cli_prints(capsys: pytest.CaptureFixture[str]) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    (excerpt,) = re.findall(r"```\n\$ (lwfsm report [^\n]*)\n(.*?)```", readme, re.S)
+    line, expected = excerpt
+    root = Path(__file__).resolve().parent.parent
+    assert main([line.split()[1], str(root / line.split()[2])]) == 0
+    assert capsys.readouterr().out == expected
+
+
+def test_vectorised_replay_matches_turn_by_turn() -> None:
+    np = pytest.importorskip("numpy")
+    spec = load_spec("lead_worker", {"lead_turns": 1})
+    replayer = Replayer(spec)
+    assert replayer.table is not None
+    rng = np.random.default_rng(3)
+    events = (rng.random((50, 40)) < 0.4).astype(np.int32)  # 0: turn_completed, 1: failure
+    assert replayer.table.events[:2] == ("turn_completed", "failure")
+    configs = replayer.run_many(events)
+    for row, convo in zip(configs, events, strict=True):
+        names = [replayer.table.events[e] for e in convo]
+        assert [replayer.table.roles[c] for c in row] == replayer.roles(names)
