@@ -193,8 +193,7 @@ class Reviewer(LeadWorker):
             return
         before = self.mode
         super().fire(event)
-        after_a_worker_or_the_start = before in ("lead_initial", "worker", "recovery")
-        if event != "reset" and self.mode in ("worker", "recovery") and after_a_worker_or_the_start:
+        if event != "reset" and self.mode in ("worker", "recovery") and before in ("worker", "recovery"):
             self.reviewing = (self.turns + 1) % self.every == 0
 
 

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..engine import Engine
+from ..engine import Engine, Session
 from ..errors import TransitionNotAllowed, Unsaturable
 from ..spec import Spec
 from ..spec.expr import Expr
@@ -138,7 +138,20 @@ class Abstraction:
 
     bounds: dict[str, int]
     exact: dict[str, str]
-    turn_modulus: int = 1
+    turn_modulus: int = 1  # 0: keep the turn count exactly (a depth-bounded search)
+
+    def key(self, session: Session) -> tuple[int, ...]:
+        """The session's counter values as this abstraction keeps them, then its kept turn count."""
+        names = session.engine.counter_names
+        kept = [
+            min(v, self.bounds[c] + 1) if c in self.bounds else v for c, v in zip(names, session.values, strict=True)
+        ]
+        return (*kept, session.turn % self.turn_modulus if self.turn_modulus else session.turn)
+
+    @staticmethod
+    def place(session: Session, state: str, key: tuple[int, ...]) -> Session:
+        """Put `session` at an abstract configuration (the key's last value is the kept turn count)."""
+        return session.place(state, key[:-1], key[-1])
 
 
 def abstraction(spec: Spec) -> Abstraction:
@@ -278,16 +291,15 @@ def check(spec: Spec, depth: int | None = None) -> Report:
     """Explore every reachable configuration (or every one within `depth` events)."""
     engine = Engine(spec, history=0)
     names = engine.counter_names
-    n = len(names)
-    found = abstraction(spec) if depth is None else Abstraction({}, {}, 0)
-    bounds = found.bounds
-    # Saturated counters are capped at bound + 1; exact ones are kept as they are. A spec that reads
-    # `turn` keeps it modulo turn_modulus as one more value (0: exactly, when `depth` bounds the search).
-    cap = tuple(bounds[c] + 1 if c in bounds else None for c in names) if depth is None else None
+    # Saturated counters are capped at bound + 1, exact ones kept as they are, and a spec that reads
+    # `turn` keeps it modulo turn_modulus (exactly when `depth` bounds the search instead).
+    found = abstraction(spec) if depth is None else Abstraction({}, {}, 0 if spec.uses_turn else 1)
     modulus = found.turn_modulus if spec.uses_turn else 1
+    found.turn_modulus = modulus
+    bounds = found.bounds
     events = list(spec.events)
     probe = engine.session()  # placed at each configuration in turn
-    initial: Config = (probe.state, (*probe.values, 0))
+    initial: Config = (probe.state, found.key(probe))
     parent: dict[Config, tuple[Config, str] | None] = {initial: None}
     level = {initial: 0}
     edges: dict[Config, list[Config]] = {}
@@ -303,13 +315,12 @@ def check(spec: Spec, depth: int | None = None) -> Report:
         return out[::-1]
 
     def counters(cfg: Config) -> dict[str, int]:
-        return dict(zip(names, cfg[1][:n], strict=True))
+        return dict(zip(names, cfg[1][: len(names)], strict=True))
 
     while queue:
         cfg = queue.popleft()
         state, values = cfg
-        turn = values[n]
-        for text in engine.violations(probe.place(state, values, turn)):
+        for text in engine.violations(found.place(probe, state, values)):
             if ("invariant", text, "") not in first:
                 first["invariant", text, ""] = Finding(
                     "invariant", f"invariant '{text}' is violated in state '{state}'", state, counters(cfg), path(cfg)
@@ -318,7 +329,7 @@ def check(spec: Spec, depth: int | None = None) -> Report:
             continue
         out = edges.setdefault(cfg, [])
         for event in events:
-            probe.place(state, values, turn)
+            found.place(probe, state, values)
             try:
                 record = probe.apply(event)  # quiet: a check logs no switches and tells no listener
             except TransitionNotAllowed as exc:
@@ -329,12 +340,7 @@ def check(spec: Spec, depth: int | None = None) -> Report:
                 continue
             if record.transition is not None:
                 fired.add(record.transition)
-            new = (
-                probe.values
-                if cap is None
-                else [v if c is None else min(v, c) for v, c in zip(probe.values, cap, strict=True)]
-            )
-            nxt: Config = (probe.state, (*new, probe.turn % modulus if modulus else probe.turn))
+            nxt: Config = (probe.state, found.key(probe))
             if nxt not in parent:
                 parent[nxt] = (cfg, event)
                 level[nxt] = level[cfg] + 1

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..check.explore import saturation_bounds
+from ..check.explore import abstraction
 from ..engine import Engine
 from ..errors import TransitionNotAllowed, Unsaturable
 from ..spec import Spec
@@ -71,12 +71,13 @@ class Table:
 
 def compile_table(spec: Spec) -> Table:
     """The spec as a transition table; raises Unsaturable for specs outside the saturable fragment."""
-    bounds = saturation_bounds(spec)
+    found = abstraction(spec)
+    if not spec.uses_turn:
+        found.turn_modulus = 1
     engine = Engine(spec, history=0)
-    cap = tuple(bounds[n] + 1 for n in engine.counter_names)
     events = tuple(spec.events)
     probe = engine.session()
-    initial = (probe.state, tuple(min(v, c) for v, c in zip(probe.values, cap, strict=True)))
+    initial = (probe.state, found.key(probe))
     index = {initial: 0}
     order = [initial]
     nxt: list[int] = []
@@ -84,13 +85,13 @@ def compile_table(spec: Spec) -> Table:
     while queue:
         state, values = queue.popleft()
         for event in events:
-            probe.place(state, values)
+            found.place(probe, state, values)
             try:
                 probe.apply(event)
             except TransitionNotAllowed:
                 nxt.append(-1)
                 continue
-            cfg = (probe.state, tuple(min(v, c) for v, c in zip(probe.values, cap, strict=True)))
+            cfg = (probe.state, found.key(probe))
             if cfg not in index:
                 index[cfg] = len(order)
                 order.append(cfg)
