@@ -99,3 +99,50 @@ def test_the_unmutated_spec_passes_both() -> None:
     spec = Spec.from_text(DEFAULT)
     assert check(spec).ok
     assert not caught_by_properties(spec)
+
+
+SPECS = Path(__file__).resolve().parent.parent / "specs"
+
+# One mutation per newer spec, each breaking what its description promises: caught by the property
+# test against the spec's reference, and by `lwfsm check` through the spec's own invariants.
+OTHER_MUTATIONS = {
+    "window: the failing turn itself is not counted": (
+        "window.yaml",
+        references.Window,
+        'guard: "ones(push(recent, 1)) >= window_failures"',
+        'guard: "ones(recent) >= window_failures"',
+    ),
+    "reviewer: reviews one turn early": (
+        "reviewer.yaml",
+        references.Reviewer,
+        "guard: (turn + 2) % review_every == 0, dest: review, updates: {failures: 0}}",
+        "guard: (turn + 1) % review_every == 0, dest: review, updates: {failures: 0}}",
+    ),
+    "budget: fallback ignores the budget": (
+        "budget.yaml",
+        references.Budget,
+        "guard: fallback_done + 1 >= fallback_turns or lead_used + 1 >= lead_budget,",
+        "guard: fallback_done + 1 >= fallback_turns,",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(OTHER_MUTATIONS))
+def test_mutations_of_the_newer_specs_are_caught(name: str) -> None:
+    file, reference, old, new = OTHER_MUTATIONS[name]
+    text = (SPECS / file).read_text()
+    assert text.count(old) == 1, old
+    spec = Spec.from_text(text.replace(old, new), source=f"mutant-{file}")
+    assert not check(spec).ok, f"mutation '{name}' passed lwfsm check"
+    with pytest.raises(AssertionError, match="but the reference says|invariant"):
+        run_state_machine_as_test(
+            spec_machine(spec, reference),
+            settings=settings(
+                max_examples=400,
+                stateful_step_count=80,
+                deadline=None,
+                database=None,
+                phases=[Phase.generate],
+                derandomize=True,
+            ),
+        )
