@@ -90,6 +90,7 @@ EXAMPLES = [
     errors.SnapshotError("other spec"),
     errors.SessionBusy("stream open"),
     errors.Conflict("moved"),
+    errors.StoreError("corrupt row", store="redis://:***@h:6379/0", session="c-42"),
     errors.ProviderError("boom", role="lead", model="a/b"),
     errors.AuthError("401", role="worker", model="a/c"),
     errors.BadRequestError("400", role="worker", model="a/c"),
