@@ -7,5 +7,6 @@ package (redis-py), and only when a redis:// URL is opened.
 """
 
 from .base import SCHEMES, Row, Store, open_store, redact
+from .rows import call_key, encode, load
 
-__all__ = ["SCHEMES", "Row", "Store", "open_store", "redact"]
+__all__ = ["SCHEMES", "Row", "Store", "call_key", "encode", "load", "open_store", "redact"]
