@@ -224,6 +224,37 @@ def test_session_resumes_by_id_and_side_calls_keep_the_key(tmp_path: Path) -> No
     assert s.last.replayed, "a side call in between does not make a redelivery new"
 
 
+# --- the CLI --------------------------------------------------------------------------------
+
+
+def test_sessions_cli_list_show_delete(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from lwfsm.cli import main
+
+    url = f"sqlite:///{tmp_path}/cli.db"
+    s = Adapter(SPEC, MODELS, env=ENV, store=url).session("conv-1")
+    s.completion([{"role": "user", "content": "hi"}], mock_response="ok")
+    open_store(url).write("junk", 0, Row("garbage", 1))
+    capsys.readouterr()
+    assert main(["sessions", "list", "--store", url]) == 1  # the junk row is reported, the rest listed
+    out, err = capsys.readouterr()
+    assert out.splitlines()[2].split() == ["conv-1", "1", "lead_worker", "v1", "lead_initial", "0"]
+    assert "session 'junk'" in err
+    assert "not an lwfsm session" in err
+    assert main(["sessions", "show", "conv-1", "--store", url, "--spec", str(SPEC)]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["state"]["version"] == 1
+    assert shown["last_call"].startswith("m:")
+    assert main(["sessions", "show", "conv-1", "--store", url, "--spec", str(SPEC), "--set", "lead_turns=1"]) == 1
+    assert "rules or params differ" in capsys.readouterr().err
+    assert main(["sessions", "delete", "junk", "conv-1", "--store", url]) == 0
+    assert open_store(url).list() == []
+    assert main(["sessions", "delete", "conv-1", "--store", url]) == 1
+    assert main(["sessions", "show", "--store", url]) == 1
+    assert "name at least one conversation id" in capsys.readouterr().err
+    assert main(["sessions", "list", "--store", f"redis://:{PASSWORD}@nohost.invalid:1/0"]) == 1
+    assert PASSWORD not in capsys.readouterr().err
+
+
 # --- processes ------------------------------------------------------------------------------
 
 
