@@ -376,7 +376,9 @@ class AgentSession:
             replay = self._reload(key)
             if replay is not None:  # the same call, delivered twice, was committed by the other delivery
                 return True, replay
-            call = self._begin(call.messages, call.plan.side, call.kwargs)
+            again = self._begin(call.messages, call.plan.side, call.kwargs)
+            again.failures, again.started = call.failures, call.started  # the same call: its retries and clock
+            call = again
             if role not in self.core.roles_for(call.plan):
                 return False, call
         raise self._conflict()
