@@ -30,6 +30,7 @@ from ..engine import Engine
 from ..errors import AllAttemptsFailed, AuthError, BadRequestError, ConfigError, Conflict, ProviderError, SessionBusy
 from ..spec import Spec, load_spec
 from ..store import Store, call_key, encode, load, open_store
+from ..store.rows import restore
 from ..turn import Conversation, ConversationState, Detector, Judged, Plan, TurnCore, Usage
 from ..turn.bindings import RoleBinding, bindings, params_from_env
 
@@ -244,6 +245,7 @@ class AgentSession:
         self.last: CallInfo | None = None
         self._stream_open = False
         self._key: str | None = None  # the idempotency key of the last settled turn call (store only)
+        self._row: str | None = None  # the row data the conversation in memory is exactly (store only)
         self._log = adapter.log_dir / f"{name}.jsonl" if adapter.log_dir else None
 
     @property
@@ -339,11 +341,16 @@ class AgentSession:
         """Load the stored conversation in place; a response to return when this call is a redelivery."""
         store = self.adapter.store
         assert store is not None
-        loaded, self._key = load(store, self.core, self.name)
-        fresh = loaded or self.core.start()  # no row (never written, deleted or expired): a new conversation
+        row = store.read(self.name)
         conv = self.conversation
-        conv.session, conv.pending = fresh.session, fresh.pending
-        conv.ledger, conv.version = fresh.ledger, fresh.version
+        if row is None or row.data != self._row:  # unchanged since we wrote or read it: nothing to restore
+            if row is None:  # never written, deleted or expired: a new conversation
+                fresh, self._key = self.core.start(), None
+            else:
+                fresh, self._key = restore(store, self.core, self.name, row)
+            conv.session, conv.pending = fresh.session, fresh.pending
+            conv.ledger, conv.version = fresh.ledger, fresh.version
+            self._row = row.data if row is not None else None
         if key is not None and key == self._key and conv.pending is not None:
             return self._replay()
         return None
@@ -367,10 +374,12 @@ class AgentSession:
         store = self.adapter.store
         assert store is not None
         for _ in range(self.adapter.conflicts):
+            self._row = None  # settling changes the conversation in memory: it matches no row until written
             judged = self._apply(call, role, response)
             kept = self._key if call.plan.side else key  # a side call leaves the last turn call's key
-            if store.write(self.name, call.plan.version, encode(self.conversation.state(), kept)):
-                self._key = kept
+            row = encode(self.conversation.state(), kept)
+            if store.write(self.name, call.plan.version, row):
+                self._key, self._row = kept, row.data
                 self._write(judged)
                 return True, response
             replay = self._reload(key)
@@ -499,8 +508,13 @@ class AgentSession:
         for _ in range(self.adapter.conflicts):
             self._reload(None)
             version = self.conversation.version
+            self._row = None  # closing changes the conversation in memory
             judged = self.core.close(self.conversation, messages)
-            if judged is None or store.write(self.name, version, encode(self.conversation.state(), self._key)):
+            if judged is None:
+                return
+            row = encode(self.conversation.state(), self._key)
+            if store.write(self.name, version, row):
+                self._row = row.data
                 self._write(judged)
                 return
         raise self._conflict()

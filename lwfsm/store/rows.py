@@ -16,7 +16,7 @@ from ..errors import SnapshotError, StoreError
 from ..turn import Conversation, ConversationState, TurnCore
 from .base import Row, Store
 
-__all__ = ["HEADER", "call_key", "decode", "encode", "load"]
+__all__ = ["HEADER", "call_key", "decode", "encode", "load", "restore"]
 
 HEADER = "lwfsm-session/1"
 
@@ -50,8 +50,11 @@ def decode(store: Store, session: str, row: Row) -> tuple[str, str | None]:
 def load(store: Store, core: TurnCore, session: str) -> tuple[Conversation | None, str | None]:
     """The stored conversation `session` (None if there is none) and the key of its last settled call."""
     row = store.read(session)
-    if row is None:
-        return None, None
+    return (None, None) if row is None else restore(store, core, session, row)
+
+
+def restore(store: Store, core: TurnCore, session: str, row: Row) -> tuple[Conversation, str | None]:
+    """The conversation a row holds, and the key of its last settled call; StoreError when it is not ours."""
     body, call = decode(store, session, row)
     try:
         conv = core.restore(body)
