@@ -224,6 +224,52 @@ def test_session_resumes_by_id_and_side_calls_keep_the_key(tmp_path: Path) -> No
     assert s.last.replayed, "a side call in between does not make a redelivery new"
 
 
+class Racing:
+    """A real memory store whose next write first lets `rival` run: another writer wins the race."""
+
+    def __init__(self) -> None:
+        from lwfsm.store.memory import MemoryStore
+
+        self.inner = MemoryStore()
+        self.url = self.inner.url
+        self.rival: Any = None
+        self.read, self.list, self.delete, self.close = (
+            self.inner.read,
+            self.inner.list,
+            self.inner.delete,
+            self.inner.close,
+        )
+
+    def write(self, session: str, expected: int, row: Row) -> bool:
+        rival, self.rival = self.rival, None
+        if rival is not None:
+            rival()
+        return self.inner.write(session, expected, row)
+
+
+def test_a_lost_race_re_plans_and_calls_the_newly_chosen_role() -> None:
+    store = Racing()
+    spec = load_spec(SPEC).with_params({"failure_threshold": 1})
+    a = Adapter(spec, MODELS, env=ENV, store=store).session("c")
+    b = Adapter(spec, MODELS, env=ENV, store=store).session("c")
+    msgs: list[dict[str, Any]] = [{"role": "user", "content": "go"}]
+    for _ in range(3):  # the lead's three turns
+        a.completion(msgs, mock_response="plan")
+        msgs += [{"role": "assistant", "content": "plan"}, {"role": "user", "content": "fine"}]
+    # b serves the worker's first turn while a's call is out; a's messages then judge b's turn a failure
+    store.rival = lambda: b.completion([*msgs, {"role": "assistant", "content": "x"}], mock_response="w")
+    later = [*msgs, {"role": "assistant", "content": "w"}, {"role": "user", "content": "that's wrong"}]
+    r = a.completion(later, mock_response="fixed")
+    assert a.last is not None
+    assert a.last.role == "lead", "the re-plan moved to fallback: the worker's reply in hand could not be used"
+    assert r.model == "big"
+    state = Adapter(spec, MODELS, env=ENV, store=store).session("c").state()
+    assert state.version == 5
+    assert state.machine.turn == 4
+    assert state.machine.state == "fallback"
+    assert sum(row.calls for row in state.ledger.rows) == 5
+
+
 # --- the CLI --------------------------------------------------------------------------------
 
 
