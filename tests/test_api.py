@@ -53,6 +53,8 @@ def test_every_module_declares_what_it_exports(name: str) -> None:
         pytest.importorskip("litellm")
     if name == "lwfsm.testing":
         pytest.importorskip("hypothesis")
+    if name == "lwfsm.store.redis_store":
+        pytest.importorskip("redis")
     module = importlib.import_module(name)
     if name == "lwfsm.provider":
         return  # a namespace for the providers: imports nothing on purpose
