@@ -210,6 +210,26 @@ def test_a_redelivered_call_is_answered_from_the_store_and_not_counted(any_url: 
     assert s.state().version == 3
 
 
+def test_async_calls_commit_through_the_store(tmp_path: Path) -> None:
+    import asyncio
+
+    url = f"sqlite:///{tmp_path}/a.db"
+
+    async def run() -> list[bool]:
+        s = Adapter(SPEC, MODELS, env=ENV, store=url).session("c")
+        msgs = [{"role": "user", "content": "hi"}]
+        await s.acompletion(msgs, mock_response="one")
+        await s.acompletion([*msgs, {"role": "assistant", "content": "one"}], mock_response="two")
+        again = await s.acompletion(msgs, mock_response="never")  # not the last call: a new call
+        assert s.last is not None
+        return [s.last.replayed, again.choices[0].message.content == "never"]
+
+    assert asyncio.run(run()) == [False, True]
+    state = Adapter(SPEC, MODELS, env=ENV, store=url).session("c").state()
+    assert state.version == 3
+    assert state.machine.turn == 2
+
+
 def test_session_resumes_by_id_and_side_calls_keep_the_key(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/r.db"
     msgs = [{"role": "user", "content": "hi"}]
