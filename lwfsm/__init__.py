@@ -23,6 +23,7 @@ from .errors import (
     SnapshotError,
     SpecError,
     SpecIssue,
+    StoreError,
     TransitionNotAllowed,
     Unsaturable,
 )
@@ -65,6 +66,7 @@ __all__ = [
     "Spec",
     "SpecError",
     "SpecIssue",
+    "StoreError",
     "TransitionNotAllowed",
     "TransitionRecord",
     "TurnCore",

@@ -10,6 +10,8 @@ LwfsmError
     ├── SnapshotError          a snapshot or conversation state that does not belong to this engine
     ├── SessionBusy            a call on a conversation whose previous call is still open (a stream)
     ├── Conflict               the conversation changed since the call was planned (another process won)
+    ├── StoreError             a session store that cannot be used (bad URL, unreachable, corrupt or
+    │                          foreign row); names the store without its password, and the session
     └── ProviderError          a model call failed (chains the provider's exception)
         ├── AuthError              authentication or permission refused: retrying cannot help
         ├── BadRequestError        the request itself is wrong (unknown model, context window,
@@ -41,6 +43,7 @@ __all__ = [
     "SnapshotError",
     "SpecError",
     "SpecIssue",
+    "StoreError",
     "TransitionNotAllowed",
     "Unsaturable",
     "did_you_mean",
@@ -139,6 +142,15 @@ class SessionBusy(RunError):
 
 class Conflict(RunError):
     """The conversation's state changed between planning a call and settling it: reload and re-decide."""
+
+
+class StoreError(RunError):
+    """A session store that cannot be used; `store` is its URL without the password, `session` the id."""
+
+    def __init__(self, message: str, *, store: str | None = None, session: str | None = None) -> None:
+        super().__init__(message)
+        self.store = store
+        self.session = session
 
 
 class ProviderError(RunError):

@@ -32,6 +32,7 @@ def test_public_api_is_locked() -> None:
         "Spec",
         "SpecError",
         "SpecIssue",
+        "StoreError",
         "TransitionNotAllowed",
         "TransitionRecord",
         "TurnCore",
@@ -53,6 +54,8 @@ def test_every_module_declares_what_it_exports(name: str) -> None:
         pytest.importorskip("litellm")
     if name == "lwfsm.testing":
         pytest.importorskip("hypothesis")
+    if name == "lwfsm.store.redis_store":
+        pytest.importorskip("redis")
     module = importlib.import_module(name)
     if name == "lwfsm.provider":
         return  # a namespace for the providers: imports nothing on purpose
@@ -90,6 +93,7 @@ EXAMPLES = [
     errors.SnapshotError("other spec"),
     errors.SessionBusy("stream open"),
     errors.Conflict("moved"),
+    errors.StoreError("corrupt row", store="redis://:***@h:6379/0", session="c-42"),
     errors.ProviderError("boom", role="lead", model="a/b"),
     errors.AuthError("401", role="worker", model="a/c"),
     errors.BadRequestError("400", role="worker", model="a/c"),

@@ -373,6 +373,65 @@ def cmd_chat(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sessions(args: argparse.Namespace) -> int:
+    """list / show / delete the conversations of a store; --spec also checks they restore under that spec."""
+    from pydantic import ValidationError
+
+    from ..errors import StoreError
+    from ..store import open_store
+    from ..store.rows import decode, load
+    from ..turn import ConversationState, TurnCore
+
+    if args.action != "list" and not args.ids:
+        raise _Usage(f"sessions {args.action}: name at least one conversation id")
+    store = open_store(args.store)
+    try:
+        if args.action == "delete":
+            missing = [s for s in args.ids if not store.delete(s)]
+            for s in missing:
+                print(f"lwfsm sessions: store {store.url}: no session {s!r}", file=sys.stderr)
+            return 1 if missing else 0
+        core = TurnCore(Engine(load_spec(args.spec, _params(args.set)))) if args.spec else None
+        ids = args.ids if args.action == "show" else store.list()
+        rows, failed = [], 0
+        for sid in ids:
+            try:
+                if core is not None:
+                    conv, key = load(store, core, sid)
+                    state = conv.state() if conv else None
+                else:
+                    row = store.read(sid)
+                    state, key = None, None
+                    if row is not None:
+                        body, key = decode(store, sid, row)
+                        try:
+                            state = ConversationState.model_validate_json(body)
+                        except ValidationError as exc:
+                            raise StoreError(
+                                f"store {store.url}: session {sid!r}: not an lwfsm conversation state: "
+                                f"{exc.errors()[0]['msg']}",
+                                store=store.url,
+                                session=sid,
+                            ) from None
+                if state is None:
+                    raise StoreError(f"store {store.url}: no session {sid!r}", store=store.url, session=sid)
+            except StoreError as exc:
+                failed += 1
+                print(f"lwfsm sessions: {exc}", file=sys.stderr)
+                continue
+            if args.action == "show":
+                print(json.dumps({"session": sid, "last_call": key, "state": state.model_dump(mode="json")}, indent=2))
+            else:
+                m = state.machine
+                rows.append([sid, str(state.version), f"{m.spec} v{m.version}", m.state, str(m.turn)])
+        if args.action == "list":
+            header = ["session", "version", "spec", "state", "turns"]
+            print(_table(rows, header) if rows else f"{store.url}: no sessions")
+        return 1 if failed else 0
+    finally:
+        store.close()
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     sys.stdout.write(schema_text())
     return 0
@@ -506,6 +565,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spec", default="lead_worker")
     with_set(p)
     p.set_defaults(func=cmd_chat)
+
+    p = sub.add_parser("sessions", help="list, show or delete the conversations kept in a session store")
+    p.add_argument("action", choices=["list", "show", "delete"])
+    p.add_argument("ids", nargs="*", metavar="ID", help="conversation ids (show, delete)")
+    p.add_argument("--store", required=True, metavar="URL", help="memory://, sqlite:///path.db, redis://host:6379/0")
+    p.add_argument("--spec", help="also check that each conversation restores under this spec and params")
+    with_set(p)
+    p.set_defaults(func=cmd_sessions)
 
     p = sub.add_parser("schema", help="print the JSON Schema of the spec format")
     p.set_defaults(func=cmd_schema)

@@ -20,14 +20,17 @@ import random
 import sys
 import threading
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..engine import Engine
-from ..errors import AllAttemptsFailed, AuthError, BadRequestError, ConfigError, ProviderError, SessionBusy
+from ..errors import AllAttemptsFailed, AuthError, BadRequestError, ConfigError, Conflict, ProviderError, SessionBusy
 from ..spec import Spec, load_spec
+from ..store import Store, call_key, encode, load, open_store
+from ..store.rows import restore
 from ..turn import Conversation, ConversationState, Detector, Judged, Plan, TurnCore, Usage
 from ..turn.bindings import RoleBinding, bindings, params_from_env
 
@@ -149,6 +152,7 @@ class CallInfo:
     retries: int
     side: bool
     latency: float
+    replayed: bool = False  # a redelivered call answered from the store: no model call, nothing counted
 
 
 @dataclass
@@ -181,6 +185,8 @@ class Adapter:
         turn_unit: str = "call",
         detectors: Sequence[Detector] | None = None,
         log_dir: str | Path | None = None,
+        store: str | Store | None = None,
+        conflicts: int = 100,
     ) -> None:
         env = os.environ if env is None else env
         if isinstance(spec, Engine):
@@ -215,6 +221,11 @@ class Adapter:
         lead = self.bindings.get("lead")
         self.lead_model = lead.model if lead else None
         self._sessions = 0
+        # None: sessions live in their AgentSession object only (the fast in-process path, as before).
+        self.store = open_store(store) if isinstance(store, str) else store
+        if conflicts < 1:
+            raise ConfigError("conflicts must be >= 1")
+        self.conflicts = conflicts  # compare-and-set attempts per call before giving up with Conflict
 
     def redact(self, text: str) -> str:
         """`text` without any bound key's value."""
@@ -225,10 +236,20 @@ class Adapter:
     def session(
         self, name: str | None = None, state: ConversationState | Mapping[str, Any] | str | None = None
     ) -> AgentSession:
-        """A new agent session, or one continuing `state` (a `ConversationState` or its JSON)."""
+        """A new agent session, or one continuing `state` (a `ConversationState` or its JSON).
+
+        With a store, `name` is the conversation id: the session continues what the store holds under
+        it (a random id when None), and every call reloads and commits through compare-and-set.
+        """
         self._sessions += 1
-        conv = self.core.start() if state is None else self.core.restore(state)
-        return AgentSession(self, conv, name or f"session-{self._sessions}")
+        if self.store is None:
+            conv = self.core.start() if state is None else self.core.restore(state)
+            return AgentSession(self, conv, name or f"session-{self._sessions}")
+        if state is not None:
+            raise ConfigError("with a store, a session's state is the store's: pass the conversation id, not state=")
+        name = name or uuid.uuid4().hex
+        stored, _ = load(self.store, self.core, name)  # a corrupt or foreign row is an error now, not at the first call
+        return AgentSession(self, stored or self.core.start(), name)
 
 
 class AgentSession:
@@ -241,6 +262,8 @@ class AgentSession:
         self.name = name
         self.last: CallInfo | None = None
         self._stream_open = False
+        self._key: str | None = None  # the idempotency key of the last settled turn call (store only)
+        self._row: str | None = None  # the row data the conversation in memory is exactly (store only)
         self._log = adapter.log_dir / f"{name}.jsonl" if adapter.log_dir else None
 
     @property
@@ -275,6 +298,7 @@ class AgentSession:
         if "model" in kwargs:
             raise TypeError("the model is chosen by the session's state: do not pass model=")
         self._idle()
+        kwargs.pop("request_id", None)  # lwfsm's idempotency key (used with a store), not LiteLLM's
         plan = self.core.plan(self.conversation, messages, side=side)
         return _Call(list(messages), kwargs, plan, time.perf_counter())
 
@@ -315,6 +339,11 @@ class AgentSession:
         return self._delay(attempt, exc) if attempt < self.adapter.retries else 0.0
 
     def _settle(self, call: _Call, role: str, response: Any) -> Any:
+        """Settle in process (no store): commit, then log the judged turn."""
+        self._write(self._apply(call, role, response))
+        return response
+
+    def _apply(self, call: _Call, role: str, response: Any) -> Judged | None:
         """Validate the response, then let the core commit the verdict and open this turn (all or nothing)."""
         model = self.adapter.bindings[role].model
         reply = None
@@ -337,8 +366,77 @@ class AgentSession:
             retries=len(call.failures),
         )
         self.last = CallInfo(role, model, len(call.failures), call.plan.side, latency)
-        self._write(judged)
-        return response
+        return judged
+
+    # -- the store path: every call reloads, plans, calls, settles, and commits by compare-and-set --
+
+    def _reload(self, key: str | None) -> Any | None:
+        """Load the stored conversation in place; a response to return when this call is a redelivery."""
+        store = self.adapter.store
+        assert store is not None
+        row = store.read(self.name)
+        conv = self.conversation
+        if row is None or row.data != self._row:  # unchanged since we wrote or read it: nothing to restore
+            if row is None:  # never written, deleted or expired: a new conversation
+                fresh, self._key = self.core.start(), None
+            else:
+                fresh, self._key = restore(store, self.core, self.name, row)
+            conv.session, conv.pending = fresh.session, fresh.pending
+            conv.ledger, conv.version = fresh.ledger, fresh.version
+            self._row = row.data if row is not None else None
+        if key is not None and key == self._key and conv.pending is not None:
+            return self._replay()
+        return None
+
+    def _replay(self) -> Any:
+        """The reply recorded for the last settled call, as a LiteLLM response; nothing is called or counted."""
+        p = self.conversation.pending
+        assert p is not None
+        self.last = CallInfo(p.role, p.model, 0, False, 0.0, replayed=True)
+        usage = {**p.usage.model_dump(), "total_tokens": p.usage.prompt_tokens + p.usage.completion_tokens}
+        return litellm.ModelResponse(
+            model=p.model, choices=[{"index": 0, "message": p.reply, "finish_reason": "stop"}], usage=usage
+        )
+
+    def _commit(self, call: _Call, role: str, response: Any, key: str | None) -> tuple[bool, Any]:
+        """(True, response) once committed; (False, new call) when a conflict's re-plan needs another role.
+
+        On a conflict the stored conversation is reloaded and the call re-planned (its verdict judged
+        again on the new state); the reply already in hand is kept when its role is still allowed.
+        """
+        store = self.adapter.store
+        assert store is not None
+        for _ in range(self.adapter.conflicts):
+            self._row = None  # settling changes the conversation in memory: it matches no row until written
+            judged = self._apply(call, role, response)
+            kept = self._key if call.plan.side else key  # a side call leaves the last turn call's key
+            row = encode(self.conversation.state(), kept)
+            if store.write(self.name, call.plan.version, row):
+                self._key, self._row = kept, row.data
+                self._write(judged)
+                return True, response
+            replay = self._reload(key)
+            if replay is not None:  # the same call, delivered twice, was committed by the other delivery
+                return True, replay
+            again = self._begin(call.messages, call.plan.side, call.kwargs)
+            again.failures, again.started = call.failures, call.started  # the same call: its retries and clock
+            call = again
+            if role not in self.core.roles_for(call.plan):
+                return False, call
+        raise self._conflict()
+
+    def _conflict(self) -> Conflict:
+        return Conflict(
+            f"session {self.name!r}: {self.adapter.conflicts} compare-and-set attempts in a row lost to other "
+            f"writers on store {self.adapter.store.url if self.adapter.store else None}; nothing was committed"
+        )
+
+    def _stored_begin(self, messages: Sequence[Mapping[str, Any]], side: bool, kwargs: dict[str, Any]) -> Any:
+        """(key, replayed response or None, call)."""
+        self._idle()
+        key = None if side else call_key(messages, kwargs.pop("request_id", None))
+        replay = self._reload(key)
+        return key, replay, (None if replay is not None else self._begin(messages, side, kwargs))
 
     def _write(self, judged: Judged | None) -> None:
         if judged is None or self._log is None:
@@ -396,25 +494,63 @@ class AgentSession:
     def completion(self, messages: Sequence[Mapping[str, Any]], *, side: bool = False, **kwargs: Any) -> Any:
         """`litellm.completion` with the model chosen by the machine. `side=True`: not a turn."""
         with self.conversation.lock:
+            if self.adapter.store is not None:
+                return self._stored(messages, side, kwargs)
             call = self._begin(messages, side, kwargs)
-            for role, attempt, args in self._attempts(call):
-                try:
-                    response = litellm.completion(**args)
-                except Exception as exc:
-                    if wait := self._failed(call, role, attempt, args["model"], exc):
-                        time.sleep(wait)
-                    continue
-                if kwargs.get("stream"):
-                    self._stream_open = True
-                    return self._stream(call, role, response)
-                return self._settle(call, role, response)
-            raise self._all_failed(call)
+            role, response = self._call(call)
+            if kwargs.get("stream"):
+                self._stream_open = True
+                return self._stream(call, role, response)
+            return self._settle(call, role, response)
+
+    def _call(self, call: _Call) -> tuple[str, Any]:
+        for role, attempt, args in self._attempts(call):
+            try:
+                return role, litellm.completion(**args)
+            except Exception as exc:
+                if wait := self._failed(call, role, attempt, args["model"], exc):
+                    time.sleep(wait)
+        raise self._all_failed(call)
+
+    def _stored(self, messages: Sequence[Mapping[str, Any]], side: bool, kwargs: dict[str, Any]) -> Any:
+        key, replay, call = self._stored_begin(messages, side, kwargs)
+        if replay is not None:
+            return replay
+        for _ in range(self.adapter.conflicts):
+            role, response = self._call(call)
+            if kwargs.get("stream"):
+                self._stream_open = True
+                return self._stream(call, role, response, key)
+            done, value = self._commit(call, role, response, key)
+            if done:
+                return value
+            call = value
+        raise self._conflict()
 
     def close(self, messages: Sequence[Mapping[str, Any]] = ()) -> None:
         """End the conversation: judge the last turn from `messages` (tool results, the user's last word)."""
         with self.conversation.lock:
             self._idle()
+            self._closing(messages)
+
+    def _closing(self, messages: Sequence[Mapping[str, Any]]) -> None:
+        store = self.adapter.store
+        if store is None:
             self._write(self.core.close(self.conversation, messages))
+            return
+        for _ in range(self.adapter.conflicts):
+            self._reload(None)
+            version = self.conversation.version
+            self._row = None  # closing changes the conversation in memory
+            judged = self.core.close(self.conversation, messages)
+            if judged is None:
+                return
+            row = encode(self.conversation.state(), self._key)
+            if store.write(self.name, version, row):
+                self._row = row.data
+                self._write(judged)
+                return
+        raise self._conflict()
 
     # -- async: the same steps; the lock is awaited in a thread so the event loop never blocks --
 
@@ -422,40 +558,72 @@ class AgentSession:
         """`litellm.acompletion` with the model chosen by the machine. `side=True`: not a turn."""
         await _acquire(self.conversation.lock)
         try:
+            if self.adapter.store is not None:
+                return await self._astored(messages, side, kwargs)
             pending = self.conversation.pending
             if pending is not None and len(str(pending.reply.get("content") or "")) > _BIG_REPLY:
                 call = await asyncio.to_thread(self._begin, messages, side, kwargs)  # judging must not stall the loop
             else:
                 call = self._begin(messages, side, kwargs)
-            for role, attempt, args in self._attempts(call):
-                try:
-                    response = await litellm.acompletion(**args)
-                except asyncio.CancelledError:
-                    raise  # nothing was committed: the session is as it was
-                except Exception as exc:
-                    if wait := self._failed(call, role, attempt, args["model"], exc):
-                        await asyncio.sleep(wait)
-                    continue
-                if kwargs.get("stream"):
-                    self._stream_open = True
-                    return self._astream(call, role, response)
-                return self._settle(call, role, response)
-            raise self._all_failed(call)
+            role, response = await self._acall(call)
+            if kwargs.get("stream"):
+                self._stream_open = True
+                return self._astream(call, role, response)
+            return self._settle(call, role, response)
         finally:
             self.conversation.lock.release()
+
+    async def _acall(self, call: _Call) -> tuple[str, Any]:
+        for role, attempt, args in self._attempts(call):
+            try:
+                return role, await litellm.acompletion(**args)
+            except asyncio.CancelledError:
+                raise  # nothing was committed: the session is as it was
+            except Exception as exc:
+                if wait := self._failed(call, role, attempt, args["model"], exc):
+                    await asyncio.sleep(wait)
+        raise self._all_failed(call)
+
+    async def _astored(self, messages: Sequence[Mapping[str, Any]], side: bool, kwargs: dict[str, Any]) -> Any:
+        # The store's I/O is short and blocking (sqlite3, redis-py); a store call per model call is
+        # small next to the model call itself, so it is not moved to a thread.
+        key, replay, call = self._stored_begin(messages, side, kwargs)
+        if replay is not None:
+            return replay
+        for _ in range(self.adapter.conflicts):
+            role, response = await self._acall(call)
+            if kwargs.get("stream"):
+                self._stream_open = True
+                return self._astream(call, role, response, key)
+            done, value = self._commit(call, role, response, key)
+            if done:
+                return value
+            call = value
+        raise self._conflict()
 
     async def aclose(self, messages: Sequence[Mapping[str, Any]] = ()) -> None:
         await _acquire(self.conversation.lock)
         try:
             self._idle()
-            self._write(self.core.close(self.conversation, messages))
+            self._closing(messages)
         finally:
             self.conversation.lock.release()
 
     # -- streams: chunks pass through; the turn is settled once the stream is consumed. A stream
     # closed early settles nothing (like a cancelled call), and no call may start while one is open.
 
-    def _stream(self, call: _Call, role: str, stream: Any) -> Iterator[Any]:
+    def _finish(self, call: _Call, role: str, response: Any, key: str | None) -> None:
+        if self.adapter.store is None:
+            self._settle(call, role, response)
+            return
+        done, _ = self._commit(call, role, response, key)
+        if not done:  # the stream was delivered already: it cannot be served again by the role now chosen
+            raise Conflict(
+                f"session {self.name!r}: another process moved the conversation while this {role} stream ran, "
+                "and it now needs another role; the streamed turn was not committed"
+            )
+
+    def _stream(self, call: _Call, role: str, stream: Any, key: str | None = None) -> Iterator[Any]:
         chunks = []
         try:
             for chunk in self._mapped(role, stream):
@@ -463,11 +631,11 @@ class AgentSession:
                 yield chunk
             with self.conversation.lock:
                 self._stream_open = False
-                self._settle(call, role, litellm.stream_chunk_builder(chunks, messages=call.messages))
+                self._finish(call, role, litellm.stream_chunk_builder(chunks, messages=call.messages), key)
         finally:
             self._stream_open = False
 
-    async def _astream(self, call: _Call, role: str, stream: Any) -> AsyncIterator[Any]:
+    async def _astream(self, call: _Call, role: str, stream: Any, key: str | None = None) -> AsyncIterator[Any]:
         chunks = []
         try:
             try:
@@ -479,7 +647,7 @@ class AgentSession:
             await _acquire(self.conversation.lock)
             try:
                 self._stream_open = False
-                self._settle(call, role, litellm.stream_chunk_builder(chunks, messages=call.messages))
+                self._finish(call, role, litellm.stream_chunk_builder(chunks, messages=call.messages), key)
             finally:
                 self.conversation.lock.release()
         finally:

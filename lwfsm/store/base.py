@@ -1,0 +1,101 @@
+"""The store protocol and `open_store(url)`: one small contract, backends chosen by URL."""
+
+from __future__ import annotations
+
+import urllib.parse
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from ..errors import StoreError
+
+__all__ = ["SCHEMES", "Row", "Store", "open_store", "redact"]
+
+SCHEMES = ("memory", "sqlite", "redis", "rediss")
+
+
+@dataclass(frozen=True)
+class Row:
+    """What a store holds for one conversation: its data (JSON text) and the version it was written at."""
+
+    data: str
+    version: int
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Compare-and-set storage of one JSON value per conversation id.
+
+    Versions start at 1; `write(id, expected=0, ...)` creates the row only if there is none. A row
+    whose TTL has run out reads as absent. Every method raises `StoreError` when the store fails.
+    """
+
+    url: str  # the URL it was opened with, password redacted: safe for logs and errors
+
+    def read(self, session: str) -> Row | None:
+        """The row of `session`, or None."""
+        ...
+
+    def write(self, session: str, expected: int, row: Row) -> bool:
+        """Store `row` only if the stored version is still `expected` (0: absent); False if it moved."""
+        ...
+
+    def list(self) -> list[str]:
+        """The ids of every live row, sorted."""
+        ...
+
+    def delete(self, session: str) -> bool:
+        """Remove `session`'s row; False if there was none."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def redact(url: str) -> str:
+    """`url` with its password replaced by ***, so it can appear in logs, errors and reprs."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        if parts.password is None:
+            return url
+        user = parts.username or ""
+        host = parts.hostname or ""
+        if parts.port is not None:
+            host += f":{parts.port}"
+        return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    except ValueError:  # a malformed URL (e.g. a bad port): keep nothing after the scheme's '//'
+        scheme = url.split("://", 1)[0]
+        return f"{scheme}://***"
+
+
+def open_store(url: str, *, ttl: float | None = None, prefix: str | None = None) -> Store:
+    """A store from its URL: memory://, sqlite:///path.db, redis://[user:password@]host:port/db, rediss://.
+
+    `ttl` (seconds; also `?ttl=` in the URL) makes rows that are not written for that long expire.
+    `prefix` (Redis only; also `?prefix=`) namespaces the keys, default "lwfsm:session:".
+    """
+    shown = redact(url)
+    scheme, sep, _rest = url.partition("://")
+    if not sep or scheme not in SCHEMES:
+        raise StoreError(
+            f"store URL {shown!r}: unknown scheme {scheme!r}; use memory://, sqlite:///path/to/file.db, "
+            "redis://[user:password@]host:port/db or rediss://...",
+            store=shown,
+        )
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
+    if ttl is None and "ttl" in query:
+        try:
+            ttl = float(query["ttl"][-1])
+        except ValueError:
+            raise StoreError(f"store URL {shown!r}: ttl must be a number of seconds", store=shown) from None
+    if ttl is not None and ttl <= 0:
+        raise StoreError(f"store URL {shown!r}: ttl must be > 0 seconds, got {ttl}", store=shown)
+    if scheme == "memory":
+        from .memory import MemoryStore
+
+        return MemoryStore(shown, ttl=ttl)
+    if scheme == "sqlite":
+        from .sqlite import SQLiteStore
+
+        return SQLiteStore(url, ttl=ttl)
+    from .redis_store import RedisStore
+
+    return RedisStore(url, ttl=ttl, prefix=prefix if prefix is not None else query.get("prefix", [None])[-1])

@@ -1,0 +1,74 @@
+"""How a conversation is kept in a store row, and the idempotency key of a call.
+
+A row's data is one header line, `lwfsm-session/1 <call key>`, then the `ConversationState` JSON.
+The call key is the digest of the last settled turn call (its messages, or the request id the client
+gave); a turn call arriving with the same key is a redelivery (a client retry) and is not judged again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..errors import SnapshotError, StoreError
+from ..turn import Conversation, ConversationState, TurnCore
+from .base import Row, Store
+
+__all__ = ["HEADER", "call_key", "decode", "encode", "load", "restore"]
+
+HEADER = "lwfsm-session/1"
+
+
+def call_key(messages: Sequence[Mapping[str, Any]], request_id: str | None = None) -> str:
+    """The idempotency key of a turn call: its request id if the client gave one, else a digest of its messages."""
+    if request_id is not None:
+        return "id:" + hashlib.sha256(str(request_id).encode()).hexdigest()[:32]
+    text = json.dumps(list(messages), sort_keys=True, separators=(",", ":"), default=str)
+    return "m:" + hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def encode(state: ConversationState, call: str | None) -> Row:
+    return Row(f"{HEADER} {call or '-'}\n{state.model_dump_json()}", state.version)
+
+
+def decode(store: Store, session: str, row: Row) -> tuple[str, str | None]:
+    """(state JSON, call key) of a row; StoreError naming the store and session when it is not ours."""
+    head, sep, body = row.data.partition("\n")
+    parts = head.split(" ")
+    if not sep or len(parts) != 2 or parts[0] != HEADER:
+        raise StoreError(
+            f"store {store.url}: session {session!r}: the row is not an lwfsm session (it starts with "
+            f"{head[:40]!r}); nothing was overwritten. Delete it (`lwfsm sessions delete`) or use another id.",
+            store=store.url,
+            session=session,
+        )
+    return body, (None if parts[1] == "-" else parts[1])
+
+
+def load(store: Store, core: TurnCore, session: str) -> tuple[Conversation | None, str | None]:
+    """The stored conversation `session` (None if there is none) and the key of its last settled call."""
+    row = store.read(session)
+    return (None, None) if row is None else restore(store, core, session, row)
+
+
+def restore(store: Store, core: TurnCore, session: str, row: Row) -> tuple[Conversation, str | None]:
+    """The conversation a row holds, and the key of its last settled call; StoreError when it is not ours."""
+    body, call = decode(store, session, row)
+    try:
+        conv = core.restore(body)
+    except SnapshotError as exc:
+        raise StoreError(
+            f"store {store.url}: session {session!r}: {exc}; nothing was overwritten",
+            store=store.url,
+            session=session,
+        ) from exc
+    if conv.version != row.version:
+        raise StoreError(
+            f"store {store.url}: session {session!r}: the row says version {row.version} but its state says "
+            f"{conv.version}: it was edited by hand or by another program; nothing was overwritten",
+            store=store.url,
+            session=session,
+        )
+    return conv, call

@@ -1,0 +1,115 @@
+"""sqlite:///path.db: the embedded store (one host, several processes), stdlib sqlite3 in WAL mode.
+
+`sqlite:///sessions.db` is relative to the working directory, `sqlite:////var/lib/x.db` absolute
+(SQLAlchemy's convention). Compare-and-set takes the write lock first (BEGIN IMMEDIATE), so two
+processes cannot both read version v and both write v+1.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from ..errors import StoreError
+from .base import Row
+
+__all__ = ["SQLiteStore"]
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS lwfsm_sessions (
+    id TEXT PRIMARY KEY,
+    version INTEGER NOT NULL,
+    data TEXT NOT NULL,
+    expires REAL
+)
+"""
+
+
+class SQLiteStore:
+    """One connection per store object, shared by its threads behind a lock; other processes open their own."""
+
+    def __init__(self, url: str, *, ttl: float | None = None) -> None:
+        self.url = url
+        self.ttl = ttl
+        path = url.split("://", 1)[1].split("?", 1)[0]
+        path = path[1:] if path.startswith("/") else path  # sqlite:///rel.db -> rel.db; sqlite:////abs -> /abs
+        if not path:
+            raise StoreError(f"store URL {url!r} names no database file: use sqlite:///path/to/file.db", store=url)
+        self.path = path
+        self._lock = threading.Lock()
+        try:
+            # autocommit (isolation_level=None): transactions are the explicit BEGIN IMMEDIATE below.
+            # timeout: how long to wait for another process's write lock; a CAS holds it for microseconds.
+            self._db = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes
+            self._db.execute(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise StoreError(f"store {url}: cannot open {path!r} as an lwfsm session store: {exc}", store=url) from None
+
+    def __repr__(self) -> str:
+        return f"<SQLiteStore {self.url}>"
+
+    def _run(self, what: str, session: str | None, fn: Callable[[], T]) -> T:
+        with self._lock:
+            try:
+                return fn()
+            except sqlite3.Error as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                about = f" session {session!r}:" if session else ""
+                raise StoreError(
+                    f"store {self.url}:{about} {what} failed: {exc}", store=self.url, session=session
+                ) from None
+
+    def read(self, session: str) -> Row | None:
+        def go() -> Row | None:
+            got = self._db.execute(
+                "SELECT data, version FROM lwfsm_sessions WHERE id = ? AND (expires IS NULL OR expires > ?)",
+                (session, time.time()),
+            ).fetchone()
+            return Row(got[0], got[1]) if got else None
+
+        return self._run("read", session, go)
+
+    def write(self, session: str, expected: int, row: Row) -> bool:
+        def go() -> bool:
+            now = time.time()
+            self._db.execute("BEGIN IMMEDIATE")
+            got = self._db.execute(
+                "SELECT version FROM lwfsm_sessions WHERE id = ? AND (expires IS NULL OR expires > ?)", (session, now)
+            ).fetchone()
+            if (got[0] if got else 0) != expected:
+                self._db.execute("ROLLBACK")
+                return False
+            self._db.execute(
+                "INSERT OR REPLACE INTO lwfsm_sessions (id, version, data, expires) VALUES (?, ?, ?, ?)",
+                (session, row.version, row.data, now + self.ttl if self.ttl else None),
+            )
+            self._db.execute("COMMIT")
+            return True
+
+        return self._run("compare-and-set", session, go)
+
+    def list(self) -> list[str]:
+        def go() -> list[str]:
+            now = time.time()
+            self._db.execute("DELETE FROM lwfsm_sessions WHERE expires IS NOT NULL AND expires <= ?", (now,))
+            return [r[0] for r in self._db.execute("SELECT id FROM lwfsm_sessions ORDER BY id")]
+
+        return self._run("list", None, go)
+
+    def delete(self, session: str) -> bool:
+        def go() -> bool:
+            return self._db.execute("DELETE FROM lwfsm_sessions WHERE id = ?", (session,)).rowcount > 0
+
+        return self._run("delete", session, go)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
