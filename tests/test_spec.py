@@ -102,3 +102,20 @@ def test_quoted_yaml_words_are_text_not_traps() -> None:
     text = (Path(__file__).parent / "specs_invalid" / "_base.yaml.txt").read_text()
     spec = Spec.from_text(text.replace("name: tiny", 'name: "no"'))
     assert spec.name == "no"
+
+
+def test_huge_param_override_is_a_located_error_not_a_crash(root: Path) -> None:
+    with pytest.raises(SpecError, match="value for param 'lead_turns' is too large"):
+        load_spec(root / "specs" / "lead_worker.yaml", params={"lead_turns": 10**5000})
+
+
+def test_alias_bomb_is_refused_at_once() -> None:
+    import time
+
+    bomb = "\n".join(
+        ["x0: &a0 [1,1,1,1,1,1,1,1,1]"] + [f"x{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
+    )
+    start = time.perf_counter()
+    with pytest.raises(SpecError, match="aliases"):
+        Spec.from_text(bomb)
+    assert time.perf_counter() - start < 1

@@ -339,6 +339,10 @@ def _param_issues(spec: Spec, values: Mapping[str, Any]) -> list[SpecIssue]:
             out.append(SpecIssue("<params>", None, None, name, unknown("param", name, spec.params)))
         elif type(value) is not int:
             out.append(SpecIssue("<params>", None, None, name, f"param '{name}' must be an integer, got {value!r}"))
+        elif value.bit_length() > 63:  # also keeps str(value) within Python's 4300-digit limit
+            out.append(
+                SpecIssue("<params>", None, None, name, f"value for param '{name}' is too large (64-bit at most)")
+            )
         elif (p.min is not None and value < p.min) or (p.max is not None and value > p.max):
             out.append(
                 SpecIssue(

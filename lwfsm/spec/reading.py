@@ -14,7 +14,7 @@ import yaml
 
 from ..errors import SpecIssue
 
-__all__ = ["Loc", "Marks", "find_mark", "path_text", "read_yaml", "yaml_kind"]
+__all__ = ["Loc", "Marks", "find_mark", "path_text", "read_yaml", "short", "yaml_kind"]
 
 Loc = tuple[int | str, ...]
 Marks = dict[Loc, tuple[int, int, int]]  # loc -> (line, column, extra column for a quote)
@@ -22,10 +22,45 @@ Marks = dict[Loc, tuple[int, int, int]]  # loc -> (line, column, extra column fo
 _BOOL_WORDS = {"true", "false"}
 _PLAIN_TAGS = {"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"}
 _PLAIN_INT = re.compile(r"[-+]?(0|[1-9][0-9]*)")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def short(text: str, limit: int = 60) -> str:
+    """`text` cut to `limit` characters for a message: never echo a huge value."""
+    return text if len(text) <= limit else f"{text[: limit - 3]}... ({len(text)} characters)"
+
+
+# Specs are a few levels deep; 64 leaves room while staying far from Python's recursion limit
+# (PyYAML composes nodes recursively: ~600 levels raise RecursionError).
+MAX_DEPTH = 64
 
 
 class _Loader(yaml.SafeLoader):
-    pass
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
+        # Aliases are refused outright, not limited: a spec is small and hand-written, so it never
+        # needs shared sub-trees, and without aliases an "alias bomb" (each level repeating the
+        # previous one 9 times) or a self-referencing alias (`x: &a [*a]`) cannot be written at all.
+        # A located message is also clearer than one pointing at an anchor far away.
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                f"aliases (*{event.anchor}) are not allowed in a spec; write the value out",
+                event.start_mark,
+            )
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+                raise yaml.composer.ComposerError(None, None, f"nested more than {MAX_DEPTH} levels deep", mark)
+            return super().compose_node(parent, index)  # type: ignore[arg-type]
+        finally:
+            self._depth -= 1
 
 
 def read_yaml(text: str, source: str) -> tuple[Any, dict[Loc, tuple[int, int, int]], list[SpecIssue]]:
@@ -101,6 +136,16 @@ def read_yaml(text: str, source: str) -> tuple[Any, dict[Loc, tuple[int, int, in
         except yaml.YAMLError as exc:
             issue(n, path, f"cannot read value: {getattr(exc, 'problem', exc)}")
             return None
+        except ValueError:  # int() past Python's 4300-digit limit, or an impossible timestamp
+            what = f"a number of {len(n.value)} digits" if n.tag.endswith(":int") else f"'{short(n.value)}'"
+            issue(n, path, f"cannot read value: {what} is not usable here")
+            trapped.add(path)
+            return None
+        if isinstance(value, str) and (bad := _SURROGATE.search(value)):
+            # A lone surrogate loads, then crashes every print: refuse it where it is.
+            issue(n, path, f"text contains a lone surrogate (U+{ord(bad.group()):04X}); remove it")
+            trapped.add(path)
+            return None if not is_key else n.value.encode("ascii", "backslashreplace").decode()
         if is_key:
             return value
         if n.style is None and isinstance(value, bool) and n.value.lower() not in _BOOL_WORDS:

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 from ..errors import SpecError, SpecIssue, did_you_mean, unknown
 from .expr import Expr, ExprError, Kind
 from .model import Spec
-from .reading import Loc, find_mark, path_text, yaml_kind
+from .reading import Loc, find_mark, path_text, short, yaml_kind
 
 __all__ = ["build"]
 
@@ -144,6 +144,15 @@ def _meaning(spec: Spec) -> list[tuple[Loc, str, int]]:
                         -1,
                     )
                 )
+    for name in events:
+        if name == "state":  # transitions keeps the model's state under this name: a trigger may not take it
+            add(
+                (
+                    ("events", name),
+                    "event name 'state' is reserved (the machine keeps the state under it); rename it",
+                    -1,
+                )
+            )
     for name in set(counters) & set(params):
         add((("counters", name), f"'{name}' is both a counter and a param; rename one", -1))
 
@@ -153,7 +162,7 @@ def _meaning(spec: Spec) -> list[tuple[Loc, str, int]]:
         try:
             return spec.parse(text, want, params_only=params_only)
         except ExprError as exc:
-            add((loc, f"in expression '{text.strip()}': {exc.message}", exc.offset))
+            add((loc, f"in expression '{short(text.strip())}': {exc.message}", exc.offset))
             return None
 
     for name, p in params.items():
