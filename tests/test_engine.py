@@ -268,6 +268,21 @@ def test_restore_refuses_foreign_or_broken_snapshots() -> None:
         engine().restore({**snap.model_dump(), "counters": {"failures": 1}})
     with pytest.raises(SnapshotError, match="not a valid lwfsm snapshot"):
         engine().restore('{"spec": "lead_worker"}')
+    counters = snap.model_dump()["counters"]
+    with pytest.raises(SnapshotError, match="counter 'failures' = -1 cannot occur"):
+        engine().restore({**snap.model_dump(), "counters": {**counters, "failures": -1}})
+    with pytest.raises(SnapshotError, match="counter 'failures' = out of range cannot occur"):
+        engine().restore({**snap.model_dump(), "counters": {**counters, "failures": 10**5000}})
+    with pytest.raises(SnapshotError, match="violates the invariant 'failures < failure_threshold'"):
+        engine().restore({**snap.model_dump(), "counters": {**counters, "failures": 99}})
+    with pytest.raises(SnapshotError, match="last event 'nope' is not an event"):
+        engine().restore({**snap.model_dump(), "last": {**snap.model_dump()["last"], "event": "nope"}})
+    huge = "x" * 10_000_000
+    for payload in ({**snap.model_dump(), "state": 7, "spec": huge}, huge, '{"spec": "' + huge + '"'):
+        with pytest.raises(SnapshotError) as info:
+            engine().restore(payload)
+        assert len(str(info.value)) < 1000
+        assert info.value.__cause__ is None
     restored = engine().restore(snap.model_dump())
     assert restored.snapshot() == snap
 
