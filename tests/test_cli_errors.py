@@ -28,3 +28,91 @@ def test_every_invalid_spec_gives_located_errors_in_every_command(
     lines = err.splitlines()
     assert lines
     assert all(re.match(rf"{re.escape(str(path))}:\d+:\d+: ", line) for line in lines), err
+
+
+ROOT = Path(__file__).resolve().parent.parent
+SPEC = str(ROOT / "specs" / "lead_worker.yaml")
+
+
+@pytest.mark.parametrize("where", ["missing/x.md", "folder", "/dev/full"])
+def test_diagram_output_that_cannot_be_written_is_a_message(
+    where: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "folder").mkdir()
+    target = where if where.startswith("/") else str(tmp_path / where)
+    if where == "/dev/full" and not Path(where).exists():
+        pytest.skip("no /dev/full here")
+    assert main(["diagram", SPEC, "-o", target]) == 1
+    assert f"lwfsm diagram: cannot write {target}: " in capsys.readouterr().err
+
+
+def test_unwritable_out_dir_is_a_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "lead_worker.yaml").write_text(Path(SPEC).read_text())
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    argv = ["diagram", "--all", "--specs-dir", str(specs), "--out-dir", str(blocker / "diagrams")]
+    assert main(argv) == 1
+    assert f"--out-dir {blocker / 'diagrams'}: cannot create it" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo", "folder", "big"])
+def test_only_regular_files_of_sane_size_are_read(
+    kind: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import os
+
+    path = tmp_path / "spec.yaml"
+    if kind == "device":
+        path = Path("/dev/zero")
+    elif kind == "fifo":
+        os.mkfifo(path)  # reading it would block forever
+    elif kind == "folder":
+        path.mkdir()
+    else:
+        path.write_text("# padding\n" * 200_000)
+    assert main(["validate", str(path)]) == 1
+    err = capsys.readouterr().err
+    expected = {"device": "not a regular file", "fifo": "not a regular file", "folder": "a directory"}
+    assert f"{path}: cannot read spec: {expected.get(kind, 'larger than 1,000,000 bytes')}" in err
+
+
+class ClosedPipe:
+    """A stdout whose reader has gone (what `| head -1` leaves behind)."""
+
+    def __init__(self) -> None:
+        import os
+
+        self.read_end, self.write_end = os.pipe()
+
+    def write(self, text: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def flush(self) -> None:
+        pass
+
+    def fileno(self) -> int:
+        return self.write_end
+
+
+def test_a_closed_pipe_ends_quietly(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+    import sys
+
+    pipe = ClosedPipe()
+    with capsys.disabled():
+        monkeypatch.setattr(sys, "stdout", pipe)
+        assert main(["explain", SPEC]) == 1  # no BrokenPipeError escapes
+        monkeypatch.undo()
+    assert capsys.readouterr().err == ""
+    os.close(pipe.read_end)
+    os.close(pipe.write_end)
+
+
+@pytest.mark.parametrize("argv", [["validate"], ["check", SPEC, "--depth", "x"], ["nope"]])
+def test_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    assert "usage: lwfsm" in capsys.readouterr().err

@@ -223,12 +223,20 @@ def cmd_diagram(args: argparse.Namespace) -> int:
         kw["snapshot"] = snap
     data = diagram.render(spec, args.format, **kw)
     if args.output:
-        Path(args.output).write_bytes(data)
+        _write(Path(args.output), data)
     elif args.format in ("png",):
         raise _Usage("-f png writes binary data: give -o PATH")
     else:
         sys.stdout.write(data.decode())
     return 0
+
+
+def _write(target: Any, data: bytes) -> None:
+    """Write a file, or say in one line why not (missing folder, a folder, a full disk...)."""
+    try:
+        target.write_bytes(data)
+    except OSError as exc:
+        raise _Usage(f"cannot write {target}: {exc.strerror or exc}") from None
 
 
 def _diagram_dir(specs_dir: Any, out_dir: Any, check_only: bool) -> int:
@@ -252,8 +260,11 @@ def _diagram_dir(specs_dir: Any, out_dir: Any, check_only: bool) -> int:
             if check_only:
                 stale.append(f"{target}: {'missing' if current is None else 'stale'} (from {path})")
             else:
-                out_dir.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(fresh)
+                try:
+                    out_dir.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise _Usage(f"--out-dir {out_dir}: cannot create it: {exc.strerror or exc}") from None
+                _write(target, fresh)
                 print(f"wrote {target}")
     for line in stale:
         print(line, file=sys.stderr)
@@ -445,9 +456,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI. Exit codes: 0 ok, 1 a mistake or finding (with a message), 2 a usage error
+    argparse caught (unknown option, missing argument), as is the convention for command lines."""
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
+    except BrokenPipeError:
+        # `lwfsm explain big.yaml | head -1`: the reader left. Say nothing more; point stdout at
+        # devnull so the interpreter's final flush does not raise again.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except SpecError as exc:
         print(exc, file=sys.stderr)
         return 1

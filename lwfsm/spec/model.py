@@ -36,6 +36,7 @@ __all__ = [
 ]
 
 FORMAT = 1  # the spec language version this lwfsm reads (`lwfsm: 1`)
+MAX_SPEC_BYTES = 1_000_000  # a hand-written spec is a few KB; 10,000 states fit in well under this
 
 
 def _int_as_text(v: Any) -> Any:
@@ -317,7 +318,16 @@ def load_spec(path: str | Path, params: Mapping[str, int] | None = None) -> Spec
             raise SpecError([SpecIssue(str(path), None, None, "", message)])
         p = shipped[str(path)]
     try:
-        text = p.read_text(encoding="utf-8")
+        # A FIFO would block and /dev/zero never ends: read regular files only, and at most a cap.
+        if not p.is_file():
+            what = "a directory" if p.is_dir() else "not a regular file" if p.exists() else "no such file"
+            raise SpecError([SpecIssue(str(path), None, None, "", f"cannot read spec: {what}")])
+        with p.open("rb") as f:
+            raw = f.read(MAX_SPEC_BYTES + 1)
+        if len(raw) > MAX_SPEC_BYTES:
+            message = f"cannot read spec: larger than {MAX_SPEC_BYTES:,} bytes"
+            raise SpecError([SpecIssue(str(path), None, None, "", message)])
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError([SpecIssue(str(path), None, None, "", f"cannot read spec: {exc}")]) from None
     return Spec.from_text(text, source=str(path), params=params)
