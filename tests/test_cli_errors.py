@@ -116,3 +116,31 @@ def test_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]
         main(argv)
     assert info.value.code == 2
     assert "usage: lwfsm" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["--params-up-to", "-1"], ["--depth", "0"], ["--depth", "-1"]])
+def test_check_refuses_bounds_that_would_check_nothing(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["check", SPEC, *argv])
+    assert info.value.code == 2
+    assert "or more, got" in capsys.readouterr().err
+
+
+def test_a_depth_limited_never_says_the_search_was_cut(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", SPEC, "--depth", "2"]) == 1
+    out = capsys.readouterr().out
+    assert "never fires within 2 events (the search was cut short at depth 2)" in out
+    assert "never reached within 2 events (the search was cut short at depth 2)" in out
+
+
+@pytest.mark.parametrize("flag", ["--check", "--all"])
+@pytest.mark.parametrize("empty", [True, False])
+def test_diagram_dir_without_specs_fails_saying_so(
+    flag: str, empty: bool, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    specs = tmp_path / "specs"
+    if empty:
+        specs.mkdir()
+    assert main(["diagram", flag, "--specs-dir", str(specs), "--out-dir", str(tmp_path / "d")]) == 1
+    reason = "holds no *.yaml spec" if empty else "does not exist"
+    assert f"--specs-dir {specs} {reason}: nothing to draw or check" in capsys.readouterr().err

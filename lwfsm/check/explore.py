@@ -150,6 +150,8 @@ def saturation_bounds(spec: Spec) -> dict[str, int]:
 
 def check(spec: Spec, depth: int | None = None) -> Report:
     """Explore every reachable configuration (or every one within `depth` events)."""
+    if depth is not None and depth < 1:
+        raise ValueError(f"depth must be 1 or more, got {depth}")  # depth 0 would check nothing, then say ok
     engine = Engine(spec, history=0)
     names = engine.counter_names
     bounds: dict[str, int] = {}
@@ -210,16 +212,18 @@ def check(spec: Spec, depth: int | None = None) -> Report:
 
     findings = list(first.values())
     seen_states = {s for s, _ in parent}
+    # A depth-limited search only saw so far: "never" would be a false claim past the cut.
+    cut = "" if depth is None else f" within {depth} events (the search was cut short at depth {depth})"
     for name in spec.states:
         if name not in seen_states:
-            findings.append(Finding("unreachable_state", f"state '{name}' is never reached", name))
+            findings.append(Finding("unreachable_state", f"state '{name}' is never reached{cut}", name))
     for i, t in enumerate(spec.transitions):
         if i not in fired:
             findings.append(
                 Finding(
                     "dead_transition",
                     f"transitions[{i}] ({t.event} from {', '.join(t.source)}"
-                    f"{' [' + t.guard + ']' if t.guard else ''}) never fires at {spec.where('transitions', i)}",
+                    f"{' [' + t.guard + ']' if t.guard else ''}) never fires{cut} at {spec.where('transitions', i)}",
                 )
             )
     cheap = {r for r, role in spec.roles.items() if role.cheap}
@@ -271,6 +275,8 @@ def param_grid(spec: Spec, up_to: int) -> Iterator[dict[str, int]]:
 def check_grid(spec: Spec, up_to: int, depth: int | None = None) -> Report:
     """`check` for every param combination of `param_grid`. A state or transition is reported as
     never reached / never firing only when that holds for every combination."""
+    if up_to < 0:
+        raise ValueError(f"up_to must be 0 or more, got {up_to}")  # an empty grid would check nothing
     total, combos, per_combo, unused = 0, 0, [], None
     bounds: dict[str, int] = {}
     for params in param_grid(spec, up_to):

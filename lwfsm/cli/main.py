@@ -34,6 +34,21 @@ class _Usage(Exception):
     pass
 
 
+def _at_least(low: int) -> Any:
+    """An argparse type: an integer >= low (a bad value is a usage error, exit 2)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be {low} or more, got {value}")
+        return value
+
+    return parse
+
+
 def _table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)).rstrip() for row in [header, *rows]]
@@ -244,7 +259,11 @@ def _diagram_dir(specs_dir: Any, out_dir: Any, check_only: bool) -> int:
     from .. import diagram
 
     stale = []
-    for path in sorted(specs_dir.glob("*.yaml")):
+    paths = sorted(specs_dir.glob("*.yaml"))
+    if not paths:  # checking nothing must not read as "up to date"
+        what = "does not exist" if not specs_dir.exists() else "holds no *.yaml spec"
+        raise _Usage(f"--specs-dir {specs_dir} {what}: nothing to draw or check")
+    for path in paths:
         spec = load_spec(path)
         for ext in ("md", "svg"):
             target = out_dir / f"{path.stem}.{ext}"
@@ -415,10 +434,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="explore every reachable configuration; exit 1 with findings")
     p.add_argument("specs", nargs="+", metavar="SPEC")
     with_set(p)
-    p.add_argument("--depth", type=int, help="explore every sequence of up to N events instead of saturating")
+    p.add_argument("--depth", type=_at_least(1), help="explore every sequence of up to N events instead of saturating")
     p.add_argument(
         "--params-up-to",
-        type=int,
+        type=_at_least(0),
         metavar="N",
         help="check every param combination within the declared ranges, each capped at min + N",
     )
