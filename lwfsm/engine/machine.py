@@ -27,6 +27,16 @@ __all__ = ["Engine", "LastTransition", "Listener", "Session", "Snapshot", "Trans
 logger = logging.getLogger("lwfsm")
 
 
+def _quiet_transitions() -> None:
+    # transitions logs every callback it runs at INFO ("Executed callback '<function ...>'"), a few
+    # lines per event: a user who turns INFO on to see lwfsm's one line per switch would drown. Its
+    # events are lwfsm's internals, so lwfsm sets its logger to WARNING, unless the user has
+    # configured that logger (any level set): then their choice stands.
+    quiet = logging.getLogger("transitions")
+    if quiet.level == logging.NOTSET:
+        quiet.setLevel(logging.WARNING)
+
+
 class TransitionRecord(NamedTuple):
     """What one event did. `turn` is the turn the event ended (unchanged for non-turn events)."""
 
@@ -71,6 +81,7 @@ class Engine:
     def __init__(self, spec: Spec, *, history: int = 64) -> None:
         if history < 0:
             raise ValueError(f"history must be >= 0, got {history}")
+        _quiet_transitions()
         self.spec = spec
         self.history_limit = history
         self.counter_names: tuple[str, ...] = tuple(spec.counters)
