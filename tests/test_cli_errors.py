@@ -144,3 +144,29 @@ def test_diagram_dir_without_specs_fails_saying_so(
     assert main(["diagram", flag, "--specs-dir", str(specs), "--out-dir", str(tmp_path / "d")]) == 1
     reason = "holds no *.yaml spec" if empty else "does not exist"
     assert f"--specs-dir {specs} {reason}: nothing to draw or check" in capsys.readouterr().err
+
+
+def test_check_refuses_a_huge_bound_up_front_naming_the_counter(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import time
+
+    big = tmp_path / "big.yaml"
+    big.write_text(Path(SPEC).read_text().replace("max: 1000", "max: 100000000"))
+    start = time.perf_counter()
+    assert main(["check", str(big), "--set", "failure_threshold=10000000"]) == 1
+    assert time.perf_counter() - start < 5
+    err = capsys.readouterr().err
+    assert "over the limit of 1,000,000: counter 'failures' is compared against 10,000,000" in err
+    assert "raise --max-configurations" in err
+    assert main(["check", SPEC, "--max-configurations", "10"]) == 1
+    assert "may have about" in capsys.readouterr().err
+    assert main(["check", SPEC, "--max-configurations", "1000"]) == 0
+
+
+def test_check_refuses_a_huge_param_grid_naming_the_param(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", SPEC, "--params-up-to", "1000"]) == 1
+    err = capsys.readouterr().err
+    assert "--params-up-to 1000 makes 1,001,000,000 param combinations, over the limit of 1,000,000" in err
+    assert main(["check", SPEC, "--params-up-to", "30"]) == 1
+    assert "configurations in all, over the limit" in capsys.readouterr().err

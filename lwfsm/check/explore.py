@@ -22,9 +22,29 @@ from ..errors import TransitionNotAllowed, Unsaturable
 from ..spec import Spec
 from ..spec.expr import Expr
 
-__all__ = ["Finding", "Report", "Unsaturable", "check", "check_grid", "param_grid", "saturation_bounds"]
+__all__ = [
+    "MAX_CONFIGURATIONS",
+    "Finding",
+    "Report",
+    "TooLarge",
+    "Unsaturable",
+    "check",
+    "check_grid",
+    "estimate",
+    "param_grid",
+    "saturation_bounds",
+]
 
 Config = tuple[str, tuple[int, ...]]
+
+# About a million configurations take ~30 s and ~1 GB; past that a check would run silently for
+# minutes or hours, so it is refused up front (the limit is a parameter and a CLI flag).
+MAX_CONFIGURATIONS = 1_000_000
+
+
+class TooLarge(Unsaturable):
+    """The exhaustive check would visit more configurations than allowed; the message says which
+    counter or param makes it so."""
 
 
 @dataclass
@@ -148,8 +168,31 @@ def saturation_bounds(spec: Spec) -> dict[str, int]:
     return bounds
 
 
-def check(spec: Spec, depth: int | None = None) -> Report:
-    """Explore every reachable configuration (or every one within `depth` events)."""
+def estimate(spec: Spec, bounds: dict[str, int]) -> int:
+    """An upper bound on the configurations a saturated check visits: states × (bound + 2) per counter."""
+    total = len(spec.states)
+    for bound in bounds.values():
+        total *= bound + 2  # values 0..bound, and bound + 1 standing for every larger one
+    return total
+
+
+def _refuse_estimate(spec: Spec, bounds: dict[str, int], limit: int) -> None:
+    total = estimate(spec, bounds)
+    if total <= limit:
+        return
+    worst = max(bounds, key=lambda c: bounds[c])
+    raise TooLarge(
+        [
+            f"spec '{spec.name}' may have about {total:,} configurations ({len(spec.states)} states × counter "
+            f"values), over the limit of {limit:,}: counter '{worst}' is compared against {bounds[worst]:,}; "
+            "lower that bound, use --depth N, or raise --max-configurations"
+        ]
+    )
+
+
+def check(spec: Spec, depth: int | None = None, max_configurations: int = MAX_CONFIGURATIONS) -> Report:
+    """Explore every reachable configuration (or every one within `depth` events). Raises TooLarge
+    when the saturated search could exceed `max_configurations`."""
     if depth is not None and depth < 1:
         raise ValueError(f"depth must be 1 or more, got {depth}")  # depth 0 would check nothing, then say ok
     engine = Engine(spec, history=0)
@@ -157,6 +200,7 @@ def check(spec: Spec, depth: int | None = None) -> Report:
     bounds: dict[str, int] = {}
     if depth is None:
         bounds = saturation_bounds(spec)
+        _refuse_estimate(spec, bounds, max_configurations)
     cap = tuple(bounds[n] + 1 for n in names) if depth is None else None
     events = list(spec.events)
     probe = engine.session()  # placed at each configuration in turn
@@ -272,15 +316,45 @@ def param_grid(spec: Spec, up_to: int) -> Iterator[dict[str, int]]:
         yield dict(zip(spec.params, combo, strict=True))
 
 
-def check_grid(spec: Spec, up_to: int, depth: int | None = None) -> Report:
+def check_grid(
+    spec: Spec, up_to: int, depth: int | None = None, max_configurations: int = MAX_CONFIGURATIONS
+) -> Report:
     """`check` for every param combination of `param_grid`. A state or transition is reported as
     never reached / never firing only when that holds for every combination."""
     if up_to < 0:
         raise ValueError(f"up_to must be 0 or more, got {up_to}")  # an empty grid would check nothing
+    sizes = {name: len(p.values(up_to)) for name, p in spec.params.items()}
+    combos = 1
+    for n in sizes.values():
+        combos *= n
+    if combos > max_configurations:  # each combination is at least one configuration
+        worst = max(sizes, key=lambda name: sizes[name])
+        raise TooLarge(
+            [
+                f"--params-up-to {up_to} makes {combos:,} param combinations, over the limit of "
+                f"{max_configurations:,}: param '{worst}' alone takes {sizes[worst]:,} values; "
+                "lower N, narrow its min/max, or raise --max-configurations"
+            ]
+        )
+    if depth is None:
+        total = 0
+        for params in param_grid(spec, up_to):
+            one = spec.with_params(params)
+            one_bounds = saturation_bounds(one)
+            _refuse_estimate(one, one_bounds, max_configurations)
+            total += estimate(one, one_bounds)
+            if total > max_configurations:
+                raise TooLarge(
+                    [
+                        f"--params-up-to {up_to}: {combos:,} param combinations may have about {total:,}+ "
+                        f"configurations in all, over the limit of {max_configurations:,}; lower N or raise "
+                        "--max-configurations"
+                    ]
+                )
     total, combos, per_combo, unused = 0, 0, [], None
     bounds: dict[str, int] = {}
     for params in param_grid(spec, up_to):
-        report = check(spec.with_params(params), depth)
+        report = check(spec.with_params(params), depth, max_configurations)
         total, combos = total + report.configurations, combos + 1
         bounds = {k: max(v, bounds.get(k, v)) for k, v in report.bounds.items()}
         keep = {"unreachable_state", "dead_transition"}

@@ -167,16 +167,19 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from ..check import Unsaturable, check, check_grid
+    from ..check import TooLarge, Unsaturable, check, check_grid
 
     reports = []
+    limit = args.max_configurations
     for path in args.specs:
         spec = load_spec(path, _params(args.set))
         try:
             if args.params_up_to is not None:
-                reports.append((path, check_grid(spec, args.params_up_to, depth=args.depth)))
+                reports.append((path, check_grid(spec, args.params_up_to, args.depth, limit)))
             else:
-                reports.append((path, check(spec, depth=args.depth)))
+                reports.append((path, check(spec, args.depth, limit)))
+        except TooLarge as exc:
+            raise _Usage(f"{path}: {exc}") from None
         except Unsaturable as exc:
             reasons = "\n  ".join(exc.problems)
             raise _Usage(
@@ -440,6 +443,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=_at_least(0),
         metavar="N",
         help="check every param combination within the declared ranges, each capped at min + N",
+    )
+    p.add_argument(
+        "--max-configurations",
+        type=_at_least(1),
+        default=1_000_000,
+        metavar="N",
+        help="refuse a check whose estimated configuration count exceeds N (default: 1,000,000)",
     )
     p.add_argument("--json", action="store_true", help="print a JSON list of reports")
     p.set_defaults(func=cmd_check)
