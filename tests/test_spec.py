@@ -119,3 +119,22 @@ def test_alias_bomb_is_refused_at_once() -> None:
     with pytest.raises(SpecError, match="aliases"):
         Spec.from_text(bomb)
     assert time.perf_counter() - start < 1
+
+
+def test_a_mistake_repeated_per_state_is_shown_a_few_times_then_counted() -> None:
+    states = "".join(f"  s{i}: {{role: worker}}\n" for i in range(1000))
+    moves = "".join(f"  - {{event: go, source: s{i}, dest: s{i + 1}}}\n" for i in range(999))
+    star = '  - {event: ok, source: "*"}\n'
+    text = (
+        "lwfsm: 1\nname: many\nversion: 1\nroles: {worker: {}}\nevents: {ok: {}, go: {}}\n"
+        f"states:\n{states}initial: s0\ntransitions:\n{star * 3}{moves}"
+    )
+    with pytest.raises(SpecError) as info:
+        Spec.from_text(text, source="many.yaml")
+    messages = [str(i) for i in info.value.issues]
+    assert len(messages) == 2 * (3 + 1)  # transitions 1 and 2 are shadowed in each of the 1000 states
+    assert messages[0] == (
+        "many.yaml:1010:5: transitions[1]: transition 1 can never fire from 's0': "
+        "transition 0 (same event 'ok', no guard) always fires first"
+    )
+    assert messages[-1] == "many.yaml:1011:5: transitions[2]: ... and 997 more like this"

@@ -22,6 +22,8 @@ from .reading import Loc, find_mark, path_text, short, yaml_kind
 
 __all__ = ["build"]
 
+REPEATS_SHOWN = 3  # messages shown per place in the spec; the rest are counted
+
 
 def build(
     data: Any,
@@ -53,8 +55,15 @@ def build(
     if issues or spec is None:
         raise SpecError(issues)
     spec._source, spec._marks = source, marks
+    per_loc: dict[Loc, int] = {}
     for loc, msg, offset in _meaning(spec):
-        issues.append(at(loc, msg, key=offset < 0, offset=offset))
+        # One mistake can repeat per state ("*" over 10,000 states): show a few, then count the rest.
+        per_loc[loc] = per_loc.get(loc, 0) + 1
+        if per_loc[loc] <= REPEATS_SHOWN:
+            issues.append(at(loc, msg, key=offset < 0, offset=offset))
+    for loc, n in per_loc.items():
+        if n > REPEATS_SHOWN:
+            issues.append(at(loc, f"... and {n - REPEATS_SHOWN:,} more like this"))
     if issues:
         raise SpecError(issues)
     if params:
