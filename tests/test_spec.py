@@ -138,3 +138,16 @@ def test_a_mistake_repeated_per_state_is_shown_a_few_times_then_counted() -> Non
         "transition 0 (same event 'ok', no guard) always fires first"
     )
     assert messages[-1] == "many.yaml:1011:5: transitions[2]: ... and 997 more like this"
+
+
+def test_libyaml_reads_exactly_what_the_python_parser_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lwfsm.spec import reading
+
+    if not yaml.__with_libyaml__:
+        pytest.skip("PyYAML without libyaml")
+    assert issubclass(reading._FastLoader, yaml.cyaml.CParser)
+    invalid = Path(__file__).parent / "specs_invalid"
+    texts = [p.read_text() for p in [*SPECS, *sorted(invalid.glob("*.yaml"))]]
+    fast = [reading.read_yaml(t, "s.yaml") for t in texts]
+    monkeypatch.setattr(reading, "_FastLoader", None)
+    assert fast == [reading.read_yaml(t, "s.yaml") for t in texts]

@@ -35,10 +35,12 @@ def short(text: str, limit: int = 60) -> str:
 MAX_DEPTH = 64
 
 
-class _Loader(yaml.SafeLoader):
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self._depth = 0
+class _Checks(yaml.composer.Composer):
+    """The Python composer on top of either parser, refusing aliases and deep nesting."""
+
+    _depth = 0
+    check_event: Any  # from the parser it is mixed with (annotations only: nothing is shadowed)
+    peek_event: Any
 
     def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
         # Aliases are refused outright, not limited: a spec is small and hand-written, so it never
@@ -46,7 +48,7 @@ class _Loader(yaml.SafeLoader):
         # previous one 9 times) or a self-referencing alias (`x: &a [*a]`) cannot be written at all.
         # A located message is also clearer than one pointing at an anchor far away.
         if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()  # type: ignore[no-untyped-call]
+            event = self.peek_event()
             raise yaml.composer.ComposerError(
                 None,
                 None,
@@ -56,11 +58,32 @@ class _Loader(yaml.SafeLoader):
         self._depth += 1
         try:
             if self._depth > MAX_DEPTH:
-                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+                mark = self.peek_event().start_mark
                 raise yaml.composer.ComposerError(None, None, f"nested more than {MAX_DEPTH} levels deep", mark)
             return super().compose_node(parent, index)  # type: ignore[arg-type]
         finally:
             self._depth -= 1
+
+
+class _Loader(_Checks, yaml.SafeLoader):
+    pass
+
+
+_FastLoader: Any = None
+if yaml.__with_libyaml__:
+    from yaml.cyaml import CParser  # type: ignore[attr-defined]
+
+    # libyaml scans and parses several times faster than PyYAML's Python parser (large specs); the
+    # nodes are still composed in Python, so the checks above and every mark stay the same. Text
+    # libyaml refuses is read again by the Python parser, whose messages the docs and tests show.
+    class _CLoader(_Checks, CParser, yaml.constructor.SafeConstructor, yaml.resolver.Resolver):
+        def __init__(self, stream: str) -> None:
+            CParser.__init__(self, stream)
+            _Checks.__init__(self)
+            yaml.constructor.SafeConstructor.__init__(self)
+            yaml.resolver.Resolver.__init__(self)
+
+    _FastLoader = _CLoader
 
 
 def read_yaml(text: str, source: str) -> tuple[Any, dict[Loc, tuple[int, int, int]], list[SpecIssue]]:
@@ -76,8 +99,19 @@ def read_yaml(text: str, source: str) -> tuple[Any, dict[Loc, tuple[int, int, in
         char = exc.character if isinstance(exc.character, str) else chr(exc.character)
         msg = f"not valid YAML: character {char!r} (U+{ord(char):04X}) is not allowed in YAML text"
         return None, marks, [SpecIssue(source, line, col, "", msg)]
+    node, done = None, False
+    if _FastLoader is not None:
+        fast = _FastLoader(text)
+        try:
+            node, done = fast.get_single_node(), True
+        except yaml.YAMLError:
+            fast.dispose()  # the Python parser below says what is wrong, as it always has
+        else:
+            loader.dispose()
+            loader = fast  # it constructs the scalars too
     try:
-        node = loader.get_single_node()
+        if not done:
+            node = loader.get_single_node()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where: tuple[int | None, int | None] = (mark.line + 1, mark.column + 1) if mark else (None, None)
@@ -95,6 +129,8 @@ def read_yaml(text: str, source: str) -> tuple[Any, dict[Loc, tuple[int, int, in
         issues.append(SpecIssue(source, n.start_mark.line + 1, n.start_mark.column + 1, path_text(path), msg))
 
     def build(n: yaml.Node, path: Loc, is_key: bool = False) -> Any:
+        if isinstance(n, yaml.ScalarNode) and n.style == "":
+            n.style = None  # libyaml's plain style; PyYAML's is None
         quote = 1 if isinstance(n, yaml.ScalarNode) and n.style in ("'", '"') else 0
         marks[path] = (n.start_mark.line + 1, n.start_mark.column + 1, quote)
         if not isinstance(n, yaml.ScalarNode) and n.tag not in _PLAIN_TAGS:
