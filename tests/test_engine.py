@@ -268,6 +268,21 @@ def test_restore_refuses_foreign_or_broken_snapshots() -> None:
         engine().restore({**snap.model_dump(), "counters": {"failures": 1}})
     with pytest.raises(SnapshotError, match="not a valid lwfsm snapshot"):
         engine().restore('{"spec": "lead_worker"}')
+    counters = snap.model_dump()["counters"]
+    with pytest.raises(SnapshotError, match="counter 'failures' = -1 cannot occur"):
+        engine().restore({**snap.model_dump(), "counters": {**counters, "failures": -1}})
+    with pytest.raises(SnapshotError, match="counter 'failures' = out of range cannot occur"):
+        engine().restore({**snap.model_dump(), "counters": {**counters, "failures": 10**5000}})
+    with pytest.raises(SnapshotError, match="violates the invariant 'failures < failure_threshold'"):
+        engine().restore({**snap.model_dump(), "counters": {**counters, "failures": 99}})
+    with pytest.raises(SnapshotError, match="last event 'nope' is not an event"):
+        engine().restore({**snap.model_dump(), "last": {**snap.model_dump()["last"], "event": "nope"}})
+    huge = "x" * 10_000_000
+    for payload in ({**snap.model_dump(), "state": 7, "spec": huge}, huge, '{"spec": "' + huge + '"'):
+        with pytest.raises(SnapshotError) as info:
+            engine().restore(payload)
+        assert len(str(info.value)) < 1000
+        assert info.value.__cause__ is None
     restored = engine().restore(snap.model_dump())
     assert restored.snapshot() == snap
 
@@ -304,3 +319,30 @@ def test_concurrent_events_on_one_session_are_serialised() -> None:
         replay.fire(r.event)
         assert replay.state == r.dest
     assert (replay.state, replay.counters) == (s.state, s.counters)
+
+
+@pytest.mark.parametrize("configured", [None, logging.DEBUG])
+def test_info_logging_shows_one_line_per_switch_not_transitions_internals(
+    configured: int | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    quiet = logging.getLogger("transitions")
+    before = quiet.level
+    quiet.setLevel(logging.NOTSET if configured is None else configured)
+    try:
+        _log_switches(quiet, configured, caplog)
+    finally:
+        quiet.setLevel(before)
+
+
+def _log_switches(quiet: logging.Logger, configured: int | None, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)  # the root logger: what a user's basicConfig(level=INFO) does
+    s = engine().session()
+    run(s, "oooff")
+    names = {r.name for r in caplog.records}
+    if configured is None:
+        assert names == {"lwfsm"}
+        assert len(caplog.records) == 2  # lead_initial -> worker, worker -> fallback
+        assert quiet.level == logging.WARNING
+    else:  # a user who configured transitions' logger keeps what they asked for
+        assert quiet.level == logging.DEBUG
+        assert any(n.startswith("transitions") for n in names)

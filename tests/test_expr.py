@@ -129,10 +129,16 @@ def test_conditions_compute_what_they_say(tree: Any, a: int, b: int) -> None:
         ("1.0", "float literal 1.0 is not allowed", 0),
         ("None", "NoneType literal None is not allowed", 0),
         ("lambda: 1", "lambda is not allowed", 0),
-        ("  a >= zz", "unknown name 'zz' (known counters and params: a, b, p, q; and turn)", 7),
+        ("  a >= zz", "unknown name 'zz' (known counters and params: a, b, p, q)", 7),
         ("", "empty expression", 0),
         ("a >=", "syntax error: the expression ends too early", 4),
         ("  a b", "syntax error: invalid syntax", 4),
+        ("ａ >= 1", "character 'ａ' is not allowed: expressions are plain ASCII", 0),
+        ("a >= ｐ", "character 'ｐ' is not allowed", 5),
+        ("a + " + "+".join(["1"] * 1000) + " > 0", "expression is too long (2007 characters, at most 500)", 0),
+        ("not " * 120 + "a > 1", "expression is nested too deeply (123 levels, at most 100)", 0),
+        ("-" * 300 + "a > 1", "expression is nested too deeply (303 levels, at most 100)", 0),
+        ("a + " + "+".join(["1"] * 150) + " > 0", "expression is nested too deeply", 0),
     ],
 )
 def test_rejected(source: str, message: str, offset: int) -> None:

@@ -83,9 +83,17 @@ def caught_by_properties(spec: Spec) -> bool:
                 derandomize=True,
             ),
         )
-    except Exception:
-        return True
+    except Exception as exc:
+        if all(isinstance(e, AssertionError) for e in _leaves(exc)):
+            return True  # a property failed: the mutation is caught
+        raise  # a broken harness (TypeError, a crash in lwfsm, ...) is not a caught mutation
     return False
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    """The exceptions inside an exception group (several distinct failures), or just `exc`."""
+    inner = getattr(exc, "exceptions", None)
+    return [leaf for e in inner for leaf in _leaves(e)] if inner else [exc]
 
 
 @pytest.mark.parametrize("name", list(MUTATIONS))

@@ -102,3 +102,52 @@ def test_quoted_yaml_words_are_text_not_traps() -> None:
     text = (Path(__file__).parent / "specs_invalid" / "_base.yaml.txt").read_text()
     spec = Spec.from_text(text.replace("name: tiny", 'name: "no"'))
     assert spec.name == "no"
+
+
+def test_huge_param_override_is_a_located_error_not_a_crash(root: Path) -> None:
+    with pytest.raises(SpecError, match="value for param 'lead_turns' is too large"):
+        load_spec(root / "specs" / "lead_worker.yaml", params={"lead_turns": 10**5000})
+
+
+def test_alias_bomb_is_refused_at_once() -> None:
+    import time
+
+    bomb = "\n".join(
+        ["x0: &a0 [1,1,1,1,1,1,1,1,1]"] + [f"x{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
+    )
+    start = time.perf_counter()
+    with pytest.raises(SpecError, match="aliases"):
+        Spec.from_text(bomb)
+    assert time.perf_counter() - start < 1
+
+
+def test_a_mistake_repeated_per_state_is_shown_a_few_times_then_counted() -> None:
+    states = "".join(f"  s{i}: {{role: worker}}\n" for i in range(1000))
+    moves = "".join(f"  - {{event: go, source: s{i}, dest: s{i + 1}}}\n" for i in range(999))
+    star = '  - {event: ok, source: "*"}\n'
+    text = (
+        "lwfsm: 1\nname: many\nversion: 1\nroles: {worker: {}}\nevents: {ok: {}, go: {}}\n"
+        f"states:\n{states}initial: s0\ntransitions:\n{star * 3}{moves}"
+    )
+    with pytest.raises(SpecError) as info:
+        Spec.from_text(text, source="many.yaml")
+    messages = [str(i) for i in info.value.issues]
+    assert len(messages) == 2 * (3 + 1)  # transitions 1 and 2 are shadowed in each of the 1000 states
+    assert messages[0] == (
+        "many.yaml:1010:5: transitions[1]: transition 1 can never fire from 's0': "
+        "transition 0 (same event 'ok', no guard) always fires first"
+    )
+    assert messages[-1] == "many.yaml:1011:5: transitions[2]: ... and 997 more like this"
+
+
+def test_libyaml_reads_exactly_what_the_python_parser_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lwfsm.spec import reading
+
+    if not yaml.__with_libyaml__:
+        pytest.skip("PyYAML without libyaml")
+    assert issubclass(reading._FastLoader, yaml.cyaml.CParser)
+    invalid = Path(__file__).parent / "specs_invalid"
+    texts = [p.read_text() for p in [*SPECS, *sorted(invalid.glob("*.yaml"))]]
+    fast = [reading.read_yaml(t, "s.yaml") for t in texts]
+    monkeypatch.setattr(reading, "_FastLoader", None)
+    assert fast == [reading.read_yaml(t, "s.yaml") for t in texts]

@@ -1,5 +1,27 @@
 """Exhaustive checking of a spec: every reachable configuration, with shortest counterexamples."""
 
-from .explore import Finding, Report, Unsaturable, check, check_grid, param_grid, saturation_bounds
+from .explore import (
+    MAX_CONFIGURATIONS,
+    Finding,
+    Report,
+    TooLarge,
+    Unsaturable,
+    check,
+    check_grid,
+    estimate,
+    param_grid,
+    saturation_bounds,
+)
 
-__all__ = ["Finding", "Report", "Unsaturable", "check", "check_grid", "param_grid", "saturation_bounds"]
+__all__ = [
+    "MAX_CONFIGURATIONS",
+    "Finding",
+    "Report",
+    "TooLarge",
+    "Unsaturable",
+    "check",
+    "check_grid",
+    "estimate",
+    "param_grid",
+    "saturation_bounds",
+]

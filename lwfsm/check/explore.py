@@ -24,18 +24,30 @@ from ..spec import Spec
 from ..spec.expr import Expr
 
 __all__ = [
+    "MAX_CONFIGURATIONS",
     "Abstraction",
     "Finding",
     "Report",
+    "TooLarge",
     "Unsaturable",
     "abstraction",
     "check",
     "check_grid",
+    "estimate",
     "param_grid",
     "saturation_bounds",
 ]
 
 Config = tuple[str, tuple[int, ...]]
+
+# About a million configurations take ~30 s and ~1 GB; past that a check would run silently for
+# minutes or hours, so it is refused up front (the limit is a parameter and a CLI flag).
+MAX_CONFIGURATIONS = 1_000_000
+
+
+class TooLarge(Unsaturable):
+    """The exhaustive check would visit more configurations than allowed; the message says which
+    counter or param makes it so."""
 
 
 @dataclass
@@ -139,6 +151,7 @@ class Abstraction:
     bounds: dict[str, int]
     exact: dict[str, str]
     turn_modulus: int = 1  # 0: keep the turn count exactly (a depth-bounded search)
+    sizes: dict[str, int] = field(default_factory=dict)  # how many values each exact counter can take
 
     def key(self, session: Session) -> tuple[int, ...]:
         """The session's counter values as this abstraction keeps them, then its kept turn count."""
@@ -168,9 +181,11 @@ def abstraction(spec: Spec) -> Abstraction:
             assignments[target].append((spec.parse(text), f"transitions[{i}].updates.{target}"))
 
     exact: dict[str, str] = {}
+    sizes: dict[str, int] = {}
     for name, c in spec.counters.items():
         if c.window:
             exact[name] = f"window of {c.window} turns"
+            sizes[name] = 2**c.window
             continue
         top = 0
         for e, _ in assignments[name]:
@@ -187,6 +202,7 @@ def abstraction(spec: Spec) -> Abstraction:
         else:
             if any(isinstance(e.tree, ast.BinOp) for e, _ in assignments[name]):
                 exact[name] = f"0..{top} (modulo)"
+                sizes[name] = top + 1
     saturated = set(spec.counters) - set(exact)
     bounds = {c: 0 for c in spec.counters if c in saturated}
     problems: list[str] = []
@@ -279,7 +295,7 @@ def abstraction(spec: Spec) -> Abstraction:
         condition(spec.parse(inv.expr, "bool"), f"invariants[{i}]")
     if problems:
         raise Unsaturable(list(dict.fromkeys(problems)))
-    return Abstraction(bounds, exact, math.lcm(*moduli) if moduli else 1)
+    return Abstraction(bounds, exact, math.lcm(*moduli) if moduli else 1, sizes)
 
 
 def saturation_bounds(spec: Spec) -> dict[str, int]:
@@ -287,8 +303,39 @@ def saturation_bounds(spec: Spec) -> dict[str, int]:
     return abstraction(spec).bounds
 
 
-def check(spec: Spec, depth: int | None = None) -> Report:
-    """Explore every reachable configuration (or every one within `depth` events)."""
+def estimate(spec: Spec, bounds: dict[str, int]) -> int:
+    """An upper bound on the configurations a saturated check visits: states × (bound + 2) per
+    saturated counter × the size of each exact domain × the turn modulus."""
+    total = len(spec.states)
+    for bound in bounds.values():
+        total *= bound + 2  # values 0..bound, and bound + 1 standing for every larger one
+    found = abstraction(spec) if set(bounds) != set(spec.counters) or spec.uses_turn else None
+    if found is not None:
+        for size in found.sizes.values():
+            total *= size
+        total *= found.turn_modulus if spec.uses_turn else 1
+    return total
+
+
+def _refuse_estimate(spec: Spec, bounds: dict[str, int], limit: int) -> None:
+    total = estimate(spec, bounds)
+    if total <= limit:
+        return
+    worst = max(bounds, key=lambda c: bounds[c])
+    raise TooLarge(
+        [
+            f"spec '{spec.name}' may have about {total:,} configurations ({len(spec.states)} states × counter "
+            f"values), over the limit of {limit:,}: counter '{worst}' is compared against {bounds[worst]:,}; "
+            "lower that bound, use --depth N, or raise --max-configurations"
+        ]
+    )
+
+
+def check(spec: Spec, depth: int | None = None, max_configurations: int = MAX_CONFIGURATIONS) -> Report:
+    """Explore every reachable configuration (or every one within `depth` events). Raises TooLarge
+    when the saturated search could exceed `max_configurations`."""
+    if depth is not None and depth < 1:
+        raise ValueError(f"depth must be 1 or more, got {depth}")  # depth 0 would check nothing, then say ok
     engine = Engine(spec, history=0)
     names = engine.counter_names
     # Saturated counters are capped at bound + 1, exact ones kept as they are, and a spec that reads
@@ -297,6 +344,8 @@ def check(spec: Spec, depth: int | None = None) -> Report:
     modulus = found.turn_modulus if spec.uses_turn else 1
     found.turn_modulus = modulus
     bounds = found.bounds
+    if depth is None:
+        _refuse_estimate(spec, bounds, max_configurations)
     events = list(spec.events)
     probe = engine.session()  # placed at each configuration in turn
     initial: Config = (probe.state, found.key(probe))
@@ -350,16 +399,18 @@ def check(spec: Spec, depth: int | None = None) -> Report:
 
     findings = list(first.values())
     seen_states = {s for s, _ in parent}
+    # A depth-limited search only saw so far: "never" would be a false claim past the cut.
+    cut = "" if depth is None else f" within {depth} events (the search was cut short at depth {depth})"
     for name in spec.states:
         if name not in seen_states:
-            findings.append(Finding("unreachable_state", f"state '{name}' is never reached", name))
+            findings.append(Finding("unreachable_state", f"state '{name}' is never reached{cut}", name))
     for i, t in enumerate(spec.transitions):
         if i not in fired:
             findings.append(
                 Finding(
                     "dead_transition",
                     f"transitions[{i}] ({t.event_text} from {', '.join(t.source)}"
-                    f"{' [' + t.guard + ']' if t.guard else ''}) never fires at {spec.where('transitions', i)}",
+                    f"{' [' + t.guard + ']' if t.guard else ''}) never fires{cut} at {spec.where('transitions', i)}",
                 )
             )
     cheap = {r for r, role in spec.roles.items() if role.cheap}
@@ -408,15 +459,47 @@ def param_grid(spec: Spec, up_to: int) -> Iterator[dict[str, int]]:
         yield dict(zip(spec.params, combo, strict=True))
 
 
-def check_grid(spec: Spec, up_to: int, depth: int | None = None) -> Report:
+def check_grid(
+    spec: Spec, up_to: int, depth: int | None = None, max_configurations: int = MAX_CONFIGURATIONS
+) -> Report:
     """`check` for every param combination of `param_grid`. A state or transition is reported as
     never reached / never firing only when that holds for every combination."""
+    if up_to < 0:
+        raise ValueError(f"up_to must be 0 or more, got {up_to}")  # an empty grid would check nothing
+    sizes = {name: len(p.values(up_to)) for name, p in spec.params.items()}
+    combos = 1
+    for n in sizes.values():
+        combos *= n
+    if combos > max_configurations:  # each combination is at least one configuration
+        worst = max(sizes, key=lambda name: sizes[name])
+        raise TooLarge(
+            [
+                f"--params-up-to {up_to} makes {combos:,} param combinations, over the limit of "
+                f"{max_configurations:,}: param '{worst}' alone takes {sizes[worst]:,} values; "
+                "lower N, narrow its min/max, or raise --max-configurations"
+            ]
+        )
+    if depth is None:
+        total = 0
+        for params in param_grid(spec, up_to):
+            one = spec.with_params(params)
+            one_bounds = saturation_bounds(one)
+            _refuse_estimate(one, one_bounds, max_configurations)
+            total += estimate(one, one_bounds)
+            if total > max_configurations:
+                raise TooLarge(
+                    [
+                        f"--params-up-to {up_to}: {combos:,} param combinations may have about {total:,}+ "
+                        f"configurations in all, over the limit of {max_configurations:,}; lower N or raise "
+                        "--max-configurations"
+                    ]
+                )
     total, combos, per_combo, unused = 0, 0, [], None
     bounds: dict[str, int] = {}
     exact: dict[str, str] = {}
     modulus = 1
     for params in param_grid(spec, up_to):
-        report = check(spec.with_params(params), depth)
+        report = check(spec.with_params(params), depth, max_configurations)
         exact, modulus = report.exact, max(modulus, report.turn_modulus)
         total, combos = total + report.configurations, combos + 1
         bounds = {k: max(v, bounds.get(k, v)) for k, v in report.bounds.items()}

@@ -34,6 +34,21 @@ class _Usage(Exception):
     pass
 
 
+def _at_least(low: int) -> Any:
+    """An argparse type: an integer >= low (a bad value is a usage error, exit 2)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be {low} or more, got {value}")
+        return value
+
+    return parse
+
+
 def _table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)).rstrip() for row in [header, *rows]]
@@ -159,16 +174,19 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from ..check import Unsaturable, check, check_grid
+    from ..check import TooLarge, Unsaturable, check, check_grid
 
     reports = []
+    limit = args.max_configurations
     for path in args.specs:
         spec = load_spec(path, _params(args.set))
         try:
             if args.params_up_to is not None:
-                reports.append((path, check_grid(spec, args.params_up_to, depth=args.depth)))
+                reports.append((path, check_grid(spec, args.params_up_to, args.depth, limit)))
             else:
-                reports.append((path, check(spec, depth=args.depth)))
+                reports.append((path, check(spec, args.depth, limit)))
+        except TooLarge as exc:
+            raise _Usage(f"{path}: {exc}") from None
         except Unsaturable as exc:
             reasons = "\n  ".join(exc.problems)
             raise _Usage(
@@ -232,7 +250,7 @@ def cmd_diagram(args: argparse.Namespace) -> int:
         kw["snapshot"] = snap
     data = diagram.render(spec, args.format, **kw)
     if args.output:
-        Path(args.output).write_bytes(data)
+        _write(Path(args.output), data)
     elif args.format in ("png",):
         raise _Usage("-f png writes binary data: give -o PATH")
     else:
@@ -240,12 +258,24 @@ def cmd_diagram(args: argparse.Namespace) -> int:
     return 0
 
 
+def _write(target: Any, data: bytes) -> None:
+    """Write a file, or say in one line why not (missing folder, a folder, a full disk...)."""
+    try:
+        target.write_bytes(data)
+    except OSError as exc:
+        raise _Usage(f"cannot write {target}: {exc.strerror or exc}") from None
+
+
 def _diagram_dir(specs_dir: Any, out_dir: Any, check_only: bool) -> int:
     """Write (or, with check_only, compare) <name>.md and <name>.svg for every spec in specs_dir."""
     from .. import diagram
 
     stale = []
-    for path in sorted(specs_dir.glob("*.yaml")):
+    paths = sorted(specs_dir.glob("*.yaml"))
+    if not paths:  # checking nothing must not read as "up to date"
+        what = "does not exist" if not specs_dir.exists() else "holds no *.yaml spec"
+        raise _Usage(f"--specs-dir {specs_dir} {what}: nothing to draw or check")
+    for path in paths:
         spec = load_spec(path)
         for ext in ("md", "svg"):
             target = out_dir / f"{path.stem}.{ext}"
@@ -261,8 +291,11 @@ def _diagram_dir(specs_dir: Any, out_dir: Any, check_only: bool) -> int:
             if check_only:
                 stale.append(f"{target}: {'missing' if current is None else 'stale'} (from {path})")
             else:
-                out_dir.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(fresh)
+                try:
+                    out_dir.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise _Usage(f"--out-dir {out_dir}: cannot create it: {exc.strerror or exc}") from None
+                _write(target, fresh)
                 print(f"wrote {target}")
     for line in stale:
         print(line, file=sys.stderr)
@@ -531,12 +564,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="explore every reachable configuration; exit 1 with findings")
     p.add_argument("specs", nargs="+", metavar="SPEC")
     with_set(p)
-    p.add_argument("--depth", type=int, help="explore every sequence of up to N events instead of saturating")
+    p.add_argument("--depth", type=_at_least(1), help="explore every sequence of up to N events instead of saturating")
     p.add_argument(
         "--params-up-to",
-        type=int,
+        type=_at_least(0),
         metavar="N",
         help="check every param combination within the declared ranges, each capped at min + N",
+    )
+    p.add_argument(
+        "--max-configurations",
+        type=_at_least(1),
+        default=1_000_000,
+        metavar="N",
+        help="refuse a check whose estimated configuration count exceeds N (default: 1,000,000)",
     )
     p.add_argument("--json", action="store_true", help="print a JSON list of reports")
     p.set_defaults(func=cmd_check)
@@ -582,9 +622,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI. Exit codes: 0 ok, 1 a mistake or finding (with a message), 2 a usage error
+    argparse caught (unknown option, missing argument), as is the convention for command lines."""
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
+    except BrokenPipeError:
+        # `lwfsm explain big.yaml | head -1`: the reader left. Say nothing more; point stdout at
+        # devnull so the interpreter's final flush does not raise again.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except SpecError as exc:
         print(exc, file=sys.stderr)
         return 1

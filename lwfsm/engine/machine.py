@@ -20,10 +20,21 @@ from transitions import Machine, State
 from ..errors import SnapshotError, TransitionNotAllowed, unknown
 from ..spec import Spec
 from ..spec.expr import Compiled
+from ..spec.reading import short
 
 __all__ = ["Engine", "LastTransition", "Listener", "Session", "Snapshot", "TransitionRecord"]
 
 logger = logging.getLogger("lwfsm")
+
+
+def _quiet_transitions() -> None:
+    # transitions logs every callback it runs at INFO ("Executed callback '<function ...>'"), a few
+    # lines per event: a user who turns INFO on to see lwfsm's one line per switch would drown. Its
+    # events are lwfsm's internals, so lwfsm sets its logger to WARNING, unless the user has
+    # configured that logger (any level set): then their choice stands.
+    quiet = logging.getLogger("transitions")
+    if quiet.level == logging.NOTSET:
+        quiet.setLevel(logging.WARNING)
 
 
 class TransitionRecord(NamedTuple):
@@ -70,6 +81,7 @@ class Engine:
     def __init__(self, spec: Spec, *, history: int = 64) -> None:
         if history < 0:
             raise ValueError(f"history must be >= 0, got {history}")
+        _quiet_transitions()
         self.spec = spec
         self.history_limit = history
         self.counter_names: tuple[str, ...] = tuple(spec.counters)
@@ -199,7 +211,8 @@ class Engine:
             else:
                 snap = Snapshot.model_validate(snapshot)
         except ValidationError as exc:
-            raise SnapshotError(f"not a valid lwfsm snapshot: {exc}") from exc
+            # `from None`: the chained error would echo the whole payload (it may be huge) again.
+            raise SnapshotError(f"not a valid lwfsm snapshot: {short(str(exc), 300)}") from None
         spec = self.spec
         if (snap.spec, snap.version, snap.spec_hash) != (spec.name, spec.version, self.spec_hash):
             raise SnapshotError(
@@ -211,10 +224,27 @@ class Engine:
             raise SnapshotError(f"snapshot state '{snap.state}' is not a state of spec '{spec.name}'")
         if set(snap.counters) != set(self.counter_names):
             raise SnapshotError(
-                f"snapshot counters {sorted(snap.counters)} do not match the spec's {sorted(self.counter_names)}"
+                f"snapshot counters {short(str(sorted(snap.counters)), 200)} do not match "
+                f"the spec's {sorted(self.counter_names)}"
+            )
+        values = [snap.counters[name] for name in self.counter_names]
+        starts = self._initial_vector[: len(self.counter_names)]  # without the turn cell, if any
+        for name, value, start in zip(self.counter_names, values, starts, strict=True):
+            # Counters count: a value below zero (or below its own initial value, when that is
+            # negative) or past 64 bits was never written by a session of this spec.
+            if value < min(0, start) or value.bit_length() > 63:
+                shown = value if value.bit_length() <= 63 else "out of range"
+                raise SnapshotError(f"snapshot counter '{name}' = {shown} cannot occur in spec '{spec.name}'")
+        broken = self.violations(self.at(snap.state, values, snap.turn))
+        if broken:
+            where = ", ".join(f"{k}={v}" for k, v in zip(self.counter_names, values, strict=True))
+            raise SnapshotError(
+                f"snapshot ({snap.state}, {where}) violates the invariant '{broken[0]}' of spec '{spec.name}'"
             )
         if snap.last is not None:
             last = snap.last
+            if last.event not in spec.events:
+                raise SnapshotError(f"snapshot's last event '{short(last.event)}' is not an event of '{spec.name}'")
             if last.transition is not None and not 0 <= last.transition < len(spec.transitions):
                 raise SnapshotError(
                     f"snapshot's last transition {last.transition} is not a transition of '{spec.name}'"
@@ -228,7 +258,7 @@ class Engine:
                 TransitionRecord(snap.turn, last.event, last.source, last.dest, None, guard, last.transition)
             ]
         session.state = snap.state
-        session._c = [snap.counters[name] for name in self.counter_names]
+        session._c = values
         if self._turn_cell is not None:
             session._c.append(snap.turn)
         session.turn = snap.turn

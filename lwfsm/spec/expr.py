@@ -46,6 +46,10 @@ _SYMBOL = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.FloorDiv: "//", ast.Mo
 ALLOWED = (
     "integers, counter and param names, turn, + - * // %, == != < <= > >=, and/or/not, min(), max(), push(), ones()"
 )
+# Python's parser and this module's checks recurse once per nesting level: a 3000-term `+` chain
+# or a long `not` chain raises RecursionError. Rules are short; a bound on the text bounds both.
+MAX_LENGTH = 500
+MAX_DEPTH = 100
 
 
 class ExprError(Exception):
@@ -90,8 +94,20 @@ def parse(text: str, names: Mapping[str, str], want: Kind) -> Expr:
     if not isinstance(text, str) or not text.strip():
         raise ExprError("empty expression")
     lead = len(text) - len(text.lstrip())
+    if len(text.strip()) > MAX_LENGTH:
+        raise ExprError(
+            f"expression is too long ({len(text.strip())} characters, at most {MAX_LENGTH}); "
+            "split the rule over several transitions or counters",
+            lead,
+        )
+    if not text.isascii():
+        # Python's parser NFKC-normalises identifiers: a fullwidth 'ｆailures' would silently mean 'failures'.
+        at = next(i for i, ch in enumerate(text) if not ch.isascii())
+        raise ExprError(f"character {text[at]!r} is not allowed: expressions are plain ASCII", at)
     try:
         tree = ast.parse(text.strip(), mode="eval").body
+    except (RecursionError, MemoryError):
+        raise ExprError(f"expression is nested too deeply (at most {MAX_DEPTH} levels)", lead) from None
     except SyntaxError as exc:
         _other_languages(text)
         if not exc.offset:  # Python gives no position when the text simply stops early
@@ -187,6 +203,14 @@ def parse(text: str, names: Mapping[str, str], want: Kind) -> Expr:
         if got != want_:
             raise fail(node, f"{what} must be {_KIND_TEXT[want_]}, got {_KIND_TEXT[got]}")
 
+    stack: list[tuple[ast.AST, int]] = [(tree, 1)]
+    depth = 0  # measured without recursion: check() and compile recurse per level
+    while stack:
+        node, d = stack.pop()
+        depth = max(depth, d)
+        stack.extend((child, d + 1) for child in ast.iter_child_nodes(node))
+    if depth > MAX_DEPTH:
+        raise ExprError(f"expression is nested too deeply ({depth} levels, at most {MAX_DEPTH})", lead)
     kind = check(tree)
     if kind != want:
         hint = " (e.g. 'failures >= 1')" if want == "bool" else " (e.g. 'failures + 1')"

@@ -36,6 +36,7 @@ __all__ = [
 ]
 
 FORMAT = 1  # the spec language version this lwfsm reads (`lwfsm: 1`)
+MAX_SPEC_BYTES = 1_000_000  # a hand-written spec is a few KB; 10,000 states fit in well under this
 
 
 def _int_as_text(v: Any) -> Any:
@@ -352,7 +353,16 @@ def load_spec(path: str | Path, params: Mapping[str, int] | None = None) -> Spec
             raise SpecError([SpecIssue(str(path), None, None, "", message)])
         p = shipped[str(path)]
     try:
-        text = p.read_text(encoding="utf-8")
+        # A FIFO would block and /dev/zero never ends: read regular files only, and at most a cap.
+        if not p.is_file():
+            what = "a directory" if p.is_dir() else "not a regular file" if p.exists() else "no such file"
+            raise SpecError([SpecIssue(str(path), None, None, "", f"cannot read spec: {what}")])
+        with p.open("rb") as f:
+            raw = f.read(MAX_SPEC_BYTES + 1)
+        if len(raw) > MAX_SPEC_BYTES:
+            message = f"cannot read spec: larger than {MAX_SPEC_BYTES:,} bytes"
+            raise SpecError([SpecIssue(str(path), None, None, "", message)])
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError([SpecIssue(str(path), None, None, "", f"cannot read spec: {exc}")]) from None
     return Spec.from_text(text, source=str(path), params=params)
@@ -374,6 +384,10 @@ def _param_issues(spec: Spec, values: Mapping[str, Any]) -> list[SpecIssue]:
             out.append(SpecIssue("<params>", None, None, name, unknown("param", name, spec.params)))
         elif type(value) is not int:
             out.append(SpecIssue("<params>", None, None, name, f"param '{name}' must be an integer, got {value!r}"))
+        elif value.bit_length() > 63:  # also keeps str(value) within Python's 4300-digit limit
+            out.append(
+                SpecIssue("<params>", None, None, name, f"value for param '{name}' is too large (64-bit at most)")
+            )
         elif (p.min is not None and value < p.min) or (p.max is not None and value > p.max):
             out.append(
                 SpecIssue(

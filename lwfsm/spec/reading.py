@@ -14,7 +14,7 @@ import yaml
 
 from ..errors import SpecIssue
 
-__all__ = ["Loc", "Marks", "find_mark", "path_text", "read_yaml", "yaml_kind"]
+__all__ = ["Loc", "Marks", "find_mark", "path_text", "read_yaml", "short", "yaml_kind"]
 
 Loc = tuple[int | str, ...]
 Marks = dict[Loc, tuple[int, int, int]]  # loc -> (line, column, extra column for a quote)
@@ -22,10 +22,68 @@ Marks = dict[Loc, tuple[int, int, int]]  # loc -> (line, column, extra column fo
 _BOOL_WORDS = {"true", "false"}
 _PLAIN_TAGS = {"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"}
 _PLAIN_INT = re.compile(r"[-+]?(0|[1-9][0-9]*)")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-class _Loader(yaml.SafeLoader):
+def short(text: str, limit: int = 60) -> str:
+    """`text` cut to `limit` characters for a message: never echo a huge value."""
+    return text if len(text) <= limit else f"{text[: limit - 3]}... ({len(text)} characters)"
+
+
+# Specs are a few levels deep; 64 leaves room while staying far from Python's recursion limit
+# (PyYAML composes nodes recursively: ~600 levels raise RecursionError).
+MAX_DEPTH = 64
+
+
+class _Checks(yaml.composer.Composer):
+    """The Python composer on top of either parser, refusing aliases and deep nesting."""
+
+    _depth = 0
+    check_event: Any  # from the parser it is mixed with (annotations only: nothing is shadowed)
+    peek_event: Any
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
+        # Aliases are refused outright, not limited: a spec is small and hand-written, so it never
+        # needs shared sub-trees, and without aliases an "alias bomb" (each level repeating the
+        # previous one 9 times) or a self-referencing alias (`x: &a [*a]`) cannot be written at all.
+        # A located message is also clearer than one pointing at an anchor far away.
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                f"aliases (*{event.anchor}) are not allowed in a spec; write the value out",
+                event.start_mark,
+            )
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark
+                raise yaml.composer.ComposerError(None, None, f"nested more than {MAX_DEPTH} levels deep", mark)
+            return super().compose_node(parent, index)  # type: ignore[arg-type]
+        finally:
+            self._depth -= 1
+
+
+class _Loader(_Checks, yaml.SafeLoader):
     pass
+
+
+_FastLoader: Any = None
+if yaml.__with_libyaml__:
+    from yaml.cyaml import CParser  # type: ignore[attr-defined]
+
+    # libyaml scans and parses several times faster than PyYAML's Python parser (large specs); the
+    # nodes are still composed in Python, so the checks above and every mark stay the same. Text
+    # libyaml refuses is read again by the Python parser, whose messages the docs and tests show.
+    class _CLoader(_Checks, CParser, yaml.constructor.SafeConstructor, yaml.resolver.Resolver):
+        def __init__(self, stream: str) -> None:
+            CParser.__init__(self, stream)
+            _Checks.__init__(self)
+            yaml.constructor.SafeConstructor.__init__(self)
+            yaml.resolver.Resolver.__init__(self)
+
+    _FastLoader = _CLoader
 
 
 def read_yaml(text: str, source: str) -> tuple[Any, dict[Loc, tuple[int, int, int]], list[SpecIssue]]:
@@ -41,8 +99,19 @@ def read_yaml(text: str, source: str) -> tuple[Any, dict[Loc, tuple[int, int, in
         char = exc.character if isinstance(exc.character, str) else chr(exc.character)
         msg = f"not valid YAML: character {char!r} (U+{ord(char):04X}) is not allowed in YAML text"
         return None, marks, [SpecIssue(source, line, col, "", msg)]
+    node, done = None, False
+    if _FastLoader is not None:
+        fast = _FastLoader(text)
+        try:
+            node, done = fast.get_single_node(), True
+        except yaml.YAMLError:
+            fast.dispose()  # the Python parser below says what is wrong, as it always has
+        else:
+            loader.dispose()
+            loader = fast  # it constructs the scalars too
     try:
-        node = loader.get_single_node()
+        if not done:
+            node = loader.get_single_node()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where: tuple[int | None, int | None] = (mark.line + 1, mark.column + 1) if mark else (None, None)
@@ -60,6 +129,8 @@ def read_yaml(text: str, source: str) -> tuple[Any, dict[Loc, tuple[int, int, in
         issues.append(SpecIssue(source, n.start_mark.line + 1, n.start_mark.column + 1, path_text(path), msg))
 
     def build(n: yaml.Node, path: Loc, is_key: bool = False) -> Any:
+        if isinstance(n, yaml.ScalarNode) and n.style == "":
+            n.style = None  # libyaml's plain style; PyYAML's is None
         quote = 1 if isinstance(n, yaml.ScalarNode) and n.style in ("'", '"') else 0
         marks[path] = (n.start_mark.line + 1, n.start_mark.column + 1, quote)
         if not isinstance(n, yaml.ScalarNode) and n.tag not in _PLAIN_TAGS:
@@ -101,6 +172,16 @@ def read_yaml(text: str, source: str) -> tuple[Any, dict[Loc, tuple[int, int, in
         except yaml.YAMLError as exc:
             issue(n, path, f"cannot read value: {getattr(exc, 'problem', exc)}")
             return None
+        except ValueError:  # int() past Python's 4300-digit limit, or an impossible timestamp
+            what = f"a number of {len(n.value)} digits" if n.tag.endswith(":int") else f"'{short(n.value)}'"
+            issue(n, path, f"cannot read value: {what} is not usable here")
+            trapped.add(path)
+            return None
+        if isinstance(value, str) and (bad := _SURROGATE.search(value)):
+            # A lone surrogate loads, then crashes every print: refuse it where it is.
+            issue(n, path, f"text contains a lone surrogate (U+{ord(bad.group()):04X}); remove it")
+            trapped.add(path)
+            return None if not is_key else n.value.encode("ascii", "backslashreplace").decode()
         if is_key:
             return value
         if n.style is None and isinstance(value, bool) and n.value.lower() not in _BOOL_WORDS:

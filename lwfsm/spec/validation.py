@@ -19,9 +19,11 @@ from pydantic import BaseModel, ValidationError
 from ..errors import SpecError, SpecIssue, did_you_mean, unknown
 from .expr import Expr, ExprError, Kind
 from .model import Spec
-from .reading import Loc, find_mark, path_text, yaml_kind
+from .reading import Loc, find_mark, path_text, short, yaml_kind
 
 __all__ = ["build"]
+
+REPEATS_SHOWN = 3  # messages shown per place in the spec; the rest are counted
 
 
 def build(
@@ -54,8 +56,15 @@ def build(
     if issues or spec is None:
         raise SpecError(issues)
     spec._source, spec._marks = source, marks
+    per_loc: dict[Loc, int] = {}
     for loc, msg, offset in _meaning(spec):
-        issues.append(at(loc, msg, key=offset < 0, offset=offset))
+        # One mistake can repeat per state ("*" over 10,000 states): show a few, then count the rest.
+        per_loc[loc] = per_loc.get(loc, 0) + 1
+        if per_loc[loc] <= REPEATS_SHOWN:
+            issues.append(at(loc, msg, key=offset < 0, offset=offset))
+    for loc, n in per_loc.items():
+        if n > REPEATS_SHOWN:
+            issues.append(at(loc, f"... and {n - REPEATS_SHOWN:,} more like this"))
     if issues:
         raise SpecError(issues)
     if params:
@@ -146,6 +155,15 @@ def _meaning(spec: Spec) -> list[tuple[Loc, str, int]]:
                         -1,
                     )
                 )
+    for name in events:
+        if name == "state":  # transitions keeps the model's state under this name: a trigger may not take it
+            add(
+                (
+                    ("events", name),
+                    "event name 'state' is reserved (the machine keeps the state under it); rename it",
+                    -1,
+                )
+            )
     for name in set(counters) & set(params):
         add((("counters", name), f"'{name}' is both a counter and a param; rename one", -1))
 
@@ -155,7 +173,7 @@ def _meaning(spec: Spec) -> list[tuple[Loc, str, int]]:
         try:
             return spec.parse(text, want, params_only=params_only)
         except ExprError as exc:
-            add((loc, f"in expression '{text.strip()}': {exc.message}", exc.offset))
+            add((loc, f"in expression '{short(text.strip())}': {exc.message}", exc.offset))
             return None
 
     for name, p in params.items():

@@ -1,0 +1,172 @@
+"""The CLI's promise: mistakes exit 1 with a message, never a traceback (usage errors exit 2)."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from lwfsm.cli import main
+
+INVALID = Path(__file__).parent / "specs_invalid"
+CASES = sorted(INVALID.glob("*.yaml"))
+COMMANDS = {
+    "validate": ["validate"],
+    "check": ["check"],
+    "trace": ["trace", "--events", "ok"],
+    "diagram": ["diagram"],
+}
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])
+def test_every_invalid_spec_gives_located_errors_in_every_command(
+    path: Path, command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = COMMANDS[command]
+    assert main([argv[0], str(path), *argv[1:]]) == 1  # an exception here would be the traceback
+    err = capsys.readouterr().err
+    lines = err.splitlines()
+    assert lines
+    assert all(re.match(rf"{re.escape(str(path))}:\d+:\d+: ", line) for line in lines), err
+
+
+ROOT = Path(__file__).resolve().parent.parent
+SPEC = str(ROOT / "specs" / "lead_worker.yaml")
+
+
+@pytest.mark.parametrize("where", ["missing/x.md", "folder", "/dev/full"])
+def test_diagram_output_that_cannot_be_written_is_a_message(
+    where: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "folder").mkdir()
+    target = where if where.startswith("/") else str(tmp_path / where)
+    if where == "/dev/full" and not Path(where).exists():
+        pytest.skip("no /dev/full here")
+    assert main(["diagram", SPEC, "-o", target]) == 1
+    assert f"lwfsm diagram: cannot write {target}: " in capsys.readouterr().err
+
+
+def test_unwritable_out_dir_is_a_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "lead_worker.yaml").write_text(Path(SPEC).read_text())
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    argv = ["diagram", "--all", "--specs-dir", str(specs), "--out-dir", str(blocker / "diagrams")]
+    assert main(argv) == 1
+    assert f"--out-dir {blocker / 'diagrams'}: cannot create it" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo", "folder", "big"])
+def test_only_regular_files_of_sane_size_are_read(
+    kind: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import os
+
+    path = tmp_path / "spec.yaml"
+    if kind == "device":
+        path = Path("/dev/zero")
+    elif kind == "fifo":
+        os.mkfifo(path)  # reading it would block forever
+    elif kind == "folder":
+        path.mkdir()
+    else:
+        path.write_text("# padding\n" * 200_000)
+    assert main(["validate", str(path)]) == 1
+    err = capsys.readouterr().err
+    expected = {"device": "not a regular file", "fifo": "not a regular file", "folder": "a directory"}
+    assert f"{path}: cannot read spec: {expected.get(kind, 'larger than 1,000,000 bytes')}" in err
+
+
+class ClosedPipe:
+    """A stdout whose reader has gone (what `| head -1` leaves behind)."""
+
+    def __init__(self) -> None:
+        import os
+
+        self.read_end, self.write_end = os.pipe()
+
+    def write(self, text: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def flush(self) -> None:
+        pass
+
+    def fileno(self) -> int:
+        return self.write_end
+
+
+def test_a_closed_pipe_ends_quietly(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+    import sys
+
+    pipe = ClosedPipe()
+    with capsys.disabled():
+        monkeypatch.setattr(sys, "stdout", pipe)
+        assert main(["explain", SPEC]) == 1  # no BrokenPipeError escapes
+        monkeypatch.undo()
+    assert capsys.readouterr().err == ""
+    os.close(pipe.read_end)
+    os.close(pipe.write_end)
+
+
+@pytest.mark.parametrize("argv", [["validate"], ["check", SPEC, "--depth", "x"], ["nope"]])
+def test_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    assert "usage: lwfsm" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["--params-up-to", "-1"], ["--depth", "0"], ["--depth", "-1"]])
+def test_check_refuses_bounds_that_would_check_nothing(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["check", SPEC, *argv])
+    assert info.value.code == 2
+    assert "or more, got" in capsys.readouterr().err
+
+
+def test_a_depth_limited_never_says_the_search_was_cut(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", SPEC, "--depth", "2"]) == 1
+    out = capsys.readouterr().out
+    assert "never fires within 2 events (the search was cut short at depth 2)" in out
+    assert "never reached within 2 events (the search was cut short at depth 2)" in out
+
+
+@pytest.mark.parametrize("flag", ["--check", "--all"])
+@pytest.mark.parametrize("empty", [True, False])
+def test_diagram_dir_without_specs_fails_saying_so(
+    flag: str, empty: bool, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    specs = tmp_path / "specs"
+    if empty:
+        specs.mkdir()
+    assert main(["diagram", flag, "--specs-dir", str(specs), "--out-dir", str(tmp_path / "d")]) == 1
+    reason = "holds no *.yaml spec" if empty else "does not exist"
+    assert f"--specs-dir {specs} {reason}: nothing to draw or check" in capsys.readouterr().err
+
+
+def test_check_refuses_a_huge_bound_up_front_naming_the_counter(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import time
+
+    big = tmp_path / "big.yaml"
+    big.write_text(Path(SPEC).read_text().replace("max: 1000", "max: 100000000"))
+    start = time.perf_counter()
+    assert main(["check", str(big), "--set", "failure_threshold=10000000"]) == 1
+    assert time.perf_counter() - start < 5
+    err = capsys.readouterr().err
+    assert "over the limit of 1,000,000: counter 'failures' is compared against 10,000,000" in err
+    assert "raise --max-configurations" in err
+    assert main(["check", SPEC, "--max-configurations", "10"]) == 1
+    assert "may have about" in capsys.readouterr().err
+    assert main(["check", SPEC, "--max-configurations", "1000"]) == 0
+
+
+def test_check_refuses_a_huge_param_grid_naming_the_param(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", SPEC, "--params-up-to", "1000"]) == 1
+    err = capsys.readouterr().err
+    assert "--params-up-to 1000 makes 1,001,000,000 param combinations, over the limit of 1,000,000" in err
+    assert main(["check", SPEC, "--params-up-to", "30"]) == 1
+    assert "configurations in all, over the limit" in capsys.readouterr().err
