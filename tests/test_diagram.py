@@ -118,6 +118,7 @@ def test_diff_marks_changes_and_summarises_them(tmp_path: Path, capsys: pytest.C
     assert changes.summary() == [
         "~ transition recovery -> fallback: failure (was: failure [failures + 1 >= failure_threshold])",
         "- transition recovery -> (stay): failure / failures = failures + 1",
+        "+ invariant {expr: failures == 0, states: [recovery]}",
     ]
     out = tmp_path / "diff.md"
     assert (
@@ -243,3 +244,31 @@ def test_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "not a readable lwfsm snapshot" in capsys.readouterr().err
     assert main(["diagram", str(DEFAULT), "-f", "png"]) == 1
     assert "-f png writes binary data: give -o PATH" in capsys.readouterr().err
+
+
+def test_diff_reports_params_counters_invariants_and_judging(tmp_path: Path) -> None:
+    old = (ROOT / "specs" / "lead_worker.yaml").read_text()
+    new = (
+        old.replace("lead_turns: {default: 3, min: 0", "lead_turns: {default: 4, min: 0")
+        .replace(
+            "  fallback_done: {description: successful turns served in fallback}\n",
+            "  fallback_done: {}\n  spare: {}\n",
+        )
+        .replace('    - "you broke"\n', '    - "you broke"\n    - "nope"\n')
+        .replace("technical_fallback: {worker: lead}", "technical_fallback: {}")
+        .replace(
+            "  - {expr: failures < failure_threshold, description: reaching the threshold always enters fallback}\n", ""
+        )
+    )
+    a, b = Spec.from_text(old), Spec.from_text(new)
+    summary = diff(a, b).summary()
+    assert summary == [
+        "~ param lead_turns: {default: 4, min: 0, max: 1000} (was: {default: 3, min: 0, max: 1000})",
+        "+ counter spare: {}",
+        "- invariant {expr: failures < failure_threshold, states: []}",
+        "~ judging.technical_fallback: {} (was: {worker: lead})",
+        "+ judging.correction_patterns: 'nope'",
+    ]
+    assert diff(a, Spec.from_text(old.replace("description: >-", "description: >-\n  Reworded."))).summary() == [
+        "no changes"
+    ]

@@ -79,10 +79,11 @@ class Diff:
     marks: dict[tuple[int, str], str] = field(default_factory=dict)  # new (index, source) -> added | changed
     removed: list[Edge] = field(default_factory=list)  # edges of the old spec
     lines: list[str] = field(default_factory=list)
+    others: list[str] = field(default_factory=list)  # params, counters, events, roles, invariants, judging
 
     def summary(self) -> list[str]:
         states = [f"{MARKS[mark]}state {name}" for name, mark in self.states.items()]
-        return states + self.lines or ["no changes to states or transitions"]
+        return states + self.lines + self.others or ["no changes"]
 
 
 def _strip_description(state: Any) -> Any:
@@ -123,7 +124,48 @@ def diff(old: Spec, new: Spec) -> Diff:
     for rest in unmatched.values():
         out.removed += rest
         out.lines += [_edge_text("removed", s, t) for _, s, t in rest]
+    for section in ("params", "counters", "events", "roles"):
+        out.others += _named_changes(section[:-1], getattr(old, section), getattr(new, section))
+    was, now = [_strip(i) for i in old.invariants], [_strip(i) for i in new.invariants]
+    out.others += [f"- invariant {_brief(i)}" for i in was if i not in now]
+    out.others += [f"+ invariant {_brief(i)}" for i in now if i not in was]
+    if old.initial != new.initial:
+        out.others.append(f"~ initial: {_brief(new.initial)} (was: {_brief(old.initial)})")
+    if old.judging != new.judging:
+        a, b = old.judging.model_dump(), new.judging.model_dump()
+        for k in (k for k in a if a[k] != b[k]):
+            if isinstance(a[k], list):  # pattern lists: name what came and went
+                out.others += [f"+ judging.{k}: {p!r}" for p in b[k] if p not in a[k]]
+                out.others += [f"- judging.{k}: {p!r}" for p in a[k] if p not in b[k]]
+            else:
+                out.others.append(f"~ judging.{k}: {_brief(b[k])} (was: {_brief(a[k])})")
     return out
+
+
+def _strip(model: Any) -> Any:
+    """A spec part without its description: descriptions change no behaviour."""
+    return model.model_dump(exclude={"description"}) if hasattr(model, "model_dump") else model
+
+
+def _brief(value: Any) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(_brief(v) for v in value) + "]"
+    if hasattr(value, "model_dump"):
+        value = value.model_dump(exclude={"description"}, exclude_defaults=True)
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_brief(v)}" for k, v in value.items()) + "}"
+    return str(value)
+
+
+def _named_changes(kind: str, old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    lines = [f"+ {kind} {name}: {_brief(new[name])}" for name in new if name not in old]
+    lines += [f"- {kind} {name}" for name in old if name not in new]
+    lines += [
+        f"~ {kind} {name}: {_brief(new[name])} (was: {_brief(old[name])})"
+        for name in new
+        if name in old and _strip(old[name]) != _strip(new[name])
+    ]
+    return lines
 
 
 def _graph(

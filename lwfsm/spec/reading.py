@@ -117,7 +117,16 @@ def read_yaml(text: str, source: str) -> tuple[Any, dict[Loc, tuple[int, int, in
         where: tuple[int | None, int | None] = (mark.line + 1, mark.column + 1) if mark else (None, None)
         problem = getattr(exc, "problem", None) or str(exc)
         ctx, ctx_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
-        if ctx and ctx_mark:
+        if mark and problem.startswith("expected <block end>") and ctx_mark:
+            # PyYAML's words for a key indented unlike its neighbours: say it in the author's terms.
+            problem = (
+                f"indentation: line {mark.line + 1} starts at column {mark.column + 1}, which lines up with no "
+                f"key above it; indent it like the other keys of its block (the block at line "
+                f"{ctx_mark.line + 1} starts at column {ctx_mark.column + 1})"
+            )
+        elif mark and "'\\t'" in problem:
+            problem = "a tab cannot indent YAML: indent with spaces"
+        elif ctx and ctx_mark:
             problem += f" ({ctx} at line {ctx_mark.line + 1}, column {ctx_mark.column + 1})"
         return None, marks, [SpecIssue(source, *where, "", f"not valid YAML: {problem}")]
     finally:
@@ -145,7 +154,7 @@ def read_yaml(text: str, source: str) -> tuple[Any, dict[Loc, tuple[int, int, in
                 if k.tag == "tag:yaml.org,2002:merge":
                     issue(k, path, "merge keys (<<) are not supported; write the keys out")
                     continue
-                key = build(k, (*path, "<key>"), is_key=True)
+                key = build(k, (*path, "<keynode>"), is_key=True)
                 if isinstance(k, yaml.ScalarNode) and not isinstance(key, str):
                     issue(
                         k,

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from ..errors import SpecError, SpecIssue, did_you_mean, unknown
 from .expr import Expr, ExprError, Kind
-from .model import Spec
+from .model import Spec, State
 from .reading import Loc, find_mark, path_text, short, yaml_kind
 
 __all__ = ["build"]
@@ -44,14 +44,29 @@ def build(
     if data is not None and not isinstance(data, dict):
         issues.append(at((), f"a spec must be a mapping of keys (lwfsm, name, ...), got {_kind(data)}"))
     elif data is not None:
+        states = data.get("states")
+        dedented: set[Loc] = set()
+        if isinstance(states, dict):
+            # A state's own key dedented to the level of the states (`on_enter:` under `states:`)
+            # reads as a state named on_enter, with a cascade of confusing errors: name it once.
+            names = list(states)
+            for i, name in enumerate(names):
+                if name in State.model_fields and not (isinstance(states[name], dict) and "role" in states[name]):
+                    above = f" ({names[i - 1]})" if i else ""
+                    message = (
+                        f"'{name}' is indented as a state, but it is a key of one: "
+                        f"indent it under the state above it{above}"
+                    )
+                    issues.append(at(("states", name), message, key=True))
+                    dedented.add(("states", name))
         try:
             spec = Spec.model_validate(data)
         except ValidationError as exc:
             for err in exc.errors():
                 loc = tuple(err["loc"])
                 extra = err["type"] == "extra_forbidden"
-                if (*loc, "<trapped>") in marks:
-                    continue  # already reported while reading the YAML
+                if (*loc, "<trapped>") in marks or loc[:2] in dedented:
+                    continue  # already reported
                 issues.append(at(loc, _shape_message(err), key=extra))
     if issues or spec is None:
         raise SpecError(issues)
