@@ -1,0 +1,121 @@
+"""Each framework integration, driven by the real framework against a fake OpenAI server on 127.0.0.1.
+
+One scenario for all: lead_turns=1; the agent calls a `run_tests` tool on every turn and the tool
+reports ok, fail, fail, ok, ok; the sixth call answers in text. The worker's two failures bring the
+lead back (fallback), two good lead turns send the worker back on probation (recovery). The roles
+that serve the calls must be those `lwfsm trace` prints for the same outcomes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from lwfsm import Engine, load_spec
+from lwfsm.cli import main
+from tests.openai_server import Server
+
+OUTCOMES = ["ok", "fail", "fail", "ok", "ok"]
+MODELS = {"lead": "lead-model", "worker": "worker-model"}
+SPEC = load_spec("lead_worker").with_params({"lead_turns": 1})
+
+
+def traced() -> tuple[list[str], str]:
+    """The roles serving calls 1..6 and the final state, as `lwfsm trace` prints them."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["trace", "lead_worker", "--set", "lead_turns=1", "--events", ",".join(OUTCOMES), "--json"])
+    assert code == 0
+    rows = json.loads(out.getvalue())
+    return [r["role"] for r in rows] + [rows[-1]["next_role"]], rows[-1]["next_state"]
+
+
+ROLES, FINAL_STATE = traced()
+
+
+def test_the_scenario_reaches_fallback_and_recovers() -> None:
+    assert ROLES == ["lead", "worker", "worker", "lead", "lead", "worker"]
+    assert FINAL_STATE == "recovery"
+    session = Engine(SPEC).session()
+    states = [session.state]
+    for o in OUTCOMES:
+        session.fire("turn_completed" if o == "ok" else "failure")
+        states.append(session.state)
+    assert "fallback" in states
+
+
+def _tool_call(i: int) -> dict[str, Any]:
+    call = {"id": f"call_{i}", "type": "function", "function": {"name": "run_tests", "arguments": "{}"}}
+    return {"tool_calls": [call]}
+
+
+@pytest.fixture
+def server() -> Iterator[Server]:
+    s = Server()
+    # Calls 1, 4, 5 are the lead's and 2, 3 the worker's tool calls; call 6 (the worker) answers in text.
+    s.script("lead-model", _tool_call(1), _tool_call(4), _tool_call(5))
+    s.script("worker-model", _tool_call(2), _tool_call(3))
+    yield s
+    s.close()
+
+
+class Suite:
+    """The `run_tests` tool: its results, in order, are the scenario's outcomes."""
+
+    def __init__(self) -> None:
+        self.results = iter(OUTCOMES)
+
+    def next_failed(self) -> bool:
+        return next(self.results) == "fail"
+
+    def __call__(self) -> str:
+        return "Error: 2 tests failed" if self.next_failed() else "ok: 12 passed"
+
+
+def check(server: Server, log: list[dict[str, Any]], state: Any) -> None:
+    """The calls went to the traced roles' models, and the judged turns are the scenario's."""
+    assert [r["model"] for r in server.requests] == [MODELS[r] for r in ROLES]
+    assert [r["role"] for r in log] == ROLES[:-1]
+    assert [r["outcome"] for r in log] == ["turn_completed" if o == "ok" else "failure" for o in OUTCOMES]
+    assert [r["transition"]["dest"] for r in log][2] == "fallback"
+    assert state.machine.state == FINAL_STATE
+    assert state.pending.role == ROLES[-1]
+    assert sum(row.calls for row in state.ledger.rows) == len(ROLES)
+
+
+# -- pydantic-ai --
+
+
+def test_pydantic_ai(server: Server) -> None:
+    pytest.importorskip("pydantic_ai", reason='needs pydantic-ai: pip install "lwfsm[pydantic-ai]"')
+    from pydantic_ai import Agent, ModelRetry
+    from pydantic_ai.models.openai import OpenAIChatModel
+    from pydantic_ai.providers.openai import OpenAIProvider
+
+    from lwfsm.integrations.pydantic_ai import LwfsmModel
+
+    provider = OpenAIProvider(base_url=server.base, api_key="test")
+    log: list[dict[str, Any]] = []
+    model = LwfsmModel(SPEC, {r: OpenAIChatModel(m, provider=provider) for r, m in MODELS.items()}, log=log.append)
+    agent = Agent(model, retries=5)
+    tests = Suite()
+    failures = [0]
+
+    @agent.tool_plain
+    def run_tests() -> str:
+        """Run the test suite."""
+        if tests.next_failed():
+            failures[0] += 1
+            if failures[0] == 1:  # one failure as a retry (a 'retried' tool return), one as text
+                raise ModelRetry("2 tests failed")
+            return "Error: 2 tests failed"
+        return "ok: 12 passed"
+
+    result = agent.run_sync("Fix the failing test.")
+    assert result.output == "worker-model says: Fix the failing test."
+    check(server, log, model.front.state())
