@@ -119,3 +119,37 @@ def test_pydantic_ai(server: Server) -> None:
     result = agent.run_sync("Fix the failing test.")
     assert result.output == "worker-model says: Fix the failing test."
     check(server, log, model.front.state())
+
+
+# -- OpenAI Agents SDK --
+
+
+def test_openai_agents(server: Server) -> None:
+    pytest.importorskip("agents", reason='needs the OpenAI Agents SDK: pip install "lwfsm[openai-agents]"')
+    from agents import Agent, OpenAIChatCompletionsModel, RunConfig, Runner, function_tool
+    from openai import AsyncOpenAI
+
+    from lwfsm.integrations.openai_agents import LwfsmProvider
+
+    client = AsyncOpenAI(base_url=server.base, api_key="test")
+    log: list[dict[str, Any]] = []
+    models = {r: OpenAIChatCompletionsModel(m, openai_client=client) for r, m in MODELS.items()}
+    provider = LwfsmProvider(SPEC, models, log=log.append)
+    tests = Suite()
+    failures = [0]
+
+    @function_tool
+    def run_tests() -> str:
+        """Run the test suite."""
+        if tests.next_failed():
+            failures[0] += 1
+            if failures[0] == 1:  # one failure raised (the SDK reports it to the model), one as text
+                raise RuntimeError("2 tests failed")
+            return "Error: 2 tests failed"
+        return "ok: 12 passed"
+
+    agent = Agent(name="fixer", instructions="Fix the tests.", tools=[run_tests])
+    config = RunConfig(model_provider=provider, tracing_disabled=True)
+    result = Runner.run_sync(agent, "Fix the failing test.", run_config=config, max_turns=10)
+    assert result.final_output == "worker-model says: Fix the failing test."
+    check(server, log, provider.front.state())
