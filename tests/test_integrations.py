@@ -21,6 +21,9 @@ from lwfsm.cli import main
 from tests.openai_server import Server
 
 OUTCOMES = ["ok", "fail", "fail", "ok", "ok"]
+# What a raising tool says: no judging pattern matches it, so only the framework's failure status
+# (a retried/failed tool return, a tool message with status "error") can make the turn a failure.
+RAISED = "3 checks did not pass"
 MODELS = {"lead": "lead-model", "worker": "worker-model"}
 SPEC = load_spec("lead_worker").with_params({"lead_turns": 1})
 
@@ -112,7 +115,7 @@ def test_pydantic_ai(server: Server) -> None:
         if tests.next_failed():
             failures[0] += 1
             if failures[0] == 1:  # one failure as a retry (a 'retried' tool return), one as text
-                raise ModelRetry("2 tests failed")
+                raise ModelRetry(RAISED)
             return "Error: 2 tests failed"
         return "ok: 12 passed"
 
@@ -144,7 +147,7 @@ def test_openai_agents(server: Server) -> None:
         if tests.next_failed():
             failures[0] += 1
             if failures[0] == 1:  # one failure raised (the SDK reports it to the model), one as text
-                raise RuntimeError("2 tests failed")
+                raise RuntimeError(RAISED)
             return "Error: 2 tests failed"
         return "ok: 12 passed"
 
@@ -153,3 +156,42 @@ def test_openai_agents(server: Server) -> None:
     result = Runner.run_sync(agent, "Fix the failing test.", run_config=config, max_turns=10)
     assert result.final_output == "worker-model says: Fix the failing test."
     check(server, log, provider.front.state())
+
+
+# -- LangChain v1 --
+
+
+def test_langchain(server: Server) -> None:
+    pytest.importorskip("langchain.agents", reason='needs LangChain v1: pip install "lwfsm[langchain]"')
+    pytest.importorskip("langchain_openai", reason='needs LangChain v1: pip install "lwfsm[langchain]"')
+    from langchain.agents import create_agent
+    from langchain_core.tools import ToolException, tool
+    from langchain_openai import ChatOpenAI
+
+    from lwfsm.integrations.langchain import LwfsmMiddleware
+
+    def chat(model: str) -> ChatOpenAI:
+        return ChatOpenAI(model=model, base_url=server.base, api_key="test", max_retries=0)  # type: ignore[arg-type]
+
+    log: list[dict[str, Any]] = []
+    middleware = LwfsmMiddleware(SPEC, {r: chat(m) for r, m in MODELS.items()}, log=log.append)
+    tests = Suite()
+    failures = [0]
+
+    @tool
+    def run_tests() -> str:
+        """Run the test suite."""
+        if tests.next_failed():
+            failures[0] += 1
+            if failures[0] == 1:  # one failure raised (a tool message with status "error"), one as text
+                raise ToolException(RAISED)
+            return "Error: 2 tests failed"
+        return "ok: 12 passed"
+
+    run_tests.handle_tool_error = True  # a ToolException becomes a tool message with status "error"
+
+    # The agent's own model is never called: the middleware replaces it on every call.
+    agent = create_agent(chat("agent-default-model"), tools=[run_tests], middleware=[middleware])
+    result = agent.invoke({"messages": [{"role": "user", "content": "Fix the failing test."}]})
+    assert result["messages"][-1].content == "worker-model says: Fix the failing test."
+    check(server, log, middleware.front.state())
