@@ -9,8 +9,10 @@ that serve the calls must be those `lwfsm trace` prints for the same outcomes.
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 import json
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -195,3 +197,68 @@ def test_langchain(server: Server) -> None:
     result = agent.invoke({"messages": [{"role": "user", "content": "Fix the failing test."}]})
     assert result["messages"][-1].content == "worker-model says: Fix the failing test."
     check(server, log, middleware.front.state())
+
+
+# -- LiteLLM proxy --
+
+TOOLS = [{"type": "function", "function": {"name": "run_tests", "description": "Run the tests.", "parameters": {}}}]
+
+
+def test_litellm_proxy(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("litellm", reason='needs LiteLLM: pip install "lwfsm[litellm]"')
+    pytest.importorskip("fastapi", reason='the proxy needs its own dependencies: pip install "lwfsm[litellm-proxy]"')
+    import litellm
+
+    # The proxy's modules warn at import (pydantic-v1-style fields, an unclosed os.scandir): not ours.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", ResourceWarning)
+        import litellm.proxy.proxy_server  # noqa: F401  # post_call_success_hook imports it
+        from litellm.proxy._types import UserAPIKeyAuth
+        from litellm.proxy.utils import ProxyLogging, UserApiKeyCache
+
+        gc.collect()
+
+    from lwfsm.integrations.litellm_proxy import LwfsmProxyHook
+
+    groups = {"lead": "big", "worker": "small"}
+    router = litellm.Router(
+        model_list=[
+            {
+                "model_name": groups[r],
+                "litellm_params": {"model": f"openai/{m}", "api_base": server.base, "api_key": "test"},
+            }
+            for r, m in MODELS.items()
+        ]
+    )
+    log: list[dict[str, Any]] = []
+    hook = LwfsmProxyHook(SPEC, groups, log=log.append)
+    monkeypatch.setattr(litellm, "callbacks", [hook])
+    cache = UserApiKeyCache()
+    proxy = ProxyLogging(user_api_key_cache=cache)
+    user = UserAPIKeyAuth()
+    tests = Suite()
+
+    async def run() -> str:
+        messages: list[dict[str, Any]] = [{"role": "user", "content": "Fix the failing test."}]
+        for _ in range(10):
+            # What the proxy's /chat/completions route does: its pre-call hooks, the router, its post-call hooks.
+            request = {"headers": {"x-lwfsm-session": "s1"}}
+            data = {"model": "agent", "messages": list(messages), "tools": TOOLS, "proxy_server_request": request}
+            data = await proxy.pre_call_hook(user_api_key_dict=user, data=data, call_type="acompletion")
+            assert data is not None
+            response = await router.acompletion(model=data["model"], messages=data["messages"], tools=data["tools"])
+            response = await proxy.post_call_success_hook(data=data, response=response, user_api_key_dict=user)
+            message = response.choices[0].message
+            messages.append(message.model_dump(exclude_none=True))
+            if not message.tool_calls:
+                return str(message.content)
+            messages += [{"role": "tool", "tool_call_id": c.id, "content": tests()} for c in message.tool_calls]
+        raise AssertionError("the agent never answered")
+
+    import asyncio
+
+    assert asyncio.run(run()) == "worker-model says: Fix the failing test."
+    stored = asyncio.run(cache.async_get_cache("lwfsm:s1"))  # the conversation lives in the proxy's cache
+    check(server, log, hook.core.restore(stored).state())
+    assert [r["model"] for r in log] == [groups[r] for r in ROLES[:-1]]
