@@ -8,6 +8,7 @@ that serve the calls must be those `lwfsm trace` prints for the same outcomes.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import io
@@ -204,7 +205,13 @@ def test_langchain(server: Server) -> None:
 TOOLS = [{"type": "function", "function": {"name": "run_tests", "description": "Run the tests.", "parameters": {}}}]
 
 
-def test_litellm_proxy(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+def proxy_run(
+    hook: Any, model_list: list[dict[str, Any]], tool: Any, session: str | None = "s1"
+) -> tuple[str, Any, list[str]]:
+    """A tool-using agent through LiteLLM's proxy code path, `hook` registered as a proxy callback.
+
+    Returns the final answer, the proxy's cache and the model group of each request after its hooks.
+    """
     pytest.importorskip("litellm", reason='needs LiteLLM: pip install "lwfsm[litellm]"')
     pytest.importorskip("fastapi", reason='the proxy needs its own dependencies: pip install "lwfsm[litellm-proxy]"')
     import litellm
@@ -219,46 +226,63 @@ def test_litellm_proxy(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
 
         gc.collect()
 
-    from lwfsm.integrations.litellm_proxy import LwfsmProxyHook
-
-    groups = {"lead": "big", "worker": "small"}
-    router = litellm.Router(
-        model_list=[
-            {
-                "model_name": groups[r],
-                "litellm_params": {"model": f"openai/{m}", "api_base": server.base, "api_key": "test"},
-            }
-            for r, m in MODELS.items()
-        ]
-    )
-    log: list[dict[str, Any]] = []
-    hook = LwfsmProxyHook(SPEC, groups, log=log.append)
-    monkeypatch.setattr(litellm, "callbacks", [hook])
+    router = litellm.Router(model_list=model_list)
     cache = UserApiKeyCache()
     proxy = ProxyLogging(user_api_key_cache=cache)
     user = UserAPIKeyAuth()
-    tests = Suite()
+    groups: list[str] = []
 
     async def run() -> str:
         messages: list[dict[str, Any]] = [{"role": "user", "content": "Fix the failing test."}]
         for _ in range(10):
             # What the proxy's /chat/completions route does: its pre-call hooks, the router, its post-call hooks.
-            request = {"headers": {"x-lwfsm-session": "s1"}}
+            request = {"headers": {"x-lwfsm-session": session} if session else {}}
             data = {"model": "agent", "messages": list(messages), "tools": TOOLS, "proxy_server_request": request}
             data = await proxy.pre_call_hook(user_api_key_dict=user, data=data, call_type="acompletion")
             assert data is not None
+            groups.append(data["model"])
             response = await router.acompletion(model=data["model"], messages=data["messages"], tools=data["tools"])
             response = await proxy.post_call_success_hook(data=data, response=response, user_api_key_dict=user)
             message = response.choices[0].message
             messages.append(message.model_dump(exclude_none=True))
             if not message.tool_calls:
                 return str(message.content)
-            messages += [{"role": "tool", "tool_call_id": c.id, "content": tests()} for c in message.tool_calls]
+            messages += [{"role": "tool", "tool_call_id": c.id, "content": tool()} for c in message.tool_calls]
         raise AssertionError("the agent never answered")
 
-    import asyncio
+    callbacks = litellm.callbacks
+    litellm.callbacks = [hook]
+    try:
+        return asyncio.run(run()), cache, groups
+    finally:
+        litellm.callbacks = callbacks
 
-    assert asyncio.run(run()) == "worker-model says: Fix the failing test."
+
+def test_litellm_proxy(server: Server) -> None:
+    pytest.importorskip("litellm", reason='needs LiteLLM: pip install "lwfsm[litellm]"')
+    from lwfsm.integrations.litellm_proxy import LwfsmProxyHook
+
+    groups = {"lead": "big", "worker": "small"}
+    model_list = [
+        {"model_name": groups[r], "litellm_params": {"model": f"openai/{m}", "api_base": server.base, "api_key": "t"}}
+        for r, m in MODELS.items()
+    ]
+    log: list[dict[str, Any]] = []
+    hook = LwfsmProxyHook(SPEC, groups, log=log.append)
+    answer, cache, _ = proxy_run(hook, model_list, Suite())
+    assert answer == "worker-model says: Fix the failing test."
     stored = asyncio.run(cache.async_get_cache("lwfsm:s1"))  # the conversation lives in the proxy's cache
     check(server, log, hook.core.restore(stored).state())
     assert [r["model"] for r in log] == [groups[r] for r in ROLES[:-1]]
+
+
+def test_litellm_proxy_leaves_requests_without_a_session_alone(server: Server) -> None:
+    pytest.importorskip("litellm", reason='needs LiteLLM: pip install "lwfsm[litellm]"')
+    from lwfsm.integrations.litellm_proxy import LwfsmProxyHook
+
+    params = {"model": "openai/plain", "api_base": server.base, "api_key": "t"}
+    model_list = [{"model_name": "agent", "litellm_params": params}]
+    hook = LwfsmProxyHook(SPEC, {"lead": "big", "worker": "small"})
+    answer, cache, groups = proxy_run(hook, model_list, Suite(), session=None)
+    assert (answer, groups) == ("plain says: Fix the failing test.", ["agent"])
+    assert asyncio.run(cache.async_get_cache("lwfsm:s1")) is None
