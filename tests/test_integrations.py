@@ -97,7 +97,8 @@ def check(server: Server, log: list[dict[str, Any]], state: Any) -> None:
 # -- pydantic-ai --
 
 
-def test_pydantic_ai(server: Server) -> None:
+@pytest.mark.parametrize("stream", [False, True], ids=["request", "stream"])
+def test_pydantic_ai(server: Server, stream: bool) -> None:
     pytest.importorskip("pydantic_ai", reason='needs pydantic-ai: pip install "lwfsm[pydantic-ai]"')
     from pydantic_ai import Agent, ModelRetry
     from pydantic_ai.models.openai import OpenAIChatModel
@@ -122,15 +123,25 @@ def test_pydantic_ai(server: Server) -> None:
             return "Error: 2 tests failed"
         return "ok: 12 passed"
 
-    result = agent.run_sync("Fix the failing test.")
-    assert result.output == "worker-model says: Fix the failing test."
+    if stream:
+
+        async def streamed() -> str:
+            async with agent.run_stream("Fix the failing test.") as run:
+                return await run.get_output()
+
+        output = asyncio.run(streamed())
+        assert all(r.get("stream") for r in server.requests)
+    else:
+        output = agent.run_sync("Fix the failing test.").output
+    assert output == "worker-model says: Fix the failing test."
     check(server, log, model.front.state())
 
 
 # -- OpenAI Agents SDK --
 
 
-def test_openai_agents(server: Server) -> None:
+@pytest.mark.parametrize("stream", [False, True], ids=["request", "stream"])
+def test_openai_agents(server: Server, stream: bool) -> None:
     pytest.importorskip("agents", reason='needs the OpenAI Agents SDK: pip install "lwfsm[openai-agents]"')
     from agents import Agent, OpenAIChatCompletionsModel, RunConfig, Runner, function_tool
     from openai import AsyncOpenAI
@@ -156,15 +167,27 @@ def test_openai_agents(server: Server) -> None:
 
     agent = Agent(name="fixer", instructions="Fix the tests.", tools=[run_tests])
     config = RunConfig(model_provider=provider, tracing_disabled=True)
-    result = Runner.run_sync(agent, "Fix the failing test.", run_config=config, max_turns=10)
-    assert result.final_output == "worker-model says: Fix the failing test."
+    if stream:
+
+        async def streamed() -> Any:
+            run = Runner.run_streamed(agent, "Fix the failing test.", run_config=config, max_turns=10)
+            async for _ in run.stream_events():
+                pass
+            return run.final_output
+
+        output = asyncio.run(streamed())
+        assert all(r.get("stream") for r in server.requests)
+    else:
+        output = Runner.run_sync(agent, "Fix the failing test.", run_config=config, max_turns=10).final_output
+    assert output == "worker-model says: Fix the failing test."
     check(server, log, provider.front.state())
 
 
 # -- LangChain v1 --
 
 
-def test_langchain(server: Server) -> None:
+@pytest.mark.parametrize("run", ["invoke", "ainvoke"])
+def test_langchain(server: Server, run: str) -> None:
     pytest.importorskip("langchain.agents", reason='needs LangChain v1: pip install "lwfsm[langchain]"')
     pytest.importorskip("langchain_openai", reason='needs LangChain v1: pip install "lwfsm[langchain]"')
     from langchain.agents import create_agent
@@ -195,7 +218,8 @@ def test_langchain(server: Server) -> None:
 
     # The agent's own model is never called: the middleware replaces it on every call.
     agent = create_agent(chat("agent-default-model"), tools=[run_tests], middleware=[middleware])
-    result = agent.invoke({"messages": [{"role": "user", "content": "Fix the failing test."}]})
+    task = {"messages": [{"role": "user", "content": "Fix the failing test."}]}
+    result = agent.invoke(task) if run == "invoke" else asyncio.run(agent.ainvoke(task))  # wrap_ / awrap_model_call
     assert result["messages"][-1].content == "worker-model says: Fix the failing test."
     check(server, log, middleware.front.state())
 
