@@ -19,8 +19,9 @@ from typing import Any
 
 import pytest
 
-from lwfsm import Engine, load_spec
+from lwfsm import ConfigError, ConversationState, Engine, load_spec
 from lwfsm.cli import main
+from lwfsm.turn.front import Front
 from tests.openai_server import Server
 
 OUTCOMES = ["ok", "fail", "fail", "ok", "ok"]
@@ -53,6 +54,24 @@ def test_the_scenario_reaches_fallback_and_recovers() -> None:
         session.fire("turn_completed" if o == "ok" else "failure")
         states.append(session.state)
     assert "fallback" in states
+
+
+def test_front_binds_exactly_the_roles_and_plugs_into_a_store() -> None:
+    with pytest.raises(ConfigError, match=r"\(lead, worker\); missing: worker; unknown: planner$"):
+        Front(SPEC, {"lead": "a", "planner": "b"})
+    saved: list[ConversationState] = []
+    front = Front(SPEC, MODELS, save=saved.append)
+    reply = {"role": "assistant", "content": "done"}
+    for outcome in OUTCOMES:
+        call = front.begin([{"role": "user", "content": "go"}, reply, {"role": "user", "content": "next"}])
+        front.end(call, model=call.model, reply=reply)
+        if outcome == "fail":  # the next call's messages say so
+            call = front.begin([reply, {"role": "user", "content": "that's wrong"}])
+            front.end(call, model=call.model, reply=reply)
+    assert len(saved) == front.state().version == 7
+    again = Front(SPEC, MODELS, state=saved[-1].model_dump_json())  # continues where the store left it
+    assert again.state() == front.state()
+    assert again.begin([reply]).role == front.begin([reply]).role
 
 
 def _tool_call(i: int) -> dict[str, Any]:

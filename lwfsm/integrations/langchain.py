@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-from ..turn.front import Call, Front, Sink
+from ..turn.front import Call, Front, Sink, SpecLike, StateLike
 from ..turn.ledger import Usage
 
 try:
@@ -59,10 +59,10 @@ class LwfsmMiddleware(AgentMiddleware):
 
     def __init__(
         self,
-        spec: Any,
+        spec: SpecLike,
         models: Mapping[str, BaseChatModel],
         *,
-        state: Any = None,
+        state: StateLike | None = None,
         name: str = "session",
         log: Sink | None = None,
         **options: Any,

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from ..errors import Conflict
-from ..turn.front import Call, Front, Sink, core_of
+from ..turn.front import Call, Front, Sink, SpecLike, core_of
 from ..turn.ledger import Usage
 
 try:
@@ -43,7 +43,7 @@ class LwfsmProxyHook(CustomLogger):
 
     def __init__(
         self,
-        spec: Any,
+        spec: SpecLike,
         models: Mapping[str, str],
         *,
         header: str = "x-lwfsm-session",

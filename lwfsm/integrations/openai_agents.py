@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from ..turn.front import Call, Front, Sink
+from ..turn.front import Call, Front, Sink, SpecLike, StateLike
 from ..turn.ledger import Usage
 
 try:
@@ -124,11 +124,11 @@ class LwfsmProvider(ModelProvider):
 
     def __init__(
         self,
-        spec: Any,
+        spec: SpecLike,
         models: Mapping[str, Model | str],
         *,
         provider: ModelProvider | None = None,
-        state: Any = None,
+        state: StateLike | None = None,
         name: str = "session",
         log: Sink | None = None,
         **options: Any,

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
-from ..turn.front import Call, Front, Sink, tool_call, tool_dict
+from ..turn.front import Call, Front, Sink, SpecLike, StateLike, tool_call, tool_dict
 from ..turn.ledger import Usage
 
 try:
@@ -83,10 +83,10 @@ class LwfsmModel(WrapperModel):
 
     def __init__(
         self,
-        spec: Any,
+        spec: SpecLike,
         models: Mapping[str, Model | str],
         *,
-        state: Any = None,
+        state: StateLike | None = None,
         name: str = "session",
         log: Sink | None = None,
         **options: Any,

@@ -5,7 +5,8 @@
 `begin(messages)` (the core judges the pending turn and picks the role; nothing changes yet), the
 framework's own request with `call.model`, then `end(call, ...)` (the core commits, all or nothing).
 Each integration only converts its framework's messages to the OpenAI shape the core judges.
-No SDK is imported here.
+A store plugs in with `state=` (continue a stored conversation) and `save=` (called with the
+conversation's value after every commit). No SDK is imported here.
 """
 
 from __future__ import annotations
@@ -23,15 +24,16 @@ from .core import Conversation, ConversationState, Judged, Plan, TurnCore
 from .judge import Detector
 from .ledger import Pricer, Usage
 
-__all__ = ["Call", "Front", "core_of", "tool_call", "tool_dict"]
+__all__ = ["Call", "Front", "Save", "Sink", "SpecLike", "StateLike", "core_of", "tool_call", "tool_dict"]
 
 M = TypeVar("M")
 Sink = Callable[[dict[str, Any]], None]  # receives each judged turn's log record (Judged.record)
+Save = Callable[[ConversationState], None]  # receives the conversation after each commit (a store's hook)
+SpecLike = TurnCore | Engine | Spec | str | Path
+StateLike = ConversationState | Mapping[str, Any] | str | bytes
 
 
-def core_of(
-    spec: TurnCore | Engine | Spec | str | Path, *, detectors: Sequence[Detector] | None = None, turn_unit: str = "call"
-) -> TurnCore:
+def core_of(spec: SpecLike, *, detectors: Sequence[Detector] | None = None, turn_unit: str = "call") -> TurnCore:
     """A turn core from a core, an engine, a spec, a spec file or a shipped spec's name."""
     if isinstance(spec, TurnCore):
         return spec
@@ -54,14 +56,15 @@ class Front(Generic[M]):
 
     def __init__(
         self,
-        spec: TurnCore | Engine | Spec | str | Path,
+        spec: SpecLike,
         models: Mapping[str, M],
         *,
-        state: ConversationState | Mapping[str, Any] | str | bytes | None = None,
+        state: StateLike | None = None,
         name: str = "session",
         detectors: Sequence[Detector] | None = None,
         turn_unit: str = "call",
         log: Sink | None = None,
+        save: Save | None = None,
         pricer: Pricer | None = None,
     ) -> None:
         self.core = core_of(spec, detectors=detectors, turn_unit=turn_unit)
@@ -76,7 +79,7 @@ class Front(Generic[M]):
             )
         self.models = dict(models)
         self.conversation: Conversation = self.core.start() if state is None else self.core.restore(state)
-        self.name, self.log, self.pricer = name, log, pricer
+        self.name, self.log, self.save, self.pricer = name, log, save, pricer
 
     @property
     def role(self) -> str:
@@ -113,16 +116,18 @@ class Front(Generic[M]):
             latency=time.perf_counter() - call.started,
             retries=retries,
         )
-        self._log(judged)
+        self._committed(judged)
         return judged
 
     def close(self, messages: Sequence[Mapping[str, Any]] = ()) -> Judged | None:
         """End the conversation: judge the last turn from `messages` (the last tool results, the user's word)."""
         judged = self.core.close(self.conversation, messages)
-        self._log(judged)
+        self._committed(judged)
         return judged
 
-    def _log(self, judged: Judged | None) -> None:
+    def _committed(self, judged: Judged | None) -> None:
+        if self.save is not None:
+            self.save(self.conversation.state())
         if judged is not None and self.log is not None:
             cost = self.pricer(judged.pending.model, judged.pending.usage) if self.pricer else None
             self.log(judged.record(self.name, cost))
