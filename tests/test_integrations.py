@@ -248,13 +248,8 @@ def test_langchain(server: Server, run: str) -> None:
 TOOLS = [{"type": "function", "function": {"name": "run_tests", "description": "Run the tests.", "parameters": {}}}]
 
 
-def proxy_run(
-    hook: Any, model_list: list[dict[str, Any]], tool: Any, session: str | None = "s1"
-) -> tuple[str, Any, list[str]]:
-    """A tool-using agent through LiteLLM's proxy code path, `hook` registered as a proxy callback.
-
-    Returns the final answer, the proxy's cache and the model group of each request after its hooks.
-    """
+def proxy_parts() -> tuple[Any, Any, Any, Any]:
+    """litellm, the proxy's ProxyLogging and UserApiKeyCache classes, and a user (skips without the proxy)."""
     pytest.importorskip("litellm", reason='needs LiteLLM: pip install "lwfsm[litellm]"')
     pytest.importorskip("fastapi", reason='the proxy needs its own dependencies: pip install "lwfsm[litellm-proxy]"')
     import litellm
@@ -268,11 +263,20 @@ def proxy_run(
         from litellm.proxy.utils import ProxyLogging, UserApiKeyCache
 
         gc.collect()
+    return litellm, ProxyLogging, UserApiKeyCache, UserAPIKeyAuth()
 
+
+def proxy_run(
+    hook: Any, model_list: list[dict[str, Any]], tool: Any, session: str | None = "s1"
+) -> tuple[str, Any, list[str]]:
+    """A tool-using agent through LiteLLM's proxy code path, `hook` registered as a proxy callback.
+
+    Returns the final answer, the proxy's cache and the model group of each request after its hooks.
+    """
+    litellm, ProxyLogging, UserApiKeyCache, user = proxy_parts()
     router = litellm.Router(model_list=model_list)
     cache = UserApiKeyCache()
     proxy = ProxyLogging(user_api_key_cache=cache)
-    user = UserAPIKeyAuth()
     groups: list[str] = []
 
     async def run() -> str:
@@ -329,3 +333,18 @@ def test_litellm_proxy_leaves_requests_without_a_session_alone(server: Server) -
     answer, cache, groups = proxy_run(hook, model_list, Suite(), session=None)
     assert (answer, groups) == ("plain says: Fix the failing test.", ["agent"])
     assert asyncio.run(cache.async_get_cache("lwfsm:s1")) is None
+
+
+def test_litellm_proxy_refuses_a_streamed_session_loudly() -> None:
+    litellm, ProxyLogging, UserApiKeyCache, user = proxy_parts()
+    from lwfsm.integrations.litellm_proxy import LwfsmProxyHook
+
+    hook = LwfsmProxyHook(SPEC, {"lead": "big", "worker": "small"})
+    proxy = ProxyLogging(user_api_key_cache=UserApiKeyCache())
+    data = {"model": "agent", "messages": [], "stream": True, "metadata": {"lwfsm_session": "s2"}}
+    callbacks, litellm.callbacks = litellm.callbacks, [hook]
+    try:
+        with pytest.raises(ConfigError, match="session 's2': .* does not follow streamed replies yet"):
+            asyncio.run(proxy.pre_call_hook(user_api_key_dict=user, data=data, call_type="acompletion"))
+    finally:
+        litellm.callbacks = callbacks

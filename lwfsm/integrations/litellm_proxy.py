@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from ..errors import Conflict
+from ..errors import ConfigError, Conflict
 from ..turn.front import Call, Front, Sink, SpecLike, core_of
 from ..turn.ledger import Usage
 
@@ -76,6 +76,11 @@ class LwfsmProxyHook(CustomLogger):
         session = self.session_of(data)
         if session is None or call_type not in ("completion", "acompletion") or "messages" not in data:
             return data
+        if data.get("stream"):
+            # The proxy commits a streamed reply through other hooks than the one this module follows.
+            raise ConfigError(
+                f"session {session!r}: lwfsm's proxy hook does not follow streamed replies yet; send stream=false"
+            )
         store: StateStore = self.store or cache
         key = self.prefix + session
         stored = await store.async_get_cache(key)
