@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from ..turn.front import Call, Front, Sink, SpecLike, StateLike
+from ..turn.front import Call, Front, Sink, SpecLike, StateLike, tool_dict
 from ..turn.ledger import Usage
 
 try:
@@ -61,8 +61,9 @@ class LwfsmRoleModel(Model):
         self.front = front
 
     def _tools(self, tools: list[Tool], handoffs: list[Handoff[Any, Any]]) -> list[dict[str, Any]]:
-        offered = [Converter.tool_to_openai(t) for t in tools if isinstance(t, FunctionTool)]
-        return [dict(t) for t in [*offered, *(Converter.convert_handoff_tool(h) for h in handoffs)]]
+        # Only the names matter to the judge; built here, as the SDK's converter refuses some tools for chat.
+        offered = [tool_dict(t.name, t.description, t.params_json_schema) for t in tools if isinstance(t, FunctionTool)]
+        return offered + [tool_dict(h.tool_name, h.tool_description, h.input_json_schema) for h in handoffs]
 
     def _end(self, call: Call[Model], response: ModelResponse, usage: Any, tools: list[dict[str, Any]]) -> None:
         # `usage`: the SDK's Usage or the Responses API's ResponseUsage; both name their fields alike.
