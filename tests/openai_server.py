@@ -3,6 +3,7 @@
 Unscripted requests get a 200 reply whose text names the model and echoes the last user message,
 so tests can tell sessions apart. `script(model, *steps)` queues steps for that model: a dict
 {"status": 500, "headers": {...}, "body": {...}, "delay": 0.5, "tool_calls": [...], "content": "..."}.
+A request with "stream": true gets the reply as server-sent chunks.
 """
 
 import json
@@ -37,6 +38,9 @@ class Server:
                     if status == 200
                     else {"error": {"message": f"scripted {status}", "type": "server_error"}}
                 )
+                if body.get("stream") and status == 200:
+                    self.stream(payload, body)
+                    return
                 data = json.dumps(payload).encode()
                 try:
                     self.send_response(status)
@@ -48,6 +52,30 @@ class Server:
                     self.wfile.write(data)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (a timeout test)
+
+            def stream(self, payload: dict[str, Any], request: dict[str, Any]) -> None:
+                """The reply as server-sent chunks (one delta, the finish, the usage if asked), then [DONE]."""
+                message, usage = payload["choices"][0]["message"], payload["usage"]
+                delta: dict[str, Any] = {"role": "assistant", "content": message.get("content")}
+                if message.get("tool_calls"):
+                    delta["tool_calls"] = [{"index": i, **c} for i, c in enumerate(message["tool_calls"])]
+                finish = "tool_calls" if message.get("tool_calls") else "stop"
+                base = {"id": payload["id"], "object": "chat.completion.chunk", "created": 0, "model": payload["model"]}
+                chunks = [
+                    {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]},
+                    {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]},
+                ]
+                if (request.get("stream_options") or {}).get("include_usage"):
+                    chunks.append({**base, "choices": [], "usage": usage})
+                data = b"".join(f"data: {json.dumps(c)}\n\n".encode() for c in chunks) + b"data: [DONE]\n\n"
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/event-stream")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True

@@ -43,6 +43,15 @@ def test_public_api_is_locked() -> None:
         assert getattr(lwfsm, name).__module__.startswith("lwfsm.")
 
 
+# Each integration and the package it needs (an optional extra).
+FRAMEWORKS = {
+    "lwfsm.integrations.pydantic_ai": "pydantic_ai",
+    "lwfsm.integrations.openai_agents": "agents",
+    "lwfsm.integrations.langchain": "langchain",
+    "lwfsm.integrations.litellm_proxy": "litellm",
+}
+
+
 def _modules() -> list[str]:
     names = [m.name for m in pkgutil.walk_packages(lwfsm.__path__, "lwfsm.")]
     return [n for n in names if not n.endswith("__main__")]
@@ -56,6 +65,8 @@ def test_every_module_declares_what_it_exports(name: str) -> None:
         pytest.importorskip("hypothesis")
     if name == "lwfsm.store.redis_store":
         pytest.importorskip("redis")
+    if name in FRAMEWORKS:
+        pytest.importorskip(FRAMEWORKS[name])
     module = importlib.import_module(name)
     if name == "lwfsm.provider":
         return  # a namespace for the providers: imports nothing on purpose
@@ -127,10 +138,12 @@ def test_every_error_class_has_a_pickle_example() -> None:
 
 def test_import_lwfsm_keeps_heavy_dependencies_out() -> None:
     heavy = ("litellm", "openai", "anthropic", "httpx", "starlette", "uvicorn", "redis", "numpy", "matplotlib")
+    heavy += ("pydantic_ai", "agents", "langchain", "langchain_core", "langgraph", "fastapi")
     code = (
         "import sys, lwfsm\n"
         "from lwfsm import Engine, TurnCore, load_spec\n"
-        "import lwfsm.turn, lwfsm.check, lwfsm.diagram, lwfsm.cli, lwfsm.provider\n"
+        "import lwfsm.turn, lwfsm.turn.front, lwfsm.check, lwfsm.diagram, lwfsm.cli\n"
+        "import lwfsm.provider, lwfsm.integrations\n"
         f"heavy = [m for m in {heavy + ('graphviz', 'pygraphviz')!r} if m in sys.modules]\n"
         "print(','.join(heavy))\n"
     )

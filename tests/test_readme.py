@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.openai_server import Server
+
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 
@@ -45,3 +47,65 @@ def test_cli_excerpt_is_what_the_cli_prints(command: str, stream: str, code: int
     out = subprocess.run([sys.executable, "-m", "lwfsm", *line.split()[1:]], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == code
     assert getattr(out, stream) == expected
+
+
+def _example(name: str) -> str:
+    (block,) = re.findall(rf"<!-- example: {name} -->\n```python\n(.*?)```", README, re.S)
+    return str(block)
+
+
+@pytest.mark.parametrize(
+    ("name", "package", "extra"),
+    [
+        ("pydantic-ai", "pydantic_ai", "pydantic-ai"),
+        ("openai-agents", "agents", "openai-agents"),
+        ("langchain", "langchain_openai", "langchain"),
+    ],
+)
+def test_framework_example_runs(
+    name: str, package: str, extra: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip(package, reason=f'needs the framework: pip install "lwfsm[{extra}]"')
+    server = Server()
+    try:
+        call = {"id": "call_1", "type": "function", "function": {"name": "run_tests", "arguments": "{}"}}
+        server.script("gpt-5", {"tool_calls": [call]})  # then it answers in text
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base)
+        monkeypatch.setenv("OPENAI_API_KEY", "test")
+        monkeypatch.delenv("OPENAI_API_BASE", raising=False)
+        if package == "agents":  # the SDK would upload traces (it reads its variable once, maybe earlier)
+            from agents import set_tracing_disabled
+
+            set_tracing_disabled(True)
+        exec(compile(_example(name), f"README.md ({name} example)", "exec"), {"__name__": "readme_example"})
+        # lead_worker: the lead serves the first three turns; the tool's result judged turn 1 a success.
+        assert capsys.readouterr().out.splitlines() == ["gpt-5 says: Fix the failing test.", "lead 2"]
+        assert [r["model"] for r in server.requests] == ["gpt-5", "gpt-5"]
+        assert [t["function"]["name"] for t in server.requests[0]["tools"]] == ["run_tests"]
+    finally:
+        server.close()
+
+
+def test_litellm_proxy_example_runs() -> None:
+    yaml = pytest.importorskip("yaml")
+    from tests.test_integrations import proxy_run
+
+    namespace: dict[str, object] = {"__name__": "lwfsm_hook"}
+    exec(compile(_example("litellm-proxy"), "README.md (lwfsm_hook.py)", "exec"), namespace)
+    (config,) = re.findall(r"```yaml\n(# config.yaml.*?)```", README, re.S)
+    config = yaml.safe_load(config)
+    assert config["litellm_settings"]["callbacks"] == "lwfsm_hook.hook"  # module lwfsm_hook, name hook
+    hook = namespace["hook"]
+    server = Server()
+    try:
+        model_list = [
+            {**m, "litellm_params": {**m["litellm_params"], "api_base": server.base, "api_key": "t"}}
+            for m in config["model_list"]
+        ]
+        call = {"id": "call_1", "type": "function", "function": {"name": "run_tests", "arguments": "{}"}}
+        server.script("gpt-5", {"tool_calls": [call]})
+        answer, _, groups = proxy_run(hook, model_list, lambda: "ok: 12 passed")
+        assert (answer, groups) == ("gpt-5 says: Fix the failing test.", ["big", "big"])
+        assert [r["model"] for r in server.requests] == ["gpt-5", "gpt-5"]
+    finally:
+        server.close()

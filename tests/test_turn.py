@@ -1,5 +1,6 @@
 """The turn core: pure judging and bookkeeping, the conversation as a value, names from the spec."""
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,9 @@ def test_the_state_round_trips_exactly_through_json() -> None:
     assert back.model_dump_json() == text
     again = core.restore(text)
     assert again.state() == value
+    # As a dict too: from model_dump (tuples) or from JSON decoded by a cache (lists).
+    assert core.restore(value.model_dump()).state() == value
+    assert core.restore(json.loads(text)).state() == value
     assert (again.session.state, again.session.counters, again.version) == (
         conv.session.state,
         conv.session.counters,

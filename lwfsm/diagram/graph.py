@@ -126,9 +126,9 @@ def diff(old: Spec, new: Spec) -> Diff:
         out.lines += [_edge_text("removed", s, t) for _, s, t in rest]
     for section in ("params", "counters", "events", "roles"):
         out.others += _named_changes(section[:-1], getattr(old, section), getattr(new, section))
-    was, now = [_strip(i) for i in old.invariants], [_strip(i) for i in new.invariants]
-    out.others += [f"- invariant {_brief(i)}" for i in was if i not in now]
-    out.others += [f"+ invariant {_brief(i)}" for i in now if i not in was]
+    before, after = [_strip(i) for i in old.invariants], [_strip(i) for i in new.invariants]
+    out.others += [f"- invariant {_brief(i)}" for i in before if i not in after]
+    out.others += [f"+ invariant {_brief(i)}" for i in after if i not in before]
     if old.initial != new.initial:
         out.others.append(f"~ initial: {_brief(new.initial)} (was: {_brief(old.initial)})")
     if old.judging != new.judging:

@@ -12,6 +12,7 @@ no HTTP library is imported here.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -166,8 +167,8 @@ class TurnCore:
                 value = ConversationState.model_validate_json(state)
             elif isinstance(state, ConversationState):
                 value = state
-            else:
-                value = ConversationState.model_validate(state)
+            else:  # a dict may come from JSON (lists for tuples): validate it as the JSON it came from
+                value = ConversationState.model_validate_json(json.dumps(state))
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "(top)"

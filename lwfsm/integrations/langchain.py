@@ -1,0 +1,104 @@
+"""LangChain v1: agent middleware that serves each model call with the model bound to the conversation's role.
+
+    middleware = LwfsmMiddleware("lead_worker", {"lead": ChatOpenAI(...), "worker": ChatOpenAI(...)})
+    agent = create_agent(ChatOpenAI(...), tools=[...], middleware=[middleware])
+
+`wrap_model_call` judges the previous turn from the request's messages (tool messages, including
+those with status "error", and the user's) through the turn core, and overrides the request's
+model; the agent binds its tools to that model as usual. `middleware.front` is the conversation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+from ..turn.front import Call, Front, Sink, SpecLike, StateLike
+from ..turn.ledger import Usage
+
+try:
+    from langchain.agents.middleware import AgentMiddleware, ModelRequest, ModelResponse
+    from langchain_core.language_models import BaseChatModel
+    from langchain_core.messages import AIMessage, BaseMessage, ToolMessage, convert_to_openai_messages
+    from langchain_core.utils.function_calling import convert_to_openai_tool
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise ImportError('lwfsm.integrations.langchain needs LangChain v1: pip install "lwfsm[langchain]"') from exc
+
+__all__ = ["LwfsmMiddleware", "to_openai"]
+
+
+def to_openai(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
+    """LangChain messages as OpenAI chat messages, the shape the turn core judges."""
+    out = []
+    for message in messages:
+        (converted,) = convert_to_openai_messages([message])
+        if isinstance(message, ToolMessage) and message.status == "error":
+            # A failed tool says so in a field; say it in the text too, where the spec's patterns look.
+            text = str(converted.get("content") or "")
+            converted["content"] = text if text.lower().startswith("error:") else f"error: {text}"
+        out.append(converted)
+    return out
+
+
+def _usage(message: AIMessage) -> Usage:
+    u = message.usage_metadata
+    if not u:
+        return Usage()
+    inp, out = u.get("input_token_details") or {}, u.get("output_token_details") or {}
+    return Usage(
+        prompt_tokens=u.get("input_tokens", 0),
+        completion_tokens=u.get("output_tokens", 0),
+        cache_read_tokens=inp.get("cache_read", 0),
+        cache_write_tokens=inp.get("cache_creation", 0),
+        reasoning_tokens=out.get("reasoning", 0),
+    )
+
+
+class LwfsmMiddleware(AgentMiddleware):
+    """Overrides the model of every model call of an agent by the conversation's role."""
+
+    def __init__(
+        self,
+        spec: SpecLike,
+        models: Mapping[str, BaseChatModel],
+        *,
+        state: StateLike | None = None,
+        name: str = "session",
+        log: Sink | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__()
+        self.front: Front[BaseChatModel] = Front(spec, models, state=state, name=name, log=log, **options)
+
+    def _begin(self, request: ModelRequest) -> tuple[Call[BaseChatModel], ModelRequest]:
+        messages = ([request.system_message] if request.system_message else []) + list(request.messages)
+        call = self.front.begin(to_openai(messages))
+        return call, request.override(model=call.model)
+
+    def _end(self, call: Call[BaseChatModel], request: ModelRequest, response: Any) -> None:
+        result = response.result if isinstance(response, ModelResponse) else [response]
+        ai = next((m for m in reversed(result) if isinstance(m, AIMessage)), None)
+        reply = to_openai([ai])[0] if ai is not None else None
+        tools = [convert_to_openai_tool(t) for t in request.tools]
+        model = str(getattr(call.model, "model_name", None) or getattr(call.model, "model", None) or call.model)
+        self.front.end(call, model=model, reply=reply, tools=tools, usage=_usage(ai) if ai else None)
+
+    def wrap_model_call(
+        self,
+        request: ModelRequest,
+        handler: Callable[[ModelRequest], ModelResponse],
+    ) -> ModelResponse:
+        call, request = self._begin(request)
+        response = handler(request)
+        self._end(call, request, response)
+        return response
+
+    async def awrap_model_call(
+        self,
+        request: ModelRequest,
+        handler: Callable[[ModelRequest], Awaitable[ModelResponse]],
+    ) -> ModelResponse:
+        call, request = self._begin(request)
+        response = await handler(request)
+        self._end(call, request, response)
+        return response

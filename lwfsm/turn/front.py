@@ -1,0 +1,146 @@
+"""What every framework integration shares: one conversation whose calls a framework makes.
+
+`Front(spec, models)` binds each role of the spec to a model object of the framework's own kind
+(a pydantic-ai `Model`, an Agents SDK `Model`, a LangChain chat model, a model name). A call is
+`begin(messages)` (the core judges the pending turn and picks the role; nothing changes yet), the
+framework's own request with `call.model`, then `end(call, ...)` (the core commits, all or nothing).
+Each integration only converts its framework's messages to the OpenAI shape the core judges.
+A store plugs in with `state=` (continue a stored conversation) and `save=` (called with the
+conversation's value after every commit). No SDK is imported here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from ..engine import Engine
+from ..errors import ConfigError
+from ..spec import Spec, load_spec
+from .core import Conversation, ConversationState, Judged, Plan, TurnCore
+from .judge import Detector
+from .ledger import Pricer, Usage
+
+__all__ = ["Call", "Front", "Save", "Sink", "SpecLike", "StateLike", "core_of", "tool_call", "tool_dict"]
+
+M = TypeVar("M")
+Sink = Callable[[dict[str, Any]], None]  # receives each judged turn's log record (Judged.record)
+Save = Callable[[ConversationState], None]  # receives the conversation after each commit (a store's hook)
+SpecLike = TurnCore | Engine | Spec | str | Path
+StateLike = ConversationState | Mapping[str, Any] | str | bytes
+
+
+def core_of(spec: SpecLike, *, detectors: Sequence[Detector] | None = None, turn_unit: str = "call") -> TurnCore:
+    """A turn core from a core, an engine, a spec, a spec file or a shipped spec's name."""
+    if isinstance(spec, TurnCore):
+        return spec
+    engine = spec if isinstance(spec, Engine) else Engine(spec if isinstance(spec, Spec) else load_spec(spec))
+    return TurnCore(engine, detectors=detectors, turn_unit=turn_unit)
+
+
+@dataclass(frozen=True)
+class Call(Generic[M]):
+    """A planned call: served by `role` with `model`; `end()` commits it."""
+
+    plan: Plan
+    role: str
+    model: M
+    started: float
+
+
+class Front(Generic[M]):
+    """One conversation, its roles bound to a framework's models. `state()` is its value; pass it back as `state=`."""
+
+    def __init__(
+        self,
+        spec: SpecLike,
+        models: Mapping[str, M],
+        *,
+        state: StateLike | None = None,
+        name: str = "session",
+        detectors: Sequence[Detector] | None = None,
+        turn_unit: str = "call",
+        log: Sink | None = None,
+        save: Save | None = None,
+        pricer: Pricer | None = None,
+    ) -> None:
+        self.core = core_of(spec, detectors=detectors, turn_unit=turn_unit)
+        roles = list(self.core.spec.roles)
+        problems = [f"missing: {', '.join(r for r in roles if r not in models)}"] if set(roles) - set(models) else []
+        if set(models) - set(roles):
+            problems.append(f"unknown: {', '.join(r for r in models if r not in roles)}")
+        if problems:
+            raise ConfigError(
+                f"models must bind exactly the roles of spec '{self.core.spec.name}' ({', '.join(roles)}); "
+                + "; ".join(problems)
+            )
+        self.models = dict(models)
+        self.conversation: Conversation = self.core.start() if state is None else self.core.restore(state)
+        self.name, self.log, self.save, self.pricer = name, log, save, pricer
+
+    @property
+    def role(self) -> str:
+        """The role of the conversation's current state (the next call may still be judged elsewhere)."""
+        return self.conversation.session.role
+
+    def state(self) -> ConversationState:
+        return self.conversation.state()
+
+    def begin(self, messages: Sequence[Mapping[str, Any]], *, side: bool = False) -> Call[M]:
+        """Judge the pending turn from `messages` (OpenAI-shaped) and pick the role; changes nothing."""
+        plan = self.core.plan(self.conversation, messages, side=side)
+        return Call(plan, plan.role, self.models[plan.role], time.perf_counter())
+
+    def end(
+        self,
+        call: Call[M],
+        *,
+        model: str,
+        reply: Mapping[str, Any] | None,
+        tools: Sequence[Mapping[str, Any]] = (),
+        usage: Usage | None = None,
+        retries: int = 0,
+    ) -> Judged | None:
+        """Commit `call` once it returned `reply` (an OpenAI-shaped assistant message), and log the judged turn."""
+        judged = self.core.settle(
+            self.conversation,
+            call.plan,
+            role=call.role,
+            model=model,
+            reply=reply,
+            tools=tools,
+            usage=usage,
+            latency=time.perf_counter() - call.started,
+            retries=retries,
+        )
+        self._committed(judged)
+        return judged
+
+    def close(self, messages: Sequence[Mapping[str, Any]] = ()) -> Judged | None:
+        """End the conversation: judge the last turn from `messages` (the last tool results, the user's word)."""
+        judged = self.core.close(self.conversation, messages)
+        self._committed(judged)
+        return judged
+
+    def _committed(self, judged: Judged | None) -> None:
+        if self.save is not None:
+            self.save(self.conversation.state())
+        if judged is not None and self.log is not None:
+            cost = self.pricer(judged.pending.model, judged.pending.usage) if self.pricer else None
+            self.log(judged.record(self.name, cost))
+
+
+def tool_dict(name: str, description: str | None, parameters: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A tool offered to a call, in the OpenAI shape the judge reads (only the name matters to it)."""
+    return {
+        "type": "function",
+        "function": {"name": name, "description": description or "", "parameters": dict(parameters or {})},
+    }
+
+
+def tool_call(call_id: str, name: str, arguments: str) -> dict[str, Any]:
+    """A tool call of a reply, in the OpenAI shape."""
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}

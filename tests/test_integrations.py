@@ -1,0 +1,350 @@
+"""Each framework integration, driven by the real framework against a fake OpenAI server on 127.0.0.1.
+
+One scenario for all: lead_turns=1; the agent calls a `run_tests` tool on every turn and the tool
+reports ok, fail, fail, ok, ok; the sixth call answers in text. The worker's two failures bring the
+lead back (fallback), two good lead turns send the worker back on probation (recovery). The roles
+that serve the calls must be those `lwfsm trace` prints for the same outcomes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import io
+import json
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from lwfsm import ConfigError, ConversationState, Engine, load_spec
+from lwfsm.cli import main
+from lwfsm.turn.front import Front
+from tests.openai_server import Server
+
+OUTCOMES = ["ok", "fail", "fail", "ok", "ok"]
+# What a raising tool says: no judging pattern matches it, so only the framework's failure status
+# (a retried/failed tool return, a tool message with status "error") can make the turn a failure.
+RAISED = "3 checks did not pass"
+MODELS = {"lead": "lead-model", "worker": "worker-model"}
+SPEC = load_spec("lead_worker").with_params({"lead_turns": 1})
+
+
+def traced() -> tuple[list[str], str]:
+    """The roles serving calls 1..6 and the final state, as `lwfsm trace` prints them."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["trace", "lead_worker", "--set", "lead_turns=1", "--events", ",".join(OUTCOMES), "--json"])
+    assert code == 0
+    rows = json.loads(out.getvalue())
+    return [r["role"] for r in rows] + [rows[-1]["next_role"]], rows[-1]["next_state"]
+
+
+ROLES, FINAL_STATE = traced()
+
+
+def test_the_scenario_reaches_fallback_and_recovers() -> None:
+    assert ROLES == ["lead", "worker", "worker", "lead", "lead", "worker"]
+    assert FINAL_STATE == "recovery"
+    session = Engine(SPEC).session()
+    states = [session.state]
+    for o in OUTCOMES:
+        session.fire("turn_completed" if o == "ok" else "failure")
+        states.append(session.state)
+    assert "fallback" in states
+
+
+def test_front_binds_exactly_the_roles_and_plugs_into_a_store() -> None:
+    with pytest.raises(ConfigError, match=r"\(lead, worker\); missing: worker; unknown: planner$"):
+        Front(SPEC, {"lead": "a", "planner": "b"})
+    saved: list[ConversationState] = []
+    front = Front(SPEC, MODELS, save=saved.append)
+    reply = {"role": "assistant", "content": "done"}
+    for outcome in OUTCOMES:
+        call = front.begin([{"role": "user", "content": "go"}, reply, {"role": "user", "content": "next"}])
+        front.end(call, model=call.model, reply=reply)
+        if outcome == "fail":  # the next call's messages say so
+            call = front.begin([reply, {"role": "user", "content": "that's wrong"}])
+            front.end(call, model=call.model, reply=reply)
+    assert len(saved) == front.state().version == 7
+    again = Front(SPEC, MODELS, state=saved[-1].model_dump_json())  # continues where the store left it
+    assert again.state() == front.state()
+    assert again.begin([reply]).role == front.begin([reply]).role
+
+
+def _tool_call(i: int) -> dict[str, Any]:
+    call = {"id": f"call_{i}", "type": "function", "function": {"name": "run_tests", "arguments": "{}"}}
+    return {"tool_calls": [call]}
+
+
+@pytest.fixture
+def server() -> Iterator[Server]:
+    s = Server()
+    # Calls 1, 4, 5 are the lead's and 2, 3 the worker's tool calls; call 6 (the worker) answers in text.
+    s.script("lead-model", _tool_call(1), _tool_call(4), _tool_call(5))
+    s.script("worker-model", _tool_call(2), _tool_call(3))
+    yield s
+    s.close()
+
+
+class Suite:
+    """The `run_tests` tool: its results, in order, are the scenario's outcomes."""
+
+    def __init__(self) -> None:
+        self.results = iter(OUTCOMES)
+
+    def next_failed(self) -> bool:
+        return next(self.results) == "fail"
+
+    def __call__(self) -> str:
+        return "Error: 2 tests failed" if self.next_failed() else "ok: 12 passed"
+
+
+def check(server: Server, log: list[dict[str, Any]], state: Any) -> None:
+    """The calls went to the traced roles' models, and the judged turns are the scenario's."""
+    assert [r["model"] for r in server.requests] == [MODELS[r] for r in ROLES]
+    assert [r["role"] for r in log] == ROLES[:-1]
+    assert [r["outcome"] for r in log] == ["turn_completed" if o == "ok" else "failure" for o in OUTCOMES]
+    assert [r["transition"]["dest"] for r in log][2] == "fallback"
+    assert state.machine.state == FINAL_STATE
+    assert state.pending.role == ROLES[-1]
+    assert sum(row.calls for row in state.ledger.rows) == len(ROLES)
+
+
+# -- pydantic-ai --
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["request", "stream"])
+def test_pydantic_ai(server: Server, stream: bool) -> None:
+    pytest.importorskip("pydantic_ai", reason='needs pydantic-ai: pip install "lwfsm[pydantic-ai]"')
+    from pydantic_ai import Agent, ModelRetry
+    from pydantic_ai.models.openai import OpenAIChatModel
+    from pydantic_ai.providers.openai import OpenAIProvider
+
+    from lwfsm.integrations.pydantic_ai import LwfsmModel
+
+    provider = OpenAIProvider(base_url=server.base, api_key="test")
+    log: list[dict[str, Any]] = []
+    model = LwfsmModel(SPEC, {r: OpenAIChatModel(m, provider=provider) for r, m in MODELS.items()}, log=log.append)
+    agent = Agent(model, retries=5)
+    tests = Suite()
+    failures = [0]
+
+    @agent.tool_plain
+    def run_tests() -> str:
+        """Run the test suite."""
+        if tests.next_failed():
+            failures[0] += 1
+            if failures[0] == 1:  # one failure as a retry (a 'retried' tool return), one as text
+                raise ModelRetry(RAISED)
+            return "Error: 2 tests failed"
+        return "ok: 12 passed"
+
+    if stream:
+
+        async def streamed() -> str:
+            async with agent.run_stream("Fix the failing test.") as run:
+                return await run.get_output()
+
+        output = asyncio.run(streamed())
+        assert all(r.get("stream") for r in server.requests)
+    else:
+        output = agent.run_sync("Fix the failing test.").output
+    assert output == "worker-model says: Fix the failing test."
+    check(server, log, model.front.state())
+
+
+# -- OpenAI Agents SDK --
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["request", "stream"])
+def test_openai_agents(server: Server, stream: bool) -> None:
+    pytest.importorskip("agents", reason='needs the OpenAI Agents SDK: pip install "lwfsm[openai-agents]"')
+    from agents import Agent, OpenAIChatCompletionsModel, RunConfig, Runner, function_tool
+    from openai import AsyncOpenAI
+
+    from lwfsm.integrations.openai_agents import LwfsmProvider
+
+    client = AsyncOpenAI(base_url=server.base, api_key="test")
+    log: list[dict[str, Any]] = []
+    models = {r: OpenAIChatCompletionsModel(m, openai_client=client) for r, m in MODELS.items()}
+    provider = LwfsmProvider(SPEC, models, log=log.append)
+    tests = Suite()
+    failures = [0]
+
+    @function_tool
+    def run_tests() -> str:
+        """Run the test suite."""
+        if tests.next_failed():
+            failures[0] += 1
+            if failures[0] == 1:  # one failure raised (the SDK reports it to the model), one as text
+                raise RuntimeError(RAISED)
+            return "Error: 2 tests failed"
+        return "ok: 12 passed"
+
+    agent = Agent(name="fixer", instructions="Fix the tests.", tools=[run_tests])
+    config = RunConfig(model_provider=provider, tracing_disabled=True)
+    if stream:
+
+        async def streamed() -> Any:
+            run = Runner.run_streamed(agent, "Fix the failing test.", run_config=config, max_turns=10)
+            async for _ in run.stream_events():
+                pass
+            return run.final_output
+
+        output = asyncio.run(streamed())
+        assert all(r.get("stream") for r in server.requests)
+    else:
+        output = Runner.run_sync(agent, "Fix the failing test.", run_config=config, max_turns=10).final_output
+    assert output == "worker-model says: Fix the failing test."
+    check(server, log, provider.front.state())
+
+
+# -- LangChain v1 --
+
+
+@pytest.mark.parametrize("run", ["invoke", "ainvoke"])
+def test_langchain(server: Server, run: str) -> None:
+    pytest.importorskip("langchain.agents", reason='needs LangChain v1: pip install "lwfsm[langchain]"')
+    pytest.importorskip("langchain_openai", reason='needs LangChain v1: pip install "lwfsm[langchain]"')
+    from langchain.agents import create_agent
+    from langchain_core.tools import ToolException, tool
+    from langchain_openai import ChatOpenAI
+
+    from lwfsm.integrations.langchain import LwfsmMiddleware
+
+    def chat(model: str) -> ChatOpenAI:
+        return ChatOpenAI(model=model, base_url=server.base, api_key="test", max_retries=0)  # type: ignore[arg-type]
+
+    log: list[dict[str, Any]] = []
+    middleware = LwfsmMiddleware(SPEC, {r: chat(m) for r, m in MODELS.items()}, log=log.append)
+    tests = Suite()
+    failures = [0]
+
+    @tool
+    def run_tests() -> str:
+        """Run the test suite."""
+        if tests.next_failed():
+            failures[0] += 1
+            if failures[0] == 1:  # one failure raised (a tool message with status "error"), one as text
+                raise ToolException(RAISED)
+            return "Error: 2 tests failed"
+        return "ok: 12 passed"
+
+    run_tests.handle_tool_error = True  # a ToolException becomes a tool message with status "error"
+
+    # The agent's own model is never called: the middleware replaces it on every call.
+    agent = create_agent(chat("agent-default-model"), tools=[run_tests], middleware=[middleware])
+    task = {"messages": [{"role": "user", "content": "Fix the failing test."}]}
+    result = agent.invoke(task) if run == "invoke" else asyncio.run(agent.ainvoke(task))  # wrap_ / awrap_model_call
+    assert result["messages"][-1].content == "worker-model says: Fix the failing test."
+    check(server, log, middleware.front.state())
+
+
+# -- LiteLLM proxy --
+
+TOOLS = [{"type": "function", "function": {"name": "run_tests", "description": "Run the tests.", "parameters": {}}}]
+
+
+def proxy_parts() -> tuple[Any, Any, Any, Any]:
+    """litellm, the proxy's ProxyLogging and UserApiKeyCache classes, and a user (skips without the proxy)."""
+    pytest.importorskip("litellm", reason='needs LiteLLM: pip install "lwfsm[litellm]"')
+    pytest.importorskip("fastapi", reason='the proxy needs its own dependencies: pip install "lwfsm[litellm-proxy]"')
+    import litellm
+
+    # The proxy's modules warn at import (pydantic-v1-style fields, an unclosed os.scandir): not ours.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", ResourceWarning)
+        import litellm.proxy.proxy_server  # noqa: F401  # post_call_success_hook imports it
+        from litellm.proxy._types import UserAPIKeyAuth
+        from litellm.proxy.utils import ProxyLogging, UserApiKeyCache
+
+        gc.collect()
+    return litellm, ProxyLogging, UserApiKeyCache, UserAPIKeyAuth()
+
+
+def proxy_run(
+    hook: Any, model_list: list[dict[str, Any]], tool: Any, session: str | None = "s1"
+) -> tuple[str, Any, list[str]]:
+    """A tool-using agent through LiteLLM's proxy code path, `hook` registered as a proxy callback.
+
+    Returns the final answer, the proxy's cache and the model group of each request after its hooks.
+    """
+    litellm, ProxyLogging, UserApiKeyCache, user = proxy_parts()
+    router = litellm.Router(model_list=model_list)
+    cache = UserApiKeyCache()
+    proxy = ProxyLogging(user_api_key_cache=cache)
+    groups: list[str] = []
+
+    async def run() -> str:
+        messages: list[dict[str, Any]] = [{"role": "user", "content": "Fix the failing test."}]
+        for _ in range(10):
+            # What the proxy's /chat/completions route does: its pre-call hooks, the router, its post-call hooks.
+            request = {"headers": {"x-lwfsm-session": session} if session else {}}
+            data = {"model": "agent", "messages": list(messages), "tools": TOOLS, "proxy_server_request": request}
+            data = await proxy.pre_call_hook(user_api_key_dict=user, data=data, call_type="acompletion")
+            assert data is not None
+            groups.append(data["model"])
+            response = await router.acompletion(model=data["model"], messages=data["messages"], tools=data["tools"])
+            response = await proxy.post_call_success_hook(data=data, response=response, user_api_key_dict=user)
+            message = response.choices[0].message
+            messages.append(message.model_dump(exclude_none=True))
+            if not message.tool_calls:
+                return str(message.content)
+            messages += [{"role": "tool", "tool_call_id": c.id, "content": tool()} for c in message.tool_calls]
+        raise AssertionError("the agent never answered")
+
+    callbacks = litellm.callbacks
+    litellm.callbacks = [hook]
+    try:
+        return asyncio.run(run()), cache, groups
+    finally:
+        litellm.callbacks = callbacks
+
+
+def test_litellm_proxy(server: Server) -> None:
+    pytest.importorskip("litellm", reason='needs LiteLLM: pip install "lwfsm[litellm]"')
+    from lwfsm.integrations.litellm_proxy import LwfsmProxyHook
+
+    groups = {"lead": "big", "worker": "small"}
+    model_list = [
+        {"model_name": groups[r], "litellm_params": {"model": f"openai/{m}", "api_base": server.base, "api_key": "t"}}
+        for r, m in MODELS.items()
+    ]
+    log: list[dict[str, Any]] = []
+    hook = LwfsmProxyHook(SPEC, groups, log=log.append)
+    answer, cache, _ = proxy_run(hook, model_list, Suite())
+    assert answer == "worker-model says: Fix the failing test."
+    stored = asyncio.run(cache.async_get_cache("lwfsm:s1"))  # the conversation lives in the proxy's cache
+    check(server, log, hook.core.restore(stored).state())
+    assert [r["model"] for r in log] == [groups[r] for r in ROLES[:-1]]
+
+
+def test_litellm_proxy_leaves_requests_without_a_session_alone(server: Server) -> None:
+    pytest.importorskip("litellm", reason='needs LiteLLM: pip install "lwfsm[litellm]"')
+    from lwfsm.integrations.litellm_proxy import LwfsmProxyHook
+
+    params = {"model": "openai/plain", "api_base": server.base, "api_key": "t"}
+    model_list = [{"model_name": "agent", "litellm_params": params}]
+    hook = LwfsmProxyHook(SPEC, {"lead": "big", "worker": "small"})
+    answer, cache, groups = proxy_run(hook, model_list, Suite(), session=None)
+    assert (answer, groups) == ("plain says: Fix the failing test.", ["agent"])
+    assert asyncio.run(cache.async_get_cache("lwfsm:s1")) is None
+
+
+def test_litellm_proxy_refuses_a_streamed_session_loudly() -> None:
+    litellm, ProxyLogging, UserApiKeyCache, user = proxy_parts()
+    from lwfsm.integrations.litellm_proxy import LwfsmProxyHook
+
+    hook = LwfsmProxyHook(SPEC, {"lead": "big", "worker": "small"})
+    proxy = ProxyLogging(user_api_key_cache=UserApiKeyCache())
+    data = {"model": "agent", "messages": [], "stream": True, "metadata": {"lwfsm_session": "s2"}}
+    callbacks, litellm.callbacks = litellm.callbacks, [hook]
+    try:
+        with pytest.raises(ConfigError, match="session 's2': .* does not follow streamed replies yet"):
+            asyncio.run(proxy.pre_call_hook(user_api_key_dict=user, data=data, call_type="acompletion"))
+    finally:
+        litellm.callbacks = callbacks
