@@ -24,6 +24,7 @@ __all__ = [
     "matching",
     "pattern_detectors",
     "text_of",
+    "tool_reported_error",
     "unparsable_code",
     "what_came_after",
 ]
@@ -110,6 +111,14 @@ def matching(role: str, patterns: Sequence[str], says: str) -> Detector:
     return detect
 
 
+def tool_reported_error(reply: Message, after: Sequence[Message], tools: Sequence[Message]) -> str | None:
+    """A tool result the agent itself marked as an error (Anthropic's `is_error: true`, kept on the message)."""
+    for msg in after:
+        if msg.get("role") == "tool" and msg.get("is_error") is True:
+            return "tool result marked is_error"
+    return None
+
+
 def pattern_detectors(spec: Spec) -> list[Detector]:
     """Detectors for the spec's `judging:` patterns (the shipped defaults when it has none)."""
     return [
@@ -119,4 +128,4 @@ def pattern_detectors(spec: Spec) -> list[Detector]:
 
 
 def default_detectors(spec: Spec) -> list[Detector]:
-    return [malformed_tool_calls, unparsable_code, *pattern_detectors(spec)]
+    return [malformed_tool_calls, unparsable_code, tool_reported_error, *pattern_detectors(spec)]
