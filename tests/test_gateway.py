@@ -558,3 +558,18 @@ def test_anthropic_messages_normalised_for_judging() -> None:
         {"role": "tool", "tool_call_id": "t1", "content": "boom", "is_error": True},
         {"role": "user", "content": "hm"},
     ]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"model": "label", "messages": [{"role": "user", "content": 'say "model": "x"'}]},
+        {"messages": [], "model": 'lab"el'},
+        {"model": "a", "metadata": {"model": "b"}},  # two model keys: serialised again
+        {"messages": []},
+    ],
+)
+def test_model_replaced_in_the_request_bytes(body: dict[str, Any]) -> None:
+    raw = json.dumps(body).encode()
+    out = wire.with_model(raw, body, "upstream-model")
+    assert json.loads(out) == {**body, "model": "upstream-model"}

@@ -46,7 +46,8 @@ logger = logging.getLogger("lwfsm.gateway")
 
 Protocol = Literal["openai", "anthropic"]
 HISTORY = 20  # judged turns kept per conversation for the control API
-_HOP = {"content-length", "transfer-encoding", "connection", "content-encoding", "keep-alive"}
+# Not passed on from the upstream's response: hop-by-hop, or set by our own server.
+_HOP = {"content-length", "transfer-encoding", "connection", "content-encoding", "keep-alive", "date", "server"}
 
 
 class _Reject(Exception):
@@ -350,11 +351,11 @@ class Gateway:
         """The fast path: the client's bytes (model replaced) to an upstream of the same protocol."""
         assert self.http is not None
         url, headers = self._upstream(call, binding)
-        body = dict(call.body)
-        body["model"] = binding.model.split("/", 1)[1]
-        for k, v in binding.options.items():
-            body.setdefault(k, v)
-        content = json.dumps(body).encode()
+        model = binding.model.split("/", 1)[1]
+        if binding.options:
+            content = json.dumps({**binding.options, **call.body, "model": model}).encode()
+        else:
+            content = wire.with_model(call.raw, call.body, model)
         try:
             upstream = await self.http.send(
                 self.http.build_request("POST", url, content=content, headers=headers), stream=call.stream

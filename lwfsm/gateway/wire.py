@@ -9,6 +9,7 @@ or from the SSE events of a stream, with their usage.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -21,6 +22,7 @@ __all__ = [
     "anthropic_reply",
     "anthropic_tools",
     "first_user_text",
+    "with_model",
     "openai_reply",
 ]
 
@@ -302,3 +304,25 @@ def anthropic_events(message: Mapping[str, Any]) -> bytes:
         ("message_stop", {"type": "message_stop"}),
     ]
     return b"".join(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode() for name, data in events)
+
+
+_MODEL = re.compile(rb'"model"\s*:\s*"((?:[^"\\]|\\.)*)"')
+
+
+def with_model(raw: bytes, body: Mapping[str, Any], model: str) -> bytes:
+    """The request bytes with the top-level model replaced, without re-serialising the body.
+
+    Inside a JSON string a quote is escaped, so `"model": "..."` in the bytes is always a key; when
+    there is exactly one such key-value and its value is the body's model, it is the top-level one.
+    Otherwise the body is serialised again.
+    """
+    found = list(_MODEL.finditer(raw))
+    if len(found) == 1:
+        m = found[0]
+        try:
+            same = json.loads(b'"' + m.group(1) + b'"') == body.get("model")
+        except ValueError:
+            same = False
+        if same:
+            return raw[: m.start(1)] + json.dumps(model)[1:-1].encode() + raw[m.end(1) :]
+    return json.dumps({**body, "model": model}).encode()
