@@ -573,3 +573,29 @@ def test_model_replaced_in_the_request_bytes(body: dict[str, Any]) -> None:
     raw = json.dumps(body).encode()
     out = wire.with_model(raw, body, "upstream-model")
     assert json.loads(out) == {**body, "model": "upstream-model"}
+
+
+def test_other_protocol_upstreams_are_translated_by_litellm(
+    oai: openai_server.Server, ant: anthropic_server.Server
+) -> None:
+    """The lead speaks Anthropic, the worker OpenAI: each client protocol reaches both through LiteLLM
+    (the other protocol) or the fast path (its own)."""
+    env = {**_env("openai", oai.base), "LWFSM_LEAD_MODEL": "anthropic/lead-model", "LWFSM_LEAD_API_BASE": ant.base}
+    env["LWFSM_PARAM_LEAD_TURNS"] = "1"
+    gw = Gateway("--api-key-env", "GW_KEY", env=env)
+    try:
+        client = _oai_client(gw, **{"x-session-id": "mixed"})
+        msgs: list[dict[str, Any]] = [{"role": "user", "content": "hello"}]
+        served = []
+        for n in range(2):
+            raw = client.chat.completions.with_raw_response.create(model="m", messages=msgs)
+            served.append((raw.headers["x-lwfsm-role"], raw.headers["x-lwfsm-model"]))
+            reply = raw.parse().choices[0].message
+            assert reply.content  # a Chat Completions reply, whichever protocol the upstream spoke
+            msgs += [{"role": "assistant", "content": reply.content}, {"role": "user", "content": f"go on {n}"}]
+        assert served == [("lead", "anthropic/lead-model"), ("worker", "openai/worker-model")]
+        assert ant.requests[-1]["model"] == "lead-model"
+        assert ant.headers[-1]["x-api-key"] == LEAD_KEY
+        assert oai.requests[-1]["model"] == "worker-model"
+    finally:
+        gw.stop()
