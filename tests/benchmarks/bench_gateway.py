@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import socket
 import subprocess
@@ -19,6 +20,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import aiohttp
 import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,9 +80,11 @@ def wait_ready(url: str) -> None:
             time.sleep(0.05)
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def body(conv: int, n: int, stream: bool) -> dict[str, object]:
@@ -97,16 +101,13 @@ def body(conv: int, n: int, stream: bool) -> dict[str, object]:
     return out
 
 
-async def one(client: httpx.AsyncClient, url: str, payload: dict[str, object], headers: dict[str, str]) -> float:
+async def one(client: aiohttp.ClientSession, url: str, payload: dict[str, object], headers: dict[str, str]) -> float:
+    data = json.dumps(payload).encode()
     t = time.perf_counter()
-    if payload["stream"]:
-        async with client.stream("POST", url, json=payload, headers=headers) as r:
-            async for _ in r.aiter_raw():
-                pass
-            assert r.status_code == 200, r.status_code
-    else:
-        r = await client.post(url, json=payload, headers=headers)
-        assert r.status_code == 200, (r.status_code, r.text)
+    async with client.post(url, data=data, headers={**headers, "content-type": "application/json"}) as r:
+        async for _ in r.content.iter_any():
+            pass
+        assert r.status == 200, r.status
     return time.perf_counter() - t
 
 
@@ -115,8 +116,9 @@ async def run(
 ) -> dict[str, list[float]]:
     """Each conversation sends `per_conv` calls to each target, alternating targets call by call."""
     lat: dict[str, list[float]] = {t: [] for t in targets}
-    limits = httpx.Limits(max_connections=concurrency * 2 + 10, max_keepalive_connections=concurrency * 2 + 10)
-    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+    # aiohttp as the load generator: httpx's pool costs the client more CPU than the servers under test.
+    connector = aiohttp.TCPConnector(limit=concurrency * 2 + 10)
+    async with aiohttp.ClientSession(connector=connector) as client:
 
         async def conversation(c: int) -> None:
             headers = {"x-lwfsm-session": f"{tag}-{c}"}
@@ -137,6 +139,7 @@ def pct(xs: list[float], p: float) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=300, help="calls per target per scenario (about)")
+    ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 100])
     args = ap.parse_args()
     up_port, gw_port = free_port(), free_port()
     env = {
@@ -168,12 +171,13 @@ def main() -> None:
             f"{'scenario':24} {'p50 direct':>10} {'p50 gw':>8} {'added p50':>9} {'added p99':>9} "
             f"{'req/s dir':>9} {'req/s gw':>9} {'gw CPU ms/req':>13}"
         )
-        for concurrency in (1, 100):
+        for concurrency in args.concurrency:
             for stream in (False, True):
                 per_conv = max(1, args.requests // concurrency)
                 cpu0 = cpu_seconds(gateway.pid)
                 lat = asyncio.run(run(targets, concurrency, per_conv, stream, f"c{concurrency}s{int(stream)}"))
-                cpu = cpu_seconds(gateway.pid) - cpu0
+                cpu1 = cpu_seconds(gateway.pid)
+                user, system = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
                 d, g = lat["direct"], lat["gateway"]
                 # Throughput per target: each target got half the wall time (interleaved), so estimate
                 # from summed latencies per conversation slot.
@@ -183,7 +187,7 @@ def main() -> None:
                     f"{'c=' + str(concurrency) + (' stream' if stream else ' plain'):24} "
                     f"{pct(d, 50) * 1000:>8.1f}ms {pct(g, 50) * 1000:>6.1f}ms "
                     f"{(pct(g, 50) - pct(d, 50)) * 1000:>7.1f}ms {(pct(g, 99) - pct(d, 99)) * 1000:>7.1f}ms "
-                    f"{rps_d:>9.0f} {rps_g:>9.0f} {cpu * 1000 / len(g):>13.2f}"
+                    f"{rps_d:>9.0f} {rps_g:>9.0f} {(user + system) * 1000 / len(g):>13.2f} (user {user * 1000 / len(g):.2f}, sys {system * 1000 / len(g):.2f})"
                 )
     finally:
         for p in (gateway, upstream):
