@@ -187,7 +187,8 @@ def main() -> None:
                     f"{'c=' + str(concurrency) + (' stream' if stream else ' plain'):24} "
                     f"{pct(d, 50) * 1000:>8.1f}ms {pct(g, 50) * 1000:>6.1f}ms "
                     f"{(pct(g, 50) - pct(d, 50)) * 1000:>7.1f}ms {(pct(g, 99) - pct(d, 99)) * 1000:>7.1f}ms "
-                    f"{rps_d:>9.0f} {rps_g:>9.0f} {(user + system) * 1000 / len(g):>13.2f} (user {user * 1000 / len(g):.2f}, sys {system * 1000 / len(g):.2f})"
+                    f"{rps_d:>9.0f} {rps_g:>9.0f} {(user + system) * 1000 / len(g):>13.2f} "
+                    f"(user {user * 1000 / len(g):.2f}, sys {system * 1000 / len(g):.2f})"
                 )
     finally:
         for p in (gateway, upstream):
