@@ -599,3 +599,27 @@ def test_other_protocol_upstreams_are_translated_by_litellm(
         assert oai.requests[-1]["model"] == "worker-model"
     finally:
         gw.stop()
+
+
+def test_concurrent_calls_of_one_conversation_are_all_recorded(oai: openai_server.Server, oai_gateway: Gateway) -> None:
+    """Calls that overlap load the same version; the later writers reload, judge again and settle."""
+    import concurrent.futures
+
+    oai.script("lead-model", *[{"delay": 0.2}] * 6)  # all six in flight at once
+    client = _oai_client(oai_gateway, **{"x-session-id": "overlap"})
+
+    def call(i: int) -> str:
+        msgs = [{"role": "user", "content": "start"}, {"role": "assistant", "content": "ok"}]
+        r = client.chat.completions.with_raw_response.create(
+            model="m", messages=[*msgs, {"role": "user", "content": f"parallel {i}"}]
+        )
+        return str(r.headers["x-lwfsm-session"])
+
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        keys = set(pool.map(call, range(6)))
+    (key,) = keys
+    state = oai_gateway.control("GET", f"/lwfsm/sessions/{key}").json()
+    assert state["version"] == 6  # every call settled once, none lost to a conflict
+    assert sum(r["calls"] for r in state["ledger"]["rows"]) == 6
+    assert state["turn"] == 5  # six turns served: five judged, the last one pending
+    assert state["pending"]["turn"] == 6
