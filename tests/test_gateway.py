@@ -623,3 +623,37 @@ def test_concurrent_calls_of_one_conversation_are_all_recorded(oai: openai_serve
     assert sum(r["calls"] for r in state["ledger"]["rows"]) == 6
     assert state["turn"] == 5  # six turns served: five judged, the last one pending
     assert state["pending"]["turn"] == 6
+
+
+AIDER_TEST_REPORT = (
+    "I ran this command:\n\npytest tests/test_parser.py\n\nAnd got this output:\n\n"
+    'Traceback (most recent call last):\n  File "tests/test_parser.py", line 3\nAssertionError\n'
+)
+AIDER_LINT_REPORT = (
+    "# Fix any errors below, if possible.\n\n## Running: flake8 parser.py\n\nparser.py:3:1: E999 IndentationError"
+)
+
+
+@pytest.mark.parametrize(
+    ("said", "reason"),
+    [
+        (AIDER_TEST_REPORT, "the agent reports a failed command ('traceback (most recent call last)')"),
+        (AIDER_LINT_REPORT, "the agent reports lint errors"),
+        ("I ran this command:\n\npytest\n\nAnd got this output:\n\n12 passed", None),
+        ("Thanks, looks good.", None),
+    ],
+)
+def test_aider_reports_test_and_lint_results_as_user_messages(said: str, reason: str | None) -> None:
+    from lwfsm import Engine, TurnCore, load_spec
+
+    core = TurnCore(Engine(load_spec("lead_worker")))
+    conv = core.start()
+    opening = [{"role": "user", "content": "fix the parser"}]
+    core.settle(
+        conv, core.plan(conv, opening), role="lead", model="openai/l", reply={"role": "assistant", "content": "done"}
+    )
+    verdict = core.plan(
+        conv, [*opening, {"role": "assistant", "content": "done"}, {"role": "user", "content": said}]
+    ).verdict
+    assert verdict.reason == reason
+    assert verdict.event == ("failure" if reason else "turn_completed")
