@@ -1,9 +1,10 @@
 """A small OpenAI-compatible chat-completions server on 127.0.0.1, scripted per model, for tests.
 
 Unscripted requests get a 200 reply whose text names the model and echoes the last user message,
-so tests can tell sessions apart. `script(model, *steps)` queues steps for that model: a dict
+so tests can tell sessions apart. A request with "stream": true gets the reply as SSE chunks (with a
+usage chunk when stream_options.include_usage is set). Request headers are kept in `headers`.
+`script(model, *steps)` queues steps for that model: a dict
 {"status": 500, "headers": {...}, "body": {...}, "delay": 0.5, "tool_calls": [...], "content": "..."}.
-A request with "stream": true gets the reply as server-sent chunks.
 """
 
 import json
@@ -18,6 +19,7 @@ class Server:
     def __init__(self) -> None:
         self.scripts: dict[str, deque[dict[str, Any]]] = defaultdict(deque)
         self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
         self.lock = threading.Lock()
         server = self
 
@@ -29,6 +31,7 @@ class Server:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with server.lock:
                     server.requests.append(body)
+                    server.headers.append({k.lower(): v for k, v in self.headers.items()})
                     steps = server.scripts[body["model"]]
                     step = steps.popleft() if steps else {}
                 time.sleep(step.get("delay", 0))
@@ -38,8 +41,8 @@ class Server:
                     if status == 200
                     else {"error": {"message": f"scripted {status}", "type": "server_error"}}
                 )
-                if body.get("stream") and status == 200:
-                    self.stream(payload, body)
+                if status == 200 and body.get("stream"):
+                    self.stream(body, payload)
                     return
                 data = json.dumps(payload).encode()
                 try:
@@ -53,27 +56,44 @@ class Server:
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (a timeout test)
 
-            def stream(self, payload: dict[str, Any], request: dict[str, Any]) -> None:
-                """The reply as server-sent chunks (one delta, the finish, the usage if asked), then [DONE]."""
-                message, usage = payload["choices"][0]["message"], payload["usage"]
-                delta: dict[str, Any] = {"role": "assistant", "content": message.get("content")}
-                if message.get("tool_calls"):
-                    delta["tool_calls"] = [{"index": i, **c} for i, c in enumerate(message["tool_calls"])]
-                finish = "tool_calls" if message.get("tool_calls") else "stop"
-                base = {"id": payload["id"], "object": "chat.completion.chunk", "created": 0, "model": payload["model"]}
-                chunks = [
-                    {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]},
-                    {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]},
-                ]
+            def stream(self, request: dict[str, Any], payload: dict[str, Any]) -> None:
+                message = payload["choices"][0]["message"]
+                head = {"id": payload["id"], "object": "chat.completion.chunk", "created": 0, "model": payload["model"]}
+                deltas: list[dict[str, Any]] = [{"role": "assistant", "content": ""}]
+                text = message.get("content") or ""
+                deltas += [{"content": text[i : i + 5]} for i in range(0, len(text), 5)]
+                for i, call in enumerate(message.get("tool_calls") or ()):
+                    fn = call["function"]
+                    deltas.append(
+                        {
+                            "tool_calls": [
+                                {
+                                    "index": i,
+                                    "id": call["id"],
+                                    "type": "function",
+                                    "function": {"name": fn["name"], "arguments": ""},
+                                }
+                            ]
+                        }
+                    )
+                    args = fn["arguments"]
+                    deltas += [
+                        {"tool_calls": [{"index": i, "function": {"arguments": args[j : j + 4]}}]}
+                        for j in range(0, len(args), 4)
+                    ]
+                chunks = [{**head, "choices": [{"index": 0, "delta": d, "finish_reason": None}]} for d in deltas]
+                reason = "tool_calls" if message.get("tool_calls") else "stop"
+                chunks.append({**head, "choices": [{"index": 0, "delta": {}, "finish_reason": reason}]})
                 if (request.get("stream_options") or {}).get("include_usage"):
-                    chunks.append({**base, "choices": [], "usage": usage})
-                data = b"".join(f"data: {json.dumps(c)}\n\n".encode() for c in chunks) + b"data: [DONE]\n\n"
+                    chunks.append({**head, "choices": [], "usage": payload["usage"]})
                 try:
                     self.send_response(200)
                     self.send_header("Content-Type", "text/event-stream")
-                    self.send_header("Content-Length", str(len(data)))
                     self.end_headers()
-                    self.wfile.write(data)
+                    for chunk in chunks:
+                        self.wfile.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+                        self.wfile.flush()
+                    self.wfile.write(b"data: [DONE]\n\n")
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 

@@ -137,7 +137,18 @@ def test_every_error_class_has_a_pickle_example() -> None:
 
 
 def test_import_lwfsm_keeps_heavy_dependencies_out() -> None:
-    heavy = ("litellm", "openai", "anthropic", "httpx", "starlette", "uvicorn", "redis", "numpy", "matplotlib")
+    heavy = (
+        "litellm",
+        "openai",
+        "anthropic",
+        "httpx",
+        "starlette",
+        "uvicorn",
+        "aiohttp",
+        "redis",
+        "numpy",
+        "matplotlib",
+    )
     heavy += ("pydantic_ai", "agents", "langchain", "langchain_core", "langgraph", "fastapi")
     code = (
         "import sys, lwfsm\n"

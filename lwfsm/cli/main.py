@@ -465,6 +465,16 @@ def cmd_sessions(args: argparse.Namespace) -> int:
         store.close()
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from ..gateway.serve import build, serve
+
+    spec = load_spec(args.spec, _params(args.set))
+    app = build(spec, store=args.store, api_key_env=args.api_key_env, mock=args.mock, max_body=args.max_body)
+    print(f"lwfsm gateway: {spec.name} on http://{args.host}:{args.port}/v1 (store {args.store or 'memory://'})")
+    serve(app, args.host, args.port)
+    return 0
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     sys.stdout.write(schema_text())
     return 0
@@ -613,6 +623,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spec", help="also check that each conversation restores under this spec and params")
     with_set(p)
     p.set_defaults(func=cmd_sessions)
+
+    p = sub.add_parser("serve", help="an OpenAI/Anthropic-compatible gateway that switches models per turn")
+    p.add_argument("spec", nargs="?", default="lead_worker", metavar="SPEC", help="default: the shipped lead_worker")
+    with_set(p)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8088)
+    p.add_argument("--store", metavar="URL", help="memory:// (default) or file:///dir (survives restarts)")
+    p.add_argument("--api-key-env", metavar="NAME", help="require the key held by this variable from clients")
+    p.add_argument("--mock", action="store_true", help="offline: LiteLLM's mock responses, no keys")
+    p.add_argument("--max-body", type=int, default=32 * 1024 * 1024, metavar="BYTES", help="request body limit")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("schema", help="print the JSON Schema of the spec format")
     p.set_defaults(func=cmd_schema)

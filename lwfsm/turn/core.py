@@ -267,6 +267,16 @@ class TurnCore:
             session.notify(judged.transition)  # listeners run after the commit; their errors are logged
         return judged
 
+    def fire(self, conv: Conversation, event: str, reason: str | None = None) -> TransitionRecord:
+        """Fire a declared event by hand (a control API, an operator). A turn event is the pending
+        turn's verdict, so the pending turn is closed; a non-turn event (reset) leaves it open."""
+        record = conv.session.apply(event, reason)
+        if self.spec.events[event].turn:
+            conv.pending = None
+        conv.version += 1
+        conv.session.notify(record)
+        return record
+
     def close(self, conv: Conversation, messages: Sequence[Mapping[str, Any]] = ()) -> Judged | None:
         """End the conversation: judge the last turn from `messages` (tool results, the user's last word)."""
         p = conv.pending

@@ -23,7 +23,9 @@ __all__ = [
     "malformed_tool_calls",
     "matching",
     "pattern_detectors",
+    "reported_failures",
     "text_of",
+    "tool_reported_error",
     "unparsable_code",
     "what_came_after",
 ]
@@ -110,13 +112,50 @@ def matching(role: str, patterns: Sequence[str], says: str) -> Detector:
     return detect
 
 
+def tool_reported_error(reply: Message, after: Sequence[Message], tools: Sequence[Message]) -> str | None:
+    """A tool result the agent itself marked as an error (Anthropic's `is_error: true`, kept on the message)."""
+    for msg in after:
+        if msg.get("role") == "tool" and msg.get("is_error") is True:
+            return "tool result marked is_error"
+    return None
+
+
+# Agents that run tests and linters themselves report the output as a *user* message. aider: "I ran
+# this command: ... And got this output: ..." after a failing test (a passing one leaves no trace), and
+# "# Fix any errors below, if possible." with the linter's output after a failed lint.
+RAN_A_COMMAND = ("i ran this command", "and got this output")
+LINT_FAILED = ("# fix any errors below",)
+
+
+def reported_failures(patterns: Sequence[str]) -> Detector:
+    """A detector: a user message reporting a command's output that shows an error (`patterns`), or a
+    failed lint."""
+    lowered = [p.lower() for p in patterns]
+
+    def detect(reply: Message, after: Sequence[Message], tools: Sequence[Message]) -> str | None:
+        for msg in after:
+            if msg.get("role") != "user":
+                continue
+            text = text_of(msg).lower()
+            if any(m in text for m in LINT_FAILED):
+                return "the agent reports lint errors"
+            if any(m in text for m in RAN_A_COMMAND):
+                hit = next((p for p in lowered if p in text), None)
+                if hit:
+                    return f"the agent reports a failed command ({hit!r})"
+        return None
+
+    return detect
+
+
 def pattern_detectors(spec: Spec) -> list[Detector]:
     """Detectors for the spec's `judging:` patterns (the shipped defaults when it has none)."""
     return [
         matching("tool", spec.judging.tool_error_patterns, "tool result reports an error"),
+        reported_failures(spec.judging.tool_error_patterns),
         matching("user", spec.judging.correction_patterns, "the user corrects the model"),
     ]
 
 
 def default_detectors(spec: Spec) -> list[Detector]:
-    return [malformed_tool_calls, unparsable_code, *pattern_detectors(spec)]
+    return [malformed_tool_calls, unparsable_code, tool_reported_error, *pattern_detectors(spec)]

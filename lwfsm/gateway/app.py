@@ -1,0 +1,681 @@
+"""The gateway: OpenAI Chat Completions and Anthropic Messages in front of the turn core.
+
+Every request is one call of a conversation: the conversation is found (`identity`), loaded from
+the store, the pending turn judged and the role chosen (`TurnCore.plan`), the role's model called,
+and the call settled and written back with compare-and-set. The gateway keeps nothing between
+requests but one shared HTTP client, so a restart (with a persistent store) loses nothing.
+
+When the role's upstream speaks the client's protocol (an OpenAI-compatible base for Chat
+Completions, Anthropic for Messages) the request bytes are forwarded with the model replaced and
+the response bytes streamed back as they come; only what judging and the ledger need is parsed.
+Otherwise LiteLLM translates (imported on first use).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import aiohttp
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from ..engine import Engine
+from ..errors import Conflict, LwfsmError, SnapshotError, TransitionNotAllowed
+from ..spec import Spec
+from ..turn import Conversation, Plan, TurnCore, Usage
+from ..turn.bindings import RoleBinding
+from . import wire
+from .identity import Identity, identify
+from .store import Store
+
+__all__ = ["Gateway", "create_app"]
+
+logger = logging.getLogger("lwfsm.gateway")
+
+Protocol = Literal["openai", "anthropic"]
+HISTORY = 20  # judged turns kept per conversation for the control API
+# Not passed on from the upstream's response: hop-by-hop, or set by our own server.
+_HOP = {"content-length", "transfer-encoding", "connection", "content-encoding", "keep-alive", "date", "server"}
+
+
+class _Reject(Exception):
+    """A request refused before any upstream call: (status, message) in the client's protocol."""
+
+    def __init__(self, status: int, message: str, kind: str = "invalid_request_error") -> None:
+        super().__init__(message)
+        self.status, self.message, self.kind = status, message, kind
+
+
+def error_body(protocol: Protocol, status: int, message: str, kind: str | None = None) -> dict[str, Any]:
+    if protocol == "anthropic":
+        names = {401: "authentication_error", 404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error"}
+        return {"type": "error", "error": {"type": kind or names.get(status, "api_error"), "message": message}}
+    return {"error": {"message": message, "type": kind or "invalid_request_error", "param": None, "code": None}}
+
+
+@dataclass
+class _Call:
+    """One request on its way through the gateway."""
+
+    protocol: Protocol
+    body: dict[str, Any]
+    raw: bytes
+    messages: list[dict[str, Any]]  # OpenAI-shaped, for judging
+    tools: list[dict[str, Any]]  # OpenAI-shaped
+    ident: Identity
+    digest: str  # of the request bytes: a retried request has the same
+    headers: Mapping[str, str]
+    stream: bool
+    started: float
+
+
+@dataclass
+class _Loaded:
+    conv: Conversation
+    version: int  # the store's version (0: new)
+    record: dict[str, Any]
+    retry: bool
+    plan: Plan
+
+
+class Gateway:
+    """The gateway's state: one turn core, the role bindings, a store, one shared HTTP client."""
+
+    def __init__(
+        self,
+        spec: Spec,
+        roles: Mapping[str, RoleBinding],
+        store: Store,
+        *,
+        env: Mapping[str, str] | None = None,
+        api_key_env: str | None = None,
+        mock: bool = False,
+        max_body: int = 32 * 1024 * 1024,
+        timeout: float = 600.0,
+    ) -> None:
+        self.env = os.environ if env is None else env
+        self.spec = spec
+        self.core = TurnCore(Engine(spec))
+        self.roles = dict(roles)
+        self.store = store
+        self.mock = mock
+        self.max_body = max_body
+        self.timeout = timeout
+        self.key: str | None = None
+        if api_key_env:
+            self.key = self.env.get(api_key_env) or None
+            if not self.key:
+                raise LwfsmError(
+                    f"--api-key-env {api_key_env}: that variable is not set (it should hold the gateway key)"
+                )
+        self._secrets = sorted(
+            {v for b in self.roles.values() if b.api_key_env and len(v := self.env.get(b.api_key_env, "")) >= 8}
+            | ({self.key} if self.key and len(self.key) >= 8 else set()),
+            key=len,
+            reverse=True,
+        )
+        self.http: aiohttp.ClientSession | None = None
+
+    # -- plumbing --
+
+    def redact(self, data: bytes) -> bytes:
+        for secret in self._secrets:
+            data = data.replace(secret.encode(), b"[redacted]")
+        return data
+
+    async def startup(self) -> None:
+        # One shared client session for every upstream call (aiohttp: httpx's connection pool cost more
+        # CPU per request than the whole rest of the gateway; see tests/benchmarks/bench_gateway.py).
+        self.http = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=1000, limit_per_host=0, ttl_dns_cache=300),
+            timeout=aiohttp.ClientTimeout(total=self.timeout, sock_connect=10.0),
+            auto_decompress=True,  # a compressed reply is decoded to judge it; content-encoding is not passed on
+            skip_auto_headers=("User-Agent", "Accept-Encoding"),
+        )
+
+    async def shutdown(self) -> None:
+        if self.http is not None:
+            await self.http.close()
+
+    def _client_key(self, request: Request) -> str | None:
+        auth = request.headers.get("authorization", "")
+        if auth.lower().startswith("bearer "):
+            return auth[7:].strip() or None
+        return request.headers.get("x-api-key") or None
+
+    def _authorise(self, request: Request) -> str | None:
+        presented = self._client_key(request)
+        if self.key is not None and (presented is None or not hmac.compare_digest(presented, self.key)):
+            raise _Reject(
+                401, "missing or wrong gateway key (send it as a Bearer token or x-api-key)", "authentication_error"
+            )
+        return presented
+
+    async def _json(self, request: Request) -> tuple[bytes, dict[str, Any]]:
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > self.max_body:
+            raise _Reject(413, f"request body over the gateway's limit of {self.max_body} bytes")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self.max_body:
+                raise _Reject(413, f"request body over the gateway's limit of {self.max_body} bytes")
+            chunks.append(chunk)
+        raw = b"".join(chunks)
+        try:
+            body = json.loads(raw)
+        except ValueError as exc:
+            raise _Reject(400, f"request body is not valid JSON: {exc}") from None
+        if not isinstance(body, dict):
+            raise _Reject(400, f"request body must be a JSON object, got {type(body).__name__}")
+        return raw, body
+
+    # -- the store --
+
+    def _load(self, call: _Call) -> _Loaded:
+        found = self.store.get(call.ident.key)
+        if found is None:
+            conv, version, record = self.core.start(), 0, {}
+        else:
+            version, text = found
+            record = json.loads(text)
+            conv = self.core.restore(record["state"])
+        retry = conv.pending is not None and record.get("last") == call.digest
+        plan = self.core.plan(conv, call.messages, side=retry)
+        return _Loaded(conv, version, record, retry, plan)
+
+    def _commit(self, call: _Call, loaded: _Loaded, role: str, reply: dict[str, Any] | None, usage: Any) -> None:
+        """Settle the call and write it back; on a conflict, reload, re-decide and settle again."""
+        model = self.roles[role].model
+        latency = time.perf_counter() - call.started
+        for _ in range(5):
+            conv = loaded.conv
+            try:
+                judged = self.core.settle(
+                    conv,
+                    loaded.plan,
+                    role=role,
+                    model=model,
+                    reply=reply,
+                    tools=call.tools,
+                    usage=Usage.of(usage),
+                    latency=latency,
+                )
+            except Conflict:  # pragma: no cover - one conversation object per request
+                judged = None
+            if loaded.retry and reply is not None and conv.pending is not None:
+                # A retried request: not a turn; its reply (the one the client sees) replaces the pending one.
+                conv.pending = conv.pending.model_copy(update={"reply": dict(reply), "model": model, "role": role})
+            record = dict(loaded.record)
+            history = list(record.get("history", ()))
+            if judged is not None:
+                history.append(judged.record(call.ident.session))
+                before, after = judged.transition.source, judged.transition.dest
+                if self.spec.states[before].role != self.spec.states[after].role:
+                    logger.info(
+                        "session %s turn %d: %s -> %s (%s -> %s) on %s%s",
+                        call.ident.key,
+                        judged.pending.turn,
+                        before,
+                        after,
+                        self.spec.states[before].role,
+                        self.spec.states[after].role,
+                        judged.event,
+                        f" ({judged.reason})" if judged.reason else "",
+                    )
+            record.update(
+                state=conv.state().model_dump_json(),  # JSON text: it round-trips exactly (strict tuples)
+                history=history[-HISTORY:],
+                last=call.digest,
+                session=call.ident.session,
+                source=call.ident.source,
+                agent=call.ident.agent,
+            )
+            if self.store.put(call.ident.key, json.dumps(record), loaded.version):
+                return
+            loaded = self._load(call)  # someone else moved it: judge again on the newer state
+        logger.error("session %s: gave up recording a call after 5 conflicting writes", call.ident.key)
+
+    # -- the turn endpoints --
+
+    async def chat_completions(self, request: Request) -> Response:
+        return await self._turn(request, "openai")
+
+    async def messages(self, request: Request) -> Response:
+        return await self._turn(request, "anthropic")
+
+    async def _turn(self, request: Request, protocol: Protocol) -> Response:
+        try:
+            call = await self._read(request, protocol)
+            loaded = self._load(call)
+        except _Reject as exc:
+            return JSONResponse(error_body(protocol, exc.status, exc.message, exc.kind), exc.status)
+        except SnapshotError as exc:
+            return JSONResponse(error_body(protocol, 409, f"stored conversation unusable: {exc}"), 409)
+        roles = self.core.roles_for(loaded.plan)
+        for i, role in enumerate(roles):
+            binding = self.roles[role]
+            headers = self._headers(call, loaded, role)
+            final = i == len(roles) - 1
+            if not self.mock and self._fast(protocol, binding):
+                result = await self._forward(call, loaded, role, binding, headers, final)
+            else:
+                result = await self._translate(call, loaded, role, binding, headers, final)
+            if result is not None:
+                return result
+        return JSONResponse(error_body(protocol, 502, "no upstream answered"), 502)  # pragma: no cover
+
+    async def _read(self, request: Request, protocol: Protocol) -> _Call:
+        client_key = self._authorise(request)
+        raw, body = await self._json(request)
+        if not isinstance(body.get("messages"), list):
+            raise _Reject(400, "'messages' must be a list")
+        headers = request.headers  # case-insensitive
+        if protocol == "openai":
+            messages = [m for m in body["messages"] if isinstance(m, dict)]
+            tools = [t for t in body.get("tools") or () if isinstance(t, dict)]
+            system = "\n".join(
+                wire.first_user_text([{"role": "user", "content": m.get("content")}])
+                for m in messages
+                if m.get("role") in ("system", "developer")
+            )
+        else:
+            messages = wire.anthropic_messages(body)
+            tools = wire.anthropic_tools(body.get("tools"))
+            sysval = body.get("system")
+            system = sysval if isinstance(sysval, str) else wire.first_user_text([{"role": "user", "content": sysval}])
+        names = [str((t.get("function") or {}).get("name")) for t in tools]
+        ident = identify(headers, body, messages, system, names, client_key)
+        return _Call(
+            protocol,
+            body,
+            raw,
+            messages,
+            tools,
+            ident,
+            hashlib.sha256(raw).hexdigest()[:32],
+            headers,
+            bool(body.get("stream")),
+            time.perf_counter(),
+        )
+
+    def _headers(self, call: _Call, loaded: _Loaded, role: str) -> dict[str, str]:
+        conv, plan = loaded.conv, loaded.plan
+        if loaded.retry and conv.pending is not None:
+            turn = conv.pending.turn
+        else:
+            turn = conv.session.turn + (2 if plan.verdict.event is not None else 1)
+        out = {
+            "x-lwfsm-session": call.ident.key,
+            "x-lwfsm-turn": str(turn),
+            "x-lwfsm-state": plan.state,
+            "x-lwfsm-role": role,
+            "x-lwfsm-model": self.roles[role].model,
+        }
+        if not call.ident.confident:
+            out["x-lwfsm-session-confidence"] = "low"
+        return out
+
+    @staticmethod
+    def _fast(protocol: Protocol, binding: RoleBinding) -> bool:
+        prefix = binding.model.split("/", 1)[0]
+        return (protocol == "openai" and prefix == "openai") or (protocol == "anthropic" and prefix == "anthropic")
+
+    def _upstream(self, call: _Call, binding: RoleBinding) -> tuple[str, dict[str, str]]:
+        key = self.env.get(binding.api_key_env) if binding.api_key_env else None
+        headers = {"content-type": "application/json"}
+        if call.protocol == "openai":
+            base = (binding.api_base or "https://api.openai.com/v1").rstrip("/")
+            if key:
+                headers["authorization"] = f"Bearer {key}"
+            return base + "/chat/completions", headers
+        base = (binding.api_base or "https://api.anthropic.com").rstrip("/")
+        if not base.endswith("/v1"):
+            base += "/v1"
+        if key:
+            headers["x-api-key"] = key
+        headers["anthropic-version"] = call.headers.get("anthropic-version", "2023-06-01")
+        if call.headers.get("anthropic-beta"):
+            headers["anthropic-beta"] = call.headers["anthropic-beta"]
+        return base + "/messages", headers
+
+    async def _forward(
+        self, call: _Call, loaded: _Loaded, role: str, binding: RoleBinding, lw: dict[str, str], final: bool
+    ) -> Response | None:
+        """The fast path: the client's bytes (model replaced) to an upstream of the same protocol."""
+        assert self.http is not None
+        url, headers = self._upstream(call, binding)
+        model = binding.model.split("/", 1)[1]
+        if binding.options:
+            content = json.dumps({**binding.options, **call.body, "model": model}).encode()
+        else:
+            content = wire.with_model(call.raw, call.body, model)
+        try:
+            upstream = await self.http.post(url, data=content, headers=headers)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            if not final:
+                logger.warning(
+                    "session %s: %s upstream unreachable (%s); trying the next role",
+                    call.ident.key,
+                    role,
+                    type(exc).__name__,
+                )
+                return None
+            msg = f"{role} upstream unreachable: {type(exc).__name__}"
+            return JSONResponse(error_body(call.protocol, 502, msg, "api_error"), 502, headers=lw)
+        if upstream.status >= 400:
+            data = await upstream.read()
+            upstream.release()
+            if upstream.status >= 500 and not final:
+                logger.warning(
+                    "session %s: %s upstream answered %d; trying the next role",
+                    call.ident.key,
+                    role,
+                    upstream.status,
+                )
+                return None
+            out = {**lw, "content-type": upstream.headers.get("content-type", "application/json")}
+            if "retry-after" in upstream.headers:
+                out["retry-after"] = upstream.headers["retry-after"]
+            return Response(self.redact(data), upstream.status, headers=out)
+        passthrough = {
+            k: v for k, v in upstream.headers.items() if k.lower() not in _HOP and not k.lower().startswith("x-lwfsm")
+        }
+        passthrough.update(lw)
+        if not call.stream:
+            try:
+                data = await upstream.read()
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                msg = f"{role} upstream broke off: {type(exc).__name__}"
+                return JSONResponse(error_body(call.protocol, 502, msg, "api_error"), 502, headers=lw)
+            finally:
+                upstream.release()
+            try:
+                parsed = json.loads(data)
+            except ValueError:
+                parsed = {}
+            reply, usage = (wire.openai_reply if call.protocol == "openai" else wire.anthropic_reply)(parsed)
+            if reply is None and not loaded.plan.side:
+                msg = f"the {role} upstream's response has no assistant message; nothing was recorded"
+                return JSONResponse(error_body(call.protocol, 502, msg, "api_error"), 502, headers=lw)
+            self._commit(call, loaded, role, reply, usage)
+            return Response(data, upstream.status, headers=passthrough)
+        return StreamingResponse(self._relay(call, loaded, role, upstream), upstream.status, headers=passthrough)
+
+    async def _relay(
+        self, call: _Call, loaded: _Loaded, role: str, upstream: aiohttp.ClientResponse
+    ) -> AsyncIterator[bytes]:
+        reader = wire.SSEReader()
+        acc: wire.OpenAIStream | wire.AnthropicStream = (
+            wire.OpenAIStream() if call.protocol == "openai" else wire.AnthropicStream()
+        )
+        try:
+            async for chunk in upstream.content.iter_any():
+                for event in reader.feed(chunk):
+                    acc.add(event)
+                yield chunk
+        finally:
+            upstream.release()
+        self._settle_stream(call, loaded, role, acc)
+
+    def _settle_stream(
+        self, call: _Call, loaded: _Loaded, role: str, acc: wire.OpenAIStream | wire.AnthropicStream
+    ) -> None:
+        if not acc.done:
+            logger.warning("session %s: the %s stream ended early; nothing was recorded", call.ident.key, role)
+            return
+        if isinstance(acc, wire.OpenAIStream):
+            self._commit(call, loaded, role, acc.reply(), acc.usage)
+        else:
+            reply, usage = acc.reply()
+            self._commit(call, loaded, role, reply, usage)
+
+    # -- through LiteLLM, when the upstream speaks the other protocol (or --mock) --
+
+    async def _translate(
+        self, call: _Call, loaded: _Loaded, role: str, binding: RoleBinding, lw: dict[str, str], final: bool
+    ) -> Response | None:
+        from ..provider import adapter  # LiteLLM, loaded on first use only, set up offline (local price map)
+
+        litellm = sys.modules["litellm"]
+        kwargs: dict[str, Any] = {k: v for k, v in call.body.items() if k != "model"}
+        kwargs.update(binding.call_kwargs(self.env))
+        if self.mock:
+            kwargs["mock_response"] = f"[{binding.model} as the {role}] mock reply"
+        try:
+            if call.protocol == "openai":
+                result = await litellm.acompletion(**kwargs)
+            else:
+                if self.mock:
+                    kwargs.pop("stream", None)  # LiteLLM's mock answers Messages whole: streamed below
+                result = await litellm.anthropic_messages(**kwargs)
+        except Exception as exc:
+            kind = adapter.classify(exc)
+            if kind == "retry" and not final:
+                logger.warning(
+                    "session %s: %s model failed (%s); trying the next role", call.ident.key, role, type(exc).__name__
+                )
+                return None
+            status = getattr(exc, "status_code", None)
+            status = status if isinstance(status, int) and 400 <= status < 600 else 502
+            out = dict(lw)
+            wait = adapter.retry_after(exc)
+            if wait is not None:
+                out["retry-after"] = str(int(wait))
+            msg = self.redact(f"{role} model {binding.model}: {type(exc).__name__}: {exc}".encode()).decode()
+            return JSONResponse(error_body(call.protocol, status, msg, "api_error"), status, headers=out)
+        if call.protocol == "openai" and not call.stream:
+            data = result.model_dump(mode="json", exclude_none=True)
+            reply, usage = wire.openai_reply(data)
+            self._commit(call, loaded, role, reply, usage)
+            return JSONResponse(data, headers=lw)
+        if call.protocol == "openai":
+            return StreamingResponse(
+                self._litellm_stream(call, loaded, role, result), headers=lw, media_type="text/event-stream"
+            )
+        if isinstance(result, Mapping):
+            message = dict(result)
+            if call.stream:
+                return StreamingResponse(
+                    self._replay(call, loaded, role, wire.anthropic_events(message)),
+                    headers=lw,
+                    media_type="text/event-stream",
+                )
+            reply, usage = wire.anthropic_reply(message)
+            self._commit(call, loaded, role, reply, usage)
+            return JSONResponse(message, headers=lw)
+        return StreamingResponse(
+            self._bytes_stream(call, loaded, role, result), headers=lw, media_type="text/event-stream"
+        )
+
+    async def _litellm_stream(self, call: _Call, loaded: _Loaded, role: str, stream: Any) -> AsyncIterator[bytes]:
+        acc = wire.OpenAIStream()
+        async for chunk in stream:
+            data = chunk.model_dump(mode="json", exclude_none=True)
+            acc.add(data)
+            yield b"data: " + json.dumps(data).encode() + b"\n\n"
+        yield b"data: [DONE]\n\n"
+        acc.done = True
+        self._settle_stream(call, loaded, role, acc)
+
+    async def _replay(self, call: _Call, loaded: _Loaded, role: str, data: bytes) -> AsyncIterator[bytes]:
+        acc = wire.AnthropicStream()
+        for event in wire.SSEReader().feed(data):
+            acc.add(event)
+        yield data
+        self._settle_stream(call, loaded, role, acc)
+
+    async def _bytes_stream(self, call: _Call, loaded: _Loaded, role: str, stream: Any) -> AsyncIterator[bytes]:
+        reader, acc = wire.SSEReader(), wire.AnthropicStream()
+        async for chunk in stream:
+            data = chunk if isinstance(chunk, bytes) else str(chunk).encode()
+            for event in reader.feed(data):
+                acc.add(event)
+            yield data
+        self._settle_stream(call, loaded, role, acc)
+
+    # -- models --
+
+    async def models(self, request: Request) -> Response:
+        try:
+            self._authorise(request)
+        except _Reject as exc:
+            return JSONResponse(error_body("openai", exc.status, exc.message, exc.kind), exc.status)
+        ids = ["lwfsm", *(f"lwfsm-{r}" for r in self.roles)]
+        data = [
+            {
+                "id": i,
+                "object": "model",
+                "type": "model",
+                "created": 0,
+                "created_at": "1970-01-01T00:00:00Z",
+                "owned_by": "lwfsm",
+                "display_name": i,
+            }
+            for i in ids
+        ]
+        return JSONResponse({"object": "list", "data": data, "has_more": False, "first_id": ids[0], "last_id": ids[-1]})
+
+    # -- the control API --
+
+    def _control(self, request: Request) -> Response | None:
+        try:
+            self._authorise(request)
+        except _Reject as exc:
+            return JSONResponse({"error": exc.message}, exc.status)
+        return None
+
+    def _summary(self, key: str, record: Mapping[str, Any]) -> dict[str, Any]:
+        state = json.loads(record["state"])
+        machine = state["machine"]
+        return {
+            "id": key,
+            "session": record.get("session"),
+            "source": record.get("source"),
+            "agent": record.get("agent"),
+            "state": machine["state"],
+            "role": self.spec.states[machine["state"]].role,
+            "turn": machine["turn"],
+            "version": state["version"],
+        }
+
+    async def list_sessions(self, request: Request) -> Response:
+        if (denied := self._control(request)) is not None:
+            return denied
+        out = []
+        for key in self.store.list():
+            found = self.store.get(key)
+            if found is not None:
+                out.append(self._summary(key, json.loads(found[1])))
+        return JSONResponse({"sessions": out})
+
+    def _find(self, key: str) -> tuple[int, dict[str, Any]] | Response:
+        found = self.store.get(key)
+        if found is None:
+            return JSONResponse({"error": f"no session {key!r} (GET /lwfsm/sessions lists them)"}, 404)
+        return found[0], json.loads(found[1])
+
+    async def get_session(self, request: Request) -> Response:
+        if (denied := self._control(request)) is not None:
+            return denied
+        key = request.path_params["id"]
+        found = self._find(key)
+        if isinstance(found, Response):
+            return found
+        _, record = found
+        conv = self.core.restore(record["state"])
+        from ..diagram import mermaid
+
+        out = self._summary(key, record)
+        state = json.loads(record["state"])
+        out.update(
+            counters=conv.session.counters,
+            pending=state.get("pending"),
+            history=record.get("history", []),
+            ledger=state["ledger"],
+            diagram=mermaid(self.spec, snapshot=conv.session.snapshot()),
+        )
+        return JSONResponse(out)
+
+    async def fire(self, request: Request) -> Response:
+        if (denied := self._control(request)) is not None:
+            return denied
+        key, event = request.path_params["id"], request.path_params["event"]
+        if event not in self.spec.events:
+            known = ", ".join(self.spec.events)
+            return JSONResponse({"error": f"unknown event {event!r}; spec '{self.spec.name}' has: {known}"}, 404)
+        for _ in range(5):
+            found = self._find(key)
+            if isinstance(found, Response):
+                return found
+            version, record = found
+            conv = self.core.restore(record["state"])
+            try:
+                rec = self.core.fire(conv, event, "fired through the control API")
+            except TransitionNotAllowed as exc:
+                return JSONResponse({"error": str(exc)}, 409)
+            record["state"] = conv.state().model_dump_json()
+            if self.store.put(key, json.dumps(record), version):
+                logger.info("session %s: %s fired by hand: %s -> %s", key, event, rec.source, rec.dest)
+                return JSONResponse(self._summary(key, record))
+        return JSONResponse({"error": "the session kept changing; try again"}, 409)
+
+    async def delete_session(self, request: Request) -> Response:
+        if (denied := self._control(request)) is not None:
+            return denied
+        key = request.path_params["id"]
+        if not self.store.delete(key):
+            return JSONResponse({"error": f"no session {key!r}"}, 404)
+        return Response(status_code=204)
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    return JSONResponse({"error": f"no route {request.method} {request.url.path}"}, 404)
+
+
+async def _crash(request: Request, exc: Exception) -> Response:
+    logger.exception("unexpected error on %s %s", request.method, request.url.path)
+    return JSONResponse(
+        {"error": {"message": f"internal gateway error: {type(exc).__name__}", "type": "api_error"}}, 500
+    )
+
+
+def create_app(gateway: Gateway) -> Starlette:
+    """The ASGI app for a gateway."""
+    g = gateway
+    routes = [
+        Route("/v1/chat/completions", g.chat_completions, methods=["POST"]),
+        Route("/chat/completions", g.chat_completions, methods=["POST"]),
+        Route("/v1/messages", g.messages, methods=["POST"]),
+        Route("/v1/models", g.models, methods=["GET"]),
+        Route("/lwfsm/sessions", g.list_sessions, methods=["GET"]),
+        Route("/lwfsm/sessions/{id}", g.get_session, methods=["GET"]),
+        Route("/lwfsm/sessions/{id}", g.delete_session, methods=["DELETE"]),
+        Route("/lwfsm/sessions/{id}/events/{event}", g.fire, methods=["POST"]),
+    ]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await g.startup()
+        try:
+            yield
+        finally:
+            await g.shutdown()
+
+    return Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={404: _not_found, 405: _not_found, Exception: _crash},
+    )

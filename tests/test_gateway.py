@@ -1,0 +1,659 @@
+"""The gateway as a server: `lwfsm serve` in a real uvicorn process on a free port, fake upstream
+model servers on 127.0.0.1, and the official `openai` and `anthropic` SDKs as clients."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("starlette")
+pytest.importorskip("uvicorn")
+anthropic = pytest.importorskip("anthropic")
+openai = pytest.importorskip("openai")
+httpx = pytest.importorskip("httpx")
+
+from lwfsm.gateway import wire  # noqa: E402
+from lwfsm.gateway.identity import identify  # noqa: E402
+
+from . import anthropic_server, openai_server  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+GATEWAY_KEY = "gw-key-0123456789"
+LEAD_KEY, WORKER_KEY = "lead-secret-0123456789", "worker-secret-0123456789"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Gateway:
+    """`lwfsm serve` as a subprocess; ready once /v1/models answers."""
+
+    def __init__(self, *args: str, env: dict[str, str]) -> None:
+        self.port = _free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        full_env = {**os.environ, "PYTHONPATH": str(ROOT), "LITELLM_LOCAL_MODEL_COST_MAP": "True", **env}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "lwfsm", "serve", *args, "--port", str(self.port)],
+            env=full_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"gateway exited: {self.proc.stdout.read() if self.proc.stdout else ''}")
+            try:
+                httpx.get(self.base + "/v1/models", headers={"x-api-key": GATEWAY_KEY}, timeout=1)
+                return
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)  # polling for readiness, not for a timing
+
+    def stop(self) -> str:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        try:
+            out, _ = self.proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, _ = self.proc.communicate()
+        return out or ""
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.communicate()
+
+    def control(self, method: str, path: str) -> httpx.Response:
+        return httpx.request(method, self.base + path, headers={"authorization": f"Bearer {GATEWAY_KEY}"}, timeout=10)
+
+
+@pytest.fixture(scope="module")
+def oai() -> Iterator[openai_server.Server]:
+    server = openai_server.Server()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def ant() -> Iterator[anthropic_server.Server]:
+    server = anthropic_server.Server()
+    yield server
+    server.close()
+
+
+def _env(kind: str, base: str) -> dict[str, str]:
+    return {
+        "LWFSM_LEAD_MODEL": f"{kind}/lead-model",
+        "LWFSM_WORKER_MODEL": f"{kind}/worker-model",
+        "LWFSM_LEAD_API_BASE": base,
+        "LWFSM_WORKER_API_BASE": base,
+        "LWFSM_LEAD_API_KEY_ENV": "LEAD_KEY",
+        "LWFSM_WORKER_API_KEY_ENV": "WORKER_KEY",
+        "LEAD_KEY": LEAD_KEY,
+        "WORKER_KEY": WORKER_KEY,
+        "GW_KEY": GATEWAY_KEY,
+    }
+
+
+@pytest.fixture(scope="module")
+def oai_gateway(oai: openai_server.Server) -> Iterator[Gateway]:
+    gw = Gateway("--api-key-env", "GW_KEY", env=_env("openai", oai.base))
+    yield gw
+    gw.stop()
+
+
+@pytest.fixture(scope="module")
+def ant_gateway(ant: anthropic_server.Server) -> Iterator[Gateway]:
+    gw = Gateway("--api-key-env", "GW_KEY", env=_env("anthropic", ant.base))
+    yield gw
+    gw.stop()
+
+
+# The scripted coding conversation. Each row: what the agent sends before call N (after reply N-1),
+# whether call N streams, and which role must serve call N (default spec: lead_turns 3,
+# failure_threshold 2, fallback_turns 2).
+ROLES = ["lead", "lead", "lead", "worker", "worker", "lead", "lead", "worker", "worker", "worker", "worker", "worker"]
+STATES = [
+    "lead_initial",
+    "lead_initial",
+    "lead_initial",
+    "worker",
+    "worker",
+    "fallback",
+    "fallback",
+    "recovery",
+    "recovery",
+    "worker",
+    "worker",
+    "worker",
+]
+STREAMED = {3, 6, 9, 12}
+
+
+def _openai_script(oai: openai_server.Server) -> None:
+    def call(n: int, name: str, args: str) -> dict[str, Any]:
+        return {"tool_calls": [{"id": f"call_{n}", "type": "function", "function": {"name": name, "arguments": args}}]}
+
+    # lead serves calls 1, 2, 3, 6, 7; the worker 4, 5, 8, 9, 10, 11, 12
+    oai.script("lead-model", call(1, "read_file", '{"path": "parser.py"}'), {}, call(3, "run_tests", "{}"))
+    oai.script("lead-model", call(6, "edit_file", '{"path": "parser.py", "patch": "fix"}'), {})
+    oai.script("worker-model", call(4, "run_tests", "{}"), {})
+    oai.script("worker-model", call(8, "edit_file", '{"path": "parser.py", "patch": '), {})  # malformed
+    oai.script("worker-model", call(10, "run_tests", "{}"), {}, {})
+
+
+def _reactions_openai(n: int, reply: dict[str, Any]) -> list[dict[str, Any]]:
+    """What the agent sends after reply n (1-based): tool results or the user's word."""
+    calls = reply.get("tool_calls") or []
+    tool = lambda text: [{"role": "tool", "tool_call_id": calls[0]["id"], "content": text}]  # noqa: E731
+    return {
+        1: lambda: tool("def parse(): ..."),
+        2: lambda: [{"role": "user", "content": "Good. Run the tests."}],
+        3: lambda: tool("12 passed"),
+        4: lambda: tool("Traceback (most recent call last):\n  File 'parser.py'\nAssertionError"),
+        5: lambda: [{"role": "user", "content": "That's wrong, the bug is in tokenize()."}],
+        6: lambda: tool("patched"),
+        7: lambda: [{"role": "user", "content": "Looks right. Go on."}],
+        8: lambda: tool("could not apply the patch"),
+        9: lambda: [{"role": "user", "content": "Fine, continue."}],
+        10: lambda: tool("12 passed"),
+        11: lambda: [{"role": "user", "content": "Great, thanks."}],
+    }[n]()
+
+
+TOOLS = [
+    {"type": "function", "function": {"name": n, "parameters": {"type": "object", "properties": {}}}}
+    for n in ("read_file", "run_tests", "edit_file")
+]
+
+
+def _check_switches(seen: list[tuple[str, str, str, str]], lead: str, worker: str) -> None:
+    assert [s[0] for s in seen] == [str(n) for n in range(1, 13)]  # x-lwfsm-turn
+    assert [s[1] for s in seen] == STATES
+    assert [s[2] for s in seen] == ROLES
+    assert [s[3] for s in seen] == [lead if r == "lead" else worker for r in ROLES]
+
+
+def test_openai_sdk_conversation_through_fallback_and_recovery_with_a_restart(
+    oai: openai_server.Server, tmp_path: Path
+) -> None:
+    _openai_script(oai)
+    before = len(oai.requests)
+    args = ("--api-key-env", "GW_KEY", "--store", f"file://{tmp_path}")
+    gw = Gateway(*args, env=_env("openai", oai.base))
+    messages: list[dict[str, Any]] = [
+        {"role": "system", "content": "You are a coding agent."},
+        {"role": "user", "content": "The parser test fails; please fix it."},
+    ]
+    seen = []
+    for n in range(1, 13):
+        if n == 6:  # kill the gateway mid-conversation; a new one on the same store continues it
+            gw.kill()
+            gw = Gateway(*args, env=_env("openai", oai.base))
+        client = openai.OpenAI(
+            base_url=gw.base + "/v1",
+            api_key=GATEWAY_KEY,
+            default_headers={"X-Lwfsm-Session": "fix-parser"},
+            max_retries=0,
+        )
+        if n in STREAMED:
+            stream = client.chat.completions.create(
+                model="anything", messages=messages, tools=TOOLS, stream=True, stream_options={"include_usage": True}
+            )
+            headers = stream.response.headers
+            chunks = list(stream)
+            assert chunks[-1].usage is not None
+            assert chunks[-1].usage.total_tokens == 18
+            text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+            calls: dict[int, dict[str, Any]] = {}
+            for c in chunks:
+                for d in (c.choices[0].delta.tool_calls or []) if c.choices else []:
+                    slot = calls.setdefault(
+                        d.index, {"id": d.id, "type": "function", "function": {"name": "", "arguments": ""}}
+                    )
+                    slot["function"]["name"] += (d.function.name or "") if d.function else ""
+                    slot["function"]["arguments"] += (d.function.arguments or "") if d.function else ""
+            reply: dict[str, Any] = {"role": "assistant", "content": text or None}
+            if calls:
+                reply["tool_calls"] = [calls[i] for i in sorted(calls)]
+        else:
+            raw = client.chat.completions.with_raw_response.create(model="anything", messages=messages, tools=TOOLS)
+            headers = raw.headers
+            message = raw.parse().choices[0].message
+            reply = message.model_dump(exclude_none=True)
+        seen.append(
+            (headers["x-lwfsm-turn"], headers["x-lwfsm-state"], headers["x-lwfsm-role"], headers["x-lwfsm-model"])
+        )
+        assert headers["x-lwfsm-session"].endswith(".fix-parser")
+        messages.append(reply)
+        if n < 12:
+            messages += _reactions_openai(n, reply)
+    _check_switches(seen, "openai/lead-model", "openai/worker-model")
+    # The fake upstream saw the lead's and the worker's model names in the right calls ...
+    ours = oai.requests[before:]
+    assert [r["model"] for r in ours] == ["lead-model" if r == "lead" else "worker-model" for r in ROLES]
+    # ... each with its own key, never the gateway's.
+    for r, h in zip(ours, oai.headers[before:], strict=True):
+        assert h["authorization"] == f"Bearer {LEAD_KEY if r['model'] == 'lead-model' else WORKER_KEY}"
+        assert GATEWAY_KEY not in json.dumps(h)
+    session = gw.control("GET", f"/lwfsm/sessions/{headers['x-lwfsm-session']}").json()
+    reasons = [(h["turn"], h["outcome"], h["reason"]) for h in session["history"]]
+    assert reasons[3] == (4, "failure", "tool result reports an error ('traceback (most recent call last)')")
+    assert reasons[4][1:] == ("failure", 'the user corrects the model ("that\'s wrong")')
+    assert reasons[7] == (8, "failure", "tool call 'edit_file' has arguments that are not valid JSON")
+    assert [o for _, o, _ in reasons].count("failure") == 3
+    assert session["state"] == "worker"
+    assert session["turn"] == 11
+    assert "fallback" in session["diagram"]
+    assert "stateDiagram" in session["diagram"]
+    assert {(r["role"], r["model"]) for r in session["ledger"]["rows"]} == {
+        ("lead", "openai/lead-model"),
+        ("worker", "openai/worker-model"),
+    }
+    out = gw.stop()
+    assert "lead -> worker" in out
+    assert "worker -> lead" in out
+    assert LEAD_KEY not in out
+    assert WORKER_KEY not in out
+    assert GATEWAY_KEY not in out
+
+
+def _anthropic_script(ant: anthropic_server.Server) -> None:
+    def use(name: str, **args: Any) -> dict[str, Any]:
+        return {"content": None, "tool_use": [{"name": name, "input": args}]}
+
+    ant.script("lead-model", use("read_file", path="parser.py"), {}, use("run_tests"), use("edit_file", patch="x"), {})
+    ant.script(
+        "worker-model", use("run_tests"), {}, use("delete_everything"), {}, use("run_tests"), {}, {}
+    )  # unknown tool
+
+
+def _reactions_anthropic(n: int, reply: Any) -> list[dict[str, Any]]:
+    uses = [b for b in reply.content if b.type == "tool_use"]
+
+    def tool(text: str, error: bool = False) -> list[dict[str, Any]]:
+        block = {"type": "tool_result", "tool_use_id": uses[0].id, "content": [{"type": "text", "text": text}]}
+        if error:
+            block["is_error"] = True
+        return [{"role": "user", "content": [block]}]
+
+    return {
+        1: lambda: tool("def parse(): ..."),
+        2: lambda: [{"role": "user", "content": "Good. Run the tests."}],
+        3: lambda: tool("12 passed"),
+        4: lambda: tool("exit status 1", error=True),  # only is_error says it failed
+        5: lambda: [{"role": "user", "content": [{"type": "text", "text": "That's wrong, look at tokenize()."}]}],
+        6: lambda: tool("patched"),
+        7: lambda: [{"role": "user", "content": "Looks right. Go on."}],
+        8: lambda: tool("no such tool", error=True),
+        9: lambda: [{"role": "user", "content": "Fine, continue."}],
+        10: lambda: tool("12 passed"),
+        11: lambda: [{"role": "user", "content": "Great, thanks."}],
+    }[n]()
+
+
+ANTHROPIC_TOOLS = [{"name": n, "input_schema": {"type": "object"}} for n in ("read_file", "run_tests", "edit_file")]
+
+
+def test_anthropic_sdk_conversation_through_fallback_and_recovery(
+    ant: anthropic_server.Server, ant_gateway: Gateway
+) -> None:
+    _anthropic_script(ant)
+    before = len(ant.requests)
+    client = anthropic.Anthropic(
+        base_url=ant_gateway.base,
+        api_key=GATEWAY_KEY,
+        default_headers={"x-claude-code-session-id": "cc-session-1"},
+        max_retries=0,
+    )
+    messages: list[dict[str, Any]] = [{"role": "user", "content": "The parser test fails; please fix it."}]
+    seen = []
+    args: dict[str, Any] = {
+        "model": "lwfsm",
+        "max_tokens": 1024,
+        "system": "You are Claude Code.",
+        "tools": ANTHROPIC_TOOLS,
+    }
+    for n in range(1, 13):
+        if n in STREAMED:
+            with client.messages.stream(messages=messages, **args) as stream:
+                headers = stream.response.headers
+                text = "".join(stream.text_stream)
+                reply = stream.get_final_message()
+            assert text == "".join(b.text for b in reply.content if b.type == "text")
+        else:
+            raw = client.messages.with_raw_response.create(messages=messages, **args)
+            headers, reply = raw.headers, raw.parse()
+        seen.append(
+            (headers["x-lwfsm-turn"], headers["x-lwfsm-state"], headers["x-lwfsm-role"], headers["x-lwfsm-model"])
+        )
+        messages.append({"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in reply.content]})
+        if n < 12:
+            messages += _reactions_anthropic(n, reply)
+    _check_switches(seen, "anthropic/lead-model", "anthropic/worker-model")
+    ours = ant.requests[before:]
+    assert [r["model"] for r in ours] == ["lead-model" if r == "lead" else "worker-model" for r in ROLES]
+    for r, h in zip(ours, ant.headers[before:], strict=True):
+        assert h["x-api-key"] == (LEAD_KEY if r["model"] == "lead-model" else WORKER_KEY)
+        assert "authorization" not in h
+    key = headers["x-lwfsm-session"]
+    assert key.endswith(".cc-session-1")
+    history = ant_gateway.control("GET", f"/lwfsm/sessions/{key}").json()["history"]
+    assert [(h["turn"], h["reason"]) for h in history if h["outcome"] == "failure"] == [
+        (4, "tool result marked is_error"),
+        (5, 'the user corrects the model ("that\'s wrong")'),
+        (8, "tool call to unknown tool 'delete_everything'"),
+    ]
+
+
+def _oai_client(gw: Gateway, **headers: str) -> Any:
+    return openai.OpenAI(base_url=gw.base + "/v1", api_key=GATEWAY_KEY, default_headers=headers, max_retries=0)
+
+
+def test_sub_agents_and_retries_do_not_move_the_main_conversation(oai_gateway: Gateway) -> None:
+    gw, sid = oai_gateway, "main-and-sub"
+    main = _oai_client(gw, **{"x-claude-code-session-id": sid})
+    first = [{"role": "user", "content": "hello"}]
+    r1 = main.chat.completions.with_raw_response.create(model="m", messages=first)
+    key = r1.headers["x-lwfsm-session"]
+    sub = _oai_client(gw, **{"x-claude-code-session-id": sid, "x-claude-code-agent-id": "explore-1"})
+    history = [*first, {"role": "assistant", "content": "hi"}]
+    for i in range(4):  # four sub-agent turns, all corrected: its own conversation moves ...
+        history += [{"role": "user", "content": f"that's wrong {i}"}]
+        r = sub.chat.completions.with_raw_response.create(model="m", messages=history)
+        history.append(r.parse().choices[0].message.model_dump(exclude_none=True))
+    assert r.headers["x-lwfsm-session"] == key + ".explore-1"
+    assert r.headers["x-lwfsm-turn"] == "4"
+    assert gw.control("GET", f"/lwfsm/sessions/{key}").json()["turn"] == 0  # ... the main one does not
+    # A retried request (the same bytes again) is served, but not counted as a turn.
+    body = json.dumps(
+        {"model": "m", "messages": [*first, {"role": "assistant", "content": "x"}, {"role": "user", "content": "go"}]}
+    )
+    h = {"authorization": f"Bearer {GATEWAY_KEY}", "x-claude-code-session-id": sid, "content-type": "application/json"}
+    a = httpx.post(gw.base + "/v1/chat/completions", content=body, headers=h)
+    b = httpx.post(gw.base + "/v1/chat/completions", content=body, headers=h)
+    assert a.status_code == b.status_code == 200
+    assert a.headers["x-lwfsm-turn"] == b.headers["x-lwfsm-turn"] == "2"
+    state = gw.control("GET", f"/lwfsm/sessions/{key}").json()
+    assert state["turn"] == 1
+    assert state["pending"]["turn"] == 2
+    assert [r["side_calls"] for r in state["ledger"]["rows"]] == [1]
+
+
+def test_upstream_errors_reach_the_client_and_never_move_the_machine(
+    oai: openai_server.Server, oai_gateway: Gateway
+) -> None:
+    gw = oai_gateway
+    client = _oai_client(gw, **{"x-session-id": "errors"})
+    msgs = [{"role": "user", "content": "start"}]
+    key = client.chat.completions.with_raw_response.create(model="m", messages=msgs).headers["x-lwfsm-session"]
+    before = gw.control("GET", f"/lwfsm/sessions/{key}").json()
+    oai.script("lead-model", {"status": 429, "headers": {"Retry-After": "7"}})
+    msgs += [{"role": "assistant", "content": "ok"}, {"role": "user", "content": "next"}]
+    with pytest.raises(openai.RateLimitError) as err:
+        client.chat.completions.create(model="m", messages=msgs)
+    assert err.value.response.headers["retry-after"] == "7"
+    assert err.value.body["message"] == "scripted 429"  # type: ignore[index]
+    oai.script("lead-model", {"status": 500})
+    with pytest.raises(openai.InternalServerError):
+        client.chat.completions.create(model="m", messages=msgs)
+    after = gw.control("GET", f"/lwfsm/sessions/{key}").json()
+    assert (after["turn"], after["version"], after["state"]) == (before["turn"], before["version"], before["state"])
+
+
+def test_worker_5xx_is_served_by_the_lead_as_technical_fallback(
+    oai: openai_server.Server, oai_gateway: Gateway
+) -> None:
+    gw = oai_gateway
+    client = _oai_client(gw, **{"x-session-id": "tech"})
+    gw_key = client.chat.completions.with_raw_response.create(model="m", messages=[{"role": "user", "content": "a"}])
+    key = gw_key.headers["x-lwfsm-session"]
+    gw.control("POST", f"/lwfsm/sessions/{key}/events/reset")
+    for _ in range(3):  # the lead's three initial turns, fired by hand through the control API
+        assert gw.control("POST", f"/lwfsm/sessions/{key}/events/turn_completed").status_code == 200
+    assert gw.control("GET", f"/lwfsm/sessions/{key}").json()["state"] == "worker"
+    oai.script("worker-model", {"status": 503})
+    r = client.chat.completions.with_raw_response.create(model="m", messages=[{"role": "user", "content": "b"}])
+    assert (r.headers["x-lwfsm-state"], r.headers["x-lwfsm-role"]) == ("worker", "lead")
+    assert gw.control("GET", f"/lwfsm/sessions/{key}").json()["state"] == "worker"
+
+
+def test_control_api_and_security(oai_gateway: Gateway) -> None:
+    gw = oai_gateway
+    post = lambda path, content, **h: httpx.post(gw.base + path, content=content, headers=h)  # noqa: E731
+    bad = post("/v1/chat/completions", b"{not json", authorization=f"Bearer {GATEWAY_KEY}")
+    assert bad.status_code == 400
+    assert "not valid JSON" in bad.json()["error"]["message"]
+    bad = post("/v1/messages", b"[1]", **{"x-api-key": GATEWAY_KEY})
+    assert bad.status_code == 400
+    assert bad.json()["type"] == "error"
+    assert "JSON object" in bad.json()["error"]["message"]
+    denied = post("/v1/messages", b"{}", **{"x-api-key": "wrong"})
+    assert denied.status_code == 401
+    assert denied.json()["error"]["type"] == "authentication_error"
+    assert httpx.get(gw.base + "/lwfsm/sessions").status_code == 401
+    assert (
+        post("/v1/chat/completions", b"x" * (33 * 1024 * 1024), authorization=f"Bearer {GATEWAY_KEY}").status_code
+        == 413
+    )
+    assert gw.control("GET", "/lwfsm/sessions/nope").status_code == 404
+    sessions = gw.control("GET", "/lwfsm/sessions").json()["sessions"]
+    key = sessions[0]["id"]
+    unknown = gw.control("POST", f"/lwfsm/sessions/{key}/events/teleport")
+    assert unknown.status_code == 404
+    assert "turn_completed" in unknown.json()["error"]
+    assert gw.control("DELETE", f"/lwfsm/sessions/{key}").status_code == 204
+    assert gw.control("GET", f"/lwfsm/sessions/{key}").status_code == 404
+    models = _oai_client(gw).models.list()
+    assert "lwfsm" in [m.id for m in models.data]
+
+
+def test_mock_mode_runs_offline_through_litellm() -> None:
+    gw = Gateway("--mock", env={})
+    try:
+        client = openai.OpenAI(base_url=gw.base + "/v1", api_key="none", max_retries=0)
+        raw = client.chat.completions.with_raw_response.create(model="x", messages=[{"role": "user", "content": "hi"}])
+        assert raw.headers["x-lwfsm-role"] == "lead"
+        assert raw.headers["x-lwfsm-session-confidence"] == "low"
+        assert "mock reply" in (raw.parse().choices[0].message.content or "")
+        stream = anthropic.Anthropic(base_url=gw.base, api_key="none", max_retries=0).messages.stream(
+            model="x", max_tokens=10, messages=[{"role": "user", "content": "hello"}]
+        )
+        with stream as s:
+            assert "mock reply" in "".join(s.text_stream)
+    finally:
+        gw.stop()
+
+
+# -- the pure parts --
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "source", "session"),
+    [
+        ({"x-lwfsm-session": "a", "x-claude-code-session-id": "b"}, {}, "x-lwfsm-session", "a"),
+        ({"x-claude-code-session-id": "b", "session-id": "c"}, {}, "x-claude-code-session-id", "b"),
+        (
+            {},
+            {"metadata": {"user_id": "user_ab12_account_cd34_session_0f0e0d0c-1111"}},
+            "metadata.user_id",
+            "0f0e0d0c-1111",
+        ),
+        ({}, {"metadata": {"user_id": json.dumps({"session_id": "s-json"})}}, "metadata.user_id", "s-json"),
+        ({"x-codex-turn-metadata": json.dumps({"session_id": "cx"})}, {}, "x-codex-turn-metadata", "cx"),
+        ({"session-id": "c", "conversation_id": "d"}, {}, "session-id", "c"),
+        ({"session_id": "old-codex"}, {}, "session_id", "old-codex"),
+        ({"agent-session-id": "g", "goose-session-id": "h"}, {}, "agent-session-id", "g"),
+        ({"goose-session-id": "h"}, {}, "goose-session-id", "h"),
+        ({"x-litellm-session-id": "oh"}, {}, "x-litellm-session-id", "oh"),
+        ({"x-session-id": "x"}, {"prompt_cache_key": "p"}, "x-session-id", "x"),
+        ({}, {"prompt_cache_key": "p"}, "prompt_cache_key", "p"),
+    ],
+)
+def test_identity_rules(headers: dict[str, str], body: dict[str, Any], source: str, session: str) -> None:
+    ident = identify(headers, body, [], "", [], "client-key")
+    assert (ident.source, ident.session, ident.confident) == (source, session, True)
+    assert ident.key.endswith("." + session)
+    other = identify(headers, body, [], "", [], "another-key")
+    assert other.key != ident.key  # scoped by the client's key
+
+
+def test_fingerprint_is_low_confidence_and_sub_agents_are_separate() -> None:
+    msgs = [{"role": "user", "content": "fix the parser"}]
+    a = identify({}, {}, [*msgs, {"role": "assistant", "content": "ok"}], "sys", ["t"], None)
+    b = identify({}, {}, msgs, "sys", ["t"], None)
+    assert a.key == b.key
+    assert not a.confident
+    assert identify({}, {}, msgs, "other system", ["t"], None).key != a.key
+    main = identify({"x-claude-code-session-id": "s"}, {}, msgs, "", [], None)
+    sub = identify({"x-claude-code-session-id": "s", "x-claude-code-agent-id": "ag"}, {}, msgs, "", [], None)
+    codex = identify({"session-id": "s", "thread-id": "t2"}, {}, msgs, "", [], None)
+    assert sub.key == main.key + ".ag"
+    assert codex.agent == "t2"
+    assert identify({"x-session-id": "a.b/c"}, {}, msgs, "", [], None).key.startswith("anon.h")  # no key injection
+
+
+def test_anthropic_messages_normalised_for_judging() -> None:
+    body = {
+        "messages": [
+            {"role": "user", "content": "go"},
+            {
+                "role": "assistant",
+                "content": [
+                    {"type": "text", "text": "ok"},
+                    {"type": "tool_use", "id": "t1", "name": "ls", "input": {"a": 1}},
+                ],
+            },
+            {
+                "role": "user",
+                "content": [
+                    {"type": "tool_result", "tool_use_id": "t1", "is_error": True, "content": "boom"},
+                    {"type": "text", "text": "hm"},
+                ],
+            },
+        ]
+    }
+    assert wire.anthropic_messages(body) == [
+        {"role": "user", "content": "go"},
+        {
+            "role": "assistant",
+            "content": "ok",
+            "tool_calls": [{"id": "t1", "type": "function", "function": {"name": "ls", "arguments": '{"a": 1}'}}],
+        },
+        {"role": "tool", "tool_call_id": "t1", "content": "boom", "is_error": True},
+        {"role": "user", "content": "hm"},
+    ]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"model": "label", "messages": [{"role": "user", "content": 'say "model": "x"'}]},
+        {"messages": [], "model": 'lab"el'},
+        {"model": "a", "metadata": {"model": "b"}},  # two model keys: serialised again
+        {"messages": []},
+    ],
+)
+def test_model_replaced_in_the_request_bytes(body: dict[str, Any]) -> None:
+    raw = json.dumps(body).encode()
+    out = wire.with_model(raw, body, "upstream-model")
+    assert json.loads(out) == {**body, "model": "upstream-model"}
+
+
+def test_other_protocol_upstreams_are_translated_by_litellm(
+    oai: openai_server.Server, ant: anthropic_server.Server
+) -> None:
+    """The lead speaks Anthropic, the worker OpenAI: each client protocol reaches both through LiteLLM
+    (the other protocol) or the fast path (its own)."""
+    env = {**_env("openai", oai.base), "LWFSM_LEAD_MODEL": "anthropic/lead-model", "LWFSM_LEAD_API_BASE": ant.base}
+    env["LWFSM_PARAM_LEAD_TURNS"] = "1"
+    gw = Gateway("--api-key-env", "GW_KEY", env=env)
+    try:
+        client = _oai_client(gw, **{"x-session-id": "mixed"})
+        msgs: list[dict[str, Any]] = [{"role": "user", "content": "hello"}]
+        served = []
+        for n in range(2):
+            raw = client.chat.completions.with_raw_response.create(model="m", messages=msgs)
+            served.append((raw.headers["x-lwfsm-role"], raw.headers["x-lwfsm-model"]))
+            reply = raw.parse().choices[0].message
+            assert reply.content  # a Chat Completions reply, whichever protocol the upstream spoke
+            msgs += [{"role": "assistant", "content": reply.content}, {"role": "user", "content": f"go on {n}"}]
+        assert served == [("lead", "anthropic/lead-model"), ("worker", "openai/worker-model")]
+        assert ant.requests[-1]["model"] == "lead-model"
+        assert ant.headers[-1]["x-api-key"] == LEAD_KEY
+        assert oai.requests[-1]["model"] == "worker-model"
+    finally:
+        gw.stop()
+
+
+def test_concurrent_calls_of_one_conversation_are_all_recorded(oai: openai_server.Server, oai_gateway: Gateway) -> None:
+    """Calls that overlap load the same version; the later writers reload, judge again and settle."""
+    import concurrent.futures
+
+    oai.script("lead-model", *[{"delay": 0.2}] * 6)  # all six in flight at once
+    client = _oai_client(oai_gateway, **{"x-session-id": "overlap"})
+
+    def call(i: int) -> str:
+        msgs = [{"role": "user", "content": "start"}, {"role": "assistant", "content": "ok"}]
+        r = client.chat.completions.with_raw_response.create(
+            model="m", messages=[*msgs, {"role": "user", "content": f"parallel {i}"}]
+        )
+        return str(r.headers["x-lwfsm-session"])
+
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        keys = set(pool.map(call, range(6)))
+    (key,) = keys
+    state = oai_gateway.control("GET", f"/lwfsm/sessions/{key}").json()
+    assert state["version"] == 6  # every call settled once, none lost to a conflict
+    assert sum(r["calls"] for r in state["ledger"]["rows"]) == 6
+    assert state["turn"] == 5  # six turns served: five judged, the last one pending
+    assert state["pending"]["turn"] == 6
+
+
+AIDER_TEST_REPORT = (
+    "I ran this command:\n\npytest tests/test_parser.py\n\nAnd got this output:\n\n"
+    'Traceback (most recent call last):\n  File "tests/test_parser.py", line 3\nAssertionError\n'
+)
+AIDER_LINT_REPORT = (
+    "# Fix any errors below, if possible.\n\n## Running: flake8 parser.py\n\nparser.py:3:1: E999 IndentationError"
+)
+
+
+@pytest.mark.parametrize(
+    ("said", "reason"),
+    [
+        (AIDER_TEST_REPORT, "the agent reports a failed command ('traceback (most recent call last)')"),
+        (AIDER_LINT_REPORT, "the agent reports lint errors"),
+        ("I ran this command:\n\npytest\n\nAnd got this output:\n\n12 passed", None),
+        ("Thanks, looks good.", None),
+    ],
+)
+def test_aider_reports_test_and_lint_results_as_user_messages(said: str, reason: str | None) -> None:
+    from lwfsm import Engine, TurnCore, load_spec
+
+    core = TurnCore(Engine(load_spec("lead_worker")))
+    conv = core.start()
+    opening = [{"role": "user", "content": "fix the parser"}]
+    core.settle(
+        conv, core.plan(conv, opening), role="lead", model="openai/l", reply={"role": "assistant", "content": "done"}
+    )
+    verdict = core.plan(
+        conv, [*opening, {"role": "assistant", "content": "done"}, {"role": "user", "content": said}]
+    ).verdict
+    assert verdict.reason == reason
+    assert verdict.event == ("failure" if reason else "turn_completed")
