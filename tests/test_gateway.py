@@ -42,6 +42,8 @@ class Gateway:
     """`lwfsm serve` as a subprocess; ready once /v1/models answers."""
 
     def __init__(self, *args: str, env: dict[str, str]) -> None:
+        if "--store" not in args:
+            args = (*args, "--store", "memory://")  # the default is an SQLite file in the working directory
         self.port = _free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         full_env = {**os.environ, "PYTHONPATH": str(ROOT), "LITELLM_LOCAL_MODEL_COST_MAP": "True", **env}
@@ -189,22 +191,82 @@ def _check_switches(seen: list[tuple[str, str, str, str]], lead: str, worker: st
     assert [s[3] for s in seen] == [lead if r == "lead" else worker for r in ROLES]
 
 
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    from .redis_server import redis_server
+
+    yield from redis_server()
+
+
+from .redis_server import PASSWORD  # noqa: E402
+
+
 def test_openai_sdk_conversation_through_fallback_and_recovery_with_a_restart(
     oai: openai_server.Server, tmp_path: Path
 ) -> None:
+    args = ("--api-key-env", "GW_KEY", "--store", f"sqlite:///{tmp_path}/sessions.db")
+    gateways = [Gateway(*args, env=_env("openai", oai.base))]
+
+    def pick(n: int) -> Gateway:
+        if n == 6:  # kill the gateway mid-conversation; a new one on the same store continues it
+            gateways[0].kill()
+            gateways[0] = Gateway(*args, env=_env("openai", oai.base))
+        return gateways[0]
+
+    _openai_conversation(oai, pick)
+    _check_logs(gateways[0].stop())
+
+
+def test_two_gateways_sharing_redis_serve_one_conversation_alternately(
+    oai: openai_server.Server, redis_url: str
+) -> None:
+    args = ("--api-key-env", "GW_KEY", "--store", redis_url + "?prefix=gw-test:")
+    a, b = Gateway(*args, env=_env("openai", oai.base)), Gateway(*args, env=_env("openai", oai.base))
+    try:
+        _openai_conversation(oai, lambda n: a if n % 2 else b)  # calls 1, 3, 5... on a; 2, 4, 6... on b
+    finally:
+        out = a.stop() + b.stop()
+    _check_logs(out)
+    assert PASSWORD not in out
+
+
+def test_two_worker_processes_on_one_sqlite_file_serve_one_conversation(
+    oai: openai_server.Server, tmp_path: Path
+) -> None:
+    gw = Gateway(
+        "--api-key-env",
+        "GW_KEY",
+        "--workers",
+        "2",
+        "--store",
+        f"sqlite:///{tmp_path}/s.db",
+        env=_env("openai", oai.base),
+    )
+    try:
+        _openai_conversation(oai, lambda n: gw)
+    finally:
+        out = gw.stop()
+    _check_logs(out)
+
+
+def test_workers_need_a_shared_store(capsys: pytest.CaptureFixture[str]) -> None:
+    from lwfsm.cli import main
+
+    assert main(["serve", "--workers", "2", "--store", "memory://"]) == 1
+    assert "--workers > 1 needs a store the workers share" in capsys.readouterr().err
+
+
+def _openai_conversation(oai: openai_server.Server, pick: Any) -> None:
+    """The scripted 12-call conversation through the openai SDK; call n goes to the gateway pick(n)."""
     _openai_script(oai)
     before = len(oai.requests)
-    args = ("--api-key-env", "GW_KEY", "--store", f"file://{tmp_path}")
-    gw = Gateway(*args, env=_env("openai", oai.base))
     messages: list[dict[str, Any]] = [
         {"role": "system", "content": "You are a coding agent."},
         {"role": "user", "content": "The parser test fails; please fix it."},
     ]
     seen = []
     for n in range(1, 13):
-        if n == 6:  # kill the gateway mid-conversation; a new one on the same store continues it
-            gw.kill()
-            gw = Gateway(*args, env=_env("openai", oai.base))
+        gw = pick(n)
         client = openai.OpenAI(
             base_url=gw.base + "/v1",
             api_key=GATEWAY_KEY,
@@ -265,7 +327,10 @@ def test_openai_sdk_conversation_through_fallback_and_recovery_with_a_restart(
         ("lead", "openai/lead-model"),
         ("worker", "openai/worker-model"),
     }
-    out = gw.stop()
+
+
+def _check_logs(out: str) -> None:
+    """One line per switch in the gateways' logs, and no key anywhere."""
     assert "lead -> worker" in out
     assert "worker -> lead" in out
     assert LEAD_KEY not in out

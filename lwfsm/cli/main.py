@@ -467,11 +467,25 @@ def cmd_sessions(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from ..gateway.serve import build, serve
+    from ..gateway.store import DEFAULT_STORE
+    from ..store import redact
 
+    if args.workers < 1:
+        raise _Usage(f"--workers must be 1 or more, got {args.workers}")
+    if args.workers > 1 and (args.store or "").startswith("memory://"):
+        raise _Usage("--workers > 1 needs a store the workers share: sqlite:///path.db or redis://...")
     spec = load_spec(args.spec, _params(args.set))
-    app = build(spec, store=args.store, api_key_env=args.api_key_env, mock=args.mock, max_body=args.max_body)
-    print(f"lwfsm gateway: {spec.name} on http://{args.host}:{args.port}/v1 (store {args.store or 'memory://'})")
-    serve(app, args.host, args.port)
+    config = {"store": args.store, "api_key_env": args.api_key_env, "mock": args.mock, "max_body": args.max_body}
+    app = build(spec, **config)  # also when workers > 1: every mistake shows here, once, before forking
+    shown = redact(args.store or DEFAULT_STORE)  # never print a store password
+    print(f"lwfsm gateway: {spec.name} on http://{args.host}:{args.port}/v1 (store {shown})")
+    serve(
+        app,
+        args.host,
+        args.port,
+        workers=args.workers,
+        config={**config, "spec": args.spec, "params": _params(args.set)},
+    )
     return 0
 
 
@@ -629,9 +643,12 @@ def build_parser() -> argparse.ArgumentParser:
     with_set(p)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8088)
-    p.add_argument("--store", metavar="URL", help="memory:// (default) or file:///dir (survives restarts)")
+    p.add_argument(
+        "--store", metavar="URL", help="sqlite:///lwfsm-sessions.db (default), redis://host:6379/0 or memory://"
+    )
     p.add_argument("--api-key-env", metavar="NAME", help="require the key held by this variable from clients")
     p.add_argument("--mock", action="store_true", help="offline: LiteLLM's mock responses, no keys")
+    p.add_argument("--workers", type=int, default=1, metavar="N", help="worker processes (need a shared store)")
     p.add_argument("--max-body", type=int, default=32 * 1024 * 1024, metavar="BYTES", help="request body limit")
     p.set_defaults(func=cmd_serve)
 

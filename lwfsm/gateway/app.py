@@ -421,14 +421,21 @@ class Gateway:
         acc: wire.OpenAIStream | wire.AnthropicStream = (
             wire.OpenAIStream() if call.protocol == "openai" else wire.AnthropicStream()
         )
+        settled = False
         try:
             async for chunk in upstream.content.iter_any():
                 for event in reader.feed(chunk):
                     acc.add(event)
+                if acc.done and not settled:
+                    # Commit before the client sees the end of the stream: once it has the end it
+                    # may send the next call, or the gateway may be stopped; the turn must be stored.
+                    settled = True
+                    self._settle_stream(call, loaded, role, acc)
                 yield chunk
         finally:
             upstream.release()
-        self._settle_stream(call, loaded, role, acc)
+        if not settled:
+            self._settle_stream(call, loaded, role, acc)
 
     def _settle_stream(
         self, call: _Call, loaded: _Loaded, role: str, acc: wire.OpenAIStream | wire.AnthropicStream
@@ -506,25 +513,30 @@ class Gateway:
             data = chunk.model_dump(mode="json", exclude_none=True)
             acc.add(data)
             yield b"data: " + json.dumps(data).encode() + b"\n\n"
-        yield b"data: [DONE]\n\n"
         acc.done = True
-        self._settle_stream(call, loaded, role, acc)
+        self._settle_stream(call, loaded, role, acc)  # stored before the client sees the end
+        yield b"data: [DONE]\n\n"
 
     async def _replay(self, call: _Call, loaded: _Loaded, role: str, data: bytes) -> AsyncIterator[bytes]:
         acc = wire.AnthropicStream()
         for event in wire.SSEReader().feed(data):
             acc.add(event)
+        self._settle_stream(call, loaded, role, acc)  # stored before the client sees the end
         yield data
-        self._settle_stream(call, loaded, role, acc)
 
     async def _bytes_stream(self, call: _Call, loaded: _Loaded, role: str, stream: Any) -> AsyncIterator[bytes]:
         reader, acc = wire.SSEReader(), wire.AnthropicStream()
+        settled = False
         async for chunk in stream:
             data = chunk if isinstance(chunk, bytes) else str(chunk).encode()
             for event in reader.feed(data):
                 acc.add(event)
+            if acc.done and not settled:
+                settled = True
+                self._settle_stream(call, loaded, role, acc)  # stored before the client sees the end
             yield data
-        self._settle_stream(call, loaded, role, acc)
+        if not settled:
+            self._settle_stream(call, loaded, role, acc)
 
     # -- models --
 

@@ -11,7 +11,7 @@ from ..errors import ConfigError
 from ..spec import Spec
 from ..turn.bindings import RoleBinding, bindings, params_from_env
 
-__all__ = ["MOCK_MODELS", "build", "serve"]
+__all__ = ["MOCK_MODELS", "build", "serve", "worker_app"]
 
 MOCK_MODELS = {"lead": "openai/gpt-4o", "worker": "openai/gpt-4o-mini"}
 
@@ -45,12 +45,40 @@ def build(
     return create_app(gateway)
 
 
-def serve(app: Any, host: str, port: int) -> None:
+_WORKER_ENV = "LWFSM_SERVE_CONFIG"  # how `--workers N` hands the settings to each worker process
+
+
+def _logging() -> None:
+    # One line per switch (the gateway's, naming the session), not one per request or per callback.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("lwfsm.gateway").setLevel(logging.INFO)
+
+
+def worker_app() -> Any:
+    """The app of one `--workers` process, built from the settings its parent left in the environment."""
+    import json
+
+    from ..spec import load_spec
+
+    _logging()  # a worker is a fresh process: the parent's logging setup did not come along
+    config = json.loads(os.environ[_WORKER_ENV])
+    spec = load_spec(config.pop("spec"), config.pop("params"))
+    return build(spec, **config)
+
+
+def serve(app: Any, host: str, port: int, *, workers: int = 1, config: Mapping[str, Any] | None = None) -> None:
+    """Run uvicorn. With workers > 1, each worker process builds its app from `config` (the settings
+    `build` takes, plus spec and params), so conversations must live in a shared store."""
     try:
         import uvicorn
     except ImportError as exc:  # pragma: no cover
         raise ConfigError(f'lwfsm serve needs the gateway extra: pip install "lwfsm[gateway]" ({exc})') from None
-    # One line per switch (the gateway's, naming the session), not one per request or per callback.
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("lwfsm.gateway").setLevel(logging.INFO)
+    _logging()
+    if workers > 1:
+        import json
+
+        os.environ[_WORKER_ENV] = json.dumps(dict(config or {}))
+        target: Any = "lwfsm.gateway.serve:worker_app"
+        uvicorn.run(target, factory=True, host=host, port=port, workers=workers, log_level="warning", access_log=False)
+        return
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
