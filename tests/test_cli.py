@@ -119,7 +119,12 @@ def test_trace_disallowed_event_is_reported(tmp_path: Path, capsys: pytest.Captu
     text = (INVALID / "_base.yaml.txt").read_text().replace('source: "*", reset', "source: working, reset")
     (tmp_path / "s.yaml").write_text(text)
     assert main(["trace", str(tmp_path / "s.yaml"), "--events", "fail,fail,reset"]) == 1
-    assert "event 'reset' has no transition from state 'fallback' (it has from: working)" in capsys.readouterr().err
+    out, err = capsys.readouterr()
+    assert (
+        "event 3 (reset) was refused: event 'reset' has no transition from state 'fallback' (it has from: working)"
+        in err
+    )
+    assert [line.split()[:2] for line in out.splitlines()[2:]] == [["1", "fail"], ["2", "fail"]]  # the turns so far
 
 
 def test_explain(capsys: pytest.CaptureFixture[str]) -> None:
@@ -170,3 +175,18 @@ def test_explain_shows_the_judging_rules_even_when_the_spec_has_none(
     assert "judging (the spec has no judging: section; these are the defaults)" in out
     assert "technical fallback: none" in out
     assert "'permission denied'" in out
+
+
+@pytest.mark.parametrize("name", ["lead_worker", "planning", "escalation", "reviewer", "window", "budget"])
+def test_demo_runs_on_every_shipped_spec(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("litellm")
+    assert main(["demo", "--spec", name]) == 0
+    assert "the same tokens on the lead alone" in capsys.readouterr().out
+
+
+def test_demo_without_the_litellm_extra_says_how_to_install_it() -> None:
+    code = "import sys; sys.modules['litellm'] = None; from lwfsm.cli import main; raise SystemExit(main(['demo']))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 1
+    assert 'pip install "lwfsm[litellm]"' in out.stderr
+    assert "Traceback" not in out.stderr

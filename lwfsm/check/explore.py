@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import itertools
+import logging
 import math
 from collections import deque
 from collections.abc import Iterator
@@ -39,6 +40,7 @@ __all__ = [
 ]
 
 Config = tuple[str, tuple[int, ...]]
+logger = logging.getLogger("lwfsm.check")
 
 # About a million configurations take ~30 s and ~1 GB; past that a check would run silently for
 # minutes or hours, so it is refused up front (the limit is a parameter and a CLI flag).
@@ -355,6 +357,7 @@ def check(spec: Spec, depth: int | None = None, max_configurations: int = MAX_CO
     fired: set[int] = set()
     first: dict[tuple[str, str, str], Finding] = {}  # one finding per kind and place: BFS finds the shortest first
     queue = deque([initial])
+    progress_at = 100_000
 
     def path(cfg: Config) -> list[str]:
         out = []
@@ -367,6 +370,9 @@ def check(spec: Spec, depth: int | None = None, max_configurations: int = MAX_CO
         return dict(zip(names, cfg[1][: len(names)], strict=True))
 
     while queue:
+        if len(parent) >= progress_at:  # long runs say how far they got (the CLI shows lwfsm.check at INFO)
+            logger.info("%s: %d configurations found, %d still to explore", spec.name, len(parent), len(queue))
+            progress_at *= 2
         cfg = queue.popleft()
         state, values = cfg
         for text in engine.violations(found.place(probe, state, values)):

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..engine import Engine
-from ..errors import LwfsmError, SpecError
+from ..errors import LwfsmError, SpecError, TransitionNotAllowed
 from ..spec import Spec, describe_params, load_spec
 
 __all__ = ["build_parser", "main"]
@@ -75,9 +75,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_trace(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec, _params(args.set))
     session = Engine(spec).session()
-    # A spec's own event names win over the aliases.
+    # A spec's own event names win over the aliases; ok / fail are its judging events.
     names = [e.strip() for e in args.events.split(",") if e.strip()]
-    events = [e if e in spec.events else ALIASES.get(e, e) for e in names]
+    aliases = dict(zip(ALIASES, spec.judging.events, strict=True))
+    events = [e if e in spec.events else aliases.get(e, e) for e in names]
     for event in events:
         if event not in spec.events:
             raise _Usage(
@@ -85,9 +86,14 @@ def cmd_trace(args: argparse.Namespace) -> int:
                 f"{', '.join(spec.events)} (and the aliases ok, fail)"
             )
     rows: list[dict[str, Any]] = []
-    for event in events:
+    refused = None
+    for i, event in enumerate(events, 1):
         state, role = session.state, session.role
-        record = session.fire(event)
+        try:
+            record = session.fire(event)
+        except TransitionNotAllowed as exc:  # show the turns so far, then say which event was refused
+            refused = f"event {i} ({event}) was refused: {exc}"
+            break
         turn = record.turn if spec.events[event].turn else None
         rows.append(
             {
@@ -116,6 +122,9 @@ def cmd_trace(args: argparse.Namespace) -> int:
                 ["turn", "event", "served by", "next"],
             )
         )
+    if refused:
+        print(f"lwfsm trace: {refused}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -174,6 +183,13 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    import logging
+
+    # Progress on long explorations goes to stderr (lwfsm.check logs it at INFO; quiet as a library).
+    progress = logging.StreamHandler(sys.stderr)
+    progress.setFormatter(logging.Formatter("lwfsm check: %(message)s"))
+    logging.getLogger("lwfsm.check").addHandler(progress)
+    logging.getLogger("lwfsm.check").setLevel(logging.INFO)
     from ..check import TooLarge, Unsaturable, check, check_grid
 
     reports = []
@@ -329,20 +345,25 @@ DEMO = [
 ]
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from ..provider.adapter import Adapter
+def _adapter_class() -> Any:
+    """The LiteLLM adapter, or a one-line install hint (it is imported before litellm, so LiteLLM
+    is switched to its local price map first)."""
+    try:
+        from ..provider.adapter import Adapter
+    except ImportError as exc:
+        raise _Usage(str(exc)) from None
+    return Adapter
 
-    models = {"lead": "openai/gpt-4o", "worker": "openai/gpt-4o-mini"}
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    Adapter = _adapter_class()  # noqa: N806 - a class
     spec = load_spec(args.spec, _params(args.set))
-    extra = [r for r in spec.roles if r not in models]
-    if extra:
-        raise _Usage(f"the demo binds lead and worker only; spec '{spec.name}' also has: {', '.join(extra)}")
+    # The cheap roles get the small model, every other role the large one: any spec can be shown.
+    models = {r: "openai/gpt-4o-mini" if role.cheap else "openai/gpt-4o" for r, role in spec.roles.items()}
     adapter = Adapter(spec, models, env={})
     session = adapter.session(name="demo")
-    print(
-        f"offline demo: {spec.name} through LiteLLM (mock_response, no network); lead={models['lead']}, "
-        f"worker={models['worker']}\n"
-    )
+    bound = ", ".join(f"{r}={m}" for r, m in models.items())
+    print(f"offline demo: {spec.name} through LiteLLM (mock_response, no network); {bound}\n")
     print(f"{'turn':>4}  {'state':13} {'role':7} {'model':20} outcome of the turn")
     messages: list[dict[str, Any]] = [{"role": "user", "content": "The parser test fails; please fix it."}]
     rows = []
@@ -353,26 +374,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
         rows.append([session.machine.state, session.last.role, response.model])
         if len(rows) > 1:
             rec = session.machine.history[-1]
-            _demo_row(len(rows) - 1, rows[-2], rec.event, rec.reason)
+            _demo_row(len(rows) - 1, rows[-2], rec.event != spec.judging.events[0], rec.reason)
         messages += [{"role": "assistant", "content": reply}, answer]
     session.close(messages)
     rec = session.machine.history[-1]
-    _demo_row(len(rows), rows[-1], rec.event, rec.reason)
+    _demo_row(len(rows), rows[-1], rec.event != spec.judging.events[0], rec.reason)
     print(f"\nnow in state {session.machine.state}; next turn served by {session.machine.role}\n")
     print(session.table())
     return 0
 
 
-def _demo_row(turn: int, row: list[str], event: str, reason: str | None) -> None:
-    outcome = "ok" if event == "turn_completed" else f"FAILURE: {reason}"
+def _demo_row(turn: int, row: list[str], failed: bool, reason: str | None) -> None:
+    outcome = f"FAILURE: {reason}" if failed else "ok"
     print(f"{turn:>4}  {row[0]:13} {row[1]:7} {row[2]:20} {outcome}")
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
+    Adapter = _adapter_class()  # noqa: N806 - a class; imported before litellm, so LiteLLM stays offline
     import litellm
 
     from ..errors import ProviderError
-    from ..provider.adapter import Adapter
 
     spec = load_spec(args.spec, _params(args.set))
     models = {"lead": args.lead, "worker": args.worker}
