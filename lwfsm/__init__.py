@@ -24,6 +24,8 @@ from .errors import (
     SpecError,
     SpecIssue,
     StoreError,
+    TooLarge,
+    TraceError,
     TransitionNotAllowed,
     Unsaturable,
 )
@@ -67,6 +69,8 @@ __all__ = [
     "SpecError",
     "SpecIssue",
     "StoreError",
+    "TooLarge",
+    "TraceError",
     "TransitionNotAllowed",
     "TransitionRecord",
     "TurnCore",

@@ -3,6 +3,8 @@
 LwfsmError
 ├── SpecError              the spec author's mistake; carries every located SpecIssue
 ├── Unsaturable            `lwfsm check` cannot explore the spec exhaustively; says why and where
+│   └── TooLarge               it could, but over the configuration limit; names the counter or param
+├── TraceError             a recorded trace not in the record format; every `file:line: ...` found
 ├── ConfigError            a wrong model binding or environment variable; names the variable
 ├── DiagramError           a diagram that cannot be drawn here (e.g. the `diagrams` extra is missing)
 └── RunError               something went wrong while running a valid spec
@@ -44,6 +46,8 @@ __all__ = [
     "SpecError",
     "SpecIssue",
     "StoreError",
+    "TooLarge",
+    "TraceError",
     "TransitionNotAllowed",
     "Unsaturable",
     "did_you_mean",
@@ -109,6 +113,20 @@ class Unsaturable(LwfsmError):
     def __init__(self, problems: list[str]) -> None:
         self.problems = list(problems)
         super().__init__("; ".join(self.problems))
+
+
+class TooLarge(Unsaturable):
+    """The exhaustive check would visit more configurations than allowed; the message says which
+    counter or param makes it so."""
+
+
+class TraceError(LwfsmError):
+    """A trace that is not in the record format; `problems` lists every `file:line: ...` found."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        more = f"\n(and {len(problems) - 20} more)" if len(problems) > 20 else ""
+        super().__init__("\n".join(problems[:20]) + more)
 
 
 class ConfigError(LwfsmError):

@@ -33,6 +33,8 @@ def test_public_api_is_locked() -> None:
         "SpecError",
         "SpecIssue",
         "StoreError",
+        "TooLarge",
+        "TraceError",
         "TransitionNotAllowed",
         "TransitionRecord",
         "TurnCore",
@@ -97,6 +99,8 @@ class _Unpicklable(Exception):
 EXAMPLES = [
     errors.SpecError([errors.SpecIssue("s.yaml", 3, 5, "states.x", "bad")]),
     errors.Unsaturable(["transitions[1].guard: 'a < b' compares two counters"]),
+    errors.TooLarge(["spec 'x' may have about 2,000,000 configurations"]),
+    errors.TraceError(["t.jsonl:3: turn: turns must increase"]),
     errors.ConfigError("LWFSM_LEAD_MODEL is empty"),
     errors.DiagramError("needs pygraphviz"),
     errors.RunError("x"),

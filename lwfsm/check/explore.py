@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..engine import Engine, Session
-from ..errors import TransitionNotAllowed, Unsaturable
+from ..errors import TooLarge, TransitionNotAllowed, Unsaturable
 from ..spec import Spec
 from ..spec.expr import Expr
 
@@ -45,11 +45,6 @@ logger = logging.getLogger("lwfsm.check")
 # About a million configurations take ~30 s and ~1 GB; past that a check would run silently for
 # minutes or hours, so it is refused up front (the limit is a parameter and a CLI flag).
 MAX_CONFIGURATIONS = 1_000_000
-
-
-class TooLarge(Unsaturable):
-    """The exhaustive check would visit more configurations than allowed; the message says which
-    counter or param makes it so."""
 
 
 @dataclass

@@ -12,20 +12,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..errors import LwfsmError
+from ..errors import TraceError
+from ..turn.ledger import Usage
 
 __all__ = ["SCHEMA_PATH", "TraceError", "TraceRecord", "TransitionInfo", "load_trace", "parse_lines", "schema"]
 
 SCHEMA_PATH = Path(__file__).with_name("trace.schema.json")
-
-
-class TraceError(LwfsmError):
-    """A trace that is not in the record format; `problems` lists every `file:line: ...` found."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        more = f"\n(and {len(problems) - 20} more)" if len(problems) > 20 else ""
-        super().__init__("\n".join(problems[:20]) + more)
 
 
 class _Record(BaseModel):
@@ -58,6 +50,17 @@ class TraceRecord(_Record):
     cost: float | None = Field(default=None, ge=0, description="dollars as priced when recorded; null: no price")
     latency: float = Field(default=0.0, ge=0, description="seconds the call took")
     transition: TransitionInfo | None = Field(default=None, description="what the turn's event did to the machine")
+
+    @property
+    def usage(self) -> Usage:
+        """The turn's tokens by kind, as the ledger and the pricer take them."""
+        return Usage(
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+            cache_read_tokens=self.cache_read_tokens,
+            cache_write_tokens=self.cache_write_tokens,
+            reasoning_tokens=self.reasoning_tokens,
+        )
 
 
 def schema() -> dict[str, Any]:

@@ -201,7 +201,7 @@ def summarise(
     convs = []
     for session, turns in conversations(records).items():
         c = ConversationSummary(session)
-        usages = [_usage(r) for r in turns]
+        usages = [r.usage for r in turns]
         recorded = [r.model for r in turns]
         prev_role: str | None = None
         in_fallback = False
@@ -238,18 +238,6 @@ def summarise(
         total.merge(c)
         convs.append(c)
     return Summary(lead_model, worker_model, convs, total, note)
-
-
-def _usage(r: TraceRecord) -> Any:
-    from ..turn.ledger import Usage
-
-    return Usage(
-        prompt_tokens=r.prompt_tokens,
-        completion_tokens=r.completion_tokens,
-        cache_read_tokens=r.cache_read_tokens,
-        cache_write_tokens=r.cache_write_tokens,
-        reasoning_tokens=r.reasoning_tokens,
-    )
 
 
 _COLOURS = [

@@ -224,7 +224,7 @@ def simulate(
     for turns in conversations(records).values():
         served = replayer.run([to_event(r.outcome) for r in turns])
         new_models = [bound.get(role) or r.model for (_, role), r in zip(served, turns, strict=True)]
-        usages = cache_split([_usage(r) for r in turns], [r.model for r in turns], new_models)
+        usages = cache_split([r.usage for r in turns], [r.model for r in turns], new_models)
         for r, (state, role), model, u in zip(turns, served, new_models, usages, strict=True):
             out.append(
                 r.model_copy(
@@ -255,16 +255,6 @@ def simulate(
 
 def _params(spec: Spec) -> str:
     return ", ".join(f"{k}={v}" for k, v in spec.param_values.items())
-
-
-def _usage(r: TraceRecord) -> Usage:
-    return Usage(
-        prompt_tokens=r.prompt_tokens,
-        completion_tokens=r.completion_tokens,
-        cache_read_tokens=r.cache_read_tokens,
-        cache_write_tokens=r.cache_write_tokens,
-        reasoning_tokens=r.reasoning_tokens,
-    )
 
 
 # ---- Monte-Carlo -------------------------------------------------------------------------------
