@@ -666,3 +666,15 @@ def test_goose_provider_ids_are_mapped_and_unknown_ones_refused() -> None:
         bindings(spec, None, {**env, "GOOSE_PROVIDER": "venus"})
     with pytest.raises(ConfigError, match=r"GOOSE_WORKER_CONTEXT_LIMIT is set, but lwfsm does not trim"):
         bindings(spec, None, {**env, "GOOSE_WORKER_CONTEXT_LIMIT": "8000"})
+
+
+def test_the_adapter_prices_cached_prompt_tokens_at_the_cache_rate() -> None:
+    from lwfsm.provider.adapter import price
+    from lwfsm.turn import Usage
+
+    entry = litellm.model_cost["gpt-4o"]
+    usage = Usage(prompt_tokens=1000, cache_read_tokens=800, completion_tokens=10)
+    expected = 200 * entry["input_cost_per_token"] + 800 * entry["cache_read_input_token_cost"]
+    expected += 10 * entry["output_cost_per_token"]
+    assert price("openai/gpt-4o", usage) == pytest.approx(expected)
+    assert price("openai/no-such-model", usage) is None

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import functools
 import json
 import logging
 import os
@@ -26,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..cost.pricing import PriceMap
 from ..engine import Engine
 from ..errors import AllAttemptsFailed, AuthError, BadRequestError, ConfigError, Conflict, ProviderError, SessionBusy
 from ..spec import Spec, load_spec
@@ -129,18 +129,12 @@ def retry_after(exc: BaseException) -> float | None:
     return None
 
 
-@functools.lru_cache(maxsize=4096)
-def _cost(model: str, prompt: int, completion: int) -> float | None:
-    try:
-        p, c = litellm.cost_per_token(model=model, prompt_tokens=prompt, completion_tokens=completion)
-    except Exception:  # LiteLLM raises plain exceptions for models it has no price for
-        return None
-    return float(p + c)
+_PRICES = PriceMap()  # LiteLLM's local price map, read on first use; cache reads and writes priced
 
 
 def price(model: str, usage: Usage) -> float | None:
-    """Dollars for `usage` on `model` from LiteLLM's local price map; None when it has no price."""
-    return _cost(model, usage.prompt_tokens, usage.completion_tokens)
+    """Dollars for `usage` on `model` from LiteLLM's local price map (cache-aware); None when it has no price."""
+    return _PRICES.price(model, usage)
 
 
 @dataclass(frozen=True)
