@@ -4,7 +4,8 @@ Unscripted requests get a 200 reply whose text names the model and echoes the la
 so tests can tell sessions apart. A request with "stream": true gets the reply as SSE chunks (with a
 usage chunk when stream_options.include_usage is set). Request headers are kept in `headers`.
 `script(model, *steps)` queues steps for that model: a dict
-{"status": 500, "headers": {...}, "body": {...}, "delay": 0.5, "tool_calls": [...], "content": "..."}.
+{"status": 500, "headers": {...}, "body": {...}, "delay": 0.5, "tool_calls": [...], "content": "...",
+"cut": True (a stream that stops half-way, without its finish chunk and [DONE])}.
 """
 
 import json
@@ -57,6 +58,7 @@ class Server:
                     pass  # the client gave up (a timeout test)
 
             def stream(self, request: dict[str, Any], payload: dict[str, Any]) -> None:
+                cut = payload.pop("_cut", False)  # the connection ends without the finish chunk and [DONE]
                 message = payload["choices"][0]["message"]
                 head = {"id": payload["id"], "object": "chat.completion.chunk", "created": 0, "model": payload["model"]}
                 deltas: list[dict[str, Any]] = [{"role": "assistant", "content": ""}]
@@ -82,9 +84,12 @@ class Server:
                         for j in range(0, len(args), 4)
                     ]
                 chunks = [{**head, "choices": [{"index": 0, "delta": d, "finish_reason": None}]} for d in deltas]
+                if cut:
+                    chunks = chunks[: max(1, len(chunks) // 2)]
                 reason = "tool_calls" if message.get("tool_calls") else "stop"
-                chunks.append({**head, "choices": [{"index": 0, "delta": {}, "finish_reason": reason}]})
-                if (request.get("stream_options") or {}).get("include_usage"):
+                if not cut:
+                    chunks.append({**head, "choices": [{"index": 0, "delta": {}, "finish_reason": reason}]})
+                if not cut and (request.get("stream_options") or {}).get("include_usage"):
                     chunks.append({**head, "choices": [], "usage": payload["usage"]})
                 try:
                     self.send_response(200)
@@ -93,7 +98,8 @@ class Server:
                     for chunk in chunks:
                         self.wfile.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
                         self.wfile.flush()
-                    self.wfile.write(b"data: [DONE]\n\n")
+                    if not cut:
+                        self.wfile.write(b"data: [DONE]\n\n")
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 
@@ -112,7 +118,7 @@ class Server:
         if "tool_calls" in step:
             message["tool_calls"] = step["tool_calls"]
             message["content"] = step.get("content")
-        return {
+        payload = {
             "id": "chatcmpl-test",
             "object": "chat.completion",
             "created": 0,
@@ -120,6 +126,9 @@ class Server:
             "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
             "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
         }
+        if step.get("cut"):
+            payload["_cut"] = True
+        return payload
 
     def script(self, model: str, *steps: dict[str, Any]) -> None:
         with self.lock:

@@ -678,3 +678,19 @@ def test_the_adapter_prices_cached_prompt_tokens_at_the_cache_rate() -> None:
     expected += 10 * entry["output_cost_per_token"]
     assert price("openai/gpt-4o", usage) == pytest.approx(expected)
     assert price("openai/no-such-model", usage) is None
+
+
+def test_a_stream_cut_short_is_a_technical_error_not_a_turn(server: Server) -> None:
+    from lwfsm import ProviderError
+
+    s = adapter(server, "leadL", "workL").session()
+    talk(s, 1)
+    before = s.state()
+    msgs = [{"role": "user", "content": "go"}, {"role": "assistant", "content": "x"}, {"role": "user", "content": "go"}]
+    server.script("leadL", {"content": "a long answer that never ends", "cut": True})
+    stream = s.completion(msgs, stream=True)
+    with pytest.raises(ProviderError, match=r"the stream broke off .*; nothing was committed"):
+        list(stream)
+    assert s.state() == before
+    assert "".join(c.choices[0].delta.content or "" for c in s.completion(msgs, stream=True)).startswith("leadL says")
+    assert s.machine.turn == 1

@@ -623,6 +623,7 @@ class AgentSession:
             for chunk in self._mapped(role, stream):
                 chunks.append(chunk)
                 yield chunk
+            self._ended(role, chunks)
             with self.conversation.lock:
                 self._stream_open = False
                 self._finish(call, role, litellm.stream_chunk_builder(chunks, messages=call.messages), key)
@@ -638,6 +639,7 @@ class AgentSession:
                     yield chunk
             except Exception as exc:
                 raise self._cut(role, exc) from exc
+            self._ended(role, chunks)
             await _acquire(self.conversation.lock)
             try:
                 self._stream_open = False
@@ -646,6 +648,11 @@ class AgentSession:
                 self.conversation.lock.release()
         finally:
             self._stream_open = False
+
+    def _ended(self, role: str, chunks: list[Any]) -> None:
+        """A stream that stopped without a finish reason was cut (LiteLLM versions differ in saying so)."""
+        if not any(getattr(c.choices[0], "finish_reason", None) for c in chunks if getattr(c, "choices", None)):
+            raise self._cut(role, ConnectionError("the stream ended without its end marker (no finish reason)"))
 
     def _mapped(self, role: str, stream: Any) -> Iterator[Any]:
         try:
