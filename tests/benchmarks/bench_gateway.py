@@ -16,6 +16,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -152,8 +153,9 @@ def main() -> None:
         "LWFSM_WORKER_API_BASE": f"http://127.0.0.1:{up_port}/v1",
     }
     upstream = subprocess.Popen([sys.executable, "-c", UPSTREAM, str(up_port), str(DELAY)], env=env)
+    store = os.environ.get("BENCH_STORE") or f"sqlite:///{tempfile.mkdtemp()}/bench.db"  # the default backend
     gateway = subprocess.Popen(
-        [sys.executable, "-m", "lwfsm", "serve", "--port", str(gw_port)],
+        [sys.executable, "-m", "lwfsm", "serve", "--port", str(gw_port), "--store", store],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
