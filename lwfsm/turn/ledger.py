@@ -51,7 +51,7 @@ class Usage(_Value):
         )
 
     def __add__(self, other: Usage) -> Usage:
-        return Usage(**{k: getattr(self, k) + getattr(other, k) for k in Usage.model_fields})
+        return Usage.model_construct(**{k: getattr(self, k) + getattr(other, k) for k in Usage.model_fields})
 
 
 Pricer = Callable[[str, Usage], "float | None"]  # (model, usage) -> dollars; None: no price known
@@ -73,23 +73,24 @@ class Ledger(_Value):
     rows: tuple[LedgerRow, ...] = ()
 
     def add(self, role: str, model: str, usage: Usage, *, retries: int, latency: float, side: bool) -> Ledger:
+        # Built from values already validated: model_construct skips a second validation on the hot path.
         rows = list(self.rows)
         i = next((i for i, r in enumerate(rows) if (r.role, r.model) == (role, model)), None)
-        row = rows[i] if i is not None else LedgerRow(role=role, model=model)
-        row = row.model_copy(
-            update={
-                "calls": row.calls + 1,
-                "side_calls": row.side_calls + side,
-                "usage": row.usage + usage,
-                "retries": row.retries + retries,
-                "latency": row.latency + latency,
-            }
+        row = rows[i] if i is not None else None
+        row = LedgerRow.model_construct(
+            role=role,
+            model=model,
+            calls=(row.calls if row else 0) + 1,
+            side_calls=(row.side_calls if row else 0) + side,
+            usage=row.usage + usage if row else usage,
+            retries=(row.retries if row else 0) + retries,
+            latency=(row.latency if row else 0.0) + latency,
         )
         if i is None:
             rows.append(row)
         else:
             rows[i] = row
-        return Ledger(rows=tuple(rows))
+        return Ledger.model_construct(rows=tuple(rows))
 
     @property
     def calls(self) -> int:
