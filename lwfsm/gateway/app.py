@@ -256,6 +256,28 @@ class Gateway:
     async def messages(self, request: Request) -> Response:
         return await self._turn(request, "anthropic")
 
+    async def count_tokens(self, request: Request) -> Response:
+        """Anthropic's token count for a request, as the role that would serve it counts; not a turn,
+        nothing is stored. Counted locally with LiteLLM's tokenizers (no upstream call)."""
+        try:
+            call = await self._read(request, "anthropic")
+            loaded = self._load(call)
+        except _Reject as exc:
+            return JSONResponse(error_body("anthropic", exc.status, exc.message, exc.kind), exc.status)
+        except SnapshotError as exc:
+            return JSONResponse(error_body("anthropic", 409, f"stored conversation unusable: {exc}"), 409)
+        import litellm
+
+        role = loaded.plan.role
+        model = self.roles[role].model
+        system = call.body.get("system")
+        messages = [{"role": "system", "content": system}] if isinstance(system, str) and system else []
+        try:
+            count = litellm.token_counter(model=model, messages=[*messages, *call.messages])
+        except Exception as exc:  # a tokenizer that cannot read this request: say so, in Anthropic's shape
+            return JSONResponse(error_body("anthropic", 400, f"cannot count tokens for {model}: {exc}"), 400)
+        return JSONResponse({"input_tokens": int(count)}, headers=self._headers(call, loaded, role))
+
     async def _turn(self, request: Request, protocol: Protocol) -> Response:
         try:
             call = await self._read(request, protocol)
@@ -671,6 +693,7 @@ def create_app(gateway: Gateway) -> Starlette:
         Route("/v1/chat/completions", g.chat_completions, methods=["POST"]),
         Route("/chat/completions", g.chat_completions, methods=["POST"]),
         Route("/v1/messages", g.messages, methods=["POST"]),
+        Route("/v1/messages/count_tokens", g.count_tokens, methods=["POST"]),
         Route("/v1/models", g.models, methods=["GET"]),
         Route("/lwfsm/sessions", g.list_sessions, methods=["GET"]),
         Route("/lwfsm/sessions/{id}", g.get_session, methods=["GET"]),
