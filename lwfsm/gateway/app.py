@@ -31,6 +31,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from ..cost.pricing import PriceMap
 from ..engine import Engine
 from ..errors import Conflict, LwfsmError, SnapshotError, TransitionNotAllowed
 from ..spec import Spec
@@ -38,6 +39,7 @@ from ..turn import Conversation, Plan, TurnCore, Usage
 from ..turn.bindings import RoleBinding
 from . import wire
 from .identity import Identity, identify
+from .metrics import CONTENT_TYPE_LATEST, Metrics
 from .store import Store
 
 __all__ = ["Gateway", "create_app"]
@@ -46,6 +48,7 @@ logger = logging.getLogger("lwfsm.gateway")
 
 Protocol = Literal["openai", "anthropic"]
 HISTORY = 20  # judged turns kept per conversation for the control API
+RESPONSES = "lwfsm-response:"  # store keys of Responses API chains (previous_response_id), not conversations
 # Not passed on from the upstream's response: hop-by-hop, or set by our own server.
 _HOP = {"content-length", "transfer-encoding", "connection", "content-encoding", "keep-alive", "date", "server"}
 
@@ -127,6 +130,10 @@ class Gateway:
             reverse=True,
         )
         self.http: aiohttp.ClientSession | None = None
+        self.pricer = PriceMap(_price_table())
+        # "The lead alone": the first role the spec does not mark cheap.
+        self.lead = next((r for r, d in spec.roles.items() if not d.cheap), next(iter(spec.roles)))
+        self.metrics = Metrics(lambda: sum(1 for k in self.store.list() if not k.startswith(RESPONSES)))
 
     # -- plumbing --
 
@@ -244,9 +251,26 @@ class Gateway:
                 agent=call.ident.agent,
             )
             if self.store.put(call.ident.key, json.dumps(record), loaded.version):
+                self._count(role, model, Usage.of(usage), judged)
                 return
             loaded = self._load(call)  # someone else moved it: judge again on the newer state
         logger.error("session %s: gave up recording a call after 5 conflicting writes", call.ident.key)
+
+    def _count(self, role: str, model: str, usage: Usage, judged: Any) -> None:
+        self.metrics.call(role, usage, self.pricer(model, usage))
+        if judged is not None:
+            self.metrics.turns.labels(judged.pending.role, judged.event).inc()
+            before, after = judged.transition.source, judged.transition.dest
+            if self.spec.states[before].role != self.spec.states[after].role:
+                self.metrics.switches.labels(before, after, judged.event).inc()
+
+    def _failed(self, role: str, status: int | str) -> None:
+        self.metrics.errors.labels(role, self.roles[role].model, str(status)).inc()
+
+    async def metrics_page(self, request: Request) -> Response:
+        if (denied := self._control(request)) is not None:
+            return denied
+        return Response(self.metrics.text(), headers={"content-type": CONTENT_TYPE_LATEST})
 
     # -- the turn endpoints --
 
@@ -257,6 +281,12 @@ class Gateway:
         return await self._turn(request, "anthropic")
 
     async def _turn(self, request: Request, protocol: Protocol) -> Response:
+        started = time.perf_counter()
+        response = await self._serve(request, protocol)
+        self.metrics.latency.labels(request.url.path).observe(time.perf_counter() - started)
+        return response
+
+    async def _serve(self, request: Request, protocol: Protocol) -> Response:
         try:
             call = await self._read(request, protocol)
             loaded = self._load(call)
@@ -365,6 +395,7 @@ class Gateway:
         try:
             upstream = await self.http.post(url, data=content, headers=headers)
         except (aiohttp.ClientError, TimeoutError) as exc:
+            self._failed(role, "unreachable")
             if not final:
                 logger.warning(
                     "session %s: %s upstream unreachable (%s); trying the next role",
@@ -378,6 +409,7 @@ class Gateway:
         if upstream.status >= 400:
             data = await upstream.read()
             upstream.release()
+            self._failed(role, upstream.status)
             if upstream.status >= 500 and not final:
                 logger.warning(
                     "session %s: %s upstream answered %d; trying the next role",
@@ -470,6 +502,7 @@ class Gateway:
                 result = await litellm.anthropic_messages(**kwargs)
         except Exception as exc:
             kind = adapter.classify(exc)
+            self._failed(role, getattr(exc, "status_code", None) or type(exc).__name__)
             if kind == "retry" and not final:
                 logger.warning(
                     "session %s: %s model failed (%s); trying the next role", call.ident.key, role, type(exc).__name__
@@ -581,6 +614,19 @@ class Gateway:
             "role": self.spec.states[machine["state"]].role,
             "turn": machine["turn"],
             "version": state["version"],
+            **self._costs(state),
+        }
+
+    def _costs(self, state: Mapping[str, Any]) -> dict[str, Any]:
+        from ..turn.ledger import Ledger
+
+        ledger = Ledger.model_validate_json(json.dumps(state["ledger"]))
+        lead = self.roles[self.lead].model
+        return {
+            "calls": ledger.calls,
+            "cost": ledger.cost(self.pricer),
+            "lead_cost": ledger.cost_on(lead, self.pricer),
+            "calls_by_role": {r: sum(x.calls for x in ledger.rows if x.role == r) for r in self.roles},
         }
 
     async def list_sessions(self, request: Request) -> Response:
@@ -588,6 +634,8 @@ class Gateway:
             return denied
         out = []
         for key in self.store.list():
+            if key.startswith(RESPONSES):
+                continue
             found = self.store.get(key)
             if found is not None:
                 out.append(self._summary(key, json.loads(found[1])))
@@ -664,6 +712,21 @@ async def _crash(request: Request, exc: Exception) -> Response:
     )
 
 
+def _price_table() -> dict[str, Any]:
+    """LiteLLM's local price map read from its package file, without importing LiteLLM (seconds);
+    empty when LiteLLM is not installed (every cost is then unknown)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("litellm")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        path = os.path.join(folder, "model_prices_and_context_window_backup.json")
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                table: dict[str, Any] = json.load(f)
+            return table
+    return {}
+
+
 def create_app(gateway: Gateway) -> Starlette:
     """The ASGI app for a gateway."""
     g = gateway
@@ -672,6 +735,7 @@ def create_app(gateway: Gateway) -> Starlette:
         Route("/chat/completions", g.chat_completions, methods=["POST"]),
         Route("/v1/messages", g.messages, methods=["POST"]),
         Route("/v1/models", g.models, methods=["GET"]),
+        Route("/metrics", g.metrics_page, methods=["GET"]),
         Route("/lwfsm/sessions", g.list_sessions, methods=["GET"]),
         Route("/lwfsm/sessions/{id}", g.get_session, methods=["GET"]),
         Route("/lwfsm/sessions/{id}", g.delete_session, methods=["DELETE"]),
