@@ -289,9 +289,14 @@ class Gateway:
     async def _serve(self, request: Request, protocol: Protocol) -> Response:
         try:
             call = await self._read(request, protocol)
-            loaded = self._load(call)
         except _Reject as exc:
             return JSONResponse(error_body(protocol, exc.status, exc.message, exc.kind), exc.status)
+        return await self._run(call)
+
+    async def _run(self, call: _Call) -> Response:
+        protocol = call.protocol
+        try:
+            loaded = self._load(call)
         except SnapshotError as exc:
             return JSONResponse(error_body(protocol, 409, f"stored conversation unusable: {exc}"), 409)
         roles = self.core.roles_for(loaded.plan)
@@ -326,8 +331,22 @@ class Gateway:
             tools = wire.anthropic_tools(body.get("tools"))
             sysval = body.get("system")
             system = sysval if isinstance(sysval, str) else wire.first_user_text([{"role": "user", "content": sysval}])
+        return self._call(protocol, headers, body, raw, messages, tools, system, client_key, body)
+
+    @staticmethod
+    def _call(
+        protocol: Protocol,
+        headers: Mapping[str, str],
+        body: dict[str, Any],
+        raw: bytes,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]],
+        system: str,
+        client_key: str | None,
+        sent: Mapping[str, Any],  # the body the client sent (its ids identify the conversation)
+    ) -> _Call:
         names = [str((t.get("function") or {}).get("name")) for t in tools]
-        ident = identify(headers, body, messages, system, names, client_key)
+        ident = identify(headers, sent, messages, system, names, client_key)
         return _Call(
             protocol,
             body,
@@ -340,6 +359,68 @@ class Gateway:
             bool(body.get("stream")),
             time.perf_counter(),
         )
+
+    # -- the Responses API: translated to one Chat Completions call --
+
+    async def responses(self, request: Request) -> Response:
+        started = time.perf_counter()
+        response = await self._responses(request)
+        self.metrics.latency.labels(request.url.path).observe(time.perf_counter() - started)
+        return response
+
+    def _chain_key(self, client_key: str | None, rid: str) -> str:
+        # Scoped by the client's key, like conversations: one client cannot continue another's chain.
+        return RESPONSES + hashlib.sha256((client_key or "").encode()).hexdigest()[:16] + ":" + rid
+
+    async def _responses(self, request: Request) -> Response:
+        """`POST /v1/responses`. The conversation (the chain behind `previous_response_id` plus this
+        input) becomes one Chat Completions request served like any other call: judged, routed to the
+        role's model (forwarded, or through LiteLLM), settled. The upstream is never asked to stream:
+        a streamed Responses call is sent as the events of the whole reply, which is correct for every
+        SDK and keeps one translation instead of two. Chains live in the gateway's store."""
+        try:
+            client_key = self._authorise(request)
+            raw, body = await self._json(request)
+            if not isinstance(body.get("input"), str | list):
+                raise _Reject(400, "'input' must be a string or a list of items")
+            previous: list[dict[str, Any]] = []
+            prev = body.get("previous_response_id")
+            if prev is not None:
+                found = self.store.get(self._chain_key(client_key, str(prev)))
+                if found is None:
+                    raise _Reject(
+                        404,
+                        f"previous_response_id {prev!r} is unknown to this gateway (responses sent with "
+                        "store=false are not kept; send the whole input instead)",
+                        "not_found_error",
+                    )
+                previous = json.loads(found[1])["messages"]
+        except _Reject as exc:
+            return JSONResponse(error_body("openai", exc.status, exc.message, exc.kind), exc.status)
+        messages = previous + wire.responses_messages(body["input"])
+        instructions = body.get("instructions")
+        full = ([{"role": "system", "content": str(instructions)}] if instructions else []) + messages
+        tools = wire.responses_tools(body.get("tools"))
+        chat = wire.responses_chat_request(body, full, tools)
+        system = str(instructions or "") or "\n".join(
+            str(m["content"]) for m in messages if m["role"] in ("system", "developer")
+        )
+        raw_chat = json.dumps(chat).encode()
+        call = self._call("openai", request.headers, chat, raw_chat, full, tools, system, client_key, body)
+        result = await self._run(call)
+        if result.status_code != 200:
+            return result
+        lw = {k: v for k, v in result.headers.items() if k.startswith("x-lwfsm")}
+        reply, usage = wire.openai_reply(json.loads(bytes(result.body)))
+        if reply is None:  # pragma: no cover - _run answers 502 before this
+            return JSONResponse(error_body("openai", 502, "the upstream's response has no message"), 502, headers=lw)
+        rid = "resp_" + os.urandom(12).hex()
+        out = wire.responses_object(rid, body, reply, usage, int(time.time()))
+        if body.get("store", True) is not False:
+            self.store.put(self._chain_key(client_key, rid), json.dumps({"messages": [*messages, reply]}), 0)
+        if body.get("stream"):
+            return Response(wire.responses_events(out), headers=lw, media_type="text/event-stream")
+        return JSONResponse(out, headers=lw)
 
     def _headers(self, call: _Call, loaded: _Loaded, role: str) -> dict[str, str]:
         conv, plan = loaded.conv, loaded.plan
@@ -734,6 +815,8 @@ def create_app(gateway: Gateway) -> Starlette:
         Route("/v1/chat/completions", g.chat_completions, methods=["POST"]),
         Route("/chat/completions", g.chat_completions, methods=["POST"]),
         Route("/v1/messages", g.messages, methods=["POST"]),
+        Route("/v1/responses", g.responses, methods=["POST"]),
+        Route("/responses", g.responses, methods=["POST"]),
         Route("/v1/models", g.models, methods=["GET"]),
         Route("/metrics", g.metrics_page, methods=["GET"]),
         Route("/lwfsm/sessions", g.list_sessions, methods=["GET"]),
