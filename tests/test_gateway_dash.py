@@ -3,7 +3,13 @@ against real `lwfsm serve` processes with the official `openai` SDK as the clien
 
 from __future__ import annotations
 
+import base64
+import json
+import subprocess
+import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -196,3 +202,161 @@ def test_responses_api_conversation_through_fallback_and_recovery(
     # An unknown (or another client's) previous_response_id is a clear 404, not a new conversation.
     with pytest.raises(openai.NotFoundError, match="previous_response_id"):
         client.responses.create(model="x", input="hi", previous_response_id="resp_nope")
+
+
+class _DevTools:
+    """A page of headless Chromium driven over the DevTools protocol (websockets' sync client)."""
+
+    def __init__(self, chromium: str, workdir: Path) -> None:
+        from websockets.sync.client import connect
+
+        self.proc = subprocess.Popen(
+            [
+                chromium,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--remote-debugging-port=0",
+                "--window-size=1280,1000",
+                f"--user-data-dir={workdir / 'profile'}",
+                "about:blank",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:  # Chromium announces its port on stderr once it listens
+            if line.startswith("DevTools listening on "):
+                port = int(line.split(":")[2].split("/")[0])
+                break
+        else:
+            raise AssertionError("chromium exited without a DevTools port")
+        self.drain = threading.Thread(target=self.proc.stderr.read, daemon=True)  # keep the pipe drained
+        self.drain.start()
+        page = next(t for t in httpx.get(f"http://127.0.0.1:{port}/json/list").json() if t["type"] == "page")
+        self.ws = connect(page["webSocketDebuggerUrl"], max_size=None)
+        self.next_id = 0
+        self.events: list[dict[str, Any]] = []
+        for domain in ("Runtime", "Log", "Page"):
+            self.send(f"{domain}.enable")
+
+    def send(self, method: str, **params: Any) -> dict[str, Any]:
+        self.next_id += 1
+        self.ws.send(json.dumps({"id": self.next_id, "method": method, "params": params}))
+        while True:
+            message = json.loads(self.ws.recv(timeout=30))
+            if message.get("id") == self.next_id:
+                assert "error" not in message, message
+                return dict(message["result"])
+            self.events.append(message)
+
+    def js(self, expression: str) -> Any:
+        result = self.send("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
+        assert "exceptionDetails" not in result, result["exceptionDetails"]
+        return result["result"].get("value")
+
+    def wait(self, expression: str, what: str, timeout: float = 15) -> Any:
+        """Poll the page until `expression` is truthy (the page updates itself every second)."""
+        deadline = time.monotonic() + timeout
+        while not (value := self.js(expression)):
+            shown = self.js("document.body.innerText")
+            assert time.monotonic() < deadline, f"the page never showed {what}; it shows: {shown}"
+            time.sleep(0.1)
+        return value
+
+    def errors(self) -> list[str]:
+        out = []
+        for e in self.events:
+            p = e.get("params", {})
+            if e.get("method") == "Runtime.exceptionThrown":
+                out.append(json.dumps(p["exceptionDetails"])[:500])
+            elif e.get("method") == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
+                out.append(json.dumps(p.get("args"))[:500])
+            elif e.get("method") == "Log.entryAdded" and p["entry"]["level"] == "error":
+                out.append(p["entry"].get("text", "") + " " + p["entry"].get("url", ""))
+        return out
+
+    def screenshot(self, path: Path) -> None:
+        path.write_bytes(base64.b64decode(self.send("Page.captureScreenshot", format="png")["data"]))
+
+    def close(self) -> None:
+        self.ws.close()
+        self.proc.kill()
+        self.proc.wait()
+        self.drain.join(10)
+        assert self.proc.stderr is not None
+        self.proc.stderr.close()
+
+
+def test_dashboard_in_a_real_browser_follows_traffic_and_fires_a_manual_switch(
+    oai: openai_server.Server, tmp_path: Path
+) -> None:
+    pytest.importorskip("websockets")
+    from . import mermaid_browser
+
+    chromium = mermaid_browser.browser()  # skips with an install hint (fails under LWFSM_REQUIRE_BROWSER=1)
+    env = {**_env("openai", oai.base), **PRICED, "LWFSM_MERMAID_JS": str(mermaid_browser.MERMAID_JS)}
+    gw = Gateway("--api-key-env", "GW_KEY", env=env)
+    browser = _DevTools(chromium, tmp_path)
+    try:
+        assert httpx.get(gw.base + "/lwfsm/").status_code == 401  # the page needs the gateway key too
+        client = openai.OpenAI(
+            base_url=gw.base + "/v1", api_key=GATEWAY_KEY, default_headers={"X-Lwfsm-Session": "dash"}, max_retries=0
+        )
+        messages: list[Any] = [{"role": "user", "content": "Write a parser."}]
+
+        def call() -> str:
+            raw = client.chat.completions.with_raw_response.create(model="x", messages=messages)
+            messages.append(raw.parse().choices[0].message.model_dump(exclude_none=True))
+            messages.append({"role": "user", "content": "ok"})
+            return raw.headers["x-lwfsm-session"]
+
+        key = call()
+        browser.send("Page.navigate", url=f"{gw.base}/lwfsm/?key={GATEWAY_KEY}")
+        row = f"document.querySelector('#sessions tr[data-id=\"{key}\"] td.state')"
+        assert browser.wait(f"{row} && {row}.textContent", "the conversation") == "lead_initial"
+        assert browser.js("location.search") == ""  # the key left the address bar
+        for _ in range(3):  # lead_turns 3: the fourth call is the worker's
+            call()
+        browser.wait(f"{row}.textContent === 'worker'", "the switch to the worker, without a reload")
+        assert "lead_initial \u2192 worker on turn_completed" in browser.js(f"{row}.parentElement.innerText")
+        totals = browser.js("document.getElementById('totals').innerText")
+        assert "3\ncalls on lead" in totals
+        assert "1\ncalls on worker" in totals
+
+        browser.js(f"location.hash = '#session={key}'")
+        active = "document.querySelector('#diagram svg g[class*=\"s_active_\"]')"
+        node = browser.wait(f"{active} && {active}.id", "the diagram with the current state marked")
+        assert "-state-worker-" in node  # mermaid prefixes the render's id
+        assert browser.js("document.querySelectorAll('#timeline tbody tr').length") == 3
+        browser.screenshot(tmp_path / "session.png")
+
+        browser.js("document.getElementById('fire-reset').click()")
+        deadline = time.monotonic() + 10
+        while gw.control("GET", f"/lwfsm/sessions/{key}").json()["state"] != "lead_initial":
+            assert time.monotonic() < deadline, "the reset button did not move the session"
+            time.sleep(0.1)
+        node = browser.wait(
+            f"{active} && {active}.id.includes('-state-lead_initial-') && {active}.id", "the diagram after the reset"
+        )
+        session = gw.control("GET", f"/lwfsm/sessions/{key}").json()
+        assert session["last_switch"] == {
+            "turn": 3,
+            "from": "worker",
+            "to": "lead_initial",
+            "event": "reset",
+            "reason": "fired through the control API",
+        }
+        assert (session["switches"], session["fallbacks"]) == (2, 0)  # a manual reset is not a fallback
+        browser.js("location.hash = ''")
+        browser.wait(f"{row} && {row}.textContent === 'lead_initial'", "the list after the reset")
+        browser.screenshot(tmp_path / "list.png")
+        assert browser.errors() == []
+    finally:
+        browser.close()
+        gw.stop()

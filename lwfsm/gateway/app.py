@@ -23,12 +23,13 @@ import sys
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from importlib import resources
 from typing import Any, Literal
 
 import aiohttp
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from ..cost.pricing import PriceMap
@@ -231,6 +232,7 @@ class Gateway:
                 history.append(judged.record(call.ident.session))
                 before, after = judged.transition.source, judged.transition.dest
                 if self.spec.states[before].role != self.spec.states[after].role:
+                    self._switched(record, judged.pending.turn, before, after, judged.event, judged.reason)
                     logger.info(
                         "session %s turn %d: %s -> %s (%s -> %s) on %s%s",
                         call.ident.key,
@@ -255,6 +257,18 @@ class Gateway:
                 return
             loaded = self._load(call)  # someone else moved it: judge again on the newer state
         logger.error("session %s: gave up recording a call after 5 conflicting writes", call.ident.key)
+
+    def _switched(
+        self, record: dict[str, Any], turn: int, before: str, after: str, event: str, reason: str | None
+    ) -> None:
+        # A fallback is a judged turn handing a cheap role's work back to a strong one; a manual event is not.
+        """Keep the last switch and the switch counts in the record (history keeps only recent turns)."""
+        states, roles = self.spec.states, self.spec.roles
+        record["last_switch"] = {"turn": turn, "from": before, "to": after, "event": event, "reason": reason}
+        record["switches"] = record.get("switches", 0) + 1
+        manual = not self.spec.events[event].turn
+        if not manual and roles[states[before].role].cheap and not roles[states[after].role].cheap:
+            record["fallbacks"] = record.get("fallbacks", 0) + 1  # a cheap role handed back to a strong one
 
     def _count(self, role: str, model: str, usage: Usage, judged: Any) -> None:
         self.metrics.call(role, usage, self.pricer(model, usage))
@@ -693,8 +707,12 @@ class Gateway:
             "agent": record.get("agent"),
             "state": machine["state"],
             "role": self.spec.states[machine["state"]].role,
+            "model": self.roles[self.spec.states[machine["state"]].role].model,
             "turn": machine["turn"],
             "version": state["version"],
+            "last_switch": record.get("last_switch"),
+            "switches": record.get("switches", 0),
+            "fallbacks": record.get("fallbacks", 0),
             **self._costs(state),
         }
 
@@ -720,7 +738,7 @@ class Gateway:
             found = self.store.get(key)
             if found is not None:
                 out.append(self._summary(key, json.loads(found[1])))
-        return JSONResponse({"sessions": out})
+        return JSONResponse({"sessions": out, "totals": _totals(out, list(self.roles))})
 
     def _find(self, key: str) -> tuple[int, dict[str, Any]] | Response:
         found = self.store.get(key)
@@ -747,6 +765,7 @@ class Gateway:
             history=record.get("history", []),
             ledger=state["ledger"],
             diagram=mermaid(self.spec, snapshot=conv.session.snapshot()),
+            manual_events=[e for e, d in self.spec.events.items() if not d.turn],
         )
         return JSONResponse(out)
 
@@ -763,15 +782,39 @@ class Gateway:
                 return found
             version, record = found
             conv = self.core.restore(record["state"])
+            turn = conv.session.turn  # before the event: a reset starts counting again
             try:
                 rec = self.core.fire(conv, event, "fired through the control API")
             except TransitionNotAllowed as exc:
                 return JSONResponse({"error": str(exc)}, 409)
             record["state"] = conv.state().model_dump_json()
+            if self.spec.states[rec.source].role != self.spec.states[rec.dest].role:
+                self._switched(record, turn, rec.source, rec.dest, event, "fired through the control API")
             if self.store.put(key, json.dumps(record), version):
                 logger.info("session %s: %s fired by hand: %s -> %s", key, event, rec.source, rec.dest)
                 return JSONResponse(self._summary(key, record))
         return JSONResponse({"error": "the session kept changing; try again"}, 409)
+
+    # -- the dashboard --
+
+    async def dashboard(self, request: Request) -> Response:
+        """The dashboard page. It holds no data: its script reads the control API with the key it was
+        opened with (`/lwfsm/?key=...`, then kept in the tab's sessionStorage, not in the address)."""
+        presented = request.query_params.get("key") or self._client_key(request)
+        if self.key is not None and (presented is None or not hmac.compare_digest(presented, self.key)):
+            return Response("the gateway key is required: open /lwfsm/?key=YOUR_GATEWAY_KEY\n", 401)
+        if not request.url.path.endswith("/"):
+            return RedirectResponse(request.url.replace(path=request.url.path + "/"), 307)
+        page = resources.files(__package__).joinpath("dashboard.html").read_bytes()
+        return Response(page, headers={"content-type": "text/html; charset=utf-8", "cache-control": "no-store"})
+
+    async def mermaid_js(self, request: Request) -> Response:
+        """mermaid 11 for the dashboard's diagram, served from a local install (3 MB: not vendored).
+        Without it the page shows the diagram's text."""
+        path = mermaid_js_path(self.env)
+        if path is None:
+            return Response(f"mermaid.min.js not found: {MERMAID_HINT}\n", 404)
+        return FileResponse(path, media_type="text/javascript", headers={"cache-control": "max-age=3600"})
 
     async def delete_session(self, request: Request) -> Response:
         if (denied := self._control(request)) is not None:
@@ -791,6 +834,32 @@ async def _crash(request: Request, exc: Exception) -> Response:
     return JSONResponse(
         {"error": {"message": f"internal gateway error: {type(exc).__name__}", "type": "api_error"}}, 500
     )
+
+
+MERMAID_HINT = "npm install --prefix ~/.cache/lwfsm-mermaid mermaid@11, or set LWFSM_MERMAID_JS to a mermaid.min.js"
+
+
+def mermaid_js_path(env: Mapping[str, str]) -> str | None:
+    """Where the dashboard's mermaid.min.js is: $LWFSM_MERMAID_JS, else the npm cache lwfsm's tests use."""
+    home = os.path.expanduser("~/.cache/lwfsm-mermaid/node_modules/mermaid/dist/mermaid.min.js")
+    path = env.get("LWFSM_MERMAID_JS") or home
+    return path if os.path.isfile(path) else None
+
+
+def _totals(sessions: list[dict[str, Any]], roles: list[str]) -> dict[str, Any]:
+    """Across conversations: calls by role, switches, fallbacks, cost against the lead alone."""
+    costs = [s["cost"] for s in sessions]
+    leads = [s["lead_cost"] for s in sessions]
+    cost = None if None in costs else sum(costs)
+    lead = None if None in leads else sum(leads)
+    return {
+        "turns_by_role": {r: sum(s["calls_by_role"].get(r, 0) for s in sessions) for r in roles},
+        "switches": sum(s["switches"] for s in sessions),
+        "fallbacks": sum(s["fallbacks"] for s in sessions),
+        "cost": cost,
+        "lead_cost": lead,
+        "savings": None if cost is None or lead is None else lead - cost,
+    }
 
 
 def _price_table() -> dict[str, Any]:
@@ -819,6 +888,9 @@ def create_app(gateway: Gateway) -> Starlette:
         Route("/responses", g.responses, methods=["POST"]),
         Route("/v1/models", g.models, methods=["GET"]),
         Route("/metrics", g.metrics_page, methods=["GET"]),
+        Route("/lwfsm", g.dashboard, methods=["GET"]),
+        Route("/lwfsm/", g.dashboard, methods=["GET"]),
+        Route("/lwfsm/mermaid.min.js", g.mermaid_js, methods=["GET"]),
         Route("/lwfsm/sessions", g.list_sessions, methods=["GET"]),
         Route("/lwfsm/sessions/{id}", g.get_session, methods=["GET"]),
         Route("/lwfsm/sessions/{id}", g.delete_session, methods=["DELETE"]),
