@@ -360,3 +360,35 @@ def test_dashboard_in_a_real_browser_follows_traffic_and_fires_a_manual_switch(
     finally:
         browser.close()
         gw.stop()
+
+
+def test_responses_input_items_become_chat_messages() -> None:
+    from lwfsm.gateway import wire
+
+    assert wire.responses_messages("hi") == [{"role": "user", "content": "hi"}]
+    items = [
+        {"role": "developer", "content": "Be brief."},
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Fix it."}]},
+        {"type": "reasoning", "id": "rs_1", "summary": []},
+        {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Looking."}]},
+        {"type": "function_call", "call_id": "c1", "name": "read", "arguments": "{}"},
+        {"type": "function_call", "call_id": "c2", "name": "run", "arguments": '{"x": 1}'},
+        {"type": "function_call_output", "call_id": "c1", "output": "ok"},
+        {"type": "function_call_output", "call_id": "c2", "output": [{"type": "input_text", "text": "Traceback"}]},
+    ]
+    assert wire.responses_messages(items) == [
+        {"role": "developer", "content": "Be brief."},
+        {"role": "user", "content": "Fix it."},
+        {
+            "role": "assistant",
+            "content": "Looking.",
+            "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": "read", "arguments": "{}"}},
+                {"id": "c2", "type": "function", "function": {"name": "run", "arguments": '{"x": 1}'}},
+            ],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": "ok"},
+        {"role": "tool", "tool_call_id": "c2", "content": "Traceback"},
+    ]
+    tools = [{"type": "function", "name": "read", "parameters": {}}, {"type": "web_search"}]
+    assert wire.responses_tools(tools) == [{"type": "function", "function": {"name": "read", "parameters": {}}}]
