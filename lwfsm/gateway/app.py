@@ -23,14 +23,16 @@ import sys
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from importlib import resources
 from typing import Any, Literal
 
 import aiohttp
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from ..cost.pricing import PriceMap
 from ..engine import Engine
 from ..errors import Conflict, LwfsmError, SnapshotError, TransitionNotAllowed
 from ..spec import Spec
@@ -38,6 +40,7 @@ from ..turn import Conversation, Plan, TurnCore, Usage
 from ..turn.bindings import RoleBinding
 from . import wire
 from .identity import Identity, identify
+from .metrics import CONTENT_TYPE_LATEST, Metrics
 from .store import Store
 
 __all__ = ["Gateway", "create_app"]
@@ -46,6 +49,7 @@ logger = logging.getLogger("lwfsm.gateway")
 
 Protocol = Literal["openai", "anthropic"]
 HISTORY = 20  # judged turns kept per conversation for the control API
+RESPONSES = "lwfsm-response:"  # store keys of Responses API chains (previous_response_id), not conversations
 # Not passed on from the upstream's response: hop-by-hop, or set by our own server.
 _HOP = {"content-length", "transfer-encoding", "connection", "content-encoding", "keep-alive", "date", "server"}
 
@@ -127,6 +131,10 @@ class Gateway:
             reverse=True,
         )
         self.http: aiohttp.ClientSession | None = None
+        self.pricer = PriceMap(_price_table())
+        # "The lead alone": the first role the spec does not mark cheap.
+        self.lead = next((r for r, d in spec.roles.items() if not d.cheap), next(iter(spec.roles)))
+        self.metrics = Metrics(lambda: sum(1 for k in self.store.list() if not k.startswith(RESPONSES)))
 
     # -- plumbing --
 
@@ -224,6 +232,7 @@ class Gateway:
                 history.append(judged.record(call.ident.session))
                 before, after = judged.transition.source, judged.transition.dest
                 if self.spec.states[before].role != self.spec.states[after].role:
+                    self._switched(record, judged.pending.turn, before, after, judged.event, judged.reason)
                     logger.info(
                         "session %s turn %d: %s -> %s (%s -> %s) on %s%s",
                         call.ident.key,
@@ -244,9 +253,38 @@ class Gateway:
                 agent=call.ident.agent,
             )
             if self.store.put(call.ident.key, json.dumps(record), loaded.version):
+                self._count(role, model, Usage.of(usage), judged)
                 return
             loaded = self._load(call)  # someone else moved it: judge again on the newer state
         logger.error("session %s: gave up recording a call after 5 conflicting writes", call.ident.key)
+
+    def _switched(
+        self, record: dict[str, Any], turn: int, before: str, after: str, event: str, reason: str | None
+    ) -> None:
+        # A fallback is a judged turn handing a cheap role's work back to a strong one; a manual event is not.
+        """Keep the last switch and the switch counts in the record (history keeps only recent turns)."""
+        states, roles = self.spec.states, self.spec.roles
+        record["last_switch"] = {"turn": turn, "from": before, "to": after, "event": event, "reason": reason}
+        record["switches"] = record.get("switches", 0) + 1
+        manual = not self.spec.events[event].turn
+        if not manual and roles[states[before].role].cheap and not roles[states[after].role].cheap:
+            record["fallbacks"] = record.get("fallbacks", 0) + 1  # a cheap role handed back to a strong one
+
+    def _count(self, role: str, model: str, usage: Usage, judged: Any) -> None:
+        self.metrics.call(role, usage, self.pricer(model, usage))
+        if judged is not None:
+            self.metrics.turns.labels(judged.pending.role, judged.event).inc()
+            before, after = judged.transition.source, judged.transition.dest
+            if self.spec.states[before].role != self.spec.states[after].role:
+                self.metrics.switches.labels(before, after, judged.event).inc()
+
+    def _failed(self, role: str, status: int | str) -> None:
+        self.metrics.errors.labels(role, self.roles[role].model, str(status)).inc()
+
+    async def metrics_page(self, request: Request) -> Response:
+        if (denied := self._control(request)) is not None:
+            return denied
+        return Response(self.metrics.text(), headers={"content-type": CONTENT_TYPE_LATEST})
 
     # -- the turn endpoints --
 
@@ -279,11 +317,22 @@ class Gateway:
         return JSONResponse({"input_tokens": int(count)}, headers=self._headers(call, loaded, role))
 
     async def _turn(self, request: Request, protocol: Protocol) -> Response:
+        started = time.perf_counter()
+        response = await self._serve(request, protocol)
+        self.metrics.latency.labels(request.url.path).observe(time.perf_counter() - started)
+        return response
+
+    async def _serve(self, request: Request, protocol: Protocol) -> Response:
         try:
             call = await self._read(request, protocol)
-            loaded = self._load(call)
         except _Reject as exc:
             return JSONResponse(error_body(protocol, exc.status, exc.message, exc.kind), exc.status)
+        return await self._run(call)
+
+    async def _run(self, call: _Call) -> Response:
+        protocol = call.protocol
+        try:
+            loaded = self._load(call)
         except SnapshotError as exc:
             return JSONResponse(error_body(protocol, 409, f"stored conversation unusable: {exc}"), 409)
         roles = self.core.roles_for(loaded.plan)
@@ -318,8 +367,22 @@ class Gateway:
             tools = wire.anthropic_tools(body.get("tools"))
             sysval = body.get("system")
             system = sysval if isinstance(sysval, str) else wire.first_user_text([{"role": "user", "content": sysval}])
+        return self._call(protocol, headers, body, raw, messages, tools, system, client_key, body)
+
+    @staticmethod
+    def _call(
+        protocol: Protocol,
+        headers: Mapping[str, str],
+        body: dict[str, Any],
+        raw: bytes,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]],
+        system: str,
+        client_key: str | None,
+        sent: Mapping[str, Any],  # the body the client sent (its ids identify the conversation)
+    ) -> _Call:
         names = [str((t.get("function") or {}).get("name")) for t in tools]
-        ident = identify(headers, body, messages, system, names, client_key)
+        ident = identify(headers, sent, messages, system, names, client_key)
         return _Call(
             protocol,
             body,
@@ -332,6 +395,68 @@ class Gateway:
             bool(body.get("stream")),
             time.perf_counter(),
         )
+
+    # -- the Responses API: translated to one Chat Completions call --
+
+    async def responses(self, request: Request) -> Response:
+        started = time.perf_counter()
+        response = await self._responses(request)
+        self.metrics.latency.labels(request.url.path).observe(time.perf_counter() - started)
+        return response
+
+    def _chain_key(self, client_key: str | None, rid: str) -> str:
+        # Scoped by the client's key, like conversations: one client cannot continue another's chain.
+        return RESPONSES + hashlib.sha256((client_key or "").encode()).hexdigest()[:16] + ":" + rid
+
+    async def _responses(self, request: Request) -> Response:
+        """`POST /v1/responses`. The conversation (the chain behind `previous_response_id` plus this
+        input) becomes one Chat Completions request served like any other call: judged, routed to the
+        role's model (forwarded, or through LiteLLM), settled. The upstream is never asked to stream:
+        a streamed Responses call is sent as the events of the whole reply, which is correct for every
+        SDK and keeps one translation instead of two. Chains live in the gateway's store."""
+        try:
+            client_key = self._authorise(request)
+            raw, body = await self._json(request)
+            if not isinstance(body.get("input"), str | list):
+                raise _Reject(400, "'input' must be a string or a list of items")
+            previous: list[dict[str, Any]] = []
+            prev = body.get("previous_response_id")
+            if prev is not None:
+                found = self.store.get(self._chain_key(client_key, str(prev)))
+                if found is None:
+                    raise _Reject(
+                        404,
+                        f"previous_response_id {prev!r} is unknown to this gateway (responses sent with "
+                        "store=false are not kept; send the whole input instead)",
+                        "not_found_error",
+                    )
+                previous = json.loads(found[1])["messages"]
+        except _Reject as exc:
+            return JSONResponse(error_body("openai", exc.status, exc.message, exc.kind), exc.status)
+        messages = previous + wire.responses_messages(body["input"])
+        instructions = body.get("instructions")
+        full = ([{"role": "system", "content": str(instructions)}] if instructions else []) + messages
+        tools = wire.responses_tools(body.get("tools"))
+        chat = wire.responses_chat_request(body, full, tools)
+        system = str(instructions or "") or "\n".join(
+            str(m["content"]) for m in messages if m["role"] in ("system", "developer")
+        )
+        raw_chat = json.dumps(chat).encode()
+        call = self._call("openai", request.headers, chat, raw_chat, full, tools, system, client_key, body)
+        result = await self._run(call)
+        if result.status_code != 200:
+            return result
+        lw = {k: v for k, v in result.headers.items() if k.startswith("x-lwfsm")}
+        reply, usage = wire.openai_reply(json.loads(bytes(result.body)))
+        if reply is None:  # pragma: no cover - _run answers 502 before this
+            return JSONResponse(error_body("openai", 502, "the upstream's response has no message"), 502, headers=lw)
+        rid = "resp_" + os.urandom(12).hex()
+        out = wire.responses_object(rid, body, reply, usage, int(time.time()))
+        if body.get("store", True) is not False:
+            self.store.put(self._chain_key(client_key, rid), json.dumps({"messages": [*messages, reply]}), 0)
+        if body.get("stream"):
+            return Response(wire.responses_events(out), headers=lw, media_type="text/event-stream")
+        return JSONResponse(out, headers=lw)
 
     def _headers(self, call: _Call, loaded: _Loaded, role: str) -> dict[str, str]:
         conv, plan = loaded.conv, loaded.plan
@@ -387,6 +512,7 @@ class Gateway:
         try:
             upstream = await self.http.post(url, data=content, headers=headers)
         except (aiohttp.ClientError, TimeoutError) as exc:
+            self._failed(role, "unreachable")
             if not final:
                 logger.warning(
                     "session %s: %s upstream unreachable (%s); trying the next role",
@@ -400,6 +526,7 @@ class Gateway:
         if upstream.status >= 400:
             data = await upstream.read()
             upstream.release()
+            self._failed(role, upstream.status)
             if upstream.status >= 500 and not final:
                 logger.warning(
                     "session %s: %s upstream answered %d; trying the next role",
@@ -492,6 +619,7 @@ class Gateway:
                 result = await litellm.anthropic_messages(**kwargs)
         except Exception as exc:
             kind = adapter.classify(exc)
+            self._failed(role, getattr(exc, "status_code", None) or type(exc).__name__)
             if kind == "retry" and not final:
                 logger.warning(
                     "session %s: %s model failed (%s); trying the next role", call.ident.key, role, type(exc).__name__
@@ -601,8 +729,25 @@ class Gateway:
             "agent": record.get("agent"),
             "state": machine["state"],
             "role": self.spec.states[machine["state"]].role,
+            "model": self.roles[self.spec.states[machine["state"]].role].model,
             "turn": machine["turn"],
             "version": state["version"],
+            "last_switch": record.get("last_switch"),
+            "switches": record.get("switches", 0),
+            "fallbacks": record.get("fallbacks", 0),
+            **self._costs(state),
+        }
+
+    def _costs(self, state: Mapping[str, Any]) -> dict[str, Any]:
+        from ..turn.ledger import Ledger
+
+        ledger = Ledger.model_validate_json(json.dumps(state["ledger"]))
+        lead = self.roles[self.lead].model
+        return {
+            "calls": ledger.calls,
+            "cost": ledger.cost(self.pricer),
+            "lead_cost": ledger.cost_on(lead, self.pricer),
+            "calls_by_role": {r: sum(x.calls for x in ledger.rows if x.role == r) for r in self.roles},
         }
 
     async def list_sessions(self, request: Request) -> Response:
@@ -610,10 +755,12 @@ class Gateway:
             return denied
         out = []
         for key in self.store.list():
+            if key.startswith(RESPONSES):
+                continue
             found = self.store.get(key)
             if found is not None:
                 out.append(self._summary(key, json.loads(found[1])))
-        return JSONResponse({"sessions": out})
+        return JSONResponse({"sessions": out, "totals": _totals(out, list(self.roles))})
 
     def _find(self, key: str) -> tuple[int, dict[str, Any]] | Response:
         found = self.store.get(key)
@@ -640,6 +787,7 @@ class Gateway:
             history=record.get("history", []),
             ledger=state["ledger"],
             diagram=mermaid(self.spec, snapshot=conv.session.snapshot()),
+            manual_events=[e for e, d in self.spec.events.items() if not d.turn],
         )
         return JSONResponse(out)
 
@@ -656,15 +804,39 @@ class Gateway:
                 return found
             version, record = found
             conv = self.core.restore(record["state"])
+            turn = conv.session.turn  # before the event: a reset starts counting again
             try:
                 rec = self.core.fire(conv, event, "fired through the control API")
             except TransitionNotAllowed as exc:
                 return JSONResponse({"error": str(exc)}, 409)
             record["state"] = conv.state().model_dump_json()
+            if self.spec.states[rec.source].role != self.spec.states[rec.dest].role:
+                self._switched(record, turn, rec.source, rec.dest, event, "fired through the control API")
             if self.store.put(key, json.dumps(record), version):
                 logger.info("session %s: %s fired by hand: %s -> %s", key, event, rec.source, rec.dest)
                 return JSONResponse(self._summary(key, record))
         return JSONResponse({"error": "the session kept changing; try again"}, 409)
+
+    # -- the dashboard --
+
+    async def dashboard(self, request: Request) -> Response:
+        """The dashboard page. It holds no data: its script reads the control API with the key it was
+        opened with (`/lwfsm/?key=...`, then kept in the tab's sessionStorage, not in the address)."""
+        presented = request.query_params.get("key") or self._client_key(request)
+        if self.key is not None and (presented is None or not hmac.compare_digest(presented, self.key)):
+            return Response("the gateway key is required: open /lwfsm/?key=YOUR_GATEWAY_KEY\n", 401)
+        if not request.url.path.endswith("/"):
+            return RedirectResponse(request.url.replace(path=request.url.path + "/"), 307)
+        page = resources.files(__package__).joinpath("dashboard.html").read_bytes()
+        return Response(page, headers={"content-type": "text/html; charset=utf-8", "cache-control": "no-store"})
+
+    async def mermaid_js(self, request: Request) -> Response:
+        """mermaid 11 for the dashboard's diagram, served from a local install (3 MB: not vendored).
+        Without it the page shows the diagram's text."""
+        path = mermaid_js_path(self.env)
+        if path is None:
+            return Response(f"mermaid.min.js not found: {MERMAID_HINT}\n", 404)
+        return FileResponse(path, media_type="text/javascript", headers={"cache-control": "max-age=3600"})
 
     async def delete_session(self, request: Request) -> Response:
         if (denied := self._control(request)) is not None:
@@ -686,6 +858,47 @@ async def _crash(request: Request, exc: Exception) -> Response:
     )
 
 
+MERMAID_HINT = "npm install --prefix ~/.cache/lwfsm-mermaid mermaid@11, or set LWFSM_MERMAID_JS to a mermaid.min.js"
+
+
+def mermaid_js_path(env: Mapping[str, str]) -> str | None:
+    """Where the dashboard's mermaid.min.js is: $LWFSM_MERMAID_JS, else the npm cache lwfsm's tests use."""
+    home = os.path.expanduser("~/.cache/lwfsm-mermaid/node_modules/mermaid/dist/mermaid.min.js")
+    path = env.get("LWFSM_MERMAID_JS") or home
+    return path if os.path.isfile(path) else None
+
+
+def _totals(sessions: list[dict[str, Any]], roles: list[str]) -> dict[str, Any]:
+    """Across conversations: calls by role, switches, fallbacks, cost against the lead alone."""
+    costs = [s["cost"] for s in sessions]
+    leads = [s["lead_cost"] for s in sessions]
+    cost = None if None in costs else sum(costs)
+    lead = None if None in leads else sum(leads)
+    return {
+        "turns_by_role": {r: sum(s["calls_by_role"].get(r, 0) for s in sessions) for r in roles},
+        "switches": sum(s["switches"] for s in sessions),
+        "fallbacks": sum(s["fallbacks"] for s in sessions),
+        "cost": cost,
+        "lead_cost": lead,
+        "savings": None if cost is None or lead is None else lead - cost,
+    }
+
+
+def _price_table() -> dict[str, Any]:
+    """LiteLLM's local price map read from its package file, without importing LiteLLM (seconds);
+    empty when LiteLLM is not installed (every cost is then unknown)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("litellm")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        path = os.path.join(folder, "model_prices_and_context_window_backup.json")
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                table: dict[str, Any] = json.load(f)
+            return table
+    return {}
+
+
 def create_app(gateway: Gateway) -> Starlette:
     """The ASGI app for a gateway."""
     g = gateway
@@ -694,7 +907,13 @@ def create_app(gateway: Gateway) -> Starlette:
         Route("/chat/completions", g.chat_completions, methods=["POST"]),
         Route("/v1/messages", g.messages, methods=["POST"]),
         Route("/v1/messages/count_tokens", g.count_tokens, methods=["POST"]),
+        Route("/v1/responses", g.responses, methods=["POST"]),
+        Route("/responses", g.responses, methods=["POST"]),
         Route("/v1/models", g.models, methods=["GET"]),
+        Route("/metrics", g.metrics_page, methods=["GET"]),
+        Route("/lwfsm", g.dashboard, methods=["GET"]),
+        Route("/lwfsm/", g.dashboard, methods=["GET"]),
+        Route("/lwfsm/mermaid.min.js", g.mermaid_js, methods=["GET"]),
         Route("/lwfsm/sessions", g.list_sessions, methods=["GET"]),
         Route("/lwfsm/sessions/{id}", g.get_session, methods=["GET"]),
         Route("/lwfsm/sessions/{id}", g.delete_session, methods=["DELETE"]),

@@ -24,6 +24,11 @@ __all__ = [
     "first_user_text",
     "with_model",
     "openai_reply",
+    "responses_chat_request",
+    "responses_events",
+    "responses_messages",
+    "responses_object",
+    "responses_tools",
 ]
 
 Message = dict[str, Any]
@@ -326,3 +331,176 @@ def with_model(raw: bytes, body: Mapping[str, Any], model: str) -> bytes:
         if same:
             return raw[: m.start(1)] + json.dumps(model)[1:-1].encode() + raw[m.end(1) :]
     return json.dumps({**body, "model": model}).encode()
+
+
+# -- the OpenAI Responses API, translated to and from Chat Completions --
+
+
+def _parts_text(content: Any) -> str:
+    """Text of a Responses content value: a string, or parts (input_text, output_text, refusal...)."""
+    if isinstance(content, str):
+        return content
+    out = []
+    for part in content if isinstance(content, list) else ():
+        if isinstance(part, Mapping) and isinstance(part.get("text"), str):
+            out.append(part["text"])
+        elif isinstance(part, Mapping) and isinstance(part.get("refusal"), str):
+            out.append(part["refusal"])
+    return "\n".join(out)
+
+
+def responses_messages(items: Any) -> list[Message]:
+    """Responses `input` (a string or items) as OpenAI chat messages.
+
+    Messages keep their role and text; `function_call` items become the `tool_calls` of an assistant
+    message (consecutive calls, and a text message just before them, share one); `function_call_output`
+    items become `tool` messages. Reasoning and other item types carry nothing judging reads: dropped.
+    """
+    if isinstance(items, str):
+        return [{"role": "user", "content": items}]
+    out: list[Message] = []
+    for item in items if isinstance(items, list) else ():
+        if not isinstance(item, Mapping):
+            continue
+        kind = item.get("type", "message")
+        if kind == "message" and item.get("role") in ("user", "assistant", "system", "developer"):
+            out.append({"role": item["role"], "content": _parts_text(item.get("content"))})
+        elif kind == "function_call":
+            call = {
+                "id": str(item.get("call_id") or item.get("id") or ""),
+                "type": "function",
+                "function": {"name": str(item.get("name", "")), "arguments": str(item.get("arguments", ""))},
+            }
+            if out and out[-1]["role"] == "assistant":
+                out[-1].setdefault("tool_calls", []).append(call)
+                if out[-1].get("content") == "":
+                    out[-1]["content"] = None
+            else:
+                out.append({"role": "assistant", "content": None, "tool_calls": [call]})
+        elif kind == "function_call_output":
+            output = item.get("output")
+            out.append({"role": "tool", "tool_call_id": str(item.get("call_id", "")), "content": _parts_text(output)})
+    return out
+
+
+def responses_tools(tools: Any) -> list[Message]:
+    """Responses function tools in Chat Completions shape; built-in tools (web search...) are dropped."""
+    out: list[Message] = []
+    for t in tools if isinstance(tools, list) else ():
+        if isinstance(t, Mapping) and t.get("type") == "function" and t.get("name"):
+            fn = {k: t[k] for k in ("name", "description", "parameters", "strict") if t.get(k) is not None}
+            out.append({"type": "function", "function": fn})
+    return out
+
+
+def responses_chat_request(body: Mapping[str, Any], messages: list[Message], tools: list[Message]) -> Message:
+    """The Chat Completions request that serves a Responses request (never streamed: see the gateway)."""
+    chat: Message = {"model": body.get("model", "lwfsm"), "messages": messages}
+    if tools:
+        chat["tools"] = tools
+    choice = body.get("tool_choice")
+    if isinstance(choice, str):
+        chat["tool_choice"] = choice
+    elif isinstance(choice, Mapping) and choice.get("type") == "function":
+        chat["tool_choice"] = {"type": "function", "function": {"name": choice.get("name")}}
+    for ours, theirs in (("temperature", "temperature"), ("top_p", "top_p"), ("max_output_tokens", "max_tokens")):
+        if body.get(ours) is not None:
+            chat[theirs] = body[ours]
+    if tools and body.get("parallel_tool_calls") is not None:
+        chat["parallel_tool_calls"] = body["parallel_tool_calls"]
+    return chat
+
+
+def _responses_usage(usage: Any) -> Message:
+    u = usage if isinstance(usage, Mapping) else {}
+
+    def num(v: Any) -> int:
+        return v if type(v) is int and v > 0 else 0
+
+    inp, out = num(u.get("prompt_tokens")), num(u.get("completion_tokens"))
+    return {
+        "input_tokens": inp,
+        "input_tokens_details": {"cached_tokens": num((u.get("prompt_tokens_details") or {}).get("cached_tokens"))},
+        "output_tokens": out,
+        "output_tokens_details": {
+            "reasoning_tokens": num((u.get("completion_tokens_details") or {}).get("reasoning_tokens"))
+        },
+        "total_tokens": inp + out,
+    }
+
+
+def responses_object(rid: str, body: Mapping[str, Any], reply: Mapping[str, Any], usage: Any, created: int) -> Message:
+    """A completed Responses API response for an assistant message (OpenAI chat shape)."""
+    output: list[Message] = []
+    text = reply.get("content")
+    if isinstance(text, str) and text:
+        output.append(
+            {
+                "type": "message",
+                "id": f"msg_{rid[5:]}",
+                "status": "completed",
+                "role": "assistant",
+                "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}],
+            }
+        )
+    for i, call in enumerate(reply.get("tool_calls") or ()):
+        fn = call.get("function") or {}
+        output.append(
+            {
+                "type": "function_call",
+                "id": f"fc_{rid[5:]}_{i}",
+                "call_id": call.get("id"),
+                "name": fn.get("name"),
+                "arguments": fn.get("arguments", ""),
+                "status": "completed",
+            }
+        )
+    return {
+        "id": rid,
+        "object": "response",
+        "created_at": created,
+        "status": "completed",
+        "model": body.get("model", "lwfsm"),
+        "output": output,
+        "parallel_tool_calls": body.get("parallel_tool_calls", True),
+        "tool_choice": body.get("tool_choice", "auto"),
+        "tools": body.get("tools") or [],
+        "instructions": body.get("instructions"),
+        "metadata": body.get("metadata") or {},
+        "previous_response_id": body.get("previous_response_id"),
+        "temperature": body.get("temperature"),
+        "top_p": body.get("top_p"),
+        "max_output_tokens": body.get("max_output_tokens"),
+        "error": None,
+        "incomplete_details": None,
+        "text": {"format": {"type": "text"}},
+        "usage": _responses_usage(usage),
+    }
+
+
+def responses_events(response: Mapping[str, Any]) -> bytes:
+    """A whole Responses API response as the SSE events of a stream, in the order the API sends them."""
+    events: list[Message] = []
+
+    def emit(kind: str, **data: Any) -> None:
+        events.append({"type": kind, "sequence_number": len(events), **data})
+
+    head = {**response, "status": "in_progress", "output": [], "usage": None}
+    emit("response.created", response=head)
+    emit("response.in_progress", response=head)
+    for i, item in enumerate(response.get("output") or ()):
+        ids = {"item_id": item["id"], "output_index": i}
+        if item["type"] == "message":
+            emit("response.output_item.added", output_index=i, item={**item, "status": "in_progress", "content": []})
+            part = item["content"][0]
+            emit("response.content_part.added", **ids, content_index=0, part={**part, "text": ""})
+            emit("response.output_text.delta", **ids, content_index=0, delta=part["text"], logprobs=[])
+            emit("response.output_text.done", **ids, content_index=0, text=part["text"], logprobs=[])
+            emit("response.content_part.done", **ids, content_index=0, part=part)
+        else:
+            emit("response.output_item.added", output_index=i, item={**item, "status": "in_progress", "arguments": ""})
+            emit("response.function_call_arguments.delta", **ids, delta=item["arguments"])
+            emit("response.function_call_arguments.done", **ids, name=item["name"], arguments=item["arguments"])
+        emit("response.output_item.done", output_index=i, item=item)
+    emit("response.completed", response=response)
+    return b"".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode() for e in events)

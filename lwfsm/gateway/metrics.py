@@ -1,0 +1,65 @@
+"""Prometheus metrics of one gateway process, in its own `CollectorRegistry` (never the global one, so
+two apps in one process do not share counters). With `--workers N` each worker counts its own calls;
+the live-conversation gauge reads the shared store, so every worker reports the same number."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from ..turn import Usage
+
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+
+_KINDS = ("prompt_tokens", "completion_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
+
+
+class Metrics:
+    """The gateway's counters; `text()` is the /metrics page."""
+
+    def __init__(self, live: Callable[[], int]) -> None:
+        self.registry = r = CollectorRegistry(auto_describe=True)
+        self.turns = Counter(
+            "lwfsm_turns",
+            "Judged turns by the role that served them and their outcome (event)",
+            ["role", "outcome"],
+            registry=r,
+        )
+        self.switches = Counter(
+            "lwfsm_switches",
+            "Role switches by source state, destination state and event",
+            ["from_state", "to_state", "event"],
+            registry=r,
+        )
+        self.errors = Counter(
+            "lwfsm_upstream_errors",
+            "Technical errors by upstream (role, model) and status",
+            ["role", "model", "status"],
+            registry=r,
+        )
+        self.tokens = Counter("lwfsm_tokens", "Tokens by role and kind", ["role", "kind"], registry=r)
+        self.cost = Counter("lwfsm_cost_dollars", "Dollars by role (LiteLLM's local price map)", ["role"], registry=r)
+        self.calls = Counter("lwfsm_calls", "Upstream calls recorded, by role", ["role"], registry=r)
+        self.latency = Histogram(
+            "lwfsm_request_seconds",
+            "Time to the response head, by endpoint",
+            ["endpoint"],
+            registry=r,
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+        )
+        self.live = Gauge("lwfsm_live_conversations", "Conversations in the store", registry=r)
+        self.live.set_function(lambda: float(live()))
+
+    def call(self, role: str, usage: Usage, cost: float | None) -> None:
+        self.calls.labels(role).inc()
+        for kind in _KINDS:
+            n = getattr(usage, kind)
+            if n:
+                self.tokens.labels(role, kind).inc(n)
+        if cost:
+            self.cost.labels(role).inc(cost)
+
+    def text(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,394 @@
+"""The gateway seen live: Prometheus metrics, the OpenAI Responses API and the dashboard, tested
+against real `lwfsm serve` processes with the official `openai` SDK as the client."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("prometheus_client")
+
+from .test_gateway import (  # noqa: E402
+    GATEWAY_KEY,
+    ROLES,
+    STATES,
+    Gateway,
+    _env,
+    _openai_script,
+    httpx,
+    oai,
+    oai_gateway,
+    openai,
+    openai_server,
+)
+
+__all__ = ["oai", "oai_gateway"]  # the fake upstream fixture, shared with test_gateway
+
+PRICED = {"LWFSM_LEAD_MODEL": "openai/gpt-4o", "LWFSM_WORKER_MODEL": "openai/gpt-4o-mini"}
+
+
+@pytest.fixture
+def priced(oai: openai_server.Server) -> Iterator[Gateway]:
+    """A gateway whose roles are models with a price in LiteLLM's map, served by the fake upstream."""
+    gw = Gateway("--api-key-env", "GW_KEY", env={**_env("openai", oai.base), **PRICED})
+    yield gw
+    gw.stop()
+
+
+def _metrics(gw: Gateway) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = gw.control("GET", "/metrics").text
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def test_metrics_match_the_traffic_sent(priced: Gateway, oai: openai_server.Server) -> None:
+    from lwfsm.cost.pricing import PriceMap
+    from lwfsm.gateway.app import _price_table
+    from lwfsm.turn import Usage
+
+    assert httpx.get(priced.base + "/metrics").status_code == 401  # the gateway key protects it
+    client = openai.OpenAI(
+        base_url=priced.base + "/v1", api_key=GATEWAY_KEY, default_headers={"X-Lwfsm-Session": "m"}, max_retries=0
+    )
+    messages: list[Any] = [{"role": "user", "content": "Write a parser."}]
+    roles = []
+    for n in range(4):  # lead, lead, lead, then the worker (lead_turns 3)
+        raw = client.chat.completions.with_raw_response.create(model="x", messages=messages)
+        roles.append(raw.headers["x-lwfsm-role"])
+        messages.append(raw.parse().choices[0].message.model_dump(exclude_none=True))
+        messages.append({"role": "user", "content": f"ok {n}"})
+    assert roles == ["lead", "lead", "lead", "worker"]
+    oai.script("gpt-4o-mini", {"status": 400})
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model="x", messages=messages)
+
+    m = _metrics(priced)
+
+    def at(name: str, **labels: str) -> float | None:
+        return m.get((name, tuple(sorted(labels.items()))))
+
+    assert at("lwfsm_turns_total", role="lead", outcome="turn_completed") == 3
+    assert at("lwfsm_turns_total", role="worker", outcome="turn_completed") is None  # its turn is still pending
+    assert at("lwfsm_switches_total", from_state="lead_initial", to_state="worker", event="turn_completed") == 1
+    assert at("lwfsm_upstream_errors_total", role="worker", model="openai/gpt-4o-mini", status="400") == 1
+    assert at("lwfsm_tokens_total", role="lead", kind="prompt_tokens") == 33  # 3 calls x 11
+    assert at("lwfsm_tokens_total", role="worker", kind="completion_tokens") == 7
+    prices = PriceMap(_price_table())
+    lead = prices("openai/gpt-4o", Usage(prompt_tokens=33, completion_tokens=21))
+    worker = prices("openai/gpt-4o-mini", Usage(prompt_tokens=11, completion_tokens=7))
+    assert lead is not None
+    assert worker is not None
+    assert at("lwfsm_cost_dollars_total", role="lead") == pytest.approx(lead)
+    assert at("lwfsm_cost_dollars_total", role="worker") == pytest.approx(worker)
+    assert at("lwfsm_request_seconds_count", endpoint="/v1/chat/completions") == 5
+    assert at("lwfsm_live_conversations") == 1
+    # The control API reports the same cost, and what the same tokens would have cost on the lead alone.
+    (summary,) = priced.control("GET", "/lwfsm/sessions").json()["sessions"]
+    assert summary["cost"] == pytest.approx(lead + worker)
+    assert summary["lead_cost"] == pytest.approx(prices("openai/gpt-4o", Usage(prompt_tokens=44, completion_tokens=28)))
+
+
+RESPONSES_TOOLS = [
+    {"type": "function", "name": n, "parameters": {"type": "object", "properties": {}}}
+    for n in ("read_file", "run_tests", "edit_file")
+]
+
+
+def _reactions_responses(n: int, calls: list[Any]) -> list[dict[str, Any]]:
+    """What a Responses agent sends after reply n: function_call_output items or the user's word."""
+    out = lambda text: [{"type": "function_call_output", "call_id": calls[0].call_id, "output": text}]  # noqa: E731
+    user = lambda text: [{"role": "user", "content": text}]  # noqa: E731
+    return {
+        1: lambda: out("def parse(): ..."),
+        2: lambda: user("Good. Run the tests."),
+        3: lambda: out("12 passed"),
+        4: lambda: out("Traceback (most recent call last):\n  File 'parser.py'\nAssertionError"),
+        5: lambda: user("That's wrong, the bug is in tokenize()."),
+        6: lambda: out("patched"),
+        7: lambda: user("Looks right. Go on."),
+        8: lambda: out("could not apply the patch"),
+        9: lambda: user("Fine, continue."),
+        10: lambda: out("12 passed"),
+        11: lambda: user("Great, thanks."),
+    }[n]()
+
+
+def test_responses_api_conversation_through_fallback_and_recovery(
+    oai: openai_server.Server, oai_gateway: Gateway
+) -> None:
+    """The scripted 12-call conversation of the Chat Completions test, through the SDK's Responses
+    client: chained by previous_response_id, except call 7, which sends the whole input (as Codex
+    does with store=false); calls 3 and 9 stream raw events, 6 and 12 use the SDK's stream helper."""
+    _openai_script(oai)
+    before = len(oai.requests)
+    client = openai.OpenAI(
+        base_url=oai_gateway.base + "/v1",
+        api_key=GATEWAY_KEY,
+        default_headers={"X-Lwfsm-Session": "responses"},
+        max_retries=0,
+    )
+    common: dict[str, Any] = {"model": "anything", "instructions": "You are a coding agent.", "tools": RESPONSES_TOOLS}
+    history: list[Any] = [{"role": "user", "content": "The parser test fails; please fix it."}]
+    pending: list[Any] = list(history)
+    previous: str | None = None
+    states, usage_seen = [], []
+    for n in range(1, 13):
+        kwargs = dict(common, input=pending)
+        if n == 7:
+            kwargs["input"], kwargs["store"] = history, False
+        elif previous is not None:
+            kwargs["previous_response_id"] = previous
+        if n in (3, 9):
+            stream = client.responses.create(stream=True, **kwargs)
+            states.append(stream.response.headers["x-lwfsm-state"])
+            events = list(stream)
+            assert [e.type for e in events][:2] == ["response.created", "response.in_progress"]
+            response = events[-1].response
+            assert events[-1].type == "response.completed"
+        elif n in (6, 12):
+            with client.responses.stream(**kwargs) as helper:
+                kinds = [e.type for e in helper]
+                response = helper.get_final_response()
+            assert "response.output_item.done" in kinds
+            states.append(None)  # the helper hides the headers; the role is checked upstream below
+        else:
+            raw = client.responses.with_raw_response.create(**kwargs)
+            states.append(raw.headers["x-lwfsm-state"])
+            response = raw.parse()
+        assert response.usage is not None
+        usage_seen.append((response.usage.input_tokens, response.usage.output_tokens, response.usage.total_tokens))
+        calls = [item for item in response.output if item.type == "function_call"]
+        reply_items = [item.model_dump(exclude_none=True) for item in response.output]
+        previous = None if n == 7 else response.id  # call 7 was not stored: chain from the whole input again
+        if n < 12:
+            pending = _reactions_responses(n, calls)
+            history += reply_items + pending
+            if n == 7:
+                pending = history
+    assert states == [s if n not in (6, 12) else None for n, s in enumerate(STATES, 1)]
+    assert usage_seen == [(11, 7, 18)] * 12
+    ours = oai.requests[before:]
+    assert [r["model"] for r in ours] == ["lead-model" if r == "lead" else "worker-model" for r in ROLES]
+    # Upstream saw the whole conversation each time, tool calls and outputs in Chat Completions shape.
+    last = ours[-1]["messages"]
+    assert last[0] == {"role": "system", "content": "You are a coding agent."}
+    assert {"role": "tool", "tool_call_id": "call_10", "content": "12 passed"} in last
+    assert ours[-1]["tools"][0] == {
+        "type": "function",
+        "function": {"name": "read_file", "parameters": {"type": "object", "properties": {}}},
+    }
+    sessions = oai_gateway.control("GET", "/lwfsm/sessions").json()["sessions"]
+    key = next(s["id"] for s in sessions if s["id"].endswith(".responses"))
+    session = oai_gateway.control("GET", f"/lwfsm/sessions/{key}").json()
+    reasons = [(h["turn"], h["outcome"], h["reason"]) for h in session["history"]]
+    assert reasons[3] == (4, "failure", "tool result reports an error ('traceback (most recent call last)')")
+    assert reasons[4][1:] == ("failure", 'the user corrects the model ("that\'s wrong")')
+    assert reasons[7] == (8, "failure", "tool call 'edit_file' has arguments that are not valid JSON")
+    assert session["state"] == "worker"
+    assert session["turn"] == 11
+    # An unknown (or another client's) previous_response_id is a clear 404, not a new conversation.
+    with pytest.raises(openai.NotFoundError, match="previous_response_id"):
+        client.responses.create(model="x", input="hi", previous_response_id="resp_nope")
+
+
+class _DevTools:
+    """A page of headless Chromium driven over the DevTools protocol (websockets' sync client)."""
+
+    def __init__(self, chromium: str, workdir: Path) -> None:
+        from websockets.sync.client import connect
+
+        self.proc = subprocess.Popen(
+            [
+                chromium,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--remote-debugging-port=0",
+                "--window-size=1280,1000",
+                f"--user-data-dir={workdir / 'profile'}",
+                "about:blank",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:  # Chromium announces its port on stderr once it listens
+            if line.startswith("DevTools listening on "):
+                port = int(line.split(":")[2].split("/")[0])
+                break
+        else:
+            raise AssertionError("chromium exited without a DevTools port")
+        self.drain = threading.Thread(target=self.proc.stderr.read, daemon=True)  # keep the pipe drained
+        self.drain.start()
+        page = next(t for t in httpx.get(f"http://127.0.0.1:{port}/json/list").json() if t["type"] == "page")
+        self.ws = connect(page["webSocketDebuggerUrl"], max_size=None)
+        self.next_id = 0
+        self.events: list[dict[str, Any]] = []
+        for domain in ("Runtime", "Log", "Page"):
+            self.send(f"{domain}.enable")
+
+    def send(self, method: str, **params: Any) -> dict[str, Any]:
+        self.next_id += 1
+        self.ws.send(json.dumps({"id": self.next_id, "method": method, "params": params}))
+        while True:
+            message = json.loads(self.ws.recv(timeout=30))
+            if message.get("id") == self.next_id:
+                assert "error" not in message, message
+                return dict(message["result"])
+            self.events.append(message)
+
+    def js(self, expression: str) -> Any:
+        result = self.send("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
+        assert "exceptionDetails" not in result, result["exceptionDetails"]
+        return result["result"].get("value")
+
+    def wait(self, expression: str, what: str, timeout: float = 15) -> Any:
+        """Poll the page until `expression` is truthy (the page updates itself every second)."""
+        deadline = time.monotonic() + timeout
+        while not (value := self.js(expression)):
+            shown = self.js("document.body.innerText")
+            assert time.monotonic() < deadline, f"the page never showed {what}; it shows: {shown}"
+            time.sleep(0.1)
+        return value
+
+    def errors(self) -> list[str]:
+        out = []
+        for e in self.events:
+            p = e.get("params", {})
+            if e.get("method") == "Runtime.exceptionThrown":
+                out.append(json.dumps(p["exceptionDetails"])[:500])
+            elif e.get("method") == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
+                out.append(json.dumps(p.get("args"))[:500])
+            elif e.get("method") == "Log.entryAdded" and p["entry"]["level"] == "error":
+                out.append(p["entry"].get("text", "") + " " + p["entry"].get("url", ""))
+        return out
+
+    def screenshot(self, path: Path) -> None:
+        path.write_bytes(base64.b64decode(self.send("Page.captureScreenshot", format="png")["data"]))
+
+    def close(self) -> None:
+        self.ws.close()
+        self.proc.kill()
+        self.proc.wait()
+        self.drain.join(10)
+        assert self.proc.stderr is not None
+        self.proc.stderr.close()
+
+
+def test_dashboard_in_a_real_browser_follows_traffic_and_fires_a_manual_switch(
+    oai: openai_server.Server, tmp_path: Path
+) -> None:
+    pytest.importorskip("websockets")
+    from . import mermaid_browser
+
+    chromium = mermaid_browser.browser()  # skips with an install hint (fails under LWFSM_REQUIRE_BROWSER=1)
+    env = {**_env("openai", oai.base), **PRICED, "LWFSM_MERMAID_JS": str(mermaid_browser.MERMAID_JS)}
+    gw = Gateway("--api-key-env", "GW_KEY", env=env)
+    browser = _DevTools(chromium, tmp_path)
+    try:
+        assert httpx.get(gw.base + "/lwfsm/").status_code == 401  # the page needs the gateway key too
+        client = openai.OpenAI(
+            base_url=gw.base + "/v1", api_key=GATEWAY_KEY, default_headers={"X-Lwfsm-Session": "dash"}, max_retries=0
+        )
+        messages: list[Any] = [{"role": "user", "content": "Write a parser."}]
+
+        def call() -> str:
+            raw = client.chat.completions.with_raw_response.create(model="x", messages=messages)
+            messages.append(raw.parse().choices[0].message.model_dump(exclude_none=True))
+            messages.append({"role": "user", "content": "ok"})
+            return raw.headers["x-lwfsm-session"]
+
+        key = call()
+        browser.send("Page.navigate", url=f"{gw.base}/lwfsm/?key={GATEWAY_KEY}")
+        row = f"document.querySelector('#sessions tr[data-id=\"{key}\"] td.state')"
+        assert browser.wait(f"{row} && {row}.textContent", "the conversation") == "lead_initial"
+        assert browser.js("location.search") == ""  # the key left the address bar
+        for _ in range(3):  # lead_turns 3: the fourth call is the worker's
+            call()
+        browser.wait(f"{row}.textContent === 'worker'", "the switch to the worker, without a reload")
+        assert "lead_initial \u2192 worker on turn_completed" in browser.js(f"{row}.parentElement.innerText")
+        totals = browser.js("document.getElementById('totals').innerText")
+        assert "3\ncalls on lead" in totals
+        assert "1\ncalls on worker" in totals
+
+        browser.js(f"location.hash = '#session={key}'")
+        active = "document.querySelector('#diagram svg g[class*=\"s_active_\"]')"
+        node = browser.wait(f"{active} && {active}.id", "the diagram with the current state marked")
+        assert "-state-worker-" in node  # mermaid prefixes the render's id
+        assert browser.js("document.querySelectorAll('#timeline tbody tr').length") == 3
+        browser.screenshot(tmp_path / "session.png")
+
+        browser.js("document.getElementById('fire-reset').click()")
+        deadline = time.monotonic() + 10
+        while gw.control("GET", f"/lwfsm/sessions/{key}").json()["state"] != "lead_initial":
+            assert time.monotonic() < deadline, "the reset button did not move the session"
+            time.sleep(0.1)
+        node = browser.wait(
+            f"{active} && {active}.id.includes('-state-lead_initial-') && {active}.id", "the diagram after the reset"
+        )
+        session = gw.control("GET", f"/lwfsm/sessions/{key}").json()
+        assert session["last_switch"] == {
+            "turn": 3,
+            "from": "worker",
+            "to": "lead_initial",
+            "event": "reset",
+            "reason": "fired through the control API",
+        }
+        assert (session["switches"], session["fallbacks"]) == (2, 0)  # a manual reset is not a fallback
+        browser.js("location.hash = ''")
+        browser.wait(f"{row} && {row}.textContent === 'lead_initial'", "the list after the reset")
+        browser.screenshot(tmp_path / "list.png")
+        assert browser.errors() == []
+    finally:
+        browser.close()
+        gw.stop()
+
+
+def test_responses_input_items_become_chat_messages() -> None:
+    from lwfsm.gateway import wire
+
+    assert wire.responses_messages("hi") == [{"role": "user", "content": "hi"}]
+    items = [
+        {"role": "developer", "content": "Be brief."},
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Fix it."}]},
+        {"type": "reasoning", "id": "rs_1", "summary": []},
+        {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Looking."}]},
+        {"type": "function_call", "call_id": "c1", "name": "read", "arguments": "{}"},
+        {"type": "function_call", "call_id": "c2", "name": "run", "arguments": '{"x": 1}'},
+        {"type": "function_call_output", "call_id": "c1", "output": "ok"},
+        {"type": "function_call_output", "call_id": "c2", "output": [{"type": "input_text", "text": "Traceback"}]},
+    ]
+    assert wire.responses_messages(items) == [
+        {"role": "developer", "content": "Be brief."},
+        {"role": "user", "content": "Fix it."},
+        {
+            "role": "assistant",
+            "content": "Looking.",
+            "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": "read", "arguments": "{}"}},
+                {"id": "c2", "type": "function", "function": {"name": "run", "arguments": '{"x": 1}'}},
+            ],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": "ok"},
+        {"role": "tool", "tool_call_id": "c2", "content": "Traceback"},
+    ]
+    tools = [{"type": "function", "name": "read", "parameters": {}}, {"type": "web_search"}]
+    assert wire.responses_tools(tools) == [{"type": "function", "function": {"name": "read", "parameters": {}}}]
