@@ -579,9 +579,13 @@ class AgentSession:
         raise self._all_failed(call)
 
     async def _astored(self, messages: Sequence[Mapping[str, Any]], side: bool, kwargs: dict[str, Any]) -> Any:
-        # The store's I/O is short and blocking (sqlite3, redis-py); a store call per model call is
-        # small next to the model call itself, so it is not moved to a thread.
-        key, replay, call = self._stored_begin(messages, side, kwargs)
+        # The store's I/O blocks (sqlite3, redis-py): it runs in a worker thread so other conversations
+        # on this event loop go on meanwhile. The session's lock is held throughout, so nothing else
+        # touches this conversation.
+        store = self.adapter.store
+        assert store is not None
+        offload = not store.url.startswith("memory://")
+        key, replay, call = await _maybe_thread(offload, self._stored_begin, messages, side, kwargs)
         if replay is not None:
             return replay
         for _ in range(self.adapter.conflicts):
@@ -589,7 +593,7 @@ class AgentSession:
             if kwargs.get("stream"):
                 self._stream_open = True
                 return self._astream(call, role, response, key)
-            done, value = self._commit(call, role, response, key)
+            done, value = await _maybe_thread(offload, self._commit, call, role, response, key)
             if done:
                 return value
             call = value
@@ -672,6 +676,10 @@ class AgentSession:
 
 
 _BIG_REPLY = 65_536  # characters of a pending reply above which async calls judge it in a worker thread
+
+
+async def _maybe_thread(offload: bool, fn: Any, *args: Any) -> Any:
+    return await asyncio.to_thread(fn, *args) if offload else fn(*args)
 
 
 async def _acquire(lock: threading.Lock) -> None:
