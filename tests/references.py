@@ -129,24 +129,16 @@ class Escalation:
             raise NotAllowed(event)
 
 
-class Window:
+class Window(LeadWorker):
     """specs/window.yaml: fallback when k of the worker's last 5 turns failed."""
 
     def __init__(self, params: dict[str, int]) -> None:
-        self.lead_turns = params["lead_turns"]
         self.k = params["window_failures"]
-        self.fallback_turns = params["fallback_turns"]
-        self.reset()
+        super().__init__({**params, "failure_threshold": self.k})
 
     def reset(self) -> None:
-        self.turns = 0
-        self.mode = "lead_initial" if self.lead_turns > 0 else "worker"
+        super().reset()
         self.last: list[bool] = []  # outcomes of the worker's turns, True = failed
-        self.fallback_successes = 0
-
-    @property
-    def role(self) -> str:
-        return "lead" if self.mode in ("lead_initial", "fallback") else "worker"
 
     def fire(self, event: str) -> None:
         if event == "reset":

@@ -586,27 +586,22 @@ def test_sync_and_async_calls_on_one_session_are_serialised(server: Server) -> N
     assert done == ["sync"]
 
 
-def test_retry_after_is_read_from_litellm_s_real_exception(server: Server) -> None:
-    server.script("ra1", {"status": 429, "headers": {"Retry-After": "7"}})
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [("7", 7.0), ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0)],  # seconds, or an HTTP date (past: no wait)
+)
+def test_retry_after_is_read_from_litellm_s_real_exception(server: Server, header: str, seconds: float) -> None:
+    model = f"ra-{len(header)}"
+    server.script(model, {"status": 429, "headers": {"Retry-After": header}})
     with pytest.raises(llm_errors.RateLimitError) as info:
         litellm.completion(
-            model="openai/ra1",
+            model=f"openai/{model}",
             messages=[{"role": "user", "content": "x"}],
             api_base=server.base,
             api_key="k",
             num_retries=0,
         )
-    assert retry_after(info.value) == 7.0
-    server.script("ra2", {"status": 429, "headers": {"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}})
-    with pytest.raises(llm_errors.RateLimitError) as info:
-        litellm.completion(
-            model="openai/ra2",
-            messages=[{"role": "user", "content": "x"}],
-            api_base=server.base,
-            api_key="k",
-            num_retries=0,
-        )
-    assert retry_after(info.value) == 0.0  # a date in the past: no wait
+    assert retry_after(info.value) == seconds
 
 
 def test_a_long_retry_after_moves_to_the_fallback_role_instead_of_stalling(server: Server) -> None:

@@ -165,3 +165,23 @@ def test_cli_check(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert "use --depth N" in err
     assert main(["check", str(tmp_path / "dec.yaml"), "--depth", "3"]) == 0
     assert "every sequence of up to 3 events" in capsys.readouterr().out
+
+
+def test_size_guard_names_a_window_when_no_counter_is_saturated() -> None:
+    from lwfsm import TooLarge
+
+    text = """
+lwfsm: 1
+name: windows
+version: 1
+roles: {lead: {}, worker: {cheap: true}}
+counters: {a: {window: 16}, b: {window: 16}}
+events: {ok: {}, fail: {}}
+states: {w: {role: worker}}
+initial: w
+transitions:
+  - {event: ok, source: w, updates: {a: "push(a, 1)"}}
+  - {event: fail, source: w, updates: {b: "push(b, 1)"}}
+"""
+    with pytest.raises(TooLarge, match=r"about 4,294,967,296 configurations .*: counter 'a' can take 65,536 values"):
+        check(Spec.from_text(text))

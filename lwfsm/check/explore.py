@@ -301,29 +301,31 @@ def saturation_bounds(spec: Spec) -> dict[str, int]:
     return abstraction(spec).bounds
 
 
-def estimate(spec: Spec, bounds: dict[str, int]) -> int:
+def estimate(spec: Spec, found: Abstraction) -> int:
     """An upper bound on the configurations a saturated check visits: states × (bound + 2) per
     saturated counter × the size of each exact domain × the turn modulus."""
-    total = len(spec.states)
-    for bound in bounds.values():
+    total = len(spec.states) * found.turn_modulus  # 1 when the spec never reads turn
+    for bound in found.bounds.values():
         total *= bound + 2  # values 0..bound, and bound + 1 standing for every larger one
-    found = abstraction(spec) if set(bounds) != set(spec.counters) or spec.uses_turn else None
-    if found is not None:
-        for size in found.sizes.values():
-            total *= size
-        total *= found.turn_modulus if spec.uses_turn else 1
+    for size in found.sizes.values():
+        total *= size
     return total
 
 
-def _refuse_estimate(spec: Spec, bounds: dict[str, int], limit: int) -> None:
-    total = estimate(spec, bounds)
+def _refuse_estimate(spec: Spec, found: Abstraction, limit: int) -> int:
+    """The estimate, or TooLarge naming what makes it large (a counter's bound or domain, or turn)."""
+    total = estimate(spec, found)
     if total <= limit:
-        return
-    worst = max(bounds, key=lambda c: bounds[c])
+        return total
+    factors = {f"counter '{c}' is compared against {b:,}": b + 2 for c, b in found.bounds.items()}
+    factors |= {f"counter '{c}' can take {s:,} values": s for c, s in found.sizes.items()}
+    if spec.uses_turn:
+        factors[f"turn is kept modulo {found.turn_modulus:,}"] = found.turn_modulus
+    worst = max(factors, key=lambda k: factors[k]) if factors else f"the spec has {len(spec.states):,} states"
     raise TooLarge(
         [
             f"spec '{spec.name}' may have about {total:,} configurations ({len(spec.states)} states × counter "
-            f"values), over the limit of {limit:,}: counter '{worst}' is compared against {bounds[worst]:,}; "
+            f"values), over the limit of {limit:,}: {worst}; "
             "lower that bound, use --depth N, or raise --max-configurations"
         ]
     )
@@ -339,11 +341,9 @@ def check(spec: Spec, depth: int | None = None, max_configurations: int = MAX_CO
     # Saturated counters are capped at bound + 1, exact ones kept as they are, and a spec that reads
     # `turn` keeps it modulo turn_modulus (exactly when `depth` bounds the search instead).
     found = abstraction(spec) if depth is None else Abstraction({}, {}, 0 if spec.uses_turn else 1)
-    modulus = found.turn_modulus if spec.uses_turn else 1
-    found.turn_modulus = modulus
     bounds = found.bounds
     if depth is None:
-        _refuse_estimate(spec, bounds, max_configurations)
+        _refuse_estimate(spec, found, max_configurations)
     events = list(spec.events)
     probe = engine.session()  # placed at each configuration in turn
     initial: Config = (probe.state, found.key(probe))
@@ -418,6 +418,7 @@ def check(spec: Spec, depth: int | None = None, max_configurations: int = MAX_CO
     cheap = {r for r, role in spec.roles.items() if role.cheap}
     if cheap and depth is None:
         findings.extend(_stuck(engine, cheap, parent, edges, path, counters))
+    modulus = found.turn_modulus or 1  # 0 (turn kept exactly in a depth-bounded search) reports as 1
     return Report(spec.name, spec.param_values, len(parent), depth, bounds, findings, 1, found.exact, modulus)
 
 
@@ -487,9 +488,7 @@ def check_grid(
         total = 0
         for params in param_grid(spec, up_to):
             one = spec.with_params(params)
-            one_bounds = saturation_bounds(one)
-            _refuse_estimate(one, one_bounds, max_configurations)
-            total += estimate(one, one_bounds)
+            total += _refuse_estimate(one, abstraction(one), max_configurations)
             if total > GRID_FACTOR * max_configurations:
                 raise TooLarge(
                     [

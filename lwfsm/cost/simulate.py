@@ -72,8 +72,6 @@ class Table:
 def compile_table(spec: Spec) -> Table:
     """The spec as a transition table; raises Unsaturable for specs outside the saturable fragment."""
     found = abstraction(spec)
-    if not spec.uses_turn:
-        found.turn_modulus = 1
     engine = Engine(spec, history=0)
     events = tuple(spec.events)
     probe = engine.session()
