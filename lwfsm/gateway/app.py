@@ -39,7 +39,7 @@ from ..spec import Spec
 from ..turn import Conversation, Plan, TurnCore, Usage
 from ..turn.bindings import RoleBinding
 from . import wire
-from .identity import Identity, identify
+from .identity import Identity, identify, side_call
 from .metrics import CONTENT_TYPE_LATEST, Metrics
 from .store import Store
 
@@ -83,6 +83,7 @@ class _Call:
     headers: Mapping[str, str]
     stream: bool
     started: float
+    side: str | None  # a side call's kind (title, compaction...): served and priced, not a turn
 
 
 @dataclass
@@ -201,13 +202,20 @@ class Gateway:
             record = json.loads(text)
             conv = self.core.restore(record["state"])
         retry = conv.pending is not None and record.get("last") == call.digest
-        plan = self.core.plan(conv, call.messages, side=retry)
+        plan = self.core.plan(conv, call.messages, side=retry or call.side is not None)
         return _Loaded(conv, version, record, retry, plan)
 
     def _commit(self, call: _Call, loaded: _Loaded, role: str, reply: dict[str, Any] | None, usage: Any) -> None:
         """Settle the call and write it back; on a conflict, reload, re-decide and settle again."""
         model = self.roles[role].model
         latency = time.perf_counter() - call.started
+        used = Usage.of(usage)
+        if call.side is not None and loaded.version == 0:
+            # A side call that opens no conversation (a Codex title comes on a thread of its own, a
+            # Claude Code title before the first turn): counted in /metrics, stored nowhere, so the
+            # gateway lists no conversation without turns.
+            self._count(role, model, used, None)
+            return
         for _ in range(5):
             conv = loaded.conv
             try:
@@ -218,7 +226,7 @@ class Gateway:
                     model=model,
                     reply=reply,
                     tools=call.tools,
-                    usage=Usage.of(usage),
+                    usage=used,
                     latency=latency,
                 )
             except Conflict:  # pragma: no cover - one conversation object per request
@@ -253,7 +261,7 @@ class Gateway:
                 agent=call.ident.agent,
             )
             if self.store.put(call.ident.key, json.dumps(record), loaded.version):
-                self._count(role, model, Usage.of(usage), judged)
+                self._count(role, model, used, judged)
                 return
             loaded = self._load(call)  # someone else moved it: judge again on the newer state
         logger.error("session %s: gave up recording a call after 5 conflicting writes", call.ident.key)
@@ -383,6 +391,7 @@ class Gateway:
     ) -> _Call:
         names = [str((t.get("function") or {}).get("name")) for t in tools]
         ident = identify(headers, sent, messages, system, names, client_key)
+        side = side_call(headers, sent, messages, system)
         return _Call(
             protocol,
             body,
@@ -394,6 +403,7 @@ class Gateway:
             headers,
             bool(body.get("stream")),
             time.perf_counter(),
+            side,
         )
 
     # -- the Responses API: translated to one Chat Completions call --
@@ -460,7 +470,9 @@ class Gateway:
 
     def _headers(self, call: _Call, loaded: _Loaded, role: str) -> dict[str, str]:
         conv, plan = loaded.conv, loaded.plan
-        if loaded.retry and conv.pending is not None:
+        if call.side is not None:
+            turn = conv.pending.turn if conv.pending is not None else conv.session.turn
+        elif loaded.retry and conv.pending is not None:
             turn = conv.pending.turn
         else:
             turn = conv.session.turn + (2 if plan.verdict.event is not None else 1)
@@ -473,6 +485,8 @@ class Gateway:
         }
         if not call.ident.confident:
             out["x-lwfsm-session-confidence"] = "low"
+        if call.side is not None:
+            out["x-lwfsm-side-call"] = call.side
         return out
 
     @staticmethod

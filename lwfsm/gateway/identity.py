@@ -1,8 +1,11 @@
-"""Which conversation a request belongs to: ids the agents already send, else a fingerprint.
+"""Which conversation a request belongs to, and whether it is a turn at all.
 
 Pure (headers as a lower-cased mapping, the parsed body). The id is always scoped by the client's
 key, so one client's id can never steer another client's conversation; requests of a sub-agent
-(which shares its parent's session id) are keyed by (session, agent).
+(which shares its parent's session id) are keyed by (session, agent). `side_call` tells the calls
+an agent makes beside its conversation (a title, a compaction, a commit message), which are served
+and priced but are not turns. Every rule here comes from captured traffic of the agent versions named
+in tests/agent_traffic/.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["AGENT_HEADERS", "SESSION_HEADERS", "Identity", "identify", "scope_of"]
+__all__ = ["AGENT_HEADERS", "SESSION_HEADERS", "SIDE_MARKERS", "Identity", "identify", "scope_of", "side_call"]
 
 # In order of precedence, lower-case.
 SESSION_HEADERS = (
@@ -78,15 +81,16 @@ def _claude_metadata(body: Mapping[str, Any]) -> str | None:
     return m.group(1) if m else None
 
 
-def _codex_metadata(headers: Mapping[str, str]) -> str | None:
+def _codex_metadata(headers: Mapping[str, str]) -> dict[str, Any]:
+    """Codex's `x-codex-turn-metadata` JSON ({} when absent or unreadable)."""
     raw = headers.get("x-codex-turn-metadata")
     if not raw:
-        return None
+        return {}
     try:
-        sid = json.loads(raw).get("session_id")
-    except (ValueError, AttributeError):
-        return None
-    return sid if isinstance(sid, str) and sid else None
+        meta = json.loads(raw)
+    except ValueError:
+        return {}
+    return meta if isinstance(meta, dict) else {}
 
 
 def identify(
@@ -106,7 +110,7 @@ def identify(
             break
     if session is None and (sid := _claude_metadata(body)):
         session, source = sid, "metadata.user_id"
-    if session is None and (sid := _codex_metadata(headers)):
+    if session is None and isinstance(sid := _codex_metadata(headers).get("session_id"), str) and sid:
         session, source = sid, "x-codex-turn-metadata"
     if session is None:
         for name in SESSION_HEADERS[2:]:
@@ -119,6 +123,53 @@ def identify(
         first = next((m for m in messages if m.get("role") == "user"), None)
         text = json.dumps(first.get("content"), sort_keys=True) if first else ""
         session, source = "fp-" + _digest(system, text, ",".join(sorted(tools))), "fingerprint"
-    agent = next((headers[h] for h in AGENT_HEADERS if headers.get(h)), None)
+    # Codex sends its thread id on every call: the main thread's is the session id itself.
+    agent = next((headers[h] for h in AGENT_HEADERS if headers.get(h) and headers[h] != session), None)
     key = f"{scope_of(client_key)}.{_part(session)}" + (f".{_part(agent)}" if agent else "")
     return Identity(key, session, source, agent)
+
+
+# (kind, where, text): a call is a side call of that kind when the text is in its system prompt
+# ("system") or in its last user message ("last"). Only what distinguishes the call in captures.
+SIDE_MARKERS = (
+    ("compaction", "last", "Your task is to create a detailed summary of the conversation so far"),  # Claude Code
+    ("compaction", "last", "You are performing a CONTEXT CHECKPOINT COMPACTION"),  # Codex
+    ("title", "system", "Generate a concise, sentence-case title"),  # Claude Code
+    ("title", "last", "Generate a concise, single-line task title"),  # Codex
+    ("commit_message", "system", "generates concise, one-line Git commit messages"),  # aider
+    ("summary", "system", "*Briefly* summarize this partial conversation about programming"),  # aider
+)
+
+
+def _schema_properties(body: Mapping[str, Any]) -> set[str] | None:
+    """The properties of the JSON schema the request asks its answer to follow, if it asks for one:
+    Anthropic `output_config.format`, Responses `text.format`, Chat Completions `response_format`."""
+    for outer, inner in (("output_config", "format"), ("text", "format"), ("response_format", "json_schema")):
+        fmt = body.get(outer)
+        fmt = fmt.get(inner) if isinstance(fmt, Mapping) else None
+        schema = fmt.get("schema") if isinstance(fmt, Mapping) else None
+        props = schema.get("properties") if isinstance(schema, Mapping) else None
+        if isinstance(props, Mapping):
+            return set(props)
+    return None
+
+
+def side_call(
+    headers: Mapping[str, str], body: Mapping[str, Any], messages: Sequence[Mapping[str, Any]], system: str
+) -> str | None:
+    """The kind of side call a request is ("title", "compaction", "commit_message", "summary"), or
+    None for a turn. `messages` OpenAI-shaped; `system` the system prompt's text."""
+    meta = _codex_metadata(headers)
+    if meta.get("request_kind") == "compaction":
+        return "compaction"
+    if meta.get("thread_source") == "thread_title":
+        return "title"
+    if _schema_properties(body) == {"title"}:  # an answer that is only a title (Claude Code, Codex)
+        return "title"
+    last = next((m for m in reversed(messages) if m.get("role") == "user"), None)
+    content = last.get("content") if last else None
+    text = content if isinstance(content, str) else json.dumps(content) if content else ""
+    for kind, where, marker in SIDE_MARKERS:
+        if marker in (system if where == "system" else text):
+            return kind
+    return None

@@ -63,6 +63,46 @@ UPSTREAM = textwrap.dedent(
 )
 
 
+# The floor: the gateway's own stack (Starlette on uvicorn, aiohttp to the upstream) forwarding the
+# bytes, with no identity, judging, store or metrics.
+PASSTHROUGH = textwrap.dedent(
+    """
+    import sys
+    import aiohttp
+    from starlette.applications import Starlette
+    from starlette.responses import Response, StreamingResponse
+    from starlette.routing import Route
+    import uvicorn
+
+    UP = f"http://127.0.0.1:{sys.argv[2]}/v1/chat/completions"
+    http = None
+
+    async def chat(request):
+        global http
+        if http is None:
+            http = aiohttp.ClientSession()
+        up = await http.post(UP, data=await request.body(), headers={"content-type": "application/json"})
+        if up.headers.get("content-type", "").startswith("text/event-stream"):
+            async def relay():
+                try:
+                    async for chunk in up.content.iter_any():
+                        yield chunk
+                finally:
+                    up.release()
+            return StreamingResponse(relay(), media_type="text/event-stream")
+        data = await up.read()
+        up.release()
+        return Response(data, media_type="application/json")
+
+    async def root(request):
+        return Response("ok")
+
+    app = Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"]), Route("/", root)])
+    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False)
+    """
+)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -113,18 +153,20 @@ async def one(client: aiohttp.ClientSession, url: str, payload: dict[str, object
 
 
 async def run(
-    targets: dict[str, str], concurrency: int, per_conv: int, stream: bool, tag: str
+    targets: dict[str, str], concurrency: int, per_slot: int, stream: bool, tag: str, turns: int = 10
 ) -> dict[str, list[float]]:
-    """Each conversation sends `per_conv` calls to each target, alternating targets call by call."""
+    """Each of `concurrency` slots sends `per_slot` calls to each target, alternating targets call by
+    call, in conversations of `turns` calls: bodies have the same sizes at every concurrency."""
     lat: dict[str, list[float]] = {t: [] for t in targets}
     # aiohttp as the load generator: httpx's pool costs the client more CPU than the servers under test.
     connector = aiohttp.TCPConnector(limit=concurrency * 2 + 10)
     async with aiohttp.ClientSession(connector=connector) as client:
 
         async def conversation(c: int) -> None:
-            headers = {"x-lwfsm-session": f"{tag}-{c}"}
-            for n in range(per_conv):
-                order = list(targets) if (c + n) % 2 == 0 else list(reversed(targets))
+            for i in range(per_slot):
+                n = i % turns
+                headers = {"x-lwfsm-session": f"{tag}-{c}-{i // turns}"}
+                order = list(targets) if (c + i) % 2 == 0 else list(reversed(targets))
                 for t in order:
                     lat[t].append(await one(client, targets[t], body(c, n, stream), headers))
 
@@ -141,8 +183,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=300, help="calls per target per scenario (about)")
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 100])
+    ap.add_argument("--turns", type=int, default=10, help="calls per conversation (sets the body sizes)")
     args = ap.parse_args()
-    up_port, gw_port = free_port(), free_port()
+    up_port, gw_port, pt_port = free_port(), free_port(), free_port()
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
@@ -160,40 +203,50 @@ def main() -> None:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    passthrough = subprocess.Popen([sys.executable, "-c", PASSTHROUGH, str(pt_port), str(up_port)], env=env)
     try:
         wait_ready(f"http://127.0.0.1:{up_port}/")
         wait_ready(f"http://127.0.0.1:{gw_port}/v1/models")
+        wait_ready(f"http://127.0.0.1:{pt_port}/")
         targets = {
             "direct": f"http://127.0.0.1:{up_port}/v1/chat/completions",
+            "passthrough": f"http://127.0.0.1:{pt_port}/v1/chat/completions",
             "gateway": f"http://127.0.0.1:{gw_port}/v1/chat/completions",
         }
+        pids = {"passthrough": passthrough.pid, "gateway": gateway.pid}
         asyncio.run(run(targets, 10, 5, False, "warmup"))
-        print(f"upstream delay {DELAY * 1000:.0f} ms; added latency = gateway - direct; CPU = gateway process only")
         print(
-            f"{'scenario':24} {'p50 direct':>10} {'p50 gw':>8} {'added p50':>9} {'added p99':>9} "
-            f"{'req/s dir':>9} {'req/s gw':>9} {'gw CPU ms/req':>13}"
+            f"upstream delay {DELAY * 1000:.0f} ms, {args.turns} calls per conversation. added = target - direct "
+            "(same run, interleaved); CPU = that process only.\npassthrough = the same stack (Starlette, "
+            "uvicorn, aiohttp) forwarding bytes with no lwfsm: the floor any Python gateway pays."
+        )
+        print(
+            f"{'scenario':16} {'target':12} {'added p50':>9} {'added p99':>9} {'req/s':>7} {'req/s direct':>12} "
+            f"{'CPU ms/req':>10}"
         )
         for concurrency in args.concurrency:
             for stream in (False, True):
-                per_conv = max(1, args.requests // concurrency)
-                cpu0 = cpu_seconds(gateway.pid)
-                lat = asyncio.run(run(targets, concurrency, per_conv, stream, f"c{concurrency}s{int(stream)}"))
-                cpu1 = cpu_seconds(gateway.pid)
-                user, system = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
-                d, g = lat["direct"], lat["gateway"]
-                # Throughput per target: each target got half the wall time (interleaved), so estimate
-                # from summed latencies per conversation slot.
-                rps_d = len(d) / (sum(d) / concurrency)
-                rps_g = len(g) / (sum(g) / concurrency)
-                print(
-                    f"{'c=' + str(concurrency) + (' stream' if stream else ' plain'):24} "
-                    f"{pct(d, 50) * 1000:>8.1f}ms {pct(g, 50) * 1000:>6.1f}ms "
-                    f"{(pct(g, 50) - pct(d, 50)) * 1000:>7.1f}ms {(pct(g, 99) - pct(d, 99)) * 1000:>7.1f}ms "
-                    f"{rps_d:>9.0f} {rps_g:>9.0f} {(user + system) * 1000 / len(g):>13.2f} "
-                    f"(user {user * 1000 / len(g):.2f}, sys {system * 1000 / len(g):.2f})"
+                per_slot = max(1, args.requests // concurrency)
+                cpu0 = {t: cpu_seconds(pid) for t, pid in pids.items()}
+                lat = asyncio.run(
+                    run(targets, concurrency, per_slot, stream, f"c{concurrency}s{int(stream)}", args.turns)
                 )
+                d = lat["direct"]
+                # Throughput per target: the targets are interleaved, so estimate each from its summed
+                # latencies per slot.
+                rps_d = len(d) / (sum(d) / concurrency)
+                cpu = {}
+                for t, pid in pids.items():
+                    after, g = cpu_seconds(pid), lat[t]
+                    cpu[t] = (after[0] - cpu0[t][0] + after[1] - cpu0[t][1]) * 1000 / len(g)
+                    print(
+                        f"{'c=' + str(concurrency) + (' stream' if stream else ' plain'):16} {t:12} "
+                        f"{(pct(g, 50) - pct(d, 50)) * 1000:>7.1f}ms {(pct(g, 99) - pct(d, 99)) * 1000:>7.1f}ms "
+                        f"{len(g) / (sum(g) / concurrency):>7.0f} {rps_d:>12.0f} {cpu[t]:>10.2f}"
+                    )
+                print(f"{'':16} gateway CPU / passthrough CPU = {cpu['gateway'] / cpu['passthrough']:.2f}x")
     finally:
-        for p in (gateway, upstream):
+        for p in (gateway, passthrough, upstream):
             p.terminate()
             p.wait(10)
 
