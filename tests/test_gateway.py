@@ -215,6 +215,27 @@ def test_openai_sdk_conversation_through_fallback_and_recovery_with_a_restart(
 
     _openai_conversation(oai, pick)
     _check_logs(gateways[0].stop())
+    # The gateway's rows are lwfsm.store rows: `lwfsm sessions` reads them, and restores them under the spec.
+    store = args[-1]
+    listed = _lwfsm("sessions", "list", "--store", store)
+    (line,) = [x for x in listed.splitlines() if "fix-parser" in x]
+    assert line.split()[1:] == ["12", "lead_worker", "v1", "worker", "11"]  # version, spec, state, turns
+    key = line.split()[0]
+    shown = json.loads(_lwfsm("sessions", "show", key, "--store", store, "--spec", "lead_worker"))
+    assert shown["last_call"].startswith("r:")
+    assert shown["state"]["pending"]["turn"] == 12
+
+
+def _lwfsm(*args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "lwfsm", *args],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
 
 
 def test_two_gateways_sharing_redis_serve_one_conversation_alternately(

@@ -97,6 +97,9 @@ def test_expired_rows_read_as_absent(tmp_path: Path) -> None:
         assert store.read("c") is None
         assert store.list() == []
         assert store.write("c", 0, Row("new", 1)), "an expired row is no obstacle to a new conversation"
+        assert store.write("d", 0, Row("one", 1))
+        assert not store.write("d", 1, Row("two", 2)), "an expired row is gone: its version cannot be matched"
+        assert store.write("d", 0, Row("new", 1)), "an expired row, never listed, is overwritten as absent"
 
 
 # --- bad input ------------------------------------------------------------------------------

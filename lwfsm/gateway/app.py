@@ -34,8 +34,9 @@ from starlette.routing import Route
 
 from ..cost.pricing import PriceMap
 from ..engine import Engine
-from ..errors import Conflict, LwfsmError, SnapshotError, TransitionNotAllowed
+from ..errors import Conflict, LwfsmError, SnapshotError, StoreError, TransitionNotAllowed
 from ..spec import Spec
+from ..store.rows import encode, split
 from ..turn import Conversation, Plan, TurnCore, Usage
 from ..turn.bindings import RoleBinding
 from . import wire
@@ -87,10 +88,25 @@ class _Call:
 
 
 @dataclass
+class _Record:
+    """A stored conversation as the gateway keeps it: an `lwfsm.store` row (header with the digest of
+    the last recorded call, the state), then the gateway's own lines: `meta` (who the conversation is,
+    its switches) and its last judged turns, one JSON line each, parsed only when asked for."""
+
+    conv: Conversation
+    last: str | None  # digest of the last recorded call's bytes
+    meta: dict[str, Any]
+    history: list[str]
+
+    def text(self) -> str:
+        return encode(self.conv.state(), self.last, [json.dumps(self.meta), *self.history[-HISTORY:]]).data
+
+
+@dataclass
 class _Loaded:
     conv: Conversation
     version: int  # the store's version (0: new)
-    record: dict[str, Any]
+    record: _Record
     retry: bool
     plan: Plan
 
@@ -193,15 +209,24 @@ class Gateway:
 
     # -- the store --
 
+    def _record(self, key: str, text: str) -> _Record:
+        state, last, lines = split(self.store.url, key, text)
+        try:
+            meta = json.loads(lines[0]) if lines else {}
+        except ValueError:
+            meta = None
+        if not isinstance(meta, dict):
+            raise SnapshotError(f"session {key!r}: the gateway's line of the row is not a JSON object")
+        return _Record(self.core.restore(state), last, meta, lines[1:])
+
     def _load(self, call: _Call) -> _Loaded:
         found = self.store.get(call.ident.key)
         if found is None:
-            conv, version, record = self.core.start(), 0, {}
+            version, record = 0, _Record(self.core.start(), None, {}, [])
         else:
-            version, text = found
-            record = json.loads(text)
-            conv = self.core.restore(record["state"])
-        retry = conv.pending is not None and record.get("last") == call.digest
+            version, record = found[0], self._record(call.ident.key, found[1])
+        conv = record.conv
+        retry = conv.pending is not None and record.last == call.digest
         plan = self.core.plan(conv, call.messages, side=retry or call.side is not None)
         return _Loaded(conv, version, record, retry, plan)
 
@@ -234,13 +259,12 @@ class Gateway:
             if loaded.retry and reply is not None and conv.pending is not None:
                 # A retried request: not a turn; its reply (the one the client sees) replaces the pending one.
                 conv.pending = conv.pending.model_copy(update={"reply": dict(reply), "model": model, "role": role})
-            record = dict(loaded.record)
-            history = list(record.get("history", ()))
+            meta, history = dict(loaded.record.meta), list(loaded.record.history)
             if judged is not None:
-                history.append(judged.record(call.ident.session))
+                history.append(json.dumps(judged.record(call.ident.session)))
                 before, after = judged.transition.source, judged.transition.dest
                 if self.spec.states[before].role != self.spec.states[after].role:
-                    self._switched(record, judged.pending.turn, before, after, judged.event, judged.reason)
+                    self._switched(meta, judged.pending.turn, before, after, judged.event, judged.reason)
                     logger.info(
                         "session %s turn %d: %s -> %s (%s -> %s) on %s%s",
                         call.ident.key,
@@ -252,31 +276,25 @@ class Gateway:
                         judged.event,
                         f" ({judged.reason})" if judged.reason else "",
                     )
-            record.update(
-                state=conv.state().model_dump_json(),  # JSON text: it round-trips exactly (strict tuples)
-                history=history[-HISTORY:],
-                last=call.digest,
-                session=call.ident.session,
-                source=call.ident.source,
-                agent=call.ident.agent,
-            )
-            if self.store.put(call.ident.key, json.dumps(record), loaded.version):
+            meta.update(session=call.ident.session, source=call.ident.source, agent=call.ident.agent)
+            record = _Record(conv, call.digest, meta, history)
+            if self.store.put(call.ident.key, record.text(), loaded.version):
                 self._count(role, model, used, judged)
                 return
             loaded = self._load(call)  # someone else moved it: judge again on the newer state
         logger.error("session %s: gave up recording a call after 5 conflicting writes", call.ident.key)
 
     def _switched(
-        self, record: dict[str, Any], turn: int, before: str, after: str, event: str, reason: str | None
+        self, meta: dict[str, Any], turn: int, before: str, after: str, event: str, reason: str | None
     ) -> None:
         # A fallback is a judged turn handing a cheap role's work back to a strong one; a manual event is not.
         """Keep the last switch and the switch counts in the record (history keeps only recent turns)."""
         states, roles = self.spec.states, self.spec.roles
-        record["last_switch"] = {"turn": turn, "from": before, "to": after, "event": event, "reason": reason}
-        record["switches"] = record.get("switches", 0) + 1
+        meta["last_switch"] = {"turn": turn, "from": before, "to": after, "event": event, "reason": reason}
+        meta["switches"] = meta.get("switches", 0) + 1
         manual = not self.spec.events[event].turn
         if not manual and roles[states[before].role].cheap and not roles[states[after].role].cheap:
-            record["fallbacks"] = record.get("fallbacks", 0) + 1  # a cheap role handed back to a strong one
+            meta["fallbacks"] = meta.get("fallbacks", 0) + 1  # a cheap role handed back to a strong one
 
     def _count(self, role: str, model: str, usage: Usage, judged: Any) -> None:
         self.metrics.call(role, usage, self.pricer(model, usage))
@@ -399,7 +417,7 @@ class Gateway:
             messages,
             tools,
             ident,
-            hashlib.sha256(raw).hexdigest()[:32],
+            "r:" + hashlib.sha256(raw).hexdigest()[:32],
             headers,
             bool(body.get("stream")),
             time.perf_counter(),
@@ -733,31 +751,23 @@ class Gateway:
             return JSONResponse({"error": exc.message}, exc.status)
         return None
 
-    def _summary(self, key: str, record: Mapping[str, Any]) -> dict[str, Any]:
-        state = json.loads(record["state"])
-        machine = state["machine"]
+    def _summary(self, key: str, record: _Record) -> dict[str, Any]:
+        conv, meta = record.conv, record.meta
+        state = conv.session.state
+        ledger, lead = conv.ledger, self.roles[self.lead].model
         return {
             "id": key,
-            "session": record.get("session"),
-            "source": record.get("source"),
-            "agent": record.get("agent"),
-            "state": machine["state"],
-            "role": self.spec.states[machine["state"]].role,
-            "model": self.roles[self.spec.states[machine["state"]].role].model,
-            "turn": machine["turn"],
-            "version": state["version"],
-            "last_switch": record.get("last_switch"),
-            "switches": record.get("switches", 0),
-            "fallbacks": record.get("fallbacks", 0),
-            **self._costs(state),
-        }
-
-    def _costs(self, state: Mapping[str, Any]) -> dict[str, Any]:
-        from ..turn.ledger import Ledger
-
-        ledger = Ledger.model_validate_json(json.dumps(state["ledger"]))
-        lead = self.roles[self.lead].model
-        return {
+            "session": meta.get("session"),
+            "source": meta.get("source"),
+            "agent": meta.get("agent"),
+            "state": state,
+            "role": self.spec.states[state].role,
+            "model": self.roles[self.spec.states[state].role].model,
+            "turn": conv.session.turn,
+            "version": conv.version,
+            "last_switch": meta.get("last_switch"),
+            "switches": meta.get("switches", 0),
+            "fallbacks": meta.get("fallbacks", 0),
             "calls": ledger.calls,
             "cost": ledger.cost(self.pricer),
             "lead_cost": ledger.cost_on(lead, self.pricer),
@@ -773,14 +783,14 @@ class Gateway:
                 continue
             found = self.store.get(key)
             if found is not None:
-                out.append(self._summary(key, json.loads(found[1])))
+                out.append(self._summary(key, self._record(key, found[1])))
         return JSONResponse({"sessions": out, "totals": _totals(out, list(self.roles))})
 
-    def _find(self, key: str) -> tuple[int, dict[str, Any]] | Response:
+    def _find(self, key: str) -> tuple[int, _Record] | Response:
         found = self.store.get(key)
         if found is None:
             return JSONResponse({"error": f"no session {key!r} (GET /lwfsm/sessions lists them)"}, 404)
-        return found[0], json.loads(found[1])
+        return found[0], self._record(key, found[1])
 
     async def get_session(self, request: Request) -> Response:
         if (denied := self._control(request)) is not None:
@@ -789,16 +799,16 @@ class Gateway:
         found = self._find(key)
         if isinstance(found, Response):
             return found
-        _, record = found
-        conv = self.core.restore(record["state"])
+        record = found[1]
+        conv = record.conv
         from ..diagram import mermaid
 
         out = self._summary(key, record)
-        state = json.loads(record["state"])
+        state = conv.state().model_dump(mode="json")
         out.update(
             counters=conv.session.counters,
-            pending=state.get("pending"),
-            history=record.get("history", []),
+            pending=state["pending"],
+            history=[json.loads(line) for line in record.history],
             ledger=state["ledger"],
             diagram=mermaid(self.spec, snapshot=conv.session.snapshot()),
             manual_events=[e for e, d in self.spec.events.items() if not d.turn],
@@ -817,16 +827,15 @@ class Gateway:
             if isinstance(found, Response):
                 return found
             version, record = found
-            conv = self.core.restore(record["state"])
+            conv = record.conv
             turn = conv.session.turn  # before the event: a reset starts counting again
             try:
                 rec = self.core.fire(conv, event, "fired through the control API")
             except TransitionNotAllowed as exc:
                 return JSONResponse({"error": str(exc)}, 409)
-            record["state"] = conv.state().model_dump_json()
             if self.spec.states[rec.source].role != self.spec.states[rec.dest].role:
-                self._switched(record, turn, rec.source, rec.dest, event, "fired through the control API")
-            if self.store.put(key, json.dumps(record), version):
+                self._switched(record.meta, turn, rec.source, rec.dest, event, "fired through the control API")
+            if self.store.put(key, record.text(), version):
                 logger.info("session %s: %s fired by hand: %s -> %s", key, event, rec.source, rec.dest)
                 return JSONResponse(self._summary(key, record))
         return JSONResponse({"error": "the session kept changing; try again"}, 409)
@@ -863,6 +872,13 @@ class Gateway:
 
 async def _not_found(request: Request, exc: Exception) -> Response:
     return JSONResponse({"error": f"no route {request.method} {request.url.path}"}, 404)
+
+
+async def _store_failed(request: Request, exc: Exception) -> Response:
+    # A store that is down, or a row that is not ours: the message names the store (password
+    # redacted) and the session, and says what to do; nothing was written.
+    logger.error("%s %s: %s", request.method, request.url.path, exc)
+    return JSONResponse({"error": {"message": str(exc), "type": "api_error"}}, 503)
 
 
 async def _crash(request: Request, exc: Exception) -> Response:
@@ -945,5 +961,5 @@ def create_app(gateway: Gateway) -> Starlette:
     return Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={404: _not_found, 405: _not_found, Exception: _crash},
+        exception_handlers={404: _not_found, 405: _not_found, StoreError: _store_failed, Exception: _crash},
     )

@@ -15,6 +15,8 @@ DEFAULT_STORE = "sqlite:///lwfsm-sessions.db"  # in the directory `lwfsm serve` 
 
 
 class Store(Protocol):
+    url: str  # for messages (password redacted)
+
     def get(self, key: str) -> tuple[int, str] | None:
         """(version, value) or None when the key is unknown."""
 

@@ -1,22 +1,25 @@
 """How a conversation is kept in a store row, and the idempotency key of a call.
 
-A row's data is one header line, `lwfsm-session/1 <call key>`, then the `ConversationState` JSON.
-The call key is the digest of the last settled turn call (its messages, or the request id the client
-gave); a turn call arriving with the same key is a redelivery (a client retry) and is not judged again.
+A row's data is one header line, `lwfsm-session/1 <call key>`, then the `ConversationState` JSON on
+one line, then any lines of the front end's own (the gateway keeps its record of the conversation
+and its recent judged turns there, one JSON line each). So every row of every front end can be read
+by `lwfsm sessions`. The call key is the digest of the last settled turn call (its messages, or the
+request id the client gave); a turn call arriving with the same key is a redelivery (a client retry)
+and is not judged again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ..errors import SnapshotError, StoreError
 from ..turn import Conversation, ConversationState, TurnCore
 from .base import Row, Store
 
-__all__ = ["HEADER", "call_key", "decode", "encode", "load", "restore"]
+__all__ = ["HEADER", "call_key", "decode", "encode", "load", "restore", "split"]
 
 HEADER = "lwfsm-session/1"
 
@@ -29,22 +32,31 @@ def call_key(messages: Sequence[Mapping[str, Any]], request_id: str | None = Non
     return "m:" + hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def encode(state: ConversationState, call: str | None) -> Row:
-    return Row(f"{HEADER} {call or '-'}\n{state.model_dump_json()}", state.version)
+def encode(state: ConversationState, call: str | None, extra: Iterable[str] = ()) -> Row:
+    """A row: the header, the state, then the front end's `extra` lines (JSON: no newline in them)."""
+    return Row("\n".join((f"{HEADER} {call or '-'}", state.model_dump_json(), *extra)), state.version)
+
+
+def split(url: str, session: str, data: str) -> tuple[str, str | None, list[str]]:
+    """(state JSON, call key, the front end's lines) of a row's data; StoreError naming the store
+    and session when it is not ours."""
+    head, sep, body = data.partition("\n")
+    parts = head.split(" ")
+    if not sep or len(parts) != 2 or parts[0] != HEADER:
+        raise StoreError(
+            f"store {url}: session {session!r}: the row is not an lwfsm session (it starts with "
+            f"{head[:40]!r}); nothing was overwritten. Delete it (`lwfsm sessions delete`) or use another id.",
+            store=url,
+            session=session,
+        )
+    state, _, rest = body.partition("\n")
+    return state, (None if parts[1] == "-" else parts[1]), rest.split("\n") if rest else []
 
 
 def decode(store: Store, session: str, row: Row) -> tuple[str, str | None]:
     """(state JSON, call key) of a row; StoreError naming the store and session when it is not ours."""
-    head, sep, body = row.data.partition("\n")
-    parts = head.split(" ")
-    if not sep or len(parts) != 2 or parts[0] != HEADER:
-        raise StoreError(
-            f"store {store.url}: session {session!r}: the row is not an lwfsm session (it starts with "
-            f"{head[:40]!r}); nothing was overwritten. Delete it (`lwfsm sessions delete`) or use another id.",
-            store=store.url,
-            session=session,
-        )
-    return body, (None if parts[1] == "-" else parts[1])
+    state, call, _ = split(store.url, session, row.data)
+    return state, call
 
 
 def load(store: Store, core: TurnCore, session: str) -> tuple[Conversation | None, str | None]:
