@@ -74,11 +74,14 @@ def serve(app: Any, host: str, port: int, *, workers: int = 1, config: Mapping[s
     except ImportError as exc:  # pragma: no cover
         raise ConfigError(f'lwfsm serve needs the gateway extra: pip install "lwfsm[gateway]" ({exc})') from None
     _logging()
+    # No access log (one line per switch is the gateway's log); no X-Forwarded-* rewriting: the
+    # gateway uses no client address, so there is nothing for a proxy header to change.
+    options: dict[str, Any] = {"log_level": "warning", "access_log": False, "proxy_headers": False}
     if workers > 1:
         import json
 
         os.environ[_WORKER_ENV] = json.dumps(dict(config or {}))
         target: Any = "lwfsm.gateway.serve:worker_app"
-        uvicorn.run(target, factory=True, host=host, port=port, workers=workers, log_level="warning", access_log=False)
+        uvicorn.run(target, factory=True, host=host, port=port, workers=workers, **options)
         return
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    uvicorn.run(app, host=host, port=port, **options)

@@ -96,10 +96,10 @@ class SQLiteStore:
             now = time.time()
             expires = now + self.ttl if self.ttl else None
             if expected:
-                sql, args = _UPDATE, (row.version, row.data, expires, session, expected, now)
+                cursor = self._db.execute(_UPDATE, (row.version, row.data, expires, session, expected, now))
             else:  # absent, or expired (which reads as absent)
-                sql, args = _INSERT, (session, row.version, row.data, expires, now)
-            return self._db.execute(sql, args).rowcount == 1
+                cursor = self._db.execute(_INSERT, (session, row.version, row.data, expires, now))
+            return cursor.rowcount == 1
 
         return self._run("compare-and-set", session, go)
 

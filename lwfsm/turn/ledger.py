@@ -42,7 +42,7 @@ class Usage(_Value):
         read = num(get(usage, "cache_read_input_tokens")) or num(
             get(prompt_details, "cached_tokens") if prompt_details is not None else None
         )
-        return cls(
+        return cls.model_construct(  # every field is an int >= 0 already: no second validation
             prompt_tokens=num(get(usage, "prompt_tokens")),
             completion_tokens=num(get(usage, "completion_tokens")),
             cache_read_tokens=read,
