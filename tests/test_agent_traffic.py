@@ -181,10 +181,16 @@ def test_claude_code_sub_agent_turns_leave_the_main_conversation_alone(ant_gw: G
     assert _session(ant_gw, sub.pop())["pending"]["turn"] == 2
 
 
-def test_codex_compactions_and_titles_are_not_turns(oai_gw: Gateway) -> None:
+def test_codex_compactions_and_titles_are_not_turns(oai: openai_server.Server, oai_gw: Gateway) -> None:
     reqs = _scenario("codex", "exec_autocompact")
     assert [r["kind"] for r in reqs] == ["turn", "compaction", "turn"]
+    before = len(oai.requests)
     got = _replay(oai_gw, reqs)
+    # Codex's instructions come as `developer` items; upstream they are `system` messages, which any
+    # Chat Completions server takes.
+    sent = oai.requests[before]["messages"]
+    assert [m["role"] for m in sent[:2]] == ["system", "system"]
+    assert all(m["role"] != "developer" for r in oai.requests[before:] for m in r["messages"])
     assert [g.headers["x-lwfsm-turn"] for g in got] == ["1", "1", "2"]
     assert got[1].headers["x-lwfsm-side-call"] == "compaction"
     session = _session(oai_gw, got[0].headers["x-lwfsm-session"])

@@ -226,6 +226,31 @@ def test_openai_sdk_conversation_through_fallback_and_recovery_with_a_restart(
     assert shown["state"]["pending"]["turn"] == 12
 
 
+def test_a_row_that_is_not_a_conversation_is_a_clear_503(oai: openai_server.Server, tmp_path: Path) -> None:
+    from lwfsm.store import open_store
+    from lwfsm.store.base import Row
+
+    url = f"sqlite:///{tmp_path}/s.db"
+    store = open_store(url)
+    assert store.write("anon.someone-elses", 0, Row("a row another program wrote", 1))
+    store.close()
+    gw = Gateway("--store", url, env=_env("openai", oai.base))
+    try:
+        r = httpx.post(
+            gw.base + "/v1/chat/completions",
+            json={"model": "m", "messages": [{"role": "user", "content": "hi"}]},
+            headers={"x-lwfsm-session": "someone-elses"},
+        )
+    finally:
+        out = gw.stop()
+    assert r.status_code == 503
+    message = r.json()["error"]["message"]
+    assert "not an lwfsm session" in message
+    assert "nothing was overwritten" in message
+    assert "Traceback" not in out
+    assert open_store(url).read("anon.someone-elses") == Row("a row another program wrote", 1)
+
+
 def _lwfsm(*args: str) -> str:
     done = subprocess.run(
         [sys.executable, "-m", "lwfsm", *args],

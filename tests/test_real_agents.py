@@ -337,7 +337,7 @@ def test_codex_exec_switches_between_lead_and_worker(oai: openai_server.Server, 
         assert f"Process exited with code {code}" in result["content"]
     assert oai.requests[-1]["messages"][-1]["content"].rstrip().endswith("3")
     for request, headers in zip(oai.requests, oai.headers, strict=True):
-        assert request["messages"][0]["role"] == "developer"  # Codex 0.171.0 sends no `instructions`
+        assert request["messages"][0]["role"] == "system"  # Codex's `developer` items, sent as `system`
         assert "exec_command" in {t["function"]["name"] for t in request["tools"]}
         assert headers["authorization"] == f"Bearer {LEAD_KEY if request['model'] == 'lead-model' else WORKER_KEY}"
     assert GATEWAY_KEY not in json.dumps([oai.requests, oai.headers])

@@ -395,6 +395,9 @@ def responses_tools(tools: Any) -> list[Message]:
 
 def responses_chat_request(body: Mapping[str, Any], messages: list[Message], tools: list[Message]) -> Message:
     """The Chat Completions request that serves a Responses request (never streamed: see the gateway)."""
+    # Codex sends its instructions as `developer` messages; `system` is what every Chat Completions
+    # server accepts (OpenAI treats the two alike), so any openai/... upstream can serve them.
+    messages = [{**m, "role": "system"} if m.get("role") == "developer" else m for m in messages]
     chat: Message = {"model": body.get("model", "lwfsm"), "messages": messages}
     if tools:
         chat["tools"] = tools
