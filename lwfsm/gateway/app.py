@@ -80,7 +80,7 @@ class _Call:
     body: dict[str, Any]
     raw: bytes
     messages: list[dict[str, Any]]  # OpenAI-shaped, for judging
-    tools: list[dict[str, Any]]  # OpenAI-shaped
+    tools: list[dict[str, Any]]  # OpenAI-shaped, names only
     ident: Identity
     digest: str  # of the request bytes: a retried request has the same
     headers: Mapping[str, str]
@@ -429,7 +429,9 @@ class Gateway:
             body,
             raw,
             messages,
-            tools,
+            # Judging reads only the tools' names: the stored turn keeps no schemas (Claude Code's 24
+            # tools are 65 KB of JSON, which every call would otherwise write and parse again).
+            [{"type": "function", "function": {"name": n}} for n in names],
             ident,
             "r:" + hashlib.sha256(raw).hexdigest()[:32],
             headers,

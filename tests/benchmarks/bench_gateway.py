@@ -128,8 +128,34 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
     return int(fields[11]) / tick, int(fields[12]) / tick
 
 
+# --body agent: requests the size a coding agent sends. Claude Code 2.1.197 sends 24 tools whose JSON
+# schemas come to 65 KB and a system prompt of ~12 KB on every call (tests/agent_traffic/ has them,
+# trimmed): synthetic ones of the same sizes here.
+AGENT_SYSTEM = "You are a coding agent. " + "Follow the repository's conventions and explain each change. " * 200
+AGENT_TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": f"tool_{i}",
+            "description": f"Tool {i}: " + "does one careful thing to the working tree and reports it. " * 12,
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    f"arg_{j}": {"type": "string", "description": "an argument, described at length " * 4}
+                    for j in range(12)
+                },
+                "required": ["arg_0"],
+            },
+        },
+    }
+    for i in range(24)
+]
+BODY = "small"
+
+
 def body(conv: int, n: int, stream: bool) -> dict[str, object]:
-    messages: list[dict[str, object]] = [{"role": "system", "content": "You are a coding agent."}]
+    system = AGENT_SYSTEM if BODY == "agent" else "You are a coding agent."
+    messages: list[dict[str, object]] = [{"role": "system", "content": system}]
     for i in range(n):
         messages += [
             {"role": "user", "content": f"conversation {conv}: step {i}, please continue"},
@@ -137,6 +163,8 @@ def body(conv: int, n: int, stream: bool) -> dict[str, object]:
         ]
     messages.append({"role": "user", "content": f"conversation {conv}: step {n}"})
     out: dict[str, object] = {"model": "any", "messages": messages, "stream": stream}
+    if BODY == "agent":
+        out["tools"] = AGENT_TOOLS
     if stream:
         out["stream_options"] = {"include_usage": True}
     return out
@@ -184,7 +212,10 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=300, help="calls per target per scenario (about)")
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 100])
     ap.add_argument("--turns", type=int, default=10, help="calls per conversation (sets the body sizes)")
+    ap.add_argument("--body", choices=["small", "agent"], default="small", help="agent: Claude Code-sized requests")
     args = ap.parse_args()
+    global BODY
+    BODY = args.body
     up_port, gw_port, pt_port = free_port(), free_port(), free_port()
     env = {
         **os.environ,
@@ -216,7 +247,8 @@ def main() -> None:
         pids = {"passthrough": passthrough.pid, "gateway": gateway.pid}
         asyncio.run(run(targets, 10, 5, False, "warmup"))
         print(
-            f"upstream delay {DELAY * 1000:.0f} ms, {args.turns} calls per conversation. added = target - direct "
+            f"upstream delay {DELAY * 1000:.0f} ms, {args.turns} calls per conversation, {args.body} bodies "
+            f"({len(json.dumps(body(0, args.turns - 1, False))) // 1024} KB at the last call). added = target - direct "
             "(same run, interleaved); CPU = that process only.\npassthrough = the same stack (Starlette, "
             "uvicorn, aiohttp) forwarding bytes with no lwfsm: the floor any Python gateway pays."
         )
