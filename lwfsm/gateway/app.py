@@ -51,7 +51,7 @@ logger = logging.getLogger("lwfsm.gateway")
 
 Protocol = Literal["openai", "anthropic"]
 HISTORY = 20  # judged turns kept per conversation for the control API
-WARM = 1024  # conversations kept parsed in memory per process (see Gateway._warm)
+WARM = 256  # conversations kept parsed in memory per process (see Gateway._warm)
 RESPONSES = "lwfsm-response:"  # store keys of Responses API chains (previous_response_id), not conversations
 # Not passed on from the upstream's response: hop-by-hop, or set by our own server.
 _HOP = {"content-length", "transfer-encoding", "connection", "content-encoding", "keep-alive", "date", "server"}
