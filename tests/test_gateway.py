@@ -214,10 +214,16 @@ def test_openai_sdk_conversation_through_fallback_and_recovery_with_a_restart(
         return gateways[0]
 
     _openai_conversation(oai, pick)
+    # A Responses API call leaves a chain row beside the conversations.
+    r = httpx.post(
+        gateways[0].base + "/v1/responses", json={"model": "m", "input": "hi"}, headers={"x-api-key": GATEWAY_KEY}
+    )
+    assert r.status_code == 200
     _check_logs(gateways[0].stop())
     # The gateway's rows are lwfsm.store rows: `lwfsm sessions` reads them, and restores them under the spec.
     store = args[-1]
-    listed = _lwfsm("sessions", "list", "--store", store)
+    listed = _lwfsm("sessions", "list", "--store", store)  # exit 0: the chain is no broken conversation
+    assert "(1 Responses API chain(s) of the gateway not listed" in listed
     (line,) = [x for x in listed.splitlines() if "fix-parser" in x]
     assert line.split()[1:] == ["12", "lead_worker", "v1", "worker", "11"]  # version, spec, state, turns
     key = line.split()[0]
@@ -542,6 +548,55 @@ def test_worker_5xx_is_served_by_the_lead_as_technical_fallback(
     r = client.chat.completions.with_raw_response.create(model="m", messages=[{"role": "user", "content": "b"}])
     assert (r.headers["x-lwfsm-state"], r.headers["x-lwfsm-role"]) == ("worker", "lead")
     assert gw.control("GET", f"/lwfsm/sessions/{key}").json()["state"] == "worker"
+
+
+_DEEP = '{"role": "user", "content": [' * 3000 + "]}" * 3000  # a message nested 6,000 levels deep
+BAD_REQUESTS = [
+    ("/v1/chat/completions", {"model": "m", "messages": [{"role": "user", "content": "a"}, "junk"]}, "'messages[1]'"),
+    ("/v1/chat/completions", {"model": "m", "messages": [], "tools": [1]}, "'tools' must be a list of objects"),
+    (
+        "/v1/chat/completions",
+        {"model": "m", "messages": [], "tools": [{"function": 7}]},
+        "'function' must be an object",
+    ),
+    ("/v1/chat/completions", {"model": "m", "messages": [], "stream": "no"}, "'stream' must be true or false"),
+    ("/v1/chat/completions", '{"model": "m", "messages": [' + _DEEP + "]}", "nested too deeply"),
+    ("/v1/chat/completions", "[" * 200_000 + "]" * 200_000, "nested too deeply"),
+    ("/v1/messages", {"model": "m", "max_tokens": 9, "messages": [], "metadata": "x"}, "'metadata' must be an object"),
+    ("/v1/messages", {"model": "m", "max_tokens": 9, "messages": [], "tools": {"a": 1}}, "'tools' must be a list"),
+    ("/v1/responses", {"model": "m", "input": "hi", "stream": "yes"}, "'stream' must be true or false"),
+    ("/v1/responses", {"model": "m", "input": "hi", "previous_response_id": {"a": 1}}, "must be a string"),
+    ("/v1/responses", '{"model": "m", "input": [' + _DEEP + "]}", "nested too deeply"),
+]
+
+
+@pytest.mark.parametrize(("path", "body", "message"), BAD_REQUESTS)
+def test_a_malformed_request_is_the_clients_400_and_reaches_no_upstream(
+    oai: openai_server.Server, oai_gateway: Gateway, path: str, body: Any, message: str
+) -> None:
+    before = len(oai.requests)
+    data = body if isinstance(body, str) else json.dumps(body)
+    r = httpx.post(oai_gateway.base + path, content=data, headers={"x-api-key": GATEWAY_KEY}, timeout=30)
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert message in error["message"]
+    if path == "/v1/messages":  # each protocol's own error shape
+        assert r.json()["type"] == "error"
+        assert error["type"] == "invalid_request_error"
+    assert len(oai.requests) == before
+
+
+def test_session_ids_are_read_as_utf8_and_kept_short(oai_gateway: Gateway) -> None:
+    for sid, shown in (("héllo-日本", "héllo-日本"), ("x" * 10_000, "x" * 200 + "…")):
+        r = httpx.post(
+            oai_gateway.base + "/v1/chat/completions",
+            json={"model": "m", "messages": [{"role": "user", "content": "hi"}]},
+            headers={"x-api-key": GATEWAY_KEY, "x-session-id": sid.encode()},  # UTF-8 bytes, as agents send
+        )
+        assert r.status_code == 200
+        session = oai_gateway.control("GET", f"/lwfsm/sessions/{r.headers['x-lwfsm-session']}").json()
+        assert session["session"] == shown
+        assert len(r.headers["x-lwfsm-session"]) < 64  # the key holds a digest of such an id
 
 
 def test_control_api_and_security(oai_gateway: Gateway) -> None:

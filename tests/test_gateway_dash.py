@@ -304,7 +304,14 @@ def test_dashboard_in_a_real_browser_follows_traffic_and_fires_a_manual_switch(
     gw = Gateway("--api-key-env", "GW_KEY", env=env)
     browser = _DevTools(chromium, tmp_path)
     try:
-        assert httpx.get(gw.base + "/lwfsm/").status_code == 401  # the page needs the gateway key too
+        # The page holds no data, so it loads without the key; its calls to the control API need it.
+        assert httpx.get(gw.base + "/lwfsm/").status_code == 200
+        assert httpx.get(gw.base + "/lwfsm/sessions").status_code == 401
+        browser.send("Page.navigate", url=f"{gw.base}/lwfsm/")
+        error = "document.getElementById('error')"
+        prompt = browser.wait(f"{error} && {error}.textContent", "that the key is needed")
+        assert "needs its key: open" in prompt
+        browser.events.clear()  # the browser logged that 401; from here on the page must log no error
         client = openai.OpenAI(
             base_url=gw.base + "/v1", api_key=GATEWAY_KEY, default_headers={"X-Lwfsm-Session": "dash"}, max_retries=0
         )
@@ -328,6 +335,8 @@ def test_dashboard_in_a_real_browser_follows_traffic_and_fires_a_manual_switch(
         totals = browser.js("document.getElementById('totals').innerText")
         assert "3\ncalls on lead" in totals
         assert "1\ncalls on worker" in totals
+        browser.send("Page.reload")  # the key stays with the tab: a reload shows the same data
+        assert browser.wait(f"{row} && {row}.textContent", "the conversation after a reload") == "worker"
 
         browser.js(f"location.hash = '#session={key}'")
         active = "document.querySelector('#diagram svg g[class*=\"s_active_\"]')"

@@ -3,11 +3,12 @@ always compiles, survives random events, round-trips, snapshots, and can be chec
 
 from typing import Any
 
+import pytest
 import yaml
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
-from lwfsm import Engine, Spec, SpecError, TransitionNotAllowed
+from lwfsm import Engine, SnapshotError, Spec, SpecError, TransitionNotAllowed
 from lwfsm.check import Unsaturable, check
 
 STATES = ["s0", "s1", "s2", "s3"]
@@ -91,6 +92,14 @@ def _places(node: Any) -> Any:
 
 
 @given(spec_dicts(), st.lists(st.sampled_from(list(EVENTS)), max_size=30))
+@example(  # found by hypothesis: an invariant that fails from the start
+    data={
+        **{"lwfsm": 1, "name": "generated", "version": 1, "roles": {"r0": {}, "r1": {"cheap": True}}},
+        **{"events": {"e0": {}}, "states": {"s0": {"role": "r0"}}, "initial": "s0"},
+        **{"transitions": [{"event": "e0", "source": "*"}], "invariants": ["0 == 1"]},
+    },
+    events=[],
+)
 def test_generated_specs_load_or_fail_cleanly(data: dict[str, Any], events: list[str]) -> None:
     try:
         spec = Spec.from_dict(data)
@@ -115,7 +124,11 @@ def test_generated_specs_load_or_fail_cleanly(data: dict[str, Any], events: list
         except TransitionNotAllowed:
             pass
         assert session.state in spec.states
-    assert engine.restore(session.snapshot().model_dump_json()).snapshot() == session.snapshot()
+    if engine.violations(session):  # the spec breaks its own invariant (`lwfsm check` reports it):
+        with pytest.raises(SnapshotError, match="violates the invariant"):  # such a snapshot is refused
+            engine.restore(session.snapshot().model_dump_json())
+    else:
+        assert engine.restore(session.snapshot().model_dump_json()).snapshot() == session.snapshot()
     try:
         report = check(spec, depth=None)
     except Unsaturable:

@@ -320,6 +320,10 @@ def test_sessions_cli_list_show_delete(tmp_path: Path, capsys: pytest.CaptureFix
     assert main(["sessions", "delete", "conv-1", "--store", url]) == 1
     assert main(["sessions", "show", "--store", url]) == 1
     assert "name at least one conversation id" in capsys.readouterr().err
+    missing = tmp_path / "elsewhere" / "sessions.db"
+    assert main(["sessions", "list", "--store", f"sqlite:///{missing}"]) == 1  # a wrong path, said so
+    assert f"no such file '{missing}'" in capsys.readouterr().err
+    assert not missing.parent.exists()  # and nothing was created there
     assert main(["sessions", "list", "--store", f"redis://:{PASSWORD}@nohost.invalid:1/0"]) == 1
     assert PASSWORD not in capsys.readouterr().err
 

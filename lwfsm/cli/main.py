@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -433,11 +434,15 @@ def cmd_sessions(args: argparse.Namespace) -> int:
 
     from ..errors import StoreError
     from ..store import open_store
-    from ..store.rows import decode, load
+    from ..store.rows import CHAINS, decode, load
+    from ..store.sqlite import SQLiteStore
     from ..turn import ConversationState, TurnCore
 
     if args.action != "list" and not args.ids:
         raise _Usage(f"sessions {args.action}: name at least one conversation id")
+    if args.store.startswith("sqlite:") and not os.path.isfile(path := SQLiteStore.path_of(args.store)):
+        # Opening it would create an empty database, and "no sessions" would hide a wrong path.
+        raise StoreError(f"store {args.store}: no such file {os.path.abspath(path)!r}", store=args.store)
     store = open_store(args.store)
     try:
         if args.action == "delete":
@@ -446,7 +451,9 @@ def cmd_sessions(args: argparse.Namespace) -> int:
                 print(f"lwfsm sessions: store {store.url}: no session {s!r}", file=sys.stderr)
             return 1 if missing else 0
         core = TurnCore(Engine(load_spec(args.spec, _params(args.set)))) if args.spec else None
-        ids = args.ids if args.action == "show" else store.list()
+        listed = store.list()
+        chains = sum(1 for i in listed if i.startswith(CHAINS))  # the gateway's Responses API chains
+        ids = args.ids if args.action == "show" else [i for i in listed if not i.startswith(CHAINS)]
         rows, failed = [], 0
         for sid in ids:
             try:
@@ -481,6 +488,8 @@ def cmd_sessions(args: argparse.Namespace) -> int:
         if args.action == "list":
             header = ["session", "version", "spec", "state", "turns"]
             print(_table(rows, header) if rows else f"{store.url}: no sessions")
+            if chains:
+                print(f"({chains} Responses API chain(s) of the gateway not listed: they are not conversations)")
         return 1 if failed else 0
     finally:
         store.close()

@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 import aiohttp
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
@@ -37,7 +37,7 @@ from ..cost.pricing import PriceMap
 from ..engine import Engine
 from ..errors import Conflict, LwfsmError, SnapshotError, StoreError, TransitionNotAllowed
 from ..spec import Spec
-from ..store.rows import encode, split
+from ..store.rows import CHAINS, encode, split
 from ..turn import Conversation, Plan, TurnCore, Usage
 from ..turn.bindings import RoleBinding
 from . import wire
@@ -52,7 +52,6 @@ logger = logging.getLogger("lwfsm.gateway")
 Protocol = Literal["openai", "anthropic"]
 HISTORY = 20  # judged turns kept per conversation for the control API
 WARM = 256  # conversations kept parsed in memory per process (see Gateway._warm)
-RESPONSES = "lwfsm-response:"  # store keys of Responses API chains (previous_response_id), not conversations
 # Not passed on from the upstream's response: hop-by-hop, or set by our own server.
 _HOP = {"content-length", "transfer-encoding", "connection", "content-encoding", "keep-alive", "date", "server"}
 
@@ -157,7 +156,7 @@ class Gateway:
         self.pricer = PriceMap(_price_table())
         # "The lead alone": the first role the spec does not mark cheap.
         self.lead = next((r for r, d in spec.roles.items() if not d.cheap), next(iter(spec.roles)))
-        self.metrics = Metrics(lambda: sum(1 for k in self.store.list() if not k.startswith(RESPONSES)))
+        self.metrics = Metrics(lambda: sum(1 for k in self.store.list() if not k.startswith(CHAINS)))
 
     # -- plumbing --
 
@@ -199,16 +198,21 @@ class Gateway:
         if declared and declared.isdigit() and int(declared) > self.max_body:
             raise _Reject(413, f"request body over the gateway's limit of {self.max_body} bytes")
         chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > self.max_body:
-                raise _Reject(413, f"request body over the gateway's limit of {self.max_body} bytes")
-            chunks.append(chunk)
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > self.max_body:
+                    raise _Reject(413, f"request body over the gateway's limit of {self.max_body} bytes")
+                chunks.append(chunk)
+        except ClientDisconnect:  # nobody to answer; not an error of the gateway's
+            raise _Reject(400, "the client went away before sending the whole body") from None
         raw = b"".join(chunks)
         try:
             body = json.loads(raw)
         except ValueError as exc:
             raise _Reject(400, f"request body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise _Reject(400, "request body is nested too deeply to read") from None
         if not isinstance(body, dict):
             raise _Reject(400, f"request body must be a JSON object, got {type(body).__name__}")
         return raw, body
@@ -342,6 +346,8 @@ class Gateway:
             loaded = self._load(call)
         except _Reject as exc:
             return JSONResponse(error_body("anthropic", exc.status, exc.message, exc.kind), exc.status)
+        except RecursionError:
+            return JSONResponse(error_body("anthropic", 400, "request content is nested too deeply to read"), 400)
         except SnapshotError as exc:
             return JSONResponse(error_body("anthropic", 409, f"stored conversation unusable: {exc}"), 409)
         import litellm
@@ -367,6 +373,8 @@ class Gateway:
             call = await self._read(request, protocol)
         except _Reject as exc:
             return JSONResponse(error_body(protocol, exc.status, exc.message, exc.kind), exc.status)
+        except RecursionError:  # content nested deeper than reading it allows (the body parsed)
+            return JSONResponse(error_body(protocol, 400, "request content is nested too deeply to read"), 400)
         return await self._run(call)
 
     async def _run(self, call: _Call) -> Response:
@@ -391,12 +399,11 @@ class Gateway:
     async def _read(self, request: Request, protocol: Protocol) -> _Call:
         client_key = self._authorise(request)
         raw, body = await self._json(request)
-        if not isinstance(body.get("messages"), list):
-            raise _Reject(400, "'messages' must be a list")
+        _check_shape(body)
         headers = request.headers  # case-insensitive
         if protocol == "openai":
-            messages = [m for m in body["messages"] if isinstance(m, dict)]
-            tools = [t for t in body.get("tools") or () if isinstance(t, dict)]
+            messages = body["messages"]
+            tools = body.get("tools") or []
             system = "\n".join(
                 wire.first_user_text([{"role": "user", "content": m.get("content")}])
                 for m in messages
@@ -444,13 +451,16 @@ class Gateway:
 
     async def responses(self, request: Request) -> Response:
         started = time.perf_counter()
-        response = await self._responses(request)
+        try:
+            response = await self._responses(request)
+        except RecursionError:  # input items nested deeper than reading them allows
+            response = JSONResponse(error_body("openai", 400, "request content is nested too deeply to read"), 400)
         self.metrics.latency.labels(request.url.path).observe(time.perf_counter() - started)
         return response
 
     def _chain_key(self, client_key: str | None, rid: str) -> str:
         # Scoped by the client's key, like conversations: one client cannot continue another's chain.
-        return RESPONSES + hashlib.sha256((client_key or "").encode()).hexdigest()[:16] + ":" + rid
+        return CHAINS + hashlib.sha256((client_key or "").encode()).hexdigest()[:16] + ":" + rid
 
     async def _responses(self, request: Request) -> Response:
         """`POST /v1/responses`. The conversation (the chain behind `previous_response_id` plus this
@@ -463,8 +473,14 @@ class Gateway:
             raw, body = await self._json(request)
             if not isinstance(body.get("input"), str | list):
                 raise _Reject(400, "'input' must be a string or a list of items")
+            if body.get("stream") not in (None, True, False):
+                raise _Reject(400, f"'stream' must be true or false, got {body['stream']!r:.40}")
+            if body.get("tools") is not None and not isinstance(body["tools"], list):
+                raise _Reject(400, "'tools' must be a list")
             previous: list[dict[str, Any]] = []
             prev = body.get("previous_response_id")
+            if prev is not None and not isinstance(prev, str):
+                raise _Reject(400, "'previous_response_id' must be a string")
             if prev is not None:
                 found = self.store.get(self._chain_key(client_key, str(prev)))
                 if found is None:
@@ -795,7 +811,7 @@ class Gateway:
             return denied
         out = []
         for key in self.store.list():
-            if key.startswith(RESPONSES):
+            if key.startswith(CHAINS):
                 continue
             found = self.store.get(key)
             if found is not None:
@@ -851,6 +867,25 @@ class Gateway:
                 return JSONResponse({"error": str(exc)}, 409)
             if self.spec.states[rec.source].role != self.spec.states[rec.dest].role:
                 self._switched(record.meta, turn, rec.source, rec.dest, event, "fired through the control API")
+            # In the timeline too: a turn event fired by hand counts a turn no model served.
+            record.history.append(
+                json.dumps(
+                    {
+                        "turn": rec.turn,
+                        "state": rec.source,
+                        "role": None,
+                        "model": None,
+                        "outcome": event,
+                        "reason": "fired through the control API",
+                        "transition": {
+                            "source": rec.source,
+                            "dest": rec.dest,
+                            "index": rec.transition,
+                            "guard": rec.guard,
+                        },
+                    }
+                )
+            )
             if self.store.put(key, record.text(), version):
                 logger.info("session %s: %s fired by hand: %s -> %s", key, event, rec.source, rec.dest)
                 return JSONResponse(self._summary(key, record))
@@ -859,11 +894,9 @@ class Gateway:
     # -- the dashboard --
 
     async def dashboard(self, request: Request) -> Response:
-        """The dashboard page. It holds no data: its script reads the control API with the key it was
-        opened with (`/lwfsm/?key=...`, then kept in the tab's sessionStorage, not in the address)."""
-        presented = request.query_params.get("key") or self._client_key(request)
-        if self.key is not None and (presented is None or not hmac.compare_digest(presented, self.key)):
-            return Response("the gateway key is required: open /lwfsm/?key=YOUR_GATEWAY_KEY\n", 401)
+        """The dashboard page. It holds no data, so it needs no key (a reload works): its script reads
+        the control API with the key it was opened with (`/lwfsm/?key=...`, then kept in the tab's
+        sessionStorage, not in the address)."""
         if not request.url.path.endswith("/"):
             return RedirectResponse(request.url.replace(path=request.url.path + "/"), 307)
         page = resources.files(__package__).joinpath("dashboard.html").read_bytes()
@@ -888,6 +921,25 @@ class Gateway:
 
 async def _not_found(request: Request, exc: Exception) -> Response:
     return JSONResponse({"error": f"no route {request.method} {request.url.path}"}, 404)
+
+
+def _check_shape(body: Mapping[str, Any]) -> None:
+    """What both turn protocols require of a request before it is judged or sent anywhere: a client's
+    mistake is its 400, never an upstream error (nor a call to the lead's model)."""
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        raise _Reject(400, "'messages' must be a list")
+    if (i := next((i for i, m in enumerate(messages) if not isinstance(m, dict)), None)) is not None:
+        raise _Reject(400, f"'messages[{i}]' must be an object, got {type(messages[i]).__name__}")
+    tools = body.get("tools")
+    if tools is not None and not (isinstance(tools, list) and all(isinstance(t, dict) for t in tools)):
+        raise _Reject(400, "'tools' must be a list of objects")
+    if any(not isinstance(t.get("function", {}), dict) for t in tools or ()):
+        raise _Reject(400, "a tool's 'function' must be an object")
+    if body.get("stream") not in (None, True, False):
+        raise _Reject(400, f"'stream' must be true or false, got {body['stream']!r:.40}")
+    if body.get("metadata") is not None and not isinstance(body["metadata"], dict):
+        raise _Reject(400, "'metadata' must be an object")
 
 
 async def _store_failed(request: Request, exc: Exception) -> Response:
@@ -921,7 +973,7 @@ def _totals(sessions: list[dict[str, Any]], roles: list[str]) -> dict[str, Any]:
     cost = None if None in costs else sum(costs)
     lead = None if None in leads else sum(leads)
     return {
-        "turns_by_role": {r: sum(s["calls_by_role"].get(r, 0) for s in sessions) for r in roles},
+        "calls_by_role": {r: sum(s["calls_by_role"].get(r, 0) for s in sessions) for r in roles},
         "switches": sum(s["switches"] for s in sessions),
         "fallbacks": sum(s["fallbacks"] for s in sessions),
         "cost": cost,

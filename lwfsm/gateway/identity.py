@@ -57,6 +57,15 @@ def _digest(*parts: str, n: int = 16) -> str:
     return h.hexdigest()[:n]
 
 
+def _header_text(value: str) -> str:
+    """A header's value as the client wrote it: servers hand headers over decoded as latin-1, and
+    clients send UTF-8 (an id "héllo" would read "hÃ©llo")."""
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return value
+
+
 def _part(value: str) -> str:
     value = value.strip()
     return value if _SAFE.match(value) else "h" + _digest(value)
@@ -126,7 +135,14 @@ def identify(
     # Codex sends its thread id on every call: the main thread's is the session id itself.
     agent = next((headers[h] for h in AGENT_HEADERS if headers.get(h) and headers[h] != session), None)
     key = f"{scope_of(client_key)}.{_part(session)}" + (f".{_part(agent)}" if agent else "")
-    return Identity(key, session, source, agent)
+    if source not in ("metadata.user_id", "prompt_cache_key", "fingerprint"):
+        session = _header_text(session)
+    # The key holds a digest of a long id; the id itself is kept for people to read, so it is cut short.
+    return Identity(key, _short(session), source, _short(_header_text(agent)) if agent else None)
+
+
+def _short(text: str, n: int = 200) -> str:
+    return text if len(text) <= n else text[:n] + "…"
 
 
 # (kind, where, text): a call is a side call of that kind when the text is in its system prompt

@@ -19,9 +19,10 @@ from ..errors import SnapshotError, StoreError
 from ..turn import Conversation, ConversationState, TurnCore
 from .base import Row, Store
 
-__all__ = ["HEADER", "call_key", "decode", "encode", "load", "restore", "split"]
+__all__ = ["CHAINS", "HEADER", "call_key", "decode", "encode", "load", "restore", "split"]
 
 HEADER = "lwfsm-session/1"
+CHAINS = "lwfsm-response:"  # keys of the gateway's Responses API chains: rows that are not conversations
 
 
 def call_key(messages: Sequence[Mapping[str, Any]], request_id: str | None = None) -> str:

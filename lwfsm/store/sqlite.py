@@ -48,8 +48,7 @@ class SQLiteStore:
     def __init__(self, url: str, *, ttl: float | None = None) -> None:
         self.url = url
         self.ttl = ttl
-        path = url.split("://", 1)[1].split("?", 1)[0]
-        path = path[1:] if path.startswith("/") else path  # sqlite:///rel.db -> rel.db; sqlite:////abs -> /abs
+        path = self.path_of(url)
         if not path:
             raise StoreError(f"store URL {url!r} names no database file: use sqlite:///path/to/file.db", store=url)
         self.path = path
@@ -63,6 +62,12 @@ class SQLiteStore:
             self._db.execute(_SCHEMA)
         except sqlite3.Error as exc:
             raise StoreError(f"store {url}: cannot open {path!r} as an lwfsm session store: {exc}", store=url) from None
+
+    @staticmethod
+    def path_of(url: str) -> str:
+        """The file of a sqlite:/// URL: sqlite:///rel.db -> rel.db; sqlite:////abs -> /abs."""
+        path = url.split("://", 1)[1].split("?", 1)[0]
+        return path[1:] if path.startswith("/") else path
 
     def __repr__(self) -> str:
         return f"<SQLiteStore {self.url}>"
