@@ -5,7 +5,10 @@ so tests can tell sessions apart. A request with "stream": true gets the reply a
 usage chunk when stream_options.include_usage is set). Request headers are kept in `headers`.
 `script(model, *steps)` queues steps for that model: a dict
 {"status": 500, "headers": {...}, "body": {...}, "delay": 0.5, "tool_calls": [...], "content": "...",
-"cut": True (a stream that stops half-way, without its finish chunk and [DONE])}.
+"cut": True (a stream that stops half-way, without its finish chunk and [DONE]),
+"hold": threading.Event() (a stream that sends its text and tool calls, then waits for the event, up
+to 10 s, before its finish chunk, or before its usage chunk with "hold_at": "usage"; the step's
+"released" says whether the event came)}.
 """
 
 import json
@@ -43,7 +46,7 @@ class Server:
                     else {"error": {"message": f"scripted {status}", "type": "server_error"}}
                 )
                 if status == 200 and body.get("stream"):
-                    self.stream(body, payload)
+                    self.stream(body, payload, step)
                     return
                 data = json.dumps(payload).encode()
                 try:
@@ -57,7 +60,7 @@ class Server:
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (a timeout test)
 
-            def stream(self, request: dict[str, Any], payload: dict[str, Any]) -> None:
+            def stream(self, request: dict[str, Any], payload: dict[str, Any], step: dict[str, Any]) -> None:
                 cut = payload.pop("_cut", False)  # the connection ends without the finish chunk and [DONE]
                 message = payload["choices"][0]["message"]
                 head = {"id": payload["id"], "object": "chat.completion.chunk", "created": 0, "model": payload["model"]}
@@ -84,6 +87,7 @@ class Server:
                         for j in range(0, len(args), 4)
                     ]
                 chunks = [{**head, "choices": [{"index": 0, "delta": d, "finish_reason": None}]} for d in deltas]
+                held = len(chunks) + (step.get("hold_at") == "usage")  # the chunks sent before a "hold" step waits
                 if cut:
                     chunks = chunks[: max(1, len(chunks) // 2)]
                 reason = "tool_calls" if message.get("tool_calls") else "stop"
@@ -95,7 +99,9 @@ class Server:
                     self.send_response(200)
                     self.send_header("Content-Type", "text/event-stream")
                     self.end_headers()
-                    for chunk in chunks:
+                    for n, chunk in enumerate(chunks):
+                        if n == held and "hold" in step:
+                            step["released"] = step["hold"].wait(10)
                         self.wfile.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
                         self.wfile.flush()
                     if not cut:

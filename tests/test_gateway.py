@@ -642,6 +642,13 @@ def test_mock_mode_runs_offline_through_litellm() -> None:
         )
         with stream as s:
             assert "mock reply" in "".join(s.text_stream)
+        with client.responses.create(model="x", input="hi", stream=True) as stream_r:
+            events = list(stream_r)  # a streamed Responses call: LiteLLM's mock stream, translated
+        kinds = [e.type for e in events]
+        assert kinds[:2] == ["response.created", "response.in_progress"]
+        assert "response.output_text.delta" in kinds
+        assert kinds[-1] == "response.completed"
+        assert "mock reply" in events[-1].response.output_text
     finally:
         gw.stop()
 
@@ -760,6 +767,14 @@ def test_other_protocol_upstreams_are_translated_by_litellm(
             assert reply.content  # a Chat Completions reply, whichever protocol the upstream spoke
             msgs += [{"role": "assistant", "content": reply.content}, {"role": "user", "content": f"go on {n}"}]
         assert served == [("lead", "anthropic/lead-model"), ("worker", "openai/worker-model")]
+        # A streamed Responses call to the Anthropic lead: a Chat Completions stream from LiteLLM, translated.
+        session = {"x-session-id": "mixed-responses"}
+        with client.responses.create(model="m", input="hello", stream=True, extra_headers=session) as stream:
+            events = list(stream)
+        assert events[-1].type == "response.completed"
+        assert "response.output_text.delta" in [e.type for e in events]
+        assert events[-1].response.output_text
+        assert events[-1].response.usage.input_tokens > 0
         assert ant.requests[-1]["model"] == "lead-model"
         assert ant.headers[-1]["x-api-key"] == LEAD_KEY
         assert oai.requests[-1]["model"] == "worker-model"

@@ -28,6 +28,7 @@ from .test_gateway import (  # noqa: E402
     oai_gateway,
     openai,
     openai_server,
+    wire,
 )
 
 __all__ = ["oai", "oai_gateway"]  # the fake upstream fixture, shared with test_gateway
@@ -264,7 +265,7 @@ class _DevTools:
         """Poll the page until `expression` is truthy (the page updates itself every second)."""
         deadline = time.monotonic() + timeout
         while not (value := self.js(expression)):
-            shown = self.js("document.body.innerText")
+            shown = self.js("document.body ? document.body.innerText : '(loading)'")  # null mid-navigation
             assert time.monotonic() < deadline, f"the page never showed {what}; it shows: {shown}"
             time.sleep(0.1)
         return value
@@ -401,3 +402,171 @@ def test_responses_input_items_become_chat_messages() -> None:
     ]
     tools = [{"type": "function", "name": "read", "parameters": {}}, {"type": "web_search"}]
     assert wire.responses_tools(tools) == [{"type": "function", "function": {"name": "read", "parameters": {}}}]
+
+
+def _session(gw: Gateway, suffix: str) -> dict[str, Any] | None:
+    sessions = gw.control("GET", "/lwfsm/sessions").json()["sessions"]
+    key = next((s["id"] for s in sessions if s["id"].endswith("." + suffix)), None)
+    return None if key is None else dict(gw.control("GET", f"/lwfsm/sessions/{key}").json())
+
+
+def test_a_streamed_responses_call_streams_as_the_upstream_answers(
+    oai: openai_server.Server, oai_gateway: Gateway
+) -> None:
+    """The upstream sends its text and tool call, then holds its finish chunk until the client has
+    seen a text delta: the events come through as the upstream writes them, and the turn (with its
+    usage) and the chain are stored before `response.completed`."""
+    hold = threading.Event()
+    call = {"id": "call_r", "type": "function", "function": {"name": "read_file", "arguments": '{"path": "parser.py"}'}}
+    step: dict[str, Any] = {"hold": hold, "content": "Reading the parser first.", "tool_calls": [call]}
+    oai.script("lead-model", step)
+    client = openai.OpenAI(
+        base_url=oai_gateway.base + "/v1",
+        api_key=GATEWAY_KEY,
+        default_headers={"X-Lwfsm-Session": "incremental"},
+        max_retries=0,
+    )
+    kinds: list[str] = []
+    texts: list[str] = []
+    with client.responses.create(model="m", input="Fix the parser.", tools=RESPONSES_TOOLS, stream=True) as stream:
+        for event in stream:
+            kinds.append(event.type)
+            if event.type == "response.output_text.delta":
+                texts.append(event.delta)
+                if not hold.is_set():
+                    assert _session(oai_gateway, "incremental") is None  # nothing is settled yet
+                    hold.set()  # the upstream may finish now
+            if event.type == "response.completed":
+                session = _session(oai_gateway, "incremental")  # settled before the client saw the end
+                assert session is not None
+                assert session["calls"] == 1
+                assert session["pending"]["reply"]["tool_calls"][0]["function"]["name"] == "read_file"
+                assert session["ledger"]["rows"][0]["usage"]["prompt_tokens"] == 11  # the usage chunk was in time
+                response = event.response
+    assert step["released"] is True  # the delta reached the client while the upstream was still waiting
+    assert len(texts) > 1
+    assert "".join(texts) == "Reading the parser first."
+    collapsed = [k for i, k in enumerate(kinds) if i == 0 or k != kinds[i - 1] or not k.endswith(".delta")]
+    assert collapsed == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+        "response.output_text.delta",
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.output_item.added",
+        "response.function_call_arguments.delta",
+        "response.function_call_arguments.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    # The final response is the one a whole reply makes.
+    reply = {"role": "assistant", "content": "Reading the parser first.", "tool_calls": [call]}
+    usage = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
+    whole = wire.responses_object(response.id, {"model": "m"}, reply, usage, response.created_at)
+    assert [item.model_dump(exclude_none=True) for item in response.output] == whole["output"]
+    assert response.usage is not None
+    assert response.usage.total_tokens == 18
+    # The chain was stored: the next call continues it.
+    oai.script("lead-model", {"content": "Done."})
+    out = [{"type": "function_call_output", "call_id": "call_r", "output": "def parse(): ..."}]
+    nxt = client.responses.create(model="m", input=out, previous_response_id=response.id)
+    assert nxt.output_text == "Done."
+    assert {"role": "tool", "tool_call_id": "call_r", "content": "def parse(): ..."} in oai.requests[-1]["messages"]
+    assert oai.requests[-2]["stream_options"] == {"include_usage": True}
+
+
+def test_streamed_responses_errors_fallback_and_a_cut_stream(oai: openai_server.Server, oai_gateway: Gateway) -> None:
+    """Before the first byte an upstream error is a plain JSON error with its status, and a worker's
+    5xx is served by the lead; a stream cut by the upstream ends without `response.completed` and
+    records nothing."""
+    client = openai.OpenAI(
+        base_url=oai_gateway.base + "/v1",
+        api_key=GATEWAY_KEY,
+        default_headers={"X-Lwfsm-Session": "stream-errors"},
+        max_retries=0,
+    )
+    oai.script("lead-model", {"status": 400, "body": {"error": {"message": "bad tools", "type": "invalid_request"}}})
+    with pytest.raises(openai.BadRequestError, match="bad tools"):
+        client.responses.create(model="m", input="hi", stream=True)
+    oai.script("lead-model", {"cut": True, "content": "a long answer that the upstream never finishes"})
+    with client.responses.create(model="m", input="hi", stream=True) as stream:
+        kinds = [e.type for e in stream]
+    assert "response.output_text.delta" in kinds
+    assert "response.completed" not in kinds
+    assert _session(oai_gateway, "stream-errors") is None  # nothing recorded
+    # A worker's 5xx: the lead serves the call, streamed.
+    oai.script("lead-model", {"content": "ok"})
+    first = client.responses.with_raw_response.create(model="m", input="a", extra_headers={"X-Lwfsm-Session": "tech2"})
+    key = first.headers["x-lwfsm-session"]
+    for _ in range(3):  # the lead's three initial turns, fired by hand through the control API
+        assert oai_gateway.control("POST", f"/lwfsm/sessions/{key}/events/turn_completed").status_code == 200
+    oai.script("worker-model", {"status": 503})
+    raw = client.responses.with_raw_response.create(
+        model="m", input="b", stream=True, extra_headers={"X-Lwfsm-Session": "tech2"}
+    )
+    assert (raw.headers["x-lwfsm-state"], raw.headers["x-lwfsm-role"]) == ("worker", "lead")
+    events = list(raw.parse())
+    assert events[-1].type == "response.completed"
+    assert "lead-model says: b" in events[-1].response.output_text
+    assert oai_gateway.control("GET", f"/lwfsm/sessions/{key}").json()["calls"] == 2
+
+
+def test_a_stream_settles_with_its_usage_chunk(oai: openai_server.Server, oai_gateway: Gateway) -> None:
+    """The usage chunk follows the finish chunk: a stream that asked for usage settles with it."""
+    hold = threading.Event()
+    step: dict[str, Any] = {"hold": hold, "hold_at": "usage"}
+    oai.script("lead-model", step)
+    client = openai.OpenAI(
+        base_url=oai_gateway.base + "/v1",
+        api_key=GATEWAY_KEY,
+        default_headers={"X-Lwfsm-Session": "usage-late"},
+        max_retries=0,
+    )
+    messages: Any = [{"role": "user", "content": "hi"}]
+    stream = client.chat.completions.create(
+        model="m", messages=messages, stream=True, stream_options={"include_usage": True}
+    )
+    for chunk in stream:
+        if chunk.choices and chunk.choices[0].finish_reason:
+            assert _session(oai_gateway, "usage-late") is None  # not settled without its usage
+            hold.set()
+    assert step["released"] is True
+    session = _session(oai_gateway, "usage-late")
+    assert session is not None
+    assert session["ledger"]["rows"][0]["usage"]["prompt_tokens"] == 11
+
+
+def test_a_chat_stream_becomes_the_responses_events_of_its_reply() -> None:
+    """Two tool calls and no text: items at output indexes 0 and 1, each closed before the next opens,
+    and a final response equal to the one the whole reply makes."""
+    shaper = wire.ResponsesStream("resp_abc", {"model": "m"}, 7)
+    chunks: list[Any] = [{"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}]
+    for i, (name, args) in enumerate((("read_file", '{"path": "a"}'), ("run_tests", "{}"))):
+        first = {"tool_calls": [{"index": i, "id": f"c{i}", "function": {"name": name, "arguments": ""}}]}
+        chunks.append({"choices": [{"index": 0, "delta": first}]})
+        for part in (args[:3], args[3:]):
+            delta = {"tool_calls": [{"index": i, "function": {"arguments": part}}]}
+            chunks.append({"choices": [{"index": 0, "delta": delta}]})
+    chunks.append({"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]})
+    chunks.append({"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 2}})
+    data = shaper.start() + b"".join(shaper.add(c) for c in chunks) + shaper.finish()
+    events = wire.SSEReader().feed(data)
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+    assert [(e["type"], e.get("output_index")) for e in events if "delta" not in e["type"]] == [
+        ("response.created", None),
+        ("response.in_progress", None),
+        ("response.output_item.added", 0),
+        ("response.function_call_arguments.done", 0),
+        ("response.output_item.done", 0),
+        ("response.output_item.added", 1),
+        ("response.function_call_arguments.done", 1),
+        ("response.output_item.done", 1),
+        ("response.completed", None),
+    ]
+    whole = wire.responses_object("resp_abc", {"model": "m"}, shaper.acc.reply(), shaper.acc.usage, 7)
+    assert events[-1]["response"] == whole
+    assert whole["output"][0]["arguments"] == '{"path": "a"}'
+    assert whole["usage"]["total_tokens"] == 5

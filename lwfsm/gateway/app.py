@@ -22,7 +22,7 @@ import os
 import sys
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Literal
@@ -465,9 +465,9 @@ class Gateway:
     async def _responses(self, request: Request) -> Response:
         """`POST /v1/responses`. The conversation (the chain behind `previous_response_id` plus this
         input) becomes one Chat Completions request served like any other call: judged, routed to the
-        role's model (forwarded, or through LiteLLM), settled. The upstream is never asked to stream:
-        a streamed Responses call is sent as the events of the whole reply, which is correct for every
-        SDK and keeps one translation instead of two. Chains live in the gateway's store."""
+        role's model (forwarded, or through LiteLLM), settled. A streamed Responses call asks for a
+        streamed reply, whose chunks are sent on as Responses events as they come (`_responses_stream`).
+        Chains live in the gateway's store."""
         try:
             client_key = self._authorise(request)
             raw, body = await self._json(request)
@@ -505,18 +505,44 @@ class Gateway:
         call = self._call("openai", request.headers, chat, raw_chat, full, tools, system, client_key, body)
         result = await self._run(call)
         if result.status_code != 200:
-            return result
+            return result  # an error before the first byte: the status and the error body, as they are
         lw = {k: v for k, v in result.headers.items() if k.startswith("x-lwfsm")}
+        rid = "resp_" + os.urandom(12).hex()
+        chain = self._chain_key(client_key, rid) if body.get("store", True) is not False else None
+        if body.get("stream") and isinstance(result, StreamingResponse):
+            shaper = wire.ResponsesStream(rid, body, int(time.time()))
+            events = self._responses_stream(result.body_iterator, shaper, chain, messages)
+            return StreamingResponse(events, headers=lw, media_type="text/event-stream")
         reply, usage = wire.openai_reply(json.loads(bytes(result.body)))
         if reply is None:  # pragma: no cover - _run answers 502 before this
             return JSONResponse(error_body("openai", 502, "the upstream's response has no message"), 502, headers=lw)
-        rid = "resp_" + os.urandom(12).hex()
         out = wire.responses_object(rid, body, reply, usage, int(time.time()))
-        if body.get("store", True) is not False:
-            self.store.put(self._chain_key(client_key, rid), json.dumps({"messages": [*messages, reply]}), 0)
-        if body.get("stream"):
-            return Response(wire.responses_events(out), headers=lw, media_type="text/event-stream")
+        if chain is not None:
+            self.store.put(chain, json.dumps({"messages": [*messages, reply]}), 0)
         return JSONResponse(out, headers=lw)
+
+    async def _responses_stream(
+        self, chat: AsyncIterable[Any], out: wire.ResponsesStream, chain: str | None, messages: list[dict[str, Any]]
+    ) -> AsyncIterator[bytes]:
+        """The Chat Completions stream `_run` serves (`_relay` or `_litellm_stream`, which settle the
+        turn before they end) as Responses events. The chain is stored, and `response.completed` sent,
+        only once that stream has ended whole: a cut stream records nothing and the client sees no end."""
+        reader = wire.SSEReader()
+        yield out.start()
+        try:
+            async for chunk in chat:
+                data = b"".join(out.add(e) for e in reader.feed(chunk if isinstance(chunk, bytes) else chunk.encode()))
+                if data:
+                    yield data
+        finally:
+            aclose = getattr(chat, "aclose", None)
+            if aclose is not None:
+                await aclose()  # the upstream connection goes back to the pool even if the client left
+        if not out.acc.done:
+            return
+        if chain is not None:
+            self.store.put(chain, json.dumps({"messages": [*messages, out.acc.reply()]}), 0)
+        yield out.finish()
 
     def _headers(self, call: _Call, loaded: _Loaded, role: str) -> dict[str, str]:
         conv, plan = loaded.conv, loaded.plan
@@ -634,12 +660,15 @@ class Gateway:
         acc: wire.OpenAIStream | wire.AnthropicStream = (
             wire.OpenAIStream() if call.protocol == "openai" else wire.AnthropicStream()
         )
+        options = call.body.get("stream_options")
+        # The usage chunk comes after the finish chunk: when it was asked for, the call settles with it.
+        usage = call.protocol == "openai" and isinstance(options, Mapping) and bool(options.get("include_usage"))
         settled = False
         try:
             async for chunk in upstream.content.iter_any():
                 for event in reader.feed(chunk):
                     acc.add(event)
-                if acc.done and not settled:
+                if acc.done and not settled and (acc.usage is not None or not usage):
                     # Commit before the client sees the end of the stream: once it has the end it
                     # may send the next call, or the gateway may be stopped; the turn must be stored.
                     settled = True

@@ -24,8 +24,8 @@ __all__ = [
     "first_user_text",
     "with_model",
     "openai_reply",
+    "ResponsesStream",
     "responses_chat_request",
-    "responses_events",
     "responses_messages",
     "responses_object",
     "responses_tools",
@@ -394,7 +394,7 @@ def responses_tools(tools: Any) -> list[Message]:
 
 
 def responses_chat_request(body: Mapping[str, Any], messages: list[Message], tools: list[Message]) -> Message:
-    """The Chat Completions request that serves a Responses request (never streamed: see the gateway)."""
+    """The Chat Completions request that serves a Responses request (streamed, with usage, if it is)."""
     # Codex sends its instructions as `developer` messages; `system` is what every Chat Completions
     # server accepts (OpenAI treats the two alike), so any openai/... upstream can serve them.
     messages = [{**m, "role": "system"} if m.get("role") == "developer" else m for m in messages]
@@ -411,6 +411,8 @@ def responses_chat_request(body: Mapping[str, Any], messages: list[Message], too
             chat[theirs] = body[ours]
     if tools and body.get("parallel_tool_calls") is not None:
         chat["parallel_tool_calls"] = body["parallel_tool_calls"]
+    if body.get("stream"):
+        chat["stream"], chat["stream_options"] = True, {"include_usage": True}
     return chat
 
 
@@ -481,29 +483,101 @@ def responses_object(rid: str, body: Mapping[str, Any], reply: Mapping[str, Any]
     }
 
 
-def responses_events(response: Mapping[str, Any]) -> bytes:
-    """A whole Responses API response as the SSE events of a stream, in the order the API sends them."""
-    events: list[Message] = []
+class ResponsesStream:
+    """Chat Completions stream chunks as Responses API events, written as the chunks arrive.
 
-    def emit(kind: str, **data: Any) -> None:
-        events.append({"type": kind, "sequence_number": len(events), **data})
+    `start()` is `response.created` and `response.in_progress`; `add(chunk)` opens an output item when
+    its first text or tool call arrives (closing the one before: `*.done` and `output_item.done`) and
+    sends each piece as a delta; `finish()` closes the last item and sends `response.completed` with
+    the whole response, usage included. The chunks also build the reply (`acc`) the turn is judged on.
+    """
 
-    head = {**response, "status": "in_progress", "output": [], "usage": None}
-    emit("response.created", response=head)
-    emit("response.in_progress", response=head)
-    for i, item in enumerate(response.get("output") or ()):
-        ids = {"item_id": item["id"], "output_index": i}
+    def __init__(self, rid: str, body: Mapping[str, Any], created: int) -> None:
+        self.rid, self.body, self.created = rid, body, created
+        self.acc = OpenAIStream()
+        self.items: list[Message] = []  # output items, in the order they were opened
+        self.calls: dict[int, Message] = {}  # tool call index -> its item
+        self.seq = 0
+
+    def _emit(self, kind: str, **data: Any) -> bytes:
+        event = {"type": kind, "sequence_number": self.seq, **data}
+        self.seq += 1
+        return f"event: {kind}\ndata: {json.dumps(event)}\n\n".encode()
+
+    def _ids(self) -> Message:
+        return {"item_id": self.items[-1]["id"], "output_index": len(self.items) - 1}
+
+    def _open(self, item: Message) -> bytes:
+        out = self._close()
+        self.items.append(item)
+        added = {**item, "content": []} if item["type"] == "message" else item
+        out += self._emit("response.output_item.added", output_index=len(self.items) - 1, item=added)
         if item["type"] == "message":
-            emit("response.output_item.added", output_index=i, item={**item, "status": "in_progress", "content": []})
+            part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
+            out += self._emit("response.content_part.added", **self._ids(), content_index=0, part=part)
+        return out
+
+    def _close(self) -> bytes:
+        if not self.items or self.items[-1]["status"] == "completed":
+            return b""
+        item, ids = self.items[-1], self._ids()
+        item["status"] = "completed"
+        if item["type"] == "message":
             part = item["content"][0]
-            emit("response.content_part.added", **ids, content_index=0, part={**part, "text": ""})
-            emit("response.output_text.delta", **ids, content_index=0, delta=part["text"], logprobs=[])
-            emit("response.output_text.done", **ids, content_index=0, text=part["text"], logprobs=[])
-            emit("response.content_part.done", **ids, content_index=0, part=part)
+            out = self._emit("response.output_text.done", **ids, content_index=0, text=part["text"], logprobs=[])
+            out += self._emit("response.content_part.done", **ids, content_index=0, part=part)
         else:
-            emit("response.output_item.added", output_index=i, item={**item, "status": "in_progress", "arguments": ""})
-            emit("response.function_call_arguments.delta", **ids, delta=item["arguments"])
-            emit("response.function_call_arguments.done", **ids, name=item["name"], arguments=item["arguments"])
-        emit("response.output_item.done", output_index=i, item=item)
-    emit("response.completed", response=response)
-    return b"".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode() for e in events)
+            args = item["arguments"]
+            out = self._emit("response.function_call_arguments.done", **ids, name=item["name"], arguments=args)
+        return out + self._emit("response.output_item.done", output_index=ids["output_index"], item=item)
+
+    def start(self) -> bytes:
+        head = {**responses_object(self.rid, self.body, {}, None, self.created), "status": "in_progress", "usage": None}
+        return self._emit("response.created", response=head) + self._emit("response.in_progress", response=head)
+
+    def add(self, chunk: Any) -> bytes:
+        self.acc.add(chunk)
+        out = b""
+        choices = chunk.get("choices") if isinstance(chunk, Mapping) else None
+        for choice in choices if isinstance(choices, list) else ():
+            if not isinstance(choice, Mapping) or choice.get("index", 0) != 0:
+                continue
+            delta = choice.get("delta") or {}
+            if delta.get("content"):
+                text = str(delta["content"])
+                item = self.items[-1] if self.items else None
+                if item is None or item["type"] != "message" or item["status"] == "completed":
+                    n = sum(1 for i in self.items if i["type"] == "message")
+                    mid = f"msg_{self.rid[5:]}" + (f"_{n}" if n else "")
+                    part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
+                    item = {"type": "message", "id": mid, "status": "in_progress", "role": "assistant"}
+                    item["content"] = [part]
+                    out += self._open(item)
+                item["content"][0]["text"] += text
+                out += self._emit("response.output_text.delta", **self._ids(), content_index=0, delta=text, logprobs=[])
+            for call in delta.get("tool_calls") or ():
+                i, fn = int(call.get("index", 0)), call.get("function") or {}
+                if i not in self.calls:
+                    self.calls[i] = {
+                        "type": "function_call",
+                        "id": f"fc_{self.rid[5:]}_{i}",
+                        "call_id": call.get("id"),
+                        "name": fn.get("name") or "",
+                        "arguments": "",
+                        "status": "in_progress",
+                    }
+                    out += self._open(self.calls[i])
+                elif fn.get("name"):
+                    self.calls[i]["name"] += fn["name"]
+                if fn.get("arguments"):
+                    self.calls[i]["arguments"] += fn["arguments"]
+                    if self.items[-1] is self.calls[i]:
+                        ids = self._ids()
+                        out += self._emit("response.function_call_arguments.delta", **ids, delta=fn["arguments"])
+        return out
+
+    def finish(self) -> bytes:
+        """The last item's closing events and `response.completed` (once the upstream stream is done)."""
+        out = self._close()
+        response = responses_object(self.rid, self.body, self.acc.reply(), self.acc.usage, self.created)
+        return out + self._emit("response.completed", response={**response, "output": self.items})
