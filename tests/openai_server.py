@@ -93,7 +93,8 @@ class Server:
                 reason = "tool_calls" if message.get("tool_calls") else "stop"
                 if not cut:
                     chunks.append({**head, "choices": [{"index": 0, "delta": {}, "finish_reason": reason}]})
-                if not cut and (request.get("stream_options") or {}).get("include_usage"):
+                # "no_usage": a server that ignores stream_options (some OpenAI-compatible ones do).
+                if not cut and not step.get("no_usage") and (request.get("stream_options") or {}).get("include_usage"):
                     chunks.append({**head, "choices": [], "usage": payload["usage"]})
                 try:
                     self.send_response(200)

@@ -539,6 +539,28 @@ def test_a_stream_settles_with_its_usage_chunk(oai: openai_server.Server, oai_ga
     assert session["ledger"]["rows"][0]["usage"]["prompt_tokens"] == 11
 
 
+def test_a_stream_without_the_usage_it_asked_for_settles_at_its_end(
+    oai: openai_server.Server, oai_gateway: Gateway
+) -> None:
+    """A server that ignores `include_usage` ends with [DONE] and no usage chunk: the call is recorded
+    (with no usage) all the same."""
+    oai.script("lead-model", {"no_usage": True, "content": "done"})
+    client = openai.OpenAI(
+        base_url=oai_gateway.base + "/v1",
+        api_key=GATEWAY_KEY,
+        default_headers={"X-Lwfsm-Session": "usage-never"},
+        max_retries=0,
+    )
+    stream = client.chat.completions.create(
+        model="m", messages=[{"role": "user", "content": "hi"}], stream=True, stream_options={"include_usage": True}
+    )
+    assert [c.usage for c in stream if c.usage] == []
+    session = _session(oai_gateway, "usage-never")
+    assert session is not None
+    assert session["pending"]["reply"]["content"] == "done"
+    assert session["ledger"]["rows"][0]["usage"]["prompt_tokens"] == 0
+
+
 def test_a_chat_stream_becomes_the_responses_events_of_its_reply() -> None:
     """Two tool calls and no text: items at output indexes 0 and 1, each closed before the next opens,
     and a final response equal to the one the whole reply makes."""

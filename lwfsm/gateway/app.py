@@ -668,7 +668,8 @@ class Gateway:
             async for chunk in upstream.content.iter_any():
                 for event in reader.feed(chunk):
                     acc.add(event)
-                if acc.done and not settled and (acc.usage is not None or not usage):
+                # (A server that ignores `include_usage` ends with [DONE] and no usage: settle then.)
+                if acc.done and not settled and (acc.usage is not None or not usage or reader.ended):
                     # Commit before the client sees the end of the stream: once it has the end it
                     # may send the next call, or the gateway may be stopped; the turn must be stored.
                     settled = True

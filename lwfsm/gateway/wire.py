@@ -159,10 +159,11 @@ def anthropic_reply(response: Mapping[str, Any]) -> tuple[Message | None, Any]:
 class SSEReader:
     """Splits a byte stream into the JSON payloads of its `data:` lines (as bytes arrive)."""
 
-    __slots__ = ("_buf",)
+    __slots__ = ("_buf", "ended")
 
     def __init__(self) -> None:
         self._buf = b""
+        self.ended = False  # the `data: [DONE]` that ends a Chat Completions stream came
 
     def feed(self, chunk: bytes) -> list[Any]:
         self._buf += chunk
@@ -174,7 +175,9 @@ class SSEReader:
             line, self._buf = self._buf[:i].rstrip(b"\r"), self._buf[i + 1 :]
             if line.startswith(b"data:"):
                 data = line[5:].strip()
-                if data and data != b"[DONE]":
+                if data == b"[DONE]":
+                    self.ended = True
+                elif data:
                     try:
                         out.append(json.loads(data))
                     except ValueError:
