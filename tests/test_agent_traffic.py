@@ -10,7 +10,6 @@ counted as turns; sub-agents get conversations of their own; the turn numbers ad
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +22,16 @@ pytest.importorskip("uvicorn")
 from lwfsm.gateway import wire  # noqa: E402
 from lwfsm.gateway.identity import identify, side_call  # noqa: E402
 
-from . import anthropic_server, openai_server  # noqa: E402
-from .test_gateway import Gateway, _env  # noqa: E402
+from . import openai_server  # noqa: E402
+from .test_gateway import GATEWAY_KEY, Gateway, ant, ant_gateway, oai, oai_gateway  # noqa: E402
+
+__all__ = ["ant", "ant_gateway", "oai", "oai_gateway"]  # the fixtures, shared with test_gateway
 
 TRAFFIC = Path(__file__).parent / "agent_traffic"
 TURNS = {"turn", "subagent_turn", "auto_test_turn", "auto_lint_turn"}  # the rest are side calls
-_NOT_FORWARDED = {"host", "content-length", "connection", "accept-encoding", "authorization", "x-api-key"}
+_NOT_FORWARDED = {"host", "content-length", "connection", "accept-encoding"}
+# The agents were pointed at the capture server with a key (redacted here); here they present the gateway's.
+_KEYS = {"authorization": "Bearer " + GATEWAY_KEY, "x-api-key": GATEWAY_KEY}
 
 
 def _requests(agent: str) -> list[dict[str, Any]]:
@@ -71,9 +74,9 @@ def test_each_captured_request_is_told_a_turn_or_the_side_call_it_is(agent: str,
     assert side_call(r["headers"], r["body"], messages, system) == expected
 
 
-def _key(r: dict[str, Any]) -> str:
+def _key(r: dict[str, Any], client_key: str | None = None) -> str:
     messages, system, tools = _parsed(r)
-    return identify(r["headers"], r["body"], messages, system, tools, None).key
+    return identify(r["headers"], r["body"], messages, system, tools, client_key).key
 
 
 @pytest.mark.parametrize(
@@ -100,39 +103,11 @@ def test_codex_main_thread_is_keyed_by_its_session_alone() -> None:
 # -- replayed through a real gateway --
 
 
-@pytest.fixture(scope="module")
-def ant() -> Iterator[anthropic_server.Server]:
-    server = anthropic_server.Server()
-    yield server
-    server.close()
-
-
-@pytest.fixture(scope="module")
-def oai() -> Iterator[openai_server.Server]:
-    server = openai_server.Server()
-    yield server
-    server.close()
-
-
-@pytest.fixture(scope="module")
-def ant_gw(ant: anthropic_server.Server) -> Iterator[Gateway]:
-    gw = Gateway(env=_env("anthropic", ant.base))
-    yield gw
-    gw.stop()
-
-
-@pytest.fixture(scope="module")
-def oai_gw(oai: openai_server.Server) -> Iterator[Gateway]:
-    gw = Gateway(env=_env("openai", oai.base))
-    yield gw
-    gw.stop()
-
-
 def _replay(gw: Gateway, reqs: list[dict[str, Any]]) -> list[httpx.Response]:
     out = []
     with httpx.Client(base_url=gw.base, timeout=30) as client:
         for r in reqs:
-            headers = {k: v for k, v in r["headers"].items() if k not in _NOT_FORWARDED}
+            headers = {k: _KEYS.get(k, v) for k, v in r["headers"].items() if k not in _NOT_FORWARDED}
             resp = client.post(r["path"], content=json.dumps(r["body"]).encode(), headers=headers)
             assert resp.status_code == 200, (r["kind"], resp.status_code, resp.text[:300])
             out.append(resp)
@@ -153,15 +128,15 @@ def _side_calls(session: dict[str, Any]) -> int:
     return sum(row["side_calls"] for row in session["ledger"]["rows"])
 
 
-def test_claude_code_titles_and_compaction_are_not_turns(ant_gw: Gateway) -> None:
+def test_claude_code_titles_and_compaction_are_not_turns(ant_gateway: Gateway) -> None:
     reqs = _scenario("claude_code", "tui_title_compact")
     assert [r["kind"] for r in reqs] == ["title", "turn", "title", "turn", "turn", "compaction"]
-    got = _replay(ant_gw, reqs)
+    got = _replay(ant_gateway, reqs)
     assert [g.headers.get("x-lwfsm-side-call") for g in got] == ["title", None, "title", None, None, "compaction"]
     assert [g.headers["x-lwfsm-turn"] for g in got] == ["0", "1", "1", "2", "3", "3"]
     key = got[1].headers["x-lwfsm-session"]
     assert {g.headers["x-lwfsm-session"] for g in got} == {key}
-    session = _session(ant_gw, key)
+    session = _session(ant_gateway, key)
     assert session["source"] == "x-claude-code-session-id"
     # Two turns judged (the third is pending); the title before the first turn opened no conversation,
     # so the stored ledger holds the second title and the compaction as side calls.
@@ -170,22 +145,22 @@ def test_claude_code_titles_and_compaction_are_not_turns(ant_gw: Gateway) -> Non
     assert _side_calls(session) == 2
 
 
-def test_claude_code_sub_agent_turns_leave_the_main_conversation_alone(ant_gw: Gateway) -> None:
+def test_claude_code_sub_agent_turns_leave_the_main_conversation_alone(ant_gateway: Gateway) -> None:
     reqs = _scenario("claude_code", "print_tools_subagent")
-    got = _replay(ant_gw, reqs)
+    got = _replay(ant_gateway, reqs)
     main = {g.headers["x-lwfsm-session"] for g, r in zip(got, reqs, strict=True) if r["kind"] == "turn"}
     sub = {g.headers["x-lwfsm-session"] for g, r in zip(got, reqs, strict=True) if r["kind"] == "subagent_turn"}
     assert len(main) == len(sub) == 1
     assert main != sub
-    assert _session(ant_gw, main.pop())["pending"]["turn"] == 3
-    assert _session(ant_gw, sub.pop())["pending"]["turn"] == 2
+    assert _session(ant_gateway, main.pop())["pending"]["turn"] == 3
+    assert _session(ant_gateway, sub.pop())["pending"]["turn"] == 2
 
 
-def test_codex_compactions_and_titles_are_not_turns(oai: openai_server.Server, oai_gw: Gateway) -> None:
+def test_codex_compactions_and_titles_are_not_turns(oai: openai_server.Server, oai_gateway: Gateway) -> None:
     reqs = _scenario("codex", "exec_autocompact")
     assert [r["kind"] for r in reqs] == ["turn", "compaction", "turn"]
     before = len(oai.requests)
-    got = _replay(oai_gw, reqs)
+    got = _replay(oai_gateway, reqs)
     # Codex's instructions come as `developer` items; upstream they are `system` messages, which any
     # Chat Completions server takes.
     sent = oai.requests[before]["messages"]
@@ -193,17 +168,17 @@ def test_codex_compactions_and_titles_are_not_turns(oai: openai_server.Server, o
     assert all(m["role"] != "developer" for r in oai.requests[before:] for m in r["messages"])
     assert [g.headers["x-lwfsm-turn"] for g in got] == ["1", "1", "2"]
     assert got[1].headers["x-lwfsm-side-call"] == "compaction"
-    session = _session(oai_gw, got[0].headers["x-lwfsm-session"])
+    session = _session(oai_gateway, got[0].headers["x-lwfsm-session"])
     assert session["source"] == "x-codex-turn-metadata"
     assert _side_calls(session) == 1
 
     reqs = _scenario("codex", "tui_compact")
     assert [r["kind"] for r in reqs] == ["turn", "title", "compaction"]
-    got = _replay(oai_gw, reqs)
+    got = _replay(oai_gateway, reqs)
     # The title comes on a thread of its own: served, and no conversation is stored for it.
     assert got[1].headers["x-lwfsm-side-call"] == "title"
-    assert got[1].headers["x-lwfsm-session"] not in _listed(oai_gw)
-    assert got[0].headers["x-lwfsm-session"] == got[2].headers["x-lwfsm-session"] in _listed(oai_gw)
+    assert got[1].headers["x-lwfsm-session"] not in _listed(oai_gateway)
+    assert got[0].headers["x-lwfsm-session"] == got[2].headers["x-lwfsm-session"] in _listed(oai_gateway)
 
 
 @pytest.mark.parametrize(
@@ -215,13 +190,13 @@ def test_codex_compactions_and_titles_are_not_turns(oai: openai_server.Server, o
     ],
 )
 def test_aider_side_calls_and_its_test_and_lint_reports(
-    oai_gw: Gateway, scenario: str, kinds: list[str], reason: str | None
+    oai_gateway: Gateway, scenario: str, kinds: list[str], reason: str | None
 ) -> None:
     reqs = _scenario("aider", scenario)
     assert [r["kind"] for r in reqs] == kinds
     for r in reqs:  # the three runs open alike, so they share a fingerprint: start each afresh
-        assert oai_gw.control("DELETE", f"/lwfsm/sessions/{_key(r)}").status_code in (204, 404)
-    got = _replay(oai_gw, reqs)
+        assert oai_gateway.control("DELETE", f"/lwfsm/sessions/{_key(r, GATEWAY_KEY)}").status_code in (204, 404)
+    got = _replay(oai_gateway, reqs)
     # aider sends no session id: its conversation is the fingerprint of its opening (low confidence);
     # a commit message or a history summary has its own opening, and stores nothing.
     keys = [g.headers["x-lwfsm-session"] for g in got]
@@ -229,8 +204,8 @@ def test_aider_side_calls_and_its_test_and_lint_reports(
         assert g.headers.get("x-lwfsm-side-call") == (None if kind in TURNS else kind)
         assert g.headers["x-lwfsm-session-confidence"] == "low"
     (key,) = {k for k, kind in zip(keys, kinds, strict=True) if kind in TURNS}
-    assert _listed(oai_gw) & set(keys) == {key}
-    history = _session(oai_gw, key)["history"]
+    assert _listed(oai_gateway) & set(keys) == {key}
+    history = _session(oai_gateway, key)["history"]
     if reason is None:
         assert history == []
     else:

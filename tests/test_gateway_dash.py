@@ -22,6 +22,7 @@ from .test_gateway import (  # noqa: E402
     STATES,
     Gateway,
     _env,
+    _oai_client,
     _openai_script,
     httpx,
     oai,
@@ -61,9 +62,7 @@ def test_metrics_match_the_traffic_sent(priced: Gateway, oai: openai_server.Serv
     from lwfsm.turn import Usage
 
     assert httpx.get(priced.base + "/metrics").status_code == 401  # the gateway key protects it
-    client = openai.OpenAI(
-        base_url=priced.base + "/v1", api_key=GATEWAY_KEY, default_headers={"X-Lwfsm-Session": "m"}, max_retries=0
-    )
+    client = _oai_client(priced, **{"X-Lwfsm-Session": "m"})
     messages: list[Any] = [{"role": "user", "content": "Write a parser."}]
     roles = []
     for n in range(4):  # lead, lead, lead, then the worker (lead_turns 3)
@@ -135,12 +134,7 @@ def test_responses_api_conversation_through_fallback_and_recovery(
     does with store=false); calls 3 and 9 stream raw events, 6 and 12 use the SDK's stream helper."""
     _openai_script(oai)
     before = len(oai.requests)
-    client = openai.OpenAI(
-        base_url=oai_gateway.base + "/v1",
-        api_key=GATEWAY_KEY,
-        default_headers={"X-Lwfsm-Session": "responses"},
-        max_retries=0,
-    )
+    client = _oai_client(oai_gateway, **{"X-Lwfsm-Session": "responses"})
     common: dict[str, Any] = {"model": "anything", "instructions": "You are a coding agent.", "tools": RESPONSES_TOOLS}
     history: list[Any] = [{"role": "user", "content": "The parser test fails; please fix it."}]
     pending: list[Any] = list(history)
@@ -313,9 +307,7 @@ def test_dashboard_in_a_real_browser_follows_traffic_and_fires_a_manual_switch(
         prompt = browser.wait(f"{error} && {error}.textContent", "that the key is needed")
         assert "needs its key: open" in prompt
         browser.events.clear()  # the browser logged that 401; from here on the page must log no error
-        client = openai.OpenAI(
-            base_url=gw.base + "/v1", api_key=GATEWAY_KEY, default_headers={"X-Lwfsm-Session": "dash"}, max_retries=0
-        )
+        client = _oai_client(gw, **{"X-Lwfsm-Session": "dash"})
         messages: list[Any] = [{"role": "user", "content": "Write a parser."}]
 
         def call() -> str:
@@ -420,12 +412,7 @@ def test_a_streamed_responses_call_streams_as_the_upstream_answers(
     call = {"id": "call_r", "type": "function", "function": {"name": "read_file", "arguments": '{"path": "parser.py"}'}}
     step: dict[str, Any] = {"hold": hold, "content": "Reading the parser first.", "tool_calls": [call]}
     oai.script("lead-model", step)
-    client = openai.OpenAI(
-        base_url=oai_gateway.base + "/v1",
-        api_key=GATEWAY_KEY,
-        default_headers={"X-Lwfsm-Session": "incremental"},
-        max_retries=0,
-    )
+    client = _oai_client(oai_gateway, **{"X-Lwfsm-Session": "incremental"})
     kinds: list[str] = []
     texts: list[str] = []
     with client.responses.create(model="m", input="Fix the parser.", tools=RESPONSES_TOOLS, stream=True) as stream:
@@ -482,12 +469,7 @@ def test_streamed_responses_errors_fallback_and_a_cut_stream(oai: openai_server.
     """Before the first byte an upstream error is a plain JSON error with its status, and a worker's
     5xx is served by the lead; a stream cut by the upstream ends without `response.completed` and
     records nothing."""
-    client = openai.OpenAI(
-        base_url=oai_gateway.base + "/v1",
-        api_key=GATEWAY_KEY,
-        default_headers={"X-Lwfsm-Session": "stream-errors"},
-        max_retries=0,
-    )
+    client = _oai_client(oai_gateway, **{"X-Lwfsm-Session": "stream-errors"})
     oai.script("lead-model", {"status": 400, "body": {"error": {"message": "bad tools", "type": "invalid_request"}}})
     with pytest.raises(openai.BadRequestError, match="bad tools"):
         client.responses.create(model="m", input="hi", stream=True)
@@ -519,12 +501,7 @@ def test_a_stream_settles_with_its_usage_chunk(oai: openai_server.Server, oai_ga
     hold = threading.Event()
     step: dict[str, Any] = {"hold": hold, "hold_at": "usage"}
     oai.script("lead-model", step)
-    client = openai.OpenAI(
-        base_url=oai_gateway.base + "/v1",
-        api_key=GATEWAY_KEY,
-        default_headers={"X-Lwfsm-Session": "usage-late"},
-        max_retries=0,
-    )
+    client = _oai_client(oai_gateway, **{"X-Lwfsm-Session": "usage-late"})
     messages: Any = [{"role": "user", "content": "hi"}]
     stream = client.chat.completions.create(
         model="m", messages=messages, stream=True, stream_options={"include_usage": True}
@@ -545,12 +522,7 @@ def test_a_stream_without_the_usage_it_asked_for_settles_at_its_end(
     """A server that ignores `include_usage` ends with [DONE] and no usage chunk: the call is recorded
     (with no usage) all the same."""
     oai.script("lead-model", {"no_usage": True, "content": "done"})
-    client = openai.OpenAI(
-        base_url=oai_gateway.base + "/v1",
-        api_key=GATEWAY_KEY,
-        default_headers={"X-Lwfsm-Session": "usage-never"},
-        max_retries=0,
-    )
+    client = _oai_client(oai_gateway, **{"X-Lwfsm-Session": "usage-never"})
     stream = client.chat.completions.create(
         model="m", messages=[{"role": "user", "content": "hi"}], stream=True, stream_options={"include_usage": True}
     )

@@ -99,8 +99,11 @@ class _Record:
     meta: dict[str, Any]
     history: list[str]
 
+    def add(self, turn: Mapping[str, Any]) -> None:
+        self.history = [*self.history[1 - HISTORY :], json.dumps(turn)]
+
     def text(self) -> str:
-        return encode(self.conv.state(), self.last, [json.dumps(self.meta), *self.history[-HISTORY:]]).data
+        return encode(self.conv.state(), self.last, [json.dumps(self.meta), *self.history]).data
 
 
 @dataclass
@@ -273,9 +276,10 @@ class Gateway:
             if loaded.retry and reply is not None and conv.pending is not None:
                 # A retried request: not a turn; its reply (the one the client sees) replaces the pending one.
                 conv.pending = conv.pending.model_copy(update={"reply": dict(reply), "model": model, "role": role})
-            meta, history = dict(loaded.record.meta), list(loaded.record.history)
+            meta = dict(loaded.record.meta)
+            record = _Record(conv, call.digest, meta, loaded.record.history)
             if judged is not None:
-                history.append(json.dumps(judged.record(call.ident.session)))
+                record.add(judged.record(call.ident.session))
                 before, after = judged.transition.source, judged.transition.dest
                 if self.spec.states[before].role != self.spec.states[after].role:
                     self._switched(meta, judged.pending.turn, before, after, judged.event, judged.reason)
@@ -291,7 +295,6 @@ class Gateway:
                         f" ({judged.reason})" if judged.reason else "",
                     )
             meta.update(session=call.ident.session, source=call.ident.source, agent=call.ident.agent)
-            record = _Record(conv, call.digest, meta, history[-HISTORY:])
             text = record.text()
             if self.store.put(call.ident.key, text, loaded.version):
                 self._warm[call.ident.key] = (text, record)
@@ -898,23 +901,21 @@ class Gateway:
             if self.spec.states[rec.source].role != self.spec.states[rec.dest].role:
                 self._switched(record.meta, turn, rec.source, rec.dest, event, "fired through the control API")
             # In the timeline too: a turn event fired by hand counts a turn no model served.
-            record.history.append(
-                json.dumps(
-                    {
-                        "turn": rec.turn,
-                        "state": rec.source,
-                        "role": None,
-                        "model": None,
-                        "outcome": event,
-                        "reason": "fired through the control API",
-                        "transition": {
-                            "source": rec.source,
-                            "dest": rec.dest,
-                            "index": rec.transition,
-                            "guard": rec.guard,
-                        },
-                    }
-                )
+            record.add(
+                {
+                    "turn": rec.turn,
+                    "state": rec.source,
+                    "role": None,
+                    "model": None,
+                    "outcome": event,
+                    "reason": "fired through the control API",
+                    "transition": {
+                        "source": rec.source,
+                        "dest": rec.dest,
+                        "index": rec.transition,
+                        "guard": rec.guard,
+                    },
+                }
             )
             if self.store.put(key, record.text(), version):
                 logger.info("session %s: %s fired by hand: %s -> %s", key, event, rec.source, rec.dest)

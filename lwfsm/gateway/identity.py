@@ -17,6 +17,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .wire import first_user_text
+
 __all__ = ["AGENT_HEADERS", "SESSION_HEADERS", "SIDE_MARKERS", "Identity", "identify", "scope_of", "side_call"]
 
 # In order of precedence, lower-case.
@@ -183,8 +185,7 @@ def side_call(
     if _schema_properties(body) == {"title"}:  # an answer that is only a title (Claude Code, Codex)
         return "title"
     last = next((m for m in reversed(messages) if m.get("role") == "user"), None)
-    content = last.get("content") if last else None
-    text = content if isinstance(content, str) else json.dumps(content) if content else ""
+    text = first_user_text([last]) if last else ""  # its text parts: never an image's bytes
     for kind, where, marker in SIDE_MARKERS:
         if marker in (system if where == "system" else text):
             return kind
