@@ -38,7 +38,7 @@ from ..engine import Engine
 from ..errors import Conflict, LwfsmError, SnapshotError, StoreError, TransitionNotAllowed
 from ..spec import Spec
 from ..store.rows import CHAINS, encode, split
-from ..turn import Conversation, Plan, TurnCore, Usage
+from ..turn import Conversation, Plan, TurnCore, Usage, params
 from ..turn.bindings import RoleBinding
 from . import wire
 from .identity import Identity, identify, side_call
@@ -403,6 +403,9 @@ class Gateway:
         client_key = self._authorise(request)
         raw, body = await self._json(request)
         _check_shape(body)
+        why = params.refused("chat" if protocol == "openai" else "messages", body)
+        if why is not None:
+            raise _Reject(400, why)
         headers = request.headers  # case-insensitive
         if protocol == "openai":
             messages = body["messages"]
@@ -474,6 +477,9 @@ class Gateway:
         try:
             client_key = self._authorise(request)
             raw, body = await self._json(request)
+            why = params.refused("responses", body)
+            if why is not None:
+                raise _Reject(400, why)
             if not isinstance(body.get("input"), str | list):
                 raise _Reject(400, "'input' must be a string or a list of items")
             if body.get("stream") not in (None, True, False):
@@ -703,7 +709,15 @@ class Gateway:
         from ..provider import adapter  # LiteLLM, loaded on first use only, set up offline (local price map)
 
         litellm = sys.modules["litellm"]
-        kwargs: dict[str, Any] = {k: v for k, v in call.body.items() if k != "model"}
+        provider_only = sorted(k for k in ("mcp_servers", "container") if k in call.body)
+        if provider_only:
+            msg = f"{provider_only[0]!r} needs an Anthropic upstream; the {role} model {binding.model} is not one"
+            return JSONResponse(error_body(call.protocol, 400, msg), 400, headers=lw)
+        # Only the client's protocol parameters (checked at intake) reach LiteLLM, less those it would
+        # act on itself; where the call goes and its key come from the binding, applied last.
+        kwargs: dict[str, Any] = {
+            k: v for k, v in call.body.items() if k != "model" and k not in params.NOT_FOR_LITELLM
+        }
         kwargs.update(binding.call_kwargs(self.env))
         if self.mock:
             kwargs["mock_response"] = f"[{binding.model} as the {role}] mock reply"

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from ..errors import ConfigError, Conflict
+from ..turn import params
 from ..turn.front import Call, Front, Sink, SpecLike, core_of
 from ..turn.ledger import Usage
 
@@ -81,6 +82,12 @@ class LwfsmProxyHook(CustomLogger):
             raise ConfigError(
                 f"session {session!r}: lwfsm's proxy hook does not follow streamed replies yet; send stream=false"
             )
+        # The proxy merges the client's body into the call's keyword arguments, and the router lets them
+        # override the deployment's: a routed session's client may send only Chat Completions parameters.
+        sent = (data.get("proxy_server_request") or {}).get("body") or {}
+        why = params.refused("chat", (k for k in sent if k != "litellm_metadata"))
+        if why is not None:
+            raise ConfigError(f"session {session!r}: {why}")
         store: StateStore = self.store or cache
         key = self.prefix + session
         stored = await store.async_get_cache(key)

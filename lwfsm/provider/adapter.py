@@ -31,7 +31,7 @@ from ..errors import AllAttemptsFailed, AuthError, BadRequestError, ConfigError,
 from ..spec import Spec, load_spec
 from ..store import Store, call_key, encode, load, open_store
 from ..store.rows import restore
-from ..turn import Conversation, ConversationState, Detector, Judged, Plan, TurnCore, Usage
+from ..turn import Conversation, ConversationState, Detector, Judged, Plan, TurnCore, Usage, params
 from ..turn.bindings import RoleBinding, bindings, params_from_env
 
 __all__ = ["EXCEPTIONS", "Adapter", "AgentSession", "CallInfo", "classify", "price", "retry_after"]
@@ -291,6 +291,14 @@ class AgentSession:
     def _begin(self, messages: Sequence[Mapping[str, Any]], side: bool, kwargs: dict[str, Any]) -> _Call:
         if "model" in kwargs:
             raise TypeError("the model is chosen by the session's state: do not pass model=")
+        for name in kwargs:
+            if name not in params.CHAT and name not in params.LITELLM_CALL_OPTIONS and name != "request_id":
+                raise ConfigError(
+                    f"{name}= is not a per-call argument: a call takes Chat Completions parameters (and "
+                    f"{', '.join(sorted(params.LITELLM_CALL_OPTIONS))}); where a role's calls go and their key "
+                    f"belong to its binding: Adapter(spec, models={{role: {{'model': ..., 'api_base': ..., "
+                    f"'api_key_env': ...}}}})"
+                )
         self._idle()
         kwargs.pop("request_id", None)  # lwfsm's idempotency key (used with a store), not LiteLLM's
         plan = self.core.plan(self.conversation, messages, side=side)
@@ -312,8 +320,9 @@ class AgentSession:
                     break
                 if time.perf_counter() - call.started > a.deadline:
                     return
+                # call.kwargs hold protocol parameters only (`_begin`): the binding's endpoint and key stand.
                 args = {"timeout": a.timeout, **a.bindings[r].call_kwargs(a.env), **call.kwargs}
-                yield r, attempt, {"messages": call.messages, "num_retries": 0, **args}
+                yield r, attempt, {**args, "messages": call.messages, "num_retries": 0}
 
     def _failed(self, call: _Call, role: str, attempt: int, model: str, exc: Exception) -> float:
         """Raise at once what retrying cannot fix; else note the attempt and return the wait before the next."""
