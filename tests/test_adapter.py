@@ -215,7 +215,7 @@ def test_tool_calls_and_malformed_tool_json(server: Server) -> None:
     )
     s.completion(msgs, tools=tools)
     last = s.machine.history[-1]
-    assert (last.event, last.reason) == ("failure", "tool call 'run' has arguments that are not valid JSON")
+    assert (last.event, last.reason) == ("failure", "task failure: malformed.arguments: 'run'")
 
 
 def test_technical_errors_retry_without_moving_the_machine(server: Server) -> None:
@@ -295,7 +295,10 @@ def test_fallback_ends_after_its_successful_lead_turns(server: Server) -> None:
     # two corrections -> fallback (lead) for two successful turns -> recovery (worker)
     assert served == ["work7", "work7", "lead7", "lead7", "work7", "work7"]
     reasons = [h.reason for h in s.machine.history if h.event == "failure"]
-    assert reasons == ['the user corrects the model ("that\'s wrong")', "the user corrects the model ('try again')"]
+    assert reasons == [
+        'user correction: generic.correction at message 1, line 1: "that\'s wrong"',
+        "user correction: generic.correction at message 1, line 1: 'try again'",
+    ]
 
 
 def test_side_calls_do_not_count(server: Server) -> None:
@@ -415,7 +418,7 @@ def test_streaming_is_judged_once_consumed(server: Server) -> None:
     assert s.ledger.calls == 2
     (record,) = s.machine.history
     assert record.event == "failure"
-    assert record.reason.startswith("json code block does not parse")
+    assert record.reason.startswith("task failure: unparsable_code: 'json code block does not parse")
 
 
 def test_demo_runs_offline(capsys: pytest.CaptureFixture[str]) -> None:
@@ -426,7 +429,7 @@ def test_demo_runs_offline(capsys: pytest.CaptureFixture[str]) -> None:
     rows = [line.split() for line in out.splitlines() if line[:4].strip().isdigit()]
     assert [r[0] for r in rows] == [str(n) for n in range(1, 11)]
     assert [r[2] for r in rows] == ["lead"] * 3 + ["worker"] * 2 + ["lead"] * 2 + ["worker"] * 3
-    assert "FAILURE: tool result reports an error" in out
+    assert "FAILURE: task failure: generic.error_line at message 1, line 1: 'Traceback" in out
     assert "the same tokens on the lead alone: $" in out
 
 
@@ -481,7 +484,7 @@ def test_sync_streaming_is_judged_once_consumed(server: Server) -> None:
     assert "".join(c.choices[0].delta.content or "" for c in stream) == "fine"
     assert s.ledger.calls == 1
     s.close([{"role": "user", "content": "that's wrong"}])
-    assert s.machine.history[-1].reason == 'the user corrects the model ("that\'s wrong")'
+    assert s.machine.history[-1].reason == 'user correction: generic.correction at message 1, line 1: "that\'s wrong"'
 
 
 def test_warns_when_litellm_was_imported_first() -> None:
@@ -517,7 +520,7 @@ def test_turn_unit_message_failed_call_changes_nothing(server: Server) -> None:
     s.completion(msgs)  # the same messages again, now answered: the failure is carried into the open turn
     pending = s.state().pending
     assert pending is not None
-    assert pending.failure == "tool result reports an error ('error:')"
+    assert pending.failure == "task failure: generic.error_line at message 1, line 1: 'Error: boom'"
 
 
 def test_a_spec_with_its_own_event_names_runs_through_the_adapter() -> None:

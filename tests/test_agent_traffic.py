@@ -184,8 +184,8 @@ def test_codex_compactions_and_titles_are_not_turns(oai: openai_server.Server, o
 @pytest.mark.parametrize(
     ("scenario", "kinds", "reason"),
     [
-        ("edit_lint_test", ["turn", "commit_message", "auto_lint_turn"], "lint errors"),
-        ("edit_test_stream", ["turn", "commit_message", "auto_test_turn"], "failed command"),
+        ("edit_lint_test", ["turn", "commit_message", "auto_lint_turn"], "aider.lint"),
+        ("edit_test_stream", ["turn", "commit_message", "auto_test_turn"], "aider.test_output"),
         ("history_summary", ["summary", "turn"], None),
     ],
 )

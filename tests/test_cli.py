@@ -174,7 +174,8 @@ def test_explain_shows_the_judging_rules_even_when_the_spec_has_none(
     out = capsys.readouterr().out
     assert "judging (the spec has no judging: section; these are the defaults)" in out
     assert "technical fallback: none" in out
-    assert "'permission denied'" in out
+    assert "a turn judged environment fires turn_completed (default)" in out
+    assert "a turn judged rejected fires failure (default)" in out
 
 
 @pytest.mark.parametrize("name", ["lead_worker", "planning", "escalation", "reviewer", "window", "budget"])

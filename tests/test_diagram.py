@@ -254,7 +254,8 @@ def test_diff_reports_params_counters_invariants_and_judging(tmp_path: Path) -> 
             "  fallback_done: {description: successful turns served in fallback}\n",
             "  fallback_done: {}\n  spare: {}\n",
         )
-        .replace('    - "you broke"\n', '    - "you broke"\n    - "nope"\n')
+        .replace("    environment: turn_completed", "    environment: failure")
+        .replace("  technical_fallback: {worker: lead}\n", "  technical_fallback: {worker: lead}\n  correction_patterns: [nope]\n")
         .replace("technical_fallback: {worker: lead}", "technical_fallback: {}")
         .replace(
             "  - {expr: failures < failure_threshold, description: reaching the threshold always enters fallback}\n", ""
@@ -266,6 +267,7 @@ def test_diff_reports_params_counters_invariants_and_judging(tmp_path: Path) -> 
         "~ param lead_turns: {default: 4, min: 0, max: 1000} (was: {default: 3, min: 0, max: 1000})",
         "+ counter spare: {}",
         "- invariant {expr: failures < failure_threshold, states: []}",
+        "~ judging.kinds.environment: failure (was: turn_completed)",
         "~ judging.technical_fallback: {} (was: {worker: lead})",
         "+ judging.correction_patterns: 'nope'",
     ]

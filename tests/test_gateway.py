@@ -367,9 +367,10 @@ def _openai_conversation(oai: openai_server.Server, pick: Any) -> None:
         assert GATEWAY_KEY not in json.dumps(h)
     session = gw.control("GET", f"/lwfsm/sessions/{headers['x-lwfsm-session']}").json()
     reasons = [(h["turn"], h["outcome"], h["reason"]) for h in session["history"]]
-    assert reasons[3] == (4, "failure", "tool result reports an error ('traceback (most recent call last)')")
-    assert reasons[4][1:] == ("failure", 'the user corrects the model ("that\'s wrong")')
-    assert reasons[7] == (8, "failure", "tool call 'edit_file' has arguments that are not valid JSON")
+    error_line = "task failure: generic.error_line at message 1, line 1: 'Traceback (most recent call last):'"
+    assert reasons[3] == (4, "failure", error_line)
+    assert reasons[4][1:] == ("failure", 'user correction: generic.correction at message 1, line 1: "That\'s wrong"')
+    assert reasons[7] == (8, "failure", "task failure: malformed.arguments: 'edit_file'")
     assert [o for _, o, _ in reasons].count("failure") == 3
     assert session["state"] == "worker"
     assert session["turn"] == 11
@@ -472,9 +473,9 @@ def test_anthropic_sdk_conversation_through_fallback_and_recovery(
     assert key.endswith(".cc-session-1")
     history = ant_gateway.control("GET", f"/lwfsm/sessions/{key}").json()["history"]
     assert [(h["turn"], h["reason"]) for h in history if h["outcome"] == "failure"] == [
-        (4, "tool result marked is_error"),
-        (5, 'the user corrects the model ("that\'s wrong")'),
-        (8, "tool call to unknown tool 'delete_everything'"),
+        (4, "task failure: claude_code.tool_error_flag at message 1, line 1: 'exit status 1'"),  # is_error alone
+        (5, 'user correction: claude_code.correction at message 1, line 1: "That\'s wrong"'),
+        (8, "task failure: claude_code.tool_error_flag at message 1, line 1: 'no such tool'"),
     ]
 
 
@@ -810,6 +811,7 @@ AIDER_TEST_REPORT = (
     "I ran this command:\n\npytest tests/test_parser.py\n\nAnd got this output:\n\n"
     'Traceback (most recent call last):\n  File "tests/test_parser.py", line 3\nAssertionError\n'
 )
+AIDER_SYSTEM = "Act as an expert software developer. ... Describe each change with a *SEARCH/REPLACE block*."
 AIDER_LINT_REPORT = (
     "# Fix any errors below, if possible.\n\n## Running: flake8 parser.py\n\nparser.py:3:1: E999 IndentationError"
 )
@@ -818,8 +820,11 @@ AIDER_LINT_REPORT = (
 @pytest.mark.parametrize(
     ("said", "reason"),
     [
-        (AIDER_TEST_REPORT, "the agent reports a failed command ('traceback (most recent call last)')"),
-        (AIDER_LINT_REPORT, "the agent reports lint errors"),
+        (
+            AIDER_TEST_REPORT,
+            "task failure: aider.test_output at message 1, line 7: 'Traceback (most recent call last):'",
+        ),
+        (AIDER_LINT_REPORT, "task failure: aider.lint at message 1, line 1: '# Fix any errors below, if possible.'"),
         ("I ran this command:\n\npytest\n\nAnd got this output:\n\n12 passed", None),
         ("Thanks, looks good.", None),
     ],
@@ -829,7 +834,8 @@ def test_aider_reports_test_and_lint_results_as_user_messages(said: str, reason:
 
     core = TurnCore(Engine(load_spec("lead_worker")))
     conv = core.start()
-    opening = [{"role": "user", "content": "fix the parser"}]
+    # aider's system prompt teaches its edit format: that is how its messages are told apart
+    opening = [{"role": "system", "content": AIDER_SYSTEM}, {"role": "user", "content": "fix the parser"}]
     core.settle(
         conv, core.plan(conv, opening), role="lead", model="openai/l", reply={"role": "assistant", "content": "done"}
     )

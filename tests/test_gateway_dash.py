@@ -189,9 +189,10 @@ def test_responses_api_conversation_through_fallback_and_recovery(
     key = next(s["id"] for s in sessions if s["id"].endswith(".responses"))
     session = oai_gateway.control("GET", f"/lwfsm/sessions/{key}").json()
     reasons = [(h["turn"], h["outcome"], h["reason"]) for h in session["history"]]
-    assert reasons[3] == (4, "failure", "tool result reports an error ('traceback (most recent call last)')")
-    assert reasons[4][1:] == ("failure", 'the user corrects the model ("that\'s wrong")')
-    assert reasons[7] == (8, "failure", "tool call 'edit_file' has arguments that are not valid JSON")
+    error_line = "task failure: generic.error_line at message 1, line 1: 'Traceback (most recent call last):'"
+    assert reasons[3] == (4, "failure", error_line)
+    assert reasons[4][1:] == ("failure", 'user correction: generic.correction at message 1, line 1: "That\'s wrong"')
+    assert reasons[7] == (8, "failure", "task failure: malformed.arguments: 'edit_file'")
     assert session["state"] == "worker"
     assert session["turn"] == 11
     # An unknown (or another client's) previous_response_id is a clear 404, not a new conversation.

@@ -183,7 +183,7 @@ def test_a_spec_without_judging_still_detects_failures() -> None:
     call(core, conv, [], "here you go")
     verdict = core.verdict(conv, [{"role": "user", "content": "That's wrong, try again."}])
     assert verdict.event == "failure"
-    assert verdict.reason == 'the user corrects the model ("that\'s wrong")'
+    assert verdict.reason == 'user correction: generic.correction at message 1, line 1: "That\'s wrong"'
 
 
 def test_technical_fallback_comes_from_the_spec() -> None:

@@ -12,6 +12,7 @@ from typing import Any
 from ..engine import Engine
 from ..errors import LwfsmError, SpecError, TransitionNotAllowed
 from ..spec import Spec, describe_params, load_spec
+from ..turn.agents import AGENTS
 
 __all__ = ["build_parser", "main"]
 
@@ -178,8 +179,14 @@ def cmd_explain(args: argparse.Namespace) -> int:
     fallback = ", ".join(f"{a} -> {b}" for a, b in j.technical_fallback.items()) or "none"
     print(f"\njudging{given}\n  success fires {j.events[0]}, failure fires {j.events[1]}")
     print(f"  technical fallback: {fallback}")
-    print("  tool results that fail a turn: " + ", ".join(repr(p) for p in j.tool_error_patterns))
-    print("  user messages that fail a turn: " + ", ".join(repr(p) for p in j.correction_patterns))
+    given_kinds = set(j.kinds)
+    for kind, event in j.kind_events.items():
+        print(f"  a turn judged {kind} fires {event}" + ("" if kind in given_kinds else " (default)"))
+    print("  agents read by their own formats: " + ", ".join(AGENTS))
+    if j.tool_error_patterns:
+        print("  extra error lines: " + ", ".join(repr(p) for p in j.tool_error_patterns))
+    if j.correction_patterns:
+        print("  extra corrections: " + ", ".join(repr(p) for p in j.correction_patterns))
     return 0
 
 
@@ -591,6 +598,54 @@ def _add_cost_commands(sub: Any, with_set: Any) -> None:
     p.set_defaults(func=cmd_simulate)
 
 
+def cmd_judge(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..turn import TurnCore
+    from . import judging
+
+    core = TurnCore(Engine(load_spec(args.spec, _params(args.set))))
+    if args.agent is not None and args.agent not in AGENTS:
+        raise _Usage(f"--agent {args.agent!r}: lwfsm reads {', '.join(AGENTS)}")
+    path = Path(args.file)
+    if not path.is_file():
+        raise _Usage(f"{path}: no such file")
+    if args.action == "explain":
+        try:
+            capture = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise _Usage(f"{path}: not a JSON request body: {exc}") from None
+        captures = capture if isinstance(capture, list) else [capture]
+        for n, one in enumerate(captures, 1):
+            where = f"{path}" + (f" [{n}]" if len(captures) > 1 else "")
+            try:
+                j, event = judging.explain(core, one, args.agent)
+            except ValueError as exc:
+                print(f"{where}: {exc}")
+                continue
+            print(f"{where}: agent {j.agent}; verdict {j.kind}, fires {event}")
+            if j.evidence is not None:
+                e = j.evidence
+                at = "the reply itself" if e.message is None else f"message {e.message + 1} after the reply"
+                print(f"  rule:     {e.rule}\n  where:    {at}" + (f", line {e.line}" if e.line else ""))
+                if e.excerpt:
+                    print(f"  evidence: {e.excerpt}")
+        return 0
+    try:
+        rows = judging.read_lines(path)
+    except (OSError, ValueError) as exc:
+        raise _Usage(str(exc)) from None
+    sources = Path(args.sources) if args.sources else None
+    try:
+        results = list(judging.evaluate(core, rows, sources, None if args.split == "all" else args.split))
+    except (OSError, ValueError, LookupError) as exc:
+        raise _Usage(str(exc)) from None
+    if not results:
+        raise _Usage(f"{path}: no labelled turn in split {args.split!r}")
+    print(judging.summary(results, core.spec, misjudged=args.misjudged))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lwfsm", description="Lead/worker model switching as an explicit FSM.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -681,6 +736,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, metavar="N", help="worker processes (need a shared store)")
     p.add_argument("--max-body", type=int, default=32 * 1024 * 1024, metavar="BYTES", help="request body limit")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("judge", help="why a turn was judged as it was; the judge measured on labelled turns")
+    p.add_argument("action", choices=["explain", "eval"])
+    p.add_argument(
+        "file",
+        metavar="FILE",
+        help="explain: a captured request (JSON body, or {headers, body}); eval: labelled turns (JSONL, .gz)",
+    )
+    p.add_argument("--spec", default="lead_worker", help="the spec whose judging: applies (default: lead_worker)")
+    with_set(p)
+    p.add_argument("--agent", help=f"read the request as this agent's ({', '.join(AGENTS)}); default: told from it")
+    p.add_argument("--sources", metavar="DIR", help="eval: where the manifest's transcripts were fetched")
+    p.add_argument("--split", default="all", choices=["all", "dev", "holdout"], help="eval: which labelled part")
+    p.add_argument("--misjudged", type=_at_least(0), default=40, metavar="N", help="eval: list up to N misjudged")
+    p.set_defaults(func=cmd_judge)
 
     p = sub.add_parser("schema", help="print the JSON Schema of the spec format")
     p.set_defaults(func=cmd_schema)

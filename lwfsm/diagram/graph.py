@@ -131,8 +131,10 @@ def diff(old: Spec, new: Spec) -> Diff:
     out.others += [f"+ invariant {_brief(i)}" for i in after if i not in before]
     if old.initial != new.initial:
         out.others.append(f"~ initial: {_brief(new.initial)} (was: {_brief(old.initial)})")
+    ka, kb = old.judging.kind_events, new.judging.kind_events  # what each kind fires, defaults filled in
+    out.others += [f"~ judging.kinds.{k}: {kb[k]} (was: {ka[k]})" for k in ka if ka[k] != kb.get(k)]
     if old.judging != new.judging:
-        a, b = old.judging.model_dump(), new.judging.model_dump()
+        a, b = old.judging.model_dump(exclude={"kinds"}), new.judging.model_dump(exclude={"kinds"})
         for k in (k for k in a if a[k] != b[k]):
             if isinstance(a[k], list):  # pattern lists: name what came and went
                 out.others += [f"+ judging.{k}: {p!r}" for p in b[k] if p not in a[k]]

@@ -244,7 +244,7 @@ class Gateway:
                 version, record = found[0], self._record(call.ident.key, found[1])
         conv = record.conv
         retry = conv.pending is not None and record.last == call.digest
-        plan = self.core.plan(conv, call.messages, side=retry or call.side is not None)
+        plan = self.core.plan(conv, call.messages, side=retry or call.side is not None, headers=call.headers)
         return _Loaded(conv, version, record, retry, plan)
 
     def _commit(self, call: _Call, loaded: _Loaded, role: str, reply: dict[str, Any] | None, usage: Any) -> None:

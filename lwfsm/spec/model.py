@@ -141,33 +141,12 @@ class Invariant(_Model):
     description: str = ""
 
 
-# The patterns used when a spec has no `judging:` section: failure detection is never off by omission.
-TOOL_ERROR_PATTERNS = (
-    "traceback (most recent call last)",
-    "permission denied",
-    "no such file or directory",
-    "file not found",
-    "command not found",
-    "syntaxerror",
-    "syntax error",
-    "compilation failed",
-    "tests failed",
-    "test failed",
-    "assertionerror",
-    "error:",
-)
-CORRECTION_PATTERNS = (
-    "that's wrong",
-    "that is wrong",
-    "that's not right",
-    "that's incorrect",
-    "that doesn't work",
-    "that does not work",
-    "try again",
-    "not what i asked",
-    "this is broken",
-    "you broke",
-)
+# What each kind of verdict fires when the spec's `judging.kinds` does not say: a task failure, a
+# user's correction and a rejected tool call are the model's failures; an environment problem (a
+# module that cannot be installed, no network, missing credentials) would stop the lead too, so it
+# counts as a completed turn and never brings the lead back.
+FAILURE_KINDS = ("task_failure", "user_correction", "rejected")
+JUDGED_KINDS = (*FAILURE_KINDS, "environment")
 
 
 class Judging(_Model):
@@ -188,14 +167,27 @@ class Judging(_Model):
         default_factory=dict,
         description="role -> role that serves a turn when the first role's model keeps failing technically",
     )
+    kinds: dict[str, str] = Field(
+        default_factory=dict,
+        description="verdict kind (task_failure, user_correction, rejected, environment) -> the turn event it "
+        "fires; unset kinds: on_failure for the first three, on_success for environment",
+    )
     tool_error_patterns: list[str] = Field(
-        default_factory=lambda: list(TOOL_ERROR_PATTERNS),
-        description="case-insensitive substrings of tool results that mean the turn failed",
+        default_factory=list,
+        description="extra error reports, case-insensitive: a line among the last lines of a tool result that "
+        "starts with one fails the turn (the agents' own formats are read without them)",
     )
     correction_patterns: list[str] = Field(
-        default_factory=lambda: list(CORRECTION_PATTERNS),
-        description="case-insensitive substrings of the user's next message that correct the model",
+        default_factory=list,
+        description="extra corrections, case-insensitive: a person's next message that starts with one fails the turn",
     )
+
+    @property
+    def kind_events(self) -> dict[str, str]:
+        """Every judged kind -> the event it fires (the spec's `kinds`, the defaults filled in)."""
+        success, failure = self.events
+        defaults = {k: failure for k in FAILURE_KINDS} | {"environment": success}
+        return defaults | dict(self.kinds)
 
 
 def _initial_list(v: Any) -> Any:

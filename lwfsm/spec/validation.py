@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from ..errors import SpecError, SpecIssue, did_you_mean, unknown
 from .expr import Expr, ExprError, Kind
-from .model import Spec, State
+from .model import JUDGED_KINDS, Spec, State
 from .reading import Loc, find_mark, path_text, short, yaml_kind
 
 __all__ = ["build"]
@@ -352,6 +352,13 @@ def _meaning(spec: Spec) -> list[tuple[Loc, str, int]]:
             add((("judging", key), f"event '{ev}' does not end a turn (turn: false); a verdict must", 0))
     if judging.events[0] == judging.events[1]:
         add((("judging", "on_failure"), "a failed turn must fire another event than a successful one", 0))
+    for kind, ev in judging.kinds.items():
+        if kind not in JUDGED_KINDS:
+            add((("judging", "kinds", kind), known("verdict kind", kind, JUDGED_KINDS), -1))
+        elif ev not in events:
+            add((("judging", "kinds", kind), known("event", ev, events), 0))
+        elif not events[ev].turn:
+            add((("judging", "kinds", kind), f"event '{ev}' does not end a turn (turn: false); a verdict must", 0))
     for a, b in judging.technical_fallback.items():
         for role, off in ((a, -1), (b, 0)):
             if role not in spec.roles:

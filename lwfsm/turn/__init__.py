@@ -1,7 +1,7 @@
 """The turn core: judging turns, choosing the role per call, the ledger; pure (no SDK, no HTTP)."""
 
 from .core import Conversation, ConversationState, Judged, PendingTurn, Plan, TurnCore, Verdict
-from .judge import Detector, default_detectors, malformed_tool_calls, pattern_detectors, unparsable_code
+from .judge import Detector, Judgement, judge, malformed_tool_calls, unparsable_code
 from .ledger import Ledger, LedgerRow, Pricer, Usage
 
 __all__ = [
@@ -9,6 +9,7 @@ __all__ = [
     "ConversationState",
     "Detector",
     "Judged",
+    "Judgement",
     "Ledger",
     "LedgerRow",
     "PendingTurn",
@@ -17,8 +18,7 @@ __all__ = [
     "TurnCore",
     "Usage",
     "Verdict",
-    "default_detectors",
+    "judge",
     "malformed_tool_calls",
-    "pattern_detectors",
     "unparsable_code",
 ]

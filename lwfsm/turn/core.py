@@ -15,14 +15,15 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..engine import Engine, Session, Snapshot, TransitionRecord
 from ..errors import ConfigError, Conflict, RunError, SnapshotError, SpecError, SpecIssue, unknown
-from .judge import Detector, default_detectors, what_came_after
+from .agents import AGENTS, Evidence
+from .judge import Detector, judge, what_came_after
 from .ledger import Ledger, Usage
 
 __all__ = ["Conversation", "ConversationState", "Judged", "PendingTurn", "Plan", "TurnCore", "Verdict"]
@@ -60,10 +61,14 @@ class ConversationState(_Value):
 
 @dataclass(frozen=True)
 class Verdict:
-    """The event a pending turn earns; `event` None: nothing to judge, or the turn is still open."""
+    """The event a pending turn earns; `event` None: nothing to judge, or the turn is still open.
+    `kind` says what the judge saw (ok, task_failure, environment, ...) and `evidence` where."""
 
     event: str | None
     reason: str | None
+    kind: str | None = None
+    evidence: Evidence | None = None
+    agent: str | None = None
 
 
 @dataclass(frozen=True)
@@ -85,9 +90,12 @@ class Judged:
     event: str
     reason: str | None
     transition: TransitionRecord
+    kind: str | None = None  # what the judge saw (None: fired by hand)
+    evidence: Evidence | None = None
 
     def record(self, session: str, cost: float | None = None) -> dict[str, Any]:
         p, t = self.pending, self.transition
+        e = self.evidence
         return {
             "session": session,
             "turn": p.turn,
@@ -96,6 +104,8 @@ class Judged:
             "model": p.model,
             "outcome": self.event,
             "reason": self.reason,
+            "kind": self.kind,
+            "evidence": None if e is None else asdict(e),
             **p.usage.model_dump(),
             "cost": cost,
             "latency": round(p.latency, 6),
@@ -128,10 +138,21 @@ class Conversation:
 class TurnCore:
     """Judging, role choice and bookkeeping for one spec; shared by every conversation of a front end."""
 
-    def __init__(self, engine: Engine, *, detectors: Sequence[Detector] | None = None, turn_unit: str = "call"):
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        detectors: Sequence[Detector] | None = None,
+        turn_unit: str = "call",
+        agent: str | None = None,
+    ):
+        """`detectors` are judged beside the agent's reader; `agent` fixes the reader (else it is told
+        per call from the request's headers and messages)."""
         spec = engine.spec
         if turn_unit not in ("call", "message"):
             raise ConfigError(f"turn_unit must be 'call' or 'message', got {turn_unit!r}")
+        if agent is not None and agent not in AGENTS:
+            raise ConfigError(f"agent must be one of {', '.join(AGENTS)}, got {agent!r}")
         judging = spec.judging
         issues = []
         for key, event in zip(("on_success", "on_failure"), judging.events, strict=True):
@@ -152,8 +173,10 @@ class TurnCore:
         self.spec = spec
         self.success, self.failure = judging.events
         self.technical_fallback = dict(judging.technical_fallback)
-        self.detectors = list(detectors) if detectors is not None else default_detectors(spec)
+        self.detectors = list(detectors or ())
         self.turn_unit = turn_unit
+        self.agent = agent
+        self.kinds = judging.kind_events
 
     # -- conversations --
 
@@ -183,24 +206,57 @@ class TurnCore:
 
     # -- deciding (changes nothing) --
 
-    def verdict(self, conv: Conversation, messages: Sequence[Mapping[str, Any]]) -> Verdict:
-        """The verdict on the pending turn from the next call's messages."""
+    def verdict(
+        self, conv: Conversation, messages: Sequence[Mapping[str, Any]], headers: Mapping[str, str] | None = None
+    ) -> Verdict:
+        """The verdict on the pending turn from the next call's messages (and its headers, which may
+        name the agent)."""
         p = conv.pending
         if p is None:
             return Verdict(None, None)
         after = what_came_after(messages)
-        reason = p.failure
-        for detect in self.detectors:
-            if reason:
-                break
-            reason = detect(p.reply, after, p.tools)
+        j = self.judgement(p.reply, after, p.tools, messages, headers)
+        kind, reason, evidence = j.kind, j.reason, j.evidence
+        if p.failure and kind == "ok":
+            kind, reason = "task_failure", p.failure  # seen earlier within this turn (turn unit "message")
         if self.turn_unit == "message" and not any(m.get("role") == "user" for m in after):
-            return Verdict(None, reason)  # a user message's tool loop is one turn: judged when the user speaks
-        return Verdict(self.failure if reason else self.success, reason)
+            # a user message's tool loop is one turn: judged when the user speaks
+            return Verdict(None, reason if self.kinds.get(kind) == self.failure else None, kind, evidence, j.agent)
+        event = self.success if kind == "ok" else self.kinds[kind]
+        return Verdict(event, reason, kind, evidence, j.agent)
 
-    def plan(self, conv: Conversation, messages: Sequence[Mapping[str, Any]], *, side: bool = False) -> Plan:
+    def judgement(
+        self,
+        reply: Mapping[str, Any],
+        after: Sequence[Mapping[str, Any]],
+        tools: Sequence[Mapping[str, Any]] = (),
+        messages: Sequence[Mapping[str, Any]] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Any:
+        """The judge's view of one turn (`lwfsm.turn.judge.Judgement`), with this spec's patterns."""
+        j = self.spec.judging
+        return judge(
+            reply,
+            after,
+            tools,
+            agent=self.agent,
+            messages=messages,
+            headers=headers,
+            detectors=self.detectors,
+            error_patterns=j.tool_error_patterns,
+            correction_patterns=j.correction_patterns,
+        )
+
+    def plan(
+        self,
+        conv: Conversation,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        side: bool = False,
+        headers: Mapping[str, str] | None = None,
+    ) -> Plan:
         """Judge the pending turn and choose the role for this call, changing nothing yet."""
-        verdict = Verdict(None, None) if side else self.verdict(conv, messages)
+        verdict = Verdict(None, None) if side else self.verdict(conv, messages, headers)
         if verdict.event is not None:
             state, role = conv.session.peek(verdict.event)
         else:
@@ -261,7 +317,7 @@ class TurnCore:
         if event is not None:
             assert conv.pending is not None
             record = session.apply(event, reason)
-            judged = Judged(conv.pending, event, reason, record)
+            judged = Judged(conv.pending, event, reason, record, plan.verdict.kind, plan.verdict.evidence)
         conv.pending, conv.ledger, conv.version = opened, ledger, conv.version + 1
         if judged is not None:
             session.notify(judged.transition)  # listeners run after the commit; their errors are logged
@@ -283,8 +339,8 @@ class TurnCore:
         if p is None:
             return None
         verdict = self.verdict(conv, messages)
-        event = verdict.event or (self.failure if verdict.reason else self.success)
+        event = verdict.event or (self.kinds[verdict.kind] if verdict.kind not in (None, "ok") else self.success)
         record = conv.session.apply(event, verdict.reason)
         conv.pending, conv.version = None, conv.version + 1
         conv.session.notify(record)
-        return Judged(p, event, verdict.reason, record)
+        return Judged(p, event, verdict.reason, record, verdict.kind, verdict.evidence)

@@ -1,9 +1,12 @@
-"""Judging a served turn from what came after it: the detectors.
+"""Judging a served turn from what came after it.
 
-A detector takes (reply N as an OpenAI-shaped assistant message, the messages that came after it,
-the tools offered) and returns the reason the turn failed, or None. Every detector is bounded on
-any reply: a code block larger than `MAX_BLOCK` characters is not parsed (no verdict from it), and
-one too deeply nested for the parser is a failure ("too deeply nested to parse").
+`judge` asks the calling agent's reader (`lwfsm.turn.agents`) for findings (rejections and
+corrections, then structured outcomes, then anchored words), adds those of the spec's own anchored
+patterns and of any detectors a program plugs in, and returns one `Judgement`: the kind of outcome
+and the evidence for it. The spec's `judging.kinds` then says which event each kind fires.
+
+A detector is a callable `(reply, after, tools) -> reason | None`; a reason is a task failure.
+Detectors are bounded on any input: a code block larger than `MAX_BLOCK` characters is not parsed.
 """
 
 from __future__ import annotations
@@ -12,20 +15,19 @@ import ast
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from ..spec import Spec
+from .agents import Evidence, Finding, Kind, detect, reader, verdict_of
+from .agents.base import TAIL, text_of
 
 __all__ = [
     "MAX_BLOCK",
     "Detector",
-    "default_detectors",
+    "Judgement",
+    "judge",
     "malformed_tool_calls",
-    "matching",
-    "pattern_detectors",
-    "reported_failures",
     "text_of",
-    "tool_reported_error",
     "unparsable_code",
     "what_came_after",
 ]
@@ -34,22 +36,22 @@ Message = Mapping[str, Any]
 Detector = Callable[[Message, Sequence[Message], Sequence[Message]], "str | None"]
 
 MAX_BLOCK = 200_000  # characters of one code block worth parsing; larger ones are not judged by parsing
-_SCAN = 2_000_000  # characters of a message scanned for patterns and code blocks
 
 
-def text_of(message: Message) -> str:
-    """The text of a message: a string, or the text of its content parts (OpenAI and Anthropic shapes)."""
-    content = message.get("content")
-    if isinstance(content, list):
-        parts = []
-        for p in content:
-            if isinstance(p, Mapping):
-                inner = p.get("content")  # an Anthropic tool_result block nests its own content
-                parts.append(str(p.get("text", "")) if inner is None else text_of({"content": inner}))
-            elif isinstance(p, str):
-                parts.append(p)
-        return " ".join(parts)[:_SCAN]
-    return str(content or "")[:_SCAN]
+@dataclass(frozen=True)
+class Judgement:
+    """The outcome of one turn: its kind, the agent whose format was read, and the evidence."""
+
+    kind: Kind
+    agent: str
+    evidence: Evidence | None = None
+
+    @property
+    def reason(self) -> str | None:
+        """One line for logs and traces; None for a turn that went well."""
+        if self.evidence is None:
+            return None
+        return f"{self.kind.replace('_', ' ')}: {self.evidence}"
 
 
 def what_came_after(messages: Sequence[Message]) -> list[Message]:
@@ -61,18 +63,11 @@ def what_came_after(messages: Sequence[Message]) -> list[Message]:
 
 
 def malformed_tool_calls(reply: Message, after: Sequence[Message], tools: Sequence[Message]) -> str | None:
-    offered = {(t.get("function") or {}).get("name") for t in tools}
-    for call in reply.get("tool_calls") or []:
-        fn = call.get("function") or {}
-        name, args = fn.get("name"), fn.get("arguments")
-        if tools and name not in offered:
-            return f"tool call to unknown tool {name!r}"
-        if isinstance(args, str) and len(args) > MAX_BLOCK:
-            continue
-        try:
-            json.loads(args or "{}")
-        except (TypeError, ValueError, RecursionError):
-            return f"tool call {name!r} has arguments that are not valid JSON"
+    for f in reader(None).malformed(reply, tools):
+        name = repr(f.evidence.excerpt)
+        if f.evidence.rule.endswith("unknown_tool"):
+            return f"tool call to unknown tool {name}"
+        return f"tool call {name} has arguments that are not valid JSON"
     return None
 
 
@@ -80,6 +75,7 @@ _CODE = re.compile(r"```([A-Za-z0-9_+-]*)[ \t]*\n(.*?)```", re.S)
 
 
 def unparsable_code(reply: Message, after: Sequence[Message], tools: Sequence[Message]) -> str | None:
+    """A Python or JSON block in a reply that does not parse (for agents that answer in text)."""
     for match in _CODE.finditer(text_of(reply)):
         lang, body = match.group(1).lower(), match.group(2)
         if lang not in ("python", "py", "json") or len(body) > MAX_BLOCK:
@@ -96,66 +92,55 @@ def unparsable_code(reply: Message, after: Sequence[Message], tools: Sequence[Me
     return None
 
 
-def matching(role: str, patterns: Sequence[str], says: str) -> Detector:
-    """A detector: the first message of `role` after the reply containing one of `patterns`."""
-    lowered = [p.lower() for p in patterns]
-
-    def detect(reply: Message, after: Sequence[Message], tools: Sequence[Message]) -> str | None:
-        for msg in after:
-            if msg.get("role") == role:
-                text = text_of(msg).lower()
-                hit = next((p for p in lowered if p in text), None)
-                if hit:
-                    return f"{says} ({hit!r})"
-        return None
-
-    return detect
-
-
-def tool_reported_error(reply: Message, after: Sequence[Message], tools: Sequence[Message]) -> str | None:
-    """A tool result the agent itself marked as an error (Anthropic's `is_error: true`, kept on the message)."""
-    for msg in after:
-        if msg.get("role") == "tool" and msg.get("is_error") is True:
-            return "tool result marked is_error"
-    return None
+def _patterns(
+    after: Sequence[Message], errors: Sequence[str], corrections: Sequence[str], human: Callable[[Message], bool]
+) -> list[Finding]:
+    """The spec's own patterns, anchored: an error pattern starts a line among the last lines of a
+    tool result; a correction pattern starts a person's message."""
+    out: list[Finding] = []
+    errs = tuple(p.lower() for p in errors)
+    fixes = tuple(p.lower() for p in corrections)
+    for i, msg in enumerate(after):
+        text = text_of(msg)
+        if errs and msg.get("role") == "tool":
+            lines = text.splitlines()
+            for n in range(max(0, len(lines) - TAIL), len(lines)):
+                if lines[n].strip().lower().startswith(errs):
+                    out.append(Finding("task_failure", Evidence("spec.tool_error_patterns", i, n + 1, lines[n][:160])))
+                    break
+        if fixes and human(msg) and text.strip().lower().startswith(fixes):
+            out.append(Finding("user_correction", Evidence("spec.correction_patterns", i, 1, text.strip()[:80])))
+    return out
 
 
-# Agents that run tests and linters themselves report the output as a *user* message. aider: "I ran
-# this command: ... And got this output: ..." after a failing test (a passing one leaves no trace), and
-# "# Fix any errors below, if possible." with the linter's output after a failed lint.
-RAN_A_COMMAND = ("i ran this command", "and got this output")
-LINT_FAILED = ("# fix any errors below",)
-
-
-def reported_failures(patterns: Sequence[str]) -> Detector:
-    """A detector: a user message reporting a command's output that shows an error (`patterns`), or a
-    failed lint."""
-    lowered = [p.lower() for p in patterns]
-
-    def detect(reply: Message, after: Sequence[Message], tools: Sequence[Message]) -> str | None:
-        for msg in after:
-            if msg.get("role") != "user":
-                continue
-            text = text_of(msg).lower()
-            if any(m in text for m in LINT_FAILED):
-                return "the agent reports lint errors"
-            if any(m in text for m in RAN_A_COMMAND):
-                hit = next((p for p in lowered if p in text), None)
-                if hit:
-                    return f"the agent reports a failed command ({hit!r})"
-        return None
-
-    return detect
-
-
-def pattern_detectors(spec: Spec) -> list[Detector]:
-    """Detectors for the spec's `judging:` patterns (the shipped defaults when it has none)."""
-    return [
-        matching("tool", spec.judging.tool_error_patterns, "tool result reports an error"),
-        reported_failures(spec.judging.tool_error_patterns),
-        matching("user", spec.judging.correction_patterns, "the user corrects the model"),
-    ]
-
-
-def default_detectors(spec: Spec) -> list[Detector]:
-    return [malformed_tool_calls, unparsable_code, tool_reported_error, *pattern_detectors(spec)]
+def judge(
+    reply: Message,
+    after: Sequence[Message],
+    tools: Sequence[Message] = (),
+    *,
+    agent: str | None = None,
+    messages: Sequence[Message] | None = None,
+    headers: Mapping[str, str] | None = None,
+    detectors: Sequence[Detector] = (),
+    error_patterns: Sequence[str] = (),
+    correction_patterns: Sequence[str] = (),
+) -> Judgement:
+    """The judgement on `reply` from the messages after it. `agent` names the reader; without it the
+    agent is told from `headers` and the shape of `messages` (the whole request's, else `after`)."""
+    name = agent or detect(messages if messages is not None else after, headers)
+    r = reader(name)
+    findings = list(r.findings(reply, after, tools))
+    findings += _patterns(after, error_patterns, correction_patterns, r.human)
+    if name == "generic" and not reply.get("tool_calls"):
+        said = unparsable_code(reply, after, tools)
+        if said:
+            findings.append(Finding("task_failure", Evidence("unparsable_code", None, None, said)))
+    for detector in detectors:
+        said = detector(reply, after, tools)
+        if said:
+            rule = getattr(detector, "__name__", type(detector).__name__)
+            findings.append(Finding("task_failure", Evidence(f"detector.{rule}", None, None, said)))
+    found = verdict_of(findings)
+    if found is None:
+        return Judgement("ok", name)
+    return Judgement(found.kind, name, found.evidence)

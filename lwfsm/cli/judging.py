@@ -1,0 +1,211 @@
+"""`lwfsm judge explain` and `lwfsm judge eval`: the verdict on one request, and the judge measured on
+labelled turns.
+
+Two kinds of labelled input, one JSON object per line:
+- a manifest of public transcripts: `{"id", "agent", "source": "owner/repo@commit:path", "sha256",
+  "locator", "kind", ...}`; the transcripts themselves are read from `--sources DIR` (at
+  `DIR/owner/repo/path`), checked against their digest, and converted by the agent's reader;
+- captured requests: `{"agent"?, "headers"?, "body", "kind"}` (what `lwfsm serve` received, or the
+  generated corpus in tests/judging/).
+A turn counts as a failure when its kind fires the failure event under the spec's `judging.kinds`.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+from collections import Counter, defaultdict
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..gateway import wire
+from ..spec import Spec
+from ..turn import TurnCore
+from ..turn.agents import TRANSCRIPTS, reader
+from ..turn.judge import Judgement, what_came_after
+
+__all__ = ["Result", "evaluate", "explain", "read_lines", "request_turn", "summary"]
+
+Message = Mapping[str, Any]
+
+
+def read_lines(path: Path) -> list[dict[str, Any]]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        out = []
+        for n, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    out.append(json.loads(line))
+                except ValueError as exc:
+                    raise ValueError(f"{path}:{n}: not JSON: {exc}") from None
+        return out
+
+
+Turn = tuple[Message, list[Message], list[Message], list[Message], dict[str, str]]
+
+
+def request_turn(capture: Mapping[str, Any]) -> Turn:
+    """(reply, after, tools, messages, headers) of the turn a captured request judges: its last
+    assistant message and what follows it. `capture` is a request body or `{headers, body}`."""
+    body = capture.get("body", capture)
+    if not isinstance(body, Mapping):
+        raise ValueError("the request has no JSON object body")
+    headers = {str(k).lower(): str(v) for k, v in (capture.get("headers") or {}).items()} if "body" in capture else {}
+    messages: list[Message]
+    tools: list[Message]
+    if "input" in body:  # Responses
+        messages = [*wire.responses_messages(body["input"])]
+        if body.get("instructions"):
+            messages = [{"role": "system", "content": str(body["instructions"])}, *messages]
+        tools = [*wire.responses_tools(body.get("tools"))]
+    elif "system" in body or "max_tokens" in body and _anthropic_blocks(body):  # Messages
+        system = body.get("system")
+        text = system if isinstance(system, str) else wire.first_user_text([{"role": "user", "content": system}])
+        messages = [{"role": "system", "content": text}, *wire.anthropic_messages(body)]
+        tools = [*wire.anthropic_tools(body.get("tools"))]
+    else:
+        messages = [m for m in body.get("messages") or () if isinstance(m, Mapping)]
+        tools = [t for t in body.get("tools") or () if isinstance(t, Mapping)]
+    last = max((i for i, m in enumerate(messages) if m.get("role") == "assistant"), default=None)
+    if last is None:
+        raise ValueError("the request holds no assistant message: it is a conversation's first call, no turn to judge")
+    return messages[last], what_came_after(messages), tools, messages, headers
+
+
+def _anthropic_blocks(body: Mapping[str, Any]) -> bool:
+    return any(
+        isinstance(m, Mapping)
+        and isinstance(m.get("content"), list)
+        and any(isinstance(b, Mapping) and b.get("type") in ("tool_use", "tool_result") for b in m["content"])
+        for m in body.get("messages") or ()
+    )
+
+
+def explain(core: TurnCore, capture: Mapping[str, Any], agent: str | None = None) -> tuple[Judgement, str]:
+    reply, after, tools, messages, headers = request_turn(capture)
+    saved, core.agent = core.agent, agent or core.agent
+    try:
+        j = core.judgement(reply, after, tools, messages, headers)
+    finally:
+        core.agent = saved
+    event = core.success if j.kind == "ok" else core.kinds[j.kind]
+    return j, event
+
+
+@dataclass
+class Result:
+    id: str
+    agent: str
+    label: str  # the labelled kind
+    judged: str  # the judge's kind
+    failed: bool  # labelled a failure (under the spec's kinds)
+    said_failed: bool
+    why: str
+    note: str = ""
+
+
+def _source_path(sources: Path, source: str) -> tuple[Path, str]:
+    repo, _, rest = source.partition("@")
+    commit, _, path = rest.partition(":")
+    return (
+        sources / repo / path,
+        f"git clone https://github.com/{repo} && git -C {repo.split('/')[1]} show {commit}:{path}",
+    )
+
+
+def evaluate(
+    core: TurnCore, rows: Sequence[Mapping[str, Any]], sources: Path | None = None, split: str | None = None
+) -> Iterator[Result]:
+    """Judge every labelled turn; raises on a missing or altered source, naming how to fetch it."""
+    failing = {k for k, ev in core.kinds.items() if ev == core.failure}
+    cache: dict[str, bytes] = {}
+    for row in rows:
+        if split and row.get("split", "dev") != split:
+            continue
+        label = str(row["kind"])
+        if "source" in row:
+            if sources is None:
+                raise ValueError("this manifest names transcripts: give --sources DIR (where they were fetched)")
+            path, fetch = _source_path(sources, row["source"])
+            if row["source"] not in cache:
+                if not path.is_file():
+                    raise FileNotFoundError(f"{path}: missing; fetch it with: {fetch} > {path}")
+                data = path.read_bytes()
+                if hashlib.sha256(data).hexdigest() != row["sha256"]:
+                    raise ValueError(f"{path}: its sha256 is not the manifest's: not the file labelled ({fetch})")
+                cache[row["source"]] = data
+            protocol, raw, tools = TRANSCRIPTS[row["agent"]](cache[row["source"]], row["locator"])
+            msgs: Sequence[Message] = wire.anthropic_messages({"messages": raw}) if protocol == "anthropic" else raw
+            reply, after = msgs[0], list(msgs[1:])
+            j = _judge_as(core, row["agent"], reply, after, tools)
+        else:
+            reply, after, tools, messages, headers = request_turn(row)
+            j = core.judgement(reply, after, tools, messages, headers)
+        yield Result(
+            str(row.get("id") or row.get("scenario") or "?"),
+            str(row.get("agent") or j.agent),
+            label,
+            j.kind,
+            label in failing,
+            j.kind in failing,
+            j.reason or "",
+            "" if row.get("agent") in (None, j.agent) else f"read as {j.agent}",
+        )
+
+
+def _judge_as(
+    core: TurnCore, agent: str, reply: Message, after: Sequence[Message], tools: Sequence[Message]
+) -> Judgement:
+    reader(agent)  # an unknown agent in a manifest is an error here, not a silent generic reading
+    saved, core.agent = core.agent, agent
+    try:
+        j: Judgement = core.judgement(reply, after, tools, None, None)
+        return j
+    finally:
+        core.agent = saved
+
+
+def _pr(results: Sequence[Result]) -> tuple[int, int, int, int, float | None, float | None]:
+    tp = sum(r.failed and r.said_failed for r in results)
+    fp = sum(not r.failed and r.said_failed for r in results)
+    fn = sum(r.failed and not r.said_failed for r in results)
+    tn = len(results) - tp - fp - fn
+    precision = tp / (tp + fp) if tp + fp else None
+    recall = tp / (tp + fn) if tp + fn else None
+    return tp, fp, fn, tn, precision, recall
+
+
+def summary(results: Sequence[Result], spec: Spec, misjudged: int = 40) -> str:
+    """Precision and recall of `failure` per agent and overall, the kinds' confusion, what was misjudged."""
+
+    def f(x: float | None) -> str:
+        return "  -  " if x is None else f"{x:.2f}"
+
+    by: dict[str, list[Result]] = defaultdict(list)
+    for r in results:
+        by[r.agent].append(r)
+    lines = [
+        f"judged with spec '{spec.name}' v{spec.version}: a turn fails when its kind fires '{spec.judging.events[1]}'",
+        "",
+        f"{'agent':<16}{'turns':>6}{'fail':>6}{'TP':>5}{'FP':>5}{'FN':>5}{'precision':>11}{'recall':>8}",
+    ]
+    for agent in sorted(by):
+        tp, fp, fn, _, p, rc = _pr(by[agent])
+        lines.append(f"{agent:<16}{len(by[agent]):>6}{tp + fn:>6}{tp:>5}{fp:>5}{fn:>5}{f(p):>11}{f(rc):>8}")
+    tp, fp, fn, _, p, rc = _pr(results)
+    lines.append(f"{'overall':<16}{len(results):>6}{tp + fn:>6}{tp:>5}{fp:>5}{fn:>5}{f(p):>11}{f(rc):>8}")
+    kinds = sorted({r.label for r in results} | {r.judged for r in results})
+    confusion = Counter((r.label, r.judged) for r in results)
+    lines += ["", "labelled \\ judged  " + "".join(f"{k[:12]:>13}" for k in kinds)]
+    for a in kinds:
+        lines.append(f"{a[:18]:<19}" + "".join(f"{confusion[(a, b)]:>13}" for b in kinds))
+    wrong = [r for r in results if r.failed != r.said_failed]
+    if wrong:
+        lines += ["", f"misjudged ({len(wrong)}; first {min(len(wrong), misjudged)}):"]
+        for r in wrong[:misjudged]:
+            lines.append(f"  {r.id}: labelled {r.label}, judged {r.judged}" + (f" ({r.why})" if r.why else ""))
+    return "\n".join(lines)

@@ -1,0 +1,135 @@
+"""aider: no tool calls. Edits are SEARCH/REPLACE (or whole-file) blocks in the reply's text; aider
+answers a failed edit, a lint report or a failed test run with a user message of its own; the
+person's messages come between. Raw histories are `.aider.chat.history.md` files, where aider's own
+output is the `> ` lines and the person's messages the `#### ` lines."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from .base import Evidence, Finding, Message, Reader, anchored_error, first_match, text_of
+
+__all__ = ["READER"]
+
+# What aider tells the model when its reply could not be applied, and its lint and test reports.
+EDIT_FAILED = re.compile(
+    r"(SEARCH/REPLACE blocks? failed to match|did not conform to the edit format|No filename provided before|"
+    r"Bad/missing filename|The SEARCH section must exactly match|Only \d+ reflections allowed|"
+    r"has hit a token limit)",
+    re.I,
+)
+LINT = re.compile(r"^# Fix any errors below, if possible\.", re.M)
+RAN = re.compile(r"I ran this command:", re.I)
+# The person pressed Ctrl-C while the reply streamed: the reply was refused.
+INTERRUPTED = re.compile(r"\^C again to exit|KeyboardInterrupt", re.I)
+_AIDER_SAYS = "[aider]"
+# The marker the raw-history reader puts on aider's own output; the format rules aider appends to a report.
+_REMINDER = "# *SEARCH/REPLACE block* Rules:"
+
+
+class Aider(Reader):
+    name = "aider"
+
+    def detect(self, messages: Sequence[Message], system: str) -> bool:
+        return "SEARCH/REPLACE" in system[:20000] or "*SEARCH/REPLACE block*" in system[:20000]
+
+    def human(self, msg: Message) -> bool:
+        text = text_of(msg)
+        return (
+            msg.get("role") == "user"
+            and not text.startswith(_AIDER_SAYS)
+            and not EDIT_FAILED.search(text[:4000])
+            and not LINT.search(text[:4000])
+            and not RAN.search(text[:400])
+            and not text.lstrip().startswith(("I added these files", "I have *added these files", "Ok,", "/"))
+        )
+
+    def findings(self, reply: Message, after: Sequence[Message], tools: Sequence[Message]) -> Iterator[Finding]:
+        for i, msg in enumerate(after):
+            if msg.get("role") != "user":
+                continue
+            text = text_of(msg)
+            if text.startswith(_AIDER_SAYS) and (hit := first_match(INTERRUPTED, text)):
+                yield Finding("rejected", Evidence("aider.interrupted", i, hit[0], hit[1]))
+            if hit := first_match(EDIT_FAILED, text[:20000]):
+                yield Finding("task_failure", Evidence("aider.edit_failed", i, hit[0], hit[1]))
+            elif hit := first_match(LINT, text[:20000]):
+                yield Finding("task_failure", Evidence("aider.lint", i, hit[0], hit[1]))
+            elif RAN.search(text[:400]) and (err := anchored_error(text.split(_REMINDER, 1)[0])):
+                yield Finding("task_failure", Evidence("aider.test_output", i, err[0], err[1]))
+            elif self.human(msg):
+                if (said := self.correction(text)) is not None:
+                    yield Finding("user_correction", Evidence("aider.correction", i, 1, said))
+                elif (err := _pasted_error(text)) is not None:
+                    yield Finding("user_correction", Evidence("aider.pasted_error", i, err[0], err[1]))
+            if not text.startswith(_AIDER_SAYS):
+                break  # the person's next message ends what belongs to this reply
+
+
+_PASTED = re.compile(
+    r"^\s*(Traceback \(most recent call last\)|\w*(Error|Exception):|error(\[\w+\])?:|Failed to compile|"
+    r"Module not found|Uncaught|ERROR in|Build failed|npm ERR!|\S+\.\w+:\d+(:\d+)?: error)",
+    re.M,
+)
+
+
+def _pasted_error(text: str) -> tuple[int, str] | None:
+    """A person pasting an error output as their next message (a build or run of what the model wrote)."""
+    head = "\n".join(text.splitlines()[:6])
+    return first_match(_PASTED, head) or first_match(_REPORTS, text[:300])
+
+
+# A person saying what happened when they used the result.
+_REPORTS = re.compile(
+    r"^\W*(i|we)\s+(still\s+)?(get|got|am getting|'m getting|keep getting|see|saw|tried|ran)\b[^.?!\n]{0,160}"
+    r"\b(error|errors|fail\w*|exception|crash\w*|broken|unable|can'?t|cannot|does ?n[o']t|did ?n[o']t)\b",
+    re.I,
+)
+
+
+READER = Aider()
+
+
+def transcript(data: bytes, locator: Mapping[str, Any]) -> tuple[str, list[Message], list[Message]]:
+    """(reply, after, tools) for the reply to the k-th `#### ` block of a chat history."""
+    k = int(locator["user_block"])
+    lines = data.decode("utf-8", "replace").splitlines()
+    blocks: list[list[str]] = []  # each: one run of '#### ' lines and everything up to the next run
+    person_before = False
+    for line in lines:
+        person = line.startswith("#### ")
+        if person and not person_before:
+            blocks.append([])
+        if blocks:
+            blocks[-1].append(line)
+        person_before = person
+    if not 1 <= k <= len(blocks):
+        raise LookupError(f"no user block {k} (the history has {len(blocks)})")
+
+    def split(block: list[str]) -> tuple[str, str, str]:
+        """(the person's text, the reply, aider's own '> ' output). Ctrl-C *before* reply text is a
+        reply cut off while it streamed; after it, the person left."""
+        person = "\n".join(x[5:] for x in block if x.startswith("#### "))
+        rest = [x for x in block if not x.startswith("#### ")]
+        ended = next((i for i, x in enumerate(rest) if x.startswith("# aider chat started at")), len(rest))
+        rest = rest[:ended]  # a new aider session: nothing after it belongs to this reply
+        text_at = [i for i, x in enumerate(rest) if x.strip() and not x.startswith(">")]
+        said = []
+        for i, x in enumerate(rest):
+            if x.startswith(">"):
+                line = x[1:].strip()
+                if INTERRUPTED.search(line) and not (text_at and i < text_at[-1]):
+                    continue  # after the whole reply: the person quit, nothing was refused
+                said.append(line)
+        reply = "\n".join(x for x in rest if not x.startswith(">"))
+        return person, reply.strip(), "\n".join(said)
+
+    _, answer, console = split(blocks[k - 1])
+    after: list[Message] = []
+    if console.strip():
+        after.append({"role": "user", "content": f"{_AIDER_SAYS}\n{console}"})
+    if k < len(blocks):
+        after.append({"role": "user", "content": split(blocks[k])[0]})
+    return "openai", [{"role": "assistant", "content": answer}, *after], []

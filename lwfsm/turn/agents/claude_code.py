@@ -1,0 +1,95 @@
+"""Claude Code: Anthropic Messages with `tool_result` blocks (`is_error`), Bash results starting
+`Exit code N`, `<tool_use_error>`, rejections, Stop-hook feedback; raw sessions are `.jsonl` files."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from .base import Evidence, Finding, Message, Outcome, Reader, first_match, text_of
+
+__all__ = ["READER"]
+
+# A parallel call cancelled because a sibling failed: the sibling's failure is the finding.
+_SIBLING = re.compile(r"^(Cancelled: parallel tool call|Sibling tool call errored|<tool_use_error>Sibling)", re.I)
+_STOP_HOOK = re.compile(r"^(Stop hook feedback|\S+ hook (error|feedback)|PostToolUse:\S+ hook)", re.I | re.M)
+_RUNS = {"Bash", "BashOutput", "TaskOutput", "KillShell"}
+# Looking something up that is not there is an answer, not a failure.
+_LOOKUPS = {"Read", "Glob", "Grep", "LS", "NotebookRead", "WebSearch"}
+_NOT_THERE = re.compile(r"(does not exist|not found|No such file|No files found|EISDIR|is a directory)", re.I)
+
+
+class ClaudeCode(Reader):
+    name = "claude_code"
+
+    def detect(self, messages: Sequence[Message], system: str) -> bool:
+        return "Claude Code" in system[:4000] or "Claude Agent SDK" in system[:4000]
+
+    def outcome(self, i: int, msg: Message, tool: str | None, args: Mapping[str, Any]) -> Outcome:
+        o = super().outcome(i, msg, tool, args)
+        if tool is not None and tool not in _RUNS:
+            o.runs, o.timed_out, o.status = False, False, None  # a file, a listing, a search: words do not count
+            o.command = None
+            if tool in _LOOKUPS and o.flagged and _NOT_THERE.search(o.text[:500]):
+                o.flagged = False
+        return o
+
+    def outcomes(self, reply: Message, after: Sequence[Message]) -> Iterator[Outcome]:
+        for o in super().outcomes(reply, after):
+            if not _SIBLING.match(o.text.lstrip()):
+                yield o
+
+    def findings(self, reply: Message, after: Sequence[Message], tools: Sequence[Message]) -> Iterator[Finding]:
+        yield from super().findings(reply, after, tools)
+        for i, msg in enumerate(after):
+            if msg.get("role") == "user" and (hit := first_match(_STOP_HOOK, text_of(msg)[:2000])):
+                yield Finding("task_failure", Evidence("claude_code.stop_hook", i, hit[0], hit[1]))
+
+
+READER = ClaudeCode()
+
+
+def transcript(data: bytes, locator: Mapping[str, Any]) -> tuple[str, list[Message], list[Message]]:
+    """("anthropic", [reply, what came after it], tools) of one assistant reply in a raw session
+    file, as the Messages API carried them."""
+    lines = [json.loads(x) for x in data.decode("utf-8").splitlines() if x.strip()]
+    key = "message_id" if "message_id" in locator else "uuid"
+    target = str(locator[key])
+    convo: list[dict[str, Any]] = []  # Anthropic-shaped messages, consecutive same-role lines merged
+    start = None
+    for line in lines:
+        if line.get("type") not in ("user", "assistant") or line.get("isSidechain") or line.get("isMeta"):
+            continue
+        msg = line.get("message") or {}
+        role, content = msg.get("role"), msg.get("content")
+        blocks = content if isinstance(content, list) else [{"type": "text", "text": str(content or "")}]
+        ident = msg.get("id") if role == "assistant" else None
+        mine = (ident == target) if key == "message_id" else (line.get("uuid") == target)
+        if mine and start is None:
+            start = (
+                len(convo)
+                if not (convo and convo[-1]["role"] == "assistant" and convo[-1].get("_id") == ident)
+                else len(convo) - 1
+            )
+        if convo and convo[-1]["role"] == role and (role == "user" or convo[-1].get("_id") == ident):
+            convo[-1]["content"] += blocks
+        else:
+            convo.append({"role": role, "content": list(blocks), "_id": ident})
+    if start is None:
+        raise LookupError(f"no assistant reply {target!r} in this session")
+    # One reply may be interleaved with its tool results (parallel calls): gather the reply's blocks.
+    reply_blocks, after_msgs, i = list(convo[start]["content"]), [], start + 1
+    while i < len(convo):
+        m = convo[i]
+        if m["role"] == "assistant":
+            if m.get("_id") == convo[start].get("_id"):
+                reply_blocks += m["content"]
+                i += 1
+                continue
+            break
+        after_msgs.append(m)
+        i += 1
+    after = [{"role": m["role"], "content": m["content"]} for m in after_msgs]
+    return "anthropic", [{"role": "assistant", "content": reply_blocks}, *after], []

@@ -1,0 +1,170 @@
+"""SWE-agent and mini-swe-agent: observations come back as *user* messages (classic SWE-agent, and
+mini-swe-agent's text mode) or tool messages (mini-swe-agent's tool-call mode). mini-swe-agent gives
+`<returncode>N</returncode>`; classic SWE-agent gives no status, so its words are read, anchored.
+Neither has a person in the loop: their "... and try again" is the harness, not a correction."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from .base import Evidence, Finding, Message, Outcome, Reader, first_match, text_of
+
+__all__ = ["MINI", "READER"]
+
+_BASH_BLOCK = re.compile(r"```(?:bash|sh)?\s*\n(.*?)```", re.S)
+_RETURNCODE = re.compile(r"<returncode>(-?\d+)</returncode>")
+
+
+def _actions(reply: Message) -> list[str]:
+    calls = reply.get("tool_calls") or []
+    if calls:
+        out = []
+        for c in calls:
+            try:
+                args = json.loads((c.get("function") or {}).get("arguments") or "{}")
+            except (TypeError, ValueError, RecursionError):
+                args = {}
+            out.append(str(args.get("command", "")) if isinstance(args, dict) else "")
+        return out
+    return [m.group(1).strip() for m in _BASH_BLOCK.finditer(text_of(reply))]
+
+
+class MiniSweAgent(Reader):
+    name = "mini_swe_agent"
+    human_turns = False
+    FORMAT = re.compile(
+        r"(Please always provide EXACTLY ONE action|No tool calls found in the response|"
+        r"format(ting)? error|Your (last )?(output|response) (was not|did not))",
+        re.I,
+    )
+
+    def detect(self, messages: Sequence[Message], system: str) -> bool:
+        return "<returncode>" in system[:20000] or any(
+            "<returncode>" in text_of(m)[:200] for m in messages[-6:] if m.get("role") in ("user", "tool")
+        )
+
+    def outcomes(self, reply: Message, after: Sequence[Message]) -> Iterator[Outcome]:
+        actions = _actions(reply)
+        n = 0
+        for i, msg in enumerate(after):
+            text = text_of(msg)
+            m = _RETURNCODE.search(text[:200])
+            if msg.get("role") in ("user", "tool") and m:
+                command = actions[n] if n < len(actions) else None
+                n += 1
+                yield Outcome(
+                    message=i,
+                    text=text,
+                    command=command,
+                    status=int(m.group(1)),
+                    runs=True,
+                    timed_out=bool(self.TIMEOUT.search(text[:3000])),
+                )
+            elif msg.get("role") in ("user", "tool") and self.TIMEOUT.search(text[:1000]):
+                yield Outcome(message=i, text=text, command=actions[0] if actions else None, timed_out=True)
+
+    def findings(self, reply: Message, after: Sequence[Message], tools: Sequence[Message]) -> Iterator[Finding]:
+        yield from super().findings(reply, after, tools)
+        actions = _actions(reply)
+        if len(actions) != 1 and not reply.get("tool_calls"):
+            for i, msg in enumerate(after):
+                if hit := first_match(self.FORMAT, text_of(msg)[:2000]):
+                    yield Finding("task_failure", Evidence(f"{self.name}.format_error", i, hit[0], hit[1]))
+                    break
+
+
+class SweAgent(MiniSweAgent):
+    name = "swe_agent"
+    FORMAT = re.compile(
+        r"(Your output was not formatted correctly|Your last output did not use any tool calls|"
+        r"did not (use|contain) (a|any) (tool|command)|malformed)",
+        re.I,
+    )
+    # The interface's own commands that show a file or search: their output is content, not a report.
+    VIEWS = frozenset(
+        {
+            "open",
+            "goto",
+            "scroll_up",
+            "scroll_down",
+            "search_file",
+            "search_dir",
+            "find_file",
+            "create",
+            "submit",
+            "view",
+            "filemap",
+            "str_replace_editor",
+        }
+    )
+    EDIT_FAILED = re.compile(
+        r"^(Your proposed edit has introduced new syntax error|Error: |ERROR: |Usage: |No replacement was performed|"
+        r"bash: .*: command not found|.*: No such file or directory$|\w+: cannot access)",
+        re.M,
+    )
+
+    def detect(self, messages: Sequence[Message], system: str) -> bool:
+        return "autonomous programmer" in system[:4000] or any(
+            "(Open file:" in text_of(m)[-400:] for m in messages[-4:] if m.get("role") == "user"
+        )
+
+    def outcomes(self, reply: Message, after: Sequence[Message]) -> Iterator[Outcome]:
+        actions = _actions(reply)
+        for i, msg in enumerate(after):
+            if msg.get("role") not in ("user", "tool"):
+                continue
+            text = re.sub(r"\(Open file: .*\)\s*\n\(Current directory: .*\)\s*\nbash-\$\s*$", "", text_of(msg)).rstrip()
+            command = actions[0] if actions else None
+            first = (command or "").split()[:1]
+            yield Outcome(message=i, text=text, command=command, runs=not (first and first[0] in self.VIEWS))
+            break  # one observation per step
+
+    def classify(self, o: Outcome, reply: Message) -> Finding | None:
+        hit = first_match(self.EDIT_FAILED, o.text[:4000])
+        if hit and not (o.command and "No matches found" in o.text[:300]):
+            from .base import ENVIRONMENT, is_probe
+
+            if o.command and is_probe(o.command) and not hit[1].startswith("Your proposed edit"):
+                return None
+            env = first_match(ENVIRONMENT, o.text[-4000:])
+            if env is not None:
+                return Finding("environment", Evidence(f"{self.name}.environment", o.message, env[0], env[1]))
+            return Finding("task_failure", Evidence(f"{self.name}.error_line", o.message, hit[0], hit[1]))
+        return super().classify(o, reply)
+
+
+MINI = MiniSweAgent()
+READER = SweAgent()
+
+
+def transcript_mini(data: bytes, locator: Mapping[str, Any]) -> tuple[str, list[Message], list[Message]]:
+    """(reply, after, tools) at `message_index` of a mini-swe-agent trajectory's `messages`."""
+    messages = json.loads(data)["messages"]
+    i = int(locator["message_index"])
+    return _cut(messages, i)
+
+
+def transcript(data: bytes, locator: Mapping[str, Any]) -> tuple[str, list[Message], list[Message]]:
+    """(reply, after, tools) of step `step` of a classic SWE-agent `.traj`: its `history` messages."""
+    doc = json.loads(data)
+    step = int(locator["step"])
+    history = [m for m in doc["history"] if m.get("role") in ("system", "user", "assistant", "tool")]
+    assistants = [j for j, m in enumerate(history) if m["role"] == "assistant"]
+    if step >= len(assistants):
+        raise LookupError(f"no step {step} (the trajectory has {len(assistants)} model replies)")
+    return _cut(history, assistants[step])
+
+
+def _cut(messages: list[dict[str, Any]], i: int) -> tuple[str, list[Message], list[Message]]:
+    if messages[i].get("role") != "assistant":
+        raise LookupError(f"message {i} is a {messages[i].get('role')} message, not the model's reply")
+    after = []
+    for m in messages[i + 1 :]:
+        if m.get("role") == "assistant":
+            break
+        after.append({k: v for k, v in m.items() if k in ("role", "content", "tool_call_id", "name")})
+    reply = {k: v for k, v in messages[i].items() if k in ("role", "content", "tool_calls")}
+    return "openai", [reply, *after], []
