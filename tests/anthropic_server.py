@@ -3,7 +3,7 @@
 `script(model, *steps)`: a step is {"status": 429, "headers": {...}, "body": {...}, "content": "...",
 "tool_use": [{"name": ..., "input": {...}}], "delay": 0.02}. Unscripted requests get a text reply
 naming the model. "stream": true requests get the reply as Anthropic SSE events. Request headers are
-kept in `headers`.
+kept in `headers`, paths in `paths`.
 """
 
 import json
@@ -19,6 +19,7 @@ class Server:
         self.scripts: dict[str, deque[dict[str, Any]]] = defaultdict(deque)
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
+        self.paths: list[str] = []
         self.lock = threading.Lock()
         self.ids = 0
         server = self
@@ -32,6 +33,7 @@ class Server:
                 with server.lock:
                     server.requests.append(body)
                     server.headers.append({k.lower(): v for k, v in self.headers.items()})
+                    server.paths.append(self.path)
                     steps = server.scripts[body["model"]]
                     step = steps.popleft() if steps else {}
                     server.ids += 1

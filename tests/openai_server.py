@@ -2,7 +2,8 @@
 
 Unscripted requests get a 200 reply whose text names the model and echoes the last user message,
 so tests can tell sessions apart. A request with "stream": true gets the reply as SSE chunks (with a
-usage chunk when stream_options.include_usage is set). Request headers are kept in `headers`.
+usage chunk when stream_options.include_usage is set). Request headers are kept in `headers`, paths
+in `paths`.
 `script(model, *steps)` queues steps for that model: a dict
 {"status": 500, "headers": {...}, "body": {...}, "delay": 0.5, "tool_calls": [...], "content": "...",
 "cut": True (a stream that stops half-way, without its finish chunk and [DONE]),
@@ -24,6 +25,7 @@ class Server:
         self.scripts: dict[str, deque[dict[str, Any]]] = defaultdict(deque)
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
+        self.paths: list[str] = []
         self.lock = threading.Lock()
         server = self
 
@@ -36,6 +38,7 @@ class Server:
                 with server.lock:
                     server.requests.append(body)
                     server.headers.append({k.lower(): v for k, v in self.headers.items()})
+                    server.paths.append(self.path)
                     steps = server.scripts[body["model"]]
                     step = steps.popleft() if steps else {}
                 time.sleep(step.get("delay", 0))
