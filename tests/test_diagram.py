@@ -255,7 +255,10 @@ def test_diff_reports_params_counters_invariants_and_judging(tmp_path: Path) -> 
             "  fallback_done: {}\n  spare: {}\n",
         )
         .replace("    environment: turn_completed", "    environment: failure")
-        .replace("  technical_fallback: {worker: lead}\n", "  technical_fallback: {worker: lead}\n  correction_patterns: [nope]\n")
+        .replace(
+            "  technical_fallback: {worker: lead}\n",
+            "  technical_fallback: {worker: lead}\n  correction_patterns: [nope]\n",
+        )
         .replace("technical_fallback: {worker: lead}", "technical_fallback: {}")
         .replace(
             "  - {expr: failures < failure_threshold, description: reaching the threshold always enters fallback}\n", ""

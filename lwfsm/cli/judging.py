@@ -138,10 +138,15 @@ def evaluate(
                 if hashlib.sha256(data).hexdigest() != row["sha256"]:
                     raise ValueError(f"{path}: its sha256 is not the manifest's: not the file labelled ({fetch})")
                 cache[row["source"]] = data
-            protocol, raw, tools = TRANSCRIPTS[row["agent"]](cache[row["source"]], row["locator"])
-            msgs: Sequence[Message] = wire.anthropic_messages({"messages": raw}) if protocol == "anthropic" else raw
-            reply, after = msgs[0], list(msgs[1:])
-            j = _judge_as(core, row["agent"], reply, after, tools)
+            t = TRANSCRIPTS[row["agent"]](cache[row["source"]], row["locator"])
+            before: Sequence[Message] = t.messages[: t.at]
+            turn: Sequence[Message] = t.messages[t.at :]
+            if t.protocol == "anthropic":  # normalised apart: a reply's blocks stay one message
+                before, turn = (
+                    wire.anthropic_messages({"messages": before}),
+                    wire.anthropic_messages({"messages": turn}),
+                )
+            j = _judge_as(core, row["agent"], turn[0], list(turn[1:]), t.tools, [*before, *turn])
         else:
             reply, after, tools, messages, headers = request_turn(row)
             j = core.judgement(reply, after, tools, messages, headers)
@@ -158,12 +163,17 @@ def evaluate(
 
 
 def _judge_as(
-    core: TurnCore, agent: str, reply: Message, after: Sequence[Message], tools: Sequence[Message]
+    core: TurnCore,
+    agent: str,
+    reply: Message,
+    after: Sequence[Message],
+    tools: Sequence[Message],
+    messages: Sequence[Message],
 ) -> Judgement:
     reader(agent)  # an unknown agent in a manifest is an error here, not a silent generic reading
     saved, core.agent = core.agent, agent
     try:
-        j: Judgement = core.judgement(reply, after, tools, None, None)
+        j: Judgement = core.judgement(reply, after, tools, messages, None)
         return j
     finally:
         core.agent = saved

@@ -62,6 +62,14 @@ def what_came_after(messages: Sequence[Message]) -> list[Message]:
     return list(messages)
 
 
+def before_reply(messages: Sequence[Message]) -> Sequence[Message]:
+    """The messages before the last assistant message (the reply being judged)."""
+    for i in range(len(messages) - 1, -1, -1):
+        if messages[i].get("role") == "assistant":
+            return messages[:i]
+    return ()
+
+
 def malformed_tool_calls(reply: Message, after: Sequence[Message], tools: Sequence[Message]) -> str | None:
     for f in reader(None).malformed(reply, tools):
         name = repr(f.evidence.excerpt)
@@ -129,7 +137,7 @@ def judge(
     agent is told from `headers` and the shape of `messages` (the whole request's, else `after`)."""
     name = agent or detect(messages if messages is not None else after, headers)
     r = reader(name)
-    findings = list(r.findings(reply, after, tools))
+    findings = list(r.findings(reply, after, tools, before_reply(messages) if messages is not None else ()))
     findings += _patterns(after, error_patterns, correction_patterns, r.human)
     if name == "generic" and not reply.get("tool_calls"):
         said = unparsable_code(reply, after, tools)

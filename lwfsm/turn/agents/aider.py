@@ -9,7 +9,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from .base import Evidence, Finding, Message, Reader, anchored_error, first_match, text_of
+from .base import ENVIRONMENT, Evidence, Finding, Message, Reader, Transcript, anchored_error, first_match, text_of
 
 __all__ = ["READER"]
 
@@ -17,7 +17,7 @@ __all__ = ["READER"]
 EDIT_FAILED = re.compile(
     r"(SEARCH/REPLACE blocks? failed to match|did not conform to the edit format|No filename provided before|"
     r"Bad/missing filename|The SEARCH section must exactly match|Only \d+ reflections allowed|"
-    r"has hit a token limit)",
+    r"has hit a token limit|\^\^\^ Expected|Expected `=======`)",
     re.I,
 )
 LINT = re.compile(r"^# Fix any errors below, if possible\.", re.M)
@@ -36,29 +36,35 @@ class Aider(Reader):
         return "SEARCH/REPLACE" in system[:20000] or "*SEARCH/REPLACE block*" in system[:20000]
 
     def human(self, msg: Message) -> bool:
-        text = text_of(msg)
+        text = text_of(msg)[:4000].split(_REMINDER, 1)[0]
         return (
             msg.get("role") == "user"
             and not text.startswith(_AIDER_SAYS)
-            and not EDIT_FAILED.search(text[:4000])
-            and not LINT.search(text[:4000])
+            and not EDIT_FAILED.search(text)
+            and not LINT.search(text)
             and not RAN.search(text[:400])
             and not text.lstrip().startswith(("I added these files", "I have *added these files", "Ok,", "/"))
         )
 
-    def findings(self, reply: Message, after: Sequence[Message], tools: Sequence[Message]) -> Iterator[Finding]:
+    def findings(
+        self, reply: Message, after: Sequence[Message], tools: Sequence[Message], before: Sequence[Message] = ()
+    ) -> Iterator[Finding]:
         for i, msg in enumerate(after):
             if msg.get("role") != "user":
                 continue
-            text = text_of(msg)
+            text = text_of(msg)[:20000].split(_REMINDER, 1)[0]  # aider's format rules follow what it says
             if text.startswith(_AIDER_SAYS) and (hit := first_match(INTERRUPTED, text)):
                 yield Finding("rejected", Evidence("aider.interrupted", i, hit[0], hit[1]))
-            if hit := first_match(EDIT_FAILED, text[:20000]):
+            if hit := first_match(EDIT_FAILED, text):
                 yield Finding("task_failure", Evidence("aider.edit_failed", i, hit[0], hit[1]))
-            elif hit := first_match(LINT, text[:20000]):
+            elif hit := first_match(LINT, text):
                 yield Finding("task_failure", Evidence("aider.lint", i, hit[0], hit[1]))
-            elif RAN.search(text[:400]) and (err := anchored_error(text.split(_REMINDER, 1)[0])):
-                yield Finding("task_failure", Evidence("aider.test_output", i, err[0], err[1]))
+            elif RAN.search(text[:400]) and (err := anchored_error(text)):
+                env = first_match(ENVIRONMENT, text[-2000:])
+                if env is not None:
+                    yield Finding("environment", Evidence("aider.environment", i, env[0], env[1]))
+                else:
+                    yield Finding("task_failure", Evidence("aider.test_output", i, err[0], err[1]))
             elif self.human(msg):
                 if (said := self.correction(text)) is not None:
                     yield Finding("user_correction", Evidence("aider.correction", i, 1, said))
@@ -92,7 +98,7 @@ _REPORTS = re.compile(
 READER = Aider()
 
 
-def transcript(data: bytes, locator: Mapping[str, Any]) -> tuple[str, list[Message], list[Message]]:
+def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
     """(reply, after, tools) for the reply to the k-th `#### ` block of a chat history."""
     k = int(locator["user_block"])
     lines = data.decode("utf-8", "replace").splitlines()
@@ -132,4 +138,4 @@ def transcript(data: bytes, locator: Mapping[str, Any]) -> tuple[str, list[Messa
         after.append({"role": "user", "content": f"{_AIDER_SAYS}\n{console}"})
     if k < len(blocks):
         after.append({"role": "user", "content": split(blocks[k])[0]})
-    return "openai", [{"role": "assistant", "content": answer}, *after], []
+    return Transcript("openai", [{"role": "assistant", "content": answer}, *after], 0, [])

@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import json
 import re
-import shlex
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
-__all__ = ["KINDS", "Evidence", "Finding", "Kind", "Outcome", "Reader", "text_of"]
+__all__ = ["KINDS", "Evidence", "Finding", "Kind", "Outcome", "Reader", "Transcript", "text_of"]
 
 Message = Mapping[str, Any]
 Kind = Literal["ok", "task_failure", "environment", "user_correction", "rejected", "technical"]
@@ -70,6 +69,25 @@ class Evidence:
 class Finding:
     kind: Kind
     evidence: Evidence
+
+
+class Transcript(NamedTuple):
+    """One judged turn read from an agent's raw file: the conversation as its protocol carried it
+    (`messages`), the index of the reply judged (`at`), and the tools offered, when the file says."""
+
+    protocol: str  # "openai" or "anthropic"
+    messages: list[Message]
+    at: int
+    tools: list[Message]
+
+
+@dataclass
+class History:
+    known: bool = False  # the messages before the reply were given
+    edited: bool = False  # the model has changed a file in this conversation (other than tests and reproductions)
+    # what ran since the model's last attempt, by program: (index, message, tool, arguments)
+    runs: dict[str, list[tuple[int, Message, str | None, Mapping[str, Any]]]] = field(default_factory=dict)
+    corrected: bool = False  # the user said the last change was wrong, and nothing changed since
 
 
 @dataclass
@@ -155,11 +173,16 @@ FILTERS = frozenset(
 _SPLIT = re.compile(r"\s*(\|\||&&|;|\n|\|(?!\|))\s*")
 
 
+_WORD = re.compile(r"""'[^']*'|"[^"]*"|[^\s'"#]+|#.*""")
+
+
 def _words(segment: str) -> list[str]:
-    try:
-        words = shlex.split(segment, comments=True)
-    except ValueError:
-        words = segment.split()
+    # The first words are all that is read: quotes kept whole, a comment ends the command.
+    words = []
+    for w in _WORD.findall(segment[:2000]):
+        if w.startswith("#"):
+            break
+        words.append(w.strip("'\"") if w[:1] in "'\"" else w)
     while words and ("=" in words[0] and not words[0].startswith("=") or words[0] in ("sudo", "time", "env", "!")):
         words = words[1:]  # VAR=value, sudo, time, env: the command is what follows
     if words and words[0] in ("timeout",):
@@ -218,6 +241,68 @@ _REPRO = re.compile(
 )
 
 
+# Tools and shell commands that change files.
+_EDITS = re.compile(r"(edit|write|patch|create|replace|insert|apply|str_replace|notebook)", re.I)
+_WRITES = re.compile(
+    r"(sed -i|perl -p?i|\bcat\s*>|>\s*[\w./-]+\.\w+\b|\btee\b|apply_patch|\bpatch\b|git apply|"
+    r"\bmv\b|\bcp\b|\brm\b|python3? - <<)"
+)
+# Test runners: their failure before the model changed anything shows the bug, not a mistake.
+TESTS = re.compile(
+    r"\b(pytest|unittest|nosetests|tox|jest|mocha|vitest|go test|cargo test|mvn( -\S+)* test|gradle\S* test|"
+    r"npm (run )?test|yarn test|rspec|phpunit|ctest|make (check|test)|node \S*test\S*)",
+    re.I,
+)
+
+
+_INTERPRETERS = frozenset({"python", "python3", "node", "ruby", "bash", "sh", "perl", "php", "java", "deno", "bun"})
+
+
+def program(command: str) -> str:
+    """What a command runs, without its selection, flags and filters: `pytest -q t.py::x | tail` is
+    `pytest`, `python -m pytest -x` is `python -m pytest`, `python repro.py` is itself."""
+    if "<<" in command:
+        return " ".join(command.split())  # a script given inline is itself
+    parts = _SPLIT.split(command.strip())[0::2]
+    words = next((w for w in map(_words, parts) if w), [])  # `cd dir && pytest`: what runs is pytest
+    if words[:1] and words[0] in _INTERPRETERS:
+        if len(words) > 1 and words[1] == "-m":
+            return " ".join(words[:3])
+        if len(words) > 1 and words[1] in ("-c", "-e"):
+            return " ".join(words)
+        return " ".join(words[:2])
+    return " ".join(words[:2] if words[:1] in (["npm"], ["go"], ["cargo"], ["make"], ["yarn"]) else words[:1])
+
+
+_PATCHED = re.compile(r"^\*\*\* (?:Add|Update|Delete) File: (\S+)", re.M)
+_REDIRECT = re.compile(r"(?:>|\btee\s+(?:-a\s+)?)\s*([\w./-]+)")
+
+
+def changes_code(command: str) -> bool:
+    """A shell command that changes files other than a reproduction script."""
+    if not _WRITES.search(command):
+        return False
+    paths = _PATCHED.findall(command) or _REDIRECT.findall(command)
+    return not paths or any(not is_scaffold(p) and not p.startswith("/dev/") for p in paths)
+
+
+_TEST_FILE = re.compile(r"((^|/)tests?/|(^|/)test_[^/]*$|_test\.\w+$|\.(test|spec)\.\w+$|Test\.java$)")
+
+
+def is_scaffold(path: str) -> bool:
+    """A file written to show or pin down the bug (a reproduction script, a test), not the fix: a
+    failing run after writing only these is still the red phase."""
+    return is_reproduction(path) or bool(_TEST_FILE.search(path))
+
+
+# A run that never got to show the bug: the script itself is missing or broken.
+_BROKEN_RUN = re.compile(
+    r"(can't open file|No such file or directory|SyntaxError|command not found|"
+    r"Cannot find module|is not recognized)",
+    re.I,
+)
+
+
 def is_reproduction(command: str) -> bool:
     """A run of a script written to show the reported bug (the red phase)."""
     return bool(_REPRO.search(command))
@@ -239,51 +324,57 @@ def expects_success(reply_text: str) -> bool:
 
 # A line that starts an error report, in the last lines of a command's output.
 _ERROR_LINE = re.compile(
-    r"^\s*(Traceback \(most recent call last\):|(?:[A-Za-z_]\w*\.)*[A-Z]?\w*(Error|Exception): |error(\[E\d+\])?: |"
+    r"^\s*(Traceback \(most recent call last\):|(?:[A-Za-z_]\w*\.)*[A-Z]?\w*(Error|Exception)( \[\w+\])?: |"
+    r"error(\[E\d+\])?: |"
     r"fatal: |FAILED\b|FAIL\b|npm ERR!|ERROR: |E\s{3}|BUILD FAILURE|BUILD FAILED|make: \*\*\*|"
     r"SyntaxError|panic: |Segmentation fault|Aborted|.*: command not found$|.*: No such file or directory$)",
 )
 # Test runners' own summaries.
+# Test runners' own summaries (matched at a line's start), and a count of failures anywhere in a line.
 _SUMMARY = re.compile(
-    r"(^=+ .*\b\d+ (failed|errors?)\b|^FAILED \S|^Tests?:.*\b\d+ failed|^test result: FAILED|"
-    r"^Ran \d+ tests?.*\n+FAILED|^FAILED \(|^--- FAIL|^FAIL\s|\b\d+ (failing|failed)\b.*$|^ERRORS?$)",
-    re.M,
+    r"(=+ .*\b\d+ (failed|errors?)\b|FAILED \S|Tests?:.*\b\d+ failed|test result: FAILED|FAILED \(|--- FAIL|"
+    r"FAIL\s|ERRORS?$)"
 )
-_PASSED = re.compile(
-    r"(^=+ .*\b\d+ passed\b(?!.*\b(failed|error))|^OK\b|^Tests?:.*\bpassed\b(?!.*failed)|"
-    r"test result: ok|^PASS\b|\ball tests passed\b)",
-    re.M | re.I,
-)
+_FAILED_COUNT = re.compile(r"\b\d+ (failing|failed)\b")
+_PASSED = re.compile(r"(=+ .*\b\d+ passed\b|OK\b|Tests?:.*\bpassed\b|test result: ok|PASS\b|.*\b[Aa]ll tests passed\b)")
+
 
 # Failures that are the environment's, not the model's: the lead would meet them too.
 ENVIRONMENT = re.compile(
-    r"(No module named '?[\w.]+'?|ModuleNotFoundError|ImportError: (cannot|No module)|"
+    r"(No module named '?[\w.]+'?|ModuleNotFoundError|ImportError: No module|"
     r"Could not resolve host|Temporary failure in name resolution|Name or service not known|Network is unreachable|"
     r"ProxyError|Max retries exceeded with url|No matching distribution found|Could not find a version that satisfies|"
     r"externally-managed-environment|Connection refused|ConnectionRefused|getaddrinfo|ENOTFOUND|EAI_AGAIN|"
     r"No space left on device|Read-only file system|Operation not permitted|"
-    r"(API|api)[ _-]?[Kk]ey|credentials|Unauthorized|401 Unauthori[sz]ed|403 Forbidden|"
+    r"(API|[Aa]pi)[ _-]?([Kk]ey|KEY)|_TOKEN'|Unauthorized|401 Unauthori[sz]ed|403 Forbidden|"
     r"\b(java|javac|mvn|gradle|node|npm|npx|yarn|cargo|rustc|go|make|cmake|gcc|g\+\+|docker|pip|pip3|python2|"
+    r"ruff|mypy|black|flake8|pylint|eslint|tsc|prettier|"
     r"ruby|php|composer|dotnet|kubectl|psql|mysql|redis-cli|pytest|tox|poetry|conda): (command )?not found|"
     r"command not found: (java|javac|mvn|gradle|node|npm|cargo|go|make|docker|pip|pytest)\b|"
-    r"peer authentication failed|Missing X server|\$DISPLAY|Host system is missing dependencies|"
+    r"[Pp]eer authentication failed|Missing X server|\$DISPLAY|Host system is missing dependencies|"
     r"Executable doesn'?t exist at|Failed to (launch|initialize) (the )?browser|is not installed|not installed\b|"
-    r"cannot find Java|JAVA_HOME)",
-    re.I,
+    r"[Cc]annot find Java|JAVA_HOME|[Cc]ould not resolve host|[Nn]etwork is unreachable|[Cc]onnection refused|"
+    r"[Cc]redentials|[Oo]peration not permitted|[Nn]o space left on device|[Rr]ead-only file system)",
 )
 
 
 def anchored_error(text: str) -> tuple[int, str] | None:
-    """(line number, line) of the first error report among the last lines of a command's output."""
-    lines = text.splitlines()
-    start = max(0, len(lines) - TAIL)
-    tail = "\n".join(lines[start:])
-    if _PASSED.search(tail) and not _SUMMARY.search(tail):
-        return None
-    for i in range(start, len(lines)):
-        if _ERROR_LINE.match(lines[i]) or _SUMMARY.match(lines[i]):
-            return i + 1, lines[i].strip()[:160]
-    return None
+    """(line number, line) of the first error report among the last lines of a command's output;
+    None when those lines also say the run passed and no summary reports a failure."""
+    cut = max(0, len(text) - 8000)
+    lines = text[cut:].splitlines()[-TAIL:]
+    first = text.count("\n") + (0 if text.endswith("\n") else 1) - len(lines) + 1
+    hit = None
+    summary = passed = False
+    for n, line in enumerate(lines):
+        if _SUMMARY.match(line) or _FAILED_COUNT.search(line):
+            summary = True
+            hit = hit or (first + n, line.strip()[:160])
+        elif hit is None and _ERROR_LINE.match(line):
+            hit = (first + n, line.strip()[:160])
+        elif _PASSED.match(line) and "failed" not in line and "error" not in line:
+            passed = True
+    return None if passed and not summary else hit
 
 
 def first_match(pattern: re.Pattern[str], text: str) -> tuple[int, str] | None:
@@ -308,20 +399,18 @@ class Reader:
 
     # Exit statuses as agents print them, anchored at a line start.
     STATUS = re.compile(
-        r"^(?:Exit code:? |Process exited with code |exit (?:code|status):? |\[The command completed with exit code |"
+        r"^(?:[Ee]xit code:? |Process exited with code |[Ee]xit status:? |\[The command completed with exit code |"
         r"\[Command finished with exit code |<returncode>)(-?\d+)",
-        re.M | re.I,
+        re.M,
     )
     TIMEOUT = re.compile(
-        r"(timed out after|Command timed out|timed out and has been killed|has no new output after \d+ seconds|"
-        r"TimeoutExpired|\btimeout\b.*\bexceeded)",
-        re.I,
+        r"([Tt]imed out after|Command timed out|timed out and has been killed|has no new output after \d+ seconds|"
+        r"TimeoutExpired|[Tt]imeout exceeded)",
     )
     REJECTED = re.compile(
-        r"(The user doesn't want to proceed with this tool use|User rejected|rejected by the user|"
-        r"user (declined|denied)|\[Request interrupted by user( for tool use)?\]|requested permissions? to use .*"
+        r"(The user doesn't want to proceed with this tool use|[Uu]ser rejected|rejected by the user|"
+        r"[Uu]ser (declined|denied)|\[Request interrupted by user( for tool use)?\]|requested permissions? to use .*"
         r"(haven't|have not) granted)",
-        re.I,
     )
     # A human saying the last step was wrong, at the start of the message (not anywhere in it).
     CORRECTION = re.compile(
@@ -331,7 +420,7 @@ class Reader:
         r"(it|this|that|you) (broke|broken)|you broke|not what i (asked|wanted)|revert|undo\b|stop\b|"
         r"why did you|don'?t do that|nothing (changed|happened)|same (error|problem|issue)|"
         r"(it'?s |it is )?(still )?not working|failed to compile|doesn'?t work|didn'?t work|"
-        r"(there (is|are) )?(an? )?(errors?|bugs?)\b|try again\b)",
+        r"there(?:'s| is| are) (still )?(an? )?(error|bug|problem)|try again\b)",
         re.I,
     )
 
@@ -369,6 +458,8 @@ class Reader:
         text = text_of(msg)
         command = self.command_of(args)
         m = self.STATUS.search(text[:2000]) or self.STATUS.search(text[-2000:])
+        if m and m.group(1) == "124" and command and command.lstrip().startswith("timeout "):
+            text = f"timed out after its `timeout` limit (exit 124)\n{text}"  # coreutils' timeout says nothing
         return Outcome(
             message=i,
             text=text,
@@ -395,10 +486,13 @@ class Reader:
 
     # -- judging --
 
-    def findings(self, reply: Message, after: Sequence[Message], tools: Sequence[Message]) -> Iterator[Finding]:
+    def findings(
+        self, reply: Message, after: Sequence[Message], tools: Sequence[Message], before: Sequence[Message] = ()
+    ) -> Iterator[Finding]:
         yield from self.from_user(reply, after)
+        past = self.history(before)
         for o in self.outcomes(reply, after):
-            f = self.classify(o, reply)
+            f = self.classify(o, reply, past)
             if f is not None:
                 yield f
         yield from self.malformed(reply, tools)
@@ -417,37 +511,92 @@ class Reader:
         m = self.CORRECTION.match(text.strip()[:400])
         return m.group(0).strip()[:80] if m else None
 
-    def classify(self, o: Outcome, reply: Message) -> Finding | None:
-        rule = f"{self.name}."
+    def history(self, before: Sequence[Message]) -> History:
+        """What the conversation did before the reply: whether the model has changed code yet, and
+        what failed since its last attempt (running that again looks, it does not fail). Read
+        backwards, step by step, only as far as the answers need."""
+        past = History(known=bool(before))
+        starts = [i for i, m in enumerate(before) if m.get("role") == "assistant"]
+        since_attempt, corrected = True, False
+        for n in range(len(starts) - 1, -1, -1):
+            i = starts[n]
+            calls = self.calls(before[i])
+            attempt = code = False
+            for name, args in calls.values():
+                command = self.command_of(args)
+                if _EDITS.search(name) or (command and _WRITES.search(command)):
+                    attempt = True
+                    path = str(args.get("file_path") or args.get("path") or "")
+                    code = code or (_EDITS.search(name) is not None and not is_scaffold(path))
+                    code = code or bool(command and changes_code(command))
+            if since_attempt:
+                end = starts[n + 1] if n + 1 < len(starts) else len(before)
+                for j in range(i + 1, end):
+                    msg = before[j]
+                    if msg.get("role") == "tool":
+                        tool, args = calls.get(str(msg.get("tool_call_id")), (None, {}))
+                        command = self.command_of(args)
+                        if command:  # whether it failed is read only if the reply runs the same program
+                            past.runs.setdefault(program(command), []).append((j, msg, tool, args))
+                    elif self.human_turns and self.human(msg) and self.correction(text_of(msg)) is not None:
+                        corrected = True
+            if attempt and since_attempt:
+                since_attempt = False
+            if code:
+                past.edited = True
+                break
+        # a correction counts only once there was a change of the model's to correct
+        past.corrected = corrected and past.edited
+        return past
+
+    def classify(self, o: Outcome, reply: Message, past: History | None = None) -> Finding | None:
         cmd = o.command or ""
-        # A reproduction of the reported bug failing is the red phase, unless the model said it
-        # expects its change to work (then the same run is the check that failed).
-        red = bool(cmd) and is_reproduction(cmd) and not expects_success(text_of(reply))
         probe = bool(cmd) and is_probe(cmd)
-        if red:
-            return None
-
-        def found(kind: Kind, why: str, hit: tuple[int, str] | None = None) -> Finding:
-            env = first_match(ENVIRONMENT, o.text[-4000:])
-            if env is not None:
-                return Finding("environment", Evidence(rule + "environment", o.message, None, env[1]))
-            return Finding(kind, Evidence(rule + why, o.message, hit[0] if hit else None, hit[1] if hit else ""))
-
         if o.timed_out and not probe:
-            return found("task_failure", "timeout", first_match(self.TIMEOUT, o.text))
-        error = anchored_error(o.text) if o.runs else None
-        if o.status is not None and not status_hidden(cmd):
-            if o.status == 0 or (probe and error is None):
-                return None  # it worked, or a search answered "no": its words do not count
-            return found("task_failure", f"exit_status={o.status}", error or (1, f"exit {o.status}"))
-        if o.flagged:
-            if probe and error is None:
+            finding = self._found(o, "task_failure", "timeout", first_match(self.TIMEOUT, o.text))
+        elif o.status is not None and not status_hidden(cmd):
+            if o.status == 0:
+                return None  # it worked: its words do not count
+            error = anchored_error(o.text) if o.runs else None
+            if probe and (error is None or "&&" not in cmd):
+                return None  # a search answered "no" (in `which x && x --version` x itself may have failed)
+            finding = self._found(o, "task_failure", f"exit_status={o.status}", error or (1, f"exit {o.status}"))
+        else:
+            error = anchored_error(o.text) if o.runs and not (probe and "&&" not in cmd) else None
+            if o.flagged and not (probe and error is None):
+                first = o.text.strip().splitlines()[0][:160] if o.text.strip() else ""
+                finding = self._found(o, "task_failure", "tool_error_flag", (1, first))
+            elif error is not None and not o.flagged:
+                finding = self._found(o, "task_failure", "error_line", error)
+            else:
                 return None
-            first = o.text.strip().splitlines()[0][:160] if o.text.strip() else ""
-            return found("task_failure", "tool_error_flag", (1, first))
-        if error is not None and not probe:
-            return found("task_failure", "error_line", error)
-        return None
+        return None if finding.kind != "environment" and self.looked(o, reply, past or History()) else finding
+
+    def looked(self, o: Outcome, reply: Message, past: History) -> bool:
+        """A failed run that is no mistake of this turn: the red phase (a run that shows the reported
+        bug before the model changed anything; with no history, a reproduction the model does not say
+        it expects to pass), or a look at a failure already seen with nothing changed since."""
+        cmd = o.command or ""
+        if not cmd or o.timed_out:
+            return False
+        ran = o.status is not None or not o.flagged
+        if ran and (is_reproduction(cmd) or TESTS.search(cmd)) and not _BROKEN_RUN.search(o.text[-3000:]):
+            if past.known and not past.edited:
+                return True
+            if not past.known and is_reproduction(cmd) and not expects_success(text_of(reply)):
+                return True
+        return past.corrected or any(self.failed(*run) for run in past.runs.get(program(cmd), ()))
+
+    def failed(self, i: int, msg: Message, tool: str | None, args: Mapping[str, Any]) -> bool:
+        o = self.outcome(i, msg, tool, args)
+        return o.flagged or (o.status or 0) != 0 or anchored_error(o.text) is not None
+
+    def _found(self, o: Outcome, kind: Kind, why: str, hit: tuple[int, str] | None = None) -> Finding:
+        """A failed outcome's finding: the environment's when its output says so, else `kind`."""
+        env = first_match(ENVIRONMENT, o.text[-1500:])
+        if env is not None:
+            return Finding("environment", Evidence(f"{self.name}.environment", o.message, None, env[1]))
+        return Finding(kind, Evidence(f"{self.name}.{why}", o.message, hit[0] if hit else None, hit[1] if hit else ""))
 
     def malformed(self, reply: Message, tools: Sequence[Message]) -> Iterator[Finding]:
         offered = {(t.get("function") or {}).get("name") for t in tools}

@@ -8,12 +8,12 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from .base import Evidence, Finding, Message, Outcome, Reader, first_match, text_of
+from .base import Evidence, Finding, Message, Outcome, Reader, Transcript, first_match, text_of
 
 __all__ = ["READER"]
 
 # A parallel call cancelled because a sibling failed: the sibling's failure is the finding.
-_SIBLING = re.compile(r"^(Cancelled: parallel tool call|Sibling tool call errored|<tool_use_error>Sibling)", re.I)
+_SIBLING = re.compile(r"^(<tool_use_error>)?(Cancelled: parallel tool call|Sibling tool call errored)", re.I)
 _STOP_HOOK = re.compile(r"^(Stop hook feedback|\S+ hook (error|feedback)|PostToolUse:\S+ hook)", re.I | re.M)
 _RUNS = {"Bash", "BashOutput", "TaskOutput", "KillShell"}
 # Looking something up that is not there is an answer, not a failure.
@@ -29,6 +29,13 @@ class ClaudeCode(Reader):
 
     def outcome(self, i: int, msg: Message, tool: str | None, args: Mapping[str, Any]) -> Outcome:
         o = super().outcome(i, msg, tool, args)
+        if o.text.lstrip().startswith("<tool_use_error>"):
+            o.command, o.status, o.runs, o.timed_out = None, None, False, False  # the call itself was refused
+            return o
+        if tool == "Bash" and o.status is None and not o.flagged:
+            o.status = 0  # Claude Code prints "Exit code N" (and flags is_error) only when a command failed
+        if tool == "Bash" and not args.get("run_in_background") and o.text.startswith("Command running in background"):
+            o.timed_out = True  # past its timeout Claude Code moved it to the background, unfinished
         if tool is not None and tool not in _RUNS:
             o.runs, o.timed_out, o.status = False, False, None  # a file, a listing, a search: words do not count
             o.command = None
@@ -41,8 +48,10 @@ class ClaudeCode(Reader):
             if not _SIBLING.match(o.text.lstrip()):
                 yield o
 
-    def findings(self, reply: Message, after: Sequence[Message], tools: Sequence[Message]) -> Iterator[Finding]:
-        yield from super().findings(reply, after, tools)
+    def findings(
+        self, reply: Message, after: Sequence[Message], tools: Sequence[Message], before: Sequence[Message] = ()
+    ) -> Iterator[Finding]:
+        yield from super().findings(reply, after, tools, before)
         for i, msg in enumerate(after):
             if msg.get("role") == "user" and (hit := first_match(_STOP_HOOK, text_of(msg)[:2000])):
                 yield Finding("task_failure", Evidence("claude_code.stop_hook", i, hit[0], hit[1]))
@@ -51,7 +60,7 @@ class ClaudeCode(Reader):
 READER = ClaudeCode()
 
 
-def transcript(data: bytes, locator: Mapping[str, Any]) -> tuple[str, list[Message], list[Message]]:
+def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
     """("anthropic", [reply, what came after it], tools) of one assistant reply in a raw session
     file, as the Messages API carried them."""
     lines = [json.loads(x) for x in data.decode("utf-8").splitlines() if x.strip()]
@@ -92,4 +101,5 @@ def transcript(data: bytes, locator: Mapping[str, Any]) -> tuple[str, list[Messa
         after_msgs.append(m)
         i += 1
     after = [{"role": m["role"], "content": m["content"]} for m in after_msgs]
-    return "anthropic", [{"role": "assistant", "content": reply_blocks}, *after], []
+    before = [{"role": m["role"], "content": m["content"]} for m in convo[:start]]
+    return Transcript("anthropic", [*before, {"role": "assistant", "content": reply_blocks}, *after], start, [])

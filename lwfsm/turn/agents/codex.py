@@ -15,8 +15,10 @@ __all__ = ["READER"]
 _PATCH_FAILED = re.compile(
     r"(apply_patch verification failed|Failed to apply patch|patch (did not|does not) apply|"
     r"Failed to find expected lines|Invalid patch)",
-    re.I,
 )
+# Codex's own answers to a call it could not make.
+_REFUSED_CALL = re.compile(r"^(unsupported call: |failed to parse function arguments|\w+ failed: Unknown process id)")
+_STILL_RUNNING = re.compile(r"^Process running with session ID \d+", re.M)
 
 
 class Codex(Reader):
@@ -39,6 +41,11 @@ class Codex(Reader):
                 o.status = code if isinstance(code, int) else o.status
                 return o
         o = super().outcome(i, msg, tool, args)
+        if _REFUSED_CALL.match(text):
+            o.command, o.runs, o.flagged = None, False, True
+            return o
+        if _STILL_RUNNING.search(text[:400]) and o.status is None and tool != "write_stdin":
+            o.timed_out = True  # still running when Codex stopped waiting for it
         if tool == "apply_patch" or _PATCH_FAILED.search(text[:2000]):
             o.command, o.runs = None, False
             o.flagged = o.flagged or bool(_PATCH_FAILED.search(text[:2000]))

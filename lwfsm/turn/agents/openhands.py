@@ -8,7 +8,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .base import Message, Outcome, Reader, text_of
+from .base import Message, Outcome, Reader, Transcript, text_of
 
 __all__ = ["READER"]
 
@@ -39,7 +39,7 @@ class OpenHands(Reader):
 READER = OpenHands()
 
 
-def transcript(data: bytes, locator: Mapping[str, Any]) -> tuple[str, list[Message], list[Message]]:
+def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
     """(reply, after, tools) at `index` of a completion log's (function-calling) messages."""
     doc = json.loads(data)
     messages = doc.get("fncall_messages") or doc["messages"]
@@ -52,4 +52,4 @@ def transcript(data: bytes, locator: Mapping[str, Any]) -> tuple[str, list[Messa
             break
         after.append(m)
     tools = doc.get("kwargs", {}).get("tools") or []
-    return "openai", [messages[i], *after], tools if isinstance(tools, list) else []
+    return Transcript("openai", [*messages[:i], messages[i], *after], i, tools if isinstance(tools, list) else [])

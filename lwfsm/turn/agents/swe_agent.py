@@ -10,7 +10,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from .base import Evidence, Finding, Message, Outcome, Reader, first_match, text_of
+from .base import Evidence, Finding, History, Message, Outcome, Reader, Transcript, first_match, text_of
 
 __all__ = ["MINI", "READER"]
 
@@ -66,8 +66,10 @@ class MiniSweAgent(Reader):
             elif msg.get("role") in ("user", "tool") and self.TIMEOUT.search(text[:1000]):
                 yield Outcome(message=i, text=text, command=actions[0] if actions else None, timed_out=True)
 
-    def findings(self, reply: Message, after: Sequence[Message], tools: Sequence[Message]) -> Iterator[Finding]:
-        yield from super().findings(reply, after, tools)
+    def findings(
+        self, reply: Message, after: Sequence[Message], tools: Sequence[Message], before: Sequence[Message] = ()
+    ) -> Iterator[Finding]:
+        yield from super().findings(reply, after, tools, before)
         actions = _actions(reply)
         if len(actions) != 1 and not reply.get("tool_calls"):
             for i, msg in enumerate(after):
@@ -122,7 +124,7 @@ class SweAgent(MiniSweAgent):
             yield Outcome(message=i, text=text, command=command, runs=not (first and first[0] in self.VIEWS))
             break  # one observation per step
 
-    def classify(self, o: Outcome, reply: Message) -> Finding | None:
+    def classify(self, o: Outcome, reply: Message, past: History | None = None) -> Finding | None:
         hit = first_match(self.EDIT_FAILED, o.text[:4000])
         if hit and not (o.command and "No matches found" in o.text[:300]):
             from .base import ENVIRONMENT, is_probe
@@ -133,21 +135,21 @@ class SweAgent(MiniSweAgent):
             if env is not None:
                 return Finding("environment", Evidence(f"{self.name}.environment", o.message, env[0], env[1]))
             return Finding("task_failure", Evidence(f"{self.name}.error_line", o.message, hit[0], hit[1]))
-        return super().classify(o, reply)
+        return super().classify(o, reply, past)
 
 
 MINI = MiniSweAgent()
 READER = SweAgent()
 
 
-def transcript_mini(data: bytes, locator: Mapping[str, Any]) -> tuple[str, list[Message], list[Message]]:
+def transcript_mini(data: bytes, locator: Mapping[str, Any]) -> Transcript:
     """(reply, after, tools) at `message_index` of a mini-swe-agent trajectory's `messages`."""
     messages = json.loads(data)["messages"]
     i = int(locator["message_index"])
     return _cut(messages, i)
 
 
-def transcript(data: bytes, locator: Mapping[str, Any]) -> tuple[str, list[Message], list[Message]]:
+def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
     """(reply, after, tools) of step `step` of a classic SWE-agent `.traj`: its `history` messages."""
     doc = json.loads(data)
     step = int(locator["step"])
@@ -158,7 +160,7 @@ def transcript(data: bytes, locator: Mapping[str, Any]) -> tuple[str, list[Messa
     return _cut(history, assistants[step])
 
 
-def _cut(messages: list[dict[str, Any]], i: int) -> tuple[str, list[Message], list[Message]]:
+def _cut(messages: list[dict[str, Any]], i: int) -> Transcript:
     if messages[i].get("role") != "assistant":
         raise LookupError(f"message {i} is a {messages[i].get('role')} message, not the model's reply")
     after = []
@@ -167,4 +169,6 @@ def _cut(messages: list[dict[str, Any]], i: int) -> tuple[str, list[Message], li
             break
         after.append({k: v for k, v in m.items() if k in ("role", "content", "tool_call_id", "name")})
     reply = {k: v for k, v in messages[i].items() if k in ("role", "content", "tool_calls")}
-    return "openai", [reply, *after], []
+    keep = ("role", "content", "tool_calls", "tool_call_id", "name")
+    before = [{k: v for k, v in m.items() if k in keep} for m in messages[:i]]
+    return Transcript("openai", [*before, reply, *after], i, [])
