@@ -511,8 +511,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise _Usage(f"--workers must be 1 or more, got {args.workers}")
     if args.workers > 1 and (args.store or "").startswith("memory://"):
         raise _Usage("--workers > 1 needs a store the workers share: sqlite:///path.db or redis://...")
+    from ..gateway.identity import is_loopback
+
+    if not args.api_key_env and not args.allow_no_key and not is_loopback(args.host):
+        raise _Usage(
+            f"--host {args.host} without --api-key-env: anyone who reaches the gateway would spend your upstream "
+            "keys; set --api-key-env NAME (clients then present that key), or pass --allow-no-key to serve "
+            "without one (the control API still answers this host only)"
+        )
     spec = load_spec(args.spec, _params(args.set))
-    config = {"store": args.store, "api_key_env": args.api_key_env, "mock": args.mock, "max_body": args.max_body}
+    config = {
+        "store": args.store,
+        "api_key_env": args.api_key_env,
+        "mock": args.mock,
+        "max_body": args.max_body,
+        "store_timeout": args.store_timeout,
+    }
     app = build(spec, **config)  # also when workers > 1: every mistake shows here, once, before forking
     shown = redact(args.store or DEFAULT_STORE)  # never print a store password
     print(f"lwfsm gateway: {spec.name} on http://{args.host}:{args.port}/v1 (store {shown})")
@@ -732,9 +746,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--store", metavar="URL", help="sqlite:///lwfsm-sessions.db (default), redis://host:6379/0 or memory://"
     )
     p.add_argument("--api-key-env", metavar="NAME", help="require the key held by this variable from clients")
+    p.add_argument(
+        "--allow-no-key", action="store_true", help="serve a --host other than loopback without --api-key-env"
+    )
     p.add_argument("--mock", action="store_true", help="offline: LiteLLM's mock responses, no keys")
     p.add_argument("--workers", type=int, default=1, metavar="N", help="worker processes (need a shared store)")
     p.add_argument("--max-body", type=int, default=32 * 1024 * 1024, metavar="BYTES", help="request body limit")
+    p.add_argument(
+        "--store-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long a call waits for the store before failing with 503 (default 10)",
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("judge", help="why a turn was judged as it was; the judge measured on labelled turns")

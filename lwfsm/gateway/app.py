@@ -13,19 +13,21 @@ Otherwise LiteLLM translates (imported on first use).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import hmac
+import importlib
 import json
 import logging
 import os
-import sys
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import aiohttp
 from starlette.applications import Starlette
@@ -41,7 +43,7 @@ from ..store.rows import CHAINS, encode, split
 from ..turn import Conversation, Plan, TurnCore, Usage, params
 from ..turn.bindings import RoleBinding
 from . import wire
-from .identity import Identity, identify, side_call
+from .identity import Identity, identify, is_loopback, side_call
 from .metrics import CONTENT_TYPE_LATEST, Metrics
 from .store import Store
 
@@ -50,6 +52,7 @@ __all__ = ["Gateway", "create_app"]
 logger = logging.getLogger("lwfsm.gateway")
 
 Protocol = Literal["openai", "anthropic"]
+T = TypeVar("T")
 HISTORY = 20  # judged turns kept per conversation for the control API
 WARM = 256  # conversations kept parsed in memory per process (see Gateway._warm)
 # Not passed on from the upstream's response: hop-by-hop, or set by our own server.
@@ -129,6 +132,7 @@ class Gateway:
         mock: bool = False,
         max_body: int = 32 * 1024 * 1024,
         timeout: float = 600.0,
+        store_timeout: float = 10.0,
     ) -> None:
         self.env = os.environ if env is None else env
         self.spec = spec
@@ -138,6 +142,12 @@ class Gateway:
         self.mock = mock
         self.max_body = max_body
         self.timeout = timeout
+        self.store_timeout = store_timeout
+        # Store calls block (sqlite3, redis-py): they run here, never on the event loop. Bounded, so a
+        # stopped store ties up these threads, not the gateway; memory:// is a dict and stays inline.
+        self._pool = ThreadPoolExecutor(16, thread_name_prefix="lwfsm-store")
+        self._inline = store.url.startswith("memory://")
+        self._adapter: asyncio.Future[Any] | None = None  # lwfsm.provider.adapter (LiteLLM), once imported
         self.key: str | None = None
         if api_key_env:
             self.key = self.env.get(api_key_env) or None
@@ -168,7 +178,32 @@ class Gateway:
             data = data.replace(secret.encode(), b"[redacted]")
         return data
 
+    async def _io(self, fn: Callable[..., T], *args: Any) -> T:
+        """A store call in a worker thread, given --store-timeout seconds: a slow or stopped store holds
+        up only the calls that need it, and fails them with a 503 naming it."""
+        if self._inline:
+            return fn(*args)
+        future = asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+        try:
+            return await asyncio.wait_for(future, self.store_timeout)
+        except TimeoutError:
+            raise StoreError(
+                f"store {self.store.url}: no answer within {self.store_timeout:g} s (--store-timeout): is it down, "
+                "or locked by another process? Retry the request once the store answers.",
+                store=self.store.url,
+            ) from None
+
+    async def _litellm(self) -> Any:
+        """lwfsm's LiteLLM adapter module, imported in a worker thread on first use (it takes seconds),
+        after `startup` has set LiteLLM offline."""
+        if self._adapter is None:
+            self._adapter = asyncio.ensure_future(asyncio.to_thread(importlib.import_module, "lwfsm.provider.adapter"))
+        return await asyncio.shield(self._adapter)
+
     async def startup(self) -> None:
+        # LiteLLM reads this when it is imported (on first use): its local price map, never a fetch of
+        # the remote one (which blocked a gateway for seconds). Set here, once, for the whole process.
+        os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
         # One shared client session for every upstream call (aiohttp: httpx's connection pool cost more
         # CPU per request than the whole rest of the gateway; see tests/benchmarks/bench_gateway.py).
         self.http = aiohttp.ClientSession(
@@ -181,6 +216,7 @@ class Gateway:
     async def shutdown(self) -> None:
         if self.http is not None:
             await self.http.close()
+        self._pool.shutdown(wait=False, cancel_futures=True)  # a stuck store call must not hold up the exit
 
     def _client_key(self, request: Request) -> str | None:
         auth = request.headers.get("authorization", "")
@@ -232,8 +268,8 @@ class Gateway:
             raise SnapshotError(f"session {key!r}: the gateway's line of the row is not a JSON object")
         return _Record(self.core.restore(state), last, meta, lines[1:])
 
-    def _load(self, call: _Call) -> _Loaded:
-        found = self.store.get(call.ident.key)
+    async def _load(self, call: _Call) -> _Loaded:
+        found = await self._io(self.store.get, call.ident.key)
         if found is None:
             version, record = 0, _Record(self.core.start(), None, {}, [])
         else:
@@ -247,7 +283,7 @@ class Gateway:
         plan = self.core.plan(conv, call.messages, side=retry or call.side is not None, headers=call.headers)
         return _Loaded(conv, version, record, retry, plan)
 
-    def _commit(self, call: _Call, loaded: _Loaded, role: str, reply: dict[str, Any] | None, usage: Any) -> None:
+    async def _commit(self, call: _Call, loaded: _Loaded, role: str, reply: dict[str, Any] | None, usage: Any) -> None:
         """Settle the call and write it back; on a conflict, reload, re-decide and settle again."""
         model = self.roles[role].model
         latency = time.perf_counter() - call.started
@@ -296,13 +332,13 @@ class Gateway:
                     )
             meta.update(session=call.ident.session, source=call.ident.source, agent=call.ident.agent)
             text = record.text()
-            if self.store.put(call.ident.key, text, loaded.version):
+            if await self._io(self.store.put, call.ident.key, text, loaded.version):
                 self._warm[call.ident.key] = (text, record)
                 if len(self._warm) > WARM:
                     self._warm.popitem(last=False)
                 self._count(role, model, used, judged)
                 return
-            loaded = self._load(call)  # someone else moved it: judge again on the newer state
+            loaded = await self._load(call)  # someone else moved it: judge again on the newer state
         logger.error("session %s: gave up recording a call after 5 conflicting writes", call.ident.key)
 
     def _switched(
@@ -331,7 +367,7 @@ class Gateway:
     async def metrics_page(self, request: Request) -> Response:
         if (denied := self._control(request)) is not None:
             return denied
-        return Response(self.metrics.text(), headers={"content-type": CONTENT_TYPE_LATEST})
+        return Response(await self._io(self.metrics.text), headers={"content-type": CONTENT_TYPE_LATEST})
 
     # -- the turn endpoints --
 
@@ -346,21 +382,21 @@ class Gateway:
         nothing is stored. Counted locally with LiteLLM's tokenizers (no upstream call)."""
         try:
             call = await self._read(request, "anthropic")
-            loaded = self._load(call)
+            loaded = await self._load(call)
         except _Reject as exc:
             return JSONResponse(error_body("anthropic", exc.status, exc.message, exc.kind), exc.status)
         except RecursionError:
             return JSONResponse(error_body("anthropic", 400, "request content is nested too deeply to read"), 400)
         except SnapshotError as exc:
             return JSONResponse(error_body("anthropic", 409, f"stored conversation unusable: {exc}"), 409)
-        import litellm
-
+        litellm = (await self._litellm()).litellm
         role = loaded.plan.role
         model = self.roles[role].model
         system = call.body.get("system")
         messages = [{"role": "system", "content": system}] if isinstance(system, str) and system else []
         try:
-            count = litellm.token_counter(model=model, messages=[*messages, *call.messages])
+            # Seconds on a long conversation: in a thread, so other requests go on.
+            count = await asyncio.to_thread(litellm.token_counter, model=model, messages=[*messages, *call.messages])
         except Exception as exc:  # a tokenizer that cannot read this request: say so, in Anthropic's shape
             return JSONResponse(error_body("anthropic", 400, f"cannot count tokens for {model}: {exc}"), 400)
         return JSONResponse({"input_tokens": int(count)}, headers=self._headers(call, loaded, role))
@@ -383,7 +419,7 @@ class Gateway:
     async def _run(self, call: _Call) -> Response:
         protocol = call.protocol
         try:
-            loaded = self._load(call)
+            loaded = await self._load(call)
         except SnapshotError as exc:
             return JSONResponse(error_body(protocol, 409, f"stored conversation unusable: {exc}"), 409)
         roles = self.core.roles_for(loaded.plan)
@@ -491,7 +527,7 @@ class Gateway:
             if prev is not None and not isinstance(prev, str):
                 raise _Reject(400, "'previous_response_id' must be a string")
             if prev is not None:
-                found = self.store.get(self._chain_key(client_key, str(prev)))
+                found = await self._io(self.store.get, self._chain_key(client_key, str(prev)))
                 if found is None:
                     raise _Reject(
                         404,
@@ -527,7 +563,7 @@ class Gateway:
             return JSONResponse(error_body("openai", 502, "the upstream's response has no message"), 502, headers=lw)
         out = wire.responses_object(rid, body, reply, usage, int(time.time()))
         if chain is not None:
-            self.store.put(chain, json.dumps({"messages": [*messages, reply]}), 0)
+            await self._io(self.store.put, chain, json.dumps({"messages": [*messages, reply]}), 0)
         return JSONResponse(out, headers=lw)
 
     async def _responses_stream(
@@ -550,7 +586,7 @@ class Gateway:
         if not out.acc.done:
             return
         if chain is not None:
-            self.store.put(chain, json.dumps({"messages": [*messages, out.acc.reply()]}), 0)
+            await self._io(self.store.put, chain, json.dumps({"messages": [*messages, out.acc.reply()]}), 0)
         yield out.finish()
 
     def _headers(self, call: _Call, loaded: _Loaded, role: str) -> dict[str, str]:
@@ -658,7 +694,7 @@ class Gateway:
             if reply is None and not loaded.plan.side:
                 msg = f"the {role} upstream's response has no assistant message; nothing was recorded"
                 return JSONResponse(error_body(call.protocol, 502, msg, "api_error"), 502, headers=lw)
-            self._commit(call, loaded, role, reply, usage)
+            await self._commit(call, loaded, role, reply, usage)
             return Response(data, upstream.status, headers=passthrough)
         return StreamingResponse(self._relay(call, loaded, role, upstream), upstream.status, headers=passthrough)
 
@@ -682,33 +718,32 @@ class Gateway:
                     # Commit before the client sees the end of the stream: once it has the end it
                     # may send the next call, or the gateway may be stopped; the turn must be stored.
                     settled = True
-                    self._settle_stream(call, loaded, role, acc)
+                    await self._settle_stream(call, loaded, role, acc)
                 yield chunk
         finally:
             upstream.release()
         if not settled:
-            self._settle_stream(call, loaded, role, acc)
+            await self._settle_stream(call, loaded, role, acc)
 
-    def _settle_stream(
+    async def _settle_stream(
         self, call: _Call, loaded: _Loaded, role: str, acc: wire.OpenAIStream | wire.AnthropicStream
     ) -> None:
         if not acc.done:
             logger.warning("session %s: the %s stream ended early; nothing was recorded", call.ident.key, role)
             return
         if isinstance(acc, wire.OpenAIStream):
-            self._commit(call, loaded, role, acc.reply(), acc.usage)
+            await self._commit(call, loaded, role, acc.reply(), acc.usage)
         else:
             reply, usage = acc.reply()
-            self._commit(call, loaded, role, reply, usage)
+            await self._commit(call, loaded, role, reply, usage)
 
     # -- through LiteLLM, when the upstream speaks the other protocol (or --mock) --
 
     async def _translate(
         self, call: _Call, loaded: _Loaded, role: str, binding: RoleBinding, lw: dict[str, str], final: bool
     ) -> Response | None:
-        from ..provider import adapter  # LiteLLM, loaded on first use only, set up offline (local price map)
-
-        litellm = sys.modules["litellm"]
+        adapter = await self._litellm()
+        litellm = adapter.litellm
         provider_only = sorted(k for k in ("mcp_servers", "container") if k in call.body)
         if provider_only:
             msg = f"{provider_only[0]!r} needs an Anthropic upstream; the {role} model {binding.model} is not one"
@@ -747,7 +782,7 @@ class Gateway:
         if call.protocol == "openai" and not call.stream:
             data = result.model_dump(mode="json", exclude_none=True)
             reply, usage = wire.openai_reply(data)
-            self._commit(call, loaded, role, reply, usage)
+            await self._commit(call, loaded, role, reply, usage)
             return JSONResponse(data, headers=lw)
         if call.protocol == "openai":
             return StreamingResponse(
@@ -762,7 +797,7 @@ class Gateway:
                     media_type="text/event-stream",
                 )
             reply, usage = wire.anthropic_reply(message)
-            self._commit(call, loaded, role, reply, usage)
+            await self._commit(call, loaded, role, reply, usage)
             return JSONResponse(message, headers=lw)
         return StreamingResponse(
             self._bytes_stream(call, loaded, role, result), headers=lw, media_type="text/event-stream"
@@ -775,14 +810,14 @@ class Gateway:
             acc.add(data)
             yield b"data: " + json.dumps(data).encode() + b"\n\n"
         acc.done = True
-        self._settle_stream(call, loaded, role, acc)  # stored before the client sees the end
+        await self._settle_stream(call, loaded, role, acc)  # stored before the client sees the end
         yield b"data: [DONE]\n\n"
 
     async def _replay(self, call: _Call, loaded: _Loaded, role: str, data: bytes) -> AsyncIterator[bytes]:
         acc = wire.AnthropicStream()
         for event in wire.SSEReader().feed(data):
             acc.add(event)
-        self._settle_stream(call, loaded, role, acc)  # stored before the client sees the end
+        await self._settle_stream(call, loaded, role, acc)  # stored before the client sees the end
         yield data
 
     async def _bytes_stream(self, call: _Call, loaded: _Loaded, role: str, stream: Any) -> AsyncIterator[bytes]:
@@ -794,10 +829,10 @@ class Gateway:
                 acc.add(event)
             if acc.done and not settled:
                 settled = True
-                self._settle_stream(call, loaded, role, acc)  # stored before the client sees the end
+                await self._settle_stream(call, loaded, role, acc)  # stored before the client sees the end
             yield data
         if not settled:
-            self._settle_stream(call, loaded, role, acc)
+            await self._settle_stream(call, loaded, role, acc)
 
     # -- models --
 
@@ -824,10 +859,15 @@ class Gateway:
     # -- the control API --
 
     def _control(self, request: Request) -> Response | None:
+        """The control API (and /metrics) lists, changes and deletes every client's conversations: with
+        a gateway key it needs that key; without one it answers this host's clients only."""
         try:
             self._authorise(request)
         except _Reject as exc:
             return JSONResponse({"error": exc.message}, exc.status)
+        if self.key is None and not is_loopback(request.client.host if request.client else ""):
+            message = "the control API answers other hosts only when the gateway has a key (lwfsm serve --api-key-env)"
+            return JSONResponse({"error": message}, 403)
         return None
 
     def _summary(self, key: str, record: _Record) -> dict[str, Any]:
@@ -857,16 +897,16 @@ class Gateway:
         if (denied := self._control(request)) is not None:
             return denied
         out = []
-        for key in self.store.list():
+        for key in await self._io(self.store.list):
             if key.startswith(CHAINS):
                 continue
-            found = self.store.get(key)
+            found = await self._io(self.store.get, key)
             if found is not None:
                 out.append(self._summary(key, self._record(key, found[1])))
         return JSONResponse({"sessions": out, "totals": _totals(out, list(self.roles))})
 
-    def _find(self, key: str) -> tuple[int, _Record] | Response:
-        found = self.store.get(key)
+    async def _find(self, key: str) -> tuple[int, _Record] | Response:
+        found = await self._io(self.store.get, key)
         if found is None:
             return JSONResponse({"error": f"no session {key!r} (GET /lwfsm/sessions lists them)"}, 404)
         return found[0], self._record(key, found[1])
@@ -875,7 +915,7 @@ class Gateway:
         if (denied := self._control(request)) is not None:
             return denied
         key = request.path_params["id"]
-        found = self._find(key)
+        found = await self._find(key)
         if isinstance(found, Response):
             return found
         record = found[1]
@@ -902,7 +942,7 @@ class Gateway:
             known = ", ".join(self.spec.events)
             return JSONResponse({"error": f"unknown event {event!r}; spec '{self.spec.name}' has: {known}"}, 404)
         for _ in range(5):
-            found = self._find(key)
+            found = await self._find(key)
             if isinstance(found, Response):
                 return found
             version, record = found
@@ -931,7 +971,7 @@ class Gateway:
                     },
                 }
             )
-            if self.store.put(key, record.text(), version):
+            if await self._io(self.store.put, key, record.text(), version):
                 logger.info("session %s: %s fired by hand: %s -> %s", key, event, rec.source, rec.dest)
                 return JSONResponse(self._summary(key, record))
         return JSONResponse({"error": "the session kept changing; try again"}, 409)
@@ -959,7 +999,7 @@ class Gateway:
         if (denied := self._control(request)) is not None:
             return denied
         key = request.path_params["id"]
-        if not self.store.delete(key):
+        if not await self._io(self.store.delete, key):
             return JSONResponse({"error": f"no session {key!r}"}, 404)
         return Response(status_code=204)
 

@@ -11,6 +11,7 @@ in tests/agent_traffic/.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -19,7 +20,16 @@ from typing import Any
 
 from .wire import first_user_text
 
-__all__ = ["AGENT_HEADERS", "SESSION_HEADERS", "SIDE_MARKERS", "Identity", "identify", "scope_of", "side_call"]
+__all__ = [
+    "AGENT_HEADERS",
+    "SESSION_HEADERS",
+    "SIDE_MARKERS",
+    "Identity",
+    "identify",
+    "is_loopback",
+    "scope_of",
+    "side_call",
+]
 
 # In order of precedence, lower-case.
 SESSION_HEADERS = (
@@ -190,3 +200,13 @@ def side_call(
         if marker in (system if where == "system" else text):
             return kind
     return None
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (an address, or "localhost") is this machine's loopback."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -24,6 +24,7 @@ def build(
     mock: bool = False,
     env: Mapping[str, str] | None = None,
     max_body: int = 32 * 1024 * 1024,
+    store_timeout: float = 10.0,
 ) -> Any:
     """The ASGI app: roles bound as the adapter binds them (LWFSM_* > GOOSE_*), or to mock models."""
     try:
@@ -39,8 +40,17 @@ def build(
         # Nothing is forwarded in mock mode: every call is answered by LiteLLM's mock_response.
         models = {r: RoleBinding(MOCK_MODELS.get(r, "openai/gpt-4o-mini")) for r in spec.roles}
     roles = bindings(spec, models, env)
+    if not store_timeout > 0:
+        raise ConfigError(f"--store-timeout must be more than 0 seconds, got {store_timeout}")
     gateway = Gateway(
-        spec, roles, open_gateway_store(store), env=env, api_key_env=api_key_env, mock=mock, max_body=max_body
+        spec,
+        roles,
+        open_gateway_store(store, timeout=store_timeout),
+        env=env,
+        api_key_env=api_key_env,
+        mock=mock,
+        max_body=max_body,
+        store_timeout=store_timeout,
     )
     return create_app(gateway)
 

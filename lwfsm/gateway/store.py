@@ -49,6 +49,6 @@ class GatewayStore:
         return self.backing.delete(key)
 
 
-def open_gateway_store(url: str | None) -> GatewayStore:
-    """The store at `url` (default: an SQLite file in the working directory)."""
-    return GatewayStore(open_store(url or DEFAULT_STORE))
+def open_gateway_store(url: str | None, timeout: float = 30.0) -> GatewayStore:
+    """The store at `url` (default: an SQLite file in the working directory); `timeout` bounds each call."""
+    return GatewayStore(open_store(url or DEFAULT_STORE, timeout=timeout))

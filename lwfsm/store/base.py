@@ -66,11 +66,12 @@ def redact(url: str) -> str:
         return f"{scheme}://***"
 
 
-def open_store(url: str, *, ttl: float | None = None, prefix: str | None = None) -> Store:
+def open_store(url: str, *, ttl: float | None = None, prefix: str | None = None, timeout: float = 30.0) -> Store:
     """A store from its URL: memory://, sqlite:///path.db, redis://[user:password@]host:port/db, rediss://.
 
     `ttl` (seconds; also `?ttl=` in the URL) makes rows that are not written for that long expire.
     `prefix` (Redis only; also `?prefix=`) namespaces the keys, default "lwfsm:session:".
+    `timeout` (seconds) bounds one call: SQLite's wait for another process's write lock, Redis's socket reads.
     """
     shown = redact(url)
     scheme, sep, _rest = url.partition("://")
@@ -95,7 +96,8 @@ def open_store(url: str, *, ttl: float | None = None, prefix: str | None = None)
     if scheme == "sqlite":
         from .sqlite import SQLiteStore
 
-        return SQLiteStore(url, ttl=ttl)
+        return SQLiteStore(url, ttl=ttl, timeout=timeout)
     from .redis_store import RedisStore
 
-    return RedisStore(url, ttl=ttl, prefix=prefix if prefix is not None else query.get("prefix", [None])[-1])
+    prefix = prefix if prefix is not None else query.get("prefix", [None])[-1]
+    return RedisStore(url, ttl=ttl, prefix=prefix, timeout=timeout)

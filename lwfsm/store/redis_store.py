@@ -34,7 +34,7 @@ return 1
 
 
 class RedisStore:
-    def __init__(self, url: str, *, ttl: float | None = None, prefix: str | None = None) -> None:
+    def __init__(self, url: str, *, ttl: float | None = None, prefix: str | None = None, timeout: float = 30.0) -> None:
         self.url = redact(url)
         self.ttl = ttl
         self.prefix = prefix if prefix is not None else "lwfsm:session:"
@@ -43,7 +43,7 @@ class RedisStore:
         query = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query) if k not in ("ttl", "prefix")]
         plain = urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
         try:
-            self._r = redis.Redis.from_url(plain, socket_connect_timeout=5, socket_timeout=30)
+            self._r = redis.Redis.from_url(plain, socket_connect_timeout=min(5.0, timeout), socket_timeout=timeout)
         except ValueError as exc:
             raise StoreError(f"store URL {self.url!r}: {self._scrub(str(exc), url)}", store=self.url) from None
         self._cas = self._r.register_script(_CAS)

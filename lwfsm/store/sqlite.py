@@ -43,25 +43,39 @@ WHERE lwfsm_sessions.expires IS NOT NULL AND lwfsm_sessions.expires <= ?
 
 
 class SQLiteStore:
-    """One connection per store object, shared by its threads behind a lock; other processes open their own."""
+    """One connection per thread that uses the store (so a write waiting for another process's lock
+    holds up no read: WAL readers never wait); other processes open their own."""
 
-    def __init__(self, url: str, *, ttl: float | None = None) -> None:
+    def __init__(self, url: str, *, ttl: float | None = None, timeout: float = 30.0) -> None:
         self.url = url
         self.ttl = ttl
         path = self.path_of(url)
         if not path:
             raise StoreError(f"store URL {url!r} names no database file: use sqlite:///path/to/file.db", store=url)
         self.path = path
-        self._lock = threading.Lock()
+        self.timeout = timeout
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []  # every thread's connection, for close()
+        self._lock = threading.Lock()  # guards _all
         try:
-            # autocommit (isolation_level=None): transactions are the explicit BEGIN IMMEDIATE below.
-            # timeout: how long to wait for another process's write lock; a CAS holds it for microseconds.
-            self._db = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes
-            self._db.execute(_SCHEMA)
+            db = self._db
+            db.execute("PRAGMA journal_mode=WAL")  # kept by the file: set once
+            db.execute(_SCHEMA)
         except sqlite3.Error as exc:
             raise StoreError(f"store {url}: cannot open {path!r} as an lwfsm session store: {exc}", store=url) from None
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            # autocommit (isolation_level=None): each statement is its own transaction.
+            # timeout: how long to wait for another process's write lock; a CAS holds it for microseconds.
+            db = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes
+            self._local.db = db
+            with self._lock:
+                self._all.append(db)
+        return db
 
     @staticmethod
     def path_of(url: str) -> str:
@@ -72,21 +86,22 @@ class SQLiteStore:
     def __repr__(self) -> str:
         return f"<SQLiteStore {self.url}>"
 
-    def _run(self, what: str, session: str | None, fn: Callable[[], T]) -> T:
-        with self._lock:
-            try:
-                return fn()
-            except sqlite3.Error as exc:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                about = f" session {session!r}:" if session else ""
-                raise StoreError(
-                    f"store {self.url}:{about} {what} failed: {exc}", store=self.url, session=session
-                ) from None
+    def _run(self, what: str, session: str | None, fn: Callable[[sqlite3.Connection], T]) -> T:
+        db = None
+        try:
+            db = self._db
+            return fn(db)
+        except sqlite3.Error as exc:
+            if db is not None and db.in_transaction:
+                db.execute("ROLLBACK")
+            about = f" session {session!r}:" if session else ""
+            raise StoreError(
+                f"store {self.url}:{about} {what} failed: {exc}", store=self.url, session=session
+            ) from None
 
     def read(self, session: str) -> Row | None:
-        def go() -> Row | None:
-            got = self._db.execute(
+        def go(db: sqlite3.Connection) -> Row | None:
+            got = db.execute(
                 "SELECT data, version FROM lwfsm_sessions WHERE id = ? AND (expires IS NULL OR expires > ?)",
                 (session, time.time()),
             ).fetchone()
@@ -97,31 +112,35 @@ class SQLiteStore:
     def write(self, session: str, expected: int, row: Row) -> bool:
         # One statement each way (its own transaction): it holds the write lock for the statement only,
         # and costs a third of BEGIN IMMEDIATE + SELECT + INSERT + COMMIT (bench_gateway.py at c=1).
-        def go() -> bool:
+        def go(db: sqlite3.Connection) -> bool:
             now = time.time()
             expires = now + self.ttl if self.ttl else None
             if expected:
-                cursor = self._db.execute(_UPDATE, (row.version, row.data, expires, session, expected, now))
+                cursor = db.execute(_UPDATE, (row.version, row.data, expires, session, expected, now))
             else:  # absent, or expired (which reads as absent)
-                cursor = self._db.execute(_INSERT, (session, row.version, row.data, expires, now))
+                if self.ttl:  # a new row: the moment to drop expired ones (list only reads)
+                    db.execute("DELETE FROM lwfsm_sessions WHERE expires IS NOT NULL AND expires <= ?", (now,))
+                cursor = db.execute(_INSERT, (session, row.version, row.data, expires, now))
             return cursor.rowcount == 1
 
         return self._run("compare-and-set", session, go)
 
     def list(self) -> list[str]:
-        def go() -> list[str]:
-            now = time.time()
-            self._db.execute("DELETE FROM lwfsm_sessions WHERE expires IS NOT NULL AND expires <= ?", (now,))
-            return [r[0] for r in self._db.execute("SELECT id FROM lwfsm_sessions ORDER BY id")]
+        def go(db: sqlite3.Connection) -> list[str]:
+            query = "SELECT id FROM lwfsm_sessions WHERE expires IS NULL OR expires > ? ORDER BY id"
+            return [r[0] for r in db.execute(query, (time.time(),))]
 
         return self._run("list", None, go)
 
     def delete(self, session: str) -> bool:
-        def go() -> bool:
-            return self._db.execute("DELETE FROM lwfsm_sessions WHERE id = ?", (session,)).rowcount > 0
+        def go(db: sqlite3.Connection) -> bool:
+            return db.execute("DELETE FROM lwfsm_sessions WHERE id = ?", (session,)).rowcount > 0
 
         return self._run("delete", session, go)
 
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            for db in self._all:
+                db.close()
+            self._all.clear()
+        self._local = threading.local()

@@ -1,0 +1,228 @@
+"""The gateway under faults and hostile input: a stopped or locked store, hostile clients, odd upstreams.
+Real `lwfsm serve` processes, a real redis-server and SQLite file, fake upstreams on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+httpx = pytest.importorskip("httpx")
+pytest.importorskip("starlette")
+pytest.importorskip("uvicorn")
+
+from . import openai_server  # noqa: E402
+from .test_gateway import GATEWAY_KEY, Gateway, _env, ant, oai, redis_url  # noqa: E402
+
+__all__ = ["ant", "oai", "redis_url"]  # fixtures shared with test_gateway
+
+AUTH = {"authorization": f"Bearer {GATEWAY_KEY}"}
+
+
+def _chat(gw: Gateway, session: str, text: str = "hi", **body: Any) -> httpx.Response:
+    return httpx.post(
+        gw.base + "/v1/chat/completions",
+        json={"model": "m", "messages": [{"role": "user", "content": text}], **body},
+        headers={**AUTH, "x-lwfsm-session": session},
+        timeout=60,
+    )
+
+
+def _models(gw: Gateway) -> httpx.Response:
+    # The bound only fails the test when the event loop is blocked (before the fix: 30 s per store call).
+    return httpx.get(gw.base + "/v1/models", headers=AUTH, timeout=10)
+
+
+def _wait(done: Any) -> None:
+    """Poll until `done()` (readiness of something outside this process), up to 20 s."""
+    import time
+
+    deadline = time.monotonic() + 20
+    while not done():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.005)  # polling for a state, not for a timing
+
+
+# -- item 2: store I/O never on the event loop --
+
+_LOCKER = """
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+sys.stdin.readline()
+db.execute("ROLLBACK")
+"""
+
+
+def test_a_locked_sqlite_file_holds_up_only_the_calls_that_write(oai: openai_server.Server, tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    gw = Gateway("--api-key-env", "GW_KEY", "--store", f"sqlite:///{path}", env=_env("openai", oai.base))
+    locker = None
+    try:
+        assert _chat(gw, "a").status_code == 200  # the file and the conversation exist
+        locker = subprocess.Popen(
+            [sys.executable, "-c", _LOCKER, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        assert locker.stdout is not None and locker.stdin is not None
+        assert locker.stdout.readline() == "locked\n"
+        seen = len(oai.requests)
+        with ThreadPoolExecutor(2) as pool:
+            stalled = pool.submit(_chat, gw, "a", "again")
+            _wait(lambda: len(oai.requests) > seen)  # answered upstream: now it waits to write the row
+            models = _models(gw)
+            assert models.status_code == 200
+            # reading a conversation needs no write lock (WAL): the control API answers too
+            assert httpx.get(gw.base + "/lwfsm/sessions", headers=AUTH, timeout=10).status_code == 200
+            assert not stalled.done()
+            locker.stdin.write("\n")
+            locker.stdin.flush()
+            assert stalled.result().status_code == 200  # the lock gone, the call is recorded
+    finally:
+        if locker is not None:
+            locker.kill()
+            locker.communicate()  # and closes its pipes
+        out = gw.stop()
+    assert "Traceback" not in out
+
+
+def _redis_pid(url: str) -> int:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        return int(client.info("server")["process_id"])
+    finally:
+        client.close()
+
+
+def _unread(port: int) -> bool:
+    """Whether a connection to `port` on this host holds bytes its server has not read (a stopped redis)."""
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(name) as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                local, queues = fields[1], fields[4]
+                if int(local.rsplit(":", 1)[1], 16) == port and int(queues.split(":")[1], 16) > 0:
+                    return True
+    return False
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/net/tcp"), reason="reads the socket queues in /proc")
+def test_a_stopped_redis_fails_only_its_calls_with_a_503_naming_it(oai: openai_server.Server, redis_url: str) -> None:
+    from .redis_server import PASSWORD
+
+    port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
+    args = ("--api-key-env", "GW_KEY", "--store", redis_url + "?prefix=stopped:", "--store-timeout", "1")
+    gw = Gateway(*args, env=_env("openai", oai.base))
+    pid = _redis_pid(redis_url)
+    stalled: Future[httpx.Response] | None = None
+    try:
+        assert _chat(gw, "b").status_code == 200
+        os.kill(pid, signal.SIGSTOP)
+        with ThreadPoolExecutor(2) as pool:
+            stalled = pool.submit(_chat, gw, "b", "again")
+            _wait(lambda: _unread(port))  # the gateway's command waits in the stopped server's socket
+            models = _models(gw)
+            assert models.status_code == 200
+            assert not stalled.done()
+            failed = stalled.result()
+        assert failed.status_code == 503
+        message = failed.json()["error"]["message"]
+        assert "redis://:***@127.0.0.1" in message and "--store-timeout" in message
+        assert PASSWORD not in failed.text
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        out = gw.stop()
+    assert PASSWORD not in out
+
+
+def test_litellm_is_set_offline_at_start_up_not_by_the_first_request(ant: Any) -> None:
+    """count_tokens as a gateway's first request imported LiteLLM before its offline setting, which then
+    fetched the remote price map (seconds, on the event loop). A recorder stands in for that URL."""
+    hits: list[str] = []
+
+    class Recorder(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            hits.append(self.path)
+            self.send_response(404)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}/prices.json"
+    env = {**_env("anthropic", ant.base), "LITELLM_MODEL_COST_MAP_URL": url, "LITELLM_LOCAL_MODEL_COST_MAP": ""}
+    gw = Gateway("--api-key-env", "GW_KEY", env=env)
+    try:
+        r = httpx.post(
+            gw.base + "/v1/messages/count_tokens",
+            json={"model": "m", "messages": [{"role": "user", "content": "count me"}]},
+            headers={"x-api-key": GATEWAY_KEY},
+            timeout=60,
+        )
+        assert r.status_code == 200 and r.json()["input_tokens"] > 0
+    finally:
+        gw.stop()
+        httpd.shutdown()
+        httpd.server_close()
+    assert hits == []
+
+
+# -- item 3: who may use the control API --
+
+
+@pytest.mark.parametrize(
+    ("key", "client", "status"),
+    [
+        (None, "127.0.0.1", 200),
+        (None, "::1", 200),
+        (None, "192.0.2.7", 403),  # no gateway key: another host may not list or delete conversations
+        (GATEWAY_KEY, "192.0.2.7", 200),  # with a key, whoever holds it
+    ],
+)
+def test_without_a_gateway_key_the_control_api_answers_this_host_only(key: str | None, client: str, status: int) -> None:
+    from starlette.testclient import TestClient
+
+    from lwfsm.gateway.serve import build
+    from lwfsm.spec import load_spec
+
+    env = {"GW_KEY": key} if key else {}
+    app = build(load_spec("lead_worker"), store="memory://", mock=True, env=env, api_key_env="GW_KEY" if key else None)
+    with TestClient(app, client=(client, 50000)) as http:
+        for method, path in [("GET", "/lwfsm/sessions"), ("GET", "/metrics"), ("DELETE", "/lwfsm/sessions/x")]:
+            r = http.request(method, path, headers=AUTH if key else {})
+            assert r.status_code == (404 if status == 200 and method == "DELETE" else status), (method, path)
+            if status == 403:
+                assert "--api-key-env" in r.json()["error"]
+        assert http.get("/v1/models", headers=AUTH if key else {}).status_code == 200  # the model API is not control
+
+
+def test_serving_beyond_loopback_without_a_key_needs_an_explicit_flag(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lwfsm.cli import main
+
+    served: list[str] = []
+    monkeypatch.setattr("lwfsm.gateway.serve.serve", lambda app, host, port, **kw: served.append(host))
+    assert main(["serve", "--host", "0.0.0.0", "--store", "memory://", "--mock"]) == 1
+    err = capsys.readouterr().err
+    assert "--host 0.0.0.0 without --api-key-env" in err and "--allow-no-key" in err
+    assert served == []
+    assert main(["serve", "--host", "0.0.0.0", "--store", "memory://", "--mock", "--allow-no-key"]) == 0
+    monkeypatch.setenv("GW_KEY", GATEWAY_KEY)
+    assert main(["serve", "--host", "::", "--store", "memory://", "--mock", "--api-key-env", "GW_KEY"]) == 0
+    assert main(["serve", "--host", "localhost", "--store", "memory://", "--mock"]) == 0
+    assert served == ["0.0.0.0", "::", "localhost"]
