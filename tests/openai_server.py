@@ -6,7 +6,8 @@ usage chunk when stream_options.include_usage is set). Request headers are kept 
 in `paths`.
 `script(model, *steps)` queues steps for that model: a dict
 {"status": 500, "headers": {...}, "body": {...}, "delay": 0.5, "tool_calls": [...], "content": "...",
-"cut": True (a stream that stops half-way, without its finish chunk and [DONE]),
+"cut": True (a stream that stops half-way, without its finish chunk and [DONE]), "whole": True (one JSON
+body even when the request asks for a stream, as some servers do),
 "hold": threading.Event() (a stream that sends its text and tool calls, then waits for the event, up
 to 10 s, before its finish chunk, or before its usage chunk with "hold_at": "usage"; the step's
 "released" says whether the event came)}.
@@ -48,7 +49,7 @@ class Server:
                     if status == 200
                     else {"error": {"message": f"scripted {status}", "type": "server_error"}}
                 )
-                if status == 200 and body.get("stream"):
+                if status == 200 and body.get("stream") and not step.get("whole"):
                     self.stream(body, payload, step)
                     return
                 data = json.dumps(payload).encode()

@@ -226,3 +226,79 @@ def test_serving_beyond_loopback_without_a_key_needs_an_explicit_flag(
     assert main(["serve", "--host", "::", "--store", "memory://", "--mock", "--api-key-env", "GW_KEY"]) == 0
     assert main(["serve", "--host", "localhost", "--store", "memory://", "--mock"]) == 0
     assert served == ["0.0.0.0", "::", "localhost"]
+
+
+@pytest.fixture(scope="module")
+def sq_gateway(oai: openai_server.Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    url = f"sqlite:///{tmp_path_factory.mktemp('faults')}/s.db"
+    gw = Gateway("--api-key-env", "GW_KEY", "--store", url, env=_env("openai", oai.base))
+    gw.url = url  # type: ignore[attr-defined]
+    yield gw
+    gw.stop()
+
+
+# -- item 4: what an upstream or a damaged row sends cannot break the record or the list --
+
+
+def test_a_lone_surrogate_from_the_upstream_is_recorded_safely(oai: openai_server.Server, sq_gateway: Gateway) -> None:
+    gw = sq_gateway
+    oai.script("lead-model", {"content": "bad \ud800 text"})  # sent as JSON's "\ud800": valid JSON, not UTF-8
+    first = _chat(gw, "surrogate")
+    assert first.status_code == 200
+    assert first.json()["choices"][0]["message"]["content"] == "bad \ud800 text"  # the client gets what came
+    key = first.headers["x-lwfsm-session"]
+    assert _chat(gw, "surrogate", "next").status_code == 200  # the turn was recorded, and is judged now
+    got = httpx.get(f"{gw.base}/lwfsm/sessions/{key}", headers=AUTH, timeout=10)
+    assert got.status_code == 200
+    assert got.json()["turn"] == 1 and got.json()["history"][0]["turn"] == 1
+    oai.script("lead-model", {"content": "bad \udfff too"})
+    r = httpx.post(gw.base + "/v1/responses", json={"model": "m", "input": "hi"}, headers=AUTH, timeout=30)
+    assert r.status_code == 200
+    assert r.json()["output"][0]["content"][0]["text"] == "bad \udfff too"
+    assert httpx.get(f"{gw.base}/lwfsm/sessions", headers=AUTH, timeout=10).status_code == 200
+
+
+def test_a_damaged_row_is_named_and_the_others_are_listed(sq_gateway: Gateway) -> None:
+    from lwfsm.store import open_store
+    from lwfsm.store.base import Row
+
+    gw = sq_gateway
+    healthy = _chat(gw, "healthy")
+    assert healthy.status_code == 200
+    store = open_store(gw.url)  # type: ignore[attr-defined]
+    damaged = {
+        "dmg.not-ours": "written by another program",
+        "dmg.bad-state": "lwfsm-session/1 -\n{not json",
+        "dmg.bad-meta": "lwfsm-session/1 -\n" + store.read(store.list()[0]).data.split("\n")[1] + "\n[1, 2",  # type: ignore[union-attr]
+    }
+    try:
+        for key, data in damaged.items():
+            assert store.write(key, 0, Row(data, 1))
+        listed = httpx.get(f"{gw.base}/lwfsm/sessions", headers=AUTH, timeout=10)
+        assert listed.status_code == 200
+        body = listed.json()
+        assert healthy.headers["x-lwfsm-session"] in [s["id"] for s in body["sessions"]]
+        assert sorted(u["id"] for u in body["unreadable"]) == sorted(damaged)
+        for key in damaged:
+            one = httpx.get(f"{gw.base}/lwfsm/sessions/{key}", headers=AUTH, timeout=10)
+            assert one.status_code == 409
+            assert f"session {key!r} cannot be read" in one.json()["error"]
+            assert f"DELETE /lwfsm/sessions/{key}" in one.json()["error"]
+            assert httpx.delete(f"{gw.base}/lwfsm/sessions/{key}", headers=AUTH, timeout=10).status_code == 204
+    finally:
+        store.close()
+
+
+# -- item 8: an upstream that ignores `stream: true` --
+
+
+def test_a_whole_reply_to_a_streamed_request_is_recorded(oai: openai_server.Server, sq_gateway: Gateway) -> None:
+    gw = sq_gateway
+    oai.script("lead-model", {"whole": True, "content": "one body"})
+    r = _chat(gw, "ignores-stream", stream=True)
+    assert r.status_code == 200
+    assert r.json()["choices"][0]["message"]["content"] == "one body"  # as the upstream sent it
+    key = r.headers["x-lwfsm-session"]
+    got = httpx.get(f"{gw.base}/lwfsm/sessions/{key}", headers=AUTH, timeout=10).json()
+    assert got["calls"] == 1
+    assert got["pending"]["reply"]["content"] == "one body"

@@ -564,7 +564,7 @@ class Gateway:
         out = wire.responses_object(rid, body, reply, usage, int(time.time()))
         if chain is not None:
             await self._io(self.store.put, chain, json.dumps({"messages": [*messages, reply]}), 0)
-        return JSONResponse(out, headers=lw)
+        return _Ascii(out, headers=lw)  # ASCII: the reply may hold a lone surrogate
 
     async def _responses_stream(
         self, chat: AsyncIterable[Any], out: wire.ResponsesStream, chain: str | None, messages: list[dict[str, Any]]
@@ -678,7 +678,9 @@ class Gateway:
             k: v for k, v in upstream.headers.items() if k.lower() not in _HOP and not k.lower().startswith("x-lwfsm")
         }
         passthrough.update(lw)
-        if not call.stream:
+        # An upstream that ignores `stream: true` answers one JSON body: the client gets it as it came,
+        # and it is recorded like any whole reply.
+        if not call.stream or upstream.content_type == "application/json":
             try:
                 data = await upstream.read()
             except (aiohttp.ClientError, TimeoutError) as exc:
@@ -783,7 +785,7 @@ class Gateway:
             data = result.model_dump(mode="json", exclude_none=True)
             reply, usage = wire.openai_reply(data)
             await self._commit(call, loaded, role, reply, usage)
-            return JSONResponse(data, headers=lw)
+            return _Ascii(data, headers=lw)
         if call.protocol == "openai":
             return StreamingResponse(
                 self._litellm_stream(call, loaded, role, result), headers=lw, media_type="text/event-stream"
@@ -798,7 +800,7 @@ class Gateway:
                 )
             reply, usage = wire.anthropic_reply(message)
             await self._commit(call, loaded, role, reply, usage)
-            return JSONResponse(message, headers=lw)
+            return _Ascii(message, headers=lw)
         return StreamingResponse(
             self._bytes_stream(call, loaded, role, result), headers=lw, media_type="text/event-stream"
         )
@@ -896,20 +898,28 @@ class Gateway:
     async def list_sessions(self, request: Request) -> Response:
         if (denied := self._control(request)) is not None:
             return denied
-        out = []
+        out, unreadable = [], []
         for key in await self._io(self.store.list):
             if key.startswith(CHAINS):
                 continue
             found = await self._io(self.store.get, key)
-            if found is not None:
+            if found is None:
+                continue
+            try:
                 out.append(self._summary(key, self._record(key, found[1])))
-        return JSONResponse({"sessions": out, "totals": _totals(out, list(self.roles))})
+            except _UNREADABLE as exc:  # one bad row must not hide every other conversation
+                unreadable.append({"id": key, "error": str(exc)})
+        return _Ascii({"sessions": out, "unreadable": unreadable, "totals": _totals(out, list(self.roles))})
 
     async def _find(self, key: str) -> tuple[int, _Record] | Response:
         found = await self._io(self.store.get, key)
         if found is None:
             return JSONResponse({"error": f"no session {key!r} (GET /lwfsm/sessions lists them)"}, 404)
-        return found[0], self._record(key, found[1])
+        try:
+            return found[0], self._record(key, found[1])
+        except _UNREADABLE as exc:
+            message = f"session {key!r} cannot be read: {exc}; DELETE /lwfsm/sessions/{key} removes it"
+            return _Ascii({"error": message}, 409)
 
     async def get_session(self, request: Request) -> Response:
         if (denied := self._control(request)) is not None:
@@ -932,7 +942,7 @@ class Gateway:
             diagram=mermaid(self.spec, snapshot=conv.session.snapshot()),
             manual_events=[e for e, d in self.spec.events.items() if not d.turn],
         )
-        return JSONResponse(out)
+        return _Ascii(out)
 
     async def fire(self, request: Request) -> Response:
         if (denied := self._control(request)) is not None:
@@ -973,7 +983,7 @@ class Gateway:
             )
             if await self._io(self.store.put, key, record.text(), version):
                 logger.info("session %s: %s fired by hand: %s -> %s", key, event, rec.source, rec.dest)
-                return JSONResponse(self._summary(key, record))
+                return _Ascii(self._summary(key, record))
         return JSONResponse({"error": "the session kept changing; try again"}, 409)
 
     # -- the dashboard --
@@ -1002,6 +1012,17 @@ class Gateway:
         if not await self._io(self.store.delete, key):
             return JSONResponse({"error": f"no session {key!r}"}, 404)
         return Response(status_code=204)
+
+
+_UNREADABLE = (LwfsmError, ValueError, KeyError, TypeError)  # what reading a damaged row can raise
+
+
+class _Ascii(JSONResponse):
+    """JSON in ASCII: a lone surrogate a client or an upstream sent (JSON allows
+    "\\ud800") is escaped again, not a 500 for UTF-8."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, allow_nan=False, separators=(",", ":")).encode()
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:

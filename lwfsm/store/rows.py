@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
+
+from pydantic_core import PydanticSerializationError
 
 from ..errors import SnapshotError, StoreError
 from ..turn import Conversation, ConversationState, TurnCore
@@ -35,7 +38,25 @@ def call_key(messages: Sequence[Mapping[str, Any]], request_id: str | None = Non
 
 def encode(state: ConversationState, call: str | None, extra: Iterable[str] = ()) -> Row:
     """A row: the header, the state, then the front end's `extra` lines (JSON: no newline in them)."""
-    return Row("\n".join((f"{HEADER} {call or '-'}", state.model_dump_json(), *extra)), state.version)
+    try:
+        text = state.model_dump_json()
+    except PydanticSerializationError:  # a lone surrogate (an upstream sent "\ud800"): not UTF-8, kept as U+FFFD
+        text = json.dumps(_utf8(state.model_dump(mode="json")), separators=(",", ":"))
+    return Row("\n".join((f"{HEADER} {call or '-'}", text, *extra)), state.version)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")  # in a str, a surrogate is always a lone one (JSON pairs are joined)
+
+
+def _utf8(value: Any) -> Any:
+    """`value` with every lone surrogate of its strings replaced by U+FFFD."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, Mapping):
+        return {_utf8(k): _utf8(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_utf8(v) for v in value]
+    return value
 
 
 def split(url: str, session: str, data: str) -> tuple[str, str | None, list[str]]:
