@@ -3,7 +3,6 @@ Real `lwfsm serve` processes, a real redis-server and SQLite file, fake upstream
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -74,7 +73,8 @@ def test_a_locked_sqlite_file_holds_up_only_the_calls_that_write(oai: openai_ser
         locker = subprocess.Popen(
             [sys.executable, "-c", _LOCKER, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
         )
-        assert locker.stdout is not None and locker.stdin is not None
+        assert locker.stdout is not None
+        assert locker.stdin is not None
         assert locker.stdout.readline() == "locked\n"
         seen = len(oai.requests)
         with ThreadPoolExecutor(2) as pool:
@@ -139,7 +139,8 @@ def test_a_stopped_redis_fails_only_its_calls_with_a_503_naming_it(oai: openai_s
             failed = stalled.result()
         assert failed.status_code == 503
         message = failed.json()["error"]["message"]
-        assert "redis://:***@127.0.0.1" in message and "--store-timeout" in message
+        assert "redis://:***@127.0.0.1" in message
+        assert "--store-timeout" in message
         assert PASSWORD not in failed.text
     finally:
         os.kill(pid, signal.SIGCONT)
@@ -173,7 +174,8 @@ def test_litellm_is_set_offline_at_start_up_not_by_the_first_request(ant: Any) -
             headers={"x-api-key": GATEWAY_KEY},
             timeout=60,
         )
-        assert r.status_code == 200 and r.json()["input_tokens"] > 0
+        assert r.status_code == 200
+        assert r.json()["input_tokens"] > 0
     finally:
         gw.stop()
         httpd.shutdown()
@@ -193,7 +195,9 @@ def test_litellm_is_set_offline_at_start_up_not_by_the_first_request(ant: Any) -
         (GATEWAY_KEY, "192.0.2.7", 200),  # with a key, whoever holds it
     ],
 )
-def test_without_a_gateway_key_the_control_api_answers_this_host_only(key: str | None, client: str, status: int) -> None:
+def test_without_a_gateway_key_the_control_api_answers_this_host_only(
+    key: str | None, client: str, status: int
+) -> None:
     from starlette.testclient import TestClient
 
     from lwfsm.gateway.serve import build
@@ -219,7 +223,8 @@ def test_serving_beyond_loopback_without_a_key_needs_an_explicit_flag(
     monkeypatch.setattr("lwfsm.gateway.serve.serve", lambda app, host, port, **kw: served.append(host))
     assert main(["serve", "--host", "0.0.0.0", "--store", "memory://", "--mock"]) == 1
     err = capsys.readouterr().err
-    assert "--host 0.0.0.0 without --api-key-env" in err and "--allow-no-key" in err
+    assert "--host 0.0.0.0 without --api-key-env" in err
+    assert "--allow-no-key" in err
     assert served == []
     assert main(["serve", "--host", "0.0.0.0", "--store", "memory://", "--mock", "--allow-no-key"]) == 0
     monkeypatch.setenv("GW_KEY", GATEWAY_KEY)
@@ -250,7 +255,8 @@ def test_a_lone_surrogate_from_the_upstream_is_recorded_safely(oai: openai_serve
     assert _chat(gw, "surrogate", "next").status_code == 200  # the turn was recorded, and is judged now
     got = httpx.get(f"{gw.base}/lwfsm/sessions/{key}", headers=AUTH, timeout=10)
     assert got.status_code == 200
-    assert got.json()["turn"] == 1 and got.json()["history"][0]["turn"] == 1
+    assert got.json()["turn"] == 1
+    assert got.json()["history"][0]["turn"] == 1
     oai.script("lead-model", {"content": "bad \udfff too"})
     r = httpx.post(gw.base + "/v1/responses", json={"model": "m", "input": "hi"}, headers=AUTH, timeout=30)
     assert r.status_code == 200
