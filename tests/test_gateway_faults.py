@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -44,8 +45,6 @@ def _models(gw: Gateway) -> httpx.Response:
 
 def _wait(done: Any) -> None:
     """Poll until `done()` (readiness of something outside this process), up to 20 s."""
-    import time
-
     deadline = time.monotonic() + 20
     while not done():
         assert time.monotonic() < deadline, "timed out waiting"
@@ -308,3 +307,39 @@ def test_a_whole_reply_to_a_streamed_request_is_recorded(oai: openai_server.Serv
     got = httpx.get(f"{gw.base}/lwfsm/sessions/{key}", headers=AUTH, timeout=10).json()
     assert got["calls"] == 1
     assert got["pending"]["reply"]["content"] == "one body"
+
+
+# -- item 5: Responses chains --
+
+
+def test_responses_are_stored_once_each_chained_by_reference(oai: openai_server.Server, sq_gateway: Gateway) -> None:
+    import sqlite3
+
+    gw = sq_gateway
+    prev, seen = None, len(oai.requests)
+    for n in range(12):
+        body = {"model": "m", "input": f"step {n} " + "x" * 2000, **({"previous_response_id": prev} if prev else {})}
+        r = httpx.post(gw.base + "/v1/responses", json=body, headers=AUTH, timeout=30)
+        assert r.status_code == 200
+        prev = r.json()["id"]
+    sent = oai.requests[seen:]
+    assert [len(q["messages"]) for q in sent] == [2 * n + 1 for n in range(12)]  # the whole chain reached the model
+    path = gw.url.split(":///", 1)[1]  # type: ignore[attr-defined]
+    with sqlite3.connect(path) as db:
+        rows = db.execute("SELECT length(data), expires FROM lwfsm_responses WHERE data LIKE '%step %'").fetchall()
+        sessions = [r[0] for r in db.execute("SELECT id FROM lwfsm_sessions")]
+    db.close()
+    assert len(rows) == 12
+    sizes = sorted(r[0] for r in rows)
+    assert sizes[-1] < sizes[0] + 200  # each row holds one call's input and reply, not the chain so far
+    assert all(r[1] > time.time() + 29 * 24 * 3600 for r in rows)  # no ttl set: kept 30 days, as OpenAI does
+    assert not any(":resp_" in s or s.startswith("lwfsm-response:") for s in sessions)  # a space of their own
+    listed = httpx.get(f"{gw.base}/lwfsm/sessions", headers=AUTH, timeout=10).json()
+    assert listed["unreadable"] == []
+
+
+def test_responses_expire_with_the_stores_ttl(tmp_path: Path) -> None:
+    from lwfsm.gateway.store import RESPONSES_TTL, open_chain_store
+
+    assert open_chain_store(f"sqlite:///{tmp_path}/a.db?ttl=60").backing.ttl == 60  # type: ignore[attr-defined]
+    assert open_chain_store(f"sqlite:///{tmp_path}/b.db").backing.ttl == RESPONSES_TTL  # type: ignore[attr-defined]

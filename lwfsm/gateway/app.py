@@ -127,6 +127,7 @@ class Gateway:
         roles: Mapping[str, RoleBinding],
         store: Store,
         *,
+        chains: Store | None = None,
         env: Mapping[str, str] | None = None,
         api_key_env: str | None = None,
         mock: bool = False,
@@ -139,6 +140,7 @@ class Gateway:
         self.core = TurnCore(Engine(spec))
         self.roles = dict(roles)
         self.store = store
+        self.chains = chains if chains is not None else store  # the Responses API's chains (`_chain`)
         self.mock = mock
         self.max_body = max_body
         self.timeout = timeout
@@ -502,7 +504,28 @@ class Gateway:
 
     def _chain_key(self, client_key: str | None, rid: str) -> str:
         # Scoped by the client's key, like conversations: one client cannot continue another's chain.
-        return CHAINS + hashlib.sha256((client_key or "").encode()).hexdigest()[:16] + ":" + rid
+        return hashlib.sha256((client_key or "").encode()).hexdigest()[:16] + ":" + rid
+
+    def _chain(self, client_key: str | None, rid: str) -> list[dict[str, Any]]:
+        """The messages behind response `rid`, oldest first. Each response is stored once, with what its
+        call added (input and reply) and the id it continued: a chain of N calls is N rows, not N² messages.
+        Runs in a store thread (one row per link)."""
+        parts: list[list[dict[str, Any]]] = []
+        at: str | None = rid
+        while at is not None:
+            found = self.chains.get(self._chain_key(client_key, at))
+            if found is None:
+                gone = "is unknown to this gateway" if at == rid else f"continues {at!r}, which is no longer kept"
+                raise _Reject(
+                    404,
+                    f"previous_response_id {rid!r} {gone} (responses sent with store=false are not kept, and kept "
+                    "ones expire with the store's TTL; send the whole input instead)",
+                    "not_found_error",
+                )
+            link = json.loads(found[1])
+            parts.append(link["messages"])
+            at = link.get("prev")
+        return [m for part in reversed(parts) for m in part]
 
     async def _responses(self, request: Request) -> Response:
         """`POST /v1/responses`. The conversation (the chain behind `previous_response_id` plus this
@@ -527,18 +550,11 @@ class Gateway:
             if prev is not None and not isinstance(prev, str):
                 raise _Reject(400, "'previous_response_id' must be a string")
             if prev is not None:
-                found = await self._io(self.store.get, self._chain_key(client_key, str(prev)))
-                if found is None:
-                    raise _Reject(
-                        404,
-                        f"previous_response_id {prev!r} is unknown to this gateway (responses sent with "
-                        "store=false are not kept; send the whole input instead)",
-                        "not_found_error",
-                    )
-                previous = json.loads(found[1])["messages"]
+                previous = await self._io(self._chain, client_key, prev)
         except _Reject as exc:
             return JSONResponse(error_body("openai", exc.status, exc.message, exc.kind), exc.status)
-        messages = previous + wire.responses_messages(body["input"])
+        added = wire.responses_messages(body["input"])
+        messages = previous + added
         instructions = body.get("instructions")
         full = ([{"role": "system", "content": str(instructions)}] if instructions else []) + messages
         tools = wire.responses_tools(body.get("tools"))
@@ -556,18 +572,23 @@ class Gateway:
         chain = self._chain_key(client_key, rid) if body.get("store", True) is not False else None
         if body.get("stream") and isinstance(result, StreamingResponse):
             shaper = wire.ResponsesStream(rid, body, int(time.time()))
-            events = self._responses_stream(result.body_iterator, shaper, chain, messages)
+            events = self._responses_stream(result.body_iterator, shaper, chain, prev, added)
             return StreamingResponse(events, headers=lw, media_type="text/event-stream")
         reply, usage = wire.openai_reply(json.loads(bytes(result.body)))
         if reply is None:  # pragma: no cover - _run answers 502 before this
             return JSONResponse(error_body("openai", 502, "the upstream's response has no message"), 502, headers=lw)
         out = wire.responses_object(rid, body, reply, usage, int(time.time()))
         if chain is not None:
-            await self._io(self.store.put, chain, json.dumps({"messages": [*messages, reply]}), 0)
+            await self._io(self.chains.put, chain, json.dumps({"prev": prev, "messages": [*added, reply]}), 0)
         return _Ascii(out, headers=lw)  # ASCII: the reply may hold a lone surrogate
 
     async def _responses_stream(
-        self, chat: AsyncIterable[Any], out: wire.ResponsesStream, chain: str | None, messages: list[dict[str, Any]]
+        self,
+        chat: AsyncIterable[Any],
+        out: wire.ResponsesStream,
+        chain: str | None,
+        prev: str | None,
+        added: list[dict[str, Any]],
     ) -> AsyncIterator[bytes]:
         """The Chat Completions stream `_run` serves (`_relay` or `_litellm_stream`, which settle the
         turn before they end) as Responses events. The chain is stored, and `response.completed` sent,
@@ -586,7 +607,8 @@ class Gateway:
         if not out.acc.done:
             return
         if chain is not None:
-            await self._io(self.store.put, chain, json.dumps({"messages": [*messages, out.acc.reply()]}), 0)
+            link = {"prev": prev, "messages": [*added, out.acc.reply()]}
+            await self._io(self.chains.put, chain, json.dumps(link), 0)
         yield out.finish()
 
     def _headers(self, call: _Call, loaded: _Loaded, role: str) -> dict[str, str]:

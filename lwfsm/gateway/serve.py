@@ -29,7 +29,7 @@ def build(
     """The ASGI app: roles bound as the adapter binds them (LWFSM_* > GOOSE_*), or to mock models."""
     try:
         from .app import Gateway, create_app
-        from .store import open_gateway_store
+        from .store import open_chain_store, open_gateway_store
     except ImportError as exc:  # pragma: no cover - exercised only without the extra
         raise ConfigError(f'lwfsm serve needs the gateway extra: pip install "lwfsm[gateway]" ({exc})') from None
     env = os.environ if env is None else env
@@ -46,6 +46,7 @@ def build(
         spec,
         roles,
         open_gateway_store(store, timeout=store_timeout),
+        chains=open_chain_store(store, timeout=store_timeout),
         env=env,
         api_key_env=api_key_env,
         mock=mock,

@@ -4,12 +4,13 @@ conversation; several gateways (or `--workers N`) share one SQLite file on a hos
 
 from __future__ import annotations
 
+import urllib.parse
 from typing import Protocol
 
 from ..store import Row, open_store
 from ..store import Store as BackingStore
 
-__all__ = ["DEFAULT_STORE", "GatewayStore", "Store", "open_gateway_store"]
+__all__ = ["DEFAULT_STORE", "RESPONSES_TTL", "GatewayStore", "Store", "open_chain_store", "open_gateway_store"]
 
 DEFAULT_STORE = "sqlite:///lwfsm-sessions.db"  # in the directory `lwfsm serve` runs in
 
@@ -52,3 +53,14 @@ class GatewayStore:
 def open_gateway_store(url: str | None, timeout: float = 30.0) -> GatewayStore:
     """The store at `url` (default: an SQLite file in the working directory); `timeout` bounds each call."""
     return GatewayStore(open_store(url or DEFAULT_STORE, timeout=timeout))
+
+
+RESPONSES_TTL = 30 * 24 * 3600.0  # as long as OpenAI keeps a stored response, when the store sets no ttl
+
+
+def open_chain_store(url: str | None, timeout: float = 30.0) -> GatewayStore:
+    """Where the Responses API's responses live: the same store in a space of their own, each row
+    expiring with the store's TTL (`?ttl=`, as conversations do), else after RESPONSES_TTL."""
+    url = url or DEFAULT_STORE
+    ttl = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query).get("ttl")
+    return GatewayStore(open_store(url, timeout=timeout, space="responses", ttl=None if ttl else RESPONSES_TTL))

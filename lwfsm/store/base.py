@@ -66,12 +66,16 @@ def redact(url: str) -> str:
         return f"{scheme}://***"
 
 
-def open_store(url: str, *, ttl: float | None = None, prefix: str | None = None, timeout: float = 30.0) -> Store:
+def open_store(
+    url: str, *, ttl: float | None = None, prefix: str | None = None, timeout: float = 30.0, space: str = "sessions"
+) -> Store:
     """A store from its URL: memory://, sqlite:///path.db, redis://[user:password@]host:port/db, rediss://.
 
     `ttl` (seconds; also `?ttl=` in the URL) makes rows that are not written for that long expire.
     `prefix` (Redis only; also `?prefix=`) namespaces the keys, default "lwfsm:session:".
     `timeout` (seconds) bounds one call: SQLite's wait for another process's write lock, Redis's socket reads.
+    `space` keeps other kinds of rows (the gateway's "responses") apart from conversations: their own
+    SQLite table (lwfsm_<space>), Redis keys ("<prefix>-<space>:", default "lwfsm-<space>:"), memory dict.
     """
     shown = redact(url)
     scheme, sep, _rest = url.partition("://")
@@ -96,8 +100,10 @@ def open_store(url: str, *, ttl: float | None = None, prefix: str | None = None,
     if scheme == "sqlite":
         from .sqlite import SQLiteStore
 
-        return SQLiteStore(url, ttl=ttl, timeout=timeout)
+        return SQLiteStore(url, ttl=ttl, timeout=timeout, table=space)
     from .redis_store import RedisStore
 
     prefix = prefix if prefix is not None else query.get("prefix", [None])[-1]
+    if space != "sessions":  # beside the sessions' keys, never under them (a scan of "pre:*" would list them)
+        prefix = (prefix if prefix is not None else "lwfsm").rstrip(":") + f"-{space}:"
     return RedisStore(url, ttl=ttl, prefix=prefix, timeout=timeout)

@@ -22,7 +22,7 @@ __all__ = ["SQLiteStore"]
 T = TypeVar("T")
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS lwfsm_sessions (
+CREATE TABLE IF NOT EXISTS {table} (
     id TEXT PRIMARY KEY,
     version INTEGER NOT NULL,
     data TEXT NOT NULL,
@@ -32,13 +32,13 @@ CREATE TABLE IF NOT EXISTS lwfsm_sessions (
 
 
 _UPDATE = """
-UPDATE lwfsm_sessions SET version = ?, data = ?, expires = ?
+UPDATE {table} SET version = ?, data = ?, expires = ?
 WHERE id = ? AND version = ? AND (expires IS NULL OR expires > ?)
 """
 _INSERT = """
-INSERT INTO lwfsm_sessions (id, version, data, expires) VALUES (?, ?, ?, ?)
+INSERT INTO {table} (id, version, data, expires) VALUES (?, ?, ?, ?)
 ON CONFLICT (id) DO UPDATE SET version = excluded.version, data = excluded.data, expires = excluded.expires
-WHERE lwfsm_sessions.expires IS NOT NULL AND lwfsm_sessions.expires <= ?
+WHERE {table}.expires IS NOT NULL AND {table}.expires <= ?
 """
 
 
@@ -46,7 +46,11 @@ class SQLiteStore:
     """One connection per thread that uses the store (so a write waiting for another process's lock
     holds up no read: WAL readers never wait); other processes open their own."""
 
-    def __init__(self, url: str, *, ttl: float | None = None, timeout: float = 30.0) -> None:
+    def __init__(self, url: str, *, ttl: float | None = None, timeout: float = 30.0, table: str = "sessions") -> None:
+        if not table.isidentifier():
+            raise StoreError(f"store table name {table!r} must be an identifier", store=url)
+        self.table = f"lwfsm_{table}"
+        self._update, self._insert = _UPDATE.format(table=self.table), _INSERT.format(table=self.table)
         self.url = url
         self.ttl = ttl
         path = self.path_of(url)
@@ -60,7 +64,7 @@ class SQLiteStore:
         try:
             db = self._db
             db.execute("PRAGMA journal_mode=WAL")  # kept by the file: set once
-            db.execute(_SCHEMA)
+            db.execute(_SCHEMA.format(table=self.table))
         except sqlite3.Error as exc:
             raise StoreError(f"store {url}: cannot open {path!r} as an lwfsm session store: {exc}", store=url) from None
 
@@ -102,7 +106,7 @@ class SQLiteStore:
     def read(self, session: str) -> Row | None:
         def go(db: sqlite3.Connection) -> Row | None:
             got = db.execute(
-                "SELECT data, version FROM lwfsm_sessions WHERE id = ? AND (expires IS NULL OR expires > ?)",
+                f"SELECT data, version FROM {self.table} WHERE id = ? AND (expires IS NULL OR expires > ?)",
                 (session, time.time()),
             ).fetchone()
             return Row(got[0], got[1]) if got else None
@@ -116,25 +120,25 @@ class SQLiteStore:
             now = time.time()
             expires = now + self.ttl if self.ttl else None
             if expected:
-                cursor = db.execute(_UPDATE, (row.version, row.data, expires, session, expected, now))
+                cursor = db.execute(self._update, (row.version, row.data, expires, session, expected, now))
             else:  # absent, or expired (which reads as absent)
                 if self.ttl:  # a new row: the moment to drop expired ones (list only reads)
-                    db.execute("DELETE FROM lwfsm_sessions WHERE expires IS NOT NULL AND expires <= ?", (now,))
-                cursor = db.execute(_INSERT, (session, row.version, row.data, expires, now))
+                    db.execute(f"DELETE FROM {self.table} WHERE expires IS NOT NULL AND expires <= ?", (now,))
+                cursor = db.execute(self._insert, (session, row.version, row.data, expires, now))
             return cursor.rowcount == 1
 
         return self._run("compare-and-set", session, go)
 
     def list(self) -> list[str]:
         def go(db: sqlite3.Connection) -> list[str]:
-            query = "SELECT id FROM lwfsm_sessions WHERE expires IS NULL OR expires > ? ORDER BY id"
+            query = f"SELECT id FROM {self.table} WHERE expires IS NULL OR expires > ? ORDER BY id"
             return [r[0] for r in db.execute(query, (time.time(),))]
 
         return self._run("list", None, go)
 
     def delete(self, session: str) -> bool:
         def go(db: sqlite3.Connection) -> bool:
-            return db.execute("DELETE FROM lwfsm_sessions WHERE id = ?", (session,)).rowcount > 0
+            return db.execute(f"DELETE FROM {self.table} WHERE id = ?", (session,)).rowcount > 0
 
         return self._run("delete", session, go)
 
