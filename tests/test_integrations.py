@@ -318,8 +318,11 @@ def test_litellm_proxy(server: Server) -> None:
     hook = LwfsmProxyHook(SPEC, groups, log=log.append)
     answer, cache, _ = proxy_run(hook, model_list, Suite())
     assert answer == "worker-model says: Fix the failing test."
-    stored = asyncio.run(cache.async_get_cache("lwfsm:s1"))  # the conversation lives in the proxy's cache
-    check(server, log, hook.core.restore(stored).state())
+    from lwfsm.store import load
+
+    conv, _ = load(hook.adapter.store, hook.core, "anon.s1")  # in the hook's store, scoped by the caller's key
+    assert conv is not None
+    check(server, log, conv.state())
     assert [r["model"] for r in log] == [groups[r] for r in ROLES[:-1]]
 
 
@@ -332,7 +335,47 @@ def test_litellm_proxy_leaves_requests_without_a_session_alone(server: Server) -
     hook = LwfsmProxyHook(SPEC, {"lead": "big", "worker": "small"})
     answer, cache, groups = proxy_run(hook, model_list, Suite(), session=None)
     assert (answer, groups) == ("plain says: Fix the failing test.", ["agent"])
-    assert asyncio.run(cache.async_get_cache("lwfsm:s1")) is None
+    assert hook.adapter.store.list() == []
+
+
+def test_litellm_proxy_commits_concurrent_calls_of_a_session_and_scopes_sessions_by_key(server: Server) -> None:
+    litellm, ProxyLogging, UserApiKeyCache, _ = proxy_parts()
+    from litellm.proxy._types import UserAPIKeyAuth
+
+    from lwfsm.integrations.litellm_proxy import LwfsmProxyHook
+    from lwfsm.store import load
+
+    groups = {"lead": "big", "worker": "small"}
+    model_list = [
+        {"model_name": groups[r], "litellm_params": {"model": f"openai/{m}", "api_base": server.base, "api_key": "t"}}
+        for r, m in MODELS.items()
+    ]
+    hook = LwfsmProxyHook(SPEC, groups)
+    router = litellm.Router(model_list=model_list)
+    proxy = ProxyLogging(user_api_key_cache=UserApiKeyCache())
+    alice, bob = UserAPIKeyAuth(token="hash-of-alice-key"), UserAPIKeyAuth(token="hash-of-bob-key")
+
+    async def one(user: Any, text: str) -> None:
+        data = {"model": "agent", "messages": [{"role": "user", "content": text}], "metadata": {"lwfsm_session": "s"}}
+        data = await proxy.pre_call_hook(user_api_key_dict=user, data=data, call_type="acompletion")
+        response = await router.acompletion(model=data["model"], messages=data["messages"])
+        await proxy.post_call_success_hook(data=data, response=response, user_api_key_dict=user)
+
+    async def run() -> None:
+        # Both read the session before either commits: the second commit must not overwrite the first.
+        await asyncio.gather(one(alice, "first"), one(alice, "second"))
+        await one(bob, "bob's own")
+
+    callbacks, litellm.callbacks = litellm.callbacks, [hook]
+    try:
+        asyncio.run(run())
+    finally:
+        litellm.callbacks = callbacks
+    keys = hook.adapter.store.list()
+    assert len(keys) == 2  # one conversation per caller key, though both named session "s"
+    calls = sorted(load(hook.adapter.store, hook.core, k)[0].ledger.calls for k in keys)  # type: ignore[union-attr]
+    assert calls == [1, 2]
+    assert not any("hash-of" in k for k in keys)  # the key's hash is hashed again, not shown
 
 
 def test_litellm_proxy_refuses_a_streamed_session_loudly() -> None:

@@ -8,35 +8,38 @@ In the proxy's config (one line, plus this module's instance in your callbacks f
 A request that names a session (header `x-lwfsm-session`, or `metadata: {"lwfsm_session": ...}` in
 the body) gets its `model` rewritten in `async_pre_call_hook` to the model group bound to the
 session's role, judged from its messages by the turn core; `async_post_call_success_hook` commits the
-call. Requests without a session pass untouched. The conversation lives, as JSON, in the proxy's own
-cache (the `DualCache` the proxy hands to hooks: Redis when the proxy has one), or in `store=`.
+call. Requests without a session pass untouched. Sessions are scoped by the caller's proxy key: two
+keys naming the same session are two conversations.
+
+Conversations live in an lwfsm store (`store=`: memory:// for one proxy process, redis:// shared by
+several), through the adapter's own load / plan / compare-and-set loop: two calls of one session
+finishing together are both committed (the later one judged again on the newer state), or the later
+one raises `Conflict` when the newer state needs another role than the one that served it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import uuid
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any
 
 from ..errors import ConfigError, Conflict
 from ..turn import params
-from ..turn.front import Call, Front, Sink, SpecLike, core_of
-from ..turn.ledger import Usage
+from ..store import Store
+from ..turn import TurnCore
+from ..turn.bindings import RoleBinding
+from ..turn.front import Sink, SpecLike
 
 try:
     from litellm.integrations.custom_logger import CustomLogger
+
+    from ..provider.adapter import Adapter, AgentSession
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError('lwfsm.integrations.litellm_proxy needs LiteLLM: pip install "lwfsm[litellm]"') from exc
 
-__all__ = ["LwfsmProxyHook", "StateStore"]
-
-
-class StateStore(Protocol):
-    """Where conversations live between requests; the proxy's `DualCache` is one."""
-
-    async def async_get_cache(self, key: str, **kwargs: Any) -> Any: ...
-
-    async def async_set_cache(self, key: str, value: Any, **kwargs: Any) -> Any: ...
+__all__ = ["LwfsmProxyHook"]
 
 
 class LwfsmProxyHook(CustomLogger):
@@ -48,16 +51,21 @@ class LwfsmProxyHook(CustomLogger):
         models: Mapping[str, str],
         *,
         header: str = "x-lwfsm-session",
-        store: StateStore | None = None,
-        prefix: str = "lwfsm:",
+        store: str | Store = "memory://",
         log: Sink | None = None,
         **options: Any,
     ) -> None:
         super().__init__()
-        self.core = core_of(spec, **options)
-        Front(self.core, models)  # check the bindings now, not at the first request
-        self.models, self.header, self.store, self.prefix, self.log = dict(models), header.lower(), store, prefix, log
-        self._open: dict[str, tuple[Front[str], Call[str], StateStore, str]] = {}
+        if isinstance(spec, TurnCore):
+            spec = spec.engine  # the adapter builds its core (with `options`)
+        # Model group names (the proxy's, not LiteLLM model strings): bound as they are.
+        groups = {role: RoleBinding(group) for role, group in models.items()}
+        self.adapter = Adapter(spec, groups, store=store, env={}, **options)
+        self.core = self.adapter.core
+        self.models, self.header, self.log = dict(models), header.lower(), log
+        assert self.adapter.store is not None
+        self._offload = not self.adapter.store.url.startswith("memory://")  # sqlite3 and redis-py block
+        self._open: dict[str, tuple[AgentSession, Any, str | None]] = {}
 
     def session_of(self, data: Mapping[str, Any]) -> str | None:
         """The session a request names: the header, else `metadata.lwfsm_session`."""
@@ -70,6 +78,9 @@ class LwfsmProxyHook(CustomLogger):
             if value:
                 return str(value)
         return None
+
+    async def _run(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.to_thread(fn, *args) if self._offload else fn(*args)
 
     async def async_pre_call_hook(
         self, user_api_key_dict: Any, cache: Any, data: dict[str, Any], call_type: Any
@@ -88,33 +99,32 @@ class LwfsmProxyHook(CustomLogger):
         why = params.refused("chat", (k for k in sent if k != "litellm_metadata"))
         if why is not None:
             raise ConfigError(f"session {session!r}: {why}")
-        store: StateStore = self.store or cache
-        key = self.prefix + session
-        stored = await store.async_get_cache(key)
-        front = Front(self.core, self.models, state=stored, name=session, log=self.log)
-        call = front.begin(data["messages"])
-        data["model"] = call.model
+        # Scoped by the caller's key (the proxy hands its hash): one key cannot reach another's conversation.
+        caller = str(getattr(user_api_key_dict, "token", None) or getattr(user_api_key_dict, "api_key", None) or "")
+        scope = "k" + hashlib.sha256(caller.encode()).hexdigest()[:16] if caller else "anon"
+        agent = await self._run(self.adapter.session, f"{scope}.{session}")
+        agent.sink = self.log
+        key, replay, call = await self._run(agent._stored_begin, data["messages"], False, {})
+        # A redelivered call (its messages were settled already) is served again and recorded once.
+        role = agent.last.role if replay is not None and agent.last is not None else call.plan.role
+        data["model"] = self.models[role]
         call_id = data.setdefault("litellm_call_id", str(uuid.uuid4()))
-        self._open[call_id] = (front, call, store, key)
+        if replay is None:
+            self._open[call_id] = (agent, call, key)
         return data
 
     async def async_post_call_success_hook(self, data: dict[str, Any], user_api_key_dict: Any, response: Any) -> Any:
         entry = self._open.pop(data.get("litellm_call_id") or "", None)
         if entry is None:
             return response
-        front, call, store, key = entry
-        stored = await store.async_get_cache(key)  # another worker may have served this session meanwhile
-        version = front.core.restore(stored).version if stored is not None else 0
-        if version != call.plan.version:
+        agent, call, key = entry
+        call.kwargs["tools"] = data.get("tools") or ()
+        done, _ = await self._run(agent._commit, call, call.plan.role, response, key)
+        if not done:
             raise Conflict(
-                f"session {front.name!r} moved from version {call.plan.version} to {version} while this call ran; "
-                "send one request per session at a time"
+                f"session {agent.name!r}: another call moved the conversation while this one ran, and it now "
+                f"needs another role than {call.plan.role!r}, which served this call; nothing was committed"
             )
-        message = response.choices[0].message
-        reply = message.model_dump() if hasattr(message, "model_dump") else dict(message)
-        usage = Usage.of(getattr(response, "usage", None))
-        front.end(call, model=call.model, reply=reply, tools=data.get("tools") or (), usage=usage)
-        await store.async_set_cache(key, front.state().model_dump_json())
         return response
 
     async def async_post_call_failure_hook(

@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -259,6 +259,7 @@ class AgentSession:
         self._key: str | None = None  # the idempotency key of the last settled turn call (store only)
         self._row: str | None = None  # the row data the conversation in memory is exactly (store only)
         self._log = adapter.log_dir / f"{name}.jsonl" if adapter.log_dir else None
+        self.sink: Callable[[dict[str, Any]], None] | None = None  # also receives each judged turn's record
 
     @property
     def machine(self) -> Any:
@@ -442,9 +443,13 @@ class AgentSession:
         return key, replay, (None if replay is not None else self._begin(messages, side, kwargs))
 
     def _write(self, judged: Judged | None) -> None:
-        if judged is None or self._log is None:
+        if judged is None or (self._log is None and self.sink is None):
             return
         record = judged.record(self.name, price(judged.pending.model, judged.pending.usage))
+        if self.sink is not None:
+            self.sink(record)
+        if self._log is None:
+            return
         try:
             with self._log.open("a", encoding="utf-8") as f:
                 f.write(json.dumps(record) + "\n")
