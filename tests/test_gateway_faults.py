@@ -3,6 +3,7 @@ Real `lwfsm serve` processes, a real redis-server and SQLite file, fake upstream
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -343,3 +344,64 @@ def test_responses_expire_with_the_stores_ttl(tmp_path: Path) -> None:
 
     assert open_chain_store(f"sqlite:///{tmp_path}/a.db?ttl=60").backing.ttl == 60  # type: ignore[attr-defined]
     assert open_chain_store(f"sqlite:///{tmp_path}/b.db").backing.ttl == RESPONSES_TTL  # type: ignore[attr-defined]
+
+
+# -- item 9 --
+
+
+def test_a_non_ascii_gateway_key_is_a_401(sq_gateway: Gateway) -> None:
+    for headers in ({"x-api-key": "clé-é"}, {"authorization": "Bearer ключ"}):
+        r = httpx.get(sq_gateway.base + "/v1/models", headers=[(k, v.encode()) for k, v in headers.items()])
+        assert r.status_code == 401
+
+
+def test_concurrent_calls_of_a_conversation_are_told_their_own_turns(
+    oai: openai_server.Server, sq_gateway: Gateway
+) -> None:
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(lambda n: _chat(sq_gateway, "busy", f"call {n}"), range(6)))
+    assert [a.status_code for a in answers] == [200] * 6
+    assert sorted(int(a.headers["x-lwfsm-turn"]) for a in answers) == [1, 2, 3, 4, 5, 6]
+
+
+def test_an_upstream_silent_longer_than_the_idle_timeout_is_a_502(oai: openai_server.Server) -> None:
+    gw = Gateway("--api-key-env", "GW_KEY", "--idle-timeout", "0.3", env=_env("openai", oai.base))
+    try:
+        oai.script("lead-model", {"delay": 2})
+        r = _chat(gw, "slow")
+    finally:
+        gw.stop()
+    assert r.status_code == 502
+    assert "unreachable" in r.json()["error"]["message"] or "broke off" in r.json()["error"]["message"]
+
+
+def test_the_warm_cache_is_bounded_in_bytes() -> None:
+    from lwfsm.gateway import app
+    from lwfsm.gateway.serve import build
+    from lwfsm.spec import load_spec
+
+    gw: app.Gateway = build(load_spec("lead_worker"), store="memory://", mock=True, env={}).state.gateway
+    record = app._Record(gw.core.start(), None, {}, [])
+    big = "x" * (app.WARM_BYTES // 10)
+    for n in range(40):  # 40 conversations of 6.4 MB rows: 256 MB, were all kept
+        gw._keep_warm(f"c{n}", big + str(n), record)
+    assert gw._warm_bytes <= app.WARM_BYTES
+    assert gw._warm_bytes == sum(len(t) for t, _ in gw._warm.values())
+    assert "c39" in gw._warm
+    gw._keep_warm("huge", "x" * app.WARM_BYTES, record)  # larger than an eighth: not kept at all
+    assert "huge" not in gw._warm
+
+
+def test_a_newline_in_a_session_id_cannot_forge_a_report_row(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lwfsm.cli import main
+
+    forged = "s1\nforged           99  lead 99"
+    path = tmp_path / "t.jsonl"
+    lines = [{"session": forged, "turn": 1, "role": "lead", "model": "gpt-4o", "outcome": "turn_completed"}]
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    assert main(["report", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert not any(line.startswith("forged") for line in out.splitlines())
+    assert "s1\\nforged" in out

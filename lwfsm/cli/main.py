@@ -52,6 +52,9 @@ def _at_least(low: int) -> Any:
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
+    from ..cost.report import printable
+
+    rows = [[printable(str(c)) for c in row] for row in rows]
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)).rstrip() for row in [header, *rows]]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -526,6 +529,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "mock": args.mock,
         "max_body": args.max_body,
         "store_timeout": args.store_timeout,
+        "connect_timeout": args.connect_timeout,
+        "idle_timeout": args.idle_timeout,
     }
     app = build(spec, **config)  # also when workers > 1: every mistake shows here, once, before forking
     shown = redact(args.store or DEFAULT_STORE)  # never print a store password
@@ -758,6 +763,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=10.0,
         metavar="SECONDS",
         help="how long a call waits for the store before failing with 503 (default 10)",
+    )
+    p.add_argument(
+        "--connect-timeout", type=float, default=10.0, metavar="SECONDS", help="to connect to an upstream (10)"
+    )
+    p.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="longest silence of an upstream, before its first byte or between chunks (300); no total limit",
     )
     p.set_defaults(func=cmd_serve)
 

@@ -122,7 +122,7 @@ class Summary:
         for d in self.rows():
             rows.append(
                 [
-                    d["session"],
+                    printable(d["session"]),  # a newline in an id must not start a row of its own
                     str(d["turns"]),
                     d["turns_by_role"],
                     str(d["switches"]),
@@ -343,3 +343,8 @@ def _html(summary: Summary, title: str) -> str:
         f"<h2>Who served each turn</h2><p>{legend} &nbsp;a dark mark under a turn: it failed</p>{timelines}{more}"
         f"{diagram}</body></html>"
     )
+
+
+def printable(text: str) -> str:
+    """`text` for one cell of a text table: control characters (newlines, escapes) shown escaped."""
+    return text if text.isprintable() else json.dumps(text, ensure_ascii=False)[1:-1]

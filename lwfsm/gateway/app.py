@@ -55,6 +55,7 @@ Protocol = Literal["openai", "anthropic"]
 T = TypeVar("T")
 HISTORY = 20  # judged turns kept per conversation for the control API
 WARM = 256  # conversations kept parsed in memory per process (see Gateway._warm)
+WARM_BYTES = 64 * 1024 * 1024  # and the most row text they may hold (the parsed objects are of that order)
 # Not passed on from the upstream's response: hop-by-hop, or set by our own server.
 _HOP = {"content-length", "transfer-encoding", "connection", "content-encoding", "keep-alive", "date", "server"}
 
@@ -132,7 +133,8 @@ class Gateway:
         api_key_env: str | None = None,
         mock: bool = False,
         max_body: int = 32 * 1024 * 1024,
-        timeout: float = 600.0,
+        connect_timeout: float = 10.0,
+        idle_timeout: float = 300.0,
         store_timeout: float = 10.0,
     ) -> None:
         self.env = os.environ if env is None else env
@@ -143,7 +145,7 @@ class Gateway:
         self.chains = chains if chains is not None else store  # the Responses API's chains (`_chain`)
         self.mock = mock
         self.max_body = max_body
-        self.timeout = timeout
+        self.connect_timeout, self.idle_timeout = connect_timeout, idle_timeout
         self.store_timeout = store_timeout
         # Store calls block (sqlite3, redis-py): they run here, never on the event loop. Bounded, so a
         # stopped store ties up these threads, not the gateway; memory:// is a dict and stays inline.
@@ -168,6 +170,7 @@ class Gateway:
         # that text, the next call takes the object instead of parsing the row again (a third of the
         # gateway's own CPU per call). Taken out while a call uses it; any other writer changes the text.
         self._warm: OrderedDict[str, tuple[str, _Record]] = OrderedDict()
+        self._warm_bytes = 0  # characters of the rows in _warm
         self.pricer = PriceMap(_price_table())
         # "The lead alone": the first role the spec does not mark cheap.
         self.lead = next((r for r, d in spec.roles.items() if not d.cheap), next(iter(spec.roles)))
@@ -210,7 +213,9 @@ class Gateway:
         # CPU per request than the whole rest of the gateway; see tests/benchmarks/bench_gateway.py).
         self.http = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=1000, limit_per_host=0, ttl_dns_cache=300),
-            timeout=aiohttp.ClientTimeout(total=self.timeout, sock_connect=10.0),
+            # No total: a long healthy stream is not cut. The upstream must connect within connect_timeout
+            # and never go quiet longer than idle_timeout (before its first byte, or between chunks).
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout, sock_read=self.idle_timeout),
             auto_decompress=True,  # a compressed reply is decoded to judge it; content-encoding is not passed on
             skip_auto_headers=("User-Agent", "Accept-Encoding"),
         )
@@ -228,7 +233,10 @@ class Gateway:
 
     def _authorise(self, request: Request) -> str | None:
         presented = self._client_key(request)
-        if self.key is not None and (presented is None or not hmac.compare_digest(presented, self.key)):
+        # As bytes: compare_digest refuses str with non-ASCII characters (a 500, not the 401 it is).
+        if self.key is not None and (
+            presented is None or not hmac.compare_digest(presented.encode(), self.key.encode())
+        ):
             raise _Reject(
                 401, "missing or wrong gateway key (send it as a Bearer token or x-api-key)", "authentication_error"
             )
@@ -275,7 +283,7 @@ class Gateway:
         if found is None:
             version, record = 0, _Record(self.core.start(), None, {}, [])
         else:
-            warm = self._warm.pop(call.ident.key, None)
+            warm = self._unwarm(call.ident.key)
             if warm is not None and warm[0] == found[1]:
                 version, record = found[0], warm[1]
             else:
@@ -285,8 +293,11 @@ class Gateway:
         plan = self.core.plan(conv, call.messages, side=retry or call.side is not None, headers=call.headers)
         return _Loaded(conv, version, record, retry, plan)
 
-    async def _commit(self, call: _Call, loaded: _Loaded, role: str, reply: dict[str, Any] | None, usage: Any) -> None:
-        """Settle the call and write it back; on a conflict, reload, re-decide and settle again."""
+    async def _commit(
+        self, call: _Call, loaded: _Loaded, role: str, reply: dict[str, Any] | None, usage: Any
+    ) -> str | None:
+        """Settle the call and write it back; on a conflict, reload, re-decide and settle again. The turn
+        the call was recorded as (a concurrent call of the conversation may have taken the one planned)."""
         model = self.roles[role].model
         latency = time.perf_counter() - call.started
         used = Usage.of(usage)
@@ -295,7 +306,7 @@ class Gateway:
             # Claude Code title before the first turn): counted in /metrics, stored nowhere, so the
             # gateway lists no conversation without turns.
             self._count(role, model, used, None)
-            return
+            return None
         for _ in range(5):
             conv = loaded.conv
             try:
@@ -335,13 +346,27 @@ class Gateway:
             meta.update(session=call.ident.session, source=call.ident.source, agent=call.ident.agent)
             text = record.text()
             if await self._io(self.store.put, call.ident.key, text, loaded.version):
-                self._warm[call.ident.key] = (text, record)
-                if len(self._warm) > WARM:
-                    self._warm.popitem(last=False)
+                self._keep_warm(call.ident.key, text, record)
                 self._count(role, model, used, judged)
-                return
+                return str(conv.pending.turn) if conv.pending is not None else None
             loaded = await self._load(call)  # someone else moved it: judge again on the newer state
         logger.error("session %s: gave up recording a call after 5 conflicting writes", call.ident.key)
+        return None
+
+    def _keep_warm(self, key: str, text: str, record: _Record) -> None:
+        """Keep the conversation parsed for its next call, within WARM conversations and WARM_BYTES of rows."""
+        self._unwarm(key)
+        if len(text) <= WARM_BYTES // 8:  # one huge conversation does not push out all the others
+            self._warm[key] = (text, record)
+            self._warm_bytes += len(text)
+        while len(self._warm) > WARM or self._warm_bytes > WARM_BYTES:
+            self._warm_bytes -= len(self._warm.popitem(last=False)[1][0])
+
+    def _unwarm(self, key: str) -> tuple[str, _Record] | None:
+        warm = self._warm.pop(key, None)
+        if warm is not None:
+            self._warm_bytes -= len(warm[0])
+        return warm
 
     def _switched(
         self, meta: dict[str, Any], turn: int, before: str, after: str, event: str, reason: str | None
@@ -718,7 +743,8 @@ class Gateway:
             if reply is None and not loaded.plan.side:
                 msg = f"the {role} upstream's response has no assistant message; nothing was recorded"
                 return JSONResponse(error_body(call.protocol, 502, msg, "api_error"), 502, headers=lw)
-            await self._commit(call, loaded, role, reply, usage)
+            if (turn := await self._commit(call, loaded, role, reply, usage)) is not None:
+                passthrough["x-lwfsm-turn"] = turn
             return Response(data, upstream.status, headers=passthrough)
         return StreamingResponse(self._relay(call, loaded, role, upstream), upstream.status, headers=passthrough)
 
@@ -806,7 +832,8 @@ class Gateway:
         if call.protocol == "openai" and not call.stream:
             data = result.model_dump(mode="json", exclude_none=True)
             reply, usage = wire.openai_reply(data)
-            await self._commit(call, loaded, role, reply, usage)
+            if (turn := await self._commit(call, loaded, role, reply, usage)) is not None:
+                lw["x-lwfsm-turn"] = turn
             return _Ascii(data, headers=lw)
         if call.protocol == "openai":
             return StreamingResponse(
@@ -821,7 +848,8 @@ class Gateway:
                     media_type="text/event-stream",
                 )
             reply, usage = wire.anthropic_reply(message)
-            await self._commit(call, loaded, role, reply, usage)
+            if (turn := await self._commit(call, loaded, role, reply, usage)) is not None:
+                lw["x-lwfsm-turn"] = turn
             return _Ascii(message, headers=lw)
         return StreamingResponse(
             self._bytes_stream(call, loaded, role, result), headers=lw, media_type="text/event-stream"
@@ -1154,8 +1182,10 @@ def create_app(gateway: Gateway) -> Starlette:
         finally:
             await g.shutdown()
 
-    return Starlette(
+    app = Starlette(
         routes=routes,
         lifespan=lifespan,
         exception_handlers={404: _not_found, 405: _not_found, StoreError: _store_failed, Exception: _crash},
     )
+    app.state.gateway = g  # for in-process tests and embedding
+    return app

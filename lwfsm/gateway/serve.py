@@ -25,6 +25,8 @@ def build(
     env: Mapping[str, str] | None = None,
     max_body: int = 32 * 1024 * 1024,
     store_timeout: float = 10.0,
+    connect_timeout: float = 10.0,
+    idle_timeout: float = 300.0,
 ) -> Any:
     """The ASGI app: roles bound as the adapter binds them (LWFSM_* > GOOSE_*), or to mock models."""
     try:
@@ -40,18 +42,23 @@ def build(
         # Nothing is forwarded in mock mode: every call is answered by LiteLLM's mock_response.
         models = {r: RoleBinding(MOCK_MODELS.get(r, "openai/gpt-4o-mini")) for r in spec.roles}
     roles = bindings(spec, models, env)
-    if not store_timeout > 0:
-        raise ConfigError(f"--store-timeout must be more than 0 seconds, got {store_timeout}")
+    for flag, value in [("store", store_timeout), ("connect", connect_timeout), ("idle", idle_timeout)]:
+        if not value > 0:
+            raise ConfigError(f"--{flag}-timeout must be more than 0 seconds, got {value}")
     gateway = Gateway(
         spec,
         roles,
-        open_gateway_store(store, timeout=store_timeout),
-        chains=open_chain_store(store, timeout=store_timeout),
+        # The store's own bound a little later than the gateway's: the gateway's 503 (which names the
+        # flag) comes first, and the worker thread is freed soon after.
+        open_gateway_store(store, timeout=store_timeout + 1.0),
+        chains=open_chain_store(store, timeout=store_timeout + 1.0),
         env=env,
         api_key_env=api_key_env,
         mock=mock,
         max_body=max_body,
         store_timeout=store_timeout,
+        connect_timeout=connect_timeout,
+        idle_timeout=idle_timeout,
     )
     return create_app(gateway)
 
