@@ -26,9 +26,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import ConfigError, Conflict
-from ..turn import params
 from ..store import Store
-from ..turn import TurnCore
+from ..turn import TurnCore, params
 from ..turn.bindings import RoleBinding
 from ..turn.front import Sink, SpecLike
 

@@ -84,13 +84,17 @@ def main() -> None:
         figures["judge"].append(timed(judge, turns))
         figures["json.loads"].append(timed(json.loads, raws))
         figures["plan+settle (judge stubbed)"].append(timed(plan_settle, convs))
-    print(f"{len(rows)} judged turns; request bodies {sizes[0] // 1024}-{sizes[-1] // 1024} KB "
-          f"(median {sizes[len(sizes) // 2] // 1024} KB); {ROUNDS} rounds")
+    print(
+        f"{len(rows)} judged turns; request bodies {sizes[0] // 1024}-{sizes[-1] // 1024} KB "
+        f"(median {sizes[len(sizes) // 2] // 1024} KB); {ROUNDS} rounds"
+    )
     base = statistics.median(figures["json.loads"])
     for name, xs in figures.items():
         m = statistics.median(xs)
-        print(f"  {name:<30} median {m * 1e6:7.1f} µs per turn (rounds {min(xs) * 1e6:.1f}-{max(xs) * 1e6:.1f}); "
-              f"{m / base:.2f}x json.loads")
+        print(
+            f"  {name:<30} median {m * 1e6:7.1f} µs per turn (rounds {min(xs) * 1e6:.1f}-{max(xs) * 1e6:.1f}); "
+            f"{m / base:.2f}x json.loads"
+        )
 
 
 if __name__ == "__main__":
