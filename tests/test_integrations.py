@@ -1,9 +1,10 @@
 """Each framework integration, driven by the real framework against a fake OpenAI server on 127.0.0.1.
 
-One scenario for all: lead_turns=1; the agent calls a `run_tests` tool on every turn and the tool
-reports ok, fail, fail, ok, ok; the sixth call answers in text. The worker's two failures bring the
-lead back (fallback), two good lead turns send the worker back on probation (recovery). The roles
-that serve the calls must be those `lwfsm trace` prints for the same outcomes.
+One scenario for all: lead_turns=1; the tool `run_tests` reports ok, fail, fail, ok, ok. The worker's
+two failures bring the lead back (fallback), two good lead turns send the worker back on probation
+(recovery). The roles that serve the turns must be those `lwfsm trace` prints for the same outcomes.
+By default a turn is a run of the framework's tool loop (the agent calls the tool, then answers in
+text: five runs); with turn_unit="call" it is one model request (one run of six requests).
 """
 
 from __future__ import annotations
@@ -54,6 +55,14 @@ def test_the_scenario_reaches_fallback_and_recovers() -> None:
         session.fire("turn_completed" if o == "ok" else "failure")
         states.append(session.state)
     assert "fallback" in states
+
+
+def test_front_refuses_options_a_given_core_would_ignore() -> None:
+    core = Front(SPEC, MODELS).core
+    assert core.turn_unit == "message"  # a framework's default
+    assert Front(core, MODELS, turn_unit="message").core is core
+    with pytest.raises(ConfigError, match=r"carries its own turn_unit \('message'\) and detectors"):
+        Front(core, MODELS, turn_unit="call")
 
 
 def test_front_binds_exactly_the_roles_and_plugs_into_a_store() -> None:
@@ -113,7 +122,58 @@ def check(server: Server, log: list[dict[str, Any]], state: Any) -> None:
     assert sum(row.calls for row in state.ledger.rows) == len(ROLES)
 
 
+@pytest.fixture
+def runs_server() -> Iterator[Server]:
+    """Five runs of a tool loop: each calls `run_tests`, then answers in text (the unscripted reply)."""
+    s = Server()
+    s.script("lead-model", _tool_call(1), {}, _tool_call(4), {}, _tool_call(5), {})
+    s.script("worker-model", _tool_call(2), {}, _tool_call(3), {})
+    yield s
+    s.close()
+
+
+def check_runs(server: Server, log: list[dict[str, Any]], front: Front[Any], answers: list[str]) -> None:
+    """Each run was one turn, served whole by the traced role: the worker's two failed runs brought the lead back."""
+    assert answers == [f"{MODELS[r]} says: Run {i}: fix the failing test." for i, r in enumerate(ROLES[:-1], 1)]
+    assert [r["model"] for r in server.requests] == [MODELS[r] for r in ROLES[:-1] for _ in range(2)]
+    assert [r["role"] for r in log] == ROLES[:-2]  # the last run is judged when the conversation closes
+    front.close()
+    assert [r["role"] for r in log] == ROLES[:-1]
+    assert [r["outcome"] for r in log] == ["turn_completed" if o == "ok" else "failure" for o in OUTCOMES]
+    assert [r["transition"]["dest"] for r in log][2] == "fallback"
+    assert (front.conversation.session.state, front.role) == (FINAL_STATE, ROLES[-1])
+
+
 # -- pydantic-ai --
+
+
+def test_pydantic_ai_runs(runs_server: Server) -> None:
+    pytest.importorskip("pydantic_ai", reason='needs pydantic-ai: pip install "lwfsm[pydantic-ai]"')
+    from pydantic_ai import Agent, ModelRetry
+    from pydantic_ai.models.openai import OpenAIChatModel
+    from pydantic_ai.providers.openai import OpenAIProvider
+
+    from lwfsm.integrations.pydantic_ai import LwfsmModel
+
+    provider = OpenAIProvider(base_url=runs_server.base, api_key="test")
+    log: list[dict[str, Any]] = []
+    model = LwfsmModel(SPEC, {r: OpenAIChatModel(m, provider=provider) for r, m in MODELS.items()}, log=log.append)
+    agent = Agent(model, retries=5)
+    tests = Suite()
+
+    @agent.tool_plain
+    def run_tests() -> str:
+        """Run the test suite."""
+        if tests.next_failed():
+            raise ModelRetry(RAISED)
+        return "ok: 12 passed"
+
+    answers, history = [], None
+    for i in range(1, len(OUTCOMES) + 1):
+        result = agent.run_sync(f"Run {i}: fix the failing test.", message_history=history)
+        answers.append(result.output)
+        history = result.all_messages()
+    check_runs(runs_server, log, model.front, answers)
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["request", "stream"])
@@ -127,7 +187,8 @@ def test_pydantic_ai(server: Server, stream: bool) -> None:
 
     provider = OpenAIProvider(base_url=server.base, api_key="test")
     log: list[dict[str, Any]] = []
-    model = LwfsmModel(SPEC, {r: OpenAIChatModel(m, provider=provider) for r, m in MODELS.items()}, log=log.append)
+    models = {r: OpenAIChatModel(m, provider=provider) for r, m in MODELS.items()}
+    model = LwfsmModel(SPEC, models, log=log.append, turn_unit="call")
     agent = Agent(model, retries=5)
     tests = Suite()
     failures = [0]
@@ -159,6 +220,41 @@ def test_pydantic_ai(server: Server, stream: bool) -> None:
 # -- OpenAI Agents SDK --
 
 
+def test_openai_agents_runs(runs_server: Server) -> None:
+    pytest.importorskip("agents", reason='needs the OpenAI Agents SDK: pip install "lwfsm[openai-agents]"')
+    from agents import Agent, OpenAIChatCompletionsModel, RunConfig, Runner, function_tool
+    from openai import AsyncOpenAI
+
+    from lwfsm.integrations.openai_agents import LwfsmProvider
+
+    client = AsyncOpenAI(base_url=runs_server.base, api_key="test")
+    log: list[dict[str, Any]] = []
+    models = {r: OpenAIChatCompletionsModel(m, openai_client=client) for r, m in MODELS.items()}
+    provider = LwfsmProvider(SPEC, models, log=log.append)
+    tests = Suite()
+
+    @function_tool
+    def run_tests() -> str:
+        """Run the test suite."""
+        if tests.next_failed():
+            raise RuntimeError(RAISED)  # the SDK tells the model the tool failed
+        return "ok: 12 passed"
+
+    agent = Agent(name="fixer", instructions="Fix the tests.", tools=[run_tests])
+    config = RunConfig(model_provider=provider, tracing_disabled=True)
+
+    async def runs() -> list[str]:  # one event loop for the client, as an application has
+        answers, items = [], []
+        for i in range(1, len(OUTCOMES) + 1):
+            items = [*items, {"role": "user", "content": f"Run {i}: fix the failing test."}]
+            result = await Runner.run(agent, items, run_config=config, max_turns=10)
+            answers.append(result.final_output)
+            items = result.to_input_list()
+        return answers
+
+    check_runs(runs_server, log, provider.front, asyncio.run(runs()))
+
+
 @pytest.mark.parametrize("stream", [False, True], ids=["request", "stream"])
 def test_openai_agents(server: Server, stream: bool) -> None:
     pytest.importorskip("agents", reason='needs the OpenAI Agents SDK: pip install "lwfsm[openai-agents]"')
@@ -170,7 +266,7 @@ def test_openai_agents(server: Server, stream: bool) -> None:
     client = AsyncOpenAI(base_url=server.base, api_key="test")
     log: list[dict[str, Any]] = []
     models = {r: OpenAIChatCompletionsModel(m, openai_client=client) for r, m in MODELS.items()}
-    provider = LwfsmProvider(SPEC, models, log=log.append)
+    provider = LwfsmProvider(SPEC, models, log=log.append, turn_unit="call")
     tests = Suite()
     failures = [0]
 
@@ -205,6 +301,39 @@ def test_openai_agents(server: Server, stream: bool) -> None:
 # -- LangChain v1 --
 
 
+def test_langchain_runs(runs_server: Server) -> None:
+    pytest.importorskip("langchain.agents", reason='needs LangChain v1: pip install "lwfsm[langchain]"')
+    pytest.importorskip("langchain_openai", reason='needs LangChain v1: pip install "lwfsm[langchain]"')
+    from langchain.agents import create_agent
+    from langchain_core.tools import ToolException, tool
+    from langchain_openai import ChatOpenAI
+
+    from lwfsm.integrations.langchain import LwfsmMiddleware
+
+    def chat(model: str) -> ChatOpenAI:
+        return ChatOpenAI(model=model, base_url=runs_server.base, api_key="test", max_retries=0)  # type: ignore[arg-type]
+
+    log: list[dict[str, Any]] = []
+    middleware = LwfsmMiddleware(SPEC, {r: chat(m) for r, m in MODELS.items()}, log=log.append)
+    tests = Suite()
+
+    @tool
+    def run_tests() -> str:
+        """Run the test suite."""
+        if tests.next_failed():
+            raise ToolException(RAISED)
+        return "ok: 12 passed"
+
+    run_tests.handle_tool_error = True  # a ToolException becomes a tool message with status "error"
+    agent = create_agent(chat("agent-default-model"), tools=[run_tests], middleware=[middleware])
+    answers, messages = [], []
+    for i in range(1, len(OUTCOMES) + 1):
+        messages = [*messages, {"role": "user", "content": f"Run {i}: fix the failing test."}]
+        messages = agent.invoke({"messages": messages})["messages"]
+        answers.append(messages[-1].content)
+    check_runs(runs_server, log, middleware.front, answers)
+
+
 @pytest.mark.parametrize("run", ["invoke", "ainvoke"])
 def test_langchain(server: Server, run: str) -> None:
     pytest.importorskip("langchain.agents", reason='needs LangChain v1: pip install "lwfsm[langchain]"')
@@ -219,7 +348,7 @@ def test_langchain(server: Server, run: str) -> None:
         return ChatOpenAI(model=model, base_url=server.base, api_key="test", max_retries=0)  # type: ignore[arg-type]
 
     log: list[dict[str, Any]] = []
-    middleware = LwfsmMiddleware(SPEC, {r: chat(m) for r, m in MODELS.items()}, log=log.append)
+    middleware = LwfsmMiddleware(SPEC, {r: chat(m) for r, m in MODELS.items()}, log=log.append, turn_unit="call")
     tests = Suite()
     failures = [0]
 

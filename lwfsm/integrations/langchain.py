@@ -6,6 +6,10 @@
 `wrap_model_call` judges the previous turn from the request's messages (tool messages, including
 those with status "error", and the user's) through the turn core, and overrides the request's
 model; the agent binds its tools to that model as usual. `middleware.front` is the conversation.
+
+One `invoke` of the agent is one turn (`turn_unit="message"`, judged when the next invoke's user
+message arrives or at `middleware.front.close()`): an invoke whose tool failed counts as failed though
+its last model call only summed up. Pass `turn_unit="call"` to judge every model call instead.
 """
 
 from __future__ import annotations

@@ -15,6 +15,9 @@ Conversations live in an lwfsm store (`store=`: memory:// for one proxy process,
 several), through the adapter's own load / plan / compare-and-set loop: two calls of one session
 finishing together are both committed (the later one judged again on the newer state), or the later
 one raises `Conflict` when the newer state needs another role than the one that served it.
+
+Every request is a turn (`turn_unit="call"`, as in the gateway): the agents behind a proxy may work
+through one user message for hours, and must be able to switch within it.
 """
 
 from __future__ import annotations

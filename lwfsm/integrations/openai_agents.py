@@ -6,6 +6,10 @@
 Role models are `agents.Model` objects or names that `provider=` (default: the SDK's
 `MultiProvider`) resolves. Each call's input items judge the previous turn (function call outputs,
 the user's messages) through the turn core. `provider.front` is the conversation.
+
+One `Runner.run` is one turn (`turn_unit="message"`, judged when the next run's user input arrives or
+at `provider.front.close()`): a run whose tool failed counts as failed though its last call only
+summed up. Pass `turn_unit="call"` to judge every model call (a switch may then come mid-run).
 """
 
 from __future__ import annotations

@@ -6,6 +6,10 @@
 Each request's message history judges the previous turn (tool returns, failed or retried tool
 calls, retry feedback, user prompts) through the turn core. `model.front` is the conversation
 (`.state()`, `.conversation.ledger`); pass `state=` to continue a stored one.
+
+One agent run is one turn (`turn_unit="message"`, judged when the next run's user prompt arrives or
+at `model.front.close()`): a run whose tool failed counts as failed though its last request only
+summed up. Pass `turn_unit="call"` to judge every model request (a switch may then come mid-run).
 """
 
 from __future__ import annotations

@@ -7,6 +7,11 @@ framework's own request with `call.model`, then `end(call, ...)` (the core commi
 Each integration only converts its framework's messages to the OpenAI shape the core judges.
 A store plugs in with `state=` (continue a stored conversation) and `save=` (called with the
 conversation's value after every commit). No SDK is imported here.
+
+A framework's run (one user message, then the model's tool calls until it answers in text) is one
+turn by default (`turn_unit="message"`): a run whose tool failed is a failed turn even when the
+model's last call only summed up, so two failed runs in a row bring the lead back, and a run stays
+on one model. `turn_unit="call"` judges every model request instead (a switch may come mid-run).
 """
 
 from __future__ import annotations
@@ -24,21 +29,48 @@ from .core import Conversation, ConversationState, Judged, Plan, TurnCore
 from .judge import Detector
 from .ledger import Pricer, Usage
 
-__all__ = ["Call", "Front", "Save", "Sink", "SpecLike", "StateLike", "core_of", "tool_call", "tool_dict"]
+__all__ = [
+    "FRAMEWORK_UNIT",
+    "Call",
+    "Front",
+    "Save",
+    "Sink",
+    "SpecLike",
+    "StateLike",
+    "core_of",
+    "tool_call",
+    "tool_dict",
+]
 
 M = TypeVar("M")
 Sink = Callable[[dict[str, Any]], None]  # receives each judged turn's log record (Judged.record)
 Save = Callable[[ConversationState], None]  # receives the conversation after each commit (a store's hook)
 SpecLike = TurnCore | Engine | Spec | str | Path
 StateLike = ConversationState | Mapping[str, Any] | str | bytes
+FRAMEWORK_UNIT = "message"  # a framework run is one turn (see the module's docstring)
 
 
-def core_of(spec: SpecLike, *, detectors: Sequence[Detector] | None = None, turn_unit: str = "call") -> TurnCore:
-    """A turn core from a core, an engine, a spec, a spec file or a shipped spec's name."""
+def core_of(
+    spec: SpecLike,
+    *,
+    detectors: Sequence[Detector] | None = None,
+    turn_unit: str | None = None,
+    default_unit: str = "call",
+) -> TurnCore:
+    """A turn core from a core, an engine, a spec, a spec file or a shipped spec's name.
+
+    `turn_unit` None means `default_unit` (the front end's choice); a given core keeps its own.
+    """
     if isinstance(spec, TurnCore):
+        if turn_unit is not None and turn_unit != spec.turn_unit or detectors is not None:
+            # A core is built once with its judging; quietly ignoring the options would judge otherwise.
+            raise ConfigError(
+                f"a TurnCore carries its own turn_unit ({spec.turn_unit!r}) and detectors: "
+                "pass them to TurnCore(...), or pass the spec instead of the core"
+            )
         return spec
     engine = spec if isinstance(spec, Engine) else Engine(spec if isinstance(spec, Spec) else load_spec(spec))
-    return TurnCore(engine, detectors=detectors, turn_unit=turn_unit)
+    return TurnCore(engine, detectors=detectors, turn_unit=turn_unit or default_unit)
 
 
 @dataclass(frozen=True)
@@ -62,12 +94,12 @@ class Front(Generic[M]):
         state: StateLike | None = None,
         name: str = "session",
         detectors: Sequence[Detector] | None = None,
-        turn_unit: str = "call",
+        turn_unit: str | None = None,
         log: Sink | None = None,
         save: Save | None = None,
         pricer: Pricer | None = None,
     ) -> None:
-        self.core = core_of(spec, detectors=detectors, turn_unit=turn_unit)
+        self.core = core_of(spec, detectors=detectors, turn_unit=turn_unit, default_unit=FRAMEWORK_UNIT)
         roles = list(self.core.spec.roles)
         problems = [f"missing: {', '.join(r for r in roles if r not in models)}"] if set(roles) - set(models) else []
         if set(models) - set(roles):
