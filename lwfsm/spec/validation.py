@@ -109,6 +109,12 @@ _SIMPLE = {
 def _shape_message(err: Any) -> str:
     loc = tuple(err["loc"])
     kind = err["type"]
+    if loc and isinstance(loc[-1], str) and loc[-1].count(")") > loc[-1].count("("):
+        # `{recent: push(recent, 0)}`: in a flow mapping the comma ends the value, and `0)` becomes a key.
+        return (
+            f"YAML split the expression at the comma before '{loc[-1]}'; quote it whole, "
+            'as in {recent: "push(recent, 0)"}, or write the mapping in block style'
+        )
     if kind == "missing":
         return f"missing required key '{loc[-1]}'"
     if kind == "extra_forbidden":
