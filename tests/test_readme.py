@@ -109,3 +109,16 @@ def test_litellm_proxy_example_runs() -> None:
         assert [r["model"] for r in server.requests] == ["gpt-5", "gpt-5"]
     finally:
         server.close()
+
+
+def test_the_test_command_shows_why_tests_were_skipped(tmp_path: Path) -> None:
+    """A skipped test (a missing extra, a missing redis-server) says why in the README's test command's output."""
+    (tmp_path / "test_needs.py").write_text(
+        "import pytest\n\ndef test_needs_a_tool() -> None:\n    pytest.skip('needs redis-server on PATH')\n"
+    )
+    config = ["-c", str(ROOT / "pyproject.toml"), "--rootdir", str(ROOT), "-p", "no:cacheprovider"]
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", *config, str(tmp_path)], cwd=ROOT, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "SKIPPED [1]" in out.stdout and "needs redis-server on PATH" in out.stdout
