@@ -11,6 +11,9 @@ reference model you write plainly:
         def fire(self, event): ...        # raise any exception where the event is not allowed
 
     TestMySpec = spec_machine("specs/mine.yaml", Reference).TestCase
+
+To run as hard as lwfsm's own suite, call `register_profiles()` in your conftest.py and pick one
+(`pytest --hypothesis-profile=ci`, or `thorough` for long runs), or pass `settings=` to `spec_machine`.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 try:
+    from hypothesis import HealthCheck, settings
     from hypothesis import strategies as st
     from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
@@ -29,9 +33,29 @@ from .engine import Engine, Session, TransitionRecord
 from .errors import TransitionNotAllowed
 from .spec import Spec, load_spec
 
-__all__ = ["Reference", "SpecMachine", "assert_invariants_hold", "event_sequences", "param_sets", "spec_machine"]
+__all__ = [
+    "PROFILES",
+    "Reference",
+    "SpecMachine",
+    "assert_invariants_hold",
+    "event_sequences",
+    "param_sets",
+    "register_profiles",
+    "spec_machine",
+]
 
-__all__ = ["Reference", "SpecMachine", "assert_invariants_hold", "event_sequences", "param_sets", "spec_machine"]
+# lwfsm's own hypothesis profiles. No deadlines: property tests run on noisy machines and time nothing.
+_QUIET = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow]}
+PROFILES: dict[str, dict[str, Any]] = {
+    "ci": {"max_examples": 150, "stateful_step_count": 40, **_QUIET},  # real bugs in well under a minute
+    "thorough": {"max_examples": 5000, "stateful_step_count": 120, **_QUIET},  # long local runs
+}
+
+
+def register_profiles() -> None:
+    """Register lwfsm's hypothesis profiles (`ci`, `thorough`) for `--hypothesis-profile=`; loads none."""
+    for name, values in PROFILES.items():
+        settings.register_profile(name, **values)
 
 
 class Reference(Protocol):
@@ -167,11 +191,18 @@ def spec_machine(
     *,
     up_to: int = 6,
     name: str | None = None,
+    settings: settings | None = None,
 ) -> type[SpecMachine]:
-    """A SpecMachine subclass for `spec`; use its `.TestCase` as a test class."""
+    """A SpecMachine subclass for `spec`; use its `.TestCase` as a test class.
+
+    `settings` (a hypothesis `settings`) is the test case's; by default it follows the loaded profile.
+    """
     spec = _spec(spec)
     attrs: dict[str, Any] = {"spec": spec, "reference": staticmethod(reference), "up_to": up_to}
-    return type(name or f"{spec.name.title().replace('_', '')}Machine", (SpecMachine,), attrs)
+    machine: type[SpecMachine] = type(name or f"{spec.name.title().replace('_', '')}Machine", (SpecMachine,), attrs)
+    if settings is not None:
+        machine.TestCase.settings = settings
+    return machine
 
 
 def assert_invariants_hold(
@@ -179,7 +210,7 @@ def assert_invariants_hold(
 ) -> None:
     """Fire random event sequences (random params) and fail, with a shrunk example, when one of the
     spec's invariants breaks. Events a state does not accept are skipped (`lwfsm check` reports those)."""
-    from hypothesis import given, settings
+    from hypothesis import given
 
     spec = _spec(spec)
 

@@ -71,3 +71,24 @@ def test_shipped_spec_invariants_hold_over_random_sequences() -> None:
 TestWindow = spec_machine(SPECS / "window.yaml", references.Window).TestCase
 TestReviewer = spec_machine(SPECS / "reviewer.yaml", references.Reviewer).TestCase
 TestBudget = spec_machine(SPECS / "budget.yaml", references.Budget).TestCase
+
+
+def test_a_users_property_test_can_run_as_hard_as_lwfsms_own() -> None:
+    from hypothesis import settings
+
+    from lwfsm.testing import PROFILES, register_profiles
+
+    register_profiles()  # what a user's conftest.py calls; the profiles are this suite's own
+    for name, values in PROFILES.items():
+        profile = settings.get_profile(name)
+        assert (profile.max_examples, profile.stateful_step_count) == (
+            values["max_examples"],
+            values["stateful_step_count"],
+        )
+    assert settings.get_profile("thorough").max_examples == 5000
+    strong = settings(settings.get_profile("thorough"), max_examples=7)
+    case = spec_machine(SPECS / "window.yaml", references.Window, settings=strong).TestCase
+    assert (case.settings.max_examples, case.settings.stateful_step_count) == (7, 120)
+    assert (
+        spec_machine(SPECS / "window.yaml", references.Window).TestCase.settings.max_examples == settings().max_examples
+    )
