@@ -191,7 +191,7 @@ def test_detectors() -> None:
 def test_lead_serves_the_first_turns_then_the_worker(server: Server) -> None:
     s = adapter(server, "lead1", "work1").session()
     assert talk(s, 5) == ["lead1", "lead1", "lead1", "work1", "work1"]
-    assert s.machine.state == "worker"
+    assert (s.machine.state, s.role) == ("worker", "worker")  # session.role, as on the engine's session
     assert s.machine.turn == 4  # the fifth turn is judged by the next call or close()
     s.close([{"role": "user", "content": "thanks"}])
     assert s.machine.turn == 5

@@ -101,6 +101,7 @@ def test_trace_json_with_params(capsys: pytest.CaptureFixture[str]) -> None:
             "unknown event 'oops' in --events; spec 'lead_worker' has: turn_completed, failure, "
             "reset (and the aliases ok, fail)",
         ),
+        (["--events", "ok,failur"], "unknown event 'failur' in --events (did you mean 'failure'?); spec 'lead_worker'"),
         (["--set", "lead_turn=1", "--events", "ok"], "unknown param 'lead_turn' (did you mean 'lead_turns'?)"),
         (["--set", "lead_turns=x", "--events", "ok"], "--set lead_turns=x: value must be an integer, got 'x'"),
         (["--set", "lead_turns", "--events", "ok"], "--set lead_turns: expected NAME=VALUE"),

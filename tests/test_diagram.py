@@ -177,7 +177,9 @@ def test_all_and_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert f"{out / 'lead_worker.md'}: missing (from {specs / 'lead_worker.yaml'})" in err
     assert f"{out / 'lead_worker.svg'}: missing" in err
     assert main(["diagram", "--all", *args]) == 0
+    capsys.readouterr()
     assert main(["diagram", "--check", *args]) == 0
+    assert capsys.readouterr().out == f"up to date: every diagram in {out}/ matches its spec in {specs}/\n"
     # A param default shows in the md page's table but not in the drawing: only the md is stale.
     (specs / "lead_worker.yaml").write_text(DEFAULT.read_text().replace("default: 3, min: 0", "default: 4, min: 0"))
     capsys.readouterr()

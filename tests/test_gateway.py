@@ -308,6 +308,34 @@ def test_workers_need_a_shared_store(capsys: pytest.CaptureFixture[str]) -> None
     assert "--workers > 1 needs a store the workers share" in capsys.readouterr().err
 
 
+def test_serve_says_a_taken_port_before_any_banner(capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    from lwfsm.cli import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "--mock", "--store", "memory://", "--port", str(port)]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""  # no "lwfsm gateway: ... on http://..." for an address it never had
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use; pick another --port" in err
+
+
+def test_serve_without_models_names_the_variables_not_a_python_argument(capsys: pytest.CaptureFixture[str]) -> None:
+    from lwfsm.cli import main
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LWFSM_", "GOOSE_"))}
+    with pytest.MonkeyPatch.context() as mp:
+        for k in set(os.environ) - set(env):
+            mp.delenv(k)
+        assert main(["serve", "--store", "memory://"]) == 1
+    err = capsys.readouterr().err
+    assert "no model for role 'lead' of spec 'lead_worker': set LWFSM_LEAD_MODEL or GOOSE_LEAD_MODEL" in err
+    assert "models=" not in err
+
+
 def _openai_conversation(oai: openai_server.Server, pick: Any) -> None:
     """The scripted 12-call conversation through the openai SDK; call n goes to the gateway pick(n)."""
     _openai_script(oai)

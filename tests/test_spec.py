@@ -151,3 +151,11 @@ def test_libyaml_reads_exactly_what_the_python_parser_reads(monkeypatch: pytest.
     fast = [reading.read_yaml(t, "s.yaml") for t in texts]
     monkeypatch.setattr(reading, "_FastLoader", None)
     assert fast == [reading.read_yaml(t, "s.yaml") for t in texts]
+
+
+def test_a_missing_path_to_a_shipped_spec_names_the_shipped_name(tmp_path: Path) -> None:
+    with pytest.raises(SpecError) as info:
+        load_spec(tmp_path / "specs" / "lead_worker.yaml")  # run outside the repository
+    assert str(info.value).endswith(
+        "cannot read spec: no such file; the shipped spec of that name loads from anywhere as 'lead_worker'"
+    )

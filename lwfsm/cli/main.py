@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..engine import Engine
-from ..errors import LwfsmError, SpecError, TransitionNotAllowed
+from ..errors import LwfsmError, SpecError, TransitionNotAllowed, did_you_mean
 from ..spec import Spec, describe_params, load_spec
 from ..turn.agents import AGENTS
 
@@ -87,8 +87,8 @@ def cmd_trace(args: argparse.Namespace) -> int:
     for event in events:
         if event not in spec.events:
             raise _Usage(
-                f"unknown event '{event}' in --events; spec '{spec.name}' has: "
-                f"{', '.join(spec.events)} (and the aliases ok, fail)"
+                f"unknown event '{event}' in --events{did_you_mean(event, [*spec.events, *ALIASES])}; "
+                f"spec '{spec.name}' has: {', '.join(spec.events)} (and the aliases ok, fail)"
             )
     rows: list[dict[str, Any]] = []
     refused = None
@@ -329,7 +329,7 @@ def _diagram_dir(specs_dir: Any, out_dir: Any, check_only: bool) -> int:
     if stale:
         print(f"{len(stale)} diagram file(s) out of date: run lwfsm diagram --all", file=sys.stderr)
     elif check_only:
-        print(f"diagrams in {out_dir} are up to date with {specs_dir}")
+        print(f"up to date: every diagram in {out_dir}/ matches its spec in {specs_dir}/")
     return 1 if stale else 0
 
 
@@ -505,6 +505,19 @@ def cmd_sessions(args: argparse.Namespace) -> int:
         store.close()
 
 
+def _can_listen(host: str, port: int) -> None:
+    """Bind the address once, as uvicorn will (SO_REUSEADDR), and let it go; a taken address is a usage error."""
+    import socket
+
+    try:
+        info = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(info[0], socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(info[4])
+    except OSError as exc:
+        raise _Usage(f"cannot listen on {host}:{port}: {exc.strerror or exc}; pick another --port or --host") from None
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from ..gateway.serve import build, serve
     from ..gateway.store import DEFAULT_STORE
@@ -533,6 +546,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "idle_timeout": args.idle_timeout,
     }
     app = build(spec, **config)  # also when workers > 1: every mistake shows here, once, before forking
+    _can_listen(args.host, args.port)  # the banner below must not announce an address taken by another
     shown = redact(args.store or DEFAULT_STORE)  # never print a store password
     print(f"lwfsm gateway: {spec.name} on http://{args.host}:{args.port}/v1 (store {shown})")
     serve(

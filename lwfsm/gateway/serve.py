@@ -41,7 +41,7 @@ def build(
     if mock:
         # Nothing is forwarded in mock mode: every call is answered by LiteLLM's mock_response.
         models = {r: RoleBinding(MOCK_MODELS.get(r, "openai/gpt-4o-mini")) for r in spec.roles}
-    roles = bindings(spec, models, env)
+    roles = bindings(spec, models, env, argument=None)  # `lwfsm serve` takes no Python arguments
     for flag, value in [("store", store_timeout), ("connect", connect_timeout), ("idle", idle_timeout)]:
         if not value > 0:
             raise ConfigError(f"--{flag}-timeout must be more than 0 seconds, got {value}")

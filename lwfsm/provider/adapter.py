@@ -266,6 +266,11 @@ class AgentSession:
         """The conversation's engine `Session` (state, role, counters, history)."""
         return self.conversation.session
 
+    @property
+    def role(self) -> str:
+        """The role of the conversation's current state, as `session.role` of the engine."""
+        return self.conversation.session.role
+
     def state(self) -> ConversationState:
         """The whole conversation as a value: store it, restore it with `adapter.session(state=...)`."""
         with self.conversation.lock:

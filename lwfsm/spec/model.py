@@ -348,6 +348,8 @@ def load_spec(path: str | Path, params: Mapping[str, int] | None = None) -> Spec
         # A FIFO would block and /dev/zero never ends: read regular files only, and at most a cap.
         if not p.is_file():
             what = "a directory" if p.is_dir() else "not a regular file" if p.exists() else "no such file"
+            if not p.exists() and p.suffix in (".yaml", ".yml") and p.stem in shipped_specs():
+                what += f"; the shipped spec of that name loads from anywhere as '{p.stem}'"
             raise SpecError([SpecIssue(str(path), None, None, "", f"cannot read spec: {what}")])
         with p.open("rb") as f:
             raw = f.read(MAX_SPEC_BYTES + 1)

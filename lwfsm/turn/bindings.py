@@ -108,8 +108,13 @@ def bindings(
     spec: Spec,
     models: Mapping[str, str | RoleBinding | Mapping[str, Any]] | None = None,
     env: Mapping[str, str] | None = None,
+    *,
+    argument: str | None = "models",
 ) -> dict[str, RoleBinding]:
-    """Bind every role of the spec: arguments > LWFSM_<ROLE>_* > goose's GOOSE_* names."""
+    """Bind every role of the spec: arguments > LWFSM_<ROLE>_* > goose's GOOSE_* names.
+
+    `argument`: the Python argument a missing binding's message suggests (None: only the variables).
+    """
     env = os.environ if env is None else env
     for var in GOOSE_CONTEXT_LIMITS:
         if env.get(var):
@@ -139,10 +144,8 @@ def bindings(
             model = _model_string(env[var], provider, var, pvar)
         else:
             names = f"LWFSM_{up}_MODEL" + (f" or {GOOSE_MODELS[role][0]}" if role in GOOSE_MODELS else "")
-            raise ConfigError(
-                f"no model for role '{role}' of spec '{spec.name}': pass models={{{role!r}: "
-                f"'provider/model'}} or set {names}"
-            )
+            how = f"pass {argument}={{{role!r}: 'provider/model'}} or set {names}" if argument else f"set {names}"
+            raise ConfigError(f"no model for role '{role}' of spec '{spec.name}': {how}")
         options: dict[str, Any] = {}
         temp_var = f"LWFSM_{up}_TEMPERATURE"
         if env.get(temp_var) is not None:
