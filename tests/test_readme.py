@@ -123,3 +123,37 @@ def test_the_test_command_shows_why_tests_were_skipped(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stdout + out.stderr
     assert "SKIPPED [1]" in out.stdout
     assert "needs redis-server on PATH" in out.stdout
+
+
+def _section_block(marker: str) -> str:
+    (block,) = re.findall(rf"<!-- {marker} -->\n```\n(.*?)```", README, re.S)
+    return str(block)
+
+
+def _imported_folders(folder: Path) -> set[str]:
+    """The lwfsm folders a package folder imports from (relative or absolute, lazy imports included)."""
+    import ast
+
+    found = set()
+    for path in folder.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 2 and node.module:
+                found.add(node.module.split(".")[0])
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("lwfsm."):
+                found.add(str(node.module).split(".")[1])
+            elif isinstance(node, ast.Import):
+                found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("lwfsm.")}
+    return found - {folder.name, "errors"}
+
+
+def test_architecture_lists_the_package_folders_and_their_real_dependencies() -> None:
+    package = ROOT / "lwfsm"
+    real = {p.name for p in package.iterdir() if (p / "__init__.py").is_file()}
+    listed = re.findall(r"^lwfsm/(\w+)/", _section_block("architecture"), re.M)
+    assert sorted(listed) == sorted(real)  # every folder once, and no folder that is gone
+    chain = [set(re.findall(r"\w+", layer)) for layer in _section_block("dependencies").split("←")]
+    assert sorted(set().union(*chain)) == sorted(real)
+    for i, layer in enumerate(chain):
+        earlier = set().union(*chain[:i])
+        for folder in layer:
+            assert _imported_folders(package / folder) <= earlier, f"lwfsm/{folder}/ imports from a later folder"
