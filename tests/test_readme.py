@@ -157,3 +157,14 @@ def test_architecture_lists_the_package_folders_and_their_real_dependencies() ->
         earlier = set().union(*chain[:i])
         for folder in layer:
             assert _imported_folders(package / folder) <= earlier, f"lwfsm/{folder}/ imports from a later folder"
+
+
+def test_every_link_within_the_readme_finds_its_heading() -> None:
+    text = re.sub(r"```.*?```", "", README, flags=re.S)
+    # GitHub's anchors: lower case, punctuation other than - and _ dropped, spaces to hyphens.
+    anchors = {
+        re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in re.findall(r"^#+ (.*)$", text, re.M)
+    }
+    links = set(re.findall(r"\]\(#([^)]+)\)", text))
+    assert links
+    assert links <= anchors, sorted(links - anchors)
