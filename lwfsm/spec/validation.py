@@ -11,7 +11,7 @@ import keyword
 import re
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, Union
 
 from pydantic import BaseModel, ValidationError
@@ -188,7 +188,12 @@ def _meaning(spec: Spec) -> list[tuple[Loc, str, int]]:
     for name in set(counters) & set(params):
         add((("counters", name), f"'{name}' is both a counter and a param; rename one", -1))
 
-    known = unknown
+    def known(kind: str, name: str, pool: Iterable[str]) -> str:
+        message = unknown(kind, name, pool)
+        if kind == "state" and name in spec.roles:  # `dest: lead`: a role where a state belongs
+            serving = [s for s, st in states.items() if st.role == name]
+            message += f"; '{name}' is a role: name a state it serves ({', '.join(serving) or 'none yet'})"
+        return message
 
     def expr(loc: Loc, text: str, want: Kind, params_only: bool = False) -> Expr | None:
         try:
