@@ -15,6 +15,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import shlex
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -115,6 +116,27 @@ def _source_path(sources: Path, source: str) -> tuple[Path, str]:
         sources / repo / path,
         f"git clone https://github.com/{repo} && git -C {repo.split('/')[1]} show {commit}:{path}",
     )
+
+
+def fetch_commands(rows: Sequence[Mapping[str, Any]], sources: Path) -> list[str]:
+    """Shell commands that put each transcript a manifest names at the path `evaluate` reads it from:
+    a blobless clone per repository, then `git show` of the labelled commit's file."""
+    out, cloned = [], set()
+    for source in dict.fromkeys(str(r["source"]) for r in rows if "source" in r):
+        repo, _, rest = source.partition("@")
+        commit, _, path = rest.partition(":")
+        clone = sources / ".repos" / repo
+        if repo not in cloned:
+            cloned.add(repo)
+            out.append(
+                f"git clone -q --filter=blob:none --no-checkout https://github.com/{repo} {shlex.quote(str(clone))}"
+            )
+        target = sources / repo / path
+        out.append(
+            f"mkdir -p {shlex.quote(str(target.parent))} && "
+            f"git -C {shlex.quote(str(clone))} show {commit}:{shlex.quote(path)} > {shlex.quote(str(target))}"
+        )
+    return out
 
 
 def evaluate(

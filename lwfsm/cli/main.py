@@ -643,6 +643,11 @@ def cmd_judge(args: argparse.Namespace) -> int:
     path = Path(args.file)
     if not path.is_file():
         raise _Usage(f"{path}: no such file")
+    if args.action == "sources":
+        if not args.sources:
+            raise _Usage("sources: give --sources DIR, the folder the transcripts go to")
+        print("\n".join(judging.fetch_commands(judging.read_lines(path), Path(args.sources))))
+        return 0
     if args.action == "explain":
         try:
             capture = json.loads(path.read_text(encoding="utf-8"))
@@ -791,11 +796,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("judge", help="why a turn was judged as it was; the judge measured on labelled turns")
-    p.add_argument("action", choices=["explain", "eval"])
+    p.add_argument("action", choices=["explain", "eval", "sources"])
     p.add_argument(
         "file",
         metavar="FILE",
-        help="explain: a captured request (JSON body, or {headers, body}); eval: labelled turns (JSONL, .gz)",
+        help="explain: a captured request (JSON body, or {headers, body}); eval: labelled turns (JSONL, .gz); "
+        "sources: a manifest, to print the commands that fetch its transcripts into --sources DIR",
     )
     p.add_argument("--spec", default="lead_worker", help="the spec whose judging: applies (default: lead_worker)")
     with_set(p)

@@ -32,6 +32,13 @@ class TransitionInfo(_Record):
     guard: str | None = Field(default=None, description="that transition's guard")
 
 
+class Evidence(_Record):
+    rule: str = Field(description="the judging rule that decided, e.g. claude_code.exit_status=1")
+    message: int | None = Field(default=None, description="which message after the reply (0-based); null: the reply")
+    line: int | None = Field(default=None, description="the line in that message")
+    excerpt: str = Field(default="", description="the line or phrase that showed it")
+
+
 class TraceRecord(_Record):
     """One judged turn."""
 
@@ -42,6 +49,11 @@ class TraceRecord(_Record):
     model: str = Field(min_length=1, description="model that served the turn, as LiteLLM names it")
     outcome: str = Field(min_length=1, description="event the verdict fired: turn_completed or failure")
     reason: str | None = Field(default=None, description="why the turn failed (failures only)")
+    kind: str | None = Field(
+        default=None,
+        description="what the judge saw: ok, task_failure, environment, user_correction, rejected (null: fired by hand)",
+    )
+    evidence: Evidence | None = Field(default=None, description="where the judge saw it")
     prompt_tokens: int = Field(default=0, ge=0, description="all input tokens, cached ones included")
     completion_tokens: int = Field(default=0, ge=0, description="output tokens, reasoning included")
     cache_read_tokens: int = Field(default=0, ge=0, description="input tokens read from the prompt cache")

@@ -181,6 +181,7 @@ class Adapter:
         log_dir: str | Path | None = None,
         store: str | Store | None = None,
         conflicts: int = 100,
+        agent: str | None = None,
     ) -> None:
         env = os.environ if env is None else env
         if isinstance(spec, Engine):
@@ -189,7 +190,7 @@ class Adapter:
             loaded = spec if isinstance(spec, Spec) else load_spec(spec)
             overrides = params_from_env(loaded, env)
             engine = Engine(loaded.with_params(overrides) if overrides else loaded)
-        self.core = TurnCore(engine, detectors=detectors, turn_unit=turn_unit)
+        self.core = TurnCore(engine, detectors=detectors, turn_unit=turn_unit, agent=agent)
         self.engine, self.spec = engine, engine.spec
         self.bindings = bindings(self.spec, models, env)
         self.env = env

@@ -56,21 +56,22 @@ def core_of(
     detectors: Sequence[Detector] | None = None,
     turn_unit: str | None = None,
     default_unit: str = "call",
+    agent: str | None = None,
 ) -> TurnCore:
     """A turn core from a core, an engine, a spec, a spec file or a shipped spec's name.
 
     `turn_unit` None means `default_unit` (the front end's choice); a given core keeps its own.
     """
     if isinstance(spec, TurnCore):
-        if turn_unit is not None and turn_unit != spec.turn_unit or detectors is not None:
+        if turn_unit is not None and turn_unit != spec.turn_unit or detectors is not None or agent is not None:
             # A core is built once with its judging; quietly ignoring the options would judge otherwise.
             raise ConfigError(
-                f"a TurnCore carries its own turn_unit ({spec.turn_unit!r}) and detectors: "
+                f"a TurnCore carries its own turn_unit ({spec.turn_unit!r}), detectors and agent: "
                 "pass them to TurnCore(...), or pass the spec instead of the core"
             )
         return spec
     engine = spec if isinstance(spec, Engine) else Engine(spec if isinstance(spec, Spec) else load_spec(spec))
-    return TurnCore(engine, detectors=detectors, turn_unit=turn_unit or default_unit)
+    return TurnCore(engine, detectors=detectors, turn_unit=turn_unit or default_unit, agent=agent)
 
 
 @dataclass(frozen=True)
@@ -98,8 +99,9 @@ class Front(Generic[M]):
         log: Sink | None = None,
         save: Save | None = None,
         pricer: Pricer | None = None,
+        agent: str | None = None,
     ) -> None:
-        self.core = core_of(spec, detectors=detectors, turn_unit=turn_unit, default_unit=FRAMEWORK_UNIT)
+        self.core = core_of(spec, detectors=detectors, turn_unit=turn_unit, default_unit=FRAMEWORK_UNIT, agent=agent)
         roles = list(self.core.spec.roles)
         problems = [f"missing: {', '.join(r for r in roles if r not in models)}"] if set(roles) - set(models) else []
         if set(models) - set(roles):

@@ -1,0 +1,243 @@
+"""The turn judge: per-agent readers, kinds of verdict with their evidence, and the judge measured.
+
+The floors are measured on the generated corpus (tests/judging/generated.jsonl.gz: requests real
+Claude Code, Codex and aider runs sent, over scripted upstreams and small real repositories; see
+tests/judging/generate.py). The public-transcript manifest (tests/judging/manifest.jsonl) holds
+provenance and labels only; its figures are measured on demand, with the transcripts fetched
+(LWFSM_JUDGE_SOURCES=DIR, see the README).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lwfsm import Engine, Spec, SpecError, load_spec
+from lwfsm.cli import main
+from lwfsm.cli.judging import Result, evaluate, read_lines
+from lwfsm.turn import TurnCore
+from lwfsm.turn.agents import AGENTS, KINDS
+
+ROOT = Path(__file__).resolve().parent.parent
+GENERATED = ROOT / "tests" / "judging" / "generated.jsonl.gz"
+MANIFEST = ROOT / "tests" / "judging" / "manifest.jsonl"
+
+
+def figures(results: list[Result]) -> dict[str, tuple[float, float]]:
+    """(precision, recall) of `failure`, per agent and overall."""
+    by: dict[str, list[Result]] = defaultdict(list)
+    for r in results:
+        by[r.agent].append(r)
+        by["overall"].append(r)
+    out = {}
+    for agent, rs in by.items():
+        tp = sum(r.failed and r.said_failed for r in rs)
+        said, failed = sum(r.said_failed for r in rs), sum(r.failed for r in rs)
+        out[agent] = (tp / said if said else 1.0, tp / failed if failed else 1.0)
+    return out
+
+
+def test_the_generated_corpus_meets_the_floors() -> None:
+    results = list(evaluate(TurnCore(Engine(load_spec("lead_worker"))), read_lines(GENERATED)))
+    assert len(results) >= 200
+    assert {r.agent for r in results} == {"claude_code", "codex", "aider"}
+    for agent, (precision, recall) in figures(results).items():
+        floor = (0.90, 0.85) if agent == "overall" else (0.80, 0.80)
+        assert precision >= floor[0], (agent, precision)
+        assert recall >= floor[1], (agent, recall)
+
+
+def test_the_manifest_holds_provenance_and_labels_never_transcripts() -> None:
+    rows = read_lines(MANIFEST)
+    assert len(rows) >= 600
+    assert len({r["agent"] for r in rows}) >= 5
+    assert len({r["id"] for r in rows}) == len(rows)
+    for r in rows:
+        assert re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}:.+", r["source"]), r["id"]
+        assert re.fullmatch(r"[0-9a-f]{64}", r["sha256"]), r["id"]
+        assert r["kind"] in KINDS, r["id"]
+        assert r["second"] in KINDS, r["id"]
+        assert r["split"] in ("dev", "holdout"), r["id"]
+        assert r["agent"] in AGENTS, r["id"]
+        assert len(r["rationale"]) <= 240, r["id"]  # one line of ours, never a transcript's text
+
+
+@pytest.mark.skipif(
+    not os.environ.get("LWFSM_JUDGE_SOURCES"),
+    reason="on demand: set LWFSM_JUDGE_SOURCES to a folder holding the manifest's transcripts "
+    "(the README says how to fetch them)",
+)
+def test_the_public_manifest_figures() -> None:
+    core = TurnCore(Engine(load_spec("lead_worker")))
+    results = list(evaluate(core, read_lines(MANIFEST), Path(os.environ["LWFSM_JUDGE_SOURCES"])))
+    assert len(results) == len(read_lines(MANIFEST))  # every transcript found, verified and read
+    precision, recall = figures(results)["overall"]
+    assert precision >= 0.90  # measured 0.92 on 2026-12-02 (README)
+    assert recall >= 0.75  # measured 0.76
+
+
+def test_explain_reads_each_captured_agent(capsys: pytest.CaptureFixture[str]) -> None:
+    for agent in ("claude_code", "codex", "aider"):
+        assert main(["judge", "explain", str(ROOT / "tests" / "agent_traffic" / f"{agent}.json")]) == 0
+        out = capsys.readouterr().out
+        assert f"agent {agent}; verdict " in out, out
+    assert main(["judge", "explain", str(ROOT / "tests" / "agent_traffic" / "aider.json")]) == 0
+    out = capsys.readouterr().out
+    assert "verdict task_failure, fires failure\n  rule:     aider.lint" in out
+    assert "rule:     aider.test_output" in out
+
+
+# -- the hard cases, one conversation each (OpenAI-shaped, a generic tool-calling agent) --
+
+
+def bash(command: str, cid: str = "c1") -> dict[str, Any]:
+    call = {"id": cid, "type": "function", "function": {"name": "bash", "arguments": json.dumps({"command": command})}}
+    return {"role": "assistant", "content": None, "tool_calls": [call]}
+
+
+def result(text: str, cid: str = "c1") -> dict[str, Any]:
+    return {"role": "tool", "tool_call_id": cid, "content": text}
+
+
+EDIT = {
+    "role": "assistant",
+    "content": None,
+    "tool_calls": [
+        {"id": "e1", "type": "function", "function": {"name": "edit_file", "arguments": '{"path": "src/parse.py"}'}}
+    ],
+}
+
+
+def verdict(*messages: dict[str, Any], spec: Spec | None = None) -> tuple[str | None, str | None, Any]:
+    """(event, kind, evidence) of the last assistant message's turn, judged from what follows it."""
+    core = TurnCore(Engine(spec or load_spec("lead_worker")))
+    msgs = [{"role": "user", "content": "fix the parser"}, *messages]
+    last = max(i for i, m in enumerate(msgs) if m["role"] == "assistant")
+    conv = core.start()
+    core.settle(conv, core.plan(conv, msgs[:last]), role="lead", model="m", reply=msgs[last])
+    v = core.verdict(conv, msgs)
+    return v.event, v.kind, v.evidence
+
+
+@pytest.mark.parametrize(
+    ("command", "output", "kind"),
+    [
+        ("grep -rn parse_header src/", "exit code 1\n", "ok"),  # a search that found nothing
+        ("test -f setup.cfg", "Exit code 1", "ok"),
+        ("ls docs", "Exit code 2\nls: cannot access 'docs': No such file or directory", "ok"),
+        ("make build || true", "Exit code 1\nmake: *** [build] Error 1", "ok"),
+        ("python -m pytest -q", "Exit code 1\nFAILED tests/test_parse.py::test_header\n1 failed", "task_failure"),
+        (
+            "python -m pytest -q | tail -3",
+            "FAILED tests/test_parse.py::test_header\n1 failed, 4 passed",
+            "task_failure",
+        ),
+        ("python -m pytest -q | tail -3", "5 passed in 0.12s", "ok"),
+        ("cat src/parse.py", "def f():\n    try:\n        g()\n    except ValueError:\n        raise\n", "ok"),
+        ("pip install requests", "Exit code 1\nERROR: No matching distribution found for requests", "environment"),
+        ("sleep 600", "Command timed out after 2m 0.0s", "task_failure"),
+    ],
+)
+def test_outcomes_before_words(command: str, output: str, kind: str) -> None:
+    _, got, evidence = verdict(EDIT, result("ok", "e1"), bash(command), result(output))
+    assert got == kind, evidence
+
+
+def test_a_reproduction_fails_in_the_red_phase_only() -> None:
+    crash = 'Exit code 1\nTraceback (most recent call last):\n  File "repro.py", line 3\nZeroDivisionError: x'
+    assert verdict(bash("python repro.py"), result(crash))[1] == "ok"  # nothing changed yet: it shows the bug
+    after_fix = verdict(
+        bash("python repro.py", "r1"),
+        result(crash, "r1"),
+        EDIT,
+        result("ok", "e1"),
+        bash("python repro.py"),
+        result(crash),
+    )
+    event, kind, evidence = after_fix
+    assert (event, kind) == ("failure", "task_failure")
+    assert (evidence.rule, evidence.message, evidence.line) == ("generic.exit_status=1", 0, 2)
+    assert evidence.excerpt == "Traceback (most recent call last):"
+
+
+def test_a_second_look_at_a_counted_failure_counts_nothing() -> None:
+    failing = "Exit code 1\nFAILED tests/test_parse.py::test_header\n1 failed"
+    first = (EDIT, result("ok", "e1"), bash("python -m pytest -q", "p1"), result(failing, "p1"))
+    assert verdict(*first)[1] == "task_failure"
+    assert verdict(*first, bash("python -m pytest -q tests/test_parse.py -x", "p2"), result(failing, "p2"))[1] == "ok"
+    again = (*first, EDIT, result("ok", "e1"), bash("python -m pytest -q", "p3"), result(failing, "p3"))
+    assert verdict(*again)[1] == "task_failure"  # a new attempt that fails again is news
+
+
+def test_corrections_and_rejections_are_their_own_kinds() -> None:
+    said = {"role": "assistant", "content": "Done: the header parser handles tabs now."}
+    event, kind, evidence = verdict(said, {"role": "user", "content": "No, it still fails on tabs."})
+    assert (event, kind, evidence.rule) == ("failure", "user_correction", "generic.correction")
+    assert verdict(said, {"role": "user", "content": "Thanks. Now add a test for CRLF."})[1] == "ok"
+    refused = result("The user doesn't want to proceed with this tool use. The tool use was rejected.")
+    assert verdict(bash("rm -rf build"), refused)[1] == "rejected"
+
+
+def test_the_spec_says_what_each_kind_fires() -> None:
+    env = (bash("python -c 'import yaml'"), result("Exit code 1\nModuleNotFoundError: No module named 'yaml'"))
+    assert verdict(*env)[:2] == ("turn_completed", "environment")  # the default: the lead would hit it too
+    text = (ROOT / "specs" / "lead_worker.yaml").read_text()
+    strict = Spec.from_text(text.replace("    environment: turn_completed", "    environment: failure"))
+    assert verdict(*env, spec=strict)[:2] == ("failure", "environment")
+    with pytest.raises(SpecError, match=r"s.yaml:\d+:5: judging.kinds.enviroment: unknown verdict kind 'enviroment' "):
+        Spec.from_text(text.replace("    environment: turn_completed", "    enviroment: failure"), source="s.yaml")
+    with pytest.raises(SpecError, match=r"judging.kinds.rejected: unknown event 'fail' \(did you mean 'failure'\?\)"):
+        Spec.from_text(text.replace("    rejected: failure", "    rejected: fail"), source="s.yaml")
+
+
+# -- lwfsm judge eval on a manifest: sources are checked, and missing ones say how to fetch them --
+
+
+def test_eval_checks_each_transcript_before_reading_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    history = (
+        "#### fix the parser\n\nparser.py\n```\nx\n```\n\n> # 1 SEARCH/REPLACE block failed to match!\n\n#### ok\n"
+    )
+    path = tmp_path / "src" / "someone" / "repo" / ".aider.chat.history.md"
+    path.parent.mkdir(parents=True)
+    path.write_text(history)
+    row = {
+        "id": "a-1",
+        "agent": "aider",
+        "source": "someone/repo@" + "0" * 40 + ":.aider.chat.history.md",
+        "sha256": hashlib.sha256(history.encode()).hexdigest(),
+        "locator": {"user_block": 1},
+        "kind": "task_failure",
+    }
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(json.dumps(row) + "\n")
+    assert main(["judge", "eval", str(manifest), "--sources", str(tmp_path / "src")]) == 0
+    assert re.search(r"aider\s+1\s+1\s+1\s+0\s+0\s+1.00\s+1.00", capsys.readouterr().out)
+    path.write_text(history + "changed")
+    assert main(["judge", "eval", str(manifest), "--sources", str(tmp_path / "src")]) == 1
+    assert "its sha256 is not the manifest's" in capsys.readouterr().err
+    path.unlink()
+    assert main(["judge", "eval", str(manifest), "--sources", str(tmp_path / "src")]) == 1
+    err = capsys.readouterr().err
+    assert "missing; fetch it with: git clone https://github.com/someone/repo && git -C repo show 000" in err
+
+
+def test_a_front_end_names_its_agent_or_it_is_told_from_the_request() -> None:
+    from lwfsm.errors import ConfigError
+    from lwfsm.turn.front import Front
+
+    spec = load_spec("lead_worker")
+    with pytest.raises(ConfigError, match="agent must be one of claude_code, codex, aider"):
+        TurnCore(Engine(spec), agent="cursor")
+    front = Front(spec, {"lead": "big", "worker": "small"}, agent="aider")
+    assert front.core.agent == "aider"
+    said = {"role": "user", "content": "# 1 SEARCH/REPLACE block failed to match!\n..."}
+    reply = {"role": "assistant", "content": "parser.py\n<<<<<<< SEARCH\nx\n=======\ny\n>>>>>>> REPLACE"}
+    assert front.core.judgement(reply, [said]).kind == "task_failure"  # aider's own format
+    assert TurnCore(Engine(spec)).judgement(reply, [said]).kind == "ok"  # a generic agent's reader
