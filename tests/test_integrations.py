@@ -61,7 +61,7 @@ def test_front_refuses_options_a_given_core_would_ignore() -> None:
     core = Front(SPEC, MODELS).core
     assert core.turn_unit == "message"  # a framework's default
     assert Front(core, MODELS, turn_unit="message").core is core
-    with pytest.raises(ConfigError, match=r"carries its own turn_unit \('message'\) and detectors"):
+    with pytest.raises(ConfigError, match=r"carries its own turn_unit \('message'\), detectors and agent"):
         Front(core, MODELS, turn_unit="call")
 
 

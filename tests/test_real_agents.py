@@ -199,7 +199,7 @@ def test_claude_code_print_mode_switches_between_lead_and_worker(ant: anthropic_
     ant.script(
         "worker-model",
         _bash("cat missing.txt"),  # turn 4 fails: exit 1, "No such file or directory"
-        _bash("ls no-such-dir"),  # turn 5 fails too: the lead comes back
+        _bash("python3 no_such_script.py"),  # turn 5 fails too (exit 2): the lead comes back
         {"content": "All done: notes.txt has three lines."},  # call 8, the worker on probation
     )
     gw = Gateway("lead_worker", "--api-key-env", "GW_KEY", env=_env("anthropic", ant.base))
@@ -225,10 +225,13 @@ def test_claude_code_print_mode_switches_between_lead_and_worker(ant: anthropic_
         print(gw.stop())
         raise
     gw.stop()
-    assert [(h["turn"], h["reason"]) for h in detail["history"] if h["reason"]] == [
-        (4, "tool result marked is_error"),
-        (5, "tool result marked is_error"),
+    # Judged from Claude Code's own evidence: "Exit code N" in a result it flags is_error.
+    missing = "No such file or directory"
+    assert [(h["turn"], h["kind"], h["evidence"]["rule"]) for h in detail["history"] if h["reason"]] == [
+        (4, "task_failure", "claude_code.exit_status=1"),
+        (5, "task_failure", "claude_code.exit_status=2"),
     ]
+    assert [h["evidence"]["excerpt"].endswith(missing) for h in detail["history"] if h["reason"]] == [True, True]
     # The agent really ran the tools, and sent their results back: request n carries the result of
     # reply n-1's tool call, failed where the command failed.
     assert notes.read_text() == "lead-2\nlead-1\nfallback-6\n"
@@ -301,7 +304,7 @@ def test_codex_exec_switches_between_lead_and_worker(oai: openai_server.Server, 
 
     # Scripted in call order (the ids count the calls): lead 1-3, worker 4-5, lead 6-7, worker 8.
     oai.script("lead-model", sh("echo lead-1 > notes.txt"), sh("echo lead-2 >> notes.txt"), sh("cat notes.txt"))
-    oai.script("worker-model", sh("cat missing.txt"), sh("ls no-such-dir"))  # turns 4 and 5 fail
+    oai.script("worker-model", sh("cat missing.txt"), sh("python3 no_such_script.py"))  # turns 4 and 5 fail
     oai.script("lead-model", sh("echo fallback-6 >> notes.txt"), sh("wc -l < notes.txt"))
     oai.script("worker-model", {"content": "All done: notes.txt has three lines."})
     gw = Gateway("lead_worker", "--api-key-env", "GW_KEY", env=_env("openai", oai.base))
@@ -323,8 +326,10 @@ def test_codex_exec_switches_between_lead_and_worker(oai: openai_server.Server, 
     gw.stop()
     assert answers == ["All done: notes.txt has three lines."]
     assert exits == [0, 0, 0, 1, 2, 0, 0]  # Codex ran the seven commands the models asked for
-    assert [(h["turn"], h["reason"]) for h in detail["history"] if h["reason"]] == [
-        (n, "tool result reports an error ('no such file or directory')") for n in sorted(FAILED)
+    # Judged from Codex's own evidence: "Process exited with code N" in the command's output.
+    assert [(h["turn"], h["kind"], h["evidence"]["rule"]) for h in detail["history"] if h["reason"]] == [
+        (4, "task_failure", "codex.exit_status=1"),
+        (5, "task_failure", "codex.exit_status=2"),
     ]
     assert (work / "notes.txt").read_text() == "lead-1\nlead-2\nfallback-6\n"
     assert [r["model"] for r in oai.requests] == _models()
