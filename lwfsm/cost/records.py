@@ -51,7 +51,8 @@ class TraceRecord(_Record):
     reason: str | None = Field(default=None, description="why the turn failed (failures only)")
     kind: str | None = Field(
         default=None,
-        description="what the judge saw: ok, task_failure, environment, user_correction, rejected (null: fired by hand)",
+        description="what the judge saw: ok, task_failure, environment, user_correction, rejected "
+        "(null: fired by hand)",
     )
     evidence: Evidence | None = Field(default=None, description="where the judge saw it")
     prompt_tokens: int = Field(default=0, ge=0, description="all input tokens, cached ones included")

@@ -327,7 +327,8 @@ _ERROR_LINE = re.compile(
     r"^\s*(Traceback \(most recent call last\):|(?:[A-Za-z_]\w*\.)*[A-Z]?\w*(Error|Exception)( \[\w+\])?: |"
     r"error(\[E\d+\])?: |"
     r"fatal: |FAILED\b|FAIL\b|npm ERR!|ERROR: |E\s{3}|BUILD FAILURE|BUILD FAILED|make: \*\*\*|"
-    r"SyntaxError|panic: |Segmentation fault|Aborted|.*: command not found$|.*No such file or directory$|.*can't open file)",
+    r"SyntaxError|panic: |Segmentation fault|Aborted|.*: command not found$|.*No such file or directory$|"
+    r".*can't open file)",
 )
 # Test runners' own summaries.
 # Test runners' own summaries (matched at a line's start), and a count of failures anywhere in a line.
