@@ -85,8 +85,8 @@ class Transcript(NamedTuple):
 class History:
     known: bool = False  # the messages before the reply were given
     edited: bool = False  # the model has changed a file in this conversation (other than tests and reproductions)
-    # what ran since the model's last attempt, by program: (index, message, tool, arguments)
-    runs: dict[str, list[tuple[int, Message, str | None, Mapping[str, Any]]]] = field(default_factory=dict)
+    # the commands run since the model's last attempt: (command, index, message, tool, arguments)
+    runs: list[tuple[str, int, Message, str | None, Mapping[str, Any]]] = field(default_factory=list)
     corrected: bool = False  # the user said the last change was wrong, and nothing changed since
 
 
@@ -388,6 +388,16 @@ def first_match(pattern: re.Pattern[str], text: str) -> tuple[int, str] | None:
 
 # -- the reader --
 
+# Words every match of a pattern contains: a plain substring test (fast) before the regex (slow).
+_STATUS_HINTS = ("xit code", "xit status", "exited with code", "returncode")
+_TIMEOUT_HINTS = ("imed out", "imeout", "no new output")
+_REJECT_HINTS = ("want to proceed", "ejected", "eclined", "enied", "nterrupted by user", "granted")
+
+
+def _hinted(pattern: re.Pattern[str], text: str, hints: tuple[str, ...]) -> re.Match[str] | None:
+    return pattern.search(text) if any(h in text for h in hints) else None
+
+
 # Tool names that read or list things: what they return is content, whatever words are in it.
 _READS = re.compile(r"(read|view|open|cat|show|get|fetch|search|grep|find|list|ls|glob|browse|web|look)", re.I)
 
@@ -458,7 +468,7 @@ class Reader:
     def outcome(self, i: int, msg: Message, tool: str | None, args: Mapping[str, Any]) -> Outcome:
         text = text_of(msg)
         command = self.command_of(args)
-        m = self.STATUS.search(text[:2000]) or self.STATUS.search(text[-2000:])
+        m = _hinted(self.STATUS, text[:2000], _STATUS_HINTS) or _hinted(self.STATUS, text[-2000:], _STATUS_HINTS)
         if m and m.group(1) == "124" and command and command.lstrip().startswith("timeout "):
             text = f"timed out after its `timeout` limit (exit 124)\n{text}"  # coreutils' timeout says nothing
         return Outcome(
@@ -468,7 +478,7 @@ class Reader:
             command=command,
             status=int(m.group(1)) if m else None,
             flagged=msg.get("is_error") is True,
-            timed_out=bool(self.TIMEOUT.search(text[:3000])) if command is not None else False,
+            timed_out=command is not None and _hinted(self.TIMEOUT, text[:3000], _TIMEOUT_HINTS) is not None,
             # a command's output, or a tool we do not know that does not look like reading something
             runs=command is not None or not _READS.search(tool or ""),
         )
@@ -501,8 +511,12 @@ class Reader:
     def from_user(self, reply: Message, after: Sequence[Message]) -> Iterator[Finding]:
         for i, msg in enumerate(after):
             text = text_of(msg)
-            if msg.get("role") in ("tool", "user") and (hit := first_match(self.REJECTED, text[:3000])):
-                yield Finding("rejected", Evidence(f"{self.name}.rejected", i, hit[0], hit[1]))
+            refused = (
+                _hinted(self.REJECTED, text[:3000], _REJECT_HINTS) if msg.get("role") in ("tool", "user") else None
+            )
+            if refused is not None:
+                line = text.count("\n", 0, refused.start()) + 1
+                yield Finding("rejected", Evidence(f"{self.name}.rejected", i, line, refused.group(0).strip()[:160]))
             elif self.human_turns and self.human(msg):
                 correction = self.correction(text)
                 if correction is not None:
@@ -538,7 +552,7 @@ class Reader:
                         tool, args = calls.get(str(msg.get("tool_call_id")), (None, {}))
                         command = self.command_of(args)
                         if command:  # whether it failed is read only if the reply runs the same program
-                            past.runs.setdefault(program(command), []).append((j, msg, tool, args))
+                            past.runs.append((command, j, msg, tool, args))
                     elif self.human_turns and self.human(msg) and self.correction(text_of(msg)) is not None:
                         corrected = True
             if attempt and since_attempt:
@@ -586,7 +600,10 @@ class Reader:
                 return True
             if not past.known and is_reproduction(cmd) and not expects_success(text_of(reply)):
                 return True
-        return past.corrected or any(self.failed(*run) for run in past.runs.get(program(cmd), ()))
+        mine = program(cmd)
+        return past.corrected or any(
+            program(c) == mine and self.failed(j, msg, tool, args) for c, j, msg, tool, args in past.runs
+        )
 
     def failed(self, i: int, msg: Message, tool: str | None, args: Mapping[str, Any]) -> bool:
         o = self.outcome(i, msg, tool, args)
@@ -600,6 +617,8 @@ class Reader:
         return Finding(kind, Evidence(f"{self.name}.{why}", o.message, hit[0] if hit else None, hit[1] if hit else ""))
 
     def malformed(self, reply: Message, tools: Sequence[Message]) -> Iterator[Finding]:
+        if not reply.get("tool_calls"):
+            return
         offered = {(t.get("function") or {}).get("name") for t in tools}
         for call in reply.get("tool_calls") or ():
             fn = call.get("function") or {}
