@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lwfsm import Engine, Spec, SpecError, load_spec
 from lwfsm.cli import main
@@ -28,6 +30,20 @@ from lwfsm.turn.agents import AGENTS, KINDS
 ROOT = Path(__file__).resolve().parent.parent
 GENERATED = ROOT / "tests" / "judging" / "generated.jsonl.gz"
 MANIFEST = ROOT / "tests" / "judging" / "manifest.jsonl"
+# the keys judging reads, so generated messages reach the readers' paths
+FIELDS = (
+    "role",
+    "content",
+    "tool_calls",
+    "function",
+    "name",
+    "arguments",
+    "id",
+    "tool_call_id",
+    "is_error",
+    "type",
+    "text",
+)
 
 
 def figures(results: list[Result]) -> dict[str, tuple[float, float]]:
@@ -241,3 +257,31 @@ def test_a_front_end_names_its_agent_or_it_is_told_from_the_request() -> None:
     reply = {"role": "assistant", "content": "parser.py\n<<<<<<< SEARCH\nx\n=======\ny\n>>>>>>> REPLACE"}
     assert front.core.judgement(reply, [said]).kind == "task_failure"  # aider's own format
     assert TurnCore(Engine(spec)).judgement(reply, [said]).kind == "ok"  # a generic agent's reader
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.text(max_size=40)
+    | st.sampled_from(["Exit code 1", "<returncode>2</returncode>"]),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(list(FIELDS)), inner, max_size=5),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    reply=json_values,
+    after=st.lists(json_values, max_size=5),
+    before=st.lists(json_values, max_size=5),
+    agent=st.sampled_from([None, *AGENTS]),
+)
+def test_no_shape_of_messages_breaks_the_judge(
+    reply: Any, after: list[Any], before: list[Any], agent: str | None
+) -> None:
+    """A client controls every byte of the messages: the judge reads what it can and never raises."""
+    from lwfsm.turn.judge import judge
+
+    j = judge(reply, after, after, agent=agent, messages=[*before, reply, *after])
+    assert j.kind in KINDS

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .agents import Evidence, Finding, Kind, detect, reader, verdict_of
-from .agents.base import TAIL, text_of
+from .agents.base import TAIL, text_of, tool_calls
 
 __all__ = [
     "MAX_BLOCK",
@@ -135,11 +135,17 @@ def judge(
 ) -> Judgement:
     """The judgement on `reply` from the messages after it. `agent` names the reader; without it the
     agent is told from `headers` and the shape of `messages` (the whole request's, else `after`)."""
+    # Only objects are messages: a client's hostile shapes are skipped, never a crash of the judge.
+    after = [m for m in after if isinstance(m, Mapping)]
+    tools = [t for t in tools if isinstance(t, Mapping)]
+    if messages is not None:
+        messages = [m for m in messages if isinstance(m, Mapping)]
+    reply = reply if isinstance(reply, Mapping) else {}
     name = agent or detect(messages if messages is not None else after, headers)
     r = reader(name)
     findings = list(r.findings(reply, after, tools, before_reply(messages) if messages is not None else ()))
     findings += _patterns(after, error_patterns, correction_patterns, r.human)
-    if name == "generic" and not reply.get("tool_calls"):
+    if name == "generic" and not tool_calls(reply):
         said = unparsable_code(reply, after, tools)
         if said:
             findings.append(Finding("task_failure", Evidence("unparsable_code", None, None, said)))

@@ -34,6 +34,18 @@ _SCAN = 2_000_000  # characters of a message read at most
 TAIL = 40  # last lines of a command's output where words may count
 
 
+def tool_calls(message: Message) -> list[tuple[str, str, Any]]:
+    """(id, tool name, raw arguments) of a message's well-formed tool calls; malformed entries are skipped
+    (a client's hostile shapes must not break judging)."""
+    calls = message.get("tool_calls")
+    out = []
+    for call in calls if isinstance(calls, list) else ():
+        fn = call.get("function") if isinstance(call, Mapping) else None
+        if isinstance(fn, Mapping):
+            out.append((str(call.get("id")), str(fn.get("name")), fn.get("arguments")))
+    return out
+
+
 def text_of(message: Message) -> str:
     """The text of a message: a string, or the text of its content parts (OpenAI and Anthropic shapes)."""
     content = message.get("content")
@@ -443,15 +455,12 @@ class Reader:
     def calls(self, reply: Message) -> dict[str, tuple[str, dict[str, Any]]]:
         """tool_call id -> (tool name, parsed arguments)."""
         out: dict[str, tuple[str, dict[str, Any]]] = {}
-        for call in reply.get("tool_calls") or ():
-            if not isinstance(call, Mapping):
-                continue
-            fn = call.get("function") or {}
+        for ident, name, raw in tool_calls(reply):
             try:
-                args = json.loads(fn.get("arguments") or "{}")
+                args = json.loads(raw or "{}") if isinstance(raw, str | bytes) else raw
             except (TypeError, ValueError, RecursionError):
                 args = {}
-            out[str(call.get("id"))] = (str(fn.get("name")), args if isinstance(args, dict) else {})
+            out[ident] = (name, args if isinstance(args, dict) else {})
         return out
 
     @staticmethod
@@ -617,12 +626,11 @@ class Reader:
         return Finding(kind, Evidence(f"{self.name}.{why}", o.message, hit[0] if hit else None, hit[1] if hit else ""))
 
     def malformed(self, reply: Message, tools: Sequence[Message]) -> Iterator[Finding]:
-        if not reply.get("tool_calls"):
+        calls = tool_calls(reply)
+        if not calls:
             return
-        offered = {(t.get("function") or {}).get("name") for t in tools}
-        for call in reply.get("tool_calls") or ():
-            fn = call.get("function") or {}
-            name, args = fn.get("name"), fn.get("arguments")
+        offered = {str((t.get("function") or {}).get("name")) for t in tools if isinstance(t.get("function"), Mapping)}
+        for _, name, args in calls:
             if tools and name not in offered:
                 yield Finding("task_failure", Evidence("malformed.unknown_tool", None, None, f"{name!s:.80}"))
             elif isinstance(args, str) and len(args) <= 200_000:

@@ -10,7 +10,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from .base import Evidence, Finding, History, Message, Outcome, Reader, Transcript, first_match, text_of
+from .base import Evidence, Finding, History, Message, Outcome, Reader, Transcript, first_match, text_of, tool_calls
 
 __all__ = ["MINI", "READER"]
 
@@ -19,12 +19,12 @@ _RETURNCODE = re.compile(r"<returncode>(-?\d+)</returncode>")
 
 
 def _actions(reply: Message) -> list[str]:
-    calls = reply.get("tool_calls") or []
+    calls = tool_calls(reply)
     if calls:
         out = []
-        for c in calls:
+        for _, _, raw in calls:
             try:
-                args = json.loads((c.get("function") or {}).get("arguments") or "{}")
+                args = json.loads(raw or "{}") if isinstance(raw, str) else raw
             except (TypeError, ValueError, RecursionError):
                 args = {}
             out.append(str(args.get("command", "")) if isinstance(args, dict) else "")
@@ -71,7 +71,7 @@ class MiniSweAgent(Reader):
     ) -> Iterator[Finding]:
         yield from super().findings(reply, after, tools, before)
         actions = _actions(reply)
-        if len(actions) != 1 and not reply.get("tool_calls"):
+        if len(actions) != 1 and not tool_calls(reply):
             for i, msg in enumerate(after):
                 if hit := first_match(self.FORMAT, text_of(msg)[:2000]):
                     yield Finding("task_failure", Evidence(f"{self.name}.format_error", i, hit[0], hit[1]))
