@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .agents import Evidence, Finding, Kind, detect, reader, verdict_of
-from .agents.base import TAIL, text_of, tool_calls
+from .agents.base import TAIL, is_object, text_of, tool_calls
 
 __all__ = [
     "MAX_BLOCK",
@@ -136,11 +136,11 @@ def judge(
     """The judgement on `reply` from the messages after it. `agent` names the reader; without it the
     agent is told from `headers` and the shape of `messages` (the whole request's, else `after`)."""
     # Only objects are messages: a client's hostile shapes are skipped, never a crash of the judge.
-    after = [m for m in after if isinstance(m, Mapping)]
-    tools = [t for t in tools if isinstance(t, Mapping)]
+    after = [m for m in after if is_object(m)]
+    tools = [t for t in tools if is_object(t)]
     if messages is not None:
-        messages = [m for m in messages if isinstance(m, Mapping)]
-    reply = reply if isinstance(reply, Mapping) else {}
+        messages = [m for m in messages if is_object(m)]
+    reply = reply if is_object(reply) else {}
     name = agent or detect(messages if messages is not None else after, headers)
     r = reader(name)
     findings = list(r.findings(reply, after, tools, before_reply(messages) if messages is not None else ()))

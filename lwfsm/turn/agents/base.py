@@ -34,14 +34,19 @@ _SCAN = 2_000_000  # characters of a message read at most
 TAIL = 40  # last lines of a command's output where words may count
 
 
+def is_object(x: Any) -> bool:
+    """A JSON object (a dict; any Mapping from a caller). `type() is dict` first: ABC checks are slow."""
+    return type(x) is dict or isinstance(x, Mapping)
+
+
 def tool_calls(message: Message) -> list[tuple[str, str, Any]]:
     """(id, tool name, raw arguments) of a message's well-formed tool calls; malformed entries are skipped
     (a client's hostile shapes must not break judging)."""
     calls = message.get("tool_calls")
     out = []
     for call in calls if isinstance(calls, list) else ():
-        fn = call.get("function") if isinstance(call, Mapping) else None
-        if isinstance(fn, Mapping):
+        fn = call.get("function") if is_object(call) else None
+        if fn is not None and is_object(fn):
             out.append((str(call.get("id")), str(fn.get("name")), fn.get("arguments")))
     return out
 
@@ -52,7 +57,7 @@ def text_of(message: Message) -> str:
     if isinstance(content, list):
         parts = []
         for p in content:
-            if isinstance(p, Mapping):
+            if is_object(p):
                 inner = p.get("content")  # an Anthropic tool_result block nests its own content
                 parts.append(str(p.get("text", "")) if inner is None else text_of({"content": inner}))
             elif isinstance(p, str):
@@ -629,7 +634,7 @@ class Reader:
         calls = tool_calls(reply)
         if not calls:
             return
-        offered = {str((t.get("function") or {}).get("name")) for t in tools if isinstance(t.get("function"), Mapping)}
+        offered = {str(t["function"].get("name")) for t in tools if is_object(t.get("function"))}
         for _, name, args in calls:
             if tools and name not in offered:
                 yield Finding("task_failure", Evidence("malformed.unknown_tool", None, None, f"{name!s:.80}"))
