@@ -29,6 +29,7 @@ READERS: dict[str, Reader] = {
 AGENTS = (*READERS, GENERIC.name)
 TRANSCRIPTS = {
     "claude_code": claude_code.transcript,
+    "codex": codex.transcript,
     "aider": aider.transcript,
     "openhands": openhands.transcript,
     "swe_agent": swe_agent.transcript,

@@ -408,7 +408,7 @@ def first_match(pattern: re.Pattern[str], text: str) -> tuple[int, str] | None:
 # Words every match of a pattern contains: a plain substring test (fast) before the regex (slow).
 _STATUS_HINTS = ("xit code", "xit status", "exited with code", "returncode")
 _TIMEOUT_HINTS = ("imed out", "imeout", "no new output")
-_REJECT_HINTS = ("want to proceed", "ejected", "eclined", "enied", "nterrupted by user", "granted")
+_REJECT_HINTS = ("want to proceed", "ejected", "eclined", "enied", "nterrupted by user", "granted", "turn_aborted")
 
 
 def _hinted(pattern: re.Pattern[str], text: str, hints: tuple[str, ...]) -> re.Match[str] | None:
@@ -507,7 +507,9 @@ class Reader:
     def human(self, msg: Message) -> bool:
         """A user message written by a person (not a tool result or the harness's own text)."""
         text = text_of(msg).lstrip()
-        return msg.get("role") == "user" and not text.startswith(("<", "[", "Caveat:", "This session is being"))
+        return msg.get("role") == "user" and not text.startswith(
+            ("<", "[", "Caveat:", "This session is being", "# AGENTS.md")
+        )
 
     # -- judging --
 

@@ -8,7 +8,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from .base import Finding, Message, Outcome, Reader, text_of
+from .base import Finding, Message, Outcome, Reader, Transcript, text_of
 
 __all__ = ["READER"]
 
@@ -16,6 +16,8 @@ _PATCH_FAILED = re.compile(
     r"(apply_patch verification failed|Failed to apply patch|patch (did not|does not) apply|"
     r"Failed to find expected lines|Invalid patch)",
 )
+# A command that failed inside Codex's sandbox comes back as one string with its exit code.
+_SANDBOX = re.compile(r"^failed in sandbox \w+ with execution error: .*?exit code: (-?\d+)", re.S)
 # Codex's own answers to a call it could not make.
 _REFUSED_CALL = re.compile(r"^(unsupported call: |failed to parse function arguments|\w+ failed: Unknown process id)")
 _STILL_RUNNING = re.compile(r"^Process running with session ID \d+", re.M)
@@ -23,6 +25,7 @@ _STILL_RUNNING = re.compile(r"^Process running with session ID \d+", re.M)
 
 class Codex(Reader):
     name = "codex"
+    REJECTED = re.compile(Reader.REJECTED.pattern[:-1] + r"|<turn_aborted reason=interrupted>)")
 
     def detect(self, messages: Sequence[Message], system: str) -> bool:
         return "Codex" in system[:4000] and "apply_patch" in system[:60000]
@@ -41,6 +44,8 @@ class Codex(Reader):
                 o.status = code if isinstance(code, int) else o.status
                 return o
         o = super().outcome(i, msg, tool, args)
+        if sandboxed := _SANDBOX.match(text[:4000]):
+            o.status = int(sandboxed.group(1))
         if _REFUSED_CALL.match(text):
             o.command, o.runs, o.flagged = None, False, True
             return o
@@ -58,3 +63,58 @@ class Codex(Reader):
 
 
 READER = Codex()
+
+
+def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
+    """The turn at `line` (1-based) of a Codex rollout file: the run of model items around it (a
+    preamble, reasoning, one or more calls), what came back, and the conversation before, as Chat
+    Completions messages (a custom tool's input becomes its `input` argument)."""
+    lines = data.decode("utf-8").splitlines()
+    target = int(locator["line"])
+    items: list[tuple[int, dict[str, Any]]] = []  # (line, message) in order
+    for n, text in enumerate(lines, 1):
+        if not text.strip():
+            continue
+        entry = json.loads(text)
+        p = entry.get("payload") or {}
+        kind = p.get("type")
+        if entry.get("type") == "event_msg" and kind == "turn_aborted":
+            items.append((n, {"role": "user", "content": f"<turn_aborted reason={p.get('reason')}>"}))
+        if entry.get("type") != "response_item":
+            continue
+        if kind == "message" and p.get("role") in ("user", "assistant", "developer"):
+            parts = p.get("content") or []
+            body = "\n".join(str(c.get("text", "")) for c in parts if isinstance(c, dict))
+            items.append((n, {"role": p["role"], "content": body}))
+        elif kind in ("function_call", "custom_tool_call"):
+            args = p.get("arguments") if kind == "function_call" else json.dumps({"input": p.get("input", "")})
+            call = {
+                "id": str(p.get("call_id")),
+                "type": "function",
+                "function": {"name": p.get("name"), "arguments": args},
+            }
+            items.append((n, {"role": "assistant", "content": None, "tool_calls": [call]}))
+        elif kind in ("function_call_output", "custom_tool_call_output"):
+            out = p.get("output")
+            text_out = out if isinstance(out, str) else json.dumps(out)
+            items.append((n, {"role": "tool", "tool_call_id": str(p.get("call_id")), "content": text_out}))
+    at = next((i for i, (n, _) in enumerate(items) if n >= target), None)
+    if at is None or items[at][1]["role"] != "assistant":
+        raise LookupError(f"line {target} is not a model item of this rollout")
+    start = at
+    while start > 0 and items[start - 1][1]["role"] == "assistant" and items[start - 1][1].get("content"):
+        start -= 1  # a preamble message said just before the call belongs to the same turn
+    end = at + 1
+    while end < len(items) and items[end][1]["role"] == "assistant":
+        end += 1
+    reply: dict[str, Any] = {"role": "assistant", "content": "", "tool_calls": []}
+    for _, m in items[start:end]:
+        reply["content"] = "\n".join(x for x in (reply["content"], m.get("content") or "") if x)
+        reply["tool_calls"] += m.get("tool_calls") or []
+    after = []
+    for _, m in items[end:]:
+        if m["role"] == "assistant":
+            break
+        after.append(m)
+    before = [m for _, m in items[:start]]
+    return Transcript("openai", [*before, reply, *after], len(before), [])

@@ -40,8 +40,12 @@ READER = OpenHands()
 
 
 def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
-    """(reply, after, tools) at `index` of a completion log's (function-calling) messages."""
-    doc = json.loads(data)
+    """(messages, index of the reply, tools) for a turn of an OpenHands run: at `index` of a completion
+    log's (function-calling) messages, or the action event `event_id` of an event stream (`history`)."""
+    first = data.lstrip()[:1]
+    doc = json.loads(data.splitlines()[0] if first == b"{" and b'"history"' in data[:200_000] else data)
+    if "history" in doc:
+        return _from_events(doc["history"], str(locator.get("event_id", locator.get("index"))))
     messages = doc.get("fncall_messages") or doc["messages"]
     i = int(locator.get("index", locator.get("event_id", -1)))
     if not 0 <= i < len(messages) or messages[i].get("role") != "assistant":
@@ -53,3 +57,52 @@ def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
         after.append(m)
     tools = doc.get("kwargs", {}).get("tools") or []
     return Transcript("openai", [*messages[:i], messages[i], *after], i, tools if isinstance(tools, list) else [])
+
+
+# An event stream's actions, as the tools the model called.
+_TOOL_OF = {
+    "run": "execute_bash",
+    "read": "str_replace_editor",
+    "edit": "str_replace_editor",
+    "run_ipython": "execute_ipython_cell",
+}
+
+
+def _from_events(history: list[dict[str, Any]], event_id: str) -> Transcript:
+    """An OpenHands event stream as the messages the model saw: an action is a tool call, its
+    observation (linked by `cause`) the tool's answer, with the exit status line OpenHands adds."""
+    messages: list[Message] = []
+    at = None
+    for e in history:
+        given = e.get("args")
+        args: dict[str, Any] = given if isinstance(given, dict) else {}
+        if e.get("source") == "user" and e.get("action") == "message":
+            messages.append({"role": "user", "content": str(args.get("content") or e.get("message") or "")})
+        elif e.get("source") == "agent" and e.get("action"):
+            if str(e.get("id")) == event_id:
+                at = len(messages)
+            name = _TOOL_OF.get(str(e["action"]), str(e["action"]))
+            call = {
+                "id": str(e.get("id")),
+                "type": "function",
+                "function": {"name": name, "arguments": json.dumps(args)},
+            }
+            messages.append(
+                {
+                    "role": "assistant",
+                    "content": e.get("message") if e["action"] == "message" else None,
+                    "tool_calls": [call] if e["action"] not in ("message", "finish") else [],
+                }
+            )
+        elif e.get("observation"):
+            text = str(e.get("content") or "")
+            extras = e.get("extras")
+            meta = extras.get("metadata") if isinstance(extras, dict) else None
+            code = meta.get("exit_code") if isinstance(meta, dict) else None
+            if isinstance(code, int) and code >= 0:
+                text += f"\n[The command completed with exit code {code}.]"
+            messages.append({"role": "tool", "tool_call_id": str(e.get("cause")), "content": text})
+    if at is None:
+        raise LookupError(f"no agent action with id {event_id} in this run")
+    end = next((j for j in range(at + 1, len(messages)) if messages[j]["role"] == "assistant"), len(messages))
+    return Transcript("openai", messages[:end], at, [])
