@@ -310,6 +310,40 @@ def test_a_whole_reply_to_a_streamed_request_is_recorded(oai: openai_server.Serv
     assert got["pending"]["reply"]["content"] == "one body"
 
 
+def test_a_streamed_responses_call_gets_events_when_the_upstream_answers_whole(
+    oai: openai_server.Server, sq_gateway: Gateway
+) -> None:
+    """The openai SDK's Responses streaming client, through an upstream that ignores `stream: true`:
+    it gets the events of a stream (text, then a tool call), the turn is recorded, the chain is kept."""
+    import openai
+
+    gw = sq_gateway
+    client = openai.OpenAI(base_url=gw.base + "/v1", api_key=GATEWAY_KEY, max_retries=0)
+    call = {"id": "call_1", "type": "function", "function": {"name": "ls", "arguments": '{"path": "."}'}}
+    oai.script("lead-model", {"whole": True, "content": "one body", "tool_calls": [call]})
+    tools: Any = [{"type": "function", "name": "ls", "parameters": {"type": "object"}}]
+    with client.responses.stream(
+        model="m", input="list files", tools=tools, extra_headers={"x-lwfsm-session": "whole-responses"}
+    ) as stream:
+        kinds = [event.type for event in stream]
+        final = stream.get_final_response()
+    assert kinds[:2] == ["response.created", "response.in_progress"]
+    assert kinds[-1] == "response.completed"
+    assert "response.output_text.delta" in kinds
+    assert "response.function_call_arguments.done" in kinds
+    assert final.output_text == "one body"
+    assert [(o.type, getattr(o, "name", None)) for o in final.output] == [("message", None), ("function_call", "ls")]
+    assert final.usage is not None
+    assert final.usage.input_tokens == 11
+    got = gw.control("GET", "/lwfsm/sessions").json()["sessions"]
+    (mine,) = [s for s in got if s["session"] == "whole-responses"]
+    assert mine["calls"] == 1
+    seen = len(oai.requests)
+    later = client.responses.create(model="m", input="and now?", previous_response_id=final.id)
+    assert later.output_text  # the chain behind it was kept
+    assert [m["content"] for m in oai.requests[seen]["messages"]][:2] == ["list files", "one body"]
+
+
 # -- item 5: Responses chains --
 
 

@@ -595,9 +595,16 @@ class Gateway:
         lw = {k: v for k, v in result.headers.items() if k.startswith("x-lwfsm")}
         rid = "resp_" + os.urandom(12).hex()
         chain = self._chain_key(client_key, rid) if body.get("store", True) is not False else None
-        if body.get("stream") and isinstance(result, StreamingResponse):
+        if body.get("stream"):
+            # An upstream that ignored `stream: true` answered one body (its turn already recorded): the
+            # client asked for events, so that body is sent on as the events of a one-chunk stream.
+            chat = (
+                result.body_iterator
+                if isinstance(result, StreamingResponse)
+                else _once(wire.openai_chunk(json.loads(bytes(result.body))))
+            )
             shaper = wire.ResponsesStream(rid, body, int(time.time()))
-            events = self._responses_stream(result.body_iterator, shaper, chain, prev, added)
+            events = self._responses_stream(chat, shaper, chain, prev, added)
             return StreamingResponse(events, headers=lw, media_type="text/event-stream")
         reply, usage = wire.openai_reply(json.loads(bytes(result.body)))
         if reply is None:  # pragma: no cover - _run answers 502 before this
@@ -616,8 +623,9 @@ class Gateway:
         added: list[dict[str, Any]],
     ) -> AsyncIterator[bytes]:
         """The Chat Completions stream `_run` serves (`_relay` or `_litellm_stream`, which settle the
-        turn before they end) as Responses events. The chain is stored, and `response.completed` sent,
-        only once that stream has ended whole: a cut stream records nothing and the client sees no end."""
+        turn before they end; or a whole reply, already settled, as one chunk) as Responses events. The
+        chain is stored, and `response.completed` sent, only once that stream has ended whole: a cut
+        stream records nothing and the client sees no end."""
         reader = wire.SSEReader()
         yield out.start()
         try:
@@ -1073,6 +1081,10 @@ class _Ascii(JSONResponse):
 
     def render(self, content: Any) -> bytes:
         return json.dumps(content, allow_nan=False, separators=(",", ":")).encode()
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:

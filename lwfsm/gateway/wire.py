@@ -120,6 +120,25 @@ def openai_reply(response: Mapping[str, Any]) -> tuple[Message | None, Any]:
     return reply, response.get("usage")
 
 
+def openai_chunk(response: Mapping[str, Any]) -> bytes:
+    """A whole Chat Completions response as the SSE bytes of a stream: one chunk (its message as the
+    delta, its finish reason and usage), then `[DONE]` (for an upstream that ignored `stream: true`)."""
+    choices = response.get("choices")
+    choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], Mapping) else {}
+    message = choice.get("message") if isinstance(choice.get("message"), Mapping) else {}
+    delta: Message = {"role": "assistant", "content": message.get("content")}
+    if isinstance(message.get("tool_calls"), list):
+        delta["tool_calls"] = [{**c, "index": i} for i, c in enumerate(message["tool_calls"]) if isinstance(c, Mapping)]
+    chunk = {
+        "id": response.get("id"),
+        "object": "chat.completion.chunk",
+        "model": response.get("model"),
+        "choices": [{"index": 0, "delta": delta, "finish_reason": choice.get("finish_reason") or "stop"}],
+        "usage": response.get("usage"),
+    }
+    return b"data: " + json.dumps(chunk).encode() + b"\n\ndata: [DONE]\n\n"
+
+
 def _anthropic_usage(usage: Any) -> dict[str, int]:
     u = usage if isinstance(usage, Mapping) else {}
 
