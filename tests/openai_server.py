@@ -9,8 +9,8 @@ in `paths`.
 "cut": True (a stream that stops half-way, without its finish chunk and [DONE]), "whole": True (one JSON
 body even when the request asks for a stream, as some servers do),
 "hold": threading.Event() (a stream that sends its text and tool calls, then waits for the event, up
-to 10 s, before its finish chunk, or before its usage chunk with "hold_at": "usage"; the step's
-"released" says whether the event came)}.
+to 10 s, before its finish chunk, or before its usage chunk with "hold_at": "usage", or any reply before
+its first byte with "hold_at": "start"; the step's "released" says whether the event came)}.
 """
 
 import json
@@ -43,6 +43,8 @@ class Server:
                     steps = server.scripts[body["model"]]
                     step = steps.popleft() if steps else {}
                 time.sleep(step.get("delay", 0))
+                if step.get("hold_at") == "start":
+                    step["released"] = step.pop("hold").wait(10)
                 status = step.get("status", 200)
                 payload = step.get("body") or (
                     server.reply(body, step)

@@ -398,15 +398,60 @@ def test_concurrent_calls_of_a_conversation_are_told_their_own_turns(
     assert sorted(int(a.headers["x-lwfsm-turn"]) for a in answers) == [1, 2, 3, 4, 5, 6]
 
 
-def test_an_upstream_silent_longer_than_the_idle_timeout_is_a_502(oai: openai_server.Server) -> None:
-    gw = Gateway("--api-key-env", "GW_KEY", "--idle-timeout", "0.3", env=_env("openai", oai.base))
+def test_the_first_byte_and_idle_timeouts_are_separate(oai: openai_server.Server) -> None:
+    """Before its first byte an upstream has --first-byte-timeout (a long generation answered whole);
+    after it, --idle-timeout between chunks (a stream gone quiet)."""
+    args = ("--api-key-env", "GW_KEY", "--first-byte-timeout", "30", "--idle-timeout", "0.2")
+    gw = Gateway(*args, env=_env("openai", oai.base))
+    hold = threading.Event()
     try:
-        oai.script("lead-model", {"delay": 2})
-        r = _chat(gw, "slow")
+        oai.script("lead-model", {"delay": 0.6})  # thinks three idle timeouts long before it answers
+        slow = _chat(gw, "first-byte")
+        oai.script("lead-model", {"hold": hold})  # streams its text, then goes quiet before the finish
+        with httpx.stream(
+            "POST",
+            gw.base + "/v1/chat/completions",
+            json={"model": "m", "messages": [{"role": "user", "content": "go"}], "stream": True},
+            headers={**AUTH, "x-lwfsm-session": "idle"},
+            timeout=60,
+        ) as streamed:
+            status, key = streamed.status_code, streamed.headers["x-lwfsm-session"]
+            with pytest.raises(httpx.RemoteProtocolError):  # cut by the gateway, not ended
+                b"".join(streamed.iter_bytes())
+        hold.set()
+        listed = [s["id"] for s in httpx.get(gw.base + "/lwfsm/sessions", headers=AUTH, timeout=10).json()["sessions"]]
     finally:
+        hold.set()
+        gw.stop()
+    assert slow.status_code == 200  # before: one read timeout covered both, and this was a 502
+    assert status == 200
+    assert key not in listed  # the cut stream recorded nothing
+
+
+def test_an_upstream_silent_longer_than_the_first_byte_timeout_is_a_502_naming_it(oai: openai_server.Server) -> None:
+    gw = Gateway("--api-key-env", "GW_KEY", "--first-byte-timeout", "0.3", env=_env("openai", oai.base))
+    hold = threading.Event()
+    try:
+        oai.script("lead-model", {"hold": hold, "hold_at": "start"})
+        r = _chat(gw, "silent")
+        hold.set()
+    finally:
+        hold.set()
         gw.stop()
     assert r.status_code == 502
-    assert "unreachable" in r.json()["error"]["message"] or "broke off" in r.json()["error"]["message"]
+    assert "no first byte within 0.3 s (--first-byte-timeout)" in r.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("flag", ["store", "connect", "first-byte", "idle"])
+def test_a_timeout_of_zero_is_refused_naming_its_flag(flag: str) -> None:
+    from lwfsm.errors import ConfigError
+    from lwfsm.gateway.serve import build
+    from lwfsm.spec import load_spec
+
+    with pytest.raises(ConfigError, match=f"--{flag}-timeout must be more than 0 seconds, got 0"):
+        build(
+            load_spec("lead_worker"), store="memory://", mock=True, env={}, **{flag.replace("-", "_") + "_timeout": 0}
+        )
 
 
 def test_the_warm_cache_is_bounded_in_bytes() -> None:

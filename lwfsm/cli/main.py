@@ -543,6 +543,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "max_body": args.max_body,
         "store_timeout": args.store_timeout,
         "connect_timeout": args.connect_timeout,
+        "first_byte_timeout": args.first_byte_timeout,
         "idle_timeout": args.idle_timeout,
     }
     app = build(spec, **config)  # also when workers > 1: every mistake shows here, once, before forking
@@ -787,11 +788,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--connect-timeout", type=float, default=10.0, metavar="SECONDS", help="to connect to an upstream (10)"
     )
     p.add_argument(
+        "--first-byte-timeout",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="how long an upstream may take to start answering a request (300): a reply not streamed comes whole",
+    )
+    p.add_argument(
         "--idle-timeout",
         type=float,
         default=300.0,
         metavar="SECONDS",
-        help="longest silence of an upstream, before its first byte or between chunks (300); no total limit",
+        help="longest silence of an upstream once it has started answering (300); no total limit",
     )
     p.set_defaults(func=cmd_serve)
 

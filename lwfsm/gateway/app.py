@@ -134,6 +134,7 @@ class Gateway:
         mock: bool = False,
         max_body: int = 32 * 1024 * 1024,
         connect_timeout: float = 10.0,
+        first_byte_timeout: float = 300.0,
         idle_timeout: float = 300.0,
         store_timeout: float = 10.0,
     ) -> None:
@@ -145,7 +146,11 @@ class Gateway:
         self.chains = chains if chains is not None else store  # the Responses API's chains (`_chain`)
         self.mock = mock
         self.max_body = max_body
-        self.connect_timeout, self.idle_timeout = connect_timeout, idle_timeout
+        self.connect_timeout, self.first_byte_timeout, self.idle_timeout = (
+            connect_timeout,
+            first_byte_timeout,
+            idle_timeout,
+        )
         self.store_timeout = store_timeout
         # Store calls block (sqlite3, redis-py): they run here, never on the event loop. Bounded, so a
         # stopped store ties up these threads, not the gateway; memory:// is a dict and stays inline.
@@ -213,9 +218,12 @@ class Gateway:
         # CPU per request than the whole rest of the gateway; see tests/benchmarks/bench_gateway.py).
         self.http = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=1000, limit_per_host=0, ttl_dns_cache=300),
-            # No total: a long healthy stream is not cut. The upstream must connect within connect_timeout
-            # and never go quiet longer than idle_timeout (before its first byte, or between chunks).
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout, sock_read=self.idle_timeout),
+            # No total: a long healthy stream is not cut. The upstream must connect within connect_timeout,
+            # send its first byte within first_byte_timeout of the request, and from then on never go
+            # quiet longer than idle_timeout (`_first_byte` switches the bound).
+            timeout=aiohttp.ClientTimeout(
+                total=None, sock_connect=self.connect_timeout, sock_read=self.first_byte_timeout
+            ),
             auto_decompress=True,  # a compressed reply is decoded to judge it; content-encoding is not passed on
             skip_auto_headers=("User-Agent", "Accept-Encoding"),
         )
@@ -703,16 +711,20 @@ class Gateway:
             upstream = await self.http.post(url, data=content, headers=headers)
         except (aiohttp.ClientError, TimeoutError) as exc:
             self._failed(role, "unreachable")
+            if isinstance(exc, aiohttp.ConnectionTimeoutError):
+                why = f"no connection within {self.connect_timeout:g} s (--connect-timeout)"
+            elif isinstance(exc, aiohttp.SocketTimeoutError):
+                why = f"no first byte within {self.first_byte_timeout:g} s (--first-byte-timeout)"
+            else:
+                why = type(exc).__name__
             if not final:
                 logger.warning(
-                    "session %s: %s upstream unreachable (%s); trying the next role",
-                    call.ident.key,
-                    role,
-                    type(exc).__name__,
+                    "session %s: %s upstream unreachable (%s); trying the next role", call.ident.key, role, why
                 )
                 return None
-            msg = f"{role} upstream unreachable: {type(exc).__name__}"
+            msg = f"{role} upstream unreachable: {why}"
             return JSONResponse(error_body(call.protocol, 502, msg, "api_error"), 502, headers=lw)
+        self._first_byte(upstream)
         if upstream.status >= 400:
             data = await upstream.read()
             upstream.release()
@@ -739,7 +751,10 @@ class Gateway:
             try:
                 data = await upstream.read()
             except (aiohttp.ClientError, TimeoutError) as exc:
-                msg = f"{role} upstream broke off: {type(exc).__name__}"
+                why = type(exc).__name__
+                if isinstance(exc, aiohttp.SocketTimeoutError):
+                    why = f"quiet for {self.idle_timeout:g} s (--idle-timeout)"
+                msg = f"{role} upstream broke off: {why}"
                 return JSONResponse(error_body(call.protocol, 502, msg, "api_error"), 502, headers=lw)
             finally:
                 upstream.release()
@@ -755,6 +770,16 @@ class Gateway:
                 passthrough["x-lwfsm-turn"] = turn
             return Response(data, upstream.status, headers=passthrough)
         return StreamingResponse(self._relay(call, loaded, role, upstream), upstream.status, headers=passthrough)
+
+    def _first_byte(self, upstream: aiohttp.ClientResponse) -> None:
+        """The upstream has answered (its status and headers came): from now on it may go quiet for
+        idle_timeout between reads, no longer first_byte_timeout. aiohttp restarts its read timer on each
+        read with the connection's read_timeout, which is set per response; restarted here so the first
+        wait is bounded too. (A body already read whole has no timer left to restart.)"""
+        protocol = upstream.connection.protocol if upstream.connection is not None else None
+        if protocol is not None and not upstream.content.is_eof():
+            protocol.read_timeout = self.idle_timeout
+            protocol.start_timeout()
 
     async def _relay(
         self, call: _Call, loaded: _Loaded, role: str, upstream: aiohttp.ClientResponse

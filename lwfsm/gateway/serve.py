@@ -26,6 +26,7 @@ def build(
     max_body: int = 32 * 1024 * 1024,
     store_timeout: float = 10.0,
     connect_timeout: float = 10.0,
+    first_byte_timeout: float = 300.0,
     idle_timeout: float = 300.0,
 ) -> Any:
     """The ASGI app: roles bound as the adapter binds them (LWFSM_* > GOOSE_*), or to mock models."""
@@ -42,7 +43,13 @@ def build(
         # Nothing is forwarded in mock mode: every call is answered by LiteLLM's mock_response.
         models = {r: RoleBinding(MOCK_MODELS.get(r, "openai/gpt-4o-mini")) for r in spec.roles}
     roles = bindings(spec, models, env, argument=None)  # `lwfsm serve` takes no Python arguments
-    for flag, value in [("store", store_timeout), ("connect", connect_timeout), ("idle", idle_timeout)]:
+    timeouts = {
+        "store": store_timeout,
+        "connect": connect_timeout,
+        "first-byte": first_byte_timeout,
+        "idle": idle_timeout,
+    }
+    for flag, value in timeouts.items():
         if not value > 0:
             raise ConfigError(f"--{flag}-timeout must be more than 0 seconds, got {value}")
     gateway = Gateway(
@@ -58,6 +65,7 @@ def build(
         max_body=max_body,
         store_timeout=store_timeout,
         connect_timeout=connect_timeout,
+        first_byte_timeout=first_byte_timeout,
         idle_timeout=idle_timeout,
     )
     return create_app(gateway)
