@@ -606,13 +606,13 @@ class Gateway:
         if body.get("stream"):
             # An upstream that ignored `stream: true` answered one body (its turn already recorded): the
             # client asked for events, so that body is sent on as the events of a one-chunk stream.
-            chat = (
+            chunks = (
                 result.body_iterator
                 if isinstance(result, StreamingResponse)
                 else _once(wire.openai_chunk(json.loads(bytes(result.body))))
             )
             shaper = wire.ResponsesStream(rid, body, int(time.time()))
-            events = self._responses_stream(chat, shaper, chain, prev, added)
+            events = self._responses_stream(chunks, shaper, chain, prev, added)
             return StreamingResponse(events, headers=lw, media_type="text/event-stream")
         reply, usage = wire.openai_reply(json.loads(bytes(result.body)))
         if reply is None:  # pragma: no cover - _run answers 502 before this

@@ -124,8 +124,11 @@ def openai_chunk(response: Mapping[str, Any]) -> bytes:
     """A whole Chat Completions response as the SSE bytes of a stream: one chunk (its message as the
     delta, its finish reason and usage), then `[DONE]` (for an upstream that ignored `stream: true`)."""
     choices = response.get("choices")
-    choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], Mapping) else {}
-    message = choice.get("message") if isinstance(choice.get("message"), Mapping) else {}
+    choice: Mapping[str, Any] = (
+        choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], Mapping) else {}
+    )
+    found = choice.get("message")
+    message: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
     delta: Message = {"role": "assistant", "content": message.get("content")}
     if isinstance(message.get("tool_calls"), list):
         delta["tool_calls"] = [{**c, "index": i} for i, c in enumerate(message["tool_calls"]) if isinstance(c, Mapping)]
