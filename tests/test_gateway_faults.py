@@ -442,6 +442,56 @@ def test_an_upstream_silent_longer_than_the_first_byte_timeout_is_a_502_naming_i
     assert "no first byte within 0.3 s (--first-byte-timeout)" in r.json()["error"]["message"]
 
 
+def test_request_bodies_held_at_once_are_bounded_in_bytes(oai: openai_server.Server) -> None:
+    """24 bodies of 30 MB at once took a gateway to 2.9 GB: --body-budget bounds the bytes of the request
+    bodies it holds at once; a body that would go over is a 503 with Retry-After, and the budget comes
+    back when a call is answered. (tests/benchmarks/mem_bodies.py measures the memory.)"""
+    import openai
+
+    mb = 1_000_000
+    args = ("--api-key-env", "GW_KEY", "--max-body", str(2 * mb), "--body-budget", str(3 * mb))
+    gw = Gateway(*args, env=_env("openai", oai.base))
+    client = openai.OpenAI(base_url=gw.base + "/v1", api_key=GATEWAY_KEY, max_retries=0)
+
+    def ask(size: int, session: str) -> Any:
+        return client.chat.completions.with_raw_response.create(
+            model="m", messages=[{"role": "user", "content": "x" * size}], extra_headers={"x-lwfsm-session": session}
+        )
+
+    hold = threading.Event()
+    try:
+        oai.script("lead-model", {"hold": hold, "hold_at": "start"})
+        seen = len(oai.requests)
+        with ThreadPoolExecutor(1) as pool:
+            held = pool.submit(ask, int(1.5 * mb), "held")
+            _wait(lambda: len(oai.requests) > seen)  # its body is in the gateway while the upstream thinks
+            with pytest.raises(openai.InternalServerError) as refused:
+                ask(int(1.6 * mb), "refused")
+            small = ask(100_000, "small")  # the budget bounds bytes, not calls: a small body still fits
+            chunked = httpx.post(  # a body without a length is counted as it is read
+                gw.base + "/v1/chat/completions",
+                content=iter(
+                    [b'{"model": "m", "messages": [{"role": "user", "content": "', b"x" * int(1.6 * mb), b'"}]}']
+                ),
+                headers=AUTH,
+                timeout=30,
+            )
+            hold.set()
+            assert held.result().http_response.status_code == 200
+        again = ask(int(1.6 * mb), "again")  # answered calls gave their bytes back
+    finally:
+        hold.set()
+        out = gw.stop()
+    assert refused.value.status_code == 503
+    assert refused.value.response.headers["retry-after"] == "1"
+    message = refused.value.response.json()["error"]["message"]
+    assert "over --body-budget 3000000" in message
+    assert small.http_response.status_code == 200
+    assert chunked.status_code == 503
+    assert again.http_response.status_code == 200
+    assert "Traceback" not in out
+
+
 @pytest.mark.parametrize("flag", ["store", "connect", "first-byte", "idle"])
 def test_a_timeout_of_zero_is_refused_naming_its_flag(flag: str) -> None:
     from lwfsm.errors import ConfigError

@@ -541,6 +541,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "api_key_env": args.api_key_env,
         "mock": args.mock,
         "max_body": args.max_body,
+        "body_budget": args.body_budget,
         "store_timeout": args.store_timeout,
         "connect_timeout": args.connect_timeout,
         "first_byte_timeout": args.first_byte_timeout,
@@ -777,6 +778,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mock", action="store_true", help="offline: LiteLLM's mock responses, no keys")
     p.add_argument("--workers", type=int, default=1, metavar="N", help="worker processes (need a shared store)")
     p.add_argument("--max-body", type=int, default=32 * 1024 * 1024, metavar="BYTES", help="request body limit")
+    p.add_argument(
+        "--body-budget",
+        type=int,
+        default=128 * 1024 * 1024,
+        metavar="BYTES",
+        help="the most bytes of request bodies held at once, per process (128 MiB); over it, a 503 to retry",
+    )
     p.add_argument(
         "--store-timeout",
         type=float,

@@ -31,6 +31,7 @@ from typing import Any, Literal, TypeVar
 
 import aiohttp
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -63,9 +64,11 @@ _HOP = {"content-length", "transfer-encoding", "connection", "content-encoding",
 class _Reject(Exception):
     """A request refused before any upstream call: (status, message) in the client's protocol."""
 
-    def __init__(self, status: int, message: str, kind: str = "invalid_request_error") -> None:
+    def __init__(
+        self, status: int, message: str, kind: str = "invalid_request_error", headers: Mapping[str, str] | None = None
+    ) -> None:
         super().__init__(message)
-        self.status, self.message, self.kind = status, message, kind
+        self.status, self.message, self.kind, self.headers = status, message, kind, dict(headers or {})
 
 
 def error_body(protocol: Protocol, status: int, message: str, kind: str | None = None) -> dict[str, Any]:
@@ -133,6 +136,7 @@ class Gateway:
         api_key_env: str | None = None,
         mock: bool = False,
         max_body: int = 32 * 1024 * 1024,
+        body_budget: int = 128 * 1024 * 1024,
         connect_timeout: float = 10.0,
         first_byte_timeout: float = 300.0,
         idle_timeout: float = 300.0,
@@ -146,6 +150,9 @@ class Gateway:
         self.chains = chains if chains is not None else store  # the Responses API's chains (`_chain`)
         self.mock = mock
         self.max_body = max_body
+        # Bytes of request bodies held at once, across calls (a call holds its body, and what is parsed
+        # from it, until it is answered, a stream included): `_hold` takes, `_Bodies` gives back.
+        self.body_budget, self.held = body_budget, 0
         self.connect_timeout, self.first_byte_timeout, self.idle_timeout = (
             connect_timeout,
             first_byte_timeout,
@@ -250,16 +257,34 @@ class Gateway:
             )
         return presented
 
+    def _hold(self, request: Request, size: int) -> None:
+        """Count `size` more bytes of this request's body against --body-budget, or refuse the request."""
+        if self.held + size > self.body_budget:
+            raise _Reject(
+                503,
+                f"the gateway is holding {self.held} bytes of other requests' bodies; {size} more would go over "
+                f"--body-budget {self.body_budget}: retry in a moment",
+                "overloaded_error",
+                {"retry-after": "1"},
+            )
+        self.held += size
+        request.scope["lwfsm.held"] = request.scope.get("lwfsm.held", 0) + size
+
     async def _json(self, request: Request) -> tuple[bytes, dict[str, Any]]:
         declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > self.max_body:
+        held = int(declared) if declared and declared.isdigit() else 0
+        if held > self.max_body:
             raise _Reject(413, f"request body over the gateway's limit of {self.max_body} bytes")
+        self._hold(request, held)  # before a byte is read: a body that cannot be held is not read
         chunks, size = [], 0
         try:
             async for chunk in request.stream():
                 size += len(chunk)
                 if size > self.max_body:
                     raise _Reject(413, f"request body over the gateway's limit of {self.max_body} bytes")
+                if size > held:  # no length given, or more than it said
+                    self._hold(request, size - held)
+                    held = size
                 chunks.append(chunk)
         except ClientDisconnect:  # nobody to answer; not an error of the gateway's
             raise _Reject(400, "the client went away before sending the whole body") from None
@@ -419,7 +444,7 @@ class Gateway:
             call = await self._read(request, "anthropic")
             loaded = await self._load(call)
         except _Reject as exc:
-            return JSONResponse(error_body("anthropic", exc.status, exc.message, exc.kind), exc.status)
+            return JSONResponse(error_body("anthropic", exc.status, exc.message, exc.kind), exc.status, exc.headers)
         except RecursionError:
             return JSONResponse(error_body("anthropic", 400, "request content is nested too deeply to read"), 400)
         except SnapshotError as exc:
@@ -446,7 +471,7 @@ class Gateway:
         try:
             call = await self._read(request, protocol)
         except _Reject as exc:
-            return JSONResponse(error_body(protocol, exc.status, exc.message, exc.kind), exc.status)
+            return JSONResponse(error_body(protocol, exc.status, exc.message, exc.kind), exc.status, exc.headers)
         except RecursionError:  # content nested deeper than reading it allows (the body parsed)
             return JSONResponse(error_body(protocol, 400, "request content is nested too deeply to read"), 400)
         return await self._run(call)
@@ -585,7 +610,7 @@ class Gateway:
             if prev is not None:
                 previous = await self._io(self._chain, client_key, prev)
         except _Reject as exc:
-            return JSONResponse(error_body("openai", exc.status, exc.message, exc.kind), exc.status)
+            return JSONResponse(error_body("openai", exc.status, exc.message, exc.kind), exc.status, exc.headers)
         added = wire.responses_messages(body["input"])
         messages = previous + added
         instructions = body.get("instructions")
@@ -1108,6 +1133,20 @@ class _Ascii(JSONResponse):
         return json.dumps(content, allow_nan=False, separators=(",", ":")).encode()
 
 
+class _Bodies:
+    """Gives back the body bytes a request took from --body-budget (`Gateway._hold`) once it has been
+    answered: when the app returns, a streamed reply has been sent whole too."""
+
+    def __init__(self, app: Any, gateway: Gateway) -> None:
+        self.app, self.gateway = app, gateway
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.gateway.held -= scope.get("lwfsm.held", 0)
+
+
 async def _once(data: bytes) -> AsyncIterator[bytes]:
     yield data
 
@@ -1222,6 +1261,7 @@ def create_app(gateway: Gateway) -> Starlette:
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
+        middleware=[Middleware(_Bodies, gateway=g)],
         exception_handlers={404: _not_found, 405: _not_found, StoreError: _store_failed, Exception: _crash},
     )
     app.state.gateway = g  # for in-process tests and embedding

@@ -24,6 +24,7 @@ def build(
     mock: bool = False,
     env: Mapping[str, str] | None = None,
     max_body: int = 32 * 1024 * 1024,
+    body_budget: int = 128 * 1024 * 1024,
     store_timeout: float = 10.0,
     connect_timeout: float = 10.0,
     first_byte_timeout: float = 300.0,
@@ -49,6 +50,11 @@ def build(
         "first-byte": first_byte_timeout,
         "idle": idle_timeout,
     }
+    if body_budget < max_body:
+        raise ConfigError(
+            f"--body-budget {body_budget} is less than --max-body {max_body}: a body the gateway accepts could "
+            "never be held; raise --body-budget or lower --max-body"
+        )
     for flag, value in timeouts.items():
         if not value > 0:
             raise ConfigError(f"--{flag}-timeout must be more than 0 seconds, got {value}")
@@ -63,6 +69,7 @@ def build(
         api_key_env=api_key_env,
         mock=mock,
         max_body=max_body,
+        body_budget=body_budget,
         store_timeout=store_timeout,
         connect_timeout=connect_timeout,
         first_byte_timeout=first_byte_timeout,
