@@ -678,6 +678,19 @@ def test_mock_mode_runs_offline_through_litellm() -> None:
         assert "response.output_text.delta" in kinds
         assert kinds[-1] == "response.completed"
         assert "mock reply" in events[-1].response.output_text
+        # Each stream's last line, an SSE comment the SDKs skip, is the turn it was recorded as.
+        chat = [{"role": "user", "content": "streamed"}]
+        with client.chat.completions.with_streaming_response.create(model="x", messages=chat, stream=True) as r:
+            assert [x for x in r.iter_lines() if x][-2:] == [
+                "data: [DONE]",
+                f": x-lwfsm-turn {r.headers['x-lwfsm-turn']}",
+            ]
+        with anthropic.Anthropic(base_url=gw.base, api_key="none").messages.with_streaming_response.create(
+            model="x", max_tokens=10, messages=[{"role": "user", "content": "streamed"}], stream=True
+        ) as r:
+            lines = [x for x in r.iter_lines() if x]
+            assert lines[-1] == f": x-lwfsm-turn {r.headers['x-lwfsm-turn']}"
+            assert lines[-2] == 'data: {"type": "message_stop"}'
     finally:
         gw.stop()
 

@@ -398,6 +398,52 @@ def test_concurrent_calls_of_a_conversation_are_told_their_own_turns(
     assert sorted(int(a.headers["x-lwfsm-turn"]) for a in answers) == [1, 2, 3, 4, 5, 6]
 
 
+def test_concurrent_streams_of_a_conversation_end_with_their_own_turns(
+    oai: openai_server.Server, tmp_path: Path
+) -> None:
+    """A streamed reply's headers go out before it is recorded: x-lwfsm-turn is the turn planned, and
+    the stream's last line (an SSE comment) the turn it was recorded as, unique under concurrency.
+    Six calls finishing at once all get recorded (the sixth write loses five races), and the switch
+    is logged once, not once per lost write."""
+    import openai
+
+    gw = Gateway("--api-key-env", "GW_KEY", "--store", f"sqlite:///{tmp_path}/s.db", env=_env("openai", oai.base))
+    client = openai.OpenAI(base_url=gw.base + "/v1", api_key=GATEWAY_KEY, max_retries=0)
+    hold = threading.Event()
+    oai.script("lead-model", *[{"hold": hold}] * 6)  # each sends its text, then waits before the finish
+
+    def stream(n: int) -> tuple[str, list[str]]:
+        with client.chat.completions.with_streaming_response.create(
+            model="m",
+            messages=[{"role": "user", "content": f"call {n}"}],
+            stream=True,
+            extra_headers={"x-lwfsm-session": "busy-streams"},
+        ) as r:
+            return r.headers["x-lwfsm-turn"], list(r.iter_lines())
+
+    seen = len(oai.requests)
+    try:
+        with ThreadPoolExecutor(6) as pool:
+            streams = pool.map(stream, range(6))
+            _wait(lambda: len(oai.requests) >= seen + 6)  # all six planned before any is recorded
+            hold.set()
+            answers = list(streams)
+        # The Responses API's stream ends the same way, after response.completed.
+        with client.responses.with_streaming_response.create(model="m", input="one more", stream=True) as r:
+            responses_turn, lines = r.headers["x-lwfsm-turn"], [x for x in r.iter_lines() if x]
+    finally:
+        hold.set()
+        out = gw.stop()
+    assert [planned for planned, _ in answers] == ["1"] * 6
+    ends = [[x for x in lines if x][-2:] for _, lines in answers]
+    assert all(end[0] == "data: [DONE]" for end in ends)
+    assert sorted(int(end[1].removeprefix(": x-lwfsm-turn ")) for end in ends) == [1, 2, 3, 4, 5, 6]
+    assert out.count("lead_initial -> worker") == 1
+    assert "gave up" not in out
+    assert lines[-3].startswith("event: response.completed")
+    assert lines[-1] == f": x-lwfsm-turn {responses_turn}"
+
+
 def test_the_first_byte_and_idle_timeouts_are_separate(oai: openai_server.Server) -> None:
     """Before its first byte an upstream has --first-byte-timeout (a long generation answered whole);
     after it, --idle-timeout between chunks (a stream gone quiet)."""

@@ -57,6 +57,9 @@ T = TypeVar("T")
 HISTORY = 20  # judged turns kept per conversation for the control API
 WARM = 256  # conversations kept parsed in memory per process (see Gateway._warm)
 WARM_BYTES = 64 * 1024 * 1024  # and the most row text they may hold (the parsed objects are of that order)
+# Compare-and-set attempts to record one call (as the adapter's). Each lost write is another call of the
+# conversation recorded, so N calls finishing at once need up to N: the bound only stops a livelock.
+CONFLICTS = 100
 # Not passed on from the upstream's response: hop-by-hop, or set by our own server.
 _HOP = {"content-length", "transfer-encoding", "connection", "content-encoding", "keep-alive", "date", "server"}
 
@@ -93,6 +96,7 @@ class _Call:
     stream: bool
     started: float
     side: str | None  # a side call's kind (title, compaction...): served and priced, not a turn
+    turn: str | None = None  # the turn it was recorded as, once it is (`_commit`)
 
 
 @dataclass
@@ -340,7 +344,7 @@ class Gateway:
             # gateway lists no conversation without turns.
             self._count(role, model, used, None)
             return None
-        for _ in range(5):
+        for _ in range(CONFLICTS):
             conv = loaded.conv
             try:
                 judged = self.core.settle(
@@ -360,11 +364,16 @@ class Gateway:
                 conv.pending = conv.pending.model_copy(update={"reply": dict(reply), "model": model, "role": role})
             meta = dict(loaded.record.meta)
             record = _Record(conv, call.digest, meta, loaded.record.history)
+            switched = False
             if judged is not None:
                 record.add(judged.record(call.ident.session))
                 before, after = judged.transition.source, judged.transition.dest
-                if self.spec.states[before].role != self.spec.states[after].role:
+                if switched := self.spec.states[before].role != self.spec.states[after].role:
                     self._switched(meta, judged.pending.turn, before, after, judged.event, judged.reason)
+            meta.update(session=call.ident.session, source=call.ident.source, agent=call.ident.agent)
+            text = record.text()
+            if await self._io(self.store.put, call.ident.key, text, loaded.version):
+                if switched and judged is not None:  # logged once stored: a write lost to another call switched nothing
                     logger.info(
                         "session %s turn %d: %s -> %s (%s -> %s) on %s%s",
                         call.ident.key,
@@ -376,14 +385,12 @@ class Gateway:
                         judged.event,
                         f" ({judged.reason})" if judged.reason else "",
                     )
-            meta.update(session=call.ident.session, source=call.ident.source, agent=call.ident.agent)
-            text = record.text()
-            if await self._io(self.store.put, call.ident.key, text, loaded.version):
                 self._keep_warm(call.ident.key, text, record)
                 self._count(role, model, used, judged)
-                return str(conv.pending.turn) if conv.pending is not None else None
+                call.turn = str(conv.pending.turn) if conv.pending is not None else None
+                return call.turn
             loaded = await self._load(call)  # someone else moved it: judge again on the newer state
-        logger.error("session %s: gave up recording a call after 5 conflicting writes", call.ident.key)
+        logger.error("session %s: gave up recording a call after %d conflicting writes", call.ident.key, CONFLICTS)
         return None
 
     def _keep_warm(self, key: str, text: str, record: _Record) -> None:
@@ -637,7 +644,7 @@ class Gateway:
                 else _once(wire.openai_chunk(json.loads(bytes(result.body))))
             )
             shaper = wire.ResponsesStream(rid, body, int(time.time()))
-            events = self._responses_stream(chunks, shaper, chain, prev, added)
+            events = self._responses_stream(call, chunks, shaper, chain, prev, added)
             return StreamingResponse(events, headers=lw, media_type="text/event-stream")
         reply, usage = wire.openai_reply(json.loads(bytes(result.body)))
         if reply is None:  # pragma: no cover - _run answers 502 before this
@@ -649,6 +656,7 @@ class Gateway:
 
     async def _responses_stream(
         self,
+        call: _Call,
         chat: AsyncIterable[Any],
         out: wire.ResponsesStream,
         chain: str | None,
@@ -675,7 +683,7 @@ class Gateway:
         if chain is not None:
             link = {"prev": prev, "messages": [*added, out.acc.reply()]}
             await self._io(self.chains.put, chain, json.dumps(link), 0)
-        yield out.finish()
+        yield out.finish() + (_recorded(call.turn) if call.turn is not None else b"")
 
     def _headers(self, call: _Call, loaded: _Loaded, role: str) -> dict[str, str]:
         conv, plan = loaded.conv, loaded.plan
@@ -832,6 +840,8 @@ class Gateway:
             upstream.release()
         if not settled:
             await self._settle_stream(call, loaded, role, acc)
+        if call.turn is not None:
+            yield _recorded(call.turn, reader.partial)
 
     async def _settle_stream(
         self, call: _Call, loaded: _Loaded, role: str, acc: wire.OpenAIStream | wire.AnthropicStream
@@ -921,14 +931,14 @@ class Gateway:
             yield b"data: " + json.dumps(data).encode() + b"\n\n"
         acc.done = True
         await self._settle_stream(call, loaded, role, acc)  # stored before the client sees the end
-        yield b"data: [DONE]\n\n"
+        yield b"data: [DONE]\n\n" + (_recorded(call.turn) if call.turn is not None else b"")
 
     async def _replay(self, call: _Call, loaded: _Loaded, role: str, data: bytes) -> AsyncIterator[bytes]:
         acc = wire.AnthropicStream()
         for event in wire.SSEReader().feed(data):
             acc.add(event)
         await self._settle_stream(call, loaded, role, acc)  # stored before the client sees the end
-        yield data
+        yield data + (_recorded(call.turn) if call.turn is not None else b"")
 
     async def _bytes_stream(self, call: _Call, loaded: _Loaded, role: str, stream: Any) -> AsyncIterator[bytes]:
         reader, acc = wire.SSEReader(), wire.AnthropicStream()
@@ -943,6 +953,8 @@ class Gateway:
             yield data
         if not settled:
             await self._settle_stream(call, loaded, role, acc)
+        if call.turn is not None:
+            yield _recorded(call.turn, reader.partial)
 
     # -- models --
 
@@ -1059,7 +1071,7 @@ class Gateway:
         if event not in self.spec.events:
             known = ", ".join(self.spec.events)
             return JSONResponse({"error": f"unknown event {event!r}; spec '{self.spec.name}' has: {known}"}, 404)
-        for _ in range(5):
+        for _ in range(CONFLICTS):
             found = await self._find(key)
             if isinstance(found, Response):
                 return found
@@ -1131,6 +1143,14 @@ class _Ascii(JSONResponse):
 
     def render(self, content: Any) -> bytes:
         return json.dumps(content, allow_nan=False, separators=(",", ":")).encode()
+
+
+def _recorded(turn: str, partial: bool = False) -> bytes:
+    """A stream's last line: an SSE comment (every SSE client skips it) with the turn the call was
+    recorded as. A streamed reply's x-lwfsm-turn header went out before the call was recorded: it is
+    the turn planned, which a concurrent call of the same conversation may have taken first.
+    (After a last line the upstream left unfinished, a newline first, so the comment is a line.)"""
+    return (b"\n" if partial else b"") + b": x-lwfsm-turn " + turn.encode() + b"\n\n"
 
 
 class _Bodies:

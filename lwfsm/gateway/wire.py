@@ -187,6 +187,11 @@ class SSEReader:
         self._buf = b""
         self.ended = False  # the `data: [DONE]` that ends a Chat Completions stream came
 
+    @property
+    def partial(self) -> bool:
+        """Whether the bytes so far end inside a line."""
+        return bool(self._buf)
+
     def feed(self, chunk: bytes) -> list[Any]:
         self._buf += chunk
         out: list[Any] = []
