@@ -550,6 +550,15 @@ def test_a_timeout_of_zero_is_refused_naming_its_flag(flag: str) -> None:
         )
 
 
+def test_a_body_budget_below_the_largest_body_is_refused() -> None:
+    from lwfsm.errors import ConfigError
+    from lwfsm.gateway.serve import build
+    from lwfsm.spec import load_spec
+
+    with pytest.raises(ConfigError, match="--body-budget 1000 is less than --max-body 2000"):
+        build(load_spec("lead_worker"), store="memory://", mock=True, env={}, max_body=2000, body_budget=1000)
+
+
 def test_the_warm_cache_is_bounded_in_bytes() -> None:
     from lwfsm.gateway import app
     from lwfsm.gateway.serve import build
