@@ -160,8 +160,23 @@ PROBES = frozenset(
         "id",
         "getent",
         "false",
+        # is something running or installed: "no" is an answer
+        "pkill",
+        "killall",
+        "pidof",
+        "lsof",
+        "nc",
+        "systemctl status",
+        "systemctl is-active",
+        "systemctl is-enabled",
+        "docker inspect",
+        "git status",
+        "git branch",
+        "npm view",
     }
 )
+# Commands named by their first two words (`git diff` is a probe, `git push` is not).
+_TWO_WORDS = frozenset({"git", "pip", "npm", "systemctl", "docker"})
 # The last command of a pipeline decides its status: a filter there hides the real one.
 FILTERS = frozenset(
     {
@@ -220,7 +235,7 @@ def last_command(command: str) -> tuple[str, str, str | None]:
 
     def name(segment: str) -> str:
         words = _words(segment)
-        return " ".join(words[:2] if words[:1] in (["git"], ["pip"], ["npm"]) else words[:1])
+        return " ".join(words[:2] if words[:1] and words[0] in _TWO_WORDS else words[:1])
 
     last = name(segments[-1]) if segments else ""
     op = ops[-1] if ops else ""
@@ -241,8 +256,8 @@ def is_probe(command: str) -> bool:
     if "&&" in c and any(_words(seg)[:1] and (_words(seg)[0] in PROBES) for seg in c.split("&&")[:-1]):
         return True  # `which gh && gh --version`: the probe may be what failed (an error line still counts)
     last, op, first = last_command(c)
-    if last in PROBES or last.split(" ")[0] in PROBES and last.split(" ")[0] not in ("git", "pip", "npm"):
-        return last.split(" ")[0] not in ("cat",)
+    if last in PROBES or (last.split(" ")[0] in PROBES and last.split(" ")[0] not in _TWO_WORDS):
+        return True
     return op == "|" and first is not None and (first in PROBES or first.split(" ")[0] in ("grep", "rg", "find"))
 
 
