@@ -123,10 +123,11 @@ class TooLarge(Unsaturable):
 class TraceError(LwfsmError):
     """A trace that is not in the record format; `problems` lists every `file:line: ...` found."""
 
-    def __init__(self, problems: list[str]) -> None:
+    def __init__(self, problems: list[str], more: int = 0) -> None:
         self.problems = problems
-        more = f"\n(and {len(problems) - 20} more)" if len(problems) > 20 else ""
-        super().__init__("\n".join(problems[:20]) + more)
+        self.more = more  # problems found but not kept (a reader keeps the first ones only)
+        hidden = len(problems) - 20 + more if len(problems) > 20 else more
+        super().__init__("\n".join(problems[:20]) + (f"\n(and {hidden} more)" if hidden else ""))
 
 
 class ConfigError(LwfsmError):

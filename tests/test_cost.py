@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +19,7 @@ from lwfsm import Engine, load_spec
 from lwfsm.cli import main
 from lwfsm.cost import PriceMap, TraceError, cache_split, load_trace, summarise
 from lwfsm.cost.records import SCHEMA_PATH, TraceRecord, parse_lines, schema
-from lwfsm.cost.simulate import Replayer, compile_table, monte_carlo, simulate
+from lwfsm.cost.simulate import Replayer, compile_table, monte_carlo, replayed, simulate
 from lwfsm.turn.ledger import Usage
 
 from .conftest import SPECS
@@ -250,8 +253,8 @@ def test_replay_gives_the_role_sequence_of_lwfsm_trace(tmp_path: Path, capsys: p
         sets = [x for k, v in params.items() for x in ("--set", f"{k}={v}")]
         assert main(["trace", "lead_worker", *sets, "--events", events, "--json"]) == 0
         expected = [row["role"] for row in json.loads(capsys.readouterr().out)]
-        _, simulated = simulate(load_spec("lead_worker", params), records)
-        assert [r.role for r in simulated] == expected
+        simulated = replayed(load_spec("lead_worker", params), records)
+        assert [role for _, _, role, _ in simulated] == expected
     assert expected == ["worker", "worker", "lead", "lead", "lead", "lead", "worker", "worker"]
 
 
@@ -310,9 +313,9 @@ def test_unsaturable_spec_falls_back_to_the_engine_and_says_so(
     assert replayer.table is None
     assert "cannot be saturated" in replayer.how
     records = load_trace(write(tmp_path, HAND))
-    _, simulated = simulate(load_spec("lead_worker"), records)
-    _, fallback = simulate(spec, records, replayer=replayer)
-    assert [r.role for r in fallback] == [r.role for r in simulated]
+    simulated = list(replayed(load_spec("lead_worker"), records))
+    fallback = list(replayed(spec, records, replayer))
+    assert [r[1:] for r in fallback] == [r[1:] for r in simulated]
     assert main(["simulate", str(spec_path), "--trace", write(tmp_path, HAND)]) == 0
     assert "the engine, turn by turn" in capsys.readouterr().out
 
@@ -403,3 +406,213 @@ def test_vectorised_replay_matches_turn_by_turn() -> None:
     for row, convo in zip(configs, events, strict=True):
         names = [replayer.table.events[e] for e in convo]
         assert [replayer.table.roles[c] for c in row] == replayer.roles(names)
+
+
+# ---- streaming, bounds and messages (issue 22; issue 19 item 7) ----------------------------------
+
+
+def test_simulate_reads_litellm_prices_without_importing_litellm(tmp_path: Path) -> None:
+    # Importing LiteLLM costs seconds and configures it as a side effect: the price map is its data file.
+    path = write(tmp_path, HAND)
+    code = (
+        "import sys, json\n"
+        "from lwfsm.cli import main\n"
+        f"assert main(['simulate', 'lead_worker', '--trace', {path!r}, '--json']) == 0\n"
+        f"assert main(['report', {path!r}]) == 0\n"
+        "print('LITELLM', 'litellm' in sys.modules)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "LITELLM_LOCAL_MODEL_COST_MAP"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
+    assert out.rstrip().endswith("LITELLM False")
+    assert json.loads(out[: out.index("\nlead alone")].rsplit("\n}", 1)[0] + "\n}")["total"]["cost"] > 0
+
+
+def test_gzip_and_directories_read_as_plain_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    plain = write(tmp_path, HAND)
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    (folder / "a.jsonl.gz").write_bytes(gzip.compress(Path(plain).read_bytes()))
+    (folder / "notes.txt").write_text("not a trace")
+    assert main(["report", plain, "--json"]) == 0
+    expected = json.loads(capsys.readouterr().out)
+    assert main(["report", str(folder), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == expected
+    assert main(["report", str(tmp_path / "empty")]) == 1
+
+
+def test_parquet_needs_pyarrow_and_says_how(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "t.parquet"
+    try:
+        import pyarrow
+        import pyarrow.parquet as pq
+    except ImportError:
+        path.write_bytes(b"PAR1")
+        assert main(["report", str(path)]) == 1
+        assert f"{path}: reading Parquet needs pyarrow: pip install 'lwfsm[parquet]'" in capsys.readouterr().err
+        return
+    pq.write_table(pyarrow.Table.from_pylist(HAND), path)
+    assert main(["report", str(path), "--json"]) == 0
+    from_parquet = json.loads(capsys.readouterr().out)
+    assert main(["report", write(tmp_path, HAND), "--json"]) == 0
+    assert from_parquet == json.loads(capsys.readouterr().out)
+
+
+def test_a_session_restarting_in_another_file_is_located(tmp_path: Path) -> None:
+    first, second = write(tmp_path, HAND[:3], "a.jsonl"), write(tmp_path, HAND[:1], "b.jsonl")
+    with pytest.raises(TraceError) as info:
+        load_trace(first, second)
+    assert info.value.problems == [
+        f"{second}:1: turn: session 's1' goes from turn 3 ({first}:3) to turn 1; turns of a conversation must increase"
+    ]
+
+
+def test_problems_past_the_first_hundred_are_counted_not_kept(tmp_path: Path) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text("{oops\n" * 250)
+    with pytest.raises(TraceError) as info:
+        load_trace(path)
+    assert (len(info.value.problems), info.value.more) == (100, 150)
+    assert str(info.value).endswith("(and 230 more)")
+
+
+NESTED = "[" * 100_000 + "]" * 100_000
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        (
+            json.dumps({**HAND[0], "prompt_tokens": int("9" * 4000)}),
+            ":1: prompt_tokens: an integer of 4000 digits is not",
+        ),
+        (json.dumps({**HAND[0], "prompt_tokens": -5}), ":1: prompt_tokens: Input should be greater than or equal to 0"),
+        (json.dumps(HAND[0])[:-1] + ', "latency": NaN}', ":1: latency: Input should be a finite number"),
+        (json.dumps(HAND[0])[:-1] + ', "cost": Infinity}', ":1: cost: Input should be a finite number"),
+        (NESTED, ":1: nested too deeply to be a trace record"),
+        ('{"a": ' * 5000 + "1" + "}" * 5000, ":1: nested too deeply to be a trace record"),
+        ("x" * (2 << 20), ":1: line longer than 1,048,576 bytes: not a trace record"),
+        ('"just a string"', ":1: expected a JSON object, got str"),
+    ],
+    ids=["4000-digits", "negative", "nan", "infinity", "nested-list", "nested-object", "long-line", "string"],
+)
+def test_absurd_lines_are_one_located_line_each(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], line: str, message: str
+) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text(line + "\n" + json.dumps(HAND[1]) + "\n")
+    for argv in (["report", str(path)], ["simulate", "lead_worker", "--trace", str(path)]):
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(f"lwfsm {argv[0]}: {path}{message}"), err[:300]
+        assert len(err.splitlines()) == 1
+        assert len(err) < 300
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (
+            ["--sweep", "lead_turns=0..999", "failure_threshold=1..999"],
+            "999,000 combinations; at most 10,000: narrow",
+        ),
+        (["--sweep", "lead_turns=0..99999999999999999999"], "expected NAME=A..B (integers)"),
+        (["--monte-carlo", "0"], "--monte-carlo 0: must be from 1 to 1,000,000"),
+        (["--monte-carlo", "-3"], "--monte-carlo -3: must be from 1 to 1,000,000"),
+        (["--monte-carlo", "1000000000000"], "--monte-carlo 1000000000000: must be from 1 to 1,000,000"),
+        (["--monte-carlo", "1000000", "--conversation-turns", "5000"], "more than 1,000,000,000 turn draws"),
+        (["--fail-worker", "1.5", "--monte-carlo", "10"], "--fail-worker 1.5: a probability is a number from 0 to 1"),
+        (["--fail-lead", "nan", "--monte-carlo", "10"], "--fail-lead nan: a probability is a number from 0 to 1"),
+        (["--fail-worker", "-0.1", "--monte-carlo", "10"], "--fail-worker -0.1: a probability"),
+    ],
+)
+def test_simulate_flags_out_of_bounds_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], message: str
+) -> None:
+    path = write(tmp_path, HAND)
+    assert main(["simulate", "lead_worker", "--trace", path, *flags]) == 1
+    err = capsys.readouterr().err
+    assert message in err
+    assert len(err.splitlines()) == 1
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--turns", "100000000000"], "--turns 100000000000: must be from 1 to 10,000,000"),
+        (["--turns", "0"], "--turns 0: must be from 1 to 10,000,000"),
+        (["--turns", "10", "--conversations", "11"], "--conversations 11: must be from 1 to 10"),
+        (["--burst", "2"], "--burst 2.0: a probability is a number from 0 to 1"),
+        (["--prompt-tokens", "-1"], "--prompt-tokens -1: must be from 0 to 1,000,000,000,000"),
+        (["--growth", "1000000000000", "--turns", "100"], "the last turn's context would be"),
+    ],
+)
+def test_generate_flags_out_of_bounds_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], message: str
+) -> None:
+    out = tmp_path / "gen.jsonl"
+    assert main(["simulate", "lead_worker", "--generate", "-o", str(out), *flags]) == 1
+    err = capsys.readouterr().err
+    assert message in err
+    assert len(err.splitlines()) == 1
+    assert not out.exists()
+
+
+# ---- calibration: a spec simulated on its own trace gives the trace back -------------------------
+
+
+def test_replay_of_the_traces_own_spec_reproduces_its_cost_exactly(tmp_path: Path) -> None:
+    out = tmp_path / "gen.jsonl"
+    assert (
+        main(["simulate", "lead_worker", "--generate", "--turns", "600", "--conversations", "12", "-o", str(out)]) == 0
+    )
+    for path, spec in ((out, load_spec("lead_worker")), (Path(write(tmp_path, HAND)), load_spec("lead_worker"))):
+        recorded = summarise(load_trace(path))
+        replay = simulate(spec, load_trace(path))
+        assert replay.total.cost == recorded.total.cost
+        assert [c.cost for c in replay.conversations] == [c.cost for c in recorded.conversations]
+        assert replay.total.turns == recorded.total.turns
+        assert replay.total.fallbacks == recorded.total.fallbacks
+        assert replay.total.all_lead == recorded.total.all_lead
+
+
+def test_monte_carlo_fitted_on_a_trace_contains_the_traces_own_cost(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The trace's lead turns come early with small contexts; priced at the mean tokens per turn,
+    # the forecast was 40% too high with an interval far from the truth.
+    pytest.importorskip("numpy")
+    out = tmp_path / "gen.jsonl"
+    gen = ["--turns", "4000", "--conversations", "100", "--fail-worker", "0.25", "--seed", "3"]
+    assert main(["simulate", "lead_worker", "--generate", *gen, "-o", str(out)]) == 0
+    capsys.readouterr()
+    truth = summarise(load_trace(out))
+    assert truth.total.cost is not None
+    per_conversation = truth.total.cost / len(truth.conversations)
+    assert main(["simulate", "lead_worker", "--trace", str(out), "--monte-carlo", "20000", "--json"]) == 0
+    forecast = json.loads(capsys.readouterr().out)
+    assert forecast["cost"]["low"] <= per_conversation <= forecast["cost"]["high"]
+    assert forecast["trace_conversations"] == 100
+    assert forecast["cost"]["mean"] == pytest.approx(per_conversation, rel=0.02)  # the old forecast: 26% high
+    # the interval is what a trace of 100 conversations could average, not the 20,000 simulated ones' mean
+    assert 0.05 * per_conversation < forecast["cost"]["high"] - forecast["cost"]["low"] < 0.25 * per_conversation
+    assert re.search(
+        r"were worker to fail 1.5x as often as recorded \(worker 0\.2\d* -> 0\.3\d*\)", forecast["sensitivity"]
+    )
+    cost_then = float(forecast["sensitivity"].split("cost $ ")[1].split()[0])
+    assert cost_then > forecast["cost"]["mean"]  # more worker failures: more fallbacks to the lead
+
+
+def test_monte_carlo_output_states_the_assumption_and_the_sensitivity(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("numpy")
+    out = tmp_path / "gen.jsonl"
+    assert (
+        main(["simulate", "lead_worker", "--generate", "--turns", "400", "--conversations", "8", "-o", str(out)]) == 0
+    )
+    assert main(["simulate", "lead_worker", "--trace", str(out), "--monte-carlo", "2000"]) == 0
+    text = capsys.readouterr().out
+    assert "assumes a turn's outcome does not depend on the model that served it" in text
+    assert "tokens per turn are the trace's at the same turn position and role" in text
+    assert "sensitivity: were worker to fail 1.5x as often as recorded" in text

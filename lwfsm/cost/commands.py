@@ -6,30 +6,29 @@ Usage mistakes raise `ValueError` with the message to show; the CLI prints it an
 from __future__ import annotations
 
 import json
+import math
 import re
-import statistics
 import sys
 import time
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..spec import Spec
 from .pricing import PriceMap
-from .records import conversations, load_trace
+from .records import MAX_TOKENS, TraceRecord, read_records
 from .report import Summary, summarise
 from .simulate import (
     ASSUMPTION,
+    Fit,
     Knobs,
     Replayer,
-    failure_counts,
-    failure_rates,
+    bound_models,
     generate,
     monte_carlo,
     rank_rows,
-    role_models,
     simulate,
-    turn_prices,
 )
 
 __all__ = ["emit", "report_command", "simulate_command", "sweep_ranges"]
@@ -48,25 +47,77 @@ def emit(summary: Summary, args: Any) -> None:
         print(summary.text())
 
 
+# Bounds on what one command may be asked to do; past them the command says which flag and how to fix it.
+MAX_SWEEP = 10_000  # param combinations (each replays the whole trace)
+MAX_MONTE_CARLO = 1_000_000  # conversations, each an array element per turn
+MAX_DRAWS = 1_000_000_000  # Monte-Carlo conversations x turns
+MAX_CONVERSATION_TURNS = 100_000
+MAX_GENERATE = 10_000_000  # synthetic turns (about 400 bytes each on disk)
+
+
+def _records(paths: Sequence[str]) -> Iterator[TraceRecord]:
+    """The trace's records, streamed; an empty trace is a mistake (said once the stream ends)."""
+    n = 0
+    for rec in read_records(paths):
+        n += 1
+        yield rec
+    if not n:
+        raise ValueError(f"no records in {', '.join(paths)}")
+
+
 def report_command(args: Any) -> int:
-    records = load_trace(*args.logs)
-    if not records:
-        raise ValueError(f"no records in {', '.join(args.logs)}")
-    emit(summarise(records, PriceMap(), lead_model=args.lead, worker_model=args.worker), args)
+    emit(summarise(_records(args.logs), PriceMap(), lead_model=args.lead, worker_model=args.worker), args)
     return 0
 
 
 def sweep_ranges(items: Sequence[str]) -> dict[str, range]:
     out = {}
     for item in items:
-        m = re.fullmatch(r"([A-Za-z_]\w*)=(-?\d+)(?:\.\.(-?\d+))?", item)
+        m = re.fullmatch(r"([A-Za-z_]\w*)=(-?\d{1,9})(?:\.\.(-?\d{1,9}))?", item)
         if not m:
             raise ValueError(f"--sweep {item}: expected NAME=A..B (integers), e.g. --sweep lead_turns=1..7")
         a, b = int(m[2]), int(m[3] if m[3] is not None else m[2])
         if b < a:
             raise ValueError(f"--sweep {item}: the range is empty ({a} > {b})")
         out[m[1]] = range(a, b + 1)
+    size = math.prod(len(r) for r in out.values())
+    if size > MAX_SWEEP:
+        raise ValueError(f"--sweep {' '.join(items)}: {size:,} combinations; at most {MAX_SWEEP:,}: narrow the ranges")
     return out
+
+
+def _check_bounds(args: Any) -> None:
+    """Every numeric flag within its range, else a ValueError naming the flag and the fix."""
+
+    def probability(flag: str, value: float | None) -> None:
+        if value is not None and not 0.0 <= value <= 1.0:  # NaN fails both comparisons
+            raise ValueError(f"{flag} {value}: a probability is a number from 0 to 1")
+
+    def whole(flag: str, value: int | None, low: int, high: int) -> None:
+        if value is not None and not low <= value <= high:
+            raise ValueError(f"{flag} {value}: must be from {low:,} to {high:,}")
+
+    probability("--fail-lead", args.fail_lead)
+    probability("--fail-worker", args.fail_worker)
+    probability("--burst", args.burst)
+    probability("--cache-hit", args.cache_hit)
+    whole("--monte-carlo", args.monte_carlo, 1, MAX_MONTE_CARLO)
+    whole("--conversation-turns", args.conversation_turns, 1, MAX_CONVERSATION_TURNS)
+    whole("--turns", args.turns, 1, MAX_GENERATE)
+    whole("--conversations", args.conversations, 1, args.turns or Knobs().turns)
+    for flag, value in (
+        ("--prompt-tokens", args.prompt_tokens),
+        ("--growth", args.growth),
+        ("--completion-tokens", args.completion_tokens),
+    ):
+        whole(flag, value, 0, MAX_TOKENS)
+    k = _knobs(args)
+    largest = k.prompt_tokens + (k.turns // k.conversations - 1) * k.growth
+    if args.generate and largest > MAX_TOKENS:
+        raise ValueError(
+            f"--prompt-tokens {k.prompt_tokens} --growth {k.growth}: the last turn's context would be "
+            f"{largest:,} tokens, more than a trace record holds ({MAX_TOKENS:,}): lower --growth or --turns"
+        )
 
 
 def _knobs(args: Any) -> Knobs:
@@ -88,6 +139,7 @@ def _knobs(args: Any) -> Knobs:
 
 
 def simulate_command(spec: Spec, args: Any) -> int:
+    _check_bounds(args)
     if args.generate:
         if not args.output:
             raise ValueError("--generate writes a trace: give -o FILE")
@@ -100,22 +152,27 @@ def simulate_command(spec: Spec, args: Any) -> int:
         return 0
     if not args.trace:
         raise ValueError("give --trace FILE (a recorded or generated trace), or --generate -o FILE")
-    records = load_trace(*args.trace)
-    if not records:
-        raise ValueError(f"no records in {', '.join(args.trace)}")
+    models = _models(spec, args)
     prices = PriceMap()
     if args.sweep:
-        return _sweep(spec, records, prices, args)
+        return _sweep(spec, prices, args)
     replayer = Replayer(spec, use_engine=args.engine)
     if args.monte_carlo:
-        return _monte_carlo(spec, records, prices, replayer, args)
-    summary, _ = simulate(
-        spec, records, prices, lead=args.lead, worker=args.worker, models=_models(spec, args), replayer=replayer
+        return _monte_carlo(spec, _fit(args), prices, replayer, args)
+    summary = simulate(
+        spec, _records(args.trace), prices, lead=args.lead, worker=args.worker, models=models, replayer=replayer
     )
     if args.html:
         summary.diagram = _diagram(spec)
     emit(summary, args)
     return 0
+
+
+def _fit(args: Any) -> Fit:
+    fit = Fit()
+    for rec in _records(args.trace):
+        fit.add(rec)
+    return fit
 
 
 def _models(spec: Spec, args: Any) -> dict[str, str]:
@@ -142,9 +199,9 @@ def _diagram(spec: Spec) -> str:
     return svg[svg.find("<svg") :]
 
 
-def _failure(records: Any, args: Any) -> tuple[dict[str, float], dict[str, tuple[int, int]], str]:
-    rates = failure_rates(records)
-    counts = failure_counts(records)
+def _failure(fit: Fit, args: Any) -> tuple[dict[str, float], dict[str, tuple[int, int]], str]:
+    rates = fit.rates()
+    counts = fit.counts()
     given = {"lead": args.fail_lead, "worker": args.fail_worker}
     out, said = {}, []
     observed = {}
@@ -169,32 +226,67 @@ def _failure(records: Any, args: Any) -> tuple[dict[str, float], dict[str, tuple
     return out, observed, text
 
 
-def _mc(spec: Spec, records: Any, prices: PriceMap, replayer: Replayer, args: Any) -> Any:
+def _mc(
+    spec: Spec,
+    fit: Fit,
+    prices: PriceMap,
+    replayer: Replayer,
+    args: Any,
+    failure: tuple[dict[str, float], dict[str, tuple[int, int]], str] | None = None,
+) -> Any:
     if replayer.table is None:
         raise ValueError(
             f"--monte-carlo needs a transition table, and spec '{spec.name}' has none: {replayer.why_engine}"
         )
-    failure, observed, said = _failure(records, args)
-    models = role_models(spec, records, args.lead, args.worker, _models(spec, args))
-    lengths = [len(c) for c in conversations(records).values()]
-    turns = args.conversation_turns or round(statistics.mean(lengths))
+    rates, observed, said = failure or _failure(fit, args)
+    models = bound_models(spec, fit.models_used, args.lead, args.worker, _models(spec, args))
+    lengths = fit.lengths()
+    turns: int | Counter[int] = args.conversation_turns or lengths
+    longest = args.conversation_turns or max(lengths)
+    if args.monte_carlo * longest > MAX_DRAWS:
+        raise ValueError(
+            f"--monte-carlo {args.monte_carlo}: {args.monte_carlo:,} conversations of up to {longest:,} turns are "
+            f"more than {MAX_DRAWS:,} turn draws: lower --monte-carlo or --conversation-turns"
+        )
     ok, fail = spec.judging.events
     result = monte_carlo(
         replayer.table,
-        failure,
+        rates,
         conversations=args.monte_carlo,
         turns=turns,
         success=ok,
         fail=fail,
-        turn_price=turn_prices(records, models, prices),
+        turn_price=fit.turn_prices(models, prices),
         observed=observed,
         seed=args.seed,
+        trace=fit.conversations,
     )
     return result, said
 
 
-def _monte_carlo(spec: Spec, records: Any, prices: PriceMap, replayer: Replayer, args: Any) -> int:
-    result, said = _mc(spec, records, prices, replayer, args)
+def _sensitivity(spec: Spec, fit: Fit, prices: PriceMap, replayer: Replayer, args: Any, base: Any) -> str:
+    """The obvious alternative to the replay assumption: the cheap roles failing 1.5x as often as recorded."""
+    rates, observed, _ = _failure(fit, args)
+    cheap = [r for r, d in spec.roles.items() if d.cheap and r in rates]
+    if not cheap or base.cost is None:
+        return ""
+    worse = {**rates, **{r: min(1.0, 1.5 * rates[r]) for r in cheap}}
+    kept = {k: v for k, v in observed.items() if k not in cheap}  # the others still drawn from their posterior
+    result, _ = _mc(spec, fit, prices, replayer, args, (worse, kept, ""))
+    if result.cost is None:
+        return ""
+    change = 100 * (result.cost.mean / base.cost.mean - 1) if base.cost.mean else 0.0
+    said = ", ".join(f"{r} {rates[r]:.3g} -> {worse[r]:.3g}" for r in cheap)
+    return (
+        f"sensitivity: were {', '.join(cheap)} to fail 1.5x as often as recorded ({said}), "
+        f"cost $ {result.cost.mean:.6g} per conversation ({change:+.1f}%), "
+        f"turns a failing worker kept serving {result.failing_worker_turns.mean:.3g}"
+    )
+
+
+def _monte_carlo(spec: Spec, fit: Fit, prices: PriceMap, replayer: Replayer, args: Any) -> int:
+    result, said = _mc(spec, fit, prices, replayer, args)
+    sensitivity = _sensitivity(spec, fit, prices, replayer, args, result)
     if args.json:
         print(
             json.dumps(
@@ -204,8 +296,10 @@ def _monte_carlo(spec: Spec, records: Any, prices: PriceMap, replayer: Replayer,
                     "failure": result.failure,
                     "conversations": result.conversations,
                     "turns": result.turns,
+                    "trace_conversations": result.trace,
                     "cost": None if result.cost is None else result.cost.__dict__,
                     "note": ASSUMPTION,
+                    "sensitivity": sensitivity,
                     "failing_worker_turns": result.failing_worker_turns.__dict__,
                     "turns_by_role": {k: v.__dict__ for k, v in result.turns_by_role.items()},
                 },
@@ -214,12 +308,18 @@ def _monte_carlo(spec: Spec, records: Any, prices: PriceMap, replayer: Replayer,
         )
     else:
         print(f"{spec.name} ({', '.join(f'{k}={v}' for k, v in spec.param_values.items())}) via {replayer.how}")
+        print(f"assumes a turn's outcome does not depend on the model that served it; {TOKENS}")
         print(said)
         print(result.text())
+        if sensitivity:
+            print(sensitivity)
     return 0
 
 
-def _sweep(spec: Spec, records: Any, prices: PriceMap, args: Any) -> int:
+TOKENS = "tokens per turn are the trace's at the same turn position and role"
+
+
+def _sweep(spec: Spec, prices: PriceMap, args: Any) -> int:
     import itertools
 
     ranges = sweep_ranges(args.sweep)
@@ -231,16 +331,24 @@ def _sweep(spec: Spec, records: Any, prices: PriceMap, args: Any) -> int:
     combos = list(itertools.product(*ranges.values()))
     rows: list[dict[str, Any]] = []
     started = time.monotonic()
+    fit = _fit(args) if args.monte_carlo else None
     for i, combo in enumerate(combos, 1):
         s = spec.with_params(dict(zip(ranges, combo, strict=True)))
         replayer = Replayer(s, use_engine=args.engine)
-        if args.monte_carlo:
-            result, _ = _mc(s, records, prices, replayer, args)
+        if fit is not None:
+            result, _ = _mc(s, fit, prices, replayer, args)
             cost = None if result.cost is None else result.cost.mean
             risk = result.failing_worker_turns.mean
-        else:
-            summary, _ = simulate(
-                s, records, prices, lead=args.lead, worker=args.worker, models=_models(s, args), replayer=replayer
+        else:  # one streamed pass over the trace per combination: memory stays that of one replay
+            summary = simulate(
+                s,
+                _records(args.trace),
+                prices,
+                lead=args.lead,
+                worker=args.worker,
+                models=_models(s, args),
+                replayer=replayer,
+                per_conversation=False,
             )
             cost, risk = summary.total.cost, summary.total.failing_worker_turns
         rows.append({**dict(zip(ranges, combo, strict=True)), "cost": cost, "failing_worker_turns": risk})

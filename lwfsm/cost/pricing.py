@@ -23,8 +23,9 @@ Token counts stay as recorded; only their split between fresh, read and written 
 
 from __future__ import annotations
 
-import os
+import json
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from ..turn.ledger import Usage
@@ -33,14 +34,33 @@ __all__ = ["PriceMap", "cache_split", "litellm_price_map"]
 
 
 def litellm_price_map() -> Mapping[str, Mapping[str, Any]]:
-    """LiteLLM's price map, read from its local copy (never fetched)."""
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    try:
-        import litellm
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("pricing needs LiteLLM's price map: pip install 'lwfsm[litellm]'") from exc
-    cost: Mapping[str, Mapping[str, Any]] = litellm.model_cost
-    return cost
+    """LiteLLM's price map, read from the data file its package ships (never fetched). LiteLLM itself is
+    not imported: that takes seconds and configures it as a side effect."""
+    import importlib.util
+
+    found = importlib.util.find_spec("litellm")  # a top-level package is located, not imported
+    for folder in found.submodule_search_locations or [] if found else []:
+        path = Path(folder) / "model_prices_and_context_window_backup.json"
+        if path.is_file():
+            with path.open("rb") as f:
+                return _with_aliases(json.load(f))
+    raise ImportError("pricing needs LiteLLM's price map: pip install 'lwfsm[litellm]'")
+
+
+def _with_aliases(table: dict[str, Any]) -> dict[str, Any]:
+    """The map with its alias rows resolved as LiteLLM serves them: a row `alias_of` another is that row;
+    names in a row's `aliases` list find the row too (a name that is an entry of its own keeps it)."""
+    out = dict(table)
+    for name, entry in table.items():
+        target = entry.get("alias_of") if isinstance(entry, dict) else None
+        if isinstance(target, str) and isinstance(table.get(target), dict) and "alias_of" not in table[target]:
+            out[name] = table[target]
+    for entry in table.values():
+        aliases = entry.get("aliases") if isinstance(entry, dict) else None
+        for alias in aliases if isinstance(aliases, list) else []:
+            if isinstance(alias, str) and alias not in table:
+                out.setdefault(alias, entry)
+    return out
 
 
 class PriceMap:

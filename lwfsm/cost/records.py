@@ -5,24 +5,42 @@ and their mistakes are reported as `file:line: field: problem`."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable
+import gzip
+import zlib
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import TraceError
 from ..turn.ledger import Usage
 
-__all__ = ["SCHEMA_PATH", "TraceError", "TraceRecord", "TransitionInfo", "load_trace", "parse_lines", "schema"]
+__all__ = [
+    "SCHEMA_PATH",
+    "Problems",
+    "TraceError",
+    "TraceRecord",
+    "TransitionInfo",
+    "load_trace",
+    "parse_lines",
+    "read_records",
+    "schema",
+]
 
 SCHEMA_PATH = Path(__file__).with_name("trace.schema.json")
+MAX_TOKENS = 10**12  # tokens of one call; past this a count is a mistake (and would overflow a price)
+MAX_LINE = 1 << 20  # bytes of one JSONL line; a record is a few hundred
+_TOKEN_FIELDS = ("prompt_tokens", "completion_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
+
+
+def _tokens(description: str) -> Any:
+    return Field(default=0, ge=0, le=MAX_TOKENS, description=description)
 
 
 class _Record(BaseModel):
     # Front ends may add fields of their own (the gateway adds its request id): kept out, not refused.
-    model_config = ConfigDict(extra="ignore", frozen=True, strict=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class TransitionInfo(_Record):
@@ -55,11 +73,11 @@ class TraceRecord(_Record):
         "(null: fired by hand)",
     )
     evidence: Evidence | None = Field(default=None, description="where the judge saw it")
-    prompt_tokens: int = Field(default=0, ge=0, description="all input tokens, cached ones included")
-    completion_tokens: int = Field(default=0, ge=0, description="output tokens, reasoning included")
-    cache_read_tokens: int = Field(default=0, ge=0, description="input tokens read from the prompt cache")
-    cache_write_tokens: int = Field(default=0, ge=0, description="input tokens written to the prompt cache")
-    reasoning_tokens: int = Field(default=0, ge=0, description="reasoning tokens (part of completion_tokens)")
+    prompt_tokens: int = _tokens("all input tokens, cached ones included")
+    completion_tokens: int = _tokens("output tokens, reasoning included")
+    cache_read_tokens: int = _tokens("input tokens read from the prompt cache")
+    cache_write_tokens: int = _tokens("input tokens written to the prompt cache")
+    reasoning_tokens: int = _tokens("reasoning tokens (part of completion_tokens)")
     cost: float | None = Field(default=None, ge=0, description="dollars as priced when recorded; null: no price")
     latency: float = Field(default=0.0, ge=0, description="seconds the call took")
     transition: TransitionInfo | None = Field(default=None, description="what the turn's event did to the machine")
@@ -84,80 +102,193 @@ def schema() -> dict[str, Any]:
     return out
 
 
-def _located(where: str, exc: ValidationError) -> list[str]:
+def _shown(value: Any) -> str:
+    if isinstance(value, int) and abs(value) >= 10**30:
+        return f"an integer of {len(str(abs(value)))} digits"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _located(where: str, exc: ValidationError, line: bytes | str | None = None) -> list[str]:
     out = []
     for err in exc.errors():
         field = ".".join(str(p) for p in err["loc"]) or "(record)"
-        msg = err["msg"]
-        if err["type"] == "missing":
-            msg = "required field is missing"
-        out.append(
-            f"{where}: {field}: {msg} (got {err['input']!r})"
-            if err["type"] != "missing"
-            else f"{where}: {field}: {msg}"
-        )
+        kind, msg = err["type"], err["msg"]
+        if kind == "json_invalid":
+            if "recursion limit" in msg:
+                out.append(f"{where}: nested too deeply to be a trace record (a record nests two levels)")
+            else:
+                out.append(f"{where}: not JSON: {msg.removeprefix('Invalid JSON: ')}")
+        elif kind in ("model_type", "model_attributes_type"):
+            out.append(f"{where}: expected a JSON object, got {_json_kind(line)}")
+        elif kind == "missing":
+            out.append(f"{where}: {field}: required field is missing")
+        elif kind == "less_than_equal" and field in _TOKEN_FIELDS:
+            out.append(
+                f"{where}: {field}: {_shown(err['input'])} is not the token count of one call (at most {MAX_TOKENS:,})"
+            )
+        else:
+            out.append(f"{where}: {field}: {msg} (got {_shown(err['input'])})")
     return out
 
 
-def parse_lines(lines: Iterable[str], source: str) -> list[TraceRecord]:
-    """Records from JSONL text; blank lines and lines starting with '#' are skipped."""
-    records: list[TraceRecord] = []
-    problems: list[str] = []
-    last_turn: dict[str, tuple[int, int]] = {}  # session -> (turn, line)
-    for number, line in enumerate(lines, 1):
-        text = line.strip()
-        if not text or text.startswith("#"):
-            continue
-        where = f"{source}:{number}"
+def _json_kind(line: bytes | str | None) -> str:
+    first = (line or b"").strip()[:1]
+    first = first.encode() if isinstance(first, str) else first
+    return {b"[": "list", b'"': "str", b"t": "bool", b"f": "bool", b"n": "null"}.get(first, "number")
+
+
+class Problems:
+    """The problems a reader found, in order; the first `keep` are kept, the rest counted."""
+
+    def __init__(self, keep: int = 100) -> None:
+        self.kept: list[str] = []
+        self.more = 0
+        self._keep = keep
+
+    def extend(self, problems: Iterable[str]) -> None:
+        for p in problems:
+            if len(self.kept) < self._keep:
+                self.kept.append(p)
+            else:
+                self.more += 1
+
+    def __bool__(self) -> bool:
+        return bool(self.kept)
+
+    def check(self) -> None:
+        if self.kept:
+            raise TraceError(self.kept, self.more)
+
+
+def trace_files(paths: Iterable[str | Path], problems: Problems) -> list[Path]:
+    """The files to read: each path, or a directory's trace files (*.jsonl, *.jsonl.gz, *.parquet) in name order."""
+    out = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.is_file() and p.name.endswith(_SUFFIXES))
+            if not found:
+                problems.extend([f"{path}: no trace files in this directory (looked for {', '.join(_SUFFIXES)})"])
+            out += found
+        else:
+            out.append(path)
+    return out
+
+
+_SUFFIXES = (".jsonl", ".jsonl.gz", ".parquet")
+
+
+def _lines(path: Path, problems: Problems) -> Iterator[tuple[int, bytes]]:
+    """(line number, bytes) of a JSONL file, plain or gzip; a line longer than MAX_LINE is a problem."""
+    try:
+        raw = path.open("rb")
+    except OSError as exc:
+        problems.extend([f"{path}: cannot read: {exc.strerror or exc}"])
+        return
+    with raw:
+        f: IO[bytes] = raw
+        if raw.peek(2)[:2] == b"\x1f\x8b":  # gzip's magic number, whatever the file is called
+            f = gzip.GzipFile(fileobj=raw)  # type: ignore[assignment]
+        number = 0
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            problems.append(f"{where}: not JSON: {exc.msg} at column {exc.colno}")
-            continue
-        if not isinstance(data, dict):
-            problems.append(f"{where}: expected a JSON object, got {type(data).__name__}")
-            continue
+            while line := f.readline(MAX_LINE):
+                number += 1
+                if len(line) == MAX_LINE and not line.endswith(b"\n"):
+                    while (rest := f.readline(MAX_LINE)) and not rest.endswith(b"\n"):
+                        pass
+                    problems.extend([f"{path}:{number}: line longer than {MAX_LINE:,} bytes: not a trace record"])
+                    continue
+                yield number, line
+        except (OSError, EOFError, zlib.error) as exc:
+            problems.extend([f"{path}:{number + 1}: cannot read: {exc}"])
+
+
+def _parquet_rows(path: Path, problems: Problems) -> Iterator[tuple[int, dict[str, Any]]]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        problems.extend([f"{path}: reading Parquet needs pyarrow: pip install 'lwfsm[parquet]'"])
+        return
+    number = 0
+    try:
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=8192):
+            for row in batch.to_pylist():
+                number += 1
+                yield number, row
+    except (OSError, ValueError) as exc:
+        problems.extend([f"{path}: cannot read as Parquet: {exc}"])
+
+
+def read_records(paths: Iterable[str | Path], problems: Problems | None = None) -> Iterator[TraceRecord]:
+    """The records of trace files (JSONL, plain or gzip, or Parquet; a directory: its trace files), streamed
+    in file order. Memory grows with the number of conversations, not of lines. Bad lines are skipped and
+    collected; once the files are read, TraceError lists them (`file:line: field: problem`) and nothing
+    past the first problem was yielded. Blank lines and lines starting with '#' are skipped."""
+    own = problems is None
+    problems = problems or Problems()
+    last_turn: dict[str, tuple[int, str, int]] = {}  # session -> (turn, file, line)
+    for path in trace_files(paths, problems):
+        is_parquet = path.name.endswith(".parquet")
+        rows = _parquet_rows(path, problems) if is_parquet else _lines(path, problems)
+        yield from _checked(rows, str(path), last_turn, problems)
+    if own:
+        problems.check()
+
+
+def _checked(
+    rows: Iterable[tuple[int, bytes | dict[str, Any]]],
+    source: str,
+    last_turn: dict[str, tuple[int, str, int]],
+    problems: Problems,
+) -> Iterator[TraceRecord]:
+    validate_json, validate = TraceRecord.model_validate_json, TraceRecord.model_validate
+    for number, line in rows:
         try:
-            rec = TraceRecord.model_validate(data)
+            if isinstance(line, bytes):
+                if line[:1] != b"{":  # the fast path: a line that starts a record
+                    text = line.strip()
+                    if not text or text.startswith(b"#"):
+                        continue
+                rec = validate_json(line)
+            else:
+                rec = validate(line)
         except ValidationError as exc:
-            problems.extend(_located(where, exc))
+            problems.extend(_located(f"{source}:{number}", exc, line if isinstance(line, bytes) else None))
             continue
         prev = last_turn.get(rec.session)
         if prev is not None and rec.turn <= prev[0]:
-            problems.append(
-                f"{where}: turn: session '{rec.session}' goes from turn {prev[0]} (line {prev[1]}) to turn "
-                f"{rec.turn}; turns of a conversation must increase"
+            at = f"line {prev[2]}" if prev[1] == source else f"{prev[1]}:{prev[2]}"
+            problems.extend(
+                [
+                    f"{source}:{number}: turn: session '{rec.session}' goes from turn {prev[0]} ({at}) to turn "
+                    f"{rec.turn}; turns of a conversation must increase"
+                ]
             )
         cached = rec.cache_read_tokens + rec.cache_write_tokens
         if cached > rec.prompt_tokens:
-            problems.append(
-                f"{where}: cache_read_tokens + cache_write_tokens ({cached}) exceed prompt_tokens "
-                f"({rec.prompt_tokens}); prompt_tokens counts all input tokens, cached ones included"
+            problems.extend(
+                [
+                    f"{source}:{number}: cache_read_tokens + cache_write_tokens ({cached}) exceed prompt_tokens "
+                    f"({rec.prompt_tokens}); prompt_tokens counts all input tokens, cached ones included"
+                ]
             )
-        last_turn[rec.session] = (rec.turn, number)
-        records.append(rec)
-    if problems:
-        raise TraceError(problems)
-    return records
+        last_turn[rec.session] = (rec.turn, source, number)
+        if not problems:  # past the first problem only the other problems are wanted, not sums
+            yield rec
+
+
+def parse_lines(lines: Iterable[str], source: str) -> list[TraceRecord]:
+    """Records from JSONL text, in memory (`read_records` streams files)."""
+    problems = Problems()
+    rows = ((n, line.encode()) for n, line in enumerate(lines, 1))
+    out = list(_checked(rows, source, {}, problems))
+    problems.check()
+    return out
 
 
 def load_trace(*paths: str | Path) -> list[TraceRecord]:
-    """Every record of the given JSONL files, in file order; raises TraceError listing every problem."""
-    records: list[TraceRecord] = []
-    problems: list[str] = []
-    for path in paths:
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as exc:
-            problems.append(f"{path}: cannot read: {exc.strerror or exc}")
-            continue
-        try:
-            records.extend(parse_lines(text.splitlines(), str(path)))
-        except TraceError as exc:
-            problems.extend(exc.problems)
-    if problems:
-        raise TraceError(problems)
-    return records
+    """Every record of the given trace files, in memory (`read_records` streams them)."""
+    return list(read_records(paths))
 
 
 def conversations(records: Iterable[TraceRecord]) -> dict[str, list[TraceRecord]]:

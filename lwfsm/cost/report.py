@@ -14,14 +14,14 @@ import html
 import io
 import json
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .pricing import PriceMap, cache_split
-from .records import TraceRecord, conversations
+from .pricing import PriceMap
+from .records import TraceRecord
 
-__all__ = ["ConversationSummary", "Summary", "most_used_model", "summarise"]
+__all__ = ["ConversationSummary", "Summary", "Tally", "most_used_model", "summarise"]
 
 
 def _add(a: float | None, b: float | None) -> float | None:
@@ -181,8 +181,160 @@ def most_used_model(records: Iterable[TraceRecord], role: str) -> str | None:
     return counts.most_common(1)[0][0] if counts else None
 
 
+DETAILED = 50  # conversations whose turns the HTML page draws (per-turn detail is kept for these only)
+DETAIL_TURNS = 2000  # turns drawn per conversation
+
+Key = tuple[str, str]  # (role that serves the turn, model recorded for it)
+
+
+class _Open:
+    """What a conversation needs while its turns stream in (see `Tally`)."""
+
+    __slots__ = ("detail", "in_fallback", "prev_cached", "prev_key", "prev_model", "prev_role", "summary", "sums")
+
+    def __init__(self, summary: ConversationSummary | None, detailed: bool) -> None:
+        self.summary = summary
+        self.prev_role: str | None = None
+        self.in_fallback = False
+        self.prev_key: Key | None = None
+        self.prev_model = ""
+        self.prev_cached = 0
+        self.sums: dict[tuple[Key | None, Key, bool], list[int]] = {}
+        self.detail: list[tuple[tuple[Key | None, Key, bool], tuple[int, ...]]] | None = [] if detailed else None
+
+
+class Tally:
+    """Summaries built one record at a time: memory grows with the number of conversations, not turns.
+
+    Costs are linear in token counts, so each conversation keeps token sums, not turns. A turn's tokens
+    are split between fresh, cached and written input as recorded ('same') and as they would be had its
+    warmth changed ('alt', `pricing.cache_split`); the sums are keyed by (previous turn's key, this
+    turn's key, recorded warm), a key being (role, recorded model). Once every record is in and the
+    model serving each key is known (`finish`), each sum is priced: 'same' where the models make the
+    turn exactly as warm as recorded, else 'alt'. So the models may be chosen after the stream (the one
+    each role used most), and the lead/worker-alone costs come from the same sums."""
+
+    def __init__(
+        self,
+        *,
+        lead_role: str = "lead",
+        per_conversation: bool = True,
+    ) -> None:
+        self.lead_role = lead_role
+        self.per_conversation = per_conversation  # False: totals only (sweeps)
+        self.open: dict[str, _Open] = {}
+        self.total = ConversationSummary("total")
+        self.sums: dict[tuple[Key | None, Key, bool], list[int]] = {}  # every conversation's (totals only)
+        self.used: Counter[tuple[str, str]] = Counter()  # (recorded role, model) -> turns
+
+    def add(self, rec: TraceRecord, role: str, failed: bool) -> None:
+        """One turn: `rec` as recorded, `role` the role serving it (replay may change it), `failed` its verdict."""
+        conv = self.open.get(rec.session)
+        if conv is None:
+            c = ConversationSummary(rec.session) if self.per_conversation else None
+            conv = self.open[rec.session] = _Open(c, c is not None and len(self.open) < DETAILED)
+        self.used[rec.role, rec.model] += 1
+        c = conv.summary or self.total
+        c.turns[role] += 1
+        prev_role, lead = conv.prev_role, self.lead_role
+        if prev_role is not None and role != prev_role:
+            c.switches += 1
+        if role == lead and prev_role is not None and prev_role != lead:
+            c.fallbacks.append(1)  # the lead is back after another role: a fallback entered
+            conv.in_fallback = True
+        elif role == lead and conv.in_fallback:
+            c.fallbacks[-1] += 1
+        elif role != lead:
+            conv.in_fallback = False
+        if failed:
+            c.failures[rec.reason or "(no reason)"] += 1
+            if role != lead:
+                c.failing_worker_turns += 1
+        conv.prev_role = role
+        # tokens: as recorded, and as they would be with the other warmth
+        prompt, read, write = rec.prompt_tokens, rec.cache_read_tokens, rec.cache_write_tokens
+        was_warm = conv.prev_key is not None and rec.model == conv.prev_model
+        if was_warm:  # now cold: nothing read; what was read is written again
+            a_read, a_write = 0, write + read
+        else:  # now warm: read what the turn before left in the cache, taken out of the writes first
+            a_read = max(read, min(prompt, conv.prev_cached))
+            a_write = min(max(0, write - (a_read - read)), prompt - a_read)
+        key = (role, rec.model)
+        index = (conv.prev_key, key, was_warm)
+        sums = (conv.sums if conv.summary is not None else self.sums).get(index)
+        if sums is None:
+            sums = (conv.sums if conv.summary is not None else self.sums).setdefault(index, [0] * 7)
+        sums[0] += max(0, prompt - read - write)
+        sums[1] += read
+        sums[2] += write
+        sums[3] += max(0, prompt - a_read - a_write)
+        sums[4] += a_read
+        sums[5] += a_write
+        sums[6] += rec.completion_tokens
+        if conv.detail is not None and c is conv.summary and len(conv.detail) < DETAIL_TURNS:
+            fresh, a_fresh = max(0, prompt - read - write), max(0, prompt - a_read - a_write)
+            conv.detail.append((index, (fresh, read, write, a_fresh, a_read, a_write, rec.completion_tokens)))
+            c.roles.append(role)
+            c.failed.append(failed)
+        conv.prev_key, conv.prev_model, conv.prev_cached = key, rec.model, read + write
+
+    def models_used(self, role: str) -> str | None:
+        """The model the records show `role` using most."""
+        counts = Counter({m: n for (r, m), n in self.used.items() if r == role})
+        return counts.most_common(1)[0][0] if counts else None
+
+    def finish(
+        self,
+        prices: PriceMap,
+        serving: Callable[[Key], str] = lambda key: key[1],
+        *,
+        lead_model: str | None = None,
+        worker_model: str | None = None,
+        note: str = "",
+    ) -> Summary:
+        """The summary, with `serving(key)` the model that serves a key's turns (default: as recorded)."""
+
+        def cost(sums: dict[tuple[Key | None, Key, bool], list[int]], model: str | None) -> float | None:
+            value: float | None = 0.0
+            for (prev, key, was_warm), v in sums.items():
+                m = model or serving(key)
+                now_warm = prev is not None and (model is not None or serving(prev) == m)
+                fresh, read, write = v[0:3] if now_warm == was_warm else v[3:6]
+                value = _add(value, _price(prices, m, fresh, read, write, v[6]))
+            return value
+
+        convs = []
+        for conv in self.open.values():
+            c = conv.summary
+            if c is None:
+                continue
+            c.cost, c.all_lead, c.all_worker = (
+                cost(conv.sums, None),
+                None if lead_model is None else cost(conv.sums, lead_model),
+                None if worker_model is None else cost(conv.sums, worker_model),
+            )
+            for index, v in conv.detail or []:
+                c.costs.append(cost({index: list(v)}, None))
+            self.total.merge(c)
+            convs.append(c)
+        if not self.per_conversation:
+            t = self.total
+            t.cost = cost(self.sums, None)
+            t.all_lead = None if lead_model is None else cost(self.sums, lead_model)
+            t.all_worker = None if worker_model is None else cost(self.sums, worker_model)
+        return Summary(lead_model, worker_model, convs, self.total, note)
+
+
+def _price(prices: PriceMap, model: str, fresh: int, read: int, write: int, completion: int) -> float | None:
+    """Dollars for token sums on one model (what `PriceMap.price` gives, summed: prices are linear)."""
+    r = prices.rates(model)
+    if r is None or (read and r[2] is None):
+        return None
+    return fresh * r[0] + read * (r[2] or 0.0) + write * r[3] + completion * r[1]
+
+
 def summarise(
-    records: Sequence[TraceRecord],
+    records: Iterable[TraceRecord],
     prices: PriceMap | None = None,
     *,
     lead_model: str | None = None,
@@ -194,50 +346,15 @@ def summarise(
 ) -> Summary:
     """Summaries per conversation and in total. The lead/worker models default to the model each
     role used most in the records."""
-    prices = prices or PriceMap()
-    lead_model = lead_model or most_used_model(records, lead_role)
-    worker_model = worker_model or most_used_model(records, worker_role)
-    total = ConversationSummary("total")
-    convs = []
-    for session, turns in conversations(records).items():
-        c = ConversationSummary(session)
-        usages = [r.usage for r in turns]
-        recorded = [r.model for r in turns]
-        prev_role: str | None = None
-        in_fallback = False
-        for r, u in zip(turns, usages, strict=True):
-            c.turns[r.role] += 1
-            if prev_role is not None and r.role != prev_role:
-                c.switches += 1
-            if r.role == lead_role and prev_role is not None and prev_role != lead_role:
-                c.fallbacks.append(1)  # the lead is back after another role: a fallback entered
-                in_fallback = True
-            elif r.role == lead_role and in_fallback:
-                c.fallbacks[-1] += 1
-            elif r.role != lead_role:
-                in_fallback = False
-            if r.outcome != success:
-                c.failures[r.reason or "(no reason)"] += 1
-                if r.role != lead_role:
-                    c.failing_worker_turns += 1
-            p = prices.price(r.model, u)
-            c.costs.append(p)
-            c.roles.append(r.role)
-            c.failed.append(r.outcome != success)
-            c.cost = _add(c.cost, p)
-            prev_role = r.role
-        for attr, model in (("all_lead", lead_model), ("all_worker", worker_model)):
-            if model is None:
-                setattr(c, attr, None)
-                continue
-            alone = cache_split(usages, recorded, [model] * len(turns))
-            value: float | None = 0.0
-            for u in alone:
-                value = _add(value, prices.price(model, u))
-            setattr(c, attr, value)
-        total.merge(c)
-        convs.append(c)
-    return Summary(lead_model, worker_model, convs, total, note)
+    tally = Tally(lead_role=lead_role)
+    for r in records:
+        tally.add(r, r.role, r.outcome != success)
+    return tally.finish(
+        prices or PriceMap(),
+        lead_model=lead_model or tally.models_used(lead_role),
+        worker_model=worker_model or tally.models_used(worker_role),
+        note=note,
+    )
 
 
 _COLOURS = [

@@ -12,10 +12,9 @@ outcomes are fed, in order, to the simulated spec.
 
 from __future__ import annotations
 
-import itertools
 import random
 from collections import Counter, deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,10 +22,9 @@ from ..check.explore import abstraction
 from ..engine import Engine
 from ..errors import TransitionNotAllowed, Unsaturable
 from ..spec import Spec
-from ..turn.ledger import Usage
-from .pricing import PriceMap, cache_split
-from .records import TraceRecord, conversations
-from .report import Summary, most_used_model, summarise
+from .pricing import PriceMap
+from .records import TraceRecord
+from .report import Summary, Tally
 
 __all__ = [
     "ASSUMPTION",
@@ -172,28 +170,71 @@ class Replayer:
         return [r for _, r in self.run(outcomes)]
 
 
-def _event_map(spec: Spec, records: Sequence[TraceRecord]) -> Callable[[str], str]:
+def _event_map(spec: Spec) -> Callable[[str], str]:
     """Recorded outcomes to the spec's events: its own names, else by success/failure verdict."""
     ok, fail = spec.judging.events
-    known = set(spec.events)
+    known: dict[str, str] = {e: e for e in spec.events}
 
     def to_event(outcome: str) -> str:
-        if outcome in known:
-            return outcome
-        return ok if outcome in ("turn_completed", "ok", "success") else fail
+        event = known.get(outcome)
+        if event is None:
+            event = known[outcome] = ok if outcome in ("turn_completed", "ok", "success") else fail
+        return event
 
     return to_event
 
 
-def role_models(
+def replayed(
+    spec: Spec, records: Iterable[TraceRecord], replayer: Replayer | None = None
+) -> Iterator[tuple[TraceRecord, str, str, bool]]:
+    """Each record with the state and role `spec` gives its turn, and whether the turn failed, streamed:
+    what is kept is one configuration per conversation."""
+    replayer = replayer or Replayer(spec)
+    to_event, ok = _event_map(spec), spec.judging.events[0]
+    t = replayer.table
+    if t is not None:
+        width, roles, states, nxt = len(t.events), t.roles, t.states, t.next
+        ids = {e: i for i, e in enumerate(t.events)}
+        configs: dict[str, int] = {}
+        for rec in records:
+            event = to_event(rec.outcome)
+            c = configs.get(rec.session, t.initial)
+            configs[rec.session] = n = nxt[c * width + ids[event]]
+            if n < 0:
+                raise _refused(rec, event, states[c])
+            yield rec, states[c], roles[c], event != ok
+        return
+    sessions: dict[str, Any] = {}
+    for rec in records:
+        event = to_event(rec.outcome)
+        session = sessions.get(rec.session)
+        if session is None:
+            session = sessions[rec.session] = replayer.engine.session()
+        state, role = session.state, session.role
+        try:
+            session.apply(event)
+        except TransitionNotAllowed:
+            raise _refused(rec, event, state) from None
+        yield rec, state, role, event != ok
+
+
+def _refused(rec: TraceRecord, event: str, state: str) -> TransitionNotAllowed:
+    return TransitionNotAllowed(
+        f"session '{rec.session}' turn {rec.turn}: event '{event}' is not allowed in state '{state}'",
+        event=event,
+        state=state,
+    )
+
+
+def bound_models(
     spec: Spec,
-    records: Sequence[TraceRecord],
+    used: Callable[[str], str | None],
     lead: str | None = None,
     worker: str | None = None,
     models: Mapping[str, str] | None = None,
 ) -> dict[str, str | None]:
-    """The model each role of the spec uses: given, else the one it used most in the records."""
-    out: dict[str, str | None] = {r: most_used_model(records, r) for r in spec.roles}
+    """The model each role of the spec uses: given, else the one the records show it using most."""
+    out: dict[str, str | None] = {r: used(r) for r in spec.roles}
     out.update(models or {})
     if lead:
         out["lead"] = lead
@@ -204,40 +245,23 @@ def role_models(
 
 def simulate(
     spec: Spec,
-    records: Sequence[TraceRecord],
+    records: Iterable[TraceRecord],
     prices: PriceMap | None = None,
     *,
     lead: str | None = None,
     worker: str | None = None,
     models: Mapping[str, str] | None = None,
     replayer: Replayer | None = None,
-) -> tuple[Summary, list[TraceRecord]]:
-    """The recorded conversations replayed through `spec`: its summary and the simulated records.
-    A role with no model (none given, none in the records) keeps each turn's recorded model."""
+    per_conversation: bool = True,
+) -> Summary:
+    """The recorded conversations replayed through `spec`, streamed, summarised (totals only when not
+    `per_conversation`). A role with no model (none given, none in the records) keeps each turn's
+    recorded model."""
     replayer = replayer or Replayer(spec)
-    bound = role_models(spec, records, lead, worker, models)
-    to_event = _event_map(spec, records)
-    ok = spec.judging.events[0]
-    out: list[TraceRecord] = []
-    for turns in conversations(records).values():
-        served = replayer.run([to_event(r.outcome) for r in turns])
-        new_models = [bound.get(role) or r.model for (_, role), r in zip(served, turns, strict=True)]
-        usages = cache_split([r.usage for r in turns], [r.model for r in turns], new_models)
-        for r, (state, role), model, u in zip(turns, served, new_models, usages, strict=True):
-            out.append(
-                r.model_copy(
-                    update={
-                        "state": state,
-                        "role": role,
-                        "model": model,
-                        "outcome": ok if to_event(r.outcome) == ok else r.outcome,
-                        "cache_read_tokens": u.cache_read_tokens,
-                        "cache_write_tokens": u.cache_write_tokens,
-                        "cost": None,
-                        "transition": None,
-                    }
-                )
-            )
+    tally = Tally(per_conversation=per_conversation)
+    for rec, _, role, failed in replayed(spec, records, replayer):
+        tally.add(rec, role, failed)
+    bound = bound_models(spec, tally.models_used, lead, worker, models)
     note = f"simulated {spec.name} ({_params(spec)}) via {replayer.how}; {ASSUMPTION}"
     unbound = [r for r, m in bound.items() if m is None]
     if unbound:
@@ -245,10 +269,13 @@ def simulate(
             f"; role {', '.join(unbound)} has no model in the trace and none was given (--model ROLE=MODEL): "
             "its turns are priced on the model recorded for them"
         )
-    summary = summarise(
-        out, prices, lead_model=bound.get("lead"), worker_model=bound.get("worker"), success=ok, note=note
+    return tally.finish(
+        prices or PriceMap(),
+        lambda key: bound.get(key[0]) or key[1],
+        lead_model=bound.get("lead"),
+        worker_model=bound.get("worker"),
+        note=note,
     )
-    return summary, out
 
 
 def _params(spec: Spec) -> str:
@@ -272,51 +299,132 @@ class Estimate:
         return text
 
 
-def _estimate(samples: Any) -> Estimate:
+def _estimate(samples: Any, trace: int | None = None) -> Estimate:
+    """Mean, its 95% interval, and the samples' spread. With `trace` (conversations in the trace the
+    forecast was fitted on), the interval also holds what a trace of that size would average: the
+    forecast knows no more than its trace, and the trace's own mean must fall inside."""
     np = _numpy()
     n = len(samples)
     mean = float(np.mean(samples))
-    half = 1.96 * float(np.std(samples, ddof=1)) / n**0.5 if n > 1 else float("inf")
+    scale = (1 / n + (1 / trace if trace else 0.0)) ** 0.5
+    half = 1.96 * float(np.std(samples, ddof=1)) * scale if n > 1 else float("inf")
     lo, hi = (float(v) for v in np.percentile(samples, [2.5, 97.5]))
     return Estimate(mean, mean - half, mean + half, (lo, hi))
 
 
-def failure_counts(records: Sequence[TraceRecord], success: str = "turn_completed") -> dict[str, tuple[int, int]]:
-    """(failures, turns) per role in the records."""
-    out: dict[str, tuple[int, int]] = {}
-    for r in records:
-        k, n = out.get(r.role, (0, 0))
-        out[r.role] = (k + (r.outcome != success), n + 1)
-    return out
+POSITIONS = 4096  # turn positions modelled one by one; later turns share the last position's tokens
 
 
-def failure_rates(records: Sequence[TraceRecord], success: str = "turn_completed") -> dict[str, Estimate]:
-    """Per-role failure probability estimated from the records, with a 95% (Wilson) interval."""
-    out = {}
-    for role in sorted({r.role for r in records}):
-        n = sum(1 for r in records if r.role == role)
-        k = sum(1 for r in records if r.role == role and r.outcome != success)
-        p, z = k / n, 1.96
-        centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-        half = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / (1 + z * z / n)
-        out[role] = Estimate(p, max(0.0, centre - half), min(1.0, centre + half))
-    return out
+class Fit:
+    """What Monte-Carlo takes from a trace, gathered in one streamed pass: failures per role,
+    conversation lengths, and tokens per turn position and role (a context grows over a conversation,
+    and the lead serves the early, small turns), each as it would be warm and cold."""
+
+    def __init__(self, success: str = "turn_completed") -> None:
+        self.success = success
+        self.failed: Counter[str] = Counter()
+        self.turns: Counter[str] = Counter()
+        self.used: Counter[tuple[str, str]] = Counter()
+        self.open: dict[str, tuple[int, str, int]] = {}  # session -> (turns so far, last model, its cache)
+        # (position, role) -> [n, cold fresh, cold read, cold write, warm fresh, warm read, warm write, completion]
+        self.tokens: dict[tuple[int, str], list[int]] = {}
+
+    def add(self, rec: TraceRecord) -> None:
+        role = rec.role
+        self.turns[role] += 1
+        self.failed[role] += rec.outcome != self.success
+        self.used[role, rec.model] += 1
+        n, model, cached = self.open.get(rec.session, (0, "", 0))
+        prompt, read, write = rec.prompt_tokens, rec.cache_read_tokens, rec.cache_write_tokens
+        if n and rec.model == model:  # recorded warm; cold it would have read nothing (pricing.cache_split)
+            w_read, w_write, c_read, c_write = read, write, 0, write + read
+        else:
+            c_read, c_write = read, write
+            w_read = max(read, min(prompt, cached))
+            w_write = min(max(0, write - (w_read - read)), prompt - w_read)
+        sums = self.tokens.setdefault((min(n, POSITIONS - 1), role), [0] * 8)
+        sums[0] += 1
+        sums[1] += max(0, prompt - c_read - c_write)
+        sums[2] += c_read
+        sums[3] += c_write
+        sums[4] += max(0, prompt - w_read - w_write)
+        sums[5] += w_read
+        sums[6] += w_write
+        sums[7] += rec.completion_tokens
+        self.open[rec.session] = (n + 1, rec.model, read + write)
+
+    @property
+    def conversations(self) -> int:
+        return len(self.open)
+
+    def lengths(self) -> Counter[int]:
+        return Counter(n for n, _, _ in self.open.values())
+
+    def models_used(self, role: str) -> str | None:
+        counts = Counter({m: n for (r, m), n in self.used.items() if r == role})
+        return counts.most_common(1)[0][0] if counts else None
+
+    def counts(self) -> dict[str, tuple[int, int]]:
+        """(failures, turns) per role."""
+        return {r: (self.failed[r], n) for r, n in sorted(self.turns.items())}
+
+    def rates(self) -> dict[str, Estimate]:
+        """Per-role failure probability, with a 95% (Wilson) interval."""
+        out = {}
+        for role, (k, n) in self.counts().items():
+            p, z = k / n, 1.96
+            centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+            half = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / (1 + z * z / n)
+            out[role] = Estimate(p, max(0.0, centre - half), min(1.0, centre + half))
+        return out
+
+    def turn_prices(
+        self, models: Mapping[str, str | None], prices: PriceMap
+    ) -> dict[str, list[tuple[float, float]]] | None:
+        """Per role, per turn position, the (warm, cold) price of a turn there: the mean tokens the trace
+        has at that position for that role (else for any role), priced on the role's model. None when a
+        model has no price."""
+        last = max((j for j, _ in self.tokens), default=-1)
+        pooled: dict[int, list[int]] = {}
+        for (j, _), v in self.tokens.items():
+            pooled[j] = [a + b for a, b in zip(pooled.get(j, [0] * 8), v, strict=True)]
+        out: dict[str, list[tuple[float, float]]] = {}
+        for role, model in models.items():
+            rates = None if model is None else prices.rates(model)
+            if rates is None:
+                return None
+            inp, outp, read_rate, write_rate = rates
+            row: list[tuple[float, float]] = []
+            for j in range(last + 1):
+                v = self.tokens.get((j, role)) or pooled.get(j, [])
+                if not v:  # no turn at this position at all: as the position before
+                    row.append(row[-1])
+                    continue
+                if (v[2] or v[5]) and read_rate is None:
+                    return None
+                cold = (v[1] * inp + v[2] * (read_rate or 0.0) + v[3] * write_rate + v[7] * outp) / v[0]
+                warm = (v[4] * inp + v[5] * (read_rate or 0.0) + v[6] * write_rate + v[7] * outp) / v[0]
+                row.append((warm, cold))
+            out[role] = row
+        return out
 
 
 @dataclass(frozen=True)
 class MonteCarlo:
     conversations: int
-    turns: int
+    turns: int  # the longest conversation
     failure: dict[str, float]
     cost: Estimate | None  # dollars per conversation; None: no prices
     failing_worker_turns: Estimate  # per conversation
     turns_by_role: dict[str, Estimate]  # per conversation
+    trace: int | None = None  # conversations of the trace the forecast was fitted on
 
     def text(self) -> str:
+        of = "a trace of the same size" if self.trace else "the mean"
         lines = [
-            f"Monte-Carlo: {self.conversations} conversations of {self.turns} turns; failure probability "
+            f"Monte-Carlo: {self.conversations} conversations of up to {self.turns} turns; failure probability "
             + ", ".join(f"{r} {p:.3g}" for r, p in self.failure.items())
-            + " (per conversation: mean [95% confidence interval of the mean])",
+            + f" (per conversation: mean [95% interval of {of}])",
             f"  cost $: {self.cost if self.cost is not None else 'unknown'}",
             f"  turns a failing worker kept serving: {self.failing_worker_turns}",
         ]
@@ -329,19 +437,22 @@ def monte_carlo(
     failure: dict[str, float],
     *,
     conversations: int,
-    turns: int,
+    turns: int | Mapping[int, int],
     success: str,
     fail: str,
     lead_role: str = "lead",
-    turn_price: dict[str, tuple[float, float]] | None = None,
+    turn_price: Mapping[str, Sequence[tuple[float, float]]] | None = None,
     observed: dict[str, tuple[int, int]] | None = None,
     seed: int | None = 0,
+    trace: int | None = None,
 ) -> MonteCarlo:
-    """N conversations of `turns` turns, vectorised over conversations. A turn fails with its
-    role's probability; `turn_price[role] = (warm, cold)` prices a turn served by a role that
-    served the turn before (warm) or not (cold). A role in `observed` (failures, turns) instead
-    draws its probability per conversation from the Beta(failures + 1, turns - failures + 1)
-    posterior, so the intervals carry the uncertainty of an estimate made from a trace."""
+    """N conversations, vectorised over conversations. `turns` is every conversation's length, or a
+    histogram {length: count} lengths are drawn from. A turn fails with its role's probability;
+    `turn_price[role][j] = (warm, cold)` prices a turn at position j (the last entry for later ones)
+    served by a role that served the turn before (warm) or not (cold). A role in `observed` (failures,
+    turns) instead draws its probability per conversation from the Beta(failures + 1, turns - failures + 1)
+    posterior, so the intervals carry the uncertainty of an estimate made from a trace; `trace` (its
+    conversations) widens the intervals to what a trace of that size would average (`_estimate`)."""
     np = _numpy()
     rng = np.random.default_rng(seed)
     role_names = sorted(set(table.roles))
@@ -352,6 +463,13 @@ def monte_carlo(
         if observed and r in observed:
             k, n = observed[r]
             per_conv[i] = rng.beta(k + 1, n - k + 1, size=conversations)
+    if isinstance(turns, int):
+        length = np.full(conversations, turns)
+    else:
+        sizes = np.array(sorted(turns))
+        weights = np.array([turns[int(k)] for k in sizes], dtype=float)
+        length = rng.choice(sizes, size=conversations, p=weights / weights.sum())
+    longest = int(length.max()) if conversations else 0
     everyone = np.arange(conversations)
     width = len(table.events)
     nxt = np.array(table.next).reshape(-1, width)
@@ -361,56 +479,32 @@ def monte_carlo(
     served = np.zeros((len(role_names), conversations))
     failing_worker = np.zeros(conversations)
     cost = np.zeros(conversations)
-    prices = turn_price or {}
-    warm = np.array([prices.get(r, (np.nan, np.nan))[0] for r in role_names])
-    cold = np.array([prices.get(r, (np.nan, np.nan))[1] for r in role_names])
+    price = np.full((max(1, min(longest, POSITIONS)), len(role_names), 2), np.nan)  # [position, role, warm]
+    for i, r in enumerate(role_names):
+        row = (turn_price or {}).get(r)
+        if row:
+            for j in range(price.shape[0]):
+                price[j, i] = row[min(j, len(row) - 1)][::-1]  # (warm, cold) -> [cold, warm]
     lead_i = role_names.index(lead_role) if lead_role in role_names else -1
-    for _ in range(turns):
+    for j in range(longest):
+        live = length > j
         r = role_of[c]
-        failed = rng.random(conversations) < per_conv[r, everyone]
-        np.add.at(served, (r, everyone), 1)
+        failed = (rng.random(conversations) < per_conv[r, everyone]) & live
+        np.add.at(served, (r, everyone), live)
         failing_worker += failed & (r != lead_i)
-        cost += np.where(r == prev, warm[r], cold[r])
-        c = nxt[c, np.where(failed, fail_e, ok_e)]
+        turn_cost = price[min(j, price.shape[0] - 1), r, (r == prev).astype(int)]
+        cost += np.where(live, turn_cost, 0.0)
+        c = np.where(live, nxt[c, np.where(failed, fail_e, ok_e)], c)
         prev = r
     return MonteCarlo(
         conversations,
-        turns,
+        longest,
         {r: float(p[i]) for i, r in enumerate(role_names)},
-        None if turn_price is None or np.isnan(cost).any() else _estimate(cost),
-        _estimate(failing_worker),
-        {r: _estimate(served[i]) for i, r in enumerate(role_names)},
+        None if turn_price is None or np.isnan(cost).any() else _estimate(cost, trace),
+        _estimate(failing_worker, trace),
+        {r: _estimate(served[i], trace) for i, r in enumerate(role_names)},
+        trace,
     )
-
-
-def turn_prices(
-    records: Sequence[TraceRecord], models: dict[str, str | None], prices: PriceMap
-) -> dict[str, tuple[float, float]] | None:
-    """(warm, cold) price of an average turn per role: the records' mean tokens per turn, split
-    between cache and fresh input as the records' warm turns split them; a cold turn reads nothing
-    and writes what a warm one reads. None when a model has no price."""
-    if not records:
-        return None
-    n = len(records)
-    prompt = sum(r.prompt_tokens for r in records) // n
-    completion = sum(r.completion_tokens for r in records) // n
-    warm_recs = [
-        b for convo in conversations(records).values() for a, b in itertools.pairwise(convo) if a.model == b.model
-    ]
-    w = len(warm_recs) or 1
-    read = min(prompt, sum(r.cache_read_tokens for r in warm_recs) // w)
-    write = min(prompt - read, sum(r.cache_write_tokens for r in warm_recs) // w)
-    warm_u = Usage(prompt_tokens=prompt, completion_tokens=completion, cache_read_tokens=read, cache_write_tokens=write)
-    cold_u = Usage(prompt_tokens=prompt, completion_tokens=completion, cache_write_tokens=read + write)
-    out = {}
-    for role, model in models.items():
-        if model is None:
-            return None
-        a, b = prices.price(model, warm_u), prices.price(model, cold_u)
-        if a is None or b is None:
-            return None
-        out[role] = (a, b)
-    return out
 
 
 # ---- synthetic traces --------------------------------------------------------------------------
@@ -493,12 +587,3 @@ def rank_rows(rows: list[dict[str, Any]], cost: str, risk: str) -> list[dict[str
             for b in rows
         )
     return sorted(rows, key=lambda r: (r[cost] is None, r[cost] or 0.0, r[risk]))
-
-
-def sweep_grid(spec: Spec, ranges: dict[str, range]) -> Iterator[Spec]:
-    for combo in itertools.product(*ranges.values()):
-        yield spec.with_params(dict(zip(ranges, combo, strict=True)))
-
-
-def counts(records: Sequence[TraceRecord]) -> Counter[str]:
-    return Counter(r.role for r in records)
