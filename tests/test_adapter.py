@@ -692,3 +692,44 @@ def test_a_stream_cut_short_is_a_technical_error_not_a_turn(server: Server) -> N
     assert s.state() == before
     assert "".join(c.choices[0].delta.content or "" for c in s.completion(msgs, stream=True)).startswith("leadL says")
     assert s.machine.turn == 1
+
+
+def test_a_stream_asks_for_usage_and_a_stream_without_it_is_unknown_not_estimated(
+    server: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lwfsm.cli import main
+
+    s = adapter(server, "leadU", "workU", log_dir=tmp_path).session(name="u")
+    msgs = [{"role": "user", "content": "a question long enough that a local estimate would differ " * 20}]
+    "".join(c.choices[0].delta.content or "" for c in s.completion(msgs, stream=True))
+    asked = [r for r in server.requests if r["model"] == "leadU"]
+    assert asked[-1]["stream_options"] == {"include_usage": True}
+    assert (s.ledger.rows[0].usage.prompt_tokens, s.ledger.rows[0].usage.completion_tokens) == (11, 7)  # the server's
+    server.script("leadU", {"no_usage": True})  # a server that ignores stream_options
+    msgs += [{"role": "assistant", "content": "x"}, {"role": "user", "content": "go on"}]
+    "".join(c.choices[0].delta.content or "" for c in s.completion(msgs, stream=True))
+    row = s.ledger.rows[0]
+    assert (row.calls, row.usage.prompt_tokens, row.usage.unreported) == (2, 11, 1)  # not LiteLLM's local guess
+    assert "1 calls without reported tokens" in s.table()
+    s.close([{"role": "user", "content": "thanks"}])
+    lines = [json.loads(line) for line in (tmp_path / "u.jsonl").read_text().splitlines()]
+    assert [(r["prompt_tokens"], r["unreported"]) for r in lines] == [(11, 0), (0, 1)]
+    # priced on a model the price map knows, the turn without reported tokens still makes the cost unknown
+    trace = tmp_path / "priced.jsonl"
+    for kept, cost_known in ((lines[:1], True), (lines, False)):
+        trace.write_text("".join(json.dumps({**r, "model": "gpt-4o"}) + "\n" for r in kept))
+        assert main(["report", str(trace), "--json"]) == 0
+        assert (json.loads(capsys.readouterr().out)["total"]["cost"] is not None) is cost_known
+
+
+def test_default_session_names_are_unique_across_adapters(server: Server, tmp_path: Path) -> None:
+    # Two runs (processes, restarts) logging to one directory must not append to one file: report refuses that.
+    from lwfsm.cli import main
+
+    for _ in range(2):
+        s = adapter(server, "leadN", "workN", log_dir=tmp_path).session()
+        talk(s, 2)
+        s.close()
+    files = sorted(tmp_path.glob("*.jsonl"))
+    assert len(files) == 2
+    assert main(["report", str(tmp_path)]) == 0

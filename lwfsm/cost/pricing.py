@@ -105,7 +105,7 @@ class PriceMap:
     def price(self, model: str, usage: Usage) -> float | None:
         """Dollars for one call; None when the model (or a token kind it used) has no price."""
         r = self.rates(model)
-        if r is None:
+        if r is None or usage.unreported:  # tokens the provider did not report are not guessed at
             return None
         inp, outp, read, write = r
         if usage.cache_read_tokens and read is None:

@@ -78,6 +78,9 @@ class TraceRecord(_Record):
     cache_read_tokens: int = _tokens("input tokens read from the prompt cache")
     cache_write_tokens: int = _tokens("input tokens written to the prompt cache")
     reasoning_tokens: int = _tokens("reasoning tokens (part of completion_tokens)")
+    unreported: int = Field(
+        default=0, ge=0, le=1, description="1: the provider reported no tokens; the counts are unknown, so is the cost"
+    )
     cost: float | None = Field(default=None, ge=0, description="dollars as priced when recorded; null: no price")
     latency: float = Field(default=0.0, ge=0, description="seconds the call took")
     transition: TransitionInfo | None = Field(default=None, description="what the turn's event did to the machine")
@@ -91,6 +94,7 @@ class TraceRecord(_Record):
             cache_read_tokens=self.cache_read_tokens,
             cache_write_tokens=self.cache_write_tokens,
             reasoning_tokens=self.reasoning_tokens,
+            unreported=self.unreported,
         )
 
 

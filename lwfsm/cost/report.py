@@ -263,7 +263,7 @@ class Tally:
         index = (conv.prev_key, key, was_warm)
         sums = (conv.sums if conv.summary is not None else self.sums).get(index)
         if sums is None:
-            sums = (conv.sums if conv.summary is not None else self.sums).setdefault(index, [0] * 7)
+            sums = (conv.sums if conv.summary is not None else self.sums).setdefault(index, [0] * 8)
         sums[0] += max(0, prompt - read - write)
         sums[1] += read
         sums[2] += write
@@ -271,9 +271,12 @@ class Tally:
         sums[4] += a_read
         sums[5] += a_write
         sums[6] += rec.completion_tokens
+        sums[7] += rec.unreported
         if conv.detail is not None and c is conv.summary and len(conv.detail) < DETAIL_TURNS:
             fresh, a_fresh = max(0, prompt - read - write), max(0, prompt - a_read - a_write)
-            conv.detail.append((index, (fresh, read, write, a_fresh, a_read, a_write, rec.completion_tokens)))
+            conv.detail.append(
+                (index, (fresh, read, write, a_fresh, a_read, a_write, rec.completion_tokens, rec.unreported))
+            )
             c.roles.append(role)
             c.failed.append(failed)
         conv.prev_key, conv.prev_model, conv.prev_cached = key, rec.model, read + write
@@ -300,7 +303,7 @@ class Tally:
                 m = model or serving(key)
                 now_warm = prev is not None and (model is not None or serving(prev) == m)
                 fresh, read, write = v[0:3] if now_warm == was_warm else v[3:6]
-                value = _add(value, _price(prices, m, fresh, read, write, v[6]))
+                value = _add(value, None if v[7] else _price(prices, m, fresh, read, write, v[6]))
             return value
 
         convs = []

@@ -335,6 +335,9 @@ class Fit:
         self.failed[role] += rec.outcome != self.success
         self.used[role, rec.model] += 1
         n, model, cached = self.open.get(rec.session, (0, "", 0))
+        self.open[rec.session] = (n + 1, rec.model, rec.cache_read_tokens + rec.cache_write_tokens)
+        if rec.unreported:  # its tokens are unknown: they say nothing about the turns at this position
+            return
         prompt, read, write = rec.prompt_tokens, rec.cache_read_tokens, rec.cache_write_tokens
         if n and rec.model == model:  # recorded warm; cold it would have read nothing (pricing.cache_split)
             w_read, w_write, c_read, c_write = read, write, 0, write + read
@@ -351,7 +354,6 @@ class Fit:
         sums[5] += w_read
         sums[6] += w_write
         sums[7] += rec.completion_tokens
-        self.open[rec.session] = (n + 1, rec.model, read + write)
 
     @property
     def conversations(self) -> int:
@@ -397,7 +399,9 @@ class Fit:
             row: list[tuple[float, float]] = []
             for j in range(last + 1):
                 v = self.tokens.get((j, role)) or pooled.get(j, [])
-                if not v:  # no turn at this position at all: as the position before
+                if not v:  # no turn with known tokens at this position: as the position before
+                    if not row:
+                        return None
                     row.append(row[-1])
                     continue
                 if (v[2] or v[5]) and read_rate is None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import json
 import logging
 import os
@@ -159,6 +160,7 @@ class _Call:
     started: float
     failures: list[tuple[str, str, BaseException]] = field(default_factory=list)
     skip: set[str] = field(default_factory=set)  # roles given up on for this call
+    unreported: bool = False  # a stream that carried no usage: its tokens are unknown, not estimated
 
 
 class Adapter:
@@ -239,7 +241,8 @@ class Adapter:
         self._sessions += 1
         if self.store is None:
             conv = self.core.start() if state is None else self.core.restore(state)
-            return AgentSession(self, conv, name or f"session-{self._sessions}")
+            # A default name unique across processes and restarts: it names the log file (log_dir).
+            return AgentSession(self, conv, name or f"session-{self._sessions}-{uuid.uuid4().hex[:12]}")
         if state is not None:
             raise ConfigError("with a store, a session's state is the store's: pass the conversation id, not state=")
         name = name or uuid.uuid4().hex
@@ -329,6 +332,8 @@ class AgentSession:
                     return
                 # call.kwargs hold protocol parameters only (`_begin`): the binding's endpoint and key stand.
                 args = {"timeout": a.timeout, **a.bindings[r].call_kwargs(a.env), **call.kwargs}
+                if args.get("stream") and "stream_options" not in args and _asks_usage(args):
+                    args["stream_options"] = {"include_usage": True}  # else a stream's tokens are a local guess
                 yield r, attempt, {**args, "messages": call.messages, "num_retries": 0}
 
     def _failed(self, call: _Call, role: str, attempt: int, model: str, exc: Exception) -> float:
@@ -371,7 +376,7 @@ class AgentSession:
             model=model,
             reply=reply,
             tools=call.kwargs.get("tools") or (),
-            usage=Usage.of(getattr(response, "usage", None)),
+            usage=Usage(unreported=1) if call.unreported else Usage.of(getattr(response, "usage", None)),
             latency=latency,
             retries=len(call.failures),
         )
@@ -646,8 +651,10 @@ class AgentSession:
         try:
             for chunk in self._mapped(role, stream):
                 chunks.append(chunk)
-                yield chunk
+                if not _ours(call, chunk):
+                    yield chunk
             self._ended(role, chunks)
+            call.unreported = not _reported(stream, chunks)
             with self.conversation.lock:
                 self._stream_open = False
                 self._finish(call, role, litellm.stream_chunk_builder(chunks, messages=call.messages), key)
@@ -660,10 +667,12 @@ class AgentSession:
             try:
                 async for chunk in stream:
                     chunks.append(chunk)
-                    yield chunk
+                    if not _ours(call, chunk):
+                        yield chunk
             except Exception as exc:
                 raise self._cut(role, exc) from exc
             self._ended(role, chunks)
+            call.unreported = not _reported(stream, chunks)
             await _acquire(self.conversation.lock)
             try:
                 self._stream_open = False
@@ -693,6 +702,35 @@ class AgentSession:
             role=role,
             model=model,
         )
+
+
+@functools.lru_cache(maxsize=256)
+def _supports_usage(model: str, provider: str | None) -> bool:
+    try:
+        return "stream_options" in (
+            litellm.get_supported_openai_params(model=model, custom_llm_provider=provider) or []
+        )
+    except Exception:  # LiteLLM does not know the model: asking could make the call fail as unsupported
+        return False
+
+
+def _reported(stream: Any, chunks: list[Any]) -> bool:
+    """Whether the provider itself reported a stream's usage. Asked for usage, LiteLLM ends a stream with
+    a usage chunk even when the provider sent none (its local estimate, often far off); its stream
+    wrapper's `chunks` hold what the provider sent (tests/test_adapter.py pins this)."""
+    raw = getattr(stream, "chunks", None)
+    return any(getattr(c, "usage", None) is not None for c in (raw if isinstance(raw, list) else chunks))
+
+
+def _ours(call: _Call, chunk: Any) -> bool:
+    """A usage chunk (no choices) the adapter asked for and the caller did not: kept from the caller, whose
+    loop may well read `chunk.choices[0]` on every chunk."""
+    return "stream_options" not in call.kwargs and not getattr(chunk, "choices", None)
+
+
+def _asks_usage(args: Mapping[str, Any]) -> bool:
+    """Whether LiteLLM passes `stream_options` to this model's provider (where not, its usage comes or not)."""
+    return _supports_usage(str(args.get("model")), args.get("custom_llm_provider"))
 
 
 _BIG_REPLY = 65_536  # characters of a pending reply above which async calls judge it in a worker thread

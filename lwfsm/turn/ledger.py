@@ -24,6 +24,9 @@ class Usage(_Value):
     cache_read_tokens: int = Field(default=0, ge=0)
     cache_write_tokens: int = Field(default=0, ge=0)
     reasoning_tokens: int = Field(default=0, ge=0)
+    # Calls whose provider reported no tokens (a stream without a usage chunk): their counts are not in
+    # the fields above, and their cost is unknown rather than a local estimate.
+    unreported: int = Field(default=0, ge=0)
 
     @classmethod
     def of(cls, usage: Any) -> Usage:
@@ -115,6 +118,7 @@ class Ledger(_Value):
             lines.append(
                 f"{r.role + ' ' + r.model:40} {r.calls:>5} {r.usage.prompt_tokens:>9} {r.usage.completion_tokens:>6} "
                 f"{r.retries:>7} {money(pricer(r.model, r.usage)):>10}"
+                + (f"  ({r.usage.unreported} calls without reported tokens)" if r.usage.unreported else "")
             )
         line = f"total cost ${money(self.cost(pricer))}"
         if lead_model:
