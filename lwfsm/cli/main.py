@@ -546,6 +546,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "connect_timeout": args.connect_timeout,
         "first_byte_timeout": args.first_byte_timeout,
         "idle_timeout": args.idle_timeout,
+        "log_dir": args.log_dir,
     }
     app = build(spec, **config)  # also when workers > 1: every mistake shows here, once, before forking
     _can_listen(args.host, args.port)  # the banner below must not announce an address taken by another
@@ -809,6 +810,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="longest silence of an upstream once it has started answering (300); no total limit",
     )
+    p.add_argument("--log-dir", metavar="DIR", help="write the trace (one JSONL line per judged turn) for lwfsm report")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("judge", help="why a turn was judged as it was; the judge measured on labelled turns")

@@ -47,6 +47,7 @@ from . import wire
 from .identity import Identity, identify, is_loopback, side_call
 from .metrics import CONTENT_TYPE_LATEST, Metrics
 from .store import Store
+from .trace import TraceLog
 
 __all__ = ["Gateway", "create_app"]
 
@@ -145,7 +146,9 @@ class Gateway:
         first_byte_timeout: float = 300.0,
         idle_timeout: float = 300.0,
         store_timeout: float = 10.0,
+        trace: TraceLog | None = None,
     ) -> None:
+        self.trace = trace  # --log-dir: one trace line per judged turn
         self.env = os.environ if env is None else env
         self.spec = spec
         self.core = TurnCore(Engine(spec))
@@ -367,6 +370,8 @@ class Gateway:
             switched = False
             if judged is not None:
                 record.add(judged.record(call.ident.session))
+                if self.trace is not None:
+                    self.trace.name(meta, call.ident.key)
                 before, after = judged.transition.source, judged.transition.dest
                 if switched := self.spec.states[before].role != self.spec.states[after].role:
                     self._switched(meta, judged.pending.turn, before, after, judged.event, judged.reason)
@@ -387,6 +392,9 @@ class Gateway:
                     )
                 self._keep_warm(call.ident.key, text, record)
                 self._count(role, model, used, judged)
+                if self.trace is not None and judged is not None:
+                    p = judged.pending
+                    self.trace.write(meta, judged.record(call.ident.key, self.pricer(p.model, p.usage)))
                 call.turn = str(conv.pending.turn) if conv.pending is not None else None
                 return call.turn
             loaded = await self._load(call)  # someone else moved it: judge again on the newer state

@@ -29,11 +29,13 @@ def build(
     connect_timeout: float = 10.0,
     first_byte_timeout: float = 300.0,
     idle_timeout: float = 300.0,
+    log_dir: str | None = None,
 ) -> Any:
     """The ASGI app: roles bound as the adapter binds them (LWFSM_* > GOOSE_*), or to mock models."""
     try:
         from .app import Gateway, create_app
         from .store import open_chain_store, open_gateway_store
+        from .trace import TraceLog
     except ImportError as exc:  # pragma: no cover - exercised only without the extra
         raise ConfigError(f'lwfsm serve needs the gateway extra: pip install "lwfsm[gateway]" ({exc})') from None
     env = os.environ if env is None else env
@@ -58,6 +60,7 @@ def build(
     for flag, value in timeouts.items():
         if not value > 0:
             raise ConfigError(f"--{flag}-timeout must be more than 0 seconds, got {value}")
+    trace = TraceLog(log_dir) if log_dir else None
     gateway = Gateway(
         spec,
         roles,
@@ -74,6 +77,7 @@ def build(
         connect_timeout=connect_timeout,
         first_byte_timeout=first_byte_timeout,
         idle_timeout=idle_timeout,
+        trace=trace,
     )
     return create_app(gateway)
 

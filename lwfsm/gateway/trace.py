@@ -1,0 +1,57 @@
+"""`lwfsm serve --log-dir DIR`: the gateway's trace, one line per judged turn in the trace format
+(`lwfsm.cost.records`, what the adapter's `log_dir` writes), so `lwfsm report DIR` and `lwfsm simulate
+--trace DIR` read the traffic of agents nobody can modify.
+
+One file per conversation. Its name is chosen when the conversation's first turn is judged and kept
+in the conversation's stored metadata, so every gateway process, and a gateway after a restart,
+appends to the same file, while a new conversation under an id used before gets a file of its own.
+The line's `session` is the gateway's conversation key (scoped by the client's key), not the id the
+client sent: two clients' conversations never share a row of the report.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+
+__all__ = ["TraceLog"]
+
+logger = logging.getLogger("lwfsm.gateway")
+
+
+class TraceLog:
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        try:  # an unwritable directory is found at start, not after a turn was committed
+            self.folder.mkdir(parents=True, exist_ok=True)
+            probe = self.folder / f".lwfsm-write-test-{uuid.uuid4().hex}"
+            probe.touch()
+            probe.unlink()
+        except OSError as exc:
+            raise ConfigError(f"--log-dir {str(self.folder)!r} is not writable: {exc}") from None
+
+    def name(self, meta: dict[str, Any], key: str) -> str:
+        """The conversation's file name, chosen once and kept in `meta` (stored with the conversation)."""
+        name = meta.get("trace")
+        if not isinstance(name, str):
+            readable = re.sub(r"[^A-Za-z0-9_.-]+", "_", key)[-48:].lstrip(".")
+            name = meta["trace"] = f"{readable}-{uuid.uuid4().hex[:12]}.jsonl"
+        return name
+
+    def write(self, meta: Mapping[str, Any], record: Mapping[str, Any]) -> None:
+        """Append one judged turn; the turn is committed already, so a failed write is logged, not raised."""
+        path = self.folder / str(meta["trace"])
+        try:
+            with path.open("a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")  # one write of one line: appends from processes do not interleave
+        except OSError as exc:
+            logger.error(
+                "could not write turn %s of %s to %s: %s", record.get("turn"), record.get("session"), path, exc
+            )
