@@ -450,7 +450,8 @@ def test_parquet_needs_pyarrow_and_says_how(tmp_path: Path, capsys: pytest.Captu
         assert main(["report", str(path)]) == 1
         assert f"{path}: reading Parquet needs pyarrow: pip install 'lwfsm[parquet]'" in capsys.readouterr().err
         return
-    pq.write_table(pyarrow.Table.from_pylist(HAND), path)
+    columns = sorted({k for r in HAND for k in r})  # from_pylist takes its columns from the first row
+    pq.write_table(pyarrow.Table.from_pylist([{k: r.get(k) for k in columns} for r in HAND]), path)
     assert main(["report", str(path), "--json"]) == 0
     from_parquet = json.loads(capsys.readouterr().out)
     assert main(["report", write(tmp_path, HAND), "--json"]) == 0

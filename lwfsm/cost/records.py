@@ -218,7 +218,8 @@ def _parquet_rows(path: Path, problems: Problems) -> Iterator[tuple[int, dict[st
         for batch in pq.ParquetFile(path).iter_batches(batch_size=8192):
             for row in batch.to_pylist():
                 number += 1
-                yield number, row
+                # a table has every column in every row: a null is a field the record left out
+                yield number, {k: v for k, v in row.items() if v is not None}
     except (OSError, ValueError) as exc:
         problems.extend([f"{path}: cannot read as Parquet: {exc}"])
 
