@@ -30,7 +30,7 @@ from typing import Any
 
 from ..turn.ledger import Usage
 
-__all__ = ["PriceMap", "cache_split", "litellm_price_map"]
+__all__ = ["PriceMap", "cache_split", "flipped", "litellm_price_map"]
 
 
 def litellm_price_map() -> Mapping[str, Mapping[str, Any]]:
@@ -121,6 +121,16 @@ class PriceMap:
     __call__ = price  # a `lwfsm.turn.ledger.Pricer`
 
 
+def flipped(prompt: int, read: int, write: int, was_warm: bool, cached_before: int) -> tuple[int, int]:
+    """(cache read, cache write) of a turn whose warmth is flipped (see the module doc): warm made cold
+    reads nothing and writes what it read; cold made warm reads what the turn before left in the cache
+    (`cached_before`: its reads plus writes), taken out of the writes first."""
+    if was_warm:
+        return 0, write + read
+    now = max(read, min(prompt, cached_before))
+    return now, min(max(0, write - (now - read)), prompt - now)
+
+
 def cache_split(usages: Sequence[Usage], recorded: Sequence[str], models: Sequence[str]) -> list[Usage]:
     """One conversation's usages as they would have been had `models[t]` served turn t (see module doc)."""
     out: list[Usage] = []
@@ -129,17 +139,8 @@ def cache_split(usages: Sequence[Usage], recorded: Sequence[str], models: Sequen
         now_warm = t > 0 and models[t] == models[t - 1]
         if was_warm == now_warm:
             out.append(u)
-        elif now_warm:
-            prev = usages[t - 1]
-            read = max(u.cache_read_tokens, min(u.prompt_tokens, prev.cache_read_tokens + prev.cache_write_tokens))
-            moved = read - u.cache_read_tokens
-            write = max(0, u.cache_write_tokens - moved)
-            write = min(write, u.prompt_tokens - read)
-            out.append(u.model_copy(update={"cache_read_tokens": read, "cache_write_tokens": write}))
-        else:
-            out.append(
-                u.model_copy(
-                    update={"cache_read_tokens": 0, "cache_write_tokens": u.cache_write_tokens + u.cache_read_tokens}
-                )
-            )
+            continue
+        before = usages[t - 1].cache_read_tokens + usages[t - 1].cache_write_tokens if t else 0
+        read, write = flipped(u.prompt_tokens, u.cache_read_tokens, u.cache_write_tokens, was_warm, before)
+        out.append(u.model_copy(update={"cache_read_tokens": read, "cache_write_tokens": write}))
     return out

@@ -294,13 +294,3 @@ def parse_lines(lines: Iterable[str], source: str) -> list[TraceRecord]:
 def load_trace(*paths: str | Path) -> list[TraceRecord]:
     """Every record of the given trace files, in memory (`read_records` streams them)."""
     return list(read_records(paths))
-
-
-def conversations(records: Iterable[TraceRecord]) -> dict[str, list[TraceRecord]]:
-    """Records grouped by session, in order of first appearance, each in turn order."""
-    out: dict[str, list[TraceRecord]] = {}
-    for r in records:
-        out.setdefault(r.session, []).append(r)
-    for turns in out.values():
-        turns.sort(key=lambda r: r.turn)
-    return out

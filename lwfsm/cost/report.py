@@ -18,10 +18,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .pricing import PriceMap
+from .pricing import PriceMap, flipped
 from .records import TraceRecord
 
-__all__ = ["ConversationSummary", "Summary", "Tally", "most_used_model", "summarise"]
+__all__ = ["ConversationSummary", "Summary", "Tally", "summarise"]
 
 
 def _add(a: float | None, b: float | None) -> float | None:
@@ -176,11 +176,6 @@ def _lengths(lengths: list[int]) -> str:
     return f"mean {sum(lengths) / len(lengths):.1f}, max {max(lengths)}"
 
 
-def most_used_model(records: Iterable[TraceRecord], role: str) -> str | None:
-    counts = Counter(r.model for r in records if r.role == role)
-    return counts.most_common(1)[0][0] if counts else None
-
-
 DETAILED = 50  # conversations whose turns the HTML page draws (per-turn detail is kept for these only)
 DETAIL_TURNS = 2000  # turns drawn per conversation
 
@@ -254,11 +249,7 @@ class Tally:
         # tokens: as recorded, and as they would be with the other warmth
         prompt, read, write = rec.prompt_tokens, rec.cache_read_tokens, rec.cache_write_tokens
         was_warm = conv.prev_key is not None and rec.model == conv.prev_model
-        if was_warm:  # now cold: nothing read; what was read is written again
-            a_read, a_write = 0, write + read
-        else:  # now warm: read what the turn before left in the cache, taken out of the writes first
-            a_read = max(read, min(prompt, conv.prev_cached))
-            a_write = min(max(0, write - (a_read - read)), prompt - a_read)
+        a_read, a_write = flipped(prompt, read, write, was_warm, conv.prev_cached)
         key = (role, rec.model)
         index = (conv.prev_key, key, was_warm)
         sums = (conv.sums if conv.summary is not None else self.sums).get(index)

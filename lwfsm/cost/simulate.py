@@ -22,7 +22,7 @@ from ..check.explore import abstraction
 from ..engine import Engine
 from ..errors import TransitionNotAllowed, Unsaturable
 from ..spec import Spec
-from .pricing import PriceMap
+from .pricing import PriceMap, flipped
 from .records import TraceRecord
 from .report import Summary, Tally
 
@@ -339,12 +339,11 @@ class Fit:
         if rec.unreported:  # its tokens are unknown: they say nothing about the turns at this position
             return
         prompt, read, write = rec.prompt_tokens, rec.cache_read_tokens, rec.cache_write_tokens
-        if n and rec.model == model:  # recorded warm; cold it would have read nothing (pricing.cache_split)
-            w_read, w_write, c_read, c_write = read, write, 0, write + read
-        else:
-            c_read, c_write = read, write
-            w_read = max(read, min(prompt, cached))
-            w_write = min(max(0, write - (w_read - read)), prompt - w_read)
+        was_warm = n > 0 and rec.model == model
+        a_read, a_write = flipped(prompt, read, write, was_warm, cached)
+        (w_read, w_write), (c_read, c_write) = (
+            ((read, write), (a_read, a_write)) if was_warm else ((a_read, a_write), (read, write))
+        )
         sums = self.tokens.setdefault((min(n, POSITIONS - 1), role), [0] * 8)
         sums[0] += 1
         sums[1] += max(0, prompt - c_read - c_write)
