@@ -309,6 +309,9 @@ def _monte_carlo(spec: Spec, fit: Fit, prices: PriceMap, replayer: Replayer, arg
     else:
         print(f"{spec.name} ({', '.join(f'{k}={v}' for k, v in spec.param_values.items())}) via {replayer.how}")
         print(f"assumes a turn's outcome does not depend on the model that served it; {TOKENS}")
+        longest = max(fit.lengths())
+        if result.turns > longest:
+            print(f"turns past the trace's longest conversation ({longest}) are priced as its turn {longest}")
         print(said)
         print(result.text())
         if sensitivity:
