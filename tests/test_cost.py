@@ -524,6 +524,8 @@ def test_absurd_lines_are_one_located_line_each(
         (["--fail-worker", "1.5", "--monte-carlo", "10"], "--fail-worker 1.5: a probability is a number from 0 to 1"),
         (["--fail-lead", "nan", "--monte-carlo", "10"], "--fail-lead nan: a probability is a number from 0 to 1"),
         (["--fail-worker", "-0.1", "--monte-carlo", "10"], "--fail-worker -0.1: a probability"),
+        (["--monte-carlo", "10", "--seed", "-1"], "--seed -1: must be from 0 to"),
+        (["--html", "/nonexistent-dir/r.html"], "--html /nonexistent-dir/r.html: cannot write: No such file"),
     ],
 )
 def test_simulate_flags_out_of_bounds_are_refused(
@@ -546,6 +548,7 @@ def test_simulate_flags_out_of_bounds_are_refused(
         (["--burst", "2"], "--burst 2.0: a probability is a number from 0 to 1"),
         (["--prompt-tokens", "-1"], "--prompt-tokens -1: must be from 0 to 1,000,000,000,000"),
         (["--growth", "1000000000000", "--turns", "100"], "the last turn's context would be"),
+        (["-o", "/nonexistent-dir/gen.jsonl"], "-o /nonexistent-dir/gen.jsonl: cannot write: No such file"),
     ],
 )
 def test_generate_flags_out_of_bounds_are_refused(

@@ -37,7 +37,10 @@ __all__ = ["emit", "report_command", "simulate_command", "sweep_ranges"]
 def emit(summary: Summary, args: Any) -> None:
     """The summary in the format asked for: --json, --csv, else a terminal table; --html FILE too."""
     if getattr(args, "html", None):
-        Path(args.html).write_text(summary.html(), encoding="utf-8")
+        try:
+            Path(args.html).write_text(summary.html(), encoding="utf-8")
+        except OSError as exc:
+            raise ValueError(f"--html {args.html}: cannot write: {exc.strerror or exc}") from None
         print(f"wrote {args.html}", file=sys.stderr)
     if getattr(args, "json", False):
         print(summary.json())
@@ -105,6 +108,7 @@ def _check_bounds(args: Any) -> None:
     whole("--conversation-turns", args.conversation_turns, 1, MAX_CONVERSATION_TURNS)
     whole("--turns", args.turns, 1, MAX_GENERATE)
     whole("--conversations", args.conversations, 1, args.turns or Knobs().turns)
+    whole("--seed", args.seed, 0, 2**63 - 1)
     for flag, value in (
         ("--prompt-tokens", args.prompt_tokens),
         ("--growth", args.growth),
@@ -144,10 +148,13 @@ def simulate_command(spec: Spec, args: Any) -> int:
         if not args.output:
             raise ValueError("--generate writes a trace: give -o FILE")
         n = 0
-        with open(args.output, "w", encoding="utf-8") as f:
-            for rec in generate(spec, _knobs(args)):
-                f.write(json.dumps(rec) + "\n")
-                n += 1
+        try:
+            with open(args.output, "w", encoding="utf-8") as f:
+                for rec in generate(spec, _knobs(args)):
+                    f.write(json.dumps(rec) + "\n")
+                    n += 1
+        except OSError as exc:  # a missing directory, a full disk
+            raise ValueError(f"-o {args.output}: cannot write: {exc.strerror or exc}") from None
         print(f"wrote {n} synthetic turns to {args.output}", file=sys.stderr)
         return 0
     if not args.trace:
