@@ -604,14 +604,19 @@ def _add_cost_commands(sub: Any, with_set: Any) -> None:
         p.add_argument("--worker", metavar="MODEL", help="the worker's model (default: the one it used most)")
 
     p = sub.add_parser("report", help="turns, switches, fallbacks, failures and costs of recorded conversations")
-    p.add_argument("logs", nargs="+", metavar="LOG", help="JSONL trace files (the adapter's or gateway's log)")
+    p.add_argument(
+        "logs",
+        nargs="+",
+        metavar="LOG",
+        help="trace files or directories of them (.jsonl, .jsonl.gz, .parquet): an adapter's log_dir, serve --log-dir",
+    )
     outputs(p)
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("simulate", help="replay recorded outcomes through a spec; Monte-Carlo, sweeps, traces")
     p.add_argument("spec", metavar="SPEC")
     with_set(p)
-    p.add_argument("--trace", action="append", default=[], metavar="FILE", help="a JSONL trace (repeatable)")
+    p.add_argument("--trace", action="append", default=[], metavar="FILE", help="a trace file or folder (repeatable)")
     outputs(p)
     p.add_argument("--model", action="append", default=[], metavar="ROLE=MODEL", help="bind any role (repeatable)")
     p.add_argument("--engine", action="store_true", help="drive the engine instead of the transition table")
