@@ -68,31 +68,8 @@ class Aider(Reader):
             elif self.human(msg):
                 if (said := self.correction(text)) is not None:
                     yield Finding("user_correction", Evidence("aider.correction", i, 1, said))
-                elif (err := _pasted_error(text)) is not None:
-                    yield Finding("user_correction", Evidence("aider.pasted_error", i, err[0], err[1]))
             if not text.startswith(_AIDER_SAYS):
                 break  # the person's next message ends what belongs to this reply
-
-
-_PASTED = re.compile(
-    r"^\s*(Traceback \(most recent call last\)|\w*(Error|Exception):|error(\[\w+\])?:|Failed to compile|"
-    r"Module not found|Uncaught|ERROR in|Build failed|npm ERR!|\S+\.\w+:\d+(:\d+)?: error)",
-    re.M,
-)
-
-
-def _pasted_error(text: str) -> tuple[int, str] | None:
-    """A person pasting an error output as their next message (a build or run of what the model wrote)."""
-    head = "\n".join(text.splitlines()[:6])
-    return first_match(_PASTED, head) or first_match(_REPORTS, text[:300])
-
-
-# A person saying what happened when they used the result.
-_REPORTS = re.compile(
-    r"^\W*(i|we)\s+(still\s+)?(get|got|am getting|'m getting|keep getting|see|saw|tried|ran)\b[^.?!\n]{0,160}"
-    r"\b(error|errors|fail\w*|exception|crash\w*|broken|unable|can'?t|cannot|does ?n[o']t|did ?n[o']t)\b",
-    re.I,
-)
 
 
 READER = Aider()

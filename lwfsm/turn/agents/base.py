@@ -410,6 +410,31 @@ def anchored_error(text: str) -> tuple[int, str] | None:
     return None if passed and not summary else hit
 
 
+# A person's complaint anywhere in the first sentence of their message.
+_COMPLAINT = re.compile(
+    r"\b(still (doesn'?t|does not|isn'?t|is not|not|fail\w*|broken|get\w*|the same|wrong|errors?|crash\w*)|"
+    r"(doesn'?t|does not|didn'?t|did not|isn'?t|is not|won'?t|wasn'?t|aren'?t) (work|run|build|compile|load|start|"
+    r"show|appear|fix|change|help|exist|save|persist)\w*|not working|no longer works?|"
+    r"same (error|problem|issue|result)|"
+    r"nothing (changed|happened)|(it|that|this) (broke|is broken|failed)|you (broke|missed|forgot)|"
+    r"wrong (file|place|answer|output|result|one)|(got|get|getting|see|seeing) (an? |the |this |these )?"
+    r"(errors?|exceptions?|tracebacks?)\b)",
+    re.I,
+)
+# An error output a person pasted at the top of their message (a run or build of what the model wrote).
+_PASTED = re.compile(
+    r"^\s*(Traceback \(most recent call last\)|\w*(Error|Exception):|error(\[\w+\])?:|Failed to compile|"
+    r"Module not found|Uncaught|ERROR in|Build failed|npm ERR!|\S+\.\w+:\d+(:\d+)?: error)",
+    re.M,
+)
+# A person saying what happened when they used the result.
+_REPORTS = re.compile(
+    r"^\W*(i|we)\s+(still\s+)?(get|got|am getting|'m getting|keep getting|see|saw|tried|ran)\b[^.?!\n]{0,160}"
+    r"\b(error|errors|fail\w*|exception|crash\w*|broken|unable|can'?t|cannot|does ?n[o']t|did ?n[o']t)\b",
+    re.I,
+)
+
+
 def first_match(pattern: re.Pattern[str], text: str) -> tuple[int, str] | None:
     m = pattern.search(text)
     if not m:
@@ -554,7 +579,17 @@ class Reader:
                     yield Finding("user_correction", Evidence(f"{self.name}.correction", i, 1, correction))
 
     def correction(self, text: str) -> str | None:
-        m = self.CORRECTION.match(text.strip()[:400])
+        """What in a person's message says the last step went wrong: a correction at its start, a
+        complaint in its first sentence, an error they pasted at its top, or what they got running it."""
+        t = text.strip()[:2000]
+        first = re.split(r"(?<=[.!?])\s|\n", t[:300], maxsplit=1)[0]
+        head = "\n".join(t.splitlines()[:8])
+        m = (
+            self.CORRECTION.match(t[:400])
+            or _COMPLAINT.search(first)
+            or _PASTED.search(head)
+            or _REPORTS.match(t[:300])
+        )
         return m.group(0).strip()[:80] if m else None
 
     def history(self, before: Sequence[Message]) -> History:

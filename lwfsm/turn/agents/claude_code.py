@@ -16,6 +16,7 @@ __all__ = ["READER"]
 _SIBLING = re.compile(r"^(<tool_use_error>)?(Cancelled: parallel tool call|Sibling tool call errored)", re.I)
 _STOP_HOOK = re.compile(r"^(Stop hook feedback|\S+ hook (error|feedback)|PostToolUse:\S+ hook)", re.I | re.M)
 _RUNS = {"Bash", "BashOutput", "TaskOutput", "KillShell"}
+_BASH_TAGS = re.compile(r"</?bash-(input|stdout|stderr)>")
 # Looking something up that is not there is an answer, not a failure.
 _LOOKUPS = {"Read", "Glob", "Grep", "LS", "NotebookRead", "WebSearch"}
 _NOT_THERE = re.compile(r"(does not exist|not found|No such file|No files found|EISDIR|is a directory)", re.I)
@@ -26,6 +27,13 @@ class ClaudeCode(Reader):
 
     def detect(self, messages: Sequence[Message], system: str) -> bool:
         return "Claude Code" in system[:4000] or "Claude Agent SDK" in system[:4000]
+
+    def human(self, msg: Message) -> bool:
+        # A command the person ran themselves (`!cmd`) comes back as <bash-input>/<bash-stdout> text.
+        return super().human(msg) or (msg.get("role") == "user" and text_of(msg).lstrip().startswith("<bash-"))
+
+    def correction(self, text: str) -> str | None:
+        return super().correction(_BASH_TAGS.sub("\n", text))
 
     def outcome(self, i: int, msg: Message, tool: str | None, args: Mapping[str, Any]) -> Outcome:
         o = super().outcome(i, msg, tool, args)
