@@ -590,7 +590,11 @@ class Reader:
             or _PASTED.search(head)
             or _REPORTS.match(t[:300])
         )
-        return m.group(0).strip()[:80] if m else None
+        if m:
+            return m.group(0).strip()[:80]
+        # Terminal output pasted in (several lines) whose own lines report an error: what they ran failed.
+        pasted = anchored_error(text[:20000]) if text.count("\n") >= 2 else None
+        return pasted[1][:80] if pasted else None
 
     def history(self, before: Sequence[Message]) -> History:
         """What the conversation did before the reply: whether the model has changed code yet, and
