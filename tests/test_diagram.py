@@ -200,10 +200,13 @@ def test_shipped_diagrams_are_up_to_date(capsys: pytest.CaptureFixture[str]) -> 
     assert main(["diagram", "--check", "--specs-dir", str(ROOT / "specs"), "--out-dir", str(ROOT / "diagrams")]) == 0
 
 
-def test_readme_embeds_the_default_diagram() -> None:
+def test_readme_shows_the_default_diagram_kept_in_sync() -> None:
+    """The README shows the SVG and links the mermaid page; both are the ones `diagram --check` keeps in sync."""
     readme = (ROOT / "README.md").read_text()
-    assert f"```mermaid\n{mermaid(load_spec(DEFAULT))}```" in readme
     assert "![lead_worker state diagram](diagrams/lead_worker.svg)" in readme
+    assert "(diagrams/lead_worker.md)" in readme
+    (block,) = re.findall(r"```mermaid\n(.*?)```", (ROOT / "diagrams" / "lead_worker.md").read_text(), re.S)
+    assert block == mermaid(load_spec(DEFAULT))
 
 
 def test_no_secrets_and_odd_names_are_escaped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
