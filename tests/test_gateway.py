@@ -579,6 +579,48 @@ def test_worker_5xx_is_served_by_the_lead_as_technical_fallback(
     assert gw.control("GET", f"/lwfsm/sessions/{key}").json()["state"] == "worker"
 
 
+def test_each_error_a_client_gets_is_one_log_line(oai: openai_server.Server) -> None:
+    """An agent shows its user "502" or "400"; whoever runs the gateway must see which and why. The worker
+    is served on the fast path (OpenAI client) and through LiteLLM (Anthropic client); the lead behind it
+    listens nowhere."""
+    env = {**_env("openai", oai.base), "LWFSM_LEAD_API_BASE": f"http://127.0.0.1:{_free_port()}/v1"}
+    env["LWFSM_PARAM_LEAD_TURNS"] = "0"
+    gw = Gateway("--api-key-env", "GW_KEY", env=env)
+    try:
+        oai.script("worker-model", {"status": 503})  # then the technical fallback: the unreachable lead
+        r = httpx.post(
+            gw.base + "/v1/chat/completions",
+            json={"model": "m", "messages": [{"role": "user", "content": "a"}]},
+            headers={"x-api-key": GATEWAY_KEY, "x-lwfsm-session": "down"},
+            timeout=30,
+        )
+        assert r.status_code == 502
+        oai.script("worker-model", {"status": 400})  # LiteLLM raises BadRequestError
+        r = httpx.post(
+            gw.base + "/v1/messages",
+            json={"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": "b"}]},
+            headers={"x-api-key": GATEWAY_KEY, "x-lwfsm-session": "refused"},
+            timeout=30,
+        )
+        assert r.status_code == 400
+        r = httpx.post(gw.base + "/v1/chat/completions", json={"model": "m", "messages": []}, timeout=30)
+        assert r.status_code == 401
+    finally:
+        out = gw.stop()
+    errors = [line for line in out.splitlines() if " to the client: " in line]
+    assert len(errors) == 3, out
+    unreachable, refused, unauthorised = errors
+    assert "POST /v1/chat/completions session " in unreachable
+    assert "(lead): 502 to the client: lead upstream unreachable: ClientConnectorError" in unreachable
+    assert "POST /v1/messages session " in refused
+    assert "(worker): 400 to the client: worker model openai/worker-model: BadRequestError" in refused
+    assert "scripted 400" in refused
+    assert "401 to the client: missing or wrong gateway key" in unauthorised
+    assert WORKER_KEY not in out
+    assert LEAD_KEY not in out
+    assert GATEWAY_KEY not in out
+
+
 _DEEP = '{"role": "user", "content": [' * 3000 + "]}" * 3000  # a message nested 6,000 levels deep
 BAD_REQUESTS = [
     ("/v1/chat/completions", {"model": "m", "messages": [{"role": "user", "content": "a"}, "junk"]}, "'messages[1]'"),

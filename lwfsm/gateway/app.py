@@ -37,6 +37,7 @@ from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 
 from ..cost.pricing import PriceMap
+from ..cost.report import printable
 from ..engine import Engine
 from ..errors import Conflict, LwfsmError, SnapshotError, StoreError, TransitionNotAllowed
 from ..spec import Spec
@@ -480,6 +481,7 @@ class Gateway:
         started = time.perf_counter()
         response = await self._serve(request, protocol)
         self.metrics.latency.labels(request.url.path).observe(time.perf_counter() - started)
+        _log_error(request, response)
         return response
 
     async def _serve(self, request: Request, protocol: Protocol) -> Response:
@@ -573,6 +575,7 @@ class Gateway:
         except RecursionError:  # input items nested deeper than reading them allows
             response = JSONResponse(error_body("openai", 400, "request content is nested too deeply to read"), 400)
         self.metrics.latency.labels(request.url.path).observe(time.perf_counter() - started)
+        _log_error(request, response)
         return response
 
     def _chain_key(self, client_key: str | None, rid: str) -> str:
@@ -1200,6 +1203,24 @@ def _check_shape(body: Mapping[str, Any]) -> None:
         raise _Reject(400, f"'stream' must be true or false, got {body['stream']!r:.40}")
     if body.get("metadata") is not None and not isinstance(body["metadata"], dict):
         raise _Reject(400, "'metadata' must be an object")
+
+
+def _log_error(request: Request, response: Response) -> None:
+    """An error a turn endpoint answers is one log line: the agent shows its user a failure (an
+    unreachable upstream, a request an upstream refused, a parameter the gateway refuses), and whoever
+    runs the gateway sees which and why. The body is what the client got: upstream keys already redacted."""
+    if response.status_code < 400 or isinstance(response, StreamingResponse):
+        return
+    body = bytes(response.body)
+    try:
+        error = json.loads(body).get("error")
+        message = error.get("message") if isinstance(error, dict) else error
+    except (AttributeError, ValueError):
+        message = None
+    text = printable(str(message) if message else body[:300].decode(errors="replace"))
+    session = response.headers.get("x-lwfsm-session")
+    where = f" session {printable(session)} ({response.headers.get('x-lwfsm-role')})" if session else ""
+    logger.warning("%s %s%s: %d to the client: %s", request.method, request.url.path, where, response.status_code, text)
 
 
 async def _store_failed(request: Request, exc: Exception) -> Response:
