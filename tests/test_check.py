@@ -167,6 +167,38 @@ def test_cli_check(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert "every sequence of up to 3 events" in capsys.readouterr().out
 
 
+SATURATING = """
+lwfsm: 1
+name: saturating
+version: 1
+roles: {lead: {}, worker: {cheap: true}}
+counters: {used: {initial: 0}}
+events: {turn_completed: {}, failure: {}}
+states: {a: {role: worker}, b: {role: worker}, c: {role: lead}}
+initial: a
+transitions:
+  - {event: [turn_completed, failure], source: a, dest: b, updates: {used: used + 1}}
+  - {event: [turn_completed, failure], source: b, guard: used >= 1, dest: c, updates: {used: used + 1}}
+  - {event: turn_completed, source: c, updates: {used: used + 1}}
+"""
+
+
+def test_a_saturated_value_is_shown_as_at_least(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """`used` matters only as >= 1: in state c the configuration stands for used = 2, 3, 4, ..."""
+    (tmp_path / "s.yaml").write_text(SATURATING)
+    report = check(Spec.from_text(SATURATING))
+    assert report.bounds == {"used": 1}
+    assert sorted((f.kind, f.saturated) for f in report.findings) == [("incomplete", ["used"]), ("stuck", ["used"])]
+    assert main(["check", str(tmp_path / "s.yaml")]) == 1
+    out = capsys.readouterr().out
+    assert out.count(" at c (used>=2); shortest path: ") == 2
+    assert "used=" not in out
+    assert main(["check", str(tmp_path / "s.yaml"), "--depth", "3"]) == 1  # exact values: no saturation
+    assert " at c (used=2); shortest path: " in capsys.readouterr().out
+    (grid,) = [f for f in check_grid(Spec.from_text(SATURATING), 0).findings if f.kind == "incomplete"]
+    assert grid.saturated == ["used"]
+
+
 def test_size_guard_names_a_window_when_no_counter_is_saturated() -> None:
     from lwfsm import TooLarge
 

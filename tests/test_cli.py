@@ -148,6 +148,15 @@ def test_explain(capsys: pytest.CaptureFixture[str]) -> None:
     ]
 
 
+def test_explain_marks_window_counters(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["explain", "window"]) == 0
+    counters = capsys.readouterr().out.split("\ncounters\n")[1].split("\n\n")[0].splitlines()
+    assert counters[0].split() == ["name", "kind", "initial", "description"]
+    rows = {line.split()[0]: line.split()[1:4] for line in counters[2:]}
+    assert rows["recent"] == ["window", "of", "5"]
+    assert rows["lead_done"][0] == "integer"
+
+
 def test_schema_is_json_schema(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["schema"]) == 0
     schema = json.loads(capsys.readouterr().out)

@@ -56,6 +56,8 @@ class Finding:
     counters: dict[str, int] | None = None
     path: list[str] | None = None  # shortest event sequence from the initial configuration
     params: dict[str, int] | None = None  # set when several param combinations were checked
+    # Counters whose value is a saturation bound + 1: the configuration stands for that value or more.
+    saturated: list[str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v is not None}
@@ -418,6 +420,9 @@ def check(spec: Spec, depth: int | None = None, max_configurations: int = MAX_CO
     cheap = {r for r, role in spec.roles.items() if role.cheap}
     if cheap and depth is None:
         findings.extend(_stuck(engine, cheap, parent, edges, path, counters))
+    for f in findings:
+        if f.counters and (over := [c for c, v in f.counters.items() if c in bounds and v > bounds[c]]):
+            f.saturated = over
     modulus = found.turn_modulus or 1  # 0 (turn kept exactly in a depth-bounded search) reports as 1
     return Report(spec.name, spec.param_values, len(parent), depth, bounds, findings, 1, found.exact, modulus)
 

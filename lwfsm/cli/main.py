@@ -150,7 +150,12 @@ def cmd_explain(args: argparse.Namespace) -> int:
         print(
             "\ncounters\n"
             + _table(
-                [[n, c.initial, c.description] for n, c in spec.counters.items()], ["name", "initial", "description"]
+                # A window is bits, not a number: its initial 0 and a guard's ones(...) read otherwise.
+                [
+                    [n, f"window of {c.window}" if c.window else "integer", c.initial, c.description]
+                    for n, c in spec.counters.items()
+                ],
+                ["name", "kind", "initial", "description"],
             )
         )
     print(
@@ -240,7 +245,9 @@ def cmd_check(args: argparse.Namespace) -> int:
             for f in r.findings:
                 where = ""
                 if f.counters is not None:
-                    where = f" at {f.state} ({', '.join(f'{k}={v}' for k, v in f.counters.items())})"
+                    # A saturated value stands for itself and every value above it.
+                    shown = (f"{k}>={v}" if k in (f.saturated or ()) else f"{k}={v}" for k, v in f.counters.items())
+                    where = f" at {f.state} ({', '.join(shown)})"
                 after = f"; shortest path: {', '.join(f.path) or '(initial)'}" if f.path is not None else ""
                 if f.params is not None:
                     after += f"; with {', '.join(f'{k}={v}' for k, v in f.params.items())}"
