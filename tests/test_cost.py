@@ -20,6 +20,7 @@ from lwfsm.cli import main
 from lwfsm.cost import PriceMap, TraceError, cache_split, load_trace, summarise
 from lwfsm.cost.records import SCHEMA_PATH, TraceRecord, parse_lines, schema
 from lwfsm.cost.simulate import Replayer, compile_table, monte_carlo, replayed, simulate
+from lwfsm.diagram import role_colours
 from lwfsm.turn.ledger import Usage
 
 from .conftest import SPECS
@@ -241,6 +242,37 @@ def test_report_formats(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     page = html.read_text()
     assert "<svg" in page
     assert "http" not in page.replace("http://www.w3.org/2000/svg", "")
+
+
+def test_html_pages_colour_roles_as_the_diagrams_and_say_what_is_simulated(tmp_path: Path) -> None:
+    path = write(tmp_path, HAND)
+    fills = role_colours(load_spec("lead_worker"))  # lead orange, worker (cheap) green
+    assert main(["report", path, "--html", str(tmp_path / "r.html")]) == 0
+    page = (tmp_path / "r.html").read_text()
+    for role in ("lead", "worker"):
+        assert f"<span style='background:{fills[role]};color:#000;padding:1px 6px'>{role}</span>" in page
+        assert f"fill='{fills[role]}'" in page  # the timeline's cells
+    assert "Cost over turns (cumulative, actual)" in page
+    assert "simulated" not in page
+    escalation = role_colours(load_spec("escalation"))  # a third role, in the diagram's third colour
+    assert len(set(escalation.values())) == 3
+    args = ["--set", "failure_threshold=1", "--model", "expert=gpt-4o", "--html", str(tmp_path / "s.html")]
+    assert main(["simulate", "escalation", "--trace", path, *args]) == 0
+    page = (tmp_path / "s.html").read_text()
+    assert "<title>lwfsm simulate</title>" in page
+    assert "Cost over turns (cumulative, simulated)" in page
+    assert "<th>$ simulated</th>" in page
+    assert "actual" not in page
+    for role, fill in escalation.items():
+        assert f"background:{fill};color:#000;padding:1px 6px'>{role}</span>" in page
+
+
+def test_simulated_table_says_simulated(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["simulate", "lead_worker", "--trace", write(tmp_path, HAND)]) == 0
+    out = capsys.readouterr().out
+    assert "$ simulated" in out
+    assert "simulated cost is " in out
+    assert "actual" not in out
 
 
 # ---- replay and the transition table -------------------------------------------------------------

@@ -585,8 +585,9 @@ def schema_text() -> str:
 def cmd_report(args: argparse.Namespace) -> int:
     from ..cost.commands import report_command
 
+    spec = load_spec(args.spec)
     try:
-        return report_command(args)
+        return report_command(spec, args)
     except (ValueError, ImportError) as exc:
         raise _Usage(str(exc)) from None
 
@@ -617,6 +618,7 @@ def _add_cost_commands(sub: Any, with_set: Any) -> None:
         metavar="LOG",
         help="trace files or directories of them (.jsonl, .jsonl.gz, .parquet): an adapter's log_dir, serve --log-dir",
     )
+    p.add_argument("--spec", default="lead_worker", help="--html: colour the roles as this spec's diagrams do")
     outputs(p)
     p.set_defaults(func=cmd_report)
 

@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..diagram.graph import role_colours
 from ..spec import Spec
 from .pricing import PriceMap
 from .records import MAX_TOKENS, TraceRecord, read_records
@@ -37,8 +38,9 @@ __all__ = ["emit", "report_command", "simulate_command", "sweep_ranges"]
 def emit(summary: Summary, args: Any) -> None:
     """The summary in the format asked for: --json, --csv, else a terminal table; --html FILE too."""
     if getattr(args, "html", None):
+        title = "lwfsm simulate" if summary.kind == "simulated" else "lwfsm report"
         try:
-            Path(args.html).write_text(summary.html(), encoding="utf-8")
+            Path(args.html).write_text(summary.html(title), encoding="utf-8")
         except OSError as exc:
             raise ValueError(f"--html {args.html}: cannot write: {exc.strerror or exc}") from None
         print(f"wrote {args.html}", file=sys.stderr)
@@ -68,8 +70,11 @@ def _records(paths: Sequence[str]) -> Iterator[TraceRecord]:
         raise ValueError(f"no records in {', '.join(paths)}")
 
 
-def report_command(args: Any) -> int:
-    emit(summarise(_records(args.logs), PriceMap(), lead_model=args.lead, worker_model=args.worker), args)
+def report_command(spec: Spec, args: Any) -> int:
+    """`spec` only colours the roles, as its diagrams do: a trace does not say which spec it ran."""
+    summary = summarise(_records(args.logs), PriceMap(), lead_model=args.lead, worker_model=args.worker)
+    summary.colours = role_colours(spec)
+    emit(summary, args)
     return 0
 
 

@@ -82,6 +82,8 @@ class Summary:
     total: ConversationSummary
     note: str = ""  # e.g. the simulator's assumption, printed above the table
     diagram: str = ""  # the spec's diagram as inline SVG, for the HTML page (simulate)
+    kind: str = "actual"  # what the cost column is: "actual" (recorded) or "simulated"
+    colours: dict[str, str] = field(default_factory=dict)  # role -> fill, as the spec's diagrams draw it
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -114,7 +116,7 @@ class Summary:
             "switches",
             "fallbacks (lengths)",
             "failures",
-            "$ actual",
+            f"$ {self.kind}",
             "$ lead",
             "$ worker",
         ]
@@ -150,7 +152,7 @@ class Summary:
             out.append("failures by reason: " + "; ".join(f"{k} {v}" for k, v in reasons))
         t = self.total
         if t.cost is not None and t.all_lead:
-            out.append(f"actual cost is {100 * t.cost / t.all_lead:.1f}% of the lead alone")
+            out.append(f"{self.kind} cost is {100 * t.cost / t.all_lead:.1f}% of the lead alone")
         return "\n".join(out)
 
     def csv(self) -> str:
@@ -366,7 +368,7 @@ _COLOURS = [
 
 
 def _cost_svg(summary: Summary) -> str:
-    """Cumulative actual cost over turns, one line per conversation (first 12)."""
+    """Cumulative cost over turns (recorded or simulated), one line per conversation (first 12)."""
     w, h, left, bottom, right = 760, 260, 60, 30, 140
     series = []
     for c in summary.conversations[:12]:
@@ -401,13 +403,25 @@ def _cost_svg(summary: Summary) -> str:
     return "".join(parts)
 
 
-def _timeline_svg(c: ConversationSummary, roles: list[str], width: int = 640) -> str:
+def role_fills(summary: Summary) -> dict[str, str]:
+    """Each role's colour as the spec's diagrams draw it (cheap roles green, the others warm); a role
+    the spec does not name takes the next diagram colour no role has."""
+    from ..diagram.graph import COLOURS
+
+    out = dict(summary.colours)
+    spare = [c for c in COLOURS if c not in out.values()] or COLOURS
+    for i, role in enumerate(sorted({r for c in summary.conversations for r in c.roles} - set(out))):
+        out[role] = spare[i % len(spare)]
+    return out
+
+
+def _timeline_svg(c: ConversationSummary, fills: dict[str, str], width: int = 640) -> str:
     """One cell per turn, coloured by the role that served it; a failed turn has a dark mark."""
     n = len(c.roles) or 1
     cell = max(1.0, (width - 10) / n)
     parts = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='22'>"]
     for t, (role, failed) in enumerate(zip(c.roles, c.failed, strict=True)):
-        colour = _COLOURS[roles.index(role) % len(_COLOURS)]
+        colour = fills[role]
         parts.append(f"<rect x='{t * cell:.1f}' y='2' width='{cell:.1f}' height='14' fill='{colour}'/>")
         if failed:
             parts.append(f"<rect x='{t * cell:.1f}' y='16' width='{cell:.1f}' height='4' fill='#222'/>")
@@ -418,7 +432,8 @@ def _timeline_svg(c: ConversationSummary, roles: list[str], width: int = 640) ->
 def _html(summary: Summary, title: str) -> str:
     esc = html.escape
     rows = summary.rows()
-    head = "".join(f"<th>{esc(k.replace('_', ' '))}</th>" for k in rows[0])
+    names = {"cost": f"$ {summary.kind}", "all_lead": "$ lead alone", "all_worker": "$ worker alone"}
+    head = "".join(f"<th>{esc(names.get(k, k.replace('_', ' ')))}</th>" for k in rows[0])
     body = "".join(
         "<tr>"
         + "".join(
@@ -427,13 +442,11 @@ def _html(summary: Summary, title: str) -> str:
         + "</tr>"
         for r in rows
     )
-    roles = sorted({r for c in summary.conversations for r in c.roles})
-    legend = " ".join(
-        f"<span style='background:{_COLOURS[i % len(_COLOURS)]};color:#fff;padding:1px 6px'>{esc(r)}</span>"
-        for i, r in enumerate(roles)
-    )
+    fills = role_fills(summary)
+    served = sorted({r for c in summary.conversations for r in c.roles}, key=list(fills).index)
+    legend = " ".join(f"<span style='background:{fills[r]};color:#000;padding:1px 6px'>{esc(r)}</span>" for r in served)
     timelines = "".join(
-        f"<div class='tl'><code>{esc(c.session)}</code>{_timeline_svg(c, roles)}</div>"
+        f"<div class='tl'><code>{esc(c.session)}</code>{_timeline_svg(c, fills)}</div>"
         for c in summary.conversations[:50]
     )
     more = f"<p>(first 50 of {len(summary.conversations)} conversations)</p>" if len(summary.conversations) > 50 else ""
@@ -450,7 +463,7 @@ def _html(summary: Summary, title: str) -> str:
         f"<code>{esc(summary.worker_model or 'unknown')}</code>. Costs in dollars; the lead/worker-alone columns "
         "keep a model's prompt cache across the whole conversation.</p>"
         f"<table><tr>{head}</tr>{body}</table>"
-        f"<h2>Cost over turns (cumulative, actual)</h2>{_cost_svg(summary)}"
+        f"<h2>Cost over turns (cumulative, {summary.kind})</h2>{_cost_svg(summary)}"
         f"<h2>Who served each turn</h2><p>{legend} &nbsp;a dark mark under a turn: it failed</p>{timelines}{more}"
         f"{diagram}</body></html>"
     )

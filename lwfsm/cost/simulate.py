@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..check.explore import abstraction
+from ..diagram.graph import role_colours
 from ..engine import Engine
 from ..errors import TransitionNotAllowed, Unsaturable
 from ..spec import Spec
@@ -269,13 +270,15 @@ def simulate(
             f"; role {', '.join(unbound)} has no model in the trace and none was given (--model ROLE=MODEL): "
             "its turns are priced on the model recorded for them"
         )
-    return tally.finish(
+    summary = tally.finish(
         prices or PriceMap(),
         lambda key: bound.get(key[0]) or key[1],
         lead_model=bound.get("lead"),
         worker_model=bound.get("worker"),
         note=note,
     )
+    summary.kind, summary.colours = "simulated", role_colours(spec)
+    return summary
 
 
 def _params(spec: Spec) -> str:
