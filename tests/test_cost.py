@@ -412,6 +412,8 @@ def test_generate_then_simulate_monte_carlo_and_sweep(tmp_path: Path, capsys: py
     lines = capsys.readouterr().out.splitlines()
     assert "6 combinations ranked by cost" in lines[0]
     assert len(lines) == 3 + 6
+    assert lines[1].split() == ["lead_turns", "failure_threshold", "cost", "$", "failing", "worker", "turns", "Pareto"]
+    assert len(lines[2].split()) == 5  # every column has a heading
     costs = [float(line.split()[2]) for line in lines[3:]]
     assert costs == sorted(costs)
     assert any(line.endswith("*") for line in lines[3:])

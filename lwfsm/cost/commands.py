@@ -385,7 +385,7 @@ def _sweep(spec: Spec, prices: PriceMap, args: Any) -> int:
     )
     print(f"sweep of {spec.name}: {len(combos)} combinations ranked by cost ({what}); * marks the Pareto front")
     names = list(ranges)
-    header = [*names, "cost $", "failing worker turns", ""]
+    header = [*names, "cost $", "failing worker turns", "Pareto"]
     table = [
         [
             *(str(r[n]) for n in names),
