@@ -86,3 +86,34 @@ def render(text: str, workdir: Path) -> tuple[str, list[str]]:
     parser = _Text()
     parser.feed(svg)
     return svg, parser.parts
+
+
+Box = tuple[float, float, float, float]  # left, top, right, bottom
+
+
+def layout(svg: str) -> tuple[dict[str, Box], list[tuple[str, Box]]]:
+    """Where mermaid drew each state's box (by state name) and each edge label (with its text)."""
+    number = r"(-?[\d.]+)"
+    states = {}
+    for m in re.finditer(
+        rf'<g class="node [^"]*" id="[^"]*-state-(\w+?)-\d+"[^>]*transform="translate\({number}, {number}\)">'
+        rf'<rect [^>]*x="{number}" y="{number}" width="{number}" height="{number}"',
+        svg,
+    ):
+        x, y, dx, dy, w, h = map(float, m.groups()[1:])
+        states[m[1]] = (x + dx, y + dy, x + dx + w, y + dy + h)
+    labels = []
+    for m in re.finditer(
+        rf'<g class="edgeLabel" transform="translate\({number}, {number}\)"><g class="label" [^>]*'
+        rf'transform="translate\({number}, {number}\)"><foreignObject width="{number}" height="{number}">'
+        r".*?<p>(.*?)</p>",
+        svg,
+    ):
+        x, y, dx, dy, w, h = map(float, m.groups()[:6])
+        if w > 0:  # mermaid keeps an empty label for an edge without one (the start marker's)
+            labels.append((html.unescape(m[7]), (x + dx, y + dy, x + dx + w, y + dy + h)))
+    return states, labels
+
+
+def overlap(a: Box, b: Box) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]

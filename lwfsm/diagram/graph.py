@@ -178,7 +178,10 @@ def _graph(
     changes: Diff | None = None,
     old: Spec | None = None,
     initial: str | None = None,
+    loops: dict[tuple[str, str], list[str]] | None = None,
 ) -> Any:
+    """The drawing. With `loops`, a transition back to its own state is not drawn as an edge: its label
+    is collected there under (state, "internal" or "re-enter"), for the caller to write in the box."""
     from transitions.extensions import GraphMachine
     from transitions.extensions.states import Tags
 
@@ -253,6 +256,9 @@ def _graph(
                 continue
             taken = last is not None and index == last.transition and s == last.source
             label = ("last: " if taken else "") + MARKS.get(mark, "") + edge_label(t)
+            if loops is not None and dest in (None, s):
+                loops.setdefault((s, "internal" if dest is None else "re-enter"), []).append(_escape(label, engine))
+                continue
             machine.add_transition(t.events[0], s, dest, label=_escape(label, engine))
             if mark:
                 pair_mark.setdefault((s, dest or s), mark)
@@ -282,13 +288,22 @@ def _escape(text: str, engine: str) -> str:
 
 
 def mermaid(spec: Spec, **kw: Any) -> str:
-    """Mermaid stateDiagram-v2 text (no native dependency)."""
-    source: str = _graph(spec, "mermaid", **kw).source
-    # Mermaid shows transitions' "\n" in state descriptions literally; it breaks lines on <br>.
-    lines = [
-        line.replace("\\n", "<br>") if line.lstrip().startswith('state "') else line for line in source.splitlines()
-    ]
-    source = "\n".join(lines).replace(f'state "{ANY}" as {ANY}', f'state "any state" as {ANY}')
+    """Mermaid stateDiagram-v2 text (no native dependency). Transitions back to their own state are
+    listed inside its box, as UML lists internal ones: mermaid puts a self-loop's label where it covers
+    the labels of the state's other edges."""
+    loops: dict[tuple[str, str], list[str]] = {}
+    source: str = _graph(spec, "mermaid", loops=loops, **kw).source
+    lines = []
+    for line in source.replace(f'state "{ANY}" as {ANY}', f'state "any state" as {ANY}').splitlines():
+        if line.lstrip().startswith('state "'):
+            # Mermaid shows transitions' "\n" in state descriptions literally; it breaks lines on <br>.
+            label, name = line.replace("\\n", "<br>").rsplit('" as ', 1)
+            for kind in ("internal", "re-enter"):
+                if (name, kind) in loops:
+                    label += f"<br>- {kind}:" + "".join(f"<br>{text}" for text in loops[name, kind])
+            line = f'{label}" as {name}'
+        lines.append(line)
+    source = "\n".join(lines)
     legend = ", ".join(f"{role} = {colour}" for role, colour in role_colours(spec).items())
     return source.rstrip("\n") + f"\n%% roles: {legend}\n"
 
