@@ -95,8 +95,8 @@ def test_the_public_manifest_figures() -> None:
     results = list(evaluate(core, read_lines(MANIFEST), Path(os.environ["LWFSM_JUDGE_SOURCES"])))
     assert len(results) == len(read_lines(MANIFEST))  # every transcript found, verified and read
     precision, recall = figures(results)["overall"]
-    assert precision >= 0.90  # measured 0.92 on 2026-12-02 (README)
-    assert recall >= 0.75  # measured 0.76
+    assert precision >= 0.88  # measured 0.90 on 2026-12-02, all 1,105 turns (README)
+    assert recall >= 0.65  # measured 0.68
 
 
 def test_explain_reads_each_captured_agent(capsys: pytest.CaptureFixture[str]) -> None:
