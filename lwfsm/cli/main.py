@@ -195,6 +195,13 @@ def cmd_explain(args: argparse.Namespace) -> int:
         print("  extra error lines: " + ", ".join(repr(p) for p in j.tool_error_patterns))
     if j.correction_patterns:
         print("  extra corrections: " + ", ".join(repr(p) for p in j.correction_patterns))
+    if not spec.handoffs:
+        print("\nhandoffs: none (the models are not told about a switch)")
+    else:
+        print("\nhandoffs (the first call served after the switch carries the note; the first that matches)")
+    for h in spec.handoffs:
+        print(f"  entering {h.dest} from {', '.join(h.source) or 'any state of another role'}:")
+        print("\n".join("    | " + line for line in h.note.splitlines()))
     return 0
 
 

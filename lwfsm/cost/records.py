@@ -84,6 +84,10 @@ class TraceRecord(_Record):
     cost: float | None = Field(default=None, ge=0, description="dollars as priced when recorded; null: no price")
     latency: float = Field(default=0.0, ge=0, description="seconds the call took")
     transition: TransitionInfo | None = Field(default=None, description="what the turn's event did to the machine")
+    handoff: str | None = Field(default=None, description="the handoff note the turn's call carried (null: none)")
+    handoff_tokens_estimate: int = Field(
+        default=0, ge=0, description="the note's tokens, estimated as characters / 4 (part of prompt_tokens)"
+    )
 
     @property
     def usage(self) -> Usage:

@@ -19,6 +19,7 @@ from typing import Any, Literal, cast
 from ..engine import Snapshot
 from ..errors import DiagramError
 from ..spec import Spec, Transition, describe_params
+from ..spec.reading import short
 
 __all__ = [
     "Diff",
@@ -141,7 +142,25 @@ def diff(old: Spec, new: Spec) -> Diff:
                 out.others += [f"- judging.{k}: {p!r}" for p in a[k] if p not in b[k]]
             else:
                 out.others.append(f"~ judging.{k}: {_brief(b[k])} (was: {_brief(a[k])})")
+    out.others += _handoff_changes(old, new)
     return out
+
+
+def _handoff_changes(old: Spec, new: Spec) -> list[str]:
+    """Handoffs added, removed, or with another note, by the switch they are for."""
+
+    def by_switch(spec: Spec) -> dict[str, str]:
+        return {f"handoff to {h.dest} from {', '.join(h.source) or '(any)'}": h.note for h in spec.handoffs}
+
+    a, b = by_switch(old), by_switch(new)
+    lines = [f"+ {k}: {short(b[k])!r}" for k in b if k not in a]
+    lines += [f"- {k}" for k in a if k not in b]
+    for k in (k for k in b if k in a and a[k] != b[k]):
+        was, now = a[k].splitlines() or [""], b[k].splitlines() or [""]
+        n = next((i for i, (x, y) in enumerate(zip(was, now, strict=False)) if x != y), min(len(was), len(now)))
+        line, before = (now + [""])[n], (was + [""])[n]
+        lines.append(f"~ {k}: note line {n + 1}: {short(line, 100)!r} (was: {short(before, 100)!r})")
+    return lines
 
 
 def _strip(model: Any) -> Any:

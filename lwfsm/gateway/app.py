@@ -44,6 +44,7 @@ from ..spec import Spec
 from ..store.rows import CHAINS, encode, split
 from ..turn import Conversation, Plan, TurnCore, Usage, params
 from ..turn.bindings import RoleBinding
+from ..turn.handoff import MAX_NOTE
 from . import wire
 from .identity import Identity, identify, is_loopback, side_call
 from .metrics import CONTENT_TYPE_LATEST, Metrics
@@ -376,6 +377,7 @@ class Gateway:
                 before, after = judged.transition.source, judged.transition.dest
                 if switched := self.spec.states[before].role != self.spec.states[after].role:
                     self._switched(meta, judged.pending.turn, before, after, judged.event, judged.reason)
+                    meta["last_switch"]["handoff"] = loaded.plan.note
             meta.update(session=call.ident.session, source=call.ident.source, agent=call.ident.agent)
             text = record.text()
             if await self._io(self.store.put, call.ident.key, text, loaded.version):
@@ -715,6 +717,8 @@ class Gateway:
             out["x-lwfsm-session-confidence"] = "low"
         if call.side is not None:
             out["x-lwfsm-side-call"] = call.side
+        if plan.note:
+            out["x-lwfsm-handoff"] = str(len(plan.note))  # the characters of the note this call carries
         return out
 
     @staticmethod
@@ -751,6 +755,8 @@ class Gateway:
             content = json.dumps({**binding.options, **call.body, "model": model}).encode()
         else:
             content = wire.with_model(call.raw, call.body, model)
+        if note := loaded.plan.note:  # at the end of the messages, every earlier byte as the client sent it
+            content = wire.noted(content, {**binding.options, **call.body, "model": model}, call.protocol, note)
         try:
             upstream = await self.http.post(url, data=content, headers=headers)
         except (aiohttp.ClientError, TimeoutError) as exc:
@@ -885,6 +891,8 @@ class Gateway:
         kwargs.update(binding.call_kwargs(self.env))
         if self.mock:
             kwargs["mock_response"] = f"[{binding.model} as the {role}] mock reply"
+        if loaded.plan.note:
+            kwargs["messages"] = wire.note_messages(call.protocol, kwargs.get("messages") or [], loaded.plan.note)
         try:
             if call.protocol == "openai":
                 result = await litellm.acompletion(**kwargs)
@@ -1072,6 +1080,7 @@ class Gateway:
             ledger=state["ledger"],
             diagram=mermaid(self.spec, snapshot=conv.session.snapshot()),
             manual_events=[e for e, d in self.spec.events.items() if not d.turn],
+            handoff_waiting=conv.note,  # a note the next call will carry (an operator's, with a manual event)
         )
         return _Ascii(out)
 
@@ -1082,6 +1091,9 @@ class Gateway:
         if event not in self.spec.events:
             known = ", ".join(self.spec.events)
             return JSONResponse({"error": f"unknown event {event!r}; spec '{self.spec.name}' has: {known}"}, 404)
+        note = await _operator_note(request)
+        if isinstance(note, Response):
+            return note
         for _ in range(CONFLICTS):
             found = await self._find(key)
             if isinstance(found, Response):
@@ -1090,7 +1102,7 @@ class Gateway:
             conv = record.conv
             turn = conv.session.turn  # before the event: a reset starts counting again
             try:
-                rec = self.core.fire(conv, event, "fired through the control API")
+                rec = self.core.fire(conv, event, "fired through the control API", note)
             except TransitionNotAllowed as exc:
                 return JSONResponse({"error": str(exc)}, 409)
             if self.spec.states[rec.source].role != self.spec.states[rec.dest].role:
@@ -1104,6 +1116,7 @@ class Gateway:
                     "model": None,
                     "outcome": event,
                     "reason": "fired through the control API",
+                    "handoff": conv.note,  # waiting for the next call
                     "transition": {
                         "source": rec.source,
                         "dest": rec.dest,
@@ -1146,6 +1159,22 @@ class Gateway:
 
 
 _UNREADABLE = (LwfsmError, ValueError, KeyError, TypeError)  # what reading a damaged row can raise
+
+
+async def _operator_note(request: Request) -> str | None | Response:
+    """The note a manual event may carry (`{"note": "..."}`), for the next call's model; a 400 if malformed."""
+    raw = await request.body()
+    if not raw.strip():
+        return None
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        body = None
+    note = body.get("note") if isinstance(body, dict) and set(body) == {"note"} else None
+    if isinstance(note, str) and 0 < len(note) <= MAX_NOTE:
+        return note
+    message = f'the body may be {{"note": "text of 1 to {MAX_NOTE} characters"}} for the next call\'s model'
+    return JSONResponse({"error": message}, 400)
 
 
 class _Ascii(JSONResponse):

@@ -23,7 +23,7 @@ from ..turn.ledger import Usage
 try:
     from langchain.agents.middleware import AgentMiddleware, ModelRequest, ModelResponse
     from langchain_core.language_models import BaseChatModel
-    from langchain_core.messages import AIMessage, BaseMessage, ToolMessage, convert_to_openai_messages
+    from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage, convert_to_openai_messages
     from langchain_core.utils.function_calling import convert_to_openai_tool
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError('lwfsm.integrations.langchain needs LangChain v1: pip install "lwfsm[langchain]"') from exc
@@ -77,6 +77,8 @@ class LwfsmMiddleware(AgentMiddleware):
     def _begin(self, request: ModelRequest) -> tuple[Call[BaseChatModel], ModelRequest]:
         messages = ([request.system_message] if request.system_message else []) + list(request.messages)
         call = self.front.begin(to_openai(messages))
+        if call.note:  # the handoff note goes to this call only, last
+            return call, request.override(model=call.model, messages=[*request.messages, HumanMessage(call.note)])
         return call, request.override(model=call.model)
 
     def _end(self, call: Call[BaseChatModel], request: ModelRequest, response: Any) -> None:

@@ -110,6 +110,8 @@ class LwfsmProxyHook(CustomLogger):
         # A redelivered call (its messages were settled already) is served again and recorded once.
         role = agent.last.role if replay is not None and agent.last is not None else call.plan.role
         data["model"] = self.models[role]
+        if call is not None and call.plan.note:  # the handoff note: last, in the request sent upstream only
+            data["messages"] = [*data["messages"], {"role": "user", "content": call.plan.note}]
         call_id = data.setdefault("litellm_call_id", str(uuid.uuid4()))
         if replay is None:
             self._open[call_id] = (agent, call, key)

@@ -94,6 +94,7 @@ class LwfsmRoleModel(Model):
         **kwargs: Any,
     ) -> ModelResponse:
         call = self.front.begin(to_openai(system_instructions, input))
+        input = _noted(input, call.note)
         response = await call.model.get_response(
             system_instructions, input, model_settings, tools, output_schema, handoffs, tracing, **kwargs
         )
@@ -112,6 +113,7 @@ class LwfsmRoleModel(Model):
         **kwargs: Any,
     ) -> AsyncIterator[TResponseStreamEvent]:
         call = self.front.begin(to_openai(system_instructions, input))
+        input = _noted(input, call.note)
         done = None
         async for event in call.model.stream_response(
             system_instructions, input, model_settings, tools, output_schema, handoffs, tracing, **kwargs
@@ -122,6 +124,14 @@ class LwfsmRoleModel(Model):
         if done is not None:  # a stream cut short commits nothing
             response = ModelResponse(output=done.output, usage=AgentsUsage(), response_id=done.id)
             self._end(call, response, done.usage, self._tools(tools, handoffs))
+
+
+def _noted(items: str | list[TResponseInputItem], note: str | None) -> str | list[TResponseInputItem]:
+    """The input with the handoff note last (this call only; the SDK's own list is not changed)."""
+    if not note:
+        return items
+    given: list[TResponseInputItem] = [{"role": "user", "content": items}] if isinstance(items, str) else list(items)
+    return [*given, {"role": "user", "content": note}]
 
 
 class LwfsmProvider(ModelProvider):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 from ..turn.front import Call, Front, Sink, SpecLike, StateLike, tool_call, tool_dict
@@ -38,6 +39,16 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     raise ImportError('lwfsm.integrations.pydantic_ai needs pydantic-ai: pip install "lwfsm[pydantic-ai]"') from exc
 
 __all__ = ["LwfsmModel", "to_openai"]
+
+
+def _noted(messages: list[ModelMessage], note: str | None) -> list[ModelMessage]:
+    """The messages with the handoff note as the last user part (this call only; the run's list is not changed)."""
+    if not note:
+        return messages
+    last = messages[-1] if messages else None
+    if isinstance(last, ModelRequest):
+        return [*messages[:-1], replace(last, parts=[*last.parts, UserPromptPart(note)])]
+    return [*messages, ModelRequest(parts=[UserPromptPart(note)])]
 
 
 def _failed(text: str) -> str:
@@ -118,7 +129,7 @@ class LwfsmModel(WrapperModel):
         model_request_parameters: ModelRequestParameters,
     ) -> ModelResponse:
         call = self.front.begin(to_openai(messages))
-        response = await call.model.request(messages, model_settings, model_request_parameters)
+        response = await call.model.request(_noted(messages, call.note), model_settings, model_request_parameters)
         self._end(call, response, model_request_parameters)
         return response
 
@@ -131,7 +142,8 @@ class LwfsmModel(WrapperModel):
         run_context: Any = None,
     ) -> AsyncIterator[StreamedResponse]:
         call = self.front.begin(to_openai(messages))
-        async with call.model.request_stream(messages, model_settings, model_request_parameters, run_context) as s:
+        sent = _noted(messages, call.note)
+        async with call.model.request_stream(sent, model_settings, model_request_parameters, run_context) as s:
             yield s
         self._end(call, s.get(), model_request_parameters)  # a stream that raised commits nothing
 

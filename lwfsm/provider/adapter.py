@@ -324,6 +324,9 @@ class AgentSession:
         """(role, attempt, LiteLLM arguments): retries on the chosen role, then on its technical fallback,
         until the call's deadline. A role marked in `call.skip` gets no more attempts."""
         a = self.adapter
+        # A handoff note goes last, as a user message, in this call only: never into the agent's messages.
+        note = call.plan.note
+        sent = [*call.messages, {"role": "user", "content": note}] if note else call.messages
         for r in self.core.roles_for(call.plan):
             for attempt in range(a.retries + 1):
                 if r in call.skip:
@@ -334,7 +337,7 @@ class AgentSession:
                 args = {"timeout": a.timeout, **a.bindings[r].call_kwargs(a.env), **call.kwargs}
                 if args.get("stream") and "stream_options" not in args and _asks_usage(args):
                     args["stream_options"] = {"include_usage": True}  # else a stream's tokens are a local guess
-                yield r, attempt, {**args, "messages": call.messages, "num_retries": 0}
+                yield r, attempt, {**args, "messages": sent, "num_retries": 0}
 
     def _failed(self, call: _Call, role: str, attempt: int, model: str, exc: Exception) -> float:
         """Raise at once what retrying cannot fix; else note the attempt and return the wait before the next."""

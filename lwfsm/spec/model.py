@@ -22,6 +22,7 @@ from .reading import Loc, find_mark
 __all__ = [
     "Counter",
     "Event",
+    "Handoff",
     "Initial",
     "Invariant",
     "Judging",
@@ -135,6 +136,21 @@ class Transition(_Model):
         return self.event if isinstance(self.event, str) else ", ".join(self.event)
 
 
+class Handoff(_Model):
+    """A note for the model taking over: sent with the first call served after the conversation enters
+    `dest` from a state of another role (and, when `source` is given, from one of those)."""
+
+    dest: str = Field(description="the state entered")
+    source: Annotated[list[str], BeforeValidator(_one_as_list, json_schema_input_type=str | list[str])] = Field(
+        default_factory=list, description="the states left (empty: any state of another role)"
+    )
+    note: str = Field(
+        description="the note, with {name} placeholders: from_state, to_state, from_role, to_role, turn, event, "
+        "evidence, prior_evidence, and the spec's counters and params"
+    )
+    description: str = ""
+
+
 class Invariant(_Model):
     expr: Expression
     states: list[str] = Field(default_factory=list, description="where it must hold (empty: everywhere)")
@@ -220,6 +236,9 @@ class Spec(_Model):
     invariants: Annotated[
         list[Invariant], BeforeValidator(_invariant_list, json_schema_input_type=list[str | Invariant])
     ] = Field(default_factory=list)
+    handoffs: list[Handoff] = Field(
+        default_factory=list, description="notes for the model taking over at a switch (first that matches)"
+    )
 
     _source: str = PrivateAttr("<dict>")
     _marks: dict[Loc, tuple[int, int, int]] = PrivateAttr(default_factory=dict)
@@ -315,10 +334,18 @@ class Spec(_Model):
     def source(self) -> str:
         return self._source
 
+    def handoff(self, source: str, dest: str) -> Handoff | None:
+        """The handoff for a transition from `source` to `dest`: only where the role changes."""
+        if self.states[source].role == self.states[dest].role:
+            return None
+        return next((h for h in self.handoffs if h.dest == dest and (not h.source or source in h.source)), None)
+
     @property
     def hash(self) -> str:
-        """Digest of everything that decides behaviour (descriptions excluded), params included."""
-        return hashlib.sha256(json.dumps(_strip(self.model_dump()), sort_keys=True).encode()).hexdigest()[:16]
+        """Digest of everything that decides the switching (descriptions excluded), params included.
+        Handoff notes are left out too: rewording one must not orphan every stored conversation."""
+        rules = _strip(self.model_dump(exclude={"handoffs"}))
+        return hashlib.sha256(json.dumps(rules, sort_keys=True).encode()).hexdigest()[:16]
 
     def where(self, *loc: int | str) -> str:
         """`file:line:col` of a key in the spec, for messages (just the file when unknown)."""

@@ -20,6 +20,7 @@ from ..errors import SpecError, SpecIssue, did_you_mean, unknown
 from .expr import Expr, ExprError, Kind
 from .model import JUDGED_KINDS, Spec, State
 from .reading import Loc, find_mark, path_text, short, yaml_kind
+from .template import FACTS, MAX_NOTE, placeholders
 
 __all__ = ["build"]
 
@@ -375,6 +376,8 @@ def _meaning(spec: Spec) -> list[tuple[Loc, str, int]]:
             if role not in spec.roles:
                 add((("judging", "technical_fallback", a), known("role", role, spec.roles), off))
 
+    _handoffs(spec, add, known)
+
     if out:
         return out  # reachability findings would only echo the mistakes above
     seen, todo = set(initial_states), list(initial_states)
@@ -401,3 +404,42 @@ def _meaning(spec: Spec) -> list[tuple[Loc, str, int]]:
             if s not in states:
                 add((("invariants", i, "states", j), known("state", s, states), 0))
     return out
+
+
+def _handoffs(spec: Spec, add: Any, known: Any) -> None:
+    """Each handoff names a state entered, states of another role left, and a template of known names."""
+    states = spec.states
+    names = {**FACTS, **{c: "counter" for c in spec.counters}, **{p: "param" for p in spec.params}}
+    for name in (*spec.counters, *spec.params):
+        if name in FACTS and spec.handoffs:
+            what = "counter" if name in spec.counters else "param"
+            section = "counters" if name in spec.counters else "params"
+            add(((section, name), f"{what} '{name}' has the name of a handoff fact; rename it", -1))
+    for i, h in enumerate(spec.handoffs):
+        loc: Loc = ("handoffs", i)
+        if h.dest not in states:
+            add(((*loc, "dest"), known("state", h.dest, states), 0))
+        for j, s in enumerate(h.source):
+            where = (*loc, "source", j) if len(h.source) > 1 else (*loc, "source")
+            if s not in states:
+                add((where, known("state", s, states), 0))
+            elif h.dest in states and states[s].role == states[h.dest].role:
+                add(
+                    (
+                        where,
+                        f"state '{s}' is served by role '{states[s].role}' like '{h.dest}': a handoff is sent only "
+                        "where the role changes; name states of another role",
+                        0,
+                    )
+                )
+        if not h.note.strip():
+            add(((*loc, "note"), "empty note: write what the model taking over should know, or remove the handoff", 0))
+        elif len(h.note) > MAX_NOTE:
+            add(((*loc, "note"), f"note of {len(h.note):,} characters; a handoff note has at most {MAX_NOTE:,}", 0))
+        used, errors = placeholders(h.note)
+        for err in errors:
+            add(((*loc, "note"), f"in note: {err.message}", 0))
+        for name in used:
+            if name not in names:
+                message = unknown("placeholder", "{" + name + "}", [f"{{{n}}}" for n in names])
+                add(((*loc, "note"), f"in note: {message}", 0))

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..engine import Engine, Session, Snapshot, TransitionRecord
 from ..errors import ConfigError, Conflict, RunError, SnapshotError, SpecError, SpecIssue, unknown
+from . import handoff
 from .agents import AGENTS, Evidence
 from .judge import Detector, judge, what_came_after
 from .ledger import Ledger, Usage
@@ -47,6 +48,7 @@ class PendingTurn(_Value):
     usage: Usage = Field(default_factory=lambda: Usage.model_validate({}))
     latency: float = 0.0
     failure: str | None = None  # a failure already seen within this turn (turn unit "message")
+    handoff: str | None = None  # the handoff note this turn's call carried
 
 
 class ConversationState(_Value):
@@ -57,6 +59,11 @@ class ConversationState(_Value):
     pending: PendingTurn | None = None
     ledger: Ledger = Field(default_factory=lambda: Ledger.model_validate({}))
     version: int = Field(default=0, ge=0)  # +1 per settled call: the compare-and-set token of stores
+    # Handoffs: the failed turns since the last role switch, the evidence of that switch (one line
+    # each, bounded), and an operator's note waiting for the next call.
+    failed: list[str] = []
+    handed: list[str] = []
+    note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,7 @@ class Plan:
     state: str
     side: bool
     version: int  # the conversation version this plan was made on
+    note: str | None = None  # the handoff note this call carries (None: none)
 
 
 @dataclass(frozen=True)
@@ -109,6 +117,8 @@ class Judged:
             **p.usage.model_dump(),
             "cost": cost,
             "latency": round(p.latency, 6),
+            "handoff": p.handoff,
+            "handoff_tokens_estimate": handoff.tokens(p.handoff),  # characters / 4, not a tokenizer's count
             "transition": {"source": t.source, "dest": t.dest, "index": t.transition, "guard": t.guard},
         }
 
@@ -116,7 +126,7 @@ class Judged:
 class Conversation:
     """A live conversation: its machine session, pending turn, ledger and version. `state()` is its value."""
 
-    __slots__ = ("core", "session", "pending", "ledger", "version", "lock")
+    __slots__ = ("core", "session", "pending", "ledger", "version", "lock", "failed", "handed", "note")
 
     def __init__(self, core: TurnCore, session: Session, pending: PendingTurn | None, ledger: Ledger, version: int):
         self.core = core
@@ -125,10 +135,19 @@ class Conversation:
         self.ledger = ledger
         self.version = version
         self.lock = threading.Lock()  # one discipline for sync and async front ends (see the provider)
+        self.failed: list[str] = []  # see ConversationState
+        self.handed: list[str] = []
+        self.note: str | None = None
 
     def state(self) -> ConversationState:
         return ConversationState(
-            machine=self.session.snapshot(), pending=self.pending, ledger=self.ledger, version=self.version
+            machine=self.session.snapshot(),
+            pending=self.pending,
+            ledger=self.ledger,
+            version=self.version,
+            failed=self.failed,
+            handed=self.handed,
+            note=self.note,
         )
 
     def __repr__(self) -> str:
@@ -202,7 +221,9 @@ class TurnCore:
         p = value.pending
         if p is not None and (p.role not in self.spec.roles or p.state not in self.spec.states):
             raise SnapshotError(f"pending turn names role '{p.role}' / state '{p.state}' unknown to '{self.spec.name}'")
-        return Conversation(self, session, p, value.ledger, value.version)
+        conv = Conversation(self, session, p, value.ledger, value.version)
+        conv.failed, conv.handed, conv.note = list(value.failed), list(value.handed), value.note
+        return conv
 
     # -- deciding (changes nothing) --
 
@@ -257,11 +278,48 @@ class TurnCore:
     ) -> Plan:
         """Judge the pending turn and choose the role for this call, changing nothing yet."""
         verdict = Verdict(None, None) if side else self.verdict(conv, messages, headers)
+        note = None
         if verdict.event is not None:
             state, role = conv.session.peek(verdict.event)
+            note = self._handoff(conv, verdict.event, state, self._failed(conv, verdict))
         else:
             state, role = conv.session.state, conv.session.role
-        return Plan(verdict, role, state, side, conv.version)
+        return Plan(verdict, role, state, side, conv.version, None if side else handoff.join(note, conv.note))
+
+    def _failed(self, conv: Conversation, verdict: Verdict) -> list[str]:
+        """The failed turns since the last switch, with the pending one if `verdict` fails it."""
+        p = conv.pending
+        if p is None or verdict.kind in (None, "ok") or verdict.event == self.success:
+            return conv.failed
+        line = handoff.evidence_line(p.turn, p.role, verdict.kind, verdict.evidence, verdict.reason)
+        return [*conv.failed, line][-handoff.MAX_LINES :]
+
+    def _handoff(self, conv: Conversation, event: str, dest: str, failed: list[str]) -> str | None:
+        """The spec's note for moving from the conversation's state to `dest` on `event`, if any."""
+        h = self.spec.handoff(conv.session.state, dest)
+        if h is None:
+            return None
+        return handoff.render(
+            self.spec,
+            h.note,
+            source=conv.session.state,
+            dest=dest,
+            event=event,
+            turn=conv.session.turn + (2 if self.spec.events[event].turn else 1),
+            counters=conv.session.counters,
+            evidence=failed,
+            prior=conv.handed,
+        )
+
+    def _moved(self, conv: Conversation, record: TransitionRecord, failed: list[str]) -> None:
+        """Keep the evidence across the commit: a role switch hands it on, a reset forgets it."""
+        t = record.transition
+        if t is not None and self.spec.transitions[t].reset:
+            conv.failed, conv.handed = [], []
+        elif self.spec.states[record.source].role != self.spec.states[record.dest].role:
+            conv.failed, conv.handed = [], failed
+        else:
+            conv.failed = failed
 
     def roles_for(self, plan: Plan) -> list[str]:
         """The role chosen, then the spec's `judging.technical_fallback` for it, if any."""
@@ -310,23 +368,33 @@ class TurnCore:
                 usage=usage,
                 latency=latency,
                 failure=reason if event is None else None,  # an open turn keeps the failure seen so far
+                handoff=plan.note,
             )
         except ValidationError as exc:
             raise RunError(f"cannot record the {role} model's reply: {exc.errors()[0]['msg']}") from None
         judged = None
         if event is not None:
             assert conv.pending is not None
+            failed = self._failed(conv, plan.verdict)
             record = session.apply(event, reason)
             judged = Judged(conv.pending, event, reason, record, plan.verdict.kind, plan.verdict.evidence)
+            self._moved(conv, record, failed)
         conv.pending, conv.ledger, conv.version = opened, ledger, conv.version + 1
+        conv.note = None  # delivered with this call (planned into plan.note)
         if judged is not None:
             session.notify(judged.transition)  # listeners run after the commit; their errors are logged
         return judged
 
-    def fire(self, conv: Conversation, event: str, reason: str | None = None) -> TransitionRecord:
+    def fire(
+        self, conv: Conversation, event: str, reason: str | None = None, note: str | None = None
+    ) -> TransitionRecord:
         """Fire a declared event by hand (a control API, an operator). A turn event is the pending
-        turn's verdict, so the pending turn is closed; a non-turn event (reset) leaves it open."""
+        turn's verdict, so the pending turn is closed; a non-turn event (reset) leaves it open.
+        The spec's handoff for the switch, if any, then `note` (the operator's), go with the next call."""
+        spec_note = self._handoff(conv, event, conv.session.peek(event)[0], conv.failed)
         record = conv.session.apply(event, reason)
+        self._moved(conv, record, conv.failed)
+        conv.note = handoff.join(conv.note, spec_note, note)
         if self.spec.events[event].turn:
             conv.pending = None
         conv.version += 1

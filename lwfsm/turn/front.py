@@ -83,6 +83,11 @@ class Call(Generic[M]):
     model: M
     started: float
 
+    @property
+    def note(self) -> str | None:
+        """The handoff note this call carries: add it last to the messages sent, never to the agent's own."""
+        return self.plan.note
+
 
 class Front(Generic[M]):
     """One conversation, its roles bound to a framework's models. `state()` is its value; pass it back as `state=`."""
