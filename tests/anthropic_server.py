@@ -18,6 +18,7 @@ class Server:
     def __init__(self) -> None:
         self.scripts: dict[str, deque[dict[str, Any]]] = defaultdict(deque)
         self.requests: list[dict[str, Any]] = []
+        self.raw: list[bytes] = []  # each request's body as it came, byte for byte
         self.headers: list[dict[str, str]] = []
         self.paths: list[str] = []
         self.lock = threading.Lock()
@@ -29,9 +30,11 @@ class Server:
                 pass
 
             def do_POST(self) -> None:  # noqa: N802 - http.server's name
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                raw = self.rfile.read(int(self.headers["Content-Length"]))
+                body = json.loads(raw)
                 with server.lock:
                     server.requests.append(body)
+                    server.raw.append(raw)
                     server.headers.append({k.lower(): v for k, v in self.headers.items()})
                     server.paths.append(self.path)
                     steps = server.scripts[body["model"]]

@@ -25,6 +25,7 @@ class Server:
     def __init__(self) -> None:
         self.scripts: dict[str, deque[dict[str, Any]]] = defaultdict(deque)
         self.requests: list[dict[str, Any]] = []
+        self.raw: list[bytes] = []  # each request's body as it came, byte for byte
         self.headers: list[dict[str, str]] = []
         self.paths: list[str] = []
         self.lock = threading.Lock()
@@ -35,9 +36,11 @@ class Server:
                 pass
 
             def do_POST(self) -> None:  # noqa: N802 - http.server's name
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                raw = self.rfile.read(int(self.headers["Content-Length"]))
+                body = json.loads(raw)
                 with server.lock:
                     server.requests.append(body)
+                    server.raw.append(raw)
                     server.headers.append({k.lower(): v for k, v in self.headers.items()})
                     server.paths.append(self.path)
                     steps = server.scripts[body["model"]]
@@ -123,7 +126,9 @@ class Server:
         self.thread.start()
 
     def reply(self, request: dict[str, Any], step: dict[str, Any]) -> dict[str, Any]:
-        last_user = next((m.get("content") for m in reversed(request["messages"]) if m.get("role") == "user"), "")
+        # What the user said last: a handoff note lwfsm added for the model is not the user's words.
+        said = [m.get("content") for m in request["messages"] if m.get("role") == "user"]
+        last_user = next((c for c in reversed(said) if not str(c).startswith("[lwfsm handoff")), "")
         message: dict[str, Any] = {
             "role": "assistant",
             "content": step.get("content", f"{request['model']} says: {last_user}"),

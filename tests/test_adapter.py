@@ -301,6 +301,37 @@ def test_fallback_ends_after_its_successful_lead_turns(server: Server) -> None:
     ]
 
 
+def test_the_first_call_after_a_switch_carries_the_handoff_note_and_only_it(server: Server, tmp_path: Path) -> None:
+    s = adapter(server, "lead8", "work8", log_dir=tmp_path).session("notes")
+    talk(s, 3)
+    msgs: list[dict[str, Any]] = [{"role": "user", "content": "go"}]
+    before = len(server.requests)
+    for follow in ["that's wrong", "try again", "fine", "fine", "fine", "fine", "fine"]:
+        s.completion(msgs)
+        msgs += [{"role": "assistant", "content": "x"}, {"role": "user", "content": follow}]
+    sent = server.requests[before:]
+    assert [r["model"] for r in sent] == ["work8", "work8", "lead8", "lead8", "work8", "work8", "work8"]
+    # The note is the last message of the first lead call and of the first worker call after it ...
+    carried = [i for i, r in enumerate(sent) if r["messages"][-1]["content"].startswith("[lwfsm handoff")]
+    assert carried == [2, 4]
+    fallback, recovery = (sent[i]["messages"][-1]["content"] for i in carried)
+    assert 'user correction, generic.correction: "that\'s wrong"' in fallback
+    assert "You (worker) are taking the task back" in recovery
+    # ... sent after the caller's own messages, which it left as they were.
+    assert sent[2]["messages"][:-1] == sent[1]["messages"] + [
+        {"role": "assistant", "content": "x"},
+        {"role": "user", "content": "try again"},
+    ]
+    assert all("[lwfsm handoff" not in json.dumps(m) for m in msgs)
+    # The trace line of the turn that carried it has the note and its estimated tokens.
+    records = [json.loads(line) for line in (tmp_path / "notes.jsonl").read_text().splitlines()]
+    by_turn = {r["turn"]: r for r in records}
+    assert by_turn[6]["handoff"] == fallback
+    assert by_turn[6]["handoff_tokens_estimate"] == len(fallback) // 4
+    assert by_turn[8]["handoff"] == recovery
+    assert [r["turn"] for r in records if r["handoff"]] == [6, 8]
+
+
 def test_side_calls_do_not_count(server: Server) -> None:
     s = adapter(server, "lead8", "work8").session()
     talk(s, 1)

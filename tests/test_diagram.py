@@ -217,6 +217,30 @@ def test_diff_of_states_and_guards() -> None:
     assert "Class review s_added" in text
 
 
+def test_diff_reports_handoffs_added_removed_and_reworded(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    old = load_spec(DEFAULT)
+    data = old.model_dump()
+    data["handoffs"].pop(1)  # recovery's
+    data["handoffs"][0]["note"] = data["handoffs"][0]["note"].replace("re-run the tests yourself", "run the tests")
+    data["handoffs"].append({"dest": "worker", "source": ["lead_initial"], "note": "The plan is in PLAN.md."})
+    new = Spec.from_dict(data)
+    summary = diff(old, new).summary()
+    assert "+ handoff to worker from lead_initial: 'The plan is in PLAN.md.'" in summary
+    assert "- handoff to recovery from fallback" in summary
+    assert (
+        "~ handoff to fallback from worker, recovery: note line 5: 're-read the files it changed and run the tests; "
+        "fix the cause, not the symptom.' (was: 're-read the files it changed and re-run the tests yourself; fix "
+        "the cause, not the symptom.')"
+    ) in summary
+    assert diff(old, load_spec(DEFAULT)).summary() == ["no changes"]
+    # explain shows each handoff and its template as written
+    assert main(["explain", str(DEFAULT)]) == 0
+    shown = capsys.readouterr().out
+    assert "handoffs (the first call served after the switch carries the note" in shown
+    assert "  entering fallback from worker, recovery:\n    | [lwfsm handoff" in shown
+    assert "    | {evidence}" in shown
+
+
 def test_all_and_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("pygraphviz", reason='needs the diagrams extra: pip install "lwfsm[diagrams]"')
     specs, out = tmp_path / "specs", tmp_path / "diagrams"

@@ -184,6 +184,49 @@ TOOLS = [
 ]
 
 
+HANDOFF = "[lwfsm handoff"  # how the shipped specs' notes begin
+
+
+def _messages_text(raw: bytes) -> str:
+    """A request's messages array as it was written, without its closing bracket."""
+    text = raw.decode()
+    start = text.index("[", text.index('"messages"'))
+    _, end = json.JSONDecoder().raw_decode(text, start)
+    return text[start : end - 1]
+
+
+def _check_handoffs(protocol: str, raws: list[bytes]) -> dict[int, str]:
+    """The 12 upstream requests of the scripted conversation (fallback at call 6, recovery at call 8):
+    a handoff note in exactly the first lead call after the fallback and the first worker call after
+    recovery, last, with the failed turns' evidence; the previous call's messages an unchanged byte
+    prefix of the call carrying it. Returns the notes by call."""
+    bodies = [json.loads(r) for r in raws]
+    assert [n for n, b in enumerate(bodies, 1) if HANDOFF in json.dumps(b)] == [6, 8]
+    notes = {}
+    for n in (6, 8):
+        last = bodies[n - 1]["messages"][-1]
+        assert last["role"] == "user"
+        notes[n] = last["content"] if protocol == "openai" else last["content"][-1]["text"]
+        assert notes[n].startswith(HANDOFF)
+        assert len(notes[n]) <= 2000
+        # The cached prefix: every message of the previous call, byte for byte.
+        assert _messages_text(raws[n - 1]).startswith(_messages_text(raws[n - 2]))
+        if protocol == "openai":  # the note's message is the only thing added, at the very end
+            added = b"," + json.dumps({"role": "user", "content": notes[n]}).encode()
+            assert raws[n - 1].count(added) == 1
+            assert json.loads(raws[n - 1].replace(added, b""))["messages"] == bodies[n - 1]["messages"][:-1]
+            assert _messages_text(raws[n - 1]).endswith(added.decode())
+    # Fallback: the lead is told to re-check the worker's work, and why (turns 4 and 5 failed).
+    assert "re-run the tests yourself" in notes[6]
+    assert "- turn 4 (worker): task failure" in notes[6]
+    assert "- turn 5 (worker): user correction" in notes[6]
+    # Recovery: the worker is told why the lead was called in, and what to watch.
+    assert "You (worker) are taking the task back" in notes[8]
+    assert "- turn 4 (worker): task failure" in notes[8]
+    assert "- turn 5 (worker)" in notes[8]
+    return notes
+
+
 def _check_switches(seen: list[tuple[str, str, str, str]], lead: str, worker: str) -> None:
     assert [s[0] for s in seen] == [str(n) for n in range(1, 13)]  # x-lwfsm-turn
     assert [s[1] for s in seen] == STATES
@@ -344,7 +387,7 @@ def _openai_conversation(oai: openai_server.Server, pick: Any) -> None:
         {"role": "system", "content": "You are a coding agent."},
         {"role": "user", "content": "The parser test fails; please fix it."},
     ]
-    seen = []
+    seen, handed = [], []
     for n in range(1, 13):
         gw = pick(n)
         client = openai.OpenAI(
@@ -381,11 +424,15 @@ def _openai_conversation(oai: openai_server.Server, pick: Any) -> None:
         seen.append(
             (headers["x-lwfsm-turn"], headers["x-lwfsm-state"], headers["x-lwfsm-role"], headers["x-lwfsm-model"])
         )
+        if "x-lwfsm-handoff" in headers:
+            handed.append((n, int(headers["x-lwfsm-handoff"])))
         assert headers["x-lwfsm-session"].endswith(".fix-parser")
         messages.append(reply)
         if n < 12:
             messages += _reactions_openai(n, reply)
     _check_switches(seen, "openai/lead-model", "openai/worker-model")
+    notes = _check_handoffs("openai", oai.raw[before:])
+    assert handed == [(6, len(notes[6])), (8, len(notes[8]))]
     # The fake upstream saw the lead's and the worker's model names in the right calls ...
     ours = oai.requests[before:]
     assert [r["model"] for r in ours] == ["lead-model" if r == "lead" else "worker-model" for r in ROLES]
@@ -400,6 +447,9 @@ def _openai_conversation(oai: openai_server.Server, pick: Any) -> None:
     assert reasons[4][1:] == ("failure", 'user correction: generic.correction at message 1, line 1: "That\'s wrong"')
     assert reasons[7] == (8, "failure", "task failure: malformed.arguments: 'edit_file'")
     assert [o for _, o, _ in reasons].count("failure") == 3
+    # The turn that carried a note says so, with its size, in the control API (and the trace).
+    carried = {h["turn"]: (h["handoff"], h["handoff_tokens_estimate"]) for h in session["history"] if h["handoff"]}
+    assert carried == {6: (notes[6], len(notes[6]) // 4), 8: (notes[8], len(notes[8]) // 4)}
     assert session["state"] == "worker"
     assert session["turn"] == 11
     assert "fallback" in session["diagram"]
@@ -492,7 +542,16 @@ def test_anthropic_sdk_conversation_through_fallback_and_recovery(
         if n < 12:
             messages += _reactions_anthropic(n, reply)
     _check_switches(seen, "anthropic/lead-model", "anthropic/worker-model")
+    notes = _check_handoffs("anthropic", ant.raw[before:])
     ours = ant.requests[before:]
+    # Call 6's last user message had a text block: the note is one more; call 8's was a string: the
+    # same text becomes the first block. The client's own history holds neither.
+    assert ours[5]["messages"][-1]["content"][:-1] == messages[10]["content"]
+    assert ours[7]["messages"][-1]["content"] == [
+        {"type": "text", "text": "Looks right. Go on."},
+        {"type": "text", "text": notes[8]},
+    ]
+    assert HANDOFF not in json.dumps(messages)
     assert [r["model"] for r in ours] == ["lead-model" if r == "lead" else "worker-model" for r in ROLES]
     for r, h in zip(ours, ant.headers[before:], strict=True):
         assert h["x-api-key"] == (LEAD_KEY if r["model"] == "lead-model" else WORKER_KEY)
@@ -700,6 +759,44 @@ def test_control_api_and_security(oai_gateway: Gateway) -> None:
     assert "lwfsm" in [m.id for m in models.data]
 
 
+def test_a_manual_event_carries_an_operator_s_note_to_the_next_call(
+    oai: openai_server.Server, oai_gateway: Gateway
+) -> None:
+    gw = oai_gateway
+    client = _oai_client(gw, **{"x-session-id": "operator-note"})
+    msgs = [{"role": "user", "content": "start"}]
+    key = client.chat.completions.with_raw_response.create(model="m", messages=msgs).headers["x-lwfsm-session"]
+    fire = f"{gw.base}/lwfsm/sessions/{key}/events/reset"
+    auth = {"authorization": f"Bearer {GATEWAY_KEY}"}
+    for bad in (
+        b"[1]",
+        b'{"note": 3}',
+        b'{"note": ""}',
+        b'{"note": "x", "more": 1}',
+        b"{no",
+        json.dumps({"note": "x" * 2001}).encode(),
+    ):
+        r = httpx.post(fire, content=bad, headers=auth)
+        assert r.status_code == 400, bad
+        assert '{"note": "text of 1 to 2000 characters"}' in r.json()["error"]
+    r = httpx.post(fire, json={"note": "Operator: the CI runner is back; run the full suite."}, headers=auth)
+    assert r.status_code == 200
+    shown = gw.control("GET", f"/lwfsm/sessions/{key}").json()
+    assert shown["handoff_waiting"] == "Operator: the CI runner is back; run the full suite."
+    assert shown["history"][-1]["handoff"] == shown["handoff_waiting"]
+    before = len(oai.requests)
+    msgs += [{"role": "assistant", "content": "ok"}, {"role": "user", "content": "next"}]
+    first = client.chat.completions.with_raw_response.create(model="m", messages=msgs)
+    assert first.headers["x-lwfsm-handoff"] == str(len("Operator: the CI runner is back; run the full suite."))
+    msgs += [{"role": "assistant", "content": "ok"}, {"role": "user", "content": "and then"}]
+    second = client.chat.completions.with_raw_response.create(model="m", messages=msgs)
+    assert "x-lwfsm-handoff" not in second.headers
+    sent = [r["messages"] for r in oai.requests[before:]]
+    assert sent[0] == [*msgs[:3], {"role": "user", "content": "Operator: the CI runner is back; run the full suite."}]
+    assert sent[1] == msgs  # delivered once
+    assert gw.control("GET", f"/lwfsm/sessions/{key}").json()["handoff_waiting"] is None
+
+
 def test_mock_mode_runs_offline_through_litellm() -> None:
     gw = Gateway("--mock", env={})
     try:
@@ -830,6 +927,50 @@ def test_model_replaced_in_the_request_bytes(body: dict[str, Any]) -> None:
     raw = json.dumps(body).encode()
     out = wire.with_model(raw, body, "upstream-model")
     assert json.loads(out) == {**body, "model": "upstream-model"}
+
+
+NOTED = [
+    (
+        "openai",
+        {"model": "m", "messages": [{"role": "user", "content": 'a "]}" b'}], "tools": [{"x": [1, {"y": "]"}]}]},
+    ),
+    ("openai", {"messages": [], "stream": True, "model": "m"}),
+    ("anthropic", {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}),
+    ("anthropic", {"model": "m", "messages": [{"role": "user", "content": ""}]}),
+    (
+        "anthropic",
+        {"messages": [{"content": [{"type": "tool_result", "tool_use_id": "t", "content": "ok"}], "role": "user"}]},
+    ),
+    (
+        "anthropic",
+        {"model": "m", "messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "{"}]},
+    ),
+]
+
+
+@pytest.mark.parametrize(("protocol", "body"), NOTED)
+@pytest.mark.parametrize("dumps", [{}, {"indent": 2}, {"separators": (",", ":")}])
+def test_a_handoff_note_is_spliced_into_the_request_bytes_at_the_end(
+    protocol: str, body: dict[str, Any], dumps: dict[str, Any]
+) -> None:
+    raw = json.dumps(body, **dumps).encode()
+    out = wire.with_note(raw, protocol, 'Re-check "the tests" {x} é')
+    assert out is not None
+    assert json.loads(out) == {
+        **body,
+        "messages": wire.note_messages(protocol, body["messages"], 'Re-check "the tests" {x} é'),
+    }
+    # Every byte before the last message is the client's: a prompt cache keeps that prefix.
+    text, decoder = raw.decode(), json.JSONDecoder()
+    at = text.index("[", text.index('"messages"')) + 1
+    last = at
+    for _ in body["messages"]:
+        last = len(text) - len(text[at:].lstrip())
+        at = decoder.raw_decode(text, last)[1] + 1  # past the element and its comma
+    assert out[:last] == raw[:last]
+    # Bytes without the expected shape are serialised again, with the note all the same.
+    odd = json.dumps({**body, "messages": {"not": "a list"}}).encode()
+    assert wire.with_note(odd, protocol, "n") is None
 
 
 def test_other_protocol_upstreams_are_translated_by_litellm(

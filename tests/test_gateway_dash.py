@@ -18,9 +18,11 @@ pytest.importorskip("prometheus_client")
 
 from .test_gateway import (  # noqa: E402
     GATEWAY_KEY,
+    HANDOFF,
     ROLES,
     STATES,
     Gateway,
+    _check_handoffs,
     _env,
     _oai_client,
     _openai_script,
@@ -177,6 +179,10 @@ def test_responses_api_conversation_through_fallback_and_recovery(
     assert usage_seen == [(11, 7, 18)] * 12
     ours = oai.requests[before:]
     assert [r["model"] for r in ours] == ["lead-model" if r == "lead" else "worker-model" for r in ROLES]
+    # The handoff notes reached the upstream at calls 6 and 8 only: never stored in a chain (call 9
+    # continues call 8's), never in what the client got back.
+    _check_handoffs("openai", oai.raw[before:])
+    assert HANDOFF not in json.dumps(history)
     # Upstream saw the whole conversation each time, tool calls and outputs in Chat Completions shape.
     last = ours[-1]["messages"]
     assert last[0] == {"role": "system", "content": "You are a coding agent."}

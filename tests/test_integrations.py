@@ -30,6 +30,7 @@ OUTCOMES = ["ok", "fail", "fail", "ok", "ok"]
 # (a retried/failed tool return, a tool message with status "error") can make the turn a failure.
 RAISED = "3 checks did not pass"
 MODELS = {"lead": "lead-model", "worker": "worker-model"}
+HANDOFF = "[lwfsm handoff"  # how the shipped spec's notes begin
 SPEC = load_spec("lead_worker").with_params({"lead_turns": 1})
 
 
@@ -114,6 +115,10 @@ class Suite:
 def check(server: Server, log: list[dict[str, Any]], state: Any) -> None:
     """The calls went to the traced roles' models, and the judged turns are the scenario's."""
     assert [r["model"] for r in server.requests] == [MODELS[r] for r in ROLES]
+    # The spec's handoff notes reached the first lead call of the fallback and the first worker call
+    # of recovery, as their last message, and no other call: the framework's history never held them.
+    assert [i + 1 for i, r in enumerate(server.requests) if HANDOFF in json.dumps(r)] == [4, 6]
+    assert all(HANDOFF in str(server.requests[i]["messages"][-1]["content"]) for i in (3, 5))
     assert [r["role"] for r in log] == ROLES[:-1]
     assert [r["outcome"] for r in log] == ["turn_completed" if o == "ok" else "failure" for o in OUTCOMES]
     assert [r["transition"]["dest"] for r in log][2] == "fallback"
@@ -136,6 +141,8 @@ def check_runs(server: Server, log: list[dict[str, Any]], front: Front[Any], ans
     """Each run was one turn, served whole by the traced role: the worker's two failed runs brought the lead back."""
     assert answers == [f"{MODELS[r]} says: Run {i}: fix the failing test." for i, r in enumerate(ROLES[:-1], 1)]
     assert [r["model"] for r in server.requests] == [MODELS[r] for r in ROLES[:-1] for _ in range(2)]
+    # The fallback's note went with the first request of the lead's first run (run 4), and only there.
+    assert [i + 1 for i, r in enumerate(server.requests) if HANDOFF in json.dumps(r)] == [7]
     assert [r["role"] for r in log] == ROLES[:-2]  # the last run is judged when the conversation closes
     front.close()
     assert [r["role"] for r in log] == ROLES[:-1]

@@ -203,3 +203,71 @@ def test_session_conveniences_fire_the_spec_s_own_event_names() -> None:
     bare = Engine(Spec.from_text(OK_FAIL)).session()
     with pytest.raises(TransitionNotAllowed, match=r"unknown event 'turn_completed'.*known: ok, fail"):
         bare.turn_completed()
+
+
+def notes(core: TurnCore, copies: int = 1) -> list[str | None]:
+    """The note each call of the script carried (each call on a copy restored from the stored value if copies > 1)."""
+    stored = core.start().state().model_dump_json()
+    messages: list[dict[str, Any]] = [{"role": "user", "content": "fix the parser"}]
+    out = []
+    conv = core.restore(stored)
+    for reply, answer in SCRIPT:
+        conv = core.restore(stored) if copies > 1 else conv
+        plan = core.plan(conv, messages)
+        out.append(plan.note)
+        core.settle(conv, plan, role=plan.role, model="m", reply={"role": "assistant", "content": reply})
+        stored = conv.state().model_dump_json()
+        messages += [{"role": "assistant", "content": reply}, {"role": "user", "content": answer}]
+    return out
+
+
+def test_the_first_call_of_fallback_and_of_recovery_carry_the_spec_s_notes() -> None:
+    core = TurnCore(Engine(load_spec("lead_worker")))
+    got = notes(core)
+    assert [i + 1 for i, n in enumerate(got) if n] == [
+        6,
+        8,
+    ]  # the first lead call after the fallback, the first worker call after
+    fallback, recovery = got[5], got[7]
+    assert fallback is not None
+    assert recovery is not None
+    assert "- turn 4 (worker): task failure, unparsable_code: " in fallback
+    assert '- turn 5 (worker): user correction, generic.correction: "That\'s wrong"' in fallback
+    assert "You (worker) are taking the task back. A stronger model (lead)" in recovery
+    assert "- turn 5 (worker): user correction" in recovery  # why the lead was called in
+    assert notes(core, copies=2) == got  # the evidence travels in the stored value
+
+
+def test_a_spec_without_handoffs_sends_no_note_and_keeps_its_hash() -> None:
+    spec = load_spec("lead_worker")
+    bare = Spec.from_dict({**spec.model_dump(), "handoffs": []})
+    assert notes(TurnCore(Engine(bare))) == [None] * len(SCRIPT)
+    assert bare.hash == spec.hash  # rewording a note orphans no stored conversation
+
+
+def test_an_operator_s_note_goes_with_the_next_call_only_and_notes_are_bounded() -> None:
+    core = TurnCore(Engine(load_spec("lead_worker")))
+    conv = core.start()
+    messages: list[dict[str, Any]] = [{"role": "user", "content": "go"}]
+    call(core, conv, messages, "hi")
+    core.fire(conv, "reset", "by hand", note="Use the staging database from now on.")
+    assert ConversationState.model_validate_json(conv.state().model_dump_json()).note == conv.note
+    first = core.plan(conv, messages)
+    assert first.note == "Use the staging database from now on."
+    assert core.plan(conv, messages, side=True).note is None  # a title or a summary is not the model taking over
+    core.settle(conv, first, role=first.role, model="m", reply={"role": "assistant", "content": "ok"})
+    second = core.plan(conv, messages)
+    assert second.note is None
+    # Seven failed worker turns with long reasons: five lines of at most 200 characters.
+    spec = load_spec("lead_worker", {"lead_turns": 0, "failure_threshold": 7})
+    core = TurnCore(Engine(spec), detectors=[lambda reply, after, tools: "it broke " * 100])
+    conv, msgs = core.start(), [{"role": "user", "content": "go"}]
+    for i in range(8):
+        plan = core.plan(conv, msgs)
+        core.settle(conv, plan, role=plan.role, model="m", reply={"role": "assistant", "content": f"try {i}"})
+        msgs += [{"role": "assistant", "content": f"try {i}"}, {"role": "user", "content": "go on"}]
+    assert plan.state == "fallback"
+    assert plan.note is not None
+    lines = [line for line in plan.note.splitlines() if line.startswith("- turn")]
+    assert [line.split()[2] for line in lines] == ["3", "4", "5", "6", "7"]
+    assert all(len(line) <= 200 for line in lines)

@@ -27,7 +27,7 @@ def _cut(text: str, limit: int) -> str:
 def evidence_line(turn: int, role: str, kind: str | None, evidence: Any, reason: str | None) -> str:
     """One failed turn on one line: turn, role, kind, rule, excerpt (newlines folded)."""
     if evidence is not None:
-        said = f"{evidence.rule}" + (f": {evidence.excerpt}" if evidence.excerpt else "")
+        said = evidence.rule + (f': "{evidence.excerpt}"' if evidence.excerpt else "")
     else:
         said = reason or ""
     text = f"- turn {turn} ({role}): {(kind or 'failure').replace('_', ' ')}" + (f", {said}" if said else "")
