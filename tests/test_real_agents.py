@@ -236,6 +236,14 @@ def test_claude_code_print_mode_switches_between_lead_and_worker(ant: anthropic_
     # reply n-1's tool call, failed where the command failed.
     assert notes.read_text() == "lead-2\nlead-1\nfallback-6\n"
     assert ant.models() == _models()
+    # The handoff notes: a text block after the tool result of the first lead call after the fallback
+    # and of the first worker call after it; never in what Claude Code sent itself.
+    noted = [n for n, r in enumerate(ant.requests, 1) if "[lwfsm handoff" in json.dumps(r)]
+    assert noted == [6, 8]
+    for n in noted:
+        blocks = ant.requests[n - 1]["messages"][-1]["content"]
+        assert blocks[0]["type"] == "tool_result"
+        assert blocks[-1]["text"].startswith("[lwfsm handoff")
     for n, request in enumerate(ant.requests[1:], 2):
         [(use_id, is_error, text)] = _tool_results(request)
         assert (use_id, is_error) == (f"toolu_{n - 1}_0", n - 1 in FAILED), text
@@ -335,12 +343,17 @@ def test_codex_exec_switches_between_lead_and_worker(oai: openai_server.Server, 
     assert [r["model"] for r in oai.requests] == _models()
     # Each Chat Completions request the gateway made from Codex's Responses input carries the previous
     # call's tool call and its output as Codex reported it.
+    # The handoff notes went to the first lead call after the fallback and the first worker call after
+    # it, last; Codex's own input never held them.
+    noted = [n for n, r in enumerate(oai.requests, 1) if "[lwfsm handoff" in json.dumps(r)]
+    assert noted == [6, 8]
     for n, request in enumerate(oai.requests[1:], 2):
-        call, result = request["messages"][-2:]
+        messages = request["messages"][:-1] if n in noted else request["messages"]
+        call, result = messages[-2:]
         assert call["tool_calls"][0]["id"] == result["tool_call_id"] == f"call_{n - 1}"
         code = {4: 1, 5: 2}.get(n - 1, 0)
         assert f"Process exited with code {code}" in result["content"]
-    assert oai.requests[-1]["messages"][-1]["content"].rstrip().endswith("3")
+    assert oai.requests[-1]["messages"][-2]["content"].rstrip().endswith("3")  # before the note
     for request, headers in zip(oai.requests, oai.headers, strict=True):
         assert request["messages"][0]["role"] == "system"  # Codex's `developer` items, sent as `system`
         assert "exec_command" in {t["function"]["name"] for t in request["tools"]}
