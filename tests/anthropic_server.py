@@ -14,6 +14,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 
+class _Server(ThreadingHTTPServer):
+    # http.server listens with a backlog of 5: two hundred clients connecting at once saw their SYNs
+    # dropped and retried a second later, so a concurrency test measured the kernel's retry timer.
+    request_queue_size = 512
+    daemon_threads = True
+
+
 class Server:
     def __init__(self) -> None:
         self.scripts: dict[str, deque[dict[str, Any]]] = defaultdict(deque)
@@ -118,7 +125,7 @@ class Server:
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = _Server(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
