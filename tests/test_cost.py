@@ -214,9 +214,34 @@ def test_report_costs_match_a_hand_computation(tmp_path: Path) -> None:
         lead_alone += hand_price(LEAD, r["prompt_tokens"], r["completion_tokens"], read, write_)
     assert s.total.all_lead == pytest.approx(lead_alone)
     t = s.total
-    assert (t.turns["lead"], t.turns["worker"], t.switches, t.fallbacks) == (5, 3, 3, [2])
+    assert (t.turns["lead"], t.turns["worker"], t.switches, t.fallbacks) == (5, 3, 3, {2: 1})
     assert dict(t.failures) == {"tests failed": 2, "user correction": 1}
     assert t.failing_worker_turns == 2
+
+
+def test_fallback_lengths_are_a_histogram_per_conversation_and_in_total() -> None:
+    """Two conversations in fallback at once, one ending in it: each run is counted once, at its own length,
+    whether the tally keeps conversations or totals only (a sweep)."""
+    from lwfsm.cost.report import Tally
+
+    def turn(session: str, n: int, role: str) -> TraceRecord:
+        return TraceRecord(session=session, turn=n, role=role, model=LEAD if role == "lead" else WORKER, outcome="ok")
+
+    roles = {"a": "worker lead lead lead worker lead", "b": "worker lead worker lead lead"}
+    interleaved = [(s, n, r) for n in range(6) for s, seq in roles.items() for r in seq.split()[n : n + 1]]
+    totals = []
+    for per_conversation in (True, False):
+        tally = Tally(per_conversation=per_conversation)
+        for s, n, r in interleaved:
+            tally.add(turn(s, n + 1, r), r, False)
+        summary = tally.finish(PriceMap())
+        totals.append(summary.total.fallbacks)
+        if per_conversation:
+            a, b = summary.conversations
+            assert (a.fallbacks, b.fallbacks) == ({3: 1, 1: 1}, {1: 1, 2: 1})
+            assert a.to_dict()["fallback_lengths"] == {"1": 1, "3": 1}
+            assert summary.rows()[0]["fallback_lengths"] == "1 3"
+    assert totals == [{1: 2, 2: 1, 3: 1}] * 2
 
 
 def test_unknown_model_cost_is_unknown_not_guessed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -232,7 +257,7 @@ def test_report_formats(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert main(["report", path, "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["total"]["turns_by_role"] == {"lead": 5, "worker": 3}
-    assert data["total"]["fallback_lengths"] == [2]
+    assert data["total"]["fallback_lengths"] == {"2": 1}  # length -> fallbacks of that length
     assert main(["report", path, "--csv"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("session,turns,turns_by_role,switches")

@@ -2,7 +2,8 @@
 
 Per conversation and in total: turns by role, switches (a turn served by another role than the
 turn before), fallbacks entered (a run of turns of the lead role that starts after a turn of
-another role) and their lengths, failures by reason, the turns a failing worker kept serving
+another role) and a histogram of their lengths (kept as counts per length, so memory does not grow
+with the turns), failures by reason, the turns a failing worker kept serving
 (failed turns of a non-lead role), and the actual cost against the same conversations served by
 the lead alone and by the worker alone, cache effect included (`pricing.cache_split`).
 """
@@ -33,7 +34,7 @@ class ConversationSummary:
     session: str
     turns: Counter[str] = field(default_factory=Counter)  # by role
     switches: int = 0
-    fallbacks: list[int] = field(default_factory=list)  # length of each fallback entered
+    fallbacks: Counter[int] = field(default_factory=Counter)  # fallbacks entered, by length
     failures: Counter[str] = field(default_factory=Counter)  # by reason
     failing_worker_turns: int = 0
     cost: float | None = 0.0
@@ -50,7 +51,7 @@ class ConversationSummary:
     def merge(self, other: ConversationSummary) -> None:
         self.turns.update(other.turns)
         self.switches += other.switches
-        self.fallbacks += other.fallbacks
+        self.fallbacks.update(other.fallbacks)
         self.failures.update(other.failures)
         self.failing_worker_turns += other.failing_worker_turns
         self.cost = _add(self.cost, other.cost)
@@ -63,8 +64,8 @@ class ConversationSummary:
             "turns": self.total_turns,
             "turns_by_role": dict(self.turns),
             "switches": self.switches,
-            "fallbacks": len(self.fallbacks),
-            "fallback_lengths": self.fallbacks,
+            "fallbacks": self.fallbacks.total(),
+            "fallback_lengths": {str(n): k for n, k in sorted(self.fallbacks.items())},  # length -> fallbacks
             "failures": sum(self.failures.values()),
             "failures_by_reason": dict(self.failures),
             "failing_worker_turns": self.failing_worker_turns,
@@ -171,11 +172,12 @@ class Summary:
         return _html(self, title)
 
 
-def _lengths(lengths: list[int]) -> str:
-    """Fallback lengths as a list when short, else as mean and max."""
-    if len(lengths) <= 8:
-        return " ".join(map(str, lengths))
-    return f"mean {sum(lengths) / len(lengths):.1f}, max {max(lengths)}"
+def _lengths(lengths: Counter[int]) -> str:
+    """Fallback lengths, shortest first, when there are few, else their mean and max."""
+    n = lengths.total()
+    if n <= 8:
+        return " ".join(str(k) for k in sorted(lengths.elements()))
+    return f"mean {sum(k * c for k, c in lengths.items()) / n:.1f}, max {max(lengths)}"
 
 
 DETAILED = 50  # conversations whose turns the HTML page draws (per-turn detail is kept for these only)
@@ -187,12 +189,12 @@ Key = tuple[str, str]  # (role that serves the turn, model recorded for it)
 class _Open:
     """What a conversation needs while its turns stream in (see `Tally`)."""
 
-    __slots__ = ("detail", "in_fallback", "prev_cached", "prev_key", "prev_model", "prev_role", "summary", "sums")
+    __slots__ = ("detail", "fallback", "prev_cached", "prev_key", "prev_model", "prev_role", "summary", "sums")
 
     def __init__(self, summary: ConversationSummary | None, detailed: bool) -> None:
         self.summary = summary
         self.prev_role: str | None = None
-        self.in_fallback = False
+        self.fallback = 0  # length of the fallback under way (0: none)
         self.prev_key: Key | None = None
         self.prev_model = ""
         self.prev_cached = 0
@@ -237,12 +239,12 @@ class Tally:
         if prev_role is not None and role != prev_role:
             c.switches += 1
         if role == lead and prev_role is not None and prev_role != lead:
-            c.fallbacks.append(1)  # the lead is back after another role: a fallback entered
-            conv.in_fallback = True
-        elif role == lead and conv.in_fallback:
-            c.fallbacks[-1] += 1
-        elif role != lead:
-            conv.in_fallback = False
+            conv.fallback = 1  # the lead is back after another role: a fallback entered
+        elif role == lead and conv.fallback:
+            conv.fallback += 1
+        elif conv.fallback:  # it ended: its length goes to the histogram
+            c.fallbacks[conv.fallback] += 1
+            conv.fallback = 0
         if failed:
             c.failures[rec.reason or "(no reason)"] += 1
             if role != lead:
@@ -301,6 +303,9 @@ class Tally:
 
         convs = []
         for conv in self.open.values():
+            if conv.fallback:  # the conversation ended in a fallback
+                (conv.summary or self.total).fallbacks[conv.fallback] += 1
+                conv.fallback = 0
             c = conv.summary
             if c is None:
                 continue
