@@ -153,7 +153,17 @@ def test_import_lwfsm_keeps_heavy_dependencies_out() -> None:
         "numpy",
         "matplotlib",
     )
-    heavy += ("pydantic_ai", "agents", "langchain", "langchain_core", "langgraph", "fastapi")
+    heavy += (
+        "pydantic_ai",
+        "agents",
+        "langchain",
+        "langchain_core",
+        "langgraph",
+        "fastapi",
+        "dask",
+        "distributed",
+        "fsspec",
+    )
     code = (
         "import sys, lwfsm\n"
         "from lwfsm import Engine, TurnCore, load_spec\n"

@@ -636,6 +636,12 @@ def _add_cost_commands(sub: Any, with_set: Any) -> None:
     outputs(p)
     p.add_argument("--model", action="append", default=[], metavar="ROLE=MODEL", help="bind any role (repeatable)")
     p.add_argument("--engine", action="store_true", help="drive the engine instead of the transition table")
+    p.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="replay on this Dask cluster (tcp://HOST:PORT), partitioned by conversation; lwfsm[dask]",
+    )
+    p.add_argument("--workers", type=int, metavar="N", help="replay on a local Dask cluster of N processes")
     p.add_argument("--monte-carlo", type=int, metavar="N", help="simulate N conversations with random outcomes")
     p.add_argument("--conversation-turns", type=int, metavar="T", help="turns per Monte-Carlo conversation")
     p.add_argument("--sweep", nargs="+", default=[], metavar="NAME=A..B", help="rank every param combination")

@@ -58,6 +58,7 @@ MAX_MONTE_CARLO = 1_000_000  # conversations, each an array element per turn
 MAX_DRAWS = 1_000_000_000  # Monte-Carlo conversations x turns
 MAX_CONVERSATION_TURNS = 100_000
 MAX_GENERATE = 10_000_000  # synthetic turns (about 400 bytes each on disk)
+MAX_WORKERS = 256  # --workers: local worker processes
 
 
 def _records(paths: Sequence[str]) -> Iterator[TraceRecord]:
@@ -114,6 +115,7 @@ def _check_bounds(args: Any) -> None:
     whole("--turns", args.turns, 1, MAX_GENERATE)
     whole("--conversations", args.conversations, 1, args.turns or Knobs().turns)
     whole("--seed", args.seed, 0, 2**63 - 1)
+    whole("--workers", args.workers, 1, MAX_WORKERS)
     for flag, value in (
         ("--prompt-tokens", args.prompt_tokens),
         ("--growth", args.growth),
@@ -168,16 +170,39 @@ def simulate_command(spec: Spec, args: Any) -> int:
     prices = PriceMap()
     if args.sweep:
         return _sweep(spec, prices, args)
-    replayer = Replayer(spec, use_engine=args.engine)
-    if args.monte_carlo:
-        return _monte_carlo(spec, _fit(args), prices, replayer, args)
-    summary = simulate(
-        spec, _records(args.trace), prices, lead=args.lead, worker=args.worker, models=models, replayer=replayer
-    )
+    if args.scheduler or args.workers:
+        summary = _on_cluster(spec, prices, models, args)
+    else:
+        replayer = Replayer(spec, use_engine=args.engine)
+        if args.monte_carlo:
+            return _monte_carlo(spec, _fit(args), prices, replayer, args)
+        summary = simulate(
+            spec, _records(args.trace), prices, lead=args.lead, worker=args.worker, models=models, replayer=replayer
+        )
     if args.html:
         summary.diagram = _diagram(spec)
     emit(summary, args)
     return 0
+
+
+def _on_cluster(spec: Spec, prices: PriceMap, models: dict[str, str], args: Any) -> Summary:
+    if args.scheduler and args.workers:
+        raise ValueError("--scheduler ADDRESS uses a running cluster, --workers N starts one here: give one of them")
+    if args.monte_carlo or args.sweep:
+        raise ValueError("--scheduler and --workers run the replay of a trace: not with --monte-carlo or --sweep")
+    from .distributed import simulate_on_cluster
+
+    return simulate_on_cluster(
+        spec,
+        args.trace,
+        prices,
+        scheduler=args.scheduler,
+        workers=args.workers,
+        lead=args.lead,
+        worker=args.worker,
+        models=models,
+        use_engine=args.engine,
+    )
 
 
 def _fit(args: Any) -> Fit:

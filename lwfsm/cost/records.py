@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import gzip
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -23,6 +23,7 @@ __all__ = [
     "TraceRecord",
     "TransitionInfo",
     "load_trace",
+    "numbered_records",
     "parse_lines",
     "read_records",
     "schema",
@@ -169,10 +170,15 @@ class Problems:
             raise TraceError(self.kept, self.more)
 
 
-def trace_files(paths: Iterable[str | Path], problems: Problems) -> list[Path]:
-    """The files to read: each path, or a directory's trace files (*.jsonl, *.jsonl.gz, *.parquet) in name order."""
-    out = []
-    for path in map(Path, paths):
+def trace_files(paths: Iterable[str | Path], problems: Problems) -> list[str | Path]:
+    """The files to read: each path, or a directory's trace files (*.jsonl, *.jsonl.gz, *.parquet) in name order.
+    A URL (s3://bucket/traces/, gs://..., file://...) is read through fsspec, a folder of it listed the same way."""
+    out: list[str | Path] = []
+    for given in paths:
+        if isinstance(given, str) and "://" in given:
+            out += _remote_files(given, problems)
+            continue
+        path = Path(given)
         if path.is_dir():
             found = sorted(p for p in path.iterdir() if p.is_file() and p.name.endswith(_SUFFIXES))
             if not found:
@@ -183,19 +189,50 @@ def trace_files(paths: Iterable[str | Path], problems: Problems) -> list[Path]:
     return out
 
 
+def _fsspec(url: str) -> Any:
+    try:
+        import fsspec
+    except ImportError:
+        raise ImportError(f"{url}: reading a URL needs fsspec: pip install 'lwfsm[dask]'") from None
+    return fsspec
+
+
+def _remote_files(url: str, problems: Problems) -> list[str]:
+    try:
+        fs, root = _fsspec(url).core.url_to_fs(url)
+        if not fs.isdir(root):
+            return [url]
+        found = sorted(p for p in fs.ls(root, detail=False) if p.endswith(_SUFFIXES))
+    except (ImportError, OSError, ValueError) as exc:  # no fsspec, no package for the scheme (s3fs), no access
+        problems.extend([f"{url}: cannot list: {exc}"])
+        return []
+    if not found:
+        problems.extend([f"{url}: no trace files in this folder (looked for {', '.join(_SUFFIXES)})"])
+    return [fs.unstrip_protocol(p) for p in found]
+
+
+def _open(path: str | Path) -> IO[bytes]:
+    if isinstance(path, str):  # a URL (trace_files made every local path a Path)
+        f: IO[bytes] = _fsspec(path).open(path, "rb").open()
+        return f
+    return path.open("rb")
+
+
 _SUFFIXES = (".jsonl", ".jsonl.gz", ".parquet")
 
 
-def _lines(path: Path, problems: Problems) -> Iterator[tuple[int, bytes]]:
+def _lines(path: str | Path, problems: Problems) -> Iterator[tuple[int, bytes]]:
     """(line number, bytes) of a JSONL file, plain or gzip; a line longer than MAX_LINE is a problem."""
     try:
-        raw = path.open("rb")
-    except OSError as exc:
-        problems.extend([f"{path}: cannot read: {exc.strerror or exc}"])
+        raw = _open(path)
+        magic = raw.read(2)
+        raw.seek(0)
+    except (OSError, ImportError, ValueError) as exc:
+        problems.extend([f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}"])
         return
     with raw:
         f: IO[bytes] = raw
-        if raw.peek(2)[:2] == b"\x1f\x8b":  # gzip's magic number, whatever the file is called
+        if magic == b"\x1f\x8b":  # gzip's magic number, whatever the file is called
             f = gzip.GzipFile(fileobj=raw)  # type: ignore[assignment]
         number = 0
         try:
@@ -211,7 +248,7 @@ def _lines(path: Path, problems: Problems) -> Iterator[tuple[int, bytes]]:
             problems.extend([f"{path}:{number + 1}: cannot read: {exc}"])
 
 
-def _parquet_rows(path: Path, problems: Problems) -> Iterator[tuple[int, dict[str, Any]]]:
+def _parquet_rows(path: str | Path, problems: Problems) -> Iterator[tuple[int, dict[str, Any]]]:
     try:
         import pyarrow.parquet as pq
     except ImportError:
@@ -219,12 +256,12 @@ def _parquet_rows(path: Path, problems: Problems) -> Iterator[tuple[int, dict[st
         return
     number = 0
     try:
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=8192):
+        for batch in pq.ParquetFile(_open(path)).iter_batches(batch_size=8192):
             for row in batch.to_pylist():
                 number += 1
                 # a table has every column in every row: a null is a field the record left out
                 yield number, {k: v for k, v in row.items() if v is not None}
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, ImportError) as exc:
         problems.extend([f"{path}: cannot read as Parquet: {exc}"])
 
 
@@ -237,21 +274,46 @@ def read_records(paths: Iterable[str | Path], problems: Problems | None = None) 
     problems = problems or Problems()
     last_turn: dict[str, tuple[int, str, int]] = {}  # session -> (turn, file, line)
     for path in trace_files(paths, problems):
-        is_parquet = path.name.endswith(".parquet")
-        rows = _parquet_rows(path, problems) if is_parquet else _lines(path, problems)
-        yield from _checked(rows, str(path), last_turn, problems)
+        for _, rec in _checked(_rows(path, problems), str(path), last_turn, problems):
+            yield rec
     if own:
         problems.check()
 
 
+Row = bytes | dict[str, Any]  # a JSONL line or a Parquet row
+
+
+def numbered_records(
+    files: Iterable[str | Path],
+    problems: Problems,
+    keep: Callable[[Row], bool] | None = None,
+    check: Callable[[TraceRecord], str | None] | None = None,
+) -> Iterator[tuple[int, int, TraceRecord]]:
+    """(file index, line number, record) of the files' records, as `read_records` reads them; with `keep`,
+    only the lines it keeps are parsed and checked (a partition of the trace, `distributed`), and `check`
+    may find a problem in a record (its text, located here)."""
+    last_turn: dict[str, tuple[int, str, int]] = {}
+    for i, path in enumerate(files):
+        for number, rec in _checked(_rows(path, problems), str(path), last_turn, problems, keep, check):
+            yield i, number, rec
+
+
+def _rows(path: str | Path, problems: Problems) -> Iterator[tuple[int, Row]]:
+    return _parquet_rows(path, problems) if str(path).endswith(".parquet") else _lines(path, problems)
+
+
 def _checked(
-    rows: Iterable[tuple[int, bytes | dict[str, Any]]],
+    rows: Iterable[tuple[int, Row]],
     source: str,
     last_turn: dict[str, tuple[int, str, int]],
     problems: Problems,
-) -> Iterator[TraceRecord]:
+    keep: Callable[[Row], bool] | None = None,
+    check: Callable[[TraceRecord], str | None] | None = None,
+) -> Iterator[tuple[int, TraceRecord]]:
     validate_json, validate = TraceRecord.model_validate_json, TraceRecord.model_validate
     for number, line in rows:
+        if keep is not None and not keep(line):
+            continue
         try:
             if isinstance(line, bytes):
                 if line[:1] != b"{":  # the fast path: a line that starts a record
@@ -281,16 +343,18 @@ def _checked(
                     f"({rec.prompt_tokens}); prompt_tokens counts all input tokens, cached ones included"
                 ]
             )
+        if check is not None and (problem := check(rec)):
+            problems.extend([f"{source}:{number}: {problem}"])
         last_turn[rec.session] = (rec.turn, source, number)
         if not problems:  # past the first problem only the other problems are wanted, not sums
-            yield rec
+            yield number, rec
 
 
 def parse_lines(lines: Iterable[str], source: str) -> list[TraceRecord]:
     """Records from JSONL text, in memory (`read_records` streams files)."""
     problems = Problems()
     rows = ((n, line.encode()) for n, line in enumerate(lines, 1))
-    out = list(_checked(rows, source, {}, problems))
+    out = [rec for _, rec in _checked(rows, source, {}, problems)]
     problems.check()
     return out
 

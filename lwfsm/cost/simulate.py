@@ -35,7 +35,9 @@ __all__ = [
     "compile_table",
     "generate",
     "monte_carlo",
+    "replay_tally",
     "simulate",
+    "simulated_summary",
 ]
 
 ASSUMPTION = "replay assumes a turn's outcome does not depend on which model served it"
@@ -259,9 +261,31 @@ def simulate(
     `per_conversation`). A role with no model (none given, none in the records) keeps each turn's
     recorded model."""
     replayer = replayer or Replayer(spec)
+    tally = replay_tally(spec, records, replayer, per_conversation=per_conversation)
+    return simulated_summary(spec, tally, prices, replayer, lead=lead, worker=worker, models=models)
+
+
+def replay_tally(
+    spec: Spec, records: Iterable[TraceRecord], replayer: Replayer, *, per_conversation: bool = True
+) -> Tally:
+    """The replayed turns tallied, not yet priced (a partition's share, `distributed`)."""
     tally = Tally(per_conversation=per_conversation)
     for rec, _, role, failed in replayed(spec, records, replayer):
         tally.add(rec, role, failed)
+    return tally
+
+
+def simulated_summary(
+    spec: Spec,
+    tally: Tally,
+    prices: PriceMap | None,
+    replayer: Replayer,
+    *,
+    lead: str | None = None,
+    worker: str | None = None,
+    models: Mapping[str, str] | None = None,
+) -> Summary:
+    """The replay's tally priced on the models each role is bound to."""
     bound = bound_models(spec, tally.models_used, lead, worker, models)
     note = f"simulated {spec.name} ({_params(spec)}) via {replayer.how}; {ASSUMPTION}"
     unbound = [r for r, m in bound.items() if m is None]
