@@ -15,7 +15,7 @@ import pytest
 from lwfsm import load_spec
 from lwfsm.cli import main
 from lwfsm.cost import read_records
-from lwfsm.cost.distributed import _session, partition_of, simulate_on_cluster
+from lwfsm.cost.distributed import partition_of, route, simulate_on_cluster
 from lwfsm.cost.simulate import simulate
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -118,14 +118,18 @@ def test_cluster_reports_a_bad_trace_as_the_local_run_does(
     assert remote.replace(twice, "") == local
 
 
-def test_session_of_a_line_is_read_without_validating_it() -> None:
-    assert _session(b'{"session": "a-1", "turn": 1}\n') == "a-1"
-    assert _session(b'{"turn": 1, "session": "b"}\n') == "b"  # not first: json.loads
-    assert _session(b'{"session": "c\\"d", "turn": 1}\n') == 'c"d'  # escaped: json.loads
-    assert _session(b'{"session": "x", "evidence": {"session": "y"}}') == "x"  # twice: json.loads, the top one
-    assert _session(b"not json\n") is None
-    assert _session({"session": "p"}) == "p"
-    assert partition_of("a-1", 7) == partition_of("a-1", 7) < 7
+def test_a_line_is_routed_by_its_session_without_validating_it() -> None:
+    def by(session: str) -> int:
+        return partition_of(session, 7)
+
+    assert route(b'{"session": "a-1", "turn": 1}\n', 7) == by("a-1")
+    assert route(b'{"turn": 1, "session": "b"}\n', 7) == by("b")  # not first: json.loads
+    assert route(b'{"session": "c\\"d", "turn": 1}\n', 7) == by('c"d')  # escaped: json.loads
+    assert route('{"session": "é"}'.encode(), 7) == by("é")
+    assert route(b'{"session": "x", "evidence": {"session": "y"}}', 7) == by("x")  # twice: json.loads, the top one
+    assert route(b"not json\n", 7) == route(b'{"session": 5}', 7) == 0  # no record: partition 0 reports it
+    assert route({"session": "p"}, 7) == by("p")  # a Parquet row
+    assert {by(f"s{i}") for i in range(100)} == set(range(7))
 
 
 def test_without_dask_the_flags_say_what_to_install(

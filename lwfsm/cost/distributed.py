@@ -27,7 +27,7 @@ from .records import Problems, Row, TraceRecord, numbered_records, trace_files
 from .report import DETAILED, Summary, Tally
 from .simulate import Replayer, replay_tally, simulated_summary
 
-__all__ = ["partition_of", "replay_partition", "simulate_on_cluster"]
+__all__ = ["partition_of", "replay_partition", "route", "simulate_on_cluster"]
 
 Position = tuple[int, int]  # (file index, line number) in the trace
 
@@ -37,25 +37,25 @@ def partition_of(session: str, parts: int) -> int:
     return zlib.crc32(session.encode("utf-8", "surrogatepass")) % parts
 
 
-_FIRST = re.compile(rb'\{\s*"session"\s*:\s*"([^"\\]*)"')  # what lwfsm writes: the session first, unescaped
+_PREFIX = b'{"session": "'  # how lwfsm writes a record: its session first
 
 
-def _session(row: Row) -> str | None:
-    """A line's session without validating the line: cheap for lwfsm's own records, json.loads otherwise;
-    None for a line that is no record (partition 0 then parses it and reports it)."""
-    if isinstance(row, dict):
-        value = row.get("session")
-        return value if isinstance(value, str) else None
-    m = _FIRST.match(row)
-    if m is not None and row.count(b'"session"') == 1:
-        with contextlib.suppress(UnicodeDecodeError):
-            return m[1].decode()
-    try:
-        obj = json.loads(row)
-    except ValueError:
-        return None
-    value = obj.get("session") if isinstance(obj, dict) else None
-    return value if isinstance(value, str) else None
+def route(row: Row, parts: int) -> int:
+    """A line's partition, found without validating the line: from its first bytes when it starts as lwfsm
+    writes records (a session without escapes, the key once), else by json.loads; a line that is no
+    record goes to partition 0, which parses it and reports it."""
+    if isinstance(row, bytes) and row.startswith(_PREFIX):
+        end = row.find(b'"', len(_PREFIX))
+        key = row[len(_PREFIX) : end]
+        if end > 0 and b"\\" not in key and row.count(b'"session"') == 1:
+            return zlib.crc32(key) % parts  # the session's UTF-8 bytes, as partition_of hashes them
+    if isinstance(row, bytes):
+        try:
+            row = json.loads(row)
+        except ValueError:
+            return 0
+    session = row.get("session") if isinstance(row, dict) else None
+    return partition_of(session, parts) if isinstance(session, str) else 0
 
 
 @dataclass
@@ -78,8 +78,7 @@ def replay_partition(spec: Spec, files: Sequence[str], part: int, parts: int, us
     count = 0
 
     def keep(row: Row) -> bool:
-        session = _session(row)
-        return part == 0 if session is None else partition_of(session, parts) == part
+        return route(row, parts) == part
 
     def check(rec: TraceRecord) -> str | None:
         if partition_of(rec.session, parts) == part:

@@ -9,6 +9,9 @@ lead_worker`) runs R times (default 3) in turn; printed: the median wall time, i
 json.loads process, and each process's peak resident memory (from wait4). `--root DIR` runs another
 checkout's lwfsm (e.g. the code before a change) on the same file. Memory is meant to grow with the
 conversations, not the lines: run 10,000,000 turns with the same --conversations and compare peaks.
+`--workers N` (needs lwfsm[dask]) adds `simulate --workers N`, the replay on a local Dask cluster of N
+processes (its start included; the peak is the client's), after checking once that its --json output
+equals the local run's.
 
 `python tests/benchmarks/bench_simulate.py --core [--turns N]` (default 1,000,000 turns: conversations
 of 100 turns, outcomes drawn with failure probability 0.3, through specs/lead_worker.yaml) reports
@@ -79,6 +82,17 @@ def cli() -> None:
         "lwfsm report": [sys.executable, "-m", "lwfsm", "report", trace],
         "lwfsm simulate": [sys.executable, "-m", "lwfsm", "simulate", "lead_worker", "--trace", trace],
     }
+    workers = _arg("--workers", None)
+    if workers:
+        cluster = [*commands["lwfsm simulate"], "--workers", workers]
+        same = [
+            subprocess.run([*c, "--json"], cwd=root, capture_output=True, check=True).stdout
+            for c in (commands["lwfsm simulate"], cluster)
+        ]
+        if same[0] != same[1]:
+            raise SystemExit("simulate --workers gave another summary than the local run")
+        print(f"simulate --workers {workers}: --json output identical to the local run's")
+        commands[f"simulate --workers {workers}"] = cluster
     times: dict[str, list[float]] = {k: [] for k in commands}
     peaks: dict[str, list[float]] = {k: [] for k in commands}
     for _ in range(runs):
@@ -90,7 +104,7 @@ def cli() -> None:
     print(f"{lines:,} lines ({size:,.0f} MB) of {trace}; lwfsm from {root}; median of {runs} runs each, in turn")
     for name in commands:
         t = statistics.median(times[name])
-        print(f"{name:22} {t:8.2f} s  {t / base:5.2f}x json.loads  peak {max(peaks[name]):7.0f} MB")
+        print(f"{name:24} {t:8.2f} s  {t / base:5.2f}x json.loads  peak {max(peaks[name]):7.0f} MB")
 
 
 def main() -> None:
