@@ -215,6 +215,20 @@ def test_report_costs_match_a_hand_computation(tmp_path: Path) -> None:
     assert s.total.all_lead == pytest.approx(lead_alone)
     t = s.total
     assert (t.turns["lead"], t.turns["worker"], t.switches, t.fallbacks) == (5, 3, 3, {2: 1})
+    (c,) = s.conversations  # the per-turn costs the HTML page draws add up to the conversation's
+    assert c.costs == pytest.approx(
+        [
+            hand_price(
+                r["model"],
+                r["prompt_tokens"],
+                r["completion_tokens"],
+                r.get("cache_read_tokens", 0),
+                r.get("cache_write_tokens", 0),
+            )
+            for r in HAND
+        ]
+    )
+    assert c.roles == [r["role"] for r in HAND]
     assert dict(t.failures) == {"tests failed": 2, "user correction": 1}
     assert t.failing_worker_turns == 2
 

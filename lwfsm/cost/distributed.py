@@ -24,7 +24,7 @@ from ..errors import TraceError
 from ..spec import Spec
 from .pricing import PriceMap
 from .records import Problems, Row, TraceRecord, numbered_records, trace_files
-from .report import DETAILED, Summary, Tally
+from .report import COSTED, DETAILED, Summary, Tally
 from .simulate import Replayer, replay_tally, simulated_summary
 
 __all__ = ["partition_of", "replay_partition", "route", "simulate_on_cluster"]
@@ -99,7 +99,7 @@ def replay_partition(spec: Spec, files: Sequence[str], part: int, parts: int, us
 
 def merge(partials: Sequence[Partial], files: Sequence[str]) -> Tally:
     """One tally as a local run builds it: conversations (and the models each role used, whose ties go to
-    the first seen) in trace order; turn detail (the HTML page's) kept for the first DETAILED only."""
+    the first seen) in trace order; turn detail (the HTML page's) kept for the first ones only, as locally."""
     problems = sorted({p for part in partials for p in part.problems}, key=lambda p: _where(p, files))
     more = sum(part.more for part in partials) + max(0, len(problems) - 100)
     if problems:
@@ -109,8 +109,11 @@ def merge(partials: Sequence[Partial], files: Sequence[str]) -> Tally:
     tally = Tally()
     convs = sorted(((part.first[s], s, conv) for part in partials for s, conv in part.tally.open.items()))
     for n, (_, session, conv) in enumerate(convs):
-        if n >= DETAILED and conv.detail is not None and conv.summary is not None:
-            conv.detail, conv.summary.roles, conv.summary.failed = None, [], []
+        # each partition kept its own first ones; the first ones of the trace are among them
+        if n >= COSTED:
+            conv.detail = None
+        if n >= DETAILED and conv.summary is not None:
+            conv.timeline, conv.summary.roles, conv.summary.failed = False, [], []
         tally.open[session] = conv
     seen: dict[tuple[str, str], Position] = {}
     counts: Counter[tuple[str, str]] = Counter()

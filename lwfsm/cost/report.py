@@ -14,6 +14,7 @@ import csv
 import html
 import io
 import json
+from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -180,26 +181,44 @@ def _lengths(lengths: Counter[int]) -> str:
     return f"mean {sum(k * c for k, c in lengths.items()) / n:.1f}, max {max(lengths)}"
 
 
-DETAILED = 50  # conversations whose turns the HTML page draws (per-turn detail is kept for these only)
+DETAILED = 50  # conversations whose turns the HTML page draws (who served them, whether they failed)
+COSTED = 12  # conversations whose cost over turns it draws (per-turn token counts are kept for these only)
 DETAIL_TURNS = 2000  # turns drawn per conversation
 
 Key = tuple[str, str]  # (role that serves the turn, model recorded for it)
+Index = tuple[Key | None, Key, bool]  # (previous turn's key, this turn's key, recorded warm)
 
 
 class _Open:
     """What a conversation needs while its turns stream in (see `Tally`)."""
 
-    __slots__ = ("detail", "fallback", "prev_cached", "prev_key", "prev_model", "prev_role", "summary", "sums")
+    __slots__ = (
+        "detail",
+        "fallback",
+        "indexes",
+        "prev_cached",
+        "prev_key",
+        "prev_model",
+        "prev_role",
+        "summary",
+        "sums",
+        "timeline",
+    )
 
-    def __init__(self, summary: ConversationSummary | None, detailed: bool) -> None:
+    def __init__(self, summary: ConversationSummary | None, order: int) -> None:
+        """`order`: conversations opened before this one (the first ones have their turns drawn)."""
         self.summary = summary
         self.prev_role: str | None = None
         self.fallback = 0  # length of the fallback under way (0: none)
         self.prev_key: Key | None = None
         self.prev_model = ""
         self.prev_cached = 0
-        self.sums: dict[tuple[Key | None, Key, bool], list[int]] = {}
-        self.detail: list[tuple[tuple[Key | None, Key, bool], tuple[int, ...]]] | None = [] if detailed else None
+        self.sums: dict[Index, list[int]] = {}
+        self.timeline = summary is not None and order < DETAILED
+        # per turn, flat: the number of its index in `indexes`, then its 8 token counts (as `Tally.add` sums them);
+        # an array, not tuples: 72 bytes a turn instead of ~500
+        self.detail: array[int] | None = array("q") if summary is not None and order < COSTED else None
+        self.indexes: dict[Index, int] = {}
 
 
 class Tally:
@@ -223,7 +242,7 @@ class Tally:
         self.per_conversation = per_conversation  # False: totals only (sweeps)
         self.open: dict[str, _Open] = {}
         self.total = ConversationSummary("total")
-        self.sums: dict[tuple[Key | None, Key, bool], list[int]] = {}  # every conversation's (totals only)
+        self.sums: dict[Index, list[int]] = {}  # every conversation's (totals only)
         self.used: Counter[tuple[str, str]] = Counter()  # (recorded role, model) -> turns
 
     def add(self, rec: TraceRecord, role: str, failed: bool) -> None:
@@ -231,7 +250,7 @@ class Tally:
         conv = self.open.get(rec.session)
         if conv is None:
             c = ConversationSummary(rec.session) if self.per_conversation else None
-            conv = self.open[rec.session] = _Open(c, c is not None and len(self.open) < DETAILED)
+            conv = self.open[rec.session] = _Open(c, len(self.open))
         self.used[rec.role, rec.model] += 1
         c = conv.summary or self.total
         c.turns[role] += 1
@@ -267,13 +286,15 @@ class Tally:
         sums[5] += a_write
         sums[6] += rec.completion_tokens
         sums[7] += rec.unreported
-        if conv.detail is not None and c is conv.summary and len(conv.detail) < DETAIL_TURNS:
-            fresh, a_fresh = max(0, prompt - read - write), max(0, prompt - a_read - a_write)
-            conv.detail.append(
-                (index, (fresh, read, write, a_fresh, a_read, a_write, rec.completion_tokens, rec.unreported))
-            )
+        if conv.timeline and len(c.roles) < DETAIL_TURNS:
             c.roles.append(role)
             c.failed.append(failed)
+            if conv.detail is not None:
+                number = conv.indexes.setdefault(index, len(conv.indexes))
+                fresh, a_fresh = max(0, prompt - read - write), max(0, prompt - a_read - a_write)
+                conv.detail.extend(
+                    (number, fresh, read, write, a_fresh, a_read, a_write, rec.completion_tokens, rec.unreported)
+                )
         conv.prev_key, conv.prev_model, conv.prev_cached = key, rec.model, read + write
 
     def models_used(self, role: str) -> str | None:
@@ -292,7 +313,7 @@ class Tally:
     ) -> Summary:
         """The summary, with `serving(key)` the model that serves a key's turns (default: as recorded)."""
 
-        def cost(sums: dict[tuple[Key | None, Key, bool], list[int]], model: str | None) -> float | None:
+        def cost(sums: dict[Index, list[int]], model: str | None) -> float | None:
             value: float | None = 0.0
             for (prev, key, was_warm), v in sums.items():
                 m = model or serving(key)
@@ -314,8 +335,9 @@ class Tally:
                 None if lead_model is None else cost(conv.sums, lead_model),
                 None if worker_model is None else cost(conv.sums, worker_model),
             )
-            for index, v in conv.detail or []:
-                c.costs.append(cost({index: list(v)}, None))
+            if conv.detail is not None:
+                indexes, d = list(conv.indexes), conv.detail
+                c.costs = [cost({indexes[d[i]]: list(d[i + 1 : i + 9])}, None) for i in range(0, len(d), 9)]
             self.total.merge(c)
             convs.append(c)
         if not self.per_conversation:
@@ -376,7 +398,7 @@ def _cost_svg(summary: Summary) -> str:
     """Cumulative cost over turns (recorded or simulated), one line per conversation (first 12)."""
     w, h, left, bottom, right = 760, 260, 60, 30, 140
     series = []
-    for c in summary.conversations[:12]:
+    for c in summary.conversations[:COSTED]:
         acc, pts = 0.0, []
         for v in c.costs:
             if v is None:
@@ -452,7 +474,7 @@ def _html(summary: Summary, title: str) -> str:
     legend = " ".join(f"<span style='background:{fills[r]};color:#000;padding:1px 6px'>{esc(r)}</span>" for r in served)
     timelines = "".join(
         f"<div class='tl'><code>{esc(c.session)}</code>{_timeline_svg(c, fills)}</div>"
-        for c in summary.conversations[:50]
+        for c in summary.conversations[:DETAILED]
     )
     more = f"<p>(first 50 of {len(summary.conversations)} conversations)</p>" if len(summary.conversations) > 50 else ""
     diagram = f"<h2>Spec</h2><div>{summary.diagram}</div>" if summary.diagram else ""
