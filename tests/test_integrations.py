@@ -527,3 +527,14 @@ def test_litellm_proxy_refuses_a_streamed_session_loudly() -> None:
             asyncio.run(proxy.pre_call_hook(user_api_key_dict=user, data=data, call_type="acompletion"))
     finally:
         litellm.callbacks = callbacks
+
+
+def test_a_framework_reply_without_usage_is_unreported_not_zero() -> None:
+    pytest.importorskip("langchain_core", reason='needs LangChain: pip install "lwfsm[langchain]"')
+    from langchain_core.messages import AIMessage
+
+    from lwfsm.integrations.langchain import _usage
+
+    assert _usage(AIMessage(content="hi")).unreported == 1  # ChatOpenAI streams none unless stream_usage=True
+    counted = _usage(AIMessage(content="hi", usage_metadata={"input_tokens": 7, "output_tokens": 2, "total_tokens": 9}))
+    assert (counted.prompt_tokens, counted.completion_tokens, counted.unreported) == (7, 2, 0)

@@ -37,17 +37,15 @@ def to_openai(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
     for message in messages:
         (converted,) = convert_to_openai_messages([message])
         if isinstance(message, ToolMessage) and message.status == "error":
-            # A failed tool says so in a field; say it in the text too, where the spec's patterns look.
-            text = str(converted.get("content") or "")
-            converted["content"] = text if text.lower().startswith("error:") else f"error: {text}"
+            converted["is_error"] = True  # a failed tool says so in a field: the judge reads it as the error flag
         out.append(converted)
     return out
 
 
 def _usage(message: AIMessage) -> Usage:
     u = message.usage_metadata
-    if not u:
-        return Usage()
+    if not u:  # e.g. ChatOpenAI streaming without stream_usage=True: unknown, not zero
+        return Usage(unreported=1)
     inp, out = u.get("input_token_details") or {}, u.get("output_token_details") or {}
     return Usage(
         prompt_tokens=u.get("input_tokens", 0),

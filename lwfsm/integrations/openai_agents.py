@@ -37,7 +37,7 @@ __all__ = ["TOOL_FAILED", "LwfsmProvider", "LwfsmRoleModel", "to_openai"]
 
 
 # What the SDK tells the model when a tool raised (its default_tool_error_function): a failed tool call,
-# though none of the spec's tool_error_patterns is in it. Said as "error: ..." where the patterns look.
+# though its text says so in no words the judge reads. Marked as the agent's own error flag.
 TOOL_FAILED = default_tool_error_function(None, RuntimeError())  # type: ignore[arg-type]  # reads neither
 
 
@@ -46,7 +46,7 @@ def to_openai(system: str | None, items: str | list[TResponseInputItem]) -> list
     messages = [dict(m) for m in Converter.items_to_messages(items)]
     for m in messages:
         if m.get("role") == "tool" and m.get("content") == TOOL_FAILED:
-            m["content"] = f"error: {TOOL_FAILED}"
+            m["is_error"] = True
     return ([{"role": "system", "content": system}] if system else []) + messages
 
 
@@ -78,6 +78,7 @@ class LwfsmRoleModel(Model):
             completion_tokens=usage.output_tokens if usage else 0,
             cache_read_tokens=read or 0,
             reasoning_tokens=reasoning or 0,
+            unreported=0 if usage else 1,  # no usage from the provider: unknown, not zero
         )
         model = str(getattr(call.model, "model", type(call.model).__name__))
         self.front.end(call, model=model, reply=_reply(response), tools=tools, usage=counted)

@@ -51,12 +51,6 @@ def _noted(messages: list[ModelMessage], note: str | None) -> list[ModelMessage]
     return [*messages, ModelRequest(parts=[UserPromptPart(note)])]
 
 
-def _failed(text: str) -> str:
-    # pydantic-ai reports a failed or retried tool call in a structured field, not in the text: say it
-    # in the text, where the spec's tool_error_patterns look ("error:").
-    return text if text.lower().startswith("error:") else f"error: {text}"
-
-
 def to_openai(messages: Sequence[ModelMessage]) -> list[dict[str, Any]]:
     """pydantic-ai's message history in the OpenAI chat shape the turn core judges."""
     out: list[dict[str, Any]] = []
@@ -76,14 +70,14 @@ def to_openai(messages: Sequence[ModelMessage]) -> list[dict[str, Any]]:
             kind = getattr(part, "part_kind", None)
             if isinstance(part, ToolReturnPart):
                 text = part.model_response_str(wrap_if_error=False)
-                failed = part.outcome in ("failed", "retried")
-                out.append(
-                    {"role": "tool", "tool_call_id": part.tool_call_id, "content": _failed(text) if failed else text}
-                )
+                tool: dict[str, Any] = {"role": "tool", "tool_call_id": part.tool_call_id, "content": text}
+                if part.outcome in ("failed", "retried"):  # said in a field, not in the text: the error flag
+                    tool["is_error"] = True
+                out.append(tool)
             elif kind in ("retry-prompt", "retry-feedback"):  # the model's last answer was unusable
                 text = part.model_response()  # type: ignore[union-attr]
                 call_id = getattr(part, "tool_call_id", None)
-                out.append({"role": "tool", "tool_call_id": call_id, "content": _failed(text)})
+                out.append({"role": "tool", "tool_call_id": call_id, "content": text, "is_error": True})
             elif isinstance(part, UserPromptPart):
                 content = part.content
                 text = content if isinstance(content, str) else " ".join(c for c in content if isinstance(c, str))
