@@ -26,7 +26,7 @@ test run piped through `tail` (exit 0) that shows failures is a task_failure.
 
 One line: {"agent", "protocol" (anthropic | responses | openai), "path", "headers" (identifying headers
 only, never a key), "body" (as sent, with `tools` reduced to their names and system prompts / instructions
-/ developer messages trimmed to their first 2,000 characters), "scenario", "kind", "why"}. First calls
+/ developer messages replaced by a line of ours, the agents' boilerplate cut from user messages), "scenario", "kind", "why"}. First calls
 (no turn before them) and side calls are not lines.
 
 Needs (not run by the test suite; run it by hand after changing a scenario or an agent version):
@@ -81,7 +81,6 @@ AIDER = os.environ.get("LWFSM_AIDER_BIN") or str(Path.home() / ".cache/lwfsm-aid
 VERSIONS = {"claude_code": (CLAUDE, "2.1.197"), "codex": (CODEX, "0.171.0"), "aider": (AIDER, "0.86.2")}
 MODEL = "scripted-main"  # the conversation's model; side calls (aider's weak model) use another name
 RUN_TIMEOUT = 120  # seconds for one agent run
-TRIM = 2000  # characters kept of a system prompt
 KEEP_HEADERS = {
     "user-agent",
     "anthropic-beta",
@@ -2220,46 +2219,66 @@ def _reply_text(protocol: str, body: dict[str, Any]) -> str:
     return texts[-1]
 
 
-def _trim(content: Any) -> Any:
-    """A system prompt's text cut to its first TRIM characters (a string, or text blocks in order)."""
+def _stub(content: Any) -> str:
+    """A system prompt replaced by a line of ours: the agents' own prose is not kept in this repository.
+    The one phrase a reader detects an agent by is named (aider teaches its SEARCH/REPLACE format)."""
+    text = content if isinstance(content, str) else _text(content)
+    said = " (it teaches the SEARCH/REPLACE edit format)" if "SEARCH/REPLACE" in text else ""
+    return f"[the agent's system text, {len(text)} characters, not kept here{said}]"
+
+
+AIDER_RULES = "# *SEARCH/REPLACE block* Rules:"
+REMINDER = "<system-reminder>"
+
+
+def _own_words(text: str) -> str:
+    """A user message's text without the agent's own boilerplate prose (aider's format rules appended
+    to its reports, Claude Code's system reminders); what the tools printed is kept whole."""
+    if AIDER_RULES in text:
+        text = text.split(AIDER_RULES, 1)[0] + AIDER_RULES + " [aider's format rules, not kept here]"
+    if text.lstrip().startswith(REMINDER):
+        return REMINDER + "[the agent's reminder text, not kept here]</system-reminder>"
+    return text
+
+
+def _user(content: Any) -> Any:
     if isinstance(content, str):
-        return content[:TRIM]
-    if not isinstance(content, list):
-        return content
-    left, out = TRIM, []
-    for block in content:
-        if left <= 0:
-            break
-        if isinstance(block, dict) and isinstance(block.get("text"), str):
-            block = {**block, "text": block["text"][:left]}
-            left -= len(block["text"])
-        out.append(block)
-    return out
+        return _own_words(content)
+    if isinstance(content, list):
+        return [
+            {**b, "text": _own_words(b["text"])} if isinstance(b, dict) and isinstance(b.get("text"), str) else b
+            for b in content
+        ]
+    return content
 
 
 def reduce_body(protocol: str, body: dict[str, Any]) -> dict[str, Any]:
-    """The body as sent, with tools reduced to their names and system prompts trimmed."""
+    """The body as sent, with tools reduced to their names, system prompts replaced by a line of ours
+    and the agents' boilerplate cut from user messages (what their tools printed is kept)."""
     body = copy.deepcopy(body)
     if protocol == "anthropic":
         body["tools"] = [{"name": t.get("name")} for t in body.get("tools") or ()]
         if "system" in body:
-            body["system"] = _trim(body["system"])
+            body["system"] = _stub(body["system"])
         for m in body["messages"]:
-            if m["role"] == "system":
-                m["content"] = _trim(m["content"])
+            m["content"] = _stub(m["content"]) if m["role"] == "system" else _user(m["content"])
     elif protocol == "openai":
         if "tools" in body:
             body["tools"] = [{"type": "function", "function": {"name": t["function"]["name"]}} for t in body["tools"]]
         for m in body["messages"]:
             if m["role"] in ("system", "developer"):
-                m["content"] = _trim(m["content"])
+                m["content"] = _stub(m["content"])
+            elif m["role"] == "user":
+                m["content"] = _user(m["content"])
     else:
         body["tools"] = [{"type": t.get("type"), "name": t.get("name")} for t in body.get("tools") or ()]
         if isinstance(body.get("instructions"), str):
-            body["instructions"] = body["instructions"][:TRIM]
+            body["instructions"] = _stub(body["instructions"])
         for item in body["input"]:
             if item.get("role") in ("system", "developer"):
-                item["content"] = _trim(item["content"])
+                item["content"] = _stub(item["content"])
+            elif item.get("role") == "user":
+                item["content"] = _user(item["content"])
     return body
 
 
