@@ -25,8 +25,9 @@ are ok; a deliberate reproduction of the reported bug (the red phase) is ok; rea
 test run piped through `tail` (exit 0) that shows failures is a task_failure.
 
 One line: {"agent", "protocol" (anthropic | responses | openai), "path", "headers" (identifying headers
-only, never a key), "body" (as sent, with `tools` reduced to their names and system prompts / instructions
-/ developer messages replaced by a line of ours, the agents' boilerplate cut from user messages), "scenario", "kind", "why"}. First calls
+only, never a key), "body" (as sent, with `tools` reduced to their names, system prompts / instructions
+/ developer messages replaced by a line of ours, the agents' boilerplate cut from user messages),
+"scenario", "kind", "why"}. First calls
 (no turn before them) and side calls are not lines.
 
 Needs (not run by the test suite; run it by hand after changing a scenario or an agent version):
