@@ -201,3 +201,68 @@ def test_demo_without_the_litellm_extra_says_how_to_install_it() -> None:
     assert out.returncode == 1
     assert 'pip install "lwfsm[litellm]"' in out.stderr
     assert "Traceback" not in out.stderr
+
+
+# -- serve --check-only: a deploy pipeline's gate --
+
+
+def test_serve_check_only_passes_a_shipped_spec_binding_and_opening_nothing(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    import socket
+
+    db = tmp_path / "s.db"
+    with socket.socket() as taken:  # serve would refuse this port: --check-only must not try it
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        assert main(["serve", "--check-only", DEFAULT, "--port", port, "--store", f"sqlite:///{db}"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == [
+        f"{DEFAULT}: lead_worker (lead_turns=3, failure_threshold=2, fallback_turns=2): 11 reachable "
+        "configurations (counters saturated above lead_done 3, failures 2, fallback_done 2): ok"
+    ]
+    assert not db.exists()
+
+
+def test_serve_check_only_fails_an_invalid_spec_with_its_located_message(capsys: pytest.CaptureFixture[str]) -> None:
+    bad = str(INVALID / "bad_state_name.yaml")
+    assert main(["serve", "--check-only", bad]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith(f"{bad}:18:3: states.lead-initial: 'lead-initial' is not a usable name")
+    assert "Traceback" not in captured.err
+
+
+def test_serve_check_only_fails_a_spec_with_a_finding(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    text = Path(DEFAULT).read_text()
+    old = "{event: failure, source: lead_initial, updates: {lead_done: lead_done + 1}}"
+    assert old in text
+    path = tmp_path / "broken.yaml"
+    path.write_text(
+        text.replace(
+            old, "{event: failure, source: lead_initial, updates: {lead_done: lead_done + 1, failures: failures + 1}}"
+        )
+    )
+    assert main(["serve", "--check-only", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].endswith(
+        ": 15 reachable configurations (counters saturated above lead_done 3, "
+        "failures 2, fallback_done 2): 2 finding(s)"
+    )
+    assert "  invariant: invariant 'lead_done < lead_turns and failures == 0' is violated" in out
+    assert "shortest path: failure" in out
+
+
+def test_serve_check_only_checks_the_params_serve_would_use(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # lead_turns=0 leaves lead_initial unreachable: clean as shipped, not with these params
+    assert main(["serve", "--check-only", DEFAULT, "--set", "lead_turns=0"]) == 1
+    assert "unreachable_state: state 'lead_initial' is never reached" in capsys.readouterr().out
+    monkeypatch.setenv("LWFSM_PARAM_LEAD_TURNS", "0")
+    assert main(["serve", "--check-only", DEFAULT]) == 1
+    assert "(lead_turns=0," in capsys.readouterr().out
+    monkeypatch.setenv("LWFSM_PARAM_LEAD_TURNS", "many")
+    assert main(["serve", "--check-only", DEFAULT]) == 1
+    assert "LWFSM_PARAM_LEAD_TURNS='many' is not an integer (param 'lead_turns')" in capsys.readouterr().err

@@ -312,6 +312,17 @@ def _lwfsm(*args: str) -> str:
     return done.stdout
 
 
+def test_probes_answer_without_the_key_and_call_no_upstream(oai: openai_server.Server, oai_gateway: Gateway) -> None:
+    seen = len(oai.requests)
+    health = httpx.get(oai_gateway.base + "/healthz", timeout=10)
+    assert (health.status_code, health.json()) == (200, {"status": "ok"})
+    ready = httpx.get(oai_gateway.base + "/readyz", timeout=10)
+    assert (ready.status_code, ready.json()) == (200, {"status": "ready", "spec": "lead_worker", "store": "memory://"})
+    assert len(oai.requests) == seen
+    # the key is still needed everywhere else
+    assert httpx.get(oai_gateway.base + "/v1/models", timeout=10).status_code == 401
+
+
 def test_two_gateways_sharing_redis_serve_one_conversation_alternately(
     oai: openai_server.Server, redis_url: str
 ) -> None:

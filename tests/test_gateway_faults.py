@@ -148,6 +148,38 @@ def test_a_stopped_redis_fails_only_its_calls_with_a_503_naming_it(oai: openai_s
     assert PASSWORD not in out
 
 
+def test_readyz_is_503_naming_a_stopped_redis_and_200_once_it_answers(
+    oai: openai_server.Server, redis_url: str
+) -> None:
+    from .redis_server import PASSWORD
+
+    args = ("--api-key-env", "GW_KEY", "--store", redis_url + "?prefix=probed:", "--store-timeout", "1")
+    gw = Gateway(*args, env=_env("openai", oai.base))
+    pid = _redis_pid(redis_url)
+    stopped = False
+    try:
+        assert httpx.get(gw.base + "/readyz", timeout=10).status_code == 200  # no key needed
+        os.kill(pid, signal.SIGSTOP)
+        stopped = True
+        ready = httpx.get(gw.base + "/readyz", timeout=10)
+        assert ready.status_code == 503
+        body = ready.json()
+        assert body["status"] == "unavailable"
+        assert body["store"].startswith("redis://:***@127.0.0.1")
+        assert "--store-timeout" in body["reason"]
+        assert PASSWORD not in ready.text
+        health = httpx.get(gw.base + "/healthz", timeout=10)  # alive all the same: restarting it would not help
+        assert (health.status_code, health.json()) == (200, {"status": "ok"})
+        os.kill(pid, signal.SIGCONT)
+        stopped = False
+        assert httpx.get(gw.base + "/readyz", timeout=10).status_code == 200
+    finally:
+        if stopped:
+            os.kill(pid, signal.SIGCONT)
+        out = gw.stop()
+    assert PASSWORD not in out
+
+
 def test_litellm_is_set_offline_at_start_up_not_by_the_first_request(ant: Any) -> None:
     """count_tokens as a gateway's first request imported LiteLLM before its offline setting, which then
     fetched the remote price map (seconds, on the event loop). A recorder stands in for that URL."""

@@ -205,60 +205,70 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_check(args: argparse.Namespace) -> int:
+def _checked(path: str, spec: Spec, depth: int | None, params_up_to: int | None, limit: int) -> Any:
+    """`lwfsm check`'s exploration of one spec; a check it cannot run soundly is a usage error."""
     import logging
 
     # Progress on long explorations goes to stderr (lwfsm.check logs it at INFO; quiet as a library).
-    progress = logging.StreamHandler(sys.stderr)
-    progress.setFormatter(logging.Formatter("lwfsm check: %(message)s"))
-    logging.getLogger("lwfsm.check").addHandler(progress)
-    logging.getLogger("lwfsm.check").setLevel(logging.INFO)
+    log = logging.getLogger("lwfsm.check")
+    if not log.handlers:
+        progress = logging.StreamHandler(sys.stderr)
+        progress.setFormatter(logging.Formatter("lwfsm check: %(message)s"))
+        log.addHandler(progress)
+        log.setLevel(logging.INFO)
     from ..check import TooLarge, Unsaturable, check, check_grid
 
-    reports = []
+    try:
+        if params_up_to is not None:
+            return check_grid(spec, params_up_to, depth, limit)
+        return check(spec, depth, limit)
+    except TooLarge as exc:
+        raise _Usage(f"{path}: {exc}") from None
+    except Unsaturable as exc:
+        reasons = "\n  ".join(exc.problems)
+        raise _Usage(
+            f"{path}: cannot check every configuration: counters cannot be saturated soundly "
+            f"because\n  {reasons}\nuse --depth N to explore every sequence of up to N events "
+            "instead"
+        ) from None
+
+
+def _print_report(path: str, r: Any, params_up_to: int | None) -> None:
+    params = ", ".join(f"{k}={v}" for k, v in r.params.items())
+    if r.combinations > 1:
+        params = f"{r.combinations} param combinations up to min + {params_up_to}"
+    if r.depth is not None:
+        scope = f"every sequence of up to {r.depth} events"
+    else:
+        kept = [f"saturated above {', '.join(f'{k} {v}' for k, v in r.bounds.items())}"] if r.bounds else []
+        kept += [f"{k} exact ({d})" for k, d in r.exact.items()]
+        kept += [f"turn modulo {r.turn_modulus}"] if r.turn_modulus > 1 else []
+        scope = "counters " + "; ".join(kept) if kept else "no counters"
+    verdict = "ok" if r.ok else f"{len(r.findings)} finding(s)"
+    print(f"{path}: {r.spec} ({params}): {r.configurations} reachable configurations ({scope}): {verdict}")
+    for f in r.findings:
+        where = ""
+        if f.counters is not None:
+            # A saturated value stands for itself and every value above it.
+            shown = (f"{k}>={v}" if k in (f.saturated or ()) else f"{k}={v}" for k, v in f.counters.items())
+            where = f" at {f.state} ({', '.join(shown)})"
+        after = f"; shortest path: {', '.join(f.path) or '(initial)'}" if f.path is not None else ""
+        if f.params is not None:
+            after += f"; with {', '.join(f'{k}={v}' for k, v in f.params.items())}"
+        print(f"  {f.kind}: {f.message}{where}{after}")
+
+
+def cmd_check(args: argparse.Namespace) -> int:
     limit = args.max_configurations
-    for path in args.specs:
-        spec = load_spec(path, _params(args.set))
-        try:
-            if args.params_up_to is not None:
-                reports.append((path, check_grid(spec, args.params_up_to, args.depth, limit)))
-            else:
-                reports.append((path, check(spec, args.depth, limit)))
-        except TooLarge as exc:
-            raise _Usage(f"{path}: {exc}") from None
-        except Unsaturable as exc:
-            reasons = "\n  ".join(exc.problems)
-            raise _Usage(
-                f"{path}: cannot check every configuration: counters cannot be saturated soundly "
-                f"because\n  {reasons}\nuse --depth N to explore every sequence of up to N events "
-                "instead"
-            ) from None
+    reports = [
+        (path, _checked(path, load_spec(path, _params(args.set)), args.depth, args.params_up_to, limit))
+        for path in args.specs
+    ]
     if args.json:
         print(json.dumps([dict(r.to_dict(), path=p) for p, r in reports], indent=2))
     else:
         for path, r in reports:
-            params = ", ".join(f"{k}={v}" for k, v in r.params.items())
-            if r.combinations > 1:
-                params = f"{r.combinations} param combinations up to min + {args.params_up_to}"
-            if r.depth is not None:
-                scope = f"every sequence of up to {r.depth} events"
-            else:
-                kept = [f"saturated above {', '.join(f'{k} {v}' for k, v in r.bounds.items())}"] if r.bounds else []
-                kept += [f"{k} exact ({d})" for k, d in r.exact.items()]
-                kept += [f"turn modulo {r.turn_modulus}"] if r.turn_modulus > 1 else []
-                scope = "counters " + "; ".join(kept) if kept else "no counters"
-            verdict = "ok" if r.ok else f"{len(r.findings)} finding(s)"
-            print(f"{path}: {r.spec} ({params}): {r.configurations} reachable configurations ({scope}): {verdict}")
-            for f in r.findings:
-                where = ""
-                if f.counters is not None:
-                    # A saturated value stands for itself and every value above it.
-                    shown = (f"{k}>={v}" if k in (f.saturated or ()) else f"{k}={v}" for k, v in f.counters.items())
-                    where = f" at {f.state} ({', '.join(shown)})"
-                after = f"; shortest path: {', '.join(f.path) or '(initial)'}" if f.path is not None else ""
-                if f.params is not None:
-                    after += f"; with {', '.join(f'{k}={v}' for k, v in f.params.items())}"
-                print(f"  {f.kind}: {f.message}{where}{after}")
+            _print_report(path, r, args.params_up_to)
     return 0 if all(r.ok for _, r in reports) else 1
 
 
@@ -550,6 +560,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "without one (the control API still answers this host only)"
         )
     spec = load_spec(args.spec, _params(args.set))
+    if args.check_only:
+        return _serve_check(args.spec, spec)
     config = {
         "store": args.store,
         "api_key_env": args.api_key_env,
@@ -574,6 +586,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
         config={**config, "spec": args.spec, "params": _params(args.set)},
     )
     return 0
+
+
+def _serve_check(path: str, spec: Spec) -> int:
+    """`serve --check-only`: the spec with the params serve would give it (--set, then LWFSM_PARAM_* and
+    GOOSE_* from the environment, as `build` applies them), through `lwfsm check`; nothing bound or opened."""
+    from ..turn.bindings import params_from_env
+
+    overrides = params_from_env(spec)
+    spec = spec.with_params(overrides) if overrides else spec
+    report = _checked(path, spec, None, None, 1_000_000)
+    _print_report(path, report, None)
+    return 0 if report.ok else 1
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
@@ -838,6 +862,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="longest silence of an upstream once it has started answering (300); no total limit",
     )
     p.add_argument("--log-dir", metavar="DIR", help="write the trace (one JSONL line per judged turn) for lwfsm report")
+    p.add_argument(
+        "--check-only",
+        action="store_true",
+        help="validate SPEC with its params (--set, environment) and run lwfsm check on it; bind nothing; "
+        "exit 0 when clean, 1 with the errors or findings",
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("judge", help="why a turn was judged as it was; the judge measured on labelled turns")

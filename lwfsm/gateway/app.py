@@ -57,6 +57,7 @@ logger = logging.getLogger("lwfsm.gateway")
 
 Protocol = Literal["openai", "anthropic"]
 T = TypeVar("T")
+PROBE_KEY = "lwfsm-readyz-probe"  # read, never written, by GET /readyz
 HISTORY = 20  # judged turns kept per conversation for the control API
 WARM = 256  # conversations kept parsed in memory per process (see Gateway._warm)
 WARM_BYTES = 64 * 1024 * 1024  # and the most row text they may hold (the parsed objects are of that order)
@@ -446,6 +447,21 @@ class Gateway:
         if (denied := self._control(request)) is not None:
             return denied
         return Response(await self._io(self.metrics.text), headers={"content-type": CONTENT_TYPE_LATEST})
+
+    # -- probes (no key, no upstream: a load balancer's and an orchestrator's view) --
+
+    async def healthz(self, request: Request) -> Response:
+        """Alive: the process serves requests."""
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(self, request: Request) -> Response:
+        """Ready: the spec is loaded and the store answers a read within --store-timeout (through the same
+        worker threads as the turns' store calls, so a stopped or locked store shows here as it would there)."""
+        try:
+            await self._io(self.store.get, PROBE_KEY)
+        except StoreError as exc:  # no answer in time, refused, unreachable: named, password redacted
+            return JSONResponse({"status": "unavailable", "store": self.store.url, "reason": str(exc)}, 503)
+        return JSONResponse({"status": "ready", "spec": self.spec.name, "store": self.store.url})
 
     # -- the turn endpoints --
 
@@ -1319,6 +1335,8 @@ def create_app(gateway: Gateway) -> Starlette:
         Route("/responses", g.responses, methods=["POST"]),
         Route("/v1/models", g.models, methods=["GET"]),
         Route("/metrics", g.metrics_page, methods=["GET"]),
+        Route("/healthz", g.healthz, methods=["GET"]),
+        Route("/readyz", g.readyz, methods=["GET"]),
         Route("/lwfsm", g.dashboard, methods=["GET"]),
         Route("/lwfsm/", g.dashboard, methods=["GET"]),
         Route("/lwfsm/mermaid.min.js", g.mermaid_js, methods=["GET"]),
