@@ -69,8 +69,8 @@ READER = ClaudeCode()
 
 
 def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
-    """("anthropic", [reply, what came after it], tools) of one assistant reply in a raw session
-    file, as the Messages API carried them."""
+    """One assistant reply of a raw session file: the conversation before it, the reply (its blocks
+    gathered across lines) and what came after, as the Messages API carried them."""
     lines = [json.loads(x) for x in data.decode("utf-8").splitlines() if x.strip()]
     key = "message_id" if "message_id" in locator else "uuid"
     target = str(locator[key])
@@ -84,16 +84,12 @@ def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
         blocks = content if isinstance(content, list) else [{"type": "text", "text": str(content or "")}]
         ident = msg.get("id") if role == "assistant" else None
         mine = (ident == target) if key == "message_id" else (line.get("uuid") == target)
-        if mine and start is None:
-            start = (
-                len(convo)
-                if not (convo and convo[-1]["role"] == "assistant" and convo[-1].get("_id") == ident)
-                else len(convo) - 1
-            )
         if convo and convo[-1]["role"] == role and (role == "user" or convo[-1].get("_id") == ident):
-            convo[-1]["content"] += blocks
+            convo[-1]["content"] += blocks  # one reply spans lines; a user's results come as several
         else:
             convo.append({"role": role, "content": list(blocks), "_id": ident})
+        if mine and start is None:
+            start = len(convo) - 1
     if start is None:
         raise LookupError(f"no assistant reply {target!r} in this session")
     # One reply may be interleaved with its tool results (parallel calls): gather the reply's blocks.
