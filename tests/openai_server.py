@@ -11,6 +11,15 @@ body even when the request asks for a stream, as some servers do),
 "hold": threading.Event() (a stream that sends its text and tool calls, then waits for the event, up
 to 10 s, before its finish chunk, or before its usage chunk with "hold_at": "usage", or any reply before
 its first byte with "hold_at": "start"; the step's "released" says whether the event came)}.
+
+`Server(quirks=...)` behaves as a real llama.cpp server (llama-cpp-python) does where fakes usually do not:
+- "repeated_tool_names": every streamed tool-call chunk repeats the call's whole name;
+- "no_stream_usage": streams never carry usage, whatever stream_options asks;
+- "refuse_null_content": a 500 for an assistant message whose content is null or missing;
+- "refuse_system_parts": a 500 for a system message whose content is a list of parts;
+- "no_responses_endpoint": a 404 for any path but .../chat/completions (no /v1/responses);
+- "keyless": it needs no key and must never be sent a real one: a 401 for a bearer token other than
+  lwfsm's placeholder "no-key" (so a key an SDK found in the environment would show).
 """
 
 import json
@@ -28,8 +37,38 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
 
+QUIRKS = frozenset(
+    {
+        "repeated_tool_names",
+        "no_stream_usage",
+        "refuse_null_content",
+        "refuse_system_parts",
+        "no_responses_endpoint",
+        "keyless",
+    }
+)
+
+
+def _refusal(quirks: frozenset[str], path: str, headers: Any, body: dict[str, Any]) -> tuple[int, str] | None:
+    """(status, message) of a request this server's quirks refuse, as llama.cpp would."""
+    if "no_responses_endpoint" in quirks and not path.rstrip("/").endswith("/chat/completions"):
+        return 404, f"File Not Found: {path}"
+    auth = headers.get("Authorization")
+    if "keyless" in quirks and auth is not None and auth != "Bearer no-key":
+        return 401, "this server takes no key, and was sent one"
+    for i, m in enumerate(body.get("messages") or ()):
+        if "refuse_null_content" in quirks and m.get("role") == "assistant" and m.get("content") is None:
+            return 500, f'messages[{i}]: can only concatenate str (not "NoneType") to str'
+        if "refuse_system_parts" in quirks and m.get("role") == "system" and isinstance(m.get("content"), list):
+            return 500, f'messages[{i}]: can only concatenate str (not "list") to str'
+    return None
+
+
 class Server:
-    def __init__(self) -> None:
+    def __init__(self, quirks: tuple[str, ...] = ()) -> None:
+        unknown = set(quirks) - QUIRKS
+        assert not unknown, f"unknown quirks {unknown}; known: {sorted(QUIRKS)}"
+        self.quirks = frozenset(quirks)
         self.scripts: dict[str, deque[dict[str, Any]]] = defaultdict(deque)
         self.requests: list[dict[str, Any]] = []
         self.raw: list[bytes] = []  # each request's body as it came, byte for byte
@@ -50,8 +89,11 @@ class Server:
                     server.raw.append(raw)
                     server.headers.append({k.lower(): v for k, v in self.headers.items()})
                     server.paths.append(self.path)
+                    refused = _refusal(server.quirks, self.path, self.headers, body)
                     steps = server.scripts[body["model"]]
-                    step = steps.popleft() if steps else {}
+                    step = steps.popleft() if steps and refused is None else {}
+                if refused is not None:
+                    step = {"status": refused[0], "body": {"error": {"message": refused[1], "type": "server_error"}}}
                 time.sleep(step.get("delay", 0))
                 if step.get("hold_at") == "start":
                     step["released"] = step.pop("hold").wait(10)
@@ -83,6 +125,7 @@ class Server:
                 deltas: list[dict[str, Any]] = [{"role": "assistant", "content": ""}]
                 text = message.get("content") or ""
                 deltas += [{"content": text[i : i + 5]} for i in range(0, len(text), 5)]
+                repeat = "repeated_tool_names" in server.quirks
                 for i, call in enumerate(message.get("tool_calls") or ()):
                     fn = call["function"]
                     deltas.append(
@@ -98,8 +141,9 @@ class Server:
                         }
                     )
                     args = fn["arguments"]
+                    named = {"name": fn["name"]} if repeat else {}  # llama.cpp: the whole name in every chunk
                     deltas += [
-                        {"tool_calls": [{"index": i, "function": {"arguments": args[j : j + 4]}}]}
+                        {"tool_calls": [{"index": i, "function": {**named, "arguments": args[j : j + 4]}}]}
                         for j in range(0, len(args), 4)
                     ]
                 chunks = [{**head, "choices": [{"index": 0, "delta": d, "finish_reason": None}]} for d in deltas]
@@ -110,7 +154,8 @@ class Server:
                 if not cut:
                     chunks.append({**head, "choices": [{"index": 0, "delta": {}, "finish_reason": reason}]})
                 # "no_usage": a server that ignores stream_options (some OpenAI-compatible ones do).
-                if not cut and not step.get("no_usage") and (request.get("stream_options") or {}).get("include_usage"):
+                no_usage = step.get("no_usage") or "no_stream_usage" in server.quirks
+                if not cut and not no_usage and (request.get("stream_options") or {}).get("include_usage"):
                     chunks.append({**head, "choices": [], "usage": payload["usage"]})
                 try:
                     self.send_response(200)

@@ -206,6 +206,15 @@ def test_demo_without_the_litellm_extra_says_how_to_install_it() -> None:
 # -- serve --check-only: a deploy pipeline's gate --
 
 
+@pytest.fixture
+def bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The roles bound as serve needs them (--check-only checks the bindings too)."""
+    monkeypatch.setenv("LWFSM_LEAD_MODEL", "openai/lead")
+    monkeypatch.setenv("LWFSM_WORKER_MODEL", "openai/worker")
+    monkeypatch.setenv("LWFSM_WORKER_API_BASE", "http://127.0.0.1:9/v1")  # keyless: a local server
+
+
+@pytest.mark.usefixtures("bound")
 def test_serve_check_only_passes_a_shipped_spec_binding_and_opening_nothing(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
@@ -234,6 +243,21 @@ def test_serve_check_only_fails_an_invalid_spec_with_its_located_message(capsys:
     assert "Traceback" not in captured.err
 
 
+@pytest.mark.usefixtures("bound")
+def test_serve_check_only_fails_a_named_key_variable_that_is_not_set(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LWFSM_LEAD_API_KEY_ENV", "LEAD_KEY_NOT_SET")
+    monkeypatch.delenv("LEAD_KEY_NOT_SET", raising=False)
+    assert main(["serve", "--check-only", DEFAULT]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("lwfsm serve: LEAD_KEY_NOT_SET (the key of the lead model openai/lead) not set: set it,")
+    monkeypatch.delenv("LWFSM_LEAD_MODEL")
+    assert main(["serve", "--check-only", DEFAULT]) == 1
+    assert "no model for role 'lead' of spec 'lead_worker': set LWFSM_LEAD_MODEL" in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("bound")
 def test_serve_check_only_fails_a_spec_with_a_finding(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     text = Path(DEFAULT).read_text()
     old = "{event: failure, source: lead_initial, updates: {lead_done: lead_done + 1}}"
@@ -254,6 +278,7 @@ def test_serve_check_only_fails_a_spec_with_a_finding(capsys: pytest.CaptureFixt
     assert "shortest path: failure" in out
 
 
+@pytest.mark.usefixtures("bound")
 def test_serve_check_only_checks_the_params_serve_would_use(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -561,7 +561,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
     spec = load_spec(args.spec, _params(args.set))
     if args.check_only:
-        return _serve_check(args.spec, spec)
+        return _serve_check(args.spec, spec, args.mock)
     config = {
         "store": args.store,
         "api_key_env": args.api_key_env,
@@ -588,13 +588,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _serve_check(path: str, spec: Spec) -> int:
+def _serve_check(path: str, spec: Spec, mock: bool = False) -> int:
     """`serve --check-only`: the spec with the params serve would give it (--set, then LWFSM_PARAM_* and
-    GOOSE_* from the environment, as `build` applies them), through `lwfsm check`; nothing bound or opened."""
+    GOOSE_* from the environment, as `build` applies them), through `lwfsm check`, and the role bindings
+    serve would make (their key variables set); no port bound, no store opened."""
+    from ..gateway.serve import roles
     from ..turn.bindings import params_from_env
 
     overrides = params_from_env(spec)
     spec = spec.with_params(overrides) if overrides else spec
+    roles(spec, os.environ, mock)  # a ConfigError names the variable to set
     report = _checked(path, spec, None, None, 1_000_000)
     _print_report(path, report, None)
     return 0 if report.ok else 1

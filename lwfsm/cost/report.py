@@ -38,6 +38,7 @@ class ConversationSummary:
     fallbacks: Counter[int] = field(default_factory=Counter)  # fallbacks entered, by length
     failures: Counter[str] = field(default_factory=Counter)  # by reason
     failing_worker_turns: int = 0
+    unknown_usage: int = 0  # turns whose provider reported no tokens: their cost, and every sum over them, is unknown
     cost: float | None = 0.0
     all_lead: float | None = 0.0
     all_worker: float | None = 0.0
@@ -55,6 +56,7 @@ class ConversationSummary:
         self.fallbacks.update(other.fallbacks)
         self.failures.update(other.failures)
         self.failing_worker_turns += other.failing_worker_turns
+        self.unknown_usage += other.unknown_usage
         self.cost = _add(self.cost, other.cost)
         self.all_lead = _add(self.all_lead, other.all_lead)
         self.all_worker = _add(self.all_worker, other.all_worker)
@@ -70,6 +72,7 @@ class ConversationSummary:
             "failures": sum(self.failures.values()),
             "failures_by_reason": dict(self.failures),
             "failing_worker_turns": self.failing_worker_turns,
+            "unknown_usage_turns": self.unknown_usage,
             "cost": self.cost,
             "all_lead": self.all_lead,
             "all_worker": self.all_worker,
@@ -153,6 +156,11 @@ class Summary:
         if reasons:
             out.append("failures by reason: " + "; ".join(f"{k} {v}" for k, v in reasons))
         t = self.total
+        if t.unknown_usage:
+            out.append(
+                f"{t.unknown_usage} of {t.total_turns} turns have no reported usage (the upstream sent none): "
+                "their tokens and cost are unknown, so is every cost that includes them"
+            )
         if t.cost is not None and t.all_lead:
             out.append(f"{self.kind} cost is {100 * t.cost / t.all_lead:.1f}% of the lead alone")
         return "\n".join(out)
@@ -254,6 +262,7 @@ class Tally:
         self.used[rec.role, rec.model] += 1
         c = conv.summary or self.total
         c.turns[role] += 1
+        c.unknown_usage += rec.unreported
         prev_role, lead = conv.prev_role, self.lead_role
         if prev_role is not None and role != prev_role:
             c.switches += 1

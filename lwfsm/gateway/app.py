@@ -101,6 +101,7 @@ class _Call:
     started: float
     side: str | None  # a side call's kind (title, compaction...): served and priced, not a turn
     turn: str | None = None  # the turn it was recorded as, once it is (`_commit`)
+    usage: Usage | None = None  # the tokens it was recorded with (`_commit`): unreported is unknown, not 0
 
 
 @dataclass
@@ -174,6 +175,7 @@ class Gateway:
         self._pool = ThreadPoolExecutor(16, thread_name_prefix="lwfsm-store")
         self._inline = store.url.startswith("memory://")
         self._adapter: asyncio.Future[Any] | None = None  # lwfsm.provider.adapter (LiteLLM), once imported
+        self._clients: dict[str, Any] = {}  # role -> LiteLLM's OpenAI client for Anthropic clients (`_tidy_client`)
         self.key: str | None = None
         if api_key_env:
             self.key = self.env.get(api_key_env) or None
@@ -248,6 +250,8 @@ class Gateway:
     async def shutdown(self) -> None:
         if self.http is not None:
             await self.http.close()
+        for client in self._clients.values():
+            await client.close()
         self._pool.shutdown(wait=False, cancel_futures=True)  # a stuck store call must not hold up the exit
 
     def _client_key(self, request: Request) -> str | None:
@@ -343,7 +347,7 @@ class Gateway:
         the call was recorded as (a concurrent call of the conversation may have taken the one planned)."""
         model = self.roles[role].model
         latency = time.perf_counter() - call.started
-        used = Usage.of(usage)
+        used = call.usage = Usage.of(usage)  # None (no usage reported): unknown, never zero
         if call.side is not None and loaded.version == 0:
             # A side call that opens no conversation (a Codex title comes on a thread of its own, a
             # Claude Code title before the first turn): counted in /metrics, stored nowhere, so the
@@ -834,6 +838,7 @@ class Gateway:
                 return JSONResponse(error_body(call.protocol, 502, msg, "api_error"), 502, headers=lw)
             if (turn := await self._commit(call, loaded, role, reply, usage)) is not None:
                 passthrough["x-lwfsm-turn"] = turn
+            passthrough.update(_usage_header(call))
             return Response(data, upstream.status, headers=passthrough)
         return StreamingResponse(self._relay(call, loaded, role, upstream), upstream.status, headers=passthrough)
 
@@ -852,7 +857,7 @@ class Gateway:
     ) -> AsyncIterator[bytes]:
         reader = wire.SSEReader()
         acc: wire.OpenAIStream | wire.AnthropicStream = (
-            wire.OpenAIStream() if call.protocol == "openai" else wire.AnthropicStream()
+            wire.OpenAIStream(_names(call)) if call.protocol == "openai" else wire.AnthropicStream()
         )
         options = call.body.get("stream_options")
         # The usage chunk comes after the finish chunk: when it was asked for, the call settles with it.
@@ -909,6 +914,8 @@ class Gateway:
             kwargs["mock_response"] = f"[{binding.model} as the {role}] mock reply"
         if loaded.plan.note:
             kwargs["messages"] = wire.note_messages(call.protocol, kwargs.get("messages") or [], loaded.plan.note)
+        if call.protocol == "anthropic" and binding.model.startswith("openai/") and not self.mock:
+            kwargs["client"] = self._tidy_client(role, kwargs)
         try:
             if call.protocol == "openai":
                 result = await litellm.acompletion(**kwargs)
@@ -937,6 +944,7 @@ class Gateway:
             reply, usage = wire.openai_reply(data)
             if (turn := await self._commit(call, loaded, role, reply, usage)) is not None:
                 lw["x-lwfsm-turn"] = turn
+            lw.update(_usage_header(call))
             return _Ascii(data, headers=lw)
         if call.protocol == "openai":
             return StreamingResponse(
@@ -953,18 +961,33 @@ class Gateway:
             reply, usage = wire.anthropic_reply(message)
             if (turn := await self._commit(call, loaded, role, reply, usage)) is not None:
                 lw["x-lwfsm-turn"] = turn
+            lw.update(_usage_header(call))
             return _Ascii(message, headers=lw)
         return StreamingResponse(
-            self._bytes_stream(call, loaded, role, result), headers=lw, media_type="text/event-stream"
+            self._bytes_stream(call, loaded, role, result, adapter.anthropic_reported),
+            headers=lw,
+            media_type="text/event-stream",
         )
 
+    def _tidy_client(self, role: str, kwargs: Mapping[str, Any]) -> Any:
+        """The role's OpenAI SDK client for LiteLLM, its streams tidied (`sse_fix`), made once per role."""
+        if role not in self._clients:
+            from . import sse_fix
+
+            base = kwargs.get("api_base") or "https://api.openai.com/v1"
+            key = str(kwargs.get("api_key") or self.env.get("OPENAI_API_KEY") or "")
+            self._clients[role] = sse_fix.client(base, key, self.connect_timeout, self.idle_timeout)
+        return self._clients[role]
+
     async def _litellm_stream(self, call: _Call, loaded: _Loaded, role: str, stream: Any) -> AsyncIterator[bytes]:
-        acc = wire.OpenAIStream()
+        acc = wire.OpenAIStream(_names(call))
         async for chunk in stream:
             data = chunk.model_dump(mode="json", exclude_none=True)
             acc.add(data)
             yield b"data: " + json.dumps(data).encode() + b"\n\n"
         acc.done = True
+        if not (await self._litellm()).reported(stream, []):
+            acc.usage = None  # LiteLLM's own estimate, not the provider's count: unknown
         await self._settle_stream(call, loaded, role, acc)  # stored before the client sees the end
         yield b"data: [DONE]\n\n" + (_recorded(call.turn) if call.turn is not None else b"")
 
@@ -975,13 +998,18 @@ class Gateway:
         await self._settle_stream(call, loaded, role, acc)  # stored before the client sees the end
         yield data + (_recorded(call.turn) if call.turn is not None else b"")
 
-    async def _bytes_stream(self, call: _Call, loaded: _Loaded, role: str, stream: Any) -> AsyncIterator[bytes]:
+    async def _bytes_stream(
+        self, call: _Call, loaded: _Loaded, role: str, stream: Any, reported: Callable[[Any], bool]
+    ) -> AsyncIterator[bytes]:
+        """An Anthropic stream LiteLLM translated from another protocol's upstream, recorded as it ends."""
         reader, acc = wire.SSEReader(), wire.AnthropicStream()
         settled = False
         async for chunk in stream:
             data = chunk if isinstance(chunk, bytes) else str(chunk).encode()
             for event in reader.feed(data):
                 acc.add(event)
+            if acc.done and not settled and not reported(stream):
+                acc.usage = {}  # LiteLLM's estimate of tokens the upstream did not report: unknown, not measured
             if acc.done and not settled:
                 settled = True
                 await self._settle_stream(call, loaded, role, acc)  # stored before the client sees the end
@@ -1045,6 +1073,7 @@ class Gateway:
             "switches": meta.get("switches", 0),
             "fallbacks": meta.get("fallbacks", 0),
             "calls": ledger.calls,
+            "unknown_usage_calls": sum(r.usage.unreported for r in ledger.rows),  # their cost is unknown too
             "cost": ledger.cost(self.pricer),
             "lead_cost": ledger.cost_on(lead, self.pricer),
             "calls_by_role": {r: sum(x.calls for x in ledger.rows if x.role == r) for r in self.roles},
@@ -1199,6 +1228,20 @@ class _Ascii(JSONResponse):
 
     def render(self, content: Any) -> bytes:
         return json.dumps(content, allow_nan=False, separators=(",", ":")).encode()
+
+
+def _names(call: _Call) -> list[str]:
+    """The tool names the request declared (what a streamed tool call's name is merged against)."""
+    return [str(t["function"]["name"]) for t in call.tools]
+
+
+def _usage_header(call: _Call) -> dict[str, str]:
+    """x-lwfsm-usage of a reply recorded whole: the tokens recorded, or `unknown` when the upstream
+    reported none (never 0)."""
+    u = call.usage
+    if u is None:
+        return {}
+    return {"x-lwfsm-usage": "unknown" if u.unreported else f"in={u.prompt_tokens} out={u.completion_tokens}"}
 
 
 def _recorded(turn: str, partial: bool = False) -> bytes:

@@ -42,6 +42,12 @@ class Metrics:
         self.tokens = Counter("lwfsm_tokens", "Tokens by role and kind", ["role", "kind"], registry=r)
         self.cost = Counter("lwfsm_cost_dollars", "Dollars by role (LiteLLM's local price map)", ["role"], registry=r)
         self.calls = Counter("lwfsm_calls", "Upstream calls recorded, by role", ["role"], registry=r)
+        self.unknown = Counter(
+            "lwfsm_unknown_usage_calls",
+            "Calls whose upstream reported no tokens (their tokens and cost are in no other counter), by role",
+            ["role"],
+            registry=r,
+        )
         self.latency = Histogram(
             "lwfsm_request_seconds",
             "Time to the response head, by endpoint",
@@ -54,6 +60,9 @@ class Metrics:
 
     def call(self, role: str, usage: Usage, cost: float | None) -> None:
         self.calls.labels(role).inc()
+        if usage.unreported:  # unknown, not zero: counted as such, nothing added to the token counters
+            self.unknown.labels(role).inc(usage.unreported)
+            return
         for kind in _KINDS:
             n = getattr(usage, kind)
             if n:

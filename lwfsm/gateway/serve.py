@@ -9,9 +9,9 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..spec import Spec
-from ..turn.bindings import RoleBinding, bindings, params_from_env
+from ..turn.bindings import RoleBinding, bindings, check_keys, params_from_env
 
-__all__ = ["MOCK_MODELS", "build", "serve", "worker_app"]
+__all__ = ["MOCK_MODELS", "build", "roles", "serve", "worker_app"]
 
 MOCK_MODELS = {"lead": "openai/gpt-4o", "worker": "openai/gpt-4o-mini"}
 
@@ -41,11 +41,7 @@ def build(
     env = os.environ if env is None else env
     overrides = params_from_env(spec, env)
     spec = spec.with_params(overrides) if overrides else spec
-    models: dict[str, str | RoleBinding | Mapping[str, Any]] | None = None
-    if mock:
-        # Nothing is forwarded in mock mode: every call is answered by LiteLLM's mock_response.
-        models = {r: RoleBinding(MOCK_MODELS.get(r, "openai/gpt-4o-mini")) for r in spec.roles}
-    roles = bindings(spec, models, env, argument=None)  # `lwfsm serve` takes no Python arguments
+    bound = roles(spec, env, mock)
     timeouts = {
         "store": store_timeout,
         "connect": connect_timeout,
@@ -63,7 +59,7 @@ def build(
     trace = TraceLog(log_dir) if log_dir else None
     gateway = Gateway(
         spec,
-        roles,
+        bound,
         # The store's own bound a little later than the gateway's: the gateway's 503 (which names the
         # flag) comes first, and the worker thread is freed soon after.
         open_gateway_store(store, timeout=store_timeout + 1.0),
@@ -80,6 +76,17 @@ def build(
         trace=trace,
     )
     return create_app(gateway)
+
+
+def roles(spec: Spec, env: Mapping[str, str], mock: bool = False) -> dict[str, RoleBinding]:
+    """The roles bound as the adapter binds them (LWFSM_* > GOOSE_*), or to mock models; every key
+    variable a binding names must be set (checked here, at start-up, not at a role's first call)."""
+    if mock:
+        # Nothing is forwarded in mock mode: every call is answered by LiteLLM's mock_response.
+        return bindings(spec, {r: RoleBinding(MOCK_MODELS.get(r, "openai/gpt-4o-mini")) for r in spec.roles}, env)
+    out = bindings(spec, None, env, argument=None)  # `lwfsm serve` takes no Python arguments
+    check_keys(out, env)
+    return out
 
 
 _WORKER_ENV = "LWFSM_SERVE_CONFIG"  # how `--workers N` hands the settings to each worker process

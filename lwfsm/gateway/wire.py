@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 __all__ = [
@@ -22,6 +22,8 @@ __all__ = [
     "anthropic_reply",
     "anthropic_tools",
     "first_user_text",
+    "plain_chat",
+    "merged_name",
     "note_messages",
     "with_model",
     "with_note",
@@ -144,8 +146,11 @@ def openai_chunk(response: Mapping[str, Any]) -> bytes:
     return b"data: " + json.dumps(chunk).encode() + b"\n\ndata: [DONE]\n\n"
 
 
-def _anthropic_usage(usage: Any) -> dict[str, int]:
-    u = usage if isinstance(usage, Mapping) else {}
+def _anthropic_usage(usage: Any) -> dict[str, int] | None:
+    """Anthropic's usage in the ledger's names; None when the reply reported none (unknown, not zero)."""
+    if not isinstance(usage, Mapping) or not any(k in usage for k in ("input_tokens", "output_tokens")):
+        return None
+    u = usage
 
     def num(k: str) -> int:
         v = u.get(k)
@@ -213,40 +218,84 @@ class SSEReader:
                         pass  # not ours to judge: the client gets the bytes as they came
 
 
-class OpenAIStream:
-    """Rebuilds the assistant message and usage from Chat Completions chunks."""
+def merged_name(have: str, piece: str, declared: frozenset[str] = frozenset()) -> str:
+    """A streamed tool call's name so far, with the name `piece` of one more chunk.
 
-    def __init__(self) -> None:
+    Servers send the name once (OpenAI), the whole name again in every chunk (llama.cpp), the name so far
+    in every chunk, or (rarely) pieces to append. A piece that starts with what came before is the name
+    again, whole or grown (so "read_file" twice is "read_file", not "read_fileread_file"); any other
+    piece is appended. When the request declared its tools, a piece that reads either way is taken the
+    way that gives a declared name.
+    """
+    if not have:
+        return piece
+    if not piece.startswith(have):
+        return have + piece
+    if piece not in declared and have + piece in declared:
+        return have + piece
+    return piece
+
+
+class OpenAIStream:
+    """Rebuilds the assistant message, usage and finish reason from Chat Completions chunks: the one
+    accumulator of streamed chunks (the gateway's relay, its LiteLLM streams and its Responses events).
+
+    Tool calls are keyed by their index (a call without one continues the last call, or opens the next
+    when it brings a new id); names are merged by `merged_name`; usage may come in any chunk, before or
+    after the finish chunk, or never (`usage` stays None: unknown, not zero); `content: null` is no text.
+    """
+
+    def __init__(self, tools: Iterable[str] = ()) -> None:
         self.content: list[str] = []
         self.calls: dict[int, dict[str, Any]] = {}
         self.usage: Any = None
+        self.finish_reason: str | None = None
         self.done = False
+        self.declared = frozenset(tools)
 
-    def add(self, event: Any) -> None:
+    def _slot(self, call: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
+        index = call.get("index")
+        if type(index) is not int:
+            last = max(self.calls, default=-1)
+            new = last < 0 or (call.get("id") and self.calls[last]["id"] not in (None, call["id"]))
+            index = last + 1 if new else last
+        slot = self.calls.get(index)
+        if slot is None:
+            slot = self.calls[index] = {"id": None, "type": "function", "function": {"name": "", "arguments": ""}}
+        return index, slot
+
+    def add(self, event: Any) -> list[tuple[int, dict[str, Any], str]]:
+        """Take one chunk; the tool calls it touched, as (index, call so far, arguments it added)."""
+        touched: list[tuple[int, dict[str, Any], str]] = []
         if not isinstance(event, Mapping):
-            return
-        if event.get("usage"):
+            return touched
+        if isinstance(event.get("usage"), Mapping) and event["usage"]:
             self.usage = event["usage"]
         for choice in event.get("choices") or ():
             if not isinstance(choice, Mapping) or choice.get("index", 0) != 0:
                 continue
             if choice.get("finish_reason"):
                 self.done = True
-            delta = choice.get("delta") or {}
-            if delta.get("content"):
-                self.content.append(str(delta["content"]))
+                self.finish_reason = str(choice["finish_reason"])
+            delta = choice.get("delta")
+            if not isinstance(delta, Mapping):
+                continue
+            if isinstance(delta.get("content"), str) and delta["content"]:
+                self.content.append(delta["content"])
             for call in delta.get("tool_calls") or ():
-                slot = self.calls.setdefault(
-                    int(call.get("index", 0)),
-                    {"id": None, "type": "function", "function": {"name": "", "arguments": ""}},
-                )
+                if not isinstance(call, Mapping):
+                    continue
+                index, slot = self._slot(call)
                 if call.get("id"):
                     slot["id"] = call["id"]
-                fn = call.get("function") or {}
-                if fn.get("name"):
-                    slot["function"]["name"] += fn["name"]
-                if fn.get("arguments"):
-                    slot["function"]["arguments"] += fn["arguments"]
+                fn = call.get("function")
+                fn = fn if isinstance(fn, Mapping) else {}
+                if isinstance(fn.get("name"), str) and fn["name"]:
+                    slot["function"]["name"] = merged_name(slot["function"]["name"], fn["name"], self.declared)
+                args: str = fn["arguments"] if isinstance(fn.get("arguments"), str) else ""
+                slot["function"]["arguments"] += args
+                touched.append((index, slot, args))
+        return touched
 
     def reply(self) -> Message:
         msg: Message = {"role": "assistant", "content": "".join(self.content) or None}
@@ -526,6 +575,7 @@ def responses_chat_request(body: Mapping[str, Any], messages: list[Message], too
     # Codex sends its instructions as `developer` messages; `system` is what every Chat Completions
     # server accepts (OpenAI treats the two alike), so any openai/... upstream can serve them.
     messages = [{**m, "role": "system"} if m.get("role") == "developer" else m for m in messages]
+    messages = plain_chat(messages)  # Responses items and stored replies have tool calls with a null content
     chat: Message = {"model": body.get("model", "lwfsm"), "messages": messages}
     if tools:
         chat["tools"] = tools
@@ -544,8 +594,28 @@ def responses_chat_request(body: Mapping[str, Any], messages: list[Message], too
     return chat
 
 
-def _responses_usage(usage: Any) -> Message:
-    u = usage if isinstance(usage, Mapping) else {}
+def plain_chat(messages: Sequence[Any]) -> list[Any]:
+    """Chat Completions messages as every OpenAI-compatible server takes them, for the requests the
+    gateway translates (never a Chat client's own bytes): an assistant message's null or missing content
+    is "" (llama.cpp's server answers 500 to null, and to missing, where OpenAI, vLLM and LiteLLM take
+    ""), and a system message given as text parts is one string, the parts' texts one per line (a list
+    is a 500 there too). Other messages are returned as they are (the same objects)."""
+    out = []
+    for m in messages:
+        if isinstance(m, Mapping) and m.get("role") == "assistant" and m.get("content") is None:
+            m = {**m, "content": ""}
+        elif isinstance(m, Mapping) and m.get("role") == "system" and isinstance(m.get("content"), list):
+            parts = m["content"]
+            if all(isinstance(b, Mapping) and b.get("type") == "text" for b in parts):
+                m = {**m, "content": _text(parts)}
+        out.append(m)
+    return out
+
+
+def _responses_usage(usage: Any) -> Message | None:
+    if not isinstance(usage, Mapping):
+        return None  # the upstream reported none: the client sees null, not zero tokens
+    u = usage
 
     def num(v: Any) -> int:
         return v if type(v) is int and v > 0 else 0
@@ -622,7 +692,7 @@ class ResponsesStream:
 
     def __init__(self, rid: str, body: Mapping[str, Any], created: int) -> None:
         self.rid, self.body, self.created = rid, body, created
-        self.acc = OpenAIStream()
+        self.acc = OpenAIStream(str(t["function"]["name"]) for t in responses_tools(body.get("tools")))
         self.items: list[Message] = []  # output items, in the order they were opened
         self.calls: dict[int, Message] = {}  # tool call index -> its item
         self.seq = 0
@@ -664,15 +734,15 @@ class ResponsesStream:
         return self._emit("response.created", response=head) + self._emit("response.in_progress", response=head)
 
     def add(self, chunk: Any) -> bytes:
-        self.acc.add(chunk)
+        touched = self.acc.add(chunk)
         out = b""
         choices = chunk.get("choices") if isinstance(chunk, Mapping) else None
         for choice in choices if isinstance(choices, list) else ():
             if not isinstance(choice, Mapping) or choice.get("index", 0) != 0:
                 continue
-            delta = choice.get("delta") or {}
-            if delta.get("content"):
-                text = str(delta["content"])
+            delta = choice.get("delta")
+            if isinstance(delta, Mapping) and isinstance(delta.get("content"), str) and delta["content"]:
+                text = delta["content"]
                 item = self.items[-1] if self.items else None
                 if item is None or item["type"] != "message" or item["status"] == "completed":
                     n = sum(1 for i in self.items if i["type"] == "message")
@@ -683,25 +753,23 @@ class ResponsesStream:
                     out += self._open(item)
                 item["content"][0]["text"] += text
                 out += self._emit("response.output_text.delta", **self._ids(), content_index=0, delta=text, logprobs=[])
-            for call in delta.get("tool_calls") or ():
-                i, fn = int(call.get("index", 0)), call.get("function") or {}
-                if i not in self.calls:
-                    self.calls[i] = {
-                        "type": "function_call",
-                        "id": f"fc_{self.rid[5:]}_{i}",
-                        "call_id": call.get("id"),
-                        "name": fn.get("name") or "",
-                        "arguments": "",
-                        "status": "in_progress",
-                    }
-                    out += self._open(self.calls[i])
-                elif fn.get("name"):
-                    self.calls[i]["name"] += fn["name"]
-                if fn.get("arguments"):
-                    self.calls[i]["arguments"] += fn["arguments"]
-                    if self.items[-1] is self.calls[i]:
-                        ids = self._ids()
-                        out += self._emit("response.function_call_arguments.delta", **ids, delta=fn["arguments"])
+        # Tool calls as the accumulator merged them (names taken once, however the server repeats them).
+        for i, call, args in touched:
+            fn = call["function"]
+            if i not in self.calls:
+                self.calls[i] = {
+                    "type": "function_call",
+                    "id": f"fc_{self.rid[5:]}_{i}",
+                    "call_id": call["id"],
+                    "name": fn["name"],
+                    "arguments": "",
+                    "status": "in_progress",
+                }
+                out += self._open(self.calls[i])
+            item = self.calls[i]
+            item["call_id"], item["name"], item["arguments"] = call["id"], fn["name"], fn["arguments"]
+            if args and self.items[-1] is item:
+                out += self._emit("response.function_call_arguments.delta", **self._ids(), delta=args)
         return out
 
     def finish(self) -> bytes:

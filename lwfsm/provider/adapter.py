@@ -35,7 +35,17 @@ from ..store.rows import restore
 from ..turn import Conversation, ConversationState, Detector, Judged, Plan, TurnCore, Usage, params
 from ..turn.bindings import RoleBinding, bindings, params_from_env
 
-__all__ = ["EXCEPTIONS", "Adapter", "AgentSession", "CallInfo", "classify", "price", "retry_after"]
+__all__ = [
+    "EXCEPTIONS",
+    "Adapter",
+    "AgentSession",
+    "CallInfo",
+    "classify",
+    "anthropic_reported",
+    "price",
+    "reported",
+    "retry_after",
+]
 
 # Offline by design: never fetch LiteLLM's remote price map. This must be set before LiteLLM is
 # imported, hence the late import below.
@@ -657,7 +667,7 @@ class AgentSession:
                 if not _ours(call, chunk):
                     yield chunk
             self._ended(role, chunks)
-            call.unreported = not _reported(stream, chunks)
+            call.unreported = not reported(stream, chunks)
             with self.conversation.lock:
                 self._stream_open = False
                 self._finish(call, role, litellm.stream_chunk_builder(chunks, messages=call.messages), key)
@@ -675,7 +685,7 @@ class AgentSession:
             except Exception as exc:
                 raise self._cut(role, exc) from exc
             self._ended(role, chunks)
-            call.unreported = not _reported(stream, chunks)
+            call.unreported = not reported(stream, chunks)
             await _acquire(self.conversation.lock)
             try:
                 self._stream_open = False
@@ -717,12 +727,23 @@ def _supports_usage(model: str, provider: str | None) -> bool:
         return False
 
 
-def _reported(stream: Any, chunks: list[Any]) -> bool:
+def reported(stream: Any, chunks: list[Any]) -> bool:
     """Whether the provider itself reported a stream's usage. Asked for usage, LiteLLM ends a stream with
     a usage chunk even when the provider sent none (its local estimate, often far off); its stream
     wrapper's `chunks` hold what the provider sent (tests/test_adapter.py pins this)."""
     raw = getattr(stream, "chunks", None)
     return any(getattr(c, "usage", None) is not None for c in (raw if isinstance(raw, list) else chunks))
+
+
+def anthropic_reported(stream: Any) -> bool:
+    """Whether the upstream itself reported the usage of an Anthropic stream LiteLLM translated from another
+    protocol (`litellm.anthropic_messages`), or LiteLLM estimated it. Read from the stream wrapper's raw
+    chunks as `reported` reads them; a LiteLLM whose wrapper keeps them elsewhere says False (unknown),
+    never an estimate taken as measured."""
+    wrapper = getattr(getattr(stream, "_anthropic_wrapper", None), "completion_stream", None)
+    inner = getattr(wrapper, "_stream", wrapper)
+    raw = getattr(inner, "chunks", None)
+    return isinstance(raw, list) and any(getattr(c, "usage", None) is not None for c in raw)
 
 
 def _ours(call: _Call, chunk: Any) -> bool:

@@ -4,6 +4,7 @@ the LiteLLM provider and the gateway; imports no SDK."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ __all__ = [
     "GOOSE_PROVIDERS",
     "RoleBinding",
     "bindings",
+    "check_keys",
+    "NO_KEY",
     "params_from_env",
 ]
 
@@ -41,10 +44,53 @@ class RoleBinding:
             if not key:
                 raise ConfigError(f"{self.api_key_env} is not set: it should hold the API key for {self.model}")
             kw["api_key"] = key
+        elif self.keyless:
+            # LiteLLM's SDK clients refuse to call without a key (they would read OPENAI_API_KEY...): a
+            # local server that needs none gets this word, which it ignores, and no one's key.
+            kw["api_key"] = NO_KEY
         return kw
+
+    @property
+    def keyless(self) -> bool:
+        """A local server named without a key variable (llama.cpp, vLLM, Ollama on this host): it is
+        called without a key on every path, never with a key some SDK found in the environment."""
+        return not self.api_key_env and self.api_base is not None and _local(self.api_base)
 
     def __repr__(self) -> str:  # never show a key: only the variable's name is kept anyway
         return f"RoleBinding(model={self.model!r}, api_base={self.api_base!r}, api_key_env={self.api_key_env!r})"
+
+
+NO_KEY = "no-key"  # what a keyless local upstream is sent where an SDK insists on some key
+
+
+def _local(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    try:
+        host = urlsplit(url).hostname or ""
+    except ValueError:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_keys(roles: Mapping[str, RoleBinding], env: Mapping[str, str]) -> None:
+    """Every key variable a binding names is set: a missing key is found at start-up, not at a role's first
+    call. (A binding that names none calls without a key: a local server, or a provider's own variable.)"""
+    missing = [
+        f"{b.api_key_env} (the key of the {role} model {b.model})"
+        for role, b in roles.items()
+        if b.api_key_env and not env.get(b.api_key_env)
+    ]
+    if missing:
+        raise ConfigError(
+            f"{', '.join(missing)} not set: set it, or unset LWFSM_<ROLE>_API_KEY_ENV for a server that "
+            "needs no key (a local one)"
+        )
 
 
 GOOSE_MODELS = {

@@ -30,7 +30,8 @@ class Usage(_Value):
 
     @classmethod
     def of(cls, usage: Any) -> Usage:
-        """From an OpenAI/LiteLLM usage object or dict (Anthropic's cache fields included); None is zero."""
+        """From an OpenAI/LiteLLM usage object or dict (Anthropic's cache fields included). None (the
+        provider reported no usage) is one unreported call: unknown tokens, never zero."""
 
         def get(obj: Any, name: str) -> Any:
             return obj.get(name) if isinstance(obj, Mapping) else getattr(obj, name, None)
@@ -39,7 +40,7 @@ class Usage(_Value):
             return v if type(v) is int and v > 0 else 0
 
         if usage is None:
-            return cls()
+            return cls.model_construct(unreported=1)
         prompt_details = get(usage, "prompt_tokens_details")
         completion_details = get(usage, "completion_tokens_details")
         read = num(get(usage, "cache_read_input_tokens")) or num(
