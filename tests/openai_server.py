@@ -14,7 +14,8 @@ its first byte with "hold_at": "start"; the step's "released" says whether the e
 
 `Server(quirks=...)` behaves as a real llama.cpp server (llama-cpp-python) does where fakes usually do not:
 - "repeated_tool_names": every streamed tool-call chunk repeats the call's whole name;
-- "no_stream_usage": streams never carry usage, whatever stream_options asks;
+- "no_stream_usage": streams carry no usage, whatever stream_options asks (a step's "no_usage": False
+  sends it all the same);
 - "refuse_null_content": a 500 for an assistant message whose content is null or missing;
 - "refuse_system_parts": a 500 for a system message whose content is a list of parts;
 - "no_responses_endpoint": a 404 for any path but .../chat/completions (no /v1/responses);
@@ -154,7 +155,7 @@ class Server:
                 if not cut:
                     chunks.append({**head, "choices": [{"index": 0, "delta": {}, "finish_reason": reason}]})
                 # "no_usage": a server that ignores stream_options (some OpenAI-compatible ones do).
-                no_usage = step.get("no_usage") or "no_stream_usage" in server.quirks
+                no_usage = step.get("no_usage", "no_stream_usage" in server.quirks)  # a step may say otherwise
                 if not cut and not no_usage and (request.get("stream_options") or {}).get("include_usage"):
                     chunks.append({**head, "choices": [], "usage": payload["usage"]})
                 try:

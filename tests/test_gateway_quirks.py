@@ -75,6 +75,12 @@ def gw(llama: openai_server.Server, tmp_path_factory: pytest.TempPathFactory) ->
     gateway.stop()
 
 
+@pytest.fixture
+def chat(gw: Gateway) -> Iterator[Any]:
+    with openai.OpenAI(base_url=gw.base + "/v1", api_key=GATEWAY_KEY) as client:  # closed: the gateway stops at once
+        yield client
+
+
 def _session(gw: Gateway, key: str) -> dict[str, Any]:
     out: dict[str, Any] = gw.control("GET", f"/lwfsm/sessions/{key}").json()
     return out
@@ -86,10 +92,10 @@ def _metric(gw: Gateway, name: str, role: str) -> float:
 
 
 def test_a_streamed_chat_tool_call_with_repeated_names_is_judged_ok_and_its_usage_unknown(
-    llama: openai_server.Server, gw: Gateway
+    llama: openai_server.Server, gw: Gateway, chat: Any
 ) -> None:
     llama.script("lead-model", _call(1, "read_file", '{"path": "parser.py"}'), {})
-    client = openai.OpenAI(base_url=gw.base + "/v1", api_key=GATEWAY_KEY)
+    client = chat
     head = {"x-lwfsm-session": "chat-stream"}
     messages: list[dict[str, Any]] = [{"role": "user", "content": "Fix the parser."}]
     unknown_before = _metric(gw, "lwfsm_unknown_usage_calls_total", "lead")
@@ -136,12 +142,12 @@ def test_a_whole_reply_without_usage_is_unknown_in_its_header(llama: openai_serv
 
 
 def test_a_responses_tool_chain_against_a_server_refusing_null_content(
-    llama: openai_server.Server, gw: Gateway
+    llama: openai_server.Server, gw: Gateway, chat: Any
 ) -> None:
     """Three calls, streamed, whole, streamed: every later call sends the earlier tool calls back as
     assistant messages, which this server refuses with a null content; names come once each."""
     llama.script("lead-model", _call(1, "read_file", '{"path": "a.py"}'), _call(2, "run_tests"), {"content": "done"})
-    client = openai.OpenAI(base_url=gw.base + "/v1", api_key=GATEWAY_KEY)
+    client = chat
     tools = [
         {"type": "function", "name": t["function"]["name"], "parameters": t["function"]["parameters"]} for t in TOOLS
     ]
@@ -187,7 +193,7 @@ def test_an_anthropic_client_on_a_keyless_server_with_a_system_prompt_in_parts(
     llama: openai_server.Server, gw: Gateway
 ) -> None:
     llama.script("lead-model", _call(1, "read_file", '{"path": "a.py"}'), {"content": "fixed"})
-    client = anthropic.Anthropic(base_url=gw.base, api_key=GATEWAY_KEY)
+    client = anthropic.Anthropic(base_url=gw.base, api_key=GATEWAY_KEY, max_retries=0)
     system = [{"type": "text", "text": "You are terse."}, {"type": "text", "text": "Use the tools."}]
     tools = [{"name": "read_file", "input_schema": {"type": "object", "properties": {"path": {"type": "string"}}}}]
     messages: list[dict[str, Any]] = [{"role": "user", "content": "Fix a.py"}]
@@ -215,6 +221,13 @@ def test_an_anthropic_client_on_a_keyless_server_with_a_system_prompt_in_parts(
     assert [(t["outcome"], t["kind"]) for t in _session(gw, conv["id"])["history"]] == [("turn_completed", "ok")]
     # The stream carried no usage: LiteLLM's estimate is not recorded as measured; the whole reply's is.
     assert conv["unknown_usage_calls"] == 1
+    llama.script("lead-model", {"content": "measured", "no_usage": False})
+    messages += [{"role": "assistant", "content": "fixed"}, {"role": "user", "content": "Thanks."}]
+    with client.messages.stream(model="m", max_tokens=100, messages=messages, extra_headers=head) as stream:
+        assert stream.get_final_message().usage.output_tokens == 7
+    ledger = _session(gw, conv["id"])["ledger"]["rows"]
+    assert [(r["calls"], r["usage"]["completion_tokens"], r["usage"]["unreported"]) for r in ledger] == [(3, 14, 1)]
+    client.close()
 
 
 def test_the_trace_and_report_count_unknown_usage(gw: Gateway, capsys: pytest.CaptureFixture[str]) -> None:
@@ -335,3 +348,26 @@ def test_a_responses_chat_request_never_sends_a_null_content() -> None:
     system = {"role": "system", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}
     image = {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:,"}}]}
     assert wire.plain_chat([system, image]) == [{"role": "system", "content": "a\nb"}, image]
+
+
+def test_the_adapter_on_the_quirky_server_judges_a_streamed_tool_call_by_the_same_accumulator(
+    llama: openai_server.Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lwfsm.provider.adapter import Adapter
+
+    monkeypatch.setenv("OPENAI_API_KEY", REAL_LOOKING_KEY)  # the keyless server refuses it: it must not be sent
+    models = {r: {"model": f"openai/{r}-adapter", "api_base": llama.base} for r in ("lead", "worker")}
+    chat = Adapter(ROOT / "specs" / "lead_worker.yaml", models).session()
+    llama.script("lead-adapter", _call(1, "read_file", '{"path": "a.py"}'), {})
+    messages: list[dict[str, Any]] = [{"role": "user", "content": "Fix a.py"}]
+    chunks = list(chat.completion(messages, tools=TOOLS, stream=True))
+    assert sum(1 for c in chunks for t in c.choices[0].delta.tool_calls or () if t.function.name) > 2
+    messages += [
+        {"role": "assistant", "content": "", "tool_calls": _call(1, "read_file", '{"path": "a.py"}')["tool_calls"]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "print('a')"},
+    ]
+    chat.completion(messages, tools=TOOLS)
+    judged = chat.machine.history[-1]
+    assert (judged.event, judged.reason) == ("turn_completed", None)
+    assert [(r.calls, r.usage.unreported) for r in chat.ledger.rows] == [(2, 1)]
+    assert {h.get("authorization") for h in llama.headers[-2:]} == {f"Bearer {NO_KEY}"}

@@ -914,8 +914,8 @@ class Gateway:
             kwargs["mock_response"] = f"[{binding.model} as the {role}] mock reply"
         if loaded.plan.note:
             kwargs["messages"] = wire.note_messages(call.protocol, kwargs.get("messages") or [], loaded.plan.note)
-        if call.protocol == "anthropic" and binding.model.startswith("openai/") and not self.mock:
-            kwargs["client"] = self._tidy_client(role, kwargs)
+        if call.protocol == "anthropic" and binding.model.startswith("openai/") and "api_key" in kwargs:
+            kwargs["client"] = self._tidy_client(role, kwargs)  # (no key: LiteLLM's own client, reading its variables)
         try:
             if call.protocol == "openai":
                 result = await litellm.acompletion(**kwargs)
@@ -975,8 +975,7 @@ class Gateway:
             from . import sse_fix
 
             base = kwargs.get("api_base") or "https://api.openai.com/v1"
-            key = str(kwargs.get("api_key") or self.env.get("OPENAI_API_KEY") or "")
-            self._clients[role] = sse_fix.client(base, key, self.connect_timeout, self.idle_timeout)
+            self._clients[role] = sse_fix.client(base, kwargs["api_key"], self.connect_timeout, self.idle_timeout)
         return self._clients[role]
 
     async def _litellm_stream(self, call: _Call, loaded: _Loaded, role: str, stream: Any) -> AsyncIterator[bytes]:

@@ -34,6 +34,7 @@ from ..store import Store, call_key, encode, load, open_store
 from ..store.rows import restore
 from ..turn import Conversation, ConversationState, Detector, Judged, Plan, TurnCore, Usage, params
 from ..turn.bindings import RoleBinding, bindings, params_from_env
+from ..turn.stream import OpenAIStream
 
 __all__ = [
     "EXCEPTIONS",
@@ -171,6 +172,7 @@ class _Call:
     failures: list[tuple[str, str, BaseException]] = field(default_factory=list)
     skip: set[str] = field(default_factory=set)  # roles given up on for this call
     unreported: bool = False  # a stream that carried no usage: its tokens are unknown, not estimated
+    streamed: dict[str, Any] | None = None  # a stream's reply, as `OpenAIStream` rebuilt it from its chunks
 
 
 class Adapter:
@@ -381,6 +383,8 @@ class AgentSession:
                 raise ProviderError(f"{role} model {model} returned a response without choices", role=role, model=model)
             message = choices[0].message
             reply = message.model_dump() if hasattr(message, "model_dump") else dict(message)
+            if call.streamed is not None:  # the gateway's reading of the chunks (names merged once), not LiteLLM's
+                reply = {**reply, **call.streamed}
         latency = time.perf_counter() - call.started
         judged = self.core.settle(
             self.conversation,
@@ -668,6 +672,7 @@ class AgentSession:
                     yield chunk
             self._ended(role, chunks)
             call.unreported = not reported(stream, chunks)
+            call.streamed = _rebuilt(call, chunks)
             with self.conversation.lock:
                 self._stream_open = False
                 self._finish(call, role, litellm.stream_chunk_builder(chunks, messages=call.messages), key)
@@ -686,6 +691,7 @@ class AgentSession:
                 raise self._cut(role, exc) from exc
             self._ended(role, chunks)
             call.unreported = not reported(stream, chunks)
+            call.streamed = _rebuilt(call, chunks)
             await _acquire(self.conversation.lock)
             try:
                 self._stream_open = False
@@ -725,6 +731,21 @@ def _supports_usage(model: str, provider: str | None) -> bool:
         )
     except Exception:  # LiteLLM does not know the model: asking could make the call fail as unsupported
         return False
+
+
+def _rebuilt(call: _Call, chunks: list[Any]) -> dict[str, Any]:
+    """A stream's text and tool calls, by the accumulator the gateway uses (`lwfsm.turn.stream`)."""
+    names = [
+        str((t.get("function") or {}).get("name")) for t in call.kwargs.get("tools") or () if isinstance(t, Mapping)
+    ]
+    acc = OpenAIStream(names)
+    for chunk in chunks:
+        acc.add(chunk.model_dump() if hasattr(chunk, "model_dump") else chunk)
+    reply = acc.reply()
+    out: dict[str, Any] = {"content": reply["content"]}
+    if reply.get("tool_calls"):
+        out["tool_calls"] = reply["tool_calls"]
+    return out
 
 
 def reported(stream: Any, chunks: list[Any]) -> bool:
