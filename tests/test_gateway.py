@@ -1096,3 +1096,20 @@ def test_count_tokens_is_answered_without_a_turn(ant: anthropic_server.Server, a
     assert len(ant.requests) == before  # counted locally: no upstream call
     sessions = ant_gateway.control("GET", "/lwfsm/sessions").json()["sessions"]
     assert not any("cc-count" in json.dumps(s) for s in sessions)  # counting stored no conversation
+
+
+def test_a_chat_stream_through_litellm_records_the_providers_usage_the_client_did_not_ask_for(
+    ant: anthropic_server.Server, ant_gateway: Gateway
+) -> None:
+    """The gateway asks LiteLLM for a stream's usage (the provider counted it; without it the turn's
+    tokens would be unknown) and keeps the usage chunk from a client that did not ask for one."""
+    auth = {"authorization": f"Bearer {GATEWAY_KEY}", "x-lwfsm-session": "chat-to-anthropic-usage"}
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    with httpx.stream("POST", ant_gateway.base + "/v1/chat/completions", json=body, headers=auth, timeout=60) as r:
+        key = r.headers["x-lwfsm-session"]
+        chunks = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: {")]
+    assert chunks
+    assert all(c["choices"] and "usage" not in c for c in chunks)
+    session = ant_gateway.control("GET", f"/lwfsm/sessions/{key}").json()
+    assert session["unknown_usage_calls"] == 0
+    assert session["ledger"]["rows"][0]["usage"]["completion_tokens"] > 0

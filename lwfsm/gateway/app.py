@@ -985,8 +985,9 @@ class Gateway:
             acc.add(data)
             yield b"data: " + json.dumps(data).encode() + b"\n\n"
         acc.done = True
-        if not (await self._litellm()).reported(stream, []):
-            acc.usage = None  # LiteLLM's own estimate, not the provider's count: unknown
+        # What the provider counted, whether or not the client asked for a usage chunk; never LiteLLM's
+        # estimate (None: unknown).
+        acc.usage = (await self._litellm()).provider_usage(stream)
         await self._settle_stream(call, loaded, role, acc)  # stored before the client sees the end
         yield b"data: [DONE]\n\n" + (_recorded(call.turn) if call.turn is not None else b"")
 

@@ -43,8 +43,8 @@ __all__ = [
     "CallInfo",
     "classify",
     "anthropic_reported",
+    "provider_usage",
     "price",
-    "reported",
     "retry_after",
 ]
 
@@ -671,7 +671,7 @@ class AgentSession:
                 if not _ours(call, chunk):
                     yield chunk
             self._ended(role, chunks)
-            call.unreported = not reported(stream, chunks)
+            call.unreported = not _reported(stream, chunks)
             call.streamed = _rebuilt(call, chunks)
             with self.conversation.lock:
                 self._stream_open = False
@@ -690,7 +690,7 @@ class AgentSession:
             except Exception as exc:
                 raise self._cut(role, exc) from exc
             self._ended(role, chunks)
-            call.unreported = not reported(stream, chunks)
+            call.unreported = not _reported(stream, chunks)
             call.streamed = _rebuilt(call, chunks)
             await _acquire(self.conversation.lock)
             try:
@@ -748,7 +748,7 @@ def _rebuilt(call: _Call, chunks: list[Any]) -> dict[str, Any]:
     return out
 
 
-def reported(stream: Any, chunks: list[Any]) -> bool:
+def _reported(stream: Any, chunks: list[Any]) -> bool:
     """Whether the provider itself reported a stream's usage. Asked for usage, LiteLLM ends a stream with
     a usage chunk even when the provider sent none (its local estimate, often far off); its stream
     wrapper's `chunks` hold what the provider sent (tests/test_adapter.py pins this)."""
@@ -756,10 +756,19 @@ def reported(stream: Any, chunks: list[Any]) -> bool:
     return any(getattr(c, "usage", None) is not None for c in (raw if isinstance(raw, list) else chunks))
 
 
+def provider_usage(stream: Any) -> Any:
+    """The usage a LiteLLM stream's provider reported, as LiteLLM combines its chunks' counts (whether or
+    not the stream's consumer got a usage chunk); None when the provider reported none (unknown)."""
+    raw = getattr(stream, "chunks", None)
+    if not isinstance(raw, list) or not any(getattr(c, "usage", None) is not None for c in raw):
+        return None
+    return getattr(litellm.stream_chunk_builder(raw), "usage", None)
+
+
 def anthropic_reported(stream: Any) -> bool:
     """Whether the upstream itself reported the usage of an Anthropic stream LiteLLM translated from another
     protocol (`litellm.anthropic_messages`), or LiteLLM estimated it. Read from the stream wrapper's raw
-    chunks as `reported` reads them; a LiteLLM whose wrapper keeps them elsewhere says False (unknown),
+    chunks as `_reported` reads them; a LiteLLM whose wrapper keeps them elsewhere says False (unknown),
     never an estimate taken as measured."""
     wrapper = getattr(getattr(stream, "_anthropic_wrapper", None), "completion_stream", None)
     inner = getattr(wrapper, "_stream", wrapper)
