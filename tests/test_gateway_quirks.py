@@ -371,3 +371,26 @@ def test_the_adapter_on_the_quirky_server_judges_a_streamed_tool_call_by_the_sam
     assert (judged.event, judged.reason) == ("turn_completed", None)
     assert [(r.calls, r.usage.unreported) for r in chat.ledger.rows] == [(2, 1)]
     assert {h.get("authorization") for h in llama.headers[-2:]} == {f"Bearer {NO_KEY}"}
+
+
+def test_llama_cpp_streams_reach_litellm_with_each_name_and_id_once() -> None:
+    from lwfsm.gateway.sse_fix import SSETidy
+
+    def call(**fields: Any) -> bytes:
+        chunk = {"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, **fields}]}}]}
+        return b"data: " + json.dumps(chunk).encode() + b"\n\n"
+
+    first = call(id="c1", type="function", function={"name": "read_file", "arguments": ""})
+    again = call(id="c1", type="function", function={"name": "read_file", "arguments": '{"a": 1}'})
+    data = first + again + b"data: [DONE]\n\n"
+    tidy = SSETidy()
+    out = b"".join(tidy.feed(data[i : i + 7]) for i in range(0, len(data), 7)) + tidy.end()  # lines cut anywhere
+    chunks = [json.loads(line[6:]) for line in out.split(b"\n") if line.startswith(b"data: {")]
+    calls = [c["choices"][0]["delta"]["tool_calls"][0] for c in chunks]
+    assert calls == [
+        {"index": 0, "id": "c1", "type": "function", "function": {"name": "read_file", "arguments": ""}},
+        {"index": 0, "function": {"arguments": '{"a": 1}'}},
+    ]
+    assert out.endswith(b"data: [DONE]\n\n")
+    once = first + call(function={"arguments": "{}"})  # a server that names a call once: bytes unchanged
+    assert SSETidy().feed(once) == once
