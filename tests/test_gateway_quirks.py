@@ -225,8 +225,16 @@ def test_an_anthropic_client_on_a_keyless_server_with_a_system_prompt_in_parts(
     messages += [{"role": "assistant", "content": "fixed"}, {"role": "user", "content": "Thanks."}]
     with client.messages.stream(model="m", max_tokens=100, messages=messages, extra_headers=head) as stream:
         assert stream.get_final_message().usage.output_tokens == 7
+    bare = {"id": "x", "object": "chat.completion", "created": 0, "model": "worker-model"}
+    bare["choices"] = [{"index": 0, "message": {"role": "assistant", "content": "no usage"}, "finish_reason": "stop"}]
+    llama.script("worker-model", {"body": bare})  # turn 4, the worker's; a whole reply without usage: LiteLLM says 0
+    raw = client.messages.with_raw_response.create(model="m", max_tokens=100, messages=messages, extra_headers=head)
+    assert raw.headers["x-lwfsm-usage"] == "unknown"
     ledger = _session(gw, conv["id"])["ledger"]["rows"]
-    assert [(r["calls"], r["usage"]["completion_tokens"], r["usage"]["unreported"]) for r in ledger] == [(3, 14, 1)]
+    assert [(r["role"], r["calls"], r["usage"]["completion_tokens"], r["usage"]["unreported"]) for r in ledger] == [
+        ("lead", 3, 14, 1),
+        ("worker", 1, 0, 1),
+    ]
     client.close()
 
 

@@ -959,6 +959,8 @@ class Gateway:
                     media_type="text/event-stream",
                 )
             reply, usage = wire.anthropic_reply(message)
+            if usage is not None and not (usage["prompt_tokens"] or usage["completion_tokens"]):
+                usage = None  # no call reads no tokens: LiteLLM's zeros for an upstream that reported none
             if (turn := await self._commit(call, loaded, role, reply, usage)) is not None:
                 lw["x-lwfsm-turn"] = turn
             lw.update(_usage_header(call))
