@@ -914,8 +914,15 @@ class Gateway:
             kwargs["mock_response"] = f"[{binding.model} as the {role}] mock reply"
         if loaded.plan.note:
             kwargs["messages"] = wire.note_messages(call.protocol, kwargs.get("messages") or [], loaded.plan.note)
-        if call.protocol == "anthropic" and binding.model.startswith("openai/") and "api_key" in kwargs:
-            kwargs["client"] = self._tidy_client(role, kwargs)  # (no key: LiteLLM's own client, reading its variables)
+        # A self-hosted OpenAI-compatible server (an api_base) with its key or keyless: LiteLLM's calls to it
+        # through a client that tidies them (`sse_fix`). OpenAI's own API needs none (nor loses proxy settings).
+        if (
+            call.protocol == "anthropic"
+            and binding.model.startswith("openai/")
+            and binding.api_base
+            and "api_key" in kwargs
+        ):
+            kwargs["client"] = self._tidy_client(role, kwargs)
         try:
             if call.protocol == "openai":
                 result = await litellm.acompletion(**kwargs)
@@ -976,7 +983,7 @@ class Gateway:
         if role not in self._clients:
             from . import sse_fix
 
-            base = kwargs.get("api_base") or "https://api.openai.com/v1"
+            base = kwargs["api_base"]
             self._clients[role] = sse_fix.client(base, kwargs["api_key"], self.connect_timeout, self.idle_timeout)
         return self._clients[role]
 
