@@ -72,7 +72,7 @@ def fit(
         if same_protocol:
             drop = ["reasoning_effort"] if reasoning is False and "reasoning_effort" in body else []
         else:  # (older LiteLLM lists reasoning effort for every model of a provider that has some)
-            keep = ("model", "messages")
+            keep = ("model", "messages", "stream", "stream_options")  # LiteLLM's own, for every provider
             drop = [k for k in body if k not in keep and supported is not None and k not in supported]
             drop += ["reasoning_effort"] if "reasoning_effort" in body and reasoning is not True else []
             drop = list(dict.fromkeys(drop))
