@@ -21,6 +21,11 @@ its first byte with "hold_at": "start"; the step's "released" says whether the e
 - "no_responses_endpoint": a 404 for any path but .../chat/completions (no /v1/responses);
 - "keyless": it needs no key and must never be sent a real one: a 401 for a bearer token other than
   lwfsm's placeholder "no-key" (so a key an SDK found in the environment would show).
+
+Like llama.cpp and most OpenAI-compatible servers, it has no Responses API: `/v1/responses` is a 404.
+`Server(responses=True)` is the other kind, an upstream that speaks only the Responses API (as OpenAI's
+newest models do): `/v1/responses` answers the same scripted steps (text, or `tool_calls` as
+`function_call` items), whole or as Responses SSE events, and `/v1/chat/completions` is a 404.
 """
 
 import json
@@ -36,6 +41,19 @@ class _Server(ThreadingHTTPServer):
     # dropped and retried a second later, so a concurrency test measured the kernel's retry timer.
     request_queue_size = 512
     daemon_threads = True
+
+
+def _last_user_text(items: Any) -> str:
+    """The text of the last user message of a Responses `input` (a string or items)."""
+    if isinstance(items, str):
+        return items
+    for item in reversed(items or []):
+        if item.get("role") == "user":
+            content = item.get("content")
+            if isinstance(content, str):
+                return content
+            return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return ""
 
 
 QUIRKS = frozenset(
@@ -66,7 +84,8 @@ def _refusal(quirks: frozenset[str], path: str, headers: Any, body: dict[str, An
 
 
 class Server:
-    def __init__(self, quirks: tuple[str, ...] = ()) -> None:
+    def __init__(self, quirks: tuple[str, ...] = (), responses: bool = False) -> None:
+        self.responses = responses
         unknown = set(quirks) - QUIRKS
         assert not unknown, f"unknown quirks {unknown}; known: {sorted(QUIRKS)}"
         self.quirks = frozenset(quirks)
@@ -90,6 +109,9 @@ class Server:
                     server.raw.append(raw)
                     server.headers.append({k.lower(): v for k, v in self.headers.items()})
                     server.paths.append(self.path)
+                    if self.path.endswith("/responses") != server.responses:
+                        # what a server without that API answers: a 404, before any scripted step is used
+                        return self.send_json(404, {"error": {"message": f"no route {self.path}", "code": 404}})
                     refused = _refusal(server.quirks, self.path, self.headers, body)
                     steps = server.scripts[body["model"]]
                     step = steps.popleft() if steps and refused is None else {}
@@ -99,6 +121,8 @@ class Server:
                 if step.get("hold_at") == "start":
                     step["released"] = step.pop("hold").wait(10)
                 status = step.get("status", 200)
+                if server.responses and status == 200:
+                    return self.respond(body, step)
                 payload = step.get("body") or (
                     server.reply(body, step)
                     if status == 200
@@ -107,17 +131,151 @@ class Server:
                 if status == 200 and body.get("stream") and not step.get("whole"):
                     self.stream(body, payload, step)
                     return
+                self.send_json(status, payload, step.get("headers", {}))
+
+            def send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
                 data = json.dumps(payload).encode()
                 try:
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(data)))
-                    for k, v in step.get("headers", {}).items():
+                    for k, v in (headers or {}).items():
                         self.send_header(k, v)
                     self.end_headers()
                     self.wfile.write(data)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (a timeout test)
+
+            def respond(self, request: dict[str, Any], step: dict[str, Any]) -> None:
+                """A Responses API answer: the step's text and tool calls as output items."""
+                said = _last_user_text(request.get("input"))
+                text = step.get("content", f"{request['model']} says: {said}")
+                output: list[dict[str, Any]] = []
+                if text is not None and "tool_calls" not in step or step.get("content"):
+                    part = {"type": "output_text", "text": text, "annotations": []}
+                    output.append(
+                        {
+                            "type": "message",
+                            "id": "msg_1",
+                            "role": "assistant",
+                            "status": "completed",
+                            "content": [part],
+                        }
+                    )
+                for i, call in enumerate(step.get("tool_calls") or ()):
+                    fn = call["function"]
+                    output.append(
+                        {
+                            "type": "function_call",
+                            "id": f"fc_{i}",
+                            "call_id": call["id"],
+                            "name": fn["name"],
+                            "arguments": fn["arguments"],
+                            "status": "completed",
+                        }
+                    )
+                usage = {
+                    "input_tokens": 11,
+                    "input_tokens_details": {"cached_tokens": 0},
+                    "output_tokens": 7,
+                    "output_tokens_details": {"reasoning_tokens": 0},
+                    "total_tokens": 18,
+                }
+                done = {
+                    "id": "resp_up",
+                    "object": "response",
+                    "created_at": 0,
+                    "status": "completed",
+                    "model": request["model"],
+                    "output": output,
+                    "parallel_tool_calls": True,
+                    "tool_choice": "auto",
+                    "tools": [],
+                    "usage": usage,
+                    # what OpenAI sends in every response, null or not (LiteLLM 1.74 requires them)
+                    "error": None,
+                    "incomplete_details": None,
+                    "instructions": None,
+                    "metadata": {},
+                    "temperature": 1.0,
+                    "top_p": 1.0,
+                    "max_output_tokens": None,
+                    "previous_response_id": None,
+                    "reasoning": {"effort": None, "summary": None},
+                    "text": {"format": {"type": "text"}},
+                    "truncation": "disabled",
+                    "user": None,
+                }
+                if not request.get("stream"):
+                    return self.send_json(200, done)
+                events: list[dict[str, Any]] = [
+                    {"type": "response.created", "response": {**done, "status": "in_progress", "output": []}}
+                ]
+                for i, item in enumerate(output):
+                    if item["type"] == "message":
+                        events.append(
+                            {"type": "response.output_item.added", "output_index": i, "item": {**item, "content": []}}
+                        )
+                        events.append(
+                            {
+                                "type": "response.content_part.added",
+                                "output_index": i,
+                                "item_id": item["id"],
+                                "content_index": 0,
+                                "part": {"type": "output_text", "text": "", "annotations": []},
+                            }
+                        )
+                        events += [
+                            {
+                                "type": "response.output_text.delta",
+                                "output_index": i,
+                                "item_id": item["id"],
+                                "content_index": 0,
+                                "delta": text[j : j + 5],
+                            }
+                            for j in range(0, len(text), 5)
+                        ]
+                        events.append(
+                            {
+                                "type": "response.output_text.done",
+                                "output_index": i,
+                                "item_id": item["id"],
+                                "content_index": 0,
+                                "text": text,
+                            }
+                        )
+                    else:
+                        events.append(
+                            {"type": "response.output_item.added", "output_index": i, "item": {**item, "arguments": ""}}
+                        )
+                        events.append(
+                            {
+                                "type": "response.function_call_arguments.delta",
+                                "output_index": i,
+                                "item_id": item["id"],
+                                "delta": item["arguments"],
+                            }
+                        )
+                        events.append(
+                            {
+                                "type": "response.function_call_arguments.done",
+                                "output_index": i,
+                                "item_id": item["id"],
+                                "arguments": item["arguments"],
+                            }
+                        )
+                    events.append({"type": "response.output_item.done", "output_index": i, "item": item})
+                events.append({"type": "response.completed", "response": done})
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/event-stream")
+                    self.end_headers()
+                    for n, e in enumerate(events):
+                        e["sequence_number"] = n
+                        self.wfile.write(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode())
+                        self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
 
             def stream(self, request: dict[str, Any], payload: dict[str, Any], step: dict[str, Any]) -> None:
                 cut = payload.pop("_cut", False)  # the connection ends without the finish chunk and [DONE]

@@ -263,6 +263,90 @@ def test_claude_code_print_mode_switches_between_lead_and_worker(ant: anthropic_
     assert _leaks(tmp_path, run) == []
 
 
+def test_claude_code_with_an_anthropic_lead_and_a_chat_only_openai_worker(
+    ant: anthropic_server.Server, tmp_path: Path
+) -> None:
+    """ "Claude for reasoning, an OpenAI-compatible model for execution": the worker's server has chat
+    completions only (no /v1/responses, as llama.cpp), and the worker's model does not take Claude Code's
+    thinking. LiteLLM translates the worker's calls both ways; the drop is one log line, never a 400."""
+    claude = agent_binary("claude", "LWFSM_CLAUDE_BIN", CLAUDE_CODE)
+    work = tmp_path / "work"
+    work.mkdir()
+    ant.script(
+        "lead-model",
+        _bash("echo lead-1 > notes.txt"),
+        _bash("echo lead-2 >> notes.txt"),
+        _bash("echo lead-3 >> notes.txt"),
+        _bash("echo fallback-6 >> notes.txt"),
+        _bash("wc -l < notes.txt"),
+    )
+
+    def bash(n: int, command: str) -> dict[str, Any]:
+        args = json.dumps({"command": command, "description": command})
+        return {
+            "tool_calls": [{"id": f"call_w{n}", "type": "function", "function": {"name": "Bash", "arguments": args}}]
+        }
+
+    oai = openai_server.Server()  # chat completions only: its /v1/responses is a 404
+    oai.script("worker-model", bash(4, "cat missing.txt"), bash(5, "python3 no_such_script.py"))
+    oai.script("worker-model", {"content": "All done: notes.txt has four lines."})
+    env = {
+        **_env("anthropic", ant.base),
+        "LWFSM_WORKER_MODEL": "openai/worker-model",
+        "LWFSM_WORKER_API_BASE": oai.base,
+    }
+    gw = Gateway("lead_worker", "--api-key-env", "GW_KEY", env=env)
+    try:
+        env = _scratch_env(
+            tmp_path,
+            ANTHROPIC_BASE_URL=gw.base,
+            ANTHROPIC_API_KEY=GATEWAY_KEY,
+            CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1",
+            DISABLE_TELEMETRY="1",
+            DISABLE_AUTOUPDATER="1",
+            DISABLE_ERROR_REPORTING="1",
+        )
+        argv = [claude, "-p", PROMPT, "--output-format", "json", "--allowedTools", "Bash"]
+        run = _run(argv, work, env)
+        assert run.returncode == 0, f"claude exited {run.returncode}:\n{run.stdout}\n{run.stderr}"
+        result = json.loads(run.stdout)
+        assert (result["is_error"], result["num_turns"]) == (False, len(ROLES))
+        assert result["result"] == "All done: notes.txt has four lines."
+        listed = gw.control("GET", "/lwfsm/sessions").json()["sessions"]
+        assert [(s["session"], s["state"], s["switches"], s["fallbacks"]) for s in listed] == [
+            (result["session_id"], "recovery", 3, 1)
+        ]
+        detail = gw.control("GET", f"/lwfsm/sessions/{listed[0]['id']}").json()
+    except BaseException:
+        print(gw.stop())
+        oai.close()
+        raise
+    log = gw.stop()
+    oai.close()
+    history = [(h["turn"], h["role"], h["outcome"]) for h in detail["history"]]
+    assert history == [
+        (n, role, "failure" if n in FAILED else "turn_completed") for n, role in enumerate(ROLES[:-1], 1)
+    ]
+    assert (work / "notes.txt").read_text() == "lead-1\nlead-2\nlead-3\nfallback-6\n"
+    assert ant.models() == ["lead-model"] * ROLES.count("lead")
+    # The worker's three calls went to chat completions, each carrying the previous tool call's result
+    # under the worker's own call id, and none of Claude Code's Anthropic-only fields.
+    assert oai.paths == ["/v1/chat/completions"] * ROLES.count("worker")
+    for request in oai.requests:
+        assert not {"thinking", "reasoning_effort", "context_management"} & set(request)
+        assert "cache_control" not in json.dumps(request)
+    results = [[m for m in r["messages"] if m["role"] == "tool"] for r in oai.requests]
+    assert [m["tool_call_id"] for m in results[-1]] == [
+        *(f"toolu_{n}_0" for n in (1, 2, 3)),
+        "call_w4",
+        "call_w5",
+        *(f"toolu_{n}_0" for n in (4, 5)),
+    ]
+    assert "No such file or directory" in json.dumps(results[1][-1]["content"])
+    assert [line for line in log.splitlines() if "dropped" in line and "openai/worker-model" in line]
+    assert _leaks(tmp_path, run) == []
+
+
 # -- Codex: the Responses API, translated into one Chat Completions call per request --
 
 

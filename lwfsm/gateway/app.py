@@ -45,7 +45,7 @@ from ..store.rows import CHAINS, encode, split
 from ..turn import Conversation, Plan, TurnCore, Usage, params
 from ..turn.bindings import RoleBinding
 from ..turn.handoff import MAX_NOTE
-from . import wire
+from . import targets, wire
 from .identity import Identity, identify, is_loopback, side_call
 from .metrics import CONTENT_TYPE_LATEST, Metrics
 from .store import Store
@@ -176,6 +176,8 @@ class Gateway:
         self._inline = store.url.startswith("memory://")
         self._adapter: asyncio.Future[Any] | None = None  # lwfsm.provider.adapter (LiteLLM), once imported
         self._clients: dict[str, Any] = {}  # role -> LiteLLM's OpenAI client for Anthropic clients (`_tidy_client`)
+        self._supported: dict[str, frozenset[str] | None] = {}  # model -> the Chat parameters LiteLLM takes for it
+        self._dropped: set[tuple[str, str, tuple[str, ...]]] = set()  # (role, model, params) already logged
         self.key: str | None = None
         if api_key_env:
             self.key = self.env.get(api_key_env) or None
@@ -226,7 +228,7 @@ class Gateway:
         """lwfsm's LiteLLM adapter module, imported in a worker thread on first use (it takes seconds),
         after `startup` has set LiteLLM offline."""
         if self._adapter is None:
-            self._adapter = asyncio.ensure_future(asyncio.to_thread(importlib.import_module, "lwfsm.provider.adapter"))
+            self._adapter = asyncio.ensure_future(asyncio.to_thread(_import_adapter))
         return await asyncio.shield(self._adapter)
 
     async def startup(self) -> None:
@@ -522,11 +524,14 @@ class Gateway:
         except SnapshotError as exc:
             return JSONResponse(error_body(protocol, 409, f"stored conversation unusable: {exc}"), 409)
         roles = self.core.roles_for(loaded.plan)
+        body, raw = call.body, call.raw  # as the client sent them; each role's model gets them fitted
         for i, role in enumerate(roles):
             binding = self.roles[role]
             headers = self._headers(call, loaded, role)
             final = i == len(roles) - 1
-            if not self.mock and self._fast(protocol, binding):
+            fast = not self.mock and self._fast(protocol, binding)
+            call.body, call.raw = await self._fit(call, body, raw, role, binding, fast)
+            if fast:
                 result = await self._forward(call, loaded, role, binding, headers, final)
             else:
                 result = await self._translate(call, loaded, role, binding, headers, final)
@@ -744,7 +749,34 @@ class Gateway:
     @staticmethod
     def _fast(protocol: Protocol, binding: RoleBinding) -> bool:
         prefix = binding.model.split("/", 1)[0]
+        if binding.model.startswith("openai/responses/"):  # an upstream with the Responses API only: LiteLLM's bridge
+            return False
         return (protocol == "openai" and prefix == "openai") or (protocol == "anthropic" and prefix == "anthropic")
+
+    async def _fit(
+        self, call: _Call, body: dict[str, Any], raw: bytes, role: str, binding: RoleBinding, fast: bool
+    ) -> tuple[dict[str, Any], bytes]:
+        """The request body and bytes for this role's model: what it cannot take dropped (`targets`), with
+        a log line the first time a role's model drops those parameters."""
+        model = binding.model
+        supported = None
+        if not fast and call.protocol == "openai":
+            if model not in self._supported:
+                self._supported[model] = _supported_params((await self._litellm()).litellm, model)
+            supported = self._supported[model]
+        reasoning = targets.reasons(model, self.pricer)
+        out, dropped = targets.fit(body, call.protocol, model, fast, reasoning, supported)
+        if not dropped:
+            return body, raw
+        if (role, model, tuple(dropped)) not in self._dropped:
+            self._dropped.add((role, model, tuple(dropped)))
+            logger.info(
+                "dropped %s from requests to the %s model %s: it does not take them as sent (logged once)",
+                ", ".join(dropped),
+                role,
+                model,
+            )
+        return out, json.dumps(out).encode()
 
     def _upstream(self, call: _Call, binding: RoleBinding) -> tuple[str, dict[str, str]]:
         key = self.env.get(binding.api_key_env) if binding.api_key_env else None
@@ -900,10 +932,6 @@ class Gateway:
     ) -> Response | None:
         adapter = await self._litellm()
         litellm = adapter.litellm
-        provider_only = sorted(k for k in ("mcp_servers", "container") if k in call.body)
-        if provider_only:
-            msg = f"{provider_only[0]!r} needs an Anthropic upstream; the {role} model {binding.model} is not one"
-            return JSONResponse(error_body(call.protocol, 400, msg), 400, headers=lw)
         # Only the client's protocol parameters (checked at intake) reach LiteLLM, less those it would
         # act on itself; where the call goes and its key come from the binding, applied last.
         kwargs: dict[str, Any] = {
@@ -958,7 +986,7 @@ class Gateway:
                 self._litellm_stream(call, loaded, role, result), headers=lw, media_type="text/event-stream"
             )
         if isinstance(result, Mapping):
-            message = dict(result)
+            message = _plain(result)
             if call.stream:
                 return StreamingResponse(
                     self._replay(call, loaded, role, wire.anthropic_events(message)),
@@ -1213,6 +1241,37 @@ class Gateway:
 
 
 _UNREADABLE = (LwfsmError, ValueError, KeyError, TypeError)  # what reading a damaged row can raise
+
+
+def _import_adapter() -> Any:
+    module = importlib.import_module("lwfsm.provider.adapter")
+    # Newer LiteLLM sends a Messages call for an openai/... model to the upstream's /v1/responses, which
+    # llama.cpp, older vLLM and most OpenAI-compatible servers lack; every one has chat completions. (An
+    # upstream with only the Responses API is bound as openai/responses/<model>.) Older LiteLLM has no
+    # such switch and always used chat completions.
+    module.litellm.use_chat_completions_url_for_anthropic_messages = True
+    return module
+
+
+def _plain(value: Any) -> Any:
+    """LiteLLM's answer as plain JSON values: some releases (1.74) put pydantic objects in the dicts they return."""
+    if hasattr(value, "model_dump"):
+        value = value.model_dump(mode="json", exclude_none=True)
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _supported_params(litellm: Any, model: str) -> frozenset[str] | None:
+    """The Chat Completions parameters LiteLLM sends on to `model` (None: it cannot say, nothing is dropped)."""
+    try:
+        name, provider, _, _ = litellm.get_llm_provider(model)
+        found = litellm.get_supported_openai_params(model=name, custom_llm_provider=provider)
+    except Exception:  # an unknown provider: LiteLLM itself will say what is wrong with the call
+        return None
+    return frozenset(found) if found else None
 
 
 async def _operator_note(request: Request) -> str | None | Response:

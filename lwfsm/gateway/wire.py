@@ -505,6 +505,9 @@ def responses_chat_request(body: Mapping[str, Any], messages: list[Message], too
             chat[theirs] = body[ours]
     if tools and body.get("parallel_tool_calls") is not None:
         chat["parallel_tool_calls"] = body["parallel_tool_calls"]
+    reasoning = body.get("reasoning")
+    if isinstance(reasoning, Mapping) and isinstance(reasoning.get("effort"), str):
+        chat["reasoning_effort"] = reasoning["effort"]  # dropped for a model without reasoning (`targets`)
     if body.get("stream"):
         chat["stream"], chat["stream_options"] = True, {"include_usage": True}
     return chat
