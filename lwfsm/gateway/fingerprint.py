@@ -16,8 +16,8 @@ sessions whose openings differ. What is scaffolding:
 
 A few-shot example and a real exchange have the same shape, so the fixed exchanges are recognised by
 a digest of their fixed text (no agent's prose is kept here). The digests come from the traffic of the
-agent versions named below, captured against a fake upstream; tests/test_aider_identity.py runs the
-real agent and fails if they drift.
+agent versions named below, captured against a fake upstream; tests/test_aider_identity.py runs real
+aider in its default mode, whose sessions would merge if the digests they meet drifted.
 """
 
 from __future__ import annotations
