@@ -228,7 +228,7 @@ def test_aider_side_calls_and_its_test_and_lint_reports(
 ) -> None:
     reqs = _scenario("aider", scenario)
     assert [r["kind"] for r in reqs] == kinds
-    for r in reqs:  # the three runs open alike, so they share a fingerprint: start each afresh
+    for r in reqs:  # two of the runs open with the same words, so they share a fingerprint: start each afresh
         assert oai_gateway.control("DELETE", f"/lwfsm/sessions/{_key(r, GATEWAY_KEY)}").status_code in (204, 404)
     got = _replay(oai_gateway, reqs)
     # aider sends no session id: its conversation is the fingerprint of its opening (low confidence);
