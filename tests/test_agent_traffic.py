@@ -1,6 +1,7 @@
 """What real agents send, replayed: requests captured from Claude Code 2.1.197, Codex CLI 0.171.0 and
 aider 0.86.2 talking to a fake server on 127.0.0.1 (tests/agent_traffic/*.json, keys redacted, long
-prompts trimmed; each request labelled with what it was: a turn, a title, a compaction...).
+prompts trimmed to their head and tail, except that aider's format reminder after the person's words
+is trimmed to its tail; each request labelled with what it was: a turn, a title, a compaction...).
 
 The captured requests go, headers and bodies as sent, to a real gateway process in front of a fake
 upstream. Side calls (titles, compactions, commit messages, history summaries) are served but never
@@ -20,6 +21,7 @@ pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 
 from lwfsm.gateway import wire  # noqa: E402
+from lwfsm.gateway.fingerprint import opening  # noqa: E402
 from lwfsm.gateway.identity import identify, side_call  # noqa: E402
 
 from . import openai_server  # noqa: E402
@@ -98,6 +100,38 @@ def test_codex_main_thread_is_keyed_by_its_session_alone() -> None:
     r = _scenario("codex", "exec_plain")[0]
     assert r["headers"]["thread-id"] == r["headers"]["session-id"]
     assert _key(r) == "anon." + r["headers"]["session-id"]
+
+
+def test_aider_is_fingerprinted_by_the_persons_first_words_not_its_scaffolding() -> None:
+    turns = {(r["scenario"], r["kind"]): r for r in _requests("aider") if r["kind"] in TURNS}
+    first, later = turns["edit_lint_test", "turn"], turns["edit_lint_test", "auto_lint_turn"]
+    # Turn 1: the words are the last message, aider's format reminder appended; later they are history.
+    assert opening(*_parsed(first)[:2]) == opening(*_parsed(later)[:2]) == ["Fix the add function in calc.py"]
+    assert _key(first) == _key(later)
+    # The limit: another session opened with the same words is the same conversation (README).
+    assert _key(turns["edit_test_stream", "turn"]) == _key(first)
+    # aider's history summary takes the place of the first words: from then on, a new conversation.
+    assert _key(turns["history_summary", "turn"]) != _key(first)
+
+
+def _fp(messages: list[dict[str, Any]], system: str = "You help. Today is 2026-12-03.") -> str:
+    return identify({}, {}, messages, system, ["read"], None).key
+
+
+def test_a_fingerprint_keys_on_the_opening_user_messages_only() -> None:
+    opened = [{"role": "user", "content": "Here is an example task."}, {"role": "user", "content": "Fix bug 41."}]
+    later = [*opened, {"role": "assistant", "content": "On it."}, {"role": "user", "content": "Thanks"}]
+    assert _fp(later) == _fp(opened)  # the history grows after the opening
+    assert _fp(later, "You help. Today is 2026-12-04.") == _fp(opened)  # the system prompt is not the conversation
+    assert _fp([opened[0], {"role": "user", "content": "Fix bug 42."}]) != _fp(opened)  # every opening message counts
+    # A cache marker moving from one call to the next changes no text.
+    parts = [{"type": "text", "text": "Fix bug 41.", "cache_control": {"type": "ephemeral"}}]
+    assert _fp([opened[0], {"role": "user", "content": parts}]) == _fp(opened)
+    # A closing block that repeats the end of the system prompt (a reminder) is not the person's words.
+    system = "You help.\n\nAnswer in one line."
+    reminded = [{"role": "user", "content": "Fix bug 41.\n\nAnswer in one line."}]
+    assert opening(reminded, system) == ["Fix bug 41."]
+    assert opening(reminded, "You help.") == ["Fix bug 41.\n\nAnswer in one line."]
 
 
 # -- replayed through a real gateway --
@@ -194,7 +228,7 @@ def test_aider_side_calls_and_its_test_and_lint_reports(
 ) -> None:
     reqs = _scenario("aider", scenario)
     assert [r["kind"] for r in reqs] == kinds
-    for r in reqs:  # the three runs open alike, so they share a fingerprint: start each afresh
+    for r in reqs:  # two of the runs open with the same words, so they share a fingerprint: start each afresh
         assert oai_gateway.control("DELETE", f"/lwfsm/sessions/{_key(r, GATEWAY_KEY)}").status_code in (204, 404)
     got = _replay(oai_gateway, reqs)
     # aider sends no session id: its conversation is the fingerprint of its opening (low confidence);

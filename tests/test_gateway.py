@@ -884,7 +884,9 @@ def test_fingerprint_is_low_confidence_and_sub_agents_are_separate() -> None:
     b = identify({}, {}, msgs, "sys", ["t"], None)
     assert a.key == b.key
     assert not a.confident
-    assert identify({}, {}, msgs, "other system", ["t"], None).key != a.key
+    # The system prompt is the agent's, not the conversation's (a date in it changes at midnight).
+    assert identify({}, {}, msgs, "other system", ["t"], None).key == a.key
+    assert identify({}, {}, [{"role": "user", "content": "fix the lexer"}], "sys", ["t"], None).key != a.key
     main = identify({"x-claude-code-session-id": "s"}, {}, msgs, "", [], None)
     sub = identify({"x-claude-code-session-id": "s", "x-claude-code-agent-id": "ag"}, {}, msgs, "", [], None)
     codex = identify({"session-id": "s", "thread-id": "t2"}, {}, msgs, "", [], None)

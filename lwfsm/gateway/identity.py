@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .fingerprint import fingerprint
 from .wire import first_user_text
 
 __all__ = [
@@ -140,10 +141,8 @@ def identify(
                 break
     if session is None and isinstance(body.get("prompt_cache_key"), str) and body["prompt_cache_key"]:
         session, source = body["prompt_cache_key"], "prompt_cache_key"
-    if session is None:
-        first = next((m for m in messages if m.get("role") == "user"), None)
-        text = json.dumps(first.get("content"), sort_keys=True) if first else ""
-        session, source = "fp-" + _digest(system, text, ",".join(sorted(tools))), "fingerprint"
+    if session is None:  # what opened the conversation, the agent's fixed scaffolding left out
+        session, source = "fp-" + fingerprint(messages, system, tools), "fingerprint"
     # Codex sends its thread id on every call: the main thread's is the session id itself.
     agent = next((headers[h] for h in AGENT_HEADERS if headers.get(h) and headers[h] != session), None)
     key = f"{scope_of(client_key)}.{_part(session)}" + (f".{_part(agent)}" if agent else "")
