@@ -50,6 +50,7 @@ from .identity import Identity, identify, is_loopback, side_call
 from .metrics import CONTENT_TYPE_LATEST, Metrics
 from .store import Store
 from .trace import TraceLog
+from .tracing import Tracing
 
 __all__ = ["Gateway", "create_app"]
 
@@ -150,9 +151,11 @@ class Gateway:
         idle_timeout: float = 300.0,
         store_timeout: float = 10.0,
         trace: TraceLog | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.trace = trace  # --log-dir: one trace line per judged turn
         self.env = os.environ if env is None else env
+        self.tracing = Tracing.from_env(self.env) if tracing is None else tracing  # OpenTelemetry spans
         self.spec = spec
         self.core = TurnCore(Engine(spec))
         self.roles = dict(roles)
@@ -244,10 +247,12 @@ class Gateway:
             auto_decompress=True,  # a compressed reply is decoded to judge it; content-encoding is not passed on
             skip_auto_headers=("User-Agent", "Accept-Encoding"),
         )
+        self.tracing.start()
 
     async def shutdown(self) -> None:
         if self.http is not None:
             await self.http.close()
+        self.tracing.stop()
         self._pool.shutdown(wait=False, cancel_futures=True)  # a stuck store call must not hold up the exit
 
     def _client_key(self, request: Request) -> str | None:
@@ -337,10 +342,17 @@ class Gateway:
         return _Loaded(conv, version, record, retry, plan)
 
     async def _commit(
-        self, call: _Call, loaded: _Loaded, role: str, reply: dict[str, Any] | None, usage: Any
+        self,
+        call: _Call,
+        loaded: _Loaded,
+        role: str,
+        reply: dict[str, Any] | None,
+        usage: Any,
+        answered_by: Any = None,  # the model the upstream's answer names
     ) -> str | None:
         """Settle the call and write it back; on a conflict, reload, re-decide and settle again. The turn
         the call was recorded as (a concurrent call of the conversation may have taken the one planned)."""
+        self.tracing.answered(answered_by, usage)
         model = self.roles[role].model
         latency = time.perf_counter() - call.started
         used = Usage.of(usage)
@@ -400,6 +412,7 @@ class Gateway:
                     p = judged.pending
                     self.trace.write(meta, judged.record(call.ident.key, self.pricer(p.model, p.usage)))
                 call.turn = str(conv.pending.turn) if conv.pending is not None else None
+                self.tracing.committed(call.turn, judged)
                 return call.turn
             loaded = await self._load(call)  # someone else moved it: judge again on the newer state
         logger.error("session %s: gave up recording a call after %d conflicting writes", call.ident.key, CONFLICTS)
@@ -442,6 +455,7 @@ class Gateway:
 
     def _failed(self, role: str, status: int | str) -> None:
         self.metrics.errors.labels(role, self.roles[role].model, str(status)).inc()
+        self.tracing.failed(status)
 
     async def metrics_page(self, request: Request) -> Response:
         if (denied := self._control(request)) is not None:
@@ -497,10 +511,11 @@ class Gateway:
 
     async def _turn(self, request: Request, protocol: Protocol) -> Response:
         started = time.perf_counter()
-        response = await self._serve(request, protocol)
-        self.metrics.latency.labels(request.url.path).observe(time.perf_counter() - started)
-        _log_error(request, response)
-        return response
+        with self.tracing.call(request.headers, request.method, request.url.path) as traced:
+            response = await self._serve(request, protocol)
+            self.metrics.latency.labels(request.url.path).observe(time.perf_counter() - started)
+            _log_error(request, response)
+            return traced.send(response)
 
     async def _serve(self, request: Request, protocol: Protocol) -> Response:
         try:
@@ -517,11 +532,13 @@ class Gateway:
             loaded = await self._load(call)
         except SnapshotError as exc:
             return JSONResponse(error_body(protocol, 409, f"stored conversation unusable: {exc}"), 409)
+        self.tracing.planned(call.ident.key, call.body.get("model"), call.stream, loaded.plan, call.side, loaded.retry)
         roles = self.core.roles_for(loaded.plan)
         for i, role in enumerate(roles):
             binding = self.roles[role]
             headers = self._headers(call, loaded, role)
             final = i == len(roles) - 1
+            self.tracing.attempt(role, binding.model, i, call.stream)
             if not self.mock and self._fast(protocol, binding):
                 result = await self._forward(call, loaded, role, binding, headers, final)
             else:
@@ -588,13 +605,14 @@ class Gateway:
 
     async def responses(self, request: Request) -> Response:
         started = time.perf_counter()
-        try:
-            response = await self._responses(request)
-        except RecursionError:  # input items nested deeper than reading them allows
-            response = JSONResponse(error_body("openai", 400, "request content is nested too deeply to read"), 400)
-        self.metrics.latency.labels(request.url.path).observe(time.perf_counter() - started)
-        _log_error(request, response)
-        return response
+        with self.tracing.call(request.headers, request.method, request.url.path) as traced:
+            try:
+                response = await self._responses(request)
+            except RecursionError:  # input items nested deeper than reading them allows
+                response = JSONResponse(error_body("openai", 400, "request content is nested too deeply to read"), 400)
+            self.metrics.latency.labels(request.url.path).observe(time.perf_counter() - started)
+            _log_error(request, response)
+            return traced.send(response)
 
     def _chain_key(self, client_key: str | None, rid: str) -> str:
         # Scoped by the client's key, like conversations: one client cannot continue another's chain.
@@ -832,7 +850,7 @@ class Gateway:
             if reply is None and not loaded.plan.side:
                 msg = f"the {role} upstream's response has no assistant message; nothing was recorded"
                 return JSONResponse(error_body(call.protocol, 502, msg, "api_error"), 502, headers=lw)
-            if (turn := await self._commit(call, loaded, role, reply, usage)) is not None:
+            if (turn := await self._commit(call, loaded, role, reply, usage, parsed.get("model"))) is not None:
                 passthrough["x-lwfsm-turn"] = turn
             return Response(data, upstream.status, headers=passthrough)
         return StreamingResponse(self._relay(call, loaded, role, upstream), upstream.status, headers=passthrough)
@@ -883,10 +901,10 @@ class Gateway:
             logger.warning("session %s: the %s stream ended early; nothing was recorded", call.ident.key, role)
             return
         if isinstance(acc, wire.OpenAIStream):
-            await self._commit(call, loaded, role, acc.reply(), acc.usage)
+            await self._commit(call, loaded, role, acc.reply(), acc.usage, acc.model)
         else:
             reply, usage = acc.reply()
-            await self._commit(call, loaded, role, reply, usage)
+            await self._commit(call, loaded, role, reply, usage, acc.model)
 
     # -- through LiteLLM, when the upstream speaks the other protocol (or --mock) --
 
@@ -935,7 +953,7 @@ class Gateway:
         if call.protocol == "openai" and not call.stream:
             data = result.model_dump(mode="json", exclude_none=True)
             reply, usage = wire.openai_reply(data)
-            if (turn := await self._commit(call, loaded, role, reply, usage)) is not None:
+            if (turn := await self._commit(call, loaded, role, reply, usage, data.get("model"))) is not None:
                 lw["x-lwfsm-turn"] = turn
             return _Ascii(data, headers=lw)
         if call.protocol == "openai":
@@ -951,7 +969,7 @@ class Gateway:
                     media_type="text/event-stream",
                 )
             reply, usage = wire.anthropic_reply(message)
-            if (turn := await self._commit(call, loaded, role, reply, usage)) is not None:
+            if (turn := await self._commit(call, loaded, role, reply, usage, message.get("model"))) is not None:
                 lw["x-lwfsm-turn"] = turn
             return _Ascii(message, headers=lw)
         return StreamingResponse(

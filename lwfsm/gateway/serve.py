@@ -85,9 +85,20 @@ def build(
 _WORKER_ENV = "LWFSM_SERVE_CONFIG"  # how `--workers N` hands the settings to each worker process
 
 
+class _Format(logging.Formatter):
+    """The log line, and the trace id of the call it belongs to when traces are on (`tracing`)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        trace = getattr(record, "trace_id", None)
+        return f"{line} trace_id={trace}" if trace else line
+
+
 def _logging() -> None:
     # One line per switch (the gateway's, naming the session), not one per request or per callback.
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(_Format("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])  # (a no-op when logging is set up already)
     logging.getLogger("lwfsm.gateway").setLevel(logging.INFO)
 
 

@@ -144,8 +144,10 @@ def openai_chunk(response: Mapping[str, Any]) -> bytes:
     return b"data: " + json.dumps(chunk).encode() + b"\n\ndata: [DONE]\n\n"
 
 
-def _anthropic_usage(usage: Any) -> dict[str, int]:
+def _anthropic_usage(usage: Any) -> dict[str, int] | None:
     u = usage if isinstance(usage, Mapping) else {}
+    if "input_tokens" not in u and "output_tokens" not in u:
+        return None  # not reported: unknown, not zero tokens
 
     def num(k: str) -> int:
         v = u.get(k)
@@ -220,11 +222,14 @@ class OpenAIStream:
         self.content: list[str] = []
         self.calls: dict[int, dict[str, Any]] = {}
         self.usage: Any = None
+        self.model: Any = None  # the model the chunks name
         self.done = False
 
     def add(self, event: Any) -> None:
         if not isinstance(event, Mapping):
             return
+        if event.get("model"):
+            self.model = event["model"]
         if event.get("usage"):
             self.usage = event["usage"]
         for choice in event.get("choices") or ():
@@ -261,6 +266,7 @@ class AnthropicStream:
     def __init__(self) -> None:
         self.blocks: dict[int, dict[str, Any]] = {}
         self.usage: dict[str, Any] = {}
+        self.model: Any = None  # the model message_start names
         self.done = False
 
     def add(self, event: Any) -> None:
@@ -269,6 +275,7 @@ class AnthropicStream:
         kind = event.get("type")
         if kind == "message_start":
             self.usage.update((event.get("message") or {}).get("usage") or {})
+            self.model = (event.get("message") or {}).get("model")
         elif kind == "content_block_start":
             block = dict(event.get("content_block") or {})
             block["_json"] = ""
