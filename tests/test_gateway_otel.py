@@ -394,3 +394,45 @@ def test_traces_asked_for_without_the_extra_stop_serve_with_the_install_hint() -
         done.stderr
     )
     assert "Traceback" not in done.stderr
+
+
+def _total(page: str, name: str) -> float:
+    return sum(float(line.rsplit(" ", 1)[1]) for line in page.splitlines() if line.startswith(name + "{"))
+
+
+def test_metrics_sum_every_worker(oai: openai_server.Server, tmp_path: Path) -> None:
+    """With --workers 2 a scrape of either worker counts the calls both served (prometheus-client's
+    multiprocess mode in a directory `lwfsm serve` makes, and removes when it exits)."""
+    port = _free_port()
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {**os.environ, **_env(oai.base), "PYTHONPATH": str(ROOT), "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    env["TMPDIR"] = str(scratch)  # where serve makes its metrics directory, so the test can see the workers' files
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    store = f"sqlite:///{tmp_path}/s.db"
+    args = ["serve", "--workers", "2", "--store", store, "--port", str(port)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lwfsm", *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(proc, base)
+        (folder,) = scratch.glob("lwfsm-metrics-*")
+        # Calls on new connections until both workers have counted some (each worker's counts are its
+        # own file, named by its pid).
+        sent, deadline = 0, time.monotonic() + 60
+        while len({f.stem.rsplit("_", 1)[1] for f in folder.glob("counter_*.db")}) < 2:
+            assert time.monotonic() < deadline, "one worker served every call for 60 s"
+            body = {"model": "m", "messages": [{"role": "user", "content": f"call {sent}"}]}
+            assert httpx.post(base + "/v1/chat/completions", json=body, timeout=30).status_code == 200
+            sent += 1
+        for _ in range(6):  # scrapes on new connections reach either worker: each sums both
+            page = httpx.get(base + "/metrics", timeout=30).text
+            assert _total(page, "lwfsm_calls_total") == sent
+            assert _total(page, "lwfsm_request_seconds_count") == sent
+            assert f"lwfsm_live_conversations {float(sent)}" in page
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr
+    assert not folder.exists()  # removed when serve exits

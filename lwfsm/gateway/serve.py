@@ -127,9 +127,21 @@ def serve(app: Any, host: str, port: int, *, workers: int = 1, config: Mapping[s
     options: dict[str, Any] = {"log_level": "warning", "access_log": False, "proxy_headers": False}
     if workers > 1:
         import json
+        import shutil
+        import tempfile
 
         os.environ[_WORKER_ENV] = json.dumps(dict(config or {}))
         target: Any = "lwfsm.gateway.serve:worker_app"
-        uvicorn.run(target, factory=True, host=host, port=port, workers=workers, **options)
+        # /metrics of any worker sums them all: prometheus-client's multiprocess mode, in a directory of
+        # this run's (a directory the operator set is theirs to keep and empty between runs).
+        own = None if os.environ.get("PROMETHEUS_MULTIPROC_DIR") else tempfile.mkdtemp(prefix="lwfsm-metrics-")
+        if own is not None:
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = own
+        try:
+            uvicorn.run(target, factory=True, host=host, port=port, workers=workers, **options)
+        finally:
+            if own is not None:
+                shutil.rmtree(own, ignore_errors=True)
+                del os.environ["PROMETHEUS_MULTIPROC_DIR"]
         return
     uvicorn.run(app, host=host, port=port, **options)
