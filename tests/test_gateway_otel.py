@@ -263,6 +263,45 @@ def test_spans_of_a_fallback_conversation_in_process(oai: openai_server.Server) 
     _check([_from_sdk(s) for s in exporter.get_finished_spans()])
 
 
+def test_spans_of_a_responses_stream_and_of_a_call_no_upstream_answered(oai: openai_server.Server) -> None:
+    from starlette.testclient import TestClient
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    env = {**_env(oai.base), "LWFSM_PARAM_LEAD_TURNS": "0"}
+    app = build(load_spec("lead_worker"), store="memory://", env=env)
+    app.state.gateway.tracing = Tracing(provider=provider)
+    with TestClient(app) as http:
+        r = http.post("/v1/responses", json={"model": "codex", "input": "hi", "stream": True})
+        assert r.status_code == 200
+        assert "response.completed" in r.text
+        oai.script("worker-model", {"status": 503})
+        oai.script("lead-model", {"status": 500})
+        body = {"model": "m", "messages": [{"role": "user", "content": "nobody answers"}]}
+        assert http.post("/v1/chat/completions", json=body).status_code == 500
+    spans = [_from_sdk(s) for s in exporter.get_finished_spans()]
+    (stream, failed) = sorted((s for s in spans if s["kind"] == "SERVER"), key=lambda s: s["start"])
+    (attempt,) = [s for s in spans if s["parent"] == stream["id"]]
+    a = stream["attributes"]
+    assert (stream["name"], a["http.route"], a["gen_ai.request.stream"], a["lwfsm.turn"]) == (
+        "chat codex",
+        "/v1/responses",
+        True,
+        1,
+    )
+    assert attempt["attributes"]["gen_ai.response.model"] == "worker-model"
+    assert attempt["end"] <= stream["end"]
+    # Both roles failed: each attempt with its own error, the call with the status the client got.
+    tries = sorted((s for s in spans if s["parent"] == failed["id"]), key=lambda s: s["attributes"]["lwfsm.attempt"])
+    assert [(t["attributes"]["lwfsm.role"], t["attributes"]["error.type"], t["status"]) for t in tries] == [
+        ("worker", "503", "ERROR"),
+        ("lead", "500", "ERROR"),
+    ]
+    assert (failed["attributes"]["error.type"], failed["status"]) == ("500", "ERROR")
+    assert "lwfsm.turn" not in failed["attributes"]  # nothing was recorded
+
+
 def test_console_spans_and_trace_ids_in_logs_from_lwfsm_serve(oai: openai_server.Server, tmp_path: Path) -> None:
     port = _free_port()
     env = {
