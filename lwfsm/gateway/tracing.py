@@ -46,6 +46,18 @@ _PROTOCOLS = {  # OTLP protocol -> the module of its span exporter
         "pip install opentelemetry-exporter-otlp-proto-grpc",
     ),
 }
+# LiteLLM's provider prefixes whose GenAI-convention name differs (others, openai and anthropic among
+# them, are the same word).
+_PROVIDERS = {
+    "bedrock": "aws.bedrock",
+    "azure": "azure.ai.openai",
+    "azure_ai": "azure.ai.inference",
+    "vertex_ai": "gcp.vertex_ai",
+    "gemini": "gcp.gemini",
+    "mistral": "mistral_ai",
+    "xai": "x_ai",
+    "watsonx": "ibm.watsonx.ai",
+}
 R = TypeVar("R")
 _CURRENT: ContextVar[_Traced | None] = ContextVar("lwfsm_traced_call", default=None)
 
@@ -214,8 +226,8 @@ class Tracing:
             "lwfsm.role": role,
             "lwfsm.attempt": index,
         }
-        if provider:  # LiteLLM's provider prefix: openai, anthropic, ... as the conventions name them
-            attributes["gen_ai.provider.name"] = attributes["gen_ai.system"] = provider
+        if provider:  # LiteLLM's provider prefix, in the conventions' names where they differ
+            attributes["gen_ai.provider.name"] = attributes["gen_ai.system"] = _PROVIDERS.get(provider, provider)
         if index:
             attributes["lwfsm.attempt.fallback"] = True  # a technical fallback to another role
         from opentelemetry import trace
@@ -347,11 +359,15 @@ class _Traced:
         if status >= 400:
             from opentelemetry.trace import Status, StatusCode
 
-            for span in (self.attempt, self.span):  # the last attempt gave this answer
-                if span is not None:
-                    if span is self.span or "error.type" not in getattr(span, "attributes", {}):
-                        span.set_attribute("error.type", str(status))
-                    span.set_status(Status(StatusCode.ERROR, f"HTTP {status}"))
+            # The last attempt gave this answer, unless it failed already; the call's span is an error
+            # for a 5xx only (a 4xx is the client's, as the HTTP conventions have it).
+            last = self.attempt
+            if last is not None and "error.type" not in getattr(last, "attributes", {}):
+                last.set_attribute("error.type", str(status))
+                last.set_status(Status(StatusCode.ERROR, f"HTTP {status}"))
+            if status >= 500:
+                self.span.set_attribute("error.type", str(status))
+                self.span.set_status(Status(StatusCode.ERROR, f"HTTP {status}"))
         iterator = getattr(response, "body_iterator", None)
         if iterator is not None:
             self.streaming = True
