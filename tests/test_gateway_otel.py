@@ -418,6 +418,30 @@ def test_tracing_settings_from_the_environment() -> None:
         Tracing.from_env({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"})
 
 
+def test_traces_off_load_nothing_of_opentelemetry() -> None:
+    """Without OTEL_TRACES_EXPORTER a call goes through the gateway and no OpenTelemetry module is imported."""
+    code = (
+        "import sys\n"
+        "from starlette.testclient import TestClient\n"
+        "from lwfsm import load_spec\n"
+        "from lwfsm.gateway.serve import build\n"
+        "from tests import openai_server\n"
+        "up = openai_server.Server()\n"
+        "env = {'LWFSM_LEAD_MODEL': 'openai/lead', 'LWFSM_WORKER_MODEL': 'openai/worker'}\n"
+        "env |= {'LWFSM_LEAD_API_BASE': up.base, 'LWFSM_WORKER_API_BASE': up.base}\n"
+        "app = build(load_spec('lead_worker'), store='memory://', env=env)\n"
+        "with TestClient(app) as http:\n"
+        "    body = {'model': 'm', 'messages': [{'role': 'user', 'content': 'hi'}], 'stream': True}\n"
+        "    assert http.post('/v1/chat/completions', json=body).status_code == 200\n"
+        "up.close()\n"
+        "print([m for m in sys.modules if m.startswith('opentelemetry')])\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
 def test_traces_asked_for_without_the_extra_stop_serve_with_the_install_hint() -> None:
     # The SDK made unimportable, as it is when the extra is not installed; serve exits before binding.
     code = (
