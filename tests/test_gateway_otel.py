@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def oai() -> Iterator[openai_server.Server]:
     server = openai_server.Server()
     yield server
