@@ -163,6 +163,7 @@ def test_import_lwfsm_keeps_heavy_dependencies_out() -> None:
         "dask",
         "distributed",
         "fsspec",
+        "opentelemetry",
     )
     code = (
         "import sys, lwfsm\n"

@@ -50,6 +50,7 @@ from .identity import Identity, identify, is_loopback, side_call
 from .metrics import CONTENT_TYPE_LATEST, Metrics
 from .store import Store
 from .trace import TraceLog
+from .tracing import Tracing
 
 __all__ = ["Gateway", "create_app"]
 
@@ -151,9 +152,11 @@ class Gateway:
         idle_timeout: float = 300.0,
         store_timeout: float = 10.0,
         trace: TraceLog | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.trace = trace  # --log-dir: one trace line per judged turn
         self.env = os.environ if env is None else env
+        self.tracing = Tracing.from_env(self.env) if tracing is None else tracing  # OpenTelemetry spans
         self.spec = spec
         self.core = TurnCore(Engine(spec))
         self.roles = dict(roles)
@@ -248,12 +251,14 @@ class Gateway:
             auto_decompress=True,  # a compressed reply is decoded to judge it; content-encoding is not passed on
             skip_auto_headers=("User-Agent", "Accept-Encoding"),
         )
+        self.tracing.start()
 
     async def shutdown(self) -> None:
         if self.http is not None:
             await self.http.close()
         for client in self._clients.values():
             await client.close()
+        self.tracing.stop()
         self._pool.shutdown(wait=False, cancel_futures=True)  # a stuck store call must not hold up the exit
 
     def _client_key(self, request: Request) -> str | None:
@@ -343,10 +348,17 @@ class Gateway:
         return _Loaded(conv, version, record, retry, plan)
 
     async def _commit(
-        self, call: _Call, loaded: _Loaded, role: str, reply: dict[str, Any] | None, usage: Any
+        self,
+        call: _Call,
+        loaded: _Loaded,
+        role: str,
+        reply: dict[str, Any] | None,
+        usage: Any,
+        answered_by: Any = None,  # the model the upstream's answer names
     ) -> str | None:
         """Settle the call and write it back; on a conflict, reload, re-decide and settle again. The turn
         the call was recorded as (a concurrent call of the conversation may have taken the one planned)."""
+        self.tracing.answered(answered_by, usage)
         model = self.roles[role].model
         latency = time.perf_counter() - call.started
         used = call.usage = Usage.of(usage)  # None (no usage reported): unknown, never zero
@@ -406,6 +418,7 @@ class Gateway:
                     p = judged.pending
                     self.trace.write(meta, judged.record(call.ident.key, self.pricer(p.model, p.usage)))
                 call.turn = str(conv.pending.turn) if conv.pending is not None else None
+                self.tracing.committed(call.turn, judged)
                 return call.turn
             loaded = await self._load(call)  # someone else moved it: judge again on the newer state
         logger.error("session %s: gave up recording a call after %d conflicting writes", call.ident.key, CONFLICTS)
@@ -448,6 +461,7 @@ class Gateway:
 
     def _failed(self, role: str, status: int | str) -> None:
         self.metrics.errors.labels(role, self.roles[role].model, str(status)).inc()
+        self.tracing.failed(status)
 
     async def metrics_page(self, request: Request) -> Response:
         if (denied := self._control(request)) is not None:
@@ -503,10 +517,11 @@ class Gateway:
 
     async def _turn(self, request: Request, protocol: Protocol) -> Response:
         started = time.perf_counter()
-        response = await self._serve(request, protocol)
-        self.metrics.latency.labels(request.url.path).observe(time.perf_counter() - started)
-        _log_error(request, response)
-        return response
+        with self.tracing.call(request.headers, request.method, request.url.path) as traced:
+            response = await self._serve(request, protocol)
+            self.metrics.latency.labels(request.url.path).observe(time.perf_counter() - started)
+            _log_error(request, response)
+            return traced.send(response)
 
     async def _serve(self, request: Request, protocol: Protocol) -> Response:
         try:
@@ -523,12 +538,14 @@ class Gateway:
             loaded = await self._load(call)
         except SnapshotError as exc:
             return JSONResponse(error_body(protocol, 409, f"stored conversation unusable: {exc}"), 409)
+        self.tracing.planned(call.ident.key, call.body.get("model"), call.stream, loaded.plan, call.side, loaded.retry)
         roles = self.core.roles_for(loaded.plan)
         body, raw = call.body, call.raw  # as the client sent them; each role's model gets them fitted
         for i, role in enumerate(roles):
             binding = self.roles[role]
             headers = self._headers(call, loaded, role)
             final = i == len(roles) - 1
+            self.tracing.attempt(role, binding.model, i, call.stream)
             fast = not self.mock and self._fast(protocol, binding)
             call.body, call.raw = await self._fit(call, body, raw, role, binding, fast)
             if fast:
@@ -597,13 +614,14 @@ class Gateway:
 
     async def responses(self, request: Request) -> Response:
         started = time.perf_counter()
-        try:
-            response = await self._responses(request)
-        except RecursionError:  # input items nested deeper than reading them allows
-            response = JSONResponse(error_body("openai", 400, "request content is nested too deeply to read"), 400)
-        self.metrics.latency.labels(request.url.path).observe(time.perf_counter() - started)
-        _log_error(request, response)
-        return response
+        with self.tracing.call(request.headers, request.method, request.url.path) as traced:
+            try:
+                response = await self._responses(request)
+            except RecursionError:  # input items nested deeper than reading them allows
+                response = JSONResponse(error_body("openai", 400, "request content is nested too deeply to read"), 400)
+            self.metrics.latency.labels(request.url.path).observe(time.perf_counter() - started)
+            _log_error(request, response)
+            return traced.send(response)
 
     def _chain_key(self, client_key: str | None, rid: str) -> str:
         # Scoped by the client's key, like conversations: one client cannot continue another's chain.
@@ -868,7 +886,7 @@ class Gateway:
             if reply is None and not loaded.plan.side:
                 msg = f"the {role} upstream's response has no assistant message; nothing was recorded"
                 return JSONResponse(error_body(call.protocol, 502, msg, "api_error"), 502, headers=lw)
-            if (turn := await self._commit(call, loaded, role, reply, usage)) is not None:
+            if (turn := await self._commit(call, loaded, role, reply, usage, parsed.get("model"))) is not None:
                 passthrough["x-lwfsm-turn"] = turn
             passthrough.update(_usage_header(call))
             return Response(data, upstream.status, headers=passthrough)
@@ -920,10 +938,10 @@ class Gateway:
             logger.warning("session %s: the %s stream ended early; nothing was recorded", call.ident.key, role)
             return
         if isinstance(acc, wire.OpenAIStream):
-            await self._commit(call, loaded, role, acc.reply(), acc.usage)
+            await self._commit(call, loaded, role, acc.reply(), acc.usage, acc.model)
         else:
             reply, usage = acc.reply()
-            await self._commit(call, loaded, role, reply, usage)
+            await self._commit(call, loaded, role, reply, usage, acc.model)
 
     # -- through LiteLLM, when the upstream speaks the other protocol (or --mock) --
 
@@ -977,7 +995,7 @@ class Gateway:
         if call.protocol == "openai" and not call.stream:
             data = result.model_dump(mode="json", exclude_none=True)
             reply, usage = wire.openai_reply(data)
-            if (turn := await self._commit(call, loaded, role, reply, usage)) is not None:
+            if (turn := await self._commit(call, loaded, role, reply, usage, data.get("model"))) is not None:
                 lw["x-lwfsm-turn"] = turn
             lw.update(_usage_header(call))
             return _Ascii(data, headers=lw)
@@ -996,7 +1014,7 @@ class Gateway:
             reply, usage = wire.anthropic_reply(message)
             if usage is not None and not (usage["prompt_tokens"] or usage["completion_tokens"]):
                 usage = None  # no call reads no tokens: LiteLLM's zeros for an upstream that reported none
-            if (turn := await self._commit(call, loaded, role, reply, usage)) is not None:
+            if (turn := await self._commit(call, loaded, role, reply, usage, message.get("model"))) is not None:
                 lw["x-lwfsm-turn"] = turn
             lw.update(_usage_header(call))
             return _Ascii(message, headers=lw)

@@ -1,12 +1,17 @@
-"""Prometheus metrics of one gateway process, in its own `CollectorRegistry` (never the global one, so
-two apps in one process do not share counters). With `--workers N` each worker counts its own calls;
-the live-conversation gauge reads the shared store, so every worker reports the same number."""
+"""Prometheus metrics of the gateway, in their own `CollectorRegistry` (never the global one, so two
+apps in one process do not share counters). With `lwfsm serve --workers N` the counters are kept in
+prometheus-client's multiprocess mode: `serve` points PROMETHEUS_MULTIPROC_DIR at a fresh directory before
+the workers start, each worker writes its counts there, and a scrape of any worker reads them all
+(`MultiProcessCollector`), so /metrics sums the workers. The live-conversation gauge reads the shared
+store when scraped, so it is the same number whichever worker answers."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from ..turn import Usage
@@ -55,8 +60,17 @@ class Metrics:
             registry=r,
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
         )
-        self.live = Gauge("lwfsm_live_conversations", "Conversations in the store", registry=r)
-        self.live.set_function(lambda: float(live()))
+        # prometheus-client chose its mode when it was imported, from this variable (its own): the page
+        # must be read the same way the counts are kept.
+        folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if folder:
+            from prometheus_client import multiprocess
+
+            self.page = CollectorRegistry()
+            multiprocess.MultiProcessCollector(self.page, path=folder)  # type: ignore[no-untyped-call]
+        else:
+            self.page = r
+        self.page.register(_Live(live))
 
     def call(self, role: str, usage: Usage, cost: float | None) -> None:
         self.calls.labels(role).inc()
@@ -71,4 +85,14 @@ class Metrics:
             self.cost.labels(role).inc(cost)
 
     def text(self) -> bytes:
-        return generate_latest(self.registry)
+        return generate_latest(self.page)
+
+
+class _Live:
+    """lwfsm_live_conversations, read from the store when scraped (in every mode: no per-process value)."""
+
+    def __init__(self, live: Callable[[], int]) -> None:
+        self.live = live
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily("lwfsm_live_conversations", "Conversations in the store", value=float(self.live()))

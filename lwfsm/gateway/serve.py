@@ -92,9 +92,20 @@ def roles(spec: Spec, env: Mapping[str, str], mock: bool = False) -> dict[str, R
 _WORKER_ENV = "LWFSM_SERVE_CONFIG"  # how `--workers N` hands the settings to each worker process
 
 
+class _Format(logging.Formatter):
+    """The log line, and the trace id of the call it belongs to when traces are on (`tracing`)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        trace = getattr(record, "trace_id", None)
+        return f"{line} trace_id={trace}" if trace else line
+
+
 def _logging() -> None:
     # One line per switch (the gateway's, naming the session), not one per request or per callback.
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(_Format("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])  # (a no-op when logging is set up already)
     logging.getLogger("lwfsm.gateway").setLevel(logging.INFO)
 
 
@@ -123,9 +134,21 @@ def serve(app: Any, host: str, port: int, *, workers: int = 1, config: Mapping[s
     options: dict[str, Any] = {"log_level": "warning", "access_log": False, "proxy_headers": False}
     if workers > 1:
         import json
+        import shutil
+        import tempfile
 
         os.environ[_WORKER_ENV] = json.dumps(dict(config or {}))
         target: Any = "lwfsm.gateway.serve:worker_app"
-        uvicorn.run(target, factory=True, host=host, port=port, workers=workers, **options)
+        # /metrics of any worker sums them all: prometheus-client's multiprocess mode, in a directory of
+        # this run's (a directory the operator set is theirs to keep and empty between runs).
+        own = None if os.environ.get("PROMETHEUS_MULTIPROC_DIR") else tempfile.mkdtemp(prefix="lwfsm-metrics-")
+        if own is not None:
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = own
+        try:
+            uvicorn.run(target, factory=True, host=host, port=port, workers=workers, **options)
+        finally:
+            if own is not None:
+                shutil.rmtree(own, ignore_errors=True)
+                del os.environ["PROMETHEUS_MULTIPROC_DIR"]
         return
     uvicorn.run(app, host=host, port=port, **options)

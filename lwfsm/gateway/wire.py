@@ -226,6 +226,7 @@ class AnthropicStream:
     def __init__(self) -> None:
         self.blocks: dict[int, dict[str, Any]] = {}
         self.usage: dict[str, Any] = {}
+        self.model: Any = None  # the model message_start names
         self.done = False
 
     def add(self, event: Any) -> None:
@@ -234,6 +235,7 @@ class AnthropicStream:
         kind = event.get("type")
         if kind == "message_start":
             self.usage.update((event.get("message") or {}).get("usage") or {})
+            self.model = (event.get("message") or {}).get("model")
         elif kind == "content_block_start":
             block = dict(event.get("content_block") or {})
             block["_json"] = ""

@@ -43,6 +43,7 @@ class OpenAIStream:
         self.calls: dict[int, dict[str, Any]] = {}
         self.usage: Any = None
         self.finish_reason: str | None = None
+        self.model: Any = None  # the model the chunks name
         self.done = False
         self.declared = frozenset(tools)
 
@@ -62,6 +63,8 @@ class OpenAIStream:
         touched: list[tuple[int, dict[str, Any], str]] = []
         if not isinstance(event, Mapping):
             return touched
+        if event.get("model"):
+            self.model = event["model"]
         if isinstance(event.get("usage"), Mapping) and event["usage"]:
             self.usage = event["usage"]
         for choice in event.get("choices") or ():
