@@ -185,17 +185,25 @@ class RedisStore:
 
     def _write_and_wait(self, keys: list[str], args: list[Any]) -> bool:
         # WAIT counts the replicas that have every write of *its connection*: so the script and WAIT go
-        # down one connection, as one pipeline, to the master of the key's slot.
+        # down one connection, as one pipeline (one round trip), to the master of the key's slot.
         node = self._r
         if self.mode == "cluster":
             node = self._r.get_redis_connection(self._r.get_node_from_key(keys[0]))
-        pipe = node.pipeline(transaction=False)
-        self._cas(keys=keys, args=args, client=pipe)
-        pipe.execute_command("WAIT", self.target.wait, self.target.wait_timeout_ms)
-        done, acked = pipe.execute()
+        try:
+            done, acked = self._pipeline(node, keys, args)
+        except redis.exceptions.NoScriptError:  # a new master (scripts are not replicated): load it, again
+            node.script_load(_CAS)
+            done, acked = self._pipeline(node, keys, args)
         if done and int(acked) < self.target.wait:
             raise _NotAcknowledged(int(acked))
         return bool(done)
+
+    def _pipeline(self, node: Any, keys: list[str], args: list[Any]) -> list[Any]:
+        pipe = node.pipeline(transaction=False)
+        pipe.evalsha(self._cas.sha, len(keys), *keys, *args)
+        pipe.execute_command("WAIT", self.target.wait, self.target.wait_timeout_ms)
+        out: list[Any] = pipe.execute()
+        return out
 
     def list(self) -> list[str]:
         def go() -> list[str]:
