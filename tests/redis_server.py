@@ -205,6 +205,10 @@ class Cluster(Servers):
 
         _until(ok, "the cluster to be ok with a replica in sync per master")
 
+    def replica_of(self, master: int) -> int:
+        """The port of `master`'s replica."""
+        return int(self.info(master, "replication")["slave0"]["port"])
+
     def master_of(self, key: str) -> int:
         """The port of the master that holds `key`'s slot."""
         with self.client(self.live()[0]) as c:

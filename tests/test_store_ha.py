@@ -127,6 +127,32 @@ def test_a_write_fewer_replicas_confirmed_than_wait_asks_is_an_error(cluster: Cl
     assert not ok.write("a", 1, Row("two", 2))
 
 
+def test_a_slot_moved_by_a_manual_failover_is_followed(cluster: Cluster) -> None:
+    """`CLUSTER FAILOVER` on a replica: the old master answers MOVED to clients that still route to it."""
+    prefix = f"moved{free_port()}:"
+    stores = [open_store(cluster.url + f"?prefix={prefix}&wait=1"), open_store(cluster.url + f"?prefix={prefix}")]
+    assert stores[0].write("a", 0, Row("one", 1))
+    assert stores[1].read("a") == Row("one", 1)
+    master = cluster.master_of(prefix + "{a}")
+    replica = cluster.replica_of(master)
+    with cluster.client(replica) as c:
+        c.execute_command("CLUSTER", "FAILOVER")
+    cluster.wait_ok()
+    _wait_for(lambda: cluster.master_of(prefix + "{a}") == replica)
+    assert stores[0].write("a", 1, Row("two", 2)), "wait=1: the write followed MOVED to the new master"
+    assert stores[1].write("a", 2, Row("three", 3)), "without wait: redis-py's cluster client followed it"
+    assert stores[0].read("a") == Row("three", 3)
+    for store in stores:
+        store.close()
+
+
+def _wait_for(done: Any) -> None:
+    deadline = time.monotonic() + 20
+    while not done():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.02)  # polling for a state of the servers, not for a timing
+
+
 # --- failovers ------------------------------------------------------------------------------
 
 
