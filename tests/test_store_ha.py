@@ -303,19 +303,28 @@ def test_a_stopped_cluster_master_is_a_503_within_the_store_timeout(
     cluster.wait_ok()  # had it been stopped past the node timeout, its replica took over: wait for it back
 
 
+def _answered_again(conversations: Any, counts: dict[Any, int], since: float) -> None:
+    while any(len(c.acked) < counts[c] + 2 for c in conversations):
+        assert time.monotonic() - since < 20, "a conversation was not answered after the failover"
+        time.sleep(0.01)  # polling for a state, not for a timing
+
+
 @pytest.fixture(scope="module")
 def failover(cluster: Cluster, gateways: tuple[str, list[Gateway]]) -> dict[str, Any]:
     """Eight conversations through the three gateways (wait=1), and eight written straight to the
     store without wait. Once every conversation has a few turns, SIGKILL the master holding the
-    first; once its replica has taken over, start the killed node again (it rejoins as a replica:
-    with wait=1 the new master needs one); run on until every conversation has been answered twice
-    more. What each conversation had acknowledged (and when), what the store holds, which
-    conversations were on the killed master, the times of the kill and of the failover."""
+    first. Once its replica has taken over, run the writers on until each has two more writes, and
+    stop them; then start the killed node again (it rejoins as a replica: with wait=1 the new master
+    needs one) and run the gateways' conversations on until each has been answered twice more.
+    (The writers stop first because a restarted node claims its old slots, empty, until it hears of
+    its replacement: a write it took would be lost, which wait=1 refuses and no wait would not.)
+    What each conversation had acknowledged (and when), what the store holds, which conversations
+    were on the killed master, the times of the kill and of the failover."""
     url, gws = gateways
     plain = f"{cluster.url}?prefix=plain{free_port()}:"
-    stop = threading.Event()
+    stop, stop_writers = threading.Event(), threading.Event()
     clients = [Client(n, gws, stop) for n in range(CONVERSATIONS)]
-    writers = [Writer(n, plain, stop) for n in range(CONVERSATIONS)]
+    writers = [Writer(n, plain, stop_writers) for n in range(CONVERSATIONS)]
     both: list[Client | Writer] = [*clients, *writers]
     store = open_store(url)
     try:
@@ -332,19 +341,20 @@ def failover(cluster: Cluster, gateways: tuple[str, list[Gateway]]) -> dict[str,
         plain_on_victim = {w.session for w in writers if cluster.master_of(f"{{{w.session}}}") == victim}
         killed = time.monotonic()
         cluster.kill(victim)
-        counts = [len(c.acked) for c in both]
+        counts = {c: len(c.acked) for c in both}
         # failed over: its replica is a master (until then the others may still say cluster_state:ok)
         while len(cluster.masters()) < 3 or any(cluster.state(p) != "ok" for p in cluster.live()):
             assert time.monotonic() - killed < 20, "the cluster did not fail over"
             time.sleep(0.02)
         failed_over = time.monotonic()
+        _answered_again(writers, counts, failed_over)
+        stop_writers.set()
         cluster.restart(victim)
         cluster.wait_ok()
-        while any(len(c.acked) < n + 2 for c, n in zip(both, counts, strict=True)):  # each answered again
-            assert time.monotonic() - failed_over < 20, "a conversation was not answered after the failover"
-            time.sleep(0.01)
+        _answered_again(clients, counts, failed_over)
     finally:
         stop.set()
+        stop_writers.set()
         for c in both:
             c.join(30)
     stored = {c.session: _turns(store, keys[c.session]) for c in clients}
