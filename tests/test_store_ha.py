@@ -113,6 +113,11 @@ def test_the_cluster_store_keeps_one_conversation_in_one_slot_and_lists_every_ma
     assert not store.delete("c")
     assert "c" not in store.list()
     store.close()
+    started = time.monotonic()
+    with pytest.raises(StoreError, match="connect failed") as info:
+        open_store(cluster.url.replace(PASSWORD, "Wr0ng-pa55"), timeout=30)
+    assert time.monotonic() - started < 10, "a wrong password is not a failover to wait out"
+    assert "Wr0ng-pa55" not in str(info.value)
 
 
 def test_a_write_fewer_replicas_confirmed_than_wait_asks_is_an_error(cluster: Cluster) -> None:

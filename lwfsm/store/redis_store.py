@@ -20,6 +20,7 @@ everything lwfsm shows (repr, errors, logs) uses the redacted URL.
 from __future__ import annotations
 
 import time
+import urllib.parse
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -52,6 +53,8 @@ return 1
 # READONLY becomes a ConnectionError in redis-py's Sentinel pool; MovedError is an AskError.)
 _FAILOVER = (redis.ConnectionError, redis.TimeoutError, ClusterDownError, TryAgainError, redis.exceptions.AskError)
 
+_REFUSED = (redis.AuthenticationError, redis.exceptions.AuthorizationError)  # ConnectionErrors no failover mends
+
 
 class _NotAcknowledged(Exception):
     def __init__(self, acked: int) -> None:
@@ -73,11 +76,11 @@ class RedisStore:
                 store=self.url,
             )
         self._password = self.target.password
-        self._r: Any = self._client(url)
+        self._r: Any = self._client()
         self._cas = self._r.register_script(_CAS)
         self._run("connect", None, self._r.ping, retry=False)  # an unreachable server: an error now
 
-    def _client(self, url: str) -> Any:
+    def _client(self) -> Any:
         t = self.target
         sockets: dict[str, Any] = {"socket_connect_timeout": min(5.0, self.timeout), "socket_timeout": self.timeout}
         if t.mode == "single":
@@ -110,7 +113,10 @@ class RedisStore:
         return f"{self.prefix}{{{session}}}" if self.mode == "cluster" else self.prefix + session
 
     def _scrub(self, text: str) -> str:
-        return text.replace(self._password, "***") if self._password else text
+        if self._password:
+            for form in {self._password, urllib.parse.quote(self._password, safe="")}:
+                text = text.replace(form, "***")
+        return text
 
     def _run(self, what: str, session: str | None, fn: Callable[[], T], retry: bool = True) -> T:
         deadline = time.monotonic() + self.timeout
@@ -119,7 +125,13 @@ class RedisStore:
             try:
                 return fn()
             except (redis.RedisError, RedisClusterException) as exc:
-                if retry and self.mode != "single" and isinstance(exc, _FAILOVER) and time.monotonic() < deadline:
+                if (
+                    retry
+                    and self.mode != "single"
+                    and isinstance(exc, _FAILOVER)
+                    and not isinstance(exc, _REFUSED)
+                    and time.monotonic() < deadline
+                ):
                     # A failover in progress: the next attempt finds the new master (Sentinel asks the
                     # sentinels on each new connection; a cluster client re-reads its slot map here).
                     self._refresh()

@@ -83,7 +83,8 @@ def parse(url: str, shown: str) -> RedisTarget:
     if scheme in ("redis", "rediss"):
         rest = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True) if k not in OURS]
         plain = urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(rest)))
-        return RedisTarget("single", shown, plain, wait=wait, wait_timeout_ms=wait_timeout)
+        password = urllib.parse.unquote(parts.password) if parts.password else None  # only to keep it out of errors
+        return RedisTarget("single", shown, plain, password=password, wait=wait, wait_timeout_ms=wait_timeout)
     mode = scheme.removeprefix("redis+")
     unknown = sorted(set(query) - {*OURS, *(("db",) if mode == "sentinel" else ())})
     if unknown:
