@@ -208,8 +208,14 @@ class Client(threading.Thread):
     def run(self) -> None:
         messages: list[dict[str, Any]] = [{"role": "user", "content": f"start {self.session}"}]
         call = self.n
+        answered, stopping = True, 0.0
         with httpx.Client(timeout=20) as http:
-            while not self.stop.is_set():
+            # A failed call is retried even once told to stop: its write may yet land (the gateway's store
+            # thread outlives its 503), and the retry, recognised as the same call, makes it acknowledged.
+            while not self.stop.is_set() or not answered:
+                if self.stop.is_set() and time.monotonic() - (stopping := stopping or time.monotonic()) > 20:
+                    break
+                answered = False
                 gw = self.gateways[call % len(self.gateways)]
                 call += 1
                 try:
@@ -225,6 +231,7 @@ class Client(threading.Thread):
                     self.failures.append((r.status_code, r.text))
                     continue  # the same call again, on the next gateway
                 self.acked.append(time.monotonic())
+                answered = True
                 reply = r.json()["choices"][0]["message"]["content"]
                 messages += [
                     {"role": "assistant", "content": reply},
@@ -253,16 +260,26 @@ class Writer(threading.Thread):
 
     def run(self) -> None:
         store = open_store(self.url, timeout=5)
+        unsure: Row | None = None  # a write that failed with an error: it may have landed all the same
+        stopping = 0.0
         try:
-            while not self.stop.is_set():
+            # Once told to stop, a write that failed is still settled (read back) before the end.
+            while not self.stop.is_set() or unsure is not None:
+                if self.stop.is_set() and time.monotonic() - (stopping := stopping or time.monotonic()) > 20:
+                    break
                 try:
                     row = store.read(self.session)
+                    if unsure is not None and row == unsure:
+                        self.acked.append(time.monotonic())  # it had: in the store, so counted
+                    unsure = None
+                    if self.stop.is_set():
+                        break
                     version = row.version if row else 0
-                    data = f"{self.session} {version + 1} {len(self.acked)}"
-                    if store.write(self.session, version, Row(data, version + 1)) or store.read(self.session) == Row(
-                        data, version + 1
-                    ):
+                    mine = Row(f"{self.session} {version + 1} {len(self.acked)}", version + 1)
+                    unsure = mine
+                    if store.write(self.session, version, mine) or store.read(self.session) == mine:
                         self.acked.append(time.monotonic())
+                    unsure = None
                 except StoreError as exc:
                     self.failures.append((503, str(exc)))
         finally:
