@@ -10,7 +10,7 @@ from ..errors import StoreError
 
 __all__ = ["SCHEMES", "Row", "Store", "open_store", "redact"]
 
-SCHEMES = ("memory", "sqlite", "redis", "rediss")
+SCHEMES = ("memory", "sqlite", "redis", "rediss", "redis+sentinel", "redis+cluster")
 
 
 @dataclass(frozen=True)
@@ -52,24 +52,20 @@ class Store(Protocol):
 
 def redact(url: str) -> str:
     """`url` with its password replaced by ***, so it can appear in logs, errors and reprs."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-        if parts.password is None:
-            return url
-        user = parts.username or ""
-        host = parts.hostname or ""
-        if parts.port is not None:
-            host += f":{parts.port}"
-        return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
-    except ValueError:  # a malformed URL (e.g. a bad port): keep nothing after the scheme's '//'
-        scheme = url.split("://", 1)[0]
-        return f"{scheme}://***"
+    scheme, sep, rest = url.partition("://")
+    # By hand, not urlsplit: a Sentinel or Cluster URL lists several host:port, which urlsplit cannot read.
+    end = min((i for i in (rest.find("/"), rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
+    userinfo, at, hosts = rest[:end].rpartition("@")
+    if not sep or not at or ":" not in userinfo:
+        return url
+    return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{hosts}{rest[end:]}"
 
 
 def open_store(
     url: str, *, ttl: float | None = None, prefix: str | None = None, timeout: float = 30.0, space: str = "sessions"
 ) -> Store:
-    """A store from its URL: memory://, sqlite:///path.db, redis://[user:password@]host:port/db, rediss://.
+    """A store from its URL: memory://, sqlite:///path.db, redis://[user:password@]host:port/db, rediss://,
+    redis+sentinel://host:port,.../service, redis+cluster://host:port,... (lwfsm/store/redis_url.py).
 
     `ttl` (seconds; also `?ttl=` in the URL) makes rows that are not written for that long expire.
     `prefix` (Redis only; also `?prefix=`) namespaces the keys, default "lwfsm:session:".
@@ -82,7 +78,8 @@ def open_store(
     if not sep or scheme not in SCHEMES:
         raise StoreError(
             f"store URL {shown!r}: unknown scheme {scheme!r}; use memory://, sqlite:///path/to/file.db, "
-            "redis://[user:password@]host:port/db or rediss://...",
+            "redis://[user:password@]host:port/db, rediss://..., redis+sentinel://host:26379,.../service "
+            "or redis+cluster://host:port,...",
             store=shown,
         )
     query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
