@@ -103,11 +103,23 @@ def worker_app() -> Any:
     return build(spec, **config)
 
 
-def serve(app: Any, host: str, port: int, *, workers: int = 1, config: Mapping[str, Any] | None = None) -> None:
-    """Run uvicorn. With workers > 1, each worker process builds its app from `config` (the settings
-    `build` takes, plus spec and params), so conversations must live in a shared store."""
+def serve(
+    app: Any,
+    host: str,
+    port: int,
+    *,
+    workers: int = 1,
+    config: Mapping[str, Any] | None = None,
+    drain_grace: float = 5.0,
+    drain_timeout: float = 600.0,
+) -> int:
+    """Run uvicorn until a signal has drained it (`drain`); the exit code. With workers > 1, each worker
+    process builds its app from `config` (the settings `build` takes, plus spec and params), so
+    conversations must live in a shared store."""
     try:
         import uvicorn
+
+        from .drain import DrainServer, run_workers
     except ImportError as exc:  # pragma: no cover
         raise ConfigError(f'lwfsm serve needs the gateway extra: pip install "lwfsm[gateway]" ({exc})') from None
     _logging()
@@ -118,7 +130,10 @@ def serve(app: Any, host: str, port: int, *, workers: int = 1, config: Mapping[s
         import json
 
         os.environ[_WORKER_ENV] = json.dumps(dict(config or {}))
-        target: Any = "lwfsm.gateway.serve:worker_app"
-        uvicorn.run(target, factory=True, host=host, port=port, workers=workers, **options)
-        return
-    uvicorn.run(app, host=host, port=port, **options)
+        settings = uvicorn.Config(
+            "lwfsm.gateway.serve:worker_app", factory=True, host=host, port=port, workers=workers, **options
+        )
+        return run_workers(settings, workers, grace=drain_grace, timeout=drain_timeout)
+    server = DrainServer(uvicorn.Config(app, host=host, port=port, **options), grace=drain_grace, timeout=drain_timeout)
+    server.run()
+    return server.exit_code
