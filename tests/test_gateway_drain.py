@@ -5,6 +5,7 @@ reading the stream as a client does. The store file is read after the process ha
 from __future__ import annotations
 
 import json
+import os
 import signal
 import threading
 import time
@@ -101,7 +102,9 @@ def _exit(gw: Gateway, seconds: float) -> tuple[int, str]:
     return code, gw.proc.stdout.read() if gw.proc.stdout else ""
 
 
-def _drains_a_stream(oai: openai_server.Server, tmp_path: Path, *args: str) -> str:
+def _drains_a_stream(
+    oai: openai_server.Server, tmp_path: Path, *args: str, first: Callable[[Gateway], None] | None = None
+) -> str:
     """SIGTERM in the middle of a stream: /readyz 503 at once, new connections refused after the grace
     while the stream goes on, the whole stream delivered, its turn stored, exit 0. The output."""
     url = f"sqlite:///{tmp_path}/s.db"
@@ -110,6 +113,8 @@ def _drains_a_stream(oai: openai_server.Server, tmp_path: Path, *args: str) -> s
         "--api-key-env", "GW_KEY", "--store", url, "--drain-grace", str(grace), *args, env=_env("openai", oai.base)
     )
     try:
+        if first is not None:
+            first(gw)
         call, hold = _held(oai, gw)
         signalled = time.monotonic()
         gw.proc.send_signal(signal.SIGTERM)
@@ -142,9 +147,27 @@ def test_sigterm_drains_a_stream_to_its_end_stores_its_turn_and_exits_0(
     assert out.count("drained: every call ended") == 1
 
 
+def _workers(pid: int) -> list[int]:
+    """The worker processes of `lwfsm serve --workers` (Linux: /proc), not multiprocessing's helper."""
+    kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return sorted(int(k) for k in kids if b"spawn_main" in Path(f"/proc/{k}/cmdline").read_bytes())
+
+
 def test_two_workers_drain_each_and_the_parent_exits_0(oai: openai_server.Server, tmp_path: Path) -> None:
-    out = _drains_a_stream(oai, tmp_path, "--workers", "2")
-    assert out.count("drained: every call ended") == 2  # the parent passed the signal on to both
+    if not Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").exists():
+        pytest.skip("needs Linux's /proc/PID/task/PID/children to find the worker processes")
+    replaced: list[int] = []
+
+    def kill_a_worker(gw: Gateway) -> None:
+        first = _until("two workers", lambda: w if len(w := _workers(gw.proc.pid)) == 2 else None)
+        os.kill(first[0], signal.SIGKILL)
+        _until("the parent replaces it", lambda: (w := _workers(gw.proc.pid)) and len(w) == 2 and first[0] not in w)
+        replaced.append(first[0])
+
+    out = _drains_a_stream(oai, tmp_path, "--workers", "2", first=kill_a_worker)
+    assert f"worker {replaced[0]} died (exit code -9); starting another" in out
+    assert out.count("SIGTERM: draining") <= 2  # the replacement may get the signal before it serves
+    assert out.count("drained: every call ended") == 2  # the parent passed the signal on to both, the new one too
 
 
 @pytest.mark.parametrize("end", ["second signal", "drain timeout"])

@@ -9,8 +9,8 @@ The order of events, from the first SIGTERM:
    commit their turns;
 4. the process exits 0 once they have all ended, or, when `timeout` seconds have passed since the
    signal or a second SIGTERM/SIGINT came, the calls still running are cancelled (a stream that has
-   not finished commits nothing) and it exits 1. SIGINT (Ctrl+C) as the first signal drains the
-   same way without the grace: nobody load-balances a terminal.
+   not finished commits nothing) and it exits 1 if there were any. SIGINT (Ctrl+C) as the first
+   signal drains the same way without the grace: nobody load-balances a terminal.
 
 uvicorn alone stops accepting at the first signal (no time for a balancer to see the 503), forces
 only on a second SIGINT, waits without bound unless told a timeout, and then re-raises the signal so
@@ -20,7 +20,8 @@ an exit code; accepting, closing connections and waiting for the calls stay uvic
 With workers, uvicorn's supervisor cannot give its workers another server class, keeps its copy of
 the listening socket open (a new connection then waits in the kernel's queue instead of being
 refused), passes on only the first signal and exits 0 whatever its workers did; `run_workers` is the
-small supervisor that does those four things differently, with uvicorn's process spawning.
+small supervisor that does those four things differently, spawning its workers as uvicorn does
+(`uvicorn._subprocess`, which uvicorn's own supervisors use). It needs POSIX signals.
 """
 
 from __future__ import annotations
@@ -52,13 +53,12 @@ CUT = 1  # the exit code when calls were cut short (0: every call ended)
 class DrainServer(uvicorn.Server):
     """uvicorn's Server with the drain above; `exit_code` once `run` returns."""
 
-    def __init__(
-        self, config: uvicorn.Config, *, grace: float, timeout: float, hurry: Any = None, worker: bool = False
-    ) -> None:
+    def __init__(self, config: uvicorn.Config, *, grace: float, timeout: float, parent: Any = None) -> None:
         super().__init__(config)
         self.grace, self.timeout = grace, timeout
-        self.worker = worker  # a --workers process: its signals come from the parent
-        self.hurry = hurry  # set by the parent when it was stopped with SIGINT: no grace
+        # A --workers process takes its signals from the parent, which shares here the one it got first.
+        self.parent = parent
+        self.worker = parent is not None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.started_at: float | None = None  # when the drain began
         self.exit_code = 0
@@ -71,7 +71,7 @@ class DrainServer(uvicorn.Server):
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self.worker and sig == signal.SIGINT:
             return  # Ctrl+C in a terminal reaches every worker as well as the parent, which passes it on once
-        if self.loop is None:  # not serving yet: nothing to drain
+        if self.loop is None or self.loop.is_closed():  # not serving (yet, or any more): nothing to drain
             self.should_exit = True
             return
         # A signal handler interrupts the event loop anywhere: the work is done by the loop itself.
@@ -86,10 +86,11 @@ class DrainServer(uvicorn.Server):
         gateway = getattr(getattr(self.config.loaded_app, "state", None), "gateway", None)
         if gateway is not None:
             gateway.draining = True  # /readyz: 503 from now on
-        grace = 0.0 if sig == signal.SIGINT or (self.hurry is not None and self.hurry.is_set()) else self.grace
+        grace = 0.0 if signal.SIGINT in (sig, self.parent and self.parent.value) else self.grace
         logger.info(
-            "%s: draining; /readyz answers 503; new connections refused in %g s; calls in flight have until %g s "
+            "%s%s: draining; /readyz answers 503; new connections refused in %g s; calls in flight have until %g s "
             "after the signal (--drain-timeout); a second signal ends them",
+            self._who(),
             signal.Signals(sig).name,
             grace,
             self.timeout,
@@ -109,7 +110,8 @@ class DrainServer(uvicorn.Server):
         running = [t for t in self.server_state.tasks if not t.done()]
         if running:
             logger.warning(
-                "drain cut short by %s: ending %d call(s) still running; a turn not finished is not stored",
+                "%sdrain cut short by %s: ending %d call(s) still running; a turn not finished is not stored",
+                self._who(),
                 why,
                 len(running),
             )
@@ -126,8 +128,11 @@ class DrainServer(uvicorn.Server):
             self._timer.cancel()
         if self.force_exit:
             await self.lifespan.shutdown()  # uvicorn skips the app's shutdown when forced; the gateway's is quick
-        if self.started_at is not None and not self.exit_code:
-            logger.info("drained: every call ended")
+        if not self.exit_code:
+            logger.info("%sdrained: every call ended", self._who())
+
+    def _who(self) -> str:
+        return f"worker {os.getpid()}: " if self.worker else ""
 
 
 def _cancelled(record: logging.LogRecord) -> bool:
@@ -135,9 +140,14 @@ def _cancelled(record: logging.LogRecord) -> bool:
 
 
 def _worker(
-    config: uvicorn.Config, grace: float, timeout: float, hurry: Any, sockets: list[socket.socket]
+    config: uvicorn.Config, grace: float, timeout: float, parent: Any, sockets: list[socket.socket]
 ) -> None:  # pragma: no cover - runs in a worker process
-    server = DrainServer(config, grace=grace, timeout=timeout, hurry=hurry, worker=True)
+    server = DrainServer(config, grace=grace, timeout=timeout, parent=parent)
+    # It started with SIGTERM blocked and ignored (`run_workers`): now a SIGTERM drains it.
+    signal.signal(signal.SIGTERM, server.handle_exit)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+    if parent.value:  # the parent's SIGTERM came while this worker was starting
+        server.should_exit = True
     server.run(sockets=sockets)
     sys.exit(server.exit_code)
 
@@ -146,8 +156,8 @@ def run_workers(config: uvicorn.Config, workers: int, *, grace: float, timeout: 
     """Run `workers` DrainServer processes on one socket and pass SIGTERM/SIGINT on to them: 0 when
     they all drained, 1 otherwise. A worker that dies while serving is replaced."""
     sock = config.bind_socket()
-    hurry = multiprocessing.get_context("spawn").Event()
-    target = functools.partial(_worker, config, grace, timeout, hurry)
+    stopped_by = multiprocessing.get_context("spawn").Value("i", 0, lock=False)  # the first signal the parent got
+    target = functools.partial(_worker, config, grace, timeout, stopped_by)
     signals: list[int] = []
     woke = threading.Event()
 
@@ -159,7 +169,16 @@ def run_workers(config: uvicorn.Config, workers: int, *, grace: float, timeout: 
 
     def start() -> Any:
         process = get_subprocess(config, target, [sock])  # uvicorn's spawning, with the socket passed on
-        process.start()
+        # A worker must not die of a SIGTERM that comes before it has its handler: it starts with SIGTERM
+        # blocked and ignored (both inherited through exec), and reads `stopped_by` once its handler is
+        # in place. Blocked here meanwhile, so that the parent loses no SIGTERM of its own.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        try:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            process.start()
+        finally:
+            signal.signal(signal.SIGTERM, note)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
         return process
 
     try:
@@ -178,8 +197,7 @@ def run_workers(config: uvicorn.Config, workers: int, *, grace: float, timeout: 
         # Once the workers have closed their copies (after the grace) the socket is closed: a new
         # connection is refused, not left waiting in the kernel's queue for a worker that never comes.
         sock.close()
-        if signals[0] == signal.SIGINT:
-            hurry.set()
+        stopped_by.value = signals[0]
         passed = 0
         deadline = time.monotonic() + timeout + 10
         while alive := [p for p in procs if p.exitcode is None]:

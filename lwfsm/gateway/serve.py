@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 from collections.abc import Mapping
 from typing import Any
 
@@ -128,6 +129,9 @@ def serve(
     options: dict[str, Any] = {"log_level": "warning", "access_log": False, "proxy_headers": False}
     if workers > 1:
         import json
+
+        if not hasattr(signal, "pthread_sigmask"):
+            raise ConfigError("--workers needs POSIX signals to drain its workers: on Windows run one process")
 
         os.environ[_WORKER_ENV] = json.dumps(dict(config or {}))
         settings = uvicorn.Config(
