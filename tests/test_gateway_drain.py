@@ -84,6 +84,8 @@ def _refused(gw: Gateway) -> bool:
         httpx.get(gw.base + "/healthz", timeout=5)
     except httpx.ConnectError:
         return True
+    except httpx.RemoteProtocolError:  # accepted as the socket closed, then closed unanswered: not yet refused
+        return False
     return False
 
 
