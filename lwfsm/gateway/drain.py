@@ -86,6 +86,8 @@ class DrainServer(uvicorn.Server):
         gateway = getattr(getattr(self.config.loaded_app, "state", None), "gateway", None)
         if gateway is not None:
             gateway.draining = True  # /readyz: 503 from now on
+        else:  # not an app `create_app` made, or uvicorn wrapped it
+            logger.warning("no gateway at app.state.gateway: /readyz cannot say that it is draining")
         grace = 0.0 if signal.SIGINT in (sig, self.parent and self.parent.value) else self.grace
         logger.info(
             "%s%s: draining; /readyz answers 503; new connections refused in %g s; calls in flight have until %g s "
