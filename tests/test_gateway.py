@@ -53,6 +53,7 @@ class Gateway:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            start_new_session=True,  # a process group: `kill` ends its --workers too, which hold stdout open
         )
         deadline = time.monotonic() + 30
         while True:
@@ -72,12 +73,12 @@ class Gateway:
         try:
             out, _ = self.proc.communicate(timeout=10)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
+            os.killpg(self.proc.pid, signal.SIGKILL)
             out, _ = self.proc.communicate()
         return out or ""
 
     def kill(self) -> None:
-        self.proc.kill()
+        os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.communicate()
 
     def control(self, method: str, path: str) -> httpx.Response:

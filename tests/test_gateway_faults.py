@@ -252,7 +252,7 @@ def test_serving_beyond_loopback_without_a_key_needs_an_explicit_flag(
     from lwfsm.cli import main
 
     served: list[str] = []
-    monkeypatch.setattr("lwfsm.gateway.serve.serve", lambda app, host, port, **kw: served.append(host))
+    monkeypatch.setattr("lwfsm.gateway.serve.serve", lambda app, host, port, **kw: served.append(host) or 0)
     assert main(["serve", "--host", "0.0.0.0", "--store", "memory://", "--mock"]) == 1
     err = capsys.readouterr().err
     assert "--host 0.0.0.0 without --api-key-env" in err

@@ -551,6 +551,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise _Usage(f"--workers must be 1 or more, got {args.workers}")
     if args.workers > 1 and (args.store or "").startswith("memory://"):
         raise _Usage("--workers > 1 needs a store the workers share: sqlite:///path.db or redis://...")
+    if not 0 <= args.drain_grace < args.drain_timeout:
+        raise _Usage(
+            f"--drain-grace {args.drain_grace:g} and --drain-timeout {args.drain_timeout:g}: the grace must be 0 or "
+            "more and less than the timeout (the timeout counts from the signal, grace included)"
+        )
     from ..gateway.identity import is_loopback
 
     if not args.api_key_env and not args.allow_no_key and not is_loopback(args.host):
@@ -578,14 +583,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _can_listen(args.host, args.port)  # the banner below must not announce an address taken by another
     shown = redact(args.store or DEFAULT_STORE)  # never print a store password
     print(f"lwfsm gateway: {spec.name} on http://{args.host}:{args.port}/v1 (store {shown})")
-    serve(
+    return serve(
         app,
         args.host,
         args.port,
         workers=args.workers,
         config={**config, "spec": args.spec, "params": _params(args.set)},
+        drain_grace=args.drain_grace,
+        drain_timeout=args.drain_timeout,
     )
-    return 0
 
 
 def _serve_check(path: str, spec: Spec, mock: bool = False) -> int:
@@ -865,6 +871,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="longest silence of an upstream once it has started answering (300); no total limit",
     )
     p.add_argument("--log-dir", metavar="DIR", help="write the trace (one JSONL line per judged turn) for lwfsm report")
+    p.add_argument(
+        "--drain-grace",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="on SIGTERM, /readyz answers 503 at once; new connections are still accepted for this long (5)",
+    )
+    p.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="on SIGTERM, calls in flight may run this long, from the signal, before they are cut (600)",
+    )
     p.add_argument(
         "--check-only",
         action="store_true",

@@ -204,6 +204,7 @@ class Gateway:
         # "The lead alone": the first role the spec does not mark cheap.
         self.lead = next((r for r, d in spec.roles.items() if not d.cheap), next(iter(spec.roles)))
         self.metrics = Metrics(lambda: sum(1 for k in self.store.list() if not k.startswith(CHAINS)))
+        self.draining = False  # set on SIGTERM (`drain`): /readyz says 503 while calls in flight finish
 
     # -- plumbing --
 
@@ -477,6 +478,8 @@ class Gateway:
     async def readyz(self, request: Request) -> Response:
         """Ready: the spec is loaded and the store answers a read within --store-timeout (through the same
         worker threads as the turns' store calls, so a stopped or locked store shows here as it would there)."""
+        if self.draining:
+            return JSONResponse({"status": "draining"}, 503)
         try:
             await self._io(self.store.get, PROBE_KEY)
         except StoreError as exc:  # no answer in time, refused, unreachable: named, password redacted

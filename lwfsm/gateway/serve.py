@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 from collections.abc import Mapping
 from typing import Any
 
@@ -121,11 +122,23 @@ def worker_app() -> Any:
     return build(spec, **config)
 
 
-def serve(app: Any, host: str, port: int, *, workers: int = 1, config: Mapping[str, Any] | None = None) -> None:
-    """Run uvicorn. With workers > 1, each worker process builds its app from `config` (the settings
-    `build` takes, plus spec and params), so conversations must live in a shared store."""
+def serve(
+    app: Any,
+    host: str,
+    port: int,
+    *,
+    workers: int = 1,
+    config: Mapping[str, Any] | None = None,
+    drain_grace: float = 5.0,
+    drain_timeout: float = 600.0,
+) -> int:
+    """Run uvicorn until a signal has drained it (`drain`); the exit code. With workers > 1, each worker
+    process builds its app from `config` (the settings `build` takes, plus spec and params), so
+    conversations must live in a shared store."""
     try:
         import uvicorn
+
+        from .drain import DrainServer, run_workers
     except ImportError as exc:  # pragma: no cover
         raise ConfigError(f'lwfsm serve needs the gateway extra: pip install "lwfsm[gateway]" ({exc})') from None
     _logging()
@@ -137,18 +150,24 @@ def serve(app: Any, host: str, port: int, *, workers: int = 1, config: Mapping[s
         import shutil
         import tempfile
 
+        if not hasattr(signal, "pthread_sigmask"):
+            raise ConfigError("--workers needs POSIX signals to drain its workers: on Windows run one process")
+
         os.environ[_WORKER_ENV] = json.dumps(dict(config or {}))
-        target: Any = "lwfsm.gateway.serve:worker_app"
+        settings = uvicorn.Config(
+            "lwfsm.gateway.serve:worker_app", factory=True, host=host, port=port, workers=workers, **options
+        )
         # /metrics of any worker sums them all: prometheus-client's multiprocess mode, in a directory of
         # this run's (a directory the operator set is theirs to keep and empty between runs).
         own = None if os.environ.get("PROMETHEUS_MULTIPROC_DIR") else tempfile.mkdtemp(prefix="lwfsm-metrics-")
         if own is not None:
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = own
         try:
-            uvicorn.run(target, factory=True, host=host, port=port, workers=workers, **options)
+            return run_workers(settings, workers, grace=drain_grace, timeout=drain_timeout)
         finally:
             if own is not None:
                 shutil.rmtree(own, ignore_errors=True)
                 del os.environ["PROMETHEUS_MULTIPROC_DIR"]
-        return
-    uvicorn.run(app, host=host, port=port, **options)
+    server = DrainServer(uvicorn.Config(app, host=host, port=port, **options), grace=drain_grace, timeout=drain_timeout)
+    server.run()
+    return server.exit_code

@@ -1,0 +1,220 @@
+"""Draining `lwfsm serve` on SIGTERM: a real uvicorn process (one, or a parent and two workers) on an
+SQLite file, a fake upstream whose stream is held open half-way until the test releases it, and httpx
+reading the stream as a client does. The store file is read after the process has exited."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("uvicorn")
+httpx = pytest.importorskip("httpx")
+
+from lwfsm.store import open_store  # noqa: E402
+
+from . import openai_server  # noqa: E402
+from .test_gateway import GATEWAY_KEY, Gateway, _env  # noqa: E402
+
+TEXT = "a reply long enough to stream in several chunks"
+
+
+@pytest.fixture(scope="module")
+def oai() -> Iterator[openai_server.Server]:
+    server = openai_server.Server()
+    yield server
+    server.close()
+
+
+def _until(what: str, check: Callable[[], Any], seconds: float = 20) -> Any:
+    deadline = time.monotonic() + seconds
+    while not (got := check()):
+        assert time.monotonic() < deadline, f"not within {seconds} s: {what}"
+        time.sleep(0.02)  # polling for a condition, not waiting out a time
+    return got
+
+
+class Stream:
+    """One streamed chat call in a thread, read line by line as it comes."""
+
+    def __init__(self, gw: Gateway) -> None:
+        self.lines: list[str] = []
+        self.headers: dict[str, str] = {}
+        self.error: Exception | None = None
+        self.thread = threading.Thread(target=self._read, args=(gw,), daemon=True)
+        self.thread.start()
+
+    def _read(self, gw: Gateway) -> None:
+        body = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "drain me"}]}
+        auth = {"authorization": f"Bearer {GATEWAY_KEY}"}
+        try:
+            with httpx.stream("POST", gw.base + "/v1/chat/completions", json=body, headers=auth, timeout=30) as r:
+                self.headers = dict(r.headers)
+                for line in r.iter_lines():
+                    self.lines.append(line)
+        except httpx.HTTPError as exc:
+            self.error = exc
+
+    def text(self) -> str:
+        chunks = [json.loads(x[6:]) for x in self.lines if x.startswith("data: {")]
+        return "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+
+    def started(self) -> bool:
+        return bool(self.text())  # the upstream's first chunks have reached the client
+
+
+def _held(oai: openai_server.Server, gw: Gateway) -> tuple[Stream, threading.Event]:
+    """A stream the upstream holds open before its finish chunk until the event is set."""
+    hold = threading.Event()
+    oai.script("lead-model", {"hold": hold, "content": TEXT})
+    call = Stream(gw)
+    _until("the stream has started", call.started)
+    return call, hold
+
+
+def _refused(gw: Gateway) -> bool:
+    try:
+        httpx.get(gw.base + "/healthz", timeout=5)
+    except httpx.ConnectError:
+        return True
+    except httpx.RemoteProtocolError:  # accepted as the socket closed, then closed unanswered: not yet refused
+        return False
+    return False
+
+
+def _draining(gw: Gateway) -> httpx.Response | None:
+    r = httpx.get(gw.base + "/readyz", timeout=5)
+    return r if r.status_code == 503 else None
+
+
+def _stored(url: str, key: str) -> dict[str, Any] | None:
+    row = open_store(url).read(key)
+    return None if row is None else dict(json.loads(row.data.splitlines()[1]))
+
+
+def _exit(gw: Gateway, seconds: float) -> tuple[int, str]:
+    code = gw.proc.wait(timeout=seconds)
+    return code, gw.proc.stdout.read() if gw.proc.stdout else ""
+
+
+def _drains_a_stream(
+    oai: openai_server.Server, tmp_path: Path, *args: str, first: Callable[[Gateway], None] | None = None
+) -> str:
+    """SIGTERM in the middle of a stream: /readyz 503 at once, new connections refused after the grace
+    while the stream goes on, the whole stream delivered, its turn stored, exit 0. The output."""
+    url = f"sqlite:///{tmp_path}/s.db"
+    grace = 1.5
+    gw = Gateway(
+        "--api-key-env", "GW_KEY", "--store", url, "--drain-grace", str(grace), *args, env=_env("openai", oai.base)
+    )
+    try:
+        if first is not None:
+            first(gw)
+        call, hold = _held(oai, gw)
+        signalled = time.monotonic()
+        gw.proc.send_signal(signal.SIGTERM)
+        ready = _until("/readyz answers 503", lambda: _draining(gw))
+        assert ready.json() == {"status": "draining"}
+        _until("a new connection is refused", lambda: _refused(gw))
+        assert time.monotonic() - signalled >= grace  # not before the grace
+        assert call.thread.is_alive()  # the stream is still running, held by the upstream
+        hold.set()
+        call.thread.join(20)
+        code, out = _exit(gw, 30)
+    finally:
+        gw.stop()
+    assert call.error is None
+    assert call.text() == TEXT
+    assert call.lines[-4:] == ["data: [DONE]", "", ": x-lwfsm-turn 1", ""]  # stored before the client saw the end
+    assert code == 0, out
+    stored = _stored(url, call.headers["x-lwfsm-session"])
+    assert stored is not None
+    assert (stored["pending"]["turn"], stored["pending"]["reply"]["content"]) == (1, TEXT)
+    assert "Traceback" not in out
+    return out
+
+
+def test_sigterm_drains_a_stream_to_its_end_stores_its_turn_and_exits_0(
+    oai: openai_server.Server, tmp_path: Path
+) -> None:
+    out = _drains_a_stream(oai, tmp_path)
+    assert "SIGTERM: draining" in out
+    assert out.count("drained: every call ended") == 1
+
+
+def _workers(pid: int) -> list[int]:
+    """The worker processes of `lwfsm serve --workers` (Linux: /proc), not multiprocessing's helper."""
+    kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return sorted(int(k) for k in kids if b"spawn_main" in Path(f"/proc/{k}/cmdline").read_bytes())
+
+
+def test_two_workers_drain_each_and_the_parent_exits_0(oai: openai_server.Server, tmp_path: Path) -> None:
+    if not Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").exists():
+        pytest.skip("needs Linux's /proc/PID/task/PID/children to find the worker processes")
+    replaced: list[int] = []
+
+    def kill_a_worker(gw: Gateway) -> None:
+        first = _until("two workers", lambda: w if len(w := _workers(gw.proc.pid)) == 2 else None)
+        os.kill(first[0], signal.SIGKILL)
+        _until("the parent replaces it", lambda: (w := _workers(gw.proc.pid)) and len(w) == 2 and first[0] not in w)
+        replaced.append(first[0])
+
+    out = _drains_a_stream(oai, tmp_path, "--workers", "2", first=kill_a_worker)
+    assert f"worker {replaced[0]} died (exit code -9); starting another" in out
+    assert out.count("SIGTERM: draining") <= 2  # the replacement may get the signal before it serves
+    assert out.count("drained: every call ended") == 2  # the parent passed the signal on to both, the new one too
+
+
+@pytest.mark.parametrize("end", ["second signal", "drain timeout"])
+def test_a_second_signal_or_the_drain_timeout_ends_a_stream_and_stores_nothing(
+    oai: openai_server.Server, tmp_path: Path, end: str
+) -> None:
+    url = f"sqlite:///{tmp_path}/s.db"
+    timeout = 60.0 if end == "second signal" else 1.5
+    gw = Gateway(
+        "--api-key-env",
+        "GW_KEY",
+        "--store",
+        url,
+        "--drain-grace",
+        "0",
+        "--drain-timeout",
+        str(timeout),
+        env=_env("openai", oai.base),
+    )
+    try:
+        call, hold = _held(oai, gw)
+        signalled = time.monotonic()
+        gw.proc.send_signal(signal.SIGTERM)
+        _until("a new connection is refused", lambda: _refused(gw))
+        if end == "second signal":
+            gw.proc.send_signal(signal.SIGTERM)
+        code, out = _exit(gw, 20)  # the stream is held for longer than that
+        ended = time.monotonic() - signalled
+        call.thread.join(20)
+    finally:
+        hold.set()
+        gw.stop()
+    assert code == 1, out
+    assert call.error is not None  # the client sees the stream break off, never an end
+    assert "data: [DONE]" not in call.lines
+    assert _stored(url, call.headers["x-lwfsm-session"]) is None  # a turn not finished is not stored
+    why = "a second signal" if end == "second signal" else "--drain-timeout"
+    assert f"drain cut short by {why}: ending 1 call(s) still running" in out
+    if end == "drain timeout":
+        assert ended >= timeout
+    assert "Traceback" not in out
+
+
+def test_drain_flags_are_checked(capsys: pytest.CaptureFixture[str]) -> None:
+    from lwfsm.cli import main
+
+    assert main(["serve", "--mock", "--store", "memory://", "--drain-grace", "5", "--drain-timeout", "5"]) == 1
+    assert "--drain-grace 5 and --drain-timeout 5: the grace must be 0 or more and less than" in capsys.readouterr().err
