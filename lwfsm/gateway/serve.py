@@ -30,6 +30,11 @@ def build(
     first_byte_timeout: float = 300.0,
     idle_timeout: float = 300.0,
     log_dir: str | None = None,
+    on_spec_change: str = "keep",
+    spec_path: str | None = None,
+    params: Mapping[str, int] | None = None,
+    workers: int = 1,
+    retired: tuple[Spec, ...] = (),
 ) -> Any:
     """The ASGI app: roles bound as the adapter binds them (LWFSM_* > GOOSE_*), or to mock models."""
     try:
@@ -79,6 +84,8 @@ def build(
         idle_timeout=idle_timeout,
         trace=trace,
     )
+    # SIGHUP and POST /lwfsm/spec re-read or take a spec with these params (lwfsm.gateway.rollout).
+    gateway.rollout.configure(path=spec_path, params=params, policy=on_spec_change, workers=workers, retired=retired)
     return create_app(gateway)
 
 
@@ -99,8 +106,12 @@ def worker_app() -> Any:
 
     _logging()  # a worker is a fresh process: the parent's logging setup did not come along
     config = json.loads(os.environ[_WORKER_ENV])
-    spec = load_spec(config.pop("spec"), config.pop("params"))
-    return build(spec, **config)
+    path, params = config.pop("spec"), config.pop("params")
+    handover = config.pop("rollout", None)  # the spec the parent accepted on SIGHUP, and those kept
+    if handover is None:
+        return build(load_spec(path, params), spec_path=path, params=params, **config)
+    spec, retired = Spec.from_dict(handover["spec"]), tuple(Spec.from_dict(s) for s in handover["retired"])
+    return build(spec, spec_path=path, params=params, retired=retired, **config)
 
 
 def serve(app: Any, host: str, port: int, *, workers: int = 1, config: Mapping[str, Any] | None = None) -> None:
@@ -117,8 +128,13 @@ def serve(app: Any, host: str, port: int, *, workers: int = 1, config: Mapping[s
     if workers > 1:
         import json
 
-        os.environ[_WORKER_ENV] = json.dumps(dict(config or {}))
+        from .rollout import supervise
+
+        settings = {**(config or {}), "workers": workers}
+        os.environ[_WORKER_ENV] = json.dumps(settings)
         target: Any = "lwfsm.gateway.serve:worker_app"
-        uvicorn.run(target, factory=True, host=host, port=port, workers=workers, **options)
+        # uvicorn.run's --workers path, with a parent whose SIGHUP only passes a spec that passes the gate.
+        uvicorn_config = uvicorn.Config(target, factory=True, host=host, port=port, workers=workers, **options)
+        supervise(uvicorn_config, app.state.gateway, settings, _WORKER_ENV)
         return
     uvicorn.run(app, host=host, port=port, **options)
