@@ -310,7 +310,8 @@ class Rollout:
         """Serve the accepted spec to new conversations (on the event loop: between two requests' steps)."""
         assert out.spec is not None
         g, spec = self.gateway, out.spec
-        if spec.hash not in self.cores:
+        if spec.hash not in self.cores or self.cores[spec.hash].spec != spec:
+            # (The hash leaves out handoff notes and descriptions: a reworded note is a new core, same hash.)
             self.cores[spec.hash] = TurnCore(Engine(spec))
         self.cores.move_to_end(spec.hash)
         while len(self.cores) > RETIRED + 1:
@@ -339,13 +340,16 @@ class Rollout:
         return await self._run(None, self.path, "SIGHUP")
 
     def install(self) -> None:
-        """SIGHUP re-reads the spec file (in a --workers process the parent handles it: `supervise`)."""
-        if self.path is None or self.workers > 1:
+        """SIGHUP re-reads the spec file. A --workers process ignores it: the parent handles it (`supervise`),
+        and a SIGHUP to the whole process group must not stop the workers (its default action)."""
+        if self.path is None:
             return
         loop = asyncio.get_running_loop()
         tasks: set[asyncio.Task[Any]] = set()
 
         def hup() -> None:
+            if self.workers > 1:
+                return
             task = loop.create_task(self.reload_file())
             tasks.add(task)
             task.add_done_callback(tasks.discard)
@@ -369,7 +373,11 @@ class Rollout:
                 "and replaces every worker"
             )
             return JSONResponse({"accepted": False, "errors": [message]}, 409)
-        raw = await request.body()
+        raw = b""
+        async for chunk in request.stream():
+            raw += chunk
+            if len(raw) > MAX_SPEC_BYTES:
+                break
         if not raw.strip() or len(raw) > MAX_SPEC_BYTES:
             message = f"the body must be the spec's YAML text, 1 to {MAX_SPEC_BYTES:,} bytes"
             return JSONResponse({"accepted": False, "errors": [message]}, 400)
@@ -438,7 +446,7 @@ def supervise(config: Any, gateway: Gateway, settings: Mapping[str, Any], variab
             if out.accepted:
                 rollout.take(out)
             out.log("SIGHUP")
-            if out.accepted:
+            if out.accepted and out.spec != out.previous:  # the same spec again: no worker to replace
                 os.environ[variable] = json.dumps({**settings, "rollout": rollout.handover()})
                 self.restart_all()
 
