@@ -435,10 +435,15 @@ def supervise(config: Any, gateway: Gateway, settings: Mapping[str, Any], variab
     """Run uvicorn's --workers parent, with SIGHUP gated: the parent checks the spec file once, and only
     an accepted spec reaches the workers, which uvicorn then replaces one by one (each new worker serves
     before the old one is stopped, and the old one finishes its requests). The accepted spec and the kept
-    ones go to the new workers through `variable` (and to any worker restarted later)."""
+    ones go to the new workers in a file named in `variable` (and to any worker restarted later): up to
+    RETIRED + 1 specs could pass the size a single environment variable may have."""
+    import tempfile
+
     from uvicorn.supervisors.multiprocess import Multiprocess
 
     rollout = gateway.rollout
+    fd, handover = tempfile.mkstemp(prefix="lwfsm-specs-", suffix=".json")
+    os.close(fd)
 
     class Supervisor(Multiprocess):
         def handle_hup(self) -> None:
@@ -447,7 +452,13 @@ def supervise(config: Any, gateway: Gateway, settings: Mapping[str, Any], variab
                 rollout.take(out)
             out.log("SIGHUP")
             if out.accepted and out.spec != out.previous:  # the same spec again: no worker to replace
-                os.environ[variable] = json.dumps({**settings, "rollout": rollout.handover()})
+                Path(handover + ".new").write_text(json.dumps(rollout.handover()))
+                os.replace(handover + ".new", handover)  # a worker starting now reads one whole file
+                os.environ[variable] = json.dumps({**settings, "rollout": handover})
                 self.restart_all()
 
-    Supervisor(config, sockets=[config.bind_socket()]).run()
+    try:
+        Supervisor(config, sockets=[config.bind_socket()]).run()
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(handover)

@@ -107,9 +107,11 @@ def worker_app() -> Any:
     _logging()  # a worker is a fresh process: the parent's logging setup did not come along
     config = json.loads(os.environ[_WORKER_ENV])
     path, params = config.pop("spec"), config.pop("params")
-    handover = config.pop("rollout", None)  # the spec the parent accepted on SIGHUP, and those kept
-    if handover is None:
+    handover_file = config.pop("rollout", None)  # the spec the parent accepted on SIGHUP, and those kept
+    if handover_file is None:
         return build(load_spec(path, params), spec_path=path, params=params, **config)
+    with open(handover_file, encoding="utf-8") as f:
+        handover = json.load(f)
     spec, retired = Spec.from_dict(handover["spec"]), tuple(Spec.from_dict(s) for s in handover["retired"])
     return build(spec, spec_path=path, params=params, retired=retired, **config)
 
