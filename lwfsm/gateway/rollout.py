@@ -143,10 +143,10 @@ class Rollout:
         if policy not in POLICIES:
             raise LwfsmError(f"--on-spec-change must be one of {', '.join(POLICIES)}, got {policy!r}")
         self.path, self.params, self.policy, self.workers = path, dict(params or {}), policy, workers
-        for spec in retired:  # handed over by the parent of --workers processes: oldest first
-            self.cores[spec.hash] = TurnCore(Engine(spec))
-            self.cores.move_to_end(spec.hash, last=False)
-        self.cores.move_to_end(self.gateway.spec.hash)
+        # Handed over by the parent of --workers processes, oldest first; the current spec last.
+        g = self.gateway
+        self.cores = OrderedDict((s.hash, TurnCore(Engine(s))) for s in retired if s.hash != g.spec.hash)
+        self.cores[g.spec.hash] = g.core
 
     # -- conversations in flight --
 
@@ -398,7 +398,7 @@ class Rollout:
                 "spec": _about(self.gateway.spec),
                 "path": self.path,
                 "on_spec_change": self.policy,
-                "kept": [_about(c.spec) for c in list(self.cores.values())[:-1]],
+                "kept": [_about(c.spec) for c in list(self.cores.values())[:-1]] if self.policy == "keep" else [],
                 "last_rollout": self.last,
             }
         )
