@@ -578,8 +578,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "first_byte_timeout": args.first_byte_timeout,
         "idle_timeout": args.idle_timeout,
         "log_dir": args.log_dir,
+        "on_spec_change": args.on_spec_change,
     }
-    app = build(spec, **config)  # also when workers > 1: every mistake shows here, once, before forking
+    # Also when workers > 1: every mistake shows here, once, before forking.
+    app = build(spec, spec_path=args.spec, params=_params(args.set), workers=args.workers, **config)
     _can_listen(args.host, args.port)  # the banner below must not announce an address taken by another
     shown = redact(args.store or DEFAULT_STORE)  # never print a store password
     print(f"lwfsm gateway: {spec.name} on http://{args.host}:{args.port}/v1 (store {shown})")
@@ -884,6 +886,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=600.0,
         metavar="SECONDS",
         help="on SIGTERM, calls in flight may run this long, from the signal, before they are cut (600)",
+    )
+    p.add_argument(
+        "--on-spec-change",
+        choices=["keep", "move"],
+        default="keep",
+        help="when SIGHUP or POST /lwfsm/spec brings a new spec, conversations in flight keep theirs until reset "
+        "(keep), or go on under the new one where their state exists and its invariants hold (move)",
     )
     p.add_argument(
         "--check-only",

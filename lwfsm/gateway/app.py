@@ -48,6 +48,7 @@ from ..turn.handoff import MAX_NOTE
 from . import targets, wire
 from .identity import Identity, identify, is_loopback, side_call
 from .metrics import CONTENT_TYPE_LATEST, Metrics
+from .rollout import Rollout
 from .store import Store
 from .trace import TraceLog
 from .tracing import Tracing
@@ -205,6 +206,9 @@ class Gateway:
         self.lead = next((r for r, d in spec.roles.items() if not d.cheap), next(iter(spec.roles)))
         self.metrics = Metrics(lambda: sum(1 for k in self.store.list() if not k.startswith(CHAINS)))
         self.draining = False  # set on SIGTERM (`drain`): /readyz says 503 while calls in flight finish
+        # The specs (SIGHUP, POST /lwfsm/spec): a conversation runs under its own `conv.core`, which is
+        # `self.core` (new conversations' spec) or one kept for it (lwfsm.gateway.rollout).
+        self.rollout = Rollout(self)
 
     # -- plumbing --
 
@@ -331,7 +335,7 @@ class Gateway:
             meta = None
         if not isinstance(meta, dict):
             raise SnapshotError(f"session {key!r}: the gateway's line of the row is not a JSON object")
-        return _Record(self.core.restore(state), last, meta, lines[1:])
+        return _Record(self.rollout.restore(key, state), last, meta, lines[1:])
 
     async def _load(self, call: _Call) -> _Loaded:
         found = await self._io(self.store.get, call.ident.key)
@@ -339,13 +343,13 @@ class Gateway:
             version, record = 0, _Record(self.core.start(), None, {}, [])
         else:
             warm = self._unwarm(call.ident.key)
-            if warm is not None and warm[0] == found[1]:
+            if warm is not None and warm[0] == found[1] and warm[1].conv.core is self.core:
                 version, record = found[0], warm[1]
             else:
                 version, record = found[0], self._record(call.ident.key, found[1])
         conv = record.conv
         retry = conv.pending is not None and record.last == call.digest
-        plan = self.core.plan(conv, call.messages, side=retry or call.side is not None, headers=call.headers)
+        plan = conv.core.plan(conv, call.messages, side=retry or call.side is not None, headers=call.headers)
         return _Loaded(conv, version, record, retry, plan)
 
     async def _commit(
@@ -367,12 +371,12 @@ class Gateway:
             # A side call that opens no conversation (a Codex title comes on a thread of its own, a
             # Claude Code title before the first turn): counted in /metrics, stored nowhere, so the
             # gateway lists no conversation without turns.
-            self._count(role, model, used, None)
+            self._count(self.spec, role, model, used, None)
             return None
         for _ in range(CONFLICTS):
             conv = loaded.conv
             try:
-                judged = self.core.settle(
+                judged = conv.core.settle(
                     conv,
                     loaded.plan,
                     role=role,
@@ -389,14 +393,14 @@ class Gateway:
                 conv.pending = conv.pending.model_copy(update={"reply": dict(reply), "model": model, "role": role})
             meta = dict(loaded.record.meta)
             record = _Record(conv, call.digest, meta, loaded.record.history)
-            switched = False
+            switched, spec = False, conv.core.spec
             if judged is not None:
                 record.add(judged.record(call.ident.session))
                 if self.trace is not None:
                     self.trace.name(meta, call.ident.key)
                 before, after = judged.transition.source, judged.transition.dest
-                if switched := self.spec.states[before].role != self.spec.states[after].role:
-                    self._switched(meta, judged.pending.turn, before, after, judged.event, judged.reason)
+                if switched := spec.states[before].role != spec.states[after].role:
+                    self._switched(spec, meta, judged.pending.turn, before, after, judged.event, judged.reason)
                     meta["last_switch"]["handoff"] = loaded.plan.note
             meta.update(session=call.ident.session, source=call.ident.source, agent=call.ident.agent)
             text = record.text()
@@ -408,13 +412,13 @@ class Gateway:
                         judged.pending.turn,
                         before,
                         after,
-                        self.spec.states[before].role,
-                        self.spec.states[after].role,
+                        spec.states[before].role,
+                        spec.states[after].role,
                         judged.event,
                         f" ({judged.reason})" if judged.reason else "",
                     )
                 self._keep_warm(call.ident.key, text, record)
-                self._count(role, model, used, judged)
+                self._count(spec, role, model, used, judged)
                 if self.trace is not None and judged is not None:
                     p = judged.pending
                     self.trace.write(meta, judged.record(call.ident.key, self.pricer(p.model, p.usage)))
@@ -441,23 +445,23 @@ class Gateway:
         return warm
 
     def _switched(
-        self, meta: dict[str, Any], turn: int, before: str, after: str, event: str, reason: str | None
+        self, spec: Spec, meta: dict[str, Any], turn: int, before: str, after: str, event: str, reason: str | None
     ) -> None:
         # A fallback is a judged turn handing a cheap role's work back to a strong one; a manual event is not.
         """Keep the last switch and the switch counts in the record (history keeps only recent turns)."""
-        states, roles = self.spec.states, self.spec.roles
+        states, roles = spec.states, spec.roles
         meta["last_switch"] = {"turn": turn, "from": before, "to": after, "event": event, "reason": reason}
         meta["switches"] = meta.get("switches", 0) + 1
-        manual = not self.spec.events[event].turn
+        manual = not spec.events[event].turn
         if not manual and roles[states[before].role].cheap and not roles[states[after].role].cheap:
             meta["fallbacks"] = meta.get("fallbacks", 0) + 1  # a cheap role handed back to a strong one
 
-    def _count(self, role: str, model: str, usage: Usage, judged: Any) -> None:
+    def _count(self, spec: Spec, role: str, model: str, usage: Usage, judged: Any) -> None:
         self.metrics.call(role, usage, self.pricer(model, usage))
         if judged is not None:
             self.metrics.turns.labels(judged.pending.role, judged.event).inc()
             before, after = judged.transition.source, judged.transition.dest
-            if self.spec.states[before].role != self.spec.states[after].role:
+            if spec.states[before].role != spec.states[after].role:
                 self.metrics.switches.labels(before, after, judged.event).inc()
 
     def _failed(self, role: str, status: int | str) -> None:
@@ -542,7 +546,7 @@ class Gateway:
         except SnapshotError as exc:
             return JSONResponse(error_body(protocol, 409, f"stored conversation unusable: {exc}"), 409)
         self.tracing.planned(call.ident.key, call.body.get("model"), call.stream, loaded.plan, call.side, loaded.retry)
-        roles = self.core.roles_for(loaded.plan)
+        roles = loaded.conv.core.roles_for(loaded.plan)
         body, raw = call.body, call.raw  # as the client sent them; each role's model gets them fitted
         for i, role in enumerate(roles):
             binding = self.roles[role]
@@ -1123,8 +1127,8 @@ class Gateway:
             "source": meta.get("source"),
             "agent": meta.get("agent"),
             "state": state,
-            "role": self.spec.states[state].role,
-            "model": self.roles[self.spec.states[state].role].model,
+            "role": conv.core.spec.states[state].role,
+            "model": self.roles[conv.core.spec.states[state].role].model,
             "turn": conv.session.turn,
             "version": conv.version,
             "last_switch": meta.get("last_switch"),
@@ -1181,8 +1185,8 @@ class Gateway:
             pending=state["pending"],
             history=[json.loads(line) for line in record.history],
             ledger=state["ledger"],
-            diagram=mermaid(self.spec, snapshot=conv.session.snapshot()),
-            manual_events=[e for e, d in self.spec.events.items() if not d.turn],
+            diagram=mermaid(conv.core.spec, snapshot=conv.session.snapshot()),
+            manual_events=[e for e, d in conv.core.spec.events.items() if not d.turn],
             handoff_waiting=conv.note,  # a note the next call will carry (an operator's, with a manual event)
         )
         return _Ascii(out)
@@ -1205,11 +1209,13 @@ class Gateway:
             conv = record.conv
             turn = conv.session.turn  # before the event: a reset starts counting again
             try:
-                rec = self.core.fire(conv, event, "fired through the control API", note)
+                rec = conv.core.fire(conv, event, "fired through the control API", note)
             except TransitionNotAllowed as exc:
                 return JSONResponse({"error": str(exc)}, 409)
-            if self.spec.states[rec.source].role != self.spec.states[rec.dest].role:
-                self._switched(record.meta, turn, rec.source, rec.dest, event, "fired through the control API")
+            if conv.core.spec.states[rec.source].role != conv.core.spec.states[rec.dest].role:
+                self._switched(
+                    conv.core.spec, record.meta, turn, rec.source, rec.dest, event, "fired through the control API"
+                )
             # In the timeline too: a turn event fired by hand counts a turn no model served.
             record.add(
                 {
@@ -1476,11 +1482,14 @@ def create_app(gateway: Gateway) -> Starlette:
         Route("/lwfsm/sessions/{id}", g.get_session, methods=["GET"]),
         Route("/lwfsm/sessions/{id}", g.delete_session, methods=["DELETE"]),
         Route("/lwfsm/sessions/{id}/events/{event}", g.fire, methods=["POST"]),
+        Route("/lwfsm/spec", g.rollout.get, methods=["GET"]),
+        Route("/lwfsm/spec", g.rollout.post, methods=["POST"]),
     ]
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await g.startup()
+        g.rollout.install()  # SIGHUP
         try:
             yield
         finally:

@@ -36,6 +36,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
@@ -154,9 +155,18 @@ def _worker(
     sys.exit(server.exit_code)
 
 
-def run_workers(config: uvicorn.Config, workers: int, *, grace: float, timeout: float) -> int:
+def run_workers(
+    config: uvicorn.Config,
+    workers: int,
+    *,
+    grace: float,
+    timeout: float,
+    on_hup: Callable[[], bool] | None = None,
+) -> int:
     """Run `workers` DrainServer processes on one socket and pass SIGTERM/SIGINT on to them: 0 when
-    they all drained, 1 otherwise. A worker that dies while serving is replaced."""
+    they all drained, 1 otherwise. A worker that dies while serving is replaced. On SIGHUP, when `on_hup`
+    says so (a new spec passed its gate), every worker is replaced: a new one is started, then the old
+    one drains without the grace (SIGINT; the others keep accepting on the shared socket meanwhile)."""
     sock = config.bind_socket()
     stopped_by = multiprocessing.get_context("spawn").Value("i", 0, lock=False)  # the first signal the parent got
     target = functools.partial(_worker, config, grace, timeout, stopped_by)
@@ -167,7 +177,15 @@ def run_workers(config: uvicorn.Config, workers: int, *, grace: float, timeout: 
         signals.append(sig)
         woke.set()
 
+    hups: list[int] = []
+
+    def hup(sig: int, frame: FrameType | None) -> None:
+        hups.append(sig)
+        woke.set()
+
     previous = {s: signal.signal(s, note) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, hup if on_hup is not None else signal.SIG_IGN)
+    retiring: list[Any] = []  # replaced on SIGHUP, finishing their calls
 
     def start() -> Any:
         process = get_subprocess(config, target, [sock])  # uvicorn's spawning, with the socket passed on
@@ -187,6 +205,15 @@ def run_workers(config: uvicorn.Config, workers: int, *, grace: float, timeout: 
         procs = [start() for _ in range(workers)]
         while not signals:
             woke.wait(0.5)
+            woke.clear()
+            if hups and on_hup is not None:
+                hups.clear()
+                if on_hup():
+                    for i, old in enumerate(procs):
+                        procs[i] = start()
+                        os.kill(old.pid, signal.SIGINT)
+                        retiring.append(old)
+            retiring = [p for p in retiring if p.exitcode is None]
             for i, p in enumerate(procs):
                 if p.exitcode is None or signals:
                     continue
@@ -202,7 +229,7 @@ def run_workers(config: uvicorn.Config, workers: int, *, grace: float, timeout: 
         stopped_by.value = signals[0]
         passed = 0
         deadline = time.monotonic() + timeout + 10
-        while alive := [p for p in procs if p.exitcode is None]:
+        while alive := [p for p in procs + retiring if p.exitcode is None]:
             if passed < len(signals):  # each signal passed on once: the first drains, the next cuts short
                 passed = len(signals)
                 for p in alive:
@@ -212,7 +239,7 @@ def run_workers(config: uvicorn.Config, workers: int, *, grace: float, timeout: 
                 for p in alive:
                     p.kill()
             alive[0].join(0.1)
-        return 0 if all(p.exitcode == 0 for p in procs) else CUT
+        return 0 if all(p.exitcode == 0 for p in procs + retiring) else CUT
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)

@@ -31,6 +31,11 @@ def build(
     first_byte_timeout: float = 300.0,
     idle_timeout: float = 300.0,
     log_dir: str | None = None,
+    on_spec_change: str = "keep",
+    spec_path: str | None = None,
+    params: Mapping[str, int] | None = None,
+    workers: int = 1,
+    retired: tuple[Spec, ...] = (),
 ) -> Any:
     """The ASGI app: roles bound as the adapter binds them (LWFSM_* > GOOSE_*), or to mock models."""
     try:
@@ -76,6 +81,8 @@ def build(
         idle_timeout=idle_timeout,
         trace=trace,
     )
+    # SIGHUP and POST /lwfsm/spec re-read or take a spec with these params (lwfsm.gateway.rollout).
+    gateway.rollout.configure(path=spec_path, params=params, policy=on_spec_change, workers=workers, retired=retired)
     return create_app(gateway)
 
 
@@ -118,8 +125,14 @@ def worker_app() -> Any:
 
     _logging()  # a worker is a fresh process: the parent's logging setup did not come along
     config = json.loads(os.environ[_WORKER_ENV])
-    spec = load_spec(config.pop("spec"), config.pop("params"))
-    return build(spec, **config)
+    path, params = config.pop("spec"), config.pop("params")
+    handover_file = config.pop("rollout", None)  # the spec the parent accepted on SIGHUP, and those kept
+    if handover_file is None:
+        return build(load_spec(path, params), spec_path=path, params=params, **config)
+    with open(handover_file, encoding="utf-8") as f:
+        handover = json.load(f)
+    spec, retired = Spec.from_dict(handover["spec"]), tuple(Spec.from_dict(s) for s in handover["retired"])
+    return build(spec, spec_path=path, params=params, retired=retired, **config)
 
 
 def serve(
@@ -153,8 +166,11 @@ def serve(
         if not hasattr(signal, "pthread_sigmask"):
             raise ConfigError("--workers needs POSIX signals to drain its workers: on Windows run one process")
 
-        os.environ[_WORKER_ENV] = json.dumps(dict(config or {}))
-        settings = uvicorn.Config(
+        from .rollout import Handover
+
+        settings = {**(config or {}), "workers": workers}
+        os.environ[_WORKER_ENV] = json.dumps(settings)
+        uvicorn_config = uvicorn.Config(
             "lwfsm.gateway.serve:worker_app", factory=True, host=host, port=port, workers=workers, **options
         )
         # /metrics of any worker sums them all: prometheus-client's multiprocess mode, in a directory of
@@ -162,9 +178,11 @@ def serve(
         own = None if os.environ.get("PROMETHEUS_MULTIPROC_DIR") else tempfile.mkdtemp(prefix="lwfsm-metrics-")
         if own is not None:
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = own
+        handover = Handover(app.state.gateway, settings, _WORKER_ENV)
         try:
-            return run_workers(settings, workers, grace=drain_grace, timeout=drain_timeout)
+            return run_workers(uvicorn_config, workers, grace=drain_grace, timeout=drain_timeout, on_hup=handover)
         finally:
+            handover.close()
             if own is not None:
                 shutil.rmtree(own, ignore_errors=True)
                 del os.environ["PROMETHEUS_MULTIPROC_DIR"]
