@@ -89,7 +89,8 @@ class DrainServer(uvicorn.Server):
             gateway.draining = True  # /readyz: 503 from now on
         else:  # not an app `create_app` made, or uvicorn wrapped it
             logger.warning("no gateway at app.state.gateway: /readyz cannot say that it is draining")
-        grace = 0.0 if signal.SIGINT in (sig, self.parent and self.parent.value) else self.grace
+        # SIGUSR1: the parent retires this worker after a SIGHUP; the others go on accepting, so no grace.
+        grace = 0.0 if sig == RETIRE or signal.SIGINT in (sig, self.parent and self.parent.value) else self.grace
         logger.info(
             "%s%s: draining; /readyz answers 503; new connections refused in %g s; calls in flight have until %g s "
             "after the signal (--drain-timeout); a second signal ends them",
@@ -138,6 +139,9 @@ class DrainServer(uvicorn.Server):
         return f"worker {os.getpid()}: " if self.worker else ""
 
 
+RETIRE = getattr(signal, "SIGUSR1", 0)  # parent to worker: drain now, without the grace (POSIX only, as --workers)
+
+
 def _cancelled(record: logging.LogRecord) -> bool:
     return not (record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError))
 
@@ -148,6 +152,7 @@ def _worker(
     server = DrainServer(config, grace=grace, timeout=timeout, parent=parent)
     # It started with SIGTERM blocked and ignored (`run_workers`): now a SIGTERM drains it.
     signal.signal(signal.SIGTERM, server.handle_exit)
+    signal.signal(RETIRE, server.handle_exit)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
     if parent.value:  # the parent's SIGTERM came while this worker was starting
         server.should_exit = True
@@ -166,7 +171,7 @@ def run_workers(
     """Run `workers` DrainServer processes on one socket and pass SIGTERM/SIGINT on to them: 0 when
     they all drained, 1 otherwise. A worker that dies while serving is replaced. On SIGHUP, when `on_hup`
     says so (a new spec passed its gate), every worker is replaced: a new one is started, then the old
-    one drains without the grace (SIGINT; the others keep accepting on the shared socket meanwhile)."""
+    one drains without the grace (SIGUSR1; the others keep accepting on the shared socket meanwhile)."""
     sock = config.bind_socket()
     stopped_by = multiprocessing.get_context("spawn").Value("i", 0, lock=False)  # the first signal the parent got
     target = functools.partial(_worker, config, grace, timeout, stopped_by)
@@ -211,7 +216,7 @@ def run_workers(
                 if on_hup():
                     for i, old in enumerate(procs):
                         procs[i] = start()
-                        os.kill(old.pid, signal.SIGINT)
+                        os.kill(old.pid, RETIRE)
                         retiring.append(old)
             retiring = [p for p in retiring if p.exitcode is None]
             for i, p in enumerate(procs):
