@@ -11,13 +11,13 @@ in tests/agent_traffic/.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..turn.bindings import is_loopback
 from .fingerprint import fingerprint
 from .wire import first_user_text
 
@@ -199,13 +199,3 @@ def side_call(
         if marker in (system if where == "system" else text):
             return kind
     return None
-
-
-def is_loopback(host: str) -> bool:
-    """Whether `host` (an address, or "localhost") is this machine's loopback."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

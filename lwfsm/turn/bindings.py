@@ -70,6 +70,11 @@ def _local(url: str) -> bool:
         host = urlsplit(url).hostname or ""
     except ValueError:
         return False
+    return is_loopback(host)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (an address, or "localhost") is this machine's loopback."""
     if host == "localhost":
         return True
     try:
