@@ -621,3 +621,23 @@ def test_a_newline_in_a_session_id_cannot_forge_a_report_row(
     out = capsys.readouterr().out
     assert not any(line.startswith("forged") for line in out.splitlines())
     assert "s1\\nforged" in out
+
+
+def test_a_turn_that_cannot_be_written_is_not_acknowledged() -> None:
+    """Every write conflicting (another call always first): a 503 naming the store, not a 200 for a turn
+    nobody recorded."""
+    from starlette.testclient import TestClient
+
+    from lwfsm.gateway.serve import build
+    from lwfsm.spec import load_spec
+
+    app = build(load_spec("lead_worker"), store="memory://", mock=True, env={})
+    store = app.state.gateway.store
+    store.put = lambda key, value, expected: False  # type: ignore[method-assign]
+    body = {"model": "lwfsm", "messages": [{"role": "user", "content": "fix the bug"}]}
+    with TestClient(app) as http:
+        r = http.post("/v1/chat/completions", json=body)
+    assert r.status_code == 503
+    assert "conflicted" in r.json()["error"]["message"]
+    assert "memory://" in r.json()["error"]["message"]
+    assert store.list() == []

@@ -426,8 +426,13 @@ class Gateway:
                 self.tracing.committed(call.turn, judged)
                 return call.turn
             loaded = await self._load(call)  # someone else moved it: judge again on the newer state
-        logger.error("session %s: gave up recording a call after %d conflicting writes", call.ident.key, CONFLICTS)
-        return None
+        # Not an acknowledgement: the client must not take a turn nobody recorded for one that was.
+        raise StoreError(
+            f"store {self.store.url}: session {call.ident.key}: {CONFLICTS} writes in a row conflicted with other "
+            "calls of this conversation; the turn was not recorded: retry the call",
+            store=self.store.url,
+            session=call.ident.key,
+        )
 
     def _keep_warm(self, key: str, text: str, record: _Record) -> None:
         """Keep the conversation parsed for its next call, within WARM conversations and WARM_BYTES of rows."""
