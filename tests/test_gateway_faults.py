@@ -296,6 +296,18 @@ def test_a_lone_surrogate_from_the_upstream_is_recorded_safely(oai: openai_serve
     assert httpx.get(f"{gw.base}/lwfsm/sessions", headers=AUTH, timeout=10).status_code == 200
 
 
+@pytest.mark.parametrize("body", [["not", "a", "reply"], "text", 7])
+def test_an_upstream_answering_json_that_is_not_an_object_is_a_502(
+    oai: openai_server.Server, sq_gateway: Gateway, body: Any
+) -> None:
+    oai.script("lead-model", {"body": body})
+    r = _chat(gw := sq_gateway, f"not-an-object-{type(body).__name__}")
+    assert r.status_code == 502
+    assert "no assistant message; nothing was recorded" in r.json()["error"]["message"]
+    got = httpx.get(f"{gw.base}/lwfsm/sessions/{r.headers['x-lwfsm-session']}", headers=AUTH, timeout=10)
+    assert got.status_code == 404  # no turn recorded: the conversation was never stored
+
+
 def test_a_damaged_row_is_named_and_the_others_are_listed(sq_gateway: Gateway) -> None:
     from lwfsm.store import open_store
     from lwfsm.store.base import Row

@@ -894,6 +894,8 @@ class Gateway:
                 parsed = json.loads(data)
             except ValueError:
                 parsed = {}
+            if not isinstance(parsed, dict):  # valid JSON, not a reply (a list, a string): no message in it
+                parsed = {}
             reply, usage = (wire.openai_reply if call.protocol == "openai" else wire.anthropic_reply)(parsed)
             if reply is None and not loaded.plan.side:
                 msg = f"the {role} upstream's response has no assistant message; nothing was recorded"
