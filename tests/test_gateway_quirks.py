@@ -65,9 +65,6 @@ def gw(llama: openai_server.Server, tmp_path_factory: pytest.TempPathFactory) ->
         "LWFSM_WORKER_API_KEY_ENV": "",
         "OPENAI_API_KEY": REAL_LOOKING_KEY,
         "GW_KEY": GATEWAY_KEY,
-        # LiteLLM 1.110 sends an Anthropic client's call for an openai/ model to /v1/responses; the
-        # Chat Completions route is the cross-protocol work's (branch crossproto), not this file's.
-        "LITELLM_USE_CHAT_COMPLETIONS_URL_FOR_ANTHROPIC_MESSAGES": "1",
     }
     gateway = Gateway("--api-key-env", "GW_KEY", "--log-dir", str(logs), env=env)
     gateway.logs = logs  # type: ignore[attr-defined]
