@@ -9,7 +9,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,16 +21,11 @@ httpx = pytest.importorskip("httpx")
 from lwfsm.store import open_store  # noqa: E402
 
 from . import openai_server  # noqa: E402
-from .test_gateway import GATEWAY_KEY, Gateway, _env  # noqa: E402
+from .test_gateway import GATEWAY_KEY, Gateway, _env, oai  # noqa: E402
+
+__all__ = ["oai"]  # the fake upstream fixture shared with test_gateway
 
 TEXT = "a reply long enough to stream in several chunks"
-
-
-@pytest.fixture(scope="module")
-def oai() -> Iterator[openai_server.Server]:
-    server = openai_server.Server()
-    yield server
-    server.close()
 
 
 def _until(what: str, check: Callable[[], Any], seconds: float = 20) -> Any:

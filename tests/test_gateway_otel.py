@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -37,17 +37,12 @@ from lwfsm.gateway.serve import build  # noqa: E402
 from lwfsm.gateway.tracing import Tracing  # noqa: E402
 
 from . import openai_server  # noqa: E402
-from .test_gateway import _free_port  # noqa: E402
+from .test_gateway import _free_port, oai  # noqa: E402
+
+__all__ = ["oai"]  # the fake upstream fixture shared with test_gateway
 
 ROOT = Path(__file__).resolve().parent.parent
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-
-
-@pytest.fixture(scope="module")
-def oai() -> Iterator[openai_server.Server]:
-    server = openai_server.Server()
-    yield server
-    server.close()
 
 
 def _env(base: str) -> dict[str, str]:

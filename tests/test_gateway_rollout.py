@@ -8,7 +8,7 @@ import re
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,9 @@ pytest.importorskip("uvicorn")
 from lwfsm.spec import Spec  # noqa: E402
 
 from . import openai_server  # noqa: E402
-from .test_gateway import GATEWAY_KEY, ROOT, Gateway  # noqa: E402
+from .test_gateway import GATEWAY_KEY, ROOT, Gateway, oai  # noqa: E402
+
+__all__ = ["oai"]  # the fake upstream fixture shared with test_gateway
 
 AUTH = {"authorization": f"Bearer {GATEWAY_KEY}"}
 SPEC = (ROOT / "specs" / "lead_worker.yaml").read_text()
@@ -34,13 +36,6 @@ CHECK_FAILS = SPEC.replace("invariants:\n", "invariants:\n  - {expr: failures < 
 INVALID = SPEC.replace("source: recovery, dest: worker", "source: recovery, dest: workr")
 LEAD, WORKER = ("lead_initial", "lead"), ("worker", "worker")  # (x-lwfsm-state, x-lwfsm-role)
 THREE_ROLES = SPEC.replace("roles:\n", "roles:\n  judge: {description: a third model}\n")
-
-
-@pytest.fixture(scope="module")
-def oai() -> Iterator[openai_server.Server]:
-    server = openai_server.Server()
-    yield server
-    server.close()
 
 
 def _env(oai: openai_server.Server) -> dict[str, str]:

@@ -3,23 +3,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from . import openai_server
-from .test_gateway import GATEWAY_KEY, ROLES, TOOLS, Gateway, _env, _reactions_openai, openai
+from .test_gateway import GATEWAY_KEY, ROLES, TOOLS, Gateway, _env, _reactions_openai, oai, openai  # noqa: E402
+
+__all__ = ["oai"]  # the fake upstream fixture shared with test_gateway
 
 PRICED = {"LWFSM_LEAD_MODEL": "openai/gpt-4o", "LWFSM_WORKER_MODEL": "openai/gpt-4o-mini"}  # models with prices
-
-
-@pytest.fixture(scope="module")
-def oai() -> Iterator[openai_server.Server]:
-    server = openai_server.Server()
-    yield server
-    server.close()
 
 
 def _script(oai: openai_server.Server) -> None:

@@ -99,6 +99,19 @@ def _scratch_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     }
 
 
+def _claude_env(tmp_path: Path, base: str) -> dict[str, str]:
+    """Claude Code pointed at the gateway `base` with the gateway's key, calling nothing else."""
+    return _scratch_env(
+        tmp_path,
+        ANTHROPIC_BASE_URL=base,
+        ANTHROPIC_API_KEY=GATEWAY_KEY,
+        CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1",
+        DISABLE_TELEMETRY="1",
+        DISABLE_AUTOUPDATER="1",
+        DISABLE_ERROR_REPORTING="1",
+    )
+
+
 def _run(argv: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """Run an agent to its end, within AGENT_TIMEOUT. It runs in its own process group, killed whole
     on a timeout: `codex` is a node script whose native binary is a child process, and tools run
@@ -204,15 +217,7 @@ def test_claude_code_print_mode_switches_between_lead_and_worker(ant: anthropic_
     )
     gw = Gateway("lead_worker", "--api-key-env", "GW_KEY", env=_env("anthropic", ant.base))
     try:
-        env = _scratch_env(
-            tmp_path,
-            ANTHROPIC_BASE_URL=gw.base,
-            ANTHROPIC_API_KEY=GATEWAY_KEY,
-            CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1",
-            DISABLE_TELEMETRY="1",
-            DISABLE_AUTOUPDATER="1",
-            DISABLE_ERROR_REPORTING="1",
-        )
+        env = _claude_env(tmp_path, gw.base)
         argv = [claude, "-p", PROMPT, "--output-format", "json", "--allowedTools", "Bash", "Write"]
         run = _run(argv, work, env)
         assert run.returncode == 0, f"claude exited {run.returncode}:\n{run.stdout}\n{run.stderr}"
@@ -297,15 +302,7 @@ def test_claude_code_with_an_anthropic_lead_and_a_chat_only_openai_worker(
     }
     gw = Gateway("lead_worker", "--api-key-env", "GW_KEY", env=env)
     try:
-        env = _scratch_env(
-            tmp_path,
-            ANTHROPIC_BASE_URL=gw.base,
-            ANTHROPIC_API_KEY=GATEWAY_KEY,
-            CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1",
-            DISABLE_TELEMETRY="1",
-            DISABLE_AUTOUPDATER="1",
-            DISABLE_ERROR_REPORTING="1",
-        )
+        env = _claude_env(tmp_path, gw.base)
         argv = [claude, "-p", PROMPT, "--output-format", "json", "--allowedTools", "Bash"]
         run = _run(argv, work, env)
         assert run.returncode == 0, f"claude exited {run.returncode}:\n{run.stdout}\n{run.stderr}"
