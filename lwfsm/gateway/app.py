@@ -1018,7 +1018,7 @@ class Gateway:
                 self._litellm_stream(call, loaded, role, result), headers=lw, media_type="text/event-stream"
             )
         if isinstance(result, Mapping):
-            message = _plain(result)
+            message = dict(result)
             if call.stream:
                 return StreamingResponse(
                     self._replay(call, loaded, role, wire.anthropic_events(message)),
@@ -1285,17 +1285,6 @@ def _import_adapter() -> Any:
     # such switch and always used chat completions.
     module.litellm.use_chat_completions_url_for_anthropic_messages = True
     return module
-
-
-def _plain(value: Any) -> Any:
-    """LiteLLM's answer as plain JSON values: some releases (1.74) put pydantic objects in the dicts they return."""
-    if hasattr(value, "model_dump"):
-        value = value.model_dump(mode="json", exclude_none=True)
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
 
 
 def _supported_params(litellm: Any, model: str) -> frozenset[str] | None:
