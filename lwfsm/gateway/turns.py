@@ -1,0 +1,173 @@
+"""The turn endpoints: Chat Completions and Messages calls served by the role's model, token counts,
+the models list."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from ..errors import SnapshotError
+from ..turn.bindings import RoleBinding
+from . import targets
+
+if TYPE_CHECKING:
+    from .app import _Loaded
+
+from .intake import Protocol, _Call, _Reject
+from .replies import _log_error, error_body
+from .translate import _supported_params
+
+logger = logging.getLogger("lwfsm.gateway")
+
+
+class Turns:
+    """The turn endpoints (a mixin of `Gateway`)."""
+
+    # -- the turn endpoints --
+
+    async def chat_completions(self, request: Request) -> Response:
+        return await self._turn(request, "openai")
+
+    async def messages(self, request: Request) -> Response:
+        return await self._turn(request, "anthropic")
+
+    async def count_tokens(self, request: Request) -> Response:
+        """Anthropic's token count for a request, as the role that would serve it counts; not a turn,
+        nothing is stored. Counted locally with LiteLLM's tokenizers (no upstream call)."""
+        try:
+            call = await self._read(request, "anthropic")
+            loaded = await self._load(call)
+        except _Reject as exc:
+            return JSONResponse(error_body("anthropic", exc.status, exc.message, exc.kind), exc.status, exc.headers)
+        except RecursionError:
+            return JSONResponse(error_body("anthropic", 400, "request content is nested too deeply to read"), 400)
+        except SnapshotError as exc:
+            return JSONResponse(error_body("anthropic", 409, f"stored conversation unusable: {exc}"), 409)
+        litellm = (await self._litellm()).litellm
+        role = loaded.plan.role
+        model = self.roles[role].model
+        system = call.body.get("system")
+        messages = [{"role": "system", "content": system}] if isinstance(system, str) and system else []
+        try:
+            # Seconds on a long conversation: in a thread, so other requests go on.
+            count = await asyncio.to_thread(litellm.token_counter, model=model, messages=[*messages, *call.messages])
+        except Exception as exc:  # a tokenizer that cannot read this request: say so, in Anthropic's shape
+            return JSONResponse(error_body("anthropic", 400, f"cannot count tokens for {model}: {exc}"), 400)
+        return JSONResponse({"input_tokens": int(count)}, headers=self._headers(call, loaded, role))
+
+    async def _turn(self, request: Request, protocol: Protocol) -> Response:
+        started = time.perf_counter()
+        with self.tracing.call(request.headers, request.method, request.url.path) as traced:
+            response = await self._serve(request, protocol)
+            self.metrics.latency.labels(request.url.path).observe(time.perf_counter() - started)
+            _log_error(request, response)
+            return traced.send(response)
+
+    async def _serve(self, request: Request, protocol: Protocol) -> Response:
+        try:
+            call = await self._read(request, protocol)
+        except _Reject as exc:
+            return JSONResponse(error_body(protocol, exc.status, exc.message, exc.kind), exc.status, exc.headers)
+        except RecursionError:  # content nested deeper than reading it allows (the body parsed)
+            return JSONResponse(error_body(protocol, 400, "request content is nested too deeply to read"), 400)
+        return await self._run(call)
+
+    async def _run(self, call: _Call) -> Response:
+        protocol = call.protocol
+        try:
+            loaded = await self._load(call)
+        except SnapshotError as exc:
+            return JSONResponse(error_body(protocol, 409, f"stored conversation unusable: {exc}"), 409)
+        self.tracing.planned(call.ident.key, call.body.get("model"), call.stream, loaded.plan, call.side, loaded.retry)
+        roles = loaded.conv.core.roles_for(loaded.plan)
+        body, raw = call.body, call.raw  # as the client sent them; each role's model gets them fitted
+        for i, role in enumerate(roles):
+            binding = self.roles[role]
+            headers = self._headers(call, loaded, role)
+            final = i == len(roles) - 1
+            self.tracing.attempt(role, binding.model, i, call.stream)
+            fast = not self.mock and self._fast(protocol, binding)
+            call.body, call.raw = await self._fit(call, body, raw, role, binding, fast)
+            if fast:
+                result = await self._forward(call, loaded, role, binding, headers, final)
+            else:
+                result = await self._translate(call, loaded, role, binding, headers, final)
+            if result is not None:
+                return result
+        return JSONResponse(error_body(protocol, 502, "no upstream answered"), 502)  # pragma: no cover
+
+    def _headers(self, call: _Call, loaded: _Loaded, role: str) -> dict[str, str]:
+        conv, plan = loaded.conv, loaded.plan
+        if call.side is not None:
+            turn = conv.pending.turn if conv.pending is not None else conv.session.turn
+        elif loaded.retry and conv.pending is not None:
+            turn = conv.pending.turn
+        else:
+            turn = conv.session.turn + (2 if plan.verdict.event is not None else 1)
+        out = {
+            "x-lwfsm-session": call.ident.key,
+            "x-lwfsm-turn": str(turn),
+            "x-lwfsm-state": plan.state,
+            "x-lwfsm-role": role,
+            "x-lwfsm-model": self.roles[role].model,
+        }
+        if not call.ident.confident:
+            out["x-lwfsm-session-confidence"] = "low"
+        if call.side is not None:
+            out["x-lwfsm-side-call"] = call.side
+        if plan.note:
+            out["x-lwfsm-handoff"] = str(len(plan.note))  # the characters of the note this call carries
+        return out
+
+    async def _fit(
+        self, call: _Call, body: dict[str, Any], raw: bytes, role: str, binding: RoleBinding, fast: bool
+    ) -> tuple[dict[str, Any], bytes]:
+        """The request body and bytes for this role's model: what it cannot take dropped (`targets`), with
+        a log line the first time a role's model drops those parameters."""
+        model = binding.model
+        supported = None
+        if not fast and call.protocol == "openai":
+            if model not in self._supported:
+                self._supported[model] = _supported_params((await self._litellm()).litellm, model)
+            supported = self._supported[model]
+        reasoning = targets.reasons(model, self.pricer)
+        out, dropped = targets.fit(body, call.protocol, model, fast, reasoning, supported)
+        if not dropped:
+            return body, raw
+        if (role, model, tuple(dropped)) not in self._dropped:
+            self._dropped.add((role, model, tuple(dropped)))
+            logger.info(
+                "dropped %s from requests to the %s model %s: it does not take them as sent (logged once)",
+                ", ".join(dropped),
+                role,
+                model,
+            )
+        return out, json.dumps(out).encode()
+
+    # -- models --
+
+    async def models(self, request: Request) -> Response:
+        try:
+            self._authorise(request)
+        except _Reject as exc:
+            return JSONResponse(error_body("openai", exc.status, exc.message, exc.kind), exc.status)
+        ids = ["lwfsm", *(f"lwfsm-{r}" for r in self.roles)]
+        data = [
+            {
+                "id": i,
+                "object": "model",
+                "type": "model",
+                "created": 0,
+                "created_at": "1970-01-01T00:00:00Z",
+                "owned_by": "lwfsm",
+                "display_name": i,
+            }
+            for i in ids
+        ]
+        return JSONResponse({"object": "list", "data": data, "has_more": False, "first_id": ids[0], "last_id": ids[-1]})
