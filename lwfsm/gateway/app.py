@@ -30,7 +30,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from ..cost.pricing import PriceMap
 from ..engine import Engine
@@ -94,7 +94,7 @@ class _Loaded:
     plan: Plan
 
 
-class Gateway(Intake, Turns, Forward, Translate, Responses, Control, Dashboard, Probes):
+class Gateway:
     """The gateway's state: one turn core, the role bindings, a store, one shared HTTP client."""
 
     def __init__(
@@ -139,10 +139,6 @@ class Gateway(Intake, Turns, Forward, Translate, Responses, Control, Dashboard, 
         # stopped store ties up these threads, not the gateway; memory:// is a dict and stays inline.
         self._pool = ThreadPoolExecutor(16, thread_name_prefix="lwfsm-store")
         self._inline = store.url.startswith("memory://")
-        self._adapter: asyncio.Future[Any] | None = None  # lwfsm.provider.adapter (LiteLLM), once imported
-        self._clients: dict[str, Any] = {}  # role -> LiteLLM's OpenAI client for Anthropic clients (`_tidy_client`)
-        self._supported: dict[str, frozenset[str] | None] = {}  # model -> the Chat parameters LiteLLM takes for it
-        self._dropped: set[tuple[str, str, tuple[str, ...]]] = set()  # (role, model, params) already logged
         self.key: str | None = None
         if api_key_env:
             self.key = self.env.get(api_key_env) or None
@@ -170,6 +166,15 @@ class Gateway(Intake, Turns, Forward, Translate, Responses, Control, Dashboard, 
         # The specs (SIGHUP, POST /lwfsm/spec): a conversation runs under its own `conv.core`, which is
         # `self.core` (new conversations' spec) or one kept for it (lwfsm.gateway.rollout).
         self.rollout = Rollout(self)
+        # The parts, one job each; `create_app` mounts their routes.
+        self.intake = Intake(self)
+        self.turns = Turns(self)
+        self.forward = Forward(self)
+        self.translate = Translate(self)
+        self.responses = Responses(self)
+        self.control = Control(self)
+        self.dashboard = Dashboard(self)
+        self.probes = Probes(self)
 
     # -- plumbing --
 
@@ -215,8 +220,7 @@ class Gateway(Intake, Turns, Forward, Translate, Responses, Control, Dashboard, 
     async def shutdown(self) -> None:
         if self.http is not None:
             await self.http.close()
-        for client in self._clients.values():
-            await client.close()
+        await self.translate.close()
         self.tracing.stop()
         self._pool.shutdown(wait=False, cancel_futures=True)  # a stuck store call must not hold up the exit
 
@@ -368,6 +372,17 @@ class Gateway(Intake, Turns, Forward, Translate, Responses, Control, Dashboard, 
         self.metrics.errors.labels(role, self.roles[role].model, str(status)).inc()
         self.tracing.failed(status)
 
+    # The control API's checks, for `fire` and the spec rollout's endpoints.
+
+    def _control(self, request: Request) -> Response | None:
+        return self.control.check(request)
+
+    async def _find(self, key: str) -> tuple[int, _Record] | Response:
+        return await self.control.find(key)
+
+    def _summary(self, key: str, record: _Record) -> dict[str, Any]:
+        return self.control.summary(key, record)
+
     async def fire(self, request: Request) -> Response:
         if (denied := self._control(request)) is not None:
             return denied
@@ -436,25 +451,19 @@ def create_app(gateway: Gateway) -> Starlette:
     """The ASGI app for a gateway."""
     g = gateway
     routes = [
-        Route("/v1/chat/completions", g.chat_completions, methods=["POST"]),
-        Route("/chat/completions", g.chat_completions, methods=["POST"]),
-        Route("/v1/messages", g.messages, methods=["POST"]),
-        Route("/v1/messages/count_tokens", g.count_tokens, methods=["POST"]),
-        Route("/v1/responses", g.responses, methods=["POST"]),
-        Route("/responses", g.responses, methods=["POST"]),
-        Route("/v1/models", g.models, methods=["GET"]),
-        Route("/metrics", g.metrics_page, methods=["GET"]),
-        Route("/healthz", g.healthz, methods=["GET"]),
-        Route("/readyz", g.readyz, methods=["GET"]),
-        Route("/lwfsm", g.dashboard, methods=["GET"]),
-        Route("/lwfsm/", g.dashboard, methods=["GET"]),
-        Route("/lwfsm/mermaid.min.js", g.mermaid_js, methods=["GET"]),
-        Route("/lwfsm/sessions", g.list_sessions, methods=["GET"]),
-        Route("/lwfsm/sessions/{id}", g.get_session, methods=["GET"]),
-        Route("/lwfsm/sessions/{id}", g.delete_session, methods=["DELETE"]),
-        Route("/lwfsm/sessions/{id}/events/{event}", g.fire, methods=["POST"]),
-        Route("/lwfsm/spec", g.rollout.get, methods=["GET"]),
-        Route("/lwfsm/spec", g.rollout.post, methods=["POST"]),
+        *g.turns.routes,
+        *g.responses.routes,
+        *g.probes.routes,
+        Route("/lwfsm", g.dashboard.dashboard, methods=["GET"]),  # to /lwfsm/
+        Mount(
+            "/lwfsm",
+            routes=[
+                *g.dashboard.routes,
+                *g.control.routes,
+                Route("/spec", g.rollout.get, methods=["GET"]),
+                Route("/spec", g.rollout.post, methods=["POST"]),
+            ],
+        ),
     ]
 
     @contextlib.asynccontextmanager

@@ -7,42 +7,54 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from ..errors import LwfsmError
 from ..store.rows import CHAINS
 from ..turn.handoff import MAX_NOTE
 from .identity import is_loopback
-
-if TYPE_CHECKING:
-    from .app import _Record
-
 from .intake import _Reject
 from .replies import _Ascii
+
+if TYPE_CHECKING:
+    from .app import Gateway, _Record
 
 _UNREADABLE = (LwfsmError, ValueError, KeyError, TypeError)  # what reading a damaged row can raise
 
 
 class Control:
-    """The control API (a mixin of `Gateway`)."""
+    """The control API, mounted at /lwfsm."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+
+    @property
+    def routes(self) -> list[Route]:
+        return [
+            Route("/sessions", self.list_sessions, methods=["GET"]),
+            Route("/sessions/{id}", self.get_session, methods=["GET"]),
+            Route("/sessions/{id}", self.delete_session, methods=["DELETE"]),
+            Route("/sessions/{id}/events/{event}", self.gateway.fire, methods=["POST"]),
+        ]
 
     # -- the control API --
 
-    def _control(self, request: Request) -> Response | None:
+    def check(self, request: Request) -> Response | None:
         """The control API (and /metrics) lists, changes and deletes every client's conversations: with
         a gateway key it needs that key; without one it answers this host's clients only."""
         try:
-            self._authorise(request)
+            self.gateway.intake.authorise(request)
         except _Reject as exc:
             return JSONResponse({"error": exc.message}, exc.status)
-        if self.key is None and not is_loopback(request.client.host if request.client else ""):
+        if self.gateway.key is None and not is_loopback(request.client.host if request.client else ""):
             message = "the control API answers other hosts only when the gateway has a key (lwfsm serve --api-key-env)"
             return JSONResponse({"error": message}, 403)
         return None
 
-    def _summary(self, key: str, record: _Record) -> dict[str, Any]:
+    def summary(self, key: str, record: _Record) -> dict[str, Any]:
         conv, meta = record.conv, record.meta
         state = conv.session.state
-        ledger, lead = conv.ledger, self.roles[self.lead].model
+        ledger, lead = conv.ledger, self.gateway.roles[self.gateway.lead].model
         return {
             "id": key,
             "session": meta.get("session"),
@@ -50,7 +62,7 @@ class Control:
             "agent": meta.get("agent"),
             "state": state,
             "role": conv.core.spec.states[state].role,
-            "model": self.roles[conv.core.spec.states[state].role].model,
+            "model": self.gateway.roles[conv.core.spec.states[state].role].model,
             "turn": conv.session.turn,
             "version": conv.version,
             "last_switch": meta.get("last_switch"),
@@ -58,49 +70,49 @@ class Control:
             "fallbacks": meta.get("fallbacks", 0),
             "calls": ledger.calls,
             "unknown_usage_calls": sum(r.usage.unreported for r in ledger.rows),  # their cost is unknown too
-            "cost": ledger.cost(self.pricer),
-            "lead_cost": ledger.cost_on(lead, self.pricer),
-            "calls_by_role": {r: sum(x.calls for x in ledger.rows if x.role == r) for r in self.roles},
+            "cost": ledger.cost(self.gateway.pricer),
+            "lead_cost": ledger.cost_on(lead, self.gateway.pricer),
+            "calls_by_role": {r: sum(x.calls for x in ledger.rows if x.role == r) for r in self.gateway.roles},
         }
 
     async def list_sessions(self, request: Request) -> Response:
-        if (denied := self._control(request)) is not None:
+        if (denied := self.check(request)) is not None:
             return denied
         out, unreadable = [], []
-        for key in await self._io(self.store.list):
+        for key in await self.gateway._io(self.gateway.store.list):
             if key.startswith(CHAINS):
                 continue
-            found = await self._io(self.store.get, key)
+            found = await self.gateway._io(self.gateway.store.get, key)
             if found is None:
                 continue
             try:
-                out.append(self._summary(key, self._record(key, found[1])))
+                out.append(self.summary(key, self.gateway._record(key, found[1])))
             except _UNREADABLE as exc:  # one bad row must not hide every other conversation
                 unreadable.append({"id": key, "error": str(exc)})
-        return _Ascii({"sessions": out, "unreadable": unreadable, "totals": _totals(out, list(self.roles))})
+        return _Ascii({"sessions": out, "unreadable": unreadable, "totals": _totals(out, list(self.gateway.roles))})
 
-    async def _find(self, key: str) -> tuple[int, _Record] | Response:
-        found = await self._io(self.store.get, key)
+    async def find(self, key: str) -> tuple[int, _Record] | Response:
+        found = await self.gateway._io(self.gateway.store.get, key)
         if found is None:
             return JSONResponse({"error": f"no session {key!r} (GET /lwfsm/sessions lists them)"}, 404)
         try:
-            return found[0], self._record(key, found[1])
+            return found[0], self.gateway._record(key, found[1])
         except _UNREADABLE as exc:
             message = f"session {key!r} cannot be read: {exc}; DELETE /lwfsm/sessions/{key} removes it"
             return _Ascii({"error": message}, 409)
 
     async def get_session(self, request: Request) -> Response:
-        if (denied := self._control(request)) is not None:
+        if (denied := self.check(request)) is not None:
             return denied
         key = request.path_params["id"]
-        found = await self._find(key)
+        found = await self.find(key)
         if isinstance(found, Response):
             return found
         record = found[1]
         conv = record.conv
         from ..diagram import mermaid
 
-        out = self._summary(key, record)
+        out = self.summary(key, record)
         state = conv.state().model_dump(mode="json")
         out.update(
             counters=conv.session.counters,
@@ -114,10 +126,10 @@ class Control:
         return _Ascii(out)
 
     async def delete_session(self, request: Request) -> Response:
-        if (denied := self._control(request)) is not None:
+        if (denied := self.check(request)) is not None:
             return denied
         key = request.path_params["id"]
-        if not await self._io(self.store.delete, key):
+        if not await self.gateway._io(self.gateway.store.delete, key):
             return JSONResponse({"error": f"no session {key!r}"}, 404)
         return Response(status_code=204)
 

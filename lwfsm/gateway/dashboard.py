@@ -9,13 +9,24 @@ from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response
+from starlette.routing import Route
 
 if TYPE_CHECKING:
-    pass
+    from .app import Gateway
 
 
 class Dashboard:
-    """The dashboard (a mixin of `Gateway`)."""
+    """The dashboard, mounted at /lwfsm (it reads the control API)."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+
+    @property
+    def routes(self) -> list[Route]:
+        return [
+            Route("/", self.dashboard, methods=["GET"]),
+            Route("/mermaid.min.js", self.mermaid_js, methods=["GET"]),
+        ]
 
     # -- the dashboard --
 
@@ -31,7 +42,7 @@ class Dashboard:
     async def mermaid_js(self, request: Request) -> Response:
         """mermaid 11 for the dashboard's diagram, served from a local install (3 MB: not vendored).
         Without it the page shows the diagram's text."""
-        path = mermaid_js_path(self.env)
+        path = mermaid_js_path(self.gateway.env)
         if path is None:
             return Response(f"mermaid.min.js not found: {MERMAID_HINT}\n", 404)
         return FileResponse(path, media_type="text/javascript", headers={"cache-control": "max-age=3600"})

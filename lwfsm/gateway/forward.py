@@ -13,12 +13,11 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from ..turn.bindings import RoleBinding
 from . import wire
-
-if TYPE_CHECKING:
-    from .app import _Loaded
-
 from .intake import Protocol, _Call, _names
 from .replies import _recorded, _usage_header, error_body
+
+if TYPE_CHECKING:
+    from .app import Gateway, _Loaded
 
 logger = logging.getLogger("lwfsm.gateway")
 
@@ -27,17 +26,21 @@ _HOP = {"content-length", "transfer-encoding", "connection", "content-encoding",
 
 
 class Forward:
-    """The fast path (a mixin of `Gateway`)."""
+    """The fast path, through the gateway's one aiohttp session (`Gateway.http`)."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
 
     @staticmethod
-    def _fast(protocol: Protocol, binding: RoleBinding) -> bool:
+    def fast(protocol: Protocol, binding: RoleBinding) -> bool:
+        """The role's upstream speaks the client's protocol: the bytes go as they are."""
         prefix = binding.model.split("/", 1)[0]
         if binding.model.startswith("openai/responses/"):  # an upstream with the Responses API only: LiteLLM's bridge
             return False
         return (protocol == "openai" and prefix == "openai") or (protocol == "anthropic" and prefix == "anthropic")
 
     def _upstream(self, call: _Call, binding: RoleBinding) -> tuple[str, dict[str, str]]:
-        key = self.env.get(binding.api_key_env) if binding.api_key_env else None
+        key = self.gateway.env.get(binding.api_key_env) if binding.api_key_env else None
         headers = {"content-type": "application/json"}
         if call.protocol == "openai":
             base = (binding.api_base or "https://api.openai.com/v1").rstrip("/")
@@ -54,11 +57,11 @@ class Forward:
             headers["anthropic-beta"] = call.headers["anthropic-beta"]
         return base + "/messages", headers
 
-    async def _forward(
+    async def send(
         self, call: _Call, loaded: _Loaded, role: str, binding: RoleBinding, lw: dict[str, str], final: bool
     ) -> Response | None:
         """The fast path: the client's bytes (model replaced) to an upstream of the same protocol."""
-        assert self.http is not None
+        assert self.gateway.http is not None
         url, headers = self._upstream(call, binding)
         model = binding.model.split("/", 1)[1]
         if binding.options:
@@ -68,13 +71,13 @@ class Forward:
         if note := loaded.plan.note:  # at the end of the messages, every earlier byte as the client sent it
             content = wire.noted(content, {**binding.options, **call.body, "model": model}, call.protocol, note)
         try:
-            upstream = await self.http.post(url, data=content, headers=headers)
+            upstream = await self.gateway.http.post(url, data=content, headers=headers)
         except (aiohttp.ClientError, TimeoutError) as exc:
-            self._failed(role, "unreachable")
+            self.gateway._failed(role, "unreachable")
             if isinstance(exc, aiohttp.ConnectionTimeoutError):
-                why = f"no connection within {self.connect_timeout:g} s (--connect-timeout)"
+                why = f"no connection within {self.gateway.connect_timeout:g} s (--connect-timeout)"
             elif isinstance(exc, aiohttp.SocketTimeoutError):
-                why = f"no first byte within {self.first_byte_timeout:g} s (--first-byte-timeout)"
+                why = f"no first byte within {self.gateway.first_byte_timeout:g} s (--first-byte-timeout)"
             else:
                 why = type(exc).__name__
             if not final:
@@ -88,7 +91,7 @@ class Forward:
         if upstream.status >= 400:
             data = await upstream.read()
             upstream.release()
-            self._failed(role, upstream.status)
+            self.gateway._failed(role, upstream.status)
             if upstream.status >= 500 and not final:
                 logger.warning(
                     "session %s: %s upstream answered %d; trying the next role",
@@ -100,7 +103,7 @@ class Forward:
             out = {**lw, "content-type": upstream.headers.get("content-type", "application/json")}
             if "retry-after" in upstream.headers:
                 out["retry-after"] = upstream.headers["retry-after"]
-            return Response(self.redact(data), upstream.status, headers=out)
+            return Response(self.gateway.redact(data), upstream.status, headers=out)
         passthrough = {
             k: v for k, v in upstream.headers.items() if k.lower() not in _HOP and not k.lower().startswith("x-lwfsm")
         }
@@ -113,7 +116,7 @@ class Forward:
             except (aiohttp.ClientError, TimeoutError) as exc:
                 why = type(exc).__name__
                 if isinstance(exc, aiohttp.SocketTimeoutError):
-                    why = f"quiet for {self.idle_timeout:g} s (--idle-timeout)"
+                    why = f"quiet for {self.gateway.idle_timeout:g} s (--idle-timeout)"
                 msg = f"{role} upstream broke off: {why}"
                 return JSONResponse(error_body(call.protocol, 502, msg, "api_error"), 502, headers=lw)
             finally:
@@ -128,7 +131,7 @@ class Forward:
             if reply is None and not loaded.plan.side:
                 msg = f"the {role} upstream's response has no assistant message; nothing was recorded"
                 return JSONResponse(error_body(call.protocol, 502, msg, "api_error"), 502, headers=lw)
-            if (turn := await self._commit(call, loaded, role, reply, usage, parsed.get("model"))) is not None:
+            if (turn := await self.gateway._commit(call, loaded, role, reply, usage, parsed.get("model"))) is not None:
                 passthrough["x-lwfsm-turn"] = turn
             passthrough.update(_usage_header(call))
             return Response(data, upstream.status, headers=passthrough)
@@ -141,7 +144,7 @@ class Forward:
         wait is bounded too. (A body already read whole has no timer left to restart.)"""
         protocol = upstream.connection.protocol if upstream.connection is not None else None
         if protocol is not None and not upstream.content.is_eof():
-            protocol.read_timeout = self.idle_timeout
+            protocol.read_timeout = self.gateway.idle_timeout
             protocol.start_timeout()
 
     async def _relay(
@@ -164,23 +167,11 @@ class Forward:
                     # Commit before the client sees the end of the stream: once it has the end it
                     # may send the next call, or the gateway may be stopped; the turn must be stored.
                     settled = True
-                    await self._settle_stream(call, loaded, role, acc)
+                    await self.gateway.turns.settle_stream(call, loaded, role, acc)
                 yield chunk
         finally:
             upstream.release()
         if not settled:
-            await self._settle_stream(call, loaded, role, acc)
+            await self.gateway.turns.settle_stream(call, loaded, role, acc)
         if call.turn is not None:
             yield _recorded(call.turn, reader.partial)
-
-    async def _settle_stream(
-        self, call: _Call, loaded: _Loaded, role: str, acc: wire.OpenAIStream | wire.AnthropicStream
-    ) -> None:
-        if not acc.done:
-            logger.warning("session %s: the %s stream ended early; nothing was recorded", call.ident.key, role)
-            return
-        if isinstance(acc, wire.OpenAIStream):
-            await self._commit(call, loaded, role, acc.reply(), acc.usage, acc.model)
-        else:
-            reply, usage = acc.reply()
-            await self._commit(call, loaded, role, reply, usage, acc.model)

@@ -92,7 +92,10 @@ def _check_shape(body: Mapping[str, Any]) -> None:
 
 
 class Intake:
-    """Reading a turn request (a mixin of `Gateway`)."""
+    """Reading a request: the gateway key, the body within --max-body and --body-budget, a turn call."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
 
     def _client_key(self, request: Request) -> str | None:
         auth = request.headers.get("authorization", "")
@@ -100,11 +103,11 @@ class Intake:
             return auth[7:].strip() or None
         return request.headers.get("x-api-key") or None
 
-    def _authorise(self, request: Request) -> str | None:
+    def authorise(self, request: Request) -> str | None:
         presented = self._client_key(request)
         # As bytes: compare_digest refuses str with non-ASCII characters (a 500, not the 401 it is).
-        if self.key is not None and (
-            presented is None or not hmac.compare_digest(presented.encode(), self.key.encode())
+        if self.gateway.key is not None and (
+            presented is None or not hmac.compare_digest(presented.encode(), self.gateway.key.encode())
         ):
             raise _Reject(
                 401, "missing or wrong gateway key (send it as a Bearer token or x-api-key)", "authentication_error"
@@ -113,29 +116,30 @@ class Intake:
 
     def _hold(self, request: Request, size: int) -> None:
         """Count `size` more bytes of this request's body against --body-budget, or refuse the request."""
-        if self.held + size > self.body_budget:
+        g = self.gateway
+        if g.held + size > g.body_budget:
             raise _Reject(
                 503,
-                f"the gateway is holding {self.held} bytes of other requests' bodies; {size} more would go over "
-                f"--body-budget {self.body_budget}: retry in a moment",
+                f"the gateway is holding {g.held} bytes of other requests' bodies; {size} more would go over "
+                f"--body-budget {g.body_budget}: retry in a moment",
                 "overloaded_error",
                 {"retry-after": "1"},
             )
-        self.held += size
+        g.held += size
         request.scope["lwfsm.held"] = request.scope.get("lwfsm.held", 0) + size
 
-    async def _json(self, request: Request) -> tuple[bytes, dict[str, Any]]:
+    async def read_json(self, request: Request) -> tuple[bytes, dict[str, Any]]:
         declared = request.headers.get("content-length")
         held = int(declared) if declared and declared.isdigit() else 0
-        if held > self.max_body:
-            raise _Reject(413, f"request body over the gateway's limit of {self.max_body} bytes")
+        if held > self.gateway.max_body:
+            raise _Reject(413, f"request body over the gateway's limit of {self.gateway.max_body} bytes")
         self._hold(request, held)  # before a byte is read: a body that cannot be held is not read
         chunks, size = [], 0
         try:
             async for chunk in request.stream():
                 size += len(chunk)
-                if size > self.max_body:
-                    raise _Reject(413, f"request body over the gateway's limit of {self.max_body} bytes")
+                if size > self.gateway.max_body:
+                    raise _Reject(413, f"request body over the gateway's limit of {self.gateway.max_body} bytes")
                 if size > held:  # no length given, or more than it said
                     self._hold(request, size - held)
                     held = size
@@ -153,9 +157,9 @@ class Intake:
             raise _Reject(400, f"request body must be a JSON object, got {type(body).__name__}")
         return raw, body
 
-    async def _read(self, request: Request, protocol: Protocol) -> _Call:
-        client_key = self._authorise(request)
-        raw, body = await self._json(request)
+    async def read(self, request: Request, protocol: Protocol) -> _Call:
+        client_key = self.authorise(request)
+        raw, body = await self.read_json(request)
         _check_shape(body)
         why = params.refused("chat" if protocol == "openai" else "messages", body)
         if why is not None:
@@ -174,10 +178,10 @@ class Intake:
             tools = wire.anthropic_tools(body.get("tools"))
             sysval = body.get("system")
             system = sysval if isinstance(sysval, str) else wire.first_user_text([{"role": "user", "content": sysval}])
-        return self._call(protocol, headers, body, raw, messages, tools, system, client_key, body)
+        return self.call(protocol, headers, body, raw, messages, tools, system, client_key, body)
 
     @staticmethod
-    def _call(
+    def call(
         protocol: Protocol,
         headers: Mapping[str, str],
         body: dict[str, Any],

@@ -12,30 +12,40 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
 
 from ..turn import params
 from . import wire
-
-if TYPE_CHECKING:
-    pass
-
 from .intake import _Call, _Reject
 from .replies import _Ascii, _log_error, _once, _recorded, error_body
 
+if TYPE_CHECKING:
+    from .app import Gateway
+
 
 class Responses:
-    """The Responses endpoint and its chains (a mixin of `Gateway`)."""
+    """The Responses endpoint and its chains (kept in the gateway's chain store)."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+
+    @property
+    def routes(self) -> list[Route]:
+        return [
+            Route("/v1/responses", self.responses, methods=["POST"]),
+            Route("/responses", self.responses, methods=["POST"]),
+        ]
 
     # -- the Responses API: translated to one Chat Completions call --
 
     async def responses(self, request: Request) -> Response:
         started = time.perf_counter()
-        with self.tracing.call(request.headers, request.method, request.url.path) as traced:
+        with self.gateway.tracing.call(request.headers, request.method, request.url.path) as traced:
             try:
                 response = await self._responses(request)
             except RecursionError:  # input items nested deeper than reading them allows
                 response = JSONResponse(error_body("openai", 400, "request content is nested too deeply to read"), 400)
-            self.metrics.latency.labels(request.url.path).observe(time.perf_counter() - started)
+            self.gateway.metrics.latency.labels(request.url.path).observe(time.perf_counter() - started)
             _log_error(request, response)
             return traced.send(response)
 
@@ -50,7 +60,7 @@ class Responses:
         parts: list[list[dict[str, Any]]] = []
         at: str | None = rid
         while at is not None:
-            found = self.chains.get(self._chain_key(client_key, at))
+            found = self.gateway.chains.get(self._chain_key(client_key, at))
             if found is None:
                 gone = "is unknown to this gateway" if at == rid else f"continues {at!r}, which is no longer kept"
                 raise _Reject(
@@ -71,8 +81,8 @@ class Responses:
         streamed reply, whose chunks are sent on as Responses events as they come (`_responses_stream`).
         Chains live in the gateway's store."""
         try:
-            client_key = self._authorise(request)
-            raw, body = await self._json(request)
+            client_key = self.gateway.intake.authorise(request)
+            raw, body = await self.gateway.intake.read_json(request)
             why = params.refused("responses", body)
             if why is not None:
                 raise _Reject(400, why)
@@ -87,7 +97,7 @@ class Responses:
             if prev is not None and not isinstance(prev, str):
                 raise _Reject(400, "'previous_response_id' must be a string")
             if prev is not None:
-                previous = await self._io(self._chain, client_key, prev)
+                previous = await self.gateway._io(self._chain, client_key, prev)
         except _Reject as exc:
             return JSONResponse(error_body("openai", exc.status, exc.message, exc.kind), exc.status, exc.headers)
         added = wire.responses_messages(body["input"])
@@ -100,8 +110,10 @@ class Responses:
             str(m["content"]) for m in messages if m["role"] in ("system", "developer")
         )
         raw_chat = json.dumps(chat).encode()
-        call = self._call("openai", request.headers, chat, raw_chat, full, tools, system, client_key, body)
-        result = await self._run(call)
+        call = self.gateway.intake.call(
+            "openai", request.headers, chat, raw_chat, full, tools, system, client_key, body
+        )
+        result = await self.gateway.turns.run(call)
         if result.status_code != 200:
             return result  # an error before the first byte: the status and the error body, as they are
         lw = {k: v for k, v in result.headers.items() if k.startswith("x-lwfsm")}
@@ -123,7 +135,9 @@ class Responses:
             return JSONResponse(error_body("openai", 502, "the upstream's response has no message"), 502, headers=lw)
         out = wire.responses_object(rid, body, reply, usage, int(time.time()))
         if chain is not None:
-            await self._io(self.chains.put, chain, json.dumps({"prev": prev, "messages": [*added, reply]}), 0)
+            await self.gateway._io(
+                self.gateway.chains.put, chain, json.dumps({"prev": prev, "messages": [*added, reply]}), 0
+            )
         return _Ascii(out, headers=lw)  # ASCII: the reply may hold a lone surrogate
 
     async def _responses_stream(
@@ -154,5 +168,5 @@ class Responses:
             return
         if chain is not None:
             link = {"prev": prev, "messages": [*added, out.acc.reply()]}
-            await self._io(self.chains.put, chain, json.dumps(link), 0)
+            await self.gateway._io(self.gateway.chains.put, chain, json.dumps(link), 0)
         yield out.finish() + (_recorded(call.turn) if call.turn is not None else b"")

@@ -14,40 +14,56 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from ..turn import params
 from ..turn.bindings import RoleBinding
 from . import wire
-
-if TYPE_CHECKING:
-    from .app import _Loaded
-
 from .intake import _Call, _names
 from .replies import _Ascii, _recorded, _usage_header, error_body
+
+if TYPE_CHECKING:
+    from .app import Gateway, _Loaded
 
 logger = logging.getLogger("lwfsm.gateway")
 
 
 class Translate:
-    """The LiteLLM path (a mixin of `Gateway`)."""
+    """The LiteLLM path: LiteLLM imported on first use, a call translated to the role's upstream and its
+    answer back to the client's protocol, recorded as it ends."""
 
-    async def _litellm(self) -> Any:
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self._adapter: asyncio.Future[Any] | None = None  # lwfsm.provider.adapter (LiteLLM), once imported
+        self._clients: dict[str, Any] = {}  # role -> LiteLLM's OpenAI client for Anthropic clients (`_tidy_client`)
+        self._supported: dict[str, frozenset[str] | None] = {}  # model -> the Chat parameters LiteLLM takes for it
+
+    async def close(self) -> None:
+        for client in self._clients.values():
+            await client.close()
+
+    async def adapter(self) -> Any:
         """lwfsm's LiteLLM adapter module, imported in a worker thread on first use (it takes seconds),
         after `startup` has set LiteLLM offline."""
         if self._adapter is None:
             self._adapter = asyncio.ensure_future(asyncio.to_thread(_import_adapter))
         return await asyncio.shield(self._adapter)
 
+    async def supported(self, model: str) -> frozenset[str] | None:
+        """The Chat Completions parameters LiteLLM sends on to `model` (None: it cannot say)."""
+        if model not in self._supported:
+            self._supported[model] = _supported_params((await self.adapter()).litellm, model)
+        return self._supported[model]
+
     # -- through LiteLLM, when the upstream speaks the other protocol (or --mock) --
 
-    async def _translate(
+    async def send(
         self, call: _Call, loaded: _Loaded, role: str, binding: RoleBinding, lw: dict[str, str], final: bool
     ) -> Response | None:
-        adapter = await self._litellm()
+        adapter = await self.adapter()
         litellm = adapter.litellm
         # Only the client's protocol parameters (checked at intake) reach LiteLLM, less those it would
         # act on itself; where the call goes and its key come from the binding, applied last.
         kwargs: dict[str, Any] = {
             k: v for k, v in call.body.items() if k != "model" and k not in params.NOT_FOR_LITELLM
         }
-        kwargs.update(binding.call_kwargs(self.env))
-        if self.mock:
+        kwargs.update(binding.call_kwargs(self.gateway.env))
+        if self.gateway.mock:
             kwargs["mock_response"] = f"[{binding.model} as the {role}] mock reply"
         if loaded.plan.note:
             kwargs["messages"] = wire.note_messages(call.protocol, kwargs.get("messages") or [], loaded.plan.note)
@@ -64,12 +80,12 @@ class Translate:
             if call.protocol == "openai":
                 result = await litellm.acompletion(**kwargs)
             else:
-                if self.mock:
+                if self.gateway.mock:
                     kwargs.pop("stream", None)  # LiteLLM's mock answers Messages whole: streamed below
                 result = await litellm.anthropic_messages(**kwargs)
         except Exception as exc:
             kind = adapter.classify(exc)
-            self._failed(role, getattr(exc, "status_code", None) or type(exc).__name__)
+            self.gateway._failed(role, getattr(exc, "status_code", None) or type(exc).__name__)
             if kind == "retry" and not final:
                 logger.warning(
                     "session %s: %s model failed (%s); trying the next role", call.ident.key, role, type(exc).__name__
@@ -81,12 +97,12 @@ class Translate:
             wait = adapter.retry_after(exc)
             if wait is not None:
                 out["retry-after"] = str(int(wait))
-            msg = self.redact(f"{role} model {binding.model}: {type(exc).__name__}: {exc}".encode()).decode()
+            msg = self.gateway.redact(f"{role} model {binding.model}: {type(exc).__name__}: {exc}".encode()).decode()
             return JSONResponse(error_body(call.protocol, status, msg, "api_error"), status, headers=out)
         if call.protocol == "openai" and not call.stream:
             data = result.model_dump(mode="json", exclude_none=True)
             reply, usage = wire.openai_reply(data)
-            if (turn := await self._commit(call, loaded, role, reply, usage, data.get("model"))) is not None:
+            if (turn := await self.gateway._commit(call, loaded, role, reply, usage, data.get("model"))) is not None:
                 lw["x-lwfsm-turn"] = turn
             lw.update(_usage_header(call))
             return _Ascii(data, headers=lw)
@@ -105,7 +121,7 @@ class Translate:
             reply, usage = wire.anthropic_reply(message)
             if usage is not None and not (usage["prompt_tokens"] or usage["completion_tokens"]):
                 usage = None  # no call reads no tokens: LiteLLM's zeros for an upstream that reported none
-            if (turn := await self._commit(call, loaded, role, reply, usage, message.get("model"))) is not None:
+            if (turn := await self.gateway._commit(call, loaded, role, reply, usage, message.get("model"))) is not None:
                 lw["x-lwfsm-turn"] = turn
             lw.update(_usage_header(call))
             return _Ascii(message, headers=lw)
@@ -121,7 +137,9 @@ class Translate:
             from . import sse_fix
 
             base = kwargs["api_base"]
-            self._clients[role] = sse_fix.client(base, kwargs["api_key"], self.connect_timeout, self.idle_timeout)
+            self._clients[role] = sse_fix.client(
+                base, kwargs["api_key"], self.gateway.connect_timeout, self.gateway.idle_timeout
+            )
         return self._clients[role]
 
     async def _litellm_stream(self, call: _Call, loaded: _Loaded, role: str, stream: Any) -> AsyncIterator[bytes]:
@@ -133,15 +151,15 @@ class Translate:
         acc.done = True
         # What the provider counted, whether or not the client asked for a usage chunk; never LiteLLM's
         # estimate (None: unknown).
-        acc.usage = (await self._litellm()).provider_usage(stream)
-        await self._settle_stream(call, loaded, role, acc)  # stored before the client sees the end
+        acc.usage = (await self.adapter()).provider_usage(stream)
+        await self.gateway.turns.settle_stream(call, loaded, role, acc)  # stored before the client sees the end
         yield b"data: [DONE]\n\n" + (_recorded(call.turn) if call.turn is not None else b"")
 
     async def _replay(self, call: _Call, loaded: _Loaded, role: str, data: bytes) -> AsyncIterator[bytes]:
         acc = wire.AnthropicStream()
         for event in wire.SSEReader().feed(data):
             acc.add(event)
-        await self._settle_stream(call, loaded, role, acc)  # stored before the client sees the end
+        await self.gateway.turns.settle_stream(call, loaded, role, acc)  # stored before the client sees the end
         yield data + (_recorded(call.turn) if call.turn is not None else b"")
 
     async def _bytes_stream(
@@ -158,10 +176,10 @@ class Translate:
                 acc.usage = {}  # LiteLLM's estimate of tokens the upstream did not report: unknown, not measured
             if acc.done and not settled:
                 settled = True
-                await self._settle_stream(call, loaded, role, acc)  # stored before the client sees the end
+                await self.gateway.turns.settle_stream(call, loaded, role, acc)  # stored before the client sees the end
             yield data
         if not settled:
-            await self._settle_stream(call, loaded, role, acc)
+            await self.gateway.turns.settle_stream(call, loaded, role, acc)
         if call.turn is not None:
             yield _recorded(call.turn, reader.partial)
 
