@@ -78,6 +78,10 @@ class Control:
     async def list_sessions(self, request: Request) -> Response:
         if (denied := self.check(request)) is not None:
             return denied
+        return _Ascii(await self.sessions())
+
+    async def sessions(self) -> dict[str, Any]:
+        """Every conversation's summary, the rows that cannot be read, and the totals across them."""
         out, unreadable = [], []
         for key in await self.gateway._io(self.gateway.store.list):
             if key.startswith(CHAINS):
@@ -89,7 +93,7 @@ class Control:
                 out.append(self.summary(key, self.gateway._record(key, found[1])))
             except _UNREADABLE as exc:  # one bad row must not hide every other conversation
                 unreadable.append({"id": key, "error": str(exc)})
-        return _Ascii({"sessions": out, "unreadable": unreadable, "totals": _totals(out, list(self.gateway.roles))})
+        return {"sessions": out, "unreadable": unreadable, "totals": _totals(out, list(self.gateway.roles))}
 
     async def find(self, key: str) -> tuple[int, _Record] | Response:
         found = await self.gateway._io(self.gateway.store.get, key)
@@ -108,7 +112,10 @@ class Control:
         found = await self.find(key)
         if isinstance(found, Response):
             return found
-        record = found[1]
+        return _Ascii(self.detail(key, found[1]))
+
+    def detail(self, key: str, record: _Record) -> dict[str, Any]:
+        """One conversation: its summary, counters, pending turn, recent history, ledger and diagram."""
         conv = record.conv
         from ..diagram import mermaid
 
@@ -123,7 +130,7 @@ class Control:
             manual_events=[e for e, d in conv.core.spec.events.items() if not d.turn],
             handoff_waiting=conv.note,  # a note the next call will carry (an operator's, with a manual event)
         )
-        return _Ascii(out)
+        return out
 
     async def delete_session(self, request: Request) -> Response:
         if (denied := self.check(request)) is not None:

@@ -66,14 +66,19 @@ class Turns:
         litellm = (await self.gateway.translate.adapter()).litellm
         role = loaded.plan.role
         model = self.gateway.roles[role].model
-        system = call.body.get("system")
-        messages = [{"role": "system", "content": system}] if isinstance(system, str) and system else []
         try:
-            # Seconds on a long conversation: in a thread, so other requests go on.
-            count = await asyncio.to_thread(litellm.token_counter, model=model, messages=[*messages, *call.messages])
+            count = await self.count(litellm, call, model)
         except Exception as exc:  # a tokenizer that cannot read this request: say so, in Anthropic's shape
             return JSONResponse(error_body("anthropic", 400, f"cannot count tokens for {model}: {exc}"), 400)
-        return JSONResponse({"input_tokens": int(count)}, headers=self._headers(call, loaded, role))
+        return JSONResponse({"input_tokens": count}, headers=self._headers(call, loaded, role))
+
+    @staticmethod
+    async def count(litellm: Any, call: _Call, model: str) -> int:
+        """The input tokens of a Messages call as `model` counts them, with LiteLLM's tokenizers."""
+        system = call.body.get("system")
+        messages = [{"role": "system", "content": system}] if isinstance(system, str) and system else []
+        # Seconds on a long conversation: in a thread, so other requests go on.
+        return int(await asyncio.to_thread(litellm.token_counter, model=model, messages=[*messages, *call.messages]))
 
     async def _turn(self, request: Request, protocol: Protocol) -> Response:
         started = time.perf_counter()
