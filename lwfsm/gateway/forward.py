@@ -131,6 +131,7 @@ class Forward:
             if reply is None and not loaded.plan.side:
                 msg = f"the {role} upstream's response has no assistant message; nothing was recorded"
                 return JSONResponse(error_body(call.protocol, 502, msg, "api_error"), 502, headers=lw)
+            call.answer = parsed
             if (turn := await self.gateway._commit(call, loaded, role, reply, usage, parsed.get("model"))) is not None:
                 passthrough["x-lwfsm-turn"] = turn
             passthrough.update(_usage_header(call))

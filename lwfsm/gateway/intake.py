@@ -51,6 +51,7 @@ class _Call:
     side: str | None  # a side call's kind (title, compaction...): served and priced, not a turn
     turn: str | None = None  # the turn it was recorded as, once it is (`_commit`)
     usage: Usage | None = None  # the tokens it was recorded with (`_commit`): unreported is unknown, not 0
+    answer: dict[str, Any] | None = None  # the upstream's answer, parsed, when it came whole (for `responses`)
 
 
 def _names(call: _Call) -> list[str]:

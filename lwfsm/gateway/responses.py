@@ -7,7 +7,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -81,27 +81,60 @@ class Responses:
         streamed reply, whose chunks are sent on as Responses events as they come (`_responses_stream`).
         Chains live in the gateway's store."""
         try:
-            client_key = self.gateway.intake.authorise(request)
-            raw, body = await self.gateway.intake.read_json(request)
-            why = params.refused("responses", body)
-            if why is not None:
-                raise _Reject(400, why)
-            if not isinstance(body.get("input"), str | list):
-                raise _Reject(400, "'input' must be a string or a list of items")
-            if body.get("stream") not in (None, True, False):
-                raise _Reject(400, f"'stream' must be true or false, got {body['stream']!r:.40}")
-            if body.get("tools") is not None and not isinstance(body["tools"], list):
-                raise _Reject(400, "'tools' must be a list")
-            previous: list[dict[str, Any]] = []
-            prev = body.get("previous_response_id")
-            if prev is not None and not isinstance(prev, str):
-                raise _Reject(400, "'previous_response_id' must be a string")
-            if prev is not None:
-                previous = await self.gateway._io(self._chain, client_key, prev)
+            client_key, body, previous = await self._read(request)
         except _Reject as exc:
             return JSONResponse(error_body("openai", exc.status, exc.message, exc.kind), exc.status, exc.headers)
+        prev = body.get("previous_response_id")
         added = wire.responses_messages(body["input"])
-        messages = previous + added
+        call = self._chat(request.headers, client_key, body, previous + added)
+        result = await self.gateway.turns.run(call)
+        if result.status_code != 200:
+            return result  # an error before the first byte: the status and the error body, as they are
+        lw = {k: v for k, v in result.headers.items() if k.startswith("x-lwfsm")}
+        rid = "resp_" + os.urandom(12).hex()
+        chain = self._chain_key(client_key, rid) if body.get("store", True) is not False else None
+        answer = call.answer or {}  # a whole answer (streams have none): as the upstream sent it, parsed once
+        if body.get("stream"):
+            # An upstream that ignored `stream: true` answered one body (its turn already recorded): the
+            # client asked for events, so that body is sent on as the events of a one-chunk stream.
+            chunks = result.body_iterator if isinstance(result, StreamingResponse) else _once(wire.openai_chunk(answer))
+            shaper = wire.ResponsesStream(rid, body, int(time.time()))
+            events = self._responses_stream(call, chunks, shaper, chain, prev, added)
+            return StreamingResponse(events, headers=lw, media_type="text/event-stream")
+        reply, usage = wire.openai_reply(answer)
+        if reply is None:  # pragma: no cover - run answers 502 before this
+            return JSONResponse(error_body("openai", 502, "the upstream's response has no message"), 502, headers=lw)
+        out = wire.responses_object(rid, body, reply, usage, int(time.time()))
+        if chain is not None:
+            link = json.dumps({"prev": prev, "messages": [*added, reply]})
+            await self.gateway._io(self.gateway.chains.put, chain, link, 0)
+        return _Ascii(out, headers=lw)  # ASCII: the reply may hold a lone surrogate
+
+    async def _read(self, request: Request) -> tuple[str | None, dict[str, Any], list[dict[str, Any]]]:
+        """Intake: the client's key, the checked body, and the messages of the chain it continues."""
+        client_key = self.gateway.intake.authorise(request)
+        raw, body = await self.gateway.intake.read_json(request)
+        why = params.refused("responses", body)
+        if why is not None:
+            raise _Reject(400, why)
+        if not isinstance(body.get("input"), str | list):
+            raise _Reject(400, "'input' must be a string or a list of items")
+        if body.get("stream") not in (None, True, False):
+            raise _Reject(400, f"'stream' must be true or false, got {body['stream']!r:.40}")
+        if body.get("tools") is not None and not isinstance(body["tools"], list):
+            raise _Reject(400, "'tools' must be a list")
+        previous: list[dict[str, Any]] = []
+        prev = body.get("previous_response_id")
+        if prev is not None and not isinstance(prev, str):
+            raise _Reject(400, "'previous_response_id' must be a string")
+        if prev is not None:
+            previous = await self.gateway._io(self._chain, client_key, prev)
+        return client_key, body, previous
+
+    def _chat(
+        self, headers: Mapping[str, str], client_key: str | None, body: dict[str, Any], messages: list[dict[str, Any]]
+    ) -> _Call:
+        """The Chat Completions call a Responses request is served as (its ids still identify the conversation)."""
         instructions = body.get("instructions")
         full = ([{"role": "system", "content": str(instructions)}] if instructions else []) + messages
         tools = wire.responses_tools(body.get("tools"))
@@ -109,36 +142,9 @@ class Responses:
         system = str(instructions or "") or "\n".join(
             str(m["content"]) for m in messages if m["role"] in ("system", "developer")
         )
-        raw_chat = json.dumps(chat).encode()
-        call = self.gateway.intake.call(
-            "openai", request.headers, chat, raw_chat, full, tools, system, client_key, body
+        return self.gateway.intake.call(
+            "openai", headers, chat, json.dumps(chat).encode(), full, tools, system, client_key, body
         )
-        result = await self.gateway.turns.run(call)
-        if result.status_code != 200:
-            return result  # an error before the first byte: the status and the error body, as they are
-        lw = {k: v for k, v in result.headers.items() if k.startswith("x-lwfsm")}
-        rid = "resp_" + os.urandom(12).hex()
-        chain = self._chain_key(client_key, rid) if body.get("store", True) is not False else None
-        if body.get("stream"):
-            # An upstream that ignored `stream: true` answered one body (its turn already recorded): the
-            # client asked for events, so that body is sent on as the events of a one-chunk stream.
-            chunks = (
-                result.body_iterator
-                if isinstance(result, StreamingResponse)
-                else _once(wire.openai_chunk(json.loads(bytes(result.body))))
-            )
-            shaper = wire.ResponsesStream(rid, body, int(time.time()))
-            events = self._responses_stream(call, chunks, shaper, chain, prev, added)
-            return StreamingResponse(events, headers=lw, media_type="text/event-stream")
-        reply, usage = wire.openai_reply(json.loads(bytes(result.body)))
-        if reply is None:  # pragma: no cover - _run answers 502 before this
-            return JSONResponse(error_body("openai", 502, "the upstream's response has no message"), 502, headers=lw)
-        out = wire.responses_object(rid, body, reply, usage, int(time.time()))
-        if chain is not None:
-            await self.gateway._io(
-                self.gateway.chains.put, chain, json.dumps({"prev": prev, "messages": [*added, reply]}), 0
-            )
-        return _Ascii(out, headers=lw)  # ASCII: the reply may hold a lone surrogate
 
     async def _responses_stream(
         self,

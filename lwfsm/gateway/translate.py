@@ -100,7 +100,7 @@ class Translate:
             msg = self.gateway.redact(f"{role} model {binding.model}: {type(exc).__name__}: {exc}".encode()).decode()
             return JSONResponse(error_body(call.protocol, status, msg, "api_error"), status, headers=out)
         if call.protocol == "openai" and not call.stream:
-            data = result.model_dump(mode="json", exclude_none=True)
+            data = call.answer = result.model_dump(mode="json", exclude_none=True)
             reply, usage = wire.openai_reply(data)
             if (turn := await self.gateway._commit(call, loaded, role, reply, usage, data.get("model"))) is not None:
                 lw["x-lwfsm-turn"] = turn
