@@ -9,6 +9,10 @@ When the role's upstream speaks the client's protocol (an OpenAI-compatible base
 Completions, Anthropic for Messages) the request bytes are forwarded with the model replaced and
 the response bytes streamed back as they come; only what judging and the ledger need is parsed.
 Otherwise LiteLLM translates (imported on first use).
+
+This module holds the gateway's state (`Gateway`) and the conversation loop (load, settle, compare-and-set);
+the work of each endpoint is in a part of its own, which `create_app` mounts: `intake`, `turns`, `forward`,
+`translate`, `responses`, `control`, `dashboard`, `probes` (and `replies`, what they answer with).
 """
 
 from __future__ import annotations
