@@ -1,0 +1,178 @@
+"""The fast path: a request forwarded as bytes to an upstream of the client's protocol, its answer
+streamed back as it comes and settled before the client sees its end."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Mapping
+from typing import TYPE_CHECKING
+
+import aiohttp
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from ..turn.bindings import RoleBinding
+from . import wire
+from .intake import Protocol, _Call, _names
+from .replies import _recorded, _usage_header, error_body
+
+if TYPE_CHECKING:
+    from .app import Gateway, _Loaded
+
+logger = logging.getLogger("lwfsm.gateway")
+
+# Not passed on from the upstream's response: hop-by-hop, or set by our own server.
+_HOP = {"content-length", "transfer-encoding", "connection", "content-encoding", "keep-alive", "date", "server"}
+
+
+class Forward:
+    """The fast path, through the gateway's one aiohttp session (`Gateway.http`)."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+
+    @staticmethod
+    def fast(protocol: Protocol, binding: RoleBinding) -> bool:
+        """The role's upstream speaks the client's protocol: the bytes go as they are."""
+        prefix = binding.model.split("/", 1)[0]
+        if binding.model.startswith("openai/responses/"):  # an upstream with the Responses API only: LiteLLM's bridge
+            return False
+        return (protocol == "openai" and prefix == "openai") or (protocol == "anthropic" and prefix == "anthropic")
+
+    def _upstream(self, call: _Call, binding: RoleBinding) -> tuple[str, dict[str, str]]:
+        key = self.gateway.env.get(binding.api_key_env) if binding.api_key_env else None
+        headers = {"content-type": "application/json"}
+        if call.protocol == "openai":
+            base = (binding.api_base or "https://api.openai.com/v1").rstrip("/")
+            if key:
+                headers["authorization"] = f"Bearer {key}"
+            return base + "/chat/completions", headers
+        base = (binding.api_base or "https://api.anthropic.com").rstrip("/")
+        if not base.endswith("/v1"):
+            base += "/v1"
+        if key:
+            headers["x-api-key"] = key
+        headers["anthropic-version"] = call.headers.get("anthropic-version", "2023-06-01")
+        if call.headers.get("anthropic-beta"):
+            headers["anthropic-beta"] = call.headers["anthropic-beta"]
+        return base + "/messages", headers
+
+    async def send(
+        self, call: _Call, loaded: _Loaded, role: str, binding: RoleBinding, lw: dict[str, str], final: bool
+    ) -> Response | None:
+        """The fast path: the client's bytes (model replaced) to an upstream of the same protocol."""
+        assert self.gateway.http is not None
+        url, headers = self._upstream(call, binding)
+        model = binding.model.split("/", 1)[1]
+        if binding.options:
+            content = json.dumps({**binding.options, **call.body, "model": model}).encode()
+        else:
+            content = wire.with_model(call.raw, call.body, model)
+        if note := loaded.plan.note:  # at the end of the messages, every earlier byte as the client sent it
+            content = wire.noted(content, {**binding.options, **call.body, "model": model}, call.protocol, note)
+        try:
+            upstream = await self.gateway.http.post(url, data=content, headers=headers)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            self.gateway._failed(role, "unreachable")
+            if isinstance(exc, aiohttp.ConnectionTimeoutError):
+                why = f"no connection within {self.gateway.connect_timeout:g} s (--connect-timeout)"
+            elif isinstance(exc, aiohttp.SocketTimeoutError):
+                why = f"no first byte within {self.gateway.first_byte_timeout:g} s (--first-byte-timeout)"
+            else:
+                why = type(exc).__name__
+            if not final:
+                logger.warning(
+                    "session %s: %s upstream unreachable (%s); trying the next role", call.ident.key, role, why
+                )
+                return None
+            msg = f"{role} upstream unreachable: {why}"
+            return JSONResponse(error_body(call.protocol, 502, msg, "api_error"), 502, headers=lw)
+        self._first_byte(upstream)
+        if upstream.status >= 400:
+            data = await upstream.read()
+            upstream.release()
+            self.gateway._failed(role, upstream.status)
+            if upstream.status >= 500 and not final:
+                logger.warning(
+                    "session %s: %s upstream answered %d; trying the next role",
+                    call.ident.key,
+                    role,
+                    upstream.status,
+                )
+                return None
+            out = {**lw, "content-type": upstream.headers.get("content-type", "application/json")}
+            if "retry-after" in upstream.headers:
+                out["retry-after"] = upstream.headers["retry-after"]
+            return Response(self.gateway.redact(data), upstream.status, headers=out)
+        passthrough = {
+            k: v for k, v in upstream.headers.items() if k.lower() not in _HOP and not k.lower().startswith("x-lwfsm")
+        }
+        passthrough.update(lw)
+        # An upstream that ignores `stream: true` answers one JSON body: the client gets it as it came,
+        # and it is recorded like any whole reply.
+        if not call.stream or upstream.content_type == "application/json":
+            try:
+                data = await upstream.read()
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                why = type(exc).__name__
+                if isinstance(exc, aiohttp.SocketTimeoutError):
+                    why = f"quiet for {self.gateway.idle_timeout:g} s (--idle-timeout)"
+                msg = f"{role} upstream broke off: {why}"
+                return JSONResponse(error_body(call.protocol, 502, msg, "api_error"), 502, headers=lw)
+            finally:
+                upstream.release()
+            try:
+                parsed = json.loads(data)
+            except ValueError:
+                parsed = {}
+            if not isinstance(parsed, dict):  # valid JSON, not a reply (a list, a string): no message in it
+                parsed = {}
+            reply, usage = (wire.openai_reply if call.protocol == "openai" else wire.anthropic_reply)(parsed)
+            if reply is None and not loaded.plan.side:
+                msg = f"the {role} upstream's response has no assistant message; nothing was recorded"
+                return JSONResponse(error_body(call.protocol, 502, msg, "api_error"), 502, headers=lw)
+            call.answer = parsed
+            if (turn := await self.gateway._commit(call, loaded, role, reply, usage, parsed.get("model"))) is not None:
+                passthrough["x-lwfsm-turn"] = turn
+            passthrough.update(_usage_header(call))
+            return Response(data, upstream.status, headers=passthrough)
+        return StreamingResponse(self._relay(call, loaded, role, upstream), upstream.status, headers=passthrough)
+
+    def _first_byte(self, upstream: aiohttp.ClientResponse) -> None:
+        """The upstream has answered (its status and headers came): from now on it may go quiet for
+        idle_timeout between reads, no longer first_byte_timeout. aiohttp restarts its read timer on each
+        read with the connection's read_timeout, which is set per response; restarted here so the first
+        wait is bounded too. (A body already read whole has no timer left to restart.)"""
+        protocol = upstream.connection.protocol if upstream.connection is not None else None
+        if protocol is not None and not upstream.content.is_eof():
+            protocol.read_timeout = self.gateway.idle_timeout
+            protocol.start_timeout()
+
+    async def _relay(
+        self, call: _Call, loaded: _Loaded, role: str, upstream: aiohttp.ClientResponse
+    ) -> AsyncIterator[bytes]:
+        reader = wire.SSEReader()
+        acc: wire.OpenAIStream | wire.AnthropicStream = (
+            wire.OpenAIStream(_names(call)) if call.protocol == "openai" else wire.AnthropicStream()
+        )
+        options = call.body.get("stream_options")
+        # The usage chunk comes after the finish chunk: when it was asked for, the call settles with it.
+        usage = call.protocol == "openai" and isinstance(options, Mapping) and bool(options.get("include_usage"))
+        settled = False
+        try:
+            async for chunk in upstream.content.iter_any():
+                for event in reader.feed(chunk):
+                    acc.add(event)
+                # (A server that ignores `include_usage` ends with [DONE] and no usage: settle then.)
+                if acc.done and not settled and (acc.usage is not None or not usage or reader.ended):
+                    # Commit before the client sees the end of the stream: once it has the end it
+                    # may send the next call, or the gateway may be stopped; the turn must be stored.
+                    settled = True
+                    await self.gateway.turns.settle_stream(call, loaded, role, acc)
+                yield chunk
+        finally:
+            upstream.release()
+        if not settled:
+            await self.gateway.turns.settle_stream(call, loaded, role, acc)
+        if call.turn is not None:
+            yield _recorded(call.turn, reader.partial)

@@ -1,0 +1,213 @@
+"""Intake: a request read, checked and made a `_Call` (the gateway key, the body within its limits, the
+shape both turn protocols require), before any store or upstream call."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from starlette.requests import ClientDisconnect, Request
+
+from ..turn import Usage, params
+from . import wire
+from .identity import Identity, identify, side_call
+
+if TYPE_CHECKING:
+    from .app import Gateway
+
+
+Protocol = Literal["openai", "anthropic"]
+
+
+class _Reject(Exception):
+    """A request refused before any upstream call: (status, message) in the client's protocol."""
+
+    def __init__(
+        self, status: int, message: str, kind: str = "invalid_request_error", headers: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status, self.message, self.kind, self.headers = status, message, kind, dict(headers or {})
+
+
+@dataclass
+class _Call:
+    """One request on its way through the gateway."""
+
+    protocol: Protocol
+    body: dict[str, Any]
+    raw: bytes
+    messages: list[dict[str, Any]]  # OpenAI-shaped, for judging
+    tools: list[dict[str, Any]]  # OpenAI-shaped, names only
+    ident: Identity
+    digest: str  # of the request bytes: a retried request has the same
+    headers: Mapping[str, str]
+    stream: bool
+    started: float
+    side: str | None  # a side call's kind (title, compaction...): served and priced, not a turn
+    turn: str | None = None  # the turn it was recorded as, once it is (`_commit`)
+    usage: Usage | None = None  # the tokens it was recorded with (`_commit`): unreported is unknown, not 0
+    answer: dict[str, Any] | None = None  # the upstream's answer, parsed, when it came whole (for `responses`)
+
+
+def _names(call: _Call) -> list[str]:
+    """The tool names the request declared (what a streamed tool call's name is merged against)."""
+    return [str(t["function"]["name"]) for t in call.tools]
+
+
+class _Bodies:
+    """Gives back the body bytes a request took from --body-budget (`Gateway._hold`) once it has been
+    answered: when the app returns, a streamed reply has been sent whole too."""
+
+    def __init__(self, app: Any, gateway: Gateway) -> None:
+        self.app, self.gateway = app, gateway
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.gateway.held -= scope.get("lwfsm.held", 0)
+
+
+def _check_shape(body: Mapping[str, Any]) -> None:
+    """What both turn protocols require of a request before it is judged or sent anywhere: a client's
+    mistake is its 400, never an upstream error (nor a call to the lead's model)."""
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        raise _Reject(400, "'messages' must be a list")
+    if (i := next((i for i, m in enumerate(messages) if not isinstance(m, dict)), None)) is not None:
+        raise _Reject(400, f"'messages[{i}]' must be an object, got {type(messages[i]).__name__}")
+    tools = body.get("tools")
+    if tools is not None and not (isinstance(tools, list) and all(isinstance(t, dict) for t in tools)):
+        raise _Reject(400, "'tools' must be a list of objects")
+    if any(not isinstance(t.get("function", {}), dict) for t in tools or ()):
+        raise _Reject(400, "a tool's 'function' must be an object")
+    if body.get("stream") not in (None, True, False):
+        raise _Reject(400, f"'stream' must be true or false, got {body['stream']!r:.40}")
+    if body.get("metadata") is not None and not isinstance(body["metadata"], dict):
+        raise _Reject(400, "'metadata' must be an object")
+
+
+class Intake:
+    """Reading a request: the gateway key, the body within --max-body and --body-budget, a turn call."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+
+    def _client_key(self, request: Request) -> str | None:
+        auth = request.headers.get("authorization", "")
+        if auth.lower().startswith("bearer "):
+            return auth[7:].strip() or None
+        return request.headers.get("x-api-key") or None
+
+    def authorise(self, request: Request) -> str | None:
+        presented = self._client_key(request)
+        # As bytes: compare_digest refuses str with non-ASCII characters (a 500, not the 401 it is).
+        if self.gateway.key is not None and (
+            presented is None or not hmac.compare_digest(presented.encode(), self.gateway.key.encode())
+        ):
+            raise _Reject(
+                401, "missing or wrong gateway key (send it as a Bearer token or x-api-key)", "authentication_error"
+            )
+        return presented
+
+    def _hold(self, request: Request, size: int) -> None:
+        """Count `size` more bytes of this request's body against --body-budget, or refuse the request."""
+        g = self.gateway
+        if g.held + size > g.body_budget:
+            raise _Reject(
+                503,
+                f"the gateway is holding {g.held} bytes of other requests' bodies; {size} more would go over "
+                f"--body-budget {g.body_budget}: retry in a moment",
+                "overloaded_error",
+                {"retry-after": "1"},
+            )
+        g.held += size
+        request.scope["lwfsm.held"] = request.scope.get("lwfsm.held", 0) + size
+
+    async def read_json(self, request: Request) -> tuple[bytes, dict[str, Any]]:
+        declared = request.headers.get("content-length")
+        held = int(declared) if declared and declared.isdigit() else 0
+        if held > self.gateway.max_body:
+            raise _Reject(413, f"request body over the gateway's limit of {self.gateway.max_body} bytes")
+        self._hold(request, held)  # before a byte is read: a body that cannot be held is not read
+        chunks, size = [], 0
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > self.gateway.max_body:
+                    raise _Reject(413, f"request body over the gateway's limit of {self.gateway.max_body} bytes")
+                if size > held:  # no length given, or more than it said
+                    self._hold(request, size - held)
+                    held = size
+                chunks.append(chunk)
+        except ClientDisconnect:  # nobody to answer; not an error of the gateway's
+            raise _Reject(400, "the client went away before sending the whole body") from None
+        raw = b"".join(chunks)
+        try:
+            body = json.loads(raw)
+        except ValueError as exc:
+            raise _Reject(400, f"request body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise _Reject(400, "request body is nested too deeply to read") from None
+        if not isinstance(body, dict):
+            raise _Reject(400, f"request body must be a JSON object, got {type(body).__name__}")
+        return raw, body
+
+    async def read(self, request: Request, protocol: Protocol) -> _Call:
+        client_key = self.authorise(request)
+        raw, body = await self.read_json(request)
+        _check_shape(body)
+        why = params.refused("chat" if protocol == "openai" else "messages", body)
+        if why is not None:
+            raise _Reject(400, why)
+        headers = request.headers  # case-insensitive
+        if protocol == "openai":
+            messages = body["messages"]
+            tools = body.get("tools") or []
+            system = "\n".join(
+                wire.first_user_text([{"role": "user", "content": m.get("content")}])
+                for m in messages
+                if m.get("role") in ("system", "developer")
+            )
+        else:
+            messages = wire.anthropic_messages(body)
+            tools = wire.anthropic_tools(body.get("tools"))
+            sysval = body.get("system")
+            system = sysval if isinstance(sysval, str) else wire.first_user_text([{"role": "user", "content": sysval}])
+        return self.call(protocol, headers, body, raw, messages, tools, system, client_key, body)
+
+    @staticmethod
+    def call(
+        protocol: Protocol,
+        headers: Mapping[str, str],
+        body: dict[str, Any],
+        raw: bytes,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]],
+        system: str,
+        client_key: str | None,
+        sent: Mapping[str, Any],  # the body the client sent (its ids identify the conversation)
+    ) -> _Call:
+        names = [str((t.get("function") or {}).get("name")) for t in tools]
+        ident = identify(headers, sent, messages, system, names, client_key)
+        side = side_call(headers, sent, messages, system)
+        return _Call(
+            protocol,
+            body,
+            raw,
+            messages,
+            # Judging reads only the tools' names: the stored turn keeps no schemas (Claude Code's 24
+            # tools are 65 KB of JSON, which every call would otherwise write and parse again).
+            [{"type": "function", "function": {"name": n}} for n in names],
+            ident,
+            "r:" + hashlib.sha256(raw).hexdigest()[:32],
+            headers,
+            bool(body.get("stream")),
+            time.perf_counter(),
+            side,
+        )

@@ -1,0 +1,178 @@
+"""The Responses API: a call (with the chain behind `previous_response_id`) served as one Chat
+Completions call."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from ..turn import params
+from . import wire
+from .intake import _Call, _Reject
+from .replies import _Ascii, _log_error, _once, _recorded, error_body
+
+if TYPE_CHECKING:
+    from .app import Gateway
+
+
+class Responses:
+    """The Responses endpoint and its chains (kept in the gateway's chain store)."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+
+    @property
+    def routes(self) -> list[Route]:
+        return [
+            Route("/v1/responses", self.responses, methods=["POST"]),
+            Route("/responses", self.responses, methods=["POST"]),
+        ]
+
+    # -- the Responses API: translated to one Chat Completions call --
+
+    async def responses(self, request: Request) -> Response:
+        started = time.perf_counter()
+        with self.gateway.tracing.call(request.headers, request.method, request.url.path) as traced:
+            try:
+                response = await self._responses(request)
+            except RecursionError:  # input items nested deeper than reading them allows
+                response = JSONResponse(error_body("openai", 400, "request content is nested too deeply to read"), 400)
+            self.gateway.metrics.latency.labels(request.url.path).observe(time.perf_counter() - started)
+            _log_error(request, response)
+            return traced.send(response)
+
+    def _chain_key(self, client_key: str | None, rid: str) -> str:
+        # Scoped by the client's key, like conversations: one client cannot continue another's chain.
+        return hashlib.sha256((client_key or "").encode()).hexdigest()[:16] + ":" + rid
+
+    def _chain(self, client_key: str | None, rid: str) -> list[dict[str, Any]]:
+        """The messages behind response `rid`, oldest first. Each response is stored once, with what its
+        call added (input and reply) and the id it continued: a chain of N calls is N rows, not N² messages.
+        Runs in a store thread (one row per link)."""
+        parts: list[list[dict[str, Any]]] = []
+        at: str | None = rid
+        while at is not None:
+            found = self.gateway.chains.get(self._chain_key(client_key, at))
+            if found is None:
+                gone = "is unknown to this gateway" if at == rid else f"continues {at!r}, which is no longer kept"
+                raise _Reject(
+                    404,
+                    f"previous_response_id {rid!r} {gone} (responses sent with store=false are not kept, and kept "
+                    "ones expire with the store's TTL; send the whole input instead)",
+                    "not_found_error",
+                )
+            link = json.loads(found[1])
+            parts.append(link["messages"])
+            at = link.get("prev")
+        return [m for part in reversed(parts) for m in part]
+
+    async def _responses(self, request: Request) -> Response:
+        """`POST /v1/responses`. The conversation (the chain behind `previous_response_id` plus this
+        input) becomes one Chat Completions request served like any other call: judged, routed to the
+        role's model (forwarded, or through LiteLLM), settled. A streamed Responses call asks for a
+        streamed reply, whose chunks are sent on as Responses events as they come (`_responses_stream`).
+        Chains live in the gateway's store."""
+        try:
+            client_key, body, previous = await self._read(request)
+        except _Reject as exc:
+            return JSONResponse(error_body("openai", exc.status, exc.message, exc.kind), exc.status, exc.headers)
+        prev = body.get("previous_response_id")
+        added = wire.responses_messages(body["input"])
+        call = self._chat(request.headers, client_key, body, previous + added)
+        result = await self.gateway.turns.run(call)
+        if result.status_code != 200:
+            return result  # an error before the first byte: the status and the error body, as they are
+        lw = {k: v for k, v in result.headers.items() if k.startswith("x-lwfsm")}
+        rid = "resp_" + os.urandom(12).hex()
+        chain = self._chain_key(client_key, rid) if body.get("store", True) is not False else None
+        answer = call.answer or {}  # a whole answer (streams have none): as the upstream sent it, parsed once
+        if body.get("stream"):
+            # An upstream that ignored `stream: true` answered one body (its turn already recorded): the
+            # client asked for events, so that body is sent on as the events of a one-chunk stream.
+            chunks = result.body_iterator if isinstance(result, StreamingResponse) else _once(wire.openai_chunk(answer))
+            shaper = wire.ResponsesStream(rid, body, int(time.time()))
+            events = self._responses_stream(call, chunks, shaper, chain, prev, added)
+            return StreamingResponse(events, headers=lw, media_type="text/event-stream")
+        reply, usage = wire.openai_reply(answer)
+        if reply is None:  # pragma: no cover - run answers 502 before this
+            return JSONResponse(error_body("openai", 502, "the upstream's response has no message"), 502, headers=lw)
+        out = wire.responses_object(rid, body, reply, usage, int(time.time()))
+        if chain is not None:
+            link = json.dumps({"prev": prev, "messages": [*added, reply]})
+            await self.gateway._io(self.gateway.chains.put, chain, link, 0)
+        return _Ascii(out, headers=lw)  # ASCII: the reply may hold a lone surrogate
+
+    async def _read(self, request: Request) -> tuple[str | None, dict[str, Any], list[dict[str, Any]]]:
+        """Intake: the client's key, the checked body, and the messages of the chain it continues."""
+        client_key = self.gateway.intake.authorise(request)
+        raw, body = await self.gateway.intake.read_json(request)
+        why = params.refused("responses", body)
+        if why is not None:
+            raise _Reject(400, why)
+        if not isinstance(body.get("input"), str | list):
+            raise _Reject(400, "'input' must be a string or a list of items")
+        if body.get("stream") not in (None, True, False):
+            raise _Reject(400, f"'stream' must be true or false, got {body['stream']!r:.40}")
+        if body.get("tools") is not None and not isinstance(body["tools"], list):
+            raise _Reject(400, "'tools' must be a list")
+        previous: list[dict[str, Any]] = []
+        prev = body.get("previous_response_id")
+        if prev is not None and not isinstance(prev, str):
+            raise _Reject(400, "'previous_response_id' must be a string")
+        if prev is not None:
+            previous = await self.gateway._io(self._chain, client_key, prev)
+        return client_key, body, previous
+
+    def _chat(
+        self, headers: Mapping[str, str], client_key: str | None, body: dict[str, Any], messages: list[dict[str, Any]]
+    ) -> _Call:
+        """The Chat Completions call a Responses request is served as (its ids still identify the conversation)."""
+        instructions = body.get("instructions")
+        full = ([{"role": "system", "content": str(instructions)}] if instructions else []) + messages
+        tools = wire.responses_tools(body.get("tools"))
+        chat = wire.responses_chat_request(body, full, tools)
+        system = str(instructions or "") or "\n".join(
+            str(m["content"]) for m in messages if m["role"] in ("system", "developer")
+        )
+        return self.gateway.intake.call(
+            "openai", headers, chat, json.dumps(chat).encode(), full, tools, system, client_key, body
+        )
+
+    async def _responses_stream(
+        self,
+        call: _Call,
+        chat: AsyncIterable[Any],
+        out: wire.ResponsesStream,
+        chain: str | None,
+        prev: str | None,
+        added: list[dict[str, Any]],
+    ) -> AsyncIterator[bytes]:
+        """The Chat Completions stream `_run` serves (`_relay` or `_litellm_stream`, which settle the
+        turn before they end; or a whole reply, already settled, as one chunk) as Responses events. The
+        chain is stored, and `response.completed` sent, only once that stream has ended whole: a cut
+        stream records nothing and the client sees no end."""
+        reader = wire.SSEReader()
+        yield out.start()
+        try:
+            async for chunk in chat:
+                data = b"".join(out.add(e) for e in reader.feed(chunk if isinstance(chunk, bytes) else chunk.encode()))
+                if data:
+                    yield data
+        finally:
+            aclose = getattr(chat, "aclose", None)
+            if aclose is not None:
+                await aclose()  # the upstream connection goes back to the pool even if the client left
+        if not out.acc.done:
+            return
+        if chain is not None:
+            link = {"prev": prev, "messages": [*added, out.acc.reply()]}
+            await self.gateway._io(self.gateway.chains.put, chain, json.dumps(link), 0)
+        yield out.finish() + (_recorded(call.turn) if call.turn is not None else b"")

@@ -1,0 +1,204 @@
+"""Through LiteLLM: a call to an upstream of the other protocol (or --mock), translated both ways."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from ..turn import params
+from ..turn.bindings import RoleBinding
+from . import wire
+from .intake import _Call, _names
+from .replies import _Ascii, _recorded, _usage_header, error_body
+
+if TYPE_CHECKING:
+    from .app import Gateway, _Loaded
+
+logger = logging.getLogger("lwfsm.gateway")
+
+
+class Translate:
+    """The LiteLLM path: LiteLLM imported on first use, a call translated to the role's upstream and its
+    answer back to the client's protocol, recorded as it ends."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self._adapter: asyncio.Future[Any] | None = None  # lwfsm.provider.adapter (LiteLLM), once imported
+        self._clients: dict[str, Any] = {}  # role -> LiteLLM's OpenAI client for Anthropic clients (`_tidy_client`)
+        self._supported: dict[str, frozenset[str] | None] = {}  # model -> the Chat parameters LiteLLM takes for it
+
+    async def close(self) -> None:
+        for client in self._clients.values():
+            await client.close()
+
+    async def adapter(self) -> Any:
+        """lwfsm's LiteLLM adapter module, imported in a worker thread on first use (it takes seconds),
+        after `startup` has set LiteLLM offline."""
+        if self._adapter is None:
+            self._adapter = asyncio.ensure_future(asyncio.to_thread(_import_adapter))
+        return await asyncio.shield(self._adapter)
+
+    async def supported(self, model: str) -> frozenset[str] | None:
+        """The Chat Completions parameters LiteLLM sends on to `model` (None: it cannot say)."""
+        if model not in self._supported:
+            self._supported[model] = _supported_params((await self.adapter()).litellm, model)
+        return self._supported[model]
+
+    # -- through LiteLLM, when the upstream speaks the other protocol (or --mock) --
+
+    async def send(
+        self, call: _Call, loaded: _Loaded, role: str, binding: RoleBinding, lw: dict[str, str], final: bool
+    ) -> Response | None:
+        adapter = await self.adapter()
+        litellm = adapter.litellm
+        # Only the client's protocol parameters (checked at intake) reach LiteLLM, less those it would
+        # act on itself; where the call goes and its key come from the binding, applied last.
+        kwargs: dict[str, Any] = {
+            k: v for k, v in call.body.items() if k != "model" and k not in params.NOT_FOR_LITELLM
+        }
+        kwargs.update(binding.call_kwargs(self.gateway.env))
+        if self.gateway.mock:
+            kwargs["mock_response"] = f"[{binding.model} as the {role}] mock reply"
+        if loaded.plan.note:
+            kwargs["messages"] = wire.note_messages(call.protocol, kwargs.get("messages") or [], loaded.plan.note)
+        # A self-hosted OpenAI-compatible server (an api_base) with its key or keyless: LiteLLM's calls to it
+        # through a client that tidies them (`sse_fix`). OpenAI's own API needs none (nor loses proxy settings).
+        if (
+            call.protocol == "anthropic"
+            and binding.model.startswith("openai/")
+            and binding.api_base
+            and "api_key" in kwargs
+        ):
+            kwargs["client"] = self._tidy_client(role, kwargs)
+        try:
+            if call.protocol == "openai":
+                result = await litellm.acompletion(**kwargs)
+            else:
+                if self.gateway.mock:
+                    kwargs.pop("stream", None)  # LiteLLM's mock answers Messages whole: streamed below
+                result = await litellm.anthropic_messages(**kwargs)
+        except Exception as exc:
+            kind = adapter.classify(exc)
+            self.gateway._failed(role, getattr(exc, "status_code", None) or type(exc).__name__)
+            if kind == "retry" and not final:
+                logger.warning(
+                    "session %s: %s model failed (%s); trying the next role", call.ident.key, role, type(exc).__name__
+                )
+                return None
+            status = getattr(exc, "status_code", None)
+            status = status if isinstance(status, int) and 400 <= status < 600 else 502
+            out = dict(lw)
+            wait = adapter.retry_after(exc)
+            if wait is not None:
+                out["retry-after"] = str(int(wait))
+            msg = self.gateway.redact(f"{role} model {binding.model}: {type(exc).__name__}: {exc}".encode()).decode()
+            return JSONResponse(error_body(call.protocol, status, msg, "api_error"), status, headers=out)
+        if call.protocol == "openai" and not call.stream:
+            data = call.answer = result.model_dump(mode="json", exclude_none=True)
+            reply, usage = wire.openai_reply(data)
+            if (turn := await self.gateway._commit(call, loaded, role, reply, usage, data.get("model"))) is not None:
+                lw["x-lwfsm-turn"] = turn
+            lw.update(_usage_header(call))
+            return _Ascii(data, headers=lw)
+        if call.protocol == "openai":
+            return StreamingResponse(
+                self._litellm_stream(call, loaded, role, result), headers=lw, media_type="text/event-stream"
+            )
+        if isinstance(result, Mapping):
+            message = dict(result)
+            if call.stream:
+                return StreamingResponse(
+                    self._replay(call, loaded, role, wire.anthropic_events(message)),
+                    headers=lw,
+                    media_type="text/event-stream",
+                )
+            reply, usage = wire.anthropic_reply(message)
+            if usage is not None and not (usage["prompt_tokens"] or usage["completion_tokens"]):
+                usage = None  # no call reads no tokens: LiteLLM's zeros for an upstream that reported none
+            if (turn := await self.gateway._commit(call, loaded, role, reply, usage, message.get("model"))) is not None:
+                lw["x-lwfsm-turn"] = turn
+            lw.update(_usage_header(call))
+            return _Ascii(message, headers=lw)
+        return StreamingResponse(
+            self._bytes_stream(call, loaded, role, result, adapter.anthropic_reported),
+            headers=lw,
+            media_type="text/event-stream",
+        )
+
+    def _tidy_client(self, role: str, kwargs: Mapping[str, Any]) -> Any:
+        """The role's OpenAI SDK client for LiteLLM, its streams tidied (`sse_fix`), made once per role."""
+        if role not in self._clients:
+            from . import sse_fix
+
+            base = kwargs["api_base"]
+            self._clients[role] = sse_fix.client(
+                base, kwargs["api_key"], self.gateway.connect_timeout, self.gateway.idle_timeout
+            )
+        return self._clients[role]
+
+    async def _litellm_stream(self, call: _Call, loaded: _Loaded, role: str, stream: Any) -> AsyncIterator[bytes]:
+        acc = wire.OpenAIStream(_names(call))
+        async for chunk in stream:
+            data = chunk.model_dump(mode="json", exclude_none=True)
+            acc.add(data)
+            yield b"data: " + json.dumps(data).encode() + b"\n\n"
+        acc.done = True
+        # What the provider counted, whether or not the client asked for a usage chunk; never LiteLLM's
+        # estimate (None: unknown).
+        acc.usage = (await self.adapter()).provider_usage(stream)
+        await self.gateway.turns.settle_stream(call, loaded, role, acc)  # stored before the client sees the end
+        yield b"data: [DONE]\n\n" + (_recorded(call.turn) if call.turn is not None else b"")
+
+    async def _replay(self, call: _Call, loaded: _Loaded, role: str, data: bytes) -> AsyncIterator[bytes]:
+        acc = wire.AnthropicStream()
+        for event in wire.SSEReader().feed(data):
+            acc.add(event)
+        await self.gateway.turns.settle_stream(call, loaded, role, acc)  # stored before the client sees the end
+        yield data + (_recorded(call.turn) if call.turn is not None else b"")
+
+    async def _bytes_stream(
+        self, call: _Call, loaded: _Loaded, role: str, stream: Any, reported: Callable[[Any], bool]
+    ) -> AsyncIterator[bytes]:
+        """An Anthropic stream LiteLLM translated from another protocol's upstream, recorded as it ends."""
+        reader, acc = wire.SSEReader(), wire.AnthropicStream()
+        settled = False
+        async for chunk in stream:
+            data = chunk if isinstance(chunk, bytes) else str(chunk).encode()
+            for event in reader.feed(data):
+                acc.add(event)
+            if acc.done and not settled and not reported(stream):
+                acc.usage = {}  # LiteLLM's estimate of tokens the upstream did not report: unknown, not measured
+            if acc.done and not settled:
+                settled = True
+                await self.gateway.turns.settle_stream(call, loaded, role, acc)  # stored before the client sees the end
+            yield data
+        if not settled:
+            await self.gateway.turns.settle_stream(call, loaded, role, acc)
+        if call.turn is not None:
+            yield _recorded(call.turn, reader.partial)
+
+
+def _import_adapter() -> Any:
+    module = importlib.import_module("lwfsm.provider.adapter")
+    # Newer LiteLLM sends a Messages call for an openai/... model to the upstream's /v1/responses, which
+    # llama.cpp, older vLLM and most OpenAI-compatible servers lack; every one has chat completions. (An
+    # upstream with only the Responses API is bound as openai/responses/<model>.) Older LiteLLM has no
+    # such switch and always used chat completions.
+    module.litellm.use_chat_completions_url_for_anthropic_messages = True
+    return module
+
+
+def _supported_params(litellm: Any, model: str) -> frozenset[str] | None:
+    """The Chat Completions parameters LiteLLM sends on to `model` (None: it cannot say, nothing is dropped)."""
+    try:
+        name, provider, _, _ = litellm.get_llm_provider(model)
+        found = litellm.get_supported_openai_params(model=name, custom_llm_provider=provider)
+    except Exception:  # an unknown provider: LiteLLM itself will say what is wrong with the call
+        return None
+    return frozenset(found) if found else None

@@ -1,0 +1,206 @@
+"""The turn endpoints: Chat Completions and Messages calls served by the role's model, token counts,
+the models list."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ..errors import SnapshotError
+from ..turn.bindings import RoleBinding
+from . import targets, wire
+from .intake import Protocol, _Call, _Reject
+from .replies import _log_error, error_body
+
+if TYPE_CHECKING:
+    from .app import Gateway, _Loaded
+
+logger = logging.getLogger("lwfsm.gateway")
+
+
+class Turns:
+    """The turn endpoints: a call read (`intake`), planned (`Gateway._load`), sent to each role's model in
+    turn (`forward` or `translate`) until one answers, and settled (`Gateway._commit`)."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self._dropped: set[tuple[str, str, tuple[str, ...]]] = set()  # (role, model, params) already logged
+
+    @property
+    def routes(self) -> list[Route]:
+        return [
+            Route("/v1/chat/completions", self.chat_completions, methods=["POST"]),
+            Route("/chat/completions", self.chat_completions, methods=["POST"]),
+            Route("/v1/messages", self.messages, methods=["POST"]),
+            Route("/v1/messages/count_tokens", self.count_tokens, methods=["POST"]),
+            Route("/v1/models", self.models, methods=["GET"]),
+        ]
+
+    # -- the turn endpoints --
+
+    async def chat_completions(self, request: Request) -> Response:
+        return await self._turn(request, "openai")
+
+    async def messages(self, request: Request) -> Response:
+        return await self._turn(request, "anthropic")
+
+    async def count_tokens(self, request: Request) -> Response:
+        """Anthropic's token count for a request, as the role that would serve it counts; not a turn,
+        nothing is stored. Counted locally with LiteLLM's tokenizers (no upstream call)."""
+        try:
+            call = await self.gateway.intake.read(request, "anthropic")
+            loaded = await self.gateway._load(call)
+        except _Reject as exc:
+            return JSONResponse(error_body("anthropic", exc.status, exc.message, exc.kind), exc.status, exc.headers)
+        except RecursionError:
+            return JSONResponse(error_body("anthropic", 400, "request content is nested too deeply to read"), 400)
+        except SnapshotError as exc:
+            return JSONResponse(error_body("anthropic", 409, f"stored conversation unusable: {exc}"), 409)
+        litellm = (await self.gateway.translate.adapter()).litellm
+        role = loaded.plan.role
+        model = self.gateway.roles[role].model
+        try:
+            count = await self.count(litellm, call, model)
+        except Exception as exc:  # a tokenizer that cannot read this request: say so, in Anthropic's shape
+            return JSONResponse(error_body("anthropic", 400, f"cannot count tokens for {model}: {exc}"), 400)
+        return JSONResponse({"input_tokens": count}, headers=self._headers(call, loaded, role))
+
+    @staticmethod
+    async def count(litellm: Any, call: _Call, model: str) -> int:
+        """The input tokens of a Messages call as `model` counts them, with LiteLLM's tokenizers."""
+        system = call.body.get("system")
+        messages = [{"role": "system", "content": system}] if isinstance(system, str) and system else []
+        # Seconds on a long conversation: in a thread, so other requests go on.
+        return int(await asyncio.to_thread(litellm.token_counter, model=model, messages=[*messages, *call.messages]))
+
+    async def _turn(self, request: Request, protocol: Protocol) -> Response:
+        started = time.perf_counter()
+        with self.gateway.tracing.call(request.headers, request.method, request.url.path) as traced:
+            response = await self._serve(request, protocol)
+            self.gateway.metrics.latency.labels(request.url.path).observe(time.perf_counter() - started)
+            _log_error(request, response)
+            return traced.send(response)
+
+    async def _serve(self, request: Request, protocol: Protocol) -> Response:
+        try:
+            call = await self.gateway.intake.read(request, protocol)
+        except _Reject as exc:
+            return JSONResponse(error_body(protocol, exc.status, exc.message, exc.kind), exc.status, exc.headers)
+        except RecursionError:  # content nested deeper than reading it allows (the body parsed)
+            return JSONResponse(error_body(protocol, 400, "request content is nested too deeply to read"), 400)
+        return await self.run(call)
+
+    async def run(self, call: _Call) -> Response:
+        protocol = call.protocol
+        try:
+            loaded = await self.gateway._load(call)
+        except SnapshotError as exc:
+            return JSONResponse(error_body(protocol, 409, f"stored conversation unusable: {exc}"), 409)
+        self.gateway.tracing.planned(
+            call.ident.key, call.body.get("model"), call.stream, loaded.plan, call.side, loaded.retry
+        )
+        roles = loaded.conv.core.roles_for(loaded.plan)
+        body, raw = call.body, call.raw  # as the client sent them; each role's model gets them fitted
+        for i, role in enumerate(roles):
+            binding = self.gateway.roles[role]
+            headers = self._headers(call, loaded, role)
+            final = i == len(roles) - 1
+            self.gateway.tracing.attempt(role, binding.model, i, call.stream)
+            fast = not self.gateway.mock and self.gateway.forward.fast(protocol, binding)
+            call.body, call.raw = await self._fit(call, body, raw, role, binding, fast)
+            if fast:
+                result = await self.gateway.forward.send(call, loaded, role, binding, headers, final)
+            else:
+                result = await self.gateway.translate.send(call, loaded, role, binding, headers, final)
+            if result is not None:
+                return result
+        return JSONResponse(error_body(protocol, 502, "no upstream answered"), 502)  # pragma: no cover
+
+    def _headers(self, call: _Call, loaded: _Loaded, role: str) -> dict[str, str]:
+        conv, plan = loaded.conv, loaded.plan
+        if call.side is not None:
+            turn = conv.pending.turn if conv.pending is not None else conv.session.turn
+        elif loaded.retry and conv.pending is not None:
+            turn = conv.pending.turn
+        else:
+            turn = conv.session.turn + (2 if plan.verdict.event is not None else 1)
+        out = {
+            "x-lwfsm-session": call.ident.key,
+            "x-lwfsm-turn": str(turn),
+            "x-lwfsm-state": plan.state,
+            "x-lwfsm-role": role,
+            "x-lwfsm-model": self.gateway.roles[role].model,
+        }
+        if not call.ident.confident:
+            out["x-lwfsm-session-confidence"] = "low"
+        if call.side is not None:
+            out["x-lwfsm-side-call"] = call.side
+        if plan.note:
+            out["x-lwfsm-handoff"] = str(len(plan.note))  # the characters of the note this call carries
+        return out
+
+    async def settle_stream(
+        self, call: _Call, loaded: _Loaded, role: str, acc: wire.OpenAIStream | wire.AnthropicStream
+    ) -> None:
+        """Record a streamed call once its stream has ended whole, before the client sees the end; a cut
+        stream records nothing."""
+        if not acc.done:
+            logger.warning("session %s: the %s stream ended early; nothing was recorded", call.ident.key, role)
+            return
+        if isinstance(acc, wire.OpenAIStream):
+            await self.gateway._commit(call, loaded, role, acc.reply(), acc.usage, acc.model)
+        else:
+            reply, usage = acc.reply()
+            await self.gateway._commit(call, loaded, role, reply, usage, acc.model)
+
+    async def _fit(
+        self, call: _Call, body: dict[str, Any], raw: bytes, role: str, binding: RoleBinding, fast: bool
+    ) -> tuple[dict[str, Any], bytes]:
+        """The request body and bytes for this role's model: what it cannot take dropped (`targets`), with
+        a log line the first time a role's model drops those parameters."""
+        model = binding.model
+        supported = None
+        if not fast and call.protocol == "openai":
+            supported = await self.gateway.translate.supported(model)
+        reasoning = targets.reasons(model, self.gateway.pricer)
+        out, dropped = targets.fit(body, call.protocol, model, fast, reasoning, supported)
+        if not dropped:
+            return body, raw
+        if (role, model, tuple(dropped)) not in self._dropped:
+            self._dropped.add((role, model, tuple(dropped)))
+            logger.info(
+                "dropped %s from requests to the %s model %s: it does not take them as sent (logged once)",
+                ", ".join(dropped),
+                role,
+                model,
+            )
+        return out, json.dumps(out).encode()
+
+    # -- models --
+
+    async def models(self, request: Request) -> Response:
+        try:
+            self.gateway.intake.authorise(request)
+        except _Reject as exc:
+            return JSONResponse(error_body("openai", exc.status, exc.message, exc.kind), exc.status)
+        ids = ["lwfsm", *(f"lwfsm-{r}" for r in self.gateway.roles)]
+        data = [
+            {
+                "id": i,
+                "object": "model",
+                "type": "model",
+                "created": 0,
+                "created_at": "1970-01-01T00:00:00Z",
+                "owned_by": "lwfsm",
+                "display_name": i,
+            }
+            for i in ids
+        ]
+        return JSONResponse({"object": "list", "data": data, "has_more": False, "first_id": ids[0], "last_id": ids[-1]})
