@@ -119,8 +119,8 @@ class LwfsmProxyHook(CustomLogger):
             return response
         turn, role = entry
         choices = getattr(response, "choices", None) or []
-        message = choices[0].message if choices else None
-        reply = message.model_dump() if hasattr(message, "model_dump") else dict(message or {})
+        message: Any = choices[0].message if choices else {}
+        reply = message.model_dump() if hasattr(message, "model_dump") else dict(message)
         done = await self.loop.acommit(
             turn,
             role=role,

@@ -329,10 +329,9 @@ class Loop:
         try:
             ask = next(step)
             while True:
-                if ask[0] == "read":
-                    got = await self.offload(self.read, ask[1])
-                else:
-                    got = await self.offload(self.write, *ask[1:])
+                got: Any = await (
+                    self.offload(self.read, ask[1]) if ask[0] == "read" else self.offload(self.write, *ask[1:])
+                )
                 ask = step.send(got)
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
