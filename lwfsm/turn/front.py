@@ -5,7 +5,7 @@
 `begin(messages)` (the core judges the pending turn and picks the role; nothing changes yet), the
 framework's own request with `call.model`, then `end(call, ...)` (the core commits, all or nothing).
 Each integration only converts its framework's messages to the OpenAI shape the core judges.
-Calls go through the conversation loop (`lwfsm.turn.loop`): with `store=` (a `Store` or its URL)
+Calls go through the conversation loop (`lwfsm.turn.loop`): with `store=` (`lwfsm.store.open_store(url)`)
 the conversation `name` lives there, each commit a compare-and-set, retries and lost races as every
 front end handles them; without one it is held in memory (`state=` continues a conversation's value,
 `save=` is called with it after every commit). No SDK is imported here.
@@ -26,11 +26,10 @@ from typing import Any, Generic, TypeVar
 from ..engine import Engine
 from ..errors import ConfigError
 from ..spec import Spec, load_spec
-from ..store.base import Store
 from .core import Conversation, ConversationState, Judged, Plan, TurnCore
 from .judge import Detector
 from .ledger import Pricer, Usage
-from .loop import Loop, Turn
+from .loop import Loop, Store, Turn
 
 __all__ = [
     "FRAMEWORK_UNIT",
@@ -115,7 +114,7 @@ class Front(Generic[M]):
         save: Save | None = None,
         pricer: Pricer | None = None,
         agent: str | None = None,
-        store: Store | str | None = None,
+        store: Store | None = None,
     ) -> None:
         self.core = core_of(spec, detectors=detectors, turn_unit=turn_unit, default_unit=FRAMEWORK_UNIT, agent=agent)
         roles = list(self.core.spec.roles)
@@ -128,10 +127,6 @@ class Front(Generic[M]):
                 + "; ".join(problems)
             )
         self.models = dict(models)
-        if isinstance(store, str):
-            from ..store import open_store  # the backends import the turn core: not at this module's import
-
-            store = open_store(store)
         if store is not None and state is not None:
             raise ConfigError("with a store, the conversation is the store's: pass its id as name=, not state=")
         self.loop = Loop(self.core, store)

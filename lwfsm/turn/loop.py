@@ -30,7 +30,8 @@ The one policy, the same in every front end:
   If the newer state shows this very call already recorded (a duplicate delivery won), it is committed
   as a retry.
 
-The module imports the turn core and the store's row format only: no backend, no SDK, no HTTP.
+The module imports the turn core and the row format (`lwfsm.turn.rows`) only: no store backend, no SDK,
+no HTTP; a store is any object with `url`, `read` and `write` (`lwfsm.store.open_store` gives one).
 """
 
 from __future__ import annotations
@@ -41,15 +42,14 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from ..errors import ConfigError, Conflict, SnapshotError, StoreError
-from ..store.base import Row, Store
-from ..store.rows import call_key, encode, split
 from .core import Conversation, Judged, Plan, TurnCore
 from .ledger import Usage
+from .rows import Row, call_key, encode, split
 
-__all__ = ["ATTEMPTS", "Committed", "Loop", "Stored", "Turn"]
+__all__ = ["ATTEMPTS", "Committed", "Loop", "Store", "Stored", "Turn"]
 
 ATTEMPTS = 100  # compare-and-set attempts per call (see the module's docstring)
 WARM = 256  # conversations kept parsed per loop, for the next call of each (see Loop._take)
@@ -58,6 +58,17 @@ WARM_BYTES = 64 * 1024 * 1024  # and the most row text they may hold
 T = TypeVar("T")
 Lines = Callable[["Stored", "Judged | None"], Sequence[str]]  # a front end's own row lines, per attempt
 Runner = Callable[..., Awaitable[Any]]  # runs a blocking store call off the event loop
+
+
+class Store(Protocol):
+    """What the loop needs of a store: an `lwfsm.store.Store` (the backends import the turn core, not
+    the other way round)."""
+
+    url: str
+
+    def read(self, session: str) -> Row | None: ...
+
+    def write(self, session: str, expected: int, row: Row) -> bool: ...
 
 
 @dataclass
