@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from lwfsm import Engine, TurnCore, load_spec
-from lwfsm.errors import Conflict, StoreError
+from lwfsm.errors import ConfigError, Conflict, StoreError
 from lwfsm.store import Row, open_store
 from lwfsm.store.base import Store
 from lwfsm.turn import Usage
@@ -254,3 +254,23 @@ def test_the_warm_cache_is_bounded_in_bytes() -> None:
     assert "c39" in loop._warm
     loop._keep("huge", Stored(conv, 1, None, (), "x" * WARM_BYTES))  # larger than an eighth: not kept at all
     assert "huge" not in loop._warm
+
+
+def test_framework_fronts_share_a_stored_conversation_through_the_loop(tmp_path: Path) -> None:
+    from lwfsm.turn.front import Front
+
+    url = f"sqlite:///{tmp_path}/front.db"
+    models = {"lead": "big", "worker": "small"}
+    a, b = (Front("lead_worker", models, store=open_store(url), name="c", turn_unit="call") for _ in range(2))
+    reply = {"role": "assistant", "content": "plan"}
+    a.end(a.begin(GO), model="big", reply=reply)
+    ca, cb = a.begin(said(("plan", "go"))), b.begin(said(("plan", "go on")))  # both planned on version 1
+    b.end(cb, model="big", reply=reply)
+    judged = a.end(ca, model="big", reply=reply)  # lost the race: settled on b's state, judging b's turn
+    assert judged is not None
+    assert judged.pending.turn == 2
+    assert ca.turn.plan.version == 2
+    state = Front("lead_worker", models, store=open_store(url), name="c", turn_unit="call").state()
+    assert (state.version, state.machine.turn, state.ledger.calls) == (3, 2, 3)
+    with pytest.raises(ConfigError, match="with a store, the conversation is the store's"):
+        Front("lead_worker", models, store=open_store(url), state=state)
