@@ -11,9 +11,8 @@ and is not judged again.
 
 from __future__ import annotations
 
-from ..errors import SnapshotError, StoreError
 from ..turn import Conversation, TurnCore
-from ..turn.rows import HEADER, Row, call_key, encode, split
+from ..turn.rows import HEADER, Row, call_key, encode, parse, split
 from .base import Store
 
 __all__ = ["CHAINS", "HEADER", "call_key", "decode", "encode", "load", "restore", "split"]
@@ -35,20 +34,5 @@ def load(store: Store, core: TurnCore, session: str) -> tuple[Conversation | Non
 
 def restore(store: Store, core: TurnCore, session: str, row: Row) -> tuple[Conversation, str | None]:
     """The conversation a row holds, and the key of its last settled call; StoreError when it is not ours."""
-    body, call = decode(store, session, row)
-    try:
-        conv = core.restore(body)
-    except SnapshotError as exc:
-        raise StoreError(
-            f"store {store.url}: session {session!r}: {exc}; nothing was overwritten",
-            store=store.url,
-            session=session,
-        ) from exc
-    if conv.version != row.version:
-        raise StoreError(
-            f"store {store.url}: session {session!r}: the row says version {row.version} but its state says "
-            f"{conv.version}: it was edited by hand or by another program; nothing was overwritten",
-            store=store.url,
-            session=session,
-        )
+    conv, call, _ = parse(store.url, session, row, core.restore)
     return conv, call

@@ -44,10 +44,10 @@ from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from ..errors import ConfigError, Conflict, SnapshotError, StoreError
+from ..errors import ConfigError, Conflict, StoreError
 from .core import Conversation, Judged, Plan, TurnCore
 from .ledger import Usage
-from .rows import Row, call_key, encode, split
+from .rows import Row, call_key, encode, parse
 
 __all__ = ["ATTEMPTS", "Committed", "Loop", "Store", "Stored", "Turn"]
 
@@ -176,22 +176,7 @@ class Loop:
         warm = self._take(name, row.data)
         if warm is not None:
             return warm
-        state, key, lines = split(self.store.url, name, row.data)
-        try:
-            conv = self.restore(name, state)
-        except SnapshotError as exc:
-            raise StoreError(
-                f"store {self.store.url}: session {name!r}: {exc}; nothing was overwritten",
-                store=self.store.url,
-                session=name,
-            ) from exc
-        if conv.version != row.version:
-            raise StoreError(
-                f"store {self.store.url}: session {name!r}: the row says version {row.version} but its state says "
-                f"{conv.version}: it was edited by hand or by another program; nothing was overwritten",
-                store=self.store.url,
-                session=name,
-            )
+        conv, key, lines = parse(self.store.url, name, row, lambda state: self.restore(name, state))
         return Stored(conv, row.version, key, lines, row.data)
 
     def write(self, name: str, expected: int, stored: Stored) -> bool:

@@ -13,16 +13,16 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic_core import PydanticSerializationError
 
-from ..errors import StoreError
-from .core import ConversationState
+from ..errors import SnapshotError, StoreError
+from .core import Conversation, ConversationState
 
-__all__ = ["HEADER", "Row", "call_key", "encode", "split"]
+__all__ = ["HEADER", "Row", "call_key", "encode", "parse", "split"]
 
 
 @dataclass(frozen=True)
@@ -81,3 +81,25 @@ def split(url: str, session: str, data: str) -> tuple[str, str | None, list[str]
         )
     state, _, rest = body.partition("\n")
     return state, (None if parts[1] == "-" else parts[1]), rest.split("\n") if rest else []
+
+
+def parse(
+    url: str, session: str, row: Row, restore: Callable[[str], Conversation]
+) -> tuple[Conversation, str | None, list[str]]:
+    """(conversation, key of its last settled call, the front end's lines) of a row, the state given to
+    `restore`; StoreError naming the store and session when the row is not ours or not this version's."""
+    state, call, lines = split(url, session, row.data)
+    try:
+        conv = restore(state)
+    except SnapshotError as exc:
+        raise StoreError(
+            f"store {url}: session {session!r}: {exc}; nothing was overwritten", store=url, session=session
+        ) from exc
+    if conv.version != row.version:
+        raise StoreError(
+            f"store {url}: session {session!r}: the row says version {row.version} but its state says "
+            f"{conv.version}: it was edited by hand or by another program; nothing was overwritten",
+            store=url,
+            session=session,
+        )
+    return conv, call, lines
