@@ -104,12 +104,12 @@ class _Call:
 
 @dataclass
 class _Record:
-    """A stored conversation as the gateway keeps it: an `lwfsm.store` row (header with the digest of
+    """A stored conversation as the gateway keeps it: an `lwfsm.store` row (header with the idempotency key of
     the last recorded call, the state), then the gateway's own lines: `meta` (who the conversation is,
     its switches) and its last judged turns, one JSON line each, parsed only when asked for."""
 
     conv: Conversation
-    last: str | None  # digest of the last recorded call's bytes
+    last: str | None  # the idempotency key of the last recorded turn call (lwfsm.turn.loop)
     meta: dict[str, Any]
     history: list[str]
 
