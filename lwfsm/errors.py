@@ -11,7 +11,7 @@ LwfsmError
     ├── TransitionNotAllowed   an event with no transition from the current configuration
     ├── SnapshotError          a snapshot or conversation state that does not belong to this engine
     ├── SessionBusy            a call on a conversation whose previous call is still open (a stream)
-    ├── Conflict               the conversation changed since the call was planned (another process won)
+    ├── Conflict               every compare-and-set attempt lost to other writers (lwfsm.turn.loop)
     ├── StoreError             a session store that cannot be used (bad URL, unreachable, corrupt or
     │                          foreign row); names the store without its password, and the session
     └── ProviderError          a model call failed (chains the provider's exception)
@@ -160,7 +160,8 @@ class SessionBusy(RunError):
 
 
 class Conflict(RunError):
-    """The conversation's state changed between planning a call and settling it: reload and re-decide."""
+    """The conversation's state kept changing under a call: every compare-and-set attempt of the
+    conversation loop lost (or `TurnCore.settle` got a plan made on an older version)."""
 
 
 class StoreError(RunError):

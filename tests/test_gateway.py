@@ -272,7 +272,7 @@ def test_openai_sdk_conversation_through_fallback_and_recovery_with_a_restart(
     assert line.split()[1:] == ["12", "lead_worker", "v1", "worker", "11"]  # version, spec, state, turns
     key = line.split()[0]
     shown = json.loads(_lwfsm("sessions", "show", key, "--store", store, "--spec", "lead_worker"))
-    assert shown["last_call"].startswith("r:")
+    assert shown["last_call"].startswith("m:")  # the one idempotency key (lwfsm.turn.loop): the messages
     assert shown["state"]["pending"]["turn"] == 12
 
 

@@ -603,23 +603,6 @@ def test_a_body_budget_below_the_largest_body_is_refused() -> None:
         build(load_spec("lead_worker"), store="memory://", mock=True, env={}, max_body=2000, body_budget=1000)
 
 
-def test_the_warm_cache_is_bounded_in_bytes() -> None:
-    from lwfsm.gateway import app
-    from lwfsm.gateway.serve import build
-    from lwfsm.spec import load_spec
-
-    gw: app.Gateway = build(load_spec("lead_worker"), store="memory://", mock=True, env={}).state.gateway
-    record = app._Record(gw.core.start(), None, {}, [])
-    big = "x" * (app.WARM_BYTES // 10)
-    for n in range(40):  # 40 conversations of 6.4 MB rows: 256 MB, were all kept
-        gw._keep_warm(f"c{n}", big + str(n), record)
-    assert gw._warm_bytes <= app.WARM_BYTES
-    assert gw._warm_bytes == sum(len(t) for t, _ in gw._warm.values())
-    assert "c39" in gw._warm
-    gw._keep_warm("huge", "x" * app.WARM_BYTES, record)  # larger than an eighth: not kept at all
-    assert "huge" not in gw._warm
-
-
 def test_a_newline_in_a_session_id_cannot_forge_a_report_row(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

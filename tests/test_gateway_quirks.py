@@ -225,6 +225,8 @@ def test_an_anthropic_client_on_a_keyless_server_with_a_system_prompt_in_parts(
     bare = {"id": "x", "object": "chat.completion", "created": 0, "model": "worker-model"}
     bare["choices"] = [{"index": 0, "message": {"role": "assistant", "content": "no usage"}, "finish_reason": "stop"}]
     llama.script("worker-model", {"body": bare})  # turn 4, the worker's; a whole reply without usage: LiteLLM says 0
+    # (The conversation goes on: the same messages again would be a retry of turn 3, lwfsm.turn.loop.)
+    messages += [{"role": "assistant", "content": "measured"}, {"role": "user", "content": "Go on."}]
     raw = client.messages.with_raw_response.create(model="m", max_tokens=100, messages=messages, extra_headers=head)
     assert raw.headers["x-lwfsm-usage"] == "unknown"
     ledger = _session(gw, conv["id"])["ledger"]["rows"]

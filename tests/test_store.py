@@ -270,7 +270,7 @@ class Racing:
         return self.inner.write(session, expected, row)
 
 
-def test_a_lost_race_re_plans_and_calls_the_newly_chosen_role() -> None:
+def test_a_lost_race_keeps_the_reply_in_hand_and_settles_it_on_the_newer_state() -> None:
     store = Racing()
     spec = load_spec(SPEC).with_params({"failure_threshold": 1})
     a = Adapter(spec, MODELS, env=ENV, store=store).session("c")
@@ -283,14 +283,19 @@ def test_a_lost_race_re_plans_and_calls_the_newly_chosen_role() -> None:
     store.rival = lambda: b.completion([*msgs, {"role": "assistant", "content": "x"}], mock_response="w")
     later = [*msgs, {"role": "assistant", "content": "w"}, {"role": "user", "content": "that's wrong"}]
     r = a.completion(later, mock_response="fixed")
+    # The policy of lwfsm.turn.loop: the worker's reply in hand is kept (not called again on the lead),
+    # and recorded on the newer state (b's turn judged a failure: fallback) as served by the worker.
     assert a.last is not None
-    assert a.last.role == "lead", "the re-plan moved to fallback: the worker's reply in hand could not be used"
-    assert r.model == "big"
+    assert a.last.role == "worker"
+    assert r.model == "small"
+    assert r.choices[0].message.content == "fixed"
     state = Adapter(spec, MODELS, env=ENV, store=store).session("c").state()
     assert state.version == 5
     assert state.machine.turn == 4
     assert state.machine.state == "fallback"
-    assert sum(row.calls for row in state.ledger.rows) == 5
+    assert state.pending is not None
+    assert (state.pending.turn, state.pending.state, state.pending.role) == (5, "fallback", "worker")
+    assert sum(row.calls for row in state.ledger.rows) == 5  # every call counted once
 
 
 # --- the CLI --------------------------------------------------------------------------------

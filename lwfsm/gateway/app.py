@@ -10,7 +10,8 @@ Completions, Anthropic for Messages) the request bytes are forwarded with the mo
 the response bytes streamed back as they come; only what judging and the ledger need is parsed.
 Otherwise LiteLLM translates (imported on first use).
 
-This module holds the gateway's state (`Gateway`) and the conversation loop (load, settle, compare-and-set);
+This module holds the gateway's state (`Gateway`) and a call's load, commit and a fired event, which go
+through the conversation loop (`conversation`: `lwfsm.turn.loop` over this gateway's store and specs);
 the work of each endpoint is in a part of its own, which `create_app` mounts: `intake`, `turns`, `forward`,
 `translate`, `responses`, `control`, `dashboard`, `probes` (and `replies`, what they answer with).
 """
@@ -23,7 +24,6 @@ import json
 import logging
 import os
 import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -41,9 +41,11 @@ from ..engine import Engine
 from ..errors import Conflict, LwfsmError, SnapshotError, StoreError, TransitionNotAllowed
 from ..spec import Spec
 from ..store.rows import CHAINS, encode, split
-from ..turn import Conversation, Plan, TurnCore, Usage
+from ..turn import Conversation, Judged, Plan, TurnCore, Usage
 from ..turn.bindings import RoleBinding
+from ..turn.loop import Stored, Turn
 from .control import Control, _operator_note
+from .conversation import Conversations, meta_of
 from .dashboard import Dashboard
 from .forward import Forward
 from .intake import Intake, _Bodies, _Call
@@ -64,21 +66,16 @@ logger = logging.getLogger("lwfsm.gateway")
 
 T = TypeVar("T")
 HISTORY = 20  # judged turns kept per conversation for the control API
-WARM = 256  # conversations kept parsed in memory per process (see Gateway._warm)
-WARM_BYTES = 64 * 1024 * 1024  # and the most row text they may hold (the parsed objects are of that order)
-# Compare-and-set attempts to record one call (as the adapter's). Each lost write is another call of the
-# conversation recorded, so N calls finishing at once need up to N: the bound only stops a livelock.
-CONFLICTS = 100
 
 
 @dataclass
 class _Record:
-    """A stored conversation as the gateway keeps it: an `lwfsm.store` row (header with the digest of
+    """A stored conversation as the gateway keeps it: an `lwfsm.store` row (header with the idempotency key of
     the last recorded call, the state), then the gateway's own lines: `meta` (who the conversation is,
     its switches) and its last judged turns, one JSON line each, parsed only when asked for."""
 
     conv: Conversation
-    last: str | None  # digest of the last recorded call's bytes
+    last: str | None  # the idempotency key of the last recorded turn call (lwfsm.turn.loop)
     meta: dict[str, Any]
     history: list[str]
 
@@ -96,6 +93,7 @@ class _Loaded:
     record: _Record
     retry: bool
     plan: Plan
+    turn: Turn  # the loop's call (its plan may change when a commit loses a race)
 
 
 class Gateway:
@@ -157,11 +155,6 @@ class Gateway:
             reverse=True,
         )
         self.http: aiohttp.ClientSession | None = None
-        # The conversations this process stored last, with their row text: when the store still holds
-        # that text, the next call takes the object instead of parsing the row again (a third of the
-        # gateway's own CPU per call). Taken out while a call uses it; any other writer changes the text.
-        self._warm: OrderedDict[str, tuple[str, _Record]] = OrderedDict()
-        self._warm_bytes = 0  # characters of the rows in _warm
         self.pricer = PriceMap(_price_table())
         # "The lead alone": the first role the spec does not mark cheap.
         self.lead = next((r for r, d in spec.roles.items() if not d.cheap), next(iter(spec.roles)))
@@ -170,6 +163,8 @@ class Gateway:
         # The specs (SIGHUP, POST /lwfsm/spec): a conversation runs under its own `conv.core`, which is
         # `self.core` (new conversations' spec) or one kept for it (lwfsm.gateway.rollout).
         self.rollout = Rollout(self)
+        # Load, plan, settle, compare-and-set: lwfsm.turn.loop's policy over this gateway's store and specs.
+        self.conversations = Conversations(self)
         # The parts, one job each; `create_app` mounts their routes.
         self.intake = Intake(self)
         self.turns = Turns(self)
@@ -241,19 +236,12 @@ class Gateway:
         return _Record(self.rollout.restore(key, state), last, meta, lines[1:])
 
     async def _load(self, call: _Call) -> _Loaded:
-        found = await self._io(self.store.get, call.ident.key)
-        if found is None:
-            version, record = 0, _Record(self.core.start(), None, {}, [])
-        else:
-            warm = self._unwarm(call.ident.key)
-            if warm is not None and warm[0] == found[1] and warm[1].conv.core is self.core:
-                version, record = found[0], warm[1]
-            else:
-                version, record = found[0], self._record(call.ident.key, found[1])
-        conv = record.conv
-        retry = conv.pending is not None and record.last == call.digest
-        plan = conv.core.plan(conv, call.messages, side=retry or call.side is not None, headers=call.headers)
-        return _Loaded(conv, version, record, retry, plan)
+        turn = await self.conversations.abegin(
+            call.ident.key, call.messages, side=call.side is not None, headers=call.headers
+        )
+        stored = turn.stored
+        record = _Record(turn.conv, stored.key, meta_of(call.ident.key, stored.lines), list(stored.lines[1:]))
+        return _Loaded(turn.conv, stored.version, record, turn.retry, turn.plan, turn)
 
     async def _commit(
         self,
@@ -264,8 +252,9 @@ class Gateway:
         usage: Any,
         answered_by: Any = None,  # the model the upstream's answer names
     ) -> str | None:
-        """Settle the call and write it back; on a conflict, reload, re-decide and settle again. The turn
-        the call was recorded as (a concurrent call of the conversation may have taken the one planned)."""
+        """Settle the call and write it back through the conversation loop (lwfsm.turn.loop: a lost race
+        settles it again on the newer state, served by `role`). The turn the call was recorded as (a
+        concurrent call of the conversation may have taken the one planned)."""
         self.tracing.answered(answered_by, usage)
         model = self.roles[role].model
         latency = time.perf_counter() - call.started
@@ -276,81 +265,60 @@ class Gateway:
             # gateway lists no conversation without turns.
             self._count(self.spec, role, model, used, None)
             return None
-        for _ in range(CONFLICTS):
-            conv = loaded.conv
-            try:
-                judged = conv.core.settle(
-                    conv,
-                    loaded.plan,
-                    role=role,
-                    model=model,
-                    reply=reply,
-                    tools=call.tools,
-                    usage=used,
-                    latency=latency,
-                )
-            except Conflict:  # pragma: no cover - one conversation object per request
-                judged = None
-            if loaded.retry and reply is not None and conv.pending is not None:
-                # A retried request: not a turn; its reply (the one the client sees) replaces the pending one.
-                conv.pending = conv.pending.model_copy(update={"reply": dict(reply), "model": model, "role": role})
-            meta = dict(loaded.record.meta)
-            record = _Record(conv, call.digest, meta, loaded.record.history)
-            switched, spec = False, conv.core.spec
+        seen: dict[str, Any] = {}
+
+        def lines(stored: Stored, judged: Judged | None) -> list[str]:
+            """The gateway's lines of the row, on the state this attempt settled."""
+            meta = meta_of(call.ident.key, stored.lines)
+            record = _Record(stored.conv, None, meta, list(stored.lines[1:]))
+            seen.update(meta=meta, switched=False)
             if judged is not None:
                 record.add(judged.record(call.ident.session))
                 if self.trace is not None:
                     self.trace.name(meta, call.ident.key)
-                before, after = judged.transition.source, judged.transition.dest
-                if switched := spec.states[before].role != spec.states[after].role:
+                spec, before, after = stored.conv.core.spec, judged.transition.source, judged.transition.dest
+                if spec.states[before].role != spec.states[after].role:
                     self._switched(spec, meta, judged.pending.turn, before, after, judged.event, judged.reason)
-                    meta["last_switch"]["handoff"] = loaded.plan.note
+                    meta["last_switch"]["handoff"] = loaded.turn.plan.note
+                    seen["switched"] = True
             meta.update(session=call.ident.session, source=call.ident.source, agent=call.ident.agent)
-            text = record.text()
-            if await self._io(self.store.put, call.ident.key, text, loaded.version):
-                if switched and judged is not None:  # logged once stored: a write lost to another call switched nothing
-                    logger.info(
-                        "session %s turn %d: %s -> %s (%s -> %s) on %s%s",
-                        call.ident.key,
-                        judged.pending.turn,
-                        before,
-                        after,
-                        spec.states[before].role,
-                        spec.states[after].role,
-                        judged.event,
-                        f" ({judged.reason})" if judged.reason else "",
-                    )
-                self._keep_warm(call.ident.key, text, record)
-                self._count(spec, role, model, used, judged)
-                if self.trace is not None and judged is not None:
-                    p = judged.pending
-                    self.trace.write(meta, judged.record(call.ident.key, self.pricer(p.model, p.usage)))
-                call.turn = str(conv.pending.turn) if conv.pending is not None else None
-                self.tracing.committed(call.turn, judged)
-                return call.turn
-            loaded = await self._load(call)  # someone else moved it: judge again on the newer state
-        # Not an acknowledgement: the client must not take a turn nobody recorded for one that was.
-        raise StoreError(
-            f"store {self.store.url}: session {call.ident.key}: {CONFLICTS} writes in a row conflicted with other "
-            "calls of this conversation; the turn was not recorded: retry the call",
-            store=self.store.url,
-            session=call.ident.key,
-        )
+            return [json.dumps(meta), *record.history]
 
-    def _keep_warm(self, key: str, text: str, record: _Record) -> None:
-        """Keep the conversation parsed for its next call, within WARM conversations and WARM_BYTES of rows."""
-        self._unwarm(key)
-        if len(text) <= WARM_BYTES // 8:  # one huge conversation does not push out all the others
-            self._warm[key] = (text, record)
-            self._warm_bytes += len(text)
-        while len(self._warm) > WARM or self._warm_bytes > WARM_BYTES:
-            self._warm_bytes -= len(self._warm.popitem(last=False)[1][0])
-
-    def _unwarm(self, key: str) -> tuple[str, _Record] | None:
-        warm = self._warm.pop(key, None)
-        if warm is not None:
-            self._warm_bytes -= len(warm[0])
-        return warm
+        try:
+            done = await self.conversations.acommit(
+                loaded.turn,
+                role=role,
+                model=model,
+                reply=reply,
+                tools=call.tools,
+                usage=used,
+                latency=latency,
+                lines=lines,
+            )
+        except Conflict as exc:  # not an acknowledgement: the client must not take a turn nobody recorded
+            raise StoreError(str(exc), store=self.store.url, session=call.ident.key) from None
+        judged, conv = done.judged, done.stored.conv
+        spec = conv.core.spec
+        if seen["switched"] and judged is not None:  # logged once stored: a write lost to another call switched nothing
+            t = judged.transition
+            logger.info(
+                "session %s turn %d: %s -> %s (%s -> %s) on %s%s",
+                call.ident.key,
+                judged.pending.turn,
+                t.source,
+                t.dest,
+                spec.states[t.source].role,
+                spec.states[t.dest].role,
+                judged.event,
+                f" ({judged.reason})" if judged.reason else "",
+            )
+        self._count(spec, role, model, used, judged)
+        if self.trace is not None and judged is not None:
+            p = judged.pending
+            self.trace.write(seen["meta"], judged.record(call.ident.key, self.pricer(p.model, p.usage)))
+        call.turn = str(conv.pending.turn) if conv.pending is not None else None
+        self.tracing.committed(call.turn, judged)
+        return call.turn
 
     def _switched(
         self, spec: Spec, meta: dict[str, Any], turn: int, before: str, after: str, event: str, reason: str | None
@@ -397,20 +365,24 @@ class Gateway:
         note = await _operator_note(request)
         if isinstance(note, Response):
             return note
-        for _ in range(CONFLICTS):
-            found = await self._find(key)
-            if isinstance(found, Response):
-                return found
-            version, record = found
-            conv = record.conv
-            turn = conv.session.turn  # before the event: a reset starts counting again
-            try:
-                rec = conv.core.fire(conv, event, "fired through the control API", note)
-            except TransitionNotAllowed as exc:
-                return JSONResponse({"error": str(exc)}, 409)
-            if conv.core.spec.states[rec.source].role != conv.core.spec.states[rec.dest].role:
+        found = await self._find(key)  # absent or unreadable: said as the control API says it
+        if isinstance(found, Response):
+            return found
+        fired: dict[str, Any] = {}
+
+        def change(stored: Stored) -> Any:
+            conv = stored.conv
+            fired["turn"] = conv.session.turn  # before the event: a reset starts counting again
+            fired["rec"] = conv.core.fire(conv, event, "fired through the control API", note)
+            return fired["rec"]
+
+        def lines(stored: Stored, _: Any) -> list[str]:
+            conv, rec = stored.conv, fired["rec"]
+            record = fired["record"] = _Record(conv, stored.key, meta_of(key, stored.lines), list(stored.lines[1:]))
+            spec = conv.core.spec
+            if spec.states[rec.source].role != spec.states[rec.dest].role:
                 self._switched(
-                    conv.core.spec, record.meta, turn, rec.source, rec.dest, event, "fired through the control API"
+                    spec, record.meta, fired["turn"], rec.source, rec.dest, event, "fired through the control API"
                 )
             # In the timeline too: a turn event fired by hand counts a turn no model served.
             record.add(
@@ -422,18 +394,21 @@ class Gateway:
                     "outcome": event,
                     "reason": "fired through the control API",
                     "handoff": conv.note,  # waiting for the next call
-                    "transition": {
-                        "source": rec.source,
-                        "dest": rec.dest,
-                        "index": rec.transition,
-                        "guard": rec.guard,
-                    },
+                    "transition": {"source": rec.source, "dest": rec.dest, "index": rec.transition, "guard": rec.guard},
                 }
             )
-            if await self._io(self.store.put, key, record.text(), version):
-                logger.info("session %s: %s fired by hand: %s -> %s", key, event, rec.source, rec.dest)
-                return _Ascii(self._summary(key, record))
-        return JSONResponse({"error": "the session kept changing; try again"}, 409)
+            return [json.dumps(record.meta), *record.history]
+
+        try:
+            rec, _stored = await self.conversations.aupdate(key, change, lines=lines)
+        except TransitionNotAllowed as exc:
+            return JSONResponse({"error": str(exc)}, 409)
+        except Conflict:
+            return JSONResponse({"error": "the session kept changing; try again"}, 409)
+        if rec is None:  # deleted meanwhile
+            return JSONResponse({"error": f"no session {key!r} (GET /lwfsm/sessions lists them)"}, 404)
+        logger.info("session %s: %s fired by hand: %s -> %s", key, event, rec.source, rec.dest)
+        return _Ascii(self._summary(key, fired["record"]))
 
 
 def _price_table() -> dict[str, Any]:

@@ -12,9 +12,9 @@ call. Requests without a session pass untouched. Sessions are scoped by the call
 keys naming the same session are two conversations.
 
 Conversations live in an lwfsm store (`store=`: memory:// for one proxy process, redis:// shared by
-several), through the adapter's own load / plan / compare-and-set loop: two calls of one session
-finishing together are both committed (the later one judged again on the newer state), or the later
-one raises `Conflict` when the newer state needs another role than the one that served it.
+several), through the conversation loop every front end uses (`lwfsm.turn.loop`): two calls of one
+session finishing together are both committed, the later one settled on the newer state as served by
+the role that served it (its answer is already the client's); a retried call is not a new turn.
 
 Every request is a turn (`turn_unit="call"`, as in the gateway): the agents behind a proxy may work
 through one user message for hours, and must be able to switch within it.
@@ -22,22 +22,23 @@ through one user message for hours, and must be able to switch within it.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
+import json
 import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import ConfigError, Conflict
+from ..errors import ConfigError
 from ..store import Store
-from ..turn import TurnCore, params
+from ..turn import TurnCore, Usage, params
 from ..turn.bindings import RoleBinding
 from ..turn.front import Sink, SpecLike
+from ..turn.loop import Loop, Turn
 
 try:
     from litellm.integrations.custom_logger import CustomLogger
 
-    from ..provider.adapter import Adapter, AgentSession
+    from ..provider.adapter import Adapter, price
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError('lwfsm.integrations.litellm_proxy needs LiteLLM: pip install "lwfsm[litellm]"') from exc
 
@@ -66,8 +67,8 @@ class LwfsmProxyHook(CustomLogger):
         self.core = self.adapter.core
         self.models, self.header, self.log = dict(models), header.lower(), log
         assert self.adapter.store is not None
-        self._offload = not self.adapter.store.url.startswith("memory://")  # sqlite3 and redis-py block
-        self._open: dict[str, tuple[AgentSession, Any, str | None]] = {}
+        self.loop = Loop(self.core, self.adapter.store, attempts=self.adapter.conflicts)  # store I/O off the event loop
+        self._open: dict[str, tuple[Turn, str]] = {}  # litellm_call_id -> (the call, the role serving it)
 
     def session_of(self, data: Mapping[str, Any]) -> str | None:
         """The session a request names: the header, else `metadata.lwfsm_session`."""
@@ -80,9 +81,6 @@ class LwfsmProxyHook(CustomLogger):
             if value:
                 return str(value)
         return None
-
-    async def _run(self, fn: Any, *args: Any) -> Any:
-        return await asyncio.to_thread(fn, *args) if self._offload else fn(*args)
 
     async def async_pre_call_hook(
         self, user_api_key_dict: Any, cache: Any, data: dict[str, Any], call_type: Any
@@ -104,31 +102,41 @@ class LwfsmProxyHook(CustomLogger):
         # Scoped by the caller's key (the proxy hands its hash): one key cannot reach another's conversation.
         caller = str(getattr(user_api_key_dict, "token", None) or getattr(user_api_key_dict, "api_key", None) or "")
         scope = "k" + hashlib.sha256(caller.encode()).hexdigest()[:16] if caller else "anon"
-        agent = await self._run(self.adapter.session, f"{scope}.{session}")
-        agent.sink = self.log
-        key, replay, call = await self._run(agent._stored_begin, data["messages"], False, {})
-        # A redelivered call (its messages were settled already) is served again and recorded once.
-        role = agent.last.role if replay is not None and agent.last is not None else call.plan.role
+        turn = await self.loop.abegin(f"{scope}.{session}", data["messages"])
+        # A retried call (its messages were settled already) is served again by the role that served them,
+        # and committed as not a new turn.
+        pending = turn.conv.pending
+        role = pending.role if turn.retry and pending is not None else turn.plan.role
         data["model"] = self.models[role]
-        if call is not None and call.plan.note:  # the handoff note: last, in the request sent upstream only
-            data["messages"] = [*data["messages"], {"role": "user", "content": call.plan.note}]
-        call_id = data.setdefault("litellm_call_id", str(uuid.uuid4()))
-        if replay is None:
-            self._open[call_id] = (agent, call, key)
+        if turn.plan.note:  # the handoff note: last, in the request sent upstream only
+            data["messages"] = [*data["messages"], {"role": "user", "content": turn.plan.note}]
+        self._open[data.setdefault("litellm_call_id", str(uuid.uuid4()))] = (turn, role)
         return data
 
     async def async_post_call_success_hook(self, data: dict[str, Any], user_api_key_dict: Any, response: Any) -> Any:
         entry = self._open.pop(data.get("litellm_call_id") or "", None)
         if entry is None:
             return response
-        agent, call, key = entry
-        call.kwargs["tools"] = data.get("tools") or ()
-        done, _ = await self._run(agent._commit, call, call.plan.role, response, key)
-        if not done:
-            raise Conflict(
-                f"session {agent.name!r}: another call moved the conversation while this one ran, and it now "
-                f"needs another role than {call.plan.role!r}, which served this call; nothing was committed"
-            )
+        turn, role = entry
+        choices = getattr(response, "choices", None) or []
+        message: Any = choices[0].message if choices else {}
+        reply = message.model_dump() if hasattr(message, "model_dump") else dict(message)
+        done = await self.loop.acommit(
+            turn,
+            role=role,
+            model=self.models[role],
+            reply=reply,
+            tools=data.get("tools") or (),
+            usage=Usage.of(getattr(response, "usage", None)),
+        )
+        if done.judged is not None:
+            p = done.judged.pending
+            record = done.judged.record(turn.name, price(p.model, p.usage))
+            if self.log is not None:
+                self.log(record)
+            if self.adapter.log_dir is not None:  # as the adapter's sessions log (log_dir=)
+                with (self.adapter.log_dir / f"{turn.name}.jsonl").open("a", encoding="utf-8") as f:
+                    f.write(json.dumps(record) + "\n")
         return response
 
     async def async_post_call_failure_hook(

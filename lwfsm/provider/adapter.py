@@ -28,12 +28,12 @@ from typing import Any
 
 from ..cost.pricing import PriceMap
 from ..engine import Engine
-from ..errors import AllAttemptsFailed, AuthError, BadRequestError, ConfigError, Conflict, ProviderError, SessionBusy
+from ..errors import AllAttemptsFailed, AuthError, BadRequestError, ConfigError, ProviderError, SessionBusy
 from ..spec import Spec, load_spec
-from ..store import Store, call_key, encode, load, open_store
-from ..store.rows import restore
-from ..turn import Conversation, ConversationState, Detector, Judged, Plan, TurnCore, Usage, params
+from ..store import Store, open_store
+from ..turn import ConversationState, Detector, Judged, Plan, TurnCore, Usage, params
 from ..turn.bindings import RoleBinding, bindings, params_from_env
+from ..turn.loop import ATTEMPTS, Committed, Loop, Turn
 from ..turn.stream import OpenAIStream
 
 __all__ = [
@@ -167,12 +167,16 @@ class _Call:
 
     messages: list[Mapping[str, Any]]
     kwargs: dict[str, Any]
-    plan: Plan
+    turn: Turn  # the loop's: its plan may change when a commit loses a race
     started: float
     failures: list[tuple[str, str, BaseException]] = field(default_factory=list)
     skip: set[str] = field(default_factory=set)  # roles given up on for this call
     unreported: bool = False  # a stream that carried no usage: its tokens are unknown, not estimated
     streamed: dict[str, Any] | None = None  # a stream's reply, as `OpenAIStream` rebuilt it from its chunks
+
+    @property
+    def plan(self) -> Plan:
+        return self.turn.plan
 
 
 class Adapter:
@@ -194,7 +198,7 @@ class Adapter:
         detectors: Sequence[Detector] | None = None,
         log_dir: str | Path | None = None,
         store: str | Store | None = None,
-        conflicts: int = 100,
+        conflicts: int = ATTEMPTS,
         agent: str | None = None,
     ) -> None:
         env = os.environ if env is None else env
@@ -234,7 +238,7 @@ class Adapter:
         self.store = open_store(store) if isinstance(store, str) else store
         if conflicts < 1:
             raise ConfigError("conflicts must be >= 1")
-        self.conflicts = conflicts  # compare-and-set attempts per call before giving up with Conflict
+        self.conflicts = conflicts  # compare-and-set attempts per call (lwfsm.turn.loop's policy, overridden)
 
     def redact(self, text: str) -> str:
         """`text` without any bound key's value."""
@@ -251,29 +255,33 @@ class Adapter:
         it (a random id when None), and every call reloads and commits through compare-and-set.
         """
         self._sessions += 1
+        loop = Loop(self.core, self.store, attempts=self.conflicts)
         if self.store is None:
-            conv = self.core.start() if state is None else self.core.restore(state)
             # A default name unique across processes and restarts: it names the log file (log_dir).
-            return AgentSession(self, conv, name or f"session-{self._sessions}-{uuid.uuid4().hex[:12]}")
+            name = name or f"session-{self._sessions}-{uuid.uuid4().hex[:12]}"
+            loop.hold(name, self.core.start() if state is None else self.core.restore(state))
+            return AgentSession(self, loop, name)
         if state is not None:
             raise ConfigError("with a store, a session's state is the store's: pass the conversation id, not state=")
-        name = name or uuid.uuid4().hex
-        stored, _ = load(self.store, self.core, name)  # a corrupt or foreign row is an error now, not at the first call
-        return AgentSession(self, stored or self.core.start(), name)
+        return AgentSession(self, loop, name or uuid.uuid4().hex)
 
 
 class AgentSession:
-    """One conversation through LiteLLM. Calls on one session are serialised, sync and async alike."""
+    """One conversation through LiteLLM. Calls on one session are serialised, sync and async alike.
 
-    def __init__(self, adapter: Adapter, conversation: Conversation, name: str) -> None:
+    Each call goes through the session's `lwfsm.turn.loop.Loop` (load, plan, call, settle, write back),
+    whose policy on retries and lost races is every front end's."""
+
+    def __init__(self, adapter: Adapter, loop: Loop, name: str) -> None:
         self.adapter = adapter
         self.core = adapter.core
-        self.conversation = conversation
+        self.loop = loop
         self.name = name
+        # As last loaded or written; a corrupt or foreign row is an error now, not at the first call.
+        self.conversation = loop.load(name).conv
         self.last: CallInfo | None = None
         self._stream_open = False
-        self._key: str | None = None  # the idempotency key of the last settled turn call (store only)
-        self._row: str | None = None  # the row data the conversation in memory is exactly (store only)
+        self._lock = threading.Lock()  # one discipline for sync and async calls
         self._log = adapter.log_dir / f"{name}.jsonl" if adapter.log_dir else None
         self.sink: Callable[[dict[str, Any]], None] | None = None  # also receives each judged turn's record
 
@@ -289,7 +297,7 @@ class AgentSession:
 
     def state(self) -> ConversationState:
         """The whole conversation as a value: store it, restore it with `adapter.session(state=...)`."""
-        with self.conversation.lock:
+        with self._lock:
             return self.conversation.state()
 
     @property
@@ -310,7 +318,8 @@ class AgentSession:
 
     # -- the shared steps --
 
-    def _begin(self, messages: Sequence[Mapping[str, Any]], side: bool, kwargs: dict[str, Any]) -> _Call:
+    def _check(self, kwargs: dict[str, Any]) -> str | None:
+        """Refuse what a call may not pass; the request id (the idempotency key's, not LiteLLM's)."""
         if "model" in kwargs:
             raise TypeError("the model is chosen by the session's state: do not pass model=")
         for name in kwargs:
@@ -322,9 +331,26 @@ class AgentSession:
                     f"'api_key_env': ...}}}})"
                 )
         self._idle()
-        kwargs.pop("request_id", None)  # lwfsm's idempotency key (used with a store), not LiteLLM's
-        plan = self.core.plan(self.conversation, messages, side=side)
-        return _Call(list(messages), kwargs, plan, time.perf_counter())
+        request_id = kwargs.pop("request_id", None)
+        return None if request_id is None else str(request_id)
+
+    def _begin(self, messages: Sequence[Mapping[str, Any]], side: bool, kwargs: dict[str, Any]) -> _Call:
+        request_id = self._check(kwargs)
+        return self._planned(self.loop.begin(self.name, messages, side=side, request_id=request_id), kwargs)
+
+    async def _abegin(self, messages: Sequence[Mapping[str, Any]], side: bool, kwargs: dict[str, Any]) -> _Call:
+        request_id = self._check(kwargs)
+        pending = self.conversation.pending
+        if pending is not None and len(str(pending.reply.get("content") or "")) > _BIG_REPLY:
+            # judging a big reply must not stall the event loop: the whole step in a worker thread
+            turn = await asyncio.to_thread(self.loop.begin, self.name, messages, side=side, request_id=request_id)
+        else:
+            turn = await self.loop.abegin(self.name, messages, side=side, request_id=request_id)
+        return self._planned(turn, kwargs)
+
+    def _planned(self, turn: Turn, kwargs: dict[str, Any]) -> _Call:
+        self.conversation = turn.conv
+        return _Call(list(turn.messages), kwargs, turn, turn.started)
 
     def _idle(self) -> None:
         if self._stream_open:
@@ -368,13 +394,8 @@ class AgentSession:
             return 0.0
         return self._delay(attempt, exc) if attempt < self.adapter.retries else 0.0
 
-    def _settle(self, call: _Call, role: str, response: Any) -> Any:
-        """Settle in process (no store): commit, then log the judged turn."""
-        self._write(self._apply(call, role, response))
-        return response
-
-    def _apply(self, call: _Call, role: str, response: Any) -> Judged | None:
-        """Validate the response, then let the core commit the verdict and open this turn (all or nothing)."""
+    def _reply(self, call: _Call, role: str, response: Any) -> tuple[str, dict[str, Any] | None, Usage]:
+        """The model, the assistant message (OpenAI-shaped; None for a side call) and the usage of a response."""
         model = self.adapter.bindings[role].model
         reply = None
         if not call.plan.side:
@@ -385,43 +406,50 @@ class AgentSession:
             reply = message.model_dump() if hasattr(message, "model_dump") else dict(message)
             if call.streamed is not None:  # the gateway's reading of the chunks (names merged once), not LiteLLM's
                 reply = {**reply, **call.streamed}
+        usage = Usage(unreported=1) if call.unreported else Usage.of(getattr(response, "usage", None))
+        return model, reply, usage
+
+    def _commit(self, call: _Call, role: str, response: Any) -> Any:
+        """Settle and write the call through the loop (a lost race keeps this reply: lwfsm.turn.loop)."""
+        model, reply, usage = self._reply(call, role, response)
         latency = time.perf_counter() - call.started
-        judged = self.core.settle(
-            self.conversation,
-            call.plan,
+        tools = call.kwargs.get("tools") or ()
+        done = self.loop.commit(
+            call.turn,
             role=role,
             model=model,
             reply=reply,
-            tools=call.kwargs.get("tools") or (),
-            usage=Usage(unreported=1) if call.unreported else Usage.of(getattr(response, "usage", None)),
+            tools=tools,
+            usage=usage,
             latency=latency,
             retries=len(call.failures),
         )
+        return self._committed(call, role, model, latency, done, response)
+
+    async def _acommit(self, call: _Call, role: str, response: Any) -> Any:
+        model, reply, usage = self._reply(call, role, response)
+        latency = time.perf_counter() - call.started
+        tools = call.kwargs.get("tools") or ()
+        done = await self.loop.acommit(
+            call.turn,
+            role=role,
+            model=model,
+            reply=reply,
+            tools=tools,
+            usage=usage,
+            latency=latency,
+            retries=len(call.failures),
+        )
+        return self._committed(call, role, model, latency, done, response)
+
+    def _committed(self, call: _Call, role: str, model: str, latency: float, done: Committed, response: Any) -> Any:
+        self.conversation = done.stored.conv
         self.last = CallInfo(role, model, len(call.failures), call.plan.side, latency)
-        return judged
-
-    # -- the store path: every call reloads, plans, calls, settles, and commits by compare-and-set --
-
-    def _reload(self, key: str | None) -> Any | None:
-        """Load the stored conversation in place; a response to return when this call is a redelivery."""
-        store = self.adapter.store
-        assert store is not None
-        row = store.read(self.name)
-        conv = self.conversation
-        if row is None or row.data != self._row:  # unchanged since we wrote or read it: nothing to restore
-            if row is None:  # never written, deleted or expired: a new conversation
-                fresh, self._key = self.core.start(), None
-            else:
-                fresh, self._key = restore(store, self.core, self.name, row)
-            conv.session, conv.pending = fresh.session, fresh.pending
-            conv.ledger, conv.version = fresh.ledger, fresh.version
-            self._row = row.data if row is not None else None
-        if key is not None and key == self._key and conv.pending is not None:
-            return self._replay()
-        return None
+        self._write(done.judged)
+        return response
 
     def _replay(self) -> Any:
-        """The reply recorded for the last settled call, as a LiteLLM response; nothing is called or counted."""
+        """A retried call answered from the record: the reply recorded for it; nothing is called or counted."""
         p = self.conversation.pending
         assert p is not None
         self.last = CallInfo(p.role, p.model, 0, False, 0.0, replayed=True)
@@ -429,46 +457,6 @@ class AgentSession:
         return litellm.ModelResponse(
             model=p.model, choices=[{"index": 0, "message": p.reply, "finish_reason": "stop"}], usage=usage
         )
-
-    def _commit(self, call: _Call, role: str, response: Any, key: str | None) -> tuple[bool, Any]:
-        """(True, response) once committed; (False, new call) when a conflict's re-plan needs another role.
-
-        On a conflict the stored conversation is reloaded and the call re-planned (its verdict judged
-        again on the new state); the reply already in hand is kept when its role is still allowed.
-        """
-        store = self.adapter.store
-        assert store is not None
-        for _ in range(self.adapter.conflicts):
-            self._row = None  # settling changes the conversation in memory: it matches no row until written
-            judged = self._apply(call, role, response)
-            kept = self._key if call.plan.side else key  # a side call leaves the last turn call's key
-            row = encode(self.conversation.state(), kept)
-            if store.write(self.name, call.plan.version, row):
-                self._key, self._row = kept, row.data
-                self._write(judged)
-                return True, response
-            replay = self._reload(key)
-            if replay is not None:  # the same call, delivered twice, was committed by the other delivery
-                return True, replay
-            again = self._begin(call.messages, call.plan.side, call.kwargs)
-            again.failures, again.started = call.failures, call.started  # the same call: its retries and clock
-            call = again
-            if role not in self.core.roles_for(call.plan):
-                return False, call
-        raise self._conflict()
-
-    def _conflict(self) -> Conflict:
-        return Conflict(
-            f"session {self.name!r}: {self.adapter.conflicts} compare-and-set attempts in a row lost to other "
-            f"writers on store {self.adapter.store.url if self.adapter.store else None}; nothing was committed"
-        )
-
-    def _stored_begin(self, messages: Sequence[Mapping[str, Any]], side: bool, kwargs: dict[str, Any]) -> Any:
-        """(key, replayed response or None, call)."""
-        self._idle()
-        key = None if side else call_key(messages, kwargs.pop("request_id", None))
-        replay = self._reload(key)
-        return key, replay, (None if replay is not None else self._begin(messages, side, kwargs))
 
     def _write(self, judged: Judged | None) -> None:
         if judged is None or (self._log is None and self.sink is None):
@@ -529,15 +517,15 @@ class AgentSession:
 
     def completion(self, messages: Sequence[Mapping[str, Any]], *, side: bool = False, **kwargs: Any) -> Any:
         """`litellm.completion` with the model chosen by the machine. `side=True`: not a turn."""
-        with self.conversation.lock:
-            if self.adapter.store is not None:
-                return self._stored(messages, side, kwargs)
+        with self._lock:
             call = self._begin(messages, side, kwargs)
+            if call.turn.retry:  # a retried call (same request id or messages): answered from the record
+                return self._replay()
             role, response = self._call(call)
             if kwargs.get("stream"):
                 self._stream_open = True
                 return self._stream(call, role, response)
-            return self._settle(call, role, response)
+            return self._commit(call, role, response)
 
     def _call(self, call: _Call) -> tuple[str, Any]:
         for role, attempt, args in self._attempts(call):
@@ -548,66 +536,33 @@ class AgentSession:
                     time.sleep(wait)
         raise self._all_failed(call)
 
-    def _stored(self, messages: Sequence[Mapping[str, Any]], side: bool, kwargs: dict[str, Any]) -> Any:
-        key, replay, call = self._stored_begin(messages, side, kwargs)
-        if replay is not None:
-            return replay
-        for _ in range(self.adapter.conflicts):
-            role, response = self._call(call)
-            if kwargs.get("stream"):
-                self._stream_open = True
-                return self._stream(call, role, response, key)
-            done, value = self._commit(call, role, response, key)
-            if done:
-                return value
-            call = value
-        raise self._conflict()
-
     def close(self, messages: Sequence[Mapping[str, Any]] = ()) -> None:
         """End the conversation: judge the last turn from `messages` (tool results, the user's last word)."""
-        with self.conversation.lock:
+        with self._lock:
             self._idle()
-            self._closing(messages)
+            self._closed(self.loop.update(self.name, lambda stored: stored.conv.core.close(stored.conv, messages)))
 
-    def _closing(self, messages: Sequence[Mapping[str, Any]]) -> None:
-        store = self.adapter.store
-        if store is None:
-            self._write(self.core.close(self.conversation, messages))
-            return
-        for _ in range(self.adapter.conflicts):
-            self._reload(None)
-            version = self.conversation.version
-            self._row = None  # closing changes the conversation in memory
-            judged = self.core.close(self.conversation, messages)
-            if judged is None:
-                return
-            row = encode(self.conversation.state(), self._key)
-            if store.write(self.name, version, row):
-                self._row = row.data
-                self._write(judged)
-                return
-        raise self._conflict()
+    def _closed(self, done: tuple[Judged | None, Any]) -> None:
+        judged, stored = done
+        self.conversation = stored.conv
+        self._write(judged)
 
     # -- async: the same steps; the lock is awaited in a thread so the event loop never blocks --
 
     async def acompletion(self, messages: Sequence[Mapping[str, Any]], *, side: bool = False, **kwargs: Any) -> Any:
         """`litellm.acompletion` with the model chosen by the machine. `side=True`: not a turn."""
-        await _acquire(self.conversation.lock)
+        await _acquire(self._lock)
         try:
-            if self.adapter.store is not None:
-                return await self._astored(messages, side, kwargs)
-            pending = self.conversation.pending
-            if pending is not None and len(str(pending.reply.get("content") or "")) > _BIG_REPLY:
-                call = await asyncio.to_thread(self._begin, messages, side, kwargs)  # judging must not stall the loop
-            else:
-                call = self._begin(messages, side, kwargs)
+            call = await self._abegin(messages, side, kwargs)
+            if call.turn.retry:
+                return self._replay()
             role, response = await self._acall(call)
             if kwargs.get("stream"):
                 self._stream_open = True
                 return self._astream(call, role, response)
-            return self._settle(call, role, response)
+            return await self._acommit(call, role, response)
         finally:
-            self.conversation.lock.release()
+            self._lock.release()
 
     async def _acall(self, call: _Call) -> tuple[str, Any]:
         for role, attempt, args in self._attempts(call):
@@ -620,50 +575,18 @@ class AgentSession:
                     await asyncio.sleep(wait)
         raise self._all_failed(call)
 
-    async def _astored(self, messages: Sequence[Mapping[str, Any]], side: bool, kwargs: dict[str, Any]) -> Any:
-        # The store's I/O blocks (sqlite3, redis-py): it runs in a worker thread so other conversations
-        # on this event loop go on meanwhile. The session's lock is held throughout, so nothing else
-        # touches this conversation.
-        store = self.adapter.store
-        assert store is not None
-        offload = not store.url.startswith("memory://")
-        key, replay, call = await _maybe_thread(offload, self._stored_begin, messages, side, kwargs)
-        if replay is not None:
-            return replay
-        for _ in range(self.adapter.conflicts):
-            role, response = await self._acall(call)
-            if kwargs.get("stream"):
-                self._stream_open = True
-                return self._astream(call, role, response, key)
-            done, value = await _maybe_thread(offload, self._commit, call, role, response, key)
-            if done:
-                return value
-            call = value
-        raise self._conflict()
-
     async def aclose(self, messages: Sequence[Mapping[str, Any]] = ()) -> None:
-        await _acquire(self.conversation.lock)
+        await _acquire(self._lock)
         try:
             self._idle()
-            self._closing(messages)
+            self._closed(await self.loop.aupdate(self.name, lambda s: s.conv.core.close(s.conv, messages)))
         finally:
-            self.conversation.lock.release()
+            self._lock.release()
 
     # -- streams: chunks pass through; the turn is settled once the stream is consumed. A stream
     # closed early settles nothing (like a cancelled call), and no call may start while one is open.
 
-    def _finish(self, call: _Call, role: str, response: Any, key: str | None) -> None:
-        if self.adapter.store is None:
-            self._settle(call, role, response)
-            return
-        done, _ = self._commit(call, role, response, key)
-        if not done:  # the stream was delivered already: it cannot be served again by the role now chosen
-            raise Conflict(
-                f"session {self.name!r}: another process moved the conversation while this {role} stream ran, "
-                "and it now needs another role; the streamed turn was not committed"
-            )
-
-    def _stream(self, call: _Call, role: str, stream: Any, key: str | None = None) -> Iterator[Any]:
+    def _stream(self, call: _Call, role: str, stream: Any) -> Iterator[Any]:
         chunks = []
         try:
             for chunk in self._mapped(role, stream):
@@ -673,13 +596,13 @@ class AgentSession:
             self._ended(role, chunks)
             call.unreported = not _reported(stream, chunks)
             call.streamed = _rebuilt(call, chunks)
-            with self.conversation.lock:
+            with self._lock:
                 self._stream_open = False
-                self._finish(call, role, litellm.stream_chunk_builder(chunks, messages=call.messages), key)
+                self._commit(call, role, litellm.stream_chunk_builder(chunks, messages=call.messages))
         finally:
             self._stream_open = False
 
-    async def _astream(self, call: _Call, role: str, stream: Any, key: str | None = None) -> AsyncIterator[Any]:
+    async def _astream(self, call: _Call, role: str, stream: Any) -> AsyncIterator[Any]:
         chunks = []
         try:
             try:
@@ -692,12 +615,12 @@ class AgentSession:
             self._ended(role, chunks)
             call.unreported = not _reported(stream, chunks)
             call.streamed = _rebuilt(call, chunks)
-            await _acquire(self.conversation.lock)
+            await _acquire(self._lock)
             try:
                 self._stream_open = False
-                self._finish(call, role, litellm.stream_chunk_builder(chunks, messages=call.messages), key)
+                await self._acommit(call, role, litellm.stream_chunk_builder(chunks, messages=call.messages))
             finally:
-                self.conversation.lock.release()
+                self._lock.release()
         finally:
             self._stream_open = False
 
@@ -788,10 +711,6 @@ def _asks_usage(args: Mapping[str, Any]) -> bool:
 
 
 _BIG_REPLY = 65_536  # characters of a pending reply above which async calls judge it in a worker thread
-
-
-async def _maybe_thread(offload: bool, fn: Any, *args: Any) -> Any:
-    return await asyncio.to_thread(fn, *args) if offload else fn(*args)
 
 
 async def _acquire(lock: threading.Lock) -> None:

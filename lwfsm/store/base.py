@@ -3,22 +3,14 @@
 from __future__ import annotations
 
 import urllib.parse
-from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from ..errors import StoreError
+from ..turn.rows import Row
 
 __all__ = ["SCHEMES", "Row", "Store", "open_store", "redact"]
 
 SCHEMES = ("memory", "sqlite", "redis", "rediss", "redis+sentinel", "redis+cluster")
-
-
-@dataclass(frozen=True)
-class Row:
-    """What a store holds for one conversation: its data (JSON text) and the version it was written at."""
-
-    data: str
-    version: int
 
 
 @runtime_checkable

@@ -5,8 +5,10 @@
 `begin(messages)` (the core judges the pending turn and picks the role; nothing changes yet), the
 framework's own request with `call.model`, then `end(call, ...)` (the core commits, all or nothing).
 Each integration only converts its framework's messages to the OpenAI shape the core judges.
-A store plugs in with `state=` (continue a stored conversation) and `save=` (called with the
-conversation's value after every commit). No SDK is imported here.
+Calls go through the conversation loop (`lwfsm.turn.loop`): with `store=` (`lwfsm.store.open_store(url)`)
+the conversation `name` lives there, each commit a compare-and-set, retries and lost races as every
+front end handles them; without one it is held in memory (`state=` continues a conversation's value,
+`save=` is called with it after every commit). No SDK is imported here.
 
 A framework's run (one user message, then the model's tool calls until it answers in text) is one
 turn by default (`turn_unit="message"`): a run whose tool failed is a failed turn even when the
@@ -16,7 +18,6 @@ on one model. `turn_unit="call"` judges every model request instead (a switch ma
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ from ..spec import Spec, load_spec
 from .core import Conversation, ConversationState, Judged, Plan, TurnCore
 from .judge import Detector
 from .ledger import Pricer, Usage
+from .loop import Loop, Store, Turn
 
 __all__ = [
     "FRAMEWORK_UNIT",
@@ -78,10 +80,17 @@ def core_of(
 class Call(Generic[M]):
     """A planned call: served by `role` with `model`; `end()` commits it."""
 
-    plan: Plan
+    turn: Turn
     role: str
     model: M
-    started: float
+
+    @property
+    def plan(self) -> Plan:
+        return self.turn.plan
+
+    @property
+    def started(self) -> float:
+        return self.turn.started
 
     @property
     def note(self) -> str | None:
@@ -105,6 +114,7 @@ class Front(Generic[M]):
         save: Save | None = None,
         pricer: Pricer | None = None,
         agent: str | None = None,
+        store: Store | None = None,
     ) -> None:
         self.core = core_of(spec, detectors=detectors, turn_unit=turn_unit, default_unit=FRAMEWORK_UNIT, agent=agent)
         roles = list(self.core.spec.roles)
@@ -117,7 +127,12 @@ class Front(Generic[M]):
                 + "; ".join(problems)
             )
         self.models = dict(models)
-        self.conversation: Conversation = self.core.start() if state is None else self.core.restore(state)
+        if store is not None and state is not None:
+            raise ConfigError("with a store, the conversation is the store's: pass its id as name=, not state=")
+        self.loop = Loop(self.core, store)
+        if store is None:
+            self.loop.hold(name, self.core.start() if state is None else self.core.restore(state))
+        self.conversation: Conversation = self.loop.load(name).conv  # as last loaded or written
         self.name, self.log, self.save, self.pricer = name, log, save, pricer
 
     @property
@@ -130,8 +145,9 @@ class Front(Generic[M]):
 
     def begin(self, messages: Sequence[Mapping[str, Any]], *, side: bool = False) -> Call[M]:
         """Judge the pending turn from `messages` (OpenAI-shaped) and pick the role; changes nothing."""
-        plan = self.core.plan(self.conversation, messages, side=side)
-        return Call(plan, plan.role, self.models[plan.role], time.perf_counter())
+        turn = self.loop.begin(self.name, messages, side=side)
+        self.conversation = turn.conv
+        return Call(turn, turn.plan.role, self.models[turn.plan.role])
 
     def end(
         self,
@@ -143,24 +159,19 @@ class Front(Generic[M]):
         usage: Usage | None = None,
         retries: int = 0,
     ) -> Judged | None:
-        """Commit `call` once it returned `reply` (an OpenAI-shaped assistant message), and log the judged turn."""
-        judged = self.core.settle(
-            self.conversation,
-            call.plan,
-            role=call.role,
-            model=model,
-            reply=reply,
-            tools=tools,
-            usage=usage,
-            latency=time.perf_counter() - call.started,
-            retries=retries,
+        """Commit `call` once it returned `reply` (an OpenAI-shaped assistant message), and log the judged turn.
+        Served by `call.role`, whatever another call of the conversation committed meanwhile (`lwfsm.turn.loop`)."""
+        done = self.loop.commit(
+            call.turn, role=call.role, model=model, reply=reply, tools=tools, usage=usage, retries=retries
         )
-        self._committed(judged)
-        return judged
+        self.conversation = done.stored.conv
+        self._committed(done.judged)
+        return done.judged
 
     def close(self, messages: Sequence[Mapping[str, Any]] = ()) -> Judged | None:
         """End the conversation: judge the last turn from `messages` (the last tool results, the user's word)."""
-        judged = self.core.close(self.conversation, messages)
+        judged, stored = self.loop.update(self.name, lambda s: s.conv.core.close(s.conv, messages))
+        self.conversation = stored.conv
         self._committed(judged)
         return judged
 

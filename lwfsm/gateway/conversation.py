@@ -1,0 +1,79 @@
+"""The gateway's conversations: `lwfsm.turn.loop.Loop` over the gateway's store, its rollout and its
+store calls (off the event loop within --store-timeout). The policy (attempts, retries, lost races) is
+the loop's; only where conversations come from differs: each runs under the spec the rollout gives it.
+`Gateway.conversations` is one; `Gateway._load`, `_commit` and `fire` go through it."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from ..errors import SnapshotError, StoreError
+from ..store.base import Row
+from ..turn import Conversation
+from ..turn.loop import Loop, Stored
+
+if TYPE_CHECKING:
+    from .app import Gateway
+    from .store import Store
+
+__all__ = ["Conversations", "meta_of"]
+
+
+class _Rows:
+    """The gateway's store (get/put) as the loop's (read/write)."""
+
+    def __init__(self, store: Store) -> None:
+        self.gateway_store, self.url = store, store.url
+
+    def read(self, session: str) -> Row | None:
+        found = self.gateway_store.get(session)
+        return None if found is None else Row(found[1], found[0])
+
+    def write(self, session: str, expected: int, row: Row) -> bool:
+        return self.gateway_store.put(session, row.data, expected)
+
+    def list(self) -> list[str]:
+        return self.gateway_store.list()
+
+    def delete(self, session: str) -> bool:
+        return self.gateway_store.delete(session)
+
+    def close(self) -> None:
+        pass
+
+
+class Conversations(Loop):
+    """The conversation loop of one gateway."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        super().__init__(gateway.core, _Rows(gateway.store), run=gateway._io)
+        self.gateway = gateway
+
+    def start(self, name: str) -> Conversation:
+        return self.gateway.core.start()  # the current spec's (a rollout replaces gateway.core)
+
+    def restore(self, name: str, state: str) -> Conversation:
+        return self.gateway.rollout.restore(name, state)
+
+    def current(self, stored: Stored) -> bool:
+        return stored.conv.core is self.gateway.core  # kept under a retired spec: restored again, moved
+
+    def read(self, name: str) -> Stored:
+        try:
+            return super().read(name)
+        except StoreError as exc:  # a state the spec cannot take: the gateway's 409, not a store failure
+            if isinstance(exc.__cause__, SnapshotError):
+                raise exc.__cause__ from None
+            raise
+
+
+def meta_of(key: str, lines: Any) -> dict[str, Any]:
+    """The gateway's own line of a row (who the conversation is, its switches); {} for a new one."""
+    try:
+        meta = json.loads(lines[0]) if lines else {}
+    except ValueError:
+        meta = None
+    if not isinstance(meta, dict):
+        raise SnapshotError(f"session {key!r}: the gateway's line of the row is not a JSON object")
+    return meta

@@ -1,0 +1,429 @@
+"""The conversation loop: load, plan, (the front end calls the model), settle, compare-and-set, retry.
+
+Every front end (the LiteLLM adapter, the gateway, the framework integrations' `Front`, the LiteLLM
+proxy hook) goes through one `Loop`: `begin(id, messages)` loads the conversation and plans the call
+(the role that serves it), the front end makes the call, `commit(turn, role=..., reply=...)` settles
+it and writes it back. With a store, every write is a compare-and-set on the row's version; without
+one (`store=None`), the loop holds its conversations in memory and the version check of
+`TurnCore.settle` is the compare-and-set. `abegin` / `acommit` / `aupdate` are the same steps with
+each store call awaited off the event loop (in a worker thread, bounded by a timeout).
+
+The one policy, the same in every front end:
+
+- **Compare-and-set attempts**: `ATTEMPTS` (100) writes per call. Each lost write means another call
+  of the conversation was recorded meanwhile, so N calls finishing together need up to N; the bound
+  only stops a livelock. When every attempt loses, `Conflict` names the store and the conversation
+  and nothing is recorded: the front end must not acknowledge the call.
+- **Idempotency key**: `lwfsm.store.rows.call_key`: the client's request id when it gives one, else a
+  digest of the call's messages (OpenAI-shaped, as the core judges them). The key of the last settled
+  turn call is kept in the row (side calls keep it). A turn call arriving with that key while its turn
+  is still pending is a *retry*: not a new turn, not judged, no turn counter moves. A front end that
+  can answer it from the record does so (the adapter: nothing called, nothing counted); one that must
+  call again (the gateway, the proxy: a client waits on the wire) commits it as a side call, so its
+  tokens are counted once, as spent, and its reply replaces the recorded one (the one the client saw).
+- **A lost race**: the reply already produced is kept (a stream is with the client already). The
+  conversation is loaded again, the call planned again on it (the newer pending turn judged from this
+  call's messages), and settled as served by the role that served it, whatever role the new plan
+  names. So the machine's counters move exactly once per judged turn, as the newer state says; the
+  ledger counts the call once, under the model that served it; and the recorded turn may be one that
+  the new state's role did not serve (the next call judges it as a turn of that state all the same).
+  If the newer state shows this very call already recorded (a duplicate delivery won), it is committed
+  as a retry.
+
+The module imports the turn core and the row format (`lwfsm.turn.rows`) only: no store backend, no SDK,
+no HTTP; a store is any object with `url`, `read` and `write` (`lwfsm.store.open_store` gives one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+from ..errors import ConfigError, Conflict, StoreError
+from .core import Conversation, Judged, Plan, TurnCore
+from .ledger import Usage
+from .rows import Row, call_key, encode, parse
+
+__all__ = ["ATTEMPTS", "Committed", "Loop", "Store", "Stored", "Turn"]
+
+ATTEMPTS = 100  # compare-and-set attempts per call (see the module's docstring)
+WARM = 256  # conversations kept parsed per loop, for the next call of each (see Loop._take)
+WARM_BYTES = 64 * 1024 * 1024  # and the most row text they may hold
+
+T = TypeVar("T")
+Lines = Callable[["Stored", "Judged | None"], Sequence[str]]  # a front end's own row lines, per attempt
+Runner = Callable[..., Awaitable[Any]]  # runs a blocking store call off the event loop
+
+
+class Store(Protocol):
+    """What the loop needs of a store: an `lwfsm.store.Store` (the backends import the turn core, not
+    the other way round)."""
+
+    url: str
+
+    def read(self, session: str) -> Row | None: ...
+
+    def write(self, session: str, expected: int, row: Row) -> bool: ...
+
+
+@dataclass
+class Stored:
+    """A conversation as the loop read (or wrote) it."""
+
+    conv: Conversation
+    version: int  # the store's version (0: there is no row yet)
+    key: str | None  # the idempotency key of the last settled turn call
+    lines: Sequence[str] = ()  # the front end's own lines of the row
+    text: str | None = None  # the row's data, when it came from (or went to) a store
+
+
+@dataclass
+class Turn:
+    """A call on its way: planned by `begin`, settled by `commit` (which may plan it again)."""
+
+    name: str
+    messages: Sequence[Mapping[str, Any]]
+    headers: Mapping[str, str] | None
+    key: str | None  # its idempotency key (None: a side call, or no store)
+    side: bool
+    stored: Stored
+    plan: Plan
+    retry: bool  # a retried call: not a new turn (see the module's docstring)
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def conv(self) -> Conversation:
+        return self.stored.conv
+
+
+@dataclass(frozen=True)
+class Committed:
+    """A committed call: the turn it judged (None: none), the conversation as written, races lost first."""
+
+    judged: Judged | None
+    stored: Stored
+    lost: int
+
+
+_Step = Generator[tuple[Any, ...], Any, T]  # yields ("read", id) or ("write", id, expected, Stored)
+
+
+class Loop:
+    """The conversation loop of one front end: a turn core, a store (None: in memory), the policy."""
+
+    def __init__(
+        self,
+        core: TurnCore,
+        store: Store | None = None,
+        *,
+        attempts: int = ATTEMPTS,
+        run: Runner | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        """`run(fn, *args)` awaits a blocking store call off the event loop (default: a worker thread,
+        `timeout` seconds, then a `StoreError` naming the store); memory:// and no store run inline."""
+        if attempts < 1:
+            raise ConfigError(f"attempts must be >= 1 (compare-and-set attempts per call), got {attempts}")
+        self.core, self.store, self.attempts, self.timeout = core, store, attempts, timeout
+        self._run = run
+        self._held: dict[str, Stored] = {}  # without a store: the conversations themselves
+        self._warm: OrderedDict[str, Stored] = OrderedDict()
+        self._warm_bytes = 0
+        self._lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        return self.store.url if self.store is not None else "(in memory)"
+
+    # -- what a front end may override --
+
+    def start(self, name: str) -> Conversation:
+        """A new conversation."""
+        return self.core.start()
+
+    def restore(self, name: str, state: str) -> Conversation:
+        """The conversation a row's state JSON holds."""
+        return self.core.restore(state)
+
+    def current(self, stored: Stored) -> bool:
+        """Whether a conversation kept parsed may serve its next call (a front end may retire its core)."""
+        return True
+
+    # -- in memory --
+
+    def hold(self, name: str, conv: Conversation, key: str | None = None) -> Stored:
+        """Without a store: keep `conv` as conversation `name` (a front end's own, or one restored)."""
+        stored = self._held[name] = Stored(conv, conv.version, key)
+        return stored
+
+    # -- reading and writing rows (blocking) --
+
+    def read(self, name: str) -> Stored:
+        """The conversation `name` (a new one, version 0, when there is none)."""
+        if self.store is None:
+            with self._lock:
+                held = self._held.get(name)
+                return held if held is not None else self.hold(name, self.start(name))
+        row = self.store.read(name)
+        if row is None:
+            self._take(name, None)
+            return Stored(self.start(name), 0, None)
+        warm = self._take(name, row.data)
+        if warm is not None:
+            return warm
+        conv, key, lines = parse(self.store.url, name, row, lambda state: self.restore(name, state))
+        return Stored(conv, row.version, key, lines, row.data)
+
+    def write(self, name: str, expected: int, stored: Stored) -> bool:
+        """Store `stored` if the row is still at `expected`; keep it parsed for the next call."""
+        if self.store is None:
+            with self._lock:  # settled in place already: the core's version check was the compare-and-set
+                self._held[name] = stored
+            return True
+        row = encode(stored.conv.state(), stored.key, stored.lines)
+        if not self.store.write(name, expected, Row(row.data, expected + 1)):
+            return False
+        stored.text = row.data
+        self._keep(name, stored)
+        return True
+
+    def _take(self, name: str, text: str | None) -> Stored | None:
+        """The conversation kept parsed, taken out (a call uses it alone), if the row is still its text."""
+        with self._lock:
+            warm = self._warm.pop(name, None)
+            if warm is not None:
+                self._warm_bytes -= len(warm.text or "")
+        return warm if warm is not None and warm.text == text and self.current(warm) else None
+
+    def _keep(self, name: str, stored: Stored) -> None:
+        size = len(stored.text or "")
+        with self._lock:
+            old = self._warm.pop(name, None)
+            if old is not None:
+                self._warm_bytes -= len(old.text or "")
+            if size <= WARM_BYTES // 8:  # one huge conversation does not push out all the others
+                self._warm[name] = stored
+                self._warm_bytes += size
+            while len(self._warm) > WARM or self._warm_bytes > WARM_BYTES:
+                self._warm_bytes -= len(self._warm.popitem(last=False)[1].text or "")
+
+    def forget(self, name: str) -> None:
+        """Drop what the loop keeps of `name` (after a delete)."""
+        self._take(name, None)
+        with self._lock:
+            self._held.pop(name, None)
+
+    # -- the steps, written once; `_drive` and `_adrive` do their store calls --
+
+    def _begin(
+        self,
+        name: str,
+        messages: Sequence[Mapping[str, Any]],
+        side: bool,
+        request_id: str | None,
+        headers: Mapping[str, str] | None,
+    ) -> _Step[Turn]:
+        # Without a store no delivery can be repeated (the caller holds the conversation): every call is new.
+        key = None if side or self.store is None else call_key(messages, request_id)
+        stored = yield ("read", name)
+        retry = self._retry(stored, key)
+        plan = stored.conv.core.plan(stored.conv, messages, side=side or retry, headers=headers)
+        return Turn(name, messages, headers, key, side, stored, plan, retry)
+
+    @staticmethod
+    def _retry(stored: Stored, key: str | None) -> bool:
+        return key is not None and key == stored.key and stored.conv.pending is not None
+
+    def _commit(
+        self,
+        turn: Turn,
+        role: str,
+        model: str,
+        reply: Mapping[str, Any] | None,
+        tools: Sequence[Mapping[str, Any]],
+        usage: Usage | None,
+        latency: float | None,
+        retries: int,
+        lines: Lines | None,
+    ) -> _Step[Committed]:
+        latency = time.perf_counter() - turn.started if latency is None else latency
+        for lost in range(self.attempts):
+            stored, conv = turn.stored, turn.stored.conv
+            try:
+                judged = conv.core.settle(
+                    conv,
+                    turn.plan,
+                    role=role,
+                    model=model,
+                    reply=reply,
+                    tools=tools,
+                    usage=usage,
+                    latency=latency,
+                    retries=retries,
+                )
+            except Conflict:  # in memory, another call settled this conversation since the plan
+                yield from self._again(turn)
+                continue
+            if turn.retry and reply is not None and conv.pending is not None:
+                # Not a turn: the reply the client saw replaces the recorded one.
+                conv.pending = conv.pending.model_copy(update={"reply": dict(reply), "model": model, "role": role})
+            key = turn.key if turn.key is not None else stored.key  # a side call keeps the last turn call's
+            new = Stored(conv, conv.version, key, stored.lines)
+            if lines is not None:
+                new.lines = list(lines(stored, judged))
+            if (yield ("write", turn.name, stored.version, new)):
+                return Committed(judged, new, lost)
+            yield from self._again(turn)
+        raise Conflict(
+            f"store {self.url}: session {turn.name!r}: {self.attempts} writes in a row conflicted with other calls "
+            "of this conversation; the call was not recorded: retry it"
+        )
+
+    def _again(self, turn: Turn) -> _Step[None]:
+        """After a lost race: load the conversation again and plan the call on it (the served role stays)."""
+        stored = yield ("read", turn.name)
+        turn.retry = self._retry(stored, turn.key)
+        turn.stored = stored
+        turn.plan = stored.conv.core.plan(
+            stored.conv, turn.messages, side=turn.side or turn.retry, headers=turn.headers
+        )
+
+    def _update(
+        self, name: str, change: Callable[[Stored], T | None], lines: Lines | None
+    ) -> _Step[tuple[T | None, Stored]]:
+        for _ in range(self.attempts):
+            stored = yield ("read", name)
+            if stored.version == 0 and self.store is not None:
+                return None, stored
+            done = change(stored)
+            if done is None:
+                return None, stored
+            new = Stored(stored.conv, stored.conv.version, stored.key, stored.lines)
+            if lines is not None:
+                new.lines = list(lines(stored, None))
+            if (yield ("write", name, stored.version, new)):
+                return done, new
+        raise Conflict(
+            f"store {self.url}: session {name!r}: {self.attempts} writes in a row conflicted with other calls "
+            "of this conversation; nothing was changed: try again"
+        )
+
+    def _drive(self, step: _Step[T]) -> T:
+        try:
+            ask = next(step)
+            while True:
+                ask = step.send(self.read(ask[1]) if ask[0] == "read" else self.write(*ask[1:]))
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+    async def _adrive(self, step: _Step[T]) -> T:
+        try:
+            ask = next(step)
+            while True:
+                got: Any = await (
+                    self.offload(self.read, ask[1]) if ask[0] == "read" else self.offload(self.write, *ask[1:])
+                )
+                ask = step.send(got)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+    async def offload(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)` (a blocking store call) off the event loop, within the loop's timeout."""
+        if self._run is not None:
+            return await self._run(fn, *args)  # type: ignore[no-any-return]
+        if self.store is None or self.store.url.startswith("memory://"):
+            return fn(*args)  # a dict behind a lock: nothing to wait for
+        try:
+            return await asyncio.wait_for(asyncio.to_thread(fn, *args), self.timeout)
+        except TimeoutError:
+            raise StoreError(
+                f"store {self.store.url}: no answer within {self.timeout:g} s: is it down, or locked by another "
+                "process? Retry the call once the store answers.",
+                store=self.store.url,
+            ) from None
+
+    # -- the API: sync --
+
+    def load(self, name: str) -> Stored:
+        """Conversation `name` as stored (a new one at version 0 when there is none)."""
+        return self.read(name)
+
+    def begin(
+        self,
+        name: str,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        side: bool = False,
+        request_id: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Turn:
+        """Load conversation `name` and plan a call with `messages` (OpenAI-shaped); nothing is written.
+        `request_id`, when the client gives one, is the call's idempotency key instead of its messages."""
+        return self._drive(self._begin(name, messages, side, request_id, headers))
+
+    def commit(
+        self,
+        turn: Turn,
+        *,
+        role: str,
+        model: str,
+        reply: Mapping[str, Any] | None,
+        tools: Sequence[Mapping[str, Any]] = (),
+        usage: Usage | None = None,
+        latency: float | None = None,
+        retries: int = 0,
+        lines: Lines | None = None,
+    ) -> Committed:
+        """Settle `turn` as served by `role` with `reply`, and write it; a lost race plans it again on the
+        newer state (`turn` is updated) and settles it there. `lines(stored, judged)` gives the front end's
+        own row lines for each attempt. `Conflict` when every attempt lost: nothing was recorded."""
+        return self._drive(self._commit(turn, role, model, reply, tools, usage, latency, retries, lines))
+
+    def update(
+        self, name: str, change: Callable[[Stored], T | None], *, lines: Lines | None = None
+    ) -> tuple[T | None, Stored]:
+        """Change a stored conversation outside a call (close it, fire an event by hand): `change(stored)`
+        mutates `stored.conv` and returns what to give back, or None to write nothing (as does a missing
+        row); retried on the newer state after a lost race."""
+        return self._drive(self._update(name, change, lines))
+
+    # -- the API: async (the same steps; each store call off the event loop) --
+
+    async def aload(self, name: str) -> Stored:
+        return await self.offload(self.read, name)
+
+    async def abegin(
+        self,
+        name: str,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        side: bool = False,
+        request_id: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Turn:
+        return await self._adrive(self._begin(name, messages, side, request_id, headers))
+
+    async def acommit(
+        self,
+        turn: Turn,
+        *,
+        role: str,
+        model: str,
+        reply: Mapping[str, Any] | None,
+        tools: Sequence[Mapping[str, Any]] = (),
+        usage: Usage | None = None,
+        latency: float | None = None,
+        retries: int = 0,
+        lines: Lines | None = None,
+    ) -> Committed:
+        return await self._adrive(self._commit(turn, role, model, reply, tools, usage, latency, retries, lines))
+
+    async def aupdate(
+        self, name: str, change: Callable[[Stored], T | None], *, lines: Lines | None = None
+    ) -> tuple[T | None, Stored]:
+        return await self._adrive(self._update(name, change, lines))
