@@ -604,12 +604,15 @@ def test_sub_agents_and_retries_do_not_move_the_main_conversation(oai_gateway: G
     h = {"authorization": f"Bearer {GATEWAY_KEY}", "x-claude-code-session-id": sid, "content-type": "application/json"}
     a = httpx.post(gw.base + "/v1/chat/completions", content=body, headers=h)
     b = httpx.post(gw.base + "/v1/chat/completions", content=body, headers=h)
-    assert a.status_code == b.status_code == 200
-    assert a.headers["x-lwfsm-turn"] == b.headers["x-lwfsm-turn"] == "2"
+    # The key is the messages': the same ones in a body otherwise written differently are a retry too.
+    other = '{ "temperature": 0.5,\n "messages": ' + json.dumps(json.loads(body)["messages"]) + ', "model": "m" }'
+    c = httpx.post(gw.base + "/v1/chat/completions", content=other, headers=h)
+    assert a.status_code == b.status_code == c.status_code == 200
+    assert a.headers["x-lwfsm-turn"] == b.headers["x-lwfsm-turn"] == c.headers["x-lwfsm-turn"] == "2"
     state = gw.control("GET", f"/lwfsm/sessions/{key}").json()
     assert state["turn"] == 1
     assert state["pending"]["turn"] == 2
-    assert [r["side_calls"] for r in state["ledger"]["rows"]] == [1]
+    assert [r["side_calls"] for r in state["ledger"]["rows"]] == [2]
 
 
 def test_upstream_errors_reach_the_client_and_never_move_the_machine(

@@ -636,3 +636,30 @@ def test_a_turn_that_cannot_be_written_is_not_acknowledged() -> None:
     assert "conflicted" in r.json()["error"]["message"]
     assert "memory://" in r.json()["error"]["message"]
     assert store.list() == []
+
+
+def test_a_body_is_read_as_json_reads_it_and_its_key_is_its_messages_text() -> None:
+    from lwfsm.gateway.intake import _parse_body
+
+    def read(raw: bytes) -> tuple[dict[str, Any], str | None]:
+        found = _parse_body(raw)
+        assert found is not None
+        return found
+
+    traffic = Path(__file__).parent / "agent_traffic"
+    bodies = [r["body"] for f in traffic.glob("*.json") for r in json.loads(f.read_text()) if r["body"]]
+    assert len(bodies) > 20
+    for body in bodies:
+        for raw in (json.dumps(body).encode(), json.dumps(body, indent=2, ensure_ascii=False).encode("utf-16")):
+            parsed, key = read(raw)
+            assert parsed == json.loads(raw)
+            assert (key is None) == ("messages" not in body)
+    messages = [{"role": "user", "content": "h\u00e9 \ud800"}]  # a lone surrogate is kept as json keeps it
+    key = read(json.dumps({"model": "a", "messages": messages}).encode())[1]
+    assert key is not None
+    assert read(json.dumps({"messages": messages, "stream": True, "messages ": 1}).encode())[1] == key
+    assert read(json.dumps({"messages": [*messages, {"role": "user", "content": "more"}]}).encode())[1] != key
+    assert read(b'{"messages": [1], "messages": [2]}') == ({"messages": [2]}, read(b'{"messages":[2]}')[1])
+    for bad in (b"", b"[1]", b'{"a": 1', b'{"a": 1,}', b'{"a" 1}', b'{"a": 1} x', b"{a: 1}", b"\xff{}"):
+        assert _parse_body(bad) is None  # not one object: json.loads says what is wrong
+    assert read(b" {\n} ") == ({}, None)

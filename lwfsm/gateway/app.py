@@ -237,7 +237,7 @@ class Gateway:
 
     async def _load(self, call: _Call) -> _Loaded:
         turn = await self.conversations.abegin(
-            call.ident.key, call.messages, side=call.side is not None, headers=call.headers
+            call.ident.key, call.messages, side=call.side is not None, headers=call.headers, digest=call.messages_digest
         )
         stored = turn.stored
         record = _Record(turn.conv, stored.key, meta_of(call.ident.key, stored.lines), list(stored.lines[1:]))

@@ -1,11 +1,22 @@
 """Intake: a request read, checked and made a `_Call` (the gateway key, the body within its limits, the
-shape both turn protocols require), before any store or upstream call."""
+shape both turn protocols require), before any store or upstream call.
+
+A call's idempotency key (`lwfsm.turn.loop`: the client's request id if given, else a digest of its
+messages) is taken here, as the body is parsed (`_parse_body`): the digest of the JSON text of its
+`messages` as the client sent it. On an 84 KB agent body that is ~60 us, where writing the messages out
+again as canonical JSON (sorted keys, OpenAI-shaped) to hash them was ~220 us, on every call. The meaning
+holds: the same call delivered again is the same bytes (an SDK's retry sends its body again), so the same
+key; and equal text is equal messages (the Anthropic messages converted for judging are made from that
+text alone; the system prompt is no part of them). Only the same messages written out differently
+(other spacing, key order, or a `cache_control` mark moved) would be a new turn where the canonical
+digest saw a retry. The Responses API's messages come from a stored chain too: the loop digests those."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import json
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -44,7 +55,7 @@ class _Call:
     messages: list[dict[str, Any]]  # OpenAI-shaped, for judging
     tools: list[dict[str, Any]]  # OpenAI-shaped, names only
     ident: Identity
-    digest: str  # of the request bytes: a retried request has the same
+    messages_digest: str | None  # from the text the client sent: the idempotency key (None: the loop takes it)
     headers: Mapping[str, str]
     stream: bool
     started: float
@@ -129,7 +140,8 @@ class Intake:
         g.held += size
         request.scope["lwfsm.held"] = request.scope.get("lwfsm.held", 0) + size
 
-    async def read_json(self, request: Request) -> tuple[bytes, dict[str, Any]]:
+    async def read_json(self, request: Request) -> tuple[bytes, dict[str, Any], str | None]:
+        """The body's bytes, the object they hold, and the digest of its `messages` text (None: none)."""
         declared = request.headers.get("content-length")
         held = int(declared) if declared and declared.isdigit() else 0
         if held > self.gateway.max_body:
@@ -149,18 +161,19 @@ class Intake:
             raise _Reject(400, "the client went away before sending the whole body") from None
         raw = b"".join(chunks)
         try:
-            body = json.loads(raw)
+            found = _parse_body(raw)
+            body = json.loads(raw) if found is None else found[0]  # not a plain object: json says what is wrong
         except ValueError as exc:
             raise _Reject(400, f"request body is not valid JSON: {exc}") from None
         except RecursionError:
             raise _Reject(400, "request body is nested too deeply to read") from None
         if not isinstance(body, dict):
             raise _Reject(400, f"request body must be a JSON object, got {type(body).__name__}")
-        return raw, body
+        return raw, body, None if found is None else found[1]
 
     async def read(self, request: Request, protocol: Protocol) -> _Call:
         client_key = self.authorise(request)
-        raw, body = await self.read_json(request)
+        raw, body, key = await self.read_json(request)
         _check_shape(body)
         why = params.refused("chat" if protocol == "openai" else "messages", body)
         if why is not None:
@@ -179,7 +192,7 @@ class Intake:
             tools = wire.anthropic_tools(body.get("tools"))
             sysval = body.get("system")
             system = sysval if isinstance(sysval, str) else wire.first_user_text([{"role": "user", "content": sysval}])
-        return self.call(protocol, headers, body, raw, messages, tools, system, client_key, body)
+        return self.call(protocol, headers, body, raw, messages, tools, system, client_key, body, key)
 
     @staticmethod
     def call(
@@ -192,6 +205,7 @@ class Intake:
         system: str,
         client_key: str | None,
         sent: Mapping[str, Any],  # the body the client sent (its ids identify the conversation)
+        key: str | None = None,  # the digest of the messages' text (`read_json`)
     ) -> _Call:
         names = [str((t.get("function") or {}).get("name")) for t in tools]
         ident = identify(headers, sent, messages, system, names, client_key)
@@ -205,9 +219,67 @@ class Intake:
             # tools are 65 KB of JSON, which every call would otherwise write and parse again).
             [{"type": "function", "function": {"name": n}} for n in names],
             ident,
-            "r:" + hashlib.sha256(raw).hexdigest()[:32],
+            key,
             headers,
             bool(body.get("stream")),
             time.perf_counter(),
             side,
         )
+
+
+_DECODER = json.JSONDecoder()  # raw_decode: a value and where it ends
+_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def _skip(text: str, at: int) -> int:
+    """Past the JSON whitespace at `at`."""
+    space = _SPACE.match(text, at)
+    return at if space is None else space.end()
+
+
+def _parse_body(raw: bytes) -> tuple[dict[str, Any], str | None] | None:
+    """A JSON object's members, parsed one by one so that the text of `messages` is at hand, and that
+    text's digest (None: no `messages`); None when `raw` is not one object (`json.loads` then says why).
+    The members are what `json.loads` gives (a repeated name: the last)."""
+    try:
+        text = raw.decode(json.detect_encoding(raw), "surrogatepass")
+    except UnicodeDecodeError:
+        return None
+    skip, decode = _skip, _DECODER.raw_decode
+    at = skip(text, 0)
+    if text[at : at + 1] != "{":
+        return None
+    body: dict[str, Any] = {}
+    messages: tuple[int, int] | None = None
+    at = skip(text, at + 1)
+    if text[at : at + 1] == "}":
+        at += 1
+    else:
+        while True:
+            if text[at : at + 1] != '"':
+                return None
+            try:
+                name, at = decode(text, at)
+                at = skip(text, at)
+                if text[at : at + 1] != ":":
+                    return None
+                start = skip(text, at + 1)
+                body[name], at = decode(text, start)
+            except ValueError:
+                return None
+            if name == "messages":
+                messages = (start, at)
+            at = skip(text, at)
+            if text[at : at + 1] == ",":
+                at = skip(text, at + 1)
+            elif text[at : at + 1] == "}":
+                at += 1
+                break
+            else:
+                return None
+    if skip(text, at) != len(text):
+        return None
+    if messages is None:
+        return body, None
+    data = text[messages[0] : messages[1]].encode("utf-8", "surrogatepass")
+    return body, "m:" + hashlib.sha256(data).hexdigest()[:32]

@@ -113,7 +113,7 @@ class Responses:
     async def _read(self, request: Request) -> tuple[str | None, dict[str, Any], list[dict[str, Any]]]:
         """Intake: the client's key, the checked body, and the messages of the chain it continues."""
         client_key = self.gateway.intake.authorise(request)
-        raw, body = await self.gateway.intake.read_json(request)
+        raw, body, _ = await self.gateway.intake.read_json(request)  # its messages come from a chain too
         why = params.refused("responses", body)
         if why is not None:
             raise _Reject(400, why)

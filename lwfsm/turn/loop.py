@@ -15,7 +15,8 @@ The one policy, the same in every front end:
   only stops a livelock. When every attempt loses, `Conflict` names the store and the conversation
   and nothing is recorded: the front end must not acknowledge the call.
 - **Idempotency key**: `lwfsm.store.rows.call_key`: the client's request id when it gives one, else a
-  digest of the call's messages (OpenAI-shaped, as the core judges them). The key of the last settled
+  digest of the call's messages (OpenAI-shaped, as the core judges them; the gateway digests their JSON
+  text as the client sent it, taken as it reads the body: `lwfsm.gateway.intake`). The key of the last settled
   turn call is kept in the row (side calls keep it). A turn call arriving with that key while its turn
   is still pending is a *retry*: not a new turn, not judged, no turn counter moves. A front end that
   can answer it from the record does so (the adapter: nothing called, nothing counted); one that must
@@ -227,9 +228,15 @@ class Loop:
         side: bool,
         request_id: str | None,
         headers: Mapping[str, str] | None,
+        digest: str | None = None,
     ) -> _Step[Turn]:
         # Without a store no delivery can be repeated (the caller holds the conversation): every call is new.
-        key = None if side or self.store is None else call_key(messages, request_id)
+        if side or self.store is None:
+            key = None
+        elif request_id is None and digest is not None:
+            key = digest  # the messages' digest, which the front end already took
+        else:
+            key = call_key(messages, request_id)
         stored = yield ("read", name)
         retry = self._retry(stored, key)
         plan = stored.conv.core.plan(stored.conv, messages, side=side or retry, headers=headers)
@@ -405,8 +412,11 @@ class Loop:
         side: bool = False,
         request_id: str | None = None,
         headers: Mapping[str, str] | None = None,
+        digest: str | None = None,
     ) -> Turn:
-        return await self._adrive(self._begin(name, messages, side, request_id, headers))
+        """`begin`, each store call awaited off the event loop. `digest`: the messages' digest as a front end
+        that read them as bytes took it (the gateway: `lwfsm.gateway.intake`), instead of `call_key`'s."""
+        return await self._adrive(self._begin(name, messages, side, request_id, headers, digest))
 
     async def acommit(
         self,
