@@ -40,7 +40,7 @@ from ..cost.pricing import PriceMap
 from ..engine import Engine
 from ..errors import Conflict, LwfsmError, SnapshotError, StoreError, TransitionNotAllowed
 from ..spec import Spec
-from ..store.rows import CHAINS, encode, split
+from ..store.rows import CHAINS, split
 from ..turn import Conversation, Judged, Plan, TurnCore, Usage
 from ..turn.bindings import RoleBinding
 from ..turn.loop import Stored, Turn
@@ -70,9 +70,10 @@ HISTORY = 20  # judged turns kept per conversation for the control API
 
 @dataclass
 class _Record:
-    """A stored conversation as the gateway keeps it: an `lwfsm.store` row (header with the idempotency key of
-    the last recorded call, the state), then the gateway's own lines: `meta` (who the conversation is,
-    its switches) and its last judged turns, one JSON line each, parsed only when asked for."""
+    """A stored conversation as the gateway reads it: an `lwfsm.store` row (header with the idempotency key
+    of the last recorded call, the state), then the gateway's own lines: `meta` (who the conversation is,
+    its switches) and its last judged turns, one JSON line each, parsed only when asked for. The loop
+    (`conversation`) writes the row; `_commit` and `fire` give it these lines."""
 
     conv: Conversation
     last: str | None  # the idempotency key of the last recorded turn call (lwfsm.turn.loop)
@@ -81,9 +82,6 @@ class _Record:
 
     def add(self, turn: Mapping[str, Any]) -> None:
         self.history = [*self.history[1 - HISTORY :], json.dumps(turn)]
-
-    def text(self) -> str:
-        return encode(self.conv.state(), self.last, [json.dumps(self.meta), *self.history]).data
 
 
 @dataclass
