@@ -536,6 +536,23 @@ def test_warns_when_litellm_was_imported_first() -> None:
     assert "litellm was imported before lwfsm.provider.adapter without LITELLM_LOCAL_MODEL_COST_MAP=True" in loud.stderr
 
 
+def test_a_messages_translation_imports_no_litellm_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """LiteLLM's Messages translation asks for a running proxy's router: only a proxy already loaded is
+    asked; none is imported (the whole proxy app, seconds of CPU, for a router that is None)."""
+    import sys
+    from types import SimpleNamespace
+
+    handler = pytest.importorskip("litellm.llms.anthropic.messages.adapters.handler")
+    if not hasattr(handler, "_router_or_proxy_fallback"):
+        pytest.skip("this LiteLLM has no proxy router lookup in its Messages translation")
+    monkeypatch.delitem(sys.modules, "litellm.proxy.proxy_server", raising=False)
+    assert handler._router_or_proxy_fallback(None) is None
+    assert "litellm.proxy.proxy_server" not in sys.modules
+    router = object()
+    monkeypatch.setitem(sys.modules, "litellm.proxy.proxy_server", SimpleNamespace(llm_router=router))
+    assert handler._router_or_proxy_fallback(None) is router
+
+
 def test_turn_unit_message_failed_call_changes_nothing(server: Server) -> None:
     s = adapter(server, "leadF", "workF", turn_unit="message").session()
     msgs: list[dict[str, Any]] = [{"role": "user", "content": "do it"}]
