@@ -525,15 +525,37 @@ def test_warns_when_litellm_was_imported_first() -> None:
     code = "import os, litellm, logging; logging.basicConfig(); import lwfsm.provider.adapter"
     env = {k: v for k, v in __import__("os").environ.items() if k != "LITELLM_LOCAL_MODEL_COST_MAP"}
     env["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"  # this test itself must stay offline...
-    quiet = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
-    assert "imported before lwfsm.provider.adapter" not in quiet.stderr
     # ...so the warning is exercised by pretending the variable was missing at import time.
-    code = (
+    loud_code = (
         "import os, sys, litellm, logging; logging.basicConfig(); os.environ.pop('LITELLM_LOCAL_MODEL_COST_MAP');"
         "import lwfsm.provider.adapter"
     )
-    loud = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
-    assert "litellm was imported before lwfsm.provider.adapter without LITELLM_LOCAL_MODEL_COST_MAP=True" in loud.stderr
+    # Both at once: each imports LiteLLM (seconds).
+    procs = [
+        subprocess.Popen([sys.executable, "-c", c], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        for c in (code, loud_code)
+    ]
+    (_, quiet), (_, loud) = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], (quiet, loud)
+    assert "imported before lwfsm.provider.adapter" not in quiet
+    assert "litellm was imported before lwfsm.provider.adapter without LITELLM_LOCAL_MODEL_COST_MAP=True" in loud
+
+
+def test_a_messages_translation_imports_no_litellm_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """LiteLLM's Messages translation asks for a running proxy's router: only a proxy already loaded is
+    asked; none is imported (the whole proxy app, seconds of CPU, for a router that is None)."""
+    import sys
+    from types import SimpleNamespace
+
+    handler = pytest.importorskip("litellm.llms.anthropic.messages.adapters.handler")
+    if not hasattr(handler, "_router_or_proxy_fallback"):
+        pytest.skip("this LiteLLM has no proxy router lookup in its Messages translation")
+    monkeypatch.delitem(sys.modules, "litellm.proxy.proxy_server", raising=False)
+    assert handler._router_or_proxy_fallback(None) is None
+    assert "litellm.proxy.proxy_server" not in sys.modules
+    router = object()
+    monkeypatch.setitem(sys.modules, "litellm.proxy.proxy_server", SimpleNamespace(llm_router=router))
+    assert handler._router_or_proxy_fallback(None) is router
 
 
 def test_turn_unit_message_failed_call_changes_nothing(server: Server) -> None:

@@ -343,7 +343,7 @@ def _wait_ready(proc: subprocess.Popen[Any], base: str) -> None:
             return
         except httpx.TransportError:
             assert time.monotonic() < deadline, "the gateway did not answer within 30 s"
-            time.sleep(0.05)  # polling for readiness, not for a timing
+            time.sleep(0.01)  # polling for readiness, not for a timing
 
 
 class _Collector:

@@ -388,9 +388,12 @@ def workers() -> Iterator[list[Worker]]:
     """Four worker processes for the whole module, started together (each imports LiteLLM once)."""
     pool = [Worker() for _ in range(4)]
     yield pool
-    for w in pool:
-        if w.proc.poll() is None:  # the crash tests kill one each
-            w.stop()
+    live = [w for w in pool if w.proc.poll() is None]  # the crash tests kill one each
+    for w in live:  # all told at once: each takes a while to exit
+        assert w.proc.stdin is not None
+        w.proc.stdin.close()
+    for w in live:
+        w.stop()
 
 
 CODE_BAD = "```json\n{,}\n```"

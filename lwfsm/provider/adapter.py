@@ -60,6 +60,25 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 
 litellm.suppress_debug_info = True  # lwfsm reports provider errors itself; no banners on stdout
 
+
+def _running_proxys_router() -> Any:
+    """The router of a LiteLLM proxy already loaded in this process (lwfsm as its hook), else None."""
+    proxy = sys.modules.get("litellm.proxy.proxy_server")
+    return getattr(proxy, "llm_router", None)
+
+
+# Newer LiteLLM's Messages translation looks for a running proxy's router by importing
+# litellm.proxy.proxy_server: with the proxy's dependencies installed that import is the whole proxy app
+# (seconds of CPU on a gateway's first Messages call), and a proxy nobody started has no router (None).
+# Only a proxy already loaded can have one: look there, import nothing.
+try:
+    from litellm.llms.anthropic.messages.adapters import handler as _messages_handler
+except ImportError:  # older LiteLLM: no such lookup
+    pass
+else:
+    if hasattr(_messages_handler, "_proxy_router_fallback"):
+        _messages_handler._proxy_router_fallback = _running_proxys_router
+
 logger = logging.getLogger("lwfsm")
 if _IMPORTED_TOO_EARLY:
     logger.warning(
