@@ -22,6 +22,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
+from .words import PASTED_MORE, SAID, STILL, restated
+
 __all__ = ["KINDS", "Evidence", "Finding", "Kind", "Outcome", "Reader", "Transcript", "text_of"]
 
 Message = Mapping[str, Any]
@@ -261,10 +263,16 @@ def is_probe(command: str) -> bool:
     return op == "|" and first is not None and (first in PROBES or first.split(" ")[0] in ("grep", "rg", "find"))
 
 
+# Commands that succeed whatever ran before them: after `;` the status is theirs, not the work's.
+_TRAILERS = frozenset({"echo", "printf", "true", ":", "pwd", "sleep", "date"})
+
+
 def status_hidden(command: str) -> bool:
-    """The status belongs to a filter at the end of a pipeline (`pytest | tail`), not to the work."""
+    """The status belongs to a filter at the end of a pipeline (`pytest | tail`), or to an `echo`
+    run after the work whatever its outcome (`pytest; echo done`), not to the work."""
     last, op, first = last_command(command.strip())
-    return op == "|" and last.split(" ")[0] in FILTERS
+    head = last.split(" ")[0]
+    return (op == "|" and head in FILTERS) or (op in (";", "\n") and head in _TRAILERS)
 
 
 _REPRO = re.compile(
@@ -360,13 +368,16 @@ _ERROR_LINE = re.compile(
     r"error(\[E\d+\])?: |"
     r"fatal: |FAILED\b|FAIL\b|npm ERR!|ERROR: |E\s{3}|BUILD FAILURE|BUILD FAILED|make: \*\*\*|"
     r"SyntaxError|panic: |Segmentation fault|Aborted|.*: command not found$|.*No such file or directory$|"
-    r".*can't open file)",
+    r".*can't open file|"
+    # compilers (gcc, clang, javac, go, tsc) and build tools (Maven, Gradle) name the file and line
+    r"\S+:\d+(:\d+)?: (fatal )?error: |\S+\(\d+,\d+\): error TS\d+|\[ERROR\] |\[INFO\] BUILD FAILURE|"
+    r"FAILURE: Build failed|> Task \S+ FAILED)",
 )
 # Test runners' own summaries.
 # Test runners' own summaries (matched at a line's start), and a count of failures anywhere in a line.
 _SUMMARY = re.compile(
     r"(=+ .*\b\d+ (failed|errors?)\b|FAILED \S|Tests?:.*\b\d+ failed|test result: FAILED|FAILED \(|--- FAIL|"
-    r"FAIL\s|ERRORS?$)"
+    r"FAIL\s|ERRORS?$|.*Tests run: \d+, Failures: ([1-9]|\d+, Errors: [1-9]))"
 )
 _FAILED_COUNT = re.compile(r"\b\d+ (failing|failed)\b")
 _PASSED = re.compile(r"(=+ .*\b\d+ passed\b|OK\b|Tests?:.*\bpassed\b|test result: ok|PASS\b|.*\b[Aa]ll tests passed\b)")
@@ -433,6 +444,17 @@ _REPORTS = re.compile(
     r"\b(error|errors|fail\w*|exception|crash\w*|broken|unable|can'?t|cannot|does ?n[o']t|did ?n[o']t)\b",
     re.I,
 )
+
+
+# curl printing only the status it got (`-w "%{http_code}"`): a 5xx is the server failing, not a "no".
+_HTTP_CODE = re.compile(r"^\s*(?:HTTP(?:[ _](?:status|code))?:?\s*)?(5\d\d)\s*$", re.M | re.I)
+
+
+def _server_error(command: str, text: str) -> tuple[int, str] | None:
+    if "http_code" not in command or "curl" not in command:
+        return None
+    m = _HTTP_CODE.search(text[:2000])
+    return (text.count("\n", 0, m.start()) + 1, f"HTTP {m.group(1)}") if m else None
 
 
 def first_match(pattern: re.Pattern[str], text: str) -> tuple[int, str] | None:
@@ -557,6 +579,8 @@ class Reader:
         self, reply: Message, after: Sequence[Message], tools: Sequence[Message], before: Sequence[Message] = ()
     ) -> Iterator[Finding]:
         yield from self.from_user(reply, after)
+        if self.human_turns and before:
+            yield from self.asked_again(after, before)
         past = self.history(before)
         for o in self.outcomes(reply, after):
             f = self.classify(o, reply, past)
@@ -578,6 +602,16 @@ class Reader:
                 if correction is not None:
                     yield Finding("user_correction", Evidence(f"{self.name}.correction", i, 1, correction))
 
+    def asked_again(self, after: Sequence[Message], before: Sequence[Message]) -> Iterator[Finding]:
+        """The person's next message restating the request the reply answered."""
+        now = next(((i, m) for i, m in enumerate(after) if self.human(m)), None)
+        if now is None:
+            return
+        asked = next((m for m in reversed(before[-200:]) if self.human(m)), None)
+        if asked is not None and restated(text_of(asked), text_of(now[1])):
+            said = text_of(now[1]).strip()[:80]
+            yield Finding("user_correction", Evidence(f"{self.name}.asked_again", now[0], 1, said))
+
     def correction(self, text: str) -> str | None:
         """What in a person's message says the last step went wrong: a correction at its start, a
         complaint in its first sentence, an error they pasted at its top, or what they got running it."""
@@ -589,6 +623,9 @@ class Reader:
             or _COMPLAINT.search(first)
             or _PASTED.search(head)
             or _REPORTS.match(t[:300])
+            or SAID.match(t[:200])
+            or STILL.search(first)
+            or PASTED_MORE.search(head)
         )
         if m:
             return m.group(0).strip()[:80]
@@ -637,6 +674,9 @@ class Reader:
     def classify(self, o: Outcome, reply: Message, past: History | None = None) -> Finding | None:
         cmd = o.command or ""
         probe = bool(cmd) and is_probe(cmd)
+        served = _server_error(cmd, o.text) if not probe and not o.status else None
+        if served is not None:
+            return self._found(o, "task_failure", "http_status", served)
         if o.timed_out and not probe:
             finding = self._found(o, "task_failure", "timeout", first_match(self.TIMEOUT, o.text))
         elif o.status is not None and not status_hidden(cmd):

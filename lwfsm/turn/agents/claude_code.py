@@ -8,13 +8,14 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from .base import Evidence, Finding, Message, Outcome, Reader, Transcript, first_match, text_of
+from .base import Evidence, Finding, History, Message, Outcome, Reader, Transcript, first_match, text_of
 
 __all__ = ["READER"]
 
 # A parallel call cancelled because a sibling failed: the sibling's failure is the finding.
 _SIBLING = re.compile(r"^(<tool_use_error>)?(Cancelled: parallel tool call|Sibling tool call errored)", re.I)
 _STOP_HOOK = re.compile(r"^(Stop hook feedback|\S+ hook (error|feedback)|PostToolUse:\S+ hook)", re.I | re.M)
+_ASKS = {"AskUserQuestion"}  # the tool that puts questions to the person
 _RUNS = {"Bash", "BashOutput", "TaskOutput", "KillShell"}
 _BASH_TAGS = re.compile(r"</?bash-(input|stdout|stderr)>")
 # Looking something up that is not there is an answer, not a failure.
@@ -50,6 +51,12 @@ class ClaudeCode(Reader):
             if tool in _LOOKUPS and o.flagged and _NOT_THERE.search(o.text[:500]):
                 o.flagged = False
         return o
+
+    def classify(self, o: Outcome, reply: Message, past: History | None = None) -> Finding | None:
+        if o.tool in _ASKS and o.flagged:
+            # nobody to ask (a headless run, a channel without questions): the lead could not ask either
+            return Finding("environment", Evidence(f"{self.name}.no_one_to_ask", o.message, 1, o.text.strip()[:160]))
+        return super().classify(o, reply, past)
 
     def outcomes(self, reply: Message, after: Sequence[Message]) -> Iterator[Outcome]:
         for o in super().outcomes(reply, after):

@@ -11,6 +11,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from .base import Evidence, Finding, History, Message, Outcome, Reader, Transcript, first_match, text_of, tool_calls
+from .edits import unbalanced_edit
 
 __all__ = ["MINI", "READER"]
 
@@ -103,10 +104,13 @@ class SweAgent(MiniSweAgent):
         }
     )
     EDIT_FAILED = re.compile(
-        r"^(Your proposed edit has introduced new syntax error|Error: |ERROR: |Usage: |No replacement was performed|"
+        r"^\[?(Your proposed edit has introduced new syntax error|Error: |ERROR: |Usage: |No replacement was performed|"
+        r"Your bash command contained syntax errors and was NOT executed|Interactive operation '.*' is not supported|"
         r"bash: .*: command not found|.*: No such file or directory$|\w+: cannot access)",
         re.M,
     )
+    # The harness cancelling a command that ran too long (its `command_cancelled_timeout_template`).
+    TIMEOUT = re.compile(f"{Reader.TIMEOUT.pattern}|was cancelled because it took more than \\d+ seconds")
 
     def detect(self, messages: Sequence[Message], system: str) -> bool:
         return "autonomous programmer" in system[:4000] or any(
@@ -121,8 +125,26 @@ class SweAgent(MiniSweAgent):
             text = re.sub(r"\(Open file: .*\)\s*\n\(Current directory: .*\)\s*\nbash-\$\s*$", "", text_of(msg)).rstrip()
             command = actions[0] if actions else None
             first = (command or "").split()[:1]
-            yield Outcome(message=i, text=text, command=command, runs=not (first and first[0] in self.VIEWS))
+            yield Outcome(
+                message=i,
+                text=text,
+                command=command,
+                runs=not (first and first[0] in self.VIEWS),
+                timed_out=bool(self.TIMEOUT.search(text[:1000])),
+            )
             break  # one observation per step
+
+    def findings(
+        self, reply: Message, after: Sequence[Message], tools: Sequence[Message], before: Sequence[Message] = ()
+    ) -> Iterator[Finding]:
+        yield from super().findings(reply, after, tools, before)
+        # An edit the harness applied without a linter (only Python files are linted): an edit whose
+        # brackets do not balance like the lines it replaced leaves the file broken.
+        obs = next((m for m in after if m.get("role") in ("user", "tool")), None)
+        if obs is not None and before:
+            said = unbalanced_edit(text_of(reply), text_of(obs), before)
+            if said is not None:
+                yield Finding("task_failure", Evidence(f"{self.name}.unbalanced_edit", after.index(obs), None, said))
 
     def classify(self, o: Outcome, reply: Message, past: History | None = None) -> Finding | None:
         hit = first_match(self.EDIT_FAILED, o.text[:4000])
