@@ -128,7 +128,7 @@ def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
         ended = next((i for i, x in enumerate(rest) if x.startswith("# aider chat started at")), len(rest))
         rest = rest[:ended]  # a new aider session: nothing after it belongs to this reply
         text_at = [i for i, x in enumerate(rest) if x.strip() and not x.startswith(">")]
-        said = []
+        said: list[str] = []
         for i, x in enumerate(rest):
             if x.startswith(">"):
                 line = x[1:].strip()

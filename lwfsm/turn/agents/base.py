@@ -371,7 +371,7 @@ _ERROR_LINE = re.compile(
     r".*can't open file|"
     # compilers (gcc, clang, javac, go, tsc) and build tools (Maven, Gradle) name the file and line
     r"\S+:\d+(:\d+)?: (fatal )?error: |\S+\(\d+,\d+\): error TS\d+|\[ERROR\] |\[INFO\] BUILD FAILURE|"
-    r"FAILURE: Build failed|> Task \S+ FAILED)",
+    r"FAILURE: Build failed|> Task \S+ FAILED|\[?Your proposed edit has introduced new syntax error)",
 )
 # Test runners' own summaries.
 # Test runners' own summaries (matched at a line's start), and a count of failures anywhere in a line.

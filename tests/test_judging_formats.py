@@ -1,0 +1,275 @@
+"""The judge's rules for agents' own formats and people's own words, each on the format it reads.
+
+Observations are written the way each agent prints them (SWE-agent's windowed file viewer and
+harness templates, aider's chat history, Claude Code's tool results, curl's `-w "%{http_code}"`);
+the rules are for the formats, so each has a case it must catch and a case it must leave alone.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from lwfsm.turn.agents import aider
+from lwfsm.turn.judge import judge
+
+
+def call(name: str, args: dict[str, Any], cid: str = "c1") -> dict[str, Any]:
+    fn = {"name": name, "arguments": json.dumps(args)}
+    return {"role": "assistant", "content": None, "tool_calls": [{"id": cid, "type": "function", "function": fn}]}
+
+
+def tool(text: str, cid: str = "c1", **extra: Any) -> dict[str, Any]:
+    return {"role": "tool", "tool_call_id": cid, "content": text, **extra}
+
+
+def kind(
+    reply: dict[str, Any], after: list[dict[str, Any]], agent: str, before: list[dict[str, Any]] | None = None
+) -> str:
+    """The judged kind; with `before`, the whole request's messages are given (history, the last request)."""
+    messages = [*before, reply, *after] if before else None
+    return judge(reply, after, agent=agent, messages=messages).kind
+
+
+# -- SWE-agent: `edit N:M` is linted only for Python; the window shows numbered lines --
+
+JAVA = "/repo/src/main/java/Writer.java"
+
+
+def window(lines: dict[int, str], path: str = JAVA, total: int = 120, updated: bool = False) -> str:
+    body = "\n".join(f"{n}:{text}" for n, text in sorted(lines.items()))
+    done = "\nFile updated. Please review the changes and make sure they are correct." if updated else ""
+    head = f"[File: {path} ({total} lines total)]\n(40 more lines above)\n"
+    return f"{head}{body}\n(60 more lines below){done}\n(Open file: {path})\n(Current directory: /repo)\nbash-$"
+
+
+SHOWN = {
+    50: "  public void value(double value) throws IOException {",
+    51: "    if (Double.isNaN(value) || Double.isInfinite(value)) {",
+    52: '      throw new IllegalArgumentException("not finite: " + value);',
+    53: "    }",
+    54: "    ErrorResponse errorResponse =",
+    55: "        Mapper.readJson(content, ErrorResponse.class);",
+    56: "    beforeValue();",
+    57: "    out.append(Double.toString(value));",
+    58: "  }",
+}
+
+
+def swe(edit: str, path: str = JAVA, shown: dict[int, str] = SHOWN, after: str | None = None) -> str:
+    before = [
+        {"role": "system", "content": "You are an autonomous programmer."},
+        {"role": "assistant", "content": f"```\nopen {path} 50\n```"},
+        {"role": "user", "content": window(shown, path)},
+    ]
+    reply = {"role": "assistant", "content": f"Let's fix it.\n```\n{edit}\nend_of_edit\n```"}
+    observation = {"role": "user", "content": after or window(shown, path, updated=True)}
+    return kind(reply, [observation], "swe_agent", before)
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        # the condition line rewritten, its block left open: balance kept
+        ("edit 51:51\n    if (!lenient && (Double.isNaN(value) || Double.isInfinite(value))) {", "ok"),
+        # the opening line replaced by a whole if-block: one `{` too few
+        (
+            "edit 51:52\n    if (!lenient && Double.isNaN(value)) {\n      throw new IllegalStateException();\n    }",
+            "task_failure",
+        ),
+        # a method pasted over its own signature line: the old body is left without its opener
+        ("edit 50:50\n  public void value(double value) {\n    out.append(value);\n  }", "task_failure"),
+        # a statement started inside the open assignment on line 54
+        ("edit 55:55\n    if (content != null) {\n      log(content);\n    }", "task_failure"),
+        # the lines that follow the edit pasted again at its end
+        (
+            "edit 55:55\n        Mapper.readJson(content, ErrorResponse.class);\n    beforeValue();\n"
+            "    out.append(Double.toString(value));",
+            "task_failure",
+        ),
+        # braces in strings and comments are text
+        ('edit 56:56\n    beforeValue(); // close with "}" later\n    out.write("{");', "ok"),
+    ],
+)
+def test_swe_agent_edits_that_break_an_unlinted_file(edit: str, expected: str) -> None:
+    assert swe(edit) == expected
+
+
+def test_swe_agent_python_edits_are_left_to_its_linter() -> None:
+    shown = {10: "def f(x):", 11: "    return x"}
+    assert swe("edit 10:10\ndef f(x):\n    if x:\n        return (x", "/repo/m.py", shown) == "ok"
+
+
+def test_swe_agent_java_file_must_end_with_its_closing_brace() -> None:
+    end = {118: "    assertEquals(1, x);", 119: "  }", 120: ""}
+    after = window(end, total=120, updated=True)
+    assert swe("edit 121:121\n  public void testX() {\n  }", after=after) == "task_failure"
+    good = window({118: "  }", 119: "}", 120: ""}, total=120, updated=True)
+    assert swe("edit 121:121\n  public void testX() {\n  }", after=good) == "ok"
+
+
+@pytest.mark.parametrize(
+    "said",
+    [
+        "The command 'mvn test' was cancelled because it took more than 300 seconds. "
+        "Please try a different command that completes more quickly.",
+        "Your bash command contained syntax errors and was NOT executed. Please fix the syntax errors and try again.",
+        "Interactive operation 'vim' is not supported by this environment.",
+        "[Your proposed edit has introduced new syntax error(s). Please understand the errors and retry your edit.]",
+    ],
+)
+def test_swe_agent_harness_refusals_and_timeouts(said: str) -> None:
+    reply = {"role": "assistant", "content": "```\nmvn test\n```"}
+    before = [{"role": "system", "content": "You are an autonomous programmer."}]
+    assert kind(reply, [{"role": "user", "content": said}], "swe_agent", before) == "task_failure"
+
+
+# -- build tools and compilers name the file and line; a trailing echo hides the status --
+
+
+@pytest.mark.parametrize(
+    ("command", "output", "expected"),
+    [
+        ("javac Main.java; echo done", "Main.java:12: error: cannot find symbol\n1 error\ndone", "task_failure"),
+        (
+            "mvn -q test; echo finished",
+            "[ERROR] Tests run: 4, Failures: 1, Errors: 0, Skipped: 0\nfinished",
+            "task_failure",
+        ),
+        ("npx tsc; echo ok", "src/app.ts(3,7): error TS2322: Type 'string' is not assignable\nok", "task_failure"),
+        (
+            "gradle build; echo built",
+            "> Task :compileJava FAILED\nFAILURE: Build failed with an exception.\nbuilt",
+            "task_failure",
+        ),
+        ("mvn -q test; echo finished", "Tests run: 4, Failures: 0, Errors: 0, Skipped: 0\nfinished", "ok"),
+        ("python -m pytest -q; echo done", "5 passed in 0.20s\ndone", "ok"),
+    ],
+)
+def test_errors_behind_a_trailing_echo(command: str, output: str, expected: str) -> None:
+    assert kind(call("Bash", {"command": command}), [tool(output)], "claude_code") == expected
+
+
+# -- curl's status line --
+
+
+@pytest.mark.parametrize(
+    ("printed", "expected"), [("503", "task_failure"), ("HTTP 500", "task_failure"), ("200", "ok"), ("404", "ok")]
+)
+def test_curl_printing_a_server_error(printed: str, expected: str) -> None:
+    reply = call("Bash", {"command": 'curl -s -o /dev/null -w "%{http_code}" http://localhost:8000/register'})
+    assert kind(reply, [tool(printed)], "claude_code") == expected
+
+
+def test_claude_code_asking_nobody_is_the_environment() -> None:
+    reply = call("AskUserQuestion", {"questions": [{"question": "Which API?"}]})
+    assert kind(reply, [tool("Answer questions?", is_error=True)], "claude_code") == "environment"
+
+
+# -- aider's console in its chat history --
+
+
+def history(console: str, next_message: str = "what next?") -> bytes:
+    return (
+        "#### fix the parser  \n\nHere is the change.\n\nsrc/parse.py\n```python\n<<<<<<< SEARCH\nx = 1\n=======\n"
+        f"x = 2\n>>>>>>> REPLACE\n```\n\n{console}\n\n#### {next_message}  \n"
+    ).encode()
+
+
+def aider_kind(data: bytes) -> str:
+    t = aider.transcript(data, {"user_block": 1})
+    return judge(t.messages[t.at], t.messages[t.at + 1 :], agent="aider", messages=t.messages).kind
+
+
+@pytest.mark.parametrize(
+    ("console", "expected"),
+    [
+        ("> Tokens: 2k sent, 300 received.  \n> Applied edit to src/parse.py  ", "ok"),
+        ("> Tokens: 2k sent, 300 received.  \n> Applied edit to Makefile  ", "ok"),
+        ("> Applied edit to -> the service then restarts  ", "task_failure"),
+        ("> Create new file? (Y)es/(N)o [Yes]: y  \n> Applied edit to Topology  ", "task_failure"),
+        # Ctrl-C while aider asks to add a file the edit needs: the edit is refused
+        (
+            "> Tokens: 2k sent, 300 received.  \n> src/lexer.py  \n"
+            "> Add file to the chat? (Y)es/(N)o/(D)on't ask again [Yes]: n  \n"
+            "> src/parse.py  \n>  \n> ^C again to exit  ",
+            "rejected",
+        ),
+        # Ctrl-C after everything was answered: the person left, nothing was refused
+        ("> Tokens: 2k sent, 300 received.  \n> Applied edit to src/parse.py  \n>  \n> ^C again to exit  ", "ok"),
+    ],
+)
+def test_aider_console(console: str, expected: str) -> None:
+    assert aider_kind(history(console)) == expected
+
+
+def test_aider_person_asking_again() -> None:
+    console = "> Tokens: 2k sent, 300 received.  "
+    again = history(console, "fix the parser so that it handles tabs in the header").replace(
+        b"#### fix the parser  ", b"#### fix the parser so that it handles tabs  "
+    )
+    assert aider_kind(again) == "user_correction"
+    assert aider_kind(history(console, "now add a test for CRLF line endings please")) == "ok"
+    answered = history(console, "Add file to the chat? (Y)es/(N)o/(A)ll/(S)kip all [Yes]: all")
+    assert aider_kind(answered) == "ok"
+
+
+# -- people's words, at the start of their message --
+
+DONE = {"role": "assistant", "content": "Done: the form saves now."}
+
+
+@pytest.mark.parametrize(
+    "said",
+    [
+        "no funciona, sigue igual",
+        "El error es que el admin no puede aprobar",
+        "sigue dando el mismo error",
+        "ainda não funciona",
+        "ça ne marche toujours pas",
+        "Es funktioniert immer noch nicht",
+        "immer noch der gleiche Fehler",
+        "non funziona ancora",
+        "всё ещё не работает",
+        "опять ошибка при сохранении",
+        "还是报错",
+        "不行，页面是空白的",
+        "まだ動かない",
+        "エラーが出ます",
+        "여전히 안 돼요",
+        "Still lost on refresh",
+        "The data is still lost after a reload",
+        "it didn't fix anything",
+        "not fixed yet",
+        "GET http://localhost:3000/api/items 500 (Internal Server Error)",
+        "Uncaught (in promise) TypeError: x is undefined",
+        "src/App.tsx(4,1): error TS1005: ';' expected.",
+    ],
+)
+def test_a_person_saying_it_failed(said: str) -> None:
+    assert kind(DONE, [{"role": "user", "content": said}], "generic") == "user_correction"
+
+
+@pytest.mark.parametrize(
+    "said",
+    [
+        "Gracias, ahora añade un test",
+        "还是用 Python 吧",
+        "Still, could you also add a README?",
+        "Danke! Jetzt bitte die Tests.",
+        "Отлично, теперь добавь тесты",
+        "The error message should say which file",
+    ],
+)
+def test_a_person_moving_on(said: str) -> None:
+    assert kind(DONE, [{"role": "user", "content": said}], "generic") == "ok"
+
+
+def test_a_request_asked_again() -> None:
+    before = [{"role": "user", "content": "make the export button download a CSV of the table"}]
+    again = {"role": "user", "content": "make the export button download a CSV of the table, with headers"}
+    assert kind(DONE, [again], "generic", before) == "user_correction"
+    short = [{"role": "user", "content": "continue"}]
+    assert kind(DONE, [{"role": "user", "content": "continue"}], "generic", short) == "ok"
