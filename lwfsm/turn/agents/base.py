@@ -370,16 +370,18 @@ _ERROR_LINE = re.compile(
     r"SyntaxError|panic: |Segmentation fault|Aborted|.*: command not found$|.*No such file or directory$|"
     r".*can't open file|"
     # compilers (gcc, clang, javac, go, tsc) and build tools (Maven, Gradle) name the file and line
-    r"\S+:\d+(:\d+)?: (fatal )?error: |\S+\(\d+,\d+\): error TS\d+|\[ERROR\] |\[INFO\] BUILD FAILURE|"
+    r"[^\s:]+:\d+(:\d+)?: (fatal )?error: |[^\s(]+\(\d+,\d+\): error TS\d+|\[ERROR\] |\[INFO\] BUILD FAILURE|"
     r"FAILURE: Build failed|> Task \S+ FAILED|\[?Your proposed edit has introduced new syntax error)",
 )
 # Test runners' own summaries.
 # Test runners' own summaries (matched at a line's start), and a count of failures anywhere in a line.
 _SUMMARY = re.compile(
     r"(=+ .*\b\d+ (failed|errors?)\b|FAILED \S|Tests?:.*\b\d+ failed|test result: FAILED|FAILED \(|--- FAIL|"
-    r"FAIL\s|ERRORS?$|.*Tests run: \d+, Failures: ([1-9]|\d+, Errors: [1-9]))"
+    r"FAIL\s|ERRORS?$)"
 )
 _FAILED_COUNT = re.compile(r"\b\d+ (failing|failed)\b")
+# JUnit's count, anywhere in a Maven or Gradle line ("[ERROR] Tests run: 4, Failures: 1, ...")
+_JUNIT = re.compile(r"Tests run: \d+, Failures: ([1-9]|\d+, Errors: [1-9])")
 _PASSED = re.compile(r"(=+ .*\b\d+ passed\b|OK\b|Tests?:.*\bpassed\b|test result: ok|PASS\b|.*\b[Aa]ll tests passed\b)")
 
 
@@ -411,7 +413,7 @@ def anchored_error(text: str) -> tuple[int, str] | None:
     hit = None
     summary = passed = False
     for n, line in enumerate(lines):
-        if _SUMMARY.match(line) or _FAILED_COUNT.search(line):
+        if _SUMMARY.match(line) or _FAILED_COUNT.search(line) or ("Tests run:" in line and _JUNIT.search(line)):
             summary = True
             hit = hit or (first + n, line.strip()[:160])
         elif hit is None and _ERROR_LINE.match(line):
@@ -455,6 +457,32 @@ def _server_error(command: str, text: str) -> tuple[int, str] | None:
         return None
     m = _HTTP_CODE.search(text[:2000])
     return (text.count("\n", 0, m.start()) + 1, f"HTTP {m.group(1)}") if m else None
+
+
+def _head(msg: Message, n: int = 2000) -> str:
+    """The first `n` characters of a typed message's text, without joining the rest."""
+    content = msg.get("content")
+    if isinstance(content, str):
+        return content[:n]
+    out: list[str] = []
+    size = 0
+    for p in content if isinstance(content, list) else ():
+        if size >= n:
+            break
+        text = str(p.get("text", "")) if is_object(p) else ""
+        out.append(text[: n - size])
+        size += len(out[-1])
+    return " ".join(out)
+
+
+def _typed(msg: Message) -> bool:
+    """A user message that can be a person's: text, not tool results."""
+    if msg.get("role") != "user":
+        return False
+    content = msg.get("content")
+    return isinstance(content, str) or (
+        isinstance(content, list) and all(is_object(p) and p.get("type") in ("text", "input_text") for p in content)
+    )
 
 
 def first_match(pattern: re.Pattern[str], text: str) -> tuple[int, str] | None:
@@ -603,14 +631,17 @@ class Reader:
                     yield Finding("user_correction", Evidence(f"{self.name}.correction", i, 1, correction))
 
     def asked_again(self, after: Sequence[Message], before: Sequence[Message]) -> Iterator[Finding]:
-        """The person's next message restating the request the reply answered."""
-        now = next(((i, m) for i, m in enumerate(after) if self.human(m)), None)
-        if now is None:
+        """The person's next message restating the request the reply answered (the last message a
+        person typed before it). The words are compared first: telling a person's message from the
+        agent's own costs more."""
+        now = next(((i, m) for i, m in enumerate(after) if _typed(m)), None)
+        asked = next((m for m in reversed(before[-200:]) if _typed(m)), None) if now is not None else None
+        if now is None or asked is None:
             return
-        asked = next((m for m in reversed(before[-200:]) if self.human(m)), None)
-        if asked is not None and restated(text_of(asked), text_of(now[1])):
-            said = text_of(now[1]).strip()[:80]
-            yield Finding("user_correction", Evidence(f"{self.name}.asked_again", now[0], 1, said))
+        # a person's words are what it starts with: read the starts only, not whole pasted files
+        said, was = _head(now[1]), _head(asked)
+        if restated(was, said) and self.human({"role": "user", "content": said}) and self.human(asked):
+            yield Finding("user_correction", Evidence(f"{self.name}.asked_again", now[0], 1, said.strip()[:80]))
 
     def correction(self, text: str) -> str | None:
         """What in a person's message says the last step went wrong: a correction at its start, a
@@ -624,7 +655,7 @@ class Reader:
             or _PASTED.search(head)
             or _REPORTS.match(t[:300])
             or SAID.match(t[:200])
-            or STILL.search(first)
+            or STILL.match(first)
             or PASTED_MORE.search(head)
         )
         if m:
@@ -730,9 +761,16 @@ class Reader:
         calls = tool_calls(reply)
         if not calls:
             return
-        offered = {str(t["function"].get("name")) for t in tools if is_object(t.get("function"))}
+        # the names called that no offered tool has (the tool list is read only until all are found)
+        unknown = {name for _, name, _ in calls} if tools else set()
+        for t in tools:
+            if not unknown:
+                break
+            fn = t.get("function")
+            if fn is not None and is_object(fn):
+                unknown.discard(str(fn.get("name")))
         for _, name, args in calls:
-            if tools and name not in offered:
+            if name in unknown:
                 yield Finding("task_failure", Evidence("malformed.unknown_tool", None, None, f"{name!s:.80}"))
             elif isinstance(args, str) and len(args) <= 200_000:
                 try:

@@ -77,8 +77,12 @@ _TOKEN = re.compile(r"\w+")
 
 def restated(asked: str, now: str) -> bool:
     """The person asking again what they asked before the reply (the same words, or the same with
-    more said): the reply did not do it. Short messages ("continue", "yes") repeat without meaning that."""
-    a, b = _TOKEN.findall(asked[:2000].lower()), _TOKEN.findall(now[:2000].lower())
+    more said): the reply did not do it. Short messages ("continue", "yes") repeat without meaning that.
+    A restatement starts the way the request did, so their first words are compared before the rest."""
+    a0, b0 = asked.lstrip()[:24].lower(), now.lstrip()[:24].lower()
+    if a0[:12] != b0[:12]:
+        return False
+    a, b = _TOKEN.findall(asked[:600].lower()), _TOKEN.findall(now[:600].lower())
     if len(a) < 5 or len(b) < 5:
         return False
     if b[: len(a)] == a or a[: len(b)] == b:
