@@ -197,6 +197,11 @@ def aider_kind(data: bytes) -> str:
             "> src/parse.py  \n>  \n> ^C again to exit  ",
             "rejected",
         ),
+        # the person refusing to let aider write the edit
+        ("> Tokens: 2k sent, 300 received.  \n> notes.md  \n> Create new file? (Y)es/(N)o [Yes]: n  ", "rejected"),
+        ("> Allow edits to app/styles/app.css which was not previously added to chat? n  ", "rejected"),
+        ("> src/x.py  \n> Allow edits to file that has not been added to the chat? (Y)es/(N)o [Yes]: y  ", "ok"),
+        ("> Run shell command? (Y)es/(N)o/(D)on't ask again [Yes]: n  ", "ok"),
         # Ctrl-C after everything was answered: the person left, nothing was refused
         ("> Tokens: 2k sent, 300 received.  \n> Applied edit to src/parse.py  \n>  \n> ^C again to exit  ", "ok"),
     ],

@@ -28,6 +28,12 @@ _AIDER_SAYS = "[aider]"
 # aider applying a whole-file or SEARCH/REPLACE block to the line the model put before it: a filename
 # with spaces or prose punctuation, or a bare word that names no file kind, is a block it misread.
 APPLIED = re.compile(r"^(?:Applied edit to|Creating empty file) (.+)$", re.M)
+# The person answering no when aider asks to write the reply's edit to a file: the edit is refused.
+# (Declining a suggested shell command is not: the person often runs it their own way.)
+REFUSED = re.compile(
+    r"^(?:Create new file|Allow edits to .*?)\?(?:.*\]:)? *(?:n|no|d|s|skip|don't)\b",
+    re.M | re.I,
+)
 # aider names a file the reply's edits need, then asks to add it: Ctrl-C while that question waits
 # refuses the edits.
 _ASKED = re.compile(r"^[\w.~/-]+\.\w+$")
@@ -67,6 +73,8 @@ class Aider(Reader):
             text = text_of(msg)[:20000].split(_REMINDER, 1)[0]  # aider's format rules follow what it says
             if text.startswith(_AIDER_SAYS) and (hit := first_match(INTERRUPTED, text)):
                 yield Finding("rejected", Evidence("aider.interrupted", i, hit[0], hit[1]))
+            elif text.startswith(_AIDER_SAYS) and (hit := first_match(REFUSED, text)):
+                yield Finding("rejected", Evidence("aider.refused", i, hit[0], hit[1]))
             if text.startswith(_AIDER_SAYS) and (bad := _misnamed(text)):
                 yield Finding("task_failure", Evidence("aider.misnamed_file", i, bad[0], bad[1]))
             if hit := first_match(EDIT_FAILED, text):
