@@ -278,3 +278,80 @@ def test_a_request_asked_again() -> None:
     assert kind(DONE, [again], "generic", before) == "user_correction"
     short = [{"role": "user", "content": "continue"}]
     assert kind(DONE, [{"role": "user", "content": "continue"}], "generic", short) == "ok"
+
+
+# -- mini-swe-agent's older observation: a Python dict's repr with the output and the return code --
+
+
+def mini(command: str) -> dict[str, Any]:
+    return {"role": "assistant", "content": f"THOUGHT: write it.\n\n```bash\n{command}\n```"}
+
+
+def observed(output: str, code: int) -> dict[str, Any]:
+    return {"role": "user", "content": "Observation: " + repr({"output": output, "returncode": code})}
+
+
+def test_a_dict_observation_gives_the_status_and_the_output() -> None:
+    failed = observed("Traceback (most recent call last):\n  File \"x.py\"\nNameError: name 'y'\n", 1)
+    assert kind(mini("python x.py"), [failed], "mini_swe_agent") == "task_failure"
+    assert kind(mini("python x.py"), [observed("all good\n", 0)], "mini_swe_agent") == "ok"
+    assert kind(mini("grep -rn foo src"), [observed("", 1)], "mini_swe_agent") == "ok"  # a probe's "no"
+
+
+def test_a_dict_observation_that_is_not_a_literal_is_read_as_words() -> None:
+    broken = {"role": "user", "content": "Observation: {'output': __import__('os'), 'returncode': 0}"}
+    assert kind(mini("ls"), [broken], "mini_swe_agent") == "ok"
+
+
+# -- the shell's own errors behind a later command's zero status --
+
+
+def test_a_shell_error_hidden_by_a_zero_status_fails_the_turn() -> None:
+    out = "bash: line 1: bashndocker: command not found\nInstructions file created.\n"
+    assert kind(mini('echo -e "run `bash\\ndocker build .`" > notes.md'), [observed(out, 0)], "mini_swe_agent") == (
+        "task_failure"
+    )
+    # the same words inside a file that was printed are content, not the shell's report
+    printed = "# notes\n  bash: line 1: foo: command not found is what you see without it\n"
+    assert kind(mini("cat notes.md"), [observed(printed, 0)], "mini_swe_agent") == "ok"
+
+
+# -- a failure seen before: running the same command line again looks; other arguments are a new try --
+
+
+def test_the_same_program_with_other_arguments_after_a_failure_is_a_new_try() -> None:
+    failed = "Exit code 1\nERROR: unable to download video data: HTTP Error 403: Forbidden"
+    before = [{"role": "user", "content": "download it"}, call("Bash", {"command": "yt-dlp -f best URL"}, "t1")]
+    before.append(tool(failed, "t1", is_error=True))
+    again = call("Bash", {"command": "yt-dlp --user-agent X -f 'best[height<=720]' URL"}, "t2")
+    assert kind(again, [tool(failed, "t2", is_error=True)], "claude_code", before) == "task_failure"
+    same = call("Bash", {"command": "yt-dlp  -f best URL"}, "t2")  # the same command line: a second look
+    assert kind(same, [tool(failed, "t2", is_error=True)], "claude_code", before) == "ok"
+
+
+# -- more of people's languages, and asking for the errors to be fixed --
+
+
+@pytest.mark.parametrize(
+    "said",
+    [
+        "hataları düzelt",
+        "Lütfen hataları düzelt ve çalıştır",
+        "hala çalışmıyor",
+        "het werkt nog steeds niet",
+        "nadal nie działa",
+        "please fix the errors",
+        "Fix these errors:",
+        "corrige los errores",
+        "исправь ошибку",
+    ],
+)
+def test_people_asking_for_the_errors_to_go_say_the_turn_failed(said: str) -> None:
+    reply = {"role": "assistant", "content": "Done: I changed the parser."}
+    assert kind(reply, [{"role": "user", "content": said}], "generic") == "user_correction"
+
+
+@pytest.mark.parametrize("said", ["fix the login page layout next", "hata ayıklama modunu ekle", "nog een vraag"])
+def test_new_requests_in_those_words_are_not_corrections(said: str) -> None:
+    reply = {"role": "assistant", "content": "Done: I changed the parser."}
+    assert kind(reply, [{"role": "user", "content": said}], "generic") == "ok"

@@ -318,6 +318,15 @@ _PATCHED = re.compile(r"^\*\*\* (?:Add|Update|Delete) File: (\S+)", re.M)
 _REDIRECT = re.compile(r"(?:>|\btee\s+(?:-a\s+)?)\s*([\w./-]+)")
 
 
+def _again(before: str, now: str) -> bool:
+    """`now` runs again what failed `before`, to look: the same command line, or, for a test runner or a
+    reproduction, the same program with another selection or verbosity. Another program, or the same
+    one with other arguments (a download with other options, a build with other flags), is a new try."""
+    if " ".join(before.split()) == " ".join(now.split()):
+        return True
+    return program(before) == program(now) and bool(TESTS.search(now) or is_reproduction(now))
+
+
 def changes_code(command: str) -> bool:
     """A shell command that changes files other than a reproduction script."""
     if not _WRITES.search(command):
@@ -336,6 +345,13 @@ def is_scaffold(path: str) -> bool:
 
 
 # A run that never got to show the bug: the script itself is missing or broken.
+# The shell's own report of a line it could not run; a later command's status hides it.
+_SHELL_ERROR = re.compile(
+    r"^(?:/bin/|/usr/bin/)?bash: (?:line \d+: )?(?:\S+: command not found|syntax error[^\n]*|"
+    r"unexpected EOF while looking for matching[^\n]*|\S+: (?:bad substitution|unbound variable))$",
+    re.M,
+)
+
 _BROKEN_RUN = re.compile(
     r"(can't open file|No such file or directory|SyntaxError|command not found|"
     r"Cannot find module|is not recognized)",
@@ -712,7 +728,12 @@ class Reader:
             finding = self._found(o, "task_failure", "timeout", first_match(self.TIMEOUT, o.text))
         elif o.status is not None and not status_hidden(cmd):
             if o.status == 0:
-                return None  # it worked: its words do not count
+                shell = first_match(_SHELL_ERROR, o.text) if o.runs and not probe and "bash:" in o.text else None
+                if shell is None:
+                    return None  # it worked: its words do not count
+                # the shell itself failed part of it (a backtick run as a command, a bad line) and a later
+                # command's 0 hid that
+                return self._found(o, "task_failure", "shell_error", shell)
             error = anchored_error(o.text) if o.runs else None
             if probe and (error is None or "&&" not in cmd):
                 return None  # a search answered "no" (in `which x && x --version` x itself may have failed)
@@ -741,9 +762,8 @@ class Reader:
                 return True
             if not past.known and is_reproduction(cmd) and not expects_success(text_of(reply)):
                 return True
-        mine = program(cmd)
         return past.corrected or any(
-            program(c) == mine and self.failed(j, msg, tool, args) for c, j, msg, tool, args in past.runs
+            _again(c, cmd) and self.failed(j, msg, tool, args) for c, j, msg, tool, args in past.runs
         )
 
     def failed(self, i: int, msg: Message, tool: str | None, args: Mapping[str, Any]) -> bool:

@@ -5,6 +5,7 @@ Neither has a person in the loop: their "... and try again" is the harness, not 
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -17,6 +18,21 @@ __all__ = ["MINI", "READER"]
 
 _BASH_BLOCK = re.compile(r"```(?:bash|sh)?\s*\n(.*?)```", re.S)
 _RETURNCODE = re.compile(r"<returncode>(-?\d+)</returncode>")
+# Older mini-swe-agent templates (and forks) show the observation as a Python dict's repr.
+_DICT_OBS = re.compile(r"^\s*(?:Observation:\s*)?\{'output': ")
+
+
+def _observation(text: str) -> tuple[int, str] | None:
+    """(status, output) of an observation written as `{'output': '...', 'returncode': N}`."""
+    if not _DICT_OBS.match(text[:40]):
+        return None
+    try:
+        value = ast.literal_eval(text[text.index("{") :].strip())  # a literal only: nothing is run
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return None
+    if not isinstance(value, dict) or not isinstance(value.get("returncode"), int):
+        return None
+    return value["returncode"], str(value.get("output", ""))
 
 
 def _actions(reply: Message) -> list[str]:
@@ -44,7 +60,9 @@ class MiniSweAgent(Reader):
 
     def detect(self, messages: Sequence[Message], system: str) -> bool:
         return "<returncode>" in system[:20000] or any(
-            "<returncode>" in text_of(m)[:200] for m in messages[-6:] if m.get("role") in ("user", "tool")
+            "<returncode>" in (t := text_of(m)[:200]) or _DICT_OBS.match(t)
+            for m in messages[-6:]
+            if m.get("role") in ("user", "tool")
         )
 
     def outcomes(self, reply: Message, after: Sequence[Message]) -> Iterator[Outcome]:
@@ -53,7 +71,18 @@ class MiniSweAgent(Reader):
         for i, msg in enumerate(after):
             text = text_of(msg)
             m = _RETURNCODE.search(text[:200])
-            if msg.get("role") in ("user", "tool") and m:
+            obs = None if m or msg.get("role") not in ("user", "tool") else _observation(text)
+            if obs is not None:
+                yield Outcome(
+                    message=i,
+                    text=obs[1],
+                    command=actions[n] if n < len(actions) else None,
+                    status=obs[0],
+                    runs=True,
+                    timed_out=bool(self.TIMEOUT.search(obs[1][:3000])),
+                )
+                n += 1
+            elif msg.get("role") in ("user", "tool") and m:
                 command = actions[n] if n < len(actions) else None
                 n += 1
                 yield Outcome(

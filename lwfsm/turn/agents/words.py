@@ -46,7 +46,19 @@ SAID = re.compile(
     r"うまく(?:いかない|いきません|動かない)|違います|変わらない|変わりません|"
     # Korean
     r"여전히|아직도|(?:작동|동작)(?:하지 ?않|이 ?안)|안 ?(?:돼|됩니다|되네|됨)|(?:오류|에러)(?:가|가 나|남|발생)|"
-    r"틀렸|같은 (?:오류|에러|문제)"
+    r"틀렸|같은 (?:오류|에러|문제)|"
+    # Turkish
+    r"(?:l[üu]tfen )?hatalar[ıi]? (?:d[üu]zelt|g[öo]rd[üu]n|devam|hala|var)|"
+    r"hala (?:[çc]al[ıi][şs]m[ıi]yor|hata|ayn[ıi]|olmuyor)|"
+    r"(?:uygulama )?(?:[çc]al[ıi][şs]m[ıi]yor|[çc][öo]kt[üu]|olmad[ıi])|ayn[ıi] hata|hata (?:al[ıi]yorum|veriyor)|"
+    # Dutch, Polish, Vietnamese, Indonesian
+    r"(?:het )?werkt (?:nog steeds |nog )?niet|nog steeds|(?:nadal |wci[aąż]+ )?nie dzia[lł]a|"
+    r"v[aẫ]n (?:kh[oô]ng|l[oỗ]i|b[iị])|kh[oô]ng (?:ch[aạ]y|ho[aạ]t [đd][oộ]ng)|"
+    r"masih (?:error|gagal|tidak|belum)|tidak (?:berfungsi|jalan)|"
+    # asking for the errors its change left to be fixed, in the languages above
+    r"(?:please |pls )?fix (?:the|these|this|those|all(?: the)?) (?:errors?|bugs?|issues?)\b|"
+    r"corrige (?:los|el|estos|este) (?:errores|error)|corrige (?:les|l'|cette|ces) ?erreurs?|behebe (?:den|die) fehler|"
+    r"исправь (?:эту |эти )?ошибк|修复(?:一下)?(?:这个|这些)?(?:错误|报错|问题)"
     r")",
     re.I,
 )
