@@ -102,14 +102,6 @@ def test_swe_agent_python_edits_are_left_to_its_linter() -> None:
     assert swe("edit 10:10\ndef f(x):\n    if x:\n        return (x", "/repo/m.py", shown) == "ok"
 
 
-def test_swe_agent_java_file_must_end_with_its_closing_brace() -> None:
-    end = {118: "    assertEquals(1, x);", 119: "  }", 120: ""}
-    after = window(end, total=120, updated=True)
-    assert swe("edit 121:121\n  public void testX() {\n  }", after=after) == "task_failure"
-    good = window({118: "  }", 119: "}", 120: ""}, total=120, updated=True)
-    assert swe("edit 121:121\n  public void testX() {\n  }", after=good) == "ok"
-
-
 @pytest.mark.parametrize(
     "said",
     [
@@ -355,3 +347,68 @@ def test_people_asking_for_the_errors_to_go_say_the_turn_failed(said: str) -> No
 def test_new_requests_in_those_words_are_not_corrections(said: str) -> None:
     reply = {"role": "assistant", "content": "Done: I changed the parser."}
     assert kind(reply, [{"role": "user", "content": said}], "generic") == "ok"
+
+
+# -- what the IDE puts before a person's words; more ways of saying it failed --
+
+
+def test_claude_codes_ide_tags_before_a_persons_words_are_not_theirs() -> None:
+    reply = {"role": "assistant", "content": "Fixed: the token is saved now."}
+    said = "<ide_opened_file>The user opened the file src/Login.js in the IDE.</ide_opened_file> 刷新后登录状态就失效了"
+    assert kind(reply, [{"role": "user", "content": said}], "claude_code") == "user_correction"
+    opened = (
+        "<ide_opened_file>The user opened the file src/Login.js in the IDE.</ide_opened_file> now add a logout button"
+    )
+    assert kind(reply, [{"role": "user", "content": opened}], "claude_code") == "ok"
+
+
+@pytest.mark.parametrize(
+    "said",
+    ["furt nic", "pořád nefunguje", "cp: missing destination file operand after 'x.rules'\nTry 'cp --help'"],
+)
+def test_czech_and_a_pasted_core_tool_error_are_corrections(said: str) -> None:
+    reply = {"role": "assistant", "content": "Run: sudo cp x.rules /etc/udev/rules.d/"}
+    assert kind(reply, [{"role": "user", "content": said}], "generic") == "user_correction"
+
+
+# -- environment, or the model's own mistake --
+
+
+@pytest.mark.parametrize(
+    "out",
+    [
+        "Error: You have not agreed to the Xcode license. Please resolve this by running:",
+        "Operation failed: page.goto: net::ERR_CONNECTION_REFUSED at http://localhost:8000/",
+    ],
+)
+def test_what_the_lead_would_meet_too_is_the_environment(out: str) -> None:
+    assert kind(call("Bash", {"command": "make app"}), [tool(f"Exit code 1\n{out}", is_error=True)], "claude_code") == (
+        "environment"
+    )
+
+
+def test_importing_the_repositorys_own_paths_is_the_models_mistake() -> None:
+    own = "Traceback (most recent call last):\nModuleNotFoundError: No module named 'src.main.java'\n"
+    assert kind(mini("python t.py"), [observed(own, 1)], "mini_swe_agent") == "task_failure"
+    missing = (
+        "Traceback (most recent call last):\n  File \"t.py\", line 2\nModuleNotFoundError: No module named 'numpy'\n"
+    )
+    assert kind(mini("python t.py"), [observed(missing, 1)], "mini_swe_agent") == "environment"
+
+
+def test_mini_swe_agents_interruption_is_a_rejection() -> None:
+    interrupted = {"role": "user", "content": "Interrupted by user: Temporary interruption caught."}
+    assert kind(mini("echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT"), [interrupted], "mini_swe_agent") == "rejected"
+
+
+def test_reading_a_directory_as_a_file_fails_even_behind_a_pipe() -> None:
+    out = "nl: sympy/ntheory: Is a directory\n"
+    assert kind(mini("nl -ba sympy/ntheory | sed -n '1,120p'"), [observed(out, 0)], "mini_swe_agent") == "task_failure"
+
+
+def test_running_again_a_command_that_writes_is_another_try() -> None:
+    script = "python - <<'PY'\nopen('a.py','w').write(x)\nPY"
+    before = [{"role": "user", "content": "fix it"}, mini(script), observed("SyntaxError: invalid syntax\n", 1)]
+    assert (
+        kind(mini(script), [observed("SyntaxError: invalid syntax\n", 1)], "mini_swe_agent", before) == "task_failure"
+    )

@@ -323,7 +323,7 @@ def _again(before: str, now: str) -> bool:
     reproduction, the same program with another selection or verbosity. Another program, or the same
     one with other arguments (a download with other options, a build with other flags), is a new try."""
     if " ".join(before.split()) == " ".join(now.split()):
-        return True
+        return not _WRITES.search(now)  # running again what writes is another try, blind, not a look
     return program(before) == program(now) and bool(TESTS.search(now) or is_reproduction(now))
 
 
@@ -347,8 +347,9 @@ def is_scaffold(path: str) -> bool:
 # A run that never got to show the bug: the script itself is missing or broken.
 # The shell's own report of a line it could not run; a later command's status hides it.
 _SHELL_ERROR = re.compile(
-    r"^(?:/bin/|/usr/bin/)?bash: (?:line \d+: )?(?:\S+: command not found|syntax error[^\n]*|"
-    r"unexpected EOF while looking for matching[^\n]*|\S+: (?:bad substitution|unbound variable))$",
+    r"^(?:(?:/bin/|/usr/bin/)?bash: (?:line \d+: )?(?:\S+: command not found|syntax error[^\n]*|"
+    r"unexpected EOF while looking for matching[^\n]*|\S+: (?:bad substitution|unbound variable))|"
+    r"[\w.-]+: [^\n:]+: Is a directory)$",
     re.M,
 )
 
@@ -416,8 +417,12 @@ ENVIRONMENT = re.compile(
     r"[Pp]eer authentication failed|Missing X server|\$DISPLAY|Host system is missing dependencies|"
     r"Executable doesn'?t exist at|Failed to (launch|initialize) (the )?browser|is not installed|not installed\b|"
     r"[Cc]annot find Java|JAVA_HOME|[Cc]ould not resolve host|[Nn]etwork is unreachable|[Cc]onnection refused|"
-    r"[Cc]redentials|[Oo]peration not permitted|[Nn]o space left on device|[Rr]ead-only file system)",
+    r"[Cc]redentials|[Oo]peration not permitted|[Nn]o space left on device|[Rr]ead-only file system|"
+    r"ERR_CONNECTION_REFUSED|ECONNREFUSED|not agreed to the Xcode license|Ripgrep search timed out)",
 )
+# An import of the repository's own paths (`src.main.java...`, a Java package) is the model's mistake,
+# not a missing package.
+_OWN_MODULE = re.compile(r"No module named '(?:src|com|org)\.")
 
 
 def anchored_error(text: str) -> tuple[int, str] | None:
@@ -543,7 +548,8 @@ class Reader:
     )
     REJECTED = re.compile(
         r"(The user doesn't want to proceed with this tool use|[Uu]ser rejected|rejected by the user|"
-        r"[Uu]ser (declined|denied)|\[Request interrupted by user( for tool use)?\]|requested permissions? to use .*"
+        r"[Uu]ser (declined|denied)|\[Request interrupted by user( for tool use)?\]|^Interrupted by user: |"
+        r"requested permissions? to use .*"
         r"(haven't|have not) granted)",
     )
     # A human saying the last step was wrong, at the start of the message (not anywhere in it).
@@ -728,12 +734,7 @@ class Reader:
             finding = self._found(o, "task_failure", "timeout", first_match(self.TIMEOUT, o.text))
         elif o.status is not None and not status_hidden(cmd):
             if o.status == 0:
-                shell = first_match(_SHELL_ERROR, o.text) if o.runs and not probe and "bash:" in o.text else None
-                if shell is None:
-                    return None  # it worked: its words do not count
-                # the shell itself failed part of it (a backtick run as a command, a bad line) and a later
-                # command's 0 hid that
-                return self._found(o, "task_failure", "shell_error", shell)
+                return self._shell(o, probe)  # it worked, its words do not count: unless the shell said not
             error = anchored_error(o.text) if o.runs else None
             if probe and (error is None or "&&" not in cmd):
                 return None  # a search answered "no" (in `which x && x --version` x itself may have failed)
@@ -746,8 +747,16 @@ class Reader:
             elif error is not None and not o.flagged:
                 finding = self._found(o, "task_failure", "error_line", error)
             else:
-                return None
+                return self._shell(o, probe)
         return None if finding.kind != "environment" and self.looked(o, reply, past or History()) else finding
+
+    def _shell(self, o: Outcome, probe: bool) -> Finding | None:
+        """The shell or a core tool failed part of a command (a backtick run as a command, a folder read
+        as a file) and a later command's 0, or a filter, hid it."""
+        if not o.runs or probe or ("bash:" not in o.text and "directory" not in o.text):
+            return None
+        hit = first_match(_SHELL_ERROR, o.text)
+        return None if hit is None else self._found(o, "task_failure", "shell_error", hit)
 
     def looked(self, o: Outcome, reply: Message, past: History) -> bool:
         """A failed run that is no mistake of this turn: the red phase (a run that shows the reported
@@ -773,7 +782,7 @@ class Reader:
     def _found(self, o: Outcome, kind: Kind, why: str, hit: tuple[int, str] | None = None) -> Finding:
         """A failed outcome's finding: the environment's when its output says so, else `kind`."""
         env = first_match(ENVIRONMENT, o.text[-1500:])
-        if env is not None:
+        if env is not None and not _OWN_MODULE.search(o.text[-1500:]):
             return Finding("environment", Evidence(f"{self.name}.environment", o.message, None, env[1]))
         return Finding(kind, Evidence(f"{self.name}.{why}", o.message, hit[0] if hit else None, hit[1] if hit else ""))
 

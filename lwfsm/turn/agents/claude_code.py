@@ -9,6 +9,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from .base import Evidence, Finding, History, Message, Outcome, Reader, Transcript, first_match, text_of
+from .words import PASTED_MORE
 
 __all__ = ["READER"]
 
@@ -18,6 +19,8 @@ _STOP_HOOK = re.compile(r"^(Stop hook feedback|\S+ hook (error|feedback)|PostToo
 _ASKS = {"AskUserQuestion"}  # the tool that puts questions to the person
 _RUNS = {"Bash", "BashOutput", "TaskOutput", "KillShell"}
 _BASH_TAGS = re.compile(r"</?bash-(input|stdout|stderr)>")
+_STDERR = re.compile(r"<bash-stderr>(.+?)</bash-stderr>", re.S)
+_INJECTED = re.compile(r"^(?:\s*<(ide_opened_file|ide_selection|ide_diagnostics|system-reminder)>.*?</\1>)+\s*", re.S)
 # Looking something up that is not there is an answer, not a failure.
 _LOOKUPS = {"Read", "Glob", "Grep", "LS", "NotebookRead", "WebSearch"}
 _NOT_THERE = re.compile(r"(does not exist|not found|No such file|No files found|EISDIR|is a directory)", re.I)
@@ -31,15 +34,28 @@ class ClaudeCode(Reader):
 
     def human(self, msg: Message) -> bool:
         # A command the person ran themselves (`!cmd`) comes back as <bash-input>/<bash-stdout> text.
-        return super().human(msg) or (msg.get("role") == "user" and text_of(msg).lstrip().startswith("<bash-"))
+        if msg.get("role") != "user":
+            return False
+        text = text_of(msg).lstrip()
+        # what the IDE or the harness put first is not theirs: what follows it may be
+        if text.startswith("<") and (m := _INJECTED.match(text)) and text[m.end() :].strip():
+            text = text[m.end() :]
+        return super().human({"role": "user", "content": text}) or text.startswith("<bash-")
 
     def correction(self, text: str) -> str | None:
-        return super().correction(_BASH_TAGS.sub("\n", text))
+        # What a command the person ran (`!cmd`) wrote to stderr, read whole: its errors are what they got.
+        for err in _STDERR.findall(text[:20000]):
+            if m := PASTED_MORE.search(err):
+                return m.group(0).strip()[:80]
+        # What the IDE or the harness put before the person's words is not theirs.
+        return super().correction(_BASH_TAGS.sub("\n", _INJECTED.sub("", text)))
 
     def outcome(self, i: int, msg: Message, tool: str | None, args: Mapping[str, Any]) -> Outcome:
         o = super().outcome(i, msg, tool, args)
         if o.text.lstrip().startswith("<tool_use_error>"):
             o.command, o.status, o.runs, o.timed_out = None, None, False, False  # the call itself was refused
+            if tool in _LOOKUPS and _NOT_THERE.search(o.text[:200]):
+                o.flagged = False  # reading a file to see whether it is there
             return o
         if tool == "Bash" and o.status is None and not o.flagged:
             o.status = 0  # Claude Code prints "Exit code N" (and flags is_error) only when a command failed

@@ -52,26 +52,6 @@ _OPEN_END = re.compile(r"(=|\+|-|\*|/|&&|\|\||\(|,|\?)\s*$")
 _STATEMENT = re.compile(r"^\s*(if|for|while|try|return|switch|do|throw|public|private|protected|static|@\w+)\b")
 
 
-# Languages whose files end with their type's closing brace at the line's start.
-_ONE_TYPE = (".java", ".kt", ".cs", ".scala", ".groovy")
-_TOTAL = re.compile(r"^\[File: \S+ \((\d+) lines total\)\]", re.M)
-
-
-def _bad_end(observation: str) -> str | None:
-    """The last line of a file the window shows to its end, when it is not a closing brace."""
-    total = _TOTAL.search(observation[:2000])
-    if total is None:
-        return None
-    lines = {int(m.group(1)): m.group(2) for m in _NUMBERED.finditer(observation)}
-    n = int(total.group(1))
-    if n not in lines:
-        return None  # the window does not reach the end of the file
-    while n in lines and not lines[n].strip():
-        n -= 1
-    last = lines.get(n)
-    return None if last is None or last.rstrip() == "}" else last.rstrip()[:60]
-
-
 def _trimmed(lines: Sequence[str]) -> list[str]:
     return [x.strip() for x in lines if x.strip() and x.strip() not in ("}", "{", ")", "};", "]")]
 
@@ -89,8 +69,6 @@ def unbalanced_edit(reply: str, observation: str, before: Sequence[Mapping[str, 
     start, end = int(edit.group(1)), int(edit.group(2))
     if end < start or end - start > 400:
         return None
-    if header.group(1).endswith(_ONE_TYPE) and (ending := _bad_end(observation)) is not None:
-        return f"edit {start}:{end} leaves the file ending {ending!r}, not its type's closing brace"
     shown = _window(before, header.group(1))
     if not all(n in shown for n in range(start, end + 1)):
         return None

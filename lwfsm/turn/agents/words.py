@@ -40,7 +40,7 @@ SAID = re.compile(
     r"не то\b|неправильно|та же (?:ошибка|проблема)|то же самое|"
     # Chinese
     r"还是(?:不|没|报错|一样|有|出|错|失败|老样子)|依然|仍然|不行|不对|没用|没有用|报错|出错|错误[:：]|有错误|失败了|"
-    r"没有(?:效果|变化|反应|生效)|不生效|无效|有问题|不能用|用不了|跑不起来|"
+    r"没有(?:效果|变化|反应|生效)|不生效|无效|有问题|不能用|用不了|跑不起来|[^\n。.!?]{0,16}?(?:失效|丢失)了|"
     # Japanese
     r"まだ(?:動|エラー|直|同じ|表示され)|動かない|動きません|エラー(?:が|に|です|になります)|直って(?:い)?ない|"
     r"うまく(?:いかない|いきません|動かない)|違います|変わらない|変わりません|"
@@ -51,7 +51,8 @@ SAID = re.compile(
     r"(?:l[üu]tfen )?hatalar[ıi]? (?:d[üu]zelt|g[öo]rd[üu]n|devam|hala|var)|"
     r"hala (?:[çc]al[ıi][şs]m[ıi]yor|hata|ayn[ıi]|olmuyor)|"
     r"(?:uygulama )?(?:[çc]al[ıi][şs]m[ıi]yor|[çc][öo]kt[üu]|olmad[ıi])|ayn[ıi] hata|hata (?:al[ıi]yorum|veriyor)|"
-    # Dutch, Polish, Vietnamese, Indonesian
+    # Czech, Dutch, Polish, Vietnamese, Indonesian
+    r"(?:furt|po[řr][áa]d|st[áa]le|zase) (?:nic|ne|nefunguje|stejn)|nefunguje|nejde to|"
     r"(?:het )?werkt (?:nog steeds |nog )?niet|nog steeds|(?:nadal |wci[aąż]+ )?nie dzia[lł]a|"
     r"v[aẫ]n (?:kh[oô]ng|l[oỗ]i|b[iị])|kh[oô]ng (?:ch[aạ]y|ho[aạ]t [đd][oộ]ng)|"
     r"masih (?:error|gagal|tidak|belum)|tidak (?:berfungsi|jalan)|"
@@ -79,7 +80,11 @@ PASTED_MORE = re.compile(
     r"^\s*(?:Exception in thread|panic: |\[ERROR\]|(?:\S+\(\d+,\d+\): )?error TS\d+|Unhandled (?:Runtime )?Error|"
     r"Failed to (?:load|fetch|resolve|execute)|\S+ \d{3} \((?:Internal Server Error|Not Found|Bad Request|"
     r"Unauthorized|Forbidden|Bad Gateway|Service Unavailable)\)|(?:GET|POST|PUT|DELETE|PATCH) \S+ [45]\d\d\b|"
-    r"Uncaught \(in promise\)|Hydration failed)",
+    r"Uncaught \(in promise\)|Hydration failed|"
+    # a shell or a core tool reporting what it could not do, as a terminal shows it
+    r"(?:(?:/usr)?(?:/bin/)?(?:bash|zsh|sh)(?:: line \d+)?|sudo|cp|mv|rm|mkdir|ln|chmod|chown|tar|cd): "
+    r".{0,200}?(?:cannot |missing |invalid |unrecognized |No such file|Permission denied|Not a directory|"
+    r"Is a directory|command not found|password is required))",
     re.M,
 )
 
