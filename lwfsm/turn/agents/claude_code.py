@@ -44,7 +44,7 @@ class ClaudeCode(Reader):
 
     def correction(self, text: str) -> str | None:
         # What a command the person ran (`!cmd`) wrote to stderr, read whole: its errors are what they got.
-        for err in _STDERR.findall(text[:20000]):
+        for err in _STDERR.findall(text[:20000]) if "<bash-stderr>" in text else ():
             if m := PASTED_MORE.search(err):
                 return m.group(0).strip()[:80]
         # What the IDE or the harness put before the person's words is not theirs.
