@@ -412,3 +412,42 @@ def test_running_again_a_command_that_writes_is_another_try() -> None:
     assert (
         kind(mini(script), [observed("SyntaxError: invalid syntax\n", 1)], "mini_swe_agent", before) == "task_failure"
     )
+
+
+# -- statuses that answer, and statuses that say the command never ran --
+
+
+def test_a_search_that_refused_its_own_options_never_searched() -> None:
+    out = "grep: invalid option -- 'S'\nUsage: grep [OPTION]... PATTERNS [FILE]...\n"
+    assert kind(mini("grep -Rin --include='*.py' sig -S ."), [observed(out, 2)], "mini_swe_agent") == "task_failure"
+    assert kind(mini("grep -Rin sig ."), [observed("", 1)], "mini_swe_agent") == "ok"
+
+
+def test_reading_a_file_that_is_not_there_or_selecting_no_tests_is_an_answer() -> None:
+    assert kind(
+        mini("cat README.md"), [observed("cat: README.md: No such file or directory\n", 1)], "mini_swe_agent"
+    ) == ("ok")
+    assert kind(
+        mini("pytest -k leap_second"), [observed("collected 0 items\n\nno tests ran in 0.1s\n", 5)], "mini_swe_agent"
+    ) == ("ok")
+    broken = "cat: a.txt: No such file or directory\nTraceback (most recent call last):\nValueError: x\n"
+    assert kind(mini("cat a.txt && python run.py"), [observed(broken, 1)], "mini_swe_agent") == "task_failure"
+
+
+def test_a_program_not_installed_is_the_environment_but_python_for_python3_is_a_slip() -> None:
+    out = "bash: ponyc: command not found\n"
+    assert kind(mini("ponyc packages/stdlib"), [observed(out, 127)], "mini_swe_agent") == "environment"
+    assert kind(mini("python run.py"), [observed("bash: python: command not found\n", 127)], "mini_swe_agent") == (
+        "task_failure"
+    )
+
+
+def test_an_inline_script_that_did_not_parse_fails_even_when_the_status_is_0() -> None:
+    out = 'bash execution output:\n  File "<stdin>", line 9\n    start = s.rfind(\'\n        ^\nSyntaxError: EOL\n'
+    assert kind(mini("python - <<'PY'\nx\nPY\necho done"), [observed(out, 0)], "mini_swe_agent") == "task_failure"
+
+
+def test_issues_that_still_need_fixing_are_a_correction() -> None:
+    reply = {"role": "assistant", "content": "Updated the report page."}
+    said = "After reviewing your updated code, here are the key issues that still need to be addressed:\n1. Duplicates"
+    assert kind(reply, [{"role": "user", "content": said}], "generic") == "user_correction"

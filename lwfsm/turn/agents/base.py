@@ -349,7 +349,7 @@ def is_scaffold(path: str) -> bool:
 _SHELL_ERROR = re.compile(
     r"^(?:(?:/bin/|/usr/bin/)?bash: (?:line \d+: )?(?:\S+: command not found|syntax error[^\n]*|"
     r"unexpected EOF while looking for matching[^\n]*|\S+: (?:bad substitution|unbound variable))|"
-    r"[\w.-]+: [^\n:]+: Is a directory)$",
+    r"[\w.-]+: [^\n:]+: Is a directory|\s*File \"<stdin>\", line \d+)$",
     re.M,
 )
 
@@ -420,6 +420,26 @@ ENVIRONMENT = re.compile(
     r"[Cc]redentials|[Oo]peration not permitted|[Nn]o space left on device|[Rr]ead-only file system|"
     r"ERR_CONNECTION_REFUSED|ECONNREFUSED|not agreed to the Xcode license|Ripgrep search timed out)",
 )
+# A command refusing its own arguments: it never ran, so its status is no answer.
+_MISUSED = re.compile(r"^\S+: (?:invalid|unrecognized|illegal) option\b.*$", re.M)
+# A command that only reads, or a tool or runner asked about what is not there: its "no" is an answer.
+_READS_ONLY = frozenset({"cat", "head", "tail", "nl", "wc", "less", "more", "file", "stat"})
+_NOT_FOUND_ONLY = re.compile(r"\A(?:\S+: [^\n]+: No such file or directory\n?)+\Z")
+# Names whose installed form is another (`python3`, `pip3`): calling these is the model's slip.
+_ALIASED = frozenset({"python", "pip"})
+_NO_TESTS = re.compile(r"(?:collected 0 items|no tests ran)", re.I)
+
+
+def _absent(command: str, o: Outcome) -> bool:
+    """The command looked for a file, a test or a tool that is not there, and said so; nothing else
+    went wrong: the absence is the answer (`cat README.md`, `pytest -k nothing`, a toolchain not
+    installed, which the lead would meet too, is the environment's and handled there)."""
+    words = _words(command)
+    if words[:1] and words[0] in _READS_ONLY and _NOT_FOUND_ONLY.match(o.text.strip() + "\n"):
+        return True
+    return o.status == 5 and TESTS.search(command) is not None and _NO_TESTS.search(o.text[-2000:]) is not None
+
+
 # An import of the repository's own paths (`src.main.java...`, a Java package) is the model's mistake,
 # not a missing package.
 _OWN_MODULE = re.compile(r"No module named '(?:src|com|org)\.")
@@ -736,8 +756,12 @@ class Reader:
             if o.status == 0:
                 return self._shell(o, probe)  # it worked, its words do not count: unless the shell said not
             error = anchored_error(o.text) if o.runs else None
+            if probe and (misused := first_match(_MISUSED, o.text[:2000])) is not None:
+                return self._found(o, "task_failure", "misused_command", misused)  # it never searched
             if probe and (error is None or "&&" not in cmd):
                 return None  # a search answered "no" (in `which x && x --version` x itself may have failed)
+            if _absent(cmd, o):
+                return None
             finding = self._found(o, "task_failure", f"exit_status={o.status}", error or (1, f"exit {o.status}"))
         else:
             error = anchored_error(o.text) if o.runs and not (probe and "&&" not in cmd) else None
@@ -753,7 +777,7 @@ class Reader:
     def _shell(self, o: Outcome, probe: bool) -> Finding | None:
         """The shell or a core tool failed part of a command (a backtick run as a command, a folder read
         as a file) and a later command's 0, or a filter, hid it."""
-        if not o.runs or probe or ("bash:" not in o.text and "directory" not in o.text):
+        if not o.runs or probe or ("bash:" not in o.text and "directory" not in o.text and "<stdin>" not in o.text):
             return None
         hit = first_match(_SHELL_ERROR, o.text)
         return None if hit is None else self._found(o, "task_failure", "shell_error", hit)
@@ -781,6 +805,10 @@ class Reader:
 
     def _found(self, o: Outcome, kind: Kind, why: str, hit: tuple[int, str] | None = None) -> Finding:
         """A failed outcome's finding: the environment's when its output says so, else `kind`."""
+        tool = (_words(o.command or "") or [""])[0] if o.status == 127 else ""
+        if tool and tool not in _ALIASED and f"{tool}: command not found" in o.text:
+            # the program the command runs is not installed: the lead would not find it either
+            return Finding("environment", Evidence(f"{self.name}.environment", o.message, None, f"{tool}: not found"))
         env = first_match(ENVIRONMENT, o.text[-1500:])
         if env is not None and not _OWN_MODULE.search(o.text[-1500:]):
             return Finding("environment", Evidence(f"{self.name}.environment", o.message, None, env[1]))
