@@ -915,7 +915,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--agent", help=f"read the request as this agent's ({', '.join(AGENTS)}); default: told from it")
     p.add_argument("--sources", metavar="DIR", help="eval: where the manifest's transcripts were fetched")
     p.add_argument(
-        "--split", default="all", choices=["all", "dev", "holdout", "holdout2"], help="eval: which labelled part"
+        "--split",
+        default="all",
+        choices=["all", "dev", "holdout", "holdout2", "holdout3a", "holdout3b", "holdout4"],
+        help="eval: which labelled part",
     )
     p.add_argument("--misjudged", type=_at_least(0), default=40, metavar="N", help="eval: list up to N misjudged")
     p.set_defaults(func=cmd_judge)

@@ -25,6 +25,23 @@ RAN = re.compile(r"I ran this command:", re.I)
 # The person pressed Ctrl-C while the reply streamed: the reply was refused.
 INTERRUPTED = re.compile(r"\^C again to exit|KeyboardInterrupt", re.I)
 _AIDER_SAYS = "[aider]"
+# aider applying a whole-file or SEARCH/REPLACE block to the line the model put before it: a filename
+# with spaces or prose punctuation, or a bare word that names no file kind, is a block it misread.
+APPLIED = re.compile(r"^(?:Applied edit to|Creating empty file) (.+)$", re.M)
+# The person answering no when aider asks to write the reply's edit to a file: the edit is refused.
+# (Declining a suggested shell command is not: the person often runs it their own way.)
+REFUSED = re.compile(
+    r"^(?:Create new file|Allow edits to .*?)\?(?:.*\]:)? *(?:n|no|d|s|skip|don't)\b",
+    re.M | re.I,
+)
+# aider names a file the reply's edits need, then asks to add it: Ctrl-C while that question waits
+# refuses the edits.
+_ASKED = re.compile(r"^[\w.~/-]+\.\w+$")
+_QUESTION = re.compile(r"[^\n]*\? \(Y\)es/\(N\)o")
+_NAMELESS = frozenset(
+    "makefile dockerfile containerfile gemfile rakefile procfile vagrantfile jenkinsfile brewfile podfile "
+    "justfile caddyfile license licence readme changelog authors notice version codeowners copying".split()
+)
 # The marker the raw-history reader puts on aider's own output; the format rules aider appends to a report.
 _REMINDER = "# *SEARCH/REPLACE block* Rules:"
 
@@ -44,6 +61,7 @@ class Aider(Reader):
             and not LINT.search(text)
             and not RAN.search(text[:400])
             and not text.lstrip().startswith(("I added these files", "I have *added these files", "Ok,", "/"))
+            and not _QUESTION.match(text)  # an answer typed to aider's own question
         )
 
     def findings(
@@ -55,6 +73,10 @@ class Aider(Reader):
             text = text_of(msg)[:20000].split(_REMINDER, 1)[0]  # aider's format rules follow what it says
             if text.startswith(_AIDER_SAYS) and (hit := first_match(INTERRUPTED, text)):
                 yield Finding("rejected", Evidence("aider.interrupted", i, hit[0], hit[1]))
+            elif text.startswith(_AIDER_SAYS) and (hit := first_match(REFUSED, text)):
+                yield Finding("rejected", Evidence("aider.refused", i, hit[0], hit[1]))
+            if text.startswith(_AIDER_SAYS) and (bad := _misnamed(text)):
+                yield Finding("task_failure", Evidence("aider.misnamed_file", i, bad[0], bad[1]))
             if hit := first_match(EDIT_FAILED, text):
                 yield Finding("task_failure", Evidence("aider.edit_failed", i, hit[0], hit[1]))
             elif hit := first_match(LINT, text):
@@ -68,8 +90,23 @@ class Aider(Reader):
             elif self.human(msg):
                 if (said := self.correction(text)) is not None:
                     yield Finding("user_correction", Evidence("aider.correction", i, 1, said))
+                else:
+                    yield from self.asked_again(after[i : i + 1], before)
             if not text.startswith(_AIDER_SAYS):
                 break  # the person's next message ends what belongs to this reply
+
+
+def _misnamed(text: str) -> tuple[int, str] | None:
+    for m in APPLIED.finditer(text):
+        name = m.group(1).strip()
+        base = name.rsplit("/", 1)[-1]
+        if (
+            re.search(r"\s", name)
+            or not re.match(r"[\w./~]", name)
+            or ("." not in base and "/" not in name and base.lower() not in _NAMELESS)
+        ):
+            return text.count("\n", 0, m.start()) + 1, m.group(0)[:160]
+    return None
 
 
 READER = Aider()
@@ -99,20 +136,23 @@ def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
         ended = next((i for i, x in enumerate(rest) if x.startswith("# aider chat started at")), len(rest))
         rest = rest[:ended]  # a new aider session: nothing after it belongs to this reply
         text_at = [i for i, x in enumerate(rest) if x.strip() and not x.startswith(">")]
-        said = []
+        said: list[str] = []
         for i, x in enumerate(rest):
             if x.startswith(">"):
                 line = x[1:].strip()
-                if INTERRUPTED.search(line) and not (text_at and i < text_at[-1]):
+                pending = next((y for y in reversed(said) if y), "")
+                if INTERRUPTED.search(line) and not (text_at and i < text_at[-1]) and not _ASKED.match(pending):
                     continue  # after the whole reply: the person quit, nothing was refused
                 said.append(line)
         reply = "\n".join(x for x in rest if not x.startswith(">"))
         return person, reply.strip(), "\n".join(said)
 
-    _, answer, console = split(blocks[k - 1])
+    asked, answer, console = split(blocks[k - 1])
     after: list[Message] = []
     if console.strip():
         after.append({"role": "user", "content": f"{_AIDER_SAYS}\n{console}"})
     if k < len(blocks):
         after.append({"role": "user", "content": split(blocks[k])[0]})
-    return Transcript("openai", [{"role": "assistant", "content": answer}, *after], 0, [])
+    # the person's message the reply answers comes before it, as it does in aider's requests
+    messages: list[Message] = [{"role": "user", "content": asked}, {"role": "assistant", "content": answer}, *after]
+    return Transcript("openai", messages, 1, [])

@@ -22,6 +22,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
+from .words import PASTED_MORE, SAID, STILL, restated
+
 __all__ = ["KINDS", "Evidence", "Finding", "Kind", "Outcome", "Reader", "Transcript", "text_of"]
 
 Message = Mapping[str, Any]
@@ -261,10 +263,16 @@ def is_probe(command: str) -> bool:
     return op == "|" and first is not None and (first in PROBES or first.split(" ")[0] in ("grep", "rg", "find"))
 
 
+# Commands that succeed whatever ran before them: after `;` the status is theirs, not the work's.
+_TRAILERS = frozenset({"echo", "printf", "true", ":", "pwd", "sleep", "date"})
+
+
 def status_hidden(command: str) -> bool:
-    """The status belongs to a filter at the end of a pipeline (`pytest | tail`), not to the work."""
+    """The status belongs to a filter at the end of a pipeline (`pytest | tail`), or to an `echo`
+    run after the work whatever its outcome (`pytest; echo done`), not to the work."""
     last, op, first = last_command(command.strip())
-    return op == "|" and last.split(" ")[0] in FILTERS
+    head = last.split(" ")[0]
+    return (op == "|" and head in FILTERS) or (op in (";", "\n") and head in _TRAILERS)
 
 
 _REPRO = re.compile(
@@ -310,6 +318,15 @@ _PATCHED = re.compile(r"^\*\*\* (?:Add|Update|Delete) File: (\S+)", re.M)
 _REDIRECT = re.compile(r"(?:>|\btee\s+(?:-a\s+)?)\s*([\w./-]+)")
 
 
+def _again(before: str, now: str) -> bool:
+    """`now` runs again what failed `before`, to look: the same command line, or, for a test runner or a
+    reproduction, the same program with another selection or verbosity. Another program, or the same
+    one with other arguments (a download with other options, a build with other flags), is a new try."""
+    if " ".join(before.split()) == " ".join(now.split()):
+        return not _WRITES.search(now)  # running again what writes is another try, blind, not a look
+    return program(before) == program(now) and bool(TESTS.search(now) or is_reproduction(now))
+
+
 def changes_code(command: str) -> bool:
     """A shell command that changes files other than a reproduction script."""
     if not _WRITES.search(command):
@@ -328,6 +345,14 @@ def is_scaffold(path: str) -> bool:
 
 
 # A run that never got to show the bug: the script itself is missing or broken.
+# The shell's own report of a line it could not run; a later command's status hides it.
+_SHELL_ERROR = re.compile(
+    r"^(?:(?:/bin/|/usr/bin/)?bash: (?:line \d+: )?(?:\S+: command not found|syntax error[^\n]*|"
+    r"unexpected EOF while looking for matching[^\n]*|\S+: (?:bad substitution|unbound variable))|"
+    r"[\w.-]+: [^\n:]+: Is a directory|\s*File \"<stdin>\", line \d+)$",
+    re.M,
+)
+
 _BROKEN_RUN = re.compile(
     r"(can't open file|No such file or directory|SyntaxError|command not found|"
     r"Cannot find module|is not recognized)",
@@ -360,7 +385,10 @@ _ERROR_LINE = re.compile(
     r"error(\[E\d+\])?: |"
     r"fatal: |FAILED\b|FAIL\b|npm ERR!|ERROR: |E\s{3}|BUILD FAILURE|BUILD FAILED|make: \*\*\*|"
     r"SyntaxError|panic: |Segmentation fault|Aborted|.*: command not found$|.*No such file or directory$|"
-    r".*can't open file)",
+    r".*can't open file|"
+    # compilers (gcc, clang, javac, go, tsc) and build tools (Maven, Gradle) name the file and line
+    r"[^\s:]+:\d+(:\d+)?: (fatal )?error: |[^\s(]+\(\d+,\d+\): error TS\d+|\[ERROR\] |\[INFO\] BUILD FAILURE|"
+    r"FAILURE: Build failed|> Task \S+ FAILED|\[?Your proposed edit has introduced new syntax error)",
 )
 # Test runners' own summaries.
 # Test runners' own summaries (matched at a line's start), and a count of failures anywhere in a line.
@@ -369,6 +397,8 @@ _SUMMARY = re.compile(
     r"FAIL\s|ERRORS?$)"
 )
 _FAILED_COUNT = re.compile(r"\b\d+ (failing|failed)\b")
+# JUnit's count, anywhere in a Maven or Gradle line ("[ERROR] Tests run: 4, Failures: 1, ...")
+_JUNIT = re.compile(r"Tests run: \d+, Failures: ([1-9]|\d+, Errors: [1-9])")
 _PASSED = re.compile(r"(=+ .*\b\d+ passed\b|OK\b|Tests?:.*\bpassed\b|test result: ok|PASS\b|.*\b[Aa]ll tests passed\b)")
 
 
@@ -387,8 +417,32 @@ ENVIRONMENT = re.compile(
     r"[Pp]eer authentication failed|Missing X server|\$DISPLAY|Host system is missing dependencies|"
     r"Executable doesn'?t exist at|Failed to (launch|initialize) (the )?browser|is not installed|not installed\b|"
     r"[Cc]annot find Java|JAVA_HOME|[Cc]ould not resolve host|[Nn]etwork is unreachable|[Cc]onnection refused|"
-    r"[Cc]redentials|[Oo]peration not permitted|[Nn]o space left on device|[Rr]ead-only file system)",
+    r"[Cc]redentials|[Oo]peration not permitted|[Nn]o space left on device|[Rr]ead-only file system|"
+    r"ERR_CONNECTION_REFUSED|ECONNREFUSED|not agreed to the Xcode license|Ripgrep search timed out)",
 )
+# A command refusing its own arguments: it never ran, so its status is no answer.
+_MISUSED = re.compile(r"^\S+: (?:invalid|unrecognized|illegal) option\b.*$", re.M)
+# A command that only reads, or a tool or runner asked about what is not there: its "no" is an answer.
+_READS_ONLY = frozenset({"cat", "head", "tail", "nl", "wc", "less", "more", "file", "stat"})
+_NOT_FOUND_ONLY = re.compile(r"\A(?:\S+: [^\n]+: No such file or directory\n?)+\Z")
+# Names whose installed form is another (`python3`, `pip3`): calling these is the model's slip.
+_ALIASED = frozenset({"python", "pip"})
+_NO_TESTS = re.compile(r"(?:collected 0 items|no tests ran)", re.I)
+
+
+def _absent(command: str, o: Outcome) -> bool:
+    """The command looked for a file, a test or a tool that is not there, and said so; nothing else
+    went wrong: the absence is the answer (`cat README.md`, `pytest -k nothing`, a toolchain not
+    installed, which the lead would meet too, is the environment's and handled there)."""
+    words = _words(command)
+    if words[:1] and words[0] in _READS_ONLY and _NOT_FOUND_ONLY.match(o.text.strip() + "\n"):
+        return True
+    return o.status == 5 and TESTS.search(command) is not None and _NO_TESTS.search(o.text[-2000:]) is not None
+
+
+# An import of the repository's own paths (`src.main.java...`, a Java package) is the model's mistake,
+# not a missing package.
+_OWN_MODULE = re.compile(r"No module named '(?:src|com|org)\.")
 
 
 def anchored_error(text: str) -> tuple[int, str] | None:
@@ -400,7 +454,7 @@ def anchored_error(text: str) -> tuple[int, str] | None:
     hit = None
     summary = passed = False
     for n, line in enumerate(lines):
-        if _SUMMARY.match(line) or _FAILED_COUNT.search(line):
+        if _SUMMARY.match(line) or _FAILED_COUNT.search(line) or ("Tests run:" in line and _JUNIT.search(line)):
             summary = True
             hit = hit or (first + n, line.strip()[:160])
         elif hit is None and _ERROR_LINE.match(line):
@@ -433,6 +487,43 @@ _REPORTS = re.compile(
     r"\b(error|errors|fail\w*|exception|crash\w*|broken|unable|can'?t|cannot|does ?n[o']t|did ?n[o']t)\b",
     re.I,
 )
+
+
+# curl printing only the status it got (`-w "%{http_code}"`): a 5xx is the server failing, not a "no".
+_HTTP_CODE = re.compile(r"^\s*(?:HTTP(?:[ _](?:status|code))?:?\s*)?(5\d\d)\s*$", re.M | re.I)
+
+
+def _server_error(command: str, text: str) -> tuple[int, str] | None:
+    if "http_code" not in command or "curl" not in command:
+        return None
+    m = _HTTP_CODE.search(text[:2000])
+    return (text.count("\n", 0, m.start()) + 1, f"HTTP {m.group(1)}") if m else None
+
+
+def _head(msg: Message, n: int = 2000) -> str:
+    """The first `n` characters of a typed message's text, without joining the rest."""
+    content = msg.get("content")
+    if isinstance(content, str):
+        return content[:n]
+    out: list[str] = []
+    size = 0
+    for p in content if isinstance(content, list) else ():
+        if size >= n:
+            break
+        text = str(p.get("text", "")) if is_object(p) else ""
+        out.append(text[: n - size])
+        size += len(out[-1])
+    return " ".join(out)
+
+
+def _typed(msg: Message) -> bool:
+    """A user message that can be a person's: text, not tool results."""
+    if msg.get("role") != "user":
+        return False
+    content = msg.get("content")
+    return isinstance(content, str) or (
+        isinstance(content, list) and all(is_object(p) and p.get("type") in ("text", "input_text") for p in content)
+    )
 
 
 def first_match(pattern: re.Pattern[str], text: str) -> tuple[int, str] | None:
@@ -477,7 +568,8 @@ class Reader:
     )
     REJECTED = re.compile(
         r"(The user doesn't want to proceed with this tool use|[Uu]ser rejected|rejected by the user|"
-        r"[Uu]ser (declined|denied)|\[Request interrupted by user( for tool use)?\]|requested permissions? to use .*"
+        r"[Uu]ser (declined|denied)|\[Request interrupted by user( for tool use)?\]|^Interrupted by user: |"
+        r"requested permissions? to use .*"
         r"(haven't|have not) granted)",
     )
     # A human saying the last step was wrong, at the start of the message (not anywhere in it).
@@ -557,6 +649,8 @@ class Reader:
         self, reply: Message, after: Sequence[Message], tools: Sequence[Message], before: Sequence[Message] = ()
     ) -> Iterator[Finding]:
         yield from self.from_user(reply, after)
+        if self.human_turns and before:
+            yield from self.asked_again(after, before)
         past = self.history(before)
         for o in self.outcomes(reply, after):
             f = self.classify(o, reply, past)
@@ -578,6 +672,19 @@ class Reader:
                 if correction is not None:
                     yield Finding("user_correction", Evidence(f"{self.name}.correction", i, 1, correction))
 
+    def asked_again(self, after: Sequence[Message], before: Sequence[Message]) -> Iterator[Finding]:
+        """The person's next message restating the request the reply answered (the last message a
+        person typed before it). The words are compared first: telling a person's message from the
+        agent's own costs more."""
+        now = next(((i, m) for i, m in enumerate(after) if _typed(m)), None)
+        asked = next((m for m in reversed(before[-200:]) if _typed(m)), None) if now is not None else None
+        if now is None or asked is None:
+            return
+        # a person's words are what it starts with: read the starts only, not whole pasted files
+        said, was = _head(now[1]), _head(asked)
+        if restated(was, said) and self.human({"role": "user", "content": said}) and self.human(asked):
+            yield Finding("user_correction", Evidence(f"{self.name}.asked_again", now[0], 1, said.strip()[:80]))
+
     def correction(self, text: str) -> str | None:
         """What in a person's message says the last step went wrong: a correction at its start, a
         complaint in its first sentence, an error they pasted at its top, or what they got running it."""
@@ -589,6 +696,9 @@ class Reader:
             or _COMPLAINT.search(first)
             or _PASTED.search(head)
             or _REPORTS.match(t[:300])
+            or SAID.match(t[:200])
+            or STILL.match(first)
+            or PASTED_MORE.search(head)
         )
         if m:
             return m.group(0).strip()[:80]
@@ -637,14 +747,21 @@ class Reader:
     def classify(self, o: Outcome, reply: Message, past: History | None = None) -> Finding | None:
         cmd = o.command or ""
         probe = bool(cmd) and is_probe(cmd)
+        served = _server_error(cmd, o.text) if not probe and not o.status else None
+        if served is not None:
+            return self._found(o, "task_failure", "http_status", served)
         if o.timed_out and not probe:
             finding = self._found(o, "task_failure", "timeout", first_match(self.TIMEOUT, o.text))
         elif o.status is not None and not status_hidden(cmd):
             if o.status == 0:
-                return None  # it worked: its words do not count
+                return self._shell(o, probe)  # it worked, its words do not count: unless the shell said not
             error = anchored_error(o.text) if o.runs else None
+            if probe and (misused := first_match(_MISUSED, o.text[:2000])) is not None:
+                return self._found(o, "task_failure", "misused_command", misused)  # it never searched
             if probe and (error is None or "&&" not in cmd):
                 return None  # a search answered "no" (in `which x && x --version` x itself may have failed)
+            if _absent(cmd, o):
+                return None
             finding = self._found(o, "task_failure", f"exit_status={o.status}", error or (1, f"exit {o.status}"))
         else:
             error = anchored_error(o.text) if o.runs and not (probe and "&&" not in cmd) else None
@@ -654,8 +771,16 @@ class Reader:
             elif error is not None and not o.flagged:
                 finding = self._found(o, "task_failure", "error_line", error)
             else:
-                return None
+                return self._shell(o, probe)
         return None if finding.kind != "environment" and self.looked(o, reply, past or History()) else finding
+
+    def _shell(self, o: Outcome, probe: bool) -> Finding | None:
+        """The shell or a core tool failed part of a command (a backtick run as a command, a folder read
+        as a file) and a later command's 0, or a filter, hid it."""
+        if not o.runs or probe or ("bash:" not in o.text and "directory" not in o.text and "<stdin>" not in o.text):
+            return None
+        hit = first_match(_SHELL_ERROR, o.text)
+        return None if hit is None else self._found(o, "task_failure", "shell_error", hit)
 
     def looked(self, o: Outcome, reply: Message, past: History) -> bool:
         """A failed run that is no mistake of this turn: the red phase (a run that shows the reported
@@ -670,9 +795,8 @@ class Reader:
                 return True
             if not past.known and is_reproduction(cmd) and not expects_success(text_of(reply)):
                 return True
-        mine = program(cmd)
         return past.corrected or any(
-            program(c) == mine and self.failed(j, msg, tool, args) for c, j, msg, tool, args in past.runs
+            _again(c, cmd) and self.failed(j, msg, tool, args) for c, j, msg, tool, args in past.runs
         )
 
     def failed(self, i: int, msg: Message, tool: str | None, args: Mapping[str, Any]) -> bool:
@@ -681,8 +805,12 @@ class Reader:
 
     def _found(self, o: Outcome, kind: Kind, why: str, hit: tuple[int, str] | None = None) -> Finding:
         """A failed outcome's finding: the environment's when its output says so, else `kind`."""
+        tool = (_words(o.command or "") or [""])[0] if o.status == 127 else ""
+        if tool and tool not in _ALIASED and f"{tool}: command not found" in o.text:
+            # the program the command runs is not installed: the lead would not find it either
+            return Finding("environment", Evidence(f"{self.name}.environment", o.message, None, f"{tool}: not found"))
         env = first_match(ENVIRONMENT, o.text[-1500:])
-        if env is not None:
+        if env is not None and not _OWN_MODULE.search(o.text[-1500:]):
             return Finding("environment", Evidence(f"{self.name}.environment", o.message, None, env[1]))
         return Finding(kind, Evidence(f"{self.name}.{why}", o.message, hit[0] if hit else None, hit[1] if hit else ""))
 
@@ -690,9 +818,16 @@ class Reader:
         calls = tool_calls(reply)
         if not calls:
             return
-        offered = {str(t["function"].get("name")) for t in tools if is_object(t.get("function"))}
+        # the names called that no offered tool has (the tool list is read only until all are found)
+        unknown = {name for _, name, _ in calls} if tools else set()
+        for t in tools:
+            if not unknown:
+                break
+            fn = t.get("function")
+            if fn is not None and is_object(fn):
+                unknown.discard(str(fn.get("name")))
         for _, name, args in calls:
-            if tools and name not in offered:
+            if name in unknown:
                 yield Finding("task_failure", Evidence("malformed.unknown_tool", None, None, f"{name!s:.80}"))
             elif isinstance(args, str) and len(args) <= 200_000:
                 try:

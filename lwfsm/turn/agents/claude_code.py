@@ -8,15 +8,19 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from .base import Evidence, Finding, Message, Outcome, Reader, Transcript, first_match, text_of
+from .base import Evidence, Finding, History, Message, Outcome, Reader, Transcript, first_match, text_of
+from .words import PASTED_MORE
 
 __all__ = ["READER"]
 
 # A parallel call cancelled because a sibling failed: the sibling's failure is the finding.
 _SIBLING = re.compile(r"^(<tool_use_error>)?(Cancelled: parallel tool call|Sibling tool call errored)", re.I)
 _STOP_HOOK = re.compile(r"^(Stop hook feedback|\S+ hook (error|feedback)|PostToolUse:\S+ hook)", re.I | re.M)
+_ASKS = {"AskUserQuestion"}  # the tool that puts questions to the person
 _RUNS = {"Bash", "BashOutput", "TaskOutput", "KillShell"}
 _BASH_TAGS = re.compile(r"</?bash-(input|stdout|stderr)>")
+_STDERR = re.compile(r"<bash-stderr>(.+?)</bash-stderr>", re.S)
+_INJECTED = re.compile(r"^(?:\s*<(ide_opened_file|ide_selection|ide_diagnostics|system-reminder)>.*?</\1>)+\s*", re.S)
 # Looking something up that is not there is an answer, not a failure.
 _LOOKUPS = {"Read", "Glob", "Grep", "LS", "NotebookRead", "WebSearch"}
 _NOT_THERE = re.compile(r"(does not exist|not found|No such file|No files found|EISDIR|is a directory)", re.I)
@@ -30,15 +34,28 @@ class ClaudeCode(Reader):
 
     def human(self, msg: Message) -> bool:
         # A command the person ran themselves (`!cmd`) comes back as <bash-input>/<bash-stdout> text.
-        return super().human(msg) or (msg.get("role") == "user" and text_of(msg).lstrip().startswith("<bash-"))
+        if msg.get("role") != "user":
+            return False
+        text = text_of(msg).lstrip()
+        # what the IDE or the harness put first is not theirs: what follows it may be
+        if text.startswith("<") and (m := _INJECTED.match(text)) and text[m.end() :].strip():
+            text = text[m.end() :]
+        return super().human({"role": "user", "content": text}) or text.startswith("<bash-")
 
     def correction(self, text: str) -> str | None:
-        return super().correction(_BASH_TAGS.sub("\n", text))
+        # What a command the person ran (`!cmd`) wrote to stderr, read whole: its errors are what they got.
+        for err in _STDERR.findall(text[:20000]) if "<bash-stderr>" in text else ():
+            if m := PASTED_MORE.search(err):
+                return m.group(0).strip()[:80]
+        # What the IDE or the harness put before the person's words is not theirs.
+        return super().correction(_BASH_TAGS.sub("\n", _INJECTED.sub("", text)))
 
     def outcome(self, i: int, msg: Message, tool: str | None, args: Mapping[str, Any]) -> Outcome:
         o = super().outcome(i, msg, tool, args)
         if o.text.lstrip().startswith("<tool_use_error>"):
             o.command, o.status, o.runs, o.timed_out = None, None, False, False  # the call itself was refused
+            if tool in _LOOKUPS and _NOT_THERE.search(o.text[:200]):
+                o.flagged = False  # reading a file to see whether it is there
             return o
         if tool == "Bash" and o.status is None and not o.flagged:
             o.status = 0  # Claude Code prints "Exit code N" (and flags is_error) only when a command failed
@@ -50,6 +67,12 @@ class ClaudeCode(Reader):
             if tool in _LOOKUPS and o.flagged and _NOT_THERE.search(o.text[:500]):
                 o.flagged = False
         return o
+
+    def classify(self, o: Outcome, reply: Message, past: History | None = None) -> Finding | None:
+        if o.tool in _ASKS and o.flagged:
+            # nobody to ask (a headless run, a channel without questions): the lead could not ask either
+            return Finding("environment", Evidence(f"{self.name}.no_one_to_ask", o.message, 1, o.text.strip()[:160]))
+        return super().classify(o, reply, past)
 
     def outcomes(self, reply: Message, after: Sequence[Message]) -> Iterator[Outcome]:
         for o in super().outcomes(reply, after):

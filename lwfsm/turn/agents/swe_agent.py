@@ -5,17 +5,34 @@ Neither has a person in the loop: their "... and try again" is the harness, not 
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from .base import Evidence, Finding, History, Message, Outcome, Reader, Transcript, first_match, text_of, tool_calls
+from .edits import unbalanced_edit
 
 __all__ = ["MINI", "READER"]
 
 _BASH_BLOCK = re.compile(r"```(?:bash|sh)?\s*\n(.*?)```", re.S)
 _RETURNCODE = re.compile(r"<returncode>(-?\d+)</returncode>")
+# Older mini-swe-agent templates (and forks) show the observation as a Python dict's repr.
+_DICT_OBS = re.compile(r"^\s*(?:Observation:\s*)?\{'output': ")
+
+
+def _observation(text: str) -> tuple[int, str] | None:
+    """(status, output) of an observation written as `{'output': '...', 'returncode': N}`."""
+    if not _DICT_OBS.match(text[:40]):
+        return None
+    try:
+        value = ast.literal_eval(text[text.index("{") :].strip())  # a literal only: nothing is run
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return None
+    if not isinstance(value, dict) or not isinstance(value.get("returncode"), int):
+        return None
+    return value["returncode"], str(value.get("output", ""))
 
 
 def _actions(reply: Message) -> list[str]:
@@ -43,7 +60,9 @@ class MiniSweAgent(Reader):
 
     def detect(self, messages: Sequence[Message], system: str) -> bool:
         return "<returncode>" in system[:20000] or any(
-            "<returncode>" in text_of(m)[:200] for m in messages[-6:] if m.get("role") in ("user", "tool")
+            "<returncode>" in (t := text_of(m)[:200]) or _DICT_OBS.match(t)
+            for m in messages[-6:]
+            if m.get("role") in ("user", "tool")
         )
 
     def outcomes(self, reply: Message, after: Sequence[Message]) -> Iterator[Outcome]:
@@ -52,7 +71,18 @@ class MiniSweAgent(Reader):
         for i, msg in enumerate(after):
             text = text_of(msg)
             m = _RETURNCODE.search(text[:200])
-            if msg.get("role") in ("user", "tool") and m:
+            obs = None if m or msg.get("role") not in ("user", "tool") else _observation(text)
+            if obs is not None:
+                yield Outcome(
+                    message=i,
+                    text=obs[1],
+                    command=actions[n] if n < len(actions) else None,
+                    status=obs[0],
+                    runs=True,
+                    timed_out=bool(self.TIMEOUT.search(obs[1][:3000])),
+                )
+                n += 1
+            elif msg.get("role") in ("user", "tool") and m:
                 command = actions[n] if n < len(actions) else None
                 n += 1
                 yield Outcome(
@@ -103,10 +133,13 @@ class SweAgent(MiniSweAgent):
         }
     )
     EDIT_FAILED = re.compile(
-        r"^(Your proposed edit has introduced new syntax error|Error: |ERROR: |Usage: |No replacement was performed|"
+        r"^\[?(Your proposed edit has introduced new syntax error|Error: |ERROR: |Usage: |No replacement was performed|"
+        r"Your bash command contained syntax errors and was NOT executed|Interactive operation '.*' is not supported|"
         r"bash: .*: command not found|.*: No such file or directory$|\w+: cannot access)",
         re.M,
     )
+    # The harness cancelling a command that ran too long (its `command_cancelled_timeout_template`).
+    TIMEOUT = re.compile(f"{Reader.TIMEOUT.pattern}|was cancelled because it took more than \\d+ seconds")
 
     def detect(self, messages: Sequence[Message], system: str) -> bool:
         return "autonomous programmer" in system[:4000] or any(
@@ -121,18 +154,36 @@ class SweAgent(MiniSweAgent):
             text = re.sub(r"\(Open file: .*\)\s*\n\(Current directory: .*\)\s*\nbash-\$\s*$", "", text_of(msg)).rstrip()
             command = actions[0] if actions else None
             first = (command or "").split()[:1]
-            yield Outcome(message=i, text=text, command=command, runs=not (first and first[0] in self.VIEWS))
+            yield Outcome(
+                message=i,
+                text=text,
+                command=command,
+                runs=not (first and first[0] in self.VIEWS),
+                timed_out=bool(self.TIMEOUT.search(text[:1000])),
+            )
             break  # one observation per step
+
+    def findings(
+        self, reply: Message, after: Sequence[Message], tools: Sequence[Message], before: Sequence[Message] = ()
+    ) -> Iterator[Finding]:
+        yield from super().findings(reply, after, tools, before)
+        # An edit the harness applied without a linter (only Python files are linted): an edit whose
+        # brackets do not balance like the lines it replaced leaves the file broken.
+        obs = next((m for m in after if m.get("role") in ("user", "tool")), None)
+        if obs is not None and before:
+            said = unbalanced_edit(text_of(reply), text_of(obs), before)
+            if said is not None:
+                yield Finding("task_failure", Evidence(f"{self.name}.unbalanced_edit", after.index(obs), None, said))
 
     def classify(self, o: Outcome, reply: Message, past: History | None = None) -> Finding | None:
         hit = first_match(self.EDIT_FAILED, o.text[:4000])
         if hit and not (o.command and "No matches found" in o.text[:300]):
-            from .base import ENVIRONMENT, is_probe
+            from .base import _OWN_MODULE, ENVIRONMENT, is_probe
 
             if o.command and is_probe(o.command) and not hit[1].startswith("Your proposed edit"):
                 return None
             env = first_match(ENVIRONMENT, o.text[-4000:])
-            if env is not None:
+            if env is not None and not _OWN_MODULE.search(o.text[-4000:]):
                 return Finding("environment", Evidence(f"{self.name}.environment", o.message, env[0], env[1]))
             return Finding("task_failure", Evidence(f"{self.name}.error_line", o.message, hit[0], hit[1]))
         return super().classify(o, reply, past)

@@ -1,0 +1,109 @@
+"""How people say the last step did not work, beyond the English the readers start from.
+
+Anchored at the start of a person's message (their first words), never anywhere in it: "no funciona",
+"还是报错", "immer noch", "the page is still blank". A lexicon per language of saying it does not work,
+it still fails, it is wrong, the same error; and the shapes of an error a person pastes from a browser
+console, a compiler or a server log at the top of their message.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["PASTED_MORE", "SAID", "STILL"]
+
+# Said at the start of the message, in the languages agents' users write in most.
+SAID = re.compile(
+    r"^[\W\d_]*(?:"
+    # Spanish
+    r"(?:todav[ií]a |a[uú]n |sigue )?no (?:funciona|anda|sirve|compila|carga|cambi[oó]|se (?:ve|muestra|guarda))|"
+    r"sigue (?:sin|fallando|dando|igual|apareciendo|saliendo|mal|el mismo|la misma)|el (?:mismo )?error (?:es|sigue)|"
+    r"(?:me )?(?:da|sale|aparece|tira) (?:un |el |este |otro )?error|est[aá] mal\b|eso no es|"
+    # Portuguese
+    r"(?:ainda )?n[aã]o (?:funciona|funcionou|carrega|compila|mudou)|ainda (?:est[aá]|d[aá]|continua|n[aã]o)|"
+    r"continua (?:dando|com|o mesmo|a mesma|igual|sem)|deu (?:erro|errado)|est[aá] errado|"
+    # French
+    r"(?:[cç]a |il |elle )?ne (?:marche|fonctionne|compile|s'affiche|charge) (?:pas|toujours pas|plus)|"
+    r"(?:c'est |il y a )?toujours (?:pas|la m[eê]me|le m[eê]me|une erreur|des erreurs|rien|vide|cass[ée])|"
+    r"(?:j'ai |il y a )(?:une |encore une |toujours une )?erreur|c'est (?:faux|cass[ée])|[cç]a plante|"
+    # German
+    r"(?:es |das )?(?:funktioniert|geht|klappt|l[aä]uft) (?:immer noch |noch immer |leider |jetzt |trotzdem )?"
+    r"(?:nicht|nichts)|immer noch|(?:der |die |das )?(?:gleiche|selbe|gleicher|selber) fehler|"
+    r"(?:ich bekomme |es kommt )(?:einen |ein |den |immer noch einen )?fehler|das ist falsch|"
+    # Italian
+    r"(?:ancora )?non (?:funziona|va|compila|carica)|ancora (?:lo stesso|la stessa|errore)|[eè] sbagliato|"
+    r"(?:c'[eè]|ho) (?:un |ancora un )?errore|"
+    # Russian
+    r"(?:вс[её] ещ[её] |до сих пор |опять |снова |по-прежнему )?не (?:работает|работают|запускается|"
+    r"компилируется|собирается|получается|сработало|помогло|изменилось|открывается|грузится|отображается)|"
+    r"вс[её] ещ[её]|до сих пор|опять (?:ошибка|то же|та же|не)|снова (?:ошибка|то же|та же|не)|ошибка|"
+    r"не то\b|неправильно|та же (?:ошибка|проблема)|то же самое|"
+    # Chinese
+    r"还是(?:不|没|报错|一样|有|出|错|失败|老样子)|依然|仍然|不行|不对|没用|没有用|报错|出错|错误[:：]|有错误|失败了|"
+    r"没有(?:效果|变化|反应|生效)|不生效|无效|有问题|不能用|用不了|跑不起来|[^\n。.!?]{0,16}?(?:失效|丢失)了|"
+    # Japanese
+    r"まだ(?:動|エラー|直|同じ|表示され)|動かない|動きません|エラー(?:が|に|です|になります)|直って(?:い)?ない|"
+    r"うまく(?:いかない|いきません|動かない)|違います|変わらない|変わりません|"
+    # Korean
+    r"여전히|아직도|(?:작동|동작)(?:하지 ?않|이 ?안)|안 ?(?:돼|됩니다|되네|됨)|(?:오류|에러)(?:가|가 나|남|발생)|"
+    r"틀렸|같은 (?:오류|에러|문제)|"
+    # Turkish
+    r"(?:l[üu]tfen )?hatalar[ıi]? (?:d[üu]zelt|g[öo]rd[üu]n|devam|hala|var)|"
+    r"hala (?:[çc]al[ıi][şs]m[ıi]yor|hata|ayn[ıi]|olmuyor)|"
+    r"(?:uygulama )?(?:[çc]al[ıi][şs]m[ıi]yor|[çc][öo]kt[üu]|olmad[ıi])|ayn[ıi] hata|hata (?:al[ıi]yorum|veriyor)|"
+    # Czech, Dutch, Polish, Vietnamese, Indonesian
+    r"(?:furt|po[řr][áa]d|st[áa]le|zase) (?:nic|ne|nefunguje|stejn)|nefunguje|nejde to|"
+    r"(?:het )?werkt (?:nog steeds |nog )?niet|nog steeds|(?:nadal |wci[aąż]+ )?nie dzia[lł]a|"
+    r"v[aẫ]n (?:kh[oô]ng|l[oỗ]i|b[iị])|kh[oô]ng (?:ch[aạ]y|ho[aạ]t [đd][oộ]ng)|"
+    r"masih (?:error|gagal|tidak|belum)|tidak (?:berfungsi|jalan)|"
+    # asking for the errors its change left to be fixed, in the languages above
+    r"(?:please |pls )?fix (?:the|these|this|those|all(?: the)?) (?:errors?|bugs?|issues?)\b|"
+    r"corrige (?:los|el|estos|este) (?:errores|error)|corrige (?:les|l'|cette|ces) ?erreurs?|behebe (?:den|die) fehler|"
+    r"исправь (?:эту |эти )?ошибк|修复(?:一下)?(?:这个|这些)?(?:错误|报错|问题)"
+    r")",
+    re.I,
+)
+
+# "X is still <not right>" in the first sentence: the state the person expected to change did not.
+STILL = re.compile(
+    r"^[^.!?\n]{0,80}?\b(?:is|are|was|were|it'?s|they'?re)\s+still\b|^\W*i(?:'m| am)? still (?:see|get|have)\w*\b|"
+    r"^\W*still\s+(?!,)(?:\w+\s+){0,3}?(?:lost|missing|empty|blank|there|shows?|showing|happen\w*|appear\w*|"
+    r"wrong|broken|the same|not|no|fail\w*|crash\w*|hang\w*|stuck|null|undefined|zero|same|seeing|see|getting|get)\b|"
+    r"^[^.!?\n]{0,60}?\bnot (?:fixed|solved|resolved|working|saved|persisted|updated|showing|loading)\b|"
+    r"^[^.!?\n]{0,100}?\bstill (?:need|needs) to be (?:fixed|addressed|resolved|corrected)\b|"
+    r"^\W*(?:it|this|that|your (?:fix|change))\s+(?:didn'?t|did not|doesn'?t|does not|won'?t)\s+"
+    r"(?:fix|solve|resolve|help|do anything|change anything)",
+    re.I,
+)
+
+# The shapes of errors people paste at the top of a message (browsers, compilers, servers, runtimes).
+PASTED_MORE = re.compile(
+    r"^\s*(?:Exception in thread|panic: |\[ERROR\]|(?:\S+\(\d+,\d+\): )?error TS\d+|Unhandled (?:Runtime )?Error|"
+    r"Failed to (?:load|fetch|resolve|execute)|\S+ \d{3} \((?:Internal Server Error|Not Found|Bad Request|"
+    r"Unauthorized|Forbidden|Bad Gateway|Service Unavailable)\)|(?:GET|POST|PUT|DELETE|PATCH) \S+ [45]\d\d\b|"
+    r"Uncaught \(in promise\)|Hydration failed|"
+    # a shell or a core tool reporting what it could not do, as a terminal shows it
+    r"(?:(?:/usr)?(?:/bin/)?(?:bash|zsh|sh)(?:: line \d+)?|sudo|cp|mv|rm|mkdir|ln|chmod|chown|tar|cd): "
+    r".{0,200}?(?:cannot |missing |invalid |unrecognized |No such file|Permission denied|Not a directory|"
+    r"Is a directory|command not found|password is required))",
+    re.M,
+)
+
+
+_TOKEN = re.compile(r"\w+")
+
+
+def restated(asked: str, now: str) -> bool:
+    """The person asking again what they asked before the reply (the same words, or the same with
+    more said): the reply did not do it. Short messages ("continue", "yes") repeat without meaning that.
+    A restatement starts the way the request did, so their first words are compared before the rest."""
+    a0, b0 = asked.lstrip()[:24].lower(), now.lstrip()[:24].lower()
+    if a0[:12] != b0[:12]:
+        return False
+    a, b = _TOKEN.findall(asked[:600].lower()), _TOKEN.findall(now[:600].lower())
+    if len(a) < 5 or len(b) < 5:
+        return False
+    if b[: len(a)] == a or a[: len(b)] == b:
+        return True
+    sa, sb = set(a), set(b)
+    return len(sa & sb) >= 0.8 * len(sa | sb)

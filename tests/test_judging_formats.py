@@ -1,0 +1,453 @@
+"""The judge's rules for agents' own formats and people's own words, each on the format it reads.
+
+Observations are written the way each agent prints them (SWE-agent's windowed file viewer and
+harness templates, aider's chat history, Claude Code's tool results, curl's `-w "%{http_code}"`);
+the rules are for the formats, so each has a case it must catch and a case it must leave alone.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from lwfsm.turn.agents import aider
+from lwfsm.turn.judge import judge
+
+
+def call(name: str, args: dict[str, Any], cid: str = "c1") -> dict[str, Any]:
+    fn = {"name": name, "arguments": json.dumps(args)}
+    return {"role": "assistant", "content": None, "tool_calls": [{"id": cid, "type": "function", "function": fn}]}
+
+
+def tool(text: str, cid: str = "c1", **extra: Any) -> dict[str, Any]:
+    return {"role": "tool", "tool_call_id": cid, "content": text, **extra}
+
+
+def kind(
+    reply: dict[str, Any], after: list[dict[str, Any]], agent: str, before: list[dict[str, Any]] | None = None
+) -> str:
+    """The judged kind; with `before`, the whole request's messages are given (history, the last request)."""
+    messages = [*before, reply, *after] if before else None
+    return judge(reply, after, agent=agent, messages=messages).kind
+
+
+# -- SWE-agent: `edit N:M` is linted only for Python; the window shows numbered lines --
+
+JAVA = "/repo/src/main/java/Writer.java"
+
+
+def window(lines: dict[int, str], path: str = JAVA, total: int = 120, updated: bool = False) -> str:
+    body = "\n".join(f"{n}:{text}" for n, text in sorted(lines.items()))
+    done = "\nFile updated. Please review the changes and make sure they are correct." if updated else ""
+    head = f"[File: {path} ({total} lines total)]\n(40 more lines above)\n"
+    return f"{head}{body}\n(60 more lines below){done}\n(Open file: {path})\n(Current directory: /repo)\nbash-$"
+
+
+SHOWN = {
+    50: "  public void value(double value) throws IOException {",
+    51: "    if (Double.isNaN(value) || Double.isInfinite(value)) {",
+    52: '      throw new IllegalArgumentException("not finite: " + value);',
+    53: "    }",
+    54: "    ErrorResponse errorResponse =",
+    55: "        Mapper.readJson(content, ErrorResponse.class);",
+    56: "    beforeValue();",
+    57: "    out.append(Double.toString(value));",
+    58: "  }",
+}
+
+
+def swe(edit: str, path: str = JAVA, shown: dict[int, str] = SHOWN, after: str | None = None) -> str:
+    before = [
+        {"role": "system", "content": "You are an autonomous programmer."},
+        {"role": "assistant", "content": f"```\nopen {path} 50\n```"},
+        {"role": "user", "content": window(shown, path)},
+    ]
+    reply = {"role": "assistant", "content": f"Let's fix it.\n```\n{edit}\nend_of_edit\n```"}
+    observation = {"role": "user", "content": after or window(shown, path, updated=True)}
+    return kind(reply, [observation], "swe_agent", before)
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        # the condition line rewritten, its block left open: balance kept
+        ("edit 51:51\n    if (!lenient && (Double.isNaN(value) || Double.isInfinite(value))) {", "ok"),
+        # the opening line replaced by a whole if-block: one `{` too few
+        (
+            "edit 51:52\n    if (!lenient && Double.isNaN(value)) {\n      throw new IllegalStateException();\n    }",
+            "task_failure",
+        ),
+        # a method pasted over its own signature line: the old body is left without its opener
+        ("edit 50:50\n  public void value(double value) {\n    out.append(value);\n  }", "task_failure"),
+        # a statement started inside the open assignment on line 54
+        ("edit 55:55\n    if (content != null) {\n      log(content);\n    }", "task_failure"),
+        # the lines that follow the edit pasted again at its end
+        (
+            "edit 55:55\n        Mapper.readJson(content, ErrorResponse.class);\n    beforeValue();\n"
+            "    out.append(Double.toString(value));",
+            "task_failure",
+        ),
+        # braces in strings and comments are text
+        ('edit 56:56\n    beforeValue(); // close with "}" later\n    out.write("{");', "ok"),
+    ],
+)
+def test_swe_agent_edits_that_break_an_unlinted_file(edit: str, expected: str) -> None:
+    assert swe(edit) == expected
+
+
+def test_swe_agent_python_edits_are_left_to_its_linter() -> None:
+    shown = {10: "def f(x):", 11: "    return x"}
+    assert swe("edit 10:10\ndef f(x):\n    if x:\n        return (x", "/repo/m.py", shown) == "ok"
+
+
+@pytest.mark.parametrize(
+    "said",
+    [
+        "The command 'mvn test' was cancelled because it took more than 300 seconds. "
+        "Please try a different command that completes more quickly.",
+        "Your bash command contained syntax errors and was NOT executed. Please fix the syntax errors and try again.",
+        "Interactive operation 'vim' is not supported by this environment.",
+        "[Your proposed edit has introduced new syntax error(s). Please understand the errors and retry your edit.]",
+    ],
+)
+def test_swe_agent_harness_refusals_and_timeouts(said: str) -> None:
+    reply = {"role": "assistant", "content": "```\nmvn test\n```"}
+    before = [{"role": "system", "content": "You are an autonomous programmer."}]
+    assert kind(reply, [{"role": "user", "content": said}], "swe_agent", before) == "task_failure"
+
+
+# -- build tools and compilers name the file and line; a trailing echo hides the status --
+
+
+@pytest.mark.parametrize(
+    ("command", "output", "expected"),
+    [
+        ("javac Main.java; echo done", "Main.java:12: error: cannot find symbol\n1 error\ndone", "task_failure"),
+        (
+            "mvn -q test; echo finished",
+            "[ERROR] Tests run: 4, Failures: 1, Errors: 0, Skipped: 0\nfinished",
+            "task_failure",
+        ),
+        ("npx tsc; echo ok", "src/app.ts(3,7): error TS2322: Type 'string' is not assignable\nok", "task_failure"),
+        (
+            "gradle build; echo built",
+            "> Task :compileJava FAILED\nFAILURE: Build failed with an exception.\nbuilt",
+            "task_failure",
+        ),
+        ("mvn -q test; echo finished", "Tests run: 4, Failures: 0, Errors: 0, Skipped: 0\nfinished", "ok"),
+        ("python -m pytest -q; echo done", "5 passed in 0.20s\ndone", "ok"),
+    ],
+)
+def test_errors_behind_a_trailing_echo(command: str, output: str, expected: str) -> None:
+    assert kind(call("Bash", {"command": command}), [tool(output)], "claude_code") == expected
+
+
+# -- curl's status line --
+
+
+@pytest.mark.parametrize(
+    ("printed", "expected"), [("503", "task_failure"), ("HTTP 500", "task_failure"), ("200", "ok"), ("404", "ok")]
+)
+def test_curl_printing_a_server_error(printed: str, expected: str) -> None:
+    reply = call("Bash", {"command": 'curl -s -o /dev/null -w "%{http_code}" http://localhost:8000/register'})
+    assert kind(reply, [tool(printed)], "claude_code") == expected
+
+
+def test_claude_code_asking_nobody_is_the_environment() -> None:
+    reply = call("AskUserQuestion", {"questions": [{"question": "Which API?"}]})
+    assert kind(reply, [tool("Answer questions?", is_error=True)], "claude_code") == "environment"
+
+
+# -- aider's console in its chat history --
+
+
+def history(console: str, next_message: str = "what next?") -> bytes:
+    return (
+        "#### fix the parser  \n\nHere is the change.\n\nsrc/parse.py\n```python\n<<<<<<< SEARCH\nx = 1\n=======\n"
+        f"x = 2\n>>>>>>> REPLACE\n```\n\n{console}\n\n#### {next_message}  \n"
+    ).encode()
+
+
+def aider_kind(data: bytes) -> str:
+    t = aider.transcript(data, {"user_block": 1})
+    return judge(t.messages[t.at], t.messages[t.at + 1 :], agent="aider", messages=t.messages).kind
+
+
+@pytest.mark.parametrize(
+    ("console", "expected"),
+    [
+        ("> Tokens: 2k sent, 300 received.  \n> Applied edit to src/parse.py  ", "ok"),
+        ("> Tokens: 2k sent, 300 received.  \n> Applied edit to Makefile  ", "ok"),
+        ("> Applied edit to -> the service then restarts  ", "task_failure"),
+        ("> Create new file? (Y)es/(N)o [Yes]: y  \n> Applied edit to Topology  ", "task_failure"),
+        # Ctrl-C while aider asks to add a file the edit needs: the edit is refused
+        (
+            "> Tokens: 2k sent, 300 received.  \n> src/lexer.py  \n"
+            "> Add file to the chat? (Y)es/(N)o/(D)on't ask again [Yes]: n  \n"
+            "> src/parse.py  \n>  \n> ^C again to exit  ",
+            "rejected",
+        ),
+        # the person refusing to let aider write the edit
+        ("> Tokens: 2k sent, 300 received.  \n> notes.md  \n> Create new file? (Y)es/(N)o [Yes]: n  ", "rejected"),
+        ("> Allow edits to app/styles/app.css which was not previously added to chat? n  ", "rejected"),
+        ("> src/x.py  \n> Allow edits to file that has not been added to the chat? (Y)es/(N)o [Yes]: y  ", "ok"),
+        ("> Run shell command? (Y)es/(N)o/(D)on't ask again [Yes]: n  ", "ok"),
+        # Ctrl-C after everything was answered: the person left, nothing was refused
+        ("> Tokens: 2k sent, 300 received.  \n> Applied edit to src/parse.py  \n>  \n> ^C again to exit  ", "ok"),
+    ],
+)
+def test_aider_console(console: str, expected: str) -> None:
+    assert aider_kind(history(console)) == expected
+
+
+def test_aider_person_asking_again() -> None:
+    console = "> Tokens: 2k sent, 300 received.  "
+    again = history(console, "fix the parser so that it handles tabs in the header").replace(
+        b"#### fix the parser  ", b"#### fix the parser so that it handles tabs  "
+    )
+    assert aider_kind(again) == "user_correction"
+    assert aider_kind(history(console, "now add a test for CRLF line endings please")) == "ok"
+    answered = history(console, "Add file to the chat? (Y)es/(N)o/(A)ll/(S)kip all [Yes]: all")
+    assert aider_kind(answered) == "ok"
+
+
+# -- people's words, at the start of their message --
+
+DONE = {"role": "assistant", "content": "Done: the form saves now."}
+
+
+@pytest.mark.parametrize(
+    "said",
+    [
+        "no funciona, sigue igual",
+        "El error es que el admin no puede aprobar",
+        "sigue dando el mismo error",
+        "ainda não funciona",
+        "ça ne marche toujours pas",
+        "Es funktioniert immer noch nicht",
+        "immer noch der gleiche Fehler",
+        "non funziona ancora",
+        "всё ещё не работает",
+        "опять ошибка при сохранении",
+        "还是报错",
+        "不行，页面是空白的",
+        "まだ動かない",
+        "エラーが出ます",
+        "여전히 안 돼요",
+        "Still lost on refresh",
+        "The data is still lost after a reload",
+        "it didn't fix anything",
+        "not fixed yet",
+        "GET http://localhost:3000/api/items 500 (Internal Server Error)",
+        "Uncaught (in promise) TypeError: x is undefined",
+        "src/App.tsx(4,1): error TS1005: ';' expected.",
+    ],
+)
+def test_a_person_saying_it_failed(said: str) -> None:
+    assert kind(DONE, [{"role": "user", "content": said}], "generic") == "user_correction"
+
+
+@pytest.mark.parametrize(
+    "said",
+    [
+        "Gracias, ahora añade un test",
+        "还是用 Python 吧",
+        "Still, could you also add a README?",
+        "Danke! Jetzt bitte die Tests.",
+        "Отлично, теперь добавь тесты",
+        "The error message should say which file",
+    ],
+)
+def test_a_person_moving_on(said: str) -> None:
+    assert kind(DONE, [{"role": "user", "content": said}], "generic") == "ok"
+
+
+def test_a_request_asked_again() -> None:
+    before = [{"role": "user", "content": "make the export button download a CSV of the table"}]
+    again = {"role": "user", "content": "make the export button download a CSV of the table, with headers"}
+    assert kind(DONE, [again], "generic", before) == "user_correction"
+    short = [{"role": "user", "content": "continue"}]
+    assert kind(DONE, [{"role": "user", "content": "continue"}], "generic", short) == "ok"
+
+
+# -- mini-swe-agent's older observation: a Python dict's repr with the output and the return code --
+
+
+def mini(command: str) -> dict[str, Any]:
+    return {"role": "assistant", "content": f"THOUGHT: write it.\n\n```bash\n{command}\n```"}
+
+
+def observed(output: str, code: int) -> dict[str, Any]:
+    return {"role": "user", "content": "Observation: " + repr({"output": output, "returncode": code})}
+
+
+def test_a_dict_observation_gives_the_status_and_the_output() -> None:
+    failed = observed("Traceback (most recent call last):\n  File \"x.py\"\nNameError: name 'y'\n", 1)
+    assert kind(mini("python x.py"), [failed], "mini_swe_agent") == "task_failure"
+    assert kind(mini("python x.py"), [observed("all good\n", 0)], "mini_swe_agent") == "ok"
+    assert kind(mini("grep -rn foo src"), [observed("", 1)], "mini_swe_agent") == "ok"  # a probe's "no"
+
+
+def test_a_dict_observation_that_is_not_a_literal_is_read_as_words() -> None:
+    broken = {"role": "user", "content": "Observation: {'output': __import__('os'), 'returncode': 0}"}
+    assert kind(mini("ls"), [broken], "mini_swe_agent") == "ok"
+
+
+# -- the shell's own errors behind a later command's zero status --
+
+
+def test_a_shell_error_hidden_by_a_zero_status_fails_the_turn() -> None:
+    out = "bash: line 1: bashndocker: command not found\nInstructions file created.\n"
+    assert kind(mini('echo -e "run `bash\\ndocker build .`" > notes.md'), [observed(out, 0)], "mini_swe_agent") == (
+        "task_failure"
+    )
+    # the same words inside a file that was printed are content, not the shell's report
+    printed = "# notes\n  bash: line 1: foo: command not found is what you see without it\n"
+    assert kind(mini("cat notes.md"), [observed(printed, 0)], "mini_swe_agent") == "ok"
+
+
+# -- a failure seen before: running the same command line again looks; other arguments are a new try --
+
+
+def test_the_same_program_with_other_arguments_after_a_failure_is_a_new_try() -> None:
+    failed = "Exit code 1\nERROR: unable to download video data: HTTP Error 403: Forbidden"
+    before = [{"role": "user", "content": "download it"}, call("Bash", {"command": "yt-dlp -f best URL"}, "t1")]
+    before.append(tool(failed, "t1", is_error=True))
+    again = call("Bash", {"command": "yt-dlp --user-agent X -f 'best[height<=720]' URL"}, "t2")
+    assert kind(again, [tool(failed, "t2", is_error=True)], "claude_code", before) == "task_failure"
+    same = call("Bash", {"command": "yt-dlp  -f best URL"}, "t2")  # the same command line: a second look
+    assert kind(same, [tool(failed, "t2", is_error=True)], "claude_code", before) == "ok"
+
+
+# -- more of people's languages, and asking for the errors to be fixed --
+
+
+@pytest.mark.parametrize(
+    "said",
+    [
+        "hataları düzelt",
+        "Lütfen hataları düzelt ve çalıştır",
+        "hala çalışmıyor",
+        "het werkt nog steeds niet",
+        "nadal nie działa",
+        "please fix the errors",
+        "Fix these errors:",
+        "corrige los errores",
+        "исправь ошибку",
+    ],
+)
+def test_people_asking_for_the_errors_to_go_say_the_turn_failed(said: str) -> None:
+    reply = {"role": "assistant", "content": "Done: I changed the parser."}
+    assert kind(reply, [{"role": "user", "content": said}], "generic") == "user_correction"
+
+
+@pytest.mark.parametrize("said", ["fix the login page layout next", "hata ayıklama modunu ekle", "nog een vraag"])
+def test_new_requests_in_those_words_are_not_corrections(said: str) -> None:
+    reply = {"role": "assistant", "content": "Done: I changed the parser."}
+    assert kind(reply, [{"role": "user", "content": said}], "generic") == "ok"
+
+
+# -- what the IDE puts before a person's words; more ways of saying it failed --
+
+
+def test_claude_codes_ide_tags_before_a_persons_words_are_not_theirs() -> None:
+    reply = {"role": "assistant", "content": "Fixed: the token is saved now."}
+    said = "<ide_opened_file>The user opened the file src/Login.js in the IDE.</ide_opened_file> 刷新后登录状态就失效了"
+    assert kind(reply, [{"role": "user", "content": said}], "claude_code") == "user_correction"
+    opened = (
+        "<ide_opened_file>The user opened the file src/Login.js in the IDE.</ide_opened_file> now add a logout button"
+    )
+    assert kind(reply, [{"role": "user", "content": opened}], "claude_code") == "ok"
+
+
+@pytest.mark.parametrize(
+    "said",
+    ["furt nic", "pořád nefunguje", "cp: missing destination file operand after 'x.rules'\nTry 'cp --help'"],
+)
+def test_czech_and_a_pasted_core_tool_error_are_corrections(said: str) -> None:
+    reply = {"role": "assistant", "content": "Run: sudo cp x.rules /etc/udev/rules.d/"}
+    assert kind(reply, [{"role": "user", "content": said}], "generic") == "user_correction"
+
+
+# -- environment, or the model's own mistake --
+
+
+@pytest.mark.parametrize(
+    "out",
+    [
+        "Error: You have not agreed to the Xcode license. Please resolve this by running:",
+        "Operation failed: page.goto: net::ERR_CONNECTION_REFUSED at http://localhost:8000/",
+    ],
+)
+def test_what_the_lead_would_meet_too_is_the_environment(out: str) -> None:
+    assert kind(call("Bash", {"command": "make app"}), [tool(f"Exit code 1\n{out}", is_error=True)], "claude_code") == (
+        "environment"
+    )
+
+
+def test_importing_the_repositorys_own_paths_is_the_models_mistake() -> None:
+    own = "Traceback (most recent call last):\nModuleNotFoundError: No module named 'src.main.java'\n"
+    assert kind(mini("python t.py"), [observed(own, 1)], "mini_swe_agent") == "task_failure"
+    missing = (
+        "Traceback (most recent call last):\n  File \"t.py\", line 2\nModuleNotFoundError: No module named 'numpy'\n"
+    )
+    assert kind(mini("python t.py"), [observed(missing, 1)], "mini_swe_agent") == "environment"
+
+
+def test_mini_swe_agents_interruption_is_a_rejection() -> None:
+    interrupted = {"role": "user", "content": "Interrupted by user: Temporary interruption caught."}
+    assert kind(mini("echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT"), [interrupted], "mini_swe_agent") == "rejected"
+
+
+def test_reading_a_directory_as_a_file_fails_even_behind_a_pipe() -> None:
+    out = "nl: sympy/ntheory: Is a directory\n"
+    assert kind(mini("nl -ba sympy/ntheory | sed -n '1,120p'"), [observed(out, 0)], "mini_swe_agent") == "task_failure"
+
+
+def test_running_again_a_command_that_writes_is_another_try() -> None:
+    script = "python - <<'PY'\nopen('a.py','w').write(x)\nPY"
+    before = [{"role": "user", "content": "fix it"}, mini(script), observed("SyntaxError: invalid syntax\n", 1)]
+    assert (
+        kind(mini(script), [observed("SyntaxError: invalid syntax\n", 1)], "mini_swe_agent", before) == "task_failure"
+    )
+
+
+# -- statuses that answer, and statuses that say the command never ran --
+
+
+def test_a_search_that_refused_its_own_options_never_searched() -> None:
+    out = "grep: invalid option -- 'S'\nUsage: grep [OPTION]... PATTERNS [FILE]...\n"
+    assert kind(mini("grep -Rin --include='*.py' sig -S ."), [observed(out, 2)], "mini_swe_agent") == "task_failure"
+    assert kind(mini("grep -Rin sig ."), [observed("", 1)], "mini_swe_agent") == "ok"
+
+
+def test_reading_a_file_that_is_not_there_or_selecting_no_tests_is_an_answer() -> None:
+    assert kind(
+        mini("cat README.md"), [observed("cat: README.md: No such file or directory\n", 1)], "mini_swe_agent"
+    ) == ("ok")
+    assert kind(
+        mini("pytest -k leap_second"), [observed("collected 0 items\n\nno tests ran in 0.1s\n", 5)], "mini_swe_agent"
+    ) == ("ok")
+    broken = "cat: a.txt: No such file or directory\nTraceback (most recent call last):\nValueError: x\n"
+    assert kind(mini("cat a.txt && python run.py"), [observed(broken, 1)], "mini_swe_agent") == "task_failure"
+
+
+def test_a_program_not_installed_is_the_environment_but_python_for_python3_is_a_slip() -> None:
+    out = "bash: ponyc: command not found\n"
+    assert kind(mini("ponyc packages/stdlib"), [observed(out, 127)], "mini_swe_agent") == "environment"
+    assert kind(mini("python run.py"), [observed("bash: python: command not found\n", 127)], "mini_swe_agent") == (
+        "task_failure"
+    )
+
+
+def test_an_inline_script_that_did_not_parse_fails_even_when_the_status_is_0() -> None:
+    out = 'bash execution output:\n  File "<stdin>", line 9\n    start = s.rfind(\'\n        ^\nSyntaxError: EOL\n'
+    assert kind(mini("python - <<'PY'\nx\nPY\necho done"), [observed(out, 0)], "mini_swe_agent") == "task_failure"
+
+
+def test_issues_that_still_need_fixing_are_a_correction() -> None:
+    reply = {"role": "assistant", "content": "Updated the report page."}
+    said = "After reviewing your updated code, here are the key issues that still need to be addressed:\n1. Duplicates"
+    assert kind(reply, [{"role": "user", "content": said}], "generic") == "user_correction"
