@@ -16,6 +16,8 @@ from .identity import is_loopback
 from .intake import _Reject
 from .replies import _Ascii
 
+__all__ = ["Control"]
+
 if TYPE_CHECKING:
     from .app import Gateway, _Record
 

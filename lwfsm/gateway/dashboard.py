@@ -11,6 +11,8 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+__all__ = ["Dashboard", "MERMAID_HINT", "mermaid_js_path"]
+
 if TYPE_CHECKING:
     from .app import Gateway
 

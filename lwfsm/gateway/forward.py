@@ -16,6 +16,8 @@ from . import wire
 from .intake import Protocol, _Call, _names
 from .replies import _recorded, _usage_header, error_body
 
+__all__ = ["Forward"]
+
 if TYPE_CHECKING:
     from .app import Gateway, _Loaded
 

@@ -28,6 +28,8 @@ from ..turn import Usage, params
 from . import wire
 from .identity import Identity, identify, side_call
 
+__all__ = ["Intake", "Protocol"]
+
 if TYPE_CHECKING:
     from .app import Gateway
 

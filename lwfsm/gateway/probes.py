@@ -11,6 +11,8 @@ from starlette.routing import Route
 from ..errors import StoreError
 from .metrics import CONTENT_TYPE_LATEST
 
+__all__ = ["PROBE_KEY", "Probes"]
+
 if TYPE_CHECKING:
     from .app import Gateway
 

@@ -14,6 +14,8 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from ..cost.report import printable
 from .intake import Protocol, _Call
 
+__all__ = ["error_body"]
+
 logger = logging.getLogger("lwfsm.gateway")
 
 

@@ -19,6 +19,8 @@ from . import wire
 from .intake import _Call, _Reject
 from .replies import _Ascii, _log_error, _once, _recorded, error_body
 
+__all__ = ["Responses"]
+
 if TYPE_CHECKING:
     from .app import Gateway
 

@@ -17,6 +17,8 @@ from . import wire
 from .intake import _Call, _names
 from .replies import _Ascii, _recorded, _usage_header, error_body
 
+__all__ = ["Translate"]
+
 if TYPE_CHECKING:
     from .app import Gateway, _Loaded
 

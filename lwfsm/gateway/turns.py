@@ -19,6 +19,8 @@ from . import targets, wire
 from .intake import Protocol, _Call, _Reject
 from .replies import _log_error, error_body
 
+__all__ = ["Turns"]
+
 if TYPE_CHECKING:
     from .app import Gateway, _Loaded
 
