@@ -693,3 +693,37 @@ def test_monte_carlo_output_states_the_assumption_and_the_sensitivity(
     assert "assumes a turn's outcome does not depend on the model that served it" in text
     assert "tokens per turn are the trace's at the same turn position and role" in text
     assert "sensitivity: were worker to fail 1.5x as often as recorded" in text
+
+
+def test_report_counts_moves_from_states_and_transitions_as_the_gateway_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With `state` and `transition` recorded, a lead turn in state worker (a technical fallback) is no
+    switch and no fallback; the last turn's switch counts though no turn follows it (lwfsm.turn.moves)."""
+
+    def moved(turn: int, state: str, role: str, outcome: str, dest: str) -> dict[str, Any]:
+        return rec(turn, role, outcome, state=state, transition={"source": state, "dest": dest})
+
+    trace = [
+        moved(1, "worker", "worker", "turn_completed", "worker"),
+        moved(2, "worker", "lead", "turn_completed", "worker"),  # the worker's model answered 503
+        moved(3, "worker", "worker", "failure", "fallback"),
+        moved(4, "fallback", "lead", "turn_completed", "recovery"),
+        moved(5, "recovery", "worker", "failure", "fallback"),
+    ]
+    assert main(["report", write(tmp_path, trace), "--json"]) == 0
+    total = json.loads(capsys.readouterr().out)["total"]
+    assert (total["switches"], total["fallbacks"], total["technical_fallbacks"]) == (3, 2, 1)
+    assert total["fallback_lengths"] == {"0": 1, "1": 1}  # the second one entered by the last judged turn
+    # The same outcomes replayed through the spec (whose roles serve every turn) count the same moves,
+    # less the technical fallback, which no replay has.
+    sets = ["--set", "lead_turns=0", "--set", "failure_threshold=1", "--set", "fallback_turns=1"]
+    assert main(["simulate", "lead_worker", *sets, "--trace", write(tmp_path, trace), "--json"]) == 0
+    out = capsys.readouterr().out
+    simulated = json.loads(out[out.index("{") :])["total"]
+    assert (simulated["switches"], simulated["fallbacks"], simulated["technical_fallbacks"]) == (3, 2, 0)
+    odd = [moved(1, "working", "worker", "turn_completed", "working")]
+    assert main(["report", write(tmp_path, odd)]) == 1
+    err = capsys.readouterr().err
+    assert "session 's1' turn 1: 'working' is not a state, event or role of spec 'lead_worker'" in err
+    assert "--spec" in err

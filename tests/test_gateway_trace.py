@@ -76,3 +76,81 @@ def test_report_of_the_gateways_trace_equals_its_control_api(
     assert total["cost"] is not None
     assert total["cost"] + pending == pytest.approx(control["cost"], rel=1e-12)
     assert sum(r["cost"] for r in lines) == pytest.approx(total["cost"], rel=1e-12)  # as priced when recorded
+
+
+def test_gateway_and_report_count_switches_fallbacks_and_technical_fallbacks_alike(
+    oai: openai_server.Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Worker, a technical fallback (the worker answers 503, the lead serves in state worker), a fallback,
+    recovery: the control API, /metrics and `lwfsm report` give one count of each (lwfsm.turn.moves)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from lwfsm.cli import main
+
+    logs = tmp_path / "trace"
+    params = {"LWFSM_PARAM_LEAD_TURNS": "0", "LWFSM_PARAM_FAILURE_THRESHOLD": "1", "LWFSM_PARAM_FALLBACK_TURNS": "1"}
+    gw = Gateway(
+        "--api-key-env", "GW_KEY", "--log-dir", str(logs), env={**_env("openai", oai.base), **PRICED, **params}
+    )
+    run_tests = {
+        "tool_calls": [{"id": "call_3", "type": "function", "function": {"name": "run_tests", "arguments": "{}"}}]
+    }
+    oai.script("gpt-4o-mini", {}, {"status": 503}, run_tests)
+    reactions = {
+        1: [{"role": "user", "content": "Good, go on."}],
+        2: [{"role": "user", "content": "Fine. Run the tests."}],
+        3: [
+            {"role": "tool", "tool_call_id": "call_3", "content": "Traceback (most recent call last):\nAssertionError"}
+        ],
+        4: [{"role": "user", "content": "Looks right. Go on."}],
+        5: [{"role": "user", "content": "Thanks, continue."}],
+    }
+    messages: list[dict[str, Any]] = [{"role": "user", "content": "The parser test fails; please fix it."}]
+    served = []
+    try:
+        client = openai.OpenAI(
+            base_url=gw.base + "/v1", api_key=GATEWAY_KEY, default_headers={"X-Lwfsm-Session": "moves"}, max_retries=0
+        )
+        for n in range(1, 7):
+            raw = client.chat.completions.with_raw_response.create(model="any", messages=messages, tools=TOOLS)
+            served.append((raw.headers["x-lwfsm-state"], raw.headers["x-lwfsm-role"]))
+            key = raw.headers["x-lwfsm-session"]
+            messages.append(raw.parse().choices[0].message.model_dump(exclude_none=True))
+            messages += reactions.get(n, [])
+        session = gw.control("GET", f"/lwfsm/sessions/{key}").json()
+        totals = gw.control("GET", "/lwfsm/sessions").json()["totals"]
+        page = gw.control("GET", "/metrics").text
+    finally:
+        gw.stop()
+    samples = [s for family in text_string_to_metric_families(page) for s in family.samples]
+    metrics: dict[str, float] = {}
+    for s in samples:
+        metrics[s.name] = metrics.get(s.name, 0) + s.value  # summed over labels
+    labelled = {
+        (s.name, tuple(sorted(s.labels.items())))
+        for s in samples
+        if s.name in ("lwfsm_fallbacks_total", "lwfsm_technical_fallbacks_total")
+    }
+    assert served == [
+        ("worker", "worker"),
+        ("worker", "lead"),  # the technical fallback: served by the lead, the machine stays in worker
+        ("worker", "worker"),  # its failure enters fallback
+        ("fallback", "lead"),
+        ("recovery", "worker"),
+        ("worker", "worker"),  # pending: not judged, counted nowhere yet
+    ]
+    assert main(["report", str(logs), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)["total"]
+    # Served roles worker, lead, worker, lead, worker would be four switches and two fallbacks by role
+    # changes; the machine moved twice (worker -> fallback -> recovery), entering one fallback.
+    counts = {"switches": 2, "fallbacks": 1, "technical_fallbacks": 1}
+    assert {k: session[k] for k in counts} == counts
+    assert {k: totals[k] for k in counts} == counts
+    assert {k: report[k] for k in counts} == counts
+    assert report["fallback_lengths"] == {"1": 1}
+    assert report["turns_by_role"] == {"worker": 3, "lead": 2}
+    assert {k: metrics.get(f"lwfsm_{k}_total") for k in counts} == counts
+    assert labelled == {
+        ("lwfsm_fallbacks_total", (("from_state", "worker"), ("to_state", "fallback"))),
+        ("lwfsm_technical_fallbacks_total", (("role", "lead"), ("state", "worker"))),
+    }

@@ -660,7 +660,11 @@ def _add_cost_commands(sub: Any, with_set: Any) -> None:
         metavar="LOG",
         help="trace files or directories of them (.jsonl, .jsonl.gz, .parquet): an adapter's log_dir, serve --log-dir",
     )
-    p.add_argument("--spec", default="lead_worker", help="--html: colour the roles as this spec's diagrams do")
+    p.add_argument(
+        "--spec",
+        default="lead_worker",
+        help="the spec the trace ran: what its transitions were (switches, fallbacks) and the roles' colours",
+    )
     outputs(p)
     p.set_defaults(func=cmd_report)
 

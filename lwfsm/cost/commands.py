@@ -72,8 +72,9 @@ def _records(paths: Sequence[str]) -> Iterator[TraceRecord]:
 
 
 def report_command(spec: Spec, args: Any) -> int:
-    """`spec` only colours the roles, as its diagrams do: a trace does not say which spec it ran."""
-    summary = summarise(_records(args.logs), PriceMap(), lead_model=args.lead, worker_model=args.worker)
+    """`spec`: the one the trace ran (a trace does not say which): it says what each turn's transition
+    was (switch, fallback, `lwfsm.turn.moves`) and colours the roles, as its diagrams do."""
+    summary = summarise(_records(args.logs), PriceMap(), lead_model=args.lead, worker_model=args.worker, spec=spec)
     summary.colours = role_colours(spec)
     emit(summary, args)
     return 0

@@ -1,9 +1,12 @@
 """`lwfsm report`: what recorded (or simulated) conversations did and what they cost.
 
-Per conversation and in total: turns by role, switches (a turn served by another role than the
-turn before), fallbacks entered (a run of turns of the lead role that starts after a turn of
-another role) and a histogram of their lengths (kept as counts per length, so memory does not grow
-with the turns), failures by reason, the turns a failing worker kept serving
+Per conversation and in total: turns by role, switches, fallbacks entered and technical fallbacks
+as `lwfsm.turn.moves` defines them (the gateway's words too), read from each record's state and
+transition through the spec; a fallback's length (the judged turns served in it) goes to a histogram
+(kept as counts per length, so memory does not grow with the turns). A record that says nothing of the
+machine (no `state` or `transition`: a hand-written trace) is read as if its turn was served by its
+state's role: a switch is a turn served by another role than the turn before, a fallback a run of the
+lead role's turns after another role's. Then failures by reason, the turns a failing worker kept serving
 (failed turns of a non-lead role), and the actual cost against the same conversations served by
 the lead alone and by the worker alone, cache effect included (`pricing.cache_split`).
 """
@@ -20,6 +23,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..spec import Spec
+from ..turn.moves import Move, move
 from .pricing import PriceMap, flipped
 from .records import TraceRecord
 
@@ -36,6 +41,7 @@ class ConversationSummary:
     turns: Counter[str] = field(default_factory=Counter)  # by role
     switches: int = 0
     fallbacks: Counter[int] = field(default_factory=Counter)  # fallbacks entered, by length
+    technical_fallbacks: int = 0
     failures: Counter[str] = field(default_factory=Counter)  # by reason
     failing_worker_turns: int = 0
     unknown_usage: int = 0  # turns whose provider reported no tokens: their cost, and every sum over them, is unknown
@@ -54,6 +60,7 @@ class ConversationSummary:
         self.turns.update(other.turns)
         self.switches += other.switches
         self.fallbacks.update(other.fallbacks)
+        self.technical_fallbacks += other.technical_fallbacks
         self.failures.update(other.failures)
         self.failing_worker_turns += other.failing_worker_turns
         self.unknown_usage += other.unknown_usage
@@ -69,6 +76,7 @@ class ConversationSummary:
             "switches": self.switches,
             "fallbacks": self.fallbacks.total(),
             "fallback_lengths": {str(n): k for n, k in sorted(self.fallbacks.items())},  # length -> fallbacks
+            "technical_fallbacks": self.technical_fallbacks,
             "failures": sum(self.failures.values()),
             "failures_by_reason": dict(self.failures),
             "failing_worker_turns": self.failing_worker_turns,
@@ -120,6 +128,7 @@ class Summary:
             "by role",
             "switches",
             "fallbacks (lengths)",
+            "tech. fallbacks",
             "failures",
             f"$ {self.kind}",
             "$ lead",
@@ -134,6 +143,7 @@ class Summary:
                     d["turns_by_role"],
                     str(d["switches"]),
                     f"{d['fallbacks']} ({d['fallback_lengths']})" if d["fallbacks"] else "0",
+                    str(d["technical_fallbacks"]),
                     str(d["failures"]),
                     money(d["cost"]),
                     money(d["all_lead"]),
@@ -217,7 +227,7 @@ class _Open:
         """`order`: conversations opened before this one (the first ones have their turns drawn)."""
         self.summary = summary
         self.prev_role: str | None = None
-        self.fallback = 0  # length of the fallback under way (0: none)
+        self.fallback: int | None = None  # turns served so far in the fallback under way (None: none)
         self.prev_key: Key | None = None
         self.prev_model = ""
         self.prev_cached = 0
@@ -253,8 +263,10 @@ class Tally:
         self.sums: dict[Index, list[int]] = {}  # every conversation's (totals only)
         self.used: Counter[tuple[str, str]] = Counter()  # (recorded role, model) -> turns
 
-    def add(self, rec: TraceRecord, role: str, failed: bool) -> None:
-        """One turn: `rec` as recorded, `role` the role serving it (replay may change it), `failed` its verdict."""
+    def add(self, rec: TraceRecord, role: str, failed: bool, done: Move | None = None) -> None:
+        """One turn: `rec` as recorded, `role` the role serving it (replay may change it), `failed` its
+        verdict, `done` what it did to the machine (`lwfsm.turn.moves.move`; None: unknown, read from
+        the roles that served, see the module's docstring)."""
         conv = self.open.get(rec.session)
         if conv is None:
             c = ConversationSummary(rec.session) if self.per_conversation else None
@@ -264,15 +276,26 @@ class Tally:
         c.turns[role] += 1
         c.unknown_usage += rec.unreported
         prev_role, lead = conv.prev_role, self.lead_role
-        if prev_role is not None and role != prev_role:
-            c.switches += 1
-        if role == lead and prev_role is not None and prev_role != lead:
-            conv.fallback = 1  # the lead is back after another role: a fallback entered
-        elif role == lead and conv.fallback:
-            conv.fallback += 1
-        elif conv.fallback:  # it ended: its length goes to the histogram
-            c.fallbacks[conv.fallback] += 1
-            conv.fallback = 0
+        if done is not None:
+            c.switches += done.switch
+            c.technical_fallbacks += done.technical_fallback
+            if conv.fallback is not None:
+                conv.fallback += 1  # this turn was served in the fallback
+                if done.switch:  # and it ended it: its length goes to the histogram
+                    c.fallbacks[conv.fallback] += 1
+                    conv.fallback = None
+            if done.fallback:
+                conv.fallback = 0
+        else:
+            switch = prev_role is not None and role != prev_role
+            c.switches += switch
+            if role == lead and switch:
+                conv.fallback = 1  # the lead is back after another role: a fallback entered
+            elif role == lead and conv.fallback is not None:
+                conv.fallback += 1
+            elif conv.fallback is not None:
+                c.fallbacks[conv.fallback] += 1
+                conv.fallback = None
         if failed:
             c.failures[rec.reason or "(no reason)"] += 1
             if role != lead:
@@ -333,9 +356,9 @@ class Tally:
 
         convs = []
         for conv in self.open.values():
-            if conv.fallback:  # the conversation ended in a fallback
+            if conv.fallback is not None:  # the conversation ended in a fallback
                 (conv.summary or self.total).fallbacks[conv.fallback] += 1
-                conv.fallback = 0
+                conv.fallback = None
             c = conv.summary
             if c is None:
                 continue
@@ -375,18 +398,33 @@ def summarise(
     worker_role: str = "worker",
     success: str = "turn_completed",
     note: str = "",
+    spec: Spec | None = None,
 ) -> Summary:
     """Summaries per conversation and in total. The lead/worker models default to the model each
-    role used most in the records."""
+    role used most in the records. With `spec` (the one the trace ran), a record's state and
+    transition say what its turn did; without, or for a record without them, the roles that served do."""
     tally = Tally(lead_role=lead_role)
     for r in records:
-        tally.add(r, r.role, r.outcome != success)
+        tally.add(r, r.role, r.outcome != success, None if spec is None else _moved(spec, r))
     return tally.finish(
         prices or PriceMap(),
         lead_model=lead_model or tally.models_used(lead_role),
         worker_model=worker_model or tally.models_used(worker_role),
         note=note,
     )
+
+
+def _moved(spec: Spec, rec: TraceRecord) -> Move | None:
+    t = rec.transition
+    if t is None or rec.state is None:
+        return None
+    try:
+        return move(spec, t.source, t.dest, rec.outcome, rec.state, rec.role)
+    except KeyError as exc:
+        raise ValueError(
+            f"session {rec.session!r} turn {rec.turn}: {exc} is not a state, event or role of spec '{spec.name}': "
+            "pass the spec the trace was recorded with (--spec)"
+        ) from None
 
 
 _COLOURS = [

@@ -23,6 +23,7 @@ from ..diagram.graph import role_colours
 from ..engine import Engine
 from ..errors import TransitionNotAllowed, Unsaturable
 from ..spec import Spec
+from ..turn.moves import move
 from .pricing import PriceMap, flipped
 from .records import TraceRecord
 from .report import Summary, Tally
@@ -192,6 +193,15 @@ def replayed(
 ) -> Iterator[tuple[TraceRecord, str, str, bool]]:
     """Each record with the state and role `spec` gives its turn, and whether the turn failed, streamed:
     what is kept is one configuration per conversation."""
+    for rec, state, _, _, role, failed in _replay(spec, records, replayer):
+        yield rec, state, role, failed
+
+
+def _replay(
+    spec: Spec, records: Iterable[TraceRecord], replayer: Replayer | None = None
+) -> Iterator[tuple[TraceRecord, str, str, str, str, bool]]:
+    """`replayed`, with the state after each turn and the event it fired: (record, state, next state,
+    event, role, failed)."""
     replayer = replayer or Replayer(spec)
     to_event, ok = _event_map(spec), spec.judging.events[0]
     t = replayer.table
@@ -205,7 +215,7 @@ def replayed(
             configs[rec.session] = n = nxt[c * width + ids[event]]
             if n < 0:
                 raise _refused(rec, event, states[c])
-            yield rec, states[c], roles[c], event != ok
+            yield rec, states[c], states[n], event, roles[c], event != ok
         return
     sessions: dict[str, Any] = {}
     for rec in records:
@@ -218,7 +228,7 @@ def replayed(
             session.apply(event)
         except TransitionNotAllowed:
             raise _refused(rec, event, state) from None
-        yield rec, state, role, event != ok
+        yield rec, state, session.state, event, role, event != ok
 
 
 def _refused(rec: TraceRecord, event: str, state: str) -> TransitionNotAllowed:
@@ -270,8 +280,10 @@ def replay_tally(
 ) -> Tally:
     """The replayed turns tallied, not yet priced (a partition's share, `distributed`)."""
     tally = Tally(per_conversation=per_conversation)
-    for rec, _, role, failed in replayed(spec, records, replayer):
-        tally.add(rec, role, failed)
+    for rec, state, dest, event, role, failed in _replay(spec, records, replayer):
+        tally.add(
+            rec, role, failed, move(spec, state, dest, event)
+        )  # served by its state's role: no technical fallback
     return tally
 
 

@@ -44,6 +44,7 @@ from ..store.rows import CHAINS, split
 from ..turn import Conversation, Judged, Plan, TurnCore, Usage
 from ..turn.bindings import RoleBinding
 from ..turn.loop import Stored, Turn
+from ..turn.moves import Move, move
 from .control import Control, _operator_note
 from .conversation import Conversations, meta_of
 from .dashboard import Dashboard
@@ -274,11 +275,8 @@ class Gateway:
                 record.add(judged.record(call.ident.session))
                 if self.trace is not None:
                     self.trace.name(meta, call.ident.key)
-                spec, before, after = stored.conv.core.spec, judged.transition.source, judged.transition.dest
-                if spec.states[before].role != spec.states[after].role:
-                    self._switched(spec, meta, judged.pending.turn, before, after, judged.event, judged.reason)
-                    meta["last_switch"]["handoff"] = loaded.turn.plan.note
-                    seen["switched"] = True
+                spec = stored.conv.core.spec
+                seen["switched"] = self._moved(spec, meta, judged, loaded.turn.plan.note).switch
             meta.update(session=call.ident.session, source=call.ident.source, agent=call.ident.agent)
             return [json.dumps(meta), *record.history]
 
@@ -318,25 +316,21 @@ class Gateway:
         self.tracing.committed(call.turn, judged)
         return call.turn
 
-    def _switched(
-        self, spec: Spec, meta: dict[str, Any], turn: int, before: str, after: str, event: str, reason: str | None
-    ) -> None:
-        # A fallback is a judged turn handing a cheap role's work back to a strong one; a manual event is not.
-        """Keep the last switch and the switch counts in the record (history keeps only recent turns)."""
-        states, roles = spec.states, spec.roles
-        meta["last_switch"] = {"turn": turn, "from": before, "to": after, "event": event, "reason": reason}
-        meta["switches"] = meta.get("switches", 0) + 1
-        manual = not spec.events[event].turn
-        if not manual and roles[states[before].role].cheap and not roles[states[after].role].cheap:
-            meta["fallbacks"] = meta.get("fallbacks", 0) + 1  # a cheap role handed back to a strong one
+    def _moved(self, spec: Spec, meta: dict[str, Any], judged: Judged, handoff: str | None) -> Move:
+        """Count what a judged turn did in the record (`lwfsm.turn.moves` defines the words)."""
+        p, t = judged.pending, judged.transition
+        done = move(spec, t.source, t.dest, judged.event, p.state, p.role)
+        last = {"turn": p.turn, "from": t.source, "to": t.dest, "event": judged.event, "reason": judged.reason}
+        _keep(meta, done, {**last, "handoff": handoff})
+        return done
 
-    def _count(self, spec: Spec, role: str, model: str, usage: Usage, judged: Any) -> None:
+    def _count(self, spec: Spec, role: str, model: str, usage: Usage, judged: Judged | None) -> None:
         self.metrics.call(role, usage, self.pricer(model, usage))
         if judged is not None:
-            self.metrics.turns.labels(judged.pending.role, judged.event).inc()
-            before, after = judged.transition.source, judged.transition.dest
-            if spec.states[before].role != spec.states[after].role:
-                self.metrics.switches.labels(before, after, judged.event).inc()
+            p, t = judged.pending, judged.transition
+            self.metrics.turns.labels(p.role, judged.event).inc()
+            done = move(spec, t.source, t.dest, judged.event, p.state, p.role)
+            self.metrics.moved(done, t.source, t.dest, judged.event, p.state, p.role)
 
     def _failed(self, role: str, status: int | str) -> None:
         self.metrics.errors.labels(role, self.roles[role].model, str(status)).inc()
@@ -377,11 +371,10 @@ class Gateway:
         def lines(stored: Stored, _: Any) -> list[str]:
             conv, rec = stored.conv, fired["rec"]
             record = fired["record"] = _Record(conv, stored.key, meta_of(key, stored.lines), list(stored.lines[1:]))
-            spec = conv.core.spec
-            if spec.states[rec.source].role != spec.states[rec.dest].role:
-                self._switched(
-                    spec, record.meta, fired["turn"], rec.source, rec.dest, event, "fired through the control API"
-                )
+            fired["move"] = done = move(conv.core.spec, rec.source, rec.dest, event)
+            reason = "fired through the control API"
+            last = {"turn": fired["turn"], "from": rec.source, "to": rec.dest, "event": event, "reason": reason}
+            _keep(record.meta, done, last)
             # In the timeline too: a turn event fired by hand counts a turn no model served.
             record.add(
                 {
@@ -405,8 +398,19 @@ class Gateway:
             return JSONResponse({"error": "the session kept changing; try again"}, 409)
         if rec is None:  # deleted meanwhile
             return JSONResponse({"error": f"no session {key!r} (GET /lwfsm/sessions lists them)"}, 404)
+        self.metrics.moved(fired["move"], rec.source, rec.dest, event)
         logger.info("session %s: %s fired by hand: %s -> %s", key, event, rec.source, rec.dest)
         return _Ascii(self._summary(key, fired["record"]))
+
+
+def _keep(meta: dict[str, Any], done: Move, last_switch: dict[str, Any]) -> None:
+    """Keep the last switch and the counts in the record (history keeps only recent turns)."""
+    if done.switch:
+        meta["last_switch"] = last_switch
+    counts = {"switches": done.switch, "fallbacks": done.fallback, "technical_fallbacks": done.technical_fallback}
+    for name, happened in counts.items():
+        if happened:
+            meta[name] = meta.get(name, 0) + 1
 
 
 def _price_table() -> dict[str, Any]:

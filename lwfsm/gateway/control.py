@@ -70,6 +70,7 @@ class Control:
             "last_switch": meta.get("last_switch"),
             "switches": meta.get("switches", 0),
             "fallbacks": meta.get("fallbacks", 0),
+            "technical_fallbacks": meta.get("technical_fallbacks", 0),
             "calls": ledger.calls,
             "unknown_usage_calls": sum(r.usage.unreported for r in ledger.rows),  # their cost is unknown too
             "cost": ledger.cost(self.gateway.pricer),
@@ -160,7 +161,7 @@ async def _operator_note(request: Request) -> str | None | Response:
 
 
 def _totals(sessions: list[dict[str, Any]], roles: list[str]) -> dict[str, Any]:
-    """Across conversations: calls by role, switches, fallbacks, cost against the lead alone."""
+    """Across conversations: calls by role, switches, fallbacks (`lwfsm.turn.moves`), cost against the lead alone."""
     costs = [s["cost"] for s in sessions]
     leads = [s["lead_cost"] for s in sessions]
     cost = None if None in costs else sum(costs)
@@ -169,6 +170,7 @@ def _totals(sessions: list[dict[str, Any]], roles: list[str]) -> dict[str, Any]:
         "calls_by_role": {r: sum(s["calls_by_role"].get(r, 0) for s in sessions) for r in roles},
         "switches": sum(s["switches"] for s in sessions),
         "fallbacks": sum(s["fallbacks"] for s in sessions),
+        "technical_fallbacks": sum(s["technical_fallbacks"] for s in sessions),
         "cost": cost,
         "lead_cost": lead,
         "savings": None if cost is None or lead is None else lead - cost,

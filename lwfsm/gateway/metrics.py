@@ -15,6 +15,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from ..turn import Usage
+from ..turn.moves import Move
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 
@@ -34,8 +35,21 @@ class Metrics:
         )
         self.switches = Counter(
             "lwfsm_switches",
-            "Role switches by source state, destination state and event",
+            "Switches (the machine moved to a state of another role) by source state, destination state and event",
             ["from_state", "to_state", "event"],
+            registry=r,
+        )
+        # The words are lwfsm.turn.moves': a fallback is also a switch; a technical fallback is none.
+        self.fallbacks = Counter(
+            "lwfsm_fallbacks",
+            "Fallbacks (a turn moved the machine from a cheap role's state to a strong role's) by source, dest state",
+            ["from_state", "to_state"],
+            registry=r,
+        )
+        self.technical_fallbacks = Counter(
+            "lwfsm_technical_fallbacks",
+            "Judged turns served by another role than their state's (technical fallbacks), by state and serving role",
+            ["state", "role"],
             registry=r,
         )
         self.errors = Counter(
@@ -83,6 +97,17 @@ class Metrics:
                 self.tokens.labels(role, kind).inc(n)
         if cost:
             self.cost.labels(role).inc(cost)
+
+    def moved(
+        self, done: Move, source: str, dest: str, event: str, state: str | None = None, role: str | None = None
+    ) -> None:
+        """Count what a turn (or an event fired by hand) did, as `lwfsm.turn.moves.move` judged it."""
+        if done.switch:
+            self.switches.labels(source, dest, event).inc()
+        if done.fallback:
+            self.fallbacks.labels(source, dest).inc()
+        if done.technical_fallback and state is not None and role is not None:
+            self.technical_fallbacks.labels(state, role).inc()
 
     def text(self) -> bytes:
         return generate_latest(self.page)
