@@ -3,8 +3,13 @@ per protocol; this module re-exports them for the code and tests that import `wi
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .codec import CODECS
+from .codec import noted as _noted
 from .codec.chat import OpenAIStream, merged_name, openai_chunk, openai_reply, plain_chat
-from .codec.common import SSEReader, first_user_text, note_messages, noted, with_model, with_note
+from .codec.common import SSEReader, first_user_text, with_model
 from .codec.messages import AnthropicStream, anthropic_events, anthropic_messages, anthropic_reply, anthropic_tools
 from .codec.responses import (
     ResponsesStream,
@@ -37,3 +42,15 @@ __all__ = [
     "responses_object",
     "responses_tools",
 ]
+
+
+def note_messages(protocol: str, messages: Sequence[Any], note: str) -> list[Any]:
+    return CODECS[protocol].note(messages, note)
+
+
+def with_note(raw: bytes, protocol: str, note: str) -> bytes | None:
+    return CODECS[protocol].with_note(raw, note)
+
+
+def noted(raw: bytes, body: Mapping[str, Any], protocol: str, note: str) -> bytes:
+    return _noted(CODECS[protocol], raw, body, note)

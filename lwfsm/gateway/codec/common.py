@@ -88,25 +88,7 @@ def with_model(raw: bytes, body: Mapping[str, Any], model: str) -> bytes:
     return json.dumps({**body, "model": model}).encode()
 
 
-# -- handoff notes: added at the end of the conversation, in the upstream request only --
-
-
-def note_messages(protocol: str, messages: Sequence[Any], note: str) -> list[Any]:
-    """The messages with a handoff note at the end (a new list: the client's is not changed).
-
-    Chat Completions: a user message after the last one. Messages: a text block at the end of the
-    last user message's content (after its tool_result blocks), or a user message of its own when
-    the last message is not the user's.
-    """
-    if protocol == "openai":
-        return [*messages, {"role": "user", "content": note}]
-    block = {"type": "text", "text": note}
-    last = messages[-1] if messages else None
-    if not isinstance(last, Mapping) or last.get("role") != "user":
-        return [*messages, {"role": "user", "content": [block]}]
-    content = last.get("content")
-    blocks = list(content) if isinstance(content, list) else ([{"type": "text", "text": content}] if content else [])
-    return [*messages[:-1], {**last, "content": [*blocks, block]}]
+# -- handoff notes: each codec adds one at the end of the conversation, in the upstream request only --
 
 
 # A JSON string (with an optional `:` after it: then it is a key) or a bracket. Numbers, true,
@@ -114,7 +96,7 @@ def note_messages(protocol: str, messages: Sequence[Any], note: str) -> list[Any
 _TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"(\s*:)?|[\[\]{}]')
 
 
-def _members(raw: bytes, start: int) -> tuple[int, list[tuple[bytes | None, int, int]]] | None:
+def members(raw: bytes, start: int) -> tuple[int, list[tuple[bytes | None, int, int]]] | None:
     """(end, members) of the object or array opening at raw[start]: each member whose value is a
     string, an object or an array, as (key as written, or None in an array, start, end)."""
     depth, key, opened = 0, None, 0
@@ -142,43 +124,15 @@ def _members(raw: bytes, start: int) -> tuple[int, list[tuple[bytes | None, int,
     return None
 
 
-def with_note(raw: bytes, protocol: str, note: str) -> bytes | None:
-    """The request bytes with a handoff note spliced in at the end of the conversation (as
-    `note_messages` adds it), every byte before it unchanged, so a provider's prompt cache keeps the
-    prefix. None when the bytes do not have the expected shape (the caller serialises again)."""
-    top = _members(raw, raw.find(b"{")) if raw.lstrip().startswith(b"{") else None
+def messages_span(raw: bytes) -> tuple[int, list[tuple[bytes | None, int, int]]] | None:
+    """(where the `]` that ends the top-level `messages` is, its elements as `members` gives them) of
+    request bytes; None when the bytes do not have that shape (the caller serialises again)."""
+    top = members(raw, raw.find(b"{")) if raw.lstrip().startswith(b"{") else None
     spans = [m for m in top[1] if m[0] == b'"messages"'] if top else []
     if len(spans) != 1 or raw[spans[0][1]] != ord("["):
         return None
     _, first, end = spans[0]
-    inside = _members(raw, first)
+    inside = members(raw, first)
     if inside is None:
         return None
-    elements = inside[1]
-    close = end - 1  # the `]` that ends the messages
-    comma = b"," if elements else b""
-    if protocol == "openai":
-        return raw[:close] + comma + json.dumps({"role": "user", "content": note}).encode() + raw[close:]
-    block = json.dumps({"type": "text", "text": note}).encode()
-    last = json.loads(raw[elements[-1][1] : elements[-1][2]]) if elements else None
-    if not isinstance(last, dict) or last.get("role") != "user":
-        return raw[:close] + comma + b'{"role":"user","content":[' + block + b"]}" + raw[close:]
-    fields = _members(raw, elements[-1][1])
-    content = [m for m in fields[1] if m[0] == b'"content"'] if fields else []
-    if len(content) != 1:
-        return None
-    _, a, b = content[0]
-    if raw[a] == ord("["):  # blocks: one more at the end
-        more = b"," if isinstance(last["content"], list) and last["content"] else b""
-        return raw[: b - 1] + more + block + raw[b - 1 :]
-    # a string: the same text as the first block, then the note
-    text = b'{"type":"text","text":' + raw[a:b] + b"}," if last["content"] else b""
-    return raw[:a] + b"[" + text + block + b"]" + raw[b:]
-
-
-def noted(raw: bytes, body: Mapping[str, Any], protocol: str, note: str) -> bytes:
-    """`with_note`, or the body serialised again with `note_messages` when the bytes are unusual."""
-    spliced = with_note(raw, protocol, note)
-    if spliced is not None:
-        return spliced
-    return json.dumps({**body, "messages": note_messages(protocol, body.get("messages") or [], note)}).encode()
+    return end - 1, inside[1]

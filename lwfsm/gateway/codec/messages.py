@@ -4,10 +4,21 @@ back whole or from stream events, a whole reply as stream events. Pure."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from .common import Message, _text
+from .base import Answer, Request
+from .common import Message, _text, first_user_text, members, messages_span
+
+__all__ = [
+    "CODEC",
+    "AnthropicStream",
+    "anthropic_events",
+    "anthropic_messages",
+    "anthropic_reply",
+    "anthropic_tools",
+    "finish_reason",
+]
 
 
 def anthropic_messages(body: Mapping[str, Any]) -> list[Message]:
@@ -114,6 +125,7 @@ class AnthropicStream:
         self.blocks: dict[int, dict[str, Any]] = {}
         self.usage: dict[str, Any] = {}
         self.model: Any = None  # the model message_start names
+        self.stop_reason: Any = None  # as message_delta gives it
         self.done = False
 
     def add(self, event: Any) -> None:
@@ -135,6 +147,7 @@ class AnthropicStream:
             elif delta.get("type") == "input_json_delta":
                 block["_json"] += str(delta.get("partial_json", ""))
         elif kind == "message_delta":
+            self.stop_reason = (event.get("delta") or {}).get("stop_reason") or self.stop_reason
             self.usage.update({k: v for k, v in (event.get("usage") or {}).items() if v is not None})
         elif kind == "message_stop":
             self.done = True
@@ -155,6 +168,10 @@ class AnthropicStream:
         if calls:
             msg["tool_calls"] = calls
         return msg, _anthropic_usage(self.usage)
+
+    def answer(self) -> Answer:
+        reply, usage = self.reply()
+        return Answer(reply, usage, finish_reason(self.stop_reason), self.model)
 
 
 def anthropic_events(message: Mapping[str, Any]) -> bytes:
@@ -187,3 +204,91 @@ def anthropic_events(message: Mapping[str, Any]) -> bytes:
         ("message_stop", {"type": "message_stop"}),
     ]
     return b"".join(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode() for name, data in events)
+
+
+_FINISH = {"end_turn": "stop", "stop_sequence": "stop", "tool_use": "tool_calls", "max_tokens": "length"}
+
+
+def finish_reason(stop_reason: Any) -> str | None:
+    """Anthropic's stop reason in OpenAI's names (one without a counterpart as it is)."""
+    return _FINISH.get(stop_reason, stop_reason) if isinstance(stop_reason, str) and stop_reason else None
+
+
+class Messages:
+    """The Anthropic Messages codec (`lwfsm.gateway.codec.base.Codec`)."""
+
+    name, params, provider = "anthropic", "messages", "anthropic"
+
+    def read_request(self, body: Mapping[str, Any]) -> Request:
+        sysval = body.get("system")
+        system = sysval if isinstance(sysval, str) else first_user_text([{"role": "user", "content": sysval}])
+        rest = {k: v for k, v in body.items() if k not in ("messages", "tools", "model", "stream", "system")}
+        messages, tools = anthropic_messages(body), anthropic_tools(body.get("tools"))
+        return Request(messages, tools, system, bool(body.get("stream")), body.get("model"), rest)
+
+    def read_answer(self, body: Mapping[str, Any]) -> Answer:
+        reply, usage = anthropic_reply(body)
+        return Answer(reply, usage, finish_reason(body.get("stop_reason")), body.get("model"))
+
+    def stream(self, tools: Iterable[str] = ()) -> AnthropicStream:
+        return AnthropicStream()  # a tool's name comes once, in its content_block_start
+
+    def events(self, body: Mapping[str, Any]) -> bytes:
+        return anthropic_events(body)
+
+    def error_body(self, status: int, message: str, kind: str | None = None) -> dict[str, Any]:
+        names = {401: "authentication_error", 404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error"}
+        return {"type": "error", "error": {"type": kind or names.get(status, "api_error"), "message": message}}
+
+    def note(self, messages: Sequence[Any], note: str) -> list[Any]:
+        """A text block at the end of the last user message's content (after its tool_result blocks),
+        or a user message of its own when the last message is not the user's."""
+        block = {"type": "text", "text": note}
+        last = messages[-1] if messages else None
+        if not isinstance(last, Mapping) or last.get("role") != "user":
+            return [*messages, {"role": "user", "content": [block]}]
+        content = last.get("content")
+        blocks = (
+            list(content) if isinstance(content, list) else ([{"type": "text", "text": content}] if content else [])
+        )
+        return [*messages[:-1], {**last, "content": [*blocks, block]}]
+
+    def with_note(self, raw: bytes, note: str) -> bytes | None:
+        found = messages_span(raw)
+        if found is None:
+            return None
+        close, elements = found
+        comma = b"," if elements else b""
+        block = json.dumps({"type": "text", "text": note}).encode()
+        last = json.loads(raw[elements[-1][1] : elements[-1][2]]) if elements else None
+        if not isinstance(last, dict) or last.get("role") != "user":
+            return raw[:close] + comma + b'{"role":"user","content":[' + block + b"]}" + raw[close:]
+        fields = members(raw, elements[-1][1])
+        content = [m for m in fields[1] if m[0] == b'"content"'] if fields else []
+        if len(content) != 1:
+            return None
+        _, a, b = content[0]
+        if raw[a] == ord("["):  # blocks: one more at the end
+            more = b"," if isinstance(last["content"], list) and last["content"] else b""
+            return raw[: b - 1] + more + block + raw[b - 1 :]
+        # a string: the same text as the first block, then the note
+        text = b'{"type":"text","text":' + raw[a:b] + b"}," if last["content"] else b""
+        return raw[:a] + b"[" + text + block + b"]" + raw[b:]
+
+    def endpoint(self, base: str | None, key: str | None, sent: Mapping[str, str]) -> tuple[str, dict[str, str]]:
+        headers = {"content-type": "application/json"}
+        url = (base or "https://api.anthropic.com").rstrip("/")
+        if not url.endswith("/v1"):
+            url += "/v1"
+        if key:
+            headers["x-api-key"] = key
+        headers["anthropic-version"] = sent.get("anthropic-version", "2023-06-01")
+        if sent.get("anthropic-beta"):
+            headers["anthropic-beta"] = sent["anthropic-beta"]
+        return url + "/messages", headers
+
+    def usage_follows(self, body: Mapping[str, Any]) -> bool:
+        return False  # message_delta carries the usage and comes before message_stop
+
+
+CODEC = Messages()

@@ -4,11 +4,22 @@ messages, the Chat request that serves it, a Responses object and its stream eve
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from .base import Answer, Request
+from .chat import CODEC as CHAT
 from .chat import OpenAIStream, plain_chat
 from .common import Message
+
+__all__ = [
+    "CODEC",
+    "ResponsesStream",
+    "responses_chat_request",
+    "responses_messages",
+    "responses_object",
+    "responses_tools",
+]
 
 
 def _parts_text(content: Any) -> str:
@@ -260,3 +271,114 @@ class ResponsesStream:
         out = self._close()
         response = responses_object(self.rid, self.body, self.acc.reply(), self.acc.usage, self.created)
         return out + self._emit("response.completed", response={**response, "output": self.items})
+
+
+def _chat_usage(usage: Any) -> Message | None:
+    """Responses usage back in Chat Completions names (the details only where they count something)."""
+    if not isinstance(usage, Mapping):
+        return None
+    inp, out = usage.get("input_tokens", 0), usage.get("output_tokens", 0)
+    found: Message = {
+        "prompt_tokens": inp,
+        "completion_tokens": out,
+        "total_tokens": usage.get("total_tokens", inp + out),
+    }
+    cached = (usage.get("input_tokens_details") or {}).get("cached_tokens")
+    reasoning = (usage.get("output_tokens_details") or {}).get("reasoning_tokens")
+    if cached:
+        found["prompt_tokens_details"] = {"cached_tokens": cached}
+    if reasoning:
+        found["completion_tokens_details"] = {"reasoning_tokens": reasoning}
+    return found
+
+
+class _Events:
+    """A Responses stream's events, accumulated: its answer is the one `response.completed` carries."""
+
+    def __init__(self) -> None:
+        self.done = False
+        self.final: Mapping[str, Any] = {}
+
+    def add(self, event: Any) -> None:
+        if isinstance(event, Mapping) and event.get("type") == "response.completed":
+            response = event.get("response")
+            self.final, self.done = (response if isinstance(response, Mapping) else {}), True
+
+    def answer(self) -> Answer:
+        return CODEC.read_answer(self.final)
+
+
+class Responses:
+    """The Responses codec (`lwfsm.gateway.codec.base.Codec`). A Responses request is served as one
+    Chat Completions call (`responses_chat_request`): what goes upstream (the endpoint, a handoff
+    note, when a stream's usage comes) is the Chat codec's."""
+
+    name, params, provider = "responses", "responses", ""
+
+    def read_request(self, body: Mapping[str, Any]) -> Request:
+        """The request alone (the chain behind `previous_response_id` is the gateway's to add)."""
+        instructions = body.get("instructions")
+        messages = responses_messages(body.get("input"))
+        full = ([{"role": "system", "content": str(instructions)}] if instructions else []) + messages
+        system = str(instructions or "") or "\n".join(
+            str(m["content"]) for m in messages if m["role"] in ("system", "developer")
+        )
+        rest = {k: v for k, v in body.items() if k not in ("input", "instructions", "tools", "model", "stream")}
+        tools = responses_tools(body.get("tools"))
+        return Request(full, tools, system, bool(body.get("stream")), body.get("model"), rest)
+
+    def read_answer(self, body: Mapping[str, Any]) -> Answer:
+        texts: list[str] = []
+        calls: list[Message] = []
+        for item in body.get("output") or ():
+            if not isinstance(item, Mapping):
+                continue
+            if item.get("type") == "message":
+                texts.append(_parts_text(item.get("content")))
+            elif item.get("type") == "function_call":
+                fn = {"name": item.get("name"), "arguments": item.get("arguments", "")}
+                calls.append({"id": item.get("call_id"), "type": "function", "function": fn})
+        if not isinstance(body.get("output"), list):
+            return Answer(None, _chat_usage(body.get("usage")), None, body.get("model"))
+        reply: Message = {"role": "assistant", "content": "".join(texts) or None}
+        if calls:
+            reply["tool_calls"] = calls
+        # Responses has no finish reason: tool calls, a cut for length, or a stop
+        length = (body.get("incomplete_details") or {}).get("reason") == "max_output_tokens"
+        finish = "tool_calls" if calls else "length" if length else "stop"
+        return Answer(reply, _chat_usage(body.get("usage")), finish, body.get("model"))
+
+    def stream(self, tools: Iterable[str] = ()) -> _Events:
+        return _Events()
+
+    def events(self, body: Mapping[str, Any]) -> bytes:
+        """A whole Responses object as its stream: written by `ResponsesStream` from one Chat chunk."""
+        answer = self.read_answer(body)
+        message = answer.message or {}
+        delta: Message = {"role": "assistant", "content": message.get("content")}
+        if message.get("tool_calls"):
+            delta["tool_calls"] = [{**c, "index": i} for i, c in enumerate(message["tool_calls"])]
+        chunk = {
+            "choices": [{"index": 0, "delta": delta, "finish_reason": answer.finish_reason}],
+            "usage": answer.usage,
+        }
+        out = ResponsesStream(str(body.get("id", "resp_")), body, int(body.get("created_at") or 0))
+        return out.start() + out.add(chunk) + out.finish()
+
+    def error_body(self, status: int, message: str, kind: str | None = None) -> dict[str, Any]:
+        return CHAT.error_body(status, message, kind)
+
+    def note(self, messages: Sequence[Any], note: str) -> list[Any]:
+        return CHAT.note(messages, note)
+
+    def with_note(self, raw: bytes, note: str) -> bytes | None:
+        return CHAT.with_note(raw, note)
+
+    def endpoint(self, base: str | None, key: str | None, sent: Mapping[str, str]) -> tuple[str, dict[str, str]]:
+        return CHAT.endpoint(base, key, sent)
+
+    def usage_follows(self, body: Mapping[str, Any]) -> bool:
+        return CHAT.usage_follows(body)
+
+
+CODEC = Responses()
