@@ -44,6 +44,7 @@ class Stream(Protocol):
     """An accumulator of one protocol's stream events (parsed `data:` payloads)."""
 
     done: bool  # the stream's end came (a cut stream is never judged)
+    usage: Any  # the usage so far, in the protocol's names (None or empty: none yet)
 
     def add(self, event: Any) -> Any: ...
 

@@ -297,12 +297,14 @@ class _Events:
 
     def __init__(self) -> None:
         self.done = False
+        self.usage: Any = None  # as response.completed gives it (Responses names)
         self.final: Mapping[str, Any] = {}
 
     def add(self, event: Any) -> None:
         if isinstance(event, Mapping) and event.get("type") == "response.completed":
             response = event.get("response")
             self.final, self.done = (response if isinstance(response, Mapping) else {}), True
+            self.usage = self.final.get("usage")
 
     def answer(self) -> Answer:
         return CODEC.read_answer(self.final)
