@@ -40,7 +40,8 @@ class Forward:
         prefix = binding.model.split("/", 1)[0]
         if binding.model.startswith("openai/responses/"):  # an upstream with the Responses API only: LiteLLM's bridge
             return False
-        return prefix == CODECS[protocol].provider
+        provider = CODECS[protocol].provider  # "" for a protocol no upstream is forwarded in
+        return bool(provider) and prefix == provider
 
     def _upstream(self, call: _Call, binding: RoleBinding) -> tuple[str, dict[str, str]]:
         key = self.gateway.env.get(binding.api_key_env) if binding.api_key_env else None
