@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..gateway import wire
+from ..gateway.codec import CODECS
 from ..spec import Spec
 from ..turn import TurnCore
 from ..turn.agents import TRANSCRIPTS, reader
@@ -59,15 +60,11 @@ def request_turn(capture: Mapping[str, Any]) -> Turn:
     messages: list[Message]
     tools: list[Message]
     if "input" in body:  # Responses
-        messages = [*wire.responses_messages(body["input"])]
-        if body.get("instructions"):
-            messages = [{"role": "system", "content": str(body["instructions"])}, *messages]
-        tools = [*wire.responses_tools(body.get("tools"))]
+        read = CODECS["responses"].read_request(body)
+        messages, tools = [*read.messages], [*read.tools]
     elif "system" in body or "max_tokens" in body and _anthropic_blocks(body):  # Messages
-        system = body.get("system")
-        text = system if isinstance(system, str) else wire.first_user_text([{"role": "user", "content": system}])
-        messages = [{"role": "system", "content": text}, *wire.anthropic_messages(body)]
-        tools = [*wire.anthropic_tools(body.get("tools"))]
+        read = CODECS["anthropic"].read_request(body)
+        messages, tools = [{"role": "system", "content": read.system}, *read.messages], [*read.tools]
     else:
         messages = [m for m in body.get("messages") or () if isinstance(m, Mapping)]
         tools = [t for t in body.get("tools") or () if isinstance(t, Mapping)]

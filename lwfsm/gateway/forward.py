@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 import aiohttp
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from ..turn.bindings import RoleBinding
-from . import wire
+from .codec import CODECS, Stream, noted
+from .codec.common import SSEReader, with_model
 from .intake import Protocol, _Call, _names
 from .replies import _recorded, _usage_header, error_body
 
@@ -39,25 +40,12 @@ class Forward:
         prefix = binding.model.split("/", 1)[0]
         if binding.model.startswith("openai/responses/"):  # an upstream with the Responses API only: LiteLLM's bridge
             return False
-        return (protocol == "openai" and prefix == "openai") or (protocol == "anthropic" and prefix == "anthropic")
+        provider = CODECS[protocol].provider  # "" for a protocol no upstream is forwarded in
+        return bool(provider) and prefix == provider
 
     def _upstream(self, call: _Call, binding: RoleBinding) -> tuple[str, dict[str, str]]:
         key = self.gateway.env.get(binding.api_key_env) if binding.api_key_env else None
-        headers = {"content-type": "application/json"}
-        if call.protocol == "openai":
-            base = (binding.api_base or "https://api.openai.com/v1").rstrip("/")
-            if key:
-                headers["authorization"] = f"Bearer {key}"
-            return base + "/chat/completions", headers
-        base = (binding.api_base or "https://api.anthropic.com").rstrip("/")
-        if not base.endswith("/v1"):
-            base += "/v1"
-        if key:
-            headers["x-api-key"] = key
-        headers["anthropic-version"] = call.headers.get("anthropic-version", "2023-06-01")
-        if call.headers.get("anthropic-beta"):
-            headers["anthropic-beta"] = call.headers["anthropic-beta"]
-        return base + "/messages", headers
+        return CODECS[call.protocol].endpoint(binding.api_base, key, call.headers)
 
     async def send(
         self, call: _Call, loaded: _Loaded, role: str, binding: RoleBinding, lw: dict[str, str], final: bool
@@ -69,9 +57,9 @@ class Forward:
         if binding.options:
             content = json.dumps({**binding.options, **call.body, "model": model}).encode()
         else:
-            content = wire.with_model(call.raw, call.body, model)
+            content = with_model(call.raw, call.body, model)
         if note := loaded.plan.note:  # at the end of the messages, every earlier byte as the client sent it
-            content = wire.noted(content, {**binding.options, **call.body, "model": model}, call.protocol, note)
+            content = noted(CODECS[call.protocol], content, {**binding.options, **call.body, "model": model}, note)
         try:
             upstream = await self.gateway.http.post(url, data=content, headers=headers)
         except (aiohttp.ClientError, TimeoutError) as exc:
@@ -129,7 +117,8 @@ class Forward:
                 parsed = {}
             if not isinstance(parsed, dict):  # valid JSON, not a reply (a list, a string): no message in it
                 parsed = {}
-            reply, usage = (wire.openai_reply if call.protocol == "openai" else wire.anthropic_reply)(parsed)
+            answer = CODECS[call.protocol].read_answer(parsed)
+            reply, usage = answer.message, answer.usage
             if reply is None and not loaded.plan.side:
                 msg = f"the {role} upstream's response has no assistant message; nothing was recorded"
                 return JSONResponse(error_body(call.protocol, 502, msg, "api_error"), 502, headers=lw)
@@ -153,13 +142,11 @@ class Forward:
     async def _relay(
         self, call: _Call, loaded: _Loaded, role: str, upstream: aiohttp.ClientResponse
     ) -> AsyncIterator[bytes]:
-        reader = wire.SSEReader()
-        acc: wire.OpenAIStream | wire.AnthropicStream = (
-            wire.OpenAIStream(_names(call)) if call.protocol == "openai" else wire.AnthropicStream()
-        )
-        options = call.body.get("stream_options")
-        # The usage chunk comes after the finish chunk: when it was asked for, the call settles with it.
-        usage = call.protocol == "openai" and isinstance(options, Mapping) and bool(options.get("include_usage"))
+        reader = SSEReader()
+        codec = CODECS[call.protocol]
+        acc: Stream = codec.stream(_names(call))
+        # A usage chunk that comes after the finish chunk: when it was asked for, the call settles with it.
+        usage = codec.usage_follows(call.body)
         settled = False
         try:
             async for chunk in upstream.content.iter_any():

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..turn.bindings import is_loopback
+from .codec.common import first_user_text
 from .fingerprint import fingerprint
-from .wire import first_user_text
 
 __all__ = [
     "AGENT_HEADERS",

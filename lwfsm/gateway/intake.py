@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from starlette.requests import ClientDisconnect, Request
 
 from ..turn import Usage, params
-from . import wire
+from .codec import CODECS
 from .identity import Identity, identify, side_call
 
 __all__ = ["Intake", "Protocol"]
@@ -177,24 +177,14 @@ class Intake:
         client_key = self.authorise(request)
         raw, body, key = await self.read_json(request)
         _check_shape(body)
-        why = params.refused("chat" if protocol == "openai" else "messages", body)
+        codec = CODECS[protocol]
+        why = params.refused(codec.params, body)
         if why is not None:
             raise _Reject(400, why)
-        headers = request.headers  # case-insensitive
-        if protocol == "openai":
-            messages = body["messages"]
-            tools = body.get("tools") or []
-            system = "\n".join(
-                wire.first_user_text([{"role": "user", "content": m.get("content")}])
-                for m in messages
-                if m.get("role") in ("system", "developer")
-            )
-        else:
-            messages = wire.anthropic_messages(body)
-            tools = wire.anthropic_tools(body.get("tools"))
-            sysval = body.get("system")
-            system = sysval if isinstance(sysval, str) else wire.first_user_text([{"role": "user", "content": sysval}])
-        return self.call(protocol, headers, body, raw, messages, tools, system, client_key, body, key)
+        read = codec.read_request(body)  # the conversation in OpenAI shape, for judging
+        return self.call(
+            protocol, request.headers, body, raw, read.messages, read.tools, read.system, client_key, body, key
+        )
 
     @staticmethod
     def call(

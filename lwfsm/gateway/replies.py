@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from ..cost.report import printable
+from .codec import CODECS
 from .intake import Protocol, _Call
 
 __all__ = ["error_body"]
@@ -20,10 +21,7 @@ logger = logging.getLogger("lwfsm.gateway")
 
 
 def error_body(protocol: Protocol, status: int, message: str, kind: str | None = None) -> dict[str, Any]:
-    if protocol == "anthropic":
-        names = {401: "authentication_error", 404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error"}
-        return {"type": "error", "error": {"type": kind or names.get(status, "api_error"), "message": message}}
-    return {"error": {"message": message, "type": kind or "invalid_request_error", "param": None, "code": None}}
+    return CODECS[protocol].error_body(status, message, kind)
 
 
 class _Ascii(JSONResponse):

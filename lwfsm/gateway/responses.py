@@ -15,7 +15,15 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from ..turn import params
-from . import wire
+from .codec import CODECS
+from .codec.common import SSEReader
+from .codec.responses import (
+    ResponsesStream,
+    responses_chat_request,
+    responses_messages,
+    responses_object,
+    responses_tools,
+)
 from .intake import _Call, _Reject
 from .replies import _Ascii, _log_error, _once, _recorded, error_body
 
@@ -87,7 +95,7 @@ class Responses:
         except _Reject as exc:
             return JSONResponse(error_body("openai", exc.status, exc.message, exc.kind), exc.status, exc.headers)
         prev = body.get("previous_response_id")
-        added = wire.responses_messages(body["input"])
+        added = responses_messages(body["input"])
         call = self._chat(request.headers, client_key, body, previous + added)
         result = await self.gateway.turns.run(call)
         if result.status_code != 200:
@@ -99,14 +107,19 @@ class Responses:
         if body.get("stream"):
             # An upstream that ignored `stream: true` answered one body (its turn already recorded): the
             # client asked for events, so that body is sent on as the events of a one-chunk stream.
-            chunks = result.body_iterator if isinstance(result, StreamingResponse) else _once(wire.openai_chunk(answer))
-            shaper = wire.ResponsesStream(rid, body, int(time.time()))
+            chunks = (
+                result.body_iterator
+                if isinstance(result, StreamingResponse)
+                else _once(CODECS["openai"].events(answer))
+            )
+            shaper = ResponsesStream(rid, body, int(time.time()))
             events = self._responses_stream(call, chunks, shaper, chain, prev, added)
             return StreamingResponse(events, headers=lw, media_type="text/event-stream")
-        reply, usage = wire.openai_reply(answer)
+        read = CODECS["openai"].read_answer(answer)  # the Chat call's answer
+        reply, usage = read.message, read.usage
         if reply is None:  # pragma: no cover - run answers 502 before this
             return JSONResponse(error_body("openai", 502, "the upstream's response has no message"), 502, headers=lw)
-        out = wire.responses_object(rid, body, reply, usage, int(time.time()))
+        out = responses_object(rid, body, reply, usage, int(time.time()))
         if chain is not None:
             link = json.dumps({"prev": prev, "messages": [*added, reply]})
             await self.gateway._io(self.gateway.chains.put, chain, link, 0)
@@ -139,8 +152,8 @@ class Responses:
         """The Chat Completions call a Responses request is served as (its ids still identify the conversation)."""
         instructions = body.get("instructions")
         full = ([{"role": "system", "content": str(instructions)}] if instructions else []) + messages
-        tools = wire.responses_tools(body.get("tools"))
-        chat = wire.responses_chat_request(body, full, tools)
+        tools = responses_tools(body.get("tools"))
+        chat = responses_chat_request(body, full, tools)
         system = str(instructions or "") or "\n".join(
             str(m["content"]) for m in messages if m["role"] in ("system", "developer")
         )
@@ -152,7 +165,7 @@ class Responses:
         self,
         call: _Call,
         chat: AsyncIterable[Any],
-        out: wire.ResponsesStream,
+        out: ResponsesStream,
         chain: str | None,
         prev: str | None,
         added: list[dict[str, Any]],
@@ -161,7 +174,7 @@ class Responses:
         turn before they end; or a whole reply, already settled, as one chunk) as Responses events. The
         chain is stored, and `response.completed` sent, only once that stream has ended whole: a cut
         stream records nothing and the client sees no end."""
-        reader = wire.SSEReader()
+        reader = SSEReader()
         yield out.start()
         try:
             async for chunk in chat:

@@ -1,10 +1,10 @@
 """An OpenAI-compatible upstream's requests and streams, tidied around LiteLLM's translation for an
-Anthropic client. Its requests: messages as every server takes them (`wire.plain_chat`: LiteLLM writes
+Anthropic client. Its requests: messages as every server takes them (`codec.chat.plain_chat`: LiteLLM writes
 a tool-calling assistant message with a null content, and an Anthropic system prompt in blocks as a
 list of parts, each a 500 from llama.cpp's server). Its streams:
 
 llama.cpp's server repeats a tool call's whole name (and id) in every chunk. The gateway's own
-accumulator takes that in its stride (`wire.merged_name`), but LiteLLM's Messages adapter opens a new
+accumulator takes that in its stride (`codec.chat.merged_name`), but LiteLLM's Messages adapter opens a new
 `tool_use` block for every chunk that names a tool, so the client got one call per argument piece.
 Here the chunks reach LiteLLM with a repeated name or id dropped, decided by the same `merged_name`
 rule; a server that names a call once is passed through unchanged. Used through an OpenAI SDK client
@@ -17,7 +17,7 @@ import json
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from .wire import merged_name, plain_chat
+from .codec.chat import merged_name, plain_chat
 
 __all__ = ["SSETidy", "client"]
 
@@ -119,7 +119,7 @@ def client(base_url: str | None, api_key: str, connect: float, idle: float) -> A
             await self.inner.aclose()
 
     def _plain(request: Any) -> Any:
-        """The request LiteLLM built, its messages as every server takes them (`wire.plain_chat`)."""
+        """The request LiteLLM built, its messages as every server takes them (`codec.chat.plain_chat`)."""
         try:
             body = json.loads(request.content)
         except ValueError:

@@ -13,7 +13,8 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from ..turn import params
 from ..turn.bindings import RoleBinding
-from . import wire
+from .codec import CODECS
+from .codec.common import SSEReader
 from .intake import _Call, _names
 from .replies import _Ascii, _recorded, _usage_header, error_body
 
@@ -68,7 +69,7 @@ class Translate:
         if self.gateway.mock:
             kwargs["mock_response"] = f"[{binding.model} as the {role}] mock reply"
         if loaded.plan.note:
-            kwargs["messages"] = wire.note_messages(call.protocol, kwargs.get("messages") or [], loaded.plan.note)
+            kwargs["messages"] = CODECS[call.protocol].note(kwargs.get("messages") or [], loaded.plan.note)
         # A self-hosted OpenAI-compatible server (an api_base) with its key or keyless: LiteLLM's calls to it
         # through a client that tidies them (`sse_fix`). OpenAI's own API needs none (nor loses proxy settings).
         if (
@@ -103,7 +104,8 @@ class Translate:
             return JSONResponse(error_body(call.protocol, status, msg, "api_error"), status, headers=out)
         if call.protocol == "openai" and not call.stream:
             data = call.answer = result.model_dump(mode="json", exclude_none=True)
-            reply, usage = wire.openai_reply(data)
+            answer = CODECS[call.protocol].read_answer(data)
+            reply, usage = answer.message, answer.usage
             if (turn := await self.gateway._commit(call, loaded, role, reply, usage, data.get("model"))) is not None:
                 lw["x-lwfsm-turn"] = turn
             lw.update(_usage_header(call))
@@ -116,11 +118,12 @@ class Translate:
             message = dict(result)
             if call.stream:
                 return StreamingResponse(
-                    self._replay(call, loaded, role, wire.anthropic_events(message)),
+                    self._replay(call, loaded, role, CODECS[call.protocol].events(message)),
                     headers=lw,
                     media_type="text/event-stream",
                 )
-            reply, usage = wire.anthropic_reply(message)
+            answer = CODECS[call.protocol].read_answer(message)
+            reply, usage = answer.message, answer.usage
             if usage is not None and not (usage["prompt_tokens"] or usage["completion_tokens"]):
                 usage = None  # no call reads no tokens: LiteLLM's zeros for an upstream that reported none
             if (turn := await self.gateway._commit(call, loaded, role, reply, usage, message.get("model"))) is not None:
@@ -145,7 +148,7 @@ class Translate:
         return self._clients[role]
 
     async def _litellm_stream(self, call: _Call, loaded: _Loaded, role: str, stream: Any) -> AsyncIterator[bytes]:
-        acc = wire.OpenAIStream(_names(call))
+        acc = CODECS[call.protocol].stream(_names(call))
         async for chunk in stream:
             data = chunk.model_dump(mode="json", exclude_none=True)
             acc.add(data)
@@ -158,8 +161,8 @@ class Translate:
         yield b"data: [DONE]\n\n" + (_recorded(call.turn) if call.turn is not None else b"")
 
     async def _replay(self, call: _Call, loaded: _Loaded, role: str, data: bytes) -> AsyncIterator[bytes]:
-        acc = wire.AnthropicStream()
-        for event in wire.SSEReader().feed(data):
+        acc = CODECS[call.protocol].stream()
+        for event in SSEReader().feed(data):
             acc.add(event)
         await self.gateway.turns.settle_stream(call, loaded, role, acc)  # stored before the client sees the end
         yield data + (_recorded(call.turn) if call.turn is not None else b"")
@@ -168,7 +171,7 @@ class Translate:
         self, call: _Call, loaded: _Loaded, role: str, stream: Any, reported: Callable[[Any], bool]
     ) -> AsyncIterator[bytes]:
         """An Anthropic stream LiteLLM translated from another protocol's upstream, recorded as it ends."""
-        reader, acc = wire.SSEReader(), wire.AnthropicStream()
+        reader, acc = SSEReader(), CODECS[call.protocol].stream()
         settled = False
         async for chunk in stream:
             data = chunk if isinstance(chunk, bytes) else str(chunk).encode()

@@ -15,7 +15,8 @@ from starlette.routing import Route
 
 from ..errors import SnapshotError
 from ..turn.bindings import RoleBinding
-from . import targets, wire
+from . import targets
+from .codec import Stream
 from .intake import Protocol, _Call, _Reject
 from .replies import _log_error, error_body
 
@@ -148,19 +149,14 @@ class Turns:
             out["x-lwfsm-handoff"] = str(len(plan.note))  # the characters of the note this call carries
         return out
 
-    async def settle_stream(
-        self, call: _Call, loaded: _Loaded, role: str, acc: wire.OpenAIStream | wire.AnthropicStream
-    ) -> None:
+    async def settle_stream(self, call: _Call, loaded: _Loaded, role: str, acc: Stream) -> None:
         """Record a streamed call once its stream has ended whole, before the client sees the end; a cut
         stream records nothing."""
         if not acc.done:
             logger.warning("session %s: the %s stream ended early; nothing was recorded", call.ident.key, role)
             return
-        if isinstance(acc, wire.OpenAIStream):
-            await self.gateway._commit(call, loaded, role, acc.reply(), acc.usage, acc.model)
-        else:
-            reply, usage = acc.reply()
-            await self.gateway._commit(call, loaded, role, reply, usage, acc.model)
+        answer = acc.answer()
+        await self.gateway._commit(call, loaded, role, answer.message, answer.usage, answer.model)
 
     async def _fit(
         self, call: _Call, body: dict[str, Any], raw: bytes, role: str, binding: RoleBinding, fast: bool

@@ -1,0 +1,138 @@
+"""What every codec shares: the text of content parts, the SSE reader, and request bytes edited in
+place (the model replaced, a handoff note spliced in) without serialising the body again. Pure."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+Message = dict[str, Any]
+
+
+def _text(blocks: Any) -> str:
+    if isinstance(blocks, str):
+        return blocks
+    if not isinstance(blocks, list):
+        return ""
+    out = []
+    for b in blocks:
+        if isinstance(b, Mapping) and b.get("type") == "text":
+            out.append(str(b.get("text", "")))
+        elif isinstance(b, str):
+            out.append(b)
+    return "\n".join(out)
+
+
+class SSEReader:
+    """Splits a byte stream into the JSON payloads of its `data:` lines (as bytes arrive)."""
+
+    __slots__ = ("_buf", "ended")
+
+    def __init__(self) -> None:
+        self._buf = b""
+        self.ended = False  # the `data: [DONE]` that ends a Chat Completions stream came
+
+    @property
+    def partial(self) -> bool:
+        """Whether the bytes so far end inside a line."""
+        return bool(self._buf)
+
+    def feed(self, chunk: bytes) -> list[Any]:
+        self._buf += chunk
+        out: list[Any] = []
+        while True:
+            i = self._buf.find(b"\n")
+            if i < 0:
+                return out
+            line, self._buf = self._buf[:i].rstrip(b"\r"), self._buf[i + 1 :]
+            if line.startswith(b"data:"):
+                data = line[5:].strip()
+                if data == b"[DONE]":
+                    self.ended = True
+                elif data:
+                    try:
+                        out.append(json.loads(data))
+                    except ValueError:
+                        pass  # not ours to judge: the client gets the bytes as they came
+
+
+def first_user_text(messages: Sequence[Mapping[str, Any]]) -> str:
+    for m in messages:
+        if m.get("role") == "user":
+            c = m.get("content")
+            return c if isinstance(c, str) else _text(c)
+    return ""
+
+
+_MODEL = re.compile(rb'"model"\s*:\s*"((?:[^"\\]|\\.)*)"')
+
+
+def with_model(raw: bytes, body: Mapping[str, Any], model: str) -> bytes:
+    """The request bytes with the top-level model replaced, without re-serialising the body.
+
+    Inside a JSON string a quote is escaped, so `"model": "..."` in the bytes is always a key; when
+    there is exactly one such key-value and its value is the body's model, it is the top-level one.
+    Otherwise the body is serialised again.
+    """
+    found = list(_MODEL.finditer(raw))
+    if len(found) == 1:
+        m = found[0]
+        try:
+            same = json.loads(b'"' + m.group(1) + b'"') == body.get("model")
+        except ValueError:
+            same = False
+        if same:
+            return raw[: m.start(1)] + json.dumps(model)[1:-1].encode() + raw[m.end(1) :]
+    return json.dumps({**body, "model": model}).encode()
+
+
+# -- handoff notes: each codec adds one at the end of the conversation, in the upstream request only --
+
+
+# A JSON string (with an optional `:` after it: then it is a key) or a bracket. Numbers, true,
+# false and null are skipped over: only strings and containers matter for finding a member.
+_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"(\s*:)?|[\[\]{}]')
+
+
+def members(raw: bytes, start: int) -> tuple[int, list[tuple[bytes | None, int, int]]] | None:
+    """(end, members) of the object or array opening at raw[start]: each member whose value is a
+    string, an object or an array, as (key as written, or None in an array, start, end)."""
+    depth, key, opened = 0, None, 0
+    out: list[tuple[bytes | None, int, int]] = []
+    for m in _TOKEN.finditer(raw, start):
+        c = raw[m.start()]
+        if c == 0x22:  # a string: a key (followed by `:`) or a value
+            if depth == 1:
+                if m.group(1):
+                    key = m.group(0)[: len(m.group(0)) - len(m.group(1))]
+                else:
+                    out.append((key, m.start(), m.end()))
+                    key = None
+        elif c in b"[{":
+            depth += 1
+            if depth == 2:
+                opened = m.start()
+        else:
+            depth -= 1
+            if depth == 1:
+                out.append((key, opened, m.end()))
+                key = None
+            elif depth == 0:
+                return m.end(), out
+    return None
+
+
+def messages_span(raw: bytes) -> tuple[int, list[tuple[bytes | None, int, int]]] | None:
+    """(where the `]` that ends the top-level `messages` is, its elements as `members` gives them) of
+    request bytes; None when the bytes do not have that shape (the caller serialises again)."""
+    top = members(raw, raw.find(b"{")) if raw.lstrip().startswith(b"{") else None
+    spans = [m for m in top[1] if m[0] == b'"messages"'] if top else []
+    if len(spans) != 1 or raw[spans[0][1]] != ord("["):
+        return None
+    _, first, end = spans[0]
+    inside = members(raw, first)
+    if inside is None:
+        return None
+    return end - 1, inside[1]
