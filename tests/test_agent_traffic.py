@@ -20,7 +20,9 @@ httpx = pytest.importorskip("httpx")
 pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 
-from lwfsm.gateway import wire  # noqa: E402
+from lwfsm.gateway.codec.common import first_user_text  # noqa: E402
+from lwfsm.gateway.codec.messages import anthropic_messages, anthropic_tools  # noqa: E402
+from lwfsm.gateway.codec.responses import responses_messages  # noqa: E402
 from lwfsm.gateway.fingerprint import opening  # noqa: E402
 from lwfsm.gateway.identity import identify, side_call  # noqa: E402
 
@@ -49,14 +51,14 @@ def _parsed(r: dict[str, Any]) -> tuple[list[dict[str, Any]], str, list[str]]:
     body = r["body"]
     if r["path"].startswith("/v1/messages"):
         system = body.get("system")
-        text = system if isinstance(system, str) else wire.first_user_text([{"role": "user", "content": system}])
+        text = system if isinstance(system, str) else first_user_text([{"role": "user", "content": system}])
         return (
-            wire.anthropic_messages(body),
+            anthropic_messages(body),
             text,
-            [str(t.get("name")) for t in wire.anthropic_tools(body.get("tools"))],
+            [str(t.get("name")) for t in anthropic_tools(body.get("tools"))],
         )
     if r["path"].startswith("/v1/responses"):
-        return wire.responses_messages(body["input"]), str(body.get("instructions") or ""), []
+        return responses_messages(body["input"]), str(body.get("instructions") or ""), []
     messages = body["messages"]
     return messages, "\n".join(str(m["content"]) for m in messages if m["role"] in ("system", "developer")), []
 

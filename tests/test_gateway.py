@@ -22,7 +22,9 @@ anthropic = pytest.importorskip("anthropic")
 openai = pytest.importorskip("openai")
 httpx = pytest.importorskip("httpx")
 
-from lwfsm.gateway import wire  # noqa: E402
+from lwfsm.gateway.codec import CODECS  # noqa: E402
+from lwfsm.gateway.codec.common import with_model  # noqa: E402
+from lwfsm.gateway.codec.messages import anthropic_messages  # noqa: E402
 from lwfsm.gateway.identity import identify  # noqa: E402
 
 from . import anthropic_server, openai_server  # noqa: E402
@@ -919,7 +921,7 @@ def test_anthropic_messages_normalised_for_judging() -> None:
             },
         ]
     }
-    assert wire.anthropic_messages(body) == [
+    assert anthropic_messages(body) == [
         {"role": "user", "content": "go"},
         {
             "role": "assistant",
@@ -942,7 +944,7 @@ def test_anthropic_messages_normalised_for_judging() -> None:
 )
 def test_model_replaced_in_the_request_bytes(body: dict[str, Any]) -> None:
     raw = json.dumps(body).encode()
-    out = wire.with_model(raw, body, "upstream-model")
+    out = with_model(raw, body, "upstream-model")
     assert json.loads(out) == {**body, "model": "upstream-model"}
 
 
@@ -971,11 +973,11 @@ def test_a_handoff_note_is_spliced_into_the_request_bytes_at_the_end(
     protocol: str, body: dict[str, Any], dumps: dict[str, Any]
 ) -> None:
     raw = json.dumps(body, **dumps).encode()
-    out = wire.with_note(raw, protocol, 'Re-check "the tests" {x} é')
+    out = CODECS[protocol].with_note(raw, 'Re-check "the tests" {x} é')
     assert out is not None
     assert json.loads(out) == {
         **body,
-        "messages": wire.note_messages(protocol, body["messages"], 'Re-check "the tests" {x} é'),
+        "messages": CODECS[protocol].note(body["messages"], 'Re-check "the tests" {x} é'),
     }
     # Every byte before the last message is the client's: a prompt cache keeps that prefix.
     text, decoder = raw.decode(), json.JSONDecoder()
@@ -987,7 +989,7 @@ def test_a_handoff_note_is_spliced_into_the_request_bytes_at_the_end(
     assert out[:last] == raw[:last]
     # Bytes without the expected shape are serialised again, with the note all the same.
     odd = json.dumps({**body, "messages": {"not": "a list"}}).encode()
-    assert wire.with_note(odd, protocol, "n") is None
+    assert CODECS[protocol].with_note(odd, "n") is None
 
 
 def test_other_protocol_upstreams_are_translated_by_litellm(

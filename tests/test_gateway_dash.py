@@ -16,6 +16,14 @@ import pytest
 
 pytest.importorskip("prometheus_client")
 
+from lwfsm.gateway.codec.common import SSEReader  # noqa: E402
+from lwfsm.gateway.codec.responses import (  # noqa: E402
+    ResponsesStream,
+    responses_messages,
+    responses_object,
+    responses_tools,
+)
+
 from .test_gateway import (  # noqa: E402
     GATEWAY_KEY,
     HANDOFF,
@@ -31,7 +39,6 @@ from .test_gateway import (  # noqa: E402
     oai_gateway,
     openai,
     openai_server,
-    wire,
 )
 
 __all__ = ["oai", "oai_gateway"]  # the fake upstream fixture, shared with test_gateway
@@ -372,9 +379,8 @@ def test_dashboard_in_a_real_browser_follows_traffic_and_fires_a_manual_switch(
 
 
 def test_responses_input_items_become_chat_messages() -> None:
-    from lwfsm.gateway import wire
 
-    assert wire.responses_messages("hi") == [{"role": "user", "content": "hi"}]
+    assert responses_messages("hi") == [{"role": "user", "content": "hi"}]
     items = [
         {"role": "developer", "content": "Be brief."},
         {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Fix it."}]},
@@ -385,7 +391,7 @@ def test_responses_input_items_become_chat_messages() -> None:
         {"type": "function_call_output", "call_id": "c1", "output": "ok"},
         {"type": "function_call_output", "call_id": "c2", "output": [{"type": "input_text", "text": "Traceback"}]},
     ]
-    assert wire.responses_messages(items) == [
+    assert responses_messages(items) == [
         {"role": "developer", "content": "Be brief."},
         {"role": "user", "content": "Fix it."},
         {
@@ -400,7 +406,7 @@ def test_responses_input_items_become_chat_messages() -> None:
         {"role": "tool", "tool_call_id": "c2", "content": "Traceback"},
     ]
     tools = [{"type": "function", "name": "read", "parameters": {}}, {"type": "web_search"}]
-    assert wire.responses_tools(tools) == [{"type": "function", "function": {"name": "read", "parameters": {}}}]
+    assert responses_tools(tools) == [{"type": "function", "function": {"name": "read", "parameters": {}}}]
 
 
 def _session(gw: Gateway, suffix: str) -> dict[str, Any] | None:
@@ -459,7 +465,7 @@ def test_a_streamed_responses_call_streams_as_the_upstream_answers(
     # The final response is the one a whole reply makes.
     reply = {"role": "assistant", "content": "Reading the parser first.", "tool_calls": [call]}
     usage = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
-    whole = wire.responses_object(response.id, {"model": "m"}, reply, usage, response.created_at)
+    whole = responses_object(response.id, {"model": "m"}, reply, usage, response.created_at)
     assert [item.model_dump(exclude_none=True) for item in response.output] == whole["output"]
     assert response.usage is not None
     assert response.usage.total_tokens == 18
@@ -543,7 +549,7 @@ def test_a_stream_without_the_usage_it_asked_for_settles_at_its_end(
 def test_a_chat_stream_becomes_the_responses_events_of_its_reply() -> None:
     """Two tool calls and no text: items at output indexes 0 and 1, each closed before the next opens,
     and a final response equal to the one the whole reply makes."""
-    shaper = wire.ResponsesStream("resp_abc", {"model": "m"}, 7)
+    shaper = ResponsesStream("resp_abc", {"model": "m"}, 7)
     chunks: list[Any] = [{"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}]
     for i, (name, args) in enumerate((("read_file", '{"path": "a"}'), ("run_tests", "{}"))):
         first = {"tool_calls": [{"index": i, "id": f"c{i}", "function": {"name": name, "arguments": ""}}]}
@@ -554,7 +560,7 @@ def test_a_chat_stream_becomes_the_responses_events_of_its_reply() -> None:
     chunks.append({"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]})
     chunks.append({"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 2}})
     data = shaper.start() + b"".join(shaper.add(c) for c in chunks) + shaper.finish()
-    events = wire.SSEReader().feed(data)
+    events = SSEReader().feed(data)
     assert [e["sequence_number"] for e in events] == list(range(len(events)))
     assert [(e["type"], e.get("output_index")) for e in events if "delta" not in e["type"]] == [
         ("response.created", None),
@@ -567,7 +573,7 @@ def test_a_chat_stream_becomes_the_responses_events_of_its_reply() -> None:
         ("response.output_item.done", 1),
         ("response.completed", None),
     ]
-    whole = wire.responses_object("resp_abc", {"model": "m"}, shaper.acc.reply(), shaper.acc.usage, 7)
+    whole = responses_object("resp_abc", {"model": "m"}, shaper.acc.reply(), shaper.acc.usage, 7)
     assert events[-1]["response"] == whole
     assert whole["output"][0]["arguments"] == '{"path": "a"}'
     assert whole["usage"]["total_tokens"] == 5

@@ -497,13 +497,13 @@ def test_metrics_sum_every_worker(oai: openai_server.Server, tmp_path: Path) -> 
 
 
 def test_an_anthropic_answer_without_usage_is_unknown_not_zero_tokens() -> None:
-    from lwfsm.gateway import wire
+    from lwfsm.gateway.codec.messages import AnthropicStream, anthropic_reply
 
-    assert wire.anthropic_reply({"content": [{"type": "text", "text": "hi"}]})[1] is None
-    usage = wire.anthropic_reply({"content": [], "usage": {"input_tokens": 5, "output_tokens": 0}})[1]
+    assert anthropic_reply({"content": [{"type": "text", "text": "hi"}]})[1] is None
+    usage = anthropic_reply({"content": [], "usage": {"input_tokens": 5, "output_tokens": 0}})[1]
     assert usage is not None
     assert (usage["prompt_tokens"], usage["completion_tokens"]) == (5, 0)  # a reported 0 stays 0
-    stream = wire.AnthropicStream()
+    stream = AnthropicStream()
     for event in ({"type": "message_start", "message": {"model": "claude-x"}}, {"type": "message_stop"}):
         stream.add(event)
     assert (stream.model, stream.reply()[1]) == ("claude-x", None)

@@ -24,7 +24,9 @@ from lwfsm.cli.main import main  # noqa: E402
 from lwfsm.cost.pricing import PriceMap  # noqa: E402
 from lwfsm.cost.records import TraceRecord  # noqa: E402
 from lwfsm.cost.report import summarise  # noqa: E402
-from lwfsm.gateway import wire  # noqa: E402
+from lwfsm.gateway.codec.chat import OpenAIStream, merged_name, plain_chat  # noqa: E402
+from lwfsm.gateway.codec.messages import anthropic_reply  # noqa: E402
+from lwfsm.gateway.codec.responses import responses_chat_request, responses_messages  # noqa: E402
 from lwfsm.gateway.metrics import Metrics  # noqa: E402
 from lwfsm.turn import Usage  # noqa: E402
 from lwfsm.turn.bindings import NO_KEY, RoleBinding  # noqa: E402
@@ -277,14 +279,14 @@ def test_serve_refuses_to_start_when_a_named_key_variable_is_not_set(llama: open
 
 
 def test_streamed_names_are_taken_once_and_pieces_joined() -> None:
-    merged = wire.merged_name
+    merged = merged_name
     assert merged("", "read_file") == "read_file"
     assert merged("read_file", "read_file") == "read_file"  # llama.cpp: the whole name in every chunk
     assert merged("read", "read_file") == "read_file"  # the name so far in every chunk
     assert merged("read_", "file") == "read_file"  # pieces
     assert merged("get", "get") == "get"
     assert merged("get", "get", frozenset({"getget"})) == "getget"  # a piece that reads both ways: the declared one
-    acc = wire.OpenAIStream(["run"])
+    acc = OpenAIStream(["run"])
     chunks: list[Any] = [
         {"choices": [{"index": 0, "delta": {"role": "assistant", "content": None}}]},
         {
@@ -321,7 +323,7 @@ def test_streamed_names_are_taken_once_and_pieces_joined() -> None:
 def test_missing_usage_is_unknown_in_the_ledger_metrics_and_pricing() -> None:
     unknown = Usage.of(None)
     assert (unknown.unreported, unknown.prompt_tokens) == (1, 0)
-    assert wire.anthropic_reply({"content": [{"type": "text", "text": "x"}]})[1] is None
+    assert anthropic_reply({"content": [{"type": "text", "text": "x"}]})[1] is None
     assert PriceMap({"m": {"input_cost_per_token": 1.0, "output_cost_per_token": 1.0}})("m", unknown) is None
     metrics = Metrics(lambda: 0)
     metrics.call("worker", unknown, None)
@@ -349,12 +351,12 @@ def test_a_local_binding_without_a_key_variable_is_keyless() -> None:
 def test_a_responses_chat_request_never_sends_a_null_content() -> None:
     items = [{"type": "function_call", "call_id": "c", "name": "f", "arguments": "{}"}]
     stored_reply = {"role": "assistant", "content": None, "tool_calls": [{"id": "d", "type": "function"}]}
-    messages = [*wire.responses_messages(items), stored_reply]
-    chat = wire.responses_chat_request({"model": "m"}, messages, [])
+    messages = [*responses_messages(items), stored_reply]
+    chat = responses_chat_request({"model": "m"}, messages, [])
     assert [m["content"] for m in chat["messages"]] == ["", ""]
     system = {"role": "system", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}
     image = {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:,"}}]}
-    assert wire.plain_chat([system, image]) == [{"role": "system", "content": "a\nb"}, image]
+    assert plain_chat([system, image]) == [{"role": "system", "content": "a\nb"}, image]
 
 
 def test_the_adapter_on_the_quirky_server_judges_a_streamed_tool_call_by_the_same_accumulator(

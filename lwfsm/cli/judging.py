@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..gateway import wire
 from ..gateway.codec import CODECS
+from ..gateway.codec.messages import anthropic_messages
 from ..spec import Spec
 from ..turn import TurnCore
 from ..turn.agents import TRANSCRIPTS, reader
@@ -162,8 +162,8 @@ def evaluate(
             turn: Sequence[Message] = t.messages[t.at :]
             if t.protocol == "anthropic":  # normalised apart: a reply's blocks stay one message
                 before, turn = (
-                    wire.anthropic_messages({"messages": before}),
-                    wire.anthropic_messages({"messages": turn}),
+                    anthropic_messages({"messages": before}),
+                    anthropic_messages({"messages": turn}),
                 )
             j = _judge_as(core, row["agent"], turn[0], list(turn[1:]), t.tools, [*before, *turn])
         else:

@@ -45,14 +45,14 @@ from ..turn import Conversation, Judged, Plan, TurnCore, Usage
 from ..turn.bindings import RoleBinding
 from ..turn.loop import Stored, Turn
 from ..turn.moves import Move, move
-from .control import Control, _operator_note
+from .control import Control, operator_note
 from .conversation import Conversations, meta_of
 from .dashboard import Dashboard
 from .forward import Forward
-from .intake import Intake, _Bodies, _Call
+from .intake import Bodies, Call, Intake
 from .metrics import Metrics
 from .probes import Probes
-from .replies import _Ascii, _crash, _not_found, _store_failed
+from .replies import AsciiJSON, crash, not_found, store_failed
 from .responses import Responses
 from .rollout import Rollout
 from .store import Store
@@ -128,7 +128,7 @@ class Gateway:
         self.mock = mock
         self.max_body = max_body
         # Bytes of request bodies held at once, across calls (a call holds its body, and what is parsed
-        # from it, until it is answered, a stream included): `_hold` takes, `_Bodies` gives back.
+        # from it, until it is answered, a stream included): `_hold` takes, `Bodies` gives back.
         self.body_budget, self.held = body_budget, 0
         self.connect_timeout, self.first_byte_timeout, self.idle_timeout = (
             connect_timeout,
@@ -234,7 +234,7 @@ class Gateway:
             raise SnapshotError(f"session {key!r}: the gateway's line of the row is not a JSON object")
         return _Record(self.rollout.restore(key, state), last, meta, lines[1:])
 
-    async def _load(self, call: _Call) -> _Loaded:
+    async def _load(self, call: Call) -> _Loaded:
         turn = await self.conversations.abegin(
             call.ident.key, call.messages, side=call.side is not None, headers=call.headers, digest=call.messages_digest
         )
@@ -244,7 +244,7 @@ class Gateway:
 
     async def _commit(
         self,
-        call: _Call,
+        call: Call,
         loaded: _Loaded,
         role: str,
         reply: dict[str, Any] | None,
@@ -354,7 +354,7 @@ class Gateway:
         if event not in self.spec.events:
             known = ", ".join(self.spec.events)
             return JSONResponse({"error": f"unknown event {event!r}; spec '{self.spec.name}' has: {known}"}, 404)
-        note = await _operator_note(request)
+        note = await operator_note(request)
         if isinstance(note, Response):
             return note
         found = await self._find(key)  # absent or unreadable: said as the control API says it
@@ -400,7 +400,7 @@ class Gateway:
             return JSONResponse({"error": f"no session {key!r} (GET /lwfsm/sessions lists them)"}, 404)
         self.metrics.moved(fired["move"], rec.source, rec.dest, event)
         logger.info("session %s: %s fired by hand: %s -> %s", key, event, rec.source, rec.dest)
-        return _Ascii(self._summary(key, fired["record"]))
+        return AsciiJSON(self._summary(key, fired["record"]))
 
 
 def _keep(meta: dict[str, Any], done: Move, last_switch: dict[str, Any]) -> None:
@@ -459,8 +459,8 @@ def create_app(gateway: Gateway) -> Starlette:
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(_Bodies, gateway=g)],
-        exception_handlers={404: _not_found, 405: _not_found, StoreError: _store_failed, Exception: _crash},
+        middleware=[Middleware(Bodies, gateway=g)],
+        exception_handlers={404: not_found, 405: not_found, StoreError: store_failed, Exception: crash},
     )
     app.state.gateway = g  # for in-process tests and embedding
     return app

@@ -13,10 +13,10 @@ from ..errors import LwfsmError
 from ..store.rows import CHAINS
 from ..turn.handoff import MAX_NOTE
 from .identity import is_loopback
-from .intake import _Reject
-from .replies import _Ascii
+from .intake import Reject
+from .replies import AsciiJSON
 
-__all__ = ["Control"]
+__all__ = ["Control", "operator_note"]
 
 if TYPE_CHECKING:
     from .app import Gateway, _Record
@@ -46,7 +46,7 @@ class Control:
         a gateway key it needs that key; without one it answers this host's clients only."""
         try:
             self.gateway.intake.authorise(request)
-        except _Reject as exc:
+        except Reject as exc:
             return JSONResponse({"error": exc.message}, exc.status)
         if self.gateway.key is None and not is_loopback(request.client.host if request.client else ""):
             message = "the control API answers other hosts only when the gateway has a key (lwfsm serve --api-key-env)"
@@ -81,7 +81,7 @@ class Control:
     async def list_sessions(self, request: Request) -> Response:
         if (denied := self.check(request)) is not None:
             return denied
-        return _Ascii(await self.sessions())
+        return AsciiJSON(await self.sessions())
 
     async def sessions(self) -> dict[str, Any]:
         """Every conversation's summary, the rows that cannot be read, and the totals across them."""
@@ -106,7 +106,7 @@ class Control:
             return found[0], self.gateway._record(key, found[1])
         except _UNREADABLE as exc:
             message = f"session {key!r} cannot be read: {exc}; DELETE /lwfsm/sessions/{key} removes it"
-            return _Ascii({"error": message}, 409)
+            return AsciiJSON({"error": message}, 409)
 
     async def get_session(self, request: Request) -> Response:
         if (denied := self.check(request)) is not None:
@@ -115,7 +115,7 @@ class Control:
         found = await self.find(key)
         if isinstance(found, Response):
             return found
-        return _Ascii(self.detail(key, found[1]))
+        return AsciiJSON(self.detail(key, found[1]))
 
     def detail(self, key: str, record: _Record) -> dict[str, Any]:
         """One conversation: its summary, counters, pending turn, recent history, ledger and diagram."""
@@ -144,7 +144,7 @@ class Control:
         return Response(status_code=204)
 
 
-async def _operator_note(request: Request) -> str | None | Response:
+async def operator_note(request: Request) -> str | None | Response:
     """The note a manual event may carry (`{"note": "..."}`), for the next call's model; a 400 if malformed."""
     raw = await request.body()
     if not raw.strip():

@@ -14,8 +14,8 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from ..turn.bindings import RoleBinding
 from .codec import CODECS, Stream, noted
 from .codec.common import SSEReader, with_model
-from .intake import Protocol, _Call, _names
-from .replies import _recorded, _usage_header, error_body
+from .intake import Call, Protocol, call_names
+from .replies import error_body, recorded_trailer, usage_header
 
 __all__ = ["Forward"]
 
@@ -43,12 +43,12 @@ class Forward:
         provider = CODECS[protocol].provider  # "" for a protocol no upstream is forwarded in
         return bool(provider) and prefix == provider
 
-    def _upstream(self, call: _Call, binding: RoleBinding) -> tuple[str, dict[str, str]]:
+    def _upstream(self, call: Call, binding: RoleBinding) -> tuple[str, dict[str, str]]:
         key = self.gateway.env.get(binding.api_key_env) if binding.api_key_env else None
         return CODECS[call.protocol].endpoint(binding.api_base, key, call.headers)
 
     async def send(
-        self, call: _Call, loaded: _Loaded, role: str, binding: RoleBinding, lw: dict[str, str], final: bool
+        self, call: Call, loaded: _Loaded, role: str, binding: RoleBinding, lw: dict[str, str], final: bool
     ) -> Response | None:
         """The fast path: the client's bytes (model replaced) to an upstream of the same protocol."""
         assert self.gateway.http is not None
@@ -125,7 +125,7 @@ class Forward:
             call.answer = parsed
             if (turn := await self.gateway._commit(call, loaded, role, reply, usage, parsed.get("model"))) is not None:
                 passthrough["x-lwfsm-turn"] = turn
-            passthrough.update(_usage_header(call))
+            passthrough.update(usage_header(call))
             return Response(data, upstream.status, headers=passthrough)
         return StreamingResponse(self._relay(call, loaded, role, upstream), upstream.status, headers=passthrough)
 
@@ -140,11 +140,11 @@ class Forward:
             protocol.start_timeout()
 
     async def _relay(
-        self, call: _Call, loaded: _Loaded, role: str, upstream: aiohttp.ClientResponse
+        self, call: Call, loaded: _Loaded, role: str, upstream: aiohttp.ClientResponse
     ) -> AsyncIterator[bytes]:
         reader = SSEReader()
         codec = CODECS[call.protocol]
-        acc: Stream = codec.stream(_names(call))
+        acc: Stream = codec.stream(call_names(call))
         # A usage chunk that comes after the finish chunk: when it was asked for, the call settles with it.
         usage = codec.usage_follows(call.body)
         settled = False
@@ -164,4 +164,4 @@ class Forward:
         if not settled:
             await self.gateway.turns.settle_stream(call, loaded, role, acc)
         if call.turn is not None:
-            yield _recorded(call.turn, reader.partial)
+            yield recorded_trailer(call.turn, reader.partial)

@@ -1,4 +1,4 @@
-"""Intake: a request read, checked and made a `_Call` (the gateway key, the body within its limits, the
+"""Intake: a request read, checked and made a `Call` (the gateway key, the body within its limits, the
 shape both turn protocols require), before any store or upstream call.
 
 A call's idempotency key (`lwfsm.turn.loop`: the client's request id if given, else a digest of its
@@ -28,7 +28,7 @@ from ..turn import Usage, params
 from .codec import CODECS
 from .identity import Identity, identify, side_call
 
-__all__ = ["Intake", "Protocol"]
+__all__ = ["Bodies", "Call", "call_names", "Intake", "Protocol", "Reject"]
 
 if TYPE_CHECKING:
     from .app import Gateway
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 Protocol = Literal["openai", "anthropic"]
 
 
-class _Reject(Exception):
+class Reject(Exception):
     """A request refused before any upstream call: (status, message) in the client's protocol."""
 
     def __init__(
@@ -48,7 +48,7 @@ class _Reject(Exception):
 
 
 @dataclass
-class _Call:
+class Call:
     """One request on its way through the gateway."""
 
     protocol: Protocol
@@ -67,12 +67,12 @@ class _Call:
     answer: dict[str, Any] | None = None  # the upstream's answer, parsed, when it came whole (for `responses`)
 
 
-def _names(call: _Call) -> list[str]:
+def call_names(call: Call) -> list[str]:
     """The tool names the request declared (what a streamed tool call's name is merged against)."""
     return [str(t["function"]["name"]) for t in call.tools]
 
 
-class _Bodies:
+class Bodies:
     """Gives back the body bytes a request took from --body-budget (`Gateway._hold`) once it has been
     answered: when the app returns, a streamed reply has been sent whole too."""
 
@@ -91,18 +91,18 @@ def _check_shape(body: Mapping[str, Any]) -> None:
     mistake is its 400, never an upstream error (nor a call to the lead's model)."""
     messages = body.get("messages")
     if not isinstance(messages, list):
-        raise _Reject(400, "'messages' must be a list")
+        raise Reject(400, "'messages' must be a list")
     if (i := next((i for i, m in enumerate(messages) if not isinstance(m, dict)), None)) is not None:
-        raise _Reject(400, f"'messages[{i}]' must be an object, got {type(messages[i]).__name__}")
+        raise Reject(400, f"'messages[{i}]' must be an object, got {type(messages[i]).__name__}")
     tools = body.get("tools")
     if tools is not None and not (isinstance(tools, list) and all(isinstance(t, dict) for t in tools)):
-        raise _Reject(400, "'tools' must be a list of objects")
+        raise Reject(400, "'tools' must be a list of objects")
     if any(not isinstance(t.get("function", {}), dict) for t in tools or ()):
-        raise _Reject(400, "a tool's 'function' must be an object")
+        raise Reject(400, "a tool's 'function' must be an object")
     if body.get("stream") not in (None, True, False):
-        raise _Reject(400, f"'stream' must be true or false, got {body['stream']!r:.40}")
+        raise Reject(400, f"'stream' must be true or false, got {body['stream']!r:.40}")
     if body.get("metadata") is not None and not isinstance(body["metadata"], dict):
-        raise _Reject(400, "'metadata' must be an object")
+        raise Reject(400, "'metadata' must be an object")
 
 
 class Intake:
@@ -123,7 +123,7 @@ class Intake:
         if self.gateway.key is not None and (
             presented is None or not hmac.compare_digest(presented.encode(), self.gateway.key.encode())
         ):
-            raise _Reject(
+            raise Reject(
                 401, "missing or wrong gateway key (send it as a Bearer token or x-api-key)", "authentication_error"
             )
         return presented
@@ -132,7 +132,7 @@ class Intake:
         """Count `size` more bytes of this request's body against --body-budget, or refuse the request."""
         g = self.gateway
         if g.held + size > g.body_budget:
-            raise _Reject(
+            raise Reject(
                 503,
                 f"the gateway is holding {g.held} bytes of other requests' bodies; {size} more would go over "
                 f"--body-budget {g.body_budget}: retry in a moment",
@@ -147,40 +147,40 @@ class Intake:
         declared = request.headers.get("content-length")
         held = int(declared) if declared and declared.isdigit() else 0
         if held > self.gateway.max_body:
-            raise _Reject(413, f"request body over the gateway's limit of {self.gateway.max_body} bytes")
+            raise Reject(413, f"request body over the gateway's limit of {self.gateway.max_body} bytes")
         self._hold(request, held)  # before a byte is read: a body that cannot be held is not read
         chunks, size = [], 0
         try:
             async for chunk in request.stream():
                 size += len(chunk)
                 if size > self.gateway.max_body:
-                    raise _Reject(413, f"request body over the gateway's limit of {self.gateway.max_body} bytes")
+                    raise Reject(413, f"request body over the gateway's limit of {self.gateway.max_body} bytes")
                 if size > held:  # no length given, or more than it said
                     self._hold(request, size - held)
                     held = size
                 chunks.append(chunk)
         except ClientDisconnect:  # nobody to answer; not an error of the gateway's
-            raise _Reject(400, "the client went away before sending the whole body") from None
+            raise Reject(400, "the client went away before sending the whole body") from None
         raw = b"".join(chunks)
         try:
             found = _parse_body(raw)
             body = json.loads(raw) if found is None else found[0]  # not a plain object: json says what is wrong
         except ValueError as exc:
-            raise _Reject(400, f"request body is not valid JSON: {exc}") from None
+            raise Reject(400, f"request body is not valid JSON: {exc}") from None
         except RecursionError:
-            raise _Reject(400, "request body is nested too deeply to read") from None
+            raise Reject(400, "request body is nested too deeply to read") from None
         if not isinstance(body, dict):
-            raise _Reject(400, f"request body must be a JSON object, got {type(body).__name__}")
+            raise Reject(400, f"request body must be a JSON object, got {type(body).__name__}")
         return raw, body, None if found is None else found[1]
 
-    async def read(self, request: Request, protocol: Protocol) -> _Call:
+    async def read(self, request: Request, protocol: Protocol) -> Call:
         client_key = self.authorise(request)
         raw, body, key = await self.read_json(request)
         _check_shape(body)
         codec = CODECS[protocol]
         why = params.refused(codec.params, body)
         if why is not None:
-            raise _Reject(400, why)
+            raise Reject(400, why)
         read = codec.read_request(body)  # the conversation in OpenAI shape, for judging
         return self.call(
             protocol, request.headers, body, raw, read.messages, read.tools, read.system, client_key, body, key
@@ -198,11 +198,11 @@ class Intake:
         client_key: str | None,
         sent: Mapping[str, Any],  # the body the client sent (its ids identify the conversation)
         key: str | None = None,  # the digest of the messages' text (`read_json`)
-    ) -> _Call:
+    ) -> Call:
         names = [str((t.get("function") or {}).get("name")) for t in tools]
         ident = identify(headers, sent, messages, system, names, client_key)
         side = side_call(headers, sent, messages, system)
-        return _Call(
+        return Call(
             protocol,
             body,
             raw,

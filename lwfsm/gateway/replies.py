@@ -13,9 +13,19 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from ..cost.report import printable
 from .codec import CODECS
-from .intake import Protocol, _Call
+from .intake import Call, Protocol
 
-__all__ = ["error_body"]
+__all__ = [
+    "AsciiJSON",
+    "crash",
+    "error_body",
+    "log_error",
+    "not_found",
+    "recorded_trailer",
+    "single_chunk",
+    "store_failed",
+    "usage_header",
+]
 
 logger = logging.getLogger("lwfsm.gateway")
 
@@ -24,7 +34,7 @@ def error_body(protocol: Protocol, status: int, message: str, kind: str | None =
     return CODECS[protocol].error_body(status, message, kind)
 
 
-class _Ascii(JSONResponse):
+class AsciiJSON(JSONResponse):
     """JSON in ASCII: a lone surrogate a client or an upstream sent (JSON allows
     "\\ud800") is escaped again, not a 500 for UTF-8."""
 
@@ -32,7 +42,7 @@ class _Ascii(JSONResponse):
         return json.dumps(content, allow_nan=False, separators=(",", ":")).encode()
 
 
-def _usage_header(call: _Call) -> dict[str, str]:
+def usage_header(call: Call) -> dict[str, str]:
     """x-lwfsm-usage of a reply recorded whole: the tokens recorded, or `unknown` when the upstream
     reported none (never 0)."""
     u = call.usage
@@ -41,7 +51,7 @@ def _usage_header(call: _Call) -> dict[str, str]:
     return {"x-lwfsm-usage": "unknown" if u.unreported else f"in={u.prompt_tokens} out={u.completion_tokens}"}
 
 
-def _recorded(turn: str, partial: bool = False) -> bytes:
+def recorded_trailer(turn: str, partial: bool = False) -> bytes:
     """A stream's last line: an SSE comment (every SSE client skips it) with the turn the call was
     recorded as. A streamed reply's x-lwfsm-turn header went out before the call was recorded: it is
     the turn planned, which a concurrent call of the same conversation may have taken first.
@@ -49,15 +59,15 @@ def _recorded(turn: str, partial: bool = False) -> bytes:
     return (b"\n" if partial else b"") + b": x-lwfsm-turn " + turn.encode() + b"\n\n"
 
 
-async def _once(data: bytes) -> AsyncIterator[bytes]:
+async def single_chunk(data: bytes) -> AsyncIterator[bytes]:
     yield data
 
 
-async def _not_found(request: Request, exc: Exception) -> Response:
+async def not_found(request: Request, exc: Exception) -> Response:
     return JSONResponse({"error": f"no route {request.method} {request.url.path}"}, 404)
 
 
-def _log_error(request: Request, response: Response) -> None:
+def log_error(request: Request, response: Response) -> None:
     """An error a turn endpoint answers is one log line: the agent shows its user a failure (an
     unreachable upstream, a request an upstream refused, a parameter the gateway refuses), and whoever
     runs the gateway sees which and why. The body is what the client got: upstream keys already redacted."""
@@ -75,14 +85,14 @@ def _log_error(request: Request, response: Response) -> None:
     logger.warning("%s %s%s: %d to the client: %s", request.method, request.url.path, where, response.status_code, text)
 
 
-async def _store_failed(request: Request, exc: Exception) -> Response:
+async def store_failed(request: Request, exc: Exception) -> Response:
     # A store that is down, or a row that is not ours: the message names the store (password
     # redacted) and the session, and says what to do; nothing was written.
     logger.error("%s %s: %s", request.method, request.url.path, exc)
     return JSONResponse({"error": {"message": str(exc), "type": "api_error"}}, 503)
 
 
-async def _crash(request: Request, exc: Exception) -> Response:
+async def crash(request: Request, exc: Exception) -> Response:
     logger.exception("unexpected error on %s %s", request.method, request.url.path)
     return JSONResponse(
         {"error": {"message": f"internal gateway error: {type(exc).__name__}", "type": "api_error"}}, 500

@@ -24,8 +24,8 @@ from .codec.responses import (
     responses_object,
     responses_tools,
 )
-from .intake import _Call, _Reject
-from .replies import _Ascii, _log_error, _once, _recorded, error_body
+from .intake import Call, Reject
+from .replies import AsciiJSON, error_body, log_error, recorded_trailer, single_chunk
 
 __all__ = ["Responses"]
 
@@ -56,7 +56,7 @@ class Responses:
             except RecursionError:  # input items nested deeper than reading them allows
                 response = JSONResponse(error_body("openai", 400, "request content is nested too deeply to read"), 400)
             self.gateway.metrics.latency.labels(request.url.path).observe(time.perf_counter() - started)
-            _log_error(request, response)
+            log_error(request, response)
             return traced.send(response)
 
     def _chain_key(self, client_key: str | None, rid: str) -> str:
@@ -73,7 +73,7 @@ class Responses:
             found = self.gateway.chains.get(self._chain_key(client_key, at))
             if found is None:
                 gone = "is unknown to this gateway" if at == rid else f"continues {at!r}, which is no longer kept"
-                raise _Reject(
+                raise Reject(
                     404,
                     f"previous_response_id {rid!r} {gone} (responses sent with store=false are not kept, and kept "
                     "ones expire with the store's TTL; send the whole input instead)",
@@ -92,7 +92,7 @@ class Responses:
         Chains live in the gateway's store."""
         try:
             client_key, body, previous = await self._read(request)
-        except _Reject as exc:
+        except Reject as exc:
             return JSONResponse(error_body("openai", exc.status, exc.message, exc.kind), exc.status, exc.headers)
         prev = body.get("previous_response_id")
         added = responses_messages(body["input"])
@@ -110,7 +110,7 @@ class Responses:
             chunks = (
                 result.body_iterator
                 if isinstance(result, StreamingResponse)
-                else _once(CODECS["openai"].events(answer))
+                else single_chunk(CODECS["openai"].events(answer))
             )
             shaper = ResponsesStream(rid, body, int(time.time()))
             events = self._responses_stream(call, chunks, shaper, chain, prev, added)
@@ -123,7 +123,7 @@ class Responses:
         if chain is not None:
             link = json.dumps({"prev": prev, "messages": [*added, reply]})
             await self.gateway._io(self.gateway.chains.put, chain, link, 0)
-        return _Ascii(out, headers=lw)  # ASCII: the reply may hold a lone surrogate
+        return AsciiJSON(out, headers=lw)  # ASCII: the reply may hold a lone surrogate
 
     async def _read(self, request: Request) -> tuple[str | None, dict[str, Any], list[dict[str, Any]]]:
         """Intake: the client's key, the checked body, and the messages of the chain it continues."""
@@ -131,24 +131,24 @@ class Responses:
         raw, body, _ = await self.gateway.intake.read_json(request)  # its messages come from a chain too
         why = params.refused("responses", body)
         if why is not None:
-            raise _Reject(400, why)
+            raise Reject(400, why)
         if not isinstance(body.get("input"), str | list):
-            raise _Reject(400, "'input' must be a string or a list of items")
+            raise Reject(400, "'input' must be a string or a list of items")
         if body.get("stream") not in (None, True, False):
-            raise _Reject(400, f"'stream' must be true or false, got {body['stream']!r:.40}")
+            raise Reject(400, f"'stream' must be true or false, got {body['stream']!r:.40}")
         if body.get("tools") is not None and not isinstance(body["tools"], list):
-            raise _Reject(400, "'tools' must be a list")
+            raise Reject(400, "'tools' must be a list")
         previous: list[dict[str, Any]] = []
         prev = body.get("previous_response_id")
         if prev is not None and not isinstance(prev, str):
-            raise _Reject(400, "'previous_response_id' must be a string")
+            raise Reject(400, "'previous_response_id' must be a string")
         if prev is not None:
             previous = await self.gateway._io(self._chain, client_key, prev)
         return client_key, body, previous
 
     def _chat(
         self, headers: Mapping[str, str], client_key: str | None, body: dict[str, Any], messages: list[dict[str, Any]]
-    ) -> _Call:
+    ) -> Call:
         """The Chat Completions call a Responses request is served as (its ids still identify the conversation)."""
         instructions = body.get("instructions")
         full = ([{"role": "system", "content": str(instructions)}] if instructions else []) + messages
@@ -163,7 +163,7 @@ class Responses:
 
     async def _responses_stream(
         self,
-        call: _Call,
+        call: Call,
         chat: AsyncIterable[Any],
         out: ResponsesStream,
         chain: str | None,
@@ -190,4 +190,4 @@ class Responses:
         if chain is not None:
             link = {"prev": prev, "messages": [*added, out.acc.reply()]}
             await self.gateway._io(self.gateway.chains.put, chain, json.dumps(link), 0)
-        yield out.finish() + (_recorded(call.turn) if call.turn is not None else b"")
+        yield out.finish() + (recorded_trailer(call.turn) if call.turn is not None else b"")

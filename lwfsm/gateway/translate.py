@@ -15,8 +15,8 @@ from ..turn import params
 from ..turn.bindings import RoleBinding
 from .codec import CODECS
 from .codec.common import SSEReader
-from .intake import _Call, _names
-from .replies import _Ascii, _recorded, _usage_header, error_body
+from .intake import Call, call_names
+from .replies import AsciiJSON, error_body, recorded_trailer, usage_header
 
 __all__ = ["Translate"]
 
@@ -56,7 +56,7 @@ class Translate:
     # -- through LiteLLM, when the upstream speaks the other protocol (or --mock) --
 
     async def send(
-        self, call: _Call, loaded: _Loaded, role: str, binding: RoleBinding, lw: dict[str, str], final: bool
+        self, call: Call, loaded: _Loaded, role: str, binding: RoleBinding, lw: dict[str, str], final: bool
     ) -> Response | None:
         adapter = await self.adapter()
         litellm = adapter.litellm
@@ -108,8 +108,8 @@ class Translate:
             reply, usage = answer.message, answer.usage
             if (turn := await self.gateway._commit(call, loaded, role, reply, usage, data.get("model"))) is not None:
                 lw["x-lwfsm-turn"] = turn
-            lw.update(_usage_header(call))
-            return _Ascii(data, headers=lw)
+            lw.update(usage_header(call))
+            return AsciiJSON(data, headers=lw)
         if call.protocol == "openai":
             return StreamingResponse(
                 self._litellm_stream(call, loaded, role, result), headers=lw, media_type="text/event-stream"
@@ -128,8 +128,8 @@ class Translate:
                 usage = None  # no call reads no tokens: LiteLLM's zeros for an upstream that reported none
             if (turn := await self.gateway._commit(call, loaded, role, reply, usage, message.get("model"))) is not None:
                 lw["x-lwfsm-turn"] = turn
-            lw.update(_usage_header(call))
-            return _Ascii(message, headers=lw)
+            lw.update(usage_header(call))
+            return AsciiJSON(message, headers=lw)
         return StreamingResponse(
             self._bytes_stream(call, loaded, role, result, adapter.anthropic_reported),
             headers=lw,
@@ -147,8 +147,8 @@ class Translate:
             )
         return self._clients[role]
 
-    async def _litellm_stream(self, call: _Call, loaded: _Loaded, role: str, stream: Any) -> AsyncIterator[bytes]:
-        acc = CODECS[call.protocol].stream(_names(call))
+    async def _litellm_stream(self, call: Call, loaded: _Loaded, role: str, stream: Any) -> AsyncIterator[bytes]:
+        acc = CODECS[call.protocol].stream(call_names(call))
         async for chunk in stream:
             data = chunk.model_dump(mode="json", exclude_none=True)
             acc.add(data)
@@ -158,17 +158,17 @@ class Translate:
         # estimate (None: unknown).
         acc.usage = (await self.adapter()).provider_usage(stream)
         await self.gateway.turns.settle_stream(call, loaded, role, acc)  # stored before the client sees the end
-        yield b"data: [DONE]\n\n" + (_recorded(call.turn) if call.turn is not None else b"")
+        yield b"data: [DONE]\n\n" + (recorded_trailer(call.turn) if call.turn is not None else b"")
 
-    async def _replay(self, call: _Call, loaded: _Loaded, role: str, data: bytes) -> AsyncIterator[bytes]:
+    async def _replay(self, call: Call, loaded: _Loaded, role: str, data: bytes) -> AsyncIterator[bytes]:
         acc = CODECS[call.protocol].stream()
         for event in SSEReader().feed(data):
             acc.add(event)
         await self.gateway.turns.settle_stream(call, loaded, role, acc)  # stored before the client sees the end
-        yield data + (_recorded(call.turn) if call.turn is not None else b"")
+        yield data + (recorded_trailer(call.turn) if call.turn is not None else b"")
 
     async def _bytes_stream(
-        self, call: _Call, loaded: _Loaded, role: str, stream: Any, reported: Callable[[Any], bool]
+        self, call: Call, loaded: _Loaded, role: str, stream: Any, reported: Callable[[Any], bool]
     ) -> AsyncIterator[bytes]:
         """An Anthropic stream LiteLLM translated from another protocol's upstream, recorded as it ends."""
         reader, acc = SSEReader(), CODECS[call.protocol].stream()
@@ -186,7 +186,7 @@ class Translate:
         if not settled:
             await self.gateway.turns.settle_stream(call, loaded, role, acc)
         if call.turn is not None:
-            yield _recorded(call.turn, reader.partial)
+            yield recorded_trailer(call.turn, reader.partial)
 
 
 def _import_adapter() -> Any:

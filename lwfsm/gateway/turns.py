@@ -17,8 +17,8 @@ from ..errors import SnapshotError
 from ..turn.bindings import RoleBinding
 from . import targets
 from .codec import Stream
-from .intake import Protocol, _Call, _Reject
-from .replies import _log_error, error_body
+from .intake import Call, Protocol, Reject
+from .replies import error_body, log_error
 
 __all__ = ["Turns"]
 
@@ -60,7 +60,7 @@ class Turns:
         try:
             call = await self.gateway.intake.read(request, "anthropic")
             loaded = await self.gateway._load(call)
-        except _Reject as exc:
+        except Reject as exc:
             return JSONResponse(error_body("anthropic", exc.status, exc.message, exc.kind), exc.status, exc.headers)
         except RecursionError:
             return JSONResponse(error_body("anthropic", 400, "request content is nested too deeply to read"), 400)
@@ -76,7 +76,7 @@ class Turns:
         return JSONResponse({"input_tokens": count}, headers=self._headers(call, loaded, role))
 
     @staticmethod
-    async def count(litellm: Any, call: _Call, model: str) -> int:
+    async def count(litellm: Any, call: Call, model: str) -> int:
         """The input tokens of a Messages call as `model` counts them, with LiteLLM's tokenizers."""
         system = call.body.get("system")
         messages = [{"role": "system", "content": system}] if isinstance(system, str) and system else []
@@ -88,19 +88,19 @@ class Turns:
         with self.gateway.tracing.call(request.headers, request.method, request.url.path) as traced:
             response = await self._serve(request, protocol)
             self.gateway.metrics.latency.labels(request.url.path).observe(time.perf_counter() - started)
-            _log_error(request, response)
+            log_error(request, response)
             return traced.send(response)
 
     async def _serve(self, request: Request, protocol: Protocol) -> Response:
         try:
             call = await self.gateway.intake.read(request, protocol)
-        except _Reject as exc:
+        except Reject as exc:
             return JSONResponse(error_body(protocol, exc.status, exc.message, exc.kind), exc.status, exc.headers)
         except RecursionError:  # content nested deeper than reading it allows (the body parsed)
             return JSONResponse(error_body(protocol, 400, "request content is nested too deeply to read"), 400)
         return await self.run(call)
 
-    async def run(self, call: _Call) -> Response:
+    async def run(self, call: Call) -> Response:
         protocol = call.protocol
         try:
             loaded = await self.gateway._load(call)
@@ -126,7 +126,7 @@ class Turns:
                 return result
         return JSONResponse(error_body(protocol, 502, "no upstream answered"), 502)  # pragma: no cover
 
-    def _headers(self, call: _Call, loaded: _Loaded, role: str) -> dict[str, str]:
+    def _headers(self, call: Call, loaded: _Loaded, role: str) -> dict[str, str]:
         conv, plan = loaded.conv, loaded.plan
         if call.side is not None:
             turn = conv.pending.turn if conv.pending is not None else conv.session.turn
@@ -149,7 +149,7 @@ class Turns:
             out["x-lwfsm-handoff"] = str(len(plan.note))  # the characters of the note this call carries
         return out
 
-    async def settle_stream(self, call: _Call, loaded: _Loaded, role: str, acc: Stream) -> None:
+    async def settle_stream(self, call: Call, loaded: _Loaded, role: str, acc: Stream) -> None:
         """Record a streamed call once its stream has ended whole, before the client sees the end; a cut
         stream records nothing."""
         if not acc.done:
@@ -159,7 +159,7 @@ class Turns:
         await self.gateway._commit(call, loaded, role, answer.message, answer.usage, answer.model)
 
     async def _fit(
-        self, call: _Call, body: dict[str, Any], raw: bytes, role: str, binding: RoleBinding, fast: bool
+        self, call: Call, body: dict[str, Any], raw: bytes, role: str, binding: RoleBinding, fast: bool
     ) -> tuple[dict[str, Any], bytes]:
         """The request body and bytes for this role's model: what it cannot take dropped (`targets`), with
         a log line the first time a role's model drops those parameters."""
@@ -186,7 +186,7 @@ class Turns:
     async def models(self, request: Request) -> Response:
         try:
             self.gateway.intake.authorise(request)
-        except _Reject as exc:
+        except Reject as exc:
             return JSONResponse(error_body("openai", exc.status, exc.message, exc.kind), exc.status)
         ids = ["lwfsm", *(f"lwfsm-{r}" for r in self.gateway.roles)]
         data = [

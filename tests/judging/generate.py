@@ -70,7 +70,8 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from lwfsm.gateway import wire  # noqa: E402
+from lwfsm.gateway.codec.messages import anthropic_messages  # noqa: E402
+from lwfsm.gateway.codec.responses import responses_messages  # noqa: E402
 from lwfsm.gateway.identity import side_call  # noqa: E402
 from tests import anthropic_server, openai_server  # noqa: E402
 
@@ -2287,9 +2288,9 @@ def _parsed(protocol: str, body: dict[str, Any]) -> tuple[list[dict[str, Any]], 
     if protocol == "anthropic":
         system = body.get("system")
         text = system if isinstance(system, str) else _text(system)
-        return wire.anthropic_messages(body), text
+        return anthropic_messages(body), text
     if protocol == "responses":
-        return wire.responses_messages(body["input"]), str(body.get("instructions") or "")
+        return responses_messages(body["input"]), str(body.get("instructions") or "")
     messages = body["messages"]
     return messages, "\n".join(str(m["content"]) for m in messages if m["role"] in ("system", "developer"))
 

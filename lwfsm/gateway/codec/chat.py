@@ -10,7 +10,7 @@ from typing import Any
 
 from ...turn.stream import OpenAIStream, merged_name
 from .base import Answer, Request
-from .common import Message, _text, first_user_text, messages_span
+from .common import Message, first_user_text, messages_span, part_text
 
 __all__ = ["CODEC", "ChatStream", "OpenAIStream", "merged_name", "openai_chunk", "openai_reply", "plain_chat"]
 
@@ -64,7 +64,7 @@ def plain_chat(messages: Sequence[Any]) -> list[Any]:
         elif isinstance(m, Mapping) and m.get("role") == "system" and isinstance(m.get("content"), list):
             parts = m["content"]
             if all(isinstance(b, Mapping) and b.get("type") == "text" for b in parts):
-                m = {**m, "content": _text(parts)}
+                m = {**m, "content": part_text(parts)}
         out.append(m)
     return out
 

@@ -8,10 +8,12 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+__all__ = ["Message", "SSEReader", "first_user_text", "members", "messages_span", "part_text", "with_model"]
+
 Message = dict[str, Any]
 
 
-def _text(blocks: Any) -> str:
+def part_text(blocks: Any) -> str:
     if isinstance(blocks, str):
         return blocks
     if not isinstance(blocks, list):
@@ -62,7 +64,7 @@ def first_user_text(messages: Sequence[Mapping[str, Any]]) -> str:
     for m in messages:
         if m.get("role") == "user":
             c = m.get("content")
-            return c if isinstance(c, str) else _text(c)
+            return c if isinstance(c, str) else part_text(c)
     return ""
 
 

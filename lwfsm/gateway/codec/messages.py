@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from .base import Answer, Request
-from .common import Message, _text, first_user_text, members, messages_span
+from .common import Message, first_user_text, members, messages_span, part_text
 
 __all__ = [
     "CODEC",
@@ -33,7 +33,7 @@ def anthropic_messages(body: Mapping[str, Any]) -> list[Message]:
             continue
         role, content = m.get("role"), m.get("content")
         if role == "assistant":
-            msg: Message = {"role": "assistant", "content": _text(content)}
+            msg: Message = {"role": "assistant", "content": part_text(content)}
             calls = [
                 {
                     "id": b.get("id"),
@@ -56,7 +56,7 @@ def anthropic_messages(body: Mapping[str, Any]) -> list[Message]:
                     tool: Message = {
                         "role": "tool",
                         "tool_call_id": b.get("tool_use_id"),
-                        "content": _text(b.get("content")),
+                        "content": part_text(b.get("content")),
                     }
                     if b.get("is_error") is True:
                         tool["is_error"] = True
@@ -103,7 +103,7 @@ def anthropic_reply(response: Mapping[str, Any]) -> tuple[Message | None, Any]:
     content = response.get("content")
     if not isinstance(content, list):
         return None, _anthropic_usage(response.get("usage"))
-    reply: Message = {"role": "assistant", "content": _text(content)}
+    reply: Message = {"role": "assistant", "content": part_text(content)}
     calls = [
         {
             "id": b.get("id"),
