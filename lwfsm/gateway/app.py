@@ -38,7 +38,7 @@ from starlette.routing import Mount, Route
 
 from ..cost.pricing import PriceMap
 from ..engine import Engine
-from ..errors import Conflict, LwfsmError, SnapshotError, StoreError, TransitionNotAllowed
+from ..errors import Conflict, LwfsmError, StoreError, TransitionNotAllowed
 from ..spec import Spec
 from ..store.rows import CHAINS, split
 from ..turn import Conversation, Judged, Plan, TurnCore, Usage
@@ -226,13 +226,7 @@ class Gateway:
 
     def _record(self, key: str, text: str) -> _Record:
         state, last, lines = split(self.store.url, key, text)
-        try:
-            meta = json.loads(lines[0]) if lines else {}
-        except ValueError:
-            meta = None
-        if not isinstance(meta, dict):
-            raise SnapshotError(f"session {key!r}: the gateway's line of the row is not a JSON object")
-        return _Record(self.rollout.restore(key, state), last, meta, lines[1:])
+        return _Record(self.rollout.restore(key, state), last, meta_of(key, lines), lines[1:])
 
     async def _load(self, call: Call) -> _Loaded:
         turn = await self.conversations.abegin(
