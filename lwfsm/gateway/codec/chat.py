@@ -9,8 +9,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ...turn.stream import OpenAIStream, merged_name
-from .base import Answer, Request
-from .common import Message, first_user_text, messages_span, part_text
+from .base import Answer, Request, Stream
+from .common import Message, appended, first_user_text, part_text
 
 __all__ = ["CODEC", "ChatStream", "OpenAIStream", "merged_name", "openai_chunk", "openai_reply", "plain_chat"]
 
@@ -98,7 +98,7 @@ class Chat:
         finish = first.get("finish_reason")
         return Answer(reply, usage, str(finish) if finish else None, body.get("model"))
 
-    def stream(self, tools: Iterable[str] = ()) -> ChatStream:
+    def stream(self, tools: Iterable[str] = ()) -> Stream:
         return ChatStream(tools)
 
     def events(self, body: Mapping[str, Any]) -> bytes:
@@ -112,12 +112,7 @@ class Chat:
         return [*messages, {"role": "user", "content": note}]
 
     def with_note(self, raw: bytes, note: str) -> bytes | None:
-        found = messages_span(raw)
-        if found is None:
-            return None
-        close, elements = found
-        comma = b"," if elements else b""
-        return raw[:close] + comma + json.dumps({"role": "user", "content": note}).encode() + raw[close:]
+        return appended(raw, json.dumps({"role": "user", "content": note}).encode())
 
     def endpoint(self, base: str | None, key: str | None, sent: Mapping[str, str]) -> tuple[str, dict[str, str]]:
         headers = {"content-type": "application/json"}

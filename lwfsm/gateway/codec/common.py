@@ -8,7 +8,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["Message", "SSEReader", "first_user_text", "members", "messages_span", "part_text", "with_model"]
+__all__ = ["Message", "SSEReader", "appended", "first_user_text", "members", "messages_span", "part_text", "with_model"]
 
 Message = dict[str, Any]
 
@@ -124,6 +124,16 @@ def members(raw: bytes, start: int) -> tuple[int, list[tuple[bytes | None, int, 
             elif depth == 0:
                 return m.end(), out
     return None
+
+
+def appended(raw: bytes, element: bytes) -> bytes | None:
+    """Request bytes with `element` (JSON) added at the end of the top-level `messages`, every other
+    byte as it was; None when the bytes do not have that shape."""
+    found = messages_span(raw)
+    if found is None:
+        return None
+    close, elements = found
+    return raw[:close] + (b"," if elements else b"") + element + raw[close:]
 
 
 def messages_span(raw: bytes) -> tuple[int, list[tuple[bytes | None, int, int]]] | None:

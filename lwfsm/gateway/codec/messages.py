@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from .base import Answer, Request
-from .common import Message, first_user_text, members, messages_span, part_text
+from .common import Message, appended, first_user_text, members, messages_span, part_text
 
 __all__ = [
     "CODEC",
@@ -257,12 +257,11 @@ class Messages:
         found = messages_span(raw)
         if found is None:
             return None
-        close, elements = found
-        comma = b"," if elements else b""
+        elements = found[1]
         block = json.dumps({"type": "text", "text": note}).encode()
         last = json.loads(raw[elements[-1][1] : elements[-1][2]]) if elements else None
         if not isinstance(last, dict) or last.get("role") != "user":
-            return raw[:close] + comma + b'{"role":"user","content":[' + block + b"]}" + raw[close:]
+            return appended(raw, b'{"role":"user","content":[' + block + b"]}")
         fields = members(raw, elements[-1][1])
         content = [m for m in fields[1] if m[0] == b'"content"'] if fields else []
         if len(content) != 1:

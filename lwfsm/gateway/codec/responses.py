@@ -4,12 +4,11 @@ messages, the Chat request that serves it, a Responses object and its stream eve
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .base import Answer, Request
-from .chat import CODEC as CHAT
-from .chat import OpenAIStream, plain_chat
+from .chat import Chat, OpenAIStream, plain_chat
 from .common import Message
 
 __all__ = [
@@ -310,10 +309,10 @@ class _Events:
         return CODEC.read_answer(self.final)
 
 
-class Responses:
+class Responses(Chat):
     """The Responses codec (`lwfsm.gateway.codec.base.Codec`). A Responses request is served as one
     Chat Completions call (`responses_chat_request`): what goes upstream (the endpoint, a handoff
-    note, when a stream's usage comes) is the Chat codec's."""
+    note, when a stream's usage comes) and the error shape are the Chat codec's, inherited."""
 
     name, params, provider = "responses", "responses", ""
 
@@ -366,21 +365,6 @@ class Responses:
         }
         out = ResponsesStream(str(body.get("id", "resp_")), body, int(body.get("created_at") or 0))
         return out.start() + out.add(chunk) + out.finish()
-
-    def error_body(self, status: int, message: str, kind: str | None = None) -> dict[str, Any]:
-        return CHAT.error_body(status, message, kind)
-
-    def note(self, messages: Sequence[Any], note: str) -> list[Any]:
-        return CHAT.note(messages, note)
-
-    def with_note(self, raw: bytes, note: str) -> bytes | None:
-        return CHAT.with_note(raw, note)
-
-    def endpoint(self, base: str | None, key: str | None, sent: Mapping[str, str]) -> tuple[str, dict[str, str]]:
-        return CHAT.endpoint(base, key, sent)
-
-    def usage_follows(self, body: Mapping[str, Any]) -> bool:
-        return CHAT.usage_follows(body)
 
 
 CODEC = Responses()
