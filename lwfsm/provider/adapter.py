@@ -430,40 +430,24 @@ class AgentSession:
 
     def _commit(self, call: _Call, role: str, response: Any) -> Any:
         """Settle and write the call through the loop (a lost race keeps this reply: lwfsm.turn.loop)."""
-        model, reply, usage = self._reply(call, role, response)
-        latency = time.perf_counter() - call.started
-        tools = call.kwargs.get("tools") or ()
-        done = self.loop.commit(
-            call.turn,
-            role=role,
-            model=model,
-            reply=reply,
-            tools=tools,
-            usage=usage,
-            latency=latency,
-            retries=len(call.failures),
-        )
-        return self._committed(call, role, model, latency, done, response)
+        served = self._served(call, role, response)
+        return self._committed(call, response, served, self.loop.commit(call.turn, **served))
 
     async def _acommit(self, call: _Call, role: str, response: Any) -> Any:
+        served = self._served(call, role, response)
+        return self._committed(call, response, served, await self.loop.acommit(call.turn, **served))
+
+    def _served(self, call: _Call, role: str, response: Any) -> dict[str, Any]:
+        """What the loop settles the call with: who served it, with what, how long it took."""
         model, reply, usage = self._reply(call, role, response)
         latency = time.perf_counter() - call.started
         tools = call.kwargs.get("tools") or ()
-        done = await self.loop.acommit(
-            call.turn,
-            role=role,
-            model=model,
-            reply=reply,
-            tools=tools,
-            usage=usage,
-            latency=latency,
-            retries=len(call.failures),
-        )
-        return self._committed(call, role, model, latency, done, response)
+        retries = len(call.failures)
+        return dict(role=role, model=model, reply=reply, tools=tools, usage=usage, latency=latency, retries=retries)
 
-    def _committed(self, call: _Call, role: str, model: str, latency: float, done: Committed, response: Any) -> Any:
+    def _committed(self, call: _Call, response: Any, served: dict[str, Any], done: Committed) -> Any:
         self.conversation = done.stored.conv
-        self.last = CallInfo(role, model, len(call.failures), call.plan.side, latency)
+        self.last = CallInfo(served["role"], served["model"], served["retries"], call.plan.side, served["latency"])
         self._write(done.judged)
         return response
 
