@@ -71,13 +71,12 @@ HISTORY = 20  # judged turns kept per conversation for the control API
 
 @dataclass
 class _Record:
-    """A stored conversation as the gateway reads it: an `lwfsm.store` row (header with the idempotency key
-    of the last recorded call, the state), then the gateway's own lines: `meta` (who the conversation is,
+    """A stored conversation as the gateway reads it: an `lwfsm.store` row (header, the state), then the
+    gateway's own lines: `meta` (who the conversation is,
     its switches) and its last judged turns, one JSON line each, parsed only when asked for. The loop
     (`conversation`) writes the row; `_commit` and `fire` give it these lines."""
 
     conv: Conversation
-    last: str | None  # the idempotency key of the last recorded turn call (lwfsm.turn.loop)
     meta: dict[str, Any]
     history: list[str]
 
@@ -225,15 +224,15 @@ class Gateway:
     # -- the store --
 
     def _record(self, key: str, text: str) -> _Record:
-        state, last, lines = split(self.store.url, key, text)
-        return _Record(self.rollout.restore(key, state), last, meta_of(key, lines), lines[1:])
+        state, _, lines = split(self.store.url, key, text)
+        return _Record(self.rollout.restore(key, state), meta_of(key, lines), lines[1:])
 
     async def _load(self, call: Call) -> _Loaded:
         turn = await self.conversations.abegin(
             call.ident.key, call.messages, side=call.side is not None, headers=call.headers, digest=call.messages_digest
         )
         stored = turn.stored
-        record = _Record(turn.conv, stored.key, meta_of(call.ident.key, stored.lines), list(stored.lines[1:]))
+        record = _Record(turn.conv, meta_of(call.ident.key, stored.lines), list(stored.lines[1:]))
         return _Loaded(turn.conv, stored.version, record, turn.retry, turn.plan, turn)
 
     async def _commit(
@@ -263,7 +262,7 @@ class Gateway:
         def lines(stored: Stored, judged: Judged | None) -> list[str]:
             """The gateway's lines of the row, on the state this attempt settled."""
             meta = meta_of(call.ident.key, stored.lines)
-            record = _Record(stored.conv, None, meta, list(stored.lines[1:]))
+            record = _Record(stored.conv, meta, list(stored.lines[1:]))
             seen.update(meta=meta, switched=False)
             if judged is not None:
                 record.add(judged.record(call.ident.session))
@@ -364,7 +363,7 @@ class Gateway:
 
         def lines(stored: Stored, _: Any) -> list[str]:
             conv, rec = stored.conv, fired["rec"]
-            record = fired["record"] = _Record(conv, stored.key, meta_of(key, stored.lines), list(stored.lines[1:]))
+            record = fired["record"] = _Record(conv, meta_of(key, stored.lines), list(stored.lines[1:]))
             fired["move"] = done = move(conv.core.spec, rec.source, rec.dest, event)
             reason = "fired through the control API"
             last = {"turn": fired["turn"], "from": rec.source, "to": rec.dest, "event": event, "reason": reason}
