@@ -803,14 +803,15 @@ class Reader:
         o = self.outcome(i, msg, tool, args)
         return o.flagged or (o.status or 0) != 0 or anchored_error(o.text) is not None
 
-    def _found(self, o: Outcome, kind: Kind, why: str, hit: tuple[int, str] | None = None) -> Finding:
-        """A failed outcome's finding: the environment's when its output says so, else `kind`."""
+    def _found(self, o: Outcome, kind: Kind, why: str, hit: tuple[int, str] | None = None, tail: int = 1500) -> Finding:
+        """A failed outcome's finding: the environment's when the last `tail` characters of its output
+        say so, else `kind`."""
         tool = (_words(o.command or "") or [""])[0] if o.status == 127 else ""
         if tool and tool not in _ALIASED and f"{tool}: command not found" in o.text:
             # the program the command runs is not installed: the lead would not find it either
             return Finding("environment", Evidence(f"{self.name}.environment", o.message, None, f"{tool}: not found"))
-        env = first_match(ENVIRONMENT, o.text[-1500:])
-        if env is not None and not _OWN_MODULE.search(o.text[-1500:]):
+        env = first_match(ENVIRONMENT, o.text[-tail:])
+        if env is not None and not _OWN_MODULE.search(o.text[-tail:]):
             return Finding("environment", Evidence(f"{self.name}.environment", o.message, None, env[1]))
         return Finding(kind, Evidence(f"{self.name}.{why}", o.message, hit[0] if hit else None, hit[1] if hit else ""))
 

@@ -178,14 +178,11 @@ class SweAgent(MiniSweAgent):
     def classify(self, o: Outcome, reply: Message, past: History | None = None) -> Finding | None:
         hit = first_match(self.EDIT_FAILED, o.text[:4000])
         if hit and not (o.command and "No matches found" in o.text[:300]):
-            from .base import _OWN_MODULE, ENVIRONMENT, is_probe
+            from .base import is_probe
 
             if o.command and is_probe(o.command) and not hit[1].startswith("Your proposed edit"):
                 return None
-            env = first_match(ENVIRONMENT, o.text[-4000:])
-            if env is not None and not _OWN_MODULE.search(o.text[-4000:]):
-                return Finding("environment", Evidence(f"{self.name}.environment", o.message, env[0], env[1]))
-            return Finding("task_failure", Evidence(f"{self.name}.error_line", o.message, hit[0], hit[1]))
+            return self._found(o, "task_failure", "error_line", hit, tail=4000)
         return super().classify(o, reply, past)
 
 
