@@ -14,7 +14,7 @@ The one policy, the same in every front end:
   of the conversation was recorded meanwhile, so N calls finishing together need up to N; the bound
   only stops a livelock. When every attempt loses, `Conflict` names the store and the conversation
   and nothing is recorded: the front end must not acknowledge the call.
-- **Idempotency key**: `lwfsm.store.rows.call_key`: the client's request id when it gives one, else a
+- **Idempotency key**: `lwfsm.turn.rows.call_key`: the client's request id when it gives one, else a
   digest of the call's messages (OpenAI-shaped, as the core judges them; the gateway digests their JSON
   text as the client sent it, taken as it reads the body: `lwfsm.gateway.intake`). The key of the last settled
   turn call is kept in the row (side calls keep it). A turn call arriving with that key while its turn
