@@ -451,3 +451,44 @@ def test_issues_that_still_need_fixing_are_a_correction() -> None:
     reply = {"role": "assistant", "content": "Updated the report page."}
     said = "After reviewing your updated code, here are the key issues that still need to be addressed:\n1. Duplicates"
     assert kind(reply, [{"role": "user", "content": said}], "generic") == "user_correction"
+
+
+# -- what came before the reply, for agents whose actions are written in the reply's text --
+
+
+def returned(output: str, code: int) -> dict[str, Any]:
+    return {"role": "user", "content": f"<returncode>{code}</returncode>\n<output>\n{output}</output>"}
+
+
+FAILING = "F\n=== FAILURES ===\nE   AssertionError: assert 2 == 1\n=== 1 failed in 0.1s ===\n"
+
+
+def test_mini_swe_agents_test_run_after_its_own_patch_is_no_longer_the_red_phase() -> None:
+    start = [{"role": "system", "content": "x"}, {"role": "user", "content": "<pr_description>fix it"}]
+    patch = mini("python - <<'PY'\nfrom pathlib import Path\np = Path('pkg/core.py')\np.write_text(x)\nPY")
+    run = mini("pytest -q tests/test_core.py")
+    # before any change, a failing test run shows the bug
+    assert kind(run, [returned(FAILING, 1)], "mini_swe_agent", start) == "ok"
+    # after its patch of the package's code (seen in the history's shell blocks), the same run fails the turn
+    before = [*start, patch, returned("PATCHED\n", 0)]
+    assert kind(run, [returned(FAILING, 1)], "mini_swe_agent", before) == "task_failure"
+
+
+def test_running_again_a_command_the_shell_could_not_run_is_the_same_mistake() -> None:
+    broken = "bash: line 2: bashndocker: command not found\n"
+    cmd = 'printf "run `bashndocker build .`"'
+    before = [{"role": "user", "content": "<pr_description>x"}, mini(cmd), returned(broken, 127)]
+    assert kind(mini(cmd), [returned(broken, 127)], "mini_swe_agent", before) == "task_failure"
+    # a failing test run looked at again, nothing changed since: a look, not a new failure
+    before = [{"role": "user", "content": "<pr_description>x"}, mini("pytest -q"), returned(FAILING, 1)]
+    assert kind(mini("pytest -q -x"), [returned(FAILING, 1)], "mini_swe_agent", before) == "ok"
+
+
+def test_swe_agents_edit_between_two_failing_runs_makes_the_second_a_new_try() -> None:
+    trace = "Traceback (most recent call last):\n  File \"/repo/run.py\", line 3\nNameError: name 'y'\n"
+    prompt = {"role": "system", "content": "You are an autonomous programmer."}
+    run, out = {"role": "assistant", "content": "```\npython run.py\n```"}, {"role": "user", "content": trace}
+    edit = {"role": "assistant", "content": "```\nedit 3:3\ny = 1\nend_of_edit\n```"}
+    looked = kind(run, [out], "swe_agent", [prompt, run, out])
+    tried = kind(run, [out], "swe_agent", [prompt, run, out, edit, {"role": "user", "content": window(SHOWN)}])
+    assert (looked, tried) == ("ok", "task_failure")

@@ -721,20 +721,26 @@ class Reader:
                 command = self.command_of(args)
                 if _EDITS.search(name) or (command and _WRITES.search(command)):
                     attempt = True
-                    path = str(args.get("file_path") or args.get("path") or "")
-                    code = code or (_EDITS.search(name) is not None and not is_scaffold(path))
+                    path = str(args.get("file_path") or args.get("path") or args.get("notebook_path") or "")
+                    # an edit of a file it does not name (SWE-agent's open file) is an attempt, not known code
+                    code = code or (_EDITS.search(name) is not None and bool(path) and not is_scaffold(path))
                     code = code or bool(command and changes_code(command))
             if since_attempt:
                 end = starts[n + 1] if n + 1 < len(starts) else len(before)
+                answered = iter(calls.values())  # observations answer a reply's actions in order
                 for j in range(i + 1, end):
                     msg = before[j]
                     if msg.get("role") == "tool":
                         tool, args = calls.get(str(msg.get("tool_call_id")), (None, {}))
-                        command = self.command_of(args)
-                        if command:  # whether it failed is read only if the reply runs the same program
-                            past.runs.append((command, j, msg, tool, args))
-                    elif self.human_turns and self.human(msg) and self.correction(text_of(msg)) is not None:
-                        corrected = True
+                    elif not self.human_turns and msg.get("role") == "user":
+                        tool, args = next(answered, (None, {}))  # an agent whose observations are user messages
+                    else:
+                        if self.human_turns and self.human(msg) and self.correction(text_of(msg)) is not None:
+                            corrected = True
+                        continue
+                    command = self.command_of(args)
+                    if command:  # whether it failed is read only if the reply runs the same program
+                        past.runs.append((command, j, msg, tool, args))
             if attempt and since_attempt:
                 since_attempt = False
             if code:
@@ -795,6 +801,8 @@ class Reader:
                 return True
             if not past.known and is_reproduction(cmd) and not expects_success(text_of(reply)):
                 return True
+        if first_match(_SHELL_ERROR, o.text[-3000:]) is not None:
+            return False  # a command the shell could not run, run again, is the same mistake again
         return past.corrected or any(
             _again(c, cmd) and self.failed(j, msg, tool, args) for c, j, msg, tool, args in past.runs
         )

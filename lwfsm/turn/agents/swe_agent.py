@@ -65,6 +65,19 @@ class MiniSweAgent(Reader):
             if m.get("role") in ("user", "tool")
         )
 
+    def calls(self, reply: Message) -> dict[str, tuple[str, dict[str, Any]]]:
+        """Its actions are shell commands in the reply's text (tool calls in newer versions): read as
+        calls, so what the conversation did before a reply (edits, failed runs) is known."""
+        if tool_calls(reply):
+            return super().calls(reply)
+        return {str(n): ("bash", {"command": a}) for n, a in enumerate(_actions(reply))}
+
+    def outcome(self, i: int, msg: Message, tool: str | None, args: Mapping[str, Any]) -> Outcome:
+        obs = _observation(text_of(msg))
+        if obs is None:
+            return super().outcome(i, msg, tool, args)
+        return Outcome(message=i, text=obs[1], tool=tool, command=self.command_of(args), status=obs[0])
+
     def outcomes(self, reply: Message, after: Sequence[Message]) -> Iterator[Outcome]:
         actions = _actions(reply)
         n = 0
@@ -140,6 +153,18 @@ class SweAgent(MiniSweAgent):
     )
     # The harness cancelling a command that ran too long (its `command_cancelled_timeout_template`).
     TIMEOUT = re.compile(f"{Reader.TIMEOUT.pattern}|was cancelled because it took more than \\d+ seconds")
+
+    def calls(self, reply: Message) -> dict[str, tuple[str, dict[str, Any]]]:
+        """Its interface's edits are calls of their own (an attempt at the open file, whose path the
+        action does not name; `create` names it); anything else runs in the shell."""
+        out = super().calls(reply)
+        for key, (name, args) in out.items():
+            words = str(args.get("command") or "").split(maxsplit=3)
+            if name == "bash" and words and words[0] in ("edit", "insert", "append", "create"):
+                out[key] = (words[0], {"path": words[1] if words[0] == "create" and len(words) > 1 else ""})
+            elif name == "bash" and words[:1] == ["str_replace_editor"] and len(words) > 2 and words[1] != "view":
+                out[key] = (words[1], {"path": words[2]})
+        return out
 
     def detect(self, messages: Sequence[Message], system: str) -> bool:
         return "autonomous programmer" in system[:4000] or any(
