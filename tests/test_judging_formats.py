@@ -492,3 +492,17 @@ def test_swe_agents_edit_between_two_failing_runs_makes_the_second_a_new_try() -
     looked = kind(run, [out], "swe_agent", [prompt, run, out])
     tried = kind(run, [out], "swe_agent", [prompt, run, out, edit, {"role": "user", "content": window(SHOWN)}])
     assert (looked, tried) == ("ok", "task_failure")
+
+
+def test_swe_agents_edit_is_of_the_file_its_window_then_shows() -> None:
+    trace = 'Traceback (most recent call last):\n  File "/repo/reproduce.py", line 3\nValueError: bad\n'
+    prompt = {"role": "system", "content": "You are an autonomous programmer."}
+    edit = {"role": "assistant", "content": "```\nedit 3:3\n    return 1\nend_of_edit\n```"}
+    run = {"role": "assistant", "content": "```\npython reproduce.py\n```"}
+
+    def after_editing(path: str) -> str:
+        shown = {"role": "user", "content": window(SHOWN, path, updated=True)}
+        return kind(run, [{"role": "user", "content": trace}], "swe_agent", [prompt, edit, shown])
+
+    # the reproduction written, then run: the red phase; the package's code edited, then run: the fix failed
+    assert (after_editing("/repo/reproduce.py"), after_editing(JAVA)) == ("ok", "task_failure")

@@ -722,6 +722,8 @@ class Reader:
                 if _EDITS.search(name) or (command and _WRITES.search(command)):
                     attempt = True
                     path = str(args.get("file_path") or args.get("path") or args.get("notebook_path") or "")
+                    if not path and i + 1 < len(before):
+                        path = self.edited_file(text_of(before[i + 1])) or ""
                     # an edit of a file it does not name (SWE-agent's open file) is an attempt, not known code
                     code = code or (_EDITS.search(name) is not None and bool(path) and not is_scaffold(path))
                     code = code or bool(command and changes_code(command))
@@ -749,6 +751,10 @@ class Reader:
         # a correction counts only once there was a change of the model's to correct
         past.corrected = corrected and past.edited
         return past
+
+    def edited_file(self, observation: str) -> str | None:
+        """The file an edit that names none changed, as the agent's answer to it says."""
+        return None
 
     def classify(self, o: Outcome, reply: Message, past: History | None = None) -> Finding | None:
         cmd = o.command or ""

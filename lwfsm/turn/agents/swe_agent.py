@@ -17,6 +17,7 @@ from .edits import unbalanced_edit
 __all__ = ["MINI", "READER"]
 
 _BASH_BLOCK = re.compile(r"```(?:bash|sh)?\s*\n(.*?)```", re.S)
+_SHOWN_FILE = re.compile(r"\[File: (\S+) \(\d+ lines total\)\]")
 _RETURNCODE = re.compile(r"<returncode>(-?\d+)</returncode>")
 # Older mini-swe-agent templates (and forks) show the observation as a Python dict's repr.
 _DICT_OBS = re.compile(r"^\s*(?:Observation:\s*)?\{'output': ")
@@ -165,6 +166,10 @@ class SweAgent(MiniSweAgent):
             elif name == "bash" and words[:1] == ["str_replace_editor"] and len(words) > 2 and words[1] != "view":
                 out[key] = (words[1], {"path": words[2]})
         return out
+
+    def edited_file(self, observation: str) -> str | None:
+        m = _SHOWN_FILE.search(observation[:500])  # the window it shows after an edit is of the file edited
+        return m.group(1) if m else None
 
     def detect(self, messages: Sequence[Message], system: str) -> bool:
         return "autonomous programmer" in system[:4000] or any(
