@@ -506,3 +506,32 @@ def test_swe_agents_edit_is_of_the_file_its_window_then_shows() -> None:
 
     # the reproduction written, then run: the red phase; the package's code edited, then run: the fix failed
     assert (after_editing("/repo/reproduce.py"), after_editing(JAVA)) == ("ok", "task_failure")
+
+
+def codex_exec(output: str, code: int) -> dict[str, Any]:
+    head = f"Chunk ID: 5a1f00\nWall time: 0.0310 seconds\nProcess exited with code {code}\nOriginal token count: 9\n"
+    return tool(f"{head}Output:\n{output}")
+
+
+@pytest.mark.parametrize(
+    ("command", "output", "expected"),
+    [
+        ("sed -n '1,200p' AGENTS.md", "sed: can't read AGENTS.md: No such file or directory\n", "ok"),  # an answer
+        ("sed -i 's/a/b/' AGENTS.md", "sed: can't read AGENTS.md: No such file or directory\n", "task_failure"),
+        (
+            "python app.py",
+            "Traceback (most recent call last):\n  File \"app.py\", line 2\nNameError: name 'x'\n",
+            "task_failure",
+        ),
+    ],
+)
+def test_codex_exec_output_is_read_without_its_header(command: str, output: str, expected: str) -> None:
+    reply = call("exec_command", {"cmd": command})
+    assert kind(reply, [codex_exec(output, 2 if "sed" in command else 1)], "codex") == expected
+
+
+def test_claude_codes_read_of_a_file_that_is_not_there_is_an_answer() -> None:
+    missing = tool("Exit code 1\ncat: config/settings.toml: No such file or directory", is_error=True)
+    assert kind(call("Bash", {"command": "cat config/settings.toml"}), [missing], "claude_code") == "ok"
+    failed = tool("Exit code 1\ncp: cannot stat 'a.toml': No such file or directory", is_error=True)
+    assert kind(call("Bash", {"command": "cp a.toml config/"}), [failed], "claude_code") == "task_failure"

@@ -823,15 +823,15 @@ def claude_scenarios() -> list[Scenario]:
             [
                 bash(
                     "cat config/settings.toml",
-                    "task_failure",
-                    "reads a settings file it assumed exists",
+                    "ok",
+                    "reads a settings file that is not there: the absence is the answer",
                     "No such file or directory",
                     True,
                 ),
                 read(
                     "{work}/docs/usage.md",
-                    "task_failure",
-                    "Read of a file that does not exist",
+                    "ok",
+                    "Read of a file that is not there: the absence is the answer",
                     "File does not exist",
                     True,
                 ),
@@ -1289,14 +1289,14 @@ def codex_scenarios() -> list[Scenario]:
             [
                 sh(
                     "cat config/settings.toml",
-                    "task_failure",
-                    "reads a settings file it assumed exists",
+                    "ok",
+                    "reads a settings file that is not there: the absence is the answer",
                     (exited(1), "No such file"),
                 ),
                 sh(
                     "sed -n 1,40p docs/usage.md",
-                    "task_failure",
-                    "reads usage docs that do not exist",
+                    "ok",
+                    "reads usage docs that are not there: the absence is the answer",
                     (exited(2), "No such file"),
                 ),
                 sh(
@@ -1331,8 +1331,8 @@ def codex_scenarios() -> list[Scenario]:
                 calls(
                     ("exec_command", json.dumps({"cmd": "python -m pytest -q tests/test_core.py::test_word_count"})),
                     ("exec_command", json.dumps({"cmd": "cat CHANGELOG.md"})),
-                    kind="task_failure",
-                    why="one of its two commands reads a file that does not exist",
+                    kind="ok",
+                    why="a test that passes and a read of a file that is not there (an answer)",
                     expect=("1 passed", exited(1)),
                 ),
                 say("The test passes; there is no changelog."),

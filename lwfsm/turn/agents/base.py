@@ -424,7 +424,10 @@ ENVIRONMENT = re.compile(
 _MISUSED = re.compile(r"^\S+: (?:invalid|unrecognized|illegal) option\b.*$", re.M)
 # A command that only reads, or a tool or runner asked about what is not there: its "no" is an answer.
 _READS_ONLY = frozenset({"cat", "head", "tail", "nl", "wc", "less", "more", "file", "stat"})
-_NOT_FOUND_ONLY = re.compile(r"\A(?:\S+: [^\n]+: No such file or directory\n?)+\Z")
+_STATUS_LINE = re.compile(
+    r"^(?:[Ee]xit code:? |[Ee]xit status:? )-?\d+[^\n]*\n?", re.M
+)  # the agent's, not the command's
+_NOT_FOUND_ONLY = re.compile(r"\A(?:\S+: (?:can't read )?[^\n]+: No such file or directory\n?)+\Z")
 # Names whose installed form is another (`python3`, `pip3`): calling these is the model's slip.
 _ALIASED = frozenset({"python", "pip"})
 _NO_TESTS = re.compile(r"(?:collected 0 items|no tests ran)", re.I)
@@ -435,7 +438,10 @@ def _absent(command: str, o: Outcome) -> bool:
     went wrong: the absence is the answer (`cat README.md`, `pytest -k nothing`, a toolchain not
     installed, which the lead would meet too, is the environment's and handled there)."""
     words = _words(command)
-    if words[:1] and words[0] in _READS_ONLY and _NOT_FOUND_ONLY.match(o.text.strip() + "\n"):
+    reads = words[:1] and (
+        words[0] in _READS_ONLY or (words[0] == "sed" and not any(w.startswith("-i") for w in words))
+    )
+    if reads and _NOT_FOUND_ONLY.match(_STATUS_LINE.sub("", o.text).strip() + "\n"):
         return True
     return o.status == 5 and TESTS.search(command) is not None and _NO_TESTS.search(o.text[-2000:]) is not None
 

@@ -20,6 +20,10 @@ _PATCH_FAILED = re.compile(
 _SANDBOX = re.compile(r"^failed in sandbox \w+ with execution error: .*?exit code: (-?\d+)", re.S)
 # Codex's own answers to a call it could not make.
 _REFUSED_CALL = re.compile(r"^(unsupported call: |failed to parse function arguments|\w+ failed: Unknown process id)")
+# `exec_command`'s answer: its own lines, then the command's output.
+_EXEC_HEADER = re.compile(
+    r"\A(?:(?:Chunk ID: |Wall time: |Process exited with code |Original token count: )[^\n]*\n)+Output:\n"
+)
 _STILL_RUNNING = re.compile(r"^Process running with session ID \d+", re.M)
 
 
@@ -44,6 +48,8 @@ class Codex(Reader):
                 o.status = code if isinstance(code, int) else o.status
                 return o
         o = super().outcome(i, msg, tool, args)
+        if header := _EXEC_HEADER.match(text):
+            o.text = text[header.end() :]  # the command's own output; the status was read from the header
         if sandboxed := _SANDBOX.match(text[:4000]):
             o.status = int(sandboxed.group(1))
         if _REFUSED_CALL.match(text):
