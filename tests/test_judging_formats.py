@@ -535,3 +535,19 @@ def test_claude_codes_read_of_a_file_that_is_not_there_is_an_answer() -> None:
     assert kind(call("Bash", {"command": "cat config/settings.toml"}), [missing], "claude_code") == "ok"
     failed = tool("Exit code 1\ncp: cannot stat 'a.toml': No such file or directory", is_error=True)
     assert kind(call("Bash", {"command": "cp a.toml config/"}), [failed], "claude_code") == "task_failure"
+
+
+@pytest.mark.parametrize(
+    ("command", "output", "expected"),
+    [
+        ("brew install yt-dlp", "Exit code 127\n(eval):1: command not found: brew", "environment"),  # zsh's words
+        ("bd sync", "Exit code 1\nError: import failed: sqlite3: database is locked", "environment"),
+        ("bd sync", "Exit code 1\nError: import failed: duplicate key cr-12", "task_failure"),
+        # a search whose pattern its program refused, its status hidden behind a filter: it never searched
+        ("curl -s localhost:8000 | grep -oE '[^\"]*mp4' | head", "ugrep: error: error at position 3\n", "task_failure"),
+        ("curl -s localhost:8000 | grep -oE 'mp4' | head", "a.mp4\nb.mp4\n", "ok"),
+    ],
+)
+def test_claude_code_commands_that_never_ran_or_met_a_lock(command: str, output: str, expected: str) -> None:
+    flagged = output.startswith("Exit code")
+    assert kind(call("Bash", {"command": command}), [tool(output, is_error=flagged)], "claude_code") == expected

@@ -418,10 +418,15 @@ ENVIRONMENT = re.compile(
     r"Executable doesn'?t exist at|Failed to (launch|initialize) (the )?browser|is not installed|not installed\b|"
     r"[Cc]annot find Java|JAVA_HOME|[Cc]ould not resolve host|[Nn]etwork is unreachable|[Cc]onnection refused|"
     r"[Cc]redentials|[Oo]peration not permitted|[Nn]o space left on device|[Rr]ead-only file system|"
-    r"ERR_CONNECTION_REFUSED|ECONNREFUSED|not agreed to the Xcode license|Ripgrep search timed out)",
+    r"ERR_CONNECTION_REFUSED|ECONNREFUSED|not agreed to the Xcode license|Ripgrep search timed out|database is locked)",
 )
 # A command refusing its own arguments: it never ran, so its status is no answer.
-_MISUSED = re.compile(r"^\S+: (?:invalid|unrecognized|illegal) option\b.*$", re.M)
+_MISUSED = re.compile(
+    r"^\S+: (?:invalid|unrecognized|illegal) option\b.*$|"
+    r"^(?:u?grep|egrep|rg|ag): (?:error: )?"
+    r"(?:Unmatched|Invalid|regex parse error|error at position|Trailing backslash).*$",
+    re.M,
+)
 # A command that only reads, or a tool or runner asked about what is not there: its "no" is an answer.
 _READS_ONLY = frozenset({"cat", "head", "tail", "nl", "wc", "less", "more", "file", "stat"})
 _STATUS_LINE = re.compile(
@@ -794,7 +799,9 @@ class Reader:
 
     def _shell(self, o: Outcome, probe: bool) -> Finding | None:
         """The shell or a core tool failed part of a command (a backtick run as a command, a folder read
-        as a file) and a later command's 0, or a filter, hid it."""
+        as a file, a search refusing its pattern) and a later command's 0, or a filter, hid it."""
+        if o.runs and (misused := first_match(_MISUSED, o.text[:2000])) is not None:
+            return self._found(o, "task_failure", "misused_command", misused)  # it never ran
         if not o.runs or probe or ("bash:" not in o.text and "directory" not in o.text and "<stdin>" not in o.text):
             return None
         hit = first_match(_SHELL_ERROR, o.text)
@@ -827,7 +834,11 @@ class Reader:
         """A failed outcome's finding: the environment's when the last `tail` characters of its output
         say so, else `kind`."""
         tool = (_words(o.command or "") or [""])[0] if o.status == 127 else ""
-        if tool and tool not in _ALIASED and f"{tool}: command not found" in o.text:
+        if (
+            tool
+            and tool not in _ALIASED
+            and any(f in o.text for f in (f"{tool}: command not found", f"command not found: {tool}"))
+        ):
             # the program the command runs is not installed: the lead would not find it either
             return Finding("environment", Evidence(f"{self.name}.environment", o.message, None, f"{tool}: not found"))
         env = first_match(ENVIRONMENT, o.text[-tail:])
