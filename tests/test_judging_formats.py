@@ -551,3 +551,17 @@ def test_claude_codes_read_of_a_file_that_is_not_there_is_an_answer() -> None:
 def test_claude_code_commands_that_never_ran_or_met_a_lock(command: str, output: str, expected: str) -> None:
     flagged = output.startswith("Exit code")
     assert kind(call("Bash", {"command": command}), [tool(output, is_error=flagged)], "claude_code") == expected
+
+
+@pytest.mark.parametrize(
+    ("output", "expected"),
+    [
+        ("Switched to a new branch 'feat/x'\n/bin/sh: 63: Syntax error: \"&&\" unexpected\n", "task_failure"),  # dash
+        ("bash: -c: line 2: syntax error: unexpected end of file\n", "task_failure"),
+        ("", "ok"),  # the search found nothing: its answer
+    ],
+)
+def test_a_command_the_shell_could_not_parse_asked_nothing(output: str, expected: str) -> None:
+    # ends like a probe (`|| true`): a parse error is still the model's, nothing was asked
+    script = "git checkout -b feat/x && mkdir -p web && grep -rn TODO web || true"
+    assert kind(mini(script), [returned(output, 2 if output else 1)], "mini_swe_agent") == expected

@@ -353,6 +353,13 @@ _SHELL_ERROR = re.compile(
     re.M,
 )
 
+# The shell could not parse the command: nothing (or only its start) ran, whatever it was meant to ask.
+_SYNTAX = re.compile(
+    r"^(?:(?:/bin/|/usr/bin/)?(?:ba|z|da)?sh: (?:line \d+: |\d+: |-c: line \d+: )?"
+    r"(?:syntax error\b|Syntax error: |unexpected EOF while looking for matching)[^\n]*)$",
+    re.M,
+)
+
 _BROKEN_RUN = re.compile(
     r"(can't open file|No such file or directory|SyntaxError|command not found|"
     r"Cannot find module|is not recognized)",
@@ -773,6 +780,8 @@ class Reader:
         served = _server_error(cmd, o.text) if not probe and not o.status else None
         if served is not None:
             return self._found(o, "task_failure", "http_status", served)
+        if o.runs and (broken := first_match(_SYNTAX, o.text[-3000:])) is not None:
+            return self._found(o, "task_failure", "shell_syntax", broken)  # a probe too: it never asked
         if o.timed_out and not probe:
             finding = self._found(o, "task_failure", "timeout", first_match(self.TIMEOUT, o.text))
         elif o.status is not None and not status_hidden(cmd):
