@@ -565,3 +565,30 @@ def test_a_command_the_shell_could_not_parse_asked_nothing(output: str, expected
     # ends like a probe (`|| true`): a parse error is still the model's, nothing was asked
     script = "git checkout -b feat/x && mkdir -p web && grep -rn TODO web || true"
     assert kind(mini(script), [returned(output, 2 if output else 1)], "mini_swe_agent") == expected
+
+
+def fn(command: str) -> dict[str, Any]:
+    """A SWE-agent reply whose call is written in its text, XML-like."""
+    body = f"<function=bash>\n<parameter=command>{command}</parameter>\n</function>"
+    return {"role": "assistant", "content": f"Let's run it:\n\n{body}"}
+
+
+PROMPT = {"role": "system", "content": "You are an autonomous programmer."}
+SHOWS_BUG = "OBSERVATION:\nAttempting in_bulk with slug...\nError: in_bulk()'s field_name must be a unique field\n"
+SETUP = (
+    'OBSERVATION:\nTraceback (most recent call last):\n  File "reproduce_error.py", line 8, in <module>\n'
+    "    django.setup()\ndjango.core.exceptions.ImproperlyConfigured: The SECRET_KEY setting must not be empty.\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("observation", "expected"),
+    [
+        (SHOWS_BUG, "ok"),  # the reproduction shows the reported bug before any change: the red phase
+        (SETUP, "task_failure"),  # it never reached the code it meant to show: its own setup is broken
+    ],
+)
+def test_swe_agents_reproduction_in_its_function_call_format(observation: str, expected: str) -> None:
+    before = [PROMPT, {"role": "user", "content": "<pr_description>in_bulk fails</pr_description>"}]
+    reply = fn("cd /testbed && python reproduce_error.py")
+    assert kind(reply, [{"role": "user", "content": observation}], "swe_agent", before) == expected

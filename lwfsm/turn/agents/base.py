@@ -362,7 +362,10 @@ _SYNTAX = re.compile(
 
 _BROKEN_RUN = re.compile(
     r"(can't open file|No such file or directory|SyntaxError|command not found|"
-    r"Cannot find module|is not recognized)",
+    r"Cannot find module|is not recognized|"
+    # a script that never reached the code it meant to show: its framework was not set up (Django's words)
+    r"ImproperlyConfigured|AppRegistryNotReady|settings are not configured|doesn't declare an explicit app_label|"
+    r"no such table)",
     re.I,
 )
 

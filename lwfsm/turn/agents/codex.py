@@ -20,9 +20,13 @@ _PATCH_FAILED = re.compile(
 _SANDBOX = re.compile(r"^failed in sandbox \w+ with execution error: .*?exit code: (-?\d+)", re.S)
 # Codex's own answers to a call it could not make.
 _REFUSED_CALL = re.compile(r"^(unsupported call: |failed to parse function arguments|\w+ failed: Unknown process id)")
-# `exec_command`'s answer: its own lines, then the command's output.
+# A command's answer (`exec_command`, `shell_command`): Codex's own lines (the command echoed, which may
+# span lines, its time and status), then `Output:` and the command's output.
 _EXEC_HEADER = re.compile(
-    r"\A(?:(?:Chunk ID: |Wall time: |Process exited with code |Original token count: )[^\n]*\n)+Output:\n"
+    r"\A(?:Command: .*?\n(?=Chunk ID: |Wall time: |Exit code: |Process exited))?"
+    r"(?:(?:Chunk ID: |Wall time: |Exit code: |Process exited with code |Process running with |Original token count: )"
+    r"[^\n]*\n)+Output:\n",
+    re.S,
 )
 _STILL_RUNNING = re.compile(r"^Process running with session ID \d+", re.M)
 

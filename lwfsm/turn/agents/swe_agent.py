@@ -18,6 +18,8 @@ __all__ = ["MINI", "READER"]
 
 _BASH_BLOCK = re.compile(r"```(?:bash|sh)?\s*\n(.*?)```", re.S)
 _SHOWN_FILE = re.compile(r"\[File: (\S+) \(\d+ lines total\)\]")
+_FUNCTION = re.compile(r"<function=([\w-]+)>(.*?)</function>", re.S)
+_PARAMETER = re.compile(r"<parameter=(\w+)>\n?(.*?)\n?</parameter>", re.S)
 _RETURNCODE = re.compile(r"<returncode>(-?\d+)</returncode>")
 # Older mini-swe-agent templates (and forks) show the observation as a Python dict's repr.
 _DICT_OBS = re.compile(r"^\s*(?:Observation:\s*)?\{'output': ")
@@ -47,7 +49,19 @@ def _actions(reply: Message) -> list[str]:
                 args = {}
             out.append(str(args.get("command", "")) if isinstance(args, dict) else "")
         return out
-    return [m.group(1).strip() for m in _BASH_BLOCK.finditer(text_of(reply))]
+    text = text_of(reply)
+    blocks = [m.group(1).strip() for m in _BASH_BLOCK.finditer(text)]
+    if blocks or "<function=" not in text:
+        return blocks
+    # SWE-agent's XML-like calls written in the text: `<function=bash><parameter=command>...</parameter>`
+    out = []
+    for name, body in _FUNCTION.findall(text):
+        params = dict(_PARAMETER.findall(body))
+        if name == "bash":
+            out.append(params.get("command", "").strip())
+        else:
+            out.append(" ".join(x for x in (name, params.get("command", ""), params.get("path", "")) if x))
+    return out
 
 
 class MiniSweAgent(Reader):
@@ -212,7 +226,10 @@ class SweAgent(MiniSweAgent):
 
             if o.command and is_probe(o.command) and not hit[1].startswith("Your proposed edit"):
                 return None
-            return self._found(o, "task_failure", "error_line", hit, tail=4000)
+            finding = self._found(o, "task_failure", "error_line", hit, tail=4000)
+            if hit[1].lstrip("[").startswith(("Your ", "Interactive operation", "No replacement")):
+                return finding  # the harness refused the action: nothing ran, no red phase to look at
+            return None if finding.kind != "environment" and self.looked(o, reply, past or History()) else finding
         return super().classify(o, reply, past)
 
 
