@@ -592,3 +592,13 @@ def test_swe_agents_reproduction_in_its_function_call_format(observation: str, e
     before = [PROMPT, {"role": "user", "content": "<pr_description>in_bulk fails</pr_description>"}]
     reply = fn("cd /testbed && python reproduce_error.py")
     assert kind(reply, [{"role": "user", "content": observation}], "swe_agent", before) == expected
+
+
+def test_a_search_that_ran_out_of_time_never_answered_but_one_still_running_may() -> None:
+    timed_out = json.dumps({"output": "command timed out after 10006 milliseconds\n./a.sh:1: x\n", "metadata": {}})
+    grep = call("shell", {"command": ["bash", "-lc", "grep -Rin traefik ."]})
+    assert kind(grep, [tool(timed_out)], "codex") == "task_failure"
+    running = "Chunk ID: 958b31\nWall time: 1.0016 seconds\nProcess running with session ID 67141\n"
+    running += "Original token count: 0\nOutput:\n"
+    assert kind(call("exec_command", {"cmd": "find .. -name AGENTS.md -print"}), [tool(running)], "codex") == "ok"
+    assert kind(call("exec_command", {"cmd": "pytest -q"}), [tool(running)], "codex") == "task_failure"

@@ -785,7 +785,7 @@ class Reader:
             return self._found(o, "task_failure", "http_status", served)
         if o.runs and (broken := first_match(_SYNTAX, o.text[-3000:])) is not None:
             return self._found(o, "task_failure", "shell_syntax", broken)  # a probe too: it never asked
-        if o.timed_out and not probe:
+        if o.timed_out:  # a search that ran out of time never answered
             finding = self._found(o, "task_failure", "timeout", first_match(self.TIMEOUT, o.text))
         elif o.status is not None and not status_hidden(cmd):
             if o.status == 0:

@@ -8,7 +8,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from .base import Finding, Message, Outcome, Reader, Transcript, text_of
+from .base import Finding, Message, Outcome, Reader, Transcript, is_probe, text_of
 
 __all__ = ["READER"]
 
@@ -60,7 +60,8 @@ class Codex(Reader):
             o.command, o.runs, o.flagged = None, False, True
             return o
         if _STILL_RUNNING.search(text[:400]) and o.status is None and tool != "write_stdin":
-            o.timed_out = True  # still running when Codex stopped waiting for it
+            # still running when Codex stopped waiting for it: a hang, unless it is a search not done yet
+            o.timed_out = not is_probe(o.command or "")
         if tool == "apply_patch" or _PATCH_FAILED.search(text[:2000]):
             o.command, o.runs = None, False
             o.flagged = o.flagged or bool(_PATCH_FAILED.search(text[:2000]))
