@@ -602,3 +602,15 @@ def test_a_search_that_ran_out_of_time_never_answered_but_one_still_running_may(
     running += "Original token count: 0\nOutput:\n"
     assert kind(call("exec_command", {"cmd": "find .. -name AGENTS.md -print"}), [tool(running)], "codex") == "ok"
     assert kind(call("exec_command", {"cmd": "pytest -q"}), [tool(running)], "codex") == "task_failure"
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        ("sudo -u deploy bash -c 'command -v pm2' 2>&1", "ok"),  # a lookup run as another user answers "no"
+        ("bash -lc 'grep -rn pm2 /etc/systemd'", "ok"),
+        ("sudo -u deploy bash -c 'pm2 restart web' 2>&1", "task_failure"),
+    ],
+)
+def test_a_probe_run_as_another_user_or_through_a_shell_is_still_a_probe(command: str, expected: str) -> None:
+    assert kind(call("Bash", {"command": command}), [tool("Exit code 1", is_error=True)], "claude_code") == expected

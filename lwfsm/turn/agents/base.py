@@ -250,9 +250,15 @@ def last_command(command: str) -> tuple[str, str, str | None]:
     return last, op, first
 
 
+_WRAPPED = re.compile(r"^(?:sudo(?:\s+-(?:u\s+\S+|E|H|n))*\s+)?(?:ba|z)?sh\s+-l?c\s+(['\"])(.*)\1(?:\s+2>&1)?$", re.S)
+
+
 def is_probe(command: str) -> bool:
-    """A command whose failure is an answer: a search, a test, a lookup, or one that ends `|| true`."""
+    """A command whose failure is an answer: a search, a test, a lookup, or one that ends `|| true`
+    (also run as another user or through `bash -c '...'`)."""
     c = command.strip()
+    if wrapped := _WRAPPED.match(c):
+        c = wrapped.group(2).strip()
     if re.search(r"\|\|\s*(true|:|echo\b|exit 0|printf\b)", c):
         return True
     if "&&" in c and any(_words(seg)[:1] and (_words(seg)[0] in PROBES) for seg in c.split("&&")[:-1]):
