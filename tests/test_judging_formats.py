@@ -614,3 +614,34 @@ def test_a_search_that_ran_out_of_time_never_answered_but_one_still_running_may(
 )
 def test_a_probe_run_as_another_user_or_through_a_shell_is_still_a_probe(command: str, expected: str) -> None:
     assert kind(call("Bash", {"command": command}), [tool("Exit code 1", is_error=True)], "claude_code") == expected
+
+
+def lint_report(path: str, running: str = "") -> str:
+    lines = ["> Applied edit to " + path, ">", "> # Fix any errors below, if possible.", ">"]
+    lines += [f"> ## Running: {running}", ">"] if running else []
+    lines += [
+        "> ## See relevant line below marked with █.",
+        ">",
+        f"> {path}:",
+        "> ...⋮...",
+        '> 19█<Layout title="A & B">',
+    ]
+    return "\n".join(x + "  " for x in lines)
+
+
+@pytest.mark.parametrize(
+    ("report", "expected"),
+    [
+        (lint_report("src/pages/index.astro"), "ok"),  # its syntax check of markup flags valid components
+        (lint_report("index.html"), "ok"),
+        (lint_report("src/app.py"), "task_failure"),
+        # the linter itself could not start: the environment's
+        (
+            lint_report("m.py", "python3 -m flake8 m.py\n> ModuleNotFoundError: No module named 'flake8'"),
+            "environment",
+        ),
+    ],
+)
+def test_aider_lint_reports(report: str, expected: str) -> None:
+    data = f"#### make the page\n\nHere it is.\n\n{report}\n\n#### thanks\n".encode()
+    assert aider_kind(data) == expected

@@ -9,7 +9,18 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from .base import ENVIRONMENT, Evidence, Finding, Message, Reader, Transcript, anchored_error, first_match, text_of
+from .base import (
+    ENVIRONMENT,
+    Evidence,
+    Finding,
+    Kind,
+    Message,
+    Reader,
+    Transcript,
+    anchored_error,
+    first_match,
+    text_of,
+)
 
 __all__ = ["READER"]
 
@@ -21,6 +32,24 @@ EDIT_FAILED = re.compile(
     re.I,
 )
 LINT = re.compile(r"^# Fix any errors below, if possible\.", re.M)
+# The files a lint report shows (a name, then its numbered lines); its syntax check of markup flags valid
+# pages and components, so a report on markup alone is no evidence.
+_LINTED = re.compile(r"^(\S[^\n]*?):\n(?:\.\.\.⋮\.\.\.|\s*\d+[│█])", re.M)
+_MARKUP = (".html", ".htm", ".css", ".scss", ".sass", ".less", ".astro", ".vue", ".svelte", ".xml", ".md", ".mdx")
+
+
+def _lint(text: str) -> Kind | None:
+    """What a lint report says: `None` (markup only, no linter ran), "environment" (the linter itself
+    could not run), or "task_failure"."""
+    ran = "## Running:" in text
+    if ran and first_match(ENVIRONMENT, text) is not None:
+        return "environment"
+    files = _LINTED.findall(text)
+    if not ran and files and all(f.strip().lower().endswith(_MARKUP) for f in files):
+        return None
+    return "task_failure"
+
+
 RAN = re.compile(r"I ran this command:", re.I)
 # The person pressed Ctrl-C while the reply streamed: the reply was refused.
 INTERRUPTED = re.compile(r"\^C again to exit|KeyboardInterrupt", re.I)
@@ -79,8 +108,8 @@ class Aider(Reader):
                 yield Finding("task_failure", Evidence("aider.misnamed_file", i, bad[0], bad[1]))
             if hit := first_match(EDIT_FAILED, text):
                 yield Finding("task_failure", Evidence("aider.edit_failed", i, hit[0], hit[1]))
-            elif hit := first_match(LINT, text):
-                yield Finding("task_failure", Evidence("aider.lint", i, hit[0], hit[1]))
+            elif (hit := first_match(LINT, text)) and (linted := _lint(text)):
+                yield Finding(linted, Evidence("aider.lint", i, hit[0], hit[1]))
             elif RAN.search(text[:400]) and (err := anchored_error(text)):
                 env = first_match(ENVIRONMENT, text[-2000:])
                 if env is not None:
