@@ -645,3 +645,18 @@ def lint_report(path: str, running: str = "") -> str:
 def test_aider_lint_reports(report: str, expected: str) -> None:
     data = f"#### make the page\n\nHere it is.\n\n{report}\n\n#### thanks\n".encode()
     assert aider_kind(data) == expected
+
+
+def test_an_mcp_servers_error_answer_and_a_shell_that_had_already_stopped() -> None:
+    refused = {
+        "role": "tool",
+        "tool_call_id": "c1",
+        "content": [{"type": "text", "text": "Error executing tool: no project"}],
+    }
+    assert kind(call("mcp__serena__activate_project", {"project": "~/FE"}), [refused], "claude_code") == "task_failure"
+    answered = tool("Project FE activated.")
+    assert kind(call("mcp__serena__activate_project", {"project": "FE"}), [answered], "claude_code") == "ok"
+    ended = tool("Shell e4f010 is not running, so cannot be killed (status: completed)", is_error=True)
+    assert kind(call("KillShell", {"shell_id": "e4f010"}), [ended], "claude_code") == "ok"
+    unknown = tool("No shell found with ID: e4f011", is_error=True)
+    assert kind(call("KillShell", {"shell_id": "e4f011"}), [unknown], "claude_code") == "task_failure"

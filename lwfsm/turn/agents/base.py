@@ -650,7 +650,8 @@ class Reader:
             tool=tool,
             command=command,
             status=int(m.group(1)) if m else None,
-            flagged=msg.get("is_error") is True,
+            # an MCP server's own error answer is an error whether or not the agent flags it
+            flagged=msg.get("is_error") is True or text.startswith("Error executing tool"),
             timed_out=command is not None and _hinted(self.TIMEOUT, text[:3000], _TIMEOUT_HINTS) is not None,
             # a command's output, or a tool we do not know that does not look like reading something
             runs=command is not None or not _READS.search(tool or ""),

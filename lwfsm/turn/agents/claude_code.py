@@ -22,6 +22,7 @@ _BASH_TAGS = re.compile(r"</?bash-(input|stdout|stderr)>")
 _STDERR = re.compile(r"<bash-stderr>(.+?)</bash-stderr>", re.S)
 _INJECTED = re.compile(r"^(?:\s*<(ide_opened_file|ide_selection|ide_diagnostics|system-reminder)>.*?</\1>)+\s*", re.S)
 # Looking something up that is not there is an answer, not a failure.
+_ENDED = re.compile(r"Shell \S+ is not running, so cannot be killed \(status: (completed|failed|killed)\)")
 _LOOKUPS = {"Read", "Glob", "Grep", "LS", "NotebookRead", "WebSearch"}
 _NOT_THERE = re.compile(r"(does not exist|not found|No such file|No files found|EISDIR|is a directory)", re.I)
 
@@ -57,6 +58,8 @@ class ClaudeCode(Reader):
             if tool in _LOOKUPS and _NOT_THERE.search(o.text[:200]):
                 o.flagged = False  # reading a file to see whether it is there
             return o
+        if tool == "KillShell" and _ENDED.match(o.text.strip()):
+            o.flagged = False  # the shell it meant to stop had already stopped: what it wanted holds
         if tool == "Bash" and o.status is None and not o.flagged:
             o.status = 0  # Claude Code prints "Exit code N" (and flags is_error) only when a command failed
         if tool == "Bash" and not args.get("run_in_background") and o.text.startswith("Command running in background"):
