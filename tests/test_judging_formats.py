@@ -660,3 +660,12 @@ def test_an_mcp_servers_error_answer_and_a_shell_that_had_already_stopped() -> N
     assert kind(call("KillShell", {"shell_id": "e4f010"}), [ended], "claude_code") == "ok"
     unknown = tool("No shell found with ID: e4f011", is_error=True)
     assert kind(call("KillShell", {"shell_id": "e4f011"}), [unknown], "claude_code") == "task_failure"
+
+
+def test_swe_agents_file_editor_refusing_its_arguments() -> None:
+    view = "<function=str_replace_editor>\n<parameter=command>view</parameter>\n<parameter=path>/t/f.py</parameter>\n"
+    reply = {"role": "assistant", "content": view + "<parameter=view_range>[100, 128]</parameter>\n</function>"}
+    refused = "OBSERVATION:\nInvalid `view_range`: [100, 128]. Its second element `128` should be smaller than `126`"
+    assert kind(reply, [{"role": "user", "content": refused}], "swe_agent", [PROMPT]) == "task_failure"
+    shown = "OBSERVATION:\nHere's the result of running `cat -n` on /t/f.py:\n   100\tdef f():\n   101\t    return 1\n"
+    assert kind(reply, [{"role": "user", "content": shown}], "swe_agent", [PROMPT]) == "ok"

@@ -163,7 +163,9 @@ class SweAgent(MiniSweAgent):
     EDIT_FAILED = re.compile(
         r"^\[?(Your proposed edit has introduced new syntax error|Error: |ERROR: |Usage: |No replacement was performed|"
         r"Your bash command contained syntax errors and was NOT executed|Interactive operation '.*' is not supported|"
-        r"bash: .*: command not found|.*: No such file or directory$|\w+: cannot access)",
+        r"bash: .*: command not found|.*: No such file or directory$|\w+: cannot access|"
+        # the file editor refusing its own arguments
+        r"Invalid `\w+`(?: parameter)?: |Parameter `\w+` is required)",
         re.M,
     )
     # The harness cancelling a command that ran too long (its `command_cancelled_timeout_template`).
