@@ -669,3 +669,29 @@ def test_swe_agents_file_editor_refusing_its_arguments() -> None:
     assert kind(reply, [{"role": "user", "content": refused}], "swe_agent", [PROMPT]) == "task_failure"
     shown = "OBSERVATION:\nHere's the result of running `cat -n` on /t/f.py:\n   100\tdef f():\n   101\t    return 1\n"
     assert kind(reply, [{"role": "user", "content": shown}], "swe_agent", [PROMPT]) == "ok"
+
+
+def test_a_file_editors_view_is_no_edit_and_its_subcommand_no_shell_command() -> None:
+    def editor(command: str, path: str, cid: str) -> dict[str, Any]:
+        return call("str_replace_editor", {"command": command, "path": path}, cid)
+
+    # the model looked at the code and wrote a reproduction: its failing run is still the red phase
+    before = [
+        PROMPT,
+        {"role": "user", "content": "<pr_description>x == None raises</pr_description>"},
+        editor("view", "/testbed/astropy/units/core.py", "v1"),
+        tool("   1\tdef f():\n   2\t    raise TypeError('None is not a valid Unit')\n", "v1"),
+        editor("create", "/testbed/reproduce_issue.py", "c1"),
+        tool("File created successfully at: /testbed/reproduce_issue.py", "c1"),
+    ]
+    run = call("bash", {"command": "cd /testbed && python reproduce_issue.py"}, "r1")
+    shows = tool("OBSERVATION:\nCreated unit: asdf\nError: TypeError: None is not a valid Unit\n", "r1")
+    assert kind(run, [shows], "swe_agent", before) == "ok"
+    # after an edit of the package's code, the same output says the fix did not work
+    fixed = [*before, editor("str_replace", "/testbed/astropy/units/core.py", "e1"), tool("edited", "e1")]
+    assert kind(run, [shows], "swe_agent", fixed) == "task_failure"
+
+
+def test_git_without_an_identity_is_the_environment() -> None:
+    out = "Author identity unknown\n\n*** Please tell me who you are.\n\nfatal: unable to auto-detect email address\n"
+    assert kind(mini("git commit -am 'feat: x'"), [returned(out, 128)], "mini_swe_agent") == "environment"

@@ -287,6 +287,8 @@ _REPRO = re.compile(
 )
 
 
+# A file editor tool's subcommands (Anthropic's text editor, used by SWE-agent and OpenHands).
+_EDITOR = frozenset({"view", "create", "str_replace", "insert", "undo_edit"})
 # Tools and shell commands that change files.
 _EDITS = re.compile(r"(edit|write|patch|create|replace|insert|apply|str_replace|notebook)", re.I)
 _WRITES = re.compile(
@@ -434,7 +436,8 @@ ENVIRONMENT = re.compile(
     r"Executable doesn'?t exist at|Failed to (launch|initialize) (the )?browser|is not installed|not installed\b|"
     r"[Cc]annot find Java|JAVA_HOME|[Cc]ould not resolve host|[Nn]etwork is unreachable|[Cc]onnection refused|"
     r"[Cc]redentials|[Oo]peration not permitted|[Nn]o space left on device|[Rr]ead-only file system|"
-    r"ERR_CONNECTION_REFUSED|ECONNREFUSED|not agreed to the Xcode license|Ripgrep search timed out|database is locked)",
+    r"ERR_CONNECTION_REFUSED|ECONNREFUSED|not agreed to the Xcode license|Ripgrep search timed out|database is locked|"
+    r"Author identity unknown|Please tell me who you are)",
 )
 # A command refusing its own arguments: it never ran, so its status is no answer.
 _MISUSED = re.compile(
@@ -629,6 +632,8 @@ class Reader:
 
     @staticmethod
     def command_of(args: Mapping[str, Any]) -> str | None:
+        if isinstance(sub := args.get("command"), str) and sub in _EDITOR and "path" in args:
+            return None  # a file editor's own subcommand (`view`, `str_replace`), not a shell command
         for key in ("command", "cmd", "script", "code"):
             v = args.get(key)
             if isinstance(v, str):
@@ -747,7 +752,7 @@ class Reader:
             attempt = code = False
             for name, args in calls.values():
                 command = self.command_of(args)
-                if _EDITS.search(name) or (command and _WRITES.search(command)):
+                if (_EDITS.search(name) and args.get("command") != "view") or (command and _WRITES.search(command)):
                     attempt = True
                     path = str(args.get("file_path") or args.get("path") or args.get("notebook_path") or "")
                     if not path and i + 1 < len(before):
