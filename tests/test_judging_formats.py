@@ -695,3 +695,11 @@ def test_a_file_editors_view_is_no_edit_and_its_subcommand_no_shell_command() ->
 def test_git_without_an_identity_is_the_environment() -> None:
     out = "Author identity unknown\n\n*** Please tell me who you are.\n\nfatal: unable to auto-detect email address\n"
     assert kind(mini("git commit -am 'feat: x'"), [returned(out, 128)], "mini_swe_agent") == "environment"
+
+
+def test_pytests_status_5_is_no_tests_selected_an_answer() -> None:
+    out = "platform linux -- Python 3.9\ncollected 41 items / 41 deselected\n\n==== 41 deselected in 0.52s ====\n"
+    assert (
+        kind(mini('python -m pytest tests/test_core.py -v -k "separab"'), [returned(out, 5)], "mini_swe_agent") == "ok"
+    )
+    assert kind(mini("make build"), [returned("make: *** [build] Error 5\n", 5)], "mini_swe_agent") == "task_failure"

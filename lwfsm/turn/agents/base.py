@@ -467,6 +467,8 @@ def _absent(command: str, o: Outcome) -> bool:
     )
     if reads and _NOT_FOUND_ONLY.match(_STATUS_LINE.sub("", o.text).strip() + "\n"):
         return True
+    if o.status == 5 and re.search(r"\bpytest\b", command):
+        return True  # pytest's own status for "no tests collected" (a -k or a path that selected nothing)
     return o.status == 5 and TESTS.search(command) is not None and _NO_TESTS.search(o.text[-2000:]) is not None
 
 
