@@ -703,3 +703,56 @@ def test_pytests_status_5_is_no_tests_selected_an_answer() -> None:
         kind(mini('python -m pytest tests/test_core.py -v -k "separab"'), [returned(out, 5)], "mini_swe_agent") == "ok"
     )
     assert kind(mini("make build"), [returned("make: *** [build] Error 5\n", 5)], "mini_swe_agent") == "task_failure"
+
+
+@pytest.mark.parametrize(
+    ("next_message", "expected"),
+    [
+        ("/undo", "user_correction"),  # in its chat history
+        # in the next request: what aider tells the model after the person's /undo
+        (
+            "I did `git reset --hard HEAD~1` to discard the last edits. Please wait for further instructions",
+            "user_correction",
+        ),
+        ("/diff", "ok"),
+    ],
+)
+def test_aider_the_person_undoing_the_change(next_message: str, expected: str) -> None:
+    console = "> Tokens: 2k sent, 300 received.  \n> Applied edit to src/parse.py  \n> Commit 1a2b3c4 fix: parser  "
+    assert aider_kind(history(console, next_message)) == expected
+
+
+@pytest.mark.parametrize(
+    ("command", "output", "expected"),
+    [
+        # a question the person never saw: the call was malformed, not unanswerable
+        (
+            "AskUserQuestion",
+            "<tool_use_error>InputValidationError: [ too_small: options ]</tool_use_error>",
+            "task_failure",
+        ),
+        ("Bash", "PID: 14574\n[1]+  Exit 1                  nohup emulator -avd x > /tmp/e.log 2>&1\n", "task_failure"),
+        ("Bash", "Exit code 127\n/bin/bash: line 1: grep: command not found\n", "environment"),
+    ],
+)
+def test_claude_code_malformed_questions_failed_background_jobs_missing_core_tools(
+    command: str, output: str, expected: str
+) -> None:
+    ran = (
+        "nohup emulator -avd x > /tmp/e.log 2>&1 &\necho PID: $!" if "PID" in output else "sdkmanager --list | head -30"
+    )
+    args = {"questions": [{"question": "name?"}]} if command == "AskUserQuestion" else {"command": ran}
+    flagged = output.startswith(("<tool_use_error>", "Exit code"))
+    assert kind(call(command, args), [tool(output, is_error=flagged)], "claude_code") == expected
+
+
+def test_a_reproduction_stopped_by_a_name_it_never_imported_never_showed_the_bug() -> None:
+    before = [PROMPT, {"role": "user", "content": "<pr_description>subs fails</pr_description>"}]
+    crash = 'OBSERVATION:\nTraceback (most recent call last):\n  File "/testbed/reproduce.py", line 11, in <module>\n'
+    crash += "    s2 = ConditionSet(x, Lambda(n, n))\nNameError: name 'Lambda' is not defined\n"
+    shows = 'OBSERVATION:\nTraceback (most recent call last):\n  File "/testbed/reproduce.py", line 11, in <module>\n'
+    shows += '  File "/testbed/sympy/sets/conditionset.py", line 208, in _eval_subs\n'
+    shows += "NameError: name 'cond' is not defined\n"
+    run = fn("python /testbed/reproduce.py")
+    assert kind(run, [{"role": "user", "content": crash}], "swe_agent", before) == "task_failure"
+    assert kind(run, [{"role": "user", "content": shows}], "swe_agent", before) == "ok"  # the library's own bug

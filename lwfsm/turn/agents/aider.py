@@ -50,6 +50,7 @@ def _lint(text: str) -> Kind | None:
     return "task_failure"
 
 
+_UNDONE = re.compile(r"^(?:/undo\b|I did `git reset --hard HEAD~1` to discard the last edits)")
 RAN = re.compile(r"I ran this command:", re.I)
 # The person pressed Ctrl-C while the reply streamed: the reply was refused.
 INTERRUPTED = re.compile(r"\^C again to exit|KeyboardInterrupt", re.I)
@@ -100,6 +101,9 @@ class Aider(Reader):
             if msg.get("role") != "user":
                 continue
             text = text_of(msg)[:20000].split(_REMINDER, 1)[0]  # aider's format rules follow what it says
+            if undone := _UNDONE.match(text.strip()):
+                # the person undid the change (`/undo`; aider then tells the model it reset the commit)
+                yield Finding("user_correction", Evidence("aider.undone", i, 1, undone.group(0)))
             if text.startswith(_AIDER_SAYS) and (hit := first_match(INTERRUPTED, text)):
                 yield Finding("rejected", Evidence("aider.interrupted", i, hit[0], hit[1]))
             elif text.startswith(_AIDER_SAYS) and (hit := first_match(REFUSED, text)):

@@ -357,7 +357,8 @@ def is_scaffold(path: str) -> bool:
 _SHELL_ERROR = re.compile(
     r"^(?:(?:/bin/|/usr/bin/)?bash: (?:line \d+: )?(?:\S+: command not found|syntax error[^\n]*|"
     r"unexpected EOF while looking for matching[^\n]*|\S+: (?:bad substitution|unbound variable))|"
-    r"[\w.-]+: [^\n:]+: Is a directory|\s*File \"<stdin>\", line \d+)$",
+    r"[\w.-]+: [^\n:]+: Is a directory|\s*File \"<stdin>\", line \d+|"
+    r"\[\d+\][+-]?\s+Exit \d+\s.*)$",  # bash's notice that a command it ran in the background failed
     re.M,
 )
 
@@ -376,6 +377,20 @@ _BROKEN_RUN = re.compile(
     r"no such table)",
     re.I,
 )
+
+
+# A traceback's innermost frame, then the exception: a name the script itself never defined or imported.
+_OWN_NAME = re.compile(
+    r'File "([^"]+)", line \d+[^\n]*\n(?:(?!\s*File ")[^\n]*\n)??(?:NameError|ImportError): [^\n]*\s*\Z'
+)
+
+
+def _broken(tail: str) -> bool:
+    """The run never reached the code it meant to show: it could not start, or its own script is wrong."""
+    if _BROKEN_RUN.search(tail):
+        return True
+    own = _OWN_NAME.search(tail.rstrip().removesuffix("</output>").rstrip() + "\n")
+    return own is not None and is_reproduction(own.group(1))
 
 
 def is_reproduction(command: str) -> bool:
@@ -429,7 +444,7 @@ ENVIRONMENT = re.compile(
     r"No space left on device|Read-only file system|Operation not permitted|"
     r"(API|[Aa]pi)[ _-]?([Kk]ey|KEY)|_TOKEN'|Unauthorized|401 Unauthori[sz]ed|403 Forbidden|"
     r"\b(java|javac|mvn|gradle|node|npm|npx|yarn|cargo|rustc|go|make|cmake|gcc|g\+\+|docker|pip|pip3|python2|"
-    r"ruff|mypy|black|flake8|pylint|eslint|tsc|prettier|"
+    r"ruff|mypy|black|flake8|pylint|eslint|tsc|prettier|grep|head|tail|sed|awk|curl|wget|git|rg|jq|unzip|"
     r"ruby|php|composer|dotnet|kubectl|psql|mysql|redis-cli|pytest|tox|poetry|conda): (command )?not found|"
     r"command not found: (java|javac|mvn|gradle|node|npm|cargo|go|make|docker|pip|pytest)\b|"
     r"[Pp]eer authentication failed|Missing X server|\$DISPLAY|Host system is missing dependencies|"
@@ -828,7 +843,7 @@ class Reader:
         as a file, a search refusing its pattern) and a later command's 0, or a filter, hid it."""
         if o.runs and (misused := first_match(_MISUSED, o.text[:2000])) is not None:
             return self._found(o, "task_failure", "misused_command", misused)  # it never ran
-        if not o.runs or probe or ("bash:" not in o.text and "directory" not in o.text and "<stdin>" not in o.text):
+        if not o.runs or probe or not any(w in o.text for w in ("bash:", "directory", "<stdin>", "Exit ")):
             return None
         hit = first_match(_SHELL_ERROR, o.text)
         return None if hit is None else self._found(o, "task_failure", "shell_error", hit)
@@ -841,7 +856,7 @@ class Reader:
         if not cmd or o.timed_out:
             return False
         ran = o.status is not None or not o.flagged
-        if ran and (is_reproduction(cmd) or TESTS.search(cmd)) and not _BROKEN_RUN.search(o.text[-3000:]):
+        if ran and (is_reproduction(cmd) or TESTS.search(cmd)) and not _broken(o.text[-3000:]):
             if past.known and not past.edited:
                 return True
             if not past.known and is_reproduction(cmd) and not expects_success(text_of(reply)):

@@ -72,7 +72,7 @@ class ClaudeCode(Reader):
         return o
 
     def classify(self, o: Outcome, reply: Message, past: History | None = None) -> Finding | None:
-        if o.tool in _ASKS and o.flagged:
+        if o.tool in _ASKS and o.flagged and "InputValidationError" not in o.text[:200]:
             # nobody to ask (a headless run, a channel without questions): the lead could not ask either
             return Finding("environment", Evidence(f"{self.name}.no_one_to_ask", o.message, 1, o.text.strip()[:160]))
         return super().classify(o, reply, past)
