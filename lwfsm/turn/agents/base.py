@@ -389,6 +389,8 @@ def _broken(tail: str) -> bool:
     """The run never reached the code it meant to show: it could not start, or its own script is wrong."""
     if _BROKEN_RUN.search(tail):
         return True
+    if "NameError" not in tail and "ImportError" not in tail:
+        return False
     own = _OWN_NAME.search(tail.rstrip().removesuffix("</output>").rstrip() + "\n")
     return own is not None and is_reproduction(own.group(1))
 
