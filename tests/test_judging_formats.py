@@ -756,3 +756,8 @@ def test_a_reproduction_stopped_by_a_name_it_never_imported_never_showed_the_bug
     run = fn("python /testbed/reproduce.py")
     assert kind(run, [{"role": "user", "content": crash}], "swe_agent", before) == "task_failure"
     assert kind(run, [{"role": "user", "content": shows}], "swe_agent", before) == "ok"  # the library's own bug
+
+
+def test_a_read_whose_output_goes_to_a_file_is_a_write() -> None:
+    missing = tool("Exit code 1\ncat: step2.txt: No such file or directory", is_error=True)
+    assert kind(call("Bash", {"command": "cat step2.txt >> notes.txt"}), [missing], "claude_code") == "task_failure"

@@ -211,7 +211,7 @@ def test_claude_code_print_mode_switches_between_lead_and_worker(ant: anthropic_
     )
     ant.script(
         "worker-model",
-        _bash("cat missing.txt"),  # turn 4 fails: exit 1, "No such file or directory"
+        _bash("cp missing.txt notes.txt"),  # turn 4 fails: exit 1, "No such file or directory"
         _bash("python3 no_such_script.py"),  # turn 5 fails too (exit 2): the lead comes back
         {"content": "All done: notes.txt has three lines."},  # call 8, the worker on probation
     )
@@ -293,7 +293,7 @@ def test_claude_code_with_an_anthropic_lead_and_a_chat_only_openai_worker(
         }
 
     oai = openai_server.Server()  # chat completions only: its /v1/responses is a 404
-    oai.script("worker-model", bash(4, "cat missing.txt"), bash(5, "python3 no_such_script.py"))
+    oai.script("worker-model", bash(4, "cp missing.txt notes.txt"), bash(5, "python3 no_such_script.py"))
     oai.script("worker-model", {"content": "All done: notes.txt has four lines."})
     env = {
         **_env("anthropic", ant.base),
@@ -393,7 +393,7 @@ def test_codex_exec_switches_between_lead_and_worker(oai: openai_server.Server, 
 
     # Scripted in call order (the ids count the calls): lead 1-3, worker 4-5, lead 6-7, worker 8.
     oai.script("lead-model", sh("echo lead-1 > notes.txt"), sh("echo lead-2 >> notes.txt"), sh("cat notes.txt"))
-    oai.script("worker-model", sh("cat missing.txt"), sh("python3 no_such_script.py"))  # turns 4 and 5 fail
+    oai.script("worker-model", sh("cp missing.txt notes.txt"), sh("python3 no_such_script.py"))  # turns 4 and 5 fail
     oai.script("lead-model", sh("echo fallback-6 >> notes.txt"), sh("wc -l < notes.txt"))
     oai.script("worker-model", {"content": "All done: notes.txt has three lines."})
     gw = Gateway("lead_worker", "--api-key-env", "GW_KEY", env=_env("openai", oai.base))
