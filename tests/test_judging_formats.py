@@ -761,3 +761,5 @@ def test_a_reproduction_stopped_by_a_name_it_never_imported_never_showed_the_bug
 def test_a_read_whose_output_goes_to_a_file_is_a_write() -> None:
     missing = tool("Exit code 1\ncat: step2.txt: No such file or directory", is_error=True)
     assert kind(call("Bash", {"command": "cat step2.txt >> notes.txt"}), [missing], "claude_code") == "task_failure"
+    assert kind(call("Bash", {"command": "cat step2.txt 2>&1"}), [missing], "claude_code") == "ok"  # still a read
+    assert kind(call("Bash", {"command": "cat step2.txt 2>/dev/null"}), [missing], "claude_code") == "ok"

@@ -482,7 +482,8 @@ def _absent(command: str, o: Outcome) -> bool:
     reads = words[:1] and (
         words[0] in _READS_ONLY or (words[0] == "sed" and not any(w.startswith("-i") for w in words))
     )
-    if reads and ">" not in command and _NOT_FOUND_ONLY.match(_STATUS_LINE.sub("", o.text).strip() + "\n"):
+    writes = any(not p.startswith("/dev/") for p in _REDIRECT.findall(command))  # `cat a >> b`; not `2>&1`
+    if reads and not writes and _NOT_FOUND_ONLY.match(_STATUS_LINE.sub("", o.text).strip() + "\n"):
         return True
     if o.status == 5 and re.search(r"\bpytest\b", command):
         return True  # pytest's own status for "no tests collected" (a -k or a path that selected nothing)

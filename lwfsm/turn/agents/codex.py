@@ -52,7 +52,7 @@ class Codex(Reader):
                 o.status = code if isinstance(code, int) else o.status
                 return o
         o = super().outcome(i, msg, tool, args)
-        if header := _EXEC_HEADER.match(text):
+        if header := _EXEC_HEADER.match(text[:20000]):  # bounded: a long command echoed is still short
             o.text = text[header.end() :]  # the command's own output; the status was read from the header
         if sandboxed := _SANDBOX.match(text[:4000]):
             o.status = int(sandboxed.group(1))
