@@ -88,6 +88,7 @@ def test_the_manifest_holds_provenance_and_labels_never_transcripts() -> None:
             "holdout4",
             "holdout5",
             "holdout6",
+            "holdout7",
         ), r["id"]
         assert r["agent"] in AGENTS, r["id"]
         assert len(r["rationale"]) <= 240, r["id"]  # one line of ours, never a transcript's text

@@ -921,7 +921,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--split",
         default="all",
-        choices=["all", "dev", "holdout", "holdout2", "holdout3a", "holdout3b", "holdout4", "holdout5", "holdout6"],
+        choices=[
+            "all",
+            "dev",
+            "holdout",
+            "holdout2",
+            "holdout3a",
+            "holdout3b",
+            "holdout4",
+            "holdout5",
+            "holdout6",
+            "holdout7",
+        ],
         help="eval: which labelled part",
     )
     p.add_argument("--misjudged", type=_at_least(0), default=40, metavar="N", help="eval: list up to N misjudged")
