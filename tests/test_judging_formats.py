@@ -763,3 +763,13 @@ def test_a_read_whose_output_goes_to_a_file_is_a_write() -> None:
     assert kind(call("Bash", {"command": "cat step2.txt >> notes.txt"}), [missing], "claude_code") == "task_failure"
     assert kind(call("Bash", {"command": "cat step2.txt 2>&1"}), [missing], "claude_code") == "ok"  # still a read
     assert kind(call("Bash", {"command": "cat step2.txt 2>/dev/null"}), [missing], "claude_code") == "ok"
+
+
+def test_git_options_before_its_subcommand_and_a_shell_codex_opened() -> None:
+    answer = codex_exec("fatal: not a git repository (or any of the parent directories): .git\n", 128)
+    assert kind(call("exec_command", {"cmd": "git -C /home/u status --short"}), [answer], "codex") == "ok"
+    refused = codex_exec("fatal: not a git repository (or any of the parent directories): .git\n", 128)
+    assert kind(call("exec_command", {"cmd": "git -C /home/u push origin main"}), [refused], "codex") == "task_failure"
+    running = "Chunk ID: b56528\nWall time: 1.0013 seconds\nProcess running with session ID 89434\n"
+    running += "Original token count: 0\nOutput:\n"
+    assert kind(call("exec_command", {"cmd": "bash", "tty": True}), [tool(running)], "codex") == "ok"

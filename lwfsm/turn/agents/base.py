@@ -223,6 +223,11 @@ def _words(segment: str) -> list[str]:
         words = [w for w in words[1:] if not w[:1].isdigit() and not w.startswith("-")]
     if words and words[0] in ("cd",):
         return []
+    if words[:1] == ["git"]:  # git's own options come before its subcommand: `git -C dir status`
+        rest = words[1:]
+        while rest and rest[0].startswith("-"):
+            rest = rest[2:] if rest[0] in ("-C", "-c") else rest[1:]
+        words = ["git", *rest]
     return words
 
 

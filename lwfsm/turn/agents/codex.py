@@ -61,7 +61,8 @@ class Codex(Reader):
             return o
         if _STILL_RUNNING.search(text[:400]) and o.status is None and tool != "write_stdin":
             # still running when Codex stopped waiting for it: a hang, unless it is a search not done yet
-            o.timed_out = not is_probe(o.command or "")
+            # or a shell it opened to type into (`tty`), which runs until it is closed
+            o.timed_out = not is_probe(o.command or "") and args.get("tty") is not True
         if tool == "apply_patch" or _PATCH_FAILED.search(text[:2000]):
             o.command, o.runs = None, False
             o.flagged = o.flagged or bool(_PATCH_FAILED.search(text[:2000]))
