@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from lwfsm import Engine, Spec, SpecError, load_spec
 from lwfsm.cli import main
 from lwfsm.cli.judging import Result, evaluate, read_lines
+from lwfsm.cli.main import SPLITS
 from lwfsm.turn import TurnCore
 from lwfsm.turn.agents import AGENTS, KINDS
 
@@ -79,17 +80,7 @@ def test_the_manifest_holds_provenance_and_labels_never_transcripts() -> None:
         assert re.fullmatch(r"[0-9a-f]{64}", r["sha256"]), r["id"]
         assert r["kind"] in KINDS, r["id"]
         assert r["second"] in KINDS, r["id"]
-        assert r["split"] in (
-            "dev",
-            "holdout",
-            "holdout2",
-            "holdout3a",
-            "holdout3b",
-            "holdout4",
-            "holdout5",
-            "holdout6",
-            "holdout7",
-        ), r["id"]
+        assert r["split"] in SPLITS, r["id"]
         assert r["agent"] in AGENTS, r["id"]
         assert len(r["rationale"]) <= 240, r["id"]  # one line of ours, never a transcript's text
 

@@ -753,6 +753,10 @@ def cmd_judge(args: argparse.Namespace) -> int:
     return 0
 
 
+# The judging manifest's parts, in the order they were collected (README: Measured on real traffic).
+SPLITS = ("dev", "holdout", "holdout2", "holdout3a", "holdout3b", "holdout4", "holdout5", "holdout6", "holdout7")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lwfsm", description="Lead/worker model switching as an explicit FSM.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -921,18 +925,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--split",
         default="all",
-        choices=[
-            "all",
-            "dev",
-            "holdout",
-            "holdout2",
-            "holdout3a",
-            "holdout3b",
-            "holdout4",
-            "holdout5",
-            "holdout6",
-            "holdout7",
-        ],
+        choices=["all", *SPLITS],
         help="eval: which labelled part",
     )
     p.add_argument("--misjudged", type=_at_least(0), default=40, metavar="N", help="eval: list up to N misjudged")
