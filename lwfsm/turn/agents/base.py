@@ -470,9 +470,13 @@ _MISUSED = re.compile(
 )
 # A command that only reads, or a tool or runner asked about what is not there: its "no" is an answer.
 _READS_ONLY = frozenset({"cat", "head", "tail", "nl", "wc", "less", "more", "file", "stat"})
-_STATUS_LINE = re.compile(
-    r"^(?:[Ee]xit code:? |[Ee]xit status:? )-?\d+[^\n]*\n?", re.M
-)  # the agent's, not the command's
+# How agents print a command's exit status, at a line start (`Reader.STATUS` reads it; `_absent` drops the
+# whole line: it is the agent's, not the command's output).
+_STATUS_WORDS = (
+    r"^(?:[Ee]xit code:? |Process exited with code |[Ee]xit status:? |\[The command completed with exit code |"
+    r"\[Command finished with exit code |<returncode>)"
+)
+_STATUS_LINE = re.compile(_STATUS_WORDS + r"-?\d+[^\n]*\n?", re.M)
 _NOT_FOUND_ONLY = re.compile(r"\A(?:\S+: (?:can't read )?[^\n]+: No such file or directory\n?)+\Z")
 # Names whose installed form is another (`python3`, `pip3`): calling these is the model's slip.
 _ALIASED = frozenset({"python", "pip"})
@@ -612,11 +616,7 @@ class Reader:
     human_turns = True  # the agent has a human in the loop (corrections and rejections can happen)
 
     # Exit statuses as agents print them, anchored at a line start.
-    STATUS = re.compile(
-        r"^(?:[Ee]xit code:? |Process exited with code |[Ee]xit status:? |\[The command completed with exit code |"
-        r"\[Command finished with exit code |<returncode>)(-?\d+)",
-        re.M,
-    )
+    STATUS = re.compile(_STATUS_WORDS + r"(-?\d+)", re.M)
     TIMEOUT = re.compile(
         r"([Tt]imed out after|Command timed out|timed out and has been killed|has no new output after \d+ seconds|"
         r"TimeoutExpired|[Tt]imeout exceeded)",
