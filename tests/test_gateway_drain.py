@@ -79,7 +79,7 @@ def _refused(gw: Gateway) -> bool:
         httpx.get(gw.base + "/healthz", timeout=5)
     except httpx.ConnectError:
         return True
-    except httpx.RemoteProtocolError:  # accepted as the socket closed, then closed unanswered: not yet refused
+    except httpx.TransportError:  # accepted as the socket closed, then closed or reset unanswered: not yet refused
         return False
     return False
 
