@@ -25,7 +25,7 @@ from lwfsm.cli import main
 from lwfsm.cli.judging import Result, evaluate, read_lines
 from lwfsm.cli.main import SPLITS
 from lwfsm.turn import TurnCore
-from lwfsm.turn.agents import AGENTS, KINDS
+from lwfsm.turn.agents import AGENTS, KINDS, base
 
 ROOT = Path(__file__).resolve().parent.parent
 GENERATED = ROOT / "tests" / "judging" / "generated.jsonl.gz"
@@ -271,3 +271,13 @@ def test_no_shape_of_messages_breaks_the_judge(
 
     j = judge(reply, after, after, agent=agent, messages=[*before, reply, *after])
     assert j.kind in KINDS
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.from_regex(base.ENVIRONMENT))
+def test_the_environment_words_gate_never_hides_a_match(text: str) -> None:
+    """`environment()` runs the long ENVIRONMENT pattern only when one of its words is present: every
+    text the pattern matches must pass the gate (a new alternative without its word would fail here)."""
+    hit = base.first_match(base.ENVIRONMENT, text)
+    assert hit is not None
+    assert base.environment(text) == hit

@@ -136,10 +136,11 @@ def judge(
     """The judgement on `reply` from the messages after it. `agent` names the reader; without it the
     agent is told from `headers` and the shape of `messages` (the whole request's, else `after`)."""
     # Only objects are messages: a client's hostile shapes are skipped, never a crash of the judge.
-    after = [m for m in after if is_object(m)]
-    tools = [t for t in tools if is_object(t)]
+    # (`type() is dict` first, inline: a whole conversation is filtered on every call)
+    after = [m for m in after if type(m) is dict or is_object(m)]
+    tools = [t for t in tools if type(t) is dict or is_object(t)]
     if messages is not None:
-        messages = [m for m in messages if is_object(m)]
+        messages = [m for m in messages if type(m) is dict or is_object(m)]
     reply = reply if is_object(reply) else {}
     name = agent or detect(messages if messages is not None else after, headers)
     r = reader(name)

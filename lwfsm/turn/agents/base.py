@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
@@ -461,6 +461,25 @@ ENVIRONMENT = re.compile(
     r"ERR_CONNECTION_REFUSED|ECONNREFUSED|not agreed to the Xcode license|Ripgrep search timed out|database is locked|"
     r"Author identity unknown|Please tell me who you are)",
 )
+# A word (lowercase) in every match of ENVIRONMENT: dozens of alternatives tried at every position cost
+# ~270 µs on 1,500 characters, these substring tests a few. A new alternative needs its word here (a
+# property test checks that the gate never hides a match).
+_ENVIRONMENT_WORDS = (
+    "no module", "modulenotfound", "resolve host", "name resolution", "service not known", "unreachable",
+    "proxyerror", "max retries", "matching distribution", "satisfies", "externally-managed", "refused",
+    "getaddrinfo", "enotfound", "eai_again", "no space left", "read-only file", "not permitted", "pi key",
+    "pi_key", "pikey", "pi-key", "_token'", "unauthori", "forbidden", "not found", "authentication failed",
+    "x server", "$display", "missing dependencies", "exist at", "browser", "not installed", "java",
+    "credentials", "xcode", "ripgrep", "database is locked", "identity unknown", "who you are",
+)  # fmt: skip
+
+
+def environment(text: str) -> tuple[int, str] | None:
+    """The line and words in `text` that say the environment, not the model, failed."""
+    low = text.lower()
+    return first_match(ENVIRONMENT, text) if any(w in low for w in _ENVIRONMENT_WORDS) else None
+
+
 # A command refusing its own arguments: it never ran, so its status is no answer.
 _MISUSED = re.compile(
     r"^\S+: (?:invalid|unrecognized|illegal) option\b.*$|"
@@ -709,7 +728,13 @@ class Reader:
         yield from self.from_user(reply, after)
         if self.human_turns and before:
             yield from self.asked_again(after, before)
-        past = self.history(before)
+        read: list[History] = []
+
+        def past() -> History:  # read only when a failed run asks whether it is a look (most never do)
+            if not read:
+                read.append(self.history(before))
+            return read[0]
+
         for o in self.outcomes(reply, after):
             f = self.classify(o, reply, past)
             if f is not None:
@@ -814,7 +839,7 @@ class Reader:
         """The file an edit that names none changed, as the agent's answer to it says."""
         return None
 
-    def classify(self, o: Outcome, reply: Message, past: History | None = None) -> Finding | None:
+    def classify(self, o: Outcome, reply: Message, past: Callable[[], History] = History) -> Finding | None:
         cmd = o.command or ""
         probe = bool(cmd) and is_probe(cmd)
         served = _server_error(cmd, o.text) if not probe and not o.status else None
@@ -844,7 +869,7 @@ class Reader:
                 finding = self._found(o, "task_failure", "error_line", error)
             else:
                 return self._shell(o, probe)
-        return None if finding.kind != "environment" and self.looked(o, reply, past or History()) else finding
+        return None if finding.kind != "environment" and self.looked(o, reply, past()) else finding
 
     def _shell(self, o: Outcome, probe: bool) -> Finding | None:
         """The shell or a core tool failed part of a command (a backtick run as a command, a folder read
@@ -890,7 +915,7 @@ class Reader:
         ):
             # the program the command runs is not installed: the lead would not find it either
             return Finding("environment", Evidence(f"{self.name}.environment", o.message, None, f"{tool}: not found"))
-        env = first_match(ENVIRONMENT, o.text[-tail:])
+        env = environment(o.text[-tail:])
         if env is not None and not _OWN_MODULE.search(o.text[-tail:]):
             return Finding("environment", Evidence(f"{self.name}.environment", o.message, None, env[1]))
         return Finding(kind, Evidence(f"{self.name}.{why}", o.message, hit[0] if hit else None, hit[1] if hit else ""))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from .base import Evidence, Finding, History, Message, Outcome, Reader, Transcript, first_match, text_of
@@ -71,7 +71,7 @@ class ClaudeCode(Reader):
                 o.flagged = False
         return o
 
-    def classify(self, o: Outcome, reply: Message, past: History | None = None) -> Finding | None:
+    def classify(self, o: Outcome, reply: Message, past: Callable[[], History] = History) -> Finding | None:
         if o.tool in _ASKS and o.flagged and "InputValidationError" not in o.text[:200]:
             # nobody to ask (a headless run, a channel without questions): the lead could not ask either
             return Finding("environment", Evidence(f"{self.name}.no_one_to_ask", o.message, 1, o.text.strip()[:160]))

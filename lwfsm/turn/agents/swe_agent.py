@@ -8,7 +8,7 @@ from __future__ import annotations
 import ast
 import json
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from .base import Evidence, Finding, History, Message, Outcome, Reader, Transcript, first_match, text_of, tool_calls
@@ -221,7 +221,7 @@ class SweAgent(MiniSweAgent):
             if said is not None:
                 yield Finding("task_failure", Evidence(f"{self.name}.unbalanced_edit", after.index(obs), None, said))
 
-    def classify(self, o: Outcome, reply: Message, past: History | None = None) -> Finding | None:
+    def classify(self, o: Outcome, reply: Message, past: Callable[[], History] = History) -> Finding | None:
         hit = first_match(self.EDIT_FAILED, o.text[:4000])
         if hit and not (o.command and "No matches found" in o.text[:300]):
             from .base import is_probe
@@ -231,7 +231,7 @@ class SweAgent(MiniSweAgent):
             finding = self._found(o, "task_failure", "error_line", hit, tail=4000)
             if hit[1].lstrip("[").startswith(("Your ", "Interactive operation", "No replacement")):
                 return finding  # the harness refused the action: nothing ran, no red phase to look at
-            return None if finding.kind != "environment" and self.looked(o, reply, past or History()) else finding
+            return None if finding.kind != "environment" and self.looked(o, reply, past()) else finding
         return super().classify(o, reply, past)
 
 
