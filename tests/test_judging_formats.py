@@ -616,6 +616,28 @@ def test_a_probe_run_as_another_user_or_through_a_shell_is_still_a_probe(command
     assert kind(call("Bash", {"command": command}), [tool("Exit code 1", is_error=True)], "claude_code") == expected
 
 
+POWERSHELL_NO = """Exit code: 1
+Wall time: 0.6 seconds
+Output:
+Get-ChildItem : Cannot find path 'C:\\src\\app\\templates' because it does not exist.
+At line:2 char:1
+    + CategoryInfo          : ObjectNotFound: (C:\\src\\app\\templates:String) [Get-ChildItem], ItemNotFoundException
+"""
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        ("Get-ChildItem -Force src/app/templates", "ok"),  # PowerShell's `ls`: "not there" is an answer
+        ("Test-Path src/app/templates", "ok"),
+        ("Select-String -Path *.py -Pattern TODO", "ok"),
+        ("npm run build", "task_failure"),
+    ],
+)
+def test_powershell_probes_answer_no(command: str, expected: str) -> None:
+    assert kind(call("shell_command", {"command": command}), [tool(POWERSHELL_NO)], "codex") == expected
+
+
 def lint_report(path: str, running: str = "") -> str:
     lines = ["> Applied edit to " + path, ">", "> # Fix any errors below, if possible.", ">"]
     lines += [f"> ## Running: {running}", ">"] if running else []

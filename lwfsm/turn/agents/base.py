@@ -175,6 +175,18 @@ PROBES = frozenset(
         "git status",
         "git branch",
         "npm view",
+        # PowerShell's (Codex on Windows): listing, testing, searching, looking up
+        "Get-ChildItem",
+        "gci",
+        "dir",
+        "Get-Item",
+        "Test-Path",
+        "Select-String",
+        "sls",
+        "Get-Command",
+        "gcm",
+        "where.exe",
+        "Get-Process",
     }
 )
 # Commands named by their first two words (`git diff` is a probe, `git push` is not).
@@ -488,7 +500,9 @@ _MISUSED = re.compile(
     re.M,
 )
 # A command that only reads, or a tool or runner asked about what is not there: its "no" is an answer.
-_READS_ONLY = frozenset({"cat", "head", "tail", "nl", "wc", "less", "more", "file", "stat"})
+_READS_ONLY = frozenset(
+    {"cat", "head", "tail", "nl", "wc", "less", "more", "file", "stat", "Get-Content", "gc", "type"}
+)
 # How agents print a command's exit status, at a line start (`Reader.STATUS` reads it; `_absent` drops the
 # whole line: it is the agent's, not the command's output).
 _STATUS_WORDS = (
