@@ -546,6 +546,9 @@ def test_claude_codes_read_of_a_file_that_is_not_there_is_an_answer() -> None:
         # a search whose pattern its program refused, its status hidden behind a filter: it never searched
         ("curl -s localhost:8000 | grep -oE '[^\"]*mp4' | head", "ugrep: error: error at position 3\n", "task_failure"),
         ("curl -s localhost:8000 | grep -oE 'mp4' | head", "a.mp4\nb.mp4\n", "ok"),
+        # a viewer run in the background: the shell's 0 is the background's, its words say it is not installed
+        ("eog results/ &disown 2>&1", "/bin/bash: line 1: eog: command not found", "environment"),
+        ("git config --global user.name && git config --global user.email", "Exit code 1", "ok"),  # not set
     ],
 )
 def test_claude_code_commands_that_never_ran_or_met_a_lock(command: str, output: str, expected: str) -> None:

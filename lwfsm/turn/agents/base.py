@@ -155,6 +155,7 @@ PROBES = frozenset(
         "git diff",
         "git ls-files",
         "git show-ref",
+        "git config",  # a lookup: 1 when the key is not set
         "git rev-parse",
         "pip show",
         "npm ls",
@@ -921,7 +922,8 @@ class Reader:
     def _found(self, o: Outcome, kind: Kind, why: str, hit: tuple[int, str] | None = None, tail: int = 1500) -> Finding:
         """A failed outcome's finding: the environment's when the last `tail` characters of its output
         say so, else `kind`."""
-        tool = (_words(o.command or "") or [""])[0] if o.status == 127 else ""
+        # (whatever the status: a command run in the background or in a chain shows another's)
+        tool = (_words(o.command or "") or [""])[0]
         if (
             tool
             and tool not in _ALIASED
