@@ -798,3 +798,15 @@ def test_git_options_before_its_subcommand_and_a_shell_codex_opened() -> None:
     running = "Chunk ID: b56528\nWall time: 1.0013 seconds\nProcess running with session ID 89434\n"
     running += "Original token count: 0\nOutput:\n"
     assert kind(call("exec_command", {"cmd": "bash", "tty": True}), [tool(running)], "codex") == "ok"
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        ('cat src/rules/L031.py | grep -i "dialect\\|config"', "ok"),  # `\|` inside quotes is grep's, not a pipe
+        ("cat src/rules/L031.py | grep -E 'dialect|config'", "ok"),
+        ("grep -q 'a|b' src/x.py; python check.py", "task_failure"),  # the `;` outside the quotes still splits
+    ],
+)
+def test_operators_inside_quotes_are_text(command: str, expected: str) -> None:
+    assert kind(mini(command), [observed("", 1)], "mini_swe_agent") == expected

@@ -218,6 +218,18 @@ FILTERS = frozenset(
     }
 )
 _SPLIT = re.compile(r"\s*(\|\||&&|;|\n|\|(?!\|))\s*")
+_QUOTED = re.compile(r''''[^']*'|"(?:[^"\\]|\\.)*"''')
+
+
+def _split(command: str) -> list[str]:
+    """A command line's parts with the operators between them (as `_SPLIT.split` gives them); an
+    operator inside quotes is text: `grep "a\\|b" f` is one command."""
+    masked = _QUOTED.sub(lambda m: "_" * len(m.group(0)), command)
+    out, at = [], 0
+    for m in _SPLIT.finditer(masked):
+        out += [command[at : m.start()], m.group(1)]
+        at = m.end()
+    return [*out, command[at:]]
 
 
 _WORD = re.compile(r"""'[^']*'|"[^"]*"|[^\s'"#]+|#.*""")
@@ -246,7 +258,7 @@ def _words(segment: str) -> list[str]:
 
 def last_command(command: str) -> tuple[str, str, str | None]:
     """(the command that sets the status, the operator before it, the name of the pipeline's first command)."""
-    parts = _SPLIT.split(command.strip())
+    parts = _split(command.strip())
     segments = parts[0::2]
     ops = parts[1::2]
     while len(segments) > 1 and not segments[-1].strip():
@@ -329,7 +341,7 @@ def program(command: str) -> str:
     `pytest`, `python -m pytest -x` is `python -m pytest`, `python repro.py` is itself."""
     if "<<" in command:
         return " ".join(command.split())  # a script given inline is itself
-    parts = _SPLIT.split(command.strip())[0::2]
+    parts = _split(command.strip())[0::2]
     words = next((w for w in map(_words, parts) if w), [])  # `cd dir && pytest`: what runs is pytest
     if words[:1] and words[0] in _INTERPRETERS:
         if len(words) > 1 and words[1] == "-m":
