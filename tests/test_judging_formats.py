@@ -213,6 +213,20 @@ def test_aider_person_asking_again() -> None:
     assert aider_kind(answered) == "ok"
 
 
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        ("litellm.RateLimitError: AnthropicException - rate_limit_error", "ok"),  # a retry, not a correction
+        ("litellm.AuthenticationError: Missing Anthropic API Key", "environment"),
+    ],
+)
+def test_aider_sending_again_after_a_failed_model_call_is_a_retry(error: str, expected: str) -> None:
+    again = history(f"> {error}  \n> Retrying in 0.2 seconds...  ", "fix the parser so that it handles tabs")
+    assert aider_kind(again.replace(b"#### fix the parser  ", b"#### fix the parser so that it handles tabs  ")) == (
+        expected
+    )
+
+
 # -- people's words, at the start of their message --
 
 DONE = {"role": "assistant", "content": "Done: the form saves now."}

@@ -55,6 +55,8 @@ RAN = re.compile(r"I ran this command:", re.I)
 # The person pressed Ctrl-C while the reply streamed: the reply was refused.
 INTERRUPTED = re.compile(r"\^C again to exit|KeyboardInterrupt", re.I)
 _AIDER_SAYS = "[aider]"
+# aider's report that its call to the model failed (LiteLLM's exception names: rate limit, no key, outage)
+_CALL_FAILED = re.compile(r"^litellm\.\w+Error\b.*$", re.M)
 # aider applying a whole-file or SEARCH/REPLACE block to the line the model put before it: a filename
 # with spaces or prose punctuation, or a bare word that names no file kind, is a block it misread.
 APPLIED = re.compile(r"^(?:Applied edit to|Creating empty file) (.+)$", re.M)
@@ -97,6 +99,7 @@ class Aider(Reader):
     def findings(
         self, reply: Message, after: Sequence[Message], tools: Sequence[Message], before: Sequence[Message] = ()
     ) -> Iterator[Finding]:
+        retried = False
         for i, msg in enumerate(after):
             if msg.get("role") != "user":
                 continue
@@ -104,6 +107,11 @@ class Aider(Reader):
             if undone := _UNDONE.match(text.strip()):
                 # the person undid the change (`/undo`; aider then tells the model it reset the commit)
                 yield Finding("user_correction", Evidence("aider.undone", i, 1, undone.group(0)))
+            if text.startswith(_AIDER_SAYS) and first_match(_CALL_FAILED, text):
+                # a call to the model failed: what the person sends next is a retry, not a correction
+                retried = True
+                if env := environment(text):
+                    yield Finding("environment", Evidence("aider.environment", i, env[0], env[1]))
             if text.startswith(_AIDER_SAYS) and (hit := first_match(INTERRUPTED, text)):
                 yield Finding("rejected", Evidence("aider.interrupted", i, hit[0], hit[1]))
             elif text.startswith(_AIDER_SAYS) and (hit := first_match(REFUSED, text)):
@@ -120,7 +128,7 @@ class Aider(Reader):
                     yield Finding("environment", Evidence("aider.environment", i, env[0], env[1]))
                 else:
                     yield Finding("task_failure", Evidence("aider.test_output", i, err[0], err[1]))
-            elif self.human(msg):
+            elif self.human(msg) and not retried:
                 if (said := self.correction(text)) is not None:
                     yield Finding("user_correction", Evidence("aider.correction", i, 1, said))
                 else:
