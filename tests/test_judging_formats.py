@@ -824,3 +824,16 @@ def test_git_options_before_its_subcommand_and_a_shell_codex_opened() -> None:
 )
 def test_operators_inside_quotes_are_text(command: str, expected: str) -> None:
     assert kind(mini(command), [observed("", 1)], "mini_swe_agent") == expected
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ({"command": "view", "path": "/w/src/JSON.java"}, "ok"),  # looking whether a guessed path is there
+        ({"path": "/w/src/JSON.java", "view_range": None}, "ok"),  # OpenHands' read action
+        ({"command": "str_replace", "path": "/w/src/JSON.java", "old_str": "a", "new_str": "b"}, "task_failure"),
+    ],
+)
+def test_openhands_viewing_a_path_that_is_not_there(args: dict[str, Any], expected: str) -> None:
+    said = "ERROR:\nInvalid `path` parameter: /w/src/JSON.java. The path /w/src/JSON.java does not exist."
+    assert kind(call("str_replace_editor", args), [tool(said)], "openhands") == expected

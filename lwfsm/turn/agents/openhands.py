@@ -33,6 +33,8 @@ class OpenHands(Reader):
             return o
         # the file editor, think, finish...: its argument "command" is an editor verb, not a shell command
         failed = text.lstrip().startswith(("ERROR:", "Error:")) or "did not appear verbatim" in text[:500]
+        if (args.get("command") == "view" or "view_range" in args) and "does not exist" in text[:500]:
+            failed = False  # looking at a path to see whether it is there: "no" is an answer
         return Outcome(message=i, text=text, tool=tool, flagged=failed, runs=False)
 
 
