@@ -837,3 +837,68 @@ def test_operators_inside_quotes_are_text(command: str, expected: str) -> None:
 def test_openhands_viewing_a_path_that_is_not_there(args: dict[str, Any], expected: str) -> None:
     said = "ERROR:\nInvalid `path` parameter: /w/src/JSON.java. The path /w/src/JSON.java does not exist."
     assert kind(call("str_replace_editor", args), [tool(said)], "openhands") == expected
+
+
+def react(name: str, **args: str) -> dict[str, Any]:
+    """A reply of a ReAct template whose calls are written in the text (kept in mini-swe-agent's format)."""
+    body = "".join(f"----ARG----\n{k}\n----VALUE----\n{v}\n" for k, v in args.items())
+    return {
+        "role": "assistant",
+        "content": f"I'll do it.\n----BEGIN_FUNCTION_CALL----\n{name}\n{body}----END_FUNCTION_CALL----",
+    }
+
+
+@pytest.mark.parametrize(
+    ("reply", "answer", "expected"),
+    [
+        (react("run_bash_cmd", command="nl -ba a.py"), ("system", "Result:\n     1\timport os\n"), "ok"),
+        # the end marker written twice ran as a command
+        (
+            react("run_bash_cmd", command="nl -ba a.py"),
+            ("system", "Result:\n     1\timport os\nbash: line 2: ----END_FUNCTION_CALL: command not found\n"),
+            "task_failure",
+        ),
+        (
+            react("run_bash_cmd", command="git apply p.diff"),
+            ("system", "Result:\nerror: unrecognized input\n"),
+            "task_failure",
+        ),
+        (react("show_file", file_path="a.py"), ("user", "Tool 'show_file' returned:\n1 raise ValueError('x')\n"), "ok"),
+        (
+            react("replace_in_file", file_path="a.py", old_content="x = 1"),
+            ("user", "Tool 'replace_in_file' returned:\nError: Could not find exact match in a.py."),
+            "task_failure",
+        ),
+        (
+            react("replace_in_file", file_path="a.py", old_content="x = 1"),
+            ("user", "Error executing 'replace_in_file': TypeError: Missing required argument: new_content"),
+            "task_failure",
+        ),
+        (
+            {"role": "assistant", "content": "I will now look at the files."},
+            ("user", "Error: No function call detected in your response. You MUST call a function."),
+            "task_failure",
+        ),
+    ],
+)
+def test_a_react_template_with_calls_in_its_text(reply: dict[str, Any], answer: tuple[str, str], expected: str) -> None:
+    role, text = answer
+    assert kind(reply, [{"role": role, "content": text}], "mini_swe_agent") == expected
+
+
+ARGPARSE = (
+    "usage: tool [-h] [--view_range VIEW_RANGE VIEW_RANGE] command path\ntool: error: unrecognized arguments: [1, 9]\n"
+)
+
+
+def test_a_cli_refusing_its_arguments_never_ran() -> None:
+    shown = "```\nstr_replace_editor view /t/a.py [1, 9]\n```"
+    refused = ARGPARSE.replace("tool", "str_replace_editor")
+    step = {"role": "assistant", "content": shown}
+    assert kind(step, [{"role": "user", "content": "OBSERVATION:\n" + refused}], "swe_agent") == "task_failure"
+    # the same refusal again is the same mistake again, not a second look
+    before = [{"role": "user", "content": "fix it"}, step, {"role": "user", "content": "OBSERVATION:\n" + refused}]
+    assert kind(step, [{"role": "user", "content": "OBSERVATION:\n" + refused}], "swe_agent", before) == "task_failure"
+    assert kind(call("Bash", {"command": "python manage.py migrate --fake-it"}), [tool(ARGPARSE)], "claude_code") == (
+        "task_failure"
+    )

@@ -754,7 +754,18 @@ def cmd_judge(args: argparse.Namespace) -> int:
 
 
 # The judging manifest's parts, in the order they were collected (README: Measured on real traffic).
-SPLITS = ("dev", "holdout", "holdout2", "holdout3a", "holdout3b", "holdout4", "holdout5", "holdout6", "holdout7")
+SPLITS = (
+    "dev",
+    "holdout",
+    "holdout2",
+    "holdout3a",
+    "holdout3b",
+    "holdout4",
+    "holdout5",
+    "holdout6",
+    "holdout7",
+    "holdout8",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

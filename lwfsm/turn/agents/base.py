@@ -508,6 +508,9 @@ def environment(text: str) -> tuple[int, str] | None:
 # A command refusing its own arguments: it never ran, so its status is no answer.
 _MISUSED = re.compile(
     r"^\S+: (?:invalid|unrecognized|illegal) option\b.*$|"
+    # argparse's refusal (a Python CLI, SWE-agent's file editor)
+    r"^[\w.-]+: error: (?:unrecognized arguments|the following arguments are required|argument \S+: |"
+    r"invalid choice).*$|"
     r"^(?:u?grep|egrep|rg|ag): (?:error: )?"
     r"(?:Unmatched|Invalid|regex parse error|error at position|Trailing backslash).*$",
     re.M,

@@ -11,7 +11,19 @@ import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from .base import Evidence, Finding, History, Message, Outcome, Reader, Transcript, first_match, text_of, tool_calls
+from .base import (
+    _MISUSED,
+    Evidence,
+    Finding,
+    History,
+    Message,
+    Outcome,
+    Reader,
+    Transcript,
+    first_match,
+    text_of,
+    tool_calls,
+)
 from .edits import unbalanced_edit
 
 __all__ = ["MINI", "READER"]
@@ -21,6 +33,11 @@ _SHOWN_FILE = re.compile(r"\[File: (\S+) \(\d+ lines total\)\]")
 _FUNCTION = re.compile(r"<function=([\w-]+)>(.*?)</function>", re.S)
 _PARAMETER = re.compile(r"<parameter=(\w+)>\n?(.*?)\n?</parameter>", re.S)
 _RETURNCODE = re.compile(r"<returncode>(-?\d+)</returncode>")
+# A ReAct template's calls written in the text (`----BEGIN_FUNCTION_CALL----`, the name, then `----ARG----`
+# name and value pairs) and its answers, `Result:` or `Tool 'x' returned:`, as system or user messages.
+_TEXT_CALL = re.compile(r"----BEGIN_FUNCTION_CALL----\n([\w-]+)\n(.*?)----END_FUNCTION_CALL", re.S)
+_TEXT_ARG = re.compile(r"----ARG----\n([\w-]+)\n(?:----VALUE----\n)?(.*?)(?=\n?----ARG----|\Z)", re.S)
+_TEXT_RESULT = re.compile(r"\A(?:Result:|Tool '[\w-]+' returned:|(Error executing '[\w-]+':))\s*")
 # Older mini-swe-agent templates (and forks) show the observation as a Python dict's repr.
 _DICT_OBS = re.compile(r"^\s*(?:Observation:\s*)?\{'output': ")
 
@@ -50,6 +67,12 @@ def _actions(reply: Message) -> list[str]:
             out.append(str(args.get("command", "")) if isinstance(args, dict) else "")
         return out
     text = text_of(reply)
+    if "----BEGIN_FUNCTION_CALL----" in text:
+        out = []
+        for _name, body in _TEXT_CALL.findall(text):
+            params = {k: v.strip() for k, v in _TEXT_ARG.findall(body)}
+            out.append(params.get("command", ""))  # another tool (a file viewer, a search) runs no command
+        return out
     blocks = [m.group(1).strip() for m in _BASH_BLOCK.finditer(text)]
     if blocks or "<function=" not in text:
         return blocks
@@ -68,7 +91,7 @@ class MiniSweAgent(Reader):
     name = "mini_swe_agent"
     human_turns = False
     FORMAT = re.compile(
-        r"(Please always provide EXACTLY ONE action|No tool calls found in the response|"
+        r"(Please always provide EXACTLY ONE action|No tool calls found in the response|No function call detected|"
         r"format(ting)? error|Your (last )?(output|response) (was not|did not))",
         re.I,
     )
@@ -119,6 +142,18 @@ class MiniSweAgent(Reader):
                     command=command,
                     status=int(m.group(1)),
                     runs=True,
+                    timed_out=bool(self.TIMEOUT.search(text[:3000])),
+                )
+            elif (said := _TEXT_RESULT.match(text)) is not None:
+                command = (actions[n] if n < len(actions) else None) or None
+                n += 1
+                yield Outcome(
+                    message=i,
+                    text=text[said.end() :],
+                    command=command,
+                    # a tool's own answer that it failed (the harness could not call it, or it refused)
+                    flagged=said.group(1) is not None or (command is None and text[said.end() :].startswith("Error")),
+                    runs=command is not None,
                     timed_out=bool(self.TIMEOUT.search(text[:3000])),
                 )
             elif msg.get("role") in ("user", "tool") and self.TIMEOUT.search(text[:1000]):
@@ -222,6 +257,8 @@ class SweAgent(MiniSweAgent):
                 yield Finding("task_failure", Evidence(f"{self.name}.unbalanced_edit", after.index(obs), None, said))
 
     def classify(self, o: Outcome, reply: Message, past: Callable[[], History] = History) -> Finding | None:
+        if misused := first_match(_MISUSED, o.text[:4000]):  # its file editor refusing its arguments: nothing ran
+            return self._found(o, "task_failure", "misused_command", misused)
         hit = first_match(self.EDIT_FAILED, o.text[:4000])
         if hit and not (o.command and "No matches found" in o.text[:300]):
             from .base import is_probe
