@@ -902,3 +902,30 @@ def test_a_cli_refusing_its_arguments_never_ran() -> None:
     assert kind(call("Bash", {"command": "python manage.py migrate --fake-it"}), [tool(ARGPARSE)], "claude_code") == (
         "task_failure"
     )
+
+
+@pytest.mark.parametrize(
+    ("command", "output", "expected"),
+    [
+        ("cd /w/app && ls specs", "Exit code: 1\nOutput:\nls: specs: No such file or directory\n", "ok"),  # ran: `ls`
+        ("cd /w/app && npm test", "Exit code: 1\nOutput:\nnpm ERR! Test failed.\n", "task_failure"),
+        ("find ~ -maxdepth 4 -iname '*mcp*'", "Exit code: 124\nWall time: 10 seconds\nOutput:\n/a/b\n", "task_failure"),
+        ("coderabbit --version 2>/dev/null && coderabbit auth status", "Exit code: 127\nOutput:\n", "environment"),
+    ],
+)
+def test_codex_commands_after_cd_its_timeout_and_a_silent_127(command: str, output: str, expected: str) -> None:
+    assert kind(call("shell_command", {"command": command}), [tool(output)], "codex") == expected
+
+
+@pytest.mark.parametrize(
+    "last",
+    [
+        "COPY failed: file not found in build context or excluded by .dockerignore: stat vendor",
+        "\x1b[0mThe command '/bin/sh -c ldconfig' returned a non-zero code: 255",
+    ],
+)
+def test_docker_legacy_builder_failures_behind_a_filter(last: str) -> None:
+    out = f"Step 1/19 : FROM debian:bookworm-slim\n ---> 1f2403136cb0\nStep 9/19 : RUN x\n{last}\n"
+    assert kind(call("Bash", {"command": "docker build -t app . 2>&1 | tail -60"}), [tool(out)], "claude_code") == (
+        "task_failure"
+    )

@@ -232,6 +232,9 @@ def _split(command: str) -> list[str]:
     return [*out, command[at:]]
 
 
+# Leading `cd DIR &&`s: the command that ran is what follows them.
+_CD = re.compile(r"\A(?:\s*cd\s+(?:'[^']*'|\"[^\"]*\"|[^\s;&|]+)\s*&&)+\s*")
+
 _WORD = re.compile(r"""'[^']*'|"[^"]*"|[^\s'"#]+|#.*""")
 
 
@@ -446,14 +449,17 @@ def expects_success(reply_text: str) -> bool:
 
 # A line that starts an error report, in the last lines of a command's output.
 _ERROR_LINE = re.compile(
-    r"^\s*(Traceback \(most recent call last\):|(?:[A-Za-z_]\w*\.)*[A-Z]?\w*(Error|Exception)( \[\w+\])?: |"
+    r"^\s*(?:\x1b\[[\d;]*m)*"  # a terminal's colour codes first
+    r"(Traceback \(most recent call last\):|(?:[A-Za-z_]\w*\.)*[A-Z]?\w*(Error|Exception)( \[\w+\])?: |"
     r"error(\[E\d+\])?: |"
     r"fatal: |FAILED\b|FAIL\b|npm ERR!|ERROR: |E\s{3}|BUILD FAILURE|BUILD FAILED|make: \*\*\*|"
     r"SyntaxError|panic: |Segmentation fault|Aborted|.*: command not found$|.*No such file or directory$|"
     r".*can't open file|"
     # compilers (gcc, clang, javac, go, tsc) and build tools (Maven, Gradle) name the file and line
     r"[^\s:]+:\d+(:\d+)?: (fatal )?error: |[^\s(]+\(\d+,\d+\): error TS\d+|\[ERROR\] |\[INFO\] BUILD FAILURE|"
-    r"FAILURE: Build failed|> Task \S+ FAILED|\[?Your proposed edit has introduced new syntax error)",
+    r"FAILURE: Build failed|> Task \S+ FAILED|\[?Your proposed edit has introduced new syntax error|"
+    # docker's legacy builder
+    r"(?:COPY|ADD) failed: |The command '.*' returned a non-zero code: \d+)",
 )
 # Test runners' own summaries.
 # Test runners' own summaries (matched at a line's start), and a count of failures anywhere in a line.
@@ -870,7 +876,7 @@ class Reader:
         return None
 
     def classify(self, o: Outcome, reply: Message, past: Callable[[], History] = History) -> Finding | None:
-        cmd = o.command or ""
+        cmd = _CD.sub("", o.command or "")  # `cd dir && ls x`: what ran is `ls x`
         probe = bool(cmd) and is_probe(cmd)
         served = _server_error(cmd, o.text) if not probe and not o.status else None
         if served is not None:
@@ -938,12 +944,10 @@ class Reader:
         """A failed outcome's finding: the environment's when the last `tail` characters of its output
         say so, else `kind`."""
         # (whatever the status: a command run in the background or in a chain shows another's)
-        tool = (_words(o.command or "") or [""])[0]
-        if (
-            tool
-            and tool not in _ALIASED
-            and any(f in o.text for f in (f"{tool}: command not found", f"command not found: {tool}"))
-        ):
+        tool = (_words(_CD.sub("", o.command or "")) or [""])[0]
+        said = any(f in o.text for f in (f"{tool}: command not found", f"command not found: {tool}"))
+        silent = o.status == 127 and not _STATUS_LINE.sub("", o.text).strip()  # its words sent to /dev/null
+        if tool and tool not in _ALIASED and (said or silent):
             # the program the command runs is not installed: the lead would not find it either
             return Finding("environment", Evidence(f"{self.name}.environment", o.message, None, f"{tool}: not found"))
         env = environment(o.text[-tail:])

@@ -56,6 +56,8 @@ class Codex(Reader):
             o.text = text[header.end() :]  # the command's own output; the status was read from the header
         if sandboxed := _SANDBOX.match(text[:4000]):
             o.status = int(sandboxed.group(1))
+        if o.status == 124 and o.command is not None:
+            o.timed_out = True  # Codex ends a command at its timeout with status 124 and says nothing more
         if _REFUSED_CALL.match(text):
             o.command, o.runs, o.flagged = None, False, True
             return o
