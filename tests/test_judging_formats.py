@@ -611,14 +611,20 @@ def test_swe_agents_reproduction_in_its_function_call_format(observation: str, e
     assert kind(reply, [{"role": "user", "content": observation}], "swe_agent", before) == expected
 
 
-def test_a_search_that_ran_out_of_time_never_answered_but_one_still_running_may() -> None:
+def test_a_command_that_ran_out_of_time_failed_but_one_still_running_has_no_outcome_yet() -> None:
     timed_out = json.dumps({"output": "command timed out after 10006 milliseconds\n./a.sh:1: x\n", "metadata": {}})
     grep = call("shell", {"command": ["bash", "-lc", "grep -Rin traefik ."]})
     assert kind(grep, [tool(timed_out)], "codex") == "task_failure"
     running = "Chunk ID: 958b31\nWall time: 1.0016 seconds\nProcess running with session ID 67141\n"
     running += "Original token count: 0\nOutput:\n"
     assert kind(call("exec_command", {"cmd": "find .. -name AGENTS.md -print"}), [tool(running)], "codex") == "ok"
-    assert kind(call("exec_command", {"cmd": "pytest -q"}), [tool(running)], "codex") == "task_failure"
+    assert kind(call("exec_command", {"cmd": "pytest -q"}), [tool(running)], "codex") == "ok"  # still running
+    background = "Command running in background with ID: b137137. Output is being written to: /tmp/t/b137137.output"
+    assert kind(call("Bash", {"command": "pytest -q", "timeout": 3000}), [tool(background)], "claude_code") == "ok"
+    killed = "Exit code 143\nCommand timed out after 1s"
+    assert kind(
+        call("Bash", {"command": "sleep 5", "timeout": 1000}), [tool(killed, is_error=True)], "claude_code"
+    ) == ("task_failure")
 
 
 @pytest.mark.parametrize(

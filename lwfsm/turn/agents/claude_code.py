@@ -62,8 +62,6 @@ class ClaudeCode(Reader):
             o.flagged = False  # the shell it meant to stop had already stopped: what it wanted holds
         if tool == "Bash" and o.status is None and not o.flagged:
             o.status = 0  # Claude Code prints "Exit code N" (and flags is_error) only when a command failed
-        if tool == "Bash" and not args.get("run_in_background") and o.text.startswith("Command running in background"):
-            o.timed_out = True  # past its timeout Claude Code moved it to the background, unfinished
         if tool is not None and tool not in _RUNS:
             o.runs, o.timed_out, o.status = False, False, None  # a file, a listing, a search: words do not count
             o.command = None

@@ -8,7 +8,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from .base import Finding, Message, Outcome, Reader, Transcript, is_probe, text_of
+from .base import Finding, Message, Outcome, Reader, Transcript, text_of
 
 __all__ = ["READER"]
 
@@ -61,10 +61,6 @@ class Codex(Reader):
         if _REFUSED_CALL.match(text):
             o.command, o.runs, o.flagged = None, False, True
             return o
-        if _STILL_RUNNING.search(text[:400]) and o.status is None and tool != "write_stdin":
-            # still running when Codex stopped waiting for it: a hang, unless it is a search not done yet
-            # or a shell it opened to type into (`tty`), which runs until it is closed
-            o.timed_out = not is_probe(o.command or "") and args.get("tty") is not True
         if tool == "apply_patch" or _PATCH_FAILED.search(text[:2000]):
             o.command, o.runs = None, False
             o.flagged = o.flagged or bool(_PATCH_FAILED.search(text[:2000]))
