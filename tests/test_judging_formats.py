@@ -257,6 +257,7 @@ DONE = {"role": "assistant", "content": "Done: the form saves now."}
         "GET http://localhost:3000/api/items 500 (Internal Server Error)",
         "Uncaught (in promise) TypeError: x is undefined",
         "src/App.tsx(4,1): error TS1005: ';' expected.",
+        "This isn't exactly what I wanted, the images only stack vertically",
     ],
 )
 def test_a_person_saying_it_failed(said: str) -> None:
@@ -935,3 +936,20 @@ def test_docker_legacy_builder_failures_behind_a_filter(last: str) -> None:
     assert kind(call("Bash", {"command": "docker build -t app . 2>&1 | tail -60"}), [tool(out)], "claude_code") == (
         "task_failure"
     )
+
+
+def test_sudo_asking_for_a_password_nobody_can_type_is_the_environment() -> None:
+    said = "sudo: a terminal is required to read the password; either use the -S option\nsudo: a password is required"
+    assert kind(
+        call("Bash", {"command": "sudo apt-get install -y gh"}), [tool(said, is_error=True)], "claude_code"
+    ) == ("environment")
+
+
+def test_what_follows_the_persons_next_message_is_the_next_turns() -> None:
+    done = {"role": "assistant", "content": "Removed: ~/.config/opencode and its caches."}
+    after = [
+        {"role": "user", "content": "now download opencode with bun"},
+        {"role": "user", "content": "<turn_aborted reason=interrupted>"},  # the new request, interrupted
+    ]
+    assert kind(done, after, "codex") == "ok"
+    assert kind(done, after[1:], "codex") == "rejected"

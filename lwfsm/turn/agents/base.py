@@ -490,7 +490,7 @@ ENVIRONMENT = re.compile(
     r"[Cc]annot find Java|JAVA_HOME|[Cc]ould not resolve host|[Nn]etwork is unreachable|[Cc]onnection refused|"
     r"[Cc]redentials|[Oo]peration not permitted|[Nn]o space left on device|[Rr]ead-only file system|"
     r"ERR_CONNECTION_REFUSED|ECONNREFUSED|not agreed to the Xcode license|Ripgrep search timed out|database is locked|"
-    r"Author identity unknown|Please tell me who you are)",
+    r"Author identity unknown|Please tell me who you are|sudo: a (?:terminal|password) is required)",
 )
 # A word (lowercase) in every match of ENVIRONMENT: dozens of alternatives tried at every position cost
 # ~270 µs on 1,500 characters, these substring tests a few. A new alternative needs its word here (a
@@ -501,7 +501,7 @@ _ENVIRONMENT_WORDS = (
     "getaddrinfo", "enotfound", "eai_again", "no space left", "read-only file", "not permitted", "pi key",
     "pi_key", "pikey", "pi-key", "_token'", "unauthori", "forbidden", "not found", "authentication failed",
     "x server", "$display", "missing dependencies", "exist at", "browser", "not installed", "java",
-    "credentials", "xcode", "ripgrep", "database is locked", "identity unknown", "who you are",
+    "credentials", "xcode", "ripgrep", "database is locked", "identity unknown", "who you are", "sudo: a",
 )  # fmt: skip
 
 
@@ -585,6 +585,7 @@ _COMPLAINT = re.compile(
     r"show|appear|fix|change|help|exist|save|persist)\w*|not working|no longer works?|"
     r"same (error|problem|issue|result)|"
     r"nothing (changed|happened)|(it|that|this) (broke|is broken|failed)|you (broke|missed|forgot)|"
+    r"(is ?n[o']t|not) (exactly |quite )?what (i|we) (wanted|asked|meant|expected)|"
     r"wrong (file|place|answer|output|result|one)|(got|get|getting|see|seeing) (an? |the |this |these )?"
     r"(errors?|exceptions?|tracebacks?)\b)",
     re.I,
@@ -790,6 +791,7 @@ class Reader:
                 correction = self.correction(text)
                 if correction is not None:
                     yield Finding("user_correction", Evidence(f"{self.name}.correction", i, 1, correction))
+                break  # the person's next message starts the next turn: what follows it is that turn's
 
     def asked_again(self, after: Sequence[Message], before: Sequence[Message]) -> Iterator[Finding]:
         """The person's next message restating the request the reply answered (the last message a
