@@ -953,3 +953,24 @@ def test_what_follows_the_persons_next_message_is_the_next_turns() -> None:
     ]
     assert kind(done, after, "codex") == "ok"
     assert kind(done, after[1:], "codex") == "rejected"
+
+
+@pytest.mark.parametrize(
+    ("output", "expected"),
+    [
+        ("timeout: failed to run command ‘strace’: No such file or directory\n", "environment"),  # not installed
+        ("timeout: failed to run command './run.sh': No such file or directory\n", "task_failure"),  # its own script
+        (
+            "Error [ERR_MODULE_NOT_FOUND]: Cannot find package 'style-dictionary' imported from /w/build.mjs\n",
+            "environment",
+        ),
+        (
+            "Error [ERR_MODULE_NOT_FOUND]: Cannot find module '/w/src/util.js' imported from /w/build.mjs\n",
+            "task_failure",
+        ),
+    ],
+)
+def test_a_program_or_package_that_is_not_installed(output: str, expected: str) -> None:
+    assert kind(
+        call("Bash", {"command": "node build.mjs"}), [tool("Exit code 1\n" + output, is_error=True)], "claude_code"
+    ) == (expected)

@@ -490,7 +490,9 @@ ENVIRONMENT = re.compile(
     r"[Cc]annot find Java|JAVA_HOME|[Cc]ould not resolve host|[Nn]etwork is unreachable|[Cc]onnection refused|"
     r"[Cc]redentials|[Oo]peration not permitted|[Nn]o space left on device|[Rr]ead-only file system|"
     r"ERR_CONNECTION_REFUSED|ECONNREFUSED|not agreed to the Xcode license|Ripgrep search timed out|database is locked|"
-    r"Author identity unknown|Please tell me who you are|sudo: a (?:terminal|password) is required)",
+    r"Author identity unknown|Please tell me who you are|sudo: a (?:terminal|password) is required|"
+    # a program run through `timeout`, `nohup` or `env` that is not installed; a Node package not installed
+    r"failed to run command ['‘][\w.+-]+['’]: No such file or directory|Cannot find package '[^'./][^']*')",
 )
 # A word (lowercase) in every match of ENVIRONMENT: dozens of alternatives tried at every position cost
 # ~270 µs on 1,500 characters, these substring tests a few. A new alternative needs its word here (a
@@ -502,6 +504,7 @@ _ENVIRONMENT_WORDS = (
     "pi_key", "pikey", "pi-key", "_token'", "unauthori", "forbidden", "not found", "authentication failed",
     "x server", "$display", "missing dependencies", "exist at", "browser", "not installed", "java",
     "credentials", "xcode", "ripgrep", "database is locked", "identity unknown", "who you are", "sudo: a",
+    "failed to run command", "cannot find package",
 )  # fmt: skip
 
 
