@@ -258,6 +258,8 @@ DONE = {"role": "assistant", "content": "Done: the form saves now."}
         "Uncaught (in promise) TypeError: x is undefined",
         "src/App.tsx(4,1): error TS1005: ';' expected.",
         "This isn't exactly what I wanted, the images only stack vertically",
+        "ko có được",  # Vietnamese, written casually: it did not work
+        "你还没说如何同步呢？",
     ],
 )
 def test_a_person_saying_it_failed(said: str) -> None:
@@ -968,9 +970,19 @@ def test_what_follows_the_persons_next_message_is_the_next_turns() -> None:
             "Error [ERR_MODULE_NOT_FOUND]: Cannot find module '/w/src/util.js' imported from /w/build.mjs\n",
             "task_failure",
         ),
+        ("node:internal/modules/cjs/loader:1228\nError: Cannot find module 'yaml'\nRequire stack:\n", "environment"),
+        ("Error: Cannot find module '@/lib/db'\n", "task_failure"),  # the project's own alias
     ],
 )
 def test_a_program_or_package_that_is_not_installed(output: str, expected: str) -> None:
     assert kind(
         call("Bash", {"command": "node build.mjs"}), [tool("Exit code 1\n" + output, is_error=True)], "claude_code"
     ) == (expected)
+
+
+def test_a_shell_that_could_not_parse_what_eval_gave_it() -> None:
+    said = "Exit code 2\n/usr/bin/bash: eval: line 1: unexpected EOF while looking for matching `\"'"
+    command = 'ls -la "C:\\Users\\me\\.claude\\" 2>/dev/null | head -30'  # a probe, but it never ran
+    assert kind(call("Bash", {"command": command}), [tool(said, is_error=True)], "claude_code") == "task_failure"
+    missing = "Exit code: 1\nOutput:\nrealpath: ../docs/req_DRAFT.md: No such file or directory\n"
+    assert kind(call("shell_command", {"command": "realpath ../docs/req_DRAFT.md"}), [tool(missing)], "codex") == "ok"

@@ -155,6 +155,7 @@ PROBES = frozenset(
         "git diff",
         "git ls-files",
         "git show-ref",
+        "realpath",
         "git config",  # a lookup: 1 when the key is not set
         "git rev-parse",
         "pip show",
@@ -397,7 +398,7 @@ _SHELL_ERROR = re.compile(
 
 # The shell could not parse the command: nothing (or only its start) ran, whatever it was meant to ask.
 _SYNTAX = re.compile(
-    r"^(?:(?:/bin/|/usr/bin/)?(?:ba|z|da)?sh: (?:line \d+: |\d+: |-c: line \d+: )?"
+    r"^(?:(?:/bin/|/usr/bin/)?(?:ba|z|da)?sh: (?:eval: )?(?:line \d+: |\d+: |-c: line \d+: )?"
     r"(?:syntax error\b|Syntax error: |unexpected EOF while looking for matching)[^\n]*)$",
     re.M,
 )
@@ -492,7 +493,8 @@ ENVIRONMENT = re.compile(
     r"ERR_CONNECTION_REFUSED|ECONNREFUSED|not agreed to the Xcode license|Ripgrep search timed out|database is locked|"
     r"Author identity unknown|Please tell me who you are|sudo: a (?:terminal|password) is required|"
     # a program run through `timeout`, `nohup` or `env` that is not installed; a Node package not installed
-    r"failed to run command ['‘][\w.+-]+['’]: No such file or directory|Cannot find package '[^'./][^']*')",
+    r"failed to run command ['‘][\w.+-]+['’]: No such file or directory|"
+    r"Cannot find (?:package|module) '(?![./]|@/|~/)[\w@][\w./@+-]*')",
 )
 # A word (lowercase) in every match of ENVIRONMENT: dozens of alternatives tried at every position cost
 # ~270 µs on 1,500 characters, these substring tests a few. A new alternative needs its word here (a
@@ -504,7 +506,7 @@ _ENVIRONMENT_WORDS = (
     "pi_key", "pikey", "pi-key", "_token'", "unauthori", "forbidden", "not found", "authentication failed",
     "x server", "$display", "missing dependencies", "exist at", "browser", "not installed", "java",
     "credentials", "xcode", "ripgrep", "database is locked", "identity unknown", "who you are", "sudo: a",
-    "failed to run command", "cannot find package",
+    "failed to run command", "cannot find package", "cannot find module",
 )  # fmt: skip
 
 

@@ -39,7 +39,7 @@ SAID = re.compile(
     r"вс[её] ещ[её]|до сих пор|опять (?:ошибка|то же|та же|не)|снова (?:ошибка|то же|та же|не)|ошибка|"
     r"не то\b|неправильно|та же (?:ошибка|проблема)|то же самое|"
     # Chinese
-    r"还是(?:不|没|报错|一样|有|出|错|失败|老样子)|依然|仍然|不行|不对|没用|没有用|报错|出错|错误[:：]|有错误|失败了|"
+    r"还是(?:不|没|报错|一样|有|出|错|失败|老样子)|你还没|依然|仍然|不行|不对|没用|没有用|报错|出错|错误[:：]|有错误|失败了|"
     r"没有(?:效果|变化|反应|生效)|不生效|无效|有问题|不能用|用不了|跑不起来|[^\n。.!?]{0,16}?(?:失效|丢失)了|"
     # Japanese
     r"まだ(?:動|エラー|直|同じ|表示され)|動かない|動きません|エラー(?:が|に|です|になります)|直って(?:い)?ない|"
@@ -54,7 +54,8 @@ SAID = re.compile(
     # Czech, Dutch, Polish, Vietnamese, Indonesian
     r"(?:furt|po[řr][áa]d|st[áa]le|zase) (?:nic|ne|nefunguje|stejn)|nefunguje|nejde to|"
     r"(?:het )?werkt (?:nog steeds |nog )?niet|nog steeds|(?:nadal |wci[aąż]+ )?nie dzia[lł]a|"
-    r"v[aẫ]n (?:kh[oô]ng|l[oỗ]i|b[iị])|kh[oô]ng (?:ch[aạ]y|ho[aạ]t [đd][oộ]ng)|"
+    r"v[aẫ]n (?:kh[oô]ng|h[oô]ng|ko|l[oỗ]i|b[iị])|kh[oô]ng (?:ch[aạ]y|ho[aạ]t [đd][oộ]ng)|"
+    r"(?:ko|kh[oô]ng|h[oô]ng) (?:c[oó] )?[đd][uư][oợ]c\b|"
     r"masih (?:error|gagal|tidak|belum)|tidak (?:berfungsi|jalan)|"
     # asking for the errors its change left to be fixed, in the languages above
     r"(?:please |pls )?fix (?:the|these|this|those|all(?: the)?) (?:errors?|bugs?|issues?)\b|"
