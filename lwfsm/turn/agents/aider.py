@@ -10,6 +10,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from .base import (
+    ENVIRONMENT,
     Evidence,
     Finding,
     Kind,
@@ -17,7 +18,6 @@ from .base import (
     Reader,
     Transcript,
     anchored_error,
-    environment,
     first_match,
     text_of,
 )
@@ -42,7 +42,7 @@ def _lint(text: str) -> Kind | None:
     """What a lint report says: `None` (markup only, no linter ran), "environment" (the linter itself
     could not run), or "task_failure"."""
     ran = "## Running:" in text
-    if ran and environment(text) is not None:
+    if ran and first_match(ENVIRONMENT, text) is not None:
         return "environment"
     files = _LINTED.findall(text)
     if not ran and files and all(f.strip().lower().endswith(_MARKUP) for f in files):
@@ -110,7 +110,7 @@ class Aider(Reader):
             if text.startswith(_AIDER_SAYS) and first_match(_CALL_FAILED, text):
                 # a call to the model failed: what the person sends next is a retry, not a correction
                 retried = True
-                if env := environment(text):
+                if env := first_match(ENVIRONMENT, text):
                     yield Finding("environment", Evidence("aider.environment", i, env[0], env[1]))
             if text.startswith(_AIDER_SAYS) and (hit := first_match(INTERRUPTED, text)):
                 yield Finding("rejected", Evidence("aider.interrupted", i, hit[0], hit[1]))
@@ -123,7 +123,7 @@ class Aider(Reader):
             elif (hit := first_match(LINT, text)) and (linted := _lint(text)):
                 yield Finding(linted, Evidence("aider.lint", i, hit[0], hit[1]))
             elif RAN.search(text[:400]) and (err := anchored_error(text)):
-                env = environment(text[-2000:])
+                env = first_match(ENVIRONMENT, text[-2000:])
                 if env is not None:
                     yield Finding("environment", Evidence("aider.environment", i, env[0], env[1]))
                 else:

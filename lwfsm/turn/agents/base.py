@@ -124,6 +124,19 @@ class Outcome:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+class Gated(NamedTuple):
+    """A pattern behind words (lowercase) that every match of it contains: an alternation of dozens is
+    tried at every position of a text (~270 µs on 1,500 characters), the substring tests cost a few. A
+    new alternative needs its word here: a property test checks that the words never hide a match."""
+
+    pattern: re.Pattern[str]
+    words: tuple[str, ...]
+
+    def search(self, text: str) -> re.Match[str] | None:
+        low = text.lower()
+        return self.pattern.search(text) if any(w in low for w in self.words) else None
+
+
 # -- commands --
 
 # Commands whose non-zero status answers a question rather than reports a failure.
@@ -475,45 +488,40 @@ _PASSED = re.compile(r"(=+ .*\b\d+ passed\b|OK\b|Tests?:.*\bpassed\b|test result
 
 
 # Failures that are the environment's, not the model's: the lead would meet them too.
-ENVIRONMENT = re.compile(
-    r"(No module named '?[\w.]+'?|ModuleNotFoundError|ImportError: No module|"
-    r"Could not resolve host|Temporary failure in name resolution|Name or service not known|Network is unreachable|"
-    r"ProxyError|Max retries exceeded with url|No matching distribution found|Could not find a version that satisfies|"
-    r"externally-managed-environment|Connection refused|ConnectionRefused|getaddrinfo|ENOTFOUND|EAI_AGAIN|"
-    r"No space left on device|Read-only file system|Operation not permitted|"
-    r"(API|[Aa]pi)[ _-]?([Kk]ey|KEY)|_TOKEN'|Unauthorized|401 Unauthori[sz]ed|403 Forbidden|"
-    r"\b(java|javac|mvn|gradle|node|npm|npx|yarn|cargo|rustc|go|make|cmake|gcc|g\+\+|docker|pip|pip3|python2|"
-    r"ruff|mypy|black|flake8|pylint|eslint|tsc|prettier|grep|head|tail|sed|awk|curl|wget|git|rg|jq|unzip|"
-    r"ruby|php|composer|dotnet|kubectl|psql|mysql|redis-cli|pytest|tox|poetry|conda): (command )?not found|"
-    r"command not found: (java|javac|mvn|gradle|node|npm|cargo|go|make|docker|pip|pytest)\b|"
-    r"[Pp]eer authentication failed|Missing X server|\$DISPLAY|Host system is missing dependencies|"
-    r"Executable doesn'?t exist at|Failed to (launch|initialize) (the )?browser|is not installed|not installed\b|"
-    r"[Cc]annot find Java|JAVA_HOME|[Cc]ould not resolve host|[Nn]etwork is unreachable|[Cc]onnection refused|"
-    r"[Cc]redentials|[Oo]peration not permitted|[Nn]o space left on device|[Rr]ead-only file system|"
-    r"ERR_CONNECTION_REFUSED|ECONNREFUSED|not agreed to the Xcode license|Ripgrep search timed out|database is locked|"
-    r"Author identity unknown|Please tell me who you are|sudo: a (?:terminal|password) is required|"
-    # a program run through `timeout`, `nohup` or `env` that is not installed; a Node package not installed
-    r"failed to run command ['‘][\w.+-]+['’]: No such file or directory|"
-    r"Cannot find (?:package|module) '(?![./]|@/|~/)[\w@][\w./@+-]*')",
-)
-# A word (lowercase) in every match of ENVIRONMENT: dozens of alternatives tried at every position cost
-# ~270 µs on 1,500 characters, these substring tests a few. A new alternative needs its word here (a
-# property test checks that the gate never hides a match).
-_ENVIRONMENT_WORDS = (
-    "no module", "modulenotfound", "resolve host", "name resolution", "service not known", "unreachable",
-    "proxyerror", "max retries", "matching distribution", "satisfies", "externally-managed", "refused",
-    "getaddrinfo", "enotfound", "eai_again", "no space left", "read-only file", "not permitted", "pi key",
-    "pi_key", "pikey", "pi-key", "_token'", "unauthori", "forbidden", "not found", "authentication failed",
-    "x server", "$display", "missing dependencies", "exist at", "browser", "not installed", "java",
-    "credentials", "xcode", "ripgrep", "database is locked", "identity unknown", "who you are", "sudo: a",
-    "failed to run command", "cannot find package", "cannot find module",
+ENVIRONMENT = Gated(
+    re.compile(
+        r"(No module named '?[\w.]+'?|ModuleNotFoundError|ImportError: No module|"
+        r"Could not resolve host|Temporary failure in name resolution|Name or service not known|Network is unreachable|"
+        r"ProxyError|Max retries exceeded with url|No matching distribution found|"
+        r"Could not find a version that satisfies|"
+        r"externally-managed-environment|Connection refused|ConnectionRefused|getaddrinfo|ENOTFOUND|EAI_AGAIN|"
+        r"No space left on device|Read-only file system|Operation not permitted|"
+        r"(API|[Aa]pi)[ _-]?([Kk]ey|KEY)|_TOKEN'|Unauthorized|401 Unauthori[sz]ed|403 Forbidden|"
+        r"\b(java|javac|mvn|gradle|node|npm|npx|yarn|cargo|rustc|go|make|cmake|gcc|g\+\+|docker|pip|pip3|python2|"
+        r"ruff|mypy|black|flake8|pylint|eslint|tsc|prettier|grep|head|tail|sed|awk|curl|wget|git|rg|jq|unzip|"
+        r"ruby|php|composer|dotnet|kubectl|psql|mysql|redis-cli|pytest|tox|poetry|conda): (command )?not found|"
+        r"command not found: (java|javac|mvn|gradle|node|npm|cargo|go|make|docker|pip|pytest)\b|"
+        r"[Pp]eer authentication failed|Missing X server|\$DISPLAY|Host system is missing dependencies|"
+        r"Executable doesn'?t exist at|Failed to (launch|initialize) (the )?browser|is not installed|not installed\b|"
+        r"[Cc]annot find Java|JAVA_HOME|[Cc]ould not resolve host|[Nn]etwork is unreachable|[Cc]onnection refused|"
+        r"[Cc]redentials|[Oo]peration not permitted|[Nn]o space left on device|[Rr]ead-only file system|"
+        r"ERR_CONNECTION_REFUSED|ECONNREFUSED|not agreed to the Xcode license|Ripgrep search timed out|"
+        r"database is locked|"
+        r"Author identity unknown|Please tell me who you are|sudo: a (?:terminal|password) is required|"
+        # a program run through `timeout`, `nohup` or `env` that is not installed; a Node package not installed
+        r"failed to run command ['‘][\w.+-]+['’]: No such file or directory|"
+        r"Cannot find (?:package|module) '(?![./]|@/|~/)[\w@][\w./@+-]*')",
+    ),
+    (
+        "no module", "modulenotfound", "resolve host", "name resolution", "service not known", "unreachable",
+        "proxyerror", "max retries", "matching distribution", "satisfies", "externally-managed", "refused",
+        "getaddrinfo", "enotfound", "eai_again", "no space left", "read-only file", "not permitted", "pi key",
+        "pi_key", "pikey", "pi-key", "_token'", "unauthori", "forbidden", "not found", "authentication failed",
+        "x server", "$display", "missing dependencies", "exist at", "browser", "not installed", "java",
+        "credentials", "xcode", "ripgrep", "database is locked", "identity unknown", "who you are", "sudo: a",
+        "failed to run command", "cannot find package", "cannot find module",
+    ),
 )  # fmt: skip
-
-
-def environment(text: str) -> tuple[int, str] | None:
-    """The line and words in `text` that say the environment, not the model, failed."""
-    low = text.lower()
-    return first_match(ENVIRONMENT, text) if any(w in low for w in _ENVIRONMENT_WORDS) else None
 
 
 # A command refusing its own arguments: it never ran, so its status is no answer.
@@ -646,7 +654,7 @@ def _typed(msg: Message) -> bool:
     )
 
 
-def first_match(pattern: re.Pattern[str], text: str) -> tuple[int, str] | None:
+def first_match(pattern: re.Pattern[str] | Gated, text: str) -> tuple[int, str] | None:
     m = pattern.search(text)
     if not m:
         return None
@@ -957,7 +965,7 @@ class Reader:
         if tool and tool not in _ALIASED and (said or silent):
             # the program the command runs is not installed: the lead would not find it either
             return Finding("environment", Evidence(f"{self.name}.environment", o.message, None, f"{tool}: not found"))
-        env = environment(o.text[-tail:])
+        env = first_match(ENVIRONMENT, o.text[-tail:])
         if env is not None and not _OWN_MODULE.search(o.text[-tail:]):
             return Finding("environment", Evidence(f"{self.name}.environment", o.message, None, env[1]))
         return Finding(kind, Evidence(f"{self.name}.{why}", o.message, hit[0] if hit else None, hit[1] if hit else ""))
