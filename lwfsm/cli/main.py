@@ -767,6 +767,7 @@ SPLITS = (
     "holdout8",
     "holdout9",
     "holdout10",
+    "holdout11",
 )
 
 
