@@ -986,3 +986,36 @@ def test_a_shell_that_could_not_parse_what_eval_gave_it() -> None:
     assert kind(call("Bash", {"command": command}), [tool(said, is_error=True)], "claude_code") == "task_failure"
     missing = "Exit code: 1\nOutput:\nrealpath: ../docs/req_DRAFT.md: No such file or directory\n"
     assert kind(call("shell_command", {"command": "realpath ../docs/req_DRAFT.md"}), [tool(missing)], "codex") == "ok"
+
+
+@pytest.mark.parametrize(
+    ("output", "expected"),
+    [
+        ("/usr/bin/env: ‘bash\\r’: No such file or directory\n", "environment"),  # a script with Windows line ends
+        ("check.sh: line 2: $'\\r': command not found\ncheck.sh: line 22: set: -\r: invalid option\n", "environment"),
+        (
+            "docker : The term 'docker' is not recognized as the name of a cmdlet, function, script file\n",
+            "environment",
+        ),
+        (":PATH : The term ':PATH' is not recognized as the name of a cmdlet, function, script file\n", "task_failure"),
+        ("fatal: cannot change to 'stryv-lab': No such file or directory\n", "task_failure"),  # git never ran
+    ],
+)
+def test_windows_line_ends_powershell_and_a_folder_git_cannot_enter(output: str, expected: str) -> None:
+    command = "git -C stryv-lab status" if output.startswith("fatal") else "./check.sh --json"
+    failed = tool("Exit code 1\n" + output, is_error=True)
+    assert kind(call("Bash", {"command": command}), [failed], "claude_code") == expected
+
+
+def test_aider_asking_again_after_adding_the_files_the_reply_asked_for() -> None:
+    asked = "> Tokens: 2k sent, 300 received.  \n> src/parse.py  \n"
+    asked += "> Add file to the chat? (Y)es/(N)o/(D)on't ask again [Yes]: y  "
+    again = history(asked, "fix the parser so that it handles tabs").replace(
+        b"#### fix the parser  ", b"#### fix the parser so that it handles tabs  "
+    )
+    assert aider_kind(again) == "ok"  # the model asked for the file; the person added it and asked on
+    declined = asked.replace("[Yes]: y", "[Yes]: n")
+    again = history(declined, "fix the parser so that it handles tabs").replace(
+        b"#### fix the parser  ", b"#### fix the parser so that it handles tabs  "
+    )
+    assert aider_kind(again) == "user_correction"

@@ -55,6 +55,7 @@ RAN = re.compile(r"I ran this command:", re.I)
 # The person pressed Ctrl-C while the reply streamed: the reply was refused.
 INTERRUPTED = re.compile(r"\^C again to exit|KeyboardInterrupt", re.I)
 _AIDER_SAYS = "[aider]"
+_ADDED = re.compile(r"^Add (?:file|these files) to the chat\?[^\n]*: (?:y|yes|a|all)\s*$", re.M | re.I)
 # aider's report that its call to the model failed (LiteLLM's exception names: rate limit, no key, outage)
 _CALL_FAILED = re.compile(r"^litellm\.\w+Error\b.*$", re.M)
 # aider applying a whole-file or SEARCH/REPLACE block to the line the model put before it: a filename
@@ -99,7 +100,7 @@ class Aider(Reader):
     def findings(
         self, reply: Message, after: Sequence[Message], tools: Sequence[Message], before: Sequence[Message] = ()
     ) -> Iterator[Finding]:
-        retried = False
+        retried = added = False
         for i, msg in enumerate(after):
             if msg.get("role") != "user":
                 continue
@@ -112,6 +113,8 @@ class Aider(Reader):
                 retried = True
                 if env := first_match(ENVIRONMENT, text):
                     yield Finding("environment", Evidence("aider.environment", i, env[0], env[1]))
+            if text.startswith(_AIDER_SAYS) and _ADDED.search(text):
+                added = True  # the files the reply asked for were added: asking again is aider's way on
             if text.startswith(_AIDER_SAYS) and (hit := first_match(INTERRUPTED, text)):
                 yield Finding("rejected", Evidence("aider.interrupted", i, hit[0], hit[1]))
             elif text.startswith(_AIDER_SAYS) and (hit := first_match(REFUSED, text)):
@@ -131,7 +134,7 @@ class Aider(Reader):
             elif self.human(msg) and not retried:
                 if (said := self.correction(text)) is not None:
                     yield Finding("user_correction", Evidence("aider.correction", i, 1, said))
-                else:
+                elif not added:
                     yield from self.asked_again(after[i : i + 1], before)
             if not text.startswith(_AIDER_SAYS):
                 break  # the person's next message ends what belongs to this reply

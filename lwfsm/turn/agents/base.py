@@ -510,7 +510,9 @@ ENVIRONMENT = Gated(
         r"Author identity unknown|Please tell me who you are|sudo: a (?:terminal|password) is required|"
         # a program run through `timeout`, `nohup` or `env` that is not installed; a Node package not installed
         r"failed to run command ['‘][\w.+-]+['’]: No such file or directory|"
-        r"Cannot find (?:package|module) '(?![./]|@/|~/)[\w@][\w./@+-]*')",
+        r"Cannot find (?:package|module) '(?![./]|@/|~/)[\w@][\w./@+-]*'|"
+        # a script checked out with Windows line ends; PowerShell's word for a program not installed
+        r"‘bash\\r’|\$'\\r': command not found|The term '[A-Za-z][\w.]*' is not recognized as the name of a cmdlet)",
     ),
     (
         "no module", "modulenotfound", "resolve host", "name resolution", "service not known", "unreachable",
@@ -519,14 +521,15 @@ ENVIRONMENT = Gated(
         "pi_key", "pikey", "pi-key", "_token'", "unauthori", "forbidden", "not found", "authentication failed",
         "x server", "$display", "missing dependencies", "exist at", "browser", "not installed", "java",
         "credentials", "xcode", "ripgrep", "database is locked", "identity unknown", "who you are", "sudo: a",
-        "failed to run command", "cannot find package", "cannot find module",
+        "failed to run command", "cannot find package", "cannot find module", "bash\\r", "$'\\r'",
+        "is not recognized as the name",
     ),
 )  # fmt: skip
 
 
 # A command refusing its own arguments: it never ran, so its status is no answer.
 _MISUSED = re.compile(
-    r"^\S+: (?:invalid|unrecognized|illegal) option\b.*$|"
+    r"^\S+: (?:invalid|unrecognized|illegal) option\b.*$|^fatal: cannot change to '.*': No such file or directory$|"
     # argparse's refusal (a Python CLI, SWE-agent's file editor)
     r"^[\w.-]+: error: (?:unrecognized arguments|the following arguments are required|argument \S+: |"
     r"invalid choice).*$|"
