@@ -768,6 +768,7 @@ SPLITS = (
     "holdout9",
     "holdout10",
     "holdout11",
+    "holdout12",
 )
 
 
