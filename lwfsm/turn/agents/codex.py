@@ -28,7 +28,6 @@ _EXEC_HEADER = re.compile(
     r"[^\n]*\n)+Output:\n",
     re.S,
 )
-_STILL_RUNNING = re.compile(r"^Process running with session ID \d+", re.M)
 
 
 class Codex(Reader):
