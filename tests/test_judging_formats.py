@@ -170,6 +170,11 @@ def history(console: str, next_message: str = "what next?") -> bytes:
     ).encode()
 
 
+def restating(console: str, again: str = "fix the parser so that it handles tabs") -> bytes:
+    """A history whose person, after the reply, asks again what they asked before it."""
+    return history(console, again).replace(b"#### fix the parser  ", b"#### fix the parser so that it handles tabs  ")
+
+
 def aider_kind(data: bytes) -> str:
     t = aider.transcript(data, {"user_block": 1})
     return judge(t.messages[t.at], t.messages[t.at + 1 :], agent="aider", messages=t.messages).kind
@@ -204,10 +209,7 @@ def test_aider_console(console: str, expected: str) -> None:
 
 def test_aider_person_asking_again() -> None:
     console = "> Tokens: 2k sent, 300 received.  "
-    again = history(console, "fix the parser so that it handles tabs in the header").replace(
-        b"#### fix the parser  ", b"#### fix the parser so that it handles tabs  "
-    )
-    assert aider_kind(again) == "user_correction"
+    assert aider_kind(restating(console, "fix the parser so that it handles tabs in the header")) == "user_correction"
     assert aider_kind(history(console, "now add a test for CRLF line endings please")) == "ok"
     answered = history(console, "Add file to the chat? (Y)es/(N)o/(A)ll/(S)kip all [Yes]: all")
     assert aider_kind(answered) == "ok"
@@ -221,10 +223,7 @@ def test_aider_person_asking_again() -> None:
     ],
 )
 def test_aider_sending_again_after_a_failed_model_call_is_a_retry(error: str, expected: str) -> None:
-    again = history(f"> {error}  \n> Retrying in 0.2 seconds...  ", "fix the parser so that it handles tabs")
-    assert aider_kind(again.replace(b"#### fix the parser  ", b"#### fix the parser so that it handles tabs  ")) == (
-        expected
-    )
+    assert aider_kind(restating(f"> {error}  \n> Retrying in 0.2 seconds...  ")) == expected
 
 
 # -- people's words, at the start of their message --
@@ -1010,12 +1009,5 @@ def test_windows_line_ends_powershell_and_a_folder_git_cannot_enter(output: str,
 def test_aider_asking_again_after_adding_the_files_the_reply_asked_for() -> None:
     asked = "> Tokens: 2k sent, 300 received.  \n> src/parse.py  \n"
     asked += "> Add file to the chat? (Y)es/(N)o/(D)on't ask again [Yes]: y  "
-    again = history(asked, "fix the parser so that it handles tabs").replace(
-        b"#### fix the parser  ", b"#### fix the parser so that it handles tabs  "
-    )
-    assert aider_kind(again) == "ok"  # the model asked for the file; the person added it and asked on
-    declined = asked.replace("[Yes]: y", "[Yes]: n")
-    again = history(declined, "fix the parser so that it handles tabs").replace(
-        b"#### fix the parser  ", b"#### fix the parser so that it handles tabs  "
-    )
-    assert aider_kind(again) == "user_correction"
+    assert aider_kind(restating(asked)) == "ok"  # the model asked for the file; the person added it and asked on
+    assert aider_kind(restating(asked.replace("[Yes]: y", "[Yes]: n"))) == "user_correction"
