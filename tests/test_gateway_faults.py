@@ -420,8 +420,8 @@ def test_responses_are_stored_once_each_chained_by_reference(oai: openai_server.
 def test_responses_expire_with_the_stores_ttl(tmp_path: Path) -> None:
     from lwfsm.gateway.store import RESPONSES_TTL, open_chain_store
 
-    assert open_chain_store(f"sqlite:///{tmp_path}/a.db?ttl=60").backing.ttl == 60  # type: ignore[attr-defined]
-    assert open_chain_store(f"sqlite:///{tmp_path}/b.db").backing.ttl == RESPONSES_TTL  # type: ignore[attr-defined]
+    assert open_chain_store(f"sqlite:///{tmp_path}/a.db?ttl=60").ttl == 60  # type: ignore[attr-defined]
+    assert open_chain_store(f"sqlite:///{tmp_path}/b.db").ttl == RESPONSES_TTL  # type: ignore[attr-defined]
 
 
 # -- item 9 --
@@ -628,7 +628,7 @@ def test_a_turn_that_cannot_be_written_is_not_acknowledged() -> None:
 
     app = build(load_spec("lead_worker"), store="memory://", mock=True, env={})
     store = app.state.gateway.store
-    store.put = lambda key, value, expected: False  # type: ignore[method-assign]
+    store.write = lambda key, expected, row, wait=True: False  # type: ignore[method-assign]
     body = {"model": "lwfsm", "messages": [{"role": "user", "content": "fix the bug"}]}
     with TestClient(app) as http:
         r = http.post("/v1/chat/completions", json=body)

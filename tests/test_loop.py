@@ -201,7 +201,7 @@ class Stalled:
 
     def __init__(self) -> None:
         self.inner = open_store("memory://")
-        self.url = "sqlite:///stalled.db"  # not memory://: the loop must not call it inline
+        self.url = "sqlite:///stalled.db"  # and no `nowait`: the loop must not call it inline
         self.go = threading.Event()
         self.write, self.list, self.delete, self.close = (
             self.inner.write,

@@ -24,6 +24,7 @@ from lwfsm import load_spec  # noqa: E402
 from lwfsm.errors import StoreError  # noqa: E402
 from lwfsm.provider.adapter import Adapter  # noqa: E402
 from lwfsm.store import Row, Store, open_store, redact  # noqa: E402
+from lwfsm.store.base import Busy  # noqa: E402
 
 from .openai_server import Server  # noqa: E402
 from .redis_server import PASSWORD, free_port, redis_server  # noqa: E402
@@ -211,6 +212,106 @@ def test_a_redelivered_call_is_answered_from_the_store_and_not_counted(any_url: 
     r = s.completion([{"role": "user", "content": "y"}], mock_response="b", request_id="r-1")
     assert r.choices[0].message.content == "a"
     assert s.state().version == 3
+
+
+class Locker:
+    """Another connection holding an SQLite file's write lock (as another process writing) until
+    `release()`, or for 3 s at most: a call that waited for the lock instead of refusing at once would
+    get it then, and succeed where it must have raised `Busy`."""
+
+    def __init__(self, path: Path) -> None:
+        import threading
+
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.db.execute("BEGIN IMMEDIATE")
+        self.released = threading.Event()
+        self.thread = threading.Thread(target=self._hold)
+        self.thread.start()
+
+    def _hold(self) -> None:
+        self.released.wait(3)
+        self.db.execute("ROLLBACK")
+
+    def release(self) -> None:
+        self.released.set()
+        self.thread.join()
+        self.db.close()
+
+
+def test_sqlite_without_waiting_refuses_a_held_lock_having_done_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "w.db"
+    store = open_store(f"sqlite:///{path}")
+    assert store.write("c", 0, Row("one", 1), wait=False)
+    locker = Locker(path)
+    with pytest.raises(Busy, match="locked"):
+        store.write("c", 1, Row("two", 2), wait=False)
+    assert store.read("c", wait=False) == Row("one", 1)  # WAL: a read needs no write lock
+    locker.release()
+    assert store.read("c") == Row("one", 1)  # the refused write did nothing
+    assert store.write("c", 1, Row("two", 2), wait=False)
+    assert store.read("c") == Row("two", 2)
+    store.close()
+
+
+def test_the_loop_hands_a_call_that_would_wait_for_a_lock_to_a_thread_and_makes_the_others_at_once(
+    tmp_path: Path,
+) -> None:
+    """SQLite (`nowait`): a read and a compare-and-set are made on the event loop while the lock is free;
+    with another connection holding it, the write goes to the loop's runner (a thread), waits there, and
+    is recorded once the lock is gone."""
+    import asyncio
+
+    from lwfsm import Engine, TurnCore
+    from lwfsm.turn.loop import Loop
+
+    path = tmp_path / "n.db"
+    store = open_store(f"sqlite:///{path}")
+    handed: list[str] = []
+    locker: Locker | None = None
+
+    async def runner(fn: Any, *args: Any) -> Any:
+        handed.append(fn.__name__)
+        if locker is not None:
+            locker.release()
+        return await asyncio.to_thread(fn, *args)
+
+    loop = Loop(TurnCore(Engine(load_spec(SPEC))), store, run=runner)
+
+    async def run() -> Any:
+        nonlocal locker
+        turn = await loop.abegin("c", [{"role": "user", "content": "fix it"}])
+        locker = Locker(path)
+        return await loop.acommit(turn, role=turn.plan.role, model="m", reply={"role": "assistant", "content": "x"})
+
+    done = asyncio.run(run())
+    assert handed == ["write"]
+    assert done.stored.version == 1
+    assert open_store(f"sqlite:///{path}").read("c") is not None
+    store.close()
+
+
+def test_writes_made_without_waiting_are_checkpointed_so_the_wal_stays_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Those connections do not checkpoint on commit (it syncs to disk, on the event loop); a thread does."""
+    import threading
+
+    from lwfsm.store import sqlite as backend
+
+    wal = {}
+    for every in (64, 10**9):  # 10**9: never
+        monkeypatch.setattr(backend, "CHECKPOINT_EVERY", every)
+        path = tmp_path / f"{every}.db"
+        store = open_store(f"sqlite:///{path}")
+        for version in range(640):
+            assert store.write("c", version, Row("x" * 2000 + str(version), version + 1), wait=False)
+            for t in threading.enumerate():
+                if t.name == "lwfsm-sqlite-checkpoint":
+                    t.join()
+        wal[every] = os.path.getsize(f"{path}-wal")
+        assert store.read("c") == Row("x" * 2000 + "639", 640)
+        store.close()
+    assert wal[64] * 4 < wal[10**9]
 
 
 def test_async_calls_commit_through_the_store(tmp_path: Path) -> None:

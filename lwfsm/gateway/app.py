@@ -40,6 +40,7 @@ from ..cost.pricing import PriceMap
 from ..engine import Engine
 from ..errors import Conflict, LwfsmError, StoreError, TransitionNotAllowed
 from ..spec import Spec
+from ..store import Store
 from ..store.rows import CHAINS, split
 from ..turn import Conversation, Judged, Plan, TurnCore, Usage
 from ..turn.bindings import RoleBinding
@@ -55,7 +56,6 @@ from .probes import Probes
 from .replies import AsciiJSON, crash, not_found, store_failed
 from .responses import Responses
 from .rollout import Rollout
-from .store import Store
 from .trace import TraceLog
 from .tracing import Tracing
 from .translate import Translate
@@ -135,8 +135,9 @@ class Gateway:
             idle_timeout,
         )
         self.store_timeout = store_timeout
-        # Store calls block (sqlite3, redis-py): they run here, never on the event loop. Bounded, so a
-        # stopped store ties up these threads, not the gateway; memory:// is a dict and stays inline.
+        # Store calls that may wait (redis-py; SQLite's when another connection holds its lock) run here,
+        # never on the event loop. Bounded, so a stopped store ties up these threads, not the gateway;
+        # memory:// is a dict and stays inline (conversations' calls: `lwfsm.turn.loop`, `nowait`).
         self._pool = ThreadPoolExecutor(16, thread_name_prefix="lwfsm-store")
         self._inline = store.url.startswith("memory://")
         self.key: str | None = None

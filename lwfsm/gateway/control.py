@@ -89,21 +89,21 @@ class Control:
         for key in await self.gateway._io(self.gateway.store.list):
             if key.startswith(CHAINS):
                 continue
-            found = await self.gateway._io(self.gateway.store.get, key)
+            found = await self.gateway._io(self.gateway.store.read, key)
             if found is None:
                 continue
             try:
-                out.append(self.summary(key, self.gateway._record(key, found[1])))
+                out.append(self.summary(key, self.gateway._record(key, found.data)))
             except _UNREADABLE as exc:  # one bad row must not hide every other conversation
                 unreadable.append({"id": key, "error": str(exc)})
         return {"sessions": out, "unreadable": unreadable, "totals": _totals(out, list(self.gateway.roles))}
 
     async def find(self, key: str) -> tuple[int, _Record] | Response:
-        found = await self.gateway._io(self.gateway.store.get, key)
+        found = await self.gateway._io(self.gateway.store.read, key)
         if found is None:
             return JSONResponse({"error": f"no session {key!r} (GET /lwfsm/sessions lists them)"}, 404)
         try:
-            return found[0], self.gateway._record(key, found[1])
+            return found.version, self.gateway._record(key, found.data)
         except _UNREADABLE as exc:
             message = f"session {key!r} cannot be read: {exc}; DELETE /lwfsm/sessions/{key} removes it"
             return AsciiJSON({"error": message}, 409)

@@ -9,45 +9,21 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from ..errors import SnapshotError, StoreError
-from ..store.base import Row
 from ..turn import Conversation
 from ..turn.loop import Loop, Stored
+from ..turn.rows import Row
 
 if TYPE_CHECKING:
     from .app import Gateway
-    from .store import Store
 
 __all__ = ["Conversations", "meta_of"]
-
-
-class _Rows:
-    """The gateway's store (get/put) as the loop's (read/write)."""
-
-    def __init__(self, store: Store) -> None:
-        self.gateway_store, self.url = store, store.url
-
-    def read(self, session: str) -> Row | None:
-        found = self.gateway_store.get(session)
-        return None if found is None else Row(found[1], found[0])
-
-    def write(self, session: str, expected: int, row: Row) -> bool:
-        return self.gateway_store.put(session, row.data, expected)
-
-    def list(self) -> list[str]:
-        return self.gateway_store.list()
-
-    def delete(self, session: str) -> bool:
-        return self.gateway_store.delete(session)
-
-    def close(self) -> None:
-        pass
 
 
 class Conversations(Loop):
     """The conversation loop of one gateway."""
 
     def __init__(self, gateway: Gateway) -> None:
-        super().__init__(gateway.core, _Rows(gateway.store), run=gateway._io)
+        super().__init__(gateway.core, gateway.store, run=gateway._io)
         self.gateway = gateway
 
     def start(self, name: str) -> Conversation:

@@ -53,7 +53,7 @@ class Probes:
         if self.gateway.draining:
             return JSONResponse({"status": "draining"}, 503)
         try:
-            await self.gateway._io(self.gateway.store.get, PROBE_KEY)
+            await self.gateway._io(self.gateway.store.read, PROBE_KEY)
         except StoreError as exc:  # no answer in time, refused, unreachable: named, password redacted
             return JSONResponse({"status": "unavailable", "store": self.gateway.store.url, "reason": str(exc)}, 503)
         return JSONResponse({"status": "ready", "spec": self.gateway.spec.name, "store": self.gateway.store.url})

@@ -84,10 +84,10 @@ class Turns:
         return int(await asyncio.to_thread(litellm.token_counter, model=model, messages=[*messages, *call.messages]))
 
     async def _turn(self, request: Request, protocol: Protocol) -> Response:
-        started = time.perf_counter()
-        with self.gateway.tracing.call(request.headers, request.method, request.url.path) as traced:
+        started, path = time.perf_counter(), request.scope["path"]  # not request.url: ~40 us to build
+        with self.gateway.tracing.call(request.headers, request.method, path) as traced:
             response = await self._serve(request, protocol)
-            self.gateway.metrics.latency.labels(request.url.path).observe(time.perf_counter() - started)
+            self.gateway.metrics.latency.labels(path).observe(time.perf_counter() - started)
             log_error(request, response)
             return traced.send(response)
 

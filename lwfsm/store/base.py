@@ -6,9 +6,9 @@ import urllib.parse
 from typing import Protocol, runtime_checkable
 
 from ..errors import StoreError
-from ..turn.rows import Row
+from ..turn.rows import Busy, Row
 
-__all__ = ["SCHEMES", "Row", "Store", "open_store", "redact"]
+__all__ = ["SCHEMES", "Busy", "Row", "Store", "open_store", "redact"]
 
 SCHEMES = ("memory", "sqlite", "redis", "rediss", "redis+sentinel", "redis+cluster")
 
@@ -19,6 +19,11 @@ class Store(Protocol):
 
     Versions start at 1; `write(id, expected=0, ...)` creates the row only if there is none. A row
     whose TTL has run out reads as absent. Every method raises `StoreError` when the store fails.
+
+    A store whose `read` and `write` can be made without waiting on anything but local memory or disk
+    says so with `nowait = True` and takes `wait=False` on both: then a call that would wait for a lock
+    raises `Busy` having done nothing (the conversation loop makes such calls on its event loop, and
+    the others in a thread).
     """
 
     url: str  # the URL it was opened with, password redacted: safe for logs and errors

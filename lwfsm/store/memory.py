@@ -11,7 +11,9 @@ __all__ = ["MemoryStore"]
 
 
 class MemoryStore:
-    """Rows in a dict behind a lock; expiry is checked when a row is read."""
+    """Rows in a dict behind a lock; expiry is checked when a row is read. Nothing waits: `nowait`."""
+
+    nowait = True
 
     def __init__(self, url: str = "memory://", *, ttl: float | None = None) -> None:
         self.url = url
@@ -32,11 +34,11 @@ class MemoryStore:
             return None
         return row
 
-    def read(self, session: str) -> Row | None:
+    def read(self, session: str, *, wait: bool = True) -> Row | None:
         with self._lock:
             return self._live(session, time.monotonic())
 
-    def write(self, session: str, expected: int, row: Row) -> bool:
+    def write(self, session: str, expected: int, row: Row, *, wait: bool = True) -> bool:
         with self._lock:
             now = time.monotonic()
             current = self._live(session, now)

@@ -6,7 +6,9 @@ proxy hook) goes through one `Loop`: `begin(id, messages)` loads the conversatio
 it and writes it back. With a store, every write is a compare-and-set on the row's version; without
 one (`store=None`), the loop holds its conversations in memory and the version check of
 `TurnCore.settle` is the compare-and-set. `abegin` / `acommit` / `aupdate` are the same steps with
-each store call awaited off the event loop (in a worker thread, bounded by a timeout).
+each store call that may wait awaited off the event loop (in a worker thread, bounded by a timeout); a
+store that can make a call without waiting (`nowait`: memory://, SQLite whose lock is free) makes it
+at once.
 
 The one policy, the same in every front end:
 
@@ -48,7 +50,7 @@ from typing import Any, Protocol, TypeVar
 from ..errors import ConfigError, Conflict, StoreError
 from .core import Conversation, Judged, Plan, TurnCore
 from .ledger import Usage
-from .rows import Row, call_key, encode, parse
+from .rows import Busy, Row, call_key, encode, parse
 
 __all__ = ["ATTEMPTS", "Committed", "Loop", "Store", "Stored", "Turn"]
 
@@ -70,6 +72,9 @@ class Store(Protocol):
     def read(self, session: str) -> Row | None: ...
 
     def write(self, session: str, expected: int, row: Row) -> bool: ...
+
+    # Optional: `nowait = True` when read and write take wait=False and then raise `Busy` rather than
+    # wait (lwfsm.store.base.Store): the async API makes those calls on the event loop.
 
 
 @dataclass
@@ -126,8 +131,8 @@ class Loop:
         run: Runner | None = None,
         timeout: float = 30.0,
     ) -> None:
-        """`run(fn, *args)` awaits a blocking store call off the event loop (default: a worker thread,
-        `timeout` seconds, then a `StoreError` naming the store); memory:// and no store run inline."""
+        """`run(fn, *args)` awaits a store call that may wait off the event loop (default: a worker thread,
+        `timeout` seconds, then a `StoreError` naming the store); see `_call` for the calls made inline."""
         if attempts < 1:
             raise ConfigError(f"attempts must be >= 1 (compare-and-set attempts per call), got {attempts}")
         self.core, self.store, self.attempts, self.timeout = core, store, attempts, timeout
@@ -345,21 +350,32 @@ class Loop:
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
 
-    # Only the store's own call goes to a thread: a thread woken for each call runs on cold caches. At c=1
-    # (bench_gateway.py) a row's read took ~150 us CPU there and its compare-and-set ~210 us (~5 and ~15 us
-    # warm); writing the row out took another ~150 us there, ~20 us here. So parsing (or taking the parsed
-    # row kept) and writing rows out stay on the event loop: CPU work, like the judging around them.
+    # A store call is made at once when the store can make it without waiting (`nowait`: memory://, SQLite
+    # whose lock is free), else in a thread: handing a call to a thread cost ~350 us of CPU per call at c=1
+    # (bench_gateway.py: the event loop and the thread woken, on cold caches), SQLite's read or
+    # compare-and-set ~15 us here. Parsing rows (or taking the one kept parsed) and writing them out stay
+    # here either way: CPU work, like the judging around them.
+
+    async def _call(self, op: str, *args: Any) -> Any:
+        assert self.store is not None
+        fn = getattr(self.store, op)
+        if getattr(self.store, "nowait", False):
+            try:
+                return fn(*args, wait=False)
+            except Busy:  # another connection holds the lock: wait for it, off the event loop
+                pass
+        return await self.offload(fn, *args)
 
     async def _aread(self, name: str) -> Stored:
-        if self.store is None or self.store.url.startswith("memory://"):
+        if self.store is None:
             return self.read(name)
-        return self.stored(name, await self.offload(self.store.read, name))
+        return self.stored(name, await self._call("read", name))
 
     async def _awrite(self, name: str, expected: int, stored: Stored) -> bool:
-        if self.store is None or self.store.url.startswith("memory://"):
+        if self.store is None:
             return self.write(name, expected, stored)
         data = encode(stored.conv.state(), stored.key, stored.lines).data
-        if not await self.offload(self.store.write, name, expected, Row(data, expected + 1)):
+        if not await self._call("write", name, expected, Row(data, expected + 1)):
             return False
         self._wrote(name, stored, data)
         return True
@@ -368,11 +384,10 @@ class Loop:
         """`fn(*args)` (a blocking store call) off the event loop, within the loop's timeout."""
         if self._run is not None:
             return await self._run(fn, *args)  # type: ignore[no-any-return]
-        if self.store is None or self.store.url.startswith("memory://"):
-            return fn(*args)  # a dict behind a lock: nothing to wait for
         try:
             return await asyncio.wait_for(asyncio.to_thread(fn, *args), self.timeout)
         except TimeoutError:
+            assert self.store is not None
             raise StoreError(
                 f"store {self.store.url}: no answer within {self.timeout:g} s: is it down, or locked by another "
                 "process? Retry the call once the store answers.",

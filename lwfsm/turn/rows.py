@@ -22,7 +22,7 @@ from pydantic_core import PydanticSerializationError
 from ..errors import SnapshotError, StoreError
 from .core import Conversation, ConversationState
 
-__all__ = ["HEADER", "Row", "call_key", "encode", "parse", "split"]
+__all__ = ["HEADER", "Busy", "Row", "call_key", "encode", "parse", "split"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,11 @@ class Row:
 
     data: str
     version: int
+
+
+class Busy(Exception):
+    """A store call made with `wait=False` found the store's lock held by another connection: nothing was
+    done; make the call again, allowed to wait (off the event loop: `lwfsm.turn.loop`)."""
 
 
 HEADER = "lwfsm-session/1"
