@@ -565,6 +565,17 @@ def test_claude_codes_read_of_a_file_that_is_not_there_is_an_answer() -> None:
         # a viewer run in the background: the shell's 0 is the background's, its words say it is not installed
         ("eog results/ &disown 2>&1", "/bin/bash: line 1: eog: command not found", "environment"),
         ("git config --global user.name && git config --global user.email", "Exit code 1", "ok"),  # not set
+        # changing the configuration is not a lookup
+        (
+            "git config --remove-section submodule.x",
+            "Exit code 128\nfatal: no such section: submodule.x",
+            "task_failure",
+        ),
+        # zsh (macOS) could not parse what eval gave it: nothing ran, a probe included
+        ("ls a && for f in *; do echo $f", "Exit code 1\n(eval):1: parse error near `do'", "task_failure"),
+        ("ls missing", "Exit code 1\nls: missing: No such file or directory", "ok"),
+        # ... but a shell profile it could not parse says so before every command, which then ran
+        ("python -c 'print(1)'", "conda.sh:48: parse error near `()'\n(eval):1: parse error near `()'\n1", "ok"),
     ],
 )
 def test_claude_code_commands_that_never_ran_or_met_a_lock(command: str, output: str, expected: str) -> None:

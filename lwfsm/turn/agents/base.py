@@ -300,6 +300,11 @@ def last_command(command: str) -> tuple[str, str, str | None]:
 _WRAPPED = re.compile(r"^(?:sudo(?:\s+-(?:u\s+\S+|E|H|n))*\s+)?(?:ba|z)?sh\s+-l?c\s+(['\"])(.*)\1(?:\s+2>&1)?$", re.S)
 
 
+_CONFIG_CHANGE = re.compile(
+    r"\bgit config\b[^|;&\n]*\s--(?:unset|unset-all|remove-section|rename-section|add|replace-all)\b"
+)
+
+
 def is_probe(command: str) -> bool:
     """A command whose failure is an answer: a search, a test, a lookup, or one that ends `|| true`
     (also run as another user or through `bash -c '...'`)."""
@@ -311,6 +316,8 @@ def is_probe(command: str) -> bool:
     if "&&" in c and any(_words(seg)[:1] and (_words(seg)[0] in PROBES) for seg in c.split("&&")[:-1]):
         return True  # `which gh && gh --version`: the probe may be what failed (an error line still counts)
     last, op, first = last_command(c)
+    if last == "git config" and _CONFIG_CHANGE.search(c):
+        return False  # not a lookup: it changes the configuration
     if last in PROBES or (last.split(" ")[0] in PROBES and last.split(" ")[0] not in _TWO_WORDS):
         return True
     return op == "|" and first is not None and (first in PROBES or first.split(" ")[0] in ("grep", "rg", "find"))
@@ -415,6 +422,9 @@ _SYNTAX = re.compile(
     r"(?:syntax error\b|Syntax error: |unexpected EOF while looking for matching)[^\n]*)$",
     re.M,
 )
+# zsh's words (Claude Code on macOS runs commands through zsh's eval). Only with a failed status: a
+# shell profile that zsh cannot parse says the same on every command, which then runs.
+_ZSH_SYNTAX = re.compile(r"^\(eval\):\d+: parse error near\b[^\n]*$", re.M)
 
 _BROKEN_RUN = re.compile(
     r"(can't open file|No such file or directory|SyntaxError|command not found|"
@@ -899,7 +909,10 @@ class Reader:
         served = _server_error(cmd, o.text) if not probe and not o.status else None
         if served is not None:
             return self._found(o, "task_failure", "http_status", served)
-        if o.runs and (broken := first_match(_SYNTAX, o.text[-3000:])) is not None:
+        if o.runs and (
+            (broken := first_match(_SYNTAX, o.text[-3000:])) is not None
+            or (o.status and (broken := first_match(_ZSH_SYNTAX, o.text[-3000:])) is not None)
+        ):
             return self._found(o, "task_failure", "shell_syntax", broken)  # a probe too: it never asked
         if o.timed_out:  # a search that ran out of time never answered
             finding = self._found(o, "task_failure", "timeout", first_match(self.TIMEOUT, o.text))
