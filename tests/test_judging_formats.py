@@ -930,6 +930,8 @@ def test_a_cli_refusing_its_arguments_never_ran() -> None:
         ("cd /w/app && npm test", "Exit code: 1\nOutput:\nnpm ERR! Test failed.\n", "task_failure"),
         ("find ~ -maxdepth 4 -iname '*mcp*'", "Exit code: 124\nWall time: 10 seconds\nOutput:\n/a/b\n", "task_failure"),
         ("coderabbit --version 2>/dev/null && coderabbit auth status", "Exit code: 127\nOutput:\n", "environment"),
+        ("rg spec-kit", "exec command rejected by user", "rejected"),  # Codex's words for a denied command
+        ("npm list -g claude-code", "Exit code: 1\nOutput:\n/opt/homebrew/lib\n└── (empty)\n", "ok"),  # `npm ls`
     ],
 )
 def test_codex_commands_after_cd_its_timeout_and_a_silent_127(command: str, output: str, expected: str) -> None:

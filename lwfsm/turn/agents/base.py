@@ -173,6 +173,7 @@ PROBES = frozenset(
         "git rev-parse",
         "pip show",
         "npm ls",
+        "npm list",
         "dpkg",
         "id",
         "getent",
@@ -704,7 +705,7 @@ class Reader:
         r"TimeoutExpired|[Tt]imeout exceeded)",
     )
     REJECTED = re.compile(
-        r"(The user doesn't want to proceed with this tool use|[Uu]ser rejected|rejected by the user|"
+        r"(The user doesn't want to proceed with this tool use|[Uu]ser rejected|rejected by (?:the )?user|"
         r"[Uu]ser (declined|denied)|\[Request interrupted by user( for tool use)?\]|^Interrupted by user: |"
         r"requested permissions? to use .*"
         r"(haven't|have not) granted)",
