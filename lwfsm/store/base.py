@@ -21,9 +21,9 @@ class Store(Protocol):
     whose TTL has run out reads as absent. Every method raises `StoreError` when the store fails.
 
     A store whose `read` and `write` can be made without waiting on anything but local memory or disk
-    says so with `nowait = True` and takes `wait=False` on both: then a call that would wait for a lock
-    raises `Busy` having done nothing (the conversation loop makes such calls on its event loop, and
-    the others in a thread).
+    says so with `nowait = True` and takes `wait=False` on both: then a call that would wait for a lock,
+    or do work that grows with the store, raises `Busy` having done nothing (the conversation loop makes
+    such calls on its event loop, and the others in a thread).
     """
 
     url: str  # the URL it was opened with, password redacted: safe for logs and errors

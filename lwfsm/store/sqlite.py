@@ -8,7 +8,6 @@ row from version v to v+1.
 
 from __future__ import annotations
 
-import logging
 import sqlite3
 import threading
 import time
@@ -21,11 +20,6 @@ from .base import Busy, Row
 __all__ = ["SQLiteStore"]
 
 T = TypeVar("T")
-logger = logging.getLogger("lwfsm.store")
-
-# Writes made without waiting between two checkpoints: those connections do not checkpoint on commit (a
-# checkpoint syncs the file to disk), a thread does, about as often as SQLite's own 1,000 WAL pages.
-CHECKPOINT_EVERY = 256
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS {table} (
@@ -53,9 +47,12 @@ class SQLiteStore:
     holds up no read: WAL readers never wait); other processes open their own.
 
     `read` and `write` with `wait=False` (`nowait`) use a second connection of the thread that never
-    waits for a lock: held by another connection, they raise `Busy` having done nothing. Made so, a call
-    costs ~15 us on the caller's thread where handing it to a thread cost ~350 us of CPU (the event loop
-    and the thread woken, on cold caches: bench_gateway.py at c=1)."""
+    waits for a lock: held by another connection, they raise `Busy` having done nothing, as does a write
+    that would first sweep expired rows (work that grows with the store). Made so, a call costs ~15 us on
+    the caller's thread where handing it to a thread cost ~350 us of CPU (the event loop and the thread
+    woken, on cold caches: bench_gateway.py at c=1). Such a connection checkpoints the WAL on commit as
+    SQLite does by default (every ~1,000 pages: a few ms, with a sync to disk): in a thread racing the
+    writes, a checkpoint never caught up and the WAL grew without bound."""
 
     nowait = True
 
@@ -73,13 +70,13 @@ class SQLiteStore:
         self.timeout = timeout
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []  # every thread's connection, for close()
-        self._lock = threading.Lock()  # guards _all and the counts below
-        self._unchecked = 0  # writes made without waiting since the last checkpoint
-        self._checkpointing = False
+        self._lock = threading.Lock()  # guards _all
         try:
             db = self._db
             db.execute("PRAGMA journal_mode=WAL")  # kept by the file: set once
             db.execute(_SCHEMA.format(table=self.table))
+            # the sweep of expired rows reads only those (it ran through every row)
+            db.execute(f"CREATE INDEX IF NOT EXISTS {self.table}_expires ON {self.table} (expires)")
         except sqlite3.Error as exc:
             raise StoreError(f"store {url}: cannot open {path!r} as an lwfsm session store: {exc}", store=url) from None
 
@@ -96,8 +93,6 @@ class SQLiteStore:
             timeout = self.timeout if wait else 0
             db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes
-            if not wait:
-                db.execute("PRAGMA wal_autocheckpoint=0")  # `_checkpoint` does it, in a thread
             setattr(self._local, name, db)
             with self._lock:
                 self._all.append(db)
@@ -140,6 +135,9 @@ class SQLiteStore:
     def write(self, session: str, expected: int, row: Row, *, wait: bool = True) -> bool:
         # One statement each way (its own transaction): it holds the write lock for the statement only,
         # and costs a third of BEGIN IMMEDIATE + SELECT + INSERT + COMMIT (bench_gateway.py at c=1).
+        if not wait and self.ttl and not expected:
+            raise Busy(f"store {self.url}: a new row sweeps expired ones first: not made without waiting")
+
         def go(db: sqlite3.Connection) -> bool:
             now = time.time()
             expires = now + self.ttl if self.ttl else None
@@ -151,31 +149,7 @@ class SQLiteStore:
                 cursor = db.execute(self._insert, (session, row.version, row.data, expires, now))
             return cursor.rowcount == 1
 
-        done = self._run("compare-and-set", session, go, wait)
-        if not wait:
-            with self._lock:
-                self._unchecked += 1
-                start = self._unchecked >= CHECKPOINT_EVERY and not self._checkpointing
-                if start:
-                    self._unchecked, self._checkpointing = 0, True
-            if start:
-                threading.Thread(target=self._checkpoint, name="lwfsm-sqlite-checkpoint", daemon=True).start()
-        return done
-
-    def _checkpoint(self) -> None:
-        """Copy the WAL into the database file (PASSIVE: waits for no reader or writer), as a writing
-        connection would on commit, on a connection of its own."""
-        db = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
-        try:
-            db.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        except sqlite3.Error as exc:  # the data is whole either way; the WAL grows until a checkpoint works
-            logger.warning(
-                "store %s: checkpoint failed (tried again in %d writes): %s", self.url, CHECKPOINT_EVERY, exc
-            )
-        finally:
-            db.close()
-            with self._lock:
-                self._checkpointing = False
+        return self._run("compare-and-set", session, go, wait)
 
     def list(self) -> list[str]:
         def go(db: sqlite3.Connection) -> list[str]:
