@@ -72,17 +72,13 @@ class SQLiteStore:
         self._all: list[sqlite3.Connection] = []  # every thread's connection, for close()
         self._lock = threading.Lock()  # guards _all
         try:
-            db = self._db
+            db = self._connection(True)
             db.execute("PRAGMA journal_mode=WAL")  # kept by the file: set once
             db.execute(_SCHEMA.format(table=self.table))
             # the sweep of expired rows reads only those (it ran through every row)
             db.execute(f"CREATE INDEX IF NOT EXISTS {self.table}_expires ON {self.table} (expires)")
         except sqlite3.Error as exc:
             raise StoreError(f"store {url}: cannot open {path!r} as an lwfsm session store: {exc}", store=url) from None
-
-    @property
-    def _db(self) -> sqlite3.Connection:
-        return self._connection(True)
 
     def _connection(self, wait: bool) -> sqlite3.Connection:
         name = "db" if wait else "db_now"
