@@ -551,6 +551,10 @@ def test_claude_codes_read_of_a_file_that_is_not_there_is_an_answer() -> None:
     assert kind(call("Bash", {"command": "cat config/settings.toml"}), [missing], "claude_code") == "ok"
     failed = tool("Exit code 1\ncp: cannot stat 'a.toml': No such file or directory", is_error=True)
     assert kind(call("Bash", {"command": "cp a.toml config/"}), [failed], "claude_code") == "task_failure"
+    absent = tool("File does not exist. Current working directory: /w", is_error=True)
+    assert kind(call("Read", {"file_path": "/w/setup.cfg"}), [absent], "claude_code") == "ok"
+    folder = tool("EISDIR: illegal operation on a directory, read '/w/docker'", is_error=True)
+    assert kind(call("Read", {"file_path": "/w/docker"}), [folder], "claude_code") == "task_failure"
 
 
 @pytest.mark.parametrize(
