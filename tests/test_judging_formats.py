@@ -563,6 +563,8 @@ def test_claude_codes_read_of_a_file_that_is_not_there_is_an_answer() -> None:
         ("brew install yt-dlp", "Exit code 127\n(eval):1: command not found: brew", "environment"),  # zsh's words
         ("bd sync", "Exit code 1\nError: import failed: sqlite3: database is locked", "environment"),
         ("bd sync", "Exit code 1\nError: import failed: duplicate key cr-12", "task_failure"),
+        # a port another process holds: the lead would meet it too
+        ("npm run dev", "Exit code 1\nError: listen EADDRINUSE: address already in use :::3001", "environment"),
         # a search whose pattern its program refused, its status hidden behind a filter: it never searched
         ("curl -s localhost:8000 | grep -oE '[^\"]*mp4' | head", "ugrep: error: error at position 3\n", "task_failure"),
         ("curl -s localhost:8000 | grep -oE 'mp4' | head", "a.mp4\nb.mp4\n", "ok"),

@@ -517,7 +517,7 @@ ENVIRONMENT = Gated(
         r"[Cc]annot find Java|JAVA_HOME|[Cc]ould not resolve host|[Nn]etwork is unreachable|[Cc]onnection refused|"
         r"[Cc]redentials|[Oo]peration not permitted|[Nn]o space left on device|[Rr]ead-only file system|"
         r"ERR_CONNECTION_REFUSED|ECONNREFUSED|not agreed to the Xcode license|Ripgrep search timed out|"
-        r"database is locked|"
+        r"database is locked|EADDRINUSE|[Aa]ddress already in use|"
         r"Author identity unknown|Please tell me who you are|sudo: a (?:terminal|password) is required|"
         # a program run through `timeout`, `nohup` or `env` that is not installed; a Node package not installed
         r"failed to run command ['‘][\w.+-]+['’]: No such file or directory|"
@@ -531,7 +531,7 @@ ENVIRONMENT = Gated(
         "getaddrinfo", "enotfound", "eai_again", "no space left", "read-only file", "not permitted", "pi key",
         "pi_key", "pikey", "pi-key", "_token'", "unauthori", "forbidden", "not found", "authentication failed",
         "x server", "$display", "missing dependencies", "exist at", "browser", "not installed", "java",
-        "credentials", "xcode", "ripgrep", "database is locked", "identity unknown", "who you are", "sudo: a",
+        "credentials", "xcode", "ripgrep", "database is locked", "eaddrinuse", "address already in use", "identity unknown", "who you are", "sudo: a",
         "failed to run command", "cannot find package", "cannot find module", "bash\\r", "$'\\r'",
         "is not recognized as the name",
     ),
