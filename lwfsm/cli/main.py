@@ -771,6 +771,7 @@ SPLITS = (
     "holdout12",
     "holdout13",
     "holdout14",
+    "holdout15",
 )
 
 
