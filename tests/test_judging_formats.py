@@ -469,6 +469,16 @@ def test_issues_that_still_need_fixing_are_a_correction() -> None:
     assert kind(reply, [{"role": "user", "content": said}], "generic") == "user_correction"
 
 
+def test_work_the_reply_calls_open_that_was_done_before_is_a_correction() -> None:
+    reply = {"role": "assistant", "content": "Still open: the retry logic and the log rotation."}
+    for said, expected in [
+        ("Those are already fixed", "user_correction"),
+        ("it's already done, check again", "user_correction"),
+        ("Already fixed those two; now add the export button", "ok"),  # nothing said of the reply
+    ]:
+        assert kind(reply, [{"role": "user", "content": said}], "generic") == expected, said
+
+
 # -- what came before the reply, for agents whose actions are written in the reply's text --
 
 
@@ -563,6 +573,13 @@ def test_claude_codes_read_of_a_file_that_is_not_there_is_an_answer() -> None:
         ("brew install yt-dlp", "Exit code 127\n(eval):1: command not found: brew", "environment"),  # zsh's words
         ("bd sync", "Exit code 1\nError: import failed: sqlite3: database is locked", "environment"),
         ("bd sync", "Exit code 1\nError: import failed: duplicate key cr-12", "task_failure"),
+        # a program the machine cannot find (the lead could not either); "path" in the model's own sense is not that
+        (
+            "claude install",
+            "Exit code 1\nrequires git-bash. If installed but not in PATH, set BASH_PATH",
+            "environment",
+        ),
+        ("node build.js", "Exit code 1\nError: src/x.ts is not in the path mapping", "task_failure"),
         # a port another process holds: the lead would meet it too
         ("npm run dev", "Exit code 1\nError: listen EADDRINUSE: address already in use :::3001", "environment"),
         # a search whose pattern its program refused, its status hidden behind a filter: it never searched
@@ -678,6 +695,25 @@ At line:2 char:1
 )
 def test_powershell_probes_answer_no(command: str, expected: str) -> None:
     assert kind(call("shell_command", {"command": command}), [tool(POWERSHELL_NO)], "codex") == expected
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        # told to stay quiet on errors: an answer it expects may be "no" ...
+        ("Set-Location src; Get-Item $env:LOCALAPPDATA/x -ErrorAction SilentlyContinue", "ok"),
+        # ... not when the command whose status counts comes after it
+        ("Remove-Item dist -Recurse -ErrorAction SilentlyContinue; npm run build", "task_failure"),
+        ("reg query HKCU\\Software\\RustDesk", "ok"),  # Windows' registry: 1 when the key is not there
+        ("reg add HKCU\\Software\\RustDesk /v id /d 1", "task_failure"),
+    ],
+)
+def test_windows_lookups_that_find_nothing_say_so_with_their_status(command: str, expected: str) -> None:
+    nothing = "Exit code: 1\nWall time: 0.9 seconds\nOutput:\n"
+    assert kind(call("shell_command", {"command": command}), [tool(nothing)], "codex") == expected
+    # Codex's older `shell` tool: the script is the last word of PowerShell's command line
+    run = call("shell", {"command": ["powershell.exe", "-NoProfile", "-Command", command]})
+    assert kind(run, [tool(nothing)], "codex") == expected
 
 
 def lint_report(path: str, running: str = "") -> str:

@@ -203,10 +203,12 @@ PROBES = frozenset(
         "gcm",
         "where.exe",
         "Get-Process",
+        "reg query",  # Windows' registry: 1 when the key is not there
     }
 )
 # Commands named by their first two words (`git diff` is a probe, `git push` is not).
-_TWO_WORDS = frozenset({"git", "pip", "npm", "systemctl", "docker"})
+_TWO_WORDS = frozenset({"git", "pip", "npm", "systemctl", "docker", "reg"})
+_QUIET = re.compile(r"-(?:ErrorAction|ea)\s+(?:SilentlyContinue|Ignore|0)\b", re.I)
 # The last command of a pipeline decides its status: a filter there hides the real one.
 FILTERS = frozenset(
     {
@@ -245,6 +247,15 @@ def _split(command: str) -> list[str]:
         out += [command[at : m.start()], m.group(1)]
         at = m.end()
     return [*out, command[at:]]
+
+
+def _last_pipeline(command: str) -> str:
+    """The commands after the last operator that is not a pipe: those whose status is the command's."""
+    parts = _split(command.strip())
+    i = len(parts) - 1
+    while i > 1 and parts[i - 1] == "|":
+        i -= 2
+    return " | ".join(parts[i::2])
 
 
 # Leading `cd DIR &&`s: the command that ran is what follows them.
@@ -317,6 +328,8 @@ def is_probe(command: str) -> bool:
     if "&&" in c and any(_words(seg)[:1] and (_words(seg)[0] in PROBES) for seg in c.split("&&")[:-1]):
         return True  # `which gh && gh --version`: the probe may be what failed (an error line still counts)
     last, op, first = last_command(c)
+    if _QUIET.search(_last_pipeline(c)):
+        return True  # PowerShell told to stay quiet on errors where its status comes from: `2>/dev/null || true`
     if last == "git config" and _CONFIG_CHANGE.search(c):
         return False  # not a lookup: it changes the configuration
     if last in PROBES or (last.split(" ")[0] in PROBES and last.split(" ")[0] not in _TWO_WORDS):
@@ -517,7 +530,7 @@ ENVIRONMENT = Gated(
         r"[Cc]annot find Java|JAVA_HOME|[Cc]ould not resolve host|[Nn]etwork is unreachable|[Cc]onnection refused|"
         r"[Cc]redentials|[Oo]peration not permitted|[Nn]o space left on device|[Rr]ead-only file system|"
         r"ERR_CONNECTION_REFUSED|ECONNREFUSED|not agreed to the Xcode license|Ripgrep search timed out|"
-        r"database is locked|EADDRINUSE|[Aa]ddress already in use|"
+        r"database is locked|EADDRINUSE|[Aa]ddress already in use|not in (?:your |the )?PATH\b|"
         r"Author identity unknown|Please tell me who you are|sudo: a (?:terminal|password) is required|"
         # a program run through `timeout`, `nohup` or `env` that is not installed; a Node package not installed
         r"failed to run command ['‘][\w.+-]+['’]: No such file or directory|"
@@ -531,7 +544,8 @@ ENVIRONMENT = Gated(
         "getaddrinfo", "enotfound", "eai_again", "no space left", "read-only file", "not permitted", "pi key",
         "pi_key", "pikey", "pi-key", "_token'", "unauthori", "forbidden", "not found", "authentication failed",
         "x server", "$display", "missing dependencies", "exist at", "browser", "not installed", "java",
-        "credentials", "xcode", "ripgrep", "database is locked", "eaddrinuse", "address already in use", "identity unknown", "who you are", "sudo: a",
+        "credentials", "xcode", "ripgrep", "database is locked", "eaddrinuse", "address already in use",
+        "not in your path", "not in the path", "not in path", "identity unknown", "who you are", "sudo: a",
         "failed to run command", "cannot find package", "cannot find module", "bash\\r", "$'\\r'",
         "is not recognized as the name",
     ),
@@ -612,6 +626,8 @@ _COMPLAINT = re.compile(
     r"show|appear|fix|change|help|exist|save|persist)\w*|not working|no longer works?|"
     r"same (error|problem|issue|result)|"
     r"nothing (changed|happened)|(it|that|this) (broke|is broken|failed)|you (broke|missed|forgot)|"
+    # what the reply said is still to do was done before: it did not look
+    r"(those|these|they|that|this|it) ?('s|'re| is| are| was| were) already (fixed|done|implemented|resolved|there)|"
     r"(is ?n[o']t|not) (exactly |quite )?what (i|we) (wanted|asked|meant|expected)|"
     r"wrong (file|place|answer|output|result|one)|(got|get|getting|see|seeing) (an? |the |this |these )?"
     r"(errors?|exceptions?|tracebacks?)\b)",
@@ -747,8 +763,9 @@ class Reader:
             if isinstance(v, str):
                 return v
             if isinstance(v, list) and all(isinstance(x, str) for x in v):
-                # ["bash", "-lc", "pytest -q"]: the script is what runs
-                return v[-1] if len(v) >= 3 and v[1] in ("-c", "-lc") else " ".join(v)
+                # ["bash", "-lc", "pytest -q"], ["powershell.exe", "-NoProfile", "-Command", "..."]: the script runs
+                script = len(v) >= 3 and (v[1] in ("-c", "-lc") or v[-2].lower() in ("-command", "-c"))
+                return v[-1] if script else " ".join(v)
         return None
 
     def outcome(self, i: int, msg: Message, tool: str | None, args: Mapping[str, Any]) -> Outcome:
