@@ -328,7 +328,7 @@ def is_probe(command: str) -> bool:
     if "&&" in c and any(_words(seg)[:1] and (_words(seg)[0] in PROBES) for seg in c.split("&&")[:-1]):
         return True  # `which gh && gh --version`: the probe may be what failed (an error line still counts)
     last, op, first = last_command(c)
-    if _QUIET.search(_last_pipeline(c)):
+    if _QUIET.search(c) and _QUIET.search(_last_pipeline(c)):
         return True  # PowerShell told to stay quiet on errors where its status comes from: `2>/dev/null || true`
     if last == "git config" and _CONFIG_CHANGE.search(c):
         return False  # not a lookup: it changes the configuration
