@@ -772,6 +772,7 @@ SPLITS = (
     "holdout13",
     "holdout14",
     "holdout15",
+    "holdout16",
 )
 
 
