@@ -469,6 +469,22 @@ def test_issues_that_still_need_fixing_are_a_correction() -> None:
     assert kind(reply, [{"role": "user", "content": said}], "generic") == "user_correction"
 
 
+@pytest.mark.parametrize(
+    ("said", "expected"),
+    [
+        ("no no, in dotfiles, there is a lua script", "user_correction"),
+        ("Why does it get stuck here ?\nChecked 8 installs", "user_correction"),
+        ("deployment error", "user_correction"),  # only what went wrong, in a few words
+        ("build failed", "user_correction"),
+        ("add error handling to the parser", "ok"),
+        ("now the settings page, with an error banner when saving fails", "ok"),
+    ],
+)
+def test_a_few_words_of_what_went_wrong_are_a_correction(said: str, expected: str) -> None:
+    reply = {"role": "assistant", "content": "Pushed: the deploy should work now."}
+    assert kind(reply, [{"role": "user", "content": said}], "claude_code") == expected
+
+
 def test_work_the_reply_calls_open_that_was_done_before_is_a_correction() -> None:
     reply = {"role": "assistant", "content": "Still open: the retry logic and the log rotation."}
     for said, expected in [
@@ -580,6 +596,32 @@ def test_claude_codes_read_of_a_file_that_is_not_there_is_an_answer() -> None:
             "environment",
         ),
         ("node build.js", "Exit code 1\nError: src/x.ts is not in the path mapping", "task_failure"),
+        (
+            "git commit -m x",
+            "Exit code 128\nerror: gpg failed to sign the data:\ngpg: cannot open '/dev/tty'",
+            "environment",
+        ),
+        (
+            "timeout 5 uvicorn app:app 2>&1 | head -20",
+            "ERROR:    [Errno 10048] error while attempting to bind on address ('127.0.0.1', 8000)",
+            "environment",
+        ),
+        # newlines the shell took as arguments: the core tools refused them, so nothing after them ran
+        (
+            "sleep 2\ncurl -s localhost:8888/health",
+            "sleep: invalid time interval: curl\nusage: sleep number",
+            "task_failure",
+        ),
+        (
+            "uvicorn a:app &\nsleep 3\ncurl -s localhost:8000 | head -20",
+            "head: unknown option -- f\nTry 'head --help'",
+            "task_failure",
+        ),
+        ("sleep 2; curl -s localhost:8888/health", '{"ok": true}', "ok"),
+        # a phone's or a host's shell: the search run there answers "no" with its status
+        ('"C:/sdk/adb.exe" shell "pm list packages | grep voicedoc"', "Exit code 1", "ok"),
+        ("ssh -p 2222 pi@box 'grep -r listen /etc/nginx'", "Exit code 1", "ok"),
+        ('adb shell "pm install /sdcard/app.apk"', "Exit code 1", "task_failure"),
         # a port another process holds: the lead would meet it too
         ("npm run dev", "Exit code 1\nError: listen EADDRINUSE: address already in use :::3001", "environment"),
         # a search whose pattern its program refused, its status hidden behind a filter: it never searched

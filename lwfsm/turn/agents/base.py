@@ -309,7 +309,13 @@ def last_command(command: str) -> tuple[str, str, str | None]:
     return last, op, first
 
 
-_WRAPPED = re.compile(r"^(?:sudo(?:\s+-(?:u\s+\S+|E|H|n))*\s+)?(?:ba|z)?sh\s+-l?c\s+(['\"])(.*)\1(?:\s+2>&1)?$", re.S)
+_WRAPPED = re.compile(
+    r"^(?:(?:sudo(?:\s+-(?:u\s+\S+|E|H|n))*\s+)?(?:ba|z)?sh\s+-l?c|"
+    # a phone's shell through adb (its path often quoted, Windows' .exe), a host's through ssh
+    r"(?:\"[^\"]*[/\\])?adb(?:\.exe)?\"?(?:\s+-s\s+\S+)?\s+shell|ssh(?:\s+-\w(?:\s+\S+)?)*\s+[\w.@-]+)"
+    r"\s+(['\"])(.*)\1(?:\s+2>&1)?$",
+    re.S,
+)
 
 
 _CONFIG_CHANGE = re.compile(
@@ -530,7 +536,8 @@ ENVIRONMENT = Gated(
         r"[Cc]annot find Java|JAVA_HOME|[Cc]ould not resolve host|[Nn]etwork is unreachable|[Cc]onnection refused|"
         r"[Cc]redentials|[Oo]peration not permitted|[Nn]o space left on device|[Rr]ead-only file system|"
         r"ERR_CONNECTION_REFUSED|ECONNREFUSED|not agreed to the Xcode license|Ripgrep search timed out|"
-        r"database is locked|EADDRINUSE|[Aa]ddress already in use|not in (?:your |the )?PATH\b|"
+        r"database is locked|EADDRINUSE|[Aa]ddress already in use|error while attempting to bind on address|"
+        r"not in (?:your |the )?PATH\b|gpg failed to sign the data|cannot open '/dev/tty'|"
         r"Author identity unknown|Please tell me who you are|sudo: a (?:terminal|password) is required|"
         # a program run through `timeout`, `nohup` or `env` that is not installed; a Node package not installed
         r"failed to run command ['‘][\w.+-]+['’]: No such file or directory|"
@@ -545,6 +552,7 @@ ENVIRONMENT = Gated(
         "pi_key", "pikey", "pi-key", "_token'", "unauthori", "forbidden", "not found", "authentication failed",
         "x server", "$display", "missing dependencies", "exist at", "browser", "not installed", "java",
         "credentials", "xcode", "ripgrep", "database is locked", "eaddrinuse", "address already in use",
+        "attempting to bind", "gpg failed", "/dev/tty",
         "not in your path", "not in the path", "not in path", "identity unknown", "who you are", "sudo: a",
         "failed to run command", "cannot find package", "cannot find module", "bash\\r", "$'\\r'",
         "is not recognized as the name",
@@ -554,7 +562,8 @@ ENVIRONMENT = Gated(
 
 # A command refusing its own arguments: it never ran, so its status is no answer.
 _MISUSED = re.compile(
-    r"^\S+: (?:invalid|unrecognized|illegal) option\b.*$|^fatal: cannot change to '.*': No such file or directory$|"
+    r"^\S+: (?:invalid|unrecognized|illegal|unknown) option\b.*$|^sleep: invalid time interval\b.*$|"
+    r"^fatal: cannot change to '.*': No such file or directory$|"
     # argparse's refusal (a Python CLI, SWE-agent's file editor)
     r"^[\w.-]+: error: (?:unrecognized arguments|the following arguments are required|argument \S+: |"
     r"invalid choice).*$|"
@@ -628,11 +637,14 @@ _COMPLAINT = re.compile(
     r"nothing (changed|happened)|(it|that|this) (broke|is broken|failed)|you (broke|missed|forgot)|"
     # what the reply said is still to do was done before: it did not look
     r"(those|these|they|that|this|it) ?('s|'re| is| are| was| were) already (fixed|done|implemented|resolved|there)|"
+    r"\b(gets?|got|getting|is|it'?s|still|was) stuck\b|"
     r"(is ?n[o']t|not) (exactly |quite )?what (i|we) (wanted|asked|meant|expected)|"
     r"wrong (file|place|answer|output|result|one)|(got|get|getting|see|seeing) (an? |the |this |these )?"
     r"(errors?|exceptions?|tracebacks?)\b)",
     re.I,
 )
+# A message that is only what went wrong, in a few words ("deployment error", "build failed").
+_TERSE = re.compile(r"^\W*(?:[\w-]+\s+){0,2}?(?:errors?|failed|fails|failing|crash(?:ed|es)?|broken)\W*$", re.I)
 # An error output a person pasted at the top of their message (a run or build of what the model wrote).
 _PASTED = re.compile(
     r"^\s*(Traceback \(most recent call last\)|\w*(Error|Exception):|error(\[\w+\])?:|Failed to compile|"
@@ -728,7 +740,7 @@ class Reader:
     )
     # A human saying the last step was wrong, at the start of the message (not anywhere in it).
     CORRECTION = re.compile(
-        r"^\W*(no[,.!]|nope\b|wrong\b|that'?s (wrong|not (right|it|what)|incorrect)|that is (wrong|not)|"
+        r"^\W*(no[,.!]|no no\b|nope\b|wrong\b|that'?s (wrong|not (right|it|what)|incorrect)|that is (wrong|not)|"
         r"(it|this|that) (still |now )?(doesn'?t|does not|didn'?t|did not|isn'?t|is not) (work|run|build|compile|"
         r"pass|fix|change)|still (fail|broken|not|the same|getting|get|doesn|does not|error)|"
         r"(it|this|that|you) (broke|broken)|you broke|not what i (asked|wanted)|revert|undo\b|stop\b|"
@@ -858,6 +870,7 @@ class Reader:
         head = "\n".join(t.splitlines()[:8])
         m = (
             self.CORRECTION.match(t[:400])
+            or _TERSE.match(t[:80])
             or _COMPLAINT.search(first)
             or _PASTED.search(head)
             or _REPORTS.match(t[:300])
