@@ -8,6 +8,7 @@ the rules are for the formats, so each has a case it must catch and a case it mu
 from __future__ import annotations
 
 import json
+import signal
 from typing import Any
 
 import pytest
@@ -1108,3 +1109,27 @@ def test_aider_asking_again_after_adding_the_files_the_reply_asked_for() -> None
     asked += "> Add file to the chat? (Y)es/(N)o/(D)on't ask again [Yes]: y  "
     assert aider_kind(restating(asked)) == "ok"  # the model asked for the file; the person added it and asked on
     assert aider_kind(restating(asked.replace("[Yes]: y", "[Yes]: n"))) == "user_correction"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "ssh" + " -a" * 60 + " host",  # options that could each take the next word: no quoted script follows
+        "ssh" + " -a x" * 2000,
+        '"' + "C:/" * 5000 + 'adb.exe" shell',
+        "Get-Item x " + "-ErrorAction " * 3000,
+    ],
+)
+def test_a_hostile_command_is_judged_in_bounded_time(command: str) -> None:
+    # The old ssh pattern backtracked exponentially here (~0.014 s at 22 options, doubling every ~1.5):
+    # sixty would run for days. The alarm only stops a hang; the call takes milliseconds.
+    def hang(*_: object) -> None:
+        raise TimeoutError(f"judging {command[:40]!r}... did not finish")
+
+    old = signal.signal(signal.SIGALRM, hang)
+    signal.alarm(20)
+    try:
+        assert kind(call("Bash", {"command": command}), [tool("Exit code 1", is_error=True)], "claude_code")
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)

@@ -312,7 +312,7 @@ def last_command(command: str) -> tuple[str, str, str | None]:
 _WRAPPED = re.compile(
     r"^(?:(?:sudo(?:\s+-(?:u\s+\S+|E|H|n))*\s+)?(?:ba|z)?sh\s+-l?c|"
     # a phone's shell through adb (its path often quoted, Windows' .exe), a host's through ssh
-    r"(?:\"[^\"]*[/\\])?adb(?:\.exe)?\"?(?:\s+-s\s+\S+)?\s+shell|ssh(?:\s+-\w(?:\s+\S+)?)*\s+[\w.@-]+)"
+    r"(?:\"[^\"]*[/\\])?adb(?:\.exe)?\"?(?:\s+-s\s+\S+)?\s+shell|ssh(?:\s+-\w(?:\s+[^\s'\"-]\S*)?)*\s+[\w.@-]+)"
     r"\s+(['\"])(.*)\1(?:\s+2>&1)?$",
     re.S,
 )
