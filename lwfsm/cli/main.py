@@ -773,6 +773,7 @@ SPLITS = (
     "holdout14",
     "holdout15",
     "holdout16",
+    "holdout17",
 )
 
 
