@@ -188,6 +188,8 @@ def aider_kind(data: bytes) -> str:
         ("> Tokens: 2k sent, 300 received.  \n> Applied edit to Makefile  ", "ok"),
         ("> Applied edit to -> the service then restarts  ", "task_failure"),
         ("> Create new file? (Y)es/(N)o [Yes]: y  \n> Applied edit to Topology  ", "task_failure"),
+        # the example path of aider's own instructions, copied into the reply instead of a real file
+        ("> Create new file? (Y)es/(N)o [Yes]: y  \n> Applied edit to path/to/filename.js  ", "task_failure"),
         # Ctrl-C while aider asks to add a file the edit needs: the edit is refused
         (
             "> Tokens: 2k sent, 300 received.  \n> src/lexer.py  \n"
@@ -597,6 +599,13 @@ def test_claude_codes_read_of_a_file_that_is_not_there_is_an_answer() -> None:
             "environment",
         ),
         ("node build.js", "Exit code 1\nError: src/x.ts is not in the path mapping", "task_failure"),
+        # Windows' stand-in for a Python that is not installed exits 9009, which bash reports as 49
+        ('PYTHONPATH="E:/a b" python3 -c "import core"', "Exit code 49", "environment"),
+        ("node build.js", "Exit code 49", "task_failure"),
+        # a read told to say nothing when the file is not there answers with its status alone ...
+        ("cat a.json 2>/dev/null; echo ---; cat .vscode/settings.json 2>/dev/null", "Exit code 1\n{}\n---", "ok"),
+        # ... not when what reads it fails
+        ("cat a.json 2>/dev/null | python3 -c 'import json,sys; json.load(sys.stdin)'", "Exit code 1", "task_failure"),
         (
             "git commit -m x",
             "Exit code 128\nerror: gpg failed to sign the data:\ngpg: cannot open '/dev/tty'",

@@ -148,6 +148,7 @@ def _misnamed(text: str) -> tuple[int, str] | None:
             re.search(r"\s", name)
             or not re.match(r"[\w./~]", name)
             or ("." not in base and "/" not in name and base.lower() not in _NAMELESS)
+            or name.startswith("path/to/")  # the example path of aider's own instructions, copied
         ):
             return text.count("\n", 0, m.start()) + 1, m.group(0)[:160]
     return None

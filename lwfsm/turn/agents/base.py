@@ -208,6 +208,7 @@ PROBES = frozenset(
 )
 # Commands named by their first two words (`git diff` is a probe, `git push` is not).
 _TWO_WORDS = frozenset({"git", "pip", "npm", "systemctl", "docker", "reg"})
+_HIDDEN = re.compile(r"(?:2|&)>\s*/dev/null")
 _QUIET = re.compile(r"-(?:ErrorAction|ea)\s+(?:SilentlyContinue|Ignore|0)\b", re.I)
 # The last command of a pipeline decides its status: a filter there hides the real one.
 FILTERS = frozenset(
@@ -261,7 +262,8 @@ def _last_pipeline(command: str) -> str:
 # Leading `cd DIR &&`s: the command that ran is what follows them.
 _CD = re.compile(r"\A(?:\s*cd\s+(?:'[^']*'|\"[^\"]*\"|[^\s;&|]+)\s*&&)+\s*")
 
-_WORD = re.compile(r"""'[^']*'|"[^"]*"|[^\s'"#]+|#.*""")
+# a word is quoted and unquoted parts with no space between (`PYTHONPATH="a b"` is one), or a comment
+_WORD = re.compile(r"""(?:[^\s'"#]+|'[^']*'|"[^"]*")+|#.*""")
 
 
 def _words(segment: str) -> list[str]:
@@ -334,6 +336,8 @@ def is_probe(command: str) -> bool:
     if "&&" in c and any(_words(seg)[:1] and (_words(seg)[0] in PROBES) for seg in c.split("&&")[:-1]):
         return True  # `which gh && gh --version`: the probe may be what failed (an error line still counts)
     last, op, first = last_command(c)
+    if last in _READS_ONLY and "/dev/null" in c and _HIDDEN.search(_last_pipeline(c)):
+        return True  # a read told to say nothing when the file is not there: its "no" is the status alone
     if _QUIET.search(c) and _QUIET.search(_last_pipeline(c)):
         return True  # PowerShell told to stay quiet on errors where its status comes from: `2>/dev/null || true`
     if last == "git config" and _CONFIG_CHANGE.search(c):
@@ -585,6 +589,7 @@ _STATUS_LINE = re.compile(_STATUS_WORDS + r"-?\d+[^\n]*\n?", re.M)
 _NOT_FOUND_ONLY = re.compile(r"\A(?:\S+: (?:can't read )?[^\n]+: No such file or directory\n?)+\Z")
 # Names whose installed form is another (`python3`, `pip3`): calling these is the model's slip.
 _ALIASED = frozenset({"python", "pip"})
+_PYTHONS = frozenset({"python", "python3", "py"})
 _NO_TESTS = re.compile(r"(?:collected 0 items|no tests ran)", re.I)
 
 
@@ -1006,10 +1011,14 @@ class Reader:
         """A failed outcome's finding: the environment's when the last `tail` characters of its output
         say so, else `kind`."""
         # (whatever the status: a command run in the background or in a chain shows another's)
-        tool = (_words(_CD.sub("", o.command or "")) or [""])[0]
+        words = _words(_CD.sub("", o.command or ""))
+        tool = (words or [""])[0]
         said = any(f in o.text for f in (f"{tool}: command not found", f"command not found: {tool}"))
-        silent = o.status == 127 and not _STATUS_LINE.sub("", o.text).strip()  # its words sent to /dev/null
-        if tool and tool not in _ALIASED and (said or silent):
+        quiet = not _STATUS_LINE.sub("", o.text).strip()
+        silent = o.status == 127 and quiet  # its words sent to /dev/null
+        # Windows' stand-in for a Python that is not installed (the Store's alias) exits 9009, 49 in bash
+        stub = tool in _PYTHONS and o.status in (49, 9009) and (quiet or "Python was not found" in o.text)
+        if stub or (tool and tool not in _ALIASED and (said or silent)):
             # the program the command runs is not installed: the lead would not find it either
             return Finding("environment", Evidence(f"{self.name}.environment", o.message, None, f"{tool}: not found"))
         env = first_match(ENVIRONMENT, o.text[-tail:])
