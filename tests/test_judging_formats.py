@@ -1120,25 +1120,40 @@ def test_aider_asking_again_after_adding_the_files_the_reply_asked_for() -> None
     assert aider_kind(restating(asked.replace("[Yes]: y", "[Yes]: n"))) == "user_correction"
 
 
-@pytest.mark.parametrize(
-    "command",
-    [
-        "ssh" + " -a" * 60 + " host",  # options that could each take the next word: no quoted script follows
-        "ssh" + " -a x" * 2000,
-        '"' + "C:/" * 5000 + 'adb.exe" shell',
-        "Get-Item x " + "-ErrorAction " * 3000,
-    ],
-)
-def test_a_hostile_command_is_judged_in_bounded_time(command: str) -> None:
-    # The old ssh pattern backtracked exponentially here (~0.014 s at 22 options, doubling every ~1.5):
-    # sixty would run for days. The alarm only stops a hang; the call takes milliseconds.
-    def hang(*_: object) -> None:
-        raise TimeoutError(f"judging {command[:40]!r}... did not finish")
+# What a client can send that made a pattern backtrack: before the fixes each ran past the alarm (from ~10 s to days)
+# (measured through `judge`, growing 2x per repeat or 4x per doubling); now each takes milliseconds.
+HOSTILE = {
+    # options that could each take the next word, and no quoted script after them (exponential)
+    "ssh options": ("ssh" + " -a" * 60 + " host", "Exit code 1"),
+    "ssh words": ("ssh" + " -a x" * 2000, "Exit code 1"),
+    "adb path": ('"' + "C:/" * 5000 + 'adb.exe" shell', "Exit code 1"),
+    "quiet words": ("Get-Item x " + "-ErrorAction " * 3000, "Exit code 1"),
+    # a file-not-there line repeated, then one that is not (exponential: 2 KB would take days)
+    "not found lines": ("cat x", "Exit code 1\n" + "x: y: No such file or directory" * 60 + "!"),
+    # a shell's name, then a run of newlines (quadratic: ~1 s at 32 KB)
+    "newlines": ("make", "bash:" + "\n" * 300_000),
+    # spaces inside a command line (quadratic: 12 s at 32 KB)
+    "spaces": ("make" + " " * 64_000 + "x", "Exit code 2\nmake: *** [all] Error 1"),
+    # a double quote never closed, then escaped quotes (quadratic: 3 s at 32 KB)
+    "open quote": ('echo "' + '\\"' * 30_000, "Exit code 1"),
+    # a person's stderr of 20 KB of blank lines (quadratic: ~10 s at 18 KB)
+    "blank stderr": ("ls", "", "<bash-stderr>" + " \n" * 9_900 + "x</bash-stderr>"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_input_is_judged_in_bounded_time(case: str) -> None:
+    command, output, *said = HOSTILE[case]
+
+    def hang(*_: object) -> None:  # the alarm only stops a hang
+        raise TimeoutError(f"judging {case!r} did not finish")
 
     old = signal.signal(signal.SIGALRM, hang)
-    signal.alarm(20)
+    signal.alarm(5)
     try:
-        assert kind(call("Bash", {"command": command}), [tool("Exit code 1", is_error=True)], "claude_code")
+        after = [tool(output, is_error=output.startswith("Exit code"))]
+        after += [{"role": "user", "content": text} for text in said]
+        assert kind(call("Bash", {"command": command}), after, "claude_code")
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)

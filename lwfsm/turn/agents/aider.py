@@ -64,7 +64,7 @@ APPLIED = re.compile(r"^(?:Applied edit to|Creating empty file) (.+)$", re.M)
 # The person answering no when aider asks to write the reply's edit to a file: the edit is refused.
 # (Declining a suggested shell command is not: the person often runs it their own way.)
 REFUSED = re.compile(
-    r"^(?:Create new file|Allow edits to .*?)\?(?:.*\]:)? *(?:n|no|d|s|skip|don't)\b",
+    r"^(?:Create new file\?(?:.*\]:)?|Allow edits to [^\n?]*\?(?:.*(?:\]:|\?))?) *(?:n|no|d|s|skip|don't)\b",
     re.M | re.I,
 )
 # aider names a file the reply's edits need, then asks to add it: Ctrl-C while that question waits

@@ -235,14 +235,24 @@ FILTERS = frozenset(
         "jq",
     }
 )
-_SPLIT = re.compile(r"\s*(\|\||&&|;|\n|\|(?!\|))\s*")
-_QUOTED = re.compile(r''''[^']*'|"(?:[^"\\]|\\.)*"''')
+_SPLIT = re.compile(r"(?:(?<!\s)\s+)?(\|\||&&|;|\n|\|(?!\|))\s*")
+# A double-quoted string that is never closed runs to the end (group 1 unset): no quote after it
+# closes one either, so only single-quoted strings are looked for there (trying each `"` in it
+# again was quadratic: `"\"\"\"...`).
+_QUOTED = re.compile(r"""'[^']*'|"(?:[^"\\]|\\.)*(?:(")|\\?\Z)""")
+_SINGLE = re.compile(r"'[^']*'")
+
+
+def _hide(m: re.Match[str]) -> str:
+    if m.group(0)[0] == "'" or m.group(1) is not None:
+        return "_" * len(m.group(0))
+    return '"' + _SINGLE.sub(lambda q: "_" * len(q.group(0)), m.group(0)[1:])
 
 
 def _split(command: str) -> list[str]:
     """A command line's parts with the operators between them (as `_SPLIT.split` gives them); an
     operator inside quotes is text: `grep "a\\|b" f` is one command."""
-    masked = _QUOTED.sub(lambda m: "_" * len(m.group(0)), command)
+    masked = _QUOTED.sub(_hide, command)
     out, at = [], 0
     for m in _SPLIT.finditer(masked):
         out += [command[at : m.start()], m.group(1)]
@@ -321,7 +331,8 @@ _WRAPPED = re.compile(
 
 
 _CONFIG_CHANGE = re.compile(
-    r"\bgit config\b[^|;&\n]*\s--(?:unset|unset-all|remove-section|rename-section|add|replace-all)\b"
+    r"\bgit config\b(?:(?!\bgit config\b)[^|;&\n])*"  # (a scan stops where the next one starts)
+    r"\s--(?:unset|unset-all|remove-section|rename-section|add|replace-all)\b"
 )
 
 
@@ -360,7 +371,8 @@ def status_hidden(command: str) -> bool:
 
 
 _REPRO = re.compile(
-    r"(^|[\s/_-])(repro\w*|reproduce\w*|bug_?repro\w*|test_?(issue|bug)\w*|check_?(issue|bug)\w*)\.(py|js|ts|sh|rb|java)\b",
+    r"(^|[\s/_-])(?:repro|bug_?repro|test_?(?:issue|bug)|check_?(?:issue|bug))"
+    r"(?:[^\W_]|_(?!repro|bug_?repro|test_?(?:issue|bug)|check_?(?:issue|bug)))*\.(py|js|ts|sh|rb|java)\b",
     re.I,
 )
 
@@ -375,7 +387,8 @@ _WRITES = re.compile(
 )
 # Test runners: their failure before the model changed anything shows the bug, not a mistake.
 TESTS = re.compile(
-    r"\b(pytest|unittest|nosetests|tox|jest|mocha|vitest|go test|cargo test|mvn( -\S+)* test|gradle\S* test|"
+    r"\b(pytest|unittest|nosetests|tox|jest|mocha|vitest|go test|cargo test|mvn( -\S+){0,30} test|"
+    r"gradle(?:(?!\bgradle)\S)* test|"
     r"npm (run )?test|yarn test|rspec|phpunit|ctest|make (check|test)|node \S*test\S*)",
     re.I,
 )
@@ -401,7 +414,7 @@ def program(command: str) -> str:
 
 
 _PATCHED = re.compile(r"^\*\*\* (?:Add|Update|Delete) File: (\S+)", re.M)
-_REDIRECT = re.compile(r"(?:>|\btee\s+(?:-a\s+)?)\s*([\w./-]+)")
+_REDIRECT = re.compile(r"(?:>\s*|\btee\s+(?:-a\s+)?)([\w./-]+)")
 
 
 def _again(before: str, now: str) -> bool:
@@ -435,7 +448,7 @@ def is_scaffold(path: str) -> bool:
 _SHELL_ERROR = re.compile(
     r"^(?:(?:/bin/|/usr/bin/)?bash: (?:line \d+: )?(?:\S+: command not found|syntax error[^\n]*|"
     r"unexpected EOF while looking for matching[^\n]*|\S+: (?:bad substitution|unbound variable))|"
-    r"[\w.-]+: [^\n:]+: Is a directory|\s*File \"<stdin>\", line \d+|"
+    r"[\w.-]+: [^\n:]+: Is a directory|[^\S\n]*File \"<stdin>\", line \d+|"
     r"\[\d+\][+-]?\s+Exit \d+\s.*)$",  # bash's notice that a command it ran in the background failed
     re.M,
 )
@@ -497,7 +510,7 @@ def expects_success(reply_text: str) -> bool:
 
 # A line that starts an error report, in the last lines of a command's output.
 _ERROR_LINE = re.compile(
-    r"^\s*(?:\x1b\[[\d;]*m)*"  # a terminal's colour codes first
+    r"^\s*(?!\s)(?:\x1b\[[\d;]*m)*"  # a terminal's colour codes first
     r"(Traceback \(most recent call last\):|(?:[A-Za-z_]\w*\.)*[A-Z]?\w*(Error|Exception)( \[\w+\])?: |"
     r"error(\[E\d+\])?: |"
     r"fatal: |FAILED\b|FAIL\b|npm ERR!|ERROR: |E\s{3}|BUILD FAILURE|BUILD FAILED|make: \*\*\*|"
@@ -586,7 +599,7 @@ _STATUS_WORDS = (
     r"\[Command finished with exit code |<returncode>)"
 )
 _STATUS_LINE = re.compile(_STATUS_WORDS + r"-?\d+[^\n]*\n?", re.M)
-_NOT_FOUND_ONLY = re.compile(r"\A(?:\S+: (?:can't read )?[^\n]+: No such file or directory\n?)+\Z")
+_NOT_FOUND_ONLY = re.compile(r"\A(?:\S+: [^\n]+: No such file or directory\n)+\Z")
 # Names whose installed form is another (`python3`, `pip3`): calling these is the model's slip.
 _ALIASED = frozenset({"python", "pip"})
 _PYTHONS = frozenset({"python", "python3", "py"})
@@ -665,7 +678,7 @@ _REPORTS = re.compile(
 
 
 # curl printing only the status it got (`-w "%{http_code}"`): a 5xx is the server failing, not a "no".
-_HTTP_CODE = re.compile(r"^\s*(?:HTTP(?:[ _](?:status|code))?:?\s*)?(5\d\d)\s*$", re.M | re.I)
+_HTTP_CODE = re.compile(r"^[^\S\n]*(?:HTTP(?:[ _](?:status|code))?:?\s*)?(5\d\d)\s*$", re.M | re.I)
 
 
 def _server_error(command: str, text: str) -> tuple[int, str] | None:

@@ -46,7 +46,9 @@ class ClaudeCode(Reader):
 
     def correction(self, text: str) -> str | None:
         # What a command the person ran (`!cmd`) wrote to stderr, read whole: its errors are what they got.
-        for err in _STDERR.findall(text[:20000]) if "<bash-stderr>" in text else ():
+        # (read up to the last closing tag: an unclosed one would be scanned to the end from every opening)
+        head = text[: text.rfind("</bash-stderr>", 0, 20000) + len("</bash-stderr>")] if "<bash-stderr>" in text else ""
+        for err in _STDERR.findall(head) if "</bash-stderr>" in head else ():
             if m := PASTED_MORE.search(err):
                 return m.group(0).strip()[:80]
         # What the IDE or the harness put before the person's words is not theirs.

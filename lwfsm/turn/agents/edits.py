@@ -22,7 +22,9 @@ _NUMBERED = re.compile(r"^(\d+):(.*)$", re.M)
 _UPDATED = "File updated."
 # Strings, characters and comments: their brackets are text (a Python file is linted by the agent).
 _LITERALS = re.compile(
-    r'"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\'|//[^\n]*|/\*.*?\*/|^[ \t]*\*[^\n]*|(?:^|(?<=\s))#[^\n]*', re.M | re.S
+    r'(?<!\\)"(?:\\.|[^"\\\n])*"|(?<!\\)\'(?:\\.|[^\'\\\n])*\'|//[^\n]*|/\*.*?(?:\*/|\Z)|'
+    r"^[ \t]*\*[^\n]*|(?:^|(?<=\s))#[^\n]*",
+    re.M | re.S,
 )
 _LINTED = (".py", ".pyi")
 _MAX = 20_000  # characters of an edit worth counting

@@ -28,7 +28,7 @@ from .edits import unbalanced_edit
 
 __all__ = ["MINI", "READER"]
 
-_BASH_BLOCK = re.compile(r"```(?:bash|sh)?\s*\n(.*?)```", re.S)
+_BASH_BLOCK = re.compile(r"```(?:bash|sh)?[^\S\n]*\n(.*?)```", re.S)
 _SHOWN_FILE = re.compile(r"\[File: (\S+) \(\d+ lines total\)\]")
 _FUNCTION = re.compile(r"<function=([\w-]+)>(.*?)</function>", re.S)
 _PARAMETER = re.compile(r"<parameter=(\w+)>\n?(.*?)\n?</parameter>", re.S)
@@ -55,6 +55,12 @@ def _observation(text: str) -> tuple[int, str] | None:
     return value["returncode"], str(value.get("output", ""))
 
 
+def _closed(text: str, end: str) -> str:
+    """`text` up to its last `end`: every match ends there, and an opening with no end after it would
+    be scanned to the text's end from every opening (quadratic on `<function=x>` repeated)."""
+    return text[: text.rfind(end) + len(end)] if end in text else ""
+
+
 def _actions(reply: Message) -> list[str]:
     calls = tool_calls(reply)
     if calls:
@@ -69,7 +75,7 @@ def _actions(reply: Message) -> list[str]:
     text = text_of(reply)
     if "----BEGIN_FUNCTION_CALL----" in text:
         out = []
-        for _name, body in _TEXT_CALL.findall(text):
+        for _name, body in _TEXT_CALL.findall(_closed(text, "----END_FUNCTION_CALL")):
             params = {k: v.strip() for k, v in _TEXT_ARG.findall(body)}
             out.append(params.get("command", ""))  # another tool (a file viewer, a search) runs no command
         return out
@@ -78,8 +84,8 @@ def _actions(reply: Message) -> list[str]:
         return blocks
     # SWE-agent's XML-like calls written in the text: `<function=bash><parameter=command>...</parameter>`
     out = []
-    for name, body in _FUNCTION.findall(text):
-        params = dict(_PARAMETER.findall(body))
+    for name, body in _FUNCTION.findall(_closed(text, "</function>")):
+        params = dict(_PARAMETER.findall(_closed(body, "</parameter>")))
         if name == "bash":
             out.append(params.get("command", "").strip())
         else:
@@ -232,7 +238,9 @@ class SweAgent(MiniSweAgent):
         for i, msg in enumerate(after):
             if msg.get("role") not in ("user", "tool"):
                 continue
-            text = re.sub(r"\(Open file: .*\)\s*\n\(Current directory: .*\)\s*\nbash-\$\s*$", "", text_of(msg)).rstrip()
+            text = re.sub(
+                r"(?m)^\(Open file: .*\)\s*\n\(Current directory: .*\)\s*\nbash-\$\s*\Z", "", text_of(msg)
+            ).rstrip()
             command = actions[0] if actions else None
             first = (command or "").split()[:1]
             yield Outcome(

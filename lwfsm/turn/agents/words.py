@@ -79,7 +79,7 @@ STILL = re.compile(
 
 # The shapes of errors people paste at the top of a message (browsers, compilers, servers, runtimes).
 PASTED_MORE = re.compile(
-    r"^\s*(?:Exception in thread|panic: |\[ERROR\]|(?:\S+\(\d+,\d+\): )?error TS\d+|Unhandled (?:Runtime )?Error|"
+    r"^[^\S\n]*(?:Exception in thread|panic: |\[ERROR\]|(?:\S+\(\d+,\d+\): )?error TS\d+|Unhandled (?:Runtime )?Error|"
     r"Failed to (?:load|fetch|resolve|execute)|\S+ \d{3} \((?:Internal Server Error|Not Found|Bad Request|"
     r"Unauthorized|Forbidden|Bad Gateway|Service Unavailable)\)|(?:GET|POST|PUT|DELETE|PATCH) \S+ [45]\d\d\b|"
     r"Uncaught \(in promise\)|Hydration failed|"
