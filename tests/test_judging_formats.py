@@ -1157,3 +1157,23 @@ def test_hostile_input_is_judged_in_bounded_time(case: str) -> None:
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)
+
+
+def test_many_hostile_results_are_judged_in_bounded_time() -> None:
+    # Codex's header lines after its command and no output after them: ~55 ms a result at 20 KB
+    # (quadratic), for each of 300 results in one request; now well under a millisecond each.
+    ls = {"name": "exec_command", "arguments": '{"cmd": "ls"}'}
+    calls = [{"id": f"c{i}", "type": "function", "function": ls} for i in range(300)]
+    reply = {"role": "assistant", "content": None, "tool_calls": calls}
+    results = [tool("Command: " + "\nChunk ID: a" * 1_600, f"c{i}") for i in range(300)]
+
+    def hang(*_: object) -> None:
+        raise TimeoutError("judging 300 hostile results did not finish")
+
+    old = signal.signal(signal.SIGALRM, hang)
+    signal.alarm(5)
+    try:
+        assert kind(reply, results, "codex")
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)

@@ -23,7 +23,8 @@ _REFUSED_CALL = re.compile(r"^(unsupported call: |failed to parse function argum
 # A command's answer (`exec_command`, `shell_command`): Codex's own lines (the command echoed, which may
 # span lines, its time and status), then `Output:` and the command's output.
 _EXEC_HEADER = re.compile(
-    r"\A(?:Command: .*?\n(?=Chunk ID: |Wall time: |Exit code: |Process exited))?"
+    # the command runs to the first header line (a lazy scan retried from every one was quadratic)
+    r"\A(?:Command: (?:(?!\n(?:Chunk ID: |Wall time: |Exit code: |Process exited)).)*\n)?"
     r"(?:(?:Chunk ID: |Wall time: |Exit code: |Process exited with code |Process running with |Original token count: )"
     r"[^\n]*\n)+Output:\n",
     re.S,
