@@ -235,7 +235,9 @@ FILTERS = frozenset(
         "jq",
     }
 )
-_SPLIT = re.compile(r"(?:(?<!\s)\s+)?(\|\||&&|;|\n|\|(?!\|))\s*")
+# (?=...): only where an operator or a space starts; the space before an operator is taken whole from its
+# start, never again from inside it (retrying \s* from each space of a long run was quadratic)
+_SPLIT = re.compile(r"(?=[\s|&;])(?:(?<!\s)\s+)?(\|\||&&|;|\n|\|(?!\|))\s*")
 # A double-quoted string that is never closed runs to the end (group 1 unset): no quote after it
 # closes one either, so only single-quoted strings are looked for there (trying each `"` in it
 # again was quadratic: `"\"\"\"...`).
