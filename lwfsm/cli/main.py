@@ -774,6 +774,7 @@ SPLITS = (
     "holdout15",
     "holdout16",
     "holdout17",
+    "holdout18",
 )
 
 
