@@ -750,6 +750,30 @@ def test_powershell_probes_answer_no(command: str, expected: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("script", "expected"),
+    [
+        # in single quotes `r`n is a backtick and two letters: the block searched for is never found
+        (
+            "$old = '## Phase 3`r`n- [ ] T015'; $c = Get-Content -Raw t.md; Set-Content t.md $c.Replace($old, 'x')",
+            "task_failure",
+        ),
+        ("$c = Get-Content -Raw t.md; Set-Content t.md ($c -replace 'Setup`n', 'Setup: init')", "task_failure"),
+        # the arrow as a file read with the wrong encoding showed it: the file holds the arrow
+        (
+            "$c = Get-Content -Raw t.md; Set-Content t.md $c.Replace('each story \ufffd\ufffd test', 'x')",
+            "task_failure",
+        ),
+        # in double quotes they are a return and a newline; before a letter a backtick is markdown's code
+        ('$old = "## Phase 3`r`n- [ ] T015"; $c = Get-Content -Raw t.md; Set-Content t.md $c.Replace($old, "x")', "ok"),
+        ("$c = Get-Content -Raw t.md; Set-Content t.md ($c -replace 'run `npm test`', 'run `make test`')", "ok"),
+    ],
+)
+def test_powershell_text_searched_for_with_escapes_in_single_quotes_is_never_found(script: str, expected: str) -> None:
+    run = call("shell", {"command": ["powershell.exe", "-NoLogo", "-Command", script]})
+    assert kind(run, [tool('{"output":"","metadata":{"exit_code":0,"duration_seconds":0.3}}')], "codex") == expected
+
+
+@pytest.mark.parametrize(
     ("command", "expected"),
     [
         # told to stay quiet on errors: an answer it expects may be "no" ...

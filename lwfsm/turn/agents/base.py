@@ -679,6 +679,16 @@ _REPORTS = re.compile(
 )
 
 
+# Text searched for (a Replace, a match, a variable kept for one) that no file holds: PowerShell reads `n,
+# `r and `t as a newline, a return and a tab only in double quotes (in single quotes they are a backtick
+# and a letter; before a letter a backtick is markdown's code: `npm test`), and U+FFFD is what a file read
+# with the wrong encoding showed, not what it holds.
+_LITERAL_ESCAPE = re.compile(
+    r"(?:\.(?:Replace|IndexOf|Contains)\(|-(?:c?replace|eq|ne|like|match)\s+|\$\w+\s*=\s*)"
+    r"'(?:[^'`]*(?:`(?:[rnt]\w|[^rnt'])[^'`]*)*`[rnt](?!\w)|[^'\ufffd]*\ufffd)[^']*'"
+)
+
+
 # curl printing only the status it got (`-w "%{http_code}"`): a 5xx is the server failing, not a "no".
 _HTTP_CODE = re.compile(r"^[^\S\n]*(?:HTTP(?:[ _](?:status|code))?:?\s*)?(5\d\d)\s*$", re.M | re.I)
 
@@ -960,6 +970,8 @@ class Reader:
         served = _server_error(cmd, o.text) if not probe and not o.status else None
         if served is not None:
             return self._found(o, "task_failure", "http_status", served)
+        if ("`" in cmd or "\ufffd" in cmd) and (literal := _LITERAL_ESCAPE.search(cmd)) is not None:
+            return self._found(o, "task_failure", "literal_escape", (1, literal.group(0)[:160]))
         if o.runs and (
             (broken := first_match(_SYNTAX, o.text[-3000:])) is not None
             or (o.status and (broken := first_match(_ZSH_SYNTAX, o.text[-3000:])) is not None)
