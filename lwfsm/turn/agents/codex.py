@@ -24,7 +24,7 @@ _REFUSED_CALL = re.compile(r"^(unsupported call: |failed to parse function argum
 # span lines, its time and status), then `Output:` and the command's output.
 _EXEC_HEADER = re.compile(
     # the command runs to the first header line (a lazy scan retried from every one was quadratic)
-    r"\A(?:Command: (?:(?!\n(?:Chunk ID: |Wall time: |Exit code: |Process exited)).)*\n)?"
+    r"\A(?:Command: [^\n]*(?:\n(?!Chunk ID: |Wall time: |Exit code: |Process exited)[^\n]*)*\n)?"
     r"(?:(?:Chunk ID: |Wall time: |Exit code: |Process exited with code |Process running with |Original token count: )"
     r"[^\n]*\n)+Output:\n",
     re.S,
