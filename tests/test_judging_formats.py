@@ -7,8 +7,10 @@ the rules are for the formats, so each has a case it must catch and a case it mu
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -1165,22 +1167,29 @@ HOSTILE = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(HOSTILE))
-def test_hostile_input_is_judged_in_bounded_time(case: str) -> None:
-    command, output, *said = HOSTILE[case]
+@contextlib.contextmanager
+def finishing(what: str, seconds: int = 5) -> Iterator[None]:
+    """Fails what runs inside if it has not finished within `seconds`: the alarm only stops a hang."""
 
-    def hang(*_: object) -> None:  # the alarm only stops a hang
-        raise TimeoutError(f"judging {case!r} did not finish")
+    def hang(*_: object) -> None:
+        raise TimeoutError(f"{what} did not finish within {seconds} s")
 
     old = signal.signal(signal.SIGALRM, hang)
-    signal.alarm(5)
+    signal.alarm(seconds)
     try:
-        after = [tool(output, is_error=output.startswith("Exit code"))]
-        after += [{"role": "user", "content": text} for text in said]
-        assert kind(call("Bash", {"command": command}), after, "claude_code")
+        yield
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_input_is_judged_in_bounded_time(case: str) -> None:
+    command, output, *said = HOSTILE[case]
+    after = [tool(output, is_error=output.startswith("Exit code"))]
+    after += [{"role": "user", "content": text} for text in said]
+    with finishing(f"judging {case!r}"):
+        assert kind(call("Bash", {"command": command}), after, "claude_code")
 
 
 def test_many_hostile_results_are_judged_in_bounded_time() -> None:
@@ -1190,14 +1199,5 @@ def test_many_hostile_results_are_judged_in_bounded_time() -> None:
     calls = [{"id": f"c{i}", "type": "function", "function": ls} for i in range(300)]
     reply = {"role": "assistant", "content": None, "tool_calls": calls}
     results = [tool("Command: " + "\nChunk ID: a" * 1_600, f"c{i}") for i in range(300)]
-
-    def hang(*_: object) -> None:
-        raise TimeoutError("judging 300 hostile results did not finish")
-
-    old = signal.signal(signal.SIGALRM, hang)
-    signal.alarm(5)
-    try:
+    with finishing("judging 300 hostile results"):
         assert kind(reply, results, "codex")
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
