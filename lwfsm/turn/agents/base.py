@@ -241,7 +241,7 @@ _SPLIT = re.compile(r"(?=[\s|&;])(?:(?<!\s)\s+)?(\|\||&&|;|\n|\|(?!\|))\s*")
 # A double-quoted string that is never closed runs to the end (group 1 unset): no quote after it
 # closes one either, so only single-quoted strings are looked for there (trying each `"` in it
 # again was quadratic: `"\"\"\"...`).
-_QUOTED = re.compile(r"""'[^']*'|"(?:[^"\\]|\\.)*(?:(")|\\?\Z)""")
+_QUOTED = re.compile(r"""'[^']*'|"[^"\\]*(?:\\.[^"\\]*)*(?:(")|\\?\Z)""")
 _SINGLE = re.compile(r"'[^']*'")
 
 
@@ -274,14 +274,17 @@ def _last_pipeline(command: str) -> str:
 # Leading `cd DIR &&`s: the command that ran is what follows them.
 _CD = re.compile(r"\A(?:\s*cd\s+(?:'[^']*'|\"[^\"]*\"|[^\s;&|]+)\s*&&)+\s*")
 
-# a word is quoted and unquoted parts with no space between (`PYTHONPATH="a b"` is one), or a comment
-_WORD = re.compile(r"""(?:[^\s'"#]+|'[^']*'|"[^"]*")+|#.*""")
+_WORD = re.compile(r"""'[^']*'|"[^"]*"|[^\s'"#]+|#.*""")
+# a word is its quoted and unquoted parts together (`PYTHONPATH="a b"` is one): read so only where a
+# quoted value follows `=`, the one place it matters for the first words (the plain split is faster)
+_JOINED = re.compile(r"""(?:[^\s'"#]+|'[^']*'|"[^"]*")+|#.*""")
 
 
 def _words(segment: str) -> list[str]:
     # The first words are all that is read: quotes kept whole, a comment ends the command.
     words = []
-    for w in _WORD.findall(segment[:2000]):
+    segment = segment[:2000]
+    for w in (_JOINED if '="' in segment or "='" in segment else _WORD).findall(segment):
         if w.startswith("#"):
             break
         words.append(w.strip("'\"") if w[:1] in "'\"" else w)
@@ -351,7 +354,7 @@ def is_probe(command: str) -> bool:
     last, op, first = last_command(c)
     if last in _READS_ONLY and "/dev/null" in c and _HIDDEN.search(_last_pipeline(c)):
         return True  # a read told to say nothing when the file is not there: its "no" is the status alone
-    if _QUIET.search(c) and _QUIET.search(_last_pipeline(c)):
+    if ("-e" in c or "-E" in c) and _QUIET.search(c) and _QUIET.search(_last_pipeline(c)):
         return True  # PowerShell told to stay quiet on errors where its status comes from: `2>/dev/null || true`
     if last == "git config" and _CONFIG_CHANGE.search(c):
         return False  # not a lookup: it changes the configuration
@@ -1038,11 +1041,10 @@ class Reader:
         """A failed outcome's finding: the environment's when the last `tail` characters of its output
         say so, else `kind`."""
         # (whatever the status: a command run in the background or in a chain shows another's)
-        words = _words(_CD.sub("", o.command or ""))
-        tool = (words or [""])[0]
+        tool = (_words(_CD.sub("", o.command or "")) or [""])[0]
         said = any(f in o.text for f in (f"{tool}: command not found", f"command not found: {tool}"))
-        quiet = not _STATUS_LINE.sub("", o.text).strip()
-        silent = o.status == 127 and quiet  # its words sent to /dev/null
+        quiet = o.status in (127, 49, 9009) and not _STATUS_LINE.sub("", o.text).strip()  # words sent to /dev/null
+        silent = o.status == 127 and quiet
         # Windows' stand-in for a Python that is not installed (the Store's alias) exits 9009, 49 in bash
         stub = tool in _PYTHONS and o.status in (49, 9009) and (quiet or "Python was not found" in o.text)
         if stub or (tool and tool not in _ALIASED and (said or silent)):
