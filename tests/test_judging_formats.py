@@ -1201,3 +1201,20 @@ def test_many_hostile_results_are_judged_in_bounded_time() -> None:
     results = [tool("Command: " + "\nChunk ID: a" * 1_600, f"c{i}") for i in range(300)]
     with finishing("judging 300 hostile results"):
         assert kind(reply, results, "codex")
+
+
+def call_(cid: str, fn: dict[str, str]) -> dict[str, Any]:
+    return {"id": cid, "type": "function", "function": fn}
+
+
+def test_what_is_read_after_the_reply_is_bounded() -> None:
+    # 4 M characters in all (lwfsm.turn.judge.BUDGET): 16 crafted results of 2 MB took 2.6 s to judge
+    make = {"name": "Bash", "arguments": '{"command": "make"}'}
+    reply = {"role": "assistant", "content": None, "tool_calls": [call_("c" + str(i), make) for i in range(16)]}
+    crafted = [tool("bash:" + "\n" * 2_000_000, f"c{i}") for i in range(16)]
+    with finishing("judging 16 crafted results of 2 MB"):
+        assert kind(reply, crafted, "claude_code") == "ok"
+    failed = tool("Exit code 2\nmake: *** [all] Error 1", "c2", is_error=True)
+    big = [tool("built\n" * 350_000, f"c{i}") for i in range(2)]
+    assert kind(reply, [failed, *big], "claude_code") == "task_failure"
+    assert kind(reply, [*big, failed], "claude_code") == "ok"  # past the budget: not read

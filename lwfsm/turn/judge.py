@@ -121,6 +121,22 @@ def _patterns(
     return out
 
 
+# What the judge reads after the reply, in all: real agents cut each result to tens of KB (Claude Code's
+# command output at 30,000 characters), and judging a crafted 32 MB of results took 2.6 s.
+BUDGET = 4_000_000
+
+
+def _within(after: list[Message]) -> list[Message]:
+    """The messages after the reply up to BUDGET characters of text (the first always)."""
+    read = 0
+    for i, msg in enumerate(after):
+        content = msg.get("content")
+        read += len(content) if isinstance(content, str) else len(text_of(msg))
+        if read > BUDGET:
+            return after[: max(i, 1)]
+    return after
+
+
 def judge(
     reply: Message,
     after: Sequence[Message],
@@ -137,7 +153,7 @@ def judge(
     agent is told from `headers` and the shape of `messages` (the whole request's, else `after`)."""
     # Only objects are messages: a client's hostile shapes are skipped, never a crash of the judge.
     # (`type() is dict` first, inline: a whole conversation is filtered on every call)
-    after = [m for m in after if type(m) is dict or is_object(m)]
+    after = _within([m for m in after if type(m) is dict or is_object(m)])
     tools = [t for t in tools if type(t) is dict or is_object(t)]
     if messages is not None:
         messages = [m for m in messages if type(m) is dict or is_object(m)]
