@@ -477,6 +477,13 @@ def test_issues_that_still_need_fixing_are_a_correction() -> None:
 @pytest.mark.parametrize(
     ("said", "expected"),
     [
+        # TypeScript's own format in a terminal (pretty), pasted with the prompt lines around it
+        (
+            "❯ npm run compile\n> tsc -p .\n\nsrc/ext.ts:32:29 - error TS2345: Argument of type\n\n"
+            "Found 1 error in src/ext.ts:32\n",
+            "user_correction",
+        ),
+        ("❯ npm run compile\n> tsc -p .\n\nFound 0 errors. Watching for file changes.\n", "ok"),
         ("no no, in dotfiles, there is a lua script", "user_correction"),
         ("Why does it get stuck here ?\nChecked 8 installs", "user_correction"),
         ("deployment error", "user_correction"),  # only what went wrong, in a few words

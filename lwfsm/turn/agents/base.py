@@ -522,7 +522,8 @@ _ERROR_LINE = re.compile(
     r"SyntaxError|panic: |Segmentation fault|Aborted|.*: command not found$|.*No such file or directory$|"
     r".*can't open file|"
     # compilers (gcc, clang, javac, go, tsc) and build tools (Maven, Gradle) name the file and line
-    r"[^\s:]+:\d+(:\d+)?: (fatal )?error: |[^\s(]+\(\d+,\d+\): error TS\d+|\[ERROR\] |\[INFO\] BUILD FAILURE|"
+    r"[^\s:]+:\d+(:\d+)?: (fatal )?error: |[^\s(]+\(\d+,\d+\): error TS\d+|[^\s:]+:\d+:\d+ - error TS\d+|"
+    r"Found \d+ errors? in |\[ERROR\] |\[INFO\] BUILD FAILURE|"
     r"FAILURE: Build failed|> Task \S+ FAILED|\[?Your proposed edit has introduced new syntax error|"
     # docker's legacy builder
     r"(?:COPY|ADD) failed: |The command '.*' returned a non-zero code: \d+)",
