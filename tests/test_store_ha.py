@@ -165,9 +165,13 @@ def test_a_sentinel_failover_keeps_every_write_acknowledged_with_wait(sentinel: 
     wrong = sentinel.url.rsplit("/", 1)[0] + "/mymastr"
     with pytest.raises(StoreError, match=r"no sentinel \(127.0.0.1:\d+\) named a master for service 'mymastr'"):
         open_store(wrong)
-    store = open_store(sentinel.url + "?wait=1&wait_timeout_ms=500", timeout=20)
+    # Acknowledged writes get a wait long enough for a loaded machine (500 ms was once too short in CI:
+    # 0 of 1 replicas); the write that cannot be acknowledged gives up after 500 ms.
+    acked = open_store(sentinel.url + "?wait=1&wait_timeout_ms=10000", timeout=20)
     for i in range(5):
-        assert store.write(f"s{i}", 0, Row(f"row {i}", 1))
+        assert acked.write(f"s{i}", 0, Row(f"row {i}", 1))
+    acked.close()
+    store = open_store(sentinel.url + "?wait=1&wait_timeout_ms=500", timeout=20)
     old = sentinel.current_master()
     sentinel.kill(old)
     # The write waits while the sentinel fails over (down after 1 s) and lands on the promoted replica,
