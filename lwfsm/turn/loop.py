@@ -196,14 +196,18 @@ class Loop:
             with self._lock:  # settled in place already: the core's version check was the compare-and-set
                 self._held[name] = stored
             return True
-        data = encode(stored.conv.state(), stored.key, stored.lines).data
-        if not self.store.write(name, expected, Row(data, expected + 1)):
+        row = self._row(stored, expected)
+        if not self.store.write(name, expected, row):
             return False
-        self._wrote(name, stored, data)
+        self._wrote(name, stored, row)
         return True
 
-    def _wrote(self, name: str, stored: Stored, data: str) -> None:
-        stored.text = data
+    @staticmethod
+    def _row(stored: Stored, expected: int) -> Row:
+        return Row(encode(stored.conv.state(), stored.key, stored.lines).data, expected + 1)
+
+    def _wrote(self, name: str, stored: Stored, row: Row) -> None:
+        stored.text = row.data
         self._keep(name, stored)
 
     def _take(self, name: str, text: str | None) -> Stored | None:
@@ -374,10 +378,10 @@ class Loop:
     async def _awrite(self, name: str, expected: int, stored: Stored) -> bool:
         if self.store is None:
             return self.write(name, expected, stored)
-        data = encode(stored.conv.state(), stored.key, stored.lines).data
-        if not await self._call("write", name, expected, Row(data, expected + 1)):
+        row = self._row(stored, expected)
+        if not await self._call("write", name, expected, row):
             return False
-        self._wrote(name, stored, data)
+        self._wrote(name, stored, row)
         return True
 
     async def offload(self, fn: Callable[..., T], *args: Any) -> T:
