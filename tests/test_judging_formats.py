@@ -220,6 +220,25 @@ def test_aider_person_asking_again() -> None:
     assert aider_kind(answered) == "ok"
 
 
+def test_aider_a_reply_with_its_own_headings_is_one_reply() -> None:
+    # aider ends each line the person typed with two spaces; a reply's `#### ` heading has none
+    data = (
+        b"# aider chat started at 2026-01-01 10:00:00\n\n#### explain the plan  \n\n#### Step 1\nRead the parser.\n\n"
+        b"#### Step 2\nWrite the test.\n\n> Tokens: 2k sent, 300 received.  \n\n#### that is not what I asked  \n"
+        b"#### I wanted the lexer  \n"
+    )
+    t = aider.transcript(data, {"user_block": 1})
+    assert t.messages[0]["content"] == "explain the plan  "
+    assert t.messages[t.at]["content"] == "#### Step 1\nRead the parser.\n\n#### Step 2\nWrite the test."
+    assert t.messages[-1]["content"] == "that is not what I asked  \nI wanted the lexer  "
+    assert aider.transcript(data, {"user_block": 2}).messages[0]["content"].startswith("that is not")
+    with pytest.raises(LookupError, match="the history has 2"):
+        aider.transcript(data, {"user_block": 3})
+    # a history without those spaces (older aider, or stripped): every `#### ` line is the person's
+    stripped = data.replace(b"  \n", b"\n")
+    assert aider.transcript(stripped, {"user_block": 2}).messages[0]["content"] == "Step 1"
+
+
 @pytest.mark.parametrize(
     ("error", "expected"),
     [

@@ -156,29 +156,47 @@ def _misnamed(text: str) -> tuple[int, str] | None:
 
 READER = Aider()
 
+_STARTED = "# aider chat started at"
+
+
+def _persons(lines: Sequence[str]) -> list[bool]:
+    """Which lines are the person's. aider writes each line a person typed as `#### ` + the line + two
+    spaces (a markdown line break); a reply's own `#### ` heading has no such spaces. Histories of older
+    aider versions (or stripped of trailing spaces) have none anywhere in a session: there every `#### `
+    line is taken as the person's, as a reply's headings cannot be told apart."""
+    out = [line.startswith("#### ") for line in lines]
+    start = 0
+    for end in [*(i for i, line in enumerate(lines) if line.startswith(_STARTED)), len(lines)]:
+        if any(out[i] and lines[i].endswith("  ") for i in range(start, end)):
+            for i in range(start, end):
+                out[i] = out[i] and lines[i].endswith("  ")
+        start = end
+    return out
+
 
 def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
-    """(reply, after, tools) for the reply to the k-th `#### ` block of a chat history."""
+    """(reply, after, tools) for the reply to the person's k-th message (`#### ` lines) in a chat history."""
     k = int(locator["user_block"])
     lines = data.decode("utf-8", "replace").splitlines()
-    blocks: list[list[str]] = []  # each: one run of '#### ' lines and everything up to the next run
+    mine = _persons(lines)
+    # each block: one run of the person's lines and everything up to the next run, as (line, the person's)
+    blocks: list[list[tuple[str, bool]]] = []
     person_before = False
-    for line in lines:
-        person = line.startswith("#### ")
+    for line, person in zip(lines, mine, strict=True):
         if person and not person_before:
             blocks.append([])
         if blocks:
-            blocks[-1].append(line)
+            blocks[-1].append((line, person))
         person_before = person
     if not 1 <= k <= len(blocks):
         raise LookupError(f"no user block {k} (the history has {len(blocks)})")
 
-    def split(block: list[str]) -> tuple[str, str, str]:
+    def split(block: list[tuple[str, bool]]) -> tuple[str, str, str]:
         """(the person's text, the reply, aider's own '> ' output). Ctrl-C *before* reply text is a
         reply cut off while it streamed; after it, the person left."""
-        person = "\n".join(x[5:] for x in block if x.startswith("#### "))
-        rest = [x for x in block if not x.startswith("#### ")]
-        ended = next((i for i, x in enumerate(rest) if x.startswith("# aider chat started at")), len(rest))
+        person = "\n".join(x[5:] for x, theirs in block if theirs)
+        rest = [x for x, theirs in block if not theirs]
+        ended = next((i for i, x in enumerate(rest) if x.startswith(_STARTED)), len(rest))
         rest = rest[:ended]  # a new aider session: nothing after it belongs to this reply
         text_at = [i for i, x in enumerate(rest) if x.strip() and not x.startswith(">")]
         said: list[str] = []
