@@ -23,7 +23,7 @@ pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 
 from . import openai_server  # noqa: E402
-from .test_gateway import GATEWAY_KEY, Gateway, _env, ant, oai, redis_url  # noqa: E402
+from .test_gateway import GATEWAY_KEY, Gateway, _env, _free_port, ant, oai, redis_url  # noqa: E402
 
 __all__ = ["ant", "oai", "redis_url"]  # fixtures shared with test_gateway
 
@@ -253,15 +253,17 @@ def test_serving_beyond_loopback_without_a_key_needs_an_explicit_flag(
 
     served: list[str] = []
     monkeypatch.setattr("lwfsm.gateway.serve.serve", lambda app, host, port, **kw: served.append(host) or 0)
-    assert main(["serve", "--host", "0.0.0.0", "--store", "memory://", "--mock"]) == 1
+    # a free port: serve first checks it can listen (a gateway of the user's may hold the default 8088)
+    args = ["serve", "--port", str(_free_port()), "--store", "memory://", "--mock"]
+    assert main([*args, "--host", "0.0.0.0"]) == 1
     err = capsys.readouterr().err
     assert "--host 0.0.0.0 without --api-key-env" in err
     assert "--allow-no-key" in err
     assert served == []
-    assert main(["serve", "--host", "0.0.0.0", "--store", "memory://", "--mock", "--allow-no-key"]) == 0
+    assert main([*args, "--host", "0.0.0.0", "--allow-no-key"]) == 0
     monkeypatch.setenv("GW_KEY", GATEWAY_KEY)
-    assert main(["serve", "--host", "::", "--store", "memory://", "--mock", "--api-key-env", "GW_KEY"]) == 0
-    assert main(["serve", "--host", "localhost", "--store", "memory://", "--mock"]) == 0
+    assert main([*args, "--host", "::", "--api-key-env", "GW_KEY"]) == 0
+    assert main([*args, "--host", "localhost"]) == 0
     assert served == ["0.0.0.0", "::", "localhost"]
 
 
