@@ -187,6 +187,9 @@ def aider_kind(data: bytes) -> str:
     ("console", "expected"),
     [
         ("> Tokens: 2k sent, 300 received.  \n> Applied edit to src/parse.py  ", "ok"),
+        # edit blocks aider passed over in silence (a shape it does not take): nothing was applied
+        ("> Tokens: 2k sent, 300 received.  ", "task_failure"),
+        ("> Tokens: 2k sent, 300 received.  \n> Did not apply edit to src/parse.py (--dry-run)  ", "ok"),
         ("> Tokens: 2k sent, 300 received.  \n> Applied edit to Makefile  ", "ok"),
         ("> Applied edit to -> the service then restarts  ", "task_failure"),
         ("> Create new file? (Y)es/(N)o [Yes]: y  \n> Applied edit to Topology  ", "task_failure"),
@@ -213,11 +216,27 @@ def test_aider_console(console: str, expected: str) -> None:
 
 
 def test_aider_person_asking_again() -> None:
-    console = "> Tokens: 2k sent, 300 received.  "
+    console = "> Tokens: 2k sent, 300 received.  \n> Applied edit to src/parse.py  "
     assert aider_kind(restating(console, "fix the parser so that it handles tabs in the header")) == "user_correction"
     assert aider_kind(history(console, "now add a test for CRLF line endings please")) == "ok"
     answered = history(console, "Add file to the chat? (Y)es/(N)o/(A)ll/(S)kip all [Yes]: all")
     assert aider_kind(answered) == "ok"
+
+
+def test_aider_a_reply_keeps_its_own_edit_markers() -> None:
+    t = aider.transcript(
+        history("> Tokens: 2k sent, 300 received.  \n> Applied edit to src/parse.py  "), {"user_block": 1}
+    )
+    assert t.messages[t.at]["content"].endswith(">>>>>>> REPLACE\n```")  # a reply's line, not aider's `> ` output
+    assert t.messages[t.at + 1]["content"] == "[aider]\nTokens: 2k sent, 300 received.\nApplied edit to src/parse.py"
+
+
+def test_aider_a_correction_after_a_model_call_aider_retried_with_success() -> None:
+    failed = "> litellm.APIConnectionError: OpenAIException - server error  \n> Retrying in 0.2 seconds...  "
+    answered = f"{failed}\n> Tokens: 2k sent, 300 received.  \n> Applied edit to src/parse.py  "
+    assert aider_kind(history(answered, "fix the error in parse.py")) == "user_correction"
+    assert aider_kind(history(failed, "fix the error in parse.py")) == "ok"  # no answer came: sent again
+    assert aider_kind(restating(answered)) == "ok"  # the same again after a failed call: a retry
 
 
 def test_aider_a_reply_with_its_own_headings_is_one_reply() -> None:

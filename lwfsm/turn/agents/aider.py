@@ -58,9 +58,12 @@ _AIDER_SAYS = "[aider]"
 _ADDED = re.compile(r"^Add (?:file|these files) to the chat\?[^\n]*: (?:y|yes|a|all)\s*$", re.M | re.I)
 # aider's report that its call to the model failed (LiteLLM's exception names: rate limit, no key, outage)
 _CALL_FAILED = re.compile(r"^litellm\.\w+Error\b.*$", re.M)
+_ANSWERED = re.compile(r"^Tokens: ", re.M)  # aider's report of a model call that answered
 # aider applying a whole-file or SEARCH/REPLACE block to the line the model put before it: a filename
 # with spaces or prose punctuation, or a bare word that names no file kind, is a block it misread.
 APPLIED = re.compile(r"^(?:Applied edit to|Creating empty file) (.+)$", re.M)
+# The end of an edit block in the reply (SEARCH/REPLACE, or the ORIGINAL/UPDATED of other tools).
+_BLOCK_END = re.compile(r"^>{7} ?(?:REPLACE|UPDATED)\s*$", re.M)
 # The person answering no when aider asks to write the reply's edit to a file: the edit is refused.
 # (Declining a suggested shell command is not: the person often runs it their own way.)
 REFUSED = re.compile(
@@ -100,7 +103,7 @@ class Aider(Reader):
     def findings(
         self, reply: Message, after: Sequence[Message], tools: Sequence[Message], before: Sequence[Message] = ()
     ) -> Iterator[Finding]:
-        retried = added = False
+        retried = lost = added = False
         for i, msg in enumerate(after):
             if msg.get("role") != "user":
                 continue
@@ -108,9 +111,10 @@ class Aider(Reader):
             if undone := _UNDONE.match(text.strip()):
                 # the person undid the change (`/undo`; aider then tells the model it reset the commit)
                 yield Finding("user_correction", Evidence("aider.undone", i, 1, undone.group(0)))
-            if text.startswith(_AIDER_SAYS) and first_match(_CALL_FAILED, text):
-                # a call to the model failed: what the person sends next is a retry, not a correction
-                retried = True
+            if text.startswith(_AIDER_SAYS) and (failed := _CALL_FAILED.search(text)):
+                # a call to the model failed: the person sending the same again is a retry, not a correction;
+                # and unless aider's own retries got an answer, so is anything else they send
+                retried, lost = True, lost or not _ANSWERED.search(text, failed.end())
                 if env := first_match(ENVIRONMENT, text):
                     yield Finding("environment", Evidence("aider.environment", i, env[0], env[1]))
             if text.startswith(_AIDER_SAYS) and _ADDED.search(text):
@@ -123,6 +127,8 @@ class Aider(Reader):
                 yield Finding("task_failure", Evidence("aider.misnamed_file", i, bad[0], bad[1]))
             if hit := first_match(EDIT_FAILED, text):
                 yield Finding("task_failure", Evidence("aider.edit_failed", i, hit[0], hit[1]))
+            elif i == 0 and _unapplied(text_of(reply), text if text.startswith(_AIDER_SAYS) else ""):
+                yield Finding("task_failure", Evidence("aider.not_applied", None, None, "edit blocks, none applied"))
             elif (hit := first_match(LINT, text)) and (linted := _lint(text)):
                 yield Finding(linted, Evidence("aider.lint", i, hit[0], hit[1]))
             elif RAN.search(text[:400]) and (err := anchored_error(text)):
@@ -131,13 +137,26 @@ class Aider(Reader):
                     yield Finding("environment", Evidence("aider.environment", i, env[0], env[1]))
                 else:
                     yield Finding("task_failure", Evidence("aider.test_output", i, err[0], err[1]))
-            elif self.human(msg) and not retried:
+            elif self.human(msg) and not lost:
                 if (said := self.correction(text)) is not None:
                     yield Finding("user_correction", Evidence("aider.correction", i, 1, said))
-                elif not added:
+                elif not added and not retried:
                     yield from self.asked_again(after[i : i + 1], before)
             if not text.startswith(_AIDER_SAYS):
                 break  # the person's next message ends what belongs to this reply
+
+
+def _unapplied(reply: str, console: str) -> bool:
+    """The reply wrote edit blocks and aider applied none and said nothing of them: blocks in a shape
+    aider does not take are passed over in silence. (Not when aider asked to add the files they edit,
+    a call failed, or the person was asked about them: each of those is read on its own.)"""
+    return (
+        _BLOCK_END.search(reply) is not None
+        and APPLIED.search(console) is None
+        and "Did not apply edit to" not in console  # --dry-run
+        and _QUESTION.search(console) is None
+        and _CALL_FAILED.search(console) is None
+    )
 
 
 def _misnamed(text: str) -> tuple[int, str] | None:
@@ -157,6 +176,12 @@ def _misnamed(text: str) -> tuple[int, str] | None:
 READER = Aider()
 
 _STARTED = "# aider chat started at"
+
+
+def _console(line: str) -> bool:
+    """aider's own output: `> ` and the text (`>` alone when trailing spaces were stripped); a reply's
+    `>>>>>>> REPLACE` is the reply's."""
+    return line.startswith("> ") or line == ">"
 
 
 def _persons(lines: Sequence[str]) -> list[bool]:
@@ -198,16 +223,16 @@ def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
         rest = [x for x, theirs in block if not theirs]
         ended = next((i for i, x in enumerate(rest) if x.startswith(_STARTED)), len(rest))
         rest = rest[:ended]  # a new aider session: nothing after it belongs to this reply
-        text_at = [i for i, x in enumerate(rest) if x.strip() and not x.startswith(">")]
+        text_at = [i for i, x in enumerate(rest) if x.strip() and not _console(x)]
         said: list[str] = []
         for i, x in enumerate(rest):
-            if x.startswith(">"):
+            if _console(x):
                 line = x[1:].strip()
                 pending = next((y for y in reversed(said) if y), "")
                 if INTERRUPTED.search(line) and not (text_at and i < text_at[-1]) and not _ASKED.match(pending):
                     continue  # after the whole reply: the person quit, nothing was refused
                 said.append(line)
-        reply = "\n".join(x for x in rest if not x.startswith(">"))
+        reply = "\n".join(x for x in rest if not _console(x))
         return person, reply.strip(), "\n".join(said)
 
     asked, answer, console = split(blocks[k - 1])
