@@ -231,6 +231,20 @@ def test_aider_a_reply_keeps_its_own_edit_markers() -> None:
     assert t.messages[t.at + 1]["content"] == "[aider]\nTokens: 2k sent, 300 received.\nApplied edit to src/parse.py"
 
 
+def test_aider_edit_blocks_in_a_request_are_not_read_as_unapplied() -> None:
+    # aider tells the model nothing of the edits it applied: only a history's console can say none was
+    t = aider.transcript(
+        history("> Tokens: 2k sent, 300 received.  \n> Applied edit to src/parse.py  "), {"user_block": 1}
+    )
+    live = [t.messages[0], t.messages[1], {"role": "user", "content": "thanks, now the lexer"}]
+    assert judge(live[1], live[2:], agent="aider", messages=live).kind == "ok"
+    silent = aider.transcript(history("").replace(b"\n\n\n", b"\n"), {"user_block": 1})
+    assert silent.messages[2]["content"] == "[aider]"  # the history shows aider printed nothing
+    assert (
+        judge(silent.messages[1], silent.messages[2:], agent="aider", messages=silent.messages).kind == "task_failure"
+    )
+
+
 def test_aider_a_correction_after_a_model_call_aider_retried_with_success() -> None:
     failed = "> litellm.APIConnectionError: OpenAIException - server error  \n> Retrying in 0.2 seconds...  "
     answered = f"{failed}\n> Tokens: 2k sent, 300 received.  \n> Applied edit to src/parse.py  "

@@ -127,7 +127,7 @@ class Aider(Reader):
                 yield Finding("task_failure", Evidence("aider.misnamed_file", i, bad[0], bad[1]))
             if hit := first_match(EDIT_FAILED, text):
                 yield Finding("task_failure", Evidence("aider.edit_failed", i, hit[0], hit[1]))
-            elif i == 0 and _unapplied(text_of(reply), text if text.startswith(_AIDER_SAYS) else ""):
+            elif i == 0 and text.startswith(_AIDER_SAYS) and _unapplied(text_of(reply), text):
                 yield Finding("task_failure", Evidence("aider.not_applied", None, None, "edit blocks, none applied"))
             elif (hit := first_match(LINT, text)) and (linted := _lint(text)):
                 yield Finding(linted, Evidence("aider.lint", i, hit[0], hit[1]))
@@ -147,9 +147,10 @@ class Aider(Reader):
 
 
 def _unapplied(reply: str, console: str) -> bool:
-    """The reply wrote edit blocks and aider applied none and said nothing of them: blocks in a shape
-    aider does not take are passed over in silence. (Not when aider asked to add the files they edit,
-    a call failed, or the person was asked about them: each of those is read on its own.)"""
+    """The reply wrote edit blocks and aider's console (a chat history's `> ` lines: aider sends the
+    model no such report) shows none applied and says nothing of them: blocks in a shape aider does not
+    take are passed over in silence. (Not when aider asked to add the files they edit, a call failed,
+    or the person was asked about them: each of those is read on its own.)"""
     return (
         _BLOCK_END.search(reply) is not None
         and APPLIED.search(console) is None
@@ -237,8 +238,9 @@ def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
 
     asked, answer, console = split(blocks[k - 1])
     after: list[Message] = []
-    if console.strip():
-        after.append({"role": "user", "content": f"{_AIDER_SAYS}\n{console}"})
+    # what aider printed after the reply, even nothing (it prints every edit it applies; a request to the
+    # model carries no such report)
+    after.append({"role": "user", "content": f"{_AIDER_SAYS}\n{console}".rstrip()})
     if k < len(blocks):
         after.append({"role": "user", "content": split(blocks[k])[0]})
     # the person's message the reply answers comes before it, as it does in aider's requests
