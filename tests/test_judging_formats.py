@@ -345,6 +345,19 @@ def test_a_request_asked_again() -> None:
     assert kind(DONE, [{"role": "user", "content": "continue"}], "generic", short) == "ok"
 
 
+def test_codex_reads_a_persons_words_after_their_editors_context() -> None:
+    tabs = "".join(f"- page{n}.tsx: src/pages/page{n}.tsx\n" for n in range(40))
+    ide = f"# Context from my IDE setup:\n\n## Active file: src/app.tsx\n\n## Open tabs:\n{tabs}\n"
+    ide += "## My request for Codex:\n"
+    before = [{"role": "user", "content": ide + "make the export button download a CSV of the table"}]
+    moving_on = {"role": "user", "content": ide + "now add a dark mode toggle to the settings page"}
+    assert kind(DONE, [moving_on], "codex", before) == "ok"  # the same editor state is not the same request
+    again = {"role": "user", "content": ide + "make the export button download a CSV of the table, with headers"}
+    assert kind(DONE, [again], "codex", before) == "user_correction"
+    said = {"role": "user", "content": ide + "it still doesn't download anything"}
+    assert kind(DONE, [said], "codex", before) == "user_correction"
+
+
 # -- mini-swe-agent's older observation: a Python dict's repr with the output and the return code --
 
 

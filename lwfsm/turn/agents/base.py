@@ -892,13 +892,19 @@ class Reader:
         if now is None or asked is None:
             return
         # a person's words are what it starts with: read the starts only, not whole pasted files
-        said, was = _head(now[1]), _head(asked)
+        said, was = self.own_words(_head(now[1], 8000))[:2000], self.own_words(_head(asked, 8000))[:2000]
         if restated(was, said) and self.human({"role": "user", "content": said}) and self.human(asked):
             yield Finding("user_correction", Evidence(f"{self.name}.asked_again", now[0], 1, said.strip()[:80]))
+
+    @staticmethod
+    def own_words(text: str) -> str:
+        """A person's message without what their editor or the agent put before their words."""
+        return text
 
     def correction(self, text: str) -> str | None:
         """What in a person's message says the last step went wrong: a correction at its start, a
         complaint in its first sentence, an error they pasted at its top, or what they got running it."""
+        text = self.own_words(text)
         t = text.strip()[:2000]
         first = re.split(r"(?<=[.!?])\s|\n", t[:300], maxsplit=1)[0]
         head = "\n".join(t.splitlines()[:8])

@@ -31,12 +31,25 @@ _EXEC_HEADER = re.compile(
 )
 
 
+# Codex's editor extensions put the editor's state (active file, selection, open tabs) before the
+# person's words, which follow their own heading.
+_IDE_CONTEXT = "# Context from my IDE setup:"
+_REQUEST = "## My request for Codex:"
+
+
 class Codex(Reader):
     name = "codex"
     REJECTED = re.compile(Reader.REJECTED.pattern[:-1] + r"|<turn_aborted reason=interrupted>)")
 
     def detect(self, messages: Sequence[Message], system: str) -> bool:
         return "Codex" in system[:4000] and "apply_patch" in system[:60000]
+
+    @staticmethod
+    def own_words(text: str) -> str:
+        if not text.lstrip().startswith(_IDE_CONTEXT):
+            return text
+        at = text.find(_REQUEST)
+        return "" if at < 0 else text[at + len(_REQUEST) :].lstrip("\n")
 
     def outcome(self, i: int, msg: Message, tool: str | None, args: Mapping[str, Any]) -> Outcome:
         text = text_of(msg)
