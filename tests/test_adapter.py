@@ -159,6 +159,11 @@ def test_params_from_env() -> None:
         params_from_env(spec, {"GOOSE_LEAD_FALLBACK_TURNS": "0"})
     a = Adapter(SPEC, {"lead": "a/b", "worker": "a/c"}, env={"GOOSE_LEAD_TURNS": "1"})
     assert a.spec.param_values["lead_turns"] == 1
+    # a misspelt name is an error, not the spec's default kept without a word
+    with pytest.raises(
+        ConfigError, match=r"LWFSM_PARAM_LEAD_TRUNS names no param .*did you mean 'LWFSM_PARAM_LEAD_TURNS'"
+    ):
+        params_from_env(spec, {"LWFSM_PARAM_LEAD_TRUNS": "2"})
 
 
 def test_the_key_is_read_from_the_named_variable_and_never_shown(server: Server) -> None:

@@ -126,6 +126,27 @@ def test_check_refuses_bounds_that_would_check_nothing(argv: list[str], capsys: 
     assert "or more, got" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["--port", "99999"], "argument --port: must be 1 to 65535, got 99999"),  # else it binds 99999 - 65536
+        (["--port", "0"], "argument --port: must be 1 to 65535, got 0"),
+        (["--max-body", "-1"], "argument --max-body: must be 1 or more, got -1"),
+        (["--body-budget", "0"], "argument --body-budget: must be 1 or more, got 0"),
+        (["--store-timeout", "-5"], "argument --store-timeout: must be more than 0 seconds, got -5"),
+        (["--idle-timeout", "nan"], "argument --idle-timeout: must be more than 0 seconds, got nan"),
+        (["--connect-timeout", "soon"], "argument --connect-timeout: expected a number of seconds, got 'soon'"),
+    ],
+)
+def test_serve_refuses_impossible_limits_before_anything_else(
+    argv: list[str], said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:  # --check-only too: it checks what serve would use
+        main(["serve", "--check-only", "--mock", *argv])
+    assert info.value.code == 2
+    assert said in capsys.readouterr().err
+
+
 def test_a_depth_limited_never_says_the_search_was_cut(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", SPEC, "--depth", "2"]) == 1
     out = capsys.readouterr().out

@@ -115,10 +115,32 @@ def test_unknown_scheme_and_bad_urls(tmp_path: Path) -> None:
         open_store("sqlite:///")
     with pytest.raises(StoreError, match="ttl must be a number"):
         open_store("memory://?ttl=soon")
+    # a misspelt option is refused, never ignored (rows would be kept for ever)
+    with pytest.raises(
+        StoreError, match=r"unknown parameter 'tll' for sqlite:// \(known: ttl\) \(did you mean 'ttl'\?\)"
+    ):
+        open_store(f"sqlite:///{tmp_path}/s.db?tll=60")
+    with pytest.raises(StoreError, match="unknown parameter 'prefix' for memory://"):
+        open_store("memory://?prefix=x")
     not_a_db = tmp_path / "x.db"
     not_a_db.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(StoreError, match=r"cannot open .*x\.db"):
         open_store(f"sqlite:///{not_a_db}")
+
+
+def test_a_redis_url_without_redis_py_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lwfsm.cli import main
+
+    monkeypatch.setitem(sys.modules, "redis", None)  # as if the extra were not installed
+    monkeypatch.delitem(sys.modules, "lwfsm.store.redis_store", raising=False)
+    assert main(["sessions", "list", "--store", "redis://:hunter2@nohost:1"]) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        "lwfsm sessions: store URL 'redis://:***@nohost:1': redis:// stores need redis-py: "
+        'pip install "lwfsm[redis]"\n'
+    )
 
 
 def test_unreachable_redis_names_the_store_not_the_password() -> None:

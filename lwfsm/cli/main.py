@@ -36,19 +36,32 @@ class _Usage(Exception):
     pass
 
 
-def _at_least(low: int) -> Any:
-    """An argparse type: an integer >= low (a bad value is a usage error, exit 2)."""
+def _at_least(low: int, high: int | None = None) -> Any:
+    """An argparse type: an integer >= low (and <= high) (a bad value is a usage error, exit 2)."""
 
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be {low} or more, got {value}")
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(
+                f"must be {low} or more, got {value}" if high is None else f"must be {low} to {high}, got {value}"
+            )
         return value
 
     return parse
+
+
+def _seconds(text: str) -> float:
+    """An argparse type: a number of seconds above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0:  # NaN too
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text}")
+    return value
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
@@ -835,7 +848,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("spec", nargs="?", default="lead_worker", metavar="SPEC", help="default: the shipped lead_worker")
     with_set(p)
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8088)
+    p.add_argument("--port", type=_at_least(1, 65535), default=8088)
     p.add_argument(
         "--store", metavar="URL", help="sqlite:///lwfsm-sessions.db (default), redis://host:6379/0 or memory://"
     )
@@ -845,34 +858,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--mock", action="store_true", help="offline: LiteLLM's mock responses, no keys")
     p.add_argument("--workers", type=int, default=1, metavar="N", help="worker processes (need a shared store)")
-    p.add_argument("--max-body", type=int, default=32 * 1024 * 1024, metavar="BYTES", help="request body limit")
+    p.add_argument(
+        "--max-body", type=_at_least(1), default=32 * 1024 * 1024, metavar="BYTES", help="request body limit"
+    )
     p.add_argument(
         "--body-budget",
-        type=int,
+        type=_at_least(1),
         default=128 * 1024 * 1024,
         metavar="BYTES",
         help="the most bytes of request bodies held at once, per process (128 MiB); over it, a 503 to retry",
     )
     p.add_argument(
         "--store-timeout",
-        type=float,
+        type=_seconds,
         default=10.0,
         metavar="SECONDS",
         help="how long a call waits for the store before failing with 503 (default 10)",
     )
     p.add_argument(
-        "--connect-timeout", type=float, default=10.0, metavar="SECONDS", help="to connect to an upstream (10)"
+        "--connect-timeout", type=_seconds, default=10.0, metavar="SECONDS", help="to connect to an upstream (10)"
     )
     p.add_argument(
         "--first-byte-timeout",
-        type=float,
+        type=_seconds,
         default=300.0,
         metavar="SECONDS",
         help="how long an upstream may take to start answering a request (300): a reply not streamed comes whole",
     )
     p.add_argument(
         "--idle-timeout",
-        type=float,
+        type=_seconds,
         default=300.0,
         metavar="SECONDS",
         help="longest silence of an upstream once it has started answering (300); no total limit",

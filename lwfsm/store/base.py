@@ -5,7 +5,7 @@ from __future__ import annotations
 import urllib.parse
 from typing import Protocol, runtime_checkable
 
-from ..errors import StoreError
+from ..errors import StoreError, did_you_mean
 from ..turn.rows import Busy, Row
 
 __all__ = ["SCHEMES", "Busy", "Row", "Store", "open_store", "redact"]
@@ -79,7 +79,14 @@ def open_store(
             "or redis+cluster://host:port,...",
             store=shown,
         )
-    query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query, keep_blank_values=True)
+    if scheme in ("memory", "sqlite") and (unknown := sorted(set(query) - {"ttl"})):
+        # a misspelt option would otherwise be ignored: `?tll=60` keeping rows for ever
+        raise StoreError(
+            f"store URL {shown!r}: unknown parameter {unknown[0]!r} for {scheme}:// (known: ttl)"
+            + did_you_mean(unknown[0], ["ttl"]),
+            store=shown,
+        )
     if ttl is None and "ttl" in query:
         try:
             ttl = float(query["ttl"][-1])
@@ -95,7 +102,10 @@ def open_store(
         from .sqlite import SQLiteStore
 
         return SQLiteStore(url, ttl=ttl, timeout=timeout, table=space)
-    from .redis_store import RedisStore
+    try:
+        from .redis_store import RedisStore
+    except ImportError as exc:  # the extra is not installed: its install hint, said as the store's error
+        raise StoreError(f"store URL {shown!r}: {exc}", store=shown) from None
 
     prefix = prefix if prefix is not None else query.get("prefix", [None])[-1]
     if space != "sessions":  # beside the sessions' keys, never under them (a scan of "pre:*" would list them)

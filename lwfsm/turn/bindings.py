@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ConfigError, SpecError
+from ..errors import ConfigError, SpecError, did_you_mean
 from ..spec import Spec
 
 __all__ = [
@@ -232,6 +232,13 @@ def _from_section(role: str, section: Mapping[str, Any]) -> RoleBinding:
 def params_from_env(spec: Spec, env: Mapping[str, str] | None = None) -> dict[str, int]:
     """Param values from LWFSM_PARAM_<NAME>, else goose's GOOSE_LEAD_* names; ranges are checked."""
     env = os.environ if env is None else env
+    names = {f"LWFSM_PARAM_{name.upper()}" for name in spec.params}
+    for var in sorted(v for v in env if v.startswith("LWFSM_PARAM_") and v not in names):
+        # a misspelt param would otherwise be left at the spec's default without a word
+        raise ConfigError(
+            f"{var} names no param of spec '{spec.name}'{did_you_mean(var, names)}; "
+            f"its params: {', '.join(sorted(spec.params)) or 'none'}"
+        )
     out: dict[str, int] = {}
     for name in spec.params:
         for var in (f"LWFSM_PARAM_{name.upper()}", GOOSE_PARAMS.get(name)):
