@@ -124,9 +124,30 @@ def test_binding_precedence_arguments_lwfsm_goose(tmp_path: Path) -> None:
             "LWFSM_WORKER_TEMPERATURE='warm' is not a number",
         ),
         (
+            {"LWFSM_LEAD_MODEL": "a/b", "LWFSM_WORKER_MODEL": "a/c", "LWFSM_WORKER_TEMPERATURE": "99"},
+            {},
+            "LWFSM_WORKER_TEMPERATURE='99' is outside 0 to 2",
+        ),
+        (
             {"LWFSM_LEAD_MODEL": "a/b", "LWFSM_WORKER_MODEL": "a/c"},
             {"planner": "a/d"},
             "models given for roles the spec does not have: planner",
+        ),
+        # each would have failed every call of its role, found only at the first
+        (
+            {"LWFSM_LEAD_MODEL": "openai/big model", "LWFSM_WORKER_MODEL": "a/c"},
+            {},
+            "LWFSM_LEAD_MODEL='openai/big model': a model name has no spaces",
+        ),
+        (
+            {"LWFSM_LEAD_MODEL": "a/b", "LWFSM_WORKER_MODEL": "a/c", "LWFSM_WORKER_API_BASE": "not-a-url"},
+            {},
+            "LWFSM_WORKER_API_BASE='not-a-url' is not a URL: give one such as 'http://127.0.0.1:8080/v1'",
+        ),
+        (
+            {"LWFSM_WORKER_MODEL": "a/c"},
+            {"lead": {"model": "a/b", "api_base": "127.0.0.1:8080"}},
+            "models['lead'].api_base='127.0.0.1:8080' is not a URL",
         ),
     ],
 )

@@ -279,6 +279,21 @@ def test_serve_check_only_fails_a_spec_with_a_finding(capsys: pytest.CaptureFixt
 
 
 @pytest.mark.usefixtures("bound")
+def test_serve_check_only_refuses_a_provider_litellm_does_not_know(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # it would have answered every worker call with a 400, as if the client's request were wrong
+    monkeypatch.setenv("LWFSM_WORKER_MODEL", "opnai/worker")
+    assert main(["serve", "--check-only", DEFAULT]) == 1
+    assert capsys.readouterr().err == (
+        "lwfsm serve: the worker model 'opnai/worker' names provider 'opnai', which LiteLLM does not know "
+        "(did you mean 'openai'?): set LWFSM_WORKER_MODEL to 'provider/model'\n"
+    )
+    monkeypatch.setenv("LWFSM_WORKER_MODEL", "ollama/llama3")  # one LiteLLM calls
+    assert main(["serve", "--check-only", DEFAULT]) == 0
+
+
+@pytest.mark.usefixtures("bound")
 def test_serve_check_only_checks_the_params_serve_would_use(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

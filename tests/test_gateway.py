@@ -711,6 +711,11 @@ BAD_REQUESTS = [
     ("/v1/chat/completions", "[" * 200_000 + "]" * 200_000, "nested too deeply"),
     ("/v1/messages", {"model": "m", "max_tokens": 9, "messages": [], "metadata": "x"}, "'metadata' must be an object"),
     ("/v1/messages", {"model": "m", "max_tokens": 9, "messages": [], "tools": {"a": 1}}, "'tools' must be a list"),
+    ("/v1/chat/completions", {"model": "m", "messages": []}, "'messages' must hold at least one message"),
+    ("/v1/messages", {"model": "m", "max_tokens": 9, "messages": []}, "'messages' must hold at least one message"),
+    # without it LiteLLM's translation raised a TypeError, answered as the upstream's 502 (which SDKs retry)
+    ("/v1/messages", {"model": "m", "messages": [{"role": "user", "content": "a"}]}, "'max_tokens' must be an"),
+    ("/v1/messages", {"model": "m", "max_tokens": "9", "messages": [{"role": "user", "content": "a"}]}, "got '9'"),
     ("/v1/responses", {"model": "m", "input": "hi", "stream": "yes"}, "'stream' must be true or false"),
     ("/v1/responses", {"model": "m", "input": "hi", "previous_response_id": {"a": 1}}, "must be a string"),
     ("/v1/responses", '{"model": "m", "input": [' + _DEEP + "]}", "nested too deeply"),

@@ -86,7 +86,7 @@ class Bodies:
             self.gateway.held -= scope.get("lwfsm.held", 0)
 
 
-def _check_shape(body: Mapping[str, Any]) -> None:
+def _check_shape(body: Mapping[str, Any], protocol: Protocol, answered: bool = True) -> None:
     """What both turn protocols require of a request before it is judged or sent anywhere: a client's
     mistake is its 400, never an upstream error (nor a call to the lead's model)."""
     messages = body.get("messages")
@@ -103,6 +103,11 @@ def _check_shape(body: Mapping[str, Any]) -> None:
         raise Reject(400, f"'stream' must be true or false, got {body['stream']!r:.40}")
     if body.get("metadata") is not None and not isinstance(body["metadata"], dict):
         raise Reject(400, "'metadata' must be an object")
+    if not messages:
+        raise Reject(400, "'messages' must hold at least one message")
+    if answered and protocol == "anthropic" and not (type(body.get("max_tokens")) is int and body["max_tokens"] >= 1):
+        # the Messages API requires it; without it LiteLLM's translation fails, which read as the upstream's 502
+        raise Reject(400, f"'max_tokens' must be an integer of 1 or more, got {body.get('max_tokens')!r:.40}")
 
 
 class Intake:
@@ -173,10 +178,11 @@ class Intake:
             raise Reject(400, f"request body must be a JSON object, got {type(body).__name__}")
         return raw, body, None if found is None else found[1]
 
-    async def read(self, request: Request, protocol: Protocol) -> Call:
+    async def read(self, request: Request, protocol: Protocol, *, answered: bool = True) -> Call:
+        """A turn call (`answered`=False: a request only counted, which has no max_tokens)."""
         client_key = self.authorise(request)
         raw, body, key = await self.read_json(request)
-        _check_shape(body)
+        _check_shape(body, protocol, answered)
         codec = CODECS[protocol]
         why = params.refused(codec.params, body)
         if why is not None:

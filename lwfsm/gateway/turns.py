@@ -58,7 +58,7 @@ class Turns:
         """Anthropic's token count for a request, as the role that would serve it counts; not a turn,
         nothing is stored. Counted locally with LiteLLM's tokenizers (no upstream call)."""
         try:
-            call = await self.gateway.intake.read(request, "anthropic")
+            call = await self.gateway.intake.read(request, "anthropic", answered=False)
             loaded = await self.gateway._load(call)
         except Reject as exc:
             return JSONResponse(error_body("anthropic", exc.status, exc.message, exc.kind), exc.status, exc.headers)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -152,6 +153,18 @@ def _model_string(value: str, provider: str | None, var: str, provider_var: str 
     if "/" not in value:
         hint = f" or set {provider_var}" if provider_var else ""
         raise ConfigError(f"{var}={value!r} names no provider: write 'provider/{value}'{hint}")
+    if any(c.isspace() for c in value):
+        raise ConfigError(f"{var}={value!r}: a model name has no spaces; write it as 'provider/model'")
+    return value
+
+
+def _api_base(value: str | None, var: str) -> str | None:
+    """An upstream's base URL, checked here: a mistyped one would fail every call of its role instead."""
+    if not value:
+        return None
+    parts = urllib.parse.urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{var}={value!r} is not a URL: give one such as 'http://127.0.0.1:8080/v1'")
     return value
 
 
@@ -204,9 +217,10 @@ def bindings(
                 options["temperature"] = float(env[temp_var])
             except ValueError:
                 raise ConfigError(f"{temp_var}={env[temp_var]!r} is not a number") from None
-        out[role] = RoleBinding(
-            model, env.get(f"LWFSM_{up}_API_BASE") or None, env.get(f"LWFSM_{up}_API_KEY_ENV") or None, options
-        )
+            if not 0 <= options["temperature"] <= 2:  # no provider takes more than 2 (Anthropic: 1)
+                raise ConfigError(f"{temp_var}={env[temp_var]!r} is outside 0 to 2")
+        base = _api_base(env.get(f"LWFSM_{up}_API_BASE"), f"LWFSM_{up}_API_BASE")
+        out[role] = RoleBinding(model, base, env.get(f"LWFSM_{up}_API_KEY_ENV") or None, options)
     if models:
         raise ConfigError(
             f"models given for roles the spec does not have: {', '.join(models)}; "
@@ -226,17 +240,19 @@ def _from_section(role: str, section: Mapping[str, Any]) -> RoleBinding:
         raise ConfigError(f"{where}.api_key: do not put keys in configuration; name the variable in api_key_env")
     options = {k: v for k, v in section.items() if k not in ("model", "api_base", "api_key_env")}
     model = _model_string(section["model"], None, f"{where}.model", None)
-    return RoleBinding(model, section.get("api_base"), section.get("api_key_env"), options)
+    return RoleBinding(
+        model, _api_base(section.get("api_base"), f"{where}.api_base"), section.get("api_key_env"), options
+    )
 
 
 def params_from_env(spec: Spec, env: Mapping[str, str] | None = None) -> dict[str, int]:
     """Param values from LWFSM_PARAM_<NAME>, else goose's GOOSE_LEAD_* names; ranges are checked."""
     env = os.environ if env is None else env
     names = {f"LWFSM_PARAM_{name.upper()}" for name in spec.params}
-    for var in sorted(v for v in env if v.startswith("LWFSM_PARAM_") and v not in names):
+    for stray in sorted(v for v in env if v.startswith("LWFSM_PARAM_") and v not in names):
         # a misspelt param would otherwise be left at the spec's default without a word
         raise ConfigError(
-            f"{var} names no param of spec '{spec.name}'{did_you_mean(var, names)}; "
+            f"{stray} names no param of spec '{spec.name}'{did_you_mean(stray, names)}; "
             f"its params: {', '.join(sorted(spec.params)) or 'none'}"
         )
     out: dict[str, int] = {}
