@@ -94,6 +94,13 @@ def test_explain_reads_each_captured_agent(capsys: pytest.CaptureFixture[str]) -
     out = capsys.readouterr().out
     assert "verdict task_failure, fires failure\n  rule:     aider.lint" in out
     assert "rule:     aider.test_output" in out
+    # what the gateway judges no turn from, told apart as the gateway tells them
+    assert main(["judge", "explain", str(ROOT / "tests" / "agent_traffic" / "claude_code.json")]) == 0
+    out = capsys.readouterr().out
+    assert "[1]: a HEAD request: no model call, no turn to judge" in out
+    assert "[9]: a token count: no model call, no turn to judge" in out
+    assert "[13]: a side call (title): the gateway serves it apart, no turn to judge" in out
+    assert "[22]: a side call (compaction): the gateway serves it apart, no turn to judge" in out
 
 
 # -- the hard cases, one conversation each (OpenAI-shaped, a generic tool-calling agent) --

@@ -24,6 +24,7 @@ from typing import Any
 
 from ..gateway.codec import CODECS
 from ..gateway.codec.messages import anthropic_messages
+from ..gateway.identity import side_call
 from ..spec import Spec
 from ..turn import TurnCore
 from ..turn.agents import TRANSCRIPTS, reader
@@ -53,6 +54,15 @@ Turn = tuple[Message, list[Message], list[Message], list[Message], dict[str, str
 def request_turn(capture: Mapping[str, Any]) -> Turn:
     """(reply, after, tools, messages, headers) of the turn a captured request judges: its last
     assistant message and what follows it. `capture` is a request body or `{headers, body}`."""
+    messages, tools, headers = _read(capture)
+    last = max((i for i, m in enumerate(messages) if m.get("role") == "assistant"), default=None)
+    if last is None:
+        raise ValueError("the request holds no assistant message: it is a conversation's first call, no turn to judge")
+    return messages[last], what_came_after(messages), tools, messages, headers
+
+
+def _read(capture: Mapping[str, Any]) -> tuple[list[Message], list[Message], dict[str, str]]:
+    """(messages OpenAI-shaped, the system first; tools; headers) of a captured request, any protocol."""
     body = capture.get("body", capture)
     if not isinstance(body, Mapping):
         raise ValueError("the request has no JSON object body")
@@ -68,10 +78,7 @@ def request_turn(capture: Mapping[str, Any]) -> Turn:
     else:
         messages = [m for m in body.get("messages") or () if isinstance(m, Mapping)]
         tools = [t for t in body.get("tools") or () if isinstance(t, Mapping)]
-    last = max((i for i, m in enumerate(messages) if m.get("role") == "assistant"), default=None)
-    if last is None:
-        raise ValueError("the request holds no assistant message: it is a conversation's first call, no turn to judge")
-    return messages[last], what_came_after(messages), tools, messages, headers
+    return messages, tools, headers
 
 
 def _anthropic_blocks(body: Mapping[str, Any]) -> bool:
@@ -83,7 +90,28 @@ def _anthropic_blocks(body: Mapping[str, Any]) -> bool:
     )
 
 
+def not_a_turn(capture: Mapping[str, Any]) -> str | None:
+    """Why the gateway would judge no turn from this captured request (as it tells them apart), or None."""
+    method, path = str(capture.get("method", "POST")).upper(), str(capture.get("path", "")).split("?")[0]
+    if method != "POST":
+        return f"a {method} request: no model call, no turn to judge"
+    if path.endswith("/count_tokens"):
+        return "a token count: no model call, no turn to judge"
+    body = capture.get("body", capture)
+    if isinstance(body, Mapping) and "input" not in body and not isinstance(body.get("messages"), list):
+        return "'messages' is not a list: the gateway answers such a request with a 400"
+    try:
+        messages, _tools, headers = _read(capture)
+    except ValueError:
+        return None  # request_turn says why
+    system = "\n".join(str(m.get("content")) for m in messages if m.get("role") == "system")
+    side = side_call(headers, body if isinstance(body, Mapping) else {}, messages, system)
+    return f"a side call ({side}): the gateway serves it apart, no turn to judge" if side else None
+
+
 def explain(core: TurnCore, capture: Mapping[str, Any], agent: str | None = None) -> tuple[Judgement, str]:
+    if (why := not_a_turn(capture)) is not None:
+        raise ValueError(why)
     reply, after, tools, messages, headers = request_turn(capture)
     saved, core.agent = core.agent, agent or core.agent
     try:
