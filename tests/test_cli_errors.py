@@ -110,6 +110,15 @@ def test_a_closed_pipe_ends_quietly(monkeypatch: pytest.MonkeyPatch, capsys: pyt
     os.close(pipe.write_end)
 
 
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from lwfsm import __version__
+
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out == f"lwfsm {__version__}\n"
+
+
 @pytest.mark.parametrize("argv", [["validate"], ["check", SPEC, "--depth", "x"], ["nope"]])
 def test_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:

@@ -712,6 +712,7 @@ BAD_REQUESTS = [
     ("/v1/messages", {"model": "m", "max_tokens": 9, "messages": [], "metadata": "x"}, "'metadata' must be an object"),
     ("/v1/messages", {"model": "m", "max_tokens": 9, "messages": [], "tools": {"a": 1}}, "'tools' must be a list"),
     ("/v1/chat/completions", {"model": "m", "messages": []}, "'messages' must hold at least one message"),
+    ("/v1/chat/completions", "", "request body is empty: send the request as a JSON object"),
     ("/v1/messages", {"model": "m", "max_tokens": 9, "messages": []}, "'messages' must hold at least one message"),
     # without it LiteLLM's translation raised a TypeError, answered as the upstream's 502 (which SDKs retry)
     ("/v1/messages", {"model": "m", "messages": [{"role": "user", "content": "a"}]}, "'max_tokens' must be an"),
@@ -779,6 +780,21 @@ def test_control_api_and_security(oai_gateway: Gateway) -> None:
     assert gw.control("GET", f"/lwfsm/sessions/{key}").status_code == 404
     models = _oai_client(gw).models.list()
     assert "lwfsm" in [m.id for m in models.data]
+
+
+def test_a_route_the_gateway_does_not_serve_is_said_in_the_sdks_shape(oai_gateway: Gateway) -> None:
+    import openai
+
+    with pytest.raises(openai.NotFoundError) as info:  # the SDK shows error.message: it names the routes
+        _oai_client(oai_gateway).embeddings.create(model="m", input="x")
+    assert "no route POST /v1/embeddings; the gateway serves POST /v1/chat/completions" in str(info.value)
+    wrong = httpx.get(oai_gateway.base + "/v1/chat/completions", headers={"x-api-key": GATEWAY_KEY})
+    assert wrong.status_code == 405
+    assert wrong.headers["allow"] == "POST"
+    assert wrong.json()["error"]["message"] == "GET /v1/chat/completions: this route takes POST"
+    anthropic_shape = httpx.post(oai_gateway.base + "/v1/messages/batches", headers={"x-api-key": GATEWAY_KEY})
+    assert anthropic_shape.status_code == 404
+    assert anthropic_shape.json()["type"] == "error"
 
 
 def test_a_manual_event_carries_an_operator_s_note_to_the_next_call(

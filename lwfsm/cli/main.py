@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from .. import __version__
 from ..engine import Engine
 from ..errors import LwfsmError, SpecError, TransitionNotAllowed, did_you_mean
 from ..spec import Spec, describe_params, load_spec
@@ -769,6 +770,7 @@ def cmd_judge(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lwfsm", description="Lead/worker model switching as an explicit FSM.")
+    parser.add_argument("--version", action="version", version=f"lwfsm {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def with_set(p: argparse.ArgumentParser) -> None:

@@ -167,6 +167,8 @@ class Intake:
         except ClientDisconnect:  # nobody to answer; not an error of the gateway's
             raise Reject(400, "the client went away before sending the whole body") from None
         raw = b"".join(chunks)
+        if not raw.strip():
+            raise Reject(400, "request body is empty: send the request as a JSON object")
         try:
             found = _parse_body(raw)
             body = json.loads(raw) if found is None else found[0]  # not a plain object: json says what is wrong

@@ -63,8 +63,20 @@ async def single_chunk(data: bytes) -> AsyncIterator[bytes]:
     yield data
 
 
+# What a client can call, named when it calls something else.
+_ROUTES = "POST /v1/chat/completions, /v1/messages, /v1/responses; GET /v1/models; /lwfsm/ (the dashboard)"
+
+
 async def not_found(request: Request, exc: Exception) -> Response:
-    return JSONResponse({"error": f"no route {request.method} {request.url.path}"}, 404)
+    """404 and 405, in the shape of the protocol the path belongs to (an SDK reads `error.message`)."""
+    status, path = getattr(exc, "status_code", 404), request.url.path
+    if status == 405:
+        allowed = (getattr(exc, "headers", None) or {}).get("Allow", "POST")
+        message = f"{request.method} {path}: this route takes {allowed}"
+    else:
+        message = f"no route {request.method} {path}; the gateway serves {_ROUTES}"
+    protocol: Protocol = "anthropic" if path.startswith("/v1/messages") else "openai"
+    return JSONResponse(error_body(protocol, status, message, "not_found_error"), status, getattr(exc, "headers", None))
 
 
 def log_error(request: Request, response: Response) -> None:
