@@ -455,6 +455,9 @@ def _openai_conversation(oai: openai_server.Server, pick: Any) -> None:
         assert h["authorization"] == f"Bearer {LEAD_KEY if r['model'] == 'lead-model' else WORKER_KEY}"
         assert GATEWAY_KEY not in json.dumps(h)
     session = gw.control("GET", f"/lwfsm/sessions/{headers['x-lwfsm-session']}").json()
+    by_name = gw.control("GET", "/lwfsm/sessions/fix-parser")  # the client's own name: the 404 says the id
+    assert by_name.status_code == 404
+    assert f"stored as '{headers['x-lwfsm-session']}' (the gateway puts a tag" in by_name.json()["error"]
     reasons = [(h["turn"], h["outcome"], h["reason"]) for h in session["history"]]
     error_line = "task failure: generic.error_line at message 1, line 1: 'Traceback (most recent call last):'"
     assert reasons[3] == (4, "failure", error_line)

@@ -446,6 +446,13 @@ def test_sessions_cli_list_show_delete(tmp_path: Path, capsys: pytest.CaptureFix
     assert main(["sessions", "delete", "junk", "conv-1", "--store", url]) == 0
     assert open_store(url).list() == []
     assert main(["sessions", "delete", "conv-1", "--store", url]) == 1
+    # a gateway's id puts a tag of the client's key first: the client's own name finds it in the message
+    Adapter(SPEC, MODELS, env=ENV, store=url).session("k0123456789.demo1").completion(
+        [{"role": "user", "content": "hi"}], mock_response="ok"
+    )
+    capsys.readouterr()
+    assert main(["sessions", "show", "demo1", "--store", url]) == 1
+    assert "no session 'demo1'; stored as 'k0123456789.demo1'" in capsys.readouterr().err
     assert main(["sessions", "show", "--store", url]) == 1
     assert "name at least one conversation id" in capsys.readouterr().err
     missing = tmp_path / "elsewhere" / "sessions.db"

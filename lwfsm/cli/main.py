@@ -481,6 +481,7 @@ def cmd_sessions(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from ..errors import StoreError
+    from ..gateway.identity import stored_as
     from ..store import open_store
     from ..store.rows import CHAINS, decode, load
     from ..store.sqlite import SQLiteStore
@@ -496,7 +497,9 @@ def cmd_sessions(args: argparse.Namespace) -> int:
         if args.action == "delete":
             missing = [s for s in args.ids if not store.delete(s)]
             for s in missing:
-                print(f"lwfsm sessions: store {store.url}: no session {s!r}", file=sys.stderr)
+                print(
+                    f"lwfsm sessions: store {store.url}: no session {s!r}{stored_as(store.list(), s)}", file=sys.stderr
+                )
             return 1 if missing else 0
         core = TurnCore(Engine(load_spec(args.spec, _params(args.set)))) if args.spec else None
         listed = store.list()
@@ -523,7 +526,8 @@ def cmd_sessions(args: argparse.Namespace) -> int:
                                 session=sid,
                             ) from None
                 if state is None:
-                    raise StoreError(f"store {store.url}: no session {sid!r}", store=store.url, session=sid)
+                    hint = stored_as(listed, sid)
+                    raise StoreError(f"store {store.url}: no session {sid!r}{hint}", store=store.url, session=sid)
             except StoreError as exc:
                 failed += 1
                 print(f"lwfsm sessions: {exc}", file=sys.stderr)

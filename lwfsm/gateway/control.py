@@ -12,7 +12,7 @@ from starlette.routing import Route
 from ..errors import LwfsmError
 from ..store.rows import CHAINS
 from ..turn.handoff import MAX_NOTE
-from .identity import is_loopback
+from .identity import is_loopback, stored_as
 from .intake import Reject
 from .replies import AsciiJSON
 
@@ -101,7 +101,7 @@ class Control:
     async def find(self, key: str) -> tuple[int, _Record] | Response:
         found = await self.gateway._io(self.gateway.store.read, key)
         if found is None:
-            return JSONResponse({"error": f"no session {key!r} (GET /lwfsm/sessions lists them)"}, 404)
+            return await self.missing(key)
         try:
             return found.version, self.gateway._record(key, found.data)
         except _UNREADABLE as exc:
@@ -140,8 +140,13 @@ class Control:
             return denied
         key = request.path_params["id"]
         if not await self.gateway._io(self.gateway.store.delete, key):
-            return JSONResponse({"error": f"no session {key!r}"}, 404)
+            return await self.missing(key)
         return Response(status_code=204)
+
+    async def missing(self, key: str) -> Response:
+        """404 for a conversation id, naming the stored ids a client's own name became."""
+        hint = stored_as(await self.gateway._io(self.gateway.store.list), key)
+        return JSONResponse({"error": f"no session {key!r}{hint or ' (GET /lwfsm/sessions lists them)'}"}, 404)
 
 
 async def operator_note(request: Request) -> str | None | Response:

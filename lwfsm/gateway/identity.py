@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +30,7 @@ __all__ = [
     "is_loopback",
     "scope_of",
     "side_call",
+    "stored_as",
 ]
 
 # In order of precedence, lower-case.
@@ -150,6 +151,20 @@ def identify(
         session = _header_text(session)
     # The key holds a digest of a long id; the id itself is kept for people to read, so it is cut short.
     return Identity(key, _short(session), source, _short(_header_text(agent)) if agent else None)
+
+
+_SCOPED = re.compile(r"(?:anon|k[0-9a-f]{10})\.")
+
+
+def stored_as(keys: Iterable[str], name: str) -> str:
+    """For a "no session" message: the stored ids of the conversation a client named `name` (the gateway
+    puts a tag of the client's key first, and an agent's thread after), else ""."""
+    found = [
+        k for k in keys if (m := _SCOPED.match(k)) and (k[m.end() :] == name or k[m.end() :].startswith(name + "."))
+    ]
+    if not found:
+        return ""
+    return f"; stored as {', '.join(repr(k) for k in found[:5])} (the gateway puts a tag of the client's key first)"
 
 
 def _short(text: str, n: int = 200) -> str:
