@@ -283,6 +283,23 @@ def test_report_formats(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert "http" not in page.replace("http://www.w3.org/2000/svg", "")
 
 
+def test_report_groups_judged_failures_by_their_rule(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    def judged(turn: int, excerpt: str) -> dict[str, Any]:
+        why = f"task failure: claude_code.exit_status=1 at message 1, line 1: {excerpt!r}"
+        evidence = {"rule": "claude_code.exit_status=1", "message": 0, "line": 1, "excerpt": excerpt}
+        return rec(turn, "worker", "failure", reason=why, kind="task_failure", evidence=evidence)
+
+    trace = [rec(1, "lead"), judged(2, "FAILED test_a"), judged(3, "FAILED test_b"), rec(4, "lead", "failure")]
+    assert main(["report", write(tmp_path, trace)]) == 0
+    out = capsys.readouterr().out
+    # one group per rule, not one per quoted line; a record without evidence by its reason
+    assert "failures by rule or reason: claude_code.exit_status=1 2; (no reason) 1" in out
+    assert "no price" not in out
+    unpriced = [{**r, "model": "openai/big" if r["role"] == "lead" else r["model"]} for r in trace]
+    assert main(["report", write(tmp_path, unpriced)]) == 0
+    assert "no price for openai/big in LiteLLM's price map: their costs are unknown" in capsys.readouterr().out
+
+
 def test_html_pages_colour_roles_as_the_diagrams_and_say_what_is_simulated(tmp_path: Path) -> None:
     path = write(tmp_path, HAND)
     fills = role_colours(load_spec("lead_worker"))  # lead orange, worker (cheap) green

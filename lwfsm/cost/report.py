@@ -6,9 +6,10 @@ transition through the spec; a fallback's length (the judged turns served in it)
 (kept as counts per length, so memory does not grow with the turns). A record that says nothing of the
 machine (no `state` or `transition`: a hand-written trace) is read as if its turn was served by its
 state's role: a switch is a turn served by another role than the turn before, a fallback a run of the
-lead role's turns after another role's. Then failures by reason, the turns a failing worker kept serving
-(failed turns of a non-lead role), and the actual cost against the same conversations served by
-the lead alone and by the worker alone, cache effect included (`pricing.cache_split`).
+lead role's turns after another role's. Then failures by judging rule (else reason), the turns a
+failing worker kept serving (failed turns of a non-lead role), and the actual cost against the same
+conversations served by the lead alone and by the worker alone, cache effect included
+(`pricing.cache_split`).
 """
 
 from __future__ import annotations
@@ -97,12 +98,14 @@ class Summary:
     diagram: str = ""  # the spec's diagram as inline SVG, for the HTML page (simulate)
     kind: str = "actual"  # what the cost column is: "actual" (recorded) or "simulated"
     colours: dict[str, str] = field(default_factory=dict)  # role -> fill, as the spec's diagrams draw it
+    unpriced: list[str] = field(default_factory=list)  # models with no price: every cost of theirs is unknown
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "note": self.note,
             "lead_model": self.lead_model,
             "worker_model": self.worker_model,
+            "unpriced_models": self.unpriced,
             "conversations": [c.to_dict() for c in self.conversations],
             "total": self.total.to_dict(),
         }
@@ -164,12 +167,17 @@ class Summary:
         out += ["  ".join("-" * w for w in widths), line(rows[-1])]
         reasons = self.total.failures.most_common()
         if reasons:
-            out.append("failures by reason: " + "; ".join(f"{k} {v}" for k, v in reasons))
+            out.append("failures by rule or reason: " + "; ".join(f"{k} {v}" for k, v in reasons))
         t = self.total
         if t.unknown_usage:
             out.append(
                 f"{t.unknown_usage} of {t.total_turns} turns have no reported usage (the upstream sent none): "
                 "their tokens and cost are unknown, so is every cost that includes them"
+            )
+        if self.unpriced:
+            out.append(
+                f"no price for {', '.join(self.unpriced)} in LiteLLM's price map: their costs are unknown "
+                "(--lead/--worker name priced models to compare against)"
             )
         if t.cost is not None and t.all_lead:
             out.append(f"{self.kind} cost is {100 * t.cost / t.all_lead:.1f}% of the lead alone")
@@ -297,7 +305,8 @@ class Tally:
                 c.fallbacks[conv.fallback] += 1
                 conv.fallback = None
         if failed:
-            c.failures[rec.reason or "(no reason)"] += 1
+            # by the judging rule where the judge gave one (its reasons quote each line: one group apiece)
+            c.failures[rec.evidence.rule if rec.evidence else rec.reason or "(no reason)"] += 1
             if role != lead:
                 c.failing_worker_turns += 1
         conv.prev_role = role
@@ -377,7 +386,9 @@ class Tally:
             t.cost = cost(self.sums, None)
             t.all_lead = None if lead_model is None else cost(self.sums, lead_model)
             t.all_worker = None if worker_model is None else cost(self.sums, worker_model)
-        return Summary(lead_model, worker_model, convs, self.total, note)
+        models = {m for (_role, m) in self.used} | {m for m in (lead_model, worker_model) if m}
+        unpriced = sorted(m for m in models if prices.rates(m) is None)
+        return Summary(lead_model, worker_model, convs, self.total, note, unpriced=unpriced)
 
 
 def _price(prices: PriceMap, model: str, fresh: int, read: int, write: int, completion: int) -> float | None:
