@@ -658,11 +658,29 @@ def test_worker_5xx_is_served_by_the_lead_as_technical_fallback(
     assert gw.control("GET", f"/lwfsm/sessions/{key}").json()["state"] == "worker"
 
 
+def test_an_unreachable_upstream_is_named_alike_through_litellm() -> None:
+    nowhere = f"http://127.0.0.1:{_free_port()}"
+    env = {**_env("openai", nowhere + "/v1"), "LWFSM_LEAD_API_BASE": f"{nowhere}/v1"}
+    gw = Gateway("--api-key-env", "GW_KEY", env=env)
+    try:
+        r = httpx.post(  # a Messages client: LiteLLM's translation, whose connection error is its 500
+            gw.base + "/v1/messages",
+            json={"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": "a"}]},
+            headers={"x-api-key": GATEWAY_KEY},
+            timeout=60,
+        )
+    finally:
+        gw.kill()
+    assert r.status_code == 502, r.text
+    assert r.json()["error"]["message"].startswith(f"lead upstream {nowhere} unreachable: "), r.text
+
+
 def test_each_error_a_client_gets_is_one_log_line(oai: openai_server.Server) -> None:
     """An agent shows its user "502" or "400"; whoever runs the gateway must see which and why. The worker
     is served on the fast path (OpenAI client) and through LiteLLM (Anthropic client); the lead behind it
     listens nowhere."""
-    env = {**_env("openai", oai.base), "LWFSM_LEAD_API_BASE": f"http://127.0.0.1:{_free_port()}/v1"}
+    nowhere = f"http://127.0.0.1:{_free_port()}"
+    env = {**_env("openai", oai.base), "LWFSM_LEAD_API_BASE": f"{nowhere}/v1"}
     env["LWFSM_PARAM_LEAD_TURNS"] = "0"
     gw = Gateway("--api-key-env", "GW_KEY", env=env)
     try:
@@ -690,7 +708,7 @@ def test_each_error_a_client_gets_is_one_log_line(oai: openai_server.Server) -> 
     assert len(errors) == 3, out
     unreachable, refused, unauthorised = errors
     assert "POST /v1/chat/completions session " in unreachable
-    assert "(lead): 502 to the client: lead upstream unreachable: ClientConnectorError" in unreachable
+    assert f"(lead): 502 to the client: lead upstream {nowhere} unreachable: ClientConnectorError" in unreachable
     assert "POST /v1/messages session " in refused
     assert "(worker): 400 to the client: worker model openai/worker-model: BadRequestError" in refused
     assert "scripted 400" in refused

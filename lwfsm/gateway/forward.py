@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import urllib.parse
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
@@ -26,6 +27,12 @@ logger = logging.getLogger("lwfsm.gateway")
 
 # Not passed on from the upstream's response: hop-by-hop, or set by our own server.
 _HOP = {"content-length", "transfer-encoding", "connection", "content-encoding", "keep-alive", "date", "server"}
+
+
+def origin(url: str) -> str:
+    """scheme://host:port of an upstream URL, to name it in a message (never a path or credentials)."""
+    parts = urllib.parse.urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
 
 
 class Forward:
@@ -75,7 +82,7 @@ class Forward:
                     "session %s: %s upstream unreachable (%s); trying the next role", call.ident.key, role, why
                 )
                 return None
-            msg = f"{role} upstream unreachable: {why}"
+            msg = f"{role} upstream {origin(url)} unreachable: {why}"
             return JSONResponse(error_body(call.protocol, 502, msg, "api_error"), 502, headers=lw)
         self._first_byte(upstream)
         if upstream.status >= 400:

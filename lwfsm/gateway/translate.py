@@ -15,6 +15,7 @@ from ..turn import params
 from ..turn.bindings import RoleBinding
 from .codec import CODECS
 from .codec.common import SSEReader
+from .forward import origin
 from .intake import Call, call_names
 from .replies import AsciiJSON, error_body, recorded_trailer, usage_header
 
@@ -101,6 +102,9 @@ class Translate:
             if wait is not None:
                 out["retry-after"] = str(int(wait))
             msg = self.gateway.redact(f"{role} model {binding.model}: {type(exc).__name__}: {exc}".encode()).decode()
+            if _unreachable(exc):  # said as the fast path says it (LiteLLM: a 500, or its own class)
+                status, where = 502, origin(binding.api_base) if binding.api_base else binding.model
+                msg = self.gateway.redact(f"{role} upstream {where} unreachable: {exc}".encode()).decode()
             return JSONResponse(error_body(call.protocol, status, msg, "api_error"), status, headers=out)
         if call.protocol == "openai" and not call.stream:
             data = call.answer = result.model_dump(mode="json", exclude_none=True)
@@ -207,3 +211,19 @@ def _supported_params(litellm: Any, model: str) -> frozenset[str] | None:
     except Exception:  # an unknown provider: LiteLLM itself will say what is wrong with the call
         return None
     return frozenset(found) if found else None
+
+
+# What a connection that could not be made is called by the clients LiteLLM calls through.
+_NO_CONNECTION = {"APIConnectionError", "ConnectError", "ConnectTimeout", "ClientConnectorError"}
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """LiteLLM's error for an upstream it could not connect to: its cause chain holds the connection's."""
+    seen: BaseException | None = exc
+    for _ in range(10):  # a chain is short; never loop on a cycle
+        if seen is None:
+            return False
+        if isinstance(seen, ConnectionError) or type(seen).__name__ in _NO_CONNECTION:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
