@@ -417,10 +417,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     messages: list[dict[str, Any]] = [{"role": "user", "content": "The parser test fails; please fix it."}]
     rows = []
     for reply, answer in DEMO:
-        response = session.completion(messages, mock_response=reply)
+        session.completion(messages, mock_response=reply)
         # The previous turn's verdict is committed during the call: the state now is the one serving it.
         assert session.last is not None
-        rows.append([session.machine.state, session.last.role, response.model])
+        rows.append([session.machine.state, session.last.role, session.last.model])  # as the cost table names it
         if len(rows) > 1:
             rec = session.machine.history[-1]
             _demo_row(len(rows) - 1, rows[-2], rec.event != spec.judging.events[0], rec.reason)
@@ -430,6 +430,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     _demo_row(len(rows), rows[-1], rec.event != spec.judging.events[0], rec.reason)
     print(f"\nnow in state {session.machine.state}; next turn served by {session.machine.role}\n")
     print(session.table())
+    print(
+        f"\nnext: lwfsm explain {args.spec} (the rules behind these turns), lwfsm diagram {args.spec}, "
+        "lwfsm serve --mock (the gateway, offline; its dashboard at /lwfsm/)"
+    )
     return 0
 
 
