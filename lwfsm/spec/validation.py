@@ -121,6 +121,8 @@ def _shape_message(err: Any) -> str:
     if kind == "extra_forbidden":
         allowed = _allowed_keys(loc[:-1])
         return f"unknown key '{loc[-1]}'{did_you_mean(str(loc[-1]), allowed)}; allowed keys: {', '.join(allowed)}"
+    if kind == "list_type" and loc and loc[-1] == "source":  # one name is taken as a list of one
+        return f"expected a state name, '*' or a list of state names, got {_kind(err['input'])}"
     if kind in _SIMPLE:
         return f"expected {_SIMPLE[kind]}, got {_kind(err['input'])}"
     if kind == "literal_error":
