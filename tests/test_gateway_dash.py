@@ -378,6 +378,32 @@ def test_dashboard_in_a_real_browser_follows_traffic_and_fires_a_manual_switch(
         gw.stop()
 
 
+def test_dashboard_without_mermaid_shows_the_diagram_as_text_and_what_to_install(
+    oai: openai_server.Server, tmp_path: Path
+) -> None:
+    pytest.importorskip("websockets")
+    from . import mermaid_browser
+
+    chromium = mermaid_browser.browser()
+    env = {**_env("openai", oai.base), "LWFSM_MERMAID_JS": str(tmp_path / "missing.min.js")}
+    gw = Gateway("--api-key-env", "GW_KEY", env=env)
+    browser = _DevTools(chromium, tmp_path)
+    try:
+        raw = _oai_client(gw).chat.completions.with_raw_response.create(
+            model="x", messages=[{"role": "user", "content": "Write a parser."}]
+        )
+        key = raw.headers["x-lwfsm-session"]
+        browser.send("Page.navigate", url=f"{gw.base}/lwfsm/?key={GATEWAY_KEY}#session={key}")
+        note = "document.querySelector('#diagram p')"
+        said = browser.wait(f"{note} && {note}.textContent", "the note that the diagram is text")
+        assert said.startswith("Drawn as text: mermaid.min.js not found: npm install --prefix ~/.cache/lwfsm-mermaid")
+        assert "stateDiagram-v2" in browser.js("document.querySelector('#diagram pre').textContent")
+        browser.screenshot(tmp_path / "no-mermaid.png")
+    finally:
+        browser.close()
+        gw.stop()
+
+
 def test_responses_input_items_become_chat_messages() -> None:
 
     assert responses_messages("hi") == [{"role": "user", "content": "hi"}]
