@@ -124,6 +124,12 @@ def read_yaml(text: str, source: str) -> tuple[Any, dict[Loc, tuple[int, int, in
                 f"key above it; indent it like the other keys of its block (the block at line "
                 f"{ctx_mark.line + 1} starts at column {ctx_mark.column + 1})"
             )
+        elif mark and problem.startswith("mapping values are not allowed") and (deeper := _deeper(text, mark.line)):
+            # `role: lead` then a key indented further: YAML reads it as more of the value above
+            problem = (
+                f"line {mark.line + 1} is indented more than line {deeper} above it, so YAML reads it as more of "
+                f"that line's value; indent it like the other keys of its block"
+            )
         elif mark and "'\\t'" in problem:
             problem = "a tab cannot indent YAML: indent with spaces"
         elif ctx and ctx_mark:
@@ -242,3 +248,19 @@ def find_mark(marks: Mapping[Loc, tuple[int, int, int]], loc: Loc) -> tuple[int,
 
 
 # --- building and checking ---------------------------------------------------------------
+
+
+def _deeper(text: str, line: int) -> int | None:
+    """The line (1-based) above `line` (0-based) holding a `key: value` that `line` is indented under."""
+    lines = text.splitlines()
+    if line >= len(lines):
+        return None
+    indent = len(lines[line]) - len(lines[line].lstrip(" "))
+    for n in range(line - 1, -1, -1):
+        above = lines[n]
+        if not above.strip() or above.lstrip().startswith("#"):
+            continue
+        if len(above) - len(above.lstrip(" ")) < indent and ": " in above and not above.rstrip().endswith(":"):
+            return n + 1
+        return None
+    return None
