@@ -803,6 +803,24 @@ def test_control_api_and_security(oai_gateway: Gateway) -> None:
     assert "lwfsm" in [m.id for m in models.data]
 
 
+def test_an_upstream_refusing_the_gateways_key_is_not_the_clients_401(
+    oai: openai_server.Server, oai_gateway: Gateway
+) -> None:
+    """A 401 tells a client its own key is wrong: Claude Code then retried for minutes, saying nothing."""
+    for path, body in [
+        ("/v1/chat/completions", {"model": "m", "messages": [{"role": "user", "content": "a"}]}),  # fast path
+        ("/v1/messages", {"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": "a"}]}),  # LiteLLM
+    ]:
+        oai.script("lead-model", {"status": 401})
+        r = httpx.post(oai_gateway.base + path, json=body, headers={"x-api-key": GATEWAY_KEY}, timeout=30)
+        assert r.status_code == 502, r.text
+        message = r.json()["error"]["message"]
+        assert message.startswith("lead upstream http://127.0.0.1:"), message
+        assert "refused the gateway's key" in message
+        assert message.endswith("check the key in LEAD_KEY (LWFSM_LEAD_API_KEY_ENV names it)")
+        assert LEAD_KEY not in r.text
+
+
 def test_a_route_the_gateway_does_not_serve_is_said_in_the_sdks_shape(oai_gateway: Gateway) -> None:
     import openai
 

@@ -35,6 +35,13 @@ def origin(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
 
 
+def key_hint(role: str, binding: RoleBinding) -> str:
+    """What to check when a role's upstream refuses the gateway's key."""
+    if binding.api_key_env:
+        return f"check the key in {binding.api_key_env} (LWFSM_{role.upper()}_API_KEY_ENV names it)"
+    return f"the gateway sent none: set LWFSM_{role.upper()}_API_KEY_ENV to the variable holding it"
+
+
 class Forward:
     """The fast path, through the gateway's one aiohttp session (`Gateway.http`)."""
 
@@ -97,6 +104,12 @@ class Forward:
                     upstream.status,
                 )
                 return None
+            if upstream.status in (401, 403):
+                # the upstream refused the gateway's key, not the client's: a 401 would have the client
+                # check (or retry) its own; a 502 says whose it is
+                refused = f"{role} upstream {origin(url)} refused the gateway's key ({upstream.status})"
+                msg = f"{refused}: {key_hint(role, binding)}"
+                return JSONResponse(error_body(call.protocol, 502, msg, "api_error"), 502, headers=lw)
             out = {**lw, "content-type": upstream.headers.get("content-type", "application/json")}
             if "retry-after" in upstream.headers:
                 out["retry-after"] = upstream.headers["retry-after"]

@@ -15,7 +15,7 @@ from ..turn import params
 from ..turn.bindings import RoleBinding
 from .codec import CODECS
 from .codec.common import SSEReader
-from .forward import origin
+from .forward import key_hint, origin
 from .intake import Call, call_names
 from .replies import AsciiJSON, error_body, recorded_trailer, usage_header
 
@@ -102,6 +102,9 @@ class Translate:
             if wait is not None:
                 out["retry-after"] = str(int(wait))
             msg = self.gateway.redact(f"{role} model {binding.model}: {type(exc).__name__}: {exc}".encode()).decode()
+            if status in (401, 403):  # the upstream refused the gateway's key, not the client's (as the fast path)
+                where = origin(binding.api_base) if binding.api_base else binding.model
+                status, msg = 502, f"{role} upstream {where} refused the gateway's key: {key_hint(role, binding)}"
             if _unreachable(exc):  # said as the fast path says it (LiteLLM: a 500, or its own class)
                 status, where = 502, origin(binding.api_base) if binding.api_base else binding.model
                 msg = self.gateway.redact(f"{role} upstream {where} unreachable: {exc}".encode()).decode()
