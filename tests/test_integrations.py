@@ -523,10 +523,29 @@ def test_litellm_proxy_refuses_a_streamed_session_loudly() -> None:
     data = {"model": "agent", "messages": [], "stream": True, "metadata": {"lwfsm_session": "s2"}}
     callbacks, litellm.callbacks = litellm.callbacks, [hook]
     try:
-        with pytest.raises(ConfigError, match="session 's2': .* does not follow streamed replies yet"):
+        with pytest.raises(ConfigError, match="session 's2': .* does not follow streamed replies yet") as info:
             asyncio.run(proxy.pre_call_hook(user_api_key_dict=user, data=data, call_type="acompletion"))
+        assert info.value.status_code == 400  # type: ignore[attr-defined]  # the proxy's answer: a 500 is retried
     finally:
         litellm.callbacks = callbacks
+
+
+def test_litellm_proxy_hook_refuses_a_model_group_the_proxy_does_not_have(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    litellm, _, _, _ = proxy_parts()
+    import litellm.proxy.proxy_server as proxy_server
+
+    from lwfsm.integrations.litellm_proxy import LwfsmProxyHook
+
+    params = {"model": "openai/m", "api_base": server.base, "api_key": "t"}
+    router = litellm.Router(model_list=[{"model_name": g, "litellm_params": params} for g in ("big", "small")])
+    monkeypatch.setattr(proxy_server, "llm_router", router)  # the running proxy's router, as it loaded the config
+    with pytest.raises(
+        ConfigError, match=r"role 'worker' is bound to model group 'smal', .* \(did you mean 'small'\?\)"
+    ):
+        LwfsmProxyHook(SPEC, {"lead": "big", "worker": "smal"})  # else: every worker call a 400, from turn 4 on
+    LwfsmProxyHook(SPEC, {"lead": "big", "worker": "small"})
 
 
 def test_a_framework_reply_without_usage_is_unreported_not_zero() -> None:

@@ -28,7 +28,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, did_you_mean
 from ..store import Store
 from ..turn import TurnCore, Usage, params
 from ..turn.bindings import RoleBinding
@@ -38,11 +38,18 @@ from ..turn.loop import Loop, Turn
 try:
     from litellm.integrations.custom_logger import CustomLogger
 
-    from ..provider.adapter import Adapter, price
+    from ..provider.adapter import Adapter, _running_proxys_router, price
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError('lwfsm.integrations.litellm_proxy needs LiteLLM: pip install "lwfsm[litellm]"') from exc
 
 __all__ = ["LwfsmProxyHook"]
+
+
+class Refused(ConfigError):
+    """A routed request the hook cannot take: the client's to change, so the proxy answers 400 (it takes
+    an exception's `status_code`), which clients do not retry."""
+
+    status_code = 400
 
 
 class LwfsmProxyHook(CustomLogger):
@@ -69,6 +76,27 @@ class LwfsmProxyHook(CustomLogger):
         assert self.adapter.store is not None
         self.loop = Loop(self.core, self.adapter.store, attempts=self.adapter.conflicts)  # store I/O off the event loop
         self._open: dict[str, tuple[Turn, str]] = {}  # litellm_call_id -> (the call, the role serving it)
+        self._groups_checked = False
+        self._check_groups()  # when the proxy built its router before loading this hook; else at the first call
+
+    def _check_groups(self) -> None:
+        """Every bound model group is one of the proxy's: a misspelt one would fail every call of its role
+        from the first turn that role serves (the lead's first turns would hide it)."""
+        router = _running_proxys_router()
+        if router is None:  # not inside a proxy, or its router not built yet
+            return
+        # newer LiteLLM names its groups through registry() (model_names deprecated); older, model_names
+        names = router.registry().names() if hasattr(router, "registry") else getattr(router, "model_names", ())
+        known = {str(n) for n in names or ()}
+        if not known:
+            return  # a router that names no group: nothing to check against
+        for role, group in self.models.items():
+            if group not in known:
+                raise ConfigError(
+                    f"role {role!r} is bound to model group {group!r}, which the proxy's model_list does not have"
+                    f"{did_you_mean(group, known)}; its groups: {', '.join(sorted(known)) or 'none'}"
+                )
+        self._groups_checked = True
 
     def session_of(self, data: Mapping[str, Any]) -> str | None:
         """The session a request names: the header, else `metadata.lwfsm_session`."""
@@ -90,7 +118,7 @@ class LwfsmProxyHook(CustomLogger):
             return data
         if data.get("stream"):
             # The proxy commits a streamed reply through other hooks than the one this module follows.
-            raise ConfigError(
+            raise Refused(
                 f"session {session!r}: lwfsm's proxy hook does not follow streamed replies yet; send stream=false"
             )
         # The proxy merges the client's body into the call's keyword arguments, and the router lets them
@@ -98,7 +126,9 @@ class LwfsmProxyHook(CustomLogger):
         sent = (data.get("proxy_server_request") or {}).get("body") or {}
         why = params.refused("chat", (k for k in sent if k != "litellm_metadata"))
         if why is not None:
-            raise ConfigError(f"session {session!r}: {why}")
+            raise Refused(f"session {session!r}: {why}")
+        if not self._groups_checked:
+            self._check_groups()
         # Scoped by the caller's key (the proxy hands its hash): one key cannot reach another's conversation.
         caller = str(getattr(user_api_key_dict, "token", None) or getattr(user_api_key_dict, "api_key", None) or "")
         scope = "k" + hashlib.sha256(caller.encode()).hexdigest()[:16] if caller else "anon"
