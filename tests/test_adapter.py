@@ -255,6 +255,16 @@ def test_technical_errors_retry_without_moving_the_machine(server: Server) -> No
     assert server.count("lead3") == 3
 
 
+def test_a_missing_key_is_an_auth_error_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the openai SDK refuses to build its client (no network): LiteLLM calls that an InternalServerError,
+    # which was retried three times as technical, the missing variable named only in a chained exception
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_ADMIN_KEY", raising=False)
+    s = Adapter(SPEC, {"lead": "openai/gpt-4o", "worker": "openai/gpt-4o-mini"}).session()
+    with pytest.raises(AuthError, match="lead model openai/gpt-4o: .*OPENAI_API_KEY"):
+        s.completion([{"role": "user", "content": "go"}])
+
+
 def test_auth_error_is_raised_at_once_and_changes_nothing(server: Server) -> None:
     s = adapter(server, "lead4", "work4").session()
     talk(s, 2)

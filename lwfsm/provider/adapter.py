@@ -131,6 +131,13 @@ EXCEPTIONS: dict[str, str | type[ProviderError]] = {
 
 def classify(exc: BaseException) -> str | type[ProviderError] | None:
     """Where an exception from LiteLLM belongs; None for exceptions that are not LiteLLM's."""
+    cause: BaseException | None = exc
+    for _ in range(10):  # the openai SDK's bare OpenAIError: a client it could not set up (no key), never retried
+        if cause is None:
+            break
+        if type(cause).__name__ == "OpenAIError" and type(cause).__module__.startswith("openai"):
+            return AuthError
+        cause = cause.__cause__ or cause.__context__
     for cls in type(exc).__mro__:
         if cls.__module__.startswith(("litellm", "openai")) and cls.__name__ in EXCEPTIONS:
             return EXCEPTIONS[cls.__name__]
