@@ -16,12 +16,14 @@ import io
 import json
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from lwfsm import ConfigError, ConversationState, Engine, load_spec
 from lwfsm.cli import main
+from lwfsm.store import open_store
 from lwfsm.turn.front import Front
 from tests.openai_server import Server
 
@@ -82,6 +84,26 @@ def test_front_binds_exactly_the_roles_and_plugs_into_a_store() -> None:
     again = Front(SPEC, MODELS, state=saved[-1].model_dump_json())  # continues where the store left it
     assert again.state() == front.state()
     assert again.begin([reply]).role == front.begin([reply]).role
+
+
+def test_front_logs_to_a_file_each_conversation_apart(tmp_path: Path) -> None:
+    trace = tmp_path / "trace.jsonl"
+    reply = {"role": "assistant", "content": "done"}
+    for _ in range(2):  # two conversations, one trace: their default names differ
+        front = Front(SPEC, MODELS, log=str(trace))
+        for text in ("go", "next", "that's wrong"):
+            call = front.begin([{"role": "user", "content": "go"}, reply, {"role": "user", "content": text}])
+            front.end(call, model=call.model, reply=reply)
+    records = [json.loads(line) for line in trace.read_text().splitlines()]
+    assert len(records) == 4  # two judged turns each: the third call is judged by a next one
+    assert len({r["session"] for r in records}) == 2  # (both were "session": lwfsm report refused the trace)
+    assert main(["report", str(trace)]) == 0
+    with pytest.raises(ConfigError, match="log= takes a callable or a file path, got int"):
+        Front(SPEC, MODELS, log=7)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"log='.*nowhere/t.jsonl' cannot be written"):
+        Front(SPEC, MODELS, log=str(tmp_path / "nowhere" / "t.jsonl"))
+    with pytest.raises(ConfigError, match=r"with a store, name the conversation \(name=\)"):
+        Front(SPEC, MODELS, store=open_store("memory://"))
 
 
 def _tool_call(i: int) -> dict[str, Any]:

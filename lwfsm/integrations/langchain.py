@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-from ..turn.front import Call, Front, Sink, SpecLike, StateLike
+from ..turn.front import Call, Front, LogTo, SpecLike, StateLike
 from ..turn.ledger import Usage
 
 try:
@@ -65,8 +65,8 @@ class LwfsmMiddleware(AgentMiddleware):
         models: Mapping[str, BaseChatModel],
         *,
         state: StateLike | None = None,
-        name: str = "session",
-        log: Sink | None = None,
+        name: str | None = None,
+        log: LogTo | None = None,
         **options: Any,
     ) -> None:
         super().__init__()

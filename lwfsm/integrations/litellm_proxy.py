@@ -32,7 +32,7 @@ from ..errors import ConfigError, did_you_mean
 from ..store import Store
 from ..turn import TurnCore, Usage, params
 from ..turn.bindings import RoleBinding
-from ..turn.front import Sink, SpecLike
+from ..turn.front import LogTo, SpecLike, sink
 from ..turn.loop import Loop, Turn
 
 try:
@@ -62,7 +62,7 @@ class LwfsmProxyHook(CustomLogger):
         *,
         header: str = "x-lwfsm-session",
         store: str | Store = "memory://",
-        log: Sink | None = None,
+        log: LogTo | None = None,
         **options: Any,
     ) -> None:
         super().__init__()
@@ -72,7 +72,7 @@ class LwfsmProxyHook(CustomLogger):
         groups = {role: RoleBinding(group) for role, group in models.items()}
         self.adapter = Adapter(spec, groups, store=store, env={}, **options)
         self.core = self.adapter.core
-        self.models, self.header, self.log = dict(models), header.lower(), log
+        self.models, self.header, self.log = dict(models), header.lower(), sink(log)
         assert self.adapter.store is not None
         self.loop = Loop(self.core, self.adapter.store, attempts=self.adapter.conflicts)  # store I/O off the event loop
         self._open: dict[str, tuple[Turn, str]] = {}  # litellm_call_id -> (the call, the role serving it)

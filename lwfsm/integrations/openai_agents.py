@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from ..turn.front import Call, Front, Sink, SpecLike, StateLike, tool_dict
+from ..turn.front import Call, Front, LogTo, SpecLike, StateLike, tool_dict
 from ..turn.ledger import Usage
 
 try:
@@ -145,8 +145,8 @@ class LwfsmProvider(ModelProvider):
         *,
         provider: ModelProvider | None = None,
         state: StateLike | None = None,
-        name: str = "session",
-        log: Sink | None = None,
+        name: str | None = None,
+        log: LogTo | None = None,
         **options: Any,
     ) -> None:
         base = provider or MultiProvider()

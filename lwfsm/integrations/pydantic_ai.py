@@ -19,7 +19,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import replace
 from typing import Any
 
-from ..turn.front import Call, Front, Sink, SpecLike, StateLike, tool_call, tool_dict
+from ..turn.front import Call, Front, LogTo, SpecLike, StateLike, tool_call, tool_dict
 from ..turn.ledger import Usage
 
 try:
@@ -96,8 +96,8 @@ class LwfsmModel(WrapperModel):
         models: Mapping[str, Model | str],
         *,
         state: StateLike | None = None,
-        name: str = "session",
-        log: Sink | None = None,
+        name: str | None = None,
+        log: LogTo | None = None,
         **options: Any,
     ) -> None:
         bound = {role: infer_model(m) for role, m in models.items()}

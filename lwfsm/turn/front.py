@@ -18,6 +18,9 @@ on one model. `turn_unit="call"` judges every model request instead (a switch ma
 
 from __future__ import annotations
 
+import json
+import os
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +39,9 @@ __all__ = [
     "Call",
     "Front",
     "Save",
+    "LogTo",
     "Sink",
+    "sink",
     "SpecLike",
     "StateLike",
     "core_of",
@@ -46,6 +51,7 @@ __all__ = [
 
 M = TypeVar("M")
 Sink = Callable[[dict[str, Any]], None]  # receives each judged turn's log record (Judged.record)
+LogTo = Sink | str | os.PathLike[str]  # `log=`: a sink, or a file the records are appended to
 Save = Callable[[ConversationState], None]  # receives the conversation after each commit (a store's hook)
 SpecLike = TurnCore | Engine | Spec | str | Path
 StateLike = ConversationState | Mapping[str, Any] | str | bytes
@@ -98,6 +104,26 @@ class Call(Generic[M]):
         return self.plan.note
 
 
+def sink(log: LogTo | None) -> Sink | None:
+    """`log=`: a callable that takes each judged turn's record, or a file the records are appended to
+    as JSON lines (the trace `lwfsm report` reads)."""
+    if log is None or callable(log):
+        return log
+    if not isinstance(log, (str, os.PathLike)):
+        raise ConfigError(f"log= takes a callable or a file path, got {type(log).__name__}")
+    path = Path(log)
+    try:  # an unwritable file is found now, not after a turn was committed
+        path.open("a", encoding="utf-8").close()
+    except OSError as exc:
+        raise ConfigError(f"log={str(path)!r} cannot be written: {exc.strerror or exc}") from None
+
+    def append(record: dict[str, Any]) -> None:
+        with path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+    return append
+
+
 class Front(Generic[M]):
     """One conversation, its roles bound to a framework's models. `state()` is its value; pass it back as `state=`."""
 
@@ -107,10 +133,10 @@ class Front(Generic[M]):
         models: Mapping[str, M],
         *,
         state: StateLike | None = None,
-        name: str = "session",
+        name: str | None = None,
         detectors: Sequence[Detector] | None = None,
         turn_unit: str | None = None,
-        log: Sink | None = None,
+        log: LogTo | None = None,
         save: Save | None = None,
         pricer: Pricer | None = None,
         agent: str | None = None,
@@ -129,11 +155,15 @@ class Front(Generic[M]):
         self.models = dict(models)
         if store is not None and state is not None:
             raise ConfigError("with a store, the conversation is the store's: pass its id as name=, not state=")
+        if name is None:
+            if store is not None:
+                raise ConfigError("with a store, name the conversation (name=): the name finds it again")
+            name = f"conv-{uuid.uuid4().hex[:12]}"  # apart from every other in one trace (lwfsm report)
         self.loop = Loop(self.core, store)
         if store is None:
             self.loop.hold(name, self.core.start() if state is None else self.core.restore(state))
         self.conversation: Conversation = self.loop.load(name).conv  # as last loaded or written
-        self.name, self.log, self.save, self.pricer = name, log, save, pricer
+        self.name, self.log, self.save, self.pricer = name, sink(log), save, pricer
 
     @property
     def role(self) -> str:
