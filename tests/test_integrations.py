@@ -363,6 +363,24 @@ def test_langchain_runs(runs_server: Server) -> None:
     check_runs(runs_server, log, middleware.front, answers)
 
 
+def test_langchain_takes_model_names_as_create_agent_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("langchain.agents", reason='needs LangChain v1: pip install "lwfsm[langchain]"')
+    pytest.importorskip("langchain_openai", reason='needs LangChain v1: pip install "lwfsm[langchain]"')
+    from langchain_openai import ChatOpenAI
+
+    from lwfsm.integrations.langchain import LwfsmMiddleware
+
+    monkeypatch.setenv("OPENAI_API_KEY", "test")  # the client is built here; nothing is called
+    middleware = LwfsmMiddleware(SPEC, {"lead": "openai:gpt-5", "worker": "openai:gpt-5-mini"})
+    assert isinstance(middleware.front.models["worker"], ChatOpenAI)
+    assert middleware.front.models["worker"].model_name == "gpt-5-mini"
+    # else the first call failed with "'int' object has no attribute 'bind'"
+    with pytest.raises(ConfigError, match="role 'worker': expected a LangChain chat model or a name like"):
+        LwfsmMiddleware(SPEC, {"lead": "openai:gpt-5", "worker": 42})  # type: ignore[dict-item]
+    with pytest.raises(ConfigError, match="role 'lead': model 'nosuch:gpt-5': ValueError: Unable to infer"):
+        LwfsmMiddleware(SPEC, {"lead": "nosuch:gpt-5", "worker": "openai:gpt-5-mini"})
+
+
 @pytest.mark.parametrize("run", ["invoke", "ainvoke"])
 def test_langchain(server: Server, run: str) -> None:
     pytest.importorskip("langchain.agents", reason='needs LangChain v1: pip install "lwfsm[langchain]"')

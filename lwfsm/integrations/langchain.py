@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
+from ..errors import ConfigError
 from ..turn.front import Call, Front, LogTo, SpecLike, StateLike
 from ..turn.ledger import Usage
 
@@ -56,13 +57,31 @@ def _usage(message: AIMessage) -> Usage:
     )
 
 
+def _chat_model(role: str, model: Any) -> BaseChatModel:
+    """A role's model: a chat model, or a name as `create_agent` takes one ("openai:gpt-5")."""
+    if isinstance(model, BaseChatModel):
+        return model
+    if isinstance(model, str):
+        from langchain.chat_models import init_chat_model
+
+        try:
+            made = init_chat_model(model)
+        except Exception as exc:  # an unknown provider, its package not installed, its client without a key
+            raise ConfigError(f"role {role!r}: model {model!r}: {type(exc).__name__}: {exc}") from None
+        if isinstance(made, BaseChatModel):
+            return made
+    raise ConfigError(
+        f"role {role!r}: expected a LangChain chat model or a name like 'openai:gpt-5', got {model!r:.60}"
+    )
+
+
 class LwfsmMiddleware(AgentMiddleware):
     """Overrides the model of every model call of an agent by the conversation's role."""
 
     def __init__(
         self,
         spec: SpecLike,
-        models: Mapping[str, BaseChatModel],
+        models: Mapping[str, BaseChatModel | str],
         *,
         state: StateLike | None = None,
         name: str | None = None,
@@ -70,7 +89,8 @@ class LwfsmMiddleware(AgentMiddleware):
         **options: Any,
     ) -> None:
         super().__init__()
-        self.front: Front[BaseChatModel] = Front(spec, models, state=state, name=name, log=log, **options)
+        bound = {role: _chat_model(role, m) for role, m in models.items()}
+        self.front: Front[BaseChatModel] = Front(spec, bound, state=state, name=name, log=log, **options)
 
     def _begin(self, request: ModelRequest) -> tuple[Call[BaseChatModel], ModelRequest]:
         messages = ([request.system_message] if request.system_message else []) + list(request.messages)
