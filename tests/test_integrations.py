@@ -171,6 +171,9 @@ def check_runs(server: Server, log: list[dict[str, Any]], front: Front[Any], ans
     assert [r["outcome"] for r in log] == ["turn_completed" if o == "ok" else "failure" for o in OUTCOMES]
     assert [r["transition"]["dest"] for r in log][2] == "fallback"
     assert (front.conversation.session.state, front.role) == (FINAL_STATE, ROLES[-1])
+    # a run's failure, seen at one of its calls, keeps where it was seen; the note, the call that carried it
+    assert all(r["evidence"] is not None for r in log if r["outcome"] == "failure"), log
+    assert [r["handoff"] is not None for r in log] == [False, False, False, True, False]
 
 
 # -- pydantic-ai --

@@ -48,7 +48,8 @@ class PendingTurn(_Value):
     usage: Usage = Field(default_factory=lambda: Usage.model_validate({}))
     latency: float = 0.0
     failure: str | None = None  # a failure already seen within this turn (turn unit "message")
-    handoff: str | None = None  # the handoff note this turn's call carried
+    failure_evidence: dict[str, Any] | None = None  # where it was seen (`Evidence` as a dict)
+    handoff: str | None = None  # the handoff note this turn's call carried (its first, in turn unit "message")
 
 
 class ConversationState(_Value):
@@ -238,8 +239,9 @@ class TurnCore:
         after = what_came_after(messages)
         j = self.judgement(p.reply, after, p.tools, messages, headers)
         kind, reason, evidence = j.kind, j.reason, j.evidence
-        if p.failure and kind == "ok":
-            kind, reason = "task_failure", p.failure  # seen earlier within this turn (turn unit "message")
+        if p.failure and kind == "ok":  # seen earlier within this turn (turn unit "message")
+            kind, reason = "task_failure", p.failure
+            evidence = Evidence(**p.failure_evidence) if p.failure_evidence else None
         if self.turn_unit == "message" and not any(m.get("role") == "user" for m in after):
             # a user message's tool loop is one turn: judged when the user speaks
             return Verdict(None, reason if self.kinds.get(kind) == self.failure else None, kind, evidence, j.agent)
@@ -354,7 +356,7 @@ class TurnCore:
             return None
         if not isinstance(reply, Mapping):
             raise RunError(f"the {role} model {model} returned no assistant message to record (got {type(reply)})")
-        event, reason = plan.verdict.event, plan.verdict.reason
+        event, reason, evidence = plan.verdict.event, plan.verdict.reason, plan.verdict.evidence
         session = conv.session
         # Everything that can fail is done before the machine moves: validation, then the event.
         try:
@@ -367,8 +369,10 @@ class TurnCore:
                 tools=[dict(t) for t in tools],
                 usage=usage,
                 latency=latency,
-                failure=reason if event is None else None,  # an open turn keeps the failure seen so far
-                handoff=plan.note,
+                # an open turn keeps the failure seen so far, where it was seen, and the note its first call carried
+                failure=reason if event is None else None,
+                failure_evidence=asdict(evidence) if event is None and reason and evidence else None,
+                handoff=plan.note or (conv.pending.handoff if event is None and conv.pending else None),
             )
         except ValidationError as exc:
             raise RunError(f"cannot record the {role} model's reply: {exc.errors()[0]['msg']}") from None
