@@ -217,3 +217,20 @@ transitions:
 """
     with pytest.raises(TooLarge, match=r"about 4,294,967,296 configurations .*: counter 'a' can take 65,536 values"):
         check(Spec.from_text(text))
+
+
+def test_what_chosen_params_leave_unused_is_told_apart_from_a_mistake() -> None:
+    from lwfsm.check import unused_only_here
+
+    declared = load_spec("lead_worker")
+    at_one = check(declared.with_params({"lead_turns": 1}))
+    assert [f.kind for f in at_one.findings] == ["dead_transition", "dead_transition"]
+    assert unused_only_here(at_one, declared) == at_one.findings  # the counting transitions, used at 3
+    assert unused_only_here(check(declared), declared) == []  # at its defaults nothing is set aside
+    # a transition dead at the defaults too is the spec's mistake, whatever the params
+    dead = spec(
+        BASE, "  - {event: fail, source: fallback}", "  - {event: fail, source: fallback, guard: threshold > 10}"
+    )
+    at_five = check(dead.with_params({"threshold": 5}))
+    assert "dead_transition" in [f.kind for f in at_five.findings]  # (and `fail` unhandled in fallback)
+    assert unused_only_here(at_five, dead) == []

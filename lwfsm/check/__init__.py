@@ -11,6 +11,7 @@ from .explore import (
     estimate,
     param_grid,
     saturation_bounds,
+    unused_only_here,
 )
 
 __all__ = [
@@ -24,4 +25,5 @@ __all__ = [
     "estimate",
     "param_grid",
     "saturation_bounds",
+    "unused_only_here",
 ]

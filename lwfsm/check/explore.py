@@ -517,3 +517,23 @@ def check_grid(
         per_combo += [Finding(**{**f.__dict__, "params": params}) for f in report.findings if f.kind not in keep]
     findings = per_combo + list((unused or {}).values())
     return Report(spec.name, spec.param_values, total, depth, bounds, findings, combos, exact, modulus)
+
+
+# What a param value can leave unused without the spec being wrong: `lead_turns=1` leaves the
+# transitions that count the lead's turns never firing, which the spec needs at other values.
+_UNUSED = ("dead_transition", "unreachable_state")
+
+
+def unused_only_here(report: Report, declared: Spec, max_configurations: int = MAX_CONFIGURATIONS) -> list[Finding]:
+    """The findings of `report` (a check at chosen params) that are a dead transition or an unreachable
+    state the spec uses at its declared defaults (`declared`: the spec as written): left unused by these
+    params, not mistakes. (A deploy check with chosen params, `serve --check-only --set`, notes them.)"""
+    candidates = [f for f in report.findings if f.kind in _UNUSED]
+    if not candidates or report.params == declared.param_values:
+        return []
+    try:
+        baseline = check(declared, None, max_configurations)
+    except (TooLarge, Unsaturable):
+        return []  # cannot tell: every finding stands
+    there = {(f.kind, f.message) for f in baseline.findings}
+    return [f for f in candidates if (f.kind, f.message) not in there]

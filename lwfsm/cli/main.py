@@ -629,7 +629,13 @@ def _serve_check(path: str, spec: Spec, mock: bool = False) -> int:
     spec = spec.with_params(overrides) if overrides else spec
     roles(spec, os.environ, mock)  # a ConfigError names the variable to set
     report = _checked(path, spec, None, None, 1_000_000)
+    from ..check import unused_only_here
+
+    unused = unused_only_here(report, load_spec(path), 1_000_000)
+    report.findings = [f for f in report.findings if f not in unused]
     _print_report(path, report, None)
+    for f in unused:  # the spec uses them at its defaults: these params leave them unused, no mistake
+        print(f"  note: with these params, {f.message} ({f.kind}; used at the spec's defaults)")
     return 0 if report.ok else 1
 
 

@@ -212,7 +212,7 @@ class Rollout:
 
     def gate(self, text: str | None, source: str) -> Outcome:
         """Validate, bind, check, diff and simulate a candidate (blocking: seconds for a large check)."""
-        from ..check import check
+        from ..check import check, unused_only_here
         from ..diagram import diff
         from ..errors import Unsaturable
         from ..spec import load_spec
@@ -248,6 +248,9 @@ class Rollout:
         except Unsaturable as exc:
             out.errors = [f"{source}: lwfsm check cannot check it: {exc}"]
             return out
+        declared = load_spec(source) if text is None else Spec.from_text(text, source)  # its own defaults
+        unused = unused_only_here(report, declared, MAX_CONFIGURATIONS)  # left unused by these params: no mistake
+        report.findings = [f for f in report.findings if f not in unused]
         if not report.ok:
             out.errors = [
                 f"{source}: lwfsm check: {f.kind}: {f.message}"
