@@ -36,9 +36,9 @@ from ..turn.front import LogTo, SpecLike, sink
 from ..turn.loop import Loop, Turn
 
 try:
+    # the adapter first: it sets LiteLLM offline (its local price map) before LiteLLM loads
+    from ..provider.adapter import Adapter, _running_proxys_router, price  # noqa: I001
     from litellm.integrations.custom_logger import CustomLogger
-
-    from ..provider.adapter import Adapter, _running_proxys_router, price
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError('lwfsm.integrations.litellm_proxy needs LiteLLM: pip install "lwfsm[litellm]"') from exc
 
