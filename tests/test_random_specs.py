@@ -100,6 +100,29 @@ def _places(node: Any) -> Any:
     },
     events=[],
 )
+@example(  # found by hypothesis: a counter set below zero (c0: -1) made its snapshot unrestorable
+    data={
+        "lwfsm": 1,
+        "name": "generated",
+        "version": 1,
+        "roles": {"r0": {}, "r1": {"cheap": True}},
+        "params": {"p0": {"default": 0, "min": 0, "max": 5}},
+        "counters": {"c0": {"initial": 0}, "c1": {"initial": 0}},
+        "events": {"e0": {}, "e1": {}, "e2": {"turn": False}},
+        "states": {"s0": {"role": "r0"}, "s1": {"role": "r0"}},
+        "initial": "s0",
+        "transitions": [
+            {"event": "e0", "source": "*", "guard": "0 == 1"},
+            {"event": "e2", "source": "s0"},
+            {"event": "e2", "source": "s1"},
+            {"event": "e0", "source": "*", "dest": "s1", "guard": "0 == 0", "updates": {"c0": "-1"}},
+            {"event": "e0", "source": "*"},
+            {"event": "e1", "source": "*"},
+        ],
+        "invariants": ["0 == 0", "0 == 1"],
+    },
+    events=["e0"],
+)
 def test_generated_specs_load_or_fail_cleanly(data: dict[str, Any], events: list[str]) -> None:
     try:
         spec = Spec.from_dict(data)

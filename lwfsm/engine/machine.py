@@ -9,6 +9,7 @@ live sessions. The machine holds no lead/worker logic; everything comes from the
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from types import SimpleNamespace
@@ -229,10 +230,12 @@ class Engine:
             )
         values = [snap.counters[name] for name in self.counter_names]
         starts = self._initial_vector[: len(self.counter_names)]  # without the turn cell, if any
+        counting = _counting(spec)
         for name, value, start in zip(self.counter_names, values, starts, strict=True):
-            # Counters count: a value below zero (or below its own initial value, when that is
-            # negative) or past 64 bits was never written by a session of this spec.
-            if value < min(0, start) or value.bit_length() > 63:
+            # A counter that only counts (set to a constant of 0 or more, or raised by one) never went
+            # below zero or its initial value; none goes past 64 bits. Any other may have been written so.
+            low = min(0, start) if name in counting else -(2**63)
+            if value < low or value.bit_length() > 63:
                 shown = value if value.bit_length() <= 63 else "out of range"
                 raise SnapshotError(f"snapshot counter '{name}' = {shown} cannot occur in spec '{spec.name}'")
         broken = self.violations(self.at(snap.state, values, snap.turn))
@@ -434,3 +437,19 @@ class Session:
     def __repr__(self) -> str:
         counters = ", ".join(f"{k}={v}" for k, v in self.counters.items())
         return f"<Session {self._engine.spec.name} turn={self.turn} state={self.state} role={self.role} {counters}>"
+
+
+_COUNTS = re.compile(r"\s*(?:\d+|(?P<name>[A-Za-z_]\w*)(?:\s*\+\s*\d+)?)\s*")
+
+
+def _counting(spec: Spec) -> set[str]:
+    """The counters every update of which keeps them from going down below zero: a constant of 0 or more,
+    or the counter itself plus a constant of 0 or more. (Read from the text: the engine reads no checker.)"""
+    updates = [u for t in spec.transitions for u in t.updates.items()]
+    updates += [u for st in spec.states.values() for u in st.on_enter.items()]
+    out = set(spec.counters)
+    for name, expr in updates:
+        m = _COUNTS.fullmatch(str(expr))
+        if m is None or (m.group("name") is not None and m.group("name") != name):
+            out.discard(name)
+    return out
