@@ -800,6 +800,7 @@ def test_a_stream_asks_for_usage_and_a_stream_without_it_is_unknown_not_estimate
     row = s.ledger.rows[0]
     assert (row.calls, row.usage.prompt_tokens, row.usage.unreported) == (2, 11, 1)  # not LiteLLM's local guess
     assert "1 calls without reported tokens" in s.table()
+    assert "total cost unknown" in s.table()  # not "$unknown", read as a price
     s.close([{"role": "user", "content": "thanks"}])
     lines = [json.loads(line) for line in (tmp_path / "u.jsonl").read_text().splitlines()]
     assert [(r["prompt_tokens"], r["unreported"]) for r in lines] == [(11, 0), (0, 1)]

@@ -111,8 +111,8 @@ class Ledger(_Value):
         return None if None in costs else sum(c for c in costs if c is not None)
 
     def table(self, pricer: Pricer, lead_model: str | None = None) -> str:
-        def money(v: float | None) -> str:
-            return "unknown" if v is None else f"{v:.6f}"
+        def money(v: float | None, sign: str = "") -> str:
+            return "unknown" if v is None else f"{sign}{v:.6f}"
 
         lines = [f"{'role model':40} {'calls':>5} {'tokens in':>9} {'out':>6} {'retries':>7} {'cost $':>10}"]
         for r in self.rows:
@@ -121,8 +121,8 @@ class Ledger(_Value):
                 f"{r.retries:>7} {money(pricer(r.model, r.usage)):>10}"
                 + (f"  ({r.usage.unreported} calls without reported tokens)" if r.usage.unreported else "")
             )
-        line = f"total cost ${money(self.cost(pricer))}"
+        line = f"total cost {money(self.cost(pricer), '$')}"  # "$unknown" read as a price
         if lead_model:
-            line += f"; the same tokens on the lead alone: ${money(self.cost_on(lead_model, pricer))}"
+            line += f"; the same tokens on the lead alone: {money(self.cost_on(lead_model, pricer), '$')}"
         lines.append(line)
         return "\n".join(lines)
