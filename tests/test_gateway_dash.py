@@ -108,6 +108,11 @@ def test_metrics_match_the_traffic_sent(priced: Gateway, oai: openai_server.Serv
     (summary,) = priced.control("GET", "/lwfsm/sessions").json()["sessions"]
     assert summary["cost"] == pytest.approx(lead + worker)
     assert summary["lead_cost"] == pytest.approx(prices("openai/gpt-4o", Usage(prompt_tokens=44, completion_tokens=28)))
+    # each judged turn priced as the trace prices it (it was null in the control API)
+    history = priced.control("GET", f"/lwfsm/sessions/{summary['id']}").json()["history"]
+    one = prices("openai/gpt-4o", Usage(prompt_tokens=11, completion_tokens=7))
+    assert [h["cost"] for h in history[:1]] == [pytest.approx(one)]
+    assert all(h["cost"] is not None for h in history)
 
 
 RESPONSES_TOOLS = [

@@ -265,8 +265,8 @@ class Gateway:
             meta = meta_of(call.ident.key, stored.lines)
             record = _Record(stored.conv, meta, list(stored.lines[1:]))
             seen.update(meta=meta, switched=False)
-            if judged is not None:
-                record.add(judged.record(call.ident.session))
+            if judged is not None:  # priced as the trace prices it (the control API showed cost null)
+                record.add(judged.record(call.ident.session, self.pricer(judged.pending.model, judged.pending.usage)))
                 if self.trace is not None:
                     self.trace.name(meta, call.ident.key)
                 spec = stored.conv.core.spec
