@@ -576,7 +576,7 @@ def test_litellm_proxy_refuses_a_streamed_session_loudly() -> None:
 def test_litellm_proxy_hook_refuses_a_model_group_the_proxy_does_not_have(
     server: Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    litellm, _, _, _ = proxy_parts()
+    litellm, ProxyLogging, UserApiKeyCache, user = proxy_parts()  # noqa: N806 - classes
     import litellm.proxy.proxy_server as proxy_server
 
     from lwfsm.integrations.litellm_proxy import LwfsmProxyHook
@@ -584,11 +584,19 @@ def test_litellm_proxy_hook_refuses_a_model_group_the_proxy_does_not_have(
     params = {"model": "openai/m", "api_base": server.base, "api_key": "t"}
     router = litellm.Router(model_list=[{"model_name": g, "litellm_params": params} for g in ("big", "small")])
     monkeypatch.setattr(proxy_server, "llm_router", router)  # the running proxy's router, as it loaded the config
-    with pytest.raises(
-        ConfigError, match=r"role 'worker' is bound to model group 'smal', .* \(did you mean 'small'\?\)"
-    ):
-        LwfsmProxyHook(SPEC, {"lead": "big", "worker": "smal"})  # else: every worker call a 400, from turn 4 on
-    LwfsmProxyHook(SPEC, {"lead": "big", "worker": "small"})
+    proxy = ProxyLogging(user_api_key_cache=UserApiKeyCache())
+    data = {"model": "agent", "messages": [{"role": "user", "content": "go"}], "metadata": {"lwfsm_session": "g"}}
+    for groups, refused in [({"lead": "big", "worker": "smal"}, True), ({"lead": "big", "worker": "small"}, False)]:
+        callbacks, litellm.callbacks = litellm.callbacks, [LwfsmProxyHook(SPEC, groups)]
+        try:
+            call = proxy.pre_call_hook(user_api_key_dict=user, data=dict(data), call_type="acompletion")
+            if refused:  # at the first routed call, not from turn 4 on (the lead's first turns hid it)
+                with pytest.raises(ConfigError, match=r"role 'worker' is bound to model group 'smal', .* 'small'\?"):
+                    asyncio.run(call)
+            else:
+                assert asyncio.run(call)["model"] == "big"
+        finally:
+            litellm.callbacks = callbacks
 
 
 def test_a_framework_reply_without_usage_is_unreported_not_zero() -> None:

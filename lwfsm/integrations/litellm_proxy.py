@@ -76,8 +76,7 @@ class LwfsmProxyHook(CustomLogger):
         assert self.adapter.store is not None
         self.loop = Loop(self.core, self.adapter.store, attempts=self.adapter.conflicts)  # store I/O off the event loop
         self._open: dict[str, tuple[Turn, str]] = {}  # litellm_call_id -> (the call, the role serving it)
-        self._groups_checked = False
-        self._check_groups()  # when the proxy built its router before loading this hook; else at the first call
+        self._groups_checked = False  # at the first routed call: the proxy builds its router after its callbacks
 
     def _check_groups(self) -> None:
         """Every bound model group is one of the proxy's: a misspelt one would fail every call of its role
