@@ -27,7 +27,7 @@ boundaries in the gateway's workers and in test runners.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,9 +50,21 @@ __all__ = [
     "TraceError",
     "TransitionNotAllowed",
     "Unsaturable",
+    "causes",
     "did_you_mean",
     "unknown",
 ]
+
+
+def causes(exc: BaseException, limit: int = 10) -> Iterator[BaseException]:
+    """`exc`, then what caused it (`__cause__`, else `__context__`), nearest first: a library's error
+    wraps the one that says what went wrong. At most `limit` (a chain can loop)."""
+    seen: BaseException | None = exc
+    for _ in range(limit):
+        if seen is None:
+            return
+        yield seen
+        seen = seen.__cause__ or seen.__context__
 
 
 def did_you_mean(name: str, known: Iterable[str]) -> str:

@@ -265,8 +265,9 @@ class Gateway:
             meta = meta_of(call.ident.key, stored.lines)
             record = _Record(stored.conv, meta, list(stored.lines[1:]))
             seen.update(meta=meta, switched=False)
-            if judged is not None:  # priced as the trace prices it (the control API showed cost null)
-                record.add(judged.record(call.ident.session, self.pricer(judged.pending.model, judged.pending.usage)))
+            if judged is not None:  # priced once, for the history and the trace (the control API showed cost null)
+                seen["cost"] = self.pricer(judged.pending.model, judged.pending.usage)
+                record.add(judged.record(call.ident.session, seen["cost"]))
                 if self.trace is not None:
                     self.trace.name(meta, call.ident.key)
                 spec = stored.conv.core.spec
@@ -304,8 +305,7 @@ class Gateway:
             )
         self._count(spec, role, model, used, judged)
         if self.trace is not None and judged is not None:
-            p = judged.pending
-            self.trace.write(seen["meta"], judged.record(call.ident.key, self.pricer(p.model, p.usage)))
+            self.trace.write(seen["meta"], judged.record(call.ident.key, seen["cost"]))
         call.turn = str(conv.pending.turn) if conv.pending is not None else None
         self.tracing.committed(call.turn, judged)
         return call.turn

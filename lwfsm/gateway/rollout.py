@@ -221,7 +221,8 @@ class Rollout:
         g = self.gateway
         out = Outcome(False, 422, source, previous=g.spec, policy=self.policy)
         try:
-            spec = load_spec(source, self.params) if text is None else Spec.from_text(text, source, self.params)
+            declared = load_spec(source) if text is None else Spec.from_text(text, source)  # its own defaults
+            spec = declared.with_params(self.params) if self.params else declared
             overrides = params_from_env(spec, g.env)
             spec = spec.with_params(overrides) if overrides else spec
             TurnCore(Engine(spec))  # what the gateway will run: its judging names turn events
@@ -248,7 +249,6 @@ class Rollout:
         except Unsaturable as exc:
             out.errors = [f"{source}: lwfsm check cannot check it: {exc}"]
             return out
-        declared = load_spec(source) if text is None else Spec.from_text(text, source)  # its own defaults
         unused = unused_only_here(report, declared, MAX_CONFIGURATIONS)  # left unused by these params: no mistake
         report.findings = [f for f in report.findings if f not in unused]
         if not report.ok:

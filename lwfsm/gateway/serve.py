@@ -105,7 +105,8 @@ _FORWARDED = ("openai", "anthropic")
 def _check_providers(bound: Mapping[str, RoleBinding]) -> None:
     """A provider LiteLLM does not know would fail every call of its role (a 400 each, as if the
     client's request were wrong): say so at start-up. LiteLLM is imported only for such a provider."""
-    others = {role: b.model.split("/", 1)[0] for role, b in bound.items() if b.model.split("/", 1)[0] not in _FORWARDED}
+    providers = {role: b.model.split("/", 1)[0] for role, b in bound.items()}
+    others = {role: p for role, p in providers.items() if p not in _FORWARDED}
     if not others:
         return
     from ..provider import adapter  # noqa: F401 - it sets LiteLLM offline before LiteLLM loads

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from ..errors import causes
 from ..turn import params
 from ..turn.bindings import RoleBinding
 from .codec import CODECS
@@ -102,11 +103,11 @@ class Translate:
             if wait is not None:
                 out["retry-after"] = str(int(wait))
             msg = self.gateway.redact(f"{role} model {binding.model}: {type(exc).__name__}: {exc}".encode()).decode()
+            where = origin(binding.api_base) if binding.api_base else binding.model
             if status in (401, 403):  # the upstream refused the gateway's key, not the client's (as the fast path)
-                where = origin(binding.api_base) if binding.api_base else binding.model
                 status, msg = 502, f"{role} upstream {where} refused the gateway's key: {key_hint(role, binding)}"
             if _unreachable(exc):  # said as the fast path says it (LiteLLM: a 500, or its own class)
-                status, where = 502, origin(binding.api_base) if binding.api_base else binding.model
+                status = 502
                 msg = self.gateway.redact(f"{role} upstream {where} unreachable: {exc}".encode()).decode()
             return JSONResponse(error_body(call.protocol, status, msg, "api_error"), status, headers=out)
         if call.protocol == "openai" and not call.stream:
@@ -222,11 +223,4 @@ _NO_CONNECTION = {"APIConnectionError", "ConnectError", "ConnectTimeout", "Clien
 
 def _unreachable(exc: BaseException) -> bool:
     """LiteLLM's error for an upstream it could not connect to: its cause chain holds the connection's."""
-    seen: BaseException | None = exc
-    for _ in range(10):  # a chain is short; never loop on a cycle
-        if seen is None:
-            return False
-        if isinstance(seen, ConnectionError) or type(seen).__name__ in _NO_CONNECTION:
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
+    return any(isinstance(c, ConnectionError) or type(c).__name__ in _NO_CONNECTION for c in causes(exc))

@@ -28,7 +28,7 @@ from typing import Any
 
 from ..cost.pricing import PriceMap
 from ..engine import Engine
-from ..errors import AllAttemptsFailed, AuthError, BadRequestError, ConfigError, ProviderError, SessionBusy
+from ..errors import AllAttemptsFailed, AuthError, BadRequestError, ConfigError, ProviderError, SessionBusy, causes
 from ..spec import Spec, load_spec
 from ..store import Store, open_store
 from ..turn import ConversationState, Detector, Judged, Plan, TurnCore, Usage, params
@@ -131,13 +131,9 @@ EXCEPTIONS: dict[str, str | type[ProviderError]] = {
 
 def classify(exc: BaseException) -> str | type[ProviderError] | None:
     """Where an exception from LiteLLM belongs; None for exceptions that are not LiteLLM's."""
-    cause: BaseException | None = exc
-    for _ in range(10):  # the openai SDK's bare OpenAIError: a client it could not set up (no key), never retried
-        if cause is None:
-            break
-        if type(cause).__name__ == "OpenAIError" and type(cause).__module__.startswith("openai"):
-            return AuthError
-        cause = cause.__cause__ or cause.__context__
+    # the openai SDK's bare OpenAIError: a client it could not set up (no key), never retried
+    if any(type(c).__name__ == "OpenAIError" and type(c).__module__.startswith("openai") for c in causes(exc)):
+        return AuthError
     for cls in type(exc).__mro__:
         if cls.__module__.startswith(("litellm", "openai")) and cls.__name__ in EXCEPTIONS:
             return EXCEPTIONS[cls.__name__]
