@@ -11,7 +11,6 @@ client sent: two clients' conversations never share a row of the report.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import uuid
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..turn.core import append_record
 
 __all__ = ["TraceLog"]
 
@@ -48,10 +48,7 @@ class TraceLog:
     def write(self, meta: Mapping[str, Any], record: Mapping[str, Any]) -> None:
         """Append one judged turn; the turn is committed already, so a failed write is logged, not raised."""
         path = self.folder / str(meta["trace"])
-        try:
-            with path.open("a", encoding="utf-8") as f:
-                f.write(json.dumps(record) + "\n")  # one write of one line: appends from processes do not interleave
-        except OSError as exc:
+        if (exc := append_record(path, record)) is not None:
             logger.error(
                 "could not write turn %s of %s to %s: %s", record.get("turn"), record.get("session"), path, exc
             )

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import functools
-import json
 import logging
 import os
 import random
@@ -33,6 +32,7 @@ from ..spec import Spec, load_spec
 from ..store import Store, open_store
 from ..turn import ConversationState, Detector, Judged, Plan, TurnCore, Usage, params
 from ..turn.bindings import RoleBinding, bindings, params_from_env
+from ..turn.core import append_record
 from ..turn.loop import ATTEMPTS, Committed, Loop, Turn
 from ..turn.stream import OpenAIStream
 
@@ -472,10 +472,7 @@ class AgentSession:
             self.sink(record)
         if self._log is None:
             return
-        try:
-            with self._log.open("a", encoding="utf-8") as f:
-                f.write(json.dumps(record) + "\n")
-        except OSError as exc:  # the turn is committed; losing its log line must not undo or repeat it
+        if (exc := append_record(self._log, record)) is not None:
             logger.error(
                 "session %s: could not write the log line of turn %d to %s: %s",
                 self.name,

@@ -13,6 +13,7 @@ no HTTP library is imported here.
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -27,7 +28,7 @@ from .agents import AGENTS, Evidence
 from .judge import Detector, judge, what_came_after
 from .ledger import Ledger, Usage
 
-__all__ = ["Conversation", "ConversationState", "Judged", "PendingTurn", "Plan", "TurnCore", "Verdict"]
+__all__ = ["Conversation", "ConversationState", "Judged", "PendingTurn", "Plan", "TurnCore", "Verdict", "append_record"]
 
 TurnUnit = Literal["call", "message"]
 
@@ -122,6 +123,18 @@ class Judged:
             "handoff_tokens_estimate": handoff.tokens(p.handoff),  # characters / 4, not a tokenizer's count
             "transition": {"source": t.source, "dest": t.dest, "index": t.transition, "guard": t.guard},
         }
+
+
+def append_record(path: str | os.PathLike[str], record: Mapping[str, Any]) -> OSError | None:
+    """Append a judged turn's record to a trace file as one JSON line (one write: appends from several
+    processes do not interleave). The turn is committed already: a failed write is returned for the caller
+    to log, never raised (losing a log line must not undo or repeat the turn)."""
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+    except OSError as exc:
+        return exc
+    return None
 
 
 class Conversation:

@@ -18,7 +18,7 @@ on one model. `turn_unit="call"` judges every model request instead (a switch ma
 
 from __future__ import annotations
 
-import json
+import logging
 import os
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -29,7 +29,7 @@ from typing import Any, Generic, TypeVar
 from ..engine import Engine
 from ..errors import ConfigError
 from ..spec import Spec, load_spec
-from .core import Conversation, ConversationState, Judged, Plan, TurnCore
+from .core import Conversation, ConversationState, Judged, Plan, TurnCore, append_record
 from .judge import Detector
 from .ledger import Pricer, Usage
 from .loop import Loop, Store, Turn
@@ -49,6 +49,7 @@ __all__ = [
     "tool_dict",
 ]
 
+logger = logging.getLogger("lwfsm")
 M = TypeVar("M")
 Sink = Callable[[dict[str, Any]], None]  # receives each judged turn's log record (Judged.record)
 LogTo = Sink | str | os.PathLike[str]  # `log=`: a sink, or a file the records are appended to
@@ -118,8 +119,10 @@ def sink(log: LogTo | None) -> Sink | None:
         raise ConfigError(f"log={str(path)!r} cannot be written: {exc.strerror or exc}") from None
 
     def append(record: dict[str, Any]) -> None:
-        with path.open("a", encoding="utf-8") as f:
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+        if (exc := append_record(path, record)) is not None:
+            logger.error(
+                "could not write turn %s of %s to %s: %s", record.get("turn"), record.get("session"), path, exc
+            )
 
     return append
 
