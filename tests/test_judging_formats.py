@@ -345,6 +345,18 @@ def test_a_request_asked_again() -> None:
     assert kind(DONE, [{"role": "user", "content": "continue"}], "generic", short) == "ok"
 
 
+def test_a_template_filled_in_with_a_new_request_is_not_asked_again() -> None:
+    # some people wrap every request in the same long preamble and put the request at its end
+    preamble = "You build desktop-first web apps with Next.js and Tailwind. Project files:\n" + "".join(
+        f"src/components/part{n}.tsx\n" for n in range(60)
+    )
+    before = [{"role": "user", "content": preamble + "<request>make the export button download a CSV</request>"}]
+    new = {"role": "user", "content": preamble + "<request>add comments that explain each component</request>"}
+    assert kind(DONE, [new], "generic", before) == "ok"
+    same = {"role": "user", "content": preamble + "<request>make the export button download a CSV</request>"}
+    assert kind(DONE, [same], "generic", before) == "user_correction"
+
+
 def test_codex_reads_a_persons_words_after_their_editors_context() -> None:
     tabs = "".join(f"- page{n}.tsx: src/pages/page{n}.tsx\n" for n in range(40))
     ide = f"# Context from my IDE setup:\n\n## Active file: src/app.tsx\n\n## Open tabs:\n{tabs}\n"

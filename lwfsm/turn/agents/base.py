@@ -892,8 +892,8 @@ class Reader:
         if now is None or asked is None:
             return
         # a person's words are what it starts with: read the starts only, not whole pasted files
-        said, was = self.own_words(_head(now[1], 8000))[:2000], self.own_words(_head(asked, 8000))[:2000]
-        if restated(was, said) and self.human({"role": "user", "content": said}) and self.human(asked):
+        said, was = self.own_words(_head(now[1], 8000)), self.own_words(_head(asked, 8000))
+        if restated(was, said) and self.human({"role": "user", "content": said[:2000]}) and self.human(asked):
             yield Finding("user_correction", Evidence(f"{self.name}.asked_again", now[0], 1, said.strip()[:80]))
 
     @staticmethod

@@ -101,7 +101,15 @@ def restated(asked: str, now: str) -> bool:
     a0, b0 = asked.lstrip()[:24].lower(), now.lstrip()[:24].lower()
     if a0[:12] != b0[:12]:
         return False
-    a, b = _TOKEN.findall(asked[:600].lower()), _TOKEN.findall(now[:600].lower())
+    if not _alike(asked[:600], now[:600]):
+        return False
+    # a request longer than that may be a template the person fills in at its end each time: a
+    # restatement keeps the end too
+    return len(asked) <= 600 or _alike(asked[-600:], now[-600:])
+
+
+def _alike(asked: str, now: str) -> bool:
+    a, b = _TOKEN.findall(asked.lower()), _TOKEN.findall(now.lower())
     if len(a) < 5 or len(b) < 5:
         return False
     if b[: len(a)] == a or a[: len(b)] == b:
