@@ -508,6 +508,14 @@ def test_chat_says_which_key_is_missing(monkeypatch: pytest.MonkeyPatch, capsys:
     assert "lead model openai/gpt-4o needs OPENAI_API_KEY in the environment" in capsys.readouterr().err
 
 
+def test_chat_names_a_provider_litellm_does_not_know(capsys: pytest.CaptureFixture[str]) -> None:
+    from lwfsm.cli import main
+
+    assert main(["chat", "--lead", "opena/gpt-4o", "--worker", "openai/gpt-4o-mini"]) == 1
+    err = capsys.readouterr().err
+    assert "--lead 'opena/gpt-4o' names provider 'opena', which LiteLLM does not know (did you mean 'openai'?)" in err
+
+
 def test_chat_ends_cleanly_without_calling(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     from lwfsm.cli import main
 

@@ -450,7 +450,11 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
     spec = load_spec(args.spec, _params(args.set))
     models = {"lead": args.lead, "worker": args.worker}
+    from ..provider.adapter import unknown_provider
+
     for role, model in models.items():
+        if "/" in model and (why := unknown_provider(model)):
+            raise _Usage(f"--{role} {model!r} {why}: write it as 'provider/model'")
         check = litellm.validate_environment(model=model)
         if not check.get("keys_in_environment", True):
             missing = ", ".join(check.get("missing_keys", [])) or "an API key"

@@ -8,7 +8,7 @@ import signal
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import ConfigError, did_you_mean
+from ..errors import ConfigError
 from ..spec import Spec
 from ..turn.bindings import RoleBinding, bindings, check_keys, params_from_env
 
@@ -105,22 +105,14 @@ _FORWARDED = ("openai", "anthropic")
 def _check_providers(bound: Mapping[str, RoleBinding]) -> None:
     """A provider LiteLLM does not know would fail every call of its role (a 400 each, as if the
     client's request were wrong): say so at start-up. LiteLLM is imported only for such a provider."""
-    providers = {role: b.model.split("/", 1)[0] for role, b in bound.items()}
-    others = {role: p for role, p in providers.items() if p not in _FORWARDED}
+    others = {role: b.model for role, b in bound.items() if b.model.split("/", 1)[0] not in _FORWARDED}
     if not others:
         return
-    from ..provider import adapter  # noqa: F401 - it sets LiteLLM offline before LiteLLM loads
+    from ..provider.adapter import unknown_provider
 
-    # isort: split
-    import litellm
-
-    known = {str(getattr(p, "value", p)) for p in litellm.provider_list}
-    for role, provider in others.items():
-        if provider not in known:
-            raise ConfigError(
-                f"the {role} model {bound[role].model!r} names provider {provider!r}, which LiteLLM does not "
-                f"know{did_you_mean(provider, known)}: set LWFSM_{role.upper()}_MODEL to 'provider/model'"
-            )
+    for role, model in others.items():
+        if why := unknown_provider(model):
+            raise ConfigError(f"the {role} model {model!r} {why}: set LWFSM_{role.upper()}_MODEL to 'provider/model'")
 
 
 _WORKER_ENV = "LWFSM_SERVE_CONFIG"  # how `--workers N` hands the settings to each worker process

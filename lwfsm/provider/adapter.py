@@ -27,7 +27,16 @@ from typing import Any
 
 from ..cost.pricing import PriceMap
 from ..engine import Engine
-from ..errors import AllAttemptsFailed, AuthError, BadRequestError, ConfigError, ProviderError, SessionBusy, causes
+from ..errors import (
+    AllAttemptsFailed,
+    AuthError,
+    BadRequestError,
+    ConfigError,
+    ProviderError,
+    SessionBusy,
+    causes,
+    did_you_mean,
+)
 from ..spec import Spec, load_spec
 from ..store import Store, open_store
 from ..turn import ConversationState, Detector, Judged, Plan, TurnCore, Usage, params
@@ -59,6 +68,16 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     raise ImportError('lwfsm.provider.adapter needs LiteLLM: pip install "lwfsm[litellm]"') from exc
 
 litellm.suppress_debug_info = True  # lwfsm reports provider errors itself; no banners on stdout
+
+
+def unknown_provider(model: str) -> str | None:
+    """Why LiteLLM cannot call `model` ('provider/model') when it has no provider of that name: every
+    call of the role would fail as if the request were wrong. None when it has."""
+    provider = model.split("/", 1)[0]
+    known = {str(getattr(p, "value", p)) for p in litellm.provider_list}
+    if provider in known:
+        return None
+    return f"names provider {provider!r}, which LiteLLM does not know{did_you_mean(provider, known)}"
 
 
 def _running_proxys_router() -> Any:
