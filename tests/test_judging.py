@@ -185,6 +185,26 @@ def test_a_second_look_at_a_counted_failure_counts_nothing() -> None:
     assert verdict(*again)[1] == "task_failure"  # a new attempt that fails again is news
 
 
+def test_a_change_and_its_check_in_one_reply_fail_each_time() -> None:
+    failing = "Exit code 1\nFAILED tests/test_parse.py::test_header\n1 failed"
+    calls = [
+        {"id": f"e{n}", "type": "function", "function": {"name": "edit_file", "arguments": '{"path": "src/parse.py"}'}}
+        for n in (1, 2)
+    ]
+    tests = [{**bash("python -m pytest -q", f"p{n}")["tool_calls"][0]} for n in (1, 2)]
+
+    def both(n: int) -> tuple[dict[str, Any], ...]:
+        reply = {"role": "assistant", "content": None, "tool_calls": [calls[n], tests[n]]}
+        return reply, result("ok", f"e{n + 1}"), result(failing, f"p{n + 1}")
+
+    assert verdict(*both(0))[1] == "task_failure"  # not the red phase: the reply changed the code first
+    assert verdict(*both(0), *both(1))[1] == "task_failure"  # not a second look: it changed the code again
+    fix_and_run = bash("sed -i 's/tab/\\t/' src/parse.py && python -m pytest -q", "p3")
+    assert verdict(*both(0), fix_and_run, result(failing, "p3"))[1] == "task_failure"
+    look_again = bash("python -m pytest -q tests/test_parse.py", "p3")  # nothing changed since: a look
+    assert verdict(*both(0), look_again, result(failing, "p3"))[1] == "ok"
+
+
 def test_corrections_and_rejections_are_their_own_kinds() -> None:
     said = {"role": "assistant", "content": "Done: the header parser handles tabs now."}
     event, kind, evidence = verdict(said, {"role": "user", "content": "No, it still fails on tabs."})

@@ -122,6 +122,7 @@ class Outcome:
     timed_out: bool = False
     runs: bool = True  # a command's output (words may count) rather than a file or a listing
     extra: dict[str, Any] = field(default_factory=dict)
+    edits: str | None = None  # the file a file editor's call changed (the tool's own path argument)
 
 
 class Gated(NamedTuple):
@@ -429,6 +430,24 @@ def _again(before: str, now: str) -> bool:
     if " ".join(before.split()) == " ".join(now.split()):
         return not _WRITES.search(now)  # running again what writes is another try, blind, not a look
     return program(before) == program(now) and bool(TESTS.search(now) or is_reproduction(now))
+
+
+def _edited_path(tool: str | None, args: Mapping[str, Any]) -> str | None:
+    if not tool or not _EDITS.search(tool) or args.get("command") == "view":
+        return None
+    path = args.get("file_path") or args.get("path") or args.get("notebook_path")
+    return path if isinstance(path, str) and path else None
+
+
+def _changes(o: Outcome) -> bool:
+    """A call of the reply that changed code (not a test or a reproduction) and did not fail."""
+    if o.edits is not None:
+        return not is_scaffold(o.edits)
+    return bool(o.command) and not o.status and changes_code(o.command or "")
+
+
+def _just_changed() -> History:
+    return History(known=True, edited=True)
 
 
 def changes_code(command: str) -> bool:
@@ -831,6 +850,7 @@ class Reader:
             timed_out=command is not None and _hinted(self.TIMEOUT, text[:3000], _TIMEOUT_HINTS) is not None,
             # a command's output, or a tool we do not know that does not look like reading something
             runs=command is not None or not _READS.search(tool or ""),
+            edits=_edited_path(tool, args) if command is None else None,
         )
 
     def outcomes(self, reply: Message, after: Sequence[Message]) -> Iterator[Outcome]:
@@ -862,10 +882,13 @@ class Reader:
                 read.append(self.history(before))
             return read[0]
 
+        changed = False
         for o in self.outcomes(reply, after):
-            f = self.classify(o, reply, past)
+            # a run after this reply's own change to the code tries that change: it is no look
+            f = self.classify(o, reply, _just_changed if changed else past)
             if f is not None:
                 yield f
+            changed = changed or (f is None and _changes(o))
         yield from self.malformed(reply, tools)
 
     def from_user(self, reply: Message, after: Sequence[Message]) -> Iterator[Finding]:
