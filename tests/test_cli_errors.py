@@ -200,3 +200,22 @@ def test_check_refuses_a_huge_param_grid_naming_the_param(capsys: pytest.Capture
     assert "--params-up-to 1000 makes 1,001,000,000 param combinations, over the limit of 1,000,000" in err
     assert main(["check", SPEC, "--params-up-to", "30"]) == 1
     assert "configurations in all, over 20 x the limit of 1,000,000" in capsys.readouterr().err
+
+
+def test_judge_explain_says_what_is_wrong_with_a_file_that_holds_no_request(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"messages": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    assert main(["judge", "explain", str(deep)]) == 1
+    assert f"{deep}: nested too deeply to read" in capsys.readouterr().err
+    empty = tmp_path / "empty.json"
+    empty.write_text("[]")
+    assert main(["judge", "explain", str(empty)]) == 1
+    assert f"{empty}: an empty list: give a request body" in capsys.readouterr().err
+    numbers = tmp_path / "numbers.json"
+    numbers.write_text('[1, {"messages": []}]')
+    assert main(["judge", "explain", str(numbers)]) == 0  # each item is told apart; the request is read
+    out = capsys.readouterr().out
+    assert f"{numbers} [1]: a JSON int, not a request: give a body or {{headers, body}}" in out
+    assert f"{numbers} [2]: the request holds no assistant message" in out

@@ -754,13 +754,23 @@ def cmd_judge(args: argparse.Namespace) -> int:
             capture = json.loads(path.read_text(encoding="utf-8"))
         except (ValueError, UnicodeDecodeError) as exc:
             raise _Usage(f"{path}: not a JSON request body: {exc}") from None
+        except RecursionError:
+            raise _Usage(f"{path}: nested too deeply to read (the gateway answers such a body with a 400)") from None
         captures = capture if isinstance(capture, list) else [capture]
+        if not captures:
+            raise _Usage(f"{path}: an empty list: give a request body, {{headers, body}}, or a list of them")
         for n, one in enumerate(captures, 1):
             where = f"{path}" + (f" [{n}]" if len(captures) > 1 else "")
+            if not isinstance(one, dict):
+                print(f"{where}: a JSON {type(one).__name__}, not a request: give a body or {{headers, body}}")
+                continue
             try:
                 j, event = judging.explain(core, one, args.agent)
             except ValueError as exc:
                 print(f"{where}: {exc}")
+                continue
+            except RecursionError:
+                print(f"{where}: content nested too deeply to read (the gateway answers it with a 400)")
                 continue
             print(f"{where}: agent {j.agent}; verdict {j.kind}, fires {event}")
             if j.evidence is not None:
