@@ -744,3 +744,23 @@ def test_report_counts_moves_from_states_and_transitions_as_the_gateway_does(
     err = capsys.readouterr().err
     assert "session 's1' turn 1: 'working' is not a state, event or role of spec 'lead_worker'" in err
     assert "--spec" in err
+
+
+@pytest.mark.parametrize(
+    ("record", "said"),
+    [
+        (rec(2, "worker", "succes"), "outcome 'succes' is not an event of spec 'lead_worker' (did you mean 'success'?)"),
+        (rec(2, "boss"), "role 'boss' is not a role of spec 'lead_worker'"),
+    ],
+)
+def test_an_outcome_or_role_the_spec_does_not_have_is_named_not_counted(
+    record: dict[str, Any], said: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Counted as a failure, a misspelt outcome would invent fallbacks that never happened."""
+    trace = write(tmp_path, [rec(1, "lead"), record, rec(3, "lead", "failed")])
+    assert main(["report", trace]) == 1
+    assert f"lwfsm report: session 's1' turn 2: {said}: a typo in the trace, or a trace of another spec" in (
+        capsys.readouterr().err
+    )
+    assert main(["simulate", "lead_worker", "--trace", trace]) == 1
+    assert f"session 's1' turn 2: {said}" in capsys.readouterr().err

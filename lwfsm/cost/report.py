@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import did_you_mean
 from ..spec import Spec
 from ..turn.moves import Move, move
 from .pricing import PriceMap, flipped
@@ -416,12 +417,38 @@ def summarise(
     transition say what its turn did; without, or for a record without them, the roles that served do."""
     tally = Tally(lead_role=lead_role)
     for r in records:
-        tally.add(r, r.role, r.outcome != success, None if spec is None else _moved(spec, r))
+        if spec is None:
+            tally.add(r, r.role, r.outcome != success, None)
+        else:
+            tally.add(r, r.role, event_of(spec, r) != spec.judging.events[0], _moved(spec, r))
     return tally.finish(
         prices or PriceMap(),
         lead_model=lead_model or tally.models_used(lead_role),
         worker_model=worker_model or tally.models_used(worker_role),
         note=note,
+    )
+
+
+# What a trace written by hand or by another tool may call a turn's outcome besides the spec's events.
+_SUCCESS, _FAILURE = ("turn_completed", "ok", "success"), ("failure", "fail", "failed")
+
+
+def event_of(spec: Spec, rec: TraceRecord) -> str:
+    """The spec's event a record's outcome names. An outcome or a role the spec does not know is an
+    error naming the record: counted as a failure, a typo would invent fallbacks."""
+    if rec.role not in spec.roles:
+        raise ValueError(
+            f"session {rec.session!r} turn {rec.turn}: role {rec.role!r} is not a role of spec '{spec.name}'"
+            f"{did_you_mean(rec.role, spec.roles)}: a typo in the trace, or a trace of another spec"
+        )
+    if rec.outcome in spec.events:
+        return rec.outcome
+    if rec.outcome in _SUCCESS or rec.outcome in _FAILURE:
+        return spec.judging.events[rec.outcome in _FAILURE]
+    raise ValueError(
+        f"session {rec.session!r} turn {rec.turn}: outcome {rec.outcome!r} is not an event of spec '{spec.name}'"
+        f"{did_you_mean(rec.outcome, [*spec.events, *_SUCCESS, *_FAILURE])}: a typo in the trace, or a trace of "
+        "another spec"
     )
 
 

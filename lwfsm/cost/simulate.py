@@ -26,7 +26,7 @@ from ..spec import Spec
 from ..turn.moves import move
 from .pricing import PriceMap, flipped
 from .records import TraceRecord
-from .report import Summary, Tally
+from .report import Summary, Tally, event_of
 
 __all__ = [
     "ASSUMPTION",
@@ -174,20 +174,6 @@ class Replayer:
         return [r for _, r in self.run(outcomes)]
 
 
-def _event_map(spec: Spec) -> Callable[[str], str]:
-    """Recorded outcomes to the spec's events: its own names, else by success/failure verdict."""
-    ok, fail = spec.judging.events
-    known: dict[str, str] = {e: e for e in spec.events}
-
-    def to_event(outcome: str) -> str:
-        event = known.get(outcome)
-        if event is None:
-            event = known[outcome] = ok if outcome in ("turn_completed", "ok", "success") else fail
-        return event
-
-    return to_event
-
-
 def replayed(
     spec: Spec, records: Iterable[TraceRecord], replayer: Replayer | None = None
 ) -> Iterator[tuple[TraceRecord, str, str, bool]]:
@@ -203,14 +189,14 @@ def _replay(
     """`replayed`, with the state after each turn and the event it fired: (record, state, next state,
     event, role, failed)."""
     replayer = replayer or Replayer(spec)
-    to_event, ok = _event_map(spec), spec.judging.events[0]
+    ok = spec.judging.events[0]
     t = replayer.table
     if t is not None:
         width, roles, states, nxt = len(t.events), t.roles, t.states, t.next
         ids = {e: i for i, e in enumerate(t.events)}
         configs: dict[str, int] = {}
         for rec in records:
-            event = to_event(rec.outcome)
+            event = event_of(spec, rec)
             c = configs.get(rec.session, t.initial)
             configs[rec.session] = n = nxt[c * width + ids[event]]
             if n < 0:
@@ -219,7 +205,7 @@ def _replay(
         return
     sessions: dict[str, Any] = {}
     for rec in records:
-        event = to_event(rec.outcome)
+        event = event_of(spec, rec)
         session = sessions.get(rec.session)
         if session is None:
             session = sessions[rec.session] = replayer.engine.session()
