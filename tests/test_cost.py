@@ -691,10 +691,24 @@ def test_monte_carlo_fitted_on_a_trace_contains_the_traces_own_cost(
     # the interval is what a trace of 100 conversations could average, not the 20,000 simulated ones' mean
     assert 0.05 * per_conversation < forecast["cost"]["high"] - forecast["cost"]["low"] < 0.25 * per_conversation
     assert re.search(
-        r"were worker to fail 1.5x as often as recorded \(worker 0\.2\d* -> 0\.3\d*\)", forecast["sensitivity"]
+        r"were worker to fail 1.5x as often as recorded \(worker 0\.2\d* -> 0\.3\d*; each conversation's draw from "
+        r"the posterior x1\.5, at most 1\)",
+        forecast["sensitivity"],
     )
     cost_then = float(forecast["sensitivity"].split("cost $ ")[1].split()[0])
     assert cost_then > forecast["cost"]["mean"]  # more worker failures: more fallbacks to the lead
+
+
+def test_a_monte_carlo_interval_stays_within_what_it_averages() -> None:
+    # fitted on one conversation, the normal interval of what a trace that size averages reached below $0
+    np = pytest.importorskip("numpy")
+    from lwfsm.cost.simulate import _estimate
+
+    rare = np.array([0.0] * 19 + [1.0])  # most conversations cost nothing, one costs $1
+    wide = _estimate(rare, trace=1)
+    assert wide.low == 0.0 < wide.mean < wide.high <= 1.0
+    narrow = _estimate(np.array([0.4, 0.5, 0.6] * 400), trace=1000)
+    assert 0.4 < narrow.low < 0.5 < narrow.high < 0.6
 
 
 def test_monte_carlo_output_states_the_assumption_and_the_sensitivity(
@@ -749,7 +763,10 @@ def test_report_counts_moves_from_states_and_transitions_as_the_gateway_does(
 @pytest.mark.parametrize(
     ("record", "said"),
     [
-        (rec(2, "worker", "succes"), "outcome 'succes' is not an event of spec 'lead_worker' (did you mean 'success'?)"),
+        (
+            rec(2, "worker", "succes"),
+            "outcome 'succes' is not an event of spec 'lead_worker' (did you mean 'success'?)",
+        ),
         (rec(2, "boss"), "role 'boss' is not a role of spec 'lead_worker'"),
     ],
 )

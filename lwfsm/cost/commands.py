@@ -11,7 +11,7 @@ import re
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -270,13 +270,13 @@ def _mc(
     prices: PriceMap,
     replayer: Replayer,
     args: Any,
-    failure: tuple[dict[str, float], dict[str, tuple[int, int]], str] | None = None,
+    scale: Mapping[str, float] | None = None,
 ) -> Any:
     if replayer.table is None:
         raise ValueError(
             f"--monte-carlo needs a transition table, and spec '{spec.name}' has none: {replayer.why_engine}"
         )
-    rates, observed, said = failure or _failure(fit, args)
+    rates, observed, said = _failure(fit, args)
     models = bound_models(spec, fit.models_used, args.lead, args.worker, _models(spec, args))
     lengths = fit.lengths()
     turns: int | Counter[int] = args.conversation_turns or lengths
@@ -298,6 +298,7 @@ def _mc(
         observed=observed,
         seed=args.seed,
         trace=fit.conversations,
+        scale=scale,
     )
     return result, said
 
@@ -308,13 +309,14 @@ def _sensitivity(spec: Spec, fit: Fit, prices: PriceMap, replayer: Replayer, arg
     cheap = [r for r, d in spec.roles.items() if d.cheap and r in rates]
     if not cheap or base.cost is None:
         return ""
-    worse = {**rates, **{r: min(1.0, 1.5 * rates[r]) for r in cheap}}
-    kept = {k: v for k, v in observed.items() if k not in cheap}  # the others still drawn from their posterior
-    result, _ = _mc(spec, fit, prices, replayer, args, (worse, kept, ""))
+    # drawn as the base run draws them (their posterior, or as given), then scaled: the same footing
+    result, _ = _mc(spec, fit, prices, replayer, args, {r: 1.5 for r in cheap})
     if result.cost is None:
         return ""
     change = 100 * (result.cost.mean / base.cost.mean - 1) if base.cost.mean else 0.0
-    said = ", ".join(f"{r} {rates[r]:.3g} -> {worse[r]:.3g}" for r in cheap)
+    said = ", ".join(f"{r} {rates[r]:.3g} -> {min(1.0, 1.5 * rates[r]):.3g}" for r in cheap)
+    if any(r in observed for r in cheap):
+        said += "; each conversation's draw from the posterior x1.5, at most 1"
     return (
         f"sensitivity: were {', '.join(cheap)} to fail 1.5x as often as recorded ({said}), "
         f"cost $ {result.cost.mean:.6g} per conversation ({change:+.1f}%), "

@@ -334,7 +334,10 @@ def _estimate(samples: Any, trace: int | None = None) -> Estimate:
     scale = (1 / n + (1 / trace if trace else 0.0)) ** 0.5
     half = 1.96 * float(np.std(samples, ddof=1)) * scale if n > 1 else float("inf")
     lo, hi = (float(v) for v in np.percentile(samples, [2.5, 97.5]))
-    return Estimate(mean, mean - half, mean + half, (lo, hi))
+    # an average lies within what it averages: with a small trace the normal interval would reach
+    # past the samples' range (a negative cost)
+    low, high = max(mean - half, float(np.min(samples))), min(mean + half, float(np.max(samples)))
+    return Estimate(mean, low, high, (lo, hi))
 
 
 POSITIONS = 4096  # turn positions modelled one by one; later turns share the last position's tokens
@@ -473,6 +476,7 @@ def monte_carlo(
     observed: dict[str, tuple[int, int]] | None = None,
     seed: int | None = 0,
     trace: int | None = None,
+    scale: Mapping[str, float] | None = None,
 ) -> MonteCarlo:
     """N conversations, vectorised over conversations. `turns` is every conversation's length, or a
     histogram {length: count} lengths are drawn from. A turn fails with its role's probability;
@@ -480,7 +484,8 @@ def monte_carlo(
     served by a role that served the turn before (warm) or not (cold). A role in `observed` (failures,
     turns) instead draws its probability per conversation from the Beta(failures + 1, turns - failures + 1)
     posterior, so the intervals carry the uncertainty of an estimate made from a trace; `trace` (its
-    conversations) widens the intervals to what a trace of that size would average (`_estimate`)."""
+    conversations) widens the intervals to what a trace of that size would average (`_estimate`).
+    `scale` multiplies a role's probability, given or drawn (at most 1): a what-if on the same footing."""
     np = _numpy()
     rng = np.random.default_rng(seed)
     role_names = sorted(set(table.roles))
@@ -491,6 +496,8 @@ def monte_carlo(
         if observed and r in observed:
             k, n = observed[r]
             per_conv[i] = rng.beta(k + 1, n - k + 1, size=conversations)
+        if scale and r in scale:
+            per_conv[i] = np.minimum(1.0, per_conv[i] * scale[r])
     if isinstance(turns, int):
         length = np.full(conversations, turns)
     else:
