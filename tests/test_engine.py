@@ -346,3 +346,16 @@ def _log_switches(quiet: logging.Logger, configured: int | None, caplog: pytest.
     else:  # a user who configured transitions' logger keeps what they asked for
         assert quiet.level == logging.DEBUG
         assert any(n.startswith("transitions") for n in names)
+
+
+def test_arguments_of_the_wrong_type_are_named() -> None:
+    with pytest.raises(TypeError, match=r"Engine takes a Spec, not str: Engine\(load_spec\('lead_worker'\)\)"):
+        Engine("lead_worker")  # type: ignore[arg-type]
+    for give in (lambda: load_spec("lead_worker", params=[1, 2]), lambda: load_spec("lead_worker").with_params([1])):
+        with pytest.raises(TypeError, match=r"params are names and values \(a mapping\), not list"):
+            give()
+    session = engine().session()
+    before = session.snapshot()
+    with pytest.raises(TypeError, match=r"an event is the name of one \(a str\), not int 123"):
+        session.fire(123)  # type: ignore[arg-type]
+    assert session.snapshot() == before  # nothing moved

@@ -112,7 +112,7 @@ class Replayer:
     def __init__(self, spec: Spec, *, use_engine: bool = False) -> None:
         self.spec = spec
         self.table: Table | None = None
-        self.why_engine = "asked to" if use_engine else ""
+        self.why_engine = "--engine was given" if use_engine else ""
         if not use_engine:
             try:
                 self.table = compile_table(spec)
@@ -124,7 +124,7 @@ class Replayer:
     def how(self) -> str:
         if self.table is not None:
             return f"transition table over {len(self.table.states)} saturated configurations"
-        return f"the engine, turn by turn: no transition table for this spec: {self.why_engine}"
+        return f"the engine, turn by turn (no transition table: {self.why_engine})"
 
     def run(self, outcomes: Sequence[str]) -> list[tuple[str, str]]:
         """(state, role) serving each turn of one conversation started afresh."""

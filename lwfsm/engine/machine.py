@@ -80,6 +80,9 @@ class Engine:
     """Compiles a `Spec` once; hands out sessions that share the compiled machine."""
 
     def __init__(self, spec: Spec, *, history: int = 64) -> None:
+        if not isinstance(spec, Spec):
+            hint = f": Engine(load_spec({spec!r}))" if isinstance(spec, str) else ""
+            raise TypeError(f"Engine takes a Spec, not {type(spec).__name__}{hint}")
         if history < 0:
             raise ValueError(f"history must be >= 0, got {history}")
         _quiet_transitions()
@@ -404,6 +407,8 @@ class Session:
 
     def _not_allowed(self, event: str, state: str) -> str:
         eng = self._engine
+        if not isinstance(event, str):
+            raise TypeError(f"an event is the name of one (a str), not {type(event).__name__} {event!r}")
         if event not in eng.spec.events:
             return f"spec '{eng.spec.name}': " + unknown("event", event, eng.spec.events)
         allowed = sorted(eng._sources.get(event, ()))

@@ -397,7 +397,13 @@ def _strip(obj: Any) -> Any:
     return obj
 
 
+def check_params_type(params: object) -> None:
+    if not isinstance(params, Mapping):
+        raise TypeError(f"params are names and values (a mapping), not {type(params).__name__}: {{'lead_turns': 2}}")
+
+
 def _param_issues(spec: Spec, values: Mapping[str, Any]) -> list[SpecIssue]:
+    check_params_type(values)
     out = []
     for name, value in values.items():
         p = spec.params.get(name)

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from ..errors import SpecError, SpecIssue, did_you_mean, unknown
 from .expr import Expr, ExprError, Kind
-from .model import JUDGED_KINDS, Spec, State
+from .model import JUDGED_KINDS, Spec, State, check_params_type
 from .reading import Loc, find_mark, path_text, short, yaml_kind
 from .template import FACTS, MAX_NOTE, placeholders
 
@@ -34,6 +34,9 @@ def build(
     issues: list[SpecIssue],
     params: Mapping[str, int] | None,
 ) -> Spec:
+    if params is not None:
+        check_params_type(params)
+
     def at(loc: Loc, msg: str, key: bool = False, offset: int = 0) -> SpecIssue:
         mark = marks.get((*loc, "<key>")) if key else None
         mark = mark or find_mark(marks, loc)
