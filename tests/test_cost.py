@@ -781,3 +781,14 @@ def test_an_outcome_or_role_the_spec_does_not_have_is_named_not_counted(
     )
     assert main(["simulate", "lead_worker", "--trace", trace]) == 1
     assert f"session 's1' turn 2: {said}" in capsys.readouterr().err
+
+
+def test_a_sweep_says_why_its_costs_are_unknown(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    trace = write(tmp_path, [rec(1, "lead", unreported=1), rec(2, "lead", prompt_tokens=900, completion_tokens=50)])
+    assert main(["simulate", "lead_worker", "--trace", trace, "--sweep", "lead_turns=1..2"]) == 0
+    out = capsys.readouterr().out
+    assert "unknown" in out.splitlines()[-2]
+    assert out.splitlines()[-1] == (
+        "1 of 2 turns have no reported usage (the upstream sent none): their tokens and cost are unknown, "
+        "so is every cost that includes them"
+    )

@@ -375,6 +375,7 @@ def _sweep(spec: Spec, prices: PriceMap, args: Any) -> int:
     rows: list[dict[str, Any]] = []
     started = time.monotonic()
     fit = _fit(args) if args.monte_carlo else None
+    unknowns: list[str] = []  # why a replayed cost is unknown
     for i, combo in enumerate(combos, 1):
         s = spec.with_params(dict(zip(ranges, combo, strict=True)))
         replayer = Replayer(s, use_engine=args.engine)
@@ -394,6 +395,7 @@ def _sweep(spec: Spec, prices: PriceMap, args: Any) -> int:
                 per_conversation=False,
             )
             cost, risk = summary.total.cost, summary.total.failing_worker_turns
+            unknowns = unknowns or summary.unknowns()
         rows.append({**dict(zip(ranges, combo, strict=True)), "cost": cost, "failing_worker_turns": risk})
         if time.monotonic() - started > 2 and sys.stderr.isatty():
             done = 30 * i // len(combos)
@@ -426,6 +428,8 @@ def _sweep(spec: Spec, prices: PriceMap, args: Any) -> int:
     widths = [max(len(x[i]) for x in [header, *table]) for i in range(len(header))]
     for line in [header, ["-" * w for w in widths], *table]:
         print("  ".join(c.rjust(w) for c, w in zip(line, widths, strict=True)).rstrip())
+    if unknowns:
+        print("\n".join(unknowns))
     return 0
 
 

@@ -122,6 +122,21 @@ class Summary:
             out.append(d)
         return out
 
+    def unknowns(self) -> list[str]:
+        """Why costs are unknown, when some are."""
+        out, t = [], self.total
+        if t.unknown_usage:
+            out.append(
+                f"{t.unknown_usage} of {t.total_turns} turns have no reported usage (the upstream sent none): "
+                "their tokens and cost are unknown, so is every cost that includes them"
+            )
+        if self.unpriced:
+            out.append(
+                f"no price for {', '.join(self.unpriced)} in LiteLLM's price map: their costs are unknown "
+                "(--lead/--worker name priced models to compare against)"
+            )
+        return out
+
     def text(self) -> str:
         def money(v: float | None) -> str:
             return "unknown" if v is None else f"{v:.4f}"
@@ -169,17 +184,8 @@ class Summary:
         reasons = self.total.failures.most_common()
         if reasons:
             out.append("failures by rule or reason: " + "; ".join(f"{k} {v}" for k, v in reasons))
+        out += self.unknowns()
         t = self.total
-        if t.unknown_usage:
-            out.append(
-                f"{t.unknown_usage} of {t.total_turns} turns have no reported usage (the upstream sent none): "
-                "their tokens and cost are unknown, so is every cost that includes them"
-            )
-        if self.unpriced:
-            out.append(
-                f"no price for {', '.join(self.unpriced)} in LiteLLM's price map: their costs are unknown "
-                "(--lead/--worker name priced models to compare against)"
-            )
         if t.cost is not None and t.all_lead:
             out.append(f"{self.kind} cost is {100 * t.cost / t.all_lead:.1f}% of the lead alone")
         return "\n".join(out)
