@@ -163,7 +163,7 @@ def test_multiplication_division_and_modulo_by_constants() -> None:
 
 
 def test_division_by_a_constant_below_one_is_refused_when_compiled() -> None:
-    with pytest.raises(ExprError, match="the right side of % must be at least 1, got 0"):
+    with pytest.raises(ExprError, match="the right side of % must be a number or a param of at least 1, got 0"):
         compile_expr(parse("a % (p - p)", SCOPE, "int"), COUNTERS, PARAMS)
 
 

@@ -56,6 +56,37 @@ def test_params_override_and_range(root: Path) -> None:
     assert any("param 'lead_turns' must be an integer, got '3'" in m for m in messages)
 
 
+def test_a_division_by_a_param_that_can_be_zero_is_located_with_the_values_that_make_it_so(
+    root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lwfsm.cli import main
+
+    text = (root / "specs" / "lead_worker.yaml").read_text()
+    assert "updates: {failures: failures + 1}" in text
+    divided = tmp_path / "mine.yaml"
+    divided.write_text(
+        text.replace("updates: {failures: failures + 1}", "updates: {failures: failures % lead_turns}", 1)
+    )
+    line = next(n for n, t in enumerate(divided.read_text().splitlines(), 1) if "% lead_turns" in t)
+    column = divided.read_text().splitlines()[line - 1].index("lead_turns}") + 1
+    spec = load_spec(divided)  # lead_turns is 3 by default: it runs
+    with pytest.raises(SpecError) as info:
+        spec.with_params({"lead_turns": 0})  # its declared range allows 0
+    said = str(info.value)
+    assert f"{divided}:{line}:{column}: " in said
+    assert (
+        "in expression 'failures % lead_turns': the right side of % must be a number or a param of at least 1, "
+        "got 0 (with lead_turns=0, failure_threshold=2, fallback_turns=2)"
+    ) in said
+    for argv in (["validate", "--set", "lead_turns=0"], ["trace", "--set", "lead_turns=0", "--events", "ok"]):
+        assert main([argv[0], str(divided), *argv[1:]]) == 1  # a message, not a traceback
+        assert f"{divided}:{line}:{column}: " in capsys.readouterr().err
+    assert main(["check", str(divided), "--params-up-to", "2"]) == 1
+    assert "got 0 (with lead_turns=0" in capsys.readouterr().err
+    with pytest.raises(SpecError, match=r"got 0 \(with lead_turns=3"):
+        Spec.from_text(text.replace("failures: failures + 1}", "failures: failures // 0}", 1))
+
+
 def test_hash_ignores_descriptions_only(root: Path) -> None:
     data = load_spec(root / "specs" / "lead_worker.yaml").model_dump()
     base = Spec.from_dict(data).hash

@@ -264,8 +264,10 @@ def compile_expr(
             op = _ARITH[type(node.op)]
             (lf, lc), (rf, rc) = build(node.left), build(node.right)
             if op in (operator.floordiv, operator.mod) and (rc is None or rc < 1):
+                got = "a counter" if rc is None else rc
                 raise ExprError(
-                    f"the right side of {_SYMBOL[type(node.op)]} must be at least 1, got {rc}", node.right.col_offset
+                    f"the right side of {_SYMBOL[type(node.op)]} must be a number or a param of at least 1, got {got}",
+                    node.right.col_offset,
                 )
             if lc is not None and rc is not None:
                 value = op(lc, rc)

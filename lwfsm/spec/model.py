@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr
 
 from ..errors import SpecError, SpecIssue, unknown
-from .expr import Compiled, Expr, Kind, compile_expr, parse
+from .expr import Compiled, Expr, ExprError, Kind, compile_expr, parse
 from .reading import Loc, find_mark
 
 __all__ = [
@@ -279,6 +279,26 @@ class Spec(_Model):
             new[k] = self.params[k].model_copy(update={"default": v})
         out = self.model_copy(update={"params": new})
         out._source, out._marks = self._source, self._marks
+        issues = out.division_issues()
+        if issues:
+            raise SpecError(issues)
+        return out
+
+    def division_issues(self) -> list[SpecIssue]:
+        """Expressions that divide by a param whose value is below 1 (`failures // lead_turns` with
+        lead_turns=0): they parse, but no machine can run them with these values."""
+        out = []
+        for text, kind, where in self.expressions():
+            if "//" not in text and "%" not in text:
+                continue
+            try:
+                self.compile(text, kind)
+            except ExprError as exc:
+                mark = find_mark(self._marks, where) if self._marks else None
+                values = ", ".join(f"{k}={v}" for k, v in self.param_values.items())
+                message = f"in expression '{text.strip()}': {exc.message}" + (f" (with {values})" if values else "")
+                line, column = (mark[0], mark[1] + mark[2] + exc.offset) if mark else (None, None)
+                out.append(SpecIssue(self._source or "<text>", line, column, ".".join(map(str, where)), message))
         return out
 
     @property

@@ -87,7 +87,9 @@ def build(
     if issues:
         raise SpecError(issues)
     if params:
-        spec = spec.with_params(params)
+        return spec.with_params(params)  # checks the divisions with those values
+    if issues := spec.division_issues():
+        raise SpecError(issues)
     return spec
 
 
