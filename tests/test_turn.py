@@ -158,13 +158,31 @@ def test_event_names_come_from_the_spec() -> None:
     assert core.plan(conv, [{"role": "user", "content": "thanks"}]).verdict.event == "ok"
 
 
-def test_a_spec_without_the_default_event_names_is_refused_with_a_located_message() -> None:
+def test_a_spec_without_the_default_event_names_is_refused_with_a_located_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lwfsm.cli import main
+
     with pytest.raises(SpecError) as info:
         TurnCore(Engine(Spec.from_text(OK_FAIL, source="ok_fail.yaml")))
-    text = str(info.value)
-    assert "judging.on_success: unknown turn event 'turn_completed'" in text
-    assert "known: ok, fail" in text
-    assert "name one of the spec's turn events there" in text
+    said = (
+        "judging.on_success: not set, so a judged turn fires 'turn_completed', which is no turn event of this "
+        "spec: set judging.on_success to one of ok, fail"
+    )
+    assert said in str(info.value)
+    assert "judging.on_failure: not set, so a judged turn fires 'failure'" in str(info.value)
+    # the engine alone runs it: validate says ok, with a note; explain, report and simulate say why not
+    path = tmp_path / "ok_fail.yaml"
+    path.write_text(OK_FAIL)
+    assert main(["validate", str(path)]) == 0
+    assert f"note: for the engine only; front ends that judge turns refuse it: {path}:" in capsys.readouterr().out
+    assert main(["explain", str(path)]) == 0
+    assert said in capsys.readouterr().out
+    trace = tmp_path / "t.jsonl"
+    trace.write_text('{"session": "s", "turn": 1, "role": "worker", "model": "m", "outcome": "ok"}\n')
+    for argv in (["report", str(trace), "--spec", str(path)], ["simulate", str(path), "--trace", str(trace)]):
+        assert main(argv) == 1
+        assert said in capsys.readouterr().err
 
 
 def test_judging_names_are_checked_when_the_spec_loads() -> None:

@@ -88,6 +88,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
             f"{path}: ok: {spec.name} v{spec.version}, {len(spec.states)} states, {len(spec.events)} events, "
             f"{len(spec.transitions)} transitions, roles {', '.join(spec.roles)}"
         )
+        for issue in spec.judging_issues():  # the engine runs it; the judging front ends do not
+            print(f"  note: for the engine only; front ends that judge turns refuse it: {issue}")
     return 1 if failed else 0
 
 
@@ -200,6 +202,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
     given = "" if "judging" in spec.model_fields_set else " (the spec has no judging: section; these are the defaults)"
     fallback = ", ".join(f"{a} -> {b}" for a, b in j.technical_fallback.items()) or "none"
     print(f"\njudging{given}\n  success fires {j.events[0]}, failure fires {j.events[1]}")
+    for issue in spec.judging_issues():
+        print(f"  NOT RUNNABLE by front ends that judge turns (gateway, adapter, integrations): {issue}")
     print(f"  technical fallback: {fallback}")
     given_kinds = set(j.kinds)
     for kind, event in j.kind_events.items():

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..diagram.graph import role_colours
+from ..errors import SpecError
 from ..spec import Spec
 from .pricing import PriceMap
 from .records import MAX_TOKENS, TraceRecord, read_records
@@ -74,6 +75,8 @@ def _records(paths: Sequence[str]) -> Iterator[TraceRecord]:
 def report_command(spec: Spec, args: Any) -> int:
     """`spec`: the one the trace ran (a trace does not say which): it says what each turn's transition
     was (switch, fallback, `lwfsm.turn.moves`) and colours the roles, as its diagrams do."""
+    if issues := spec.judging_issues():  # outcomes are read as its judging events
+        raise SpecError(issues)
     summary = summarise(_records(args.logs), PriceMap(), lead_model=args.lead, worker_model=args.worker, spec=spec)
     summary.colours = role_colours(spec)
     emit(summary, args)
@@ -152,6 +155,8 @@ def _knobs(args: Any) -> Knobs:
 
 def simulate_command(spec: Spec, args: Any) -> int:
     _check_bounds(args)
+    if issues := spec.judging_issues():  # replay maps outcomes to the spec's judging events
+        raise SpecError(issues)
     if args.generate:
         if not args.output:
             raise ValueError("--generate writes a trace: give -o FILE")

@@ -367,6 +367,25 @@ class Spec(_Model):
         rules = _strip(self.model_dump(exclude={"handoffs"}))
         return hashlib.sha256(json.dumps(rules, sort_keys=True).encode()).hexdigest()[:16]
 
+    def judging_issues(self) -> list[SpecIssue]:
+        """Why front ends that judge turns cannot run this spec (the events its judging fires are not
+        turn events of it), or nothing. The engine alone runs it either way, so loading does not refuse."""
+        out = []
+        for key, event in zip(("on_success", "on_failure"), self.judging.events, strict=True):
+            if event in self.events and self.events[event].turn:
+                continue
+            turns = [e for e, ev in self.events.items() if ev.turn]
+            if getattr(self.judging, key) is None:  # the default name: say where it came from
+                message = (
+                    f"not set, so a judged turn fires '{event}', which is no turn event of this spec: "
+                    f"set judging.{key} to one of {', '.join(turns)}"
+                )
+            else:
+                message = unknown("turn event", event, turns) + f": a judged turn fires judging.{key}; name one there"
+            where = self.where("judging", key) if "judging" in self.model_fields_set else self.where("events")
+            out.append(SpecIssue(where, None, None, f"judging.{key}", message))
+        return out
+
     def where(self, *loc: int | str) -> str:
         """`file:line:col` of a key in the spec, for messages (just the file when unknown)."""
         mark = find_mark(self._marks, loc)

@@ -22,7 +22,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..engine import Engine, Session, Snapshot, TransitionRecord
-from ..errors import ConfigError, Conflict, RunError, SnapshotError, SpecError, SpecIssue, unknown
+from ..errors import ConfigError, Conflict, RunError, SnapshotError, SpecError
 from . import handoff
 from .agents import AGENTS, Evidence
 from .judge import Detector, judge, what_came_after
@@ -187,19 +187,7 @@ class TurnCore:
         if agent is not None and agent not in AGENTS:
             raise ConfigError(f"agent must be one of {', '.join(AGENTS)}, got {agent!r}")
         judging = spec.judging
-        issues = []
-        for key, event in zip(("on_success", "on_failure"), judging.events, strict=True):
-            if event not in spec.events or not spec.events[event].turn:
-                what = unknown("turn event", event, [e for e, ev in spec.events.items() if ev.turn])
-                issues.append(
-                    SpecIssue(
-                        spec.where("judging", key),
-                        None,
-                        None,
-                        f"judging.{key}",
-                        f"{what}: a judged turn fires judging.{key}; name one of the spec's turn events there",
-                    )
-                )
+        issues = spec.judging_issues()
         if issues:
             raise SpecError(issues)
         self.engine = engine
