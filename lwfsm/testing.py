@@ -82,12 +82,13 @@ def param_sets(spec: Spec | str | Path, up_to: int = 10) -> st.SearchStrategy[di
 
 
 def _events(spec: Spec) -> st.SearchStrategy[str]:
-    # Turn events are what sessions mostly see; other events (reset, plan, ...) stay rarer.
+    # Turn events are what sessions mostly see; other events (reset, plan, ...) stay rare: drawn one
+    # time in four, a reset kept sessions from reaching the states a few dozen turns lead to.
     turn = [name for name, ev in spec.events.items() if ev.turn]
     other = [name for name, ev in spec.events.items() if not ev.turn]
     if not turn or not other:
         return st.sampled_from(list(spec.events))
-    return st.one_of(st.sampled_from(turn), st.sampled_from(turn), st.sampled_from(turn), st.sampled_from(other))
+    return st.integers(0, 9).flatmap(lambda n: st.sampled_from(other if n == 0 else turn))
 
 
 def event_sequences(spec: Spec | str | Path, min_size: int = 0, max_size: int = 60) -> st.SearchStrategy[list[str]]:
@@ -124,6 +125,9 @@ class SpecMachine(RuleBasedStateMachine):
 
     @rule(data=st.data())
     def fire(self, data: st.DataObject) -> None:
+        # a snapshot and restore now and then, not as a rule of its own: as one it took half the steps
+        if data.draw(st.integers(0, 7), label="snapshot and restore first") == 0:
+            self.session = self.engine.restore(self.session.snapshot().model_dump_json())
         event = data.draw(_events(self.spec), label="event")
         served = self.session.role
         try:
@@ -153,10 +157,6 @@ class SpecMachine(RuleBasedStateMachine):
                 fresh.turn,
             ), "a reset did not return to the initial configuration"
         self.observe(event, served, record)
-
-    @rule()
-    def snapshot_and_restore(self) -> None:
-        self.session = self.engine.restore(self.session.snapshot().model_dump_json())
 
     def observe(self, event: str, served: str, record: TransitionRecord) -> None:
         """Called after each accepted event with the role that served it; override to track."""
