@@ -192,7 +192,8 @@ def test_diff_marks_changes_and_summarises_them(tmp_path: Path, capsys: pytest.C
     assert "recovery --> fallback: ~ failure\n" in page
     assert 'state "recovery [role: worker]<br>- internal:<br>- failure / failures = failures + 1" as recovery' in page
     assert "worker --> fallback: failure [failures + 1 #gt;= failure_threshold]\n" in page  # unchanged: unmarked
-    assert "Changes:" in page
+    # the marks in code: a bare `- ` after the bullet would render as a nested list, the mark lost
+    assert "Changes:\n\n- `~` transition recovery -> fallback: failure (was: " in page
     (block,) = re.findall(r"```mermaid\n(.*?)```", page, re.S)
     _svg, texts = mermaid_browser.render(block, tmp_path)
     assert "~ failure" in texts
