@@ -9,6 +9,7 @@ import pytest
 from lwfsm import Engine, Spec, load_spec
 from lwfsm.cli import main
 from lwfsm.diagram import DiagramError, diff, edge_label, markdown, mermaid, render
+from lwfsm.diagram.graph import role_colours
 from lwfsm.spec import Transition
 
 from . import mermaid_browser
@@ -160,6 +161,32 @@ def test_snapshot_dot_marks_the_active_state_and_previous_edge(tmp_path: Path) -
     edge = text[text.index("lead_initial -> lead_initial") :].split(";")[0]
     assert "color=blue" in edge
     assert "last: turn_completed" in edge
+
+
+def test_a_diff_styles_an_edge_only_as_all_its_transitions_changed(tmp_path: Path) -> None:
+    pytest.importorskip("pygraphviz", reason='needs the diagrams extra: pip install "lwfsm[diagrams]"')
+    text = DEFAULT.read_text()
+    assert "  - {event: failure, source: fallback}\n" in text
+    changed = text.replace("  - {event: failure, source: fallback}\n", "")  # beside an unchanged self-loop
+    changed = changed.replace("  recovery: {role: worker,", "  review: {role: lead}\n  recovery: {role: worker,")
+    changed = changed.replace(
+        "  - {event: turn_completed, source: fallback, updates:",
+        "  - {event: failure, source: fallback, dest: review}\n"
+        "  - {event: turn_completed, source: review, dest: worker}\n"
+        "  - {event: turn_completed, source: fallback, updates:",
+    )
+    (tmp_path / "new.yaml").write_text(changed)
+    out = tmp_path / "diff.dot"
+    assert main(["diagram", "--diff", str(DEFAULT), str(tmp_path / "new.yaml"), "-f", "dot", "-o", str(out)]) == 0
+    dot = out.read_text()
+    loop = dot[dot.index("fallback -> fallback") :].split(";")[0]
+    assert "- failure [internal]" in loop  # the removed transition, marked in its line
+    assert "color" not in loop  # the edge is not drawn as removed: the unchanged transition shares it
+    review = dot[dot.index("\treview\t[") :].split(";")[0]
+    assert "color=darkgreen" in review
+    assert (
+        f'fillcolor="{role_colours(load_spec(DEFAULT))["lead"]}"' in review
+    )  # the added state keeps its role's colour
 
 
 def test_diff_marks_changes_and_summarises_them(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

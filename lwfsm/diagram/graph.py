@@ -256,6 +256,8 @@ def _graph(
             "style": "rounded,filled" + (",dashed" if mark == "removed" else ""),
             "fillcolor": "white" if mark == "removed" else "#f2f2f2",
         }
+        for role, colour in colours.items() if changes else ():  # an added or changed state keeps its colour
+            nodes[f"{mark}_{role}"] = {**nodes[mark], "fillcolor": colour}
         edges[mark] = style
     edges["previous"] = {"color": "blue", "penwidth": "3", "fontcolor": "blue"}
 
@@ -266,7 +268,7 @@ def _graph(
     if changes:
         drawn += [("removed", None, src, t) for _, src, t in changes.removed]
     last = snapshot.last if snapshot and not changes else None
-    pair_mark: dict[tuple[str, str], str] = {}
+    pair_marks: dict[tuple[str, str], set[str]] = {}  # the transitions one edge is drawn for share it
     for mark, index, src, t in drawn:
         sources = ([ANY] if star else list(spec.states)) if src == "*" else [src]
         dest = initial if t.reset else t.dest
@@ -279,8 +281,7 @@ def _graph(
                 loops.setdefault((s, "internal" if dest is None else "re-enter"), []).append(_escape(label, engine))
                 continue
             machine.add_transition(t.events[0], s, dest, label=_escape(label, engine))
-            if mark:
-                pair_mark.setdefault((s, dest or s), mark)
+            pair_marks.setdefault((s, dest or s), set()).add(mark)
     graph = machine.graph_cls(machine)
     if star:
         graph.set_node_style(ANY, "any")
@@ -288,10 +289,13 @@ def _graph(
         graph.set_node_style(name, f"role_{st.role}")
     if changes:
         for name, mark in changes.states.items():
-            graph.set_node_style(name, mark)
+            role = (spec.states.get(name) or (old.states[name] if old else None) or st).role
+            graph.set_node_style(name, mark if mark == "removed" else f"{mark}_{role}")
         if engine == "pygraphviz":  # mermaid cannot style edges: the +/-/~ label marks say it there
-            for (src, dst), mark in pair_mark.items():
-                cast(Any, graph).fsm_graph.get_edge(src, dst).attr.update(DIFF_STYLES[mark])
+            for (src, dst), marks in pair_marks.items():
+                # one edge for several transitions: styled only when all share a mark (each line has its own)
+                if len(marks) == 1 and (mark := next(iter(marks))):
+                    cast(Any, graph).fsm_graph.get_edge(src, dst).attr.update(DIFF_STYLES[mark])
     if snapshot:
         if snapshot.last:
             graph.set_previous_transition(snapshot.last.source, snapshot.last.dest)
