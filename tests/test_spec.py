@@ -124,8 +124,8 @@ def test_every_mistake_is_collected_not_just_the_first() -> None:
 def test_unreadable_file_is_a_spec_error(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match="cannot read spec"):
         load_spec(tmp_path / "missing.yaml")
-    (tmp_path / "bin.yaml").write_bytes(b"\xff\xfe\x00")
-    with pytest.raises(SpecError, match="cannot read spec"):
+    (tmp_path / "bin.yaml").write_bytes(b"\x00\xfe\xff")
+    with pytest.raises(SpecError, match=r"bin.yaml:1:2: byte 0xfe is not UTF-8: save the spec as UTF-8"):
         load_spec(tmp_path / "bin.yaml")
 
 
@@ -190,3 +190,17 @@ def test_a_missing_path_to_a_shipped_spec_names_the_shipped_name(tmp_path: Path)
     assert str(info.value).endswith(
         "cannot read spec: no such file; the shipped spec of that name loads from anywhere as 'lead_worker'"
     )
+
+
+def test_a_spec_that_is_not_utf8_is_located_at_its_first_foreign_byte(root: Path, tmp_path: Path) -> None:
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes((root / "specs" / "lead_worker.yaml").read_bytes().replace(b"lead_worker", b"caf\xe9", 1))
+    with pytest.raises(SpecError) as info:
+        load_spec(latin)
+    (issue,) = info.value.issues
+    assert (issue.line, issue.column) == (6, 10)  # `name: lead_worker` on line 6
+    assert issue.message == "byte 0xe9 is not UTF-8: save the spec as UTF-8"
+    utf16 = tmp_path / "utf16.yaml"
+    utf16.write_bytes((root / "specs" / "lead_worker.yaml").read_text().encode("utf-16"))
+    with pytest.raises(SpecError, match=r"utf16.yaml:1:1: byte 0xff is not UTF-8 \(it looks like UTF-16\)"):
+        load_spec(utf16)

@@ -423,7 +423,13 @@ def load_spec(path: str | Path, params: Mapping[str, int] | None = None) -> Spec
             message = f"cannot read spec: larger than {MAX_SPEC_BYTES:,} bytes"
             raise SpecError([SpecIssue(str(path), None, None, "", message)])
         text = raw.decode("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1  # in bytes: the line is not text
+        utf16 = " (it looks like UTF-16)" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
+        message = f"byte 0x{raw[exc.start]:02x} is not UTF-8{utf16}: save the spec as UTF-8"
+        raise SpecError([SpecIssue(str(path), line, column, "", message)]) from None
+    except OSError as exc:
         raise SpecError([SpecIssue(str(path), None, None, "", f"cannot read spec: {exc}")]) from None
     return Spec.from_text(text, source=str(path), params=params)
 

@@ -207,7 +207,12 @@ def _meaning(spec: Spec) -> list[tuple[Loc, str, int]]:
         try:
             return spec.parse(text, want, params_only=params_only)
         except ExprError as exc:
-            add((loc, f"in expression '{short(text.strip())}': {exc.message}", exc.offset))
+            message = exc.message
+            if params_only and (used := [n for n in (*counters, "turn") if re.search(rf"\b{n}\b", text)]):
+                # "unknown name 'lead_done' (did you mean 'lead_turns'?)" would hide the rule broken
+                what = "the turn count" if used[0] == "turn" else "a counter"
+                message = f"'{used[0]}' is {what}, not known before the first turn: use params only here"
+            add((loc, f"in expression '{short(text.strip())}': {message}", exc.offset))
             return None
 
     for name, p in params.items():
@@ -288,6 +293,8 @@ def _meaning(spec: Spec) -> list[tuple[Loc, str, int]]:
         if not listed:
             add(((*loc, "event"), "no event: give an event name or a list of them", 0))
         for j, ev in enumerate(listed):
+            if ev in listed[:j]:
+                add(((*loc, "event", j), f"event '{ev}' is listed twice; remove one", 0))
             if ev not in events:
                 add(
                     (
@@ -331,8 +338,11 @@ def _meaning(spec: Spec) -> list[tuple[Loc, str, int]]:
                             -1,
                         )
                     )
-        for ev in listed:
-            for s in sources:
+        for j, src in enumerate(t.source):
+            if src in t.source[:j]:
+                add(((*loc, "source", j), f"state '{src}' is listed twice; remove one", 0))
+        for ev in dict.fromkeys(listed):  # (each once: one listed twice is said above)
+            for s in dict.fromkeys(sources):
                 if s not in states or ev not in events:
                     continue
                 if ev in states[s].ignore:
