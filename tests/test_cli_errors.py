@@ -219,3 +219,12 @@ def test_judge_explain_says_what_is_wrong_with_a_file_that_holds_no_request(
     out = capsys.readouterr().out
     assert f"{numbers} [1]: a JSON int, not a request: give a body or {{headers, body}}" in out
     assert f"{numbers} [2]: the request holds no assistant message" in out
+
+
+def test_check_reports_every_spec_that_loads_beside_one_that_does_not(capsys: pytest.CaptureFixture[str]) -> None:
+    broken = INVALID / "event_listed_twice.yaml"
+    assert main(["check", SPEC, str(broken), str(ROOT / "specs" / "window.yaml")]) == 1
+    out, err = capsys.readouterr()
+    assert f"{broken}:26:20: transitions[4].event[1]: event 'fail' is listed twice" in err
+    assert f"{SPEC}: lead_worker (" in out
+    assert "window.yaml: window (" in out

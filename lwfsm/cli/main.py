@@ -278,16 +278,21 @@ def _print_report(path: str, r: Any, params_up_to: int | None) -> None:
 
 def cmd_check(args: argparse.Namespace) -> int:
     limit = args.max_configurations
-    reports = [
-        (path, _checked(path, load_spec(path, _params(args.set)), args.depth, args.params_up_to, limit))
-        for path in args.specs
-    ]
+    reports, unreadable = [], 0
+    for path in args.specs:  # each spec on its own: one that does not load hides nothing of the others
+        try:
+            spec = load_spec(path, _params(args.set))
+        except SpecError as exc:
+            print(exc, file=sys.stderr)
+            unreadable += 1
+            continue
+        reports.append((path, _checked(path, spec, args.depth, args.params_up_to, limit)))
     if args.json:
         print(json.dumps([dict(r.to_dict(), path=p) for p, r in reports], indent=2))
     else:
         for path, r in reports:
             _print_report(path, r, args.params_up_to)
-    return 0 if all(r.ok for _, r in reports) else 1
+    return 0 if not unreadable and all(r.ok for _, r in reports) else 1
 
 
 def cmd_diagram(args: argparse.Namespace) -> int:
