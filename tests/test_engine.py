@@ -358,4 +358,6 @@ def test_arguments_of_the_wrong_type_are_named() -> None:
     before = session.snapshot()
     with pytest.raises(TypeError, match=r"an event is the name of one \(a str\), not int 123"):
         session.fire(123)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"a reason is text \(a str\), not int 42"):
+        session.failure(42)  # type: ignore[arg-type]
     assert session.snapshot() == before  # nothing moved

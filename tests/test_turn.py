@@ -124,6 +124,9 @@ def test_a_reply_that_cannot_be_recorded_changes_nothing() -> None:
     with pytest.raises(RunError, match="no assistant message"):
         core.settle(conv, plan, role=plan.role, model="m", reply=None)
     assert conv.state() == before
+    with pytest.raises(ValueError, match=r"role 'boss' is not a role of spec 'lead_worker' \(lead, worker\)"):
+        core.settle(conv, plan, role="boss", model="m", reply={"role": "assistant", "content": "x"})
+    assert conv.state() == before
 
 
 def test_a_raising_listener_neither_undoes_nor_doubles_a_commit(caplog: pytest.LogCaptureFixture) -> None:

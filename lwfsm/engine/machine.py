@@ -371,6 +371,8 @@ class Session:
 
     def apply(self, event: str, reason: str | None = None) -> TransitionRecord:
         """`fire` without the log line and the listeners (for checks and for commits notified later)."""
+        if reason is not None and not isinstance(reason, str):  # it is stored, and snapshots keep text
+            raise TypeError(f"a reason is text (a str), not {type(reason).__name__} {reason!r}")
         eng = self._engine
         with self._lock:
             source = self.state

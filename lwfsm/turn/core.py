@@ -350,6 +350,8 @@ class TurnCore:
                 f"the conversation moved from version {plan.version} to {conv.version} while this call ran; "
                 "plan the call again"
             )
+        if role not in self.spec.roles:  # it would be priced and counted as a role of its own
+            raise ValueError(f"role {role!r} is not a role of spec '{self.spec.name}' ({', '.join(self.spec.roles)})")
         usage = usage or Usage()
         ledger = conv.ledger.add(role, model, usage, retries=retries, latency=latency, side=plan.side)
         if plan.side:
