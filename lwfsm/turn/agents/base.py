@@ -882,13 +882,16 @@ class Reader:
                 read.append(self.history(before))
             return read[0]
 
-        changed = False
+        seen: list[tuple[Outcome, Finding | None]] = []
+
+        def here() -> History:  # a run after this reply's own change to the code tries it: no look
+            return _just_changed() if any(f is None and _changes(p) for p, f in seen) else past()
+
         for o in self.outcomes(reply, after):
-            # a run after this reply's own change to the code tries that change: it is no look
-            f = self.classify(o, reply, _just_changed if changed else past)
+            f = self.classify(o, reply, here)
             if f is not None:
                 yield f
-            changed = changed or (f is None and _changes(o))
+            seen.append((o, f))
         yield from self.malformed(reply, tools)
 
     def from_user(self, reply: Message, after: Sequence[Message]) -> Iterator[Finding]:
