@@ -213,10 +213,23 @@ states: {w: {role: worker}}
 initial: w
 transitions:
   - {event: ok, source: w, updates: {a: "push(a, 1)"}}
-  - {event: fail, source: w, updates: {b: "push(b, 1)"}}
+  - {event: fail, source: w, updates: {a: "push(a, 0)", b: "push(b, 1)"}}
 """
+    # a takes every one of its 65,536 values: past the look the check takes before it refuses
     with pytest.raises(TooLarge, match=r"about 4,294,967,296 configurations .*: counter 'a' can take 65,536 values"):
         check(Spec.from_text(text))
+    # when b moves alone, a stays 0 and the whole reachable space is 17 fillings of b: checked, not refused
+    report = check(Spec.from_text(text.replace('{a: "push(a, 0)", b: "push(b, 1)"}', '{b: "push(b, 1)"}')))
+    assert report.ok
+    assert report.configurations == 17 * 17
+
+
+def test_a_spec_at_its_declared_maximum_params_is_checked_when_it_reaches_few_configurations() -> None:
+    # estimated as 4 states x 1,002^3 counter values; each counter moves in one state only: 5,000 reached
+    spec = load_spec("lead_worker", params={"lead_turns": 1000, "failure_threshold": 1000, "fallback_turns": 1000})
+    report = check(spec)
+    assert report.ok
+    assert report.configurations == 5000
 
 
 def test_what_chosen_params_leave_unused_is_told_apart_from_a_mistake() -> None:

@@ -333,6 +333,9 @@ def _refuse_estimate(spec: Spec, found: Abstraction, limit: int) -> int:
     )
 
 
+PROBE = 20_000  # configurations explored (about a second) before a search estimated too large is refused
+
+
 def check(spec: Spec, depth: int | None = None, max_configurations: int = MAX_CONFIGURATIONS) -> Report:
     """Explore every reachable configuration (or every one within `depth` events). Raises TooLarge
     when the saturated search could exceed `max_configurations`."""
@@ -344,8 +347,15 @@ def check(spec: Spec, depth: int | None = None, max_configurations: int = MAX_CO
     # `turn` keeps it modulo turn_modulus (exactly when `depth` bounds the search instead).
     found = abstraction(spec) if depth is None else Abstraction({}, {}, 0 if spec.uses_turn else 1)
     bounds = found.bounds
+    refusal: TooLarge | None = None
     if depth is None:
-        _refuse_estimate(spec, found, max_configurations)
+        try:
+            _refuse_estimate(spec, found, max_configurations)
+        except TooLarge as exc:
+            # The estimate multiplies every counter's range; most specs reach far fewer (a counter that
+            # only one state moves). Look a bounded while before refusing: refused if it grows past that.
+            refusal = exc
+    cap = min(max_configurations, PROBE) if refusal is not None else None
     events = list(spec.events)
     probe = engine.session()  # placed at each configuration in turn
     initial: Config = (probe.state, found.key(probe))
@@ -395,6 +405,8 @@ def check(spec: Spec, depth: int | None = None, max_configurations: int = MAX_CO
                 fired.add(record.transition)
             nxt: Config = (probe.state, found.key(probe))
             if nxt not in parent:
+                if refusal is not None and cap is not None and len(parent) >= cap:
+                    raise refusal
                 parent[nxt] = (cfg, event)
                 level[nxt] = level[cfg] + 1
                 queue.append(nxt)
