@@ -792,3 +792,18 @@ def test_a_sweep_says_why_its_costs_are_unknown(tmp_path: Path, capsys: pytest.C
         "1 of 2 turns have no reported usage (the upstream sent none): their tokens and cost are unknown, "
         "so is every cost that includes them"
     )
+
+
+def test_a_last_line_cut_short_is_skipped_saying_so_and_the_rest_is_reported(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """What a writer killed mid-line leaves: the file's last line, no newline, not JSON."""
+    whole = "".join(json.dumps(r) + "\n" for r in HAND)
+    (tmp_path / "killed.jsonl").write_text(whole + '{"session": "s2", "turn": 1, "ro')
+    assert main(["report", str(tmp_path / "killed.jsonl"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["total"]["turns"] == len(HAND)
+    assert f"killed.jsonl:{len(HAND) + 1}: skipped: the last line is cut short (its writer stopped)" in caplog.text
+    # anywhere else a broken line is an error, and nothing is summed
+    (tmp_path / "broken.jsonl").write_text('{"session": "s2", "turn": 1, "ro\n' + whole)
+    assert main(["report", str(tmp_path / "broken.jsonl")]) == 1
+    assert "broken.jsonl:1:" in capsys.readouterr().err

@@ -6,6 +6,8 @@ and their mistakes are reported as `file:line: field: problem`."""
 from __future__ import annotations
 
 import gzip
+import json
+import logging
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -15,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import TraceError
 from ..turn.ledger import Usage
+
+logger = logging.getLogger("lwfsm.cost")
 
 __all__ = [
     "SCHEMA_PATH",
@@ -243,9 +247,21 @@ def _lines(path: str | Path, problems: Problems) -> Iterator[tuple[int, bytes]]:
                         pass
                     problems.extend([f"{path}:{number}: line longer than {MAX_LINE:,} bytes: not a trace record"])
                     continue
+                if not line.endswith(b"\n") and line.strip() and not _whole(line):
+                    # the last line, cut short: what a writer stopped mid-line (killed, disk full) leaves
+                    logger.warning("%s:%d: skipped: the last line is cut short (its writer stopped)", path, number)
+                    continue
                 yield number, line
         except (OSError, EOFError, zlib.error) as exc:
             problems.extend([f"{path}:{number + 1}: cannot read: {exc}"])
+
+
+def _whole(line: bytes) -> bool:
+    try:
+        json.loads(line)
+    except ValueError:
+        return False
+    return True
 
 
 def _parquet_rows(path: str | Path, problems: Problems) -> Iterator[tuple[int, dict[str, Any]]]:
