@@ -17,7 +17,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr
 
 from ..errors import SpecError, SpecIssue, unknown
 from .expr import Compiled, Expr, ExprError, Kind, compile_expr, parse
-from .reading import Loc, find_mark
+from .reading import Loc, find_mark, locate
 
 __all__ = [
     "Counter",
@@ -294,10 +294,10 @@ class Spec(_Model):
             try:
                 self.compile(text, kind)
             except ExprError as exc:
-                mark = find_mark(self._marks, where) if self._marks else None
+                place = locate(self._marks, where, exc.offset) if self._marks else None
                 values = ", ".join(f"{k}={v}" for k, v in self.param_values.items())
                 message = f"in expression '{text.strip()}': {exc.message}" + (f" (with {values})" if values else "")
-                line, column = (mark[0], mark[1] + mark[2] + exc.offset) if mark else (None, None)
+                line, column = place or (None, None)
                 out.append(SpecIssue(self._source or "<text>", line, column, ".".join(map(str, where)), message))
         return out
 

@@ -148,6 +148,9 @@ def read_yaml(text: str, source: str) -> tuple[Any, dict[Loc, tuple[int, int, in
             n.style = None  # libyaml's plain style; PyYAML's is None
         quote = 1 if isinstance(n, yaml.ScalarNode) and n.style in ("'", '"') else 0
         marks[path] = (n.start_mark.line + 1, n.start_mark.column + 1, quote)
+        if isinstance(n, yaml.ScalarNode) and n.end_mark.line > n.start_mark.line:
+            for k, segment in enumerate(_segments(lines, n)):
+                marks[path + ("<line>", k)] = segment
         if not isinstance(n, yaml.ScalarNode) and n.tag not in _PLAIN_TAGS:
             tag = n.tag.replace("tag:yaml.org,2002:", "!!")
             issue(n, path, f"YAML tag '{tag}' is not allowed: specs are plain YAML (mappings, lists, scalars)")
@@ -215,6 +218,7 @@ def read_yaml(text: str, source: str) -> tuple[Any, dict[Loc, tuple[int, int, in
             )
         return value
 
+    lines = text.splitlines()
     data = build(node, ())
     marks.update({(*loc, "<trapped>"): (0, 0, 0) for loc in trapped})
     return data, marks, issues
@@ -235,6 +239,47 @@ def path_text(loc: Iterable[int | str]) -> str:
             continue
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
+
+
+def _segments(lines: list[str], n: yaml.ScalarNode) -> list[tuple[int, int, int]]:
+    """(line, column, offset in the value) where each source line of a scalar written over several
+    lines starts: YAML folds them into one value, and a place in the value is on one of them. Stops at
+    a line whose words the value does not hold as written (escapes in a quoted scalar)."""
+    out: list[tuple[int, int, int]] = []
+    value, at = str(n.value), 0
+    for ln in range(n.start_mark.line, min(n.end_mark.line + 1, len(lines))):
+        src = lines[ln]
+        if ln == n.start_mark.line:
+            if n.style in ("|", ">"):
+                continue  # the indicator line: the text starts below it
+            col = n.start_mark.column + (1 if n.style in ("'", '"') else 0)
+        else:
+            col = len(src) - len(src.lstrip())
+        words = src[col:].strip()[:12].rstrip("'\"")
+        if not words:
+            continue  # a blank line folds into a line break
+        found = value.find(words, at)
+        if found < 0:
+            break
+        out.append((ln + 1, col + 1, found))
+        at = found + len(words)
+    return out
+
+
+def locate(marks: Mapping[Loc, tuple[int, int, int]], loc: Loc, offset: int) -> tuple[int, int] | None:
+    """(line, column) of the character `offset` into the value at `loc` (a scalar over several lines
+    included), or of the value itself when `offset` is negative; None when the value has no place."""
+    mark = find_mark(marks, loc)
+    if mark is None:
+        return None
+    if offset < 0:
+        return mark[0], mark[1]
+    line, column, start = mark[0], mark[1] + mark[2], 0
+    k = 0
+    while (segment := marks.get(loc + ("<line>", k))) is not None and segment[2] <= offset:
+        line, column, start = segment
+        k += 1
+    return line, column + offset - start
 
 
 def find_mark(marks: Mapping[Loc, tuple[int, int, int]], loc: Loc) -> tuple[int, int, int] | None:

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 from ..errors import SpecError, SpecIssue, did_you_mean, unknown
 from .expr import Expr, ExprError, Kind
 from .model import JUDGED_KINDS, Spec, State, check_params_type
-from .reading import Loc, find_mark, path_text, short, yaml_kind
+from .reading import Loc, locate, path_text, short, yaml_kind
 from .template import FACTS, MAX_NOTE, placeholders
 
 __all__ = ["build"]
@@ -39,10 +39,10 @@ def build(
 
     def at(loc: Loc, msg: str, key: bool = False, offset: int = 0) -> SpecIssue:
         mark = marks.get((*loc, "<key>")) if key else None
-        mark = mark or find_mark(marks, loc)
-        if mark is None:
+        place = (mark[0], mark[1]) if mark else locate(marks, loc, offset)
+        if place is None:
             return SpecIssue(source, None, None, path_text(loc), msg)
-        return SpecIssue(source, mark[0], mark[1] + (mark[2] + offset if offset >= 0 else 0), path_text(loc), msg)
+        return SpecIssue(source, *place, path_text(loc), msg)
 
     spec: Spec | None = None
     if data is not None and not isinstance(data, dict):
@@ -459,4 +459,4 @@ def _handoffs(spec: Spec, add: Any, known: Any) -> None:
         for name in used:
             if name not in names:
                 message = unknown("placeholder", "{" + name + "}", [f"{{{n}}}" for n in names])
-                add(((*loc, "note"), f"in note: {message}", 0))
+                add(((*loc, "note"), f"in note: {message}", max(0, h.note.find("{" + name + "}"))))
