@@ -210,11 +210,18 @@ def read_yaml(text: str, source: str) -> tuple[Any, dict[Loc, tuple[int, int, in
                 f'write {str(value).lower()}, or quote it if you meant the text "{n.value}"',
             )
         elif n.style is None and type(value) is int and not _PLAIN_INT.fullmatch(n.value):
+            # `030` (octal), `1:30` (base 60), `1_000`: say which number each reading gives
+            digits = n.value.lstrip("+-0").replace("_", "") or "0"
+            meant = (
+                f" or {n.value[0] if n.value[0] in '+-' else ''}{digits}"
+                if digits.isdigit() and int(digits) != value
+                else ""
+            )
             issue(
                 n,
                 path,
                 f"'{n.value}' is read by YAML 1.1 as the number {value}; "
-                f'write {value}, or quote it if you meant the text "{n.value}"',
+                f'write {value}{meant}, or quote it if you meant the text "{n.value}"',
             )
         return value
 
