@@ -132,6 +132,11 @@ def _shape_message(err: Any) -> str:
         return f"expected {_SIMPLE[kind]}, got {_kind(err['input'])}"
     if kind == "literal_error":
         return f"expected {err['ctx']['expected']}, got {_kind(err['input'])}"
+    bounds = {"less_than_equal": ("at most", "le"), "greater_than_equal": ("at least", "ge"),
+              "less_than": ("less than", "lt"), "greater_than": ("more than", "gt")}  # fmt: skip
+    if kind in bounds:
+        words, key = bounds[kind]
+        return f"expected {words} {err['ctx'][key]}, got {_kind(err['input'])}"
     return str(err["msg"])
 
 
