@@ -349,7 +349,11 @@ def test_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "give a SPEC, --diff OLD NEW, --all or --check" in capsys.readouterr().err
     (tmp_path / "bad.json").write_text("{}")
     assert main(["diagram", str(DEFAULT), "--snapshot", str(tmp_path / "bad.json")]) == 1
-    assert "not a readable lwfsm snapshot" in capsys.readouterr().err
+    assert "bad.json: not a valid lwfsm snapshot: spec: Field required (and 5 more)\n" in capsys.readouterr().err
+    session = Engine(load_spec(DEFAULT, params={"lead_turns": 1})).session()
+    (tmp_path / "other.json").write_text(session.snapshot().model_dump_json())
+    assert main(["diagram", str(DEFAULT), "--snapshot", str(tmp_path / "other.json")]) == 1  # other params
+    assert "the rules or params differ" in capsys.readouterr().err
     assert main(["diagram", str(DEFAULT), "-f", "png"]) == 1
     assert "-f png writes binary data: give -o PATH" in capsys.readouterr().err
 

@@ -299,7 +299,7 @@ def cmd_diagram(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .. import diagram
-    from ..engine import Snapshot
+    from ..errors import SnapshotError
 
     if args.all or args.check:
         return _diagram_dir(Path(args.specs_dir), Path(args.out_dir), args.check)
@@ -313,15 +313,10 @@ def cmd_diagram(args: argparse.Namespace) -> int:
     else:
         raise _Usage("give a SPEC, --diff OLD NEW, --all or --check")
     if args.snapshot:
-        try:
-            snap = Snapshot.model_validate_json(Path(args.snapshot).read_text())
-        except (OSError, ValueError) as exc:
-            raise _Usage(f"--snapshot {args.snapshot}: not a readable lwfsm snapshot: {exc}") from None
-        if snap.state not in spec.states:
-            raise _Usage(f"--snapshot {args.snapshot}: state '{snap.state}' is not a state of spec '{spec.name}'")
-        if snap.spec != spec.name:
-            raise _Usage(f"--snapshot {args.snapshot}: it is a snapshot of spec '{snap.spec}', not '{spec.name}'")
-        kw["snapshot"] = snap
+        try:  # restored as a session would be: a snapshot of other rules or params would mislead
+            kw["snapshot"] = Engine(spec).restore(Path(args.snapshot).read_text()).snapshot()
+        except (OSError, UnicodeDecodeError, SnapshotError) as exc:
+            raise _Usage(f"--snapshot {args.snapshot}: {exc}") from None
     data = diagram.render(spec, args.format, **kw)
     if args.output:
         _write(Path(args.output), data)

@@ -216,7 +216,10 @@ class Engine:
                 snap = Snapshot.model_validate(snapshot)
         except ValidationError as exc:
             # `from None`: the chained error would echo the whole payload (it may be huge) again.
-            raise SnapshotError(f"not a valid lwfsm snapshot: {short(str(exc), 300)}") from None
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "(top)"
+            more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+            raise SnapshotError(f"not a valid lwfsm snapshot: {where}: {short(first['msg'], 200)}{more}") from None
         spec = self.spec
         if (snap.spec, snap.version, snap.spec_hash) != (spec.name, spec.version, self.spec_hash):
             raise SnapshotError(
