@@ -422,6 +422,110 @@ def test_langchain(server: Server, run: str) -> None:
     check(server, log, middleware.front.state())
 
 
+# -- a worker that keeps failing technically: judging.technical_fallback's role serves, in every framework --
+
+DOWN = {"status": 500, "body": {"error": {"message": "upstream exploded", "type": "server_error"}}}
+
+
+@pytest.fixture
+def plain_server() -> Iterator[Server]:
+    """Answers every call in text (the unscripted reply) unless a step is scripted."""
+    s = Server()
+    yield s
+    s.close()
+
+
+def _framework_run(framework: str, server: Server, stream: bool) -> tuple[str, Any]:
+    """One run (no tools) of `framework` on lead_worker with lead_turns=0: the worker serves first."""
+    spec = load_spec("lead_worker").with_params({"lead_turns": 0})
+    log: list[dict[str, Any]] = []
+    if framework == "pydantic-ai":
+        pytest.importorskip("pydantic_ai", reason='needs pydantic-ai: pip install "lwfsm[pydantic-ai]"')
+        from openai import AsyncOpenAI
+        from pydantic_ai import Agent
+        from pydantic_ai.models.openai import OpenAIChatModel
+        from pydantic_ai.providers.openai import OpenAIProvider
+
+        from lwfsm.integrations.pydantic_ai import LwfsmModel
+
+        client = AsyncOpenAI(base_url=server.base, api_key="test", max_retries=0)
+        provider = OpenAIProvider(openai_client=client)
+        model = LwfsmModel(spec, {r: OpenAIChatModel(m, provider=provider) for r, m in MODELS.items()}, log=log.append)
+        agent = Agent(model)
+
+        async def streamed() -> str:
+            async with agent.run_stream("Fix the failing test.") as run:
+                return await run.get_output()
+
+        output = asyncio.run(streamed()) if stream else agent.run_sync("Fix the failing test.").output
+        model.front.close()
+        return output, log
+    if framework == "openai-agents":
+        pytest.importorskip("agents", reason='needs the OpenAI Agents SDK: pip install "lwfsm[openai-agents]"')
+        from agents import Agent as SdkAgent
+        from agents import OpenAIChatCompletionsModel, RunConfig, Runner
+        from openai import AsyncOpenAI
+
+        from lwfsm.integrations.openai_agents import LwfsmProvider
+
+        client = AsyncOpenAI(base_url=server.base, api_key="test", max_retries=0)
+        models = {r: OpenAIChatCompletionsModel(m, openai_client=client) for r, m in MODELS.items()}
+        sdk = LwfsmProvider(spec, models, log=log.append)
+        config = RunConfig(model_provider=sdk, tracing_disabled=True)
+        agent = SdkAgent(name="fixer", instructions="Fix the tests.")
+
+        async def streamed_sdk() -> Any:
+            run = Runner.run_streamed(agent, "Fix the failing test.", run_config=config)
+            async for _ in run.stream_events():
+                pass
+            return run.final_output
+
+        out = (
+            asyncio.run(streamed_sdk())
+            if stream
+            else Runner.run_sync(agent, "Fix the failing test.", run_config=config).final_output
+        )
+        sdk.front.close()
+        return str(out), log
+    pytest.importorskip("langchain.agents", reason='needs LangChain v1: pip install "lwfsm[langchain]"')
+    pytest.importorskip("langchain_openai", reason='needs LangChain v1: pip install "lwfsm[langchain]"')
+    from langchain.agents import create_agent
+    from langchain_openai import ChatOpenAI
+
+    from lwfsm.integrations.langchain import LwfsmMiddleware
+
+    def chat(model: str) -> ChatOpenAI:
+        return ChatOpenAI(model=model, base_url=server.base, api_key="test", max_retries=0, streaming=stream)  # type: ignore[arg-type]
+
+    middleware = LwfsmMiddleware(spec, {r: chat(m) for r, m in MODELS.items()}, log=log.append)
+    agent = create_agent(chat("agent-default-model"), middleware=[middleware])
+    result = agent.invoke({"messages": [{"role": "user", "content": "Fix the failing test."}]})
+    middleware.front.close()
+    return str(result["messages"][-1].content), log
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["request", "stream"])
+@pytest.mark.parametrize("framework", ["pydantic-ai", "openai-agents", "langchain"])
+def test_a_worker_failing_technically_is_served_by_the_technical_fallback(
+    framework: str, stream: bool, plain_server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = plain_server
+    server.script("worker-model", DOWN)
+    output, log = _framework_run(framework, server, stream)
+    assert output == "lead-model says: Fix the failing test."
+    assert [r["model"] for r in server.requests] == ["worker-model", "lead-model"]
+    assert [(r["state"], r["role"]) for r in log] == [("worker", "lead")]  # served by the lead in state worker
+    assert "worker model failed (" in caplog.text
+    # a request the server refuses as wrong (400) is the client's to see: no other role is tried
+    server.requests.clear()
+    server.script("worker-model", {"status": 400, "body": {"error": {"message": "bad tool schema"}}})
+    # (the Agents SDK's loop, closed on the error, leaves the client's auth generator open: not ours)
+    with pytest.raises(Exception, match="bad tool schema"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        _framework_run(framework, server, stream)
+    assert [r["model"] for r in server.requests] == ["worker-model"]
+
+
 # -- LiteLLM proxy --
 
 TOOLS = [{"type": "function", "function": {"name": "run_tests", "description": "Run the tests.", "parameters": {}}}]

@@ -113,7 +113,13 @@ class LwfsmMiddleware(AgentMiddleware):
         handler: Callable[[ModelRequest], ModelResponse],
     ) -> ModelResponse:
         call, request = self._begin(request)
-        response = handler(request)
+        while True:
+            try:
+                response = handler(request)
+                break
+            except Exception as exc:  # a technical failure: judging.technical_fallback's role, else raised
+                call = self.front.fallback(call, exc)
+                request = request.override(model=call.model)
         self._end(call, request, response)
         return response
 
@@ -123,6 +129,12 @@ class LwfsmMiddleware(AgentMiddleware):
         handler: Callable[[ModelRequest], Awaitable[ModelResponse]],
     ) -> ModelResponse:
         call, request = self._begin(request)
-        response = await handler(request)
+        while True:
+            try:
+                response = await handler(request)
+                break
+            except Exception as exc:  # a technical failure: judging.technical_fallback's role, else raised
+                call = self.front.fallback(call, exc)
+                request = request.override(model=call.model)
         self._end(call, request, response)
         return response

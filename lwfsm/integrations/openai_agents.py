@@ -96,9 +96,14 @@ class LwfsmRoleModel(Model):
     ) -> ModelResponse:
         call = self.front.begin(to_openai(system_instructions, input))
         input = _noted(input, call.note)
-        response = await call.model.get_response(
-            system_instructions, input, model_settings, tools, output_schema, handoffs, tracing, **kwargs
-        )
+        while True:
+            try:
+                response = await call.model.get_response(
+                    system_instructions, input, model_settings, tools, output_schema, handoffs, tracing, **kwargs
+                )
+                break
+            except Exception as exc:  # a technical failure: judging.technical_fallback's role, else raised
+                call = self.front.fallback(call, exc)
         self._end(call, response, response.usage, self._tools(tools, handoffs))
         return response
 
@@ -115,13 +120,21 @@ class LwfsmRoleModel(Model):
     ) -> AsyncIterator[TResponseStreamEvent]:
         call = self.front.begin(to_openai(system_instructions, input))
         input = _noted(input, call.note)
-        done = None
-        async for event in call.model.stream_response(
-            system_instructions, input, model_settings, tools, output_schema, handoffs, tracing, **kwargs
-        ):
-            if event.type == "response.completed":
-                done = event.response
-            yield event
+        done, started = None, False
+        while True:
+            try:
+                async for event in call.model.stream_response(
+                    system_instructions, input, model_settings, tools, output_schema, handoffs, tracing, **kwargs
+                ):
+                    started = True
+                    if event.type == "response.completed":
+                        done = event.response
+                    yield event
+                break
+            except Exception as exc:  # failed before it streamed: judging.technical_fallback's role
+                if started:
+                    raise
+                call = self.front.fallback(call, exc)
         if done is not None:  # a stream cut short commits nothing
             response = ModelResponse(output=done.output, usage=AgentsUsage(), response_id=done.id)
             self._end(call, response, done.usage, self._tools(tools, handoffs))

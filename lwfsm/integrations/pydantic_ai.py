@@ -123,7 +123,14 @@ class LwfsmModel(WrapperModel):
         model_request_parameters: ModelRequestParameters,
     ) -> ModelResponse:
         call = self.front.begin(to_openai(messages))
-        response = await call.model.request(_noted(messages, call.note), model_settings, model_request_parameters)
+        while True:
+            try:
+                response = await call.model.request(
+                    _noted(messages, call.note), model_settings, model_request_parameters
+                )
+                break
+            except Exception as exc:  # a technical failure: judging.technical_fallback's role, else raised
+                call = self.front.fallback(call, exc)
         self._end(call, response, model_request_parameters)
         return response
 
@@ -137,7 +144,14 @@ class LwfsmModel(WrapperModel):
     ) -> AsyncIterator[StreamedResponse]:
         call = self.front.begin(to_openai(messages))
         sent = _noted(messages, call.note)
-        async with call.model.request_stream(sent, model_settings, model_request_parameters, run_context) as s:
+        async with AsyncExitStack() as opened:
+            while True:
+                try:
+                    stream = call.model.request_stream(sent, model_settings, model_request_parameters, run_context)
+                    s = await opened.enter_async_context(stream)
+                    break
+                except Exception as exc:  # failed before it streamed: judging.technical_fallback's role
+                    call = self.front.fallback(call, exc)
             yield s
         self._end(call, s.get(), model_request_parameters)  # a stream that raised commits nothing
 

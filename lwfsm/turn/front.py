@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from ..engine import Engine
-from ..errors import ConfigError
+from ..errors import ConfigError, causes
 from ..spec import Spec, load_spec
 from .core import Conversation, ConversationState, Judged, Plan, TurnCore, append_record
 from .judge import Detector
@@ -42,6 +42,7 @@ __all__ = [
     "LogTo",
     "Sink",
     "sink",
+    "technical",
     "SpecLike",
     "StateLike",
     "core_of",
@@ -182,6 +183,17 @@ class Front(Generic[M]):
         self.conversation = turn.conv
         return Call(turn, turn.plan.role, self.models[turn.plan.role])
 
+    def fallback(self, call: Call[M], exc: BaseException) -> Call[M]:
+        """`call` again on the role `judging.technical_fallback` names for its role, when `exc` is its
+        model failing technically (a server error or overload, no connection, a timeout: the SDK has
+        retried already); else `exc` is raised again. The turn commits as served by that role."""
+        roles = self.core.roles_for(call.plan)
+        nxt = roles[roles.index(call.role) + 1] if call.role in roles[:-1] else None
+        if nxt is None or not technical(exc):
+            raise exc
+        logger.warning("%s model failed (%s); the %s model serves this call", call.role, type(exc).__name__, nxt)
+        return Call(call.turn, nxt, self.models[nxt])
+
     def end(
         self,
         call: Call[M],
@@ -214,6 +226,18 @@ class Front(Generic[M]):
         if judged is not None and self.log is not None:
             cost = self.pricer(judged.pending.model, judged.pending.usage) if self.pricer else None
             self.log(judged.record(self.name, cost))
+
+
+def technical(exc: BaseException) -> bool:
+    """A model call that failed for want of a working server, not for what it was asked: an HTTP status
+    of 500 or more (529: overloaded), or a connection or timeout error, as the SDKs name theirs."""
+    for e in causes(exc):
+        status = getattr(e, "status_code", None)
+        if isinstance(status, int):
+            return status >= 500
+        if any(w in type(e).__name__ for w in ("Connection", "Timeout")):
+            return True
+    return False
 
 
 def tool_dict(name: str, description: str | None, parameters: Mapping[str, Any] | None) -> dict[str, Any]:
