@@ -6,7 +6,8 @@ usage chunk when stream_options.include_usage is set). Request headers are kept 
 in `paths`.
 `script(model, *steps)` queues steps for that model: a dict
 {"status": 500, "headers": {...}, "body": {...}, "delay": 0.5, "tool_calls": [...], "content": "...",
-"cut": True (a stream that stops half-way, without its finish chunk and [DONE]), "whole": True (one JSON
+"cut": True (a stream that stops half-way, without its finish chunk and [DONE]), "broken": True (a
+chunked stream whose connection drops after its first chunk, mid-transfer), "whole": True (one JSON
 body even when the request asks for a stream, as some servers do),
 "hold": threading.Event() (a stream that sends its text and tool calls, then waits for the event, up
 to 10 s, before its finish chunk, or before its usage chunk with "hold_at": "usage", or any reply before
@@ -29,6 +30,7 @@ newest models do): `/v1/responses` answers the same scripted steps (text, or `to
 """
 
 import json
+import socket
 import threading
 import time
 from collections import defaultdict, deque
@@ -316,6 +318,16 @@ class Server:
                 no_usage = step.get("no_usage", "no_stream_usage" in server.quirks)  # a step may say otherwise
                 if not cut and not no_usage and (request.get("stream_options") or {}).get("include_usage"):
                     chunks.append({**head, "choices": [], "usage": payload["usage"]})
+                if step.get("broken"):  # chunked, and the connection drops mid-transfer
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/event-stream")
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    data = b"data: " + json.dumps(chunks[0]).encode() + b"\n\n"
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                    self.wfile.flush()
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
                 try:
                     self.send_response(200)
                     self.send_header("Content-Type", "text/event-stream")

@@ -508,8 +508,7 @@ def test_the_first_byte_and_idle_timeouts_are_separate(oai: openai_server.Server
             timeout=60,
         ) as streamed:
             status, key = streamed.status_code, streamed.headers["x-lwfsm-session"]
-            with pytest.raises(httpx.RemoteProtocolError):  # cut by the gateway, not ended
-                b"".join(streamed.iter_bytes())
+            body = b"".join(streamed.iter_bytes())  # ended by the gateway with the protocol's error event
         hold.set()
         listed = [s["id"] for s in httpx.get(gw.base + "/lwfsm/sessions", headers=AUTH, timeout=10).json()["sessions"]]
     finally:
@@ -517,7 +516,31 @@ def test_the_first_byte_and_idle_timeouts_are_separate(oai: openai_server.Server
         gw.stop()
     assert slow.status_code == 200  # before: one read timeout covered both, and this was a 502
     assert status == 200
+    assert b'"message": "the lead upstream broke off mid-stream (quiet for 0.2 s (--idle-timeout))' in body
     assert key not in listed  # the cut stream recorded nothing
+
+
+def test_an_upstream_that_breaks_off_mid_stream_is_an_error_event_and_one_log_line(
+    oai: openai_server.Server,
+) -> None:
+    openai = pytest.importorskip("openai", reason="needs the openai SDK: pip install openai")
+    gw = Gateway("--api-key-env", "GW_KEY", env=_env("openai", oai.base))
+    client = openai.OpenAI(base_url=gw.base + "/v1", api_key=GATEWAY_KEY, max_retries=0)
+    ask = {"model": "m", "messages": [{"role": "user", "content": "go"}], "extra_headers": {"x-lwfsm-session": "cut"}}
+    try:
+        oai.script("lead-model", {"broken": True, "content": "a long answer the upstream drops half-way"})
+        with pytest.raises(openai.APIError, match=r"the lead upstream broke off mid-stream \(ClientPayloadError"):
+            for _ in client.chat.completions.create(stream=True, **ask):  # type: ignore[call-overload]
+                pass
+        listed = gw.control("GET", "/lwfsm/sessions").json()["sessions"]
+        again = client.chat.completions.create(**ask)  # type: ignore[call-overload]
+    finally:
+        log = gw.stop()
+    assert listed == []  # nothing recorded
+    assert again.choices[0].message.content  # the retry is served as a first try
+    assert log.count("upstream broke off mid-stream") == 1
+    assert "Traceback" not in log
+    assert "Exception in ASGI application" not in log
 
 
 def test_an_upstream_silent_longer_than_the_first_byte_timeout_is_a_502_naming_it(oai: openai_server.Server) -> None:

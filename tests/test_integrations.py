@@ -520,9 +520,10 @@ def test_a_worker_failing_technically_is_served_by_the_technical_fallback(
     server.requests.clear()
     server.script("worker-model", {"status": 400, "body": {"error": {"message": "bad tool schema"}}})
     # (the Agents SDK's loop, closed on the error, leaves the client's auth generator open: not ours)
-    with pytest.raises(Exception, match="bad tool schema"), warnings.catch_warnings():
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResourceWarning)
-        _framework_run(framework, server, stream)
+        with pytest.raises(Exception, match="bad tool schema"):
+            _framework_run(framework, server, stream)
     assert [r["model"] for r in server.requests] == ["worker-model"]
 
 

@@ -179,6 +179,20 @@ class Forward:
                     settled = True
                     await self.gateway.turns.settle_stream(call, loaded, role, acc)
                 yield chunk
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            if settled:
+                return  # the reply was whole and is recorded; only what followed it was lost
+            # An upstream that broke off mid-stream: one line in the log, the protocol's error event to
+            # the client (its SDK raises it), nothing recorded (a retry is served as a first try).
+            why = f"quiet for {self.gateway.idle_timeout:g} s (--idle-timeout)" if isinstance(exc, TimeoutError) else ""
+            why = why or f"{type(exc).__name__}: {exc}"
+            self.gateway._failed(role, "broke_off")
+            logger.warning(
+                "session %s: %s upstream broke off mid-stream (%s); nothing recorded", call.ident.key, role, why
+            )
+            msg = f"the {role} upstream broke off mid-stream ({why}); nothing was recorded, try again"
+            yield (b"\n" if reader.partial else b"") + CODECS[call.protocol].stream_error(502, msg)
+            return
         finally:
             upstream.release()
         if not settled:

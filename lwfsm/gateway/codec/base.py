@@ -70,6 +70,10 @@ class Codec(Protocol):
 
     def error_body(self, status: int, message: str, kind: str | None = None) -> dict[str, Any]: ...
 
+    def stream_error(self, status: int, message: str) -> bytes:
+        """An error as the SSE event of a stream of this protocol, which its clients raise."""
+        ...
+
     def note(self, messages: Sequence[Any], note: str) -> list[Any]:
         """The messages with a handoff note at the end (a new list: the client's is not changed)."""
         ...

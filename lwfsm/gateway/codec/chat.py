@@ -107,6 +107,9 @@ class Chat:
     def error_body(self, status: int, message: str, kind: str | None = None) -> dict[str, Any]:
         return {"error": {"message": message, "type": kind or "invalid_request_error", "param": None, "code": None}}
 
+    def stream_error(self, status: int, message: str) -> bytes:
+        return b"data: " + json.dumps(self.error_body(status, message, "api_error")).encode() + b"\n\n"
+
     def note(self, messages: Sequence[Any], note: str) -> list[Any]:
         """A user message after the last one."""
         return [*messages, {"role": "user", "content": note}]

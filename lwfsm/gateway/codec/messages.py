@@ -240,6 +240,9 @@ class Messages:
         names = {401: "authentication_error", 404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error"}
         return {"type": "error", "error": {"type": kind or names.get(status, "api_error"), "message": message}}
 
+    def stream_error(self, status: int, message: str) -> bytes:
+        return b"event: error\ndata: " + json.dumps(self.error_body(status, message)).encode() + b"\n\n"
+
     def note(self, messages: Sequence[Any], note: str) -> list[Any]:
         """A text block at the end of the last user message's content (after its tool_result blocks),
         or a user message of its own when the last message is not the user's."""
