@@ -688,3 +688,26 @@ def test_a_body_is_read_as_json_reads_it_and_its_key_is_its_messages_text() -> N
     for bad in (b"", b"[1]", b'{"a": 1', b'{"a": 1,}', b'{"a" 1}', b'{"a": 1} x', b"{a: 1}", b"\xff{}"):
         assert _parse_body(bad) is None  # not one object: json.loads says what is wrong
     assert read(b" {\n} ") == ({}, None)
+
+
+def test_a_messages_call_translated_for_a_chat_upstream_tries_each_role_once(oai: openai_server.Server) -> None:
+    """The gateway moves between roles itself: LiteLLM (and the OpenAI SDK it calls through) retries
+    nothing more, so a Messages client meets a failing upstream as a Chat client does (once, its error)."""
+    anthropic = pytest.importorskip("anthropic", reason="needs the anthropic SDK: pip install anthropic")
+    gw = Gateway("--api-key-env", "GW_KEY", env=_env("openai", oai.base))
+    client = anthropic.Anthropic(base_url=gw.base, api_key=GATEWAY_KEY, max_retries=0)
+    try:
+        oai.requests.clear()
+        oai.script("lead-model", {"status": 500, "body": {"error": {"message": "upstream exploded"}}})
+        with pytest.raises(anthropic.APIStatusError, match="upstream exploded") as raised:
+            client.messages.create(
+                model="m",
+                max_tokens=50,
+                messages=[{"role": "user", "content": "go"}],
+                extra_headers={"x-lwfsm-session": "once"},
+            )
+        calls = [r["model"] for r in oai.requests]
+    finally:
+        gw.kill()
+    assert raised.value.status_code == 500
+    assert calls == ["lead-model"]  # before: LiteLLM called it again, and the second answer reached the client

@@ -147,4 +147,6 @@ def client(base_url: str | None, api_key: str, connect: float, idle: float) -> A
             await self.it.aclose()  # type: ignore[attr-defined]
 
     http = httpx.AsyncClient(transport=Transport(), timeout=httpx.Timeout(idle, connect=connect))
-    return openai.AsyncOpenAI(base_url=base_url, api_key=api_key, http_client=http)
+    # No retries of the SDK's own: the gateway moves to the next role itself, as on every other path
+    # (with the SDK's two, a Messages call hit a failing upstream three times where a Chat call hit it once)
+    return openai.AsyncOpenAI(base_url=base_url, api_key=api_key, http_client=http, max_retries=0)

@@ -68,6 +68,7 @@ class Translate:
             k: v for k, v in call.body.items() if k != "model" and k not in params.NOT_FOR_LITELLM
         }
         kwargs.update(binding.call_kwargs(self.gateway.env))
+        kwargs["num_retries"] = 0  # the gateway moves to the next role itself: LiteLLM retries nothing
         if self.gateway.mock:
             kwargs["mock_response"] = f"[{binding.model} as the {role}] mock reply"
         if loaded.plan.note:
