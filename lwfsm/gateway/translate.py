@@ -90,12 +90,15 @@ class Translate:
                     kwargs.pop("stream", None)  # LiteLLM's mock answers Messages whole: streamed below
                 result = await litellm.anthropic_messages(**kwargs)
         except Exception as exc:
-            kind = adapter.classify(exc)
-            self.gateway._failed(role, getattr(exc, "status_code", None) or type(exc).__name__)
+            kind, down = adapter.classify(exc), _unreachable(exc)
+            self.gateway._failed(
+                role, "unreachable" if down else getattr(exc, "status_code", None) or type(exc).__name__
+            )
             if kind == "retry" and not final:
-                logger.warning(
-                    "session %s: %s model failed (%s); trying the next role", call.ident.key, role, type(exc).__name__
+                what = (
+                    f"upstream unreachable ({type(down).__name__})" if down else f"model failed ({type(exc).__name__})"
                 )
+                logger.warning("session %s: %s %s; trying the next role", call.ident.key, role, what)
                 return None
             status = getattr(exc, "status_code", None)
             status = status if isinstance(status, int) and 400 <= status < 600 else 502
@@ -107,9 +110,8 @@ class Translate:
             where = origin(binding.api_base) if binding.api_base else binding.model
             if status in (401, 403):  # the upstream refused the gateway's key, not the client's (as the fast path)
                 status, msg = 502, f"{role} upstream {where} refused the gateway's key: {key_hint(role, binding)}"
-            if _unreachable(exc):  # said as the fast path says it (LiteLLM: a 500, or its own class)
-                status = 502
-                msg = self.gateway.redact(f"{role} upstream {where} unreachable: {exc}".encode()).decode()
+            if down:  # said as the fast path says it (LiteLLM: a 500, or its own class)
+                status, msg = 502, f"{role} upstream {where} unreachable: {type(down).__name__}"
             return JSONResponse(error_body(call.protocol, status, msg, "api_error"), status, headers=out)
         if call.protocol == "openai" and not call.stream:
             data = call.answer = result.model_dump(mode="json", exclude_none=True)
@@ -222,6 +224,8 @@ def _supported_params(litellm: Any, model: str) -> frozenset[str] | None:
 _NO_CONNECTION = {"APIConnectionError", "ConnectError", "ConnectTimeout", "ClientConnectorError"}
 
 
-def _unreachable(exc: BaseException) -> bool:
-    """LiteLLM's error for an upstream it could not connect to: its cause chain holds the connection's."""
-    return any(isinstance(c, ConnectionError) or type(c).__name__ in _NO_CONNECTION for c in causes(exc))
+def _unreachable(exc: BaseException) -> BaseException | None:
+    """The connection's error in the cause chain of LiteLLM's error for an upstream it could not
+    connect to (the innermost found: LiteLLM's own class says less), else None."""
+    found = [c for c in causes(exc) if isinstance(c, ConnectionError) or type(c).__name__ in _NO_CONNECTION]
+    return found[-1] if found else None
