@@ -7,7 +7,7 @@ in `paths`.
 `script(model, *steps)` queues steps for that model: a dict
 {"status": 500, "headers": {...}, "body": {...}, "delay": 0.5, "tool_calls": [...], "content": "...",
 "cut": True (a stream that stops half-way, without its finish chunk and [DONE]), "broken": True (a
-chunked stream whose connection drops after its first chunk, mid-transfer), "whole": True (one JSON
+chunked stream whose connection drops in its second event, mid-transfer), "whole": True (one JSON
 body even when the request asks for a stream, as some servers do),
 "hold": threading.Event() (a stream that sends its text and tool calls, then waits for the event, up
 to 10 s, before its finish chunk, or before its usage chunk with "hold_at": "usage", or any reply before
@@ -323,7 +323,8 @@ class Server:
                     self.send_header("Content-Type", "text/event-stream")
                     self.send_header("Transfer-Encoding", "chunked")
                     self.end_headers()
-                    data = b"data: " + json.dumps(chunks[0]).encode() + b"\n\n"
+                    events = [b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks[:2]]
+                    data = events[0] + events[-1][: len(events[-1]) // 2]  # the drop comes mid-event
                     self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
                     self.wfile.flush()
                     self.connection.shutdown(socket.SHUT_RDWR)

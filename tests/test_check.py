@@ -230,6 +230,12 @@ def test_a_spec_at_its_declared_maximum_params_is_checked_when_it_reaches_few_co
     report = check(spec)
     assert report.ok
     assert report.configurations == 5000
+    text = (Path(__file__).parent.parent / "specs" / "lead_worker.yaml").read_text()
+    for old in ("{default: 3, min: 0,", "{default: 2, min: 1,", "{default: 2, min: 1,"):
+        text = text.replace(old, "{default: 1000, min: 1000,", 1)
+    grid = check_grid(Spec.from_text(text), up_to=0)  # the grid's one combination, checked the same way
+    assert grid.ok
+    assert grid.configurations == 5000
 
 
 def test_what_chosen_params_leave_unused_is_told_apart_from_a_mistake() -> None:

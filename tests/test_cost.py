@@ -706,7 +706,9 @@ def test_a_monte_carlo_interval_stays_within_what_it_averages() -> None:
 
     rare = np.array([0.0] * 19 + [1.0])  # most conversations cost nothing, one costs $1
     wide = _estimate(rare, trace=1)
-    assert wide.low == 0.0 < wide.mean < wide.high <= 1.0
+    assert wide.low == 0.0 < wide.mean < wide.high
+    one = _estimate(np.array([0.3]), trace=1)  # one sample says nothing of the spread: unbounded above
+    assert (one.low, one.high) == (0.0, float("inf"))
     narrow = _estimate(np.array([0.4, 0.5, 0.6] * 400), trace=1000)
     assert 0.4 < narrow.low < 0.5 < narrow.high < 0.6
 
@@ -803,6 +805,9 @@ def test_a_last_line_cut_short_is_skipped_saying_so_and_the_rest_is_reported(
     assert main(["report", str(tmp_path / "killed.jsonl"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["total"]["turns"] == len(HAND)
     assert f"killed.jsonl:{len(HAND) + 1}: skipped: the last line is cut short (its writer stopped)" in caplog.text
+    (tmp_path / "deep.jsonl").write_text(whole + "[" * 100_000)  # cut short and nested past reading
+    assert main(["report", str(tmp_path / "deep.jsonl")]) == 0
+    assert "deep.jsonl:9: skipped: the last line is cut short" in caplog.text
     # anywhere else a broken line is an error, and nothing is summed
     (tmp_path / "broken.jsonl").write_text('{"session": "s2", "turn": 1, "ro\n' + whole)
     assert main(["report", str(tmp_path / "broken.jsonl")]) == 1

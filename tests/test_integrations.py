@@ -427,6 +427,27 @@ def test_langchain(server: Server, run: str) -> None:
 DOWN = {"status": 500, "body": {"error": {"message": "upstream exploded", "type": "server_error"}}}
 
 
+def test_technical_failures_are_told_by_class_before_status() -> None:
+    from lwfsm.turn.front import technical
+
+    class Timeout(Exception):  # LiteLLM's: an openai APITimeoutError that carries a 408
+        status_code = 408
+
+    class BadRequestError(Exception):
+        status_code = 400
+
+    class InternalServerError(Exception):
+        status_code = 503
+
+    assert technical(Timeout())
+    assert technical(ConnectionRefusedError())
+    assert technical(InternalServerError())
+    assert not technical(BadRequestError())
+    wrapped = RuntimeError("the framework's own")
+    wrapped.__cause__ = InternalServerError()
+    assert technical(wrapped)
+
+
 @pytest.fixture
 def plain_server() -> Iterator[Server]:
     """Answers every call in text (the unscripted reply) unless a step is scripted."""

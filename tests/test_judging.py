@@ -205,6 +205,28 @@ def test_a_change_and_its_check_in_one_reply_fail_each_time() -> None:
     assert verdict(*both(0), look_again, result(failing, "p3"))[1] == "ok"
 
 
+def test_an_openhands_edit_and_a_failing_run_in_one_reply_fail() -> None:
+    edit = {
+        "id": "e1",
+        "type": "function",
+        "function": {
+            "name": "str_replace_editor",
+            "arguments": json.dumps({"command": "str_replace", "path": "/workspace/src/parse.py", "old_str": "a"}),
+        },
+    }
+    test = bash("python -m pytest -q", "p1")["tool_calls"][0] | {
+        "function": {"name": "execute_bash", "arguments": json.dumps({"command": "python -m pytest -q"})}
+    }
+    failing = "FAILED tests/test_parse.py::test_header\n1 failed\n[The command completed with exit code 1.]"
+    reply = {"role": "assistant", "content": None, "tool_calls": [edit, test]}
+    core = TurnCore(Engine(load_spec("lead_worker")), agent="openhands")
+    msgs = [{"role": "user", "content": "fix the parser"}, reply]
+    conv = core.start()
+    core.settle(conv, core.plan(conv, msgs[:1]), role="lead", model="m", reply=reply)
+    after = [result("The file /workspace/src/parse.py has been edited.", "e1"), result(failing, "p1")]
+    assert core.verdict(conv, [*msgs, *after]).kind == "task_failure"
+
+
 def test_corrections_and_rejections_are_their_own_kinds() -> None:
     said = {"role": "assistant", "content": "Done: the header parser handles tabs now."}
     event, kind, evidence = verdict(said, {"role": "user", "content": "No, it still fails on tabs."})

@@ -505,7 +505,10 @@ def check_grid(
         total = 0
         for params in param_grid(spec, up_to):
             one = spec.with_params(params)
-            total += _refuse_estimate(one, abstraction(one), max_configurations)
+            try:
+                total += _refuse_estimate(one, abstraction(one), max_configurations)
+            except TooLarge:
+                total += min(max_configurations, PROBE)  # what `check` explores before it refuses one
             if total > GRID_FACTOR * max_configurations:
                 raise TooLarge(
                     [

@@ -259,7 +259,7 @@ def _lines(path: str | Path, problems: Problems) -> Iterator[tuple[int, bytes]]:
 def _whole(line: bytes) -> bool:
     try:
         json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):
         return False
     return True
 

@@ -334,10 +334,10 @@ def _estimate(samples: Any, trace: int | None = None) -> Estimate:
     scale = (1 / n + (1 / trace if trace else 0.0)) ** 0.5
     half = 1.96 * float(np.std(samples, ddof=1)) * scale if n > 1 else float("inf")
     lo, hi = (float(v) for v in np.percentile(samples, [2.5, 97.5]))
-    # an average lies within what it averages: with a small trace the normal interval would reach
-    # past the samples' range (a negative cost)
-    low, high = max(mean - half, float(np.min(samples))), min(mean + half, float(np.max(samples)))
-    return Estimate(mean, low, high, (lo, hi))
+    # an average of what cannot be negative (a cost, a count) is not: with a small trace the normal
+    # interval would reach below 0
+    low = max(mean - half, 0.0) if float(np.min(samples)) >= 0 else mean - half
+    return Estimate(mean, low, mean + half, (lo, hi))
 
 
 POSITIONS = 4096  # turn positions modelled one by one; later turns share the last position's tokens

@@ -167,7 +167,7 @@ class Forward:
         acc: Stream = codec.stream(call_names(call))
         # A usage chunk that comes after the finish chunk: when it was asked for, the call settles with it.
         usage = codec.usage_follows(call.body)
-        settled = False
+        settled, held = False, b""
         try:
             async for chunk in upstream.content.iter_any():
                 for event in reader.feed(chunk):
@@ -178,7 +178,15 @@ class Forward:
                     # may send the next call, or the gateway may be stopped; the turn must be stored.
                     settled = True
                     await self.gateway.turns.settle_stream(call, loaded, role, acc)
-                yield chunk
+                # whole events only: an event the upstream breaks off in the middle never reaches the client
+                data, held = held + chunk, b""
+                end = _last_event_end(data)
+                if end < len(data):
+                    data, held = data[:end], data[end:]
+                if data:
+                    yield data
+            if held:
+                yield held  # the upstream ended the stream itself, its last event unfinished: as it came
         except (aiohttp.ClientError, TimeoutError) as exc:
             if settled:
                 return  # the reply was whole and is recorded; only what followed it was lost
@@ -191,7 +199,7 @@ class Forward:
                 "session %s: %s upstream broke off mid-stream (%s); nothing recorded", call.ident.key, role, why
             )
             msg = f"the {role} upstream broke off mid-stream ({why}); nothing was recorded, try again"
-            yield (b"\n" if reader.partial else b"") + CODECS[call.protocol].stream_error(502, msg)
+            yield CODECS[call.protocol].stream_error(502, msg)  # after whole events: it is an event of its own
             return
         finally:
             upstream.release()
@@ -199,3 +207,10 @@ class Forward:
             await self.gateway.turns.settle_stream(call, loaded, role, acc)
         if call.turn is not None:
             yield recorded_trailer(call.turn, reader.partial)
+
+
+def _last_event_end(data: bytes) -> int:
+    """Where the last whole server-sent event in `data` ends (a blank line ends one), 0 if none does."""
+    return max(
+        (at + len(blank) for blank in (b"\n\n", b"\r\n\r\n", b"\r\r") if (at := data.rfind(blank)) >= 0), default=0
+    )

@@ -112,11 +112,16 @@ def parse(text: str, names: Mapping[str, str], want: Kind) -> Expr:
         _other_languages(text)
         if not exc.offset:  # Python gives no position when the text simply stops early
             raise ExprError("syntax error: the expression ends too early", len(text.rstrip())) from None
-        raise ExprError(f"syntax error: {exc.msg}", lead + exc.offset - 1) from None
+        line = min(exc.lineno or 1, text.strip().count("\n") + 1)
+        starts = [0] + [m.end() for m in re.finditer("\n", text.strip())]
+        raise ExprError(f"syntax error: {exc.msg}", lead + starts[line - 1] + exc.offset - 1) from None
     used: set[str] = set()
+    # where each line of the stripped text starts in it: a node's place is (its line, its column)
+    starts = [0] + [m.end() for m in re.finditer("\n", text.strip())]
 
     def fail(node: ast.AST, msg: str) -> ExprError:
-        return ExprError(msg, lead + getattr(node, "col_offset", 0))
+        line = getattr(node, "lineno", 1)
+        return ExprError(msg, lead + starts[min(line, len(starts)) - 1] + getattr(node, "col_offset", 0))
 
     def check(node: ast.expr) -> Kind:
         if isinstance(node, ast.Constant):

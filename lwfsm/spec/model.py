@@ -296,7 +296,9 @@ class Spec(_Model):
             except ExprError as exc:
                 place = locate(self._marks, where, exc.offset) if self._marks else None
                 values = ", ".join(f"{k}={v}" for k, v in self.param_values.items())
-                message = f"in expression '{text.strip()}': {exc.message}" + (f" (with {values})" if values else "")
+                message = f"in expression '{' '.join(text.split())}': {exc.message}" + (
+                    f" (with {values})" if values else ""
+                )
                 line, column = place or (None, None)
                 out.append(SpecIssue(self._source or "<text>", line, column, ".".join(map(str, where)), message))
         return out

@@ -262,14 +262,16 @@ def _segments(lines: list[str], n: yaml.ScalarNode) -> list[tuple[int, int, int]
             col = n.start_mark.column + (1 if n.style in ("'", '"') else 0)
         else:
             col = len(src) - len(src.lstrip())
-        words = src[col:].strip()[:12].rstrip("'\"")
+        content = src[col:].strip()
+        words = content[:12].rstrip("'\"")
         if not words:
             continue  # a blank line folds into a line break
         found = value.find(words, at)
         if found < 0:
             break
         out.append((ln + 1, col + 1, found))
-        at = found + len(words)
+        # past the whole line where the value holds it as written (else past the words found)
+        at = found + (len(content) if value.startswith(content, found) else len(words))
     return out
 
 

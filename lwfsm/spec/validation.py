@@ -217,7 +217,7 @@ def _meaning(spec: Spec) -> list[tuple[Loc, str, int]]:
                 # "unknown name 'lead_done' (did you mean 'lead_turns'?)" would hide the rule broken
                 what = "the turn count" if used[0] == "turn" else "a counter"
                 message = f"'{used[0]}' is {what}, not known before the first turn: use params only here"
-            add((loc, f"in expression '{short(text.strip())}': {message}", exc.offset))
+            add((loc, f"in expression '{short(' '.join(text.split()))}': {message}", exc.offset))  # one line
             return None
 
     for name, p in params.items():

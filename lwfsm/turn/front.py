@@ -232,11 +232,11 @@ def technical(exc: BaseException) -> bool:
     """A model call that failed for want of a working server, not for what it was asked: an HTTP status
     of 500 or more (529: overloaded), or a connection or timeout error, as the SDKs name theirs."""
     for e in causes(exc):
+        if any(w in type(e).__name__ for w in ("Connection", "Timeout")):
+            return True  # (before the status: LiteLLM's Timeout carries a 408)
         status = getattr(e, "status_code", None)
         if isinstance(status, int):
             return status >= 500
-        if any(w in type(e).__name__ for w in ("Connection", "Timeout")):
-            return True
     return False
 
 

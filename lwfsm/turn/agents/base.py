@@ -432,7 +432,8 @@ def _again(before: str, now: str) -> bool:
     return program(before) == program(now) and bool(TESTS.search(now) or is_reproduction(now))
 
 
-def _edited_path(tool: str | None, args: Mapping[str, Any]) -> str | None:
+def edited_path(tool: str | None, args: Mapping[str, Any]) -> str | None:
+    """The file a file editor's call changes (its own path argument), or None."""
     if not tool or not _EDITS.search(tool) or args.get("command") == "view":
         return None
     path = args.get("file_path") or args.get("path") or args.get("notebook_path")
@@ -850,7 +851,7 @@ class Reader:
             timed_out=command is not None and _hinted(self.TIMEOUT, text[:3000], _TIMEOUT_HINTS) is not None,
             # a command's output, or a tool we do not know that does not look like reading something
             runs=command is not None or not _READS.search(tool or ""),
-            edits=_edited_path(tool, args) if command is None else None,
+            edits=edited_path(tool, args) if command is None else None,
         )
 
     def outcomes(self, reply: Message, after: Sequence[Message]) -> Iterator[Outcome]:
@@ -918,8 +919,14 @@ class Reader:
         if now is None or asked is None:
             return
         # a person's words are what it starts with: read the starts only, not whole pasted files
-        said, was = self.own_words(_head(now[1], 8000)), self.own_words(_head(asked, 8000))
-        if restated(was, said) and self.human({"role": "user", "content": said[:2000]}) and self.human(asked):
+        heads = _head(now[1], 8000), _head(asked, 8000)
+        said, was = self.own_words(heads[0]), self.own_words(heads[1])
+        if (
+            max(map(len, heads)) < 8000  # a message cut there cannot show its end: no telling
+            and restated(was, said)
+            and self.human({"role": "user", "content": said[:2000]})
+            and self.human(asked)
+        ):
             yield Finding("user_correction", Evidence(f"{self.name}.asked_again", now[0], 1, said.strip()[:80]))
 
     @staticmethod

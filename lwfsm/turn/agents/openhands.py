@@ -8,7 +8,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .base import Message, Outcome, Reader, Transcript, text_of
+from .base import Message, Outcome, Reader, Transcript, edited_path, text_of
 
 __all__ = ["READER"]
 
@@ -35,7 +35,7 @@ class OpenHands(Reader):
         failed = text.lstrip().startswith(("ERROR:", "Error:")) or "did not appear verbatim" in text[:500]
         if (args.get("command") == "view" or "view_range" in args) and "does not exist" in text[:500]:
             failed = False  # looking at a path to see whether it is there: "no" is an answer
-        return Outcome(message=i, text=text, tool=tool, flagged=failed, runs=False)
+        return Outcome(message=i, text=text, tool=tool, flagged=failed, runs=False, edits=edited_path(tool, args))
 
 
 READER = OpenHands()
