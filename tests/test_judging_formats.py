@@ -355,11 +355,6 @@ def test_a_template_filled_in_with_a_new_request_is_not_asked_again() -> None:
     assert kind(DONE, [new], "generic", before) == "ok"
     same = {"role": "user", "content": preamble + "<request>make the export button download a CSV</request>"}
     assert kind(DONE, [same], "generic", before) == "user_correction"
-    # a template longer than what is read of a message: its end cannot be seen, so no telling
-    long = preamble * 12
-    before = [{"role": "user", "content": long + "<request>make the export button download a CSV</request>"}]
-    new = {"role": "user", "content": long + "<request>add comments that explain each component</request>"}
-    assert kind(DONE, [new], "generic", before) == "ok"
 
 
 def test_codex_reads_a_persons_words_after_their_editors_context() -> None:

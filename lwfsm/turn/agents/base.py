@@ -919,14 +919,8 @@ class Reader:
         if now is None or asked is None:
             return
         # a person's words are what it starts with: read the starts only, not whole pasted files
-        heads = _head(now[1], 8000), _head(asked, 8000)
-        said, was = self.own_words(heads[0]), self.own_words(heads[1])
-        if (
-            max(map(len, heads)) < 8000  # a message cut there cannot show its end: no telling
-            and restated(was, said)
-            and self.human({"role": "user", "content": said[:2000]})
-            and self.human(asked)
-        ):
+        said, was = self.own_words(_head(now[1], 8000)), self.own_words(_head(asked, 8000))
+        if restated(was, said) and self.human({"role": "user", "content": said[:2000]}) and self.human(asked):
             yield Finding("user_correction", Evidence(f"{self.name}.asked_again", now[0], 1, said.strip()[:80]))
 
     @staticmethod
