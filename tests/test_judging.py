@@ -205,6 +205,24 @@ def test_a_change_and_its_check_in_one_reply_fail_each_time() -> None:
     assert verdict(*both(0), look_again, result(failing, "p3"))[1] == "ok"
 
 
+def test_a_reply_of_many_calls_is_read_once_each_for_its_changes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bounded work on a hostile body: each failed run asks whether the reply changed the code before it,
+    and the calls before it are looked at once in all (asked afresh each time it was quadratic: 1 s at
+    1,000 calls)."""
+    from lwfsm.turn.agents import base
+
+    looked: list[int] = []
+    changes = base._changes
+    monkeypatch.setattr(base, "_changes", lambda o: looked.append(1) or changes(o))
+    calls, after = [], []
+    for n in range(300):
+        calls += [bash("ls src", f"a{n}")["tool_calls"][0], bash("python -m pytest -q", f"b{n}")["tool_calls"][0]]
+        after += [result("Exit code 0\nparse.py", f"a{n}"), result("Exit code 1\nFAILED t::x\n1 failed", f"b{n}")]
+    reply = {"role": "assistant", "content": None, "tool_calls": calls}
+    assert verdict(reply, *after)[1] == "ok"  # the red phase: nothing changed
+    assert 0 < len(looked) <= len(calls)
+
+
 def test_an_openhands_edit_and_a_failing_run_in_one_reply_fail() -> None:
     edit = {
         "id": "e1",

@@ -884,9 +884,13 @@ class Reader:
             return read[0]
 
         seen: list[tuple[Outcome, Finding | None]] = []
+        scanned = [0, False]  # how many of `seen` were looked at, and whether one changed the code
 
         def here() -> History:  # a run after this reply's own change to the code tries it: no look
-            return _just_changed() if any(f is None and _changes(p) for p, f in seen) else past()
+            while not scanned[1] and scanned[0] < len(seen):  # each outcome looked at once at most
+                o, f = seen[scanned[0]]
+                scanned[:] = [scanned[0] + 1, f is None and _changes(o)]
+            return _just_changed() if scanned[1] else past()
 
         for o in self.outcomes(reply, after):
             f = self.classify(o, reply, here)
