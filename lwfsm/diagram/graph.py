@@ -288,9 +288,8 @@ def _graph(
     for name, st in [*spec.states.items(), *((n, old.states[n]) for n in removed_states if old)]:
         graph.set_node_style(name, f"role_{st.role}")
     if changes:
-        for name, mark in changes.states.items():
-            role = (spec.states.get(name) or (old.states[name] if old else None) or st).role
-            graph.set_node_style(name, mark if mark == "removed" else f"{mark}_{role}")
+        for name, mark in changes.states.items():  # an added or changed state is one of the new spec's
+            graph.set_node_style(name, "removed" if mark == "removed" else f"{mark}_{spec.states[name].role}")
         if engine == "pygraphviz":  # mermaid cannot style edges: the +/-/~ label marks say it there
             for (src, dst), marks in pair_marks.items():
                 # one edge for several transitions: styled only when all share a mark (each line has its own)

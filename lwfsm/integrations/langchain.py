@@ -113,13 +113,7 @@ class LwfsmMiddleware(AgentMiddleware):
         handler: Callable[[ModelRequest], ModelResponse],
     ) -> ModelResponse:
         call, request = self._begin(request)
-        while True:
-            try:
-                response = handler(request)
-                break
-            except Exception as exc:  # a technical failure: judging.technical_fallback's role, else raised
-                call = self.front.fallback(call, exc)
-                request = request.override(model=call.model)
+        call, response = self.front.served(call, lambda c: handler(request.override(model=c.model)))
         self._end(call, request, response)
         return response
 
@@ -129,12 +123,6 @@ class LwfsmMiddleware(AgentMiddleware):
         handler: Callable[[ModelRequest], Awaitable[ModelResponse]],
     ) -> ModelResponse:
         call, request = self._begin(request)
-        while True:
-            try:
-                response = await handler(request)
-                break
-            except Exception as exc:  # a technical failure: judging.technical_fallback's role, else raised
-                call = self.front.fallback(call, exc)
-                request = request.override(model=call.model)
+        call, response = await self.front.aserved(call, lambda c: handler(request.override(model=c.model)))
         self._end(call, request, response)
         return response

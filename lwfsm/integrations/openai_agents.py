@@ -96,14 +96,12 @@ class LwfsmRoleModel(Model):
     ) -> ModelResponse:
         call = self.front.begin(to_openai(system_instructions, input))
         input = _noted(input, call.note)
-        while True:
-            try:
-                response = await call.model.get_response(
-                    system_instructions, input, model_settings, tools, output_schema, handoffs, tracing, **kwargs
-                )
-                break
-            except Exception as exc:  # a technical failure: judging.technical_fallback's role, else raised
-                call = self.front.fallback(call, exc)
+        call, response = await self.front.aserved(
+            call,
+            lambda c: c.model.get_response(
+                system_instructions, input, model_settings, tools, output_schema, handoffs, tracing, **kwargs
+            ),
+        )
         self._end(call, response, response.usage, self._tools(tools, handoffs))
         return response
 

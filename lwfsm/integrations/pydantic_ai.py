@@ -123,14 +123,10 @@ class LwfsmModel(WrapperModel):
         model_request_parameters: ModelRequestParameters,
     ) -> ModelResponse:
         call = self.front.begin(to_openai(messages))
-        while True:
-            try:
-                response = await call.model.request(
-                    _noted(messages, call.note), model_settings, model_request_parameters
-                )
-                break
-            except Exception as exc:  # a technical failure: judging.technical_fallback's role, else raised
-                call = self.front.fallback(call, exc)
+        sent = _noted(messages, call.note)
+        call, response = await self.front.aserved(
+            call, lambda c: c.model.request(sent, model_settings, model_request_parameters)
+        )
         self._end(call, response, model_request_parameters)
         return response
 
@@ -144,14 +140,13 @@ class LwfsmModel(WrapperModel):
     ) -> AsyncIterator[StreamedResponse]:
         call = self.front.begin(to_openai(messages))
         sent = _noted(messages, call.note)
-        async with AsyncExitStack() as opened:
-            while True:
-                try:
-                    stream = call.model.request_stream(sent, model_settings, model_request_parameters, run_context)
-                    s = await opened.enter_async_context(stream)
-                    break
-                except Exception as exc:  # failed before it streamed: judging.technical_fallback's role
-                    call = self.front.fallback(call, exc)
+        async with AsyncExitStack() as opened:  # a stream that fails as it opens: the fallback's role
+            call, s = await self.front.aserved(
+                call,
+                lambda c: opened.enter_async_context(
+                    c.model.request_stream(sent, model_settings, model_request_parameters, run_context)
+                ),
+            )
             yield s
         self._end(call, s.get(), model_request_parameters)  # a stream that raised commits nothing
 

@@ -89,6 +89,12 @@ def _describe(node: ast.AST) -> str:
     return type(node).__name__
 
 
+def _offset(text: str, line: int | None, column: int) -> int:
+    """The place in `text` of Python's (line, column) in it: an expression may span lines."""
+    starts = [0] + [m.end() for m in re.finditer("\n", text)]
+    return starts[min(line or 1, len(starts)) - 1] + column
+
+
 def parse(text: str, names: Mapping[str, str], want: Kind) -> Expr:
     """Parse and type-check `text`. `names` maps each usable name to "counter" or "param"."""
     if not isinstance(text, str) or not text.strip():
@@ -112,16 +118,11 @@ def parse(text: str, names: Mapping[str, str], want: Kind) -> Expr:
         _other_languages(text)
         if not exc.offset:  # Python gives no position when the text simply stops early
             raise ExprError("syntax error: the expression ends too early", len(text.rstrip())) from None
-        line = min(exc.lineno or 1, text.strip().count("\n") + 1)
-        starts = [0] + [m.end() for m in re.finditer("\n", text.strip())]
-        raise ExprError(f"syntax error: {exc.msg}", lead + starts[line - 1] + exc.offset - 1) from None
+        raise ExprError(f"syntax error: {exc.msg}", lead + _offset(text.strip(), exc.lineno, exc.offset - 1)) from None
     used: set[str] = set()
-    # where each line of the stripped text starts in it: a node's place is (its line, its column)
-    starts = [0] + [m.end() for m in re.finditer("\n", text.strip())]
 
     def fail(node: ast.AST, msg: str) -> ExprError:
-        line = getattr(node, "lineno", 1)
-        return ExprError(msg, lead + starts[min(line, len(starts)) - 1] + getattr(node, "col_offset", 0))
+        return ExprError(msg, lead + _offset(text.strip(), getattr(node, "lineno", 1), getattr(node, "col_offset", 0)))
 
     def check(node: ast.expr) -> Kind:
         if isinstance(node, ast.Constant):

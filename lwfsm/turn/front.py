@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -52,6 +52,7 @@ __all__ = [
 
 logger = logging.getLogger("lwfsm")
 M = TypeVar("M")
+R = TypeVar("R")
 Sink = Callable[[dict[str, Any]], None]  # receives each judged turn's log record (Judged.record)
 LogTo = Sink | str | os.PathLike[str]  # `log=`: a sink, or a file the records are appended to
 Save = Callable[[ConversationState], None]  # receives the conversation after each commit (a store's hook)
@@ -193,6 +194,23 @@ class Front(Generic[M]):
             raise exc
         logger.warning("%s model failed (%s); the %s model serves this call", call.role, type(exc).__name__, nxt)
         return Call(call.turn, nxt, self.models[nxt])
+
+    def served(self, call: Call[M], send: Callable[[Call[M]], R]) -> tuple[Call[M], R]:
+        """`send(call)`, again on the technical fallback's role if it fails technically (`fallback`):
+        the call that answered, and its answer."""
+        while True:
+            try:
+                return call, send(call)
+            except Exception as exc:
+                call = self.fallback(call, exc)
+
+    async def aserved(self, call: Call[M], send: Callable[[Call[M]], Awaitable[R]]) -> tuple[Call[M], R]:
+        """`served` for an async `send`."""
+        while True:
+            try:
+                return call, await send(call)
+            except Exception as exc:
+                call = self.fallback(call, exc)
 
     def end(
         self,

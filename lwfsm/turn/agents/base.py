@@ -447,10 +447,6 @@ def _changes(o: Outcome) -> bool:
     return bool(o.command) and not o.status and changes_code(o.command or "")
 
 
-def _just_changed() -> History:
-    return History(known=True, edited=True)
-
-
 def changes_code(command: str) -> bool:
     """A shell command that changes files other than a reproduction script."""
     if not _WRITES.search(command):
@@ -884,13 +880,14 @@ class Reader:
             return read[0]
 
         seen: list[tuple[Outcome, Finding | None]] = []
-        scanned = [0, False]  # how many of `seen` were looked at, and whether one changed the code
+        looked, changed = 0, False  # how many of `seen` were looked at (each once at most), and what they say
 
         def here() -> History:  # a run after this reply's own change to the code tries it: no look
-            while not scanned[1] and scanned[0] < len(seen):  # each outcome looked at once at most
-                o, f = seen[scanned[0]]
-                scanned[:] = [scanned[0] + 1, f is None and _changes(o)]
-            return _just_changed() if scanned[1] else past()
+            nonlocal looked, changed
+            while not changed and looked < len(seen):
+                o, f = seen[looked]
+                looked, changed = looked + 1, f is None and _changes(o)
+            return History(known=True, edited=True) if changed else past()
 
         for o in self.outcomes(reply, after):
             f = self.classify(o, reply, here)
