@@ -71,14 +71,25 @@ class SQLiteStore:
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []  # every thread's connection, for close()
         self._lock = threading.Lock()  # guards _all
-        try:
-            db = self._connection(True)
-            db.execute("PRAGMA journal_mode=WAL")  # kept by the file: set once
-            db.execute(_SCHEMA.format(table=self.table))
-            # the sweep of expired rows reads only those (it ran through every row)
-            db.execute(f"CREATE INDEX IF NOT EXISTS {self.table}_expires ON {self.table} (expires)")
-        except sqlite3.Error as exc:
-            raise StoreError(f"store {url}: cannot open {path!r} as an lwfsm session store: {exc}", store=url) from None
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                db = self._connection(True)
+                if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    db.execute("PRAGMA journal_mode=WAL")  # kept by the file: set once
+                db.execute(_SCHEMA.format(table=self.table))
+                # the sweep of expired rows reads only those (it ran through every row)
+                db.execute(f"CREATE INDEX IF NOT EXISTS {self.table}_expires ON {self.table} (expires)")
+                break
+            except sqlite3.Error as exc:
+                # Processes opening one new file at once (--workers) each set it up: SQLite answers a
+                # journal mode change "locked" at once, without its timeout (1 start in 15 failed so).
+                if _locked(exc) and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                    continue
+                raise StoreError(
+                    f"store {url}: cannot open {path!r} as an lwfsm session store: {exc}", store=url
+                ) from None
 
     def _connection(self, wait: bool) -> sqlite3.Connection:
         name = "db" if wait else "db_now"
