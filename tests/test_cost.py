@@ -791,9 +791,23 @@ def test_a_sweep_says_why_its_costs_are_unknown(tmp_path: Path, capsys: pytest.C
     out = capsys.readouterr().out
     assert "unknown" in out.splitlines()[-2]
     assert out.splitlines()[-1] == (
-        "1 of 2 turns have no reported usage (the upstream sent none): their tokens and cost are unknown, "
-        "so is every cost that includes them"
+        "1 of 2 turns have no reported usage (the upstream sent none, or the record has no token counts): their "
+        "tokens and cost are unknown, so is every cost that includes them"
     )
+
+
+def test_a_record_with_no_token_counts_has_an_unknown_cost_not_zero(tmp_path: Path) -> None:
+    """A trace written by hand or by another tool, its tokens left out: unknown, as unreported usage is."""
+    plain = {"session": "s", "role": "lead", "model": "anthropic/claude-sonnet-4-5", "outcome": "turn_completed"}
+    trace = tmp_path / "t.jsonl"
+    lines = [{**plain, "turn": 1}, {**plain, "turn": 2, "prompt_tokens": 1000, "completion_tokens": 100}]
+    trace.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    summary = summarise(load_trace(trace))
+    assert summary.total.unknown_usage == 1
+    assert summary.total.cost is None
+    zero = tmp_path / "zero.jsonl"  # zero tokens said so are zero
+    zero.write_text(json.dumps({**plain, "turn": 1, "prompt_tokens": 0, "completion_tokens": 0}) + "\n")
+    assert summarise(load_trace(zero)).total.cost == 0
 
 
 def test_a_last_line_cut_short_is_skipped_saying_so_and_the_rest_is_reported(

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ..errors import TraceError
 from ..turn.ledger import Usage
@@ -93,6 +93,15 @@ class TraceRecord(_Record):
     handoff_tokens_estimate: int = Field(
         default=0, ge=0, description="the note's tokens, estimated as characters / 4 (part of prompt_tokens)"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tokens_unknown(cls, data: Any) -> Any:
+        """A record that gives no token counts at all (written by hand or by another tool) has unknown
+        tokens, as one the provider reported none for: priced as unknown, never at 0."""
+        if isinstance(data, dict) and "unreported" not in data and not any(f in data for f in _TOKEN_FIELDS):
+            return {**data, "unreported": 1}
+        return data
 
     @property
     def usage(self) -> Usage:

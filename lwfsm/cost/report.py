@@ -127,8 +127,8 @@ class Summary:
         out, t = [], self.total
         if t.unknown_usage:
             out.append(
-                f"{t.unknown_usage} of {t.total_turns} turns have no reported usage (the upstream sent none): "
-                "their tokens and cost are unknown, so is every cost that includes them"
+                f"{t.unknown_usage} of {t.total_turns} turns have no reported usage (the upstream sent none, or the "
+                "record has no token counts): their tokens and cost are unknown, so is every cost that includes them"
             )
         if self.unpriced:
             out.append(
