@@ -663,31 +663,79 @@ def test_a_turn_that_cannot_be_written_is_not_acknowledged() -> None:
     assert store.list() == []
 
 
-def test_a_body_is_read_as_json_reads_it_and_its_key_is_its_messages_text() -> None:
-    from lwfsm.gateway.intake import _parse_body
-
-    def read(raw: bytes) -> tuple[dict[str, Any], str | None]:
-        found = _parse_body(raw)
-        assert found is not None
-        return found
+def test_a_body_is_read_as_json_reads_it_and_its_key_is_its_messages() -> None:
+    from lwfsm.gateway.intake import parse
 
     traffic = Path(__file__).parent / "agent_traffic"
     bodies = [r["body"] for f in traffic.glob("*.json") for r in json.loads(f.read_text()) if r["body"]]
     assert len(bodies) > 20
     for body in bodies:
-        for raw in (json.dumps(body).encode(), json.dumps(body, indent=2, ensure_ascii=False).encode("utf-16")):
-            parsed, key = read(raw)
-            assert parsed == json.loads(raw)
-            assert (key is None) == ("messages" not in body)
+        plain = json.dumps(body).encode()
+        parsed, key = parse(plain)
+        assert parsed == json.loads(plain)
+        assert (key is None) == ("messages" not in body)
+        # other spacing, and UTF-16 (which only json reads): the same messages, the same key
+        assert parse(json.dumps(body, indent=2, ensure_ascii=False).encode("utf-16")) == (parsed, key)
     messages = [{"role": "user", "content": "h\u00e9 \ud800"}]  # a lone surrogate is kept as json keeps it
-    key = read(json.dumps({"model": "a", "messages": messages}).encode())[1]
+    parsed, key = parse(json.dumps({"model": "a", "messages": messages}).encode())
+    assert parsed["messages"] == messages
     assert key is not None
-    assert read(json.dumps({"messages": messages, "stream": True, "messages ": 1}).encode())[1] == key
-    assert read(json.dumps({"messages": [*messages, {"role": "user", "content": "more"}]}).encode())[1] != key
-    assert read(b'{"messages": [1], "messages": [2]}') == ({"messages": [2]}, read(b'{"messages":[2]}')[1])
-    for bad in (b"", b"[1]", b'{"a": 1', b'{"a": 1,}', b'{"a" 1}', b'{"a": 1} x', b"{a: 1}", b"\xff{}"):
-        assert _parse_body(bad) is None  # not one object: json.loads says what is wrong
-    assert read(b" {\n} ") == ({}, None)
+    assert parse(json.dumps({"messages": messages, "stream": True, "messages ": 1}).encode())[1] == key
+    assert parse(json.dumps({"messages": [*messages, {"role": "user", "content": "more"}]}).encode())[1] != key
+    big = parse(b'{"messages": [{"role": "user", "content": "x", "n": 123456789012345678901234567890}]}')
+    assert big[0]["messages"][0]["n"] == 1.2345678901234568e29  # beyond 64 bits: a double, as JavaScript reads it
+    assert big[1] is not None
+    assert big[1] != parse(b'{"messages": [{"role": "user", "content": "x", "n": 1}]}')[1]
+    assert parse(b'{"messages": [1], "messages": [2]}') == ({"messages": [2]}, parse(b'{"messages":[2]}')[1])
+    assert parse(b'{"a": NaN}')[0]["a"] != 0  # json's reading of what orjson refuses
+    for bad in (b"", b'{"a": 1', b'{"a": 1,}', b'{"a" 1}', b'{"a": 1} x', b"{a: 1}", b"\xff{}"):
+        with pytest.raises(ValueError, match="Expecting|Extra data|decode|trailing comma"):  # json's own words
+            parse(bad)
+    assert parse(b"[1]") == ([1], None)  # not an object: the caller says so
+    assert parse(b" {\n} ") == ({}, None)
+
+
+def test_tools_sent_again_are_read_once_and_a_body_still_reads_as_json_reads_it() -> None:
+    from lwfsm.gateway.intake import _Tools
+
+    tools = [{"type": "function", "function": {"name": f"t{i}", "description": "d" * 200}} for i in range(12)]
+    other = [{**tools[0], "function": {"name": "other", "description": "e" * 3000}}]
+
+    def body(n: int, **more: Any) -> dict[str, Any]:
+        return {"model": "m", "messages": [{"role": "user", "content": f"step {n}"}], "tools": tools, **more}
+
+    def read(cache: _Tools, data: dict[str, Any] | bytes, **dumps: Any) -> Any:
+        raw = data if isinstance(data, bytes) else json.dumps(data, **dumps).encode()
+        got = cache.parse(raw)
+        if got is None:
+            got = json.loads(raw)
+            cache.learn(raw, got.get("tools"))
+        assert got == json.loads(raw)
+        return got
+
+    for dumps in ({"separators": (",", ":")}, {}):  # as JavaScript and httpx write JSON; json's default
+        cache = _Tools()
+        first = read(cache, body(0), **dumps)
+        assert cache.parse(json.dumps(body(1), **dumps).encode())["tools"] is first["tools"]  # read once
+    cache = _Tools()
+    read(cache, body(0))
+    # not the body's own tools, or not these tools: read whole
+    nested = {"model": "m", "messages": [{"role": "user", "content": "x", "tools": tools}], "tools": other}
+    assert cache.parse(json.dumps(nested).encode()) is None
+    read(cache, nested)
+    twice = b'{"tools": ' + json.dumps(tools).encode() + b', "messages": [], "tools": []}'
+    assert read(cache, twice)["tools"] == []
+    stub = json.dumps(body(2, stop="\u0000lwfsm-tools")).encode()
+    assert cache.parse(stub) is None
+    assert read(cache, body(3, tools=tools[:-1]))["tools"] == tools[:-1]
+    # written otherwise (indented): read whole every time, and not looked for again
+    cache = _Tools()
+    read(cache, body(0), indent=1)
+    assert cache.parse(json.dumps(body(1), indent=1).encode()) is None
+    assert len(cache.odd) == 1
+    for i in range(20):  # bounded, whatever a client sends
+        read(cache, body(i, tools=[{**tools[0], "n": i, "x": "y" * 3000}]))
+    assert len(cache.known) <= _Tools.KEEP
 
 
 def test_a_messages_call_translated_for_a_chat_upstream_tries_each_role_once(oai: openai_server.Server) -> None:

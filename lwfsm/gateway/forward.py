@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from ..turn.bindings import RoleBinding
 from .codec import CODECS, Stream, noted
-from .codec.common import SSEReader, with_model
+from .codec.common import SSEReader, loads, with_model
 from .intake import Call, Protocol, call_names
 from .replies import error_body, recorded_trailer, usage_header
 
@@ -132,7 +132,7 @@ class Forward:
             finally:
                 upstream.release()
             try:
-                parsed = json.loads(data)
+                parsed = loads(data)
             except ValueError:
                 parsed = {}
             if not isinstance(parsed, dict):  # valid JSON, not a reply (a list, a string): no message in it

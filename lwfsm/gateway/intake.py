@@ -2,30 +2,31 @@
 shape both turn protocols require), before any store or upstream call.
 
 A call's idempotency key (`lwfsm.turn.loop`: the client's request id if given, else a digest of its
-messages) is taken here, as the body is parsed (`_parse_body`): the digest of the JSON text of its
-`messages` as the client sent it. On an 84 KB agent body that is ~60 us, where writing the messages out
-again as canonical JSON (sorted keys, OpenAI-shaped) to hash them was ~220 us, on every call. The meaning
+messages) is taken here, as the body is parsed (`parse`): the digest of its `messages` as parsed,
+written out again compactly in the client's key order. On an 84 KB agent body that is ~10 us, where
+writing them out as canonical JSON (sorted keys, OpenAI-shaped) was ~220 us, on every call. The meaning
 holds: the same call delivered again is the same bytes (an SDK's retry sends its body again), so the same
-key; and equal text is equal messages (the Anthropic messages converted for judging are made from that
-text alone; the system prompt is no part of them). Only the same messages written out differently
-(other spacing, key order, or a `cache_control` mark moved) would be a new turn where the canonical
-digest saw a retry. The Responses API's messages come from a stored chain too: the loop digests those."""
+key; and equal messages are equal text (the Anthropic messages converted for judging are made from them
+alone; the system prompt is no part of them). Only the same messages with their keys in another order,
+or a `cache_control` mark moved, would be a new turn where the canonical digest saw a retry. The
+Responses API's messages come from a stored chain too: the loop digests those."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import json
-import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+import orjson
 from starlette.requests import ClientDisconnect, Request
 
 from ..turn import Usage, params
 from .codec import CODECS
+from .codec.common import loads
 from .identity import Identity, identify, side_call
 
 __all__ = ["Bodies", "Call", "call_names", "Intake", "Protocol", "Reject"]
@@ -170,15 +171,14 @@ class Intake:
         if not raw.strip():
             raise Reject(400, "request body is empty: send the request as a JSON object")
         try:
-            found = _parse_body(raw)
-            body = json.loads(raw) if found is None else found[0]  # not a plain object: json says what is wrong
+            body, key = parse(raw)
         except ValueError as exc:
             raise Reject(400, f"request body is not valid JSON: {exc}") from None
         except RecursionError:
             raise Reject(400, "request body is nested too deeply to read") from None
         if not isinstance(body, dict):
             raise Reject(400, f"request body must be a JSON object, got {type(body).__name__}")
-        return raw, body, None if found is None else found[1]
+        return raw, body, key
 
     async def read(self, request: Request, protocol: Protocol, *, answered: bool = True) -> Call:
         """A turn call (`answered`=False: a request only counted, which has no max_tokens)."""
@@ -227,59 +227,92 @@ class Intake:
         )
 
 
-_DECODER = json.JSONDecoder()  # raw_decode: a value and where it ends
-_SPACE = re.compile(r"[ \t\n\r]*")
+def parse(raw: bytes) -> tuple[Any, str | None]:
+    """What `raw` holds, and the digest of its `messages` (None: not an object with messages).
 
-
-def _skip(text: str, at: int) -> int:
-    """Past the JSON whitespace at `at`."""
-    space = _SPACE.match(text, at)
-    return at if space is None else space.end()
-
-
-def _parse_body(raw: bytes) -> tuple[dict[str, Any], str | None] | None:
-    """A JSON object's members, parsed one by one so that the text of `messages` is at hand, and that
-    text's digest (None: no `messages`); None when `raw` is not one object (`json.loads` then says why).
-    The members are what `json.loads` gives (a repeated name: the last)."""
-    try:
-        text = raw.decode(json.detect_encoding(raw), "surrogatepass")
-    except UnicodeDecodeError:
-        return None
-    skip, decode = _skip, _DECODER.raw_decode
-    at = skip(text, 0)
-    if text[at : at + 1] != "{":
-        return None
-    body: dict[str, Any] = {}
-    messages: tuple[int, int] | None = None
-    at = skip(text, at + 1)
-    if text[at : at + 1] == "}":
-        at += 1
-    else:
-        while True:
-            if text[at : at + 1] != '"':
-                return None
-            try:
-                name, at = decode(text, at)
-                at = skip(text, at)
-                if text[at : at + 1] != ":":
-                    return None
-                start = skip(text, at + 1)
-                body[name], at = decode(text, start)
-            except ValueError:
-                return None
-            if name == "messages":
-                messages = (start, at)
-            at = skip(text, at)
-            if text[at : at + 1] == ",":
-                at = skip(text, at + 1)
-            elif text[at : at + 1] == "}":
-                at += 1
-                break
-            else:
-                return None
-    if skip(text, at) != len(text):
-        return None
-    if messages is None:
+    orjson reads what it can (twice json's speed; an integer beyond 64 bits is read as a double, as
+    JavaScript reads it); json reads what orjson refuses (NaN, a lone surrogate, UTF-16) as it always
+    did, or says what is wrong (ValueError). Tools an agent sends again are not read again (`_Tools`)."""
+    body = _TOOLS.parse(raw)
+    if body is None:
+        body = loads(raw)
+        if isinstance(body, dict):
+            _TOOLS.learn(raw, body.get("tools"))
+    if not isinstance(body, dict) or "messages" not in body:
         return body, None
-    data = text[messages[0] : messages[1]].encode("utf-8", "surrogatepass")
+    try:
+        data = orjson.dumps(body["messages"])
+    except TypeError:  # what only json reads (orjson.JSONEncodeError is a TypeError)
+        data = json.dumps(body["messages"], separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass")
     return body, "m:" + hashlib.sha256(data).hexdigest()[:32]
+
+
+class _Tools:
+    """The `tools` of recent bodies, by the bytes they came as. A coding agent sends the same tools on
+    every call (Claude Code: 24, 65 KB of JSON, read into ~4,000 objects: most of the time reading a
+    body took, and more under load); a body that holds bytes seen before is read with a stub in
+    their place, and the tools read then put back. Everything in the gateway reads a body without
+    changing it (`targets.fit` copies what it drops), so calls can share one list; what hands it to
+    code of others (LiteLLM) copies it.
+
+    The stub stands where the bytes stood: a key `"tools"` whose value is the stub after reading is
+    the body's own (one nested deeper would leave the body's `tools` as sent)."""
+
+    KEY, STUB, BIG, KEEP = b'"tools":', b'"\\u0000lwfsm-tools"', 2048, 8
+
+    def __init__(self) -> None:
+        self.known: dict[bytes, list[Any]] = {}  # the bytes -> the tools they hold
+        self.odd: dict[bytes, None] = {}  # tools a client writes other than orjson and json do, not looked for again
+
+    def _at(self, raw: bytes) -> int:
+        """Where the value of the first key `"tools"` starts (-1: none)."""
+        at = raw.find(self.KEY)
+        if at < 0:
+            return -1
+        at += len(self.KEY)
+        while raw[at : at + 1] in (b" ", b"\n", b"\t", b"\r"):
+            at += 1
+        return at
+
+    def parse(self, raw: bytes) -> Any:
+        """The body with its tools as read before; None when its tools are not known (or not there)."""
+        if not self.known or (at := self._at(raw)) < 0:
+            return None
+        for text, tools in self.known.items():
+            if raw.startswith(text, at) and self.STUB not in raw:
+                try:
+                    body = orjson.loads(raw[:at] + self.STUB + raw[at + len(text) :])
+                except orjson.JSONDecodeError:
+                    return None
+                if not isinstance(body, dict) or body.get("tools") != "\x00lwfsm-tools":
+                    return None
+                body["tools"] = tools
+                return body
+        return None
+
+    def learn(self, raw: bytes, tools: Any) -> None:
+        """Keep tools just read whole, by their bytes, when the body holds them as orjson or json writes
+        them (compact, as JavaScript and httpx write; or with json's default spaces)."""
+        if not isinstance(tools, list) or len(raw) < self.BIG or (at := self._at(raw)) < 0:
+            return
+        try:
+            text = orjson.dumps(tools)
+        except TypeError:
+            return
+        if len(text) < self.BIG or text in self.odd:
+            return
+        if not raw.startswith(text, at):
+            spaced = json.dumps(tools).encode()
+            if not raw.startswith(spaced, at):
+                self.odd = _last({**self.odd, text: None}, self.KEEP)
+                return
+            text = spaced
+        self.known = _last({**self.known, text: tools}, self.KEEP)
+
+
+def _last(d: dict[bytes, Any], n: int) -> dict[bytes, Any]:
+    """The last n items of d."""
+    return d if len(d) <= n else dict(list(d.items())[-n:])
+
+
+_TOOLS = _Tools()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -146,11 +147,22 @@ def worker_app() -> Any:
     path, params = config.pop("spec"), config.pop("params")
     handover_file = config.pop("rollout", None)  # the spec the parent accepted on SIGHUP, and those kept
     if handover_file is None:
-        return build(load_spec(path, params), spec_path=path, params=params, **config)
+        return _collected(build(load_spec(path, params), spec_path=path, params=params, **config))
     with open(handover_file, encoding="utf-8") as f:
         handover = json.load(f)
     spec, retired = Spec.from_dict(handover["spec"]), tuple(Spec.from_dict(s) for s in handover["retired"])
-    return build(spec, spec_path=path, params=params, retired=retired, **config)
+    return _collected(build(spec, spec_path=path, params=params, retired=retired, **config))
+
+
+def _collected(app: Any) -> Any:
+    """The gateway process's garbage collector set for serving: what start-up built (the specs, the
+    price map, the imported libraries) is frozen, never walked again, and young objects are collected
+    after 10,000 allocations, not 700. A call allocates thousands of objects that reference counting
+    frees, and the collector had spent 13% of the gateway's CPU walking them (bench_gateway.py --body
+    agent at c=100: 0.079 s of 0.6 s; 0.009 s so set)."""
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
+    return app
 
 
 def serve(
@@ -204,6 +216,8 @@ def serve(
             if own is not None:
                 shutil.rmtree(own, ignore_errors=True)
                 del os.environ["PROMETHEUS_MULTIPROC_DIR"]
-    server = DrainServer(uvicorn.Config(app, host=host, port=port, **options), grace=drain_grace, timeout=drain_timeout)
+    server = DrainServer(
+        uvicorn.Config(_collected(app), host=host, port=port, **options), grace=drain_grace, timeout=drain_timeout
+    )
     server.run()
     return server.exit_code

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import importlib
 import json
 import logging
@@ -68,6 +69,8 @@ class Translate:
             k: v for k, v in call.body.items() if k != "model" and k not in params.NOT_FOR_LITELLM
         }
         kwargs.update(binding.call_kwargs(self.gateway.env))
+        if isinstance(kwargs.get("tools"), list):  # shared with other calls (`intake._Tools`): LiteLLM may change them
+            kwargs["tools"] = copy.deepcopy(kwargs["tools"])
         kwargs["num_retries"] = 0  # the gateway moves to the next role itself: LiteLLM retries nothing
         if self.gateway.mock:
             kwargs["mock_response"] = f"[{binding.model} as the {role}] mock reply"
