@@ -1,10 +1,12 @@
 """On demand: what the gateway adds over calling the upstream directly.
 
 A fake OpenAI-compatible upstream (uvicorn, ~20 ms per reply like a provider) and `lwfsm serve`
-(fast path: same protocol) run as processes on 127.0.0.1; an httpx client sends the same requests
-to both, targets interleaved in one run, at 1 and 100 concurrent conversations, streaming and not.
-Reports added latency p50/p99, requests per second, and the gateway's CPU ms per request (from
-/proc). Run: `PYTHONPATH=. python tests/benchmarks/bench_gateway.py [--requests 300]`.
+(fast path: same protocol) and a bare pass-through run as processes on 127.0.0.1; an aiohttp client
+sends the same requests to each, targets interleaved in one run, at 1 and 100 concurrent
+conversations, streaming and not. Reports added latency p50/p99, requests per second, and each
+server's CPU ms per request (from /proc). Run: `PYTHONPATH=. python tests/benchmarks/bench_gateway.py
+[--requests 300] [--body agent] [--concurrency 100] [--kinds stream]` (one scenario: to profile it,
+attach `py-spy record -p PID` to the gateway).
 """
 
 from __future__ import annotations
@@ -213,6 +215,7 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 100])
     ap.add_argument("--turns", type=int, default=10, help="calls per conversation (sets the body sizes)")
     ap.add_argument("--body", choices=["small", "agent"], default="small", help="agent: Claude Code-sized requests")
+    ap.add_argument("--kinds", nargs="+", choices=["plain", "stream"], default=["plain", "stream"])
     args = ap.parse_args()
     global BODY
     BODY = args.body
@@ -257,7 +260,7 @@ def main() -> None:
             f"{'CPU ms/req':>10}"
         )
         for concurrency in args.concurrency:
-            for stream in (False, True):
+            for stream in [kind == "stream" for kind in args.kinds]:
                 per_slot = max(1, args.requests // concurrency)
                 cpu0 = {t: cpu_seconds(pid) for t, pid in pids.items()}
                 lat = asyncio.run(
