@@ -151,6 +151,9 @@ def read_yaml(text: str, source: str) -> tuple[Any, dict[Loc, tuple[int, int, in
         if isinstance(n, yaml.ScalarNode) and n.end_mark.line > n.start_mark.line:
             for k, segment in enumerate(_segments(lines, n)):
                 marks[path + ("<line>", k)] = segment
+        elif quote and isinstance(n, yaml.ScalarNode):
+            for k, segment in enumerate(_escapes(lines, n)):
+                marks[path + ("<line>", k)] = segment
         if not isinstance(n, yaml.ScalarNode) and n.tag not in _PLAIN_TAGS:
             tag = n.tag.replace("tag:yaml.org,2002:", "!!")
             issue(n, path, f"YAML tag '{tag}' is not allowed: specs are plain YAML (mappings, lists, scalars)")
@@ -272,6 +275,31 @@ def _segments(lines: list[str], n: yaml.ScalarNode) -> list[tuple[int, int, int]
         out.append((ln + 1, col + 1, found))
         # past the whole line where the value holds it as written (else past the words found)
         at = found + (len(content) if value.startswith(content, found) else len(words))
+    return out
+
+
+_ESCAPE_LENGTH = {"x": 4, "u": 6, "U": 10}  # a YAML escape's characters in the source; others are 2
+
+
+def _escapes(lines: list[str], n: yaml.ScalarNode) -> list[tuple[int, int, int]]:
+    """(line, column, offset in the value) after each escape of a quoted scalar on one line (`\\"`,
+    `\\u00e9`, `''`): an escape is one character of the value and several of the source, so the places
+    past it move left."""
+    out: list[tuple[int, int, int]] = []
+    if n.start_mark.line >= len(lines):
+        return out
+    src, at, offset = lines[n.start_mark.line], n.start_mark.column + 1, 0
+    end = n.end_mark.column - 1  # the closing quote
+    while at < end:
+        if n.style == '"' and src[at] == "\\":
+            at += _ESCAPE_LENGTH.get(src[at + 1 : at + 2], 2)
+        elif n.style == "'" and src.startswith("''", at):
+            at += 2
+        else:
+            at, offset = at + 1, offset + 1
+            continue
+        offset += 1
+        out.append((n.start_mark.line + 1, at + 1, offset))
     return out
 
 
