@@ -688,6 +688,10 @@ def test_a_body_is_read_as_json_reads_it_and_its_key_is_its_messages() -> None:
     assert big[1] != parse(b'{"messages": [{"role": "user", "content": "x", "n": 1}]}')[1]
     assert parse(b'{"messages": [1], "messages": [2]}') == ({"messages": [2]}, parse(b'{"messages":[2]}')[1])
     assert parse(b'{"a": NaN}')[0]["a"] != 0  # json's reading of what orjson refuses
+    keys = {parse(b'{"messages": [{"role": "user", "x": ' + x + b"}]}")[1] for x in (b"NaN", b"null", b"1e400")}
+    assert len(keys) == 3  # what json read is written back by json: NaN is not null
+    deep = b'{"messages": [' + b"[" * 300 + b"]" * 300 + b"]}"  # deeper than orjson writes
+    assert parse(deep)[1] is not None
     for bad in (b"", b'{"a": 1', b'{"a": 1,}', b'{"a" 1}', b'{"a": 1} x', b"{a: 1}", b"\xff{}"):
         with pytest.raises(ValueError, match="Expecting|Extra data|decode|trailing comma"):  # json's own words
             parse(bad)
@@ -725,8 +729,13 @@ def test_tools_sent_again_are_read_once_and_a_body_still_reads_as_json_reads_it(
     read(cache, nested)
     twice = b'{"tools": ' + json.dumps(tools).encode() + b', "messages": [], "tools": []}'
     assert read(cache, twice)["tools"] == []
-    stub = json.dumps(body(2, stop="\u0000lwfsm-tools")).encode()
-    assert cache.parse(stub) is None
+    # a string in `tools` where known tools stand nested (the stub, random, is no string a client can know)
+    for text in ("\u0000lwfsm-tools", cache.stub.upper(), "[]"):
+        escaped = json.dumps(text).replace(text[:2], text[:1] + f"\\u{ord(text[1]):04x}")
+        sent = b'{"metadata": {"tools": ' + json.dumps(tools).encode() + b'}, "tools": ' + escaped.encode() + b"}"
+        assert read(cache, sent)["tools"] == text
+        twice = b'{"tools": ' + json.dumps(tools).encode() + b', "tools": ' + escaped.encode() + b"}"
+        assert read(cache, twice)["tools"] == text
     assert read(cache, body(3, tools=tools[:-1]))["tools"] == tools[:-1]
     # written otherwise (indented): read whole every time, and not looked for again
     cache = _Tools()
@@ -735,7 +744,15 @@ def test_tools_sent_again_are_read_once_and_a_body_still_reads_as_json_reads_it(
     assert len(cache.odd) == 1
     for i in range(20):  # bounded, whatever a client sends
         read(cache, body(i, tools=[{**tools[0], "n": i, "x": "y" * 3000}]))
-    assert len(cache.known) <= _Tools.KEEP
+    assert len(cache.known) == _Tools.KEEP
+    read(cache, body(0, tools=[{}] * (_Tools.MOST // 3)))  # over 1 MiB written: not kept
+    assert all(len(text) <= _Tools.MOST for text in cache.known)
+    # the last used is kept longest: tools 12 (the oldest kept, used again now) outlive 13..19
+    used = json.dumps(body(0, tools=[{**tools[0], "n": 12, "x": "y" * 3000}])).encode()
+    assert cache.parse(used) is not None
+    for i in range(20, 27):
+        read(cache, body(i, tools=[{**tools[0], "n": i, "x": "y" * 3000}]))
+    assert cache.parse(used) is not None
 
 
 def test_a_messages_call_translated_for_a_chat_upstream_tries_each_role_once(oai: openai_server.Server) -> None:

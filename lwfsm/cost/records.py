@@ -84,7 +84,11 @@ class TraceRecord(_Record):
     cache_write_tokens: int = _tokens("input tokens written to the prompt cache")
     reasoning_tokens: int = _tokens("reasoning tokens (part of completion_tokens)")
     unreported: int = Field(
-        default=0, ge=0, le=1, description="1: the provider reported no tokens; the counts are unknown, so is the cost"
+        default=0,
+        ge=0,
+        le=1,
+        description="1: the provider reported no tokens; the counts are unknown, so is the cost (a record that "
+        "gives none of the token counts is read as 1)",
     )
     cost: float | None = Field(default=None, ge=0, description="dollars as priced when recorded; null: no price")
     latency: float = Field(default=0.0, ge=0, description="seconds the call took")

@@ -13,9 +13,12 @@ Responses API's messages come from a stored chain too: the loop digests those.""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
+import re
+import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,7 +29,6 @@ from starlette.requests import ClientDisconnect, Request
 
 from ..turn import Usage, params
 from .codec import CODECS
-from .codec.common import loads
 from .identity import Identity, identify, side_call
 
 __all__ = ["Bodies", "Call", "call_names", "Intake", "Protocol", "Reject"]
@@ -234,15 +236,21 @@ def parse(raw: bytes) -> tuple[Any, str | None]:
     JavaScript reads it); json reads what orjson refuses (NaN, a lone surrogate, UTF-16) as it always
     did, or says what is wrong (ValueError). Tools an agent sends again are not read again (`_Tools`)."""
     body = _TOOLS.parse(raw)
+    fast = body is not None
     if body is None:
-        body = loads(raw)
-        if isinstance(body, dict):
+        try:
+            body, fast = orjson.loads(raw), True
+        except orjson.JSONDecodeError:
+            body = json.loads(raw)
+        if isinstance(body, dict) and fast:
             _TOOLS.learn(raw, body.get("tools"))
     if not isinstance(body, dict) or "messages" not in body:
         return body, None
-    try:
-        data = orjson.dumps(body["messages"])
-    except TypeError:  # what only json reads (orjson.JSONEncodeError is a TypeError)
+    data = None
+    if fast:  # what orjson read, orjson writes back as it was (what json read may hold NaN: json writes it)
+        with contextlib.suppress(TypeError):  # nested deeper than orjson writes (255)
+            data = orjson.dumps(body["messages"])
+    if data is None:
         data = json.dumps(body["messages"], separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass")
     return body, "m:" + hashlib.sha256(data).hexdigest()[:32]
 
@@ -255,38 +263,35 @@ class _Tools:
     changing it (`targets.fit` copies what it drops), so calls can share one list; what hands it to
     code of others (LiteLLM) copies it.
 
-    The stub stands where the bytes stood: a key `"tools"` whose value is the stub after reading is
-    the body's own (one nested deeper would leave the body's `tools` as sent)."""
+    The stub is a string no client can write (random, this process's, never shown): where the body's
+    `tools` is the stub after reading, the bytes replaced were its own (one nested deeper, or a key
+    given twice, leaves the body's `tools` as sent). Tools of 2 KB to 1 MiB are kept, the last 8 used."""
 
-    KEY, STUB, BIG, KEEP = b'"tools":', b'"\\u0000lwfsm-tools"', 2048, 8
+    KEY, BIG, MOST, KEEP = b'"tools":', 2048, 1 << 20, 8
 
     def __init__(self) -> None:
-        self.known: dict[bytes, list[Any]] = {}  # the bytes -> the tools they hold
+        self.stub = secrets.token_hex(16)
+        self.known: dict[bytes, list[Any]] = {}  # the bytes -> the tools they hold, the last used last
         self.odd: dict[bytes, None] = {}  # tools a client writes other than orjson and json do, not looked for again
 
     def _at(self, raw: bytes) -> int:
         """Where the value of the first key `"tools"` starts (-1: none)."""
         at = raw.find(self.KEY)
-        if at < 0:
-            return -1
-        at += len(self.KEY)
-        while raw[at : at + 1] in (b" ", b"\n", b"\t", b"\r"):
-            at += 1
-        return at
+        return -1 if at < 0 else _SPACE.match(raw, at + len(self.KEY)).end()  # type: ignore[union-attr]
 
     def parse(self, raw: bytes) -> Any:
         """The body with its tools as read before; None when its tools are not known (or not there)."""
         if not self.known or (at := self._at(raw)) < 0:
             return None
-        for text, tools in self.known.items():
-            if raw.startswith(text, at) and self.STUB not in raw:
+        for text in self.known:
+            if raw.startswith(text, at):
                 try:
-                    body = orjson.loads(raw[:at] + self.STUB + raw[at + len(text) :])
+                    body = orjson.loads(b'%b"%b"%b' % (raw[:at], self.stub.encode(), raw[at + len(text) :]))
                 except orjson.JSONDecodeError:
                     return None
-                if not isinstance(body, dict) or body.get("tools") != "\x00lwfsm-tools":
+                if not isinstance(body, dict) or body.get("tools") != self.stub:
                     return None
-                body["tools"] = tools
+                body["tools"] = self.known[text] = self.known.pop(text)  # now the last used
                 return body
         return None
 
@@ -296,10 +301,10 @@ class _Tools:
         if not isinstance(tools, list) or len(raw) < self.BIG or (at := self._at(raw)) < 0:
             return
         try:
-            text = orjson.dumps(tools)
-        except TypeError:
+            text = orjson.dumps(tools)  # read by orjson: it writes them back
+        except TypeError:  # nested deeper than orjson writes (255)
             return
-        if len(text) < self.BIG or text in self.odd:
+        if not self.BIG <= len(text) <= self.MOST or text in self.odd:
             return
         if not raw.startswith(text, at):
             spaced = json.dumps(tools).encode()
@@ -307,7 +312,8 @@ class _Tools:
                 self.odd = _last({**self.odd, text: None}, self.KEEP)
                 return
             text = spaced
-        self.known = _last({**self.known, text: tools}, self.KEEP)
+        if len(text) <= self.MOST:
+            self.known = _last({**self.known, text: tools}, self.KEEP)
 
 
 def _last(d: dict[bytes, Any], n: int) -> dict[bytes, Any]:
@@ -315,4 +321,5 @@ def _last(d: dict[bytes, Any], n: int) -> dict[bytes, Any]:
     return d if len(d) <= n else dict(list(d.items())[-n:])
 
 
+_SPACE = re.compile(rb"[ \t\r\n]*")
 _TOOLS = _Tools()
