@@ -266,6 +266,14 @@ def test_claude_code_print_mode_switches_between_lead_and_worker(ant: anthropic_
         assert headers["anthropic-beta"].startswith("claude-code-")
     assert GATEWAY_KEY not in json.dumps([ant.requests, ant.headers])  # the agent's key stays with the gateway
     assert _leaks(tmp_path, run) == []
+    # Claude Code writes its tools as orjson writes them back: the gateway reads them once, not on every call
+    # (the bytes the upstream got are Claude Code's, the model aside).
+    from lwfsm.gateway.intake import _Tools
+
+    cache = _Tools()
+    cache.learn(ant.raw[0], ant.requests[0]["tools"])
+    assert len(cache.known) == 1
+    assert all(cache.parse(raw) == request for raw, request in zip(ant.raw[1:], ant.requests[1:], strict=True))
 
 
 def test_claude_code_with_an_anthropic_lead_and_a_chat_only_openai_worker(
