@@ -9,7 +9,7 @@ import pytest
 from lwfsm import Engine, Spec, load_spec
 from lwfsm.cli import main
 from lwfsm.diagram import DiagramError, diff, edge_label, markdown, mermaid, render
-from lwfsm.diagram.graph import role_colours
+from lwfsm.diagram.graph import dot, role_colours, starts
 from lwfsm.spec import Transition
 
 from . import mermaid_browser
@@ -45,6 +45,7 @@ def test_mermaid_renders_in_a_real_browser_with_every_state_and_edge(path: Path,
         assert label in pieces, f"transition {label!r} missing from the rendered SVG"
     assert "any state" in texts
     assert spec.name in joined
+    assert all(condition in texts for _, condition in starts(spec) if condition)  # every start the spec can take
 
 
 ENTITIES = {"<": "#lt;", ">": "#gt;", "#": "#35;", ";": "#59;"}  # mermaid's codes for text it would parse
@@ -55,7 +56,7 @@ def _edges(text: str) -> list[tuple[str, str, str]]:
     shown = {code: char for char, code in ENTITIES.items()}
     return [
         (re.sub(r"#(lt|gt|35|59);", lambda m: shown[m[0]], label), src, dst)
-        for src, dst, label in re.findall(r"^  (\w+) --> (\w+): (.*)$", text, re.M)
+        for src, dst, label in re.findall(r"^  (\w+|\[\*\]) --> (\w+): (.*)$", text, re.M)
     ]
 
 
@@ -105,7 +106,8 @@ def test_svg_has_every_state_edge_label_and_role_in_the_legend(path: Path) -> No
     for label in expected_labels(spec):
         assert label in texts, label
     assert set(spec.roles) <= set(texts)
-    assert "start" in texts  # the initial marker's edge
+    # the initial marker's edges: each start the spec can take, with its condition
+    assert all(f"start {condition}".strip() in texts for _, condition in starts(spec))
 
 
 def test_roles_are_visibly_distinct(tmp_path: Path) -> None:
@@ -389,3 +391,25 @@ def test_diff_reports_params_counters_invariants_and_judging(tmp_path: Path) -> 
     assert diff(a, Spec.from_text(old.replace("description: >-", "description: >-\n  Reworded."))).summary() == [
         "no changes"
     ]
+
+
+def test_every_start_the_spec_can_take_is_drawn_with_its_condition(tmp_path: Path) -> None:
+    """`initial` may choose by params: the diagram draws each choice, the one these params take plainly
+    (in SVG; the others dashed), so a reviewer sees that lead_turns=0 starts with the worker."""
+    spec = load_spec(DEFAULT)
+    assert starts(spec) == [("worker", "[lead_turns == 0]"), ("lead_initial", "[else]")]
+    lines = [line for line in mermaid(spec).splitlines() if line.startswith("  [*] -->")]
+    assert lines == ["  [*] --> worker: [lead_turns == 0]", "  [*] --> lead_initial: [else]"]
+    pytest.importorskip("pygraphviz", reason='needs the diagrams extra: pip install "lwfsm[diagrams]"')
+    for params, plain in (({}, "lead_initial"), ({"lead_turns": 0}, "worker")):
+        graph = dot(load_spec(DEFAULT, params))
+        edges = {str(e[1]): e.attr for e in graph.out_edges("initial_marker")}
+        assert {s: a["label"] for s, a in edges.items()} == {
+            "worker": "start [lead_turns == 0]",
+            "lead_initial": "start [else]",
+        }
+        assert [state for state, attrs in edges.items() if attrs.get("style") != "dashed"] == [plain]
+    only = tmp_path / "one.yaml"
+    only.write_text(DEFAULT.read_text().replace("  - {state: worker, when: lead_turns == 0}\n", ""))
+    assert starts(load_spec(only)) == [("lead_initial", "")]
+    assert "  [*] --> lead_initial\n" in mermaid(load_spec(only))

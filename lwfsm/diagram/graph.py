@@ -64,6 +64,17 @@ def edge_label(t: Transition) -> str:
     return label
 
 
+def starts(spec: Spec) -> list[tuple[str, str]]:
+    """Where a conversation starts, as the spec's `initial` chooses: (state, its condition as drawn) for
+    each choice up to the first without one ("[else]" after others; "" when it is the only choice)."""
+    out: list[tuple[str, str]] = []
+    for choice in spec.initial:
+        out.append((choice.state, f"[{choice.when}]" if choice.when is not None else ("[else]" if out else "")))
+        if choice.when is None:
+            break
+    return out
+
+
 Edge = tuple[int, str, Transition]  # (index in its spec's transitions, one source or "*", transition)
 
 
@@ -326,6 +337,12 @@ def mermaid(spec: Spec, **kw: Any) -> str:
             line = f'{label}" as {name}'
         lines.append(line)
     source = "\n".join(lines)
+    # Every start the spec can take, each with its condition (transitions draws the one these params take).
+    chosen = kw.get("initial") or spec.initial_state
+    drawn = [
+        f"  [*] --> {state}" + (f": {_escape(label, 'mermaid')}" if label else "") for state, label in starts(spec)
+    ]
+    source = re.sub(rf"^  \[\*\] --> {chosen}$", lambda _: "\n".join(drawn), source, count=1, flags=re.M)
     legend = ", ".join(f"{role} = {colour}" for role, colour in role_colours(spec).items())
     return source.rstrip("\n") + f"\n%% roles: {legend}\n"
 
@@ -343,9 +360,12 @@ def dot(spec: Spec, **kw: Any) -> Any:
         edge.attr["label"] = label.replace(" | ", "\\l") + "\\l"
     if ANY in graph:
         graph.get_node(ANY).attr["label"] = "any state"
-    # UML's start dot marks the initial state (mermaid gets `[*] -->` from transitions).
+    # UML's start dot marks the initial state (mermaid gets `[*] -->` from transitions); the spec's other
+    # starts, which other params would take, are dashed.
     graph.add_node("initial_marker", label="", shape="circle", style="filled", fillcolor="black", width="0.2")
-    graph.add_edge("initial_marker", initial, label="start")
+    for state, condition in starts(spec):
+        other = {} if state == initial else {"style": "dashed", "color": "grey", "fontcolor": "grey"}
+        graph.add_edge("initial_marker", state, label=f"start {condition}".strip(), **other)
     legend = graph.add_subgraph(name="cluster_legend", label="legend", fontsize="10", style="rounded", color="grey")
     for role, colour in role_colours(spec).items():
         legend.add_node(
