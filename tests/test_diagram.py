@@ -413,3 +413,19 @@ def test_every_start_the_spec_can_take_is_drawn_with_its_condition(tmp_path: Pat
     only.write_text(DEFAULT.read_text().replace("  - {state: worker, when: lead_turns == 0}\n", ""))
     assert starts(load_spec(only)) == [("lead_initial", "")]
     assert "  [*] --> lead_initial\n" in mermaid(load_spec(only))
+
+
+def test_a_states_ignored_events_are_in_its_box() -> None:
+    """`ignore:` says on purpose that a state takes an event and does nothing: the diagram says so too."""
+    spec = load_spec(ROOT / "specs" / "planning.yaml")
+    ignoring = {name: state.ignore for name, state in spec.states.items() if state.ignore}
+    assert len(ignoring) >= 4
+    boxes = {line.rsplit('" as ', 1)[1]: line for line in mermaid(spec).splitlines() if line.startswith('  state "')}
+    for name, events in ignoring.items():
+        assert boxes[name].endswith(f'<br>- ignores: {", ".join(events)}" as {name}')
+    assert [name for name, box in boxes.items() if "ignores" in box] == list(ignoring)
+    pytest.importorskip("pygraphviz", reason='needs the diagrams extra: pip install "lwfsm[diagrams]"')
+    texts = svg_texts(render(spec, "svg"))
+    assert sorted(t for t in texts if t.startswith("- ignores:")) == sorted(
+        f"- ignores: {', '.join(events)}" for events in ignoring.values()
+    )

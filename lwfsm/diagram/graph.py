@@ -334,6 +334,8 @@ def mermaid(spec: Spec, **kw: Any) -> str:
             for kind in ("internal", "re-enter"):
                 if (name, kind) in loops:
                     label += f"<br>- {kind}:" + "".join(f"<br>{text}" for text in loops[name, kind])
+            if name in spec.states and spec.states[name].ignore:
+                label += "<br>- ignores: " + ", ".join(spec.states[name].ignore)
             line = f'{label}" as {name}'
         lines.append(line)
     source = "\n".join(lines)
@@ -360,6 +362,10 @@ def dot(spec: Spec, **kw: Any) -> Any:
         edge.attr["label"] = label.replace(" | ", "\\l") + "\\l"
     if ANY in graph:
         graph.get_node(ANY).attr["label"] = "any state"
+    for name, st in spec.states.items():  # events a state takes and does nothing with, by the spec's word
+        if st.ignore and name in graph:
+            node = graph.get_node(name)
+            node.attr["label"] = node.attr["label"] + "- ignores: " + ", ".join(st.ignore) + "\\l"
     # UML's start dot marks the initial state (mermaid gets `[*] -->` from transitions); the spec's other
     # starts, which other params would take, are dashed.
     graph.add_node("initial_marker", label="", shape="circle", style="filled", fillcolor="black", width="0.2")
