@@ -8,8 +8,8 @@ import pytest
 
 from lwfsm import Engine, Spec, load_spec
 from lwfsm.cli import main
-from lwfsm.diagram import DiagramError, diff, edge_label, markdown, mermaid, render
-from lwfsm.diagram.graph import dot, role_colours, starts
+from lwfsm.diagram import DiagramError, diff, edge_label, edges_of, markdown, mermaid, render
+from lwfsm.diagram.graph import dot, follows, role_colours, starts
 from lwfsm.spec import Transition
 
 from . import mermaid_browser
@@ -21,9 +21,9 @@ DEFAULT = ROOT / "specs" / "lead_worker.yaml"
 
 def expected_labels(spec: Spec) -> list[str]:
     labels = []
-    for t in spec.transitions:
+    for i, s, t in edges_of(spec):
         internal = t.dest is None and not t.reset
-        labels.append(edge_label(t) + (" [internal]" if internal else ""))
+        labels.append(edge_label(t, follows(spec, i, s)) + (" [internal]" if internal else ""))
     return labels
 
 
@@ -40,8 +40,8 @@ def test_mermaid_renders_in_a_real_browser_with_every_state_and_edge(path: Path,
     for name, state in spec.states.items():
         assert f"{name} [role: {state.role}]" in texts, name
     pieces = {piece.strip() for text in texts for piece in text.split(" | ")}
-    for t in spec.transitions:
-        label = edge_label(t)
+    for i, s, t in edges_of(spec):
+        label = edge_label(t, follows(spec, i, s))
         assert label in pieces, f"transition {label!r} missing from the rendered SVG"
     assert "any state" in texts
     assert spec.name in joined
@@ -69,13 +69,13 @@ def test_mermaid_edge_labels_cover_no_state_and_no_other_label(path: Path, tmp_p
     spec = load_spec(path)
     text = mermaid(spec)
     assert not re.search(r"^  (\w+) --> \1:", text, re.M)  # no self-loop
-    for t in spec.transitions:
+    for i, s, t in edges_of(spec):
         if loops_back(t):
-            state = "any_state" if t.source == ["*"] else t.source[0]
+            state = "any_state" if s == "*" else s
             box = next(line for line in text.splitlines() if line.endswith(f'" as {state}'))
             heading = "- internal:" if t.dest is None else "- re-enter:"
             assert f"{heading}<br>" in box
-            assert "<br>" + re.sub(r"[<>#;]", lambda m: ENTITIES[m[0]], edge_label(t)) in box
+            assert "<br>" + re.sub(r"[<>#;]", lambda m: ENTITIES[m[0]], edge_label(t, follows(spec, i, s))) in box
     svg, _ = mermaid_browser.render(text, tmp_path)
     states, labels = mermaid_browser.layout(svg)
     assert set(states) == {*spec.states, "any_state"}
@@ -429,3 +429,33 @@ def test_a_states_ignored_events_are_in_its_box() -> None:
     assert sorted(t for t in texts if t.startswith("- ignores:")) == sorted(
         f"- ignores: {', '.join(events)}" for events in ignoring.values()
     )
+
+
+def test_a_transition_taken_only_when_an_earlier_ones_guard_fails_says_else() -> None:
+    """The first transition whose guard holds wins: a later one for the same event in the same state is
+    drawn `[else]` (`[else if guard]`), so the worker's failure count is not read as happening always."""
+    spec = load_spec(DEFAULT)
+    boxes = {line.rsplit('" as ', 1)[1]: line for line in mermaid(spec).splitlines() if line.startswith('  state "')}
+    assert "<br>failure [else] / failures = failures + 1" in boxes["worker"]
+    assert "<br>turn_completed / failures = 0" in boxes["worker"]  # the only one for its event there
+    assert "<br>failure [else] / failures = failures + 1" in boxes["recovery"]
+    assert "worker --> fallback: failure [failures + 1 #gt;= failure_threshold]" in mermaid(spec)
+    data = spec.model_dump()
+    data["transitions"][:0] = [
+        {"event": "failure", "source": "worker", "guard": "failures >= 5", "dest": "fallback"},
+        {"event": "failure", "source": "worker", "guard": "failures >= 2", "dest": "recovery"},
+        {
+            "event": ["failure", "turn_completed"],
+            "source": "worker",
+            "guard": "turn > 50",
+            "updates": {"failures": "0"},
+        },
+    ]
+    guarded = Spec.from_dict(data)
+    labels = [edge_label(t, follows(guarded, i, s)) for i, s, t in edges_of(guarded)[:3]]
+    assert labels == [
+        "failure [failures >= 5]",
+        "failure [else if failures >= 2]",
+        "failure, turn_completed [turn > 50] / failures = 0",  # the first for turn_completed there: not marked
+    ]
+    assert not follows(spec, len(spec.transitions) - 1, "*")  # reset, drawn once for every state

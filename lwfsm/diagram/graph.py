@@ -29,10 +29,12 @@ __all__ = [
     "dot_text",
     "edge_label",
     "edges_of",
+    "follows",
     "markdown",
     "mermaid",
     "render",
     "role_colours",
+    "starts",
     "svg_is_current",
 ]
 
@@ -55,8 +57,13 @@ def role_colours(spec: Spec) -> dict[str, str]:
     return {name: CHEAP_COLOUR if role.cheap else next(warm) for name, role in spec.roles.items()}
 
 
-def edge_label(t: Transition) -> str:
-    label = t.event_text + (f" [{t.guard}]" if t.guard else "")
+def edge_label(t: Transition, after: bool = False) -> str:
+    """`event [guard] / updates`; `after`: an earlier transition of the state takes the same event when its
+    guard holds, so this one only when none does (`[else]`, `[else if guard]`)."""
+    if after:
+        label = t.event_text + (f" [else if {t.guard}]" if t.guard else " [else]")
+    else:
+        label = t.event_text + (f" [{t.guard}]" if t.guard else "")
     if t.reset:
         return label + " / restart"
     if t.updates:
@@ -76,6 +83,15 @@ def starts(spec: Spec) -> list[tuple[str, str]]:
 
 
 Edge = tuple[int, str, Transition]  # (index in its spec's transitions, one source or "*", transition)
+
+
+def follows(spec: Spec, index: int, source: str) -> bool:
+    """Whether, in state `source`, every event of transition `index` is taken first by an earlier one (the
+    first whose guard holds wins). A "*" edge, drawn once for every state, is not marked."""
+    if source == "*":
+        return False
+    earlier = [u for u in spec.transitions[:index] if source in u.source or u.source == ["*"]]
+    return all(any(e in u.events for u in earlier) for e in spec.transitions[index].events)
 
 
 def edges_of(spec: Spec) -> list[Edge]:
@@ -287,7 +303,8 @@ def _graph(
             if s not in machine.states:
                 continue
             taken = last is not None and index == last.transition and s == last.source
-            label = ("last: " if taken else "") + MARKS.get(mark, "") + edge_label(t)
+            after = index is not None and follows(spec, index, s)
+            label = ("last: " if taken else "") + MARKS.get(mark, "") + edge_label(t, after)
             if loops is not None and dest in (None, s):
                 loops.setdefault((s, "internal" if dest is None else "re-enter"), []).append(_escape(label, engine))
                 continue
