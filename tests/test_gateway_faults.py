@@ -755,6 +755,20 @@ def test_tools_sent_again_are_read_once_and_a_body_still_reads_as_json_reads_it(
     assert cache.parse(used) is not None
 
 
+def test_the_tools_litellm_gets_are_a_copy_equal_to_them() -> None:
+    from lwfsm.gateway.translate import _copied
+
+    for tools in (
+        [{"type": "function", "function": {"name": "t", "parameters": {"type": "object", "x": [1.5, None, "é"]}}}],
+        [{"n": 2**70}],  # beyond what orjson writes: deep-copied
+        [{"s": "\ud800"}],
+    ):
+        got = _copied(tools)
+        assert got == tools
+        assert got is not tools
+        assert got[0] is not tools[0]
+
+
 def test_a_messages_call_translated_for_a_chat_upstream_tries_each_role_once(oai: openai_server.Server) -> None:
     """The gateway moves between roles itself: LiteLLM (and the OpenAI SDK it calls through) retries
     nothing more, so a Messages client meets a failing upstream as a Chat client does (once, its error)."""
