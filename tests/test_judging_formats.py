@@ -647,6 +647,35 @@ def codex_exec(output: str, code: int) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("command", "output", "expected"),
     [
+        # several reads, some files not there: the absences are answers
+        (
+            "ls pkg | grep -i log; echo '== mk =='; sed -n 1,60p pkg/log.mk",
+            "syslog.mk\n== mk ==\nsed: can't read pkg/log.mk: No such file or directory\n",
+            "ok",
+        ),
+        ("cat setup.py; head -20 lib/a.py", "import os\nhead: cannot open 'lib/a.py': No such file or directory\n", "ok"),
+        # a write among them, a failed `cd`, or another error: not only reads that found nothing
+        ("cat a.mk > b.mk; cat c.mk", "cat: c.mk: No such file or directory\n", "task_failure"),
+        (
+            "cd pkg/sub; cat a.txt",
+            "bash: line 1: cd: pkg/sub: No such file or directory\ncat: a.txt: No such file or directory\n",
+            "task_failure",
+        ),
+        (
+            "cat a.txt; cat b.txt",
+            "cat: a.txt: No such file or directory\nTraceback (most recent call last):\nValueError: x\n",
+            "task_failure",
+        ),
+    ],
+)
+def test_reads_of_files_not_there_are_answers(command: str, output: str, expected: str) -> None:
+    reply = call("exec_command", {"cmd": command})
+    assert kind(reply, [codex_exec(output, 1)], "codex") == expected
+
+
+@pytest.mark.parametrize(
+    ("command", "output", "expected"),
+    [
         ("sed -n '1,200p' AGENTS.md", "sed: can't read AGENTS.md: No such file or directory\n", "ok"),  # an answer
         ("sed -i 's/a/b/' AGENTS.md", "sed: can't read AGENTS.md: No such file or directory\n", "task_failure"),
         (

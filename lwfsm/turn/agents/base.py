@@ -628,6 +628,25 @@ _PYTHONS = frozenset({"python", "python3", "py"})
 _NO_TESTS = re.compile(r"(?:collected 0 items|no tests ran)", re.I)
 
 
+_NOT_FOUND = re.compile(r"^(?![^\n]*\bcd: )[^\n]*: No such file or directory\n?", re.M)  # a failed `cd` is no read
+_ECHOES = frozenset({"echo", "printf", "true", ":"})
+
+
+def _only_reads(command: str) -> bool:
+    """Every command of the line only reads or looks (`sed -n`, `cat`, `ls`, `grep`; `echo` between them)."""
+    for segment in _split(command.strip())[0::2]:
+        words = _words(segment)
+        if not words:
+            continue
+        name = " ".join(words[:2]) if words[0] in _TWO_WORDS else words[0]
+        if words[0] == "sed":
+            if any(w.startswith("-i") for w in words):
+                return False
+        elif name not in _READS_ONLY and name not in PROBES and name not in _ECHOES:
+            return False
+    return True
+
+
 def _absent(command: str, o: Outcome) -> bool:
     """The command looked for a file, a test or a tool that is not there, and said so; nothing else
     went wrong: the absence is the answer (`cat README.md`, `pytest -k nothing`, a toolchain not
@@ -639,6 +658,10 @@ def _absent(command: str, o: Outcome) -> bool:
     writes = any(not p.startswith("/dev/") for p in _REDIRECT.findall(command))  # `cat a >> b`; not `2>&1`
     if reads and not writes and _NOT_FOUND_ONLY.match(_STATUS_LINE.sub("", o.text).strip() + "\n"):
         return True
+    if not writes and _only_reads(command) and _NOT_FOUND.search(o.text):
+        # several reads (`sed -n 1,40p a; cat b`): the files not there are answers, unless something else failed
+        rest = _NOT_FOUND.sub("", _STATUS_LINE.sub("", o.text))
+        return anchored_error(rest) is None
     if o.status == 5 and re.search(r"\bpytest\b", command):
         return True  # pytest's own status for "no tests collected" (a -k or a path that selected nothing)
     return o.status == 5 and TESTS.search(command) is not None and _NO_TESTS.search(o.text[-2000:]) is not None
