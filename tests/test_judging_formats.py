@@ -223,6 +223,25 @@ def test_aider_person_asking_again() -> None:
     assert aider_kind(answered) == "ok"
 
 
+def test_aider_a_look_at_the_repository_between_reply_and_complaint() -> None:
+    # `/map` and `/ls` are answered by aider, not the model: what the person says after them is about the
+    # reply before, and a look has no reply of its own to judge
+    console = "> Tokens: 2k sent, 300 received.  \n> Applied edit to src/parse.py  "
+    data = (
+        history(console, "/map")
+        + b"\n> Here are summaries of some files.  \n\n#### /ls  \n\n#### still nothing changed  \n"
+    )
+    assert aider_kind(data) == "user_correction"
+    for look in (2, 3):
+        t = aider.transcript(data, {"user_block": look})
+        assert [m["content"] for m in t.messages[t.at + 1 :] if not m["content"].startswith("[aider]")] == []
+    asked = history(console, "/map") + b"\n#### now add a test for tabs  \n"
+    assert aider_kind(asked) == "ok"
+    # a command that changes the chat is not a look: what follows `/clear` is about nothing before it
+    cleared = history(console, "/clear") + b"\n#### still nothing changed  \n"
+    assert aider_kind(cleared) == "ok"
+
+
 def test_aider_a_reply_keeps_its_own_edit_markers() -> None:
     t = aider.transcript(
         history("> Tokens: 2k sent, 300 received.  \n> Applied edit to src/parse.py  "), {"user_block": 1}
@@ -485,6 +504,34 @@ def test_what_the_lead_would_meet_too_is_the_environment(out: str) -> None:
     )
 
 
+def test_a_network_time_out_on_a_remote_host_is_the_environment() -> None:
+    out = "Error: HTTPSConnectionPool(host='api.example.org', port=443): Read timed out. (read timeout=60.0)"
+    assert kind(
+        call("Bash", {"command": "jobs logs 42"}), [tool(f"Exit code 1\n{out}", is_error=True)], "claude_code"
+    ) == ("environment")
+    mine = "Exit code 1\nTimeoutError: fetch_all took longer than its own 5 s budget"
+    assert (
+        kind(call("Bash", {"command": "python sync.py"}), [tool(mine, is_error=True)], "claude_code") == "task_failure"
+    )
+
+
+@pytest.mark.parametrize(
+    ("command", "output"),
+    [
+        # zsh could not parse the line (an old Claude Code gives only the error flag, no status)
+        ('for f in *.md; do wc -l "$f"; grep -c "^```" "$f" || echo "0"; done', '(eval):1: unmatched "'),
+        # PowerShell parses the whole script first: a search that never ran answered nothing
+        (
+            'rg -n "aria-label=\\"" src',
+            'The string is missing the terminator: ".\n    + CategoryInfo          : ParserError: (:) [], '
+            "ParentContainsErrorRecordException\n    + FullyQualifiedErrorId : TerminatorExpectedAtEndOfString",
+        ),
+    ],
+)
+def test_a_line_the_shell_could_not_parse_never_ran(command: str, output: str) -> None:
+    assert kind(call("Bash", {"command": command}), [tool(output, is_error=True)], "claude_code") == "task_failure"
+
+
 def test_importing_the_repositorys_own_paths_is_the_models_mistake() -> None:
     own = "Traceback (most recent call last):\nModuleNotFoundError: No module named 'src.main.java'\n"
     assert kind(mini("python t.py"), [observed(own, 1)], "mini_swe_agent") == "task_failure"
@@ -563,6 +610,8 @@ def test_issues_that_still_need_fixing_are_a_correction() -> None:
         ("❯ npm run compile\n> tsc -p .\n\nFound 0 errors. Watching for file changes.\n", "ok"),
         ("no no, in dotfiles, there is a lua script", "user_correction"),
         ("Why does it get stuck here ?\nChecked 8 installs", "user_correction"),
+        ("now I have: Module not found: Error: Can't resolve 'styled-components'", "user_correction"),
+        ("Note: Error handling should log to stderr", "ok"),
         ("deployment error", "user_correction"),  # only what went wrong, in a few words
         ("build failed", "user_correction"),
         ("add error handling to the parser", "ok"),
@@ -653,7 +702,11 @@ def codex_exec(output: str, code: int) -> dict[str, Any]:
             "syslog.mk\n== mk ==\nsed: can't read pkg/log.mk: No such file or directory\n",
             "ok",
         ),
-        ("cat setup.py; head -20 lib/a.py", "import os\nhead: cannot open 'lib/a.py': No such file or directory\n", "ok"),
+        (
+            "cat setup.py; head -20 lib/a.py",
+            "import os\nhead: cannot open 'lib/a.py': No such file or directory\n",
+            "ok",
+        ),
         # a write among them, a failed `cd`, or another error: not only reads that found nothing
         ("cat a.mk > b.mk; cat c.mk", "cat: c.mk: No such file or directory\n", "task_failure"),
         (

@@ -55,6 +55,8 @@ RAN = re.compile(r"I ran this command:", re.I)
 # The person pressed Ctrl-C while the reply streamed: the reply was refused.
 INTERRUPTED = re.compile(r"\^C again to exit|KeyboardInterrupt", re.I)
 _AIDER_SAYS = "[aider]"
+# aider's commands that only show something (no model call, the chat unchanged)
+_LOOK = re.compile(r"\A\s*/(?:map|map-refresh|ls|tokens|help|diff|settings|models)\s*\Z")
 _ADDED = re.compile(r"^Add (?:file|these files) to the chat\?[^\n]*: (?:y|yes|a|all)\s*$", re.M | re.I)
 # aider's report that its call to the model failed (LiteLLM's exception names: rate limit, no key, outage)
 _CALL_FAILED = re.compile(r"^litellm\.\w+Error\b.*$", re.M)
@@ -241,8 +243,13 @@ def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
     # what aider printed after the reply, even nothing (it prints every edit it applies; a request to the
     # model carries no such report)
     after.append({"role": "user", "content": f"{_AIDER_SAYS}\n{console}".rstrip()})
-    if k < len(blocks):
-        after.append({"role": "user", "content": split(blocks[k])[0]})
+    # The person's next message the model sees: aider answers a look at the repository (`/map`, `/ls`)
+    # itself, so what the person says after it is about the last reply. A look has no reply to judge.
+    nxt = k
+    while nxt < len(blocks) and _LOOK.match(split(blocks[nxt])[0]):
+        nxt += 1
+    if nxt < len(blocks) and not _LOOK.match(asked):
+        after.append({"role": "user", "content": split(blocks[nxt])[0]})
     # the person's message the reply answers comes before it, as it does in aider's requests
     messages: list[Message] = [{"role": "user", "content": asked}, {"role": "assistant", "content": answer}, *after]
     return Transcript("openai", messages, 1, [])

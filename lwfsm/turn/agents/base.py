@@ -477,12 +477,14 @@ _SHELL_ERROR = re.compile(
 # The shell could not parse the command: nothing (or only its start) ran, whatever it was meant to ask.
 _SYNTAX = re.compile(
     r"^(?:(?:/bin/|/usr/bin/)?(?:ba|z|da)?sh: (?:eval: )?(?:line \d+: |\d+: |-c: line \d+: )?"
-    r"(?:syntax error\b|Syntax error: |unexpected EOF while looking for matching)[^\n]*)$",
+    r"(?:syntax error\b|Syntax error: |unexpected EOF while looking for matching)[^\n]*)$|"
+    # PowerShell parses a whole script before it runs any of it
+    r"^[^\S\n]*\+ CategoryInfo\s*: ParserError: [^\n]*$",
     re.M,
 )
-# zsh's words (Claude Code on macOS runs commands through zsh's eval). Only with a failed status: a
+# zsh's words (Claude Code on macOS runs commands through zsh's eval). Only with a failed status or an error flag: a
 # shell profile that zsh cannot parse says the same on every command, which then runs.
-_ZSH_SYNTAX = re.compile(r"^\(eval\):\d+: parse error near\b[^\n]*$", re.M)
+_ZSH_SYNTAX = re.compile(r"^\(eval\):\d+: (?:parse error near\b|unmatched [\"'`])[^\n]*$", re.M)
 
 _BROKEN_RUN = re.compile(
     r"(can't open file|No such file or directory|SyntaxError|command not found|"
@@ -562,6 +564,7 @@ ENVIRONMENT = Gated(
         r"(No module named '?[\w.]+'?|ModuleNotFoundError|ImportError: No module|"
         r"Could not resolve host|Temporary failure in name resolution|Name or service not known|Network is unreachable|"
         r"ProxyError|Max retries exceeded with url|No matching distribution found|"
+        r"HTTPS?ConnectionPool\(host=[^)\n]*\): (?:Read|Connect) timed out|(?:Read|Connect)TimeoutError|"
         r"Could not find a version that satisfies|"
         r"externally-managed-environment|Connection refused|ConnectionRefused|getaddrinfo|ENOTFOUND|EAI_AGAIN|"
         r"No space left on device|Read-only file system|Operation not permitted|"
@@ -586,7 +589,8 @@ ENVIRONMENT = Gated(
     ),
     (
         "no module", "modulenotfound", "resolve host", "name resolution", "service not known", "unreachable",
-        "proxyerror", "max retries", "matching distribution", "satisfies", "externally-managed", "refused",
+        "proxyerror", "max retries", "matching distribution", "timed out", "timeouterror", "satisfies",
+        "externally-managed", "refused",
         "getaddrinfo", "enotfound", "eai_again", "no space left", "read-only file", "not permitted", "pi key",
         "pi_key", "pikey", "pi-key", "_token'", "unauthori", "forbidden", "not found", "authentication failed",
         "x server", "$display", "missing dependencies", "exist at", "browser", "not installed", "java",
@@ -714,6 +718,8 @@ _PASTED = re.compile(
     r"Module not found|Uncaught|ERROR in|Build failed|npm ERR!|\S+\.\w+:\d+(:\d+)?: error)",
     re.M,
 )
+# A few words and a colon at the start of a message, before something pasted.
+_LEAD_IN = re.compile(r"[^\n:]{1,40}:[^\S\n]+(?=\S)")
 # A person saying what happened when they used the result.
 _REPORTS = re.compile(
     r"^\W*(i|we)\s+(still\s+)?(get|got|am getting|'m getting|keep getting|see|saw|tried|ran)\b[^.?!\n]{0,160}"
@@ -968,6 +974,8 @@ class Reader:
             or SAID.match(t[:200])
             or STILL.match(first)
             or PASTED_MORE.search(head)
+            # a few words before what they pasted: "now I have: Module not found: ..."
+            or ((lead := _LEAD_IN.match(head)) is not None and _PASTED.match(head[lead.end() :]))
         )
         if m:
             return m.group(0).strip()[:80]
@@ -1035,7 +1043,7 @@ class Reader:
             return self._found(o, "task_failure", "literal_escape", (1, literal.group(0)[:160]))
         if o.runs and (
             (broken := first_match(_SYNTAX, o.text[-3000:])) is not None
-            or (o.status and (broken := first_match(_ZSH_SYNTAX, o.text[-3000:])) is not None)
+            or ((o.status or o.flagged) and (broken := first_match(_ZSH_SYNTAX, o.text[-3000:])) is not None)
         ):
             return self._found(o, "task_failure", "shell_syntax", broken)  # a probe too: it never asked
         if o.timed_out:  # a search that ran out of time never answered
