@@ -333,6 +333,7 @@ DONE = {"role": "assistant", "content": "Done: the form saves now."}
         "Uncaught (in promise) TypeError: x is undefined",
         "src/App.tsx(4,1): error TS1005: ';' expected.",
         "This isn't exactly what I wanted, the images only stack vertically",
+        "Still the mock ups aren't like the real screens",
         "ko có được",  # Vietnamese, written casually: it did not work
         "你还没说如何同步呢？",
     ],
@@ -387,6 +388,11 @@ def test_codex_reads_a_persons_words_after_their_editors_context() -> None:
     assert kind(DONE, [again], "codex", before) == "user_correction"
     said = {"role": "user", "content": ide + "it still doesn't download anything"}
     assert kind(DONE, [said], "codex", before) == "user_correction"
+    # the heading alone, when the editor sent no context
+    heading = {"role": "user", "content": "## My request for Codex:\nStill these charts aren't what the old page drew."}
+    assert kind(DONE, [heading], "codex", before) == "user_correction"
+    moved = {"role": "user", "content": "## My request for Codex:\nStill on the export: add an XLSX option too."}
+    assert kind(DONE, [moved], "codex", before) == "ok"
 
 
 # -- mini-swe-agent's older observation: a Python dict's repr with the output and the return code --
@@ -530,6 +536,20 @@ def test_a_network_time_out_on_a_remote_host_is_the_environment() -> None:
 )
 def test_a_line_the_shell_could_not_parse_never_ran(command: str, output: str) -> None:
     assert kind(call("Bash", {"command": command}), [tool(output, is_error=True)], "claude_code") == "task_failure"
+
+
+@pytest.mark.parametrize(
+    "out",
+    [
+        "### Error\nError: browserBackend.callTool: Target page, context or browser has been closed",
+        'Error: Extension connection timeout. Make sure the "Playwright MCP Bridge" extension is installed.',
+    ],
+)
+def test_a_browser_tool_whose_browser_went_away_is_the_environment(out: str) -> None:
+    navigate = call("mcp__playwright__browser_navigate", {"url": "http://localhost:3000"})
+    assert kind(navigate, [tool(out, is_error=True)], "claude_code") == "environment"
+    clicked = "### Error\nError: locator.click: Timeout 5000ms exceeded waiting for getByRole('button')"
+    assert kind(navigate, [tool(clicked, is_error=True)], "claude_code") == "task_failure"
 
 
 def test_importing_the_repositorys_own_paths_is_the_models_mistake() -> None:

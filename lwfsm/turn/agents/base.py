@@ -575,6 +575,8 @@ ENVIRONMENT = Gated(
         r"command not found: (java|javac|mvn|gradle|node|npm|cargo|go|make|docker|pip|pytest)\b|"
         r"[Pp]eer authentication failed|Missing X server|\$DISPLAY|Host system is missing dependencies|"
         r"Executable doesn'?t exist at|Failed to (launch|initialize) (the )?browser|is not installed|not installed\b|"
+        # a browser tool whose browser, tab or bridge extension went away (closed by the person, never set up)
+        r"Target page, context or browser has been closed|Make sure the \"[^\"\n]+\" extension is installed|"
         r"[Cc]annot find Java|JAVA_HOME|[Cc]ould not resolve host|[Nn]etwork is unreachable|[Cc]onnection refused|"
         r"[Cc]redentials|[Oo]peration not permitted|[Nn]o space left on device|[Rr]ead-only file system|"
         r"ERR_CONNECTION_REFUSED|ECONNREFUSED|not agreed to the Xcode license|Ripgrep search timed out|"
@@ -594,6 +596,7 @@ ENVIRONMENT = Gated(
         "getaddrinfo", "enotfound", "eai_again", "no space left", "read-only file", "not permitted", "pi key",
         "pi_key", "pikey", "pi-key", "_token'", "unauthori", "forbidden", "not found", "authentication failed",
         "x server", "$display", "missing dependencies", "exist at", "browser", "not installed", "java",
+        "extension is installed",
         "credentials", "xcode", "ripgrep", "database is locked", "eaddrinuse", "address already in use",
         "attempting to bind", "gpg failed", "/dev/tty",
         "not in your path", "not in the path", "not in path", "identity unknown", "who you are", "sudo: a",

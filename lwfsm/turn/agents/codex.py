@@ -46,7 +46,10 @@ class Codex(Reader):
 
     @staticmethod
     def own_words(text: str) -> str:
-        if not text.lstrip().startswith(_IDE_CONTEXT):
+        head = text.lstrip()
+        if head.startswith(_REQUEST):  # the heading alone: the editor sent no context this time
+            return head[len(_REQUEST) :].lstrip("\n")
+        if not head.startswith(_IDE_CONTEXT):
             return text
         at = text.find(_REQUEST)
         return "" if at < 0 else text[at + len(_REQUEST) :].lstrip("\n")

@@ -69,7 +69,8 @@ SAID = re.compile(
 STILL = re.compile(
     r"^[^.!?\n]{0,80}?\b(?:is|are|was|were|it'?s|they'?re)\s+still\b|^\W*i(?:'m| am)? still (?:see|get|have)\w*\b|"
     r"^\W*still\s+(?!,)(?:\w+\s+){0,3}?(?:lost|missing|empty|blank|there|shows?|showing|happen\w*|appear\w*|"
-    r"wrong|broken|the same|not|no|fail\w*|crash\w*|hang\w*|stuck|null|undefined|zero|same|seeing|see|getting|get)\b|"
+    r"wrong|broken|the same|not|no|(?:is|are|does|do|did|was|were|ca)n'?t|fail\w*|crash\w*|hang\w*|stuck|"
+    r"null|undefined|zero|same|seeing|see|getting|get)\b|"
     r"^[^.!?\n]{0,60}?\bnot (?:fixed|solved|resolved|working|saved|persisted|updated|showing|loading)\b|"
     r"^[^.!?\n]{0,100}?\bstill (?:need|needs) to be (?:fixed|addressed|resolved|corrected)\b|"
     r"^\W*(?:it|this|that|your (?:fix|change))\s+(?:didn'?t|did not|doesn'?t|does not|won'?t)\s+"
