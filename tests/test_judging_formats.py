@@ -240,6 +240,11 @@ def test_aider_a_look_at_the_repository_between_reply_and_complaint() -> None:
     # a command that changes the chat is not a look: what follows `/clear` is about nothing before it
     cleared = history(console, "/clear") + b"\n#### still nothing changed  \n"
     assert aider_kind(cleared) == "ok"
+    # what is said after a command's own output is about that output; a new session answers nothing
+    tokens = history(console, "/tokens") + b"\n> 30k tokens  \n\n#### that's wrong, the README is small  \n"
+    assert aider_kind(tokens) == "ok"
+    later = history(console, "/map") + b"\n\n# aider chat started at 2026-01-02 10:00:00\n\n#### still broken  \n"
+    assert aider_kind(later) == "ok"
 
 
 def test_aider_a_reply_keeps_its_own_edit_markers() -> None:
@@ -348,6 +353,8 @@ def test_a_person_saying_it_failed(said: str) -> None:
         "Gracias, ahora añade un test",
         "还是用 Python 吧",
         "Still, could you also add a README?",
+        "Still can't wait to see it live! Next, add a dark mode toggle.",
+        "Still didn't get to the docs myself, please write the README next",
         "Danke! Jetzt bitte die Tests.",
         "Отлично, теперь добавь тесты",
         "The error message should say which file",
@@ -510,15 +517,28 @@ def test_what_the_lead_would_meet_too_is_the_environment(out: str) -> None:
     )
 
 
-def test_a_network_time_out_on_a_remote_host_is_the_environment() -> None:
-    out = "Error: HTTPSConnectionPool(host='api.example.org', port=443): Read timed out. (read timeout=60.0)"
-    assert kind(
-        call("Bash", {"command": "jobs logs 42"}), [tool(f"Exit code 1\n{out}", is_error=True)], "claude_code"
-    ) == ("environment")
-    mine = "Exit code 1\nTimeoutError: fetch_all took longer than its own 5 s budget"
-    assert (
-        kind(call("Bash", {"command": "python sync.py"}), [tool(mine, is_error=True)], "claude_code") == "task_failure"
-    )
+@pytest.mark.parametrize(
+    ("out", "expected"),
+    [
+        (
+            "Error: HTTPSConnectionPool(host='api.example.org', port=443): Read timed out. (read timeout=60)",
+            "environment",
+        ),
+        (
+            "urllib3 HTTPConnectionPool(host='pypi.org', port=80): Connect timed out. (connect timeout=15)",
+            "environment",
+        ),
+        # on this machine, a server the model started may be what hangs
+        (
+            "ReadTimeout: HTTPConnectionPool(host='localhost', port=8000): Read timed out. (read timeout=5)",
+            "task_failure",
+        ),
+        ("TimeoutError: fetch_all took longer than its own 5 s budget", "task_failure"),
+    ],
+)
+def test_a_network_time_out_on_a_remote_host_is_the_environment(out: str, expected: str) -> None:
+    run = call("Bash", {"command": "python sync.py"})
+    assert kind(run, [tool(f"Exit code 1\n{out}", is_error=True)], "claude_code") == expected
 
 
 @pytest.mark.parametrize(
@@ -536,6 +556,8 @@ def test_a_network_time_out_on_a_remote_host_is_the_environment() -> None:
 )
 def test_a_line_the_shell_could_not_parse_never_ran(command: str, output: str) -> None:
     assert kind(call("Bash", {"command": command}), [tool(output, is_error=True)], "claude_code") == "task_failure"
+    # the same words in a log that a read that worked shows
+    assert kind(call("Bash", {"command": "cat ci/deploy.log"}), [tool(output)], "claude_code") == "ok"
 
 
 @pytest.mark.parametrize(
@@ -550,6 +572,11 @@ def test_a_browser_tool_whose_browser_went_away_is_the_environment(out: str) -> 
     assert kind(navigate, [tool(out, is_error=True)], "claude_code") == "environment"
     clicked = "### Error\nError: locator.click: Timeout 5000ms exceeded waiting for getByRole('button')"
     assert kind(navigate, [tool(clicked, is_error=True)], "claude_code") == "task_failure"
+    # a test run's own failure says the same when a locator never appeared: the model's test failed
+    run = "Exit code 1\n    Test timeout of 30000ms exceeded.\n    Error: page.click: " + out.split("Error: ")[-1]
+    assert kind(call("Bash", {"command": "npx playwright test"}), [tool(run, is_error=True)], "claude_code") == (
+        "task_failure"
+    )
 
 
 def test_importing_the_repositorys_own_paths_is_the_models_mistake() -> None:
@@ -631,7 +658,11 @@ def test_issues_that_still_need_fixing_are_a_correction() -> None:
         ("no no, in dotfiles, there is a lua script", "user_correction"),
         ("Why does it get stuck here ?\nChecked 8 installs", "user_correction"),
         ("now I have: Module not found: Error: Can't resolve 'styled-components'", "user_correction"),
-        ("Note: Error handling should log to stderr", "ok"),
+        ("I get: Traceback (most recent call last):", "user_correction"),
+        # a few words and a colon before an error's shape, in a new request
+        ("Note: Error: handling should log to stderr", "ok"),
+        ("Change the toast text to: Error: file too large", "ok"),
+        ("Next task: Uncaught exceptions should be reported to Sentry", "ok"),
         ("deployment error", "user_correction"),  # only what went wrong, in a few words
         ("build failed", "user_correction"),
         ("add error handling to the parser", "ok"),
@@ -727,8 +758,41 @@ def codex_exec(output: str, code: int) -> dict[str, Any]:
             "import os\nhead: cannot open 'lib/a.py': No such file or directory\n",
             "ok",
         ),
+        ("cd pkg; cat a.mk; cat b.mk", "x = 1\ncat: b.mk: No such file or directory\n", "ok"),
         # a write among them, a failed `cd`, or another error: not only reads that found nothing
         ("cat a.mk > b.mk; cat c.mk", "cat: c.mk: No such file or directory\n", "task_failure"),
+        (
+            'echo "$T" > "$HOME/.app/token"; cat a.py',
+            "bash: /h/.app/token: No such file or directory\nimport os\n",
+            "task_failure",
+        ),
+        (
+            "sed -Ei 's/a/b/' x.py; cat y.py",
+            "sed: can't read x.py: No such file or directory\nimport os\n",
+            "task_failure",
+        ),
+        (
+            "find build -name '*.o' -delete; cat build/out.log",
+            "cat: build/out.log: No such file or directory\n",
+            "task_failure",
+        ),
+        ("pkill -f server; cat a.log", "cat: a.log: No such file or directory\n", "task_failure"),
+        (
+            "cat src/lib; cat src/a.ts",
+            "cat: src/lib: Is a directory\ncat: src/a.ts: No such file or directory\n",
+            "task_failure",
+        ),
+        (
+            "head -n abc a.py; cat b.py",
+            "head: invalid number of lines: 'abc'\ncat: b.py: No such file or directory\n",
+            "task_failure",
+        ),
+        (
+            "cd web; cat a.json",
+            "(eval):cd:1: no such file or directory: web\ncat: a.json: No such file or directory\n",
+            "task_failure",
+        ),
+        ("cd web; cat a.json", "sh: 1: cd: can't cd to web\ncat: a.json: No such file or directory\n", "task_failure"),
         (
             "cd pkg/sub; cat a.txt",
             "bash: line 1: cd: pkg/sub: No such file or directory\ncat: a.txt: No such file or directory\n",

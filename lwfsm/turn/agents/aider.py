@@ -55,8 +55,9 @@ RAN = re.compile(r"I ran this command:", re.I)
 # The person pressed Ctrl-C while the reply streamed: the reply was refused.
 INTERRUPTED = re.compile(r"\^C again to exit|KeyboardInterrupt", re.I)
 _AIDER_SAYS = "[aider]"
-# aider's commands that only show something (no model call, the chat unchanged)
-_LOOK = re.compile(r"\A\s*/(?:map|map-refresh|ls|tokens|help|diff|settings|models)\s*\Z")
+# aider's commands that show the repository (no model call, the chat unchanged): what the person says
+# after them is still about the reply (one about a command's own output, `/tokens`, `/models`, is not)
+_LOOK = re.compile(r"\A\s*/(?:map|map-refresh|ls|diff)\s*\Z")
 _ADDED = re.compile(r"^Add (?:file|these files) to the chat\?[^\n]*: (?:y|yes|a|all)\s*$", re.M | re.I)
 # aider's report that its call to the model failed (LiteLLM's exception names: rate limit, no key, outage)
 _CALL_FAILED = re.compile(r"^litellm\.\w+Error\b.*$", re.M)
@@ -247,6 +248,8 @@ def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
     # itself, so what the person says after it is about the last reply. A look has no reply to judge.
     nxt = k
     while nxt < len(blocks) and _LOOK.match(split(blocks[nxt])[0]):
+        if any(x.startswith(_STARTED) for x, _ in blocks[nxt]):
+            nxt = len(blocks)  # a new aider session began: nothing after it answers this reply
         nxt += 1
     if nxt < len(blocks) and not _LOOK.match(asked):
         after.append({"role": "user", "content": split(blocks[nxt])[0]})

@@ -477,14 +477,17 @@ _SHELL_ERROR = re.compile(
 # The shell could not parse the command: nothing (or only its start) ran, whatever it was meant to ask.
 _SYNTAX = re.compile(
     r"^(?:(?:/bin/|/usr/bin/)?(?:ba|z|da)?sh: (?:eval: )?(?:line \d+: |\d+: |-c: line \d+: )?"
-    r"(?:syntax error\b|Syntax error: |unexpected EOF while looking for matching)[^\n]*)$|"
-    # PowerShell parses a whole script before it runs any of it
+    r"(?:syntax error\b|Syntax error: |unexpected EOF while looking for matching)[^\n]*)$",
+    re.M,
+)
+# zsh's words (Claude Code on macOS runs commands through zsh's eval), and PowerShell's, which parses a whole
+# script before it runs any of it. Only with a failed status or an error flag: a shell profile that zsh
+# cannot parse says the same on every command, which then runs, and a log read may hold such lines.
+_ZSH_SYNTAX = re.compile(
+    r"^\(eval\):\d+: (?:parse error near\b|unmatched [\"'`])[^\n]*$|"
     r"^[^\S\n]*\+ CategoryInfo\s*: ParserError: [^\n]*$",
     re.M,
 )
-# zsh's words (Claude Code on macOS runs commands through zsh's eval). Only with a failed status or an error flag: a
-# shell profile that zsh cannot parse says the same on every command, which then runs.
-_ZSH_SYNTAX = re.compile(r"^\(eval\):\d+: (?:parse error near\b|unmatched [\"'`])[^\n]*$", re.M)
 
 _BROKEN_RUN = re.compile(
     r"(can't open file|No such file or directory|SyntaxError|command not found|"
@@ -564,7 +567,9 @@ ENVIRONMENT = Gated(
         r"(No module named '?[\w.]+'?|ModuleNotFoundError|ImportError: No module|"
         r"Could not resolve host|Temporary failure in name resolution|Name or service not known|Network is unreachable|"
         r"ProxyError|Max retries exceeded with url|No matching distribution found|"
-        r"HTTPS?ConnectionPool\(host=[^)\n]*\): (?:Read|Connect) timed out|(?:Read|Connect)TimeoutError|"
+        # a time-out on another machine (on this one, a server the model started may be what hangs)
+        r"HTTPS?ConnectionPool\(host='(?!localhost'|127\.|0\.0\.0\.0'|::1')[^'\n]*', port=\d+\): "
+        r"(?:Read|Connect) timed out|"
         r"Could not find a version that satisfies|"
         r"externally-managed-environment|Connection refused|ConnectionRefused|getaddrinfo|ENOTFOUND|EAI_AGAIN|"
         r"No space left on device|Read-only file system|Operation not permitted|"
@@ -575,8 +580,6 @@ ENVIRONMENT = Gated(
         r"command not found: (java|javac|mvn|gradle|node|npm|cargo|go|make|docker|pip|pytest)\b|"
         r"[Pp]eer authentication failed|Missing X server|\$DISPLAY|Host system is missing dependencies|"
         r"Executable doesn'?t exist at|Failed to (launch|initialize) (the )?browser|is not installed|not installed\b|"
-        # a browser tool whose browser, tab or bridge extension went away (closed by the person, never set up)
-        r"Target page, context or browser has been closed|Make sure the \"[^\"\n]+\" extension is installed|"
         r"[Cc]annot find Java|JAVA_HOME|[Cc]ould not resolve host|[Nn]etwork is unreachable|[Cc]onnection refused|"
         r"[Cc]redentials|[Oo]peration not permitted|[Nn]o space left on device|[Rr]ead-only file system|"
         r"ERR_CONNECTION_REFUSED|ECONNREFUSED|not agreed to the Xcode license|Ripgrep search timed out|"
@@ -591,12 +594,11 @@ ENVIRONMENT = Gated(
     ),
     (
         "no module", "modulenotfound", "resolve host", "name resolution", "service not known", "unreachable",
-        "proxyerror", "max retries", "matching distribution", "timed out", "timeouterror", "satisfies",
+        "proxyerror", "max retries", "matching distribution", "timed out", "satisfies",
         "externally-managed", "refused",
         "getaddrinfo", "enotfound", "eai_again", "no space left", "read-only file", "not permitted", "pi key",
         "pi_key", "pikey", "pi-key", "_token'", "unauthori", "forbidden", "not found", "authentication failed",
         "x server", "$display", "missing dependencies", "exist at", "browser", "not installed", "java",
-        "extension is installed",
         "credentials", "xcode", "ripgrep", "database is locked", "eaddrinuse", "address already in use",
         "attempting to bind", "gpg failed", "/dev/tty",
         "not in your path", "not in the path", "not in path", "identity unknown", "who you are", "sudo: a",
@@ -605,6 +607,11 @@ ENVIRONMENT = Gated(
     ),
 )  # fmt: skip
 
+
+# A browser tool whose browser, tab or bridge extension went away (closed by the person, never set up).
+_BROWSER_GONE = re.compile(
+    r"Target page, context or browser has been closed|Make sure the \"[^\"\n]+\" extension is installed"
+)
 
 # A command refusing its own arguments: it never ran, so its status is no answer.
 _MISUSED = re.compile(
@@ -635,23 +642,33 @@ _PYTHONS = frozenset({"python", "python3", "py"})
 _NO_TESTS = re.compile(r"(?:collected 0 items|no tests ran)", re.I)
 
 
-_NOT_FOUND = re.compile(r"^(?![^\n]*\bcd: )[^\n]*: No such file or directory\n?", re.M)  # a failed `cd` is no read
-_ECHOES = frozenset({"echo", "printf", "true", ":"})
+# A read's own words for a file that is not there, alone on its line (a failed `cd` is no read).
+_NOT_FOUND = re.compile(r"^(?![^\n]*\bcd: )[^\n]*: No such file or directory$\n?", re.M)
+# Programs that only read or look, whatever their arguments (`find` and `sed` are checked apart).
+_LOOKS = frozenset(
+    {"cat", "head", "tail", "nl", "wc", "less", "more", "file", "stat", "ls", "tree", "grep", "egrep", "fgrep",
+     "rg", "ag", "ack", "fd", "which", "whereis", "type", "test", "[", "realpath", "readlink", "echo", "printf",
+     "true", ":", "pwd", "sed", "find"}
+)  # fmt: skip
+_ACTS = re.compile(r"^-(?:[a-zA-Z]*i|-in-place|delete|exec|execdir|ok|okdir|fprint\w*)\b")
 
 
-def _only_reads(command: str) -> bool:
-    """Every command of the line only reads or looks (`sed -n`, `cat`, `ls`, `grep`; `echo` between them)."""
+def _only_reads(command: str) -> list[str] | None:
+    """The programs of a line in which every command only reads or looks (`sed -n`, `cat`, `ls`, `grep`;
+    `echo` and `cd` between them), else None: no redirection into a file."""
+    if re.search(r">(?!\s*/dev/null|&)", _QUOTED.sub("", command)):
+        return None
+    names = []
     for segment in _split(command.strip())[0::2]:
         words = _words(segment)
         if not words:
+            if segment.strip() and not re.match(r"\s*cd\b", segment):
+                return None  # what `_words` does not read
             continue
-        name = " ".join(words[:2]) if words[0] in _TWO_WORDS else words[0]
-        if words[0] == "sed":
-            if any(w.startswith("-i") for w in words):
-                return False
-        elif name not in _READS_ONLY and name not in PROBES and name not in _ECHOES:
-            return False
-    return True
+        if words[0] not in _LOOKS or (words[0] in ("sed", "find") and any(_ACTS.match(w) for w in words[1:])):
+            return None
+        names.append(words[0])
+    return names
 
 
 def _absent(command: str, o: Outcome) -> bool:
@@ -665,10 +682,15 @@ def _absent(command: str, o: Outcome) -> bool:
     writes = any(not p.startswith("/dev/") for p in _REDIRECT.findall(command))  # `cat a >> b`; not `2>&1`
     if reads and not writes and _NOT_FOUND_ONLY.match(_STATUS_LINE.sub("", o.text).strip() + "\n"):
         return True
-    if not writes and _only_reads(command) and _NOT_FOUND.search(o.text):
-        # several reads (`sed -n 1,40p a; cat b`): the files not there are answers, unless something else failed
+    names = None if writes else _only_reads(command)
+    if names and _NOT_FOUND.search(o.text):
+        # several reads (`sed -n 1,40p a; cat b`): the files not there are answers, unless anything else
+        # went wrong: a read's own complaint ("cat: x: Is a directory"), the shell's, an error line
         rest = _NOT_FOUND.sub("", _STATUS_LINE.sub("", o.text))
-        return anchored_error(rest) is None
+        said = re.compile(
+            rf"^(?:{'|'.join(map(re.escape, names))}|(?:/usr)?(?:/bin/)?(?:ba|z|da)?sh|cd|\(eval\)):", re.M
+        )
+        return said.search(rest) is None and anchored_error(rest) is None
     if o.status == 5 and re.search(r"\bpytest\b", command):
         return True  # pytest's own status for "no tests collected" (a -k or a path that selected nothing)
     return o.status == 5 and TESTS.search(command) is not None and _NO_TESTS.search(o.text[-2000:]) is not None
@@ -721,8 +743,13 @@ _PASTED = re.compile(
     r"Module not found|Uncaught|ERROR in|Build failed|npm ERR!|\S+\.\w+:\d+(:\d+)?: error)",
     re.M,
 )
-# A few words and a colon at the start of a message, before something pasted.
-_LEAD_IN = re.compile(r"[^\n:]{1,40}:[^\S\n]+(?=\S)")
+# A few words saying what the person got, and a colon, at the start of a message: "now I have: ...".
+_LEAD_IN = re.compile(
+    r"\W*(?:(?:now|still|again|but|and|yet|so)\s+)*(?:i|we|it)?\s*(?:'m|am|are|is)?\s*"
+    r"(?:have|has|get|gets|got|getting|see|seeing|saw|shows?|showing|says?|gives?|giving|throws?)\b"
+    r"[^\n:]{0,30}:[^\S\n]+(?=\S)",
+    re.I,
+)
 # A person saying what happened when they used the result.
 _REPORTS = re.compile(
     r"^\W*(i|we)\s+(still\s+)?(get|got|am getting|'m getting|keep getting|see|saw|tried|ran)\b[^.?!\n]{0,160}"
@@ -1120,6 +1147,8 @@ class Reader:
             # the program the command runs is not installed: the lead would not find it either
             return Finding("environment", Evidence(f"{self.name}.environment", o.message, None, f"{tool}: not found"))
         env = first_match(ENVIRONMENT, o.text[-tail:])
+        if env is None and not o.command:  # a browser tool's own answer, not a test run's output
+            env = first_match(_BROWSER_GONE, o.text[:tail])
         if env is not None and not _OWN_MODULE.search(o.text[-tail:]):
             return Finding("environment", Evidence(f"{self.name}.environment", o.message, None, env[1]))
         return Finding(kind, Evidence(f"{self.name}.{why}", o.message, hit[0] if hit else None, hit[1] if hit else ""))

@@ -69,7 +69,7 @@ SAID = re.compile(
 STILL = re.compile(
     r"^[^.!?\n]{0,80}?\b(?:is|are|was|were|it'?s|they'?re)\s+still\b|^\W*i(?:'m| am)? still (?:see|get|have)\w*\b|"
     r"^\W*still\s+(?!,)(?:\w+\s+){0,3}?(?:lost|missing|empty|blank|there|shows?|showing|happen\w*|appear\w*|"
-    r"wrong|broken|the same|not|no|(?:is|are|does|do|did|was|were|ca)n'?t|fail\w*|crash\w*|hang\w*|stuck|"
+    r"wrong|broken|the same|not|no|(?:is|are|was|were)n'?t|fail\w*|crash\w*|hang\w*|stuck|"
     r"null|undefined|zero|same|seeing|see|getting|get)\b|"
     r"^[^.!?\n]{0,60}?\bnot (?:fixed|solved|resolved|working|saved|persisted|updated|showing|loading)\b|"
     r"^[^.!?\n]{0,100}?\bstill (?:need|needs) to be (?:fixed|addressed|resolved|corrected)\b|"
