@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from lwfsm.turn.agents import aider
+from lwfsm.turn.agents import aider, codex
 from lwfsm.turn.judge import judge
 
 
@@ -808,6 +808,33 @@ def codex_exec(output: str, code: int) -> dict[str, Any]:
 def test_reads_of_files_not_there_are_answers(command: str, output: str, expected: str) -> None:
     reply = call("exec_command", {"cmd": command})
     assert kind(reply, [codex_exec(output, 1)], "codex") == expected
+
+
+def test_codex_rollouts_with_and_without_the_item_envelope_read_alike() -> None:
+    items = [
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "copy the config"}]},
+        {"type": "function_call", "name": "shell", "arguments": '{"command": ["cp", "a.toml", "c/"]}', "call_id": "c1"},
+        {
+            "type": "function_call_output",
+            "call_id": "c1",
+            "output": json.dumps({"output": "cp: cannot stat 'a.toml': No such file", "metadata": {"exit_code": 1}}),
+        },
+    ]
+    meta = {"id": "s", "timestamp": "2025-08-19T08:25:08Z", "instructions": None}
+    bare = [meta, {"record_type": "state"}, *items]  # how rollouts of 2025's summer were written
+    wrapped = [{"type": "session_meta", "payload": meta}, *({"type": "response_item", "payload": x} for x in items)]
+    read = []
+    for lines in (bare, wrapped):
+        data = "\n".join(json.dumps(x) for x in lines).encode()
+        line = next(
+            n for n, x in enumerate(lines, 1) if "function_call" in (x.get("type"), x.get("payload", {}).get("type"))
+        )
+        t = codex.transcript(data, {"line": line})
+        read.append(t.messages)
+        assert (
+            judge(t.messages[t.at], t.messages[t.at + 1 :], agent="codex", messages=t.messages).kind == "task_failure"
+        )
+    assert read[0] == read[1]
 
 
 @pytest.mark.parametrize(

@@ -91,6 +91,11 @@ class Codex(Reader):
 READER = Codex()
 
 
+_BARE = frozenset(
+    {"message", "reasoning", "function_call", "function_call_output", "custom_tool_call", "custom_tool_call_output"}
+)
+
+
 def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
     """The turn at `line` (1-based) of a Codex rollout file: the run of model items around it (a
     preamble, reasoning, one or more calls), what came back, and the conversation before, as Chat
@@ -102,11 +107,14 @@ def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
         if not text.strip():
             continue
         entry = json.loads(text)
-        p = entry.get("payload") or {}
+        if "payload" not in entry and entry.get("type") in _BARE:
+            p, item = entry, True  # rollouts of 2025's summer wrote each item bare, without its envelope
+        else:
+            p, item = entry.get("payload") or {}, entry.get("type") == "response_item"
         kind = p.get("type")
         if entry.get("type") == "event_msg" and kind == "turn_aborted":
             items.append((n, {"role": "user", "content": f"<turn_aborted reason={p.get('reason')}>"}))
-        if entry.get("type") != "response_item":
+        if not item:
             continue
         if kind == "message" and p.get("role") in ("user", "assistant", "developer"):
             parts = p.get("content") or []
