@@ -561,6 +561,31 @@ def test_a_line_the_shell_could_not_parse_never_ran(command: str, output: str) -
 
 
 @pytest.mark.parametrize(
+    ("summary", "expected"),
+    [
+        (
+            "\x1b[2m      Tests \x1b[22m \x1b[1m\x1b[31m16 failed\x1b[39m\x1b[22m\x1b[2m | \x1b[22m\x1b[32m116 passed",
+            "task_failure",
+        ),
+        ("\x1b[2m      Tests \x1b[22m \x1b[1m\x1b[32m132 passed\x1b[39m\x1b[22m\x1b[90m (132)\x1b[39m", "ok"),
+    ],
+)
+def test_a_test_runners_colours_do_not_hide_its_summary(summary: str, expected: str) -> None:
+    # `| tail` hides the status: the summary's words are all there is, split by the terminal's colours
+    edit = call("Edit", {"file_path": "src/hotkeys.ts", "old_string": "a", "new_string": "b"}, "e1")
+    before = [
+        {"role": "user", "content": "make the tests pass"},
+        edit,
+        tool("The file src/hotkeys.ts has been updated.", "e1"),
+    ]
+    run = call("Bash", {"command": "npm test -- --run 2>&1 | tail -40"}, "b1")
+    assert (
+        kind(run, [tool(f"src/hotkeys.test.ts\n{summary}\n   Duration  21.7s", "b1")], "claude_code", before)
+        == expected
+    )
+
+
+@pytest.mark.parametrize(
     "out",
     [
         "### Error\nError: browserBackend.callTool: Target page, context or browser has been closed",

@@ -701,6 +701,9 @@ def _absent(command: str, o: Outcome) -> bool:
 _OWN_MODULE = re.compile(r"No module named '(?:src|com|org)\.")
 
 
+_COLOURS = re.compile(r"\x1b\[[\d;]*[A-Za-z]")
+
+
 def anchored_error(text: str) -> tuple[int, str] | None:
     """(line number, line) of the first error report among the last lines of a command's output;
     None when those lines also say the run passed and no summary reports a failure."""
@@ -710,6 +713,8 @@ def anchored_error(text: str) -> tuple[int, str] | None:
     hit = None
     summary = passed = False
     for n, line in enumerate(lines):
+        if "\x1b[" in line:  # a terminal's colours split words ("\x1b[31m16 failed"): read without them
+            line = _COLOURS.sub("", line)
         if _SUMMARY.match(line) or _FAILED_COUNT.search(line) or ("Tests run:" in line and _JUNIT.search(line)):
             summary = True
             hit = hit or (first + n, line.strip()[:160])
