@@ -786,6 +786,7 @@ def codex_exec(output: str, code: int) -> dict[str, Any]:
         ("cd pkg; cat a.mk; cat b.mk", "x = 1\ncat: b.mk: No such file or directory\n", "ok"),
         # a write among them, a failed `cd`, or another error: not only reads that found nothing
         ("cat a.mk > b.mk; cat c.mk", "cat: c.mk: No such file or directory\n", "task_failure"),
+        ("cat a.txt; ./build.sh", "bash: ./build.sh: No such file or directory\n", "task_failure"),  # a program run
         (
             'echo "$T" > "$HOME/.app/token"; cat a.py',
             "bash: /h/.app/token: No such file or directory\nimport os\n",

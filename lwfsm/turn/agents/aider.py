@@ -250,6 +250,7 @@ def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
     while nxt < len(blocks) and _LOOK.match(split(blocks[nxt])[0]):
         if any(x.startswith(_STARTED) for x, _ in blocks[nxt]):
             nxt = len(blocks)  # a new aider session began: nothing after it answers this reply
+            break
         nxt += 1
     if nxt < len(blocks) and not _LOOK.match(asked):
         after.append({"role": "user", "content": split(blocks[nxt])[0]})

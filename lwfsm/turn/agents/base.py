@@ -483,7 +483,7 @@ _SYNTAX = re.compile(
 # zsh's words (Claude Code on macOS runs commands through zsh's eval), and PowerShell's, which parses a whole
 # script before it runs any of it. Only with a failed status or an error flag: a shell profile that zsh
 # cannot parse says the same on every command, which then runs, and a log read may hold such lines.
-_ZSH_SYNTAX = re.compile(
+_FAILED_SYNTAX = re.compile(
     r"^\(eval\):\d+: (?:parse error near\b|unmatched [\"'`])[^\n]*$|"
     r"^[^\S\n]*\+ CategoryInfo\s*: ParserError: [^\n]*$",
     re.M,
@@ -635,7 +635,6 @@ _STATUS_WORDS = (
     r"\[Command finished with exit code |<returncode>)"
 )
 _STATUS_LINE = re.compile(_STATUS_WORDS + r"-?\d+[^\n]*\n?", re.M)
-_NOT_FOUND_ONLY = re.compile(r"\A(?:\S+: [^\n]+: No such file or directory\n)+\Z")
 # Names whose installed form is another (`python3`, `pip3`): calling these is the model's slip.
 _ALIASED = frozenset({"python", "pip"})
 _PYTHONS = frozenset({"python", "python3", "py"})
@@ -645,11 +644,10 @@ _NO_TESTS = re.compile(r"(?:collected 0 items|no tests ran)", re.I)
 # A read's own words for a file that is not there, alone on its line (a failed `cd` is no read).
 _NOT_FOUND = re.compile(r"^(?![^\n]*\bcd: )[^\n]*: No such file or directory$\n?", re.M)
 # Programs that only read or look, whatever their arguments (`find` and `sed` are checked apart).
-_LOOKS = frozenset(
-    {"cat", "head", "tail", "nl", "wc", "less", "more", "file", "stat", "ls", "tree", "grep", "egrep", "fgrep",
-     "rg", "ag", "ack", "fd", "which", "whereis", "type", "test", "[", "realpath", "readlink", "echo", "printf",
-     "true", ":", "pwd", "sed", "find"}
-)  # fmt: skip
+_LOOKS = _READS_ONLY | {
+    "ls", "tree", "grep", "egrep", "fgrep", "rg", "ag", "ack", "fd", "which", "whereis", "test", "[", "realpath",
+    "readlink", "echo", "printf", "true", ":", "pwd", "sed", "find",
+}  # fmt: skip
 _ACTS = re.compile(r"^-(?:[a-zA-Z]*i|-in-place|delete|exec|execdir|ok|okdir|fprint\w*)\b")
 
 
@@ -675,16 +673,10 @@ def _absent(command: str, o: Outcome) -> bool:
     """The command looked for a file, a test or a tool that is not there, and said so; nothing else
     went wrong: the absence is the answer (`cat README.md`, `pytest -k nothing`, a toolchain not
     installed, which the lead would meet too, is the environment's and handled there)."""
-    words = _words(command)
-    reads = words[:1] and (
-        words[0] in _READS_ONLY or (words[0] == "sed" and not any(w.startswith("-i") for w in words))
-    )
     writes = any(not p.startswith("/dev/") for p in _REDIRECT.findall(command))  # `cat a >> b`; not `2>&1`
-    if reads and not writes and _NOT_FOUND_ONLY.match(_STATUS_LINE.sub("", o.text).strip() + "\n"):
-        return True
     names = None if writes else _only_reads(command)
     if names and _NOT_FOUND.search(o.text):
-        # several reads (`sed -n 1,40p a; cat b`): the files not there are answers, unless anything else
+        # reads (`cat a`, `sed -n 1,40p a; cat b`): the files not there are answers, unless anything else
         # went wrong: a read's own complaint ("cat: x: Is a directory"), the shell's, an error line
         rest = _NOT_FOUND.sub("", _STATUS_LINE.sub("", o.text))
         said = re.compile(
@@ -1078,7 +1070,7 @@ class Reader:
             return self._found(o, "task_failure", "literal_escape", (1, literal.group(0)[:160]))
         if o.runs and (
             (broken := first_match(_SYNTAX, o.text[-3000:])) is not None
-            or ((o.status or o.flagged) and (broken := first_match(_ZSH_SYNTAX, o.text[-3000:])) is not None)
+            or ((o.status or o.flagged) and (broken := first_match(_FAILED_SYNTAX, o.text[-3000:])) is not None)
         ):
             return self._found(o, "task_failure", "shell_syntax", broken)  # a probe too: it never asked
         if o.timed_out:  # a search that ran out of time never answered
