@@ -252,6 +252,15 @@ class SentinelSet(Servers):
         )
 
     def current_master(self) -> int:
+        """The master's port, once the sentinel names it as a client takes it (a master, not down): right
+        after a failover the address moves first, and a client asking then is told there is no master."""
+
+        def up() -> bool:
+            with self.client(self.sentinel, None) as c:
+                flags = _pairs(c.execute_command("SENTINEL", "MASTER", self.SERVICE)).get("flags", "").split(",")
+            return "master" in flags and "s_down" not in flags and "o_down" not in flags
+
+        _until(up, "the sentinel to name a master that is up")
         with self.client(self.sentinel, None) as c:
             _host, port = c.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.SERVICE)
         return int(port)
