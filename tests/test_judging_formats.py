@@ -341,6 +341,9 @@ DONE = {"role": "assistant", "content": "Done: the form saves now."}
         "Still the mock ups aren't like the real screens",
         "ko có được",  # Vietnamese, written casually: it did not work
         "你还没说如何同步呢？",
+        "i don't see the status line",
+        "I don't see the spec in the openspec directory?",
+        "the deploy was reverted and the issue persists, so it is not the config",
     ],
 )
 def test_a_person_saying_it_failed(said: str) -> None:
@@ -473,7 +476,15 @@ def test_people_asking_for_the_errors_to_go_say_the_turn_failed(said: str) -> No
     assert kind(reply, [{"role": "user", "content": said}], "generic") == "user_correction"
 
 
-@pytest.mark.parametrize("said", ["fix the login page layout next", "hata ayıklama modunu ekle", "nog een vraag"])
+@pytest.mark.parametrize(
+    "said",
+    [
+        "fix the login page layout next",
+        "hata ayıklama modunu ekle",
+        "nog een vraag",
+        "I don't see the point of a cache here, drop it and add the export",
+    ],
+)
 def test_new_requests_in_those_words_are_not_corrections(said: str) -> None:
     reply = {"role": "assistant", "content": "Done: I changed the parser."}
     assert kind(reply, [{"role": "user", "content": said}], "generic") == "ok"

@@ -722,7 +722,8 @@ _COMPLAINT = re.compile(
     r"\b(still (doesn'?t|does not|isn'?t|is not|not|fail\w*|broken|get\w*|the same|wrong|errors?|crash\w*)|"
     r"(doesn'?t|does not|didn'?t|did not|isn'?t|is not|won'?t|wasn'?t|aren'?t) (work|run|build|compile|load|start|"
     r"show|appear|fix|change|help|exist|save|persist)\w*|not working|no longer works?|"
-    r"same (error|problem|issue|result)|"
+    r"same (error|problem|issue|result)|(issue|problem|error|bug) (still )?persists|"
+    r"\b(i|we) (don'?t|do not|can'?t|cannot) see (the|any|it|them|my|your)\b(?! (point|need|reason|value|use)\b)|"
     r"nothing (changed|happened)|(it|that|this) (broke|is broken|failed)|you (broke|missed|forgot)|"
     # what the reply said is still to do was done before: it did not look
     r"(those|these|they|that|this|it) ?('s|'re| is| are| was| were) already (fixed|done|implemented|resolved|there)|"
