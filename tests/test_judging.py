@@ -151,6 +151,8 @@ def verdict(*messages: dict[str, Any], spec: Spec | None = None) -> tuple[str | 
         ("python -m pytest -q | tail -3", "5 passed in 0.12s", "ok"),
         ("cat src/parse.py", "def f():\n    try:\n        g()\n    except ValueError:\n        raise\n", "ok"),
         ("pip install requests", "Exit code 1\nERROR: No matching distribution found for requests", "environment"),
+        # pip told by the machine's settings (PIP_REQUIRE_VIRTUALENV) to install nothing outside one
+        ("pip install -e .", "Exit code 1\nERROR: Could not find an activated virtualenv (required).", "environment"),
         ("sleep 600", "Command timed out after 2m 0.0s", "task_failure"),
     ],
 )

@@ -275,6 +275,9 @@ def test_aider_a_correction_after_a_model_call_aider_retried_with_success() -> N
     assert aider_kind(history(answered, "fix the error in parse.py")) == "user_correction"
     assert aider_kind(history(failed, "fix the error in parse.py")) == "ok"  # no answer came: sent again
     assert aider_kind(restating(answered)) == "ok"  # the same again after a failed call: a retry
+    # newer aider names the error before LiteLLM's own name for it
+    refused = "> BadRequestError: litellm.BadRequestError: AnthropicException - credit balance is too low  "
+    assert aider_kind(restating(refused)) == "ok"
 
 
 def test_aider_a_reply_with_its_own_headings_is_one_reply() -> None:
@@ -344,6 +347,11 @@ DONE = {"role": "assistant", "content": "Done: the form saves now."}
         "i don't see the status line",
         "I don't see the spec in the openspec directory?",
         "the deploy was reverted and the issue persists, so it is not the config",
+        "it still appears in the top right",
+        "the sidebar still shows the old title",
+        "the taskbar is less stable, in fact it's unusable",
+        "the script works but the model keeps saying no internet access",
+        "parece que ainda falta a extração de dados aqui",
     ],
 )
 def test_a_person_saying_it_failed(said: str) -> None:
@@ -483,6 +491,8 @@ def test_people_asking_for_the_errors_to_go_say_the_turn_failed(said: str) -> No
         "hata ayıklama modunu ekle",
         "nog een vraag",
         "I don't see the point of a cache here, drop it and add the export",
+        "it still needs a README, add one",
+        "it keeps the old config, good; now the tests",
     ],
 )
 def test_new_requests_in_those_words_are_not_corrections(said: str) -> None:

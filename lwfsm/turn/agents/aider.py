@@ -60,7 +60,7 @@ _AIDER_SAYS = "[aider]"
 _LOOK = re.compile(r"\A\s*/(?:map|map-refresh|ls|diff)\s*\Z")
 _ADDED = re.compile(r"^Add (?:file|these files) to the chat\?[^\n]*: (?:y|yes|a|all)\s*$", re.M | re.I)
 # aider's report that its call to the model failed (LiteLLM's exception names: rate limit, no key, outage)
-_CALL_FAILED = re.compile(r"^litellm\.\w+Error\b.*$", re.M)
+_CALL_FAILED = re.compile(r"^(?:\w+Error: )?litellm\.\w+Error\b.*$", re.M)  # newer: `BadRequestError: litellm.BadRe...`
 _ANSWERED = re.compile(r"^Tokens: ", re.M)  # aider's report of a model call that answered
 # aider applying a whole-file or SEARCH/REPLACE block to the line the model put before it: a filename
 # with spaces or prose punctuation, or a bare word that names no file kind, is a block it misread.

@@ -571,7 +571,7 @@ ENVIRONMENT = Gated(
         r"HTTPS?ConnectionPool\(host='(?!localhost'|127\.|0\.0\.0\.0'|::1')[^'\n]*', port=\d+\): "
         r"(?:Read|Connect) timed out|"
         r"Could not find a version that satisfies|"
-        r"externally-managed-environment|Connection refused|ConnectionRefused|getaddrinfo|ENOTFOUND|EAI_AGAIN|"
+        r"externally-managed-environment|Could not find an activated virtualenv|Connection refused|ConnectionRefused|getaddrinfo|ENOTFOUND|EAI_AGAIN|"
         r"No space left on device|Read-only file system|Operation not permitted|"
         r"(API|[Aa]pi)[ _-]?([Kk]ey|KEY)|_TOKEN'|Unauthorized|401 Unauthori[sz]ed|403 Forbidden|"
         r"\b(java|javac|mvn|gradle|node|npm|npx|yarn|cargo|rustc|go|make|cmake|gcc|g\+\+|docker|pip|pip3|python2|"
@@ -595,7 +595,7 @@ ENVIRONMENT = Gated(
     (
         "no module", "modulenotfound", "resolve host", "name resolution", "service not known", "unreachable",
         "proxyerror", "max retries", "matching distribution", "timed out", "satisfies",
-        "externally-managed", "refused",
+        "externally-managed", "activated virtualenv", "refused",
         "getaddrinfo", "enotfound", "eai_again", "no space left", "read-only file", "not permitted", "pi key",
         "pi_key", "pikey", "pi-key", "_token'", "unauthori", "forbidden", "not found", "authentication failed",
         "x server", "$display", "missing dependencies", "exist at", "browser", "not installed", "java",
@@ -724,7 +724,8 @@ _COMPLAINT = re.compile(
     r"show|appear|fix|change|help|exist|save|persist)\w*|not working|no longer works?|"
     r"same (error|problem|issue|result)|(issue|problem|error|bug) (still )?persists|"
     r"\b(i|we) (don'?t|do not|can'?t|cannot) see (the|any|it|them|my|your)\b(?! (point|need|reason|value|use)\b)|"
-    r"nothing (changed|happened)|(it|that|this) (broke|is broken|failed)|you (broke|missed|forgot)|"
+    r"nothing (changed|happened)|(it|that|this) (broke|is broken|failed)|(is|are|it'?s|now) (unusable|(even )?worse)\b|"
+    r"keeps? (saying|showing|failing|crashing|throwing|giving|returning|erroring|happening)\b|you (broke|missed|forgot)|"
     # what the reply said is still to do was done before: it did not look
     r"(those|these|they|that|this|it) ?('s|'re| is| are| was| were) already (fixed|done|implemented|resolved|there)|"
     r"\b(gets?|got|getting|is|it'?s|still|was) stuck\b|"

@@ -21,7 +21,7 @@ SAID = re.compile(
     r"(?:me )?(?:da|sale|aparece|tira) (?:un |el |este |otro )?error|est[aá] mal\b|eso no es|"
     # Portuguese
     r"(?:ainda )?n[aã]o (?:funciona|funcionou|carrega|compila|mudou)|ainda (?:est[aá]|d[aá]|continua|n[aã]o)|"
-    r"continua (?:dando|com|o mesmo|a mesma|igual|sem)|deu (?:erro|errado)|est[aá] errado|"
+    r"continua (?:dando|com|o mesmo|a mesma|igual|sem)|(?:parece que )?(?:ainda|todav[ií]a|a[uú]n) falta|deu (?:erro|errado)|est[aá] errado|"
     # French
     r"(?:[cç]a |il |elle )?ne (?:marche|fonctionne|compile|s'affiche|charge) (?:pas|toujours pas|plus)|"
     r"(?:c'est |il y a )?toujours (?:pas|la m[eê]me|le m[eê]me|une erreur|des erreurs|rien|vide|cass[ée])|"
@@ -68,7 +68,7 @@ SAID = re.compile(
 # "X is still <not right>" in the first sentence: the state the person expected to change did not.
 STILL = re.compile(
     r"^[^.!?\n]{0,80}?\b(?:is|are|was|were|it'?s|they'?re)\s+still\b|^\W*i(?:'m| am)? still (?:see|get|have)\w*\b|"
-    r"^\W*still\s+(?!,)(?:\w+\s+){0,3}?(?:lost|missing|empty|blank|there|shows?|showing|happen\w*|appear\w*|"
+    r"^\W*(?:(?:it|this|that|they|he|she|(?:the|my|your) \w+)\s+)?still\s+(?!,)(?:\w+\s+){0,3}?(?:lost|missing|empty|blank|there|shows?|showing|happen\w*|appear\w*|"
     r"wrong|broken|the same|not|no|(?:is|are|was|were)n'?t|fail\w*|crash\w*|hang\w*|stuck|"
     r"null|undefined|zero|same|seeing|see|getting|get)\b|"
     r"^[^.!?\n]{0,60}?\bnot (?:fixed|solved|resolved|working|saved|persisted|updated|showing|loading)\b|"
