@@ -161,6 +161,21 @@ def test_outcomes_before_words(command: str, output: str, kind: str) -> None:
     assert got == kind, evidence
 
 
+@pytest.mark.parametrize(
+    ("said", "kind"),
+    [
+        ("Now let's run the test to see it fail (RED phase):", "ok"),
+        ("Running the new tests; I expect them to fail until the chunker exists.", "ok"),
+        ("Let me run the tests to verify the fix.", "task_failure"),
+        ("", "task_failure"),
+    ],
+)
+def test_tests_the_reply_runs_to_see_them_fail_are_the_red_phase(said: str, kind: str) -> None:
+    run = {**bash("npm test -- chunker.test.ts"), "content": said or None}
+    missing = "Exit code 1\nFAIL src/chunker.test.ts\n  Cannot find module './chunker' from 'src/chunker.test.ts'"
+    assert verdict(EDIT, result("ok", "e1"), run, result(missing))[1] == kind
+
+
 def test_a_reproduction_fails_in_the_red_phase_only() -> None:
     crash = 'Exit code 1\nTraceback (most recent call last):\n  File "repro.py", line 3\nZeroDivisionError: x'
     assert verdict(bash("python repro.py"), result(crash))[1] == "ok"  # nothing changed yet: it shows the bug

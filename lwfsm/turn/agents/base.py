@@ -520,6 +520,12 @@ def is_reproduction(command: str) -> bool:
     return bool(_REPRO.search(command))
 
 
+# The model saying it runs tests it has just written to watch them fail, before the code they test exists.
+_RED = re.compile(
+    r"\bRED phase\b|\b(?:see|watch|confirm|verify) (?:it|them|the tests?|this|that they|that it) fails?\b|"
+    r"\bexpect(?:ing)? (?:it|them|the tests?|this) to fail\b",
+    re.I,
+)
 # The model saying it expects its change to work: a reproduction run after it is a check, not the red phase.
 _EXPECTS = re.compile(
     r"\b(verify|confirm|check|ensure|see|test)\b[^.\n]{0,60}\b(fix|fixed|works?|working|resolved|solved|changes?|"
@@ -1122,6 +1128,10 @@ class Reader:
                 return True
             if not past.known and is_reproduction(cmd) and not expects_success(text_of(reply)):
                 return True
+        if TESTS.search(cmd) and _RED.search(text_of(reply)[-600:]):
+            # test-first: the reply runs tests it wrote to see them fail (the red phase), the code they
+            # test not written yet (a module not found is what it expects to see)
+            return True
         if first_match(_SHELL_ERROR, o.text[-3000:]) is not None:
             return False  # a command the shell could not run, run again, is the same mistake again
         return past.corrected or any(
