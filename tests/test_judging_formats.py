@@ -163,6 +163,14 @@ def test_claude_code_asking_nobody_is_the_environment() -> None:
     assert kind(reply, [tool("Answer questions?", is_error=True)], "claude_code") == "environment"
 
 
+def test_claude_codes_editor_finding_the_file_changed_since_its_read_is_the_environment() -> None:
+    reply = call("Edit", {"file_path": "models/Appraisal.js", "old_string": "a", "new_string": "b"})
+    changed = "File has been unexpectedly modified. Read it again before attempting to write it."
+    assert kind(reply, [tool(changed, is_error=True)], "claude_code") == "environment"
+    unmatched = "String to replace not found in file.\nString: a"
+    assert kind(reply, [tool(unmatched, is_error=True)], "claude_code") == "task_failure"
+
+
 # -- aider's console in its chat history --
 
 

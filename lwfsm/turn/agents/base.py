@@ -590,6 +590,9 @@ ENVIRONMENT = Gated(
         r"[Cc]redentials|[Oo]peration not permitted|[Nn]o space left on device|[Rr]ead-only file system|"
         r"ERR_CONNECTION_REFUSED|ECONNREFUSED|not agreed to the Xcode license|Ripgrep search timed out|"
         r"database is locked|EADDRINUSE|[Aa]ddress already in use|error while attempting to bind on address|"
+        # Claude Code's editor finding the file changed since the model read it (a formatter, a watcher, the
+        # person, Windows' stale state right after a read): not the edit's fault
+        r"File has been unexpectedly modified|"
         r"not in (?:your |the )?PATH\b|gpg failed to sign the data|cannot open '/dev/tty'|"
         r"Author identity unknown|Please tell me who you are|sudo: a (?:terminal|password) is required|"
         # a program run through `timeout`, `nohup` or `env` that is not installed; a Node package not installed
@@ -606,7 +609,7 @@ ENVIRONMENT = Gated(
         "pi_key", "pikey", "pi-key", "_token'", "unauthori", "forbidden", "not found", "authentication failed",
         "x server", "$display", "missing dependencies", "exist at", "browser", "not installed", "java",
         "credentials", "xcode", "ripgrep", "database is locked", "eaddrinuse", "address already in use",
-        "attempting to bind", "gpg failed", "/dev/tty",
+        "attempting to bind", "gpg failed", "/dev/tty", "unexpectedly modified",
         "not in your path", "not in the path", "not in path", "identity unknown", "who you are", "sudo: a",
         "failed to run command", "cannot find package", "cannot find module", "bash\\r", "$'\\r'",
         "is not recognized as the name",
