@@ -153,6 +153,12 @@ def verdict(*messages: dict[str, Any], spec: Spec | None = None) -> tuple[str | 
         ("pip install requests", "Exit code 1\nERROR: No matching distribution found for requests", "environment"),
         # pip told by the machine's settings (PIP_REQUIRE_VIRTUALENV) to install nothing outside one
         ("pip install -e .", "Exit code 1\nERROR: Could not find an activated virtualenv (required).", "environment"),
+        # a database refusing the machine's credentials
+        (
+            "vendor/bin/phpunit",
+            "Exit code 2\nPDOException: SQLSTATE[HY000] [1045] Access denied for user 'cms'@'localhost'",
+            "environment",
+        ),
         ("sleep 600", "Command timed out after 2m 0.0s", "task_failure"),
     ],
 )

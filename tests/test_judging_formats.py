@@ -253,6 +253,11 @@ def test_aider_a_look_at_the_repository_between_reply_and_complaint() -> None:
     assert aider_kind(tokens) == "ok"
     later = history(console, "/map") + b"\n\n# aider chat started at 2026-01-02 10:00:00\n\n#### still broken  \n"
     assert aider_kind(later) == "ok"
+    # an empty input (aider writes `<blank>`) calls no model either
+    pasted = "Uncaught SyntaxError: Identifier 'mediaRecorder' has already been declared (at main.js:114:5)"
+    blank = history(console, "<blank>") + f"\n#### {pasted}  \n".encode()
+    assert aider_kind(blank) == "user_correction"
+    assert aider.transcript(blank, {"user_block": 2}).messages[-1]["content"].startswith("[aider]")
 
 
 def test_aider_a_reply_keeps_its_own_edit_markers() -> None:
@@ -360,6 +365,12 @@ DONE = {"role": "assistant", "content": "Done: the form saves now."}
         "the taskbar is less stable, in fact it's unusable",
         "the script works but the model keeps saying no internet access",
         "parece que ainda falta a extração de dados aqui",
+        "I think there's something else missing. Setting `dataPaths` alone doesn't seem to work.",
+        "is this even the right way to set it up? It doesn't seem to work at all",
+        "I don't think it's `experimental`",
+        "i meant this thing called everything claude code: https://github.com/x/y",
+        "상단에만드는거말고 새로운카태고리작업을하자는소리였어",
+        "我的意思是每个页面都要有返回按钮",
     ],
 )
 def test_a_person_saying_it_failed(said: str) -> None:
@@ -389,6 +400,10 @@ def test_a_request_asked_again() -> None:
     assert kind(DONE, [again], "generic", before) == "user_correction"
     short = [{"role": "user", "content": "continue"}]
     assert kind(DONE, [{"role": "user", "content": "continue"}], "generic", short) == "ok"
+    # one path after another (the files the reply asked for) is no request said again
+    path = [{"role": "user", "content": r"C:\Users\as\source\repos\item_information\client\src\config"}]
+    other = {"role": "user", "content": r"C:\Users\as\source\repos\item_information\client\src\pages"}
+    assert kind(DONE, [other], "generic", path) == "ok"
 
 
 def test_a_template_filled_in_with_a_new_request_is_not_asked_again() -> None:
@@ -501,6 +516,8 @@ def test_people_asking_for_the_errors_to_go_say_the_turn_failed(said: str) -> No
         "I don't see the point of a cache here, drop it and add the export",
         "it still needs a README, add one",
         "it keeps the old config, good; now the tests",
+        "I don't think we need tests for this one. Add the export button next.",
+        "Great. Now the settings page; it doesn't need a dark mode.",
     ],
 )
 def test_new_requests_in_those_words_are_not_corrections(said: str) -> None:

@@ -55,9 +55,10 @@ RAN = re.compile(r"I ran this command:", re.I)
 # The person pressed Ctrl-C while the reply streamed: the reply was refused.
 INTERRUPTED = re.compile(r"\^C again to exit|KeyboardInterrupt", re.I)
 _AIDER_SAYS = "[aider]"
-# aider's commands that show the repository (no model call, the chat unchanged): what the person says
-# after them is still about the reply (one about a command's own output, `/tokens`, `/models`, is not)
-_LOOK = re.compile(r"\A\s*/(?:map|map-refresh|ls|diff)\s*\Z")
+# aider's commands that show the repository, and an empty input (`<blank>` in a history): no model call,
+# the chat unchanged, so what the person says after them is still about the reply (one about a command's
+# own output, `/tokens`, `/models`, is not)
+_LOOK = re.compile(r"\A\s*(?:/(?:map|map-refresh|ls|diff)|<blank>)\s*\Z")
 _ADDED = re.compile(r"^Add (?:file|these files) to the chat\?[^\n]*: (?:y|yes|a|all)\s*$", re.M | re.I)
 # aider's report that its call to the model failed (LiteLLM's exception names: rate limit, no key, outage)
 _CALL_FAILED = re.compile(r"^(?:\w+Error: )?litellm\.\w+Error\b.*$", re.M)  # newer: `BadRequestError: litellm.BadRe...`

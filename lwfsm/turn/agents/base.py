@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
-from .words import PASTED_MORE, SAID, STILL, restated
+from .words import MEANT, PASTED_MORE, SAID, STILL, restated
 
 __all__ = ["KINDS", "Evidence", "Finding", "Kind", "Outcome", "Reader", "Transcript", "text_of"]
 
@@ -577,7 +577,8 @@ ENVIRONMENT = Gated(
         r"HTTPS?ConnectionPool\(host='(?!localhost'|127\.|0\.0\.0\.0'|::1')[^'\n]*', port=\d+\): "
         r"(?:Read|Connect) timed out|"
         r"Could not find a version that satisfies|"
-        r"externally-managed-environment|Could not find an activated virtualenv|Connection refused|ConnectionRefused|getaddrinfo|ENOTFOUND|EAI_AGAIN|"
+        r"externally-managed-environment|Could not find an activated virtualenv|"
+        r"Connection refused|ConnectionRefused|getaddrinfo|ENOTFOUND|EAI_AGAIN|"
         r"No space left on device|Read-only file system|Operation not permitted|"
         r"(API|[Aa]pi)[ _-]?([Kk]ey|KEY)|_TOKEN'|Unauthorized|401 Unauthori[sz]ed|403 Forbidden|"
         r"\b(java|javac|mvn|gradle|node|npm|npx|yarn|cargo|rustc|go|make|cmake|gcc|g\+\+|docker|pip|pip3|python2|"
@@ -585,6 +586,8 @@ ENVIRONMENT = Gated(
         r"ruby|php|composer|dotnet|kubectl|psql|mysql|redis-cli|pytest|tox|poetry|conda): (command )?not found|"
         r"command not found: (java|javac|mvn|gradle|node|npm|cargo|go|make|docker|pip|pytest)\b|"
         r"[Pp]eer authentication failed|Missing X server|\$DISPLAY|Host system is missing dependencies|"
+        # a database refusing the credentials the machine has (PostgreSQL, MySQL's 1045)
+        r"password authentication failed for user|Access denied for user '[^'\n]*'@|"
         r"Executable doesn'?t exist at|Failed to (launch|initialize) (the )?browser|is not installed|not installed\b|"
         r"[Cc]annot find Java|JAVA_HOME|[Cc]ould not resolve host|[Nn]etwork is unreachable|[Cc]onnection refused|"
         r"[Cc]redentials|[Oo]peration not permitted|[Nn]o space left on device|[Rr]ead-only file system|"
@@ -609,7 +612,7 @@ ENVIRONMENT = Gated(
         "pi_key", "pikey", "pi-key", "_token'", "unauthori", "forbidden", "not found", "authentication failed",
         "x server", "$display", "missing dependencies", "exist at", "browser", "not installed", "java",
         "credentials", "xcode", "ripgrep", "database is locked", "eaddrinuse", "address already in use",
-        "attempting to bind", "gpg failed", "/dev/tty", "unexpectedly modified",
+        "attempting to bind", "gpg failed", "/dev/tty", "unexpectedly modified", "access denied for user",
         "not in your path", "not in the path", "not in path", "identity unknown", "who you are", "sudo: a",
         "failed to run command", "cannot find package", "cannot find module", "bash\\r", "$'\\r'",
         "is not recognized as the name",
@@ -729,16 +732,21 @@ def anchored_error(text: str) -> tuple[int, str] | None:
 # A person's complaint anywhere in the first sentence of their message.
 _COMPLAINT = re.compile(
     r"\b(still (doesn'?t|does not|isn'?t|is not|not|fail\w*|broken|get\w*|the same|wrong|errors?|crash\w*)|"
-    r"(doesn'?t|does not|didn'?t|did not|isn'?t|is not|won'?t|wasn'?t|aren'?t) (work|run|build|compile|load|start|"
-    r"show|appear|fix|change|help|exist|save|persist)\w*|not working|no longer works?|"
+    r"(doesn'?t|does not|didn'?t|did not|isn'?t|is not|won'?t|wasn'?t|aren'?t) (seem to |appear to )?"
+    r"(work|run|build|compile|load|start|show|appear|fix|change|help|exist|save|persist)\w*|"
+    r"not working|no longer works?|"
     r"same (error|problem|issue|result)|(issue|problem|error|bug) (still )?persists|"
     r"\b(i|we) (don'?t|do not|can'?t|cannot) see (the|any|it|them|my|your)\b(?! (point|need|reason|value|use)\b)|"
     r"nothing (changed|happened)|(it|that|this) (broke|is broken|failed)|(is|are|it'?s|now) (unusable|(even )?worse)\b|"
-    r"keeps? (saying|showing|failing|crashing|throwing|giving|returning|erroring|happening)\b|you (broke|missed|forgot)|"
+    r"keeps? (saying|showing|failing|crashing|throwing(?! off)|giving|returning|erroring|happening)\b|"
+    r"you (broke|missed|forgot)|"
     # what the reply said is still to do was done before: it did not look
     r"(those|these|they|that|this|it) ?('s|'re| is| are| was| were) already (fixed|done|implemented|resolved|there)|"
     r"\b(gets?|got|getting|is|it'?s|still|was) stuck\b|"
     r"(is ?n[o']t|not) (exactly |quite )?what (i|we) (wanted|asked|meant|expected)|"
+    # saying what they meant, or that they doubt what the reply said
+    r"^\W*(no,? |sorry,? )?(i|we) meant\b|\bwhat (i|we) meant (is|was)\b|"
+    r"^\W*i (don'?t|do not) think (it'?s|that'?s|this is|that is|it is|so)\b|"
     r"wrong (file|place|answer|output|result|one)|(got|get|getting|see|seeing) (an? |the |this |these )?"
     r"(errors?|exceptions?|tracebacks?)\b)",
     re.I,
@@ -1001,16 +1009,18 @@ class Reader:
         complaint in its first sentence, an error they pasted at its top, or what they got running it."""
         text = self.own_words(text)
         t = text.strip()[:2000]
-        first = re.split(r"(?<=[.!?])\s|\n", t[:300], maxsplit=1)[0]
+        first, *second = re.split(r"(?<=[.!?])\s+|\n", t[:300], maxsplit=2)[:2]
         head = "\n".join(t.splitlines()[:8])
         m = (
             self.CORRECTION.match(t[:400])
             or _TERSE.match(t[:80])
             or _COMPLAINT.search(first)
+            or (second and _COMPLAINT.search(second[0]))
             or _PASTED.search(head)
             or _REPORTS.match(t[:300])
             or SAID.match(t[:200])
             or STILL.match(first)
+            or MEANT.match(first)
             or PASTED_MORE.search(head)
             # a few words before what they pasted: "now I have: Module not found: ..."
             or ((lead := _LEAD_IN.match(head)) is not None and _PASTED.match(head[lead.end() :]))
