@@ -174,12 +174,27 @@ def test_outcomes_before_words(command: str, output: str, kind: str) -> None:
         ("Running the new tests; I expect them to fail until the chunker exists.", "ok"),
         ("Let me run the tests to verify the fix.", "task_failure"),
         ("", "task_failure"),
+        (
+            "RED phase confirmed earlier. Now the GREEN phase: I've implemented chunker.ts. Running the tests:",
+            "task_failure",
+        ),
+        ("Rerunning the tests - we should no longer see them fail.", "task_failure"),
+        ("Let me run the tests again; I don't expect them to fail now.", "task_failure"),
+        ("I added a test (we expect it to fail with ValueError). Running the suite:", "task_failure"),
     ],
 )
 def test_tests_the_reply_runs_to_see_them_fail_are_the_red_phase(said: str, kind: str) -> None:
     run = {**bash("npm test -- chunker.test.ts"), "content": said or None}
     missing = "Exit code 1\nFAIL src/chunker.test.ts\n  Cannot find module './chunker' from 'src/chunker.test.ts'"
     assert verdict(EDIT, result("ok", "e1"), run, result(missing))[1] == kind
+
+
+def test_a_red_phase_whose_test_does_not_parse_fails() -> None:
+    run = {**bash("python -m pytest tests/test_chunker.py"), "content": "Run the test to see it fail (RED phase):"}
+    broken = (
+        'Exit code 2\n  File "tests/test_chunker.py", line 3\n    def test(:\n           ^\nSyntaxError: invalid syntax'
+    )
+    assert verdict(EDIT, result("ok", "e1"), run, result(broken))[1] == "task_failure"
 
 
 def test_a_reproduction_fails_in_the_red_phase_only() -> None:

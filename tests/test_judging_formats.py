@@ -169,6 +169,11 @@ def test_claude_codes_editor_finding_the_file_changed_since_its_read_is_the_envi
     assert kind(reply, [tool(changed, is_error=True)], "claude_code") == "environment"
     unmatched = "String to replace not found in file.\nString: a"
     assert kind(reply, [tool(unmatched, is_error=True)], "claude_code") == "task_failure"
+    # its own command changed the file after the read: the edit from the stale read is its mistake
+    read = [call("Read", {"file_path": "models/Appraisal.js"}), tool("1\tconst a = 1;")]
+    sed = [call("Bash", {"command": "sed -i 's/a/b/' models/Appraisal.js"}), tool("")]
+    assert kind(reply, [tool(changed, is_error=True)], "claude_code", read) == "environment"
+    assert kind(reply, [tool(changed, is_error=True)], "claude_code", [*read, *sed]) == "task_failure"
 
 
 # -- aider's console in its chat history --
@@ -364,13 +369,16 @@ DONE = {"role": "assistant", "content": "Done: the form saves now."}
         "the sidebar still shows the old title",
         "the taskbar is less stable, in fact it's unusable",
         "the script works but the model keeps saying no internet access",
-        "parece que ainda falta a extração de dados aqui",
         "I think there's something else missing. Setting `dataPaths` alone doesn't seem to work.",
         "is this even the right way to set it up? It doesn't seem to work at all",
         "I don't think it's `experimental`",
         "i meant this thing called everything claude code: https://github.com/x/y",
         "상단에만드는거말고 새로운카태고리작업을하자는소리였어",
         "我的意思是每个页面都要有返回按钮",
+        "I still don't see the button",
+        "i dont see a status line",
+        "OK. The error still appears on reload.",
+        "it's basically unusable now",
     ],
 )
 def test_a_person_saying_it_failed(said: str) -> None:
@@ -404,6 +412,8 @@ def test_a_request_asked_again() -> None:
     path = [{"role": "user", "content": r"C:\Users\as\source\repos\item_information\client\src\config"}]
     other = {"role": "user", "content": r"C:\Users\as\source\repos\item_information\client\src\pages"}
     assert kind(DONE, [other], "generic", path) == "ok"
+    fix = [{"role": "user", "content": "fix src/parser/tokenize.py"}]
+    assert kind(DONE, [{"role": "user", "content": "fix src/parser/tokenize.py"}], "generic", fix) == "user_correction"
 
 
 def test_a_template_filled_in_with_a_new_request_is_not_asked_again() -> None:
@@ -518,6 +528,20 @@ def test_people_asking_for_the_errors_to_go_say_the_turn_failed(said: str) -> No
         "it keeps the old config, good; now the tests",
         "I don't think we need tests for this one. Add the export button next.",
         "Great. Now the settings page; it doesn't need a dark mode.",
+        # good news and requests in the words of a complaint (found by a hostile review)
+        "Awesome, I don't see the warning anymore. Let's move on to auth.",
+        "Thanks! I don't see any problems. Please push it.",
+        "Thanks, that fixed it. It doesn't show the error anymore.",
+        "I don't think so, just commit it.",
+        "I don't think it's a problem. Next, add the --verbose flag.",
+        "Next task:\n- The banner doesn't show for logged-out users\n- Add a dismiss button",
+        "Perfect. Can you make the toast keep showing until dismissed?",
+        "Great. It keeps showing the right number now. Next, add the chart.",
+        "I meant to ask: can you also add a dark mode toggle?",
+        "The app still shows the correct totals after the refactor, great. Add export next.",
+        "Please add a retry; currently the error persists until restart.",
+        "The alternatives are worse, so keep it. Next, add the --verbose flag.",
+        "지난 주말이었는데 배포 잘 됐어요, 이제 로그인 기능 추가해 주세요",
     ],
 )
 def test_new_requests_in_those_words_are_not_corrections(said: str) -> None:

@@ -520,12 +520,20 @@ def is_reproduction(command: str) -> bool:
     return bool(_REPRO.search(command))
 
 
-# The model saying it runs tests it has just written to watch them fail, before the code they test exists.
+# The model saying it runs tests it has just written to watch them fail, before the code they test exists;
+# not when it says the code is written (GREEN), runs them again, or expects them not to fail.
 _RED = re.compile(
-    r"\bRED phase\b|\b(?:see|watch|confirm|verify) (?:it|them|the tests?|this|that they|that it) fails?\b|"
-    r"\bexpect(?:ing)? (?:it|them|the tests?|this) to fail\b",
+    r"\bRED phase\b|\b(?:see|watch) (?:it|them|the tests?|this) fail\b|"
+    r"\bexpect(?:ing)? (?:it|them|the tests?|this) to fail\b(?! (?:with|on|when|for|if|gracefully)\b)",
     re.I,
 )
+_NOT_RED = re.compile(
+    r"\bGREEN\b|\bagain\b|\bno longer\b|\bnow that\b|n'?t (?:expect|see|want)|\bnot (?:expect|see)|"
+    r"\bafter (?:the|my|our|this) (?:fix|change)|\bimplemented\b",
+    re.I,
+)
+# What a red run may show: the code under test not written yet (a test broken otherwise is the model's).
+_UNWRITTEN = re.compile(r"Cannot find module|No module named|ModuleNotFoundError|is not defined|cannot import name")
 # The model saying it expects its change to work: a reproduction run after it is a check, not the red phase.
 _EXPECTS = re.compile(
     r"\b(verify|confirm|check|ensure|see|test)\b[^.\n]{0,60}\b(fix|fixed|works?|working|resolved|solved|changes?|"
@@ -735,21 +743,33 @@ _COMPLAINT = re.compile(
     r"(doesn'?t|does not|didn'?t|did not|isn'?t|is not|won'?t|wasn'?t|aren'?t) (seem to |appear to )?"
     r"(work|run|build|compile|load|start|show|appear|fix|change|help|exist|save|persist)\w*|"
     r"not working|no longer works?|"
-    r"same (error|problem|issue|result)|(issue|problem|error|bug) (still )?persists|"
-    r"\b(i|we) (don'?t|do not|can'?t|cannot) see (the|any|it|them|my|your)\b(?! (point|need|reason|value|use)\b)|"
-    r"nothing (changed|happened)|(it|that|this) (broke|is broken|failed)|(is|are|it'?s|now) (unusable|(even )?worse)\b|"
-    r"keeps? (saying|showing|failing|crashing|throwing(?! off)|giving|returning|erroring|happening)\b|"
+    r"same (error|problem|issue|result)|(the|this|that|same) (issue|problem|error|bug) (still )?persists\b"
+    r"(?! (until|across|between|by design))|"
+    # not seeing what the reply said is there ("the warning" no longer there, "any problems": good news)
+    r"\b(i|we) (still )?(don'?t|dont|do not|can'?t|cant|cannot) see (the|it|them|my|your|a|an|anything)\b"
+    r"(?! (point|need|reason|value|use|problems?|issues?|errors?|bugs?|difference)\b)"
+    r"(?![^.!?\n]*\b(any ?more|no longer)\b)|"
+    r"nothing (changed|happened)|(it|that|this) (broke|is broken|failed)|"
+    r"\bit'?s (\w+ )?(unusable|(even )?worse)\b|\b(is|are) (now |still )?unusable\b|"
+    r"\bkeeps (failing|crashing|erroring|breaking|hanging|freezing|timing out|throwing (an? |the )?(error|exception)|"
+    r"saying (no|that|it can'?t|there'?s no|the same)|(giving|showing|returning) (me )?(an? |the same )?"
+    r"(errors?|exceptions?|blank|empty|nothing|404|500))\b|"
     r"you (broke|missed|forgot)|"
     # what the reply said is still to do was done before: it did not look
     r"(those|these|they|that|this|it) ?('s|'re| is| are| was| were) already (fixed|done|implemented|resolved|there)|"
     r"\b(gets?|got|getting|is|it'?s|still|was) stuck\b|"
     r"(is ?n[o']t|not) (exactly |quite )?what (i|we) (wanted|asked|meant|expected)|"
     # saying what they meant, or that they doubt what the reply said
-    r"^\W*(no,? |sorry,? )?(i|we) meant\b|\bwhat (i|we) meant (is|was)\b|"
-    r"^\W*i (don'?t|do not) think (it'?s|that'?s|this is|that is|it is|so)\b|"
+    r"^\W*(no,? |sorry,? )?(i|we) meant\b(?! to\b)|\bwhat (i|we) meant (is|was)\b|"
+    r"^\W*i (don'?t|do not) think (it'?s|that'?s|this is|that is|it is)\b"
+    r"(?! (a |an )?(problem|issue|necessary|needed|required|worth|important|big deal|concern|relevant)\b)|"
     r"wrong (file|place|answer|output|result|one)|(got|get|getting|see|seeing) (an? |the |this |these )?"
     r"(errors?|exceptions?|tracebacks?)\b)",
     re.I,
+)
+# A first sentence that thanks or praises: what follows it is news of what works ("the error doesn't show").
+_THANKS = re.compile(
+    r"^\W*(thanks?|thank you|thx|great|awesome|perfect|nice|cool|excellent|amazing|good|it works)\b", re.I
 )
 # A message that is only what went wrong, in a few words ("deployment error", "build failed").
 _TERSE = re.compile(r"^\W*(?:[\w-]+\s+){0,2}?(?:errors?|failed|fails|failing|crash(?:ed|es)?|broken)\W*$", re.I)
@@ -1009,13 +1029,17 @@ class Reader:
         complaint in its first sentence, an error they pasted at its top, or what they got running it."""
         text = self.own_words(text)
         t = text.strip()[:2000]
-        first, *second = re.split(r"(?<=[.!?])\s+|\n", t[:300], maxsplit=2)[:2]
+        # the first sentence, and the second when the first is not thanks (on the first line: a request's
+        # next lines describe what it wants, "the banner doesn't show for guests")
+        first, *second = re.split(r"(?<=[.!?])\s+", t[:300].split("\n", 1)[0], maxsplit=2)[:2]
+        then = second[0] if second and not _THANKS.match(first) else ""
         head = "\n".join(t.splitlines()[:8])
         m = (
             self.CORRECTION.match(t[:400])
             or _TERSE.match(t[:80])
             or _COMPLAINT.search(first)
-            or (second and _COMPLAINT.search(second[0]))
+            or _COMPLAINT.search(then)
+            or STILL.match(then)
             or _PASTED.search(head)
             or _REPORTS.match(t[:300])
             or SAID.match(t[:200])
@@ -1141,10 +1165,12 @@ class Reader:
                 return True
             if not past.known and is_reproduction(cmd) and not expects_success(text_of(reply)):
                 return True
-        if TESTS.search(cmd) and _RED.search(text_of(reply)[-600:]):
+        said = text_of(reply)[-600:] if TESTS.search(cmd) else ""
+        if _RED.search(said) and not _NOT_RED.search(said):
             # test-first: the reply runs tests it wrote to see them fail (the red phase), the code they
             # test not written yet (a module not found is what it expects to see)
-            return True
+            tail = o.text[-3000:]
+            return not _broken(tail) or _UNWRITTEN.search(tail) is not None
         if first_match(_SHELL_ERROR, o.text[-3000:]) is not None:
             return False  # a command the shell could not run, run again, is the same mistake again
         return past.corrected or any(

@@ -86,10 +86,23 @@ class ClaudeCode(Reader):
     def findings(
         self, reply: Message, after: Sequence[Message], tools: Sequence[Message], before: Sequence[Message] = ()
     ) -> Iterator[Finding]:
-        yield from super().findings(reply, after, tools, before)
+        for f in super().findings(reply, after, tools, before):
+            stale = f.kind == "environment" and "unexpectedly modified" in f.evidence.excerpt
+            if stale and before and not _read_last(before):
+                # the editor's refusal after the model's own command changed the file: its stale edit
+                f = Finding("task_failure", f.evidence)
+            yield f
         for i, msg in enumerate(after):
             if msg.get("role") == "user" and (hit := first_match(_STOP_HOOK, text_of(msg)[:2000])):
                 yield Finding("task_failure", Evidence("claude_code.stop_hook", i, hit[0], hit[1]))
+
+
+def _read_last(before: Sequence[Message]) -> bool:
+    """The model's last action before this reply only looked (a Read): a file changed since was changed by
+    something else (a formatter, the person, Windows' stale state)."""
+    last = next((m for m in reversed(before) if m.get("role") == "assistant"), None)
+    calls = READER.calls(last) if last is not None else {}
+    return bool(calls) and all(name in _LOOKUPS for name, _ in calls.values())
 
 
 READER = ClaudeCode()

@@ -21,8 +21,7 @@ SAID = re.compile(
     r"(?:me )?(?:da|sale|aparece|tira) (?:un |el |este |otro )?error|est[aá] mal\b|eso no es|"
     # Portuguese
     r"(?:ainda )?n[aã]o (?:funciona|funcionou|carrega|compila|mudou)|ainda (?:est[aá]|d[aá]|continua|n[aã]o)|"
-    r"continua (?:dando|com|o mesmo|a mesma|igual|sem)|(?:parece que )?(?:ainda|todav[ií]a|a[uú]n) falta|"
-    r"deu (?:erro|errado)|est[aá] errado|"
+    r"continua (?:dando|com|o mesmo|a mesma|igual|sem)|deu (?:erro|errado)|est[aá] errado|"
     # French
     r"(?:[cç]a |il |elle )?ne (?:marche|fonctionne|compile|s'affiche|charge) (?:pas|toujours pas|plus)|"
     r"(?:c'est |il y a )?toujours (?:pas|la m[eê]me|le m[eê]me|une erreur|des erreurs|rien|vide|cass[ée])|"
@@ -69,10 +68,13 @@ SAID = re.compile(
 # "X is still <not right>" in the first sentence: the state the person expected to change did not.
 STILL = re.compile(
     r"^[^.!?\n]{0,80}?\b(?:is|are|was|were|it'?s|they'?re)\s+still\b|^\W*i(?:'m| am)? still (?:see|get|have)\w*\b|"
-    r"^\W*(?:(?:it|this|that|they|he|she|(?:the|my|your) \w+)\s+)?still\s+(?!,)(?:\w+\s+){0,3}?"
-    r"(?:lost|missing|empty|blank|there|shows?|showing|happen\w*|appear\w*|"
+    r"^\W*still\s+(?!,)(?:\w+\s+){0,3}?(?:lost|missing|empty|blank|there|shows?|showing|happen\w*|appear\w*|"
     r"wrong|broken|the same|not|no|(?:is|are|was|were)n'?t|fail\w*|crash\w*|hang\w*|stuck|"
     r"null|undefined|zero|same|seeing|see|getting|get)\b|"
+    # with its subject first, only what says it is still wrong ("it still shows the right total" is news)
+    r"^\W*(?:it|this|that|they|(?:the|my|your) \w+)\s+still\s+(?:appears?|happens|fails?|crash\w*|hangs|breaks|"
+    r"doesn'?t|does not|isn'?t|is not|won'?t|can'?t|shows? (?:the old|the same|up|an? error|nothing|blank)|"
+    r"(?:is|are) (?:there|broken|wrong|empty|blank|missing|the same)|has the same)\b|"
     r"^[^.!?\n]{0,60}?\bnot (?:fixed|solved|resolved|working|saved|persisted|updated|showing|loading)\b|"
     r"^[^.!?\n]{0,100}?\bstill (?:need|needs) to be (?:fixed|addressed|resolved|corrected)\b|"
     r"^\W*(?:it|this|that|your (?:fix|change))\s+(?:didn'?t|did not|doesn'?t|does not|won'?t)\s+"
@@ -81,7 +83,7 @@ STILL = re.compile(
 )
 
 # "What I meant was ..." in the first sentence, in languages that say it at its end ("...하자는 소리였어").
-MEANT = re.compile(r"^[^.!?\n]{0,160}?(?:我的意思是|(?:소리|말|뜻|얘기)(?:였|이었))")
+MEANT = re.compile(r"^[^.!?\n]{0,160}?(?:我的意思是|(?:는|란) ?(?:소리|말|뜻|얘기)(?:였|이었))")
 
 # The shapes of errors people paste at the top of a message (browsers, compilers, servers, runtimes).
 PASTED_MORE = re.compile(
@@ -105,7 +107,7 @@ def restated(asked: str, now: str) -> bool:
     more said): the reply did not do it. Short messages ("continue", "yes") repeat without meaning that.
     A restatement starts the way the request did, so their first words are compared before the rest."""
     a0, b0 = asked.lstrip()[:24].lower(), now.lstrip()[:24].lower()
-    if a0[:12] != b0[:12] or len(asked.split(None, 3)) < 3:  # a path or a name is no request said again
+    if a0[:12] != b0[:12] or len(asked.split(None, 1)) < 2:  # a path or a name alone is no request said again
         return False
     if not _alike(asked[:600], now[:600]):
         return False
