@@ -163,6 +163,29 @@ def test_claude_code_asking_nobody_is_the_environment() -> None:
     assert kind(reply, [tool("Answer questions?", is_error=True)], "claude_code") == "environment"
 
 
+def test_claude_code_on_windows_failing_to_convert_a_path_is_the_environment() -> None:
+    failed = "Command failed: cygpath -u 'C:\\Users\\jo\\AppData\\Local\\Temp'"
+    assert kind(call("Bash", {"command": "docker compose logs n8n"}), [tool(failed, is_error=True)], "claude_code") == (
+        "environment"
+    )
+
+
+def test_cmd_exes_own_commands_typed_into_bash_are_the_models_slip() -> None:
+    out = "Exit code 127\n/usr/bin/bash: line 1: del: command not found"
+    assert kind(call("Bash", {"command": "del build\\out.txt"}), [tool(out, is_error=True)], "claude_code") == (
+        "task_failure"
+    )
+
+
+def test_a_checks_errors_searched_for_one_file_fail_the_check() -> None:
+    check = 'npm run typecheck 2>&1 | grep "layout.tsx" || echo "no layout errors"'
+    found = "src/layout.tsx(234,76): error TS2339: Property 'specialty' does not exist on type 'Maestro'."
+    assert kind(call("Bash", {"command": check}), [tool(found)], "claude_code") == "task_failure"
+    assert kind(call("Bash", {"command": check}), [tool("no layout errors")], "claude_code") == "ok"
+    search = 'grep -rn "TODO" src || echo "none"'  # a search, not a check: what it finds is an answer
+    assert kind(call("Bash", {"command": search}), [tool("src/a.ts:3: // TODO error handling")], "claude_code") == "ok"
+
+
 def test_claude_codes_editor_finding_the_file_changed_since_its_read_is_the_environment() -> None:
     reply = call("Edit", {"file_path": "models/Appraisal.js", "old_string": "a", "new_string": "b"})
     changed = "File has been unexpectedly modified. Read it again before attempting to write it."
@@ -258,6 +281,11 @@ def test_aider_a_look_at_the_repository_between_reply_and_complaint() -> None:
     assert aider_kind(tokens) == "ok"
     later = history(console, "/map") + b"\n\n# aider chat started at 2026-01-02 10:00:00\n\n#### still broken  \n"
     assert aider_kind(later) == "ok"
+    # a command aider answers itself (`/undo`, a mistyped one) has no reply of the model's to judge
+    for own in ("/undo", "/undi", "/add src/lexer.py"):
+        answered = history(console, own) + b"\n> Invalid command: /undi  \n\n#### /undo  \n"
+        t = aider.transcript(answered, {"user_block": 2})
+        assert judge(t.messages[t.at], t.messages[t.at + 1 :], agent="aider", messages=t.messages).kind == "ok"
     # an empty input (aider writes `<blank>`) calls no model either
     pasted = "Uncaught SyntaxError: Identifier 'mediaRecorder' has already been declared (at main.js:114:5)"
     blank = history(console, "<blank>") + f"\n#### {pasted}  \n".encode()
@@ -379,6 +407,8 @@ DONE = {"role": "assistant", "content": "Done: the form saves now."}
         "i dont see a status line",
         "OK. The error still appears on reload.",
         "it's basically unusable now",
+        "백엔드 서버가 실행되지 않아.",
+        "画面が表示されません",
     ],
 )
 def test_a_person_saying_it_failed(said: str) -> None:
@@ -542,6 +572,9 @@ def test_people_asking_for_the_errors_to_go_say_the_turn_failed(said: str) -> No
         "Please add a retry; currently the error persists until restart.",
         "The alternatives are worse, so keep it. Next, add the --verbose flag.",
         "지난 주말이었는데 배포 잘 됐어요, 이제 로그인 기능 추가해 주세요",
+        "로그인 전에는 메뉴가 표시되지 않게 해줘",
+        "이 파일은 저장하지 않아도 돼, 다음 작업 해줘",
+        "ログイン前はメニューが表示されないようにして",
     ],
 )
 def test_new_requests_in_those_words_are_not_corrections(said: str) -> None:

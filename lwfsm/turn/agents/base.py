@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
-from .words import MEANT, PASTED_MORE, SAID, STILL, restated
+from .words import FAILS_LAST, MEANT, PASTED_MORE, SAID, STILL, restated
 
 __all__ = ["KINDS", "Evidence", "Finding", "Kind", "Outcome", "Reader", "Transcript", "text_of"]
 
@@ -400,6 +400,12 @@ TESTS = re.compile(
 )
 
 
+# A check (tests, a type checker, a linter, a build) and a search of its output that says "none" when empty.
+_CHECKS = re.compile(
+    TESTS.pattern + r"|\b(typecheck|type-check|tsc|mypy|pyright|eslint|ruff|lint|build|cargo (check|clippy))\b", re.I
+)
+_SIFTED = re.compile(r"\|\s*(?:\S*/)?(?:grep|rg)\b[^|]*\|\|\s*(?:echo|printf)\b")
+
 _INTERPRETERS = frozenset({"python", "python3", "node", "ruby", "bash", "sh", "perl", "php", "java", "deno", "bun"})
 
 
@@ -604,6 +610,8 @@ ENVIRONMENT = Gated(
         # Claude Code's editor finding the file changed since the model read it (a formatter, a watcher, the
         # person, Windows' stale state right after a read): not the edit's fault
         r"File has been unexpectedly modified|"
+        # Claude Code on Windows failing to convert a path through Git Bash before running anything
+        r"Command failed: cygpath\b|"
         r"not in (?:your |the )?PATH\b|gpg failed to sign the data|cannot open '/dev/tty'|"
         r"Author identity unknown|Please tell me who you are|sudo: a (?:terminal|password) is required|"
         # a program run through `timeout`, `nohup` or `env` that is not installed; a Node package not installed
@@ -620,7 +628,7 @@ ENVIRONMENT = Gated(
         "pi_key", "pikey", "pi-key", "_token'", "unauthori", "forbidden", "not found", "authentication failed",
         "x server", "$display", "missing dependencies", "exist at", "browser", "not installed", "java",
         "credentials", "xcode", "ripgrep", "database is locked", "eaddrinuse", "address already in use",
-        "attempting to bind", "gpg failed", "/dev/tty", "unexpectedly modified", "access denied for user",
+        "attempting to bind", "gpg failed", "/dev/tty", "unexpectedly modified", "access denied for user", "cygpath",
         "not in your path", "not in the path", "not in path", "identity unknown", "who you are", "sudo: a",
         "failed to run command", "cannot find package", "cannot find module", "bash\\r", "$'\\r'",
         "is not recognized as the name",
@@ -656,7 +664,8 @@ _STATUS_WORDS = (
 )
 _STATUS_LINE = re.compile(_STATUS_WORDS + r"-?\d+[^\n]*\n?", re.M)
 # Names whose installed form is another (`python3`, `pip3`): calling these is the model's slip.
-_ALIASED = frozenset({"python", "pip"})
+# cmd.exe's own commands typed into bash (`del`, `copy`) are the same slip.
+_ALIASED = frozenset({"python", "pip", "del", "copy", "move", "cls", "ren", "rd", "md", "xcopy", "findstr", "erase"})
 _PYTHONS = frozenset({"python", "python3", "py"})
 _NO_TESTS = re.compile(r"(?:collected 0 items|no tests ran)", re.I)
 
@@ -1045,6 +1054,7 @@ class Reader:
             or SAID.match(t[:200])
             or STILL.match(first)
             or MEANT.match(first)
+            or FAILS_LAST.match(first)
             or PASTED_MORE.search(head)
             # a few words before what they pasted: "now I have: Module not found: ..."
             or ((lead := _LEAD_IN.match(head)) is not None and _PASTED.match(head[lead.end() :]))
@@ -1107,7 +1117,10 @@ class Reader:
 
     def classify(self, o: Outcome, reply: Message, past: Callable[[], History] = History) -> Finding | None:
         cmd = _CD.sub("", o.command or "")  # `cd dir && ls x`: what ran is `ls x`
-        probe = bool(cmd) and is_probe(cmd)
+        # a check's output searched for a file's errors (`npm run typecheck | grep app.tsx || echo none`): the
+        # status is the search's, the lines it found are the check's errors
+        sifted = "|" in cmd and _CHECKS.search(cmd.split("|", 1)[0]) is not None and _SIFTED.search(cmd) is not None
+        probe = bool(cmd) and is_probe(cmd) and not sifted
         served = _server_error(cmd, o.text) if not probe and not o.status else None
         if served is not None:
             return self._found(o, "task_failure", "http_status", served)
@@ -1120,7 +1133,7 @@ class Reader:
             return self._found(o, "task_failure", "shell_syntax", broken)  # a probe too: it never asked
         if o.timed_out:  # a search that ran out of time never answered
             finding = self._found(o, "task_failure", "timeout", first_match(self.TIMEOUT, o.text))
-        elif o.status is not None and not status_hidden(cmd):
+        elif o.status is not None and not status_hidden(cmd) and not sifted:
             if o.status == 0:
                 return self._shell(o, probe)  # it worked, its words do not count: unless the shell said not
             error = anchored_error(o.text) if o.runs else None
