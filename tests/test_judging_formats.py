@@ -168,13 +168,17 @@ def test_claude_code_on_windows_failing_to_convert_a_path_is_the_environment() -
     assert kind(call("Bash", {"command": "docker compose logs n8n"}), [tool(failed, is_error=True)], "claude_code") == (
         "environment"
     )
+    # the model's own script calling cygpath and failing is its failure
+    own = "Exit code 1\nError: Command failed: cygpath -w src/../dist\n    at execSync (node:child_process:1)"
+    assert kind(call("Bash", {"command": "node scripts/fix-paths.js"}), [tool(own, is_error=True)], "claude_code") == (
+        "task_failure"
+    )
 
 
 def test_cmd_exes_own_commands_typed_into_bash_are_the_models_slip() -> None:
-    out = "Exit code 127\n/usr/bin/bash: line 1: del: command not found"
-    assert kind(call("Bash", {"command": "del build\\out.txt"}), [tool(out, is_error=True)], "claude_code") == (
-        "task_failure"
-    )
+    for command in ("del build\\out.txt", "mklink /D node_modules ..\\shared"):
+        out = f"Exit code 127\n/usr/bin/bash: line 1: {command.split()[0]}: command not found"
+        assert kind(call("Bash", {"command": command}), [tool(out, is_error=True)], "claude_code") == "task_failure"
 
 
 def test_a_checks_errors_searched_for_one_file_fail_the_check() -> None:
@@ -182,8 +186,14 @@ def test_a_checks_errors_searched_for_one_file_fail_the_check() -> None:
     found = "src/layout.tsx(234,76): error TS2339: Property 'specialty' does not exist on type 'Maestro'."
     assert kind(call("Bash", {"command": check}), [tool(found)], "claude_code") == "task_failure"
     assert kind(call("Bash", {"command": check}), [tool("no layout errors")], "claude_code") == "ok"
+    for more in ("| head -5 || echo none", "|| true"):
+        sifted = f'npm run typecheck 2>&1 | grep "layout.tsx" {more}'
+        assert kind(call("Bash", {"command": sifted}), [tool(found)], "claude_code") == "task_failure"
     search = 'grep -rn "TODO" src || echo "none"'  # a search, not a check: what it finds is an answer
     assert kind(call("Bash", {"command": search}), [tool("src/a.ts:3: // TODO error handling")], "claude_code") == "ok"
+    # a read of a check's log is a look: its errors are the log's, counted when the check ran
+    log = "cat build/output.log | grep -i error || echo none"
+    assert kind(call("Bash", {"command": log}), [tool("ERROR: Failed to compile.")], "claude_code") == "ok"
 
 
 def test_claude_codes_editor_finding_the_file_changed_since_its_read_is_the_environment() -> None:
@@ -282,10 +292,15 @@ def test_aider_a_look_at_the_repository_between_reply_and_complaint() -> None:
     later = history(console, "/map") + b"\n\n# aider chat started at 2026-01-02 10:00:00\n\n#### still broken  \n"
     assert aider_kind(later) == "ok"
     # a command aider answers itself (`/undo`, a mistyped one) has no reply of the model's to judge
-    for own in ("/undo", "/undi", "/add src/lexer.py"):
+    for own in ("/undo", "/undi", "/add src/lexer.py", "/help"):
         answered = history(console, own) + b"\n> Invalid command: /undi  \n\n#### /undo  \n"
         t = aider.transcript(answered, {"user_block": 2})
         assert judge(t.messages[t.at], t.messages[t.at + 1 :], agent="aider", messages=t.messages).kind == "ok"
+    # a prefix aider takes for a command that calls the model (`/arch`) is a request like any other
+    asked = history(console, "/arch fix the lexer too") + b"\nDone.\n\n> Applied edit to src/lexer.py  \n\n"
+    asked += b"#### that's not what I asked, you broke the parser  \n"
+    t = aider.transcript(asked, {"user_block": 2})
+    assert judge(t.messages[t.at], t.messages[t.at + 1 :], agent="aider", messages=t.messages).kind == "user_correction"
     # an empty input (aider writes `<blank>`) calls no model either
     pasted = "Uncaught SyntaxError: Identifier 'mediaRecorder' has already been declared (at main.js:114:5)"
     blank = history(console, "<blank>") + f"\n#### {pasted}  \n".encode()
@@ -407,8 +422,6 @@ DONE = {"role": "assistant", "content": "Done: the form saves now."}
         "i dont see a status line",
         "OK. The error still appears on reload.",
         "it's basically unusable now",
-        "백엔드 서버가 실행되지 않아.",
-        "画面が表示されません",
     ],
 )
 def test_a_person_saying_it_failed(said: str) -> None:
@@ -575,6 +588,9 @@ def test_people_asking_for_the_errors_to_go_say_the_turn_failed(said: str) -> No
         "로그인 전에는 메뉴가 표시되지 않게 해줘",
         "이 파일은 저장하지 않아도 돼, 다음 작업 해줘",
         "ログイン前はメニューが表示されないようにして",
+        "삭제된 항목은 목록에 표시되지 않아야 해요",
+        "이제 에러가 표시되지 않아요! 고마워",
+        "実行できない場合はエラーを表示して",
     ],
 )
 def test_new_requests_in_those_words_are_not_corrections(said: str) -> None:

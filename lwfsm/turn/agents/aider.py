@@ -59,9 +59,13 @@ _AIDER_SAYS = "[aider]"
 # the chat unchanged, so what the person says after them is still about the reply (one about a command's
 # own output, `/tokens`, `/models`, is not)
 _LOOK = re.compile(r"\A\s*(?:/(?:map|map-refresh|ls|diff)|<blank>)\s*\Z")
-# A command aider answers itself (`/undo`, `/add x`, a mistyped one): no reply of the model's to judge.
-# (`/ask`, `/code`, `/architect`, `/help QUESTION`, `/lint`, `/test` and `/run` may call the model.)
-_OWN = re.compile(r"\A\s*/(?!(?:ask|code|architect|context|lint|test|run)\b|help\s+\S)[\w-]+\b")
+# A command aider answers itself (`/undo`, `/add x`, `/help` alone; a mistyped one, which aider calls invalid):
+# no reply of the model's to judge. (`/ask`, `/code`, `/architect`, `/help QUESTION`, `/lint`, `/test`, `/run`,
+# `/commit`, and any unique prefix of them, may call the model.)
+_OWN = re.compile(
+    r"\A\s*/(?:undo|add|drop|read-only|clear|reset|tokens|ls|diff|map|map-refresh|models?|settings|exit|quit|"
+    r"copy|paste|git|voice|editor|save|load|report|multiline-mode|chat-mode)\b|\A\s*/help\s*\Z"
+)
 _ADDED = re.compile(r"^Add (?:file|these files) to the chat\?[^\n]*: (?:y|yes|a|all)\s*$", re.M | re.I)
 # aider's report that its call to the model failed (LiteLLM's exception names: rate limit, no key, outage)
 _CALL_FAILED = re.compile(r"^(?:\w+Error: )?litellm\.\w+Error\b.*$", re.M)  # newer: `BadRequestError: litellm.BadRe...`
@@ -256,7 +260,8 @@ def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
             nxt = len(blocks)  # a new aider session began: nothing after it answers this reply
             break
         nxt += 1
-    if nxt < len(blocks) and not _LOOK.match(asked) and not _OWN.match(asked):
+    own = _OWN.match(asked) or (asked.lstrip().startswith("/") and "Invalid command" in console)
+    if nxt < len(blocks) and not _LOOK.match(asked) and not own:
         after.append({"role": "user", "content": split(blocks[nxt])[0]})
     # the person's message the reply answers comes before it, as it does in aider's requests
     messages: list[Message] = [{"role": "user", "content": asked}, {"role": "assistant", "content": answer}, *after]

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
-from .words import FAILS_LAST, MEANT, PASTED_MORE, SAID, STILL, restated
+from .words import MEANT, PASTED_MORE, SAID, STILL, restated
 
 __all__ = ["KINDS", "Evidence", "Finding", "Kind", "Outcome", "Reader", "Transcript", "text_of"]
 
@@ -400,11 +400,16 @@ TESTS = re.compile(
 )
 
 
-# A check (tests, a type checker, a linter, a build) and a search of its output that says "none" when empty.
+# A check run (tests, a type checker, a linter, a build: not a read of its log) and a search of its output
+# that says "none" when it finds nothing.
 _CHECKS = re.compile(
-    TESTS.pattern + r"|\b(typecheck|type-check|tsc|mypy|pyright|eslint|ruff|lint|build|cargo (check|clippy))\b", re.I
+    r"^\s*(?:(?:npm|pnpm|yarn|bun) (?:run )?(?:typecheck|type-check|lint|build|test)\b|"
+    r"npx (?:tsc|eslint|vitest|jest|ruff|mypy|pyright)\b|(?:tsc|mypy|pyright|eslint|ruff|pytest)\b|"
+    r"python3? -m (?:pytest|mypy)\b|cargo (?:check|build|clippy|test)\b|go (?:build|vet|test)\b|make\b)"
 )
-_SIFTED = re.compile(r"\|\s*(?:\S*/)?(?:grep|rg)\b[^|]*\|\|\s*(?:echo|printf)\b")
+_SIFTED = re.compile(
+    r"\|\s*(?:\S*/)?(?:grep|rg)\b[^|]*(?:\|\s*(?:head|tail|sort|uniq)\b[^|]*)*\|\|\s*(?:echo|printf|true|:)"
+)
 
 _INTERPRETERS = frozenset({"python", "python3", "node", "ruby", "bash", "sh", "perl", "php", "java", "deno", "bun"})
 
@@ -611,7 +616,7 @@ ENVIRONMENT = Gated(
         # person, Windows' stale state right after a read): not the edit's fault
         r"File has been unexpectedly modified|"
         # Claude Code on Windows failing to convert a path through Git Bash before running anything
-        r"Command failed: cygpath\b|"
+        r"^(?:<tool_use_error>Error calling tool \(\w+\): )?Command failed: cygpath\b|"
         r"not in (?:your |the )?PATH\b|gpg failed to sign the data|cannot open '/dev/tty'|"
         r"Author identity unknown|Please tell me who you are|sudo: a (?:terminal|password) is required|"
         # a program run through `timeout`, `nohup` or `env` that is not installed; a Node package not installed
@@ -665,7 +670,9 @@ _STATUS_WORDS = (
 _STATUS_LINE = re.compile(_STATUS_WORDS + r"-?\d+[^\n]*\n?", re.M)
 # Names whose installed form is another (`python3`, `pip3`): calling these is the model's slip.
 # cmd.exe's own commands typed into bash (`del`, `copy`) are the same slip.
-_ALIASED = frozenset({"python", "pip", "del", "copy", "move", "cls", "ren", "rd", "md", "xcopy", "findstr", "erase"})
+_ALIASED = frozenset(
+    {"python", "pip", "del", "copy", "move", "cls", "ren", "rd", "md", "xcopy", "findstr", "erase", "mklink"}
+)
 _PYTHONS = frozenset({"python", "python3", "py"})
 _NO_TESTS = re.compile(r"(?:collected 0 items|no tests ran)", re.I)
 
@@ -1054,7 +1061,6 @@ class Reader:
             or SAID.match(t[:200])
             or STILL.match(first)
             or MEANT.match(first)
-            or FAILS_LAST.match(first)
             or PASTED_MORE.search(head)
             # a few words before what they pasted: "now I have: Module not found: ..."
             or ((lead := _LEAD_IN.match(head)) is not None and _PASTED.match(head[lead.end() :]))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["FAILS_LAST", "MEANT", "PASTED_MORE", "SAID", "STILL"]
+__all__ = ["MEANT", "PASTED_MORE", "SAID", "STILL"]
 
 # Said at the start of the message, in the languages agents' users write in most.
 SAID = re.compile(
@@ -84,18 +84,6 @@ STILL = re.compile(
 
 # "What I meant was ..." in the first sentence, in languages that say it at its end ("...하자는 소리였어").
 MEANT = re.compile(r"^[^.!?\n]{0,160}?(?:我的意思是|(?:는|란) ?(?:소리|말|뜻|얘기)(?:였|이었))")
-
-# Korean and Japanese put the verb last: "the backend server does not start" ends the sentence with it
-# ("백엔드 서버가 실행되지 않아", "画面が表示されません"). Not a wish ("않게", "않도록", "ないように") or an
-# allowance ("않아도").
-FAILS_LAST = re.compile(
-    r"^[^.!?\n]{0,80}?(?:"
-    r"(?:실행|작동|동작|적용|표시|반영|저장|연결|설치|빌드|로딩|로드)(?:이|가)? ?(?:되|하)(?:지|질) ?(?:않|못)"
-    r"(?:아|아요|습니다|네|는데|음|았|해)(?!도)|"
-    r"(?:動か|表示され|反映され|起動し|起動でき|実行でき|保存され|読み込まれ|直ら|変わら)(?:ない|ません|なかった|ませんでした)"
-    r"(?!ように|よう|で|方|と)"
-    r")"
-)
 
 # The shapes of errors people paste at the top of a message (browsers, compilers, servers, runtimes).
 PASTED_MORE = re.compile(
