@@ -613,7 +613,8 @@ ENVIRONMENT = Gated(
         r"ERR_CONNECTION_REFUSED|ECONNREFUSED|not agreed to the Xcode license|Ripgrep search timed out|"
         r"database is locked|EADDRINUSE|[Aa]ddress already in use|error while attempting to bind on address|"
         # Claude Code's editor finding the file changed since the model read it (a formatter, a watcher, the
-        # person, Windows' stale state right after a read): not the edit's fault
+        # person, Windows' stale state right after a read): not the edit's fault (claude_code.py makes it the
+        # model's when its own last action was not that read)
         r"File has been unexpectedly modified|"
         # Claude Code on Windows failing to convert a path through Git Bash before running anything
         r"^(?:<tool_use_error>Error calling tool \(\w+\): )?Command failed: cygpath\b|"
@@ -753,7 +754,7 @@ def anchored_error(text: str) -> tuple[int, str] | None:
     return None if passed and not summary else hit
 
 
-# A person's complaint anywhere in the first sentence of their message.
+# A person's complaint anywhere in the first sentence of their message (or the second: `Reader.correction`).
 _COMPLAINT = re.compile(
     r"\b(still (doesn'?t|does not|isn'?t|is not|not|fail\w*|broken|get\w*|the same|wrong|errors?|crash\w*)|"
     r"(doesn'?t|does not|didn'?t|did not|isn'?t|is not|won'?t|wasn'?t|aren'?t) (seem to |appear to )?"
