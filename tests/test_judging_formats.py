@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from lwfsm.turn.agents import aider, codex
+from lwfsm.turn.agents import aider, claude_code, codex
 from lwfsm.turn.judge import judge
 
 
@@ -227,6 +227,34 @@ def restating(console: str, again: str = "fix the parser so that it handles tabs
 def aider_kind(data: bytes) -> str:
     t = aider.transcript(data, {"user_block": 1})
     return judge(t.messages[t.at], t.messages[t.at + 1 :], agent="aider", messages=t.messages).kind
+
+
+def test_session_files_whose_strings_hold_a_line_separator_are_read() -> None:
+    # JSON keeps U+2028 and U+0085 unescaped inside strings (pasted web text, text decoded twice); only "\n"
+    # ends a line of a session file or a rollout
+    said = "fix the layout\u2028it overlaps\x85badly"
+    claude = [
+        {"type": "user", "message": {"role": "user", "content": said}},
+        {
+            "type": "assistant",
+            "message": {"id": "m1", "role": "assistant", "content": [{"type": "text", "text": "Done."}]},
+        },
+    ]
+    data = "\n".join(json.dumps(x, ensure_ascii=False) for x in claude).encode()
+    t = claude_code.transcript(data, {"message_id": "m1"})
+    assert t.messages[0]["content"][0]["text"] == said
+    items = [
+        {
+            "type": "response_item",
+            "payload": {"type": "message", "role": "user", "content": [{"type": "input_text", "text": said}]},
+        },
+        {
+            "type": "response_item",
+            "payload": {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Done."}]},
+        },
+    ]
+    rollout = "\n".join(json.dumps(x, ensure_ascii=False) for x in items).encode()
+    assert codex.transcript(rollout, {"line": 2}).messages[0]["content"] == said
 
 
 @pytest.mark.parametrize(

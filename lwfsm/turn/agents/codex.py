@@ -100,7 +100,7 @@ def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
     """The turn at `line` (1-based) of a Codex rollout file: the run of model items around it (a
     preamble, reasoning, one or more calls), what came back, and the conversation before, as Chat
     Completions messages (a custom tool's input becomes its `input` argument)."""
-    lines = data.decode("utf-8").splitlines()
+    lines = data.decode("utf-8").split("\n")  # JSON lines: U+2028 and the like may sit inside their strings
     target = int(locator["line"])
     items: list[tuple[int, dict[str, Any]]] = []  # (line, message) in order
     for n, text in enumerate(lines, 1):
