@@ -229,6 +229,18 @@ def aider_kind(data: bytes) -> str:
     return judge(t.messages[t.at], t.messages[t.at + 1 :], agent="aider", messages=t.messages).kind
 
 
+def test_aider_a_request_whose_reply_never_began_stopped_with_ctrl_c_is_rejected() -> None:
+    # a reasoning model still thinking: nothing streamed, the person pressed Ctrl-C
+    waited = b"#### the webhook json has a doubled body, fix it  \n>  \n>  \n> ^C again to exit  \n\n#### next  \n"
+    assert aider_kind(waited) == "rejected"
+    stray = b"#### exit  \n>  \n>  \n> ^C again to exit  \n\n#### next  \n"  # not a request
+    assert aider_kind(stray) == "ok"
+    failing = (
+        b"#### fix the webhook body please  \n> litellm.APIConnectionError: x  \n> ^C again to exit  \n\n#### next  \n"
+    )
+    assert aider_kind(failing) != "rejected"  # a call that kept failing, then quitting: not a refusal
+
+
 def test_session_files_whose_strings_hold_a_line_separator_are_read() -> None:
     # JSON keeps U+2028 and U+0085 unescaped inside strings (pasted web text, text decoded twice); only "\n"
     # ends a line of a session file or a rollout

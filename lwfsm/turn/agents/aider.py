@@ -241,8 +241,13 @@ def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
             if _console(x):
                 line = x[1:].strip()
                 pending = next((y for y in reversed(said) if y), "")
+                # no reply yet to a request (a few words at least: not a stray `exit`), no failed call
+                asked_for = len(person.split()) >= 4 and not person.lstrip().startswith("/")
+                waited = asked_for and not text_at and not _CALL_FAILED.search("\n".join(said))
                 if INTERRUPTED.search(line) and not (text_at and i < text_at[-1]) and not _ASKED.match(pending):
-                    continue  # after the whole reply: the person quit, nothing was refused
+                    if not waited:
+                        continue  # after the whole reply: the person quit, nothing was refused
+                    # the reply had not begun (a reasoning model still thinking): the person stopped the call
                 said.append(line)
         reply = "\n".join(x for x in rest if not _console(x))
         return person, reply.strip(), "\n".join(said)
