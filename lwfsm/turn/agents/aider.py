@@ -59,12 +59,13 @@ _AIDER_SAYS = "[aider]"
 # the chat unchanged, so what the person says after them is still about the reply (one about a command's
 # own output, `/tokens`, `/models`, is not)
 _LOOK = re.compile(r"\A\s*(?:/(?:map|map-refresh|ls|diff)|<blank>)\s*\Z")
-# A command aider answers itself (`/undo`, `/add x`, `/help` alone; a mistyped one, which aider calls invalid):
+# A command aider answers itself (`/undo`, `/add x`, `/help` alone, an empty input; a mistyped one, which aider
+# calls invalid):
 # no reply of the model's to judge. (`/ask`, `/code`, `/architect`, `/help QUESTION`, `/lint`, `/test`, `/run`,
 # `/commit`, and any unique prefix of them, may call the model.)
 _OWN = re.compile(
     r"\A\s*/(?:undo|add|drop|read-only|clear|reset|tokens|ls|diff|map|map-refresh|models?|settings|exit|quit|"
-    r"copy|paste|git|voice|editor|save|load|report|multiline-mode|chat-mode)\b|\A\s*/help\s*\Z"
+    r"copy|paste|git|voice|editor|save|load|report|multiline-mode|chat-mode)\b|\A\s*(?:/help|<blank>)\s*\Z"
 )
 _ADDED = re.compile(r"^Add (?:file|these files) to the chat\?[^\n]*: (?:y|yes|a|all)\s*$", re.M | re.I)
 # aider's report that its call to the model failed (LiteLLM's exception names: rate limit, no key, outage)
@@ -157,6 +158,13 @@ class Aider(Reader):
                 break  # the person's next message ends what belongs to this reply
 
 
+def _stopped(person: str, said: Sequence[str]) -> bool:
+    """Ctrl-C before any reply to a request (a few words at least, not a stray `exit` or a command) whose
+    call had not failed: the reply had not begun (a reasoning model still thinking) and the person stopped it."""
+    asked = len(person.split()) >= 4 and not person.lstrip().startswith("/")
+    return asked and not _CALL_FAILED.search("\n".join(said))
+
+
 def _unapplied(reply: str, console: str) -> bool:
     """The reply wrote edit blocks and aider's console (a chat history's `> ` lines: aider sends the
     model no such report) shows none applied and says nothing of them: blocks in a shape aider does not
@@ -241,13 +249,13 @@ def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
             if _console(x):
                 line = x[1:].strip()
                 pending = next((y for y in reversed(said) if y), "")
-                # no reply yet to a request (a few words at least: not a stray `exit`), no failed call
-                asked_for = len(person.split()) >= 4 and not person.lstrip().startswith("/")
-                waited = asked_for and not text_at and not _CALL_FAILED.search("\n".join(said))
-                if INTERRUPTED.search(line) and not (text_at and i < text_at[-1]) and not _ASKED.match(pending):
-                    if not waited:
-                        continue  # after the whole reply: the person quit, nothing was refused
-                    # the reply had not begun (a reasoning model still thinking): the person stopped the call
+                if (
+                    INTERRUPTED.search(line)
+                    and not (text_at and i < text_at[-1])
+                    and not _ASKED.match(pending)
+                    and not (not text_at and _stopped(person, said))
+                ):
+                    continue  # after the whole reply: the person quit, nothing was refused
                 said.append(line)
         reply = "\n".join(x for x in rest if not _console(x))
         return person, reply.strip(), "\n".join(said)
@@ -266,7 +274,7 @@ def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
             break
         nxt += 1
     own = _OWN.match(asked) or (asked.lstrip().startswith("/") and "Invalid command" in console)
-    if nxt < len(blocks) and not _LOOK.match(asked) and not own:
+    if nxt < len(blocks) and not own:
         after.append({"role": "user", "content": split(blocks[nxt])[0]})
     # the person's message the reply answers comes before it, as it does in aider's requests
     messages: list[Message] = [{"role": "user", "content": asked}, {"role": "assistant", "content": answer}, *after]

@@ -612,10 +612,6 @@ ENVIRONMENT = Gated(
         r"[Cc]redentials|[Oo]peration not permitted|[Nn]o space left on device|[Rr]ead-only file system|"
         r"ERR_CONNECTION_REFUSED|ECONNREFUSED|not agreed to the Xcode license|Ripgrep search timed out|"
         r"database is locked|EADDRINUSE|[Aa]ddress already in use|error while attempting to bind on address|"
-        # Claude Code's editor finding the file changed since the model read it (a formatter, a watcher, the
-        # person, Windows' stale state right after a read): not the edit's fault (claude_code.py makes it the
-        # model's when its own last action was not that read)
-        r"File has been unexpectedly modified|"
         # Claude Code on Windows failing to convert a path through Git Bash before running anything
         r"^(?:<tool_use_error>Error calling tool \(\w+\): )?Command failed: cygpath\b|"
         r"not in (?:your |the )?PATH\b|gpg failed to sign the data|cannot open '/dev/tty'|"
@@ -634,7 +630,7 @@ ENVIRONMENT = Gated(
         "pi_key", "pikey", "pi-key", "_token'", "unauthori", "forbidden", "not found", "authentication failed",
         "x server", "$display", "missing dependencies", "exist at", "browser", "not installed", "java",
         "credentials", "xcode", "ripgrep", "database is locked", "eaddrinuse", "address already in use",
-        "attempting to bind", "gpg failed", "/dev/tty", "unexpectedly modified", "access denied for user", "cygpath",
+        "attempting to bind", "gpg failed", "/dev/tty", "access denied for user", "cygpath",
         "not in your path", "not in the path", "not in path", "identity unknown", "who you are", "sudo: a",
         "failed to run command", "cannot find package", "cannot find module", "bash\\r", "$'\\r'",
         "is not recognized as the name",

@@ -22,6 +22,7 @@ _BASH_TAGS = re.compile(r"</?bash-(input|stdout|stderr)>")
 _STDERR = re.compile(r"<bash-stderr>(.+?)</bash-stderr>", re.S)
 _INJECTED = re.compile(r"^(?:\s*<(ide_opened_file|ide_selection|ide_diagnostics|system-reminder)>.*?</\1>)+\s*", re.S)
 _ENDED = re.compile(r"Shell \S+ is not running, so cannot be killed \(status: (completed|failed|killed)\)")
+_CHANGED = "File has been unexpectedly modified"  # the editor's refusal when a file changed since its read
 _LOOKUPS = {"Read", "Glob", "Grep", "LS", "NotebookRead", "WebSearch"}
 # Looking something up that is not there is an answer, not a failure. Reading a folder as a file
 # (EISDIR) is a wrong call: labelled a failure both times it came up (holdout8, holdout14).
@@ -87,22 +88,23 @@ class ClaudeCode(Reader):
         self, reply: Message, after: Sequence[Message], tools: Sequence[Message], before: Sequence[Message] = ()
     ) -> Iterator[Finding]:
         for f in super().findings(reply, after, tools, before):
-            stale = f.kind == "environment" and "unexpectedly modified" in f.evidence.excerpt
-            if stale and before and not _read_last(before):
-                # the editor's refusal after the model's own command changed the file: its stale edit
-                f = Finding("task_failure", f.evidence)
+            if f.kind == "task_failure" and _CHANGED in f.evidence.excerpt and self._read_last(before):
+                # the editor found the file changed since the model read it (a formatter, a watcher, the person,
+                # Windows' stale state right after a read): not the edit's fault, unless the model's own
+                # command changed it after that read
+                f = Finding("environment", Evidence(f"{self.name}.environment", f.evidence.message, 1, _CHANGED))
             yield f
         for i, msg in enumerate(after):
             if msg.get("role") == "user" and (hit := first_match(_STOP_HOOK, text_of(msg)[:2000])):
                 yield Finding("task_failure", Evidence("claude_code.stop_hook", i, hit[0], hit[1]))
 
-
-def _read_last(before: Sequence[Message]) -> bool:
-    """The model's last action before this reply only looked (a Read): a file changed since was changed by
-    something else (a formatter, the person, Windows' stale state)."""
-    last = next((m for m in reversed(before) if m.get("role") == "assistant"), None)
-    calls = READER.calls(last) if last is not None else {}
-    return bool(calls) and all(name in _LOOKUPS for name, _ in calls.values())
+    def _read_last(self, before: Sequence[Message]) -> bool:
+        """The model's last action before this reply only looked (a Read), or nothing before is known."""
+        last = next((m for m in reversed(before) if m.get("role") == "assistant"), None)
+        if last is None:
+            return True
+        calls = self.calls(last)
+        return bool(calls) and all(name in _LOOKUPS for name, _ in calls.values())
 
 
 READER = ClaudeCode()
