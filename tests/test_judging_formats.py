@@ -241,6 +241,46 @@ def test_aider_a_request_whose_reply_never_began_stopped_with_ctrl_c_is_rejected
     assert aider_kind(failing) != "rejected"  # a call that kept failing, then quitting: not a refusal
 
 
+def test_aider_an_empty_reply_at_the_token_limit_is_the_environment() -> None:
+    full = (
+        "> Tokens: 121k sent, 0 received.  \n>  \n> Model deepseek/deepseek-coder has hit a token limit!  \n"
+        "> Input tokens: ~121,168 of 128,000 -- possibly exhausted context window!  \n> Output tokens: ~0 of 4,096  "
+    )
+    empty = b"#### add tests for every module please  \n\n" + full.encode() + b"\n\n#### next  \n"
+    assert aider_kind(empty) == "environment"  # the request did not fit: nothing came back
+    # the person quitting after it: the call had answered (its token count came), nothing was stopped
+    assert aider_kind(empty.replace(b"\n\n#### next", b"\n>  \n> ^C again to exit  \n\n#### next")) == "environment"
+    assert aider_kind(history(full)) == "task_failure"  # a reply that ran out of room: cut off, not applied
+    # aider could not create the file the reply named (a stray closing tag taken for a file name)
+    unable = "> Create new file? (Y)es/(N)o [Yes]: y  \n> Unable to create </style>, skipping edits.  \n"
+    assert aider_kind(history(unable + "> Applied edit to src/parse.py  ")) == "task_failure"
+
+
+def test_aider_help_question_is_the_persons_not_a_report() -> None:
+    docs = "# Question: how do I raise the token limit?  \n  \n# Relevant docs:  \n  \n<doc>  \n"
+    docs += "Model gpt-4 has hit a token limit!  \n</doc>  "
+    helped = b"#### /help how do I raise the token limit?  \n\n#### " + docs.replace("  \n", "  \n#### ").encode()
+    helped += b"\n\nRaise it with --max-tokens.\n\n#### thanks  \n"
+    # the /help command's block has no reply of its own; the request aider made of it is no next message
+    assert aider_kind(helped) == "ok"
+    t = aider.transcript(helped, {"user_block": 2})
+    assert judge(t.messages[t.at], t.messages[t.at + 1 :], agent="aider", messages=t.messages).kind == "ok"
+    # live, the docs arrive as the next request after a reply: the question is what the person said
+    reply = {"role": "assistant", "content": "Use /tokens."}
+    asked = {"role": "user", "content": docs.replace("how do I raise the token limit?", "I asked about 2048")}
+    assert judge(reply, [asked], agent="aider").kind == "user_correction"
+
+
+def test_a_pasted_missing_package_is_the_environment() -> None:
+    pasted = 'Traceback (most recent call last):\n  File "app.py", line 2\n'
+    pasted += "ModuleNotFoundError: No module named 'supabase'"
+    assert aider_kind(history("> Applied edit to src/parse.py  ", pasted.replace("\n", "  \n#### "))) == "environment"
+    reply = {"role": "assistant", "content": "Done: the app reads the table."}
+    assert judge(reply, [{"role": "user", "content": pasted}], agent="generic").kind == "environment"
+    own = pasted.replace("'supabase'", "'src.models'")  # the repository's own path: the import is the reply's
+    assert judge(reply, [{"role": "user", "content": own}], agent="generic").kind == "user_correction"
+
+
 def test_session_files_whose_strings_hold_a_line_separator_are_read() -> None:
     # JSON keeps U+2028 and U+0085 unescaped inside strings (pasted web text, text decoded twice); only "\n"
     # ends a line of a session file or a rollout
@@ -462,6 +502,13 @@ DONE = {"role": "assistant", "content": "Done: the form saves now."}
         "i dont see a status line",
         "OK. The error still appears on reload.",
         "it's basically unusable now",
+        # saying again what they said: the reply did not do it
+        "i said show me where in the documentation",
+        "No, I asked for a web url so I can see it myself",
+        "I told you not to touch the generated files",
+        "te pregunté por el límite de 2048",
+        "Ich habe doch gesagt, ohne Tabellen",
+        "我说了不要改这个文件",
     ],
 )
 def test_a_person_saying_it_failed(said: str) -> None:
@@ -631,6 +678,8 @@ def test_people_asking_for_the_errors_to_go_say_the_turn_failed(said: str) -> No
         "삭제된 항목은 목록에 표시되지 않아야 해요",
         "이제 에러가 표시되지 않아요! 고마워",
         "実行できない場合はエラーを表示して",
+        "I said yes, go ahead with the migration",
+        "I asked so we can plan; now add the export",
     ],
 )
 def test_new_requests_in_those_words_are_not_corrections(said: str) -> None:

@@ -28,9 +28,12 @@ __all__ = ["READER"]
 EDIT_FAILED = re.compile(
     r"(SEARCH/REPLACE blocks? failed to match|did not conform to the edit format|No filename provided before|"
     r"Bad/missing filename|The SEARCH section must exactly match|Only \d+ reflections allowed|"
-    r"has hit a token limit|\^\^\^ Expected|Expected `=======`)",
-    re.I,
+    r"has hit a token limit|\^\^\^ Expected|Expected `=======`|^Unable to create [^\n]{1,300}, skipping edits)",
+    re.I | re.M,
 )
+# aider's `/help QUESTION` sends the model the question and pages of aider's documentation, which quote its
+# reports ("has hit a token limit"): the person's question, not a report.
+_HELP = re.compile(r"\A# Question: ([^\n]*)\n(?:[^\S\n]*\n)*# Relevant docs:")
 LINT = re.compile(r"^# Fix any errors below, if possible\.", re.M)
 # The files a lint report shows (a name, then its numbered lines); its syntax check of markup flags valid
 # pages and components, so a report on markup alone is no evidence.
@@ -102,9 +105,9 @@ class Aider(Reader):
 
     def human(self, msg: Message) -> bool:
         text = text_of(msg)[:4000].split(_REMINDER, 1)[0]
-        return (
-            msg.get("role") == "user"
-            and not text.startswith(_AIDER_SAYS)
+        return msg.get("role") == "user" and (
+            _HELP.match(text) is not None
+            or not text.startswith(_AIDER_SAYS)
             and not EDIT_FAILED.search(text)
             and not LINT.search(text)
             and not RAN.search(text[:400])
@@ -120,6 +123,8 @@ class Aider(Reader):
             if msg.get("role") != "user":
                 continue
             text = text_of(msg)[:20000].split(_REMINDER, 1)[0]  # aider's format rules follow what it says
+            if question := _HELP.match(text):
+                text = question.group(1)
             if undone := _UNDONE.match(text.strip()):
                 # the person undid the change (`/undo`; aider then tells the model it reset the commit)
                 yield Finding("user_correction", Evidence("aider.undone", i, 1, undone.group(0)))
@@ -138,7 +143,12 @@ class Aider(Reader):
             if text.startswith(_AIDER_SAYS) and (bad := _misnamed(text)):
                 yield Finding("task_failure", Evidence("aider.misnamed_file", i, bad[0], bad[1]))
             if hit := first_match(EDIT_FAILED, text):
-                yield Finding("task_failure", Evidence("aider.edit_failed", i, hit[0], hit[1]))
+                if "token limit" in hit[1] and not text_of(reply).strip():
+                    # nothing came back: the request did not fit the model's window (the person's files and
+                    # history), a limit of the set-up, not a reply that ran too long
+                    yield Finding("environment", Evidence("aider.context_full", i, hit[0], hit[1]))
+                else:
+                    yield Finding("task_failure", Evidence("aider.edit_failed", i, hit[0], hit[1]))
             elif i == 0 and text.startswith(_AIDER_SAYS) and _unapplied(text_of(reply), text):
                 yield Finding("task_failure", Evidence("aider.not_applied", None, None, "edit blocks, none applied"))
             elif (hit := first_match(LINT, text)) and (linted := _lint(text)):
@@ -151,7 +161,7 @@ class Aider(Reader):
                     yield Finding("task_failure", Evidence("aider.test_output", i, err[0], err[1]))
             elif self.human(msg) and not lost:
                 if (said := self.correction(text)) is not None:
-                    yield Finding("user_correction", Evidence("aider.correction", i, 1, said))
+                    yield self.said(text, i, said)
                 elif not added and not retried:
                     yield from self.asked_again(after[i : i + 1], before)
             if not text.startswith(_AIDER_SAYS):
@@ -162,7 +172,9 @@ def _stopped(person: str, said: Sequence[str]) -> bool:
     """Ctrl-C before any reply to a request (a few words at least, not a stray `exit` or a command) whose
     call had not failed: the reply had not begun (a reasoning model still thinking) and the person stopped it."""
     asked = len(person.split()) >= 4 and not person.lstrip().startswith("/")
-    return asked and not _CALL_FAILED.search("\n".join(said))
+    console = "\n".join(said)
+    # a call that failed, or that answered (its token count came: an empty reply), was not stopped
+    return asked and not _CALL_FAILED.search(console) and not _ANSWERED.search(console)
 
 
 def _unapplied(reply: str, console: str) -> bool:
@@ -274,8 +286,11 @@ def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
             break
         nxt += 1
     own = _OWN.match(asked) or (asked.lstrip().startswith("/") and "Invalid command" in console)
-    if nxt < len(blocks) and not own:
-        after.append({"role": "user", "content": split(blocks[nxt])[0]})
+    said_next = split(blocks[nxt])[0] if nxt < len(blocks) else ""
+    # `/help QUESTION` is followed in the history by the request aider made of it (the question and its
+    # documentation): the same request, not what the person said next
+    if nxt < len(blocks) and not own and not _HELP.match(said_next):
+        after.append({"role": "user", "content": said_next})
     # the person's message the reply answers comes before it, as it does in aider's requests
     messages: list[Message] = [{"role": "user", "content": asked}, {"role": "assistant", "content": answer}, *after]
     return Transcript("openai", messages, 1, [])

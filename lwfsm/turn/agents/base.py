@@ -724,6 +724,10 @@ def _absent(command: str, o: Outcome) -> bool:
 # An import of the repository's own paths (`src.main.java...`, a Java package) is the model's mistake,
 # not a missing package.
 _OWN_MODULE = re.compile(r"No module named '(?:src|com|org)\.")
+# A package missing on the person's machine, in what they pasted: the lead would meet it too.
+_MISSING_PACKAGE = re.compile(
+    r"^[^\S\n]*(?:ModuleNotFoundError|ImportError): No module named '?(?!(?:src|com|org)\.)\w", re.M
+)
 
 
 _COLOURS = re.compile(r"\x1b\[[\d;]*[A-Za-z]")
@@ -904,7 +908,9 @@ class Reader:
         r"(it|this|that|you) (broke|broken)|you broke|not what i (asked|wanted)|revert|undo\b|stop\b|"
         r"why did you|don'?t do that|nothing (changed|happened)|same (error|problem|issue)|"
         r"(it'?s |it is )?(still )?not working|failed to compile|doesn'?t work|didn'?t work|"
-        r"there(?:'s| is| are) (still )?(an? )?(error|bug|problem)|try again\b)",
+        r"there(?:'s| is| are) (still )?(an? )?(error|bug|problem)|try again\b|"
+        # saying again what they said before: the reply did not do it
+        r"(but |no,? )?i (said|told you|asked( you)?( for| about| to)?)\b(?! (yes|no|ok|okay|so)\b))",
         re.I,
     )
 
@@ -1016,7 +1022,7 @@ class Reader:
             elif self.human_turns and self.human(msg):
                 correction = self.correction(text)
                 if correction is not None:
-                    yield Finding("user_correction", Evidence(f"{self.name}.correction", i, 1, correction))
+                    yield self.said(text, i, correction)
                 break  # the person's next message starts the next turn: what follows it is that turn's
 
     def asked_again(self, after: Sequence[Message], before: Sequence[Message]) -> Iterator[Finding]:
@@ -1031,6 +1037,14 @@ class Reader:
         said, was = self.own_words(_head(now[1], 8000)), self.own_words(_head(asked, 8000))
         if restated(was, said) and self.human({"role": "user", "content": said[:2000]}) and self.human(asked):
             yield Finding("user_correction", Evidence(f"{self.name}.asked_again", now[0], 1, said.strip()[:80]))
+
+    def said(self, text: str, at: int, correction: str) -> Finding:
+        """What a person's message that says the last step went wrong is: their correction, or a package
+        missing on their machine that they pasted (no fault of the reply's)."""
+        if missing := _MISSING_PACKAGE.search(text[:20000]):
+            line = text.count("\n", 0, missing.start()) + 1
+            return Finding("environment", Evidence(f"{self.name}.missing_package", at, line, missing.group(0).strip()))
+        return Finding("user_correction", Evidence(f"{self.name}.correction", at, 1, correction))
 
     @staticmethod
     def own_words(text: str) -> str:

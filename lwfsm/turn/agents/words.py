@@ -57,6 +57,10 @@ SAID = re.compile(
     r"v[aẫ]n (?:kh[oô]ng|h[oô]ng|ko|l[oỗ]i|b[iị])|kh[oô]ng (?:ch[aạ]y|ho[aạ]t [đd][oộ]ng)|"
     r"(?:ko|kh[oô]ng|h[oô]ng) (?:c[oó] )?[đd][uư][oợ]c\b|"
     r"masih (?:error|gagal|tidak|belum)|tidak (?:berfungsi|jalan)|"
+    # "I told you", "I asked", in the languages above: the reply did not do what was said
+    r"(?:pero |mais |aber |mas |но )?(?:te (?:pregunt[eé]|dije|ped[ií])|je (?:t'|vous )ai (?:dit|demand[ée])|"
+    r"ich (?:habe|hab) (?:dir |doch |es )*(?:gesagt|gefragt)|eu (?:te )?(?:disse|pedi)|"
+    r"я (?:же )?(?:сказал|просил)|我(?:说了|说过|让你)|tôi đã (?:nói|bảo))|"
     # asking for the errors its change left to be fixed, in the languages above
     r"(?:please |pls )?fix (?:the|these|this|those|all(?: the)?) (?:errors?|bugs?|issues?)\b|"
     r"corrige (?:los|el|estos|este) (?:errores|error)|corrige (?:les|l'|cette|ces) ?erreurs?|behebe (?:den|die) fehler|"
