@@ -251,9 +251,30 @@ def test_aider_an_empty_reply_at_the_token_limit_is_the_environment() -> None:
     # the person quitting after it: the call had answered (its token count came), nothing was stopped
     assert aider_kind(empty.replace(b"\n\n#### next", b"\n>  \n> ^C again to exit  \n\n#### next")) == "environment"
     assert aider_kind(history(full)) == "task_failure"  # a reply that ran out of room: cut off, not applied
-    # aider could not create the file the reply named (a stray closing tag taken for a file name)
-    unable = "> Create new file? (Y)es/(N)o [Yes]: y  \n> Unable to create </style>, skipping edits.  \n"
-    assert aider_kind(history(unable + "> Applied edit to src/parse.py  ")) == "task_failure"
+    # the request fitted, and a reasoning model spent its output on thinking: the model's, and the person
+    # quitting after aider's report stopped nothing
+    spent = full.replace("~121,168 of 128,000 -- possibly exhausted context window!", "~4,102 of 200,000")
+    spent = spent.replace(
+        "Output tokens: ~0 of 4,096", "Output tokens: ~0 of 100,000 -- possibly exceeded output limit!"
+    )
+    thought = b"#### explain the whole architecture  \n\n" + spent.split("\n", 2)[2].encode()
+    assert aider_kind(thought + b"\n\n#### next  \n") == "task_failure"
+    assert aider_kind(thought + b"\n>  \n> ^C again to exit  \n\n#### next  \n") == "task_failure"
+    # aider's own word for a reply of nothing: the provider's
+    nothing = "> Empty response received from LLM. Check your provider account?  \n> Tokens: 5.2k sent, 0 received.  "
+    asked = b"#### explain the whole architecture  \n\n" + nothing.encode()
+    assert aider_kind(asked + b"\n> ^C again to exit  \n\n#### next  \n") == "environment"
+
+
+def test_aider_unable_to_create_a_file() -> None:
+    create = "> Create new file? (Y)es/(N)o [Yes]: y  \n> Unable to create {}, skipping edits.  \n"
+    applied = "> Applied edit to src/parse.py  "
+    # a stray closing tag taken for a file name: the reply's
+    assert aider_kind(history(create.format("</style>") + applied)) == "task_failure"
+    # a name a file can have: the machine would not let aider write it
+    assert aider_kind(history(create.format("src/new_mod.py") + applied)) == "environment"
+    # the person asking about it is not aider saying it
+    assert aider_kind(history(applied, "why does it say  \n#### Unable to create /tmp/x, skipping edits.")) == "ok"
 
 
 def test_aider_help_question_is_the_persons_not_a_report() -> None:
@@ -267,7 +288,7 @@ def test_aider_help_question_is_the_persons_not_a_report() -> None:
     assert judge(t.messages[t.at], t.messages[t.at + 1 :], agent="aider", messages=t.messages).kind == "ok"
     # live, the docs arrive as the next request after a reply: the question is what the person said
     reply = {"role": "assistant", "content": "Use /tokens."}
-    asked = {"role": "user", "content": docs.replace("how do I raise the token limit?", "I asked about 2048")}
+    asked = {"role": "user", "content": docs.replace("how do I raise the token limit?", "I asked for the 2048 limit")}
     assert judge(reply, [asked], agent="aider").kind == "user_correction"
 
 
@@ -279,6 +300,23 @@ def test_a_pasted_missing_package_is_the_environment() -> None:
     assert judge(reply, [{"role": "user", "content": pasted}], agent="generic").kind == "environment"
     own = pasted.replace("'supabase'", "'src.models'")  # the repository's own path: the import is the reply's
     assert judge(reply, [{"role": "user", "content": own}], agent="generic").kind == "user_correction"
+    # a module the reply wrote; their own words before it (they may say the reply chose the package); an
+    # error after it (the package was installed by then)
+    wrote = {"role": "assistant", "content": "I created utils.py with the helpers."}
+    utils = pasted.replace("'supabase'", "'utils'")
+    assert judge(wrote, [{"role": "user", "content": utils}], agent="generic").kind == "user_correction"
+    told = "I told you not to add numpy!\n" + pasted.replace("supabase", "numpy")
+    assert judge(reply, [{"role": "user", "content": told}], agent="generic").kind == "user_correction"
+    prose = "it should print a friendly message instead:\n" + pasted.replace("supabase", "yaml")
+    assert judge(reply, [{"role": "user", "content": prose}], agent="generic").kind == "user_correction"
+    later = pasted + "\n$ pip install supabase\n$ python app.py\nKeyError: 'name'"
+    assert judge(reply, [{"role": "user", "content": later}], agent="generic").kind == "user_correction"
+    collected = "==== ERRORS ====\nE   ModuleNotFoundError: No module named 'httpx'\n=== 1 error in 0.1s ==="
+    assert judge(reply, [{"role": "user", "content": collected}], agent="generic").kind == "environment"
+    # what the IDE put before the person's words is not what they pasted
+    ide = "<ide_selection>The user selected the lines 1 to 2 from docs/setup.md:\n" + pasted.split("\n")[-1]
+    ide += "\n</ide_selection>\nthat's wrong, this section should say to run make setup"
+    assert judge(reply, [{"role": "user", "content": ide}], agent="claude_code").kind == "user_correction"
 
 
 def test_session_files_whose_strings_hold_a_line_separator_are_read() -> None:
@@ -509,6 +547,16 @@ DONE = {"role": "assistant", "content": "Done: the form saves now."}
         "te pregunté por el límite de 2048",
         "Ich habe doch gesagt, ohne Tabellen",
         "我说了不要改这个文件",
+        "I said no tables",
+        "As I said, use pnpm not npm",
+        "I've told you three times: use pnpm",
+        "I specifically asked for a bar chart",
+        "Je t’ai dit de ne pas toucher au CSS",
+        "Hab ich doch gesagt",
+        "Já te disse que não",
+        "Я же говорил, не трогай конфиг",
+        "我刚才说了不要删",
+        "Tôi bảo rồi mà",
     ],
 )
 def test_a_person_saying_it_failed(said: str) -> None:
@@ -680,6 +728,21 @@ def test_people_asking_for_the_errors_to_go_say_the_turn_failed(said: str) -> No
         "実行できない場合はエラーを表示して",
         "I said yes, go ahead with the migration",
         "I asked so we can plan; now add the export",
+        # news, thanks and answers in the same words (found by a hostile review)
+        "I asked my manager and she wants a CSV export too, please add it",
+        "I asked ChatGPT and it suggested using Redis; what do you think?",
+        "I asked for a summary and this is exactly it, thank you!",
+        "I asked you so we could plan; now add the export",
+        "I said 'yes', go ahead",
+        "I told you about the staging server yesterday; now deploy",
+        "Tôi đã nói chuyện với khách hàng, họ muốn thêm nút xuất",
+        "我让你帮我做一件事：添加导出功能",
+        "我说过的需求都实现了，谢谢！",
+        "Ich habe gefragt, und der Kunde möchte auch einen CSV-Export",
+        "Eu disse ao cliente que fica pronto amanhã; agora adicione o export",
+        "Я просил коллегу проверить — всё работает. Теперь добавь экспорт",
+        "Te dije que sí, adelante con la migración",
+        "Je t'ai demandé un résumé et c'est parfait, merci !",
     ],
 )
 def test_new_requests_in_those_words_are_not_corrections(said: str) -> None:

@@ -28,8 +28,8 @@ __all__ = ["READER"]
 EDIT_FAILED = re.compile(
     r"(SEARCH/REPLACE blocks? failed to match|did not conform to the edit format|No filename provided before|"
     r"Bad/missing filename|The SEARCH section must exactly match|Only \d+ reflections allowed|"
-    r"has hit a token limit|\^\^\^ Expected|Expected `=======`|^Unable to create [^\n]{1,300}, skipping edits)",
-    re.I | re.M,
+    r"has hit a token limit|\^\^\^ Expected|Expected `=======`)",
+    re.I,
 )
 # aider's `/help QUESTION` sends the model the question and pages of aider's documentation, which quote its
 # reports ("has hit a token limit"): the person's question, not a report.
@@ -74,6 +74,11 @@ _ADDED = re.compile(r"^Add (?:file|these files) to the chat\?[^\n]*: (?:y|yes|a|
 # aider's report that its call to the model failed (LiteLLM's exception names: rate limit, no key, outage)
 _CALL_FAILED = re.compile(r"^(?:\w+Error: )?litellm\.\w+Error\b.*$", re.M)  # newer: `BadRequestError: litellm.BadRe...`
 _ANSWERED = re.compile(r"^Tokens: ", re.M)  # aider's report of a model call that answered
+# aider's reports that a call came back, if only with nothing or at a limit: Ctrl-C after them stops nothing
+_RETURNED = re.compile(r"Tokens: |Model .* has hit a token limit|Empty response received")
+_EMPTY = re.compile(r"^Empty response received from LLM", re.M)  # aider's word for a reply of nothing
+# aider could not write a file the reply named (an OS error): a name no file can have is the reply's
+_UNABLE = re.compile(r"^Unable to create (.+?), skipping edits\.?$", re.M)
 # aider applying a whole-file or SEARCH/REPLACE block to the line the model put before it: a filename
 # with spaces or prose punctuation, or a bare word that names no file kind, is a block it misread.
 APPLIED = re.compile(r"^(?:Applied edit to|Creating empty file) (.+)$", re.M)
@@ -142,10 +147,18 @@ class Aider(Reader):
                 yield Finding("rejected", Evidence("aider.refused", i, hit[0], hit[1]))
             if text.startswith(_AIDER_SAYS) and (bad := _misnamed(text)):
                 yield Finding("task_failure", Evidence("aider.misnamed_file", i, bad[0], bad[1]))
+            if text.startswith(_AIDER_SAYS) and (unable := _UNABLE.search(text)):
+                line = text.count("\n", 0, unable.start()) + 1
+                if _bad_name(unable.group(1).strip()):
+                    yield Finding("task_failure", Evidence("aider.misnamed_file", i, line, unable.group(0)[:160]))
+                else:
+                    yield Finding("environment", Evidence("aider.unable_to_create", i, line, unable.group(0)[:160]))
+            if text.startswith(_AIDER_SAYS) and not text_of(reply).strip() and (empty := first_match(_EMPTY, text)):
+                yield Finding("environment", Evidence("aider.empty_response", i, empty[0], empty[1]))
             if hit := first_match(EDIT_FAILED, text):
-                if "token limit" in hit[1] and not text_of(reply).strip():
+                if "token limit" in hit[1] and "exhausted context window" in text and not text_of(reply).strip():
                     # nothing came back: the request did not fit the model's window (the person's files and
-                    # history), a limit of the set-up, not a reply that ran too long
+                    # history), a limit of the set-up; an empty reply at the output limit spent it thinking
                     yield Finding("environment", Evidence("aider.context_full", i, hit[0], hit[1]))
                 else:
                     yield Finding("task_failure", Evidence("aider.edit_failed", i, hit[0], hit[1]))
@@ -161,20 +174,18 @@ class Aider(Reader):
                     yield Finding("task_failure", Evidence("aider.test_output", i, err[0], err[1]))
             elif self.human(msg) and not lost:
                 if (said := self.correction(text)) is not None:
-                    yield self.said(text, i, said)
+                    yield self.said(text, i, said, text_of(reply))
                 elif not added and not retried:
                     yield from self.asked_again(after[i : i + 1], before)
             if not text.startswith(_AIDER_SAYS):
                 break  # the person's next message ends what belongs to this reply
 
 
-def _stopped(person: str, said: Sequence[str]) -> bool:
+def _stopped(person: str, returned: bool) -> bool:
     """Ctrl-C before any reply to a request (a few words at least, not a stray `exit` or a command) whose
-    call had not failed: the reply had not begun (a reasoning model still thinking) and the person stopped it."""
-    asked = len(person.split()) >= 4 and not person.lstrip().startswith("/")
-    console = "\n".join(said)
-    # a call that failed, or that answered (its token count came: an empty reply), was not stopped
-    return asked and not _CALL_FAILED.search(console) and not _ANSWERED.search(console)
+    call had neither failed nor come back (with nothing, or at a limit): the reply had not begun (a reasoning
+    model still thinking) and the person stopped it."""
+    return len(person.split()) >= 4 and not person.lstrip().startswith("/") and not returned
 
 
 def _unapplied(reply: str, console: str) -> bool:
@@ -193,16 +204,20 @@ def _unapplied(reply: str, console: str) -> bool:
 
 def _misnamed(text: str) -> tuple[int, str] | None:
     for m in APPLIED.finditer(text):
-        name = m.group(1).strip()
-        base = name.rsplit("/", 1)[-1]
-        if (
-            re.search(r"\s", name)
-            or not re.match(r"[\w./~]", name)
-            or ("." not in base and "/" not in name and base.lower() not in _NAMELESS)
-            or name.startswith("path/to/")  # the example path of aider's own instructions, copied
-        ):
+        if _bad_name(m.group(1).strip()):
             return text.count("\n", 0, m.start()) + 1, m.group(0)[:160]
     return None
+
+
+def _bad_name(name: str) -> bool:
+    """A file name the reply cannot have meant: a line of prose, a tag, a bare word of no file kind."""
+    base = name.rsplit("/", 1)[-1]
+    return bool(
+        re.search(r"\s", name)
+        or not re.match(r"[\w./~]", name)
+        or ("." not in base and "/" not in name and base.lower() not in _NAMELESS)
+        or name.startswith("path/to/")  # the example path of aider's own instructions, copied
+    )
 
 
 READER = Aider()
@@ -257,6 +272,7 @@ def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
         rest = rest[:ended]  # a new aider session: nothing after it belongs to this reply
         text_at = [i for i, x in enumerate(rest) if x.strip() and not _console(x)]
         said: list[str] = []
+        returned = False  # the call failed or came back (kept as lines come: a scan per Ctrl-C is quadratic)
         for i, x in enumerate(rest):
             if _console(x):
                 line = x[1:].strip()
@@ -265,10 +281,11 @@ def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
                     INTERRUPTED.search(line)
                     and not (text_at and i < text_at[-1])
                     and not _ASKED.match(pending)
-                    and not (not text_at and _stopped(person, said))
+                    and not (not text_at and _stopped(person, returned))
                 ):
                     continue  # after the whole reply: the person quit, nothing was refused
                 said.append(line)
+                returned = returned or bool(_CALL_FAILED.match(line) or _RETURNED.match(line))
         reply = "\n".join(x for x in rest if not _console(x))
         return person, reply.strip(), "\n".join(said)
 

@@ -726,11 +726,33 @@ def _absent(command: str, o: Outcome) -> bool:
 _OWN_MODULE = re.compile(r"No module named '(?:src|com|org)\.")
 # A package missing on the person's machine, in what they pasted: the lead would meet it too.
 _MISSING_PACKAGE = re.compile(
-    r"^[^\S\n]*(?:ModuleNotFoundError|ImportError): No module named '?(?!(?:src|com|org)\.)\w", re.M
+    r"^[^\S\n]*(?:E\s+|>\s*)?(?:ModuleNotFoundError|ImportError): No module named '?(?!(?:src|com|org)\.)([\w-]+)",
+    re.M,
 )
+# A line of the person's own prose (words, then a stop or a colon), not a line of what they pasted.
+_PROSE = re.compile(r"^\W*[^\W\d_][^\n]*?(?:\s+\S+){3,}(?<=[^\W_])[.!?:…]\s*$")
 
 
 _COLOURS = re.compile(r"\x1b\[[\d;]*[A-Za-z]")
+
+
+def _missing_package(text: str, reply: str) -> tuple[int, str] | None:
+    """(line, line) of a missing package that ends what a person pasted, with no words of theirs before
+    it (theirs may say the reply chose it). Not a module the reply wrote (`utils.py`, `app/`): its import
+    is the reply's mistake."""
+    lines = text.splitlines()
+    first = next((x for x in lines if x.strip()), "")
+    if _PROSE.match(first) and not _PASTED.match(first) and not _ERROR_LINE.match(first):
+        return None
+    missing = None
+    for m in _MISSING_PACKAGE.finditer(text):
+        missing = m
+    if missing is None or re.search(rf"(?<![\w.-]){re.escape(missing.group(1))}(?:\.py\b|/)", reply):
+        return None
+    at = text.count("\n", 0, missing.start())
+    if any(_ERROR_LINE.match(x) for x in lines[at + 1 :]):
+        return None  # another error after it: the package was there by then
+    return at + 1, missing.group(0).strip()
 
 
 def anchored_error(text: str) -> tuple[int, str] | None:
@@ -909,8 +931,11 @@ class Reader:
         r"why did you|don'?t do that|nothing (changed|happened)|same (error|problem|issue)|"
         r"(it'?s |it is )?(still )?not working|failed to compile|doesn'?t work|didn'?t work|"
         r"there(?:'s| is| are) (still )?(an? )?(error|bug|problem)|try again\b|"
-        # saying again what they said before: the reply did not do it
-        r"(but |no,? )?i (said|told you|asked( you)?( for| about| to)?)\b(?! (yes|no|ok|okay|so)\b))",
+        # saying again what they said before: the reply did not do it (not their answer to a question, not
+        # news, not thanks)
+        r"(but |no,? |as |like )?i('ve| have)?( already| specifically| literally| clearly| explicitly| just)? "
+        r"(said|told you|asked you( for| to)?|asked for)\b(?!,? ['\"]?(yes|ok|okay|so|sure|thanks|go ahead|about)\b)"
+        r"(?![^.!?\n]*\b(thanks|thank you|perfect|exactly|great)\b))",
         re.I,
     )
 
@@ -1022,7 +1047,7 @@ class Reader:
             elif self.human_turns and self.human(msg):
                 correction = self.correction(text)
                 if correction is not None:
-                    yield self.said(text, i, correction)
+                    yield self.said(text, i, correction, text_of(reply))
                 break  # the person's next message starts the next turn: what follows it is that turn's
 
     def asked_again(self, after: Sequence[Message], before: Sequence[Message]) -> Iterator[Finding]:
@@ -1038,12 +1063,11 @@ class Reader:
         if restated(was, said) and self.human({"role": "user", "content": said[:2000]}) and self.human(asked):
             yield Finding("user_correction", Evidence(f"{self.name}.asked_again", now[0], 1, said.strip()[:80]))
 
-    def said(self, text: str, at: int, correction: str) -> Finding:
-        """What a person's message that says the last step went wrong is: their correction, or a package
-        missing on their machine that they pasted (no fault of the reply's)."""
-        if missing := _MISSING_PACKAGE.search(text[:20000]):
-            line = text.count("\n", 0, missing.start()) + 1
-            return Finding("environment", Evidence(f"{self.name}.missing_package", at, line, missing.group(0).strip()))
+    def said(self, text: str, at: int, correction: str, reply: str = "") -> Finding:
+        """What a person's message that says the last step went wrong is: their correction, or, when all
+        they sent is output they pasted, ending in a package missing on their machine, the environment."""
+        if (missing := _missing_package(self.own_words(text)[:20000], reply)) is not None:
+            return Finding("environment", Evidence(f"{self.name}.missing_package", at, missing[0], missing[1]))
         return Finding("user_correction", Evidence(f"{self.name}.correction", at, 1, correction))
 
     @staticmethod

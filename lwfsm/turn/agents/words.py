@@ -57,10 +57,16 @@ SAID = re.compile(
     r"v[aẫ]n (?:kh[oô]ng|h[oô]ng|ko|l[oỗ]i|b[iị])|kh[oô]ng (?:ch[aạ]y|ho[aạ]t [đd][oộ]ng)|"
     r"(?:ko|kh[oô]ng|h[oô]ng) (?:c[oó] )?[đd][uư][oợ]c\b|"
     r"masih (?:error|gagal|tidak|belum)|tidak (?:berfungsi|jalan)|"
-    # "I told you", "I asked", in the languages above: the reply did not do what was said
-    r"(?:pero |mais |aber |mas |но )?(?:te (?:pregunt[eé]|dije|ped[ií])|je (?:t'|vous )ai (?:dit|demand[ée])|"
-    r"ich (?:habe|hab) (?:dir |doch |es )*(?:gesagt|gefragt)|eu (?:te )?(?:disse|pedi)|"
-    r"я (?:же )?(?:сказал|просил)|我(?:说了|说过|让你)|tôi đã (?:nói|bảo))|"
+    # "I told you", "I asked you", in the languages above: the reply did not do what was said (not an answer
+    # given again, "te dije que sí"; not thanks after it)
+    r"(?:pero |mais |aber |mas |но )?(?:(?:ya |como )?te (?:pregunt[eé]|dije|ped[ií])(?! que s[ií]\b)|"
+    r"je (?:t|vous)['’] ?ai (?:d[ée]j[aà] )?(?:dit|demand[ée])|je te l['’]ai (?:d[ée]j[aà] )?dit|"
+    r"j['’]ai (?:d[ée]j[aà] )?dit (?:pas|non|de ne|que non)|"
+    r"(?:ich (?:habe|hab|hatte)(?:['’]s)?|hab(?:e)? ich)(?: es)?(?: (?:dir|doch|schon|bereits|ja))+ (?:gesagt|gefragt)|"
+    r"(?:eu )?(?:j[aá] )?te (?:disse|pedi|falei)|eu falei (?:pra|para) (?:n[aã]o|voc[eê])|"
+    r"я (?:же |ведь )(?:сказал|говорил|просил|спросил)|я (?:тебе|вам) (?:же )?(?:сказал|говорил)|"
+    r"我(?:已经|刚才|不是)?说(?:了|过)(?!的)|(?:tôi|mình|em) (?:đã )?(?:nói|bảo) (?:rồi|là|bạn|em|anh|mà)\b)"
+    r"(?![^.!?\n]*(?:gracias|perfect|merci|parfait|danke|perfekt|obrigad|спасибо|отлично|谢谢|cảm ơn))|"
     # asking for the errors its change left to be fixed, in the languages above
     r"(?:please |pls )?fix (?:the|these|this|those|all(?: the)?) (?:errors?|bugs?|issues?)\b|"
     r"corrige (?:los|el|estos|este) (?:errores|error)|corrige (?:les|l'|cette|ces) ?erreurs?|behebe (?:den|die) fehler|"
