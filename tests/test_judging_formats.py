@@ -196,6 +196,34 @@ def test_a_checks_errors_searched_for_one_file_fail_the_check() -> None:
     assert kind(call("Bash", {"command": log}), [tool("ERROR: Failed to compile.")], "claude_code") == "ok"
 
 
+def test_cmd_exes_syntax_typed_into_bash_is_the_models_slip_even_while_looking() -> None:
+    slip = 'dir "%APPDATA%\\Claude\\logs" /B /O-D'
+    out = "Exit code 2\ndir: cannot access '%APPDATA%\\Claude\\logs': No such file or directory"
+    assert kind(call("Bash", {"command": slip}), [tool(out, is_error=True)], "claude_code") == "task_failure"
+    # looking into what the person reported is no excuse for it
+    said = [{"role": "user", "content": "Im getting erros whebn re opening Claude Desktop"}]
+    assert kind(call("Bash", {"command": slip}), [tool(out, is_error=True)], "claude_code", said) == "task_failure"
+    dated = "ls logs/$(date +%Y%m%d).log"  # a format string is no cmd.exe variable
+    gone = "Exit code 2\nls: cannot access 'logs/20261204.log': No such file or directory"
+    assert kind(call("Bash", {"command": dated}), [tool(gone, is_error=True)], "claude_code") == "ok"
+
+
+def test_a_shell_start_up_files_error_is_not_the_commands() -> None:
+    noise = "/c/Users/1/.bashrc: line 1: $'\\377\\376eval': command not found"
+    checks = "ruff format --check . && ruff check . && pytest -q"
+    formatted = [
+        call("Bash", {"command": "ruff format src/plan.py tests/test_plan.py"}),
+        tool(f"2 files reformatted\n{noise}"),
+    ]
+    failing = f"Exit code 1\n{noise}\n\nWould reformat: src/orchestrator.py\n1 file would be reformatted"
+    # the format run before worked (the start-up file's line is not its error) and changed the code: the check
+    # that fails after it is a new try that failed, not a second look
+    assert kind(call("Bash", {"command": checks}), [tool(failing, is_error=True)], "claude_code", formatted) == (
+        "task_failure"
+    )
+    assert kind(call("Bash", {"command": "ls src"}), [tool(f"{noise}\nplan.py")], "claude_code") == "ok"
+
+
 def test_claude_codes_editor_finding_the_file_changed_since_its_read_is_the_environment() -> None:
     reply = call("Edit", {"file_path": "models/Appraisal.js", "old_string": "a", "new_string": "b"})
     changed = "File has been unexpectedly modified. Read it again before attempting to write it."
@@ -557,6 +585,10 @@ DONE = {"role": "assistant", "content": "Done: the form saves now."}
         "Я же говорил, не трогай конфиг",
         "我刚才说了不要删",
         "Tôi bảo rồi mà",
+        "the changes has error and I don't see this increase performance",
+        "your solution has many compilor error please fix it?",
+        "but I want the default value to be empty which is null and not zero",
+        "Im getting erros whebn re opening Claude Desktop",
     ],
 )
 def test_a_person_saying_it_failed(said: str) -> None:
@@ -743,6 +775,9 @@ def test_people_asking_for_the_errors_to_go_say_the_turn_failed(said: str) -> No
         "Я просил коллегу проверить — всё работает. Теперь добавь экспорт",
         "Te dije que sí, adelante con la migración",
         "Je t'ai demandé un résumé et c'est parfait, merci !",
+        "does the controller have sufficient error handling?",
+        "the app has error handling now, add the tests next",
+        "but I want to also add a dark mode toggle",
     ],
 )
 def test_new_requests_in_those_words_are_not_corrections(said: str) -> None:

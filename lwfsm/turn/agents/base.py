@@ -342,12 +342,20 @@ _CONFIG_CHANGE = re.compile(
 )
 
 
+# cmd.exe's syntax (`dir "%APPDATA%\\x" /B`): outside cmd.exe neither bash nor PowerShell reads it as meant
+_CMD_SYNTAX = re.compile(r"%[A-Z_][A-Z0-9_]{2,}%|(?<=\s)/[A-Za-z](?:[-:][\w-]*)?(?=\s|$)")
+_CMD = re.compile(r"\bcmd(?:\.exe)?\s+/[ck]\b", re.I)
+
+
 def is_probe(command: str) -> bool:
     """A command whose failure is an answer: a search, a test, a lookup, or one that ends `|| true`
-    (also run as another user or through `bash -c '...'`)."""
+    (also run as another user or through `bash -c '...'`). Not one in cmd.exe's syntax run elsewhere: its
+    failure is the model's slip."""
     c = command.strip()
     if wrapped := _WRAPPED.match(c):
         c = wrapped.group(2).strip()
+    if _CMD_SYNTAX.search(c) and not _CMD.search(c):
+        return False
     if re.search(r"\|\|\s*(true|:|echo\b|exit 0|printf\b)", c):
         return True
     if "&&" in c and any(_words(seg)[:1] and (_words(seg)[0] in PROBES) for seg in c.split("&&")[:-1]):
@@ -389,7 +397,10 @@ _EDITOR = frozenset({"view", "create", "str_replace", "insert", "undo_edit"})
 _EDITS = re.compile(r"(edit|write|patch|create|replace|insert|apply|str_replace|notebook)", re.I)
 _WRITES = re.compile(
     r"(sed -i|perl -p?i|\bcat\s*>|>\s*[\w./-]+\.\w+\b|\btee\b|apply_patch|\bpatch\b|git apply|"
-    r"\bmv\b|\bcp\b|\brm\b|python3? - <<)"
+    r"\bmv\b|\bcp\b|\brm\b|python3? - <<|"
+    # formatters and fixers rewrite files (not when asked only to check)
+    r"\b(?:ruff format|black|isort|autopep8|gofmt -w|goimports -w|cargo fmt|rustfmt|dotnet format)\b"
+    r"(?![^|;&\n]*--(?:check|diff)\b)|\s--fix\b|\bprettier\b[^|;&\n]*\s--write\b|\beslint\b[^|;&\n]*\s--fix\b)"
 )
 # Test runners: their failure before the model changed anything shows the bug, not a mistake.
 TESTS = re.compile(
@@ -755,6 +766,11 @@ def _missing_package(text: str, reply: str) -> tuple[int, str] | None:
     return at + 1, missing.group(0).strip()
 
 
+# The shell's own start-up file failing (a `.bashrc` saved as UTF-16): the same line before every command's
+# output on that machine, none of them the command's.
+_STARTUP = re.compile(r"^\S*[/\\~]\.(?:bashrc|bash_profile|bash_login|profile|zshrc|zprofile|zshenv): ")
+
+
 def anchored_error(text: str) -> tuple[int, str] | None:
     """(line number, line) of the first error report among the last lines of a command's output;
     None when those lines also say the run passed and no summary reports a failure."""
@@ -769,7 +785,7 @@ def anchored_error(text: str) -> tuple[int, str] | None:
         if _SUMMARY.match(line) or _FAILED_COUNT.search(line) or ("Tests run:" in line and _JUNIT.search(line)):
             summary = True
             hit = hit or (first + n, line.strip()[:160])
-        elif hit is None and _ERROR_LINE.match(line):
+        elif hit is None and _ERROR_LINE.match(line) and not _STARTUP.match(line):
             hit = (first + n, line.strip()[:160])
         elif _PASSED.match(line) and "failed" not in line and "error" not in line:
             passed = True
@@ -794,6 +810,11 @@ _COMPLAINT = re.compile(
     r"saying (no|that|it can'?t|there'?s no|the same)|(giving|showing|returning) (me )?(an? |the same )?"
     r"(errors?|exceptions?|blank|empty|nothing|404|500))\b|"
     r"you (broke|missed|forgot)|"
+    # what the reply left has errors ("your solution has many compiler errors"), not error handling asked for
+    r"\b(it|this|that|the (changes?|code|fix|build|solution|app)|your (changes?|code|fix|solution|edit)) (still )?"
+    r"(has|have|had|got) (an? |some |many |several |so many |lots of |a lot of |\d+ )?"
+    r"(compil\w+ |type ?script |type |syntax |build |runtime |lint |new )?(errors?|bugs?)\b"
+    r"(?! (handling|messages?|codes?|pages?|boundar\w*|states?|logging|reporting))|"
     # what the reply said is still to do was done before: it did not look
     r"(those|these|they|that|this|it) ?('s|'re| is| are| was| were) already (fixed|done|implemented|resolved|there)|"
     r"\b(gets?|got|getting|is|it'?s|still|was) stuck\b|"
@@ -827,8 +848,9 @@ _LEAD_IN = re.compile(
 )
 # A person saying what happened when they used the result.
 _REPORTS = re.compile(
-    r"^\W*(i|we)\s+(still\s+)?(get|got|am getting|'m getting|keep getting|see|saw|tried|ran)\b[^.?!\n]{0,160}"
-    r"\b(error|errors|fail\w*|exception|crash\w*|broken|unable|can'?t|cannot|does ?n[o']t|did ?n[o']t)\b",
+    r"^\W*(i|we)('m|’m|m| am|'re| are)?\s+(still\s+)?(get|got|getting|keep getting|see|saw|seeing|tried|ran)\b"
+    r"[^.?!\n]{0,160}\b(error|errors|erro?s|fail\w*|exception|crash\w*|broken|unable|can'?t|cannot|does ?n[o']t|"
+    r"did ?n[o']t)\b",
     re.I,
 )
 
@@ -933,6 +955,7 @@ class Reader:
         r"there(?:'s| is| are) (still )?(an? )?(error|bug|problem)|try again\b|"
         # saying again what they said before: the reply did not do it (not their answer to a question, not
         # news, not thanks)
+        r"but i (want|wanted|need|needed|meant)\b(?! to (also |ask|add|know|see)\b| (also|more)\b)|"
         r"(but |no,? |as |like )?i('ve| have)?( already| specifically| literally| clearly| explicitly| just)? "
         r"(said|told you|asked you( for| to)?|asked for)\b(?!,? ['\"]?(yes|ok|okay|so|sure|thanks|go ahead|about)\b)"
         r"(?![^.!?\n]*\b(thanks|thank you|perfect|exactly|great)\b))",
@@ -1225,8 +1248,8 @@ class Reader:
             # test not written yet (a module not found is what it expects to see)
             tail = o.text[-3000:]
             return not _broken(tail) or _UNWRITTEN.search(tail) is not None
-        if first_match(_SHELL_ERROR, o.text[-3000:]) is not None:
-            return False  # a command the shell could not run, run again, is the same mistake again
+        if first_match(_SHELL_ERROR, o.text[-3000:]) is not None or (_CMD_SYNTAX.search(cmd) and not _CMD.search(cmd)):
+            return False  # a command the shell could not run (or not as written), run again, is the same mistake again
         return past.corrected or any(
             _again(c, cmd) and self.failed(j, msg, tool, args) for c, j, msg, tool, args in past.runs
         )
