@@ -203,6 +203,18 @@ def test_cmd_exes_syntax_typed_into_bash_is_the_models_slip_even_while_looking()
     # looking into what the person reported is no excuse for it
     said = [{"role": "user", "content": "Im getting erros whebn re opening Claude Desktop"}]
     assert kind(call("Bash", {"command": slip}), [tool(out, is_error=True)], "claude_code", said) == "task_failure"
+    lower = 'dir /s "%UserProfile%\\.claude"'
+    out = "Exit code 2\ndir: cannot access '/s': No such file or directory"
+    assert kind(call("Bash", {"command": lower}), [tool(out, is_error=True)], "claude_code") == "task_failure"
+    # a switch or a percent sign elsewhere is no cmd.exe command: PowerShell's own `reg query /v`, a search
+    # for the text, SQL's wildcard, a one-letter path
+    for looked in (
+        "reg query HKCU\\Software\\RustDesk /v id",
+        'grep -rn "%APPDATA%" src/',
+        "sqlite3 app.db \"select * from log where m like '%ERROR%'\" | grep -q boom",
+        "test -d /e",
+    ):
+        assert kind(call("Bash", {"command": looked}), [tool("Exit code 1", is_error=True)], "claude_code") == "ok"
     dated = "ls logs/$(date +%Y%m%d).log"  # a format string is no cmd.exe variable
     gone = "Exit code 2\nls: cannot access 'logs/20261204.log': No such file or directory"
     assert kind(call("Bash", {"command": dated}), [tool(gone, is_error=True)], "claude_code") == "ok"
@@ -222,6 +234,43 @@ def test_a_shell_start_up_files_error_is_not_the_commands() -> None:
         "task_failure"
     )
     assert kind(call("Bash", {"command": "ls src"}), [tool(f"{noise}\nplan.py")], "claude_code") == "ok"
+    for other in (
+        "/etc/profile: line 5: x: command not found",
+        "-bash: /home/me/.bashrc: line 5: x: command not found",
+    ):
+        assert kind(call("Bash", {"command": "python -c 'print(1)'"}), [tool(f"{other}\n1")], "claude_code") == "ok"
+    # the command runs the start-up file: its errors are the command's; a person pasting them means it
+    sourced = "/home/me/.bashrc: line 12: nvm: command not found"
+    assert kind(call("Bash", {"command": "source ~/.bashrc && nvm --version"}), [tool(sourced)], "generic") == (
+        "task_failure"
+    )
+    pasted = f"new terminal shows:\n{sourced}\n/home/me/.bashrc: line 13: /x/bash_completion: No such file or directory"
+    assert kind(DONE, [{"role": "user", "content": pasted}], "generic") == "user_correction"
+
+
+def test_a_formatter_run_is_a_new_try_but_no_fix() -> None:
+    asked = [{"role": "user", "content": "the parser drops the last field, fix it"}]
+    failing = "Exit code 1\n===== 1 failed, 3 passed in 0.1s ====="
+
+    def after(command: str, then: str, out: str) -> str:
+        ran = [call("Bash", {"command": command}, "b0"), tool("done", "b0")]
+        return kind(call("Bash", {"command": then}), [tool(out, is_error=True)], "claude_code", [*asked, *ran])
+
+    # a formatter changes no behaviour: the tests failing after it still show the reported bug
+    for command in (
+        "black src",
+        "pip install black isort",
+        "grep -rn black src/styles",
+        "npx eslint --fix-dry-run src",
+    ):
+        assert after(command, "pytest -q", failing) == "ok"
+    # but it rewrote files: the check failing after it is a new try, not a second look at the same failure
+    check = "ruff format --check ."
+    for command in ("ruff format src/a.py", "go fmt ./...", "npx prettier -w src", "eslint src --fix"):
+        first = [call("Bash", {"command": check}, "b1"), tool("Exit code 1\nWould reformat: a.py", "b1", is_error=True)]
+        ran = [call("Bash", {"command": command}, "b0"), tool("done", "b0")]
+        now = [tool("Exit code 1\nWould reformat: b.py", is_error=True)]
+        assert kind(call("Bash", {"command": check}), now, "claude_code", [*asked, *first, *ran]) == "task_failure"
 
 
 def test_claude_codes_editor_finding_the_file_changed_since_its_read_is_the_environment() -> None:
@@ -589,6 +638,7 @@ DONE = {"role": "assistant", "content": "Done: the form saves now."}
         "your solution has many compilor error please fix it?",
         "but I want the default value to be empty which is null and not zero",
         "Im getting erros whebn re opening Claude Desktop",
+        "I'm seeing a TypeError in the console",
     ],
 )
 def test_a_person_saying_it_failed(said: str) -> None:
@@ -778,6 +828,12 @@ def test_people_asking_for_the_errors_to_go_say_the_turn_failed(said: str) -> No
         "does the controller have sufficient error handling?",
         "the app has error handling now, add the tests next",
         "but I want to also add a dark mode toggle",
+        "Ran it, the code has 0 errors now, thanks!",
+        "Now add a fixture file that has syntax errors so we can test the linter.",
+        "If the code has errors, just log them and continue.",
+        "But I want to thank you, this is great!",
+        "I'm seeing no errors now, thanks!",
+        "Im getting ready to deploy, can't wait!",
     ],
 )
 def test_new_requests_in_those_words_are_not_corrections(said: str) -> None:

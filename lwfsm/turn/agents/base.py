@@ -342,9 +342,13 @@ _CONFIG_CHANGE = re.compile(
 )
 
 
-# cmd.exe's syntax (`dir "%APPDATA%\\x" /B`): outside cmd.exe neither bash nor PowerShell reads it as meant
-_CMD_SYNTAX = re.compile(r"%[A-Z_][A-Z0-9_]{2,}%|(?<=\s)/[A-Za-z](?:[-:][\w-]*)?(?=\s|$)")
-_CMD = re.compile(r"\bcmd(?:\.exe)?\s+/[ck]\b", re.I)
+# cmd.exe's own commands in its syntax (`dir "%APPDATA%\\x" /B`) run by bash or PowerShell, which do not read them
+# as meant (run through `cmd /c`, the command is not at a command's start)
+_CMD_SYNTAX = re.compile(
+    r"(?:^|[;&|]\s*)(?:dir|type|copy|del|erase|move|ren|rd|md|xcopy|findstr|mklink)\s"
+    r"[^|;&\n]*?(?:%[A-Za-z_]\w{2,}%|(?<=\s)/[A-Za-z](?:[-:]\w*)?(?=[\s\"']|$))",
+    re.M,
+)
 
 
 def is_probe(command: str) -> bool:
@@ -354,7 +358,7 @@ def is_probe(command: str) -> bool:
     c = command.strip()
     if wrapped := _WRAPPED.match(c):
         c = wrapped.group(2).strip()
-    if _CMD_SYNTAX.search(c) and not _CMD.search(c):
+    if _CMD_SYNTAX.search(c):
         return False
     if re.search(r"\|\|\s*(true|:|echo\b|exit 0|printf\b)", c):
         return True
@@ -397,10 +401,18 @@ _EDITOR = frozenset({"view", "create", "str_replace", "insert", "undo_edit"})
 _EDITS = re.compile(r"(edit|write|patch|create|replace|insert|apply|str_replace|notebook)", re.I)
 _WRITES = re.compile(
     r"(sed -i|perl -p?i|\bcat\s*>|>\s*[\w./-]+\.\w+\b|\btee\b|apply_patch|\bpatch\b|git apply|"
-    r"\bmv\b|\bcp\b|\brm\b|python3? - <<|"
-    # formatters and fixers rewrite files (not when asked only to check)
-    r"\b(?:ruff format|black|isort|autopep8|gofmt -w|goimports -w|cargo fmt|rustfmt|dotnet format)\b"
-    r"(?![^|;&\n]*--(?:check|diff)\b)|\s--fix\b|\bprettier\b[^|;&\n]*\s--write\b|\beslint\b[^|;&\n]*\s--fix\b)"
+    r"\bmv\b|\bcp\b|\brm\b|python3? - <<)"
+)
+# Formatters and fixers, run as a command (not asked only to check): they rewrite files, so a check that fails
+# after them is a new try, not a second look; they change no behaviour, so a test failing after them still
+# shows the reported bug (the red phase).
+_FORMATS = re.compile(
+    r"(?:^|[;&|(]\s*)(?:(?:python3? -m|npx|uvx|uv run|poetry run|pipx run)\s+)?"
+    r"(?:ruff format|black|isort|autopep8 (?:-i|--in-place)|gofmt (?:-s )?-w|goimports -w|go fmt|cargo fmt|rustfmt|"
+    r"dotnet format|clang-format -i|prettier (?:--write|-w)|"
+    r"(?:ruff check|eslint|stylelint)\s(?:[^|;&\s]+\s)*?--fix(?![-\w]))"
+    r"(?![^|;&\n]*\s(?:--(?:check|check-only|diff|verify-no-changes|dry-run|version|help)\b|-h\b))",
+    re.M,
 )
 # Test runners: their failure before the model changed anything shows the bug, not a mistake.
 TESTS = re.compile(
@@ -450,7 +462,7 @@ def _again(before: str, now: str) -> bool:
     reproduction, the same program with another selection or verbosity. Another program, or the same
     one with other arguments (a download with other options, a build with other flags), is a new try."""
     if " ".join(before.split()) == " ".join(now.split()):
-        return not _WRITES.search(now)  # running again what writes is another try, blind, not a look
+        return not _WRITES.search(now) and not _FORMATS.search(now)  # what writes, run again, is another try
     return program(before) == program(now) and bool(TESTS.search(now) or is_reproduction(now))
 
 
@@ -766,9 +778,21 @@ def _missing_package(text: str, reply: str) -> tuple[int, str] | None:
     return at + 1, missing.group(0).strip()
 
 
-# The shell's own start-up file failing (a `.bashrc` saved as UTF-16): the same line before every command's
-# output on that machine, none of them the command's.
-_STARTUP = re.compile(r"^\S*[/\\~]\.(?:bashrc|bash_profile|bash_login|profile|zshrc|zprofile|zshenv): ")
+# The shell's own start-up file failing (a `.bashrc` saved as UTF-16): the same lines before every command's
+# output on that machine, none of them the command's (unless the command runs the file).
+_STARTUP = re.compile(
+    r"^(?:-?(?:ba|z)?sh: )?(?:\S*[/\\~]\.(?:bashrc|bash_profile|bash_login|profile|zshrc|zprofile|zshenv)(?:\.d/\S+)?|"
+    r"/etc/(?:bash\.bashrc|bashrc|profile|zshrc|zprofile|zshenv)(?:\.d/\S+)?)(?::\d+)?: [^\n]*\n?",
+    re.M,
+)
+_RUNS_STARTUP = re.compile(r"\bsource\b|(?:^|[;&|]\s*)\.\s|\b(?:ba|z)?sh\s+-\w*[il]|bashrc|profile|zshrc|zshenv")
+
+
+def own_output(o: Outcome) -> str:
+    """A command's output without the lines the shell's start-up files printed before it."""
+    if "rc" not in o.text and "profile" not in o.text and "zshenv" not in o.text:
+        return o.text
+    return o.text if _RUNS_STARTUP.search(o.command or "") else _STARTUP.sub("", o.text)
 
 
 def anchored_error(text: str) -> tuple[int, str] | None:
@@ -785,7 +809,7 @@ def anchored_error(text: str) -> tuple[int, str] | None:
         if _SUMMARY.match(line) or _FAILED_COUNT.search(line) or ("Tests run:" in line and _JUNIT.search(line)):
             summary = True
             hit = hit or (first + n, line.strip()[:160])
-        elif hit is None and _ERROR_LINE.match(line) and not _STARTUP.match(line):
+        elif hit is None and _ERROR_LINE.match(line):
             hit = (first + n, line.strip()[:160])
         elif _PASSED.match(line) and "failed" not in line and "error" not in line:
             passed = True
@@ -810,11 +834,14 @@ _COMPLAINT = re.compile(
     r"saying (no|that|it can'?t|there'?s no|the same)|(giving|showing|returning) (me )?(an? |the same )?"
     r"(errors?|exceptions?|blank|empty|nothing|404|500))\b|"
     r"you (broke|missed|forgot)|"
-    # what the reply left has errors ("your solution has many compiler errors"), not error handling asked for
-    r"\b(it|this|that|the (changes?|code|fix|build|solution|app)|your (changes?|code|fix|solution|edit)) (still )?"
-    r"(has|have|had|got) (an? |some |many |several |so many |lots of |a lot of |\d+ )?"
-    r"(compil\w+ |type ?script |type |syntax |build |runtime |lint |new )?(errors?|bugs?)\b"
-    r"(?! (handling|messages?|codes?|pages?|boundar\w*|states?|logging|reporting))|"
+    # what the reply left has errors ("your solution has many compiler errors"): not a question or a condition,
+    # not error handling, not news that they are gone
+    r"^(?!\W*(does|do|did|can|could|would|will|should|is|are|if|when|whether)\b)[^.!?\n]*?"
+    r"\b(the|your) (changes?|code|solution|fix|edit|update|patch) (still )?(has|have) "
+    r"(an? |some |many |so many |lots of |a lot of |two |three |several )?"
+    r"(compil\w+ |type ?script |type |syntax |build |runtime |lint |new )?(errors?|bugs?)"
+    r"\b(?!-\w| (handling|messages?|codes?|pages?|boundar\w*|states?|logging|reporting|tracking|logs?)\b)"
+    r"(?![^.!?\n]*\b(now|fixed|no more|thanks?|thank you|great|nice|clean|gone)\b)|"
     # what the reply said is still to do was done before: it did not look
     r"(those|these|they|that|this|it) ?('s|'re| is| are| was| were) already (fixed|done|implemented|resolved|there)|"
     r"\b(gets?|got|getting|is|it'?s|still|was) stuck\b|"
@@ -848,9 +875,12 @@ _LEAD_IN = re.compile(
 )
 # A person saying what happened when they used the result.
 _REPORTS = re.compile(
-    r"^\W*(i|we)('m|’m|m| am|'re| are)?\s+(still\s+)?(get|got|getting|keep getting|see|saw|seeing|tried|ran)\b"
-    r"[^.?!\n]{0,160}\b(error|errors|erro?s|fail\w*|exception|crash\w*|broken|unable|can'?t|cannot|does ?n[o']t|"
-    r"did ?n[o']t)\b",
+    # (not news that it works: "I'm seeing no errors now", "nothing failed")
+    r"^(?![^.?!\n]*\b(no (more )?(errors?|failures?|crash\w*)|nothing (failed|broke)|thanks|thank you|great|"
+    r"can'?t (wait|thank))\b)"
+    r"\W*(i|we)('m|’m|m| am|'re| are)?\s+(still\s+)?(get|got|getting|keep getting|see|saw|seeing|tried|ran)\b"
+    r"[^.?!\n]{0,160}\b(error|errors|erro?s|\w+Error|fail\w*|exception|crash\w*|broken|unable|can'?t|cannot|"
+    r"does ?n[o']t|did ?n[o']t)\b",
     re.I,
 )
 
@@ -955,7 +985,7 @@ class Reader:
         r"there(?:'s| is| are) (still )?(an? )?(error|bug|problem)|try again\b|"
         # saying again what they said before: the reply did not do it (not their answer to a question, not
         # news, not thanks)
-        r"but i (want|wanted|need|needed|meant)\b(?! to (also |ask|add|know|see)\b| (also|more)\b)|"
+        r"but i (want|wanted|need|needed|meant) (it|the|them|this|that|a|an|my|you to|to be)\b|"
         r"(but |no,? |as |like )?i('ve| have)?( already| specifically| literally| clearly| explicitly| just)? "
         r"(said|told you|asked you( for| to)?|asked for)\b(?!,? ['\"]?(yes|ok|okay|so|sure|thanks|go ahead|about)\b)"
         r"(?![^.!?\n]*\b(thanks|thank you|perfect|exactly|great)\b))",
@@ -1150,6 +1180,8 @@ class Reader:
                     # an edit of a file it does not name (SWE-agent's open file) is an attempt, not known code
                     code = code or (_EDITS.search(name) is not None and bool(path) and not is_scaffold(path))
                     code = code or bool(command and changes_code(command))
+                elif command and _FORMATS.search(command):
+                    attempt = True  # a new try of the same code: what failed before is not looked at again
             if since_attempt:
                 end = starts[n + 1] if n + 1 < len(starts) else len(before)
                 answered = iter(calls.values())  # observations answer a reply's actions in order
@@ -1200,7 +1232,7 @@ class Reader:
         elif o.status is not None and not status_hidden(cmd) and not sifted:
             if o.status == 0:
                 return self._shell(o, probe)  # it worked, its words do not count: unless the shell said not
-            error = anchored_error(o.text) if o.runs else None
+            error = anchored_error(own_output(o)) if o.runs else None
             if probe and (misused := first_match(_MISUSED, o.text[:2000])) is not None:
                 return self._found(o, "task_failure", "misused_command", misused)  # it never searched
             if probe and (error is None or "&&" not in cmd):
@@ -1209,7 +1241,7 @@ class Reader:
                 return None
             finding = self._found(o, "task_failure", f"exit_status={o.status}", error or (1, f"exit {o.status}"))
         else:
-            error = anchored_error(o.text) if o.runs and not (probe and "&&" not in cmd) else None
+            error = anchored_error(own_output(o)) if o.runs and not (probe and "&&" not in cmd) else None
             if o.flagged and not (probe and error is None):
                 first = o.text.strip().splitlines()[0][:160] if o.text.strip() else ""
                 finding = self._found(o, "task_failure", "tool_error_flag", (1, first))
@@ -1248,7 +1280,7 @@ class Reader:
             # test not written yet (a module not found is what it expects to see)
             tail = o.text[-3000:]
             return not _broken(tail) or _UNWRITTEN.search(tail) is not None
-        if first_match(_SHELL_ERROR, o.text[-3000:]) is not None or (_CMD_SYNTAX.search(cmd) and not _CMD.search(cmd)):
+        if first_match(_SHELL_ERROR, o.text[-3000:]) is not None or _CMD_SYNTAX.search(cmd):
             return False  # a command the shell could not run (or not as written), run again, is the same mistake again
         return past.corrected or any(
             _again(c, cmd) and self.failed(j, msg, tool, args) for c, j, msg, tool, args in past.runs
@@ -1256,7 +1288,7 @@ class Reader:
 
     def failed(self, i: int, msg: Message, tool: str | None, args: Mapping[str, Any]) -> bool:
         o = self.outcome(i, msg, tool, args)
-        return o.flagged or (o.status or 0) != 0 or anchored_error(o.text) is not None
+        return o.flagged or (o.status or 0) != 0 or anchored_error(own_output(o)) is not None
 
     def _found(self, o: Outcome, kind: Kind, why: str, hit: tuple[int, str] | None = None, tail: int = 1500) -> Finding:
         """A failed outcome's finding: the environment's when the last `tail` characters of its output
