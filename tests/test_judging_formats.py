@@ -181,6 +181,12 @@ def test_cmd_exes_own_commands_typed_into_bash_are_the_models_slip() -> None:
         assert kind(call("Bash", {"command": command}), [tool(out, is_error=True)], "claude_code") == "task_failure"
 
 
+def test_a_search_refusing_its_own_pattern_as_a_flag_fails() -> None:
+    search = "rg -n --site-packages src"
+    out = "Chunk ID: f\nProcess exited with code 2\nOutput:\nrg: unrecognized flag --site-packages"
+    assert kind(call("shell", {"command": ["bash", "-lc", search]}), [tool(out)], "codex") == "task_failure"
+
+
 def test_a_checks_errors_searched_for_one_file_fail_the_check() -> None:
     check = 'npm run typecheck 2>&1 | grep "layout.tsx" || echo "no layout errors"'
     found = "src/layout.tsx(234,76): error TS2339: Property 'specialty' does not exist on type 'Maestro'."
@@ -639,6 +645,10 @@ DONE = {"role": "assistant", "content": "Done: the form saves now."}
         "but I want the default value to be empty which is null and not zero",
         "Im getting erros whebn re opening Claude Desktop",
         "I'm seeing a TypeError in the console",
+        "you fucking kidding me? This is not documented somewhere?",
+        "fucking look",
+        "hazlo tu mismo",
+        "just do it yourself",
     ],
 )
 def test_a_person_saying_it_failed(said: str) -> None:
@@ -834,6 +844,8 @@ def test_people_asking_for_the_errors_to_go_say_the_turn_failed(said: str) -> No
         "But I want to thank you, this is great!",
         "I'm seeing no errors now, thanks!",
         "Im getting ready to deploy, can't wait!",
+        "fuck yeah, it works now. Next, the export.",
+        "Are you kidding, that's awesome! Now the tests.",
     ],
 )
 def test_new_requests_in_those_words_are_not_corrections(said: str) -> None:
