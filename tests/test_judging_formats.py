@@ -185,6 +185,9 @@ def test_a_search_refusing_its_own_pattern_as_a_flag_fails() -> None:
     search = "rg -n --site-packages src"
     out = "Chunk ID: f\nProcess exited with code 2\nOutput:\nrg: unrecognized flag --site-packages"
     assert kind(call("shell", {"command": ["bash", "-lc", search]}), [tool(out)], "codex") == "task_failure"
+    # a passing test run whose output quotes a CLI's own refusal (cobra's "unknown flag") is no refusal
+    passed = "=== RUN TestBadFlag\nError: unknown flag: --bogus\n--- PASS: TestBadFlag\nPASS\nok  example.com/app 0.01s"
+    assert kind(call("Bash", {"command": "go test -v ./cmd/..."}), [tool(passed)], "claude_code") == "ok"
 
 
 def test_a_checks_errors_searched_for_one_file_fail_the_check() -> None:
@@ -645,10 +648,6 @@ DONE = {"role": "assistant", "content": "Done: the form saves now."}
         "but I want the default value to be empty which is null and not zero",
         "Im getting erros whebn re opening Claude Desktop",
         "I'm seeing a TypeError in the console",
-        "you fucking kidding me? This is not documented somewhere?",
-        "fucking look",
-        "hazlo tu mismo",
-        "just do it yourself",
     ],
 )
 def test_a_person_saying_it_failed(said: str) -> None:
@@ -844,8 +843,11 @@ def test_people_asking_for_the_errors_to_go_say_the_turn_failed(said: str) -> No
         "But I want to thank you, this is great!",
         "I'm seeing no errors now, thanks!",
         "Im getting ready to deploy, can't wait!",
-        "fuck yeah, it works now. Next, the export.",
-        "Are you kidding, that's awesome! Now the tests.",
+        # swearing in joy, praise and in others' words (found by a hostile review: no rule reads swearing)
+        "Are you kidding me? This is perfect.",
+        "Use Flask-WTF for the signup form",
+        "Fuck it, just push it to main",
+        "You do it, I trust your taste",
     ],
 )
 def test_new_requests_in_those_words_are_not_corrections(said: str) -> None:

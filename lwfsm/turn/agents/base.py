@@ -668,13 +668,13 @@ _BROWSER_GONE = re.compile(
 
 # A command refusing its own arguments: it never ran, so its status is no answer.
 _MISUSED = re.compile(
-    r"^\S+: (?:invalid|unrecognized|illegal|unknown) (?:option|flag)\b.*$|^sleep: invalid time interval\b.*$|"
+    r"^\S+: (?:invalid|unrecognized|illegal|unknown) option\b.*$|^sleep: invalid time interval\b.*$|"
     r"^fatal: cannot change to '.*': No such file or directory$|"
     # argparse's refusal (a Python CLI, SWE-agent's file editor)
     r"^[\w.-]+: error: (?:unrecognized arguments|the following arguments are required|argument \S+: |"
     r"invalid choice).*$|"
     r"^(?:u?grep|egrep|rg|ag): (?:error: )?"
-    r"(?:Unmatched|Invalid|regex parse error|error at position|Trailing backslash).*$",
+    r"(?:Unmatched|Invalid|regex parse error|error at position|Trailing backslash|unrecognized flag).*$",
     re.M,
 )
 # A command that only reads, or a tool or runner asked about what is not there: its "no" is an answer.
@@ -834,9 +834,6 @@ _COMPLAINT = re.compile(
     r"saying (no|that|it can'?t|there'?s no|the same)|(giving|showing|returning) (me )?(an? |the same )?"
     r"(errors?|exceptions?|blank|empty|nothing|404|500))\b|"
     r"you (broke|missed|forgot)|"
-    # swearing at it (not for joy: "fuck yeah, it works")
-    r"(\bwtf\b|\bwhat the f(u)?ck\b|\bf+u+c+k+(ing|ed)?\b|\b(are )?you (\w+ )?kidding( me)?\b)"
-    r"(?![^.!?\n]*\b(yeah|yes|works?|working|awesome|finally|nice|great|amazing)\b)|"
     # what the reply left has errors ("your solution has many compiler errors"): not a question or a condition,
     # not error handling, not news that they are gone
     r"^(?!\W*(does|do|did|can|could|would|will|should|is|are|if|when|whether)\b)[^.!?\n]*?"
@@ -989,8 +986,6 @@ class Reader:
         # saying again what they said before: the reply did not do it (not their answer to a question, not
         # news, not thanks)
         r"but i (want|wanted|need|needed|meant) (it|the|them|this|that|a|an|my|you to|to be)\b|"
-        # handing back what the reply asked them to do
-        r"(please |just )?(do it yourself|you do it)\b|"
         r"(but |no,? |as |like )?i('ve| have)?( already| specifically| literally| clearly| explicitly| just)? "
         r"(said|told you|asked you( for| to)?|asked for)\b(?!,? ['\"]?(yes|ok|okay|so|sure|thanks|go ahead|about)\b)"
         r"(?![^.!?\n]*\b(thanks|thank you|perfect|exactly|great)\b))",

@@ -67,9 +67,6 @@ SAID = re.compile(
     r"я (?:же |ведь )(?:сказал|говорил|просил|спросил)|я (?:тебе|вам) (?:же )?(?:сказал|говорил)|"
     r"我(?:已经|刚才|不是)?说(?:了|过)(?!的)|(?:tôi|mình|em) (?:đã )?(?:nói|bảo) (?:rồi|là|bạn|em|anh|mà)\b)"
     r"(?![^.!?\n]*(?:gracias|perfect|merci|parfait|danke|perfekt|obrigad|спасибо|отлично|谢谢|cảm ơn))|"
-    # handing back what the reply asked them to do
-    r"(?:hazlo|h[aá]zlo) (?:t[uú]|vos)(?: mism[oa])?\b|fais-le toi-m[eê]me|mach (?:es|das) selbst|fa(?:llo|i) tu\b|"
-    r"fa[cç]a voc[eê] mesmo|сделай (?:это )?сам|你自己(?:做|弄|来)|"
     # asking for the errors its change left to be fixed, in the languages above
     r"(?:please |pls )?fix (?:the|these|this|those|all(?: the)?) (?:errors?|bugs?|issues?)\b|"
     r"corrige (?:los|el|estos|este) (?:errores|error)|corrige (?:les|l'|cette|ces) ?erreurs?|behebe (?:den|die) fehler|"
