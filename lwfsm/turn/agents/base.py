@@ -983,9 +983,10 @@ class Reader:
         r"why did you|don'?t do that|nothing (changed|happened)|same (error|problem|issue)|"
         r"(it'?s |it is )?(still )?not working|failed to compile|doesn'?t work|didn'?t work|"
         r"there(?:'s| is| are) (still )?(an? )?(error|bug|problem)|try again\b|"
+        # what they want, against what the reply did
+        r"but i (want|wanted|need|needed|meant) (it|the|them|this|that|a|an|my|you to|to be)\b|"
         # saying again what they said before: the reply did not do it (not their answer to a question, not
         # news, not thanks)
-        r"but i (want|wanted|need|needed|meant) (it|the|them|this|that|a|an|my|you to|to be)\b|"
         r"(but |no,? |as |like )?i('ve| have)?( already| specifically| literally| clearly| explicitly| just)? "
         r"(said|told you|asked you( for| to)?|asked for)\b(?!,? ['\"]?(yes|ok|okay|so|sure|thanks|go ahead|about)\b)"
         r"(?![^.!?\n]*\b(thanks|thank you|perfect|exactly|great)\b))",
