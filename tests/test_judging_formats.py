@@ -181,6 +181,13 @@ def test_cmd_exes_own_commands_typed_into_bash_are_the_models_slip() -> None:
         assert kind(call("Bash", {"command": command}), [tool(out, is_error=True)], "claude_code") == "task_failure"
 
 
+def test_a_cli_not_logged_in_is_the_environment() -> None:
+    out = "Exit code 1\nYou are not logged into any GitHub hosts. To log in, run: gh auth login"
+    assert kind(call("Bash", {"command": "gh repo create x --private"}), [tool(out, is_error=True)], "claude_code") == (
+        "environment"
+    )
+
+
 def test_a_search_refusing_its_own_pattern_as_a_flag_fails() -> None:
     search = "rg -n --site-packages src"
     out = "Chunk ID: f\nProcess exited with code 2\nOutput:\nrg: unrecognized flag --site-packages"
@@ -350,6 +357,31 @@ def test_aider_an_empty_reply_at_the_token_limit_is_the_environment() -> None:
     nothing = "> Empty response received from LLM. Check your provider account?  \n> Tokens: 5.2k sent, 0 received.  "
     asked = b"#### explain the whole architecture  \n\n" + nothing.encode()
     assert aider_kind(asked + b"\n> ^C again to exit  \n\n#### next  \n") == "environment"
+
+
+def test_aider_stopping_its_own_retry_of_a_failed_edit_is_no_refusal() -> None:
+    # the reply's edit failed; Ctrl-C (or a "no") while aider sent the failure back to the model stops aider's
+    # retry, not the reply: the reply failed
+    failed = "> The LLM did not conform to the edit format.  \n> No filename provided before ``` in file listing  "
+    assert aider_kind(history(f"{failed}\n>  \n> ^C again to exit  ")) == "task_failure"
+    linted = (
+        "> Applied edit to src/parse.py  \n>  \n> # Fix any errors below, if possible.  \n>  \n"
+        "> ## Running: flake8 src/parse.py  \n>  \n> src/parse.py:3:1: F821 undefined name 'x'  \n"
+        "> util.py  \n> Create new file? (Y)es/(N)o [Yes]: n  "
+    )
+    assert aider_kind(history(linted)) == "task_failure"
+    assert aider_kind(history("> notes.md  \n> Create new file? (Y)es/(N)o [Yes]: n  ")) == "rejected"
+
+
+def test_aider_commands_that_call_no_model() -> None:
+    # `/ls` answered by aider, the person quitting after its listing: no reply of the model's, nothing refused
+    listing = b"#### /ls  \n> Files in chat:  \n> src/parse.py  \n>  \n> ^C again to exit  \n\n#### next  \n"
+    assert aider_kind(listing) == "ok"
+    # `/run` adds its output to the chat and calls no model: the `/undo` after it is about the reply before
+    ran = history("> Applied edit to src/parse.py  ", "/run python -m pytest  \n\n#### /undo")
+    assert aider_kind(ran) == "user_correction"
+    t = aider.transcript(ran, {"user_block": 2})
+    assert judge(t.messages[t.at], t.messages[t.at + 1 :], agent="aider", messages=t.messages).kind == "ok"
 
 
 def test_aider_unable_to_create_a_file() -> None:

@@ -62,6 +62,9 @@ _AIDER_SAYS = "[aider]"
 # the chat unchanged, so what the person says after them is still about the reply (one about a command's
 # own output, `/tokens`, `/models`, is not)
 _LOOK = re.compile(r"\A\s*(?:/(?:map|map-refresh|ls|diff)|<blank>)\s*\Z")
+# The person running a command (`/run`, `!`): aider runs it and may add its output to the chat; since 2024 it
+# calls no model for it (earlier versions did: there the block holds a reply)
+_RUN = re.compile(r"\A\s*(?:/run\b|!)")
 # A command aider answers itself (`/undo`, `/add x`, `/help` alone, an empty input; a mistyped one, which aider
 # calls invalid):
 # no reply of the model's to judge. (`/ask`, `/code`, `/architect`, `/help QUESTION`, `/lint`, `/test`, `/run`,
@@ -141,10 +144,13 @@ class Aider(Reader):
                     yield Finding("environment", Evidence("aider.environment", i, env[0], env[1]))
             if text.startswith(_AIDER_SAYS) and _ADDED.search(text):
                 added = True  # the files the reply asked for were added: asking again is aider's way on
-            if text.startswith(_AIDER_SAYS) and (hit := first_match(INTERRUPTED, text)):
-                yield Finding("rejected", Evidence("aider.interrupted", i, hit[0], hit[1]))
-            elif text.startswith(_AIDER_SAYS) and (hit := first_match(REFUSED, text)):
-                yield Finding("rejected", Evidence("aider.refused", i, hit[0], hit[1]))
+            stopped = text.startswith(_AIDER_SAYS) and (
+                ("aider.interrupted", first_match(INTERRUPTED, text))
+                if INTERRUPTED.search(text)
+                else ("aider.refused", first_match(REFUSED, text))
+            )
+            if stopped and (hit := stopped[1]) is not None and not _failed_before(text, hit[0]):
+                yield Finding("rejected", Evidence(stopped[0], i, hit[0], hit[1]))
             if text.startswith(_AIDER_SAYS) and (bad := _misnamed(text)):
                 yield Finding("task_failure", Evidence("aider.misnamed_file", i, bad[0], bad[1]))
             if text.startswith(_AIDER_SAYS) and (unable := _UNABLE.search(text)):
@@ -179,6 +185,21 @@ class Aider(Reader):
                     yield from self.asked_again(after[i : i + 1], before)
             if not text.startswith(_AIDER_SAYS):
                 break  # the person's next message ends what belongs to this reply
+
+
+def _looks(person: str, reply: str) -> bool:
+    """A block that only looks at the repository or runs a command (no model reply): what the person says
+    after it is still about the reply before."""
+    return _LOOK.match(person) is not None or (_RUN.match(person) is not None and not reply)
+
+
+def _failed_before(console: str, line: int) -> bool:
+    """aider reported the reply's edits failed (their format, or its lint of them) before `line`: a Ctrl-C or
+    a "no" there stops aider's own retry of the failed edit, not the reply."""
+    failed = first_match(EDIT_FAILED, console)
+    if failed is None and (linted := first_match(LINT, console)) is not None and _lint(console) == "task_failure":
+        failed = linted
+    return failed is not None and failed[0] < line
 
 
 def _stopped(person: str, returned: bool) -> bool:
@@ -290,19 +311,23 @@ def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
         return person, reply.strip(), "\n".join(said)
 
     asked, answer, console = split(blocks[k - 1])
-    after: list[Message] = []
+    own = (
+        _OWN.match(asked)
+        or (asked.lstrip().startswith("/") and "Invalid command" in console)
+        or (_RUN.match(asked) and not answer)
+    )
     # what aider printed after the reply, even nothing (it prints every edit it applies; a request to the
-    # model carries no such report)
-    after.append({"role": "user", "content": f"{_AIDER_SAYS}\n{console}".rstrip()})
+    # model carries no such report); after its own command, no reply of the model's: nothing to judge
+    mute = own and not answer  # (an older history may log a reply in a command's block: then it is read)
+    after: list[Message] = [{"role": "user", "content": _AIDER_SAYS if mute else f"{_AIDER_SAYS}\n{console}".rstrip()}]
     # The person's next message the model sees: aider answers a look at the repository (`/map`, `/ls`)
     # itself, so what the person says after it is about the last reply. A look has no reply to judge.
     nxt = k
-    while nxt < len(blocks) and _LOOK.match(split(blocks[nxt])[0]):
+    while nxt < len(blocks) and _looks(*split(blocks[nxt])[:2]):
         if any(x.startswith(_STARTED) for x, _ in blocks[nxt]):
             nxt = len(blocks)  # a new aider session began: nothing after it answers this reply
             break
         nxt += 1
-    own = _OWN.match(asked) or (asked.lstrip().startswith("/") and "Invalid command" in console)
     said_next = split(blocks[nxt])[0] if nxt < len(blocks) else ""
     # `/help QUESTION` is followed in the history by the request aider made of it (the question and its
     # documentation): the same request, not what the person said next

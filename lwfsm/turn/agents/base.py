@@ -632,7 +632,8 @@ ENVIRONMENT = Gated(
         r"password authentication failed for user|Access denied for user '[^'\n]*'@|"
         r"Executable doesn'?t exist at|Failed to (launch|initialize) (the )?browser|is not installed|not installed\b|"
         r"[Cc]annot find Java|JAVA_HOME|[Cc]ould not resolve host|[Nn]etwork is unreachable|[Cc]onnection refused|"
-        r"[Cc]redentials|[Oo]peration not permitted|[Nn]o space left on device|[Rr]ead-only file system|"
+        r"[Cc]redentials|[Nn]ot logged in(?:to)?\b|"
+        r"[Oo]peration not permitted|[Nn]o space left on device|[Rr]ead-only file system|"
         r"ERR_CONNECTION_REFUSED|ECONNREFUSED|not agreed to the Xcode license|Ripgrep search timed out|"
         r"database is locked|EADDRINUSE|[Aa]ddress already in use|error while attempting to bind on address|"
         # Claude Code on Windows failing to convert a path through Git Bash before running anything
@@ -652,7 +653,7 @@ ENVIRONMENT = Gated(
         "getaddrinfo", "enotfound", "eai_again", "no space left", "read-only file", "not permitted", "pi key",
         "pi_key", "pikey", "pi-key", "_token'", "unauthori", "forbidden", "not found", "authentication failed",
         "x server", "$display", "missing dependencies", "exist at", "browser", "not installed", "java",
-        "credentials", "xcode", "ripgrep", "database is locked", "eaddrinuse", "address already in use",
+        "credentials", "logged in", "xcode", "ripgrep", "database is locked", "eaddrinuse", "address already in use",
         "attempting to bind", "gpg failed", "/dev/tty", "access denied for user", "cygpath",
         "not in your path", "not in the path", "not in path", "identity unknown", "who you are", "sudo: a",
         "failed to run command", "cannot find package", "cannot find module", "bash\\r", "$'\\r'",
