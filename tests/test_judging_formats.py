@@ -186,6 +186,9 @@ def test_a_cli_not_logged_in_is_the_environment() -> None:
     assert kind(call("Bash", {"command": "gh repo create x --private"}), [tool(out, is_error=True)], "claude_code") == (
         "environment"
     )
+    # the project's own login check failing is the project's
+    own = "Exit code 1\nE   AssertionError: assert 'Forbidden' == 'User not logged in'\n1 failed, 12 passed"
+    assert kind(call("Bash", {"command": "pytest -q"}), [tool(own, is_error=True)], "claude_code") == "task_failure"
 
 
 def test_a_search_refusing_its_own_pattern_as_a_flag_fails() -> None:
@@ -363,7 +366,11 @@ def test_aider_stopping_its_own_retry_of_a_failed_edit_is_no_refusal() -> None:
     # the reply's edit failed; Ctrl-C (or a "no") while aider sent the failure back to the model stops aider's
     # retry, not the reply: the reply failed
     failed = "> The LLM did not conform to the edit format.  \n> No filename provided before ``` in file listing  "
-    assert aider_kind(history(f"{failed}\n>  \n> ^C again to exit  ")) == "task_failure"
+    retry = f"{failed}\n>  \n> ^C again to exit  \n\nSorry, here is the corrected blo"  # the retry cut off
+    assert aider_kind(history(retry)) == "task_failure"
+    # a retry applied, then a "no" to its new file: the refusal is of the retry
+    applied = f"{failed}\n> Applied edit to src/parse.py  \n> notes.md  \n> Create new file? (Y)es/(N)o [Yes]: n  "
+    assert aider_kind(history(applied)) == "rejected"
     linted = (
         "> Applied edit to src/parse.py  \n>  \n> # Fix any errors below, if possible.  \n>  \n"
         "> ## Running: flake8 src/parse.py  \n>  \n> src/parse.py:3:1: F821 undefined name 'x'  \n"
@@ -382,6 +389,9 @@ def test_aider_commands_that_call_no_model() -> None:
     assert aider_kind(ran) == "user_correction"
     t = aider.transcript(ran, {"user_block": 2})
     assert judge(t.messages[t.at], t.messages[t.at + 1 :], agent="aider", messages=t.messages).kind == "ok"
+    # after a reply that changed nothing, what the person says of the run is not about the reply
+    answered = b"#### where is the parser?  \n\nIn src/parse.py.\n\n#### /run npm start  \n> Error: x  \n\n"
+    assert aider_kind(answered + b"#### no, it crashes on start, fix the crash  \n") == "ok"
 
 
 def test_aider_unable_to_create_a_file() -> None:

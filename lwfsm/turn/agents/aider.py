@@ -187,10 +187,10 @@ class Aider(Reader):
                 break  # the person's next message ends what belongs to this reply
 
 
-def _looks(person: str, reply: str) -> bool:
-    """A block that only looks at the repository or runs a command (no model reply): what the person says
-    after it is still about the reply before."""
-    return _LOOK.match(person) is not None or (_RUN.match(person) is not None and not reply)
+def _looks(person: str, reply: str, edited: bool) -> bool:
+    """A block that only looks at the repository, or runs a command (no model reply) after the reply before
+    changed code, running it: what the person says after it is still about the reply before."""
+    return _LOOK.match(person) is not None or (_RUN.match(person) is not None and not reply and edited)
 
 
 def _failed_before(console: str, line: int) -> bool:
@@ -199,7 +199,11 @@ def _failed_before(console: str, line: int) -> bool:
     failed = first_match(EDIT_FAILED, console)
     if failed is None and (linted := first_match(LINT, console)) is not None and _lint(console) == "task_failure":
         failed = linted
-    return failed is not None and failed[0] < line
+    if failed is None or failed[0] >= line:
+        return False
+    # (a retry applied in between: the refusal is of what came after it)
+    lines = console.splitlines()[failed[0] : line - 1]
+    return not any(x.startswith("Applied edit to") for x in lines)
 
 
 def _stopped(person: str, returned: bool) -> bool:
@@ -323,7 +327,8 @@ def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
     # The person's next message the model sees: aider answers a look at the repository (`/map`, `/ls`)
     # itself, so what the person says after it is about the last reply. A look has no reply to judge.
     nxt = k
-    while nxt < len(blocks) and _looks(*split(blocks[nxt])[:2]):
+    edited = APPLIED.search(console) is not None
+    while nxt < len(blocks) and _looks(*split(blocks[nxt])[:2], edited):
         if any(x.startswith(_STARTED) for x, _ in blocks[nxt]):
             nxt = len(blocks)  # a new aider session began: nothing after it answers this reply
             break
