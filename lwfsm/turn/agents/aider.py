@@ -67,7 +67,7 @@ _LOOK = re.compile(r"\A\s*(?:/(?:map|map-refresh|ls|diff)|<blank>)\s*\Z")
 _RUN = re.compile(r"\A\s*(?:/run\b|!)")
 # A command aider answers itself (`/undo`, `/add x`, `/help` alone, an empty input; a mistyped one, which aider
 # calls invalid):
-# no reply of the model's to judge. (`/ask`, `/code`, `/architect`, `/help QUESTION`, `/lint`, `/test`, `/run`,
+# no reply of the model's to judge (`/run`: `_RUN`). (`/ask`, `/code`, `/architect`, `/help QUESTION`, `/lint`, `/test`,
 # `/commit`, and any unique prefix of them, may call the model.)
 _OWN = re.compile(
     r"\A\s*/(?:undo|add|drop|read-only|clear|reset|tokens|ls|diff|map|map-refresh|models?|settings|exit|quit|"
@@ -144,13 +144,12 @@ class Aider(Reader):
                     yield Finding("environment", Evidence("aider.environment", i, env[0], env[1]))
             if text.startswith(_AIDER_SAYS) and _ADDED.search(text):
                 added = True  # the files the reply asked for were added: asking again is aider's way on
-            stopped = text.startswith(_AIDER_SAYS) and (
-                ("aider.interrupted", first_match(INTERRUPTED, text))
-                if INTERRUPTED.search(text)
-                else ("aider.refused", first_match(REFUSED, text))
-            )
-            if stopped and (hit := stopped[1]) is not None and not _failed_before(text, hit[0]):
-                yield Finding("rejected", Evidence(stopped[0], i, hit[0], hit[1]))
+            if text.startswith(_AIDER_SAYS):
+                rule, hit = "aider.interrupted", first_match(INTERRUPTED, text)
+                if hit is None:
+                    rule, hit = "aider.refused", first_match(REFUSED, text)
+                if hit is not None and not _failed_before(text, hit[0]):
+                    yield Finding("rejected", Evidence(rule, i, hit[0], hit[1]))
             if text.startswith(_AIDER_SAYS) and (bad := _misnamed(text)):
                 yield Finding("task_failure", Evidence("aider.misnamed_file", i, bad[0], bad[1]))
             if text.startswith(_AIDER_SAYS) and (unable := _UNABLE.search(text)):
