@@ -253,6 +253,10 @@ def test_a_shell_start_up_files_error_is_not_the_commands() -> None:
         "task_failure"
     )
     assert kind(call("Bash", {"command": "ls src"}), [tool(f"{noise}\nplan.py")], "claude_code") == "ok"
+    # the evidence names the line of the output as it came
+    crashed = f"Exit code 1\n{noise}\nTraceback (most recent call last):\nValueError: bad"
+    j = judge(call("Bash", {"command": "python a.py"}), [tool(crashed, is_error=True)], agent="claude_code")
+    assert (j.kind, j.evidence.line if j.evidence else None) == ("task_failure", 3)
     for other in (
         "/etc/profile: line 5: x: command not found",
         "-bash: /home/me/.bashrc: line 5: x: command not found",
@@ -690,6 +694,7 @@ DONE = {"role": "assistant", "content": "Done: the form saves now."}
         "but I want the default value to be empty which is null and not zero",
         "Im getting erros whebn re opening Claude Desktop",
         "I'm seeing a TypeError in the console",
+        '"your code has many compiler errors',  # a quote before the first word
     ],
 )
 def test_a_person_saying_it_failed(said: str) -> None:

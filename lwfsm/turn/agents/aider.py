@@ -115,12 +115,14 @@ class Aider(Reader):
         text = text_of(msg)[:4000].split(_REMINDER, 1)[0]
         return msg.get("role") == "user" and (
             _HELP.match(text) is not None
-            or not text.startswith(_AIDER_SAYS)
-            and not EDIT_FAILED.search(text)
-            and not LINT.search(text)
-            and not RAN.search(text[:400])
-            and not text.lstrip().startswith(("I added these files", "I have *added these files", "Ok,", "/"))
-            and not _QUESTION.match(text)  # an answer typed to aider's own question
+            or (
+                not text.startswith(_AIDER_SAYS)
+                and not EDIT_FAILED.search(text)
+                and not LINT.search(text)
+                and not RAN.search(text[:400])
+                and not text.lstrip().startswith(("I added these files", "I have *added these files", "Ok,", "/"))
+                and not _QUESTION.match(text)  # an answer typed to aider's own question
+            )
         )
 
     def findings(

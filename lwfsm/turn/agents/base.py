@@ -783,16 +783,17 @@ def _missing_package(text: str, reply: str) -> tuple[int, str] | None:
 # output on that machine, none of them the command's (unless the command runs the file).
 _STARTUP = re.compile(
     r"^(?:-?(?:ba|z)?sh: )?(?:\S*[/\\~]\.(?:bashrc|bash_profile|bash_login|profile|zshrc|zprofile|zshenv)(?:\.d/\S+)?|"
-    r"/etc/(?:bash\.bashrc|bashrc|profile|zshrc|zprofile|zshenv)(?:\.d/\S+)?)(?::\d+)?: [^\n]*\n?",
+    r"/etc/(?:bash\.bashrc|bashrc|profile|zshrc|zprofile|zshenv)(?:\.d/\S+)?)(?::\d+)?: [^\n]*",
     re.M,
 )
 _RUNS_STARTUP = re.compile(r"\bsource\b|(?:^|[;&|]\s*)\.\s|\b(?:ba|z)?sh\s+-\w*[il]|bashrc|profile|zshrc|zshenv")
 
 
 def own_output(o: Outcome) -> str:
-    """A command's output without the lines the shell's start-up files printed before it."""
-    if "rc" not in o.text and "profile" not in o.text and "zshenv" not in o.text:
-        return o.text
+    """A command's output with the lines the shell's start-up files printed before it blanked (kept as empty
+    lines: evidence names lines of the output as it came)."""
+    if not any(name in o.text for name in ("bashrc", "zshrc", "profile", "zshenv", "bash_login")):
+        return o.text  # (the usual case: no substitution over a whole output on every failed run)
     return o.text if _RUNS_STARTUP.search(o.command or "") else _STARTUP.sub("", o.text)
 
 
@@ -835,14 +836,6 @@ _COMPLAINT = re.compile(
     r"saying (no|that|it can'?t|there'?s no|the same)|(giving|showing|returning) (me )?(an? |the same )?"
     r"(errors?|exceptions?|blank|empty|nothing|404|500))\b|"
     r"you (broke|missed|forgot)|"
-    # what the reply left has errors ("your solution has many compiler errors"): not a question or a condition,
-    # not error handling, not news that they are gone
-    r"^(?!\W*(does|do|did|can|could|would|will|should|is|are|if|when|whether)\b)[^.!?\n]*?"
-    r"\b(the|your) (changes?|code|solution|fix|edit|update|patch) (still )?(has|have) "
-    r"(an? |some |many |so many |lots of |a lot of |two |three |several )?"
-    r"(compil\w+ |type ?script |type |syntax |build |runtime |lint |new )?(errors?|bugs?)"
-    r"\b(?!-\w| (handling|messages?|codes?|pages?|boundar\w*|states?|logging|reporting|tracking|logs?)\b)"
-    r"(?![^.!?\n]*\b(now|fixed|no more|thanks?|thank you|great|nice|clean|gone)\b)|"
     # what the reply said is still to do was done before: it did not look
     r"(those|these|they|that|this|it) ?('s|'re| is| are| was| were) already (fixed|done|implemented|resolved|there)|"
     r"\b(gets?|got|getting|is|it'?s|still|was) stuck\b|"
@@ -853,6 +846,17 @@ _COMPLAINT = re.compile(
     r"(?! (a |an )?(problem|issue|necessary|needed|required|worth|important|big deal|concern|relevant)\b)|"
     r"wrong (file|place|answer|output|result|one)|(got|get|getting|see|seeing) (an? |the |this |these )?"
     r"(errors?|exceptions?|tracebacks?)\b)",
+    re.I,
+)
+# What the reply left has errors ("your solution has many compiler errors"), in a sentence: not a question or
+# a condition, not error handling, not news that they are gone.
+_HAS_ERRORS = re.compile(
+    r"(?!\W*(does|do|did|can|could|would|will|should|is|are|if|when|whether)\b)[^.!?\n]*?"
+    r"\b(the|your) (changes?|code|solution|fix|edit|update|patch) (still )?(has|have) "
+    r"(an? |some |many |so many |lots of |a lot of |two |three |several )?"
+    r"(compil\w+ |type ?script |type |syntax |build |runtime |lint |new )?(errors?|bugs?)"
+    r"\b(?!-\w| (handling|messages?|codes?|pages?|boundar\w*|states?|logging|reporting|tracking|logs?)\b)"
+    r"(?![^.!?\n]*\b(now|fixed|no more|thanks?|thank you|great|nice|clean|gone)\b)",
     re.I,
 )
 # A first sentence that thanks or praises: what follows it is news of what works ("the error doesn't show").
@@ -1145,6 +1149,8 @@ class Reader:
             or _TERSE.match(t[:80])
             or _COMPLAINT.search(first)
             or _COMPLAINT.search(then)
+            or _HAS_ERRORS.match(first)
+            or _HAS_ERRORS.match(then)
             or STILL.match(then)
             or _PASTED.search(head)
             or _REPORTS.match(t[:300])
