@@ -191,6 +191,59 @@ def test_a_cli_not_logged_in_is_the_environment() -> None:
     assert kind(call("Bash", {"command": "pytest -q"}), [tool(own, is_error=True)], "claude_code") == "task_failure"
 
 
+def test_a_tool_saying_what_to_install_is_the_environment() -> None:
+    out = "Process exited with code 1\nOutput:\nError: [explore] cargo was not found. Install a Rust toolchain."
+    assert kind(call("exec_command", {"cmd": "omx explore --prompt x"}), [tool(out)], "codex") == "environment"
+    # the project's own "not found" is the project's
+    own = "Process exited with code 1\nOutput:\nKeyError: user 42 was not found in the table"
+    assert kind(call("exec_command", {"cmd": "python app.py"}), [tool(own)], "codex") == "task_failure"
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        ('brew search "^gather$"', "ok"),
+        ("apt-cache search libfoo", "ok"),
+        ("gh search repos lwfsm", "ok"),
+        ("brew install gather", "task_failure"),  # not a search: nothing installed
+        ("gh pr create --fill", "task_failure"),
+    ],
+)
+def test_a_package_search_that_finds_nothing_is_an_answer(command: str, expected: str) -> None:
+    out = 'Process exited with code 1\nOutput:\nError: No formulae or casks found for "^gather$".'
+    assert kind(call("exec_command", {"cmd": command}), [tool(out)], "codex") == expected
+
+
+def test_claude_codes_powershell_tool_is_a_shell() -> None:
+    # a lookup that finds nothing answers with its status, as it does through Bash
+    probe = call("PowerShell", {"command": "# is a name set?\ngit config --global user.email 2>$null"})
+    assert kind(probe, [tool("Exit code 1", is_error=True)], "claude_code") == "ok"
+    build = call("PowerShell", {"command": "npm run build"})
+    assert kind(build, [tool("Exit code 1\nerror TS2304: Cannot find name 'x'.", is_error=True)], "claude_code") == (
+        "task_failure"
+    )
+
+
+def test_claude_codes_auto_mode_refusing_a_call_is_a_rejection() -> None:
+    denied = (
+        "Permission for this action was denied by the Claude Code auto mode classifier. Reason: a Run key "
+        "for login-time execution is Unauthorized Persistence."
+    )
+    reg = call("PowerShell", {"command": "Set-ItemProperty HKCU:/Software/Microsoft/Windows/CurrentVersion/Run x y"})
+    assert kind(reg, [tool(denied, is_error=True)], "claude_code") == "rejected"
+
+
+def test_mini_swe_agents_harness_failing_to_start_a_command_is_the_environment() -> None:
+    gone = (
+        "<exception>An error occurred while executing the command: [Errno 2] No such file or directory: "
+        "'/testbed'</exception>\n<returncode>-1</returncode>\n<output>\n</output>"
+    )
+    assert kind(mini("python reproduce.py"), [{"role": "user", "content": gone}], "mini_swe_agent") == "environment"
+    # the command ran and failed: the model's
+    ran = "<returncode>1</returncode>\n<output>\nTraceback (most recent call last):\nNameError: name 'x'\n</output>"
+    assert kind(mini("python src/app.py"), [{"role": "user", "content": ran}], "mini_swe_agent") == "task_failure"
+
+
 def test_a_search_refusing_its_own_pattern_as_a_flag_fails() -> None:
     search = "rg -n --site-packages src"
     out = "Chunk ID: f\nProcess exited with code 2\nOutput:\nrg: unrecognized flag --site-packages"
@@ -396,6 +449,26 @@ def test_aider_commands_that_call_no_model() -> None:
     # after a reply that changed nothing, what the person says of the run is not about the reply
     answered = b"#### where is the parser?  \n\nIn src/parse.py.\n\n#### /run npm start  \n> Error: x  \n\n"
     assert aider_kind(answered + b"#### no, it crashes on start, fix the crash  \n") == "ok"
+
+
+def test_aider_a_chat_modes_command_carries_the_persons_words() -> None:
+    # `/ask ...` after the reply: the person's words follow the command
+    assert aider_kind(history("> Applied edit to src/parse.py", "/ask it still does not work, why?")) == (
+        "user_correction"
+    )
+    assert aider_kind(history("> Applied edit to src/parse.py", "/ask why is the parser a class?")) == "ok"
+    # a mode's command with no reply of its own: aider logs the message it sends as the next block
+    switched = b"#### /ask what is the interval for?  \n\n#### what is the interval for?  \n\nIt sets the delay.\n"
+    assert aider_kind(switched) == "ok"
+
+
+def test_aider_an_unexpected_error_from_the_model_call_is_a_failed_call() -> None:
+    failed = (
+        "> Unexpected error: litellm.AuthenticationError: AuthenticationError: OpenrouterException - "
+        "Error code: 401 - Missing Authentication header or invalid API key"
+    )
+    data = b"#### fix the parser  \n\n" + failed.encode() + b"\n\n#### fix the parser  \n"
+    assert aider_kind(data) == "environment"  # not the person asking again: the call never answered
 
 
 def test_aider_unable_to_create_a_file() -> None:

@@ -73,9 +73,12 @@ _OWN = re.compile(
     r"\A\s*/(?:undo|add|drop|read-only|clear|reset|tokens|ls|diff|map|map-refresh|models?|settings|exit|quit|"
     r"copy|paste|git|voice|editor|save|load|report|multiline-mode|chat-mode)\b|\A\s*(?:/help|<blank>)\s*\Z"
 )
+# A chat mode's command before the person's message (`/ask why is it slow?`): what follows is their words.
+_MODE = re.compile(r"\A\s*/(?:ask|code|architect|context)[^\S\n]+(?=\S)")
 _ADDED = re.compile(r"^Add (?:file|these files) to the chat\?[^\n]*: (?:y|yes|a|all)\s*$", re.M | re.I)
 # aider's report that its call to the model failed (LiteLLM's exception names: rate limit, no key, outage)
-_CALL_FAILED = re.compile(r"^(?:\w+Error: )?litellm\.\w+Error\b.*$", re.M)  # newer: `BadRequestError: litellm.BadRe...`
+# (newer: `BadRequestError: litellm.BadRe...`; on an error aider did not expect: `Unexpected error: litellm...`)
+_CALL_FAILED = re.compile(r"^(?:\w+Error: |Unexpected error: )?litellm\.\w+Error\b.*$", re.M)
 _ANSWERED = re.compile(r"^Tokens: ", re.M)  # aider's report of a model call that answered
 # aider's reports that a call came back, if only with nothing or at a limit: Ctrl-C after them stops nothing
 _RETURNED = re.compile(r"Tokens: |Model .* has hit a token limit|Empty response received")
@@ -112,7 +115,7 @@ class Aider(Reader):
         return "SEARCH/REPLACE" in system[:20000] or "*SEARCH/REPLACE block*" in system[:20000]
 
     def human(self, msg: Message) -> bool:
-        text = text_of(msg)[:4000].split(_REMINDER, 1)[0]
+        text = self.own_words(text_of(msg)[:4000].split(_REMINDER, 1)[0])
         return msg.get("role") == "user" and (
             _HELP.match(text) is not None
             or (
@@ -124,6 +127,10 @@ class Aider(Reader):
                 and not _QUESTION.match(text)  # an answer typed to aider's own question
             )
         )
+
+    @staticmethod
+    def own_words(text: str) -> str:
+        return _MODE.sub("", text, count=1)
 
     def findings(
         self, reply: Message, after: Sequence[Message], tools: Sequence[Message], before: Sequence[Message] = ()
@@ -320,6 +327,8 @@ def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
         _OWN.match(asked)
         or (asked.lstrip().startswith("/") and "Invalid command" in console)
         or (_RUN.match(asked) and not answer)
+        # a chat mode's command with no reply: aider logs the message it sends as a block of its own next
+        or (_MODE.match(asked) and not answer)
     )
     # what aider printed after the reply, even nothing (it prints every edit it applies; a request to the
     # model carries no such report); after its own command, no reply of the model's: nothing to judge

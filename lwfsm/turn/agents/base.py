@@ -205,10 +205,17 @@ PROBES = frozenset(
         "where.exe",
         "Get-Process",
         "reg query",  # Windows' registry: 1 when the key is not there
+        # a package manager's search: 1 when nothing matches
+        "brew search",
+        "apt search",
+        "apt-cache search",
+        "npm search",
+        "mas search",
+        "gh search",
     }
 )
 # Commands named by their first two words (`git diff` is a probe, `git push` is not).
-_TWO_WORDS = frozenset({"git", "pip", "npm", "systemctl", "docker", "reg"})
+_TWO_WORDS = frozenset({"git", "pip", "npm", "systemctl", "docker", "reg", "brew", "apt", "apt-cache", "mas", "gh"})
 _HIDDEN = re.compile(r"(?:2|&)>\s*/dev/null")
 _QUIET = re.compile(r"-(?:ErrorAction|ea)\s+(?:SilentlyContinue|Ignore|0)\b", re.I)
 # The last command of a pipeline decides its status: a filter there hides the real one.
@@ -638,6 +645,10 @@ ENVIRONMENT = Gated(
         r"database is locked|EADDRINUSE|[Aa]ddress already in use|error while attempting to bind on address|"
         # Claude Code on Windows failing to convert a path through Git Bash before running anything
         r"^(?:<tool_use_error>Error calling tool \(\w+\): )?Command failed: cygpath\b|"
+        # mini-swe-agent's harness failing to start a command (its working folder gone): nothing of it ran
+        r"<exception>An error occurred while executing the command: \[Errno \d+\]|"
+        # a tool naming what it needs and saying to install it ("cargo was not found. Install a Rust toolchain")
+        r"\b(?:was|is) not found[.;,] (?:[Pp]lease )?(?:[Ii]nstall|run without arguments to install)\b|"
         r"not in (?:your |the )?PATH\b|gpg failed to sign the data|cannot open '/dev/tty'|"
         r"Author identity unknown|Please tell me who you are|sudo: a (?:terminal|password) is required|"
         # a program run through `timeout`, `nohup` or `env` that is not installed; a Node package not installed
@@ -657,7 +668,7 @@ ENVIRONMENT = Gated(
         "attempting to bind", "gpg failed", "/dev/tty", "access denied for user", "cygpath",
         "not in your path", "not in the path", "not in path", "identity unknown", "who you are", "sudo: a",
         "failed to run command", "cannot find package", "cannot find module", "bash\\r", "$'\\r'",
-        "is not recognized as the name",
+        "is not recognized as the name", "while executing the command",
     ),
 )  # fmt: skip
 
@@ -976,6 +987,8 @@ class Reader:
     REJECTED = re.compile(
         r"(The user doesn't want to proceed with this tool use|[Uu]ser rejected|rejected by (?:the )?user|"
         r"[Uu]ser (declined|denied)|\[Request interrupted by user( for tool use)?\]|^Interrupted by user: |"
+        # Claude Code's auto mode: a classifier answering for the person (the person's own rules, applied)
+        r"^Permission for this action was denied by the Claude Code auto mode classifier\b|"
         r"requested permissions? to use .*"
         r"(haven't|have not) granted)",
     )

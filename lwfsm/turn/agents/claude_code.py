@@ -17,7 +17,7 @@ __all__ = ["READER"]
 _SIBLING = re.compile(r"^(<tool_use_error>)?(Cancelled: parallel tool call|Sibling tool call errored)", re.I)
 _STOP_HOOK = re.compile(r"^(Stop hook feedback|\S+ hook (error|feedback)|PostToolUse:\S+ hook)", re.I | re.M)
 _ASKS = {"AskUserQuestion"}  # the tool that puts questions to the person
-_RUNS = {"Bash", "BashOutput", "TaskOutput", "KillShell"}
+_RUNS = {"Bash", "PowerShell", "BashOutput", "TaskOutput", "KillShell"}  # PowerShell: its tool on Windows
 _BASH_TAGS = re.compile(r"</?bash-(input|stdout|stderr)>")
 _STDERR = re.compile(r"<bash-stderr>(.+?)</bash-stderr>", re.S)
 _INJECTED = re.compile(r"^(?:\s*<(ide_opened_file|ide_selection|ide_diagnostics|system-reminder)>.*?</\1>)+\s*", re.S)
@@ -64,7 +64,7 @@ class ClaudeCode(Reader):
             return o
         if tool == "KillShell" and _ENDED.match(o.text.strip()):
             o.flagged = False  # the shell it meant to stop had already stopped: what it wanted holds
-        if tool == "Bash" and o.status is None and not o.flagged:
+        if tool in ("Bash", "PowerShell") and o.status is None and not o.flagged:
             o.status = 0  # Claude Code prints "Exit code N" (and flags is_error) only when a command failed
         if tool is not None and tool not in _RUNS:
             o.runs, o.timed_out, o.status = False, False, None  # a file, a listing, a search: words do not count
