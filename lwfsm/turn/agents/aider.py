@@ -115,7 +115,8 @@ class Aider(Reader):
         return "SEARCH/REPLACE" in system[:20000] or "*SEARCH/REPLACE block*" in system[:20000]
 
     def human(self, msg: Message) -> bool:
-        text = self.own_words(text_of(msg)[:4000].split(_REMINDER, 1)[0])
+        # (the mode's command stays in what `asked_again` compares: `/ask X` then `/code X` applies what was discussed)
+        text = _MODE.sub("", text_of(msg)[:4000].split(_REMINDER, 1)[0], count=1)
         return msg.get("role") == "user" and (
             _HELP.match(text) is not None
             or (
@@ -128,9 +129,8 @@ class Aider(Reader):
             )
         )
 
-    @staticmethod
-    def own_words(text: str) -> str:
-        return _MODE.sub("", text, count=1)
+    def correction(self, text: str) -> str | None:
+        return super().correction(_MODE.sub("", text, count=1))
 
     def findings(
         self, reply: Message, after: Sequence[Message], tools: Sequence[Message], before: Sequence[Message] = ()

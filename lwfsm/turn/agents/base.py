@@ -205,17 +205,13 @@ PROBES = frozenset(
         "where.exe",
         "Get-Process",
         "reg query",  # Windows' registry: 1 when the key is not there
-        # a package manager's search: 1 when nothing matches
+        # a package manager's search that exits 1 when nothing matches (`gh`, `npm`, `apt` exit 0: theirs fail)
         "brew search",
-        "apt search",
-        "apt-cache search",
-        "npm search",
         "mas search",
-        "gh search",
     }
 )
 # Commands named by their first two words (`git diff` is a probe, `git push` is not).
-_TWO_WORDS = frozenset({"git", "pip", "npm", "systemctl", "docker", "reg", "brew", "apt", "apt-cache", "mas", "gh"})
+_TWO_WORDS = frozenset({"git", "pip", "npm", "systemctl", "docker", "reg", "brew", "mas"})
 _HIDDEN = re.compile(r"(?:2|&)>\s*/dev/null")
 _QUIET = re.compile(r"-(?:ErrorAction|ea)\s+(?:SilentlyContinue|Ignore|0)\b", re.I)
 # The last command of a pipeline decides its status: a filter there hides the real one.
@@ -645,10 +641,9 @@ ENVIRONMENT = Gated(
         r"database is locked|EADDRINUSE|[Aa]ddress already in use|error while attempting to bind on address|"
         # Claude Code on Windows failing to convert a path through Git Bash before running anything
         r"^(?:<tool_use_error>Error calling tool \(\w+\): )?Command failed: cygpath\b|"
-        # mini-swe-agent's harness failing to start a command (its working folder gone): nothing of it ran
-        r"<exception>An error occurred while executing the command: \[Errno \d+\]|"
-        # a tool naming what it needs and saying to install it ("cargo was not found. Install a Rust toolchain")
-        r"\b(?:was|is) not found[.;,] (?:[Pp]lease )?(?:[Ii]nstall|run without arguments to install)\b|"
+        # mini-swe-agent's harness failing to start a command in its working folder (gone): nothing of it ran
+        r"\A<exception>An error occurred while executing the command: \[Errno 2\] No such file or directory: "
+        r"'[^'\n]*'</exception>|"
         r"not in (?:your |the )?PATH\b|gpg failed to sign the data|cannot open '/dev/tty'|"
         r"Author identity unknown|Please tell me who you are|sudo: a (?:terminal|password) is required|"
         # a program run through `timeout`, `nohup` or `env` that is not installed; a Node package not installed
@@ -685,9 +680,15 @@ _MISUSED = re.compile(
     # argparse's refusal (a Python CLI, SWE-agent's file editor)
     r"^[\w.-]+: error: (?:unrecognized arguments|the following arguments are required|argument \S+: |"
     r"invalid choice).*$|"
+    # PowerShell's and Windows' find.exe refusing a Unix command's options (`ls -la`, `find . -name`)
+    r"A parameter cannot be found that matches parameter name\b.*$|^FIND: Parameter format not correct$|"
     r"^(?:u?grep|egrep|rg|ag): (?:error: )?"
     r"(?:Unmatched|Invalid|regex parse error|error at position|Trailing backslash|unrecognized flag).*$",
     re.M,
+)
+# A probe's program that never ran: not installed, or not PowerShell's (`grep` typed into it)
+_NOT_RUN = re.compile(
+    r"command not found|is not recognized as (?:the name of a cmdlet|an internal or external command)"
 )
 # A command that only reads, or a tool or runner asked about what is not there: its "no" is an answer.
 _READS_ONLY = frozenset(
@@ -1256,6 +1257,8 @@ class Reader:
             error = anchored_error(own_output(o)) if o.runs else None
             if probe and (misused := first_match(_MISUSED, o.text[:2000])) is not None:
                 return self._found(o, "task_failure", "misused_command", misused)  # it never searched
+            if probe and (o.status == 127 or _NOT_RUN.search(o.text[:2000])):
+                return self._found(o, "task_failure", f"exit_status={o.status}", (1, f"exit {o.status}"))  # never ran
             if probe and (error is None or "&&" not in cmd):
                 return None  # a search answered "no" (in `which x && x --version` x itself may have failed)
             if _absent(cmd, o):
