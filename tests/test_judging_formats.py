@@ -248,6 +248,19 @@ def test_mini_swe_agents_harness_failing_to_start_a_command_is_the_environment()
     assert kind(mini("python src/app.py"), [{"role": "user", "content": ran}], "mini_swe_agent") == "task_failure"
 
 
+def test_powershells_own_unauthorized_exception_is_no_credentials_problem() -> None:
+    ps = "$pid = 1"
+    out = (
+        "Exit code 1\nCannot overwrite variable PID because it is read-only or constant.\n"
+        "    + CategoryInfo          : WriteError: (PID:String) [], SessionStateUnauthorizedAccessException"
+    )
+    assert kind(call("PowerShell", {"command": ps}), [tool(out, is_error=True)], "claude_code") == "task_failure"
+    denied = "Exit code 1\ncurl: (22) The requested URL returned error: 401 Unauthorized"
+    assert kind(
+        call("Bash", {"command": "curl -f https://api.x/v1"}), [tool(denied, is_error=True)], "claude_code"
+    ) == ("environment")
+
+
 def test_a_search_refusing_its_own_pattern_as_a_flag_fails() -> None:
     search = "rg -n --site-packages src"
     out = "Chunk ID: f\nProcess exited with code 2\nOutput:\nrg: unrecognized flag --site-packages"
@@ -469,6 +482,23 @@ def test_aider_a_chat_modes_command_carries_the_persons_words() -> None:
         b"#### /ask add a retry to the fetcher?  \n\nA loop would do.\n\n#### /code add a retry to the fetcher?  \n"
     )
     assert aider_kind(discussed) == "ok"
+
+
+def test_aider_architect_modes_edit_declined() -> None:
+    plan = "Change `:ok = open(f)` to `{:ok, _} = open(f)` in cache.ex."
+    asked = "> Tokens: 3.9k sent, 489 received.\n> Edit the files? (Y)es/(N)o [Yes]: n"
+    data = f"#### fix the MatchError  \n\n{plan}\n\n{asked}\n\n#### /ask how can I tell it works?  \n".encode()
+    assert aider_kind(data) == "rejected"
+    # its answer was commands to run: no edit for the editor to make, nothing refused
+    advice = "Install it:\n\n```bash\npip3 install supabase\n```\n\nThen start the app again."
+    data = f"#### the app says no module supabase  \n\n{advice}\n\n{asked}\n\n#### /code  \n".encode()
+    assert aider_kind(data) == "ok"
+
+
+def test_aider_a_modes_command_alone_only_switches() -> None:
+    # a new session's `/architect` with no message: no model call, so the error pasted next is about no reply
+    data = b"#### /architect  \n\n#### I get this error: ** (ArgumentError) cannot invoke def/2 outside module  \n"
+    assert aider_kind(data) == "ok"
 
 
 def test_aider_an_unexpected_error_from_the_model_call_is_a_failed_call() -> None:
