@@ -255,6 +255,14 @@ def test_powershells_own_unauthorized_exception_is_no_credentials_problem() -> N
         "    + CategoryInfo          : WriteError: (PID:String) [], SessionStateUnauthorizedAccessException"
     )
     assert kind(call("PowerShell", {"command": ps}), [tool(out, is_error=True)], "claude_code") == "task_failure"
+    # the machine's execution policy refusing scripts is its setting
+    policy = (
+        "Exit code 1\nnpm : File C:\\Program Files\\nodejs\\npm.ps1 cannot be loaded because running scripts is "
+        "disabled on this system.\n    + FullyQualifiedErrorId : UnauthorizedAccess"
+    )
+    assert (
+        kind(call("PowerShell", {"command": "npm test"}), [tool(policy, is_error=True)], "claude_code") == "environment"
+    )
     denied = "Exit code 1\ncurl: (22) The requested URL returned error: 401 Unauthorized"
     assert kind(
         call("Bash", {"command": "curl -f https://api.x/v1"}), [tool(denied, is_error=True)], "claude_code"
@@ -484,14 +492,10 @@ def test_aider_a_chat_modes_command_carries_the_persons_words() -> None:
     assert aider_kind(discussed) == "ok"
 
 
-def test_aider_architect_modes_edit_declined() -> None:
-    plan = "Change `:ok = open(f)` to `{:ok, _} = open(f)` in cache.ex."
-    asked = "> Tokens: 3.9k sent, 489 received.\n> Edit the files? (Y)es/(N)o [Yes]: n"
-    data = f"#### fix the MatchError  \n\n{plan}\n\n{asked}\n\n#### /ask how can I tell it works?  \n".encode()
-    assert aider_kind(data) == "rejected"
-    # its answer was commands to run: no edit for the editor to make, nothing refused
-    advice = "Install it:\n\n```bash\npip3 install supabase\n```\n\nThen start the app again."
-    data = f"#### the app says no module supabase  \n\n{advice}\n\n{asked}\n\n#### /code  \n".encode()
+def test_aider_architect_modes_edit_declined_is_no_refusal() -> None:
+    # architect mode asks after every answer, a question back included: a no refuses nothing
+    asked = "> Tokens: 3.9k sent, 89 received.\n> Edit the files? (Y)es/(N)o [Yes]: n"
+    data = f"#### fix the MatchError  \n\nPlease paste the exact error.\n\n{asked}\n\n#### here it is  \n".encode()
     assert aider_kind(data) == "ok"
 
 

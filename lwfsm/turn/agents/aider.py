@@ -91,27 +91,15 @@ _UNABLE = re.compile(r"^Unable to create (.+?), skipping edits\.?$", re.M)
 APPLIED = re.compile(r"^(?:Applied edit to|Creating empty file) (.+)$", re.M)
 # The end of an edit block in the reply (SEARCH/REPLACE, or the ORIGINAL/UPDATED of other tools).
 _BLOCK_END = re.compile(r"^>{7} ?(?:REPLACE|UPDATED)\s*$", re.M)
-# The person answering no when aider asks to write the reply's edit to a file, or in architect mode to have
-# its editor apply the plan: the edit is refused.
-# (Declining a suggested shell command is not: the person often runs it their own way.)
+# The person answering no when aider asks to write the reply's edit to a file: the edit is refused. (Declining
+# a suggested shell command is not: the person often runs it their own way; nor architect mode's "Edit the
+# files?", which it asks after every answer, a question back or advice included.)
 REFUSED = re.compile(
-    r"^(?:Create new file\?(?:.*\]:)?|Allow edits to [^\n?]*\?(?:.*(?:\]:|\?))?|Edit the files\?(?:.*\]:)?) *"
-    r"(?:n|no|d|s|skip|don't)\b",
+    r"^(?:Create new file\?(?:.*\]:)?|Allow edits to [^\n?]*\?(?:.*(?:\]:|\?))?) *(?:n|no|d|s|skip|don't)\b",
     re.M | re.I,
 )
 # aider names a file the reply's edits need, then asks to add it: Ctrl-C while that question waits
 # refuses the edits.
-# A reply whose only code is shell commands (`pip install x`) has nothing for architect mode's editor to
-# change: declining "Edit the files?" then refuses no edit, as declining a suggested command is no refusal.
-_FENCE = re.compile(r"^```[ \t]*([\w+-]*)[^\n]*$", re.M)
-_SHELLS = frozenset({"bash", "sh", "shell", "console", "zsh", "powershell", "ps1", "pwsh", "cmd", "bat"})
-
-
-def _advice(refused: str, reply: str) -> bool:
-    langs = _FENCE.findall(reply)[0::2]  # opening fences (each block opens and closes)
-    return refused.startswith("Edit the files") and bool(langs) and all(x.lower() in _SHELLS for x in langs)
-
-
 _ASKED = re.compile(r"^[\w.~/-]+\.\w+$")
 _QUESTION = re.compile(r"[^\n]*\? \(Y\)es/\(N\)o")
 _NAMELESS = frozenset(
@@ -171,7 +159,7 @@ class Aider(Reader):
                 rule, hit = "aider.interrupted", first_match(INTERRUPTED, text)
                 if hit is None:
                     rule, hit = "aider.refused", first_match(REFUSED, text)
-                if hit is not None and not _failed_before(text, hit[0]) and not _advice(hit[1], text_of(reply)):
+                if hit is not None and not _failed_before(text, hit[0]):
                     yield Finding("rejected", Evidence(rule, i, hit[0], hit[1]))
             if text.startswith(_AIDER_SAYS) and (bad := _misnamed(text)):
                 yield Finding("task_failure", Evidence("aider.misnamed_file", i, bad[0], bad[1]))

@@ -625,7 +625,7 @@ ENVIRONMENT = Gated(
         r"externally-managed-environment|Could not find an activated virtualenv|"
         r"Connection refused|ConnectionRefused|getaddrinfo|ENOTFOUND|EAI_AGAIN|"
         r"No space left on device|Read-only file system|Operation not permitted|"
-        r"(API|[Aa]pi)[ _-]?([Kk]ey|KEY)|_TOKEN'|\bUnauthorized\b|401 Unauthori[sz]ed|403 Forbidden|"
+        r"(API|[Aa]pi)[ _-]?([Kk]ey|KEY)|_TOKEN'|(?<!SessionState)Unauthorized|401 Unauthori[sz]ed|403 Forbidden|"
         r"\b(java|javac|mvn|gradle|node|npm|npx|yarn|cargo|rustc|go|make|cmake|gcc|g\+\+|docker|pip|pip3|python2|"
         r"ruff|mypy|black|flake8|pylint|eslint|tsc|prettier|grep|head|tail|sed|awk|curl|wget|git|rg|jq|unzip|"
         r"ruby|php|composer|dotnet|kubectl|psql|mysql|redis-cli|pytest|tox|poetry|conda): (command )?not found|"
