@@ -269,6 +269,18 @@ def test_powershells_own_unauthorized_exception_is_no_credentials_problem() -> N
     ) == ("environment")
 
 
+def test_a_port_taken_or_a_runtime_off_the_path_is_the_environment() -> None:
+    taken = "Port 3000 is in use by another process (not a preview server). Run `lsof -i :3000` to see it."
+    assert kind(call("preview_start", {"name": "web"}), [tool(taken, is_error=True)], "claude_code") == "environment"
+    shebang = "Exit code 127\nenv: node: No such file or directory"
+    assert kind(call("Bash", {"command": "npx vite"}), [tool(shebang, is_error=True)], "claude_code") == "environment"
+    # the program's own missing file is its own
+    own = "Exit code 1\nFileNotFoundError: [Errno 2] No such file or directory: 'data/input.csv'"
+    assert kind(call("Bash", {"command": "python src/load.py"}), [tool(own, is_error=True)], "claude_code") == (
+        "task_failure"
+    )
+
+
 def test_a_search_refusing_its_own_pattern_as_a_flag_fails() -> None:
     search = "rg -n --site-packages src"
     out = "Chunk ID: f\nProcess exited with code 2\nOutput:\nrg: unrecognized flag --site-packages"
@@ -503,6 +515,15 @@ def test_aider_a_modes_command_alone_only_switches() -> None:
     # a new session's `/architect` with no message: no model call, so the error pasted next is about no reply
     data = b"#### /architect  \n\n#### I get this error: ** (ArgumentError) cannot invoke def/2 outside module  \n"
     assert aider_kind(data) == "ok"
+
+
+def test_aider_the_same_request_after_no_reply_is_sent_again() -> None:
+    # aider stopped at its own question (a dirty repository) and never called the model
+    dirty = "> Git repo has uncommitted changes.\n> Commit before the chat proceeds [y/n/commit message]? y"
+    data = f"#### add a public IP module  \n\n{dirty}\n\n#### add a public IP module  \n".encode()
+    assert aider_kind(data) == "ok"
+    answered = b"#### add a public IP module  \n\nIt is in network.tf now.\n\n#### add a public IP module  \n"
+    assert aider_kind(answered) == "user_correction"  # asked again after an answer
 
 
 def test_aider_an_unexpected_error_from_the_model_call_is_a_failed_call() -> None:

@@ -191,7 +191,8 @@ class Aider(Reader):
             elif self.human(msg) and not lost:
                 if (said := self.correction(text)) is not None:
                     yield self.said(text, i, said, text_of(reply))
-                elif not added and not retried:
+                elif not added and not retried and text_of(reply).strip():
+                    # (after no reply at all, the same request again is sent again: nothing was answered to correct)
                     yield from self.asked_again(after[i : i + 1], before)
             if not text.startswith(_AIDER_SAYS):
                 break  # the person's next message ends what belongs to this reply

@@ -639,6 +639,9 @@ ENVIRONMENT = Gated(
         r"[Oo]peration not permitted|[Nn]o space left on device|[Rr]ead-only file system|"
         r"ERR_CONNECTION_REFUSED|ECONNREFUSED|not agreed to the Xcode license|Ripgrep search timed out|"
         r"database is locked|EADDRINUSE|[Aa]ddress already in use|error while attempting to bind on address|"
+        r"\b[Pp]ort \d+ is (?:already )?in use by another process|"
+        # a script's `#!/usr/bin/env node` where node is not on the PATH
+        r"(?:^|\n)env: ['‘]?[\w.+-]+['’]?: No such file or directory|"
         # Claude Code on Windows failing to convert a path through Git Bash before running anything
         r"^(?:<tool_use_error>Error calling tool \(\w+\): )?Command failed: cygpath\b|"
         # mini-swe-agent's harness failing to start a command in its working folder (gone): nothing of it ran
@@ -660,7 +663,8 @@ ENVIRONMENT = Gated(
         "pi_key", "pikey", "pi-key", "_token'", "unauthori", "forbidden", "not found", "authentication failed",
         "x server", "$display", "missing dependencies", "exist at", "browser", "not installed", "java",
         "credentials", "logged in", "xcode", "ripgrep", "database is locked", "eaddrinuse", "address already in use",
-        "attempting to bind", "gpg failed", "/dev/tty", "access denied for user", "cygpath",
+        "attempting to bind", "in use by another process", "env: ", "gpg failed", "/dev/tty",
+        "access denied for user", "cygpath",
         "not in your path", "not in the path", "not in path", "identity unknown", "who you are", "sudo: a",
         "failed to run command", "cannot find package", "cannot find module", "bash\\r", "$'\\r'",
         "is not recognized as the name", "while executing the command",
