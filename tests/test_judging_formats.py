@@ -272,8 +272,15 @@ def test_powershells_own_unauthorized_exception_is_no_credentials_problem() -> N
 def test_a_port_taken_or_a_runtime_off_the_path_is_the_environment() -> None:
     taken = "Port 3000 is in use by another process (not a preview server). Run `lsof -i :3000` to see it."
     assert kind(call("preview_start", {"name": "web"}), [tool(taken, is_error=True)], "claude_code") == "environment"
-    shebang = "Exit code 127\nenv: node: No such file or directory"
+    shebang = "Exit code 127\nenv: node: No such file or directory"  # macOS's words; GNU's name /usr/bin/env
     assert kind(call("Bash", {"command": "npx vite"}), [tool(shebang, is_error=True)], "claude_code") == "environment"
+    gnu = "Exit code 127\n/usr/bin/env: \u2018node\u2019: No such file or directory"
+    assert kind(call("Bash", {"command": "./cli.js"}), [tool(gnu, is_error=True)], "claude_code") == "environment"
+    # `env` typed with a wrong name is the model's slip
+    typed = "Exit code 127\nenv: build.sh: No such file or directory"
+    assert kind(call("Bash", {"command": "env FOO=1 build.sh"}), [tool(typed, is_error=True)], "claude_code") == (
+        "task_failure"
+    )
     # the program's own missing file is its own
     own = "Exit code 1\nFileNotFoundError: [Errno 2] No such file or directory: 'data/input.csv'"
     assert kind(call("Bash", {"command": "python src/load.py"}), [tool(own, is_error=True)], "claude_code") == (
@@ -522,6 +529,9 @@ def test_aider_the_same_request_after_no_reply_is_sent_again() -> None:
     dirty = "> Git repo has uncommitted changes.\n> Commit before the chat proceeds [y/n/commit message]? y"
     data = f"#### add a public IP module  \n\n{dirty}\n\n#### add a public IP module  \n".encode()
     assert aider_kind(data) == "ok"
+    # the model was called and answered nothing: its reply, asked again
+    nothing = b"#### add a public IP module  \n\n> Tokens: 12k sent, 0 received.\n\n#### add a public IP module  \n"
+    assert aider_kind(nothing) == "user_correction"
     answered = b"#### add a public IP module  \n\nIt is in network.tf now.\n\n#### add a public IP module  \n"
     assert aider_kind(answered) == "user_correction"  # asked again after an answer
 

@@ -138,6 +138,9 @@ class Aider(Reader):
         self, reply: Message, after: Sequence[Message], tools: Sequence[Message], before: Sequence[Message] = ()
     ) -> Iterator[Finding]:
         retried = lost = added = False
+        # a reply of nothing with no call reported (aider stopped at a question of its own): the same request
+        # again is sent again, nothing was answered to correct
+        unanswered = not text_of(reply).strip() and not (after and _RETURNED.search(text_of(after[0])[:20000]))
         for i, msg in enumerate(after):
             if msg.get("role") != "user":
                 continue
@@ -191,8 +194,7 @@ class Aider(Reader):
             elif self.human(msg) and not lost:
                 if (said := self.correction(text)) is not None:
                     yield self.said(text, i, said, text_of(reply))
-                elif not added and not retried and text_of(reply).strip():
-                    # (after no reply at all, the same request again is sent again: nothing was answered to correct)
+                elif not added and not retried and not unanswered:
                     yield from self.asked_again(after[i : i + 1], before)
             if not text.startswith(_AIDER_SAYS):
                 break  # the person's next message ends what belongs to this reply

@@ -640,8 +640,6 @@ ENVIRONMENT = Gated(
         r"ERR_CONNECTION_REFUSED|ECONNREFUSED|not agreed to the Xcode license|Ripgrep search timed out|"
         r"database is locked|EADDRINUSE|[Aa]ddress already in use|error while attempting to bind on address|"
         r"\b[Pp]ort \d+ is (?:already )?in use by another process|"
-        # a script's `#!/usr/bin/env node` where node is not on the PATH
-        r"(?:^|\n)env: ['‘]?[\w.+-]+['’]?: No such file or directory|"
         # Claude Code on Windows failing to convert a path through Git Bash before running anything
         r"^(?:<tool_use_error>Error calling tool \(\w+\): )?Command failed: cygpath\b|"
         # mini-swe-agent's harness failing to start a command in its working folder (gone): nothing of it ran
@@ -663,7 +661,7 @@ ENVIRONMENT = Gated(
         "pi_key", "pikey", "pi-key", "_token'", "unauthori", "forbidden", "not found", "authentication failed",
         "x server", "$display", "missing dependencies", "exist at", "browser", "not installed", "java",
         "credentials", "logged in", "xcode", "ripgrep", "database is locked", "eaddrinuse", "address already in use",
-        "attempting to bind", "in use by another process", "env: ", "gpg failed", "/dev/tty",
+        "attempting to bind", "in use by another process", "gpg failed", "/dev/tty",
         "access denied for user", "cygpath",
         "not in your path", "not in the path", "not in path", "identity unknown", "who you are", "sudo: a",
         "failed to run command", "cannot find package", "cannot find module", "bash\\r", "$'\\r'",
@@ -690,6 +688,7 @@ _MISUSED = re.compile(
     r"(?:Unmatched|Invalid|regex parse error|error at position|Trailing backslash|unrecognized flag).*$",
     re.M,
 )
+_SHEBANG = re.compile(r"(?:^|\n)(?:/usr/bin/)?env: ['‘]?([\w.+-]+)['’]?: No such file or directory")
 # A probe's program that never ran: not installed, or not PowerShell's (`grep` typed into it)
 _NOT_RUN = re.compile(
     r"command not found|is not recognized as (?:the name of a cmdlet|an internal or external command)"
@@ -1331,6 +1330,12 @@ class Reader:
         if stub or (tool and tool not in _ALIASED and (said or silent)):
             # the program the command runs is not installed: the lead would not find it either
             return Finding("environment", Evidence(f"{self.name}.environment", o.message, None, f"{tool}: not found"))
+        # a script's `#!/usr/bin/env node` with no node on the PATH: not the program the command names (`env x`
+        # typed with a wrong name is the model's slip)
+        shebang = _SHEBANG.search(o.text[-tail:]) if "env: " in o.text else None
+        if shebang is not None and shebang.group(1) not in (tool, "env"):
+            said_so = shebang.group(0).strip()
+            return Finding("environment", Evidence(f"{self.name}.environment", o.message, None, said_so))
         env = first_match(ENVIRONMENT, o.text[-tail:])
         if env is None and not o.command:  # a browser tool's own answer, not a test run's output
             env = first_match(_BROWSER_GONE, o.text[:tail])
