@@ -688,6 +688,7 @@ _MISUSED = re.compile(
     r"(?:Unmatched|Invalid|regex parse error|error at position|Trailing backslash|unrecognized flag).*$",
     re.M,
 )
+# A script's `#!/usr/bin/env X` whose X is not on the PATH (GNU's env names itself by its path, macOS's does not)
 _SHEBANG = re.compile(r"(?:^|\n)(?:/usr/bin/)?env: ['‘]?([\w.+-]+)['’]?: No such file or directory")
 # A probe's program that never ran: not installed, or not PowerShell's (`grep` typed into it)
 _NOT_RUN = re.compile(
