@@ -36,6 +36,11 @@ def kind(
     return judge(reply, after, agent=agent, messages=messages).kind
 
 
+def failed(command: str, output: str, shell: str = "Bash") -> str:
+    """The kind of a Claude Code command whose result came back flagged as an error."""
+    return kind(call(shell, {"command": command}), [tool(output, is_error=True)], "claude_code")
+
+
 # -- SWE-agent: `edit N:M` is linted only for Python; the window shows numbered lines --
 
 JAVA = "/repo/src/main/java/Writer.java"
@@ -164,15 +169,11 @@ def test_claude_code_asking_nobody_is_the_environment() -> None:
 
 
 def test_claude_code_on_windows_failing_to_convert_a_path_is_the_environment() -> None:
-    failed = "Command failed: cygpath -u 'C:\\Users\\jo\\AppData\\Local\\Temp'"
-    assert kind(call("Bash", {"command": "docker compose logs n8n"}), [tool(failed, is_error=True)], "claude_code") == (
-        "environment"
-    )
+    unconverted = "Command failed: cygpath -u 'C:\\Users\\jo\\AppData\\Local\\Temp'"
+    assert failed("docker compose logs n8n", unconverted) == "environment"
     # the model's own script calling cygpath and failing is its failure
     own = "Exit code 1\nError: Command failed: cygpath -w src/../dist\n    at execSync (node:child_process:1)"
-    assert kind(call("Bash", {"command": "node scripts/fix-paths.js"}), [tool(own, is_error=True)], "claude_code") == (
-        "task_failure"
-    )
+    assert failed("node scripts/fix-paths.js", own) == "task_failure"
 
 
 def test_cmd_exes_own_commands_typed_into_bash_are_the_models_slip() -> None:
@@ -183,12 +184,10 @@ def test_cmd_exes_own_commands_typed_into_bash_are_the_models_slip() -> None:
 
 def test_a_cli_not_logged_in_is_the_environment() -> None:
     out = "Exit code 1\nYou are not logged into any GitHub hosts. To log in, run: gh auth login"
-    assert kind(call("Bash", {"command": "gh repo create x --private"}), [tool(out, is_error=True)], "claude_code") == (
-        "environment"
-    )
+    assert failed("gh repo create x --private", out) == "environment"
     # the project's own login check failing is the project's
     own = "Exit code 1\nE   AssertionError: assert 'Forbidden' == 'User not logged in'\n1 failed, 12 passed"
-    assert kind(call("Bash", {"command": "pytest -q"}), [tool(own, is_error=True)], "claude_code") == "task_failure"
+    assert failed("pytest -q", own) == "task_failure"
 
 
 @pytest.mark.parametrize(
@@ -217,10 +216,7 @@ def test_claude_codes_powershell_tool_is_a_shell() -> None:
     listing = call("PowerShell", {"command": "ls -la"})
     refused = "Exit code 1\nGet-ChildItem: A parameter cannot be found that matches parameter name 'la'."
     assert kind(listing, [tool(refused, is_error=True)], "claude_code") == "task_failure"
-    build = call("PowerShell", {"command": "npm run build"})
-    assert kind(build, [tool("Exit code 1\nerror TS2304: Cannot find name 'x'.", is_error=True)], "claude_code") == (
-        "task_failure"
-    )
+    assert failed("npm run build", "Exit code 1\nerror TS2304: Cannot find name 'x'.", "PowerShell") == "task_failure"
 
 
 def test_claude_codes_auto_mode_refusing_a_call_is_a_rejection() -> None:
@@ -254,38 +250,30 @@ def test_powershells_own_unauthorized_exception_is_no_credentials_problem() -> N
         "Exit code 1\nCannot overwrite variable PID because it is read-only or constant.\n"
         "    + CategoryInfo          : WriteError: (PID:String) [], SessionStateUnauthorizedAccessException"
     )
-    assert kind(call("PowerShell", {"command": ps}), [tool(out, is_error=True)], "claude_code") == "task_failure"
+    assert failed(ps, out, "PowerShell") == "task_failure"
     # the machine's execution policy refusing scripts is its setting
     policy = (
         "Exit code 1\nnpm : File C:\\Program Files\\nodejs\\npm.ps1 cannot be loaded because running scripts is "
         "disabled on this system.\n    + FullyQualifiedErrorId : UnauthorizedAccess"
     )
-    assert (
-        kind(call("PowerShell", {"command": "npm test"}), [tool(policy, is_error=True)], "claude_code") == "environment"
-    )
+    assert failed("npm test", policy, "PowerShell") == "environment"
     denied = "Exit code 1\ncurl: (22) The requested URL returned error: 401 Unauthorized"
-    assert kind(
-        call("Bash", {"command": "curl -f https://api.x/v1"}), [tool(denied, is_error=True)], "claude_code"
-    ) == ("environment")
+    assert failed("curl -f https://api.x/v1", denied) == "environment"
 
 
 def test_a_port_taken_or_a_runtime_off_the_path_is_the_environment() -> None:
     taken = "Port 3000 is in use by another process (not a preview server). Run `lsof -i :3000` to see it."
     assert kind(call("preview_start", {"name": "web"}), [tool(taken, is_error=True)], "claude_code") == "environment"
     shebang = "Exit code 127\nenv: node: No such file or directory"  # macOS's words; GNU's name /usr/bin/env
-    assert kind(call("Bash", {"command": "npx vite"}), [tool(shebang, is_error=True)], "claude_code") == "environment"
+    assert failed("npx vite", shebang) == "environment"
     gnu = "Exit code 127\n/usr/bin/env: \u2018node\u2019: No such file or directory"
-    assert kind(call("Bash", {"command": "./cli.js"}), [tool(gnu, is_error=True)], "claude_code") == "environment"
+    assert failed("./cli.js", gnu) == "environment"
     # `env` typed with a wrong name is the model's slip
     typed = "Exit code 127\nenv: build.sh: No such file or directory"
-    assert kind(call("Bash", {"command": "env FOO=1 build.sh"}), [tool(typed, is_error=True)], "claude_code") == (
-        "task_failure"
-    )
+    assert failed("env FOO=1 build.sh", typed) == "task_failure"
     # the program's own missing file is its own
     own = "Exit code 1\nFileNotFoundError: [Errno 2] No such file or directory: 'data/input.csv'"
-    assert kind(call("Bash", {"command": "python src/load.py"}), [tool(own, is_error=True)], "claude_code") == (
-        "task_failure"
-    )
+    assert failed("python src/load.py", own) == "task_failure"
 
 
 def test_a_search_refusing_its_own_pattern_as_a_flag_fails() -> None:
@@ -315,13 +303,13 @@ def test_a_checks_errors_searched_for_one_file_fail_the_check() -> None:
 def test_cmd_exes_syntax_typed_into_bash_is_the_models_slip_even_while_looking() -> None:
     slip = 'dir "%APPDATA%\\Claude\\logs" /B /O-D'
     out = "Exit code 2\ndir: cannot access '%APPDATA%\\Claude\\logs': No such file or directory"
-    assert kind(call("Bash", {"command": slip}), [tool(out, is_error=True)], "claude_code") == "task_failure"
+    assert failed(slip, out) == "task_failure"
     # looking into what the person reported is no excuse for it
     said = [{"role": "user", "content": "Im getting erros whebn re opening Claude Desktop"}]
     assert kind(call("Bash", {"command": slip}), [tool(out, is_error=True)], "claude_code", said) == "task_failure"
     lower = 'dir /s "%UserProfile%\\.claude"'
     out = "Exit code 2\ndir: cannot access '/s': No such file or directory"
-    assert kind(call("Bash", {"command": lower}), [tool(out, is_error=True)], "claude_code") == "task_failure"
+    assert failed(lower, out) == "task_failure"
     # a switch or a percent sign elsewhere is no cmd.exe command: PowerShell's own `reg query /v`, a search
     # for the text, SQL's wildcard, a one-letter path
     for looked in (
@@ -333,7 +321,7 @@ def test_cmd_exes_syntax_typed_into_bash_is_the_models_slip_even_while_looking()
         assert kind(call("Bash", {"command": looked}), [tool("Exit code 1", is_error=True)], "claude_code") == "ok"
     dated = "ls logs/$(date +%Y%m%d).log"  # a format string is no cmd.exe variable
     gone = "Exit code 2\nls: cannot access 'logs/20261204.log': No such file or directory"
-    assert kind(call("Bash", {"command": dated}), [tool(gone, is_error=True)], "claude_code") == "ok"
+    assert failed(dated, gone) == "ok"
 
 
 def test_a_shell_start_up_files_error_is_not_the_commands() -> None:
@@ -1211,12 +1199,18 @@ def test_a_search_that_refused_its_own_options_never_searched() -> None:
 
 
 def test_reading_a_file_that_is_not_there_or_selecting_no_tests_is_an_answer() -> None:
-    assert kind(
-        mini("cat README.md"), [observed("cat: README.md: No such file or directory\n", 1)], "mini_swe_agent"
-    ) == ("ok")
-    assert kind(
-        mini("pytest -k leap_second"), [observed("collected 0 items\n\nno tests ran in 0.1s\n", 5)], "mini_swe_agent"
-    ) == ("ok")
+    assert (
+        kind(mini("cat README.md"), [observed("cat: README.md: No such file or directory\n", 1)], "mini_swe_agent")
+        == "ok"
+    )
+    assert (
+        kind(
+            mini("pytest -k leap_second"),
+            [observed("collected 0 items\n\nno tests ran in 0.1s\n", 5)],
+            "mini_swe_agent",
+        )
+        == "ok"
+    )
     broken = "cat: a.txt: No such file or directory\nTraceback (most recent call last):\nValueError: x\n"
     assert kind(mini("cat a.txt && python run.py"), [observed(broken, 1)], "mini_swe_agent") == "task_failure"
 
@@ -1585,9 +1579,10 @@ def test_a_command_that_ran_out_of_time_failed_but_one_still_running_has_no_outc
     background = "Command running in background with ID: b137137. Output is being written to: /tmp/t/b137137.output"
     assert kind(call("Bash", {"command": "pytest -q", "timeout": 3000}), [tool(background)], "claude_code") == "ok"
     killed = "Exit code 143\nCommand timed out after 1s"
-    assert kind(
-        call("Bash", {"command": "sleep 5", "timeout": 1000}), [tool(killed, is_error=True)], "claude_code"
-    ) == ("task_failure")
+    assert (
+        kind(call("Bash", {"command": "sleep 5", "timeout": 1000}), [tool(killed, is_error=True)], "claude_code")
+        == "task_failure"
+    )
 
 
 @pytest.mark.parametrize(
@@ -1947,9 +1942,10 @@ def test_docker_legacy_builder_failures_behind_a_filter(last: str) -> None:
 
 def test_sudo_asking_for_a_password_nobody_can_type_is_the_environment() -> None:
     said = "sudo: a terminal is required to read the password; either use the -S option\nsudo: a password is required"
-    assert kind(
-        call("Bash", {"command": "sudo apt-get install -y gh"}), [tool(said, is_error=True)], "claude_code"
-    ) == ("environment")
+    assert (
+        kind(call("Bash", {"command": "sudo apt-get install -y gh"}), [tool(said, is_error=True)], "claude_code")
+        == "environment"
+    )
 
 
 def test_what_follows_the_persons_next_message_is_the_next_turns() -> None:

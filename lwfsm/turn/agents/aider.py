@@ -331,9 +331,8 @@ def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
     own = (
         _OWN.match(asked)
         or (asked.lstrip().startswith("/") and "Invalid command" in console)
-        or (_RUN.match(asked) and not answer)
-        # a chat mode's command with no reply: aider logs the message it sends as a block of its own next
-        or (_MODE.match(asked) and not answer)
+        # `/run` with no reply; a chat mode's command with no reply: aider logs the message it sends as the next block
+        or ((_RUN.match(asked) or _MODE.match(asked)) and not answer)
     )
     # what aider printed after the reply, even nothing (it prints every edit it applies; a request to the
     # model carries no such report); after its own command, no reply of the model's: nothing to judge

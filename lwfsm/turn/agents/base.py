@@ -1261,8 +1261,9 @@ class Reader:
             error = anchored_error(own_output(o)) if o.runs else None
             if probe and (misused := first_match(_MISUSED, o.text[:2000])) is not None:
                 return self._found(o, "task_failure", "misused_command", misused)  # it never searched
-            if probe and (o.status == 127 or _NOT_RUN.search(o.text[:2000])):
-                return self._found(o, "task_failure", f"exit_status={o.status}", (1, f"exit {o.status}"))  # never ran
+            never = first_match(_NOT_RUN, o.text[:2000]) if probe else None
+            if probe and (never is not None or o.status == 127):  # its program never ran: no answer
+                return self._found(o, "task_failure", f"exit_status={o.status}", never or (1, f"exit {o.status}"))
             if probe and (error is None or "&&" not in cmd):
                 return None  # a search answered "no" (in `which x && x --version` x itself may have failed)
             if _absent(cmd, o):
