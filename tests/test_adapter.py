@@ -133,7 +133,13 @@ def test_binding_precedence_arguments_lwfsm_goose(tmp_path: Path) -> None:
             {"planner": "a/d"},
             "models given for roles the spec does not have: planner",
         ),
+        (  # named as misspelt, not as the role it leaves without a model
+            {},
+            {"lead": "a/b", "wrker": "a/c"},
+            "models given for roles the spec does not have: wrker (did you mean 'worker'?)",
+        ),
         # each would have failed every call of its role, found only at the first
+        ({"LWFSM_LEAD_MODEL": "openai/", "LWFSM_WORKER_MODEL": "a/c"}, {}, "needs both a provider and a model"),
         (
             {"LWFSM_LEAD_MODEL": "openai/big model", "LWFSM_WORKER_MODEL": "a/c"},
             {},
@@ -185,6 +191,23 @@ def test_params_from_env() -> None:
         ConfigError, match=r"LWFSM_PARAM_LEAD_TRUNS names no param .*did you mean 'LWFSM_PARAM_LEAD_TURNS'"
     ):
         params_from_env(spec, {"LWFSM_PARAM_LEAD_TRUNS": "2"})
+
+
+def test_a_misspelt_role_variable_is_refused() -> None:
+    """LWFSM_LEAD_API_BAES would leave the lead on its provider's public endpoint without a word."""
+    from lwfsm import Spec, load_spec
+
+    env = {"LWFSM_LEAD_MODEL": "openai/a", "LWFSM_WORKER_MODEL": "openai/b"}
+    with pytest.raises(ConfigError, match=r"LWFSM_LEAD_API_BAES is not .*did you mean 'LWFSM_LEAD_API_BASE'"):
+        bindings(load_spec(SPEC), env={**env, "LWFSM_LEAD_API_BAES": "http://127.0.0.1:9/v1"})
+    # a role whose name starts with another's owns its variables; params and other LWFSM_ names are not a role's
+    raw = load_spec(SPEC).model_dump(mode="json", by_alias=True, exclude_none=True)
+    raw["roles"]["lead_plan"] = raw["roles"]["lead"]
+    spec = Spec.model_validate(raw)
+    ok = {**env, "LWFSM_LEAD_PLAN_MODEL": "openai/c", "LWFSM_PARAM_LEAD_TURNS": "2", "LWFSM_REQUIRE_REDIS": "1"}
+    assert bindings(spec, env=ok)["lead_plan"].model == "openai/c"
+    with pytest.raises(ConfigError, match=r"LWFSM_LEAD_PLAN_MODLE is not .*'LWFSM_LEAD_PLAN_MODEL'"):
+        bindings(spec, env={**ok, "LWFSM_LEAD_PLAN_MODLE": "openai/c"})
 
 
 def test_the_key_is_read_from_the_named_variable_and_never_shown(server: Server) -> None:

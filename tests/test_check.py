@@ -224,6 +224,29 @@ transitions:
     assert report.configurations == 17 * 17
 
 
+def test_an_estimate_too_large_to_write_out_is_refused_with_its_power_of_ten() -> None:
+    from lwfsm import TooLarge
+
+    n = 900  # 900 windows of 65,536 values each: 10^4334 configurations, more digits than Python writes out
+    counters = ", ".join(f"a{i}: {{window: 16}}" for i in range(n))
+    pushes = ", ".join(f'a{i}: "push(a{i}, 1)"' for i in range(n))
+    text = f"""
+lwfsm: 1
+name: windows
+version: 1
+roles: {{lead: {{}}, worker: {{cheap: true}}}}
+counters: {{{counters}}}
+events: {{ok: {{}}, fail: {{}}}}
+states: {{w: {{role: worker}}}}
+initial: w
+transitions:
+  - {{event: ok, source: w, updates: {{{pushes}}}}}
+  - {{event: fail, source: w, updates: {{a0: "push(a0, 0)"}}}}
+"""
+    with pytest.raises(TooLarge, match=r"about 10\^4334 configurations .*: counter 'a0' can take 65,536 values"):
+        check(Spec.from_text(text))
+
+
 def test_a_spec_at_its_declared_maximum_params_is_checked_when_it_reaches_few_configurations() -> None:
     # estimated as 4 states x 1,002^3 counter values; each counter moves in one state only: 5,000 reached
     spec = load_spec("lead_worker", params={"lead_turns": 1000, "failure_threshold": 1000, "fallback_turns": 1000})

@@ -102,9 +102,12 @@ def test_trace_json_with_params(capsys: pytest.CaptureFixture[str]) -> None:
             "reset (and the aliases ok, fail)",
         ),
         (["--events", "ok,failur"], "unknown event 'failur' in --events (did you mean 'failure'?); spec 'lead_worker'"),
-        (["--set", "lead_turn=1", "--events", "ok"], "unknown param 'lead_turn' (did you mean 'lead_turns'?)"),
+        (["--set", "lead_turn=1", "--events", "ok"], "--set: lead_turn: unknown param 'lead_turn' (did you mean"),
+        (["--set", "lead_turns=-1", "--events", "ok"], "--set: lead_turns: value -1 for param 'lead_turns' is outside"),
         (["--set", "lead_turns=x", "--events", "ok"], "--set lead_turns=x: value must be an integer, got 'x'"),
         (["--set", "lead_turns", "--events", "ok"], "--set lead_turns: expected NAME=VALUE"),
+        (["--events", " , "], "--events names no event: give them in order"),
+        (["--events", "ok,,fail"], "--events 'ok,,fail': event 2 is empty"),
     ],
 )
 def test_trace_errors_exit_1_without_traceback(

@@ -734,6 +734,13 @@ BAD_REQUESTS = [
     ("/v1/messages", {"model": "m", "max_tokens": 9, "messages": [], "metadata": "x"}, "'metadata' must be an object"),
     ("/v1/messages", {"model": "m", "max_tokens": 9, "messages": [], "tools": {"a": 1}}, "'tools' must be a list"),
     ("/v1/chat/completions", {"model": "m", "messages": []}, "'messages' must hold at least one message"),
+    ("/v1/chat/completions", {"model": "m"}, "the request has no 'messages'"),
+    # not JSON: the upstream was called (and paid) before the answer failed to be written
+    ("/v1/responses", '{"model": "m", "input": "hi", "temperature": 1e999}', "1e999 is beyond what a JSON number"),
+    ("/v1/messages", '{"model": "m", "max_tokens": 9, "temperature": NaN, "messages": []}', "NaN is not a JSON"),
+    ("/v1/chat/completions", {"model": "m", "messages": [{"role": "usr", "content": "a"}]}, "'messages[0].role' must"),
+    ("/v1/messages", {"model": "m", "max_tokens": 9, "messages": [{"content": "a"}]}, "one of user, assistant"),
+    ("/v1/messages", {"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": [5]}]}, "list of parts"),
     ("/v1/chat/completions", "", "request body is empty: send the request as a JSON object"),
     ("/v1/messages", {"model": "m", "max_tokens": 9, "messages": []}, "'messages' must hold at least one message"),
     # without it LiteLLM's translation raised a TypeError, answered as the upstream's 502 (which SDKs retry)
@@ -741,6 +748,12 @@ BAD_REQUESTS = [
     ("/v1/messages", {"model": "m", "max_tokens": "9", "messages": [{"role": "user", "content": "a"}]}, "got '9'"),
     ("/v1/responses", {"model": "m", "input": "hi", "stream": "yes"}, "'stream' must be true or false"),
     ("/v1/responses", {"model": "m", "input": "hi", "previous_response_id": {"a": 1}}, "must be a string"),
+    # each was sent on as something else (a call with no messages, no tools) and paid for
+    ("/v1/responses", {"model": "m", "input": []}, "'input' holds no item"),
+    ("/v1/responses", {"model": "m", "input": [1, 2]}, "'input[0]' must be an item (an object), got int"),
+    ("/v1/responses", {"model": "m", "input": [{"role": "user", "content": [5]}]}, "'input[0].content' must be"),
+    ("/v1/responses", {"model": "m", "input": "hi", "tools": [{"type": "function", "function": 5}]}, "'tools[0]'"),
+    ("/v1/responses", {"model": 5, "input": "hi"}, "'model' must be a string, got int"),
     ("/v1/responses", '{"model": "m", "input": [' + _DEEP + "]}", "nested too deeply"),
 ]
 

@@ -534,11 +534,19 @@ def test_an_upstream_that_breaks_off_mid_stream_is_an_error_event_and_one_log_li
                 pass
         listed = gw.control("GET", "/lwfsm/sessions").json()["sessions"]
         again = client.chat.completions.create(**ask)  # type: ignore[call-overload]
+        # a Responses client too: its stream ended with no error event, and the SDK's loop ended quietly
+        oai.script("lead-model", {"broken": True, "content": "a long answer the upstream drops half-way"})
+        on = {"model": "m", "input": "go", "extra_headers": {"x-lwfsm-session": "cut-responses"}}
+        with pytest.raises(openai.APIError, match=r"the lead upstream broke off mid-stream \(ClientPayloadError"):
+            for _ in client.responses.create(stream=True, **on):  # type: ignore[call-overload]
+                pass
+        responses_listed = gw.control("GET", "/lwfsm/sessions").json()["sessions"]
     finally:
         log = gw.stop()
     assert listed == []  # nothing recorded
     assert again.choices[0].message.content  # the retry is served as a first try
-    assert log.count("upstream broke off mid-stream") == 1
+    assert [s["session"] for s in responses_listed] == ["cut"]  # the retried call's; nothing of the cut stream
+    assert log.count("upstream broke off mid-stream") == 2
     assert "Traceback" not in log
     assert "Exception in ASGI application" not in log
 
@@ -687,9 +695,13 @@ def test_a_body_is_read_as_json_reads_it_and_its_key_is_its_messages() -> None:
     assert big[1] is not None
     assert big[1] != parse(b'{"messages": [{"role": "user", "content": "x", "n": 1}]}')[1]
     assert parse(b'{"messages": [1], "messages": [2]}') == ({"messages": [2]}, parse(b'{"messages":[2]}')[1])
-    assert parse(b'{"a": NaN}')[0]["a"] != 0  # json's reading of what orjson refuses
-    keys = {parse(b'{"messages": [{"role": "user", "x": ' + x + b"}]}")[1] for x in (b"NaN", b"null", b"1e400")}
-    assert len(keys) == 3  # what json read is written back by json: NaN is not null
+    # not JSON: an upstream, or the gateway writing its answer, would refuse them after a paid call
+    for word, says in ((b"NaN", "NaN is not a JSON number"), (b"-Infinity", "-Infinity is not"), (b"1e400", "beyond")):
+        with pytest.raises(ValueError, match=says):
+            parse(b'{"messages": [{"role": "user", "content": "x"}], "temperature": ' + word + b"}")
+    # what orjson refuses and json reads (a lone surrogate) is written back by json: its own digest
+    keys = {parse(b'{"messages": [{"role": "user", "x": "' + x + b'"}]}')[1] for x in (b"\\ud800", b"a")}
+    assert len(keys) == 2
     deep = b'{"messages": [' + b"[" * 300 + b"]" * 300 + b"]}"  # deeper than orjson writes
     assert parse(deep)[1] is not None
     for bad in (b"", b'{"a": 1', b'{"a": 1,}', b'{"a" 1}', b'{"a": 1} x', b"{a: 1}", b"\xff{}"):
@@ -790,3 +802,45 @@ def test_a_messages_call_translated_for_a_chat_upstream_tries_each_role_once(oai
         gw.kill()
     assert raised.value.status_code == 500
     assert calls == ["lead-model"]  # before: LiteLLM called it again, and the second answer reached the client
+
+
+def test_a_translated_stream_from_an_answer_that_is_no_reply_is_an_error_and_records_nothing(
+    oai: openai_server.Server,
+) -> None:
+    """A Chat upstream answering 200 with a body that holds no reply, to a Messages client streaming:
+    LiteLLM's translation is a stream of nothing, which was an empty reply, recorded as a turn."""
+    anthropic = pytest.importorskip("anthropic", reason="needs the anthropic SDK: pip install anthropic")
+    gw = Gateway("--api-key-env", "GW_KEY", env=_env("openai", oai.base))
+    client = anthropic.Anthropic(base_url=gw.base, api_key=GATEWAY_KEY, max_retries=0)
+    ask = {"model": "m", "max_tokens": 50, "messages": [{"role": "user", "content": "go"}]}
+    try:
+        oai.script("lead-model", {"whole": True, "body": {"choices": "nope"}})
+        with pytest.raises(anthropic.APIError, match="no assistant message"):
+            with client.messages.stream(**ask, extra_headers={"x-lwfsm-session": "garbage"}) as stream:
+                stream.get_final_message()
+        listed = gw.control("GET", "/lwfsm/sessions").json()["sessions"]
+    finally:
+        gw.kill()
+    assert listed == []
+
+
+def test_a_translated_call_keeps_the_gateways_upstream_timeouts(oai: openai_server.Server) -> None:
+    """A Messages client served by a Chat upstream through LiteLLM: LiteLLM's own timeout (600 s) had
+    replaced --first-byte-timeout and --idle-timeout, so a silent upstream held the client 15 s."""
+    anthropic = pytest.importorskip("anthropic", reason="needs the anthropic SDK: pip install anthropic")
+    args = ("--api-key-env", "GW_KEY", "--first-byte-timeout", "0.5", "--idle-timeout", "0.5")
+    gw = Gateway(*args, env=_env("openai", oai.base))
+    client = anthropic.Anthropic(base_url=gw.base, api_key=GATEWAY_KEY, max_retries=0, timeout=30)
+    ask = {"model": "m", "max_tokens": 50, "messages": [{"role": "user", "content": "go"}]}
+    hold = threading.Event()
+    try:
+        for stream in (False, True):
+            oai.script("lead-model", {"hold": hold, "hold_at": "start"})
+            started = time.monotonic()
+            with pytest.raises(anthropic.APIStatusError, match=r"no answer within 0\.5 s \(--first-byte-timeout"):
+                client.messages.create(**ask, stream=stream, extra_headers={"x-lwfsm-session": f"silent-{stream}"})
+            took = time.monotonic() - started
+            assert took < 10, took  # not the 10 s the upstream holds its answer
+    finally:
+        hold.set()
+        gw.kill()

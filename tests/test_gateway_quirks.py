@@ -323,6 +323,15 @@ def test_streamed_names_are_taken_once_and_pieces_joined() -> None:
 def test_missing_usage_is_unknown_in_the_ledger_metrics_and_pricing() -> None:
     unknown = Usage.of(None)
     assert (unknown.unreported, unknown.prompt_tokens) == (1, 0)
+    # what is not a count of tokens is unknown too, never a known 0 (a priced call would cost $0)
+    for wrong in (
+        {},
+        {"prompt_tokens": -1_000_000, "completion_tokens": 3},
+        {"prompt_tokens": 1e30},
+        {"total_tokens": 9},
+    ):
+        assert Usage.of(wrong).unreported == 1, wrong
+    assert Usage.of({"prompt_tokens": 5, "completion_tokens": 0}) == Usage(prompt_tokens=5)
     assert anthropic_reply({"content": [{"type": "text", "text": "x"}]})[1] is None
     assert PriceMap({"m": {"input_cost_per_token": 1.0, "output_cost_per_token": 1.0}})("m", unknown) is None
     metrics = Metrics(lambda: 0)

@@ -333,6 +333,9 @@ def test_eval_checks_each_transcript_before_reading_it(tmp_path: Path, capsys: p
     assert main(["judge", "eval", str(manifest), "--sources", str(tmp_path / "src")]) == 1
     err = capsys.readouterr().err
     assert "missing; fetch it with: git clone https://github.com/someone/repo && git -C repo show 000" in err
+    manifest.write_text(json.dumps(row) + "\n" + "[" * 100_000 + "]" * 100_000 + "\n")  # a hostile line
+    assert main(["judge", "eval", str(manifest), "--sources", str(tmp_path / "src")]) == 1
+    assert "m.jsonl:2: nested too deeply to read" in capsys.readouterr().err
 
 
 def test_a_front_end_names_its_agent_or_it_is_told_from_the_request() -> None:

@@ -127,6 +127,8 @@ def test_unknown_scheme_and_bad_urls(tmp_path: Path) -> None:
     not_a_db.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(StoreError, match=r"cannot open .*x\.db"):
         open_store(f"sqlite:///{not_a_db}")
+    with pytest.raises(StoreError, match=r"cannot open .*s\.db.*: its folder '.*/no/such' does not exist: create it"):
+        open_store(f"sqlite:///{tmp_path}/no/such/s.db")
 
 
 def test_a_redis_url_without_redis_py_says_what_to_install(
@@ -460,6 +462,10 @@ def test_sessions_cli_list_show_delete(tmp_path: Path, capsys: pytest.CaptureFix
     assert main(["sessions", "list", "--store", f"sqlite:///{missing}"]) == 1  # a wrong path, said so
     assert f"no such file '{missing}'" in capsys.readouterr().err
     assert not missing.parent.exists()  # and nothing was created there
+    assert main(["sessions", "list", "--store", f"sqlite:///{tmp_path}"]) == 1
+    assert "a folder, not a database file" in capsys.readouterr().err
+    assert main(["sessions", "list", "--store", "sqlite:relative.db"]) == 1  # no traceback: the URL's mistake
+    assert "unknown scheme 'sqlite:relative.db'" in capsys.readouterr().err
     assert main(["sessions", "list", "--store", f"redis://:{PASSWORD}@nohost.invalid:1/0"]) == 1
     assert PASSWORD not in capsys.readouterr().err
 

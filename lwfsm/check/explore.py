@@ -326,11 +326,16 @@ def _refuse_estimate(spec: Spec, found: Abstraction, limit: int) -> int:
     worst = max(factors, key=lambda k: factors[k]) if factors else f"the spec has {len(spec.states):,} states"
     raise TooLarge(
         [
-            f"spec '{spec.name}' may have about {total:,} configurations ({len(spec.states)} states × counter "
+            f"spec '{spec.name}' may have about {_count(total)} configurations ({len(spec.states)} states × counter "
             f"values), over the limit of {limit:,}: {worst}; "
             "lower that bound, use --depth N, or raise --max-configurations"
         ]
     )
+
+
+def _count(n: int) -> str:
+    """A count as people read it: 4,000,000, or 10^5000 (Python writes no int of over 4,300 digits)."""
+    return f"{n:,}" if n < 10**30 else f"10^{int(math.log10(n))}"
 
 
 PROBE = 20_000  # configurations explored (about a second) before a search estimated too large is refused

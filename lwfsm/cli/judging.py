@@ -45,6 +45,8 @@ def read_lines(path: Path) -> list[dict[str, Any]]:
                     out.append(json.loads(line))
                 except ValueError as exc:
                     raise ValueError(f"{path}:{n}: not JSON: {exc}") from None
+                except RecursionError:
+                    raise ValueError(f"{path}:{n}: nested too deeply to read") from None
         return out
 
 

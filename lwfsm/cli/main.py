@@ -7,6 +7,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from .. import __version__
@@ -35,6 +36,12 @@ def _params(pairs: Sequence[str]) -> dict[str, int]:
 
 class _Usage(Exception):
     pass
+
+
+def _said(exc: SpecError) -> str:
+    """A spec error as the CLI prints it: a param's value came from --set (serve's environment values
+    are checked, naming their variables, before they reach the spec)."""
+    return "\n".join(str(replace(i, source="--set") if i.source == "<params>" else i) for i in exc.issues)
 
 
 def _at_least(low: int, high: int | None = None) -> Any:
@@ -82,7 +89,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             spec = load_spec(path, _params(args.set))
         except SpecError as exc:
             failed += 1
-            print(exc, file=sys.stderr)
+            print(_said(exc), file=sys.stderr)
             continue
         print(
             f"{path}: ok: {spec.name} v{spec.version}, {len(spec.states)} states, {len(spec.events)} events, "
@@ -97,7 +104,11 @@ def cmd_trace(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec, _params(args.set))
     session = Engine(spec).session()
     # A spec's own event names win over the aliases; ok / fail are its judging events.
-    names = [e.strip() for e in args.events.split(",") if e.strip()]
+    names = [e.strip() for e in args.events.split(",")]
+    if not any(names):
+        raise _Usage("--events names no event: give them in order, e.g. --events ok,ok,fail")
+    if "" in names:  # `ok,,fail`: a turn left out would shift every role after it
+        raise _Usage(f"--events {args.events!r}: event {names.index('') + 1} is empty")
     aliases = dict(zip(ALIASES, spec.judging.events, strict=True))
     events = [e if e in spec.events else aliases.get(e, e) for e in names]
     for event in events:
@@ -283,7 +294,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         try:
             spec = load_spec(path, _params(args.set))
         except SpecError as exc:
-            print(exc, file=sys.stderr)
+            print(_said(exc), file=sys.stderr)
             unreadable += 1
             continue
         reports.append((path, _checked(path, spec, args.depth, args.params_up_to, limit)))
@@ -501,9 +512,11 @@ def cmd_sessions(args: argparse.Namespace) -> int:
 
     if args.action != "list" and not args.ids:
         raise _Usage(f"sessions {args.action}: name at least one conversation id")
-    if args.store.startswith("sqlite:") and not os.path.isfile(path := SQLiteStore.path_of(args.store)):
+    if args.store.startswith("sqlite://") and not os.path.isfile(path := SQLiteStore.path_of(args.store)):
         # Opening it would create an empty database, and "no sessions" would hide a wrong path.
-        raise StoreError(f"store {args.store}: no such file {os.path.abspath(path)!r}", store=args.store)
+        where = repr(os.path.abspath(path))
+        what = f"{where} is a folder, not a database file" if os.path.isdir(path) else f"no such file {where}"
+        raise StoreError(f"store {args.store}: {what}", store=args.store)
     store = open_store(args.store)
     try:
         if args.action == "delete":
@@ -993,7 +1006,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     except SpecError as exc:
-        print(exc, file=sys.stderr)
+        print(_said(exc), file=sys.stderr)
         return 1
     except (LwfsmError, _Usage) as exc:  # DiagramError is an LwfsmError: its install hint is the message
         print(f"lwfsm {args.command}: {exc}", file=sys.stderr)

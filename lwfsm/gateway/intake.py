@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import hmac
 import json
+import math
 import re
 import secrets
 import time
@@ -89,14 +90,37 @@ class Bodies:
             self.gateway.held -= scope.get("lwfsm.held", 0)
 
 
+_ROLES_SAID = {
+    "openai": ("system", "developer", "user", "assistant", "tool", "function"),
+    "anthropic": ("user", "assistant", "system"),  # Claude Code 2.1 sends system messages between turns
+}
+_ROLES = {protocol: frozenset(roles) for protocol, roles in _ROLES_SAID.items()}
+
+
 def _check_shape(body: Mapping[str, Any], protocol: Protocol, answered: bool = True) -> None:
     """What both turn protocols require of a request before it is judged or sent anywhere: a client's
     mistake is its 400, never an upstream error (nor a call to the lead's model)."""
     messages = body.get("messages")
+    if "messages" not in body:
+        raise Reject(400, "the request has no 'messages': send the conversation as a list of messages")
     if not isinstance(messages, list):
         raise Reject(400, "'messages' must be a list")
-    if (i := next((i for i, m in enumerate(messages) if not isinstance(m, dict)), None)) is not None:
-        raise Reject(400, f"'messages[{i}]' must be an object, got {type(messages[i]).__name__}")
+    roles = _ROLES[protocol]
+    for i, m in enumerate(messages):  # one pass, plain checks: every call of a long conversation reads them all
+        if not isinstance(m, dict):
+            raise Reject(400, f"'messages[{i}]' must be an object, got {type(m).__name__}")
+        if m.get("role") not in roles:  # sent on, it would be judged as nobody's
+            raise Reject(
+                400,
+                f"'messages[{i}].role' must be one of {', '.join(_ROLES_SAID[protocol])}, got {m.get('role')!r:.40}",
+            )
+        content = m.get("content")
+        if type(content) is list:
+            for part in content:
+                if type(part) is not dict:
+                    raise Reject(400, f"'messages[{i}].content' must be text or a list of parts (objects)")
+        elif content is not None and type(content) is not str:
+            raise Reject(400, f"'messages[{i}].content' must be text or a list of parts (objects)")
     tools = body.get("tools")
     if tools is not None and not (isinstance(tools, list) and all(isinstance(t, dict) for t in tools)):
         raise Reject(400, "'tools' must be a list of objects")
@@ -233,15 +257,17 @@ def parse(raw: bytes) -> tuple[Any, str | None]:
     """What `raw` holds, and the digest of its `messages` (None: not an object with messages).
 
     orjson reads what it can (twice json's speed; an integer beyond 64 bits is read as a double, as
-    JavaScript reads it); json reads what orjson refuses (NaN, a lone surrogate, UTF-16) as it always
-    did, or says what is wrong (ValueError). Tools an agent sends again are not read again (`_Tools`)."""
+    JavaScript reads it); json reads what orjson refuses (a lone surrogate, UTF-16), or says what is
+    wrong (ValueError): NaN, Infinity and a number beyond a double are not JSON, and an upstream (or the
+    gateway, writing its answer) would refuse them after a paid call. Tools an agent sends again are not
+    read again (`_Tools`)."""
     body = _TOOLS.parse(raw)
     fast = body is not None
     if body is None:
         try:
             body, fast = orjson.loads(raw), True
         except orjson.JSONDecodeError:
-            body = json.loads(raw)
+            body = json.loads(raw, parse_constant=_not_json, parse_float=_finite)
         if isinstance(body, dict) and fast:
             _TOOLS.learn(raw, body.get("tools"))
     if not isinstance(body, dict) or "messages" not in body:
@@ -253,6 +279,16 @@ def parse(raw: bytes) -> tuple[Any, str | None]:
     if data is None:
         data = json.dumps(body["messages"], separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass")
     return body, "m:" + hashlib.sha256(data).hexdigest()[:32]
+
+
+def _not_json(word: str) -> Any:
+    raise ValueError(f"{word} is not a JSON number: send a finite number, or null")
+
+
+def _finite(text: str) -> float:
+    if math.isinf(value := float(text)):
+        raise ValueError(f"{text[:40]} is beyond what a JSON number may hold (a double): send a smaller number")
+    return value
 
 
 class _Tools:

@@ -133,12 +133,30 @@ class Responses:
         why = params.refused("responses", body)
         if why is not None:
             raise Reject(400, why)
-        if not isinstance(body.get("input"), str | list):
+        # what the Chat call would silently drop or echo (a paid call on what the client did not mean)
+        items = body.get("input")
+        if not isinstance(items, str | list):
             raise Reject(400, "'input' must be a string or a list of items")
+        if items == [] and body.get("previous_response_id") is None:
+            raise Reject(400, "'input' holds no item: send the person's message")
+        for i, item in enumerate(items if isinstance(items, list) else ()):
+            if not isinstance(item, dict):
+                raise Reject(400, f"'input[{i}]' must be an item (an object), got {type(item).__name__}")
+            content = item.get("content")
+            if item.get("type", "message") == "message" and not (
+                isinstance(content, str) or (isinstance(content, list) and all(isinstance(p, dict) for p in content))
+            ):
+                raise Reject(400, f"'input[{i}].content' must be text or a list of parts (objects)")
         if body.get("stream") not in (None, True, False):
             raise Reject(400, f"'stream' must be true or false, got {body['stream']!r:.40}")
-        if body.get("tools") is not None and not isinstance(body["tools"], list):
+        tools = body.get("tools")
+        if tools is not None and not isinstance(tools, list):
             raise Reject(400, "'tools' must be a list")
+        for i, t in enumerate(tools or ()):
+            if not isinstance(t, dict) or (t.get("type") == "function" and not isinstance(t.get("name"), str)):
+                raise Reject(400, f"'tools[{i}]' must be a tool object; a function tool has a 'name' beside its type")
+        if "model" in body and not isinstance(body["model"], str):
+            raise Reject(400, f"'model' must be a string, got {type(body['model']).__name__}")
         previous: list[dict[str, Any]] = []
         prev = body.get("previous_response_id")
         if prev is not None and not isinstance(prev, str):

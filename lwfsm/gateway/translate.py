@@ -73,6 +73,11 @@ class Translate:
         if isinstance(kwargs.get("tools"), list):  # shared with other calls (`intake._Tools`): LiteLLM may change them
             kwargs["tools"] = _copied(kwargs["tools"])
         kwargs["num_retries"] = 0  # the gateway moves to the next role itself: LiteLLM retries nothing
+        # LiteLLM's own timeout (600 s) would replace the gateway's. Its clients bound each read, not the
+        # first byte apart from the gaps after it: a whole answer waits for its first byte; a stream is
+        # bounded by the larger of the two.
+        g = self.gateway
+        kwargs["timeout"] = max(g.first_byte_timeout, g.idle_timeout) if call.stream else g.first_byte_timeout
         if self.gateway.mock:
             kwargs["mock_response"] = f"[{binding.model} as the {role}] mock reply"
         if loaded.plan.note:
@@ -116,6 +121,9 @@ class Translate:
                 status, msg = 502, f"{role} upstream {where} refused the gateway's key: {key_hint(role, binding)}"
             if down:  # said as the fast path says it (LiteLLM: a 500, or its own class)
                 status, msg = 502, f"{role} upstream {where} unreachable: {type(down).__name__}"
+            elif status == 408 or type(exc).__name__ == "Timeout":  # the upstream's silence, not the client's 408
+                bound = "--first-byte-timeout" + (" or --idle-timeout, the larger" if call.stream else "")
+                status, msg = 502, f"{role} upstream {where}: no answer within {kwargs['timeout']:g} s ({bound})"
             return JSONResponse(error_body(call.protocol, status, msg, "api_error"), status, headers=out)
         if call.protocol == "openai" and not call.stream:
             data = call.answer = result.model_dump(mode="json", exclude_none=True)
@@ -194,6 +202,15 @@ class Translate:
                 acc.add(event)
             if acc.done and not settled and not reported(stream):
                 acc.usage = {}  # LiteLLM's estimate of tokens the upstream did not report: unknown, not measured
+                reply = acc.answer().message or {}
+                if not reply.get("content") and not reply.get("tool_calls"):
+                    # No text, no call, no tokens counted: LiteLLM's stream for an upstream answer that
+                    # held no reply (a 200 of HTML, or of JSON without choices). Its end is not sent on:
+                    # the client gets the protocol's error event, as for a whole answer; nothing recorded.
+                    self.gateway._failed(role, "no_reply")
+                    msg = f"the {role} upstream's response has no assistant message; nothing was recorded"
+                    yield CODECS[call.protocol].stream_error(502, msg)
+                    return
             if acc.done and not settled:
                 settled = True
                 await self.gateway.turns.settle_stream(call, loaded, role, acc)  # stored before the client sees the end

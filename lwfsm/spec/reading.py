@@ -118,12 +118,8 @@ def read_yaml(text: str, source: str) -> tuple[Any, dict[Loc, tuple[int, int, in
         problem = getattr(exc, "problem", None) or str(exc)
         ctx, ctx_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
         if mark and problem.startswith("expected <block end>") and ctx_mark:
-            # PyYAML's words for a key indented unlike its neighbours: say it in the author's terms.
-            problem = (
-                f"indentation: line {mark.line + 1} starts at column {mark.column + 1}, which lines up with no "
-                f"key above it; indent it like the other keys of its block (the block at line "
-                f"{ctx_mark.line + 1} starts at column {ctx_mark.column + 1})"
-            )
+            # PyYAML's words for a line indented unlike its neighbours: say it in the author's terms.
+            problem = _misindented(text, mark.line, mark.column + 1)
         elif mark and problem.startswith("mapping values are not allowed") and (deeper := _deeper(text, mark.line)):
             # `role: lead` then a key indented further: YAML reads it as more of the value above
             problem = (
@@ -330,6 +326,38 @@ def find_mark(marks: Mapping[Loc, tuple[int, int, int]], loc: Loc) -> tuple[int,
 
 
 # --- building and checking ---------------------------------------------------------------
+
+
+def _misindented(text: str, line: int, col: int) -> str:
+    """What to do with line `line` (0-based), at column `col`, that belongs to no block above it: the
+    columns of the lines it may line up with (the blocks open above it, nearest first)."""
+    lines = text.splitlines()
+    levels: list[tuple[int, int]] = []
+    for n in range(min(line, len(lines)) - 1, -1, -1):
+        above = lines[n]
+        if not above.strip() or above.lstrip().startswith("#"):
+            continue
+        at = len(above) - len(above.lstrip(" ")) + 1
+        if not levels or at < levels[-1][1]:
+            levels.append((n + 1, at))
+
+    def kind(n: int) -> str:  # 0-based
+        return "a list item" if n < len(lines) and lines[n].lstrip().startswith("-") else "a key"
+
+    same = [n for n, at in levels if at == col]
+    if same:  # a list item where its block has keys, or a key among list items
+        deeper = [(n, at) for n, at in levels if at > col]
+        n, at = deeper[-1] if deeper else (same[0], col)
+        fix = f"indent it like line {n} (column {at})" if deeper else f"write it as {kind(n - 1)} like line {n}"
+        return (
+            f"indentation: line {line + 1} is {kind(line)} at the column of line {same[0]}, which is "
+            f"{kind(same[0] - 1)}: {fix} if it belongs with that line"
+        )
+    choices = ", ".join(f"line {n} at column {at}" for n, at in levels[:3])
+    return (
+        f"indentation: line {line + 1} starts at column {col}, which lines up with no line above it ({choices}): "
+        "indent it like the lines of the block it belongs to"
+    )
 
 
 def _deeper(text: str, line: int) -> int | None:

@@ -8,6 +8,7 @@ row from version v to v+1.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -87,9 +88,10 @@ class SQLiteStore:
                 if _locked(exc) and time.monotonic() < deadline:
                     time.sleep(0.01)
                     continue
-                raise StoreError(
-                    f"store {url}: cannot open {path!r} as an lwfsm session store: {exc}", store=url
-                ) from None
+                folder = os.path.dirname(path) or "."
+                why = f"its folder {folder!r} does not exist: create it" if not os.path.isdir(folder) else str(exc)
+                msg = f"store {url}: cannot open {path!r} as an lwfsm session store: {why}"
+                raise StoreError(msg, store=url) from None
 
     def _connection(self, wait: bool) -> sqlite3.Connection:
         name = "db" if wait else "db_now"

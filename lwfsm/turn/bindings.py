@@ -155,6 +155,9 @@ def _model_string(value: str, provider: str | None, var: str, provider_var: str 
         raise ConfigError(f"{var}={value!r} names no provider: write 'provider/{value}'{hint}")
     if any(c.isspace() for c in value):
         raise ConfigError(f"{var}={value!r}: a model name has no spaces; write it as 'provider/model'")
+    provider, model = value.split("/", 1)
+    if not provider or not model:
+        raise ConfigError(f"{var}={value!r} needs both a provider and a model: write it as 'provider/model'")
     return value
 
 
@@ -186,7 +189,14 @@ def bindings(
                 f"{var} is set, but lwfsm does not trim requests to a context limit: unset it. A request that "
                 "overflows a role's context window is served by the spec's judging.technical_fallback role instead"
             )
+    _stray_role_vars(spec, env)
     models = dict(models or {})
+    stray = [role for role in models if role not in spec.roles]
+    if stray:  # before the roles: a misspelt one would be reported as the role left without a model
+        raise ConfigError(
+            f"models given for roles the spec does not have: {', '.join(stray)}{did_you_mean(stray[0], spec.roles)}; "
+            f"spec '{spec.name}' has: {', '.join(spec.roles)}"
+        )
     out: dict[str, RoleBinding] = {}
     for role in spec.roles:
         given = models.pop(role, None)
@@ -221,12 +231,29 @@ def bindings(
                 raise ConfigError(f"{temp_var}={env[temp_var]!r} is outside 0 to 2")
         base = _api_base(env.get(f"LWFSM_{up}_API_BASE"), f"LWFSM_{up}_API_BASE")
         out[role] = RoleBinding(model, base, env.get(f"LWFSM_{up}_API_KEY_ENV") or None, options)
-    if models:
-        raise ConfigError(
-            f"models given for roles the spec does not have: {', '.join(models)}; "
-            f"spec '{spec.name}' has: {', '.join(spec.roles)}"
-        )
     return out
+
+
+_ROLE_VARS = ("MODEL", "API_BASE", "API_KEY_ENV", "TEMPERATURE")  # LWFSM_<ROLE>_<this>
+
+
+def _stray_role_vars(spec: Spec, env: Mapping[str, str]) -> None:
+    """A misspelt role variable (LWFSM_LEAD_API_BAES) would leave the role on its default upstream
+    without a word: refused. A variable belongs to the role with the longest name it starts with
+    (LWFSM_LEAD_PLAN_MODEL is role lead_plan's where the spec has both)."""
+    prefixes = sorted((f"LWFSM_{role.upper()}_" for role in spec.roles), key=len, reverse=True)
+    for var in sorted(env):
+        if var.startswith("LWFSM_PARAM_"):  # the params' own names (params_from_env)
+            continue
+        prefix = next((p for p in prefixes if var.startswith(p)), None)
+        if prefix is None:
+            continue
+        known = [prefix + suffix for suffix in _ROLE_VARS]
+        if var not in known:
+            raise ConfigError(
+                f"{var} is not a variable lwfsm reads{did_you_mean(var, known)}: a role is set with "
+                f"{', '.join(known)}; rename or unset it"
+            )
 
 
 def _from_section(role: str, section: Mapping[str, Any]) -> RoleBinding:

@@ -16,6 +16,9 @@ class _Value(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, defer_build=True)
 
 
+_MOST = 10**12  # tokens in one call: more is no count a provider made (the largest context windows hold ~10**7)
+
+
 class Usage(_Value):
     """Tokens of one call, by kind (0 where the provider did not report a kind)."""
 
@@ -37,9 +40,16 @@ class Usage(_Value):
             return obj.get(name) if isinstance(obj, Mapping) else getattr(obj, name, None)
 
         def num(v: Any) -> int:
-            return v if type(v) is int and v > 0 else 0
+            return v if type(v) is int and 0 < v <= _MOST else 0
 
-        if usage is None:
+        def wrong(v: Any) -> bool:  # given, but no count of tokens
+            return v is not None and not (type(v) is int and 0 <= v <= _MOST)
+
+        prompt, completion = (
+            (None, None) if usage is None else (get(usage, "prompt_tokens"), get(usage, "completion_tokens"))
+        )
+        if (prompt is None and completion is None) or wrong(prompt) or wrong(completion):
+            # none reported, or what was is not a count (negative, text, 1e30): unknown, never zero
             return cls.model_construct(unreported=1)
         prompt_details = get(usage, "prompt_tokens_details")
         completion_details = get(usage, "completion_tokens_details")

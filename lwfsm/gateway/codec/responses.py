@@ -227,6 +227,11 @@ class ResponsesStream:
         return self._emit("response.created", response=head) + self._emit("response.in_progress", response=head)
 
     def add(self, chunk: Any) -> bytes:
+        if isinstance(chunk, Mapping) and isinstance(chunk.get("error"), Mapping):
+            # the Chat stream's error event (an upstream that broke off): the Responses one. Its `error`
+            # member is what the SDK raises on, iterating `responses.create(stream=True)` or `.stream()`.
+            e = chunk["error"]
+            return self._emit("error", code=e.get("type"), message=e.get("message"), param=None, error=e)
         touched = self.acc.add(chunk)
         out = b""
         choices = chunk.get("choices") if isinstance(chunk, Mapping) else None
