@@ -208,6 +208,15 @@ def test_a_misspelt_role_variable_is_refused() -> None:
     assert bindings(spec, env=ok)["lead_plan"].model == "openai/c"
     with pytest.raises(ConfigError, match=r"LWFSM_LEAD_PLAN_MODLE is not .*'LWFSM_LEAD_PLAN_MODEL'"):
         bindings(spec, env={**ok, "LWFSM_LEAD_PLAN_MODLE": "openai/c"})
+    # what no role reads wrongly: the variable a role's _API_KEY_ENV names, any variable of a role bound
+    # by an argument (or --mock), a role's own variable that starts with another role's name
+    keyed = {**env, "LWFSM_LEAD_API_KEY_ENV": "LWFSM_LEAD_API_KEY", "LWFSM_LEAD_API_KEY": "sk-test"}
+    assert bindings(load_spec(SPEC), env=keyed)["lead"].api_key_env == "LWFSM_LEAD_API_KEY"
+    assert bindings(load_spec(SPEC), {"lead": "a/b", "worker": "a/c"}, env={"LWFSM_LEAD_TOKEN": "x"})
+    raw["roles"]["lead_api"] = raw["roles"]["lead"]
+    two = Spec.model_validate(raw)
+    mine = {**ok, "LWFSM_LEAD_API_MODEL": "openai/d", "LWFSM_LEAD_API_BASE": "http://127.0.0.1:9/v1"}
+    assert bindings(two, env=mine)["lead"].api_base == "http://127.0.0.1:9/v1"
 
 
 def test_the_key_is_read_from_the_named_variable_and_never_shown(server: Server) -> None:

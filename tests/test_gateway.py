@@ -774,6 +774,35 @@ def test_a_malformed_request_is_the_clients_400_and_reaches_no_upstream(
     assert len(oai.requests) == before
 
 
+def test_what_the_protocols_allow_passes_the_shape_checks(oai_gateway: Gateway) -> None:
+    """The checks that make a client's mistake its 400 let through every shape the APIs take."""
+    item_reference = {"id": "msg_abc"}  # the SDK's ItemReference: its type may be left out
+    reasoning = {"type": "reasoning", "id": "rs_1", "summary": []}
+    calls = [
+        ("/v1/responses", {"model": "m", "input": [{"role": "user", "content": "hi"}, item_reference, reasoning]}),
+        ("/v1/responses", {"model": "m", "input": "hi", "tools": [{"type": "web_search"}]}),
+        (
+            "/v1/chat/completions",
+            {
+                "model": "m",
+                "messages": [
+                    {"role": "developer", "content": [{"type": "text", "text": "be brief"}]},
+                    {"role": "user", "content": "hi", "name": "ann"},
+                    {
+                        "role": "assistant",
+                        "content": None,
+                        "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}],
+                    },
+                    {"role": "tool", "tool_call_id": "c", "content": [{"type": "text", "text": "done"}]},
+                ],
+            },
+        ),
+    ]
+    for path, body in calls:
+        r = httpx.post(oai_gateway.base + path, json=body, headers={"x-api-key": GATEWAY_KEY}, timeout=30)
+        assert r.status_code == 200, (path, r.text)
+
+
 def test_session_ids_are_read_as_utf8_and_kept_short(oai_gateway: Gateway) -> None:
     for sid, shown in (("héllo-日本", "héllo-日本"), ("x" * 10_000, "x" * 200 + "…")):
         r = httpx.post(

@@ -696,7 +696,8 @@ def test_a_body_is_read_as_json_reads_it_and_its_key_is_its_messages() -> None:
     assert big[1] != parse(b'{"messages": [{"role": "user", "content": "x", "n": 1}]}')[1]
     assert parse(b'{"messages": [1], "messages": [2]}') == ({"messages": [2]}, parse(b'{"messages":[2]}')[1])
     # not JSON: an upstream, or the gateway writing its answer, would refuse them after a paid call
-    for word, says in ((b"NaN", "NaN is not a JSON number"), (b"-Infinity", "-Infinity is not"), (b"1e400", "beyond")):
+    refused = ((b"NaN", "NaN is not a JSON number"), (b"-Infinity", "-Infinity is not"), (b"1e400", "beyond"))
+    for word, says in (*refused, (b"1" + b"0" * 400, "beyond what a JSON number may hold")):
         with pytest.raises(ValueError, match=says):
             parse(b'{"messages": [{"role": "user", "content": "x"}], "temperature": ' + word + b"}")
     # what orjson refuses and json reads (a lone surrogate) is written back by json: its own digest
@@ -804,24 +805,33 @@ def test_a_messages_call_translated_for_a_chat_upstream_tries_each_role_once(oai
     assert calls == ["lead-model"]  # before: LiteLLM called it again, and the second answer reached the client
 
 
-def test_a_translated_stream_from_an_answer_that_is_no_reply_is_an_error_and_records_nothing(
+def test_a_translated_call_answered_200_with_no_reply_is_a_502_and_records_nothing(
     oai: openai_server.Server,
 ) -> None:
-    """A Chat upstream answering 200 with a body that holds no reply, to a Messages client streaming:
-    LiteLLM's translation is a stream of nothing, which was an empty reply, recorded as a turn."""
+    """A Chat upstream answering 200 with a page, or JSON of no reply, to a Messages client: LiteLLM read
+    it as an empty reply (streamed: an empty message, `end_turn`), recorded as a turn. An empty reply the
+    upstream did send (llama.cpp streams one without usage) is still a reply."""
     anthropic = pytest.importorskip("anthropic", reason="needs the anthropic SDK: pip install anthropic")
     gw = Gateway("--api-key-env", "GW_KEY", env=_env("openai", oai.base))
     client = anthropic.Anthropic(base_url=gw.base, api_key=GATEWAY_KEY, max_retries=0)
     ask = {"model": "m", "max_tokens": 50, "messages": [{"role": "user", "content": "go"}]}
     try:
-        oai.script("lead-model", {"whole": True, "body": {"choices": "nope"}})
-        with pytest.raises(anthropic.APIError, match="no assistant message"):
-            with client.messages.stream(**ask, extra_headers={"x-lwfsm-session": "garbage"}) as stream:
-                stream.get_final_message()
-        listed = gw.control("GET", "/lwfsm/sessions").json()["sessions"]
+        for n, body in enumerate(({"choices": "nope"}, "<html>a web page</html>")):
+            for stream in (True, False):
+                oai.script("lead-model", {"whole": True, "body": body})
+                with pytest.raises(anthropic.APIStatusError, match="answered 200 with no reply in it") as raised:
+                    client.messages.create(**ask, stream=stream, extra_headers={"x-lwfsm-session": f"no-{n}-{stream}"})
+                assert raised.value.status_code == 502
+        garbage = gw.control("GET", "/lwfsm/sessions").json()["sessions"]
+        oai.script("lead-model", {"content": "", "no_usage": True})
+        with client.messages.stream(**ask, extra_headers={"x-lwfsm-session": "empty"}) as stream:
+            empty = stream.get_final_message()
+        recorded = gw.control("GET", "/lwfsm/sessions").json()["sessions"]
     finally:
         gw.kill()
-    assert listed == []
+    assert garbage == []
+    assert empty.stop_reason == "end_turn"
+    assert [s["session"] for s in recorded] == ["empty"]
 
 
 def test_a_translated_call_keeps_the_gateways_upstream_timeouts(oai: openai_server.Server) -> None:
@@ -841,6 +851,12 @@ def test_a_translated_call_keeps_the_gateways_upstream_timeouts(oai: openai_serv
                 client.messages.create(**ask, stream=stream, extra_headers={"x-lwfsm-session": f"silent-{stream}"})
             took = time.monotonic() - started
             assert took < 10, took  # not the 10 s the upstream holds its answer
+        # an upstream's own 408 at once is its answer, not the gateway's bound running out
+        for model in ("lead-model", "worker-model"):
+            oai.script(model, {"status": 408, "body": {"error": {"message": "upstream says: request timeout"}}})
+        with pytest.raises(anthropic.APIStatusError, match="upstream says: request timeout") as own:
+            client.messages.create(**ask, extra_headers={"x-lwfsm-session": "own-408"})
     finally:
         hold.set()
         gw.kill()
+    assert own.value.status_code == 408

@@ -38,10 +38,13 @@ class _Usage(Exception):
     pass
 
 
-def _said(exc: SpecError) -> str:
-    """A spec error as the CLI prints it: a param's value came from --set (serve's environment values
-    are checked, naming their variables, before they reach the spec)."""
-    return "\n".join(str(replace(i, source="--set") if i.source == "<params>" else i) for i in exc.issues)
+def _said(exc: SpecError, args: argparse.Namespace) -> str:
+    """A spec error as the CLI prints it: a param a --set gave is named so (serve's environment values
+    are checked, naming their variables, before they reach the spec; --sweep's say their own)."""
+    given = {pair.partition("=")[0] for pair in getattr(args, "set", None) or ()}
+    return "\n".join(
+        str(replace(i, source="--set") if i.source == "<params>" and i.key in given else i) for i in exc.issues
+    )
 
 
 def _at_least(low: int, high: int | None = None) -> Any:
@@ -89,7 +92,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             spec = load_spec(path, _params(args.set))
         except SpecError as exc:
             failed += 1
-            print(_said(exc), file=sys.stderr)
+            print(_said(exc, args), file=sys.stderr)
             continue
         print(
             f"{path}: ok: {spec.name} v{spec.version}, {len(spec.states)} states, {len(spec.events)} events, "
@@ -294,7 +297,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         try:
             spec = load_spec(path, _params(args.set))
         except SpecError as exc:
-            print(_said(exc), file=sys.stderr)
+            print(_said(exc, args), file=sys.stderr)
             unreadable += 1
             continue
         reports.append((path, _checked(path, spec, args.depth, args.params_up_to, limit)))
@@ -1006,7 +1009,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     except SpecError as exc:
-        print(_said(exc), file=sys.stderr)
+        print(_said(exc, args), file=sys.stderr)
         return 1
     except (LwfsmError, _Usage) as exc:  # DiagramError is an LwfsmError: its install hint is the message
         print(f"lwfsm {args.command}: {exc}", file=sys.stderr)

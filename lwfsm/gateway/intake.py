@@ -20,6 +20,7 @@ import json
 import math
 import re
 import secrets
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -267,7 +268,7 @@ def parse(raw: bytes) -> tuple[Any, str | None]:
         try:
             body, fast = orjson.loads(raw), True
         except orjson.JSONDecodeError:
-            body = json.loads(raw, parse_constant=_not_json, parse_float=_finite)
+            body = json.loads(raw, parse_constant=_not_json, parse_float=_finite, parse_int=_integer)
         if isinstance(body, dict) and fast:
             _TOOLS.learn(raw, body.get("tools"))
     if not isinstance(body, dict) or "messages" not in body:
@@ -288,6 +289,15 @@ def _not_json(word: str) -> Any:
 def _finite(text: str) -> float:
     if math.isinf(value := float(text)):
         raise ValueError(f"{text[:40]} is beyond what a JSON number may hold (a double): send a smaller number")
+    return value
+
+
+_MOST = int(sys.float_info.max)
+
+
+def _integer(text: str) -> int:
+    if abs(value := int(text)) > _MOST:  # orjson refused it: it would be read as infinity
+        raise ValueError(f"{text[:40]}... is beyond what a JSON number may hold (a double): send a smaller number")
     return value
 
 

@@ -143,7 +143,8 @@ class Responses:
             if not isinstance(item, dict):
                 raise Reject(400, f"'input[{i}]' must be an item (an object), got {type(item).__name__}")
             content = item.get("content")
-            if item.get("type", "message") == "message" and not (
+            message = item.get("type") == "message" or ("type" not in item and "role" in item)  # else item_reference...
+            if message and not (
                 isinstance(content, str) or (isinstance(content, list) and all(isinstance(p, dict) for p in content))
             ):
                 raise Reject(400, f"'input[{i}].content' must be text or a list of parts (objects)")

@@ -98,6 +98,8 @@ def client(base_url: str | None, api_key: str, connect: float, idle: float) -> A
                 request = _plain(request)
             response = await self.inner.handle_async_request(request)
             if not response.headers.get("content-type", "").startswith("text/event-stream"):
+                if response.status_code == 200 and request.url.path.endswith("/chat/completions"):
+                    return await _whole(response)
                 return response
             raw = response.stream
             assert isinstance(raw, httpx.AsyncByteStream)
@@ -117,6 +119,22 @@ def client(base_url: str | None, api_key: str, connect: float, idle: float) -> A
 
         async def aclose(self) -> None:
             await self.inner.aclose()
+
+    async def _whole(response: Any) -> Any:
+        """A whole 200 answer as it came, if it holds a reply (`choices`); else a 502 saying what came.
+        LiteLLM read a page or JSON of no reply as a reply with nothing in it, and a stream asked for
+        became an empty message, recorded as a turn."""
+        data = await response.aread()
+        try:
+            found = json.loads(data)
+        except ValueError:
+            found = None
+        if isinstance(found, dict) and isinstance(found.get("choices"), list):
+            return httpx.Response(200, headers=response.headers, content=data, extensions=response.extensions)
+        what = response.headers.get("content-type", "no content type")
+        said = data[:120].decode("utf-8", "replace")
+        error = {"message": f"the upstream answered 200 with no reply in it ({what}): {said!r}", "type": "api_error"}
+        return httpx.Response(502, json={"error": error}, extensions=response.extensions)
 
     def _plain(request: Any) -> Any:
         """The request LiteLLM built, its messages as every server takes them (`codec.chat.plain_chat`)."""

@@ -121,7 +121,7 @@ class Translate:
                 status, msg = 502, f"{role} upstream {where} refused the gateway's key: {key_hint(role, binding)}"
             if down:  # said as the fast path says it (LiteLLM: a 500, or its own class)
                 status, msg = 502, f"{role} upstream {where} unreachable: {type(down).__name__}"
-            elif status == 408 or type(exc).__name__ == "Timeout":  # the upstream's silence, not the client's 408
+            elif _timed_out(exc):  # the upstream's silence (LiteLLM calls it a 408, as it does an upstream's own)
                 bound = "--first-byte-timeout" + (" or --idle-timeout, the larger" if call.stream else "")
                 status, msg = 502, f"{role} upstream {where}: no answer within {kwargs['timeout']:g} s ({bound})"
             return JSONResponse(error_body(call.protocol, status, msg, "api_error"), status, headers=out)
@@ -202,15 +202,6 @@ class Translate:
                 acc.add(event)
             if acc.done and not settled and not reported(stream):
                 acc.usage = {}  # LiteLLM's estimate of tokens the upstream did not report: unknown, not measured
-                reply = acc.answer().message or {}
-                if not reply.get("content") and not reply.get("tool_calls"):
-                    # No text, no call, no tokens counted: LiteLLM's stream for an upstream answer that
-                    # held no reply (a 200 of HTML, or of JSON without choices). Its end is not sent on:
-                    # the client gets the protocol's error event, as for a whole answer; nothing recorded.
-                    self.gateway._failed(role, "no_reply")
-                    msg = f"the {role} upstream's response has no assistant message; nothing was recorded"
-                    yield CODECS[call.protocol].stream_error(502, msg)
-                    return
             if acc.done and not settled:
                 settled = True
                 await self.gateway.turns.settle_stream(call, loaded, role, acc)  # stored before the client sees the end
@@ -250,6 +241,14 @@ def _unreachable(exc: BaseException) -> BaseException | None:
     connect to (the innermost found: LiteLLM's own class says less), else None."""
     found = [c for c in causes(exc) if isinstance(c, ConnectionError) or type(c).__name__ in _NO_CONNECTION]
     return found[-1] if found else None
+
+
+_TIMEOUTS = {"APITimeoutError", "ReadTimeout", "ConnectTimeout", "WriteTimeout", "PoolTimeout", "TimeoutException"}
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """Whether LiteLLM's error is the bound it was given running out (an upstream's own 408 is not)."""
+    return any(isinstance(c, TimeoutError) or type(c).__name__ in _TIMEOUTS for c in causes(exc))
 
 
 def _copied(value: Any) -> Any:

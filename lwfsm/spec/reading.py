@@ -328,18 +328,29 @@ def find_mark(marks: Mapping[Loc, tuple[int, int, int]], loc: Loc) -> tuple[int,
 # --- building and checking ---------------------------------------------------------------
 
 
+_BLOCK_SCALAR = re.compile(r"(?:^\s*-|:)\s+[|>][-+0-9]*\s*(?:#.*)?$")
+
+
 def _misindented(text: str, line: int, col: int) -> str:
     """What to do with line `line` (0-based), at column `col`, that belongs to no block above it: the
     columns of the lines it may line up with (the blocks open above it, nearest first)."""
     lines = text.splitlines()
-    levels: list[tuple[int, int]] = []
-    for n in range(min(line, len(lines)) - 1, -1, -1):
-        above = lines[n]
+    # the lines above that YAML reads as keys or list items: not blank, not comments, not the text of a
+    # block scalar (`description: |` and the lines indented under it)
+    structure: list[tuple[int, int]] = []
+    scalar_at = None  # the indentation of the line that opened a block scalar
+    for n, above in enumerate(lines[:line]):
         if not above.strip() or above.lstrip().startswith("#"):
             continue
         at = len(above) - len(above.lstrip(" ")) + 1
+        if scalar_at is not None and at > scalar_at:
+            continue
+        scalar_at = at if _BLOCK_SCALAR.search(above) else None
+        structure.append((n + 1, at))
+    levels: list[tuple[int, int]] = []
+    for n, at in reversed(structure):
         if not levels or at < levels[-1][1]:
-            levels.append((n + 1, at))
+            levels.append((n, at))
 
     def kind(n: int) -> str:  # 0-based
         return "a list item" if n < len(lines) and lines[n].lstrip().startswith("-") else "a key"

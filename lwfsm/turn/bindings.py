@@ -189,8 +189,8 @@ def bindings(
                 f"{var} is set, but lwfsm does not trim requests to a context limit: unset it. A request that "
                 "overflows a role's context window is served by the spec's judging.technical_fallback role instead"
             )
-    _stray_role_vars(spec, env)
     models = dict(models or {})
+    _stray_role_vars(spec, env, models)
     stray = [role for role in models if role not in spec.roles]
     if stray:  # before the roles: a misspelt one would be reported as the role left without a model
         raise ConfigError(
@@ -237,23 +237,25 @@ def bindings(
 _ROLE_VARS = ("MODEL", "API_BASE", "API_KEY_ENV", "TEMPERATURE")  # LWFSM_<ROLE>_<this>
 
 
-def _stray_role_vars(spec: Spec, env: Mapping[str, str]) -> None:
+def _stray_role_vars(spec: Spec, env: Mapping[str, str], given: Mapping[str, Any]) -> None:
     """A misspelt role variable (LWFSM_LEAD_API_BAES) would leave the role on its default upstream
     without a word: refused. A variable belongs to the role with the longest name it starts with
-    (LWFSM_LEAD_PLAN_MODEL is role lead_plan's where the spec has both)."""
-    prefixes = sorted((f"LWFSM_{role.upper()}_" for role in spec.roles), key=len, reverse=True)
+    (LWFSM_LEAD_PLAN_X is role lead_plan's where the spec has both); a role bound by an argument reads
+    none; a variable a role's _API_KEY_ENV names holds its key."""
+    known = {f"LWFSM_{role.upper()}_{suffix}" for role in spec.roles for suffix in _ROLE_VARS}
+    keys = {env[var] for var in known if var.endswith("_API_KEY_ENV") and env.get(var)}
+    prefixes = sorted(((f"LWFSM_{role.upper()}_", role) for role in spec.roles), key=lambda p: -len(p[0]))
     for var in sorted(env):
-        if var.startswith("LWFSM_PARAM_"):  # the params' own names (params_from_env)
+        if var in known or var in keys or var.startswith("LWFSM_PARAM_"):  # params: params_from_env
             continue
-        prefix = next((p for p in prefixes if var.startswith(p)), None)
-        if prefix is None:
+        role = next((r for prefix, r in prefixes if var.startswith(prefix)), None)
+        if role is None or role in given:
             continue
-        known = [prefix + suffix for suffix in _ROLE_VARS]
-        if var not in known:
-            raise ConfigError(
-                f"{var} is not a variable lwfsm reads{did_you_mean(var, known)}: a role is set with "
-                f"{', '.join(known)}; rename or unset it"
-            )
+        own = [f"LWFSM_{role.upper()}_{suffix}" for suffix in _ROLE_VARS]
+        raise ConfigError(
+            f"{var} is not a variable lwfsm reads{did_you_mean(var, own)}: a role is set with "
+            f"{', '.join(own)}; rename or unset it"
+        )
 
 
 def _from_section(role: str, section: Mapping[str, Any]) -> RoleBinding:
