@@ -380,6 +380,25 @@ def test_serve_says_a_taken_port_before_any_banner(capsys: pytest.CaptureFixture
     assert f"cannot listen on 127.0.0.1:{port}: Address already in use; pick another --port" in err
 
 
+def test_a_start_that_fails_leaves_no_store_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import socket
+
+    from lwfsm.cli import main
+
+    db = tmp_path / "s.db"
+    monkeypatch.delenv("NO_SUCH_KEY_VAR", raising=False)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        assert main(["serve", "--mock", "--store", f"sqlite:///{db}", "--port", port]) == 1
+    assert main(["serve", "--mock", "--store", f"sqlite:///{db}", "--api-key-env", "NO_SUCH_KEY_VAR"]) == 1
+    assert "--api-key-env NO_SUCH_KEY_VAR: that variable is not set" in capsys.readouterr().err
+    assert not db.exists()  # an empty database left behind would read as a store with no conversations
+
+
 def test_serve_without_models_names_the_variables_not_a_python_argument(capsys: pytest.CaptureFixture[str]) -> None:
     from lwfsm.cli import main
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from lwfsm.turn.agents import aider, claude_code, codex
+from lwfsm.turn.agents import aider, claude_code, codex, openhands
 from lwfsm.turn.judge import judge
 
 
@@ -1844,6 +1844,31 @@ def test_operators_inside_quotes_are_text(command: str, expected: str) -> None:
 def test_openhands_viewing_a_path_that_is_not_there(args: dict[str, Any], expected: str) -> None:
     said = "ERROR:\nInvalid `path` parameter: /w/src/JSON.java. The path /w/src/JSON.java does not exist."
     assert kind(call("str_replace_editor", args), [tool(said)], "openhands") == expected
+
+
+def test_an_openhands_event_stream_is_read_as_a_run_or_as_the_bare_list_of_its_events() -> None:
+    """A run's `history` (SWE-bench output.jsonl), or the list alone (`--save-trajectory-path`)."""
+    events = [
+        {"id": 1, "source": "user", "action": "message", "args": {"content": "make the tests pass"}},
+        {"id": 2, "source": "agent", "action": "run", "message": "Running pytest", "args": {"command": "pytest -q"}},
+        {
+            "id": 3,
+            "source": "agent",
+            "observation": "run",
+            "cause": 2,
+            "content": "1 failed, 4 passed",
+            "extras": {"metadata": {"exit_code": 1}},
+        },
+        {"id": 4, "source": "agent", "action": "finish", "args": {}},
+    ]
+    for data in (json.dumps({"instance_id": "x", "history": events}), json.dumps(events)):
+        t = openhands.transcript(data.encode(), {"event_id": 2})
+        assert t.messages[t.at]["tool_calls"][0]["function"] == {
+            "name": "execute_bash",
+            "arguments": '{"command": "pytest -q"}',
+        }
+        assert t.messages[-1]["content"].endswith("[The command completed with exit code 1.]")
+        assert judge(t.messages[t.at], t.messages[t.at + 1 :], agent="openhands").kind == "task_failure"
 
 
 def react(name: str, **args: str) -> dict[str, Any]:

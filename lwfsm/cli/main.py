@@ -627,6 +627,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "on_spec_change": args.on_spec_change,
     }
     # Also when workers > 1: every mistake shows here, once, before forking.
+    _can_listen(args.host, args.port)  # before the store is opened: a failed start leaves no database behind
     app = build(spec, spec_path=args.spec, params=_params(args.set), workers=args.workers, **config)
     _can_listen(args.host, args.port)  # the banner below must not announce an address taken by another
     shown = redact(args.store or DEFAULT_STORE)  # never print a store password

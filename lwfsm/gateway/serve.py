@@ -63,6 +63,8 @@ def build(
     for flag, value in timeouts.items():
         if not value > 0:
             raise ConfigError(f"--{flag}-timeout must be more than 0 seconds, got {value}")
+    if api_key_env and not env.get(api_key_env):  # said by Gateway too; here before a store file is made
+        raise ConfigError(f"--api-key-env {api_key_env}: that variable is not set (it should hold the gateway key)")
     trace = TraceLog(log_dir) if log_dir else None
     gateway = Gateway(
         spec,

@@ -1,6 +1,6 @@
 """OpenHands: `execute_bash` results end `[The command completed with exit code N.]`; a command that
 stops printing is reported as having no new output after 30 seconds; the file editor's failures start
-`ERROR:`. Raw runs are LiteLLM completion logs (`messages`, `fncall_messages`)."""
+`ERROR:`. Raw runs are LiteLLM completion logs (`messages`, `fncall_messages`) or event streams."""
 
 from __future__ import annotations
 
@@ -43,9 +43,12 @@ READER = OpenHands()
 
 def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
     """(messages, index of the reply, tools) for a turn of an OpenHands run: at `index` of a completion
-    log's (function-calling) messages, or the action event `event_id` of an event stream (`history`)."""
+    log's (function-calling) messages, or the action event `event_id` of an event stream (`history`, or
+    the bare list of events `--save-trajectory-path` writes)."""
     first = data.lstrip()[:1]
     doc = json.loads(data.splitlines()[0] if first == b"{" and b'"history"' in data[:200_000] else data)
+    if isinstance(doc, list):
+        return _from_events(doc, str(locator.get("event_id", locator.get("index"))))
     if "history" in doc:
         return _from_events(doc["history"], str(locator.get("event_id", locator.get("index"))))
     messages = doc.get("fncall_messages") or doc["messages"]
