@@ -1871,6 +1871,41 @@ def test_an_openhands_event_stream_is_read_as_a_run_or_as_the_bare_list_of_its_e
         assert judge(t.messages[t.at], t.messages[t.at + 1 :], agent="openhands").kind == "task_failure"
 
 
+def test_an_openhands_browser_action_that_failed_is_read_from_its_error_flag() -> None:
+    """OpenHands flags a browser action it could not carry out (a click a dialog covered): an event's
+    `extras.error`, shown to the model as a banner before the page. A browser that stopped answering is
+    the machine's."""
+    page = "[Current URL: http://files.local/]\n[Focused element bid: 12]\n\n"
+    banner = (
+        "================ BEGIN error message ===============\n"
+        "The following error occurred when executing the last action:\n"
+        "TimeoutError: locator.click: element is covered by another element\n"
+        "================ END error message ===============\n"
+    )
+    click = call("browser", {"code": "click('397')"})
+    assert kind(click, [tool(page + banner + "Files\nDocuments")], "openhands") == "task_failure"
+    assert kind(click, [tool(page + "[Action executed successfully.]\nFiles\nDocuments")], "openhands") == "ok"
+    for extras, content, expected in (
+        ({"error": True}, "Files\nDocuments", "task_failure"),
+        ({"error": False}, "Files\nDocuments", "ok"),
+        ({"error": True}, "Browser environment took too long to respond.", "environment"),
+    ):
+        events = [
+            {"id": 1, "source": "user", "action": "message", "args": {"content": "file the expense report"}},
+            {"id": 2, "source": "agent", "action": "browse_interactive", "args": {"browser_actions": "click('397')"}},
+            {
+                "id": 3,
+                "source": "environment",
+                "observation": "browse",
+                "cause": 2,
+                "content": content,
+                "extras": extras,
+            },
+        ]
+        t = openhands.transcript(json.dumps(events).encode(), {"event_id": 2})
+        assert judge(t.messages[t.at], t.messages[t.at + 1 :], agent="openhands").kind == expected, extras
+
+
 def react(name: str, **args: str) -> dict[str, Any]:
     """A reply of a ReAct template whose calls are written in the text (kept in mini-swe-agent's format)."""
     body = "".join(f"----ARG----\n{k}\n----VALUE----\n{v}\n" for k, v in args.items())

@@ -672,7 +672,8 @@ ENVIRONMENT = Gated(
 
 # A browser tool whose browser, tab or bridge extension went away (closed by the person, never set up).
 _BROWSER_GONE = re.compile(
-    r"Target page, context or browser has been closed|Make sure the \"[^\"\n]+\" extension is installed"
+    r"Target page, context or browser has been closed|Make sure the \"[^\"\n]+\" extension is installed|"
+    r"Browser environment took too long to respond"  # OpenHands' browser process, not the page
 )
 
 # A command refusing its own arguments: it never ran, so its status is no answer.

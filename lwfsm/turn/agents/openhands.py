@@ -5,6 +5,7 @@ stops printing is reported as having no new output after 30 seconds; the file ed
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -13,6 +14,14 @@ from .base import Message, Outcome, Reader, Transcript, edited_path, text_of
 __all__ = ["READER"]
 
 _SHELL = {"execute_bash", "execute_command", "bash", "run", "execute_ipython_cell"}
+_BROWSER_FAILED = re.compile(
+    r"^=+ BEGIN error message =+\nThe following error occurred when executing the last action:", re.M
+)
+_BROWSER_BANNER = (  # what the model is shown of an action its browser could not carry out
+    "================ BEGIN error message ===============\n"
+    "The following error occurred when executing the last action:\n{}\n"
+    "================ END error message ===============\n"
+)
 
 
 class OpenHands(Reader):
@@ -31,8 +40,13 @@ class OpenHands(Reader):
                 # keys sent to a running process: what it prints and its status are that process's
                 o.status, o.runs, o.timed_out = None, False, False
             return o
-        # the file editor, think, finish...: its argument "command" is an editor verb, not a shell command
-        failed = text.lstrip().startswith(("ERROR:", "Error:")) or "did not appear verbatim" in text[:500]
+        # the file editor, the browser, think, finish...: its argument "command" is an editor verb, not a
+        # shell command; the browser says an action failed in a banner after the page's URL
+        failed = (
+            text.lstrip().startswith(("ERROR:", "Error:"))
+            or "did not appear verbatim" in text[:500]
+            or _BROWSER_FAILED.search(text[:2000]) is not None
+        )
         if (args.get("command") == "view" or "view_range" in args) and "does not exist" in text[:500]:
             failed = False  # looking at a path to see whether it is there: "no" is an answer
         return Outcome(message=i, text=text, tool=tool, flagged=failed, runs=False, edits=edited_path(tool, args))
@@ -70,6 +84,7 @@ _TOOL_OF = {
     "read": "str_replace_editor",
     "edit": "str_replace_editor",
     "run_ipython": "execute_ipython_cell",
+    "browse_interactive": "browser",
 }
 
 
@@ -106,6 +121,8 @@ def _from_events(history: list[dict[str, Any]], event_id: str) -> Transcript:
             code = meta.get("exit_code") if isinstance(meta, dict) else None
             if isinstance(code, int) and code >= 0:
                 text += f"\n[The command completed with exit code {code}.]"
+            if e.get("observation") == "browse" and isinstance(extras, dict) and extras.get("error") is True:
+                text = _BROWSER_BANNER.format(extras.get("last_browser_action_error") or "") + text
             messages.append({"role": "tool", "tool_call_id": str(e.get("cause")), "content": text})
     if at is None:
         raise LookupError(f"no agent action with id {event_id} in this run")
