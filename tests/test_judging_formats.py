@@ -1871,24 +1871,65 @@ def test_an_openhands_event_stream_is_read_as_a_run_or_as_the_bare_list_of_its_e
         assert judge(t.messages[t.at], t.messages[t.at + 1 :], agent="openhands").kind == "task_failure"
 
 
-def test_an_openhands_browser_action_that_failed_is_read_from_its_error_flag() -> None:
-    """OpenHands flags a browser action it could not carry out (a click a dialog covered): an event's
-    `extras.error`, shown to the model as a banner before the page. A browser that stopped answering is
-    the machine's."""
-    page = "[Current URL: http://files.local/]\n[Focused element bid: 12]\n\n"
-    banner = (
-        "================ BEGIN error message ===============\n"
-        "The following error occurred when executing the last action:\n"
-        "TimeoutError: locator.click: element is covered by another element\n"
-        "================ END error message ===============\n"
+def _browser(url: str, error: str | None, page: str, doing: str = "executing the last action") -> str:
+    """A browser result as OpenHands shows it to the model: header lines, the error banner or word of
+    success, the page."""
+    head = f"[Current URL: {url}]\n[Focused element bid: 12]\n[Screenshot saved to: /outputs/s.png]\n\n"
+    if error is None:
+        return head + "[Action executed successfully.]\n" + page
+    return (
+        head + "================ BEGIN error message ===============\n"
+        f"The following error occurred when {doing}:\n{error}\n"
+        "================ END error message ===============\n" + page
     )
-    click = call("browser", {"code": "click('397')"})
-    assert kind(click, [tool(page + banner + "Files\nDocuments")], "openhands") == "task_failure"
-    assert kind(click, [tool(page + "[Action executed successfully.]\nFiles\nDocuments")], "openhands") == "ok"
-    for extras, content, expected in (
-        ({"error": True}, "Files\nDocuments", "task_failure"),
-        ({"error": False}, "Files\nDocuments", "ok"),
-        ({"error": True}, "Browser environment took too long to respond.", "environment"),
+
+
+@pytest.mark.parametrize(
+    ("url", "error", "page", "doing", "expected"),
+    [
+        ("http://files.local/", "TimeoutError: locator.click: element is covered", "Files", None, "task_failure"),
+        ("http://files.local/", None, "Files", None, "ok"),
+        # the error decides, not the page: a login page's words, a long page, a long URL
+        (
+            "http://files.local/",
+            "TimeoutError: locator.click",
+            "Settings\nForgot your credentials?",
+            None,
+            "task_failure",
+        ),
+        ("http://files.local/", "TimeoutError: locator.click", "a link\n" * 500, None, "task_failure"),
+        ("http://files.local/?q=" + "a" * 3000, "TimeoutError: locator.click", "Files", None, "task_failure"),
+        # a site the browser cannot reach is the machine's, as curl's is
+        ("http://x.local/", "Error: Page.goto: net::ERR_NAME_NOT_RESOLVED at http://x.local/", "", None, "environment"),
+        ("http://x.local/", "Error: Page.goto: Timeout 30000ms exceeded.", "a link\n" * 500, None, "environment"),
+        # web_read's wording
+        ("http://x.local/", "Error: Page.goto: net::ERR_ABORTED", "", "trying to visit the URL", "task_failure"),
+        # a page that quotes the banner is a page
+        (
+            "http://issues.local/1",
+            None,
+            "===== BEGIN error message =====\nThe following error occurred when executing the last action:\n"
+            "x\n===== END error message =====",
+            None,
+            "ok",
+        ),
+    ],
+)
+def test_an_openhands_browser_action_is_judged_from_the_error_openhands_shows(
+    url: str, error: str | None, page: str, doing: str | None, expected: str
+) -> None:
+    text = _browser(url, error, page, doing or "executing the last action")
+    assert kind(call("browser", {"code": "click('397')"}), [tool(text)], "openhands") == expected
+
+
+def test_an_openhands_event_stream_shows_a_failed_browser_action_as_openhands_showed_it() -> None:
+    """Its `extras.error`, rendered as the banner (a run that kept the page alone), or the banner the run
+    kept (once, not twice); a browser process that stopped answering is the machine's."""
+    for content, extras, expected in (
+        ("Files\nDocuments", {"error": True, "last_browser_action_error": "TimeoutError"}, "task_failure"),
+        ("Files\nDocuments", {"error": False}, "ok"),
+        (_browser("http://f.local/", "TimeoutError", "Files"), {"error": True}, "task_failure"),
+        ("Browser environment took too long to respond.", {"error": True}, "environment"),
     ):
         events = [
             {"id": 1, "source": "user", "action": "message", "args": {"content": "file the expense report"}},
@@ -1904,6 +1945,11 @@ def test_an_openhands_browser_action_that_failed_is_read_from_its_error_flag() -
         ]
         t = openhands.transcript(json.dumps(events).encode(), {"event_id": 2})
         assert judge(t.messages[t.at], t.messages[t.at + 1 :], agent="openhands").kind == expected, extras
+        assert str(t.messages[-1]["content"]).count("BEGIN error message") == (extras["error"] is True)
+    with pytest.raises(LookupError, match="names no event_id"):  # was: the run's last action, silently
+        openhands.transcript(json.dumps([{**e, "id": None} for e in events]).encode(), {"step": 1})
+    with pytest.raises(LookupError, match="an event is int"):
+        openhands.transcript(b"[1, 2, 3]", {"event_id": 2})
 
 
 def react(name: str, **args: str) -> dict[str, Any]:

@@ -638,6 +638,9 @@ ENVIRONMENT = Gated(
         r"[Cc]redentials|[Nn]ot logged in(?:to)?\b[^\n]{0,80}?\b(?:run|use)\b:?\s*[`'\"]?[\w.-]+(?: auth)? login\b|"
         r"[Oo]peration not permitted|[Nn]o space left on device|[Rr]ead-only file system|"
         r"ERR_CONNECTION_REFUSED|ECONNREFUSED|not agreed to the Xcode license|Ripgrep search timed out|"
+        # a browser's words for no network, or a site that does not answer (as curl's above)
+        r"net::ERR_(?:INTERNET_DISCONNECTED|NAME_NOT_RESOLVED|CONNECTION_TIMED_OUT|CONNECTION_RESET|"
+        r"ADDRESS_UNREACHABLE)\b|Page\.goto: Timeout \d+ms exceeded|"
         r"database is locked|EADDRINUSE|[Aa]ddress already in use|error while attempting to bind on address|"
         r"\b[Pp]ort \d+ is (?:already )?in use by another process|"
         # Claude Code on Windows failing to convert a path through Git Bash before running anything
@@ -665,7 +668,7 @@ ENVIRONMENT = Gated(
         "access denied for user", "cygpath",
         "not in your path", "not in the path", "not in path", "identity unknown", "who you are", "sudo: a",
         "failed to run command", "cannot find package", "cannot find module", "bash\\r", "$'\\r'",
-        "is not recognized as the name", "while executing the command",
+        "is not recognized as the name", "while executing the command", "net::err_", "page.goto: timeout",
     ),
 )  # fmt: skip
 

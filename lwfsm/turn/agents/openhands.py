@@ -14,12 +14,18 @@ from .base import Message, Outcome, Reader, Transcript, edited_path, text_of
 __all__ = ["READER"]
 
 _SHELL = {"execute_bash", "execute_command", "bash", "run", "execute_ipython_cell"}
+# OpenHands shows the model a browser action it could not carry out as a banner right after the page's
+# bracketed header lines ([Current URL: ...], [Focused element bid: ...]), before the page: the error
+# between its lines is the evidence (words in the page are not).
 _BROWSER_FAILED = re.compile(
-    r"^=+ BEGIN error message =+\nThe following error occurred when executing the last action:", re.M
+    r"\A(?:\[[^\n]*\]\n)*\n?=+ BEGIN error message =+\n"
+    r"The following error occurred when (?:executing the last action|trying to visit the URL):\n"
+    r"(?P<error>.*?)\n=+ END error message =+$",
+    re.S | re.M,
 )
-_BROWSER_BANNER = (  # what the model is shown of an action its browser could not carry out
+_BANNER = (
     "================ BEGIN error message ===============\n"
-    "The following error occurred when executing the last action:\n{}\n"
+    "The following error occurred when {}:\n{}\n"
     "================ END error message ===============\n"
 )
 
@@ -41,14 +47,14 @@ class OpenHands(Reader):
                 o.status, o.runs, o.timed_out = None, False, False
             return o
         # the file editor, the browser, think, finish...: its argument "command" is an editor verb, not a
-        # shell command; the browser says an action failed in a banner after the page's URL
-        failed = (
-            text.lstrip().startswith(("ERROR:", "Error:"))
-            or "did not appear verbatim" in text[:500]
-            or _BROWSER_FAILED.search(text[:2000]) is not None
-        )
+        # shell command
+        failed = text.lstrip().startswith(("ERROR:", "Error:")) or "did not appear verbatim" in text[:500]
         if (args.get("command") == "view" or "view_range" in args) and "does not exist" in text[:500]:
             failed = False  # looking at a path to see whether it is there: "no" is an answer
+        if (browser := _BROWSER_FAILED.match(text)) is not None:
+            # no error text: what the browser said instead, in the first line after the banner
+            said = browser["error"].strip() or text[browser.end() :].strip().partition("\n")[0][:200]
+            failed, text = True, said or "(the browser gave no error text)"
         return Outcome(message=i, text=text, tool=tool, flagged=failed, runs=False, edits=edited_path(tool, args))
 
 
@@ -93,7 +99,11 @@ def _from_events(history: list[dict[str, Any]], event_id: str) -> Transcript:
     observation (linked by `cause`) the tool's answer, with the exit status line OpenHands adds."""
     messages: list[Message] = []
     at = None
+    if event_id == "None":
+        raise LookupError("the locator names no event_id")
     for e in history:
+        if not isinstance(e, dict):
+            raise LookupError(f"not an OpenHands event stream: an event is {type(e).__name__}")
         given = e.get("args")
         args: dict[str, Any] = given if isinstance(given, dict) else {}
         if e.get("source") == "user" and e.get("action") == "message":
@@ -121,8 +131,12 @@ def _from_events(history: list[dict[str, Any]], event_id: str) -> Transcript:
             code = meta.get("exit_code") if isinstance(meta, dict) else None
             if isinstance(code, int) and code >= 0:
                 text += f"\n[The command completed with exit code {code}.]"
-            if e.get("observation") == "browse" and isinstance(extras, dict) and extras.get("error") is True:
-                text = _BROWSER_BANNER.format(extras.get("last_browser_action_error") or "") + text
+            failed = e.get("observation") == "browse" and isinstance(extras, dict) and extras.get("error") is True
+            if failed and _BROWSER_FAILED.match(text) is None:  # older runs keep the page alone
+                assert isinstance(extras, dict)
+                visit = extras.get("trigger_by_action") == "browse"  # web_read, not an interactive action
+                doing = "trying to visit the URL" if visit else "executing the last action"
+                text = _BANNER.format(doing, extras.get("last_browser_action_error") or "") + text
             messages.append({"role": "tool", "tool_call_id": str(e.get("cause")), "content": text})
     if at is None:
         raise LookupError(f"no agent action with id {event_id} in this run")
