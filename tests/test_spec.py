@@ -7,6 +7,7 @@ import yaml
 
 from lwfsm import Spec, SpecError, load_spec
 from lwfsm.cli.main import schema_text
+from lwfsm.spec.expr import ExprError
 
 from .conftest import SPECS
 
@@ -204,3 +205,17 @@ def test_a_spec_that_is_not_utf8_is_located_at_its_first_foreign_byte(root: Path
     utf16.write_bytes((root / "specs" / "lead_worker.yaml").read_text().encode("utf-16"))
     with pytest.raises(SpecError, match=r"utf16.yaml:1:1: byte 0xff is not UTF-8 \(it looks like UTF-16\)"):
         load_spec(utf16)
+
+
+def test_names_made_once_per_spec_follow_a_copy_that_changes_them() -> None:
+    """A spec makes its names' scope once (it was once per expression: a spec of thousands of counters
+    took seconds to check); a copy with other counters or params makes its own."""
+    spec = load_spec("lead_worker")
+    assert spec.compile("failures + 1")([4, 5, 6, 0]) == spec.compile("failures + 1")([4, 5, 6, 0])
+    more = spec.model_copy(update={"counters": {**spec.counters, "extra": spec.counters["failures"]}})
+    assert more.compile("extra * 2")([0, 0, 0, 21, 0]) == 42
+    assert "extra" in more.scope
+    assert "extra" not in spec.scope
+    with pytest.raises(ExprError):
+        spec.parse("extra * 2")
+    assert spec.with_params({"lead_turns": 5}).compile("lead_turns + failures")([0, 1, 0, 0]) == 6

@@ -242,6 +242,9 @@ class Spec(_Model):
 
     _source: str = PrivateAttr("<dict>")
     _marks: dict[Loc, tuple[int, int, int]] = PrivateAttr(default_factory=dict)
+    # (the counters and params they were made from, scope, counter index, windows): made once per spec,
+    # not once per expression (a spec of N counters has N or more of them)
+    _names: tuple[Any, ...] | None = PrivateAttr(None)
 
     def __eq__(self, other: object) -> bool:
         # Content equality: where a spec was read from (private attrs) does not make it different.
@@ -311,23 +314,31 @@ class Spec(_Model):
         """The states a transition leaves from, with "*" expanded to every state."""
         return list(self.states) if t.source == ["*"] else list(t.source)
 
+    def _named(self) -> tuple[Any, ...]:
+        made = self._names
+        if made is None or made[0] is not self.counters or made[1] is not self.params:  # a copy changed them
+            counters = {c: "window" if k.window else "counter" for c, k in self.counters.items()}
+            index = {name: i for i, name in enumerate(self.counters)}
+            index["turn"] = len(index)
+            windows = {name: c.window for name, c in self.counters.items() if c.window}
+            scope = {**{p: "param" for p in self.params}, **counters, "turn": "turn"}
+            made = self._names = (self.counters, self.params, scope, index, windows)
+        return made
+
     @property
     def scope(self) -> dict[str, str]:
         """What each name in an expression is: "param", "counter", "window" or the read-only "turn"."""
-        counters = {c: "window" if k.window else "counter" for c, k in self.counters.items()}
-        return {**{p: "param" for p in self.params}, **counters, "turn": "turn"}
+        return dict(self._named()[2])
 
     def parse(self, text: str, want: Kind = "int", *, params_only: bool = False) -> Expr:
         """Parse an expression of this spec (raises ExprError); `params_only` for initial values."""
-        scope = {p: "param" for p in self.params} if params_only else self.scope
+        scope = {p: "param" for p in self.params} if params_only else self._named()[2]
         return parse(text, scope, want)
 
     def compile(self, text: str, want: Kind = "int") -> Compiled:
         """An expression as a closure over the counter values (in declaration order, then the turn
         count), params folded in."""
-        index = {name: i for i, name in enumerate(self.counters)}
-        index["turn"] = len(index)
-        windows = {name: c.window for name, c in self.counters.items() if c.window}
+        _, _, _, index, windows = self._named()
         return compile_expr(self.parse(text, want), index, self.param_values, windows)
 
     @property
