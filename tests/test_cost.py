@@ -796,6 +796,23 @@ def test_a_sweep_says_why_its_costs_are_unknown(tmp_path: Path, capsys: pytest.C
     )
 
 
+def test_a_sweep_plot_says_what_it_cannot_draw_and_keeps_the_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trace = write(tmp_path, [rec(1, "lead", unreported=1)])
+    sweep = ["simulate", "lead_worker", "--trace", trace, "--sweep", "lead_turns=1..2"]
+    assert main(["simulate", "lead_worker", "--trace", trace, "--plot", str(tmp_path / "p.png")]) == 1
+    assert "--plot draws a sweep's combinations: add --sweep" in capsys.readouterr().err  # was: nothing, exit 0
+    assert main([*sweep, "--plot", str(tmp_path / "no" / "p.png")]) == 1  # was: a traceback, after the replay
+    assert "there is no folder" in capsys.readouterr().err
+    pytest.importorskip("matplotlib", reason="--plot draws with matplotlib: pip install matplotlib")
+    assert main([*sweep, "--plot", str(tmp_path / "p.png")]) == 1  # every cost unknown: was max() of nothing
+    out, err = capsys.readouterr()
+    assert "sweep of lead_worker: 2 combinations" in out  # the table first, whole
+    assert "no combination has a known cost (see above): nothing to draw" in err
+    assert not (tmp_path / "p.png").exists()
+
+
 def test_a_record_with_no_token_counts_has_an_unknown_cost_not_zero(tmp_path: Path) -> None:
     """A trace written by hand or by another tool, its tokens left out: unknown, as unreported usage is."""
     plain = {"session": "s", "role": "lead", "model": "anthropic/claude-sonnet-4-5", "outcome": "turn_completed"}
@@ -805,6 +822,10 @@ def test_a_record_with_no_token_counts_has_an_unknown_cost_not_zero(tmp_path: Pa
     summary = summarise(load_trace(trace))
     assert summary.total.unknown_usage == 1
     assert summary.total.cost is None
+    for partial in ({"reasoning_tokens": 5000}, {"prompt_tokens": 1000}, {"cache_read_tokens": 0}):
+        one = tmp_path / "partial.jsonl"  # an input or output count left out: unknown, not 0 ($0 before)
+        one.write_text(json.dumps({**plain, "turn": 1, **partial}) + "\n")
+        assert summarise(load_trace(one)).total.cost is None, partial
     zero = tmp_path / "zero.jsonl"  # zero tokens said so are zero
     zero.write_text(json.dumps({**plain, "turn": 1, "prompt_tokens": 0, "completion_tokens": 0}) + "\n")
     assert summarise(load_trace(zero)).total.cost == 0

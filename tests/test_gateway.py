@@ -936,6 +936,34 @@ def test_a_manual_event_carries_an_operator_s_note_to_the_next_call(
     assert gw.control("GET", f"/lwfsm/sessions/{key}").json()["handoff_waiting"] is None
 
 
+def test_a_gateway_without_a_key_answers_no_web_page_and_no_other_name() -> None:
+    """Its clients are this machine's, and a page open in its browser is one: a cross-site POST of plain
+    text (no preflight) rolled out a page's spec, and a name rebound to 127.0.0.1 read every session."""
+    gw = Gateway("--mock", env={})
+    spec = (Path(__file__).parent.parent / "specs" / "lead_worker.yaml").read_text()
+    chat = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    try:
+        page = {"origin": "http://evil.example", "content-type": "text/plain"}
+        rolled = httpx.post(gw.base + "/lwfsm/spec", content=spec.replace("version: 1", "version: 666"), headers=page)
+        paid = httpx.post(gw.base + "/v1/chat/completions", content=json.dumps(chat), headers=page)
+        port = gw.base.rsplit(":", 1)[1]
+        rebound = httpx.get(gw.base + "/lwfsm/sessions", headers={"host": f"evil.example:{port}"})
+        own = httpx.post(gw.base + "/v1/chat/completions", json=chat, headers={"origin": gw.base})  # its dashboard's
+        named = [
+            httpx.get(gw.base + "/lwfsm/sessions", headers={"host": f"{h}:{port}"}) for h in ("localhost", "[::1]")
+        ]
+        served = httpx.get(gw.base + "/lwfsm/spec").json()
+    finally:
+        gw.kill()
+    for refused in (rolled, paid, rebound):
+        assert refused.status_code == 403, refused.text
+    assert "answers no page but its own" in rolled.text
+    assert "name it 127.0.0.1, ::1 or localhost only" in rebound.text
+    assert served["spec"]["version"] == 1  # the page's spec was not rolled out
+    assert own.status_code == 200
+    assert [r.status_code for r in named] == [200, 200]
+
+
 def test_mock_mode_runs_offline_through_litellm() -> None:
     gw = Gateway("--mock", env={})
     try:

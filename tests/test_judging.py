@@ -338,6 +338,34 @@ def test_eval_checks_each_transcript_before_reading_it(tmp_path: Path, capsys: p
     assert "m.jsonl:2: nested too deeply to read" in capsys.readouterr().err
 
 
+def test_judge_sources_prints_no_command_a_manifest_could_turn_into_another(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Its commands are meant for a shell, and a manifest may be anyone's: each field is checked and quoted."""
+    row = {"id": "x", "agent": "aider", "kind": "ok", "sha256": "0" * 64}
+    for source, says in (
+        ("a/b;touch${IFS}/tmp/PWNED;#@" + "0" * 40 + ":f.md", "is not a GitHub owner/repository"),
+        ("a/b@$(touch /tmp/PWNED):f.md", "is not a commit"),
+        ("a/b@" + "0" * 40 + ":../../../etc/escaped", "is not a path inside the repository"),
+        ("a/b@" + "0" * 40 + ":/etc/passwd", "is not a path inside the repository"),
+    ):
+        manifest = tmp_path / "m.jsonl"
+        manifest.write_text(json.dumps({**row, "source": source}) + "\n")
+        assert main(["judge", "sources", str(manifest), "--sources", str(tmp_path / "src")]) == 1
+        out, err = capsys.readouterr()
+        assert out == ""
+        assert says in err
+    manifest.write_text(json.dumps({**row, "source": "o/r@" + "a" * 40 + ":dir/it's here.md"}) + "\n")
+    assert main(["judge", "sources", str(manifest), "--sources", str(tmp_path / "src")]) == 0
+    assert "show 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa:dir/it'\"'\"'s here.md' >" in capsys.readouterr().out
+    (tmp_path / "bin.jsonl").write_bytes(b"\xff\xfe\x00binary")
+    assert main(["judge", "eval", str(tmp_path / "bin.jsonl")]) == 1
+    assert "bin.jsonl:1: not UTF-8 text" in capsys.readouterr().err
+    manifest.write_text(json.dumps({"id": "y", "agent": "aider"}) + "\n")
+    assert main(["judge", "eval", str(manifest)]) == 1
+    assert "row 1: not a labelled turn (an object with its 'kind')" in capsys.readouterr().err
+
+
 def test_a_front_end_names_its_agent_or_it_is_told_from_the_request() -> None:
     from lwfsm.errors import ConfigError
     from lwfsm.turn.front import Front

@@ -15,6 +15,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import re
 import shlex
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Mapping, Sequence
@@ -38,15 +39,18 @@ Message = Mapping[str, Any]
 def read_lines(path: Path) -> list[dict[str, Any]]:
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rt", encoding="utf-8") as f:
-        out = []
-        for n, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    out.append(json.loads(line))
-                except ValueError as exc:
-                    raise ValueError(f"{path}:{n}: not JSON: {exc}") from None
-                except RecursionError:
-                    raise ValueError(f"{path}:{n}: nested too deeply to read") from None
+        out, n = [], 0
+        try:
+            for n, line in enumerate(f, 1):
+                if line.strip():
+                    try:
+                        out.append(json.loads(line))
+                    except ValueError as exc:
+                        raise ValueError(f"{path}:{n}: not JSON: {exc}") from None
+                    except RecursionError:
+                        raise ValueError(f"{path}:{n}: nested too deeply to read") from None
+        except UnicodeDecodeError:
+            raise ValueError(f"{path}:{n + 1}: not UTF-8 text: give a JSONL file") from None
         return out
 
 
@@ -136,9 +140,27 @@ class Result:
     note: str = ""
 
 
-def _source_path(sources: Path, source: str) -> tuple[Path, str]:
+_REPO = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
+_COMMIT = re.compile(r"[0-9a-f]{7,40}")
+
+
+def _source(source: str) -> tuple[str, str, str]:
+    """(owner/repo, commit, path) of a manifest's `source`, each checked: the commands `judge sources`
+    prints are run by a shell, and the path is written under --sources (a manifest may be anyone's)."""
     repo, _, rest = source.partition("@")
     commit, _, path = rest.partition(":")
+    parts = path.split("/")
+    if not _REPO.fullmatch(repo) or repo.split("/")[0] in (".", "..") or repo.split("/")[1] in (".", ".."):
+        raise ValueError(f"source {source[:120]!r}: {repo[:80]!r} is not a GitHub owner/repository")
+    if not _COMMIT.fullmatch(commit):
+        raise ValueError(f"source {source[:120]!r}: {commit[:80]!r} is not a commit (7 to 40 hex digits)")
+    if not path or path.startswith("/") or ".." in parts or "" in parts or "\0" in path:
+        raise ValueError(f"source {source[:120]!r}: {path[:80]!r} is not a path inside the repository")
+    return repo, commit, path
+
+
+def _source_path(sources: Path, source: str) -> tuple[Path, str]:
+    repo, commit, path = _source(source)
     return (
         sources / repo / path,
         f"git clone https://github.com/{repo} && git -C {repo.split('/')[1]} show {commit}:{path}",
@@ -150,8 +172,7 @@ def fetch_commands(rows: Sequence[Mapping[str, Any]], sources: Path) -> list[str
     a blobless clone per repository, then `git show` of the labelled commit's file."""
     out, cloned = [], set()
     for source in dict.fromkeys(str(r["source"]) for r in rows if "source" in r):
-        repo, _, rest = source.partition("@")
-        commit, _, path = rest.partition(":")
+        repo, commit, path = _source(source)
         clone = sources / ".repos" / repo
         if repo not in cloned:
             cloned.add(repo)
@@ -161,7 +182,7 @@ def fetch_commands(rows: Sequence[Mapping[str, Any]], sources: Path) -> list[str
         target = sources / repo / path
         out.append(
             f"mkdir -p {shlex.quote(str(target.parent))} && "
-            f"git -C {shlex.quote(str(clone))} show {commit}:{shlex.quote(path)} > {shlex.quote(str(target))}"
+            f"git -C {shlex.quote(str(clone))} show {shlex.quote(f'{commit}:{path}')} > {shlex.quote(str(target))}"
         )
     return out
 
@@ -172,7 +193,9 @@ def evaluate(
     """Judge every labelled turn; raises on a missing or altered source, naming how to fetch it."""
     failing = {k for k, ev in core.kinds.items() if ev == core.failure}
     cache: dict[str, bytes] = {}
-    for row in rows:
+    for n, row in enumerate(rows, 1):
+        if not isinstance(row, Mapping) or "kind" not in row:
+            raise ValueError(f"row {n}: not a labelled turn (an object with its 'kind'): is it a manifest?")
         if split and row.get("split", "dev") != split:
             continue
         label = str(row["kind"])

@@ -768,7 +768,13 @@ def cmd_judge(args: argparse.Namespace) -> int:
     if args.action == "sources":
         if not args.sources:
             raise _Usage("sources: give --sources DIR, the folder the transcripts go to")
-        print("\n".join(judging.fetch_commands(judging.read_lines(path), Path(args.sources))))
+        try:
+            commands = judging.fetch_commands(judging.read_lines(path), Path(args.sources))
+        except (OSError, ValueError) as exc:
+            raise _Usage(str(exc)) from None
+        if not commands:
+            raise _Usage(f"{path}: no row names a source (owner/repo@commit:path): is it a manifest?")
+        print("\n".join(commands))
         return 0
     if args.action == "explain":
         try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import sys
 import time
@@ -172,6 +173,12 @@ def simulate_command(spec: Spec, args: Any) -> int:
         return 0
     if not args.trace:
         raise ValueError("give --trace FILE (a recorded or generated trace), or --generate -o FILE")
+    if args.plot:  # said before the replay runs, not after it
+        if not args.sweep:
+            raise ValueError("--plot draws a sweep's combinations: add --sweep NAME=LO..HI")
+        folder = os.path.dirname(args.plot) or "."
+        if not os.path.isdir(folder):
+            raise ValueError(f"--plot {args.plot}: there is no folder {folder!r} to write it in")
     models = _models(spec, args)
     prices = PriceMap()
     if args.sweep:
@@ -408,18 +415,24 @@ def _sweep(spec: Spec, prices: PriceMap, args: Any) -> int:
     if time.monotonic() - started > 2 and sys.stderr.isatty():
         print(file=sys.stderr)
     ranked = rank_rows(rows, "cost", "failing_worker_turns")
-    if args.plot:
-        _plot(ranked, list(ranges), args.plot, spec.name)
     if args.json:
         print(json.dumps(ranked, indent=2))
-        return 0
+    else:
+        _sweep_table(ranked, list(ranges), len(combos), spec.name, args, unknowns)
+    if args.plot:  # after the table: a plot that cannot be drawn loses none of it
+        _plot(ranked, list(ranges), args.plot, spec.name)
+    return 0
+
+
+def _sweep_table(
+    ranked: list[dict[str, Any]], names: list[str], combos: int, spec: str, args: Any, unknowns: list[str]
+) -> None:
     what = (
         f"Monte-Carlo means over {args.monte_carlo} conversations"
         if args.monte_carlo
         else f"replay of {args.trace[0]}; {ASSUMPTION}"
     )
-    print(f"sweep of {spec.name}: {len(combos)} combinations ranked by cost ({what}); * marks the Pareto front")
-    names = list(ranges)
+    print(f"sweep of {spec}: {combos} combinations ranked by cost ({what}); * marks the Pareto front")
     header = [*names, "cost $", "failing worker turns", "Pareto"]
     table = [
         [
@@ -435,7 +448,6 @@ def _sweep(spec: Spec, prices: PriceMap, args: Any) -> int:
         print("  ".join(c.rjust(w) for c, w in zip(line, widths, strict=True)).rstrip())
     if unknowns:
         print("\n".join(unknowns))
-    return 0
 
 
 def _plot(rows: list[dict[str, Any]], names: list[str], path: str, spec: str) -> None:
@@ -447,6 +459,8 @@ def _plot(rows: list[dict[str, Any]], names: list[str], path: str, spec: str) ->
     except ImportError as exc:
         raise ValueError("--plot needs matplotlib: pip install 'lwfsm[plot]'") from exc
     pts = [r for r in rows if r["cost"] is not None]
+    if not pts:
+        raise ValueError(f"--plot {path}: no combination has a known cost (see above): nothing to draw")
     fig, ax = plt.subplots(figsize=(8, 5.5), dpi=110)
     ax.scatter(
         [r["failing_worker_turns"] for r in pts], [r["cost"] for r in pts], s=18, color="#9aa7b8", label="combination"
@@ -485,6 +499,10 @@ def _plot(rows: list[dict[str, Any]], names: list[str], path: str, spec: str) ->
     ax.grid(alpha=0.3)
     ax.legend(loc="lower left")
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    try:
+        fig.savefig(path)
+    except (OSError, ValueError) as exc:  # a folder not writable; a suffix matplotlib cannot write
+        raise ValueError(f"--plot {path}: cannot write it: {exc}") from None
+    finally:
+        plt.close(fig)
     print(f"wrote {path}", file=sys.stderr)

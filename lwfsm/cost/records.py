@@ -101,9 +101,11 @@ class TraceRecord(_Record):
     @model_validator(mode="before")
     @classmethod
     def _tokens_unknown(cls, data: Any) -> Any:
-        """A record that gives no token counts at all (written by hand or by another tool) has unknown
-        tokens, as one the provider reported none for: priced as unknown, never at 0."""
-        if isinstance(data, dict) and "unreported" not in data and not any(f in data for f in _TOKEN_FIELDS):
+        """A record that leaves out its input or its output tokens (written by hand or by another tool)
+        has unknown tokens, as one the provider reported none for: priced as unknown, never with the
+        missing count as 0 (a record of reasoning tokens alone was priced at $0)."""
+        given = isinstance(data, dict) and "unreported" not in data
+        if given and ("prompt_tokens" not in data or "completion_tokens" not in data):
             return {**data, "unreported": 1}
         return data
 

@@ -25,11 +25,13 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
 
 import orjson
 from starlette.requests import ClientDisconnect, Request
 
 from ..turn import Usage, params
+from ..turn.bindings import is_loopback
 from .codec import CODECS
 from .identity import Identity, identify, side_call
 
@@ -98,6 +100,37 @@ _ROLES_SAID = {
 _ROLES = {protocol: frozenset(roles) for protocol, roles in _ROLES_SAID.items()}
 
 
+def _hostname(url: str) -> str:
+    try:
+        return urlsplit(url).hostname or ""
+    except ValueError:  # "[not-an-address]"
+        return ""
+
+
+def _this_host(request: Request) -> None:
+    """Without a key the gateway answers this machine's clients, and a web page open in its browser is
+    one: a page may send a cross-site POST of plain text with no preflight (a spec, an event, a paid
+    call), and a DNS name it rebinds to 127.0.0.1 reads the answers. So the request must name the
+    gateway by a loopback address (Host), and come from no page (SDKs send no Origin) or from one the
+    gateway's own host serves (its dashboard)."""
+    host = request.headers.get("host")
+    if host is not None and not is_loopback(_hostname("//" + host)):
+        raise Reject(
+            403,
+            f"this gateway has no key, so it answers requests that name it 127.0.0.1, ::1 or localhost only, "
+            f"not {host[:80]!r}: call it so, or give it a key (lwfsm serve --api-key-env)",
+            "permission_error",
+        )
+    origin = request.headers.get("origin")
+    if origin is not None and not is_loopback(_hostname(origin)):
+        raise Reject(
+            403,
+            f"a request from the web page {origin[:80]!r}: this gateway has no key, so it answers no page but "
+            "its own (give it a key with lwfsm serve --api-key-env to serve others)",
+            "permission_error",
+        )
+
+
 def _check_shape(body: Mapping[str, Any], protocol: Protocol, answered: bool = True) -> None:
     """What both turn protocols require of a request before it is judged or sent anywhere: a client's
     mistake is its 400, never an upstream error (nor a call to the lead's model)."""
@@ -151,6 +184,8 @@ class Intake:
         return request.headers.get("x-api-key") or None
 
     def authorise(self, request: Request) -> str | None:
+        if self.gateway.key is None:
+            _this_host(request)
         presented = self._client_key(request)
         # As bytes: compare_digest refuses str with non-ASCII characters (a 500, not the 401 it is).
         if self.gateway.key is not None and (
