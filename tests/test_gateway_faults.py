@@ -237,7 +237,7 @@ def test_without_a_gateway_key_the_control_api_answers_this_host_only(
 
     env = {"GW_KEY": key} if key else {}
     app = build(load_spec("lead_worker"), store="memory://", mock=True, env=env, api_key_env="GW_KEY" if key else None)
-    with TestClient(app, client=(client, 50000)) as http:
+    with TestClient(app, base_url="http://127.0.0.1", client=(client, 50000)) as http:
         for method, path in [("GET", "/lwfsm/sessions"), ("GET", "/metrics"), ("DELETE", "/lwfsm/sessions/x")]:
             r = http.request(method, path, headers=AUTH if key else {})
             assert r.status_code == (404 if status == 200 and method == "DELETE" else status), (method, path)
@@ -663,7 +663,7 @@ def test_a_turn_that_cannot_be_written_is_not_acknowledged() -> None:
     store = app.state.gateway.store
     store.write = lambda key, expected, row, wait=True: False  # type: ignore[method-assign]
     body = {"model": "lwfsm", "messages": [{"role": "user", "content": "fix the bug"}]}
-    with TestClient(app) as http:
+    with TestClient(app, base_url="http://127.0.0.1") as http:
         r = http.post("/v1/chat/completions", json=body)
     assert r.status_code == 503
     assert "conflicted" in r.json()["error"]["message"]

@@ -253,7 +253,7 @@ def test_spans_of_a_fallback_conversation_in_process(oai: openai_server.Server) 
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     app = build(load_spec("lead_worker"), store="memory://", env=_env(oai.base))
     app.state.gateway.tracing = Tracing(provider=provider)  # an embedder's own provider
-    with TestClient(app) as http:
+    with TestClient(app, base_url="http://127.0.0.1") as http:
         _conversation(oai, lambda body, headers: http.post("/v1/chat/completions", json=body, headers=headers), "mem")
     _check([_from_sdk(s) for s in exporter.get_finished_spans()])
 
@@ -267,7 +267,7 @@ def test_spans_of_a_responses_stream_and_of_a_call_no_upstream_answered(oai: ope
     env = {**_env(oai.base), "LWFSM_PARAM_LEAD_TURNS": "0"}
     app = build(load_spec("lead_worker"), store="memory://", env=env)
     app.state.gateway.tracing = Tracing(provider=provider)
-    with TestClient(app) as http:
+    with TestClient(app, base_url="http://127.0.0.1") as http:
         r = http.post("/v1/responses", json={"model": "codex", "input": "hi", "stream": True})
         assert r.status_code == 200
         assert "response.completed" in r.text
@@ -386,7 +386,7 @@ def test_otlp_exporter_sends_the_spans_to_a_collector(
     monkeypatch.delenv("OTEL_RESOURCE_ATTRIBUTES", raising=False)
     try:
         app = build(load_spec("lead_worker"), store="memory://", env={**_env(oai.base), "OTEL_TRACES_EXPORTER": "otlp"})
-        with TestClient(app) as http:
+        with TestClient(app, base_url="http://127.0.0.1") as http:
             r = http.post("/v1/chat/completions", json={"model": "m", "messages": [{"role": "user", "content": "hi"}]})
             assert r.status_code == 200
         # Batched: the lifespan's end flushed them.
@@ -425,7 +425,7 @@ def test_traces_off_load_nothing_of_opentelemetry() -> None:
         "env = {'LWFSM_LEAD_MODEL': 'openai/lead', 'LWFSM_WORKER_MODEL': 'openai/worker'}\n"
         "env |= {'LWFSM_LEAD_API_BASE': up.base, 'LWFSM_WORKER_API_BASE': up.base}\n"
         "app = build(load_spec('lead_worker'), store='memory://', env=env)\n"
-        "with TestClient(app) as http:\n"
+        "with TestClient(app, base_url='http://127.0.0.1') as http:\n"
         "    body = {'model': 'm', 'messages': [{'role': 'user', 'content': 'hi'}], 'stream': True}\n"
         "    assert http.post('/v1/chat/completions', json=body).status_code == 200\n"
         "up.close()\n"

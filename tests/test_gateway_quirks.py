@@ -342,7 +342,15 @@ def test_missing_usage_is_unknown_in_the_ledger_metrics_and_pricing() -> None:
     assert 'lwfsm_tokens_total{kind="prompt_tokens",role="worker"} 3.0' in text
     recs = [
         TraceRecord(session="s", turn=1, role="worker", model="m", outcome="turn_completed", unreported=1),
-        TraceRecord(session="s", turn=2, role="worker", model="m", outcome="turn_completed", prompt_tokens=4),
+        TraceRecord(
+            session="s",
+            turn=2,
+            role="worker",
+            model="m",
+            outcome="turn_completed",
+            prompt_tokens=4,
+            completion_tokens=0,
+        ),
     ]
     total = summarise(recs, PriceMap({"m": {"input_cost_per_token": 1.0, "output_cost_per_token": 1.0}})).total
     assert (total.unknown_usage, total.cost) == (1, None)
