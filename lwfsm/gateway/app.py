@@ -94,6 +94,15 @@ class _Loaded:
     turn: Turn  # the loop's call (its plan may change when a commit loses a race)
 
 
+def gateway_key(env: Mapping[str, str], api_key_env: str | None) -> str | None:
+    """The key clients must present (None: no --api-key-env), from the variable it names."""
+    if not api_key_env:
+        return None
+    if not (key := env.get(api_key_env)):
+        raise LwfsmError(f"--api-key-env {api_key_env}: that variable is not set (it should hold the gateway key)")
+    return key
+
+
 class Gateway:
     """The gateway's state: one turn core, the role bindings, a store, one shared HTTP client."""
 
@@ -140,13 +149,7 @@ class Gateway:
         # memory:// is a dict and stays inline (conversations' calls: `lwfsm.turn.loop`, `nowait`).
         self._pool = ThreadPoolExecutor(16, thread_name_prefix="lwfsm-store")
         self._inline = store.url.startswith("memory://")
-        self.key: str | None = None
-        if api_key_env:
-            self.key = self.env.get(api_key_env) or None
-            if not self.key:
-                raise LwfsmError(
-                    f"--api-key-env {api_key_env}: that variable is not set (it should hold the gateway key)"
-                )
+        self.key = gateway_key(self.env, api_key_env)
         self._secrets = sorted(
             {v for b in self.roles.values() if b.api_key_env and len(v := self.env.get(b.api_key_env, "")) >= 8}
             | ({self.key} if self.key and len(self.key) >= 8 else set()),

@@ -131,6 +131,16 @@ def _this_host(request: Request) -> None:
         )
 
 
+def content_shaped(content: Any) -> bool:
+    """A message's content as every protocol has it: none, text, or a list of parts (objects)."""
+    if type(content) is list:
+        for part in content:  # a loop, not all(): read on every call for every message, twice the speed
+            if type(part) is not dict:
+                return False
+        return True
+    return content is None or type(content) is str
+
+
 def _check_shape(body: Mapping[str, Any], protocol: Protocol, answered: bool = True) -> None:
     """What both turn protocols require of a request before it is judged or sent anywhere: a client's
     mistake is its 400, never an upstream error (nor a call to the lead's model)."""
@@ -148,12 +158,7 @@ def _check_shape(body: Mapping[str, Any], protocol: Protocol, answered: bool = T
                 400,
                 f"'messages[{i}].role' must be one of {', '.join(_ROLES_SAID[protocol])}, got {m.get('role')!r:.40}",
             )
-        content = m.get("content")
-        if type(content) is list:
-            for part in content:
-                if type(part) is not dict:
-                    raise Reject(400, f"'messages[{i}].content' must be text or a list of parts (objects)")
-        elif content is not None and type(content) is not str:
+        if type(content := m.get("content")) is not str and not content_shaped(content):  # text: no call
             raise Reject(400, f"'messages[{i}].content' must be text or a list of parts (objects)")
     tools = body.get("tools")
     if tools is not None and not (isinstance(tools, list) and all(isinstance(t, dict) for t in tools)):
@@ -323,7 +328,7 @@ def _not_json(word: str) -> Any:
 
 def _finite(text: str) -> float:
     if math.isinf(value := float(text)):
-        raise ValueError(f"{text[:40]} is beyond what a JSON number may hold (a double): send a smaller number")
+        raise _beyond(text)
     return value
 
 
@@ -332,8 +337,12 @@ _MOST = int(sys.float_info.max)
 
 def _integer(text: str) -> int:
     if abs(value := int(text)) > _MOST:  # orjson refused it: it would be read as infinity
-        raise ValueError(f"{text[:40]}... is beyond what a JSON number may hold (a double): send a smaller number")
+        raise _beyond(text)
     return value
+
+
+def _beyond(text: str) -> ValueError:
+    return ValueError(f"{text[:40]} is beyond what a JSON number may hold (a double): send a smaller number")
 
 
 class _Tools:

@@ -25,7 +25,7 @@ from .codec.responses import (
     responses_object,
     responses_tools,
 )
-from .intake import Call, Reject
+from .intake import Call, Reject, content_shaped
 from .replies import AsciiJSON, error_body, log_error, recorded_trailer, single_chunk
 
 __all__ = ["Responses"]
@@ -142,11 +142,8 @@ class Responses:
         for i, item in enumerate(items if isinstance(items, list) else ()):
             if not isinstance(item, dict):
                 raise Reject(400, f"'input[{i}]' must be an item (an object), got {type(item).__name__}")
-            content = item.get("content")
             message = item.get("type") == "message" or ("type" not in item and "role" in item)  # else item_reference...
-            if message and not (
-                isinstance(content, str) or (isinstance(content, list) and all(isinstance(p, dict) for p in content))
-            ):
+            if message and (item.get("content") is None or not content_shaped(item["content"])):
                 raise Reject(400, f"'input[{i}].content' must be text or a list of parts (objects)")
         if body.get("stream") not in (None, True, False):
             raise Reject(400, f"'stream' must be true or false, got {body['stream']!r:.40}")

@@ -40,7 +40,7 @@ def build(
 ) -> Any:
     """The ASGI app: roles bound as the adapter binds them (LWFSM_* > GOOSE_*), or to mock models."""
     try:
-        from .app import Gateway, create_app
+        from .app import Gateway, create_app, gateway_key
         from .store import open_chain_store, open_gateway_store
         from .trace import TraceLog
     except ImportError as exc:  # pragma: no cover - exercised only without the extra
@@ -63,8 +63,7 @@ def build(
     for flag, value in timeouts.items():
         if not value > 0:
             raise ConfigError(f"--{flag}-timeout must be more than 0 seconds, got {value}")
-    if api_key_env and not env.get(api_key_env):  # said by Gateway too; here before a store file is made
-        raise ConfigError(f"--api-key-env {api_key_env}: that variable is not set (it should hold the gateway key)")
+    gateway_key(env, api_key_env)  # before a store file is made (Gateway reads it again)
     trace = TraceLog(log_dir) if log_dir else None
     gateway = Gateway(
         spec,

@@ -11,7 +11,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr
 
@@ -216,6 +216,16 @@ def _invariant_list(v: Any) -> Any:
     return v
 
 
+class _Names(NamedTuple):
+    """What the names in a spec's expressions are, and the counters and params they were made from."""
+
+    counters: Any
+    params: Any
+    scope: dict[str, str]  # name -> "param", "counter", "window" or "turn"
+    place: dict[str, int]  # counter (and "turn") -> its place in the values
+    windows: dict[str, int]  # window counter -> its width
+
+
 class Spec(_Model):
     """A validated, frozen switching spec. Build it with load_spec / from_text / from_dict."""
 
@@ -242,9 +252,7 @@ class Spec(_Model):
 
     _source: str = PrivateAttr("<dict>")
     _marks: dict[Loc, tuple[int, int, int]] = PrivateAttr(default_factory=dict)
-    # (the counters and params they were made from, scope, counter index, windows): made once per spec,
-    # not once per expression (a spec of N counters has N or more of them)
-    _names: tuple[Any, ...] | None = PrivateAttr(None)
+    _names: _Names | None = PrivateAttr(None)  # made once per spec, not once per expression (`_named`)
 
     def __eq__(self, other: object) -> bool:
         # Content equality: where a spec was read from (private attrs) does not make it different.
@@ -314,32 +322,34 @@ class Spec(_Model):
         """The states a transition leaves from, with "*" expanded to every state."""
         return list(self.states) if t.source == ["*"] else list(t.source)
 
-    def _named(self) -> tuple[Any, ...]:
+    def _named(self) -> _Names:
+        """The names expressions read (a spec of N counters has N or more expressions); made again for a
+        copy whose counters or params differ."""
         made = self._names
-        if made is None or made[0] is not self.counters or made[1] is not self.params:  # a copy changed them
+        if made is None or made.counters is not self.counters or made.params is not self.params:
             counters = {c: "window" if k.window else "counter" for c, k in self.counters.items()}
             index = {name: i for i, name in enumerate(self.counters)}
             index["turn"] = len(index)
             windows = {name: c.window for name, c in self.counters.items() if c.window}
             scope = {**{p: "param" for p in self.params}, **counters, "turn": "turn"}
-            made = self._names = (self.counters, self.params, scope, index, windows)
+            made = self._names = _Names(self.counters, self.params, scope, index, windows)
         return made
 
     @property
     def scope(self) -> dict[str, str]:
         """What each name in an expression is: "param", "counter", "window" or the read-only "turn"."""
-        return dict(self._named()[2])
+        return dict(self._named().scope)
 
     def parse(self, text: str, want: Kind = "int", *, params_only: bool = False) -> Expr:
         """Parse an expression of this spec (raises ExprError); `params_only` for initial values."""
-        scope = {p: "param" for p in self.params} if params_only else self._named()[2]
+        scope = {p: "param" for p in self.params} if params_only else self._named().scope
         return parse(text, scope, want)
 
     def compile(self, text: str, want: Kind = "int") -> Compiled:
         """An expression as a closure over the counter values (in declaration order, then the turn
         count), params folded in."""
-        _, _, _, index, windows = self._named()
-        return compile_expr(self.parse(text, want), index, self.param_values, windows)
+        names = self._named()
+        return compile_expr(self.parse(text, want), names.place, self.param_values, names.windows)
 
     @property
     def uses_turn(self) -> bool:

@@ -39,29 +39,24 @@ class Usage(_Value):
         def get(obj: Any, name: str) -> Any:
             return obj.get(name) if isinstance(obj, Mapping) else getattr(obj, name, None)
 
-        def num(v: Any) -> int:
-            return v if type(v) is int and 0 < v <= _MOST else 0
+        def count(v: Any) -> int | None:  # None: no count of tokens (negative, text, 1e30)
+            return v if type(v) is int and 0 <= v <= _MOST else None
 
-        def wrong(v: Any) -> bool:  # given, but no count of tokens
-            return v is not None and not (type(v) is int and 0 <= v <= _MOST)
-
-        prompt, completion = (
-            (None, None) if usage is None else (get(usage, "prompt_tokens"), get(usage, "completion_tokens"))
-        )
-        if (prompt is None and completion is None) or wrong(prompt) or wrong(completion):
-            # none reported, or what was is not a count (negative, text, 1e30): unknown, never zero
+        given = None if usage is None else (get(usage, "prompt_tokens"), get(usage, "completion_tokens"))
+        if given is None or given == (None, None) or any(v is not None and count(v) is None for v in given):
+            # none reported, or what was is not a count: unknown, never zero
             return cls.model_construct(unreported=1)
+        prompt, completion = (count(v) or 0 for v in given)
         prompt_details = get(usage, "prompt_tokens_details")
         completion_details = get(usage, "completion_tokens_details")
-        read = num(get(usage, "cache_read_input_tokens")) or num(
-            get(prompt_details, "cached_tokens") if prompt_details is not None else None
-        )
+        cached = get(prompt_details, "cached_tokens") if prompt_details is not None else None
+        reasoning = get(completion_details, "reasoning_tokens") if completion_details is not None else None
         return cls.model_construct(  # every field is an int >= 0 already: no second validation
-            prompt_tokens=num(get(usage, "prompt_tokens")),
-            completion_tokens=num(get(usage, "completion_tokens")),
-            cache_read_tokens=read,
-            cache_write_tokens=num(get(usage, "cache_creation_input_tokens")),
-            reasoning_tokens=num(get(completion_details, "reasoning_tokens") if completion_details is not None else 0),
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            cache_read_tokens=count(get(usage, "cache_read_input_tokens")) or count(cached) or 0,
+            cache_write_tokens=count(get(usage, "cache_creation_input_tokens")) or 0,
+            reasoning_tokens=count(reasoning) or 0,
         )
 
     def __add__(self, other: Usage) -> Usage:

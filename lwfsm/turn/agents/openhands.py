@@ -132,11 +132,11 @@ def _from_events(history: list[dict[str, Any]], event_id: str) -> Transcript:
             if isinstance(code, int) and code >= 0:
                 text += f"\n[The command completed with exit code {code}.]"
             failed = e.get("observation") == "browse" and isinstance(extras, dict) and extras.get("error") is True
-            if failed and _BROWSER_FAILED.match(text) is None:  # older runs keep the page alone
-                assert isinstance(extras, dict)
-                visit = extras.get("trigger_by_action") == "browse"  # web_read, not an interactive action
+            if failed and _BROWSER_FAILED.match(text) is None:  # a run that kept the page alone
+                said = extras if isinstance(extras, dict) else {}
+                visit = said.get("trigger_by_action") == "browse"  # web_read, not an interactive action
                 doing = "trying to visit the URL" if visit else "executing the last action"
-                text = _BANNER.format(doing, extras.get("last_browser_action_error") or "") + text
+                text = _BANNER.format(doing, said.get("last_browser_action_error") or "") + text
             messages.append({"role": "tool", "tool_call_id": str(e.get("cause")), "content": text})
     if at is None:
         raise LookupError(f"no agent action with id {event_id} in this run")
