@@ -614,6 +614,23 @@ def test_session_files_whose_strings_hold_a_line_separator_are_read() -> None:
     assert codex.transcript(rollout, {"line": 2}).messages[0]["content"] == said
 
 
+def test_a_claude_code_session_saved_as_one_json_array_reads_as_its_lines() -> None:
+    # a hook that copies the session writes the same records as one pretty-printed array
+    records = [
+        {"type": "summary", "summary": "fix CI"},
+        {"type": "user", "message": {"role": "user", "content": "run the tests"}},
+        {"type": "assistant", "message": {"id": "m1", "role": "assistant", "content": "On it."}},
+        {"type": "user", "message": {"role": "user", "content": "still failing"}},
+    ]
+    lines = claude_code.transcript("\n".join(json.dumps(r) for r in records).encode(), {"message_id": "m1"})
+    array = claude_code.transcript(json.dumps(records, indent=2).encode(), {"message_id": "m1"})
+    assert array == lines
+    assert array.at == 1
+    assert array.messages[-1]["content"][0]["text"] == "still failing"
+    with pytest.raises(LookupError, match="not a session's records"):
+        claude_code.transcript(b"[1, 2]", {"message_id": "m1"})
+
+
 @pytest.mark.parametrize(
     ("console", "expected"),
     [

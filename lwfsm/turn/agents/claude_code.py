@@ -113,9 +113,14 @@ READER = ClaudeCode()
 def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
     """One assistant reply of a raw session file: the conversation before it, the reply (its blocks
     gathered across lines) and what came after, as the Messages API carried them."""
-    # one JSON document per "\n": not `splitlines()`, which also breaks at U+2028, U+0085 and the like, which
-    # JSON strings hold unescaped (pasted web text, text decoded twice)
-    lines = [json.loads(x) for x in data.decode("utf-8").split("\n") if x.strip()]
+    text = data.decode("utf-8")
+    if text.lstrip().startswith("["):  # the same records saved as one JSON array (a hook's copy of a session)
+        lines = json.loads(text)
+        if not isinstance(lines, list) or not all(isinstance(x, dict) for x in lines):
+            raise LookupError("a JSON array that is not a session's records (objects with a 'type')")
+    else:  # one JSON document per "\n": not `splitlines()`, which also breaks at U+2028, U+0085 and the like,
+        # which JSON strings hold unescaped (pasted web text, text decoded twice)
+        lines = [json.loads(x) for x in text.split("\n") if x.strip()]
     key = "message_id" if "message_id" in locator else "uuid"
     target = str(locator[key])
     convo: list[dict[str, Any]] = []  # Anthropic-shaped messages, consecutive same-role lines merged
