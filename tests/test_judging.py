@@ -283,6 +283,31 @@ def test_an_openhands_edit_and_a_failing_run_in_one_reply_fail() -> None:
     assert core.verdict(conv, [*msgs, *after]).kind == "task_failure"
 
 
+def test_a_refusal_before_claude_codes_placeholder_is_the_replys_outcome() -> None:
+    # Resuming after the person refused a call, Claude Code puts "No response requested." in as the
+    # assistant's message and sends it on: the refusal before it is what the pending reply came to.
+    push = {"type": "tool_use", "id": "t1", "name": "Bash", "input": {"command": "git push"}}
+    reply = {"role": "assistant", "content": [push]}
+    refused = "The user doesn't want to proceed with this tool use. The tool use was rejected."
+    core = TurnCore(Engine(load_spec("lead_worker")), agent="claude_code")
+    msgs = [{"role": "user", "content": "push it"}, reply]
+    conv = core.start()
+    core.settle(conv, core.plan(conv, msgs[:1]), role="worker", model="m", reply=reply)
+    after = [
+        {
+            "role": "user",
+            "content": [{"type": "tool_result", "tool_use_id": "t1", "content": refused, "is_error": True}],
+        },
+        {"role": "assistant", "content": [{"type": "text", "text": "No response requested."}]},
+        {"role": "user", "content": "open a pull request instead"},
+    ]
+    v = core.verdict(conv, [*msgs, *after])
+    assert (v.kind, v.evidence.rule if v.evidence else None) == ("rejected", "claude_code.rejected")
+    # a model's own reply of those words is a reply: what came before it is not this turn's
+    said = {"role": "assistant", "content": [{"type": "text", "text": "No response requested."}, push]}
+    assert core.verdict(conv, [*msgs, *after[:1], said, after[2]]).kind == "ok"
+
+
 def test_corrections_and_rejections_are_their_own_kinds() -> None:
     said = {"role": "assistant", "content": "Done: the header parser handles tabs now."}
     event, kind, evidence = verdict(said, {"role": "user", "content": "No, it still fails on tabs."})

@@ -631,6 +631,26 @@ def test_a_claude_code_session_saved_as_one_json_array_reads_as_its_lines() -> N
         claude_code.transcript(b"[1, 2]", {"message_id": "m1"})
 
 
+def test_a_session_reader_passes_over_claude_codes_placeholder_as_the_judge_does() -> None:
+    push = {"type": "tool_use", "id": "t1", "name": "Bash", "input": {"command": "git push"}}
+    refused = {"type": "tool_result", "tool_use_id": "t1", "content": "rejected by user", "is_error": True}
+    said = [{"type": "text", "text": "No response requested."}]
+    records = [
+        {"type": "user", "message": {"role": "user", "content": "push it"}},
+        {"type": "assistant", "message": {"id": "m1", "role": "assistant", "content": [push]}},
+        {"type": "user", "message": {"role": "user", "content": [refused]}},
+        {"type": "assistant", "message": {"id": "p1", "role": "assistant", "model": "<synthetic>", "content": said}},
+        {"type": "user", "message": {"role": "user", "content": "open a pull request instead"}},
+    ]
+    t = claude_code.transcript("\n".join(json.dumps(r) for r in records).encode(), {"message_id": "m1"})
+    assert [m["content"][0].get("text", m["content"][0]["type"]) for m in t.messages[t.at + 1 :]] == [
+        "tool_result",
+        "open a pull request instead",
+    ]
+    # located itself (a manifest may label it), it is read as before: what followed it
+    assert claude_code.transcript("\n".join(json.dumps(r) for r in records).encode(), {"message_id": "p1"}).at == 3
+
+
 @pytest.mark.parametrize(
     ("console", "expected"),
     [

@@ -20,6 +20,7 @@ from typing import Any
 
 from .agents import Evidence, Finding, Kind, detect, reader, verdict_of
 from .agents.base import TAIL, is_object, text_of, tool_calls
+from .agents.claude_code import placeholder
 
 __all__ = [
     "MAX_BLOCK",
@@ -54,20 +55,24 @@ class Judgement:
         return f"{self.kind.replace('_', ' ')}: {self.evidence}"
 
 
-def what_came_after(messages: Sequence[Message]) -> list[Message]:
-    """The messages after the last assistant message: tool results, the user's reaction."""
+def _last_reply(messages: Sequence[Message]) -> int | None:
     for i in range(len(messages) - 1, -1, -1):
-        if messages[i].get("role") == "assistant":
-            return list(messages[i + 1 :])
-    return list(messages)
+        if messages[i].get("role") == "assistant" and not placeholder(messages[i]):
+            return i
+    return None
+
+
+def what_came_after(messages: Sequence[Message]) -> list[Message]:
+    """The messages after the last assistant message (the reply judged): tool results, the user's
+    reaction. Claude Code's placeholder is no reply: a refusal before it is the reply's outcome."""
+    i = _last_reply(messages)
+    return [m for m in messages[0 if i is None else i + 1 :] if not placeholder(m)]
 
 
 def before_reply(messages: Sequence[Message]) -> Sequence[Message]:
     """The messages before the last assistant message (the reply being judged)."""
-    for i in range(len(messages) - 1, -1, -1):
-        if messages[i].get("role") == "assistant":
-            return messages[:i]
-    return ()
+    i = _last_reply(messages)
+    return () if i is None else messages[:i]
 
 
 def malformed_tool_calls(reply: Message, after: Sequence[Message], tools: Sequence[Message]) -> str | None:

@@ -109,6 +109,18 @@ class ClaudeCode(Reader):
 
 READER = ClaudeCode()
 
+# What Claude Code puts in as the assistant's message when it resumes a conversation the person had
+# interrupted (a refused tool call, Esc): no model wrote it, and it is sent on to the API with the rest.
+PLACEHOLDER = "No response requested."
+
+
+def placeholder(msg: Mapping[str, Any]) -> bool:
+    """Whether an assistant message is Claude Code's own placeholder, not a model's reply."""
+    content = msg.get("content")
+    if isinstance(content, list) and len(content) == 1 and isinstance(content[0], dict):
+        content = content[0].get("text") if content[0].get("type") == "text" else None
+    return msg.get("role") == "assistant" and content == PLACEHOLDER and not msg.get("tool_calls")
+
 
 def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
     """One assistant reply of a raw session file: the conversation before it, the reply (its blocks
@@ -148,6 +160,9 @@ def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
         if m["role"] == "assistant":
             if m.get("_id") == convo[start].get("_id"):
                 reply_blocks += m["content"]
+                i += 1
+                continue
+            if placeholder(m):  # the judge passes over it too (`lwfsm.turn.judge.what_came_after`)
                 i += 1
                 continue
             break
