@@ -21,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lwfsm import Engine, Spec, SpecError, load_spec
-from lwfsm.cli import main
+from lwfsm.cli import judging, main
 from lwfsm.cli.judging import Result, evaluate, read_lines
 from lwfsm.turn import TurnCore
 from lwfsm.turn.agents import AGENTS, KINDS, base
@@ -303,9 +303,20 @@ def test_a_refusal_before_claude_codes_placeholder_is_the_replys_outcome() -> No
     ]
     v = core.verdict(conv, [*msgs, *after])
     assert (v.kind, v.evidence.rule if v.evidence else None) == ("rejected", "claude_code.rejected")
+    # `judge explain` on the same request reads the same reply
+    reply_of, after_of = judging.request_turn({"messages": [*msgs, *after]})[:2]
+    assert reply_of == reply
+    assert len(after_of) == 2
     # a model's own reply of those words is a reply: what came before it is not this turn's
     said = {"role": "assistant", "content": [{"type": "text", "text": "No response requested."}, push]}
     assert core.verdict(conv, [*msgs, *after[:1], said, after[2]]).kind == "ok"
+    words = {"role": "assistant", "content": "No response requested."}
+    core.settle(conv, core.plan(conv, [*msgs, *after[:1]]), role="worker", model="m", reply=words)
+    thanks = {"role": "user", "content": "thanks, looks good"}
+    assert core.verdict(conv, [*msgs, *after[:1], words, thanks]).kind == "ok"
+    # with no reply but placeholders, what came before the last is not the turn's: the task is not a correction
+    task = {"role": "user", "content": "No, that's wrong: the parser must keep tabs. Fix it."}
+    assert core.verdict(conv, [task, after[1], {"role": "user", "content": "go on"}]).kind == "ok"
 
 
 def test_corrections_and_rejections_are_their_own_kinds() -> None:

@@ -647,6 +647,16 @@ def test_a_session_reader_passes_over_claude_codes_placeholder_as_the_judge_does
         "tool_result",
         "open a pull request instead",
     ]
+    # a model that says those words replied: what follows it is its turn's
+    said_by_model = {**records[3], "message": {**records[3]["message"], "model": "claude-sonnet-4-5"}}
+    mine = [*records[:3], said_by_model, records[4]]
+    t = claude_code.transcript("\n".join(json.dumps(r) for r in mine).encode(), {"message_id": "m1"})
+    assert len(t.messages) == t.at + 2
+    # a copy with a byte-order mark reads; a record whose message is no object is named
+    bom = "\ufeff" + json.dumps(records)
+    assert claude_code.transcript(bom.encode(), {"message_id": "m1"}).at == 1
+    with pytest.raises(LookupError, match="message is not an object"):
+        claude_code.transcript(json.dumps([{"type": "user", "message": "hi"}]).encode(), {"message_id": "m1"})
     # located itself (a manifest may label it), it is read as before: what followed it
     assert claude_code.transcript("\n".join(json.dumps(r) for r in records).encode(), {"message_id": "p1"}).at == 3
 

@@ -29,7 +29,7 @@ from ..gateway.identity import side_call
 from ..spec import Spec
 from ..turn import TurnCore
 from ..turn.agents import TRANSCRIPTS, reader
-from ..turn.judge import Judgement, what_came_after
+from ..turn.judge import Judgement, last_reply, what_came_after
 
 __all__ = ["Result", "evaluate", "explain", "read_lines", "request_turn", "summary"]
 
@@ -61,7 +61,7 @@ def request_turn(capture: Mapping[str, Any]) -> Turn:
     """(reply, after, tools, messages, headers) of the turn a captured request judges: its last
     assistant message and what follows it. `capture` is a request body or `{headers, body}`."""
     messages, tools, headers = _read(capture)
-    last = max((i for i, m in enumerate(messages) if m.get("role") == "assistant"), default=None)
+    last = last_reply(messages)
     if last is None:
         raise ValueError("the request holds no assistant message: it is a conversation's first call, no turn to judge")
     return messages[last], what_came_after(messages), tools, messages, headers

@@ -25,6 +25,7 @@ from ..engine import Engine, Session, Snapshot, TransitionRecord
 from ..errors import ConfigError, Conflict, RunError, SnapshotError, SpecError
 from . import handoff
 from .agents import AGENTS, Evidence
+from .agents.claude_code import placeholder
 from .judge import Detector, judge, what_came_after
 from .ledger import Ledger, Usage
 
@@ -237,7 +238,7 @@ class TurnCore:
         p = conv.pending
         if p is None:
             return Verdict(None, None)
-        after = what_came_after(messages)
+        after = what_came_after(messages, passing=not placeholder(p.reply))  # a model may say those words
         j = self.judgement(p.reply, after, p.tools, messages, headers)
         kind, reason, evidence = j.kind, j.reason, j.evidence
         if p.failure and kind == "ok":  # seen earlier within this turn (turn unit "message")

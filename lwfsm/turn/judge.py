@@ -30,6 +30,7 @@ __all__ = [
     "malformed_tool_calls",
     "text_of",
     "unparsable_code",
+    "last_reply",
     "what_came_after",
 ]
 
@@ -55,23 +56,30 @@ class Judgement:
         return f"{self.kind.replace('_', ' ')}: {self.evidence}"
 
 
-def _last_reply(messages: Sequence[Message]) -> int | None:
+def last_reply(messages: Sequence[Message], passing: bool = True) -> int | None:
+    """Where the reply judged is: the last assistant message, passing over Claude Code's placeholder
+    after a real one (`passing`: the pending reply is not itself those words)."""
+    last = None
     for i in range(len(messages) - 1, -1, -1):
-        if messages[i].get("role") == "assistant" and not placeholder(messages[i]):
-            return i
-    return None
+        if messages[i].get("role") == "assistant":
+            if not passing or not placeholder(messages[i]):
+                return i
+            last = i if last is None else last
+    return last  # only placeholders: the last one, as if it were a reply
 
 
-def what_came_after(messages: Sequence[Message]) -> list[Message]:
+def what_came_after(messages: Sequence[Message], passing: bool = True) -> list[Message]:
     """The messages after the last assistant message (the reply judged): tool results, the user's
     reaction. Claude Code's placeholder is no reply: a refusal before it is the reply's outcome."""
-    i = _last_reply(messages)
-    return [m for m in messages[0 if i is None else i + 1 :] if not placeholder(m)]
+    i = last_reply(messages, passing)
+    if i is None:
+        return list(messages)
+    return [m for m in messages[i + 1 :] if not (passing and placeholder(m))]
 
 
 def before_reply(messages: Sequence[Message]) -> Sequence[Message]:
     """The messages before the last assistant message (the reply being judged)."""
-    i = _last_reply(messages)
+    i = last_reply(messages)
     return () if i is None else messages[:i]
 
 

@@ -100,7 +100,7 @@ class ClaudeCode(Reader):
 
     def _read_last(self, before: Sequence[Message]) -> bool:
         """The model's last action before this reply only looked (a Read), or nothing before is known."""
-        last = next((m for m in reversed(before) if m.get("role") == "assistant"), None)
+        last = next((m for m in reversed(before) if m.get("role") == "assistant" and not placeholder(m)), None)
         if last is None:
             return True
         calls = self.calls(last)
@@ -125,7 +125,7 @@ def placeholder(msg: Mapping[str, Any]) -> bool:
 def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
     """One assistant reply of a raw session file: the conversation before it, the reply (its blocks
     gathered across lines) and what came after, as the Messages API carried them."""
-    text = data.decode("utf-8")
+    text = data.decode("utf-8-sig")  # a copy saved on Windows may begin with a byte-order mark
     if text.lstrip().startswith("["):  # the same records saved as one JSON array (a hook's copy of a session)
         lines = json.loads(text)
         if not isinstance(lines, list) or not all(isinstance(x, dict) for x in lines):
@@ -141,6 +141,8 @@ def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
         if line.get("type") not in ("user", "assistant") or line.get("isSidechain") or line.get("isMeta"):
             continue
         msg = line.get("message") or {}
+        if not isinstance(msg, dict):
+            raise LookupError(f"a {line.get('type')} record whose message is not an object: is this a session?")
         role, content = msg.get("role"), msg.get("content")
         blocks = content if isinstance(content, list) else [{"type": "text", "text": str(content or "")}]
         ident = msg.get("id") if role == "assistant" else None
@@ -148,7 +150,7 @@ def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
         if convo and convo[-1]["role"] == role and (role == "user" or convo[-1].get("_id") == ident):
             convo[-1]["content"] += blocks  # one reply spans lines; a user's results come as several
         else:
-            convo.append({"role": role, "content": list(blocks), "_id": ident})
+            convo.append({"role": role, "content": list(blocks), "_id": ident, "_by": msg.get("model")})
         if mine and start is None:
             start = len(convo) - 1
     if start is None:
@@ -162,7 +164,8 @@ def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
                 reply_blocks += m["content"]
                 i += 1
                 continue
-            if placeholder(m):  # the judge passes over it too (`lwfsm.turn.judge.what_came_after`)
+            if m["_by"] == "<synthetic>" and placeholder(m):  # Claude Code's, not a model's: the judge passes
+                # over it too (`lwfsm.turn.judge.what_came_after`)
                 i += 1
                 continue
             break
