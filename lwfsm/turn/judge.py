@@ -27,10 +27,10 @@ __all__ = [
     "Detector",
     "Judgement",
     "judge",
+    "last_reply",
     "malformed_tool_calls",
     "text_of",
     "unparsable_code",
-    "last_reply",
     "what_came_after",
 ]
 
@@ -77,9 +77,9 @@ def what_came_after(messages: Sequence[Message], passing: bool = True) -> list[M
     return [m for m in messages[i + 1 :] if not (passing and placeholder(m))]
 
 
-def before_reply(messages: Sequence[Message]) -> Sequence[Message]:
+def before_reply(messages: Sequence[Message], passing: bool = True) -> Sequence[Message]:
     """The messages before the last assistant message (the reply being judged)."""
-    i = last_reply(messages)
+    i = last_reply(messages, passing)
     return () if i is None else messages[:i]
 
 
@@ -173,7 +173,8 @@ def judge(
     reply = reply if is_object(reply) else {}
     name = agent or detect(messages if messages is not None else after, headers)
     r = reader(name)
-    findings = list(r.findings(reply, after, tools, before_reply(messages) if messages is not None else ()))
+    before = before_reply(messages, passing=not placeholder(reply)) if messages is not None else ()
+    findings = list(r.findings(reply, after, tools, before))
     findings += _patterns(after, error_patterns, correction_patterns, r.human)
     if name == "generic" and not tool_calls(reply):
         said = unparsable_code(reply, after, tools)

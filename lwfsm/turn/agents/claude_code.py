@@ -8,7 +8,18 @@ import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from .base import Evidence, Finding, History, Message, Outcome, Reader, Transcript, first_match, text_of
+from .base import (
+    Evidence,
+    Finding,
+    History,
+    Message,
+    Outcome,
+    Reader,
+    Transcript,
+    first_match,
+    is_object,
+    text_of,
+)
 from .words import PASTED_MORE
 
 __all__ = ["READER"]
@@ -117,7 +128,7 @@ PLACEHOLDER = "No response requested."
 def placeholder(msg: Mapping[str, Any]) -> bool:
     """Whether an assistant message is Claude Code's own placeholder, not a model's reply."""
     content = msg.get("content")
-    if isinstance(content, list) and len(content) == 1 and isinstance(content[0], dict):
+    if isinstance(content, list) and len(content) == 1 and is_object(content[0]):
         content = content[0].get("text") if content[0].get("type") == "text" else None
     return msg.get("role") == "assistant" and content == PLACEHOLDER and not msg.get("tool_calls")
 
