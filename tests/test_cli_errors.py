@@ -1,5 +1,6 @@
 """The CLI's promise: mistakes exit 1 with a message, never a traceback (usage errors exit 2)."""
 
+import json
 import re
 from pathlib import Path
 
@@ -215,10 +216,30 @@ def test_judge_explain_says_what_is_wrong_with_a_file_that_holds_no_request(
     assert f"{empty}: an empty list: give a request body" in capsys.readouterr().err
     numbers = tmp_path / "numbers.json"
     numbers.write_text('[1, {"messages": []}]')
-    assert main(["judge", "explain", str(numbers)]) == 0  # each item is told apart; the request is read
+    assert main(["judge", "explain", str(numbers)]) == 1  # each item is told apart; a number is no request
+    out, err = capsys.readouterr()
+    assert f"{numbers} [1]: a JSON int, not a request: give a body or {{headers, body}}" in err
+    assert f"{numbers} [2]: the request holds no assistant message" in out  # a first call: an answer
+    # one request that is no request fails the command (a script must not take it for a verdict)
+    other = tmp_path / "other.json"
+    other.write_text('{"hello": 1}')
+    assert main(["judge", "explain", str(other)]) == 1
+    assert f"{other}: 'messages' is not a list" in capsys.readouterr().err
+    # beside a request that is judged, the one that is not still fails the command, and both are said
+    mixed = tmp_path / "mixed.json"
+    reply = {"role": "assistant", "content": "done"}
+    mixed.write_text(json.dumps([{"messages": [{"role": "user", "content": "go"}, reply]}, "x"]))
+    assert main(["judge", "explain", str(mixed)]) == 1
+    out, err = capsys.readouterr()
+    assert f"{mixed} [1]: agent generic; verdict ok" in out
+    assert f"{mixed} [2]: a JSON str, not a request" in err
+    # a session's first call and a probe are requests the gateway judges no turn from: said, not failed
+    calls = tmp_path / "calls.json"
+    calls.write_text(json.dumps([{"method": "HEAD", "path": "/"}, {"messages": [{"role": "user", "content": "go"}]}]))
+    assert main(["judge", "explain", str(calls)]) == 0
     out = capsys.readouterr().out
-    assert f"{numbers} [1]: a JSON int, not a request: give a body or {{headers, body}}" in out
-    assert f"{numbers} [2]: the request holds no assistant message" in out
+    assert f"{calls} [1]: a HEAD request: no model call, no turn to judge" in out
+    assert f"{calls} [2]: the request holds no assistant message" in out
 
 
 def test_check_reports_every_spec_that_loads_beside_one_that_does_not(capsys: pytest.CaptureFixture[str]) -> None:

@@ -293,6 +293,17 @@ def test_error_bodies_have_each_protocols_shape() -> None:
         "type": "error",
         "error": {"type": "rate_limit_error", "message": "slow down"},
     }
+    # a client's mistake is never called the server's: a 400 or a 409 is an invalid request in Anthropic's
+    # shape, a 5xx an API error, and the statuses Anthropic names have their names
+    kinds = {s: CODECS["anthropic"].error_body(s, "m")["error"]["type"] for s in (400, 403, 409, 500, 502, 529)}
+    assert kinds == {
+        400: "invalid_request_error",
+        403: "permission_error",
+        409: "invalid_request_error",
+        500: "api_error",
+        502: "api_error",
+        529: "overloaded_error",
+    }
     for protocol in ("openai", "responses"):
         assert CODECS[protocol].error_body(400, "bad") == {
             "error": {"message": "bad", "type": "invalid_request_error", "param": None, "code": None}

@@ -774,6 +774,7 @@ BAD_REQUESTS = [
     ("/v1/responses", {"model": "m", "input": "hi", "tools": [{"type": "function", "function": 5}]}, "'tools[0]'"),
     ("/v1/responses", {"model": 5, "input": "hi"}, "'model' must be a string, got int"),
     ("/v1/responses", '{"model": "m", "input": [' + _DEEP + "]}", "nested too deeply"),
+    ("/v1/messages", '{"model": "m", "max_tokens": 9, "messages": [' + _DEEP + "]}", "nested too deeply"),
 ]
 
 
@@ -893,9 +894,17 @@ def test_a_route_the_gateway_does_not_serve_is_said_in_the_sdks_shape(oai_gatewa
     assert wrong.status_code == 405
     assert wrong.headers["allow"] == "POST"
     assert wrong.json()["error"]["message"] == "GET /v1/chat/completions: this route takes POST"
+    assert wrong.json()["error"]["type"] == "invalid_request_error"  # the route exists: not "not found"
     anthropic_shape = httpx.post(oai_gateway.base + "/v1/messages/batches", headers={"x-api-key": GATEWAY_KEY})
     assert anthropic_shape.status_code == 404
     assert anthropic_shape.json()["type"] == "error"
+    assert anthropic_shape.json()["error"]["type"] == "not_found_error"
+    messages_get = httpx.get(oai_gateway.base + "/v1/messages", headers={"x-api-key": GATEWAY_KEY})
+    assert messages_get.status_code == 405
+    assert messages_get.json()["error"] == {
+        "type": "invalid_request_error",
+        "message": "GET /v1/messages: this route takes POST",
+    }
 
 
 def test_a_manual_event_carries_an_operator_s_note_to_the_next_call(

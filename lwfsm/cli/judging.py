@@ -57,13 +57,18 @@ def read_lines(path: Path) -> list[dict[str, Any]]:
 Turn = tuple[Message, list[Message], list[Message], list[Message], dict[str, str]]
 
 
+class NoTurn(ValueError):
+    """A request the gateway serves but judges no turn from: a probe, a token count, a side call, a
+    conversation's first call. Not a mistake in the capture (a ValueError is)."""
+
+
 def request_turn(capture: Mapping[str, Any]) -> Turn:
     """(reply, after, tools, messages, headers) of the turn a captured request judges: its last
     assistant message and what follows it. `capture` is a request body or `{headers, body}`."""
     messages, tools, headers = _read(capture)
     last = last_reply(messages)
     if last is None:
-        raise ValueError("the request holds no assistant message: it is a conversation's first call, no turn to judge")
+        raise NoTurn("the request holds no assistant message: it is a conversation's first call, no turn to judge")
     return messages[last], what_came_after(messages), tools, messages, headers
 
 
@@ -97,7 +102,8 @@ def _anthropic_blocks(body: Mapping[str, Any]) -> bool:
 
 
 def not_a_turn(capture: Mapping[str, Any]) -> str | None:
-    """Why the gateway would judge no turn from this captured request (as it tells them apart), or None."""
+    """Why the gateway would judge no turn from this captured request (as it tells them apart), or None;
+    a ValueError when it is no request the gateway would serve."""
     method, path = str(capture.get("method", "POST")).upper(), str(capture.get("path", "")).split("?")[0]
     if method != "POST":
         return f"a {method} request: no model call, no turn to judge"
@@ -105,7 +111,7 @@ def not_a_turn(capture: Mapping[str, Any]) -> str | None:
         return "a token count: no model call, no turn to judge"
     body = capture.get("body", capture)
     if isinstance(body, Mapping) and "input" not in body and not isinstance(body.get("messages"), list):
-        return "'messages' is not a list: the gateway answers such a request with a 400"
+        raise ValueError("'messages' is not a list: the gateway answers such a request with a 400")
     try:
         messages, _tools, headers = _read(capture)
     except ValueError:
@@ -117,7 +123,7 @@ def not_a_turn(capture: Mapping[str, Any]) -> str | None:
 
 def explain(core: TurnCore, capture: Mapping[str, Any], agent: str | None = None) -> tuple[Judgement, str]:
     if (why := not_a_turn(capture)) is not None:
-        raise ValueError(why)
+        raise NoTurn(why)
     reply, after, tools, messages, headers = request_turn(capture)
     saved, core.agent = core.agent, agent or core.agent
     try:

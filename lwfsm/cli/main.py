@@ -786,18 +786,25 @@ def cmd_judge(args: argparse.Namespace) -> int:
         captures = capture if isinstance(capture, list) else [capture]
         if not captures:
             raise _Usage(f"{path}: an empty list: give a request body, {{headers, body}}, or a list of them")
+        unread = 0  # items that are no request the gateway would serve: each is named, and the exit status says so
         for n, one in enumerate(captures, 1):
             where = f"{path}" + (f" [{n}]" if len(captures) > 1 else "")
             if not isinstance(one, dict):
-                print(f"{where}: a JSON {type(one).__name__}, not a request: give a body or {{headers, body}}")
-                continue
-            try:
-                j, event = judging.explain(core, one, args.agent)
-            except ValueError as exc:
-                print(f"{where}: {exc}")
-                continue
-            except RecursionError:
-                print(f"{where}: content nested too deeply to read (the gateway answers it with a 400)")
+                problem = f"a JSON {type(one).__name__}, not a request: give a body or {{headers, body}}"
+            else:
+                try:
+                    j, event = judging.explain(core, one, args.agent)
+                    problem = ""
+                except judging.NoTurn as exc:  # a real request with no turn in it: an answer, not a mistake
+                    print(f"{where}: {exc}")
+                    continue
+                except ValueError as exc:
+                    problem = str(exc)
+                except RecursionError:
+                    problem = "content nested too deeply to read (the gateway answers it with a 400)"
+            if problem:
+                print(f"{where}: {problem}", file=sys.stderr)
+                unread += 1
                 continue
             print(f"{where}: agent {j.agent}; verdict {j.kind}, fires {event}")
             if j.evidence is not None:
@@ -806,7 +813,7 @@ def cmd_judge(args: argparse.Namespace) -> int:
                 print(f"  rule:     {e.rule}\n  where:    {at}" + (f", line {e.line}" if e.line else ""))
                 if e.excerpt:
                     print(f"  evidence: {e.excerpt}")
-        return 0
+        return 1 if unread else 0
     try:
         rows = judging.read_lines(path)
     except (OSError, ValueError) as exc:

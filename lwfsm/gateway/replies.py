@@ -76,7 +76,8 @@ async def not_found(request: Request, exc: Exception) -> Response:
     else:
         message = f"no route {request.method} {path}; the gateway serves {_ROUTES}"
     protocol: Protocol = "anthropic" if path.startswith("/v1/messages") else "openai"
-    return JSONResponse(error_body(protocol, status, message, "not_found_error"), status, getattr(exc, "headers", None))
+    kind = "not_found_error" if status == 404 else "invalid_request_error"  # a 405 is a request the route refuses
+    return JSONResponse(error_body(protocol, status, message, kind), status, getattr(exc, "headers", None))
 
 
 def log_error(request: Request, response: Response) -> None:

@@ -237,8 +237,17 @@ class Messages:
         return anthropic_events(body)
 
     def error_body(self, status: int, message: str, kind: str | None = None) -> dict[str, Any]:
-        names = {401: "authentication_error", 404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error"}
-        return {"type": "error", "error": {"type": kind or names.get(status, "api_error"), "message": message}}
+        names = {
+            401: "authentication_error",
+            403: "permission_error",
+            404: "not_found_error",
+            413: "request_too_large",
+            429: "rate_limit_error",
+            529: "overloaded_error",
+        }
+        # Anthropic's types: a client's mistake is an invalid request, the server's an API error
+        default = "invalid_request_error" if 400 <= status < 500 else "api_error"
+        return {"type": "error", "error": {"type": kind or names.get(status, default), "message": message}}
 
     def stream_error(self, status: int, message: str) -> bytes:
         return b"event: error\ndata: " + json.dumps(self.error_body(status, message)).encode() + b"\n\n"
