@@ -548,6 +548,20 @@ def test_chat_names_a_provider_litellm_does_not_know(capsys: pytest.CaptureFixtu
     assert "--lead 'opena/gpt-4o' names provider 'opena', which LiteLLM does not know (did you mean 'openai'?)" in err
 
 
+def test_chat_asks_for_the_provider_before_any_key(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A model without its provider was first asked for OPENAI_API_KEY, then, key given, refused as
+    the adapter's `models['lead']`: the flag is named, and the provider asked for first."""
+    from lwfsm.cli import main
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    assert main(["chat", "--lead", "gpt-4o", "--worker", "openai/gpt-4o-mini"]) == 1
+    err = capsys.readouterr().err
+    assert "--lead 'gpt-4o' names no provider: write it as 'provider/model', e.g. 'openai/gpt-4o'" in err
+    assert "API_KEY" not in err
+
+
 def test_chat_ends_cleanly_without_calling(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     from lwfsm.cli import main
 

@@ -312,3 +312,15 @@ def test_serve_check_only_checks_the_params_serve_would_use(
     monkeypatch.setenv("LWFSM_PARAM_LEAD_TURNS", "many")
     assert main(["serve", "--check-only", DEFAULT]) == 1
     assert "LWFSM_PARAM_LEAD_TURNS='many' is not an integer (param 'lead_turns')" in capsys.readouterr().err
+
+
+def test_a_list_of_specs_goes_on_after_an_option(capsys: pytest.CaptureFixture[str]) -> None:
+    window = str(ROOT / "specs" / "window.yaml")
+    assert main(["check", DEFAULT, "--set", "lead_turns=2", window]) == 0
+    out = capsys.readouterr().out
+    assert "lead_worker (lead_turns=2" in out
+    assert "window (lead_turns=2" in out
+    with pytest.raises(SystemExit) as usage:  # a command that takes one spec still refuses a second
+        main(["explain", DEFAULT, "--set", "lead_turns=2", window])
+    assert usage.value.code == 2
+    assert f"unrecognized arguments: {window}" in capsys.readouterr().err

@@ -446,6 +446,13 @@ def test_sessions_cli_list_show_delete(tmp_path: Path, capsys: pytest.CaptureFix
     assert shown["last_call"].startswith("m:")
     assert main(["sessions", "show", "conv-1", "--store", url, "--spec", str(SPEC), "--set", "lead_turns=1"]) == 1
     assert "rules or params differ" in capsys.readouterr().err
+    # ids after an option are ids too (argparse alone called them unrecognized); an unknown option is not
+    assert main(["sessions", "show", "--store", url, "conv-1"]) == 0
+    assert json.loads(capsys.readouterr().out)["state"]["version"] == 1
+    with pytest.raises(SystemExit) as usage:
+        main(["sessions", "show", "--store", url, "conv-1", "--bogus"])
+    assert usage.value.code == 2
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err
     assert main(["sessions", "delete", "junk", "conv-1", "--store", url]) == 0
     assert open_store(url).list() == []
     assert main(["sessions", "delete", "conv-1", "--store", url]) == 1

@@ -471,7 +471,9 @@ def cmd_chat(args: argparse.Namespace) -> int:
     from ..provider.adapter import unknown_provider
 
     for role, model in models.items():
-        if "/" in model and (why := unknown_provider(model)):
+        if "/" not in model:  # said before any key is asked for: the provider decides which key
+            raise _Usage(f"--{role} {model!r} names no provider: write it as 'provider/model', e.g. 'openai/{model}'")
+        if why := unknown_provider(model):
             raise _Usage(f"--{role} {model!r} {why}: write it as 'provider/model'")
         check = litellm.validate_environment(model=model)
         if not check.get("keys_in_environment", True):
@@ -719,7 +721,7 @@ def _add_cost_commands(sub: Any, with_set: Any) -> None:
         help="the spec the trace ran: what its transitions were (switches, fallbacks) and the roles' colours",
     )
     outputs(p)
-    p.set_defaults(func=cmd_report)
+    p.set_defaults(func=cmd_report, spill="logs")
 
     p = sub.add_parser("simulate", help="replay recorded outcomes through a spec; Monte-Carlo, sweeps, traces")
     p.add_argument("spec", metavar="SPEC")
@@ -841,7 +843,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="check specs; located errors, exit 1 when any is wrong")
     p.add_argument("specs", nargs="+", metavar="SPEC")
     with_set(p)
-    p.set_defaults(func=cmd_validate)
+    p.set_defaults(func=cmd_validate, spill="specs")
 
     p = sub.add_parser("trace", help="run a session through a list of events, turn by turn")
     p.add_argument("spec", metavar="SPEC")
@@ -873,7 +875,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="refuse a check whose estimated configuration count exceeds N (default: 1,000,000)",
     )
     p.add_argument("--json", action="store_true", help="print a JSON list of reports")
-    p.set_defaults(func=cmd_check)
+    p.set_defaults(func=cmd_check, spill="specs")
 
     p = sub.add_parser("diagram", help="draw a spec: mermaid, md, svg, png or dot")
     p.add_argument("spec", nargs="?", metavar="SPEC")
@@ -903,6 +905,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sessions", help="list, show or delete the conversations kept in a session store")
     p.add_argument("action", choices=["list", "show", "delete"])
     p.add_argument("ids", nargs="*", metavar="ID", help="conversation ids (show, delete)")
+    p.set_defaults(spill="ids")
     p.add_argument("--store", required=True, metavar="URL", help="memory://, sqlite:///path.db, redis://host:6379/0")
     p.add_argument("--spec", help="also check that each conversation restores under this spec and params")
     with_set(p)
@@ -1012,7 +1015,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI. Exit codes: 0 ok, 1 a mistake or finding (with a message), 2 a usage error
     argparse caught (unknown option, missing argument), as is the convention for command lines."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # argparse fills a list of positionals in one run: those after an option (`sessions show --store URL
+    # ID`, `check a.yaml --set x=1 b.yaml`) come back unparsed, and belong to the list
+    spill = getattr(args, "spill", None)
+    unknown = [e for e in extra if spill is None or e.startswith("-")]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if extra:
+        getattr(args, spill).extend(extra)
     try:
         return int(args.func(args))
     except BrokenPipeError:
