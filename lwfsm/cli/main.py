@@ -1023,7 +1023,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = [e for e in extra if spill is None or e.startswith("-")]
     if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-    if extra:
+    if spill is not None:
         getattr(args, spill).extend(extra)
     try:
         return int(args.func(args))
