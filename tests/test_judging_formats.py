@@ -661,6 +661,30 @@ def test_a_session_reader_passes_over_claude_codes_placeholder_as_the_judge_does
     assert claude_code.transcript("\n".join(json.dumps(r) for r in records).encode(), {"message_id": "p1"}).at == 3
 
 
+def test_a_reply_located_by_uuid_in_records_without_message_ids_is_that_reply_alone() -> None:
+    # records with no `message.id` (a copy that dropped it): the next reply, after the tool's result, is
+    # no part of this one (it took every later reply in, and their failures with them)
+    ls = {"type": "tool_use", "id": "t1", "name": "Bash", "input": {"command": "ls"}}
+    test = {"type": "tool_use", "id": "t2", "name": "Bash", "input": {"command": "pytest"}}
+    records = [
+        {"type": "user", "uuid": "u0", "message": {"role": "user", "content": "run the tests"}},
+        {"type": "assistant", "uuid": "a1", "message": {"role": "assistant", "content": [ls]}},
+        {"type": "user", "uuid": "u1", "message": {"role": "user", "content": [_result("t1", "src tests")]}},
+        {"type": "assistant", "uuid": "a2", "message": {"role": "assistant", "content": [test]}},
+        {"type": "user", "uuid": "u2", "message": {"role": "user", "content": [_result("t2", "Exit code 1", True)]}},
+    ]
+    data = "\n".join(json.dumps(r) for r in records).encode()
+    first = claude_code.transcript(data, {"uuid": "a1"})
+    assert [b["id"] for b in first.messages[first.at]["content"]] == ["t1"]
+    assert len(first.messages) == first.at + 2  # its result only
+    second = claude_code.transcript(data, {"uuid": "a2"})
+    assert (second.at, [b["id"] for b in second.messages[second.at]["content"]]) == (3, ["t2"])
+
+
+def _result(call: str, text: str, error: bool = False) -> dict[str, Any]:
+    return {"type": "tool_result", "tool_use_id": call, "content": text, "is_error": error}
+
+
 @pytest.mark.parametrize(
     ("console", "expected"),
     [

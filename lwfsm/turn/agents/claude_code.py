@@ -168,10 +168,11 @@ def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
         raise LookupError(f"no assistant reply {target!r} in this session")
     # One reply may be interleaved with its tool results (parallel calls): gather the reply's blocks.
     reply_blocks, after_msgs, i = list(convo[start]["content"]), [], start + 1
+    ident = convo[start].get("_id")  # None: records without the API's message id tell no reply apart
     while i < len(convo):
         m = convo[i]
         if m["role"] == "assistant":
-            if m.get("_id") == convo[start].get("_id"):
+            if ident is not None and m.get("_id") == ident:
                 reply_blocks += m["content"]
                 i += 1
                 continue
