@@ -103,6 +103,30 @@ def test_restore_refuses_other_specs_and_garbage() -> None:
         core.restore("{" + "x" * 10_000)
 
 
+def test_restore_refuses_a_ledger_no_call_could_have_written() -> None:
+    """A row damaged or edited in the store is refused where it is read, not summed into costs."""
+    core = TurnCore(Engine(load_spec("lead_worker")))
+    conv = core.start()
+    call(core, conv, [], "first")
+    good = conv.state().model_dump(mode="json")
+    assert core.restore(good).ledger.calls == 1
+    row = good["ledger"]["rows"][0]
+    for change, where in [
+        ({"calls": -3}, r"ledger\.rows\.0\.calls: Input should be greater than or equal to 0"),
+        ({"retries": -1}, r"ledger\.rows\.0\.retries"),
+        ({"latency": -0.5}, r"ledger\.rows\.0\.latency"),
+        ({"side_calls": 2}, r"ledger\.rows\.0: Value error, 2 side calls of 1 calls"),
+    ]:
+        bad = {**good, "ledger": {"rows": [{**row, **change}]}}
+        with pytest.raises(SnapshotError, match=where):
+            core.restore(bad)
+    twice = {**good, "ledger": {"rows": [row, row]}}
+    with pytest.raises(SnapshotError, match=r"ledger: Value error, role 'lead' with model 'm/lead' has two rows"):
+        core.restore(twice)
+    with pytest.raises(SnapshotError, match=r"ledger\.rows\.0\.latency"):
+        core.restore({**good, "ledger": {"rows": [{**row, "latency": float("nan")}]}})
+
+
 def test_settle_refuses_a_plan_made_on_an_older_version_and_changes_nothing() -> None:
     core = TurnCore(Engine(load_spec("lead_worker")))
     conv = core.start()

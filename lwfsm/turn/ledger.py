@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = ["Ledger", "LedgerRow", "Pricer", "Usage"]
 
@@ -67,19 +67,35 @@ Pricer = Callable[[str, Usage], "float | None"]  # (model, usage) -> dollars; No
 
 
 class LedgerRow(_Value):
+    # Checked when a stored conversation is read back (the hot path builds rows with model_construct):
+    # a row edited or damaged in the store is refused, not counted into costs and reports.
     role: str
     model: str
-    calls: int = 0
-    side_calls: int = 0  # calls that were not turns (titles, summaries)
+    calls: int = Field(default=0, ge=0)
+    side_calls: int = Field(default=0, ge=0)  # calls that were not turns (titles, summaries)
     usage: Usage = Field(default_factory=lambda: Usage.model_validate({}))
-    retries: int = 0
-    latency: float = 0.0  # seconds, summed
+    retries: int = Field(default=0, ge=0)
+    latency: float = Field(default=0.0, ge=0, allow_inf_nan=False)  # seconds, summed
+
+    @model_validator(mode="after")
+    def _sides_are_calls(self) -> LedgerRow:
+        if self.side_calls > self.calls:
+            raise ValueError(f"{self.side_calls} side calls of {self.calls} calls")
+        return self
 
 
 class Ledger(_Value):
     """Totals per (role, model), in the order first used."""
 
     rows: tuple[LedgerRow, ...] = ()
+
+    @model_validator(mode="after")
+    def _one_row_each(self) -> Ledger:
+        seen = [(r.role, r.model) for r in self.rows]
+        if len(set(seen)) < len(seen):
+            twice = next(k for k in seen if seen.count(k) > 1)
+            raise ValueError(f"role {twice[0]!r} with model {twice[1]!r} has two rows")
+        return self
 
     def add(self, role: str, model: str, usage: Usage, *, retries: int, latency: float, side: bool) -> Ledger:
         # Built from values already validated: model_construct skips a second validation on the hot path.
