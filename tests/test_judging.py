@@ -101,6 +101,11 @@ def test_explain_reads_each_captured_agent(capsys: pytest.CaptureFixture[str]) -
     assert "[9]: a token count: no model call, no turn to judge" in out
     assert "[13]: a side call (title): the gateway serves it apart, no turn to judge" in out
     assert "[22]: a side call (compaction): the gateway serves it apart, no turn to judge" in out
+    # Claude Code resuming a session killed after a tool's result: it sends the result, its placeholder
+    # reply ("No response requested.", no model's) and the person's next words. The turn judged is the
+    # model's call with its result: a build that passed is ok, one that failed is a failure (it was ok)
+    assert "[23]: agent claude_code; verdict ok" in out
+    assert "[24]: agent claude_code; verdict task_failure, fires failure\n  rule:     claude_code.exit_status=2" in out
 
 
 # -- the hard cases, one conversation each (OpenAI-shaped, a generic tool-calling agent) --
