@@ -215,16 +215,28 @@ def test_judge_explain_says_what_is_wrong_with_a_file_that_holds_no_request(
     assert main(["judge", "explain", str(empty)]) == 1
     assert f"{empty}: an empty list: give a request body" in capsys.readouterr().err
     numbers = tmp_path / "numbers.json"
-    numbers.write_text('[1, {"messages": []}]')
+    numbers.write_text('[1, {"messages": [{"role": "user", "content": "go"}]}]')
     assert main(["judge", "explain", str(numbers)]) == 1  # each item is told apart; a number is no request
     out, err = capsys.readouterr()
     assert f"{numbers} [1]: a JSON int, not a request: give a body or {{headers, body}}" in err
     assert f"{numbers} [2]: the request holds no assistant message" in out  # a first call: an answer
-    # one request that is no request fails the command (a script must not take it for a verdict)
-    other = tmp_path / "other.json"
-    other.write_text('{"hello": 1}')
-    assert main(["judge", "explain", str(other)]) == 1
-    assert f"{other}: 'messages' is not a list" in capsys.readouterr().err
+    # a body the gateway answers with a 400 is no request it serves: it fails the command, saying why as
+    # the gateway does (a script must not take it for a first call)
+    for body, why in [
+        ({"hello": 1}, "the request has no 'messages'"),
+        ({"messages": []}, "'messages' must hold at least one message"),
+        ({"messages": [1, 2]}, "'messages[0]' must be an object, got int"),
+        ({"messages": [{"role": "bogus", "content": "x"}]}, "'messages[0].role' must be one of system, developer"),
+        ({"input": 5}, "'input' must be a string or a list of items"),
+        (
+            {"max_tokens": 9, "system": "s", "messages": [{"role": "tool", "content": "x"}]},
+            "'messages[0].role' must be one of user, assistant, system",
+        ),
+    ]:
+        other = tmp_path / "other.json"
+        other.write_text(json.dumps(body))
+        assert main(["judge", "explain", str(other)]) == 1, body
+        assert f"{other}: {why}" in capsys.readouterr().err, body
     # beside a request that is judged, the one that is not still fails the command, and both are said
     mixed = tmp_path / "mixed.json"
     reply = {"role": "assistant", "content": "done"}

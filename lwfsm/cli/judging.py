@@ -26,6 +26,7 @@ from typing import Any
 from ..gateway.codec import CODECS
 from ..gateway.codec.messages import anthropic_messages
 from ..gateway.identity import side_call
+from ..gateway.shape import Reject, check_responses, check_shape
 from ..spec import Spec
 from ..turn import TurnCore
 from ..turn.agents import TRANSCRIPTS, reader
@@ -80,16 +81,28 @@ def _read(capture: Mapping[str, Any]) -> tuple[list[Message], list[Message], dic
     headers = {str(k).lower(): str(v) for k, v in (capture.get("headers") or {}).items()} if "body" in capture else {}
     messages: list[Message]
     tools: list[Message]
-    if "input" in body:  # Responses
+    protocol = _protocol(capture, body)
+    if protocol == "responses":
         read = CODECS["responses"].read_request(body)
         messages, tools = [*read.messages], [*read.tools]
-    elif "system" in body or "max_tokens" in body and _anthropic_blocks(body):  # Messages
+    elif protocol == "anthropic":
         read = CODECS["anthropic"].read_request(body)
         messages, tools = [{"role": "system", "content": read.system}, *read.messages], [*read.tools]
     else:
         messages = [m for m in body.get("messages") or () if isinstance(m, Mapping)]
         tools = [t for t in body.get("tools") or () if isinstance(t, Mapping)]
     return messages, tools, headers
+
+
+def _protocol(capture: Mapping[str, Any], body: Mapping[str, Any]) -> str:
+    """The protocol of a captured request: its path when the capture has one, else its body's shape."""
+    path = str(capture.get("path", "")).split("?")[0]
+    for end, protocol in (("/responses", "responses"), ("/messages", "anthropic"), ("/chat/completions", "openai")):
+        if path.endswith(end):
+            return protocol
+    if "input" in body:
+        return "responses"
+    return "anthropic" if "system" in body or "max_tokens" in body and _anthropic_blocks(body) else "openai"
 
 
 def _anthropic_blocks(body: Mapping[str, Any]) -> bool:
@@ -110,8 +123,15 @@ def not_a_turn(capture: Mapping[str, Any]) -> str | None:
     if path.endswith("/count_tokens"):
         return "a token count: no model call, no turn to judge"
     body = capture.get("body", capture)
-    if isinstance(body, Mapping) and "input" not in body and not isinstance(body.get("messages"), list):
-        raise ValueError("'messages' is not a list: the gateway answers such a request with a 400")
+    if isinstance(body, Mapping):  # what the gateway refuses is no request it serves: said, not judged
+        protocol = _protocol(capture, body)
+        try:
+            if protocol == "responses":
+                check_responses(body)
+            else:  # max_tokens is the Messages API's own matter: a capture that left it out is still read
+                check_shape(body, "anthropic" if protocol == "anthropic" else "openai", answered=False)
+        except Reject as exc:
+            raise ValueError(f"{exc.message}: the gateway answers such a request with a 400") from None
     try:
         messages, _tools, headers = _read(capture)
     except ValueError:

@@ -13,8 +13,8 @@ from ..errors import LwfsmError
 from ..store.rows import CHAINS
 from ..turn.handoff import MAX_NOTE
 from .identity import is_loopback, stored_as
-from .intake import Reject
 from .replies import AsciiJSON
+from .shape import Reject
 
 __all__ = ["Control", "operator_note"]
 

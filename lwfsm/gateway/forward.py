@@ -15,8 +15,9 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from ..turn.bindings import RoleBinding
 from .codec import CODECS, Stream, noted
 from .codec.common import SSEReader, loads, with_model
-from .intake import Call, Protocol, call_names
+from .intake import Call, call_names
 from .replies import error_body, recorded_trailer, usage_header
+from .shape import Protocol
 
 __all__ = ["Forward"]
 

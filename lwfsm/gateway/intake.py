@@ -24,7 +24,7 @@ import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import orjson
@@ -34,24 +34,12 @@ from ..turn import Usage, params
 from ..turn.bindings import is_loopback
 from .codec import CODECS
 from .identity import Identity, identify, side_call
+from .shape import Protocol, Reject, check_shape
 
-__all__ = ["Bodies", "Call", "call_names", "Intake", "Protocol", "Reject"]
+__all__ = ["Bodies", "Call", "call_names", "Intake"]
 
 if TYPE_CHECKING:
     from .app import Gateway
-
-
-Protocol = Literal["openai", "anthropic"]
-
-
-class Reject(Exception):
-    """A request refused before any upstream call: (status, message) in the client's protocol."""
-
-    def __init__(
-        self, status: int, message: str, kind: str = "invalid_request_error", headers: Mapping[str, str] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status, self.message, self.kind, self.headers = status, message, kind, dict(headers or {})
 
 
 @dataclass
@@ -93,13 +81,6 @@ class Bodies:
             self.gateway.held -= scope.get("lwfsm.held", 0)
 
 
-_ROLES_SAID = {
-    "openai": ("system", "developer", "user", "assistant", "tool", "function"),
-    "anthropic": ("user", "assistant", "system"),  # Claude Code 2.1 sends system messages between turns
-}
-_ROLES = {protocol: frozenset(roles) for protocol, roles in _ROLES_SAID.items()}
-
-
 def _hostname(url: str) -> str:
     try:
         return urlsplit(url).hostname or ""
@@ -129,51 +110,6 @@ def _this_host(request: Request) -> None:
             "its own (give it a key with lwfsm serve --api-key-env to serve others)",
             "permission_error",
         )
-
-
-def content_shaped(content: Any) -> bool:
-    """A message's content as every protocol has it: none, text, or a list of parts (objects)."""
-    if type(content) is list:
-        for part in content:  # a loop, not all(): read on every call for every message, twice the speed
-            if type(part) is not dict:
-                return False
-        return True
-    return content is None or type(content) is str
-
-
-def _check_shape(body: Mapping[str, Any], protocol: Protocol, answered: bool = True) -> None:
-    """What both turn protocols require of a request before it is judged or sent anywhere: a client's
-    mistake is its 400, never an upstream error (nor a call to the lead's model)."""
-    messages = body.get("messages")
-    if "messages" not in body:
-        raise Reject(400, "the request has no 'messages': send the conversation as a list of messages")
-    if not isinstance(messages, list):
-        raise Reject(400, "'messages' must be a list")
-    roles = _ROLES[protocol]
-    for i, m in enumerate(messages):  # one pass, plain checks: every call of a long conversation reads them all
-        if not isinstance(m, dict):
-            raise Reject(400, f"'messages[{i}]' must be an object, got {type(m).__name__}")
-        if m.get("role") not in roles:  # sent on, it would be judged as nobody's
-            raise Reject(
-                400,
-                f"'messages[{i}].role' must be one of {', '.join(_ROLES_SAID[protocol])}, got {m.get('role')!r:.40}",
-            )
-        if type(content := m.get("content")) is not str and not content_shaped(content):  # text: no call
-            raise Reject(400, f"'messages[{i}].content' must be text or a list of parts (objects)")
-    tools = body.get("tools")
-    if tools is not None and not (isinstance(tools, list) and all(isinstance(t, dict) for t in tools)):
-        raise Reject(400, "'tools' must be a list of objects")
-    if any(not isinstance(t.get("function", {}), dict) for t in tools or ()):
-        raise Reject(400, "a tool's 'function' must be an object")
-    if body.get("stream") not in (None, True, False):
-        raise Reject(400, f"'stream' must be true or false, got {body['stream']!r:.40}")
-    if body.get("metadata") is not None and not isinstance(body["metadata"], dict):
-        raise Reject(400, "'metadata' must be an object")
-    if not messages:
-        raise Reject(400, "'messages' must hold at least one message")
-    if answered and protocol == "anthropic" and not (type(body.get("max_tokens")) is int and body["max_tokens"] >= 1):
-        # the Messages API requires it; without it LiteLLM's translation fails, which read as the upstream's 502
-        raise Reject(400, f"'max_tokens' must be an integer of 1 or more, got {body.get('max_tokens')!r:.40}")
 
 
 class Intake:
@@ -251,7 +187,7 @@ class Intake:
         """A turn call (`answered`=False: a request only counted, which has no max_tokens)."""
         client_key = self.authorise(request)
         raw, body, key = await self.read_json(request)
-        _check_shape(body, protocol, answered)
+        check_shape(body, protocol, answered)
         codec = CODECS[protocol]
         why = params.refused(codec.params, body)
         if why is not None:

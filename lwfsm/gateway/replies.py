@@ -13,7 +13,8 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from ..cost.report import printable
 from .codec import CODECS
-from .intake import Call, Protocol
+from .intake import Call
+from .shape import Protocol
 
 __all__ = [
     "AsciiJSON",

@@ -15,7 +15,6 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from ..store.base import Row
-from ..turn import params
 from .codec import CODECS
 from .codec.common import SSEReader
 from .codec.responses import (
@@ -25,8 +24,9 @@ from .codec.responses import (
     responses_object,
     responses_tools,
 )
-from .intake import Call, Reject, content_shaped
+from .intake import Call
 from .replies import AsciiJSON, error_body, log_error, recorded_trailer, single_chunk
+from .shape import Reject, check_responses
 
 __all__ = ["Responses"]
 
@@ -130,35 +130,9 @@ class Responses:
         """Intake: the client's key, the checked body, and the messages of the chain it continues."""
         client_key = self.gateway.intake.authorise(request)
         raw, body, _ = await self.gateway.intake.read_json(request)  # its messages come from a chain too
-        why = params.refused("responses", body)
-        if why is not None:
-            raise Reject(400, why)
-        # what the Chat call would silently drop or echo (a paid call on what the client did not mean)
-        items = body.get("input")
-        if not isinstance(items, str | list):
-            raise Reject(400, "'input' must be a string or a list of items")
-        if items == [] and body.get("previous_response_id") is None:
-            raise Reject(400, "'input' holds no item: send the person's message")
-        for i, item in enumerate(items if isinstance(items, list) else ()):
-            if not isinstance(item, dict):
-                raise Reject(400, f"'input[{i}]' must be an item (an object), got {type(item).__name__}")
-            message = item.get("type") == "message" or ("type" not in item and "role" in item)  # else item_reference...
-            if message and (item.get("content") is None or not content_shaped(item["content"])):
-                raise Reject(400, f"'input[{i}].content' must be text or a list of parts (objects)")
-        if body.get("stream") not in (None, True, False):
-            raise Reject(400, f"'stream' must be true or false, got {body['stream']!r:.40}")
-        tools = body.get("tools")
-        if tools is not None and not isinstance(tools, list):
-            raise Reject(400, "'tools' must be a list")
-        for i, t in enumerate(tools or ()):
-            if not isinstance(t, dict) or (t.get("type") == "function" and not isinstance(t.get("name"), str)):
-                raise Reject(400, f"'tools[{i}]' must be a tool object; a function tool has a 'name' beside its type")
-        if "model" in body and not isinstance(body["model"], str):
-            raise Reject(400, f"'model' must be a string, got {type(body['model']).__name__}")
+        check_responses(body)
         previous: list[dict[str, Any]] = []
         prev = body.get("previous_response_id")
-        if prev is not None and not isinstance(prev, str):
-            raise Reject(400, "'previous_response_id' must be a string")
         if prev is not None:
             previous = await self.gateway._io(self._chain, client_key, prev)
         return client_key, body, previous

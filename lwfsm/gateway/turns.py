@@ -17,8 +17,9 @@ from ..errors import SnapshotError
 from ..turn.bindings import RoleBinding
 from . import targets
 from .codec import Stream
-from .intake import Call, Protocol, Reject
+from .intake import Call
 from .replies import error_body, log_error
+from .shape import Protocol, Reject
 
 __all__ = ["Turns"]
 
