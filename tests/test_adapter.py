@@ -560,6 +560,17 @@ def test_chat_asks_for_the_provider_before_any_key(
     err = capsys.readouterr().err
     assert "--lead 'gpt-4o' names no provider: write it as 'provider/model', e.g. 'openai/gpt-4o'" in err
     assert "API_KEY" not in err
+    # the worker's provider too, before the lead's key; the example is the provider LiteLLM would take
+    assert main(["chat", "--lead", "openai/gpt-4o", "--worker", "claude-sonnet-4-5"]) == 1
+    err = capsys.readouterr().err
+    assert "--worker 'claude-sonnet-4-5' names no provider: write it as 'provider/model', e.g. 'anthropic/" in err
+    assert "API_KEY" not in err
+    assert main(["chat", "--lead", "openai/gpt-4o", "--worker", "nothing-known"]) == 1
+    assert (
+        capsys.readouterr()
+        .err.rstrip()
+        .endswith("--worker 'nothing-known' names no provider: write it as 'provider/model'")
+    )
 
 
 def test_chat_ends_cleanly_without_calling(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

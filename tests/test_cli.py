@@ -320,6 +320,8 @@ def test_a_list_of_specs_goes_on_after_an_option(capsys: pytest.CaptureFixture[s
     out = capsys.readouterr().out
     assert "lead_worker (lead_turns=2" in out
     assert "window (lead_turns=2" in out
+    assert main(["validate", DEFAULT, "--set", "lead_turns=2", "--", window]) == 0  # "--" then positionals
+    assert "window v1" in capsys.readouterr().out
     with pytest.raises(SystemExit) as usage:  # a command that takes one spec still refuses a second
         main(["explain", DEFAULT, "--set", "lead_turns=2", window])
     assert usage.value.code == 2

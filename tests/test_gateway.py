@@ -720,6 +720,7 @@ def test_each_error_a_client_gets_is_one_log_line(oai: openai_server.Server) -> 
             timeout=30,
         )
         assert r.status_code == 400
+        assert r.json()["error"]["type"] == "invalid_request_error"  # relayed as what it is, not an API error
         r = httpx.post(gw.base + "/v1/chat/completions", json={"model": "m", "messages": []}, timeout=30)
         assert r.status_code == 401
     finally:
@@ -854,6 +855,8 @@ def test_control_api_and_security(oai_gateway: Gateway) -> None:
         post("/v1/chat/completions", b"x" * (33 * 1024 * 1024), authorization=f"Bearer {GATEWAY_KEY}").status_code
         == 413
     )
+    too_large = post("/v1/messages", b"x" * (33 * 1024 * 1024), **{"x-api-key": GATEWAY_KEY})
+    assert (too_large.status_code, too_large.json()["error"]["type"]) == (413, "request_too_large")
     assert gw.control("GET", "/lwfsm/sessions/nope").status_code == 404
     sessions = gw.control("GET", "/lwfsm/sessions").json()["sessions"]
     key = sessions[0]["id"]

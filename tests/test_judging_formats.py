@@ -679,6 +679,8 @@ def test_a_reply_located_by_uuid_in_records_without_message_ids_is_that_reply_al
     assert len(first.messages) == first.at + 2  # its result only
     second = claude_code.transcript(data, {"uuid": "a2"})
     assert (second.at, [b["id"] for b in second.messages[second.at]["content"]]) == (3, ["t2"])
+    with pytest.raises(LookupError, match="no assistant reply 'u1'"):  # a person's record is no reply
+        claude_code.transcript(data, {"uuid": "u1"})
 
 
 def _result(call: str, text: str, error: bool = False) -> dict[str, Any]:

@@ -446,6 +446,16 @@ def test_sessions_cli_list_show_delete(tmp_path: Path, capsys: pytest.CaptureFix
     assert shown["last_call"].startswith("m:")
     assert main(["sessions", "show", "conv-1", "--store", url, "--spec", str(SPEC), "--set", "lead_turns=1"]) == 1
     assert "rules or params differ" in capsys.readouterr().err
+    # a row damaged in the store: the field at fault is named, with a spec to check against or without
+    damaged = open_store(url).read("conv-1")
+    assert damaged is not None
+    assert '"side_calls":0' in damaged.data
+    open_store(url).write("damaged", 0, Row(damaged.data.replace('"side_calls":0', '"side_calls":-3', 1), 1))
+    for spec in ([], ["--spec", str(SPEC)]):
+        assert main(["sessions", "show", "damaged", "--store", url, *spec]) == 1
+        err = capsys.readouterr().err
+        assert "not an lwfsm conversation state: ledger.rows.0.side_calls: Input should be greater than" in err
+    open_store(url).delete("damaged")
     # ids after an option are ids too (argparse alone called them unrecognized); an unknown option is not
     assert main(["sessions", "show", "--store", url, "conv-1"]) == 0
     assert json.loads(capsys.readouterr().out)["state"]["version"] == 1

@@ -125,6 +125,16 @@ def test_restore_refuses_a_ledger_no_call_could_have_written() -> None:
         core.restore(twice)
     with pytest.raises(SnapshotError, match=r"ledger\.rows\.0\.latency"):
         core.restore({**good, "ledger": {"rows": [{**row, "latency": float("nan")}]}})
+    # settle refuses what restore would: a conversation is never written in a state it cannot read back
+    plan = core.plan(conv, [{"role": "user", "content": "go"}])
+    reply = {"role": "assistant", "content": "x"}
+    before = conv.state()
+    for given, said in [({"latency": -0.01}, "latency must be seconds"), ({"retries": -1}, "retries must be a count")]:
+        with pytest.raises(ValueError, match=said):
+            core.settle(conv, plan, role=plan.role, model="m/x", reply=reply, **given)
+        assert conv.state() == before
+    core.settle(conv, plan, role=plan.role, model="m/x", reply=reply, latency=0, retries=2)  # an int latency is one
+    assert core.restore(conv.state().model_dump_json()).ledger.calls == 2
 
 
 def test_settle_refuses_a_plan_made_on_an_older_version_and_changes_nothing() -> None:

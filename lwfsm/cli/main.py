@@ -470,11 +470,16 @@ def cmd_chat(args: argparse.Namespace) -> int:
     models = {"lead": args.lead, "worker": args.worker}
     from ..provider.adapter import unknown_provider
 
-    for role, model in models.items():
-        if "/" not in model:  # said before any key is asked for: the provider decides which key
-            raise _Usage(f"--{role} {model!r} names no provider: write it as 'provider/model', e.g. 'openai/{model}'")
+    for role, model in models.items():  # every model's provider before any key: the provider decides the key
+        if "/" not in model:
+            try:  # the provider LiteLLM would take it for, as the example to write
+                hint = f", e.g. '{litellm.get_llm_provider(model)[1]}/{model}'"
+            except Exception:  # noqa: BLE001 - LiteLLM knows no provider for it: no example
+                hint = ""
+            raise _Usage(f"--{role} {model!r} names no provider: write it as 'provider/model'{hint}")
         if why := unknown_provider(model):
             raise _Usage(f"--{role} {model!r} {why}: write it as 'provider/model'")
+    for role, model in models.items():
         check = litellm.validate_environment(model=model)
         if not check.get("keys_in_environment", True):
             missing = ", ".join(check.get("missing_keys", [])) or "an API key"
@@ -514,6 +519,7 @@ def cmd_sessions(args: argparse.Namespace) -> int:
     from ..store.rows import CHAINS, decode, load
     from ..store.sqlite import SQLiteStore
     from ..turn import ConversationState, TurnCore
+    from ..turn.core import unreadable
 
     if args.action != "list" and not args.ids:
         raise _Usage(f"sessions {args.action}: name at least one conversation id")
@@ -550,10 +556,7 @@ def cmd_sessions(args: argparse.Namespace) -> int:
                             state = ConversationState.model_validate_json(body)
                         except ValidationError as exc:
                             raise StoreError(
-                                f"store {store.url}: session {sid!r}: not an lwfsm conversation state: "
-                                f"{exc.errors()[0]['msg']}",
-                                store=store.url,
-                                session=sid,
+                                f"store {store.url}: session {sid!r}: {unreadable(exc)}", store=store.url, session=sid
                             ) from None
                 if state is None:
                     hint = stored_as(listed, sid)
@@ -1020,11 +1023,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     # argparse fills a list of positionals in one run: those after an option (`sessions show --store URL
     # ID`, `check a.yaml --set x=1 b.yaml`) come back unparsed, and belong to the list
     spill = getattr(args, "spill", None)
-    unknown = [e for e in extra if spill is None or e.startswith("-")]
+    cut = extra.index("--") if "--" in extra else len(extra)  # after "--" every word is a positional
+    unknown = [e for e in extra[:cut] if spill is None or e.startswith("-")] + (extra[cut:] if spill is None else [])
     if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if spill is not None:
-        getattr(args, spill).extend(extra)
+        getattr(args, spill).extend(extra[:cut] + extra[cut + 1 :])
     try:
         return int(args.func(args))
     except BrokenPipeError:

@@ -19,8 +19,9 @@ class Reject(Exception):
     """A request refused before any upstream call: (status, message) in the client's protocol."""
 
     def __init__(
-        self, status: int, message: str, kind: str = "invalid_request_error", headers: Mapping[str, str] | None = None
+        self, status: int, message: str, kind: str | None = None, headers: Mapping[str, str] | None = None
     ) -> None:
+        # kind None: the protocol's name for the status (Anthropic's request_too_large for a 413)
         super().__init__(message)
         self.status, self.message, self.kind, self.headers = status, message, kind, dict(headers or {})
 

@@ -124,7 +124,8 @@ class Translate:
             elif _timed_out(exc):  # the upstream's silence (LiteLLM calls it a 408, as it does an upstream's own)
                 bound = "--first-byte-timeout" + (" or --idle-timeout, the larger" if call.stream else "")
                 status, msg = 502, f"{role} upstream {where}: no answer within {kwargs['timeout']:g} s ({bound})"
-            return JSONResponse(error_body(call.protocol, status, msg, "api_error"), status, headers=out)
+            kind = "api_error" if status >= 500 else None  # an upstream's 4xx relayed: the protocol's name for it
+            return JSONResponse(error_body(call.protocol, status, msg, kind), status, headers=out)
         if call.protocol == "openai" and not call.stream:
             data = call.answer = result.model_dump(mode="json", exclude_none=True)
             answer = CODECS[call.protocol].read_answer(data)

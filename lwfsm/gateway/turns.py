@@ -66,7 +66,7 @@ class Turns:
         except RecursionError:
             return JSONResponse(error_body("anthropic", 400, "request content is nested too deeply to read"), 400)
         except SnapshotError as exc:
-            return JSONResponse(error_body("anthropic", 409, f"stored conversation unusable: {exc}"), 409)
+            return JSONResponse(error_body("anthropic", 409, f"stored conversation unusable: {exc}", "api_error"), 409)
         litellm = (await self.gateway.translate.adapter()).litellm
         role = loaded.plan.role
         model = self.gateway.roles[role].model
@@ -106,7 +106,7 @@ class Turns:
         try:
             loaded = await self.gateway._load(call)
         except SnapshotError as exc:
-            return JSONResponse(error_body(protocol, 409, f"stored conversation unusable: {exc}"), 409)
+            return JSONResponse(error_body(protocol, 409, f"stored conversation unusable: {exc}", "api_error"), 409)
         self.gateway.tracing.planned(
             call.ident.key, call.body.get("model"), call.stream, loaded.plan, call.side, loaded.retry
         )

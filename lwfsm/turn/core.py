@@ -13,6 +13,7 @@ no HTTP library is imported here.
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
 from collections.abc import Mapping, Sequence
@@ -29,7 +30,17 @@ from .agents.claude_code import placeholder
 from .judge import Detector, judge, what_came_after
 from .ledger import Ledger, Usage
 
-__all__ = ["Conversation", "ConversationState", "Judged", "PendingTurn", "Plan", "TurnCore", "Verdict", "append_record"]
+__all__ = [
+    "Conversation",
+    "ConversationState",
+    "Judged",
+    "PendingTurn",
+    "Plan",
+    "TurnCore",
+    "Verdict",
+    "append_record",
+    "unreadable",
+]
 
 TurnUnit = Literal["call", "message"]
 
@@ -169,6 +180,13 @@ class Conversation:
         return f"<Conversation v{self.version} {self.session!r} pending={self.pending is not None}>"
 
 
+def unreadable(exc: ValidationError) -> str:
+    """Why a value is no conversation state, located: the first field at fault and how many are."""
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "(top)"
+    return f"not an lwfsm conversation state: {where}: {first['msg']} ({exc.error_count()} problem(s))"
+
+
 class TurnCore:
     """Judging, role choice and bookkeeping for one spec; shared by every conversation of a front end."""
 
@@ -215,11 +233,7 @@ class TurnCore:
             else:  # a dict may come from JSON (lists for tuples): validate it as the JSON it came from
                 value = ConversationState.model_validate_json(json.dumps(state))
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "(top)"
-            raise SnapshotError(
-                f"not an lwfsm conversation state: {where}: {first['msg']} ({exc.error_count()} problem(s))"
-            ) from None
+            raise SnapshotError(unreadable(exc)) from None
         session = self.engine.restore(value.machine)
         p = value.pending
         if p is not None and (p.role not in self.spec.roles or p.state not in self.spec.states):
@@ -353,6 +367,11 @@ class TurnCore:
             )
         if role not in self.spec.roles:  # it would be priced and counted as a role of its own
             raise ValueError(f"role {role!r} is not a role of spec '{self.spec.name}' ({', '.join(self.spec.roles)})")
+        # what the ledger would hold and a restore would refuse (lwfsm.turn.ledger): refused before anything moves
+        if type(retries) is not int or retries < 0:
+            raise ValueError(f"retries must be a count (an int >= 0), got {retries!r}")
+        if not (isinstance(latency, int | float) and 0 <= latency < math.inf):
+            raise ValueError(f"latency must be seconds (a finite number >= 0), got {latency!r}")
         usage = usage or Usage()
         ledger = conv.ledger.add(role, model, usage, retries=retries, latency=latency, side=plan.side)
         if plan.side:

@@ -157,7 +157,8 @@ def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
         role, content = msg.get("role"), msg.get("content")
         blocks = content if isinstance(content, list) else [{"type": "text", "text": str(content or "")}]
         ident = msg.get("id") if role == "assistant" else None
-        mine = (ident == target) if key == "message_id" else (line.get("uuid") == target)
+        # the reply located: an assistant's (a uuid may name any record, a person's too)
+        mine = role == "assistant" and ((ident == target) if key == "message_id" else (line.get("uuid") == target))
         if convo and convo[-1]["role"] == role and (role == "user" or convo[-1].get("_id") == ident):
             convo[-1]["content"] += blocks  # one reply spans lines; a user's results come as several
         else:
