@@ -448,6 +448,25 @@ def test_estimated_probabilities_carry_their_uncertainty() -> None:
     assert width[1] > 1.5 * width[0]  # ten observed turns say little about p: conversations spread wider
 
 
+def test_monte_carlo_reads_outcomes_through_the_spec(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A trace's "ok" is the spec's success, as in the plain replay (every "ok" was a failure, and the
+    figures said so without a word); a role the spec does not have is the same located error."""
+    pytest.importorskip("numpy")
+    said_ok = write(tmp_path, [{**r, "outcome": "ok"} for r in HAND if r["outcome"] == "turn_completed"])
+    assert main(["simulate", "lead_worker", "--trace", said_ok, "--monte-carlo", "200"]) == 0
+    assert "failure probabilities: lead 0 (estimated" in capsys.readouterr().out
+    typo = write(tmp_path, [*HAND[:3], {**HAND[3], "role": "wroker"}], "typo.jsonl")
+    assert main(["simulate", "lead_worker", "--trace", typo, "--monte-carlo", "200"]) == 1
+    assert "role 'wroker' is not a role of spec 'lead_worker' (did you mean 'worker'?)" in capsys.readouterr().err
+
+
+def test_an_event_fired_by_hand_is_no_failure_of_the_turn(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    records = [rec(1, "lead", "ok"), rec(2, "lead", "reset"), rec(3, "lead", "fail")]
+    assert main(["report", write(tmp_path, records), "--json"]) == 0
+    total = json.loads(capsys.readouterr().out)["total"]
+    assert (total["turns"], total["failures"]) == (3, 1)  # the reset is no failure; the "fail" is
+
+
 def test_generate_then_simulate_monte_carlo_and_sweep(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("numpy")
     out = tmp_path / "gen.jsonl"

@@ -188,7 +188,7 @@ def simulate_command(spec: Spec, args: Any) -> int:
     else:
         replayer = Replayer(spec, use_engine=args.engine)
         if args.monte_carlo:
-            return _monte_carlo(spec, _fit(args), prices, replayer, args)
+            return _monte_carlo(spec, _fit(spec, args), prices, replayer, args)
         summary = simulate(
             spec, _records(args.trace), prices, lead=args.lead, worker=args.worker, models=models, replayer=replayer
         )
@@ -218,8 +218,8 @@ def _on_cluster(spec: Spec, prices: PriceMap, models: dict[str, str], args: Any)
     )
 
 
-def _fit(args: Any) -> Fit:
-    fit = Fit()
+def _fit(spec: Spec, args: Any) -> Fit:
+    fit = Fit(spec)
     for rec in _records(args.trace):
         fit.add(rec)
     return fit
@@ -386,7 +386,7 @@ def _sweep(spec: Spec, prices: PriceMap, args: Any) -> int:
     combos = list(itertools.product(*ranges.values()))
     rows: list[dict[str, Any]] = []
     started = time.monotonic()
-    fit = _fit(args) if args.monte_carlo else None
+    fit = _fit(spec, args) if args.monte_carlo else None
     unknowns: list[str] = []  # why a replayed cost is unknown
     for i, combo in enumerate(combos, 1):
         s = spec.with_params(dict(zip(ranges, combo, strict=True)))

@@ -26,6 +26,7 @@ from typing import Any
 
 from ..errors import did_you_mean
 from ..spec import Spec
+from ..spec.model import FAILURE_KINDS
 from ..turn.moves import Move, move
 from .pricing import PriceMap, flipped
 from .records import TraceRecord
@@ -426,7 +427,7 @@ def summarise(
         if spec is None:
             tally.add(r, r.role, r.outcome != success, None)
         else:
-            tally.add(r, r.role, event_of(spec, r) != spec.judging.events[0], _moved(spec, r))
+            tally.add(r, r.role, event_of(spec, r) in failing_events(spec), _moved(spec, r))
     return tally.finish(
         prices or PriceMap(),
         lead_model=lead_model or tally.models_used(lead_role),
@@ -437,6 +438,13 @@ def summarise(
 
 # What a trace written by hand or by another tool may call a turn's outcome besides the spec's events.
 _SUCCESS, _FAILURE = ("turn_completed", "ok", "success"), ("failure", "fail", "failed")
+
+
+def failing_events(spec: Spec) -> frozenset[str]:
+    """The events a failed turn fires: the failure event and those the spec maps a failure kind to. An
+    event fired by hand (a reset) or an environment problem's own event is no failure of the turn's."""
+    kinds = spec.judging.kind_events
+    return frozenset({spec.judging.events[1], *(kinds[k] for k in FAILURE_KINDS)})
 
 
 def event_of(spec: Spec, rec: TraceRecord) -> str:

@@ -26,7 +26,7 @@ from ..spec import Spec
 from ..turn.moves import move
 from .pricing import PriceMap, flipped
 from .records import TraceRecord
-from .report import Summary, Tally, event_of
+from .report import Summary, Tally, event_of, failing_events
 
 __all__ = [
     "ASSUMPTION",
@@ -348,8 +348,8 @@ class Fit:
     conversation lengths, and tokens per turn position and role (a context grows over a conversation,
     and the lead serves the early, small turns), each as it would be warm and cold."""
 
-    def __init__(self, success: str = "turn_completed") -> None:
-        self.success = success
+    def __init__(self, spec: Spec) -> None:
+        self.spec, self.failing = spec, failing_events(spec)
         self.failed: Counter[str] = Counter()
         self.turns: Counter[str] = Counter()
         self.used: Counter[tuple[str, str]] = Counter()
@@ -360,7 +360,8 @@ class Fit:
     def add(self, rec: TraceRecord) -> None:
         role = rec.role
         self.turns[role] += 1
-        self.failed[role] += rec.outcome != self.success
+        # read through the spec, as the replay reads it: "ok" is its success, a typo a located error
+        self.failed[role] += event_of(self.spec, rec) in self.failing
         self.used[role, rec.model] += 1
         n, model, cached = self.open.get(rec.session, (0, "", 0))
         self.open[rec.session] = (n + 1, rec.model, rec.cache_read_tokens + rec.cache_write_tokens)
