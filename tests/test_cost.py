@@ -21,6 +21,7 @@ from lwfsm.cost import PriceMap, TraceError, cache_split, load_trace, summarise
 from lwfsm.cost.records import SCHEMA_PATH, TraceRecord, parse_lines, schema
 from lwfsm.cost.simulate import Replayer, compile_table, monte_carlo, replayed, simulate
 from lwfsm.diagram import role_colours
+from lwfsm.turn.core import append_record
 from lwfsm.turn.ledger import Usage
 
 from .conftest import SPECS
@@ -862,7 +863,16 @@ def test_a_last_line_cut_short_is_skipped_saying_so_and_the_rest_is_reported(
     (tmp_path / "deep.jsonl").write_text(whole + "[" * 100_000)  # cut short and nested past reading
     assert main(["report", str(tmp_path / "deep.jsonl")]) == 0
     assert "deep.jsonl:9: skipped: the last line is cut short" in caplog.text
+    # the conversation goes on (a restarted process appends to the same trace): the writer ends the cut
+    # line first, and the reader passes over it wherever it is, saying so
+    resumed = tmp_path / "resumed.jsonl"
+    resumed.write_text(whole + '{"session": "s2", "turn": 1, "ro')
+    assert append_record(resumed, {**HAND[0], "session": "s3"}) is None
+    capsys.readouterr()
+    assert main(["report", str(resumed), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["total"]["turns"] == len(HAND) + 1
+    assert f"resumed.jsonl:{len(HAND) + 1}: skipped: a record cut short (its writer stopped mid-line)" in caplog.text
     # anywhere else a broken line is an error, and nothing is summed
-    (tmp_path / "broken.jsonl").write_text('{"session": "s2", "turn": 1, "ro\n' + whole)
+    (tmp_path / "broken.jsonl").write_text('{"session": "s2", "turn": 1} x\n' + whole)
     assert main(["report", str(tmp_path / "broken.jsonl")]) == 1
     assert "broken.jsonl:1:" in capsys.readouterr().err

@@ -141,9 +141,14 @@ def append_record(path: str | os.PathLike[str], record: Mapping[str, Any]) -> OS
     """Append a judged turn's record to a trace file as one JSON line (one write: appends from several
     processes do not interleave). The turn is committed already: a failed write is returned for the caller
     to log, never raised (losing a log line must not undo or repeat the turn)."""
+    line = (json.dumps(record) + "\n").encode()
     try:
-        with open(path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        with open(path, "ab+") as f:
+            if f.seek(0, os.SEEK_END) > 0:
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n":  # a line a killed writer left unfinished: end it, or this record joins it
+                    line = b"\n" + line
+            f.write(line)
     except OSError as exc:
         return exc
     return None
