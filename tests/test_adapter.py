@@ -716,6 +716,22 @@ def test_a_second_call_while_a_stream_is_open_is_refused_and_an_abandoned_stream
     assert s.state() == before
     list(s.completion(follow, stream=True, mock_response="fine"))
     assert [h.event for h in s.machine.history] == ["failure"]  # judged once, by the consumed stream
+    # closed or dropped before a chunk was read: nothing settled, and the session is free (it stayed busy)
+    after = s.state()
+    s.completion(follow, stream=True, mock_response="unread").close()
+    assert s.state() == after
+    s.completion(follow, stream=True, mock_response="dropped")  # never kept
+    assert s.state() == after
+
+    async def unread_async() -> None:
+        stream = await s.acompletion(follow, stream=True, mock_response="unread")
+        await stream.aclose()
+        assert s.state() == after
+        assert [c async for c in await s.acompletion(follow, stream=True, mock_response="read")]
+
+    asyncio.run(unread_async())
+    assert s.conversation.pending is not None
+    assert s.conversation.pending.reply["content"] == "read"
 
 
 def test_sync_and_async_calls_on_one_session_are_serialised(server: Server) -> None:

@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -393,6 +393,9 @@ class AgentSession:
         self.conversation = turn.conv
         return _Call(list(turn.messages), kwargs, turn, turn.started)
 
+    def _free(self) -> None:
+        self._stream_open = False
+
     def _idle(self) -> None:
         if self._stream_open:
             raise SessionBusy(
@@ -546,7 +549,7 @@ class AgentSession:
             role, response = self._call(call)
             if kwargs.get("stream"):
                 self._stream_open = True
-                return self._stream(call, role, response)
+                return _Stream(self._stream(call, role, response), self._free)
             return self._commit(call, role, response)
 
     def _call(self, call: _Call) -> tuple[str, Any]:
@@ -581,7 +584,7 @@ class AgentSession:
             role, response = await self._acall(call)
             if kwargs.get("stream"):
                 self._stream_open = True
-                return self._astream(call, role, response)
+                return _AStream(self._astream(call, role, response), self._free)
             return await self._acommit(call, role, response)
         finally:
             self._lock.release()
@@ -608,7 +611,7 @@ class AgentSession:
     # -- streams: chunks pass through; the turn is settled once the stream is consumed. A stream
     # closed early settles nothing (like a cancelled call), and no call may start while one is open.
 
-    def _stream(self, call: _Call, role: str, stream: Any) -> Iterator[Any]:
+    def _stream(self, call: _Call, role: str, stream: Any) -> Generator[Any, None, None]:
         chunks = []
         try:
             for chunk in self._mapped(role, stream):
@@ -624,7 +627,7 @@ class AgentSession:
         finally:
             self._stream_open = False
 
-    async def _astream(self, call: _Call, role: str, stream: Any) -> AsyncIterator[Any]:
+    async def _astream(self, call: _Call, role: str, stream: Any) -> AsyncGenerator[Any, None]:
         chunks = []
         try:
             try:
@@ -719,6 +722,62 @@ def anthropic_reported(stream: Any) -> bool:
     inner = getattr(wrapper, "_stream", wrapper)
     raw = getattr(inner, "chunks", None)
     return isinstance(raw, list) and any(getattr(c, "usage", None) is not None for c in raw)
+
+
+class _Stream:
+    """A call's stream of chunks: read to its end, it settles the turn. Closed or dropped before that,
+    even unread, it settles nothing and the session is free again: a generator never started runs no
+    `finally`, so the session stayed busy for good."""
+
+    def __init__(self, chunks: Generator[Any, None, None], free: Callable[[], None]) -> None:
+        self._chunks, self._free, self._done = chunks, free, False
+
+    def __iter__(self) -> _Stream:
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            return next(self._chunks)
+        except BaseException:  # the end, a cut stream, a failed commit: the generator ran its `finally`
+            self._done = True
+            raise
+
+    def close(self) -> None:
+        if not self._done:
+            self._done = True
+            self._chunks.close()  # GeneratorExit inside: nothing settled
+            self._free()
+
+    def __del__(self) -> None:
+        self.close()
+
+
+class _AStream:
+    """`_Stream` for `acompletion(stream=True)`."""
+
+    def __init__(self, chunks: AsyncGenerator[Any, None], free: Callable[[], None]) -> None:
+        self._chunks, self._free, self._done = chunks, free, False
+
+    def __aiter__(self) -> _AStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            return await anext(self._chunks)
+        except BaseException:
+            self._done = True
+            raise
+
+    async def aclose(self) -> None:
+        if not self._done:
+            self._done = True
+            await self._chunks.aclose()
+            self._free()
+
+    def __del__(self) -> None:
+        if not self._done:  # dropped unread: its generator is finalised by the event loop; free the session now
+            self._done = True
+            self._free()
 
 
 def _ours(call: _Call, chunk: Any) -> bool:
