@@ -903,6 +903,10 @@ DONE = {"role": "assistant", "content": "Done: the form saves now."}
         "Im getting erros whebn re opening Claude Desktop",
         "I'm seeing a TypeError in the console",
         '"your code has many compiler errors',  # a quote before the first word
+        # a compiler's or linter's diagnostic pasted (Go's says no "error"; its package line may come first)
+        "./server.go:41:9: undefined: handler",
+        "# example.com/tool\ncmd/run.go:7:2: \"strings\" imported and not used",
+        "app/models.py:12:1: F401 'json' imported but unused",
     ],
 )
 def test_a_person_saying_it_failed(said: str) -> None:
@@ -920,6 +924,8 @@ def test_a_person_saying_it_failed(said: str) -> None:
         "Danke! Jetzt bitte die Tests.",
         "Отлично, теперь добавь тесты",
         "The error message should say which file",
+        "see server.go:41 for where the handler is registered",  # a place named, nothing pasted
+        "the build at 10:30:15: let's add a changelog",
     ],
 )
 def test_a_person_moving_on(said: str) -> None:

@@ -886,9 +886,12 @@ _THANKS = re.compile(
 # A message that is only what went wrong, in a few words ("deployment error", "build failed").
 _TERSE = re.compile(r"^\W*(?:[\w-]+\s+){0,2}?(?:errors?|failed|fails|failing|crash(?:ed|es)?|broken)\W*$", re.I)
 # An error output a person pasted at the top of their message (a run or build of what the model wrote).
+# A compiler's or linter's diagnostic, `file:line:column: message`, is one whether or not it says "error"
+# (Go's `./main.go:62:2: declared and not used: x`, flake8's and ruff's codes).
 _PASTED = re.compile(
     r"^\s*(Traceback \(most recent call last\)|\w*(Error|Exception):|error(\[\w+\])?:|Failed to compile|"
-    r"Module not found|Uncaught|ERROR in|Build failed|npm ERR!|\S+\.\w+:\d+(:\d+)?: error)",
+    r"Module not found|Uncaught|ERROR in|Build failed|npm ERR!|\S+\.\w+:\d+(:\d+)?: error|"
+    r"\.{0,2}/?[\w.\\/-]*\w\.[A-Za-z]{1,5}:\d+:\d+: \S)",
     re.M,
 )
 # A few words saying what the person got, and a colon, at the start of a message: "now I have: ...".
