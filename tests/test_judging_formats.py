@@ -905,7 +905,7 @@ DONE = {"role": "assistant", "content": "Done: the form saves now."}
         '"your code has many compiler errors',  # a quote before the first word
         # a compiler's or linter's diagnostic pasted (Go's says no "error"; its package line may come first)
         "./server.go:41:9: undefined: handler",
-        "# example.com/tool\ncmd/run.go:7:2: \"strings\" imported and not used",
+        '# example.com/tool\ncmd/run.go:7:2: "strings" imported and not used',
         "app/models.py:12:1: F401 'json' imported but unused",
     ],
 )
