@@ -734,6 +734,34 @@ def test_a_second_call_while_a_stream_is_open_is_refused_and_an_abandoned_stream
     assert s.conversation.pending.reply["content"] == "read"
 
 
+def test_sessions_of_one_conversation_on_threads_write_its_trace_in_turn_order(tmp_path: Path) -> None:
+    """Two sessions of one stored conversation, a thread each: the trace holds its turns in order (a
+    commit and its log line were apart, so turn 6 could be written before turn 5, and `lwfsm report`
+    refused the trace)."""
+    import threading
+
+    from lwfsm.cli import main
+
+    adapter = Adapter(
+        "lead_worker", {"lead": "openai/a", "worker": "openai/b"}, env=ENV, store="memory://", log_dir=tmp_path
+    )
+
+    def calls(k: int) -> None:
+        session = adapter.session("conv")
+        for i in range(25):
+            session.completion([{"role": "user", "content": f"{k} {i}"}], mock_response=f"reply {k} {i}")
+
+    threads = [threading.Thread(target=calls, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    turns = [json.loads(line)["turn"] for line in (tmp_path / "conv.jsonl").read_text().splitlines()]
+    assert len(turns) == 49  # every call but the last is a judged turn
+    assert turns == sorted(turns)
+    assert main(["report", str(tmp_path)]) == 0
+
+
 def test_sync_and_async_calls_on_one_session_are_serialised(server: Server) -> None:
     import threading
 

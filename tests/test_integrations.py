@@ -68,6 +68,28 @@ def test_front_refuses_options_a_given_core_would_ignore() -> None:
         Front(core, MODELS, turn_unit="call")
 
 
+def test_a_front_shared_by_threads_logs_its_turns_in_order(tmp_path: Path) -> None:
+    """A framework model used from several threads: its trace is in turn order (`lwfsm report` reads it)."""
+    import threading
+
+    front = Front(SPEC, MODELS, log=tmp_path / "t.jsonl", turn_unit="call")
+    reply = {"role": "assistant", "content": "done"}
+
+    def calls() -> None:
+        for _ in range(20):
+            call = front.begin([{"role": "user", "content": "go"}, reply, {"role": "user", "content": "next"}])
+            front.end(call, model=call.model, reply=reply)
+
+    threads = [threading.Thread(target=calls) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    turns = [json.loads(line)["turn"] for line in (tmp_path / "t.jsonl").read_text().splitlines()]
+    assert len(turns) == 79
+    assert turns == sorted(turns)
+
+
 def test_front_binds_exactly_the_roles_and_plugs_into_a_store() -> None:
     with pytest.raises(ConfigError, match=r"\(lead, worker\); missing: worker; unknown: planner$"):
         Front(SPEC, {"lead": "a", "planner": "b"})

@@ -275,6 +275,10 @@ class Adapter:
         lead = self.bindings.get("lead")
         self.lead_model = lead.model if lead else None
         self._sessions = 0
+        # Per conversation: a commit and its log line in one step, so sessions of one conversation on
+        # several threads write its trace in turn order (`lwfsm report` reads turns in order).
+        self._order: dict[str, threading.Lock] = {}
+        self._order_guard = threading.Lock()
         # None: sessions live in their AgentSession object only (the fast in-process path, as before).
         self.store = open_store(store) if isinstance(store, str) else store
         if conflicts < 1:
@@ -286,6 +290,11 @@ class Adapter:
         for secret in self._secrets:
             text = text.replace(secret, "[redacted]")
         return text
+
+    def ordered(self, name: str) -> threading.Lock:
+        """The lock that keeps conversation `name`'s commits and log lines in one order."""
+        with self._order_guard:
+            return self._order.setdefault(name, threading.Lock())
 
     def session(
         self, name: str | None = None, state: ConversationState | Mapping[str, Any] | str | None = None
@@ -456,11 +465,17 @@ class AgentSession:
     def _commit(self, call: _Call, role: str, response: Any) -> Any:
         """Settle and write the call through the loop (a lost race keeps this reply: lwfsm.turn.loop)."""
         served = self._served(call, role, response)
-        return self._committed(call, response, served, self.loop.commit(call.turn, **served))
+        with self.adapter.ordered(self.name):
+            return self._committed(call, response, served, self.loop.commit(call.turn, **served))
 
     async def _acommit(self, call: _Call, role: str, response: Any) -> Any:
         served = self._served(call, role, response)
-        return self._committed(call, response, served, await self.loop.acommit(call.turn, **served))
+        order = self.adapter.ordered(self.name)
+        await _acquire(order)
+        try:
+            return self._committed(call, response, served, await self.loop.acommit(call.turn, **served))
+        finally:
+            order.release()
 
     def _served(self, call: _Call, role: str, response: Any) -> dict[str, Any]:
         """What the loop settles the call with: who served it, with what, how long it took."""
@@ -565,7 +580,8 @@ class AgentSession:
         """End the conversation: judge the last turn from `messages` (tool results, the user's last word)."""
         with self._lock:
             self._idle()
-            self._closed(self.loop.update(self.name, lambda stored: stored.conv.core.close(stored.conv, messages)))
+            with self.adapter.ordered(self.name):
+                self._closed(self.loop.update(self.name, lambda stored: stored.conv.core.close(stored.conv, messages)))
 
     def _closed(self, done: tuple[Judged | None, Any]) -> None:
         judged, stored = done
@@ -604,7 +620,12 @@ class AgentSession:
         await _acquire(self._lock)
         try:
             self._idle()
-            self._closed(await self.loop.aupdate(self.name, lambda s: s.conv.core.close(s.conv, messages)))
+            order = self.adapter.ordered(self.name)
+            await _acquire(order)
+            try:
+                self._closed(await self.loop.aupdate(self.name, lambda s: s.conv.core.close(s.conv, messages)))
+            finally:
+                order.release()
         finally:
             self._lock.release()
 
