@@ -23,6 +23,7 @@ import pytest
 
 from lwfsm import ConfigError, ConversationState, Engine, load_spec
 from lwfsm.cli import main
+from lwfsm.errors import StoreError
 from lwfsm.store import open_store
 from lwfsm.turn.front import Front
 from tests.openai_server import Server
@@ -126,6 +127,26 @@ def test_front_logs_to_a_file_each_conversation_apart(tmp_path: Path) -> None:
         Front(SPEC, MODELS, log=str(tmp_path / "nowhere" / "t.jsonl"))
     with pytest.raises(ConfigError, match=r"with a store, name the conversation \(name=\)"):
         Front(SPEC, MODELS, store=open_store("memory://"))
+
+
+def test_each_integration_takes_a_store_url_as_the_adapter_does(tmp_path: Path) -> None:
+    """`store="sqlite:///..."` (a URL, as the adapter and the proxy hook take it) was an AttributeError."""
+    from lwfsm.integrations import front
+
+    url = f"sqlite:///{tmp_path}/s.db"
+    first = front(SPEC, MODELS, store=url, name="c")
+    reply = {"role": "assistant", "content": "done"}
+    first.end(first.begin([{"role": "user", "content": "go"}]), model="lead-model", reply=reply)
+    assert front(SPEC, MODELS, store=url, name="c").conversation.version == 1  # the same conversation
+    with pytest.raises(StoreError, match="unknown scheme 'sqlit'"):
+        front(SPEC, MODELS, store="sqlit:///x.db", name="c")
+    pytest.importorskip("pydantic_ai")
+    from pydantic_ai.models.test import TestModel
+
+    from lwfsm.integrations.pydantic_ai import LwfsmModel
+
+    model = LwfsmModel(SPEC, {"lead": TestModel(), "worker": TestModel()}, store=url, name="c")
+    assert model.front.conversation.version == 1
 
 
 def _tool_call(i: int) -> dict[str, Any]:

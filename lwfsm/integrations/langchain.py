@@ -20,6 +20,7 @@ from typing import Any
 from ..errors import ConfigError
 from ..turn.front import Call, Front, LogTo, SpecLike, StateLike
 from ..turn.ledger import Usage
+from . import front
 
 try:
     from langchain.agents.middleware import AgentMiddleware, ModelRequest, ModelResponse
@@ -90,7 +91,7 @@ class LwfsmMiddleware(AgentMiddleware):
     ) -> None:
         super().__init__()
         bound = {role: _chat_model(role, m) for role, m in models.items()}
-        self.front: Front[BaseChatModel] = Front(spec, bound, state=state, name=name, log=log, **options)
+        self.front: Front[BaseChatModel] = front(spec, bound, state=state, name=name, log=log, **options)
 
     def _begin(self, request: ModelRequest) -> tuple[Call[BaseChatModel], ModelRequest]:
         messages = ([request.system_message] if request.system_message else []) + list(request.messages)

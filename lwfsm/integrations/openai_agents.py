@@ -19,6 +19,7 @@ from typing import Any
 
 from ..turn.front import Call, Front, LogTo, SpecLike, StateLike, tool_dict
 from ..turn.ledger import Usage
+from . import front
 
 try:
     from agents import FunctionTool, Handoff, Model, ModelProvider, ModelResponse, ModelSettings, ModelTracing, Tool
@@ -133,7 +134,9 @@ class LwfsmRoleModel(Model):
                 if started:
                     raise
                 call = self.front.fallback(call, exc)
-        if done is not None:  # a stream cut short commits nothing
+        # a stream that ended without its response.completed commits nothing (the SDK's Chat Completions
+        # model sends one even for a stream the server cut short: README, Agent frameworks)
+        if done is not None:
             response = ModelResponse(output=done.output, usage=AgentsUsage(), response_id=done.id)
             self._end(call, response, done.usage, self._tools(tools, handoffs))
 
@@ -162,7 +165,7 @@ class LwfsmProvider(ModelProvider):
     ) -> None:
         base = provider or MultiProvider()
         bound = {role: m if isinstance(m, Model) else base.get_model(m) for role, m in models.items()}
-        self.front: Front[Model] = Front(spec, bound, state=state, name=name, log=log, **options)
+        self.front: Front[Model] = front(spec, bound, state=state, name=name, log=log, **options)
         self.model = LwfsmRoleModel(self.front)
 
     def get_model(self, model_name: str | None) -> Model:

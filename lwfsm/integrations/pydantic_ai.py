@@ -21,6 +21,7 @@ from typing import Any
 
 from ..turn.front import Call, Front, LogTo, SpecLike, StateLike, tool_call, tool_dict
 from ..turn.ledger import Usage
+from . import front
 
 try:
     from pydantic_ai.messages import (
@@ -101,7 +102,7 @@ class LwfsmModel(WrapperModel):
         **options: Any,
     ) -> None:
         bound = {role: infer_model(m) for role, m in models.items()}
-        self.front: Front[Model] = Front(spec, bound, state=state, name=name, log=log, **options)
+        self.front: Front[Model] = front(spec, bound, state=state, name=name, log=log, **options)
         first = self.front.core.spec.roles
         super().__init__(bound[next(iter(first))])  # profile, settings: the first role's model
         self._exits: AsyncExitStack | None = None
