@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -607,6 +608,28 @@ def test_bindings_from_a_config_section() -> None:
         bindings(spec, {**section, "lead": {"model": "a/b", "api_key": "sk-x"}}, env={})
     with pytest.raises(ConfigError, match=r"models\['worker'\] needs a 'model'"):
         bindings(spec, {**section, "worker": {"api_base": "x"}}, env={})
+    # a misspelt parameter is said (it went upstream, to be dropped or refused there); a provider's own
+    # option passes on to LiteLLM
+    typo = {**section, "lead": {"model": "a/b", "temprature": 0.3}}
+    with pytest.raises(ConfigError, match=r"models\['lead'\].temprature is no parameter a call takes \(did you mean"):
+        bindings(spec, typo, env={})
+    azure = bindings(spec, {**section, "lead": {"model": "azure/x", "api_version": "2024-10-21"}}, env={})
+    assert azure["lead"].options == {"api_version": "2024-10-21"}
+
+
+@pytest.mark.parametrize(
+    ("given", "said"),
+    [
+        ({"timeout": float("nan")}, "timeout=nan: must be seconds, > 0"),
+        ({"deadline": 0}, "deadline=0: must be seconds, > 0"),
+        ({"retries": "2"}, "retries='2': must be a whole number >= 0"),
+        ({"retries": 1.5}, "retries=1.5: must be a whole number >= 0"),
+        ({"backoff": -1}, "backoff=-1: must be seconds, >= 0"),
+    ],
+)
+def test_adapter_numbers_are_checked_one_by_one(given: dict[str, Any], said: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(said)):
+        Adapter(SPEC, {"lead": "openai/a", "worker": "openai/b"}, env=ENV, **given)
 
 
 def test_sync_streaming_is_judged_once_consumed(server: Server) -> None:

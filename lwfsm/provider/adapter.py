@@ -253,8 +253,18 @@ class Adapter:
         self.engine, self.spec = engine, engine.spec
         self.bindings = bindings(self.spec, models, env)
         self.env = env
-        if min(retries, backoff, max_backoff, max_retry_after) < 0 or timeout <= 0 or deadline <= 0:
-            raise ConfigError("retries, backoff, max_backoff, max_retry_after must be >= 0; timeout, deadline > 0")
+        for name, value, floor in (
+            ("retries", retries, 0),
+            ("backoff", backoff, 0),
+            ("max_backoff", max_backoff, 0),
+            ("max_retry_after", max_retry_after, 0),
+            ("timeout", timeout, None),
+            ("deadline", deadline, None),
+        ):  # (a NaN passed every comparison, and then failed every call as a retried server error)
+            number = isinstance(value, int if name == "retries" else int | float) and not isinstance(value, bool)
+            if not number or not (value >= 0 if floor == 0 else value > 0):
+                what = "a whole number >= 0" if name == "retries" else "seconds, " + (">= 0" if floor == 0 else "> 0")
+                raise ConfigError(f"{name}={value!r}: must be {what}")
         self.retries, self.backoff, self.max_backoff = retries, backoff, max_backoff
         # Per attempt (LiteLLM's own default is 6000 s) and per call, across retries and roles.
         self.timeout, self.deadline, self.max_retry_after = timeout, deadline, max_retry_after

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..errors import ConfigError, SpecError, did_you_mean
 from ..spec import Spec
+from . import params
 
 __all__ = [
     "GOOSE_CONTEXT_LIMITS",
@@ -268,6 +269,12 @@ def _from_section(role: str, section: Mapping[str, Any]) -> RoleBinding:
     if "api_key" in section:
         raise ConfigError(f"{where}.api_key: do not put keys in configuration; name the variable in api_key_env")
     options = {k: v for k, v in section.items() if k not in ("model", "api_base", "api_key_env")}
+    known = {*params.CHAT, *params.LITELLM_CALL_OPTIONS, "api_base", "api_key_env"} - {"model", "messages"}
+    for key in options:
+        # a provider's own option (api_version, vertex_project...) passes on to LiteLLM; a misspelt
+        # parameter would too, and be dropped or refused upstream without a word: said here
+        if key not in known and (hint := did_you_mean(key, known)):
+            raise ConfigError(f"{where}.{key} is no parameter a call takes{hint}")
     model = _model_string(section["model"], None, f"{where}.model", None)
     return RoleBinding(
         model, _api_base(section.get("api_base"), f"{where}.api_base"), section.get("api_key_env"), options
