@@ -825,6 +825,13 @@ def test_a_sweep_plot_says_what_it_cannot_draw_and_keeps_the_table(
     assert "--plot draws a sweep's combinations: add --sweep" in capsys.readouterr().err  # was: nothing, exit 0
     assert main([*sweep, "--plot", str(tmp_path / "no" / "p.png")]) == 1  # was: a traceback, after the replay
     assert "there is no folder" in capsys.readouterr().err
+    assert main([*sweep, "--plot", f"{tmp_path}/"]) == 1  # a folder: was a hidden ".png" in it
+    assert f"--plot {tmp_path}/: give a file to write, e.g. {tmp_path}/sweep.png" in capsys.readouterr().err
+    # one range per param (the second replaced the first); a sweep runs here (--scheduler was ignored)
+    assert main([*sweep, "lead_turns=5..6"]) == 1
+    assert "--sweep lead_turns=5..6: lead_turns has a range already" in capsys.readouterr().err
+    assert main([*sweep, "--scheduler", "tcp://127.0.0.1:1"]) == 1
+    assert "not with --monte-carlo or --sweep" in capsys.readouterr().err
     pytest.importorskip("matplotlib", reason="--plot draws with matplotlib: pip install matplotlib")
     assert main([*sweep, "--plot", str(tmp_path / "p.png")]) == 1  # every cost unknown: was max() of nothing
     out, err = capsys.readouterr()

@@ -144,3 +144,17 @@ def test_without_dask_the_flags_say_what_to_install(
     assert "not with --monte-carlo" in capsys.readouterr().err
     assert main(["simulate", "lead_worker", "--trace", str(path), "--workers", "0"]) == 1
     assert "--workers 0: must be from 1" in capsys.readouterr().err
+
+
+def test_a_trace_mistake_on_local_workers_is_said_once_without_a_traceback(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The workers started for --workers logged Dask's "Compute Failed" and its traceback before the message."""
+    pytest.importorskip("distributed", reason="needs Dask: pip install 'lwfsm[dask]'")
+    path = tmp_path / "t.jsonl"
+    path.write_text(json.dumps({"session": "a", "turn": 1, "role": "wroker", "model": "m", "outcome": "ok"}) + "\n")
+    assert main(["simulate", "lead_worker", "--trace", str(path), "--workers", "1"]) == 1
+    err = capfd.readouterr().err
+    assert "role 'wroker' is not a role of spec 'lead_worker'" in err
+    assert "Traceback" not in err
+    assert "Compute Failed" not in err

@@ -93,6 +93,8 @@ def sweep_ranges(items: Sequence[str]) -> dict[str, range]:
         a, b = int(m[2]), int(m[3] if m[3] is not None else m[2])
         if b < a:
             raise ValueError(f"--sweep {item}: the range is empty ({a} > {b})")
+        if m[1] in out:  # the later range would replace the earlier without a word
+            raise ValueError(f"--sweep {item}: {m[1]} has a range already; give one range per param")
         out[m[1]] = range(a, b + 1)
     size = math.prod(len(r) for r in out.values())
     if size > MAX_SWEEP:
@@ -179,9 +181,14 @@ def simulate_command(spec: Spec, args: Any) -> int:
         folder = os.path.dirname(args.plot) or "."
         if not os.path.isdir(folder):
             raise ValueError(f"--plot {args.plot}: there is no folder {folder!r} to write it in")
+        name = os.path.basename(args.plot)
+        if os.path.isdir(args.plot) or not name or name.startswith("."):  # a folder: it wrote a hidden ".png"
+            raise ValueError(f"--plot {args.plot}: give a file to write, e.g. {os.path.join(folder, 'sweep.png')}")
     models = _models(spec, args)
     prices = PriceMap()
     if args.sweep:
+        if args.scheduler or args.workers:  # said, not run here in their stead
+            raise ValueError("--scheduler and --workers run the replay of a trace: not with --monte-carlo or --sweep")
         return _sweep(spec, prices, args)
     if args.scheduler or args.workers:
         summary = _on_cluster(spec, prices, models, args)

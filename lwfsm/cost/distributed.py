@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import re
 import zlib
 from collections import Counter
@@ -159,7 +160,14 @@ def simulate_on_cluster(
     with contextlib.ExitStack() as stack:
         if scheduler is None:
             cluster = LocalCluster(  # type: ignore[no-untyped-call]
-                n_workers=workers or 1, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+                n_workers=workers or 1,
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address=None,
+                # a partition's error (a trace's mistake) comes back through gather, said once: the workers
+                # started here logging it with Dask's traceback first would be a second, raw telling
+                silence_logs=logging.CRITICAL,
             )
             scheduler = str(stack.enter_context(cluster).scheduler_address)
         try:
