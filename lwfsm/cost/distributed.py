@@ -164,7 +164,9 @@ def simulate_on_cluster(
                 threads_per_worker=1,
                 processes=True,
                 host="127.0.0.1",
-                dashboard_address=None,
+                # None is Dask's default port 8787, which a second cluster on the machine finds taken (a
+                # warning on stderr): a free port, on this machine only
+                dashboard_address="127.0.0.1:0",
                 # a partition's error (a trace's mistake) comes back through gather, said once: the workers
                 # started here logging it with Dask's traceback first would be a second, raw telling
                 silence_logs=logging.CRITICAL,
