@@ -797,12 +797,13 @@ def test_an_outcome_or_role_the_spec_does_not_have_is_named_not_counted(
 ) -> None:
     """Counted as a failure, a misspelt outcome would invent fallbacks that never happened."""
     trace = write(tmp_path, [rec(1, "lead"), record, rec(3, "lead", "failed")])
-    assert main(["report", trace]) == 1
-    assert f"lwfsm report: session 's1' turn 2: {said}: a typo in the trace, or a trace of another spec" in (
+    assert main(["report", trace]) == 1  # said at the line that holds it (a session and a turn were named)
+    assert f"lwfsm report: {trace}:2: {said}: a typo in the trace, or a trace of another spec" in (
         capsys.readouterr().err
     )
-    assert main(["simulate", "lead_worker", "--trace", trace]) == 1
-    assert f"session 's1' turn 2: {said}" in capsys.readouterr().err
+    for extra in ([], ["--monte-carlo", "20"]):
+        assert main(["simulate", "lead_worker", "--trace", trace, *extra]) == 1
+        assert f"{trace}:2: {said}" in capsys.readouterr().err
 
 
 def test_a_sweep_says_why_its_costs_are_unknown(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

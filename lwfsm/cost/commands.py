@@ -21,7 +21,7 @@ from ..errors import SpecError
 from ..spec import Spec
 from .pricing import PriceMap
 from .records import MAX_TOKENS, TraceRecord, read_records
-from .report import Summary, summarise
+from .report import Summary, spec_problem, summarise
 from .simulate import (
     ASSUMPTION,
     Fit,
@@ -63,10 +63,11 @@ MAX_GENERATE = 10_000_000  # synthetic turns (about 400 bytes each on disk)
 MAX_WORKERS = 256  # --workers: local worker processes
 
 
-def _records(paths: Sequence[str]) -> Iterator[TraceRecord]:
-    """The trace's records, streamed; an empty trace is a mistake (said once the stream ends)."""
+def _records(paths: Sequence[str], spec: Spec) -> Iterator[TraceRecord]:
+    """The trace's records, streamed, each checked against the spec (a mistake is said at its file:line);
+    an empty trace is a mistake (said once the stream ends)."""
     n = 0
-    for rec in read_records(paths):
+    for rec in read_records(paths, check=lambda rec: spec_problem(spec, rec)):
         n += 1
         yield rec
     if not n:
@@ -78,7 +79,9 @@ def report_command(spec: Spec, args: Any) -> int:
     was (switch, fallback, `lwfsm.turn.moves`) and colours the roles, as its diagrams do."""
     if issues := spec.judging_issues():  # outcomes are read as its judging events
         raise SpecError(issues)
-    summary = summarise(_records(args.logs), PriceMap(), lead_model=args.lead, worker_model=args.worker, spec=spec)
+    summary = summarise(
+        _records(args.logs, spec), PriceMap(), lead_model=args.lead, worker_model=args.worker, spec=spec
+    )
     summary.colours = role_colours(spec)
     emit(summary, args)
     return 0
@@ -197,7 +200,13 @@ def simulate_command(spec: Spec, args: Any) -> int:
         if args.monte_carlo:
             return _monte_carlo(spec, _fit(spec, args), prices, replayer, args)
         summary = simulate(
-            spec, _records(args.trace), prices, lead=args.lead, worker=args.worker, models=models, replayer=replayer
+            spec,
+            _records(args.trace, spec),
+            prices,
+            lead=args.lead,
+            worker=args.worker,
+            models=models,
+            replayer=replayer,
         )
     if args.html:
         summary.diagram = _diagram(spec)
@@ -227,7 +236,7 @@ def _on_cluster(spec: Spec, prices: PriceMap, models: dict[str, str], args: Any)
 
 def _fit(spec: Spec, args: Any) -> Fit:
     fit = Fit(spec)
-    for rec in _records(args.trace):
+    for rec in _records(args.trace, spec):
         fit.add(rec)
     return fit
 
@@ -405,7 +414,7 @@ def _sweep(spec: Spec, prices: PriceMap, args: Any) -> int:
         else:  # one streamed pass over the trace per combination: memory stays that of one replay
             summary = simulate(
                 s,
-                _records(args.trace),
+                _records(args.trace, s),
                 prices,
                 lead=args.lead,
                 worker=args.worker,

@@ -25,7 +25,7 @@ from ..errors import TraceError
 from ..spec import Spec
 from .pricing import PriceMap
 from .records import Problems, Row, TraceRecord, numbered_records, trace_files
-from .report import COSTED, DETAILED, Summary, Tally
+from .report import COSTED, DETAILED, Summary, Tally, spec_problem
 from .simulate import Replayer, replay_tally, simulated_summary
 
 __all__ = ["partition_of", "replay_partition", "route", "simulate_on_cluster"]
@@ -82,9 +82,9 @@ def replay_partition(spec: Spec, files: Sequence[str], part: int, parts: int, us
         return route(row, parts) == part
 
     def check(rec: TraceRecord) -> str | None:
-        if partition_of(rec.session, parts) == part:
-            return None
-        return "session: the record gives its session more than once (once escaped?): give it once"  # misrouted
+        if partition_of(rec.session, parts) != part:  # misrouted
+            return "session: the record gives its session more than once (once escaped?): give it once"
+        return spec_problem(spec, rec)
 
     def records() -> Iterator[TraceRecord]:
         nonlocal count

@@ -312,16 +312,21 @@ def _parquet_rows(path: str | Path, problems: Problems) -> Iterator[tuple[int, d
         problems.extend([f"{path}: cannot read as Parquet: {exc}"])
 
 
-def read_records(paths: Iterable[str | Path], problems: Problems | None = None) -> Iterator[TraceRecord]:
+def read_records(
+    paths: Iterable[str | Path],
+    problems: Problems | None = None,
+    check: Callable[[TraceRecord], str | None] | None = None,
+) -> Iterator[TraceRecord]:
     """The records of trace files (JSONL, plain or gzip, or Parquet; a directory: its trace files), streamed
     in file order. Memory grows with the number of conversations, not of lines. Bad lines are skipped and
     collected; once the files are read, TraceError lists them (`file:line: field: problem`) and nothing
-    past the first problem was yielded. Blank lines and lines starting with '#' are skipped."""
+    past the first problem was yielded. Blank lines and lines starting with '#' are skipped. `check` may
+    find a problem in a record (a role its spec does not have), located like the others."""
     own = problems is None
     problems = problems or Problems()
     last_turn: dict[str, tuple[int, str, int]] = {}  # session -> (turn, file, line)
     for path in trace_files(paths, problems):
-        for _, rec in _checked(_rows(path, problems), str(path), last_turn, problems):
+        for _, rec in _checked(_rows(path, problems), str(path), last_turn, problems, check=check):
             yield rec
     if own:
         problems.check()

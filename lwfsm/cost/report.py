@@ -447,23 +447,31 @@ def failing_events(spec: Spec) -> frozenset[str]:
     return frozenset({spec.judging.events[1], *(kinds[k] for k in FAILURE_KINDS)})
 
 
-def event_of(spec: Spec, rec: TraceRecord) -> str:
-    """The spec's event a record's outcome names. An outcome or a role the spec does not know is an
-    error naming the record: counted as a failure, a typo would invent fallbacks."""
+def spec_problem(spec: Spec, rec: TraceRecord) -> str | None:
+    """Why a record cannot be of spec `spec` (a role or an outcome it does not know), or None. Counted as
+    a failure, a typo would invent fallbacks."""
     if rec.role not in spec.roles:
-        raise ValueError(
-            f"session {rec.session!r} turn {rec.turn}: role {rec.role!r} is not a role of spec '{spec.name}'"
-            f"{did_you_mean(rec.role, spec.roles)}: a typo in the trace, or a trace of another spec"
+        return (
+            f"role {rec.role!r} is not a role of spec '{spec.name}'{did_you_mean(rec.role, spec.roles)}: a typo in "
+            "the trace, or a trace of another spec"
         )
-    if rec.outcome in spec.events:
-        return rec.outcome
-    if rec.outcome in _SUCCESS or rec.outcome in _FAILURE:
-        return spec.judging.events[rec.outcome in _FAILURE]
-    raise ValueError(
-        f"session {rec.session!r} turn {rec.turn}: outcome {rec.outcome!r} is not an event of spec '{spec.name}'"
+    if rec.outcome in spec.events or rec.outcome in _SUCCESS or rec.outcome in _FAILURE:
+        return None
+    return (
+        f"outcome {rec.outcome!r} is not an event of spec '{spec.name}'"
         f"{did_you_mean(rec.outcome, [*spec.events, *_SUCCESS, *_FAILURE])}: a typo in the trace, or a trace of "
         "another spec"
     )
+
+
+def event_of(spec: Spec, rec: TraceRecord) -> str:
+    """The spec's event a record's outcome names; an outcome or a role the spec does not know is an error
+    naming the record (the readers of a file name its line: `spec_problem`)."""
+    if (problem := spec_problem(spec, rec)) is not None:
+        raise ValueError(f"session {rec.session!r} turn {rec.turn}: {problem}")
+    if rec.outcome in spec.events:
+        return rec.outcome
+    return spec.judging.events[rec.outcome in _FAILURE]
 
 
 def _moved(spec: Spec, rec: TraceRecord) -> Move | None:
