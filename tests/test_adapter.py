@@ -632,6 +632,25 @@ def test_adapter_numbers_are_checked_one_by_one(given: dict[str, Any], said: str
         Adapter(SPEC, {"lead": "openai/a", "worker": "openai/b"}, env=ENV, **given)
 
 
+def test_arguments_of_the_wrong_kind_are_named() -> None:
+    """Each was a TypeError or AttributeError from deep inside, or a provider error blaming the lead model."""
+    models = {"lead": "openai/a", "worker": "openai/b"}
+    with pytest.raises(ConfigError, match=r"models maps each role to its model, .*; got list"):
+        Adapter(SPEC, ["openai/a"], env=ENV)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"models\['lead'\] is a model string .* got int"):
+        Adapter(SPEC, {**models, "lead": 5}, env=ENV)  # type: ignore[dict-item]
+    with pytest.raises(
+        ConfigError, match="spec is a Spec, an Engine, a spec file or a shipped spec's name; got NoneType"
+    ):
+        Adapter(None, models, env=ENV)  # type: ignore[arg-type]
+    s = Adapter(SPEC, models, env=ENV).session()
+    with pytest.raises(TypeError, match=r"completion\(\) takes the conversation's messages, .*; got str"):
+        s.completion("hello", mock_response="x")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"close\(\) takes the conversation's messages"):
+        s.close("thanks")  # type: ignore[arg-type]
+    assert s.ledger.calls == 0
+
+
 def test_sync_streaming_is_judged_once_consumed(server: Server) -> None:
     s = adapter(server, "leadE", "workE").session()
     stream = s.completion([{"role": "user", "content": "hi"}], stream=True, mock_response="fine")

@@ -243,6 +243,10 @@ class Adapter:
         agent: str | None = None,
     ) -> None:
         env = os.environ if env is None else env
+        if not isinstance(spec, Spec | Engine | str | os.PathLike):
+            raise ConfigError(
+                f"spec is a Spec, an Engine, a spec file or a shipped spec's name; got {type(spec).__name__}"
+            )
         if isinstance(spec, Engine):
             engine = spec
         else:
@@ -395,10 +399,12 @@ class AgentSession:
         return None if request_id is None else str(request_id)
 
     def _begin(self, messages: Sequence[Mapping[str, Any]], side: bool, kwargs: dict[str, Any]) -> _Call:
+        _conversation(messages, "completion")
         request_id = self._check(kwargs)
         return self._planned(self.loop.begin(self.name, messages, side=side, request_id=request_id), kwargs)
 
     async def _abegin(self, messages: Sequence[Mapping[str, Any]], side: bool, kwargs: dict[str, Any]) -> _Call:
+        _conversation(messages, "acompletion")
         request_id = self._check(kwargs)
         pending = self.conversation.pending
         if pending is not None and len(str(pending.reply.get("content") or "")) > _BIG_REPLY:
@@ -588,6 +594,7 @@ class AgentSession:
 
     def close(self, messages: Sequence[Mapping[str, Any]] = ()) -> None:
         """End the conversation: judge the last turn from `messages` (tool results, the user's last word)."""
+        _conversation(messages, "close")
         with self._lock:
             self._idle()
             with self.adapter.ordered(self.name):
@@ -627,6 +634,7 @@ class AgentSession:
         raise self._all_failed(call)
 
     async def aclose(self, messages: Sequence[Mapping[str, Any]] = ()) -> None:
+        _conversation(messages, "aclose")
         await _acquire(self._lock)
         try:
             self._idle()
@@ -753,6 +761,19 @@ def anthropic_reported(stream: Any) -> bool:
     inner = getattr(wrapper, "_stream", wrapper)
     raw = getattr(inner, "chunks", None)
     return isinstance(raw, list) and any(getattr(c, "usage", None) is not None for c in raw)
+
+
+def _conversation(messages: Any, call: str) -> None:
+    """A call's messages are a list of message dicts (a string was sent on, and its failure blamed on a model)."""
+    if (
+        isinstance(messages, str | bytes)
+        or not isinstance(messages, Sequence)
+        or not all(isinstance(m, Mapping) for m in messages)
+    ):
+        raise TypeError(
+            f"{call}() takes the conversation's messages, a list of dicts such as "
+            f"[{{'role': 'user', 'content': 'hi'}}]; got {type(messages).__name__}"
+        )
 
 
 class _Stream:

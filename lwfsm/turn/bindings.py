@@ -190,7 +190,18 @@ def bindings(
                 f"{var} is set, but lwfsm does not trim requests to a context limit: unset it. A request that "
                 "overflows a role's context window is served by the spec's judging.technical_fallback role instead"
             )
+    if models is not None and not isinstance(models, Mapping):
+        raise ConfigError(
+            f"{argument or 'models'} maps each role to its model, e.g. {{'lead': 'openai/gpt-4o'}}; "
+            f"got {type(models).__name__}"
+        )
     models = dict(models or {})
+    for role, bound in models.items():
+        if not isinstance(bound, str | RoleBinding | Mapping):
+            raise ConfigError(
+                f"models[{role!r}] is a model string ('provider/model') or a section ({{'model': ...}}), "
+                f"got {type(bound).__name__}"
+            )
     _stray_role_vars(spec, env, models)
     stray = [role for role in models if role not in spec.roles]
     if stray:  # before the roles: a misspelt one would be reported as the role left without a model
