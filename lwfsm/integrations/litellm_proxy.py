@@ -23,7 +23,7 @@ through one user message for hours, and must be able to switch within it.
 from __future__ import annotations
 
 import hashlib
-import json
+import logging
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -32,8 +32,11 @@ from ..errors import ConfigError, did_you_mean
 from ..store import Store
 from ..turn import TurnCore, Usage, params
 from ..turn.bindings import RoleBinding
+from ..turn.core import append_record
 from ..turn.front import LogTo, SpecLike, sink
 from ..turn.loop import Loop, Turn
+
+logger = logging.getLogger("lwfsm.integrations.litellm_proxy")
 
 try:
     # the adapter first: it sets LiteLLM offline (its local price map) before LiteLLM loads
@@ -150,10 +153,12 @@ class LwfsmProxyHook(CustomLogger):
         choices = getattr(response, "choices", None) or []
         message: Any = choices[0].message if choices else {}
         reply = message.model_dump() if hasattr(message, "model_dump") else dict(message)
+        # the model that served, as the response names it (a group name is no model a price map knows)
+        served = getattr(response, "model", None)
         done = await self.loop.acommit(
             turn,
             role=role,
-            model=self.models[role],
+            model=served if isinstance(served, str) and served else self.models[role],
             reply=reply,
             tools=data.get("tools") or (),
             usage=Usage.of(getattr(response, "usage", None)),
@@ -164,8 +169,8 @@ class LwfsmProxyHook(CustomLogger):
             if self.log is not None:
                 self.log(record)
             if self.adapter.log_dir is not None:  # as the adapter's sessions log (log_dir=)
-                with (self.adapter.log_dir / f"{turn.name}.jsonl").open("a", encoding="utf-8") as f:
-                    f.write(json.dumps(record) + "\n")
+                if (exc := append_record(self.adapter.log_dir / f"{turn.name}.jsonl", record)) is not None:
+                    logger.error("session %s: could not write turn %d's log line: %s", turn.name, p.turn, exc)
         return response
 
     async def async_post_call_failure_hook(
