@@ -884,3 +884,18 @@ def test_a_last_line_cut_short_is_skipped_saying_so_and_the_rest_is_reported(
     (tmp_path / "broken.jsonl").write_text('{"session": "s2", "turn": 1} x\n' + whole)
     assert main(["report", str(tmp_path / "broken.jsonl")]) == 1
     assert "broken.jsonl:1:" in capsys.readouterr().err
+
+
+def test_a_trace_piped_in_is_read() -> None:
+    """`... | lwfsm report /dev/stdin`, plain or gzip: a pipe cannot seek back ("not seekable")."""
+    import gzip
+    import subprocess
+    import sys
+
+    text = "".join(json.dumps(r) + "\n" for r in HAND).encode()
+    for data in (text, gzip.compress(text)):
+        done = subprocess.run(
+            [sys.executable, "-m", "lwfsm", "report", "/dev/stdin", "--json"], input=data, capture_output=True
+        )
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["total"]["turns"] == len(HAND)

@@ -244,8 +244,10 @@ def _lines(path: str | Path, problems: Problems) -> Iterator[tuple[int, bytes]]:
     """(line number, bytes) of a JSONL file, plain or gzip; a line longer than MAX_LINE is a problem."""
     try:
         raw = _open(path)
-        magic = raw.read(2)
-        raw.seek(0)
+        peek = getattr(raw, "peek", None)  # a pipe (`... | lwfsm report /dev/stdin`) cannot seek back
+        magic = peek(2)[:2] if peek is not None else raw.read(2)
+        if peek is None:
+            raw.seek(0)
     except (OSError, ImportError, ValueError) as exc:
         problems.extend([f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}"])
         return
