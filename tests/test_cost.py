@@ -463,9 +463,31 @@ def test_monte_carlo_reads_outcomes_through_the_spec(tmp_path: Path, capsys: pyt
 
 def test_an_event_fired_by_hand_is_no_failure_of_the_turn(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     records = [rec(1, "lead", "ok"), rec(2, "lead", "reset"), rec(3, "lead", "fail")]
-    assert main(["report", write(tmp_path, records), "--json"]) == 0
+    trace = write(tmp_path, records)
+    assert main(["report", trace, "--json"]) == 0
     total = json.loads(capsys.readouterr().out)["total"]
     assert (total["turns"], total["failures"]) == (3, 1)  # the reset is no failure; the "fail" is
+    assert main(["simulate", "lead_worker", "--trace", trace, "--json"]) == 0  # the replay counts as report does
+    out = capsys.readouterr().out
+    assert json.loads(out[out.index("{") :])["total"]["failures"] == 1
+    # a spec that maps a failure kind to its success event: those turns are successes, and a success is one
+    text = (Path(__file__).resolve().parents[1] / "specs" / "lead_worker.yaml").read_text()
+    assert "    user_correction: failure" in text
+    lenient = tmp_path / "lenient.yaml"
+    lenient.write_text(text.replace("    user_correction: failure", "    user_correction: turn_completed"))
+    assert (
+        main(
+            [
+                "report",
+                "--spec",
+                str(lenient),
+                write(tmp_path, [rec(1, "lead", "ok"), rec(2, "lead", "fail")]),
+                "--json",
+            ]
+        )
+        == 0
+    )
+    assert json.loads(capsys.readouterr().out)["total"]["failures"] == 1
 
 
 def test_generate_then_simulate_monte_carlo_and_sweep(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -873,13 +895,26 @@ def test_a_last_line_cut_short_is_skipped_saying_so_and_the_rest_is_reported(
     assert "deep.jsonl:9: skipped: the last line is cut short" in caplog.text
     # the conversation goes on (a restarted process appends to the same trace): the writer ends the cut
     # line first, and the reader passes over it wherever it is, saying so
-    resumed = tmp_path / "resumed.jsonl"
-    resumed.write_text(whole + '{"session": "s2", "turn": 1, "ro')
-    assert append_record(resumed, {**HAND[0], "session": "s3"}) is None
     capsys.readouterr()
-    assert main(["report", str(resumed), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["total"]["turns"] == len(HAND) + 1
-    assert f"resumed.jsonl:{len(HAND) + 1}: skipped: a record cut short (its writer stopped mid-line)" in caplog.text
+    cut = json.dumps({**HAND[0], "session": "s2", "reason": None})
+    for at in (len(cut) - 3, len(cut) - 20, 30, 1):  # inside a null, a string, a key; after the brace
+        resumed = tmp_path / f"resumed{at}.jsonl"
+        resumed.write_text(whole + cut[:at])
+        assert append_record(resumed, {**HAND[0], "session": "s3"}) is None
+        assert main(["report", str(resumed), "--json"]) == 0, cut[:at]
+        assert json.loads(capsys.readouterr().out)["total"]["turns"] == len(HAND) + 1
+        said = f"resumed{at}.jsonl:{len(HAND) + 1}: skipped: a record cut short (its writer stopped mid-line)"
+        assert said in caplog.text
+    # a trace written to a pipe (log="/dev/stdout" | ...): written as it comes, nothing to look back at
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom lwfsm.turn.core import append_record\n"
+        "sys.exit(append_record('/dev/stdout', {'a': 1}) is not None)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True)
+    assert (done.returncode, done.stdout) == (0, b'{"a": 1}\n'), done.stderr
     # anywhere else a broken line is an error, and nothing is summed
     (tmp_path / "broken.jsonl").write_text('{"session": "s2", "turn": 1} x\n' + whole)
     assert main(["report", str(tmp_path / "broken.jsonl")]) == 1

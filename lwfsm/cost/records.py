@@ -16,6 +16,7 @@ from typing import IO, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ..errors import TraceError
+from ..turn.core import CUT_SHORT
 from ..turn.ledger import Usage
 
 logger = logging.getLogger("lwfsm.cost")
@@ -268,25 +269,9 @@ def _lines(path: str | Path, problems: Problems) -> Iterator[tuple[int, bytes]]:
                     # the last line, cut short: what a writer stopped mid-line (killed, disk full) leaves
                     logger.warning("%s:%d: skipped: the last line is cut short (its writer stopped)", path, number)
                     continue
-                if line.startswith(b"{") and _cut(line):
-                    # a record cut short whose file a later writer went on with (it ended the line first)
-                    logger.warning("%s:%d: skipped: a record cut short (its writer stopped mid-line)", path, number)
-                    continue
                 yield number, line
         except (OSError, EOFError, zlib.error) as exc:
             problems.extend([f"{path}:{number + 1}: cannot read: {exc}"])
-
-
-def _cut(line: bytes) -> bool:
-    """A JSON object that stops before its end, and only there: not a record, and not garbage either."""
-    text = line.decode("utf-8", "replace")  # the error's position counts characters
-    try:
-        json.loads(text)
-    except json.JSONDecodeError as exc:
-        return exc.pos >= len(text.rstrip())
-    except RecursionError:
-        return False
-    return False
 
 
 def _whole(line: bytes) -> bool:
@@ -378,6 +363,10 @@ def _checked(
             else:
                 rec = validate(line)
         except ValidationError as exc:
+            if isinstance(line, bytes) and line.rstrip().endswith(CUT_SHORT):
+                # a record cut short, which the next writer marked so before it went on (`append_record`)
+                logger.warning("%s:%d: skipped: a record cut short (its writer stopped mid-line)", source, number)
+                continue
             problems.extend(_located(f"{source}:{number}", exc, line if isinstance(line, bytes) else None))
             continue
         prev = last_turn.get(rec.session)

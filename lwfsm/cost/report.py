@@ -443,8 +443,9 @@ _SUCCESS, _FAILURE = ("turn_completed", "ok", "success"), ("failure", "fail", "f
 def failing_events(spec: Spec) -> frozenset[str]:
     """The events a failed turn fires: the failure event and those the spec maps a failure kind to. An
     event fired by hand (a reset) or an environment problem's own event is no failure of the turn's."""
-    kinds = spec.judging.kind_events
-    return frozenset({spec.judging.events[1], *(kinds[k] for k in FAILURE_KINDS)})
+    kinds, (success, failure) = spec.judging.kind_events, spec.judging.events
+    # (a spec may map a failure kind to the success event: its turns count nothing)
+    return frozenset({failure, *(kinds[k] for k in FAILURE_KINDS)} - {success})
 
 
 def spec_problem(spec: Spec, rec: TraceRecord) -> str | None:

@@ -189,7 +189,7 @@ def _replay(
     """`replayed`, with the state after each turn and the event it fired: (record, state, next state,
     event, role, failed)."""
     replayer = replayer or Replayer(spec)
-    ok = spec.judging.events[0]
+    failing = failing_events(spec)  # as report counts them: a reset fired by hand is no failure
     t = replayer.table
     if t is not None:
         width, roles, states, nxt = len(t.events), t.roles, t.states, t.next
@@ -201,7 +201,7 @@ def _replay(
             configs[rec.session] = n = nxt[c * width + ids[event]]
             if n < 0:
                 raise _refused(rec, event, states[c])
-            yield rec, states[c], states[n], event, roles[c], event != ok
+            yield rec, states[c], states[n], event, roles[c], event in failing
         return
     sessions: dict[str, Any] = {}
     for rec in records:
@@ -214,7 +214,7 @@ def _replay(
             session.apply(event)
         except TransitionNotAllowed:
             raise _refused(rec, event, state) from None
-        yield rec, state, session.state, event, role, event != ok
+        yield rec, state, session.state, event, role, event in failing
 
 
 def _refused(rec: TraceRecord, event: str, state: str) -> TransitionNotAllowed:

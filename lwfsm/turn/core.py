@@ -31,6 +31,7 @@ from .judge import Detector, judge, what_came_after
 from .ledger import Ledger, Usage
 
 __all__ = [
+    "CUT_SHORT",
     "Conversation",
     "ConversationState",
     "Judged",
@@ -137,17 +138,23 @@ class Judged:
         }
 
 
+# What a writer appends to a trace's last line when a writer before it stopped mid-line (killed, disk
+# full): the next record would join that line; the readers skip a line that ends so, saying so.
+CUT_SHORT = b"  # lwfsm: cut short here, its writer stopped"
+
+
 def append_record(path: str | os.PathLike[str], record: Mapping[str, Any]) -> OSError | None:
     """Append a judged turn's record to a trace file as one JSON line (one write: appends from several
     processes do not interleave). The turn is committed already: a failed write is returned for the caller
     to log, never raised (losing a log line must not undo or repeat the turn)."""
     line = (json.dumps(record) + "\n").encode()
     try:
-        with open(path, "ab+") as f:
-            if f.seek(0, os.SEEK_END) > 0:
+        if os.path.isfile(path) and os.path.getsize(path) > 0:  # (a pipe or /dev/stdout is written as it is)
+            with open(path, "rb") as f:
                 f.seek(-1, os.SEEK_END)
-                if f.read(1) != b"\n":  # a line a killed writer left unfinished: end it, or this record joins it
-                    line = b"\n" + line
+                if f.read(1) != b"\n":  # a line a killed writer left: end it, marked, or this record joins it
+                    line = CUT_SHORT + b"\n" + line
+        with open(path, "ab") as f:
             f.write(line)
     except OSError as exc:
         return exc
