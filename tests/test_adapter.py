@@ -615,6 +615,8 @@ def test_bindings_from_a_config_section() -> None:
         bindings(spec, typo, env={})
     azure = bindings(spec, {**section, "lead": {"model": "azure/x", "api_version": "2024-10-21"}}, env={})
     assert azure["lead"].options == {"api_version": "2024-10-21"}
+    litellms = {"additional_drop_params": ["temperature"], "allowed_openai_params": ["x"], "max_retries": 1}
+    assert bindings(spec, {**section, "lead": {"model": "a/b", **litellms}}, env={})["lead"].options == litellms
 
 
 @pytest.mark.parametrize(
@@ -649,6 +651,11 @@ def test_arguments_of_the_wrong_kind_are_named() -> None:
     with pytest.raises(TypeError, match=r"close\(\) takes the conversation's messages"):
         s.close("thanks")  # type: ignore[arg-type]
     assert s.ledger.calls == 0
+    # a reply's message appended as it came (LiteLLM's Message object, no dict) is LiteLLM's to read
+    messages: list[Any] = [{"role": "user", "content": "hi"}]
+    messages.append(s.completion(messages, mock_response="first").choices[0].message)
+    messages.append({"role": "user", "content": "go on"})
+    assert s.completion(messages, mock_response="second").choices[0].message.content == "second"
 
 
 def test_sync_streaming_is_judged_once_consumed(server: Server) -> None:

@@ -89,6 +89,24 @@ def test_a_front_shared_by_threads_logs_its_turns_in_order(tmp_path: Path) -> No
     turns = [json.loads(line)["turn"] for line in (tmp_path / "t.jsonl").read_text().splitlines()]
     assert len(turns) == 79
     assert turns == sorted(turns)
+    # a front each, one stored conversation (store= and name=): the same
+    store = open_store(f"sqlite:///{tmp_path}/s.db")
+
+    def own_front(k: int) -> None:
+        front = Front(SPEC, MODELS, log=tmp_path / "u.jsonl", turn_unit="call", store=store, name="conv")
+        for i in range(20):  # (each call its own messages: the same ones again would be a retry, no turn)
+            said = {"role": "user", "content": f"next {k} {i}"}
+            call = front.begin([{"role": "user", "content": "go"}, reply, said])
+            front.end(call, model=call.model, reply=reply)
+
+    threads = [threading.Thread(target=own_front, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    turns = [json.loads(line)["turn"] for line in (tmp_path / "u.jsonl").read_text().splitlines()]
+    assert turns == sorted(turns)
+    assert len(turns) == 79
 
 
 def test_front_binds_exactly_the_roles_and_plugs_into_a_store() -> None:

@@ -42,7 +42,7 @@ from ..store import Store, open_store
 from ..turn import ConversationState, Detector, Judged, Plan, TurnCore, Usage, params
 from ..turn.bindings import RoleBinding, bindings, params_from_env
 from ..turn.core import append_record
-from ..turn.loop import ATTEMPTS, Committed, Loop, Turn
+from ..turn.loop import ATTEMPTS, Committed, Loop, Turn, ordered
 from ..turn.stream import OpenAIStream
 
 __all__ = [
@@ -289,10 +289,6 @@ class Adapter:
         lead = self.bindings.get("lead")
         self.lead_model = lead.model if lead else None
         self._sessions = 0
-        # Per conversation: a commit and its log line in one step, so sessions of one conversation on
-        # several threads write its trace in turn order (`lwfsm report` reads turns in order).
-        self._order: dict[str, threading.Lock] = {}
-        self._order_guard = threading.Lock()
         # None: sessions live in their AgentSession object only (the fast in-process path, as before).
         self.store = open_store(store) if isinstance(store, str) else store
         if conflicts < 1:
@@ -304,11 +300,6 @@ class Adapter:
         for secret in self._secrets:
             text = text.replace(secret, "[redacted]")
         return text
-
-    def ordered(self, name: str) -> threading.Lock:
-        """The lock that keeps conversation `name`'s commits and log lines in one order."""
-        with self._order_guard:
-            return self._order.setdefault(name, threading.Lock())
 
     def session(
         self, name: str | None = None, state: ConversationState | Mapping[str, Any] | str | None = None
@@ -481,12 +472,12 @@ class AgentSession:
     def _commit(self, call: _Call, role: str, response: Any) -> Any:
         """Settle and write the call through the loop (a lost race keeps this reply: lwfsm.turn.loop)."""
         served = self._served(call, role, response)
-        with self.adapter.ordered(self.name):
+        with ordered(self.name):
             return self._committed(call, response, served, self.loop.commit(call.turn, **served))
 
     async def _acommit(self, call: _Call, role: str, response: Any) -> Any:
         served = self._served(call, role, response)
-        order = self.adapter.ordered(self.name)
+        order = ordered(self.name)
         await _acquire(order)
         try:
             return self._committed(call, response, served, await self.loop.acommit(call.turn, **served))
@@ -597,7 +588,7 @@ class AgentSession:
         _conversation(messages, "close")
         with self._lock:
             self._idle()
-            with self.adapter.ordered(self.name):
+            with ordered(self.name):
                 self._closed(self.loop.update(self.name, lambda stored: stored.conv.core.close(stored.conv, messages)))
 
     def _closed(self, done: tuple[Judged | None, Any]) -> None:
@@ -638,7 +629,7 @@ class AgentSession:
         await _acquire(self._lock)
         try:
             self._idle()
-            order = self.adapter.ordered(self.name)
+            order = ordered(self.name)
             await _acquire(order)
             try:
                 self._closed(await self.loop.aupdate(self.name, lambda s: s.conv.core.close(s.conv, messages)))
@@ -764,12 +755,9 @@ def anthropic_reported(stream: Any) -> bool:
 
 
 def _conversation(messages: Any, call: str) -> None:
-    """A call's messages are a list of message dicts (a string was sent on, and its failure blamed on a model)."""
-    if (
-        isinstance(messages, str | bytes)
-        or not isinstance(messages, Sequence)
-        or not all(isinstance(m, Mapping) for m in messages)
-    ):
+    """A call's messages are a list (a string was sent on, and its failure blamed on a model); its items are
+    LiteLLM's to read (dicts, or the Message objects a reply holds)."""
+    if isinstance(messages, str | bytes) or not isinstance(messages, Sequence):
         raise TypeError(
             f"{call}() takes the conversation's messages, a list of dicts such as "
             f"[{{'role': 'user', 'content': 'hi'}}]; got {type(messages).__name__}"

@@ -4,6 +4,7 @@ the LiteLLM provider and the gateway; imports no SDK."""
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
 import urllib.parse
@@ -282,10 +283,12 @@ def _from_section(role: str, section: Mapping[str, Any]) -> RoleBinding:
     options = {k: v for k, v in section.items() if k not in ("model", "api_base", "api_key_env")}
     known = {*params.CHAT, *params.LITELLM_CALL_OPTIONS, "api_base", "api_key_env"} - {"model", "messages"}
     for key in options:
-        # a provider's own option (api_version, vertex_project...) passes on to LiteLLM; a misspelt
-        # parameter would too, and be dropped or refused upstream without a word: said here
-        if key not in known and (hint := did_you_mean(key, known)):
-            raise ConfigError(f"{where}.{key} is no parameter a call takes{hint}")
+        # a provider's or LiteLLM's own option (api_version, additional_drop_params...) passes on to LiteLLM;
+        # a misspelt parameter would too, and be dropped or refused upstream without a word: said here when
+        # it is a letter or two from a parameter's name
+        near = difflib.get_close_matches(key, known, n=1, cutoff=0.85)
+        if key not in known and near:
+            raise ConfigError(f"{where}.{key} is no parameter a call takes (did you mean '{near[0]}'?)")
     model = _model_string(section["model"], None, f"{where}.model", None)
     return RoleBinding(
         model, _api_base(section.get("api_base"), f"{where}.api_base"), section.get("api_key_env"), options

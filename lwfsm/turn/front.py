@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ from ..spec import Spec, load_spec
 from .core import Conversation, ConversationState, Judged, Plan, TurnCore, append_record
 from .judge import Detector
 from .ledger import Pricer, Usage
-from .loop import Loop, Store, Turn
+from .loop import Loop, Store, Turn, ordered
 
 __all__ = [
     "FRAMEWORK_UNIT",
@@ -170,7 +169,6 @@ class Front(Generic[M]):
             self.loop.hold(name, self.core.start() if state is None else self.core.restore(state))
         self.conversation: Conversation = self.loop.load(name).conv  # as last loaded or written
         self.name, self.log, self.save, self.pricer = name, sink(log), save, pricer
-        self._order = threading.Lock()  # a commit and its log line in one step: the trace in turn order
 
     @property
     def role(self) -> str:
@@ -226,7 +224,7 @@ class Front(Generic[M]):
     ) -> Judged | None:
         """Commit `call` once it returned `reply` (an OpenAI-shaped assistant message), and log the judged turn.
         Served by `call.role`, whatever another call of the conversation committed meanwhile (`lwfsm.turn.loop`)."""
-        with self._order:
+        with ordered(self.name):
             done = self.loop.commit(
                 call.turn, role=call.role, model=model, reply=reply, tools=tools, usage=usage, retries=retries
             )
@@ -236,7 +234,7 @@ class Front(Generic[M]):
 
     def close(self, messages: Sequence[Mapping[str, Any]] = ()) -> Judged | None:
         """End the conversation: judge the last turn from `messages` (the last tool results, the user's word)."""
-        with self._order:
+        with ordered(self.name):
             judged, stored = self.loop.update(self.name, lambda s: s.conv.core.close(s.conv, messages))
             self.conversation = stored.conv
             self._committed(judged)

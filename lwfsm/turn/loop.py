@@ -52,13 +52,25 @@ from .core import Conversation, Judged, Plan, TurnCore
 from .ledger import Usage
 from .rows import Busy, Row, call_key, encode, parse
 
-__all__ = ["ATTEMPTS", "Committed", "Loop", "Store", "Stored", "Turn"]
+__all__ = ["ATTEMPTS", "Committed", "Loop", "Store", "Stored", "Turn", "ordered"]
 
 ATTEMPTS = 100  # compare-and-set attempts per call (see the module's docstring)
 WARM = 256  # conversations kept parsed per loop, for the next call of each (see Loop._take)
 WARM_BYTES = 64 * 1024 * 1024  # and the most row text they may hold
 
 T = TypeVar("T")
+
+# A commit and its log line in one step per conversation, so the sessions (or fronts) of one conversation
+# on several threads write its trace in turn order (`lwfsm report` reads turns in order). A fixed few locks,
+# shared by names that hash alike: nothing is kept per conversation.
+_ORDER = tuple(threading.Lock() for _ in range(64))
+
+
+def ordered(name: str) -> threading.Lock:
+    """The lock under which conversation `name` is committed and logged, in this process."""
+    return _ORDER[hash(name) % len(_ORDER)]
+
+
 Lines = Callable[["Stored", "Judged | None"], Sequence[str]]  # a front end's own row lines, per attempt
 Runner = Callable[..., Awaitable[Any]]  # runs a blocking store call off the event loop
 
