@@ -926,6 +926,9 @@ def test_a_person_saying_it_failed(said: str) -> None:
         "The error message should say which file",
         "see server.go:41 for where the handler is registered",  # a place named, nothing pasted
         "the build at 10:30:15: let's add a changelog",
+        # a place pointed at further down a message is no diagnostic pasted at its top
+        "All green now, thanks! Next, here is where the config is read:\nconfig.yaml:3:5: port: 8080",
+        "Perfect, that works. Now the TODOs:\nsrc/app.ts:10:5: TODO add input validation",
     ],
 )
 def test_a_person_moving_on(said: str) -> None:

@@ -886,14 +886,15 @@ _THANKS = re.compile(
 # A message that is only what went wrong, in a few words ("deployment error", "build failed").
 _TERSE = re.compile(r"^\W*(?:[\w-]+\s+){0,2}?(?:errors?|failed|fails|failing|crash(?:ed|es)?|broken)\W*$", re.I)
 # An error output a person pasted at the top of their message (a run or build of what the model wrote).
-# A compiler's or linter's diagnostic, `file:line:column: message`, is one whether or not it says "error"
-# (Go's `./main.go:62:2: declared and not used: x`, flake8's and ruff's codes).
 _PASTED = re.compile(
     r"^\s*(Traceback \(most recent call last\)|\w*(Error|Exception):|error(\[\w+\])?:|Failed to compile|"
-    r"Module not found|Uncaught|ERROR in|Build failed|npm ERR!|\S+\.\w+:\d+(:\d+)?: error|"
-    r"\.{0,2}/?[\w.\\/-]*\w\.[A-Za-z]{1,5}:\d+:\d+: \S)",
+    r"Module not found|Uncaught|ERROR in|Build failed|npm ERR!|\S+\.\w+:\d+(:\d+)?: error)",
     re.M,
 )
+# A compiler's or linter's diagnostic, `file:line:column: message`, as the message's first line (after
+# Go's `# package` line): one whether or not it says "error" (Go's `./main.go:62:2: declared and not used:
+# x`, flake8's and ruff's codes). Further down a message, such a line may be a place the person points at.
+_DIAGNOSTIC = re.compile(r"(?:#[^\S\n]*\S+[^\S\n]*\n\s*)?\.{0,2}/?[\w.\\/-]*\w\.[A-Za-z]{1,5}:\d+:\d+: \S[^\n]*")
 # A few words saying what the person got, and a colon, at the start of a message: "now I have: ...".
 _LEAD_IN = re.compile(
     r"\W*(?:(?:now|still|again|but|and|yet|so)\s+)*(?:i|we|it)?\s*(?:'m|am|are|is)?\s*"
@@ -1188,6 +1189,8 @@ class Reader:
         )
         if m:
             return m.group(0).strip()[:80]
+        if d := _DIAGNOSTIC.match(t):
+            return d.group(0).strip().splitlines()[-1][:80]  # the diagnostic, not the package line over it
         # Terminal output pasted in (several lines) whose own lines report an error: what they ran failed.
         pasted = anchored_error(text[:20000]) if text.count("\n") >= 2 else None
         return pasted[1][:80] if pasted else None
