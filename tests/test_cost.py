@@ -853,6 +853,8 @@ def test_a_sweep_plot_says_what_it_cannot_draw_and_keeps_the_table(
     # one range per param (the second replaced the first); a sweep runs here (--scheduler was ignored)
     assert main([*sweep, "lead_turns=5..6"]) == 1
     assert "--sweep lead_turns=5..6: lead_turns has a range already" in capsys.readouterr().err
+    assert main([*sweep, "--sweep", "lead_turns=5..6"]) == 1  # a second --sweep adds to the first
+    assert "--sweep lead_turns=5..6: lead_turns has a range already" in capsys.readouterr().err
     assert main([*sweep, "--scheduler", "tcp://127.0.0.1:1"]) == 1
     assert "not with --monte-carlo or --sweep" in capsys.readouterr().err
     pytest.importorskip("matplotlib", reason="--plot draws with matplotlib: pip install matplotlib")

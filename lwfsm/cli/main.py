@@ -741,7 +741,9 @@ def _add_cost_commands(sub: Any, with_set: Any) -> None:
     p.add_argument("--workers", type=int, metavar="N", help="replay on a local Dask cluster of N processes")
     p.add_argument("--monte-carlo", type=int, metavar="N", help="simulate N conversations with random outcomes")
     p.add_argument("--conversation-turns", type=int, metavar="T", help="turns per Monte-Carlo conversation")
-    p.add_argument("--sweep", nargs="+", default=[], metavar="NAME=A..B", help="rank every param combination")
+    p.add_argument(
+        "--sweep", nargs="+", action="extend", default=[], metavar="NAME=A..B", help="rank every param combination"
+    )
     p.add_argument("--plot", metavar="FILE.png", help="with --sweep: cost vs failing-worker turns, Pareto front")
     p.add_argument("--generate", action="store_true", help="write a synthetic trace to -o FILE")
     p.add_argument("-o", "--output", metavar="FILE")

@@ -184,8 +184,7 @@ def simulate_command(spec: Spec, args: Any) -> int:
         folder = os.path.dirname(args.plot) or "."
         if not os.path.isdir(folder):
             raise ValueError(f"--plot {args.plot}: there is no folder {folder!r} to write it in")
-        name = os.path.basename(args.plot)
-        if os.path.isdir(args.plot) or not name or name.startswith("."):  # a folder: it wrote a hidden ".png"
+        if os.path.isdir(args.plot) or not os.path.basename(args.plot):  # a folder: it wrote a hidden ".png"
             raise ValueError(f"--plot {args.plot}: give a file to write, e.g. {os.path.join(folder, 'sweep.png')}")
     models = _models(spec, args)
     prices = PriceMap()

@@ -246,9 +246,15 @@ def _lines(path: str | Path, problems: Problems) -> Iterator[tuple[int, bytes]]:
     try:
         raw = _open(path)
         peek = getattr(raw, "peek", None)  # a pipe (`... | lwfsm report /dev/stdin`) cannot seek back
-        magic = peek(2)[:2] if peek is not None else raw.read(2)
         if peek is None:
+            magic = raw.read(2)
             raw.seek(0)
+        else:  # a pipe may hold one byte yet: each peek reads once more
+            magic = peek(2)[:2]
+            for _ in range(64):
+                if len(magic) >= 2:
+                    break
+                magic = peek(2)[:2]
     except (OSError, ImportError, ValueError) as exc:
         problems.extend([f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}"])
         return
