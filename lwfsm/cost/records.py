@@ -6,6 +6,7 @@ and their mistakes are reported as `file:line: field: problem`."""
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import logging
 import zlib
@@ -249,12 +250,11 @@ def _lines(path: str | Path, problems: Problems) -> Iterator[tuple[int, bytes]]:
         if peek is None:
             magic = raw.read(2)
             raw.seek(0)
-        else:  # a pipe may hold one byte yet: each peek reads once more
+        else:
             magic = peek(2)[:2]
-            for _ in range(64):
-                if len(magic) >= 2:
-                    break
-                magic = peek(2)[:2]
+            if len(magic) < 2:  # a pipe that holds one byte yet: read two, and put them back
+                magic = raw.read(2)
+                raw = io.BufferedReader(_Rejoined(magic, raw))
     except (OSError, ImportError, ValueError) as exc:
         problems.extend([f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}"])
         return
@@ -278,6 +278,27 @@ def _lines(path: str | Path, problems: Problems) -> Iterator[tuple[int, bytes]]:
                 yield number, line
         except (OSError, EOFError, zlib.error) as exc:
             problems.extend([f"{path}:{number + 1}: cannot read: {exc}"])
+
+
+class _Rejoined(io.RawIOBase):
+    """A stream's first bytes, read to look at them, before the rest of it (a pipe cannot seek back)."""
+
+    def __init__(self, head: bytes, rest: IO[bytes]) -> None:
+        self.head, self.rest = head, rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        if self.head:
+            n = min(len(b), len(self.head))
+            b[:n], self.head = self.head[:n], self.head[n:]
+            return n
+        return self.rest.readinto(b)  # type: ignore[attr-defined,no-any-return]
+
+    def close(self) -> None:
+        self.rest.close()
+        super().close()
 
 
 def _whole(line: bytes) -> bool:
