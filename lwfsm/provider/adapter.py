@@ -337,6 +337,7 @@ class AgentSession:
         self.last: CallInfo | None = None
         self._stream_open = False
         self._lock = threading.Lock()  # one discipline for sync and async calls
+        self._order = ordered(adapter.store, name)  # with the other sessions of this conversation: its trace
         self._log = adapter.log_dir / f"{name}.jsonl" if adapter.log_dir else None
         self.sink: Callable[[dict[str, Any]], None] | None = None  # also receives each judged turn's record
 
@@ -472,17 +473,16 @@ class AgentSession:
     def _commit(self, call: _Call, role: str, response: Any) -> Any:
         """Settle and write the call through the loop (a lost race keeps this reply: lwfsm.turn.loop)."""
         served = self._served(call, role, response)
-        with ordered(self.name):
+        with self._order:
             return self._committed(call, response, served, self.loop.commit(call.turn, **served))
 
     async def _acommit(self, call: _Call, role: str, response: Any) -> Any:
         served = self._served(call, role, response)
-        order = ordered(self.name)
-        await _acquire(order)
+        await _acquire(self._order.lock)
         try:
             return self._committed(call, response, served, await self.loop.acommit(call.turn, **served))
         finally:
-            order.release()
+            self._order.lock.release()
 
     def _served(self, call: _Call, role: str, response: Any) -> dict[str, Any]:
         """What the loop settles the call with: who served it, with what, how long it took."""
@@ -588,7 +588,7 @@ class AgentSession:
         _conversation(messages, "close")
         with self._lock:
             self._idle()
-            with ordered(self.name):
+            with self._order:
                 self._closed(self.loop.update(self.name, lambda stored: stored.conv.core.close(stored.conv, messages)))
 
     def _closed(self, done: tuple[Judged | None, Any]) -> None:
@@ -629,12 +629,11 @@ class AgentSession:
         await _acquire(self._lock)
         try:
             self._idle()
-            order = ordered(self.name)
-            await _acquire(order)
+            await _acquire(self._order.lock)
             try:
                 self._closed(await self.loop.aupdate(self.name, lambda s: s.conv.core.close(s.conv, messages)))
             finally:
-                order.release()
+                self._order.lock.release()
         finally:
             self._lock.release()
 

@@ -169,6 +169,7 @@ class Front(Generic[M]):
             self.loop.hold(name, self.core.start() if state is None else self.core.restore(state))
         self.conversation: Conversation = self.loop.load(name).conv  # as last loaded or written
         self.name, self.log, self.save, self.pricer = name, sink(log), save, pricer
+        self._order = ordered(store, name)  # with the other fronts of this conversation: its trace in order
 
     @property
     def role(self) -> str:
@@ -224,7 +225,7 @@ class Front(Generic[M]):
     ) -> Judged | None:
         """Commit `call` once it returned `reply` (an OpenAI-shaped assistant message), and log the judged turn.
         Served by `call.role`, whatever another call of the conversation committed meanwhile (`lwfsm.turn.loop`)."""
-        with ordered(self.name):
+        with self._order:
             done = self.loop.commit(
                 call.turn, role=call.role, model=model, reply=reply, tools=tools, usage=usage, retries=retries
             )
@@ -234,7 +235,7 @@ class Front(Generic[M]):
 
     def close(self, messages: Sequence[Mapping[str, Any]] = ()) -> Judged | None:
         """End the conversation: judge the last turn from `messages` (the last tool results, the user's word)."""
-        with ordered(self.name):
+        with self._order:
             judged, stored = self.loop.update(self.name, lambda s: s.conv.core.close(s.conv, messages))
             self.conversation = stored.conv
             self._committed(judged)

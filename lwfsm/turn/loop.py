@@ -42,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -52,7 +53,7 @@ from .core import Conversation, Judged, Plan, TurnCore
 from .ledger import Usage
 from .rows import Busy, Row, call_key, encode, parse
 
-__all__ = ["ATTEMPTS", "Committed", "Loop", "Store", "Stored", "Turn", "ordered"]
+__all__ = ["ATTEMPTS", "Committed", "Loop", "Order", "Store", "Stored", "Turn", "ordered"]
 
 ATTEMPTS = 100  # compare-and-set attempts per call (see the module's docstring)
 WARM = 256  # conversations kept parsed per loop, for the next call of each (see Loop._take)
@@ -60,15 +61,42 @@ WARM_BYTES = 64 * 1024 * 1024  # and the most row text they may hold
 
 T = TypeVar("T")
 
-# A commit and its log line in one step per conversation, so the sessions (or fronts) of one conversation
-# on several threads write its trace in turn order (`lwfsm report` reads turns in order). A fixed few locks,
-# shared by names that hash alike: nothing is kept per conversation.
-_ORDER = tuple(threading.Lock() for _ in range(64))
+
+class Order:
+    """One conversation's commits and log lines in one order, in this process: the sessions (or fronts) of
+    a conversation on several threads write its trace in turn order (`lwfsm report` reads turns in order).
+    `with order:` from threads; `order.lock` awaited from coroutines (a front end's own way)."""
+
+    __slots__ = ("__weakref__", "_inside", "lock")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self._inside = threading.local()
+
+    def __enter__(self) -> None:
+        if getattr(self._inside, "depth", 0) == 0:  # (a store that calls back into a commit: no second wait)
+            self.lock.acquire()
+        self._inside.depth = getattr(self._inside, "depth", 0) + 1
+
+    def __exit__(self, *exc: object) -> None:
+        self._inside.depth -= 1
+        if self._inside.depth == 0:
+            self.lock.release()
 
 
-def ordered(name: str) -> threading.Lock:
-    """The lock under which conversation `name` is committed and logged, in this process."""
-    return _ORDER[hash(name) % len(_ORDER)]
+# Kept while a session or front of the conversation holds its Order: none outlives them.
+_ORDERS: weakref.WeakValueDictionary[tuple[str | None, str], Order] = weakref.WeakValueDictionary()
+_ORDERS_LOCK = threading.Lock()
+
+
+def ordered(store: Store | None, name: str) -> Order:
+    """The Order of conversation `name` in `store` (by its URL: one file, one order)."""
+    key = (getattr(store, "url", None), name)
+    with _ORDERS_LOCK:
+        order = _ORDERS.get(key)
+        if order is None:
+            order = _ORDERS[key] = Order()
+        return order
 
 
 Lines = Callable[["Stored", "Judged | None"], Sequence[str]]  # a front end's own row lines, per attempt
