@@ -615,7 +615,7 @@ def test_bindings_from_a_config_section() -> None:
         bindings(spec, typo, env={})
     azure = bindings(spec, {**section, "lead": {"model": "azure/x", "api_version": "2024-10-21"}}, env={})
     assert azure["lead"].options == {"api_version": "2024-10-21"}
-    litellms = {"additional_drop_params": ["temperature"], "allowed_openai_params": ["x"], "max_retries": 1}
+    litellms = {"additional_drop_params": ["temperature"], "allowed_openai_params": ["x"], "max_retries": 1, "speed": 1}
     assert bindings(spec, {**section, "lead": {"model": "a/b", **litellms}}, env={})["lead"].options == litellms
 
 
@@ -651,6 +651,8 @@ def test_arguments_of_the_wrong_kind_are_named() -> None:
     with pytest.raises(TypeError, match=r"close\(\) takes the conversation's messages"):
         s.close("thanks")  # type: ignore[arg-type]
     assert s.ledger.calls == 0
+    with pytest.raises(TypeError, match=r"completion\(\): messages\[0\] is a str, not a message"):
+        s.completion(["hi"], mock_response="x")  # type: ignore[list-item]
     # a reply's message appended as it came (LiteLLM's Message object, no dict) is LiteLLM's to read
     messages: list[Any] = [{"role": "user", "content": "hi"}]
     messages.append(s.completion(messages, mock_response="first").choices[0].message)

@@ -21,7 +21,7 @@ from lwfsm.cost import PriceMap, TraceError, cache_split, load_trace, summarise
 from lwfsm.cost.records import SCHEMA_PATH, TraceRecord, parse_lines, schema
 from lwfsm.cost.simulate import Replayer, compile_table, monte_carlo, replayed, simulate
 from lwfsm.diagram import role_colours
-from lwfsm.turn.core import append_record
+from lwfsm.turn.core import CUT_SHORT, append_record
 from lwfsm.turn.ledger import Usage
 
 from .conftest import SPECS
@@ -936,3 +936,24 @@ def test_a_trace_piped_in_is_read() -> None:
         )
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout)["total"]["turns"] == len(HAND)
+
+
+def test_writers_appending_at_once_mark_no_line_cut_short(tmp_path: Path) -> None:
+    """A writer that found another's big line half written took it for a killed writer's and marked it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom lwfsm.turn.core import append_record\n"
+        "for i in range(30):\n"
+        "    append_record(sys.argv[1], {'session': sys.argv[2], 'turn': i + 1, 'pad': 'x' * int(sys.argv[3])})\n"
+    )
+    trace = tmp_path / "t.jsonl"
+    writers = [
+        subprocess.Popen([sys.executable, "-c", code, str(trace), name, size])
+        for name, size in (("big", "2000000"), ("small", "10"), ("small2", "10"))
+    ]
+    assert [w.wait(120) for w in writers] == [0, 0, 0]
+    lines = trace.read_bytes().splitlines()
+    assert len(lines) == 90
+    assert not [n for n, line in enumerate(lines, 1) if line.endswith(CUT_SHORT)]

@@ -761,6 +761,9 @@ def _conversation(messages: Any, call: str) -> None:
             f"{call}() takes the conversation's messages, a list of dicts such as "
             f"[{{'role': 'user', 'content': 'hi'}}]; got {type(messages).__name__}"
         )
+    for i, m in enumerate(messages):
+        if not isinstance(m, Mapping) and not hasattr(m, "role"):
+            raise TypeError(f"{call}(): messages[{i}] is a {type(m).__name__}, not a message (a dict with a role)")
 
 
 class _Stream:

@@ -286,7 +286,7 @@ def _from_section(role: str, section: Mapping[str, Any]) -> RoleBinding:
         # a provider's or LiteLLM's own option (api_version, additional_drop_params...) passes on to LiteLLM;
         # a misspelt parameter would too, and be dropped or refused upstream without a word: said here when
         # it is a letter or two from a parameter's name
-        near = difflib.get_close_matches(key, known, n=1, cutoff=0.85)
+        near = difflib.get_close_matches(key, known, n=1, cutoff=0.9)  # (Anthropic's `speed` is no `seed`)
         if key not in known and near:
             raise ConfigError(f"{where}.{key} is no parameter a call takes (did you mean '{near[0]}'?)")
     model = _model_string(section["model"], None, f"{where}.model", None)

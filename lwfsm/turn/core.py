@@ -16,6 +16,11 @@ import json
 import math
 import os
 import threading
+
+try:
+    import fcntl  # appends from several processes take turns (POSIX)
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
@@ -149,13 +154,19 @@ def append_record(path: str | os.PathLike[str], record: Mapping[str, Any]) -> OS
     to log, never raised (losing a log line must not undo or repeat the turn)."""
     line = (json.dumps(record) + "\n").encode()
     try:
-        if os.path.isfile(path) and os.path.getsize(path) > 0:  # (a pipe or /dev/stdout is written as it is)
-            with open(path, "rb") as f:
-                f.seek(-1, os.SEEK_END)
+        if not os.path.isfile(path):  # a new file, a pipe, /dev/stdout: written as it is
+            with open(path, "ab") as f:
+                f.write(line)
+            return None
+        with open(path, "ab+") as f:
+            if fcntl is not None:  # another writer's line half written is no line a writer left: wait for it
+                fcntl.flock(f, fcntl.LOCK_EX)
+            end = f.seek(0, os.SEEK_END)
+            if end:
+                f.seek(end - 1)
                 if f.read(1) != b"\n":  # a line a killed writer left: end it, marked, or this record joins it
                     line = CUT_SHORT + b"\n" + line
-        with open(path, "ab") as f:
-            f.write(line)
+            f.write(line)  # (appended at the end, wherever the reading left the position)
     except OSError as exc:
         return exc
     return None
