@@ -188,9 +188,9 @@ def simulate_command(spec: Spec, args: Any) -> int:
             raise ValueError(f"--plot {args.plot}: give a file to write, e.g. {os.path.join(folder, 'sweep.png')}")
     models = _models(spec, args)
     prices = PriceMap()
+    if (args.scheduler or args.workers) and (args.monte_carlo or args.sweep):  # said, not run here instead
+        raise ValueError("--scheduler and --workers run the replay of a trace: not with --monte-carlo or --sweep")
     if args.sweep:
-        if args.scheduler or args.workers:  # said, not run here in their stead
-            raise ValueError("--scheduler and --workers run the replay of a trace: not with --monte-carlo or --sweep")
         return _sweep(spec, prices, args)
     if args.scheduler or args.workers:
         summary = _on_cluster(spec, prices, models, args)
@@ -216,8 +216,6 @@ def simulate_command(spec: Spec, args: Any) -> int:
 def _on_cluster(spec: Spec, prices: PriceMap, models: dict[str, str], args: Any) -> Summary:
     if args.scheduler and args.workers:
         raise ValueError("--scheduler ADDRESS uses a running cluster, --workers N starts one here: give one of them")
-    if args.monte_carlo or args.sweep:
-        raise ValueError("--scheduler and --workers run the replay of a trace: not with --monte-carlo or --sweep")
     from .distributed import simulate_on_cluster
 
     return simulate_on_cluster(

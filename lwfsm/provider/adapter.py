@@ -42,7 +42,7 @@ from ..store import Store, open_store
 from ..turn import ConversationState, Detector, Judged, Plan, TurnCore, Usage, params
 from ..turn.bindings import RoleBinding, bindings, params_from_env
 from ..turn.core import append_record
-from ..turn.loop import ATTEMPTS, Committed, Loop, Turn, ordered
+from ..turn.loop import ATTEMPTS, Committed, Loop, Turn, acquire, ordered
 from ..turn.stream import OpenAIStream
 
 __all__ = [
@@ -478,11 +478,8 @@ class AgentSession:
 
     async def _acommit(self, call: _Call, role: str, response: Any) -> Any:
         served = self._served(call, role, response)
-        await _acquire(self._order.lock)
-        try:
+        async with self._order:
             return self._committed(call, response, served, await self.loop.acommit(call.turn, **served))
-        finally:
-            self._order.lock.release()
 
     def _served(self, call: _Call, role: str, response: Any) -> dict[str, Any]:
         """What the loop settles the call with: who served it, with what, how long it took."""
@@ -600,7 +597,7 @@ class AgentSession:
 
     async def acompletion(self, messages: Sequence[Mapping[str, Any]], *, side: bool = False, **kwargs: Any) -> Any:
         """`litellm.acompletion` with the model chosen by the machine. `side=True`: not a turn."""
-        await _acquire(self._lock)
+        await acquire(self._lock)
         try:
             call = await self._abegin(messages, side, kwargs)
             if call.turn.retry:
@@ -626,14 +623,11 @@ class AgentSession:
 
     async def aclose(self, messages: Sequence[Mapping[str, Any]] = ()) -> None:
         _conversation(messages, "aclose")
-        await _acquire(self._lock)
+        await acquire(self._lock)
         try:
             self._idle()
-            await _acquire(self._order.lock)
-            try:
+            async with self._order:
                 self._closed(await self.loop.aupdate(self.name, lambda s: s.conv.core.close(s.conv, messages)))
-            finally:
-                self._order.lock.release()
         finally:
             self._lock.release()
 
@@ -669,7 +663,7 @@ class AgentSession:
             self._ended(role, chunks)
             call.unreported = not _reported(stream, chunks)
             call.streamed = _rebuilt(call, chunks)
-            await _acquire(self._lock)
+            await acquire(self._lock)
             try:
                 self._stream_open = False
                 await self._acommit(call, role, litellm.stream_chunk_builder(chunks, messages=call.messages))
@@ -834,16 +828,3 @@ def _asks_usage(args: Mapping[str, Any]) -> bool:
 
 
 _BIG_REPLY = 65_536  # characters of a pending reply above which async calls judge it in a worker thread
-
-
-async def _acquire(lock: threading.Lock) -> None:
-    """Take a threading lock from a coroutine without blocking the event loop (cancellation-safe)."""
-    if lock.acquire(blocking=False):
-        return
-    waiter = asyncio.ensure_future(asyncio.to_thread(lock.acquire))
-    try:
-        await asyncio.shield(waiter)
-    except asyncio.CancelledError:
-        # The thread will still get the lock: give it back as soon as it does.
-        waiter.add_done_callback(lambda t: lock.release() if not t.cancelled() and t.exception() is None else None)
-        raise

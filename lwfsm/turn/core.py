@@ -16,11 +16,6 @@ import json
 import math
 import os
 import threading
-
-try:
-    import fcntl  # appends from several processes take turns (POSIX)
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
@@ -34,6 +29,11 @@ from .agents import AGENTS, Evidence
 from .agents.claude_code import placeholder
 from .judge import Detector, judge, what_came_after
 from .ledger import Ledger, Usage
+
+try:
+    import fcntl  # appends from several processes take turns (POSIX)
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
 
 __all__ = [
     "CUT_SHORT",

@@ -53,7 +53,7 @@ from .core import Conversation, Judged, Plan, TurnCore
 from .ledger import Usage
 from .rows import Busy, Row, call_key, encode, parse
 
-__all__ = ["ATTEMPTS", "Committed", "Loop", "Order", "Store", "Stored", "Turn", "ordered"]
+__all__ = ["ATTEMPTS", "Committed", "Loop", "Order", "Store", "Stored", "Turn", "acquire", "ordered"]
 
 ATTEMPTS = 100  # compare-and-set attempts per call (see the module's docstring)
 WARM = 256  # conversations kept parsed per loop, for the next call of each (see Loop._take)
@@ -65,7 +65,7 @@ T = TypeVar("T")
 class Order:
     """One conversation's commits and log lines in one order, in this process: the sessions (or fronts) of
     a conversation on several threads write its trace in turn order (`lwfsm report` reads turns in order).
-    `with order:` from threads; `order.lock` awaited from coroutines (a front end's own way)."""
+    `with order:` from threads, `async with order:` from coroutines."""
 
     __slots__ = ("__weakref__", "_inside", "lock")
 
@@ -82,6 +82,25 @@ class Order:
         self._inside.depth -= 1
         if self._inside.depth == 0:
             self.lock.release()
+
+    async def __aenter__(self) -> None:
+        await acquire(self.lock)
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.lock.release()
+
+
+async def acquire(lock: threading.Lock) -> None:
+    """Take a threading lock from a coroutine without blocking the event loop (cancellation-safe)."""
+    if lock.acquire(blocking=False):
+        return
+    waiter = asyncio.ensure_future(asyncio.to_thread(lock.acquire))
+    try:
+        await asyncio.shield(waiter)
+    except asyncio.CancelledError:
+        # The thread will still get the lock: give it back as soon as it does.
+        waiter.add_done_callback(lambda t: lock.release() if not t.cancelled() and t.exception() is None else None)
+        raise
 
 
 # Kept while a session or front of the conversation holds its Order: none outlives them.
