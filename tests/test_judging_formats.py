@@ -929,6 +929,10 @@ def test_a_person_saying_it_failed(said: str) -> None:
         # a place pointed at further down a message is no diagnostic pasted at its top
         "All green now, thanks! Next, here is where the config is read:\nconfig.yaml:3:5: port: 8080",
         "Perfect, that works. Now the TODOs:\nsrc/app.ts:10:5: TODO add input validation",
+        # a place named on the first line, and what to do there: a request, not a diagnostic pasted
+        "src/app.ts:10:5: please add input validation here",
+        "lib/db.go:88:3: why is this retried twice?",
+        "src/app.ts:10:5: TODO add input validation",
     ],
 )
 def test_a_person_moving_on(said: str) -> None:

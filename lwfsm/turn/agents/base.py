@@ -894,7 +894,13 @@ _PASTED = re.compile(
 # A compiler's or linter's diagnostic, `file:line:column: message`, as the message's first line (after
 # Go's `# package` line): one whether or not it says "error" (Go's `./main.go:62:2: declared and not used:
 # x`, flake8's and ruff's codes). Further down a message, such a line may be a place the person points at.
-_DIAGNOSTIC = re.compile(r"(?:#[^\S\n]*\S+[^\S\n]*\n\s*)?\.{0,2}/?[\w.\\/-]*\w\.[A-Za-z]{1,5}:\d+:\d+: \S[^\n]*")
+_DIAGNOSTIC = re.compile(
+    r"(?:#[^\S\n]*\S+[^\S\n]*\n\s*)?\.{0,2}/?[\w.\\/-]*\w\.[A-Za-z]{1,5}:\d+:\d+: "
+    # not a request about that place ("src/app.ts:10:5: please add validation here"): no tool words it so
+    r"(?!(?:please|pls|can you|could you|would you|let'?s|why|what|how|add|fix|change|remove|delete|rename|move|"
+    r"make|update|implement|refactor|replace|handle|extract|write|put|create|convert|here|this|todo)\b)\S[^\n]*",
+    re.I,
+)
 # A few words saying what the person got, and a colon, at the start of a message: "now I have: ...".
 _LEAD_IN = re.compile(
     r"\W*(?:(?:now|still|again|but|and|yet|so)\s+)*(?:i|we|it)?\s*(?:'m|am|are|is)?\s*"
