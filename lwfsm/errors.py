@@ -168,7 +168,8 @@ class SnapshotError(RunError):
 
 
 class SessionBusy(RunError):
-    """A call on a conversation whose previous call has not finished (its stream is still open)."""
+    """A call on a conversation whose previous call has not finished (its stream is still open), or a
+    synchronous call that would wait on its own event loop's thread for an async call under way there."""
 
 
 class Conflict(RunError):

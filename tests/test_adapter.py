@@ -16,7 +16,7 @@ import litellm  # noqa: E402
 import litellm.exceptions as llm_errors  # noqa: E402
 
 from lwfsm import ConfigError  # noqa: E402
-from lwfsm.errors import AllAttemptsFailed, AuthError, BadRequestError  # noqa: E402
+from lwfsm.errors import AllAttemptsFailed, AuthError, BadRequestError, SessionBusy  # noqa: E402
 from lwfsm.provider.adapter import EXCEPTIONS, Adapter, AgentSession, classify, retry_after  # noqa: E402
 from lwfsm.turn.bindings import RoleBinding, bindings, params_from_env  # noqa: E402
 from lwfsm.turn.judge import malformed_tool_calls, unparsable_code  # noqa: E402
@@ -983,3 +983,33 @@ def test_default_session_names_are_unique_across_adapters(server: Server, tmp_pa
     files = sorted(tmp_path.glob("*.jsonl"))
     assert len(files) == 2
     assert main(["report", str(tmp_path)]) == 0
+
+
+def test_a_sync_call_on_the_event_loops_thread_during_an_async_call_is_refused_not_hung(server: Server) -> None:
+    """`completion()` made on the thread of an event loop whose `acompletion()` of the same session is
+    under way would wait for a lock that coroutine holds, which can run again only once it returns: the
+    process hung for good. It is refused, saying to await the async call."""
+    import threading
+
+    s = adapter(server, "leadG", "workG").session()
+    server.script("leadG", {"delay": 0.5})
+    n = server.count("leadG")
+    said: list[str] = []
+
+    async def both() -> None:
+        task = asyncio.ensure_future(s.acompletion([{"role": "user", "content": "hi"}]))
+        while server.count("leadG") == n:  # the async call is in flight, holding the session
+            await asyncio.sleep(0.005)
+        with pytest.raises(SessionBusy, match="await the async call") as refused:
+            s.completion([{"role": "user", "content": "hi"}], mock_response="never sent")
+        said.append(str(refused.value))
+        await task
+
+    # on a thread of its own, so that a hang fails this test instead of stopping the suite
+    t = threading.Thread(target=asyncio.run, args=(both(),), daemon=True)
+    t.start()
+    t.join(30)
+    assert not t.is_alive(), "the sync call waited for a lock its own event loop's coroutine held"
+    assert said == [said[0]]
+    assert "session" in said[0]
+    assert s.conversation.pending is not None  # the async call was recorded

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from lwfsm import Engine, TurnCore, load_spec
-from lwfsm.errors import ConfigError, Conflict, StoreError
+from lwfsm.errors import ConfigError, Conflict, SessionBusy, StoreError
 from lwfsm.store import Row, open_store
 from lwfsm.store.base import Store
 from lwfsm.turn import Usage
@@ -274,3 +274,46 @@ def test_framework_fronts_share_a_stored_conversation_through_the_loop(tmp_path:
     assert (state.version, state.machine.turn, state.ledger.calls) == (3, 2, 3)
     with pytest.raises(ConfigError, match="with a store, the conversation is the store's"):
         Front("lead_worker", models, store=open_store(url), state=state)
+
+
+def test_a_conversation_has_one_order_per_rows_held_whatever_the_url_spelling(tmp_path: Path) -> None:
+    """Commits and log lines of one conversation take turns by the rows they go to: one SQLite file spelt
+    two ways was two orders (a trace written out of turn order), two memory stores were one (waits)."""
+    from lwfsm.turn.loop import ordered
+
+    (tmp_path / "sub").mkdir()
+    plain, dotted = open_store(f"sqlite:///{tmp_path}/o.db"), open_store(f"sqlite:///{tmp_path}/sub/../o.db")
+    assert ordered(plain, "c") is ordered(dotted, "c")
+    assert ordered(plain, "c") is not ordered(plain, "d")
+    assert ordered(plain, "c") is not ordered(open_store(f"sqlite:///{tmp_path}/o.db", space="other"), "c")
+    one, another = open_store("memory://"), open_store("memory://")
+    assert ordered(one, "c") is not ordered(another, "c")
+
+
+def test_a_sync_wait_for_an_order_its_own_event_loop_holds_is_refused_not_hung() -> None:
+    """A store that calls back, on the event loop's thread, into a synchronous commit of a conversation
+    whose async commit holds its order waited for good; it is refused. Threads still wait their turn."""
+    from lwfsm.turn.loop import ordered
+
+    store = open_store("memory://")
+    order, said, took = ordered(store, "c"), [], []
+
+    async def held() -> None:
+        async with order:
+            with pytest.raises(SessionBusy, match="would wait forever") as refused:
+                with order:
+                    pass
+            said.append(str(refused.value))
+            other = threading.Thread(target=lambda: order.__enter__() or took.append(1) or order.__exit__())
+            other.start()
+            await asyncio.to_thread(other.join, 0.2)
+            assert not took  # another thread waits for its turn
+        await asyncio.to_thread(other.join, 30)
+        assert took == [1]
+
+    t = threading.Thread(target=asyncio.run, args=(held(),), daemon=True)  # a hang fails the test
+    t.start()
+    t.join(30)
+    assert not t.is_alive()
+    assert said == [said[0]]
+    assert "conversation 'c'" in said[0]

@@ -17,7 +17,6 @@ import logging
 import os
 import random
 import sys
-import threading
 import time
 import uuid
 from collections.abc import AsyncGenerator, Callable, Generator, Iterator, Mapping, Sequence
@@ -42,7 +41,7 @@ from ..store import Store, open_store
 from ..turn import ConversationState, Detector, Judged, Plan, TurnCore, Usage, params
 from ..turn.bindings import RoleBinding, bindings, params_from_env
 from ..turn.core import append_record
-from ..turn.loop import ATTEMPTS, Committed, Loop, Turn, acquire, ordered
+from ..turn.loop import ATTEMPTS, Committed, Gate, Loop, Turn, ordered
 from ..turn.stream import OpenAIStream
 
 __all__ = [
@@ -336,7 +335,7 @@ class AgentSession:
         self.conversation = loop.load(name).conv
         self.last: CallInfo | None = None
         self._stream_open = False
-        self._lock = threading.Lock()  # one discipline for sync and async calls
+        self._lock = Gate(f"session {name!r}")  # one discipline for sync and async calls
         self._order = ordered(adapter.store, name)  # with the other sessions of this conversation: its trace
         self._log = adapter.log_dir / f"{name}.jsonl" if adapter.log_dir else None
         self.sink: Callable[[dict[str, Any]], None] | None = None  # also receives each judged turn's record
@@ -597,8 +596,7 @@ class AgentSession:
 
     async def acompletion(self, messages: Sequence[Mapping[str, Any]], *, side: bool = False, **kwargs: Any) -> Any:
         """`litellm.acompletion` with the model chosen by the machine. `side=True`: not a turn."""
-        await acquire(self._lock)
-        try:
+        async with self._lock:
             call = await self._abegin(messages, side, kwargs)
             if call.turn.retry:
                 return self._replay()
@@ -607,8 +605,6 @@ class AgentSession:
                 self._stream_open = True
                 return _AStream(self._astream(call, role, response), self._free)
             return await self._acommit(call, role, response)
-        finally:
-            self._lock.release()
 
     async def _acall(self, call: _Call) -> tuple[str, Any]:
         for role, attempt, args in self._attempts(call):
@@ -623,13 +619,10 @@ class AgentSession:
 
     async def aclose(self, messages: Sequence[Mapping[str, Any]] = ()) -> None:
         _conversation(messages, "aclose")
-        await acquire(self._lock)
-        try:
+        async with self._lock:
             self._idle()
             async with self._order:
                 self._closed(await self.loop.aupdate(self.name, lambda s: s.conv.core.close(s.conv, messages)))
-        finally:
-            self._lock.release()
 
     # -- streams: chunks pass through; the turn is settled once the stream is consumed. A stream
     # closed early settles nothing (like a cancelled call), and no call may start while one is open.
@@ -663,12 +656,9 @@ class AgentSession:
             self._ended(role, chunks)
             call.unreported = not _reported(stream, chunks)
             call.streamed = _rebuilt(call, chunks)
-            await acquire(self._lock)
-            try:
+            async with self._lock:
                 self._stream_open = False
                 await self._acommit(call, role, litellm.stream_chunk_builder(chunks, messages=call.messages))
-            finally:
-                self._lock.release()
         finally:
             self._stream_open = False
 

@@ -24,6 +24,9 @@ class Store(Protocol):
     says so with `nowait = True` and takes `wait=False` on both: then a call that would wait for a lock,
     or do work that grows with the store, raises `Busy` having done nothing (the conversation loop makes
     such calls on its event loop, and the others in a thread).
+
+    A store may name the rows it holds with `where` (a string; two stores with the same `where` hold the
+    same rows): the conversation loop orders a conversation's commits by it, else by `url`.
     """
 
     url: str  # the URL it was opened with, password redacted: safe for logs and errors

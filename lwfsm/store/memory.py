@@ -17,6 +17,7 @@ class MemoryStore:
 
     def __init__(self, url: str = "memory://", *, ttl: float | None = None) -> None:
         self.url = url
+        self.where = f"memory:{id(self)}"  # (its rows are its own, whatever its URL)
         self.ttl = ttl
         self._rows: dict[str, tuple[Row, float | None]] = {}
         self._lock = threading.Lock()

@@ -69,6 +69,7 @@ class RedisStore:
         self.target: RedisTarget = parse(url, self.url)
         self.mode = self.target.mode
         self.prefix = prefix if prefix is not None else "lwfsm:session:"
+        self.where = f"{self.url} {self.prefix}"
         if self.mode == "cluster" and ("{" in self.prefix or "}" in self.prefix):
             raise StoreError(
                 f"store URL {self.url!r}: prefix {self.prefix!r} has a brace: in a cluster the braces of a key "

@@ -68,6 +68,7 @@ class SQLiteStore:
         if not path:
             raise StoreError(f"store URL {url!r} names no database file: use sqlite:///path/to/file.db", store=url)
         self.path = path
+        self.where = f"sqlite:{path if path.startswith((':', 'file:')) else os.path.realpath(path)}:{self.table}"
         self.timeout = timeout
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []  # every thread's connection, for close()

@@ -48,7 +48,7 @@ from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from ..errors import ConfigError, Conflict, StoreError
+from ..errors import ConfigError, Conflict, SessionBusy, StoreError
 from .core import Conversation, Judged, Plan, TurnCore
 from .ledger import Usage
 from .rows import Busy, Row, call_key, encode, parse
@@ -62,32 +62,59 @@ WARM_BYTES = 64 * 1024 * 1024  # and the most row text they may hold
 T = TypeVar("T")
 
 
-class Order:
+class Gate:
+    """A lock taken by threads (`with gate:`) and by coroutines (`async with gate:`, without blocking the
+    event loop). A thread that would wait for it while a coroutine of the event loop running on that same
+    thread holds it is refused: it would wait forever (the coroutine runs again only once it returns)."""
+
+    __slots__ = ("__weakref__", "lock", "what", "_loop")
+
+    def __init__(self, what: str) -> None:
+        self.lock = threading.Lock()
+        self.what = what  # what it guards, for the refusal
+        self._loop: int | None = None  # the thread whose event loop holds it
+
+    def __enter__(self) -> None:
+        if not self.lock.acquire(blocking=False):
+            if self._loop == threading.get_ident():
+                raise SessionBusy(
+                    f"{self.what}: a synchronous call on the event loop's thread while an async call of it is "
+                    "under way there would wait forever: await the async call (acompletion, aclose) instead"
+                )
+            self.lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
+
+    async def __aenter__(self) -> None:
+        await acquire(self.lock)
+        self._loop = threading.get_ident()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._loop = None
+        self.lock.release()
+
+
+class Order(Gate):
     """One conversation's commits and log lines in one order, in this process: the sessions (or fronts) of
     a conversation on several threads write its trace in turn order (`lwfsm report` reads turns in order).
-    `with order:` from threads, `async with order:` from coroutines."""
+    Re-entrant on a thread: a store that calls back into a commit of the conversation does not wait."""
 
-    __slots__ = ("__weakref__", "_inside", "lock")
+    __slots__ = ("_inside",)
 
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
+    def __init__(self, what: str) -> None:
+        super().__init__(what)
         self._inside = threading.local()
 
     def __enter__(self) -> None:
-        if getattr(self._inside, "depth", 0) == 0:  # (a store that calls back into a commit: no second wait)
-            self.lock.acquire()
+        if getattr(self._inside, "depth", 0) == 0:
+            super().__enter__()
         self._inside.depth = getattr(self._inside, "depth", 0) + 1
 
     def __exit__(self, *exc: object) -> None:
         self._inside.depth -= 1
         if self._inside.depth == 0:
-            self.lock.release()
-
-    async def __aenter__(self) -> None:
-        await acquire(self.lock)
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.lock.release()
+            super().__exit__()
 
 
 async def acquire(lock: threading.Lock) -> None:
@@ -109,12 +136,13 @@ _ORDERS_LOCK = threading.Lock()
 
 
 def ordered(store: Store | None, name: str) -> Order:
-    """The Order of conversation `name` in `store` (by its URL: one file, one order)."""
-    key = (getattr(store, "url", None), name)
+    """The Order of conversation `name` in `store`: one per rows held (`store.where`: one SQLite file and
+    table under any spelling of its URL; each memory store its own), else per URL."""
+    key = (getattr(store, "where", None) or getattr(store, "url", None), name)
     with _ORDERS_LOCK:
         order = _ORDERS.get(key)
         if order is None:
-            order = _ORDERS[key] = Order()
+            order = _ORDERS[key] = Order(f"conversation {name!r}")
         return order
 
 
@@ -132,6 +160,7 @@ class Store(Protocol):
 
     def write(self, session: str, expected: int, row: Row) -> bool: ...
 
+    # Optional: `where`, a string naming the rows it holds (stores with the same `where` hold the same rows).
     # Optional: `nowait = True` when read and write take wait=False and then raise `Busy` rather than
     # wait (lwfsm.store.base.Store): the async API makes those calls on the event loop.
 
