@@ -2132,6 +2132,30 @@ def test_docker_legacy_builder_failures_behind_a_filter(last: str) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("command", "out"),
+    [
+        (
+            "npm run build",
+            "Creating an optimized production build ...\nFailed to compile.\n\n./src/a.tsx\nType error: x\n",
+        ),
+        ("npx next build", "./src/app/page.tsx\n\n> Build failed because of webpack errors\n"),
+        ("npx next build", "Linting and checking validity of types ...\n> Build error occurred\n[TypeError: x]\n"),
+        ("npx vite build", "transforming...\nerror during build:\nsrc/main.ts (3:9): x is not exported\n"),
+        ("npx webpack", "asset main.js 1 KiB\n\nERROR in ./src/index.js 3:0-22\nwebpack compiled with 1 error\n"),
+        ("npx esbuild app.ts --bundle", '✘ [ERROR] Could not resolve "./util"\n\n1 error\n'),
+        ("dotnet build", "  App -> /w/bin/App.dll\n\nBuild FAILED.\n\n    0 Warning(s)\n    1 Error(s)\n"),
+        ("xcodebuild -scheme App build", "** BUILD FAILED **\n\nThe following build commands failed:\n"),
+    ],
+)
+def test_a_bundler_or_build_tool_saying_its_build_failed_behind_a_filter(command: str, out: str) -> None:
+    """The build tools' own last word, where a pipe to `tail` hides the status."""
+    assert kind(call("Bash", {"command": f"{command} 2>&1 | tail -20"}), [tool(out)], "claude_code") == "task_failure"
+    assert kind(
+        call("Bash", {"command": f"{command} 2>&1 | tail -20"}), [tool("compiled successfully\n")], "claude_code"
+    ) == ("ok")
+
+
 def test_sudo_asking_for_a_password_nobody_can_type_is_the_environment() -> None:
     said = "sudo: a terminal is required to read the password; either use the -S option\nsudo: a password is required"
     assert (

@@ -597,6 +597,9 @@ _ERROR_LINE = re.compile(
     r"[^\s:]+:\d+(:\d+)?: (fatal )?error: |[^\s(]+\(\d+,\d+\): error TS\d+|[^\s:]+:\d+:\d+ - error TS\d+|"
     r"Found \d+ errors? in |\[ERROR\] |\[INFO\] BUILD FAILURE|"
     r"FAILURE: Build failed|> Task \S+ FAILED|\[?Your proposed edit has introduced new syntax error|"
+    # JavaScript bundlers (webpack, Next.js, Vite, esbuild), MSBuild and Xcode saying their build failed
+    r"Failed to compile\b|> Build (?:failed because|error occurred)|error during build:|ERROR in |✘ \[ERROR\] |"
+    r"Build FAILED\.|\*\* BUILD FAILED \*\*|"
     # docker's legacy builder
     r"(?:COPY|ADD) failed: |The command '.*' returned a non-zero code: \d+)",
 )
