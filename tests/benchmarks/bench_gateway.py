@@ -5,8 +5,9 @@ A fake OpenAI-compatible upstream (uvicorn, ~20 ms per reply like a provider) an
 sends the same requests to each, targets interleaved in one run, at 1 and 100 concurrent
 conversations, streaming and not. Reports added latency p50/p99, requests per second, and each
 server's CPU ms per request (from /proc). Run: `PYTHONPATH=. python tests/benchmarks/bench_gateway.py
-[--requests 300] [--body agent] [--concurrency 100] [--kinds stream]` (one scenario: to profile it,
-attach `py-spy record -p PID` to the gateway).
+[--requests 300] [--body agent] [--concurrency 100] [--kinds stream] [--recorder]` (one scenario: to
+profile it, attach `py-spy record -p PID` to the gateway). `--recorder` also measures the pass-through
+that records each call (below).
 """
 
 from __future__ import annotations
@@ -103,6 +104,38 @@ PASSTHROUGH = textwrap.dedent(
     uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False)
     """
 )
+
+
+# --recorder: a second floor, the pass-through that also does the least a gateway recording each turn
+# must: read the body as JSON and write one row per call to SQLite (WAL, synchronous=NORMAL, as lwfsm's
+# store), on the event loop. Not lwfsm's baseline (the issue's is the bare pass-through): it tells how much
+# of the gateway's cost is recording at all, and how much is the rest of what lwfsm does.
+RECORDER = (
+    PASSTHROUGH.replace(
+        "import aiohttp\n",
+        "import aiohttp, orjson, sqlite3, tempfile, time\n"
+        "db = sqlite3.connect(tempfile.mkdtemp() + '/r.db', isolation_level=None)\n"
+        "db.execute('PRAGMA journal_mode=WAL'); db.execute('PRAGMA synchronous=NORMAL')\n"
+        "db.execute('CREATE TABLE t (id TEXT PRIMARY KEY, v INTEGER, d TEXT)')\n"
+        "async def record(request, reply):\n"
+        "    body = orjson.loads(await request.body())\n"
+        "    row = orjson.dumps({'n': len(body['messages']), 'reply': reply, 't': time.time()})\n"
+        "    db.execute('INSERT INTO t VALUES (?, 1, ?) ON CONFLICT(id) DO UPDATE SET v = v + 1, d = excluded.d',\n"
+        "               (request.headers.get('x-lwfsm-session', ''), row.decode()))\n",
+    )
+    .replace(
+        "                    async for chunk in up.content.iter_any():\n                        yield chunk\n",
+        "                    got = []\n"
+        "                    async for chunk in up.content.iter_any():\n                        got.append(chunk)\n"
+        "                        yield chunk\n"
+        "                    await record(request, b''.join(got).decode())\n",
+    )
+    .replace(
+        "        data = await up.read()\n        up.release()\n",
+        "        data = await up.read()\n        up.release()\n        await record(request, orjson.loads(data))\n",
+    )
+)
+assert RECORDER != PASSTHROUGH
 
 
 def free_port() -> int:
@@ -216,6 +249,7 @@ def main() -> None:
     ap.add_argument("--turns", type=int, default=10, help="calls per conversation (sets the body sizes)")
     ap.add_argument("--body", choices=["small", "agent"], default="small", help="agent: Claude Code-sized requests")
     ap.add_argument("--kinds", nargs="+", choices=["plain", "stream"], default=["plain", "stream"])
+    ap.add_argument("--recorder", action="store_true", help="also the pass-through that records each call")
     args = ap.parse_args()
     global BODY
     BODY = args.body
@@ -238,6 +272,12 @@ def main() -> None:
         stderr=subprocess.DEVNULL,
     )
     passthrough = subprocess.Popen([sys.executable, "-c", PASSTHROUGH, str(pt_port), str(up_port)], env=env)
+    rec_port = free_port()
+    recorder = (
+        subprocess.Popen([sys.executable, "-c", RECORDER, str(rec_port), str(up_port)], env=env)
+        if args.recorder
+        else None
+    )
     try:
         wait_ready(f"http://127.0.0.1:{up_port}/")
         wait_ready(f"http://127.0.0.1:{gw_port}/v1/models")
@@ -248,6 +288,10 @@ def main() -> None:
             "gateway": f"http://127.0.0.1:{gw_port}/v1/chat/completions",
         }
         pids = {"passthrough": passthrough.pid, "gateway": gateway.pid}
+        if recorder is not None:
+            wait_ready(f"http://127.0.0.1:{rec_port}/")
+            targets["recorder"] = f"http://127.0.0.1:{rec_port}/v1/chat/completions"
+            pids["recorder"] = recorder.pid
         asyncio.run(run(targets, 10, 5, False, "warmup"))
         print(
             f"upstream delay {DELAY * 1000:.0f} ms, {args.turns} calls per conversation, {args.body} bodies "
@@ -280,10 +324,13 @@ def main() -> None:
                         f"{len(g) / (sum(g) / concurrency):>7.0f} {rps_d:>12.0f} {cpu[t]:>10.2f}"
                     )
                 print(f"{'':16} gateway CPU / passthrough CPU = {cpu['gateway'] / cpu['passthrough']:.2f}x")
+                if "recorder" in cpu:
+                    print(f"{'':16} gateway CPU / recorder CPU = {cpu['gateway'] / cpu['recorder']:.2f}x")
     finally:
-        for p in (gateway, passthrough, upstream):
-            p.terminate()
-            p.wait(10)
+        for p in (gateway, passthrough, recorder, upstream):
+            if p is not None:
+                p.terminate()
+                p.wait(10)
 
 
 if __name__ == "__main__":
