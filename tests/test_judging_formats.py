@@ -2119,6 +2119,40 @@ def test_codex_commands_after_cd_its_timeout_and_a_silent_127(command: str, outp
 
 
 @pytest.mark.parametrize(
+    ("command", "output", "expected"),
+    [
+        # the time limit ended a walk through folders it may not read: the walk was the model's choice
+        (
+            "rg TODO ~",
+            "Exit code: 124\nOutput:\n/Users/a/Library/Mail: Operation not permitted (os error 1)\n",
+            "task_failure",
+        ),
+        ("find ~ -name x", "Exit code: 124\nOutput:\nfind: /root/.cache: Permission denied\n", "task_failure"),
+        (
+            "find ~ -name x",
+            "Exit code: 124\nOutput:\n/etc/profile.d/a.sh: line 3: /bin/ps: Operation not permitted\n",
+            "task_failure",
+        ),
+        # what the environment says of why it hung still counts; a refusal that ended the command too
+        (
+            "pip install httpx",
+            "Exit code: 124\nOutput:\nRetrying ... Max retries exceeded with url: /simple/httpx/\n",
+            "environment",
+        ),
+        (
+            "mkdir /opt/app",
+            "Exit code: 1\nOutput:\nmkdir: cannot create directory '/opt/app': Operation not permitted\n",
+            "environment",
+        ),
+    ],
+)
+def test_a_refused_path_on_the_way_is_not_why_a_command_ran_out_of_time(
+    command: str, output: str, expected: str
+) -> None:
+    assert kind(call("shell_command", {"command": command}), [tool(output)], "codex") == expected
+
+
+@pytest.mark.parametrize(
     "last",
     [
         "COPY failed: file not found in build context or excluded by .dockerignore: stat vendor",

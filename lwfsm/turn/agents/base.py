@@ -695,6 +695,8 @@ _MISUSED = re.compile(
     r"(?:Unmatched|Invalid|regex parse error|error at position|Trailing backslash|unrecognized flag).*$",
     re.M,
 )
+# A line saying a path was refused (a search walking into protected folders, a shell's start-up script)
+_REFUSED_ON_THE_WAY = re.compile(r"^.*(?:Operation not permitted|Permission denied).*$", re.M)
 # A script's `#!/usr/bin/env X` whose X is not on the PATH (GNU's env names itself by its path, macOS's does not)
 _SHEBANG = re.compile(r"(?:^|\n)(?:/usr/bin/)?env: ['‘]?([\w.+-]+)['’]?: No such file or directory")
 # A probe's program that never ran: not installed, or not PowerShell's (`grep` typed into it)
@@ -1357,7 +1359,10 @@ class Reader:
         if shebang is not None and shebang.group(1) not in (tool, "env"):
             said_so = shebang.group(0).strip()
             return Finding("environment", Evidence(f"{self.name}.environment", o.message, None, said_so))
-        env = first_match(ENVIRONMENT, o.text[-tail:])
+        said = o.text[-tail:]
+        if o.timed_out:  # the time limit ended it: a folder or program it may not touch on the way did not
+            said = _REFUSED_ON_THE_WAY.sub("", said)
+        env = first_match(ENVIRONMENT, said)
         if env is None and not o.command:  # a browser tool's own answer, not a test run's output
             env = first_match(_BROWSER_GONE, o.text[:tail])
         if env is not None and not _OWN_MODULE.search(o.text[-tail:]):
