@@ -710,6 +710,12 @@ def _result(call: str, text: str, error: bool = False) -> dict[str, Any]:
         ("> Tokens: 2k sent, 300 received.  \n> notes.md  \n> Create new file? (Y)es/(N)o [Yes]: n  ", "rejected"),
         ("> Allow edits to app/styles/app.css which was not previously added to chat? n  ", "rejected"),
         ("> src/x.py  \n> Allow edits to file that has not been added to the chat? (Y)es/(N)o [Yes]: y  ", "ok"),
+        # older aider's words for the same question
+        (
+            "> Allow creation of new file src/cron/a.service.ts? n  \n> Skipping edits to src/cron/a.service.ts  ",
+            "rejected",
+        ),
+        ("> Allow creation of new file src/cron/a.service.ts? y  \n> Applied edit to src/cron/a.service.ts  ", "ok"),
         ("> Run shell command? (Y)es/(N)o/(D)on't ask again [Yes]: n  ", "ok"),
         # Ctrl-C after everything was answered: the person left, nothing was refused
         ("> Tokens: 2k sent, 300 received.  \n> Applied edit to src/parse.py  \n>  \n> ^C again to exit  ", "ok"),

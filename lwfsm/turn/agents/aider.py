@@ -95,7 +95,9 @@ _BLOCK_END = re.compile(r"^>{7} ?(?:REPLACE|UPDATED)\s*$", re.M)
 # a suggested shell command is not: the person often runs it their own way; nor architect mode's "Edit the
 # files?", which it asks after every answer, a question back or advice included.)
 REFUSED = re.compile(
-    r"^(?:Create new file\?(?:.*\]:)?|Allow edits to [^\n?]*\?(?:.*(?:\]:|\?))?) *(?:n|no|d|s|skip|don't)\b",
+    # (older versions ask "Allow creation of new file x?")
+    r"^(?:Create new file\?(?:.*\]:)?|Allow (?:edits to|creation of new file) [^\n?]*\?(?:.*(?:\]:|\?))?) *"
+    r"(?:n|no|d|s|skip|don't)\b",
     re.M | re.I,
 )
 # aider names a file the reply's edits need, then asks to add it: Ctrl-C while that question waits
