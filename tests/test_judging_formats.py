@@ -244,6 +244,27 @@ def test_mini_swe_agents_harness_failing_to_start_a_command_is_the_environment()
     assert kind(mini("python src/app.py"), [{"role": "user", "content": ran}], "mini_swe_agent") == "task_failure"
 
 
+@pytest.mark.parametrize(
+    "said",
+    [
+        "bash: line 1: cd: astropy/modeling/separable: No such file or directory",
+        "/bin/sh: 1: cd: can't cd to src/app",
+        "(eval):1: cd: no such file or directory: src/app",
+        "bash: cd: src/app: No such file or directory",
+    ],
+)
+def test_a_cd_into_a_folder_that_is_not_there_looked_elsewhere(said: str) -> None:
+    """The listing after it is of the wrong folder (status 0): the model's wrong path, a probe or not."""
+    out = f"<returncode>0</returncode>\n<output>\n{said}\nCHANGES.rst\nsetup.py\n</output>"
+    assert kind(mini("cd src/app\nls -l"), [{"role": "user", "content": out}], "mini_swe_agent") == "task_failure"
+    assert kind(call("Bash", {"command": "cd src/app; ls"}), [tool(f"{said}\nsetup.py")], "claude_code") == (
+        "task_failure"
+    )
+    # a file that holds such a line, read, is no failed cd
+    read = call("Read", {"file_path": "/w/notes.md"})
+    assert kind(read, [tool(f"     1\t{said}")], "claude_code") == "ok"
+
+
 def test_powershells_own_unauthorized_exception_is_no_credentials_problem() -> None:
     ps = "$pid = 1"
     out = (

@@ -517,6 +517,12 @@ _SYNTAX = re.compile(
     r"(?:syntax error\b|Syntax error: |unexpected EOF while looking for matching)[^\n]*)$",
     re.M,
 )
+# A shell's `cd` into a folder that is not there (bash, dash, zsh): what followed ran elsewhere, or not at all.
+_CD_FAILED = re.compile(
+    r"^(?:(?:/bin/|/usr/bin/)?(?:ba|z|da)?sh: (?:line \d+: |\d+: )?)?(?:\(eval\):\d+: )?cd: "
+    r"(?:[^\n]+: No such file or directory|can't cd to [^\n]+|no such file or directory: [^\n]+)$",
+    re.M,
+)
 # zsh's words (Claude Code on macOS runs commands through zsh's eval), and PowerShell's, which parses a whole
 # script before it runs any of it. Only with a failed status or an error flag: a shell profile that zsh
 # cannot parse says the same on every command, which then runs, and a log read may hold such lines.
@@ -1274,6 +1280,8 @@ class Reader:
             or ((o.status or o.flagged) and (broken := first_match(_FAILED_SYNTAX, o.text[-3000:])) is not None)
         ):
             return self._found(o, "task_failure", "shell_syntax", broken)  # a probe too: it never asked
+        if o.runs and "cd: " in o.text and (lost := first_match(_CD_FAILED, o.text[:3000])) is not None:
+            return self._found(o, "task_failure", "cd_failed", lost)  # a probe too: it looked elsewhere
         if o.timed_out:  # a search that ran out of time never answered
             finding = self._found(o, "task_failure", "timeout", first_match(self.TIMEOUT, o.text))
         elif o.status is not None and not status_hidden(cmd) and not sifted:
