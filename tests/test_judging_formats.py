@@ -2145,6 +2145,17 @@ def test_codex_commands_after_cd_its_timeout_and_a_silent_127(command: str, outp
     assert kind(call("shell_command", {"command": command}), [tool(output)], "codex") == expected
 
 
+def test_codex_naming_a_long_refused_command_before_saying_it_was_refused() -> None:
+    """Codex echoes the whole command (a heredoc of a file, thousands of characters) and then says the
+    person refused it: the refusal at the end was not read."""
+    script = "cat > SKILL.md <<'EOF'\n" + "- id: global-output\n  priority: 2\n" * 150 + "EOF"
+    refusal = 'CreateProcess { message: "Rejected(\\"rejected by user\\")" }'
+    said = f'exec_command failed for `/bin/zsh -lc "{script}"`: {refusal}'
+    assert kind(call("exec_command", {"cmd": script}), [tool(said)], "codex") == "rejected"
+    ran = f'exec_command failed for `/bin/zsh -lc "{script}"`: CreateProcess {{ message: "No such file" }}'
+    assert kind(call("exec_command", {"cmd": script}), [tool(ran)], "codex") != "rejected"
+
+
 @pytest.mark.parametrize(
     ("command", "output", "expected"),
     [

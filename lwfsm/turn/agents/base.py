@@ -1140,11 +1140,15 @@ class Reader:
     def from_user(self, reply: Message, after: Sequence[Message]) -> Iterator[Finding]:
         for i, msg in enumerate(after):
             text = text_of(msg)
+            # (Codex names a refused command's whole text before saying it was refused: its end is read too)
+            at = len(text) - 500 if text.startswith("exec_command failed for") and len(text) > 3000 else 0
             refused = (
-                _hinted(self.REJECTED, text[:3000], _REJECT_HINTS) if msg.get("role") in ("tool", "user") else None
+                _hinted(self.REJECTED, text[at:] if at else text[:3000], _REJECT_HINTS)
+                if msg.get("role") in ("tool", "user")
+                else None
             )
             if refused is not None:
-                line = text.count("\n", 0, refused.start()) + 1
+                line = text.count("\n", 0, at + refused.start()) + 1
                 yield Finding("rejected", Evidence(f"{self.name}.rejected", i, line, refused.group(0).strip()[:160]))
             elif self.human_turns and self.human(msg):
                 correction = self.correction(text)
