@@ -265,6 +265,23 @@ def test_a_cd_into_a_folder_that_is_not_there_looked_elsewhere(said: str) -> Non
     assert kind(read, [tool(f"     1\t{said}")], "claude_code") == "ok"
 
 
+def test_an_interrupt_after_the_persons_new_words_is_of_the_answer_to_them() -> None:
+    """Claude Code keeps a person's message, then the interrupt of the answer to it, in one user message:
+    the finished reply before them was not interrupted."""
+    done = {"role": "assistant", "content": "Added the markers; Apply reads them before cutting."}
+    mark = "[Request interrupted by user]"
+    spoke = {"role": "user", "content": f"what about placing the new clips?\n{mark}\nthe clips that are cut?"}
+    assert kind(done, [spoke], "claude_code") == "ok"
+    wrong = {"role": "user", "content": f"that's still not working\n{mark}\nthe export button"}
+    assert kind(done, [wrong], "claude_code") == "user_correction"
+    # the mark first, or alone: the reply itself was interrupted
+    assert kind(done, [{"role": "user", "content": mark}], "claude_code") == "rejected"
+    assert kind(done, [{"role": "user", "content": f"{mark}\nno, keep the old markers"}], "claude_code") == "rejected"
+    # a harness's own words before a refusal are no person's (mini-swe-agent)
+    said = "Command not executed. The user rejected your command with the following message: go to src"
+    assert kind(mini("ls -la x"), [{"role": "user", "content": said}], "mini_swe_agent") == "rejected"
+
+
 def test_powershells_own_unauthorized_exception_is_no_credentials_problem() -> None:
     ps = "$pid = 1"
     out = (

@@ -1147,6 +1147,11 @@ class Reader:
                 if msg.get("role") in ("tool", "user")
                 else None
             )
+            first = text[: at + refused.start()] if refused is not None and msg.get("role") == "user" else ""
+            if first.endswith("\n") and first.strip() and self.human({"role": "user", "content": first}):
+                # the person spoke first, the mark on a line of its own after their words: what they
+                # interrupted was the answer to their new message
+                text, refused = first, None
             if refused is not None:
                 line = text.count("\n", 0, at + refused.start()) + 1
                 yield Finding("rejected", Evidence(f"{self.name}.rejected", i, line, refused.group(0).strip()[:160]))
