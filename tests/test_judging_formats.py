@@ -2162,6 +2162,21 @@ def test_codex_commands_after_cd_its_timeout_and_a_silent_127(command: str, outp
     assert kind(call("shell_command", {"command": command}), [tool(output)], "codex") == expected
 
 
+@pytest.mark.parametrize(
+    ("output", "expected"),
+    [
+        ("Error: [explore] cargo was not found. Install a Rust toolchain, or set OMX_EXPLORE_BIN\n", "environment"),
+        ("error: node was not found on PATH; install Node.js 20\n", "environment"),
+        ("fatal: Unable to create '/w/app/.git/index.lock': Permission denied\n", "environment"),
+        # a file the model named, not there: its own mistake
+        ("Error: config/settings.json was not found\n", "task_failure"),
+    ],
+)
+def test_a_toolchain_not_installed_or_a_sandboxed_git_lock_is_the_environment(output: str, expected: str) -> None:
+    out = f"Exit code: 1\nOutput:\n{output}"
+    assert kind(call("shell_command", {"command": "omx explore && git add -A"}), [tool(out)], "codex") == expected
+
+
 def test_codex_naming_a_long_refused_command_before_saying_it_was_refused() -> None:
     """Codex echoes the whole command (a heredoc of a file, thousands of characters) and then says the
     person refused it: the refusal at the end was not read."""

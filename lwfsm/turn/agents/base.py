@@ -663,7 +663,10 @@ ENVIRONMENT = Gated(
         r"failed to run command ['‘][\w.+-]+['’]: No such file or directory|"
         r"Cannot find (?:package|module) '(?![./]|@/|~/)[\w@][\w./@+-]*'|"
         # a script checked out with Windows line ends; PowerShell's word for a program not installed
-        r"‘bash\\r’|\$'\\r': command not found|The term '[A-Za-z][\w.]*' is not recognized as the name of a cmdlet)",
+        r"‘bash\\r’|\$'\\r': command not found|The term '[A-Za-z][\w.]*' is not recognized as the name of a cmdlet|"
+        # a toolchain a tool needs, not installed, in the tool's words; git refused its lock file by a sandbox
+        r"\b(?:cargo|rustc|node|npm|java|go|docker|dotnet|gcc|cmake|python3?) was not found\b|"
+        r"Unable to create '[^'\n]*\.lock': Permission denied)",
     ),
     (
         "no module", "modulenotfound", "resolve host", "name resolution", "service not known", "unreachable",
@@ -678,6 +681,7 @@ ENVIRONMENT = Gated(
         "not in your path", "not in the path", "not in path", "identity unknown", "who you are", "sudo: a",
         "failed to run command", "cannot find package", "cannot find module", "bash\\r", "$'\\r'",
         "is not recognized as the name", "while executing the command", "net::err_", "page.goto: timeout",
+        "was not found", ".lock': permission denied",
     ),
 )  # fmt: skip
 
