@@ -2177,6 +2177,20 @@ def test_a_toolchain_not_installed_or_a_sandboxed_git_lock_is_the_environment(ou
     assert kind(call("shell_command", {"command": "omx explore && git add -A"}), [tool(out)], "codex") == expected
 
 
+def test_a_husky_hook_never_installed_or_an_mcp_servers_transport_is_the_environment() -> None:
+    hook = "Exit code 1\n.husky/pre-commit: line 5: .husky/_/husky.sh: No such file or directory\n"
+    commit = call("Bash", {"command": "git commit -m 'Add parser'"})
+    assert kind(commit, [tool(hook, is_error=True)], "claude_code") == "environment"
+    own = "Exit code 1\n.husky/pre-commit: line 5: scripts/lint.sh: No such file or directory"  # its own script
+    assert kind(commit, [tool(own, is_error=True)], "claude_code") == "task_failure"
+    gone = 'Streamable HTTP error: Error POSTing to endpoint: {"error":{"message":"MCP session has been terminated"}}'
+    mcp = call("mcp__forge__search", {"query": "parser"})
+    assert kind(mcp, [tool(gone, is_error=True)], "claude_code") == "environment"
+    assert kind(mcp, [tool("Error: invalid arguments: query must be a string", is_error=True)], "claude_code") == (
+        "task_failure"
+    )
+
+
 def test_codex_naming_a_long_refused_command_before_saying_it_was_refused() -> None:
     """Codex echoes the whole command (a heredoc of a file, thousands of characters) and then says the
     person refused it: the refusal at the end was not read."""

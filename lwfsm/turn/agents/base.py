@@ -666,7 +666,11 @@ ENVIRONMENT = Gated(
         r"‘bash\\r’|\$'\\r': command not found|The term '[A-Za-z][\w.]*' is not recognized as the name of a cmdlet|"
         # a toolchain a tool needs, not installed, in the tool's words; git refused its lock file by a sandbox
         r"\b(?:cargo|rustc|node|npm|java|go|docker|dotnet|gcc|cmake|python3?) was not found\b|"
-        r"Unable to create '[^'\n]*\.lock': Permission denied)",
+        r"Unable to create '[^'\n]*\.lock': Permission denied|"
+        # a git hook of husky's whose script its install never wrote (the project's dependencies not installed)
+        r"\.husky/_/husky\.sh: No such file or directory|"
+        # Claude Code's MCP client: the server's HTTP transport failed or lost the session (not the call's shape)
+        r"^Streamable HTTP error: |MCP session has been terminated)",
     ),
     (
         "no module", "modulenotfound", "resolve host", "name resolution", "service not known", "unreachable",
@@ -681,7 +685,7 @@ ENVIRONMENT = Gated(
         "not in your path", "not in the path", "not in path", "identity unknown", "who you are", "sudo: a",
         "failed to run command", "cannot find package", "cannot find module", "bash\\r", "$'\\r'",
         "is not recognized as the name", "while executing the command", "net::err_", "page.goto: timeout",
-        "was not found", ".lock': permission denied",
+        "was not found", ".lock': permission denied", "husky.sh", "streamable http error", "mcp session",
     ),
 )  # fmt: skip
 
