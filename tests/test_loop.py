@@ -317,3 +317,63 @@ def test_a_sync_wait_for_an_order_its_own_event_loop_holds_is_refused_not_hung()
     assert not t.is_alive()
     assert said == [said[0]]
     assert "conversation 'c'" in said[0]
+
+
+def test_a_sync_wait_during_the_hand_off_to_a_coroutine_of_the_same_loop_is_refused_not_hung() -> None:
+    """A coroutine waiting for the gate gets it in a worker thread, then runs again once the loop is free:
+    a synchronous wait on the loop's thread in between waited for good (it was counted only once the
+    coroutine ran again). And a thread that holds it synchronously, then awaits it, is refused too."""
+    from lwfsm.turn.loop import Gate
+
+    gate, said = Gate("session 's'"), []
+
+    async def handed() -> None:
+        async def other() -> None:
+            async with gate:
+                pass
+
+        async with gate:
+            waiting = asyncio.ensure_future(other())
+            for _ in range(3):  # it starts, and waits for the gate in a worker thread
+                await asyncio.sleep(0)
+        while not gate.lock.locked():  # the worker took it for the coroutine, which cannot run again yet
+            time.sleep(0.001)  # (the loop is held here)
+        with pytest.raises(SessionBusy, match="would wait forever") as refused:
+            with gate:
+                pass
+        said.append(str(refused.value))
+        await waiting
+        with gate:  # nobody of this loop holds or awaits it now: taken at once
+            pass
+
+    def held() -> None:
+        async def inner() -> None:
+            async with gate:
+                pass
+
+        with gate, pytest.raises(SessionBusy, match="from another thread") as refused:
+            asyncio.run(inner())
+        said.append(str(refused.value))
+
+    for scenario in (lambda: asyncio.run(handed()), held):
+        t = threading.Thread(target=scenario, daemon=True)  # a hang fails the test
+        t.start()
+        t.join(30)
+        assert not t.is_alive()
+    assert len(said) == 2
+    assert not gate.lock.locked()
+
+
+def test_a_relative_sqlite_path_stays_the_file_opened_after_the_process_changes_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    store = open_store("sqlite:///rel.db")
+    monkeypatch.chdir(tmp_path / "b")
+    t = threading.Thread(target=store.write, args=("c", 0, Row("x", 1)))  # a new thread: a new connection
+    t.start()
+    t.join()
+    assert not (tmp_path / "b" / "rel.db").exists()
+    assert open_store(f"sqlite:///{tmp_path}/a/rel.db").read("c") == Row("x", 1)

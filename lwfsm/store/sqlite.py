@@ -67,8 +67,10 @@ class SQLiteStore:
         path = self.path_of(url)
         if not path:
             raise StoreError(f"store URL {url!r} names no database file: use sqlite:///path/to/file.db", store=url)
-        self.path = path
-        self.where = f"sqlite:{path if path.startswith((':', 'file:')) else os.path.realpath(path)}:{self.table}"
+        # the file as opened, whatever the process's folder later (a relative path read again in a new
+        # thread's connection after a chdir named another file)
+        self.path = path if path.startswith((":", "file:")) else os.path.realpath(path)
+        self.where = f"sqlite:{id(self) if path.startswith(':') else self.path}:{self.table}"
         self.timeout = timeout
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []  # every thread's connection, for close()

@@ -64,35 +64,56 @@ T = TypeVar("T")
 
 class Gate:
     """A lock taken by threads (`with gate:`) and by coroutines (`async with gate:`, without blocking the
-    event loop). A thread that would wait for it while a coroutine of the event loop running on that same
-    thread holds it is refused: it would wait forever (the coroutine runs again only once it returns)."""
+    event loop). A wait that could never end is refused with `SessionBusy`: a thread's synchronous wait
+    while a coroutine of the event loop it runs holds the gate or waits for it (that coroutine runs again
+    only once the thread returns), and a coroutine's wait on a thread that holds it synchronously."""
 
-    __slots__ = ("__weakref__", "lock", "what", "_loop")
+    __slots__ = ("__weakref__", "lock", "what", "_loops", "_thread")
 
     def __init__(self, what: str) -> None:
         self.lock = threading.Lock()
         self.what = what  # what it guards, for the refusal
-        self._loop: int | None = None  # the thread whose event loop holds it
+        self._loops: dict[int, int] = {}  # thread -> coroutines of its event loop holding or awaiting the gate
+        self._thread: int | None = None  # the thread holding it synchronously
 
     def __enter__(self) -> None:
+        me = threading.get_ident()
         if not self.lock.acquire(blocking=False):
-            if self._loop == threading.get_ident():
+            if self._loops.get(me):
                 raise SessionBusy(
                     f"{self.what}: a synchronous call on the event loop's thread while an async call of it is "
                     "under way there would wait forever: await the async call (acompletion, aclose) instead"
                 )
             self.lock.acquire()
+        self._thread = me
 
     def __exit__(self, *exc: object) -> None:
+        self._thread = None
         self.lock.release()
 
     async def __aenter__(self) -> None:
-        await acquire(self.lock)
-        self._loop = threading.get_ident()
+        me = threading.get_ident()
+        if self._thread == me:
+            raise SessionBusy(
+                f"{self.what}: an async call on the thread of a synchronous call of it still under way would wait "
+                "forever: make the call from another thread, or synchronously"
+            )
+        self._loops[me] = self._loops.get(me, 0) + 1  # (counted before the wait: the lock may be taken for it
+        try:  # in a worker thread while this coroutine has not run again yet)
+            await acquire(self.lock)
+        except BaseException:
+            self._left(me)
+            raise
 
     async def __aexit__(self, *exc: object) -> None:
-        self._loop = None
         self.lock.release()
+        self._left(threading.get_ident())
+
+    def _left(self, me: int) -> None:
+        if (n := self._loops.get(me, 1) - 1) > 0:
+            self._loops[me] = n
+        else:
+            self._loops.pop(me, None)
 
 
 class Order(Gate):

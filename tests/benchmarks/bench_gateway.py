@@ -109,33 +109,63 @@ PASSTHROUGH = textwrap.dedent(
 # --recorder: a second floor, the pass-through that also does the least a gateway recording each turn
 # must: read the body as JSON and write one row per call to SQLite (WAL, synchronous=NORMAL, as lwfsm's
 # store), on the event loop. Not lwfsm's baseline (the issue's is the bare pass-through): it tells how much
-# of the gateway's cost is recording at all, and how much is the rest of what lwfsm does.
-RECORDER = (
-    PASSTHROUGH.replace(
-        "import aiohttp\n",
-        "import aiohttp, orjson, sqlite3, tempfile, time\n"
-        "db = sqlite3.connect(tempfile.mkdtemp() + '/r.db', isolation_level=None)\n"
-        "db.execute('PRAGMA journal_mode=WAL'); db.execute('PRAGMA synchronous=NORMAL')\n"
-        "db.execute('CREATE TABLE t (id TEXT PRIMARY KEY, v INTEGER, d TEXT)')\n"
-        "async def record(request, reply):\n"
-        "    body = orjson.loads(await request.body())\n"
-        "    row = orjson.dumps({'n': len(body['messages']), 'reply': reply, 't': time.time()})\n"
-        "    db.execute('INSERT INTO t VALUES (?, 1, ?) ON CONFLICT(id) DO UPDATE SET v = v + 1, d = excluded.d',\n"
-        "               (request.headers.get('x-lwfsm-session', ''), row.decode()))\n",
-    )
-    .replace(
-        "                    async for chunk in up.content.iter_any():\n                        yield chunk\n",
-        "                    got = []\n"
-        "                    async for chunk in up.content.iter_any():\n                        got.append(chunk)\n"
-        "                        yield chunk\n"
-        "                    await record(request, b''.join(got).decode())\n",
-    )
-    .replace(
-        "        data = await up.read()\n        up.release()\n",
-        "        data = await up.read()\n        up.release()\n        await record(request, orjson.loads(data))\n",
-    )
+# of the gateway's cost is recording at all. `GET /` answers how many calls it recorded.
+RECORDER = textwrap.dedent(
+    """
+    import sys, sqlite3, tempfile, time
+    import aiohttp, orjson
+    from starlette.applications import Starlette
+    from starlette.responses import Response, StreamingResponse
+    from starlette.routing import Route
+    import uvicorn
+
+    UP = f"http://127.0.0.1:{sys.argv[2]}/v1/chat/completions"
+    http = None
+    db = sqlite3.connect(tempfile.mkdtemp() + "/r.db", isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("CREATE TABLE t (id TEXT PRIMARY KEY, v INTEGER, d TEXT)")
+    recorded = 0
+
+    def record(body, sid, reply):
+        global recorded
+        row = orjson.dumps({"n": len(body["messages"]), "reply": reply, "t": time.time()})
+        db.execute(
+            "INSERT INTO t VALUES (?, 1, ?) ON CONFLICT(id) DO UPDATE SET v = v + 1, d = excluded.d",
+            (sid, row.decode()),
+        )
+        recorded += 1
+
+    async def chat(request):
+        global http
+        if http is None:
+            http = aiohttp.ClientSession()
+        raw = await request.body()
+        body, sid = orjson.loads(raw), request.headers.get("x-lwfsm-session", "")
+        up = await http.post(UP, data=raw, headers={"content-type": "application/json"})
+        if up.headers.get("content-type", "").startswith("text/event-stream"):
+            async def relay():
+                got = []
+                try:
+                    async for chunk in up.content.iter_any():
+                        got.append(chunk)
+                        yield chunk
+                finally:
+                    up.release()
+                record(body, sid, b"".join(got).decode())
+            return StreamingResponse(relay(), media_type="text/event-stream")
+        data = await up.read()
+        up.release()
+        record(body, sid, orjson.loads(data))
+        return Response(data, media_type="application/json")
+
+    async def root(request):
+        return Response(str(recorded))
+
+    app = Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"]), Route("/", root)])
+    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False)
+    """
 )
-assert RECORDER != PASSTHROUGH
 
 
 def free_port() -> int:
@@ -326,6 +356,9 @@ def main() -> None:
                 print(f"{'':16} gateway CPU / passthrough CPU = {cpu['gateway'] / cpu['passthrough']:.2f}x")
                 if "recorder" in cpu:
                     print(f"{'':16} gateway CPU / recorder CPU = {cpu['gateway'] / cpu['recorder']:.2f}x")
+        if recorder is not None:  # it did record: every call it was sent, warm-up included
+            sent = int(httpx.get(f"http://127.0.0.1:{rec_port}/", timeout=5).text)
+            print(f"recorder: {sent} calls recorded in SQLite")
     finally:
         for p in (gateway, passthrough, recorder, upstream):
             if p is not None:

@@ -517,12 +517,28 @@ _SYNTAX = re.compile(
     r"(?:syntax error\b|Syntax error: |unexpected EOF while looking for matching)[^\n]*)$",
     re.M,
 )
-# A shell's `cd` into a folder that is not there (bash, dash, zsh): what followed ran elsewhere, or not at all.
+# A shell's `cd` into a folder that is not there (bash, dash; zsh, as itself or Claude Code's eval): what
+# followed ran elsewhere, or not at all. The folder is named as the command gave it.
 _CD_FAILED = re.compile(
-    r"^(?:(?:/bin/|/usr/bin/)?(?:ba|z|da)?sh: (?:line \d+: |\d+: )?)?(?:\(eval\):\d+: )?cd: "
-    r"(?:[^\n]+: No such file or directory|can't cd to [^\n]+|no such file or directory: [^\n]+)$",
+    r"^(?:(?:(?:/bin/|/usr/bin/)?(?:ba|da)?sh: (?:line \d+: |\d+: )?)?cd: (?:(?P<a>[^\n]+): "
+    r"(?:No such file or directory|Not a directory)|can't cd to (?P<b>[^\n]+))|"
+    r"(?:zsh|\(eval\)):cd:\d+: (?:no such file or directory|not a directory): (?P<c>[^\n]+))$",
     re.M,
 )
+
+
+def _cd_failed(command: str, text: str) -> tuple[int, str] | None:
+    """The line saying the command's own `cd` into a folder failed. Not a log or file that holds such a
+    line, nor a `cd` to a variable or one with a fallback after it (`cd a || cd b`): those try places."""
+    if "cd" not in command:
+        return None
+    for m in _CD_FAILED.finditer(text[:3000]):
+        folder = re.escape(m.group("a") or m.group("b") or m.group("c"))
+        if re.search(rf"(?:^|[\s;&|(])cd\s+(['\"]?){folder}\1(?=\s*(?:&&|;|\)|$))", command, re.M):
+            return text.count("\n", 0, m.start()) + 1, m.group(0).strip()[:160]
+    return None
+
+
 # zsh's words (Claude Code on macOS runs commands through zsh's eval), and PowerShell's, which parses a whole
 # script before it runs any of it. Only with a failed status or an error flag: a shell profile that zsh
 # cannot parse says the same on every command, which then runs, and a log read may hold such lines.
@@ -603,9 +619,11 @@ _ERROR_LINE = re.compile(
     r"[^\s:]+:\d+(:\d+)?: (fatal )?error: |[^\s(]+\(\d+,\d+\): error TS\d+|[^\s:]+:\d+:\d+ - error TS\d+|"
     r"Found \d+ errors? in |\[ERROR\] |\[INFO\] BUILD FAILURE|"
     r"FAILURE: Build failed|> Task \S+ FAILED|\[?Your proposed edit has introduced new syntax error|"
-    # JavaScript bundlers (webpack, Next.js, Vite, esbuild), MSBuild and Xcode saying their build failed
-    r"Failed to compile\b|> Build (?:failed because|error occurred)|error during build:|ERROR in |✘ \[ERROR\] |"
-    r"Build FAILED\.|\*\* BUILD FAILED \*\*|"
+    # JavaScript bundlers (webpack, Next.js, Vite, Vue CLI, esbuild, Parcel, Rollup, turbo), MSBuild and Xcode
+    # saying their build failed
+    r"(?:ERROR\s+)?Failed to compile\b|> Build (?:failed because|error occurred)|error during build:|"
+    r"ERROR in (?:\.{0,2}/|[\w@.-]+/|[\w.-]+\.\w+\b)|✘ \[ERROR\] |🚨 Build failed|\[!\] \w*Error: |"
+    r"ERROR\s+run failed: |Build FAILED\.|Build failed with \d+ error|\*\* BUILD FAILED \*\*|"
     # docker's legacy builder
     r"(?:COPY|ADD) failed: |The command '.*' returned a non-zero code: \d+)",
 )
@@ -618,7 +636,11 @@ _SUMMARY = re.compile(
 _FAILED_COUNT = re.compile(r"\b\d+ (failing|failed)\b")
 # JUnit's count, anywhere in a Maven or Gradle line ("[ERROR] Tests run: 4, Failures: 1, ...")
 _JUNIT = re.compile(r"Tests run: \d+, Failures: ([1-9]|\d+, Errors: [1-9])")
-_PASSED = re.compile(r"(=+ .*\b\d+ passed\b|OK\b|Tests?:.*\bpassed\b|test result: ok|PASS\b|.*\b[Aa]ll tests passed\b)")
+_PASSED = re.compile(
+    r"(=+ .*\b\d+ passed\b|OK\b|Tests?:.*\bpassed\b|test result: ok|PASS\b|.*\b[Aa]ll tests passed\b|"
+    # a bundler in watch mode or a dev server that built again after its error
+    r".*\b[Cc]ompiled successfully\b|✓ Compiled\b|Build succeeded\.|\*\* BUILD SUCCEEDED \*\*)"
+)
 
 
 # Failures that are the environment's, not the model's: the lead would meet them too.
@@ -665,12 +687,13 @@ ENVIRONMENT = Gated(
         # a script checked out with Windows line ends; PowerShell's word for a program not installed
         r"‘bash\\r’|\$'\\r': command not found|The term '[A-Za-z][\w.]*' is not recognized as the name of a cmdlet|"
         # a toolchain a tool needs, not installed, in the tool's words; git refused its lock file by a sandbox
-        r"\b(?:cargo|rustc|node|npm|java|go|docker|dotnet|gcc|cmake|python3?) was not found\b|"
+        r"(?<![\w./-])(?:cargo|rustc|node|npm|java|go|docker|dotnet|gcc|cmake|python3?) was not found"
+        r"(?:[.,;:]? *(?:[Ii]nstall|[Pp]lease install)|,? (?:on|in) (?:your |the )?PATH)|"
         r"Unable to create '[^'\n]*\.lock': Permission denied|"
         # a git hook of husky's whose script its install never wrote (the project's dependencies not installed)
         r"\.husky/_/husky\.sh: No such file or directory|"
-        # Claude Code's MCP client: the server's HTTP transport failed or lost the session (not the call's shape)
-        r"^Streamable HTTP error: |MCP session has been terminated)",
+        # Claude Code's MCP client: the server failed or lost the session (a 4xx is the call's arguments)
+        r"Streamable HTTP error: Error POSTing to endpoint \(HTTP (?:5\d\d|404)\)|MCP session has been terminated)",
     ),
     (
         "no module", "modulenotfound", "resolve host", "name resolution", "service not known", "unreachable",
@@ -685,7 +708,7 @@ ENVIRONMENT = Gated(
         "not in your path", "not in the path", "not in path", "identity unknown", "who you are", "sudo: a",
         "failed to run command", "cannot find package", "cannot find module", "bash\\r", "$'\\r'",
         "is not recognized as the name", "while executing the command", "net::err_", "page.goto: timeout",
-        "was not found", ".lock': permission denied", "husky.sh", "streamable http error", "mcp session",
+        "was not found", ".lock': permission denied", "husky.sh", "error posting to endpoint (http", "mcp session",
     ),
 )  # fmt: skip
 
@@ -709,8 +732,14 @@ _MISUSED = re.compile(
     r"(?:Unmatched|Invalid|regex parse error|error at position|Trailing backslash|unrecognized flag).*$",
     re.M,
 )
-# A line saying a path was refused (a search walking into protected folders, a shell's start-up script)
-_REFUSED_ON_THE_WAY = re.compile(r"^.*(?:Operation not permitted|Permission denied).*$", re.M)
+# A line saying a path was refused (a search walking into protected folders: `find: '/x': Permission denied`,
+# ripgrep's `/x: Operation not permitted (os error 1)`; a start-up script's `x.sh: line 3: /bin/ps: ...`).
+# Not a connection the sandbox refused (`[Errno 1] Operation not permitted`): that is why a download hangs.
+_REFUSED_ON_THE_WAY = re.compile(
+    r"^(?:[\w.-]+: )?['‘]?(?:/|~/)[^\n'’:]*['’]?: (?:line \d+: [^\n:]+: )?"
+    r"(?:Operation not permitted|Permission denied)(?: \(os error \d+\))?$",
+    re.M,
+)
 # A script's `#!/usr/bin/env X` whose X is not on the PATH (GNU's env names itself by its path, macOS's does not)
 _SHEBANG = re.compile(r"(?:^|\n)(?:/usr/bin/)?env: ['‘]?([\w.+-]+)['’]?: No such file or directory")
 # A probe's program that never ran: not installed, or not PowerShell's (`grep` typed into it)
@@ -916,8 +945,9 @@ _PASTED = re.compile(
 _DIAGNOSTIC = re.compile(
     r"(?:#[^\S\n]*\S+[^\S\n]*\n\s*)?\.{0,2}/?[\w.\\/-]*\w\.[A-Za-z]{1,5}:\d+:\d+: "
     # not a request about that place ("src/app.ts:10:5: please add validation here"): no tool words it so
-    r"(?!(?:please|pls|can you|could you|would you|let'?s|why|what|how|add|fix|change|remove|delete|rename|move|"
-    r"make|update|implement|refactor|replace|handle|extract|write|put|create|convert|here|this|todo)\b)\S[^\n]*",
+    # (linters' own messages may begin with a verb: prettier's "Delete `;`", ESLint's "Move ...", staticcheck's
+    # "this value of err is never used": only words that ask are a person's)
+    r"(?!(?:please|pls|can you|could you|would you|let'?s|why|what|how|todo)\b)\S[^\n]*",
     re.I,
 )
 # A few words saying what the person got, and a colon, at the start of a message: "now I have: ...".
@@ -1155,7 +1185,9 @@ class Reader:
                 if msg.get("role") in ("tool", "user")
                 else None
             )
-            first = text[: at + refused.start()] if refused is not None and msg.get("role") == "user" else ""
+            # (the mark for a tool call refused is by its nature about the reply's call, whatever came first)
+            plain = refused is not None and msg.get("role") == "user" and "for tool use" not in refused.group(0)
+            first = text[: at + refused.start()] if plain and refused is not None else ""
             if first.endswith("\n") and first.strip() and self.human({"role": "user", "content": first}):
                 # the person spoke first, the mark on a line of its own after their words: what they
                 # interrupted was the answer to their new message
@@ -1297,7 +1329,7 @@ class Reader:
             or ((o.status or o.flagged) and (broken := first_match(_FAILED_SYNTAX, o.text[-3000:])) is not None)
         ):
             return self._found(o, "task_failure", "shell_syntax", broken)  # a probe too: it never asked
-        if o.runs and "cd: " in o.text and (lost := first_match(_CD_FAILED, o.text[:3000])) is not None:
+        if o.runs and "cd" in o.text and (lost := _cd_failed(cmd, o.text)) is not None:
             return self._found(o, "task_failure", "cd_failed", lost)  # a probe too: it looked elsewhere
         if o.timed_out:  # a search that ran out of time never answered
             finding = self._found(o, "task_failure", "timeout", first_match(self.TIMEOUT, o.text))
@@ -1384,10 +1416,10 @@ class Reader:
         if shebang is not None and shebang.group(1) not in (tool, "env"):
             said_so = shebang.group(0).strip()
             return Finding("environment", Evidence(f"{self.name}.environment", o.message, None, said_so))
-        said = o.text[-tail:]
+        last = o.text[-tail:]
         if o.timed_out:  # the time limit ended it: a folder or program it may not touch on the way did not
-            said = _REFUSED_ON_THE_WAY.sub("", said)
-        env = first_match(ENVIRONMENT, said)
+            last = _REFUSED_ON_THE_WAY.sub("", last)
+        env = first_match(ENVIRONMENT, last)
         if env is None and not o.command:  # a browser tool's own answer, not a test run's output
             env = first_match(_BROWSER_GONE, o.text[:tail])
         if env is not None and not _OWN_MODULE.search(o.text[-tail:]):
