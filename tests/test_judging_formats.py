@@ -258,9 +258,8 @@ def test_a_cd_into_a_folder_that_is_not_there_looked_elsewhere(said: str) -> Non
     """The listing after it is of the wrong folder (status 0): the model's wrong path, a probe or not."""
     out = f"<returncode>0</returncode>\n<output>\n{said}\nCHANGES.rst\nsetup.py\n</output>"
     assert kind(mini("cd src/app\nls -l"), [{"role": "user", "content": out}], "mini_swe_agent") == "task_failure"
-    assert kind(call("Bash", {"command": "cd src/app; ls"}), [tool(f"{said}\nsetup.py")], "claude_code") == (
-        "task_failure"
-    )
+    for command in ("cd src/app; ls", "cd src/app && ls", "cd -- src/app/ && make", "cd src/app || exit 1\nmake"):
+        assert kind(call("Bash", {"command": command}), [tool(f"{said}\nsetup.py")], "claude_code") == "task_failure"
     # such a line in what a command read, or a cd that tries places (a fallback, a loop's variable): no
     for command in (
         "cat logs/deploy.log",
@@ -991,6 +990,8 @@ def test_a_person_saying_it_failed(said: str) -> None:
         "src/app.ts:10:5: please add input validation here",
         "lib/db.go:88:3: why is this retried twice?",
         "src/app.ts:10:5: TODO add input validation",
+        "src/app.ts:10:5: add a null check here",
+        "src/app.ts:10:5: this should use the cache",
     ],
 )
 def test_a_person_moving_on(said: str) -> None:
@@ -2207,8 +2208,12 @@ def test_a_husky_hook_never_installed_or_an_mcp_servers_transport_is_the_environ
     )
     bad = 'Streamable HTTP error: Error POSTing to endpoint (HTTP 400): {"code":-32602,"message":"Invalid params"}'
     assert kind(mcp, [tool(bad, is_error=True)], "claude_code") == "task_failure"
-    down = "MCP error -32603: Streamable HTTP error: Error POSTing to endpoint (HTTP 502): Bad Gateway"
-    assert kind(mcp, [tool(down, is_error=True)], "claude_code") == "environment"
+    for down in (
+        "MCP error -32603: Streamable HTTP error: Error POSTing to endpoint (HTTP 502): Bad Gateway",
+        "Streamable HTTP error: Error POSTing to endpoint (HTTP 429): rate limited",
+        "Streamable HTTP error: Failed to open SSE stream: Service Unavailable",
+    ):
+        assert kind(mcp, [tool(down, is_error=True)], "claude_code") == "environment"
 
 
 def test_codex_naming_a_long_refused_command_before_saying_it_was_refused() -> None:
@@ -2232,6 +2237,8 @@ def test_codex_naming_a_long_refused_command_before_saying_it_was_refused() -> N
             "task_failure",
         ),
         ("find ~ -name x", "Exit code: 124\nOutput:\nfind: /root/.cache: Permission denied\n", "task_failure"),
+        ("find . -name x", "Exit code: 124\nOutput:\nfind: ./Library/Mail: Operation not permitted\n", "task_failure"),
+        ("rg x", "Exit code: 124\nOutput:\nLibrary/Mail: Operation not permitted (os error 1)\n", "task_failure"),
         (
             "find ~ -name x",
             "Exit code: 124\nOutput:\n/etc/profile.d/a.sh: line 3: /bin/ps: Operation not permitted\n",
@@ -2316,6 +2323,17 @@ def test_a_bundler_or_build_tool_saying_its_build_failed_behind_a_filter(command
 )
 def test_a_build_that_recovered_or_words_that_name_no_file_are_no_failed_build(out: str) -> None:
     assert kind(call("Bash", {"command": "npm run dev 2>&1 | tail -20"}), [tool(out)], "claude_code") == "ok"
+
+
+def test_a_build_that_succeeded_before_what_failed_after_it_is_no_recovery() -> None:
+    """Next.js compiles, then its type check fails; a bundle builds, then the program crashes."""
+    for out in (
+        "✓ Compiled successfully\nLinting and checking validity of types ...\nFailed to compile.\n\nType error: x\n",
+        "webpack 5.88.2 compiled successfully in 41 ms\nTypeError: Cannot read properties of undefined\n",
+    ):
+        assert kind(call("Bash", {"command": "npm run build 2>&1 | tail -20"}), [tool(out)], "claude_code") == (
+            "task_failure"
+        )
 
 
 def test_sudo_asking_for_a_password_nobody_can_type_is_the_environment() -> None:

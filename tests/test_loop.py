@@ -377,3 +377,72 @@ def test_a_relative_sqlite_path_stays_the_file_opened_after_the_process_changes_
     t.join()
     assert not (tmp_path / "b" / "rel.db").exists()
     assert open_store(f"sqlite:///{tmp_path}/a/rel.db").read("c") == Row("x", 1)
+
+
+def test_an_async_wait_given_up_leaves_the_gate_to_a_sync_call_on_the_loops_thread() -> None:
+    """A coroutine's wait cancelled (a timeout) while another thread held the gate: the worker thread took it
+    later and gave it back through the event loop, which a synchronous call waiting for the gate on the
+    loop's thread blocked: it waited for good. The worker now gives it back itself."""
+    from lwfsm.turn.loop import Gate
+
+    gate, held, release, took = Gate("conversation 'c'"), threading.Event(), threading.Event(), []
+
+    def other() -> None:
+        with gate:
+            held.set()
+            release.wait(30)
+
+    async def given_up() -> None:
+        async def enter() -> None:
+            async with gate:
+                pass
+
+        threading.Thread(target=other).start()
+        held.wait(30)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(enter(), 0.05)
+        release.set()
+        with gate:  # on the loop's thread: waits for the worker to give it back, not for the loop
+            took.append(1)
+
+    t = threading.Thread(target=asyncio.run, args=(given_up(),), daemon=True)  # a hang fails the test
+    t.start()
+    t.join(30)
+    assert not t.is_alive()
+    assert took == [1]
+    assert not gate.lock.locked()
+
+
+def test_a_gate_let_go_on_another_thread_than_it_was_taken_on_forgets_its_coroutine() -> None:
+    """An async generator's or a dropped task's `async with` may be finalised on another thread: the count
+    stayed on the first thread, whose synchronous calls were then refused instead of waiting their turn."""
+    from lwfsm.turn.loop import Gate
+
+    gate = Gate("conversation 'c'")
+
+    async def holder() -> None:
+        async with gate:
+            await asyncio.sleep(3600)
+
+    loop = asyncio.new_event_loop()
+    task = loop.create_task(holder())
+    loop.run_until_complete(asyncio.sleep(0))  # it takes the gate
+    assert gate.lock.locked()
+    elsewhere = threading.Thread(target=task.get_coro().close)
+    elsewhere.start()
+    elsewhere.join()
+    task._log_destroy_pending = False  # type: ignore[attr-defined]  # (its coroutine was closed, not the task)
+    loop.close()
+    held, release = threading.Event(), threading.Event()
+
+    def other() -> None:
+        with gate:
+            held.set()
+            release.wait(30)
+
+    threading.Thread(target=other).start()
+    held.wait(30)
+    threading.Timer(0.05, release.set).start()
+    with gate:  # this thread's loop holds nothing: it waits for the other thread, it is not refused
+        pass
+    assert not gate.lock.locked()

@@ -68,13 +68,14 @@ class Gate:
     while a coroutine of the event loop it runs holds the gate or waits for it (that coroutine runs again
     only once the thread returns), and a coroutine's wait on a thread that holds it synchronously."""
 
-    __slots__ = ("__weakref__", "lock", "what", "_loops", "_thread")
+    __slots__ = ("__weakref__", "lock", "what", "_loops", "_thread", "_owner")
 
     def __init__(self, what: str) -> None:
         self.lock = threading.Lock()
         self.what = what  # what it guards, for the refusal
         self._loops: dict[int, int] = {}  # thread -> coroutines of its event loop holding or awaiting the gate
         self._thread: int | None = None  # the thread holding it synchronously
+        self._owner: int | None = None  # the thread whose coroutine holds it (it may be let go from another)
 
     def __enter__(self) -> None:
         me = threading.get_ident()
@@ -104,10 +105,13 @@ class Gate:
         except BaseException:
             self._left(me)
             raise
+        self._owner = me
 
     async def __aexit__(self, *exc: object) -> None:
+        # (an async generator's `async with` may be finalised on another thread than the one it entered on)
+        owner, self._owner = self._owner, None
         self.lock.release()
-        self._left(threading.get_ident())
+        self._left(owner if owner is not None else threading.get_ident())
 
     def _left(self, me: int) -> None:
         if (n := self._loops.get(me, 1) - 1) > 0:
@@ -139,15 +143,29 @@ class Order(Gate):
 
 
 async def acquire(lock: threading.Lock) -> None:
-    """Take a threading lock from a coroutine without blocking the event loop (cancellation-safe)."""
+    """Take a threading lock from a coroutine without blocking the event loop. Cancelled while it waits,
+    it leaves the lock as it was: the worker thread that takes it afterwards gives it back itself (by then
+    the event loop may be blocked waiting for that very lock)."""
     if lock.acquire(blocking=False):
         return
-    waiter = asyncio.ensure_future(asyncio.to_thread(lock.acquire))
+    claim, state = threading.Lock(), {"taken": False, "abandoned": False}
+
+    def take() -> None:
+        lock.acquire()
+        with claim:
+            if state["abandoned"]:
+                lock.release()
+            else:
+                state["taken"] = True
+
+    waiter = asyncio.ensure_future(asyncio.to_thread(take))
     try:
         await asyncio.shield(waiter)
     except asyncio.CancelledError:
-        # The thread will still get the lock: give it back as soon as it does.
-        waiter.add_done_callback(lambda t: lock.release() if not t.cancelled() and t.exception() is None else None)
+        with claim:
+            state["abandoned"] = True
+            if state["taken"]:  # taken for this coroutine, which will not use it
+                lock.release()
         raise
 
 

@@ -323,6 +323,7 @@ def main() -> None:
             targets["recorder"] = f"http://127.0.0.1:{rec_port}/v1/chat/completions"
             pids["recorder"] = recorder.pid
         asyncio.run(run(targets, 10, 5, False, "warmup"))
+        sent = 50  # calls each target got (the recorder must have recorded every one)
         print(
             f"upstream delay {DELAY * 1000:.0f} ms, {args.turns} calls per conversation, {args.body} bodies "
             f"({len(json.dumps(body(0, args.turns - 1, False))) // 1024} KB at the last call). added = target - direct "
@@ -341,6 +342,7 @@ def main() -> None:
                     run(targets, concurrency, per_slot, stream, f"c{concurrency}s{int(stream)}", args.turns)
                 )
                 d = lat["direct"]
+                sent += len(d)
                 # Throughput per target: the targets are interleaved, so estimate each from its summed
                 # latencies per slot.
                 rps_d = len(d) / (sum(d) / concurrency)
@@ -357,8 +359,9 @@ def main() -> None:
                 if "recorder" in cpu:
                     print(f"{'':16} gateway CPU / recorder CPU = {cpu['gateway'] / cpu['recorder']:.2f}x")
         if recorder is not None:  # it did record: every call it was sent, warm-up included
-            sent = int(httpx.get(f"http://127.0.0.1:{rec_port}/", timeout=5).text)
-            print(f"recorder: {sent} calls recorded in SQLite")
+            recorded = int(httpx.get(f"http://127.0.0.1:{rec_port}/", timeout=5).text)
+            print(f"recorder: {recorded} of {sent} calls recorded in SQLite")
+            assert recorded == sent, "the recorder did not record every call: its figures measure something else"
     finally:
         for p in (gateway, passthrough, recorder, upstream):
             if p is not None:

@@ -534,7 +534,8 @@ def _cd_failed(command: str, text: str) -> tuple[int, str] | None:
         return None
     for m in _CD_FAILED.finditer(text[:3000]):
         folder = re.escape(m.group("a") or m.group("b") or m.group("c"))
-        if re.search(rf"(?:^|[\s;&|(])cd\s+(['\"]?){folder}\1(?=\s*(?:&&|;|\)|$))", command, re.M):
+        after = r"\s*(?:&&|;|\)|$|#|\|\|\s*(?:exit|return)\b|\d?>|&>)"  # not `|| cd b`: that tries places
+        if re.search(rf"(?:^|[\s;&|(])cd\s+(?:-[LPe@]+\s+|--\s+)*(['\"]?){folder}/?\1(?={after})", command, re.M):
             return text.count("\n", 0, m.start()) + 1, m.group(0).strip()[:160]
     return None
 
@@ -622,7 +623,8 @@ _ERROR_LINE = re.compile(
     # JavaScript bundlers (webpack, Next.js, Vite, Vue CLI, esbuild, Parcel, Rollup, turbo), MSBuild and Xcode
     # saying their build failed
     r"(?:ERROR\s+)?Failed to compile\b|> Build (?:failed because|error occurred)|error during build:|"
-    r"ERROR in (?:\.{0,2}/|[\w@.-]+/|[\w.-]+\.\w+\b)|✘ \[ERROR\] |🚨 Build failed|\[!\] \w*Error: |"
+    r"ERROR in (?:\.{0,2}/|[\w@.-]+/|[\w.-]+\.\w+\b|[A-Za-z]:\\|Entry module not found|child compilations)|"
+    r"✘ \[ERROR\] |🚨 Build failed|\[!\] \w*Error: |"
     r"ERROR\s+run failed: |Build FAILED\.|Build failed with \d+ error|\*\* BUILD FAILED \*\*|"
     # docker's legacy builder
     r"(?:COPY|ADD) failed: |The command '.*' returned a non-zero code: \d+)",
@@ -636,11 +638,9 @@ _SUMMARY = re.compile(
 _FAILED_COUNT = re.compile(r"\b\d+ (failing|failed)\b")
 # JUnit's count, anywhere in a Maven or Gradle line ("[ERROR] Tests run: 4, Failures: 1, ...")
 _JUNIT = re.compile(r"Tests run: \d+, Failures: ([1-9]|\d+, Errors: [1-9])")
-_PASSED = re.compile(
-    r"(=+ .*\b\d+ passed\b|OK\b|Tests?:.*\bpassed\b|test result: ok|PASS\b|.*\b[Aa]ll tests passed\b|"
-    # a bundler in watch mode or a dev server that built again after its error
-    r".*\b[Cc]ompiled successfully\b|✓ Compiled\b|Build succeeded\.|\*\* BUILD SUCCEEDED \*\*)"
-)
+_PASSED = re.compile(r"(=+ .*\b\d+ passed\b|OK\b|Tests?:.*\bpassed\b|test result: ok|PASS\b|.*\b[Aa]ll tests passed\b)")
+# A bundler in watch mode or a dev server that built again: the errors before it are behind it, not after
+_BUILT = re.compile(r".*\b[Cc]ompiled successfully\b|\s*[✓✔] Compiled\b")
 
 
 # Failures that are the environment's, not the model's: the lead would meet them too.
@@ -693,7 +693,8 @@ ENVIRONMENT = Gated(
         # a git hook of husky's whose script its install never wrote (the project's dependencies not installed)
         r"\.husky/_/husky\.sh: No such file or directory|"
         # Claude Code's MCP client: the server failed or lost the session (a 4xx is the call's arguments)
-        r"Streamable HTTP error: Error POSTing to endpoint \(HTTP (?:5\d\d|404)\)|MCP session has been terminated)",
+        r"Streamable HTTP error: (?:Error POSTing to endpoint \(HTTP (?:5\d\d|404|429)\)|Failed to open SSE stream)|"
+        r"MCP session has been terminated)",
     ),
     (
         "no module", "modulenotfound", "resolve host", "name resolution", "service not known", "unreachable",
@@ -708,7 +709,7 @@ ENVIRONMENT = Gated(
         "not in your path", "not in the path", "not in path", "identity unknown", "who you are", "sudo: a",
         "failed to run command", "cannot find package", "cannot find module", "bash\\r", "$'\\r'",
         "is not recognized as the name", "while executing the command", "net::err_", "page.goto: timeout",
-        "was not found", ".lock': permission denied", "husky.sh", "error posting to endpoint (http", "mcp session",
+        "was not found", ".lock': permission denied", "husky.sh", "streamable http error", "mcp session",
     ),
 )  # fmt: skip
 
@@ -736,7 +737,7 @@ _MISUSED = re.compile(
 # ripgrep's `/x: Operation not permitted (os error 1)`; a start-up script's `x.sh: line 3: /bin/ps: ...`).
 # Not a connection the sandbox refused (`[Errno 1] Operation not permitted`): that is why a download hangs.
 _REFUSED_ON_THE_WAY = re.compile(
-    r"^(?:[\w.-]+: )?['‘]?(?:/|~/)[^\n'’:]*['’]?: (?:line \d+: [^\n:]+: )?"
+    r"^(?:[\w.-]+: )?['‘]?(?:\.{0,2}/|~/|[\w.-]+/)[^\n'’:]*['’]?: (?:line \d+: [^\n:]+: )?"
     r"(?:Operation not permitted|Permission denied)(?: \(os error \d+\))?$",
     re.M,
 )
@@ -881,6 +882,8 @@ def anchored_error(text: str) -> tuple[int, str] | None:
             hit = hit or (first + n, line.strip()[:160])
         elif hit is None and _ERROR_LINE.match(line):
             hit = (first + n, line.strip()[:160])
+        elif hit is not None and not summary and _BUILT.match(line):
+            hit = None
         elif _PASSED.match(line) and "failed" not in line and "error" not in line:
             passed = True
     return None if passed and not summary else hit
@@ -943,13 +946,18 @@ _PASTED = re.compile(
 # Go's `# package` line): one whether or not it says "error" (Go's `./main.go:62:2: declared and not used:
 # x`, flake8's and ruff's codes). Further down a message, such a line may be a place the person points at.
 _DIAGNOSTIC = re.compile(
-    r"(?:#[^\S\n]*\S+[^\S\n]*\n\s*)?\.{0,2}/?[\w.\\/-]*\w\.[A-Za-z]{1,5}:\d+:\d+: "
-    # not a request about that place ("src/app.ts:10:5: please add validation here"): no tool words it so
-    # (linters' own messages may begin with a verb: prettier's "Delete `;`", ESLint's "Move ...", staticcheck's
-    # "this value of err is never used": only words that ask are a person's)
-    r"(?!(?:please|pls|can you|could you|would you|let'?s|why|what|how|todo)\b)\S[^\n]*",
-    re.I,
+    r"(?:#[^\S\n]*\S+[^\S\n]*\n\s*)?\.{0,2}/?[\w.\\/-]*\w\.[A-Za-z]{1,5}:\d+:\d+: (?P<said>\S[^\n]*)"
 )
+# What a person asks for at a place they name ("src/app.ts:10:5: please add validation here", "add a null
+# check here", "this should use the cache"), unless the line ends in a linter's rule tag: linters' own
+# messages may begin with a verb or "this" (prettier's "Delete `;` [prettier/prettier]", staticcheck's "this
+# value of err is never used (SA4006)"); the verbs are a person's lowercase.
+_ASKS = re.compile(
+    r"(?i:please|pls|can you|could you|would you|let'?s|why|what|how|todo)\b|"
+    r"(?:add|fix|change|remove|delete|rename|move|make|update|implement|refactor|replace|handle|extract|write|"
+    r"put|create|convert|here|this)\b"
+)
+_RULE_TAG = re.compile(r"(?:\((?:[A-Z]{1,4}\d{2,5}|[\w-]+/[\w-]+)\)|\[[\w@/.-]+\])\s*$")
 # A few words saying what the person got, and a colon, at the start of a message: "now I have: ...".
 _LEAD_IN = re.compile(
     r"\W*(?:(?:now|still|again|but|and|yet|so)\s+)*(?:i|we|it)?\s*(?:'m|am|are|is)?\s*"
@@ -1255,7 +1263,7 @@ class Reader:
         )
         if m:
             return m.group(0).strip()[:80]
-        if d := _DIAGNOSTIC.match(t):
+        if (d := _DIAGNOSTIC.match(t)) and not (_ASKS.match(d["said"]) and not _RULE_TAG.search(d["said"])):
             return d.group(0).strip().splitlines()[-1][:80]  # the diagnostic, not the package line over it
         # Terminal output pasted in (several lines) whose own lines report an error: what they ran failed.
         pasted = anchored_error(text[:20000]) if text.count("\n") >= 2 else None
@@ -1329,7 +1337,7 @@ class Reader:
             or ((o.status or o.flagged) and (broken := first_match(_FAILED_SYNTAX, o.text[-3000:])) is not None)
         ):
             return self._found(o, "task_failure", "shell_syntax", broken)  # a probe too: it never asked
-        if o.runs and "cd" in o.text and (lost := _cd_failed(cmd, o.text)) is not None:
+        if o.runs and "cd" in o.text and (lost := _cd_failed(o.command or "", o.text)) is not None:
             return self._found(o, "task_failure", "cd_failed", lost)  # a probe too: it looked elsewhere
         if o.timed_out:  # a search that ran out of time never answered
             finding = self._found(o, "task_failure", "timeout", first_match(self.TIMEOUT, o.text))
