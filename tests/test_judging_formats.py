@@ -2216,6 +2216,19 @@ def test_a_husky_hook_never_installed_or_an_mcp_servers_transport_is_the_environ
         assert kind(mcp, [tool(down, is_error=True)], "claude_code") == "environment"
 
 
+def test_codex_saying_a_call_failed_is_a_failed_call() -> None:
+    """Codex's own words that a tool call failed: the call did nothing (its sandbox's refusal is the
+    environment's)."""
+    stdin = call("write_stdin", {"session_id": 32424, "chars": "\u0003"})
+    closed = "write_stdin failed: stdin is closed for this session; rerun exec_command with tty=true"
+    assert kind(stdin, [tool(closed)], "codex") == "task_failure"
+    run = call("exec_command", {"cmd": "npm run lint"})
+    denied = 'exec_command failed: SandboxDenied { message: "Error: EPERM", output: "" }'
+    assert kind(run, [tool(denied)], "codex") == "environment"
+    # words of the command's own output are no such word
+    assert kind(run, [tool("Exit code: 0\nOutput:\nlint failed: 0 files\n")], "codex") == "ok"
+
+
 def test_codex_naming_a_long_refused_command_before_saying_it_was_refused() -> None:
     """Codex echoes the whole command (a heredoc of a file, thousands of characters) and then says the
     person refused it: the refusal at the end was not read."""

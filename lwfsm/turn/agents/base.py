@@ -689,7 +689,7 @@ ENVIRONMENT = Gated(
         # a toolchain a tool needs, not installed, in the tool's words; git refused its lock file by a sandbox
         r"(?<![\w./-])(?:cargo|rustc|node|npm|java|go|docker|dotnet|gcc|cmake|python3?) was not found"
         r"(?:[.,;:]? *(?:[Ii]nstall|[Pp]lease install)|,? (?:on|in) (?:your |the )?PATH)|"
-        r"Unable to create '[^'\n]*\.lock': Permission denied|"
+        r"Unable to create '[^'\n]*\.lock': Permission denied|SandboxDenied\b|"
         # a git hook of husky's whose script its install never wrote (the project's dependencies not installed)
         r"\.husky/_/husky\.sh: No such file or directory|"
         # Claude Code's MCP client: the server failed or lost the session (a 4xx is the call's arguments)
@@ -709,7 +709,8 @@ ENVIRONMENT = Gated(
         "not in your path", "not in the path", "not in path", "identity unknown", "who you are", "sudo: a",
         "failed to run command", "cannot find package", "cannot find module", "bash\\r", "$'\\r'",
         "is not recognized as the name", "while executing the command", "net::err_", "page.goto: timeout",
-        "was not found", ".lock': permission denied", "husky.sh", "streamable http error", "mcp session",
+        "was not found", ".lock': permission denied", "sandboxdenied", "husky.sh", "streamable http error",
+        "mcp session",
     ),
 )  # fmt: skip
 

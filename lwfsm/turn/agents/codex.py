@@ -68,6 +68,8 @@ class Codex(Reader):
                 o.status = code if isinstance(code, int) else o.status
                 return o
         o = super().outcome(i, msg, tool, args)
+        if tool and text.startswith(f"{tool} failed"):  # Codex's own word that the call failed (stdin closed...)
+            o.flagged = True
         if header := _EXEC_HEADER.match(text[:20000]):  # bounded: a long command echoed is still short
             o.text = text[header.end() :]  # the command's own output; the status was read from the header
         if sandboxed := _SANDBOX.match(text[:4000]):
