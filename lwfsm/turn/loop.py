@@ -110,8 +110,9 @@ class Gate:
     async def __aexit__(self, *exc: object) -> None:
         # (an async generator's `async with` may be finalised on another thread than the one it entered on)
         owner, self._owner = self._owner, None
+        assert owner is not None  # set by __aenter__ once it holds the lock
         self.lock.release()
-        self._left(owner if owner is not None else threading.get_ident())
+        self._left(owner)
 
     def _left(self, me: int) -> None:
         if (n := self._loops.get(me, 1) - 1) > 0:

@@ -527,6 +527,10 @@ _CD_FAILED = re.compile(
 )
 
 
+# What may follow the folder of a `cd` that is meant to work (not `|| cd b`: a fallback tries places)
+_CD_THEN = r"\s*(?:&&|;|\)|$|#|\|\|\s*(?:exit|return)\b|\d?>|&>)"
+
+
 def _cd_failed(command: str, text: str) -> tuple[int, str] | None:
     """The line saying the command's own `cd` into a folder failed. Not a log or file that holds such a
     line, nor a `cd` to a variable or one with a fallback after it (`cd a || cd b`): those try places."""
@@ -534,8 +538,7 @@ def _cd_failed(command: str, text: str) -> tuple[int, str] | None:
         return None
     for m in _CD_FAILED.finditer(text[:3000]):
         folder = re.escape(m.group("a") or m.group("b") or m.group("c"))
-        after = r"\s*(?:&&|;|\)|$|#|\|\|\s*(?:exit|return)\b|\d?>|&>)"  # not `|| cd b`: that tries places
-        if re.search(rf"(?:^|[\s;&|(])cd\s+(?:-[LPe@]+\s+|--\s+)*(['\"]?){folder}/?\1(?={after})", command, re.M):
+        if re.search(rf"(?:^|[\s;&|(])cd\s+(?:-[LPe@]+\s+|--\s+)*(['\"]?){folder}/?\1(?={_CD_THEN})", command, re.M):
             return text.count("\n", 0, m.start()) + 1, m.group(0).strip()[:160]
     return None
 
@@ -1194,9 +1197,9 @@ class Reader:
                 if msg.get("role") in ("tool", "user")
                 else None
             )
-            # (the mark for a tool call refused is by its nature about the reply's call, whatever came first)
-            plain = refused is not None and msg.get("role") == "user" and "for tool use" not in refused.group(0)
-            first = text[: at + refused.start()] if plain and refused is not None else ""
+            first = ""  # what the person wrote before a plain interrupt mark (a tool call's is the reply's call's)
+            if refused is not None and msg.get("role") == "user" and "for tool use" not in refused.group(0):
+                first = text[: at + refused.start()]
             if first.endswith("\n") and first.strip() and self.human({"role": "user", "content": first}):
                 # the person spoke first, the mark on a line of its own after their words: what they
                 # interrupted was the answer to their new message
@@ -1338,7 +1341,7 @@ class Reader:
             or ((o.status or o.flagged) and (broken := first_match(_FAILED_SYNTAX, o.text[-3000:])) is not None)
         ):
             return self._found(o, "task_failure", "shell_syntax", broken)  # a probe too: it never asked
-        if o.runs and "cd" in o.text and (lost := _cd_failed(o.command or "", o.text)) is not None:
+        if o.runs and ("cd: " in o.text or ":cd:" in o.text) and (lost := _cd_failed(o.command or "", o.text)):
             return self._found(o, "task_failure", "cd_failed", lost)  # a probe too: it looked elsewhere
         if o.timed_out:  # a search that ran out of time never answered
             finding = self._found(o, "task_failure", "timeout", first_match(self.TIMEOUT, o.text))
