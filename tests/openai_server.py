@@ -151,6 +151,8 @@ class Server:
             def respond(self, request: dict[str, Any], step: dict[str, Any]) -> None:
                 """A Responses API answer: the step's text and tool calls as output items."""
                 said = _last_user_text(request.get("input"))
+                with server.lock:  # ids unique per answer, as OpenAI's are (LangChain keys messages by them)
+                    n = len(server.requests)
                 text = step.get("content", f"{request['model']} says: {said}")
                 output: list[dict[str, Any]] = []
                 if text is not None and "tool_calls" not in step or step.get("content"):
@@ -158,7 +160,7 @@ class Server:
                     output.append(
                         {
                             "type": "message",
-                            "id": "msg_1",
+                            "id": f"msg_{n}",
                             "role": "assistant",
                             "status": "completed",
                             "content": [part],
@@ -169,7 +171,7 @@ class Server:
                     output.append(
                         {
                             "type": "function_call",
-                            "id": f"fc_{i}",
+                            "id": f"fc_{n}_{i}",
                             "call_id": call["id"],
                             "name": fn["name"],
                             "arguments": fn["arguments"],
@@ -184,7 +186,7 @@ class Server:
                     "total_tokens": 18,
                 }
                 done = {
-                    "id": "resp_up",
+                    "id": f"resp_{n}",
                     "object": "response",
                     "created_at": 0,
                     "status": "completed",

@@ -435,14 +435,14 @@ def test_langchain_takes_model_names_as_create_agent_does(monkeypatch: pytest.Mo
     from lwfsm.integrations.langchain import LwfsmMiddleware
 
     monkeypatch.setenv("OPENAI_API_KEY", "test")  # the client is built here; nothing is called
-    middleware = LwfsmMiddleware(SPEC, {"lead": "openai:gpt-5", "worker": "openai:gpt-5-mini"})
+    middleware = LwfsmMiddleware(SPEC, {"lead": "openai:gpt-6.1-sol", "worker": "openai:gpt-6-luna"})
     assert isinstance(middleware.front.models["worker"], ChatOpenAI)
-    assert middleware.front.models["worker"].model_name == "gpt-5-mini"
+    assert middleware.front.models["worker"].model_name == "gpt-6-luna"
     # else the first call failed with "'int' object has no attribute 'bind'"
     with pytest.raises(ConfigError, match="role 'worker': expected a LangChain chat model or a name like"):
-        LwfsmMiddleware(SPEC, {"lead": "openai:gpt-5", "worker": 42})  # type: ignore[dict-item]
-    with pytest.raises(ConfigError, match="role 'lead': model 'nosuch:gpt-5': ValueError: Unable to infer"):
-        LwfsmMiddleware(SPEC, {"lead": "nosuch:gpt-5", "worker": "openai:gpt-5-mini"})
+        LwfsmMiddleware(SPEC, {"lead": "openai:gpt-6.1-sol", "worker": 42})  # type: ignore[dict-item]
+    with pytest.raises(ConfigError, match="role 'lead': model 'nosuch:gpt-6.1-sol': ValueError: Unable to infer"):
+        LwfsmMiddleware(SPEC, {"lead": "nosuch:gpt-6.1-sol", "worker": "openai:gpt-6-luna"})
 
 
 @pytest.mark.parametrize("run", ["invoke", "ainvoke"])

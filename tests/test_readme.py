@@ -66,10 +66,10 @@ def test_framework_example_runs(
     name: str, package: str, extra: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     pytest.importorskip(package, reason=f'needs the framework: pip install "lwfsm[{extra}]"')
-    server = Server()
+    server = Server(responses=True)  # the frameworks call OpenAI's current models through the Responses API
     try:
         call = {"id": "call_1", "type": "function", "function": {"name": "run_tests", "arguments": "{}"}}
-        server.script("gpt-5", {"tool_calls": [call]})  # then it answers in text
+        server.script("gpt-6.1-sol", {"tool_calls": [call]})  # then it answers in text
         monkeypatch.setenv("OPENAI_BASE_URL", server.base)
         monkeypatch.setenv("OPENAI_API_KEY", "test")
         monkeypatch.delenv("OPENAI_API_BASE", raising=False)
@@ -79,9 +79,9 @@ def test_framework_example_runs(
             set_tracing_disabled(True)
         exec(compile(_example(name), f"README.md ({name} example)", "exec"), {"__name__": "readme_example"})
         # lead_worker: the lead serves the first three turns; the tool's result judged turn 1 a success.
-        assert capsys.readouterr().out.splitlines() == ["gpt-5 says: Fix the failing test.", "lead 2"]
-        assert [r["model"] for r in server.requests] == ["gpt-5", "gpt-5"]
-        assert [t["function"]["name"] for t in server.requests[0]["tools"]] == ["run_tests"]
+        assert capsys.readouterr().out.splitlines() == ["gpt-6.1-sol says: Fix the failing test.", "lead 2"]
+        assert [r["model"] for r in server.requests] == ["gpt-6.1-sol", "gpt-6.1-sol"]
+        assert [t["name"] for t in server.requests[0]["tools"]] == ["run_tests"]
     finally:
         server.close()
 
@@ -103,10 +103,10 @@ def test_litellm_proxy_example_runs() -> None:
             for m in config["model_list"]
         ]
         call = {"id": "call_1", "type": "function", "function": {"name": "run_tests", "arguments": "{}"}}
-        server.script("gpt-5", {"tool_calls": [call]})
+        server.script("gpt-6.1-sol", {"tool_calls": [call]})
         answer, _, groups = proxy_run(hook, model_list, lambda: "ok: 12 passed")
-        assert (answer, groups) == ("gpt-5 says: Fix the failing test.", ["big", "big"])
-        assert [r["model"] for r in server.requests] == ["gpt-5", "gpt-5"]
+        assert (answer, groups) == ("gpt-6.1-sol says: Fix the failing test.", ["big", "big"])
+        assert [r["model"] for r in server.requests] == ["gpt-6.1-sol", "gpt-6.1-sol"]
     finally:
         server.close()
 

@@ -59,7 +59,7 @@ def _usage(message: AIMessage) -> Usage:
 
 
 def _chat_model(role: str, model: Any) -> BaseChatModel:
-    """A role's model: a chat model, or a name as `create_agent` takes one ("openai:gpt-5")."""
+    """A role's model: a chat model, or a name as `create_agent` takes one ("openai:gpt-6.1-sol")."""
     if isinstance(model, BaseChatModel):
         return model
     if isinstance(model, str):
@@ -72,7 +72,7 @@ def _chat_model(role: str, model: Any) -> BaseChatModel:
         if isinstance(made, BaseChatModel):
             return made
     raise ConfigError(
-        f"role {role!r}: expected a LangChain chat model or a name like 'openai:gpt-5', got {model!r:.60}"
+        f"role {role!r}: expected a LangChain chat model or a name like 'openai:gpt-6.1-sol', got {model!r:.60}"
     )
 
 

@@ -1,6 +1,6 @@
 """OpenAI Agents SDK: a `ModelProvider` whose model is the one bound to the conversation's role.
 
-    provider = LwfsmProvider("lead_worker", {"lead": "gpt-5", "worker": "gpt-5-mini"})
+    provider = LwfsmProvider("lead_worker", {"lead": "gpt-6.1-sol", "worker": "gpt-6-luna"})
     await Runner.run(agent, "...", run_config=RunConfig(model_provider=provider))
 
 Role models are `agents.Model` objects or names that `provider=` (default: the SDK's

@@ -1,6 +1,6 @@
 """pydantic-ai: a model whose requests are served by the model bound to the conversation's role.
 
-    model = LwfsmModel("lead_worker", {"lead": OpenAIChatModel(...), "worker": OpenAIChatModel(...)})
+    model = LwfsmModel("lead_worker", {"lead": OpenAIResponsesModel(...), "worker": OpenAIResponsesModel(...)})
     agent = Agent(model, tools=[...])
 
 Each request's message history judges the previous turn (tool returns, failed or retried tool
