@@ -92,6 +92,18 @@ def test_redis_ttl_and_prefix(redis_url: str) -> None:
     raw.close()
 
 
+def test_one_redis_server_spelt_two_ways_is_one_order(redis_url: str) -> None:
+    """A conversation's commits and trace lines take turns by the rows they go to: `localhost` and
+    `127.0.0.1` (or the database left out) name the same server's rows, another database or prefix others."""
+    from lwfsm.turn.loop import ordered
+
+    other = redis_url.replace("@127.0.0.1:", "@localhost:").removesuffix("/0")
+    assert other != redis_url
+    assert ordered(open_store(redis_url), "c") is ordered(open_store(other), "c")
+    assert ordered(open_store(redis_url), "c") is not ordered(open_store(redis_url[:-1] + "1"), "c")
+    assert ordered(open_store(redis_url), "c") is not ordered(open_store(redis_url + "?prefix=p:"), "c")
+
+
 def test_expired_rows_read_as_absent(tmp_path: Path) -> None:
     for url in ("memory://", f"sqlite:///{tmp_path}/ttl.db"):
         store = open_store(url, ttl=1e-9)  # expired by the time it is read

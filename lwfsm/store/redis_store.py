@@ -80,6 +80,17 @@ class RedisStore:
         self._r: Any = self._client()
         self._cas = self._r.register_script(_CAS)
         self._run("connect", None, self._r.ping, retry=False)  # an unreachable server: an error now
+        if self.mode == "single":  # one server under any spelling (localhost, 127.0.0.1, the port left out)
+            self.where = f"redis:{self._server_id()} {self.prefix}"
+
+    def _server_id(self) -> str:
+        """The server process's run id and the database: the same for every URL that reaches it. A server
+        that refuses INFO (a provider's renamed command) is named by its URL, as before."""
+        try:
+            run_id = self._run("connect", None, lambda: self._r.info("server")["run_id"], retry=False)
+        except (StoreError, KeyError):
+            return self.url
+        return f"{run_id}/{self._r.connection_pool.connection_kwargs.get('db', 0)}"
 
     def _client(self) -> Any:
         t = self.target
