@@ -271,6 +271,22 @@ def test_a_cd_into_a_folder_that_is_not_there_looked_elsewhere(said: str) -> Non
     assert kind(read, [tool(f"     1\t{said}")], "claude_code") == "ok"
 
 
+@pytest.mark.parametrize(
+    ("command", "said"),
+    [
+        ("cd ~/proj/app && ls", "bash: line 1: cd: /home/me/proj/app: No such file or directory"),  # ~ expanded
+        ("cd my\\ app && ls", "bash: line 1: cd: my app: No such file or directory"),  # the escape read
+        ("pushd src/app && make", "bash: pushd: src/app: No such file or directory"),
+        ("pushd src/app; make", "(eval):pushd:1: no such file or directory: src/app"),
+    ],
+)
+def test_a_cd_names_its_folder_as_the_shell_read_it(command: str, said: str) -> None:
+    assert kind(call("Bash", {"command": command}), [tool(f"{said}\nsetup.py")], "claude_code") == "task_failure"
+    # another folder's failure (a script the command ran, cd-ing elsewhere) is not this cd's
+    other = said.replace("app", "web")
+    assert kind(call("Bash", {"command": command}), [tool(f"{other}\nsetup.py")], "claude_code") == "ok"
+
+
 def test_an_interrupt_after_the_persons_new_words_is_of_the_answer_to_them() -> None:
     """Claude Code keeps a person's message, then the interrupt of the answer to it, in one user message:
     the finished reply before them was not interrupted."""
@@ -2496,3 +2512,21 @@ def test_what_is_read_after_the_reply_is_bounded() -> None:
     big = [tool("built\n" * 350_000, f"c{i}") for i in range(2)]
     assert kind(reply, [failed, *big], "claude_code") == "task_failure"
     assert kind(reply, [*big, failed], "claude_code") == "ok"  # past the budget: not read
+
+
+@pytest.mark.parametrize(
+    "summary",
+    [
+        "Failed!  - Failed:     1, Passed:    10, Skipped:     0, Total:    11, Duration: 45 ms - App.Tests.dll",
+        "Test Run Failed.\nTotal tests: 11\n     Passed: 10\n     Failed: 1",
+        "Test summary: total: 11, failed: 1, succeeded: 10, skipped: 0, duration: 1.4s",
+    ],
+)
+def test_dotnet_tests_failing_behind_a_filter_fail(summary: str) -> None:
+    """`dotnet test | tail` hides the status: dotnet's own summary says the tests failed."""
+    out = f"  Determining projects to restore...\n  App -> /w/bin/App.dll\n{summary}\n"
+    assert kind(call("Bash", {"command": "dotnet build && dotnet test | tail -5"}), [tool(out)], "claude_code") == (
+        "task_failure"
+    )
+    passed = "Passed!  - Failed:     0, Passed:    11, Skipped:     0, Total:    11, Duration: 40 ms - App.Tests.dll"
+    assert kind(call("Bash", {"command": "dotnet test | tail -5"}), [tool(passed)], "claude_code") == "ok"

@@ -520,25 +520,38 @@ _SYNTAX = re.compile(
 # A shell's `cd` into a folder that is not there (bash, dash; zsh, as itself or Claude Code's eval): what
 # followed ran elsewhere, or not at all. The folder is named as the command gave it.
 _CD_FAILED = re.compile(
-    r"^(?:(?:(?:/bin/|/usr/bin/)?(?:ba|da)?sh: (?:line \d+: |\d+: )?)?cd: (?:(?P<a>[^\n]+): "
+    r"^(?:(?:(?:/bin/|/usr/bin/)?(?:ba|da)?sh: (?:line \d+: |\d+: )?)?(?:cd|pushd): (?:(?P<a>[^\n]+): "
     r"(?:No such file or directory|Not a directory)|can't cd to (?P<b>[^\n]+))|"
-    r"(?:zsh|\(eval\)):cd:\d+: (?:no such file or directory|not a directory): (?P<c>[^\n]+))$",
+    r"(?:zsh|\(eval\)):(?:cd|pushd):\d+: (?:no such file or directory|not a directory): (?P<c>[^\n]+))$",
+    re.M,
+)
+
+# What may follow the folder of a `cd` that is meant to work (not `|| cd b`: a fallback tries places)
+_CD_THEN = r"\s*(?:&&|;|\)|$|#|\|\|\s*(?:exit|return)\b|\d?>|&>)"
+# The folders a command's own `cd` or `pushd` goes into, as written: quoted, or a word with its escapes
+_CD_INTO = re.compile(
+    rf"(?:^|[\s;&|(])(?:cd|pushd)\s+(?:-[LPe@]+\s+|--\s+)*('[^']*'|\"[^\"]*\"|(?:\\.|[^\s;&|)#<>'\"\\])+)(?={_CD_THEN})",
     re.M,
 )
 
 
-# What may follow the folder of a `cd` that is meant to work (not `|| cd b`: a fallback tries places)
-_CD_THEN = r"\s*(?:&&|;|\)|$|#|\|\|\s*(?:exit|return)\b|\d?>|&>)"
-
-
 def _cd_failed(command: str, text: str) -> tuple[int, str] | None:
-    """The line saying the command's own `cd` into a folder failed. Not a log or file that holds such a
-    line, nor a `cd` to a variable or one with a fallback after it (`cd a || cd b`): those try places."""
-    if "cd" not in command:
+    """The line saying the command's own `cd` (or `pushd`) into a folder failed. Not a log or file that
+    holds such a line, nor a `cd` to a variable or one with a fallback after it (`cd a || cd b`): those try
+    places. The shell names the folder as it read it: `my\\ dir` as `my dir`, `~/x` as `/home/me/x`."""
+    if "cd" not in command and "pushd" not in command:
         return None
+    into = set()
+    for m in _CD_INTO.finditer(command):
+        word = m.group(1)
+        word = word[1:-1] if word[0] in "'\"" else re.sub(r"\\(.)", r"\1", word)
+        if "$" not in word and "`" not in word:
+            into.add(word.rstrip("/") or "/")
     for m in _CD_FAILED.finditer(text[:3000]):
-        folder = re.escape(m.group("a") or m.group("b") or m.group("c"))
-        if re.search(rf"(?:^|[\s;&|(])cd\s+(?:-[LPe@]+\s+|--\s+)*(['\"]?){folder}/?\1(?={_CD_THEN})", command, re.M):
+        folder = (m.group("a") or m.group("b") or m.group("c")).rstrip("/") or "/"
+        if folder in into or any(
+            w.startswith("~/") and folder.startswith("/") and folder.endswith(w[1:]) for w in into
+        ):
             return text.count("\n", 0, m.start()) + 1, m.group(0).strip()[:160]
     return None
 
@@ -636,7 +649,9 @@ _ERROR_LINE = re.compile(
 # Test runners' own summaries (matched at a line's start), and a count of failures anywhere in a line.
 _SUMMARY = re.compile(
     r"(=+ .*\b\d+ (failed|errors?)\b|FAILED \S|Tests?:.*\b\d+ failed|test result: FAILED|FAILED \(|--- FAIL|"
-    r"FAIL\s|ERRORS?$)"
+    r"FAIL\s|ERRORS?$|"
+    # dotnet test (vstest's summary, its closing line, and the terminal logger's of .NET 8 and later)
+    r"Failed!\s+-\s+Failed:\s+[1-9]|Test Run Failed\.|\s*Test summary: total: \d+, failed: [1-9])"
 )
 _FAILED_COUNT = re.compile(r"\b\d+ (failing|failed)\b")
 # JUnit's count, anywhere in a Maven or Gradle line ("[ERROR] Tests run: 4, Failures: 1, ...")
@@ -1341,7 +1356,11 @@ class Reader:
             or ((o.status or o.flagged) and (broken := first_match(_FAILED_SYNTAX, o.text[-3000:])) is not None)
         ):
             return self._found(o, "task_failure", "shell_syntax", broken)  # a probe too: it never asked
-        if o.runs and ("cd: " in o.text or ":cd:" in o.text) and (lost := _cd_failed(o.command or "", o.text)):
+        if (
+            o.runs
+            and ("cd: " in o.text or ":cd:" in o.text or "pushd:" in o.text)
+            and (lost := _cd_failed(o.command or "", o.text))
+        ):
             return self._found(o, "task_failure", "cd_failed", lost)  # a probe too: it looked elsewhere
         if o.timed_out:  # a search that ran out of time never answered
             finding = self._found(o, "task_failure", "timeout", first_match(self.TIMEOUT, o.text))
