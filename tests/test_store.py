@@ -102,6 +102,7 @@ def test_one_redis_server_spelt_two_ways_is_one_order(redis_url: str) -> None:
     assert ordered(open_store(redis_url), "c") is ordered(open_store(other), "c")
     assert ordered(open_store(redis_url), "c") is not ordered(open_store(redis_url[:-1] + "1"), "c")
     assert ordered(open_store(redis_url), "c") is not ordered(open_store(redis_url + "?prefix=p:"), "c")
+    assert open_store(redis_url).where == f"redis:127.0.0.1:{redis_url.rsplit(':', 1)[1]} lwfsm:session:"
 
 
 def test_expired_rows_read_as_absent(tmp_path: Path) -> None:
@@ -177,6 +178,13 @@ def test_password_never_shown(redis_url: str) -> None:
     assert PASSWORD not in store.url
     assert redact(redis_url) == store.url
     assert ":***@" in store.url
+    # redis-py takes the password as a query parameter too: hidden there as well, a wrong one named so
+    host = redis_url.split("@", 1)[1]
+    queried = open_store(f"redis://{host}?password={PASSWORD}&ttl=60")
+    assert PASSWORD not in queried.url + repr(queried) + queried.where
+    with pytest.raises(StoreError, match="connect failed") as refused:
+        open_store(f"redis://{host}?password=not-{PASSWORD}")
+    assert PASSWORD not in str(refused.value) + str(refused.value.store)
     adapter = Adapter(SPEC, MODELS, env=ENV, store=redis_url)
     assert PASSWORD not in repr(adapter.store)
     import redis

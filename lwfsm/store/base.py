@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import urllib.parse
 from typing import Protocol, runtime_checkable
 
@@ -56,9 +57,13 @@ def redact(url: str) -> str:
     # By hand, not urlsplit: a Sentinel or Cluster URL lists several host:port, which urlsplit cannot read.
     end = min((i for i in (rest.find("/"), rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
     userinfo, at, hosts = rest[:end].rpartition("@")
+    query = _PASSWORD_PARAM.sub(r"\1***", rest[end:])  # redis-py takes ?password= too
     if not sep or not at or ":" not in userinfo:
-        return url
-    return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{hosts}{rest[end:]}"
+        return url if not sep else f"{scheme}://{rest[:end]}{query}"
+    return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{hosts}{query}"
+
+
+_PASSWORD_PARAM = re.compile(r"([?&]password=)[^&#]*", re.I)
 
 
 def open_store(
