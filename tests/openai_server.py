@@ -108,6 +108,7 @@ class Server:
                 body = json.loads(raw)
                 with server.lock:
                     server.requests.append(body)
+                    n = len(server.requests)  # this answer's number: its ids are unique, as OpenAI's are
                     server.raw.append(raw)
                     server.headers.append({k.lower(): v for k, v in self.headers.items()})
                     server.paths.append(self.path)
@@ -124,7 +125,7 @@ class Server:
                     step["released"] = step.pop("hold").wait(10)
                 status = step.get("status", 200)
                 if server.responses and status == 200:
-                    return self.respond(body, step)
+                    return self.respond(body, step, n)
                 payload = step.get("body") or (
                     server.reply(body, step)
                     if status == 200
@@ -148,11 +149,10 @@ class Server:
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (a timeout test)
 
-            def respond(self, request: dict[str, Any], step: dict[str, Any]) -> None:
-                """A Responses API answer: the step's text and tool calls as output items."""
+            def respond(self, request: dict[str, Any], step: dict[str, Any], n: int) -> None:
+                """A Responses API answer, the `n`th request's: the step's text and tool calls as output items
+                (ids unique per answer, as OpenAI's: LangChain keys messages by them)."""
                 said = _last_user_text(request.get("input"))
-                with server.lock:  # ids unique per answer, as OpenAI's are (LangChain keys messages by them)
-                    n = len(server.requests)
                 text = step.get("content", f"{request['model']} says: {said}")
                 output: list[dict[str, Any]] = []
                 if text is not None and "tool_calls" not in step or step.get("content"):

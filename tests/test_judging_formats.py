@@ -287,6 +287,23 @@ def test_a_cd_names_its_folder_as_the_shell_read_it(command: str, said: str) -> 
     assert kind(call("Bash", {"command": command}), [tool(f"{other}\nsetup.py")], "claude_code") == "ok"
 
 
+@pytest.mark.parametrize(
+    ("command", "said"),
+    [  # what the command ran cd-ing into a folder that ends like `~/app` but is no home's
+        ("cd ~/app && make", "/bin/sh: 1: cd: can't cd to /srv/app"),
+        ("cd ~/app && bash -c 'cd /opt/app'", "bash: line 1: cd: /opt/app: No such file or directory"),
+        ("cd ~/app && docker compose run web sh -c 'cd /app && pytest'", "sh: 1: cd: can't cd to /app"),
+    ],
+)
+def test_a_cd_elsewhere_that_ends_like_the_home_folder_is_not_the_commands(command: str, said: str) -> None:
+    assert kind(call("Bash", {"command": command}), [tool(f"{said}\nsetup.py")], "claude_code") == "ok"
+    mac = "bash: line 1: cd: /Users/me/app: No such file or directory"
+    assert kind(call("Bash", {"command": command}), [tool(f"{mac}\nsetup.py")], "claude_code") == "task_failure"
+    # a `#` inside a word is part of it (bash reads a comment only at a word's start)
+    said = "bash: line 1: cd: foo#bar: No such file or directory"
+    assert kind(call("Bash", {"command": "cd foo#bar && ls"}), [tool(said)], "claude_code") == "task_failure"
+
+
 def test_an_interrupt_after_the_persons_new_words_is_of_the_answer_to_them() -> None:
     """Claude Code keeps a person's message, then the interrupt of the answer to it, in one user message:
     the finished reply before them was not interrupted."""

@@ -81,16 +81,17 @@ class RedisStore:
         self._cas = self._r.register_script(_CAS)
         self._run("connect", None, self._r.ping, retry=False)  # an unreachable server: an error now
         if self.mode == "single":  # one server under any spelling (localhost, 127.0.0.1, the port left out)
-            self.where = f"redis:{self._server_id()} {self.prefix}"
+            self.where = f"redis:{self._address()} {self.prefix}"
 
-    def _server_id(self) -> str:
-        """The server process's run id and the database: the same for every URL that reaches it. A server
-        that refuses INFO (a provider's renamed command) is named by its URL, as before."""
+    def _address(self) -> str:
+        """The address and port the server took this connection on, and the database: the same for every
+        URL that reaches it, across restarts. A server without CLIENT INFO (before Redis 6.2, or an ACL
+        that refuses it) is named by its URL, as every store was before."""
         try:
-            run_id = self._run("connect", None, lambda: self._r.info("server")["run_id"], retry=False)
+            laddr = self._run("connect", None, lambda: self._r.client_info()["laddr"], retry=False)
         except (StoreError, KeyError):
             return self.url
-        return f"{run_id}/{self._r.connection_pool.connection_kwargs.get('db', 0)}"
+        return f"{laddr}/{self._r.connection_pool.connection_kwargs.get('db', 0)}"
 
     def _client(self) -> Any:
         t = self.target

@@ -529,10 +529,14 @@ _CD_FAILED = re.compile(
 # What may follow the folder of a `cd` that is meant to work (not `|| cd b`: a fallback tries places)
 _CD_THEN = r"\s*(?:&&|;|\)|$|#|\|\|\s*(?:exit|return)\b|\d?>|&>)"
 # The folders a command's own `cd` or `pushd` goes into, as written: quoted, or a word with its escapes
+# (a `#` starts a comment only at a word's start)
 _CD_INTO = re.compile(
-    rf"(?:^|[\s;&|(])(?:cd|pushd)\s+(?:-[LPe@]+\s+|--\s+)*('[^']*'|\"[^\"]*\"|(?:\\.|[^\s;&|)#<>'\"\\])+)(?={_CD_THEN})",
+    r"(?:^|[\s;&|(])(?:cd|pushd)\s+(?:-[LPe@]+\s+|--\s+)*"
+    rf"('[^']*'|\"[^\"]*\"|(?:\\.|[^\s;&|)#<>'\"\\])(?:\\.|[^\s;&|)<>'\"\\])*)(?={_CD_THEN})",
     re.M,
 )
+# A home folder, as a shell expands `~` (Linux, macOS, Git Bash on Windows)
+_HOME = r"(?:/root|(?:/[a-z])?/(?:home|Users|var/home)/[^/\n]+)"
 
 
 def _cd_failed(command: str, text: str) -> tuple[int, str] | None:
@@ -549,9 +553,7 @@ def _cd_failed(command: str, text: str) -> tuple[int, str] | None:
             into.add(word.rstrip("/") or "/")
     for m in _CD_FAILED.finditer(text[:3000]):
         folder = (m.group("a") or m.group("b") or m.group("c")).rstrip("/") or "/"
-        if folder in into or any(
-            w.startswith("~/") and folder.startswith("/") and folder.endswith(w[1:]) for w in into
-        ):
+        if folder in into or any(w.startswith("~/") and re.fullmatch(_HOME + re.escape(w[1:]), folder) for w in into):
             return text.count("\n", 0, m.start()) + 1, m.group(0).strip()[:160]
     return None
 
