@@ -185,6 +185,10 @@ def test_password_never_shown(redis_url: str) -> None:
     with pytest.raises(StoreError, match="connect failed") as refused:
         open_store(f"redis://{host}?password=not-{PASSWORD}")
     assert PASSWORD not in str(refused.value) + str(refused.value.store)
+    # a parameter redis-py does not take (its name spelt otherwise): named, with what lwfsm takes
+    with pytest.raises(StoreError, match=r"does not take .*'Password'.*lwfsm's own are ttl") as refused:
+        open_store(f"redis://{host}?Password={PASSWORD}")
+    assert PASSWORD not in str(refused.value)
     adapter = Adapter(SPEC, MODELS, env=ENV, store=redis_url)
     assert PASSWORD not in repr(adapter.store)
     import redis

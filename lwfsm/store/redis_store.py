@@ -34,7 +34,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 
 from ..errors import StoreError
 from .base import Row, redact
-from .redis_url import RedisTarget, parse
+from .redis_url import OURS, RedisTarget, parse
 
 __all__ = ["RedisStore"]
 
@@ -79,7 +79,14 @@ class RedisStore:
         self._password = self.target.password
         self._r: Any = self._client()
         self._cas = self._r.register_script(_CAS)
-        self._run("connect", None, self._r.ping, retry=False)  # an unreachable server: an error now
+        try:
+            self._run("connect", None, self._r.ping, retry=False)  # an unreachable server: an error now
+        except TypeError as exc:  # redis-py hands a query parameter it does not know to its connection
+            raise StoreError(
+                f"store URL {self.url!r}: a query parameter redis-py does not take ({self._scrub(str(exc))}); "
+                f"lwfsm's own are {', '.join(OURS)}",
+                store=self.url,
+            ) from None
         if self.mode == "single":  # one server under any spelling (localhost, 127.0.0.1, the port left out)
             self.where = f"redis:{self._address()} {self.prefix}"
 
