@@ -54,13 +54,15 @@ class Store(Protocol):
 def redact(url: str) -> str:
     """`url` with its password replaced by ***, so it can appear in logs, errors and reprs."""
     scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
     # By hand, not urlsplit: a Sentinel or Cluster URL lists several host:port, which urlsplit cannot read.
     end = min((i for i in (rest.find("/"), rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
     userinfo, at, hosts = rest[:end].rpartition("@")
     query = _PASSWORD_PARAM.sub(r"\1***", rest[end:])  # redis-py takes ?password= too
-    if not sep or not at or ":" not in userinfo:
-        return url if not sep else f"{scheme}://{rest[:end]}{query}"
-    return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{hosts}{query}"
+    if at and ":" in userinfo:
+        return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{hosts}{query}"
+    return f"{scheme}://{rest[:end]}{query}"
 
 
 _PASSWORD_PARAM = re.compile(r"([?&]password=)[^&#]*", re.I)

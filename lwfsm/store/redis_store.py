@@ -69,7 +69,6 @@ class RedisStore:
         self.target: RedisTarget = parse(url, self.url)
         self.mode = self.target.mode
         self.prefix = prefix if prefix is not None else "lwfsm:session:"
-        self.where = f"{self.url} {self.prefix}"
         if self.mode == "cluster" and ("{" in self.prefix or "}" in self.prefix):
             raise StoreError(
                 f"store URL {self.url!r}: prefix {self.prefix!r} has a brace: in a cluster the braces of a key "
@@ -87,18 +86,20 @@ class RedisStore:
                 f"lwfsm's own are {', '.join(OURS)}",
                 store=self.url,
             ) from None
-        if self.mode == "single":  # one server under any spelling (localhost, 127.0.0.1, the port left out)
-            self.where = f"redis:{self._address()} {self.prefix}"
+        self.where = f"{self._rows()} {self.prefix}"
 
-    def _address(self) -> str:
-        """The address and port the server took this connection on, and the database: the same for every
-        URL that reaches it, across restarts. A server without CLIENT INFO (before Redis 6.2, or an ACL
-        that refuses it) is named by its URL, as every store was before."""
+    def _rows(self) -> str:
+        """Whose rows these are, for `where`: one server's, under any spelling of its URL (localhost,
+        127.0.0.1, the port left out, across restarts), by the address and port it took this connection on
+        and the database. Sentinel and cluster stores, and a server without CLIENT INFO (before Redis 6.2,
+        or an ACL refusing it), are named by their URL."""
+        if self.mode != "single":
+            return self.url
         try:
             laddr = self._run("connect", None, lambda: self._r.client_info()["laddr"], retry=False)
         except (StoreError, KeyError):
             return self.url
-        return f"{laddr}/{self._r.connection_pool.connection_kwargs.get('db', 0)}"
+        return f"redis:{laddr}/{self._r.connection_pool.connection_kwargs.get('db', 0)}"
 
     def _client(self) -> Any:
         t = self.target

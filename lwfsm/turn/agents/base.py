@@ -518,7 +518,7 @@ _SYNTAX = re.compile(
     re.M,
 )
 # A shell's `cd` into a folder that is not there (bash, dash; zsh, as itself or Claude Code's eval): what
-# followed ran elsewhere, or not at all. The folder is named as the command gave it.
+# followed ran elsewhere, or not at all. The folder is named as the shell read it (`_cd_failed`).
 _CD_FAILED = re.compile(
     r"^(?:(?:(?:/bin/|/usr/bin/)?(?:ba|da)?sh: (?:line \d+: |\d+: )?)?(?:cd|pushd): (?:(?P<a>[^\n]+): "
     r"(?:No such file or directory|Not a directory)|can't cd to (?P<b>[^\n]+))|"
