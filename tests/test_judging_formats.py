@@ -276,6 +276,9 @@ def test_a_cd_into_a_folder_that_is_not_there_looked_elsewhere(said: str) -> Non
     [
         ("cd ~/proj/app && ls", "bash: line 1: cd: /home/me/proj/app: No such file or directory"),  # ~ expanded
         ("cd my\\ app && ls", "bash: line 1: cd: my app: No such file or directory"),  # the escape read
+        ('cd "my app"/src && ls', "bash: line 1: cd: my app/src: No such file or directory"),  # quotes, then more
+        ('cd "my \\"app\\"" && ls', 'bash: line 1: cd: my "app": No such file or directory'),  # an escaped quote
+        ("cd '~/app' && ls", "bash: line 1: cd: ~/app: No such file or directory"),  # a quoted ~ stays ~
         ("pushd src/app && make", "bash: pushd: src/app: No such file or directory"),
         ("pushd src/app; make", "(eval):pushd:1: no such file or directory: src/app"),
     ],
@@ -299,6 +302,8 @@ def test_a_cd_elsewhere_that_ends_like_the_home_folder_is_not_the_commands(comma
     assert kind(call("Bash", {"command": command}), [tool(f"{said}\nsetup.py")], "claude_code") == "ok"
     mac = "bash: line 1: cd: /Users/me/app: No such file or directory"
     assert kind(call("Bash", {"command": command}), [tool(f"{mac}\nsetup.py")], "claude_code") == "task_failure"
+    # a quoted `~` is not expanded: a home folder's failure is not that cd's
+    assert kind(call("Bash", {"command": "cd '~/app' && make"}), [tool(f"{mac}\nsetup.py")], "claude_code") == "ok"
     # a `#` inside a word is part of it (bash reads a comment only at a word's start)
     said = "bash: line 1: cd: foo#bar: No such file or directory"
     assert kind(call("Bash", {"command": "cd foo#bar && ls"}), [tool(said)], "claude_code") == "task_failure"
@@ -2537,6 +2542,7 @@ def test_what_is_read_after_the_reply_is_bounded() -> None:
         "Failed!  - Failed:     1, Passed:    10, Skipped:     0, Total:    11, Duration: 45 ms - App.Tests.dll",
         "Test Run Failed.\nTotal tests: 11\n     Passed: 10\n     Failed: 1",
         "Test summary: total: 11, failed: 1, succeeded: 10, skipped: 0, duration: 1.4s",
+        "Test run summary: Failed!\n  total: 11\n  failed: 1\n  succeeded: 10\n  skipped: 0",  # testing platform
     ],
 )
 def test_dotnet_tests_failing_behind_a_filter_fail(summary: str) -> None:

@@ -528,11 +528,12 @@ _CD_FAILED = re.compile(
 
 # What may follow the folder of a `cd` that is meant to work (not `|| cd b`: a fallback tries places)
 _CD_THEN = r"\s*(?:&&|;|\)|$|#|\|\|\s*(?:exit|return)\b|\d?>|&>)"
-# The folders a command's own `cd` or `pushd` goes into, as written: quoted, or a word with its escapes
-# (a `#` starts a comment only at a word's start)
+# A shell word's pieces: single-quoted, double-quoted (its escapes), an escaped character, a plain one
+_PIECE = r"'[^']*'|\"(?:[^\"\\]|\\.)*\"|\\.|[^\s;&|)<>'\"\\]"
+# The folders a command's own `cd` or `pushd` goes into, as written (a `#` starts a comment only at a
+# word's start)
 _CD_INTO = re.compile(
-    r"(?:^|[\s;&|(])(?:cd|pushd)\s+(?:-[LPe@]+\s+|--\s+)*"
-    rf"('[^']*'|\"[^\"]*\"|(?:\\.|[^\s;&|)#<>'\"\\])(?:\\.|[^\s;&|)<>'\"\\])*)(?={_CD_THEN})",
+    rf"(?:^|[\s;&|(])(?:cd|pushd)\s+(?:-[LPe@]+\s+|--\s+)*((?!#)(?:{_PIECE})+)(?={_CD_THEN})",
     re.M,
 )
 # A home folder, as a shell expands `~` (Linux, macOS, Git Bash on Windows)
@@ -545,17 +546,32 @@ def _cd_failed(command: str, text: str) -> tuple[int, str] | None:
     places. The shell names the folder as it read it: `my\\ dir` as `my dir`, `~/x` as `/home/me/x`."""
     if "cd" not in command and "pushd" not in command:
         return None
-    into = set()
+    into, home = set(), set()  # the folders as read; those under `~/` (a quoted `~` is not expanded)
     for m in _CD_INTO.finditer(command):
         word = m.group(1)
-        word = word[1:-1] if word[0] in "'\"" else re.sub(r"\\(.)", r"\1", word)
         if "$" not in word and "`" not in word:
-            into.add(word.rstrip("/") or "/")
+            into.add(_unquoted(word).rstrip("/") or "/")
+            if word.startswith("~/"):
+                home.add(_unquoted(word[1:]).rstrip("/"))
     for m in _CD_FAILED.finditer(text[:3000]):
         folder = (m.group("a") or m.group("b") or m.group("c")).rstrip("/") or "/"
-        if folder in into or any(w.startswith("~/") and re.fullmatch(_HOME + re.escape(w[1:]), folder) for w in into):
+        if folder in into or any(re.fullmatch(_HOME + re.escape(w), folder) for w in home):
             return text.count("\n", 0, m.start()) + 1, m.group(0).strip()[:160]
     return None
+
+
+def _unquoted(word: str) -> str:
+    """A shell word as the shell reads it: its quotes taken off, its escapes read (`"my dir"/src` is
+    `my dir/src`; in double quotes a backslash escapes only `"`, `\\`, `$` and a backquote)."""
+    out = []
+    for piece in re.findall(_PIECE, word):
+        if piece[0] == "'":
+            out.append(piece[1:-1])
+        elif piece[0] == '"':
+            out.append(re.sub(r'\\([\\"$`])', r"\1", piece[1:-1]))
+        else:
+            out.append(piece[-1])
+    return "".join(out)
 
 
 # zsh's words (Claude Code on macOS runs commands through zsh's eval), and PowerShell's, which parses a whole
@@ -652,8 +668,10 @@ _ERROR_LINE = re.compile(
 _SUMMARY = re.compile(
     r"(=+ .*\b\d+ (failed|errors?)\b|FAILED \S|Tests?:.*\b\d+ failed|test result: FAILED|FAILED \(|--- FAIL|"
     r"FAIL\s|ERRORS?$|"
-    # dotnet test (vstest's summary, its closing line, and the terminal logger's of .NET 8 and later)
-    r"Failed!\s+-\s+Failed:\s+[1-9]|Test Run Failed\.|\s*Test summary: total: \d+, failed: [1-9])"
+    # dotnet test (vstest's summary, its closing line, the terminal logger's of .NET 8 and later, and
+    # Microsoft.Testing.Platform's, whose counts follow on lines of their own)
+    r"Failed!\s+-\s+Failed:\s+[1-9]|Test Run Failed\.|\s*Test summary: total: \d+, failed: [1-9]|"
+    r"Test run summary: Failed!)"
 )
 _FAILED_COUNT = re.compile(r"\b\d+ (failing|failed)\b")
 # JUnit's count, anywhere in a Maven or Gradle line ("[ERROR] Tests run: 4, Failures: 1, ...")
