@@ -961,13 +961,18 @@ def test_a_gateway_without_a_key_answers_no_web_page_and_no_other_name() -> None
         port = gw.base.rsplit(":", 1)[1]
         rebound = httpx.get(gw.base + "/lwfsm/sessions", headers={"host": f"evil.example:{port}"})
         own = httpx.post(gw.base + "/v1/chat/completions", json=chat, headers={"origin": gw.base})  # its dashboard's
+        # another program's page on this machine (a dev server, a notebook) is not the gateway's own
+        local = [
+            httpx.post(gw.base + "/v1/chat/completions", content=json.dumps(chat), headers={**page, "origin": o})
+            for o in ("http://localhost:3000", gw.base.replace(port, str(int(port) + 1)), "null")
+        ]
         named = [
             httpx.get(gw.base + "/lwfsm/sessions", headers={"host": f"{h}:{port}"}) for h in ("localhost", "[::1]")
         ]
         served = httpx.get(gw.base + "/lwfsm/spec").json()
     finally:
         gw.kill()
-    for refused in (rolled, paid, rebound):
+    for refused in (rolled, paid, rebound, *local):
         assert refused.status_code == 403, refused.text
     assert "answers no page but its own" in rolled.text
     assert "name it 127.0.0.1, ::1 or localhost only" in rebound.text

@@ -92,8 +92,9 @@ def _this_host(request: Request) -> None:
     """Without a key the gateway answers this machine's clients, and a web page open in its browser is
     one: a page may send a cross-site POST of plain text with no preflight (a spec, an event, a paid
     call), and a DNS name it rebinds to 127.0.0.1 reads the answers. So the request must name the
-    gateway by a loopback address (Host), and come from no page (SDKs send no Origin) or from one the
-    gateway's own host serves (its dashboard)."""
+    gateway by a loopback address (Host), and come from no page (SDKs send no Origin) or from the
+    gateway's own (its dashboard: the origin is the scheme, host and port the request names; another
+    loopback port is another program's page, a dev server or a notebook)."""
     host = request.headers.get("host")
     if host is not None and not is_loopback(_hostname("//" + host)):
         raise Reject(
@@ -103,7 +104,9 @@ def _this_host(request: Request) -> None:
             "permission_error",
         )
     origin = request.headers.get("origin")
-    if origin is not None and not is_loopback(_hostname(origin)):
+    if origin is not None and (
+        host is None or origin.lower() not in (f"http://{host}".lower(), f"https://{host}".lower())
+    ):
         raise Reject(
             403,
             f"a request from the web page {origin[:80]!r}: this gateway has no key, so it answers no page but "
