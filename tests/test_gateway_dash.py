@@ -319,7 +319,11 @@ def test_dashboard_in_a_real_browser_follows_traffic_and_fires_a_manual_switch(
     browser = _DevTools(chromium, tmp_path)
     try:
         # The page holds no data, so it loads without the key; its calls to the control API need it.
-        assert httpx.get(gw.base + "/lwfsm/").status_code == 200
+        page = httpx.get(gw.base + "/lwfsm/")
+        assert page.status_code == 200
+        # no other page may frame it: a decoy over its buttons would fire events with a person's clicks
+        assert page.headers["x-frame-options"] == "DENY"
+        assert page.headers["content-security-policy"] == "frame-ancestors 'none'"
         assert httpx.get(gw.base + "/lwfsm/sessions").status_code == 401
         browser.send("Page.navigate", url=f"{gw.base}/lwfsm/")
         error = "document.getElementById('error')"

@@ -39,7 +39,7 @@ class Dashboard:
         if not request.url.path.endswith("/"):
             return RedirectResponse(request.url.replace(path=request.url.path + "/"), 307)
         page = resources.files(__package__).joinpath("dashboard.html").read_bytes()
-        return Response(page, headers={"content-type": "text/html; charset=utf-8", "cache-control": "no-store"})
+        return Response(page, headers=_PAGE)
 
     async def mermaid_js(self, request: Request) -> Response:
         """mermaid 11 for the dashboard's diagram, served from a local install (3 MB: not vendored).
@@ -49,6 +49,15 @@ class Dashboard:
             return Response(f"mermaid.min.js not found: {MERMAID_HINT}\n", 404)
         return FileResponse(path, media_type="text/javascript", headers={"cache-control": "max-age=3600"})
 
+
+# No page may frame the dashboard: a page framing it could have a person click its buttons (fire an event)
+# through a decoy, and a gateway without a key takes the framed page's calls as its own.
+_PAGE = {
+    "content-type": "text/html; charset=utf-8",
+    "cache-control": "no-store",
+    "content-security-policy": "frame-ancestors 'none'",
+    "x-frame-options": "DENY",
+}
 
 MERMAID_HINT = "npm install --prefix ~/.cache/lwfsm-mermaid mermaid@11, or set LWFSM_MERMAID_JS to a mermaid.min.js"
 
