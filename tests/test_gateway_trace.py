@@ -154,3 +154,51 @@ def test_gateway_and_report_count_switches_fallbacks_and_technical_fallbacks_ali
         ("lwfsm_fallbacks_total", (("from_state", "worker"), ("to_state", "fallback"))),
         ("lwfsm_technical_fallbacks_total", (("role", "lead"), ("state", "worker"))),
     }
+
+
+def test_a_trace_file_named_by_a_changed_row_is_refused_before_any_call(
+    oai: openai_server.Server, tmp_path: Path
+) -> None:
+    """The trace file's name is kept in the stored row: whoever can write the store (a shared Redis) could
+    set it to a path, and the gateway would append turns to any file it may write. A name it did not give
+    is a 409 at the call's start (nothing paid, nothing written), naming the row's value."""
+    import sqlite3
+
+    logs, outside = tmp_path / "trace", tmp_path / "outside.jsonl"
+    gw = Gateway(
+        "--api-key-env",
+        "GW_KEY",
+        "--store",
+        f"sqlite:///{tmp_path}/s.db",
+        "--log-dir",
+        str(logs),
+        env=_env("openai", oai.base),
+    )
+    client = openai.OpenAI(
+        base_url=gw.base + "/v1", api_key=GATEWAY_KEY, default_headers={"X-Lwfsm-Session": "t"}, max_retries=0
+    )
+    messages: list[Any] = [{"role": "user", "content": "Write a parser."}]
+    try:
+        for text in ("ok", "and the tests"):  # the second call judges the first turn: the file is named
+            messages.append(
+                client.chat.completions.create(model="x", messages=messages).choices[0].message.model_dump()
+            )
+            messages.append({"role": "user", "content": text})
+        db = sqlite3.connect(tmp_path / "s.db")
+        ((key, data),) = db.execute("SELECT id, data FROM lwfsm_sessions").fetchall()
+        lines = data.split("\n")
+        at = next(i for i, line in enumerate(lines) if '"trace"' in line)
+        meta = json.loads(lines[at])
+        assert (logs / meta["trace"]).is_file()
+        lines[at] = json.dumps({**meta, "trace": str(outside)})
+        db.execute("UPDATE lwfsm_sessions SET data = ? WHERE id = ?", ("\n".join(lines), key))
+        db.commit()
+        db.close()
+        before = len(oai.requests)
+        with pytest.raises(openai.ConflictError) as refused:
+            client.chat.completions.create(model="x", messages=messages)
+    finally:
+        gw.stop()
+    assert f"the row names the trace file {str(outside)!r}, which is no name the gateway gives" in str(refused.value)
+    assert len(oai.requests) == before  # refused before the upstream was called
+    assert not outside.exists()

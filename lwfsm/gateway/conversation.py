@@ -12,6 +12,7 @@ from ..errors import SnapshotError, StoreError
 from ..turn import Conversation
 from ..turn.loop import Loop, Stored
 from ..turn.rows import Row
+from .trace import TRACE_NAME
 
 if TYPE_CHECKING:
     from .app import Gateway
@@ -52,4 +53,10 @@ def meta_of(key: str, lines: Any) -> dict[str, Any]:
         meta = None
     if not isinstance(meta, dict):
         raise SnapshotError(f"session {key!r}: the gateway's line of the row is not a JSON object")
+    trace = meta.get("trace")  # a file in --log-dir: a path from the row would append turns anywhere
+    if trace is not None and not (isinstance(trace, str) and TRACE_NAME.fullmatch(trace)):
+        raise SnapshotError(
+            f"session {key!r}: the row names the trace file {str(trace)[:80]!r}, which is no name the gateway "
+            "gives (a file of its own in --log-dir): the row was changed outside the gateway"
+        )
     return meta

@@ -21,7 +21,10 @@ from typing import Any
 from ..errors import ConfigError
 from ..turn.core import append_record
 
-__all__ = ["TraceLog"]
+__all__ = ["TRACE_NAME", "TraceLog"]
+
+# The names `TraceLog.name` gives: a file of --log-dir, never a path (a row read back is checked against it)
+TRACE_NAME = re.compile(r"[\w.-]{0,48}-[0-9a-f]{12}\.jsonl", re.ASCII)
 
 logger = logging.getLogger("lwfsm.gateway")
 
