@@ -144,6 +144,50 @@ def test_unknown_scheme_and_bad_urls(tmp_path: Path) -> None:
         open_store(f"sqlite:///{tmp_path}/no/such/s.db")
 
 
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://:s3cr#t@127.0.0.1:1/0", "redis://:***@127.0.0.1:1/0"),  # "#", "/", "?" not percent-encoded
+        ("redis://app:s3c/ret@127.0.0.1:1/0", "redis://app:***@127.0.0.1:1/0"),
+        (
+            "redis+sentinel://app:s3c?ret@h1:26379,h2:26379/mymaster",
+            "redis+sentinel://app:***@h1:26379,h2:26379/mymaster",
+        ),
+        ("rediss://app:p@ss@host:6380/2?ttl=60", "rediss://app:***@host:6380/2?ttl=60"),
+        ("redis://host:6379/0?password=s3cr@t&ttl=5", "redis://host:6379/0?password=***&ttl=5"),
+        ("redis://host:6379/0", "redis://host:6379/0"),
+        ("sqlite:///data/me@work/s.db", "sqlite:///data/me@work/s.db"),  # a path: no password in it
+    ],
+)
+def test_a_password_with_url_characters_is_hidden_too(url: str, shown: str) -> None:
+    """A password a person pasted without percent-encoding it: hidden in what lwfsm shows of the URL (a
+    store error at start-up printed it when it held '#', '/' or '?')."""
+    assert redact(url) == shown
+    with pytest.raises(StoreError) as info:
+        open_store(url.replace("redis", "nosuch", 1))
+    assert "s3c" not in str(info.value)
+    assert "p@ss" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://:s3cr#t@127.0.0.1:1/0",
+        "redis://app:s3c/ret@127.0.0.1:1/0",
+        "redis://app:s3c?ret@127.0.0.1:1/0",
+        "redis+sentinel://app:s3c?ret@127.0.0.1:1/mymaster",
+        "redis+cluster://app:s3c/ret@127.0.0.1:1",
+    ],
+)
+def test_a_password_that_ends_the_host_early_is_refused_without_a_piece_of_it(url: str) -> None:
+    """redis-py read the host from the password's "/", "?" or "#" on, and its error quoted what came before
+    ("Port could not be cast to integer value as 's3cr'")."""
+    pytest.importorskip("redis")
+    with pytest.raises(StoreError, match=r"an '@' after the host: .* must percent-encode them") as info:
+        open_store(url)
+    assert "s3c" not in str(info.value)
+
+
 def test_a_redis_url_without_redis_py_says_what_to_install(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

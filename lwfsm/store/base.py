@@ -56,13 +56,16 @@ def redact(url: str) -> str:
     scheme, sep, rest = url.partition("://")
     if not sep:
         return url
+    rest = _PASSWORD_PARAM.sub(r"\1***", rest)  # redis-py takes ?password= too
+    if rest.startswith("/"):  # no host, so no password (sqlite:///path)
+        return f"{scheme}://{rest}"
     # By hand, not urlsplit: a Sentinel or Cluster URL lists several host:port, which urlsplit cannot read.
-    end = min((i for i in (rest.find("/"), rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
-    userinfo, at, hosts = rest[:end].rpartition("@")
-    query = _PASSWORD_PARAM.sub(r"\1***", rest[end:])  # redis-py takes ?password= too
+    # The password ends at the last "@": one with "/", "?", "#" or "@" not percent-encoded makes where the
+    # host begins ambiguous, and hiding more than the password is better than showing it.
+    userinfo, at, hosts = rest.rpartition("@")
     if at and ":" in userinfo:
-        return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{hosts}{query}"
-    return f"{scheme}://{rest[:end]}{query}"
+        return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{hosts}"
+    return f"{scheme}://{rest}"
 
 
 _PASSWORD_PARAM = re.compile(r"([?&]password=)[^&#]*", re.I)

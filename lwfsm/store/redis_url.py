@@ -75,6 +75,13 @@ def parse(url: str, shown: str) -> RedisTarget:
     what to change when it is malformed."""
     scheme = url.partition("://")[0]
     parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc and "@" in url[len(parts.scheme) + 3 + len(parts.netloc) :]:
+        # the host ended at a "/", "?" or "#" of the password: redis-py's error would quote a piece of it
+        raise _fail(
+            shown,
+            "an '@' after the host: a user name or password holding '/', '?' or '#' must percent-encode them "
+            "(%2F, %3F, %23)",
+        )
     query = urllib.parse.parse_qs(parts.query, keep_blank_values=True)
     wait = _int(shown, query, "wait", 0, 0)
     wait_timeout = _int(shown, query, "wait_timeout_ms", 1, WAIT_TIMEOUT_MS)
