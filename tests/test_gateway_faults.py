@@ -615,6 +615,34 @@ def test_request_bodies_held_at_once_are_bounded_in_bytes(oai: openai_server.Ser
     assert "Traceback" not in out
 
 
+def test_bodies_declared_and_never_sent_hold_no_budget(oai: openai_server.Server) -> None:
+    """Two connections that say a body of 1.5 MB comes and send none held --body-budget (3 MB) for as long
+    as they stayed open: every other client got 503s. The budget counts the bytes that came."""
+    import socket
+
+    mb = 1_000_000
+    args = ("--api-key-env", "GW_KEY", "--max-body", str(2 * mb), "--body-budget", str(3 * mb))
+    gw = Gateway(*args, env=_env("openai", oai.base))
+    host = gw.base.removeprefix("http://")
+    head = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {GATEWAY_KEY}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {int(1.5 * mb)}\r\n\r\n"
+    ).encode()
+    silent = [socket.create_connection(tuple(host.rsplit(":", 1))) for _ in range(2)]  # type: ignore[arg-type]
+    try:
+        for s in silent:
+            s.sendall(head)
+        # answered after the two requests above began (each was read before this connection was accepted)
+        assert httpx.get(gw.base + "/healthz").status_code == 200
+        chat = {"model": "m", "messages": [{"role": "user", "content": "x" * 100_000}]}
+        served = httpx.post(gw.base + "/v1/chat/completions", json=chat, headers=AUTH, timeout=30)
+    finally:
+        for s in silent:
+            s.close()
+        gw.stop()
+    assert served.status_code == 200, served.text
+
+
 @pytest.mark.parametrize("flag", ["store", "connect", "first-byte", "idle"])
 def test_a_timeout_of_zero_is_refused_naming_its_flag(flag: str) -> None:
     from lwfsm.errors import ConfigError

@@ -140,8 +140,9 @@ class Intake:
             )
         return presented
 
-    def _hold(self, request: Request, size: int) -> None:
-        """Count `size` more bytes of this request's body against --body-budget, or refuse the request."""
+    def _hold(self, request: Request, size: int, *, count: bool = True) -> None:
+        """Count `size` more bytes of this request's body against --body-budget (`count`=False: only see
+        that they would fit), or refuse the request."""
         g = self.gateway
         if g.held + size > g.body_budget:
             raise Reject(
@@ -151,25 +152,27 @@ class Intake:
                 "overloaded_error",
                 {"retry-after": "1"},
             )
+        if not count:
+            return
         g.held += size
         request.scope["lwfsm.held"] = request.scope.get("lwfsm.held", 0) + size
 
     async def read_json(self, request: Request) -> tuple[bytes, dict[str, Any], str | None]:
         """The body's bytes, the object they hold, and the digest of its `messages` text (None: none)."""
         declared = request.headers.get("content-length")
-        held = int(declared) if declared and declared.isdigit() else 0
-        if held > self.gateway.max_body:
+        length = int(declared) if declared and declared.isdigit() else 0
+        if length > self.gateway.max_body:
             raise Reject(413, f"request body over the gateway's limit of {self.gateway.max_body} bytes")
-        self._hold(request, held)  # before a byte is read: a body that cannot be held is not read
+        # A body that cannot be held is not read; the bytes are counted as they come, not as declared: a
+        # client declaring bodies it never sends held the budget from every other client.
+        self._hold(request, length, count=False)
         chunks, size = [], 0
         try:
             async for chunk in request.stream():
                 size += len(chunk)
                 if size > self.gateway.max_body:
                     raise Reject(413, f"request body over the gateway's limit of {self.gateway.max_body} bytes")
-                if size > held:  # no length given, or more than it said
-                    self._hold(request, size - held)
-                    held = size
+                self._hold(request, len(chunk))
                 chunks.append(chunk)
         except ClientDisconnect:  # nobody to answer; not an error of the gateway's
             raise Reject(400, "the client went away before sending the whole body") from None
