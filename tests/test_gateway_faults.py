@@ -643,6 +643,32 @@ def test_bodies_declared_and_never_sent_hold_no_budget(oai: openai_server.Server
     assert served.status_code == 200, served.text
 
 
+def test_a_request_head_is_bounded_before_the_key_is_checked(oai: openai_server.Server) -> None:
+    """httptools reads headers without a bound: one endless header (before any key is checked) grew the
+    gateway by its size. Past 64 KiB of request line and headers: 431, and the connection closes. Heads
+    under it, one after another on a connection, are served."""
+    import socket
+
+    gw = Gateway("--api-key-env", "GW_KEY", env=_env("openai", oai.base))
+    host = gw.base.removeprefix("http://")
+    try:
+        with socket.create_connection(tuple(host.rsplit(":", 1)), timeout=10) as s:  # type: ignore[arg-type]
+            # a header that never ends, cut just past the bound (more, unread at the close, resets the
+            # connection before the answer is read)
+            s.sendall(f"GET /healthz HTTP/1.1\r\nHost: {host}\r\nX-Long: ".encode() + b"x" * 70_000)
+            answer = b""
+            while chunk := s.recv(65536):
+                answer += chunk
+        long = {"x-long": "x" * 30_000}
+        with httpx.Client(base_url=gw.base) as client:  # one connection: the bound is per request
+            kept = [client.get("/healthz", headers=long).status_code for _ in range(3)]
+    finally:
+        gw.stop()
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+    assert answer.endswith(b"the request line and headers are over 65536 bytes\n")
+    assert kept == [200, 200, 200]
+
+
 @pytest.mark.parametrize("flag", ["store", "connect", "first-byte", "idle"])
 def test_a_timeout_of_zero_is_refused_naming_its_flag(flag: str) -> None:
     from lwfsm.errors import ConfigError

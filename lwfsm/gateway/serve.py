@@ -183,12 +183,13 @@ def serve(
         import uvicorn
 
         from .drain import DrainServer, run_workers
+        from .heads import BoundedHead
     except ImportError as exc:  # pragma: no cover
         raise ConfigError(f'lwfsm serve needs the gateway extra: pip install "lwfsm[gateway]" ({exc})') from None
     _logging()
     # No access log (one line per switch is the gateway's log); no X-Forwarded-* rewriting: the
     # gateway uses no client address, so there is nothing for a proxy header to change.
-    options: dict[str, Any] = {"log_level": "warning", "access_log": False, "proxy_headers": False}
+    options: dict[str, Any] = {"log_level": "warning", "access_log": False, "proxy_headers": False, "http": BoundedHead}
     if workers > 1:
         import json
         import shutil
