@@ -669,6 +669,79 @@ def test_a_request_head_is_bounded_before_the_key_is_checked(oai: openai_server.
     assert kept == [200, 200, 200]
 
 
+def test_an_upstream_answer_past_64_mib_is_refused_not_held() -> None:
+    """A hostile or broken upstream: 65 KB of gzip that expands to 65 MiB (a whole body, an SSE stream
+    that never ends a line) took the gateway's memory with it and was stored whole in the conversation's
+    row. Past 64 MiB it is a 502, or the protocol's error event, and nothing is recorded. Every event of
+    a stream whose lines come in many pieces still reaches the client whole."""
+    import gzip
+
+    bomb = gzip.compress(b"x" * (65 << 20))
+    pieces = [
+        b'data: {"id": "c", "object": "chat.completion.chunk", "model": "u", "choices": [{"index": 0, ',
+        b'"delta": {"content": "he',
+        b'llo"}, "finish_reason": "stop"}]}\n',
+        b"\n",
+        b"data: [DONE]\n\n",
+    ]
+
+    class Hostile(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+            self.send_response(200)
+            whole = body["messages"][-1]["content"] == "in pieces"
+            self.send_header("content-type", "text/event-stream" if body.get("stream") else "application/json")
+            if whole:  # a stream whose lines come in pieces: chunked, one piece a chunk
+                self.send_header("transfer-encoding", "chunked")
+                self.end_headers()
+                for piece in pieces:
+                    self.wfile.write(b"%x\r\n%b\r\n" % (len(piece), piece))
+                    self.wfile.flush()
+                self.wfile.write(b"0\r\n\r\n")
+                return
+            self.send_header("content-encoding", "gzip")
+            self.send_header("content-length", str(len(bomb)))
+            self.end_headers()
+            self.wfile.write(bomb)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Hostile)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+    gw = Gateway("--api-key-env", "GW_KEY", env={**_env("openai", base), "LWFSM_LEAD_API_BASE": base})
+    chat = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    try:
+        whole = httpx.post(
+            gw.base + "/v1/chat/completions", json=chat, headers={**AUTH, "x-lwfsm-session": "b"}, timeout=60
+        )
+        streamed = httpx.post(
+            gw.base + "/v1/chat/completions",
+            json={**chat, "stream": True},
+            headers={**AUTH, "x-lwfsm-session": "s"},
+            timeout=60,
+        )
+        pieced = httpx.post(
+            gw.base + "/v1/chat/completions",
+            json={"model": "m", "messages": [{"role": "user", "content": "in pieces"}], "stream": True},
+            headers={**AUTH, "x-lwfsm-session": "whole"},
+            timeout=60,
+        )
+        listed = gw.control("GET", "/lwfsm/sessions").json()["sessions"]
+    finally:
+        out = gw.stop()
+        httpd.shutdown()
+        httpd.server_close()
+    said = "the lead upstream's answer is over 64 MiB; nothing was recorded"
+    assert whole.status_code == 502
+    assert whole.json()["error"]["message"] == said
+    assert said in streamed.text  # an error event after the headers
+    assert [s["id"].rsplit(".", 1)[1] for s in listed] == ["whole"]  # nothing of the others recorded
+    assert b"".join(pieces) in pieced.content  # the events as they came, whole
+    assert "over 64 MiB" in out
+
+
 @pytest.mark.parametrize("flag", ["store", "connect", "first-byte", "idle"])
 def test_a_timeout_of_zero_is_refused_naming_its_flag(flag: str) -> None:
     from lwfsm.errors import ConfigError

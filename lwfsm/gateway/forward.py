@@ -26,6 +26,31 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("lwfsm.gateway")
 
+# The most of an upstream's answer the gateway holds (a body read whole, a stream's bytes): far more than
+# a model writes (128k tokens are ~0.5 MB of text), and a bound on a broken or hostile upstream (400 KB of
+# gzip expanded to 400 MiB in memory, a 120 MB stream stored whole in the conversation's row).
+MAX_REPLY = 64 * 1024 * 1024
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _read(upstream: aiohttp.ClientResponse) -> bytes:
+    """The upstream's body (decompressed), read up to `MAX_REPLY` bytes; `_TooLarge` past it."""
+    parts, size = [], 0
+    async for chunk in upstream.content.iter_any():
+        size += len(chunk)
+        if size > MAX_REPLY:
+            raise _TooLarge
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def _too_large(role: str) -> str:
+    return f"the {role} upstream's answer is over {MAX_REPLY >> 20} MiB; nothing was recorded"
+
+
 # Not passed on from the upstream's response: hop-by-hop, or set by our own server.
 _HOP = {"content-length", "transfer-encoding", "connection", "content-encoding", "keep-alive", "date", "server"}
 
@@ -94,8 +119,12 @@ class Forward:
             return JSONResponse(error_body(call.protocol, 502, msg, "api_error"), 502, headers=lw)
         self._first_byte(upstream)
         if upstream.status >= 400:
-            data = await upstream.read()
-            upstream.release()
+            try:
+                data = await _read(upstream)
+            except _TooLarge:
+                data = _too_large(role).encode()
+            finally:
+                upstream.release()
             self.gateway._failed(role, upstream.status)
             if upstream.status >= 500 and not final:
                 logger.warning(
@@ -123,7 +152,10 @@ class Forward:
         # and it is recorded like any whole reply.
         if not call.stream or upstream.content_type == "application/json":
             try:
-                data = await upstream.read()
+                data = await _read(upstream)
+            except _TooLarge:
+                self.gateway._failed(role, "too_large")
+                return JSONResponse(error_body(call.protocol, 502, _too_large(role), "api_error"), 502, headers=lw)
             except (aiohttp.ClientError, TimeoutError) as exc:
                 why = type(exc).__name__
                 if isinstance(exc, aiohttp.SocketTimeoutError):
@@ -168,9 +200,14 @@ class Forward:
         acc: Stream = codec.stream(call_names(call))
         # A usage chunk that comes after the finish chunk: when it was asked for, the call settles with it.
         usage = codec.usage_follows(call.body)
-        settled, held = False, b""
+        settled, size = False, 0
+        held: list[bytes] = []  # bytes of an event not yet whole (kept apart: joining them on each read was quadratic)
+        tail = b""  # the last bytes read, where a blank line may begin
         try:
             async for chunk in upstream.content.iter_any():
+                size += len(chunk)
+                if size > MAX_REPLY:
+                    raise _TooLarge
                 for event in reader.feed(chunk):
                     acc.add(event)
                 # (A server that ignores `include_usage` ends with [DONE] and no usage: settle then.)
@@ -180,14 +217,24 @@ class Forward:
                     settled = True
                     await self.gateway.turns.settle_stream(call, loaded, role, acc)
                 # whole events only: an event the upstream breaks off in the middle never reaches the client
-                data, held = held + chunk, b""
-                end = _last_event_end(data)
-                if end < len(data):
-                    data, held = data[:end], data[end:]
-                if data:
-                    yield data
+                end = _last_event_end(tail + chunk) - len(tail)  # a blank line ends in this chunk (> 0) or not
+                tail = (tail + chunk)[-3:]
+                if end <= 0:
+                    held.append(chunk)
+                    continue
+                data, held = b"".join([*held, chunk[:end]]), [chunk[end:]] if end < len(chunk) else []
+                yield data
             if held:
-                yield held  # the upstream ended the stream itself, its last event unfinished: as it came
+                yield b"".join(held)  # the upstream ended the stream itself, its last event unfinished: as it came
+        except _TooLarge:  # cut: once recorded, what follows the whole reply is not the client's either
+            self.gateway._failed(role, "too_large")
+            said = "the reply was recorded, what followed it is cut" if settled else "nothing was recorded"
+            logger.warning(
+                "session %s: the %s upstream's answer is over %d MiB; %s", call.ident.key, role, MAX_REPLY >> 20, said
+            )
+            if not settled:
+                yield CODECS[call.protocol].stream_error(502, _too_large(role))
+            return
         except (aiohttp.ClientError, TimeoutError) as exc:
             if settled:
                 return  # the reply was whole and is recorded; only what followed it was lost

@@ -42,7 +42,7 @@ class SSEReader:
     __slots__ = ("_buf", "ended")
 
     def __init__(self) -> None:
-        self._buf = b""
+        self._buf: list[bytes] = []  # the bytes of a line not yet whole, as they came
         self.ended = False  # the `data: [DONE]` that ends a Chat Completions stream came
 
     @property
@@ -51,9 +51,14 @@ class SSEReader:
         return bool(self._buf)
 
     def feed(self, chunk: bytes) -> list[Any]:
-        # split once: cutting each line off the front of the buffer copied the rest, quadratic in the
-        # lines of a chunk
-        *lines, self._buf = (self._buf + chunk).split(b"\n")
+        # A line is joined once it is whole (joining on each read was quadratic in a long line's reads),
+        # and split once (cutting each line off the front copied the rest: quadratic in a chunk's lines).
+        if b"\n" not in chunk:
+            if chunk:
+                self._buf.append(chunk)
+            return []
+        *lines, rest = b"".join([*self._buf, chunk]).split(b"\n")
+        self._buf = [rest] if rest else []
         out: list[Any] = []
         for line in lines:
             if line.startswith(b"data:"):
