@@ -47,6 +47,23 @@ def test_diagram_output_that_cannot_be_written_is_a_message(
     assert f"lwfsm diagram: cannot write {target}: " in capsys.readouterr().err
 
 
+def test_diagram_writes_the_format_its_file_is_named_for(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`-o x.svg` without -f wrote mermaid text into a file no browser opens, and exited 0."""
+    assert main(["diagram", SPEC, "-o", str(tmp_path / "page.md")]) == 0
+    assert (tmp_path / "page.md").read_text().count("```mermaid\n") == 1
+    assert main(["diagram", SPEC, "-o", str(tmp_path / "text.mmd")]) == 0
+    assert (tmp_path / "text.mmd").read_text().startswith("---\ntitle: ")
+    assert main(["diagram", SPEC, "-o", str(tmp_path / "notes.txt")]) == 0  # an extension of no format: mermaid
+    assert main(["diagram", SPEC, "-f", "mermaid", "-o", str(tmp_path / "x.svg")]) == 1
+    assert capsys.readouterr().err == (
+        f"lwfsm diagram: -f mermaid and -o {tmp_path / 'x.svg'} disagree: drop -f, or give the file a .mermaid name\n"
+    )
+    assert not (tmp_path / "x.svg").exists()
+    pytest.importorskip("pygraphviz", reason='needs the diagrams extra: pip install "lwfsm[diagrams]"')
+    assert main(["diagram", SPEC, "-o", str(tmp_path / "x.svg")]) == 0
+    assert (tmp_path / "x.svg").read_bytes().lstrip().startswith((b"<?xml", b"<svg"))
+
+
 def test_unwritable_out_dir_is_a_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     specs = tmp_path / "specs"
     specs.mkdir()

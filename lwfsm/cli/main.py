@@ -331,14 +331,35 @@ def cmd_diagram(args: argparse.Namespace) -> int:
             kw["snapshot"] = Engine(spec).restore(Path(args.snapshot).read_text()).snapshot()
         except (OSError, UnicodeDecodeError, SnapshotError) as exc:
             raise _Usage(f"--snapshot {args.snapshot}: {exc}") from None
-    data = diagram.render(spec, args.format, **kw)
+    fmt = _diagram_format(args.format, args.output)
+    data = diagram.render(spec, fmt, **kw)
     if args.output:
         _write(Path(args.output), data)
-    elif args.format in ("png",):
+    elif fmt == "png":
         raise _Usage("-f png writes binary data: give -o PATH")
     else:
         sys.stdout.write(data.decode())
     return 0
+
+
+_EXTENSIONS = {
+    ".mmd": "mermaid",
+    ".mermaid": "mermaid",
+    ".md": "md",
+    ".svg": "svg",
+    ".png": "png",
+    ".dot": "dot",
+    ".gv": "dot",
+}
+
+
+def _diagram_format(given: str | None, output: str | None) -> str:
+    """The format -f names, else the one -o's extension names (a .svg of mermaid text opens nowhere), else
+    mermaid; -f and an extension that disagree are refused."""
+    named = _EXTENSIONS.get(os.path.splitext(output)[1].lower()) if output else None
+    if given is not None and named is not None and given != named:
+        raise _Usage(f"-f {given} and -o {output} disagree: drop -f, or give the file a .{given} name")
+    return given or named or "mermaid"
 
 
 def _write(target: Any, data: bytes) -> None:
@@ -885,7 +906,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("diagram", help="draw a spec: mermaid, md, svg, png or dot")
     p.add_argument("spec", nargs="?", metavar="SPEC")
     with_set(p)
-    p.add_argument("-f", "--format", default="mermaid", choices=["mermaid", "md", "svg", "png", "dot"])
+    p.add_argument(
+        "-f", "--format", choices=["mermaid", "md", "svg", "png", "dot"], help="default: -o's extension, else mermaid"
+    )
     p.add_argument("-o", "--output", metavar="PATH", help="write here instead of standard output")
     p.add_argument("--snapshot", metavar="FILE", help="a session snapshot (JSON): highlight its state")
     p.add_argument("--diff", nargs=2, metavar=("OLD_SPEC", "NEW_SPEC"), help="mark what changed from OLD to NEW")
