@@ -261,6 +261,22 @@ def test_serve_check_only_fails_a_named_key_variable_that_is_not_set(
 
 
 @pytest.mark.usefixtures("bound")
+def test_serve_check_only_fails_a_gateway_key_variable_that_is_not_set(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The gate passed, and the deploy it let through failed at start-up: serve refuses to start without
+    the gateway key's variable."""
+    monkeypatch.delenv("GW_KEY_NOT_SET", raising=False)
+    assert main(["serve", "--check-only", DEFAULT, "--api-key-env", "GW_KEY_NOT_SET"]) == 1
+    err = capsys.readouterr().err
+    assert (
+        err == "lwfsm serve: --api-key-env GW_KEY_NOT_SET: that variable is not set (it should hold the gateway key)\n"
+    )
+    monkeypatch.setenv("GW_KEY_NOT_SET", "a-key")
+    assert main(["serve", "--check-only", DEFAULT, "--api-key-env", "GW_KEY_NOT_SET"]) == 0
+
+
+@pytest.mark.usefixtures("bound")
 def test_serve_check_only_fails_a_spec_with_a_finding(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     text = Path(DEFAULT).read_text()
     old = "{event: failure, source: lead_initial, updates: {lead_done: lead_done + 1}}"

@@ -638,7 +638,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
     spec = load_spec(args.spec, _params(args.set))
     if args.check_only:
-        return _serve_check(args.spec, spec, args.mock)
+        return _serve_check(args.spec, spec, args.mock, args.api_key_env)
     config = {
         "store": args.store,
         "api_key_env": args.api_key_env,
@@ -669,13 +669,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
 
 
-def _serve_check(path: str, spec: Spec, mock: bool = False) -> int:
+def _serve_check(path: str, spec: Spec, mock: bool = False, api_key_env: str | None = None) -> int:
     """`serve --check-only`: the spec with the params serve would give it (--set, then LWFSM_PARAM_* and
     GOOSE_* from the environment, as `build` applies them), through `lwfsm check`, and the role bindings
-    serve would make (their key variables set); no port bound, no store opened."""
+    serve would make (their key variables set) and the gateway key's variable set; no port bound, no store
+    opened."""
+    from ..gateway.app import gateway_key
     from ..gateway.serve import roles
     from ..turn.bindings import params_from_env
 
+    gateway_key(os.environ, api_key_env)  # an error naming the variable, as `serve` would stop on
     overrides = params_from_env(spec)
     spec = spec.with_params(overrides) if overrides else spec
     roles(spec, os.environ, mock)  # a ConfigError names the variable to set
