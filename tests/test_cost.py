@@ -874,7 +874,9 @@ def test_a_record_with_no_token_counts_has_an_unknown_cost_not_zero(tmp_path: Pa
     summary = summarise(load_trace(trace))
     assert summary.total.unknown_usage == 1
     assert summary.total.cost is None
-    for partial in ({"reasoning_tokens": 5000}, {"prompt_tokens": 1000}, {"cache_read_tokens": 0}):
+    # cache counts without prompt_tokens: unknown too (they were said to exceed a prompt_tokens of 0)
+    cached = ({"completion_tokens": 200, "cache_write_tokens": 1000}, {"cache_read_tokens": 70})
+    for partial in ({"reasoning_tokens": 5000}, {"prompt_tokens": 1000}, {"cache_read_tokens": 0}, *cached):
         one = tmp_path / "partial.jsonl"  # an input or output count left out: unknown, not 0 ($0 before)
         one.write_text(json.dumps({**plain, "turn": 1, **partial}) + "\n")
         assert summarise(load_trace(one)).total.cost is None, partial

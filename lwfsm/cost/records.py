@@ -406,7 +406,7 @@ def _checked(
                 ]
             )
         cached = rec.cache_read_tokens + rec.cache_write_tokens
-        if cached > rec.prompt_tokens:
+        if cached > rec.prompt_tokens and not rec.unreported:  # no input count given: unknown, not 0 exceeded
             problems.extend(
                 [
                     f"{source}:{number}: cache_read_tokens + cache_write_tokens ({cached}) exceed prompt_tokens "
