@@ -185,7 +185,7 @@ def test_params_from_env() -> None:
         r"outside its declared range \[1, 1000\]",
     ):
         params_from_env(spec, {"GOOSE_LEAD_FALLBACK_TURNS": "0"})
-    a = Adapter(SPEC, {"lead": "a/b", "worker": "a/c"}, env={"GOOSE_LEAD_TURNS": "1"})
+    a = Adapter(SPEC, {"lead": "openai/b", "worker": "openai/c"}, env={"GOOSE_LEAD_TURNS": "1"})
     assert a.spec.param_values["lead_turns"] == 1
     # a misspelt name is an error, not the spec's default kept without a word
     with pytest.raises(
@@ -218,6 +218,18 @@ def test_a_misspelt_role_variable_is_refused() -> None:
     two = Spec.model_validate(raw)
     mine = {**ok, "LWFSM_LEAD_API_MODEL": "openai/d", "LWFSM_LEAD_API_BASE": "http://127.0.0.1:9/v1"}
     assert bindings(two, env=mine)["lead"].api_base == "http://127.0.0.1:9/v1"
+
+
+def test_a_provider_litellm_does_not_know_is_refused_when_the_adapter_is_built() -> None:
+    """'foo/gpt-4o' was taken, and every call of its role then failed with LiteLLM's own error."""
+    with pytest.raises(
+        ConfigError,
+        match=r"the lead model 'foo/gpt-4o' names provider 'foo', which LiteLLM does not know.*'provider/model' "
+        r"\(in models, or LWFSM_LEAD_MODEL\)",
+    ):
+        Adapter(SPEC, {"lead": "foo/gpt-4o", "worker": "openai/gpt-4o-mini"}, env={})
+    with pytest.raises(ConfigError, match=r"the worker model 'opnai/x' .*did you mean 'openai'"):
+        Adapter(SPEC, env={"LWFSM_LEAD_MODEL": "openai/a", "LWFSM_WORKER_MODEL": "opnai/x"})
 
 
 def test_the_key_is_read_from_the_named_variable_and_never_shown(server: Server) -> None:

@@ -73,7 +73,7 @@ class LwfsmProxyHook(CustomLogger):
             spec = spec.engine  # the adapter builds its core (with `options`)
         # Model group names (the proxy's, not LiteLLM model strings): bound as they are.
         groups = {role: RoleBinding(group) for role, group in models.items()}
-        self.adapter = Adapter(spec, groups, store=store, env={}, **options)
+        self.adapter = Adapter(spec, groups, store=store, env={}, model_groups=True, **options)
         self.core = self.adapter.core
         self.models, self.header, self.log = dict(models), header.lower(), sink(log)
         assert self.adapter.store is not None

@@ -240,7 +240,10 @@ class Adapter:
         store: str | Store | None = None,
         conflicts: int = ATTEMPTS,
         agent: str | None = None,
+        model_groups: bool = False,
     ) -> None:
+        """`model_groups`: the models are a LiteLLM proxy's model groups (its hook plans, the proxy calls),
+        not 'provider/model' strings LiteLLM calls, whose provider is checked here."""
         env = os.environ if env is None else env
         if not isinstance(spec, Spec | Engine | str | os.PathLike):
             raise ConfigError(
@@ -255,6 +258,12 @@ class Adapter:
         self.core = TurnCore(engine, detectors=detectors, turn_unit=turn_unit, agent=agent)
         self.engine, self.spec = engine, engine.spec
         self.bindings = bindings(self.spec, models, env)
+        for role, binding in self.bindings.items():  # now, not as LiteLLM's error at the role's first call
+            if not model_groups and (why := unknown_provider(binding.model)):
+                raise ConfigError(
+                    f"the {role} model {binding.model!r} {why}: name it as 'provider/model' (in models, or "
+                    f"LWFSM_{role.upper()}_MODEL)"
+                )
         self.env = env
         for name, value, floor in (
             ("retries", retries, 0),
