@@ -764,7 +764,7 @@ BAD_REQUESTS = [
     ("/v1/chat/completions", "", "request body is empty: send the request as a JSON object"),
     ("/v1/messages", {"model": "m", "max_tokens": 9, "messages": []}, "'messages' must hold at least one message"),
     # without it LiteLLM's translation raised a TypeError, answered as the upstream's 502 (which SDKs retry)
-    ("/v1/messages", {"model": "m", "messages": [{"role": "user", "content": "a"}]}, "'max_tokens' must be an"),
+    ("/v1/messages", {"model": "m", "messages": [{"role": "user", "content": "a"}]}, "'max_tokens' is missing: the"),
     ("/v1/messages", {"model": "m", "max_tokens": "9", "messages": [{"role": "user", "content": "a"}]}, "got '9'"),
     ("/v1/responses", {"model": "m", "input": "hi", "stream": "yes"}, "'stream' must be true or false"),
     ("/v1/responses", {"model": "m", "input": "hi", "previous_response_id": {"a": 1}}, "must be a string"),
@@ -857,6 +857,7 @@ def test_control_api_and_security(oai_gateway: Gateway) -> None:
     )
     too_large = post("/v1/messages", b"x" * (33 * 1024 * 1024), **{"x-api-key": GATEWAY_KEY})
     assert (too_large.status_code, too_large.json()["error"]["type"]) == (413, "request_too_large")
+    assert too_large.json()["error"]["message"].endswith("bytes (--max-body)")  # what to change
     assert gw.control("GET", "/lwfsm/sessions/nope").status_code == 404
     sessions = gw.control("GET", "/lwfsm/sessions").json()["sessions"]
     key = sessions[0]["id"]

@@ -162,7 +162,7 @@ class Intake:
         declared = request.headers.get("content-length")
         length = int(declared) if declared and declared.isdigit() else 0
         if length > self.gateway.max_body:
-            raise Reject(413, f"request body over the gateway's limit of {self.gateway.max_body} bytes")
+            raise Reject(413, f"request body over the gateway's limit of {self.gateway.max_body} bytes (--max-body)")
         # A body that cannot be held is not read; the bytes are counted as they come, not as declared: a
         # client declaring bodies it never sends held the budget from every other client.
         self._hold(request, length, count=False)
@@ -171,7 +171,9 @@ class Intake:
             async for chunk in request.stream():
                 size += len(chunk)
                 if size > self.gateway.max_body:
-                    raise Reject(413, f"request body over the gateway's limit of {self.gateway.max_body} bytes")
+                    raise Reject(
+                        413, f"request body over the gateway's limit of {self.gateway.max_body} bytes (--max-body)"
+                    )
                 self._hold(request, len(chunk))
                 chunks.append(chunk)
         except ClientDisconnect:  # nobody to answer; not an error of the gateway's

@@ -75,7 +75,9 @@ def check_shape(body: Mapping[str, Any], protocol: Protocol, answered: bool = Tr
         raise Reject(400, "'messages' must hold at least one message")
     if answered and protocol == "anthropic" and not (type(body.get("max_tokens")) is int and body["max_tokens"] >= 1):
         # the Messages API requires it; without it LiteLLM's translation fails, which read as the upstream's 502
-        raise Reject(400, f"'max_tokens' must be an integer of 1 or more, got {body.get('max_tokens')!r:.40}")
+        if "max_tokens" not in body:
+            raise Reject(400, "'max_tokens' is missing: the Messages API requires it (an integer of 1 or more)")
+        raise Reject(400, f"'max_tokens' must be an integer of 1 or more, got {body['max_tokens']!r:.40}")
 
 
 def check_responses(body: Mapping[str, Any]) -> None:
