@@ -165,7 +165,7 @@ def test_snapshot_dot_marks_the_active_state_and_previous_edge(tmp_path: Path) -
     assert "last: turn_completed" in edge
 
 
-def test_a_diff_styles_an_edge_only_as_all_its_transitions_changed(tmp_path: Path) -> None:
+def test_a_diff_styles_an_edge_as_all_its_transitions_changed_and_each_line_as_its_own(tmp_path: Path) -> None:
     pytest.importorskip("pygraphviz", reason='needs the diagrams extra: pip install "lwfsm[diagrams]"')
     text = DEFAULT.read_text()
     assert "  - {event: failure, source: fallback}\n" in text
@@ -182,8 +182,11 @@ def test_a_diff_styles_an_edge_only_as_all_its_transitions_changed(tmp_path: Pat
     assert main(["diagram", "--diff", str(DEFAULT), str(tmp_path / "new.yaml"), "-f", "dot", "-o", str(out)]) == 0
     dot = out.read_text()
     loop = dot[dot.index("fallback -> fallback") :].split(";")[0]
-    assert "- failure [internal]" in loop  # the removed transition, marked in its line
-    assert "color" not in loop  # the edge is not drawn as removed: the unchanged transition shares it
+    # the removed transition's line in the legend's red (it was black, only its mark said so); the edge
+    # is not drawn as removed: the unchanged transition shares it
+    assert '<font color="red">- failure [internal]</font><br align="left"/>' in loop
+    assert "turn_completed [else] / fallback_done = fallback_done + 1 [internal]<br" in loop  # unmarked
+    assert "color" not in re.sub(r"label=<.*>", "", loop, flags=re.S)  # the edge: not red, not dashed
     review = dot[dot.index("\treview\t[") :].split(";")[0]
     assert "color=darkgreen" in review
     assert (

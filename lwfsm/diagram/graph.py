@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import html
 import json
 import re
 from dataclasses import dataclass, field
@@ -295,7 +296,7 @@ def _graph(
     if changes:
         drawn += [("removed", None, src, t) for _, src, t in changes.removed]
     last = snapshot.last if snapshot and not changes else None
-    pair_marks: dict[tuple[str, str], set[str]] = {}  # the transitions one edge is drawn for share it
+    pair_lines: dict[tuple[str, str], list[tuple[str, str]]] = {}  # one edge's transitions: (mark, label)
     for mark, index, src, t in drawn:
         sources = ([ANY] if star else list(spec.states)) if src == "*" else [src]
         dest = initial if t.reset else t.dest
@@ -309,7 +310,7 @@ def _graph(
                 loops.setdefault((s, "internal" if dest is None else "re-enter"), []).append(_escape(label, engine))
                 continue
             machine.add_transition(t.events[0], s, dest, label=_escape(label, engine))
-            pair_marks.setdefault((s, dest or s), set()).add(mark)
+            pair_lines.setdefault((s, dest or s), []).append((mark, label + (" [internal]" if dest is None else "")))
     graph = machine.graph_cls(machine)
     if star:
         graph.set_node_style(ANY, "any")
@@ -319,15 +320,29 @@ def _graph(
         for name, mark in changes.states.items():  # an added or changed state is one of the new spec's
             graph.set_node_style(name, "removed" if mark == "removed" else f"{mark}_{spec.states[name].role}")
         if engine == "pygraphviz":  # mermaid cannot style edges: the +/-/~ label marks say it there
-            for (src, dst), marks in pair_marks.items():
-                # one edge for several transitions: styled only when all share a mark (each line has its own)
+            for (src, dst), lines in pair_lines.items():
+                marks = {mark for mark, _ in lines}
+                edge = cast(Any, graph).fsm_graph.get_edge(src, dst)
                 if len(marks) == 1 and (mark := next(iter(marks))):
-                    cast(Any, graph).fsm_graph.get_edge(src, dst).attr.update(DIFF_STYLES[mark])
+                    edge.attr.update(DIFF_STYLES[mark])
+                elif len(marks) > 1:  # one edge for transitions marked differently: each line in its colour
+                    edge.attr["label"] = "<" + "".join(_coloured(mark, text) for mark, text in lines) + ">"
     if snapshot:
         if snapshot.last:
             graph.set_previous_transition(snapshot.last.source, snapshot.last.dest)
         graph.set_node_style(snapshot.state, f"active_{spec.states[snapshot.state].role}")
     return graph.get_graph(title=_escape(title, engine) if engine == "pygraphviz" else f"title: {json.dumps(title)}")
+
+
+_LINE_END = '<br align="left"/>'  # of a line of an HTML label (no spec's text holds it: no quotes in them)
+
+
+def _coloured(mark: str, text: str) -> str:
+    """A line of a Graphviz HTML label, in its diff mark's colour (unmarked: the default)."""
+    line = html.escape(text, quote=False)
+    if mark:
+        line = f'<font color="{DIFF_STYLES[mark]["fontcolor"]}">{line}</font>'
+    return line + _LINE_END
 
 
 def _escape(text: str, engine: str) -> str:
@@ -376,7 +391,8 @@ def dot(spec: Spec, **kw: Any) -> Any:
     for edge in graph.edges():
         # transitions joins the labels of parallel transitions with " | ": one per line reads better.
         label = edge.attr.get("label") or ""
-        edge.attr["label"] = label.replace(" | ", "\\l") + "\\l"
+        if _LINE_END not in label:  # (an HTML label, a diff's lines in their colours, has its lines)
+            edge.attr["label"] = label.replace(" | ", "\\l") + "\\l"
     if ANY in graph:
         graph.get_node(ANY).attr["label"] = "any state"
     for name, st in spec.states.items():  # events a state takes and does nothing with, by the spec's word
