@@ -177,6 +177,7 @@ def test_a_password_with_url_characters_is_hidden_too(url: str, shown: str) -> N
         "redis://app:s3c?ret@127.0.0.1:1/0",
         "redis+sentinel://app:s3c?ret@127.0.0.1:1/mymaster",
         "redis+cluster://app:s3c/ret@127.0.0.1:1",
+        "redis://:s3c@w0rd/x@127.0.0.1:1/0",  # an "@" before the "/" too: redis-py named w0rd as the host
     ],
 )
 def test_a_password_that_ends_the_host_early_is_refused_without_a_piece_of_it(url: str) -> None:
@@ -186,6 +187,7 @@ def test_a_password_that_ends_the_host_early_is_refused_without_a_piece_of_it(ur
     with pytest.raises(StoreError, match=r"an '@' after the host: .* must percent-encode them") as info:
         open_store(url)
     assert "s3c" not in str(info.value)
+    assert "w0rd" not in str(info.value)
 
 
 def test_a_redis_url_without_redis_py_says_what_to_install(
@@ -229,6 +231,10 @@ def test_password_never_shown(redis_url: str) -> None:
     with pytest.raises(StoreError, match="connect failed") as refused:
         open_store(f"redis://{host}?password=not-{PASSWORD}")
     assert PASSWORD not in str(refused.value) + str(refused.value.store)
+    # an "@" in a query's value is the value's, not the end of a password (such URLs were refused)
+    at = open_store(f"redis://{host}?password={PASSWORD}&client_name=svc@box&prefix=team@prod:")
+    assert at.url == f"redis://{host}?password=***&client_name=svc@box&prefix=team@prod:"
+    assert at.prefix == "team@prod:"
     # a parameter redis-py does not take (its name spelt otherwise): named, with what lwfsm takes
     with pytest.raises(StoreError, match=r"does not take .*'Password'.*lwfsm's own are ttl") as refused:
         open_store(f"redis://{host}?Password={PASSWORD}")

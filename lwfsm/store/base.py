@@ -57,15 +57,30 @@ def redact(url: str) -> str:
     if not sep:
         return url
     rest = _PASSWORD_PARAM.sub(r"\1***", rest)  # redis-py takes ?password= too
-    if rest.startswith("/"):  # no host, so no password (sqlite:///path)
-        return f"{scheme}://{rest}"
     # By hand, not urlsplit: a Sentinel or Cluster URL lists several host:port, which urlsplit cannot read.
-    # The password ends at the last "@": one with "/", "?", "#" or "@" not percent-encoded makes where the
-    # host begins ambiguous, and hiding more than the password is better than showing it.
-    userinfo, at, hosts = rest.rpartition("@")
-    if at and ":" in userinfo:
-        return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{hosts}"
+    at = userinfo_end(rest)
+    if at >= 0 and ":" in rest[:at]:
+        return f"{scheme}://{rest[:at].split(':', 1)[0]}:***{rest[at:]}"
     return f"{scheme}://{rest}"
+
+
+def userinfo_end(rest: str) -> int:
+    """Where the user name and password of a URL's text after `://` end (their `@`), -1 without them.
+
+    A password a person did not percent-encode may hold "/", "?", "#" or "@", so the last "@" ends them,
+    wherever it is, but for one in a query's `key=value` (`?client_name=svc@box`): hiding more than the
+    password is better than showing a piece of it. A path of its own (sqlite:///path) has no host."""
+    if rest.startswith("/"):
+        return -1
+    query = rest.find("?")
+    at = len(rest)
+    while (at := rest.rfind("@", 0, at)) >= 0:
+        if query < 0 or at < query:
+            return at
+        segment = rest[rest.rfind("&", query, at) + 1 if "&" in rest[query:at] else query + 1 : at]
+        if "=" not in segment:  # no key=value: the password went on past its "?"
+            return at
+    return -1
 
 
 _PASSWORD_PARAM = re.compile(r"([?&]password=)[^&#]*", re.I)

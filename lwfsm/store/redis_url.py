@@ -20,6 +20,7 @@ import urllib.parse
 from dataclasses import dataclass
 
 from ..errors import StoreError
+from .base import userinfo_end
 
 __all__ = ["RedisTarget", "parse"]
 
@@ -75,12 +76,12 @@ def parse(url: str, shown: str) -> RedisTarget:
     what to change when it is malformed."""
     scheme = url.partition("://")[0]
     parts = urllib.parse.urlsplit(url)
-    if "@" not in parts.netloc and "@" in url[len(parts.scheme) + 3 + len(parts.netloc) :]:
-        # the host ended at a "/", "?" or "#" of the password: redis-py's error would quote a piece of it
+    if userinfo_end(url.partition("://")[2]) != parts.netloc.rfind("@"):
+        # the host ended at a "/", "?", "#" or "@" of the password: redis-py's error would quote a piece of it
         raise _fail(
             shown,
-            "an '@' after the host: a user name or password holding '/', '?' or '#' must percent-encode them "
-            "(%2F, %3F, %23)",
+            "an '@' after the host: a user name or password holding '/', '?', '#' or '@' must percent-encode "
+            "them (%2F, %3F, %23, %40)",
         )
     query = urllib.parse.parse_qs(parts.query, keep_blank_values=True)
     wait = _int(shown, query, "wait", 0, 0)
