@@ -232,6 +232,22 @@ def test_a_provider_litellm_does_not_know_is_refused_when_the_adapter_is_built()
         Adapter(SPEC, env={"LWFSM_LEAD_MODEL": "openai/a", "LWFSM_WORKER_MODEL": "opnai/x"})
 
 
+def test_a_custom_provider_registered_with_litellm_is_known(monkeypatch: pytest.MonkeyPatch) -> None:
+    """LiteLLM's own way to add a provider (`litellm.custom_provider_map`) lists it only at the first call:
+    the adapter built before any call refused it."""
+    import litellm
+    from litellm import CustomLLM
+
+    class Mine(CustomLLM):
+        def completion(self, *args: Any, **kwargs: Any) -> Any:
+            return litellm.completion(model="gpt-4o", mock_response="from my-llm", messages=kwargs["messages"])
+
+    monkeypatch.setattr(litellm, "custom_provider_map", [{"provider": "my-llm", "custom_handler": Mine()}])
+    adapter = Adapter(SPEC, {"lead": "my-llm/x", "worker": "my-llm/y"}, env={})
+    reply = adapter.session().completion([{"role": "user", "content": "hi"}])
+    assert reply.choices[0].message.content == "from my-llm"
+
+
 def test_the_key_is_read_from_the_named_variable_and_never_shown(server: Server) -> None:
     b = RoleBinding("openai/x", api_base=server.base, api_key_env="TEST_KEY")
     assert b.call_kwargs(ENV)["api_key"] == ENV["TEST_KEY"]

@@ -74,6 +74,10 @@ def unknown_provider(model: str) -> str | None:
     call of the role would fail as if the request were wrong. None when it has."""
     provider = model.split("/", 1)[0]
     known = {str(getattr(p, "value", p)) for p in litellm.provider_list}
+    # custom providers a program registered (LiteLLM adds them to its list only at the first call)
+    known |= {
+        str(c.get("provider")) for c in getattr(litellm, "custom_provider_map", None) or () if isinstance(c, dict)
+    }
     if provider in known:
         return None
     return f"names provider {provider!r}, which LiteLLM does not know{did_you_mean(provider, known)}"
