@@ -659,6 +659,12 @@ def test_a_request_head_is_bounded_before_the_key_is_checked(oai: openai_server.
             answer = b""
             while chunk := s.recv(65536):
                 answer += chunk
+        # a head past the bound that ends within one read (measured whole, not only as it goes on)
+        with socket.create_connection(tuple(host.rsplit(":", 1)), timeout=10) as s:  # type: ignore[arg-type]
+            s.sendall(f"GET /healthz HTTP/1.1\r\nHost: {host}\r\nX-Long: {'x' * 70_000}\r\n\r\n".encode())
+            whole = b""
+            while chunk := s.recv(65536):
+                whole += chunk
         long = {"x-long": "x" * 30_000}
         with httpx.Client(base_url=gw.base) as client:  # one connection: the bound is per request
             kept = [client.get("/healthz", headers=long).status_code for _ in range(3)]
@@ -666,6 +672,7 @@ def test_a_request_head_is_bounded_before_the_key_is_checked(oai: openai_server.
         gw.stop()
     assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
     assert answer.endswith(b"the request line and headers are over 65536 bytes\n")
+    assert whole.startswith(b"HTTP/1.1 431 "), whole[:200]
     assert kept == [200, 200, 200]
 
 

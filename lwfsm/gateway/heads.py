@@ -22,7 +22,8 @@ _TOO_LARGE = (
 
 class BoundedHead(HttpToolsProtocol):
     """uvicorn's httptools protocol, answering 431 and closing the connection once a request's head
-    passes `MAX_HEAD` bytes (counted after each read is parsed, so at most one read more is held)."""
+    passes `MAX_HEAD` bytes: counted after each read while the head goes on (so at most one read more is
+    held), and measured whole once it has ended within a read."""
 
     _head: int | None = None  # bytes of the request head being read; None between heads and in a body
 
@@ -30,9 +31,8 @@ class BoundedHead(HttpToolsProtocol):
         super().data_received(data)
         if self._head is not None:  # the head began in this read or before, and has not ended
             self._head += len(data)
-            if self._head > MAX_HEAD and not self.transport.is_closing():
-                self.transport.write(_TOO_LARGE)
-                self.transport.close()
+            if self._head > MAX_HEAD:
+                self._refuse()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -40,4 +40,20 @@ class BoundedHead(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._head = None
+        if len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers) > MAX_HEAD:
+            self._refuse()
+            raise _Refused  # stops the parser: nothing of this request reaches the app
         super().on_headers_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        if not self.transport.is_closing():  # (a parser stopped by `_Refused` has had its answer)
+            super().send_400_response(msg)
+
+    def _refuse(self) -> None:
+        if not self.transport.is_closing():
+            self.transport.write(_TOO_LARGE)
+            self.transport.close()
+
+
+class _Refused(Exception):
+    pass
