@@ -217,8 +217,9 @@ class Forward:
                     settled = True
                     await self.gateway.turns.settle_stream(call, loaded, role, acc)
                 # whole events only: an event the upstream breaks off in the middle never reaches the client
-                end = _last_event_end(tail + chunk) - len(tail)  # a blank line ends in this chunk (> 0) or not
-                tail = (tail + chunk)[-3:]
+                window = tail + chunk
+                end = _last_event_end(window) - len(tail)  # a blank line ends in this chunk (> 0) or not
+                tail = window[-3:]
                 if end <= 0:
                     held.append(chunk)
                     continue

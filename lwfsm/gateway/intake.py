@@ -140,9 +140,14 @@ class Intake:
             )
         return presented
 
-    def _hold(self, request: Request, size: int, *, count: bool = True) -> None:
-        """Count `size` more bytes of this request's body against --body-budget (`count`=False: only see
-        that they would fit), or refuse the request."""
+    def _hold(self, request: Request, size: int) -> None:
+        """Count `size` more bytes of this request's body against --body-budget, or refuse the request."""
+        self._fits(size)
+        self.gateway.held += size
+        request.scope["lwfsm.held"] = request.scope.get("lwfsm.held", 0) + size
+
+    def _fits(self, size: int) -> None:
+        """Refuse the request when `size` more bytes would go over --body-budget."""
         g = self.gateway
         if g.held + size > g.body_budget:
             raise Reject(
@@ -152,10 +157,6 @@ class Intake:
                 "overloaded_error",
                 {"retry-after": "1"},
             )
-        if not count:
-            return
-        g.held += size
-        request.scope["lwfsm.held"] = request.scope.get("lwfsm.held", 0) + size
 
     async def read_json(self, request: Request) -> tuple[bytes, dict[str, Any], str | None]:
         """The body's bytes, the object they hold, and the digest of its `messages` text (None: none)."""
@@ -165,7 +166,7 @@ class Intake:
             raise Reject(413, f"request body over the gateway's limit of {self.gateway.max_body} bytes (--max-body)")
         # A body that cannot be held is not read; the bytes are counted as they come, not as declared: a
         # client declaring bodies it never sends held the budget from every other client.
-        self._hold(request, length, count=False)
+        self._fits(length)
         chunks, size = [], 0
         try:
             async for chunk in request.stream():
