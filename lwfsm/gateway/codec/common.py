@@ -53,16 +53,19 @@ class SSEReader:
     def feed(self, chunk: bytes) -> list[Any]:
         # A line is joined once it is whole (joining on each read was quadratic in a long line's reads),
         # and split once (cutting each line off the front copied the rest: quadratic in a chunk's lines).
-        if b"\n" not in chunk:
+        if b"\n" not in chunk and b"\r" not in chunk:
             if chunk:
                 self._buf.append(chunk)
             return []
-        *lines, rest = b"".join([*self._buf, chunk]).split(b"\n")
+        data = b"".join([*self._buf, chunk])
+        if b"\r" in data:  # a line may end in \r alone (SSE allows it); a \r\n cut in two adds a blank line
+            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        *lines, rest = data.split(b"\n")
         self._buf = [rest] if rest else []
         out: list[Any] = []
         for line in lines:
             if line.startswith(b"data:"):
-                data = line[5:].strip()  # with the \r of a \r\n
+                data = line[5:].strip()
                 if data == b"[DONE]":
                     self.ended = True
                 elif data:
