@@ -515,15 +515,17 @@ def test_a_streamed_responses_call_streams_as_the_upstream_answers(
 
 def test_streamed_responses_errors_fallback_and_a_cut_stream(oai: openai_server.Server, oai_gateway: Gateway) -> None:
     """Before the first byte an upstream error is a plain JSON error with its status, and a worker's
-    5xx is served by the lead; a stream cut by the upstream ends without `response.completed` and
-    records nothing."""
+    5xx is served by the lead; a stream cut by the upstream ends in an error event, without
+    `response.completed`, and records nothing."""
     client = _oai_client(oai_gateway, **{"X-Lwfsm-Session": "stream-errors"})
     oai.script("lead-model", {"status": 400, "body": {"error": {"message": "bad tools", "type": "invalid_request"}}})
     with pytest.raises(openai.BadRequestError, match="bad tools"):
         client.responses.create(model="m", input="hi", stream=True)
     oai.script("lead-model", {"cut": True, "content": "a long answer that the upstream never finishes"})
-    with client.responses.create(model="m", input="hi", stream=True) as stream:
-        kinds = [e.type for e in stream]
+    kinds: list[str] = []
+    with pytest.raises(openai.APIError, match="the lead upstream ended the stream before its finish"):
+        with client.responses.create(model="m", input="hi", stream=True) as stream:
+            kinds.extend(e.type for e in stream)
     assert "response.output_text.delta" in kinds
     assert "response.completed" not in kinds
     assert _session(oai_gateway, "stream-errors") is None  # nothing recorded

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -549,6 +550,43 @@ def test_an_upstream_that_breaks_off_mid_stream_is_an_error_event_and_one_log_li
     assert log.count("upstream broke off mid-stream") == 2
     assert "Traceback" not in log
     assert "Exception in ASGI application" not in log
+
+
+@pytest.mark.parametrize(
+    ("step", "said"),
+    [
+        ({"cut": True}, "the lead upstream ended the stream before its finish"),
+        ({"garbled": True}, "the lead upstream sent an event that is not JSON ('{not json')"),
+    ],
+)
+def test_a_stream_that_ends_early_or_garbled_is_an_error_event_and_records_nothing(
+    oai: openai_server.Server, step: dict[str, Any], said: str
+) -> None:
+    """A stream the upstream ends cleanly before its finish, or one with an event that is not JSON,
+    would pass for a reply (the text so far) or break the client's SDK on the event: the client gets the
+    protocol's error event instead, and nothing is recorded."""
+    openai = pytest.importorskip("openai", reason="needs the openai SDK: pip install openai")
+    gw = Gateway("--api-key-env", "GW_KEY", env=_env("openai", oai.base))
+    client = openai.OpenAI(base_url=gw.base + "/v1", api_key=GATEWAY_KEY, max_retries=0)
+    ask = {"model": "m", "messages": [{"role": "user", "content": "go"}], "extra_headers": {"x-lwfsm-session": "e"}}
+    try:
+        oai.script("lead-model", {**step, "content": "a long answer the upstream does not finish well"})
+        with pytest.raises(openai.APIError, match=re.escape(said + "; nothing was recorded, try again")):
+            for _ in client.chat.completions.create(stream=True, **ask):  # type: ignore[call-overload]
+                pass
+        listed = gw.control("GET", "/lwfsm/sessions").json()["sessions"]
+        oai.script("lead-model", {**step, "content": "a long answer the upstream does not finish well"})
+        on = {"model": "m", "input": "go", "extra_headers": {"x-lwfsm-session": "e-responses"}}
+        with pytest.raises(openai.APIError, match=re.escape(said)):
+            for _ in client.responses.create(stream=True, **on):  # type: ignore[call-overload]
+                pass
+        again = client.chat.completions.create(**ask)  # type: ignore[call-overload]
+    finally:
+        log = gw.stop()
+    assert listed == []
+    assert again.choices[0].message.content  # the retry is served as a first try
+    assert log.count(said + "; nothing recorded") == 2
+    assert "Traceback" not in log
 
 
 def test_an_upstream_silent_longer_than_the_first_byte_timeout_is_a_502_naming_it(oai: openai_server.Server) -> None:

@@ -36,6 +36,10 @@ class _TooLarge(Exception):
     pass
 
 
+class _Unsound(Exception):
+    """A stream the client would take for a whole reply that is not one: nothing of it is recorded."""
+
+
 async def _read(upstream: aiohttp.ClientResponse) -> bytes:
     """The upstream's body (decompressed), read up to `MAX_REPLY` bytes; `_TooLarge` past it."""
     parts, size = [], 0
@@ -210,6 +214,9 @@ class Forward:
                     raise _TooLarge
                 for event in reader.feed(chunk):
                     acc.add(event)
+                if reader.bad is not None and not settled:  # not passed on: the client's SDK would raise on it
+                    snippet = self.gateway.redact(reader.bad[:80]).decode(errors="replace")
+                    raise _Unsound(f"the {role} upstream sent an event that is not JSON ({snippet!r})")
                 # (A server that ignores `include_usage` ends with [DONE] and no usage: settle then.)
                 if acc.done and not settled and (acc.usage is not None or not usage or reader.ended):
                     # Commit before the client sees the end of the stream: once it has the end it
@@ -225,8 +232,15 @@ class Forward:
                     continue
                 data, held = b"".join([*held, chunk[:end]]), [chunk[end:]] if end < len(chunk) else []
                 yield data
+            if not acc.done:  # ended cleanly, before its finish: a client would take the text so far for the reply
+                raise _Unsound(f"the {role} upstream ended the stream before its finish")
             if held:
                 yield b"".join(held)  # the upstream ended the stream itself, its last event unfinished: as it came
+        except _Unsound as exc:
+            self.gateway._failed(role, "unsound")
+            logger.warning("session %s: %s; nothing recorded", call.ident.key, exc)
+            yield CODECS[call.protocol].stream_error(502, f"{exc}; nothing was recorded, try again")
+            return
         except _TooLarge:  # cut: once recorded, what follows the whole reply is not the client's either
             self.gateway._failed(role, "too_large")
             said = "the reply was recorded, what followed it is cut" if settled else "nothing was recorded"

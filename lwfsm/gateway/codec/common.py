@@ -39,11 +39,12 @@ def part_text(blocks: Any) -> str:
 class SSEReader:
     """Splits a byte stream into the JSON payloads of its `data:` lines (as bytes arrive)."""
 
-    __slots__ = ("_buf", "ended")
+    __slots__ = ("_buf", "bad", "ended")
 
     def __init__(self) -> None:
         self._buf: list[bytes] = []  # the bytes of a line not yet whole, as they came
         self.ended = False  # the `data: [DONE]` that ends a Chat Completions stream came
+        self.bad: bytes | None = None  # the first `data:` that is not JSON
 
     @property
     def partial(self) -> bool:
@@ -72,7 +73,8 @@ class SSEReader:
                     try:
                         out.append(loads(data))
                     except ValueError:
-                        pass  # not ours to judge: the client gets the bytes as they came
+                        if self.bad is None:
+                            self.bad = data
         return out
 
 
