@@ -97,6 +97,45 @@ def test_a_locked_sqlite_file_holds_up_only_the_calls_that_write(oai: openai_ser
     assert "Traceback" not in out
 
 
+def test_a_store_that_fails_to_record_a_stream_ends_it_with_an_error_event(
+    oai: openai_server.Server, tmp_path: Path
+) -> None:
+    """The stream has begun (status 200) when its turn is recorded: a store that fails then is the
+    protocol's error event naming the store, and one log line; the client never sees the stream's end."""
+    path = tmp_path / "s.db"
+    args = ("--api-key-env", "GW_KEY", "--store", f"sqlite:///{path}", "--store-timeout", "0.5")
+    gw = Gateway(*args, env=_env("openai", oai.base))
+    locker = None
+    try:
+        assert _chat(gw, "a").status_code == 200  # the file and the conversation exist
+        locker = subprocess.Popen(
+            [sys.executable, "-c", _LOCKER, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        assert locker.stdout is not None
+        assert locker.stdout.readline() == "locked\n"
+        with httpx.stream(
+            "POST",
+            gw.base + "/v1/chat/completions",
+            json={"model": "m", "messages": [{"role": "user", "content": "go"}], "stream": True},
+            headers={**AUTH, "x-lwfsm-session": "a"},
+            timeout=60,
+        ) as streamed:
+            status = streamed.status_code
+            lines = [x for x in streamed.iter_lines() if x]
+    finally:
+        if locker is not None:
+            locker.kill()
+            locker.communicate()  # and closes its pipes
+        out = gw.stop()
+    assert status == 200
+    assert lines[0].startswith("data: {")  # the reply's text reached the client
+    error = json.loads(lines[-1].removeprefix("data: "))["error"]  # and then the error, not [DONE]
+    assert error["message"].startswith(f"store sqlite:///{path}: no answer within 0.5 s (--store-timeout)")
+    assert "data: [DONE]" not in lines
+    assert out.count("the lead stream was not recorded: store sqlite:") == 1
+    assert "Traceback" not in out
+
+
 def _redis_pid(url: str) -> int:
     import redis
 

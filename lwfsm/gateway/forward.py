@@ -222,7 +222,9 @@ class Forward:
                     # Commit before the client sees the end of the stream: once it has the end it
                     # may send the next call, or the gateway may be stopped; the turn must be stored.
                     settled = True
-                    await self.gateway.turns.settle_stream(call, loaded, role, acc)
+                    if (failed := await self.gateway.turns.settle_stream(call, loaded, role, acc)) is not None:
+                        yield failed  # the store failed: the client must not take the reply for a recorded turn
+                        return
                 # whole events only: an event the upstream breaks off in the middle never reaches the client
                 window = tail + chunk
                 end = _last_event_end(window) - len(tail)  # a blank line ends in this chunk (> 0) or not
@@ -266,8 +268,9 @@ class Forward:
             return
         finally:
             upstream.release()
-        if not settled:
-            await self.gateway.turns.settle_stream(call, loaded, role, acc)
+        if not settled and (failed := await self.gateway.turns.settle_stream(call, loaded, role, acc)) is not None:
+            yield failed
+            return
         if call.turn is not None:
             yield recorded_trailer(call.turn, reader.partial)
 

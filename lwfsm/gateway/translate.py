@@ -181,14 +181,20 @@ class Translate:
         # What the provider counted, whether or not the client asked for a usage chunk; never LiteLLM's
         # estimate (None: unknown).
         acc.usage = (await self.adapter()).provider_usage(stream)
-        await self.gateway.turns.settle_stream(call, loaded, role, acc)  # stored before the client sees the end
+        # stored before the client sees the end
+        if (failed := await self.gateway.turns.settle_stream(call, loaded, role, acc)) is not None:
+            yield failed
+            return
         yield b"data: [DONE]\n\n" + (recorded_trailer(call.turn) if call.turn is not None else b"")
 
     async def _replay(self, call: Call, loaded: _Loaded, role: str, data: bytes) -> AsyncIterator[bytes]:
         acc = CODECS[call.protocol].stream()
         for event in SSEReader().feed(data):
             acc.add(event)
-        await self.gateway.turns.settle_stream(call, loaded, role, acc)  # stored before the client sees the end
+        # stored before the client sees the end
+        if (failed := await self.gateway.turns.settle_stream(call, loaded, role, acc)) is not None:
+            yield failed
+            return
         yield data + (recorded_trailer(call.turn) if call.turn is not None else b"")
 
     async def _bytes_stream(
@@ -205,10 +211,14 @@ class Translate:
                 acc.usage = {}  # LiteLLM's estimate of tokens the upstream did not report: unknown, not measured
             if acc.done and not settled:
                 settled = True
-                await self.gateway.turns.settle_stream(call, loaded, role, acc)  # stored before the client sees the end
+                # stored before the client sees the end
+                if (failed := await self.gateway.turns.settle_stream(call, loaded, role, acc)) is not None:
+                    yield failed
+                    return
             yield data
-        if not settled:
-            await self.gateway.turns.settle_stream(call, loaded, role, acc)
+        if not settled and (failed := await self.gateway.turns.settle_stream(call, loaded, role, acc)) is not None:
+            yield failed
+            return
         if call.turn is not None:
             yield recorded_trailer(call.turn, reader.partial)
 

@@ -13,10 +13,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..errors import SnapshotError
+from ..errors import SnapshotError, StoreError
 from ..turn.bindings import RoleBinding
 from . import targets
-from .codec import Stream
+from .codec import CODECS, Stream
 from .intake import Call
 from .replies import error_body, log_error
 from .shape import Protocol, Reject
@@ -150,14 +150,20 @@ class Turns:
             out["x-lwfsm-handoff"] = str(len(plan.note))  # the characters of the note this call carries
         return out
 
-    async def settle_stream(self, call: Call, loaded: _Loaded, role: str, acc: Stream) -> None:
+    async def settle_stream(self, call: Call, loaded: _Loaded, role: str, acc: Stream) -> bytes | None:
         """Record a streamed call once its stream has ended whole, before the client sees the end; a cut
-        stream records nothing."""
+        stream records nothing. The protocol's error event for the client when the store failed (the
+        stream has begun: no status can say it), else None."""
         if not acc.done:
             logger.warning("session %s: the %s stream ended early; nothing was recorded", call.ident.key, role)
-            return
+            return None
         answer = acc.answer()
-        await self.gateway._commit(call, loaded, role, answer.message, answer.usage, answer.model)
+        try:
+            await self.gateway._commit(call, loaded, role, answer.message, answer.usage, answer.model)
+        except StoreError as exc:
+            logger.error("session %s: the %s stream was not recorded: %s", call.ident.key, role, exc)
+            return CODECS[call.protocol].stream_error(503, str(exc))
+        return None
 
     async def _fit(
         self, call: Call, body: dict[str, Any], raw: bytes, role: str, binding: RoleBinding, fast: bool
