@@ -352,6 +352,38 @@ def test_sqlite_without_waiting_refuses_a_held_lock_having_done_nothing(tmp_path
     store.close()
 
 
+@pytest.mark.parametrize("how", ["folder deleted", "file deleted", "file replaced"])
+def test_sqlite_refuses_to_write_to_a_file_deleted_or_replaced_while_open(tmp_path: Path, how: str) -> None:
+    """SQLite goes on writing to a file unlinked under it, which nobody can open again: every turn
+    would be acknowledged and lost. The store refuses the write, naming the file and what to do."""
+    import shutil
+
+    path = tmp_path / "data" / "s.db"
+    path.parent.mkdir()
+    url = f"sqlite:///{path}"
+    store = open_store(url)
+    assert store.write("c", 0, Row("one", 1))
+    assert store.write("c", 1, Row("two", 2), wait=False)
+    if how == "folder deleted":
+        shutil.rmtree(path.parent)
+    elif how == "file deleted":
+        path.unlink()
+    else:
+        other = open_store(f"sqlite:///{tmp_path / 'other.db'}")
+        other.close()
+        os.replace(tmp_path / "other.db", path)
+    for wait in (True, False):
+        with pytest.raises(StoreError, match=f"its file '{path}' was deleted or replaced while the store was open"):
+            store.write("c", 2, Row("three", 3), wait=wait)
+    store.close()
+    if how != "file replaced":
+        path.parent.mkdir(exist_ok=True)
+        reopened = open_store(url)  # a restart begins a new file
+        assert reopened.read("c") is None
+        assert reopened.write("c", 0, Row("one", 1))
+        reopened.close()
+
+
 def test_the_loop_hands_a_call_that_would_wait_for_a_lock_to_a_thread_and_makes_the_others_at_once(
     tmp_path: Path,
 ) -> None:

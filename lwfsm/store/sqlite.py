@@ -84,6 +84,7 @@ class SQLiteStore:
                 db.execute(_SCHEMA.format(table=self.table))
                 # the sweep of expired rows reads only those (it ran through every row)
                 db.execute(f"CREATE INDEX IF NOT EXISTS {self.table}_expires ON {self.table} (expires)")
+                self._file = self._identity()
                 break
             except sqlite3.Error as exc:
                 # Processes opening one new file at once (--workers) each set it up: SQLite answers a
@@ -95,6 +96,16 @@ class SQLiteStore:
                 why = f"its folder {folder!r} does not exist: create it" if not os.path.isdir(folder) else str(exc)
                 msg = f"store {url}: cannot open {path!r} as an lwfsm session store: {why}"
                 raise StoreError(msg, store=url) from None
+
+    def _identity(self) -> tuple[int, int] | None:
+        """(device, inode) of the database file; None for an in-memory database, or no file at its path."""
+        if self.path.startswith((":", "file:")):
+            return None
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return st.st_dev, st.st_ino
 
     def _connection(self, wait: bool) -> sqlite3.Connection:
         name = "db" if wait else "db_now"
@@ -151,6 +162,15 @@ class SQLiteStore:
             raise Busy(f"store {self.url}: a new row sweeps expired ones first: not made without waiting")
 
         def go(db: sqlite3.Connection) -> bool:
+            # A file deleted (or replaced) while open still takes writes, which no one could read again:
+            # every turn from then on would be acknowledged and lost.
+            if self._file is not None and self._identity() != self._file:
+                raise StoreError(
+                    f"store {self.url}: its file {self.path!r} was deleted or replaced while the store was open; "
+                    "nothing more is written to it: restore the file, or restart to begin a new one",
+                    store=self.url,
+                    session=session,
+                )
             now = time.time()
             expires = now + self.ttl if self.ttl else None
             if expected:
