@@ -407,6 +407,20 @@ def test_judge_sources_prints_no_command_a_manifest_could_turn_into_another(
     assert "row 1: not a labelled turn (an object with its 'kind')" in capsys.readouterr().err
 
 
+def test_judge_eval_names_a_gz_file_cut_short_or_damaged(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import gzip
+
+    row = {"id": "x", "agent": "aider", "kind": "ok"}
+    whole = gzip.compress(b"".join(json.dumps({**row, "n": i}).encode() + b"\n" for i in range(2000)))
+    for name, data, says in (
+        ("cut.jsonl.gz", whole[: len(whole) // 2], "cut.jsonl.gz:"),
+        ("noise.jsonl.gz", b"\x1f\x8b\x08\x00" + bytes(range(256)) * 4, "noise.jsonl.gz:1: cannot read"),
+    ):
+        (tmp_path / name).write_bytes(data)
+        assert main(["judge", "eval", str(tmp_path / name)]) == 1  # a message, not a traceback
+        assert says in capsys.readouterr().err
+
+
 def test_a_front_end_names_its_agent_or_it_is_told_from_the_request() -> None:
     from lwfsm.errors import ConfigError
     from lwfsm.turn.front import Front

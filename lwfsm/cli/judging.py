@@ -17,6 +17,7 @@ import hashlib
 import json
 import re
 import shlex
+import zlib
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -52,6 +53,8 @@ def read_lines(path: Path) -> list[dict[str, Any]]:
                         raise ValueError(f"{path}:{n}: nested too deeply to read") from None
         except UnicodeDecodeError:
             raise ValueError(f"{path}:{n + 1}: not UTF-8 text: give a JSONL file") from None
+        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:  # a .gz cut short or damaged
+            raise ValueError(f"{path}:{n + 1}: cannot read: {exc}") from None
         return out
 
 
