@@ -8,7 +8,7 @@ in `paths`.
 {"status": 500, "headers": {...}, "body": {...}, "delay": 0.5, "tool_calls": [...], "content": "...",
 "cut": True (a stream that stops half-way, without its finish chunk and [DONE]), "broken": True (a
 chunked stream whose connection drops in its second event, mid-transfer), "garbled": True (a stream whose
-second event is not JSON), "whole": True (one JSON
+second event is not JSON), "page": "<html>..." (that text as text/html), "whole": True (one JSON
 body even when the request asks for a stream, as some servers do),
 "hold": threading.Event() (a stream that sends its text and tool calls, then waits for the event, up
 to 10 s, before its finish chunk, or before its usage chunk with "hold_at": "usage", or any reply before
@@ -132,16 +132,21 @@ class Server:
                     if status == 200
                     else {"error": {"message": f"scripted {status}", "type": "server_error"}}
                 )
+                if "page" in step:  # a web page, not JSON: a proxy's error page, or an api_base that is a site
+                    return self.send_json(
+                        status, step["page"].encode(), {"Content-Type": "text/html", **step.get("headers", {})}
+                    )
                 if status == 200 and body.get("stream") and not step.get("whole"):
                     self.stream(body, payload, step)
                     return
                 self.send_json(status, payload, step.get("headers", {}))
 
             def send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
-                data = json.dumps(payload).encode()
+                data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()  # bytes: as they are
                 try:
                     self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
+                    if "Content-Type" not in (headers or {}):
+                        self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(data)))
                     for k, v in (headers or {}).items():
                         self.send_header(k, v)

@@ -628,6 +628,38 @@ def test_a_stream_that_ends_early_or_garbled_is_an_error_event_and_records_nothi
     assert "Traceback" not in log
 
 
+def test_an_upstream_answering_a_web_page_is_an_error_in_the_clients_protocol_naming_it(
+    oai: openai_server.Server,
+) -> None:
+    """A proxy's HTML error page, or a 200 page from an api_base that is a web site: the client's SDK
+    shows the role, the upstream and the page's start (it showed only "Error code: 502"), and nothing is
+    recorded."""
+    openai = pytest.importorskip("openai", reason="needs the openai SDK: pip install openai")
+    gw = Gateway("--api-key-env", "GW_KEY", env=_env("openai", oai.base))
+    client = openai.OpenAI(base_url=gw.base + "/v1", api_key=GATEWAY_KEY, max_retries=0)
+    ask = {"model": "m", "messages": [{"role": "user", "content": "go"}], "extra_headers": {"x-lwfsm-session": "p"}}
+    origin = oai.base.removesuffix("/v1")
+    page = "<html><head><title>502 Bad Gateway</title></head>\n<body>nginx</body></html>"
+    try:
+        oai.script("lead-model", {"status": 429, "page": page, "headers": {"Retry-After": "7"}})
+        with pytest.raises(openai.RateLimitError) as limited:
+            client.chat.completions.create(**ask)  # type: ignore[call-overload]
+        oai.script("lead-model", {"status": 200, "page": "<!doctype html><title>Docs</title>"})
+        with pytest.raises(openai.InternalServerError) as site:
+            client.chat.completions.create(**ask)  # type: ignore[call-overload]
+        listed = gw.control("GET", "/lwfsm/sessions").json()["sessions"]
+    finally:
+        gw.stop()
+    said = f"the lead upstream {origin} answered 429 with text/html, not JSON: '<html><head><title>502 Bad Gateway"
+    assert limited.value.message.startswith("Error code: 429 - " + said)
+    assert limited.value.response.headers["content-type"] == "application/json"
+    assert limited.value.response.headers["retry-after"] == "7"
+    said = f"the lead upstream {origin} answered 200 with text/html, not JSON: '<!doctype html><title>Docs</title>'"
+    assert site.value.message == "Error code: 502 - " + said + "; nothing was recorded"
+    assert site.value.status_code == 502
+    assert listed == []
+
+
 def test_an_upstream_silent_longer_than_the_first_byte_timeout_is_a_502_naming_it(oai: openai_server.Server) -> None:
     gw = Gateway("--api-key-env", "GW_KEY", "--first-byte-timeout", "0.3", env=_env("openai", oai.base))
     hold = threading.Event()

@@ -51,6 +51,21 @@ async def _read(upstream: aiohttp.ClientResponse) -> bytes:
     return b"".join(parts)
 
 
+def _json(data: bytes) -> bool:
+    try:
+        loads(data)
+    except ValueError:
+        return False
+    return True
+
+
+def _unlike_json(role: str, url: str, upstream: aiohttp.ClientResponse, data: bytes) -> str:
+    """What an upstream answered that is not JSON, its start shown: often a web page at a wrong api_base."""
+    kind = upstream.headers.get("content-type", "no content-type")
+    start = " ".join(data[:120].decode(errors="replace").split())
+    return f"the {role} upstream {origin(url)} answered {upstream.status} with {kind}, not JSON: {start!r}"
+
+
 def _too_large(role: str) -> str:
     return f"the {role} upstream's answer is over {MAX_REPLY >> 20} MiB; nothing was recorded"
 
@@ -147,6 +162,10 @@ class Forward:
             out = {**lw, "content-type": upstream.headers.get("content-type", "application/json")}
             if "retry-after" in upstream.headers:
                 out["retry-after"] = upstream.headers["retry-after"]
+            if not _json(data):  # a proxy's or server's HTML page: the client's SDK could show nothing of it
+                said = _unlike_json(role, url, upstream, self.gateway.redact(data))
+                out.pop("content-type")
+                return JSONResponse(error_body(call.protocol, upstream.status, said, "api_error"), upstream.status, out)
             return Response(self.gateway.redact(data), upstream.status, headers=out)
         passthrough = {
             k: v for k, v in upstream.headers.items() if k.lower() not in _HOP and not k.lower().startswith("x-lwfsm")
@@ -171,7 +190,9 @@ class Forward:
             try:
                 parsed = loads(data)
             except ValueError:
-                parsed = {}
+                self.gateway._failed(role, "not_json")
+                said = _unlike_json(role, url, upstream, self.gateway.redact(data)) + "; nothing was recorded"
+                return JSONResponse(error_body(call.protocol, 502, said, "api_error"), 502, headers=lw)
             if not isinstance(parsed, dict):  # valid JSON, not a reply (a list, a string): no message in it
                 parsed = {}
             answer = CODECS[call.protocol].read_answer(parsed)
