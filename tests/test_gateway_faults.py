@@ -377,6 +377,21 @@ def test_a_damaged_row_is_named_and_the_others_are_listed(sq_gateway: Gateway) -
             assert f"session {key!r} cannot be read" in one.json()["error"]
             assert f"DELETE /lwfsm/sessions/{key}" in one.json()["error"]
             assert httpx.delete(f"{gw.base}/lwfsm/sessions/{key}", headers=AUTH, timeout=10).status_code == 204
+        # A call of a conversation whose row is damaged: which one, and the way out.
+        key = healthy.headers["x-lwfsm-session"]
+        row = store.read(key)
+        assert row is not None
+        assert store.write(key, row.version, Row("lwfsm-session/1 -\n{not json", row.version + 1))
+        refused = _chat(gw, "healthy", "next")
+        assert refused.status_code == 409
+        said = refused.json()["error"]["message"]
+        assert said.startswith(f"stored conversation {key!r} unusable: ")
+        assert said.endswith(
+            f"`lwfsm sessions delete {key}` (or DELETE /lwfsm/sessions/{key}) removes it, "
+            "and the next call begins it anew"
+        )
+        assert httpx.delete(f"{gw.base}/lwfsm/sessions/{key}", headers=AUTH, timeout=10).status_code == 204
+        assert _chat(gw, "healthy", "next").status_code == 200
     finally:
         store.close()
 

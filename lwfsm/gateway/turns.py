@@ -66,7 +66,7 @@ class Turns:
         except RecursionError:
             return JSONResponse(error_body("anthropic", 400, "request content is nested too deeply to read"), 400)
         except SnapshotError as exc:
-            return JSONResponse(error_body("anthropic", 409, f"stored conversation unusable: {exc}", "api_error"), 409)
+            return _unusable("anthropic", call.ident.key, exc)
         litellm = (await self.gateway.translate.adapter()).litellm
         role = loaded.plan.role
         model = self.gateway.roles[role].model
@@ -106,7 +106,7 @@ class Turns:
         try:
             loaded = await self.gateway._load(call)
         except SnapshotError as exc:
-            return JSONResponse(error_body(protocol, 409, f"stored conversation unusable: {exc}", "api_error"), 409)
+            return _unusable(protocol, call.ident.key, exc)
         self.gateway.tracing.planned(
             call.ident.key, call.body.get("model"), call.stream, loaded.plan, call.side, loaded.retry
         )
@@ -209,3 +209,12 @@ class Turns:
             for i in ids
         ]
         return JSONResponse({"object": "list", "data": data, "has_more": False, "first_id": ids[0], "last_id": ids[-1]})
+
+
+def _unusable(protocol: Protocol, key: str, exc: SnapshotError) -> Response:
+    """A 409 for a stored conversation the gateway cannot go on with: which one, why, and the way out."""
+    said = (
+        f"stored conversation {key!r} unusable: {exc}; `lwfsm sessions delete {key}` (or DELETE /lwfsm/sessions/"
+        f"{key}) removes it, and the next call begins it anew"
+    )
+    return JSONResponse(error_body(protocol, 409, said, "api_error"), 409)
