@@ -81,6 +81,15 @@ def test_compare_and_set_on_every_backend(any_url: str) -> None:
     store.close()
 
 
+def test_a_redis_server_that_needs_a_password_says_so(redis_url: str) -> None:
+    """redis-py's words are about its HELLO command; the message says what to put in the URL."""
+    with pytest.raises(StoreError, match=r"the server needs a password: give it in the URL, redis://:PASSWORD@"):
+        open_store(redis_url.replace(f":{PASSWORD}@", ""))
+    with pytest.raises(StoreError, match="the server refused the user and password in the URL") as wrong:
+        open_store(redis_url.replace(PASSWORD, "Wr0ng-pa55"))
+    assert "Wr0ng-pa55" not in str(wrong.value)
+
+
 def test_redis_ttl_and_prefix(redis_url: str) -> None:
     import redis
 

@@ -186,6 +186,13 @@ class RedisStore:
                 f"no sentinel ({hosts}) named a master for service {self.target.service!r}: check the service "
                 "name after the hosts in the URL, and that the sentinels are up"
             )
+        if isinstance(exc, redis.AuthenticationError):  # redis-py's words are about its HELLO command
+            need = (
+                "refused the user and password in the URL"
+                if self._password
+                else "needs a password: give it in the URL, redis://:PASSWORD@host:port/db (or USER:PASSWORD)"
+            )
+            message = f"the server {need}; percent-encode @ : / # ? in it ({message})"
         if isinstance(exc, redis.ResponseError) and "WRONGTYPE" in str(exc):
             message = f"key {self.key(session or '')} holds something that is not an lwfsm session ({message})"
         # from None by the caller: redis-py's exception (and its traceback locals) may carry the password
