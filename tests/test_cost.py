@@ -599,6 +599,25 @@ def test_a_session_restarting_in_another_file_is_located(tmp_path: Path) -> None
     ]
 
 
+def test_a_session_begun_anew_in_a_file_of_its_own_is_another_conversation(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The gateway's trace of a conversation deleted or expired, then begun again under its id, is a file
+    of its own from turn 1: `s1#2`, not a problem. Its turn 1 the same as the first's is a file read twice."""
+    again = [rec(1, "lead", prompt_tokens=70, completion_tokens=7), rec(2, "lead", prompt_tokens=90)]
+    first, second = write(tmp_path, HAND[:3], "a.jsonl"), write(tmp_path, again, "b.jsonl")
+    got = load_trace(first, second)
+    assert [(r.session, r.turn) for r in got] == [("s1", 1), ("s1", 2), ("s1", 3), ("s1#2", 1), ("s1#2", 2)]
+    assert [r.prompt_tokens for r in got if r.session == "s1#2"] == [70, 90]
+    assert main(["report", str(tmp_path), "--json"]) == 0
+    assert [c["session"] for c in json.loads(capsys.readouterr().out)["conversations"]] == ["s1", "s1#2"]
+    (tmp_path / "more").mkdir()
+    with pytest.raises(TraceError, match="goes from turn 2"):  # begun anew in the same file: not the gateway's
+        load_trace(write(tmp_path / "more", [*HAND[:2], *again], "c.jsonl"))
+    with pytest.raises(TraceError, match="goes from turn 3"):  # the same file again, or a copy
+        load_trace(first, write(tmp_path / "more", HAND[:3], "a.jsonl"))
+
+
 def test_problems_past_the_first_hundred_are_counted_not_kept(tmp_path: Path) -> None:
     path = tmp_path / "bad.jsonl"
     path.write_text("{oops\n" * 250)

@@ -338,15 +338,36 @@ def read_records(
     find a problem in a record (a role its spec does not have), located like the others."""
     own = problems is None
     problems = problems or Problems()
-    last_turn: dict[str, tuple[int, str, int]] = {}  # session -> (turn, file, line)
+    seen = _Seen()
     for path in trace_files(paths, problems):
-        for _, rec in _checked(_rows(path, problems), str(path), last_turn, problems, check=check):
+        for _, rec in _checked(_rows(path, problems), str(path), seen, problems, check=check):
             yield rec
     if own:
         problems.check()
 
 
 Row = bytes | dict[str, Any]  # a JSONL line or a Parquet row
+
+
+class _Seen:
+    """What the records read so far say of each session: its last turn (turn, file, line), and the name a
+    session begun anew in another file goes by (`session#2`: the gateway's trace of a conversation
+    deleted or expired, then begun again under its id, is a file of its own starting at turn 1)."""
+
+    def __init__(self) -> None:
+        self.last: dict[str, tuple[int, str, int]] = {}
+        self.alias: dict[tuple[str, str], str] = {}  # (session, file) -> name
+        self.begun: dict[str, int] = {}  # session -> how many times it was begun
+        self.first: dict[str, TraceRecord] = {}  # session -> its turn 1 (the same again is a file read twice)
+
+    def anew(self, rec: TraceRecord, source: str) -> bool:
+        """Whether `rec`, of a session seen before, begins it anew in `source` (then named so from here on)."""
+        session, prev = rec.session, self.last[rec.session]
+        if rec.turn != 1 or prev[1] == source or (session, source) in self.alias or rec == self.first.get(session):
+            return False
+        self.begun[session] = n = self.begun.get(session, 1) + 1
+        self.alias[session, source] = f"{session}#{n}"
+        return True
 
 
 def numbered_records(
@@ -358,9 +379,9 @@ def numbered_records(
     """(file index, line number, record) of the files' records, as `read_records` reads them; with `keep`,
     only the lines it keeps are parsed and checked (a partition of the trace, `distributed`), and `check`
     may find a problem in a record (its text, located here)."""
-    last_turn: dict[str, tuple[int, str, int]] = {}
+    seen = _Seen()
     for i, path in enumerate(files):
-        for number, rec in _checked(_rows(path, problems), str(path), last_turn, problems, keep, check):
+        for number, rec in _checked(_rows(path, problems), str(path), seen, problems, keep, check):
             yield i, number, rec
 
 
@@ -371,7 +392,7 @@ def _rows(path: str | Path, problems: Problems) -> Iterator[tuple[int, Row]]:
 def _checked(
     rows: Iterable[tuple[int, Row]],
     source: str,
-    last_turn: dict[str, tuple[int, str, int]],
+    seen: _Seen,
     problems: Problems,
     keep: Callable[[Row], bool] | None = None,
     check: Callable[[TraceRecord], str | None] | None = None,
@@ -396,7 +417,10 @@ def _checked(
                 continue
             problems.extend(_located(f"{source}:{number}", exc, line if isinstance(line, bytes) else None))
             continue
-        prev = last_turn.get(rec.session)
+        session = rec.session
+        prev = seen.last.get(session)
+        if prev is not None and seen.anew(rec, source):
+            prev = None
         if prev is not None and rec.turn <= prev[0]:
             at = f"line {prev[2]}" if prev[1] == source else f"{prev[1]}:{prev[2]}"
             problems.extend(
@@ -415,16 +439,19 @@ def _checked(
             )
         if check is not None and (problem := check(rec)):
             problems.extend([f"{source}:{number}: {problem}"])
-        last_turn[rec.session] = (rec.turn, source, number)
+        seen.last[session] = (rec.turn, source, number)
+        if rec.turn == 1:
+            seen.first.setdefault(session, rec)
         if not problems:  # past the first problem only the other problems are wanted, not sums
-            yield number, rec
+            alias = seen.alias.get((session, source)) if seen.alias else None
+            yield number, (rec if alias is None else rec.model_copy(update={"session": alias}))
 
 
 def parse_lines(lines: Iterable[str], source: str) -> list[TraceRecord]:
     """Records from JSONL text, in memory (`read_records` streams files)."""
     problems = Problems()
     rows = ((n, line.encode()) for n, line in enumerate(lines, 1))
-    out = [rec for _, rec in _checked(rows, source, {}, problems)]
+    out = [rec for _, rec in _checked(rows, source, _Seen(), problems)]
     problems.check()
     return out
 
