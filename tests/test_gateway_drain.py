@@ -167,6 +167,35 @@ def test_two_workers_drain_each_and_the_parent_exits_0(oai: openai_server.Server
     assert out.count("drained: every call ended") == 2  # the parent passed the signal on to both, the new one too
 
 
+def test_workers_drain_and_end_when_their_parent_is_killed(oai: openai_server.Server, tmp_path: Path) -> None:
+    """A parent killed by SIGKILL passes nothing on: its workers, orphaned, served on and held the port,
+    so that a new `lwfsm serve` there could not start. They drain and end by themselves."""
+    if not Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").exists():
+        pytest.skip("needs Linux's /proc/PID/task/PID/children to find the worker processes")
+    args = ("--api-key-env", "GW_KEY", "--store", f"sqlite:///{tmp_path}/s.db", "--workers", "2")
+    gw = Gateway(*args, "--drain-grace", "0.2", env=_env("openai", oai.base))
+    workers: list[int] = []
+    try:
+        workers = _until("two workers", lambda: w if len(w := _workers(gw.proc.pid)) == 2 else None)
+        os.kill(gw.proc.pid, signal.SIGKILL)
+        gw.proc.wait(10)
+        for pid in workers:
+            _until(f"worker {pid} ends", lambda pid=pid: not Path(f"/proc/{pid}").exists() or _zombie(pid), 30)
+        _until("the port is free", lambda: _refused(gw))
+    finally:
+        for pid in workers:
+            if not _zombie(pid):  # not to outlive a failed test
+                os.kill(pid, signal.SIGKILL)
+        gw.stop()
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
 @pytest.mark.parametrize("end", ["second signal", "drain timeout"])
 def test_a_second_signal_or_the_drain_timeout_ends_a_stream_and_stores_nothing(
     oai: openai_server.Server, tmp_path: Path, end: str

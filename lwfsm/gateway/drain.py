@@ -147,17 +147,37 @@ def _cancelled(record: logging.LogRecord) -> bool:
 
 
 def _worker(
-    config: uvicorn.Config, grace: float, timeout: float, parent: Any, sockets: list[socket.socket]
+    config: uvicorn.Config, grace: float, timeout: float, parent: Any, supervisor: int, sockets: list[socket.socket]
 ) -> None:  # pragma: no cover - runs in a worker process
     server = DrainServer(config, grace=grace, timeout=timeout, parent=parent)
     # It started with SIGTERM blocked and ignored (`run_workers`): now a SIGTERM drains it.
     signal.signal(signal.SIGTERM, server.handle_exit)
     signal.signal(RETIRE, server.handle_exit)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+    _drain_when_gone(supervisor)
     if parent.value:  # the parent's SIGTERM came while this worker was starting
         server.should_exit = True
     server.run(sockets=sockets)
     sys.exit(server.exit_code)
+
+
+def _drain_when_gone(supervisor: int) -> None:  # pragma: no cover - runs in a worker process
+    """A SIGTERM (a drain) to this worker when its supervisor dies, even killed (SIGKILL): orphaned, it
+    would serve on and hold the port, and a new `lwfsm serve` could not start."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: the kernel sends it
+        if os.getppid() != supervisor:  # it died before that
+            os.kill(os.getpid(), signal.SIGTERM)
+        return
+
+    def watch() -> None:
+        while os.getppid() == supervisor:
+            time.sleep(1)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="lwfsm-supervisor-watch", daemon=True).start()
 
 
 def run_workers(
@@ -174,7 +194,7 @@ def run_workers(
     one drains without the grace (SIGUSR1; the others keep accepting on the shared socket meanwhile)."""
     sock = config.bind_socket()
     stopped_by = multiprocessing.get_context("spawn").Value("i", 0, lock=False)  # the first signal the parent got
-    target = functools.partial(_worker, config, grace, timeout, stopped_by)
+    target = functools.partial(_worker, config, grace, timeout, stopped_by, os.getpid())
     signals: list[int] = []
     woke = threading.Event()
 
