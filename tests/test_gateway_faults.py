@@ -136,6 +136,52 @@ def test_a_store_that_fails_to_record_a_stream_ends_it_with_an_error_event(
     assert "Traceback" not in out
 
 
+def test_a_write_the_store_takes_after_the_timeout_is_traced_and_counted_once(
+    oai: openai_server.Server, tmp_path: Path
+) -> None:
+    """A store that answers after --store-timeout (a lock let go, a stopped Redis resumed) still takes
+    the write the client was told failed (503): the turn is kept, its trace line and counts are written
+    when the write lands (the trace lost it: `report` and the control API disagreed for good), and the
+    client's retry is not counted again."""
+    path, logs = tmp_path / "s.db", tmp_path / "logs"
+    args = ("--api-key-env", "GW_KEY", "--store", f"sqlite:///{path}", "--store-timeout", "0.5", "--log-dir", str(logs))
+    gw = Gateway(*args, env=_env("openai", oai.base))
+    locker = None
+    try:
+        assert _chat(gw, "late", "one").status_code == 200
+        locker = subprocess.Popen(
+            [sys.executable, "-c", _LOCKER, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        assert locker.stdout is not None
+        assert locker.stdin is not None
+        assert locker.stdout.readline() == "locked\n"
+        failed = _chat(gw, "late", "two")
+        assert failed.status_code == 503
+        assert "no answer within 0.5 s (--store-timeout)" in failed.json()["error"]["message"]
+        assert not list(logs.glob("*.jsonl"))  # turn 1, judged by this call, is not traced yet
+        locker.stdin.write("\n")
+        locker.stdin.flush()
+        _wait(lambda: list(logs.glob("*.jsonl")))  # the write landed once the lock was gone
+        again = _chat(gw, "late", "two")  # the client's retry
+        key = again.headers["x-lwfsm-session"]
+        assert (again.status_code, again.headers["x-lwfsm-turn"]) == (200, "2")
+        assert _chat(gw, "late", "three").headers["x-lwfsm-turn"] == "3"
+        listed = gw.control("GET", f"/lwfsm/sessions/{key}").json()
+        metrics = httpx.get(gw.base + "/metrics", headers=AUTH, timeout=10).text
+    finally:
+        if locker is not None:
+            locker.kill()
+            locker.communicate()
+        out = gw.stop()
+    assert 'lwfsm_calls_total{role="lead"} 4.0' in metrics
+    assert 'lwfsm_turns_total{outcome="turn_completed",role="lead"} 2.0' in metrics
+    (trace,) = logs.glob("*.jsonl")
+    assert [json.loads(line)["turn"] for line in trace.read_text().splitlines()] == [1, 2]
+    assert (listed["turn"], listed["calls"]) == (2, 4)  # four upstream calls, the retry one of them
+    assert out.count("the store took the write after --store-timeout; the call's turn is recorded after all") == 1
+    assert "Traceback" not in out
+
+
 def _redis_pid(url: str) -> int:
     import redis
 

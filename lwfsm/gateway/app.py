@@ -103,6 +103,15 @@ def gateway_key(env: Mapping[str, str], api_key_env: str | None) -> str | None:
     return key
 
 
+class _Late(StoreError):
+    """A store call that gave no answer within --store-timeout and still runs in its thread: `late` is
+    what it returns."""
+
+    def __init__(self, message: str, *, store: str, late: asyncio.Future[Any]) -> None:
+        super().__init__(message, store=store)
+        self.late = late
+
+
 class Gateway:
     """The gateway's state: one turn core, the role bindings, a store, one shared HTTP client."""
 
@@ -148,6 +157,7 @@ class Gateway:
         # never on the event loop. Bounded, so a stopped store ties up these threads, not the gateway;
         # memory:// is a dict and stays inline (conversations' calls: `lwfsm.turn.loop`, `nowait`).
         self._pool = ThreadPoolExecutor(16, thread_name_prefix="lwfsm-store")
+        self._landing: set[asyncio.Future[None]] = set()  # writes past --store-timeout, awaited (`_landed`)
         self._inline = store.url.startswith("memory://")
         self.key = gateway_key(self.env, api_key_env)
         self._secrets = sorted(
@@ -190,13 +200,14 @@ class Gateway:
         if self._inline:
             return fn(*args)
         future = asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
-        try:
-            return await asyncio.wait_for(future, self.store_timeout)
+        try:  # shielded: the call goes on in its thread all the same, and `_Late` keeps what it returns
+            return await asyncio.wait_for(asyncio.shield(future), self.store_timeout)
         except TimeoutError:
-            raise StoreError(
+            raise _Late(
                 f"store {self.store.url}: no answer within {self.store_timeout:g} s (--store-timeout): is it down, "
                 "or locked by another process? Retry the request once the store answers.",
                 store=self.store.url,
+                late=future,
             ) from None
 
     async def startup(self) -> None:
@@ -267,7 +278,7 @@ class Gateway:
             """The gateway's lines of the row, on the state this attempt settled."""
             meta = meta_of(call.ident.key, stored.lines)
             record = _Record(stored.conv, meta, list(stored.lines[1:]))
-            seen.update(meta=meta, switched=False)
+            seen.update(meta=meta, switched=False, judged=judged, stored=stored)
             if judged is not None:  # priced once, for the history and the trace (the control API showed cost null)
                 seen["cost"] = self.pricer(judged.pending.model, judged.pending.usage)
                 record.add(judged.record(call.ident.session, seen["cost"]))
@@ -291,7 +302,39 @@ class Gateway:
             )
         except Conflict as exc:  # not an acknowledgement: the client must not take a turn nobody recorded
             raise StoreError(str(exc), store=self.store.url, session=call.ident.key) from None
-        judged, conv = done.judged, done.stored.conv
+        except _Late as exc:
+            # The client gets a 503, but the store may yet take the write (a stopped Redis runs it once
+            # resumed, a lock is let go): then its turn is kept, and its retry is not counted again. Its
+            # trace line and counts are written when the write lands, as they would have been now.
+            if seen.get("stored") is not None:
+                landed = asyncio.ensure_future(self._landed(exc.late, call, role, used, seen))
+                self._landing.add(landed)
+                landed.add_done_callback(self._landing.discard)
+            raise
+        self._settled(call, role, used, seen, done.judged, done.stored.conv)
+        self.tracing.committed(call.turn, done.judged)
+        return call.turn
+
+    async def _landed(
+        self, late: asyncio.Future[Any], call: Call, role: str, used: Usage, seen: dict[str, Any]
+    ) -> None:
+        try:
+            wrote = await late
+        except Exception:  # the store failed it after all: nothing was recorded, as the client was told
+            return
+        if wrote is True:  # a write (not a read) whose compare-and-set held: the turn was recorded
+            logger.warning(
+                "session %s: the store took the write after --store-timeout; the call's turn is recorded after all "
+                "(the client got a 503 and its retry is not counted again)",
+                call.ident.key,
+            )
+            self._settled(call, role, used, seen, seen["judged"], seen["stored"].conv)
+
+    def _settled(
+        self, call: Call, role: str, used: Usage, seen: dict[str, Any], judged: Judged | None, conv: Conversation
+    ) -> None:
+        """What a recorded call leaves: its log line, counts, trace line and `call.turn`."""
+        model = self.roles[role].model
         spec = conv.core.spec
         if seen["switched"] and judged is not None:  # logged once stored: a write lost to another call switched nothing
             t = judged.transition
@@ -310,8 +353,6 @@ class Gateway:
         if self.trace is not None and judged is not None:
             self.trace.write(seen["meta"], judged.record(call.ident.key, seen["cost"]))
         call.turn = str(conv.pending.turn) if conv.pending is not None else None
-        self.tracing.committed(call.turn, judged)
-        return call.turn
 
     def _moved(self, spec: Spec, meta: dict[str, Any], judged: Judged, handoff: str | None) -> Move:
         """Count what a judged turn did in the record (`lwfsm.turn.moves` defines the words)."""
