@@ -237,6 +237,44 @@ def test_a_second_signal_or_the_drain_timeout_ends_a_stream_and_stores_nothing(
     assert "Traceback" not in out
 
 
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/responses"])
+def test_a_call_the_drain_cuts_before_its_answer_is_told_so_in_its_protocol(
+    oai: openai_server.Server, tmp_path: Path, path: str
+) -> None:
+    """A call still waiting for its upstream when --drain-timeout ends it: a 503 in the client's
+    protocol saying why (uvicorn answered a cancelled call with a bare 500 "Internal Server Error")."""
+    url = f"sqlite:///{tmp_path}/s.db"
+    args = ("--api-key-env", "GW_KEY", "--store", url, "--drain-grace", "0", "--drain-timeout", "1")
+    gw = Gateway(*args, env=_env("openai", oai.base))
+    hold = threading.Event()
+    oai.script("lead-model", {"hold": hold, "hold_at": "start"})
+    body: dict[str, Any] = {"model": "m"}
+    body.update({"input": "cut me"} if path == "/v1/responses" else {"messages": [{"role": "user", "content": "cut"}]})
+    auth = {"authorization": f"Bearer {GATEWAY_KEY}"}
+    answer: list[httpx.Response] = []
+    call = threading.Thread(
+        target=lambda: answer.append(httpx.post(gw.base + path, json=body, headers=auth, timeout=30))
+    )
+    try:
+        seen = len(oai.requests)
+        call.start()
+        _until("the upstream has the call", lambda: len(oai.requests) > seen)
+        gw.proc.send_signal(signal.SIGTERM)
+        code, out = _exit(gw, 20)
+        call.join(20)
+    finally:
+        hold.set()
+        gw.stop()
+    assert code == 1, out
+    (r,) = answer
+    assert r.status_code == 503
+    said = "the gateway stopped (--drain-timeout) before this call ended; nothing was recorded: retry it"
+    error = r.json()["error"]
+    assert error["message"] == said
+    assert error["type"] == "api_error"
+    assert "Traceback" not in out
+
+
 def test_drain_flags_are_checked(capsys: pytest.CaptureFixture[str]) -> None:
     from lwfsm.cli import main
 

@@ -53,9 +53,10 @@ from .forward import Forward
 from .intake import Bodies, Call, Intake
 from .metrics import Metrics
 from .probes import Probes
-from .replies import AsciiJSON, crash, not_found, store_failed
+from .replies import AsciiJSON, crash, error_body, not_found, store_failed
 from .responses import Responses
 from .rollout import Rollout
+from .shape import Protocol
 from .trace import TraceLog
 from .tracing import Tracing
 from .translate import Translate
@@ -172,6 +173,7 @@ class Gateway:
         self.lead = next((r for r, d in spec.roles.items() if not d.cheap), next(iter(spec.roles)))
         self.metrics = Metrics(lambda: sum(1 for k in self.store.list() if not k.startswith(CHAINS)))
         self.draining = False  # set on SIGTERM (`drain`): /readyz says 503 while calls in flight finish
+        self.cut: str | None = None  # why the drain is cutting the calls still running (`stopped`)
         # The specs (SIGHUP, POST /lwfsm/spec): a conversation runs under its own `conv.core`, which is
         # `self.core` (new conversations' spec) or one kept for it (lwfsm.gateway.rollout).
         self.rollout = Rollout(self)
@@ -369,6 +371,11 @@ class Gateway:
             self.metrics.turns.labels(p.role, judged.event).inc()
             done = move(spec, t.source, t.dest, judged.event, p.state, p.role)
             self.metrics.moved(done, t.source, t.dest, judged.event, p.state, p.role)
+
+    def stopped(self, protocol: Protocol) -> Response:
+        """The answer to a call the drain cut before it was answered (`drain`)."""
+        said = f"the gateway stopped ({self.cut}) before this call ended; nothing was recorded: retry it"
+        return JSONResponse(error_body(protocol, 503, said, "api_error"), 503)
 
     def _failed(self, role: str, status: int | str) -> None:
         self.metrics.errors.labels(role, self.roles[role].model, str(status)).inc()

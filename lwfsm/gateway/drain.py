@@ -112,6 +112,9 @@ class DrainServer(uvicorn.Server):
 
     def _cut(self, why: str) -> None:
         running = [t for t in self.server_state.tasks if not t.done()]
+        gateway = getattr(getattr(self.config.loaded_app, "state", None), "gateway", None)
+        if gateway is not None:
+            gateway.cut = why  # a call not yet answered is told so in its protocol (a 503), not uvicorn's 500
         if running:
             logger.warning(
                 "%sdrain cut short by %s: ending %d call(s) still running; a turn not finished is not stored",

@@ -3,6 +3,7 @@ Completions call."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -56,6 +57,10 @@ class Responses:
                 response = await self._responses(request)
             except RecursionError:  # input items nested deeper than reading them allows
                 response = JSONResponse(error_body("openai", 400, "request content is nested too deeply to read"), 400)
+            except asyncio.CancelledError:
+                if self.gateway.cut is None:
+                    raise
+                response = self.gateway.stopped("openai")
             self.gateway.metrics.latency.labels(path).observe(time.perf_counter() - started)
             log_error(request, response)
             return traced.send(response)

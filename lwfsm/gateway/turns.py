@@ -87,7 +87,12 @@ class Turns:
     async def _turn(self, request: Request, protocol: Protocol) -> Response:
         started, path = time.perf_counter(), request.scope["path"]  # not request.url: ~40 us to build
         with self.gateway.tracing.call(request.headers, request.method, path) as traced:
-            response = await self._serve(request, protocol)
+            try:
+                response = await self._serve(request, protocol)
+            except asyncio.CancelledError:
+                if self.gateway.cut is None:
+                    raise
+                response = self.gateway.stopped(protocol)
             self.gateway.metrics.latency.labels(path).observe(time.perf_counter() - started)
             log_error(request, response)
             return traced.send(response)
