@@ -136,6 +136,15 @@ def test_a_fingerprint_keys_on_the_opening_user_messages_only() -> None:
     assert opening(reminded, "You help.") == ["Fix bug 41.\n\nAnswer in one line."]
 
 
+def test_an_opening_under_a_long_system_prompt_is_read_in_bounded_time() -> None:
+    from .test_judging_formats import finishing
+
+    # the system prompt's end was stripped once per opening message: 100,000 messages under 3.2 MB, 7 s
+    system = "x" * 3_200_000 + "\n"
+    with finishing("100,000 opening messages under a system prompt of 3.2 MB"):
+        assert opening([{"role": "user", "content": "hi"}] * 100_000, system) == ["hi"] * 100_000
+
+
 # -- replayed through a real gateway --
 
 

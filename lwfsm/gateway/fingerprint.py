@@ -85,9 +85,9 @@ def _common_suffix(text: str, system: str) -> int:
 
 
 def _without_reminder(text: str, system: str) -> str:
-    """`text` without its closing paragraphs when the system prompt ends with them, as it does with
-    the format reminder aider appends to the message it sends (and only to that one)."""
-    text, system = text.rstrip(), system.rstrip()
+    """`text` without its closing paragraphs when the system prompt (`system`, its end stripped) ends with
+    them, as it does with the format reminder aider appends to the message it sends (and only to that one)."""
+    text = text.rstrip()
     # The first paragraph break from which the rest of the text is a tail of the system prompt.
     cut = text.find("\n\n", max(0, len(text) - _common_suffix(text, system) - 2))
     return (text[:cut] if cut != -1 else text).strip()
@@ -102,6 +102,7 @@ def opening(messages: Sequence[Mapping[str, Any]], system: str) -> list[str]:
             start = i + 2
             break
     out: list[str] = []
+    system = system.rstrip()  # once: per message it copied the system prompt (8 MB judged in 10 s)
     i = start
     while i < len(messages):
         m = messages[i]
