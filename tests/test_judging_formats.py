@@ -2474,6 +2474,10 @@ HOSTILE = {
     "not found lines": ("cat x", "Exit code 1\n" + "x: y: No such file or directory" * 60 + "!"),
     # a shell's name, then a run of newlines (quadratic: ~1 s at 32 KB)
     "newlines": ("make", "bash:" + "\n" * 300_000),
+    # a check's command ending in pipes (quadratic: 7.5 s at 64 KB)
+    "pipes": ("npm run build " + "|" * 65_536, "Exit code 1\nbuild broke"),
+    # a person's message of a stop, 2,000 spaces and a stop (cubic: minutes)
+    "lead-in": ("ls", "a.txt", "-" + " " * 1998 + "-"),
     # spaces inside a command line (quadratic: 12 s at 32 KB)
     "spaces": ("make" + " " * 64_000 + "x", "Exit code 2\nmake: *** [all] Error 1"),
     # a double quote never closed, then escaped quotes (quadratic: 3 s at 32 KB)
@@ -2517,6 +2521,53 @@ def test_many_hostile_results_are_judged_in_bounded_time() -> None:
     results = [tool("Command: " + "\nChunk ID: a" * 1_600, f"c{i}") for i in range(300)]
     with finishing("judging 300 hostile results"):
         assert kind(reply, results, "codex")
+
+
+def test_a_long_unpunctuated_correction_is_read_in_bounded_time() -> None:
+    # its first line read as prose or not from the end (quadratic: 3 s at 20 KB, the most read)
+    said = {"role": "user", "content": "no, " + "a " * 10_000}
+    with finishing("a correction of 20 KB", 2):
+        assert kind(call("Bash", {"command": "ls"}), [tool("a.txt"), said], "claude_code") == "user_correction"
+
+
+def test_a_history_is_read_in_bounded_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What came before the reply, as a client may send it: each earlier run asked about once, each
+    message read once, each command searched once (each was asked per result, per call or per line)."""
+    from lwfsm.turn.agents import base
+
+    asked: list[int] = []
+    failed = base.Reader.failed
+    monkeypatch.setattr(base.Reader, "failed", lambda self, *a: asked.append(1) or failed(self, *a))
+    # 1,000 results of one earlier run, and 1,000 failing results of the reply's one call (10 s: a million asks)
+    before = [{"role": "user", "content": "build it"}, call("Bash", {"command": "npm run build"}, "h1")]
+    before += [tool("ok", "h1")] * 1_000
+    reply = call("Bash", {"command": "npm run build"})
+    assert kind(reply, [tool("Exit code 1\nbuild broke", is_error=True)] * 1_000, "claude_code", before)
+    assert 0 < len(asked) <= 1_000
+    # an earlier reply of 4,000 edits naming no file, answered by one message of 2 MB (read once per edit: 4 s)
+    edits = {"role": "assistant", "content": None, "tool_calls": []}
+    edits["tool_calls"] = [call("Edit", {}, f"e{i}")["tool_calls"][0] for i in range(4_000)]
+    answer = {"role": "tool", "tool_call_id": "e0", "content": [{"type": "text", "text": "x" * 1_000_000}] * 2}
+    with finishing("4,000 edits answered by 2 MB"):
+        assert kind(
+            reply, [tool("Exit code 1\nbuild broke", is_error=True)], "claude_code", [*before[:1], edits, answer]
+        )
+    # an earlier command of 24,000 lines each a linter's name (searched for --fix to its end from each: 20 s)
+    lint = [*before[:1], call("Bash", {"command": "eslint\n" * 24_000}, "h1"), tool("ok", "h1")]
+    with finishing("an earlier command of 24,000 eslint lines"):
+        assert kind(reply, [tool("Exit code 1\nbuild broke", is_error=True)], "claude_code", lint)
+
+
+def test_claude_codes_changed_file_results_ask_once_what_came_before(monkeypatch: pytest.MonkeyPatch) -> None:
+    read: list[int] = []
+    last = claude_code.ClaudeCode._read_last
+    monkeypatch.setattr(claude_code.ClaudeCode, "_read_last", lambda self, b: read.append(1) or last(self, b))
+    changed = "File has been unexpectedly modified. Read it again before attempting to write it."
+    reply = call("Edit", {"file_path": "a.py", "old_string": "x", "new_string": "y"})
+    before = [{"role": "user", "content": "fix a.py"}, call("Read", {"file_path": "a.py"}, "r1"), tool("x", "r1")]
+    before += [{"role": "user", "content": "go on"}] * 1_000
+    assert kind(reply, [tool(changed, is_error=True)] * 1_000, "claude_code", before) == "environment"
+    assert len(read) == 1  # it was asked once per result, each a scan of the 1,000 messages before
 
 
 def call_(cid: str, fn: dict[str, str]) -> dict[str, Any]:

@@ -237,7 +237,7 @@ def _unapplied(reply: str, console: str) -> bool:
         _BLOCK_END.search(reply) is not None
         and APPLIED.search(console) is None
         and "Did not apply edit to" not in console  # --dry-run
-        and _QUESTION.search(console) is None
+        and "? (Y)es/(N)o" not in console  # (not `_QUESTION.search`: from each place in a line to its end)
         and _CALL_FAILED.search(console) is None
     )
 

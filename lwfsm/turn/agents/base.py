@@ -107,6 +107,8 @@ class History:
     # the commands run since the model's last attempt: (command, index, message, tool, arguments)
     runs: list[tuple[str, int, Message, str | None, Mapping[str, Any]]] = field(default_factory=list)
     corrected: bool = False  # the user said the last change was wrong, and nothing changed since
+    # what `Reader.looked` found for a command: many results of one call (a client may send any number) ask once
+    again: dict[str, bool] = field(default_factory=dict)
 
 
 @dataclass
@@ -310,10 +312,10 @@ def last_command(command: str) -> tuple[str, str, str | None]:
     """(the command that sets the status, the operator before it, the name of the pipeline's first command)."""
     parts = _split(command.strip())
     segments = parts[0::2]
-    ops = parts[1::2]
-    while len(segments) > 1 and not segments[-1].strip():
-        segments.pop()
-        ops = ops[: len(segments) - 1]
+    n = len(segments)
+    while n > 1 and not segments[n - 1].strip():
+        n -= 1  # empty ends dropped, then cut once (popping one and copying the operators each time was quadratic)
+    segments, ops = segments[:n], parts[1::2][: n - 1]
 
     def name(segment: str) -> str:
         words = _words(segment)
@@ -408,12 +410,13 @@ _WRITES = re.compile(
 )
 # Formatters and fixers, run as a command (not asked only to check): they rewrite files, so a check that fails
 # after them is a new try, not a second look; they change no behaviour, so a test failing after them still
-# shows the reported bug (the red phase).
+# shows the reported bug (the red phase). (`--fix` within 30 words: searching to the end of the command from
+# each `eslint` was quadratic, 5 s for 64 KB of them.)
 _FORMATS = re.compile(
     r"(?:^|[;&|(]\s*)(?:(?:python3? -m|npx|uvx|uv run|poetry run|pipx run)\s+)?"
     r"(?:ruff format|black|isort|autopep8 (?:-i|--in-place)|gofmt (?:-s )?-w|goimports -w|go fmt|cargo fmt|rustfmt|"
     r"dotnet format|clang-format -i|prettier (?:--write|-w)|"
-    r"(?:ruff check|eslint|stylelint)\s(?:[^|;&\s]+\s)*?--fix(?![-\w]))"
+    r"(?:ruff check|eslint|stylelint)\s(?:[^|;&\s]+\s){0,30}?--fix(?![-\w]))"
     r"(?![^|;&\n]*\s(?:--(?:check|check-only|diff|verify-no-changes|dry-run|version|help)\b|-h\b))",
     re.M,
 )
@@ -433,8 +436,8 @@ _CHECKS = re.compile(
     r"npx (?:tsc|eslint|vitest|jest|ruff|mypy|pyright)\b|(?:tsc|mypy|pyright|eslint|ruff|pytest)\b|"
     r"python3? -m (?:pytest|mypy)\b|cargo (?:check|build|clippy|test)\b|go (?:build|vet|test)\b|make\b)"
 )
-_SIFTED = re.compile(
-    r"\|\s*(?:\S*/)?(?:grep|rg)\b[^|]*(?:\|\s*(?:head|tail|sort|uniq)\b[^|]*)*\|\|\s*(?:echo|printf|true|:)"
+_SIFTED = re.compile(  # (a path before grep holds no `|`: `\S*` went to the end from each pipe, quadratic)
+    r"\|\s*(?:[^\s|]*/)?(?:grep|rg)\b[^|]*(?:\|\s*(?:head|tail|sort|uniq)\b[^|]*)*\|\|\s*(?:echo|printf|true|:)"
 )
 
 _INTERPRETERS = frozenset({"python", "python3", "node", "ruby", "bash", "sh", "perl", "php", "java", "deno", "bun"})
@@ -861,8 +864,19 @@ _MISSING_PACKAGE = re.compile(
     r"^[^\S\n]*(?:E\s+|>\s*)?(?:ModuleNotFoundError|ImportError): No module named '?(?!(?:src|com|org)\.)([\w-]+)",
     re.M,
 )
-# A line of the person's own prose (words, then a stop or a colon), not a line of what they pasted.
-_PROSE = re.compile(r"^\W*[^\W\d_][^\n]*?(?:\s+\S+){3,}(?<=[^\W_])[.!?:…]\s*$")
+_FIRST_LETTER = re.compile(r"\W*[^\W\d_]")
+_WORD_START = re.compile(r"\s+\S")
+_WORD_END = re.compile(r"[^\W_]")
+
+
+def _prose(line: str) -> bool:
+    """Whether `line` is a person's own prose (a letter first, four words or more, the last one ended by a
+    stop or a colon), not a line of what they pasted. (As one regex it was quadratic: 3 s at 20 KB.)"""
+    text = line.rstrip()
+    first = _FIRST_LETTER.match(text)
+    if first is None or len(text) < 2 or text[-1] not in ".!?:…" or not _WORD_END.match(text[-2]):
+        return False
+    return len(_WORD_START.findall(text, first.end(), len(text) - 1)) >= 3
 
 
 _COLOURS = re.compile(r"\x1b\[[\d;]*[A-Za-z]")
@@ -874,7 +888,7 @@ def _missing_package(text: str, reply: str) -> tuple[int, str] | None:
     is the reply's mistake."""
     lines = text.splitlines()
     first = next((x for x in lines if x.strip()), "")
-    if _PROSE.match(first) and not _PASTED.match(first) and not _ERROR_LINE.match(first):
+    if _prose(first) and not _PASTED.match(first) and not _ERROR_LINE.match(first):
         return None
     missing = None
     for m in _MISSING_PACKAGE.finditer(text):
@@ -997,9 +1011,11 @@ _ASKS = re.compile(
     r"put|create|convert|here|this)\b"
 )
 _RULE_TAG = re.compile(r"(?:\((?:[A-Z]{1,4}\d{2,5}|[\w-]+/[\w-]+)\)|\[[\w@/.-]+\])\s*$")
-# A few words saying what the person got, and a colon, at the start of a message: "now I have: ...".
+# A few words saying what the person got, and a colon, at the start of a message: "now I have: ...". (Each
+# space may be taken one way only: two optional words, each with a `\s*` after them whether there or not, let
+# a run of spaces split three ways, cubic: 8 s for 600 spaces.)
 _LEAD_IN = re.compile(
-    r"\W*(?:(?:now|still|again|but|and|yet|so)\s+)*(?:i|we|it)?\s*(?:'m|am|are|is)?\s*"
+    r"\W*(?:(?:now|still|again|but|and|yet|so)\s+)*(?:(?:i|we|it)\b\s*)?(?:(?:'m|am|are|is)\b\s*)?"
     r"(?:have|has|get|gets|got|getting|see|seeing|saw|shows?|showing|says?|gives?|giving|throws?)\b"
     r"[^\n:]{0,30}:[^\S\n]+(?=\S)",
     re.I,
@@ -1319,13 +1335,16 @@ class Reader:
             i = starts[n]
             calls = self.calls(before[i])
             attempt = code = False
+            answer: str | None = None  # the file the next message says was edited, read once (not once per call)
             for name, args in calls.values():
                 command = self.command_of(args)
                 if (_EDITS.search(name) and args.get("command") != "view") or (command and _WRITES.search(command)):
                     attempt = True
                     path = str(args.get("file_path") or args.get("path") or args.get("notebook_path") or "")
                     if not path and i + 1 < len(before):
-                        path = self.edited_file(text_of(before[i + 1])) or ""
+                        if answer is None:
+                            answer = self.edited_file(text_of(before[i + 1])) or ""
+                        path = answer
                     # an edit of a file it does not name (SWE-agent's open file) is an attempt, not known code
                     code = code or (_EDITS.search(name) is not None and bool(path) and not is_scaffold(path))
                     code = code or bool(command and changes_code(command))
@@ -1440,9 +1459,13 @@ class Reader:
             return not _broken(tail) or _UNWRITTEN.search(tail) is not None
         if first_match(_SHELL_ERROR, o.text[-3000:]) is not None or _CMD_SYNTAX.search(cmd):
             return False  # a command the shell could not run (or not as written), run again, is the same mistake again
-        return past.corrected or any(
-            _again(c, cmd) and self.failed(j, msg, tool, args) for c, j, msg, tool, args in past.runs
-        )
+        if past.corrected:
+            return True
+        if cmd not in past.again:
+            past.again[cmd] = any(
+                _again(c, cmd) and self.failed(j, msg, tool, args) for c, j, msg, tool, args in past.runs
+            )
+        return past.again[cmd]
 
     def failed(self, i: int, msg: Message, tool: str | None, args: Mapping[str, Any]) -> bool:
         o = self.outcome(i, msg, tool, args)

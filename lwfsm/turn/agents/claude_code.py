@@ -98,8 +98,11 @@ class ClaudeCode(Reader):
     def findings(
         self, reply: Message, after: Sequence[Message], tools: Sequence[Message], before: Sequence[Message] = ()
     ) -> Iterator[Finding]:
+        read_last: bool | None = None  # asked once: per finding it was a scan of what came before (quadratic)
         for f in super().findings(reply, after, tools, before):
-            if f.kind == "task_failure" and _CHANGED in f.evidence.excerpt and self._read_last(before):
+            if f.kind == "task_failure" and _CHANGED in f.evidence.excerpt and read_last is None:
+                read_last = self._read_last(before)
+            if f.kind == "task_failure" and _CHANGED in f.evidence.excerpt and read_last:
                 # the editor found the file changed since the model read it (a formatter, a watcher, the person,
                 # Windows' stale state right after a read): not the edit's fault, unless the model's own
                 # command changed it after that read
