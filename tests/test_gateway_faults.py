@@ -3,6 +3,7 @@ Real `lwfsm serve` processes, a real redis-server and SQLite file, fake upstream
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -11,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -65,20 +66,35 @@ db.execute("ROLLBACK")
 """
 
 
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[Callable[[], None]]:
+    """Another process holding the SQLite file's write lock until the function it gives is called."""
+    locker = subprocess.Popen(
+        [sys.executable, "-c", _LOCKER, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    stdin, stdout = locker.stdin, locker.stdout
+    assert stdin is not None
+    assert stdout is not None
+
+    def release() -> None:
+        stdin.write("\n")
+        stdin.flush()
+
+    try:
+        assert stdout.readline() == "locked\n"
+        yield release
+    finally:
+        locker.kill()
+        locker.communicate()  # and closes its pipes
+
+
 def test_a_locked_sqlite_file_holds_up_only_the_calls_that_write(oai: openai_server.Server, tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     gw = Gateway("--api-key-env", "GW_KEY", "--store", f"sqlite:///{path}", env=_env("openai", oai.base))
-    locker = None
     try:
         assert _chat(gw, "a").status_code == 200  # the file and the conversation exist
-        locker = subprocess.Popen(
-            [sys.executable, "-c", _LOCKER, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-        )
-        assert locker.stdout is not None
-        assert locker.stdin is not None
-        assert locker.stdout.readline() == "locked\n"
-        seen = len(oai.requests)
-        with ThreadPoolExecutor(2) as pool:
+        with _locked(path) as release, ThreadPoolExecutor(2) as pool:
+            seen = len(oai.requests)
             stalled = pool.submit(_chat, gw, "a", "again")
             _wait(lambda: len(oai.requests) > seen)  # answered upstream: now it waits to write the row
             models = _models(gw)
@@ -86,13 +102,9 @@ def test_a_locked_sqlite_file_holds_up_only_the_calls_that_write(oai: openai_ser
             # reading a conversation needs no write lock (WAL): the control API answers too
             assert httpx.get(gw.base + "/lwfsm/sessions", headers=AUTH, timeout=10).status_code == 200
             assert not stalled.done()
-            locker.stdin.write("\n")
-            locker.stdin.flush()
+            release()
             assert stalled.result().status_code == 200  # the lock gone, the call is recorded
     finally:
-        if locker is not None:
-            locker.kill()
-            locker.communicate()  # and closes its pipes
         out = gw.stop()
     assert "Traceback" not in out
 
@@ -105,27 +117,21 @@ def test_a_store_that_fails_to_record_a_stream_ends_it_with_an_error_event(
     path = tmp_path / "s.db"
     args = ("--api-key-env", "GW_KEY", "--store", f"sqlite:///{path}", "--store-timeout", "0.5")
     gw = Gateway(*args, env=_env("openai", oai.base))
-    locker = None
     try:
         assert _chat(gw, "a").status_code == 200  # the file and the conversation exist
-        locker = subprocess.Popen(
-            [sys.executable, "-c", _LOCKER, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-        )
-        assert locker.stdout is not None
-        assert locker.stdout.readline() == "locked\n"
-        with httpx.stream(
-            "POST",
-            gw.base + "/v1/chat/completions",
-            json={"model": "m", "messages": [{"role": "user", "content": "go"}], "stream": True},
-            headers={**AUTH, "x-lwfsm-session": "a"},
-            timeout=60,
-        ) as streamed:
+        with (
+            _locked(path),
+            httpx.stream(
+                "POST",
+                gw.base + "/v1/chat/completions",
+                json={"model": "m", "messages": [{"role": "user", "content": "go"}], "stream": True},
+                headers={**AUTH, "x-lwfsm-session": "a"},
+                timeout=60,
+            ) as streamed,
+        ):
             status = streamed.status_code
             lines = [x for x in streamed.iter_lines() if x]
     finally:
-        if locker is not None:
-            locker.kill()
-            locker.communicate()  # and closes its pipes
         out = gw.stop()
     assert status == 200
     assert lines[0].startswith("data: {")  # the reply's text reached the client
@@ -146,22 +152,15 @@ def test_a_write_the_store_takes_after_the_timeout_is_traced_and_counted_once(
     path, logs = tmp_path / "s.db", tmp_path / "logs"
     args = ("--api-key-env", "GW_KEY", "--store", f"sqlite:///{path}", "--store-timeout", "0.5", "--log-dir", str(logs))
     gw = Gateway(*args, env=_env("openai", oai.base))
-    locker = None
     try:
         assert _chat(gw, "late", "one").status_code == 200
-        locker = subprocess.Popen(
-            [sys.executable, "-c", _LOCKER, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-        )
-        assert locker.stdout is not None
-        assert locker.stdin is not None
-        assert locker.stdout.readline() == "locked\n"
-        failed = _chat(gw, "late", "two")
-        assert failed.status_code == 503
-        assert "no answer within 0.5 s (--store-timeout)" in failed.json()["error"]["message"]
-        assert not list(logs.glob("*.jsonl"))  # turn 1, judged by this call, is not traced yet
-        locker.stdin.write("\n")
-        locker.stdin.flush()
-        _wait(lambda: list(logs.glob("*.jsonl")))  # the write landed once the lock was gone
+        with _locked(path) as release:
+            failed = _chat(gw, "late", "two")
+            assert failed.status_code == 503
+            assert "no answer within 0.5 s (--store-timeout)" in failed.json()["error"]["message"]
+            assert not list(logs.glob("*.jsonl"))  # turn 1, judged by this call, is not traced yet
+            release()
+            _wait(lambda: list(logs.glob("*.jsonl")))  # the write landed once the lock was gone
         again = _chat(gw, "late", "two")  # the client's retry
         key = again.headers["x-lwfsm-session"]
         assert (again.status_code, again.headers["x-lwfsm-turn"]) == (200, "2")
@@ -169,9 +168,6 @@ def test_a_write_the_store_takes_after_the_timeout_is_traced_and_counted_once(
         listed = gw.control("GET", f"/lwfsm/sessions/{key}").json()
         metrics = httpx.get(gw.base + "/metrics", headers=AUTH, timeout=10).text
     finally:
-        if locker is not None:
-            locker.kill()
-            locker.communicate()
         out = gw.stop()
     assert 'lwfsm_calls_total{role="lead"} 4.0' in metrics
     assert 'lwfsm_turns_total{outcome="turn_completed",role="lead"} 2.0' in metrics
