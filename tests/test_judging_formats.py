@@ -2556,6 +2556,11 @@ def test_a_history_is_read_in_bounded_time(monkeypatch: pytest.MonkeyPatch) -> N
     lint = [*before[:1], call("Bash", {"command": "eslint\n" * 24_000}, "h1"), tool("ok", "h1")]
     with finishing("an earlier command of 24,000 eslint lines"):
         assert kind(reply, [tool("Exit code 1\nbuild broke", is_error=True)], "claude_code", lint)
+    # one part of a command holding many fixers, a check flag at its end (read to the end from each: 17 s)
+    for command in ("(eslint --fix " * 6_000 + " --check", "(black " * 12_000 + " --check"):
+        checks = [*before[:1], call("Bash", {"command": command}, "h1"), tool("ok", "h1")]
+        with finishing("an earlier command of 12,000 fixers asked to check"):
+            assert kind(reply, [tool("Exit code 1\nbuild broke", is_error=True)], "claude_code", checks)
 
 
 def test_claude_codes_changed_file_results_ask_once_what_came_before(monkeypatch: pytest.MonkeyPatch) -> None:

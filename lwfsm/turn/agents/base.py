@@ -16,6 +16,7 @@ it too. Every finding carries its evidence: which message, which line, which rul
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -410,16 +411,36 @@ _WRITES = re.compile(
 )
 # Formatters and fixers, run as a command (not asked only to check): they rewrite files, so a check that fails
 # after them is a new try, not a second look; they change no behaviour, so a test failing after them still
-# shows the reported bug (the red phase). (`--fix` within 30 words: searching to the end of the command from
-# each `eslint` was quadratic, 5 s for 64 KB of them.)
-_FORMATS = re.compile(
+# shows the reported bug (the red phase). `--fix` is looked for within 30 words; a flag asking only to check
+# anywhere after the name in its part of the command (up to `|`, `;`, `&` or a line's end) makes it a check.
+# (Searched from each name to the end of its part, as one pattern did, both were quadratic: 17 s at 84 KB.)
+_FORMATTER = re.compile(
     r"(?:^|[;&|(]\s*)(?:(?:python3? -m|npx|uvx|uv run|poetry run|pipx run)\s+)?"
     r"(?:ruff format|black|isort|autopep8 (?:-i|--in-place)|gofmt (?:-s )?-w|goimports -w|go fmt|cargo fmt|rustfmt|"
     r"dotnet format|clang-format -i|prettier (?:--write|-w)|"
-    r"(?:ruff check|eslint|stylelint)\s(?:[^|;&\s]+\s){0,30}?--fix(?![-\w]))"
-    r"(?![^|;&\n]*\s(?:--(?:check|check-only|diff|verify-no-changes|dry-run|version|help)\b|-h\b))",
+    r"(?:ruff check|eslint|stylelint)\s(?:[^|;&\s]+\s){0,30}?--fix(?![-\w]))",
     re.M,
 )
+_CHECK_ONLY = re.compile(r"\s(?:--(?:check|check-only|diff|verify-no-changes|dry-run|version|help)\b|-h\b)")
+_PART_END = re.compile(r"[|;&\n]")
+
+
+def formats(command: str) -> bool:
+    """Whether `command` runs a formatter or a fixer not asked only to check."""
+    flags: list[int] | None = None
+    ends: list[int] = []
+    for m in _FORMATTER.finditer(command):
+        if flags is None:  # read once for the command, then looked up per name
+            flags = [f.start() for f in _CHECK_ONLY.finditer(command)]
+            ends = [e.start() for e in _PART_END.finditer(command)]
+        i = bisect.bisect_left(ends, m.end())
+        end = ends[i] if i < len(ends) else len(command)
+        j = bisect.bisect_left(flags, m.end())
+        if j == len(flags) or flags[j] > end:  # (at `end` itself only a newline: a flag on the next line counts)
+            return True
+    return False
+
+
 # Test runners: their failure before the model changed anything shows the bug, not a mistake.
 TESTS = re.compile(
     r"\b(pytest|unittest|nosetests|tox|jest|mocha|vitest|go test|cargo test|mvn( -\S+){0,30} test|"
@@ -468,7 +489,7 @@ def _again(before: str, now: str) -> bool:
     reproduction, the same program with another selection or verbosity. Another program, or the same
     one with other arguments (a download with other options, a build with other flags), is a new try."""
     if " ".join(before.split()) == " ".join(now.split()):
-        return not _WRITES.search(now) and not _FORMATS.search(now)  # what writes, run again, is another try
+        return not _WRITES.search(now) and not formats(now)  # what writes, run again, is another try
     return program(before) == program(now) and bool(TESTS.search(now) or is_reproduction(now))
 
 
@@ -1348,7 +1369,7 @@ class Reader:
                     # an edit of a file it does not name (SWE-agent's open file) is an attempt, not known code
                     code = code or (_EDITS.search(name) is not None and bool(path) and not is_scaffold(path))
                     code = code or bool(command and changes_code(command))
-                elif command and _FORMATS.search(command):
+                elif command and formats(command):
                     attempt = True  # a new try of the same code: what failed before is not looked at again
             if since_attempt:
                 end = starts[n + 1] if n + 1 < len(starts) else len(before)
