@@ -8,7 +8,7 @@ in `paths`.
 {"status": 500, "headers": {...}, "body": {...}, "delay": 0.5, "tool_calls": [...], "content": "...",
 "cut": True (a stream that stops half-way, without its finish chunk and [DONE]), "broken": True (a
 chunked stream whose connection drops in its second event, mid-transfer), "garbled": True (a stream whose
-second event is not JSON), "page": "<html>..." (that text as text/html), "whole": True (one JSON
+second event is not JSON; a text: that text), "page": "<html>..." (that text as text/html), "whole": True (one JSON
 body even when the request asks for a stream, as some servers do),
 "hold": threading.Event() (a stream that sends its text and tool calls, then waits for the event, up
 to 10 s, before its finish chunk, or before its usage chunk with "hold_at": "usage", or any reply before
@@ -344,7 +344,10 @@ class Server:
                     for n, chunk in enumerate(chunks):
                         if n == held and "hold" in step:
                             step["released"] = step["hold"].wait(10)
-                        data = b"{not json" if step.get("garbled") and n == 1 else json.dumps(chunk).encode()
+                        garbled = step.get("garbled")  # True, or the text to send
+                        data = json.dumps(chunk).encode()
+                        if garbled and n == 1:
+                            data = garbled.encode() if isinstance(garbled, str) else b"{not json"
                         self.wfile.write(b"data: " + data + b"\n\n")
                         self.wfile.flush()
                     if not cut:

@@ -25,7 +25,7 @@ pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 
 from . import openai_server  # noqa: E402
-from .test_gateway import GATEWAY_KEY, Gateway, _env, _free_port, ant, oai, redis_url  # noqa: E402
+from .test_gateway import GATEWAY_KEY, LEAD_KEY, Gateway, _env, _free_port, ant, oai, redis_url  # noqa: E402
 
 __all__ = ["ant", "oai", "redis_url"]  # fixtures shared with test_gateway
 
@@ -683,6 +683,27 @@ def test_a_stream_that_ends_early_or_garbled_is_an_error_event_and_records_nothi
     assert again.choices[0].message.content  # the retry is served as a first try
     assert log.count(said + "; nothing recorded") == 2
     assert "Traceback" not in log
+
+
+def test_an_event_that_is_not_json_is_shown_without_the_upstreams_key(oai: openai_server.Server) -> None:
+    """An upstream that echoes the gateway's key in a broken event: the error shows the event's start,
+    the key redacted before it is cut (cut first, a key's first 58 characters were shown)."""
+    openai = pytest.importorskip("openai", reason="needs the openai SDK: pip install openai")
+    gw = Gateway("--api-key-env", "GW_KEY", env=_env("openai", oai.base))
+    client = openai.OpenAI(base_url=gw.base + "/v1", api_key=GATEWAY_KEY, max_retries=0)
+    said = "upstream says: bad key ".ljust(70, ".")  # the key across the 80 characters shown
+    oai.script("lead-model", {"garbled": said + LEAD_KEY, "content": "a long answer"})
+    try:
+        with pytest.raises(openai.APIError) as info:
+            for _ in client.chat.completions.create(
+                model="m", messages=[{"role": "user", "content": "go"}], stream=True
+            ):
+                pass
+    finally:
+        log = gw.stop()
+    assert f"sent an event that is not JSON ('{said}[redacted]')" in info.value.message
+    for text in (info.value.message, log):
+        assert LEAD_KEY[:8] not in text
 
 
 def test_an_upstream_answering_a_web_page_is_an_error_in_the_clients_protocol_naming_it(

@@ -236,7 +236,7 @@ class Forward:
                 for event in reader.feed(chunk):
                     acc.add(event)
                 if reader.bad is not None and not settled:  # not passed on: the client's SDK would raise on it
-                    snippet = self.gateway.redact(reader.bad[:80]).decode(errors="replace")
+                    snippet = self.gateway.redact(reader.bad)[:80].decode(errors="replace")  # redacted whole, then cut
                     raise _Unsound(f"the {role} upstream sent an event that is not JSON ({snippet!r})")
                 # (A server that ignores `include_usage` ends with [DONE] and no usage: settle then.)
                 if acc.done and not settled and (acc.usage is not None or not usage or reader.ended):
