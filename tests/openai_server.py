@@ -8,8 +8,9 @@ in `paths`.
 {"status": 500, "headers": {...}, "body": {...}, "delay": 0.5, "tool_calls": [...], "content": "...",
 "cut": True (a stream that stops half-way, without its finish chunk and [DONE]), "broken": True (a
 chunked stream whose connection drops in its second event, mid-transfer), "garbled": True (a stream whose
-second event is not JSON; a text: that text), "page": "<html>..." (that text as text/html), "whole": True (one JSON
-body even when the request asks for a stream, as some servers do),
+second event is not JSON; a text: that text), "no_finish": True (no finish chunk, then [DONE]),
+"multiline": True (each event's JSON over several data lines), "page": "<html>..." (that text as
+text/html), "whole": True (one JSON body even when the request asks for a stream, as some servers do),
 "hold": threading.Event() (a stream that sends its text and tool calls, then waits for the event, up
 to 10 s, before its finish chunk, or before its usage chunk with "hold_at": "usage", or any reply before
 its first byte with "hold_at": "start"; the step's "released" says whether the event came)}.
@@ -320,7 +321,7 @@ class Server:
                 if cut:
                     chunks = chunks[: max(1, len(chunks) // 2)]
                 reason = "tool_calls" if message.get("tool_calls") else "stop"
-                if not cut:
+                if not cut and not step.get("no_finish"):
                     chunks.append({**head, "choices": [{"index": 0, "delta": {}, "finish_reason": reason}]})
                 # "no_usage": a server that ignores stream_options (some OpenAI-compatible ones do).
                 no_usage = step.get("no_usage", "no_stream_usage" in server.quirks)  # a step may say otherwise
@@ -348,6 +349,8 @@ class Server:
                         data = json.dumps(chunk).encode()
                         if garbled and n == 1:
                             data = garbled.encode() if isinstance(garbled, str) else b"{not json"
+                        if step.get("multiline"):  # the event's JSON over several data lines, as SSE allows
+                            data = data.replace(b", ", b",\ndata: ")
                         self.wfile.write(b"data: " + data + b"\n\n")
                         self.wfile.flush()
                     if not cut:

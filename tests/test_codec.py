@@ -334,6 +334,16 @@ def test_sse_events_read_alike_whatever_the_chunks_and_line_ends() -> None:
         assert got == events[: len(got)]
         assert len(got) > 50
         assert bytewise.partial == (not data[:3000].endswith((b"\n", b"\r")))  # \r ends a line
-    nan = SSEReader().feed(b'data: {"x": NaN}\n\ndata: {broken\n\n')
-    assert len(nan) == 1  # read as json reads it; a broken event is the client's to see, not ours
+    reader = SSEReader()
+    nan = reader.feed(b'data: {"x": NaN}\n\ndata: {broken\n\n')
+    assert len(nan) == 1  # read as json reads it
     assert nan[0]["x"] != nan[0]["x"]
+    assert reader.bad == b"{broken"  # the first event that is not JSON, for the relay to refuse
+    # An event's JSON over several data lines is joined with newlines (SSE's rule), in any chunking, \r\n
+    # cut between its \r and its \n too; a line that is JSON alone is an event without a blank line after it.
+    data = b'data: {"a":\r\ndata: 1,\r\ndata: "b": 2}\r\n\r\ndata: {"c": 3}\r\ndata: {"d": 4}\r\n\r\n'
+    for size in (1, 2, 3, len(data)):
+        reader = SSEReader()
+        got = [e for i in range(0, len(data), size) for e in reader.feed(data[i : i + size])]
+        assert got == [{"a": 1, "b": 2}, {"c": 3}, {"d": 4}]
+        assert reader.bad is None

@@ -652,6 +652,7 @@ def test_an_upstream_that_breaks_off_mid_stream_is_an_error_event_and_one_log_li
     ("step", "said"),
     [
         ({"cut": True}, "the lead upstream ended the stream before its finish"),
+        ({"no_finish": True}, "the lead upstream ended the stream before its finish"),  # [DONE] came, no finish
         ({"garbled": True}, "the lead upstream sent an event that is not JSON ('{not json')"),
     ],
 )
@@ -683,6 +684,23 @@ def test_a_stream_that_ends_early_or_garbled_is_an_error_event_and_records_nothi
     assert again.choices[0].message.content  # the retry is served as a first try
     assert log.count(said + "; nothing recorded") == 2
     assert "Traceback" not in log
+
+
+def test_an_event_whose_json_spans_several_data_lines_is_read_whole(oai: openai_server.Server) -> None:
+    """SSE joins an event's data lines with newlines (so does the SDK): such a stream is relayed and recorded."""
+    openai = pytest.importorskip("openai", reason="needs the openai SDK: pip install openai")
+    gw = Gateway("--api-key-env", "GW_KEY", env=_env("openai", oai.base))
+    client = openai.OpenAI(base_url=gw.base + "/v1", api_key=GATEWAY_KEY, max_retries=0)
+    oai.script("lead-model", {"multiline": True, "content": "hello world"})
+    ask = {"model": "m", "messages": [{"role": "user", "content": "go"}], "extra_headers": {"x-lwfsm-session": "ml"}}
+    try:
+        got = client.chat.completions.create(stream=True, **ask)  # type: ignore[call-overload]
+        text = "".join(c.choices[0].delta.content or "" for c in got if c.choices)
+        (listed,) = gw.control("GET", "/lwfsm/sessions").json()["sessions"]
+    finally:
+        gw.stop()
+    assert text == "hello world"
+    assert listed["calls"] == 1  # recorded
 
 
 def test_an_event_that_is_not_json_is_shown_without_the_upstreams_key(oai: openai_server.Server) -> None:

@@ -238,6 +238,8 @@ class Forward:
                 if reader.bad is not None and not settled:  # not passed on: the client's SDK would raise on it
                     snippet = self.gateway.redact(reader.bad)[:80].decode(errors="replace")  # redacted whole, then cut
                     raise _Unsound(f"the {role} upstream sent an event that is not JSON ({snippet!r})")
+                if reader.ended and not acc.done:  # [DONE] before the finish: a client would stop there, content
+                    raise _Unsound(f"the {role} upstream ended the stream before its finish")
                 # (A server that ignores `include_usage` ends with [DONE] and no usage: settle then.)
                 if acc.done and not settled and (acc.usage is not None or not usage or reader.ended):
                     # Commit before the client sees the end of the stream: once it has the end it

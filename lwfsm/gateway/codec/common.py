@@ -37,14 +37,19 @@ def part_text(blocks: Any) -> str:
 
 
 class SSEReader:
-    """Splits a byte stream into the JSON payloads of its `data:` lines (as bytes arrive)."""
+    """Splits a byte stream into the JSON payloads of its events' `data:` lines (as bytes arrive). A line
+    that is JSON alone is an event (servers that leave out the blank line between events are read too);
+    one that is not is joined with the event's next `data:` lines, with newlines, as SSE says, and read when
+    the event ends."""
 
-    __slots__ = ("_buf", "bad", "ended")
+    __slots__ = ("_buf", "_cr", "_held", "bad", "ended")
 
     def __init__(self) -> None:
         self._buf: list[bytes] = []  # the bytes of a line not yet whole, as they came
+        self._cr = False  # the bytes so far ended in \r: a \n next is the rest of a \r\n
+        self._held: list[bytes] = []  # the `data:` lines of an event whose first one was not JSON alone
         self.ended = False  # the `data: [DONE]` that ends a Chat Completions stream came
-        self.bad: bytes | None = None  # the first `data:` that is not JSON
+        self.bad: bytes | None = None  # the first event whose data is not JSON
 
     @property
     def partial(self) -> bool:
@@ -54,12 +59,17 @@ class SSEReader:
     def feed(self, chunk: bytes) -> list[Any]:
         # A line is joined once it is whole (joining on each read was quadratic in a long line's reads),
         # and split once (cutting each line off the front copied the rest: quadratic in a chunk's lines).
+        if self._cr:
+            self._cr = False
+            if chunk[:1] == b"\n":
+                chunk = chunk[1:]
         if b"\n" not in chunk and b"\r" not in chunk:
             if chunk:
                 self._buf.append(chunk)
             return []
         data = b"".join([*self._buf, chunk])
-        if b"\r" in data:  # a line may end in \r alone (SSE allows it); a \r\n cut in two adds a blank line
+        if b"\r" in data:  # a line may end in \r alone, or in \r\n (SSE allows both)
+            self._cr = data.endswith(b"\r")
             data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         *lines, rest = data.split(b"\n")
         self._buf = [rest] if rest else []
@@ -67,14 +77,22 @@ class SSEReader:
         for line in lines:
             if line.startswith(b"data:"):
                 data = line[5:].strip()
-                if data == b"[DONE]":
+                if self._held:
+                    self._held.append(data)
+                elif data == b"[DONE]":
                     self.ended = True
                 elif data:
                     try:
                         out.append(loads(data))
                     except ValueError:
-                        if self.bad is None:
-                            self.bad = data
+                        self._held = [data]
+            elif not line.strip() and self._held:  # the event's end: its lines read as one
+                whole, self._held = b"\n".join(self._held), []
+                try:
+                    out.append(loads(whole))
+                except ValueError:
+                    if self.bad is None:
+                        self.bad = whole
         return out
 
 
