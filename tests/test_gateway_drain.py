@@ -268,10 +268,49 @@ def test_a_call_the_drain_cuts_before_its_answer_is_told_so_in_its_protocol(
     assert code == 1, out
     (r,) = answer
     assert r.status_code == 503
-    said = "the gateway stopped (--drain-timeout) before this call ended; nothing was recorded: retry it"
+    said = "the gateway stopped (--drain-timeout) before this call ended: retry it (a retry is never counted twice)"
     error = r.json()["error"]
     assert error["message"] == said
     assert error["type"] == "api_error"
+    assert "Traceback" not in out
+
+
+def test_a_call_the_drain_cuts_while_its_turn_is_written_is_traced_if_the_write_lands(
+    oai: openai_server.Server, tmp_path: Path
+) -> None:
+    """Cut while the store has its write (a lock held elsewhere): the client gets the 503, and when the write
+    lands (the lock let go) before the gateway ends, the turn's trace line is written, as it would have been."""
+    from .test_gateway_faults import _locked
+
+    path, logs = tmp_path / "s.db", tmp_path / "logs"
+    args = ("--api-key-env", "GW_KEY", "--store", f"sqlite:///{path}", "--log-dir", str(logs), "--drain-timeout", "1")
+    gw = Gateway(*args, "--drain-grace", "0", "--store-timeout", "20", env=_env("openai", oai.base))
+    auth = {"authorization": f"Bearer {GATEWAY_KEY}", "x-lwfsm-session": "cut-write"}
+
+    def chat(text: str) -> httpx.Response:
+        body = {"model": "m", "messages": [{"role": "user", "content": text}]}
+        return httpx.post(gw.base + "/v1/chat/completions", json=body, headers=auth, timeout=30)
+
+    answer: list[httpx.Response] = []
+    try:
+        assert chat("one").status_code == 200
+        with _locked(path) as release:
+            seen = len(oai.requests)
+            call = threading.Thread(target=lambda: answer.append(chat("two")))
+            call.start()
+            _until("the upstream answered: the write waits for the lock", lambda: len(oai.requests) > seen)
+            gw.proc.send_signal(signal.SIGTERM)
+            call.join(20)
+            release()
+            code, out = _exit(gw, 30)
+    finally:
+        gw.stop()
+    assert code == 1, out
+    (r,) = answer
+    assert r.status_code == 503
+    (trace,) = logs.glob("*.jsonl")
+    assert [json.loads(line)["turn"] for line in trace.read_text().splitlines()] == [1]  # judged by the cut call
+    assert "the store took the write after the call was answered" in out
     assert "Traceback" not in out
 
 

@@ -113,6 +113,14 @@ class _Late(StoreError):
         self.late = late
 
 
+class _Cut(asyncio.CancelledError):
+    """A call cancelled (the drain cut it) while a store call of its ran: `late` is what that returns."""
+
+    def __init__(self, *, late: asyncio.Future[Any]) -> None:
+        super().__init__()
+        self.late = late
+
+
 class Gateway:
     """The gateway's state: one turn core, the role bindings, a store, one shared HTTP client."""
 
@@ -201,16 +209,24 @@ class Gateway:
         up only the calls that need it, and fails them with a 503 naming it."""
         if self._inline:
             return fn(*args)
-        future = asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
-        try:  # shielded: the call goes on in its thread all the same, and `_Late` keeps what it returns
+        job = self._pool.submit(fn, *args)
+        future = asyncio.wrap_future(job)
+        try:  # shielded: a call under way goes on in its thread all the same, and `_Late` keeps what it returns
             return await asyncio.wait_for(asyncio.shield(future), self.store_timeout)
+        except asyncio.CancelledError:  # the call cut (a drain): a write under way may land all the same
+            if job.cancel():
+                raise
+            raise _Cut(late=future) from None
         except TimeoutError:
-            raise _Late(
-                f"store {self.store.url}: no answer within {self.store_timeout:g} s (--store-timeout): is it down, "
-                "or locked by another process? Retry the request once the store answers.",
-                store=self.store.url,
-                late=future,
-            ) from None
+            if job.cancel():  # not begun (every store thread busy): it never will be, and holds nothing
+                raise StoreError(self._no_answer(), store=self.store.url) from None
+            raise _Late(self._no_answer(), store=self.store.url, late=future) from None
+
+    def _no_answer(self) -> str:
+        return (
+            f"store {self.store.url}: no answer within {self.store_timeout:g} s (--store-timeout): is it down, "
+            "or locked by another process? Retry the request once the store answers."
+        )
 
     async def startup(self) -> None:
         # LiteLLM reads this when it is imported (on first use): its local price map, never a fetch of
@@ -232,6 +248,8 @@ class Gateway:
         self.tracing.start()
 
     async def shutdown(self) -> None:
+        if self._landing:  # writes under way past --store-timeout or a cut call: their turns' lines, if they land
+            await asyncio.wait(self._landing, timeout=self.store_timeout)
         if self.http is not None:
             await self.http.close()
         await self.translate.close()
@@ -304,7 +322,7 @@ class Gateway:
             )
         except Conflict as exc:  # not an acknowledgement: the client must not take a turn nobody recorded
             raise StoreError(str(exc), store=self.store.url, session=call.ident.key) from None
-        except _Late as exc:
+        except (_Late, _Cut) as exc:
             # The client gets a 503, but the store may yet take the write (a stopped Redis runs it once
             # resumed, a lock is let go): then its turn is kept, and its retry is not counted again. Its
             # trace line and counts are written when the write lands, as they would have been now.
@@ -326,8 +344,8 @@ class Gateway:
             return
         if wrote is True:  # a write (not a read) whose compare-and-set held: the turn was recorded
             logger.warning(
-                "session %s: the store took the write after --store-timeout; the call's turn is recorded after all "
-                "(the client got a 503 and its retry is not counted again)",
+                "session %s: the store took the write after the call was answered (past --store-timeout, or cut "
+                "by a drain); its turn is recorded after all (the client got a 503; a retry is not counted again)",
                 call.ident.key,
             )
             self._settled(call, role, used, seen, seen["judged"], seen["stored"].conv)
@@ -374,7 +392,7 @@ class Gateway:
 
     def stopped(self, protocol: Protocol) -> Response:
         """The answer to a call the drain cut before it was answered (`drain`)."""
-        said = f"the gateway stopped ({self.cut}) before this call ended; nothing was recorded: retry it"
+        said = f"the gateway stopped ({self.cut}) before this call ended: retry it (a retry is never counted twice)"
         return JSONResponse(error_body(protocol, 503, said, "api_error"), 503)
 
     def _failed(self, role: str, status: int | str) -> None:
