@@ -142,6 +142,40 @@ def test_a_store_that_fails_to_record_a_stream_ends_it_with_an_error_event(
     assert "Traceback" not in out
 
 
+def test_a_store_that_fails_to_record_a_responses_stream_ends_it_with_an_error_and_no_completion(
+    oai: openai_server.Server, tmp_path: Path
+) -> None:
+    """The Responses API's stream, its Chat stream finished (the usage still to come) when the store fails:
+    the error event ends it; no `response.completed` after it, no chain stored."""
+    path = tmp_path / "s.db"
+    args = ("--api-key-env", "GW_KEY", "--store", f"sqlite:///{path}", "--store-timeout", "0.5")
+    gw = Gateway(*args, env=_env("openai", oai.base))
+    hold = threading.Event()
+    lines: list[str] = []
+    try:
+        assert _chat(gw, "r").status_code == 200  # the file exists
+        oai.script("lead-model", {"content": "hi", "hold": hold, "hold_at": "usage"})
+        body = {"model": "m", "input": "go", "stream": True}
+        with (
+            _locked(path),
+            httpx.stream(
+                "POST", gw.base + "/v1/responses", json=body, headers={**AUTH, "x-lwfsm-session": "r"}, timeout=60
+            ) as streamed,
+        ):
+            for line in streamed.iter_lines():
+                lines.append(line)
+                if line.startswith("event: response.output_text.delta"):
+                    hold.set()  # the text and the finish are relayed: now the usage, and the turn is recorded
+    finally:
+        hold.set()
+        out = gw.stop()
+    kinds = [x.removeprefix("event: ") for x in lines if x.startswith("event: ")]
+    assert kinds[-1] == "error"
+    assert "response.completed" not in kinds
+    assert "no answer within 0.5 s (--store-timeout)" in lines[lines.index("event: error") + 1]
+    assert "Traceback" not in out
+
+
 def test_a_write_the_store_takes_after_the_timeout_is_traced_and_counted_once(
     oai: openai_server.Server, tmp_path: Path
 ) -> None:

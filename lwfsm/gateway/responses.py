@@ -181,7 +181,7 @@ class Responses:
             aclose = getattr(chat, "aclose", None)
             if aclose is not None:
                 await aclose()  # the upstream connection goes back to the pool even if the client left
-        if not out.acc.done:
+        if out.failed or not out.acc.done:  # an error (the store, the upstream) ends it: no chain, no completed
             return
         if chain is not None:
             link = {"prev": prev, "messages": [*added, out.acc.reply()]}

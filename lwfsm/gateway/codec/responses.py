@@ -189,6 +189,7 @@ class ResponsesStream:
         self.items: list[Message] = []  # output items, in the order they were opened
         self.calls: dict[int, Message] = {}  # tool call index -> its item
         self.seq = 0
+        self.failed = False  # an error event came: the response never completes, nothing more is sent
 
     def _emit(self, kind: str, **data: Any) -> bytes:
         event = {"type": kind, "sequence_number": self.seq, **data}
@@ -231,7 +232,10 @@ class ResponsesStream:
             # the Chat stream's error event (an upstream that broke off): the Responses one. Its `error`
             # member is what the SDK raises on, iterating `responses.create(stream=True)` or `.stream()`.
             e = chunk["error"]
+            self.failed = True
             return self._emit("error", code=e.get("type"), message=e.get("message"), param=None, error=e)
+        if self.failed:
+            return b""
         touched = self.acc.add(chunk)
         out = b""
         choices = chunk.get("choices") if isinstance(chunk, Mapping) else None
