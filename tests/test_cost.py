@@ -616,6 +616,11 @@ def test_a_session_begun_anew_in_a_file_of_its_own_is_another_conversation(
         load_trace(write(tmp_path / "more", [*HAND[:2], *again], "c.jsonl"))
     with pytest.raises(TraceError, match="goes from turn 3"):  # the same file again, or a copy
         load_trace(first, write(tmp_path / "more", HAND[:3], "a.jsonl"))
+    # A trace that has its own `s1#2` too: the one begun anew is named past it, and nothing is merged.
+    (tmp_path / "own").mkdir()
+    taken = [{**r, "session": "s1#2"} for r in HAND[:3]]
+    got = load_trace(write(tmp_path / "own", HAND[:3] + taken, "a.jsonl"), write(tmp_path / "own", again, "b.jsonl"))
+    assert [(r.session, r.turn) for r in got][-5:] == [("s1#2", 1), ("s1#2", 2), ("s1#2", 3), ("s1#3", 1), ("s1#3", 2)]
 
 
 def test_problems_past_the_first_hundred_are_counted_not_kept(tmp_path: Path) -> None:

@@ -350,24 +350,37 @@ Row = bytes | dict[str, Any]  # a JSONL line or a Parquet row
 
 
 class _Seen:
-    """What the records read so far say of each session: its last turn (turn, file, line), and the name a
-    session begun anew in another file goes by (`session#2`: the gateway's trace of a conversation
+    """What the records read so far say of each conversation: its last turn (turn, file, line), and the name
+    a session begun anew in another file goes by (`session#2`: the gateway's trace of a conversation
     deleted or expired, then begun again under its id, is a file of its own starting at turn 1)."""
 
     def __init__(self) -> None:
-        self.last: dict[str, tuple[int, str, int]] = {}
-        self.alias: dict[tuple[str, str], str] = {}  # (session, file) -> name
-        self.begun: dict[str, int] = {}  # session -> how many times it was begun
-        self.first: dict[str, TraceRecord] = {}  # session -> its turn 1 (the same again is a file read twice)
+        self.last: dict[str, tuple[int, str, int]] = {}  # name -> its last turn
+        self.alias: dict[tuple[str, str], str] = {}  # (session, file) -> the name it goes by there
+        self.first: dict[str, int] = {}  # name -> a hash of its turn 1 (the same again: a file read twice)
 
-    def anew(self, rec: TraceRecord, source: str) -> bool:
-        """Whether `rec`, of a session seen before, begins it anew in `source` (then named so from here on)."""
-        session, prev = rec.session, self.last[rec.session]
-        if rec.turn != 1 or prev[1] == source or (session, source) in self.alias or rec == self.first.get(session):
-            return False
-        self.begun[session] = n = self.begun.get(session, 1) + 1
-        self.alias[session, source] = f"{session}#{n}"
-        return True
+    @staticmethod
+    def digest(rec: TraceRecord, line: Row) -> int:
+        return hash(line) if isinstance(line, bytes) else hash(rec.model_dump_json())
+
+    def name(self, rec: TraceRecord, source: str, line: Row) -> str:
+        """The conversation `rec` is of: its session, or the name the session begun anew in `source` has."""
+        session = rec.session
+        name = self.alias.get((session, source), session) if self.alias else session
+        prev = self.last.get(name)
+        if (
+            prev is None
+            or rec.turn != 1
+            or prev[1] == source
+            or name != session
+            or self.digest(rec, line) == self.first.get(session)
+        ):
+            return name
+        n = 2
+        while f"{session}#{n}" in self.last:  # a name no session of the trace has (nor one given before)
+            n += 1
+        name = self.alias[session, source] = f"{session}#{n}"
+        return name
 
 
 def numbered_records(
@@ -417,15 +430,13 @@ def _checked(
                 continue
             problems.extend(_located(f"{source}:{number}", exc, line if isinstance(line, bytes) else None))
             continue
-        session = rec.session
-        prev = seen.last.get(session)
-        if prev is not None and seen.anew(rec, source):
-            prev = None
+        name = seen.name(rec, source, line)
+        prev = seen.last.get(name)
         if prev is not None and rec.turn <= prev[0]:
             at = f"line {prev[2]}" if prev[1] == source else f"{prev[1]}:{prev[2]}"
             problems.extend(
                 [
-                    f"{source}:{number}: turn: session '{rec.session}' goes from turn {prev[0]} ({at}) to turn "
+                    f"{source}:{number}: turn: session '{name}' goes from turn {prev[0]} ({at}) to turn "
                     f"{rec.turn}; turns of a conversation must increase"
                 ]
             )
@@ -439,12 +450,11 @@ def _checked(
             )
         if check is not None and (problem := check(rec)):
             problems.extend([f"{source}:{number}: {problem}"])
-        seen.last[session] = (rec.turn, source, number)
-        if rec.turn == 1:
-            seen.first.setdefault(session, rec)
+        seen.last[name] = (rec.turn, source, number)
+        if rec.turn == 1 and name == rec.session and name not in seen.first:
+            seen.first[name] = seen.digest(rec, line)
         if not problems:  # past the first problem only the other problems are wanted, not sums
-            alias = seen.alias.get((session, source)) if seen.alias else None
-            yield number, (rec if alias is None else rec.model_copy(update={"session": alias}))
+            yield number, (rec if name == rec.session else rec.model_copy(update={"session": name}))
 
 
 def parse_lines(lines: Iterable[str], source: str) -> list[TraceRecord]:
