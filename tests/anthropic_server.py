@@ -1,9 +1,10 @@
 """A small Anthropic-Messages server on 127.0.0.1, scripted per model, for tests.
 
 `script(model, *steps)`: a step is {"status": 429, "headers": {...}, "body": {...}, "content": "...",
-"tool_use": [{"name": ..., "input": {...}}], "delay": 0.02}. Unscripted requests get a text reply
-naming the model. "stream": true requests get the reply as Anthropic SSE events. Request headers are
-kept in `headers`, paths in `paths`.
+"tool_use": [{"name": ..., "input": {...}}], "delay": 0.02, "cut": True (a stream that stops half-way,
+without its message_stop), "garbled": True (a stream whose second event is not JSON)}. Unscripted
+requests get a text reply naming the model. "stream": true requests get the reply as Anthropic SSE
+events. Request headers are kept in `headers`, paths in `paths`.
 """
 
 import json
@@ -61,7 +62,7 @@ class Server:
                     return self.send(status, payload, step.get("headers", {}))
                 message = server.reply(body, step, n)
                 if body.get("stream"):
-                    return self.stream(message)
+                    return self.stream(message, step)
                 self.send(200, message, step.get("headers", {}))
 
             def send(self, status: int, payload: dict[str, Any], headers: dict[str, str]) -> None:
@@ -77,7 +78,7 @@ class Server:
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 
-            def stream(self, message: dict[str, Any]) -> None:
+            def stream(self, message: dict[str, Any], step: dict[str, Any]) -> None:
                 head = {**message, "content": [], "stop_reason": None}
                 events: list[dict[str, Any]] = [{"type": "message_start", "message": head}]
                 for i, block in enumerate(message["content"]):
@@ -115,12 +116,15 @@ class Server:
                     }
                 )
                 events.append({"type": "message_stop"})
+                if step.get("cut"):
+                    events = events[: len(events) // 2]
                 try:
                     self.send_response(200)
                     self.send_header("Content-Type", "text/event-stream")
                     self.end_headers()
-                    for e in events:
-                        self.wfile.write(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode())
+                    for n, e in enumerate(events):
+                        data = "{not json" if step.get("garbled") and n == 1 else json.dumps(e)
+                        self.wfile.write(f"event: {e['type']}\ndata: {data}\n\n".encode())
                         self.wfile.flush()
                 except (BrokenPipeError, ConnectionResetError):
                     pass

@@ -24,7 +24,7 @@ httpx = pytest.importorskip("httpx")
 pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 
-from . import openai_server  # noqa: E402
+from . import anthropic_server, openai_server  # noqa: E402
 from .test_gateway import GATEWAY_KEY, LEAD_KEY, Gateway, _env, _free_port, ant, oai, redis_url  # noqa: E402
 
 __all__ = ["ant", "oai", "redis_url"]  # fixtures shared with test_gateway
@@ -719,6 +719,30 @@ def test_a_stream_that_ends_early_or_garbled_is_an_error_event_and_records_nothi
     assert listed == []
     assert again.choices[0].message.content  # the retry is served as a first try
     assert log.count(said + "; nothing recorded") == 2
+    assert "Traceback" not in log
+
+
+@pytest.mark.parametrize("step", [{"cut": True}, {"garbled": True}])
+def test_a_translated_stream_the_upstream_breaks_is_an_error_event(
+    ant: anthropic_server.Server, step: dict[str, Any]
+) -> None:
+    """A Chat client, an Anthropic upstream (LiteLLM translates): a stream cut before its message_stop, or
+    with an event that is not JSON, ends in the Chat error event; it was a dropped connection and a traceback."""
+    openai = pytest.importorskip("openai", reason="needs the openai SDK: pip install openai")
+    gw = Gateway("--api-key-env", "GW_KEY", env=_env("anthropic", ant.base))
+    client = openai.OpenAI(base_url=gw.base + "/v1", api_key=GATEWAY_KEY, max_retries=0)
+    ant.script("lead-model", {**step, "content": "a long answer the upstream does not finish well"})
+    try:
+        with pytest.raises(openai.APIError, match=r"the lead upstream broke off mid-stream \(\w+\); nothing was"):
+            for _ in client.chat.completions.create(  # type: ignore[call-overload]
+                model="m", messages=[{"role": "user", "content": "go"}], stream=True
+            ):
+                pass
+        listed = gw.control("GET", "/lwfsm/sessions").json()["sessions"]
+    finally:
+        log = gw.stop()
+    assert listed == []
+    assert log.count("upstream broke off mid-stream") == 1
     assert "Traceback" not in log
 
 

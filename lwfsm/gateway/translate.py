@@ -173,10 +173,20 @@ class Translate:
 
     async def _litellm_stream(self, call: Call, loaded: _Loaded, role: str, stream: Any) -> AsyncIterator[bytes]:
         acc = CODECS[call.protocol].stream(call_names(call))
-        async for chunk in stream:
-            data = chunk.model_dump(mode="json", exclude_none=True)
-            acc.add(data)
-            yield b"data: " + json.dumps(data).encode() + b"\n\n"
+        try:
+            async for chunk in stream:
+                data = chunk.model_dump(mode="json", exclude_none=True)
+                acc.add(data)
+                yield b"data: " + json.dumps(data).encode() + b"\n\n"
+        except Exception as exc:  # LiteLLM's, for an upstream that broke off (its text may quote the request)
+            why = type(exc).__name__
+            self.gateway._failed(role, "broke_off")
+            logger.warning(
+                "session %s: %s upstream broke off mid-stream (%s); nothing recorded", call.ident.key, role, why
+            )
+            msg = f"the {role} upstream broke off mid-stream ({why}); nothing was recorded, try again"
+            yield CODECS[call.protocol].stream_error(502, msg)
+            return
         acc.done = True
         # What the provider counted, whether or not the client asked for a usage chunk; never LiteLLM's
         # estimate (None: unknown).
