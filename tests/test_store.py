@@ -384,6 +384,8 @@ def test_sqlite_refuses_to_write_to_a_file_deleted_or_replaced_while_open(tmp_pa
     for wait in (True, False):
         with pytest.raises(StoreError, match=f"its file '{path}' was deleted or replaced while the store was open"):
             store.write("c", 2, Row("three", 3), wait=wait)
+    with pytest.raises(StoreError, match="restart to open the file now at that path"):
+        store.delete("c")  # a delete too: it would answer for a file no one reads
     store.close()
     if how != "file replaced":
         path.parent.mkdir(exist_ok=True)

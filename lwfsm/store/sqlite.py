@@ -107,6 +107,17 @@ class SQLiteStore:
             return None
         return st.st_dev, st.st_ino
 
+    def _same_file(self, session: str) -> None:
+        """A file deleted (or replaced) while open still takes writes, which no one could read again: every
+        turn from then on would be acknowledged and lost. Refused, before any write."""
+        if self._file is not None and self._identity() != self._file:
+            raise StoreError(
+                f"store {self.url}: its file {self.path!r} was deleted or replaced while the store was open; "
+                "nothing more is written to it: restart to open the file now at that path (a new one if none)",
+                store=self.url,
+                session=session,
+            )
+
     def _connection(self, wait: bool) -> sqlite3.Connection:
         name = "db" if wait else "db_now"
         db: sqlite3.Connection | None = getattr(self._local, name, None)
@@ -162,15 +173,7 @@ class SQLiteStore:
             raise Busy(f"store {self.url}: a new row sweeps expired ones first: not made without waiting")
 
         def go(db: sqlite3.Connection) -> bool:
-            # A file deleted (or replaced) while open still takes writes, which no one could read again:
-            # every turn from then on would be acknowledged and lost.
-            if self._file is not None and self._identity() != self._file:
-                raise StoreError(
-                    f"store {self.url}: its file {self.path!r} was deleted or replaced while the store was open; "
-                    "nothing more is written to it: restore the file, or restart to begin a new one",
-                    store=self.url,
-                    session=session,
-                )
+            self._same_file(session)
             now = time.time()
             expires = now + self.ttl if self.ttl else None
             if expected:
@@ -192,6 +195,7 @@ class SQLiteStore:
 
     def delete(self, session: str) -> bool:
         def go(db: sqlite3.Connection) -> bool:
+            self._same_file(session)
             return db.execute(f"DELETE FROM {self.table} WHERE id = ?", (session,)).rowcount > 0
 
         return self._run("delete", session, go)
