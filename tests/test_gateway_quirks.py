@@ -420,3 +420,8 @@ def test_llama_cpp_streams_reach_litellm_with_each_name_and_id_once() -> None:
     assert out.endswith(b"data: [DONE]\n\n")
     once = first + call(function={"arguments": "{}"})  # a server that names a call once: bytes unchanged
     assert SSETidy().feed(once) == once
+    # Lines ended by \r alone pass on as they come, not when the stream ends (SSE allows \r)
+    tidy = SSETidy()
+    assert tidy.feed(first.replace(b"\n", b"\r")) == first.replace(b"\n", b"\r")
+    assert tidy.feed(b"data: [DONE") == b""  # not a whole line yet
+    assert tidy.feed(b"]\r\r") + tidy.end() == b"data: [DONE]\r\r"

@@ -28,7 +28,7 @@ class SSETidy:
     def __init__(self) -> None:
         self.names: dict[int, str] = {}
         self.ids: dict[int, Any] = {}
-        self.buf = b""
+        self.held: list[bytes] = []  # the bytes of a line not yet whole, as they came (joined once whole)
 
     def _chunk(self, chunk: Any) -> bool:
         """Tidy one parsed chunk in place; whether anything was dropped."""
@@ -58,10 +58,15 @@ class SSETidy:
         return changed
 
     def feed(self, data: bytes) -> bytes:
-        """The bytes to pass on for `data` (whole lines only; the rest waits for the next bytes)."""
-        self.buf += data
-        cut = self.buf.rfind(b"\n") + 1
-        lines, self.buf = self.buf[:cut], self.buf[cut:]
+        """The bytes to pass on for `data` (whole lines only, ended by \n, \r\n or \r; the rest waits for
+        the next bytes)."""
+        if b"\n" not in data and b"\r" not in data:
+            self.held.append(data)
+            return b""
+        buf = b"".join([*self.held, data])
+        cut = max(buf.rfind(b"\n"), buf.rfind(b"\r")) + 1
+        lines, rest = buf[:cut], buf[cut:]
+        self.held = [rest] if rest else []
         out = []
         for line in lines.splitlines(keepends=True):
             body = line.strip()
@@ -76,7 +81,7 @@ class SSETidy:
         return b"".join(out)
 
     def end(self) -> bytes:
-        rest, self.buf = self.buf, b""
+        rest, self.held = b"".join(self.held), []
         return rest
 
 
