@@ -2544,6 +2544,22 @@ def test_a_history_is_read_in_bounded_time(monkeypatch: pytest.MonkeyPatch) -> N
     reply = call("Bash", {"command": "npm run build"})
     assert kind(reply, [tool("Exit code 1\nbuild broke", is_error=True)] * 1_000, "claude_code", before)
     assert 0 < len(asked) <= 1_000
+    # a reply of 1,000 different test runs, each failing, after 1,000 that passed (each asked of every run: 14 s)
+    edit = call("Edit", {"file_path": "a.py", "old_string": "x", "new_string": "y"}, "e1")
+    passed = [
+        *before[:1],
+        edit,
+        tool("ok", "e1"),
+        call("Bash", {"command": "npm test"}, "h1"),
+        *[tool("ok", "h1")] * 1_000,
+    ]
+    runs = {"role": "assistant", "content": None, "tool_calls": []}
+    runs["tool_calls"] = [
+        call("Bash", {"command": f"npm test -- t{i}"}, f"c{i}")["tool_calls"][0] for i in range(1_000)
+    ]
+    failing = [tool("Exit code 1\nFAIL t", f"c{i}", is_error=True) for i in range(1_000)]
+    with finishing("1,000 different failing test runs after 1,000 that passed"):
+        assert kind(runs, failing, "claude_code", passed) == "task_failure"
     # an earlier reply of 4,000 edits naming no file, answered by one message of 2 MB (read once per edit: 4 s)
     edits = {"role": "assistant", "content": None, "tool_calls": []}
     edits["tool_calls"] = [call("Edit", {}, f"e{i}")["tool_calls"][0] for i in range(4_000)]
