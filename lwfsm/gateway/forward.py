@@ -262,9 +262,7 @@ class Forward:
             if held:
                 yield b"".join(held)  # the upstream ended the stream itself, its last event unfinished: as it came
         except _Unsound as exc:
-            self.gateway._failed(role, "unsound")
-            logger.warning("session %s: %s; nothing recorded", call.ident.key, exc)
-            yield CODECS[call.protocol].stream_error(502, f"{exc}; nothing was recorded, try again")
+            yield self.gateway.turns.broken(call, role, "unsound", str(exc))
             return
         except _TooLarge:  # cut: once recorded, what follows the whole reply is not the client's either
             self.gateway._failed(role, "too_large")
@@ -278,16 +276,12 @@ class Forward:
         except (aiohttp.ClientError, TimeoutError) as exc:
             if settled:
                 return  # the reply was whole and is recorded; only what followed it was lost
-            # An upstream that broke off mid-stream: one line in the log, the protocol's error event to
-            # the client (its SDK raises it), nothing recorded (a retry is served as a first try).
             why = f"quiet for {self.gateway.idle_timeout:g} s (--idle-timeout)" if isinstance(exc, TimeoutError) else ""
             why = why or f"{type(exc).__name__}: {exc}"
-            self.gateway._failed(role, "broke_off")
-            logger.warning(
-                "session %s: %s upstream broke off mid-stream (%s); nothing recorded", call.ident.key, role, why
+            # after whole events: it is an event of its own
+            yield self.gateway.turns.broken(
+                call, role, "broke_off", f"the {role} upstream broke off mid-stream ({why})"
             )
-            msg = f"the {role} upstream broke off mid-stream ({why}); nothing was recorded, try again"
-            yield CODECS[call.protocol].stream_error(502, msg)  # after whole events: it is an event of its own
             return
         finally:
             upstream.release()

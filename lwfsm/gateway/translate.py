@@ -179,13 +179,8 @@ class Translate:
                 acc.add(data)
                 yield b"data: " + json.dumps(data).encode() + b"\n\n"
         except Exception as exc:  # LiteLLM's, for an upstream that broke off (its text may quote the request)
-            why = type(exc).__name__
-            self.gateway._failed(role, "broke_off")
-            logger.warning(
-                "session %s: %s upstream broke off mid-stream (%s); nothing recorded", call.ident.key, role, why
-            )
-            msg = f"the {role} upstream broke off mid-stream ({why}); nothing was recorded, try again"
-            yield CODECS[call.protocol].stream_error(502, msg)
+            said = f"the {role} upstream broke off mid-stream ({type(exc).__name__})"
+            yield self.gateway.turns.broken(call, role, "broke_off", said)
             return
         acc.done = True
         # What the provider counted, whether or not the client asked for a usage chunk; never LiteLLM's

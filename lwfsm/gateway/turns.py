@@ -155,6 +155,14 @@ class Turns:
             out["x-lwfsm-handoff"] = str(len(plan.note))  # the characters of the note this call carries
         return out
 
+    def broken(self, call: Call, role: str, kind: str, said: str) -> bytes:
+        """A stream that ends without its reply (the upstream broke off or spoiled it): counted as `kind`,
+        one log line, and the protocol's error event for the client (its SDK raises it); nothing is
+        recorded, so a retry is served as a first try."""
+        self.gateway._failed(role, kind)
+        logger.warning("session %s: %s; nothing recorded", call.ident.key, said)
+        return CODECS[call.protocol].stream_error(502, f"{said}; nothing was recorded, try again")
+
     async def settle_stream(self, call: Call, loaded: _Loaded, role: str, acc: Stream) -> bytes | None:
         """Record a streamed call once its stream has ended whole, before the client sees the end; a cut
         stream records nothing. The protocol's error event for the client when the store failed (the
