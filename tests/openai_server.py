@@ -6,8 +6,9 @@ usage chunk when stream_options.include_usage is set). Request headers are kept 
 in `paths`.
 `script(model, *steps)` queues steps for that model: a dict
 {"status": 500, "headers": {...}, "body": {...}, "delay": 0.5, "tool_calls": [...], "content": "...",
-"cut": True (a stream that stops half-way, without its finish chunk and [DONE]), "broken": True (a
-chunked stream whose connection drops in its second event, mid-transfer), "garbled": True (a stream whose
+"cut": True (a stream that stops half-way, without its finish chunk and [DONE] or its
+response.completed), "broken": True (a chunked stream whose connection drops in its second event,
+mid-transfer), "garbled": True (a stream whose
 second event is not JSON; a text: that text), "no_finish": True (no finish chunk, then [DONE]),
 "multiline": True (each event's JSON over several data lines), "page": "<html>..." (that text as
 text/html), "whole": True (one JSON body even when the request asks for a stream, as some servers do),
@@ -277,6 +278,8 @@ class Server:
                         )
                     events.append({"type": "response.output_item.done", "output_index": i, "item": item})
                 events.append({"type": "response.completed", "response": done})
+                if step.get("cut"):  # the connection ends half-way, before response.completed
+                    events = events[: len(events) // 2]
                 try:
                     self.send_response(200)
                     self.send_header("Content-Type", "text/event-stream")

@@ -796,3 +796,129 @@ def test_a_framework_reply_without_usage_is_unreported_not_zero() -> None:
     assert _usage(AIMessage(content="hi")).unreported == 1  # ChatOpenAI streams none unless stream_usage=True
     counted = _usage(AIMessage(content="hi", usage_metadata={"input_tokens": 7, "output_tokens": 2, "total_tokens": 9}))
     assert (counted.prompt_tokens, counted.completion_tokens, counted.unreported) == (7, 2, 0)
+
+
+# -- streams that end before their last event, or without usage: what each framework says is not whole --
+
+
+def _pydantic_ai_run(server: Server, responses: bool) -> tuple[Any, list[dict[str, Any]], Any]:
+    """A pydantic-ai model on lead_worker, streaming one run per call of the returned function."""
+    pytest.importorskip("pydantic_ai", reason='needs pydantic-ai: pip install "lwfsm[pydantic-ai]"')
+    from pydantic_ai import Agent
+    from pydantic_ai.models.openai import OpenAIChatModel, OpenAIResponsesModel
+    from pydantic_ai.providers.openai import OpenAIProvider
+
+    from lwfsm.integrations.pydantic_ai import LwfsmModel
+
+    provider = OpenAIProvider(base_url=server.base, api_key="test")
+    kind = OpenAIResponsesModel if responses else OpenAIChatModel
+    log: list[dict[str, Any]] = []
+    model = LwfsmModel(SPEC, {r: kind(m, provider=provider) for r, m in MODELS.items()}, log=log.append)
+    agent = Agent(model)
+
+    def run() -> str:
+        async def streamed() -> str:
+            async with agent.run_stream("Fix the failing test.") as r:
+                return await r.get_output()
+
+        return asyncio.run(streamed())
+
+    return run, log, model
+
+
+def test_pydantic_ai_records_no_stream_cut_before_its_last_event(caplog: pytest.LogCaptureFixture) -> None:
+    """Over the Responses API pydantic-ai says a stream that ended before `response.completed` is not
+    whole: nothing is recorded (the gateway and the Agents SDK's integration refuse it too), and the
+    next run is the conversation's first turn."""
+    server = Server(responses=True)
+    try:
+        run, log, model = _pydantic_ai_run(server, responses=True)
+        server.script("lead-model", {"cut": True})
+        run()  # what came reaches the agent as pydantic-ai gives it: nothing raised
+        assert model.front.state().version == 0
+        said = "the lead model's stream ended before its last event (incomplete); nothing was recorded"
+        assert said in caplog.text
+        assert run() == "lead-model says: Fix the failing test."
+        model.front.close()
+        assert [(r["turn"], r["role"]) for r in log] == [(1, "lead")]
+        assert model.front.state().ledger.rows[0].calls == 1
+    finally:
+        server.close()
+
+
+def test_pydantic_ai_stream_without_usage_is_unreported() -> None:
+    """A server that sends no usage in its streams (llama.cpp): pydantic-ai counts 0 tokens; lwfsm
+    records unknown usage, never a known 0 (priced as $0)."""
+    server = Server(quirks=("no_stream_usage",))
+    try:
+        run, _, model = _pydantic_ai_run(server, responses=False)
+        run()
+        (row,) = model.front.state().ledger.rows
+        assert (row.calls, row.usage.unreported, row.usage.prompt_tokens) == (1, 1, 0)
+        server.script("worker-model", {"no_usage": False})  # the same server, usage sent: counted
+        run()
+        lead, worker = model.front.state().ledger.rows
+        assert (worker.role, worker.calls, worker.usage.unreported, worker.usage.prompt_tokens) == ("worker", 1, 0, 11)
+    finally:
+        server.close()
+
+
+def _langchain(server: Server, responses: bool) -> tuple[Any, Any]:
+    pytest.importorskip("langchain.agents", reason='needs LangChain v1: pip install "lwfsm[langchain]"')
+    pytest.importorskip("langchain_openai", reason='needs LangChain v1: pip install "lwfsm[langchain]"')
+    from langchain.agents import create_agent
+    from langchain_openai import ChatOpenAI
+
+    from lwfsm.integrations.langchain import LwfsmMiddleware
+
+    def chat(model: str) -> ChatOpenAI:
+        return ChatOpenAI(  # type: ignore[call-arg]
+            model=model,
+            base_url=server.base,
+            api_key="test",
+            max_retries=0,
+            streaming=True,
+            use_responses_api=responses,
+        )
+
+    spec = load_spec("lead_worker").with_params({"lead_turns": 0})
+    middleware = LwfsmMiddleware(spec, {r: chat(m) for r, m in MODELS.items()})
+    return create_agent(chat("agent-default-model"), middleware=[middleware]), middleware
+
+
+def test_langchain_records_no_responses_stream_cut_before_its_last_event(caplog: pytest.LogCaptureFixture) -> None:
+    server = Server(responses=True)
+    try:
+        agent, middleware = _langchain(server, responses=True)
+        server.script("worker-model", {"cut": True})
+        agent.invoke({"messages": [{"role": "user", "content": "Fix the failing test."}]})
+        assert middleware.front.state().version == 0
+        assert "the worker model's stream ended before its last event; nothing was recorded" in caplog.text
+        out = agent.invoke({"messages": [{"role": "user", "content": "Fix the failing test."}]})
+        assert out["messages"][-1].text == "worker-model says: Fix the failing test."
+        assert middleware.front.state().ledger.rows[0].calls == 1
+    finally:
+        server.close()
+
+
+def test_langchain_does_not_serve_a_call_again_once_its_tokens_streamed() -> None:
+    """The worker's stream breaks after its first tokens went out (to `stream_mode="messages"`, say):
+    the lead's answer would follow them in the same message, so the error reaches the agent; a worker
+    failing before any token is still served by the lead."""
+    server = Server()
+    try:
+        agent, middleware = _langchain(server, responses=False)
+        server.script("worker-model", {"broken": True})
+        import openai
+
+        asked = {"messages": [{"role": "user", "content": "Fix it."}]}
+        with pytest.raises(openai.APIConnectionError):  # the SDK's own, as LangChain raises it
+            for _ in agent.stream(asked, stream_mode="messages"):
+                pass
+        assert [r["model"] for r in server.requests] == ["worker-model"]
+        assert middleware.front.state().version == 0
+        server.script("worker-model", DOWN)
+        tokens = [m.text for m, _ in agent.stream(asked, stream_mode="messages")]
+        assert "".join(tokens) == "lead-model says: Fix it."
+    finally:
+        server.close()

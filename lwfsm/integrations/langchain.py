@@ -14,7 +14,10 @@ its last model call only summed up. Pass `turn_unit="call"` to judge every model
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+import logging
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from ..errors import ConfigError
@@ -24,13 +27,54 @@ from . import front
 
 try:
     from langchain.agents.middleware import AgentMiddleware, ModelRequest, ModelResponse
+    from langchain_core.callbacks import BaseCallbackHandler
     from langchain_core.language_models import BaseChatModel
     from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage, convert_to_openai_messages
+    from langchain_core.tracers.context import register_configure_hook
     from langchain_core.utils.function_calling import convert_to_openai_tool
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError('lwfsm.integrations.langchain needs LangChain v1: pip install "lwfsm[langchain]"') from exc
 
 __all__ = ["LwfsmMiddleware", "to_openai"]
+
+logger = logging.getLogger("lwfsm.integrations.langchain")
+
+
+class _Tokens(BaseCallbackHandler):
+    """Told of the tokens a model streams within one model call (LangChain adds it to every run begun
+    while `_TOKENS` holds it): once one has gone out, the caller may have shown it, so the call is not
+    made again on another role (as the other integrations stop falling back once a stream has begun)."""
+
+    run_inline = True  # called as the token comes, on the model's own thread or loop
+
+    def __init__(self) -> None:
+        self.seen = False
+
+    def on_llm_new_token(self, *args: Any, **kwargs: Any) -> None:
+        self.seen = True
+
+
+_TOKENS: ContextVar[_Tokens | None] = ContextVar("lwfsm_langchain_tokens", default=None)
+register_configure_hook(_TOKENS, True)
+
+
+@contextmanager
+def _watched() -> Iterator[_Tokens]:
+    tokens = _Tokens()
+    reset = _TOKENS.set(tokens)
+    try:
+        yield tokens
+    finally:
+        _TOKENS.reset(reset)
+
+
+def _cut(message: AIMessage) -> bool:
+    """A reply over OpenAI's Responses API whose stream ended before its last event: the response's id
+    came (`response.created`), its status never did (every last event carries one). A whole reply over
+    Chat Completions carries a finish reason; a streamed one cut short cannot be told from a server that
+    sends none, so it is recorded (README, Agent frameworks)."""
+    meta = message.response_metadata
+    return meta.get("model_provider") == "openai" and "id" in meta and not {"status", "finish_reason"} & meta.keys()
 
 
 def to_openai(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
@@ -103,6 +147,9 @@ class LwfsmMiddleware(AgentMiddleware):
     def _end(self, call: Call[BaseChatModel], request: ModelRequest, response: Any) -> None:
         result = response.result if isinstance(response, ModelResponse) else [response]
         ai = next((m for m in reversed(result) if isinstance(m, AIMessage)), None)
+        if ai is not None and _cut(ai):
+            logger.warning("the %s model's stream ended before its last event; nothing was recorded", call.role)
+            return
         reply = to_openai([ai])[0] if ai is not None else None
         tools = [convert_to_openai_tool(t) for t in request.tools]
         model = str(getattr(call.model, "model_name", None) or getattr(call.model, "model", None) or call.model)
@@ -114,7 +161,15 @@ class LwfsmMiddleware(AgentMiddleware):
         handler: Callable[[ModelRequest], ModelResponse],
     ) -> ModelResponse:
         call, request = self._begin(request)
-        call, response = self.front.served(call, lambda c: handler(request.override(model=c.model)))
+        while True:  # the front's `served`, but not again once tokens have streamed
+            with _watched() as tokens:
+                try:
+                    response = handler(request.override(model=call.model))
+                    break
+                except Exception as exc:
+                    if tokens.seen:
+                        raise
+                    call = self.front.fallback(call, exc)
         self._end(call, request, response)
         return response
 
@@ -124,6 +179,14 @@ class LwfsmMiddleware(AgentMiddleware):
         handler: Callable[[ModelRequest], Awaitable[ModelResponse]],
     ) -> ModelResponse:
         call, request = self._begin(request)
-        call, response = await self.front.aserved(call, lambda c: handler(request.override(model=c.model)))
+        while True:
+            with _watched() as tokens:
+                try:
+                    response = await handler(request.override(model=call.model))
+                    break
+                except Exception as exc:
+                    if tokens.seen:
+                        raise
+                    call = self.front.fallback(call, exc)
         self._end(call, request, response)
         return response

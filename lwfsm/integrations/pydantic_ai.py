@@ -14,6 +14,7 @@ summed up. Pass `turn_unit="call"` to judge every model request (a switch may th
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import replace
@@ -40,6 +41,8 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     raise ImportError('lwfsm.integrations.pydantic_ai needs pydantic-ai: pip install "lwfsm[pydantic-ai]"') from exc
 
 __all__ = ["LwfsmModel", "to_openai"]
+
+logger = logging.getLogger("lwfsm.integrations.pydantic_ai")
 
 
 def _noted(messages: list[ModelMessage], note: str | None) -> list[ModelMessage]:
@@ -149,7 +152,17 @@ class LwfsmModel(WrapperModel):
                 ),
             )
             yield s
-        self._end(call, s.get(), model_request_parameters)  # a stream that raised commits nothing
+        response = s.get()  # a stream that raised commits nothing
+        # Nor does one pydantic-ai reports is not whole: it ended (or was closed) before the provider's
+        # last event, which its Responses, Anthropic, Google and Mistral models detect ("incomplete").
+        if getattr(response, "state", "complete") not in ("complete", "suspended"):
+            logger.warning(
+                "the %s model's stream ended before its last event (%s); nothing was recorded",
+                call.role,
+                response.state,
+            )
+            return
+        self._end(call, response, model_request_parameters)
 
     def _end(self, call: Call[Model], response: ModelResponse, params: ModelRequestParameters) -> None:
         tools = [
@@ -157,11 +170,17 @@ class LwfsmModel(WrapperModel):
             for t in [*params.function_tools, *getattr(params, "output_tools", [])]
         ]
         u = response.usage
-        usage = Usage(
-            prompt_tokens=u.input_tokens,
-            completion_tokens=u.output_tokens,
-            cache_read_tokens=u.cache_read_tokens,
-            cache_write_tokens=u.cache_write_tokens,
+        # No call reads no input: no tokens at all is a provider that reported none (a stream without
+        # its usage chunk), unknown, never zero.
+        usage = (
+            Usage(
+                prompt_tokens=u.input_tokens,
+                completion_tokens=u.output_tokens,
+                cache_read_tokens=u.cache_read_tokens,
+                cache_write_tokens=u.cache_write_tokens,
+            )
+            if u.input_tokens or u.output_tokens
+            else Usage(unreported=1)
         )
         self.front.end(call, model=call.model.model_name, reply=to_openai([response])[0], tools=tools, usage=usage)
 
