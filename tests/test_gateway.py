@@ -1116,6 +1116,31 @@ def test_model_replaced_in_the_request_bytes(body: dict[str, Any]) -> None:
     assert json.loads(out) == {**body, "model": "upstream-model"}
 
 
+def test_model_looked_for_outside_tools_read_before() -> None:
+    """An agent's tools, sent again and read before, are most of its request: when they hold no
+    "model", the model key is looked for in the rest only, with the same answer as looking everywhere."""
+    from lwfsm.gateway.intake import _Tools
+
+    tools = [{"type": "function", "function": {"name": f"t{i}", "description": "x" * 200}} for i in range(20)]
+    cases = [
+        {"model": "m", "messages": [], "tools": tools},
+        {"tools": tools, "messages": [], "model": "m"},
+        {"model": "m", "tools": tools, "metadata": {"model": "b"}},  # a second model key, past the tools
+        {"model": "m", "tools": [*tools, {"model": "inside"}]},  # tools holding one: searched
+    ]
+    cache = _Tools()
+    for body in cases:
+        raw = json.dumps(body).encode()
+        cache.learn(raw, body["tools"])
+        span = cache.span(raw)
+        assert (span is None) == ('"model"' in json.dumps(body["tools"]))
+        out = with_model(raw, body, "up", span)
+        assert out == with_model(raw, body, "up")
+        assert json.loads(out) == {**body, "model": "up"}
+    # bytes other than those learnt at that place: no span
+    assert cache.span(json.dumps({"model": "m", "tools": tools[:3]}).encode()) is None
+
+
 NOTED = [
     (
         "openai",

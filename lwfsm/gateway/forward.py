@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from ..turn.bindings import RoleBinding
 from .codec import CODECS, Stream, noted
 from .codec.common import SSEReader, loads, with_model
-from .intake import Call, call_names
+from .intake import Call, call_names, known_tools
 from .replies import error_body, recorded_trailer, usage_header
 from .shape import Protocol
 
@@ -116,7 +116,7 @@ class Forward:
         if binding.options:
             content = json.dumps({**binding.options, **call.body, "model": model}).encode()
         else:
-            content = with_model(call.raw, call.body, model)
+            content = with_model(call.raw, call.body, model, known_tools(call.raw))
         if note := loaded.plan.note:  # at the end of the messages, every earlier byte as the client sent it
             content = noted(CODECS[call.protocol], content, {**binding.options, **call.body, "model": model}, note)
         try:

@@ -307,6 +307,7 @@ class _Tools:
     def __init__(self) -> None:
         self.stub = secrets.token_hex(16)
         self.known: dict[bytes, list[Any]] = {}  # the bytes -> the tools they hold, the last used last
+        self.plain: set[bytes] = set()  # those of the known with no `"model"` in them (`span`)
         self.odd: dict[bytes, None] = {}  # tools a client writes other than orjson and json do, not looked for again
 
     def _at(self, raw: bytes) -> int:
@@ -349,6 +350,14 @@ class _Tools:
             text = spaced
         if len(text) <= self.MOST:
             self.known = _last({**self.known, text: tools}, self.KEEP)
+            self.plain = {t for t in self.known if t in self.plain or (t == text and b'"model"' not in t)}
+
+    def span(self, raw: bytes) -> tuple[int, int] | None:
+        """Where in `raw` tools read before stand that hold no `"model"`: a whole JSON value outside any
+        string (its quotes are bare), so a top-level key looked for in the bytes is not in there."""
+        if not self.plain or (at := self._at(raw)) < 0:
+            return None
+        return next(((at, at + len(t)) for t in self.plain if raw.startswith(t, at)), None)
 
 
 def _last(d: dict[bytes, Any], n: int) -> dict[bytes, Any]:
@@ -358,3 +367,8 @@ def _last(d: dict[bytes, Any], n: int) -> dict[bytes, Any]:
 
 _SPACE = re.compile(rb"[ \t\r\n]*")
 _TOOLS = _Tools()
+
+
+def known_tools(raw: bytes) -> tuple[int, int] | None:
+    """Where `raw` holds tools read before that hold no `"model"` (`with_model` skips them)."""
+    return _TOOLS.span(raw)

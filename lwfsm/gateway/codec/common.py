@@ -115,14 +115,16 @@ def first_user_text(messages: Sequence[Mapping[str, Any]]) -> str:
 _MODEL = re.compile(rb'"model"\s*:\s*"((?:[^"\\]|\\.)*)"')
 
 
-def with_model(raw: bytes, body: Mapping[str, Any], model: str) -> bytes:
+def with_model(raw: bytes, body: Mapping[str, Any], model: str, skip: tuple[int, int] | None = None) -> bytes:
     """The request bytes with the top-level model replaced, without re-serialising the body.
 
     Inside a JSON string a quote is escaped, so `"model": "..."` in the bytes is always a key; when
     there is exactly one such key-value and its value is the body's model, it is the top-level one.
-    Otherwise the body is serialised again.
+    Otherwise the body is serialised again. `skip`: bytes known to hold no `"model"` (an agent's tools,
+    most of its request), not searched.
     """
-    found = list(_MODEL.finditer(raw))
+    a, b = skip or (len(raw), len(raw))
+    found = [*_MODEL.finditer(raw, 0, a), *_MODEL.finditer(raw, b)]
     if len(found) == 1:
         m = found[0]
         try:
