@@ -473,3 +473,71 @@ def test_the_environment_words_never_hide_a_match(text: str) -> None:
     hit = base.first_match(base.ENVIRONMENT.pattern, text)
     assert hit is not None
     assert base.first_match(base.ENVIRONMENT, text) == hit
+
+
+# goose's tools and request formats, as its source writes them (block/goose: the developer extension's
+# shell.rs and edit.rs, crates/goose/src/agents/platform_extensions/developer/; the OpenAI and Anthropic
+# request formats, crates/goose/src/providers/formats/). No goose transcript was found in public
+# repositories and goose is not installable from a package registry: these are its formats, not a
+# measurement.
+GOOSE_SYSTEM = (
+    "You are a general-purpose AI agent called goose, created by Block, the parent company of Square, CashApp, and "
+    "Tidal.\ngoose is being developed as an open-source software project.\n\n# Extensions\n\n## developer\n"
+)
+
+
+def _goose_call(name: str, args: dict[str, Any], call_id: str) -> dict[str, Any]:
+    call = {"id": call_id, "type": "function", "function": {"name": name, "arguments": json.dumps(args)}}
+    return {"role": "assistant", "content": None, "tool_calls": [call]}
+
+
+GOOSE_PYTEST, GOOSE_EDIT = {"command": "pytest -q"}, {"path": "src/p.py", "before": "a", "after": "b"}
+NO_MATCH = "No match found for the specified text.\n\nFile preview:\n```\n   1: import os\n```"
+MANY = "Found 2 matches. Please provide more context to identify a unique match:\n"
+CALL_ERROR = "The tool call returned the following error:\n-32602: missing field `repo`"
+
+
+@pytest.mark.parametrize(
+    ("tool", "args", "result", "kind"),
+    [
+        ("shell", GOOSE_PYTEST, "1 failed, 4 passed in 0.2s\n\nCommand exited with code 1", "task_failure"),
+        ("shell", {"command": "make check"}, "checking...\n\nCommand exited with code 2", "task_failure"),
+        ("shell", GOOSE_PYTEST, "5 passed in 0.2s", "ok"),
+        ("shell", {"command": "grep -rn parse_quotes src"}, "(no output)\n\nCommand exited with code 1", "ok"),
+        (
+            "shell",
+            {"command": "npm test", "timeout_secs": 30},
+            "RUNS\n\nCommand timed out after 30 seconds",
+            "task_failure",
+        ),
+        (
+            "developer__shell",
+            {"command": "cargo test"},
+            "test result: FAILED.\n\nCommand exited with code 101",
+            "task_failure",
+        ),
+        ("edit", GOOSE_EDIT, "Edited src/p.py (1 lines -> 1 lines)", "ok"),
+        ("edit", GOOSE_EDIT, NO_MATCH, "task_failure"),
+        ("edit", GOOSE_EDIT, MANY, "task_failure"),
+        ("tree", {"path": "."}, "src/  12\n  p.py  40", "ok"),
+        ("github__create_issue", {"title": "x"}, CALL_ERROR, "task_failure"),
+    ],
+)
+def test_goose_is_read_in_its_own_words(tool: str, args: dict[str, Any], result: str, kind: str) -> None:
+    """goose flags a failed command or edit as an error, but neither request format it sends carries the
+    flag: its tools' own words are read (after an edit, so a failing check is no red phase)."""
+    from lwfsm.turn.agents import detect
+    from lwfsm.turn.judge import judge
+
+    edit = _goose_call("edit", {"path": "src/p.py", "before": "x = 1", "after": "x = 2"}, "c0")
+    reply = _goose_call(tool, args, "c1")
+    messages = [
+        {"role": "system", "content": GOOSE_SYSTEM},
+        {"role": "user", "content": "Fix the failing test."},
+        edit,
+        {"role": "tool", "tool_call_id": "c0", "content": "Edited src/p.py (1 lines -> 1 lines)"},
+        reply,
+        {"role": "tool", "tool_call_id": "c1", "content": result},
+    ]
+    assert detect(messages) == "goose"
+    assert judge(reply, messages[5:], messages=messages).kind == kind

@@ -89,7 +89,6 @@ class _Record:
 class _Loaded:
     conv: Conversation
     version: int  # the store's version (0: new)
-    record: _Record
     retry: bool
     plan: Plan
     turn: Turn  # the loop's call (its plan may change when a commit loses a race)
@@ -266,9 +265,8 @@ class Gateway:
         turn = await self.conversations.abegin(
             call.ident.key, call.messages, side=call.side is not None, headers=call.headers, digest=call.messages_digest
         )
-        stored = turn.stored
-        record = _Record(turn.conv, meta_of(call.ident.key, stored.lines), list(stored.lines[1:]))
-        return _Loaded(turn.conv, stored.version, record, turn.retry, turn.plan, turn)
+        meta_of(call.ident.key, turn.stored.lines)  # a row whose line is not the gateway's: refused before a paid call
+        return _Loaded(turn.conv, turn.stored.version, turn.retry, turn.plan, turn)
 
     async def _commit(
         self,
