@@ -1116,6 +1116,23 @@ def test_model_replaced_in_the_request_bytes(body: dict[str, Any]) -> None:
     assert json.loads(out) == {**body, "model": "upstream-model"}
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        # the top-level key spelt with an escape, and a decoy the search finds: a key ending in `"model`
+        b'{"mod\\u0065l":"picked","\\"model":"picked","messages":[{"role":"user","content":"hi"}]}',
+        # or a nested key
+        b'{"messages":[],"m\\u006Fdel":"picked","metadata":{"model":"picked"}}',
+    ],
+)
+def test_a_client_cannot_hide_the_model_key_from_the_rewrite(raw: bytes) -> None:
+    """Security: the upstream reads the role's model, never the one the client picked."""
+    body = json.loads(raw)
+    out = with_model(raw, body, "role-model")
+    assert json.loads(out)["model"] == "role-model"
+    assert json.loads(out) == {**body, "model": "role-model"}
+
+
 def test_model_looked_for_outside_tools_read_before() -> None:
     """An agent's tools, sent again and read before, are most of its request: when they hold no
     "model", the model key is looked for in the rest only, with the same answer as looking everywhere."""

@@ -113,18 +113,24 @@ def first_user_text(messages: Sequence[Mapping[str, Any]]) -> str:
 
 
 _MODEL = re.compile(rb'"model"\s*:\s*"((?:[^"\\]|\\.)*)"')
+# An ASCII character written as \u00XX, which no JSON writer does: it may spell the top-level key
+# ("mod\u0065l") where the search for `"model"` cannot see it, while a decoy (a nested key, or a key
+# `"\"model"`) is found in its place, and the upstream would read the client's model.
+_SPELT = re.compile(rb"\\u00[4-7][0-9a-fA-F]")
 
 
 def with_model(raw: bytes, body: Mapping[str, Any], model: str, skip: tuple[int, int] | None = None) -> bytes:
     """The request bytes with the top-level model replaced, without re-serialising the body.
 
-    Inside a JSON string a quote is escaped, so `"model": "..."` in the bytes is always a key; when
+    Inside a JSON string a quote is escaped, so `"model": "..."` in the bytes is a key, or the end of
+    one (`"\"model": ...`). The top-level key is written out (no escape spells it, `_SPELT`), so when
     there is exactly one such key-value and its value is the body's model, it is the top-level one.
     Otherwise the body is serialised again. `skip`: bytes known to hold no `"model"` (an agent's tools,
     most of its request), not searched.
     """
     a, b = skip or (len(raw), len(raw))
-    found = [*_MODEL.finditer(raw, 0, a), *_MODEL.finditer(raw, b)]
+    spelt = _SPELT.search(raw, 0, a) or _SPELT.search(raw, b)
+    found = [] if spelt else [*_MODEL.finditer(raw, 0, a), *_MODEL.finditer(raw, b)]
     if len(found) == 1:
         m = found[0]
         try:
