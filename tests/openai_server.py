@@ -8,7 +8,7 @@ in `paths`.
 {"status": 500, "headers": {...}, "body": {...}, "delay": 0.5, "tool_calls": [...], "content": "...",
 "cut": True (a stream that stops half-way, without its finish chunk and [DONE] or its
 response.completed), "broken": True (a chunked stream whose connection drops in its second event,
-mid-transfer), "garbled": True (a stream whose
+mid-transfer; N: in its Nth), "no_status": True (Responses without a status), "garbled": True (a stream whose
 second event is not JSON; a text: that text), "no_finish": True (no finish chunk, then [DONE]),
 "multiline": True (each event's JSON over several data lines), "page": "<html>..." (that text as
 text/html), "whole": True (one JSON body even when the request asks for a stream, as some servers do),
@@ -218,10 +218,19 @@ class Server:
                     "truncation": "disabled",
                     "user": None,
                 }
+                if step.get("no_status"):  # a server whose responses carry no status (the SDK allows it)
+                    del done["status"]
                 if not request.get("stream"):
                     return self.send_json(200, done)
                 events: list[dict[str, Any]] = [
-                    {"type": "response.created", "response": {**done, "status": "in_progress", "output": []}}
+                    {
+                        "type": "response.created",
+                        "response": {
+                            **done,
+                            "output": [],
+                            **({} if step.get("no_status") else {"status": "in_progress"}),
+                        },
+                    }
                 ]
                 for i, item in enumerate(output):
                     if item["type"] == "message":
@@ -335,8 +344,9 @@ class Server:
                     self.send_header("Content-Type", "text/event-stream")
                     self.send_header("Transfer-Encoding", "chunked")
                     self.end_headers()
-                    events = [b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks[:2]]
-                    data = events[0] + events[-1][: len(events[-1]) // 2]  # the drop comes mid-event
+                    at = 2 if step["broken"] is True else int(step["broken"])  # the event the drop comes in
+                    events = [b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks[:at]]
+                    data = b"".join(events[:-1]) + events[-1][: len(events[-1]) // 2]  # the drop comes mid-event
                     self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
                     self.wfile.flush()
                     self.connection.shutdown(socket.SHUT_RDWR)

@@ -902,23 +902,61 @@ def test_langchain_records_no_responses_stream_cut_before_its_last_event(caplog:
 
 
 def test_langchain_does_not_serve_a_call_again_once_its_tokens_streamed() -> None:
-    """The worker's stream breaks after its first tokens went out (to `stream_mode="messages"`, say):
-    the lead's answer would follow them in the same message, so the error reaches the agent; a worker
-    failing before any token is still served by the lead."""
+    """The worker's stream breaks after its first words went out (to `stream_mode="messages"`, say): the
+    lead's answer would follow them in the same message, so the error reaches the agent. A worker
+    failing before any word (its empty first chunk aside) is still served by the lead."""
+    import openai
+
     server = Server()
     try:
         agent, middleware = _langchain(server, responses=False)
-        server.script("worker-model", {"broken": True})
-        import openai
-
         asked = {"messages": [{"role": "user", "content": "Fix it."}]}
+        server.script("worker-model", {"broken": 3})  # the role chunk, "worke", then the drop
+        seen: list[str] = []
+
+        def stream() -> None:
+            seen.extend(m.text for m, _ in agent.stream(asked, stream_mode="messages"))
+
         with pytest.raises(openai.APIConnectionError):  # the SDK's own, as LangChain raises it
-            for _ in agent.stream(asked, stream_mode="messages"):
-                pass
+            stream()
+        assert "".join(seen) == "worke"
         assert [r["model"] for r in server.requests] == ["worker-model"]
         assert middleware.front.state().version == 0
-        server.script("worker-model", DOWN)
-        tokens = [m.text for m, _ in agent.stream(asked, stream_mode="messages")]
-        assert "".join(tokens) == "lead-model says: Fix it."
+        for fails_before_any_word in ({"broken": True}, DOWN):
+            server.requests.clear()
+            server.script("worker-model", fails_before_any_word)
+            tokens = [m.text for m, _ in agent.stream(asked, stream_mode="messages")]
+            assert "".join(tokens) == "lead-model says: Fix it."
+            assert [r["model"] for r in server.requests] == ["worker-model", "lead-model"]
+    finally:
+        server.close()
+
+
+def test_langchain_records_a_whole_responses_reply_without_a_status() -> None:
+    """A Responses server may send no status (the SDK allows it): a whole reply is still recorded."""
+    server = Server(responses=True)
+    try:
+        agent, middleware = _langchain(server, responses=True)
+        server.script("worker-model", {"no_status": True})
+        out = agent.invoke({"messages": [{"role": "user", "content": "Fix the failing test."}]})
+        assert out["messages"][-1].text == "worker-model says: Fix the failing test."
+        assert middleware.front.state().ledger.rows[0].calls == 1
+    finally:
+        server.close()
+
+
+def test_pydantic_ai_records_a_reported_zero_as_zero() -> None:
+    """0 tokens a provider reported (a caching proxy's hit) are 0, as the gateway and LangChain count
+    them; only a reply without usage is unknown."""
+    server = Server()
+    try:
+        run, _, model = _pydantic_ai_run(server, responses=False)
+        zero = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+        reply = {"role": "assistant", "content": "cached"}
+        body = {"id": "c0", "object": "chat.completion", "created": 0, "model": "lead-model", "usage": zero}
+        server.script("lead-model", {"body": {**body, "choices": [{"index": 0, "message": reply}]}})
+        assert run() == "cached"
+        (row,) = model.front.state().ledger.rows
+        assert (row.calls, row.usage.unreported, row.usage.prompt_tokens) == (1, 0, 0)
     finally:
         server.close()

@@ -41,26 +41,41 @@ logger = logging.getLogger("lwfsm.integrations.langchain")
 
 
 class _Tokens(BaseCallbackHandler):
-    """Told of the tokens a model streams within one model call (LangChain adds it to every run begun
-    while `_TOKENS` holds it): once one has gone out, the caller may have shown it, so the call is not
-    made again on another role (as the other integrations stop falling back once a stream has begun)."""
+    """Told of what the model of one call streams (LangChain adds it to every run begun while `_TOKENS`
+    holds it): once a token or a piece of a tool call has gone out, the caller may have shown it, so the
+    call is not made again on another role (as the other integrations stop falling back once a stream
+    has begun). Only the call's own model counts: not an empty first chunk, nor a model another
+    middleware asks on the way (a tool selector, a guard), which runs as another model or untracked
+    (`nostream`)."""
 
     run_inline = True  # called as the token comes, on the model's own thread or loop
 
-    def __init__(self) -> None:
-        self.seen = False
+    def __init__(self, model: str) -> None:
+        self.model, self.runs, self.seen = model, set[Any](), False
 
-    def on_llm_new_token(self, *args: Any, **kwargs: Any) -> None:
-        self.seen = True
+    def on_chat_model_start(self, *args: Any, **kwargs: Any) -> None:
+        params = kwargs.get("invocation_params") or {}
+        named = params.get("model") or params.get("model_name")
+        if "nostream" not in (kwargs.get("tags") or ()) and named in (None, self.model):
+            self.runs.add(kwargs.get("run_id"))
+
+    def on_llm_new_token(self, token: Any = "", *args: Any, **kwargs: Any) -> None:
+        message = getattr(kwargs.get("chunk"), "message", None)
+        if (token or getattr(message, "tool_call_chunks", None)) and kwargs.get("run_id") in self.runs:
+            self.seen = True
 
 
 _TOKENS: ContextVar[_Tokens | None] = ContextVar("lwfsm_langchain_tokens", default=None)
 register_configure_hook(_TOKENS, True)
 
 
+def _model_name(model: Any) -> str:
+    return str(getattr(model, "model_name", None) or getattr(model, "model", None) or model)
+
+
 @contextmanager
-def _watched() -> Iterator[_Tokens]:
-    tokens = _Tokens()
+def _watched(model: Any) -> Iterator[_Tokens]:
+    tokens = _Tokens(_model_name(model))
     reset = _TOKENS.set(tokens)
     try:
         yield tokens
@@ -70,11 +85,12 @@ def _watched() -> Iterator[_Tokens]:
 
 def _cut(message: AIMessage) -> bool:
     """A reply over OpenAI's Responses API whose stream ended before its last event: the response's id
-    came (`response.created`), its status never did (every last event carries one). A whole reply over
-    Chat Completions carries a finish reason; a streamed one cut short cannot be told from a server that
-    sends none, so it is recorded (README, Agent frameworks)."""
+    came (`response.created`), and what LangChain takes from the last event (`response.completed` or
+    `.incomplete`), or from a whole reply, never did: the model's name (a status may be missing from a
+    server's events). A whole reply over Chat Completions carries a finish reason; a streamed one cut
+    short cannot be told from a server that sends none, so it is recorded (README, Agent frameworks)."""
     meta = message.response_metadata
-    return meta.get("model_provider") == "openai" and "id" in meta and not {"status", "finish_reason"} & meta.keys()
+    return meta.get("model_provider") == "openai" and "id" in meta and "model_name" not in meta
 
 
 def to_openai(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
@@ -152,7 +168,7 @@ class LwfsmMiddleware(AgentMiddleware):
             return
         reply = to_openai([ai])[0] if ai is not None else None
         tools = [convert_to_openai_tool(t) for t in request.tools]
-        model = str(getattr(call.model, "model_name", None) or getattr(call.model, "model", None) or call.model)
+        model = _model_name(call.model)
         self.front.end(call, model=model, reply=reply, tools=tools, usage=_usage(ai) if ai else None)
 
     def wrap_model_call(
@@ -162,7 +178,7 @@ class LwfsmMiddleware(AgentMiddleware):
     ) -> ModelResponse:
         call, request = self._begin(request)
         while True:  # the front's `served`, but not again once tokens have streamed
-            with _watched() as tokens:
+            with _watched(call.model) as tokens:
                 try:
                     response = handler(request.override(model=call.model))
                     break
@@ -180,7 +196,7 @@ class LwfsmMiddleware(AgentMiddleware):
     ) -> ModelResponse:
         call, request = self._begin(request)
         while True:
-            with _watched() as tokens:
+            with _watched(call.model) as tokens:
                 try:
                     response = await handler(request.override(model=call.model))
                     break

@@ -170,17 +170,17 @@ class LwfsmModel(WrapperModel):
             for t in [*params.function_tools, *getattr(params, "output_tools", [])]
         ]
         u = response.usage
-        # No call reads no input: no tokens at all is a provider that reported none (a stream without
-        # its usage chunk), unknown, never zero.
+        # A provider that reported no usage (a stream without its usage chunk): pydantic-ai counts the
+        # request unmeasured, with 0 tokens; unknown, never zero (a reported 0 is a 0).
         usage = (
-            Usage(
+            Usage(unreported=1)
+            if u.unmeasured_requests
+            else Usage(
                 prompt_tokens=u.input_tokens,
                 completion_tokens=u.output_tokens,
                 cache_read_tokens=u.cache_read_tokens,
                 cache_write_tokens=u.cache_write_tokens,
             )
-            if u.input_tokens or u.output_tokens
-            else Usage(unreported=1)
         )
         self.front.end(call, model=call.model.model_name, reply=to_openai([response])[0], tools=tools, usage=usage)
 
