@@ -4,6 +4,7 @@ against real `lwfsm serve` processes with the official `openai` SDK as the clien
 from __future__ import annotations
 
 import base64
+import importlib.util
 import json
 import subprocess
 import threading
@@ -63,6 +64,23 @@ def _metrics(gw: Gateway) -> dict[tuple[str, tuple[tuple[str, str], ...]], float
         for family in text_string_to_metric_families(text)
         for s in family.samples
     }
+
+
+def test_the_gateway_prices_what_the_report_prices() -> None:
+    """One price map: a model LiteLLM lists as an alias of another (`gpt-sol-latest`) is priced by the
+    gateway's /metrics, control API and trace as `lwfsm report` prices it."""
+    from lwfsm.cost.pricing import PriceMap
+    from lwfsm.gateway.app import _price_table
+    from lwfsm.turn import Usage
+
+    litellm = importlib.util.find_spec("litellm")
+    assert litellm is not None
+    assert litellm.submodule_search_locations
+    listed = Path(litellm.submodule_search_locations[0]) / "model_prices_and_context_window_backup.json"
+    names = json.loads(listed.read_text(encoding="utf-8"))  # every row, alias rows too (98 in LiteLLM 1.110)
+    used = Usage(prompt_tokens=1000, completion_tokens=100)
+    gateway, report = PriceMap(_price_table()), PriceMap()
+    assert [m for m in names if gateway(m, used) != report(m, used)] == []
 
 
 def test_metrics_match_the_traffic_sent(priced: Gateway, oai: openai_server.Server) -> None:

@@ -36,7 +36,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
-from ..cost.pricing import PriceMap
+from ..cost.pricing import PriceMap, litellm_price_map
 from ..engine import Engine
 from ..errors import Conflict, LwfsmError, StoreError, TransitionNotAllowed
 from ..spec import Spec
@@ -474,19 +474,14 @@ def _keep(meta: dict[str, Any], done: Move, last_switch: dict[str, Any]) -> None
             meta[name] = meta.get(name, 0) + 1
 
 
-def _price_table() -> dict[str, Any]:
-    """LiteLLM's local price map read from its package file, without importing LiteLLM (seconds);
-    empty when LiteLLM is not installed (every cost is then unknown)."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("litellm")
-    for folder in (spec.submodule_search_locations or []) if spec else []:
-        path = os.path.join(folder, "model_prices_and_context_window_backup.json")
-        if os.path.exists(path):
-            with open(path, encoding="utf-8") as f:
-                table: dict[str, Any] = json.load(f)
-            return table
-    return {}
+def _price_table() -> Mapping[str, Mapping[str, Any]]:
+    """LiteLLM's local price map, its alias rows resolved, as `lwfsm report` reads it (an alias such as
+    `gpt-sol-latest` had no price here, and a price in the report); empty when LiteLLM is not installed
+    (every cost is then unknown)."""
+    try:
+        return litellm_price_map()
+    except ImportError:
+        return {}
 
 
 def create_app(gateway: Gateway) -> Starlette:
