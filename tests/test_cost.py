@@ -983,3 +983,56 @@ def test_writers_appending_at_once_mark_no_line_cut_short(tmp_path: Path) -> Non
     lines = trace.read_bytes().splitlines()
     assert len(lines) == 90
     assert not [n for n, line in enumerate(lines, 1) if line.endswith(CUT_SHORT)]
+
+
+def _json_of(capsys: pytest.CaptureFixture[str], *argv: str) -> dict[str, Any]:
+    capsys.readouterr()
+    assert main([*argv, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)  # type: ignore[no-any-return]
+
+
+def test_the_lead_and_the_worker_are_the_specs_not_their_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A spec whose roles are called `strong` and `small` (`small` cheap) is reported and simulated as
+    lead_worker is: its lead alone, its worker alone, its fallbacks; they were unknown and 0 (the
+    figures looked for roles named "lead" and "worker")."""
+    root = Path(__file__).resolve().parents[1]
+    spec = re.sub(r"\bworker\b", "small", re.sub(r"\blead\b", "strong", (root / "specs/lead_worker.yaml").read_text()))
+    (tmp_path / "roles.yaml").write_text(spec)
+    trace = (root / "tests/traces/example.jsonl").read_text()
+    (tmp_path / "roles.jsonl").write_text(
+        trace.replace('"role": "lead"', '"role": "strong"').replace('"role": "worker"', '"role": "small"')
+    )
+    before = _json_of(capsys, "report", str(root / "tests/traces/example.jsonl"), "--spec", "lead_worker")
+    for argv in (
+        ("report", str(tmp_path / "roles.jsonl"), "--spec", str(tmp_path / "roles.yaml")),
+        ("simulate", str(tmp_path / "roles.yaml"), "--trace", str(tmp_path / "roles.jsonl")),
+    ):
+        renamed = _json_of(capsys, *argv)
+        assert (renamed["lead_model"], renamed["worker_model"]) == (before["lead_model"], before["worker_model"])
+        for key in ("all_lead", "all_worker", "fallbacks", "failing_worker_turns", "cost"):
+            assert renamed["total"][key] == before["total"][key], (argv[0], key)
+
+
+def test_a_failing_worker_is_a_cheap_role_failing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """escalation: the worker (cheap), the lead and the expert. Every turn fails: only the worker's
+    failed turns are a failing worker's (the lead's and the expert's were counted too), in the replay
+    and in the Monte-Carlo estimate."""
+    path = tmp_path / "fail.jsonl"
+    rows = [
+        {"session": "x", "turn": i, "role": "worker", "model": "gpt-4o-mini", "outcome": "failure",
+         "prompt_tokens": 1000, "completion_tokens": 10}
+        for i in range(1, 9)
+    ]  # fmt: skip
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    total = _json_of(capsys, "simulate", "escalation", "--trace", str(path), "--model", "expert=gpt-4o")["total"]
+    assert total["turns_by_role"] == {"worker": 2, "lead": 2, "expert": 4}
+    assert total["failing_worker_turns"] == 2
+    spec = load_spec("escalation")
+    table = Replayer(spec).table
+    assert table is not None
+    ok, fail = spec.judging.events
+    drawn = monte_carlo(table, {r: 1.0 for r in spec.roles}, conversations=50, turns=8, success=ok, fail=fail,
+                        cheap=("worker",))  # fmt: skip
+    assert drawn.failing_worker_turns.mean == 2

@@ -21,7 +21,7 @@ from ..errors import SpecError
 from ..spec import Spec
 from .pricing import PriceMap
 from .records import MAX_TOKENS, TraceRecord, read_records
-from .report import Summary, spec_problem, summarise
+from .report import Summary, cheap_roles, lead_and_worker, spec_problem, summarise
 from .simulate import (
     ASSUMPTION,
     Fit,
@@ -262,10 +262,11 @@ def _diagram(spec: Spec) -> str:
     return svg[svg.find("<svg") :]
 
 
-def _failure(fit: Fit, args: Any) -> tuple[dict[str, float], dict[str, tuple[int, int]], str]:
+def _failure(spec: Spec, fit: Fit, args: Any) -> tuple[dict[str, float], dict[str, tuple[int, int]], str]:
     rates = fit.rates()
     counts = fit.counts()
-    given = {"lead": args.fail_lead, "worker": args.fail_worker}
+    lead, worker = lead_and_worker(spec)
+    given = {lead: args.fail_lead, worker: args.fail_worker}
     out, said = {}, []
     observed = {}
     for role, est in rates.items():
@@ -301,7 +302,7 @@ def _mc(
         raise ValueError(
             f"--monte-carlo needs a transition table, and spec '{spec.name}' has none: {replayer.why_engine}"
         )
-    rates, observed, said = _failure(fit, args)
+    rates, observed, said = _failure(spec, fit, args)
     models = bound_models(spec, fit.models_used, args.lead, args.worker, _models(spec, args))
     lengths = fit.lengths()
     turns: int | Counter[int] = args.conversation_turns or lengths
@@ -324,13 +325,14 @@ def _mc(
         seed=args.seed,
         trace=fit.conversations,
         scale=scale,
+        cheap=cheap_roles(spec) or (),  # a spec: never None
     )
     return result, said
 
 
 def _sensitivity(spec: Spec, fit: Fit, prices: PriceMap, replayer: Replayer, args: Any, base: Any) -> str:
     """The obvious alternative to the replay assumption: the cheap roles failing 1.5x as often as recorded."""
-    rates, observed, _ = _failure(fit, args)
+    rates, observed, _ = _failure(spec, fit, args)
     cheap = [r for r, d in spec.roles.items() if d.cheap and r in rates]
     if not cheap or base.cost is None:
         return ""

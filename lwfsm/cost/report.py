@@ -270,9 +270,11 @@ class Tally:
         self,
         *,
         lead_role: str = "lead",
+        cheap: frozenset[str] | None = None,
         per_conversation: bool = True,
     ) -> None:
         self.lead_role = lead_role
+        self.cheap = cheap  # the spec's cheap roles, whose failed turns are a failing worker's (None: not the lead)
         self.per_conversation = per_conversation  # False: totals only (sweeps)
         self.open: dict[str, _Open] = {}
         self.total = ConversationSummary("total")
@@ -315,7 +317,7 @@ class Tally:
         if failed:
             # by the judging rule where the judge gave one (its reasons quote each line: one group apiece)
             c.failures[rec.evidence.rule if rec.evidence else rec.reason or "(no reason)"] += 1
-            if role != lead:
+            if role in self.cheap if self.cheap is not None else role != lead:
                 c.failing_worker_turns += 1
         conv.prev_role = role
         # tokens: as recorded, and as they would be with the other warmth
@@ -413,16 +415,16 @@ def summarise(
     *,
     lead_model: str | None = None,
     worker_model: str | None = None,
-    lead_role: str = "lead",
-    worker_role: str = "worker",
     success: str = "turn_completed",
     note: str = "",
     spec: Spec | None = None,
 ) -> Summary:
     """Summaries per conversation and in total. The lead/worker models default to the model each
     role used most in the records. With `spec` (the one the trace ran), a record's state and
-    transition say what its turn did; without, or for a record without them, the roles that served do."""
-    tally = Tally(lead_role=lead_role)
+    transition say what its turn did, and its roles which are the lead and the worker
+    (`lead_and_worker`); without, or for a record without them, the roles that served do."""
+    lead_role, worker_role = lead_and_worker(spec)
+    tally = Tally(lead_role=lead_role, cheap=cheap_roles(spec))
     for r in records:
         if spec is None:
             tally.add(r, r.role, r.outcome != success, None)
@@ -434,6 +436,27 @@ def summarise(
         worker_model=worker_model or tally.models_used(worker_role),
         note=note,
     )
+
+
+def lead_and_worker(spec: Spec | None) -> tuple[str, str]:
+    """The roles the cost figures call the lead and the worker ("lead alone", "worker alone"): the spec's
+    first role that is not cheap and its first cheap one, whatever their names (the gateway's lead is
+    the same); "lead" and "worker" without a spec."""
+    if spec is None:
+        return "lead", "worker"
+    roles = spec.roles
+    lead = next((r for r, d in roles.items() if not d.cheap), next(iter(roles)))
+    worker = next((r for r, d in roles.items() if d.cheap), next((r for r in roles if r != lead), lead))
+    return lead, worker
+
+
+def cheap_roles(spec: Spec | None) -> frozenset[str] | None:
+    """The roles whose failed turns are a failing worker's: the spec's cheap ones, or every role but the
+    lead in a spec that marks none (None without a spec: every role but "lead")."""
+    if spec is None:
+        return None
+    lead = lead_and_worker(spec)[0]
+    return frozenset(r for r, d in spec.roles.items() if d.cheap) or frozenset(spec.roles) - {lead}
 
 
 # What a trace written by hand or by another tool may call a turn's outcome besides the spec's events.

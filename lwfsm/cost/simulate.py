@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +26,7 @@ from ..spec import Spec
 from ..turn.moves import move
 from .pricing import PriceMap, flipped
 from .records import TraceRecord
-from .report import Summary, Tally, event_of, failing_events
+from .report import Summary, Tally, cheap_roles, event_of, failing_events, lead_and_worker
 
 __all__ = [
     "ASSUMPTION",
@@ -235,10 +235,11 @@ def bound_models(
     """The model each role of the spec uses: given, else the one the records show it using most."""
     out: dict[str, str | None] = {r: used(r) for r in spec.roles}
     out.update(models or {})
+    lead_role, worker_role = lead_and_worker(spec)
     if lead:
-        out["lead"] = lead
+        out[lead_role] = lead
     if worker:
-        out["worker"] = worker
+        out[worker_role] = worker
     return out
 
 
@@ -265,7 +266,7 @@ def replay_tally(
     spec: Spec, records: Iterable[TraceRecord], replayer: Replayer, *, per_conversation: bool = True
 ) -> Tally:
     """The replayed turns tallied, not yet priced (a partition's share, `distributed`)."""
-    tally = Tally(per_conversation=per_conversation)
+    tally = Tally(lead_role=lead_and_worker(spec)[0], cheap=cheap_roles(spec), per_conversation=per_conversation)
     for rec, state, dest, event, role, failed in _replay(spec, records, replayer):
         tally.add(
             rec, role, failed, move(spec, state, dest, event)
@@ -295,8 +296,8 @@ def simulated_summary(
     summary = tally.finish(
         prices or PriceMap(),
         lambda key: bound.get(key[0]) or key[1],
-        lead_model=bound.get("lead"),
-        worker_model=bound.get("worker"),
+        lead_model=bound.get(lead_and_worker(spec)[0]),
+        worker_model=bound.get(lead_and_worker(spec)[1]),
         note=note,
     )
     summary.kind, summary.colours = "simulated", role_colours(spec)
@@ -472,7 +473,7 @@ def monte_carlo(
     turns: int | Mapping[int, int],
     success: str,
     fail: str,
-    lead_role: str = "lead",
+    cheap: Collection[str] = ("worker",),
     turn_price: Mapping[str, Sequence[tuple[float, float]]] | None = None,
     observed: dict[str, tuple[int, int]] | None = None,
     seed: int | None = 0,
@@ -521,13 +522,13 @@ def monte_carlo(
         if row:
             for j in range(price.shape[0]):
                 price[j, i] = row[min(j, len(row) - 1)][::-1]  # (warm, cold) -> [cold, warm]
-    lead_i = role_names.index(lead_role) if lead_role in role_names else -1
+    failing = np.array([r in cheap for r in role_names])  # a failed turn of theirs is a failing worker's
     for j in range(longest):
         live = length > j
         r = role_of[c]
         failed = (rng.random(conversations) < per_conv[r, everyone]) & live
         np.add.at(served, (r, everyone), live)
-        failing_worker += failed & (r != lead_i)
+        failing_worker += failed & failing[r]
         turn_cost = price[min(j, price.shape[0] - 1), r, (r == prev).astype(int)]
         cost += np.where(live, turn_cost, 0.0)
         c = np.where(live, nxt[c, np.where(failed, fail_e, ok_e)], c)
@@ -571,7 +572,8 @@ def generate(spec: Spec, knobs: Knobs) -> Iterator[dict[str, Any]]:
     engine = replayer.engine
     ok, fail = spec.judging.events
     per = max(1, knobs.turns // max(1, knobs.conversations))
-    models = {"lead": knobs.lead_model, "worker": knobs.worker_model}
+    lead, worker = lead_and_worker(spec)
+    models = {lead: knobs.lead_model, worker: knobs.worker_model}
     reasons = ("tool error: tests failed", "user correction: try again", "malformed tool call")
     for i in range(max(1, knobs.conversations)):
         session = engine.session()
@@ -579,7 +581,7 @@ def generate(spec: Spec, knobs: Knobs) -> Iterator[dict[str, Any]]:
         for turn in range(1, per + 1):
             state, role = session.state, session.role
             model = models.get(role, knobs.worker_model)
-            p = knobs.burst if failed and knobs.burst else (knobs.fail_lead if role == "lead" else knobs.fail_worker)
+            p = knobs.burst if failed and knobs.burst else (knobs.fail_lead if role == lead else knobs.fail_worker)
             failed = rng.random() < p
             prompt = knobs.prompt_tokens + (turn - 1) * knobs.growth
             read = int(prev_prompt * knobs.cache_hit) if model == prev_model else 0
