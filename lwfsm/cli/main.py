@@ -353,12 +353,20 @@ _EXTENSIONS = {
 }
 
 
+# Images and documents of formats lwfsm does not write (another extension, .txt say, is mermaid text).
+_NOT_WRITTEN = frozenset({".jpg", ".jpeg", ".pdf", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".eps", ".ps", ".html"})
+
+
 def _diagram_format(given: str | None, output: str | None) -> str:
     """The format -f names, else the one -o's extension names (a .svg of mermaid text opens nowhere), else
     mermaid; -f and an extension that disagree are refused."""
-    named = _EXTENSIONS.get(os.path.splitext(output)[1].lower()) if output else None
+    extension = os.path.splitext(output)[1].lower() if output else ""
+    named = _EXTENSIONS.get(extension)
     if given is not None and named is not None and given != named:
         raise _Usage(f"-f {given} and -o {output} disagree: drop -f, or give the file a .{given} name")
+    if given is None and extension in _NOT_WRITTEN:  # mermaid text in a .jpg or a .pdf opens nowhere
+        known = " ".join(sorted(_EXTENSIONS))
+        raise _Usage(f"-o {output}: lwfsm writes no {extension} diagram; name the file {known}, or give -f")
     return given or named or "mermaid"
 
 
