@@ -1036,3 +1036,40 @@ def test_a_failing_worker_is_a_cheap_role_failing(tmp_path: Path, capsys: pytest
     drawn = monte_carlo(table, {r: 1.0 for r in spec.roles}, conversations=50, turns=8, success=ok, fail=fail,
                         cheap=("worker",))  # fmt: skip
     assert drawn.failing_worker_turns.mean == 2
+
+
+def test_the_html_page_says_when_a_conversation_is_drawn_in_part(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Its chart and timeline draw the first 2,000 turns of a conversation: a longer one is said to be
+    cut, where the page showed $0.53 beside a table of $761 and said nothing."""
+    rows = [
+        {"session": s, "turn": i, "role": "worker", "model": "gpt-4o-mini", "outcome": "turn_completed",
+         "prompt_tokens": 1000, "completion_tokens": 10}
+        for s, n in (("long", 2001), ("short", 5))
+        for i in range(1, n + 1)
+    ]  # fmt: skip
+    path = tmp_path / "t.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["report", str(path), "--html", str(tmp_path / "r.html")]) == 0
+    page = (tmp_path / "r.html").read_text()
+    assert "The first 2,000 turns of each conversation are drawn; long went on longer" in page
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows if r["session"] == "short"))
+    assert main(["report", str(path), "--html", str(tmp_path / "r.html")]) == 0
+    assert "turns of each conversation are drawn" not in (tmp_path / "r.html").read_text()
+
+
+def test_a_small_cost_is_not_printed_as_free(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Less than a hundredth of a cent read 0.0000 in the table, as a free call would."""
+    rec = {"session": "s", "turn": 1, "role": "worker", "model": "gpt-4o-mini", "outcome": "turn_completed",
+           "prompt_tokens": 200, "completion_tokens": 10}  # fmt: skip
+    path = tmp_path / "t.jsonl"
+    path.write_text(json.dumps(rec) + "\n")
+    cost = PriceMap()("gpt-4o-mini", Usage(prompt_tokens=200, completion_tokens=10))
+    assert cost is not None
+    assert 0 < cost < 0.00005
+    capsys.readouterr()
+    assert main(["report", str(path)]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("s "))
+    assert f"{cost:.2g}" in row
+    assert "0.0000" not in row

@@ -21,7 +21,7 @@ from ..errors import SpecError
 from ..spec import Spec
 from .pricing import PriceMap
 from .records import MAX_TOKENS, TraceRecord, read_records
-from .report import Summary, cheap_roles, lead_and_worker, spec_problem, summarise
+from .report import Summary, cheap_roles, dollars, lead_and_worker, spec_problem, summarise
 from .simulate import (
     ASSUMPTION,
     Fit,
@@ -452,7 +452,7 @@ def _sweep_table(
     table = [
         [
             *(str(r[n]) for n in names),
-            "unknown" if r["cost"] is None else f"{r['cost']:.4f}",
+            "unknown" if r["cost"] is None else dollars(r["cost"]),
             f"{r['failing_worker_turns']:.2f}",
             "*" if r["pareto"] else "",
         ]

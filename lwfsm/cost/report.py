@@ -140,7 +140,7 @@ class Summary:
 
     def text(self) -> str:
         def money(v: float | None) -> str:
-            return "unknown" if v is None else f"{v:.4f}"
+            return "unknown" if v is None else dollars(v)
 
         header = [
             "session",
@@ -595,7 +595,7 @@ def _html(summary: Summary, title: str) -> str:
     body = "".join(
         "<tr>"
         + "".join(
-            f"<td>{esc('' if v is None else (f'{v:.4f}' if isinstance(v, float) else str(v)))}</td>" for v in r.values()
+            f"<td>{esc('' if v is None else (dollars(v) if isinstance(v, float) else str(v)))}</td>" for v in r.values()
         )
         + "</tr>"
         for r in rows
@@ -609,6 +609,14 @@ def _html(summary: Summary, title: str) -> str:
     )
     more = f"<p>(first 50 of {len(summary.conversations)} conversations)</p>" if len(summary.conversations) > 50 else ""
     diagram = f"<h2>Spec</h2><div>{summary.diagram}</div>" if summary.diagram else ""
+    longer = [c.session for c in summary.conversations[:COSTED] if sum(c.turns.values()) > DETAIL_TURNS]
+    cut = (
+        f"<p>The first {DETAIL_TURNS:,} turns of each conversation are drawn; "
+        f"{esc(', '.join(longer[:3]))}{' and others' if len(longer) > 3 else ''} went on longer (the table holds "
+        "their whole cost and turns).</p>"
+        if longer
+        else ""
+    )
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>"
         + esc(title)
@@ -621,10 +629,15 @@ def _html(summary: Summary, title: str) -> str:
         f"<code>{esc(summary.worker_model or 'unknown')}</code>. Costs in dollars; the lead/worker-alone columns "
         "keep a model's prompt cache across the whole conversation.</p>"
         f"<table><tr>{head}</tr>{body}</table>"
-        f"<h2>Cost over turns (cumulative, {summary.kind})</h2>{_cost_svg(summary)}"
+        f"<h2>Cost over turns (cumulative, {summary.kind})</h2>{_cost_svg(summary)}{cut}"
         f"<h2>Who served each turn</h2><p>{legend} &nbsp;a dark mark under a turn: it failed</p>{timelines}{more}"
         f"{diagram}</body></html>"
     )
+
+
+def dollars(v: float) -> str:
+    """Dollars to 4 places; less than a hundredth of a cent in 2 significant digits (0.0000 read as free)."""
+    return f"{v:.2g}" if 0 < abs(v) < 0.00005 else f"{v:.4f}"
 
 
 def printable(text: str) -> str:
