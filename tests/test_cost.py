@@ -1073,3 +1073,24 @@ def test_a_small_cost_is_not_printed_as_free(tmp_path: Path, capsys: pytest.Capt
     row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("s "))
     assert f"{cost:.2g}" in row
     assert "0.0000" not in row
+
+
+def test_simulate_maps_recorded_kinds_by_the_simulated_spec(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A spec that counts an environment problem as a failure, simulated on traffic whose turns 4 and 5
+    were judged `environment`: two failures and a fallback (the recorded outcome was replayed, so the
+    simulation said "no change" for exactly the change the spec makes). Turns fired by hand keep theirs."""
+    root = Path(__file__).resolve().parents[1]
+    spec = (root / "specs/lead_worker.yaml").read_text()
+    assert "environment: turn_completed" in spec
+    (tmp_path / "env.yaml").write_text(spec.replace("environment: turn_completed", "environment: failure"))
+    rows = [
+        {"session": "e", "turn": i, "role": "lead" if i <= 3 else "worker",
+         "model": "gpt-4o" if i <= 3 else "gpt-4o-mini", "outcome": "turn_completed",
+         "kind": "environment" if i in (4, 5) else "ok", "prompt_tokens": 1000, "completion_tokens": 100}
+        for i in range(1, 11)
+    ]  # fmt: skip
+    (tmp_path / "t.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    recorded = _json_of(capsys, "simulate", "lead_worker", "--trace", str(tmp_path / "t.jsonl"))["total"]
+    assert (recorded["failures"], recorded["fallbacks"]) == (0, 0)
+    changed = _json_of(capsys, "simulate", str(tmp_path / "env.yaml"), "--trace", str(tmp_path / "t.jsonl"))["total"]
+    assert (changed["failures"], changed["fallbacks"]) == (2, 1)

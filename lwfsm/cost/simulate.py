@@ -196,7 +196,7 @@ def _replay(
         ids = {e: i for i, e in enumerate(t.events)}
         configs: dict[str, int] = {}
         for rec in records:
-            event = event_of(spec, rec)
+            event = replayed_event(spec, rec)
             c = configs.get(rec.session, t.initial)
             configs[rec.session] = n = nxt[c * width + ids[event]]
             if n < 0:
@@ -205,7 +205,7 @@ def _replay(
         return
     sessions: dict[str, Any] = {}
     for rec in records:
-        event = event_of(spec, rec)
+        event = replayed_event(spec, rec)
         session = sessions.get(rec.session)
         if session is None:
             session = sessions[rec.session] = replayer.engine.session()
@@ -215,6 +215,16 @@ def _replay(
         except TransitionNotAllowed:
             raise _refused(rec, event, state) from None
         yield rec, state, session.state, event, role, event in failing
+
+
+def replayed_event(spec: Spec, rec: TraceRecord) -> str:
+    """The event `spec` fires for a recorded turn. A judged turn's kind decides, by this spec's
+    `judging.kinds`, which may map it otherwise than the spec that recorded it did (an environment
+    problem to `failure`, say); a turn fired by hand, or recorded without its kind, fires what it fired."""
+    event = event_of(spec, rec)  # the record checked (its role, its outcome) as report checks it
+    if rec.kind == "ok":
+        return spec.judging.events[0]
+    return spec.judging.kind_events.get(rec.kind, event) if rec.kind is not None else event
 
 
 def _refused(rec: TraceRecord, event: str, state: str) -> TransitionNotAllowed:
@@ -362,7 +372,7 @@ class Fit:
         role = rec.role
         self.turns[role] += 1
         # read through the spec, as the replay reads it: "ok" is its success, a typo a located error
-        self.failed[role] += event_of(self.spec, rec) in self.failing
+        self.failed[role] += replayed_event(self.spec, rec) in self.failing
         self.used[role, rec.model] += 1
         n, model, cached = self.open.get(rec.session, (0, "", 0))
         self.open[rec.session] = (n + 1, rec.model, rec.cache_read_tokens + rec.cache_write_tokens)
