@@ -72,12 +72,14 @@ def _spec(spec: Spec | str | Path) -> Spec:
 
 
 def param_sets(spec: Spec | str | Path, up_to: int = 10) -> st.SearchStrategy[dict[str, int]]:
-    """Param values within their declared ranges; each range is capped at min + up_to."""
+    """Param values within their declared ranges, each capped at min + up_to, and each param's own value
+    (its default, or what `load_spec(..., params=)` bound: the values you ship, drawn even beyond the cap)."""
     spec = _spec(spec)
     ranges = {}
     for name, p in spec.params.items():
         values = p.values(up_to)
-        ranges[name] = st.integers(values.start, values.stop - 1)
+        drawn = st.integers(values.start, values.stop - 1)
+        ranges[name] = drawn if p.default in values else st.just(p.default) | drawn
     return st.fixed_dictionaries(ranges)
 
 

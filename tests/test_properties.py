@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import pytest
 from hypothesis.stateful import invariant
 
 from lwfsm import TransitionRecord
@@ -92,3 +93,19 @@ def test_a_users_property_test_can_run_as_hard_as_lwfsms_own() -> None:
     assert (
         spec_machine(SPECS / "window.yaml", references.Window).TestCase.settings.max_examples == settings().max_examples
     )
+
+
+def test_the_params_a_spec_is_loaded_with_are_drawn() -> None:
+    """Params are drawn from each range's first values; a spec loaded with its production values
+    (lead_turns=50) had them never drawn, with no word: they are drawn now too."""
+    from hypothesis import find
+    from hypothesis.errors import NoSuchExample
+
+    from lwfsm import load_spec
+    from lwfsm.testing import param_sets
+
+    shipped = load_spec("lead_worker", params={"lead_turns": 50})
+    assert find(param_sets(shipped, 6), lambda p: p["lead_turns"] == 50)["lead_turns"] == 50
+    assert find(param_sets(shipped, 6), lambda p: p["lead_turns"] == 2)["lead_turns"] == 2  # and the first ones
+    with pytest.raises(NoSuchExample):  # without it, 50 is beyond the first values drawn
+        find(param_sets(load_spec("lead_worker"), 6), lambda p: p["lead_turns"] == 50)
