@@ -250,6 +250,23 @@ def test_diff_of_states_and_guards() -> None:
     assert "Class review s_added" in text
 
 
+def test_diff_says_what_changed_in_a_state() -> None:
+    """A changed state was summarised as `~ state fallback` alone: an on_enter update dropped showed
+    nowhere, in the summary nor in either drawing."""
+    old = load_spec(DEFAULT)
+    data = old.model_dump()
+    data["states"]["fallback"]["on_enter"] = {"failures": "0", "lead_done": "1"}  # fallback_done = 0 gone
+    data["states"]["worker"]["ignore"] = ["plan"]
+    data["states"]["recovery"]["role"] = "lead"
+    data["handoffs"] = []
+    data["events"]["plan"] = {"turn": False}
+    changes = diff(old, Spec.from_dict(data))
+    summary = changes.summary()
+    assert "~ state fallback: on_enter + lead_done = 1; on_enter - fallback_done = 0" in summary
+    assert "~ state worker: ignore + plan" in summary
+    assert "~ state recovery: role lead (was worker)" in summary
+
+
 def test_diff_reports_handoffs_added_removed_and_reworded(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     old = load_spec(DEFAULT)
     data = old.model_dump()

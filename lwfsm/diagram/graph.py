@@ -109,10 +109,26 @@ class Diff:
     removed: list[Edge] = field(default_factory=list)  # edges of the old spec
     lines: list[str] = field(default_factory=list)
     others: list[str] = field(default_factory=list)  # params, counters, events, roles, invariants, judging
+    details: dict[str, str] = field(default_factory=dict)  # changed state -> what changed in it
 
     def summary(self) -> list[str]:
-        states = [f"{MARKS[mark]}state {name}" for name, mark in self.states.items()]
+        states = [
+            f"{MARKS[mark]}state {name}" + (f": {self.details[name]}" if name in self.details else "")
+            for name, mark in self.states.items()
+        ]
         return states + self.lines + self.others or ["no changes"]
+
+
+def _state_changes(old: Any, new: Any) -> str:
+    """What changed in a state: its role, each on_enter update and ignored event that came or went."""
+    out = [f"role {new.role} (was {old.role})"] if old.role != new.role else []
+    a, b = old.on_enter, new.on_enter
+    out += [f"on_enter + {k} = {b[k]}" for k in b if k not in a]
+    out += [f"on_enter - {k} = {a[k]}" for k in a if k not in b]
+    out += [f"on_enter ~ {k} = {b[k]} (was {a[k]})" for k in b if k in a and a[k] != b[k]]
+    out += [f"ignore + {e}" for e in new.ignore if e not in old.ignore]
+    out += [f"ignore - {e}" for e in old.ignore if e not in new.ignore]
+    return "; ".join(out)
 
 
 def _strip_description(state: Any) -> Any:
@@ -134,6 +150,7 @@ def diff(old: Spec, new: Spec) -> Diff:
             out.states[name] = "added"
         elif _strip_description(old.states[name]) != _strip_description(new.states[name]):
             out.states[name] = "changed"
+            out.details[name] = _state_changes(old.states[name], new.states[name])
     for name in old.states:
         if name not in new.states:
             out.states[name] = "removed"
