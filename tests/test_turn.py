@@ -326,3 +326,39 @@ def test_an_operator_s_note_goes_with_the_next_call_only_and_notes_are_bounded()
     lines = [line for line in plan.note.splitlines() if line.startswith("- turn")]
     assert [line.split()[2] for line in lines] == ["3", "4", "5", "6", "7"]
     assert all(len(line) <= 200 for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("seen", "kind", "outcome"),
+    [
+        (["rejected", "ok"], "rejected", "failure"),  # was recorded task_failure
+        (["environment", "ok"], "environment", "turn_completed"),  # was recorded ok
+        (["task_failure", "environment"], "task_failure", "failure"),  # the failure was lost
+        (["environment", "task_failure"], "task_failure", "failure"),
+    ],
+)
+def test_a_message_turn_keeps_the_kind_seen_within_it(
+    seen: list[str], kind: str, outcome: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """turn_unit "message": a tool loop is one turn, judged call by call. What a call in it saw stands
+    when a later call saw nothing worse, with its own kind (the trace's kind is what a simulated spec
+    maps again: `lwfsm simulate`)."""
+    from lwfsm.turn.judge import Evidence, Judgement
+
+    core = TurnCore(Engine(load_spec("lead_worker").with_params({"lead_turns": 0})), turn_unit="message")
+    verdicts = iter([*(Judgement(k, "generic", Evidence(f"r.{k}", 0, 1, k) if k != "ok" else None) for k in seen)])
+    monkeypatch.setattr(core, "judgement", lambda *a, **k: next(verdicts))
+    conv = core.start()
+    user = {"role": "user", "content": "do it"}
+    call = {
+        "role": "assistant",
+        "content": "",
+        "tool_calls": [{"id": "t", "type": "function", "function": {"name": "sh", "arguments": "{}"}}],
+    }  # noqa: E501
+    loop = [user, call, {"role": "tool", "tool_call_id": "t", "content": "..."}]
+    judged = None
+    for messages in ([user], loop, [*loop, call, loop[2], {"role": "user", "content": "next"}]):
+        judged = core.settle(conv, core.plan(conv, messages), role="worker", model="m", reply=call) or judged
+    assert judged is not None
+    record = judged.record("s")
+    assert (record["kind"], record["outcome"]) == (kind, outcome)

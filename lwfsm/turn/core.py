@@ -68,6 +68,7 @@ class PendingTurn(_Value):
     latency: float = 0.0
     failure: str | None = None  # a failure already seen within this turn (turn unit "message")
     failure_evidence: dict[str, Any] | None = None  # where it was seen (`Evidence` as a dict)
+    failure_kind: str | None = None  # the kind seen so far within this turn (rejected, environment...)
     handoff: str | None = None  # the handoff note this turn's call carried (its first, in turn unit "message")
 
 
@@ -278,8 +279,13 @@ class TurnCore:
         after = what_came_after(messages, passing=not placeholder(p.reply))  # a model may say those words
         j = self.judgement(p.reply, after, p.tools, messages, headers)
         kind, reason, evidence = j.kind, j.reason, j.evidence
-        if p.failure and kind == "ok":  # seen earlier within this turn (turn unit "message")
-            kind, reason = "task_failure", p.failure
+        # What was seen earlier within this turn (turn unit "message") stands when this call failed
+        # nothing: a failure, else another kind (an environment problem) over "ok".
+        if p.failure and (kind == "ok" or self.kinds.get(kind) != self.failure):
+            kind, reason = p.failure_kind or "task_failure", p.failure
+            evidence = Evidence(**p.failure_evidence) if p.failure_evidence else None
+        elif p.failure_kind and kind == "ok":
+            kind = p.failure_kind
             evidence = Evidence(**p.failure_evidence) if p.failure_evidence else None
         if self.turn_unit == "message" and not any(m.get("role") == "user" for m in after):
             # a user message's tool loop is one turn: judged when the user speaks
@@ -417,7 +423,10 @@ class TurnCore:
                 latency=latency,
                 # an open turn keeps the failure seen so far, where it was seen, and the note its first call carried
                 failure=reason if event is None else None,
-                failure_evidence=asdict(evidence) if event is None and reason and evidence else None,
+                failure_evidence=asdict(evidence)
+                if event is None and plan.verdict.kind not in (None, "ok") and evidence
+                else None,
+                failure_kind=plan.verdict.kind if event is None and plan.verdict.kind not in (None, "ok") else None,
                 handoff=plan.note or (conv.pending.handoff if event is None and conv.pending else None),
             )
         except ValidationError as exc:
