@@ -61,6 +61,9 @@ def test_diagram_writes_the_format_its_file_is_named_for(tmp_path: Path, capsys:
             in capsys.readouterr().err
         )
         assert not (tmp_path / image).exists()
+    assert main(["diagram", SPEC, "-f", "svg", "-o", str(tmp_path / "z.pdf")]) == 1  # an SVG is no PDF either
+    assert "lwfsm writes no .pdf diagram" in capsys.readouterr().err
+    assert not (tmp_path / "z.pdf").exists()
     assert main(["diagram", SPEC, "-f", "mermaid", "-o", str(tmp_path / "x.svg")]) == 1
     assert capsys.readouterr().err == (
         f"lwfsm diagram: -f mermaid and -o {tmp_path / 'x.svg'} disagree: drop -f, or give the file a .mermaid name\n"

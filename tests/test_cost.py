@@ -21,6 +21,7 @@ from lwfsm.cost import PriceMap, TraceError, cache_split, load_trace, summarise
 from lwfsm.cost.records import SCHEMA_PATH, TraceRecord, parse_lines, schema
 from lwfsm.cost.simulate import Replayer, compile_table, monte_carlo, replayed, simulate
 from lwfsm.diagram import role_colours
+from lwfsm.spec import Spec
 from lwfsm.turn.core import CUT_SHORT, append_record
 from lwfsm.turn.ledger import Usage
 
@@ -1094,3 +1095,21 @@ def test_simulate_maps_recorded_kinds_by_the_simulated_spec(tmp_path: Path, caps
     assert (recorded["failures"], recorded["fallbacks"]) == (0, 0)
     changed = _json_of(capsys, "simulate", str(tmp_path / "env.yaml"), "--trace", str(tmp_path / "t.jsonl"))["total"]
     assert (changed["failures"], changed["fallbacks"]) == (2, 1)
+
+
+def test_a_spec_of_one_role_keeps_its_leads_settings() -> None:
+    """One role is both the lead and the worker: what is given for the lead (its model, its failure
+    rate) is not replaced by what is given for the worker."""
+    from lwfsm.cost.report import lead_and_worker
+    from lwfsm.cost.simulate import bound_models
+
+    solo = Spec.from_dict(
+        {
+            "lwfsm": 1, "name": "solo", "version": 1, "roles": {"only": {}},
+            "events": {"turn_completed": {}, "failure": {}}, "states": {"s": {"role": "only"}}, "initial": "s",
+            "transitions": [{"event": "turn_completed", "source": "s"}, {"event": "failure", "source": "s"}],
+        }
+    )  # fmt: skip
+    assert lead_and_worker(solo) == ("only", "only")
+    assert bound_models(solo, lambda role: None, "gpt-4o", "gpt-4o-mini") == {"only": "gpt-4o"}
+    assert lead_and_worker(load_spec("escalation")) == ("lead", "worker")

@@ -354,7 +354,9 @@ _EXTENSIONS = {
 
 
 # Images and documents of formats lwfsm does not write (another extension, .txt say, is mermaid text).
-_NOT_WRITTEN = frozenset({".jpg", ".jpeg", ".pdf", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".eps", ".ps", ".html"})
+_NOT_WRITTEN = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".pdf", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".eps", ".ps", ".html", ".htm", ".svgz"}
+)
 
 
 def _diagram_format(given: str | None, output: str | None) -> str:
@@ -364,9 +366,9 @@ def _diagram_format(given: str | None, output: str | None) -> str:
     named = _EXTENSIONS.get(extension)
     if given is not None and named is not None and given != named:
         raise _Usage(f"-f {given} and -o {output} disagree: drop -f, or give the file a .{given} name")
-    if given is None and extension in _NOT_WRITTEN:  # mermaid text in a .jpg or a .pdf opens nowhere
+    if extension in _NOT_WRITTEN:  # mermaid text, or an SVG, in a .jpg or a .pdf opens nowhere
         known = " ".join(sorted(_EXTENSIONS))
-        raise _Usage(f"-o {output}: lwfsm writes no {extension} diagram; name the file {known}, or give -f")
+        raise _Usage(f"-o {output}: lwfsm writes no {extension} diagram; name the file {known}")
     return given or named or "mermaid"
 
 

@@ -266,7 +266,7 @@ def _failure(spec: Spec, fit: Fit, args: Any) -> tuple[dict[str, float], dict[st
     rates = fit.rates()
     counts = fit.counts()
     lead, worker = lead_and_worker(spec)
-    given = {lead: args.fail_lead, worker: args.fail_worker}
+    given = {worker: args.fail_worker, lead: args.fail_lead}  # a spec of one role: its lead's
     out, said = {}, []
     observed = {}
     for role, est in rates.items():
@@ -325,7 +325,7 @@ def _mc(
         seed=args.seed,
         trace=fit.conversations,
         scale=scale,
-        cheap=cheap_roles(spec) or (),  # a spec: never None
+        cheap=cheap_roles(spec),
     )
     return result, said
 

@@ -415,6 +415,8 @@ def summarise(
     *,
     lead_model: str | None = None,
     worker_model: str | None = None,
+    lead_role: str | None = None,
+    worker_role: str | None = None,
     success: str = "turn_completed",
     note: str = "",
     spec: Spec | None = None,
@@ -422,8 +424,10 @@ def summarise(
     """Summaries per conversation and in total. The lead/worker models default to the model each
     role used most in the records. With `spec` (the one the trace ran), a record's state and
     transition say what its turn did, and its roles which are the lead and the worker
-    (`lead_and_worker`); without, or for a record without them, the roles that served do."""
-    lead_role, worker_role = lead_and_worker(spec)
+    (`lead_and_worker`, unless `lead_role`/`worker_role` say); without, or for a record without them,
+    the roles that served do."""
+    lead, worker = lead_and_worker(spec)
+    lead_role, worker_role = lead_role or lead, worker_role or worker
     tally = Tally(lead_role=lead_role, cheap=cheap_roles(spec))
     for r in records:
         if spec is None:
@@ -446,7 +450,8 @@ def lead_and_worker(spec: Spec | None) -> tuple[str, str]:
         return "lead", "worker"
     roles = spec.roles
     lead = next((r for r, d in roles.items() if not d.cheap), next(iter(roles)))
-    worker = next((r for r, d in roles.items() if d.cheap), next((r for r in roles if r != lead), lead))
+    others = [r for r in roles if r != lead]
+    worker = next((r for r in others if roles[r].cheap), others[0] if others else lead)  # one role: both
     return lead, worker
 
 
@@ -609,7 +614,7 @@ def _html(summary: Summary, title: str) -> str:
     )
     more = f"<p>(first 50 of {len(summary.conversations)} conversations)</p>" if len(summary.conversations) > 50 else ""
     diagram = f"<h2>Spec</h2><div>{summary.diagram}</div>" if summary.diagram else ""
-    longer = [c.session for c in summary.conversations[:COSTED] if sum(c.turns.values()) > DETAIL_TURNS]
+    longer = [c.session for c in summary.conversations[:DETAILED] if sum(c.turns.values()) > DETAIL_TURNS]
     cut = (
         f"<p>The first {DETAIL_TURNS:,} turns of each conversation are drawn; "
         f"{esc(', '.join(longer[:3]))}{' and others' if len(longer) > 3 else ''} went on longer (the table holds "
@@ -636,8 +641,8 @@ def _html(summary: Summary, title: str) -> str:
 
 
 def dollars(v: float) -> str:
-    """Dollars to 4 places; less than a hundredth of a cent in 2 significant digits (0.0000 read as free)."""
-    return f"{v:.2g}" if 0 < abs(v) < 0.00005 else f"{v:.4f}"
+    """Dollars to 4 places; less than a tenth of a cent in 2 significant digits (0.0000 read as free)."""
+    return f"{v:.2g}" if 0 < abs(v) < 0.001 else f"{v:.4f}"
 
 
 def printable(text: str) -> str:

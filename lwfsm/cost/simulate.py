@@ -228,8 +228,10 @@ def replayed_event(spec: Spec, rec: TraceRecord) -> str:
 
 
 def _refused(rec: TraceRecord, event: str, state: str) -> TransitionNotAllowed:
+    kinded = rec.kind not in (None, "ok") and event != rec.outcome
+    mapped = f" (the spec's judging.kinds maps the turn's kind '{rec.kind}' to it)" if kinded else ""
     return TransitionNotAllowed(
-        f"session '{rec.session}' turn {rec.turn}: event '{event}' is not allowed in state '{state}'",
+        f"session '{rec.session}' turn {rec.turn}: event '{event}' is not allowed in state '{state}'{mapped}",
         event=event,
         state=state,
     )
@@ -246,10 +248,10 @@ def bound_models(
     out: dict[str, str | None] = {r: used(r) for r in spec.roles}
     out.update(models or {})
     lead_role, worker_role = lead_and_worker(spec)
-    if lead:
-        out[lead_role] = lead
     if worker:
         out[worker_role] = worker
+    if lead:  # last: a spec of one role is its lead
+        out[lead_role] = lead
     return out
 
 
@@ -483,7 +485,8 @@ def monte_carlo(
     turns: int | Mapping[int, int],
     success: str,
     fail: str,
-    cheap: Collection[str] = ("worker",),
+    lead_role: str = "lead",
+    cheap: Collection[str] | None = None,
     turn_price: Mapping[str, Sequence[tuple[float, float]]] | None = None,
     observed: dict[str, tuple[int, int]] | None = None,
     seed: int | None = 0,
@@ -532,7 +535,8 @@ def monte_carlo(
         if row:
             for j in range(price.shape[0]):
                 price[j, i] = row[min(j, len(row) - 1)][::-1]  # (warm, cold) -> [cold, warm]
-    failing = np.array([r in cheap for r in role_names])  # a failed turn of theirs is a failing worker's
+    # a failed turn of theirs is a failing worker's: the cheap roles, else every role but the lead
+    failing = np.array([r in cheap if cheap is not None else r != lead_role for r in role_names])
     for j in range(longest):
         live = length > j
         r = role_of[c]
@@ -583,7 +587,7 @@ def generate(spec: Spec, knobs: Knobs) -> Iterator[dict[str, Any]]:
     ok, fail = spec.judging.events
     per = max(1, knobs.turns // max(1, knobs.conversations))
     lead, worker = lead_and_worker(spec)
-    models = {lead: knobs.lead_model, worker: knobs.worker_model}
+    models = {worker: knobs.worker_model, lead: knobs.lead_model}  # a spec of one role: its lead's
     reasons = ("tool error: tests failed", "user correction: try again", "malformed tool call")
     for i in range(max(1, knobs.conversations)):
         session = engine.session()
