@@ -202,3 +202,55 @@ def test_a_trace_file_named_by_a_changed_row_is_refused_before_any_call(
     assert f"the row names the trace file {str(outside)!r}, which is no name the gateway gives" in str(refused.value)
     assert len(oai.requests) == before  # refused before the upstream was called
     assert not outside.exists()
+
+
+def test_a_served_turn_closed_by_hand_is_in_the_trace(
+    oai: openai_server.Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An operator fires turn_completed after call 2: the turn it closes was served and billed, so it is
+    a line of the trace (kind null: fired by hand) and `lwfsm report` counts its cost; it had no line,
+    and the report was short by a call against the control API and /metrics."""
+    import httpx
+
+    from lwfsm.cli import main
+    from lwfsm.cost import PriceMap
+    from lwfsm.turn.ledger import Usage
+
+    logs = tmp_path / "trace"
+    gw = Gateway(
+        "--api-key-env", "GW_KEY", "--store", f"sqlite:///{tmp_path}/s.db", "--log-dir", str(logs),
+        env={**_env("openai", oai.base), **PRICED},
+    )  # fmt: skip
+    _script(oai)
+    messages: list[dict[str, Any]] = [{"role": "user", "content": "The parser test fails; please fix it."}]
+    try:
+        client = openai.OpenAI(
+            base_url=gw.base + "/v1", api_key=GATEWAY_KEY, default_headers={"X-Lwfsm-Session": "fix"}, max_retries=0
+        )
+        for n in range(1, 5):
+            raw = client.chat.completions.with_raw_response.create(model="any", messages=messages, tools=TOOLS)
+            key = raw.headers["x-lwfsm-session"]
+            messages.append(raw.parse().choices[0].message.model_dump(exclude_none=True))
+            messages += _reactions_openai(n, messages[-1])
+            if n == 2:
+                fired = httpx.post(
+                    f"{gw.base}/lwfsm/sessions/{key}/events/turn_completed",
+                    headers={"authorization": f"Bearer {GATEWAY_KEY}"},
+                    timeout=10,
+                )
+                assert fired.status_code == 200, fired.text
+        control = gw.control("GET", f"/lwfsm/sessions/{key}").json()
+    finally:
+        gw.stop()
+    lines = [json.loads(x) for f in logs.glob("*.jsonl") for x in f.read_text().splitlines()]
+    assert [(r["turn"], r["outcome"], r["kind"]) for r in lines][:2] == [
+        (1, "turn_completed", "ok"),
+        (2, "turn_completed", None),
+    ]
+    assert [r["turn"] for r in lines] == [1, 2, 3]  # the 4th call's turn is still open
+    capsys.readouterr()
+    assert main(["report", str(logs), "--json"]) == 0
+    total = json.loads(capsys.readouterr().out)["total"]
+    pending = PriceMap()("openai/gpt-4o-mini", Usage(prompt_tokens=11, completion_tokens=7))  # the open 4th call
+    assert pending is not None
+    assert total["cost"] + pending == pytest.approx(control["cost"])

@@ -423,20 +423,30 @@ class Gateway:
             return found
         fired: dict[str, Any] = {}
 
+        reason = "fired through the control API"
+
         def change(stored: Stored) -> Any:
             conv = stored.conv
             fired["turn"] = conv.session.turn  # before the event: a reset starts counting again
-            fired["rec"] = conv.core.fire(conv, event, "fired through the control API", note)
-            return fired["rec"]
+            pending = conv.pending if self.spec.events[event].turn else None  # the turn the event closes
+            fired["rec"] = rec = conv.core.fire(conv, event, reason, note)
+            # A served turn closed by hand is a turn of the trace like any (its call was billed): kind None
+            fired["judged"] = Judged(pending, event, reason, rec) if pending is not None else None
+            return rec
 
         def lines(stored: Stored, _: Any) -> list[str]:
-            conv, rec = stored.conv, fired["rec"]
+            conv, rec, judged = stored.conv, fired["rec"], fired["judged"]
             record = fired["record"] = _Record(conv, meta_of(key, stored.lines), list(stored.lines[1:]))
             fired["move"] = done = move(conv.core.spec, rec.source, rec.dest, event)
-            reason = "fired through the control API"
             last = {"turn": fired["turn"], "from": rec.source, "to": rec.dest, "event": event, "reason": reason}
             _keep(record.meta, done, last)
-            # In the timeline too: a turn event fired by hand counts a turn no model served.
+            if judged is not None:
+                fired["cost"] = self.pricer(judged.pending.model, judged.pending.usage)
+                record.add(judged.record(record.meta.get("session", key), fired["cost"]))
+                if self.trace is not None:
+                    self.trace.name(record.meta, key)
+                return [json.dumps(record.meta), *record.history]
+            # In the timeline too: a turn event fired by hand, with no turn open, counts a turn no model served.
             record.add(
                 {
                     "turn": rec.turn,
@@ -444,7 +454,7 @@ class Gateway:
                     "role": None,
                     "model": None,
                     "outcome": event,
-                    "reason": "fired through the control API",
+                    "reason": reason,
                     "handoff": conv.note,  # waiting for the next call
                     "transition": {"source": rec.source, "dest": rec.dest, "index": rec.transition, "guard": rec.guard},
                 }
@@ -460,6 +470,10 @@ class Gateway:
         if rec is None:  # deleted meanwhile
             return JSONResponse({"error": f"no session {key!r} (GET /lwfsm/sessions lists them)"}, 404)
         self.metrics.moved(fired["move"], rec.source, rec.dest, event)
+        if (judged := fired["judged"]) is not None:
+            self.metrics.turns.labels(judged.pending.role, event).inc()
+            if self.trace is not None:
+                self.trace.write(fired["record"].meta, judged.record(key, fired["cost"]))
         logger.info("session %s: %s fired by hand: %s -> %s", key, event, rec.source, rec.dest)
         return AsciiJSON(self._summary(key, fired["record"]))
 
