@@ -1113,3 +1113,26 @@ def test_a_spec_of_one_role_keeps_its_leads_settings() -> None:
     assert lead_and_worker(solo) == ("only", "only")
     assert bound_models(solo, lambda role: None, "gpt-4o", "gpt-4o-mini") == {"only": "gpt-4o"}
     assert lead_and_worker(load_spec("escalation")) == ("lead", "worker")
+
+
+def test_a_trace_is_simulated_through_a_spec_without_the_recording_specs_own_events(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The recording spec fired its own event for an environment problem (`env_problem`); a spec without
+    that event maps the turn's kind itself. The record was refused ("not an event of spec"), and a spec
+    rollout's effect raised instead of saying so. A record with no kind still needs its outcome known."""
+    rows = [
+        {"session": "e", "turn": i, "role": "lead" if i <= 3 else "worker", "model": "gpt-4o",
+         "outcome": "env_problem" if i == 5 else "turn_completed", "kind": "environment" if i == 5 else "ok",
+         "prompt_tokens": 1000, "completion_tokens": 100}
+        for i in range(1, 8)
+    ]  # fmt: skip
+    path = tmp_path / "t.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    total = _json_of(capsys, "simulate", "lead_worker", "--trace", str(path))["total"]
+    assert (total["turns"], total["failures"]) == (7, 0)
+    rows[4]["kind"] = None  # fired by hand: only its outcome says, and lead_worker has no such event
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    capsys.readouterr()
+    assert main(["simulate", "lead_worker", "--trace", str(path)]) == 1
+    assert "outcome 'env_problem' is not an event of spec 'lead_worker'" in capsys.readouterr().err

@@ -63,11 +63,12 @@ MAX_GENERATE = 10_000_000  # synthetic turns (about 400 bytes each on disk)
 MAX_WORKERS = 256  # --workers: local worker processes
 
 
-def _records(paths: Sequence[str], spec: Spec) -> Iterator[TraceRecord]:
-    """The trace's records, streamed, each checked against the spec (a mistake is said at its file:line);
-    an empty trace is a mistake (said once the stream ends)."""
+def _records(paths: Sequence[str], spec: Spec, *, replayed: bool = False) -> Iterator[TraceRecord]:
+    """The trace's records, streamed, each checked against the spec (a mistake is said at its file:line;
+    `replayed`: as simulate reads them, `spec_problem`); an empty trace is a mistake (said once the stream
+    ends)."""
     n = 0
-    for rec in read_records(paths, check=lambda rec: spec_problem(spec, rec)):
+    for rec in read_records(paths, check=lambda rec: spec_problem(spec, rec, replayed=replayed)):
         n += 1
         yield rec
     if not n:
@@ -200,7 +201,7 @@ def simulate_command(spec: Spec, args: Any) -> int:
             return _monte_carlo(spec, _fit(spec, args), prices, replayer, args)
         summary = simulate(
             spec,
-            _records(args.trace, spec),
+            _records(args.trace, spec, replayed=True),
             prices,
             lead=args.lead,
             worker=args.worker,
@@ -233,7 +234,7 @@ def _on_cluster(spec: Spec, prices: PriceMap, models: dict[str, str], args: Any)
 
 def _fit(spec: Spec, args: Any) -> Fit:
     fit = Fit(spec)
-    for rec in _records(args.trace, spec):
+    for rec in _records(args.trace, spec, replayed=True):
         fit.add(rec)
     return fit
 
@@ -413,7 +414,7 @@ def _sweep(spec: Spec, prices: PriceMap, args: Any) -> int:
         else:  # one streamed pass over the trace per combination: memory stays that of one replay
             summary = simulate(
                 s,
-                _records(args.trace, s),
+                _records(args.trace, s, replayed=True),
                 prices,
                 lead=args.lead,
                 worker=args.worker,

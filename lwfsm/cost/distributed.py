@@ -84,7 +84,7 @@ def replay_partition(spec: Spec, files: Sequence[str], part: int, parts: int, us
     def check(rec: TraceRecord) -> str | None:
         if partition_of(rec.session, parts) != part:  # misrouted
             return "session: the record gives its session more than once (once escaped?): give it once"
-        return spec_problem(spec, rec)
+        return spec_problem(spec, rec, replayed=True)
 
     def records() -> Iterator[TraceRecord]:
         nonlocal count

@@ -476,9 +476,10 @@ def failing_events(spec: Spec) -> frozenset[str]:
     return frozenset({failure, *(kinds[k] for k in FAILURE_KINDS)} - {success})
 
 
-def spec_problem(spec: Spec, rec: TraceRecord) -> str | None:
+def spec_problem(spec: Spec, rec: TraceRecord, *, replayed: bool = False) -> str | None:
     """Why a record cannot be of spec `spec` (a role or an outcome it does not know), or None. Counted as
-    a failure, a typo would invent fallbacks."""
+    a failure, a typo would invent fallbacks. `replayed` (simulate): a judged turn's kind says what the
+    spec fires, so an outcome of the recording spec's own is no problem."""
     if rec.role not in spec.roles:
         return (
             f"role {rec.role!r} is not a role of spec '{spec.name}'{did_you_mean(rec.role, spec.roles)}: a typo in "
@@ -486,11 +487,21 @@ def spec_problem(spec: Spec, rec: TraceRecord) -> str | None:
         )
     if rec.outcome in spec.events or rec.outcome in _SUCCESS or rec.outcome in _FAILURE:
         return None
+    if replayed and kind_event(spec, rec) is not None:
+        return None
     return (
         f"outcome {rec.outcome!r} is not an event of spec '{spec.name}'"
         f"{did_you_mean(rec.outcome, [*spec.events, *_SUCCESS, *_FAILURE])}: a typo in the trace, or a trace of "
         "another spec"
     )
+
+
+def kind_event(spec: Spec, rec: TraceRecord) -> str | None:
+    """The event `spec` fires for a judged turn's recorded kind (None: fired by hand, or recorded without
+    a kind: its outcome says)."""
+    if rec.kind == "ok":
+        return spec.judging.events[0]
+    return spec.judging.kind_events.get(rec.kind) if rec.kind is not None else None
 
 
 def event_of(spec: Spec, rec: TraceRecord) -> str:

@@ -26,7 +26,7 @@ from ..spec import Spec
 from ..turn.moves import move
 from .pricing import PriceMap, flipped
 from .records import TraceRecord
-from .report import Summary, Tally, cheap_roles, event_of, failing_events, lead_and_worker
+from .report import Summary, Tally, cheap_roles, event_of, failing_events, kind_event, lead_and_worker, spec_problem
 
 __all__ = [
     "ASSUMPTION",
@@ -221,10 +221,9 @@ def replayed_event(spec: Spec, rec: TraceRecord) -> str:
     """The event `spec` fires for a recorded turn. A judged turn's kind decides, by this spec's
     `judging.kinds`, which may map it otherwise than the spec that recorded it did (an environment
     problem to `failure`, say); a turn fired by hand, or recorded without its kind, fires what it fired."""
-    event = event_of(spec, rec)  # the record checked (its role, its outcome) as report checks it
-    if rec.kind == "ok":
-        return spec.judging.events[0]
-    return spec.judging.kind_events.get(rec.kind, event) if rec.kind is not None else event
+    if (problem := spec_problem(spec, rec, replayed=True)) is not None:
+        raise ValueError(f"session {rec.session!r} turn {rec.turn}: {problem}")
+    return kind_event(spec, rec) or event_of(spec, rec)
 
 
 def _refused(rec: TraceRecord, event: str, state: str) -> TransitionNotAllowed:

@@ -286,7 +286,7 @@ class Rollout:
         try:
             before = simulate(old, read_records(chosen), self.gateway.pricer, models=models, per_conversation=False)
             after = simulate(new, read_records(chosen), self.gateway.pricer, models=models, per_conversation=False)
-        except (TraceError, TransitionNotAllowed) as exc:
+        except (TraceError, TransitionNotAllowed, ValueError) as exc:  # ValueError: a record neither spec reads
             return None, f"the recent trace in {trace.folder} could not be replayed: {exc}"
         a, b = before.total.to_dict(), after.total.to_dict()
         keys = ("turns", "turns_by_role", "switches", "fallbacks", "failing_worker_turns", "cost", "all_lead")
