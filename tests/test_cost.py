@@ -1136,3 +1136,30 @@ def test_a_trace_is_simulated_through_a_spec_without_the_recording_specs_own_eve
     capsys.readouterr()
     assert main(["simulate", "lead_worker", "--trace", str(path)]) == 1
     assert "outcome 'env_problem' is not an event of spec 'lead_worker'" in capsys.readouterr().err
+
+
+def test_report_reads_a_trace_written_across_a_spec_rollout(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A gateway rolled out a spec renaming `recovery` to `probation` while it wrote its trace: no one
+    spec read it (and records do not say theirs); `--spec` given once per spec reads each record with
+    the first that knows it."""
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "renamed.yaml").write_text(
+        re.sub(r"\brecovery\b", "probation", (root / "specs/lead_worker.yaml").read_text())
+    )
+    for spec, out in (("lead_worker", "a.jsonl"), (str(tmp_path / "renamed.yaml"), "b.jsonl")):
+        assert (
+            main(["simulate", spec, "--generate", "-o", str(tmp_path / out), "--turns", "200", "--conversations", "4"])
+            == 0
+        )
+    b = (tmp_path / "b.jsonl").read_text()
+    assert '"probation"' in b
+    (tmp_path / "b.jsonl").write_text(b.replace('"synthetic-', '"rolled-'))  # other conversations
+    capsys.readouterr()
+    assert main(["report", str(tmp_path / "a.jsonl"), str(tmp_path / "b.jsonl")]) == 1
+    assert "once per spec a gateway rolled out while it wrote" in capsys.readouterr().err
+    both = _json_of(capsys, "report", str(tmp_path), "--spec", "lead_worker", "--spec", str(tmp_path / "renamed.yaml"))
+    runs = (("a", "a.jsonl", "lead_worker"), ("b", "b.jsonl", str(tmp_path / "renamed.yaml")))
+    one = {name: _json_of(capsys, "report", str(tmp_path / f), "--spec", spec)["total"] for name, f, spec in runs}
+    for key in ("turns", "switches", "fallbacks", "failures"):
+        assert both["total"][key] == one["a"][key] + one["b"][key], key
+    assert both["total"]["fallbacks"] > 0

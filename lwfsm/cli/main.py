@@ -719,9 +719,9 @@ def schema_text() -> str:
 def cmd_report(args: argparse.Namespace) -> int:
     from ..cost.commands import report_command
 
-    spec = load_spec(args.spec)
+    spec, *also = (load_spec(name) for name in args.spec or ["lead_worker"])
     try:
-        return report_command(spec, args)
+        return report_command(spec, args, also)
     except (ValueError, ImportError) as exc:
         raise _Usage(str(exc)) from None
 
@@ -754,8 +754,9 @@ def _add_cost_commands(sub: Any, with_set: Any) -> None:
     )
     p.add_argument(
         "--spec",
-        default="lead_worker",
-        help="the spec the trace ran: what its transitions were (switches, fallbacks) and the roles' colours",
+        action="append",
+        help="the spec the trace ran (default lead_worker): what its transitions were (switches, fallbacks) and the "
+        "roles' colours; once per spec a gateway rolled out while it wrote the trace, the first for the figures",
     )
     outputs(p)
     p.set_defaults(func=cmd_report, spill="logs")

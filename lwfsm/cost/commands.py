@@ -12,7 +12,7 @@ import re
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from ..errors import SpecError
 from ..spec import Spec
 from .pricing import PriceMap
 from .records import MAX_TOKENS, TraceRecord, read_records
-from .report import Summary, cheap_roles, dollars, lead_and_worker, spec_problem, summarise
+from .report import Summary, cheap_roles, dollars, lead_and_worker, reads, spec_problem, summarise
 from .simulate import (
     ASSUMPTION,
     Fit,
@@ -75,14 +75,27 @@ def _records(paths: Sequence[str], spec: Spec, *, replayed: bool = False) -> Ite
         raise ValueError(f"no records in {', '.join(paths)}")
 
 
-def report_command(spec: Spec, args: Any) -> int:
-    """`spec`: the one the trace ran (a trace does not say which): it says what each turn's transition
-    was (switch, fallback, `lwfsm.turn.moves`) and colours the roles, as its diagrams do."""
-    if issues := spec.judging_issues():  # outcomes are read as its judging events
-        raise SpecError(issues)
-    summary = summarise(
-        _records(args.logs, spec), PriceMap(), lead_model=args.lead, worker_model=args.worker, spec=spec
+def _read_by_one(rec: TraceRecord, specs: Sequence[Spec]) -> str | None:
+    """None when one of `specs` reads `rec`, else why the first does not (`spec_problem`)."""
+    if any(reads(s, rec) for s in specs):
+        return None
+    return spec_problem(specs[0], rec) or (
+        f"state {rec.state!r} or its transition is in none of the specs given: pass each spec the gateway served "
+        "while it wrote the trace (--spec, once each)"
     )
+
+
+def report_command(spec: Spec, args: Any, also: Sequence[Spec] = ()) -> int:
+    """`spec`: the one the trace ran (a trace does not say which): it says what each turn's transition
+    was (switch, fallback, `lwfsm.turn.moves`) and colours the roles, as its diagrams do. `also`: specs
+    a gateway rolled out while it wrote the trace (a record is read with the first that knows it)."""
+    for s in (spec, *also):
+        if issues := s.judging_issues():  # outcomes are read as its judging events
+            raise SpecError(issues)
+    records: Iterable[TraceRecord] = _records(args.logs, spec)
+    if also:
+        records = read_records(args.logs, check=lambda rec: _read_by_one(rec, (spec, *also)))
+    summary = summarise(records, PriceMap(), lead_model=args.lead, worker_model=args.worker, spec=spec, also=also)
     summary.colours = role_colours(spec)
     emit(summary, args)
     return 0

@@ -420,20 +420,24 @@ def summarise(
     success: str = "turn_completed",
     note: str = "",
     spec: Spec | None = None,
+    also: Sequence[Spec] = (),
 ) -> Summary:
     """Summaries per conversation and in total. The lead/worker models default to the model each
     role used most in the records. With `spec` (the one the trace ran), a record's state and
     transition say what its turn did, and its roles which are the lead and the worker
     (`lead_and_worker`, unless `lead_role`/`worker_role` say); without, or for a record without them,
-    the roles that served do."""
+    the roles that served do. `also`: the specs a gateway rolled out while it wrote the trace; a record
+    is read with the first of `spec` and these that knows its role, outcome, state and transition."""
     lead, worker = lead_and_worker(spec)
     lead_role, worker_role = lead_role or lead, worker_role or worker
     tally = Tally(lead_role=lead_role, cheap=cheap_roles(spec))
+    specs = [spec, *also] if spec is not None else []
     for r in records:
         if spec is None:
             tally.add(r, r.role, r.outcome != success, None)
-        else:
-            tally.add(r, r.role, event_of(spec, r) in failing_events(spec), _moved(spec, r))
+            continue
+        s = next((s for s in specs if reads(s, r)), spec) if also else spec  # none: the first says why
+        tally.add(r, r.role, event_of(s, r) in failing_events(s), _moved(s, r))
     return tally.finish(
         prices or PriceMap(),
         lead_model=lead_model or tally.models_used(lead_role),
@@ -496,6 +500,13 @@ def spec_problem(spec: Spec, rec: TraceRecord, *, replayed: bool = False) -> str
     )
 
 
+def reads(spec: Spec, rec: TraceRecord) -> bool:
+    """Whether `rec` can be a record of `spec`: its role and outcome, and its state and transition's."""
+    t = rec.transition
+    states = [rec.state, *((t.source, t.dest) if t is not None else ())]
+    return spec_problem(spec, rec) is None and all(x is None or x in spec.states for x in states)
+
+
 def kind_event(spec: Spec, rec: TraceRecord) -> str | None:
     """The event `spec` fires for a judged turn's recorded kind (None: fired by hand, or recorded without
     a kind: its outcome says)."""
@@ -523,7 +534,7 @@ def _moved(spec: Spec, rec: TraceRecord) -> Move | None:
     except KeyError as exc:
         raise ValueError(
             f"session {rec.session!r} turn {rec.turn}: {exc} is not a state, event or role of spec '{spec.name}': "
-            "pass the spec the trace was recorded with (--spec)"
+            "pass the spec the trace was recorded with (--spec; once per spec a gateway rolled out while it wrote)"
         ) from None
 
 
