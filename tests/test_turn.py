@@ -362,3 +362,42 @@ def test_a_message_turn_keeps_the_kind_seen_within_it(
     assert judged is not None
     record = judged.record("s")
     assert (record["kind"], record["outcome"]) == (kind, outcome)
+
+
+def test_a_message_turns_record_holds_all_its_calls_tokens(monkeypatch: pytest.MonkeyPatch) -> None:
+    """turn_unit "message": the trace line of a tool loop's turn held its last call's tokens only, so a
+    report of an integration's trace was short of the ledger."""
+    from lwfsm.turn.judge import Judgement
+
+    core = TurnCore(Engine(load_spec("lead_worker").with_params({"lead_turns": 0})), turn_unit="message")
+    monkeypatch.setattr(core, "judgement", lambda *a, **k: Judgement("ok", "generic"))
+    conv = core.start()
+    user = {"role": "user", "content": "do it"}
+    call = {
+        "role": "assistant",
+        "content": "",
+        "tool_calls": [{"id": "t", "type": "function", "function": {"name": "sh", "arguments": "{}"}}],
+    }  # noqa: E501
+    loop = [user, call, {"role": "tool", "tool_call_id": "t", "content": "..."}]
+    judged = None
+    for messages in ([user], loop, [*loop, call, loop[2]], [*loop, call, loop[2], {"role": "user", "content": "next"}]):
+        used = Usage(prompt_tokens=100, completion_tokens=10)
+        judged = (
+            core.settle(conv, core.plan(conv, messages), role="worker", model="m", reply=call, usage=used) or judged
+        )
+    assert judged is not None
+    record = judged.record("s")
+    assert (record["prompt_tokens"], record["completion_tokens"]) == (300, 30)  # the 3 calls of turn 1
+    assert conv.ledger.rows[0].usage.prompt_tokens == 400  # and the 4th, of the turn still open
+
+
+def test_a_row_without_a_kind_seen_is_written_as_before() -> None:
+    """`failure_kind` is written only where a kind was seen: other rows stay readable by a version that
+    never wrote it (it refuses fields it does not know)."""
+    core = TurnCore(Engine(load_spec("lead_worker")))
+    conv = core.start()
+    user = {"role": "user", "content": "go"}
+    core.settle(conv, core.plan(conv, [user]), role="lead", model="m", reply={"role": "assistant", "content": "ok"})
+    assert conv.pending is not None
+    assert "failure_kind" not in conv.state().model_dump_json()
+    assert ConversationState.model_validate_json(conv.state().model_dump_json()) == conv.state()

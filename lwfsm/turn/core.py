@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer
 
 from ..engine import Engine, Session, Snapshot, TransitionRecord
 from ..errors import ConfigError, Conflict, RunError, SnapshotError, SpecError
@@ -69,6 +69,15 @@ class PendingTurn(_Value):
     failure: str | None = None  # a failure already seen within this turn (turn unit "message")
     failure_evidence: dict[str, Any] | None = None  # where it was seen (`Evidence` as a dict)
     failure_kind: str | None = None  # the kind seen so far within this turn (rejected, environment...)
+
+    @model_serializer(mode="wrap")
+    def _written(self, write: Any) -> Any:
+        # failure_kind only where set: a row without one stays readable by versions that never wrote it
+        data = write(self)
+        if isinstance(data, dict) and data.get("failure_kind") is None:
+            data.pop("failure_kind", None)
+        return data
+
     handoff: str | None = None  # the handoff note this turn's call carried (its first, in turn unit "message")
 
 
@@ -279,19 +288,21 @@ class TurnCore:
         after = what_came_after(messages, passing=not placeholder(p.reply))  # a model may say those words
         j = self.judgement(p.reply, after, p.tools, messages, headers)
         kind, reason, evidence = j.kind, j.reason, j.evidence
-        # What was seen earlier within this turn (turn unit "message") stands when this call failed
-        # nothing: a failure, else another kind (an environment problem) over "ok".
-        if p.failure and (kind == "ok" or self.kinds.get(kind) != self.failure):
-            kind, reason = p.failure_kind or "task_failure", p.failure
-            evidence = Evidence(**p.failure_evidence) if p.failure_evidence else None
-        elif p.failure_kind and kind == "ok":
-            kind = p.failure_kind
+        # What was seen earlier within this turn (turn unit "message") stands over "ok", and a kind
+        # that fires another event than success (a failure, a spec's own event) over one that does not.
+        earlier = p.failure_kind or ("task_failure" if p.failure else None)
+        if earlier and (kind == "ok" or (self._counts(earlier) and not self._counts(kind))):
+            kind, reason = earlier, p.failure
             evidence = Evidence(**p.failure_evidence) if p.failure_evidence else None
         if self.turn_unit == "message" and not any(m.get("role") == "user" for m in after):
             # a user message's tool loop is one turn: judged when the user speaks
-            return Verdict(None, reason if self.kinds.get(kind) == self.failure else None, kind, evidence, j.agent)
+            return Verdict(None, reason if self._counts(kind) else None, kind, evidence, j.agent)
         event = self.success if kind == "ok" else self.kinds[kind]
         return Verdict(event, reason, kind, evidence, j.agent)
+
+    def _counts(self, kind: str | None) -> bool:
+        """Whether a verdict of this kind fires another event than success (a failure, or the spec's own)."""
+        return kind not in (None, "ok") and self.kinds.get(kind, self.success) != self.success
 
     def judgement(
         self,
@@ -419,8 +430,9 @@ class TurnCore:
                 model=model,
                 reply=dict(reply),
                 tools=[dict(t) for t in tools],
-                usage=usage,
-                latency=latency,
+                # a tool loop's turn (turn unit "message") is all its calls: their tokens and time add up
+                usage=conv.pending.usage + usage if event is None and conv.pending is not None else usage,
+                latency=latency + conv.pending.latency if event is None and conv.pending is not None else latency,
                 # an open turn keeps the failure seen so far, where it was seen, and the note its first call carried
                 failure=reason if event is None else None,
                 failure_evidence=asdict(evidence)
