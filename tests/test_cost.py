@@ -1163,3 +1163,27 @@ def test_report_reads_a_trace_written_across_a_spec_rollout(tmp_path: Path, caps
     for key in ("turns", "switches", "fallbacks", "failures"):
         assert both["total"][key] == one["a"][key] + one["b"][key], key
     assert both["total"]["fallbacks"] > 0
+    (tmp_path / "empty.jsonl").write_text("")
+    assert main(["report", str(tmp_path / "empty.jsonl"), "--spec", "lead_worker", "--spec", "lead_worker"]) == 1
+    assert "no records in" in capsys.readouterr().err
+
+
+def test_each_conversation_is_read_with_one_spec_and_its_roles(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A rolled-out spec that renamed its states and made the other role the cheap one: its conversations
+    are read with it whatever the order of --spec, their failing worker its cheap role (the first spec's
+    cheap role was used for every record)."""
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "specs/lead_worker.yaml").read_text()
+    text = re.sub(r"\blead_initial\b", "planning", re.sub(r"\brecovery\b", "probation", text))  # its own names
+    text = text.replace('lead: {description: "strong, expensive model"}', 'lead: {description: "x", cheap: true}')
+    text = text.replace('worker: {description: "fast, cheap model", cheap: true}', 'worker: {description: "y"}')
+    (tmp_path / "v2.yaml").write_text(text)
+    trace = str(tmp_path / "v2.jsonl")
+    assert main(["simulate", str(tmp_path / "v2.yaml"), "--generate", "-o", trace, "--turns", "300"]) == 0
+    alone = _json_of(capsys, "report", trace, "--spec", str(tmp_path / "v2.yaml"))["total"]
+    for order in (("lead_worker", str(tmp_path / "v2.yaml")), (str(tmp_path / "v2.yaml"), "lead_worker")):
+        total = _json_of(capsys, "report", trace, "--spec", order[0], "--spec", order[1])["total"]
+        for key in ("fallbacks", "failing_worker_turns", "failures", "switches"):
+            assert total[key] == alone[key], (order, key)

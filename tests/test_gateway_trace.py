@@ -6,7 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from . import openai_server
 from .test_gateway import GATEWAY_KEY, ROLES, TOOLS, Gateway, _env, _reactions_openai, oai, openai  # noqa: E402
@@ -254,3 +256,90 @@ def test_a_served_turn_closed_by_hand_is_in_the_trace(
     pending = PriceMap()("openai/gpt-4o-mini", Usage(prompt_tokens=11, completion_tokens=7))  # the open 4th call
     assert pending is not None
     assert total["cost"] + pending == pytest.approx(control["cost"])
+
+
+def _metrics(page: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(page):
+        for s in family.samples:
+            out[s.name] = out.get(s.name, 0) + s.value
+    return out
+
+
+def _fire(gw: Gateway, key: str, event: str) -> httpx.Response:
+    return httpx.post(
+        f"{gw.base}/lwfsm/sessions/{key}/events/{event}", headers={"authorization": f"Bearer {GATEWAY_KEY}"}, timeout=10
+    )
+
+
+def test_technical_fallback_turn_closed_by_hand(tmp_path: Path, capsys: Any) -> None:
+    """Call 2 is served by the lead in state worker (the worker answered 503: a technical fallback); an
+    operator then closes its turn by hand. The control API, /metrics and the report of the trace count
+    it alike (the report counted one, the others none)."""
+    from lwfsm.cli import main
+
+    oai = openai_server.Server()  # its own: the module's server keeps steps other tests left
+    logs = tmp_path / "trace"
+    params = {"LWFSM_PARAM_LEAD_TURNS": "0"}
+    gw = Gateway(
+        "--api-key-env", "GW_KEY", "--log-dir", str(logs), env={**_env("openai", oai.base), **PRICED, **params}
+    )
+    oai.script("gpt-4o-mini", {}, {"status": 503}, {})
+    messages: list[dict[str, Any]] = [{"role": "user", "content": "The parser test fails; please fix it."}]
+    served = []
+    try:
+        client = openai.OpenAI(
+            base_url=gw.base + "/v1", api_key=GATEWAY_KEY, default_headers={"X-Lwfsm-Session": "tf"}, max_retries=0
+        )
+        for n in range(1, 4):
+            raw = client.chat.completions.with_raw_response.create(model="any", messages=messages, tools=TOOLS)
+            served.append((raw.headers["x-lwfsm-state"], raw.headers["x-lwfsm-role"]))
+            key = raw.headers["x-lwfsm-session"]
+            messages.append(raw.parse().choices[0].message.model_dump(exclude_none=True))
+            messages.append({"role": "user", "content": "Good, go on."})
+            if n == 2:
+                r = _fire(gw, key, "turn_completed")
+                assert r.status_code == 200, r.text
+        session = gw.control("GET", f"/lwfsm/sessions/{key}").json()
+        page = gw.control("GET", "/metrics").text
+    finally:
+        gw.stop()
+        oai.close()
+    capsys.readouterr()
+    assert main(["report", str(logs), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)["total"]
+    m = _metrics(page)
+    got = {
+        "control": session["technical_fallbacks"],
+        "metrics": m.get("lwfsm_technical_fallbacks_total", 0),
+        "report": report["technical_fallbacks"],
+    }
+    assert served[1] == ("worker", "lead")
+    assert got["control"] == got["metrics"] == got["report"] == 1, got
+
+
+def test_last_switch_turn_of_a_turn_closed_by_hand(tmp_path: Path, capsys: Any) -> None:
+    """lead_turns 3: turn_completed fired by hand closes turn 3 and switches lead_initial -> worker: the
+    control API's last switch names turn 3, as the trace line and the timeline do (it said 2)."""
+    oai = openai_server.Server()  # its own: the module's server keeps steps other tests left
+    logs = tmp_path / "trace"
+    gw = Gateway("--api-key-env", "GW_KEY", "--log-dir", str(logs), env={**_env("openai", oai.base), **PRICED})
+    oai.script("gpt-4o", {}, {}, {})
+    messages: list[dict[str, Any]] = [{"role": "user", "content": "hi"}]
+    try:
+        client = openai.OpenAI(
+            base_url=gw.base + "/v1", api_key=GATEWAY_KEY, default_headers={"X-Lwfsm-Session": "ls"}, max_retries=0
+        )
+        for _ in range(3):
+            raw = client.chat.completions.with_raw_response.create(model="any", messages=messages, tools=TOOLS)
+            key = raw.headers["x-lwfsm-session"]
+            messages.append(raw.parse().choices[0].message.model_dump(exclude_none=True))
+            messages.append({"role": "user", "content": "Good, go on."})
+        assert _fire(gw, key, "turn_completed").status_code == 200
+        session = gw.control("GET", f"/lwfsm/sessions/{key}").json()
+    finally:
+        gw.stop()
+        oai.close()
+    lines = [json.loads(x) for f in logs.glob("*.jsonl") for x in f.read_text().splitlines()]
+    switched = [r for r in lines if r["transition"]["source"] != r["transition"]["dest"]]
+    assert session["last_switch"]["turn"] == switched[-1]["turn"]

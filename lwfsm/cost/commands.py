@@ -12,7 +12,7 @@ import re
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,12 +63,18 @@ MAX_GENERATE = 10_000_000  # synthetic turns (about 400 bytes each on disk)
 MAX_WORKERS = 256  # --workers: local worker processes
 
 
-def _records(paths: Sequence[str], spec: Spec, *, replayed: bool = False) -> Iterator[TraceRecord]:
+def _records(
+    paths: Sequence[str],
+    spec: Spec,
+    *,
+    replayed: bool = False,
+    check: Callable[[TraceRecord], str | None] | None = None,
+) -> Iterator[TraceRecord]:
     """The trace's records, streamed, each checked against the spec (a mistake is said at its file:line;
-    `replayed`: as simulate reads them, `spec_problem`); an empty trace is a mistake (said once the stream
-    ends)."""
+    `replayed`: as simulate reads them, `spec_problem`; or by `check`); an empty trace is a mistake (said
+    once the stream ends)."""
     n = 0
-    for rec in read_records(paths, check=lambda rec: spec_problem(spec, rec, replayed=replayed)):
+    for rec in read_records(paths, check=check or (lambda rec: spec_problem(spec, rec, replayed=replayed))):
         n += 1
         yield rec
     if not n:
@@ -92,9 +98,8 @@ def report_command(spec: Spec, args: Any, also: Sequence[Spec] = ()) -> int:
     for s in (spec, *also):
         if issues := s.judging_issues():  # outcomes are read as its judging events
             raise SpecError(issues)
-    records: Iterable[TraceRecord] = _records(args.logs, spec)
-    if also:
-        records = read_records(args.logs, check=lambda rec: _read_by_one(rec, (spec, *also)))
+    specs = (spec, *also)
+    records = _records(args.logs, spec, check=(lambda rec: _read_by_one(rec, specs)) if also else None)
     summary = summarise(records, PriceMap(), lead_model=args.lead, worker_model=args.worker, spec=spec, also=also)
     summary.colours = role_colours(spec)
     emit(summary, args)

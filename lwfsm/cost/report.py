@@ -281,7 +281,9 @@ class Tally:
         self.sums: dict[Index, list[int]] = {}  # every conversation's (totals only)
         self.used: Counter[tuple[str, str]] = Counter()  # (recorded role, model) -> turns
 
-    def add(self, rec: TraceRecord, role: str, failed: bool, done: Move | None = None) -> None:
+    def add(
+        self, rec: TraceRecord, role: str, failed: bool, done: Move | None = None, cheap: frozenset[str] | None = None
+    ) -> None:
         """One turn: `rec` as recorded, `role` the role serving it (replay may change it), `failed` its
         verdict, `done` what it did to the machine (`lwfsm.turn.moves.move`; None: unknown, read from
         the roles that served, see the module's docstring)."""
@@ -317,7 +319,8 @@ class Tally:
         if failed:
             # by the judging rule where the judge gave one (its reasons quote each line: one group apiece)
             c.failures[rec.evidence.rule if rec.evidence else rec.reason or "(no reason)"] += 1
-            if role in self.cheap if self.cheap is not None else role != lead:
+            cheap = cheap if cheap is not None else self.cheap  # the record's own spec's, when given
+            if role in cheap if cheap is not None else role != lead:
                 c.failing_worker_turns += 1
         conv.prev_role = role
         # tokens: as recorded, and as they would be with the other warmth
@@ -432,12 +435,17 @@ def summarise(
     lead_role, worker_role = lead_role or lead, worker_role or worker
     tally = Tally(lead_role=lead_role, cheap=cheap_roles(spec))
     specs = [spec, *also] if spec is not None else []
+    chosen: dict[str, Spec] = {}  # a conversation is served under one spec: read each with the one it began with
     for r in records:
         if spec is None:
             tally.add(r, r.role, r.outcome != success, None)
             continue
-        s = next((s for s in specs if reads(s, r)), spec) if also else spec  # none: the first says why
-        tally.add(r, r.role, event_of(s, r) in failing_events(s), _moved(s, r))
+        s = spec
+        if also:
+            s = chosen.get(r.session) or spec
+            if not reads(s, r):
+                s = chosen[r.session] = next((s for s in specs if reads(s, r)), spec)  # none: the first says why
+        tally.add(r, r.role, event_of(s, r) in failing_events(s), _moved(s, r), cheap_roles(s) if also else None)
     return tally.finish(
         prices or PriceMap(),
         lead_model=lead_model or tally.models_used(lead_role),

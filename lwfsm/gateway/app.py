@@ -428,7 +428,8 @@ class Gateway:
         def change(stored: Stored) -> Any:
             conv = stored.conv
             fired["turn"] = conv.session.turn  # before the event: a reset starts counting again
-            pending = conv.pending if self.spec.events[event].turn else None  # the turn the event closes
+            # the turn the event closes, by the conversation's own spec (a rollout may keep it on another)
+            pending = conv.pending if conv.core.spec.events[event].turn else None
             fired["rec"] = rec = conv.core.fire(conv, event, reason, note)
             # A served turn closed by hand is a turn of the trace like any (its call was billed): kind None
             fired["judged"] = Judged(pending, event, reason, rec) if pending is not None else None
@@ -437,8 +438,19 @@ class Gateway:
         def lines(stored: Stored, _: Any) -> list[str]:
             conv, rec, judged = stored.conv, fired["rec"], fired["judged"]
             record = fired["record"] = _Record(conv, meta_of(key, stored.lines), list(stored.lines[1:]))
-            fired["move"] = done = move(conv.core.spec, rec.source, rec.dest, event)
-            last = {"turn": fired["turn"], "from": rec.source, "to": rec.dest, "event": event, "reason": reason}
+            # a closed turn's own state and role: one a technical fallback served is counted as the trace reads it
+            served = (judged.pending.state, judged.pending.role) if judged is not None else (None, None)
+            fired["move"] = done = move(conv.core.spec, rec.source, rec.dest, event, *served)
+            fired["served"] = served
+            turn = judged.pending.turn if judged is not None else fired["turn"]  # as the trace line numbers it
+            last = {
+                "turn": turn,
+                "from": rec.source,
+                "to": rec.dest,
+                "event": event,
+                "reason": reason,
+                "handoff": conv.note,
+            }
             _keep(record.meta, done, last)
             if judged is not None:
                 fired["cost"] = self.pricer(judged.pending.model, judged.pending.usage)
@@ -469,7 +481,7 @@ class Gateway:
             return JSONResponse({"error": "the session kept changing; try again"}, 409)
         if rec is None:  # deleted meanwhile
             return JSONResponse({"error": f"no session {key!r} (GET /lwfsm/sessions lists them)"}, 404)
-        self.metrics.moved(fired["move"], rec.source, rec.dest, event)
+        self.metrics.moved(fired["move"], rec.source, rec.dest, event, *fired["served"])
         if (judged := fired["judged"]) is not None:
             self.metrics.turns.labels(judged.pending.role, event).inc()
             if self.trace is not None:
