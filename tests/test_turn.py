@@ -328,6 +328,23 @@ def test_an_operator_s_note_goes_with_the_next_call_only_and_notes_are_bounded()
     assert all(len(line) <= 200 for line in lines)
 
 
+def _tool_loop(core: TurnCore, calls: int, usage: Usage | None = None) -> tuple[Any, Any]:
+    """A tool loop of `calls` model calls, then the person's next message (a new turn's first call): the
+    conversation and the loop's judged turn."""
+    conv = core.start()
+    call = {"role": "assistant", "content": "", "tool_calls": [{"id": "t", "type": "function", "function": {}}]}
+    call["tool_calls"][0]["function"] = {"name": "sh", "arguments": "{}"}
+    history: list[dict[str, Any]] = [{"role": "user", "content": "do it"}]
+    judged = None
+    for n in range(calls + 1):
+        if n == calls:
+            history = [*history, {"role": "user", "content": "next"}]
+        plan = core.plan(conv, history)
+        judged = core.settle(conv, plan, role="worker", model="m", reply=call, usage=usage) or judged
+        history = [*history, call, {"role": "tool", "tool_call_id": "t", "content": "..."}]
+    return conv, judged
+
+
 @pytest.mark.parametrize(
     ("seen", "kind", "outcome"),
     [
@@ -348,18 +365,7 @@ def test_a_message_turn_keeps_the_kind_seen_within_it(
     core = TurnCore(Engine(load_spec("lead_worker").with_params({"lead_turns": 0})), turn_unit="message")
     verdicts = iter([*(Judgement(k, "generic", Evidence(f"r.{k}", 0, 1, k) if k != "ok" else None) for k in seen)])
     monkeypatch.setattr(core, "judgement", lambda *a, **k: next(verdicts))
-    conv = core.start()
-    user = {"role": "user", "content": "do it"}
-    call = {
-        "role": "assistant",
-        "content": "",
-        "tool_calls": [{"id": "t", "type": "function", "function": {"name": "sh", "arguments": "{}"}}],
-    }  # noqa: E501
-    loop = [user, call, {"role": "tool", "tool_call_id": "t", "content": "..."}]
-    judged = None
-    for messages in ([user], loop, [*loop, call, loop[2], {"role": "user", "content": "next"}]):
-        judged = core.settle(conv, core.plan(conv, messages), role="worker", model="m", reply=call) or judged
-    assert judged is not None
+    _, judged = _tool_loop(core, 2)
     record = judged.record("s")
     assert (record["kind"], record["outcome"]) == (kind, outcome)
 
@@ -371,21 +377,7 @@ def test_a_message_turns_record_holds_all_its_calls_tokens(monkeypatch: pytest.M
 
     core = TurnCore(Engine(load_spec("lead_worker").with_params({"lead_turns": 0})), turn_unit="message")
     monkeypatch.setattr(core, "judgement", lambda *a, **k: Judgement("ok", "generic"))
-    conv = core.start()
-    user = {"role": "user", "content": "do it"}
-    call = {
-        "role": "assistant",
-        "content": "",
-        "tool_calls": [{"id": "t", "type": "function", "function": {"name": "sh", "arguments": "{}"}}],
-    }  # noqa: E501
-    loop = [user, call, {"role": "tool", "tool_call_id": "t", "content": "..."}]
-    judged = None
-    for messages in ([user], loop, [*loop, call, loop[2]], [*loop, call, loop[2], {"role": "user", "content": "next"}]):
-        used = Usage(prompt_tokens=100, completion_tokens=10)
-        judged = (
-            core.settle(conv, core.plan(conv, messages), role="worker", model="m", reply=call, usage=used) or judged
-        )
-    assert judged is not None
+    conv, judged = _tool_loop(core, 3, Usage(prompt_tokens=100, completion_tokens=10))
     record = judged.record("s")
     assert (record["prompt_tokens"], record["completion_tokens"]) == (300, 30)  # the 3 calls of turn 1
     assert conv.ledger.rows[0].usage.prompt_tokens == 400  # and the 4th, of the turn still open
