@@ -394,6 +394,7 @@ def test_dashboard_in_a_real_browser_follows_traffic_and_fires_a_manual_switch(
             "to": "lead_initial",
             "event": "reset",
             "reason": "fired through the control API",
+            "handoff": None,  # the note the switch sent with the next call, as a judged turn's switch says
         }
         assert (session["switches"], session["fallbacks"]) == (2, 0)  # a manual reset is not a fallback
         browser.js("location.hash = ''")
