@@ -107,18 +107,8 @@ def test_gateway_and_report_count_switches_fallbacks_and_technical_fallbacks_ali
         4: [{"role": "user", "content": "Looks right. Go on."}],
         5: [{"role": "user", "content": "Thanks, continue."}],
     }
-    messages: list[dict[str, Any]] = [{"role": "user", "content": "The parser test fails; please fix it."}]
-    served = []
     try:
-        client = openai.OpenAI(
-            base_url=gw.base + "/v1", api_key=GATEWAY_KEY, default_headers={"X-Lwfsm-Session": "moves"}, max_retries=0
-        )
-        for n in range(1, 7):
-            raw = client.chat.completions.with_raw_response.create(model="any", messages=messages, tools=TOOLS)
-            served.append((raw.headers["x-lwfsm-state"], raw.headers["x-lwfsm-role"]))
-            key = raw.headers["x-lwfsm-session"]
-            messages.append(raw.parse().choices[0].message.model_dump(exclude_none=True))
-            messages += reactions.get(n, [])
+        key, served = _calls(gw, "moves", 6, lambda n, _: reactions.get(n, []))
         session = gw.control("GET", f"/lwfsm/sessions/{key}").json()
         totals = gw.control("GET", "/lwfsm/sessions").json()["totals"]
         page = gw.control("GET", "/metrics").text
@@ -206,14 +196,52 @@ def test_a_trace_file_named_by_a_changed_row_is_refused_before_any_call(
     assert not outside.exists()
 
 
+def _metrics(page: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(page):
+        for s in family.samples:
+            out[s.name] = out.get(s.name, 0) + s.value
+    return out
+
+
+def _fire(gw: Gateway, key: str, event: str) -> httpx.Response:
+    return httpx.post(
+        f"{gw.base}/lwfsm/sessions/{key}/events/{event}", headers={"authorization": f"Bearer {GATEWAY_KEY}"}, timeout=10
+    )
+
+
+def _calls(
+    gw: Gateway, session: str, calls: int, react: Any, fire_after: int | None = None
+) -> tuple[str, list[tuple[str, str]]]:
+    """`calls` Chat calls of one conversation (each answer followed by `react(n, answer)`'s messages), and
+    turn_completed fired by hand after call `fire_after`: its key, and the (state, role) serving each."""
+    client = openai.OpenAI(
+        base_url=gw.base + "/v1", api_key=GATEWAY_KEY, default_headers={"X-Lwfsm-Session": session}, max_retries=0
+    )
+    messages: list[dict[str, Any]] = [{"role": "user", "content": "The parser test fails; please fix it."}]
+    served, key = [], ""
+    for n in range(1, calls + 1):
+        raw = client.chat.completions.with_raw_response.create(model="any", messages=messages, tools=TOOLS)
+        served.append((raw.headers["x-lwfsm-state"], raw.headers["x-lwfsm-role"]))
+        key = raw.headers["x-lwfsm-session"]
+        messages.append(raw.parse().choices[0].message.model_dump(exclude_none=True))
+        messages += react(n, messages[-1])
+        if n == fire_after:
+            fired = _fire(gw, key, "turn_completed")
+            assert fired.status_code == 200, fired.text
+    return key, served
+
+
+def _go_on(n: int, answer: Any) -> list[dict[str, Any]]:
+    return [{"role": "user", "content": "Good, go on."}]
+
+
 def test_a_served_turn_closed_by_hand_is_in_the_trace(
     oai: openai_server.Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """An operator fires turn_completed after call 2: the turn it closes was served and billed, so it is
     a line of the trace (kind null: fired by hand) and `lwfsm report` counts its cost; it had no line,
     and the report was short by a call against the control API and /metrics."""
-    import httpx
-
     from lwfsm.cli import main
     from lwfsm.cost import PriceMap
     from lwfsm.turn.ledger import Usage
@@ -224,23 +252,8 @@ def test_a_served_turn_closed_by_hand_is_in_the_trace(
         env={**_env("openai", oai.base), **PRICED},
     )  # fmt: skip
     _script(oai)
-    messages: list[dict[str, Any]] = [{"role": "user", "content": "The parser test fails; please fix it."}]
     try:
-        client = openai.OpenAI(
-            base_url=gw.base + "/v1", api_key=GATEWAY_KEY, default_headers={"X-Lwfsm-Session": "fix"}, max_retries=0
-        )
-        for n in range(1, 5):
-            raw = client.chat.completions.with_raw_response.create(model="any", messages=messages, tools=TOOLS)
-            key = raw.headers["x-lwfsm-session"]
-            messages.append(raw.parse().choices[0].message.model_dump(exclude_none=True))
-            messages += _reactions_openai(n, messages[-1])
-            if n == 2:
-                fired = httpx.post(
-                    f"{gw.base}/lwfsm/sessions/{key}/events/turn_completed",
-                    headers={"authorization": f"Bearer {GATEWAY_KEY}"},
-                    timeout=10,
-                )
-                assert fired.status_code == 200, fired.text
+        key, _ = _calls(gw, "fix", 4, _reactions_openai, fire_after=2)
         control = gw.control("GET", f"/lwfsm/sessions/{key}").json()
     finally:
         gw.stop()
@@ -258,20 +271,6 @@ def test_a_served_turn_closed_by_hand_is_in_the_trace(
     assert total["cost"] + pending == pytest.approx(control["cost"])
 
 
-def _metrics(page: str) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for family in text_string_to_metric_families(page):
-        for s in family.samples:
-            out[s.name] = out.get(s.name, 0) + s.value
-    return out
-
-
-def _fire(gw: Gateway, key: str, event: str) -> httpx.Response:
-    return httpx.post(
-        f"{gw.base}/lwfsm/sessions/{key}/events/{event}", headers={"authorization": f"Bearer {GATEWAY_KEY}"}, timeout=10
-    )
-
-
 def test_technical_fallback_turn_closed_by_hand(tmp_path: Path, capsys: Any) -> None:
     """Call 2 is served by the lead in state worker (the worker answered 503: a technical fallback); an
     operator then closes its turn by hand. The control API, /metrics and the report of the trace count
@@ -285,21 +284,8 @@ def test_technical_fallback_turn_closed_by_hand(tmp_path: Path, capsys: Any) -> 
         "--api-key-env", "GW_KEY", "--log-dir", str(logs), env={**_env("openai", oai.base), **PRICED, **params}
     )
     oai.script("gpt-4o-mini", {}, {"status": 503}, {})
-    messages: list[dict[str, Any]] = [{"role": "user", "content": "The parser test fails; please fix it."}]
-    served = []
     try:
-        client = openai.OpenAI(
-            base_url=gw.base + "/v1", api_key=GATEWAY_KEY, default_headers={"X-Lwfsm-Session": "tf"}, max_retries=0
-        )
-        for n in range(1, 4):
-            raw = client.chat.completions.with_raw_response.create(model="any", messages=messages, tools=TOOLS)
-            served.append((raw.headers["x-lwfsm-state"], raw.headers["x-lwfsm-role"]))
-            key = raw.headers["x-lwfsm-session"]
-            messages.append(raw.parse().choices[0].message.model_dump(exclude_none=True))
-            messages.append({"role": "user", "content": "Good, go on."})
-            if n == 2:
-                r = _fire(gw, key, "turn_completed")
-                assert r.status_code == 200, r.text
+        key, served = _calls(gw, "tf", 3, _go_on, fire_after=2)
         session = gw.control("GET", f"/lwfsm/sessions/{key}").json()
         page = gw.control("GET", "/metrics").text
     finally:
@@ -325,17 +311,8 @@ def test_last_switch_turn_of_a_turn_closed_by_hand(tmp_path: Path, capsys: Any) 
     logs = tmp_path / "trace"
     gw = Gateway("--api-key-env", "GW_KEY", "--log-dir", str(logs), env={**_env("openai", oai.base), **PRICED})
     oai.script("gpt-4o", {}, {}, {})
-    messages: list[dict[str, Any]] = [{"role": "user", "content": "hi"}]
     try:
-        client = openai.OpenAI(
-            base_url=gw.base + "/v1", api_key=GATEWAY_KEY, default_headers={"X-Lwfsm-Session": "ls"}, max_retries=0
-        )
-        for _ in range(3):
-            raw = client.chat.completions.with_raw_response.create(model="any", messages=messages, tools=TOOLS)
-            key = raw.headers["x-lwfsm-session"]
-            messages.append(raw.parse().choices[0].message.model_dump(exclude_none=True))
-            messages.append({"role": "user", "content": "Good, go on."})
-        assert _fire(gw, key, "turn_completed").status_code == 200
+        key, _ = _calls(gw, "ls", 3, _go_on, fire_after=3)
         session = gw.control("GET", f"/lwfsm/sessions/{key}").json()
     finally:
         gw.stop()

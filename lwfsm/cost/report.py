@@ -434,18 +434,19 @@ def summarise(
     lead, worker = lead_and_worker(spec)
     lead_role, worker_role = lead_role or lead, worker_role or worker
     tally = Tally(lead_role=lead_role, cheap=cheap_roles(spec))
-    specs = [spec, *also] if spec is not None else []
-    chosen: dict[str, Spec] = {}  # a conversation is served under one spec: read each with the one it began with
+    # each spec with its failing events and cheap roles, worked out once
+    specs = [(s, failing_events(s), cheap_roles(s)) for s in ([spec, *also] if spec is not None else [])]
+    chosen: dict[str, Any] = {}  # a conversation is served under one spec: read each with the one it began with
     for r in records:
-        if spec is None:
+        if not specs:
             tally.add(r, r.role, r.outcome != success, None)
             continue
-        s = spec
+        s, failing, cheap = specs[0]
         if also:
-            s = chosen.get(r.session) or spec
-            if not reads(s, r):
-                s = chosen[r.session] = next((s for s in specs if reads(s, r)), spec)  # none: the first says why
-        tally.add(r, r.role, event_of(s, r) in failing_events(s), _moved(s, r), cheap_roles(s) if also else None)
+            s, failing, cheap = chosen.get(r.session) or specs[0]
+            if not reads(s, r):  # none that reads it: the first says why
+                s, failing, cheap = chosen[r.session] = next((x for x in specs if reads(x[0], r)), specs[0])
+        tally.add(r, r.role, event_of(s, r) in failing, _moved(s, r), cheap)
     return tally.finish(
         prices or PriceMap(),
         lead_model=lead_model or tally.models_used(lead_role),

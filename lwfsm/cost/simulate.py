@@ -26,7 +26,7 @@ from ..spec import Spec
 from ..turn.moves import move
 from .pricing import PriceMap, flipped
 from .records import TraceRecord
-from .report import Summary, Tally, cheap_roles, event_of, failing_events, kind_event, lead_and_worker, spec_problem
+from .report import Summary, Tally, cheap_roles, event_of, failing_events, kind_event, lead_and_worker
 
 __all__ = [
     "ASSUMPTION",
@@ -221,9 +221,8 @@ def replayed_event(spec: Spec, rec: TraceRecord) -> str:
     """The event `spec` fires for a recorded turn. A judged turn's kind decides, by this spec's
     `judging.kinds`, which may map it otherwise than the spec that recorded it did (an environment
     problem to `failure`, say); a turn fired by hand, or recorded without its kind, fires what it fired."""
-    if (problem := spec_problem(spec, rec, replayed=True)) is not None:
-        raise ValueError(f"session {rec.session!r} turn {rec.turn}: {problem}")
-    return kind_event(spec, rec) or event_of(spec, rec)
+    event = kind_event(spec, rec)
+    return event if event is not None and rec.role in spec.roles else event_of(spec, rec)  # which checks the rest
 
 
 def _refused(rec: TraceRecord, event: str, state: str) -> TransitionNotAllowed:
@@ -297,6 +296,7 @@ def simulated_summary(
 ) -> Summary:
     """The replay's tally priced on the models each role is bound to."""
     bound = bound_models(spec, tally.models_used, lead, worker, models)
+    lead_role, worker_role = lead_and_worker(spec)
     note = f"simulated {spec.name} ({_params(spec)}) via {replayer.how}; {ASSUMPTION}"
     unbound = [r for r, m in bound.items() if m is None]
     if unbound:
@@ -307,8 +307,8 @@ def simulated_summary(
     summary = tally.finish(
         prices or PriceMap(),
         lambda key: bound.get(key[0]) or key[1],
-        lead_model=bound.get(lead_and_worker(spec)[0]),
-        worker_model=bound.get(lead_and_worker(spec)[1]),
+        lead_model=bound.get(lead_role),
+        worker_model=bound.get(worker_role),
         note=note,
     )
     summary.kind, summary.colours = "simulated", role_colours(spec)

@@ -297,13 +297,10 @@ class Gateway:
             meta = meta_of(call.ident.key, stored.lines)
             record = _Record(stored.conv, meta, list(stored.lines[1:]))
             seen.update(meta=meta, switched=False, judged=judged, stored=stored)
-            if judged is not None:  # priced once, for the history and the trace (the control API showed cost null)
-                seen["cost"] = self.pricer(judged.pending.model, judged.pending.usage)
-                record.add(judged.record(call.ident.session, seen["cost"]))
-                if self.trace is not None:
-                    self.trace.name(meta, call.ident.key)
-                spec = stored.conv.core.spec
-                seen["switched"] = self._moved(spec, meta, judged, loaded.turn.plan.note).switch
+            if judged is not None:
+                handoff = loaded.turn.plan.note
+                seen["cost"], moved = self._judged(record, judged, call.ident.session, call.ident.key, handoff)
+                seen["switched"] = moved.switch
             meta.update(session=call.ident.session, source=call.ident.source, agent=call.ident.agent)
             return [json.dumps(meta), *record.history]
 
@@ -372,6 +369,17 @@ class Gateway:
             self.trace.write(seen["meta"], judged.record(call.ident.key, seen["cost"]))
         call.turn = str(conv.pending.turn) if conv.pending is not None else None
 
+    def _judged(
+        self, record: _Record, judged: Judged, session: str, key: str, handoff: str | None
+    ) -> tuple[float | None, Move]:
+        """A judged turn into the conversation's record: priced once (for the history and the trace), in
+        its timeline, its switch kept, its trace file named. Its cost and what it did."""
+        cost = self.pricer(judged.pending.model, judged.pending.usage)
+        record.add(judged.record(session, cost))
+        if self.trace is not None:
+            self.trace.name(record.meta, key)
+        return cost, self._moved(record.conv.core.spec, record.meta, judged, handoff)
+
     def _moved(self, spec: Spec, meta: dict[str, Any], judged: Judged, handoff: str | None) -> Move:
         """Count what a judged turn did in the record (`lwfsm.turn.moves` defines the words)."""
         p, t = judged.pending, judged.transition
@@ -438,26 +446,13 @@ class Gateway:
         def lines(stored: Stored, _: Any) -> list[str]:
             conv, rec, judged = stored.conv, fired["rec"], fired["judged"]
             record = fired["record"] = _Record(conv, meta_of(key, stored.lines), list(stored.lines[1:]))
-            # a closed turn's own state and role: one a technical fallback served is counted as the trace reads it
-            served = (judged.pending.state, judged.pending.role) if judged is not None else (None, None)
-            fired["move"] = done = move(conv.core.spec, rec.source, rec.dest, event, *served)
-            fired["served"] = served
-            turn = judged.pending.turn if judged is not None else fired["turn"]  # as the trace line numbers it
-            last = {
-                "turn": turn,
-                "from": rec.source,
-                "to": rec.dest,
-                "event": event,
-                "reason": reason,
-                "handoff": conv.note,
-            }
-            _keep(record.meta, done, last)
-            if judged is not None:
-                fired["cost"] = self.pricer(judged.pending.model, judged.pending.usage)
-                record.add(judged.record(record.meta.get("session", key), fired["cost"]))
-                if self.trace is not None:
-                    self.trace.name(record.meta, key)
+            if judged is not None:  # a served turn closed by hand: kept as a judged turn is
+                session = record.meta.get("session", key)
+                fired["cost"], fired["move"] = self._judged(record, judged, session, key, conv.note)
                 return [json.dumps(record.meta), *record.history]
+            fired["move"] = done = move(conv.core.spec, rec.source, rec.dest, event)
+            last = {"turn": fired["turn"], "from": rec.source, "to": rec.dest, "event": event, "reason": reason}
+            _keep(record.meta, done, {**last, "handoff": conv.note})
             # In the timeline too: a turn event fired by hand, with no turn open, counts a turn no model served.
             record.add(
                 {
@@ -481,8 +476,10 @@ class Gateway:
             return JSONResponse({"error": "the session kept changing; try again"}, 409)
         if rec is None:  # deleted meanwhile
             return JSONResponse({"error": f"no session {key!r} (GET /lwfsm/sessions lists them)"}, 404)
-        self.metrics.moved(fired["move"], rec.source, rec.dest, event, *fired["served"])
-        if (judged := fired["judged"]) is not None:
+        if (judged := fired["judged"]) is None:
+            self.metrics.moved(fired["move"], rec.source, rec.dest, event)
+        else:  # its own state and role: one a technical fallback served is counted as the trace reads it
+            self.metrics.moved(fired["move"], rec.source, rec.dest, event, judged.pending.state, judged.pending.role)
             self.metrics.turns.labels(judged.pending.role, event).inc()
             if self.trace is not None:
                 self.trace.write(fired["record"].meta, judged.record(key, fired["cost"]))
