@@ -211,10 +211,10 @@ def _fire(gw: Gateway, key: str, event: str) -> httpx.Response:
 
 
 def _calls(
-    gw: Gateway, session: str, calls: int, react: Any, fire_after: int | None = None
+    gw: Gateway, session: str, calls: int, react: Any, fire_after: int | None = None, event: str = "turn_completed"
 ) -> tuple[str, list[tuple[str, str]]]:
     """`calls` Chat calls of one conversation (each answer followed by `react(n, answer)`'s messages), and
-    turn_completed fired by hand after call `fire_after`: its key, and the (state, role) serving each."""
+    `event` fired by hand after call `fire_after`: its key, and the (state, role) serving each."""
     client = openai.OpenAI(
         base_url=gw.base + "/v1", api_key=GATEWAY_KEY, default_headers={"X-Lwfsm-Session": session}, max_retries=0
     )
@@ -227,7 +227,7 @@ def _calls(
         messages.append(raw.parse().choices[0].message.model_dump(exclude_none=True))
         messages += react(n, messages[-1])
         if n == fire_after:
-            fired = _fire(gw, key, "turn_completed")
+            fired = _fire(gw, key, event)
             assert fired.status_code == 200, fired.text
     return key, served
 
@@ -320,3 +320,34 @@ def test_last_switch_turn_of_a_turn_closed_by_hand(tmp_path: Path, capsys: Any) 
     lines = [json.loads(x) for f in logs.glob("*.jsonl") for x in f.read_text().splitlines()]
     switched = [r for r in lines if r["transition"]["source"] != r["transition"]["dest"]]
     assert session["last_switch"]["turn"] == switched[-1]["turn"]
+
+
+def test_a_conversation_reset_by_hand_is_read_by_report(tmp_path: Path, capsys: Any) -> None:
+    """An operator resets a conversation after call 3 (a new conversation under the same id, counting
+    turns from 1 again). The gateway's --log-dir stays readable by `lwfsm report`, which counted every
+    judged turn: it refused the trace, turn numbers repeating in one file."""
+    from lwfsm.cli import main
+
+    oai = openai_server.Server()  # its own: the module's server keeps steps other tests left
+    logs = tmp_path / "trace"
+    gw = Gateway("--api-key-env", "GW_KEY", "--log-dir", str(logs), env={**_env("openai", oai.base), **PRICED})
+    try:
+        key, served = _calls(gw, "rs", 7, _go_on, fire_after=3, event="reset")
+        session = gw.control("GET", f"/lwfsm/sessions/{key}").json()
+    finally:
+        gw.stop()
+        oai.close()
+    files = sorted(([json.loads(x) for x in f.read_text().splitlines()] for f in logs.glob("*.jsonl")), key=len)
+    # before the reset, turns 1-2; after it, the turn it left open (call 3's) is the new conversation's first
+    assert [[(r["turn"], r["transition"]["source"]) for r in f] for f in files] == [
+        [(1, "lead_initial"), (2, "lead_initial")],
+        [(1, "lead_initial"), (2, "lead_initial"), (3, "lead_initial"), (4, "worker")],
+    ]
+    # lead_turns 3 counted anew: the open turn, then calls 4 and 5; the worker from call 6
+    assert served[3:] == [("lead_initial", "lead")] * 2 + [("worker", "worker")] * 2
+    assert session["turn"] == 4
+    capsys.readouterr()
+    assert main(["report", str(logs), "--json"]) == 0, capsys.readouterr().err
+    report = json.loads(capsys.readouterr().out)
+    assert report["total"]["turns"] == 6  # the 7th call's turn is still open
+    assert len(report["conversations"]) == 2, report["conversations"]

@@ -446,6 +446,8 @@ class Gateway:
         def lines(stored: Stored, _: Any) -> list[str]:
             conv, rec, judged = stored.conv, fired["rec"], fired["judged"]
             record = fired["record"] = _Record(conv, meta_of(key, stored.lines), list(stored.lines[1:]))
+            if rec.transition is not None and conv.core.spec.transitions[rec.transition].reset:
+                record.meta.pop("trace", None)  # a new conversation: its turns go to a file of their own
             if judged is not None:  # a served turn closed by hand: kept as a judged turn is
                 session = record.meta.get("session", key)
                 fired["cost"], fired["move"] = self._judged(record, judged, session, key, conv.note)

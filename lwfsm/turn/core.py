@@ -468,6 +468,14 @@ class TurnCore:
         conv.note = handoff.join(conv.note, spec_note, note)
         if self.spec.events[event].turn:
             conv.pending = None
+        elif (
+            conv.pending is not None
+            and record.transition is not None
+            and self.spec.transitions[record.transition].reset
+        ):
+            # A reset begins the conversation again: the turn it left open, judged next, is the first the
+            # machine counts, so it is turn 1 (its old number went on from the turns before the reset).
+            conv.pending = conv.pending.model_copy(update={"turn": conv.session.turn + 1})
         conv.version += 1
         conv.session.notify(record)
         return record
