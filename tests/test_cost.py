@@ -1168,6 +1168,26 @@ def test_report_reads_a_trace_written_across_a_spec_rollout(tmp_path: Path, caps
     assert "no records in" in capsys.readouterr().err
 
 
+def test_a_record_is_read_with_the_spec_it_names(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A rolled-out spec with lead_worker's names but the other role cheap: both specs read every record,
+    and the first --spec read them all. Each record names the spec that judged it (`Spec.hash`): it is
+    read with that one, whatever the order of --spec."""
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "specs/lead_worker.yaml").read_text()
+    text = text.replace('lead: {description: "strong, expensive model"}', 'lead: {description: "x", cheap: true}')
+    text = text.replace('worker: {description: "fast, cheap model", cheap: true}', 'worker: {description: "y"}')
+    (tmp_path / "v2.yaml").write_text(text)
+    trace = str(tmp_path / "v2.jsonl")
+    assert main(["simulate", str(tmp_path / "v2.yaml"), "--generate", "-o", trace, "--turns", "300"]) == 0
+    alone = _json_of(capsys, "report", trace, "--spec", str(tmp_path / "v2.yaml"))["total"]
+    first = _json_of(capsys, "report", trace, "--spec", "lead_worker")["total"]
+    assert first["failing_worker_turns"] != alone["failing_worker_turns"]  # the specs differ on this trace
+    for order in (("lead_worker", str(tmp_path / "v2.yaml")), (str(tmp_path / "v2.yaml"), "lead_worker")):
+        total = _json_of(capsys, "report", trace, "--spec", order[0], "--spec", order[1])["total"]
+        for key in ("fallbacks", "failing_worker_turns", "failures", "switches", "turns_by_role"):
+            assert total[key] == alone[key], (order, key)
+
+
 def test_each_conversation_is_read_with_one_spec_and_its_roles(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -99,6 +99,9 @@ class TraceRecord(_Record):
     handoff_tokens_estimate: int = Field(
         default=0, ge=0, description="the note's tokens, estimated as characters / 4 (part of prompt_tokens)"
     )
+    spec: str | None = Field(
+        default=None, description="the hash of the spec that judged the turn (`Spec.hash`; null: not said)"
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -437,15 +437,19 @@ def summarise(
     # each spec with its failing events and cheap roles, worked out once
     specs = [(s, failing_events(s), cheap_roles(s)) for s in ([spec, *also] if spec is not None else [])]
     chosen: dict[str, Any] = {}  # a conversation is served under one spec: read each with the one it began with
+    named = {x[0].hash: x for x in reversed(specs)}  # the spec a record names (the first of equal ones)
     for r in records:
         if not specs:
             tally.add(r, r.role, r.outcome != success, None)
             continue
         s, failing, cheap = specs[0]
         if also:
-            s, failing, cheap = chosen.get(r.session) or specs[0]
-            if not reads(s, r):  # none that reads it: the first says why
-                s, failing, cheap = chosen[r.session] = next((x for x in specs if reads(x[0], r)), specs[0])
+            if r.spec in named:  # the record says which judged it
+                s, failing, cheap = chosen[r.session] = named[r.spec]
+            else:
+                s, failing, cheap = chosen.get(r.session) or specs[0]
+                if not reads(s, r):  # none that reads it: the first says why
+                    s, failing, cheap = chosen[r.session] = next((x for x in specs if reads(x[0], r)), specs[0])
         tally.add(r, r.role, event_of(s, r) in failing, _moved(s, r), cheap)
     return tally.finish(
         prices or PriceMap(),

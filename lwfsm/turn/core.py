@@ -130,6 +130,7 @@ class Judged:
     transition: TransitionRecord
     kind: str | None = None  # what the judge saw (None: fired by hand)
     evidence: Evidence | None = None
+    spec: str | None = None  # the hash of the spec that judged it (`Spec.hash`)
 
     def record(self, session: str, cost: float | None = None) -> dict[str, Any]:
         p, t = self.pending, self.transition
@@ -150,6 +151,7 @@ class Judged:
             "handoff": p.handoff,
             "handoff_tokens_estimate": handoff.tokens(p.handoff),  # characters / 4, not a tokenizer's count
             "transition": {"source": t.source, "dest": t.dest, "index": t.transition, "guard": t.guard},
+            "spec": self.spec,
         }
 
 
@@ -250,6 +252,7 @@ class TurnCore:
         self.turn_unit = turn_unit
         self.agent = agent
         self.kinds = judging.kind_events
+        self.hash = spec.hash  # named in each trace record: which of a rollout's specs judged it
 
     # -- conversations --
 
@@ -448,7 +451,7 @@ class TurnCore:
             assert conv.pending is not None
             failed = self._failed(conv, plan.verdict)
             record = session.apply(event, reason)
-            judged = Judged(conv.pending, event, reason, record, plan.verdict.kind, plan.verdict.evidence)
+            judged = Judged(conv.pending, event, reason, record, plan.verdict.kind, plan.verdict.evidence, self.hash)
             self._moved(conv, record, failed)
         conv.pending, conv.ledger, conv.version = opened, ledger, conv.version + 1
         conv.note = None  # delivered with this call (planned into plan.note)
@@ -490,4 +493,4 @@ class TurnCore:
         record = conv.session.apply(event, verdict.reason)
         conv.pending, conv.version = None, conv.version + 1
         conv.session.notify(record)
-        return Judged(p, event, verdict.reason, record, verdict.kind, verdict.evidence)
+        return Judged(p, event, verdict.reason, record, verdict.kind, verdict.evidence, self.hash)
