@@ -54,16 +54,20 @@ def test_diagram_writes_the_format_its_file_is_named_for(tmp_path: Path, capsys:
     assert main(["diagram", SPEC, "-o", str(tmp_path / "text.mmd")]) == 0
     assert (tmp_path / "text.mmd").read_text().startswith("---\ntitle: ")
     assert main(["diagram", SPEC, "-o", str(tmp_path / "notes.txt")]) == 0  # an extension of no format: mermaid
-    for image in ("x.jpg", "x.pdf"):  # mermaid text in them opened nowhere, and the command said 0
+    # mermaid text in them opened nowhere, and the command said 0 (a list of such extensions missed .svg.gz)
+    for image in ("x.jpg", "x.pdf", "x.svg.gz", "x.avif", "x.docx"):
         assert main(["diagram", SPEC, "-o", str(tmp_path / image)]) == 1
         assert (
-            f"-o {tmp_path / image}: lwfsm writes no .{image[2:]} diagram; name the file .dot"
+            f"-o {tmp_path / image}: lwfsm writes no .{image.rsplit('.', 1)[1]} diagram; name the file .dot"
             in capsys.readouterr().err
         )
         assert not (tmp_path / image).exists()
-    assert main(["diagram", SPEC, "-f", "svg", "-o", str(tmp_path / "z.pdf")]) == 1  # an SVG is no PDF either
-    assert "lwfsm writes no .pdf diagram" in capsys.readouterr().err
-    assert not (tmp_path / "z.pdf").exists()
+    for image in ("z.pdf", "z.ico", "z.txt"):  # an SVG is no PDF either, nor text
+        assert main(["diagram", SPEC, "-f", "svg", "-o", str(tmp_path / image)]) == 1
+        assert f"lwfsm writes no .{image[2:]} diagram as svg" in capsys.readouterr().err
+        assert not (tmp_path / image).exists()
+    assert main(["diagram", SPEC, "-f", "dot", "-o", str(tmp_path / "graph.txt")]) == 0  # text of a text format
+    assert "digraph" in (tmp_path / "graph.txt").read_text().split("{", 1)[0]
     assert main(["diagram", SPEC, "-f", "mermaid", "-o", str(tmp_path / "x.svg")]) == 1
     assert capsys.readouterr().err == (
         f"lwfsm diagram: -f mermaid and -o {tmp_path / 'x.svg'} disagree: drop -f, or give the file a .mermaid name\n"

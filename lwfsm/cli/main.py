@@ -353,12 +353,6 @@ _EXTENSIONS = {
 }
 
 
-# Images and documents of formats lwfsm does not write (another extension, .txt say, is mermaid text).
-_NOT_WRITTEN = frozenset(
-    {".jpg", ".jpeg", ".jpe", ".pdf", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".eps", ".ps", ".html", ".htm", ".svgz"}
-)
-
-
 def _diagram_format(given: str | None, output: str | None) -> str:
     """The format -f names, else the one -o's extension names (a .svg of mermaid text opens nowhere), else
     mermaid; -f and an extension that disagree are refused."""
@@ -366,9 +360,13 @@ def _diagram_format(given: str | None, output: str | None) -> str:
     named = _EXTENSIONS.get(extension)
     if given is not None and named is not None and given != named:
         raise _Usage(f"-f {given} and -o {output} disagree: drop -f, or give the file a .{given} name")
-    if extension in _NOT_WRITTEN:  # mermaid text, or an SVG, in a .jpg or a .pdf opens nowhere
-        known = " ".join(sorted(_EXTENSIONS))
-        raise _Usage(f"-o {output}: lwfsm writes no {extension} diagram; name the file {known}")
+    # Mermaid text, or an SVG, in a .jpg, a .pdf or a .svg.gz opens nowhere: an extension lwfsm does not
+    # write is refused, but for text (.txt) of a text format.
+    if extension and named is None and (extension != ".txt" or given in ("svg", "png")):
+        known = " ".join(sorted({*_EXTENSIONS, ".txt"}))
+        raise _Usage(
+            f"-o {output}: lwfsm writes no {extension} diagram{' as ' + given if given else ''}; name the file {known}"
+        )
     return given or named or "mermaid"
 
 
