@@ -47,6 +47,18 @@ def test_diagram_output_that_cannot_be_written_is_a_message(
     assert f"lwfsm diagram: cannot write {target}: " in capsys.readouterr().err
 
 
+def test_diagram_never_writes_over_the_spec_it_draws(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`-o` naming the spec drawn (or a --diff side) wrote mermaid text over it and exited 0."""
+    spec = tmp_path / "mine"
+    spec.write_text(Path(SPEC).read_text())
+    for args in (["diagram", str(spec)], ["diagram", "--diff", SPEC, str(spec)]):
+        assert main([*args, "-o", str(spec)]) == 1
+        assert f"-o {spec} is {spec}, which the diagram is drawn from: name another file" in capsys.readouterr().err
+        assert spec.read_text() == Path(SPEC).read_text()
+    assert main(["diagram", str(spec), "-o", str(tmp_path / "mine.yaml")]) == 1  # no .yaml diagram either
+    assert "lwfsm writes no .yaml diagram" in capsys.readouterr().err
+
+
 def test_diagram_writes_the_format_its_file_is_named_for(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`-o x.svg` without -f wrote mermaid text into a file no browser opens, and exited 0."""
     assert main(["diagram", SPEC, "-o", str(tmp_path / "page.md")]) == 0

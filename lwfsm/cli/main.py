@@ -332,6 +332,9 @@ def cmd_diagram(args: argparse.Namespace) -> int:
         except (OSError, UnicodeDecodeError, SnapshotError) as exc:
             raise _Usage(f"--snapshot {args.snapshot}: {exc}") from None
     fmt = _diagram_format(args.format, args.output)
+    for given in (*(args.diff or (args.spec,)), args.snapshot):
+        if args.output and given and os.path.exists(given) and _same(args.output, given):
+            raise _Usage(f"-o {args.output} is {given}, which the diagram is drawn from: name another file")
     data = diagram.render(spec, fmt, **kw)
     if args.output:
         _write(Path(args.output), data)
@@ -351,6 +354,13 @@ _EXTENSIONS = {
     ".dot": "dot",
     ".gv": "dot",
 }
+
+
+def _same(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # no such file yet
+        return False
 
 
 def _diagram_format(given: str | None, output: str | None) -> str:
