@@ -291,11 +291,18 @@ def test_an_openhands_edit_and_a_failing_run_in_one_reply_fail() -> None:
 def test_a_refusal_before_claude_codes_placeholder_is_the_replys_outcome() -> None:
     # Resuming after the person refused a call, Claude Code puts "No response requested." in as the
     # assistant's message and sends it on: the refusal before it is what the pending reply came to.
+    # (Claude Code's Anthropic messages, read as the gateway's codec gives them to the turn core.)
+    from lwfsm.gateway.codec.messages import anthropic_messages
+
+    def chat(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return anthropic_messages({"messages": messages})
+
     push = {"type": "tool_use", "id": "t1", "name": "Bash", "input": {"command": "git push"}}
-    reply = {"role": "assistant", "content": [push]}
+    sent = {"role": "assistant", "content": [push]}
+    (reply,) = chat([sent])
     refused = "The user doesn't want to proceed with this tool use. The tool use was rejected."
     core = TurnCore(Engine(load_spec("lead_worker")), agent="claude_code")
-    msgs = [{"role": "user", "content": "push it"}, reply]
+    msgs = [{"role": "user", "content": "push it"}, sent]
     conv = core.start()
     core.settle(conv, core.plan(conv, msgs[:1]), role="worker", model="m", reply=reply)
     after = [
@@ -306,22 +313,22 @@ def test_a_refusal_before_claude_codes_placeholder_is_the_replys_outcome() -> No
         {"role": "assistant", "content": [{"type": "text", "text": "No response requested."}]},
         {"role": "user", "content": "open a pull request instead"},
     ]
-    v = core.verdict(conv, [*msgs, *after])
+    v = core.verdict(conv, chat([*msgs, *after]))
     assert (v.kind, v.evidence.rule if v.evidence else None) == ("rejected", "claude_code.rejected")
     # `judge explain` on the same request reads the same reply
     reply_of, after_of = judging.request_turn({"messages": [*msgs, *after]})[:2]
-    assert reply_of == reply
+    assert reply_of == sent
     assert len(after_of) == 2
     # a model's own reply of those words is a reply: what came before it is not this turn's
     said = {"role": "assistant", "content": [{"type": "text", "text": "No response requested."}, push]}
-    assert core.verdict(conv, [*msgs, *after[:1], said, after[2]]).kind == "ok"
+    assert core.verdict(conv, chat([*msgs, *after[:1], said, after[2]])).kind == "ok"
     words = {"role": "assistant", "content": "No response requested."}
-    core.settle(conv, core.plan(conv, [*msgs, *after[:1]]), role="worker", model="m", reply=words)
+    core.settle(conv, core.plan(conv, chat([*msgs, *after[:1]])), role="worker", model="m", reply=words)
     thanks = {"role": "user", "content": "thanks, looks good"}
-    assert core.verdict(conv, [*msgs, *after[:1], words, thanks]).kind == "ok"
+    assert core.verdict(conv, chat([*msgs, *after[:1], words, thanks])).kind == "ok"
     # with no reply but placeholders, what came before the last is not the turn's: the task is not a correction
     task = {"role": "user", "content": "No, that's wrong: the parser must keep tabs. Fix it."}
-    assert core.verdict(conv, [task, after[1], {"role": "user", "content": "go on"}]).kind == "ok"
+    assert core.verdict(conv, chat([task, after[1], {"role": "user", "content": "go on"}])).kind == "ok"
 
 
 def test_corrections_and_rejections_are_their_own_kinds() -> None:

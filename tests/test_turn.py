@@ -393,3 +393,83 @@ def test_a_row_without_a_kind_seen_is_written_as_before() -> None:
     assert conv.pending is not None
     assert "failure_kind" not in conv.state().model_dump_json()
     assert ConversationState.model_validate_json(conv.state().model_dump_json()) == conv.state()
+
+
+def test_messages_the_judge_cannot_read_are_refused_not_judged_ok() -> None:
+    """An embedder's Anthropic or Responses conversation, or no list of messages at all, was judged ok
+    (turn_completed): a failed command (is_error, exit code 1) went by unseen."""
+    core = TurnCore(Engine(load_spec("lead_worker")))
+    conv = core.start()
+    for wrong, said in (("Fix it", "got str"), (None, "got NoneType"), ({"role": "user"}, "got dict")):
+        with pytest.raises(TypeError, match=f"messages must be a list of OpenAI Chat messages .*{said}"):
+            core.plan(conv, wrong)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"messages\[0\] must be a dict \(an OpenAI Chat message\), got str"):
+        core.plan(conv, ["hi"])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match=r"messages\[0\] has no 'role'"):
+        core.plan(conv, [{"content": "hi"}])
+    asked = [{"role": "user", "content": "Fix it"}]
+    plan = core.plan(conv, asked)
+    call = {"type": "tool_use", "id": "c1", "name": "Bash", "input": {"command": "pytest"}}
+    reply = {"role": "assistant", "content": [call]}
+    core.settle(conv, plan, role=plan.role, model="m", reply=reply)
+    result = {"type": "tool_result", "tool_use_id": "c1", "content": "Exit code 1\nFAILED", "is_error": True}
+    anthropic = [*asked, reply, {"role": "user", "content": [result]}]
+    with pytest.raises(ValueError, match=r"messages\[2\] holds Anthropic tool blocks: convert .*anthropic_messages"):
+        core.plan(conv, anthropic)
+    items = [*asked, {"type": "function_call_output", "call_id": "c1", "output": "Exit code 1"}]
+    with pytest.raises(ValueError, match=r"messages\[1\] is a Responses item .*responses_messages"):
+        core.plan(conv, items)
+    from lwfsm.gateway.codec.messages import anthropic_messages
+
+    assert core.plan(conv, anthropic_messages({"messages": anthropic})).verdict.event == "failure"  # as converted
+
+
+def test_a_call_settled_without_usage_has_unknown_tokens() -> None:
+    """settle() without usage= (the README's example) recorded 0 tokens as reported: priced at $0."""
+    core = TurnCore(Engine(load_spec("lead_worker")))
+    conv = core.start()
+    asked = [{"role": "user", "content": "Fix it"}]
+    plan = core.plan(conv, asked)
+    core.settle(conv, plan, role=plan.role, model="gpt-4o", reply={"role": "assistant", "content": "done"})
+    plan = core.plan(conv, [*asked, {"role": "assistant", "content": "done"}, {"role": "user", "content": "go on"}])
+    judged = core.settle(conv, plan, role=plan.role, model="gpt-4o", reply={"role": "assistant", "content": "ok"})
+    assert judged is not None
+    assert judged.record("a")["unreported"] == 1
+    assert sum(r.usage.unreported for r in conv.ledger.rows) == 2 and conv.ledger.calls == 2
+
+
+def test_threads_settling_one_conversation_lose_no_call() -> None:
+    """settle checked the version, then committed without a lock: of 4 threads' calls on one shared
+    conversation about half went missing from the ledger, and no Conflict said so."""
+    import sys
+    import threading
+
+    core = TurnCore(Engine(load_spec("lead_worker", params={"lead_turns": 1000})))
+    conv = core.start()
+    settled = []
+
+    def work() -> None:
+        n = 0
+        for _ in range(400):
+            while True:
+                plan = core.plan(conv, [{"role": "user", "content": "go"}])
+                try:
+                    core.settle(conv, plan, role=plan.role, model="m", reply={"role": "assistant", "content": "x"})
+                except Conflict:
+                    continue
+                n += 1
+                break
+        settled.append(n)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads switch often, so the race shows at once
+    try:
+        threads = [threading.Thread(target=work) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert sum(settled) == 1600
+    assert conv.ledger.calls == conv.version == 1600

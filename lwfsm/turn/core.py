@@ -120,6 +120,44 @@ class Plan:
     note: str | None = None  # the handoff note this call carries (None: none)
 
 
+# Where an embedder's messages of another API are turned into Chat Completions messages (pure, no SDK).
+_CONVERT = {
+    "Anthropic Messages": "lwfsm.gateway.codec.messages.anthropic_messages({'messages': messages})",
+    "Responses": "lwfsm.gateway.codec.responses.responses_messages(items)",
+}
+
+
+def chat_messages(messages: Any) -> Sequence[Mapping[str, Any]]:
+    """`messages` if it is a list of OpenAI Chat Completions messages, as far as the judge reads them (the
+    last assistant message and what follows it); else a TypeError or a ValueError naming what to change. A
+    turn judged from messages it cannot read would be judged ok, silently."""
+    if isinstance(messages, (str, bytes, Mapping)) or not isinstance(messages, Sequence):
+        raise TypeError(
+            f"messages must be a list of OpenAI Chat messages (dicts with a 'role'), got {type(messages).__name__}"
+        )
+    for i in range(len(messages) - 1, -1, -1):
+        msg = messages[i]
+        if not isinstance(msg, Mapping) and not callable(getattr(msg, "get", None)):  # (LiteLLM's Message reads so)
+            raise TypeError(f"messages[{i}] must be a dict (an OpenAI Chat message), got {type(msg).__name__}")
+        role = msg.get("role")
+        if role is None and msg.get("type") in ("function_call", "function_call_output", "message", "reasoning"):
+            raise ValueError(
+                f"messages[{i}] is a Responses item (type {msg['type']!r}): convert them with {_CONVERT['Responses']}"
+            )
+        if not isinstance(role, str):
+            raise ValueError(f"messages[{i}] has no 'role' (an OpenAI Chat message has one)")
+        content = msg.get("content")
+        blocks = {b.get("type") for b in content if isinstance(b, Mapping)} if isinstance(content, list) else ()
+        if "tool_use" in blocks or "tool_result" in blocks:
+            raise ValueError(
+                f"messages[{i}] holds Anthropic tool blocks: convert the conversation with "
+                + _CONVERT["Anthropic Messages"]
+            )
+        if role == "assistant":
+            break  # what the judge reads ends here (earlier messages are the history, not read for the turn)
+    return messages
+
+
 @dataclass(frozen=True)
 class Judged:
     """One judged turn, as logged and replayed (the trace record)."""
@@ -253,6 +291,7 @@ class TurnCore:
         self.agent = agent
         self.kinds = judging.kind_events
         self.hash = spec.hash  # named in each trace record: which of a rollout's specs judged it
+        self._settling = threading.Lock()  # a conversation's version is checked and moved in one step
 
     # -- conversations --
 
@@ -285,7 +324,7 @@ class TurnCore:
     ) -> Verdict:
         """The verdict on the pending turn from the next call's messages (and its headers, which may
         name the agent)."""
-        p = conv.pending
+        p, messages = conv.pending, chat_messages(messages)
         if p is None:
             return Verdict(None, None)
         after = what_came_after(messages, passing=not placeholder(p.reply))  # a model may say those words
@@ -402,7 +441,27 @@ class TurnCore:
         latency: float = 0.0,
         retries: int = 0,
     ) -> Judged | None:
-        """Commit the plan once its call has returned `reply`: all or nothing. Returns the judged turn."""
+        """Commit the plan once its call has returned `reply`: all or nothing. Returns the judged turn.
+        `Conflict` when the conversation moved since `plan` (checked and committed under one lock: two
+        threads settling one conversation lost one's call from the ledger)."""
+        with self._settling:
+            judged = self._settle(conv, plan, role, model, reply, tools, usage, latency, retries)
+        if judged is not None:
+            conv.session.notify(judged.transition)  # listeners run after the commit; their errors are logged
+        return judged
+
+    def _settle(
+        self,
+        conv: Conversation,
+        plan: Plan,
+        role: str,
+        model: str,
+        reply: Mapping[str, Any] | None,
+        tools: Sequence[Mapping[str, Any]],
+        usage: Usage | None,
+        latency: float,
+        retries: int,
+    ) -> Judged | None:
         if conv.version != plan.version:
             raise Conflict(
                 f"the conversation moved from version {plan.version} to {conv.version} while this call ran; "
@@ -415,13 +474,18 @@ class TurnCore:
             raise ValueError(f"retries must be a count (an int >= 0), got {retries!r}")
         if not (isinstance(latency, int | float) and 0 <= latency < math.inf):
             raise ValueError(f"latency must be seconds (a finite number >= 0), got {latency!r}")
-        usage = usage or Usage()
+        usage = Usage.of(None) if usage is None else usage  # not given: unknown tokens, never 0 (priced as unknown)
         ledger = conv.ledger.add(role, model, usage, retries=retries, latency=latency, side=plan.side)
         if plan.side:
             conv.ledger, conv.version = ledger, conv.version + 1
             return None
+        if reply is None:
+            raise RunError(f"the {role} model {model} returned no assistant message to record")
         if not isinstance(reply, Mapping):
-            raise RunError(f"the {role} model {model} returned no assistant message to record (got {type(reply)})")
+            raise TypeError(
+                f"reply must be a dict (an OpenAI-shaped assistant message), got {type(reply).__name__}: "
+                "an SDK's message object is passed as its .model_dump()"
+            )
         event, reason, evidence = plan.verdict.event, plan.verdict.reason, plan.verdict.evidence
         session = conv.session
         # Everything that can fail is done before the machine moves: validation, then the event.
@@ -455,8 +519,6 @@ class TurnCore:
             self._moved(conv, record, failed)
         conv.pending, conv.ledger, conv.version = opened, ledger, conv.version + 1
         conv.note = None  # delivered with this call (planned into plan.note)
-        if judged is not None:
-            session.notify(judged.transition)  # listeners run after the commit; their errors are logged
         return judged
 
     def fire(
