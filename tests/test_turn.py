@@ -435,7 +435,8 @@ def test_a_call_settled_without_usage_has_unknown_tokens() -> None:
     judged = core.settle(conv, plan, role=plan.role, model="gpt-4o", reply={"role": "assistant", "content": "ok"})
     assert judged is not None
     assert judged.record("a")["unreported"] == 1
-    assert sum(r.usage.unreported for r in conv.ledger.rows) == 2 and conv.ledger.calls == 2
+    assert sum(r.usage.unreported for r in conv.ledger.rows) == 2
+    assert conv.ledger.calls == 2
 
 
 def test_threads_settling_one_conversation_lose_no_call() -> None:
