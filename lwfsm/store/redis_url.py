@@ -89,6 +89,11 @@ def parse(url: str, shown: str) -> RedisTarget:
     if "wait_timeout_ms" in query and not wait:
         raise _fail(shown, "wait_timeout_ms without wait=N: say how many replicas a write must reach (wait=1)")
     if scheme in ("redis", "rediss"):
+        if parts.path not in ("", "/") and not (parts.path[1:].isdigit() and parts.path[1:].isascii()):
+            # redis-py reads a database it cannot parse as database 0, silently
+            raise _fail(
+                shown, f"the database is a number after the host: {parts.path!r} is not one ({scheme}://host:6379/0)"
+            )
         rest = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True) if k not in OURS]
         plain = urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(rest)))
         password = urllib.parse.unquote(parts.password) if parts.password else None  # only to keep it out of errors
