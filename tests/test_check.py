@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from lwfsm import Spec, load_spec
-from lwfsm.check import Unsaturable, check, check_grid, saturation_bounds
+from lwfsm.check import TooLarge, Unsaturable, check, check_grid, saturation_bounds
 from lwfsm.cli import main
 
 from .conftest import SPECS
@@ -106,6 +106,46 @@ def test_unsound_saturation_is_refused_and_depth_explores_instead() -> None:
     report = check(s, depth=5)
     assert report.depth == 5
     assert report.ok
+
+
+HISTORY = """
+lwfsm: 1
+name: hist
+version: 1
+roles: {lead: {}, worker: {cheap: true}}
+counters: {h: {}}
+events: {ok: {}, bad: {}}
+states: {w: {role: worker}}
+initial: w
+transitions:
+  - {event: ok, source: w, updates: {h: h * 2}}
+  - {event: bad, source: w, updates: {h: h * 2 + 1}}
+judging: {on_success: ok, on_failure: bad}
+"""
+
+
+def test_a_depth_bounded_check_stops_at_the_configuration_limit(capsys: pytest.CaptureFixture[str]) -> None:
+    """A counter that keeps the whole history of events doubles the configurations at each level: --depth 40
+    took gigabytes, past --max-configurations, which the refusal itself suggests using."""
+    s = Spec.from_text(HISTORY)
+    assert check(s, depth=5).ok
+    with pytest.raises(TooLarge, match="within 40 events the search reached 1,000 configurations, the limit"):
+        check(s, depth=40, max_configurations=1000)
+
+
+def test_a_counter_past_64_bits_is_refused_and_the_session_unchanged() -> None:
+    """An update that squares a counter grew it without end: 28 events took a minute, and the session could
+    not be restored (its snapshot refuses a counter past 64 bits)."""
+    from lwfsm import Engine, TransitionNotAllowed
+
+    session = Engine(Spec.from_text(HISTORY.replace("h * 2 + 1", "h * h + 2"))).session()
+    for _ in range(6):
+        session.fire("bad")
+    before = session.snapshot()
+    with pytest.raises(TransitionNotAllowed, match="would take counter 'h' past 64 bits"):
+        session.fire("bad")
+    assert session.snapshot() == before
+    session.fire("ok")  # it goes on from where it was
 
 
 @pytest.mark.parametrize(

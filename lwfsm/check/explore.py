@@ -412,6 +412,13 @@ def check(spec: Spec, depth: int | None = None, max_configurations: int = MAX_CO
             if nxt not in parent:
                 if refusal is not None and cap is not None and len(parent) >= cap:
                     raise refusal
+                if depth is not None and len(parent) >= max_configurations:
+                    raise TooLarge(
+                        [
+                            f"within {depth} events the search reached {len(parent):,} configurations, the limit: "
+                            "lower --depth, or raise --max-configurations"
+                        ]
+                    )
                 parent[nxt] = (cfg, event)
                 level[nxt] = level[cfg] + 1
                 queue.append(nxt)

@@ -386,10 +386,21 @@ class Session:
                 raise TransitionNotAllowed(self._not_allowed(event, source), event=event, state=source)
             else:
                 fired = []
+                before = list(self._c)
                 if not ev.trigger(self, fired):
                     counters = ", ".join(f"{k}={v}" for k, v in self.counters.items())
                     raise TransitionNotAllowed(
                         f"event '{event}' in state '{source}' ({counters}): no guard of its transitions holds",
+                        event=event,
+                        state=source,
+                    )
+                if any(v.bit_length() > 63 for v in self._c):
+                    # a counter past 64 bits could not be restored, and its arithmetic grows without end
+                    big = next(n for n, v in zip(eng.counter_names, self._c, strict=False) if v.bit_length() > 63)
+                    self._c[:], self.state = before, source
+                    raise TransitionNotAllowed(
+                        f"event '{event}' in state '{source}' would take counter '{big}' past 64 bits: the spec's "
+                        "updates of it grow without bound",
                         event=event,
                         state=source,
                     )
