@@ -119,6 +119,27 @@ def test_trace_errors_exit_1_without_traceback(
     assert "Traceback" not in err
 
 
+def test_trace_alias_of_a_judging_event_the_spec_lacks_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A spec without judging: `fail` stands for the default `failure`, which it lacks. The message was
+    "unknown event 'failure' (did you mean 'fail'?)", and listed `fail` among the names to use."""
+    spec = tmp_path / "nojudge.yaml"
+    spec.write_text(
+        "lwfsm: 1\nname: nojudge\nversion: 1\nroles: {lead: {}, worker: {cheap: true}}\n"
+        "events: {ok: {}, bad: {}}\nstates: {w: {role: worker}, l: {role: lead}}\ninitial: w\ntransitions:\n"
+        "  - {event: bad, source: w, dest: l}\n  - {event: ok, source: [w, l], dest: w}\n  - {event: bad, source: l}\n"
+    )
+    assert main(["trace", str(spec), "--events", "fail"]) == 1
+    assert capsys.readouterr().err == (
+        "lwfsm trace: 'fail' in --events stands for the spec's judging.on_failure, 'failure', which spec 'nojudge' "
+        "does not have: set judging.on_failure, or name its own event (ok, bad)\n"
+    )
+    assert main(["trace", str(spec), "--events", "ok,bad,oops"]) == 1  # its own `ok`; no alias listed
+    assert "unknown event 'oops' in --events; spec 'nojudge' has: ok, bad\n" in capsys.readouterr().err
+    assert main(["trace", str(spec), "--events", "ok,bad"]) == 0
+
+
 def test_trace_disallowed_event_is_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     text = (INVALID / "_base.yaml.txt").read_text().replace('source: "*", reset', "source: working, reset")
     (tmp_path / "s.yaml").write_text(text)
@@ -134,7 +155,9 @@ def test_trace_disallowed_event_is_reported(tmp_path: Path, capsys: pytest.Captu
 def test_explain(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["explain", DEFAULT, "--set", "lead_turns=0"]) == 0
     out = capsys.readouterr().out
-    assert "states (initial: worker)" in out
+    # the conditional start, with the choice these params take (it said only "initial: worker")
+    assert "states (initial: worker, of: worker when lead_turns == 0; else lead_initial)" in out
+    assert "reset           no           a new conversation" in out  # events that end no turn are said so
     assert "lead_turns         0      [0, 1000]" in out
     rows = {line.split()[0]: line.split() for line in out.splitlines() if line.strip()}
     assert rows["fallback"][1:] == ["lead", "failures", "=", "0,", "fallback_done", "=", "0"]
@@ -154,10 +177,24 @@ def test_explain(capsys: pytest.CaptureFixture[str]) -> None:
 def test_explain_marks_window_counters(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["explain", "window"]) == 0
     counters = capsys.readouterr().out.split("\ncounters\n")[1].split("\n\n")[0].splitlines()
-    assert counters[0].split() == ["name", "kind", "initial", "description"]
+    assert counters[0].split() == ["name", "kind", "initial", "starts", "at", "description"]
     rows = {line.split()[0]: line.split()[1:4] for line in counters[2:]}
     assert rows["recent"] == ["window", "of", "5"]
     assert rows["lead_done"][0] == "integer"
+
+
+def test_explain_says_where_counters_start(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The initial state's on_enter runs as a session starts: explain said `initial 5` for a counter
+    every session starts at 0."""
+    text = (ROOT / "specs/lead_worker.yaml").read_text()
+    (tmp_path / "s.yaml").write_text(
+        text.replace("  lead_initial: {role: lead,", "  lead_initial: {on_enter: {failures: 0}, role: lead,").replace(
+            "failures: {description:", "failures: {initial: 5, description:"
+        )
+    )
+    assert main(["explain", str(tmp_path / "s.yaml")]) == 0
+    counters = capsys.readouterr().out.split("\ncounters\n")[1].split("\n\n")[0].splitlines()
+    assert counters[3].split()[:4] == ["failures", "integer", "5", "0"]
 
 
 def test_schema_is_json_schema(capsys: pytest.CaptureFixture[str]) -> None:

@@ -23,6 +23,8 @@ def test_shipped_spec_loads_round_trips_and_matches_schema(path: Path) -> None:
     spec = load_spec(path)
     assert spec.name == path.stem
     assert Spec.from_dict(spec.model_dump()) == spec
+    with pytest.raises(SpecError, match=r"^<dict>: a spec must be a mapping of keys \(lwfsm, name, ...\), got null$"):
+        Spec.from_dict(None)  # type: ignore[arg-type]  # (an empty message, and no issue)
     assert Spec.from_dict(json.loads(spec.model_dump_json())).hash == spec.hash
     schema = json.loads((path.parent.parent / "lwfsm" / "spec" / "schema.json").read_text())
     jsonschema.validate(yaml.safe_load(path.read_text()), schema)

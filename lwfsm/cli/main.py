@@ -113,13 +113,23 @@ def cmd_trace(args: argparse.Namespace) -> int:
     if "" in names:  # `ok,,fail`: a turn left out would shift every role after it
         raise _Usage(f"--events {args.events!r}: event {names.index('') + 1} is empty")
     aliases = dict(zip(ALIASES, spec.judging.events, strict=True))
-    events = [e if e in spec.events else aliases.get(e, e) for e in names]
-    for event in events:
-        if event not in spec.events:
+    usable = [a for a, e in aliases.items() if e in spec.events]  # a spec without judging: its defaults may be none
+    for name in names:
+        event = name if name in spec.events else aliases.get(name, name)
+        if event in spec.events:
+            continue
+        if name in aliases:
+            key = ("on_success", "on_failure")[list(aliases).index(name)]
             raise _Usage(
-                f"unknown event '{event}' in --events{did_you_mean(event, [*spec.events, *ALIASES])}; "
-                f"spec '{spec.name}' has: {', '.join(spec.events)} (and the aliases ok, fail)"
+                f"'{name}' in --events stands for the spec's judging.{key}, '{event}', which spec '{spec.name}' "
+                f"does not have: set judging.{key}, or name its own event ({', '.join(spec.events)})"
             )
+        also = f" (and the aliases {', '.join(usable)})" if usable else ""
+        raise _Usage(
+            f"unknown event '{name}' in --events{did_you_mean(name, [*spec.events, *usable])}; "
+            f"spec '{spec.name}' has: {', '.join(spec.events)}{also}"
+        )
+    events = [e if e in spec.events else aliases[e] for e in names]
     rows: list[dict[str, Any]] = []
     refused = None
     for i, event in enumerate(events, 1):
@@ -181,15 +191,27 @@ def cmd_explain(args: argparse.Namespace) -> int:
             "\ncounters\n"
             + _table(
                 # A window is bits, not a number: its initial 0 and a guard's ones(...) read otherwise.
+                # "starts at": after the initial state's on_enter, which a new session runs
                 [
-                    [n, f"window of {c.window}" if c.window else "integer", c.initial, c.description]
-                    for n, c in spec.counters.items()
+                    [n, f"window of {c.window}" if c.window else "integer", c.initial, str(v), c.description]
+                    for (n, c), v in zip(spec.counters.items(), engine.session().values, strict=False)
                 ],
-                ["name", "kind", "initial", "description"],
+                ["name", "kind", "initial", "starts at", "description"],
             )
         )
     print(
-        f"\nstates (initial: {engine.initial_state})\n"
+        "\nevents\n"
+        + _table(
+            [[n, "yes" if e.turn else "no", e.description] for n, e in spec.events.items()],
+            ["event", "ends a turn", "description"],
+        )
+    )
+    starts = engine.initial_state
+    if len(spec.initial) > 1:  # the first choice whose condition holds: say them all, and the one taken now
+        rules = "; ".join(f"{c.state} when {c.when}" if c.when else f"else {c.state}" for c in spec.initial)
+        starts = f"{starts}, of: {rules}"
+    print(
+        f"\nstates (initial: {starts})\n"
         + _table(
             [
                 [n, s.role, ", ".join(f"{k} = {v}" for k, v in s.on_enter.items()), ", ".join(s.ignore)]

@@ -45,9 +45,10 @@ def build(
         return SpecIssue(source, *place, path_text(loc), msg)
 
     spec: Spec | None = None
-    if data is not None and not isinstance(data, dict):
-        issues.append(at((), f"a spec must be a mapping of keys (lwfsm, name, ...), got {_kind(data)}"))
-    elif data is not None:
+    if not isinstance(data, dict):
+        if data is not None or not issues:  # (an empty file's reader said so already)
+            issues.append(at((), f"a spec must be a mapping of keys (lwfsm, name, ...), got {_kind(data)}"))
+    else:
         states = data.get("states")
         dedented: set[Loc] = set()
         if isinstance(states, dict):
