@@ -254,6 +254,17 @@ def test_the_key_is_read_from_the_named_variable_and_never_shown(server: Server)
     assert "sk-test" not in repr(b)
     with pytest.raises(ConfigError, match="MISSING_KEY is not set: it should hold the API key for openai/x"):
         RoleBinding("openai/x", api_key_env="MISSING_KEY").call_kwargs({})
+    # an adapter whose worker's key variable is unset is refused when built (it failed at turn 4, the
+    # worker's first call, in the middle of a conversation)
+    models = {
+        "lead": {"model": "openai/x", "api_base": server.base},
+        "worker": {"model": "openai/y", "api_key_env": "WORKER_KEY"},
+    }
+    with pytest.raises(
+        ConfigError,
+        match=r"^WORKER_KEY \(the key of the worker model openai/y\) not set: set it, or leave api_key_env out",
+    ):
+        Adapter(SPEC, models, env={})
 
 
 # --- judging ------------------------------------------------------------------------------

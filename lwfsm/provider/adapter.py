@@ -39,7 +39,7 @@ from ..errors import (
 from ..spec import Spec, load_spec
 from ..store import Store, open_store
 from ..turn import ConversationState, Detector, Judged, Plan, TurnCore, Usage, params
-from ..turn.bindings import RoleBinding, bindings, params_from_env
+from ..turn.bindings import RoleBinding, bindings, check_keys, params_from_env
 from ..turn.core import append_record
 from ..turn.loop import ATTEMPTS, Committed, Gate, Loop, Turn, ordered
 from ..turn.stream import OpenAIStream
@@ -262,6 +262,8 @@ class Adapter:
         self.core = TurnCore(engine, detectors=detectors, turn_unit=turn_unit, agent=agent)
         self.engine, self.spec = engine, engine.spec
         self.bindings = bindings(self.spec, models, env)
+        if not model_groups:  # a key variable not set is found now, not at the role's first call
+            check_keys(self.bindings, env, "leave api_key_env out of the role's binding for a server that needs no key")
         for role, binding in self.bindings.items():  # now, not as LiteLLM's error at the role's first call
             if not model_groups and (why := unknown_provider(binding.model)):
                 raise ConfigError(

@@ -86,7 +86,11 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def check_keys(roles: Mapping[str, RoleBinding], env: Mapping[str, str]) -> None:
+def check_keys(
+    roles: Mapping[str, RoleBinding],
+    env: Mapping[str, str],
+    unset: str = "unset LWFSM_<ROLE>_API_KEY_ENV for a server that needs no key (a local one)",
+) -> None:
     """Every key variable a binding names is set: a missing key is found at start-up, not at a role's first
     call. (A binding that names none calls without a key: a local server, or a provider's own variable.)"""
     missing = [
@@ -95,10 +99,7 @@ def check_keys(roles: Mapping[str, RoleBinding], env: Mapping[str, str]) -> None
         if b.api_key_env and not env.get(b.api_key_env)
     ]
     if missing:
-        raise ConfigError(
-            f"{', '.join(missing)} not set: set it, or unset LWFSM_<ROLE>_API_KEY_ENV for a server that "
-            "needs no key (a local one)"
-        )
+        raise ConfigError(f"{', '.join(missing)} not set: set it, or {unset}")
 
 
 GOOSE_MODELS = {
