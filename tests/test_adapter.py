@@ -16,7 +16,7 @@ import litellm  # noqa: E402
 import litellm.exceptions as llm_errors  # noqa: E402
 
 from lwfsm import ConfigError  # noqa: E402
-from lwfsm.errors import AllAttemptsFailed, AuthError, BadRequestError, SessionBusy  # noqa: E402
+from lwfsm.errors import AllAttemptsFailed, AuthError, BadRequestError, RunError, SessionBusy, TransitionNotAllowed  # noqa: E402
 from lwfsm.provider.adapter import EXCEPTIONS, Adapter, AgentSession, classify, retry_after  # noqa: E402
 from lwfsm.turn.bindings import RoleBinding, bindings, params_from_env  # noqa: E402
 from lwfsm.turn.judge import malformed_tool_calls, unparsable_code  # noqa: E402
@@ -1052,3 +1052,36 @@ def test_a_sync_call_on_the_event_loops_thread_during_an_async_call_is_refused_n
     assert said == [said[0]]
     assert "session" in said[0]
     assert s.conversation.pending is not None  # the async call was recorded
+
+
+def test_an_event_fired_by_hand_goes_through_the_store(server: Server, tmp_path: Path) -> None:
+    """AgentSession had no fire: `chat.machine.fire("force_lead")` changed only the session in memory,
+    and the next load (a restart, another process) served the worker again."""
+
+    def bind(model: str) -> RoleBinding:
+        return RoleBinding(f"openai/{model}", api_base=server.base, api_key_env="TEST_KEY")
+
+    models = {"lead": bind("big"), "worker": bind("small")}
+    store = f"sqlite:///{tmp_path}/s.db"
+    env = {**ENV, "LWFSM_PARAM_LEAD_TURNS": "1"}
+    budget = ROOT / "specs" / "budget.yaml"
+    a = Adapter(budget, models, store=store, env=env, log_dir=tmp_path / "logs", backoff=0.0)
+    with pytest.raises(RunError, match="session 'F' has no call yet: fire 'force_lead' once"):
+        a.session("F").fire("force_lead")
+    chat = a.session("F")
+    assert talk(chat, 2) == ["big", "small"]
+    with pytest.raises(TransitionNotAllowed, match=r"unknown event 'force_laed' \(did you mean 'force_lead'\?\)"):
+        chat.fire("force_laed")
+    record = chat.fire("force_lead", "the user asked", note="Look at the parser first.")
+    assert (record.source, record.dest) == ("worker", "forced")
+    assert chat.role == "lead"
+    again = Adapter(budget, models, store=store, env=env, log_dir=tmp_path / "logs").session("F")
+    assert again.role == "lead"  # stored: another process sees it
+    assert "Look at the parser first." in (again.conversation.note or "")
+    with pytest.raises(ConfigError, match=r"'reset' resets the conversation, whose trace file \(F.jsonl\) goes on"):
+        chat.fire("reset")
+    # a turn event closes the open turn: a trace line with no kind, as the gateway's control API writes
+    chat.fire("turn_completed")
+    lines = [json.loads(x) for x in (tmp_path / "logs" / "F.jsonl").read_text().splitlines()]
+    assert [(r["turn"], r["kind"]) for r in lines] == [(1, "ok"), (2, None)]
+    assert a.session("F").machine.turn == 2

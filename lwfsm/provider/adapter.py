@@ -25,14 +25,16 @@ from pathlib import Path
 from typing import Any
 
 from ..cost.pricing import PriceMap
-from ..engine import Engine
+from ..engine import Engine, TransitionRecord
 from ..errors import (
     AllAttemptsFailed,
     AuthError,
     BadRequestError,
     ConfigError,
     ProviderError,
+    RunError,
     SessionBusy,
+    TransitionNotAllowed,
     causes,
     did_you_mean,
 )
@@ -601,6 +603,54 @@ class AgentSession:
             self._idle()
             with self._order:
                 self._closed(self.loop.update(self.name, lambda stored: stored.conv.core.close(stored.conv, messages)))
+
+    def fire(self, event: str, reason: str | None = None, note: str | None = None) -> TransitionRecord:
+        """Fire a spec's event by hand (`force_lead`, a user's own button), through the store as a call's
+        commit is: a turn event closes the open turn (its trace line has no kind), a non-turn event leaves
+        it open. `note` goes to the next call's model with the spec's handoff. Returns what it did."""
+        with self._lock:
+            self._idle()
+            with self._order:
+                return self._fired(event, self.loop.update(self.name, self._firing(event, reason, note)))
+
+    async def afire(self, event: str, reason: str | None = None, note: str | None = None) -> TransitionRecord:
+        async with self._lock:
+            self._idle()
+            async with self._order:
+                return self._fired(event, await self.loop.aupdate(self.name, self._firing(event, reason, note)))
+
+    def _firing(self, event: str, reason: str | None, note: str | None) -> Callable[[Any], Any]:
+        spec = self.core.spec
+        if event not in spec.events:
+            raise TransitionNotAllowed(
+                f"unknown event {event!r}{did_you_mean(event, spec.events)}; spec '{spec.name}' has: "
+                f"{', '.join(spec.events)}",
+                event=event,
+                state=self.role,
+            )
+        if self._log is not None and any(t.reset and event in t.events for t in spec.transitions):
+            # its turns would count from 1 again in this session's trace file, which report then refuses
+            raise ConfigError(
+                f"{event!r} resets the conversation, whose trace file ({self._log.name}) goes on: start a new "
+                "conversation instead, adapter.session(another_name)"
+            )
+
+        def change(stored: Any) -> tuple[TransitionRecord, Judged | None]:
+            conv = stored.conv
+            pending = conv.pending if spec.events[event].turn else None
+            record = conv.core.fire(conv, event, reason, note)
+            return record, Judged(pending, event, reason, record, spec=conv.core.hash) if pending else None
+
+        return change
+
+    def _fired(self, event: str, done: tuple[tuple[TransitionRecord, Judged | None] | None, Any]) -> TransitionRecord:
+        fired, stored = done
+        if fired is None:  # a store without this conversation yet
+            raise RunError(f"session {self.name!r} has no call yet: fire {event!r} once the conversation has begun")
+        self.conversation = stored.conv
+        record, judged = fired
+        self._write(judged)
+        return record
 
     def _closed(self, done: tuple[Judged | None, Any]) -> None:
         judged, stored = done
