@@ -1085,3 +1085,7 @@ def test_an_event_fired_by_hand_goes_through_the_store(server: Server, tmp_path:
     lines = [json.loads(x) for x in (tmp_path / "logs" / "F.jsonl").read_text().splitlines()]
     assert [(r["turn"], r["kind"]) for r in lines] == [(1, "ok"), (2, None)]
     assert a.session("F").machine.turn == 2
+    other = a.session("G")
+    talk(other, 2)
+    assert asyncio.run(other.afire("force_lead")).dest == "forced"  # async alike
+    assert a.session("G").role == "lead"
