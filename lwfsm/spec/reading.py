@@ -117,7 +117,17 @@ def read_yaml(text: str, source: str) -> tuple[Any, dict[Loc, tuple[int, int, in
         where: tuple[int | None, int | None] = (mark.line + 1, mark.column + 1) if mark else (None, None)
         problem = getattr(exc, "problem", None) or str(exc)
         ctx, ctx_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
-        if mark and problem.startswith("expected <block end>") and ctx_mark:
+        lines = text.splitlines() if mark else []
+        here = lines[mark.line] if mark and mark.line < len(lines) else ""
+        mid_line = mark is not None and here[: mark.column].strip() != ""  # a token after others on its line
+        if mark and problem.startswith("expected <block end>") and ctx_mark and mid_line:
+            found = here[mark.column : mark.column + 1]
+            problem = (
+                f"a '{found}' that closes nothing open: remove it, or open what it closes"
+                if found in "}]"
+                else f"{problem.partition('but ')[2] or problem} after the end of this line's value: remove it"
+            )
+        elif mark and problem.startswith("expected <block end>") and ctx_mark:
             # PyYAML's words for a line indented unlike its neighbours: say it in the author's terms.
             problem = _misindented(text, mark.line, mark.column + 1)
         elif mark and problem.startswith("mapping values are not allowed") and (deeper := _deeper(text, mark.line)):
