@@ -129,6 +129,8 @@ def parse(text: str, names: Mapping[str, str], want: Kind) -> Expr:
             if isinstance(node.value, bool):
                 return "bool"
             if isinstance(node.value, int):
+                if node.value.bit_length() > 63:  # counters are 64-bit (the engine refuses more)
+                    raise fail(node, "an integer past 64 bits is not usable here")
                 return "int"
             raise fail(node, f"{_describe(node)} is not allowed (allowed: {ALLOWED})")
         if isinstance(node, ast.Name):

@@ -67,12 +67,16 @@ class Role(_Model):
     cheap: bool = Field(False, description="`lwfsm check` reports states from which no cheap role can serve again")
 
 
+# The one rule for a spec's integers: 64 bits, as counters (a larger --set was refused, a larger max not).
+Int64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
+
+
 class Param(_Model):
     """A tunable integer, fixed when the spec is loaded."""
 
-    default: int
-    min: int | None = None
-    max: int | None = None
+    default: Int64
+    min: Int64 | None = None
+    max: Int64 | None = None
     description: str = ""
 
     @property
@@ -231,7 +235,7 @@ class Spec(_Model):
 
     lwfsm: Literal[1] = Field(description="spec language version")
     name: str
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=2**63 - 1)
     description: str = ""
     roles: dict[str, Annotated[Role, BeforeValidator(_none_as_empty, json_schema_input_type=Role | None)]]
     params: dict[str, Param] = Field(default_factory=dict)

@@ -111,6 +111,8 @@ def _kind(v: Any) -> str:
     if isinstance(v, bool) or v is None:
         return yaml_kind(v)
     names = {dict: "a mapping", list: "a list", str: "text", int: "an integer", float: "a decimal number"}
+    if isinstance(v, int) and v.bit_length() > 63:  # (past 4300 digits it has no repr at all)
+        return f"an integer of {len(str(abs(v))) if v.bit_length() < 14000 else 'over 4300'} digits"
     return f"{names.get(type(v), type(v).__name__)} {v!r}" if not isinstance(v, (dict, list)) else names[type(v)]
 
 
@@ -261,7 +263,13 @@ def _meaning(spec: Spec) -> list[tuple[Loc, str, int]]:
 
     for name, c in counters.items():
         if c.window is None:
-            expr(("counters", name, "initial"), c.initial, "int", params_only=True)
+            if expr(("counters", name, "initial"), c.initial, "int", params_only=True) is not None:
+                try:
+                    start = spec.compile(c.initial)([])
+                except ZeroDivisionError:
+                    continue  # (a division by a param below 1: said by division_issues)
+                if start.bit_length() > 63:  # a session could never be stored (the engine refuses more)
+                    add((("counters", name, "initial"), "the initial value is past 64 bits", 0))
         else:
             window_value(("counters", name, "initial"), name, c.initial)
 
