@@ -73,7 +73,10 @@ class TraceRecord(_Record):
     role: str = Field(min_length=1, description="role that served the turn (lead, worker, ...)")
     model: str = Field(min_length=1, description="model that served the turn, as LiteLLM names it")
     outcome: str = Field(min_length=1, description="event the verdict fired: turn_completed or failure")
-    reason: str | None = Field(default=None, description="why the turn failed (failures only)")
+    reason: str | None = Field(
+        default=None,
+        description="why the turn failed (failures only); its 'at message N' counts from 1, evidence.message from 0",
+    )
     kind: str | None = Field(
         default=None,
         description="what the judge saw: ok, task_failure, environment, user_correction, rejected "
@@ -442,6 +445,16 @@ def _checked(
                     f"{source}:{number}: turn: session '{name}' goes from turn {prev[0]} ({at}) to turn "
                     f"{rec.turn}; turns of a conversation must increase"
                 ]
+            )
+        elif prev is not None and rec.turn > prev[0] + 1:  # a line lost (a write that failed): the figures lack it
+            logger.warning(
+                "%s:%d: session '%s' goes from turn %d to turn %d: %d turn(s) missing from the trace",
+                source,
+                number,
+                name,
+                prev[0],
+                rec.turn,
+                rec.turn - prev[0] - 1,
             )
         cached = rec.cache_read_tokens + rec.cache_write_tokens
         if cached > rec.prompt_tokens and not rec.unreported:  # no input count given: unknown, not 0 exceeded
