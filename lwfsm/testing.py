@@ -8,6 +8,7 @@ reference model you write plainly:
     class Reference:                      # your reading of the rules, in plain Python
         def __init__(self, params): ...
         role: str                         # the role that serves the next turn
+        state: str                        # optional: the state it is in, compared too
         def fire(self, event): ...        # raise any exception where the event is not allowed
 
     TestMySpec = spec_machine("specs/mine.yaml", Reference).TestCase
@@ -101,8 +102,8 @@ def event_sequences(spec: Spec | str | Path, min_size: int = 0, max_size: int = 
 class SpecMachine(RuleBasedStateMachine):
     """Drives a session of `spec` and a `reference` side by side, comparing after every step.
 
-    Checked after every step: the session is in a declared state; it serves the role the
-    reference says; the spec's invariants hold; a reset gives the initial configuration; a twin
+    Checked after every step: the session is in a declared state (the reference's, if it keeps a
+    `state`); it serves the role the reference says; the spec's invariants hold; a reset gives the initial configuration; a twin
     session that is never snapshotted agrees with the one that is snapshotted and restored.
     Subclasses may add rules and invariants, and may override `observe` to track what was served.
     """
@@ -173,6 +174,16 @@ class SpecMachine(RuleBasedStateMachine):
             f"next turn served by {self.session.role} ({self.session.state}, {self.session.counters}) "
             f"but the reference says {self.model.role}"
         )
+
+    @invariant()
+    def in_the_state_the_reference_says(self) -> None:
+        """A reference that keeps a `state` too is held to it: two states of one role differ in what comes
+        next (recovery that never returns to worker serves the worker all the same)."""
+        expected = getattr(self.model, "state", None)
+        if expected is not None:
+            assert self.session.state == expected, (
+                f"in state {self.session.state} ({self.session.counters}) but the reference says {expected}"
+            )
 
     @invariant()
     def spec_invariants_hold(self) -> None:

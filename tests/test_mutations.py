@@ -151,3 +151,20 @@ def test_mutations_of_the_newer_specs_are_caught(name: str) -> None:
     spec = Spec.from_text(text.replace(old, new), source=f"mutant-{file}")
     assert not check(spec).ok, f"mutation '{name}' passed lwfsm check"
     assert caught_by_properties(spec, reference), f"mutation '{name}' passed the property tests"
+
+
+def test_a_reference_that_keeps_its_state_is_held_to_it() -> None:
+    """Recovery that never returns to worker serves the worker all the same, so a reference of roles alone
+    passes it; one that keeps its `state` catches it (the state was only checked to be a declared one)."""
+    stays = mutated(
+        "{event: turn_completed, source: recovery, dest: worker, updates: {failures: 0}}",
+        "{event: turn_completed, source: recovery, updates: {failures: 0}}",
+    )
+
+    class Stated(references.LeadWorker):
+        @property
+        def state(self) -> str:
+            return str(self.mode)
+
+    assert caught_by_properties(stays, Stated)
+    assert not caught_by_properties(Spec.from_text(DEFAULT), Stated)

@@ -234,7 +234,7 @@ class Spec(_Model):
     """A validated, frozen switching spec. Build it with load_spec / from_text / from_dict."""
 
     lwfsm: Literal[1] = Field(description="spec language version")
-    name: str
+    name: str = Field(min_length=1)
     version: int = Field(ge=1, le=2**63 - 1)
     description: str = ""
     roles: dict[str, Annotated[Role, BeforeValidator(_none_as_empty, json_schema_input_type=Role | None)]]

@@ -146,6 +146,8 @@ def _shape_message(err: Any) -> str:
         return f"expected a state name, '*' or a list of state names, got {_kind(err['input'])}"
     if kind in _SIMPLE:
         return f"expected {_SIMPLE[kind]}, got {_kind(err['input'])}"
+    if kind == "string_too_short":
+        return "expected text, got none (an empty name)"
     if kind == "literal_error":
         return f"expected {err['ctx']['expected']}, got {_kind(err['input'])}"
     bounds = {"less_than_equal": ("at most", "le"), "greater_than_equal": ("at least", "ge"),
@@ -445,6 +447,14 @@ def _meaning(spec: Spec) -> list[tuple[Loc, str, int]]:
         for role, off in ((a, -1), (b, 0)):
             if role not in spec.roles:
                 add((("judging", "technical_fallback", a), known("role", role, spec.roles), off))
+        if a == b:
+            add(
+                (
+                    ("judging", "technical_fallback", a),
+                    f"role '{a}' falls back to itself: name another role, or leave '{a}' out (it gets its own retries)",
+                    0,
+                )
+            )
 
     _handoffs(spec, add, known)
 
