@@ -103,8 +103,9 @@ class SpecMachine(RuleBasedStateMachine):
     """Drives a session of `spec` and a `reference` side by side, comparing after every step.
 
     Checked after every step: the session is in a declared state (the reference's, if it keeps a
-    `state`); it serves the role the reference says; the spec's invariants hold; a reset gives the initial configuration; a twin
-    session that is never snapshotted agrees with the one that is snapshotted and restored.
+    `state`); it serves the role the reference says; the spec's invariants hold; a reset gives the
+    initial configuration; a twin session that is never snapshotted agrees with the one that is
+    snapshotted and restored.
     Subclasses may add rules and invariants, and may override `observe` to track what was served.
     """
 
