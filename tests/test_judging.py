@@ -331,6 +331,24 @@ def test_a_refusal_before_claude_codes_placeholder_is_the_replys_outcome() -> No
     assert core.verdict(conv, chat([task, after[1], {"role": "user", "content": "go on"}])).kind == "ok"
 
 
+@pytest.mark.parametrize(
+    "said",
+    [
+        "Claude requested permissions to write to /tmp/w/NOTES.md, but you haven't granted it yet.",
+        "This command requires approval",
+        "Permission to use Bash with command git push origin main has been denied.",
+        "rm in '/var/tmp/x' was blocked. For security, Claude Code may only remove files from the allowed "
+        "working directories for this session: '/tmp/w'.",
+        "Write to /var/tmp/x needs approval. The path is outside the working directories for this session.",
+    ],
+)
+def test_claude_codes_permission_layer_declining_a_call_is_a_rejection(said: str) -> None:
+    # Claude Code's own words when the person's permission settings (or -p mode) decline a call, flagged
+    # is_error: a rejection, as the corpus labels them; they were read as the tool failing (4 of 5)
+    refused = {**result(said), "is_error": True}
+    assert verdict(bash("curl -sI https://pypi.org/simple/tabulate/"), refused)[:2] == ("failure", "rejected")
+
+
 def test_corrections_and_rejections_are_their_own_kinds() -> None:
     said = {"role": "assistant", "content": "Done: the header parser handles tabs now."}
     event, kind, evidence = verdict(said, {"role": "user", "content": "No, it still fails on tabs."})

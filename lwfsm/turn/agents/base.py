@@ -1104,7 +1104,10 @@ def first_match(pattern: re.Pattern[str] | Gated, text: str) -> tuple[int, str] 
 # Words every match of a pattern contains: a plain substring test (fast) before the regex (slow).
 _STATUS_HINTS = ("xit code", "xit status", "exited with code", "returncode")
 _TIMEOUT_HINTS = ("imed out", "imeout", "no new output")
-_REJECT_HINTS = ("want to proceed", "ejected", "eclined", "enied", "nterrupted by user", "granted", "turn_aborted")
+_REJECT_HINTS = (
+    "want to proceed", "ejected", "eclined", "enied", "nterrupted by user", "granted", "turn_aborted", "approval",
+    "was blocked",
+)  # fmt: skip
 
 
 def _hinted(pattern: re.Pattern[str], text: str, hints: tuple[str, ...]) -> re.Match[str] | None:
@@ -1132,8 +1135,12 @@ class Reader:
         r"[Uu]ser (declined|denied)|\[Request interrupted by user( for tool use)?\]|^Interrupted by user: |"
         # Claude Code's auto mode: a classifier answering for the person (the person's own rules, applied)
         r"^Permission for this action was denied by the Claude Code auto mode classifier\b|"
-        r"requested permissions? to use .*"
-        r"(haven't|have not) granted)",
+        # Claude Code's permission layer answering for the person (their settings, or -p mode): to use a tool,
+        # to write or read a path, a command its rules do not allow, a removal outside the working directories
+        r"requested permissions? to \w+\b.*(haven't|have not) granted|"
+        r"^Permission to use \w+ (?:with command .*)?has been denied\b|^This command (?:requires|needs) approval\b|"
+        r"^[^\n]{1,300}? needs approval\. The path is (?:inside|outside) the working directories\b|"
+        r"^\w+ in '[^'\n]*' was blocked\. For security, Claude Code may only)",
     )
     # A human saying the last step was wrong, at the start of the message (not anywhere in it).
     CORRECTION = re.compile(
