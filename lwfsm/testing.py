@@ -8,7 +8,7 @@ reference model you write plainly:
     class Reference:                      # your reading of the rules, in plain Python
         def __init__(self, params): ...
         role: str                         # the role that serves the next turn
-        state: str                        # optional: the state it is in, compared too
+        state: str                        # optional, with spec_machine(..., states=True): compared too
         def fire(self, event): ...        # raise any exception where the event is not allowed
 
     TestMySpec = spec_machine("specs/mine.yaml", Reference).TestCase
@@ -102,8 +102,8 @@ def event_sequences(spec: Spec | str | Path, min_size: int = 0, max_size: int = 
 class SpecMachine(RuleBasedStateMachine):
     """Drives a session of `spec` and a `reference` side by side, comparing after every step.
 
-    Checked after every step: the session is in a declared state (the reference's, if it keeps a
-    `state`); it serves the role the reference says; the spec's invariants hold; a reset gives the
+    Checked after every step: the session is in a declared state (the reference's `state`, with
+    `states`); it serves the role the reference says; the spec's invariants hold; a reset gives the
     initial configuration; a twin session that is never snapshotted agrees with the one that is
     snapshotted and restored.
     Subclasses may add rules and invariants, and may override `observe` to track what was served.
@@ -112,6 +112,7 @@ class SpecMachine(RuleBasedStateMachine):
     spec: ClassVar[Spec]
     reference: ClassVar[Callable[[dict[str, int]], Reference]]
     up_to: ClassVar[int] = 6
+    states: ClassVar[bool] = False  # the reference's `state` names the spec's state too: compared
 
     engine: Engine
     session: Session
@@ -178,12 +179,12 @@ class SpecMachine(RuleBasedStateMachine):
 
     @invariant()
     def in_the_state_the_reference_says(self) -> None:
-        """A reference that keeps a `state` too is held to it: two states of one role differ in what comes
-        next (recovery that never returns to worker serves the worker all the same)."""
-        expected = getattr(self.model, "state", None)
-        if expected is not None:
+        """With `states`, the reference's `state` too: two states of one role differ in what comes next
+        (recovery that never returns to worker serves the worker all the same)."""
+        if self.states:
+            expected = getattr(self.model, "state", None)
             assert self.session.state == expected, (
-                f"in state {self.session.state} ({self.session.counters}) but the reference says {expected}"
+                f"in state {self.session.state} ({self.session.counters}) but the reference says {expected!r}"
             )
 
     @invariant()
@@ -206,13 +207,15 @@ def spec_machine(
     up_to: int = 6,
     name: str | None = None,
     settings: settings | None = None,
+    states: bool = False,
 ) -> type[SpecMachine]:
     """A SpecMachine subclass for `spec`; use its `.TestCase` as a test class.
 
     `settings` (a hypothesis `settings`) is the test case's; by default it follows the loaded profile.
+    `states=True`: the reference's `state` is the spec's state name, compared after every step too.
     """
     spec = _spec(spec)
-    attrs: dict[str, Any] = {"spec": spec, "reference": staticmethod(reference), "up_to": up_to}
+    attrs: dict[str, Any] = {"spec": spec, "reference": staticmethod(reference), "up_to": up_to, "states": states}
     machine: type[SpecMachine] = type(name or f"{spec.name.title().replace('_', '')}Machine", (SpecMachine,), attrs)
     if settings is not None:
         machine.TestCase.settings = settings

@@ -148,6 +148,22 @@ def test_a_counter_past_64_bits_is_refused_and_the_session_unchanged() -> None:
     session.fire("ok")  # it goes on from where it was
 
 
+def test_a_counter_starting_past_64_bits_is_refused_with_its_params() -> None:
+    """Validation reads a counter's start with the default params only: --set p=4000000000 gave a session
+    past 64 bits (its snapshot unrestorable), and the initial state's on_enter was not read at all."""
+    from lwfsm import Engine, SpecError
+
+    text = HISTORY.replace("counters: {h: {}}", "params: {p: {default: 10, min: 0}}\ncounters: {h: {initial: p * p}}")
+    assert Engine(Spec.from_text(text)).session().counters == {"h": 100}
+    with pytest.raises(SpecError, match=r"counters.h: starts past 64 bits with params p=4000000000"):
+        Engine(Spec.from_text(text).with_params({"p": 4_000_000_000}))
+    entered = text.replace("initial: p * p}", "}").replace(
+        "states: {w: {role: worker}}", "states: {w: {role: worker, on_enter: {h: p * p * p}}}"
+    )
+    with pytest.raises(SpecError, match="counters.h: starts past 64 bits"):
+        Engine(Spec.from_text(entered).with_params({"p": 3_000_000}))
+
+
 @pytest.mark.parametrize(
     ("old", "new", "reason"),
     [

@@ -197,6 +197,51 @@ def test_explain_says_where_counters_start(tmp_path: Path, capsys: pytest.Captur
     assert counters[3].split()[:4] == ["failures", "integer", "5", "0"]
 
 
+NOTED = """lwfsm: 1
+name: enter
+version: 1
+roles: {lead: {}, worker: {cheap: true}}
+counters: {n: {initial: 5}, m: {initial: 2}}
+events: {ok: {}, bad: {}}
+states:
+  w: {role: worker, on_enter: {n: 0, m: m + 1}}
+  l: {role: lead}
+initial: w
+transitions:
+  - {event: bad, source: w, dest: l}
+  - {event: ok, source: w}
+  - {event: ok, source: l, dest: w, updates: {n: 3, m: 7}}
+  - {event: bad, source: l}
+judging: {on_success: ok, on_failure: bad, technical_fallback: {worker: worker}}
+"""
+
+
+def test_validate_notes_what_does_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Values the entered state's on_enter sets again without reading them (on_enter runs after the updates,
+    and as a session starts) and a role falling back to itself do nothing: said, and still loaded (a spec
+    that has them runs as it did). `m`, which on_enter reads, is no note."""
+    (tmp_path / "s.yaml").write_text(NOTED)
+    assert main(["validate", str(tmp_path / "s.yaml")]) == 0
+    notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("  note: ")]
+    assert [n.split(": ", 3)[2:] for n in notes] == [
+        [
+            "transitions[2].updates.n",
+            "this update of 'n' never shows: state 'w' sets it on entering (n = 0), after the transition's updates",
+        ],
+        [
+            "counters.n.initial",
+            "this initial value of 'n' never shows: the initial state 'w' sets it on entering (n = 0)",
+        ],
+        [
+            "judging.technical_fallback.worker",
+            "role 'worker' falls back to itself, which changes nothing: name another role, or leave it out",
+        ],
+    ]
+    assert all(n.startswith(f"  note: {tmp_path / 's.yaml'}:") for n in notes)  # located
+    assert main(["validate", DEFAULT]) == 0
+    assert "note" not in capsys.readouterr().out
+
+
 def test_schema_is_json_schema(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["schema"]) == 0
     schema = json.loads(capsys.readouterr().out)

@@ -776,6 +776,20 @@ BAD_REQUESTS = [
     ("/v1/responses", {"model": 5, "input": "hi"}, "'model' must be a string, got int"),
     ("/v1/responses", '{"model": "m", "input": [' + _DEEP + "]}", "nested too deeply"),
     ("/v1/messages", '{"model": "m", "max_tokens": 9, "messages": [' + _DEEP + "]}", "nested too deeply"),
+    # an Anthropic tool result in a Chat request: read as no failure (it was judged ok), then a 500
+    (
+        "/v1/chat/completions",
+        {
+            "model": "m",
+            "messages": [
+                {"role": "user", "content": "hi"},
+                {"role": "assistant", "content": "ok"},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "x", "content": "Exit code 1"}]},
+            ],
+        },
+        "messages[2] holds Anthropic tool blocks, which a Chat Completions request cannot hold: send Anthropic "
+        "Messages requests to /v1/messages",
+    ),
 ]
 
 

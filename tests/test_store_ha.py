@@ -59,7 +59,7 @@ def sentinel(tmp_path: Path) -> Iterator[SentinelSet]:
         ("redis://h:6379/0?wait_timeout_ms=50", "wait_timeout_ms without wait=N: say how many replicas"),
         # redis-py read a database it could not parse as database 0, silently
         ("redis://h:6379/abc", "the database is a number after the host: '/abc' is not one (redis://host:6379/0)"),
-        ("rediss://h:6379/7/extra", "'/7/extra' is not one (rediss://host:6379/0)"),
+        ("rediss://h:6379/7/extra", "'/7/extra' is not one (rediss://host:6379/0)"),  # (/0/ is database 0)
         ("redis+cluster://h:7000?prefix=app{x}:", "prefix 'app{x}:' has a brace: in a cluster the braces"),
     ],
 )

@@ -407,6 +407,10 @@ def test_messages_the_judge_cannot_read_are_refused_not_judged_ok() -> None:
         core.plan(conv, ["hi"])  # type: ignore[list-item]
     with pytest.raises(ValueError, match=r"messages\[0\] has no 'role'"):
         core.plan(conv, [{"content": "hi"}])
+    with pytest.raises(ValueError, match=r"messages\[0\] has role 'model', which Chat Completions has not"):
+        core.plan(conv, [{"role": "model", "parts": [{"text": "hi"}]}])  # Gemini's
+    with pytest.raises(ValueError, match=r"messages\[0\] is a Responses item \(type 'custom_tool_call_output'\)"):
+        core.plan(conv, [{"type": "custom_tool_call_output", "call_id": "c", "output": "x"}])
     asked = [{"role": "user", "content": "Fix it"}]
     plan = core.plan(conv, asked)
     call = {"type": "tool_use", "id": "c1", "name": "Bash", "input": {"command": "pytest"}}

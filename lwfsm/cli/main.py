@@ -100,6 +100,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         )
         for issue in spec.judging_issues():  # the engine runs it; the judging front ends do not
             print(f"  note: for the engine only; front ends that judge turns refuse it: {issue}")
+        for issue in spec.notes():  # it runs as it did; what it says does nothing
+            print(f"  note: {issue}")
     return 1 if failed else 0
 
 
@@ -371,6 +373,7 @@ _EXTENSIONS = {
     ".mmd": "mermaid",
     ".mermaid": "mermaid",
     ".md": "md",
+    ".markdown": "md",
     ".svg": "svg",
     ".png": "png",
     ".dot": "dot",
@@ -942,7 +945,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=_at_least(1),
         default=1_000_000,
         metavar="N",
-        help="refuse a check whose estimated configuration count exceeds N (default: 1,000,000)",
+        help="refuse a check whose estimated configuration count exceeds N; a --depth search stops at N "
+        "(default: 1,000,000)",
     )
     p.add_argument("--json", action="store_true", help="print a JSON list of reports")
     p.set_defaults(func=cmd_check, spill="specs")

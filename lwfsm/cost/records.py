@@ -103,7 +103,7 @@ class TraceRecord(_Record):
         default=0, ge=0, description="the note's tokens, estimated as characters / 4 (part of prompt_tokens)"
     )
     spec: str | None = Field(
-        default=None, description="the hash of the spec that judged the turn (`Spec.hash`; null: not said)"
+        default=None, description="the spec that judged the turn (`Spec.rules_hash`: params left out; null: not said)"
     )
 
     @model_validator(mode="before")
@@ -445,16 +445,6 @@ def _checked(
                     f"{source}:{number}: turn: session '{name}' goes from turn {prev[0]} ({at}) to turn "
                     f"{rec.turn}; turns of a conversation must increase"
                 ]
-            )
-        elif prev is not None and rec.turn > prev[0] + 1:  # a line lost (a write that failed): the figures lack it
-            logger.warning(
-                "%s:%d: session '%s' goes from turn %d to turn %d: %d turn(s) missing from the trace",
-                source,
-                number,
-                name,
-                prev[0],
-                rec.turn,
-                rec.turn - prev[0] - 1,
             )
         cached = rec.cache_read_tokens + rec.cache_write_tokens
         if cached > rec.prompt_tokens and not rec.unreported:  # no input count given: unknown, not 0 exceeded

@@ -437,7 +437,7 @@ def summarise(
     # each spec with its failing events and cheap roles, worked out once
     specs = [(s, failing_events(s), cheap_roles(s)) for s in ([spec, *also] if spec is not None else [])]
     chosen: dict[str, Any] = {}  # a conversation is served under one spec: read each with the one it began with
-    named = {x[0].hash: x for x in reversed(specs)}  # the spec a record names (the first of equal ones)
+    named = {x[0].rules_hash: x for x in reversed(specs)}  # the spec a record names (the first of equal ones)
     for r in records:
         if not specs:
             tally.add(r, r.role, r.outcome != success, None)

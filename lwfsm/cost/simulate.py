@@ -588,7 +588,7 @@ def generate(spec: Spec, knobs: Knobs) -> Iterator[dict[str, Any]]:
     lead, worker = lead_and_worker(spec)
     models = {worker: knobs.worker_model, lead: knobs.lead_model}  # a spec of one role: its lead's
     reasons = ("tool error: tests failed", "user correction: try again", "malformed tool call")
-    named = spec.hash
+    named = spec.rules_hash
     for i in range(max(1, knobs.conversations)):
         session = engine.session()
         prev_model, prev_prompt, failed = "", 0, False

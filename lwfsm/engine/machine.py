@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from transitions import Machine, State
 
-from ..errors import SnapshotError, TransitionNotAllowed, unknown
+from ..errors import SnapshotError, SpecError, SpecIssue, TransitionNotAllowed, unknown
 from ..spec import Spec
 from ..spec.expr import Compiled
 from ..spec.reading import short
@@ -118,6 +118,11 @@ class Engine:
         enter = self._updater(spec.states[self.initial_state].on_enter, comp)
         if enter:  # a new session has entered its initial state, just as a reset does
             enter(SimpleNamespace(model=SimpleNamespace(_c=values)))
+        for name, v in zip(self.counter_names, values, strict=False):
+            if v.bit_length() > 63:  # no session could start, nor be stored (counters are 64-bit)
+                params = ", ".join(f"{k}={v}" for k, v in spec.param_values.items())
+                said = f"starts past 64 bits{f' with params {params}' if params else ''} (counters are 64-bit)"
+                raise SpecError([SpecIssue(spec.where("counters", name), None, None, f"counters.{name}", said)])
         self._initial_vector: tuple[int, ...] = tuple(values)
         self.spec_hash = spec.hash
 
@@ -386,7 +391,7 @@ class Session:
                 raise TransitionNotAllowed(self._not_allowed(event, source), event=event, state=source)
             else:
                 fired = []
-                before = list(self._c)
+                before, turn = list(self._c), self.turn
                 if not ev.trigger(self, fired):
                     counters = ", ".join(f"{k}={v}" for k, v in self.counters.items())
                     raise TransitionNotAllowed(
@@ -397,10 +402,10 @@ class Session:
                 if any(v.bit_length() > 63 for v in self._c):
                     # a counter past 64 bits could not be restored, and its arithmetic grows without end
                     big = next(n for n, v in zip(eng.counter_names, self._c, strict=False) if v.bit_length() > 63)
-                    self._c[:], self.state = before, source
+                    self._c[:], self.state, self.turn = before, source, turn
                     raise TransitionNotAllowed(
-                        f"event '{event}' in state '{source}' would take counter '{big}' past 64 bits: the spec's "
-                        "updates of it grow without bound",
+                        f"event '{event}' in state '{source}' would take counter '{big}' past 64 bits (counters "
+                        "are 64-bit): nothing changed",
                         event=event,
                         state=source,
                     )

@@ -440,7 +440,9 @@ class Gateway:
             pending = conv.pending if conv.core.spec.events[event].turn else None
             fired["rec"] = rec = conv.core.fire(conv, event, reason, note)
             # A served turn closed by hand is a turn of the trace like any (its call was billed): kind None
-            fired["judged"] = Judged(pending, event, reason, rec, spec=conv.core.hash) if pending is not None else None
+            fired["judged"] = (
+                Judged(pending, event, reason, rec, spec=conv.core.rules_hash) if pending is not None else None
+            )
             return rec
 
         def lines(stored: Stored, _: Any) -> list[str]:

@@ -4,7 +4,8 @@
 
 One file per conversation. Its name is chosen when the conversation's first turn is judged and kept
 in the conversation's stored metadata, so every gateway process, and a gateway after a restart,
-appends to the same file, while a new conversation under an id used before gets a file of its own.
+appends to the same file, while a new conversation under an id used before (or one reset) gets a file
+of its own, named to sort after the first (the time it began, then random).
 The line's `session` is the gateway's conversation key (scoped by the client's key), not the id the
 client sent: two clients' conversations never share a row of the report.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,7 +26,7 @@ from ..turn.core import append_record
 __all__ = ["TRACE_NAME", "TraceLog"]
 
 # The names `TraceLog.name` gives: a file of --log-dir, never a path (a row read back is checked against it)
-TRACE_NAME = re.compile(r"[\w.-]{0,48}-[0-9a-f]{12}\.jsonl", re.ASCII)
+TRACE_NAME = re.compile(r"[\w.-]{0,48}-[0-9a-f]{12}(?:[0-9a-f]{8})?\.jsonl", re.ASCII)
 
 logger = logging.getLogger("lwfsm.gateway")
 
@@ -45,7 +47,8 @@ class TraceLog:
         name = meta.get("trace")
         if not isinstance(name, str):
             readable = re.sub(r"[^A-Za-z0-9_.-]+", "_", key)[-48:].lstrip(".")
-            name = meta["trace"] = f"{readable}-{uuid.uuid4().hex[:12]}.jsonl"
+            # the time first: a conversation's files sort as they began (report reads the later one as ID#2)
+            name = meta["trace"] = f"{readable}-{time.time_ns() // 1_000_000:012x}{uuid.uuid4().hex[:8]}.jsonl"
         return name
 
     def write(self, meta: Mapping[str, Any], record: Mapping[str, Any]) -> None:

@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..errors import SnapshotError, StoreError
+from ..turn import UnreadableMessages
 from ..turn.bindings import RoleBinding
 from . import targets
 from .codec import CODECS, Stream
@@ -67,6 +68,8 @@ class Turns:
             return JSONResponse(error_body("anthropic", 400, "request content is nested too deeply to read"), 400)
         except SnapshotError as exc:
             return _unusable("anthropic", call.ident.key, exc)
+        except UnreadableMessages as exc:
+            return JSONResponse(error_body("anthropic", 400, unreadable(exc, "anthropic")), 400)
         litellm = (await self.gateway.translate.adapter()).litellm
         role = loaded.plan.role
         model = self.gateway.roles[role].model
@@ -112,6 +115,8 @@ class Turns:
             loaded = await self.gateway._load(call)
         except SnapshotError as exc:
             return _unusable(protocol, call.ident.key, exc)
+        except UnreadableMessages as exc:
+            return JSONResponse(error_body(protocol, 400, unreadable(exc, protocol)), 400)
         self.gateway.tracing.planned(
             call.ident.key, call.body.get("model"), call.stream, loaded.plan, call.side, loaded.retry
         )
@@ -231,3 +236,13 @@ def _unusable(protocol: Protocol, key: str, exc: SnapshotError) -> Response:
         f"{key}) removes it, and the next call begins it anew"
     )
     return JSONResponse(error_body(protocol, 409, said, "api_error"), 409)
+
+
+_ENDPOINTS = {"Anthropic Messages": "/v1/messages", "Responses": "/v1/responses"}
+_APIS = {"openai": "Chat Completions", "anthropic": "Anthropic Messages", "responses": "Responses"}
+
+
+def unreadable(exc: UnreadableMessages, protocol: str) -> str:
+    """A request whose messages are of another API than its endpoint's: where to send it instead."""
+    where = f": send {exc.api} requests to {_ENDPOINTS[exc.api]}" if exc.api in _ENDPOINTS else ""
+    return f"messages[{exc.index}] {exc.what}, which a {_APIS.get(protocol, protocol)} request cannot hold{where}"

@@ -30,7 +30,7 @@ from typing import Any
 
 from ..errors import ConfigError, did_you_mean
 from ..store import Store
-from ..turn import TurnCore, Usage, params
+from ..turn import TurnCore, UnreadableMessages, Usage, params
 from ..turn.bindings import RoleBinding
 from ..turn.core import append_record
 from ..turn.front import LogTo, SpecLike, sink
@@ -134,7 +134,10 @@ class LwfsmProxyHook(CustomLogger):
         # Scoped by the caller's key (the proxy hands its hash): one key cannot reach another's conversation.
         caller = str(getattr(user_api_key_dict, "token", None) or getattr(user_api_key_dict, "api_key", None) or "")
         scope = "k" + hashlib.sha256(caller.encode()).hexdigest()[:16] if caller else "anon"
-        turn = await self.loop.abegin(f"{scope}.{session}", data["messages"])
+        try:
+            turn = await self.loop.abegin(f"{scope}.{session}", data["messages"])
+        except UnreadableMessages as exc:  # the client's to change: a 400, not the proxy's 500
+            raise Refused(f"session {session!r}: {exc}") from None
         # A retried call (its messages were settled already) is served again by the role that served them,
         # and committed as not a new turn.
         pending = turn.conv.pending

@@ -626,7 +626,7 @@ class AgentSession:
                 f"unknown event {event!r}{did_you_mean(event, spec.events)}; spec '{spec.name}' has: "
                 f"{', '.join(spec.events)}",
                 event=event,
-                state=self.role,
+                state=self.machine.state,
             )
         if self._log is not None and any(t.reset and event in t.events for t in spec.transitions):
             # its turns would count from 1 again in this session's trace file, which report then refuses
@@ -639,7 +639,7 @@ class AgentSession:
             conv = stored.conv
             pending = conv.pending if spec.events[event].turn else None
             record = conv.core.fire(conv, event, reason, note)
-            return record, Judged(pending, event, reason, record, spec=conv.core.hash) if pending else None
+            return record, Judged(pending, event, reason, record, spec=conv.core.rules_hash) if pending else None
 
         return change
 

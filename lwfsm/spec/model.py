@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple
@@ -388,6 +389,13 @@ class Spec(_Model):
         return next((h for h in self.handoffs if h.dest == dest and (not h.source or source in h.source)), None)
 
     @property
+    def rules_hash(self) -> str:
+        """`hash` without the params: the same for every value `--set` or `LWFSM_PARAM_*` gives them (what
+        a trace record names, and what `report`, which takes no params, can match)."""
+        rules = _strip(self.model_dump(exclude={"handoffs", "params"}))
+        return hashlib.sha256(json.dumps(rules, sort_keys=True).encode()).hexdigest()[:16]
+
+    @property
     def hash(self) -> str:
         """Digest of everything that decides the switching (descriptions excluded), params included.
         Handoff notes are left out too: rewording one must not orphan every stored conversation."""
@@ -413,10 +421,69 @@ class Spec(_Model):
             out.append(SpecIssue(where, None, None, f"judging.{key}", message))
         return out
 
+    def notes(self) -> list[SpecIssue]:
+        """What in the spec does nothing, likely not what its author meant; loading does not refuse it (a spec
+        that has it runs as it did): an update or a counter's initial value that the entered state's
+        on_enter sets again without reading it, a role that falls back to itself."""
+        out = []
+        for i, t in enumerate(self.transitions):
+            entered = self.states.get(t.dest) if t.dest is not None else None
+            for counter in _overwritten(t.updates, entered):
+                assert entered is not None
+                message = (
+                    f"this update of '{counter}' never shows: state '{t.dest}' sets it on entering "
+                    f"({counter} = {entered.on_enter[counter]}), after the transition's updates"
+                )
+                out.append(
+                    SpecIssue(
+                        self.where("transitions", i, "updates", counter),
+                        None,
+                        None,
+                        f"transitions[{i}].updates.{counter}",
+                        message,
+                    )
+                )
+        if len(self.initial) == 1 and self.initial[0].state in self.states:
+            start = self.initial[0].state
+            # (an initial value other than the default 0: a spec dumped whole gives every counter's)
+            declared = {n: c.initial for n, c in self.counters.items() if c.initial.strip() != "0"}
+            for counter in _overwritten(declared, self.states[start]):
+                message = (
+                    f"this initial value of '{counter}' never shows: the initial state '{start}' sets it on "
+                    f"entering ({counter} = {self.states[start].on_enter[counter]})"
+                )
+                out.append(
+                    SpecIssue(
+                        self.where("counters", counter, "initial"), None, None, f"counters.{counter}.initial", message
+                    )
+                )
+        for a, b in self.judging.technical_fallback.items():
+            if a == b:
+                message = f"role '{a}' falls back to itself, which changes nothing: name another role, or leave it out"
+                out.append(
+                    SpecIssue(
+                        self.where("judging", "technical_fallback", a),
+                        None,
+                        None,
+                        f"judging.technical_fallback.{a}",
+                        message,
+                    )
+                )
+        return out
+
     def where(self, *loc: int | str) -> str:
         """`file:line:col` of a key in the spec, for messages (just the file when unknown)."""
         mark = find_mark(self._marks, loc)
         return f"{self._source}:{mark[0]}:{mark[1]}" if mark else self._source
+
+
+def _overwritten(updates: Mapping[str, str], dest: State | None) -> list[str]:
+    """The counters of `updates` that entering `dest` sets again without any of its on_enter expressions
+    reading them (on_enter runs after a transition's updates)."""
+    if dest is None or not dest.on_enter:
+        return []
+    read = set().union(*(set(re.findall(r"[A-Za-z_]\w*", text)) for text in dest.on_enter.values()))
+    return [c for c in updates if c in dest.on_enter and c not in read]
 
 
 def shipped_specs() -> dict[str, Path]:

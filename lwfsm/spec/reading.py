@@ -125,7 +125,8 @@ def read_yaml(text: str, source: str) -> tuple[Any, dict[Loc, tuple[int, int, in
             problem = (
                 f"a '{found}' that closes nothing open: remove it, or open what it closes"
                 if found in "}]"
-                else f"{problem.partition('but ')[2] or problem} after the end of this line's value: remove it"
+                else f"{here[mark.column :].strip()[:40]!r} comes after this line's value ended: remove it, or quote "
+                "the whole value"
             )
         elif mark and problem.startswith("expected <block end>") and ctx_mark:
             # PyYAML's words for a line indented unlike its neighbours: say it in the author's terms.

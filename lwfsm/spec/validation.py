@@ -94,19 +94,6 @@ def build(
     return spec
 
 
-def overwritten(updates: Mapping[str, str], dest: State | None) -> list[str]:
-    """The counters of `updates` that entering `dest` sets again without any of its on_enter expressions
-    reading them (on_enter runs after a transition's updates): those updates never show."""
-    if dest is None or not dest.on_enter:
-        return []
-    read = set().union(*(_names(text) for text in dest.on_enter.values()))
-    return [c for c in updates if c in dest.on_enter and c not in read]
-
-
-def _names(text: str) -> set[str]:
-    return set(re.findall(r"[A-Za-z_]\w*", text))  # every name the text could read (words only: a superset)
-
-
 def _kind(v: Any) -> str:
     if isinstance(v, bool) or v is None:
         return yaml_kind(v)
@@ -370,17 +357,6 @@ def _meaning(spec: Spec) -> list[tuple[Loc, str, int]]:
         for j, src in enumerate(t.source):
             if src in t.source[:j]:
                 add(((*loc, "source", j), f"state '{src}' is listed twice; remove one", 0))
-        entered = states.get(t.dest) if t.dest is not None else None
-        for counter in overwritten(t.updates, entered):
-            assert entered is not None
-            add(
-                (
-                    (*loc, "updates", counter),
-                    f"this update of '{counter}' never shows: state '{t.dest}' sets it on entering "
-                    f"({counter} = {entered.on_enter[counter]}), after the transition's updates; remove one",
-                    -1,
-                )
-            )
         for ev in dict.fromkeys(listed):  # (each once: one listed twice is said above)
             for s in dict.fromkeys(sources):
                 if s not in states or ev not in events:
@@ -400,21 +376,6 @@ def _meaning(spec: Spec) -> list[tuple[Loc, str, int]]:
                 elif t.guard is None:
                     unguarded[(ev, s)] = i
                 edges[s] |= initial_states if t.reset else {t.dest or s}
-    # A counter's declared initial value that the initial state's on_enter sets again, when that is the only
-    # state a session can start in (a new session runs it, as a reset does).
-    if len(spec.initial) == 1 and spec.initial[0].state in states:
-        starting = states[spec.initial[0].state]
-        # (one other than the default 0: a spec dumped whole gives every counter's initial)
-        declared = {name: c.initial for name, c in counters.items() if c.initial.strip() != "0"}
-        for counter in overwritten(declared, starting):
-            add(
-                (
-                    ("counters", counter, "initial"),
-                    f"this initial value of '{counter}' never shows: the initial state '{spec.initial[0].state}' "
-                    f"sets it on entering ({counter} = {starting.on_enter[counter]}); remove one",
-                    -1,
-                )
-            )
     for ev in events:
         if ev not in used_events:
             add(
@@ -447,14 +408,6 @@ def _meaning(spec: Spec) -> list[tuple[Loc, str, int]]:
         for role, off in ((a, -1), (b, 0)):
             if role not in spec.roles:
                 add((("judging", "technical_fallback", a), known("role", role, spec.roles), off))
-        if a == b:
-            add(
-                (
-                    ("judging", "technical_fallback", a),
-                    f"role '{a}' falls back to itself: name another role, or leave '{a}' out (it gets its own retries)",
-                    0,
-                )
-            )
 
     _handoffs(spec, add, known)
 

@@ -89,7 +89,8 @@ def parse(url: str, shown: str) -> RedisTarget:
     if "wait_timeout_ms" in query and not wait:
         raise _fail(shown, "wait_timeout_ms without wait=N: say how many replicas a write must reach (wait=1)")
     if scheme in ("redis", "rediss"):
-        if parts.path not in ("", "/") and not (parts.path[1:].isdigit() and parts.path[1:].isascii()):
+        number = parts.path.strip("/")  # (redis-py reads /0/ as 0 too)
+        if number and not (number.isdigit() and number.isascii()):
             # redis-py reads a database it cannot parse as database 0, silently
             raise _fail(
                 shown, f"the database is a number after the host: {parts.path!r} is not one ({scheme}://host:6379/0)"

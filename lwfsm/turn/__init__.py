@@ -1,6 +1,6 @@
 """The turn core: judging turns, choosing the role per call, the ledger; pure (no SDK, no HTTP)."""
 
-from .core import Conversation, ConversationState, Judged, PendingTurn, Plan, TurnCore, Verdict
+from .core import Conversation, ConversationState, Judged, PendingTurn, Plan, TurnCore, UnreadableMessages, Verdict
 from .judge import Detector, Judgement, judge, malformed_tool_calls, unparsable_code
 from .ledger import Ledger, LedgerRow, Pricer, Usage
 
@@ -16,6 +16,7 @@ __all__ = [
     "Plan",
     "Pricer",
     "TurnCore",
+    "UnreadableMessages",
     "Usage",
     "Verdict",
     "judge",

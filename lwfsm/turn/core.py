@@ -125,12 +125,23 @@ _CONVERT = {
     "Anthropic Messages": "lwfsm.gateway.codec.messages.anthropic_messages({'messages': messages})",
     "Responses": "lwfsm.gateway.codec.responses.responses_messages(items)",
 }
+_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+
+
+class UnreadableMessages(ValueError):
+    """Messages of another API than Chat Completions (`api`: "Anthropic Messages", "Responses", or None for
+    another shape), at `index`: judged as they are, a failed call in them would be read as none."""
+
+    def __init__(self, index: int, what: str, api: str | None = None) -> None:
+        convert = f": convert them with {_CONVERT[api]}" if api else ""
+        super().__init__(f"messages[{index}] {what}{convert}")
+        self.index, self.what, self.api = index, what, api
 
 
 def chat_messages(messages: Any) -> Sequence[Mapping[str, Any]]:
     """`messages` if it is a list of OpenAI Chat Completions messages, as far as the judge reads them (the
-    last assistant message and what follows it); else a TypeError or a ValueError naming what to change. A
-    turn judged from messages it cannot read would be judged ok, silently."""
+    last assistant message and what follows it); else a TypeError (no list of messages) or
+    UnreadableMessages. A turn judged from messages it cannot read would be judged ok, silently."""
     if isinstance(messages, (str, bytes, Mapping)) or not isinstance(messages, Sequence):
         raise TypeError(
             f"messages must be a list of OpenAI Chat messages (dicts with a 'role'), got {type(messages).__name__}"
@@ -139,20 +150,16 @@ def chat_messages(messages: Any) -> Sequence[Mapping[str, Any]]:
         msg = messages[i]
         if not isinstance(msg, Mapping) and not callable(getattr(msg, "get", None)):  # (LiteLLM's Message reads so)
             raise TypeError(f"messages[{i}] must be a dict (an OpenAI Chat message), got {type(msg).__name__}")
-        role = msg.get("role")
-        if role is None and msg.get("type") in ("function_call", "function_call_output", "message", "reasoning"):
-            raise ValueError(
-                f"messages[{i}] is a Responses item (type {msg['type']!r}): convert them with {_CONVERT['Responses']}"
-            )
-        if not isinstance(role, str):
-            raise ValueError(f"messages[{i}] has no 'role' (an OpenAI Chat message has one)")
+        role, kind = msg.get("role"), msg.get("type")
+        if role is None and isinstance(kind, str) and (kind == "message" or kind.endswith(("_call", "_output"))):
+            raise UnreadableMessages(i, f"is a Responses item (type {kind!r})", "Responses")
+        if role not in _ROLES:
+            said = "has no 'role'" if role is None else f"has role {role!r}, which Chat Completions has not"
+            raise UnreadableMessages(i, said)
         content = msg.get("content")
         blocks = {b.get("type") for b in content if isinstance(b, Mapping)} if isinstance(content, list) else ()
         if "tool_use" in blocks or "tool_result" in blocks:
-            raise ValueError(
-                f"messages[{i}] holds Anthropic tool blocks: convert the conversation with "
-                + _CONVERT["Anthropic Messages"]
-            )
+            raise UnreadableMessages(i, "holds Anthropic tool blocks", "Anthropic Messages")
         if role == "assistant":
             break  # what the judge reads ends here (earlier messages are the history, not read for the turn)
     return messages
@@ -168,7 +175,7 @@ class Judged:
     transition: TransitionRecord
     kind: str | None = None  # what the judge saw (None: fired by hand)
     evidence: Evidence | None = None
-    spec: str | None = None  # the hash of the spec that judged it (`Spec.hash`)
+    spec: str | None = None  # the spec that judged it (`Spec.rules_hash`)
 
     def record(self, session: str, cost: float | None = None) -> dict[str, Any]:
         p, t = self.pending, self.transition
@@ -290,7 +297,7 @@ class TurnCore:
         self.turn_unit = turn_unit
         self.agent = agent
         self.kinds = judging.kind_events
-        self.hash = spec.hash  # named in each trace record: which of a rollout's specs judged it
+        self.rules_hash = spec.rules_hash  # named in each trace record: which of a rollout's specs judged it
         self._settling = threading.Lock()  # a conversation's version is checked and moved in one step
 
     # -- conversations --
@@ -515,7 +522,9 @@ class TurnCore:
             assert conv.pending is not None
             failed = self._failed(conv, plan.verdict)
             record = session.apply(event, reason)
-            judged = Judged(conv.pending, event, reason, record, plan.verdict.kind, plan.verdict.evidence, self.hash)
+            judged = Judged(
+                conv.pending, event, reason, record, plan.verdict.kind, plan.verdict.evidence, self.rules_hash
+            )
             self._moved(conv, record, failed)
         conv.pending, conv.ledger, conv.version = opened, ledger, conv.version + 1
         conv.note = None  # delivered with this call (planned into plan.note)
@@ -555,4 +564,4 @@ class TurnCore:
         record = conv.session.apply(event, verdict.reason)
         conv.pending, conv.version = None, conv.version + 1
         conv.session.notify(record)
-        return Judged(p, event, verdict.reason, record, verdict.kind, verdict.evidence, self.hash)
+        return Judged(p, event, verdict.reason, record, verdict.kind, verdict.evidence, self.rules_hash)
