@@ -745,6 +745,30 @@ def test_litellm_proxy_commits_concurrent_calls_of_a_session_and_scopes_sessions
     assert not any("hash-of" in k for k in keys)  # the key's hash is hashed again, not shown
 
 
+def test_litellm_proxy_refuses_messages_of_another_api_as_the_clients_400() -> None:
+    """An Anthropic tool result in a routed session's Chat messages: the turn core cannot read it, so the
+    hook refuses it as the client's (a 400); it was the proxy's 500, which clients retry."""
+    litellm, ProxyLogging, UserApiKeyCache, user = proxy_parts()
+    from lwfsm.integrations.litellm_proxy import LwfsmProxyHook
+
+    hook = LwfsmProxyHook(SPEC, {"lead": "big", "worker": "small"})
+    proxy = ProxyLogging(user_api_key_cache=UserApiKeyCache())
+    result = {"type": "tool_result", "tool_use_id": "x", "content": "Exit code 1"}
+    messages = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "ok"},
+        {"role": "user", "content": [result]},
+    ]
+    data = {"model": "agent", "messages": messages, "metadata": {"lwfsm_session": "s3"}}
+    callbacks, litellm.callbacks = litellm.callbacks, [hook]
+    try:
+        with pytest.raises(ConfigError, match=r"session 's3': messages\[2\] holds Anthropic tool blocks") as info:
+            asyncio.run(proxy.pre_call_hook(user_api_key_dict=user, data=data, call_type="acompletion"))
+        assert info.value.status_code == 400  # type: ignore[attr-defined]
+    finally:
+        litellm.callbacks = callbacks
+
+
 def test_litellm_proxy_refuses_a_streamed_session_loudly() -> None:
     litellm, ProxyLogging, UserApiKeyCache, user = proxy_parts()
     from lwfsm.integrations.litellm_proxy import LwfsmProxyHook
