@@ -452,82 +452,69 @@ class TurnCore:
         `Conflict` when the conversation moved since `plan` (checked and committed under one lock: two
         threads settling one conversation lost one's call from the ledger)."""
         with self._settling:
-            judged = self._settle(conv, plan, role, model, reply, tools, usage, latency, retries)
+            if conv.version != plan.version:
+                raise Conflict(
+                    f"the conversation moved from version {plan.version} to {conv.version} while this call ran; "
+                    "plan the call again"
+                )
+            if role not in self.spec.roles:  # it would be priced and counted as a role of its own
+                raise ValueError(
+                    f"role {role!r} is not a role of spec '{self.spec.name}' ({', '.join(self.spec.roles)})"
+                )
+            # what the ledger would hold and a restore would refuse (lwfsm.turn.ledger): refused before anything moves
+            if type(retries) is not int or retries < 0:
+                raise ValueError(f"retries must be a count (an int >= 0), got {retries!r}")
+            if not (isinstance(latency, int | float) and 0 <= latency < math.inf):
+                raise ValueError(f"latency must be seconds (a finite number >= 0), got {latency!r}")
+            usage = Usage.of(None) if usage is None else usage  # not given: unknown tokens, never 0 (priced as unknown)
+            ledger = conv.ledger.add(role, model, usage, retries=retries, latency=latency, side=plan.side)
+            if plan.side:
+                conv.ledger, conv.version = ledger, conv.version + 1
+                return None
+            if reply is None:
+                raise RunError(f"the {role} model {model} returned no assistant message to record")
+            if not isinstance(reply, Mapping):
+                raise TypeError(
+                    f"reply must be a dict (an OpenAI-shaped assistant message), got {type(reply).__name__}: "
+                    "an SDK's message object is passed as its .model_dump()"
+                )
+            event, reason, evidence = plan.verdict.event, plan.verdict.reason, plan.verdict.evidence
+            session = conv.session
+            # Everything that can fail is done before the machine moves: validation, then the event.
+            try:
+                opened = PendingTurn(
+                    turn=session.turn + (2 if event is not None else 1),
+                    state=plan.state,
+                    role=role,
+                    model=model,
+                    reply=dict(reply),
+                    tools=[dict(t) for t in tools],
+                    # a tool loop's turn (turn unit "message") is all its calls: their tokens and time add up
+                    usage=conv.pending.usage + usage if event is None and conv.pending is not None else usage,
+                    latency=latency + conv.pending.latency if event is None and conv.pending is not None else latency,
+                    # an open turn keeps the failure seen so far, where it was seen, and the note its first call carried
+                    failure=reason if event is None else None,
+                    failure_evidence=asdict(evidence)
+                    if event is None and plan.verdict.kind not in (None, "ok") and evidence
+                    else None,
+                    failure_kind=plan.verdict.kind if event is None and plan.verdict.kind not in (None, "ok") else None,
+                    handoff=plan.note or (conv.pending.handoff if event is None and conv.pending else None),
+                )
+            except ValidationError as exc:
+                raise RunError(f"cannot record the {role} model's reply: {exc.errors()[0]['msg']}") from None
+            judged = None
+            if event is not None:
+                assert conv.pending is not None
+                failed = self._failed(conv, plan.verdict)
+                record = session.apply(event, reason)
+                judged = Judged(
+                    conv.pending, event, reason, record, plan.verdict.kind, plan.verdict.evidence, self.rules_hash
+                )
+                self._moved(conv, record, failed)
+            conv.pending, conv.ledger, conv.version = opened, ledger, conv.version + 1
+            conv.note = None  # delivered with this call (planned into plan.note)
         if judged is not None:
             conv.session.notify(judged.transition)  # listeners run after the commit; their errors are logged
-        return judged
-
-    def _settle(
-        self,
-        conv: Conversation,
-        plan: Plan,
-        role: str,
-        model: str,
-        reply: Mapping[str, Any] | None,
-        tools: Sequence[Mapping[str, Any]],
-        usage: Usage | None,
-        latency: float,
-        retries: int,
-    ) -> Judged | None:
-        if conv.version != plan.version:
-            raise Conflict(
-                f"the conversation moved from version {plan.version} to {conv.version} while this call ran; "
-                "plan the call again"
-            )
-        if role not in self.spec.roles:  # it would be priced and counted as a role of its own
-            raise ValueError(f"role {role!r} is not a role of spec '{self.spec.name}' ({', '.join(self.spec.roles)})")
-        # what the ledger would hold and a restore would refuse (lwfsm.turn.ledger): refused before anything moves
-        if type(retries) is not int or retries < 0:
-            raise ValueError(f"retries must be a count (an int >= 0), got {retries!r}")
-        if not (isinstance(latency, int | float) and 0 <= latency < math.inf):
-            raise ValueError(f"latency must be seconds (a finite number >= 0), got {latency!r}")
-        usage = Usage.of(None) if usage is None else usage  # not given: unknown tokens, never 0 (priced as unknown)
-        ledger = conv.ledger.add(role, model, usage, retries=retries, latency=latency, side=plan.side)
-        if plan.side:
-            conv.ledger, conv.version = ledger, conv.version + 1
-            return None
-        if reply is None:
-            raise RunError(f"the {role} model {model} returned no assistant message to record")
-        if not isinstance(reply, Mapping):
-            raise TypeError(
-                f"reply must be a dict (an OpenAI-shaped assistant message), got {type(reply).__name__}: "
-                "an SDK's message object is passed as its .model_dump()"
-            )
-        event, reason, evidence = plan.verdict.event, plan.verdict.reason, plan.verdict.evidence
-        session = conv.session
-        # Everything that can fail is done before the machine moves: validation, then the event.
-        try:
-            opened = PendingTurn(
-                turn=session.turn + (2 if event is not None else 1),
-                state=plan.state,
-                role=role,
-                model=model,
-                reply=dict(reply),
-                tools=[dict(t) for t in tools],
-                # a tool loop's turn (turn unit "message") is all its calls: their tokens and time add up
-                usage=conv.pending.usage + usage if event is None and conv.pending is not None else usage,
-                latency=latency + conv.pending.latency if event is None and conv.pending is not None else latency,
-                # an open turn keeps the failure seen so far, where it was seen, and the note its first call carried
-                failure=reason if event is None else None,
-                failure_evidence=asdict(evidence)
-                if event is None and plan.verdict.kind not in (None, "ok") and evidence
-                else None,
-                failure_kind=plan.verdict.kind if event is None and plan.verdict.kind not in (None, "ok") else None,
-                handoff=plan.note or (conv.pending.handoff if event is None and conv.pending else None),
-            )
-        except ValidationError as exc:
-            raise RunError(f"cannot record the {role} model's reply: {exc.errors()[0]['msg']}") from None
-        judged = None
-        if event is not None:
-            assert conv.pending is not None
-            failed = self._failed(conv, plan.verdict)
-            record = session.apply(event, reason)
-            judged = Judged(
-                conv.pending, event, reason, record, plan.verdict.kind, plan.verdict.evidence, self.rules_hash
-            )
-            self._moved(conv, record, failed)
-        conv.pending, conv.ledger, conv.version = opened, ledger, conv.version + 1
-        conv.note = None  # delivered with this call (planned into plan.note)
         return judged
 
     def fire(
