@@ -104,6 +104,21 @@ def test_binding_precedence_arguments_lwfsm_goose(tmp_path: Path) -> None:
     assert bindings(spec, env=env2)["lead"].model == "openai/gpt-4o"  # goose: lead provider defaults to the main one
 
 
+def test_role_variables_a_whole_binding_leaves_unread_are_said(caplog: pytest.LogCaptureFixture) -> None:
+    """A role bound by a section (or a RoleBinding) reads no LWFSM_<ROLE>_* variable, as documented: a set
+    LWFSM_WORKER_TEMPERATURE went unused without a word."""
+    from lwfsm import load_spec
+
+    env = {"LWFSM_WORKER_TEMPERATURE": "0.2", "LWFSM_LEAD_TEMPERATURE": "0.5"}
+    b = bindings(load_spec(SPEC), {"lead": "openai/o3", "worker": {"model": "openai/gpt-4o-mini"}}, env=env)
+    assert b["worker"].options == {}
+    assert b["lead"].options == {"temperature": 0.5}  # a model string: the role's variables are read
+    assert (
+        "LWFSM_WORKER_TEMPERATURE set, but models binds role 'worker' whole: the variables are not read" in caplog.text
+    )
+    assert "LWFSM_LEAD" not in caplog.text
+
+
 @pytest.mark.parametrize(
     ("env", "models", "message"),
     [
@@ -692,6 +707,11 @@ def test_arguments_of_the_wrong_kind_are_named() -> None:
     assert s.ledger.calls == 0
     with pytest.raises(TypeError, match=r"completion\(\): messages\[0\] is a str, not a message"):
         s.completion(["hi"], mock_response="x")  # type: ignore[list-item]
+    from openai.types.chat import ChatCompletionMessage  # an SDK's reply, appended as it came: not read as a dict
+
+    sdk = ChatCompletionMessage(role="assistant", content="done")
+    with pytest.raises(TypeError, match=r"completion\(\): messages\[1\] is a ChatCompletionMessage: pass its"):
+        s.completion([{"role": "user", "content": "hi"}, sdk], mock_response="x")  # type: ignore[list-item]
     # a reply's message appended as it came (LiteLLM's Message object, no dict) is LiteLLM's to read
     messages: list[Any] = [{"role": "user", "content": "hi"}]
     messages.append(s.completion(messages, mock_response="first").choices[0].message)

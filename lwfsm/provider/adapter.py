@@ -811,8 +811,11 @@ def _conversation(messages: Any, call: str) -> None:
             f"[{{'role': 'user', 'content': 'hi'}}]; got {type(messages).__name__}"
         )
     for i, m in enumerate(messages):
-        if not isinstance(m, Mapping) and not hasattr(m, "role"):
-            raise TypeError(f"{call}(): messages[{i}] is a {type(m).__name__}, not a message (a dict with a role)")
+        if isinstance(m, Mapping) or callable(getattr(m, "get", None)):  # (LiteLLM's Message reads as a dict)
+            continue
+        if hasattr(m, "role"):  # the judge reads messages as dicts: an SDK's object is not one
+            raise TypeError(f"{call}(): messages[{i}] is a {type(m).__name__}: pass its .model_dump()")
+        raise TypeError(f"{call}(): messages[{i}] is a {type(m).__name__}, not a message (a dict with a role)")
 
 
 class _Stream:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import logging
 import os
 import urllib.parse
 from collections.abc import Mapping
@@ -15,6 +16,8 @@ from typing import Any
 from ..errors import ConfigError, SpecError, did_you_mean
 from ..spec import Spec
 from . import params
+
+logger = logging.getLogger("lwfsm")
 
 __all__ = [
     "GOOSE_CONTEXT_LIMITS",
@@ -214,6 +217,17 @@ def bindings(
     out: dict[str, RoleBinding] = {}
     for role in spec.roles:
         given = models.pop(role, None)
+        if isinstance(given, RoleBinding | Mapping):  # the argument binds the role whole: its variables go unread
+            unread = [
+                f"LWFSM_{role.upper()}_{suffix}" for suffix in _ROLE_VARS if env.get(f"LWFSM_{role.upper()}_{suffix}")
+            ]
+            if unread:
+                logger.warning(
+                    "%s set, but %s binds role '%s' whole: the variables are not read",
+                    ", ".join(unread),
+                    argument or "the binding",
+                    role,
+                )
         if isinstance(given, RoleBinding):
             out[role] = given
             continue
