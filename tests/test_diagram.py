@@ -3,6 +3,7 @@ import re
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,6 +28,12 @@ def expected_labels(spec: Spec) -> list[str]:
     return labels
 
 
+def box_title(name: str, state: Any) -> str:
+    """A state's box title: its name, role and on_enter updates (as a tag: a "+" bullet read as the diff's)."""
+    enter = ", ".join(f"{k} = {v}" for k, v in state.on_enter.items())
+    return f"{name} [role: {state.role}" + (f", on enter: {enter}]" if enter else "]")
+
+
 def loops_back(t: Transition) -> bool:
     """A transition that stays in its state: mermaid lists it in the state's box, not as an edge."""
     return not t.reset and (t.dest is None or t.source == [t.dest])
@@ -38,7 +45,7 @@ def test_mermaid_renders_in_a_real_browser_with_every_state_and_edge(path: Path,
     _svg, texts = mermaid_browser.render(mermaid(spec), tmp_path)
     joined = "\n".join(texts)
     for name, state in spec.states.items():
-        assert f"{name} [role: {state.role}]" in texts, name
+        assert box_title(name, state) in texts, name
     pieces = {piece.strip() for text in texts for piece in text.split(" | ")}
     for i, s, t in edges_of(spec):
         label = edge_label(t, follows(spec, i, s))
@@ -102,7 +109,7 @@ def test_svg_has_every_state_edge_label_and_role_in_the_legend(path: Path) -> No
     spec = load_spec(path)
     texts = svg_texts(render(spec, "svg"))
     for name, state in spec.states.items():
-        assert f"{name} [role: {state.role}]" in texts
+        assert box_title(name, state) in texts
     for label in expected_labels(spec):
         assert label in texts, label
     assert set(spec.roles) <= set(texts)

@@ -268,9 +268,9 @@ def _graph(
     removed_states = [n for n, m in (changes.states if changes else {}).items() if m == "removed"]
     states = []
     for name, st in [*spec.states.items(), *((n, old.states[n]) for n in removed_states if old)]:
-        states.append(
-            Drawing.state_cls(name, tags=[f"role: {st.role}"], on_enter=[f"{k} = {v}" for k, v in st.on_enter.items()])
-        )
+        # on_enter as a tag, not the library's "- enter: + x" lines: a "+" there read as the diff's "added"
+        enter = [f"on enter: {', '.join(f'{k} = {v}' for k, v in st.on_enter.items())}"] if st.on_enter else []
+        states.append(Drawing.state_cls(name, tags=[f"role: {st.role}", *enter]))
     if star:
         states.append(Drawing.state_cls(ANY, tags=[]))
     title = (
