@@ -1259,3 +1259,54 @@ def test_a_translated_call_keeps_the_gateways_upstream_timeouts(oai: openai_serv
         hold.set()
         gw.kill()
     assert own.value.status_code == 408
+
+
+def test_an_upstream_redirect_is_not_followed_with_the_key(ant: Any) -> None:
+    """A 307 from the role's upstream sent the request, x-api-key and all, to the host it named (aiohttp
+    drops Authorization across origins, not Anthropic's x-api-key). Now no redirect is followed: a 502."""
+    seen: list[dict[str, str]] = []
+
+    class Elsewhere(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            seen.append(dict(self.headers))
+            self.send_response(500)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    catcher = ThreadingHTTPServer(("127.0.0.1", 0), Elsewhere)
+    there = f"http://localhost:{catcher.server_address[1]}/v1/messages"
+
+    class Redirect(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            self.rfile.read(int(self.headers.get("content-length", 0)))
+            self.send_response(307)
+            self.send_header("location", there)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    redirector = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    for server in (catcher, redirector):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    gw = Gateway("--api-key-env", "GW_KEY", env=_env("anthropic", f"http://127.0.0.1:{redirector.server_address[1]}"))
+    try:
+        r = httpx.post(
+            gw.base + "/v1/messages",
+            json={"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": "hi"}]},
+            headers={"x-api-key": GATEWAY_KEY},
+            timeout=60,
+        )
+    finally:
+        out = gw.stop()
+        for server in (catcher, redirector):
+            server.shutdown()
+            server.server_close()
+    assert seen == []  # the key went nowhere else
+    assert r.status_code == 502, r.text
+    assert "redirected (307 to http://localhost:" in r.json()["error"]["message"]
+    assert "the gateway follows no redirect" in r.json()["error"]["message"]
+    assert LEAD_KEY not in out

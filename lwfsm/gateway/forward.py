@@ -120,7 +120,8 @@ class Forward:
         if note := loaded.plan.note:  # at the end of the messages, every earlier byte as the client sent it
             content = noted(CODECS[call.protocol], content, {**binding.options, **call.body, "model": model}, note)
         try:
-            upstream = await self.gateway.http.post(url, data=content, headers=headers)
+            # no redirect followed: the key would go along to the host it names (aiohttp keeps x-api-key)
+            upstream = await self.gateway.http.post(url, data=content, headers=headers, allow_redirects=False)
         except (aiohttp.ClientError, TimeoutError) as exc:
             self.gateway._failed(role, "unreachable")
             if isinstance(exc, aiohttp.ConnectionTimeoutError):
@@ -137,6 +138,19 @@ class Forward:
             msg = f"{role} upstream {origin(url)} unreachable: {why}"
             return JSONResponse(error_body(call.protocol, 502, msg, "api_error"), 502, headers=lw)
         self._first_byte(upstream)
+        if 300 <= upstream.status < 400:
+            upstream.release()
+            self.gateway._failed(role, upstream.status)
+            where = upstream.headers.get("location", "")
+            try:  # (only where it points, never its path or query)
+                to = f" to {origin(where)}" if where.startswith(("http://", "https://")) else ""
+            except ValueError:  # a port that is no number
+                to = ""
+            msg = (
+                f"{role} upstream {origin(url)} redirected ({upstream.status}{to}): the gateway follows no "
+                "redirect, which would take the key along; set the role's API base to where it answers"
+            )
+            return JSONResponse(error_body(call.protocol, 502, msg, "api_error"), 502, headers=lw)
         if upstream.status >= 400:
             try:
                 data = await _read(upstream)
