@@ -1310,3 +1310,17 @@ def test_an_upstream_redirect_is_not_followed_with_the_key(ant: Any) -> None:
     assert "redirected (307 to http://localhost:" in r.json()["error"]["message"]
     assert "the gateway follows no redirect" in r.json()["error"]["message"]
     assert LEAD_KEY not in out
+
+
+def test_the_operators_temperature_wins_over_the_clients_on_every_path() -> None:
+    """LWFSM_LEAD_TEMPERATURE=0.2: the same-protocol path sent the client's own temperature instead (the
+    translated path applied the operator's), so a client overrode the operator's binding."""
+    oai = openai_server.Server()  # its own: the module's server keeps steps other tests left
+    gw = Gateway("--api-key-env", "GW_KEY", env={**_env("openai", oai.base), "LWFSM_LEAD_TEMPERATURE": "0.2"})
+    try:
+        r = _chat(gw, "temp", temperature=1.0)
+        assert r.status_code == 200, r.text
+    finally:
+        gw.stop()
+        oai.close()
+    assert oai.requests[-1]["temperature"] == 0.2

@@ -113,12 +113,12 @@ class Forward:
         assert self.gateway.http is not None
         url, headers = self._upstream(call, binding)
         model = binding.model.split("/", 1)[1]
-        if binding.options:
-            content = json.dumps({**binding.options, **call.body, "model": model}).encode()
+        if binding.options:  # the operator's options over the client's, as the translated path has them
+            content = json.dumps({**call.body, **binding.options, "model": model}).encode()
         else:
             content = with_model(call.raw, call.body, model, known_tools(call.raw))
         if note := loaded.plan.note:  # at the end of the messages, every earlier byte as the client sent it
-            content = noted(CODECS[call.protocol], content, {**binding.options, **call.body, "model": model}, note)
+            content = noted(CODECS[call.protocol], content, {**call.body, **binding.options, "model": model}, note)
         try:
             # no redirect followed: the key would go along to the host it names (aiohttp keeps x-api-key)
             upstream = await self.gateway.http.post(url, data=content, headers=headers, allow_redirects=False)
