@@ -1324,3 +1324,33 @@ def test_the_operators_temperature_wins_over_the_clients_on_every_path() -> None
         gw.stop()
         oai.close()
     assert oai.requests[-1]["temperature"] == 0.2
+
+
+def test_an_upstream_answer_nested_too_deeply_is_a_502_not_a_crash() -> None:
+    """An upstream's 100,000-deep JSON answer raised RecursionError in the gateway: a 500 and a logged
+    traceback. It is an answer the gateway cannot read, said as such."""
+
+    class Deep(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            self.rfile.read(int(self.headers.get("content-length", 0)))
+            body = b"[" * 100_000 + b"]" * 100_000
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    upstream = ThreadingHTTPServer(("127.0.0.1", 0), Deep)
+    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    gw = Gateway("--api-key-env", "GW_KEY", env=_env("openai", f"http://127.0.0.1:{upstream.server_address[1]}/v1"))
+    try:
+        r = _chat(gw, "deep")
+    finally:
+        out = gw.stop()
+        upstream.shutdown()
+        upstream.server_close()
+    assert r.status_code == 502, r.text
+    assert "RecursionError" not in out

@@ -101,7 +101,10 @@ def loads(data: bytes | str) -> Any:
     try:
         return _fast(data)
     except _Refused:
-        return json.loads(data)
+        try:
+            return json.loads(data)
+        except RecursionError:  # (orjson refuses past 1,024 levels; json then ran out of stack: a 500)
+            raise ValueError("JSON nested too deeply to read") from None
 
 
 def first_user_text(messages: Sequence[Mapping[str, Any]]) -> str:
