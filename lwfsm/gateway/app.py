@@ -23,6 +23,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -174,6 +175,7 @@ class Gateway:
             key=len,
             reverse=True,
         )
+        self._spelt = _spelt(self._secrets)
         self.http: aiohttp.ClientSession | None = None
         self.pricer = PriceMap(_price_table())
         # "The lead alone": the first role the spec does not mark cheap.
@@ -201,6 +203,8 @@ class Gateway:
     def redact(self, data: bytes) -> bytes:
         for secret in self._secrets:
             data = data.replace(secret.encode(), b"[redacted]")
+        if self._spelt is not None and b"\\u" in data:  # a JSON body may spell a key's characters as \u00XX
+            data = self._spelt.sub(b"[redacted]", data)
         return data
 
     async def _io(self, fn: Callable[..., T], *args: Any) -> T:
@@ -489,6 +493,20 @@ class Gateway:
                 self.trace.write(fired["record"].meta, judged.record(key, fired["cost"]))
         logger.info("session %s: %s fired by hand: %s -> %s", key, event, rec.source, rec.dest)
         return AsciiJSON(self._summary(key, fired["record"]))
+
+
+def _spelt(secrets: list[str]) -> re.Pattern[bytes] | None:
+    """The keys with any character written as JSON's \\u00XX escape (either case), or as itself."""
+    if not secrets:
+        return None
+
+    def char(c: str) -> bytes:
+        code = ord(c)
+        if code > 0x7F:
+            return re.escape(c.encode())
+        return b"(?:" + re.escape(c.encode()) + b"|\\\\u00(?:%02x|%02X))" % (code, code)
+
+    return re.compile(b"|".join(b"".join(char(c) for c in secret) for secret in secrets))
 
 
 def _keep(meta: dict[str, Any], done: Move, last_switch: dict[str, Any]) -> None:
