@@ -1326,15 +1326,14 @@ def test_the_operators_temperature_wins_over_the_clients_on_every_path() -> None
     assert oai.requests[-1]["temperature"] == 0.2
 
 
-def test_an_upstream_answer_nested_too_deeply_is_a_502_not_a_crash() -> None:
-    """An upstream's 100,000-deep JSON answer raised RecursionError in the gateway: a 500 and a logged
-    traceback. It is an answer the gateway cannot read, said as such."""
+def _answering(status: int, body: bytes, session: str) -> tuple[httpx.Response, str]:
+    """One Chat call through a gateway whose upstream answers every call with `status` and `body`: the
+    client's response and the gateway's output."""
 
-    class Deep(BaseHTTPRequestHandler):
+    class Fixed(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802 - http.server's name
             self.rfile.read(int(self.headers.get("content-length", 0)))
-            body = b"[" * 100_000 + b"]" * 100_000
-            self.send_response(200)
+            self.send_response(status)
             self.send_header("content-type", "application/json")
             self.send_header("content-length", str(len(body)))
             self.end_headers()
@@ -1343,15 +1342,22 @@ def test_an_upstream_answer_nested_too_deeply_is_a_502_not_a_crash() -> None:
         def log_message(self, *args: Any) -> None:
             pass
 
-    upstream = ThreadingHTTPServer(("127.0.0.1", 0), Deep)
+    upstream = ThreadingHTTPServer(("127.0.0.1", 0), Fixed)
     threading.Thread(target=upstream.serve_forever, daemon=True).start()
     gw = Gateway("--api-key-env", "GW_KEY", env=_env("openai", f"http://127.0.0.1:{upstream.server_address[1]}/v1"))
     try:
-        r = _chat(gw, "deep")
+        r = _chat(gw, session)
     finally:
         out = gw.stop()
         upstream.shutdown()
         upstream.server_close()
+    return r, out
+
+
+def test_an_upstream_answer_nested_too_deeply_is_a_502_not_a_crash() -> None:
+    """An upstream's 100,000-deep JSON answer raised RecursionError in the gateway: a 500 and a logged
+    traceback. It is an answer the gateway cannot read, said as such."""
+    r, out = _answering(200, b"[" * 100_000 + b"]" * 100_000, "deep")
     assert r.status_code == 502, r.text
     assert "RecursionError" not in out
 
@@ -1360,29 +1366,8 @@ def test_a_key_an_upstream_spells_with_json_escapes_is_redacted() -> None:
     """An upstream's 400 naming the key with its characters escaped (sk\\u002d...) reached the client as
     it came: redaction matched the key's exact bytes only."""
     spelt = "".join(f"\\u{ord(c):04x}" if c in "-_" else c for c in LEAD_KEY)
-
-    class Echo(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's name
-            self.rfile.read(int(self.headers.get("content-length", 0)))
-            body = ('{"error": {"message": "invalid key: ' + spelt + '", "type": "invalid_request_error"}}').encode()
-            self.send_response(400)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    upstream = ThreadingHTTPServer(("127.0.0.1", 0), Echo)
-    threading.Thread(target=upstream.serve_forever, daemon=True).start()
-    gw = Gateway("--api-key-env", "GW_KEY", env=_env("openai", f"http://127.0.0.1:{upstream.server_address[1]}/v1"))
-    try:
-        r = _chat(gw, "spelt")
-    finally:
-        out = gw.stop()
-        upstream.shutdown()
-        upstream.server_close()
+    said = '{"error": {"message": "invalid key: ' + spelt + '", "type": "invalid_request_error"}}'
+    r, out = _answering(400, said.encode(), "spelt")
     assert spelt != LEAD_KEY  # the key has characters the upstream escaped
     assert r.status_code == 400
     assert json.loads(r.content)["error"]["message"] == "invalid key: [redacted]"
