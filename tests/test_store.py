@@ -164,6 +164,9 @@ def test_unknown_scheme_and_bad_urls(tmp_path: Path) -> None:
         ),
         ("rediss://app:p@ss@host:6380/2?ttl=60", "rediss://app:***@host:6380/2?ttl=60"),
         ("redis://host:6379/0?password=s3cr@t&ttl=5", "redis://host:6379/0?password=***&ttl=5"),
+        # redis-py's other passwords in the query (they were shown as given)
+        ("rediss://host:6380/0?ssl_password=k3y&ttl=5", "rediss://host:6380/0?ssl_password=***&ttl=5"),
+        ("redis://host:6379/0?sentinel_password=s3nt", "redis://host:6379/0?sentinel_password=***"),
         ("redis://host:6379/0", "redis://host:6379/0"),
         ("sqlite:///data/me@work/s.db", "sqlite:///data/me@work/s.db"),  # a path: no password in it
     ],

@@ -83,7 +83,7 @@ def userinfo_end(rest: str) -> int:
     return -1
 
 
-_PASSWORD_PARAM = re.compile(r"([?&]password=)[^&#]*", re.I)
+_PASSWORD_PARAM = re.compile(r"([?&](?:[a-z_]*_)?password=)[^&#]*", re.I)  # (sentinel_password=, ssl_password=)
 
 
 def open_store(
