@@ -137,15 +137,17 @@ class AnthropicStream:
             self.model = (event.get("message") or {}).get("model")
         elif kind == "content_block_start":
             block = dict(event.get("content_block") or {})
-            block["_json"] = ""
+            # pieces, joined once in reply(): a string grown in a dict is copied at every delta (quadratic:
+            # 400 KB of arguments in 4-character deltas held the event loop for a second)
+            block["_text"], block["_json"] = [str(block.get("text") or "")], []
             self.blocks[int(event.get("index", 0))] = block
         elif kind == "content_block_delta":
-            block = self.blocks.setdefault(int(event.get("index", 0)), {"type": "text", "text": "", "_json": ""})
+            block = self.blocks.setdefault(int(event.get("index", 0)), {"type": "text", "_text": [], "_json": []})
             delta = event.get("delta") or {}
             if delta.get("type") == "text_delta":
-                block["text"] = block.get("text", "") + str(delta.get("text", ""))
+                block["_text"].append(str(delta.get("text", "")))
             elif delta.get("type") == "input_json_delta":
-                block["_json"] += str(delta.get("partial_json", ""))
+                block["_json"].append(str(delta.get("partial_json", "")))
         elif kind == "message_delta":
             self.stop_reason = (event.get("delta") or {}).get("stop_reason") or self.stop_reason
             self.usage.update({k: v for k, v in (event.get("usage") or {}).items() if v is not None})
@@ -157,10 +159,10 @@ class AnthropicStream:
         for i in sorted(self.blocks):
             b = self.blocks[i]
             if b.get("type") == "text":
-                texts.append(str(b.get("text", "")))
+                texts.append("".join(b["_text"]))
             elif b.get("type") == "tool_use":
                 # the arguments as streamed: a malformed stream stays malformed, for the detector to see
-                args = b["_json"] or json.dumps(b.get("input") or {})
+                args = "".join(b["_json"]) or json.dumps(b.get("input") or {})
                 calls.append(
                     {"id": b.get("id"), "type": "function", "function": {"name": b.get("name"), "arguments": args}}
                 )
