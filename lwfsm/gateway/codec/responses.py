@@ -188,6 +188,8 @@ class ResponsesStream:
         self.acc = OpenAIStream(str(t["function"]["name"]) for t in responses_tools(body.get("tools")))
         self.items: list[Message] = []  # output items, in the order they were opened
         self.calls: dict[int, Message] = {}  # tool call index -> its item
+        self._index: dict[str, int] = {}  # a call item's id -> its index (its arguments: acc.pieces)
+        self._texts: dict[str, list[str]] = {}  # a message item's id -> its text's pieces
         self.seq = 0
         self.failed = False  # an error event came: the response never completes, nothing more is sent
 
@@ -216,10 +218,11 @@ class ResponsesStream:
         item["status"] = "completed"
         if item["type"] == "message":
             part = item["content"][0]
+            part["text"] = "".join(self._texts.get(item["id"], ()))
             out = self._emit("response.output_text.done", **ids, content_index=0, text=part["text"], logprobs=[])
             out += self._emit("response.content_part.done", **ids, content_index=0, part=part)
         else:
-            args = item["arguments"]
+            args = item["arguments"] = "".join(self.acc.pieces.get(self._index[item["id"]], ()))
             out = self._emit("response.function_call_arguments.done", **ids, name=item["name"], arguments=args)
         return out + self._emit("response.output_item.done", output_index=ids["output_index"], item=item)
 
@@ -253,12 +256,13 @@ class ResponsesStream:
                     item = {"type": "message", "id": mid, "status": "in_progress", "role": "assistant"}
                     item["content"] = [part]
                     out += self._open(item)
-                item["content"][0]["text"] += text
+                self._texts.setdefault(item["id"], []).append(text)  # joined once, at its close (not += in a dict)
                 out += self._emit("response.output_text.delta", **self._ids(), content_index=0, delta=text, logprobs=[])
         # Tool calls as the accumulator merged them (names taken once, however the server repeats them).
         for i, call, args in touched:
             fn = call["function"]
             if i not in self.calls:
+                self._index[f"fc_{self.rid[5:]}_{i}"] = i
                 self.calls[i] = {
                     "type": "function_call",
                     "id": f"fc_{self.rid[5:]}_{i}",
@@ -269,7 +273,7 @@ class ResponsesStream:
                 }
                 out += self._open(self.calls[i])
             item = self.calls[i]
-            item["call_id"], item["name"], item["arguments"] = call["id"], fn["name"], fn["arguments"]
+            item["call_id"], item["name"] = call["id"], fn["name"]
             if args and self.items[-1] is item:
                 out += self._emit("response.function_call_arguments.delta", **self._ids(), delta=args)
         return out
