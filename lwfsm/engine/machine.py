@@ -399,9 +399,9 @@ class Session:
                         event=event,
                         state=source,
                     )
-                if any(v.bit_length() > 63 for v in self._c):
-                    # a counter past 64 bits could not be restored, and its arithmetic grows without end
-                    big = next(n for n, v in zip(eng.counter_names, self._c, strict=False) if v.bit_length() > 63)
+                # a counter past 64 bits could not be restored, and its arithmetic grows without end
+                big = next((n for n, v in zip(eng.counter_names, self._c, strict=False) if v.bit_length() > 63), None)
+                if big is not None:
                     self._c[:], self.state, self.turn = before, source, turn
                     raise TransitionNotAllowed(
                         f"event '{event}' in state '{source}' would take counter '{big}' past 64 bits (counters "

@@ -392,15 +392,17 @@ class Spec(_Model):
     def rules_hash(self) -> str:
         """`hash` without the params: the same for every value `--set` or `LWFSM_PARAM_*` gives them (what
         a trace record names, and what `report`, which takes no params, can match)."""
-        rules = _strip(self.model_dump(exclude={"handoffs", "params"}))
+        return self._digest({"handoffs", "params"})
+
+    def _digest(self, left_out: set[str]) -> str:
+        rules = _strip(self.model_dump(exclude=left_out))
         return hashlib.sha256(json.dumps(rules, sort_keys=True).encode()).hexdigest()[:16]
 
     @property
     def hash(self) -> str:
         """Digest of everything that decides the switching (descriptions excluded), params included.
         Handoff notes are left out too: rewording one must not orphan every stored conversation."""
-        rules = _strip(self.model_dump(exclude={"handoffs"}))
-        return hashlib.sha256(json.dumps(rules, sort_keys=True).encode()).hexdigest()[:16]
+        return self._digest({"handoffs"})
 
     def judging_issues(self) -> list[SpecIssue]:
         """Why front ends that judge turns cannot run this spec (the events its judging fires are not
@@ -425,49 +427,38 @@ class Spec(_Model):
         """What in the spec does nothing, likely not what its author meant; loading does not refuse it (a spec
         that has it runs as it did): an update or a counter's initial value that the entered state's
         on_enter sets again without reading it, a role that falls back to itself."""
-        out = []
+        out: list[SpecIssue] = []
+
+        def note(loc: tuple[str | int, ...], message: str) -> None:
+            key = ".".join(str(x) for x in loc[:1]) + "".join(
+                f"[{x}]" if isinstance(x, int) else f".{x}" for x in loc[1:]
+            )
+            out.append(SpecIssue(self.where(*loc), None, None, key, message))
+
         for i, t in enumerate(self.transitions):
             entered = self.states.get(t.dest) if t.dest is not None else None
             for counter in _overwritten(t.updates, entered):
                 assert entered is not None
-                message = (
+                note(
+                    ("transitions", i, "updates", counter),
                     f"this update of '{counter}' never shows: state '{t.dest}' sets it on entering "
-                    f"({counter} = {entered.on_enter[counter]}), after the transition's updates"
-                )
-                out.append(
-                    SpecIssue(
-                        self.where("transitions", i, "updates", counter),
-                        None,
-                        None,
-                        f"transitions[{i}].updates.{counter}",
-                        message,
-                    )
+                    f"({counter} = {entered.on_enter[counter]}), after the transition's updates",
                 )
         if len(self.initial) == 1 and self.initial[0].state in self.states:
             start = self.initial[0].state
             # (an initial value other than the default 0: a spec dumped whole gives every counter's)
             declared = {n: c.initial for n, c in self.counters.items() if c.initial.strip() != "0"}
             for counter in _overwritten(declared, self.states[start]):
-                message = (
+                note(
+                    ("counters", counter, "initial"),
                     f"this initial value of '{counter}' never shows: the initial state '{start}' sets it on "
-                    f"entering ({counter} = {self.states[start].on_enter[counter]})"
-                )
-                out.append(
-                    SpecIssue(
-                        self.where("counters", counter, "initial"), None, None, f"counters.{counter}.initial", message
-                    )
+                    f"entering ({counter} = {self.states[start].on_enter[counter]})",
                 )
         for a, b in self.judging.technical_fallback.items():
             if a == b:
-                message = f"role '{a}' falls back to itself, which changes nothing: name another role, or leave it out"
-                out.append(
-                    SpecIssue(
-                        self.where("judging", "technical_fallback", a),
-                        None,
-                        None,
-                        f"judging.technical_fallback.{a}",
-                        message,
-                    )
+                note(
+                    ("judging", "technical_fallback", a),
+                    f"role '{a}' falls back to itself, which changes nothing: name another role, or leave it out",
                 )
         return out
 
