@@ -25,7 +25,7 @@ pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 
 from . import anthropic_server, openai_server  # noqa: E402
-from .test_gateway import GATEWAY_KEY, LEAD_KEY, Gateway, _env, _free_port, ant, oai, redis_url  # noqa: E402
+from .test_gateway import GATEWAY_KEY, LEAD_KEY, ROOT, Gateway, _env, _free_port, ant, oai, redis_url  # noqa: E402
 
 __all__ = ["ant", "oai", "redis_url"]  # fixtures shared with test_gateway
 
@@ -362,6 +362,77 @@ def test_without_a_gateway_key_the_control_api_answers_this_host_only(
             if status == 403:
                 assert "--api-key-env" in r.json()["error"]
         assert http.get("/v1/models", headers=AUTH if key else {}).status_code == 200  # the model API is not control
+
+
+CONTROL_KEY = "ctl-key-9876543210"
+
+
+def test_with_a_control_key_the_gateway_key_runs_turns_and_only_the_control_key_controls(
+    oai: openai_server.Server,
+) -> None:
+    """--control-key-env: every client holds the gateway key; it must not roll out a spec, read another
+    client's session, fire an event or read /metrics. The control key opens those and runs no turn."""
+    openai = pytest.importorskip("openai")
+    env = {**_env("openai", oai.base), "CTL_KEY": CONTROL_KEY}
+    gw = Gateway("--api-key-env", "GW_KEY", "--control-key-env", "CTL_KEY", env=env)
+    try:
+        client = openai.OpenAI(base_url=gw.base + "/v1", api_key=GATEWAY_KEY, max_retries=0)
+        client.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "hi"}], extra_headers={"x-lwfsm-session": "ctl-1"}
+        )
+        control = {"authorization": f"Bearer {CONTROL_KEY}"}
+        listed = httpx.get(gw.base + "/lwfsm/sessions", headers=control, timeout=10).json()["sessions"]
+        (sid,) = [s["id"] for s in listed if s["id"].endswith(".ctl-1")]  # stored under a tag of the client's key
+        spec = (ROOT / "specs" / "lead_worker.yaml").read_text()
+        calls = [
+            ("GET", "/lwfsm/sessions", None),
+            ("GET", f"/lwfsm/sessions/{sid}", None),
+            ("GET", "/metrics", None),
+            ("GET", "/lwfsm/spec", None),
+            ("POST", "/lwfsm/spec", spec),
+            ("POST", f"/lwfsm/sessions/{sid}/events/reset", None),
+            ("DELETE", f"/lwfsm/sessions/{sid}", None),
+        ]
+        for method, path, body in calls:
+            refused = httpx.request(method, gw.base + path, headers=AUTH, content=body, timeout=30)
+            assert refused.status_code == 401, (method, path, refused.text)
+            assert "control key" in refused.json()["error"]
+            assert GATEWAY_KEY not in refused.text
+            assert CONTROL_KEY not in refused.text
+        for method, path, body in calls:
+            r = httpx.request(method, gw.base + path, headers=control, content=body, timeout=30)
+            assert r.status_code in (200, 204), (method, path, r.status_code, r.text)
+        assert httpx.get(gw.base + f"/lwfsm/sessions/{sid}", headers=control, timeout=10).status_code == 404  # deleted
+        with pytest.raises(openai.AuthenticationError):  # the control key runs no turn
+            openai.OpenAI(base_url=gw.base + "/v1", api_key=CONTROL_KEY, max_retries=0).chat.completions.create(
+                model="m", messages=[{"role": "user", "content": "hi"}]
+            )
+    finally:
+        gw.kill()
+
+
+@pytest.mark.parametrize(
+    ("env", "said"),
+    [
+        ({}, "--control-key-env CTL_KEY: that variable is not set"),
+        ({"CTL_KEY": GATEWAY_KEY}, "holds the same key as --api-key-env GW_KEY"),
+    ],
+)
+def test_a_control_key_variable_unset_or_equal_to_the_gateway_key_stops_serve(
+    env: dict[str, str], said: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lwfsm.cli import main
+
+    monkeypatch.setenv("GW_KEY", GATEWAY_KEY)
+    monkeypatch.delenv("CTL_KEY", raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    args = ["serve", "--port", str(_free_port()), "--store", "memory://", "--mock", "--api-key-env", "GW_KEY"]
+    for extra in ([], ["--check-only"]):
+        assert main([*args, "--control-key-env", "CTL_KEY", *extra]) == 1
+        err = capsys.readouterr().err
+        assert said in err
+        assert GATEWAY_KEY not in err
 
 
 def test_serving_beyond_loopback_without_a_key_needs_an_explicit_flag(

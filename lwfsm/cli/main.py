@@ -681,10 +681,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
     spec = load_spec(args.spec, _params(args.set))
     if args.check_only:
-        return _serve_check(args.spec, spec, args.mock, args.api_key_env)
+        return _serve_check(args.spec, spec, args.mock, args.api_key_env, args.control_key_env)
     config = {
         "store": args.store,
         "api_key_env": args.api_key_env,
+        "control_key_env": args.control_key_env,
         "mock": args.mock,
         "max_body": args.max_body,
         "body_budget": args.body_budget,
@@ -712,16 +713,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
 
 
-def _serve_check(path: str, spec: Spec, mock: bool = False, api_key_env: str | None = None) -> int:
+def _serve_check(
+    path: str, spec: Spec, mock: bool = False, api_key_env: str | None = None, control_key_env: str | None = None
+) -> int:
     """`serve --check-only`: the spec with the params serve would give it (--set, then LWFSM_PARAM_* and
     GOOSE_* from the environment, as `build` applies them), through `lwfsm check`, and the role bindings
     serve would make (their key variables set) and the gateway key's variable set; no port bound, no store
     opened."""
-    from ..gateway.app import gateway_key
+    from ..gateway.app import control_key, gateway_key
     from ..gateway.serve import roles
     from ..turn.bindings import params_from_env
 
     gateway_key(os.environ, api_key_env)  # an error naming the variable, as `serve` would stop on
+    control_key(os.environ, control_key_env, api_key_env)
     overrides = params_from_env(spec)
     spec = spec.with_params(overrides) if overrides else spec
     roles(spec, os.environ, mock)  # a ConfigError names the variable to set
@@ -996,6 +1000,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--store", metavar="URL", help="sqlite:///lwfsm-sessions.db (default), redis://host:6379/0 or memory://"
     )
     p.add_argument("--api-key-env", metavar="NAME", help="require the key held by this variable from clients")
+    p.add_argument(
+        "--control-key-env",
+        metavar="NAME",
+        help="the control API (/lwfsm, /metrics, spec rollout, events) requires the key held by this variable, "
+        "not the gateway key",
+    )
     p.add_argument(
         "--allow-no-key", action="store_true", help="serve a --host other than loopback without --api-key-env"
     )

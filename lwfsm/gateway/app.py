@@ -95,12 +95,25 @@ class _Loaded:
     turn: Turn  # the loop's call (its plan may change when a commit loses a race)
 
 
-def gateway_key(env: Mapping[str, str], api_key_env: str | None) -> str | None:
+def gateway_key(
+    env: Mapping[str, str], api_key_env: str | None, flag: str = "--api-key-env", holds: str = "the gateway key"
+) -> str | None:
     """The key clients must present (None: no --api-key-env), from the variable it names."""
     if not api_key_env:
         return None
     if not (key := env.get(api_key_env)):
-        raise LwfsmError(f"--api-key-env {api_key_env}: that variable is not set (it should hold the gateway key)")
+        raise LwfsmError(f"{flag} {api_key_env}: that variable is not set (it should hold {holds})")
+    return key
+
+
+def control_key(env: Mapping[str, str], control_key_env: str | None, api_key_env: str | None) -> str | None:
+    """The key the control API asks for (None: no --control-key-env, it asks for the gateway key)."""
+    key = gateway_key(env, control_key_env, "--control-key-env", "the control API's key")
+    if key is not None and key == gateway_key(env, api_key_env):
+        raise LwfsmError(
+            f"--control-key-env {control_key_env} holds the same key as --api-key-env {api_key_env}: every client "
+            "could then roll out specs and read every session; give the control API a key of its own"
+        )
     return key
 
 
@@ -133,6 +146,7 @@ class Gateway:
         chains: Store | None = None,
         env: Mapping[str, str] | None = None,
         api_key_env: str | None = None,
+        control_key_env: str | None = None,
         mock: bool = False,
         max_body: int = 32 * 1024 * 1024,
         body_budget: int = 128 * 1024 * 1024,
@@ -169,9 +183,12 @@ class Gateway:
         self._landing: set[asyncio.Future[None]] = set()  # writes past --store-timeout, awaited (`_landed`)
         self._inline = store.url.startswith("memory://")
         self.key = gateway_key(self.env, api_key_env)
+        # The control API's own key (--control-key-env): then the gateway key, which every client holds,
+        # neither rolls out a spec nor reads another client's sessions.
+        self.control_key = control_key(self.env, control_key_env, api_key_env)
         self._secrets = sorted(
             {v for b in self.roles.values() if b.api_key_env and len(v := self.env.get(b.api_key_env, "")) >= 8}
-            | ({self.key} if self.key and len(self.key) >= 8 else set()),
+            | {k for k in (self.key, self.control_key) if k and len(k) >= 8},
             key=len,
             reverse=True,
         )

@@ -42,14 +42,19 @@ class Control:
     # -- the control API --
 
     def check(self, request: Request) -> Response | None:
-        """The control API (and /metrics) lists, changes and deletes every client's conversations: with
-        a gateway key it needs that key; without one it answers this host's clients only."""
+        """The control API (and /metrics) lists, changes and deletes every client's conversations: it
+        needs the control key (--control-key-env), else the gateway key; without either it answers this
+        host's clients only."""
+        g = self.gateway
         try:
-            self.gateway.intake.authorise(request)
+            g.intake.authorise(request, control=True)
         except Reject as exc:
             return JSONResponse({"error": exc.message}, exc.status)
-        if self.gateway.key is None and not is_loopback(request.client.host if request.client else ""):
-            message = "the control API answers other hosts only when the gateway has a key (lwfsm serve --api-key-env)"
+        if g.key is None and g.control_key is None and not is_loopback(request.client.host if request.client else ""):
+            message = (
+                "the control API answers other hosts only when the gateway has a key (lwfsm serve --control-key-env "
+                "or --api-key-env)"
+            )
             return JSONResponse({"error": message}, 403)
         return None
 

@@ -127,17 +127,18 @@ class Intake:
             return auth[7:].strip() or None
         return request.headers.get("x-api-key") or None
 
-    def authorise(self, request: Request) -> str | None:
-        if self.gateway.key is None:
+    def authorise(self, request: Request, control: bool = False) -> str | None:
+        """The key the client presented, checked: the gateway key, or for the `control` API its own key
+        when it has one; without a key, the request must come from this host (`_this_host`)."""
+        g = self.gateway
+        key, name = (g.control_key, "control key") if control and g.control_key is not None else (g.key, "gateway key")
+        if key is None:
             _this_host(request)
         presented = self._client_key(request)
         # As bytes: compare_digest refuses str with non-ASCII characters (a 500, not the 401 it is).
-        if self.gateway.key is not None and (
-            presented is None or not hmac.compare_digest(presented.encode(), self.gateway.key.encode())
-        ):
-            raise Reject(
-                401, "missing or wrong gateway key (send it as a Bearer token or x-api-key)", "authentication_error"
-            )
+        if key is not None and (presented is None or not hmac.compare_digest(presented.encode(), key.encode())):
+            said = f"missing or wrong {name} (send it as a Bearer token or x-api-key)"
+            raise Reject(401, said, "authentication_error")
         return presented
 
     def _hold(self, request: Request, size: int) -> None:

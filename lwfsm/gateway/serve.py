@@ -23,6 +23,7 @@ def build(
     *,
     store: str | None = None,
     api_key_env: str | None = None,
+    control_key_env: str | None = None,
     mock: bool = False,
     env: Mapping[str, str] | None = None,
     max_body: int = 32 * 1024 * 1024,
@@ -40,7 +41,7 @@ def build(
 ) -> Any:
     """The ASGI app: roles bound as the adapter binds them (LWFSM_* > GOOSE_*), or to mock models."""
     try:
-        from .app import Gateway, create_app, gateway_key
+        from .app import Gateway, control_key, create_app, gateway_key
         from .store import open_chain_store, open_gateway_store
         from .trace import TraceLog
     except ImportError as exc:  # pragma: no cover - exercised only without the extra
@@ -63,7 +64,8 @@ def build(
     for flag, value in timeouts.items():
         if not value > 0:
             raise ConfigError(f"--{flag}-timeout must be more than 0 seconds, got {value}")
-    gateway_key(env, api_key_env)  # before a store file is made (Gateway reads it again)
+    gateway_key(env, api_key_env)  # before a store file is made (Gateway reads them again)
+    control_key(env, control_key_env, api_key_env)
     trace = TraceLog(log_dir) if log_dir else None
     gateway = Gateway(
         spec,
@@ -74,6 +76,7 @@ def build(
         chains=open_chain_store(store, timeout=store_timeout + 1.0),
         env=env,
         api_key_env=api_key_env,
+        control_key_env=control_key_env,
         mock=mock,
         max_body=max_body,
         body_budget=body_budget,
