@@ -1012,6 +1012,55 @@ def test_a_request_head_is_bounded_before_the_key_is_checked(oai: openai_server.
     assert kept == [200, 200, 200]
 
 
+def test_a_request_head_must_come_within_the_head_timeout(oai: openai_server.Server) -> None:
+    """uvicorn times a connection only after a response: one that sent nothing, or a head a byte at a
+    time, was held as long as the client liked (1,100 of them, with no key). --head-timeout bounds the
+    head, from the connection and from a kept-alive connection's next head: a 408, and it closes. A body
+    is not the head: one sent after the timeout, its head in time, is served."""
+    import socket
+
+    gw = Gateway("--api-key-env", "GW_KEY", "--head-timeout", "0.5", env=_env("openai", oai.base))
+    host = gw.base.removeprefix("http://")
+    address = tuple(host.rsplit(":", 1))
+
+    def answer(s: socket.socket) -> bytes:
+        out = b""
+        while chunk := s.recv(65536):  # until the gateway closes the connection
+            out += chunk
+        return out
+
+    chat = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}]}).encode()
+    head = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {GATEWAY_KEY}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(chat)}\r\nConnection: close\r\n\r\n"
+    ).encode()
+    try:
+        with socket.create_connection(address, timeout=10) as s:  # type: ignore[arg-type]
+            silent = answer(s)  # sent nothing at all
+        with socket.create_connection(address, timeout=10) as s:  # type: ignore[arg-type]
+            s.sendall(head[:20])  # a head begun, never ended
+            partial = answer(s)
+        with socket.create_connection(address, timeout=10) as s:  # type: ignore[arg-type]
+            s.sendall(f"GET /healthz HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+            first = b""
+            while not first.endswith(b'{"status":"ok"}'):  # served whole; then the next head begins and stops
+                first += s.recv(65536)
+            s.sendall(b"GET /heal")
+            kept = answer(s)
+        with socket.create_connection(address, timeout=10) as s:  # type: ignore[arg-type]
+            s.sendall(head)
+            time.sleep(1.0)  # a slow client's body, after its head came in time
+            s.sendall(chat)
+            slow_body = answer(s)
+    finally:
+        gw.stop()
+    for said in (silent, partial, kept):
+        assert said.startswith(b"HTTP/1.1 408 "), said[:200]
+        assert said.endswith(b"the request line and headers did not come within 0.5 s\n")
+    assert first.startswith(b"HTTP/1.1 200 "), first[:200]
+    assert slow_body.startswith(b"HTTP/1.1 200 "), slow_body[:300]
+
+
 def test_an_upstream_answer_past_64_mib_is_refused_not_held() -> None:
     """A hostile or broken upstream: 65 KB of gzip that expands to 65 MiB (a whole body, an SSE stream
     that never ends a line) took the gateway's memory with it and was stored whole in the conversation's

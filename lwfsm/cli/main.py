@@ -710,6 +710,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         config={**config, "spec": args.spec, "params": _params(args.set)},
         drain_grace=args.drain_grace,
         drain_timeout=args.drain_timeout,
+        head_timeout=args.head_timeout,
     )
 
 
@@ -1044,6 +1045,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=300.0,
         metavar="SECONDS",
         help="longest silence of an upstream once it has started answering (300); no total limit",
+    )
+    p.add_argument(
+        "--head-timeout",
+        type=_seconds,
+        default=10.0,
+        metavar="SECONDS",
+        help="a client must send a request's line and headers within this long (10), or gets a 408",
     )
     p.add_argument("--log-dir", metavar="DIR", help="write the trace (one JSONL line per judged turn) for lwfsm report")
     p.add_argument(

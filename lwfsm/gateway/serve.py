@@ -120,6 +120,14 @@ def _check_providers(bound: Mapping[str, RoleBinding]) -> None:
             raise ConfigError(f"the {role} model {model!r} {why}: set LWFSM_{role.upper()}_MODEL to 'provider/model'")
 
 
+def _head_timeout(seconds: float | None) -> None:
+    """--head-timeout, for the connections of this process (each worker sets it again)."""
+    if seconds is not None:
+        from .heads import BoundedHead
+
+        BoundedHead.head_timeout = seconds
+
+
 _WORKER_ENV = "LWFSM_SERVE_CONFIG"  # how `--workers N` hands the settings to each worker process
 
 
@@ -149,6 +157,7 @@ def worker_app() -> Any:
     _logging()  # a worker is a fresh process: the parent's logging setup did not come along
     config = json.loads(os.environ[_WORKER_ENV])
     path, params = config.pop("spec"), config.pop("params")
+    _head_timeout(config.pop("head_timeout", None))
     handover_file = config.pop("rollout", None)  # the spec the parent accepted on SIGHUP, and those kept
     if handover_file is None:
         return _collected(build(load_spec(path, params), spec_path=path, params=params, **config))
@@ -178,6 +187,7 @@ def serve(
     config: Mapping[str, Any] | None = None,
     drain_grace: float = 5.0,
     drain_timeout: float = 600.0,
+    head_timeout: float | None = None,
 ) -> int:
     """Run uvicorn until a signal has drained it (`drain`); the exit code. With workers > 1, each worker
     process builds its app from `config` (the settings `build` takes, plus spec and params), so
@@ -190,6 +200,7 @@ def serve(
     except ImportError as exc:  # pragma: no cover
         raise ConfigError(f'lwfsm serve needs the gateway extra: pip install "lwfsm[gateway]" ({exc})') from None
     _logging()
+    _head_timeout(head_timeout)
     # No access log (one line per switch is the gateway's log); no X-Forwarded-* rewriting: the
     # gateway uses no client address, so there is nothing for a proxy header to change.
     options: dict[str, Any] = {"log_level": "warning", "access_log": False, "proxy_headers": False, "http": BoundedHead}
@@ -203,7 +214,7 @@ def serve(
 
         from .rollout import Handover
 
-        settings = {**(config or {}), "workers": workers}
+        settings = {**(config or {}), "workers": workers, "head_timeout": head_timeout}
         os.environ[_WORKER_ENV] = json.dumps(settings)
         uvicorn_config = uvicorn.Config(
             "lwfsm.gateway.serve:worker_app", factory=True, host=host, port=port, workers=workers, **options
