@@ -1061,6 +1061,41 @@ def test_a_request_head_must_come_within_the_head_timeout(oai: openai_server.Ser
     assert slow_body.startswith(b"HTTP/1.1 200 "), slow_body[:300]
 
 
+def test_the_store_and_trace_files_it_creates_are_its_owner_s_only(oai: openai_server.Server, tmp_path: Path) -> None:
+    """Rows and trace lines hold excerpts of tool output and people's messages: created 0644 (the usual
+    umask), every user of the machine could read them. The files the gateway creates are 0600, SQLite's
+    -wal and -shm too; a file the user made keeps its mode."""
+    own = tmp_path / "own.jsonl"
+    own.write_text("")
+    own.chmod(0o644)
+    old = os.umask(0o022)
+    try:
+        url = f"sqlite:///{tmp_path}/s.db"
+        gw = Gateway(
+            "--api-key-env",
+            "GW_KEY",
+            "--store",
+            url,
+            "--log-dir",
+            str(tmp_path / "trace"),
+            env=_env("openai", oai.base),
+        )
+    finally:
+        os.umask(old)
+    try:
+        for text in ("one", "two"):  # the second call judges the first: a trace line
+            assert _chat(gw, "perm", text).status_code == 200
+        made = [tmp_path / "s.db", tmp_path / "s.db-wal", tmp_path / "s.db-shm", *(tmp_path / "trace").glob("*.jsonl")]
+    finally:
+        gw.stop()  # (a last connection closed may remove -wal and -shm: looked at before)
+    assert len(made) == 4, made
+    assert {p.name: oct(p.stat().st_mode & 0o777) for p in made} == {p.name: "0o600" for p in made}
+    from lwfsm.turn.core import append_record
+
+    assert append_record(own, {"x": 1}) is None
+    assert oct(own.stat().st_mode & 0o777) == "0o644"
+
+
 def test_an_upstream_answer_past_64_mib_is_refused_not_held() -> None:
     """A hostile or broken upstream: 65 KB of gzip that expands to 65 MiB (a whole body, an SSE stream
     that never ends a line) took the gateway's memory with it and was stored whole in the conversation's

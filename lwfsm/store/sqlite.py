@@ -72,6 +72,8 @@ class SQLiteStore:
         self.path = path if path.startswith((":", "file:")) else os.path.realpath(path)
         self.where = f"sqlite:{id(self) if path.startswith(':') else self.path}:{self.table}"
         self.timeout = timeout
+        if not path.startswith((":", "file:")):
+            _create_private(self.path)
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []  # every thread's connection, for close()
         self._lock = threading.Lock()  # guards _all
@@ -214,3 +216,15 @@ def _locked(exc: sqlite3.Error) -> bool:
     if name is not None:
         return bool(name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")))
     return "locked" in str(exc)
+
+
+def _create_private(path: str) -> None:
+    """Make a new database file readable by its owner only: its rows hold excerpts of tool output and
+    people's messages, which sqlite3 would create readable by every user (0644 under the usual umask).
+    SQLite gives its -wal and -shm files the database file's mode."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass  # the user's file, as they made it
+    except OSError:
+        pass  # a folder that is not there, or not writable: sqlite3 says so, naming the file, next

@@ -205,6 +205,12 @@ class Judged:
 CUT_SHORT = b"  # lwfsm: cut short here, its writer stopped"
 
 
+def private(path: str, flags: int) -> int:
+    """An `opener` that creates a file readable by its owner only: a trace holds excerpts of tool output
+    and people's messages (an existing file keeps its mode)."""
+    return os.open(path, flags, 0o600)
+
+
 def append_record(path: str | os.PathLike[str], record: Mapping[str, Any]) -> OSError | None:
     """Append a judged turn's record to a trace file as one JSON line (one write: appends from several
     processes do not interleave). The turn is committed already: a failed write is returned for the caller
@@ -212,10 +218,10 @@ def append_record(path: str | os.PathLike[str], record: Mapping[str, Any]) -> OS
     line = (json.dumps(record) + "\n").encode()
     try:
         if not os.path.isfile(path):  # a new file, a pipe, /dev/stdout: written as it is
-            with open(path, "ab") as f:
+            with open(path, "ab", opener=private) as f:
                 f.write(line)
             return None
-        with open(path, "ab+") as f:
+        with open(path, "ab+", opener=private) as f:
             if fcntl is not None:  # another writer's line half written is no line a writer left: wait for it
                 fcntl.flock(f, fcntl.LOCK_EX)
             end = f.seek(0, os.SEEK_END)

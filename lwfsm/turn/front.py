@@ -29,7 +29,7 @@ from typing import Any, Generic, TypeVar
 from ..engine import Engine
 from ..errors import ConfigError, causes
 from ..spec import Spec, load_spec
-from .core import Conversation, ConversationState, Judged, Plan, TurnCore, append_record
+from .core import Conversation, ConversationState, Judged, Plan, TurnCore, append_record, private
 from .judge import Detector
 from .ledger import Pricer, Usage
 from .loop import Loop, Store, Turn, ordered
@@ -116,7 +116,7 @@ def sink(log: LogTo | None) -> Sink | None:
         raise ConfigError(f"log= takes a callable or a file path, got {type(log).__name__}")
     path = Path(log)
     try:  # an unwritable file is found now, not after a turn was committed
-        path.open("a", encoding="utf-8").close()
+        open(path, "a", encoding="utf-8", opener=private).close()
     except OSError as exc:
         raise ConfigError(f"log={str(path)!r} cannot be written: {exc.strerror or exc}") from None
 
