@@ -320,7 +320,9 @@ def test_probes_answer_without_the_key_and_call_no_upstream(oai: openai_server.S
     health = httpx.get(oai_gateway.base + "/healthz", timeout=10)
     assert (health.status_code, health.json()) == (200, {"status": "ok"})
     ready = httpx.get(oai_gateway.base + "/readyz", timeout=10)
-    assert (ready.status_code, ready.json()) == (200, {"status": "ready", "spec": "lead_worker", "store": "memory://"})
+    assert (ready.status_code, ready.json()) == (200, {"status": "ready"})  # no spec or store told without the key
+    told = httpx.get(oai_gateway.base + "/readyz", headers={"x-api-key": GATEWAY_KEY}, timeout=10)
+    assert (told.status_code, told.json()) == (200, {"status": "ready", "spec": "lead_worker", "store": "memory://"})
     assert len(oai.requests) == seen
     # the key is still needed everywhere else
     assert httpx.get(oai_gateway.base + "/v1/models", timeout=10).status_code == 401

@@ -279,7 +279,9 @@ def test_readyz_is_503_naming_a_stopped_redis_and_200_once_it_answers(
         assert httpx.get(gw.base + "/readyz", timeout=10).status_code == 200  # no key needed
         os.kill(pid, signal.SIGSTOP)
         stopped = True
-        ready = httpx.get(gw.base + "/readyz", timeout=10)
+        unkeyed = httpx.get(gw.base + "/readyz", timeout=10)
+        assert (unkeyed.status_code, unkeyed.json()) == (503, {"status": "unavailable"})  # no store told
+        ready = httpx.get(gw.base + "/readyz", headers=AUTH, timeout=10)
         assert ready.status_code == 503
         body = ready.json()
         assert body["status"] == "unavailable"
@@ -296,6 +298,8 @@ def test_readyz_is_503_naming_a_stopped_redis_and_200_once_it_answers(
             os.kill(pid, signal.SIGCONT)
         out = gw.stop()
     assert PASSWORD not in out
+    assert out.count("/readyz: not ready: store redis://:***@127.0.0.1") == 1  # once, not at every probe
+    assert out.count("/readyz: ready again") == 1
 
 
 def test_litellm_is_set_offline_at_start_up_not_by_the_first_request(ant: Any) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from starlette.requests import Request
@@ -17,6 +18,8 @@ if TYPE_CHECKING:
     from .app import Gateway
 
 
+logger = logging.getLogger("lwfsm.gateway")
+
 PROBE_KEY = "lwfsm-readyz-probe"  # read, never written, by GET /readyz
 
 
@@ -25,6 +28,7 @@ class Probes:
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
+        self._unready: str | None = None  # why /readyz last said 503 (logged when it changes)
 
     @property
     def routes(self) -> list[Route]:
@@ -50,10 +54,22 @@ class Probes:
     async def readyz(self, request: Request) -> Response:
         """Ready: the spec is loaded and the store answers a read within --store-timeout (through the same
         worker threads as the turns' store calls, so a stopped or locked store shows here as it would there)."""
-        if self.gateway.draining:
+        g = self.gateway
+        if g.draining:
             return JSONResponse({"status": "draining"}, 503)
+        # Which spec and store, and why not ready, only to whom the control API answers: a probe needs
+        # no key, so anyone who reaches the port would learn them (the log says why, once a change).
+        told = g.control.check(request) is None
         try:
-            await self.gateway._io(self.gateway.store.read, PROBE_KEY)
+            await g._io(g.store.read, PROBE_KEY)
         except StoreError as exc:  # no answer in time, refused, unreachable: named, password redacted
-            return JSONResponse({"status": "unavailable", "store": self.gateway.store.url, "reason": str(exc)}, 503)
-        return JSONResponse({"status": "ready", "spec": self.gateway.spec.name, "store": self.gateway.store.url})
+            if self._unready != str(exc):
+                logger.warning("/readyz: not ready: %s", exc)
+            self._unready = str(exc)
+            return JSONResponse(
+                {"status": "unavailable", **({"store": g.store.url, "reason": str(exc)} if told else {})}, 503
+            )
+        if self._unready is not None:
+            logger.warning("/readyz: ready again: the store %s answers", g.store.url)
+        self._unready = None
+        return JSONResponse({"status": "ready", **({"spec": g.spec.name, "store": g.store.url} if told else {})})
