@@ -1173,6 +1173,66 @@ def test_an_upstream_answer_past_64_mib_is_refused_not_held() -> None:
     assert "over 64 MiB" in out
 
 
+def test_an_upstream_s_cookies_and_content_type_do_not_reach_the_client() -> None:
+    """A 200's headers went to the client as the upstream sent them: its cookies, and `text/html` over a
+    JSON body whose model words hold a <script>. The client gets the type the gateway read (JSON, or an
+    event stream) and no cookie; the upstream's other headers (request ids) still come."""
+    words = "<script>fetch('/lwfsm/sessions')</script>"
+    reply = {
+        "id": "c",
+        "object": "chat.completion",
+        "model": "u",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": words}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+    }
+    chunk = {
+        "id": "c",
+        "object": "chat.completion.chunk",
+        "model": "u",
+        "choices": [{"index": 0, "delta": {"content": words}, "finish_reason": "stop"}],
+    }
+
+    class Hostile(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+            data = (
+                f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n".encode()
+                if body.get("stream")
+                else json.dumps(reply).encode()
+            )
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Set-Cookie", "upstream-session=s3cr3t; Path=/")
+            self.send_header("X-Request-Id", "req-42")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Hostile)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+    gw = Gateway("--api-key-env", "GW_KEY", env=_env("openai", base))
+    try:
+        whole = _chat(gw, "cookie-whole")
+        streamed = _chat(gw, "cookie-stream", stream=True)
+    finally:
+        gw.stop()
+        httpd.shutdown()
+        httpd.server_close()
+    assert whole.status_code == 200, whole.text
+    assert whole.headers["content-type"] == "application/json"
+    assert whole.json()["choices"][0]["message"]["content"] == words
+    assert streamed.status_code == 200, streamed.text
+    assert streamed.headers["content-type"].startswith("text/event-stream")
+    assert words in streamed.text
+    for r in (whole, streamed):
+        assert "set-cookie" not in r.headers
+        assert r.headers["x-request-id"] == "req-42"
+
+
 @pytest.mark.parametrize("flag", ["store", "connect", "first-byte", "idle"])
 def test_a_timeout_of_zero_is_refused_naming_its_flag(flag: str) -> None:
     from lwfsm.errors import ConfigError

@@ -72,6 +72,7 @@ def _too_large(role: str) -> str:
 
 # Not passed on from the upstream's response: hop-by-hop, or set by our own server.
 _HOP = {"content-length", "transfer-encoding", "connection", "content-encoding", "keep-alive", "date", "server"}
+_DROPPED = {"set-cookie", "set-cookie2", "content-type"}  # (the type is set from what was read)
 
 
 def origin(url: str) -> str:
@@ -181,8 +182,14 @@ class Forward:
                 out.pop("content-type")
                 return JSONResponse(error_body(call.protocol, upstream.status, said, "api_error"), upstream.status, out)
             return Response(self.gateway.redact(data), upstream.status, headers=out)
+        # The upstream's own headers go on (request ids, rate limits), but not its cookies (the upstream's
+        # session is the gateway's, not the client's), and the type is what the gateway read it as: an
+        # upstream's `text/html` over a JSON body would have a browser run a <script> in a model's words
+        # on the gateway's origin.
         passthrough = {
-            k: v for k, v in upstream.headers.items() if k.lower() not in _HOP and not k.lower().startswith("x-lwfsm")
+            name: v
+            for k, v in upstream.headers.items()
+            if (name := k.lower()) not in _HOP and name not in _DROPPED and not name.startswith("x-lwfsm")
         }
         passthrough.update(lw)
         # An upstream that ignores `stream: true` answers one JSON body: the client gets it as it came,
@@ -215,10 +222,12 @@ class Forward:
                 msg = f"the {role} upstream's response has no assistant message; nothing was recorded"
                 return JSONResponse(error_body(call.protocol, 502, msg, "api_error"), 502, headers=lw)
             call.answer = parsed
+            passthrough["content-type"] = "application/json"
             if (turn := await self.gateway._commit(call, loaded, role, reply, usage, parsed.get("model"))) is not None:
                 passthrough["x-lwfsm-turn"] = turn
             passthrough.update(usage_header(call))
             return Response(data, upstream.status, headers=passthrough)
+        passthrough["content-type"] = "text/event-stream"
         return StreamingResponse(self._relay(call, loaded, role, upstream), upstream.status, headers=passthrough)
 
     def _first_byte(self, upstream: aiohttp.ClientResponse) -> None:
