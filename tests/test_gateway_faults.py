@@ -1480,9 +1480,19 @@ def test_a_translated_call_keeps_the_gateways_upstream_timeouts(oai: openai_serv
     assert own.value.status_code == 408
 
 
-def test_an_upstream_redirect_is_not_followed_with_the_key(ant: Any) -> None:
+_REDIRECTED = {
+    "messages": {"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": "hi"}]},
+    "chat/completions": {"model": "m", "messages": [{"role": "user", "content": "hi"}]},
+    "responses": {"model": "m", "input": "hi"},
+}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("endpoint", list(_REDIRECTED))
+def test_an_upstream_redirect_is_not_followed_with_the_key(endpoint: str, stream: bool) -> None:
     """A 307 from the role's upstream sent the request, x-api-key and all, to the host it named (aiohttp
-    drops Authorization across origins, not Anthropic's x-api-key). Now no redirect is followed: a 502."""
+    drops Authorization across origins, not Anthropic's x-api-key; LiteLLM's clients, on the translated
+    paths, follow redirects). Now no redirect is followed on any path: an error, and nothing sent there."""
     seen: list[dict[str, str]] = []
 
     class Elsewhere(BaseHTTPRequestHandler):
@@ -1514,8 +1524,8 @@ def test_an_upstream_redirect_is_not_followed_with_the_key(ant: Any) -> None:
     gw = Gateway("--api-key-env", "GW_KEY", env=_env("anthropic", f"http://127.0.0.1:{redirector.server_address[1]}"))
     try:
         r = httpx.post(
-            gw.base + "/v1/messages",
-            json={"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": "hi"}]},
+            gw.base + "/v1/" + endpoint,
+            json={**_REDIRECTED[endpoint], "stream": stream},
             headers={"x-api-key": GATEWAY_KEY},
             timeout=60,
         )
@@ -1525,9 +1535,10 @@ def test_an_upstream_redirect_is_not_followed_with_the_key(ant: Any) -> None:
             server.shutdown()
             server.server_close()
     assert seen == []  # the key went nowhere else
-    assert r.status_code == 502, r.text
-    assert "redirected (307 to http://localhost:" in r.json()["error"]["message"]
-    assert "the gateway follows no redirect" in r.json()["error"]["message"]
+    assert r.status_code == 502, r.text  # LiteLLM's streams too: nothing had been sent
+    said = r.json()["error"]["message"]
+    assert "redirected (307 to http://localhost:" in said
+    assert "the gateway follows no redirect" in said
     assert LEAD_KEY not in out
 
 

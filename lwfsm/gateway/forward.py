@@ -75,6 +75,18 @@ _HOP = {"content-length", "transfer-encoding", "connection", "content-encoding",
 _DROPPED = {"set-cookie", "set-cookie2", "content-type"}  # (the type is set from what was read)
 
 
+def redirected(role: str, url: str, status: int, location: str) -> str:
+    """What a client is told of an upstream's redirect, which the gateway does not follow."""
+    try:  # (only where it points, never its path or query)
+        to = f" to {origin(location)}" if location.startswith(("http://", "https://")) else ""
+    except ValueError:  # a port that is no number
+        to = ""
+    return (
+        f"{role} upstream {origin(url)} redirected ({status}{to}): the gateway follows no redirect, which "
+        "would take the key along; set the role's API base to where it answers"
+    )
+
+
 def origin(url: str) -> str:
     """scheme://host:port of an upstream URL, to name it in a message (never a path or credentials)."""
     parts = urllib.parse.urlsplit(url)
@@ -142,15 +154,7 @@ class Forward:
         if 300 <= upstream.status < 400:
             upstream.release()
             self.gateway._failed(role, upstream.status)
-            where = upstream.headers.get("location", "")
-            try:  # (only where it points, never its path or query)
-                to = f" to {origin(where)}" if where.startswith(("http://", "https://")) else ""
-            except ValueError:  # a port that is no number
-                to = ""
-            msg = (
-                f"{role} upstream {origin(url)} redirected ({upstream.status}{to}): the gateway follows no "
-                "redirect, which would take the key along; set the role's API base to where it answers"
-            )
+            msg = redirected(role, url, upstream.status, upstream.headers.get("location", ""))
             return JSONResponse(error_body(call.protocol, 502, msg, "api_error"), 502, headers=lw)
         if upstream.status >= 400:
             try:

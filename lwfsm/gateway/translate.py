@@ -18,7 +18,7 @@ from ..turn import params
 from ..turn.bindings import RoleBinding
 from .codec import CODECS
 from .codec.common import SSEReader
-from .forward import key_hint, origin
+from .forward import key_hint, origin, redirected
 from .intake import Call, call_names
 from .replies import AsciiJSON, error_body, recorded_trailer, usage_header
 
@@ -38,10 +38,11 @@ class Translate:
         self.gateway = gateway
         self._adapter: asyncio.Future[Any] | None = None  # lwfsm.provider.adapter (LiteLLM), once imported
         self._clients: dict[str, Any] = {}  # role -> LiteLLM's OpenAI client for Anthropic clients (`_tidy_client`)
+        self._guarded: Any = None  # LiteLLM's HTTP client for Anthropic upstreams, following no redirect
         self._supported: dict[str, frozenset[str] | None] = {}  # model -> the Chat parameters LiteLLM takes for it
 
     async def close(self) -> None:
-        for client in self._clients.values():
+        for client in [*self._clients.values(), *([self._guarded] if self._guarded is not None else [])]:
             await client.close()
 
     async def adapter(self) -> Any:
@@ -91,6 +92,8 @@ class Translate:
             and "api_key" in kwargs
         ):
             kwargs["client"] = self._tidy_client(role, kwargs)
+        elif call.protocol == "openai" and binding.model.startswith("anthropic/") and not self.gateway.mock:
+            kwargs["client"] = self._no_redirects()
         try:
             if call.protocol == "openai":
                 result = await litellm.acompletion(**kwargs)
@@ -119,7 +122,10 @@ class Translate:
             where = origin(binding.api_base) if binding.api_base else binding.model
             if status in (401, 403):  # the upstream refused the gateway's key, not the client's (as the fast path)
                 status, msg = 502, f"{role} upstream {where} refused the gateway's key: {key_hint(role, binding)}"
-            if down:  # said as the fast path says it (LiteLLM: a 500, or its own class)
+            moved = next((c for c in causes(exc) if isinstance(c, _Redirected)), None)
+            if moved is not None:  # said as the fast path says it
+                status, msg = 502, redirected(role, moved.url, moved.status, moved.location)
+            elif down:  # said as the fast path says it (LiteLLM: a 500, or its own class)
                 status, msg = 502, f"{role} upstream {where} unreachable: {type(down).__name__}"
             elif _timed_out(exc):  # the upstream's silence (LiteLLM calls it a 408, as it does an upstream's own)
                 bound = "--first-byte-timeout" + (" or --idle-timeout, the larger" if call.stream else "")
@@ -159,6 +165,23 @@ class Translate:
             headers=lw,
             media_type="text/event-stream",
         )
+
+    def _no_redirects(self) -> Any:
+        """LiteLLM's HTTP client for an Anthropic upstream, made once, that follows no redirect: LiteLLM's
+        own follow them, and a 307 from the role's upstream took the request, x-api-key and all, to the
+        host it named (httpx drops Authorization across origins, not x-api-key)."""
+        if self._guarded is None:
+            from litellm.llms.custom_httpx.http_handler import AsyncHTTPHandler
+
+            async def refuse(response: Any) -> None:  # an httpx response hook: it runs before a redirect is followed
+                if response.has_redirect_location:
+                    location = response.headers.get("location", "")
+                    raise _Redirected(str(response.request.url), response.status_code, location)
+
+            self._guarded = AsyncHTTPHandler(event_hooks={"response": [refuse]})
+            # Not followed even without the hook: newer LiteLLM makes its client again with this setting.
+            self._guarded.follow_redirects = self._guarded.client.follow_redirects = False
+        return self._guarded
 
     def _tidy_client(self, role: str, kwargs: Mapping[str, Any]) -> Any:
         """The role's OpenAI SDK client for LiteLLM, its streams tidied (`sse_fix`), made once per role."""
@@ -226,6 +249,14 @@ class Translate:
             return
         if call.turn is not None:
             yield recorded_trailer(call.turn, reader.partial)
+
+
+class _Redirected(Exception):
+    """An upstream's redirect, refused (`Translate._no_redirects`)."""
+
+    def __init__(self, url: str, status: int, location: str) -> None:
+        super().__init__(f"redirected ({status})")
+        self.url, self.status, self.location = url, status, location
 
 
 def _import_adapter() -> Any:
