@@ -16,7 +16,7 @@ import litellm  # noqa: E402
 import litellm.exceptions as llm_errors  # noqa: E402
 
 from lwfsm import ConfigError  # noqa: E402
-from lwfsm.errors import AllAttemptsFailed, AuthError, BadRequestError, RunError, SessionBusy, TransitionNotAllowed  # noqa: E402
+from lwfsm.errors import AllAttemptsFailed, AuthError, BadRequestError, SessionBusy, TransitionNotAllowed  # noqa: E402
 from lwfsm.provider.adapter import EXCEPTIONS, Adapter, AgentSession, classify, retry_after  # noqa: E402
 from lwfsm.turn.bindings import RoleBinding, bindings, params_from_env  # noqa: E402
 from lwfsm.turn.judge import malformed_tool_calls, unparsable_code  # noqa: E402
@@ -1086,10 +1086,13 @@ def test_an_event_fired_by_hand_goes_through_the_store(server: Server, tmp_path:
     env = {**ENV, "LWFSM_PARAM_LEAD_TURNS": "1"}
     budget = ROOT / "specs" / "budget.yaml"
     a = Adapter(budget, models, store=store, env=env, log_dir=tmp_path / "logs", backoff=0.0)
-    with pytest.raises(RunError, match="session 'F' has no call yet: fire 'force_lead' once"):
-        a.session("F").fire("force_lead")
+    # before the first call too (it raised with a store, and worked without one): stored, with its note
+    early = a.session("F").fire("force_lead", note="Start from the failing test.")
+    assert (early.source, early.dest) == ("lead_initial", "lead_initial")  # ignored there, as the spec says
     chat = a.session("F")
+    assert chat.conversation.note == "Start from the failing test."
     assert talk(chat, 2) == ["big", "small"]
+    assert "Start from the failing test." in json.dumps(server.requests[-2]["messages"])  # the first call carried it
     with pytest.raises(TransitionNotAllowed, match=r"unknown event 'force_laed' \(did you mean 'force_lead'\?\)"):
         chat.fire("force_laed")
     record = chat.fire("force_lead", "the user asked", note="Look at the parser first.")

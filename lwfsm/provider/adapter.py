@@ -32,7 +32,6 @@ from ..errors import (
     BadRequestError,
     ConfigError,
     ProviderError,
-    RunError,
     SessionBusy,
     TransitionNotAllowed,
     causes,
@@ -611,13 +610,14 @@ class AgentSession:
         with self._lock:
             self._idle()
             with self._order:
-                return self._fired(event, self.loop.update(self.name, self._firing(event, reason, note)))
+                return self._fired(event, self.loop.update(self.name, self._firing(event, reason, note), create=True))
 
     async def afire(self, event: str, reason: str | None = None, note: str | None = None) -> TransitionRecord:
         async with self._lock:
             self._idle()
             async with self._order:
-                return self._fired(event, await self.loop.aupdate(self.name, self._firing(event, reason, note)))
+                changed = await self.loop.aupdate(self.name, self._firing(event, reason, note), create=True)
+                return self._fired(event, changed)
 
     def _firing(self, event: str, reason: str | None, note: str | None) -> Callable[[Any], Any]:
         spec = self.core.spec
@@ -645,8 +645,7 @@ class AgentSession:
 
     def _fired(self, event: str, done: tuple[tuple[TransitionRecord, Judged | None] | None, Any]) -> TransitionRecord:
         fired, stored = done
-        if fired is None:  # a store without this conversation yet
-            raise RunError(f"session {self.name!r} has no call yet: fire {event!r} once the conversation has begun")
+        assert fired is not None  # (a conversation not stored yet is made: `create=True`)
         self.conversation = stored.conv
         record, judged = fired
         self._write(judged)

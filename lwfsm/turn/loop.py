@@ -446,11 +446,11 @@ class Loop:
         )
 
     def _update(
-        self, name: str, change: Callable[[Stored], T | None], lines: Lines | None
+        self, name: str, change: Callable[[Stored], T | None], lines: Lines | None, create: bool = False
     ) -> _Step[tuple[T | None, Stored]]:
         for _ in range(self.attempts):
             stored = yield ("read", name)
-            if stored.version == 0 and self.store is not None:
+            if stored.version == 0 and self.store is not None and not create:
                 return None, stored
             done = change(stored)
             if done is None:
@@ -564,12 +564,13 @@ class Loop:
         return self._drive(self._commit(turn, role, model, reply, tools, usage, latency, retries, lines))
 
     def update(
-        self, name: str, change: Callable[[Stored], T | None], *, lines: Lines | None = None
+        self, name: str, change: Callable[[Stored], T | None], *, lines: Lines | None = None, create: bool = False
     ) -> tuple[T | None, Stored]:
         """Change a stored conversation outside a call (close it, fire an event by hand): `change(stored)`
         mutates `stored.conv` and returns what to give back, or None to write nothing (as does a missing
-        row); retried on the newer state after a lost race."""
-        return self._drive(self._update(name, change, lines))
+        row, unless `create`: then the change is made to a new conversation and stored); retried on the
+        newer state after a lost race."""
+        return self._drive(self._update(name, change, lines, create))
 
     # -- the API: async (the same steps; each store call off the event loop) --
 
@@ -606,6 +607,6 @@ class Loop:
         return await self._adrive(self._commit(turn, role, model, reply, tools, usage, latency, retries, lines))
 
     async def aupdate(
-        self, name: str, change: Callable[[Stored], T | None], *, lines: Lines | None = None
+        self, name: str, change: Callable[[Stored], T | None], *, lines: Lines | None = None, create: bool = False
     ) -> tuple[T | None, Stored]:
-        return await self._adrive(self._update(name, change, lines))
+        return await self._adrive(self._update(name, change, lines, create))
