@@ -14,6 +14,7 @@ Responses API's messages come from a stored chain too: the loop digests those.""
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import hmac
 import json
@@ -88,6 +89,11 @@ def _hostname(url: str) -> str:
         return ""
 
 
+@functools.lru_cache(maxsize=64)  # a client names the gateway the same way at every call (~15 µs each)
+def _loopback_host(host: str) -> bool:
+    return is_loopback(_hostname("//" + host))
+
+
 def _this_host(request: Request) -> None:
     """Without a key the gateway answers this machine's clients, and a web page open in its browser is
     one: a page may send a cross-site POST of plain text with no preflight (a spec, an event, a paid
@@ -96,7 +102,7 @@ def _this_host(request: Request) -> None:
     gateway's own (its dashboard: the origin is the scheme, host and port the request names; another
     loopback port is another program's page, a dev server or a notebook)."""
     host = request.headers.get("host")
-    if host is not None and not is_loopback(_hostname("//" + host)):
+    if host is not None and not _loopback_host(host):
         raise Reject(
             403,
             f"this gateway has no key, so it answers requests that name it 127.0.0.1, ::1 or localhost only, "

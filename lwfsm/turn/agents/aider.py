@@ -116,7 +116,9 @@ class Aider(Reader):
     name = "aider"
 
     def detect(self, messages: Sequence[Message], system: str) -> bool:
-        return "SEARCH/REPLACE" in system[:20000] or "*SEARCH/REPLACE block*" in system[:20000]
+        return (
+            system.find("SEARCH/REPLACE", 0, 20000) >= 0
+        )  # (also in "*SEARCH/REPLACE block*"; found in place, not in a copy)
 
     def human(self, msg: Message) -> bool:
         # (the mode's command stays in what `asked_again` compares: `/ask X` then `/code X` applies what was discussed)

@@ -44,7 +44,7 @@ class ClaudeCode(Reader):
     name = "claude_code"
 
     def detect(self, messages: Sequence[Message], system: str) -> bool:
-        return "Claude Code" in system[:4000] or "Claude Agent SDK" in system[:4000]
+        return system.find("Claude Code", 0, 4000) >= 0 or system.find("Claude Agent SDK", 0, 4000) >= 0
 
     def human(self, msg: Message) -> bool:
         # A command the person ran themselves (`!cmd`) comes back as <bash-input>/<bash-stdout> text.

@@ -42,7 +42,7 @@ class Codex(Reader):
     REJECTED = re.compile(Reader.REJECTED.pattern[:-1] + r"|<turn_aborted reason=interrupted>)")
 
     def detect(self, messages: Sequence[Message], system: str) -> bool:
-        return "Codex" in system[:4000] and "apply_patch" in system[:60000]
+        return system.find("Codex", 0, 4000) >= 0 and system.find("apply_patch", 0, 60000) >= 0
 
     @staticmethod
     def own_words(text: str) -> str:

@@ -35,7 +35,7 @@ class OpenHands(Reader):
     human_turns = False  # benchmark runs; OpenHands' own "please continue" nudges are not corrections
 
     def detect(self, messages: Sequence[Message], system: str) -> bool:
-        return "OpenHands" in system[:6000] or "execute_bash" in system[:20000]
+        return system.find("OpenHands", 0, 6000) >= 0 or system.find("execute_bash", 0, 20000) >= 0
 
     def outcome(self, i: int, msg: Message, tool: str | None, args: Mapping[str, Any]) -> Outcome:
         text = text_of(msg)

@@ -103,7 +103,7 @@ class MiniSweAgent(Reader):
     )
 
     def detect(self, messages: Sequence[Message], system: str) -> bool:
-        return "<returncode>" in system[:20000] or any(
+        return system.find("<returncode>", 0, 20000) >= 0 or any(
             "<returncode>" in (t := text_of(m)[:200]) or _DICT_OBS.match(t)
             for m in messages[-6:]
             if m.get("role") in ("user", "tool")
@@ -229,7 +229,7 @@ class SweAgent(MiniSweAgent):
         return m.group(1) if m else None
 
     def detect(self, messages: Sequence[Message], system: str) -> bool:
-        return "autonomous programmer" in system[:4000] or any(
+        return system.find("autonomous programmer", 0, 4000) >= 0 or any(
             "(Open file:" in text_of(m)[-400:] for m in messages[-4:] if m.get("role") == "user"
         )
 
