@@ -1065,6 +1065,57 @@ def test_a_request_head_must_come_within_the_head_timeout(oai: openai_server.Ser
     assert slow_body.startswith(b"HTTP/1.1 200 "), slow_body[:300]
 
 
+def test_a_head_waiting_behind_a_slow_answer_is_not_timed_and_an_early_answered_body_is(
+    oai: openai_server.Server,
+) -> None:
+    """Two ends of --head-timeout. A head pipelined behind a request still being answered waits unread
+    (uvicorn stops reading): timing it sent a 408 over the first answer, billed and recorded. And a
+    request answered before its body came (a wrong key) held the connection while the rest of the body
+    came a byte at a time: now it closes once the client has taken the timeout."""
+    import socket
+
+    gw = Gateway("--api-key-env", "GW_KEY", "--head-timeout", "0.5", env=_env("openai", oai.base))
+    host = gw.base.removeprefix("http://")
+    address = tuple(host.rsplit(":", 1))
+    hold = threading.Event()
+    oai.script("lead-model", {"hold": hold, "hold_at": "start", "content": "slow answer"})
+    chat = json.dumps({"model": "m", "messages": [{"role": "user", "content": "pipelined"}]}).encode()
+    slow = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {GATEWAY_KEY}\r\n"
+        f"X-Lwfsm-Session: piped\r\nContent-Type: application/json\r\nContent-Length: {len(chat)}\r\n\r\n"
+    ).encode() + chat
+    health = f"GET /healthz HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+    try:
+        with socket.create_connection(address, timeout=10) as s:  # type: ignore[arg-type]
+            s.sendall(slow)
+            s.sendall(health + health[:20])  # one more whole, and one begun behind the slow answer
+            time.sleep(1.0)  # twice the timeout while the first answer is owed
+            s.sendall(health[20:])
+            hold.set()
+            got = b""
+            while got.count(b"HTTP/1.1 ") < 3 or not got.endswith(b'{"status":"ok"}'):
+                chunk = s.recv(65536)
+                assert chunk, got  # closed before the three answers
+                got += chunk
+        refused = b"POST /v1/chat/completions HTTP/1.1\r\nHost: %b\r\nContent-Length: 100000\r\n\r\n{" % host.encode()
+        with socket.create_connection(address, timeout=10) as s:  # type: ignore[arg-type]
+            s.sendall(refused)  # no key: answered at once, its body not read
+            started, answer = time.monotonic(), b""
+            with contextlib.suppress(OSError):  # (the close may come as a reset while the client still writes)
+                while chunk := s.recv(65536):
+                    answer += chunk
+                    s.sendall(b" ")  # the rest of the body, a byte at a time
+                    time.sleep(0.1)
+            held = time.monotonic() - started
+    finally:
+        hold.set()
+        gw.stop()
+    assert [line.split(b"\r\n")[0] for line in got.split(b"HTTP/1.1 ")[1:]] == [b"200 OK"] * 3, got[:300]
+    assert b"slow answer" in got
+    assert answer.startswith(b"HTTP/1.1 401 "), answer[:200]
+    assert held < 5, held  # closed after about the timeout, not as long as the client kept writing
+
+
 def test_the_store_and_trace_files_it_creates_are_its_owner_s_only(oai: openai_server.Server, tmp_path: Path) -> None:
     """Rows and trace lines hold excerpts of tool output and people's messages: created 0644 (the usual
     umask), every user of the machine could read them. The files the gateway creates are 0600, SQLite's

@@ -38,37 +38,59 @@ _TOO_LARGE = _answer("431 Request Header Fields Too Large", f"the request line a
 class BoundedHead(HttpToolsProtocol):
     """uvicorn's httptools protocol, answering 431 and closing the connection once a request's head
     passes `MAX_HEAD` bytes: counted after each read while the head goes on (so at most one read more is
-    held), and measured whole once it has ended within a read. A head must also end within
-    `head_timeout` seconds (`lwfsm serve --head-timeout`) of the connection, or of its first byte on a
-    kept-alive connection: else a 408, and the connection closes."""
+    held), and measured whole once it has ended within a read.
+
+    And a connection waits on its client for at most `head_timeout` seconds (`lwfsm serve
+    --head-timeout`) at a time when no answer is owed: for its first head, for a head begun on a
+    kept-alive connection (a 408 then, and it closes), and for the rest of a body the gateway answered
+    without reading whole (a refused key: the connection closes). While a request is being answered,
+    a pipelined head waits unread, untimed."""
 
     head_timeout = 10.0
     _head: int | None = None  # bytes of the request head being read; None between heads and in a body
-    _late: asyncio.TimerHandle | None = None  # closes the connection when the head takes too long
+    _late: asyncio.TimerHandle | None = None  # closes the connection when the client takes too long
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
-        self._time_head()
+        self._wait()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._head_done()
+        self._waited()
         super().connection_lost(exc)
 
-    def _time_head(self) -> None:
-        if self._late is None:
+    def _answering(self) -> bool:
+        """Whether an answer is owed: a request's response not yet ended, or requests queued behind it."""
+        return (self.cycle is not None and not self.cycle.response_complete) or bool(self.pipeline)
+
+    def _wait(self) -> None:
+        if self._late is None and not self._answering():
             self._late = self.loop.call_later(self.head_timeout, self._too_slow)
 
-    def _head_done(self) -> None:
+    def _waited(self) -> None:
         if self._late is not None:
             self._late.cancel()
             self._late = None
 
     def _too_slow(self) -> None:
         self._late = None
-        if not self.transport.is_closing():
+        if self.transport.is_closing() or self._answering():
+            return
+        if self.cycle is None or not self.cycle.more_body:  # between requests: the head is late
             said = f"the request line and headers did not come within {self.head_timeout:g} s\n"
             self.transport.write(_answer("408 Request Timeout", said))
-            self.transport.close()
+        self.transport.close()  # (else the body of a request answered already: nothing more to say)
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if (self.cycle is not None and self.cycle.more_body) or self._head is not None:
+            self._wait()  # the rest of a body answered early, or a head begun while answering
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        if self.cycle is not None and self.cycle.response_complete:
+            self.cycle.more_body = False  # (uvicorn leaves it set for a request it has answered)
+            self._waited()  # the body of a request answered early has come: now the next head is awaited
+            self._wait()
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
@@ -80,11 +102,11 @@ class BoundedHead(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._head = 0
-        self._time_head()
+        self._wait()
 
     def on_headers_complete(self) -> None:
         self._head = None
-        self._head_done()
+        self._waited()
         if len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers) > MAX_HEAD:
             self._refuse()
             raise _Refused  # stops the parser: nothing of this request reaches the app
