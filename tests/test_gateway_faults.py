@@ -420,6 +420,8 @@ def test_with_a_control_key_the_gateway_key_runs_turns_and_only_the_control_key_
     [
         ({}, "--control-key-env CTL_KEY: that variable is not set"),
         ({"CTL_KEY": GATEWAY_KEY}, "holds the same key as --api-key-env GW_KEY"),
+        ({"CTL_KEY": "ctl-key-9876543210\n"}, "--control-key-env CTL_KEY: its value holds a space, a line end"),
+        ({"CTL_KEY": "ctl-key-98765432é"}, "or a character that is not ASCII"),
     ],
 )
 def test_a_control_key_variable_unset_or_equal_to_the_gateway_key_stops_serve(
@@ -1145,6 +1147,7 @@ def test_the_store_and_trace_files_it_creates_are_its_owner_s_only(oai: openai_s
         gw.stop()  # (a last connection closed may remove -wal and -shm: looked at before)
     assert len(made) == 4, made
     assert {p.name: oct(p.stat().st_mode & 0o777) for p in made} == {p.name: "0o600" for p in made}
+    assert oct((tmp_path / "trace").stat().st_mode & 0o777) == "0o700"  # its file names hold session ids
     from lwfsm.turn.core import append_record
 
     assert append_record(own, {"x": 1}) is None
@@ -1246,14 +1249,17 @@ def test_an_upstream_s_cookies_and_content_type_do_not_reach_the_client() -> Non
     class Hostile(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802 - http.server's name
             body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+            refused = body["messages"][-1]["content"] == "refuse"
             data = (
                 f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n".encode()
                 if body.get("stream")
-                else json.dumps(reply).encode()
+                else json.dumps({"error": {"message": words}} if refused else reply).encode()
             )
-            self.send_response(200)
+            self.send_response(429 if refused else 200)
             self.send_header("Content-Type", "text/html; charset=utf-8")
             self.send_header("Set-Cookie", "upstream-session=s3cr3t; Path=/")
+            self.send_header("Access-Control-Allow-Origin", "*")
+            self.send_header("Upgrade", "h2c")
             self.send_header("X-Request-Id", "req-42")
             self.send_header("content-length", str(len(data)))
             self.end_headers()
@@ -1269,6 +1275,7 @@ def test_an_upstream_s_cookies_and_content_type_do_not_reach_the_client() -> Non
     try:
         whole = _chat(gw, "cookie-whole")
         streamed = _chat(gw, "cookie-stream", stream=True)
+        refused = _chat(gw, "cookie-refused", "refuse")
     finally:
         gw.stop()
         httpd.shutdown()
@@ -1279,8 +1286,12 @@ def test_an_upstream_s_cookies_and_content_type_do_not_reach_the_client() -> Non
     assert streamed.status_code == 200, streamed.text
     assert streamed.headers["content-type"].startswith("text/event-stream")
     assert words in streamed.text
+    assert refused.status_code == 429, refused.text
+    assert refused.headers["content-type"] == "application/json"  # an error relayed: JSON, as read
     for r in (whole, streamed):
         assert "set-cookie" not in r.headers
+        assert "access-control-allow-origin" not in r.headers  # no page may read it because the upstream said so
+        assert "upgrade" not in r.headers  # hop-by-hop
         assert r.headers["x-request-id"] == "req-42"
 
 

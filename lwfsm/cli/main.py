@@ -677,7 +677,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise _Usage(
             f"--host {args.host} without --api-key-env: anyone who reaches the gateway would spend your upstream "
             "keys; set --api-key-env NAME (clients then present that key), or pass --allow-no-key to serve "
-            "without one (the control API still answers this host only)"
+            "without one (the control API then answers this host only, or whoever holds --control-key-env's key)"
         )
     spec = load_spec(args.spec, _params(args.set))
     if args.check_only:

@@ -103,6 +103,11 @@ def gateway_key(
         return None
     if not (key := env.get(api_key_env)):
         raise LwfsmError(f"{flag} {api_key_env}: that variable is not set (it should hold {holds})")
+    if not all("!" <= c <= "~" for c in key):  # (never shown: it is a key)
+        raise LwfsmError(
+            f"{flag} {api_key_env}: its value holds a space, a line end or a character that is not ASCII (a newline "
+            "at the end of a secret file?): no client could send it in a header; set it to the key alone"
+        )
     return key
 
 

@@ -71,8 +71,22 @@ def _too_large(role: str) -> str:
 
 
 # Not passed on from the upstream's response: hop-by-hop, or set by our own server.
-_HOP = {"content-length", "transfer-encoding", "connection", "content-encoding", "keep-alive", "date", "server"}
-_DROPPED = {"set-cookie", "set-cookie2", "content-type"}  # (the type is set from what was read)
+_HOP = {  # hop-by-hop (RFC 9110 7.6.1), or what the gateway's own server writes
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+    "content-encoding",
+    "date",
+    "server",
+}
+# Not the upstream's to say to the gateway's client: its cookies, what a browser may read cross-origin
+# (access-control-*), where else it serves (alt-svc), the type (set from what was read).
+_DROPPED = {"set-cookie", "set-cookie2", "alt-svc", "strict-transport-security", "content-type"}
 
 
 def redirected(role: str, url: str, status: int, location: str) -> str:
@@ -178,7 +192,7 @@ class Forward:
                 refused = f"{role} upstream {origin(url)} refused the gateway's key ({upstream.status})"
                 msg = f"{refused}: {key_hint(role, binding)}"
                 return JSONResponse(error_body(call.protocol, 502, msg, "api_error"), 502, headers=lw)
-            out = {**lw, "content-type": upstream.headers.get("content-type", "application/json")}
+            out = {**lw, "content-type": "application/json"}  # (what it is, when it is JSON: checked below)
             if "retry-after" in upstream.headers:
                 out["retry-after"] = upstream.headers["retry-after"]
             if not _json(data):  # a proxy's or server's HTML page: the client's SDK could show nothing of it
@@ -193,7 +207,9 @@ class Forward:
         passthrough = {
             name: v
             for k, v in upstream.headers.items()
-            if (name := k.lower()) not in _HOP and name not in _DROPPED and not name.startswith("x-lwfsm")
+            if (name := k.lower()) not in _HOP
+            and name not in _DROPPED
+            and not name.startswith(("x-lwfsm", "access-control-"))
         }
         passthrough.update(lw)
         # An upstream that ignores `stream: true` answers one JSON body: the client gets it as it came,

@@ -63,7 +63,7 @@ class Probes:
         try:
             await g._io(g.store.read, PROBE_KEY)
         except StoreError as exc:  # no answer in time, refused, unreachable: named, password redacted
-            if self._unready != str(exc):
+            if self._unready is None:  # (once per change: a reason may be worded anew at every probe)
                 logger.warning("/readyz: not ready: %s", exc)
             self._unready = str(exc)
             return JSONResponse(

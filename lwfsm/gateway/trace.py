@@ -35,7 +35,7 @@ class TraceLog:
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
         try:  # an unwritable directory is found at start, not after a turn was committed
-            self.folder.mkdir(parents=True, exist_ok=True)
+            self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)  # its file names hold session ids
             probe = self.folder / f".lwfsm-write-test-{uuid.uuid4().hex}"
             probe.touch()
             probe.unlink()
