@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -389,6 +389,14 @@ def test_sqlite_refuses_to_write_to_a_file_deleted_or_replaced_while_open(tmp_pa
             store.write("c", 2, Row("three", 3), wait=wait)
     with pytest.raises(StoreError, match="restart to open the file now at that path"):
         store.delete("c")  # a delete too: it would answer for a file no one reads
+    if how == "file deleted":
+        # a thread's first connection made the file again, readable by all (0644), empty, kept at restart
+        failed: list[BaseException] = []
+        thread = threading.Thread(target=lambda: _caught(failed, lambda: store.read("c")))
+        thread.start()
+        thread.join()
+        assert "was deleted or replaced while the store was open" in str(failed[0])
+        assert not path.exists()
     store.close()
     if how != "file replaced":
         path.parent.mkdir(exist_ok=True)
@@ -798,3 +806,10 @@ def test_processes_opening_one_new_sqlite_file_at_once_all_open_it(tmp_path: Pat
         for t in threads:
             t.join()
     assert failed == []
+
+
+def _caught(into: list[BaseException], fn: Callable[[], object]) -> None:
+    try:
+        fn()
+    except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
+        into.append(exc)

@@ -12,6 +12,7 @@ import os
 import sqlite3
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -72,8 +73,10 @@ class SQLiteStore:
         self.path = path if path.startswith((":", "file:")) else os.path.realpath(path)
         self.where = f"sqlite:{id(self) if path.startswith(':') else self.path}:{self.table}"
         self.timeout = timeout
+        self._made: str | None = None  # the URI that opens the file without making it (`_connection`)
         if not path.startswith((":", "file:")):
             _create_private(self.path)
+            self._made = "file:" + urllib.parse.quote(self.path) + "?mode=rw"
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []  # every thread's connection, for close()
         self._lock = threading.Lock()  # guards _all
@@ -127,7 +130,10 @@ class SQLiteStore:
             # autocommit (isolation_level=None): each statement is its own transaction.
             # timeout: how long to wait for another process's write lock; a CAS holds it for microseconds.
             timeout = self.timeout if wait else 0
-            db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None, check_same_thread=False)
+            # A file of ours is opened, never made: the file was made (0600) at the start, and one deleted
+            # since would be made again readable by all, by the first thread to connect after.
+            target, uri = (self.path, False) if self._made is None else (self._made, True)
+            db = sqlite3.connect(target, timeout=timeout, isolation_level=None, check_same_thread=False, uri=uri)
             db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes
             setattr(self._local, name, db)
             with self._lock:
@@ -153,6 +159,7 @@ class SQLiteStore:
                 db.execute("ROLLBACK")
             if not wait and _locked(exc):
                 raise Busy(f"store {self.url}: {what}: {exc}") from None
+            self._same_file(session or "")  # a file deleted since: say so, not SQLite's "unable to open"
             about = f" session {session!r}:" if session else ""
             raise StoreError(
                 f"store {self.url}:{about} {what} failed: {exc}", store=self.url, session=session
