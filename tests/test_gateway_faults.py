@@ -1550,8 +1550,8 @@ _REDIRECTED = {
 
 
 @pytest.mark.parametrize("stream", [False, True])
-@pytest.mark.parametrize("endpoint", list(_REDIRECTED))
-def test_an_upstream_redirect_is_not_followed_with_the_key(endpoint: str, stream: bool) -> None:
+@pytest.mark.parametrize(("endpoint", "upstream"), [*((e, "anthropic") for e in _REDIRECTED), ("messages", "openai")])
+def test_an_upstream_redirect_is_not_followed_with_the_key(endpoint: str, upstream: str, stream: bool) -> None:
     """A 307 from the role's upstream sent the request, x-api-key and all, to the host it named (aiohttp
     drops Authorization across origins, not Anthropic's x-api-key; LiteLLM's clients, on the translated
     paths, follow redirects). Now no redirect is followed on any path: an error, and nothing sent there."""
@@ -1583,7 +1583,8 @@ def test_an_upstream_redirect_is_not_followed_with_the_key(endpoint: str, stream
     redirector = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
     for server in (catcher, redirector):
         threading.Thread(target=server.serve_forever, daemon=True).start()
-    gw = Gateway("--api-key-env", "GW_KEY", env=_env("anthropic", f"http://127.0.0.1:{redirector.server_address[1]}"))
+    base = f"http://127.0.0.1:{redirector.server_address[1]}" + ("/v1" if upstream == "openai" else "")
+    gw = Gateway("--api-key-env", "GW_KEY", env=_env(upstream, base))
     try:
         r = httpx.post(
             gw.base + "/v1/" + endpoint,

@@ -89,6 +89,14 @@ _HOP = {  # hop-by-hop (RFC 9110 7.6.1), or what the gateway's own server writes
 _DROPPED = {"set-cookie", "set-cookie2", "alt-svc", "strict-transport-security", "content-type"}
 
 
+class Redirected(Exception):
+    """An upstream's redirect, refused by the HTTP clients the gateway gives LiteLLM (`translate`, `sse_fix`)."""
+
+    def __init__(self, url: str, status: int, location: str) -> None:
+        super().__init__(f"redirected ({status})")
+        self.url, self.status, self.location = url, status, location
+
+
 def redirected(role: str, url: str, status: int, location: str) -> str:
     """What a client is told of an upstream's redirect, which the gateway does not follow."""
     try:  # (only where it points, never its path or query)

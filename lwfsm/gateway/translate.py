@@ -18,7 +18,7 @@ from ..turn import params
 from ..turn.bindings import RoleBinding
 from .codec import CODECS
 from .codec.common import SSEReader
-from .forward import key_hint, origin, redirected
+from .forward import Redirected, key_hint, origin, redirected
 from .intake import Call, call_names
 from .replies import AsciiJSON, error_body, recorded_trailer, usage_header
 
@@ -122,9 +122,9 @@ class Translate:
             where = origin(binding.api_base) if binding.api_base else binding.model
             if status in (401, 403):  # the upstream refused the gateway's key, not the client's (as the fast path)
                 status, msg = 502, f"{role} upstream {where} refused the gateway's key: {key_hint(role, binding)}"
-            moved = next((c for c in causes(exc) if isinstance(c, _Redirected)), None)
+            moved = _redirect(exc)
             if moved is not None:  # said as the fast path says it
-                status, msg = 502, redirected(role, moved.url, moved.status, moved.location)
+                status, msg = 502, redirected(role, moved.url or binding.api_base or "", moved.status, moved.location)
             elif down:  # said as the fast path says it (LiteLLM: a 500, or its own class)
                 status, msg = 502, f"{role} upstream {where} unreachable: {type(down).__name__}"
             elif _timed_out(exc):  # the upstream's silence (LiteLLM calls it a 408, as it does an upstream's own)
@@ -176,7 +176,7 @@ class Translate:
             async def refuse(response: Any) -> None:  # an httpx response hook: it runs before a redirect is followed
                 if response.has_redirect_location:
                     location = response.headers.get("location", "")
-                    raise _Redirected(str(response.request.url), response.status_code, location)
+                    raise Redirected(str(response.request.url), response.status_code, location)
 
             self._guarded = AsyncHTTPHandler(event_hooks={"response": [refuse]})
             # Not followed even without the hook: newer LiteLLM makes its client again with this setting.
@@ -251,12 +251,10 @@ class Translate:
             yield recorded_trailer(call.turn, reader.partial)
 
 
-class _Redirected(Exception):
-    """An upstream's redirect, refused (`Translate._no_redirects`)."""
-
-    def __init__(self, url: str, status: int, location: str) -> None:
-        super().__init__(f"redirected ({status})")
-        self.url, self.status, self.location = url, status, location
+def _redirect(exc: BaseException) -> Redirected | None:
+    """The redirect LiteLLM's error comes from, refused by the client the gateway gave it
+    (`_no_redirects`, `sse_fix`)."""
+    return next((c for c in causes(exc) if isinstance(c, Redirected)), None)
 
 
 def _import_adapter() -> Any:
