@@ -719,6 +719,40 @@ def test_generate_flags_out_of_bounds_are_refused(
     assert not out.exists()
 
 
+def test_no_output_is_written_over_a_trace_the_command_reads_or_a_recorded_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`report T --html T` wrote its page over the trace; `simulate --generate -o` over a gateway's
+    recorded conversation, which `report` then counted as real. Refused, the file as it was; a trace
+    generated before is written over (re-running a generation)."""
+    gen, logs = tmp_path / "gen.jsonl", tmp_path / "logs"
+    logs.mkdir()
+    assert main(["simulate", "lead_worker", "--generate", "--turns", "20", "--conversations", "2", "-o", str(gen)]) == 0
+    recorded = logs / "k1.conv.jsonl"
+    recorded.write_text(gen.read_text().replace("synthetic-", "conv-"))
+    kept = {p: p.read_bytes() for p in (gen, recorded)}
+    refused = [
+        (["report", str(gen), "--html", str(gen)], f"--html {gen} is {gen}, which this command reads"),
+        (["report", str(logs), "--html", str(logs / "new.jsonl")], "it would be read as a trace of"),
+        (["simulate", "lead_worker", "--trace", str(gen), "--html", str(gen)], "which this command reads"),
+        (
+            ["simulate", "lead_worker", "--trace", str(gen), "--sweep", "lead_turns=1..2", "--plot", str(gen)],
+            "which this command reads",
+        ),
+        (
+            ["simulate", "lead_worker", "--generate", "-o", str(recorded)],
+            "holds something other than a generated trace",
+        ),
+    ]
+    capsys.readouterr()
+    for args, said in refused:
+        assert main(args) == 1, args
+        assert said in capsys.readouterr().err, args
+    assert {p: p.read_bytes() for p in kept} == kept
+    assert main(["simulate", "lead_worker", "--generate", "--turns", "4", "--conversations", "2", "-o", str(gen)]) == 0
+    assert len(gen.read_text().splitlines()) == 4  # a generated trace is generated anew
+
+
 # ---- calibration: a spec simulated on its own trace gives the trace back -------------------------
 
 

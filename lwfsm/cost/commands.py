@@ -20,7 +20,7 @@ from ..diagram.graph import role_colours
 from ..errors import SpecError
 from ..spec import Spec
 from .pricing import PriceMap
-from .records import MAX_TOKENS, TraceRecord, read_records
+from .records import MAX_TOKENS, SUFFIXES, TraceRecord, read_records
 from .report import Summary, cheap_roles, dollars, lead_and_worker, reads, spec_problem, summarise
 from .simulate import (
     ASSUMPTION,
@@ -37,9 +37,49 @@ from .simulate import (
 __all__ = ["emit", "report_command", "simulate_command", "sweep_ranges"]
 
 
-def emit(summary: Summary, args: Any) -> None:
+def _not_an_input(path: str, flag: str, inputs: Sequence[str | os.PathLike[str]]) -> None:
+    """Refuse to write `path` over a trace this command reads, or as a trace file in a folder it reads."""
+    for given in inputs:
+        if os.path.isdir(given):
+            if os.path.realpath(os.path.dirname(path) or ".") == os.path.realpath(given) and path.endswith(SUFFIXES):
+                raise ValueError(f"{flag} {path}: it would be read as a trace of {given}, which this command reads")
+        elif _same_file(path, given):
+            raise ValueError(f"{flag} {path} is {given}, which this command reads: name another file")
+
+
+def _same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # no such file (yet)
+        return False
+
+
+def _generated_or_new(path: str) -> None:
+    """--generate -o writes over a trace it generated before, never over a recorded one or any other file."""
+    try:
+        with open(path, "rb") as f:
+            first = f.readline(4096)
+    except FileNotFoundError:
+        return
+    except OSError:
+        return  # (a folder, or unreadable: opening it to write says what is wrong)
+    if not first.strip():
+        return
+    try:
+        session = json.loads(first).get("session", "")
+    except (ValueError, AttributeError):
+        session = None
+    if not (isinstance(session, str) and session.startswith("synthetic-")):
+        raise ValueError(
+            f"-o {path}: the file holds something other than a generated trace (its records' sessions are "
+            "synthetic-N): name another file, or remove it first"
+        )
+
+
+def emit(summary: Summary, args: Any, inputs: Sequence[str | os.PathLike[str]] = ()) -> None:
     """The summary in the format asked for: --json, --csv, else a terminal table; --html FILE too."""
     if getattr(args, "html", None):
+        _not_an_input(args.html, "--html", inputs)
         title = "lwfsm simulate" if summary.kind == "simulated" else "lwfsm report"
         try:
             Path(args.html).write_text(summary.html(title), encoding="utf-8")
@@ -102,7 +142,7 @@ def report_command(spec: Spec, args: Any, also: Sequence[Spec] = ()) -> int:
     records = _records(args.logs, spec, check=(lambda rec: _read_by_one(rec, specs)) if also else None)
     summary = summarise(records, PriceMap(), lead_model=args.lead, worker_model=args.worker, spec=spec, also=also)
     summary.colours = role_colours(spec)
-    emit(summary, args)
+    emit(summary, args, args.logs)
     return 0
 
 
@@ -185,6 +225,7 @@ def simulate_command(spec: Spec, args: Any) -> int:
     if args.generate:
         if not args.output:
             raise ValueError("--generate writes a trace: give -o FILE")
+        _generated_or_new(args.output)
         n = 0
         try:
             with open(args.output, "w", encoding="utf-8") as f:
@@ -197,6 +238,9 @@ def simulate_command(spec: Spec, args: Any) -> int:
         return 0
     if not args.trace:
         raise ValueError("give --trace FILE (a recorded or generated trace), or --generate -o FILE")
+    for flag in ("html", "plot"):
+        if getattr(args, flag, None):
+            _not_an_input(getattr(args, flag), "--" + flag, args.trace or [])
     if args.plot:  # said before the replay runs, not after it
         if not args.sweep:
             raise ValueError("--plot draws a sweep's combinations: add --sweep NAME=LO..HI")
@@ -228,7 +272,7 @@ def simulate_command(spec: Spec, args: Any) -> int:
         )
     if args.html:
         summary.diagram = _diagram(spec)
-    emit(summary, args)
+    emit(summary, args, args.trace)
     return 0
 
 

@@ -207,9 +207,9 @@ def trace_files(paths: Iterable[str | Path], problems: Problems) -> list[str | P
             continue
         path = Path(given)
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.is_file() and p.name.endswith(_SUFFIXES))
+            found = sorted(p for p in path.iterdir() if p.is_file() and p.name.endswith(SUFFIXES))
             if not found:
-                problems.extend([f"{path}: no trace files in this directory (looked for {', '.join(_SUFFIXES)})"])
+                problems.extend([f"{path}: no trace files in this directory (looked for {', '.join(SUFFIXES)})"])
             out += found
         else:
             out.append(path)
@@ -229,12 +229,12 @@ def _remote_files(url: str, problems: Problems) -> list[str]:
         fs, root = _fsspec(url).core.url_to_fs(url)
         if not fs.isdir(root):
             return [url]
-        found = sorted(p for p in fs.ls(root, detail=False) if p.endswith(_SUFFIXES))
+        found = sorted(p for p in fs.ls(root, detail=False) if p.endswith(SUFFIXES))
     except (ImportError, OSError, ValueError) as exc:  # no fsspec, no package for the scheme (s3fs), no access
         problems.extend([f"{url}: cannot list: {exc}"])
         return []
     if not found:
-        problems.extend([f"{url}: no trace files in this folder (looked for {', '.join(_SUFFIXES)})"])
+        problems.extend([f"{url}: no trace files in this folder (looked for {', '.join(SUFFIXES)})"])
     return [fs.unstrip_protocol(p) for p in found]
 
 
@@ -245,7 +245,7 @@ def _open(path: str | Path) -> IO[bytes]:
     return path.open("rb")
 
 
-_SUFFIXES = (".jsonl", ".jsonl.gz", ".parquet")
+SUFFIXES = (".jsonl", ".jsonl.gz", ".parquet")
 
 
 def _lines(path: str | Path, problems: Problems) -> Iterator[tuple[int, bytes]]:
