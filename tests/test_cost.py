@@ -753,6 +753,34 @@ def test_no_output_is_written_over_a_trace_the_command_reads_or_a_recorded_one(
     assert len(gen.read_text().splitlines()) == 4  # a generated trace is generated anew
 
 
+@pytest.mark.parametrize(
+    ("flags", "said"),
+    [
+        (["--fail-worker", "0.5"], "--fail-worker: it is read by --monte-carlo (and --generate) only"),
+        (["--seed", "3", "--conversation-turns", "9"], "--seed, --conversation-turns: they are read by --monte-carlo"),
+        (["--turns", "5", "--burst", "0.2"], "--turns, --burst: they are read by --generate only"),
+        (["--sweep", "lead_turns=1..2", "--csv"], "--csv: it is not written by a sweep"),
+        (["--monte-carlo", "10", "--html", "mc.html"], "--html: it is not written by --monte-carlo"),
+        (["--lead", "gpt-4.1", "--model", "lead=gpt-4o"], "--lead and --model lead=...: both name the lead's model"),
+        (
+            ["--generate", "-o", "g.jsonl", "--sweep", "lead_turns=1..2"],
+            "--trace, --sweep: they are not read by --generate",
+        ),
+    ],
+)
+def test_a_flag_simulate_would_not_read_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], said: str
+) -> None:
+    """Flags another way of running simulate reads were ignored, exit 0: a replay printed the same figures
+    with --fail-worker 0.5 as without; a sweep wrote no --csv; --model lost to --lead without a word."""
+    trace = str(Path(__file__).resolve().parents[1] / "tests" / "traces" / "example.jsonl")
+    given = [str(tmp_path / f) if f.endswith(".html") else f for f in flags]
+    assert main(["simulate", "lead_worker", "--trace", trace, *given]) == 1
+    err = capsys.readouterr().err
+    assert said in err, err
+    assert not (tmp_path / "mc.html").exists()
+
+
 # ---- calibration: a spec simulated on its own trace gives the trace back -------------------------
 
 

@@ -824,12 +824,12 @@ def _add_cost_commands(sub: Any, with_set: Any) -> None:
     p.add_argument("--conversations", type=int, help="--generate: conversations (default 10)")
     p.add_argument("--fail-lead", type=float, metavar="P", help="failure probability of a lead turn")
     p.add_argument("--fail-worker", type=float, metavar="P", help="failure probability of a worker turn")
-    p.add_argument("--burst", type=float, default=0.0, metavar="P", help="--generate: P(failure after a failure)")
-    p.add_argument("--prompt-tokens", type=int, default=2000, help="--generate: context of the first turn")
-    p.add_argument("--growth", type=int, default=800, help="--generate: context growth per turn")
-    p.add_argument("--completion-tokens", type=int, default=400, help="--generate: output tokens per turn")
-    p.add_argument("--cache-hit", type=float, default=0.9, help="--generate: share of context cached on warm turns")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--burst", type=float, metavar="P", help="--generate: P(failure after a failure) (0)")
+    p.add_argument("--prompt-tokens", type=int, help="--generate: context of the first turn (2000)")
+    p.add_argument("--growth", type=int, help="--generate: context growth per turn (800)")
+    p.add_argument("--completion-tokens", type=int, help="--generate: output tokens per turn (400)")
+    p.add_argument("--cache-hit", type=float, help="--generate: share of context cached on warm turns (0.9)")
+    p.add_argument("--seed", type=int, help="--generate, --monte-carlo: the random seed (0)")
     p.set_defaults(func=cmd_simulate)
 
 

@@ -202,24 +202,71 @@ def _check_bounds(args: Any) -> None:
 
 def _knobs(args: Any) -> Knobs:
     k = Knobs()
+
+    def given(name: str) -> Any:
+        value = getattr(args, name)
+        return getattr(k, name) if value is None else value
+
     return Knobs(
         conversations=args.conversations or k.conversations,
         turns=args.turns or k.turns,
-        fail_lead=k.fail_lead if args.fail_lead is None else args.fail_lead,
-        fail_worker=k.fail_worker if args.fail_worker is None else args.fail_worker,
-        burst=args.burst,
-        prompt_tokens=args.prompt_tokens,
-        growth=args.growth,
-        completion_tokens=args.completion_tokens,
-        cache_hit=args.cache_hit,
+        fail_lead=given("fail_lead"),
+        fail_worker=given("fail_worker"),
+        burst=given("burst"),
+        prompt_tokens=given("prompt_tokens"),
+        growth=given("growth"),
+        completion_tokens=given("completion_tokens"),
+        cache_hit=given("cache_hit"),
         lead_model=args.lead or k.lead_model,
         worker_model=args.worker or k.worker_model,
-        seed=args.seed,
+        seed=given("seed"),
     )
+
+
+# Flags each way of running `simulate` reads; one given to another is refused, never silently unread.
+_GENERATING = ("output", "turns", "conversations", "burst", "prompt_tokens", "growth", "completion_tokens", "cache_hit")
+_DRAWING = ("fail_lead", "fail_worker", "seed")  # --generate and --monte-carlo
+_REPLAYING = ("trace", "sweep", "plot", "monte_carlo", "conversation_turns", "engine", "scheduler", "workers", "model")
+_PRINTING = ("html", "csv", "json")
+
+
+def _flag(name: str) -> str:
+    return "-o" if name == "output" else "--" + name.replace("_", "-")
+
+
+def _unread(args: Any) -> None:
+    """A flag the way `simulate` runs with these flags would not read: a ValueError naming it and why."""
+
+    def given(names: Sequence[str]) -> list[str]:
+        return [_flag(n) for n in names if getattr(args, n, None) not in (None, False, [])]
+
+    def them(wrong: list[str]) -> str:
+        return ", ".join(wrong) + ": " + ("it is" if len(wrong) == 1 else "they are")
+
+    if args.generate:
+        if wrong := given([*_REPLAYING, *_PRINTING]):
+            raise ValueError(f"{them(wrong)} not read by --generate, which writes a trace (-o): remove the flag")
+        return
+    if wrong := given(_GENERATING):
+        raise ValueError(f"{them(wrong)} read by --generate only: remove the flag, or add --generate")
+    if not args.monte_carlo and (wrong := given([*_DRAWING, "conversation_turns"])):
+        raise ValueError(
+            f"{them(wrong)} read by --monte-carlo (and --generate) only; a replay takes the trace's own "
+            "outcomes: remove the flag, or add --monte-carlo N"
+        )
+    if args.sweep and (wrong := given(["html", "csv"])):
+        raise ValueError(f"{them(wrong)} not written by a sweep, which prints a table or --json, and draws --plot")
+    if args.monte_carlo and not args.sweep and (wrong := given(["html", "csv"])):
+        raise ValueError(f"{them(wrong)} not written by --monte-carlo, which prints a table or --json")
+    bound = {pair.partition("=")[0] for pair in args.model}
+    for role, flag in zip(("lead", "worker"), ("--lead", "--worker"), strict=True):
+        if getattr(args, role) and role in bound:
+            raise ValueError(f"{flag} and --model {role}=...: both name the {role}'s model; give one of them")
 
 
 def simulate_command(spec: Spec, args: Any) -> int:
     _check_bounds(args)
+    _unread(args)
     if issues := spec.judging_issues():  # replay maps outcomes to the spec's judging events
         raise SpecError(issues)
     if args.generate:
