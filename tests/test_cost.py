@@ -781,6 +781,29 @@ def test_a_flag_simulate_would_not_read_is_refused(
     assert not (tmp_path / "mc.html").exists()
 
 
+def test_monte_carlo_says_when_it_prices_turns_whose_tokens_were_unknown(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every worker turn of the trace without reported tokens: report says unknown, and Monte-Carlo gave
+    a definite cost with no word that the worker's tokens were the lead's."""
+    pytest.importorskip("numpy")
+    gen, trace = tmp_path / "gen.jsonl", tmp_path / "t.jsonl"
+    assert (
+        main(["simulate", "lead_worker", "--generate", "--turns", "120", "--conversations", "4", "-o", str(gen)]) == 0
+    )
+    records = [json.loads(line) for line in gen.read_text().splitlines()]
+    blank = dict(prompt_tokens=0, completion_tokens=0, cache_read_tokens=0, cache_write_tokens=0, unreported=1)
+    workers = sum(r["role"] == "worker" for r in records)
+    trace.write_text("".join(json.dumps({**r, **blank} if r["role"] == "worker" else r) + "\n" for r in records))
+    capsys.readouterr()
+    assert main(["simulate", "lead_worker", "--trace", str(trace), "--monte-carlo", "50", "--json"]) == 0
+    said = json.loads(capsys.readouterr().out)["unknown_usage"]
+    assert f"worker {workers} of {workers}" in said
+    assert "another role's where this role has none" in said
+    assert main(["simulate", "lead_worker", "--trace", str(gen), "--monte-carlo", "50", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["unknown_usage"] is None
+
+
 # ---- calibration: a spec simulated on its own trace gives the trace back -------------------------
 
 

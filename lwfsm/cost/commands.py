@@ -476,6 +476,7 @@ def _monte_carlo(spec: Spec, fit: Fit, prices: PriceMap, replayer: Replayer, arg
                     "trace_conversations": result.trace,
                     "cost": None if result.cost is None else result.cost.__dict__,
                     "note": ASSUMPTION,
+                    "unknown_usage": fit.unknown_note(),
                     "sensitivity": sensitivity,
                     "failing_worker_turns": result.failing_worker_turns.__dict__,
                     "turns_by_role": {k: v.__dict__ for k, v in result.turns_by_role.items()},
@@ -490,6 +491,8 @@ def _monte_carlo(spec: Spec, fit: Fit, prices: PriceMap, replayer: Replayer, arg
         if result.turns > longest:
             print(f"turns past the trace's longest conversation ({longest}) are priced as its turn {longest}")
         print(said)
+        if note := fit.unknown_note():
+            print(note)
         print(result.text())
         if sensitivity:
             print(sensitivity)

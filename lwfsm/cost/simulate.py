@@ -368,6 +368,7 @@ class Fit:
         self.open: dict[str, tuple[int, str, int]] = {}  # session -> (turns so far, last model, its cache)
         # (position, role) -> [n, cold fresh, cold read, cold write, warm fresh, warm read, warm write, completion]
         self.tokens: dict[tuple[int, str], list[int]] = {}
+        self.unreported: Counter[str] = Counter()  # turns whose tokens are unknown, per role
 
     def add(self, rec: TraceRecord) -> None:
         role = rec.role
@@ -378,6 +379,7 @@ class Fit:
         n, model, cached = self.open.get(rec.session, (0, "", 0))
         self.open[rec.session] = (n + 1, rec.model, rec.cache_read_tokens + rec.cache_write_tokens)
         if rec.unreported:  # its tokens are unknown: they say nothing about the turns at this position
+            self.unreported[role] += 1
             return
         prompt, read, write = rec.prompt_tokens, rec.cache_read_tokens, rec.cache_write_tokens
         was_warm = n > 0 and rec.model == model
@@ -398,6 +400,16 @@ class Fit:
     @property
     def conversations(self) -> int:
         return len(self.open)
+
+    def unknown_note(self) -> str | None:
+        """What the forecast's prices stand on when turns of the trace had no reported tokens."""
+        if not self.unreported:
+            return None
+        by_role = ", ".join(f"{r} {n} of {self.turns[r]}" for r, n in sorted(self.unreported.items()))
+        return (
+            f"turns with no reported tokens (unknown usage): {by_role}; the forecast prices such turns with the "
+            "tokens of the turns that have them, at the same position (another role's where this role has none)"
+        )
 
     def lengths(self) -> Counter[int]:
         return Counter(n for n, _, _ in self.open.values())
