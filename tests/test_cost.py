@@ -113,6 +113,7 @@ def test_bad_traces_give_located_errors(tmp_path: Path) -> None:
         json.dumps(HAND[0]),  # turn 1 again after turn 1
         json.dumps({**HAND[3], "cache_read_tokens": 9999}),
         "[1, 2]",
+        json.dumps({**HAND[3], "turn": 5, "cache_reads_tokens": 9000}),  # misspelt: it was dropped, priced as 0
     ]
     path = tmp_path / "bad.jsonl"
     path.write_text("\n".join(lines) + "\n")
@@ -125,7 +126,9 @@ def test_bad_traces_give_located_errors(tmp_path: Path) -> None:
     assert problems[3].startswith(f"{path}:5: turn: session 's1' goes from turn 1 (line 1) to turn 1")
     assert problems[4].startswith(f"{path}:6: cache_read_tokens + cache_write_tokens (12499) exceed prompt_tokens")
     assert problems[5] == f"{path}:7: expected a JSON object, got list"
-    assert len(problems) == 6
+    assert "unknown token count 'cache_reads_tokens' (did you mean 'cache_read_tokens'?)" in problems[6]
+    assert problems[6].startswith(f"{path}:8: ")
+    assert len(problems) == 7
 
 
 def test_report_cli_bad_trace_exits_1_without_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -16,7 +16,7 @@ from typing import IO, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from ..errors import TraceError
+from ..errors import TraceError, did_you_mean
 from ..turn.core import CUT_SHORT
 from ..turn.ledger import Usage
 
@@ -112,6 +112,11 @@ class TraceRecord(_Record):
         """A record that leaves out its input or its output tokens (written by hand or by another tool)
         has unknown tokens, as one the provider reported none for: priced as unknown, never with the
         missing count as 0 (a record of reasoning tokens alone was priced at $0)."""
+        if isinstance(data, dict):  # a token count under a name not ours would be read as none: refused
+            for name in data:
+                if isinstance(name, str) and name.endswith("_tokens") and name not in cls.model_fields:
+                    known = [n for n in cls.model_fields if n.endswith("_tokens")]
+                    raise ValueError(f"unknown token count {name!r}{did_you_mean(name, known)}: it would be read as 0")
         given = isinstance(data, dict) and "unreported" not in data
         if given and ("prompt_tokens" not in data or "completion_tokens" not in data):
             return {**data, "unreported": 1}
