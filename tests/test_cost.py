@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import gzip
 import json
 import os
@@ -782,6 +783,19 @@ def test_a_flag_simulate_would_not_read_is_refused(
     err = capsys.readouterr().err
     assert said in err, err
     assert not (tmp_path / "mc.html").exists()
+
+
+@pytest.mark.parametrize(
+    ("flags", "lengths"),
+    [(["--turns", "105", "--conversations", "10"], [10] * 5 + [11] * 5), (["--turns", "5"], [1] * 5)],
+)
+def test_generate_writes_the_turns_asked_for(tmp_path: Path, flags: list[str], lengths: list[int]) -> None:
+    """--turns 105 --conversations 10 wrote 100 turns, and --turns 5 wrote 10 (ten conversations of one),
+    without a word."""
+    out = tmp_path / "g.jsonl"
+    assert main(["simulate", "lead_worker", "--generate", "-o", str(out), *flags]) == 0
+    sessions = collections.Counter(json.loads(line)["session"] for line in out.read_text().splitlines())
+    assert sorted(sessions.values()) == lengths
 
 
 def test_monte_carlo_says_when_it_prices_turns_whose_tokens_were_unknown(

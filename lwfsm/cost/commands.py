@@ -192,7 +192,7 @@ def _check_bounds(args: Any) -> None:
     ):
         whole(flag, value, 0, MAX_TOKENS)
     k = _knobs(args)
-    largest = k.prompt_tokens + (k.turns // k.conversations - 1) * k.growth
+    largest = k.prompt_tokens + (-(-k.turns // k.conversations) - 1) * k.growth  # the longest conversation's last
     if args.generate and largest > MAX_TOKENS:
         raise ValueError(
             f"--prompt-tokens {k.prompt_tokens} --growth {k.growth}: the last turn's context would be "
@@ -207,9 +207,10 @@ def _knobs(args: Any) -> Knobs:
         value = getattr(args, name)
         return getattr(k, name) if value is None else value
 
+    turns = args.turns or k.turns
     return Knobs(
-        conversations=args.conversations or k.conversations,
-        turns=args.turns or k.turns,
+        conversations=args.conversations or min(k.conversations, turns),  # (10, or one turn each)
+        turns=turns,
         fail_lead=given("fail_lead"),
         fail_worker=given("fail_worker"),
         burst=given("burst"),

@@ -596,15 +596,16 @@ def generate(spec: Spec, knobs: Knobs) -> Iterator[dict[str, Any]]:
     replayer = Replayer(spec)
     engine = replayer.engine
     ok, fail = spec.judging.events
-    per = max(1, knobs.turns // max(1, knobs.conversations))
+    conversations = max(1, min(knobs.conversations, knobs.turns))
+    per, longer = divmod(max(1, knobs.turns), conversations)  # the first `longer` conversations: one turn more
     lead, worker = lead_and_worker(spec)
     models = {worker: knobs.worker_model, lead: knobs.lead_model}  # a spec of one role: its lead's
     reasons = ("tool error: tests failed", "user correction: try again", "malformed tool call")
     named = spec.rules_hash
-    for i in range(max(1, knobs.conversations)):
+    for i in range(conversations):
         session = engine.session()
         prev_model, prev_prompt, failed = "", 0, False
-        for turn in range(1, per + 1):
+        for turn in range(1, per + (i < longer) + 1):
             state, role = session.state, session.role
             model = models.get(role, knobs.worker_model)
             p = knobs.burst if failed and knobs.burst else (knobs.fail_lead if role == lead else knobs.fail_worker)
