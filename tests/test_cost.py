@@ -289,6 +289,35 @@ def test_report_formats(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert "http" not in page.replace("http://www.w3.org/2000/svg", "")
 
 
+def test_the_report_page_says_what_it_draws(tmp_path: Path) -> None:
+    """Read as a person reads the page: a gateway's ids (one long prefix, the key's tag) were all cut to
+    the same 110 px; the cost chart drew 12 of 15 conversations without saying so, with no axis titles;
+    a 10-turn conversation was drawn as long as a 30-turn one."""
+    gen = tmp_path / "g.jsonl"
+    assert (
+        main(["simulate", "lead_worker", "--generate", "--turns", "150", "--conversations", "15", "-o", str(gen)]) == 0
+    )
+    records = [json.loads(line) for line in gen.read_text().splitlines()]
+    for r in records:
+        r["session"] = "k513af96951.oa" + r["session"].split("-")[1]
+    records = [r for r in records if r["session"] != "k513af96951.oa2" or r["turn"] <= 5]  # one shorter
+    trace = tmp_path / "t.jsonl"
+    trace.write_text("".join(json.dumps(r) + "\n" for r in records))
+    page_file = tmp_path / "r.html"
+    assert main(["report", str(trace), "--html", str(page_file)]) == 0
+    page = page_file.read_text()
+    assert "(the first 12 of 15 conversations)" in page
+    assert ">turn</text>" in page
+    assert "cost so far, $" in page
+    assert "<code title='k513af96951.oa15'>" in page
+    assert "direction:rtl" in page  # a long id shows its end
+    widths = re.findall(r"<div class='tl'><code title='([^']+)'>.*?<svg[^>]*>(.*?)</svg>", page)
+    cells = {name: body.count("height='14'") for name, body in widths}
+    last_x = {name: float(re.findall(r"<rect x='([\d.]+)' y='2'", body)[-1]) for name, body in widths}
+    assert cells["k513af96951.oa2"] == 5
+    assert last_x["k513af96951.oa2"] < last_x["k513af96951.oa1"] / 2  # drawn shorter, on one scale
+
+
 def test_report_groups_judged_failures_by_their_rule(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     def judged(turn: int, excerpt: str) -> dict[str, Any]:
         why = f"task failure: claude_code.exit_status=1 at message 1, line 1: {excerpt!r}"

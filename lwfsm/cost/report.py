@@ -579,25 +579,37 @@ def _cost_svg(summary: Summary) -> str:
         series.append((c.session, pts))
     top = max((p[-1] for _, p in series if p), default=0.0) or 1.0
     n = max((len(p) for _, p in series), default=1) or 1
+
+    def y(v: float) -> float:  # one formula each, for the ticks and the lines
+        return (h - bottom) - (h - bottom - 10) * v / top
+
+    def x(t: int) -> float:
+        return left + (w - left - right) * t / n
+
     parts = [
         f"<svg xmlns='http://www.w3.org/2000/svg' width='{w}' height='{h + 20}' role='img'>",
         f"<line x1='{left}' y1='{h - bottom}' x2='{w - right}' y2='{h - bottom}' stroke='#444'/>",
         f"<line x1='{left}' y1='10' x2='{left}' y2='{h - bottom}' stroke='#444'/>",
-        f"<text x='{left - 6}' y='16' font-size='11' text-anchor='end'>${top:.3g}</text>",
-        f"<text x='{left - 6}' y='{h - bottom}' font-size='11' text-anchor='end'>$0</text>",
-        f"<text x='{(w - right + left) // 2}' y='{h - 8}' font-size='11' text-anchor='middle'>turn (1..{n})</text>",
+        f"<text x='{(w - right + left) // 2}' y='{h - 2}' font-size='11' text-anchor='middle'>turn</text>",
+        f"<text x='14' y='{(h - bottom) // 2}' font-size='11' text-anchor='middle' "
+        f"transform='rotate(-90 14 {(h - bottom) // 2})'>cost so far, $</text>",
     ]
+    for v in (0.0, top / 2, top):  # three ticks a reader can read a line's level against
+        parts.append(f"<line x1='{left - 3}' y1='{y(v):.1f}' x2='{w - right}' y2='{y(v):.1f}' stroke='#eee'/>")
+        parts.append(f"<text x='{left - 6}' y='{y(v) + 4:.1f}' font-size='11' text-anchor='end'>{v:.3g}</text>")
+    for t in sorted({1, max(1, n // 2), n}):
+        parts.append(f"<text x='{x(t):.1f}' y='{h - bottom + 14}' font-size='11' text-anchor='middle'>{t}</text>")
     for k, (name, pts) in enumerate(series):
         colour = _COLOURS[k % len(_COLOURS)]
-        xy = " ".join(
-            f"{left + (w - left - right) * (t + 1) / n:.1f},{(h - bottom) - (h - bottom - 10) * v / top:.1f}"
-            for t, v in enumerate(pts)
-        )
-        parts.append(f"<polyline fill='none' stroke='{colour}' stroke-width='2' points='{xy}'/>")
-        parts.append(
-            f"<text x='{w - right + 10}' y='{24 + 14 * k}' font-size='11' fill='{colour}'>{html.escape(name)}</text>"
-        )
+        dash = "" if k < len(_COLOURS) else " stroke-dasharray='5 3'"  # a colour used again: dashed
+        xy = " ".join(f"{x(t + 1):.1f},{y(v):.1f}" for t, v in enumerate(pts))
+        parts.append(f"<polyline fill='none' stroke='{colour}' stroke-width='2'{dash} points='{xy}'/>")
+        unknown = " (cost unknown)" if len(pts) < len(summary.conversations[k].costs) else ""
+        label = html.escape(name + unknown)
+        parts.append(f"<text x='{w - right + 10}' y='{24 + 14 * k}' font-size='11' fill='{colour}'>{label}</text>")
     parts.append("</svg>")
+    if len(summary.conversations) > COSTED:
+        parts.append(f"<p>(the first {COSTED} of {len(summary.conversations)} conversations)</p>")
     return "".join(parts)
 
 
@@ -613,10 +625,10 @@ def role_fills(summary: Summary) -> dict[str, str]:
     return out
 
 
-def _timeline_svg(c: ConversationSummary, fills: dict[str, str], width: int = 640) -> str:
-    """One cell per turn, coloured by the role that served it; a failed turn has a dark mark."""
-    n = len(c.roles) or 1
-    cell = max(1.0, (width - 10) / n)
+def _timeline_svg(c: ConversationSummary, fills: dict[str, str], longest: int, width: int = 640) -> str:
+    """One cell per turn, coloured by the role that served it; a failed turn has a dark mark. Cells are
+    as wide in every conversation (`longest` turns fill the width), so lengths compare."""
+    cell = max(1.0, (width - 10) / max(1, longest))
     parts = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='22'>"]
     for t, (role, failed) in enumerate(zip(c.roles, c.failed, strict=True)):
         colour = fills[role]
@@ -643,8 +655,10 @@ def _html(summary: Summary, title: str) -> str:
     fills = role_fills(summary)
     served = sorted({r for c in summary.conversations for r in c.roles}, key=list(fills).index)
     legend = " ".join(f"<span style='background:{fills[r]};color:#000;padding:1px 6px'>{esc(r)}</span>" for r in served)
+    longest = max((len(c.roles) for c in summary.conversations[:DETAILED]), default=1)
     timelines = "".join(
-        f"<div class='tl'><code>{esc(c.session)}</code>{_timeline_svg(c, fills)}</div>"
+        f"<div class='tl'><code title='{esc(c.session)}'>{esc(c.session)}</code>"
+        f"{_timeline_svg(c, fills, longest)}</div>"
         for c in summary.conversations[:DETAILED]
     )
     more = f"<p>(first 50 of {len(summary.conversations)} conversations)</p>" if len(summary.conversations) > 50 else ""
@@ -663,7 +677,10 @@ def _html(summary: Summary, title: str) -> str:
         + "</title><style>body{font-family:sans-serif;margin:2em;max-width:1100px}"
         "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
         "td:first-child,th:first-child{text-align:left}tr:last-child{font-weight:bold}"
-        ".tl{display:flex;align-items:center;gap:8px}.tl code{width:110px;overflow:hidden}</style></head><body>"
+        ".tl{display:flex;align-items:center;gap:8px}"
+        # a gateway's ids share a long prefix (the key's tag): the end of a long one is shown, all of it on hover
+        ".tl code{width:200px;flex:none;overflow:hidden;white-space:nowrap;text-overflow:ellipsis;direction:rtl;"
+        "text-align:left}</style></head><body>"
         f"<h1>{esc(title)}</h1><p>{esc(summary.note)}</p>"
         f"<p>lead alone: <code>{esc(summary.lead_model or 'unknown')}</code>; worker alone: "
         f"<code>{esc(summary.worker_model or 'unknown')}</code>. Costs in dollars; the lead/worker-alone columns "
