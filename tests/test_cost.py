@@ -318,6 +318,62 @@ def test_the_report_page_says_what_it_draws(tmp_path: Path) -> None:
     assert last_x["k513af96951.oa2"] < last_x["k513af96951.oa1"] / 2  # drawn shorter, on one scale
 
 
+def test_prices_of_ones_own_price_a_model_litellm_does_not_know(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A self-hosted worker (or a negotiated price) had no price anywhere: actual cost, savings and the
+    dashboard's totals were unknown for good. LWFSM_PRICES names a JSON file of prices over LiteLLM's."""
+    tokens = {"prompt_tokens": 2000, "completion_tokens": 50}
+    local = "openai/qwen2.5-coder-local"
+    trace = [rec(1, "lead", **tokens), rec(2, "worker", **tokens, model=local), rec(3, "worker", **tokens, model=local)]
+    path = write(tmp_path, trace)
+    assert main(["report", path, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["total"]["cost"] is None  # LiteLLM has no price for it
+    prices = tmp_path / "prices.json"
+    prices.write_text(
+        json.dumps({"openai/qwen2.5-coder-local": {"input_cost_per_token": 0, "output_cost_per_token": 1e-6}})
+    )
+    monkeypatch.setenv("LWFSM_PRICES", str(prices))
+    assert main(["report", path, "--json"]) == 0
+    total = json.loads(capsys.readouterr().out)["total"]
+    lead = PriceMap().price(LEAD, TraceRecord.model_validate(trace[0]).usage)
+    assert lead is not None
+    assert total["cost"] == pytest.approx(lead + 2 * 50 * 1e-6)  # the worker's output at the file's price
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        (
+            '{"m": {"input_cost_per_tokens": 1e-6, "output_cost_per_token": 1e-6}}',
+            "unknown field 'input_cost_per_tokens' (did you mean 'input_cost_per_token'?)",
+        ),
+        (
+            '{"m": {"input_cost_per_token": -1, "output_cost_per_token": 1e-6}}',
+            "input_cost_per_token must be a number of dollars per token, 0 or more, got -1",
+        ),
+        (
+            '{"m": {"input_cost_per_token": 1e-6}}',
+            "output_cost_per_token must be a number of dollars per token, 0 or more, got None",
+        ),
+        ('{"m": ', "not JSON: Expecting value: line 1 column 7"),
+        ('["m"]', "expected an object of models"),
+    ],
+)
+def test_a_wrong_prices_file_is_refused_naming_the_model_and_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, text: str, said: str
+) -> None:
+    prices = tmp_path / "prices.json"
+    prices.write_text(text)
+    monkeypatch.setenv("LWFSM_PRICES", str(prices))
+    path = write(tmp_path, [rec(1, "lead")])
+    for args in (["report", path], ["simulate", "lead_worker", "--trace", path]):
+        assert main(args) == 1
+        err = capsys.readouterr().err
+        assert f"LWFSM_PRICES={prices}: " in err
+        assert said in err
+
+
 def test_report_groups_judged_failures_by_their_rule(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     def judged(turn: int, excerpt: str) -> dict[str, Any]:
         why = f"task failure: claude_code.exit_status=1 at message 1, line 1: {excerpt!r}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -727,6 +728,10 @@ def _serve_check(
 
     gateway_key(os.environ, api_key_env)  # an error naming the variable, as `serve` would stop on
     control_key(os.environ, control_key_env, api_key_env)
+    from ..cost.pricing import price_table
+
+    with contextlib.suppress(ImportError):  # (without LiteLLM, serve prices nothing but LWFSM_PRICES's)
+        price_table(os.environ)
     overrides = params_from_env(spec)
     spec = spec.with_params(overrides) if overrides else spec
     roles(spec, os.environ, mock)  # a ConfigError names the variable to set

@@ -19,7 +19,7 @@ from typing import Any
 from ..diagram.graph import role_colours
 from ..errors import SpecError
 from ..spec import Spec
-from .pricing import PriceMap
+from .pricing import PriceMap, price_table
 from .records import MAX_TOKENS, SUFFIXES, TraceRecord, read_records
 from .report import Summary, cheap_roles, dollars, lead_and_worker, reads, spec_problem, summarise
 from .simulate import (
@@ -35,6 +35,14 @@ from .simulate import (
 )
 
 __all__ = ["emit", "report_command", "simulate_command", "sweep_ranges"]
+
+
+def _prices() -> PriceMap:
+    """The prices, LWFSM_PRICES's checked now (a wrong file is said before anything is read)."""
+    try:
+        return PriceMap(price_table())
+    except ImportError:
+        return PriceMap()  # (says what to install where a price is first needed)
 
 
 def _not_an_input(path: str, flag: str, inputs: Sequence[str | os.PathLike[str]]) -> None:
@@ -140,7 +148,7 @@ def report_command(spec: Spec, args: Any, also: Sequence[Spec] = ()) -> int:
             raise SpecError(issues)
     specs = (spec, *also)
     records = _records(args.logs, spec, check=(lambda rec: _read_by_one(rec, specs)) if also else None)
-    summary = summarise(records, PriceMap(), lead_model=args.lead, worker_model=args.worker, spec=spec, also=also)
+    summary = summarise(records, _prices(), lead_model=args.lead, worker_model=args.worker, spec=spec, also=also)
     summary.colours = role_colours(spec)
     emit(summary, args, args.logs)
     return 0
@@ -298,7 +306,7 @@ def simulate_command(spec: Spec, args: Any) -> int:
         if os.path.isdir(args.plot) or not os.path.basename(args.plot):  # a folder: it wrote a hidden ".png"
             raise ValueError(f"--plot {args.plot}: give a file to write, e.g. {os.path.join(folder, 'sweep.png')}")
     models = _models(spec, args)
-    prices = PriceMap()
+    prices = _prices()
     if (args.scheduler or args.workers) and (args.monte_carlo or args.sweep):  # said, not run here instead
         raise ValueError("--scheduler and --workers run the replay of a trace: not with --monte-carlo or --sweep")
     if args.sweep:

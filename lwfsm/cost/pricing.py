@@ -24,13 +24,69 @@ Token counts stay as recorded; only their split between fresh, read and written 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..errors import ConfigError, did_you_mean
 from ..turn.ledger import Usage
 
-__all__ = ["PriceMap", "cache_split", "flipped", "litellm_price_map"]
+__all__ = ["PRICES_ENV", "PriceMap", "cache_split", "flipped", "litellm_price_map", "price_table"]
+
+
+PRICES_ENV = "LWFSM_PRICES"  # a JSON file of prices of one's own, over LiteLLM's (a self-hosted model, a deal)
+_PRICE_FIELDS = ("input_cost_per_token", "output_cost_per_token")
+_OPTIONAL_FIELDS = ("cache_read_input_token_cost", "cache_creation_input_token_cost", "supports_prompt_caching")
+
+
+def price_table(env: Mapping[str, str] | None = None) -> Mapping[str, Mapping[str, Any]]:
+    """LiteLLM's price map with the prices of the file `LWFSM_PRICES` names over it; ConfigError naming
+    the file, and the model and field, for a file that is not one."""
+    env = os.environ if env is None else env
+    own = _own_prices(env[PRICES_ENV]) if env.get(PRICES_ENV) else {}
+    try:
+        base = litellm_price_map()
+    except ImportError:
+        if not own:
+            raise
+        base = {}  # every model priced is the user's own: LiteLLM's map is not needed
+    return {**base, **own}
+
+
+def _own_prices(path: str) -> dict[str, dict[str, Any]]:
+    where = f"{PRICES_ENV}={path}"
+    try:
+        with open(path, "rb") as f:
+            data = json.load(f)
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read it: {exc.strerror or exc}") from None
+    except ValueError as exc:  # JSONDecodeError: with its line and column
+        raise ConfigError(f"{where}: not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f'{where}: expected an object of models, e.g. {{"openai/my-model": {_EXAMPLE}}}')
+    for model, entry in data.items():
+        at = f"{where}: model {model!r}"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{at}: expected an object of prices, e.g. {_EXAMPLE}")
+        for name in entry:
+            if name not in (*_PRICE_FIELDS, *_OPTIONAL_FIELDS, "litellm_provider"):
+                fields = [*_PRICE_FIELDS, *_OPTIONAL_FIELDS]
+                raise ConfigError(
+                    f"{at}: unknown field {name!r}{did_you_mean(name, fields)}; fields: {', '.join(fields)}"
+                )
+        for name in (*_PRICE_FIELDS, *_OPTIONAL_FIELDS[:2]):
+            value = entry.get(name)
+            if value is None and name not in _PRICE_FIELDS:
+                continue
+            if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value < float("inf"):
+                raise ConfigError(f"{at}: {name} must be a number of dollars per token, 0 or more, got {value!r}")
+        if not isinstance(entry.get("supports_prompt_caching", False), bool):
+            raise ConfigError(f"{at}: supports_prompt_caching must be true or false")
+    return data
+
+
+_EXAMPLE = '{"input_cost_per_token": 2e-07, "output_cost_per_token": 8e-07}'
 
 
 def litellm_price_map() -> Mapping[str, Mapping[str, Any]]:
@@ -73,7 +129,7 @@ class PriceMap:
     @property
     def table(self) -> Mapping[str, Mapping[str, Any]]:
         if self._table is None:
-            self._table = litellm_price_map()
+            self._table = price_table()
         return self._table
 
     def entry(self, model: str) -> Mapping[str, Any] | None:

@@ -37,7 +37,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
-from ..cost.pricing import PriceMap, litellm_price_map
+from ..cost.pricing import PriceMap, price_table
 from ..engine import Engine
 from ..errors import Conflict, LwfsmError, StoreError, TransitionNotAllowed
 from ..spec import Spec
@@ -199,7 +199,7 @@ class Gateway:
         )
         self._spelt = _spelt(self._secrets)
         self.http: aiohttp.ClientSession | None = None
-        self.pricer = PriceMap(_price_table())
+        self.pricer = PriceMap(_price_table(self.env))
         # "The lead alone": the first role the spec does not mark cheap.
         self.lead = next((r for r, d in spec.roles.items() if not d.cheap), next(iter(spec.roles)))
         self.metrics = Metrics(lambda: sum(1 for k in self.store.list() if not k.startswith(CHAINS)))
@@ -541,12 +541,12 @@ def _keep(meta: dict[str, Any], done: Move, last_switch: dict[str, Any]) -> None
             meta[name] = meta.get(name, 0) + 1
 
 
-def _price_table() -> Mapping[str, Mapping[str, Any]]:
-    """LiteLLM's local price map, its alias rows resolved, as `lwfsm report` reads it (an alias such as
-    `gpt-sol-latest` had no price here, and a price in the report); empty when LiteLLM is not installed
-    (every cost is then unknown)."""
+def _price_table(env: Mapping[str, str]) -> Mapping[str, Mapping[str, Any]]:
+    """LiteLLM's local price map, its alias rows resolved, with `LWFSM_PRICES`'s over it, as `lwfsm report`
+    reads it (an alias such as `gpt-sol-latest` had no price here, and a price in the report); only the
+    file's when LiteLLM is not installed (every other cost is then unknown)."""
     try:
-        return litellm_price_map()
+        return price_table(env)
     except ImportError:
         return {}
 
