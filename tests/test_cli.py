@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from lwfsm import load_spec
 from lwfsm.cli import main
 
 from .conftest import SPECS
@@ -159,6 +160,9 @@ def test_explain(capsys: pytest.CaptureFixture[str]) -> None:
     assert "states (initial: worker, of: worker when lead_turns == 0; else lead_initial)" in out
     assert "reset           no           a new conversation" in out  # events that end no turn are said so
     assert "lead_turns         0      [0, 1000]" in out
+    # the hash trace records carry (`spec`), which no command showed: the rules', params left out
+    rules = load_spec(DEFAULT).rules_hash
+    assert out.splitlines()[0].endswith(f"; rules {rules}, as trace records name it)")
     rows = {line.split()[0]: line.split() for line in out.splitlines() if line.strip()}
     assert rows["fallback"][1:] == ["lead", "failures", "=", "0,", "fallback_done", "=", "0"]
     assert rows["6"][1:] == [

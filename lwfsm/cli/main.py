@@ -179,7 +179,7 @@ def cmd_trace(args: argparse.Namespace) -> int:
 def cmd_explain(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec, _params(args.set))
     engine = Engine(spec)
-    print(f"{spec.name} v{spec.version} (hash {spec.hash})")
+    print(f"{spec.name} v{spec.version} (hash {spec.hash}; rules {spec.rules_hash}, as trace records name it)")
     if spec.description:
         print(spec.description.strip())
     if spec.params:

@@ -109,7 +109,13 @@ _IN_FLIGHT = {
 def _about(spec: Spec | None) -> dict[str, Any] | None:
     if spec is None:
         return None
-    return {"name": spec.name, "version": spec.version, "hash": spec.hash, "params": spec.param_values}
+    return {
+        "name": spec.name,
+        "version": spec.version,
+        "hash": spec.hash,
+        "rules": spec.rules_hash,  # (what its trace records name: params left out)
+        "params": spec.param_values,
+    }
 
 
 def _named(spec: Spec | None) -> str:
