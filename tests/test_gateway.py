@@ -947,6 +947,8 @@ def test_a_manual_event_carries_an_operator_s_note_to_the_next_call(
         r = httpx.post(fire, content=bad, headers=auth)
         assert r.status_code == 400, bad
         assert '{"note": "text of 1 to 2000 characters"}' in r.json()["error"]
+    assert httpx.post(fire, json={}, headers=auth).status_code == 200  # an HTTP client's empty JSON: no note
+    assert gw.control("GET", f"/lwfsm/sessions/{key}").json()["handoff_waiting"] is None
     r = httpx.post(fire, json={"note": "Operator: the CI runner is back; run the full suite."}, headers=auth)
     assert r.status_code == 200
     shown = gw.control("GET", f"/lwfsm/sessions/{key}").json()

@@ -163,6 +163,8 @@ async def operator_note(request: Request) -> str | None | Response:
         body = json.loads(raw)
     except ValueError:
         body = None
+    if body == {}:  # (an HTTP client's empty JSON: no note)
+        return None
     note = body.get("note") if isinstance(body, dict) and set(body) == {"note"} else None
     if isinstance(note, str) and 0 < len(note) <= MAX_NOTE:
         return note
