@@ -1062,6 +1062,9 @@ def test_a_sweep_plot_says_what_it_cannot_draw_and_keeps_the_table(
     assert "there is no folder" in capsys.readouterr().err
     assert main([*sweep, "--plot", f"{tmp_path}/"]) == 1  # a folder: was a hidden ".png" in it
     assert f"--plot {tmp_path}/: give a file to write, e.g. {tmp_path}/sweep.png" in capsys.readouterr().err
+    assert main([*sweep, "--plot", str(tmp_path / "p.xyz")]) == 1  # was refused after the whole sweep ran
+    out, err = capsys.readouterr()
+    assert (out, f"--plot {tmp_path / 'p.xyz'}: name a .png, .svg, .pdf file" in err) == ("", True)
     # one range per param (the second replaced the first); a sweep runs here (--scheduler was ignored)
     assert main([*sweep, "lead_turns=5..6"]) == 1
     assert "--sweep lead_turns=5..6: lead_turns has a range already" in capsys.readouterr().err
@@ -1072,7 +1075,7 @@ def test_a_sweep_plot_says_what_it_cannot_draw_and_keeps_the_table(
     pytest.importorskip("matplotlib", reason="--plot draws with matplotlib: pip install matplotlib")
     assert main([*sweep, "--plot", str(tmp_path / "p.png")]) == 1  # every cost unknown: was max() of nothing
     out, err = capsys.readouterr()
-    assert "sweep of lead_worker: 2 combinations" in out  # the table first, whole
+    assert "sweep of lead_worker: 2 combinations ranked by failing worker turns (every cost unknown)" in out
     assert "no combination has a known cost (see above): nothing to draw" in err
     assert not (tmp_path / "p.png").exists()
 

@@ -305,6 +305,8 @@ def simulate_command(spec: Spec, args: Any) -> int:
             raise ValueError(f"--plot {args.plot}: there is no folder {folder!r} to write it in")
         if os.path.isdir(args.plot) or not os.path.basename(args.plot):  # a folder: it wrote a hidden ".png"
             raise ValueError(f"--plot {args.plot}: give a file to write, e.g. {os.path.join(folder, 'sweep.png')}")
+        if os.path.splitext(args.plot)[1].lower() not in _PLOTS:  # (said after the whole sweep, by matplotlib)
+            raise ValueError(f"--plot {args.plot}: name a {', '.join(_PLOTS)} file")
     models = _models(spec, args)
     prices = _prices()
     if (args.scheduler or args.workers) and (args.monte_carlo or args.sweep):  # said, not run here instead
@@ -569,7 +571,10 @@ def _sweep_table(
         if args.monte_carlo
         else f"replay of {args.trace[0]}; {ASSUMPTION}"
     )
-    print(f"sweep of {spec}: {combos} combinations ranked by cost ({what}); * marks the Pareto front")
+    ranking = (
+        "by cost" if any(r["cost"] is not None for r in ranked) else "by failing worker turns (every cost unknown)"
+    )
+    print(f"sweep of {spec}: {combos} combinations ranked {ranking} ({what}); * marks the Pareto front")
     header = [*names, "cost $", "failing worker turns", "Pareto"]
     table = [
         [
@@ -585,6 +590,9 @@ def _sweep_table(
         print("  ".join(c.rjust(w) for c, w in zip(line, widths, strict=True)).rstrip())
     if unknowns:
         print("\n".join(unknowns))
+
+
+_PLOTS = (".png", ".svg", ".pdf")
 
 
 def _plot(rows: list[dict[str, Any]], names: list[str], path: str, spec: str) -> None:
