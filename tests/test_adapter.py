@@ -263,6 +263,27 @@ def test_a_custom_provider_registered_with_litellm_is_known(monkeypatch: pytest.
     assert reply.choices[0].message.content == "from my-llm"
 
 
+def test_the_adapter_reads_its_own_prices_and_refuses_a_wrong_file_when_built(server: Server, tmp_path: Path) -> None:
+    """LWFSM_PRICES was read by a module-wide price map from the process's environment: a wrong file raised
+    after a paid call was committed (its reply lost), and `env=` was not read."""
+    models = {
+        r: RoleBinding(f"openai/{m}", api_base=server.base, api_key_env="TEST_KEY")
+        for r, m in (("lead", "big"), ("worker", "small"))
+    }
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"openai/small": {"input_cost_per_token": 1e-6}}')
+    with pytest.raises(
+        ConfigError, match=f"LWFSM_PRICES={re.escape(str(bad))}: model 'openai/small': output_cost_per_token"
+    ):
+        Adapter("lead_worker", models, env={**ENV, "LWFSM_PRICES": str(bad)})
+    good = tmp_path / "good.json"
+    good.write_text('{"openai/small": {"input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6}}')
+    adapter = Adapter("lead_worker", models, env={**ENV, "LWFSM_PRICES": str(good)})
+    from lwfsm.turn.ledger import Usage
+
+    assert adapter.prices.price("openai/small", Usage(prompt_tokens=10, completion_tokens=5)) == pytest.approx(2e-5)
+
+
 def test_the_key_is_read_from_the_named_variable_and_never_shown(server: Server) -> None:
     b = RoleBinding("openai/x", api_base=server.base, api_key_env="TEST_KEY")
     assert b.call_kwargs(ENV)["api_key"] == ENV["TEST_KEY"]

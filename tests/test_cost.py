@@ -301,6 +301,8 @@ def test_the_report_page_says_what_it_draws(tmp_path: Path) -> None:
     for r in records:
         r["session"] = "k513af96951.oa" + r["session"].split("-")[1]
     records = [r for r in records if r["session"] != "k513af96951.oa2" or r["turn"] <= 5]  # one shorter
+    for r in records:  # a client's id with a bidi override, which showed another id
+        r["session"] = r["session"].replace("oa3", "\u202eoa3")
     trace = tmp_path / "t.jsonl"
     trace.write_text("".join(json.dumps(r) + "\n" for r in records))
     page_file = tmp_path / "r.html"
@@ -309,8 +311,10 @@ def test_the_report_page_says_what_it_draws(tmp_path: Path) -> None:
     assert "(the first 12 of 15 conversations)" in page
     assert ">turn</text>" in page
     assert "cost so far, $" in page
-    assert "<code title='k513af96951.oa15'>" in page
+    assert "<code title='k513af96951.oa15'><span dir='ltr'>k513af96951.oa15</span></code>" in page
     assert "direction:rtl" in page  # a long id shows its end
+    assert "\u202e" not in page
+    assert "k513af96951.\\u202eoa3" in page  # written out, not obeyed
     widths = re.findall(r"<div class='tl'><code title='([^']+)'>.*?<svg[^>]*>(.*?)</svg>", page)
     cells = {name: body.count("height='14'") for name, body in widths}
     last_x = {name: float(re.findall(r"<rect x='([\d.]+)' y='2'", body)[-1]) for name, body in widths}
@@ -339,6 +343,19 @@ def test_prices_of_ones_own_price_a_model_litellm_does_not_know(
     lead = PriceMap().price(LEAD, TraceRecord.model_validate(trace[0]).usage)
     assert lead is not None
     assert total["cost"] == pytest.approx(lead + 2 * 50 * 1e-6)  # the worker's output at the file's price
+    # a price restated keeps what LiteLLM knows besides (its cache prices): the whole row was replaced
+    cached = [rec(1, "lead", prompt_tokens=2000, completion_tokens=50, cache_read_tokens=1500)]
+    (tmp_path / "c").mkdir()
+    cached_path = write(tmp_path / "c", cached)
+    monkeypatch.delenv("LWFSM_PRICES")
+    assert main(["report", cached_path, "--json"]) == 0
+    before = json.loads(capsys.readouterr().out)["total"]["cost"]
+    entry = PriceMap().entry(LEAD) or {}
+    restated = {k: entry[k] for k in ("input_cost_per_token", "output_cost_per_token")}
+    prices.write_text(json.dumps({LEAD: restated}))
+    monkeypatch.setenv("LWFSM_PRICES", str(prices))
+    assert main(["report", cached_path, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["total"]["cost"] == pytest.approx(before)
 
 
 @pytest.mark.parametrize(
@@ -350,11 +367,11 @@ def test_prices_of_ones_own_price_a_model_litellm_does_not_know(
         ),
         (
             '{"m": {"input_cost_per_token": -1, "output_cost_per_token": 1e-6}}',
-            "input_cost_per_token must be a number of dollars per token, 0 or more, got -1",
+            "input_cost_per_token must be dollars per token, from 0 to 1, got -1",
         ),
         (
             '{"m": {"input_cost_per_token": 1e-6}}',
-            "output_cost_per_token must be a number of dollars per token, 0 or more, got None",
+            "output_cost_per_token must be dollars per token, from 0 to 1, got None",
         ),
         ('{"m": ', "not JSON: Expecting value: line 1 column 7"),
         ('["m"]', "expected an object of models"),
@@ -819,7 +836,11 @@ def test_no_output_is_written_over_a_trace_the_command_reads_or_a_recorded_one(
     assert main(["simulate", "lead_worker", "--generate", "--turns", "20", "--conversations", "2", "-o", str(gen)]) == 0
     recorded = logs / "k1.conv.jsonl"
     recorded.write_text(gen.read_text().replace("synthetic-", "conv-"))
-    kept = {p: p.read_bytes() for p in (gen, recorded)}
+    blank = tmp_path / "blank-first.jsonl"
+    blank.write_text("\n" + recorded.read_text())  # read as a trace all the same
+    spec = tmp_path / "mine.yaml"
+    spec.write_text((Path(__file__).resolve().parents[1] / "specs" / "lead_worker.yaml").read_text())
+    kept = {p: p.read_bytes() for p in (gen, recorded, blank, spec)}
     refused = [
         (["report", str(gen), "--html", str(gen)], f"--html {gen} is {gen}, which this command reads"),
         (["report", str(logs), "--html", str(logs / "new.jsonl")], "it would be read as a trace of"),
@@ -832,6 +853,9 @@ def test_no_output_is_written_over_a_trace_the_command_reads_or_a_recorded_one(
             ["simulate", "lead_worker", "--generate", "-o", str(recorded)],
             "holds something other than a generated trace",
         ),
+        (["simulate", "lead_worker", "--generate", "-o", str(blank)], "holds something other than a generated trace"),
+        (["report", gen.as_uri(), "--html", str(gen)], "which this command reads"),  # the same file, as a URL
+        (["report", str(gen), "--spec", str(spec), "--html", str(spec)], "which this command reads"),  # its spec
     ]
     capsys.readouterr()
     for args, said in refused:
@@ -840,13 +864,25 @@ def test_no_output_is_written_over_a_trace_the_command_reads_or_a_recorded_one(
     assert {p: p.read_bytes() for p in kept} == kept
     assert main(["simulate", "lead_worker", "--generate", "--turns", "4", "--conversations", "2", "-o", str(gen)]) == 0
     assert len(gen.read_text().splitlines()) == 4  # a generated trace is generated anew
+    # a pipe is written to, not read first (reading it waited for good)
+    piped = subprocess.run(
+        [sys.executable, "-m", "lwfsm", "simulate", "lead_worker", "--generate", "--turns", "3", "-o", "/dev/stdout"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert piped.returncode == 0, piped.stderr
+    assert len(piped.stdout.splitlines()) == 3
 
 
 @pytest.mark.parametrize(
     ("flags", "said"),
     [
         (["--fail-worker", "0.5"], "--fail-worker: it is read by --monte-carlo (and --generate) only"),
-        (["--seed", "3", "--conversation-turns", "9"], "--seed, --conversation-turns: they are read by --monte-carlo"),
+        (["--seed", "3"], "--seed: it is read by --monte-carlo (and --generate) only"),
+        (["--fail-worker", "0"], "--fail-worker: it is read by --monte-carlo"),  # 0 was taken for not given
+        (["--conversation-turns", "9"], "--conversation-turns: it is read by --monte-carlo only"),
+        (["--generate", "-o", "g.jsonl", "--model", "lead=x"], "(--lead and --worker name the models it writes)"),
         (["--turns", "5", "--burst", "0.2"], "--turns, --burst: they are read by --generate only"),
         (["--sweep", "lead_turns=1..2", "--csv"], "--csv: it is not written by a sweep"),
         (["--monte-carlo", "10", "--html", "mc.html"], "--html: it is not written by --monte-carlo"),
@@ -1064,7 +1100,8 @@ def test_a_sweep_plot_says_what_it_cannot_draw_and_keeps_the_table(
     assert f"--plot {tmp_path}/: give a file to write, e.g. {tmp_path}/sweep.png" in capsys.readouterr().err
     assert main([*sweep, "--plot", str(tmp_path / "p.xyz")]) == 1  # was refused after the whole sweep ran
     out, err = capsys.readouterr()
-    assert (out, f"--plot {tmp_path / 'p.xyz'}: name a .png, .svg, .pdf file" in err) == ("", True)
+    assert (out, f"--plot {tmp_path / 'p.xyz'}: name a file matplotlib writes: " in err) == ("", True)
+    assert ".jpg" in err
     # one range per param (the second replaced the first); a sweep runs here (--scheduler was ignored)
     assert main([*sweep, "lead_turns=5..6"]) == 1
     assert "--sweep lead_turns=5..6: lead_turns has a range already" in capsys.readouterr().err

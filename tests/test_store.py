@@ -808,6 +808,21 @@ def test_processes_opening_one_new_sqlite_file_at_once_all_open_it(tmp_path: Pat
     assert failed == []
 
 
+def test_sqlite_opens_a_file_whose_path_is_not_utf8(tmp_path: Path) -> None:
+    """A path of bytes that are not UTF-8 (os.fsdecode's surrogates): the URI that opens the file without
+    making it raised UnicodeEncodeError where a store error, or the store, was due."""
+    folder = os.fsdecode(os.fsencode(str(tmp_path)) + b"/caf\xe9")
+    os.mkdir(folder)
+    store = open_store(f"sqlite:///{folder}/s.db")
+    assert store.write("c", 0, Row("one", 1))
+    got: list[object] = []
+    thread = threading.Thread(target=lambda: got.append(store.read("c")))  # a thread's own connection
+    thread.start()
+    thread.join()
+    assert got == [Row("one", 1)]
+    store.close()
+
+
 def _caught(into: list[BaseException], fn: Callable[[], object]) -> None:
     try:
         fn()

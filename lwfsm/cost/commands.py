@@ -5,12 +5,15 @@ Usage mistakes raise `ValueError` with the message to show; the CLI prints it an
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
 import re
+import stat
 import sys
 import time
+import urllib.parse
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -19,7 +22,7 @@ from typing import Any
 from ..diagram.graph import role_colours
 from ..errors import SpecError
 from ..spec import Spec
-from .pricing import PriceMap, price_table
+from .pricing import PRICES_ENV, PriceMap, price_table
 from .records import MAX_TOKENS, SUFFIXES, TraceRecord, read_records
 from .report import Summary, cheap_roles, dollars, lead_and_worker, reads, spec_problem, summarise
 from .simulate import (
@@ -37,6 +40,12 @@ from .simulate import (
 __all__ = ["emit", "report_command", "simulate_command", "sweep_ranges"]
 
 
+def _spec_files(args: Any) -> list[str]:
+    """The spec files the command was given (a shipped spec's name is no file here)."""
+    given = getattr(args, "spec", None)
+    return [p for p in (given if isinstance(given, list) else [given]) if isinstance(p, str) and os.path.isfile(p)]
+
+
 def _prices() -> PriceMap:
     """The prices, LWFSM_PRICES's checked now (a wrong file is said before anything is read)."""
     try:
@@ -46,8 +55,13 @@ def _prices() -> PriceMap:
 
 
 def _not_an_input(path: str, flag: str, inputs: Sequence[str | os.PathLike[str]]) -> None:
-    """Refuse to write `path` over a trace this command reads, or as a trace file in a folder it reads."""
-    for given in inputs:
+    """Refuse to write `path` over a file this command reads (a trace, its spec, LWFSM_PRICES's), or as a
+    trace file in a folder it reads."""
+    for given in [*inputs, os.environ.get(PRICES_ENV, "")]:
+        if isinstance(given, str) and given.startswith("file://"):
+            given = urllib.parse.unquote(urllib.parse.urlsplit(given).path)
+        if not given:
+            continue
         if os.path.isdir(given):
             if os.path.realpath(os.path.dirname(path) or ".") == os.path.realpath(given) and path.endswith(SUFFIXES):
                 raise ValueError(f"{flag} {path}: it would be read as a trace of {given}, which this command reads")
@@ -65,12 +79,14 @@ def _same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
 def _generated_or_new(path: str) -> None:
     """--generate -o writes over a trace it generated before, never over a recorded one or any other file."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return  # a pipe, /dev/stdout, /dev/null: nothing kept there to lose (and reading a pipe waits)
         with open(path, "rb") as f:
-            first = f.readline(4096)
+            first = next((line for line in itertools.islice(f, 1000) if line.strip()), b"")
     except FileNotFoundError:
         return
     except OSError:
-        return  # (a folder, or unreadable: opening it to write says what is wrong)
+        return  # (unreadable: opening it to write says what is wrong)
     if not first.strip():
         return
     try:
@@ -150,7 +166,7 @@ def report_command(spec: Spec, args: Any, also: Sequence[Spec] = ()) -> int:
     records = _records(args.logs, spec, check=(lambda rec: _read_by_one(rec, specs)) if also else None)
     summary = summarise(records, _prices(), lead_model=args.lead, worker_model=args.worker, spec=spec, also=also)
     summary.colours = role_colours(spec)
-    emit(summary, args, args.logs)
+    emit(summary, args, [*args.logs, *_spec_files(args)])
     return 0
 
 
@@ -247,22 +263,25 @@ def _unread(args: Any) -> None:
     """A flag the way `simulate` runs with these flags would not read: a ValueError naming it and why."""
 
     def given(names: Sequence[str]) -> list[str]:
-        return [_flag(n) for n in names if getattr(args, n, None) not in (None, False, [])]
+        return [_flag(n) for n in names if (v := getattr(args, n, None)) is not None and v is not False and v != []]
 
     def them(wrong: list[str]) -> str:
         return ", ".join(wrong) + ": " + ("it is" if len(wrong) == 1 else "they are")
 
     if args.generate:
         if wrong := given([*_REPLAYING, *_PRINTING]):
-            raise ValueError(f"{them(wrong)} not read by --generate, which writes a trace (-o): remove the flag")
+            hint = " (--lead and --worker name the models it writes)" if "--model" in wrong else ""
+            raise ValueError(f"{them(wrong)} not read by --generate, which writes a trace (-o): remove the flag{hint}")
         return
     if wrong := given(_GENERATING):
         raise ValueError(f"{them(wrong)} read by --generate only: remove the flag, or add --generate")
-    if not args.monte_carlo and (wrong := given([*_DRAWING, "conversation_turns"])):
+    if not args.monte_carlo and (wrong := given(_DRAWING)):
         raise ValueError(
             f"{them(wrong)} read by --monte-carlo (and --generate) only; a replay takes the trace's own "
             "outcomes: remove the flag, or add --monte-carlo N"
         )
+    if not args.monte_carlo and args.conversation_turns is not None:
+        raise ValueError("--conversation-turns: it is read by --monte-carlo only: remove it, or add --monte-carlo N")
     if args.sweep and (wrong := given(["html", "csv"])):
         raise ValueError(f"{them(wrong)} not written by a sweep, which prints a table or --json, and draws --plot")
     if args.monte_carlo and not args.sweep and (wrong := given(["html", "csv"])):
@@ -296,7 +315,7 @@ def simulate_command(spec: Spec, args: Any) -> int:
         raise ValueError("give --trace FILE (a recorded or generated trace), or --generate -o FILE")
     for flag in ("html", "plot"):
         if getattr(args, flag, None):
-            _not_an_input(getattr(args, flag), "--" + flag, args.trace or [])
+            _not_an_input(getattr(args, flag), "--" + flag, [*(args.trace or []), *_spec_files(args)])
     if args.plot:  # said before the replay runs, not after it
         if not args.sweep:
             raise ValueError("--plot draws a sweep's combinations: add --sweep NAME=LO..HI")
@@ -305,8 +324,7 @@ def simulate_command(spec: Spec, args: Any) -> int:
             raise ValueError(f"--plot {args.plot}: there is no folder {folder!r} to write it in")
         if os.path.isdir(args.plot) or not os.path.basename(args.plot):  # a folder: it wrote a hidden ".png"
             raise ValueError(f"--plot {args.plot}: give a file to write, e.g. {os.path.join(folder, 'sweep.png')}")
-        if os.path.splitext(args.plot)[1].lower() not in _PLOTS:  # (said after the whole sweep, by matplotlib)
-            raise ValueError(f"--plot {args.plot}: name a {', '.join(_PLOTS)} file")
+        _plot_format(args.plot)  # (else said after the whole sweep, by matplotlib)
     models = _models(spec, args)
     prices = _prices()
     if (args.scheduler or args.workers) and (args.monte_carlo or args.sweep):  # said, not run here instead
@@ -330,7 +348,7 @@ def simulate_command(spec: Spec, args: Any) -> int:
         )
     if args.html:
         summary.diagram = _diagram(spec)
-    emit(summary, args, args.trace)
+    emit(summary, args, [*args.trace, *_spec_files(args)])
     return 0
 
 
@@ -592,7 +610,15 @@ def _sweep_table(
         print("\n".join(unknowns))
 
 
-_PLOTS = (".png", ".svg", ".pdf")
+def _plot_format(path: str) -> None:
+    """A file matplotlib can write, by its extension (matplotlib is imported to ask it)."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as exc:
+        raise ValueError("--plot needs matplotlib: pip install 'lwfsm[plot]'") from exc
+    kinds = Figure().canvas.get_supported_filetypes()
+    if os.path.splitext(path)[1].lower().lstrip(".") not in kinds:
+        raise ValueError(f"--plot {path}: name a file matplotlib writes: .{', .'.join(sorted(kinds))}")
 
 
 def _plot(rows: list[dict[str, Any]], names: list[str], path: str, spec: str) -> None:

@@ -51,7 +51,8 @@ def price_table(env: Mapping[str, str] | None = None) -> Mapping[str, Mapping[st
         if not own:
             raise
         base = {}  # every model priced is the user's own: LiteLLM's map is not needed
-    return {**base, **own}
+    # field by field: a price restated or negotiated keeps what LiteLLM knows besides (its cache prices)
+    return {**base, **{model: {**base.get(model, {}), **entry} for model, entry in own.items()}}
 
 
 def _own_prices(path: str) -> dict[str, dict[str, Any]]:
@@ -67,6 +68,8 @@ def _own_prices(path: str) -> dict[str, dict[str, Any]]:
         raise ConfigError(f'{where}: expected an object of models, e.g. {{"openai/my-model": {_EXAMPLE}}}')
     for model, entry in data.items():
         at = f"{where}: model {model!r}"
+        if model != model.strip() or not model:
+            raise ConfigError(f"{at}: a model is named as the trace names it, with no space around it")
         if not isinstance(entry, dict):
             raise ConfigError(f"{at}: expected an object of prices, e.g. {_EXAMPLE}")
         for name in entry:
@@ -79,8 +82,8 @@ def _own_prices(path: str) -> dict[str, dict[str, Any]]:
             value = entry.get(name)
             if value is None and name not in _PRICE_FIELDS:
                 continue
-            if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value < float("inf"):
-                raise ConfigError(f"{at}: {name} must be a number of dollars per token, 0 or more, got {value!r}")
+            if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value <= 1:
+                raise ConfigError(f"{at}: {name} must be dollars per token, from 0 to 1, got {value!r}")
         if not isinstance(entry.get("supports_prompt_caching", False), bool):
             raise ConfigError(f"{at}: supports_prompt_caching must be true or false")
     return data

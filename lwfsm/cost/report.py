@@ -18,6 +18,7 @@ import csv
 import html
 import io
 import json
+import re
 from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -567,7 +568,7 @@ _COLOURS = [
 
 def _cost_svg(summary: Summary) -> str:
     """Cumulative cost over turns (recorded or simulated), one line per conversation (first 12)."""
-    w, h, left, bottom, right = 760, 260, 60, 30, 140
+    w, h, left, bottom, right = 770, 260, 74, 30, 140
     series = []
     for c in summary.conversations[:COSTED]:
         acc, pts = 0.0, []
@@ -591,8 +592,8 @@ def _cost_svg(summary: Summary) -> str:
         f"<line x1='{left}' y1='{h - bottom}' x2='{w - right}' y2='{h - bottom}' stroke='#444'/>",
         f"<line x1='{left}' y1='10' x2='{left}' y2='{h - bottom}' stroke='#444'/>",
         f"<text x='{(w - right + left) // 2}' y='{h - 2}' font-size='11' text-anchor='middle'>turn</text>",
-        f"<text x='14' y='{(h - bottom) // 2}' font-size='11' text-anchor='middle' "
-        f"transform='rotate(-90 14 {(h - bottom) // 2})'>cost so far, $</text>",
+        f"<text x='12' y='{(h - bottom) // 2}' font-size='11' text-anchor='middle' "
+        f"transform='rotate(-90 12 {(h - bottom) // 2})'>cost so far, $</text>",
     ]
     for v in (0.0, top / 2, top):  # three ticks a reader can read a line's level against
         parts.append(f"<line x1='{left - 3}' y1='{y(v):.1f}' x2='{w - right}' y2='{y(v):.1f}' stroke='#eee'/>")
@@ -605,12 +606,25 @@ def _cost_svg(summary: Summary) -> str:
         xy = " ".join(f"{x(t + 1):.1f},{y(v):.1f}" for t, v in enumerate(pts))
         parts.append(f"<polyline fill='none' stroke='{colour}' stroke-width='2'{dash} points='{xy}'/>")
         unknown = " (cost unknown)" if len(pts) < len(summary.conversations[k].costs) else ""
-        label = html.escape(name + unknown)
-        parts.append(f"<text x='{w - right + 10}' y='{24 + 14 * k}' font-size='11' fill='{colour}'>{label}</text>")
+        shown = _shown(name)
+        label = html.escape((shown if len(shown) <= 24 else "…" + shown[-23:]) + unknown)  # ids share long prefixes
+        parts.append(
+            f"<text x='{w - right + 10}' y='{24 + 14 * k}' font-size='11' fill='{colour}'>"
+            f"<title>{html.escape(shown)}</title>{label}</text>"
+        )
     parts.append("</svg>")
     if len(summary.conversations) > COSTED:
         parts.append(f"<p>(the first {COSTED} of {len(summary.conversations)} conversations)</p>")
     return "".join(parts)
+
+
+_BIDI = re.compile("[\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _shown(session: str) -> str:
+    """A session id as a page shows it: a client's bidi controls written out, not obeyed (U+202E would
+    show one id as another)."""
+    return _BIDI.sub(lambda m: f"\\u{ord(m.group()):04x}", session)
 
 
 def role_fills(summary: Summary) -> dict[str, str]:
@@ -647,7 +661,8 @@ def _html(summary: Summary, title: str) -> str:
     body = "".join(
         "<tr>"
         + "".join(
-            f"<td>{esc('' if v is None else (dollars(v) if isinstance(v, float) else str(v)))}</td>" for v in r.values()
+            f"<td>{esc('' if v is None else (dollars(v) if isinstance(v, float) else _shown(str(v))))}</td>"
+            for v in r.values()
         )
         + "</tr>"
         for r in rows
@@ -657,7 +672,7 @@ def _html(summary: Summary, title: str) -> str:
     legend = " ".join(f"<span style='background:{fills[r]};color:#000;padding:1px 6px'>{esc(r)}</span>" for r in served)
     longest = max((len(c.roles) for c in summary.conversations[:DETAILED]), default=1)
     timelines = "".join(
-        f"<div class='tl'><code title='{esc(c.session)}'>{esc(c.session)}</code>"
+        f"<div class='tl'><code title='{esc(_shown(c.session))}'><span dir='ltr'>{esc(_shown(c.session))}</span></code>"
         f"{_timeline_svg(c, fills, longest)}</div>"
         for c in summary.conversations[:DETAILED]
     )

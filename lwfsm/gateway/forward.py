@@ -89,6 +89,9 @@ _HOP = {  # hop-by-hop (RFC 9110 7.6.1), or what the gateway's own server writes
 _DROPPED = {"set-cookie", "set-cookie2", "alt-svc", "strict-transport-security", "content-type"}
 
 
+REDIRECTS = frozenset({301, 302, 303, 307, 308})  # the statuses an HTTP client follows (httpx's, aiohttp's)
+
+
 class Redirected(Exception):
     """An upstream's redirect, refused by the HTTP clients the gateway gives LiteLLM (`translate`, `sse_fix`)."""
 

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from .codec.chat import merged_name, plain_chat
-from .forward import Redirected
+from .forward import REDIRECTS, Redirected
 
 __all__ = ["SSETidy", "client"]
 
@@ -103,7 +103,7 @@ def client(base_url: str | None, api_key: str, connect: float, idle: float) -> A
             if request.method == "POST" and request.url.path.endswith("/chat/completions"):
                 request = _plain(request)
             response = await self.inner.handle_async_request(request)
-            if 300 <= response.status_code < 400 and "location" in response.headers:  # followed by none
+            if response.status_code in REDIRECTS and "location" in response.headers:  # followed by none
                 await response.aclose()
                 raise Redirected(str(request.url), response.status_code, response.headers["location"])
             if not response.headers.get("content-type", "").startswith("text/event-stream"):

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..cost.pricing import PriceMap
+from ..cost.pricing import PriceMap, price_table
 from ..engine import Engine, TransitionRecord
 from ..errors import (
     AllAttemptsFailed,
@@ -272,6 +272,7 @@ class Adapter:
                     f"LWFSM_{role.upper()}_MODEL)"
                 )
         self.env = env
+        self.prices = PriceMap(price_table(env))  # LWFSM_PRICES's file checked now, not after a paid call
         for name, value, floor in (
             ("retries", retries, 0),
             ("backoff", backoff, 0),
@@ -385,7 +386,7 @@ class AgentSession:
         return self.conversation.ledger.cost_on(lead, price) if lead else self.cost
 
     def table(self) -> str:
-        return self.conversation.ledger.table(price, self.adapter.lead_model)
+        return self.conversation.ledger.table(self.adapter.prices, self.adapter.lead_model)
 
     # -- the shared steps --
 
@@ -523,7 +524,7 @@ class AgentSession:
     def _write(self, judged: Judged | None) -> None:
         if judged is None or (self._log is None and self.sink is None):
             return
-        record = judged.record(self.name, price(judged.pending.model, judged.pending.usage))
+        record = judged.record(self.name, self.adapter.prices.price(judged.pending.model, judged.pending.usage))
         if self.sink is not None:
             self.sink(record)
         if self._log is None:

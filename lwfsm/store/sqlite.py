@@ -76,7 +76,7 @@ class SQLiteStore:
         self._made: str | None = None  # the URI that opens the file without making it (`_connection`)
         if not path.startswith((":", "file:")):
             _create_private(self.path)
-            self._made = "file:" + urllib.parse.quote(self.path) + "?mode=rw"
+            self._made = "file:" + urllib.parse.quote(os.fsencode(self.path)) + "?mode=rw"  # (any bytes a path holds)
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []  # every thread's connection, for close()
         self._lock = threading.Lock()  # guards _all
