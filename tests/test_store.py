@@ -808,6 +808,13 @@ def test_processes_opening_one_new_sqlite_file_at_once_all_open_it(tmp_path: Pat
     assert failed == []
 
 
+def test_an_sqlite_memory_database_is_refused_naming_memory_store() -> None:
+    """sqlite:///:memory: is one database per connection, and each thread has its own: a second thread's
+    call failed with 'no such table'."""
+    with pytest.raises(StoreError, match="use memory:// for a store held in this process"):
+        open_store("sqlite:///:memory:")
+
+
 def test_sqlite_opens_a_file_whose_path_is_not_utf8(tmp_path: Path) -> None:
     """A path of bytes that are not UTF-8 (os.fsdecode's surrogates): the URI that opens the file without
     making it raised UnicodeEncodeError where a store error, or the store, was due."""

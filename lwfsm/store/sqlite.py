@@ -68,6 +68,12 @@ class SQLiteStore:
         path = self.path_of(url)
         if not path:
             raise StoreError(f"store URL {url!r} names no database file: use sqlite:///path/to/file.db", store=url)
+        if path == ":memory:":  # one database per connection, so one per thread
+            raise StoreError(
+                f"store URL {url!r}: SQLite gives each thread its own empty in-memory database, so a call served in "
+                "another thread would find no table: use memory:// for a store held in this process",
+                store=url,
+            )
         # the file as opened, whatever the process's folder later (a relative path read again in a new
         # thread's connection after a chdir named another file)
         self.path = path if path.startswith((":", "file:")) else os.path.realpath(path)
