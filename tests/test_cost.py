@@ -873,6 +873,15 @@ def test_no_output_is_written_over_a_trace_the_command_reads_or_a_recorded_one(
     )
     assert piped.returncode == 0, piped.stderr
     assert len(piped.stdout.splitlines()) == 3
+    dashed = subprocess.run(
+        [sys.executable, "-m", "lwfsm", "simulate", "lead_worker", "--generate", "--turns", "2", "-o", "-"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert (dashed.returncode, len(dashed.stdout.splitlines())) == (0, 2)  # standard output, not a file "-"
+    assert not (tmp_path / "-").exists()
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ Usage mistakes raise `ValueError` with the message to show; the CLI prints it an
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import math
@@ -302,14 +303,19 @@ def simulate_command(spec: Spec, args: Any) -> int:
             raise ValueError("--generate writes a trace: give -o FILE")
         _generated_or_new(args.output)
         n = 0
-        try:
-            with open(args.output, "w", encoding="utf-8") as f:
+        try:  # "-": standard output (it wrote a file named "-")
+            with (
+                open(args.output, "w", encoding="utf-8")
+                if args.output != "-"
+                else contextlib.nullcontext(sys.stdout) as f
+            ):
                 for rec in generate(spec, _knobs(args)):
                     f.write(json.dumps(rec) + "\n")
                     n += 1
         except OSError as exc:  # a missing directory, a full disk
             raise ValueError(f"-o {args.output}: cannot write: {exc.strerror or exc}") from None
-        print(f"wrote {n} synthetic turns to {args.output}", file=sys.stderr)
+        where = "standard output" if args.output == "-" else args.output
+        print(f"wrote {n} synthetic turns to {where}", file=sys.stderr)
         return 0
     if not args.trace:
         raise ValueError("give --trace FILE (a recorded or generated trace), or --generate -o FILE")
