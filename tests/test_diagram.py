@@ -152,8 +152,18 @@ def test_snapshot_view_highlights_state_and_last_transition(tmp_path: Path) -> N
     assert "worker --> fallback: last: failure [failures + 1 #gt;= failure_threshold]" in text
     assert "recovery --> fallback: failure [failures + 1 #gt;= failure_threshold]" in text  # same rule, not taken
     assert 'title: "lead_worker: turn 5, lead_done=3, failures=0, fallback_done=0"' in text
-    _svg, texts = mermaid_browser.render(text, tmp_path)
+    # mermaid reads CSS: transitions' Graphviz names (color, penwidth) drew red text and no frame, and the
+    # state left azure, the colour of no role
+    assert "Class worker s_previous_worker" in text
+    assert "penwidth" not in text
+    svg, texts = mermaid_browser.render(text, tmp_path)
     assert "last: failure [failures + 1 >= failure_threshold]" in texts
+    styles = re.findall(r'id="[^"]*state-(\w+)-\d+".*?style="([^"]*)"', svg)
+    style = {name: css.replace(" !important", "") for name, css in styles}
+    assert "stroke:red" in style["fallback"]
+    assert "stroke-width:3px" in style["fallback"]
+    assert "fill:#c5e0b4" in style["worker"]
+    assert "stroke:blue" in style["worker"]
 
 
 def test_snapshot_dot_marks_the_active_state_and_previous_edge(tmp_path: Path) -> None:

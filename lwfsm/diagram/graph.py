@@ -394,8 +394,41 @@ def mermaid(spec: Spec, **kw: Any) -> str:
         f"  [*] --> {state}" + (f": {_escape(label, 'mermaid')}" if label else "") for state, label in starts(spec)
     ]
     source = re.sub(rf"^  \[\*\] --> {chosen}$", lambda _: "\n".join(drawn), source, count=1, flags=re.M)
+    source = _css_classes(source, spec)
     legend = ", ".join(f"{role} = {colour}" for role, colour in role_colours(spec).items())
     return source.rstrip("\n") + f"\n%% roles: {legend}\n"
+
+
+_CSS = {"color": "stroke", "fontcolor": "color", "penwidth": "stroke-width"}  # Graphviz's name -> CSS's
+
+
+def _css_classes(source: str, spec: Spec) -> str:
+    """The styles transitions writes with Graphviz's names, in CSS's, which mermaid reads: `color` is
+    Graphviz's border and CSS's text, `penwidth` is unknown to CSS (the current state came out red text
+    without its thick border). The state the last transition came from keeps its role's fill, with a
+    blue dashed border (transitions' `s_previous` drew it azure, the colour of no role)."""
+
+    def css(m: re.Match[str]) -> str:
+        props = []
+        for prop in m[2].split(","):
+            name, _, value = prop.partition(":")
+            name = _CSS.get(name, name)
+            props.append(f"{name}:{value}px" if name == "stroke-width" else f"{name}:{value}")
+        return f"{m[1]} {','.join(props)}"
+
+    source = re.sub(r"^(  classDef \S+) (.+)$", css, source, flags=re.M)
+    fills = role_colours(spec)
+    previous = "".join(
+        f"\n  classDef s_previous_{role} fill:{colour},stroke:blue,stroke-width:3px,stroke-dasharray:5 3"
+        for role, colour in fills.items()
+    )
+    source = re.sub(r"^(  classDef s_previous .*)$", lambda m: m[1] + previous, source, count=1, flags=re.M)
+    return re.sub(
+        r"^(  Class (\S+) )s_previous$",
+        lambda m: f"{m[1]}s_previous_{spec.states[m[2]].role}" if m[2] in spec.states else m[0],
+        source,
+        flags=re.M,
+    )
 
 
 def dot(spec: Spec, **kw: Any) -> Any:

@@ -541,7 +541,7 @@ def _keep(meta: dict[str, Any], done: Move, last_switch: dict[str, Any]) -> None
             meta[name] = meta.get(name, 0) + 1
 
 
-def _price_table(env: Mapping[str, str]) -> Mapping[str, Mapping[str, Any]]:
+def _price_table(env: Mapping[str, str] | None = None) -> Mapping[str, Mapping[str, Any]]:
     """LiteLLM's local price map, its alias rows resolved, with `LWFSM_PRICES`'s over it, as `lwfsm report`
     reads it (an alias such as `gpt-sol-latest` had no price here, and a price in the report); only the
     file's when LiteLLM is not installed (every other cost is then unknown)."""
