@@ -125,6 +125,9 @@ def test_a_streamed_chat_tool_call_with_repeated_names_is_judged_ok_and_its_usag
     assert (turn["outcome"], turn["kind"], turn["reason"]) == ("turn_completed", "ok", None)
     assert _session(gw, key)["unknown_usage_calls"] == 1  # the stream; the whole reply reported its tokens
     assert _metric(gw, "lwfsm_unknown_usage_calls_total", "lead") == unknown_before + 1
+    totals = gw.control("GET", "/lwfsm/sessions").json()["totals"]  # why the dashboard's cost is unknown
+    assert totals["cost"] is None
+    assert totals["unknown_usage_calls"] >= 1
 
 
 def test_a_whole_reply_without_usage_is_unknown_in_its_header(llama: openai_server.Server, gw: Gateway) -> None:

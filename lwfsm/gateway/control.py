@@ -186,4 +186,5 @@ def _totals(sessions: list[dict[str, Any]], roles: list[str]) -> dict[str, Any]:
         "cost": cost,
         "lead_cost": lead,
         "savings": None if cost is None or lead is None else lead - cost,
+        "unknown_usage_calls": sum(s["unknown_usage_calls"] for s in sessions),  # why a cost may be unknown
     }
