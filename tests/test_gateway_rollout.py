@@ -158,6 +158,28 @@ def _seed(log_dir: Path) -> None:
     (log_dir / "seeded.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
 
 
+def test_a_rollout_says_why_a_replayed_cost_is_unknown(oai: openai_server.Server, tmp_path: Path) -> None:
+    """A trace with a turn whose usage the upstream did not report: the rollout's effect said the cost was
+    unknown because a model had no price, though both were priced."""
+    log_dir = tmp_path / "trace"
+    _seed(log_dir)
+    seeded = log_dir / "seeded.jsonl"
+    lines = [json.loads(line) for line in seeded.read_text().splitlines()]
+    lines[3] = {k: v for k, v in lines[3].items() if not k.endswith("_tokens")}  # no token counts: unknown
+    seeded.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(SPEC)
+    gw = Gateway(str(spec_file), "--api-key-env", "GW_KEY", "--log-dir", str(log_dir), env=_env(oai))
+    try:
+        r = _post(gw, FASTER)
+    finally:
+        gw.stop()
+    assert r.status_code == 200, r.text
+    note = r.json()["effect_note"]
+    assert "cost unknown (1 of 8 turns have no reported usage" in note
+    assert "no price for a model" not in note
+
+
 def test_sighup_under_load_takes_a_checked_spec_and_refuses_one_check_rejects(
     oai: openai_server.Server, tmp_path: Path
 ) -> None:

@@ -135,7 +135,7 @@ class Summary:
         if self.unpriced:
             out.append(
                 f"no price for {', '.join(self.unpriced)} in LiteLLM's price map: their costs are unknown "
-                "(--lead/--worker name priced models to compare against)"
+                "(LWFSM_PRICES=FILE gives prices of your own; --lead/--worker name priced models to compare against)"
             )
         return out
 

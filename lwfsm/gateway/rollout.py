@@ -302,8 +302,10 @@ class Rollout:
             "new": {k: b[k] for k in keys},
         }
 
+        why = "; ".join(before.unknowns()) or "unknown"  # (the trace's: both replays read the same records)
+
         def money(v: float | None) -> str:
-            return "unknown (no price for a model)" if v is None else f"${v:.6f}"
+            return f"unknown ({why})" if v is None else f"${v:.6f}"
 
         note = (
             f"replayed {a['turns']} recent turns ({len(chosen)} trace files of {trace.folder}) through both specs: "
