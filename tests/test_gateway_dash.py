@@ -362,6 +362,10 @@ def test_dashboard_in_a_real_browser_follows_traffic_and_fires_a_manual_switch(
         row = f"document.querySelector('#sessions tr[data-id=\"{key}\"] td.state')"
         assert browser.wait(f"{row} && {row}.textContent", "the conversation") == "lead_initial"
         assert browser.js("location.search") == ""  # the key left the address bar
+        # the name the client gave, not only the store's id (a tag of the client's key first)
+        link = f"document.querySelector('#sessions tr[data-id=\"{key}\"] a')"
+        assert browser.js(f"{link}.textContent") == "dash"
+        assert browser.js(f"{link}.title") == key
         for _ in range(3):  # lead_turns 3: the fourth call is the worker's
             call()
         browser.wait(f"{row}.textContent === 'worker'", "the switch to the worker, without a reload")
