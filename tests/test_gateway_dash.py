@@ -347,6 +347,10 @@ def test_dashboard_in_a_real_browser_follows_traffic_and_fires_a_manual_switch(
         error = "document.getElementById('error')"
         prompt = browser.wait(f"{error} && {error}.textContent", "that the key is needed")
         assert "needs its key: open" in prompt
+        browser.send("Page.navigate", url=f"{gw.base}/lwfsm/?key=wrong")  # a wrong key: said so, not kept
+        refused = browser.wait(f"{error} && {error}.textContent.includes('refused') && {error}.textContent", "refusal")
+        assert "the key this page was opened with was refused" in refused
+        assert browser.js("sessionStorage.getItem('lwfsm-key')") is None
         browser.events.clear()  # the browser logged that 401; from here on the page must log no error
         client = _oai_client(gw, **{"X-Lwfsm-Session": "dash"})
         messages: list[Any] = [{"role": "user", "content": "Write a parser."}]

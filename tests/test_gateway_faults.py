@@ -419,6 +419,7 @@ def test_with_a_control_key_the_gateway_key_runs_turns_and_only_the_control_key_
     ("env", "said"),
     [
         ({}, "--control-key-env CTL_KEY: that variable is not set"),
+        ({"CTL_KEY": ""}, "--control-key-env CTL_KEY: that variable is empty"),
         ({"CTL_KEY": GATEWAY_KEY}, "holds the same key as --api-key-env GW_KEY"),
         ({"CTL_KEY": "ctl-key-9876543210\n"}, "--control-key-env CTL_KEY: its value holds a space, a line end"),
         ({"CTL_KEY": "ctl-key-98765432é"}, "or a character that is not ASCII"),

@@ -102,7 +102,8 @@ def gateway_key(
     if not api_key_env:
         return None
     if not (key := env.get(api_key_env)):
-        raise LwfsmError(f"{flag} {api_key_env}: that variable is not set (it should hold {holds})")
+        said = "is empty" if api_key_env in env else "is not set"
+        raise LwfsmError(f"{flag} {api_key_env}: that variable {said} (it should hold {holds})")
     if not all("!" <= c <= "~" for c in key):  # (never shown: it is a key)
         raise LwfsmError(
             f"{flag} {api_key_env}: its value holds a space, a line end or a character that is not ASCII (a newline "
