@@ -566,3 +566,15 @@ def test_goose_is_read_in_its_own_words(tool: str, args: dict[str, Any], result:
     ]
     assert detect(messages) == "goose"
     assert judge(reply, messages[5:], messages=messages).kind == kind
+
+
+def test_aider_is_told_by_the_prompt_of_every_edit_format() -> None:
+    """aider with a model it does not know (the README's `--model openai/lwfsm`) uses the whole-file format,
+    whose prompt has no SEARCH/REPLACE: it was read as a generic agent."""
+    from lwfsm.turn.agents import detect
+
+    # the line every aider format's prompt has (a fact aider is told by), then words of ours
+    whole = "Take requests for changes to the supplied code.\nReply with each changed file whole."
+    messages = [{"role": "system", "content": whole}, {"role": "user", "content": "Fix the parser."}]
+    assert detect(messages) == "aider"
+    assert detect([{"role": "system", "content": "You are a coding agent."}, messages[1]]) == "generic"

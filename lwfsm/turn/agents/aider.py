@@ -116,9 +116,12 @@ class Aider(Reader):
     name = "aider"
 
     def detect(self, messages: Sequence[Message], system: str) -> bool:
+        # Its edit-block formats say SEARCH/REPLACE; every format (whole files, the default with a model
+        # aider does not know) opens with this line. Found in place, not in a copy of the prompt's start.
         return (
             system.find("SEARCH/REPLACE", 0, 20000) >= 0
-        )  # (also in "*SEARCH/REPLACE block*"; found in place, not in a copy)
+            or system.find("Take requests for changes to the supplied code.", 0, 4000) >= 0
+        )
 
     def human(self, msg: Message) -> bool:
         # (the mode's command stays in what `asked_again` compares: `/ask X` then `/code X` applies what was discussed)
