@@ -292,6 +292,8 @@ def test_post_refuses_bad_specs_and_conversations_in_flight_keep_or_move(
         assert {"+ state rescue", "- state fallback"} <= set(answer["diff"])
         assert answer["effect"] is None  # no --log-dir: no trace, said so
         assert answer["effect_note"].startswith("no recent trace")
+        # the file SIGHUP re-reads still holds the old spec: said, as it would silently come back
+        assert answer["spec_file"].startswith(f"{spec_file} still holds another spec: a SIGHUP or a restart")
         assert answer["in_flight"].startswith({"keep": "they keep", "move": "each moves"}[policy])
         assert _spec_now(gw)["spec"]["hash"] == _hash(RENAMED)
 

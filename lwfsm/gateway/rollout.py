@@ -397,7 +397,15 @@ class Rollout:
         except UnicodeDecodeError:
             return JSONResponse({"accepted": False, "errors": ["the spec must be UTF-8 text"]}, 400)
         out = await self._run(text, "<POST /lwfsm/spec>", "POST /lwfsm/spec")
-        return JSONResponse(out.to_dict(), out.status)
+        answer = out.to_dict()
+        if out.accepted and self.path is not None and os.path.isfile(self.path) and _text(self.path) != text:
+            # a SIGHUP (a restart too) reads the file again, and would go back to what it holds
+            answer["spec_file"] = (
+                f"{self.path} still holds another spec: a SIGHUP or a restart would serve it again; "
+                "write this spec there to keep it"
+            )
+            logger.warning("spec rollout (POST): %s", answer["spec_file"])
+        return JSONResponse(answer, out.status)
 
     async def get(self, request: Request) -> Response:
         from starlette.responses import JSONResponse
@@ -425,6 +433,13 @@ def _was_reset(spec: Spec | None, machine: Snapshot) -> bool:
         and last.transition < len(spec.transitions)
         and spec.transitions[last.transition].reset
     )
+
+
+def _text(path: str) -> str | None:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 def _mtime(path: Path) -> float:
