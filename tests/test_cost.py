@@ -375,6 +375,10 @@ def test_prices_of_ones_own_price_a_model_litellm_does_not_know(
         ),
         ('{"m": ', "not JSON: Expecting value: line 1 column 7"),
         ('["m"]', "expected an object of models"),
+        (
+            '{"m": {"input_cost_per_token": 1e-6, "output_cost_per_token": 1e-6, "supports_prompt_caching": true}}',
+            "caches prompts (supports_prompt_caching) and has no cache_read_input_token_cost",
+        ),
     ],
 )
 def test_a_wrong_prices_file_is_refused_naming_the_model_and_field(
@@ -949,6 +953,9 @@ def test_monte_carlo_says_when_it_prices_turns_whose_tokens_were_unknown(
     assert "another role's where this role has none" in said
     assert main(["simulate", "lead_worker", "--trace", str(gen), "--monte-carlo", "50", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["unknown_usage"] is None
+    sweep = ["simulate", "lead_worker", "--trace", str(trace), "--monte-carlo", "20", "--sweep", "lead_turns=1..2"]
+    assert main(sweep) == 0  # a sweep of Monte-Carlo runs says it too
+    assert f"worker {workers} of {workers}" in capsys.readouterr().out
 
 
 # ---- calibration: a spec simulated on its own trace gives the trace back -------------------------

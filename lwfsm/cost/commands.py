@@ -582,6 +582,8 @@ def _sweep(spec: Spec, prices: PriceMap, args: Any) -> int:
         print(json.dumps(ranked, indent=2))
     else:
         _sweep_table(ranked, list(ranges), len(combos), spec.name, args, unknowns)
+    if fit is not None and (note := fit.unknown_note()):  # (beside the JSON, which is the ranking alone)
+        print(note, file=sys.stderr if args.json else sys.stdout)
     if args.plot:  # after the table: a plot that cannot be drawn loses none of it
         _plot(ranked, list(ranges), args.plot, spec.name)
     return 0

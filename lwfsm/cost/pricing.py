@@ -52,7 +52,14 @@ def price_table(env: Mapping[str, str] | None = None) -> Mapping[str, Mapping[st
             raise
         base = {}  # every model priced is the user's own: LiteLLM's map is not needed
     # field by field: a price restated or negotiated keeps what LiteLLM knows besides (its cache prices)
-    return {**base, **{model: {**base.get(model, {}), **entry} for model, entry in own.items()}}
+    merged = {model: {**base.get(model, {}), **entry} for model, entry in own.items()}
+    for model, entry in merged.items():
+        if entry.get("supports_prompt_caching") and entry.get("cache_read_input_token_cost") is None:
+            raise ConfigError(
+                f"{PRICES_ENV}={env[PRICES_ENV]}: model {model!r} caches prompts (supports_prompt_caching) and has no "
+                "cache_read_input_token_cost: every cached read would be unpriced; give that price"
+            )
+    return {**base, **merged}
 
 
 def _own_prices(path: str) -> dict[str, dict[str, Any]]:

@@ -20,16 +20,12 @@ __all__ = ["MAX_HEAD", "BoundedHead"]
 MAX_HEAD = 64 * 1024
 
 
+_HEAD = "HTTP/1.1 {}\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\ncontent-length: {}\r\n\r\n"
+
+
 def _answer(status: str, said: str) -> bytes:
     text = said.encode()
-    return (
-        b"HTTP/1.1 %b\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\ncontent-length: %d\r\n\r\n%b"
-        % (
-            status.encode(),
-            len(text),
-            text,
-        )
-    )
+    return _HEAD.format(status, len(text)).encode() + text
 
 
 _TOO_LARGE = _answer("431 Request Header Fields Too Large", f"the request line and headers are over {MAX_HEAD} bytes\n")
