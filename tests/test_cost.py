@@ -1133,6 +1133,27 @@ def test_a_sweep_plot_says_what_it_cannot_draw_and_keeps_the_table(
     assert not (tmp_path / "p.png").exists()
 
 
+def test_when_the_total_is_unknown_the_known_part_is_said_as_such(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One turn without reported usage made every total unknown, and the share of the lead alone vanished:
+    the conversations known whole are summed apart, and said to be a part."""
+    tokens = {"prompt_tokens": 1000, "completion_tokens": 100}
+    known = [{**rec(n, "lead", **tokens), "session": "a"} for n in (1, 2)]
+    unknown = [{**rec(1, "lead", **tokens), "session": "b"}, {**rec(2, "lead"), "session": "b"}]
+    path = write(tmp_path, [*known, *unknown])
+    assert main(["report", path, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["total"]["cost"] is None
+    alone = next(c for c in data["conversations"] if c["session"] == "a")
+    assert data["known"] == {"conversations": 1, "of": 2, "cost": alone["cost"], "all_lead": alone["all_lead"]}
+    assert main(["report", path]) == 0
+    assert "the 1 of 2 conversations whose costs are all known: actual cost" in capsys.readouterr().out
+    (tmp_path / "k").mkdir()
+    assert main(["report", write(tmp_path / "k", known), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["known"] is None  # nothing unknown: no part to say
+
+
 def test_a_record_with_no_token_counts_has_an_unknown_cost_not_zero(tmp_path: Path) -> None:
     """A trace written by hand or by another tool, its tokens left out: unknown, as unreported usage is."""
     plain = {"session": "s", "role": "lead", "model": "anthropic/claude-sonnet-4-5", "outcome": "turn_completed"}

@@ -111,7 +111,19 @@ class Summary:
             "unpriced_models": self.unpriced,
             "conversations": [c.to_dict() for c in self.conversations],
             "total": self.total.to_dict(),
+            "known": self.known(),
         }
+
+    def known(self) -> dict[str, Any] | None:
+        """When the total cost is unknown: the conversations whose costs are all known, summed (None: no
+        total is unknown, or no conversation is known whole)."""
+        if self.total.cost is not None:
+            return None
+        whole = [c for c in self.conversations if c.cost is not None and c.all_lead is not None]
+        if not whole:
+            return None
+        cost, lead = sum(c.cost or 0.0 for c in whole), sum(c.all_lead or 0.0 for c in whole)
+        return {"conversations": len(whole), "of": len(self.conversations), "cost": cost, "all_lead": lead}
 
     def rows(self) -> list[dict[str, Any]]:
         """Flat rows (one per conversation, then the total) for CSV and the terminal table."""
@@ -190,6 +202,12 @@ class Summary:
         t = self.total
         if t.cost is not None and t.all_lead:
             out.append(f"{self.kind} cost is {100 * t.cost / t.all_lead:.1f}% of the lead alone")
+        if (k := self.known()) is not None:  # the part that is known, said as such: unknown is not all or nothing
+            share = f", {100 * k['cost'] / k['all_lead']:.1f}% of the lead alone" if k["all_lead"] else ""
+            out.append(
+                f"the {k['conversations']} of {k['of']} conversations whose costs are all known: {self.kind} cost "
+                f"{dollars(k['cost'])}, lead alone {dollars(k['all_lead'])}{share}"
+            )
         return "\n".join(out)
 
     def csv(self) -> str:
