@@ -1147,8 +1147,9 @@ def test_when_the_total_is_unknown_the_known_part_is_said_as_such(
     assert data["total"]["cost"] is None
     alone = next(c for c in data["conversations"] if c["session"] == "a")
     assert data["known"] == {"conversations": 1, "of": 2, "cost": alone["cost"], "all_lead": alone["all_lead"]}
-    assert main(["report", path]) == 0
+    assert main(["report", path, "--html", str(tmp_path / "r.html")]) == 0
     assert "the 1 of 2 conversations whose costs are all known: actual cost" in capsys.readouterr().out
+    assert "the 1 of 2 conversations whose costs are all known" in (tmp_path / "r.html").read_text()
     (tmp_path / "k").mkdir()
     assert main(["report", write(tmp_path / "k", known), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["known"] is None  # nothing unknown: no part to say

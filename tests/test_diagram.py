@@ -496,3 +496,15 @@ def test_a_transition_taken_only_when_an_earlier_ones_guard_fails_says_else() ->
         "failure, turn_completed [turn > 50] / failures = 0",  # the first for turn_completed there: not marked
     ]
     assert not follows(spec, len(spec.transitions) - 1, "*")  # reset, drawn once for every state
+
+
+def test_a_mermaid_diff_draws_removed_states_dashed() -> None:
+    """Graphviz's dashed style has no CSS name: translated, the removed state's class lost it, and dashed blue
+    now marks the state a live diagram came from."""
+    from lwfsm.diagram import diff, mermaid
+
+    old, new = load_spec(DEFAULT), load_spec(ROOT / "specs" / "escalation.yaml")
+    text = mermaid(new, changes=diff(old, new), old=old)
+    removed = next(line for line in text.splitlines() if line.startswith("  classDef s_removed "))
+    assert "stroke:red" in removed
+    assert "stroke-dasharray:5 3" in removed

@@ -180,6 +180,24 @@ def test_a_rollout_says_why_a_replayed_cost_is_unknown(oai: openai_server.Server
     assert "no price for a model" not in note
 
 
+def test_a_spec_posted_to_a_gateway_serving_a_shipped_spec_is_said_to_go_back_at_sighup(
+    oai: openai_server.Server,
+) -> None:
+    """Served by name (lwfsm serve's default, lead_worker), a SIGHUP re-reads the shipped spec: a POSTed one
+    was accepted with no word that it would go."""
+    gw = Gateway("--api-key-env", "GW_KEY", env=_env(oai))
+    try:
+        r = _post(gw, FASTER)
+    finally:
+        gw.stop()
+    assert r.status_code == 200, r.text
+    said = r.json()["spec_file"]
+    assert said.endswith(
+        "lead_worker.yaml still holds another spec: a SIGHUP or a restart would serve it again; "
+        "serve it from a file of yours to keep it"
+    )
+
+
 def test_sighup_under_load_takes_a_checked_spec_and_refuses_one_check_rejects(
     oai: openai_server.Server, tmp_path: Path
 ) -> None:

@@ -573,8 +573,12 @@ def test_aider_is_told_by_the_prompt_of_every_edit_format() -> None:
     whose prompt has no SEARCH/REPLACE: it was read as a generic agent."""
     from lwfsm.turn.agents import detect
 
-    # the line every aider format's prompt has (a fact aider is told by), then words of ours
-    whole = "Take requests for changes to the supplied code.\nReply with each changed file whole."
+    # the two lines every aider code format's prompt opens with (facts aider is told by), then words of ours
+    opening = "Act as an expert software developer.\nTake requests for changes to the supplied code.\n"
+    whole = opening + "Reply with each changed file whole."
     messages = [{"role": "system", "content": whole}, {"role": "user", "content": "Fix the parser."}]
     assert detect(messages) == "aider"
     assert detect([{"role": "system", "content": "You are a coding agent."}, messages[1]]) == "generic"
+    # one line alone, as a home-made assistant's prompt may copy it: not aider
+    copied = "You are my helper. Take requests for changes to the supplied code."
+    assert detect([{"role": "system", "content": copied}, messages[1]]) == "generic"

@@ -202,12 +202,8 @@ class Summary:
         t = self.total
         if t.cost is not None and t.all_lead:
             out.append(f"{self.kind} cost is {100 * t.cost / t.all_lead:.1f}% of the lead alone")
-        if (k := self.known()) is not None:  # the part that is known, said as such: unknown is not all or nothing
-            share = f", {100 * k['cost'] / k['all_lead']:.1f}% of the lead alone" if k["all_lead"] else ""
-            out.append(
-                f"the {k['conversations']} of {k['of']} conversations whose costs are all known: {self.kind} cost "
-                f"{dollars(k['cost'])}, lead alone {dollars(k['all_lead'])}{share}"
-            )
+        if said := _known_line(self):  # the part that is known, said as such: unknown is not all or nothing
+            out.append(said)
         return "\n".join(out)
 
     def csv(self) -> str:
@@ -718,10 +714,22 @@ def _html(summary: Summary, title: str) -> str:
         f"<p>lead alone: <code>{esc(summary.lead_model or 'unknown')}</code>; worker alone: "
         f"<code>{esc(summary.worker_model or 'unknown')}</code>. Costs in dollars; the lead/worker-alone columns "
         "keep a model's prompt cache across the whole conversation.</p>"
-        f"<table><tr>{head}</tr>{body}</table>"
+        f"<table><tr>{head}</tr>{body}</table>{f'<p>{esc(known)}</p>' if (known := _known_line(summary)) else ''}"
         f"<h2>Cost over turns (cumulative, {summary.kind})</h2>{_cost_svg(summary)}{cut}"
         f"<h2>Who served each turn</h2><p>{legend} &nbsp;a dark mark under a turn: it failed</p>{timelines}{more}"
         f"{diagram}</body></html>"
+    )
+
+
+def _known_line(summary: Summary) -> str:
+    """The known part of an unknown total, as one line ("": none)."""
+    k = summary.known()
+    if k is None:
+        return ""
+    share = f", {100 * k['cost'] / k['all_lead']:.1f}% of the lead alone" if k["all_lead"] else ""
+    return (
+        f"the {k['conversations']} of {k['of']} conversations whose costs are all known: {summary.kind} cost "
+        f"{dollars(k['cost'])}, lead alone {dollars(k['all_lead'])}{share}"
     )
 
 

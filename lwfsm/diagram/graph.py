@@ -414,6 +414,8 @@ def _css_classes(source: str, spec: Spec) -> str:
             name, _, value = prop.partition(":")
             name = _CSS.get(name, name)
             props.append(f"{name}:{value}px" if name == "stroke-width" else f"{name}:{value}")
+        if m[1].split()[-1].startswith("s_removed"):  # Graphviz's dashed style has no CSS name here
+            props.append("stroke-dasharray:5 3")
         return f"{m[1]} {','.join(props)}"
 
     source = re.sub(r"^(  classDef \S+) (.+)$", css, source, flags=re.M)

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from ..engine import Engine, Snapshot
 from ..errors import LwfsmError, SnapshotError, SpecError, TraceError, TransitionNotAllowed
 from ..spec import Spec
+from ..spec.model import shipped_specs
 from ..turn import Conversation, ConversationState, TurnCore
 
 if TYPE_CHECKING:
@@ -398,11 +399,12 @@ class Rollout:
             return JSONResponse({"accepted": False, "errors": ["the spec must be UTF-8 text"]}, 400)
         out = await self._run(text, "<POST /lwfsm/spec>", "POST /lwfsm/spec")
         answer = out.to_dict()
-        if out.accepted and self.path is not None and os.path.isfile(self.path) and _text(self.path) != text:
+        file = self.path if self.path is None or os.path.isfile(self.path) else shipped_specs().get(self.path)
+        if out.accepted and file is not None and _text(str(file)) != text:
             # a SIGHUP (a restart too) reads the file again, and would go back to what it holds
+            keep = "write this spec there" if file == self.path else "serve it from a file of yours"
             answer["spec_file"] = (
-                f"{self.path} still holds another spec: a SIGHUP or a restart would serve it again; "
-                "write this spec there to keep it"
+                f"{file} still holds another spec: a SIGHUP or a restart would serve it again; {keep} to keep it"
             )
             logger.warning("spec rollout (POST): %s", answer["spec_file"])
         return JSONResponse(answer, out.status)

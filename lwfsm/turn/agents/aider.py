@@ -116,11 +116,12 @@ class Aider(Reader):
     name = "aider"
 
     def detect(self, messages: Sequence[Message], system: str) -> bool:
-        # Its edit-block formats say SEARCH/REPLACE; every format (whole files, the default with a model
-        # aider does not know) opens with this line. Found in place, not in a copy of the prompt's start.
-        return (
-            system.find("SEARCH/REPLACE", 0, 20000) >= 0
-            or system.find("Take requests for changes to the supplied code.", 0, 4000) >= 0
+        # Its edit-block formats say SEARCH/REPLACE; every code format (whole files, the default with a
+        # model aider does not know) opens with these two lines, both asked for: one alone is a line a
+        # home-made assistant may have copied. Found in place, not in a copy of the prompt's start.
+        return system.find("SEARCH/REPLACE", 0, 20000) >= 0 or (
+            system.find("Act as an expert software developer.", 0, 400) >= 0
+            and system.find("Take requests for changes to the supplied code.", 0, 4000) >= 0
         )
 
     def human(self, msg: Message) -> bool:
