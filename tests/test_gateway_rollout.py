@@ -158,6 +158,17 @@ def _seed(log_dir: Path) -> None:
     (log_dir / "seeded.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
 
 
+def _posted_once(oai: openai_server.Server, *args: str) -> dict[str, Any]:
+    """The answer to POSTing FASTER, accepted, to a gateway started with `args`."""
+    gw = Gateway(*args, "--api-key-env", "GW_KEY", env=_env(oai))
+    try:
+        r = _post(gw, FASTER)
+    finally:
+        gw.stop()
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
 def test_a_rollout_says_why_a_replayed_cost_is_unknown(oai: openai_server.Server, tmp_path: Path) -> None:
     """A trace with a turn whose usage the upstream did not report: the rollout's effect said the cost was
     unknown because a model had no price, though both were priced."""
@@ -169,13 +180,7 @@ def test_a_rollout_says_why_a_replayed_cost_is_unknown(oai: openai_server.Server
     seeded.write_text("".join(json.dumps(x) + "\n" for x in lines))
     spec_file = tmp_path / "spec.yaml"
     spec_file.write_text(SPEC)
-    gw = Gateway(str(spec_file), "--api-key-env", "GW_KEY", "--log-dir", str(log_dir), env=_env(oai))
-    try:
-        r = _post(gw, FASTER)
-    finally:
-        gw.stop()
-    assert r.status_code == 200, r.text
-    note = r.json()["effect_note"]
+    note = _posted_once(oai, str(spec_file), "--log-dir", str(log_dir))["effect_note"]
     assert "cost unknown (1 of 8 turns have no reported usage" in note
     assert "no price for a model" not in note
 
@@ -185,13 +190,7 @@ def test_a_spec_posted_to_a_gateway_serving_a_shipped_spec_is_said_to_go_back_at
 ) -> None:
     """Served by name (lwfsm serve's default, lead_worker), a SIGHUP re-reads the shipped spec: a POSTed one
     was accepted with no word that it would go."""
-    gw = Gateway("--api-key-env", "GW_KEY", env=_env(oai))
-    try:
-        r = _post(gw, FASTER)
-    finally:
-        gw.stop()
-    assert r.status_code == 200, r.text
-    said = r.json()["spec_file"]
+    said = _posted_once(oai)["spec_file"]
     assert said.endswith(
         "lead_worker.yaml still holds another spec: a SIGHUP or a restart would serve it again; "
         "serve it from a file of yours to keep it"
