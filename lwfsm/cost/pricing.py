@@ -23,6 +23,7 @@ Token counts stay as recorded; only their split between fresh, read and written 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -99,6 +100,7 @@ def _own_prices(path: str) -> dict[str, dict[str, Any]]:
 _EXAMPLE = '{"input_cost_per_token": 2e-07, "output_cost_per_token": 8e-07}'
 
 
+@functools.lru_cache(maxsize=1)  # the file a package ships does not change under a process (26 ms a read)
 def litellm_price_map() -> Mapping[str, Mapping[str, Any]]:
     """LiteLLM's price map, read from the data file its package ships (never fetched). LiteLLM itself is
     not imported: that takes seconds and configures it as a side effect."""
