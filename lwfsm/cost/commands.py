@@ -101,10 +101,9 @@ def _generated_or_new(path: str) -> None:
         )
 
 
-def emit(summary: Summary, args: Any, inputs: Sequence[str | os.PathLike[str]] = ()) -> None:
+def emit(summary: Summary, args: Any) -> None:
     """The summary in the format asked for: --json, --csv, else a terminal table; --html FILE too."""
     if getattr(args, "html", None):
-        _not_an_input(args.html, "--html", inputs)
         title = "lwfsm simulate" if summary.kind == "simulated" else "lwfsm report"
         try:
             Path(args.html).write_text(summary.html(title), encoding="utf-8")
@@ -163,11 +162,13 @@ def report_command(spec: Spec, args: Any, also: Sequence[Spec] = ()) -> int:
     for s in (spec, *also):
         if issues := s.judging_issues():  # outcomes are read as its judging events
             raise SpecError(issues)
+    if args.html:  # said before the trace is read, not after
+        _not_an_input(args.html, "--html", [*args.logs, *_spec_files(args)])
     specs = (spec, *also)
     records = _records(args.logs, spec, check=(lambda rec: _read_by_one(rec, specs)) if also else None)
     summary = summarise(records, _prices(), lead_model=args.lead, worker_model=args.worker, spec=spec, also=also)
     summary.colours = role_colours(spec)
-    emit(summary, args, [*args.logs, *_spec_files(args)])
+    emit(summary, args)
     return 0
 
 
@@ -354,7 +355,7 @@ def simulate_command(spec: Spec, args: Any) -> int:
         )
     if args.html:
         summary.diagram = _diagram(spec)
-    emit(summary, args, [*args.trace, *_spec_files(args)])
+    emit(summary, args)
     return 0
 
 

@@ -28,7 +28,7 @@ class Probes:
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
-        self._unready: str | None = None  # why /readyz last said 503 (logged when it changes)
+        self._unready = False  # /readyz said 503 last (its reason is logged when that changes)
 
     @property
     def routes(self) -> list[Route]:
@@ -63,13 +63,13 @@ class Probes:
         try:
             await g._io(g.store.read, PROBE_KEY)
         except StoreError as exc:  # no answer in time, refused, unreachable: named, password redacted
-            if self._unready is None:  # (once per change: a reason may be worded anew at every probe)
+            if not self._unready:  # (once per change: a reason may be worded anew at every probe)
                 logger.warning("/readyz: not ready: %s", exc)
-            self._unready = str(exc)
+            self._unready = True
             return JSONResponse(
                 {"status": "unavailable", **({"store": g.store.url, "reason": str(exc)} if told else {})}, 503
             )
-        if self._unready is not None:
+        if self._unready:
             logger.warning("/readyz: ready again: the store %s answers", g.store.url)
-        self._unready = None
+        self._unready = False
         return JSONResponse({"status": "ready", **({"spec": g.spec.name, "store": g.store.url} if told else {})})

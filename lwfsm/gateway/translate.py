@@ -124,7 +124,7 @@ class Translate:
                 status, msg = 502, f"{role} upstream {where} refused the gateway's key: {key_hint(role, binding)}"
             moved = _redirect(exc)
             if moved is not None:  # said as the fast path says it
-                status, msg = 502, redirected(role, moved.url or binding.api_base or "", moved.status, moved.location)
+                status, msg = 502, redirected(role, moved.url, moved.status, moved.location)
             elif down:  # said as the fast path says it (LiteLLM: a 500, or its own class)
                 status, msg = 502, f"{role} upstream {where} unreachable: {type(down).__name__}"
             elif _timed_out(exc):  # the upstream's silence (LiteLLM calls it a 408, as it does an upstream's own)
