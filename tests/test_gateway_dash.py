@@ -377,6 +377,31 @@ def test_dashboard_in_a_real_browser_follows_traffic_and_fires_a_manual_switch(
         totals = browser.js("document.getElementById('totals').innerText")
         assert "3\ncalls on lead" in totals
         assert "1\ncalls on worker" in totals
+        # A stream whose upstream sent no usage makes every total unknown (once the dashboard showed no
+        # savings at all then); what the conversations known whole cost and saved is still shown.
+        oai.script("gpt-4o", {"no_usage": True, "content": "done"})
+        unknown = _oai_client(gw, **{"X-Lwfsm-Session": "dash-unknown"}).chat.completions.create(
+            model="x", messages=[{"role": "user", "content": "hi"}], stream=True, stream_options={"include_usage": True}
+        )
+        assert [c.usage for c in unknown if c.usage] == []
+        listed = gw.control("GET", "/lwfsm/sessions").json()
+        (known,) = [s for s in listed["sessions"] if s["id"] == key]
+        assert (listed["totals"]["cost"], listed["totals"]["savings"]) == (None, None)
+        assert listed["totals"]["known"] == {
+            "conversations": 1,
+            "of": 2,
+            "cost": known["cost"],
+            "lead_cost": known["lead_cost"],
+            "savings": pytest.approx(known["lead_cost"] - known["cost"]),
+        }
+        assert known["lead_cost"] > known["cost"] > 0  # three lead calls and one worker call, all priced
+        saved = browser.wait(
+            "document.getElementById('totals').innerText.includes('conversations whose costs are known') && "
+            "document.getElementById('totals').innerText",
+            "the known part of the totals",
+        )
+        assert "saved by the 1 of 2 conversations whose costs are known" in saved
+        assert f"${known['lead_cost'] - known['cost']:.6f}" in saved
         browser.send("Page.reload")  # the key stays with the tab: a reload shows the same data
         assert browser.wait(f"{row} && {row}.textContent", "the conversation after a reload") == "worker"
 

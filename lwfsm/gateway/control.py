@@ -187,4 +187,16 @@ def _totals(sessions: list[dict[str, Any]], roles: list[str]) -> dict[str, Any]:
         "lead_cost": lead,
         "savings": None if cost is None or lead is None else lead - cost,
         "unknown_usage_calls": sum(s["unknown_usage_calls"] for s in sessions),  # why a cost may be unknown
+        "known": _known(sessions) if cost is None or lead is None else None,
     }
+
+
+def _known(sessions: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """When a total is unknown: the conversations whose cost and lead cost are both known, summed (as
+    `lwfsm report` gives them; None: no conversation is known whole). One call without usage made every
+    total unknown, and so the savings of every other conversation."""
+    whole = [s for s in sessions if s["cost"] is not None and s["lead_cost"] is not None]
+    if not whole:
+        return None
+    cost, lead = sum(s["cost"] for s in whole), sum(s["lead_cost"] for s in whole)
+    return {"conversations": len(whole), "of": len(sessions), "cost": cost, "lead_cost": lead, "savings": lead - cost}
