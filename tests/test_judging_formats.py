@@ -2625,3 +2625,168 @@ def test_dotnet_tests_failing_behind_a_filter_fail(summary: str) -> None:
     )
     passed = "Passed!  - Failed:     0, Passed:    11, Skipped:     0, Total:    11, Duration: 40 ms - App.Tests.dll"
     assert kind(call("Bash", {"command": "dotnet test | tail -5"}), [tool(passed)], "claude_code") == "ok"
+
+
+# -- formats found in public transcripts the readers had not seen (a sweep of other versions, 2026-12-06) --
+
+
+def _v1_action(eid: str, command: str, call_id: str, response: str = "r1") -> dict[str, Any]:
+    """An action event of OpenHands' agent SDK (OpenHands 1.0), as its evaluation output keeps it."""
+    return {
+        "kind": "ActionEvent",
+        "id": eid,
+        "source": "agent",
+        "thought": [{"type": "text", "text": "Let me check."}],
+        "action": {"kind": "ExecuteBashAction", "command": command, "is_input": False},
+        "tool_name": "execute_bash",
+        "tool_call_id": call_id,
+        "tool_call": {"id": call_id, "name": "execute_bash", "arguments": json.dumps({"command": command})},
+        "llm_response_id": response,
+    }
+
+
+def _v1_observation(call_id: str, output: str, code: int) -> dict[str, Any]:
+    return {
+        "kind": "ObservationEvent",
+        "id": f"o-{call_id}",
+        "source": "environment",
+        "tool_name": "execute_bash",
+        "tool_call_id": call_id,
+        "observation": {
+            "kind": "ExecuteBashObservation",
+            "output": output,
+            "exit_code": None,
+            "error": False,
+            "metadata": {"exit_code": code},
+        },
+    }
+
+
+def test_openhands_agent_sdk_events_are_read_with_their_output_and_exit_status() -> None:
+    """OpenHands 1.0 keeps events with a `kind`, the action and the call as objects, the output and exit
+    status inside the observation: they were read as calls named after the whole action, with empty
+    results, so every turn was ok. The terminal's own codes (`\\x1b[?2004l`) before a line are not output."""
+    user = {"kind": "MessageEvent", "id": "u", "source": "user", "llm_message": {"role": "user", "content": "go"}}
+    run = [
+        {"kind": "SystemPromptEvent", "id": "s", "source": "agent", "system_prompt": {"type": "text", "text": "..."}},
+        user,
+        _v1_action("a1", "python -m pytest -q", "call_1"),
+        _v1_observation("call_1", "\x1b[?2004lTraceback (most recent call last):\nValueError: bad\n\x1b[?2004h", 1),
+        _v1_action("a2", "ls", "call_2", "r2"),
+        _v1_observation("call_2", "\x1b[?2004lsetup.py\n\x1b[?2004h", 0),
+    ]
+    other = {
+        "instance_id": "other",
+        "history": [user, _v1_action("a1", "true", "call_9"), _v1_observation("call_9", "", 0)],
+    }
+    data = "\n".join(json.dumps(x) for x in ({"instance_id": "first", "history": run}, other)).encode()
+    t = openhands.transcript(data, {"event_id": "a1"})
+    assert t.messages[t.at]["tool_calls"][0]["function"] == {
+        "name": "execute_bash",
+        "arguments": '{"command": "python -m pytest -q"}',
+    }
+    assert t.messages[-1]["content"].endswith("[The command completed with exit code 1.]")
+    verdict = judge(t.messages[t.at], t.messages[t.at + 1 :], agent="openhands")
+    assert verdict.kind == "task_failure"
+    assert verdict.evidence is not None
+    assert verdict.evidence.excerpt.startswith("Traceback")  # not the terminal's codes
+    t = openhands.transcript(data, {"event_id": "a2"})
+    assert judge(t.messages[t.at], t.messages[t.at + 1 :], agent="openhands").kind == "ok"
+    # an evaluation's output holds a run per line: the locator names the instance
+    t = openhands.transcript(data, {"instance_id": "other", "event_id": "a1"})
+    assert t.messages[t.at]["tool_calls"][0]["function"]["arguments"] == '{"command": "true"}'
+    with pytest.raises(LookupError, match="no run of instance 'third'"):
+        openhands.transcript(data, {"instance_id": "third", "event_id": "a1"})
+
+
+def test_openhands_agent_sdk_calls_of_one_reply_are_one_turn() -> None:
+    """The SDK keeps a reply's parallel calls as an action event each: one reply, both results its own."""
+    run = [
+        _v1_action("a1", "ls", "call_1"),
+        _v1_action("a2", "cat setup.cfg", "call_2"),
+        _v1_observation("call_1", "setup.cfg", 0),
+        _v1_observation("call_2", "cat: setup.cfg: Permission denied", 1),
+        {"kind": "AgentErrorEvent", "id": "e", "source": "agent", "tool_call_id": "call_3", "error": "no tool x"},
+    ]
+    t = openhands.transcript(json.dumps({"history": run}).encode(), {"event_id": "a2"})
+    assert [c["id"] for c in t.messages[t.at]["tool_calls"]] == ["call_1", "call_2"]
+    assert [m["role"] for m in t.messages[t.at + 1 :]] == ["tool", "tool", "tool"]
+    assert judge(t.messages[t.at], t.messages[t.at + 1 :], agent="openhands").kind == "task_failure"
+    assert t.messages[-1]["is_error"] is True  # the SDK could not carry a call out: flagged
+
+
+def test_a_claude_code_subagents_own_file_is_read_as_its_conversation() -> None:
+    """A subagent's file (`subagents/.../agent-*.jsonl`) holds only side-chain records; they were all
+    passed over (a session's side chains are a subagent's), so no reply could be found."""
+    records = [
+        {"type": "user", "isSidechain": True, "message": {"role": "user", "content": "find the config loader"}},
+        {
+            "type": "assistant",
+            "isSidechain": True,
+            "message": {"id": "m1", "role": "assistant", "content": "Found it."},
+        },
+        {"type": "user", "isSidechain": True, "message": {"role": "user", "content": "thanks"}},
+    ]
+    own = "\n".join(json.dumps(r) for r in records).encode()
+    assert claude_code.transcript(own, {"message_id": "m1"}).at == 1
+    session = [{"type": "user", "message": {"role": "user", "content": "hi"}}, *records]
+    with pytest.raises(LookupError):  # in a session's file, the side chain is not the session's
+        claude_code.transcript("\n".join(json.dumps(r) for r in session).encode(), {"message_id": "m1"})
+
+
+_WATCH_ASK = (
+    '#### Find the "AI" comments below (marked with █) in the code files I\'ve shared with you.  \n'
+    "#### They contain my questions that I need you to answer and other instructions for you.  \n"
+    "####   \n#### src/lib.ts:  \n#### ⋮  \n#### █// AI? what is this module missing?  \n"
+)
+
+
+def test_aiders_watch_files_request_sent_again_is_not_the_person_asking_again() -> None:
+    """--watch-files sends the same request each time the file is saved with its "AI" comment: it was
+    read as the person restating theirs."""
+    reply = "It lacks a compose helper.\n\n> Tokens: 10k sent, 300 received.  \n> Processing your request...  \n\n"
+    data = (_WATCH_ASK + "\n" + reply + _WATCH_ASK + "\nIt could use a zip helper.\n").encode()
+    t = aider.transcript(data, {"user_block": 1})
+    assert judge(t.messages[t.at], t.messages[t.at + 1 :], agent="aider", messages=t.messages).kind == "ok"
+    # a person's own request again, after the same answer, is still asked again
+    plain = data.replace(_WATCH_ASK.encode(), b"#### /ask what is the lib module missing?  \n")
+    t = aider.transcript(plain, {"user_block": 1})
+    verdict = judge(t.messages[t.at], t.messages[t.at + 1 :], agent="aider", messages=t.messages)
+    assert verdict.kind == "user_correction"
+    assert verdict.evidence is not None
+    assert verdict.evidence.rule == "aider.asked_again"
+
+
+def test_a_codex_session_saved_as_one_json_document_is_read_as_its_items() -> None:
+    """The first Codex CLI saved a session as one document, `{"session": ..., "items": [...]}`, pretty
+    printed: it was read as JSON lines and failed on the first. Item N is line N."""
+    out = json.dumps({"output": "1 failed", "metadata": {"exit_code": 1, "duration_seconds": 0.4}})
+    items = [
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "fix the test"}]},
+        {"type": "function_call", "name": "shell", "call_id": "c1", "arguments": '{"command": ["pytest", "-q"]}'},
+        {"type": "function_call_output", "call_id": "c1", "output": out},
+    ]
+    doc = json.dumps({"session": {"timestamp": "2025-05-01", "id": "s", "instructions": ""}, "items": items}, indent=2)
+    t = codex.transcript(doc.encode(), {"line": 2})
+    assert t.messages[t.at]["tool_calls"][0]["id"] == "c1"
+    assert judge(t.messages[t.at], t.messages[t.at + 1 :], agent="codex").kind == "task_failure"
+    # (a fork's sessions keep chat-shaped items: read as the messages they are)
+    chat = [
+        {"role": "user", "content": [{"type": "input_text", "text": "list the files"}]},
+        {"role": "assistant", "content": [{"type": "output_text", "text": "Here they are."}]},
+    ]
+    t = codex.transcript(json.dumps({"session": {}, "items": chat}, indent=2).encode(), {"line": 2})
+    assert (t.messages[t.at]["role"], t.messages[t.at]["content"]) == ("assistant", "Here they are.")
+
+
+@pytest.mark.parametrize(
+    "said",
+    [
+        "error: Found argument '--ask-for-approval|--sandbox' which wasn't expected, or isn't valid in this context",
+        "error: unexpected argument '--sandbox' found",
+    ],
+)
+def test_a_rust_cli_refusing_its_arguments_fails_the_search(said: str) -> None:
+    """clap's words (ripgrep, fd): the search never ran, whatever a probe's status means."""
+    args = {"command": 'rg -n "--ask-for-approval|--sandbox" src'}
+    assert kind(call("Bash", args), [tool(f"Exit code 2\n{said}", is_error=True)], "claude_code") == "task_failure"

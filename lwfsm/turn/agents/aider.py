@@ -110,6 +110,11 @@ _NAMELESS = frozenset(
 )
 # The marker the raw-history reader puts on aider's own output; the format rules aider appends to a report.
 _REMINDER = "# *SEARCH/REPLACE block* Rules:"
+# aider's request when a watched file gains an "AI" comment (--watch-files), its paragraph up to the comments
+# it quotes: aider's words, the same every time; the person's are in the comments.
+_WATCHED = re.compile(
+    r'\A\s*(?:/ask\s*)?(?:[^\n]*\n){0,2}?[^\n]*"AI" comments[^\n]*\(marked with █\)[^\n]*(?:\n[^\n]*\S[^\n]*)*'
+)
 
 
 class Aider(Reader):
@@ -141,6 +146,10 @@ class Aider(Reader):
 
     def correction(self, text: str) -> str | None:
         return super().correction(_MODE.sub("", text, count=1))
+
+    @staticmethod
+    def own_words(text: str) -> str:
+        return _WATCHED.sub("", text, count=1) if '"AI" comments' in text[:1000] else text
 
     def findings(
         self, reply: Message, after: Sequence[Message], tools: Sequence[Message], before: Sequence[Message] = ()
@@ -202,7 +211,8 @@ class Aider(Reader):
             elif self.human(msg) and not lost:
                 if (said := self.correction(text)) is not None:
                     yield self.said(text, i, said, text_of(reply))
-                elif not added and not retried and not unanswered:
+                elif not added and not retried and not unanswered and not _WATCHED.match(text[:1000]):
+                    # (--watch-files sends its request again whenever the file is saved with the comment in it)
                     yield from self.asked_again(after[i : i + 1], before)
             if not text.startswith(_AIDER_SAYS):
                 break  # the person's next message ends what belongs to this reply

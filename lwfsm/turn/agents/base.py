@@ -781,6 +781,8 @@ _MISUSED = re.compile(
     # argparse's refusal (a Python CLI, SWE-agent's file editor)
     r"^[\w.-]+: error: (?:unrecognized arguments|the following arguments are required|argument \S+: |"
     r"invalid choice).*$|"
+    # clap's, the parser of Rust CLIs (ripgrep, fd): 2.x and 3.x, then 4.x
+    r"^error: (?:Found argument '.*' which wasn't expected|unexpected argument '.*' found)\b.*$|"
     # PowerShell's and Windows' find.exe refusing a Unix command's options (`ls -la`, `find . -name`)
     r"A parameter cannot be found that matches parameter name\b.*$|^FIND: Parameter format not correct$|"
     r"^(?:u?grep|egrep|rg|ag): (?:error: )?"
@@ -891,7 +893,7 @@ def _prose(line: str) -> bool:
     return len(_WORD_START.findall(text, first.end(), len(text) - 1)) >= 3
 
 
-_COLOURS = re.compile(r"\x1b\[[\d;]*[A-Za-z]")
+_COLOURS = re.compile(r"\x1b\[\??[\d;]*[A-Za-z]")
 
 
 def _missing_package(text: str, reply: str) -> tuple[int, str] | None:
@@ -1193,6 +1195,8 @@ class Reader:
 
     def outcome(self, i: int, msg: Message, tool: str | None, args: Mapping[str, Any]) -> Outcome:
         text = text_of(msg)
+        if "\x1b[" in text:  # a terminal's own codes (bracketed paste's `\x1b[?2004l` before a line): not output
+            text = _COLOURS.sub("", text)
         command = self.command_of(args)
         m = _hinted(self.STATUS, text[:2000], _STATUS_HINTS) or _hinted(self.STATUS, text[-2000:], _STATUS_HINTS)
         if m and m.group(1) == "124" and command and command.lstrip().startswith("timeout "):

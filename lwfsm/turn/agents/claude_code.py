@@ -151,8 +151,12 @@ def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
     target = str(locator[key])
     convo: list[dict[str, Any]] = []  # Anthropic-shaped messages, consecutive same-role lines merged
     start = None
+    # A subagent's own file (`subagents/.../agent-*.jsonl`) holds nothing but its side chain: read it as the
+    # conversation it is. In a session's file, a side chain is a subagent's, not the session's.
+    talk = [x for x in lines if x.get("type") in ("user", "assistant")]
+    own = bool(talk) and all(x.get("isSidechain") for x in talk)
     for line in lines:
-        if line.get("type") not in ("user", "assistant") or line.get("isSidechain") or line.get("isMeta"):
+        if line.get("type") not in ("user", "assistant") or (line.get("isSidechain") and not own) or line.get("isMeta"):
             continue
         msg = line.get("message") or {}
         if not isinstance(msg, dict):

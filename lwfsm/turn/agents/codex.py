@@ -98,17 +98,36 @@ _BARE = frozenset(
 )
 
 
+def _entries(data: bytes) -> list[str]:
+    """A rollout's JSON lines; the items of the single JSON document the first Codex CLI (in TypeScript)
+    saved a session as (`{"session": ..., "items": [...]}`), one per line: item N is line N."""
+    text = data.decode("utf-8")
+    first = text.lstrip()[:1] == "{" and text.lstrip().partition("\n")[0].rstrip() == "{"  # pretty-printed
+    if first or (text.lstrip().startswith('{"session"') and '"items"' in text[:200_000]):
+        try:
+            doc = json.loads(text)
+        except ValueError:
+            doc = None
+        if isinstance(doc, dict) and isinstance(doc.get("items"), list):
+            return [json.dumps(item) for item in doc["items"]]
+    return text.split("\n")  # JSON lines: U+2028 and the like may sit inside their strings
+
+
 def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
     """The turn at `line` (1-based) of a Codex rollout file: the run of model items around it (a
     preamble, reasoning, one or more calls), what came back, and the conversation before, as Chat
     Completions messages (a custom tool's input becomes its `input` argument)."""
-    lines = data.decode("utf-8").split("\n")  # JSON lines: U+2028 and the like may sit inside their strings
+    lines = _entries(data)
     target = int(locator["line"])
     items: list[tuple[int, dict[str, Any]]] = []  # (line, message) in order
     for n, text in enumerate(lines, 1):
         if not text.strip():
             continue
         entry = json.loads(text)
+        if "type" not in entry and entry.get("role") in ("user", "assistant", "tool"):  # a session's items as chat
+            msg = {k: entry[k] for k in ("role", "tool_calls", "tool_call_id") if k in entry}
+            items.append((n, {**msg, "content": text_of(entry) or None}))
+            continue
         if "payload" not in entry and entry.get("type") in _BARE:
             p, item = entry, True  # rollouts of 2025's summer wrote each item bare, without its envelope
         else:

@@ -13,7 +13,7 @@ from .base import Message, Outcome, Reader, Transcript, edited_path, text_of
 
 __all__ = ["READER"]
 
-_SHELL = {"execute_bash", "execute_command", "bash", "run", "execute_ipython_cell"}
+_SHELL = {"execute_bash", "execute_command", "bash", "run", "execute_ipython_cell", "terminal"}
 # OpenHands shows the model a browser action it could not carry out as a banner right after the page's
 # bracketed header lines ([Current URL: ...], [Focused element bid: ...]), before the page: the error
 # between its lines is the evidence (words in the page are not).
@@ -66,7 +66,10 @@ def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
     log's (function-calling) messages, or the action event `event_id` of an event stream (`history`, or
     the bare list of events `--save-trajectory-path` writes)."""
     first = data.lstrip()[:1]
-    doc = json.loads(data.splitlines()[0] if first == b"{" and b'"history"' in data[:200_000] else data)
+    if first == b"{" and b'"history"' in data[:200_000]:  # an evaluation's output.jsonl: a run per line
+        doc = _instance(data.splitlines(), locator.get("instance_id"))
+    else:
+        doc = json.loads(data)
     if isinstance(doc, list):
         return _from_events(doc, str(locator.get("event_id", locator.get("index"))))
     if "history" in doc:
@@ -84,6 +87,17 @@ def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
     return Transcript("openai", [*messages[:i], messages[i], *after], i, tools if isinstance(tools, list) else [])
 
 
+def _instance(lines: list[bytes], instance: Any) -> Any:
+    """The run of `instance` (its `instance_id`) in an evaluation's output, one run per line; the first
+    run when the locator names none (a file of one run)."""
+    if instance is None:
+        return json.loads(lines[0])
+    for line in lines:
+        if line.strip() and (run := json.loads(line)).get("instance_id") == instance:
+            return run
+    raise LookupError(f"no run of instance {instance!r} in this output")
+
+
 # An event stream's actions, as the tools the model called.
 _TOOL_OF = {
     "run": "execute_bash",
@@ -99,11 +113,24 @@ def _from_events(history: list[dict[str, Any]], event_id: str) -> Transcript:
     observation (linked by `cause`) the tool's answer, with the exit status line OpenHands adds."""
     messages: list[Message] = []
     at = None
+    answered = None  # the model's reply the last action came from (the agent SDK's `llm_response_id`)
     if event_id == "None":
         raise LookupError("the locator names no event_id")
     for e in history:
         if not isinstance(e, dict):
             raise LookupError(f"not an OpenHands event stream: an event is {type(e).__name__}")
+        if "kind" in e:  # the agent SDK's events (OpenHands 1.0)
+            read = _v1(e)
+            response = e.get("llm_response_id") if e["kind"] == "ActionEvent" else None
+            if response is not None and response == answered and messages and messages[-1]["role"] == "assistant":
+                # the calls of one reply come as an event each: one message, as the model wrote them
+                messages[-1] = {**messages[-1], "tool_calls": [*messages[-1]["tool_calls"], *read[0]["tool_calls"]]}
+                read = []
+            answered = response
+            if e.get("id") is not None and str(e["id"]) == event_id:
+                at = len(messages) - (not read)
+            messages.extend(read)
+            continue
         given = e.get("args")
         args: dict[str, Any] = given if isinstance(given, dict) else {}
         if e.get("source") == "user" and e.get("action") == "message":
@@ -142,3 +169,46 @@ def _from_events(history: list[dict[str, Any]], event_id: str) -> Transcript:
         raise LookupError(f"no agent action with id {event_id} in this run")
     end = next((j for j in range(at + 1, len(messages)) if messages[j]["role"] == "assistant"), len(messages))
     return Transcript("openai", messages[:end], at, [])
+
+
+def _obj(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _parts(content: Any) -> str:
+    """Text given as a string or as parts (`[{"type": "text", "text": ...}]`)."""
+    if isinstance(content, str):
+        return content
+    return "".join(str(p.get("text", "")) for p in content or () if isinstance(p, dict))
+
+
+def _v1(e: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """An event of the agent SDK as the message the model saw: an action is a tool call (its
+    `tool_call`), an observation (linked by `tool_call_id`) the tool's answer with the exit status
+    line, an error the agent SDK answered a call with a flagged answer, a message a message."""
+    kind, call_id = e["kind"], str(e.get("tool_call_id"))
+    if kind == "ActionEvent":
+        call = _obj(e.get("tool_call"))
+        args = call.get("arguments")
+        if not isinstance(args, str):  # the action itself, when no call was kept: its fields are the arguments
+            args = json.dumps({k: v for k, v in _obj(e.get("action")).items() if k != "kind"})
+        fn = {"name": str(call.get("name") or e.get("tool_name")), "arguments": args}
+        tool_call = {"id": call_id, "type": "function", "function": fn}
+        return [{"role": "assistant", "content": _parts(e.get("thought")) or None, "tool_calls": [tool_call]}]
+    if kind == "ObservationEvent":
+        o = _obj(e.get("observation"))
+        text = o["output"] if isinstance(o.get("output"), str) else _parts(o.get("content"))
+        error = o.get("error")
+        if isinstance(error, str) and error:
+            text = f"ERROR:\n{error}" + (f"\n{text}" if text else "")
+        code = o.get("exit_code") if isinstance(o.get("exit_code"), int) else _obj(o.get("metadata")).get("exit_code")
+        if isinstance(code, int) and code >= 0:
+            text += f"\n[The command completed with exit code {code}.]"
+        flag = {"is_error": True} if error is True or o.get("is_error") is True else {}
+        return [{"role": "tool", "tool_call_id": call_id, "content": text, **flag}]
+    if kind == "AgentErrorEvent":  # the SDK could not carry the call out (its arguments, a tool that is not there)
+        return [{"role": "tool", "tool_call_id": call_id, "content": f"ERROR:\n{e.get('error')}", "is_error": True}]
+    if kind == "MessageEvent":
+        text = _parts(_obj(e.get("llm_message")).get("content"))
+        return [{"role": "assistant" if e.get("source") == "agent" else "user", "content": text}]
+    return []  # the system prompt, pauses, condensations, state updates: nothing the reply is judged by
