@@ -2699,6 +2699,25 @@ def test_openhands_agent_sdk_events_are_read_with_their_output_and_exit_status()
         openhands.transcript(data, {"instance_id": "third", "event_id": "a1"})
 
 
+def test_openhands_agent_sdk_terminal_observations_are_shown_as_the_model_saw_them() -> None:
+    """Later SDKs keep the output as content parts, the exit status at the top, and the lines the model is
+    shown around the output in `metadata` (`prefix`, `suffix`)."""
+    seen = {
+        **_v1_observation("call_1", "", 2),
+        "observation": {
+            "kind": "TerminalObservation",
+            "content": [{"type": "text", "text": "make: *** [build] Error 2"}],
+            "is_error": False,
+            "exit_code": 2,
+            "metadata": {"exit_code": 2, "prefix": "", "suffix": "\n[The command completed with exit code 2.]"},
+        },
+    }
+    data = json.dumps({"history": [_v1_action("a1", "make build", "call_1"), seen]}).encode()
+    t = openhands.transcript(data, {"event_id": "a1"})
+    assert t.messages[-1]["content"] == "make: *** [build] Error 2\n[The command completed with exit code 2.]"
+    assert judge(t.messages[t.at], t.messages[t.at + 1 :], agent="openhands").kind == "task_failure"
+
+
 def test_openhands_agent_sdk_calls_of_one_reply_are_one_turn() -> None:
     """The SDK keeps a reply's parallel calls as an action event each: one reply, both results its own."""
     run = [

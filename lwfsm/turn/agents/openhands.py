@@ -201,8 +201,11 @@ def _v1(e: Mapping[str, Any]) -> list[dict[str, Any]]:
         error = o.get("error")
         if isinstance(error, str) and error:
             text = f"ERROR:\n{error}" + (f"\n{text}" if text else "")
-        code = o.get("exit_code") if isinstance(o.get("exit_code"), int) else _obj(o.get("metadata")).get("exit_code")
-        if isinstance(code, int) and code >= 0:
+        meta = _obj(o.get("metadata"))
+        code = o.get("exit_code") if isinstance(o.get("exit_code"), int) else meta.get("exit_code")
+        if isinstance(meta.get("suffix"), str):  # what the model is shown around the output, as the SDK keeps it
+            text = f"{meta.get('prefix') or ''}{text}{meta['suffix']}"
+        elif isinstance(code, int) and code >= 0:
             text += f"\n[The command completed with exit code {code}.]"
         flag = {"is_error": True} if error is True or o.get("is_error") is True else {}
         return [{"role": "tool", "tool_call_id": call_id, "content": text, **flag}]
