@@ -404,6 +404,40 @@ def test_eval_checks_each_transcript_before_reading_it(tmp_path: Path, capsys: p
     assert "m.jsonl:2: nested too deeply to read" in capsys.readouterr().err
 
 
+def test_eval_names_a_turn_no_reader_could_read_and_counts_the_rest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A file in a format the reader does not know stopped the whole evaluation with the reader's error
+    alone ("Expecting value: line 1 column 1"): no row, no file. Now that turn is named, with its file,
+    locator and error, counted as one the judge saw nothing of (a labelled failure is a miss), the
+    others judged, and the command exits 1."""
+    history = (
+        "#### fix the parser\n\nparser.py\n```\nx\n```\n\n> # 1 SEARCH/REPLACE block failed to match!\n\n#### ok\n"
+    )
+    rollout = "{not a rollout\n"
+    rows = []
+    for name, text, agent, locator in (
+        ("someone/repo/.aider.chat.history.md", history, "aider", {"user_block": 1}),
+        ("someone/repo/rollout.jsonl", rollout, "codex", {"line": 1}),
+    ):
+        path = tmp_path / "src" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        source = "someone/repo@" + "0" * 40 + ":" + name.split("/", 2)[2]
+        sha = hashlib.sha256(text.encode()).hexdigest()
+        rows.append({"id": agent, "agent": agent, "source": source, "sha256": sha, "locator": locator})
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("".join(json.dumps({**r, "kind": "task_failure"}) + "\n" for r in rows))
+    assert main(["judge", "eval", str(manifest), "--sources", str(tmp_path / "src")]) == 1
+    out = capsys.readouterr().out
+    assert re.search(r"overall\s+2\s+2\s+1\s+0\s+1\s+1.00\s+0.50", out)  # the unread failure is a miss
+    assert "UNREAD (1:" in out
+    assert 'src/someone/repo/rollout.jsonl at {"line": 1}: JSONDecodeError: ' in out
+    manifest.write_text(json.dumps({**rows[0], "agent": "goose", "kind": "ok"}) + "\n")
+    assert main(["judge", "eval", str(manifest), "--sources", str(tmp_path / "src")]) == 1
+    assert "row 1: no reader of goose's transcript files" in capsys.readouterr().err
+
+
 def test_judge_sources_prints_no_command_a_manifest_could_turn_into_another(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

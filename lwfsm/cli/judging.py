@@ -239,7 +239,20 @@ def evaluate(
                 if hashlib.sha256(data).hexdigest() != row["sha256"]:
                     raise ValueError(f"{path}: its sha256 is not the manifest's: not the file labelled ({fetch})")
                 cache[row["source"]] = data
-            t = TRANSCRIPTS[row["agent"]](cache[row["source"]], row["locator"])
+            if row.get("agent") not in TRANSCRIPTS:  # an error of the manifest's, not an unread turn
+                reader(str(row.get("agent")))
+                raise ValueError(
+                    f"row {n}: no reader of {row.get('agent')}'s transcript files (lwfsm reads those of "
+                    f"{', '.join(TRANSCRIPTS)}): give its turns as captured requests instead"
+                )
+            try:
+                t = TRANSCRIPTS[row["agent"]](cache[row["source"]], row["locator"])
+            except Exception as exc:  # (a reader meeting a format it does not know: any error of its own)
+                # counted, as a turn the judge saw nothing of, and named: one file no reader knows must
+                # not take the figures of every other turn with it
+                said = f"{path} at {json.dumps(row.get('locator'))}: {type(exc).__name__}: {exc}"
+                yield Result(str(row.get("id") or "?"), row["agent"], label, "unread", label in failing, False, said)
+                continue
             before: Sequence[Message] = t.messages[: t.at]
             turn: Sequence[Message] = t.messages[t.at :]
             if t.protocol == "anthropic":  # normalised apart: a reply's blocks stay one message
@@ -314,6 +327,10 @@ def summary(results: Sequence[Result], spec: Spec, misjudged: int = 40) -> str:
     lines += ["", "labelled \\ judged  " + "".join(f"{k[:12]:>13}" for k in kinds)]
     for a in kinds:
         lines.append(f"{a[:18]:<19}" + "".join(f"{confusion[(a, b)]:>13}" for b in kinds))
+    unread = [r for r in results if r.judged == "unread"]
+    if unread:
+        lines += ["", f"UNREAD ({len(unread)}: no reader could read these turns; counted as judged, never failed):"]
+        lines += [f"  {r.id}: {r.why}"[:400] for r in unread[:misjudged]]
     wrong = [r for r in results if r.failed != r.said_failed]
     if wrong:
         lines += ["", f"misjudged ({len(wrong)}; first {min(len(wrong), misjudged)}):"]

@@ -912,7 +912,7 @@ def cmd_judge(args: argparse.Namespace) -> int:
         parts = list(dict.fromkeys(str(row.get("split", "dev")) for row in rows))
         raise _Usage(f"{path}: no labelled turn in split {args.split!r}; its parts: {', '.join(parts) or 'none'}")
     print(judging.summary(results, core.spec, misjudged=args.misjudged))
-    return 0
+    return 1 if any(r.judged == "unread" for r in results) else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
