@@ -1406,6 +1406,24 @@ def test_a_program_not_installed_is_the_environment_but_python_for_python3_is_a_
     )
 
 
+@pytest.mark.parametrize(
+    ("command", "out", "expected"),
+    [
+        # a later command's program, not installed: the first word (echo) ran; it was the model's failure
+        ('echo "report" | mail -s Report boss@example.com', "bash: mail: command not found\n", "environment"),
+        ("make build && ponyc packages", "bash: ponyc: command not found\n", "environment"),
+        # a PowerShell cmdlet typed into bash is the model's slip, first or later in the pipeline
+        ("cat log.txt | Select-String error", "bash: Select-String: command not found\n", "task_failure"),
+        ("Get-ChildItem src", "bash: Get-ChildItem: command not found\n", "task_failure"),
+        # the command itself meant to put the program on the PATH: that it is not there is its own doing
+        ("export PATH=$PATH:~/sdk/platform-tools && adb devices", "bash: adb: command not found\n", "task_failure"),
+        ("PATH=$HOME/go/bin:$PATH gopls version", "bash: gopls: command not found\n", "task_failure"),
+    ],
+)
+def test_a_program_not_installed_anywhere_in_the_command(command: str, out: str, expected: str) -> None:
+    assert kind(mini(command), [observed(out, 127)], "mini_swe_agent") == expected
+
+
 def test_an_inline_script_that_did_not_parse_fails_even_when_the_status_is_0() -> None:
     out = 'bash execution output:\n  File "<stdin>", line 9\n    start = s.rfind(\'\n        ^\nSyntaxError: EOL\n'
     assert kind(mini("python - <<'PY'\nx\nPY\necho done"), [observed(out, 0)], "mini_swe_agent") == "task_failure"

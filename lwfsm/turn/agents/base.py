@@ -820,6 +820,11 @@ _ALIASED = frozenset(
     {"python", "pip", "del", "copy", "move", "cls", "ren", "rd", "md", "xcopy", "findstr", "erase", "mklink"}
 )
 _PYTHONS = frozenset({"python", "python3", "py"})
+_NOT_FOUND_BY_SHELL = (
+    r"^(?:\S*/)?(?:(?:ba|da|z)?sh: (?:line \d+: |\d+: )?{0}: (?:command )?not found|zsh: command not found: {0})$"
+)
+_CMDLET = re.compile(r"[A-Z][a-z]+-[A-Z]\w*\Z")  # PowerShell's Verb-Noun (Select-String, Get-ChildItem)
+_SETS_PATH = re.compile(r"(?:^|[\s;&|(])(?:export\s+)?PATH=")
 _NO_TESTS = re.compile(r"(?:collected 0 items|no tests ran)", re.I)
 
 
@@ -1517,11 +1522,21 @@ class Reader:
         # (whatever the status: a command run in the background or in a chain shows another's)
         tool = (_words(_CD.sub("", o.command or "")) or [""])[0]
         said = any(f in o.text for f in (f"{tool}: command not found", f"command not found: {tool}"))
+        if not said and "command not found" in o.text and o.command:  # a later command's program (`x | mail`)
+            # in the shell's own words (not a start-up file's line it sourced: `~/.bashrc: line 3: x: ...`)
+            for segment in _split(o.command)[2::2]:
+                later = (_words(segment) or [""])[0]
+                if later and re.search(_NOT_FOUND_BY_SHELL.format(re.escape(later)), o.text, re.M):
+                    tool, said = later, True
+                    break
+        # not the machine's: a PowerShell cmdlet typed into bash, or a program the command itself meant to put
+        # on the PATH (`export PATH=...:~/sdk && adb devices`)
+        mistaken = _CMDLET.match(tool) is not None or (said and _SETS_PATH.search(o.command or "") is not None)
         quiet = o.status in (127, 49, 9009) and not _STATUS_LINE.sub("", o.text).strip()  # words sent to /dev/null
         silent = o.status == 127 and quiet
         # Windows' stand-in for a Python that is not installed (the Store's alias) exits 9009, 49 in bash
         stub = tool in _PYTHONS and o.status in (49, 9009) and (quiet or "Python was not found" in o.text)
-        if stub or (tool and tool not in _ALIASED and (said or silent)):
+        if stub or (tool and tool not in _ALIASED and not mistaken and (said or silent)):
             # the program the command runs is not installed: the lead would not find it either
             return Finding("environment", Evidence(f"{self.name}.environment", o.message, None, f"{tool}: not found"))
         # a script's `#!/usr/bin/env node` with no node on the PATH: not the program the command names (`env x`
