@@ -433,6 +433,9 @@ def test_eval_names_a_turn_no_reader_could_read_and_counts_the_rest(
     assert re.search(r"overall\s+2\s+2\s+1\s+0\s+1\s+1.00\s+0.50", out)  # the unread failure is a miss
     assert "UNREAD (1:" in out
     assert 'src/someone/repo/rollout.jsonl at {"line": 1}: JSONDecodeError: ' in out
+    manifest.write_text(json.dumps({**rows[0], "locator": None, "kind": "ok"}) + "\n")  # the manifest's error
+    assert main(["judge", "eval", str(manifest), "--sources", str(tmp_path / "src")]) == 1
+    assert "row 1: its locator must name the turn in its file" in capsys.readouterr().err
     manifest.write_text(json.dumps({**rows[0], "agent": "goose", "kind": "ok"}) + "\n")
     assert main(["judge", "eval", str(manifest), "--sources", str(tmp_path / "src")]) == 1
     assert "row 1: no reader of goose's transcript files" in capsys.readouterr().err

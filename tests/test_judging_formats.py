@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from lwfsm.turn.agents import aider, claude_code, codex, openhands
+from lwfsm.turn.agents import aider, claude_code, codex, openhands, swe_agent
 from lwfsm.turn.judge import judge
 
 
@@ -2530,6 +2530,33 @@ def test_hostile_input_is_judged_in_bounded_time(case: str) -> None:
         assert kind(call("Bash", {"command": command}), after, "claude_code")
 
 
+def test_a_crafted_watch_files_request_is_read_in_bounded_time() -> None:
+    # spaces, then aider's phrase over and over on one line: the pattern that found aider's --watch-files
+    # request took 21 s on 20 KB, on the gateway's event loop
+    crafted = " " * 985 + '"AI" comments ' * 1300
+    reply = {"role": "assistant", "content": "Done."}
+    with finishing("reading a crafted --watch-files request", 2):
+        assert kind(reply, [{"role": "user", "content": crafted}], "aider")
+
+
+def test_a_refusal_in_a_file_the_command_only_printed_is_not_its_own() -> None:
+    """A test snapshot holding clap's or argparse's refusal, printed with `cat` or `sed -n`, is the file's
+    text: "never a substring of a file the agent read"."""
+    snapshot = "---\nsource: tests/cli.rs\n---\nerror: unexpected argument '--colour' found\n"
+    usage = "usage: tool [-h]\ntool: error: unrecognized arguments: --y\n"
+    for command, text in (
+        ("cat tests/snapshots/cli__bad_flag.snap", snapshot),
+        ("sed -n 1,20p tests/snapshots/cli__bad_flag.snap", snapshot),
+        ("cat tests/expected_usage.txt", usage),
+    ):
+        assert kind(call("Bash", {"command": command}), [tool(text)], "claude_code") == "ok", command
+    # the printer's own refusal is still its own
+    said = "Exit code 1\ncat: invalid option -- 'z'"
+    assert kind(call("Bash", {"command": "cat -z notes.txt"}), [tool(said, is_error=True)], "claude_code") == (
+        "task_failure"
+    )
+
+
 def test_many_hostile_results_are_judged_in_bounded_time() -> None:
     # Codex's header lines after its command and no output after them: ~55 ms a result at 20 KB
     # (quadratic), for each of 300 results in one request; now well under a millisecond each.
@@ -2827,3 +2854,125 @@ def test_a_rust_cli_refusing_its_arguments_fails_the_search(said: str) -> None:
     """clap's words (ripgrep, fd): the search never ran, whatever a probe's status means."""
     args = {"command": 'rg -n "--ask-for-approval|--sandbox" src'}
     assert kind(call("Bash", args), [tool(f"Exit code 2\n{said}", is_error=True)], "claude_code") == "task_failure"
+
+
+# -- a second sweep of other versions' formats (2026-12-06) --
+
+
+def test_codex_code_mode_results_are_read_as_their_text_with_the_commands_the_script_ran() -> None:
+    """Codex's code mode (`exec` runs the model's script, which runs shell commands through
+    `tools.shell_command`) answers with content items: they were read as their JSON, so the status line
+    and the output's errors were never seen; the commands are the script's."""
+    script = 'const r = await tools.shell_command({"command": "npm run build", "timeout_ms": 10000}); text(r);'
+    probe = 'const r = await tools.shell_command({"command": "rg -n TODO src"}); text(r);'
+    items = []
+    for n, (source, said) in enumerate(((script, "src/app.ts(3,1): error TS2304"), (probe, ""))):
+        out = [
+            {"type": "input_text", "text": "Script failed\nWall time 0.4 seconds\nOutput:\n"},
+            {"type": "input_text", "text": f"Script error:\nExit code: 1\nWall time: 0.4 seconds\nOutput:\n{said}"},
+        ]
+        items += [
+            {"type": "custom_tool_call", "call_id": f"c{n}", "name": "exec", "input": source},
+            {"type": "custom_tool_call_output", "call_id": f"c{n}", "output": out},
+        ]
+    rollout = "\n".join(json.dumps({"type": "response_item", "payload": p}) for p in items).encode()
+    t = codex.transcript(rollout, {"line": 1})
+    assert "\nScript error:\nExit code: 1\n" in t.messages[t.at + 1]["content"]
+    assert codex.READER.command_of(json.loads(t.messages[t.at]["tool_calls"][0]["function"]["arguments"])) == (
+        "npm run build"
+    )
+    assert judge(t.messages[t.at], t.messages[t.at + 1 :], agent="codex").kind == "task_failure"
+    t = codex.transcript(rollout, {"line": 3})  # a search that found nothing answered "no"
+    assert judge(t.messages[t.at], t.messages[t.at + 1 :], agent="codex").kind == "ok"
+
+
+def _mini2(*messages: dict[str, Any]) -> bytes:
+    return json.dumps(
+        {"info": {"mini_version": "2.0.0"}, "messages": [{"role": "user", "content": "fix it"}, *messages]}
+    ).encode()
+
+
+def test_mini_swe_agent_2_commands_and_observations_are_read() -> None:
+    """mini-swe-agent 2 fences its command as ```mswea_bash_command (or tags it), and its tool-calling
+    template writes the observation as JSON: the command and the status were both missed."""
+    grep = "grep -rn nothing_here src/"
+    for written in (f"```mswea_bash_command\n{grep}\n```", f"<mswea_bash_command>{grep}</mswea_bash_command>"):
+        reply = {"role": "assistant", "content": f"THOUGHT: look.\n\n{written}"}
+        data = _mini2(reply, {"role": "user", "content": "<returncode>1</returncode>\n<output>\n</output>"})
+        t = swe_agent.transcript_mini(data, {"message_index": 1})
+        assert judge(t.messages[t.at], t.messages[t.at + 1 :], agent="mini_swe_agent").kind == "ok"  # a probe's no
+    build = {"name": "bash", "arguments": json.dumps({"command": "make -C build"})}
+    call_ = {
+        "role": "assistant",
+        "content": "Build.",
+        "tool_calls": [{"id": "c1", "type": "function", "function": build}],
+    }
+    for observation in (
+        {"returncode": 2, "output": "make: *** [all] Error 1\n"},
+        {"returncode": 2, "output_head": "cc -c a.c\n", "output_tail": "make: *** [all] Error 1\n", "elided_chars": 9},
+    ):
+        seen = {"role": "tool", "tool_call_id": "c1", "content": json.dumps(observation, indent=2)}
+        t = swe_agent.transcript_mini(_mini2(call_, seen), {"message_index": 1})
+        assert judge(t.messages[t.at], t.messages[t.at + 1 :], agent="mini_swe_agent").kind == "task_failure"
+
+
+def test_mini_swe_agent_2_with_a_responses_model_is_read_as_its_calls() -> None:
+    """With a Responses API model, mini-swe-agent 2 keeps the model's whole response and the
+    `function_call_output` items: no message had the role of a reply, so no turn could be found."""
+    response = {
+        "object": "response",
+        "output": [
+            {"type": "reasoning", "summary": []},
+            {"type": "function_call", "call_id": "c1", "name": "bash", "arguments": '{"command": "make"}'},
+        ],
+    }
+    output = {"type": "function_call_output", "call_id": "c1", "output": '{"returncode": 2, "output": "Error 1"}'}
+    t = swe_agent.transcript_mini(_mini2(response, output), {"message_index": 1})
+    assert t.messages[t.at]["tool_calls"][0]["function"]["arguments"] == '{"command": "make"}'
+    assert judge(t.messages[t.at], t.messages[t.at + 1 :], agent="mini_swe_agent").kind == "task_failure"
+
+
+def test_a_claude_code_persons_message_with_a_screenshot_is_theirs() -> None:
+    """Claude Code puts `[Image #N]` before the words of a person who attached a screenshot; a message
+    starting with `[` was taken for the harness's, so their correction was never read."""
+    reply = {"role": "assistant", "content": "The totals are fixed."}
+    said = "[Image #7] the totals are still wrong, see the screenshot"
+    assert kind(reply, [{"role": "user", "content": said}], "claude_code") == "user_correction"
+    pasted = "[Pasted text #1 +25 lines] still failing with this"
+    assert kind(reply, [{"role": "user", "content": pasted}], "claude_code") == "user_correction"
+    assert kind(reply, [{"role": "user", "content": "[Image #2] now add a footer"}], "claude_code") == "ok"
+
+
+def test_swe_agent_demonstrations_in_the_history_are_no_step() -> None:
+    """`put_demos_in_history` keeps whole demonstrations (replies too) marked `is_demo`: step 0 landed on
+    a demonstration's reply. SWE-agent 1.x names a result's call in `tool_call_ids`."""
+    run = [
+        {"role": "system", "content": "You are an agent."},
+        {"role": "user", "content": "demo task", "is_demo": True},
+        {"role": "assistant", "content": "demo reply", "is_demo": True},
+        {"role": "user", "content": "fix the bug"},
+    ]
+    make = {"name": "bash", "arguments": '{"command": "make"}'}
+    run += [
+        {"role": "assistant", "content": "Build.", "tool_calls": [{"id": "c1", "type": "function", "function": make}]},
+        {"role": "tool", "tool_call_ids": ["c1"], "content": "make: *** [all] Error 2"},
+    ]
+    t = swe_agent.transcript(json.dumps({"history": run}).encode(), {"step": 0})
+    assert t.messages[t.at]["content"] == "Build."
+    assert t.messages[t.at + 1]["tool_call_id"] == "c1"
+
+
+def test_openhands_agent_sdk_locators_rejections_and_split_calls() -> None:
+    """The turn is the model's (an action or its message), never another event; an error the SDK answered
+    one call with between a reply's actions leaves them one reply; a refused call is a rejection; a run
+    saved pretty-printed is read whole."""
+    error = {"kind": "AgentErrorEvent", "id": "e", "source": "agent", "tool_call_id": "call_1", "error": "no tool"}
+    refused = {"kind": "UserRejectObservation", "id": "x", "source": "user", "tool_call_id": "call_2"}
+    run = [_v1_action("a1", "ls", "call_1"), error, _v1_action("a2", "rm -rf build", "call_2"), refused]
+    data = json.dumps({"instance_id": "i", "history": run}, indent=2).encode()
+    t = openhands.transcript(data, {"event_id": "a2"})
+    assert [c["id"] for c in t.messages[t.at]["tool_calls"]] == ["call_1", "call_2"]
+    assert judge(t.messages[t.at], t.messages[t.at + 1 :], agent="openhands").kind == "rejected"
+    for other in ("e", "x"):
+        with pytest.raises(LookupError, match="not the model's"):
+            openhands.transcript(data, {"event_id": other})

@@ -245,9 +245,14 @@ def evaluate(
                     f"row {n}: no reader of {row.get('agent')}'s transcript files (lwfsm reads those of "
                     f"{', '.join(TRANSCRIPTS)}): give its turns as captured requests instead"
                 )
+            if not isinstance(row.get("locator"), dict):
+                raise ValueError(
+                    f"row {n}: its locator must name the turn in its file (an object), got {row.get('locator')!r}"
+                )
             try:
                 t = TRANSCRIPTS[row["agent"]](cache[row["source"]], row["locator"])
-            except Exception as exc:  # (a reader meeting a format it does not know: any error of its own)
+            # a reader meeting a format it does not know (not MemoryError nor RecursionError: the machine's)
+            except (ValueError, LookupError, TypeError, AttributeError) as exc:
                 # counted, as a turn the judge saw nothing of, and named: one file no reader knows must
                 # not take the figures of every other turn with it
                 said = f"{path} at {json.dumps(row.get('locator'))}: {type(exc).__name__}: {exc}"

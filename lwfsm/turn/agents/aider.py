@@ -110,11 +110,18 @@ _NAMELESS = frozenset(
 )
 # The marker the raw-history reader puts on aider's own output; the format rules aider appends to a report.
 _REMINDER = "# *SEARCH/REPLACE block* Rules:"
-# aider's request when a watched file gains an "AI" comment (--watch-files), its paragraph up to the comments
-# it quotes: aider's words, the same every time; the person's are in the comments.
-_WATCHED = re.compile(
-    r'\A\s*(?:/ask\s*)?(?:[^\n]*\n){0,2}?[^\n]*"AI" comments[^\n]*\(marked with █\)[^\n]*(?:\n[^\n]*\S[^\n]*)*'
-)
+_BLANK_LINE = re.compile(r"\n[^\S\n]*\n")
+
+
+def _watched(text: str) -> int | None:
+    """Where aider's request for a watched file's "AI" comments (--watch-files) ends: its paragraph, up to
+    the comments it quotes (aider's words, the same every time; the person's are in the comments). None:
+    not such a request. (Plain searches: a pattern over the lines backtracked for seconds on a crafted one.)"""
+    head = text[:4000]
+    if not any('"AI" comments' in line and "(marked with █)" in line for line in head.split("\n", 3)[:3]):
+        return None
+    blank = _BLANK_LINE.search(head)
+    return blank.end() if blank else len(head)
 
 
 class Aider(Reader):
@@ -149,7 +156,8 @@ class Aider(Reader):
 
     @staticmethod
     def own_words(text: str) -> str:
-        return _WATCHED.sub("", text, count=1) if '"AI" comments' in text[:1000] else text
+        end = _watched(text)
+        return text if end is None else text[end:]
 
     def findings(
         self, reply: Message, after: Sequence[Message], tools: Sequence[Message], before: Sequence[Message] = ()
@@ -211,7 +219,7 @@ class Aider(Reader):
             elif self.human(msg) and not lost:
                 if (said := self.correction(text)) is not None:
                     yield self.said(text, i, said, text_of(reply))
-                elif not added and not retried and not unanswered and not _WATCHED.match(text[:1000]):
+                elif not added and not retried and not unanswered and _watched(text) is None:
                     # (--watch-files sends its request again whenever the file is saved with the comment in it)
                     yield from self.asked_again(after[i : i + 1], before)
             if not text.startswith(_AIDER_SAYS):

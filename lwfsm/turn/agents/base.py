@@ -856,6 +856,21 @@ def _only_reads(command: str) -> list[str] | None:
     return names
 
 
+_PRINTS = _READS_ONLY | {"sed", "echo", "printf"}
+
+
+def _misused(o: Outcome) -> tuple[int, str] | None:
+    """A line in which a program refuses its arguments or its pattern; not one of a file the command only
+    printed (`cat` of a test snapshot that holds another program's refusal), unless it is the printer's own."""
+    hit = first_match(_MISUSED, o.text[:2000])
+    if hit is None:
+        return None
+    names = _only_reads(_CD.sub("", o.command or ""))
+    if names and all(n in _PRINTS for n in names) and not hit[1].startswith(tuple(f"{n}:" for n in names)):
+        return None
+    return hit
+
+
 def _absent(command: str, o: Outcome) -> bool:
     """The command looked for a file, a test or a tool that is not there, and said so; nothing else
     went wrong: the absence is the answer (`cat README.md`, `pytest -k nothing`, a toolchain not
@@ -1435,7 +1450,7 @@ class Reader:
             if o.status == 0:
                 return self._shell(o, probe)  # it worked, its words do not count: unless the shell said not
             error = anchored_error(own_output(o)) if o.runs else None
-            if probe and (misused := first_match(_MISUSED, o.text[:2000])) is not None:
+            if probe and (misused := _misused(o)) is not None:
                 return self._found(o, "task_failure", "misused_command", misused)  # it never searched
             never = first_match(_NOT_RUN, o.text[:2000]) if probe else None
             if probe and (never is not None or o.status == 127):  # its program never ran: no answer
@@ -1459,7 +1474,7 @@ class Reader:
     def _shell(self, o: Outcome, probe: bool) -> Finding | None:
         """The shell or a core tool failed part of a command (a backtick run as a command, a folder read
         as a file, a search refusing its pattern) and a later command's 0, or a filter, hid it."""
-        if o.runs and (misused := first_match(_MISUSED, o.text[:2000])) is not None:
+        if o.runs and (misused := _misused(o)) is not None:
             return self._found(o, "task_failure", "misused_command", misused)  # it never ran
         if not o.runs or probe or not any(w in o.text for w in ("bash:", "directory", "<stdin>", "Exit ")):
             return None

@@ -32,6 +32,9 @@ _RUNS = {"Bash", "PowerShell", "BashOutput", "TaskOutput", "KillShell"}  # Power
 _BASH_TAGS = re.compile(r"</?bash-(input|stdout|stderr)>")
 _STDERR = re.compile(r"<bash-stderr>(.+?)</bash-stderr>", re.S)
 _INJECTED = re.compile(r"^(?:\s*<(ide_opened_file|ide_selection|ide_diagnostics|system-reminder)>.*?</\1>)+\s*", re.S)
+# What Claude Code writes in a person's message for what they attached (a screenshot, a long paste) before
+# their words: not a harness's text, which starts with `[` as well.
+_ATTACHED = re.compile(r"^(?:\s*\[(?:Image #\d+|Pasted text #\d+(?: \+\d+ lines)?)\])+\s*")
 _ENDED = re.compile(r"Shell \S+ is not running, so cannot be killed \(status: (completed|failed|killed)\)")
 _CHANGED = "File has been unexpectedly modified"  # the editor's refusal when a file changed since its read
 _LOOKUPS = {"Read", "Glob", "Grep", "LS", "NotebookRead", "WebSearch"}
@@ -54,6 +57,8 @@ class ClaudeCode(Reader):
         # what the IDE or the harness put first is not theirs: what follows it may be
         if text.startswith("<") and (m := _INJECTED.match(text)) and text[m.end() :].strip():
             text = text[m.end() :]
+        if text.startswith("[") and (m := _ATTACHED.match(text)):
+            text = text[m.end() :] or "(attached)"  # (an image alone is the person's too)
         return super().human({"role": "user", "content": text}) or text.startswith("<bash-")
 
     def correction(self, text: str) -> str | None:
@@ -64,7 +69,7 @@ class ClaudeCode(Reader):
             if m := PASTED_MORE.search(err):
                 return m.group(0).strip()[:80]
         # What the IDE or the harness put before the person's words is not theirs.
-        return super().correction(_BASH_TAGS.sub("\n", _INJECTED.sub("", text)))
+        return super().correction(_ATTACHED.sub("", _BASH_TAGS.sub("\n", _INJECTED.sub("", text)), count=1))
 
     def outcome(self, i: int, msg: Message, tool: str | None, args: Mapping[str, Any]) -> Outcome:
         o = super().outcome(i, msg, tool, args)

@@ -31,6 +31,9 @@ _EXEC_HEADER = re.compile(
 )
 
 
+# A command a code-mode script runs: `tools.shell_command({"command": "..."})` (its argument as JSON).
+_CODE_MODE_CALL = re.compile(r"tools\.(?:shell_command|exec_command)\(\s*(\{[^{}]*\})\s*\)")
+
 # Codex's editor extensions put the editor's state (active file, selection, open tabs) before the
 # person's words, which follow their own heading.
 _IDE_CONTEXT = "# Context from my IDE setup:"
@@ -53,6 +56,25 @@ class Codex(Reader):
             return text
         at = text.find(_REQUEST)
         return "" if at < 0 else text[at + len(_REQUEST) :].lstrip("\n")
+
+    @staticmethod
+    def command_of(args: Mapping[str, Any]) -> str | None:
+        # Code mode: the model's script (`exec`'s input) runs shell commands through `tools.shell_command`
+        # or `tools.exec_command`; their command lines are what ran.
+        script = args.get("input")
+        if isinstance(script, str) and "tools." in script:
+            ran = []
+            for m in _CODE_MODE_CALL.finditer(script[:20000]):
+                try:
+                    given = json.loads(m.group(1))
+                except ValueError:
+                    continue
+                command = given.get("command") or given.get("cmd") if isinstance(given, dict) else None
+                if isinstance(command, str):
+                    ran.append(command)
+            if ran:
+                return "\n".join(ran)
+        return Reader.command_of(args)
 
     def outcome(self, i: int, msg: Message, tool: str | None, args: Mapping[str, Any]) -> Outcome:
         text = text_of(msg)
@@ -151,7 +173,12 @@ def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
             items.append((n, {"role": "assistant", "content": None, "tool_calls": [call]}))
         elif kind in ("function_call_output", "custom_tool_call_output"):
             out = p.get("output")
-            text_out = out if isinstance(out, str) else json.dumps(out)
+            if isinstance(
+                out, list
+            ):  # content items (code mode's `exec` and `wait`): their text, as the model reads it
+                text_out = "\n".join(str(x.get("text", "")) for x in out if isinstance(x, dict))
+            else:
+                text_out = out if isinstance(out, str) else json.dumps(out)
             items.append((n, {"role": "tool", "tool_call_id": str(p.get("call_id")), "content": text_out}))
     at = next((i for i, (n, _) in enumerate(items) if n >= target), None)
     if at is None or items[at][1]["role"] != "assistant":

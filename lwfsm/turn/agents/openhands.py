@@ -66,7 +66,8 @@ def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
     log's (function-calling) messages, or the action event `event_id` of an event stream (`history`, or
     the bare list of events `--save-trajectory-path` writes)."""
     first = data.lstrip()[:1]
-    if first == b"{" and b'"history"' in data[:200_000]:  # an evaluation's output.jsonl: a run per line
+    lines = data.lstrip().split(b"\n", 1)
+    if first == b"{" and lines[0].rstrip() != b"{" and b'"history"' in data[:200_000]:  # output.jsonl: a run per line
         doc = _instance(data.splitlines(), locator.get("instance_id"))
     else:
         doc = json.loads(data)
@@ -113,7 +114,7 @@ def _from_events(history: list[dict[str, Any]], event_id: str) -> Transcript:
     observation (linked by `cause`) the tool's answer, with the exit status line OpenHands adds."""
     messages: list[Message] = []
     at = None
-    answered = None  # the model's reply the last action came from (the agent SDK's `llm_response_id`)
+    replies: dict[Any, int] = {}  # the message of each of the model's replies (the agent SDK's `llm_response_id`)
     if event_id == "None":
         raise LookupError("the locator names no event_id")
     for e in history:
@@ -122,13 +123,21 @@ def _from_events(history: list[dict[str, Any]], event_id: str) -> Transcript:
         if "kind" in e:  # the agent SDK's events (OpenHands 1.0)
             read = _v1(e)
             response = e.get("llm_response_id") if e["kind"] == "ActionEvent" else None
-            if response is not None and response == answered and messages and messages[-1]["role"] == "assistant":
-                # the calls of one reply come as an event each: one message, as the model wrote them
-                messages[-1] = {**messages[-1], "tool_calls": [*messages[-1]["tool_calls"], *read[0]["tool_calls"]]}
+            reply = replies.get(response) if response is not None else None
+            if reply is not None:
+                # the calls of one reply come as an event each (an error the SDK answered one with may come
+                # between them): one message, as the model wrote them
+                messages[reply] = {
+                    **messages[reply],
+                    "tool_calls": [*messages[reply]["tool_calls"], *read[0]["tool_calls"]],
+                }
                 read = []
-            answered = response
+            elif response is not None:
+                replies[response] = len(messages)
             if e.get("id") is not None and str(e["id"]) == event_id:
-                at = len(messages) - (not read)
+                if e["kind"] != "ActionEvent" and not (e["kind"] == "MessageEvent" and e.get("source") == "agent"):
+                    raise LookupError(f"event {event_id} is a {e['kind']}, not the model's")
+                at = len(messages) if reply is None else reply
             messages.extend(read)
             continue
         given = e.get("args")
@@ -211,6 +220,10 @@ def _v1(e: Mapping[str, Any]) -> list[dict[str, Any]]:
         return [{"role": "tool", "tool_call_id": call_id, "content": text, **flag}]
     if kind == "AgentErrorEvent":  # the SDK could not carry the call out (its arguments, a tool that is not there)
         return [{"role": "tool", "tool_call_id": call_id, "content": f"ERROR:\n{e.get('error')}", "is_error": True}]
+    if kind == "UserRejectObservation":  # the person, or a hook of theirs, refused the call
+        reason = str(e.get("rejection_reason") or "User rejected the action")
+        said = reason if reason.lower().startswith("user rejected") else f"User rejected the action: {reason}"
+        return [{"role": "tool", "tool_call_id": call_id, "content": said}]
     if kind == "MessageEvent":
         text = _parts(_obj(e.get("llm_message")).get("content"))
         return [{"role": "assistant" if e.get("source") == "agent" else "user", "content": text}]

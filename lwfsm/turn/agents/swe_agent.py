@@ -28,7 +28,10 @@ from .edits import unbalanced_edit
 
 __all__ = ["MINI", "READER"]
 
-_BASH_BLOCK = re.compile(r"```(?:bash|sh)?[^\S\n]*\n(.*?)```", re.S)
+# (mini-swe-agent 2 fences its command as ```mswea_bash_command, or tags it <mswea_bash_command>)
+_BASH_BLOCK = re.compile(
+    r"```(?:bash|sh|mswea_bash_command)?[^\S\n]*\n(.*?)```|<mswea_bash_command>(.*?)</mswea_bash_command>", re.S
+)
 _SHOWN_FILE = re.compile(r"\[File: (\S+) \(\d+ lines total\)\]")
 _FUNCTION = re.compile(r"<function=([\w-]+)>(.*?)</function>", re.S)
 _PARAMETER = re.compile(r"<parameter=(\w+)>\n?(.*?)\n?</parameter>", re.S)
@@ -38,14 +41,25 @@ _RETURNCODE = re.compile(r"<returncode>(-?\d+)</returncode>")
 _TEXT_CALL = re.compile(r"----BEGIN_FUNCTION_CALL----\n([\w-]+)\n(.*?)----END_FUNCTION_CALL", re.S)
 _TEXT_ARG = re.compile(r"----ARG----\n([\w-]+)\n(?:----VALUE----\n)?(.*?)(?=\n?----ARG----|\Z)", re.S)
 _TEXT_RESULT = re.compile(r"\A(?:Result:|Tool '[\w-]+' returned:|(Error executing '[\w-]+':))\s*")
-# Older mini-swe-agent templates (and forks) show the observation as a Python dict's repr.
-_DICT_OBS = re.compile(r"^\s*(?:Observation:\s*)?\{'output': ")
+# Older mini-swe-agent templates (and forks) show the observation as a Python dict's repr; mini-swe-agent 2's
+# tool-calling template as JSON, the status first (`{"returncode": N, "output": ...}`, or the output's
+# head and tail when it is long).
+_DICT_OBS = re.compile(r"^\s*(?:Observation:\s*)?\{'output': |^\s*\{\s*\"returncode\": -?\d")
 
 
 def _observation(text: str) -> tuple[int, str] | None:
-    """(status, output) of an observation written as `{'output': '...', 'returncode': N}`."""
+    """(status, output) of an observation written as `{'output': '...', 'returncode': N}`, or as JSON."""
     if not _DICT_OBS.match(text[:40]):
         return None
+    if not text.lstrip().startswith(("{'", "Observation")):  # JSON, not a repr
+        try:
+            doc = json.loads(text)
+        except ValueError:
+            return None
+        if not isinstance(doc, dict) or not isinstance(doc.get("returncode"), int):
+            return None
+        out = doc["output"] if "output" in doc else f"{doc.get('output_head', '')}\n...\n{doc.get('output_tail', '')}"
+        return doc["returncode"], str(out)
     try:
         value = ast.literal_eval(text[text.index("{") :].strip())  # a literal only: nothing is run
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
@@ -79,7 +93,7 @@ def _actions(reply: Message) -> list[str]:
             params = {k: v.strip() for k, v in _TEXT_ARG.findall(body)}
             out.append(params.get("command", ""))  # another tool (a file viewer, a search) runs no command
         return out
-    blocks = [m.group(1).strip() for m in _BASH_BLOCK.finditer(text)]
+    blocks = [(m.group(1) if m.group(1) is not None else m.group(2)).strip() for m in _BASH_BLOCK.finditer(text)]
     if blocks or "<function=" not in text:
         return blocks
     # SWE-agent's XML-like calls written in the text: `<function=bash><parameter=command>...</parameter>`
@@ -286,16 +300,43 @@ READER = SweAgent()
 
 def transcript_mini(data: bytes, locator: Mapping[str, Any]) -> Transcript:
     """(reply, after, tools) at `message_index` of a mini-swe-agent trajectory's `messages`."""
-    messages = json.loads(data)["messages"]
+    messages = [_chat(m) for m in json.loads(data)["messages"]]
     i = int(locator["message_index"])
     return _cut(messages, i)
+
+
+def _chat(m: Any) -> Any:
+    """An entry of a trajectory of mini-swe-agent 2 with a Responses API model (the model's whole response,
+    `function_call_output` items) as the chat message it stands for; others unchanged."""
+    if not isinstance(m, dict):
+        return m
+    if m.get("object") == "response":
+        said, calls = [], []
+        for item in m.get("output") or ():
+            if not isinstance(item, dict):
+                continue
+            if item.get("type") == "message":
+                said.append(text_of(item))
+            elif item.get("type") == "function_call":
+                fn = {"name": str(item.get("name")), "arguments": str(item.get("arguments", ""))}
+                calls.append({"id": str(item.get("call_id")), "type": "function", "function": fn})
+        return {"role": "assistant", "content": "\n".join(said) or None, "tool_calls": calls}
+    if m.get("type") == "function_call_output":
+        return {"role": "tool", "tool_call_id": str(m.get("call_id")), "content": str(m.get("output", ""))}
+    return m
 
 
 def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
     """(reply, after, tools) of step `step` of a classic SWE-agent `.traj`: its `history` messages."""
     doc = json.loads(data)
     step = int(locator["step"])
-    history = [m for m in doc["history"] if m.get("role") in ("system", "user", "assistant", "tool")]
+    # (demonstrations kept in the history, `put_demos_in_history`, are marked `is_demo`: no step of this run;
+    # a tool result of SWE-agent 1.x names its call in a list, `tool_call_ids`)
+    history = [
+        {**m, "tool_call_id": m["tool_call_ids"][0]} if m.get("tool_call_ids") and "tool_call_id" not in m else m
+        for m in doc["history"]
+        if m.get("role") in ("system", "user", "assistant", "tool") and not m.get("is_demo")
+    ]
     assistants = [j for j, m in enumerate(history) if m["role"] == "assistant"]
     if step >= len(assistants):
         raise LookupError(f"no step {step} (the trajectory has {len(assistants)} model replies)")
