@@ -2539,6 +2539,25 @@ def test_a_crafted_watch_files_request_is_read_in_bounded_time() -> None:
         assert kind(reply, [{"role": "user", "content": crafted}], "aider")
 
 
+def test_crafted_commands_of_other_versions_formats_are_read_in_bounded_time() -> None:
+    # mini-swe-agent 2's tag opened again and again, never closed (each opening scanned to the end)
+    tags = {"role": "assistant", "content": "<mswea_bash_command>ls " * 40_000}
+    # a code-mode script of calls whose argument never closes
+    script = {"input": "tools.shell_command({" + "x" * 20 + " tools.shell_command({" * 900}
+    code = {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [call_("c1", {"name": "exec", "arguments": json.dumps(script)})],
+    }
+    # a pipeline of thousands of programs, and a megabyte of lines saying one was not found
+    piped = call("Bash", {"command": "true" + " | x" * 20_000})
+    missing = tool("Exit code 127\n" + "bash: y: command not found\n" * 40_000, is_error=True)
+    with finishing("judging crafted replies and results", 3):
+        assert kind(tags, [{"role": "user", "content": "<returncode>0</returncode>"}], "mini_swe_agent")
+        assert kind(code, [tool("Script failed\nExit code: 1", "c1")], "codex")
+        assert kind(piped, [missing], "claude_code")
+
+
 def test_a_refusal_in_a_file_the_command_only_printed_is_not_its_own() -> None:
     """A test snapshot holding clap's or argparse's refusal, printed with `cat` or `sed -n`, is the file's
     text: "never a substring of a file the agent read"."""

@@ -1538,10 +1538,12 @@ class Reader:
         tool = (_words(_CD.sub("", o.command or "")) or [""])[0]
         said = any(f in o.text for f in (f"{tool}: command not found", f"command not found: {tool}"))
         if not said and "command not found" in o.text and o.command:  # a later command's program (`x | mail`)
-            # in the shell's own words (not a start-up file's line it sourced: `~/.bashrc: line 3: x: ...`)
-            for segment in _split(o.command)[2::2]:
+            # in the shell's own words (not a start-up file's line it sourced: `~/.bashrc: line 3: x: ...`);
+            # only the lines that say so are searched, for the first commands (bounded on a crafted command)
+            lines = "\n".join(x for x in o.text[-20000:].splitlines() if "not found" in x)
+            for segment in _split(o.command[:4000])[2:100:2]:
                 later = (_words(segment) or [""])[0]
-                if later and re.search(_NOT_FOUND_BY_SHELL.format(re.escape(later)), o.text, re.M):
+                if later and re.search(_NOT_FOUND_BY_SHELL.format(re.escape(later)), lines, re.M):
                     tool, said = later, True
                     break
         # not the machine's: a PowerShell cmdlet typed into bash, or a program the command itself meant to put

@@ -32,7 +32,7 @@ _EXEC_HEADER = re.compile(
 
 
 # A command a code-mode script runs: `tools.shell_command({"command": "..."})` (its argument as JSON).
-_CODE_MODE_CALL = re.compile(r"tools\.(?:shell_command|exec_command)\(\s*(\{[^{}]*\})\s*\)")
+_CODE_MODE_CALL = re.compile(r"tools\.(?:shell_command|exec_command)\(\s*(\{[^{}]{0,4000}\})\s*\)")
 
 # Codex's editor extensions put the editor's state (active file, selection, open tabs) before the
 # person's words, which follow their own heading.

@@ -29,9 +29,8 @@ from .edits import unbalanced_edit
 __all__ = ["MINI", "READER"]
 
 # (mini-swe-agent 2 fences its command as ```mswea_bash_command, or tags it <mswea_bash_command>)
-_BASH_BLOCK = re.compile(
-    r"```(?:bash|sh|mswea_bash_command)?[^\S\n]*\n(.*?)```|<mswea_bash_command>(.*?)</mswea_bash_command>", re.S
-)
+_BASH_BLOCK = re.compile(r"```(?:bash|sh|mswea_bash_command)?[^\S\n]*\n(.*?)```", re.S)
+_TAGGED = re.compile(r"<mswea_bash_command>(.*?)</mswea_bash_command>", re.S)
 _SHOWN_FILE = re.compile(r"\[File: (\S+) \(\d+ lines total\)\]")
 _FUNCTION = re.compile(r"<function=([\w-]+)>(.*?)</function>", re.S)
 _PARAMETER = re.compile(r"<parameter=(\w+)>\n?(.*?)\n?</parameter>", re.S)
@@ -93,7 +92,9 @@ def _actions(reply: Message) -> list[str]:
             params = {k: v.strip() for k, v in _TEXT_ARG.findall(body)}
             out.append(params.get("command", ""))  # another tool (a file viewer, a search) runs no command
         return out
-    blocks = [(m.group(1) if m.group(1) is not None else m.group(2)).strip() for m in _BASH_BLOCK.finditer(text)]
+    blocks = [m.group(1).strip() for m in _BASH_BLOCK.finditer(text)]
+    if not blocks and "<mswea_bash_command>" in text:
+        blocks = [m.group(1).strip() for m in _TAGGED.finditer(_closed(text, "</mswea_bash_command>"))]
     if blocks or "<function=" not in text:
         return blocks
     # SWE-agent's XML-like calls written in the text: `<function=bash><parameter=command>...</parameter>`
