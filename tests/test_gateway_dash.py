@@ -465,6 +465,29 @@ def test_dashboard_without_mermaid_shows_the_diagram_as_text_and_what_to_install
         gw.stop()
 
 
+def test_responses_tools_a_chat_call_cannot_carry_are_named_in_the_log_once(oai: openai_server.Server) -> None:
+    """Codex offers hosted tools (web_search), namespaces of tools and, for some models, custom tools of
+    free text: a Chat Completions call has no form of them, and they were left out without a word."""
+    gw = Gateway("--api-key-env", "GW_KEY", env=_env("openai", oai.base))
+    client = _oai_client(gw, **{"X-Lwfsm-Session": "tools-left-out"})
+    tools: list[Any] = [
+        {"type": "function", "name": "exec_command", "parameters": {"type": "object", "properties": {}}},
+        {"type": "web_search"},
+        {"type": "namespace", "name": "multi_agent_v1", "tools": []},
+        {"type": "custom", "name": "apply_patch", "description": "a patch", "format": {"type": "text"}},
+    ]
+    before = len(oai.requests)
+    try:
+        for _ in range(2):
+            client.responses.create(model="m", input="hi", tools=tools)
+    finally:
+        log = gw.stop()
+    sent = oai.requests[before:]
+    assert [[t["function"]["name"] for t in r["tools"]] for r in sent] == [["exec_command"], ["exec_command"]]
+    said = "Responses tools not offered to the model: apply_patch (custom), multi_agent_v1 (namespace), web_search"
+    assert log.count(said) == 1, log
+
+
 def test_responses_input_items_become_chat_messages() -> None:
 
     assert responses_messages("hi") == [{"role": "user", "content": "hi"}]

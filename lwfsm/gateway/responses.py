@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import os
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
@@ -31,6 +32,8 @@ from .shape import Reject, check_responses
 
 __all__ = ["Responses"]
 
+logger = logging.getLogger("lwfsm.gateway")
+
 if TYPE_CHECKING:
     from .app import Gateway
 
@@ -40,6 +43,29 @@ class Responses:
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
+        self._left_out: set[tuple[str, ...]] = set()  # tools not offered to the model, already logged
+
+    def _tools(self, given: Any) -> list[dict[str, Any]]:
+        """The request's function tools, as Chat Completions tools. The others (hosted ones such as
+        web_search, a namespace of tools, a custom tool of free text) have no Chat Completions form: not
+        offered to the model, and said in the log the first time a client sends them."""
+        tools = responses_tools(given)
+        left = (
+            sorted(
+                {f"{t.get('name') or t.get('type')} ({t.get('type')})" for t in given if isinstance(t, Mapping)}
+                - {f"{t['function']['name']} (function)" for t in tools}
+            )
+            if isinstance(given, list)
+            else []
+        )
+        if left and tuple(left) not in self._left_out:
+            self._left_out.add(tuple(left))
+            logger.warning(
+                "Responses tools not offered to the model: %s (a Chat Completions call has no form of them; "
+                "logged once)",
+                ", ".join(left),
+            )
+        return tools
 
     @property
     def routes(self) -> list[Route]:
@@ -148,7 +174,7 @@ class Responses:
         """The Chat Completions call a Responses request is served as (its ids still identify the conversation)."""
         instructions = body.get("instructions")
         full = ([{"role": "system", "content": str(instructions)}] if instructions else []) + messages
-        tools = responses_tools(body.get("tools"))
+        tools = self._tools(body.get("tools"))
         chat = responses_chat_request(body, full, tools)
         system = str(instructions or "") or "\n".join(
             str(m["content"]) for m in messages if m["role"] in ("system", "developer")
