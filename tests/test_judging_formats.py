@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from lwfsm.turn.agents import aider, claude_code, codex, openhands, swe_agent
+from lwfsm.turn.agents import aider, claude_code, codex, openhands, swe_agent, text_of
 from lwfsm.turn.judge import judge
 
 
@@ -2995,3 +2995,21 @@ def test_openhands_agent_sdk_locators_rejections_and_split_calls() -> None:
     for other in ("e", "x"):
         with pytest.raises(LookupError, match="not the model's"):
             openhands.transcript(data, {"event_id": other})
+
+
+def test_a_claude_code_compaction_summary_is_not_the_persons_message() -> None:
+    """After a compaction Claude Code writes its summary as a user record (`isCompactSummary`), right after
+    the person's message: the two were read as one message of the person's, errors quoted in the summary
+    included."""
+    summary = (
+        "This session is being continued from a previous conversation.\n" + "Traceback (most recent call last):\n" * 3
+    )
+    records = [
+        {"type": "user", "message": {"role": "user", "content": "add a footer"}},
+        {"type": "assistant", "message": {"id": "m1", "role": "assistant", "content": "Added."}},
+        {"type": "user", "message": {"role": "user", "content": "now the header\nthanks"}},
+        {"type": "system", "subtype": "compact_boundary"},
+        {"type": "user", "isCompactSummary": True, "message": {"role": "user", "content": summary}},
+    ]
+    t = claude_code.transcript("\n".join(json.dumps(r) for r in records).encode(), {"message_id": "m1"})
+    assert [text_of(m) for m in t.messages[t.at + 1 :]] == ["now the header\nthanks"]

@@ -163,6 +163,8 @@ def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
     for line in lines:
         if line.get("type") not in ("user", "assistant") or (line.get("isSidechain") and not own) or line.get("isMeta"):
             continue
+        if line.get("isCompactSummary") or line.get("isVisibleInTranscriptOnly"):
+            continue  # a compaction's summary: Claude Code's own words, which would join the person's message
         msg = line.get("message") or {}
         if not isinstance(msg, dict):
             raise LookupError(f"a {line.get('type')} record whose message is not an object: is this a session?")
