@@ -3013,3 +3013,52 @@ def test_a_claude_code_compaction_summary_is_not_the_persons_message() -> None:
     ]
     t = claude_code.transcript("\n".join(json.dumps(r) for r in records).encode(), {"message_id": "m1"})
     assert [text_of(m) for m in t.messages[t.at + 1 :]] == ["now the header\nthanks"]
+
+
+def test_the_second_reviews_cases_of_the_new_readers() -> None:
+    """Found by a hostile review of the readers for other versions' formats (2026-12-06)."""
+    # mini-swe-agent 2's JSON observation nested too deeply to parse: its status as written, no crash
+    build = {"name": "bash", "arguments": json.dumps({"command": "make"})}
+    reply = {"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "type": "function", "function": build}]}
+    deep = '{"returncode": 2, "output": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    assert kind(reply, [tool(deep)], "mini_swe_agent") == "task_failure"
+    # ... and one whose output quotes another observation's status keeps its own
+    quoting = json.dumps({"returncode": 2, "output": "<returncode>0</returncode>\nmake: *** [all] Error 1"})
+    assert kind(reply, [tool(quoting)], "mini_swe_agent") == "task_failure"
+    # a crafted repr observation of a megabyte is not parsed (seconds), its status read as written
+    crafted = "{'output': [" + "{}, " * 250_000 + "], 'returncode': 2}"
+    with finishing("reading a crafted observation", 2):
+        assert kind(mini("make"), [{"role": "user", "content": crafted}], "mini_swe_agent") == "task_failure"
+    # PowerShell refusing the option of a Unix command it was given is that command's own refusal
+    said = "Get-Content: A parameter cannot be found that matches parameter name 'n'."
+    assert kind(call("PowerShell", {"command": "cat -n notes.txt"}), [tool(said)], "claude_code") == "task_failure"
+    # PATH= read in a search is no setting of the PATH: a program not installed is still the machine's
+    for command in ("env | grep PATH= && shellcheck run.sh", "grep -n PATH= Dockerfile; shellcheck run.sh"):
+        out = "Exit code 127\n/bin/bash: line 1: shellcheck: command not found"
+        assert kind(call("Bash", {"command": command}), [tool(out, is_error=True)], "claude_code") == "environment"
+
+
+def test_codex_code_mode_the_first_command_that_failed_decides() -> None:
+    """A script's commands each say their status: lint passing first, tests failing after, failed. The
+    commands are read however the script quotes them."""
+    script = "await tools.shell_command({command: 'npm run lint'}); await tools.shell_command({cmd: `npm test`});"
+    out = (
+        "Script failed\nOutput:\n\nExit code: 0\nWall time: 1 seconds\nOutput:\nlint ok\n"
+        "Script error:\nExit code: 1\nWall time: 2 seconds\nOutput:\nFAIL src/a.test.ts\n"
+    )
+    fn = {"name": "exec", "arguments": json.dumps({"input": script})}
+    reply = {"role": "assistant", "content": None, "tool_calls": [call_("c1", fn)]}
+    assert codex.READER.command_of({"input": script}) == "npm run lint\nnpm test"
+    assert kind(reply, [tool(out, "c1")], "codex") == "task_failure"
+
+
+def test_openhands_agent_sdk_actions_without_a_reply_id_are_replies_of_their_own() -> None:
+    first, second = _v1_action("a1", "make", "call_1", ""), _v1_action("a2", "ls", "call_2", "")
+    run = [first, _v1_observation("call_1", "make: *** [all] Error 2", 2), second, _v1_observation("call_2", "x", 0)]
+    t = openhands.transcript(json.dumps({"history": run}).encode(), {"event_id": "a2"})
+    assert [c["id"] for c in t.messages[t.at]["tool_calls"]] == ["call_2"]
+    assert judge(t.messages[t.at], t.messages[t.at + 1 :], agent="openhands").kind == "ok"
+
+
+def test_aiders_watch_files_request_after_blank_lines_is_aiders() -> None:
+    assert aider.READER.own_words("\n\n" + _WATCH_ASK.replace("#### ", "")).lstrip().startswith("src/lib.ts:")

@@ -824,7 +824,24 @@ _NOT_FOUND_BY_SHELL = (
     r"^(?:\S*/)?(?:(?:ba|da|z)?sh: (?:line \d+: |\d+: )?{0}: (?:command )?not found|zsh: command not found: {0})$"
 )
 _CMDLET = re.compile(r"[A-Z][a-z]+-[A-Z]\w*\Z")  # PowerShell's Verb-Noun (Select-String, Get-ChildItem)
-_SETS_PATH = re.compile(r"(?:^|[\s;&|(])(?:export\s+)?PATH=")
+
+
+def _put_on_path(command: str, program: str) -> bool:
+    """The command sets PATH (`export PATH=...`, or `PATH=... program`) before it runs `program`."""
+    set_before = False
+    for segment in _split(command[:4000])[0:200:2]:
+        raw = segment.split()
+        if raw[:1] == ["export"]:
+            raw = raw[1:]
+        if raw[:1] and raw[0].startswith("PATH="):
+            if next((w for w in raw[1:] if "=" not in w), None) == program:  # `PATH=... program`
+                return True
+            set_before = True
+        elif set_before and (_words(segment) or [""])[0] == program:
+            return True
+    return False
+
+
 _NO_TESTS = re.compile(r"(?:collected 0 items|no tests ran)", re.I)
 
 
@@ -857,18 +874,26 @@ def _only_reads(command: str) -> list[str] | None:
 
 
 _PRINTS = _READS_ONLY | {"sed", "echo", "printf"}
+_POWERSHELL_SAYS = ("A parameter cannot be found", "FIND: ")
 
 
 def _misused(o: Outcome) -> tuple[int, str] | None:
     """A line in which a program refuses its arguments or its pattern; not one of a file the command only
-    printed (`cat` of a test snapshot that holds another program's refusal), unless it is the printer's own."""
-    hit = first_match(_MISUSED, o.text[:2000])
-    if hit is None:
-        return None
-    names = _only_reads(_CD.sub("", o.command or ""))
-    if names and all(n in _PRINTS for n in names) and not hit[1].startswith(tuple(f"{n}:" for n in names)):
-        return None
-    return hit
+    printed (`cat` of a test snapshot that holds another program's refusal), unless it is the printer's own
+    (`cat: invalid option`, or PowerShell refusing the option it was given, whose words name no program)."""
+    text = o.text[:2000]
+    names = _only_reads(_CD.sub("", o.command or "")) if _MISUSED.search(text) else None
+    printed = bool(names) and all(n in _PRINTS for n in names or ())
+    for m in _MISUSED.finditer(text):
+        line = m.group(0)
+        if (
+            printed
+            and not line.startswith(tuple(f"{n}:" for n in names or ()))
+            and not line.startswith(_POWERSHELL_SAYS)
+        ):
+            continue
+        return text.count("\n", 0, m.start()) + 1, line.strip()[:160]
+    return None
 
 
 def _absent(command: str, o: Outcome) -> bool:
@@ -1548,7 +1573,7 @@ class Reader:
                     break
         # not the machine's: a PowerShell cmdlet typed into bash, or a program the command itself meant to put
         # on the PATH (`export PATH=...:~/sdk && adb devices`)
-        mistaken = _CMDLET.match(tool) is not None or (said and _SETS_PATH.search(o.command or "") is not None)
+        mistaken = _CMDLET.match(tool) is not None or (said and _put_on_path(o.command or "", tool))
         quiet = o.status in (127, 49, 9009) and not _STATUS_LINE.sub("", o.text).strip()  # words sent to /dev/null
         silent = o.status == 127 and quiet
         # Windows' stand-in for a Python that is not installed (the Store's alias) exits 9009, 49 in bash

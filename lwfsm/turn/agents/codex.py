@@ -32,7 +32,13 @@ _EXEC_HEADER = re.compile(
 
 
 # A command a code-mode script runs: `tools.shell_command({"command": "..."})` (its argument as JSON).
-_CODE_MODE_CALL = re.compile(r"tools\.(?:shell_command|exec_command)\(\s*(\{[^{}]{0,4000}\})\s*\)")
+# (its key quoted or not, its value in any of JavaScript's quotes; read from the call on, not as a whole object:
+# a command may hold braces, `awk '{print $2}'`)
+_CODE_MODE_CALL = re.compile(
+    r"""tools\.(?:shell_command|exec_command)\(\s*\{[^}]{0,400}?["']?\b(?:command|cmd)["']?\s*:\s*"""
+    r"""(?:"((?:[^"\\\n]|\\.){0,4000})"|'((?:[^'\\\n]|\\.){0,4000})'|`([^`]{0,4000})`)"""
+)
+_EXIT_CODES = re.compile(r"^Exit code: (-?\d+)", re.M)
 
 # Codex's editor extensions put the editor's state (active file, selection, open tabs) before the
 # person's words, which follow their own heading.
@@ -65,13 +71,15 @@ class Codex(Reader):
         if isinstance(script, str) and "tools." in script:
             ran = []
             for m in _CODE_MODE_CALL.finditer(script[:20000]):
-                try:
-                    given = json.loads(m.group(1))
-                except ValueError:
-                    continue
-                command = given.get("command") or given.get("cmd") if isinstance(given, dict) else None
-                if isinstance(command, str):
-                    ran.append(command)
+                if m.group(1) is not None:  # a JSON-like string: its escapes read as JSON reads them
+                    try:
+                        ran.append(json.loads(f'"{m.group(1)}"'))
+                    except ValueError:
+                        ran.append(m.group(1))
+                elif m.group(2) is not None:
+                    ran.append(m.group(2).replace("\\'", "'"))
+                else:
+                    ran.append(m.group(3))
             if ran:
                 return "\n".join(ran)
         return Reader.command_of(args)
@@ -81,7 +89,7 @@ class Codex(Reader):
         if text.startswith("{"):
             try:
                 doc = json.loads(text)
-            except ValueError:
+            except (ValueError, RecursionError):
                 doc = None
             if isinstance(doc, dict) and isinstance(doc.get("metadata"), dict):
                 code = doc["metadata"].get("exit_code")
@@ -94,6 +102,9 @@ class Codex(Reader):
             o.flagged = True
         if header := _EXEC_HEADER.match(text[:20000]):  # bounded: a long command echoed is still short
             o.text = text[header.end() :]  # the command's own output; the status was read from the header
+        if text.startswith("Script ") and len(codes := _EXIT_CODES.findall(text[:20000])) > 1:
+            # code mode: a script's commands each say their status; the first that failed is the turn's
+            o.status = next((int(c) for c in codes if c != "0"), 0)
         if sandboxed := _SANDBOX.match(text[:4000]):
             o.status = int(sandboxed.group(1))
         if o.status == 124 and o.command is not None:

@@ -115,6 +115,7 @@ def _from_events(history: list[dict[str, Any]], event_id: str) -> Transcript:
     messages: list[Message] = []
     at = None
     replies: dict[Any, int] = {}  # the message of each of the model's replies (the agent SDK's `llm_response_id`)
+    current = None  # the reply the model's last event came from
     if event_id == "None":
         raise LookupError("the locator names no event_id")
     for e in history:
@@ -122,8 +123,11 @@ def _from_events(history: list[dict[str, Any]], event_id: str) -> Transcript:
             raise LookupError(f"not an OpenHands event stream: an event is {type(e).__name__}")
         if "kind" in e:  # the agent SDK's events (OpenHands 1.0)
             read = _v1(e)
-            response = e.get("llm_response_id") if e["kind"] == "ActionEvent" else None
-            reply = replies.get(response) if response is not None else None
+            response = (e.get("llm_response_id") or None) if e["kind"] == "ActionEvent" else None
+            # the same reply only while no other of the model's came between (a provider may repeat an id)
+            reply = replies.get(response) if response is not None and response == current else None
+            if e["kind"] == "ActionEvent" or (e["kind"] == "MessageEvent" and e.get("source") == "agent"):
+                current = response
             if reply is not None:
                 # the calls of one reply come as an event each (an error the SDK answered one with may come
                 # between them): one message, as the model wrote them
@@ -133,7 +137,7 @@ def _from_events(history: list[dict[str, Any]], event_id: str) -> Transcript:
                 }
                 read = []
             elif response is not None:
-                replies[response] = len(messages)
+                replies[response] = len(messages)  # (a repeated id starts another reply)
             if e.get("id") is not None and str(e["id"]) == event_id:
                 if e["kind"] != "ActionEvent" and not (e["kind"] == "MessageEvent" and e.get("source") == "agent"):
                     raise LookupError(f"event {event_id} is a {e['kind']}, not the model's")

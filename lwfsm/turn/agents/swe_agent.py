@@ -46,25 +46,29 @@ _TEXT_RESULT = re.compile(r"\A(?:Result:|Tool '[\w-]+' returned:|(Error executin
 _DICT_OBS = re.compile(r"^\s*(?:Observation:\s*)?\{'output': |^\s*\{\s*\"returncode\": -?\d")
 
 
+_STATUS_KEY = re.compile(r"""["']returncode["']:\s*(-?\d+)""")
+_PARSED = 200_000  # an observation longer is not parsed (a crafted one of nested lists took seconds): its text is read
+
+
 def _observation(text: str) -> tuple[int, str] | None:
     """(status, output) of an observation written as `{'output': '...', 'returncode': N}`, or as JSON."""
     if not _DICT_OBS.match(text[:40]):
         return None
-    if not text.lstrip().startswith(("{'", "Observation")):  # JSON, not a repr
+    value: Any = None
+    if len(text) <= _PARSED:
         try:
-            doc = json.loads(text)
-        except ValueError:
-            return None
-        if not isinstance(doc, dict) or not isinstance(doc.get("returncode"), int):
-            return None
-        out = doc["output"] if "output" in doc else f"{doc.get('output_head', '')}\n...\n{doc.get('output_tail', '')}"
-        return doc["returncode"], str(out)
-    try:
-        value = ast.literal_eval(text[text.index("{") :].strip())  # a literal only: nothing is run
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        return None
+            if text.lstrip().startswith(("{'", "Observation")):  # a repr: a literal only, nothing is run
+                value = ast.literal_eval(text[text.index("{") :].strip())
+            else:
+                value = json.loads(text)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            value = None
     if not isinstance(value, dict) or not isinstance(value.get("returncode"), int):
-        return None
+        # too long to parse, or cut (a message is read up to 2 MB): the status as written, the whole text
+        status = _STATUS_KEY.search(text[:200]) or _STATUS_KEY.search(text[-200:])
+        return (int(status.group(1)), text) if status else None
+    if "output" not in value and "output_head" in value:  # JSON of a long output: its head and tail
+        return value["returncode"], f"{value.get('output_head', '')}\n...\n{value.get('output_tail', '')}"
     return value["returncode"], str(value.get("output", ""))
 
 
@@ -142,8 +146,9 @@ class MiniSweAgent(Reader):
         n = 0
         for i, msg in enumerate(after):
             text = text_of(msg)
-            m = _RETURNCODE.search(text[:200])
-            obs = None if m or msg.get("role") not in ("user", "tool") else _observation(text)
+            # (an observation of its own form first: its output may quote another's `<returncode>`)
+            obs = _observation(text) if msg.get("role") in ("user", "tool") else None
+            m = None if obs is not None else _RETURNCODE.search(text[:200])
             if obs is not None:
                 yield Outcome(
                     message=i,
