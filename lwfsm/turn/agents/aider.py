@@ -117,7 +117,9 @@ def _watched(text: str) -> int | None:
     """Where aider's request for a watched file's "AI" comments (--watch-files) ends: its paragraph, up to
     the comments it quotes (aider's words, the same every time; the person's are in the comments). None:
     not such a request. (Plain searches: a pattern over the lines backtracked for seconds on a crafted one.)"""
-    start = len(text) - len(text.lstrip())
+    if text.find('"AI" comments', 0, 4000) < 0:  # (most messages: nothing copied, nothing split)
+        return None
+    start = len(text[:4000]) - len(text[:4000].lstrip())
     head = text[start : start + 4000]
     if not any('"AI" comments' in line and "(marked with █)" in line for line in head.split("\n", 3)[:3]):
         return None

@@ -882,15 +882,13 @@ def _misused(o: Outcome) -> tuple[int, str] | None:
     printed (`cat` of a test snapshot that holds another program's refusal), unless it is the printer's own
     (`cat: invalid option`, or PowerShell refusing the option it was given, whose words name no program)."""
     text = o.text[:2000]
-    names = _only_reads(_CD.sub("", o.command or "")) if _MISUSED.search(text) else None
-    printed = bool(names) and all(n in _PRINTS for n in names or ())
+    names: list[str] | None = None
     for m in _MISUSED.finditer(text):
         line = m.group(0)
-        if (
-            printed
-            and not line.startswith(tuple(f"{n}:" for n in names or ()))
-            and not line.startswith(_POWERSHELL_SAYS)
-        ):
+        if names is None:  # (read at the first match only: most outputs have none)
+            names = _only_reads(_CD.sub("", o.command or "")) or []
+        printed = bool(names) and all(n in _PRINTS for n in names)
+        if printed and not line.startswith((*(f"{n}:" for n in names), *_POWERSHELL_SAYS)):
             continue
         return text.count("\n", 0, m.start()) + 1, line.strip()[:160]
     return None
