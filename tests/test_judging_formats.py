@@ -3062,3 +3062,51 @@ def test_openhands_agent_sdk_actions_without_a_reply_id_are_replies_of_their_own
 
 def test_aiders_watch_files_request_after_blank_lines_is_aiders() -> None:
     assert aider.READER.own_words("\n\n" + _WATCH_ASK.replace("#### ", "")).lstrip().startswith("src/lib.ts:")
+
+
+def test_openhands_2024_runs_of_action_observation_pairs_are_read() -> None:
+    """Runs of 2024 keep the history as [action, observation] pairs without ids, the exit status beside
+    the command: every turn was refused ("an event is list"), and the status was never read."""
+    history = [
+        [
+            {"action": "run", "args": {"command": "python -m pytest -q"}, "message": "Running command"},
+            {"observation": "run", "content": "2 failed", "extras": {"command_id": -1, "exit_code": 1}},
+        ],
+        [{"action": "finish", "args": {}}, {"observation": "null", "content": "", "extras": {}}],
+    ]
+    data = json.dumps({"instance_id": "x", "history": history}).encode()
+    t = openhands.transcript(data, {"index": 0})
+    assert t.messages[t.at + 1]["content"].endswith("[The command completed with exit code 1.]")
+    assert judge(t.messages[t.at], t.messages[t.at + 1 :], agent="openhands").kind == "task_failure"
+    t = openhands.transcript(data, {"index": 1})
+    assert t.messages[t.at + 1 :] == []
+
+
+def test_a_multi_agent_swe_agent_history_is_each_agents_own_conversation() -> None:
+    """CodeR keeps its manager's, reproducer's and programmer's conversations in one history, each entry
+    naming its agent: at a hand-over, the next agent's prompt (with the issue's traceback) was read as
+    what answered the reply."""
+    ls = {"name": "bash", "arguments": '{"command": "ls"}'}
+    history = [
+        {"role": "system", "content": "You are the reproducer.", "agent": "Reproducer"},
+        {"role": "user", "content": "Reproduce the issue.", "agent": "Reproducer"},
+        {
+            "role": "assistant",
+            "content": "Done.",
+            "tool_calls": [{"id": "c1", "type": "function", "function": ls}],
+            "agent": "Reproducer",
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": "repro.py", "agent": "Reproducer"},
+        {"role": "system", "content": "You are the programmer.", "agent": "Programmer"},
+        {
+            "role": "user",
+            "content": "Fix it.\nTraceback (most recent call last):\nValueError: bad",
+            "agent": "Programmer",
+        },
+        {"role": "assistant", "content": "Fixed.", "agent": "Programmer"},
+    ]
+    t = swe_agent.transcript(json.dumps({"history": history}).encode(), {"step": 0})
+    assert [m["content"] for m in t.messages[t.at + 1 :]] == ["repro.py"]
+    assert judge(t.messages[t.at], t.messages[t.at + 1 :], agent="swe_agent").kind == "ok"
+    t = swe_agent.transcript(json.dumps({"history": history}).encode(), {"step": 1})
+    assert t.messages[0]["content"] == "You are the programmer."

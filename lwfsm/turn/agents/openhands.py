@@ -72,9 +72,9 @@ def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
     else:
         doc = json.loads(data)
     if isinstance(doc, list):
-        return _from_events(doc, str(locator.get("event_id", locator.get("index"))))
+        return _from_events(_paired(doc), str(locator.get("event_id", locator.get("index"))))
     if "history" in doc:
-        return _from_events(doc["history"], str(locator.get("event_id", locator.get("index"))))
+        return _from_events(_paired(doc["history"]), str(locator.get("event_id", locator.get("index"))))
     messages = doc.get("fncall_messages") or doc["messages"]
     i = int(locator.get("index", locator.get("event_id", -1)))
     if not 0 <= i < len(messages) or messages[i].get("role") != "assistant":
@@ -86,6 +86,21 @@ def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
         after.append(m)
     tools = doc.get("kwargs", {}).get("tools") or []
     return Transcript("openai", [*messages[:i], messages[i], *after], i, tools if isinstance(tools, list) else [])
+
+
+def _paired(history: Any) -> Any:
+    """A history of [action, observation] pairs (2024's runs) as the events it stands for: a pair's
+    index is its action's id, and its observation's cause. Any other history as it is."""
+    if not isinstance(history, list) or not history or not all(isinstance(x, list) for x in history):
+        return history
+    events: list[Any] = []
+    for n, pair in enumerate(history):
+        action, seen = [*pair, None, None][:2]
+        if isinstance(action, dict):
+            events.append({**action, "id": n, "source": action.get("source", "agent")})
+        if isinstance(seen, dict) and seen.get("observation") not in (None, "null"):
+            events.append({**seen, "cause": n, "source": seen.get("source", "environment")})
+    return events
 
 
 def _instance(lines: list[bytes], instance: Any) -> Any:
@@ -169,6 +184,8 @@ def _from_events(history: list[dict[str, Any]], event_id: str) -> Transcript:
             extras = e.get("extras")
             meta = extras.get("metadata") if isinstance(extras, dict) else None
             code = meta.get("exit_code") if isinstance(meta, dict) else None
+            if code is None and isinstance(extras, dict):  # (2024's runs: the status beside the command)
+                code = extras.get("exit_code")
             if isinstance(code, int) and code >= 0:
                 text += f"\n[The command completed with exit code {code}.]"
             failed = e.get("observation") == "browse" and isinstance(extras, dict) and extras.get("error") is True

@@ -346,7 +346,14 @@ def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
     assistants = [j for j, m in enumerate(history) if m["role"] == "assistant"]
     if step >= len(assistants):
         raise LookupError(f"no step {step} (the trajectory has {len(assistants)} model replies)")
-    return _cut(history, assistants[step])
+    at = assistants[step]
+    agent = history[at].get("agent")
+    if agent is not None and any(m.get("agent") not in (None, agent) for m in history):
+        # several agents' conversations in one history (CodeR's manager, reproducer, programmer...): the
+        # reply's own agent's is its conversation; the next agent's prompt is no answer to it
+        own = [j for j, m in enumerate(history) if m.get("agent") in (None, agent)]
+        return _cut([history[j] for j in own], own.index(at))
+    return _cut(history, at)
 
 
 def _cut(messages: list[dict[str, Any]], i: int) -> Transcript:
