@@ -394,7 +394,12 @@ def test_eval_checks_each_transcript_before_reading_it(tmp_path: Path, capsys: p
     assert re.search(r"aider\s+1\s+1\s+1\s+0\s+0\s+1.00\s+1.00", capsys.readouterr().out)
     path.write_text(history + "changed")
     assert main(["judge", "eval", str(manifest), "--sources", str(tmp_path / "src")]) == 1
-    assert "its sha256 is not the manifest's" in capsys.readouterr().err
+    said = capsys.readouterr().err
+    assert "row 1 (a-1): " in said
+    assert (
+        f"its sha256 is {hashlib.sha256((history + 'changed').encode()).hexdigest()}, the manifest's {row['sha256']}"
+        in said
+    )
     path.unlink()
     assert main(["judge", "eval", str(manifest), "--sources", str(tmp_path / "src")]) == 1
     err = capsys.readouterr().err
@@ -433,12 +438,33 @@ def test_eval_names_a_turn_no_reader_could_read_and_counts_the_rest(
     assert re.search(r"overall\s+2\s+2\s+1\s+0\s+1\s+1.00\s+0.50", out)  # the unread failure is a miss
     assert "UNREAD (1:" in out
     assert 'src/someone/repo/rollout.jsonl at {"line": 1}: JSONDecodeError: ' in out
+    # a transcript nested too deeply to read is a turn no reader could read, not a crash of the evaluation
+    deep = tmp_path / "src" / "someone" / "repo" / "deep.jsonl"
+    deep.write_text("[" * 100_000 + "]" * 100_000 + "\n")
+    nested = {**rows[1], "source": rows[1]["source"].replace("rollout.jsonl", "deep.jsonl")}
+    nested["sha256"] = hashlib.sha256(deep.read_bytes()).hexdigest()
+    manifest.write_text(json.dumps({**nested, "kind": "ok"}) + "\n")
+    assert main(["judge", "eval", str(manifest), "--sources", str(tmp_path / "src")]) == 1
+    assert 'deep.jsonl at {"line": 1}: RecursionError' in capsys.readouterr().out
     manifest.write_text(json.dumps({**rows[0], "locator": None, "kind": "ok"}) + "\n")  # the manifest's error
     assert main(["judge", "eval", str(manifest), "--sources", str(tmp_path / "src")]) == 1
-    assert "row 1: its locator must name the turn in its file" in capsys.readouterr().err
+    assert "row 1 (aider): its locator must name the turn in its file (user_block), got None" in capsys.readouterr().err
+    # a label's typo, a position that is no whole number, a locator of another agent's files: each refused
+    for changed, says in (
+        (
+            {"kind": "task_falure"},
+            "row 1 (aider): unknown kind 'task_falure'; a turn's kind is one of ok, task_failure",
+        ),
+        ({"locator": {"user_block": 1.5}}, "row 1 (aider): a locator's position is a whole number from 0"),
+        ({"locator": {"user_block": True}}, "row 1 (aider): a locator's position is a whole number from 0"),
+        ({"locator": {"line": 1}}, "row 1 (aider): its locator must name the turn in its file (user_block)"),
+    ):
+        manifest.write_text(json.dumps({**rows[0], "kind": "ok", **changed}) + "\n")
+        assert main(["judge", "eval", str(manifest), "--sources", str(tmp_path / "src")]) == 1
+        assert says in capsys.readouterr().err
     manifest.write_text(json.dumps({**rows[0], "agent": "goose", "kind": "ok"}) + "\n")
     assert main(["judge", "eval", str(manifest), "--sources", str(tmp_path / "src")]) == 1
-    assert "row 1: no reader of goose's transcript files" in capsys.readouterr().err
+    assert "row 1 (aider): no reader of goose's transcript files" in capsys.readouterr().err
 
 
 def test_judge_sources_prints_no_command_a_manifest_could_turn_into_another(

@@ -477,6 +477,23 @@ def test_claude_codes_editor_finding_the_file_changed_since_its_read_is_the_envi
     sed = [call("Bash", {"command": "sed -i 's/a/b/' models/Appraisal.js"}), tool("")]
     assert kind(reply, [tool(changed, is_error=True)], "claude_code", read) == "environment"
     assert kind(reply, [tool(changed, is_error=True)], "claude_code", [*read, *sed]) == "task_failure"
+    # (older versions' words, from the trial of 2026-12-06: Claude Code 2.1.7)
+    older = "<tool_use_error>File has been modified since read, either by the user or by a linter.</tool_use_error>"
+    assert kind(reply, [tool(older, is_error=True)], "claude_code", read) == "environment"
+
+
+def test_a_claude_code_session_still_being_written_is_read_up_to_its_last_whole_line() -> None:
+    """A session file copied while Claude Code wrote it ends in half a line: every turn of it was unread.
+    A broken line in the middle is named by its number."""
+    records = [
+        {"type": "user", "message": {"role": "user", "content": "hi"}},
+        {"type": "assistant", "message": {"id": "m1", "role": "assistant", "content": "Hello."}},
+    ]
+    whole = "\n".join(json.dumps(r) for r in records)
+    assert claude_code.transcript((whole + '\n{"type": "user", "mess').encode(), {"message_id": "m1"}).at == 1
+    broken = whole.replace('{"type": "assistant"', '{"type": assistant', 1) + "\n" + json.dumps(records[0])
+    with pytest.raises(ValueError, match="line 2 of the session is not JSON"):
+        claude_code.transcript(broken.encode(), {"message_id": "m1"})
 
 
 # -- aider's console in its chat history --

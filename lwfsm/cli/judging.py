@@ -30,7 +30,7 @@ from ..gateway.identity import side_call
 from ..gateway.shape import Reject, check_responses, check_shape
 from ..spec import Spec
 from ..turn import TurnCore
-from ..turn.agents import TRANSCRIPTS, reader
+from ..turn.agents import KINDS, TRANSCRIPTS, reader
 from ..turn.judge import Judgement, last_reply, what_came_after
 
 __all__ = ["Result", "evaluate", "explain", "read_lines", "request_turn", "summary"]
@@ -216,6 +216,18 @@ def fetch_commands(rows: Sequence[Mapping[str, Any]], sources: Path) -> list[str
     return out
 
 
+# What names a turn in each agent's files (README: Judging a turn), and the keys that count positions.
+LOCATORS = {
+    "claude_code": ("message_id", "uuid"),
+    "codex": ("line",),
+    "aider": ("user_block",),
+    "openhands": ("event_id", "index"),
+    "swe_agent": ("step",),
+    "mini_swe_agent": ("message_index",),
+}
+_NUMBERED = frozenset({"line", "user_block", "index", "step", "message_index"})
+
+
 def evaluate(
     core: TurnCore, rows: Sequence[Mapping[str, Any]], sources: Path | None = None, split: str | None = None
 ) -> Iterator[Result]:
@@ -228,31 +240,44 @@ def evaluate(
         if split and row.get("split", "dev") != split:
             continue
         label = str(row["kind"])
+        at = f"row {n} ({row.get('id', 'no id')})"
+        if label not in KINDS:  # a typo would count as a turn that did not fail, and skew every figure
+            raise ValueError(f"{at}: unknown kind {label!r}; a turn's kind is one of {', '.join(KINDS)}")
         if "source" in row:
             if sources is None:
                 raise ValueError("this manifest names transcripts: give --sources DIR (where they were fetched)")
             path, fetch = _source_path(sources, row["source"])
             if row["source"] not in cache:
                 if not path.is_file():
-                    raise FileNotFoundError(f"{path}: missing; fetch it with: {fetch} > {path}")
+                    raise FileNotFoundError(f"{at}: {path}: missing; fetch it with: {fetch} > {path}")
                 data = path.read_bytes()
-                if hashlib.sha256(data).hexdigest() != row["sha256"]:
-                    raise ValueError(f"{path}: its sha256 is not the manifest's: not the file labelled ({fetch})")
+                if (digest := hashlib.sha256(data).hexdigest()) != row.get("sha256"):
+                    raise ValueError(
+                        f"{at}: {path}: its sha256 is {digest}, the manifest's {row.get('sha256')}: not the file "
+                        f"labelled ({fetch})"
+                    )
                 cache[row["source"]] = data
             if row.get("agent") not in TRANSCRIPTS:  # an error of the manifest's, not an unread turn
-                reader(str(row.get("agent")))
+                try:
+                    reader(str(row.get("agent")))
+                except ValueError as exc:
+                    raise ValueError(f"{at}: {exc}") from None
                 raise ValueError(
-                    f"row {n}: no reader of {row.get('agent')}'s transcript files (lwfsm reads those of "
+                    f"{at}: no reader of {row.get('agent')}'s transcript files (lwfsm reads those of "
                     f"{', '.join(TRANSCRIPTS)}): give its turns as captured requests instead"
                 )
-            if not isinstance(row.get("locator"), dict):
+            locator = row.get("locator")
+            needs = LOCATORS[row["agent"]]
+            if not isinstance(locator, dict) or not any(k in locator for k in needs):
                 raise ValueError(
-                    f"row {n}: its locator must name the turn in its file (an object), got {row.get('locator')!r}"
+                    f"{at}: its locator must name the turn in its file ({' or '.join(needs)}), got {locator!r}"
                 )
+            if any(k in _NUMBERED and (type(v) is not int or v < 0) for k, v in locator.items()):
+                raise ValueError(f"{at}: a locator's position is a whole number from 0, got {locator!r}")
             try:
                 t = TRANSCRIPTS[row["agent"]](cache[row["source"]], row["locator"])
             # a reader meeting a format it does not know (not MemoryError nor RecursionError: the machine's)
-            except (ValueError, LookupError, TypeError, AttributeError) as exc:
+            except (ValueError, LookupError, TypeError, AttributeError, RecursionError) as exc:
                 # counted, as a turn the judge saw nothing of, and named: one file no reader knows must
                 # not take the figures of every other turn with it
                 said = f"{path} at {json.dumps(row.get('locator'))}: {type(exc).__name__}: {exc}"

@@ -36,7 +36,8 @@ _INJECTED = re.compile(r"^(?:\s*<(ide_opened_file|ide_selection|ide_diagnostics|
 # their words: not a harness's text, which starts with `[` as well.
 _ATTACHED = re.compile(r"^(?:\s*\[(?:Image #\d+|Pasted text #\d+(?: \+\d+ lines)?)\])+\s*")
 _ENDED = re.compile(r"Shell \S+ is not running, so cannot be killed \(status: (completed|failed|killed)\)")
-_CHANGED = "File has been unexpectedly modified"  # the editor's refusal when a file changed since its read
+# the editor's refusal when a file changed since its read (older versions: "modified since read")
+_CHANGED = re.compile(r"File has been (?:unexpectedly modified|modified since read)")
 _LOOKUPS = {"Read", "Glob", "Grep", "LS", "NotebookRead", "WebSearch"}
 # Looking something up that is not there is an answer, not a failure. Reading a folder as a file
 # (EISDIR) is a wrong call: labelled a failure both times it came up (holdout8, holdout14).
@@ -105,13 +106,15 @@ class ClaudeCode(Reader):
     ) -> Iterator[Finding]:
         read_last: bool | None = None  # asked once: per finding it was a scan of what came before (quadratic)
         for f in super().findings(reply, after, tools, before):
-            if f.kind == "task_failure" and _CHANGED in f.evidence.excerpt and read_last is None:
+            changed = f.kind == "task_failure" and _CHANGED.search(f.evidence.excerpt) is not None
+            if changed and read_last is None:
                 read_last = self._read_last(before)
-            if f.kind == "task_failure" and _CHANGED in f.evidence.excerpt and read_last:
+            if changed and read_last:
                 # the editor found the file changed since the model read it (a formatter, a watcher, the person,
                 # Windows' stale state right after a read): not the edit's fault, unless the model's own
                 # command changed it after that read
-                f = Finding("environment", Evidence(f"{self.name}.environment", f.evidence.message, 1, _CHANGED))
+                said = f.evidence.excerpt[:80]
+                f = Finding("environment", Evidence(f"{self.name}.environment", f.evidence.message, 1, said))
             yield f
         for i, msg in enumerate(after):
             if msg.get("role") == "user" and (hit := first_match(_STOP_HOOK, text_of(msg)[:2000])):
@@ -141,6 +144,21 @@ def placeholder(msg: Mapping[str, Any]) -> bool:
     return msg.get("role") == "assistant" and content == PLACEHOLDER and not msg.get("tool_calls")
 
 
+def _records(raw: list[str]) -> list[Any]:
+    """A session file's records; a last line cut short (a session still being written) is left out, any
+    other that is not JSON is named by its line."""
+    numbered = [(n, x) for n, x in enumerate(raw, 1) if x.strip()]
+    out = []
+    for i, (n, x) in enumerate(numbered):
+        try:
+            out.append(json.loads(x))
+        except ValueError as exc:
+            if i == len(numbered) - 1 and not x.rstrip().endswith("}"):
+                break
+            raise ValueError(f"line {n} of the session is not JSON: {exc}") from None
+    return out
+
+
 def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
     """One assistant reply of a raw session file: the conversation before it, the reply (its blocks
     gathered across lines) and what came after, as the Messages API carried them."""
@@ -151,7 +169,7 @@ def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
             raise LookupError("a JSON array that is not a session's records (objects with a 'type')")
     else:  # one JSON document per "\n": not `splitlines()`, which also breaks at U+2028, U+0085 and the like,
         # which JSON strings hold unescaped (pasted web text, text decoded twice)
-        lines = [json.loads(x) for x in text.split("\n") if x.strip()]
+        lines = _records(text.split("\n"))
     key = "message_id" if "message_id" in locator else "uuid"
     target = str(locator[key])
     convo: list[dict[str, Any]] = []  # Anthropic-shaped messages, consecutive same-role lines merged
