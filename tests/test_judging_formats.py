@@ -2687,6 +2687,10 @@ def test_what_is_read_after_the_reply_is_bounded() -> None:
     big = [tool("built\n" * 350_000, f"c{i}") for i in range(2)]
     assert kind(reply, [failed, *big], "claude_code") == "task_failure"
     assert kind(reply, [*big, failed], "claude_code") == "ok"  # past the budget: not read
+    # the result that goes over the budget is read by its start and end: a failed run padded to 5 MB
+    # after its status read as ok (a user's trial, 2026-12-06)
+    padded = tool("Exit code 1\nmake: *** [all] Error 1\n" + "x" * 5_000_000, "c2", is_error=True)
+    assert kind(reply, [tool("built", "c0"), padded], "claude_code") == "task_failure"
 
 
 @pytest.mark.parametrize(

@@ -140,13 +140,20 @@ BUDGET = 4_000_000
 
 
 def _within(after: list[Message]) -> list[Message]:
-    """The messages after the reply up to BUDGET characters of text (the first always)."""
+    """The messages after the reply up to BUDGET characters of text (the first always). The message that
+    goes over is read by its start and end, as much of them as the budget has left: a command's status
+    and its last lines are there (a failed run whose output was padded past the budget read as ok)."""
     read = 0
     for i, msg in enumerate(after):
         content = msg.get("content")
-        read += len(content) if isinstance(content, str) else len(text_of(msg))
-        if read > BUDGET:
-            return after[: max(i, 1)]
+        size = len(content) if isinstance(content, str) else len(text_of(msg))
+        if read + size > BUDGET and i > 0:
+            left = (BUDGET - read) // 2
+            if left < 1000:
+                return after[:i]
+            text = content if isinstance(content, str) else text_of(msg)
+            return [*after[:i], {**msg, "content": f"{text[:left]}\n[... cut by lwfsm's judge ...]\n{text[-left:]}"}]
+        read += size
     return after
 
 
