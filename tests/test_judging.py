@@ -108,6 +108,32 @@ def test_explain_reads_each_captured_agent(capsys: pytest.CaptureFixture[str]) -
     assert "[24]: agent claude_code; verdict task_failure, fires failure\n  rule:     claude_code.exit_status=2" in out
 
 
+def test_explain_says_what_an_ok_verdict_passed_over(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An ok verdict on a failed run (the red phase) printed no rule, and looked like a miss (a user's trial)."""
+    messages = [
+        {"role": "user", "content": "the parser test fails, fix it"},
+        {
+            "role": "assistant",
+            "content": [{"type": "tool_use", "id": "t1", "name": "Bash", "input": {"command": "pytest -q"}}],
+        },
+        {
+            "role": "user",
+            "content": [
+                {"type": "tool_result", "tool_use_id": "t1", "is_error": True, "content": "Exit code 1\n1 failed"}
+            ],
+        },
+    ]
+    capture = {
+        "headers": {"user-agent": "claude-cli/2.1.197"},
+        "body": {"model": "m", "max_tokens": 9, "messages": messages},
+    }
+    (tmp_path / "red.json").write_text(json.dumps(capture))
+    assert main(["judge", "explain", str(tmp_path / "red.json")]) == 0
+    out = capsys.readouterr().out
+    assert "verdict ok, fires turn_completed\n  read:     message 1: pytest -q (exit 1, flagged)\n" in out
+    assert "a failed status judged ok: a probe answering no, the red phase" in out
+
+
 # -- the hard cases, one conversation each (OpenAI-shaped, a generic tool-calling agent) --
 
 

@@ -33,7 +33,7 @@ from ..turn import TurnCore
 from ..turn.agents import KINDS, TRANSCRIPTS, reader
 from ..turn.judge import Judgement, last_reply, what_came_after
 
-__all__ = ["Result", "evaluate", "explain", "read_lines", "request_turn", "summary"]
+__all__ = ["Result", "evaluate", "explain", "outcomes_read", "read_lines", "request_turn", "summary"]
 
 Message = Mapping[str, Any]
 
@@ -155,6 +155,23 @@ def explain(core: TurnCore, capture: Mapping[str, Any], agent: str | None = None
         core.agent = saved
     event = core.success if j.kind == "ok" else core.kinds[j.kind]
     return j, event
+
+
+def outcomes_read(capture: Mapping[str, Any], agent: str) -> list[tuple[str, bool]]:
+    """What the agent's reader took from the messages after the reply, one line each, and whether it
+    failed by its status or flag: an ok verdict is explained by what it passed over."""
+    reply, after, _tools, _messages, _headers = request_turn(capture)
+    out = []
+    for o in reader(agent).outcomes(reply, after):
+        what = (o.command or o.tool or "a result").strip().splitlines()[0][:80] if (o.command or o.tool) else "a result"
+        status = "no status" if o.status is None else f"exit {o.status}"
+        out.append(
+            (
+                f"message {o.message + 1}: {what} ({status}{', flagged' if o.flagged else ''})",
+                bool(o.status) or o.flagged,
+            )
+        )
+    return out
 
 
 @dataclass

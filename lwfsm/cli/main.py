@@ -898,6 +898,15 @@ def cmd_judge(args: argparse.Namespace) -> int:
                 print(f"  rule:     {e.rule}\n  where:    {at}" + (f", line {e.line}" if e.line else ""))
                 if e.excerpt:
                     print(f"  evidence: {e.excerpt}")
+            elif j.kind == "ok" and isinstance(one, dict):
+                read = judging.outcomes_read(one, j.agent)
+                for line, _ in read:
+                    print(f"  read:     {line}")
+                if any(failed for _, failed in read):
+                    print(
+                        "  (a failed status judged ok: a probe answering no, the red phase before any change to "
+                        "the code, or a second look at a failure already seen; README: Judging a turn)"
+                    )
         return 1 if unread else 0
     try:
         rows = judging.read_lines(path)
