@@ -163,7 +163,7 @@ def outcomes_read(capture: Mapping[str, Any], agent: str) -> list[tuple[str, boo
     reply, after, _tools, _messages, _headers = request_turn(capture)
     out = []
     for o in reader(agent).outcomes(reply, after):
-        what = (o.command or o.tool or "a result").strip().splitlines()[0][:80] if (o.command or o.tool) else "a result"
+        what = ((o.command or o.tool or "").strip().splitlines() or ["a result"])[0][:80]
         status = "no status" if o.status is None else f"exit {o.status}"
         out.append(
             (
@@ -293,7 +293,7 @@ def evaluate(
                 raise ValueError(f"{at}: a locator's position is a whole number from 0, got {locator!r}")
             try:
                 t = TRANSCRIPTS[row["agent"]](cache[row["source"]], row["locator"])
-            # a reader meeting a format it does not know (not MemoryError nor RecursionError: the machine's)
+            # a reader meeting a format it does not know, or content nested too deeply to read (not MemoryError)
             except (ValueError, LookupError, TypeError, AttributeError, RecursionError) as exc:
                 # counted, as a turn the judge saw nothing of, and named: one file no reader knows must
                 # not take the figures of every other turn with it
