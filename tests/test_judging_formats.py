@@ -3131,3 +3131,20 @@ def test_a_multi_agent_swe_agent_history_is_each_agents_own_conversation() -> No
     assert judge(t.messages[t.at], t.messages[t.at + 1 :], agent="swe_agent").kind == "ok"
     t = swe_agent.transcript(json.dumps({"history": history}).encode(), {"step": 1})
     assert t.messages[0]["content"] == "You are the programmer."
+
+
+def test_a_codex_local_shell_call_is_read_as_the_command_it_ran() -> None:
+    """The Responses API's own shell tool (`local_shell_call`, its command in `action`) had no reading: a
+    locator on it was refused and its output was left without a call."""
+    action = {"type": "exec", "command": ["bash", "-lc", "cargo test"], "timeout_ms": 10000}
+    out = json.dumps({"output": "test result: FAILED. 1 passed; 1 failed", "metadata": {"exit_code": 101}})
+    items = [
+        {"type": "local_shell_call", "call_id": "s1", "status": "completed", "action": action},
+        {"type": "function_call_output", "call_id": "s1", "output": out},
+    ]
+    rollout = "\n".join(json.dumps({"type": "response_item", "payload": p}) for p in items).encode()
+    t = codex.transcript(rollout, {"line": 1})
+    assert (
+        codex.READER.command_of(json.loads(t.messages[t.at]["tool_calls"][0]["function"]["arguments"])) == "cargo test"
+    )
+    assert judge(t.messages[t.at], t.messages[t.at + 1 :], agent="codex").kind == "task_failure"

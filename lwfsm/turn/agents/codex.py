@@ -128,6 +128,7 @@ READER = Codex()
 
 _BARE = frozenset(
     {"message", "reasoning", "function_call", "function_call_output", "custom_tool_call", "custom_tool_call_output"}
+    | {"local_shell_call"}
 )
 
 
@@ -174,13 +175,14 @@ def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
             parts = p.get("content") or []
             body = "\n".join(str(c.get("text", "")) for c in parts if isinstance(c, dict))
             items.append((n, {"role": p["role"], "content": body}))
-        elif kind in ("function_call", "custom_tool_call"):
-            args = p.get("arguments") if kind == "function_call" else json.dumps({"input": p.get("input", "")})
-            call = {
-                "id": str(p.get("call_id")),
-                "type": "function",
-                "function": {"name": p.get("name"), "arguments": args},
-            }
+        elif kind in ("function_call", "custom_tool_call", "local_shell_call"):
+            if kind == "local_shell_call":  # the Responses API's own shell tool: its command in `action`
+                action = p.get("action") if isinstance(p.get("action"), dict) else {}
+                name, args = "local_shell", json.dumps({"command": action.get("command")})
+            else:
+                name = p.get("name")
+                args = p.get("arguments") if kind == "function_call" else json.dumps({"input": p.get("input", "")})
+            call = {"id": str(p.get("call_id")), "type": "function", "function": {"name": name, "arguments": args}}
             items.append((n, {"role": "assistant", "content": None, "tool_calls": [call]}))
         elif kind in ("function_call_output", "custom_tool_call_output"):
             out = p.get("output")
