@@ -108,6 +108,13 @@ def test_explain_reads_each_captured_agent(capsys: pytest.CaptureFixture[str]) -
     assert "[24]: agent claude_code; verdict task_failure, fires failure\n  rule:     claude_code.exit_status=2" in out
 
 
+def test_every_transcript_reader_has_its_locators_checked() -> None:
+    from lwfsm.cli.judging import LOCATORS
+    from lwfsm.turn.agents import TRANSCRIPTS
+
+    assert set(LOCATORS) == set(TRANSCRIPTS)  # a reader added without them would crash `judge eval`
+
+
 def test_explain_says_what_an_ok_verdict_passed_over(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """An ok verdict on a failed run (the red phase) printed no rule, and looked like a miss (a user's trial)."""
     messages = [

@@ -50,13 +50,11 @@ class Responses:
         web_search, a namespace of tools, a custom tool of free text) have no Chat Completions form: not
         offered to the model, and said in the log the first time a client sends them."""
         tools = responses_tools(given)
-        left = (
-            sorted(
-                {f"{t.get('name') or t.get('type')} ({t.get('type')})" for t in given if isinstance(t, Mapping)}
-                - {f"{t['function']['name']} (function)" for t in tools}
-            )
-            if isinstance(given, list)
-            else []
+        kept = {t["function"]["name"] for t in tools}
+        left = sorted(
+            f"{t.get('name') or t.get('type')} ({t.get('type')})"
+            for t in (given if isinstance(given, list) else ())
+            if isinstance(t, Mapping) and not (t.get("type") == "function" and t.get("name") in kept)
         )
         if left and tuple(left) not in self._left_out:
             self._left_out.add(tuple(left))

@@ -146,14 +146,13 @@ def _within(after: list[Message]) -> list[Message]:
     read = 0
     for i, msg in enumerate(after):
         content = msg.get("content")
-        size = len(content) if isinstance(content, str) else len(text_of(msg))
-        if read + size > BUDGET and i > 0:
+        text = content if isinstance(content, str) else text_of(msg)
+        if read + len(text) > BUDGET and i > 0:
             left = (BUDGET - read) // 2
             if left < 1000:
                 return after[:i]
-            text = content if isinstance(content, str) else text_of(msg)
             return [*after[:i], {**msg, "content": f"{text[:left]}\n[... cut by lwfsm's judge ...]\n{text[-left:]}"}]
-        read += size
+        read += len(text)
     return after
 
 

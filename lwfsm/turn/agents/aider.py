@@ -119,7 +119,8 @@ def _watched(text: str) -> int | None:
     not such a request. (Plain searches: a pattern over the lines backtracked for seconds on a crafted one.)"""
     if text.find('"AI" comments', 0, 4000) < 0:  # (most messages: nothing copied, nothing split)
         return None
-    start = len(text[:4000]) - len(text[:4000].lstrip())
+    first = text[:4000]
+    start = len(first) - len(first.lstrip())
     head = text[start : start + 4000]
     if not any('"AI" comments' in line and "(marked with █)" in line for line in head.split("\n", 3)[:3]):
         return None

@@ -882,15 +882,14 @@ def _misused(o: Outcome) -> tuple[int, str] | None:
     printed (`cat` of a test snapshot that holds another program's refusal), unless it is the printer's own
     (`cat: invalid option`, or PowerShell refusing the option it was given, whose words name no program)."""
     text = o.text[:2000]
-    names: list[str] | None = None
-    for m in _MISUSED.finditer(text):
-        line = m.group(0)
-        if names is None:  # (read at the first match only: most outputs have none)
+    own: tuple[str, ...] | None = None  # the starts of the printer's own refusals (None: not only a printer)
+    for n, m in enumerate(_MISUSED.finditer(text)):
+        if n == 0:  # (read at the first match only: most outputs have none)
             names = _only_reads(_CD.sub("", o.command or "")) or []
-        printed = bool(names) and all(n in _PRINTS for n in names)
-        if printed and not line.startswith((*(f"{n}:" for n in names), *_POWERSHELL_SAYS)):
-            continue
-        return text.count("\n", 0, m.start()) + 1, line.strip()[:160]
+            if names and all(x in _PRINTS for x in names):
+                own = (*(f"{x}:" for x in names), *_POWERSHELL_SAYS)
+        if own is None or m.group(0).startswith(own):
+            return text.count("\n", 0, m.start()) + 1, m.group(0).strip()[:160]
     return None
 
 

@@ -136,8 +136,9 @@ def _entries(data: bytes) -> list[str]:
     """A rollout's JSON lines; the items of the single JSON document the first Codex CLI (in TypeScript)
     saved a session as (`{"session": ..., "items": [...]}`), one per line: item N is line N."""
     text = data.decode("utf-8")
-    first = text.lstrip()[:1] == "{" and text.lstrip().partition("\n")[0].rstrip() == "{"  # pretty-printed
-    if first or (text.lstrip().startswith('{"session"') and '"items"' in text[:200_000]):
+    head = text[:200_000].lstrip()
+    pretty = head.partition("\n")[0].rstrip() == "{"
+    if pretty or (head.startswith('{"session"') and '"items"' in head):
         try:
             doc = json.loads(text)
         except ValueError:
@@ -186,9 +187,8 @@ def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
             items.append((n, {"role": "assistant", "content": None, "tool_calls": [call]}))
         elif kind in ("function_call_output", "custom_tool_call_output"):
             out = p.get("output")
-            if isinstance(
-                out, list
-            ):  # content items (code mode's `exec` and `wait`): their text, as the model reads it
+            # content items (code mode's `exec` and `wait`): their text, as the model reads it
+            if isinstance(out, list):
                 text_out = "\n".join(str(x.get("text", "")) for x in out if isinstance(x, dict))
             else:
                 text_out = out if isinstance(out, str) else json.dumps(out)
