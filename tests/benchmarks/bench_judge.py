@@ -21,6 +21,7 @@ from typing import Any
 from lwfsm import Engine, load_spec
 from lwfsm.cli.judging import request_turn
 from lwfsm.turn import TurnCore
+from lwfsm.turn.agents import base as readers
 from lwfsm.turn.judge import Judgement
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,6 +82,10 @@ def main() -> None:
 
     figures: dict[str, list[float]] = {"judge": [], "json.loads": [], "plan+settle (judge stubbed)": []}
     for _ in range(ROUNDS):
+        # what the readers remember of command lines is forgotten: a round is one pass over the corpus, as
+        # a gateway sees its traffic (a turn's history repeats earlier turns' commands), never a turn again
+        for rule in vars(readers).values():
+            getattr(rule, "cache_clear", lambda: None)()
         figures["judge"].append(timed(judge, turns))
         figures["json.loads"].append(timed(json.loads, raws))
         figures["plan+settle (judge stubbed)"].append(timed(plan_settle, convs))

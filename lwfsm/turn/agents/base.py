@@ -17,11 +17,12 @@ it too. Every finding carries its evidence: which message, which line, which rul
 from __future__ import annotations
 
 import bisect
+import functools
 import json
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, TypeVar
 
 from .words import MEANT, PASTED_MORE, SAID, STILL, restated
 
@@ -33,6 +34,7 @@ KINDS: tuple[Kind, ...] = ("ok", "task_failure", "environment", "user_correction
 # When one turn shows several findings, the verdict is the first of these kinds present.
 PRECEDENCE: tuple[Kind, ...] = ("rejected", "user_correction", "task_failure", "environment")
 
+_T = TypeVar("_T")
 _SCAN = 2_000_000  # characters of a message read at most
 TAIL = 40  # last lines of a command's output where words may count
 
@@ -252,13 +254,27 @@ _QUOTED = re.compile(r"""'[^']*'|"[^"\\]*(?:\\.[^"\\]*)*(?:(")|\\?\Z)""")
 _SINGLE = re.compile(r"'[^']*'")
 
 
+def _by_command(fn: Callable[[str], _T]) -> Callable[[str], _T]:
+    """`fn` of a command line, remembered: one command is read by several rules in a turn, and again in
+    every later turn's history. At most 1,024 lines of up to 2,000 characters are kept per rule."""
+    cached = functools.lru_cache(maxsize=1024)(fn)
+
+    @functools.wraps(fn)
+    def read(command: str) -> _T:
+        return cached(command) if len(command) <= 2000 else fn(command)
+
+    read.cache_clear = cached.cache_clear  # type: ignore[attr-defined]
+    return read
+
+
 def _hide(m: re.Match[str]) -> str:
     if m.group(0)[0] == "'" or m.group(1) is not None:
         return "_" * len(m.group(0))
     return '"' + _SINGLE.sub(lambda q: "_" * len(q.group(0)), m.group(0)[1:])
 
 
-def _split(command: str) -> list[str]:
+@_by_command
+def _split(command: str) -> tuple[str, ...]:
     """A command line's parts with the operators between them (as `_SPLIT.split` gives them); an
     operator inside quotes is text: `grep "a\\|b" f` is one command."""
     masked = _QUOTED.sub(_hide, command)
@@ -266,7 +282,7 @@ def _split(command: str) -> list[str]:
     for m in _SPLIT.finditer(masked):
         out += [command[at : m.start()], m.group(1)]
         at = m.end()
-    return [*out, command[at:]]
+    return (*out, command[at:])
 
 
 def _last_pipeline(command: str) -> str:
@@ -309,6 +325,7 @@ def _words(segment: str) -> list[str]:
     return words
 
 
+@_by_command
 def last_command(command: str) -> tuple[str, str, str | None]:
     """(the command that sets the status, the operator before it, the name of the pipeline's first command)."""
     parts = _split(command.strip())
@@ -357,6 +374,7 @@ _CMD_SYNTAX = re.compile(
 )
 
 
+@_by_command
 def is_probe(command: str) -> bool:
     """A command whose failure is an answer: a search, a test, a lookup, or one that ends `|| true`
     (also run as another user or through `bash -c '...'`). Not one in cmd.exe's syntax run elsewhere: its
@@ -386,6 +404,7 @@ def is_probe(command: str) -> bool:
 _TRAILERS = frozenset({"echo", "printf", "true", ":", "pwd", "sleep", "date"})
 
 
+@_by_command
 def status_hidden(command: str) -> bool:
     """The status belongs to a filter at the end of a pipeline (`pytest | tail`), or to an `echo`
     run after the work whatever its outcome (`pytest; echo done`), not to the work."""
@@ -425,6 +444,7 @@ _CHECK_ONLY = re.compile(r"\s(?:--(?:check|check-only|diff|verify-no-changes|dry
 _PART_END = re.compile(r"[|;&\n]")
 
 
+@_by_command
 def formats(command: str) -> bool:
     """Whether `command` runs a formatter or a fixer not asked only to check."""
     flags: list[int] | None = None
@@ -464,6 +484,7 @@ _SIFTED = re.compile(  # (a path before grep holds no `|`: `\S*` went to the end
 _INTERPRETERS = frozenset({"python", "python3", "node", "ruby", "bash", "sh", "perl", "php", "java", "deno", "bun"})
 
 
+@_by_command
 def program(command: str) -> str:
     """What a command runs, without its selection, flags and filters: `pytest -q t.py::x | tail` is
     `pytest`, `python -m pytest -x` is `python -m pytest`, `python repro.py` is itself."""
@@ -499,6 +520,7 @@ def _changes(o: Outcome) -> bool:
     return bool(o.command) and not o.status and changes_code(o.command or "")
 
 
+@_by_command
 def changes_code(command: str) -> bool:
     """A shell command that changes files other than a reproduction script."""
     if not _WRITES.search(command):
