@@ -351,6 +351,7 @@ def _graph(
     return graph.get_graph(title=_escape(title, engine) if engine == "pygraphviz" else f"title: {json.dumps(title)}")
 
 
+WRAP = 60  # characters of a transition's line in a Graphviz drawing before its guard and updates wrap
 _LINE_END = '<br align="left"/>'  # of a line of an HTML label (no spec's text holds it: no quotes in them)
 
 
@@ -433,6 +434,22 @@ def _css_classes(source: str, spec: Spec) -> str:
     )
 
 
+def _wrapped(line: str) -> str:
+    """A long transition's guard and its updates on lines of their own where the line is too long: a
+    spec with a budget wrote labels 150 characters long, and its diagram came out 2,400 pixels wide."""
+    if len(line) <= WRAP:
+        return line
+    head, sep, updates = line.partition(" / ")
+    event, bracket, guard = head.partition(" [")
+    lines = [event]
+    for part in ([f"[{guard}"] if bracket else []) + ([f"/ {updates}"] if sep else []):
+        if len(lines[-1]) + 1 + len(part) <= WRAP:
+            lines[-1] += " " + part
+        else:
+            lines.append("  " + part)
+    return "\\l".join(lines)
+
+
 def dot(spec: Spec, **kw: Any) -> Any:
     """The pygraphviz AGraph, with a legend of the role colours."""
     initial = spec.initial_state
@@ -444,7 +461,7 @@ def dot(spec: Spec, **kw: Any) -> Any:
         # transitions joins the labels of parallel transitions with " | ": one per line reads better.
         label = edge.attr.get("label") or ""
         if _LINE_END not in label:  # (an HTML label, a diff's lines in their colours, has its lines)
-            edge.attr["label"] = label.replace(" | ", "\\l") + "\\l"
+            edge.attr["label"] = "".join(_wrapped(line) + "\\l" for line in label.split(" | "))
     if ANY in graph:
         graph.get_node(ANY).attr["label"] = "any state"
     for name, st in spec.states.items():  # events a state takes and does nothing with, by the spec's word
