@@ -1645,6 +1645,38 @@ def test_codex_rollouts_with_and_without_the_item_envelope_read_alike() -> None:
     assert read[0] == read[1]
 
 
+def test_a_codex_turn_the_person_rolled_back_is_followed_by_nothing_and_leaves_the_history() -> None:
+    def said(role: str, text: str) -> dict[str, Any]:
+        kind = "input_text" if role == "user" else "output_text"
+        return {"type": "message", "role": role, "content": [{"type": kind, "text": text}]}
+
+    def ran(call_id: str, command: str, output: str, code: int) -> list[dict[str, Any]]:
+        args = json.dumps({"command": ["bash", "-lc", command]})
+        out = json.dumps({"output": output, "metadata": {"exit_code": code}})
+        return [
+            {"type": "function_call", "name": "shell", "arguments": args, "call_id": call_id},
+            {"type": "function_call_output", "call_id": call_id, "output": out},
+        ]
+
+    items = [
+        said("user", "rename the helper to load_config"),
+        *ran("c1", "sed -i 's/helper/load_config/' app.py", "sed: can't read app.py: No such file or directory", 2),
+        said("assistant", "Renamed."),
+        {"type": "event_msg", "payload": {"type": "thread_rolled_back", "num_turns": 1}},
+        said("user", "no, leave the name; list the files instead"),
+        *ran("c2", "ls", "src\ntests\n", 0),
+    ]
+    lines = [{"type": "session_meta", "payload": {"id": "s"}}]
+    lines += [x if x["type"] == "event_msg" else {"type": "response_item", "payload": x} for x in items]
+    data = "\n".join(json.dumps(x) for x in lines).encode()
+    renamed = codex.transcript(data, {"line": 5})  # the reply the person took back
+    assert renamed.messages[renamed.at]["content"] == "Renamed."
+    assert renamed.messages[renamed.at + 1 :] == []
+    assert judge(renamed.messages[renamed.at], [], agent="codex", messages=renamed.messages).kind == "ok"
+    listed = codex.transcript(data, {"line": 8})  # on the new branch: the dropped turn is not its history
+    assert [text_of(m) for m in listed.messages[: listed.at]] == ["no, leave the name; list the files instead"]
+
+
 @pytest.mark.parametrize(
     ("command", "output", "expected"),
     [

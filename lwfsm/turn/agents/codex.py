@@ -155,6 +155,8 @@ def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
     lines = _entries(data)
     target = int(locator["line"])
     items: list[tuple[int, dict[str, Any]]] = []  # (line, message) in order
+    asked: list[int] = []  # where in `items` the messages a person typed are, read at a rollback
+    seen = 0
     for n, text in enumerate(lines, 1):
         if not text.strip():
             continue
@@ -170,6 +172,19 @@ def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
         kind = p.get("type")
         if entry.get("type") == "event_msg" and kind == "turn_aborted":
             items.append((n, {"role": "user", "content": f"<turn_aborted reason={p.get('reason')}>"}))
+        if entry.get("type") == "event_msg" and kind == "thread_rolled_back":
+            # the person took back their last `num_turns` turns: Codex dropped them from the model's history
+            # (the file keeps them, and what they did on disk stays done); a reply in them is followed by nothing
+            asked += [i for i in range(seen, len(items)) if READER.human(items[i][1])]
+            turns = p.get("num_turns")
+            if type(turns) is int and turns > 0 and asked:
+                taken = min(turns, len(asked))
+                if items[asked[-taken]][0] <= target < n:
+                    break
+                del items[asked[-taken] :]
+                del asked[-taken:]
+            seen = len(items)  # (each item is asked about once: a file of many rollbacks stays linear)
+            continue
         if not item:
             continue
         if kind == "message" and p.get("role") in ("user", "assistant", "developer"):
