@@ -571,6 +571,12 @@ def test_aider_stopping_its_own_retry_of_a_failed_edit_is_no_refusal() -> None:
     assert aider_kind(history("> notes.md  \n> Create new file? (Y)es/(N)o [Yes]: n  ")) == "rejected"
 
 
+def test_aider_2023_console_saying_an_edit_did_not_apply_while_another_did() -> None:
+    console = "> Failed to apply edit to pubspec.yaml  \n> Applied edit to x.py  \n> Commit 89bec66 aider: Add x"
+    assert aider_kind(history(console, "what is missing?")) == "task_failure"
+    assert aider_kind(history("> Applied edit to x.py  \n> Commit 89bec66 aider: Add x", "what is missing?")) == "ok"
+
+
 def test_aider_commands_that_call_no_model() -> None:
     # `/ls` answered by aider, the person quitting after its listing: no reply of the model's, nothing refused
     listing = b"#### /ls  \n> Files in chat:  \n> src/parse.py  \n>  \n> ^C again to exit  \n\n#### next  \n"

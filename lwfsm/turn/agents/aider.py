@@ -28,7 +28,9 @@ __all__ = ["READER"]
 EDIT_FAILED = re.compile(
     r"(SEARCH/REPLACE blocks? failed to match|did not conform to the edit format|No filename provided before|"
     r"Bad/missing filename|The SEARCH section must exactly match|Only \d+ reflections allowed|"
-    r"has hit a token limit|\^\^\^ Expected|Expected `=======`)",
+    r"has hit a token limit|\^\^\^ Expected|Expected `=======`|"
+    # aider before 0.10 (2023), on its console only: the history keeps it, the model was never told
+    r"Failed to apply edit to \S)",
     re.I,
 )
 # aider's `/help QUESTION` sends the model the question and pages of aider's documentation, which quote its
