@@ -1441,6 +1441,12 @@ def test_a_program_not_installed_is_the_environment_but_python_for_python3_is_a_
         # the command itself meant to put the program on the PATH: that it is not there is its own doing
         ("export PATH=$PATH:~/sdk/platform-tools && adb devices", "bash: adb: command not found\n", "task_failure"),
         ("PATH=$HOME/go/bin:$PATH gopls version", "bash: gopls: command not found\n", "task_failure"),
+        # Codex's editing tool typed into a shell that has none: no program anyone installs
+        (
+            "applypatch <<'PATCH'\n*** Begin Patch\nPATCH",
+            "bash: line 1: applypatch: command not found\n",
+            "task_failure",
+        ),
     ],
 )
 def test_a_program_not_installed_anywhere_in_the_command(command: str, out: str, expected: str) -> None:
@@ -2208,6 +2214,9 @@ def test_an_openhands_event_stream_shows_a_failed_browser_action_as_openhands_sh
         openhands.transcript(b"[1, 2, 3]", {"event_id": 2})
 
 
+BEGIN, END = "----TOOL RESULT BEGIN----\n", "----TOOL RESULT END----\n"
+
+
 def react(name: str, **args: str) -> dict[str, Any]:
     """A reply of a ReAct template whose calls are written in the text (kept in mini-swe-agent's format)."""
     body = "".join(f"----ARG----\n{k}\n----VALUE----\n{v}\n" for k, v in args.items())
@@ -2248,6 +2257,35 @@ def react(name: str, **args: str) -> dict[str, Any]:
             ("user", "Error: No function call detected in your response. You MUST call a function."),
             "task_failure",
         ),
+        # a template showing the call, then its output between markers, as a tool message: no status, so its
+        # last lines are read; a dict of the harness's own tool inside is its answer
+        (
+            react("run_bash_cmd", command="python -m py_compile w.py"),
+            (
+                "tool",
+                f"run_bash_cmd(args={{...}})\n{BEGIN}Sorry: IndentationError: unexpected indent (w.py, line 3)\n{END}",
+            ),
+            "task_failure",
+        ),
+        (
+            react("run_bash_cmd", command="python repro.py"),
+            (
+                "tool",
+                f"run_bash_cmd()\n{BEGIN}Traceback (most recent call last):\n  x\nSyntaxError: bad\n\n{END}",
+            ),
+            "task_failure",
+        ),
+        (react("run_bash_cmd", command="python repro.py"), ("tool", f"run_bash_cmd()\n{BEGIN}42\n{END}"), "ok"),
+        (
+            react("replace_in_file", file_path="a.py"),
+            ("tool", f"replace_in_file()\n{BEGIN}{{'output': 'Replaced lines 1-2', 'returncode': 0}}\n{END}"),
+            "ok",
+        ),
+        (
+            react("show_file", file_path="a.py"),  # a file shown, not a command's output
+            ("tool", f"show_file()\n{BEGIN}1 raise ValueError('x')\nTraceback (most recent call last):\n{END}"),
+            "ok",
+        ),
     ],
 )
 def test_a_react_template_with_calls_in_its_text(reply: dict[str, Any], answer: tuple[str, str], expected: str) -> None:
@@ -2271,6 +2309,10 @@ def test_a_cli_refusing_its_arguments_never_ran() -> None:
     assert kind(call("Bash", {"command": "python manage.py migrate --fake-it"}), [tool(ARGPARSE)], "claude_code") == (
         "task_failure"
     )
+    # GNU's last word on arguments refused (`timeout 10`, cmd.exe's wait, has no command to run): the probe after
+    # it never ran, whatever its status would have meant
+    gnu = "Exit code 125\nTry 'timeout --help' for more information."
+    assert kind(call("Bash", {"command": "timeout 10 && type out.log"}), [tool(gnu)], "claude_code") == "task_failure"
 
 
 @pytest.mark.parametrize(

@@ -683,6 +683,7 @@ def expects_success(reply_text: str) -> bool:
 _ERROR_LINE = re.compile(
     r"^\s*(?!\s)(?:\x1b\[[\d;]*m)*"  # a terminal's colour codes first
     r"(Traceback \(most recent call last\):|(?:[A-Za-z_]\w*\.)*[A-Z]?\w*(Error|Exception)( \[\w+\])?: |"
+    r"Sorry: \w+Error: |"  # py_compile's own report of a file that does not compile
     r"error(\[E\d+\])?: |"
     r"fatal: |FAILED\b|FAIL\b|npm ERR!|ERROR: |E\s{3}|BUILD FAILURE|BUILD FAILED|make: \*\*\*|"
     r"SyntaxError|panic: |Segmentation fault|Aborted|.*: command not found$|.*No such file or directory$|"
@@ -800,6 +801,8 @@ _BROWSER_GONE = re.compile(
 _MISUSED = re.compile(
     r"^\S+: (?:invalid|unrecognized|illegal|unknown) option\b.*$|^sleep: invalid time interval\b.*$|"
     r"^fatal: cannot change to '.*': No such file or directory$|"
+    # GNU tools' last word on arguments they refuse (`timeout 10` with no command to run)
+    r"^Try '[\w.-]+ --help' for more information\.$|"
     # argparse's refusal (a Python CLI, SWE-agent's file editor)
     r"^[\w.-]+: error: (?:unrecognized arguments|the following arguments are required|argument \S+: |"
     r"invalid choice).*$|"
@@ -837,9 +840,11 @@ _STATUS_WORDS = (
 )
 _STATUS_LINE = re.compile(_STATUS_WORDS + r"-?\d+[^\n]*\n?", re.M)
 # Names whose installed form is another (`python3`, `pip3`): calling these is the model's slip.
-# cmd.exe's own commands typed into bash (`del`, `copy`) are the same slip.
+# cmd.exe's own commands typed into bash (`del`, `copy`) are the same slip, and so is Codex's editing tool
+# typed into a shell that has no such program (models trained on Codex call it anywhere).
 _ALIASED = frozenset(
     {"python", "pip", "del", "copy", "move", "cls", "ren", "rd", "md", "xcopy", "findstr", "erase", "mklink"}
+    | {"apply_patch", "applypatch"}
 )
 _PYTHONS = frozenset({"python", "python3", "py"})
 _NOT_FOUND_BY_SHELL = (

@@ -72,6 +72,14 @@ def _observation(text: str) -> tuple[int, str] | None:
     return value["returncode"], str(value.get("output", ""))
 
 
+def _result(text: str) -> str:
+    """A result a ReAct template shows as the call (`name(args=...)`), then the output between markers:
+    the output."""
+    start = text.find("\n----TOOL RESULT BEGIN----\n")
+    end = text.rfind("\n----TOOL RESULT END----")
+    return text[start + 27 : end + 1] if 0 <= start < end else text
+
+
 def _closed(text: str, end: str) -> str:
     """`text` up to its last `end`: every match ends there, and an opening with no end after it would
     be scanned to the text's end from every opening (quadratic on `<function=x>` repeated)."""
@@ -145,7 +153,7 @@ class MiniSweAgent(Reader):
         actions = _actions(reply)
         n = 0
         for i, msg in enumerate(after):
-            text = text_of(msg)
+            text = _result(text_of(msg))
             # (an observation of its own form first: its output may quote another's `<returncode>`)
             obs = _observation(text) if msg.get("role") in ("user", "tool") else None
             m = None if obs is not None else _RETURNCODE.search(text[:200])
@@ -184,6 +192,11 @@ class MiniSweAgent(Reader):
                 )
             elif msg.get("role") in ("user", "tool") and self.TIMEOUT.search(text[:1000]):
                 yield Outcome(message=i, text=text, command=actions[0] if actions else None, timed_out=True)
+            elif msg.get("role") == "tool" and n < len(actions):
+                # a command's output in no shape known: no status, so its last lines are read, as any command's
+                if actions[n]:  # (not another tool's answer: a file shown is no output)
+                    yield self.outcome(i, {"content": text}, None, {"command": actions[n]})
+                n += 1
 
     def findings(
         self, reply: Message, after: Sequence[Message], tools: Sequence[Message], before: Sequence[Message] = ()
