@@ -1881,6 +1881,11 @@ def test_powershell_probes_answer_no(command: str, expected: str) -> None:
     assert kind(call("shell_command", {"command": command}), [tool(POWERSHELL_NO)], "codex") == expected
 
 
+def test_windows_own_search_finding_nothing_answers_no() -> None:
+    # findstr exits 1 when nothing matches, in PowerShell and in Git Bash alike (Claude Code on Windows)
+    assert kind(call("Bash", {"command": 'netstat -ano | findstr "3123"'}), [tool("Exit code 1")], "claude_code") == "ok"
+
+
 @pytest.mark.parametrize(
     ("script", "expected"),
     [

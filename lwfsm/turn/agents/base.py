@@ -205,6 +205,7 @@ PROBES = frozenset(
         "Test-Path",
         "Select-String",
         "sls",
+        "findstr",  # Windows' own search, there in PowerShell and in Git Bash alike: 1 when nothing matches
         "Get-Command",
         "gcm",
         "where.exe",
