@@ -575,6 +575,9 @@ def test_aider_2023_console_saying_an_edit_did_not_apply_while_another_did() -> 
     console = "> Failed to apply edit to pubspec.yaml  \n> Applied edit to x.py  \n> Commit 89bec66 aider: Add x"
     assert aider_kind(history(console, "what is missing?")) == "task_failure"
     assert aider_kind(history("> Applied edit to x.py  \n> Commit 89bec66 aider: Add x", "what is missing?")) == "ok"
+    # the words in a person's message are theirs: aider's console said nothing of the kind
+    applied = "> Applied edit to x.py  \n> Commit 89bec66 aider: Add x"
+    assert aider_kind(history(applied, "thanks. our bot logs 'Failed to apply edit to c.yaml' on deploys")) == "ok"
 
 
 def test_aider_commands_that_call_no_model() -> None:
@@ -1687,6 +1690,19 @@ def test_a_codex_turn_the_person_rolled_back_is_followed_by_nothing_and_leaves_t
     assert judge(renamed.messages[renamed.at], [], agent="codex", messages=renamed.messages).kind == "ok"
     listed = codex.transcript(data, {"line": 8})  # on the new branch: the dropped turn is not its history
     assert [text_of(m) for m in listed.messages[: listed.at]] == ["no, leave the name; list the files instead"]
+    # a turn the person started with a picture pasted (`<image ...>` first) is theirs: the rollback takes it
+    # alone, with the context Codex sent before it, and the edit before stays in the history
+    image = said("user", "<image name=[Image #1]>\n</image>\nthe page looks wrong")
+    context = said("user", "<environment_context>\n  <cwd>/w</cwd>\n</environment_context>")
+    items = [*items[:4], context, image, *ran("c3", "ls", "app.py\n", 0), *items[4:]]
+    lines = [{"type": "session_meta", "payload": {"id": "s"}}]
+    lines += [x if x["type"] == "event_msg" else {"type": "response_item", "payload": x} for x in items]
+    data = "\n".join(json.dumps(x) for x in lines).encode()
+    listed = codex.transcript(data, {"line": 12})
+    kept = [text_of(m) for m in listed.messages[: listed.at]]
+    assert kept[0] == "rename the helper to load_config"
+    assert "Renamed." in kept
+    assert not any("the page looks wrong" in x or "environment_context" in x for x in kept)
 
 
 @pytest.mark.parametrize(
@@ -1883,7 +1899,9 @@ def test_powershell_probes_answer_no(command: str, expected: str) -> None:
 
 def test_windows_own_search_finding_nothing_answers_no() -> None:
     # findstr exits 1 when nothing matches, in PowerShell and in Git Bash alike (Claude Code on Windows)
-    assert kind(call("Bash", {"command": 'netstat -ano | findstr "3123"'}), [tool("Exit code 1")], "claude_code") == "ok"
+    assert (
+        kind(call("Bash", {"command": 'netstat -ano | findstr "3123"'}), [tool("Exit code 1")], "claude_code") == "ok"
+    )
 
 
 @pytest.mark.parametrize(

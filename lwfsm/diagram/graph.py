@@ -356,11 +356,12 @@ _LINE_END = '<br align="left"/>'  # of a line of an HTML label (no spec's text h
 
 
 def _coloured(mark: str, text: str) -> str:
-    """A line of a Graphviz HTML label, in its diff mark's colour (unmarked: the default)."""
-    line = html.escape(text, quote=False)
-    if mark:
-        line = f'<font color="{DIFF_STYLES[mark]["fontcolor"]}">{line}</font>'
-    return line + _LINE_END
+    """A transition's lines of a Graphviz HTML label, in its diff mark's colour (unmarked: the default)."""
+    out = ""
+    for line in _wrapped(text):
+        line = html.escape(line, quote=False)
+        out += (f'<font color="{DIFF_STYLES[mark]["fontcolor"]}">{line}</font>' if mark else line) + _LINE_END
+    return out
 
 
 def _escape(text: str, engine: str) -> str:
@@ -434,11 +435,11 @@ def _css_classes(source: str, spec: Spec) -> str:
     )
 
 
-def _wrapped(line: str) -> str:
+def _wrapped(line: str) -> list[str]:
     """A long transition's guard and its updates on lines of their own where the line is too long: a
     spec with a budget wrote labels 150 characters long, and its diagram came out 2,400 pixels wide."""
     if len(line) <= WRAP:
-        return line
+        return [line]
     head, sep, updates = line.partition(" / ")
     event, bracket, guard = head.partition(" [")
     lines = [event]
@@ -447,7 +448,7 @@ def _wrapped(line: str) -> str:
             lines[-1] += " " + part
         else:
             lines.append("  " + part)
-    return "\\l".join(lines)
+    return lines
 
 
 def dot(spec: Spec, **kw: Any) -> Any:
@@ -461,7 +462,7 @@ def dot(spec: Spec, **kw: Any) -> Any:
         # transitions joins the labels of parallel transitions with " | ": one per line reads better.
         label = edge.attr.get("label") or ""
         if _LINE_END not in label:  # (an HTML label, a diff's lines in their colours, has its lines)
-            edge.attr["label"] = "".join(_wrapped(line) + "\\l" for line in label.split(" | "))
+            edge.attr["label"] = "".join(x + "\\l" for line in label.split(" | ") for x in _wrapped(line))
     if ANY in graph:
         graph.get_node(ANY).attr["label"] = "any state"
     for name, st in spec.states.items():  # events a state takes and does nothing with, by the spec's word

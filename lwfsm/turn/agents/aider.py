@@ -28,14 +28,14 @@ __all__ = ["READER"]
 EDIT_FAILED = re.compile(
     r"(SEARCH/REPLACE blocks? failed to match|did not conform to the edit format|No filename provided before|"
     r"Bad/missing filename|The SEARCH section must exactly match|Only \d+ reflections allowed|"
-    r"has hit a token limit|\^\^\^ Expected|Expected `=======`|"
-    # aider before 0.10 (2023), on its console only: the history keeps it, the model was never told
-    r"Failed to apply edit to \S)",
+    r"has hit a token limit|\^\^\^ Expected|Expected `=======`)",
     re.I,
 )
 # aider's `/help QUESTION` sends the model the question and pages of aider's documentation, which quote its
 # reports ("has hit a token limit"): the person's question, not a report.
 _HELP = re.compile(r"\A# Question: ([^\n]*)\n(?:[^\S\n]*\n)*# Relevant docs:")
+# aider before 0.10 (2023), on its console only: the history keeps it, the model was never told
+_NOT_APPLIED = re.compile(r"^Failed to apply edit to \S", re.M)
 LINT = re.compile(r"^# Fix any errors below, if possible\.", re.M)
 # The files a lint report shows (a name, then its numbered lines); its syntax check of markup flags valid
 # pages and components, so a report on markup alone is no evidence.
@@ -205,7 +205,9 @@ class Aider(Reader):
                     yield Finding("environment", Evidence("aider.unable_to_create", i, line, unable.group(0)[:160]))
             if text.startswith(_AIDER_SAYS) and not text_of(reply).strip() and (empty := first_match(_EMPTY, text)):
                 yield Finding("environment", Evidence("aider.empty_response", i, empty[0], empty[1]))
-            if hit := first_match(EDIT_FAILED, text):
+            if (hit := first_match(EDIT_FAILED, text)) or (
+                text.startswith(_AIDER_SAYS) and (hit := first_match(_NOT_APPLIED, text))
+            ):
                 if "token limit" in hit[1] and "exhausted context window" in text and not text_of(reply).strip():
                     # nothing came back: the request did not fit the model's window (the person's files and
                     # history), a limit of the set-up; an empty reply at the output limit spent it thinking

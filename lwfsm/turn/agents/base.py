@@ -257,7 +257,8 @@ _SINGLE = re.compile(r"'[^']*'")
 
 def _by_command(fn: Callable[[str], _T]) -> Callable[[str], _T]:
     """`fn` of a command line, remembered: one command is read by several rules in a turn, and again in
-    every later turn's history. At most 1,024 lines of up to 2,000 characters are kept per rule."""
+    every later turn's history. At most 1,024 lines of up to 2,000 characters are kept per rule, each with
+    its answer (a word or two, at most the line again; not a line's parts, which may be a thousand strings)."""
     cached = functools.lru_cache(maxsize=1024)(fn)
 
     @functools.wraps(fn)
@@ -274,7 +275,6 @@ def _hide(m: re.Match[str]) -> str:
     return '"' + _SINGLE.sub(lambda q: "_" * len(q.group(0)), m.group(0)[1:])
 
 
-@_by_command
 def _split(command: str) -> tuple[str, ...]:
     """A command line's parts with the operators between them (as `_SPLIT.split` gives them); an
     operator inside quotes is text: `grep "a\\|b" f` is one command."""

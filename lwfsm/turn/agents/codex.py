@@ -148,6 +148,23 @@ def _entries(data: bytes) -> list[str]:
     return text.split("\n")  # JSON lines: U+2028 and the like may sit inside their strings
 
 
+# What Codex itself puts in the conversation as the user's or the developer's: no turn of the person's.
+_CONTEXT = (
+    "<environment_context>", "<user_instructions>", "# AGENTS.md instructions for", "<turn_aborted",
+    "<user_shell_command>", "<skill>", "<subagent_notification>",
+)  # fmt: skip
+
+
+def _context(msg: Mapping[str, Any]) -> bool:
+    return msg.get("role") == "developer" or (msg.get("role") == "user" and text_of(msg).lstrip().startswith(_CONTEXT))
+
+
+def _turn_starts(msg: Mapping[str, Any]) -> bool:
+    """A message that starts a turn as Codex counts them for a rollback: any user message but its own context
+    (one with a pasted image, `<image name=...>` first, is the person's)."""
+    return msg.get("role") == "user" and not _context(msg)
+
+
 def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
     """The turn at `line` (1-based) of a Codex rollout file: the run of model items around it (a
     preamble, reasoning, one or more calls), what came back, and the conversation before, as Chat
@@ -175,13 +192,16 @@ def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
         if entry.get("type") == "event_msg" and kind == "thread_rolled_back":
             # the person took back their last `num_turns` turns: Codex dropped them from the model's history
             # (the file keeps them, and what they did on disk stays done); a reply in them is followed by nothing
-            asked += [i for i in range(seen, len(items)) if READER.human(items[i][1])]
+            asked += [i for i in range(seen, len(items)) if _turn_starts(items[i][1])]
             turns = p.get("num_turns")
             if type(turns) is int and turns > 0 and asked:
                 taken = min(turns, len(asked))
-                if items[asked[-taken]][0] <= target < n:
+                cut = asked[-taken]
+                while cut > 0 and _context(items[cut - 1][1]):  # its context goes with it, as Codex drops it
+                    cut -= 1
+                if items[cut][0] <= target < n:
                     break
-                del items[asked[-taken] :]
+                del items[cut:]
                 del asked[-taken:]
             seen = len(items)  # (each item is asked about once: a file of many rollbacks stays linear)
             continue
