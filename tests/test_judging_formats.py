@@ -385,6 +385,16 @@ def test_a_checks_errors_searched_for_one_file_fail_the_check() -> None:
     assert kind(call("Bash", {"command": log}), [tool("ERROR: Failed to compile.")], "claude_code") == "ok"
 
 
+def test_backticks_in_a_search_pattern_the_shell_ran_first_never_searched_for_them() -> None:
+    """bash runs backticks in double quotes as a command before the search, and says so before its output:
+    the search that follows, however long, looked for something else."""
+    search = 'rg -n "T040|app/models/`|tests/`" specs/tasks.md'
+    said = "/bin/bash: command substitution: line 1: syntax error near unexpected token `|'\n"
+    found = "".join(f"{n}: - [ ] T0{n} something in app/models/x.js\n" for n in range(200))
+    assert kind(call("exec_command", {"cmd": search}), [codex_exec(said + found, 0)], "codex") == "task_failure"
+    assert kind(call("exec_command", {"cmd": search}), [codex_exec(found, 0)], "codex") == "ok"
+
+
 def test_cmd_exes_syntax_typed_into_bash_is_the_models_slip_even_while_looking() -> None:
     slip = 'dir "%APPDATA%\\Claude\\logs" /B /O-D'
     out = "Exit code 2\ndir: cannot access '%APPDATA%\\Claude\\logs': No such file or directory"
@@ -2023,9 +2033,36 @@ def test_a_file_editors_view_is_no_edit_and_its_subcommand_no_shell_command() ->
     assert kind(run, [shows], "swe_agent", fixed) == "task_failure"
 
 
+def test_a_few_lines_run_inline_to_see_the_code_as_given_fail_are_the_red_phase() -> None:
+    run = call("bash", {"command": 'cd /testbed && python3 -c "import dask.array as da; print(da.eye(2, dtype=None))"'})
+    crash = tool('Traceback (most recent call last):\n  File "<string>", line 1\nTypeError: dtype must be known\n')
+    asked = [{"role": "user", "content": "da.eye(2, dtype=None) raises; fix it"}]
+    assert kind(run, [crash], "generic", asked) == "ok"  # nothing changed yet: the bug as reported
+    edit = call("str_replace_editor", {"command": "str_replace", "path": "/testbed/dask/array/creation.py"}, "e1")
+    edited = [*asked, edit, tool("The file /testbed/dask/array/creation.py has been edited.", "e1")]
+    assert kind(run, [crash], "generic", edited) == "task_failure"  # after its change: the fix did not work
+    typo = tool(
+        '  File "<string>", line 1\n    import dask.array as da; print(da.eye(2, dtype=None)\nSyntaxError: bad\n'
+    )
+    assert kind(run, [typo], "generic", asked) == "task_failure"  # its own lines never ran
+
+
 def test_git_without_an_identity_is_the_environment() -> None:
     out = "Author identity unknown\n\n*** Please tell me who you are.\n\nfatal: unable to auto-detect email address\n"
     assert kind(mini("git commit -am 'feat: x'"), [returned(out, 128)], "mini_swe_agent") == "environment"
+
+
+@pytest.mark.parametrize(
+    "out",
+    [
+        "git@github.com: Permission denied (publickey).\r\nfatal: Could not read from remote repository.\n",
+        "fatal: could not read Username for 'https://github.com': No such device or address\n",
+    ],
+)
+def test_git_refused_by_its_remote_for_want_of_this_machines_keys_is_the_environment(out: str) -> None:
+    assert kind(call("exec_command", {"cmd": "git fetch --all --prune"}), [codex_exec(out, 128)], "codex") == (
+        "environment"
+    )
 
 
 def test_pytests_status_5_is_no_tests_selected_an_answer() -> None:

@@ -463,6 +463,7 @@ def formats(command: str) -> bool:
 
 
 # Test runners: their failure before the model changed anything shows the bug, not a mistake.
+_INLINE = re.compile(r"\bpython3?(?:\.\d+)? (?:-c\b|- ?<<)")
 TESTS = re.compile(
     r"\b(pytest|unittest|nosetests|tox|jest|mocha|vitest|go test|cargo test|mvn( -\S+){0,30} test|"
     r"gradle(?:(?!\bgradle)\S)* test|"
@@ -551,7 +552,7 @@ _SHELL_ERROR = re.compile(
 
 # The shell could not parse the command: nothing (or only its start) ran, whatever it was meant to ask.
 _SYNTAX = re.compile(
-    r"^(?:(?:/bin/|/usr/bin/)?(?:ba|z|da)?sh: (?:eval: )?(?:line \d+: |\d+: |-c: line \d+: )?"
+    r"^(?:(?:/bin/|/usr/bin/)?(?:ba|z|da)?sh: (?:eval: |command substitution: )?(?:line \d+: |\d+: |-c: line \d+: )?"
     r"(?:syntax error\b|Syntax error: |unexpected EOF while looking for matching)[^\n]*)$",
     re.M,
 )
@@ -758,6 +759,8 @@ ENVIRONMENT = Gated(
         r"'[^'\n]*'</exception>|"
         r"not in (?:your |the )?PATH\b|gpg failed to sign the data|cannot open '/dev/tty'|"
         r"Author identity unknown|Please tell me who you are|sudo: a (?:terminal|password) is required|"
+        # git's remote refusing this machine's keys or asking for a login no one can type here
+        r"Permission denied \(publickey|could not read Username for '|"
         # a program run through `timeout`, `nohup` or `env` that is not installed; a Node package not installed
         r"failed to run command ['‘][\w.+-]+['’]: No such file or directory|"
         r"Cannot find (?:package|module) '(?![./]|@/|~/)[\w@][\w./@+-]*'|"
@@ -780,7 +783,8 @@ ENVIRONMENT = Gated(
         "getaddrinfo", "enotfound", "eai_again", "no space left", "read-only file", "not permitted", "pi key",
         "pi_key", "pikey", "pi-key", "_token'", "unauthori", "forbidden", "not found", "authentication failed",
         "x server", "$display", "missing dependencies", "exist at", "browser", "not installed", "java",
-        "credentials", "logged in", "xcode", "ripgrep", "database is locked", "eaddrinuse", "address already in use",
+        "credentials", "logged in", "xcode", "publickey", "could not read username",
+        "ripgrep", "database is locked", "eaddrinuse", "address already in use",
         "attempting to bind", "in use by another process", "gpg failed", "/dev/tty",
         "access denied for user", "cygpath",
         "not in your path", "not in the path", "not in path", "identity unknown", "who you are", "sudo: a",
@@ -1484,7 +1488,7 @@ class Reader:
         if ("`" in cmd or "\ufffd" in cmd) and (literal := _LITERAL_ESCAPE.search(cmd)) is not None:
             return self._found(o, "task_failure", "literal_escape", (1, literal.group(0)[:160]))
         if o.runs and (
-            (broken := first_match(_SYNTAX, o.text[-3000:])) is not None
+            (broken := first_match(_SYNTAX, o.text[:3000]) or first_match(_SYNTAX, o.text[-3000:])) is not None
             or ((o.status or o.flagged) and (broken := first_match(_FAILED_SYNTAX, o.text[-3000:])) is not None)
         ):
             return self._found(o, "task_failure", "shell_syntax", broken)  # a probe too: it never asked
@@ -1542,6 +1546,8 @@ class Reader:
         if ran and (is_reproduction(cmd) or TESTS.search(cmd)) and not _broken(o.text[-3000:]):
             if past.known and not past.edited:
                 return True
+        if ran and _INLINE.search(cmd) and past.known and not past.edited and not _broken(o.text[-3000:]):
+            return True  # a few lines run inline to see the code as given fail (the red phase)
             if not past.known and is_reproduction(cmd) and not expects_success(text_of(reply)):
                 return True
         said = text_of(reply)[-600:] if TESTS.search(cmd) else ""
