@@ -24,7 +24,7 @@ from lwfsm import Engine, Spec, SpecError, load_spec
 from lwfsm.cli import judging, main
 from lwfsm.cli.judging import Result, evaluate, read_lines
 from lwfsm.turn import TurnCore
-from lwfsm.turn.agents import AGENTS, KINDS, base
+from lwfsm.turn.agents import AGENTS, KINDS, aider, base
 
 ROOT = Path(__file__).resolve().parent.parent
 GENERATED = ROOT / "tests" / "judging" / "generated.jsonl.gz"
@@ -585,15 +585,21 @@ def test_no_shape_of_messages_breaks_the_judge(
     assert j.kind in KINDS
 
 
+GATED = {"environment": base.ENVIRONMENT, "broken_run": base._BROKEN_RUN, "aider_edit_failed": aider.EDIT_FAILED}
+
+
+@pytest.mark.parametrize("name", list(GATED))
 @settings(max_examples=300, deadline=None)
-@given(text=st.from_regex(base.ENVIRONMENT.pattern, alphabet=st.characters(max_codepoint=127)))
-def test_the_environment_words_never_hide_a_match(text: str) -> None:
-    """ENVIRONMENT runs its long pattern only when one of its words is present: every text the pattern
-    matches must pass the gate (a new alternative without its word would fail here). ASCII text: the
-    pattern's character classes are ASCII."""
-    hit = base.first_match(base.ENVIRONMENT.pattern, text)
+@given(data=st.data())
+def test_the_words_before_a_long_pattern_never_hide_a_match(name: str, data: st.DataObject) -> None:
+    """A gated pattern runs only when one of its words is present: every text the pattern matches must
+    pass the gate (a new alternative without its word would fail here). ASCII text: the patterns'
+    character classes are ASCII."""
+    gated = GATED[name]
+    text = data.draw(st.from_regex(gated.pattern, alphabet=st.characters(max_codepoint=127)))
+    hit = base.first_match(gated.pattern, text)
     assert hit is not None
-    assert base.first_match(base.ENVIRONMENT, text) == hit
+    assert base.first_match(gated, text) == hit
 
 
 # goose's tools and request formats, as its source writes them (block/goose: the developer extension's

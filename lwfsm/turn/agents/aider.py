@@ -13,6 +13,7 @@ from .base import (
     ENVIRONMENT,
     Evidence,
     Finding,
+    Gated,
     Kind,
     Message,
     Reader,
@@ -25,12 +26,18 @@ from .base import (
 __all__ = ["READER"]
 
 # What aider tells the model when its reply could not be applied, and its lint and test reports.
-EDIT_FAILED = re.compile(
-    r"(SEARCH/REPLACE blocks? failed to match|did not conform to the edit format|No filename provided before|"
-    r"Bad/missing filename|The SEARCH section must exactly match|Only \d+ reflections allowed|"
-    r"has hit a token limit|\^\^\^ Expected|Expected `=======`)",
-    re.I,
-)
+EDIT_FAILED = Gated(
+    re.compile(
+        r"(SEARCH/REPLACE blocks? failed to match|did not conform to the edit format|No filename provided before|"
+        r"Bad/missing filename|The SEARCH section must exactly match|Only \d+ reflections allowed|"
+        r"has hit a token limit|\^\^\^ Expected|Expected `=======`)",
+        re.I,
+    ),
+    (
+        "search/replace", "did not conform", "no filename provided", "bad/missing filename", "must exactly match",
+        "reflections allowed", "token limit", "^^^ expected", "expected `=======`",
+    ),
+)  # fmt: skip
 # aider's `/help QUESTION` sends the model the question and pages of aider's documentation, which quote its
 # reports ("has hit a token limit"): the person's question, not a report.
 _HELP = re.compile(r"\A# Question: ([^\n]*)\n(?:[^\S\n]*\n)*# Relevant docs:")

@@ -556,6 +556,14 @@ _SYNTAX = re.compile(
     r"(?:syntax error\b|Syntax error: |unexpected EOF while looking for matching)[^\n]*)$",
     re.M,
 )
+
+
+def _syntax(text: str) -> tuple[int, str] | None:
+    """The shell's own word that it could not parse the command (its words first: the pattern is tried at
+    every line's start, ~17 µs on 3,000 characters)."""
+    return first_match(_SYNTAX, text) if "yntax error" in text or "unexpected EOF" in text else None
+
+
 # A shell's `cd` into a folder that is not there (bash, dash; zsh, as itself or Claude Code's eval): what
 # followed ran elsewhere, or not at all. The folder is named as the shell read it (`_cd_failed`).
 _CD_FAILED = re.compile(
@@ -622,14 +630,21 @@ _FAILED_SYNTAX = re.compile(
     re.M,
 )
 
-_BROKEN_RUN = re.compile(
-    r"(can't open file|No such file or directory|SyntaxError|command not found|"
-    r"Cannot find module|is not recognized|"
-    # a script that never reached the code it meant to show: its framework was not set up (Django's words)
-    r"ImproperlyConfigured|AppRegistryNotReady|settings are not configured|doesn't declare an explicit app_label|"
-    r"no such table)",
-    re.I,
-)
+_BROKEN_RUN = Gated(
+    re.compile(
+        r"(can't open file|No such file or directory|SyntaxError|command not found|"
+        r"Cannot find module|is not recognized|"
+        # a script that never reached the code it meant to show: its framework was not set up (Django's words)
+        r"ImproperlyConfigured|AppRegistryNotReady|settings are not configured|doesn't declare an explicit app_label|"
+        r"no such table)",
+        re.I,
+    ),
+    (
+        "can't open file", "no such file or directory", "syntaxerror", "command not found", "cannot find module",
+        "is not recognized", "improperlyconfigured", "appregistrynotready", "settings are not configured",
+        "explicit app_label", "no such table",
+    ),
+)  # fmt: skip
 
 
 # A traceback's innermost frame, then the exception: a name the script itself never defined or imported.
@@ -1488,7 +1503,7 @@ class Reader:
         if ("`" in cmd or "\ufffd" in cmd) and (literal := _LITERAL_ESCAPE.search(cmd)) is not None:
             return self._found(o, "task_failure", "literal_escape", (1, literal.group(0)[:160]))
         if o.runs and (
-            (broken := first_match(_SYNTAX, o.text[:3000]) or first_match(_SYNTAX, o.text[-3000:])) is not None
+            (broken := _syntax(o.text[:3000]) or _syntax(o.text[-3000:])) is not None
             or ((o.status or o.flagged) and (broken := first_match(_FAILED_SYNTAX, o.text[-3000:])) is not None)
         ):
             return self._found(o, "task_failure", "shell_syntax", broken)  # a probe too: it never asked
