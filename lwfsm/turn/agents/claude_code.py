@@ -48,7 +48,13 @@ class ClaudeCode(Reader):
     name = "claude_code"
 
     def detect(self, messages: Sequence[Message], system: str) -> bool:
-        return system.find("Claude Code", 0, 4000) >= 0 or system.find("Claude Agent SDK", 0, 4000) >= 0
+        # (one scan for what both names start with: every other agent's request is scanned too)
+        at = system.find("Claude ", 0, 4000)
+        while at >= 0:
+            if system.startswith(("Claude Code", "Claude Agent SDK"), at, 4000):
+                return True
+            at = system.find("Claude ", at + 7, 4000)
+        return False
 
     def human(self, msg: Message) -> bool:
         # A command the person ran themselves (`!cmd`) comes back as <bash-input>/<bash-stdout> text.
