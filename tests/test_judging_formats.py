@@ -2035,7 +2035,10 @@ def test_a_file_editors_view_is_no_edit_and_its_subcommand_no_shell_command() ->
 
 def test_a_few_lines_run_inline_to_see_the_code_as_given_fail_are_the_red_phase() -> None:
     run = call("bash", {"command": 'cd /testbed && python3 -c "import dask.array as da; print(da.eye(2, dtype=None))"'})
-    crash = tool('Traceback (most recent call last):\n  File "<string>", line 1\nTypeError: dtype must be known\n')
+    crash = tool(
+        'Traceback (most recent call last):\n  File "<string>", line 1, in <module>\n'
+        '  File "/testbed/dask/array/creation.py", line 546, in eye\nTypeError: dtype must be known\n'
+    )
     asked = [{"role": "user", "content": "da.eye(2, dtype=None) raises; fix it"}]
     assert kind(run, [crash], "generic", asked) == "ok"  # nothing changed yet: the bug as reported
     edit = call("str_replace_editor", {"command": "str_replace", "path": "/testbed/dask/array/creation.py"}, "e1")
@@ -2045,6 +2048,17 @@ def test_a_few_lines_run_inline_to_see_the_code_as_given_fail_are_the_red_phase(
         '  File "<string>", line 1\n    import dask.array as da; print(da.eye(2, dtype=None)\nSyntaxError: bad\n'
     )
     assert kind(run, [typo], "generic", asked) == "task_failure"  # its own lines never ran
+    # the lines' own mistake, or a step before them that failed, or lines that write: the model's
+    slip = tool("Traceback (most recent call last):\n  File \"<string>\", line 1, in <module>\nNameError: name 'd'\n")
+    assert kind(run, [slip], "generic", asked) == "task_failure"
+    setup = call("bash", {"command": "pip install -e . && python -c 'import dask'"})
+    assert kind(setup, [tool("ERROR: Could not build wheels for dask\n", is_error=True)], "generic", asked) == (
+        "task_failure"
+    )
+    patch = call("bash", {"command": "python -c \"open('a.py','w').write(x)\""})
+    assert kind(patch, [crash], "generic", asked) == "task_failure"
+    # with no history at all, a reproduction script's run is still the red phase
+    assert kind(call("bash", {"command": "python reproduce_issue.py"}), [crash], "generic") == "ok"
 
 
 def test_git_without_an_identity_is_the_environment() -> None:
@@ -2346,6 +2360,16 @@ def react(name: str, **args: str) -> dict[str, Any]:
             ("tool", f"show_file()\n{BEGIN}1 raise ValueError('x')\nTraceback (most recent call last):\n{END}"),
             "ok",
         ),
+        (
+            react("str_replace_editor", command="view", path="a.py"),  # an editor's `command` is its verb
+            ("tool", f"str_replace_editor()\n{BEGIN}raise ValueError('x')\nTraceback (most recent call last):\n{END}"),
+            "ok",
+        ),
+        (
+            react("run_bash_cmd", command="pytest -q"),  # an observation of its own shape keeps its status
+            ("tool", f"<returncode>1</returncode>\n<output>\n{BEGIN}log line\n{END}1 failed\n</output>"),
+            "task_failure",
+        ),
     ],
 )
 def test_a_react_template_with_calls_in_its_text(reply: dict[str, Any], answer: tuple[str, str], expected: str) -> None:
@@ -2373,6 +2397,15 @@ def test_a_cli_refusing_its_arguments_never_ran() -> None:
     # it never ran, whatever its status would have meant
     gnu = "Exit code 125\nTry 'timeout --help' for more information."
     assert kind(call("Bash", {"command": "timeout 10 && type out.log"}), [tool(gnu)], "claude_code") == "task_failure"
+    # printed on the way by a step that did nothing, the command going on to succeed: no refusal of its work
+    empty = "rm: missing operand\nTry 'rm --help' for more information.\n"
+    assert (
+        kind(call("Bash", {"command": "find . -name '*.tmp' | xargs rm || true"}), [tool(empty)], "claude_code") == "ok"
+    )
+    bad = "Exit code 2\nFINDSTR: Bad command line"
+    assert kind(call("Bash", {"command": 'netstat -ano | findstr "3123" -q'}), [tool(bad)], "claude_code") == (
+        "task_failure"
+    )
 
 
 @pytest.mark.parametrize(

@@ -31,7 +31,7 @@ EDIT_FAILED = Gated(
         r"(SEARCH/REPLACE blocks? failed to match|did not conform to the edit format|No filename provided before|"
         r"Bad/missing filename|The SEARCH section must exactly match|Only \d+ reflections allowed|"
         r"has hit a token limit|\^\^\^ Expected|Expected `=======`)",
-        re.I,
+        re.I | re.A,  # (its words are ASCII: so is what it matches)
     ),
     (
         "search/replace", "did not conform", "no filename provided", "bad/missing filename", "must exactly match",

@@ -463,7 +463,21 @@ def formats(command: str) -> bool:
 
 
 # Test runners: their failure before the model changed anything shows the bug, not a mistake.
-_INLINE = re.compile(r"\bpython3?(?:\.\d+)? (?:-c\b|- ?<<)")
+_INLINE = re.compile(r"\s*python3?(?:\.\d+)? -c\s")
+_WRITES_INLINE = re.compile(r"write_text|write_bytes|\.write\(|open\([^)]*['\"][wax]")
+_FRAME = re.compile(r'File "([^"\n]+)", line \d+')
+
+
+def _inline_look(command: str, tail: str) -> bool:
+    """A few lines run inline (`python -c`, the command's last) that write nothing, failing inside the
+    project's own code (the innermost frame a file, not the lines given): a look at the code as it is.
+    A failure in the lines themselves (a name, a typo) is the model's."""
+    if not _INLINE.match(_split(command.strip())[-1]) or _WRITES_INLINE.search(command):
+        return False
+    frames = [m.group(1) for m in _FRAME.finditer(tail)]
+    return bool(frames) and not frames[-1].startswith("<") and not _broken(tail)
+
+
 TESTS = re.compile(
     r"\b(pytest|unittest|nosetests|tox|jest|mocha|vitest|go test|cargo test|mvn( -\S+){0,30} test|"
     r"gradle(?:(?!\bgradle)\S)* test|"
@@ -637,7 +651,7 @@ _BROKEN_RUN = Gated(
         # a script that never reached the code it meant to show: its framework was not set up (Django's words)
         r"ImproperlyConfigured|AppRegistryNotReady|settings are not configured|doesn't declare an explicit app_label|"
         r"no such table)",
-        re.I,
+        re.I | re.A,  # (its words are ASCII: so is what it matches)
     ),
     (
         "can't open file", "no such file or directory", "syntaxerror", "command not found", "cannot find module",
@@ -775,7 +789,7 @@ ENVIRONMENT = Gated(
         r"not in (?:your |the )?PATH\b|gpg failed to sign the data|cannot open '/dev/tty'|"
         r"Author identity unknown|Please tell me who you are|sudo: a (?:terminal|password) is required|"
         # git's remote refusing this machine's keys or asking for a login no one can type here
-        r"Permission denied \(publickey|could not read Username for '|"
+        r"Permission denied \(publickey|"
         # a program run through `timeout`, `nohup` or `env` that is not installed; a Node package not installed
         r"failed to run command ['‘][\w.+-]+['’]: No such file or directory|"
         r"Cannot find (?:package|module) '(?![./]|@/|~/)[\w@][\w./@+-]*'|"
@@ -798,7 +812,7 @@ ENVIRONMENT = Gated(
         "getaddrinfo", "enotfound", "eai_again", "no space left", "read-only file", "not permitted", "pi key",
         "pi_key", "pikey", "pi-key", "_token'", "unauthori", "forbidden", "not found", "authentication failed",
         "x server", "$display", "missing dependencies", "exist at", "browser", "not installed", "java",
-        "credentials", "logged in", "xcode", "publickey", "could not read username",
+        "credentials", "logged in", "xcode", "publickey",
         "ripgrep", "database is locked", "eaddrinuse", "address already in use",
         "attempting to bind", "in use by another process", "gpg failed", "/dev/tty",
         "access denied for user", "cygpath",
@@ -821,8 +835,6 @@ _BROWSER_GONE = re.compile(
 _MISUSED = re.compile(
     r"^\S+: (?:invalid|unrecognized|illegal|unknown) option\b.*$|^sleep: invalid time interval\b.*$|"
     r"^fatal: cannot change to '.*': No such file or directory$|"
-    # GNU tools' last word on arguments they refuse (`timeout 10` with no command to run)
-    r"^Try '[\w.-]+ --help' for more information\.$|"
     # argparse's refusal (a Python CLI, SWE-agent's file editor)
     r"^[\w.-]+: error: (?:unrecognized arguments|the following arguments are required|argument \S+: |"
     r"invalid choice).*$|"
@@ -830,10 +842,14 @@ _MISUSED = re.compile(
     r"^error: (?:Found argument '.*' which wasn't expected|unexpected argument '.*' found)\b.*$|"
     # PowerShell's and Windows' find.exe refusing a Unix command's options (`ls -la`, `find . -name`)
     r"A parameter cannot be found that matches parameter name\b.*$|^FIND: Parameter format not correct$|"
+    r"^FINDSTR: Bad command line$|"
     r"^(?:u?grep|egrep|rg|ag): (?:error: )?"
     r"(?:Unmatched|Invalid|regex parse error|error at position|Trailing backslash|unrecognized flag).*$",
     re.M,
 )
+# GNU tools' last word on arguments they refuse (`timeout 10` with no command to run): read only where a
+# probe failed (a command that went on, or a probe's `|| echo`, may print it for a step that did nothing)
+_GNU_REFUSED = re.compile(r"^(?:\S+: )?Try '[\w./-]+ --help' for more information\.$", re.M)
 # A line saying a path was refused (a search walking into protected folders: `find: '/x': Permission denied`,
 # ripgrep's `/x: Operation not permitted (os error 1)`; a start-up script's `x.sh: line 3: /bin/ps: ...`).
 # Not a connection the sandbox refused (`[Errno 1] Operation not permitted`): that is why a download hangs.
@@ -1519,7 +1535,7 @@ class Reader:
             if o.status == 0:
                 return self._shell(o, probe)  # it worked, its words do not count: unless the shell said not
             error = anchored_error(own_output(o)) if o.runs else None
-            if probe and (misused := _misused(o)) is not None:
+            if probe and ((misused := _misused(o)) or (misused := first_match(_GNU_REFUSED, o.text[:2000]))):
                 return self._found(o, "task_failure", "misused_command", misused)  # it never searched
             never = first_match(_NOT_RUN, o.text[:2000]) if probe else None
             if probe and (never is not None or o.status == 127):  # its program never ran: no answer
@@ -1561,10 +1577,10 @@ class Reader:
         if ran and (is_reproduction(cmd) or TESTS.search(cmd)) and not _broken(o.text[-3000:]):
             if past.known and not past.edited:
                 return True
-        if ran and _INLINE.search(cmd) and past.known and not past.edited and not _broken(o.text[-3000:]):
-            return True  # a few lines run inline to see the code as given fail (the red phase)
             if not past.known and is_reproduction(cmd) and not expects_success(text_of(reply)):
                 return True
+        if ran and past.known and not past.edited and _inline_look(cmd, o.text[-3000:]):
+            return True  # a few lines run inline to see the code as given fail (the red phase)
         said = text_of(reply)[-600:] if TESTS.search(cmd) else ""
         if _RED.search(said) and not _NOT_RED.search(said):
             # test-first: the reply runs tests it wrote to see them fail (the red phase), the code they

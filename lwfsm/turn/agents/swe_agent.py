@@ -38,6 +38,7 @@ _RETURNCODE = re.compile(r"<returncode>(-?\d+)</returncode>")
 # A ReAct template's calls written in the text (`----BEGIN_FUNCTION_CALL----`, the name, then `----ARG----`
 # name and value pairs) and its answers, `Result:` or `Tool 'x' returned:`, as system or user messages.
 _TEXT_CALL = re.compile(r"----BEGIN_FUNCTION_CALL----\n([\w-]+)\n(.*?)----END_FUNCTION_CALL", re.S)
+_RUNS = re.compile(r"bash|shell|cmd|command|exec|run|terminal", re.I)
 _TEXT_ARG = re.compile(r"----ARG----\n([\w-]+)\n(?:----VALUE----\n)?(.*?)(?=\n?----ARG----|\Z)", re.S)
 _TEXT_RESULT = re.compile(r"\A(?:Result:|Tool '[\w-]+' returned:|(Error executing '[\w-]+':))\s*")
 # Older mini-swe-agent templates (and forks) show the observation as a Python dict's repr; mini-swe-agent 2's
@@ -72,9 +73,14 @@ def _observation(text: str) -> tuple[int, str] | None:
     return value["returncode"], str(value.get("output", ""))
 
 
+_CALLED = re.compile(r"[\w-]+\(")
+
+
 def _result(text: str) -> str:
     """A result a ReAct template shows as the call (`name(args=...)`), then the output between markers:
     the output."""
+    if not _CALLED.match(text):
+        return text
     start = text.find("\n----TOOL RESULT BEGIN----\n")
     end = text.rfind("\n----TOOL RESULT END----")
     return text[start + 27 : end + 1] if 0 <= start < end else text
@@ -100,9 +106,10 @@ def _actions(reply: Message) -> list[str]:
     text = text_of(reply)
     if "----BEGIN_FUNCTION_CALL----" in text:
         out = []
-        for _name, body in _TEXT_CALL.findall(_closed(text, "----END_FUNCTION_CALL")):
+        for name, body in _TEXT_CALL.findall(_closed(text, "----END_FUNCTION_CALL")):
             params = {k: v.strip() for k, v in _TEXT_ARG.findall(body)}
-            out.append(params.get("command", ""))  # another tool (a file viewer, a search) runs no command
+            # another tool (a file viewer, a search; an editor's `command` is its verb) runs no command
+            out.append(params.get("command", "") if _RUNS.search(name) else "")
         return out
     blocks = [m.group(1).strip() for m in _BASH_BLOCK.finditer(text)]
     if not blocks and "<mswea_bash_command>" in text:
@@ -191,7 +198,8 @@ class MiniSweAgent(Reader):
                     timed_out=bool(self.TIMEOUT.search(text[:3000])),
                 )
             elif msg.get("role") in ("user", "tool") and self.TIMEOUT.search(text[:1000]):
-                yield Outcome(message=i, text=text, command=actions[0] if actions else None, timed_out=True)
+                yield Outcome(message=i, text=text, command=actions[n] if n < len(actions) else None, timed_out=True)
+                n += 1
             elif msg.get("role") == "tool" and n < len(actions):
                 # a command's output in no shape known: no status, so its last lines are read, as any command's
                 if actions[n]:  # (not another tool's answer: a file shown is no output)
