@@ -2061,6 +2061,20 @@ def test_a_few_lines_run_inline_to_see_the_code_as_given_fail_are_the_red_phase(
     assert kind(call("bash", {"command": "python reproduce_issue.py"}), [crash], "generic") == "ok"
 
 
+def test_codexs_own_patch_is_a_change_of_the_code_so_a_failing_test_after_it_is_no_red_phase() -> None:
+    asked = [{"role": "user", "content": "the parser drops tabs; fix it"}]
+    patch = "*** Begin Patch\n*** Update File: src/parser.py\n@@\n-    x = 1\n+    x = 2\n*** End Patch"
+    patched = [
+        *asked,
+        call("apply_patch", {"input": patch}, "p1"),
+        tool("Success. Updated the following files:\nM src/parser.py", "p1"),
+    ]
+    run = call("exec_command", {"cmd": "pytest -q tests/test_parser.py"})
+    failing = codex_exec("F.\n1 failed, 1 passed in 0.1s\n", 1)
+    assert kind(run, [failing], "codex", asked) == "ok"  # nothing changed yet: the bug as reported
+    assert kind(run, [failing], "codex", patched) == "task_failure"  # after its patch: the fix did not work
+
+
 def test_git_without_an_identity_is_the_environment() -> None:
     out = "Author identity unknown\n\n*** Please tell me who you are.\n\nfatal: unable to auto-detect email address\n"
     assert kind(mini("git commit -am 'feat: x'"), [returned(out, 128)], "mini_swe_agent") == "environment"

@@ -526,6 +526,9 @@ def edited_path(tool: str | None, args: Mapping[str, Any]) -> str | None:
     if not tool or not _EDITS.search(tool) or args.get("command") == "view":
         return None
     path = args.get("file_path") or args.get("path") or args.get("notebook_path")
+    if not path and isinstance(patch := args.get("input") or args.get("patch"), str):
+        # Codex's apply_patch names its files inside the patch (`*** Update File: app.py`)
+        path = (m := _PATCHED.search(patch[:100_000])) and m.group(1)
     return path if isinstance(path, str) and path else None
 
 
@@ -1468,7 +1471,7 @@ class Reader:
                 command = self.command_of(args)
                 if (_EDITS.search(name) and args.get("command") != "view") or (command and _WRITES.search(command)):
                     attempt = True
-                    path = str(args.get("file_path") or args.get("path") or args.get("notebook_path") or "")
+                    path = edited_path(name, args) or ""
                     if not path and i + 1 < len(before):
                         if answer is None:
                             answer = self.edited_file(text_of(before[i + 1])) or ""
