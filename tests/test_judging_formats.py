@@ -2385,6 +2385,23 @@ def test_a_react_template_with_calls_in_its_text(reply: dict[str, Any], answer: 
     assert kind(reply, [{"role": role, "content": text}], "mini_swe_agent") == expected
 
 
+def test_a_react_templates_edit_is_a_change_of_the_code_so_its_reproduction_failing_after_is_no_red_phase() -> None:
+    asked = [{"role": "user", "content": "collect_factor_and_dimension fails on equivalent dimensions; fix it"}]
+    edit = react("replace_in_file", file_path="sympy/physics/units/unitsystem.py", from_line="173", to_line="184")
+    edited = [
+        *asked,
+        edit,
+        {"role": "tool", "content": f"replace_in_file()\n{BEGIN}{{'output': 'Replaced', 'returncode': 0}}\n{END}"},
+    ]
+    run = react("run_bash_cmd", command="python reproduce_issue.py")
+    crash = {
+        "role": "tool",
+        "content": f"run_bash_cmd()\n{BEGIN}Traceback (most recent call last):\nValueError: bad\n{END}",
+    }
+    assert kind(run, [crash], "mini_swe_agent", asked) == "ok"  # the bug as reported, nothing changed yet
+    assert kind(run, [crash], "mini_swe_agent", edited) == "task_failure"  # after its edit: the fix did not work
+
+
 ARGPARSE = (
     "usage: tool [-h] [--view_range VIEW_RANGE VIEW_RANGE] command path\ntool: error: unrecognized arguments: [1, 9]\n"
 )

@@ -148,6 +148,13 @@ class MiniSweAgent(Reader):
         calls, so what the conversation did before a reply (edits, failed runs) is known."""
         if tool_calls(reply):
             return super().calls(reply)
+        text = text_of(reply)
+        if "----BEGIN_FUNCTION_CALL----" in text:  # a ReAct template's calls: each tool with its own arguments
+            calls = _TEXT_CALL.findall(_closed(text, "----END_FUNCTION_CALL"))
+            return {
+                str(n): (name, {k: v.strip() for k, v in _TEXT_ARG.findall(body)})
+                for n, (name, body) in enumerate(calls)
+            }
         return {str(n): ("bash", {"command": a}) for n, a in enumerate(_actions(reply))}
 
     def outcome(self, i: int, msg: Message, tool: str | None, args: Mapping[str, Any]) -> Outcome:
