@@ -86,6 +86,12 @@ def _result(text: str) -> str:
     return text[start + 27 : end + 1] if 0 <= start < end else text
 
 
+def _text_calls(text: str) -> list[tuple[str, dict[str, str]]]:
+    """A ReAct template's calls written in a reply's text: each tool's name and its arguments."""
+    calls = _TEXT_CALL.findall(_closed(text, "----END_FUNCTION_CALL"))
+    return [(name, {k: v.strip() for k, v in _TEXT_ARG.findall(body)}) for name, body in calls]
+
+
 def _closed(text: str, end: str) -> str:
     """`text` up to its last `end`: every match ends there, and an opening with no end after it would
     be scanned to the text's end from every opening (quadratic on `<function=x>` repeated)."""
@@ -105,12 +111,8 @@ def _actions(reply: Message) -> list[str]:
         return out
     text = text_of(reply)
     if "----BEGIN_FUNCTION_CALL----" in text:
-        out = []
-        for name, body in _TEXT_CALL.findall(_closed(text, "----END_FUNCTION_CALL")):
-            params = {k: v.strip() for k, v in _TEXT_ARG.findall(body)}
-            # another tool (a file viewer, a search; an editor's `command` is its verb) runs no command
-            out.append(params.get("command", "") if _RUNS.search(name) else "")
-        return out
+        # another tool (a file viewer, a search; an editor's `command` is its verb) runs no command
+        return [params.get("command", "") if _RUNS.search(name) else "" for name, params in _text_calls(text)]
     blocks = [m.group(1).strip() for m in _BASH_BLOCK.finditer(text)]
     if not blocks and "<mswea_bash_command>" in text:
         blocks = [m.group(1).strip() for m in _TAGGED.finditer(_closed(text, "</mswea_bash_command>"))]
@@ -150,11 +152,7 @@ class MiniSweAgent(Reader):
             return super().calls(reply)
         text = text_of(reply)
         if "----BEGIN_FUNCTION_CALL----" in text:  # a ReAct template's calls: each tool with its own arguments
-            calls = _TEXT_CALL.findall(_closed(text, "----END_FUNCTION_CALL"))
-            return {
-                str(n): (name, {k: v.strip() for k, v in _TEXT_ARG.findall(body)})
-                for n, (name, body) in enumerate(calls)
-            }
+            return {str(n): call for n, call in enumerate(_text_calls(text))}
         return {str(n): ("bash", {"command": a}) for n, a in enumerate(_actions(reply))}
 
     def outcome(self, i: int, msg: Message, tool: str | None, args: Mapping[str, Any]) -> Outcome:
