@@ -791,7 +791,7 @@ ENVIRONMENT = Gated(
         r"'[^'\n]*'</exception>|"
         r"not in (?:your |the )?PATH\b|gpg failed to sign the data|cannot open '/dev/tty'|"
         r"Author identity unknown|Please tell me who you are|sudo: a (?:terminal|password) is required|"
-        # git's remote refusing this machine's keys or asking for a login no one can type here
+        # git's remote refusing this machine's keys (a login it asks for may be a repository that is not there)
         r"Permission denied \(publickey|"
         # a program run through `timeout`, `nohup` or `env` that is not installed; a Node package not installed
         r"failed to run command ['‘][\w.+-]+['’]: No such file or directory|"
