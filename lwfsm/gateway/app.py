@@ -347,11 +347,11 @@ class Gateway:
         except (_Late, _Cut) as exc:
             # The client gets a 503, but the store may yet take the write (a stopped Redis runs it once
             # resumed, a lock is let go): then its turn is kept, and its retry is not counted again. Its
-            # trace line and counts are written when the write lands, as they would have been now.
-            if seen.get("stored") is not None:
-                landed = asyncio.ensure_future(self._landed(exc.late, call, role, used, seen))
-                self._landing.add(landed)
-                landed.add_done_callback(self._landing.discard)
+            # trace line and counts are written when the write lands, as they would have been now (watched
+            # even when the cut came before the store's thread built the row: it may build it yet).
+            landed = asyncio.ensure_future(self._landed(exc.late, call, role, used, seen))
+            self._landing.add(landed)
+            landed.add_done_callback(self._landing.discard)
             raise
         self._settled(call, role, used, seen, done.judged, done.stored.conv)
         self.tracing.committed(call.turn, done.judged)
@@ -364,7 +364,7 @@ class Gateway:
             wrote = await late
         except Exception:  # the store failed it after all: nothing was recorded, as the client was told
             return
-        if wrote is True:  # a write (not a read) whose compare-and-set held: the turn was recorded
+        if wrote is True and "stored" in seen:  # a write (not a read) whose compare-and-set held: recorded
             logger.warning(
                 "session %s: the store took the write after the call was answered (past --store-timeout, or cut "
                 "by a drain); its turn is recorded after all (the client got a 503; a retry is not counted again)",
