@@ -252,6 +252,44 @@ def test_a_reproduction_fails_in_the_red_phase_only() -> None:
     assert evidence.excerpt == "Traceback (most recent call last):"
 
 
+def test_a_reproduction_printing_after_a_change_what_it_printed_before_any_fails() -> None:
+    """The fix changed nothing the reproduction shows: it exits 0 and prints the bug as before."""
+    wrong = "Exit code 0\nparse('a,\"b,c\"') = ['a', '\"b', 'c\"']\nexpected ['a', 'b,c']"
+    fixed = "Exit code 0\nparse('a,\"b,c\"') = ['a', 'b,c']\nexpected ['a', 'b,c']"
+    red = (bash("python reproduce.py", "r1"), result(wrong, "r1"))
+    event, kind, evidence = verdict(*red, EDIT, result("ok", "e1"), bash("python  reproduce.py"), result(wrong))
+    assert (event, kind, evidence.rule, evidence.message) == (
+        "failure",
+        "task_failure",
+        "generic.unchanged_reproduction",
+        0,
+    )
+    assert verdict(*red, EDIT, result("ok", "e1"), bash("python reproduce.py"), result(fixed))[1] == "ok"
+    assert verdict(*red, bash("python reproduce.py"), result(wrong))[1] == "ok"  # nothing changed: a look
+    # compared with what ran before the first change only: once the output moved, the same again is no news
+    later = (EDIT, result("ok", "e1"), bash("python reproduce.py", "r2"), result(fixed, "r2"), EDIT, result("ok", "e1"))
+    assert verdict(*red, *later, bash("python reproduce.py"), result(fixed))[1] == "ok"
+    # a change and the run in one reply
+    both = {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [EDIT["tool_calls"][0], bash("python reproduce.py")["tool_calls"][0]],
+    }
+    assert verdict(*red, both, result("ok", "e1"), result(wrong))[1] == "task_failure"
+    # only a reproduction's output says what the fix should have changed (a listing, a test run's, no)
+    assert (
+        verdict(
+            bash("ls src", "r1"),
+            result("Exit code 0\nparse.py  util.py", "r1"),
+            EDIT,
+            result("ok", "e1"),
+            bash("ls src"),
+            result("Exit code 0\nparse.py  util.py"),
+        )[1]
+        == "ok"
+    )
+
+
 def test_a_second_look_at_a_counted_failure_counts_nothing() -> None:
     failing = "Exit code 1\nFAILED tests/test_parse.py::test_header\n1 failed"
     first = (EDIT, result("ok", "e1"), bash("python -m pytest -q", "p1"), result(failing, "p1"))

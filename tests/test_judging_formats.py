@@ -3346,3 +3346,108 @@ def test_a_codex_local_shell_call_is_read_as_the_command_it_ran() -> None:
         codex.READER.command_of(json.loads(t.messages[t.at]["tool_calls"][0]["function"]["arguments"])) == "cargo test"
     )
     assert judge(t.messages[t.at], t.messages[t.at + 1 :], agent="codex").kind == "task_failure"
+
+
+def test_a_text_agents_action_is_the_block_its_harness_runs() -> None:
+    """A Python snippet's closing fence read as the opening of a bare block made the prose after it a
+    "command" (a mini-swe-agent change went unseen: its next run was taken for the red phase)."""
+    snippet = "THOUGHT: the call should read\n\n```python\nself.data.cols = cols\n```\n\nSo I add it.\n\n"
+    reply = {"role": "assistant", "content": snippet + "```bash\nsed -i '3a x = 1' src/app.py\n```"}
+    assert swe_agent.MINI.calls(reply) == {"0": ("bash", {"command": "sed -i '3a x = 1' src/app.py"})}
+    # mini-swe-agent runs its one shell block (two are a format error: none ran); SWE-agent its last block
+    two = {"role": "assistant", "content": "```bash\nls\n```\nthen\n```bash\npwd\n```"}
+    assert (
+        kind(
+            two,
+            [
+                {
+                    "role": "user",
+                    "content": "Please always provide EXACTLY ONE action in triple backticks, found 2 actions.",
+                }
+            ],
+            "mini_swe_agent",
+        )
+        == "task_failure"
+    )
+    prompt = {"role": "system", "content": "You are an autonomous programmer."}
+    shown = {
+        "role": "assistant",
+        "content": "It reads\n```\nx = parse(s)\n```\nso I run\n```\npython reproduce.py\n```",
+    }
+    assert [o.command for o in swe_agent.READER.outcomes(shown, [{"role": "user", "content": "ok"}])] == [
+        "python reproduce.py"
+    ]
+    assert (
+        kind(
+            shown,
+            [{"role": "user", "content": "Traceback (most recent call last):\nValueError: x"}],
+            "swe_agent",
+            [prompt],
+        )
+        == "ok"
+    )
+
+
+def test_codex_interrupting_the_process_it_started_is_no_failure() -> None:
+    stop = call("write_stdin", {"session_id": 7, "chars": "\u0003", "yield_time_ms": 1000})
+    assert kind(stop, [codex_exec("^C", 1)], "codex") == "ok"
+    typed = call("write_stdin", {"session_id": 7, "chars": "yes\n", "yield_time_ms": 1000})
+    assert kind(typed, [codex_exec("Error: migration 3 failed", 1)], "codex") == "task_failure"
+
+
+@pytest.mark.parametrize(
+    ("command", "output", "expected"),
+    [
+        # git's history asked of a repository with no commit yet: "none" is the answer
+        (
+            "git status --short && git log --oneline -5",
+            "?? server.js\nfatal: your current branch 'main' does not have any commits yet\n",
+            "ok",
+        ),
+        (
+            "git log --oneline -3 && npm test",
+            "fatal: your current branch 'main' does not have any commits yet\n"
+            "FAIL src/app.test.js\nTests: 1 failed, 3 passed\n",
+            "task_failure",
+        ),
+        # BuildKit's failure as docker compose prints it, the status hidden by a filter
+        (
+            "docker compose build --no-cache web 2>&1 | tail -5",
+            " > [web 4/6] RUN npm install:\n--------------------\n"
+            'failed to solve: process "/bin/sh -c npm install" did not complete successfully: exit code: 1',
+            "task_failure",
+        ),
+        (
+            "docker compose build web 2>&1 | tail -3",
+            " => exporting to image\n => => naming to docker.io/library/web\n",
+            "ok",
+        ),
+    ],
+)
+def test_codex_runs_read_by_their_words(command: str, output: str, expected: str) -> None:
+    status = 0 if "tail" in command else 128
+    assert kind(call("exec_command", {"cmd": command}), [codex_exec(output, status)], "codex") == expected
+
+
+def test_the_agent_sdks_browser_missing_an_element_fails() -> None:
+    clicked = call("browser_click", {"index": 1260})
+    assert kind(clicked, [tool("Element with index 1260 not found")], "openhands") == "task_failure"
+    assert kind(clicked, [tool("Clicked element with index 1260")], "openhands") == "ok"
+
+
+def test_a_red_phase_said_in_chinese_and_an_es_module_not_written_yet() -> None:
+    edit = call(
+        "apply_patch", {"input": "*** Begin Patch\n*** Update File: test/smoke.test.js\n@@\n+test\n*** End Patch"}, "e1"
+    )
+    before = [
+        {"role": "user", "content": "加一个测试"},
+        edit,
+        tool('{"output":"Success.","metadata":{"exit_code":0}}', "e1"),
+    ]
+    out = "SyntaxError: The requested module '../server.js' does not provide an export named 'loadEnv'\n✖ 1 failing\n"
+    for said, expected in (
+        ("我先加了测试，现在跑一次红灯确认。", "ok"),
+        ("实现完成，跑测试确认绿灯。", "task_failure"),
+    ):
+        run = {**call("exec_command", {"cmd": "npm test"}), "content": said}
+        assert kind(run, [codex_exec(out, 1)], "codex", before) == expected

@@ -688,17 +688,20 @@ def is_reproduction(command: str) -> bool:
 # The model saying it runs tests it has just written to watch them fail, before the code they test exists;
 # not when it says the code is written (GREEN), runs them again, or expects them not to fail.
 _RED = re.compile(
-    r"\bRED phase\b|\b(?:see|watch) (?:it|them|the tests?|this) fail\b|"
+    r"\bRED phase\b|红灯|\b(?:see|watch) (?:it|them|the tests?|this) fail\b|"
     r"\bexpect(?:ing)? (?:it|them|the tests?|this) to fail\b(?! (?:with|on|when|for|if|gracefully)\b)",
     re.I,
 )
 _NOT_RED = re.compile(
-    r"\bGREEN\b|\bagain\b|\bno longer\b|\bnow that\b|n'?t (?:expect|see|want)|\bnot (?:expect|see)|"
+    r"\bGREEN\b|绿灯|\bagain\b|\bno longer\b|\bnow that\b|n'?t (?:expect|see|want)|\bnot (?:expect|see)|"
     r"\bafter (?:the|my|our|this) (?:fix|change)|\bimplemented\b",
     re.I,
 )
 # What a red run may show: the code under test not written yet (a test broken otherwise is the model's).
-_UNWRITTEN = re.compile(r"Cannot find module|No module named|ModuleNotFoundError|is not defined|cannot import name")
+_UNWRITTEN = re.compile(
+    r"Cannot find module|No module named|ModuleNotFoundError|is not defined|cannot import name|"
+    r"does not provide an export named"  # (an ES module's import of a name it does not have yet)
+)
 # The model saying it expects its change to work: a reproduction run after it is a check, not the red phase.
 _EXPECTS = re.compile(
     r"\b(verify|confirm|check|ensure|see|test)\b[^.\n]{0,60}\b(fix|fixed|works?|working|resolved|solved|changes?|"
@@ -733,7 +736,9 @@ _ERROR_LINE = re.compile(
     r"✘ \[ERROR\] |🚨 Build failed|\[!\] \w*Error: |"
     r"ERROR\s+run failed: |Build FAILED\.|Build failed with \d+ error|\*\* BUILD FAILED \*\*|"
     # docker's legacy builder
-    r"(?:COPY|ADD) failed: |The command '.*' returned a non-zero code: \d+)",
+    r"(?:COPY|ADD) failed: |The command '.*' returned a non-zero code: \d+|"
+    # BuildKit's, as docker compose prints it (docker build's own starts `ERROR: `)
+    r"(?:target [\w.-]+: )?failed to solve: )",
 )
 # Test runners' own summaries.
 # Test runners' own summaries (matched at a line's start), and a count of failures anywhere in a line.
@@ -973,11 +978,14 @@ def _absent(command: str, o: Outcome) -> bool:
             rf"^(?:{'|'.join(map(re.escape, names))}|(?:/usr)?(?:/bin/)?(?:ba|z|da)?sh|cd|\(eval\)):", re.M
         )
         return said.search(rest) is None and anchored_error(rest) is None
+    if "any commits yet" in o.text and (rest := _NO_COMMITS.sub("", o.text)) != o.text:
+        return anchored_error(rest) is None  # git's history asked of a repository with none: "none" is the answer
     if o.status == 5 and re.search(r"\bpytest\b", command):
         return True  # pytest's own status for "no tests collected" (a -k or a path that selected nothing)
     return o.status == 5 and TESTS.search(command) is not None and _NO_TESTS.search(o.text[-2000:]) is not None
 
 
+_NO_COMMITS = re.compile(r"^fatal: your current branch '[^'\n]*' does not have any commits yet$", re.M)
 # An import of the repository's own paths (`src.main.java...`, a Java package) is the model's mistake,
 # not a missing package.
 _OWN_MODULE = re.compile(r"No module named '(?:src|com|org)\.")
@@ -1031,6 +1039,10 @@ _STARTUP = re.compile(
     re.M,
 )
 _RUNS_STARTUP = re.compile(r"\bsource\b|(?:^|[;&|]\s*)\.\s|\b(?:ba|z)?sh\s+-\w*[il]|bashrc|profile|zshrc|zshenv")
+
+
+def _evened(text: str) -> str:
+    return "\n".join(line.rstrip() for line in text.strip().splitlines())
 
 
 def own_output(o: Outcome) -> str:
@@ -1364,10 +1376,36 @@ class Reader:
 
         for o in self.outcomes(reply, after):
             f = self.classify(o, reply, here)
+            if f is None and before and o.runs and o.command and is_reproduction(o.command):
+                f = self.unchanged(o, before, any(g is None and _changes(x) for x, g in seen))
             if f is not None:
                 yield f
             seen.append((o, f))
         yield from self.malformed(reply, tools)
+
+    def unchanged(self, o: Outcome, before: Sequence[Message], changed_here: bool) -> Finding | None:
+        """A reproduction run after the model changed the code that prints, to the character, what it
+        printed before any change: the change did not touch what it shows (the bug is still there)."""
+        text = _evened(o.text)
+        if len(text) < 20:  # a near-empty output says nothing either way
+            return None
+        line, same = " ".join((o.command or "").split()), False
+        starts = [i for i, m in enumerate(before) if m.get("role") == "assistant"]
+        for n, i in enumerate(starts):
+            calls = self.calls(before[i])
+            if self._acts(calls, before, i)[1]:
+                break  # the first change: what ran before it is the code as given
+            for j, msg, tool, args in self._answers(calls, before, i, starts[n + 1] if n + 1 < len(starts) else None):
+                command = self.command_of(args)
+                if command and " ".join(command.split()) == line:
+                    same = same or _evened(self.outcome(j, msg, tool, args).text) == text
+        else:
+            if not changed_here:
+                return None  # no change yet: the red phase, shown again
+        if not same:
+            return None
+        first = next(x for x in text.splitlines() if x.strip())
+        return Finding("task_failure", Evidence(f"{self.name}.unchanged_reproduction", o.message, None, first[:160]))
 
     def from_user(self, reply: Message, after: Sequence[Message]) -> Iterator[Finding]:
         for i, msg in enumerate(after):
@@ -1465,32 +1503,12 @@ class Reader:
         for n in range(len(starts) - 1, -1, -1):
             i = starts[n]
             calls = self.calls(before[i])
-            attempt = code = False
-            answer: str | None = None  # the file the next message says was edited, read once (not once per call)
-            for name, args in calls.values():
-                command = self.command_of(args)
-                if (_EDITS.search(name) and args.get("command") != "view") or (command and _WRITES.search(command)):
-                    attempt = True
-                    path = edited_path(name, args) or ""
-                    if not path and i + 1 < len(before):
-                        if answer is None:
-                            answer = self.edited_file(text_of(before[i + 1])) or ""
-                        path = answer
-                    # an edit of a file it does not name (SWE-agent's open file) is an attempt, not known code
-                    code = code or (_EDITS.search(name) is not None and bool(path) and not is_scaffold(path))
-                    code = code or bool(command and changes_code(command))
-                elif command and formats(command):
-                    attempt = True  # a new try of the same code: what failed before is not looked at again
+            attempt, code = self._acts(calls, before, i)
             if since_attempt:
-                end = starts[n + 1] if n + 1 < len(starts) else len(before)
-                answered = iter(calls.values())  # observations answer a reply's actions in order
-                for j in range(i + 1, end):
-                    msg = before[j]
-                    if msg.get("role") == "tool":
-                        tool, args = calls.get(str(msg.get("tool_call_id")), (None, {}))
-                    elif not self.human_turns and msg.get("role") == "user":
-                        tool, args = next(answered, (None, {}))  # an agent whose observations are user messages
-                    else:
+                for j, msg, tool, args in self._answers(
+                    calls, before, i, starts[n + 1] if n + 1 < len(starts) else None
+                ):
+                    if msg.get("role") != "tool" and (self.human_turns or msg.get("role") != "user"):
                         if self.human_turns and self.human(msg) and self.correction(text_of(msg)) is not None:
                             corrected = True
                         continue
@@ -1505,6 +1523,45 @@ class Reader:
         # a correction counts only once there was a change of the model's to correct
         past.corrected = corrected and past.edited
         return past
+
+    def _acts(
+        self, calls: Mapping[str, tuple[str, Mapping[str, Any]]], before: Sequence[Message], i: int
+    ) -> tuple[bool, bool]:
+        """Whether the reply `before[i]` (its `calls`) made an attempt (an edit, a write, a formatting),
+        and whether it changed code (not a test or a reproduction)."""
+        attempt = code = False
+        answer: str | None = None  # the file the next message says was edited, read once (not once per call)
+        for name, args in calls.values():
+            command = self.command_of(args)
+            if (_EDITS.search(name) and args.get("command") != "view") or (command and _WRITES.search(command)):
+                attempt = True
+                path = edited_path(name, args) or ""
+                if not path and i + 1 < len(before):
+                    if answer is None:
+                        answer = self.edited_file(text_of(before[i + 1])) or ""
+                    path = answer
+                # an edit of a file it does not name (SWE-agent's open file) is an attempt, not known code
+                code = code or (_EDITS.search(name) is not None and bool(path) and not is_scaffold(path))
+                code = code or bool(command and changes_code(command))
+            elif command and formats(command):
+                attempt = True  # a new try of the same code: what failed before is not looked at again
+        return attempt, code
+
+    def _answers(
+        self, calls: Mapping[str, tuple[str, Mapping[str, Any]]], before: Sequence[Message], i: int, end: int | None
+    ) -> Iterator[tuple[int, Message, str | None, Mapping[str, Any]]]:
+        """The messages answering the reply `before[i]` up to `end`, each with the call it answers
+        (`None, {}`: a person's message, or one answering no call)."""
+        answered = iter(calls.values())  # observations answer a reply's actions in order
+        for j in range(i + 1, len(before) if end is None else end):
+            msg = before[j]
+            if msg.get("role") == "tool":
+                tool, args = calls.get(str(msg.get("tool_call_id")), (None, {}))
+            elif not self.human_turns and msg.get("role") == "user":
+                tool, args = next(answered, (None, {}))  # an agent whose observations are user messages
+            else:
+                tool, args = None, {}
+            yield j, msg, tool, args
 
     def edited_file(self, observation: str) -> str | None:
         """The file an edit that names none changed, as the agent's answer to it says."""

@@ -107,6 +107,8 @@ class Codex(Reader):
             o.status = next((int(c) for c in codes if c != "0"), 0)
         if sandboxed := _SANDBOX.match(text[:4000]):
             o.status = int(sandboxed.group(1))
+        if tool == "write_stdin" and "\x03" in str(args.get("chars", "")):
+            o.status = None  # the process it interrupted exits as interrupted (1, 130): the model's choice
         if o.status == 124 and o.command is not None:
             o.timed_out = True  # Codex ends a command at its timeout with status 124 and says nothing more
         if _REFUSED_CALL.match(text):

@@ -23,6 +23,7 @@ _BROWSER_FAILED = re.compile(
     r"(?P<error>.*?)\n=+ END error message =+$",
     re.S | re.M,
 )
+_NO_ELEMENT = re.compile(r"Element with index \d+ (?:not found|does not exist)")
 _BANNER = (
     "================ BEGIN error message ===============\n"
     "The following error occurred when {}:\n{}\n"
@@ -51,6 +52,8 @@ class OpenHands(Reader):
         failed = text.lstrip().startswith(("ERROR:", "Error:")) or "did not appear verbatim" in text[:500]
         if (args.get("command") == "view" or "view_range" in args) and "does not exist" in text[:500]:
             failed = False  # looking at a path to see whether it is there: "no" is an answer
+        if tool and tool.startswith("browser") and _NO_ELEMENT.match(text):
+            failed = True  # the agent SDK's browser missing what the model asked for, with no error flag
         if (browser := _BROWSER_FAILED.match(text)) is not None:
             # no error text: what the browser said instead, in the first line after the banner
             said = browser["error"].strip() or text[browser.end() :].strip().partition("\n")[0][:200]

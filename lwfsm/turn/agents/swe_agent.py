@@ -29,7 +29,11 @@ from .edits import unbalanced_edit
 __all__ = ["MINI", "READER"]
 
 # (mini-swe-agent 2 fences its command as ```mswea_bash_command, or tags it <mswea_bash_command>)
-_BASH_BLOCK = re.compile(r"```(?:bash|sh|mswea_bash_command)?[^\S\n]*\n(.*?)```", re.S)
+# mini-swe-agent's action: a block tagged as the shell's (one per reply, else it runs none). A bare fence is no
+# action: read as one, the closing fence of a Python snippet opened a "command" of the prose after it.
+_BASH_BLOCK = re.compile(r"```(?:bash|sh|mswea_bash_command)\s*\n(.*?)\n```", re.S)
+# SWE-agent's: the last code block of the reply, fences paired in order at the starts of lines (any tag).
+_FENCE = re.compile(r"^```(\S*)\s*\n|^```\s*$", re.M)
 _TAGGED = re.compile(r"<mswea_bash_command>(.*?)</mswea_bash_command>", re.S)
 _SHOWN_FILE = re.compile(r"\[File: (\S+) \(\d+ lines total\)\]")
 _FUNCTION = re.compile(r"<function=([\w-]+)>(.*?)</function>", re.S)
@@ -98,7 +102,21 @@ def _closed(text: str, end: str) -> str:
     return text[: text.rfind(end) + len(end)] if end in text else ""
 
 
-def _actions(reply: Message) -> list[str]:
+def _last_block(text: str) -> list[str]:
+    """The last code block not inside another, as SWE-agent's thought-action parser takes it."""
+    opened: list[re.Match[str]] = []
+    last = None
+    for m in _FENCE.finditer(text):
+        if opened and not m.group(1):
+            start = opened.pop()
+            if not opened:
+                last = text[start.end() : m.start()]
+        elif m.group(1) is not None:
+            opened.append(m)
+    return [] if last is None else [last.strip()]
+
+
+def _actions(reply: Message, last: bool = False) -> list[str]:
     calls = tool_calls(reply)
     if calls:
         out = []
@@ -113,7 +131,7 @@ def _actions(reply: Message) -> list[str]:
     if "----BEGIN_FUNCTION_CALL----" in text:
         # another tool (a file viewer, a search; an editor's `command` is its verb) runs no command
         return [params.get("command", "") if _RUNS.search(name) else "" for name, params in _text_calls(text)]
-    blocks = [m.group(1).strip() for m in _BASH_BLOCK.finditer(text)]
+    blocks = _last_block(text) if last else [m.group(1).strip() for m in _BASH_BLOCK.finditer(text)]
     if not blocks and "<mswea_bash_command>" in text:
         blocks = [m.group(1).strip() for m in _TAGGED.finditer(_closed(text, "</mswea_bash_command>"))]
     if blocks or "<function=" not in text:
@@ -131,6 +149,7 @@ def _actions(reply: Message) -> list[str]:
 
 class MiniSweAgent(Reader):
     name = "mini_swe_agent"
+    LAST = False  # its action is its one shell block (SWE-agent's: the last block)
     human_turns = False
     FORMAT = re.compile(
         r"(Please always provide EXACTLY ONE action|No tool calls found in the response|No function call detected|"
@@ -153,7 +172,7 @@ class MiniSweAgent(Reader):
         text = text_of(reply)
         if "----BEGIN_FUNCTION_CALL----" in text:  # a ReAct template's calls: each tool with its own arguments
             return {str(n): call for n, call in enumerate(_text_calls(text))}
-        return {str(n): ("bash", {"command": a}) for n, a in enumerate(_actions(reply))}
+        return {str(n): ("bash", {"command": a}) for n, a in enumerate(_actions(reply, self.LAST))}
 
     def outcome(self, i: int, msg: Message, tool: str | None, args: Mapping[str, Any]) -> Outcome:
         obs = _observation(text_of(msg))
@@ -162,7 +181,7 @@ class MiniSweAgent(Reader):
         return Outcome(message=i, text=obs[1], tool=tool, command=self.command_of(args), status=obs[0])
 
     def outcomes(self, reply: Message, after: Sequence[Message]) -> Iterator[Outcome]:
-        actions = _actions(reply)
+        actions = _actions(reply, self.LAST)
         n = 0
         for i, msg in enumerate(after):
             text = _result(text_of(msg))
@@ -215,7 +234,7 @@ class MiniSweAgent(Reader):
         self, reply: Message, after: Sequence[Message], tools: Sequence[Message], before: Sequence[Message] = ()
     ) -> Iterator[Finding]:
         yield from super().findings(reply, after, tools, before)
-        actions = _actions(reply)
+        actions = _actions(reply, self.LAST)
         if len(actions) != 1 and not tool_calls(reply):
             for i, msg in enumerate(after):
                 if hit := first_match(self.FORMAT, text_of(msg)[:2000]):
@@ -225,6 +244,7 @@ class MiniSweAgent(Reader):
 
 class SweAgent(MiniSweAgent):
     name = "swe_agent"
+    LAST = True
     FORMAT = re.compile(
         r"(Your output was not formatted correctly|Your last output did not use any tool calls|"
         r"did not (use|contain) (a|any) (tool|command)|malformed)",
@@ -280,7 +300,7 @@ class SweAgent(MiniSweAgent):
         )
 
     def outcomes(self, reply: Message, after: Sequence[Message]) -> Iterator[Outcome]:
-        actions = _actions(reply)
+        actions = _actions(reply, self.LAST)
         for i, msg in enumerate(after):
             if msg.get("role") not in ("user", "tool"):
                 continue
