@@ -75,6 +75,13 @@ def test_the_manifest_holds_provenance_and_labels_never_transcripts() -> None:
     assert len(rows) >= 600
     assert len({r["agent"] for r in rows}) >= 5
     assert len({r["id"] for r in rows}) == len(rows)
+    # a turn is labelled once, and a later part's file is in that part only: the same bytes under another
+    # repository's name (renamed or copied) counted their turns twice, in a part that was not fresh
+    assert len({(r["sha256"], json.dumps(r["locator"], sort_keys=True)) for r in rows}) == len(rows)
+    parts: dict[str, set[str]] = {}
+    for r in rows:
+        parts.setdefault(r["sha256"], set()).add(r["split"] if r["split"].startswith("holdout") else "holdout")
+    assert all(len(p) == 1 for p in parts.values())
     for r in rows:
         assert re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}:.+", r["source"]), r["id"]
         assert re.fullmatch(r"[0-9a-f]{64}", r["sha256"]), r["id"]
