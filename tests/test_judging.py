@@ -25,6 +25,7 @@ from lwfsm.cli import judging, main
 from lwfsm.cli.judging import Result, evaluate, read_lines
 from lwfsm.turn import TurnCore
 from lwfsm.turn.agents import AGENTS, KINDS, aider, base
+from lwfsm.turn.judge import judge
 
 ROOT = Path(__file__).resolve().parent.parent
 GENERATED = ROOT / "tests" / "judging" / "generated.jsonl.gz"
@@ -295,6 +296,57 @@ def test_a_reproduction_printing_after_a_change_what_it_printed_before_any_fails
         )[1]
         == "ok"
     )
+
+
+def test_a_reproduction_unchanged_by_no_change_of_its_own_is_no_news() -> None:
+    """Found by a review: what printed the same for reasons other than a fix that changed nothing."""
+    wrong = "Exit code 0\nparse('a,\"b,c\"') = ['a', '\"b', 'c\"']\nexpected ['a', 'b,c']"
+    red = (bash("python reproduce.py", "r1"), result(wrong, "r1"))
+    fixed = (EDIT, result("ok", "e1"))
+    # a look again at what the last run after the change showed, nothing changed since (once is a failure)
+    again = (*red, *fixed, bash("python reproduce.py", "r2"), result(wrong, "r2"))
+    assert verdict(*again, bash("python reproduce.py"), result(wrong))[1] == "ok"
+    # reads of the script, and runs that print nothing but the agent's frame or SWE-agent's closing line
+    assert verdict(*red, *fixed, bash("cat reproduce.py"), result(wrong))[1] == "ok"
+    for quiet in ("Exit code 0\n", "Exit code 0\nScript completed successfully, no errors.\n"):
+        assert (
+            verdict(
+                bash("python reproduce.py", "r1"),
+                result(quiet, "r1"),
+                *fixed,
+                bash("python reproduce.py"),
+                result(quiet),
+            )[1]
+            == "ok"
+        )
+    # an undo: the person asked for it, or git put the files back
+    undo = ({"role": "user", "content": "Please revert your change"}, EDIT, result("ok", "e1"))
+    assert verdict(*red, *fixed, *undo, bash("python reproduce.py"), result(wrong))[1] == "ok"
+    stash = (bash("git stash", "g1"), result("Exit code 0\nSaved working directory", "g1"))
+    assert verdict(*red, *fixed, *stash, bash("python reproduce.py"), result(wrong))[1] == "ok"
+    # output saved to /tmp changes no code: the run after it is still the red phase
+    saved = (bash("python reproduce.py > /tmp/before.txt", "s1"), result("Exit code 0", "s1"))
+    assert verdict(*red, *saved, bash("python reproduce.py"), result(wrong))[1] == "ok"
+
+
+def test_reproductions_run_again_and_again_are_read_once_per_reply(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bounded work: the runs before the reply are read once for all its reproduction runs, and each of
+    its calls is asked once whether it changed the code (per run, both were quadratic: 94 s at 30,000)."""
+    built: list[int] = []
+    reproductions = base.Reader._reproductions
+    monkeypatch.setattr(base.Reader, "_reproductions", lambda self, b: built.append(1) or reproductions(self, b))
+    asked: list[int] = []
+    changes = base._changes
+    monkeypatch.setattr(base, "_changes", lambda o: asked.append(1) or changes(o))
+    calls = [bash("python reproduce.py", f"r{n}")["tool_calls"][0] for n in range(2_000)]
+    reply = {"role": "assistant", "content": None, "tool_calls": calls}
+    history = [
+        m for n in range(500) for m in (bash("python reproduce.py", f"h{n}"), result(f"Exit code 0\nrun {n}", f"h{n}"))
+    ]
+    messages = [{"role": "user", "content": "fix it"}, *history, EDIT, result("ok", "e1"), reply]
+    messages += [result("Exit code 0\nrun 0 and the bug", f"r{n}") for n in range(2_000)]
+    judge(reply, messages[len(history) + 4 :], messages=messages)
+    assert (len(built), len(asked) <= 2_000) == (1, True)
 
 
 def test_a_second_look_at_a_counted_failure_counts_nothing() -> None:

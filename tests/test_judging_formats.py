@@ -3451,3 +3451,40 @@ def test_a_red_phase_said_in_chinese_and_an_es_module_not_written_yet() -> None:
     ):
         run = {**call("exec_command", {"cmd": "npm test"}), "content": said}
         assert kind(run, [codex_exec(out, 1)], "codex", before) == expected
+
+
+def test_text_agents_actions_found_by_a_review() -> None:
+    # SWE-agent's function-call format: a code snippet fenced in the thought is not the call
+    xml = "```python\ndef parse(s): ...\n```\nI'll fix it.\n<function=str_replace_editor>\n"
+    xml += "<parameter=command>str_replace</parameter>\n<parameter=path>/testbed/src/parse.py</parameter>\n</function>"
+    reply = {"role": "assistant", "content": xml}
+    assert swe_agent.READER.calls(reply) == {"0": ("str_replace", {"path": "/testbed/src/parse.py"})}
+    # shell fences opened over and over, never closed: each opening scanned the rest (71 s at 400 KB)
+    crafted = {"role": "assistant", "content": "```bash\n x" * 40_000}
+    with finishing("reading a reply of unclosed shell fences", 2):
+        assert swe_agent.MINI.calls(crafted) == {}
+        assert kind(crafted, [returned("x", 0)], "mini_swe_agent")
+
+
+@pytest.mark.parametrize(
+    "command",
+    ["git log --oneline -3; npx eslint src", "git add -A && git commit -qm init && git log --oneline -1 && make"],
+)
+def test_git_history_of_a_repository_without_commits_hides_no_later_failure(command: str) -> None:
+    out = "fatal: your current branch 'main' does not have any commits yet\nsrc/a.js\n  3:1  error  no-undef\n"
+    assert kind(call("exec_command", {"cmd": command}), [codex_exec(out, 1)], "codex") == "task_failure"
+
+
+@pytest.mark.parametrize(
+    "said", ["已修复 loadEnv，再跑一次测试，看看是否还是红灯。", "修复后跑测试，确认不再是红灯。", "CI 一直红灯"]
+)
+def test_red_said_of_a_fix_that_may_still_fail_is_no_red_phase(said: str) -> None:
+    patch = call("apply_patch", {"input": "*** Begin Patch\n*** Update File: src/env.js\n@@\n+x\n*** End Patch"}, "e1")
+    before = [
+        {"role": "user", "content": "修复"},
+        patch,
+        tool('{"output":"Success.","metadata":{"exit_code":0}}', "e1"),
+    ]
+    run = {**call("exec_command", {"cmd": "npm test"}), "content": said}
+    out = "not ok 1 - loads env\n  AssertionError: expected 'x' to equal 'y'\n# fail 1\n"
+    assert kind(run, [codex_exec(out, 1)], "codex", before) == "task_failure"

@@ -545,7 +545,7 @@ def changes_code(command: str) -> bool:
     if not _WRITES.search(command):
         return False
     paths = _PATCHED.findall(command) or _REDIRECT.findall(command)
-    return not paths or any(not is_scaffold(p) and not p.startswith("/dev/") for p in paths)
+    return not paths or any(not is_scaffold(p) and not p.startswith(("/dev/", "/tmp/")) for p in paths)
 
 
 _TEST_FILE = re.compile(r"((^|/)tests?/|(^|/)test_[^/]*$|_test\.\w+$|\.(test|spec)\.\w+$|Test\.java$)")
@@ -693,7 +693,8 @@ _RED = re.compile(
     re.I,
 )
 _NOT_RED = re.compile(
-    r"\bGREEN\b|绿灯|\bagain\b|\bno longer\b|\bnow that\b|n'?t (?:expect|see|want)|\bnot (?:expect|see)|"
+    r"\bGREEN\b|\bagain\b|\bno longer\b|\bnow that\b|n'?t (?:expect|see|want)|\bnot (?:expect|see)|"
+    r"绿灯|再|还是|仍|一直|修复|已修|"  # (green; again, still, always, fix, fixed)
     r"\bafter (?:the|my|our|this) (?:fix|change)|\bimplemented\b",
     re.I,
 )
@@ -978,7 +979,11 @@ def _absent(command: str, o: Outcome) -> bool:
             rf"^(?:{'|'.join(map(re.escape, names))}|(?:/usr)?(?:/bin/)?(?:ba|z|da)?sh|cd|\(eval\)):", re.M
         )
         return said.search(rest) is None and anchored_error(rest) is None
-    if "any commits yet" in o.text and (rest := _NO_COMMITS.sub("", o.text)) != o.text:
+    if (
+        "any commits yet" in o.text
+        and last_command(command)[0].startswith("git ")
+        and (rest := _NO_COMMITS.sub("", o.text)) != o.text
+    ):
         return anchored_error(rest) is None  # git's history asked of a repository with none: "none" is the answer
     if o.status == 5 and re.search(r"\bpytest\b", command):
         return True  # pytest's own status for "no tests collected" (a -k or a path that selected nothing)
@@ -1041,8 +1046,34 @@ _STARTUP = re.compile(
 _RUNS_STARTUP = re.compile(r"\bsource\b|(?:^|[;&|]\s*)\.\s|\b(?:ba|z)?sh\s+-\w*[il]|bashrc|profile|zshrc|zshenv")
 
 
-def _evened(text: str) -> str:
-    return "\n".join(line.rstrip() for line in text.strip().splitlines())
+class _Reproduced(NamedTuple):
+    before: dict[str, set[str]]  # a reproduction's command line: what it printed before the model's first change
+    since: dict[str, set[str]]  # ... and after it
+    stale: set[str]  # the lines run since the last change (run again, they look)
+    changed: bool  # the model changed the code before the reply
+    reverted: bool  # ... and undid a change, or was asked to
+
+
+def _runs_reproduction(command: str) -> bool:
+    """The command runs a reproduction script (not a read of it: `cat repro.py`, `sed -n 1,9p repro.py`)."""
+    return "<<" not in command and is_reproduction(program(command))
+
+
+# What an output carries beside what the command printed: the agents' frames, SWE-agent's prompt and
+# its reproduction scripts' closing line (a script that prints only that shows nothing either way).
+_FRAMING = re.compile(
+    r"^\s*(?:<returncode>-?\d+</returncode>|</?output>|\[The command completed with exit code -?\d+\.\]|"
+    r"Exit code -?\d+|OBSERVATION:|\(Open file: .*\)|\(Current directory: .*\)|bash-\$|"
+    r"Script completed successfully, no errors\.)\s*$",
+    re.M,
+)
+_UNDO = re.compile(r"\b(revert|undo|roll ?back|restore|put (it|them) back)\b|^/undo", re.I | re.M)
+_UNDO_COMMAND = re.compile(r"\bgit (?:stash|checkout|restore|reset|revert)\b|\bpatch -R\b|\bpatch --reverse\b")
+
+
+def _shown(text: str) -> str:
+    """What a command printed, frames dropped, line ends evened."""
+    return "\n".join(line.rstrip() for line in _FRAMING.sub("", text).strip().splitlines() if line.strip())
 
 
 def own_output(o: Outcome) -> str:
@@ -1367,45 +1398,73 @@ class Reader:
         seen: list[tuple[Outcome, Finding | None]] = []
         looked, changed = 0, False  # how many of `seen` were looked at (each once at most), and what they say
 
-        def here() -> History:  # a run after this reply's own change to the code tries it: no look
+        def changed_here() -> bool:  # whether a call of this reply before the current one changed the code
             nonlocal looked, changed
             while not changed and looked < len(seen):
                 o, f = seen[looked]
                 looked, changed = looked + 1, f is None and _changes(o)
-            return History(known=True, edited=True) if changed else past()
+            return changed
 
+        def here() -> History:  # a run after this reply's own change to the code tries it: no look
+            return History(known=True, edited=True) if changed_here() else past()
+
+        ran: list[_Reproduced] = []  # the reproductions run before the reply, read once, when one runs again
         for o in self.outcomes(reply, after):
             f = self.classify(o, reply, here)
-            if f is None and before and o.runs and o.command and is_reproduction(o.command):
-                f = self.unchanged(o, before, any(g is None and _changes(x) for x, g in seen))
+            if f is None and before and o.runs and o.command and _runs_reproduction(o.command):
+                if not ran:
+                    ran.append(self._reproductions(before))
+                f = self.unchanged(o, ran[0], changed_here())
             if f is not None:
                 yield f
             seen.append((o, f))
         yield from self.malformed(reply, tools)
 
-    def unchanged(self, o: Outcome, before: Sequence[Message], changed_here: bool) -> Finding | None:
+    def unchanged(self, o: Outcome, ran: _Reproduced, changed_here: bool) -> Finding | None:
         """A reproduction run after the model changed the code that prints, to the character, what it
-        printed before any change: the change did not touch what it shows (the bug is still there)."""
-        text = _evened(o.text)
-        if len(text) < 20:  # a near-empty output says nothing either way
+        printed before any change, and nothing else since: the change did not touch what it shows (the
+        bug is still there). Not when nothing changed since it last ran (a look), nor after an undo."""
+        text = _shown(o.text)
+        if len(text) < 20 or ran.reverted or not (ran.changed or changed_here):
+            return None  # a near-empty output says nothing either way; no change yet is the red phase again
+        line = " ".join((o.command or "").split())
+        if (line in ran.stale and not changed_here) or text not in ran.before.get(line, ()):
             return None
-        line, same = " ".join((o.command or "").split()), False
+        if ran.since.get(line, {text}) != {text}:
+            return None  # it printed something else since: back to the start is an undo, or a new bug
+        first = next(x for x in text.splitlines() if x.strip())
+        return Finding("task_failure", Evidence(f"{self.name}.unchanged_reproduction", o.message, None, first[:160]))
+
+    def _reproductions(self, before: Sequence[Message]) -> _Reproduced:
+        """What each reproduction run before the reply printed, before the model's first change and
+        since, in one pass (the model's changes counted before the runs of the same reply)."""
+        ran = _Reproduced({}, {}, set(), False, False)
         starts = [i for i, m in enumerate(before) if m.get("role") == "assistant"]
         for n, i in enumerate(starts):
             calls = self.calls(before[i])
             if self._acts(calls, before, i)[1]:
-                break  # the first change: what ran before it is the code as given
+                ran = ran._replace(changed=True)
+                ran.stale.clear()
             for j, msg, tool, args in self._answers(calls, before, i, starts[n + 1] if n + 1 < len(starts) else None):
                 command = self.command_of(args)
-                if command and " ".join(command.split()) == line:
-                    same = same or _evened(self.outcome(j, msg, tool, args).text) == text
-        else:
-            if not changed_here:
-                return None  # no change yet: the red phase, shown again
-        if not same:
-            return None
-        first = next(x for x in text.splitlines() if x.strip())
-        return Finding("task_failure", Evidence(f"{self.name}.unchanged_reproduction", o.message, None, first[:160]))
+                if not command:
+                    if (
+                        ran.changed
+                        and self.human_turns
+                        and msg.get("role") == "user"
+                        and _UNDO.search(text_of(msg)[:500])
+                    ):
+                        ran = ran._replace(reverted=True)
+                    continue
+                if ran.changed and _UNDO_COMMAND.search(command):
+                    ran = ran._replace(reverted=True)
+                if _runs_reproduction(command):
+                    line = " ".join(command.split())
+                    (ran.since if ran.changed else ran.before).setdefault(line, set()).add(
+                        _shown(self.outcome(j, msg, tool, args).text)
+                    )
+                    ran.stale.add(line)
+        return ran
 
     def from_user(self, reply: Message, after: Sequence[Message]) -> Iterator[Finding]:
         for i, msg in enumerate(after):

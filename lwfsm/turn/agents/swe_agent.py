@@ -31,7 +31,7 @@ __all__ = ["MINI", "READER"]
 # (mini-swe-agent 2 fences its command as ```mswea_bash_command, or tags it <mswea_bash_command>)
 # mini-swe-agent's action: a block tagged as the shell's (one per reply, else it runs none). A bare fence is no
 # action: read as one, the closing fence of a Python snippet opened a "command" of the prose after it.
-_BASH_BLOCK = re.compile(r"```(?:bash|sh|mswea_bash_command)\s*\n(.*?)\n```", re.S)
+_SHELL_FENCE = re.compile(r"```(?:bash|sh|mswea_bash_command)\s*\n")
 # SWE-agent's: the last code block of the reply, fences paired in order at the starts of lines (any tag).
 _FENCE = re.compile(r"^```(\S*)\s*\n|^```\s*$", re.M)
 _TAGGED = re.compile(r"<mswea_bash_command>(.*?)</mswea_bash_command>", re.S)
@@ -102,6 +102,20 @@ def _closed(text: str, end: str) -> str:
     return text[: text.rfind(end) + len(end)] if end in text else ""
 
 
+def _shell_blocks(text: str) -> list[str]:
+    """The blocks fenced as the shell's, each to the next fence at a line's start, as mini-swe-agent's
+    pattern finds them, in one pass: an opening with no closing after it ends the search (a pattern
+    scanned the rest of the text from each of many such openings)."""
+    out, at = [], 0
+    while (m := _SHELL_FENCE.search(text, at)) is not None:
+        end = text.find("\n```", m.end())
+        if end < 0:
+            break
+        out.append(text[m.end() : end].strip())
+        at = end + 4
+    return out
+
+
 def _last_block(text: str) -> list[str]:
     """The last code block not inside another, as SWE-agent's thought-action parser takes it."""
     opened: list[re.Match[str]] = []
@@ -131,20 +145,21 @@ def _actions(reply: Message, last: bool = False) -> list[str]:
     if "----BEGIN_FUNCTION_CALL----" in text:
         # another tool (a file viewer, a search; an editor's `command` is its verb) runs no command
         return [params.get("command", "") if _RUNS.search(name) else "" for name, params in _text_calls(text)]
-    blocks = _last_block(text) if last else [m.group(1).strip() for m in _BASH_BLOCK.finditer(text)]
-    if not blocks and "<mswea_bash_command>" in text:
-        blocks = [m.group(1).strip() for m in _TAGGED.finditer(_closed(text, "</mswea_bash_command>"))]
-    if blocks or "<function=" not in text:
-        return blocks
-    # SWE-agent's XML-like calls written in the text: `<function=bash><parameter=command>...</parameter>`
+    # SWE-agent's XML-like calls written in the text (`<function=bash><parameter=command>...</parameter>`):
+    # its parser for them reads no fences, which the thought before the call may hold
     out = []
-    for name, body in _FUNCTION.findall(_closed(text, "</function>")):
+    for name, body in _FUNCTION.findall(_closed(text, "</function>")) if "<function=" in text else ():
         params = dict(_PARAMETER.findall(_closed(body, "</parameter>")))
         if name == "bash":
             out.append(params.get("command", "").strip())
         else:
             out.append(" ".join(x for x in (name, params.get("command", ""), params.get("path", "")) if x))
-    return out
+    if out:
+        return out
+    blocks = _last_block(text) if last else _shell_blocks(text)
+    if not blocks and "<mswea_bash_command>" in text:
+        blocks = [m.group(1).strip() for m in _TAGGED.finditer(_closed(text, "</mswea_bash_command>"))]
+    return blocks
 
 
 class MiniSweAgent(Reader):
