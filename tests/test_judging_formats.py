@@ -3488,3 +3488,9 @@ def test_red_said_of_a_fix_that_may_still_fail_is_no_red_phase(said: str) -> Non
     run = {**call("exec_command", {"cmd": "npm test"}), "content": said}
     out = "not ok 1 - loads env\n  AssertionError: expected 'x' to equal 'y'\n# fail 1\n"
     assert kind(run, [codex_exec(out, 1)], "codex", before) == "task_failure"
+
+
+def test_mini_swe_agent_runs_only_a_block_fenced_as_its_shells() -> None:
+    # an `sh` snippet in the thought is prose to its parser (`bash`, or `mswea_bash_command` in 2.x)
+    reply = {"role": "assistant", "content": "It ran\n```sh\nmake all\n```\nso:\n```bash\npython reproduce.py\n```"}
+    assert swe_agent.MINI.calls(reply) == {"0": ("bash", {"command": "python reproduce.py"})}

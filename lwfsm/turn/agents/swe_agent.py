@@ -29,9 +29,10 @@ from .edits import unbalanced_edit
 __all__ = ["MINI", "READER"]
 
 # (mini-swe-agent 2 fences its command as ```mswea_bash_command, or tags it <mswea_bash_command>)
-# mini-swe-agent's action: a block tagged as the shell's (one per reply, else it runs none). A bare fence is no
+# mini-swe-agent's action: a block tagged as the shell's, `bash` (1.x) or `mswea_bash_command` (2.x), one per
+# reply, else it runs none (no release took `sh`: such a block is prose). A bare fence is no
 # action: read as one, the closing fence of a Python snippet opened a "command" of the prose after it.
-_SHELL_FENCE = re.compile(r"```(?:bash|sh|mswea_bash_command)\s*\n")
+_SHELL_FENCE = re.compile(r"```(?:bash|mswea_bash_command)\s*\n")
 # SWE-agent's: the last code block of the reply, fences paired in order at the starts of lines (any tag).
 _FENCE = re.compile(r"^```(\S*)\s*\n|^```\s*$", re.M)
 _TAGGED = re.compile(r"<mswea_bash_command>(.*?)</mswea_bash_command>", re.S)
