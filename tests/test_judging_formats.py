@@ -3494,3 +3494,14 @@ def test_mini_swe_agent_runs_only_a_block_fenced_as_its_shells() -> None:
     # an `sh` snippet in the thought is prose to its parser (`bash`, or `mswea_bash_command` in 2.x)
     reply = {"role": "assistant", "content": "It ran\n```sh\nmake all\n```\nso:\n```bash\npython reproduce.py\n```"}
     assert swe_agent.MINI.calls(reply) == {"0": ("bash", {"command": "python reproduce.py"})}
+
+
+def test_an_aider_command_answered_by_aider_itself_has_nothing_to_correct() -> None:
+    # `/ex` and the like: no model call, the reply empty; the error the person pastes next is not about it
+    pasted = "    def test_subtree(self):\n        raw = git.Repo()\nE   ValueError: '/tmp/x' is not in the subpath\n"
+    after = [{"role": "user", "content": "[aider]"}, {"role": "user", "content": pasted}]
+    assert kind({"role": "assistant", "content": ""}, after, "aider") == "ok"
+    assert (
+        kind({"role": "assistant", "content": "Done: the test now uses a temp repo."}, after, "aider")
+        == "user_correction"
+    )
