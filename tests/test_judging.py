@@ -324,9 +324,75 @@ def test_a_reproduction_unchanged_by_no_change_of_its_own_is_no_news() -> None:
     assert verdict(*red, *fixed, *undo, bash("python reproduce.py"), result(wrong))[1] == "ok"
     stash = (bash("git stash", "g1"), result("Exit code 0\nSaved working directory", "g1"))
     assert verdict(*red, *fixed, *stash, bash("python reproduce.py"), result(wrong))[1] == "ok"
-    # output saved to /tmp changes no code: the run after it is still the red phase
-    saved = (bash("python reproduce.py > /tmp/before.txt", "s1"), result("Exit code 0", "s1"))
-    assert verdict(*red, *saved, bash("python reproduce.py"), result(wrong))[1] == "ok"
+
+
+def test_a_reproduction_unchanged_read_as_a_second_review_asked() -> None:
+    wrong = "Exit code 1\nparse('a,\"b,c\"') = ['a', '\"b', 'c\"']\nexpected ['a', 'b,c']"
+    red = (bash("python reproduce.py", "r1"), result(wrong, "r1"))
+    fixed = (EDIT, result("ok", "e1"))
+    # the same output with another status is news (the script's own verdict moved)
+    passed = wrong.replace("Exit code 1", "Exit code 0")
+    assert verdict(*red, *fixed, bash("python reproduce.py"), result(passed))[1] == "ok"
+    # the reply itself puts the code back first: it looks at the code as given
+    stash = bash("git stash", "g1")["tool_calls"][0]
+    run = bash("python reproduce.py")["tool_calls"][0]
+    both = {"role": "assistant", "content": None, "tool_calls": [stash, run]}
+    quiet = (bash("python reproduce.py", "r1"), result(passed, "r1"))  # a script that prints the bug, exit 0
+    assert verdict(*quiet, *fixed, bash("python reproduce.py"), result(passed))[1] == "task_failure"
+    assert verdict(*quiet, *fixed, both, result("Saved", "g1"), result(passed))[1] == "ok"
+    # a run before the edit in one reply showed the code as given: the next unchanged run after it failed
+    run_then_edit = {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [bash("python reproduce.py", "r1")["tool_calls"][0], EDIT["tool_calls"][0]],
+    }
+    assert (
+        verdict(run_then_edit, result(wrong, "r1"), result("ok", "e1"), bash("python reproduce.py"), result(wrong))[1]
+        == "task_failure"
+    )
+    # what the script printed last before the change is what counts (it was rewritten to show the bug)
+    resolved = "Exit code 0\nIssue resolved: the parser keeps quoted commas"
+    shows = "Exit code 0\nIssue reproduced: the parser splits quoted commas"
+    rewrite = {
+        **EDIT,
+        "tool_calls": [
+            {
+                **EDIT["tool_calls"][0],
+                "id": "w1",
+                "function": {"name": "edit_file", "arguments": '{"path": "reproduce.py"}'},
+            }
+        ],
+    }
+    steps = (bash("python reproduce.py", "r1"), result(resolved, "r1"), rewrite, result("ok", "w1"))
+    steps += (bash("python reproduce.py", "r2"), result(shows, "r2"), *fixed)
+    assert verdict(*steps, bash("python reproduce.py"), result(resolved))[1] == "ok"
+    assert verdict(*steps, bash("python reproduce.py"), result(shows))[1] == "task_failure"
+    # a scratch file the editor writes under /tmp is not the project's code
+    scratch = {
+        **EDIT,
+        "tool_calls": [
+            {**EDIT["tool_calls"][0], "function": {"name": "edit_file", "arguments": '{"path": "/tmp/inspect.py"}'}}
+        ],
+    }
+    assert verdict(*red, scratch, result("ok", "e1"), bash("python reproduce.py"), result(wrong))[1] == "ok"
+
+
+def test_an_output_of_many_lines_is_read_in_bounded_time() -> None:
+    """One pattern over a whole output, anchored at each line, scanned on across the blank lines after it
+    from every line's start (71 s at 100,000 newlines)."""
+    import signal
+
+    def hang(*_: object) -> None:
+        raise TimeoutError("reading 100,000 blank lines did not finish within 5 s")
+
+    old = signal.signal(signal.SIGALRM, hang)
+    signal.alarm(5)
+    try:
+        red = (bash("python reproduce.py", "r1"), result("Exit code 0\nstart\n" + "\n" * 100_000 + "end", "r1"))
+        assert verdict(*red, EDIT, result("ok", "e1"), bash("python reproduce.py"), result("Exit code 0\nstart\nend"))
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
 
 
 def test_reproductions_run_again_and_again_are_read_once_per_reply(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3447,6 +3447,8 @@ def test_a_red_phase_said_in_chinese_and_an_es_module_not_written_yet() -> None:
     out = "SyntaxError: The requested module '../server.js' does not provide an export named 'loadEnv'\n✖ 1 failing\n"
     for said, expected in (
         ("我先加了测试，现在跑一次红灯确认。", "ok"),
+        ("先运行测试确认红灯，再实现 loadEnv。", "ok"),  # (then: not "again")
+        ("测试仍未实现的模块，预期红灯。", "ok"),
         ("实现完成，跑测试确认绿灯。", "task_failure"),
     ):
         run = {**call("exec_command", {"cmd": "npm test"}), "content": said}
@@ -3468,11 +3470,24 @@ def test_text_agents_actions_found_by_a_review() -> None:
 
 @pytest.mark.parametrize(
     "command",
-    ["git log --oneline -3; npx eslint src", "git add -A && git commit -qm init && git log --oneline -1 && make"],
+    [
+        "git log --oneline -3; npx eslint src",
+        "git add -A && git commit -qm init && git log --oneline -1 && make",
+        "git add -A; git commit -qm init; git log --oneline -1",  # the commit's hook failed it: no commit
+    ],
 )
 def test_git_history_of_a_repository_without_commits_hides_no_later_failure(command: str) -> None:
     out = "fatal: your current branch 'main' does not have any commits yet\nsrc/a.js\n  3:1  error  no-undef\n"
     assert kind(call("exec_command", {"cmd": command}), [codex_exec(out, 1)], "codex") == "task_failure"
+
+
+@pytest.mark.parametrize(
+    "command",
+    ["git log --oneline -3 && ls", "(git log --oneline -3)", "git status -s && git log -3 && cat package.json"],
+)
+def test_git_history_asked_of_a_repository_without_commits_stops_its_chain_with_the_answer(command: str) -> None:
+    out = "?? package.json\nfatal: your current branch 'main' does not have any commits yet\n"
+    assert kind(call("exec_command", {"cmd": command}), [codex_exec(out, 128)], "codex") == "ok"
 
 
 @pytest.mark.parametrize(
@@ -3500,8 +3515,26 @@ def test_an_aider_command_answered_by_aider_itself_has_nothing_to_correct() -> N
     # `/ex` and the like: no model call, the reply empty; the error the person pastes next is not about it
     pasted = "    def test_subtree(self):\n        raw = git.Repo()\nE   ValueError: '/tmp/x' is not in the subpath\n"
     after = [{"role": "user", "content": "[aider]"}, {"role": "user", "content": pasted}]
-    assert kind({"role": "assistant", "content": ""}, after, "aider") == "ok"
-    assert (
-        kind({"role": "assistant", "content": "Done: the test now uses a temp repo."}, after, "aider")
-        == "user_correction"
+    command = [{"role": "user", "content": "/ex"}]
+    assert kind({"role": "assistant", "content": ""}, after, "aider", command) == "ok"
+    done = {"role": "assistant", "content": "Done: the test now uses a temp repo."}
+    assert kind(done, after, "aider", [{"role": "user", "content": "use a temp repo"}]) == "user_correction"
+    # a request to the model answered with nothing: the person saying it did not work is a correction
+    said = [{"role": "user", "content": "[aider]"}, {"role": "user", "content": "that didn't work, try again"}]
+    empty = {"role": "assistant", "content": ""}
+    assert kind(empty, said, "aider", [{"role": "user", "content": "fix the test"}]) == "user_correction"
+
+
+def test_openhands_newer_frames_around_an_empty_output_are_no_output() -> None:
+    run = call("execute_bash", {"command": "python reproduce.py"}, "r1")
+    framed = "\n[Current working directory: /w]\n[Python interpreter: /x/python]\n[Command finished with exit code 0]"
+    edit = call("str_replace_editor", {"command": "str_replace", "path": "/w/src/app.py"}, "e1")
+    before = [{"role": "user", "content": "fix it"}, run, tool(framed, "r1"), edit, tool("edited", "e1")]
+    assert kind(call("execute_bash", {"command": "python reproduce.py"}), [tool(framed)], "openhands", before) == "ok"
+
+
+def test_a_mini_swe_agent_reply_quoting_a_function_call_runs_its_shell_block() -> None:
+    quoted = (
+        "The old format was <function=bash><parameter=command>ls</parameter></function>.\n\n```bash\npytest -q\n```"
     )
+    assert swe_agent.MINI.calls({"role": "assistant", "content": quoted}) == {"0": ("bash", {"command": "pytest -q"})}

@@ -179,6 +179,20 @@ class Aider(Reader):
         # a reply of nothing with no call reported (aider stopped at a question of its own, or answered a
         # command itself): nothing was answered to correct, and the same request again is sent again
         unanswered = not text_of(reply).strip() and not (after and _RETURNED.search(text_of(after[0])[:20000]))
+        # ... and when the request was a command of aider's, the person's next words are not about a reply
+        asked = (
+            next(
+                (
+                    t
+                    for m in reversed(before[-50:])
+                    if m.get("role") == "user" and not (t := text_of(m)).startswith(_AIDER_SAYS)
+                ),
+                "",
+            )
+            if unanswered
+            else ""
+        )
+        own = asked.lstrip().startswith("/")
         for i, msg in enumerate(after):
             if msg.get("role") != "user":
                 continue
@@ -231,10 +245,10 @@ class Aider(Reader):
                     yield Finding("environment", Evidence("aider.environment", i, env[0], env[1]))
                 else:
                     yield Finding("task_failure", Evidence("aider.test_output", i, err[0], err[1]))
-            elif self.human(msg) and not lost and not unanswered:
+            elif self.human(msg) and not lost and not own:
                 if (said := self.correction(text)) is not None:
                     yield self.said(text, i, said, text_of(reply))
-                elif not added and not retried and _watched(text) is None:
+                elif not added and not retried and not unanswered and _watched(text) is None:
                     # (--watch-files sends its request again whenever the file is saved with the comment in it)
                     yield from self.asked_again(after[i : i + 1], before)
             if not text.startswith(_AIDER_SAYS):

@@ -545,7 +545,7 @@ def changes_code(command: str) -> bool:
     if not _WRITES.search(command):
         return False
     paths = _PATCHED.findall(command) or _REDIRECT.findall(command)
-    return not paths or any(not is_scaffold(p) and not p.startswith(("/dev/", "/tmp/")) for p in paths)
+    return not paths or any(not is_scaffold(p) and not p.startswith("/dev/") for p in paths)
 
 
 _TEST_FILE = re.compile(r"((^|/)tests?/|(^|/)test_[^/]*$|_test\.\w+$|\.(test|spec)\.\w+$|Test\.java$)")
@@ -694,7 +694,7 @@ _RED = re.compile(
 )
 _NOT_RED = re.compile(
     r"\bGREEN\b|\bagain\b|\bno longer\b|\bnow that\b|n'?t (?:expect|see|want)|\bnot (?:expect|see)|"
-    r"绿灯|再|还是|仍|一直|修复|已修|"  # (green; again, still, always, fix, fixed)
+    r"绿灯|再跑|再次|再运行|还是|不再|仍然是|一直|修复|已修|"  # (green, run again, still, no more, always, fix)
     r"\bafter (?:the|my|our|this) (?:fix|change)|\bimplemented\b",
     re.I,
 )
@@ -979,15 +979,25 @@ def _absent(command: str, o: Outcome) -> bool:
             rf"^(?:{'|'.join(map(re.escape, names))}|(?:/usr)?(?:/bin/)?(?:ba|z|da)?sh|cd|\(eval\)):", re.M
         )
         return said.search(rest) is None and anchored_error(rest) is None
-    if (
-        "any commits yet" in o.text
-        and last_command(command)[0].startswith("git ")
-        and (rest := _NO_COMMITS.sub("", o.text)) != o.text
-    ):
-        return anchored_error(rest) is None  # git's history asked of a repository with none: "none" is the answer
+    if "any commits yet" in o.text and _git_ran_last(command) and (rest := _NO_COMMITS.sub("", o.text)) != o.text:
+        # git's history asked of a repository with none: "none" is the answer (unless something else said it
+        # failed: a commit hook's errors before it)
+        return anchored_error(rest) is None and _FAILED_WORD.search(rest) is None
     if o.status == 5 and re.search(r"\bpytest\b", command):
         return True  # pytest's own status for "no tests collected" (a -k or a path that selected nothing)
     return o.status == 5 and TESTS.search(command) is not None and _NO_TESTS.search(o.text[-2000:]) is not None
+
+
+_FAILED_WORD = re.compile(r"error|fail", re.I)
+
+
+def _git_ran_last(command: str) -> bool:
+    """A git command of the line ran last: nothing after it, or only `&&` (its failure stopped the rest)."""
+    parts = _split(command)
+    return any(
+        parts[k].strip().lstrip("(").startswith("git ") and all(op == "&&" for op in parts[k + 1 :: 2])
+        for k in range(0, len(parts), 2)
+    )
 
 
 _NO_COMMITS = re.compile(r"^fatal: your current branch '[^'\n]*' does not have any commits yet$", re.M)
@@ -1047,8 +1057,9 @@ _RUNS_STARTUP = re.compile(r"\bsource\b|(?:^|[;&|]\s*)\.\s|\b(?:ba|z)?sh\s+-\w*[
 
 
 class _Reproduced(NamedTuple):
-    before: dict[str, set[str]]  # a reproduction's command line: what it printed before the model's first change
-    since: dict[str, set[str]]  # ... and after it
+    before: dict[str, tuple[int | None, str]]  # a reproduction's command line: its status and output last before
+    # the model's first change (a script rewritten before it prints its last form)
+    since: dict[str, set[tuple[int | None, str]]]  # ... and each after it
     stale: set[str]  # the lines run since the last change (run again, they look)
     changed: bool  # the model changed the code before the reply
     reverted: bool  # ... and undid a change, or was asked to
@@ -1059,21 +1070,34 @@ def _runs_reproduction(command: str) -> bool:
     return "<<" not in command and is_reproduction(program(command))
 
 
-# What an output carries beside what the command printed: the agents' frames, SWE-agent's prompt and
-# its reproduction scripts' closing line (a script that prints only that shows nothing either way).
-_FRAMING = re.compile(
-    r"^\s*(?:<returncode>-?\d+</returncode>|</?output>|\[The command completed with exit code -?\d+\.\]|"
-    r"Exit code -?\d+|OBSERVATION:|\(Open file: .*\)|\(Current directory: .*\)|bash-\$|"
-    r"Script completed successfully, no errors\.)\s*$",
-    re.M,
+# What an output carries beside what the command printed, line by line: the agents' frames (OpenHands'
+# old and new ones), SWE-agent's prompt and its reproduction scripts' closing line (a script that prints
+# only that shows nothing either way); the frames saying the status are kept for comparing two runs.
+_CHROME = (
+    r"\[(?:Current working directory|Python interpreter): .*\]|</?output>|OBSERVATION:|\(Open file: .*\)|"
+    r"\(Current directory: .*\)|bash-\$|Script completed successfully, no errors\."
 )
-_UNDO = re.compile(r"\b(revert|undo|roll ?back|restore|put (it|them) back)\b|^/undo", re.I | re.M)
-_UNDO_COMMAND = re.compile(r"\bgit (?:stash|checkout|restore|reset|revert)\b|\bpatch -R\b|\bpatch --reverse\b")
+_STATUS_FRAME = (
+    r"<returncode>-?\d+</returncode>|\[The command completed with exit code -?\d+\.\]|"
+    r"\[Command finished with exit code -?\d+\]|Exit code -?\d+"
+)
+_FRAMED = re.compile(rf"\s*(?:{_CHROME}|{_STATUS_FRAME})\s*")
+_CHROMED = re.compile(rf"\s*(?:{_CHROME})\s*")
+# The person asking to undo the change, in their first words; git or patch putting files back.
+_UNDO = re.compile(
+    r"\A\s*(?:please\s+|pls\s+|can you\s+|could you\s+)?(?:revert|undo|roll ?back|put (?:it|them) back)\b|\A\s*/undo",
+    re.I,
+)
+_UNDO_COMMAND = re.compile(
+    r"\bgit\s+(?:stash(?!\s+(?:pop|apply|list|show|drop))|checkout\s+(?!-b\b)\S|restore\s+(?!--staged)|reset\s+--hard|revert\b)|"
+    r"\bpatch\s+(?:-R|--reverse)\b"
+)
 
 
-def _shown(text: str) -> str:
-    """What a command printed, frames dropped, line ends evened."""
-    return "\n".join(line.rstrip() for line in _FRAMING.sub("", text).strip().splitlines() if line.strip())
+def _shown(text: str, frames: re.Pattern[str] = _FRAMED) -> str:
+    """What a command printed, `frames` dropped, line ends evened (line by line: one pattern over the
+    whole text scanned on from every line's start)."""
+    return "\n".join(line.rstrip() for line in text.splitlines() if line.strip() and not frames.fullmatch(line))
 
 
 def own_output(o: Outcome) -> str:
@@ -1409,61 +1433,61 @@ class Reader:
             return History(known=True, edited=True) if changed_here() else past()
 
         ran: list[_Reproduced] = []  # the reproductions run before the reply, read once, when one runs again
+        undone = False  # a call of this reply put files back (`git stash`, then the reproduction: the code as given)
         for o in self.outcomes(reply, after):
             f = self.classify(o, reply, here)
-            if f is None and before and o.runs and o.command and _runs_reproduction(o.command):
+            if f is None and before and o.runs and o.command and not undone and _runs_reproduction(o.command):
                 if not ran:
                     ran.append(self._reproductions(before))
                 f = self.unchanged(o, ran[0], changed_here())
+            undone = undone or bool(o.command and _UNDO_COMMAND.search(o.command))
             if f is not None:
                 yield f
             seen.append((o, f))
         yield from self.malformed(reply, tools)
 
     def unchanged(self, o: Outcome, ran: _Reproduced, changed_here: bool) -> Finding | None:
-        """A reproduction run after the model changed the code that prints, to the character, what it
-        printed before any change, and nothing else since: the change did not touch what it shows (the
-        bug is still there). Not when nothing changed since it last ran (a look), nor after an undo."""
-        text = _shown(o.text)
-        if len(text) < 20 or ran.reverted or not (ran.changed or changed_here):
-            return None  # a near-empty output says nothing either way; no change yet is the red phase again
+        """A reproduction run after the model changed the code that prints, to the character and with the
+        same status, what it printed last before any change, and nothing else since: the change did not
+        touch what it shows (the bug is still there). Not when nothing changed since it last ran (a look),
+        nor after an undo."""
         line = " ".join((o.command or "").split())
-        if (line in ran.stale and not changed_here) or text not in ran.before.get(line, ()):
+        if line not in ran.before or ran.reverted or not (ran.changed or changed_here):
+            return None  # no change yet: the red phase again
+        if line in ran.stale and not changed_here:
             return None
-        if ran.since.get(line, {text}) != {text}:
-            return None  # it printed something else since: back to the start is an undo, or a new bug
-        first = next(x for x in text.splitlines() if x.strip())
+        now = (o.status, _shown(o.text, _CHROMED))
+        if now != ran.before[line] or ran.since.get(line, {now}) != {now} or len(printed := _shown(o.text)) < 20:
+            return None  # one that moved since is an undo, or a new bug; a near-empty output says nothing
+        first = printed.partition("\n")[0]
         return Finding("task_failure", Evidence(f"{self.name}.unchanged_reproduction", o.message, None, first[:160]))
 
     def _reproductions(self, before: Sequence[Message]) -> _Reproduced:
         """What each reproduction run before the reply printed, before the model's first change and
-        since, in one pass (the model's changes counted before the runs of the same reply)."""
+        since, in one pass, call by call."""
         ran = _Reproduced({}, {}, set(), False, False)
         starts = [i for i, m in enumerate(before) if m.get("role") == "assistant"]
         for n, i in enumerate(starts):
             calls = self.calls(before[i])
-            if self._acts(calls, before, i)[1]:
-                ran = ran._replace(changed=True)
-                ran.stale.clear()
             for j, msg, tool, args in self._answers(calls, before, i, starts[n + 1] if n + 1 < len(starts) else None):
                 command = self.command_of(args)
-                if not command:
-                    if (
-                        ran.changed
-                        and self.human_turns
-                        and msg.get("role") == "user"
-                        and _UNDO.search(text_of(msg)[:500])
-                    ):
+                if tool is None and not args:
+                    if ran.changed and self.human_turns and self.human(msg) and _UNDO.search(text_of(msg)[:200]):
                         ran = ran._replace(reverted=True)
                     continue
-                if ran.changed and _UNDO_COMMAND.search(command):
+                if ran.changed and command and _UNDO_COMMAND.search(command):
                     ran = ran._replace(reverted=True)
-                if _runs_reproduction(command):
+                if command and _runs_reproduction(command):
                     line = " ".join(command.split())
-                    (ran.since if ran.changed else ran.before).setdefault(line, set()).add(
-                        _shown(self.outcome(j, msg, tool, args).text)
-                    )
+                    o = self.outcome(j, msg, tool, args)
+                    if ran.changed:
+                        ran.since.setdefault(line, set()).add((o.status, _shown(o.text, _CHROMED)))
+                    else:
+                        ran.before[line] = (o.status, _shown(o.text, _CHROMED))
                     ran.stale.add(line)
+                elif self._acts({"": (tool or "", args)}, before, i)[1]:
+                    ran = ran._replace(changed=True)
+                    ran.stale.clear()
         return ran
 
     def from_user(self, reply: Message, after: Sequence[Message]) -> Iterator[Finding]:
@@ -1600,7 +1624,13 @@ class Reader:
                         answer = self.edited_file(text_of(before[i + 1])) or ""
                     path = answer
                 # an edit of a file it does not name (SWE-agent's open file) is an attempt, not known code
-                code = code or (_EDITS.search(name) is not None and bool(path) and not is_scaffold(path))
+                # (a file the editor writes under /tmp is a scratch file, not the project's code)
+                code = code or (
+                    _EDITS.search(name) is not None
+                    and bool(path)
+                    and not is_scaffold(path)
+                    and not path.startswith("/tmp/")
+                )
                 code = code or bool(command and changes_code(command))
             elif command and formats(command):
                 attempt = True  # a new try of the same code: what failed before is not looked at again

@@ -147,7 +147,17 @@ def _actions(reply: Message, last: bool = False) -> list[str]:
         # another tool (a file viewer, a search; an editor's `command` is its verb) runs no command
         return [params.get("command", "") if _RUNS.search(name) else "" for name, params in _text_calls(text)]
     # SWE-agent's XML-like calls written in the text (`<function=bash><parameter=command>...</parameter>`):
-    # its parser for them reads no fences, which the thought before the call may hold
+    # its parser for them reads no fences, which the thought before the call may hold (mini-swe-agent's
+    # reads its fence: a call it quotes is text)
+    if last and (out := _functions(text)):
+        return out
+    blocks = _last_block(text) if last else _shell_blocks(text)
+    if not blocks and "<mswea_bash_command>" in text:
+        blocks = [m.group(1).strip() for m in _TAGGED.finditer(_closed(text, "</mswea_bash_command>"))]
+    return blocks if blocks or last else _functions(text)
+
+
+def _functions(text: str) -> list[str]:
     out = []
     for name, body in _FUNCTION.findall(_closed(text, "</function>")) if "<function=" in text else ():
         params = dict(_PARAMETER.findall(_closed(body, "</parameter>")))
@@ -155,12 +165,7 @@ def _actions(reply: Message, last: bool = False) -> list[str]:
             out.append(params.get("command", "").strip())
         else:
             out.append(" ".join(x for x in (name, params.get("command", ""), params.get("path", "")) if x))
-    if out:
-        return out
-    blocks = _last_block(text) if last else _shell_blocks(text)
-    if not blocks and "<mswea_bash_command>" in text:
-        blocks = [m.group(1).strip() for m in _TAGGED.finditer(_closed(text, "</mswea_bash_command>"))]
-    return blocks
+    return out
 
 
 class MiniSweAgent(Reader):
