@@ -377,6 +377,28 @@ def test_a_reproduction_unchanged_read_as_a_second_review_asked() -> None:
     assert verdict(*red, scratch, result("ok", "e1"), bash("python reproduce.py"), result(wrong))[1] == "ok"
 
 
+@pytest.mark.parametrize(
+    ("between", "kind"),
+    [
+        ((bash("git checkout main", "g1"), result("Exit code 0\nSwitched to branch 'main'", "g1")), "task_failure"),
+        ((bash("git restore -S src/parse.py", "g1"), result("Exit code 0", "g1")), "task_failure"),
+        ((bash("grep -rn 'git stash' docs", "g1"), result("Exit code 1", "g1")), "task_failure"),
+        ((bash("git apply -R fix.patch", "g1"), result("Exit code 0", "g1")), "ok"),
+        ((bash("git checkout -- src/parse.py", "g1"), result("Exit code 0", "g1")), "ok"),
+        (({"role": "user", "content": "No, revert that change."}, EDIT, result("ok", "e1")), "ok"),
+        (({"role": "user", "content": "That broke the build, undo it"}, EDIT, result("ok", "e1")), "ok"),
+        (
+            ({"role": "user", "content": "Now handle the transaction rollback too"}, EDIT, result("ok", "e1")),
+            "task_failure",
+        ),
+    ],
+)
+def test_what_puts_the_code_back_as_a_third_review_wrote_it(between: tuple[dict[str, Any], ...], kind: str) -> None:
+    wrong = "Exit code 0\nparse('a,\"b,c\"') = ['a', '\"b', 'c\"']\nexpected ['a', 'b,c']"
+    red = (bash("python reproduce.py", "r1"), result(wrong, "r1"), EDIT, result("ok", "e1"))
+    assert verdict(*red, *between, bash("python reproduce.py"), result(wrong))[1] == kind
+
+
 def test_an_output_of_many_lines_is_read_in_bounded_time() -> None:
     """One pattern over a whole output, anchored at each line, scanned on across the blank lines after it
     from every line's start (71 s at 100,000 newlines)."""

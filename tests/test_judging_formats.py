@@ -3538,3 +3538,31 @@ def test_a_mini_swe_agent_reply_quoting_a_function_call_runs_its_shell_block() -
         "The old format was <function=bash><parameter=command>ls</parameter></function>.\n\n```bash\npytest -q\n```"
     )
     assert swe_agent.MINI.calls({"role": "assistant", "content": quoted}) == {"0": ("bash", {"command": "pytest -q"})}
+
+
+@pytest.mark.parametrize(
+    ("command", "listing"),
+    [
+        ("git status -s && git log -3", "?? src/errors.ts\n?? src/failover.py\n"),  # names are no error words
+        ("git log --oneline -3;", ""),  # nothing after the separator
+        ("GIT_PAGER=cat git log -3", ""),
+        ("sudo git log -3", ""),
+    ],
+)
+def test_git_history_of_a_repository_without_commits_as_a_third_review_wrote_it(command: str, listing: str) -> None:
+    out = listing + "fatal: your current branch 'main' does not have any commits yet\n"
+    assert kind(call("exec_command", {"cmd": command}), [codex_exec(out, 128)], "codex") == "ok"
+
+
+def test_a_line_of_many_git_commands_is_read_in_bounded_time() -> None:
+    crafted = "git a;" * 100_000 + "git log"  # a copy of the rest for each segment took 6 s, 4 min at 4 MB
+    out = "fatal: your current branch 'main' does not have any commits yet\n"
+    with finishing("reading 100,000 git commands", 3):
+        assert kind(call("exec_command", {"cmd": crafted}), [codex_exec(out, 128)], "codex")
+
+
+@pytest.mark.parametrize("request_", ["/ask why is the parser slow", "/code fix the parser", "/src/parse.py crashes"])
+def test_an_empty_reply_to_a_request_of_the_model_can_be_corrected(request_: str) -> None:
+    said = [{"role": "user", "content": "[aider]"}, {"role": "user", "content": "that didn't work, try again"}]
+    empty = {"role": "assistant", "content": ""}
+    assert kind(empty, said, "aider", [{"role": "user", "content": request_}]) == "user_correction"

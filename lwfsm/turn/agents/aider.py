@@ -83,6 +83,8 @@ _OWN = re.compile(
     r"copy|paste|git|voice|editor|save|load|report|multiline-mode|chat-mode)\b|"
     r"\A\s*(?:/help|/ask|/code|/architect|/context|<blank>)\s*\Z"  # a mode's command alone only switches
 )
+# A command aider answers itself (any but those that call the model), as the request of an empty reply.
+_OWN_COMMAND = re.compile(r"\s*/(?!(?:ask|code|architect|context|help|lint|test)\b)[a-z-]+(?:\s|$)")
 # A chat mode's command before the person's message (`/ask why is it slow?`): what follows is their words.
 _MODE = re.compile(r"\A\s*/(?:ask|code|architect|context)[^\S\n]+(?=\S)")
 _ADDED = re.compile(r"^Add (?:file|these files) to the chat\?[^\n]*: (?:y|yes|a|all)\s*$", re.M | re.I)
@@ -192,7 +194,7 @@ class Aider(Reader):
             if unanswered
             else ""
         )
-        own = asked.lstrip().startswith("/")
+        own = _OWN_COMMAND.match(asked) is not None
         for i, msg in enumerate(after):
             if msg.get("role") != "user":
                 continue

@@ -982,22 +982,28 @@ def _absent(command: str, o: Outcome) -> bool:
     if "any commits yet" in o.text and _git_ran_last(command) and (rest := _NO_COMMITS.sub("", o.text)) != o.text:
         # git's history asked of a repository with none: "none" is the answer (unless something else said it
         # failed: a commit hook's errors before it)
-        return anchored_error(rest) is None and _FAILED_WORD.search(rest) is None
+        told = "\n".join(line for line in rest.splitlines() if not _GIT_LISTING.match(line))
+        return anchored_error(rest) is None and _FAILED_WORD.search(told) is None
     if o.status == 5 and re.search(r"\bpytest\b", command):
         return True  # pytest's own status for "no tests collected" (a -k or a path that selected nothing)
     return o.status == 5 and TESTS.search(command) is not None and _NO_TESTS.search(o.text[-2000:]) is not None
 
 
 _FAILED_WORD = re.compile(r"error|fail", re.I)
+# git's listings of files (status, short and long; diff --stat), whose names may hold those words
+_GIT_LISTING = re.compile(r"[ MADRCUT?!]{2} \S|\t|\s\S.*\|\s+\d+ [+-]*$")
 
 
 def _git_ran_last(command: str) -> bool:
-    """A git command of the line ran last: nothing after it, or only `&&` (its failure stopped the rest)."""
-    parts = _split(command)
-    return any(
-        parts[k].strip().lstrip("(").startswith("git ") and all(op == "&&" for op in parts[k + 1 :: 2])
-        for k in range(0, len(parts), 2)
-    )
+    """A git command of the line ran last: nothing after it but `&&` steps (its failure stopped them).
+    One scan back from the end (a copy of the rest for each segment was quadratic)."""
+    parts = _split(command[:20000])
+    while len(parts) > 2 and not parts[-1].strip():
+        parts = parts[:-2]  # `git log;`: nothing after the separator
+    k = len(parts) - 1
+    while k >= 2 and parts[k - 1] == "&&":
+        k -= 2
+    return any(_words(parts[j].strip().lstrip("("))[:1] == ["git"] for j in range(k, len(parts), 2))
 
 
 _NO_COMMITS = re.compile(r"^fatal: your current branch '[^'\n]*' does not have any commits yet$", re.M)
@@ -1085,12 +1091,15 @@ _FRAMED = re.compile(rf"\s*(?:{_CHROME}|{_STATUS_FRAME})\s*")
 _CHROMED = re.compile(rf"\s*(?:{_CHROME})\s*")
 # The person asking to undo the change, in their first words; git or patch putting files back.
 _UNDO = re.compile(
-    r"\A\s*(?:please\s+|pls\s+|can you\s+|could you\s+)?(?:revert|undo|roll ?back|put (?:it|them) back)\b|\A\s*/undo",
+    r"\b(?:revert|undo|roll ?back)\s+(?:it|that|this|the|your|these|those|all|everything|last|my)\b|"
+    r"\bput (?:it|them) back\b|\A\s*/undo\b",
     re.I,
 )
 _UNDO_COMMAND = re.compile(
-    r"\bgit\s+(?:stash(?!\s+(?:pop|apply|list|show|drop))|checkout\s+(?!-b\b)\S|restore\s+(?!--staged)|reset\s+--hard|revert\b)|"
-    r"\bpatch\s+(?:-R|--reverse)\b"
+    r"(?:^|[;&|(\n]\s*)(?:sudo\s+)?git\s+(?:stash(?!\s+(?:pop|apply|list|show|drop|branch))|"
+    r"restore\s+(?!-S\b|--staged)|reset\s+--hard|revert\b|apply\s+(?:-R|--reverse)\b|"
+    r"checkout\s+(?:HEAD\s+)?(?:--\s|\.(?:\s|$)|\S*\.\w{1,5}(?:\s|$)))|"  # files put back, not a branch
+    r"(?:^|[;&|(\n]\s*)patch\s+(?:-R|--reverse)\b"
 )
 
 
