@@ -83,7 +83,8 @@ _OWN = re.compile(
     r"copy|paste|git|voice|editor|save|load|report|multiline-mode|chat-mode)\b|"
     r"\A\s*(?:/help|/ask|/code|/architect|/context|<blank>)\s*\Z"  # a mode's command alone only switches
 )
-# A command aider answers itself (any but those that call the model), as the request of an empty reply.
+# A command aider answers itself, as the request of an empty reply: any but those that may call the model
+# (`_OWN` lists the full names; aider takes any unique prefix, `/ex`).
 _OWN_COMMAND = re.compile(r"\s*/(?!(?:ask|code|architect|context|help|lint|test)\b)[a-z-]+(?:\s|$)")
 # A chat mode's command before the person's message (`/ask why is it slow?`): what follows is their words.
 _MODE = re.compile(r"\A\s*/(?:ask|code|architect|context)[^\S\n]+(?=\S)")
@@ -182,19 +183,10 @@ class Aider(Reader):
         # command itself): nothing was answered to correct, and the same request again is sent again
         unanswered = not text_of(reply).strip() and not (after and _RETURNED.search(text_of(after[0])[:20000]))
         # ... and when the request was a command of aider's, the person's next words are not about a reply
-        asked = (
-            next(
-                (
-                    t
-                    for m in reversed(before[-50:])
-                    if m.get("role") == "user" and not (t := text_of(m)).startswith(_AIDER_SAYS)
-                ),
-                "",
-            )
-            if unanswered
-            else ""
-        )
-        own = _OWN_COMMAND.match(asked) is not None
+        own = False
+        if unanswered:
+            asked = (text_of(m) for m in reversed(before[-50:]) if m.get("role") == "user")
+            own = _OWN_COMMAND.match(next((t for t in asked if not t.startswith(_AIDER_SAYS)), "")) is not None
         for i, msg in enumerate(after):
             if msg.get("role") != "user":
                 continue

@@ -1062,13 +1062,15 @@ _STARTUP = re.compile(
 _RUNS_STARTUP = re.compile(r"\bsource\b|(?:^|[;&|]\s*)\.\s|\b(?:ba|z)?sh\s+-\w*[il]|bashrc|profile|zshrc|zshenv")
 
 
-class _Reproduced(NamedTuple):
-    before: dict[str, tuple[int | None, str]]  # a reproduction's command line: its status and output last before
-    # the model's first change (a script rewritten before it prints its last form)
-    since: dict[str, set[tuple[int | None, str]]]  # ... and each after it
-    stale: set[str]  # the lines run since the last change (run again, they look)
-    changed: bool  # the model changed the code before the reply
-    reverted: bool  # ... and undid a change, or was asked to
+@dataclass
+class _Reproduced:
+    # a reproduction's command line: its status and output last before the model's first change (a script
+    # rewritten before it prints its last form), and each after it
+    before: dict[str, tuple[int | None, str]] = field(default_factory=dict)
+    since: dict[str, set[tuple[int | None, str]]] = field(default_factory=dict)
+    stale: set[str] = field(default_factory=set)  # the lines run since the last change (run again, they look)
+    changed: bool = False  # the model changed the code before the reply
+    reverted: bool = False  # ... and undid a change, or was asked to
 
 
 def _runs_reproduction(command: str) -> bool:
@@ -1101,6 +1103,13 @@ _UNDO_COMMAND = re.compile(
     r"checkout\s+(?:HEAD\s+)?(?:--\s|\.(?:\s|$)|\S*\.\w{1,5}(?:\s|$)))|"  # files put back, not a branch
     r"(?:^|[;&|(\n]\s*)patch\s+(?:-R|--reverse)\b"
 )
+
+
+def _undoes(command: str | None) -> bool:
+    """A command that puts files back (its words first: it is asked of every call of a reply)."""
+    if not command or ("git" not in command and "patch" not in command):
+        return False
+    return _UNDO_COMMAND.search(command) is not None
 
 
 def _shown(text: str, frames: re.Pattern[str] = _FRAMED) -> str:
@@ -1441,15 +1450,14 @@ class Reader:
         def here() -> History:  # a run after this reply's own change to the code tries it: no look
             return History(known=True, edited=True) if changed_here() else past()
 
-        ran: list[_Reproduced] = []  # the reproductions run before the reply, read once, when one runs again
+        ran: _Reproduced | None = None  # the reproductions run before the reply, read when one runs again
         undone = False  # a call of this reply put files back (`git stash`, then the reproduction: the code as given)
         for o in self.outcomes(reply, after):
             f = self.classify(o, reply, here)
             if f is None and before and o.runs and o.command and not undone and _runs_reproduction(o.command):
-                if not ran:
-                    ran.append(self._reproductions(before))
-                f = self.unchanged(o, ran[0], changed_here())
-            undone = undone or bool(o.command and _UNDO_COMMAND.search(o.command))
+                ran = ran or self._reproductions(before)
+                f = self.unchanged(o, ran, changed_here())
+            undone = undone or _undoes(o.command)
             if f is not None:
                 yield f
             seen.append((o, f))
@@ -1474,7 +1482,7 @@ class Reader:
     def _reproductions(self, before: Sequence[Message]) -> _Reproduced:
         """What each reproduction run before the reply printed, before the model's first change and
         since, in one pass, call by call."""
-        ran = _Reproduced({}, {}, set(), False, False)
+        ran = _Reproduced()
         starts = [i for i, m in enumerate(before) if m.get("role") == "assistant"]
         for n, i in enumerate(starts):
             calls = self.calls(before[i])
@@ -1482,10 +1490,9 @@ class Reader:
                 command = self.command_of(args)
                 if tool is None and not args:
                     if ran.changed and self.human_turns and self.human(msg) and _UNDO.search(text_of(msg)[:200]):
-                        ran = ran._replace(reverted=True)
+                        ran.reverted = True
                     continue
-                if ran.changed and command and _UNDO_COMMAND.search(command):
-                    ran = ran._replace(reverted=True)
+                ran.reverted = ran.reverted or (ran.changed and _undoes(command))
                 if command and _runs_reproduction(command):
                     line = " ".join(command.split())
                     o = self.outcome(j, msg, tool, args)
@@ -1495,7 +1502,7 @@ class Reader:
                         ran.before[line] = (o.status, _shown(o.text, _CHROMED))
                     ran.stale.add(line)
                 elif self._acts({"": (tool or "", args)}, before, i)[1]:
-                    ran = ran._replace(changed=True)
+                    ran.changed = True
                     ran.stale.clear()
         return ran
 
