@@ -770,6 +770,23 @@ def test_no_shape_of_messages_breaks_the_judge(
     assert j.kind in KINDS
 
 
+def test_tools_that_are_not_objects_are_passed_over() -> None:
+    """The offered tools are read only as far as the names called (a client's list may hold anything);
+    arguments that are JSON, `null` too, are well formed."""
+    from lwfsm.turn.judge import judge
+
+    tools: list[Any] = [1, "x", None, ["run"], {"function": 5}, {"type": "function", "function": {"name": "run"}}]
+    for name, args, kind in (
+        ("run", "{}", "ok"),
+        ("run", "null", "ok"),
+        ("run", "{", "task_failure"),
+        ("walk", "{}", "task_failure"),
+    ):
+        call = {"id": "c1", "type": "function", "function": {"name": name, "arguments": args}}
+        reply = {"role": "assistant", "content": None, "tool_calls": [call]}
+        assert judge(reply, [{"role": "tool", "tool_call_id": "c1", "content": "done"}], tools).kind == kind
+
+
 GATED = {"environment": base.ENVIRONMENT, "broken_run": base._BROKEN_RUN, "aider_edit_failed": aider.EDIT_FAILED}
 
 

@@ -81,12 +81,22 @@ def main() -> None:
         stub.settle(conv, plan, role=plan.role, model="m", reply=dict(reply))
 
     figures: dict[str, list[float]] = {"judge": [], "json.loads": [], "plan+settle (judge stubbed)": []}
+    agents = sorted({str(r.get("agent")) for r in rows})
+    per_agent: dict[str, list[float]] = {a: [] for a in agents}  # the judge's median per turn of each agent
     for _ in range(ROUNDS):
         # what the readers remember of command lines is forgotten: a round is one pass over the corpus, as
         # a gateway sees its traffic (a turn's history repeats earlier turns' commands), never a turn again
         for rule in vars(readers).values():
             getattr(rule, "cache_clear", lambda: None)()
-        figures["judge"].append(timed(judge, turns))
+        times = []
+        for t in turns:
+            start = time.perf_counter()
+            judge(t)
+            times.append(time.perf_counter() - start)
+        figures["judge"].append(statistics.median(times))
+        for a in agents:
+            mine = [x for x, r in zip(times, rows, strict=True) if str(r.get("agent")) == a]
+            per_agent[a].append(statistics.median(mine))
         figures["json.loads"].append(timed(json.loads, raws))
         figures["plan+settle (judge stubbed)"].append(timed(plan_settle, convs))
     print(
@@ -100,6 +110,9 @@ def main() -> None:
             f"  {name:<30} median {m * 1e6:7.1f} µs per turn (rounds {min(xs) * 1e6:.1f}-{max(xs) * 1e6:.1f}); "
             f"{m / base:.2f}x json.loads"
         )
+    for a, xs in per_agent.items():
+        n = sum(str(r.get("agent")) == a for r in rows)
+        print(f"  judge, {a + f' ({n} turns)':<23} median {statistics.median(xs) * 1e6:7.1f} µs per turn")
 
 
 if __name__ == "__main__":

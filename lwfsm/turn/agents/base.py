@@ -130,6 +130,14 @@ class Outcome:
     edits: str | None = None  # the file a file editor's call changed (the tool's own path argument)
 
 
+def _any_in(words: tuple[str, ...], text: str) -> bool:
+    """Whether any of `words` is in `text` (a loop: `any()` over a generator costs more than the tests)."""
+    for w in words:
+        if w in text:
+            return True
+    return False
+
+
 class Gated(NamedTuple):
     """A pattern behind words (lowercase) that every match of it contains: an alternation of dozens is
     tried at every position of a text (~270 µs on 1,500 characters), the substring tests cost a few. A
@@ -139,8 +147,7 @@ class Gated(NamedTuple):
     words: tuple[str, ...]
 
     def search(self, text: str) -> re.Match[str] | None:
-        low = text.lower()
-        return self.pattern.search(text) if any(w in low for w in self.words) else None
+        return self.pattern.search(text) if _any_in(self.words, text.lower()) else None
 
 
 # -- commands --
@@ -267,6 +274,25 @@ def _by_command(fn: Callable[[str], _T]) -> Callable[[str], _T]:
 
     read.cache_clear = cached.cache_clear  # type: ignore[attr-defined]
     return read
+
+
+NOT_JSON = object()  # what `arguments` gives for text that is not JSON (`null` is JSON)
+
+
+def arguments(raw: str | bytes) -> Any:
+    """A tool call's arguments read from their JSON text (`NOT_JSON`: not JSON). The reply's calls are read
+    by the rules and again as a later turn's history: texts of up to 2,000 characters are read once each."""
+    return _arguments(raw) if len(raw) <= 2000 else _read_arguments(raw)
+
+
+def _read_arguments(raw: str | bytes) -> Any:
+    try:
+        return json.loads(raw or "{}")
+    except (TypeError, ValueError, RecursionError):
+        return NOT_JSON
+
+
+_arguments = functools.lru_cache(maxsize=1024)(_read_arguments)
 
 
 def _hide(m: re.Match[str]) -> str:
@@ -1306,7 +1332,7 @@ _REJECT_HINTS = (
 
 
 def _hinted(pattern: re.Pattern[str], text: str, hints: tuple[str, ...]) -> re.Match[str] | None:
-    return pattern.search(text) if any(h in text for h in hints) else None
+    return pattern.search(text) if _any_in(hints, text) else None
 
 
 # Tool names that read or list things: what they return is content, whatever words are in it.
@@ -1365,10 +1391,7 @@ class Reader:
         """tool_call id -> (tool name, parsed arguments)."""
         out: dict[str, tuple[str, dict[str, Any]]] = {}
         for ident, name, raw in tool_calls(reply):
-            try:
-                args = json.loads(raw or "{}") if isinstance(raw, str | bytes) else raw
-            except (TypeError, ValueError, RecursionError):
-                args = {}
+            args = arguments(raw) if isinstance(raw, str | bytes) else raw
             out[ident] = (name, args if isinstance(args, dict) else {})
         return out
 
@@ -1833,14 +1856,11 @@ class Reader:
         for t in tools:
             if not unknown:
                 break
-            fn = t.get("function")
-            if fn is not None and is_object(fn):
+            fn = t.get("function") if type(t) is dict or is_object(t) else None
+            if type(fn) is dict or (fn is not None and is_object(fn)):
                 unknown.discard(str(fn.get("name")))
         for _, name, args in calls:
             if name in unknown:
                 yield Finding("task_failure", Evidence("malformed.unknown_tool", None, None, f"{name!s:.80}"))
-            elif isinstance(args, str) and len(args) <= 200_000:
-                try:
-                    json.loads(args or "{}")
-                except (TypeError, ValueError, RecursionError):
-                    yield Finding("task_failure", Evidence("malformed.arguments", None, None, str(name)[:80]))
+            elif isinstance(args, str) and len(args) <= 200_000 and arguments(args) is NOT_JSON:
+                yield Finding("task_failure", Evidence("malformed.arguments", None, None, str(name)[:80]))
