@@ -893,6 +893,47 @@ def test_aider_a_look_at_the_repository_between_reply_and_complaint() -> None:
     assert aider.transcript(blank, {"user_block": 2}).messages[-1]["content"].startswith("[aider]")
 
 
+# what aider logs of a failing `/test`: the output's first line quoted, the rest of that write unquoted,
+# then the output again line by line, then the model's answer to it
+FAILING_TEST = (
+    "> ============================= test session starts ==============================\n"
+    "collected 3 items\n\ntests/test_parse.py ..F\n\nE       AssertionError: assert 'a\\tb' == 'a b'\n"
+    "FAILED tests/test_parse.py::test_tabs\n"
+    "========================= 1 failed, 2 passed in 0.12s ==========================  \n"
+    "> ============================= test session starts ==============================  \n"
+    "> E       AssertionError: assert 'a\\tb' == 'a b'  \n"
+    "> FAILED tests/test_parse.py::test_tabs  \n"
+    "> ========================= 1 failed, 2 passed in 0.12s ==========================  \n"
+)
+
+
+def test_aider_a_command_the_person_ran_is_read_as_the_message_aider_sends_of_it() -> None:
+    console = "> Tokens: 2k sent, 300 received.  \n> Applied edit to src/parse.py  "
+    answer = "\nThe tab is kept as it is; let me split on whitespace instead.\n\n#### thanks  \n"
+    tested = history(console, "/test pytest tests/test_parse.py") + f"{FAILING_TEST}{answer}".encode()
+    assert aider_kind(tested) == "task_failure"  # aider sends the failing run to the model: the edit failed
+    t = aider.transcript(tested, {"user_block": 1})
+    assert t.messages[-1]["content"].startswith("I ran this command:\n\npytest tests/test_parse.py\n")
+    # the /test block's own reply is the model's answer, without the output aider wrote before it
+    t = aider.transcript(tested, {"user_block": 2})
+    assert t.messages[t.at]["content"] == "The tab is kept as it is; let me split on whitespace instead."
+    # a passing /test is not sent (and has no reply): what the person says next is about the edit
+    passed = "> ===== 3 passed in 0.10s =====  \n\n#### now handle newlines too  \n"
+    assert aider_kind(history(console, "/test pytest") + passed.encode()) == "ok"
+    # `/run`: sent when the person says so; a traceback in it is what the edit did
+    crash = '> Traceback (most recent call last):\n  File "app.py", line 3, in <module>\n'
+    crash += "NameError: name 'x' is not defined  \n"
+    for said, expected in (("y", "task_failure"), ("n", "ok")):
+        asked = f"> Add command output to the chat? (Y)es/(N)o [Yes]: {said}  \n"
+        ran = history(console, "/run python app.py") + f"{crash}{asked}\n#### now add a flag  \n".encode()
+        assert aider_kind(ran) == expected, said
+    # since 2025 the history notes only that output was added: nothing to read, the person's next words are
+    noted = "> Add 0.2k tokens of command output to the chat? (Y)es/(N)o [Yes]: y  \n"
+    noted += "> Added 6 lines of output to the chat.  \n"
+    ran = history(console, "/run python app.py") + f"{noted}\n#### it still crashes on start  \n".encode()
+    assert aider_kind(ran) == "user_correction"
+
+
 def test_aider_a_reply_keeps_its_own_edit_markers() -> None:
     t = aider.transcript(
         history("> Tokens: 2k sent, 300 received.  \n> Applied edit to src/parse.py  "), {"user_block": 1}

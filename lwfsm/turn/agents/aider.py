@@ -312,6 +312,60 @@ READER = Aider()
 _STARTED = "# aider chat started at"
 
 
+# The person running a command (`/run`, `!`, `/test`) whose output aider adds to the chat: `/run` when they
+# say yes, `/test` when it fails (aider then asks the model to fix it). aider sends it as the person's message
+# in its own words (its prompt `run_output`); the history shows only the command and the output.
+_RAN_CMD = re.compile(r"\A\s*(?:/run\b|/test\b|!)[^\S\n]*")
+_ADD_OUTPUT = re.compile(
+    r"^Add (?:the output|command output|[\d.]+k tokens of command output) to the chat\?(?:.*[?:\]]|)[^\S\n]*(\w*)\s*$",
+    re.I,
+)
+
+_ADDED_LINES = re.compile(r"\s*Added \d+ lines? of output to the chat\.?\s*$")
+
+
+def _shown(rest: Sequence[str]) -> int:
+    """How many of a command's block's lines (the person's taken out) are its output: aider quotes each
+    write with `> ` before its first line only, so the lines right after a quoted one, up to the next quoted
+    one, are that write's too; the output ends at text after an empty line (the model's reply, if any)."""
+    i, end, n = 0, 0, len(rest)
+    while i < n and not rest[i].strip():
+        i += 1
+    while i < n and _console(rest[i]):
+        i += 1
+        if i < n and rest[i].strip() and not _console(rest[i]):  # a write's lines after its first
+            while i < n and not _console(rest[i]):
+                i += 1
+            if i == n:
+                return end  # no quoted line after them: they may be the reply, as read before
+        end = i
+        while i < n and not rest[i].strip():
+            i += 1
+    return end
+
+
+def _sent(block: Sequence[tuple[str, bool]]) -> str | None:
+    """The person's message aider made of a command they ran in this block and its output (None: it made
+    none, or the history does not say it did)."""
+    person = "\n".join(x[5:] for x, theirs in block if theirs).strip()
+    if not (ran := _RAN_CMD.match(person)):
+        return None
+    rest = [x for x, theirs in block if not theirs]
+    rest = rest[: next((i for i, x in enumerate(rest) if x.startswith(_STARTED)), len(rest))]
+    end = _shown(rest)
+    shown = [x[2:] if _console(x) else x for x in rest[:end]]
+    answers = [m.group(1).lower() for x in shown if (m := _ADD_OUTPUT.match(x.strip()))]
+    replied = any(x.strip() and not _console(x) for x in rest[end:])
+    if answers and answers[-1] not in ("y", "yes", "a", "all"):
+        return None  # declined, or answered in a way the history does not show
+    if not answers and not (person.startswith("/test") and replied):  # a failed /test is sent, and answered
+        return None
+    output = "\n".join(x for x in shown if not _ADD_OUTPUT.match(x.strip()) and not _ADDED_LINES.match(x)).strip()
+    if not output:  # aider since 2025 logs only that it added the output (`Added 6 lines of output to the chat.`)
+        return None
+    return f"I ran this command:\n\n{person[ran.end() :]}\n\nAnd got this output:\n\n{output}\n"
+
+
 def _console(line: str) -> bool:
     """aider's own output: `> ` and the text (`>` alone when trailing spaces were stripped); a reply's
     `>>>>>>> REPLACE` is the reply's."""
@@ -357,6 +411,8 @@ def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
         rest = [x for x, theirs in block if not theirs]
         ended = next((i for i, x in enumerate(rest) if x.startswith(_STARTED)), len(rest))
         rest = rest[:ended]  # a new aider session: nothing after it belongs to this reply
+        if _RAN_CMD.match(person):  # the command's output, however aider wrote it, is not a reply
+            rest = [f"> {x}" if i < shown else x for i, x in enumerate(rest)] if (shown := _shown(rest)) else rest
         text_at = [i for i, x in enumerate(rest) if x.strip() and not _console(x)]
         said: list[str] = []
         returned = False  # the call failed or came back (kept as lines come: a scan per Ctrl-C is quadratic)
@@ -391,12 +447,12 @@ def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
     # itself, so what the person says after it is about the last reply. A look has no reply to judge.
     nxt = k
     edited = APPLIED.search(console) is not None
-    while nxt < len(blocks) and _looks(*split(blocks[nxt])[:2], edited):
+    while nxt < len(blocks) and _sent(blocks[nxt]) is None and _looks(*split(blocks[nxt])[:2], edited):
         if any(x.startswith(_STARTED) for x, _ in blocks[nxt]):
             nxt = len(blocks)  # a new aider session began: nothing after it answers this reply
             break
         nxt += 1
-    said_next = split(blocks[nxt])[0] if nxt < len(blocks) else ""
+    said_next = (_sent(blocks[nxt]) or split(blocks[nxt])[0]) if nxt < len(blocks) else ""
     # `/help QUESTION` is followed in the history by the request aider made of it (the question and its
     # documentation): the same request, not what the person said next
     if nxt < len(blocks) and not own and not _HELP.match(said_next):
