@@ -785,6 +785,11 @@ def test_tools_that_are_not_objects_are_passed_over() -> None:
         call = {"id": "c1", "type": "function", "function": {"name": name, "arguments": args}}
         reply = {"role": "assistant", "content": None, "tool_calls": [call]}
         assert judge(reply, [{"role": "tool", "tool_call_id": "c1", "content": "done"}], tools).kind == kind
+    # a list with no object in it offers no names to check a call against
+    call = {"id": "c1", "type": "function", "function": {"name": "walk", "arguments": "{}"}}
+    reply = {"role": "assistant", "content": None, "tool_calls": [call]}
+    for nothing in ([1], ["walk"], [None, "x"], "walk"):
+        assert judge(reply, [{"role": "tool", "tool_call_id": "c1", "content": "done"}], nothing).kind == "ok"
 
 
 GATED = {"environment": base.ENVIRONMENT, "broken_run": base._BROKEN_RUN, "aider_edit_failed": aider.EDIT_FAILED}

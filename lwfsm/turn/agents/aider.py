@@ -252,7 +252,7 @@ class Aider(Reader):
 def _looks(person: str, reply: str, edited: bool) -> bool:
     """A block that only looks at the repository, or runs a command (no model reply) after the reply before
     changed code, running it: what the person says after it is still about the reply before."""
-    return _LOOK.match(person) is not None or (_RUN.match(person) is not None and not reply and edited)
+    return _LOOK.match(person) is not None or (_RAN_CMD.match(person) is not None and not reply and edited)
 
 
 def _failed_before(console: str, line: int) -> bool:
@@ -317,31 +317,50 @@ _STARTED = "# aider chat started at"
 # in its own words (its prompt `run_output`); the history shows only the command and the output.
 _RAN_CMD = re.compile(r"\A\s*(?:/run\b|/test\b|!)[^\S\n]*")
 _ADD_OUTPUT = re.compile(
-    r"^Add (?:the output|command output|[\d.]+k tokens of command output) to the chat\?(?:.*[?:\]]|)[^\S\n]*(\w*)\s*$",
-    re.I,
+    r"^Add (?:the output|command output|[\d.]+k tokens of command output) to the chat\?(.*)$", re.I
 )
-
+# the answer typed to it: after the prompt's list of answers (`[Yes]: y`, `[Y/n/instructions] n`), or on the
+# line after it (`(Y)es/(n)o/message with instructions: fix it`); nothing is the default, yes; other words
+# are instructions sent with the output
+_ANSWER = re.compile(r"(?:.*[?:\])])?\s*(.*?)\s*$")
+_NO = frozenset({"n", "no", "d", "don't ask again"})
 _ADDED_LINES = re.compile(r"\s*Added \d+ lines? of output to the chat\.?\s*$")
 
 
 def _shown(rest: Sequence[str]) -> int:
-    """How many of a command's block's lines (the person's taken out) are its output: aider quotes each
-    write with `> ` before its first line only, so the lines right after a quoted one, up to the next quoted
-    one, are that write's too; the output ends at text after an empty line (the model's reply, if any)."""
+    """How many of a command's block's lines (the person's taken out) are its output. aider quotes each
+    write with `> ` before its first line only, and ends it with a markdown line break (two spaces): the
+    lines up to that break are the write's, whatever they begin with (pytest's own `>`). A history
+    stripped of trailing spaces: the lines right after a quoted one, up to the next quoted one. The output
+    ends at text after an empty line (the model's reply, if any)."""
+    breaks = any(_broken(x) for x in rest)
     i, end, n = 0, 0, len(rest)
     while i < n and not rest[i].strip():
         i += 1
     while i < n and _console(rest[i]):
-        i += 1
-        if i < n and rest[i].strip() and not _console(rest[i]):  # a write's lines after its first
-            while i < n and not _console(rest[i]):
+        if breaks:
+            while i < n and not _broken(rest[i]):
                 i += 1
             if i == n:
-                return end  # no quoted line after them: they may be the reply, as read before
+                return end  # a write never ended: its lines may be the reply, as read before
+            i += 1
+        else:
+            i += 1
+            if i < n and rest[i].strip() and not _console(rest[i]):  # a write's lines after its first
+                while i < n and not _console(rest[i]):
+                    i += 1
+                if i == n:
+                    return end
         end = i
         while i < n and not rest[i].strip():
             i += 1
     return end
+
+
+def _broken(line: str) -> bool:
+    """A line that ends a write of aider's: a markdown line break after its text (an output's own line of
+    spaces, a blank line of pytest's listing of code, is not one)."""
+    return line.endswith("  ") and (line == "  " or not line.isspace())
 
 
 def _sent(block: Sequence[tuple[str, bool]]) -> str | None:
@@ -354,16 +373,26 @@ def _sent(block: Sequence[tuple[str, bool]]) -> str | None:
     rest = rest[: next((i for i, x in enumerate(rest) if x.startswith(_STARTED)), len(rest))]
     end = _shown(rest)
     shown = [x[2:] if _console(x) else x for x in rest[:end]]
-    answers = [m.group(1).lower() for x in shown if (m := _ADD_OUTPUT.match(x.strip()))]
+    output: list[str] = []
+    prompted, answer, expect = False, "", False
+    for x in shown:
+        if expect:  # the prompt's answers on their own line, and what was typed
+            expect = False
+            if x.lstrip().startswith(("(Y)es", "[Y", "(y")):
+                answer = _ANSWER.match(x).group(1).lower()  # type: ignore[union-attr]
+                continue
+        if (prompt := _ADD_OUTPUT.match(x.strip())) is not None:
+            prompted, answer = True, _ANSWER.match(prompt.group(1)).group(1).lower()  # type: ignore[union-attr]
+            expect = not answer
+        elif not _ADDED_LINES.match(x):
+            output.append(x)
     replied = any(x.strip() and not _console(x) for x in rest[end:])
-    if answers and answers[-1] not in ("y", "yes", "a", "all"):
-        return None  # declined, or answered in a way the history does not show
-    if not answers and not (person.startswith("/test") and replied):  # a failed /test is sent, and answered
+    if answer in _NO or not (prompted or (person.startswith("/test") and replied)):
+        return None  # declined; or a /run the history does not say was sent (a failed /test is, and answered)
+    text = "\n".join(output).strip()
+    if not text:  # aider since 2025 logs only that it added the output (`Added 6 lines of output to the chat.`)
         return None
-    output = "\n".join(x for x in shown if not _ADD_OUTPUT.match(x.strip()) and not _ADDED_LINES.match(x)).strip()
-    if not output:  # aider since 2025 logs only that it added the output (`Added 6 lines of output to the chat.`)
-        return None
-    return f"I ran this command:\n\n{person[ran.end() :]}\n\nAnd got this output:\n\n{output}\n"
+    return f"I ran this command:\n\n{person[ran.end() :]}\n\nAnd got this output:\n\n{text}\n"
 
 
 def _console(line: str) -> bool:
@@ -412,14 +441,15 @@ def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
         ended = next((i for i, x in enumerate(rest) if x.startswith(_STARTED)), len(rest))
         rest = rest[:ended]  # a new aider session: nothing after it belongs to this reply
         if _RAN_CMD.match(person):  # the command's output, however aider wrote it, is not a reply
-            rest = [f"> {x}" if i < shown else x for i, x in enumerate(rest)] if (shown := _shown(rest)) else rest
+            shown = _shown(rest)
+            rest = [f"> {x}" if i < shown and not _console(x) else x for i, x in enumerate(rest)]
         text_at = [i for i, x in enumerate(rest) if x.strip() and not _console(x)]
         said: list[str] = []
+        pending = ""  # the last of `said` that is not empty
         returned = False  # the call failed or came back (kept as lines come: a scan per Ctrl-C is quadratic)
         for i, x in enumerate(rest):
             if _console(x):
                 line = x[1:].strip()
-                pending = next((y for y in reversed(said) if y), "")
                 if (
                     INTERRUPTED.search(line)
                     and not (text_at and i < text_at[-1])
@@ -428,6 +458,7 @@ def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
                 ):
                     continue  # after the whole reply: the person quit, nothing was refused
                 said.append(line)
+                pending = line or pending
                 returned = returned or bool(_CALL_FAILED.match(line) or _RETURNED.match(line))
         reply = "\n".join(x for x in rest if not _console(x))
         return person, reply.strip(), "\n".join(said)
@@ -447,12 +478,13 @@ def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
     # itself, so what the person says after it is about the last reply. A look has no reply to judge.
     nxt = k
     edited = APPLIED.search(console) is not None
-    while nxt < len(blocks) and _sent(blocks[nxt]) is None and _looks(*split(blocks[nxt])[:2], edited):
+    # (a command's output says something of the reply only when the reply changed code: aider sends it all the same)
+    while nxt < len(blocks) and not (edited and _sent(blocks[nxt])) and _looks(*split(blocks[nxt])[:2], edited):
         if any(x.startswith(_STARTED) for x, _ in blocks[nxt]):
             nxt = len(blocks)  # a new aider session began: nothing after it answers this reply
             break
         nxt += 1
-    said_next = (_sent(blocks[nxt]) or split(blocks[nxt])[0]) if nxt < len(blocks) else ""
+    said_next = ((edited and _sent(blocks[nxt])) or split(blocks[nxt])[0]) if nxt < len(blocks) else ""
     # `/help QUESTION` is followed in the history by the request aider made of it (the question and its
     # documentation): the same request, not what the person said next
     if nxt < len(blocks) and not own and not _HELP.match(said_next):

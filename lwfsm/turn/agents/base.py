@@ -281,8 +281,9 @@ NOT_JSON = object()  # what `arguments` gives for text that is not JSON (`null` 
 
 def arguments(raw: str | bytes) -> Any:
     """A tool call's arguments read from their JSON text (`NOT_JSON`: not JSON). The reply's calls are read
-    by the rules and again as a later turn's history: texts of up to 2,000 characters are read once each."""
-    return _arguments(raw) if len(raw) <= 2000 else _read_arguments(raw)
+    by the rules and again as a later turn's history: texts of up to 1,000 characters are read once each
+    (the last 256: what they hold, at most ~30 objects per 100 characters, stays a few MB)."""
+    return _arguments(raw) if len(raw) <= 1000 else _read_arguments(raw)
 
 
 def _read_arguments(raw: str | bytes) -> Any:
@@ -292,7 +293,7 @@ def _read_arguments(raw: str | bytes) -> Any:
         return NOT_JSON
 
 
-_arguments = functools.lru_cache(maxsize=1024)(_read_arguments)
+_arguments = functools.lru_cache(maxsize=256)(_read_arguments)
 
 
 def _hide(m: re.Match[str]) -> str:
@@ -1853,12 +1854,16 @@ class Reader:
             return
         # the names called that no offered tool has (the tool list is read only until all are found)
         unknown = {name for _, name, _ in calls} if tools else set()
+        offered = False  # a list with no object in it offers nothing to check the names against
         for t in tools:
             if not unknown:
                 break
-            fn = t.get("function") if type(t) is dict or is_object(t) else None
-            if type(fn) is dict or (fn is not None and is_object(fn)):
-                unknown.discard(str(fn.get("name")))
+            if type(t) is dict or is_object(t):
+                offered, fn = True, t.get("function")
+                if type(fn) is dict or (fn is not None and is_object(fn)):
+                    unknown.discard(str(fn.get("name")))
+        if not offered:
+            unknown = set()
         for _, name, args in calls:
             if name in unknown:
                 yield Finding("task_failure", Evidence("malformed.unknown_tool", None, None, f"{name!s:.80}"))
