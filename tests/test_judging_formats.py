@@ -922,6 +922,12 @@ def test_aider_a_command_the_person_ran_is_read_as_the_message_aider_sends_of_it
     listing += "tests/test_parse.py:7: \nE   AssertionError\n=== 1 failed in 0.1s ===  \n"
     t = aider.transcript(history(console, "/test pytest") + f"{listing}{answer}".encode(), {"user_block": 1})
     assert t.messages[-1]["content"].endswith("E   AssertionError\n=== 1 failed in 0.1s ===\n")
+    # ... and an output's own line that ends in two spaces (a diff of markdown) does not end the write
+    spaced = FAILING_TEST.replace("collected 3 items\n", "collected 3 items  \n")
+    spaced_test = history(console, "/test pytest") + f"{spaced}{answer}".encode()
+    assert aider_kind(spaced_test) == "task_failure"
+    reply = aider.transcript(spaced_test, {"user_block": 2})
+    assert reply.messages[reply.at]["content"] == "The tab is kept as it is; let me split on whitespace instead."
     # a passing /test is not sent (and has no reply): what the person says next is about the edit
     passed = "> ===== 3 passed in 0.10s =====  \n\n#### no, that's wrong: tabs are still kept  \n"
     assert aider_kind(history(console, "/test pytest") + passed.encode()) == "user_correction"
@@ -938,6 +944,9 @@ def test_aider_a_command_the_person_ran_is_read_as_the_message_aider_sends_of_it
         "> Add the output to the chat?\n(Y)es/(n)o/message with instructions:  \n": "task_failure",
         "> Add the output to the chat?\n(Y)es/(n)o/message with instructions: fix it  \n": "task_failure",
         "> Add the output to the chat?\n(Y)es/(n)o/message with instructions: no  \n": "ok",
+        # before 2025 only n or no declined: other words were instructions, sent with the output
+        "> Add the output to the chat? (y/n/instructions) is the import missing? no  \n": "task_failure",
+        "> Add the output to the chat? [Y/n/instructions] d  \n": "task_failure",
     }
     for asked, expected in prompts.items():
         ran = history(console, "/run python app.py") + f"{crash}{asked}\n#### now add a flag  \n".encode()

@@ -319,18 +319,31 @@ _RAN_CMD = re.compile(r"\A\s*(?:/run\b|/test\b|!)[^\S\n]*")
 _ADD_OUTPUT = re.compile(
     r"^Add (?:the output|command output|[\d.]+k tokens of command output) to the chat\?(.*)$", re.I
 )
-# the answer typed to it: after the prompt's list of answers (`[Yes]: y`, `[Y/n/instructions] n`), or on the
-# line after it (`(Y)es/(n)o/message with instructions: fix it`); nothing is the default, yes; other words
-# are instructions sent with the output
-_ANSWER = re.compile(r"(?:.*[?:\])])?\s*(.*?)\s*$")
-_NO = frozenset({"n", "no", "d", "don't ask again"})
+# the answers it offers, the typed answer after them (`[Yes]: y`, `[Y/n/instructions] n`), or on the line
+# after it (`(Y)es/(n)o/message with instructions: fix it`); nothing is the default, yes; other words are
+# instructions sent with the output; `d` is no where the prompt offers "(D)on't ask again" (2025)
+_OPTIONS = re.compile(
+    r"\s*(?:\(Y\)es/\(N\)o(?:/\(D\)on't ask again)? \[Yes\]:|\(Y\)es/\(n\)o/message with instructions:|"
+    r"\(y/n/instructions\)|\[Y/n/instructions\]|\[Y/n\]|\(Y/n\))",
+    re.I,
+)
+
+
+def _declined(options: str) -> bool:
+    """Whether the answer after a prompt's question mark (its options, then what was typed) is no."""
+    m = _OPTIONS.match(options)
+    typed = options[m.end() if m else 0 :].strip().lower()
+    return typed in ("n", "no") or (typed == "d" and "(D)on't ask again" in options)
+
+
 _ADDED_LINES = re.compile(r"\s*Added \d+ lines? of output to the chat\.?\s*$")
 
 
 def _shown(rest: Sequence[str]) -> int:
     """How many of a command's block's lines (the person's taken out) are its output. aider quotes each
-    write with `> ` before its first line only, and ends it with a markdown line break (two spaces): the
-    lines up to that break are the write's, whatever they begin with (pytest's own `>`). A history
+    write with `> ` before its first line only, and ends it with a markdown line break (two spaces) that an
+    empty or a quoted line follows: the lines up to it are the write's, whatever they begin with or end with
+    (pytest's own `>`, a diff of markdown). A history
     stripped of trailing spaces: the lines right after a quoted one, up to the next quoted one. The output
     ends at text after an empty line (the model's reply, if any)."""
     breaks = any(_broken(x) for x in rest)
@@ -338,11 +351,17 @@ def _shown(rest: Sequence[str]) -> int:
     while i < n and not rest[i].strip():
         i += 1
     while i < n and _console(rest[i]):
-        if breaks:
-            while i < n and not _broken(rest[i]):
-                i += 1
-            if i == n:
+        if breaks and not _broken(rest[i]):  # a write of several lines: up to aider's next quoted line
+            quoted = next((j for j in range(i + 1, n) if _console(rest[j]) and _broken(rest[j])), n)
+            # its last line is the last line break before that (an output's own line may end in two spaces);
+            # with nothing quoted after it, the first line break that no more of it follows
+            last = next((j for j in range(quoted - 1, i, -1) if _broken(rest[j])), None)
+            if quoted == n:
+                last = next((j for j in range(i + 1, n) if _broken(rest[j]) and _ends(rest, j)), None)
+            if last is None:
                 return end  # a write never ended: its lines may be the reply, as read before
+            i = last + 1
+        elif breaks:
             i += 1
         else:
             i += 1
@@ -355,6 +374,11 @@ def _shown(rest: Sequence[str]) -> int:
         while i < n and not rest[i].strip():
             i += 1
     return end
+
+
+def _ends(rest: Sequence[str], j: int) -> bool:
+    """Whether nothing more of a write follows line j: the end, an empty line, or a quoted one."""
+    return j + 1 == len(rest) or not rest[j + 1].strip() or _console(rest[j + 1])
 
 
 def _broken(line: str) -> bool:
@@ -374,20 +398,20 @@ def _sent(block: Sequence[tuple[str, bool]]) -> str | None:
     end = _shown(rest)
     shown = [x[2:] if _console(x) else x for x in rest[:end]]
     output: list[str] = []
-    prompted, answer, expect = False, "", False
+    prompted = declined = expect = False
     for x in shown:
         if expect:  # the prompt's answers on their own line, and what was typed
             expect = False
             if x.lstrip().startswith(("(Y)es", "[Y", "(y")):
-                answer = _ANSWER.match(x).group(1).lower()  # type: ignore[union-attr]
+                declined = _declined(x)
                 continue
         if (prompt := _ADD_OUTPUT.match(x.strip())) is not None:
-            prompted, answer = True, _ANSWER.match(prompt.group(1)).group(1).lower()  # type: ignore[union-attr]
-            expect = not answer
+            prompted, declined = True, _declined(prompt.group(1))
+            expect = not prompt.group(1).strip()
         elif not _ADDED_LINES.match(x):
-            output.append(x)
+            output.append(x.rstrip())  # (aider's markdown line break is not the output's)
     replied = any(x.strip() and not _console(x) for x in rest[end:])
-    if answer in _NO or not (prompted or (person.startswith("/test") and replied)):
+    if declined or not (prompted or (person.startswith("/test") and replied)):
         return None  # declined; or a /run the history does not say was sent (a failed /test is, and answered)
     text = "\n".join(output).strip()
     if not text:  # aider since 2025 logs only that it added the output (`Added 6 lines of output to the chat.`)
