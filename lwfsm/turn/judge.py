@@ -173,6 +173,7 @@ def judge(
     # Only objects are messages: a client's hostile shapes are skipped, never a crash of the judge.
     # (`type() is dict` first, inline: a whole conversation is filtered on every call)
     after = _within([m for m in after if type(m) is dict or is_object(m)])
+    tools = [t for t in tools if type(t) is dict or is_object(t)]
     if messages is not None:
         messages = [m for m in messages if type(m) is dict or is_object(m)]
     reply = reply if is_object(reply) else {}
@@ -185,8 +186,6 @@ def judge(
         said = unparsable_code(reply, after, tools)
         if said:
             findings.append(Finding("task_failure", Evidence("unparsable_code", None, None, said)))
-    if detectors:  # (the readers skip what is not an object in `tools` themselves: it is long, and rarely read)
-        tools = [t for t in tools if type(t) is dict or is_object(t)]
     for detector in detectors:
         said = detector(reply, after, tools)
         if said:

@@ -130,14 +130,6 @@ class Outcome:
     edits: str | None = None  # the file a file editor's call changed (the tool's own path argument)
 
 
-def _any_in(words: tuple[str, ...], text: str) -> bool:
-    """Whether any of `words` is in `text` (a loop: `any()` over a generator costs more than the tests)."""
-    for w in words:
-        if w in text:
-            return True
-    return False
-
-
 class Gated(NamedTuple):
     """A pattern behind words (lowercase) that every match of it contains: an alternation of dozens is
     tried at every position of a text (~270 µs on 1,500 characters), the substring tests cost a few. A
@@ -147,7 +139,8 @@ class Gated(NamedTuple):
     words: tuple[str, ...]
 
     def search(self, text: str) -> re.Match[str] | None:
-        return self.pattern.search(text) if _any_in(self.words, text.lower()) else None
+        low = text.lower()
+        return self.pattern.search(text) if any(w in low for w in self.words) else None
 
 
 # -- commands --
@@ -280,20 +273,11 @@ NOT_JSON = object()  # what `arguments` gives for text that is not JSON (`null` 
 
 
 def arguments(raw: str | bytes) -> Any:
-    """A tool call's arguments read from their JSON text (`NOT_JSON`: not JSON). The reply's calls are read
-    by the rules and again as a later turn's history: texts of up to 1,000 characters are read once each
-    (the last 256: what they hold, at most ~30 objects per 100 characters, stays a few MB)."""
-    return _arguments(raw) if len(raw) <= 1000 else _read_arguments(raw)
-
-
-def _read_arguments(raw: str | bytes) -> Any:
+    """A tool call's arguments read from their JSON text (`NOT_JSON`: not JSON)."""
     try:
         return json.loads(raw or "{}")
     except (TypeError, ValueError, RecursionError):
         return NOT_JSON
-
-
-_arguments = functools.lru_cache(maxsize=256)(_read_arguments)
 
 
 def _hide(m: re.Match[str]) -> str:
@@ -1333,7 +1317,7 @@ _REJECT_HINTS = (
 
 
 def _hinted(pattern: re.Pattern[str], text: str, hints: tuple[str, ...]) -> re.Match[str] | None:
-    return pattern.search(text) if _any_in(hints, text) else None
+    return pattern.search(text) if any(h in text for h in hints) else None
 
 
 # Tool names that read or list things: what they return is content, whatever words are in it.
@@ -1854,16 +1838,12 @@ class Reader:
             return
         # the names called that no offered tool has (the tool list is read only until all are found)
         unknown = {name for _, name, _ in calls} if tools else set()
-        offered = False  # a list with no object in it offers nothing to check the names against
         for t in tools:
             if not unknown:
                 break
-            if type(t) is dict or is_object(t):
-                offered, fn = True, t.get("function")
-                if type(fn) is dict or (fn is not None and is_object(fn)):
-                    unknown.discard(str(fn.get("name")))
-        if not offered:
-            unknown = set()
+            fn = t.get("function")
+            if fn is not None and is_object(fn):
+                unknown.discard(str(fn.get("name")))
         for _, name, args in calls:
             if name in unknown:
                 yield Finding("task_failure", Evidence("malformed.unknown_tool", None, None, f"{name!s:.80}"))
