@@ -341,22 +341,23 @@ _ADDED_LINES = re.compile(r"\s*Added \d+ lines? of output to the chat\.?\s*$")
 
 def _shown(rest: Sequence[str]) -> int:
     """How many of a command's block's lines (the person's taken out) are its output. aider quotes each
-    write with `> ` before its first line only, and ends it with a markdown line break (two spaces) that an
-    empty or a quoted line follows: the lines up to it are the write's, whatever they begin with or end with
-    (pytest's own `>`, a diff of markdown). A history
-    stripped of trailing spaces: the lines right after a quoted one, up to the next quoted one. The output
-    ends at text after an empty line (the model's reply, if any)."""
+    write with `> ` before its first line only and ends it with a markdown line break (two spaces): a write
+    of several lines ends at its last line break before aider's next quoted line, whatever its lines begin
+    or end with (pytest's own `>`, a diff of markdown); with no quoted line after it, at the first line
+    break that no more of it follows. In a history stripped of trailing spaces: the lines right after a
+    quoted one, up to the next quoted one. The output ends at text after an empty line (the reply)."""
     breaks = any(_broken(x) for x in rest)
     i, end, n = 0, 0, len(rest)
+    quoted = 0  # aider's next quoted line after i (found once for all the writes before it: linear)
     while i < n and not rest[i].strip():
         i += 1
     while i < n and _console(rest[i]):
-        if breaks and not _broken(rest[i]):  # a write of several lines: up to aider's next quoted line
-            quoted = next((j for j in range(i + 1, n) if _console(rest[j]) and _broken(rest[j])), n)
-            # its last line is the last line break before that (an output's own line may end in two spaces);
-            # with nothing quoted after it, the first line break that no more of it follows
-            last = next((j for j in range(quoted - 1, i, -1) if _broken(rest[j])), None)
-            if quoted == n:
+        if breaks and not _broken(rest[i]):  # a write of several lines
+            if quoted <= i:
+                quoted = next((j for j in range(i + 1, n) if _console(rest[j]) and _broken(rest[j])), n)
+            if quoted < n:
+                last = next((j for j in range(quoted - 1, i, -1) if _broken(rest[j])), None)
+            else:
                 last = next((j for j in range(i + 1, n) if _broken(rest[j]) and _ends(rest, j)), None)
             if last is None:
                 return end  # a write never ended: its lines may be the reply, as read before
