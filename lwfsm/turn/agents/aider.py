@@ -71,13 +71,9 @@ _AIDER_SAYS = "[aider]"
 # the chat unchanged, so what the person says after them is still about the reply (one about a command's
 # own output, `/tokens`, `/models`, is not)
 _LOOK = re.compile(r"\A\s*(?:/(?:map|map-refresh|ls|diff)|<blank>)\s*\Z")
-# The person running a command (`/run`, `!`): aider runs it and may add its output to the chat; since 2024 it
-# calls no model for it (earlier versions did: there the block holds a reply)
-_RUN = re.compile(r"\A\s*(?:/run\b|!)")
 # A command aider answers itself (`/undo`, `/add x`, `/help` alone, an empty input; a mistyped one, which aider
-# calls invalid):
-# no reply of the model's to judge (`/run`: `_RUN`). (`/ask`, `/code`, `/architect`, `/help QUESTION`, `/lint`, `/test`,
-# `/commit`, and any unique prefix of them, may call the model.)
+# calls invalid): no reply of the model's to judge (`/run`, `/test`: `_RAN_CMD`). (`/ask`, `/code`, `/architect`,
+# `/help QUESTION`, `/lint`, `/test`, `/commit`, and any unique prefix of them, may call the model.)
 _OWN = re.compile(
     r"\A\s*/(?:undo|add|drop|read-only|clear|reset|tokens|ls|diff|map|map-refresh|models?|settings|exit|quit|"
     r"copy|paste|git|voice|editor|save|load|report|multiline-mode|chat-mode)\b|"
@@ -314,7 +310,8 @@ _STARTED = "# aider chat started at"
 
 # The person running a command (`/run`, `!`, `/test`) whose output aider adds to the chat: `/run` when they
 # say yes, `/test` when it fails (aider then asks the model to fix it). aider sends it as the person's message
-# in its own words (its prompt `run_output`); the history shows only the command and the output.
+# in its own words (its prompt `run_output`); the history shows only the command and the output. Since 2024
+# aider calls no model for `/run` (earlier versions did: there the block holds a reply).
 _RAN_CMD = re.compile(r"\A\s*(?:/run\b|/test\b|!)[^\S\n]*")
 _ADD_OUTPUT = re.compile(
     r"^Add (?:the output|command output|[\d.]+k tokens of command output) to the chat\?(.*)$", re.I
@@ -339,7 +336,7 @@ def _declined(options: str) -> bool:
 _ADDED_LINES = re.compile(r"\s*Added \d+ lines? of output to the chat\.?\s*$")
 
 
-def _shown(rest: Sequence[str]) -> int:
+def _output_end(rest: Sequence[str]) -> int:
     """How many of a command's block's lines (the person's taken out) are its output. aider quotes each
     write with `> ` before its first line only and ends it with a markdown line break (two spaces): a write
     of several lines ends at its last line break before aider's next quoted line, whatever its lines begin
@@ -388,15 +385,21 @@ def _broken(line: str) -> bool:
     return line.endswith("  ") and (line == "  " or not line.isspace())
 
 
+def _parts(block: Sequence[tuple[str, bool]]) -> tuple[str, list[str]]:
+    """A block's person's text, and the lines after it up to a new aider session (nothing after it belongs
+    to this block)."""
+    rest = [x for x, theirs in block if not theirs]
+    ended = next((i for i, x in enumerate(rest) if x.startswith(_STARTED)), len(rest))
+    return "\n".join(x[5:] for x, theirs in block if theirs), rest[:ended]
+
+
 def _sent(block: Sequence[tuple[str, bool]]) -> str | None:
     """The person's message aider made of a command they ran in this block and its output (None: it made
     none, or the history does not say it did)."""
-    person = "\n".join(x[5:] for x, theirs in block if theirs).strip()
-    if not (ran := _RAN_CMD.match(person)):
+    person, rest = _parts(block)
+    if not (ran := _RAN_CMD.match(person := person.strip())):
         return None
-    rest = [x for x, theirs in block if not theirs]
-    rest = rest[: next((i for i, x in enumerate(rest) if x.startswith(_STARTED)), len(rest))]
-    end = _shown(rest)
+    end = _output_end(rest)
     shown = [x[2:] if _console(x) else x for x in rest[:end]]
     output: list[str] = []
     prompted = declined = expect = False
@@ -461,12 +464,9 @@ def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
     def split(block: list[tuple[str, bool]]) -> tuple[str, str, str]:
         """(the person's text, the reply, aider's own '> ' output). Ctrl-C *before* reply text is a
         reply cut off while it streamed; after it, the person left."""
-        person = "\n".join(x[5:] for x, theirs in block if theirs)
-        rest = [x for x, theirs in block if not theirs]
-        ended = next((i for i, x in enumerate(rest) if x.startswith(_STARTED)), len(rest))
-        rest = rest[:ended]  # a new aider session: nothing after it belongs to this reply
+        person, rest = _parts(block)
         if _RAN_CMD.match(person):  # the command's output, however aider wrote it, is not a reply
-            shown = _shown(rest)
+            shown = _output_end(rest)
             rest = [f"> {x}" if i < shown and not _console(x) else x for i, x in enumerate(rest)]
         text_at = [i for i, x in enumerate(rest) if x.strip() and not _console(x)]
         said: list[str] = []
@@ -493,7 +493,7 @@ def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
         _OWN.match(asked)
         or (asked.lstrip().startswith("/") and "Invalid command" in console)
         # `/run` with no reply; a chat mode's command with no reply: aider logs the message it sends as the next block
-        or ((_RUN.match(asked) or _MODE.match(asked)) and not answer)
+        or ((_RAN_CMD.match(asked) or _MODE.match(asked)) and not answer)
     )
     # what aider printed after the reply, even nothing (it prints every edit it applies; a request to the
     # model carries no such report); after its own command, no reply of the model's: nothing to judge
@@ -504,12 +504,15 @@ def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
     nxt = k
     edited = APPLIED.search(console) is not None
     # (a command's output says something of the reply only when the reply changed code: aider sends it all the same)
-    while nxt < len(blocks) and not (edited and _sent(blocks[nxt])) and _looks(*split(blocks[nxt])[:2], edited):
+    sent = None
+    while nxt < len(blocks) and not (sent := _sent(blocks[nxt]) if edited else None):
+        if not _looks(*split(blocks[nxt])[:2], edited):
+            break
         if any(x.startswith(_STARTED) for x, _ in blocks[nxt]):
             nxt = len(blocks)  # a new aider session began: nothing after it answers this reply
             break
         nxt += 1
-    said_next = ((edited and _sent(blocks[nxt])) or split(blocks[nxt])[0]) if nxt < len(blocks) else ""
+    said_next = (sent or split(blocks[nxt])[0]) if nxt < len(blocks) else ""
     # `/help QUESTION` is followed in the history by the request aider made of it (the question and its
     # documentation): the same request, not what the person said next
     if nxt < len(blocks) and not own and not _HELP.match(said_next):
