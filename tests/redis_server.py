@@ -211,12 +211,19 @@ class Cluster(Servers):
 
     def master_of(self, key: str) -> int:
         """The port of the master that holds `key`'s slot."""
+        port = self.holder(key)
+        assert port is not None, f"no master holds the slot of {key!r}"
+        return port
+
+    def holder(self, key: str) -> int | None:
+        """The port of the master a node says holds `key`'s slot, or None: while a failover changes
+        hands, a node's map can list the slot under nobody for a moment."""
         with self.client(self.live()[0]) as c:
             slot = int(c.execute_command("CLUSTER", "KEYSLOT", key))
             for start, end, master, *_ in c.execute_command("CLUSTER", "SLOTS"):
                 if start <= slot <= end:
                     return int(master[1])
-        raise AssertionError(f"no master holds slot {slot}")
+        return None
 
 
 class SentinelSet(Servers):

@@ -146,7 +146,7 @@ def test_a_slot_moved_by_a_manual_failover_is_followed(cluster: Cluster) -> None
     with cluster.client(replica) as c:
         c.execute_command("CLUSTER", "FAILOVER")
     cluster.wait_ok()
-    _wait_for(lambda: cluster.master_of(prefix + "{a}") == replica)
+    _wait_for(lambda: cluster.holder(prefix + "{a}") == replica)
     assert stores[0].write("a", 1, Row("two", 2)), "wait=1: the write followed MOVED to the new master"
     assert stores[1].write("a", 2, Row("three", 3)), "without wait: redis-py's cluster client followed it"
     assert stores[0].read("a") == Row("three", 3)
