@@ -1205,6 +1205,24 @@ def test_a_template_filled_in_with_a_new_request_is_not_asked_again() -> None:
     assert kind(DONE, [same], "generic", before) == "user_correction"
 
 
+def test_a_request_sent_again_to_claude_code_or_codex_runs_it_again() -> None:
+    # their people send a saved command's text again to run it again (a slash command's template, "commit
+    # the changes"); aider's person sending the request again says the reply did not do it
+    template = "## User Input\n\n```text\n\n```\n\nYou **MUST** consider the user input before proceeding.\n"
+    template += "".join(f"{n}. Run the planning step {n} and report what it wrote.\n" for n in range(1, 30))
+    for text in (template, "Commit the working tree changes with a sensible message."):
+        before = [{"role": "user", "content": text}]
+        again = {"role": "user", "content": text}
+        for agent in ("claude_code", "codex"):
+            assert kind(DONE, [again], agent, before) == "ok", agent
+        assert kind(DONE, [again], "generic", before) == "user_correction"
+    fix = [{"role": "user", "content": "make the export button download a CSV of the table"}]
+    again = {"role": "user", "content": "make the export button download a CSV of the table, with headers"}
+    assert kind(DONE, [again], "codex", fix) == "ok"
+    said = {"role": "user", "content": "it still doesn't download anything"}
+    assert kind(DONE, [said], "codex", fix) == "user_correction"  # what they say is still read
+
+
 def test_codex_reads_a_persons_words_after_their_editors_context() -> None:
     tabs = "".join(f"- page{n}.tsx: src/pages/page{n}.tsx\n" for n in range(40))
     ide = f"# Context from my IDE setup:\n\n## Active file: src/app.tsx\n\n## Open tabs:\n{tabs}\n"
@@ -1212,8 +1230,6 @@ def test_codex_reads_a_persons_words_after_their_editors_context() -> None:
     before = [{"role": "user", "content": ide + "make the export button download a CSV of the table"}]
     moving_on = {"role": "user", "content": ide + "now add a dark mode toggle to the settings page"}
     assert kind(DONE, [moving_on], "codex", before) == "ok"  # the same editor state is not the same request
-    again = {"role": "user", "content": ide + "make the export button download a CSV of the table, with headers"}
-    assert kind(DONE, [again], "codex", before) == "user_correction"
     said = {"role": "user", "content": ide + "it still doesn't download anything"}
     assert kind(DONE, [said], "codex", before) == "user_correction"
     # the heading alone, when the editor sent no context
@@ -1748,6 +1764,54 @@ def codex_exec(output: str, code: int) -> dict[str, Any]:
 def test_reads_of_files_not_there_are_answers(command: str, output: str, expected: str) -> None:
     reply = call("exec_command", {"cmd": command})
     assert kind(reply, [codex_exec(output, 1)], "codex") == expected
+
+
+def powershell_error(cmdlet: str, said: str, category: str, error_id: str) -> str:
+    """An error record as Windows PowerShell 5 prints it: its words in the machine's language, its id not."""
+    return (
+        f"{cmdlet} : {said}\r\nIn Zeile:1 Zeichen:1\r\n+ {cmdlet} x\r\n+ ~~~~~~~~~~~\r\n"
+        f"    + CategoryInfo          : {category}\r\n"
+        f"    + FullyQualifiedErrorId : {error_id},Microsoft.PowerShell.Commands.{cmdlet.replace('-', '')}Command\r\n"
+    )
+
+
+NOT_THERE = 'Der Pfad "D:\\app\\specs\\spec.md" kann nicht gefunden werden, da er nicht vorhanden ist.'
+
+
+@pytest.mark.parametrize(
+    ("command", "output", "expected"),
+    [
+        # a read or a listing of a path that is not there, in German: the absence is the answer
+        (
+            r"Get-Content D:\app\specs\spec.md",
+            powershell_error("Get-Content", NOT_THERE, "ObjectNotFound", "PathNotFound"),
+            "ok",
+        ),
+        (
+            r"Get-ChildItem -Path specs -Recurse -Filter *.md",
+            powershell_error("Get-ChildItem", NOT_THERE, "ObjectNotFound", "PathNotFound"),
+            "ok",
+        ),
+        # any other error of a read is no answer: an option it does not take
+        (
+            r"Get-Content spec.md -Lines 5",
+            powershell_error(
+                "Get-Content", "Es wurde kein Parameter gefunden.", "InvalidArgument", "NamedParameterNotFound"
+            ),
+            "task_failure",
+        ),
+        # nor is a write's missing folder
+        (
+            r"Get-Content a.md | Set-Content out\\b.md",
+            powershell_error("Set-Content", NOT_THERE, "ObjectNotFound", "PathNotFound"),
+            "task_failure",
+        ),
+    ],
+    ids=["read", "listing", "bad option", "write"],
+)
+def test_powershells_reads_of_paths_not_there_are_answers(command: str, output: str, expected: str) -> None:
+    reply = call("shell_command", {"command": command})
+    assert kind(reply, [tool(f"Exit code: 1\nWall time: 0.3 seconds\nOutput:\n{output}")], "codex") == expected
 
 
 def test_codex_rollouts_with_and_without_the_item_envelope_read_alike() -> None:

@@ -934,6 +934,9 @@ _NOT_FOUND = re.compile(r"^(?![^\n]*\bcd: )[^\n]*: No such file or directory$\n?
 _LOOKS = _READS_ONLY | {
     "ls", "tree", "grep", "egrep", "fgrep", "rg", "ag", "ack", "fd", "which", "whereis", "test", "[", "realpath",
     "readlink", "echo", "printf", "true", ":", "pwd", "sed", "find",
+    # PowerShell's (Codex on Windows runs it): listings, and the filters a listing is piped through
+    "Get-ChildItem", "gci", "Get-Item", "Resolve-Path", "Select-Object", "Select-String", "Sort-Object",
+    "Format-List", "Format-Table", "Out-String",
 }  # fmt: skip
 _ACTS = re.compile(r"^-(?:[a-zA-Z]*i|-in-place|delete|exec|execdir|ok|okdir|fprint\w*)\b")
 
@@ -976,6 +979,11 @@ def _misused(o: Outcome) -> tuple[int, str] | None:
     return None
 
 
+# PowerShell's id of each error it reports, the same in every language it speaks (its words are not:
+# "Cannot find path ... because it does not exist.", "Der Pfad ... kann nicht gefunden werden").
+_PS_ERROR_ID = re.compile(r"^\s*\+ FullyQualifiedErrorId : ([\w.]+),", re.M)
+
+
 def _absent(command: str, o: Outcome) -> bool:
     """The command looked for a file, a test or a tool that is not there, and said so; nothing else
     went wrong: the absence is the answer (`cat README.md`, `pytest -k nothing`, a toolchain not
@@ -990,6 +998,8 @@ def _absent(command: str, o: Outcome) -> bool:
             rf"^(?:{'|'.join(map(re.escape, names))}|(?:/usr)?(?:/bin/)?(?:ba|z|da)?sh|cd|\(eval\)):", re.M
         )
         return said.search(rest) is None and anchored_error(rest) is None
+    if names and (ids := _PS_ERROR_ID.findall(o.text)):
+        return all(i == "PathNotFound" for i in ids)  # PowerShell reads of paths not there, and nothing else
     if "any commits yet" in o.text and _git_ran_last(command) and (rest := _NO_COMMITS.sub("", o.text)) != o.text:
         # git's history asked of a repository with none: "none" is the answer (unless something else said it
         # failed: a commit hook's errors before it)
@@ -1329,6 +1339,8 @@ class Reader:
 
     name = "generic"
     human_turns = True  # the agent has a human in the loop (corrections and rejections can happen)
+    # the person sending the request again means the reply did not do it (see `asked_again`)
+    resent_is_correction = True
 
     # Exit statuses as agents print them, anchored at a line start.
     STATUS = re.compile(_STATUS_WORDS + r"(-?\d+)", re.M)
@@ -1436,7 +1448,7 @@ class Reader:
         self, reply: Message, after: Sequence[Message], tools: Sequence[Message], before: Sequence[Message] = ()
     ) -> Iterator[Finding]:
         yield from self.from_user(reply, after)
-        if self.human_turns and before:
+        if self.human_turns and self.resent_is_correction and before:
             yield from self.asked_again(after, before)
         read: list[History] = []
 

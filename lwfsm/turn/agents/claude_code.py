@@ -46,6 +46,10 @@ _NOT_THERE = re.compile(r"(does not exist|not found|No such file|No files found)
 
 class ClaudeCode(Reader):
     name = "claude_code"
+    # Its people send a saved command's text again (a slash command's template, "commit the changes") to run it
+    # again, not to say the reply failed: on the manifest's holdouts a request sent again after a reply of
+    # Claude Code's or Codex's was a correction 3 times in 10 (2026-12-07)
+    resent_is_correction = False
 
     def detect(self, messages: Sequence[Message], system: str) -> bool:
         # (one scan for what both names start with: every other agent's request is scanned too)
