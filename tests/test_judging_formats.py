@@ -1814,6 +1814,25 @@ def test_powershells_reads_of_paths_not_there_are_answers(command: str, output: 
     assert kind(reply, [tool(f"Exit code: 1\nWall time: 0.3 seconds\nOutput:\n{output}")], "codex") == expected
 
 
+def test_a_powershell_read_of_many_blank_lines_is_read_in_bounded_time() -> None:
+    """PowerShell's error ids are looked for from each line's start: not across the blank lines after it
+    (22 s at 100,000 newlines)."""
+    import signal
+
+    def hang(*_: object) -> None:
+        raise TimeoutError("reading 100,000 blank lines did not finish within 5 s")
+
+    old = signal.signal(signal.SIGALRM, hang)
+    signal.alarm(5)
+    try:
+        output = powershell_error("Get-Content", NOT_THERE, "ObjectNotFound", "PathNotFound") + "\n" * 100_000
+        reply = call("shell_command", {"command": "Get-Content spec.md"})
+        assert kind(reply, [tool(f"Exit code: 1\nWall time: 0.3 seconds\nOutput:\n{output}")], "codex") == "ok"
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
 def test_codex_rollouts_with_and_without_the_item_envelope_read_alike() -> None:
     items = [
         {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "copy the config"}]},

@@ -981,7 +981,7 @@ def _misused(o: Outcome) -> tuple[int, str] | None:
 
 # PowerShell's id of each error it reports, the same in every language it speaks (its words are not:
 # "Cannot find path ... because it does not exist.", "Der Pfad ... kann nicht gefunden werden").
-_PS_ERROR_ID = re.compile(r"^\s*\+ FullyQualifiedErrorId : ([\w.]+),", re.M)
+_PS_ERROR_ID = re.compile(r"^[^\S\n]*\+ FullyQualifiedErrorId : ([\w.]+),", re.M)
 
 
 def _absent(command: str, o: Outcome) -> bool:
