@@ -1833,6 +1833,28 @@ def test_a_powershell_read_of_many_blank_lines_is_read_in_bounded_time() -> None
         signal.signal(signal.SIGALRM, old)
 
 
+BUN_USAGE = "Usage: bun run [flags] <file or script>\n\nFlags:\n      --silent   Don't print the script command\n"
+
+
+@pytest.mark.parametrize(
+    ("command", "output", "expected"),
+    [
+        # its usage, not asked for, with a filter hiding the status: it refused what it was given
+        ("bun run --bun -e \"require('./lib/paths.ts')\" 2>&1 | head -20", BUN_USAGE, "task_failure"),
+        ("cd app && ./node_modules/.bin/bun run -x 2>&1 | head", "\n" + BUN_USAGE, "task_failure"),
+        # asked for, or the program run bare to see what it takes: an answer
+        ("bun run --help | head -20", BUN_USAGE, "ok"),
+        ("bun | head -20", BUN_USAGE.replace(" run", ""), "ok"),
+        # a file or another program's output that begins with a usage
+        ("cat docs/USAGE.md | head -20", "Usage: bun run [flags] <file or script>\n", "ok"),
+        ("npx tsx scripts/seed.ts | head", "Usage: seed [options]\n", "ok"),
+    ],
+    ids=["filtered", "after cd, by path", "asked for", "bare", "a file", "another program"],
+)
+def test_a_usage_shown_though_not_asked_for_is_a_refusal(command: str, output: str, expected: str) -> None:
+    assert kind(call("Bash", {"command": command}), [tool(output)], "claude_code") == expected
+
+
 def test_codex_rollouts_with_and_without_the_item_envelope_read_alike() -> None:
     items = [
         {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "copy the config"}]},

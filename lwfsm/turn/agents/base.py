@@ -963,6 +963,25 @@ _PRINTS = _READS_ONLY | {"sed", "echo", "printf"}
 _POWERSHELL_SAYS = ("A parameter cannot be found", "FIND: ")
 
 
+# A program's usage, first in its output: printed when it refuses what it was given.
+_USAGE = re.compile(r"[Uu]sage: +(?:\S*/)?([\w.-]+)[^\n]*")
+_ASKS_HELP = re.compile(r"(?:^|\s)(?:-h|--help|-help|help|--usage|/\?)(?:\s|$)")
+
+
+def _usage_shown(o: Outcome) -> tuple[int, str] | None:
+    """The program the command ran answered with its usage, not asked for it: it refused its arguments
+    (`bun run --bun -e ...`), and a filter after it hid its status."""
+    head = o.text[:2000]
+    body = head.lstrip()
+    cmd = o.command or ""
+    if (m := _USAGE.match(body)) is None or _ASKS_HELP.search(cmd):
+        return None
+    words = next((w for w in map(_words, _split(cmd.strip())[0::2]) if w), [])
+    if len(words) < 2 or m.group(1) != words[0].rsplit("/", 1)[-1]:
+        return None  # a program run bare shows its usage to say what it takes; or another's usage
+    return head.count("\n", 0, len(head) - len(body)) + 1, m.group(0).strip()[:160]
+
+
 def _misused(o: Outcome) -> tuple[int, str] | None:
     """A line in which a program refuses its arguments or its pattern; not one of a file the command only
     printed (`cat` of a test snapshot that holds another program's refusal), unless it is the printer's own
@@ -1744,7 +1763,7 @@ class Reader:
     def _shell(self, o: Outcome, probe: bool) -> Finding | None:
         """The shell or a core tool failed part of a command (a backtick run as a command, a folder read
         as a file, a search refusing its pattern) and a later command's 0, or a filter, hid it."""
-        if o.runs and (misused := _misused(o)) is not None:
+        if o.runs and (misused := _misused(o) or _usage_shown(o)) is not None:
             return self._found(o, "task_failure", "misused_command", misused)  # it never ran
         if not o.runs or probe or not any(w in o.text for w in ("bash:", "directory", "<stdin>", "Exit ")):
             return None
