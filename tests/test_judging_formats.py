@@ -1216,11 +1216,12 @@ def test_a_request_sent_again_to_claude_code_or_codex_runs_it_again() -> None:
         for agent in ("claude_code", "codex"):
             assert kind(DONE, [again], agent, before) == "ok", agent
         assert kind(DONE, [again], "generic", before) == "user_correction"
+    # the same request with more said is still read as asked again
     fix = [{"role": "user", "content": "make the export button download a CSV of the table"}]
-    again = {"role": "user", "content": "make the export button download a CSV of the table, with headers"}
-    assert kind(DONE, [again], "codex", fix) == "ok"
-    said = {"role": "user", "content": "it still doesn't download anything"}
-    assert kind(DONE, [said], "codex", fix) == "user_correction"  # what they say is still read
+    for more in (", with headers", ". It still downloads nothing.", ", you only changed the label"):
+        again = {"role": "user", "content": fix[0]["content"] + more}
+        for agent in ("claude_code", "codex"):
+            assert kind(DONE, [again], agent, fix) == "user_correction", (agent, more)
 
 
 def test_codex_reads_a_persons_words_after_their_editors_context() -> None:
@@ -1230,6 +1231,8 @@ def test_codex_reads_a_persons_words_after_their_editors_context() -> None:
     before = [{"role": "user", "content": ide + "make the export button download a CSV of the table"}]
     moving_on = {"role": "user", "content": ide + "now add a dark mode toggle to the settings page"}
     assert kind(DONE, [moving_on], "codex", before) == "ok"  # the same editor state is not the same request
+    again = {"role": "user", "content": ide + "make the export button download a CSV of the table, with headers"}
+    assert kind(DONE, [again], "codex", before) == "user_correction"
     said = {"role": "user", "content": ide + "it still doesn't download anything"}
     assert kind(DONE, [said], "codex", before) == "user_correction"
     # the heading alone, when the editor sent no context
@@ -1800,6 +1803,24 @@ NOT_THERE = 'Der Pfad "D:\\app\\specs\\spec.md" kann nicht gefunden werden, da e
             ),
             "task_failure",
         ),
+        # a listing then a read: both answers
+        (
+            r"Get-ChildItem specs; Get-Content docs\plan.md",
+            powershell_error("Get-Content", NOT_THERE, "ObjectNotFound", "PathNotFound"),
+            "ok",
+        ),
+        # a native program's own error beside it, which comes with no record; a script block, which runs anything
+        (
+            r'rg -n "render(" src; Get-Content docs\plan.md',
+            "rg: regex parse error:\n    render(\n          ^\nerror: unclosed group\n"
+            + powershell_error("Get-Content", NOT_THERE, "ObjectNotFound", "PathNotFound"),
+            "task_failure",
+        ),
+        (
+            r"Get-Content files.txt | Sort-Object {Remove-Item -Recurse $_}; Get-Content docs\plan.md",
+            powershell_error("Get-Content", NOT_THERE, "ObjectNotFound", "PathNotFound"),
+            "task_failure",
+        ),
         # nor is a write's missing folder
         (
             r"Get-Content a.md | Set-Content out\\b.md",
@@ -1807,7 +1828,7 @@ NOT_THERE = 'Der Pfad "D:\\app\\specs\\spec.md" kann nicht gefunden werden, da e
             "task_failure",
         ),
     ],
-    ids=["read", "listing", "bad option", "write"],
+    ids=["read", "listing", "bad option", "listing and read", "beside an error", "script block", "write"],
 )
 def test_powershells_reads_of_paths_not_there_are_answers(command: str, output: str, expected: str) -> None:
     reply = call("shell_command", {"command": command})

@@ -1000,7 +1000,9 @@ def _misused(o: Outcome) -> tuple[int, str] | None:
 
 # PowerShell's id of each error it reports, the same in every language it speaks (its words are not:
 # "Cannot find path ... because it does not exist.", "Der Pfad ... kann nicht gefunden werden").
-_PS_ERROR_ID = re.compile(r"^[^\S\n]*\+ FullyQualifiedErrorId : ([\w.]+),", re.M)
+_PS_ERROR_ID = re.compile(r"^[^\S\n]*\+ FullyQualifiedErrorId : ([\w.]+)(?:,|[^\S\n]*$)", re.M)
+# An error record's own lines after its message (the command, its marker, its category and id)
+_PS_RECORD_LINE = re.compile(r"^[^\S\n]*\+[^\n]*\n?", re.M)
 
 
 def _absent(command: str, o: Outcome) -> bool:
@@ -1017,8 +1019,14 @@ def _absent(command: str, o: Outcome) -> bool:
             rf"^(?:{'|'.join(map(re.escape, names))}|(?:/usr)?(?:/bin/)?(?:ba|z|da)?sh|cd|\(eval\)):", re.M
         )
         return said.search(rest) is None and anchored_error(rest) is None
-    if names and (ids := _PS_ERROR_ID.findall(o.text)):
-        return all(i == "PathNotFound" for i in ids)  # PowerShell reads of paths not there, and nothing else
+    if names and "{" not in command and (ids := _PS_ERROR_ID.findall(o.text)):  # (a script block runs anything)
+        if not all(i == "PathNotFound" for i in ids):
+            return False
+        # PowerShell's reads of paths not there, and nothing else said it failed: a native program's own
+        # words (rg's, find.exe's), which come with no record
+        rest = _PS_RECORD_LINE.sub("", _STATUS_LINE.sub("", o.text))
+        said = re.compile(rf"^(?:{'|'.join(map(re.escape, names))}):", re.M | re.I)
+        return said.search(rest) is None and anchored_error(rest) is None and _misused(o) is None
     if "any commits yet" in o.text and _git_ran_last(command) and (rest := _NO_COMMITS.sub("", o.text)) != o.text:
         # git's history asked of a repository with none: "none" is the answer (unless something else said it
         # failed: a commit hook's errors before it)
@@ -1358,7 +1366,7 @@ class Reader:
 
     name = "generic"
     human_turns = True  # the agent has a human in the loop (corrections and rejections can happen)
-    # the person sending the request again means the reply did not do it (see `asked_again`)
+    # the person sending the very same request again means the reply did not do it (see `asked_again`)
     resent_is_correction = True
 
     # Exit statuses as agents print them, anchored at a line start.
@@ -1467,7 +1475,7 @@ class Reader:
         self, reply: Message, after: Sequence[Message], tools: Sequence[Message], before: Sequence[Message] = ()
     ) -> Iterator[Finding]:
         yield from self.from_user(reply, after)
-        if self.human_turns and self.resent_is_correction and before:
+        if self.human_turns and before:
             yield from self.asked_again(after, before)
         read: list[History] = []
 
@@ -1581,6 +1589,8 @@ class Reader:
             return
         # a person's words are what it starts with: read the starts only, not whole pasted files
         said, was = self.own_words(_head(now[1], 8000)), self.own_words(_head(asked, 8000))
+        if not self.resent_is_correction and said.split() == was.split():
+            return  # the same text sent again runs it again (a saved command); with more said, it is still read
         if restated(was, said) and self.human({"role": "user", "content": said[:2000]}) and self.human(asked):
             yield Finding("user_correction", Evidence(f"{self.name}.asked_again", now[0], 1, said.strip()[:80]))
 

@@ -46,9 +46,8 @@ _NOT_THERE = re.compile(r"(does not exist|not found|No such file|No files found)
 
 class ClaudeCode(Reader):
     name = "claude_code"
-    # Its people send a saved command's text again (a slash command's template, "commit the changes") to run it
-    # again, not to say the reply failed: on the manifest's holdouts a request sent again after a reply of
-    # Claude Code's or Codex's was a correction 3 times in 10 (2026-12-07)
+    # Its people send a saved command's very text again (a slash command's template, "commit the changes") to
+    # run it again, not to say the reply failed (the same request with more said is still read as one)
     resent_is_correction = False
 
     def detect(self, messages: Sequence[Message], system: str) -> bool:

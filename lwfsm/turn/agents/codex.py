@@ -48,9 +48,8 @@ _REQUEST = "## My request for Codex:"
 
 class Codex(Reader):
     name = "codex"
-    # Its people send a saved command's text again (a slash command's template, "commit the changes") to run it
-    # again, not to say the reply failed: on the manifest's holdouts a request sent again after a reply of
-    # Claude Code's or Codex's was a correction 3 times in 10 (2026-12-07)
+    # Its people send a saved command's very text again (a slash command's template, "commit the changes") to
+    # run it again, not to say the reply failed (the same request with more said is still read as one)
     resent_is_correction = False
     REJECTED = re.compile(Reader.REJECTED.pattern[:-1] + r"|<turn_aborted reason=interrupted>)")
 
