@@ -1876,6 +1876,41 @@ def test_a_usage_shown_though_not_asked_for_is_a_refusal(command: str, output: s
     assert kind(call("Bash", {"command": command}), [tool(output)], "claude_code") == expected
 
 
+THROWN = "Error: slides/slide2.html: a text box ends too near the edge\n    at html2pptx (/w/lib/index.cjs:701:76)\n"
+
+
+@pytest.mark.parametrize(
+    ("command", "output", "expected"),
+    [
+        # a script that caught its own error, printed it with its stack, and ended with 0
+        ("node generate-ppt.js 2>&1", THROWN + "    at async main (/w/generate-ppt.js:26:5)\n", "task_failure"),
+        (
+            "node build.js",
+            "\nTypeError: Cannot read properties of undefined (reading 'x')\n\n    at f (/w/b.js:3:9)",
+            "task_failure",
+        ),
+        # a test runner prints the errors it expects; a stack further down is a log's, not the run's end
+        ("npx jest tests/slides.test.js", THROWN, "ok"),
+        ("node generate-ppt.js", "Generated 8 slides\n" + THROWN, "ok"),
+        # an error with no stack is a message the script chose to print
+        ("node check.js", "Error: none found\n", "ok"),
+    ],
+    ids=["caught", "type error", "test runner", "not first", "no stack"],
+)
+def test_an_error_and_its_stack_first_in_an_output_that_ended_with_0(command: str, output: str, expected: str) -> None:
+    assert kind(call("Bash", {"command": command}), [tool(output)], "claude_code") == expected
+
+
+def test_a_pasted_error_named_with_its_package_is_a_correction() -> None:
+    ide = "# Context from my IDE setup:\n\n## Active file: src/Person.java\n\n## My request for Codex:\n"
+    log = "```2026-01-01T21:03:16.328+02:00 ERROR 3179267 --- [nio-8080-exec-1] o.a.c.c.C : Servlet.service() threw\n\n"
+    said = ide + log + 'org.h2.jdbc.JdbcSQLSyntaxErrorException: Table "persons" not found; SQL statement:\n'
+    said += "".join(f"        at org.h2.message.DbException.get(DbException.java:{n}) ~[h2.jar]\n" for n in range(40))
+    assert kind(DONE, [{"role": "user", "content": said + "```"}], "codex") == "user_correction"
+    named = "java.lang.IllegalStateException: Failed to load ApplicationContext\n\tat org.springframework.x(Y.java:1)"
+    assert kind(DONE, [{"role": "user", "content": named}], "claude_code") == "user_correction"
+
+
 def test_codex_rollouts_with_and_without_the_item_envelope_read_alike() -> None:
     items = [
         {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "copy the config"}]},

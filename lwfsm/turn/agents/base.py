@@ -982,6 +982,21 @@ def _usage_shown(o: Outcome) -> tuple[int, str] | None:
     return head.count("\n", 0, len(head) - len(body)) + 1, m.group(0).strip()[:160]
 
 
+# An error and its JavaScript stack, first in a command's output: a script that caught its own error, printed
+# it and ended with 0 (`catch (e) { console.error(e) }`); not a test runner's, which prints the errors it expects.
+_THROWN = re.compile(
+    r"\A\s*((?:Uncaught )?(?:\w+\.)*\w*Error: [^\n]+)\n(?:[^\n]*\n){0,8}?[^\S\n]+at [^\n]+:\d+:\d+\)?$", re.M
+)
+
+
+def _caught(o: Outcome) -> tuple[int, str] | None:
+    """The error a script printed first, with its stack, though its status said it worked."""
+    m = _THROWN.match(o.text[:4000])
+    if m is None or TESTS.search(o.command or ""):
+        return None
+    return o.text.count("\n", 0, m.start(1)) + 1, m.group(1)[:160]
+
+
 def _misused(o: Outcome) -> tuple[int, str] | None:
     """A line in which a program refuses its arguments or its pattern; not one of a file the command only
     printed (`cat` of a test snapshot that holds another program's refusal), unless it is the printer's own
@@ -1246,7 +1261,7 @@ _THANKS = re.compile(
 _TERSE = re.compile(r"^\W*(?:[\w-]+\s+){0,2}?(?:errors?|failed|fails|failing|crash(?:ed|es)?|broken)\W*$", re.I)
 # An error output a person pasted at the top of their message (a run or build of what the model wrote).
 _PASTED = re.compile(
-    r"^\s*(Traceback \(most recent call last\)|\w*(Error|Exception):|error(\[\w+\])?:|Failed to compile|"
+    r"^\s*(Traceback \(most recent call last\)|(?:\w+\.)*\w*(Error|Exception):|error(\[\w+\])?:|Failed to compile|"
     r"Module not found|Uncaught|ERROR in|Build failed|npm ERR!|\S+\.\w+:\d+(:\d+)?: error)",
     re.M,
 )
@@ -1775,6 +1790,8 @@ class Reader:
         as a file, a search refusing its pattern) and a later command's 0, or a filter, hid it."""
         if o.runs and (misused := _misused(o) or _usage_shown(o)) is not None:
             return self._found(o, "task_failure", "misused_command", misused)  # it never ran
+        if o.runs and not probe and (caught := _caught(o)) is not None:
+            return self._found(o, "task_failure", "caught_error", caught)
         if not o.runs or probe or not any(w in o.text for w in ("bash:", "directory", "<stdin>", "Exit ")):
             return None
         hit = first_match(_SHELL_ERROR, o.text)
