@@ -1866,11 +1866,24 @@ BUN_USAGE = "Usage: bun run [flags] <file or script>\n\nFlags:\n      --silent  
         # asked for, or the program run bare to see what it takes: an answer
         ("bun run --help | head -20", BUN_USAGE, "ok"),
         ("bun | head -20", BUN_USAGE.replace(" run", ""), "ok"),
+        ("bun 2>&1 | head -20", BUN_USAGE.replace(" run", ""), "ok"),
+        ("docker compose 2>&1 | head", "Usage:  docker compose [OPTIONS] COMMAND\n", "ok"),
+        ("java -? 2>&1 | head", "Usage: java [options] <mainclass> [args...]\n", "ok"),
         # a file or another program's output that begins with a usage
         ("cat docs/USAGE.md | head -20", "Usage: bun run [flags] <file or script>\n", "ok"),
         ("npx tsx scripts/seed.ts | head", "Usage: seed [options]\n", "ok"),
     ],
-    ids=["filtered", "after cd, by path", "asked for", "bare", "a file", "another program"],
+    ids=[
+        "filtered",
+        "after cd, by path",
+        "asked for",
+        "bare",
+        "bare, stderr too",
+        "a group bare",
+        "asked for with -?",
+        "a file",
+        "another program",
+    ],
 )
 def test_a_usage_shown_though_not_asked_for_is_a_refusal(command: str, output: str, expected: str) -> None:
     assert kind(call("Bash", {"command": command}), [tool(output)], "claude_code") == expected
@@ -1892,10 +1905,14 @@ THROWN = "Error: slides/slide2.html: a text box ends too near the edge\n    at h
         # a test runner prints the errors it expects; a stack further down is a log's, not the run's end
         ("npx jest tests/slides.test.js", THROWN, "ok"),
         ("node generate-ppt.js", "Generated 8 slides\n" + THROWN, "ok"),
+        # a script that went on after the error it caught; an error printed on purpose; a log read
+        ("node app.js", THROWN + "Using the default config\nListening on 3000\n", "ok"),
+        ("node -e 'console.log(new Error(\"boom\"))'", "Error: boom\n    at [eval]:1:13\n", "ok"),
+        ("head -40 logs/error.log", THROWN, "ok"),
         # an error with no stack is a message the script chose to print
         ("node check.js", "Error: none found\n", "ok"),
     ],
-    ids=["caught", "type error", "test runner", "not first", "no stack"],
+    ids=["caught", "type error", "test runner", "not first", "went on", "one-liner", "a log", "no stack"],
 )
 def test_an_error_and_its_stack_first_in_an_output_that_ended_with_0(command: str, output: str, expected: str) -> None:
     assert kind(call("Bash", {"command": command}), [tool(output)], "claude_code") == expected
@@ -1909,6 +1926,9 @@ def test_a_pasted_error_named_with_its_package_is_a_correction() -> None:
     assert kind(DONE, [{"role": "user", "content": said + "```"}], "codex") == "user_correction"
     named = "java.lang.IllegalStateException: Failed to load ApplicationContext\n\tat org.springframework.x(Y.java:1)"
     assert kind(DONE, [{"role": "user", "content": named}], "claude_code") == "user_correction"
+    # a name with no stack under it may be a question about it
+    for asked in ("config.Error: should we rename this?", "Thanks!\nrequests.exceptions.ConnectionError: retry on it?"):
+        assert kind(DONE, [{"role": "user", "content": asked}], "claude_code") == "ok"
 
 
 def test_codex_rollouts_with_and_without_the_item_envelope_read_alike() -> None:

@@ -965,7 +965,8 @@ _POWERSHELL_SAYS = ("A parameter cannot be found", "FIND: ")
 
 # A program's usage, first in its output: printed when it refuses what it was given.
 _USAGE = re.compile(r"[Uu]sage: +(?:\S*/)?([\w.-]+)[^\n]*")
-_ASKS_HELP = re.compile(r"(?:^|\s)(?:-h|--help|-help|help|--usage|/\?)(?:\s|$)")
+_ASKS_HELP = re.compile(r"(?:^|[\s;|&(])(?:-h|-\?|--help(?:=\S*)?|-help|help|usage|--usage|/\?)(?=[\s;|&)]|$)")
+_REDIRECTION = re.compile(r"\d*[<>]|&>")
 
 
 def _usage_shown(o: Outcome) -> tuple[int, str] | None:
@@ -977,24 +978,16 @@ def _usage_shown(o: Outcome) -> tuple[int, str] | None:
     if (m := _USAGE.match(body)) is None or _ASKS_HELP.search(cmd):
         return None
     words = next((w for w in map(_words, _split(cmd.strip())[0::2]) if w), [])
-    if len(words) < 2 or m.group(1) != words[0].rsplit("/", 1)[-1]:
-        return None  # a program run bare shows its usage to say what it takes; or another's usage
+    words = [w for w in words if not _REDIRECTION.match(w)]
+    if not words or m.group(1) != words[0].rsplit("/", 1)[-1] or all(w in m.group(0) for w in words[1:]):
+        return None  # run as bare as its usage says (`bun`, `docker compose`): to see what it takes; another's
     return head.count("\n", 0, len(head) - len(body)) + 1, m.group(0).strip()[:160]
 
 
-# An error and its JavaScript stack, first in a command's output: a script that caught its own error, printed
-# it and ended with 0 (`catch (e) { console.error(e) }`); not a test runner's, which prints the errors it expects.
-_THROWN = re.compile(
-    r"\A\s*((?:Uncaught )?(?:\w+\.)*\w*Error: [^\n]+)\n(?:[^\n]*\n){0,8}?[^\S\n]+at [^\n]+:\d+:\d+\)?$", re.M
-)
-
-
-def _caught(o: Outcome) -> tuple[int, str] | None:
-    """The error a script printed first, with its stack, though its status said it worked."""
-    m = _THROWN.match(o.text[:4000])
-    if m is None or TESTS.search(o.command or ""):
-        return None
-    return o.text.count("\n", 0, m.start(1)) + 1, m.group(1)[:160]
+# An error and its JavaScript stack, all of a script's output: the script caught its own error, printed it and
+# ended with 0 (`catch (e) { console.error(e) }`); not a test runner's, which prints the errors it expects.
+_THROWN = re.compile(r"\A((?:Uncaught )?(?:\w+\.)*\w*Error: [^\n]+)\n(?:[^\n]*\n)*?[^\S\n]+at [^\n]+:\d+:\d+\)?\Z")
+_SCRIPT_RUNNERS = frozenset({"node", "bun", "deno", "tsx", "ts-node", "npx"})
 
 
 def _misused(o: Outcome) -> tuple[int, str] | None:
@@ -1261,10 +1254,14 @@ _THANKS = re.compile(
 _TERSE = re.compile(r"^\W*(?:[\w-]+\s+){0,2}?(?:errors?|failed|fails|failing|crash(?:ed|es)?|broken)\W*$", re.I)
 # An error output a person pasted at the top of their message (a run or build of what the model wrote).
 _PASTED = re.compile(
-    r"^\s*(Traceback \(most recent call last\)|(?:\w+\.)*\w*(Error|Exception):|error(\[\w+\])?:|Failed to compile|"
+    r"^\s*(Traceback \(most recent call last\)|\w*(Error|Exception):|error(\[\w+\])?:|Failed to compile|"
     r"Module not found|Uncaught|ERROR in|Build failed|npm ERR!|\S+\.\w+:\d+(:\d+)?: error)",
     re.M,
 )
+# An exception named with its package (`org.h2.jdbc.JdbcSQLSyntaxErrorException: ...`), pasted with the stack
+# under it (Java's `\tat ...`, JavaScript's `    at ...`, `Caused by:`): a name alone may be a question about it.
+_PASTED_QUALIFIED = re.compile(r"^\s*(?:[a-z_]\w*\.)+[A-Z]\w*(?:Error|Exception):", re.M)
+_STACK_LINE = re.compile(r"^\s+at \S|^Caused by: ", re.M)
 # A compiler's or linter's diagnostic, `file:line:column: message`, as the message's first line (after
 # Go's `# package` line): one whether or not it says "error" (Go's `./main.go:62:2: declared and not used:
 # x`, flake8's and ruff's codes). Further down a message, such a line may be a place the person points at.
@@ -1640,6 +1637,7 @@ class Reader:
             or _HAS_ERRORS.match(then)
             or STILL.match(then)
             or _PASTED.search(head)
+            or (_STACK_LINE.search(head) and _PASTED_QUALIFIED.search(head))
             or _REPORTS.match(t[:300])
             or SAID.match(t[:200])
             or STILL.match(first)
@@ -1761,8 +1759,9 @@ class Reader:
         if o.timed_out:  # a search that ran out of time never answered
             finding = self._found(o, "task_failure", "timeout", first_match(self.TIMEOUT, o.text))
         elif o.status is not None and not status_hidden(cmd) and not sifted:
-            if o.status == 0:
-                return self._shell(o, probe)  # it worked, its words do not count: unless the shell said not
+            if o.status == 0:  # it worked, its words do not count: unless the shell said not, or the script
+                caught = self._caught(o, cmd, probe)  # printed the error it caught
+                return self._shell(o, probe, False) if caught is None or self.looked(o, reply, past()) else caught
             error = anchored_error(own_output(o)) if o.runs else None
             if probe and ((misused := _misused(o)) or (misused := first_match(_GNU_REFUSED, o.text[:2000]))):
                 return self._found(o, "task_failure", "misused_command", misused)  # it never searched
@@ -1781,17 +1780,30 @@ class Reader:
                 finding = self._found(o, "task_failure", "tool_error_flag", (1, first))
             elif error is not None and not o.flagged:
                 finding = self._found(o, "task_failure", "error_line", error)
+            elif (caught := self._caught(o, cmd, probe)) is None or self.looked(o, reply, past()):
+                return self._shell(o, probe, True)
             else:
-                return self._shell(o, probe)
+                return caught
         return None if finding.kind != "environment" and self.looked(o, reply, past()) else finding
 
-    def _shell(self, o: Outcome, probe: bool) -> Finding | None:
+    def _caught(self, o: Outcome, command: str, probe: bool) -> Finding | None:
+        """A script (`node x.js`, not a one-liner, not a test run) whose whole output is an error and its
+        stack, though its status said it worked: it caught the error and printed it."""
+        text = o.text.strip()
+        if probe or not o.runs or len(text) > 8000:
+            return None
+        words = next((w for w in map(_words, _split(command.strip())[0::2]) if w), [])
+        if len(words) < 2 or words[0] not in _SCRIPT_RUNNERS or words[1] in ("-e", "-p", "--eval", "--print"):
+            return None
+        if TESTS.search(command) or (m := _THROWN.match(text)) is None:
+            return None
+        return self._found(o, "task_failure", "caught_error", (1, m.group(1)[:160]))
+
+    def _shell(self, o: Outcome, probe: bool, hidden: bool) -> Finding | None:
         """The shell or a core tool failed part of a command (a backtick run as a command, a folder read
         as a file, a search refusing its pattern) and a later command's 0, or a filter, hid it."""
-        if o.runs and (misused := _misused(o) or _usage_shown(o)) is not None:
+        if o.runs and (misused := _misused(o) or (_usage_shown(o) if hidden else None)) is not None:
             return self._found(o, "task_failure", "misused_command", misused)  # it never ran
-        if o.runs and not probe and (caught := _caught(o)) is not None:
-            return self._found(o, "task_failure", "caught_error", caught)
         if not o.runs or probe or not any(w in o.text for w in ("bash:", "directory", "<stdin>", "Exit ")):
             return None
         hit = first_match(_SHELL_ERROR, o.text)
