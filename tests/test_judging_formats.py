@@ -1781,18 +1781,22 @@ def powershell_error(cmdlet: str, said: str, category: str, error_id: str) -> st
 NOT_THERE = 'Der Pfad "D:\\app\\specs\\spec.md" kann nicht gefunden werden, da er nicht vorhanden ist.'
 
 
+def not_there(cmdlet: str) -> str:
+    return powershell_error(cmdlet, NOT_THERE, "ObjectNotFound", "PathNotFound")
+
+
 @pytest.mark.parametrize(
     ("command", "output", "expected"),
     [
         # a read or a listing of a path that is not there, in German: the absence is the answer
         (
             r"Get-Content D:\app\specs\spec.md",
-            powershell_error("Get-Content", NOT_THERE, "ObjectNotFound", "PathNotFound"),
+            not_there("Get-Content"),
             "ok",
         ),
         (
             r"Get-ChildItem -Path specs -Recurse -Filter *.md",
-            powershell_error("Get-ChildItem", NOT_THERE, "ObjectNotFound", "PathNotFound"),
+            not_there("Get-ChildItem"),
             "ok",
         ),
         # any other error of a read is no answer: an option it does not take
@@ -1806,25 +1810,24 @@ NOT_THERE = 'Der Pfad "D:\\app\\specs\\spec.md" kann nicht gefunden werden, da e
         # a listing then a read: both answers
         (
             r"Get-ChildItem specs; Get-Content docs\plan.md",
-            powershell_error("Get-Content", NOT_THERE, "ObjectNotFound", "PathNotFound"),
+            not_there("Get-Content"),
             "ok",
         ),
         # a native program's own error beside it, which comes with no record; a script block, which runs anything
         (
             r'rg -n "render(" src; Get-Content docs\plan.md',
-            "rg: regex parse error:\n    render(\n          ^\nerror: unclosed group\n"
-            + powershell_error("Get-Content", NOT_THERE, "ObjectNotFound", "PathNotFound"),
+            "rg: regex parse error:\n    render(\n          ^\nerror: unclosed group\n" + not_there("Get-Content"),
             "task_failure",
         ),
         (
             r"Get-Content files.txt | Sort-Object {Remove-Item -Recurse $_}; Get-Content docs\plan.md",
-            powershell_error("Get-Content", NOT_THERE, "ObjectNotFound", "PathNotFound"),
+            not_there("Get-Content"),
             "task_failure",
         ),
         # nor is a write's missing folder
         (
             r"Get-Content a.md | Set-Content out\\b.md",
-            powershell_error("Set-Content", NOT_THERE, "ObjectNotFound", "PathNotFound"),
+            not_there("Set-Content"),
             "task_failure",
         ),
     ],
@@ -1846,7 +1849,7 @@ def test_a_powershell_read_of_many_blank_lines_is_read_in_bounded_time() -> None
     old = signal.signal(signal.SIGALRM, hang)
     signal.alarm(5)
     try:
-        output = powershell_error("Get-Content", NOT_THERE, "ObjectNotFound", "PathNotFound") + "\n" * 100_000
+        output = not_there("Get-Content") + "\n" * 100_000
         reply = call("shell_command", {"command": "Get-Content spec.md"})
         assert kind(reply, [tool(f"Exit code: 1\nWall time: 0.3 seconds\nOutput:\n{output}")], "codex") == "ok"
     finally:
