@@ -1921,6 +1921,16 @@ def test_an_error_and_its_stack_first_in_an_output_that_ended_with_0(command: st
     assert kind(call("Bash", {"command": command}), [tool(output)], "claude_code") == expected
 
 
+def test_running_again_a_script_that_caught_its_error_looks_until_something_changed() -> None:
+    out = THROWN + "    at async main (/w/generate-ppt.js:26:5)\n"
+    run = {"command": "node generate-ppt.js 2>&1"}
+    before = [{"role": "user", "content": "make the slides"}, call("Bash", run, "r1"), tool(out, "r1")]
+    assert kind(call("Bash", run), [tool(out)], "claude_code", before) == "ok"  # the same failure, looked at
+    edit = {"file_path": "/w/slide2.html", "old_string": "a", "new_string": "b"}
+    edited = [*before, call("Edit", edit, "e1"), tool("The file /w/slide2.html has been updated.", "e1")]
+    assert kind(call("Bash", run), [tool(out)], "claude_code", edited) == "task_failure"  # a new attempt
+
+
 def test_a_pasted_error_named_with_its_package_is_a_correction() -> None:
     ide = "# Context from my IDE setup:\n\n## Active file: src/Person.java\n\n## My request for Codex:\n"
     log = "```2026-01-01T21:03:16.328+02:00 ERROR 3179267 --- [nio-8080-exec-1] o.a.c.c.C : Servlet.service() threw\n\n"
