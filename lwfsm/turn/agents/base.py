@@ -1789,9 +1789,9 @@ class Reader:
     def _caught(self, o: Outcome, command: str, probe: bool) -> Finding | None:
         """A script (`node x.js`, not a one-liner, not a test run) whose whole output is an error and its
         stack, though its status said it worked: it caught the error and printed it."""
+        if probe or not o.runs or len(o.text) > 8000 or "Error: " not in o.text[:400]:
+            return None  # (most outputs: read no further)
         text = o.text.strip()
-        if probe or not o.runs or len(text) > 8000:
-            return None
         words = next((w for w in map(_words, _split(command.strip())[0::2]) if w), [])
         if len(words) < 2 or words[0] not in _SCRIPT_RUNNERS or words[1] in ("-e", "-p", "--eval", "--print"):
             return None
