@@ -359,11 +359,9 @@ def _output_end(rest: Sequence[str]) -> int:
             if last is None:
                 return end  # a write never ended: its lines may be the reply, as read before
             i = last + 1
-        elif breaks:
-            i += 1
         else:
             i += 1
-            if i < n and rest[i].strip() and not _console(rest[i]):  # a write's lines after its first
+            if not breaks and i < n and rest[i].strip() and not _console(rest[i]):  # a write's lines after its first
                 while i < n and not _console(rest[i]):
                     i += 1
                 if i == n:

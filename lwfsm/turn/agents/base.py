@@ -511,14 +511,18 @@ _SIFTED = re.compile(  # (a path before grep holds no `|`: `\S*` went to the end
 _INTERPRETERS = frozenset({"python", "python3", "node", "ruby", "bash", "sh", "perl", "php", "java", "deno", "bun"})
 
 
+def _first_words(command: str) -> list[str]:
+    """The words of the command's first segment that has any (`cd dir && pytest -x`: what runs is pytest)."""
+    return next((w for w in map(_words, _split(command.strip())[0::2]) if w), [])
+
+
 @_by_command
 def program(command: str) -> str:
     """What a command runs, without its selection, flags and filters: `pytest -q t.py::x | tail` is
     `pytest`, `python -m pytest -x` is `python -m pytest`, `python repro.py` is itself."""
     if "<<" in command:
         return " ".join(command.split())  # a script given inline is itself
-    parts = _split(command.strip())[0::2]
-    words = next((w for w in map(_words, parts) if w), [])  # `cd dir && pytest`: what runs is pytest
+    words = _first_words(command)
     if words[:1] and words[0] in _INTERPRETERS:
         if len(words) > 1 and words[1] == "-m":
             return " ".join(words[:3])
@@ -977,8 +981,7 @@ def _usage_shown(o: Outcome) -> tuple[int, str] | None:
     cmd = o.command or ""
     if (m := _USAGE.match(body)) is None or _ASKS_HELP.search(cmd):
         return None
-    words = next((w for w in map(_words, _split(cmd.strip())[0::2]) if w), [])
-    words = [w for w in words if not _REDIRECTION.match(w)]
+    words = [w for w in _first_words(cmd) if not _REDIRECTION.match(w)]
     if not words or m.group(1) != words[0].rsplit("/", 1)[-1] or all(w in m.group(0) for w in words[1:]):
         return None  # run as bare as its usage says (`bun`, `docker compose`): to see what it takes; another's
     return head.count("\n", 0, len(head) - len(body)) + 1, m.group(0).strip()[:160]
@@ -1792,7 +1795,7 @@ class Reader:
         if probe or not o.runs or len(o.text) > 8000 or "Error: " not in o.text[:400]:
             return None  # (most outputs: read no further)
         text = o.text.strip()
-        words = next((w for w in map(_words, _split(command.strip())[0::2]) if w), [])
+        words = _first_words(command)
         if len(words) < 2 or words[0] not in _SCRIPT_RUNNERS or words[1] in ("-e", "-p", "--eval", "--print"):
             return None
         if TESTS.search(command) or (m := _THROWN.match(text)) is None:
