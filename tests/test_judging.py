@@ -446,6 +446,18 @@ def test_a_second_look_at_a_counted_failure_counts_nothing() -> None:
     assert verdict(*again)[1] == "task_failure"  # a new attempt that fails again is news
 
 
+def test_a_new_run_failing_after_a_persons_complaint_is_no_look() -> None:
+    """After the person says the change broke something, the model's next runs are attempts too: a script
+    it runs for another purpose that crashes failed (the manifest's verdicts did not depend on reading
+    such runs as looks; holdout51 had two failed runs read so)."""
+    complaint = {"role": "user", "content": "It still doesn't work: the login page shows a 500."}
+    crash = (
+        'Exit code 1\nTraceback (most recent call last):\n  File "seed.py", line 3\nImproperlyConfigured: no settings'
+    )
+    turns = (EDIT, result("ok", "e1"), {"role": "assistant", "content": "Fixed the view."}, complaint)
+    assert verdict(*turns, bash("python seed.py", "s1"), result(crash, "s1"))[1] == "task_failure"
+
+
 def test_a_change_and_its_check_in_one_reply_fail_each_time() -> None:
     failing = "Exit code 1\nFAILED tests/test_parse.py::test_header\n1 failed"
     calls = [

@@ -209,10 +209,10 @@ def test_claude_codes_powershell_tool_is_a_shell() -> None:
     # a lookup that finds nothing answers with its status, as it does through Bash
     probe = call("PowerShell", {"command": "# is a name set?\ngit config --global user.email 2>$null"})
     assert kind(probe, [tool("Exit code 1", is_error=True)], "claude_code") == "ok"
-    # Unix commands typed into PowerShell never ran: no answer
+    # Unix commands typed into PowerShell never ran: no answer, and the model's slip (PowerShell has no grep)
     grep = call("PowerShell", {"command": "grep -rn foo src"})
     unknown = "Exit code 1\ngrep: The term 'grep' is not recognized as the name of a cmdlet, function, script file."
-    assert kind(grep, [tool(unknown, is_error=True)], "claude_code") == "environment"
+    assert kind(grep, [tool(unknown, is_error=True)], "claude_code") == "task_failure"
     listing = call("PowerShell", {"command": "ls -la"})
     refused = "Exit code 1\nGet-ChildItem: A parameter cannot be found that matches parameter name 'la'."
     assert kind(listing, [tool(refused, is_error=True)], "claude_code") == "task_failure"
@@ -1838,6 +1838,32 @@ def test_powershells_reads_of_paths_not_there_are_answers(command: str, output: 
     assert kind(reply, [tool(f"Exit code: 1\nWall time: 0.3 seconds\nOutput:\n{output}")], "codex") == expected
 
 
+def not_recognized(term: str) -> str:
+    """PowerShell 7's answer to a command it has no program for (5.1 says "the name")."""
+    return f"{term}: The term '{term}' is not recognized as a name of a cmdlet, function, script file, or program.\r\n"
+
+
+@pytest.mark.parametrize(
+    ("command", "output", "expected"),
+    [
+        # a Unix tool, or cmd.exe's `call`, typed into PowerShell: the model's slip, whatever failed after it
+        (r"nl -ba src\app.py", not_recognized("nl"), "task_failure"),
+        (
+            r"call venv\Scripts\activate.bat; python manage.py migrate",
+            not_recognized("call") + "ModuleNotFoundError: No module named 'django'\r\n",
+            "task_failure",
+        ),
+        # a program the machine has not installed, in either wording
+        ("docker ps", not_recognized("docker"), "environment"),
+        ("docker ps", not_recognized("docker").replace("as a name", "as the name"), "environment"),
+    ],
+    ids=["unix tool", "cmd's call", "not installed", "not installed, 5.1"],
+)
+def test_what_powershell_has_no_program_for(command: str, output: str, expected: str) -> None:
+    reply = call("shell_command", {"command": command})
+    assert kind(reply, [tool(f"Exit code: 1\nWall time: 0.3 seconds\nOutput:\n{output}")], "codex") == expected
+
+
 def test_a_powershell_read_of_many_blank_lines_is_read_in_bounded_time() -> None:
     """PowerShell's error ids are looked for from each line's start: not across the blank lines after it
     (22 s at 100,000 newlines)."""
@@ -1942,6 +1968,82 @@ def test_a_pasted_error_named_with_its_package_is_a_correction() -> None:
     # a name with no stack under it may be a question about it
     for asked in ("config.Error: should we rename this?", "Thanks!\nrequests.exceptions.ConnectionError: retry on it?"):
         assert kind(DONE, [{"role": "user", "content": asked}], "claude_code") == "ok"
+
+
+@pytest.mark.parametrize(
+    ("command", "summary", "expected"),
+    [
+        ("npm run test:smoke", "\x1b[1A\x1b[2K  5 failed\n    [chromium] e2e/auth.spec.js:9:3 login\n", "task_failure"),
+        ("npm run test:smoke", "  5 passed (12.0s)\n", "ok"),
+        ("python -m pytest -q", "==== 3 passed, 1 xfailed in 0.4s ====\n", "ok"),
+        ("npm run test:smoke || true", "  5 failed\n", "ok"),  # asked to go on whatever the tests did
+        ("node run-smoke.js", "  5 failed\n", "ok"),  # no test runner named: its words are its own
+    ],
+    ids=["wrapper", "passed", "xfailed", "or true", "no runner"],
+)
+def test_a_test_run_that_exited_0_over_failed_tests(command: str, summary: str, expected: str) -> None:
+    """A project's wrapper that runs the tests and exits 0 whatever they did: the runner's count says."""
+    out = f"Exit code 0\n> app@1.0.0 test:smoke\n\nRunning 5 tests using 4 workers\n\n{summary}Testing completed!\n"
+    assert kind(call("Bash", {"command": command}), [tool(out)], "claude_code") == expected
+
+
+@pytest.mark.parametrize(
+    ("command", "output", "expected"),
+    [
+        # a test named for credentials, timed out: the word is the test's, nothing the machine lacks
+        (
+            'npx playwright test auth.spec.js -g "should login with valid credentials"',
+            "Command timed out after 30s\n\nRunning 5 tests\n[1/5] auth.spec.js:39:3 login with valid credentials\n",
+            "task_failure",
+        ),
+        (
+            "aws s3 ls s3://bucket",
+            "Exit code 255\nUnable to locate credentials. You can configure credentials by",
+            "environment",
+        ),
+        (
+            "docker compose up -d",
+            'Exit code 1\nerror getting credentials - err: exec: "docker-credential-desktop": executable not found',
+            "environment",
+        ),
+    ],
+    ids=["test name", "aws", "docker helper"],
+)
+def test_credentials_the_machine_lacks_in_its_tools_words(command: str, output: str, expected: str) -> None:
+    assert kind(call("Bash", {"command": command}), [tool(output)], "claude_code") == expected
+
+
+@pytest.mark.parametrize(
+    ("shell", "command", "expected"),
+    [
+        (
+            "Bash",
+            """powershell "Get-Process | Where-Object {$_.ProcessName -like '*node*'} | Stop-Process -Force\"""",
+            "task_failure",
+        ),
+        ("Bash", 'powershell -Command "$synth = New-Object Speech; $synth.Speak(1)"', "task_failure"),
+        ("Bash", 'powershell -Command "Set-Content -Path $env:USERPROFILE\\a.json -Value 1"', "task_failure"),
+        # bash's own variable, meant to be put in; quotes and escapes bash leaves alone; no bash at all
+        ("Bash", 'powershell -NoProfile -File "$HOME/backup.ps1"; echo "exit=$?"', "ok"),
+        ("Bash", "powershell 'Get-Process | Where-Object {$_.Name -like \"*node*\"}'", "ok"),
+        ("Bash", 'powershell "Get-Process | Where-Object {\\$_.Name -like node}"', "ok"),
+        ("PowerShell", 'powershell "Get-Process | Where-Object {$_.Name -like node}"', "ok"),
+    ],
+    ids=["$_", "assigned", "$env", "bash's own", "single quotes", "escaped", "powershell tool"],
+)
+def test_powershells_variables_in_a_script_bash_reads_first(shell: str, command: str, expected: str) -> None:
+    out = "Exit code 0\n/c/Users/me/.claude/shell-snapshots/snapshot-bash.sh.ProcessName : The term is not known\n"
+    assert kind(call(shell, {"command": command}), [tool(out)], "claude_code") == expected
+
+
+def test_djangos_error_page_pasted_is_a_correction() -> None:
+    ide = "# Context from my IDE setup:\n\n## Active file: start.bat\n\n## My request for Codex:\n"
+    page = "OperationalError at /auth/login/\nno such table: core_theme\nRequest Method:\tPOST\n"
+    page += "Django Version:\t4.2.8\nException Type:\tOperationalError\n"
+    assert kind(DONE, [{"role": "user", "content": ide + page}], "codex") == "user_correction"
+    # a sentence about an error class is no page
+    said = "The ValueError at /api/users is expected, leave it."
+    assert kind(DONE, [{"role": "user", "content": said}], "codex") == "ok"
 
 
 def test_codex_rollouts_with_and_without_the_item_envelope_read_alike() -> None:
@@ -2732,6 +2834,15 @@ def test_a_cli_refusing_its_arguments_never_ran() -> None:
     assert kind(call("Bash", {"command": 'netstat -ano | findstr "3123" -q'}), [tool(bad)], "claude_code") == (
         "task_failure"
     )
+    # Windows' own programs, in Git Bash: `2>nul` left a stray `2`, `/F` became a path (lines end in \r\n)
+    stray = "Docker not running\r\nERROR: Invalid argument/option - '2'.\r\nType \"TASKLIST /?\" for usage.\r\n"
+    probe = call("Bash", {"command": "tasklist 2>nul | grep -i docker || echo 'Docker not running'"})
+    assert kind(probe, [tool(stray)], "claude_code") == "task_failure"
+    mangled = tool("ERROR: Invalid argument/option - 'F:/'.\r\nType \"TASKKILL /?\" for usage.", is_error=True)
+    kill = call("Bash", {"command": "taskkill /F /PID 28288"})
+    assert kind(kill, [mangled], "claude_code") == "task_failure"
+    before = [{"role": "user", "content": "free the port"}, kill, mangled]
+    assert kind(kill, [mangled], "claude_code", before) == "task_failure"  # run again as it was: the same mistake
 
 
 @pytest.mark.parametrize(

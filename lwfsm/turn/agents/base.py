@@ -109,7 +109,6 @@ class History:
     edited: bool = False  # the model has changed a file in this conversation (other than tests and reproductions)
     # the commands run since the model's last attempt: (command, index, message, tool, arguments)
     runs: list[tuple[str, int, Message, str | None, Mapping[str, Any]]] = field(default_factory=list)
-    corrected: bool = False  # the user said the last change was wrong, and nothing changed since
     # of the runs that failed, by program: their command lines (spaces evened), read once (`Reader.failed_runs`)
     failed_by_program: dict[str, set[str]] | None = None
 
@@ -767,6 +766,9 @@ _SUMMARY = re.compile(
     r"Test run summary: Failed!)"
 )
 _FAILED_COUNT = re.compile(r"\b\d+ (failing|failed)\b")
+# A runner's count of failed tests, as its summary line begins (Playwright's "  5 failed", mocha's "  2 failing",
+# pytest's "=== 1 failed, 3 passed in 2s ===", jest's "Tests:  1 failed, 4 passed")
+_FAILURES_COUNTED = re.compile(r"\s*(?:=+ |Tests?:\s+)?[1-9]\d* (?:failing|failed)\b")
 # JUnit's count, anywhere in a Maven or Gradle line ("[ERROR] Tests run: 4, Failures: 1, ...")
 _JUNIT = re.compile(r"Tests run: \d+, Failures: ([1-9]|\d+, Errors: [1-9])")
 _PASSED = re.compile(r"(=+ .*\b\d+ passed\b|OK\b|Tests?:.*\bpassed\b|test result: ok|PASS\b|.*\b[Aa]ll tests passed\b)")
@@ -797,7 +799,10 @@ ENVIRONMENT = Gated(
         r"password authentication failed for user|Access denied for user '[^'\n]*'@|"
         r"Executable doesn'?t exist at|Failed to (launch|initialize) (the )?browser|is not installed|not installed\b|"
         r"[Cc]annot find Java|JAVA_HOME|[Cc]ould not resolve host|[Nn]etwork is unreachable|[Cc]onnection refused|"
-        r"[Cc]redentials|[Nn]ot logged in(?:to)?\b[^\n]{0,80}?\b(?:run|use)\b:?\s*[`'\"]?[\w.-]+(?: auth)? login\b|"
+        # credentials the machine lacks, in its tools' words (the word alone is in test names, code and docs)
+        r"error getting credentials|[Uu]nable to locate credentials|(?:No|Default)CredentialsError|"
+        r"[Cc]ould not (?:automatically determine|find|load) (?:default )?credentials|"
+        r"[Nn]ot logged in(?:to)?\b[^\n]{0,80}?\b(?:run|use)\b:?\s*[`'\"]?[\w.-]+(?: auth)? login\b|"
         r"[Oo]peration not permitted|[Nn]o space left on device|[Rr]ead-only file system|"
         r"ERR_CONNECTION_REFUSED|ECONNREFUSED|not agreed to the Xcode license|Ripgrep search timed out|"
         # a browser's words for no network, or a site that does not answer (as curl's above)
@@ -818,7 +823,8 @@ ENVIRONMENT = Gated(
         r"failed to run command ['‘][\w.+-]+['’]: No such file or directory|"
         r"Cannot find (?:package|module) '(?![./]|@/|~/)[\w@][\w./@+-]*'|"
         # a script checked out with Windows line ends; PowerShell's word for a program not installed
-        r"‘bash\\r’|\$'\\r': command not found|The term '[A-Za-z][\w.]*' is not recognized as the name of a cmdlet|"
+        r"‘bash\\r’|\$'\\r': command not found|"
+        r"The term '[A-Za-z][\w.]*' is not recognized as (?:the|a) name of a cmdlet|"
         # a toolchain a tool needs, not installed, in the tool's words; git refused its lock file by a sandbox
         r"(?<![\w./-])(?:cargo|rustc|node|npm|java|go|docker|dotnet|gcc|cmake|python3?) was not found"
         r"(?:[.,;:]? *(?:[Ii]nstall|[Pp]lease install)|,? (?:on|in) (?:your |the )?PATH)|"
@@ -842,7 +848,7 @@ ENVIRONMENT = Gated(
         "access denied for user", "cygpath",
         "not in your path", "not in the path", "not in path", "identity unknown", "who you are", "sudo: a",
         "failed to run command", "cannot find package", "cannot find module", "bash\\r", "$'\\r'",
-        "is not recognized as the name", "while executing the command", "net::err_", "page.goto: timeout",
+        "is not recognized as", "while executing the command", "net::err_", "page.goto: timeout",
         "was not found", ".lock': permission denied", "sandboxdenied", "husky.sh", "streamable http error",
         "mcp session",
     ),
@@ -867,6 +873,8 @@ _MISUSED = re.compile(
     # PowerShell's and Windows' find.exe refusing a Unix command's options (`ls -la`, `find . -name`)
     r"A parameter cannot be found that matches parameter name\b.*$|^FIND: Parameter format not correct$|"
     r"^FINDSTR: Bad command line$|"
+    # Windows' own programs (taskkill, tasklist) refusing a switch Git Bash turned into a path, or a stray `2`
+    r"^ERROR: Invalid argument/option - '[^'\n]*'\.|"
     r"^(?:u?grep|egrep|rg|ag): (?:error: )?"
     r"(?:Unmatched|Invalid|regex parse error|error at position|Trailing backslash|unrecognized flag).*$",
     re.M,
@@ -911,6 +919,12 @@ _NOT_FOUND_BY_SHELL = (
     r"^(?:\S*/)?(?:(?:ba|da|z)?sh: (?:line \d+: |\d+: )?{0}: (?:command )?not found|zsh: command not found: {0})$"
 )
 _CMDLET = re.compile(r"[A-Z][a-z]+-[A-Z]\w*\Z")  # PowerShell's Verb-Noun (Select-String, Get-ChildItem)
+# A Unix tool, or cmd.exe's own word, typed into PowerShell, which has neither (`nl`, `call x.bat`): the model's
+# slip, not a program the machine lacks (and what failed after it, a venv never activated, follows from it)
+_NOT_POWERSHELLS = re.compile(
+    r"The term '(?:nl|grep|egrep|sed|awk|head|tail|wc|touch|which|xargs|cut|tr|export|source|chmod|ln|du|df|"
+    r"uniq|basename|dirname|realpath|readlink|call|setlocal|endlocal|goto)' is not recognized as (?:the|a) name\b"
+)
 
 
 def _put_on_path(command: str, program: str) -> bool:
@@ -1258,7 +1272,8 @@ _TERSE = re.compile(r"^\W*(?:[\w-]+\s+){0,2}?(?:errors?|failed|fails|failing|cra
 # An error output a person pasted at the top of their message (a run or build of what the model wrote).
 _PASTED = re.compile(
     r"^\s*(Traceback \(most recent call last\)|\w*(Error|Exception):|error(\[\w+\])?:|Failed to compile|"
-    r"Module not found|Uncaught|ERROR in|Build failed|npm ERR!|\S+\.\w+:\d+(:\d+)?: error)",
+    r"Module not found|Uncaught|ERROR in|Build failed|npm ERR!|\S+\.\w+:\d+(:\d+)?: error|"
+    r"\w+(Error|Exception|DoesNotExist) at /\S*[^\S\n]*$)",  # (Django's error page, copied: its title line)
     re.M,
 )
 # An exception named with its package (`org.h2.jdbc.JdbcSQLSyntaxErrorException: ...`), pasted with the stack
@@ -1310,6 +1325,29 @@ _LITERAL_ESCAPE = re.compile(
     r"(?:\.(?:Replace|IndexOf|Contains)\(|-(?:c?replace|eq|ne|like|match)\s+|\$\w+\s*=\s*)"
     r"'(?:[^'`]*(?:`(?:[rnt]\w|[^rnt'])[^'`]*)*`[rnt](?!\w)|[^'\ufffd]*\ufffd)[^']*'"
 )
+
+
+# PowerShell run from bash with its script in double quotes: bash puts its own values in for PowerShell's
+# variables first (`$_` the last argument, `$env` and `$null` nothing), so the script PowerShell gets is
+# not the one written. Its automatic variables, and the variables the script itself assigns.
+_PS_CALL = re.compile(r"\b(?:powershell|pwsh)(?:\.exe)?\s")
+_DOUBLE_QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"', re.S)
+_PS_ONLY = re.compile(
+    r"(?<!\\)\$(?:_(?!\w)|env:|(?:null|true|false|PSItem|args|input|LASTEXITCODE|PSScriptRoot)\b|"
+    r"[A-Za-z_]\w*\s*[-+*/]?=(?!=))",  # (`$synth = New-Object ...`: assigned, so PowerShell's)
+    re.I,
+)
+_BASH_TOOLS = frozenset({"Bash", "bash"})  # tools whose commands bash reads (not Claude Code's PowerShell)
+
+
+def _expanded_by_bash(command: str) -> str | None:
+    """A PowerShell variable in a double-quoted script that bash runs: bash expanded it first."""
+    if (call := _PS_CALL.search(command[:4000])) is None:
+        return None
+    for quoted in _DOUBLE_QUOTED.finditer(command[:4000], call.end()):
+        if (m := _PS_ONLY.search(quoted.group(1))) is not None:
+            return f"{m.group(0).strip()} in a double-quoted PowerShell script"
+    return None
 
 
 # curl printing only the status it got (`-w "%{http_code}"`): a 5xx is the server failing, not a "no".
@@ -1663,7 +1701,7 @@ class Reader:
         backwards, step by step, only as far as the answers need."""
         past = History(known=bool(before))
         starts = [i for i, m in enumerate(before) if m.get("role") == "assistant"]
-        since_attempt, corrected = True, False
+        since_attempt = True
         for n in range(len(starts) - 1, -1, -1):
             i = starts[n]
             calls = self.calls(before[i])
@@ -1673,8 +1711,6 @@ class Reader:
                     calls, before, i, starts[n + 1] if n + 1 < len(starts) else None
                 ):
                     if msg.get("role") != "tool" and (self.human_turns or msg.get("role") != "user"):
-                        if self.human_turns and self.human(msg) and self.correction(text_of(msg)) is not None:
-                            corrected = True
                         continue
                     command = self.command_of(args)
                     if command:  # whether it failed is read only if the reply runs the same program
@@ -1684,8 +1720,6 @@ class Reader:
             if code:
                 past.edited = True
                 break
-        # a correction counts only once there was a change of the model's to correct
-        past.corrected = corrected and past.edited
         return past
 
     def _acts(
@@ -1748,6 +1782,9 @@ class Reader:
             return self._found(o, "task_failure", "http_status", served)
         if ("`" in cmd or "\ufffd" in cmd) and (literal := _LITERAL_ESCAPE.search(cmd)) is not None:
             return self._found(o, "task_failure", "literal_escape", (1, literal.group(0)[:160]))
+        if o.tool in _BASH_TOOLS and "$" in cmd and (expanded := _expanded_by_bash(cmd)) is not None:
+            # (not the environment's, whatever the output says: PowerShell ran another script than the one written)
+            return Finding("task_failure", Evidence(f"{self.name}.expanded_by_bash", o.message, None, expanded))
         if o.runs and (
             (broken := _syntax(o.text[:3000]) or _syntax(o.text[-3000:])) is not None
             or ((o.status or o.flagged) and (broken := first_match(_FAILED_SYNTAX, o.text[-3000:])) is not None)
@@ -1763,7 +1800,7 @@ class Reader:
             finding = self._found(o, "task_failure", "timeout", first_match(self.TIMEOUT, o.text))
         elif o.status is not None and not status_hidden(cmd) and not sifted:
             if o.status == 0:  # it worked, its words do not count: unless the shell said not, or the script
-                caught = self._caught(o, cmd, probe)  # printed the error it caught
+                caught = self._caught(o, cmd, probe) or self._swallowed(o, cmd, probe)  # printed what it caught
                 return self._shell(o, probe, False) if caught is None or self.looked(o, reply, past()) else caught
             error = anchored_error(own_output(o)) if o.runs else None
             if probe and ((misused := _misused(o)) or (misused := first_match(_GNU_REFUSED, o.text[:2000]))):
@@ -1802,6 +1839,21 @@ class Reader:
             return None
         return self._found(o, "task_failure", "caught_error", (1, m.group(1)[:160]))
 
+    def _swallowed(self, o: Outcome, command: str, probe: bool) -> Finding | None:
+        """A test run whose status said it passed while its runner's last lines count failed tests: a
+        project's wrapper (`npm run test:smoke` running `node run-tests.js`) that exits 0 whatever they did."""
+        tail = o.text[-3000:]
+        if probe or not o.runs or ("failed" not in tail and "failing" not in tail) or not TESTS.search(command):
+            return None
+        lines = tail.splitlines()[-TAIL:]
+        first = o.text.count("\n") + (0 if o.text.endswith("\n") else 1) - len(lines) + 1
+        for n, line in enumerate(lines):
+            if "\x1b[" in line:
+                line = _COLOURS.sub("", line)
+            if _FAILURES_COUNTED.match(line):
+                return self._found(o, "task_failure", "failures_counted", (first + n, line.strip()[:160]))
+        return None
+
     def _shell(self, o: Outcome, probe: bool, hidden: bool) -> Finding | None:
         """The shell or a core tool failed part of a command (a backtick run as a command, a folder read
         as a file, a search refusing its pattern) and a later command's 0, or a filter, hid it."""
@@ -1833,10 +1885,8 @@ class Reader:
             # test not written yet (a module not found is what it expects to see)
             tail = o.text[-3000:]
             return not _broken(tail) or _UNWRITTEN.search(tail) is not None
-        if first_match(_SHELL_ERROR, o.text[-3000:]) is not None or _CMD_SYNTAX.search(cmd):
+        if first_match(_SHELL_ERROR, o.text[-3000:]) is not None or _CMD_SYNTAX.search(cmd) or _misused(o):
             return False  # a command the shell could not run (or not as written), run again, is the same mistake again
-        if past.corrected:
-            return True
         # It runs again what failed, to look: the same command line (unless it writes: then it is another
         # try), or, for a test runner or a reproduction, the same program with another selection or
         # verbosity. Another program, or the same one with other arguments (a download with other options,
@@ -1895,6 +1945,8 @@ class Reader:
         if shebang is not None and shebang.group(1) not in (tool, "env"):
             said_so = shebang.group(0).strip()
             return Finding("environment", Evidence(f"{self.name}.environment", o.message, None, said_so))
+        if "is not recognized" in o.text and (slip := first_match(_NOT_POWERSHELLS, o.text[:20000])) is not None:
+            return Finding(kind, Evidence(f"{self.name}.{why}", o.message, slip[0], slip[1]))
         last = o.text[-tail:]
         if o.timed_out:  # the time limit ended it: a folder or program it may not touch on the way did not
             last = _REFUSED_ON_THE_WAY.sub("", last)
