@@ -456,6 +456,9 @@ def test_a_new_run_failing_after_a_persons_complaint_is_no_look() -> None:
     )
     turns = (EDIT, result("ok", "e1"), {"role": "assistant", "content": "Fixed the view."}, complaint)
     assert verdict(*turns, bash("python seed.py", "s1"), result(crash, "s1"))[1] == "task_failure"
+    # a reproduction that shows what the person reported is a look at it, counted with their complaint
+    shown = "Exit code 1\nTraceback (most recent call last):\nrequests.exceptions.HTTPError: 500 Server Error"
+    assert verdict(*turns, bash("python repro_login.py", "s1"), result(shown, "s1"))[1] == "ok"
 
 
 def test_a_change_and_its_check_in_one_reply_fail_each_time() -> None:

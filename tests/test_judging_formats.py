@@ -1856,8 +1856,11 @@ def not_recognized(term: str) -> str:
         # a program the machine has not installed, in either wording
         ("docker ps", not_recognized("docker"), "environment"),
         ("docker ps", not_recognized("docker").replace("as a name", "as the name"), "environment"),
+        # a Unix filter a PowerShell pipeline ends in (its status read as the filter's); a program missing too
+        ("rg -n TODO src | head -n 20", not_recognized("head"), "task_failure"),
+        ("which docker; docker ps", not_recognized("which") + not_recognized("docker"), "environment"),
     ],
-    ids=["unix tool", "cmd's call", "not installed", "not installed, 5.1"],
+    ids=["unix tool", "cmd's call", "not installed", "not installed, 5.1", "a filter", "and a program missing"],
 )
 def test_what_powershell_has_no_program_for(command: str, output: str, expected: str) -> None:
     reply = call("shell_command", {"command": command})
@@ -1987,6 +1990,31 @@ def test_a_test_run_that_exited_0_over_failed_tests(command: str, summary: str, 
     assert kind(call("Bash", {"command": command}), [tool(out)], "claude_code") == expected
 
 
+MOCHA = "  3 passing (20ms)\n  5 failing\n\n" + "".join(
+    f"  {i}) suite test {i}:\n     AssertionError: expected 1 to equal 2\n" + "      at Context (test/a.js:5:3)\n" * 6
+    for i in range(1, 6)
+)
+
+
+@pytest.mark.parametrize(
+    ("command", "output", "expected"),
+    [
+        ("npm test", MOCHA, "task_failure"),  # mocha's count comes before the stacks, far from the end
+        (
+            "npm run test:unit",
+            " Test Files  1 failed | 3 passed (4)\n      Tests  2 failed | 10 passed (12)\n",
+            "task_failure",
+        ),
+        # a log of a run read, or the tests run on the code put back for a moment: no run of this turn's
+        ("cat /tmp/pytest_out.txt", "==== 1 failed, 3 passed in 0.4s ====\n", "ok"),
+        ("git stash && python -m pytest -q 2>&1 | tail -5; git stash pop", "==== 1 failed, 3 passed ====\n", "ok"),
+    ],
+    ids=["mocha", "vitest", "a log read", "stashed"],
+)
+def test_which_runs_that_exited_0_count_their_failures(command: str, output: str, expected: str) -> None:
+    assert kind(call("Bash", {"command": command}), [tool("Exit code 0\n" + output)], "claude_code") == expected
+
+
 @pytest.mark.parametrize(
     ("command", "output", "expected"),
     [
@@ -2006,8 +2034,18 @@ def test_a_test_run_that_exited_0_over_failed_tests(command: str, summary: str, 
             'Exit code 1\nerror getting credentials - err: exec: "docker-credential-desktop": executable not found',
             "environment",
         ),
+        (
+            "gh pr create --fill",
+            "Exit code 1\nHTTP 401: Bad credentials (https://api.github.com/graphql)",
+            "environment",
+        ),
+        (
+            "vercel deploy --prod",
+            "Exit code 1\nError: No existing credentials found. Please run `vercel login`",
+            "environment",
+        ),
     ],
-    ids=["test name", "aws", "docker helper"],
+    ids=["test name", "aws", "docker helper", "gh", "vercel"],
 )
 def test_credentials_the_machine_lacks_in_its_tools_words(command: str, output: str, expected: str) -> None:
     assert kind(call("Bash", {"command": command}), [tool(output)], "claude_code") == expected
@@ -2028,8 +2066,34 @@ def test_credentials_the_machine_lacks_in_its_tools_words(command: str, output: 
         ("Bash", "powershell 'Get-Process | Where-Object {$_.Name -like \"*node*\"}'", "ok"),
         ("Bash", 'powershell "Get-Process | Where-Object {\\$_.Name -like node}"', "ok"),
         ("PowerShell", 'powershell "Get-Process | Where-Object {$_.Name -like node}"', "ok"),
+        ("Bash", 'PowerShell.exe -Command "Get-Process | ? {$_.CPU -gt 100}"', "task_failure"),  # any case
+        ("Bash", 'powershell -Command "foreach ($p in Get-Process node) { Stop-Process -Id $p.Id }"', "task_failure"),
+        ("Bash", 'powershell -Command "$PSVersionTable.PSVersion"', "task_failure"),
+        # bash reads none of these as PowerShell's: a script in single quotes, a heredoc's lines, the next
+        # command's words, bash's own upper-case variable
+        ("Bash", """powershell -NoProfile -Command 'Write-Output "User: $env:USERNAME"'""", "ok"),
+        ("Bash", "cat > run.ps1 <<'EOF'\n# run: powershell -File run.ps1\n$dir = \"$env:USERPROFILE\"\nEOF", "ok"),
+        ("Bash", 'git commit -m "$(cat <<\'EOF\'\nFix powershell launcher: "$env:APPDATA"\nEOF\n)"', "ok"),
+        ("Bash", 'powershell.exe -File set.ps1; echo "$key=$value"', "ok"),
+        ("Bash", 'ARGS="-Verbose"; powershell -File build.ps1 "$ARGS"', "ok"),
     ],
-    ids=["$_", "assigned", "$env", "bash's own", "single quotes", "escaped", "powershell tool"],
+    ids=[
+        "$_",
+        "assigned",
+        "$env",
+        "bash's own",
+        "single quotes",
+        "escaped",
+        "powershell tool",
+        "any case",
+        "foreach",
+        "automatic",
+        "script in single quotes",
+        "heredoc",
+        "commit message",
+        "next command",
+        "ARGS",
+    ],  # fmt: skip
 )
 def test_powershells_variables_in_a_script_bash_reads_first(shell: str, command: str, expected: str) -> None:
     out = "Exit code 0\n/c/Users/me/.claude/shell-snapshots/snapshot-bash.sh.ProcessName : The term is not known\n"
@@ -2041,6 +2105,9 @@ def test_djangos_error_page_pasted_is_a_correction() -> None:
     page = "OperationalError at /auth/login/\nno such table: core_theme\nRequest Method:\tPOST\n"
     page += "Django Version:\t4.2.8\nException Type:\tOperationalError\n"
     assert kind(DONE, [{"role": "user", "content": ide + page}], "codex") == "user_correction"
+    # the page of an exception whose name says no "Error", by the page's own lines
+    other = "NoReverseMatch at /accounts/login/\nReverse for 'home' not found.\nRequest Method:\tGET\n"
+    assert kind(DONE, [{"role": "user", "content": other}], "codex") == "user_correction"
     # a sentence about an error class is no page
     said = "The ValueError at /api/users is expected, leave it."
     assert kind(DONE, [{"role": "user", "content": said}], "codex") == "ok"
@@ -2843,6 +2910,9 @@ def test_a_cli_refusing_its_arguments_never_ran() -> None:
     assert kind(kill, [mangled], "claude_code") == "task_failure"
     before = [{"role": "user", "content": "free the port"}, kill, mangled]
     assert kind(kill, [mangled], "claude_code", before) == "task_failure"  # run again as it was: the same mistake
+    # the same line found by a search of a log: the log's, not the command's
+    found = "Starting deploy\r\nERROR: Invalid argument/option - '/x'.\r\n"
+    assert kind(call("Bash", {"command": "grep ERROR logs/deploy.log"}), [tool(found)], "claude_code") == "ok"
 
 
 @pytest.mark.parametrize(

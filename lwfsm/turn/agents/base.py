@@ -107,6 +107,7 @@ class Transcript(NamedTuple):
 class History:
     known: bool = False  # the messages before the reply were given
     edited: bool = False  # the model has changed a file in this conversation (other than tests and reproductions)
+    corrected: bool = False  # the person said the last change was wrong, and nothing changed since
     # the commands run since the model's last attempt: (command, index, message, tool, arguments)
     runs: list[tuple[str, int, Message, str | None, Mapping[str, Any]]] = field(default_factory=list)
     # of the runs that failed, by program: their command lines (spaces evened), read once (`Reader.failed_runs`)
@@ -767,8 +768,9 @@ _SUMMARY = re.compile(
 )
 _FAILED_COUNT = re.compile(r"\b\d+ (failing|failed)\b")
 # A runner's count of failed tests, as its summary line begins (Playwright's "  5 failed", mocha's "  2 failing",
-# pytest's "=== 1 failed, 3 passed in 2s ===", jest's "Tests:  1 failed, 4 passed")
-_FAILURES_COUNTED = re.compile(r"\s*(?:=+ |Tests?:\s+)?[1-9]\d* (?:failing|failed)\b")
+# pytest's "=== 1 failed, 3 passed in 2s ===", jest's "Tests:  1 failed, 4 passed", vitest's "Tests  2 failed")
+_FAILURES_COUNTED = re.compile(r"\s*(?:=+ |Tests?:?\s+|Test Files\s+)?[1-9]\d* (?:failing|failed)\b")
+_MOCHA_FAILING = re.compile(r"\s*[1-9]\d* failing\s*")  # (above the failures' stacks, not among the last lines)
 # JUnit's count, anywhere in a Maven or Gradle line ("[ERROR] Tests run: 4, Failures: 1, ...")
 _JUNIT = re.compile(r"Tests run: \d+, Failures: ([1-9]|\d+, Errors: [1-9])")
 _PASSED = re.compile(r"(=+ .*\b\d+ passed\b|OK\b|Tests?:.*\bpassed\b|test result: ok|PASS\b|.*\b[Aa]ll tests passed\b)")
@@ -800,7 +802,8 @@ ENVIRONMENT = Gated(
         r"Executable doesn'?t exist at|Failed to (launch|initialize) (the )?browser|is not installed|not installed\b|"
         r"[Cc]annot find Java|JAVA_HOME|[Cc]ould not resolve host|[Nn]etwork is unreachable|[Cc]onnection refused|"
         # credentials the machine lacks, in its tools' words (the word alone is in test names, code and docs)
-        r"error getting credentials|[Uu]nable to locate credentials|(?:No|Default)CredentialsError|"
+        r"error (?:getting|storing) credentials|[Uu]nable to locate credentials|(?:No|Default)CredentialsError|"
+        r"Bad credentials|No existing credentials found|DefaultAzureCredential failed|"
         r"[Cc]ould not (?:automatically determine|find|load) (?:default )?credentials|"
         r"[Nn]ot logged in(?:to)?\b[^\n]{0,80}?\b(?:run|use)\b:?\s*[`'\"]?[\w.-]+(?: auth)? login\b|"
         r"[Oo]peration not permitted|[Nn]o space left on device|[Rr]ead-only file system|"
@@ -842,7 +845,7 @@ ENVIRONMENT = Gated(
         "getaddrinfo", "enotfound", "eai_again", "no space left", "read-only file", "not permitted", "pi key",
         "pi_key", "pikey", "pi-key", "_token'", "unauthori", "forbidden", "not found", "authentication failed",
         "x server", "$display", "missing dependencies", "exist at", "browser", "not installed", "java",
-        "credentials", "logged in", "xcode", "publickey",
+        "credential", "logged in", "xcode", "publickey",
         "ripgrep", "database is locked", "eaddrinuse", "address already in use",
         "attempting to bind", "in use by another process", "gpg failed", "/dev/tty",
         "access denied for user", "cygpath",
@@ -873,8 +876,6 @@ _MISUSED = re.compile(
     # PowerShell's and Windows' find.exe refusing a Unix command's options (`ls -la`, `find . -name`)
     r"A parameter cannot be found that matches parameter name\b.*$|^FIND: Parameter format not correct$|"
     r"^FINDSTR: Bad command line$|"
-    # Windows' own programs (taskkill, tasklist) refusing a switch Git Bash turned into a path, or a stray `2`
-    r"^ERROR: Invalid argument/option - '[^'\n]*'\.|"
     r"^(?:u?grep|egrep|rg|ag): (?:error: )?"
     r"(?:Unmatched|Invalid|regex parse error|error at position|Trailing backslash|unrecognized flag).*$",
     re.M,
@@ -921,10 +922,21 @@ _NOT_FOUND_BY_SHELL = (
 _CMDLET = re.compile(r"[A-Z][a-z]+-[A-Z]\w*\Z")  # PowerShell's Verb-Noun (Select-String, Get-ChildItem)
 # A Unix tool, or cmd.exe's own word, typed into PowerShell, which has neither (`nl`, `call x.bat`): the model's
 # slip, not a program the machine lacks (and what failed after it, a venv never activated, follows from it)
-_NOT_POWERSHELLS = re.compile(
-    r"The term '(?:nl|grep|egrep|sed|awk|head|tail|wc|touch|which|xargs|cut|tr|export|source|chmod|ln|du|df|"
-    r"uniq|basename|dirname|realpath|readlink|call|setlocal|endlocal|goto)' is not recognized as (?:the|a) name\b"
+_NOT_POWERSHELLS = frozenset(
+    {"nl", "grep", "egrep", "sed", "awk", "head", "tail", "wc", "touch", "which", "xargs", "cut", "tr", "export"}
+    | {"source", "chmod", "ln", "du", "df", "uniq", "basename", "dirname", "realpath", "readlink"}
+    | {"call", "setlocal", "endlocal", "goto"}
 )
+_NOT_RECOGNIZED = re.compile(r"The term '([^'\n]{1,200})' is not recognized as (?:the|a) name\b")
+
+
+def _powershell_slip(text: str) -> tuple[int, str] | None:
+    """(line, line) of PowerShell's answer to a Unix tool or cmd.exe's word, where every term it did not
+    recognize is one (`which docker; docker ps` with no docker: the machine's)."""
+    terms = _NOT_RECOGNIZED.findall(text[:20000])
+    if not terms or not all(t in _NOT_POWERSHELLS for t in terms):
+        return None
+    return first_match(_NOT_RECOGNIZED, text[:20000])
 
 
 def _put_on_path(command: str, program: str) -> bool:
@@ -1007,6 +1019,12 @@ _THROWN = re.compile(r"\A((?:Uncaught )?(?:\w+\.)*\w*Error: [^\n]+)\n(?:[^\n]*\n
 _SCRIPT_RUNNERS = frozenset({"node", "bun", "deno", "tsx", "ts-node", "npx"})
 
 
+# Windows' own programs refusing a switch Git Bash turned into a path (`taskkill /F` as `F:/`) or a stray `2`
+# from cmd.exe's `2>nul`: read where the command runs one (a search of a log may print the same line)
+_WINDOWS_REFUSED = re.compile(r"^ERROR: Invalid argument/option - '[^'\n]*'\.", re.M)
+_WINDOWS_PROGRAMS = re.compile(r"\b(?:taskkill|tasklist|schtasks|netsh|wmic|icacls|reg|sc|where)(?:\.exe)?\s", re.I)
+
+
 def _misused(o: Outcome) -> tuple[int, str] | None:
     """A line in which a program refuses its arguments or its pattern; not one of a file the command only
     printed (`cat` of a test snapshot that holds another program's refusal), unless it is the printer's own
@@ -1020,6 +1038,8 @@ def _misused(o: Outcome) -> tuple[int, str] | None:
                 own = (*(f"{x}:" for x in names), *_POWERSHELL_SAYS)
         if own is None or m.group(0).startswith(own):
             return text.count("\n", 0, m.start()) + 1, m.group(0).strip()[:160]
+    if "Invalid argument/option" in text and _WINDOWS_PROGRAMS.search(o.command or ""):
+        return first_match(_WINDOWS_REFUSED, text)
     return None
 
 
@@ -1272,10 +1292,11 @@ _TERSE = re.compile(r"^\W*(?:[\w-]+\s+){0,2}?(?:errors?|failed|fails|failing|cra
 # An error output a person pasted at the top of their message (a run or build of what the model wrote).
 _PASTED = re.compile(
     r"^\s*(Traceback \(most recent call last\)|\w*(Error|Exception):|error(\[\w+\])?:|Failed to compile|"
-    r"Module not found|Uncaught|ERROR in|Build failed|npm ERR!|\S+\.\w+:\d+(:\d+)?: error|"
-    r"\w+(Error|Exception|DoesNotExist) at /\S*[^\S\n]*$)",  # (Django's error page, copied: its title line)
+    r"Module not found|Uncaught|ERROR in|Build failed|npm ERR!|\S+\.\w+:\d+(:\d+)?: error)",
     re.M,
 )
+# Django's error page, copied: its title line (`NoReverseMatch at /accounts/login/`) and the page's own lines
+_DJANGO_PAGE = re.compile(r"^[A-Z]\w+ at /\S*[^\S\n]*\n(?:[^\n]*\n){0,3}?Request (?:Method|URL):", re.M)
 # An exception named with its package (`org.h2.jdbc.JdbcSQLSyntaxErrorException: ...`), pasted with the stack
 # under it (Java's `\tat ...`, JavaScript's `    at ...`, `Caused by:`): a name alone may be a question about it.
 _PASTED_QUALIFIED = re.compile(r"^\s*(?:[a-z_]\w*\.)+[A-Z]\w*(?:Error|Exception):", re.M)
@@ -1329,24 +1350,58 @@ _LITERAL_ESCAPE = re.compile(
 
 # PowerShell run from bash with its script in double quotes: bash puts its own values in for PowerShell's
 # variables first (`$_` the last argument, `$env` and `$null` nothing), so the script PowerShell gets is
-# not the one written. Its automatic variables, and the variables the script itself assigns.
-_PS_CALL = re.compile(r"\b(?:powershell|pwsh)(?:\.exe)?\s")
-_DOUBLE_QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"', re.S)
+# not the one written. Its automatic variables, and the variables the script itself assigns or loops over
+# (bash's own, `$HOME` or an upper-case `$ARGS`, are meant to be put in). Not after a backslash that is
+# itself not escaped.
+_PS_NAME = re.compile(r"(?:powershell|pwsh)(?:\.exe)?", re.I)
 _PS_ONLY = re.compile(
-    r"(?<!\\)\$(?:_(?!\w)|env:|(?:null|true|false|PSItem|args|input|LASTEXITCODE|PSScriptRoot)\b|"
-    r"[A-Za-z_]\w*\s*[-+*/]?=(?!=))",  # (`$synth = New-Object ...`: assigned, so PowerShell's)
-    re.I,
+    r"(?<!(?<!\\)\\)\$(?:_(?!\w)|(?i:env:|null\b|true\b|false\b)|"
+    r"(?:args|input|PSItem|LASTEXITCODE|PSScriptRoot|PSVersionTable|PROFILE|PSHOME|Matches|Error)\b|"
+    r"[A-Za-z_]\w*\s*[-+*/]?=(?!=)|[A-Za-z_]\w*\s+in\b)"  # (`$synth = New-Object ...`, `foreach ($p in ...)`)
 )
-_BASH_TOOLS = frozenset({"Bash", "bash"})  # tools whose commands bash reads (not Claude Code's PowerShell)
+_BASH_TOOLS = frozenset({"Bash", "bash", "execute_bash"})  # tools whose commands bash reads
+_SHELL_WORD = re.compile(r"[^\s;|&()'\"\\<]+")
+_HEREDOC = re.compile(r"<<-?\s*(['\"]?)(\w+)\1")
 
 
 def _expanded_by_bash(command: str) -> str | None:
-    """A PowerShell variable in a double-quoted script that bash runs: bash expanded it first."""
-    if (call := _PS_CALL.search(command[:4000])) is None:
+    """A PowerShell variable in a double-quoted argument of a `powershell` or `pwsh` that bash runs: bash
+    put its own value in first. Read as bash reads the line: single quotes and a heredoc's lines are
+    left alone, and only the arguments of a `powershell` at a command's start, up to the next `;`, `|`, `&`
+    or line end, are PowerShell's."""
+    c = command[:4000]
+    if not _PS_NAME.search(c):
         return None
-    for quoted in _DOUBLE_QUOTED.finditer(command[:4000], call.end()):
-        if (m := _PS_ONLY.search(quoted.group(1))) is not None:
-            return f"{m.group(0).strip()} in a double-quoted PowerShell script"
+    i, n = 0, len(c)
+    starts, powershell = True, False  # at a command's start; in the arguments of a powershell
+    while i < n:
+        ch = c[i]
+        if ch == "'":
+            end = c.find("'", i + 1)
+            i, starts = (n if end < 0 else end + 1), False
+        elif ch == '"':
+            end = i + 1
+            while end < n and c[end] != '"':
+                end += 2 if c[end] == "\\" else 1
+            if powershell and (m := _PS_ONLY.search(c, i + 1, min(end, n))) is not None:
+                return f"{m.group(0).strip()} in a double-quoted PowerShell script"
+            i, starts = end + 1, False
+        elif ch == "\\":
+            i, starts = i + 2, False
+        elif ch == "<" and (doc := _HEREDOC.match(c, i)) is not None:  # its lines are data, to its last line
+            last = re.compile(rf"^\s*{doc.group(2)}\s*$", re.M).search(c, doc.end())
+            i = n if last is None else last.end()
+        elif ch in ";|&(\n":
+            i, starts, powershell = i + 1, True, False
+        elif ch.isspace() or ch in "<)":
+            i += 1
+        else:
+            word = _SHELL_WORD.match(c, i)
+            end = word.end() if word else i + 1
+            if starts and word and "=" not in word.group(0):  # (`X=1 powershell ...`: still the start)
+                powershell = _PS_NAME.fullmatch(word.group(0).rsplit("/", 1)[-1]) is not None
+                starts = False
+            i = end
     return None
 
 
@@ -1678,6 +1733,7 @@ class Reader:
             or _HAS_ERRORS.match(then)
             or STILL.match(then)
             or _PASTED.search(head)
+            or (" at /" in head and _DJANGO_PAGE.search(head))
             or (_STACK_LINE.search(head) and _PASTED_QUALIFIED.search(head))
             or _REPORTS.match(t[:300])
             or SAID.match(t[:200])
@@ -1701,7 +1757,7 @@ class Reader:
         backwards, step by step, only as far as the answers need."""
         past = History(known=bool(before))
         starts = [i for i, m in enumerate(before) if m.get("role") == "assistant"]
-        since_attempt = True
+        since_attempt, corrected = True, False
         for n in range(len(starts) - 1, -1, -1):
             i = starts[n]
             calls = self.calls(before[i])
@@ -1711,6 +1767,8 @@ class Reader:
                     calls, before, i, starts[n + 1] if n + 1 < len(starts) else None
                 ):
                     if msg.get("role") != "tool" and (self.human_turns or msg.get("role") != "user"):
+                        if self.human_turns and self.human(msg) and self.correction(text_of(msg)) is not None:
+                            corrected = True
                         continue
                     command = self.command_of(args)
                     if command:  # whether it failed is read only if the reply runs the same program
@@ -1720,6 +1778,8 @@ class Reader:
             if code:
                 past.edited = True
                 break
+        # a complaint counts only once there was a change of the model's to complain of
+        past.corrected = corrected and past.edited
         return past
 
     def _acts(
@@ -1782,6 +1842,9 @@ class Reader:
             return self._found(o, "task_failure", "http_status", served)
         if ("`" in cmd or "\ufffd" in cmd) and (literal := _LITERAL_ESCAPE.search(cmd)) is not None:
             return self._found(o, "task_failure", "literal_escape", (1, literal.group(0)[:160]))
+        if o.runs and "is not recognized" in o.text and (slip := _powershell_slip(o.text)) is not None:
+            # (a filter's too, `rg x | head`; and what failed after it, a venv never activated, follows from it)
+            return Finding("task_failure", Evidence(f"{self.name}.not_powershells", o.message, slip[0], slip[1]))
         if o.tool in _BASH_TOOLS and "$" in cmd and (expanded := _expanded_by_bash(cmd)) is not None:
             # (not the environment's, whatever the output says: PowerShell ran another script than the one written)
             return Finding("task_failure", Evidence(f"{self.name}.expanded_by_bash", o.message, None, expanded))
@@ -1840,17 +1903,21 @@ class Reader:
         return self._found(o, "task_failure", "caught_error", (1, m.group(1)[:160]))
 
     def _swallowed(self, o: Outcome, command: str, probe: bool) -> Finding | None:
-        """A test run whose status said it passed while its runner's last lines count failed tests: a
-        project's wrapper (`npm run test:smoke` running `node run-tests.js`) that exits 0 whatever they did."""
-        tail = o.text[-3000:]
-        if probe or not o.runs or ("failed" not in tail and "failing" not in tail) or not TESTS.search(command):
+        """A test run whose status said it passed while its runner counted failed tests: a project's wrapper
+        (`npm run test:smoke` running `node run-tests.js`) that exits 0 whatever they did. The runner is what
+        the command runs (not a log of it read), with nothing put back around it (`git stash && pytest`)."""
+        text = o.text[-8000:]
+        if probe or not o.runs or ("failed" not in text and "failing" not in text):
             return None
-        lines = tail.splitlines()[-TAIL:]
+        words = _first_words(command)
+        if not words or words[0] in _LOOKS or not TESTS.search(" ".join(words[:4])) or _undoes(command):
+            return None
+        lines = text.splitlines()
         first = o.text.count("\n") + (0 if o.text.endswith("\n") else 1) - len(lines) + 1
-        for n, line in enumerate(lines):
-            if "\x1b[" in line:
-                line = _COLOURS.sub("", line)
-            if _FAILURES_COUNTED.match(line):
+        last = max(0, len(lines) - TAIL)
+        for n in range(len(lines)):  # the summary among the last lines, or mocha's count above the stacks
+            line = _COLOURS.sub("", lines[n]) if "\x1b[" in lines[n] else lines[n]
+            if _FAILURES_COUNTED.match(line) if n >= last else ("failing" in line and _MOCHA_FAILING.fullmatch(line)):
                 return self._found(o, "task_failure", "failures_counted", (first + n, line.strip()[:160]))
         return None
 
@@ -1887,6 +1954,8 @@ class Reader:
             return not _broken(tail) or _UNWRITTEN.search(tail) is not None
         if first_match(_SHELL_ERROR, o.text[-3000:]) is not None or _CMD_SYNTAX.search(cmd) or _misused(o):
             return False  # a command the shell could not run (or not as written), run again, is the same mistake again
+        if past.corrected and (is_reproduction(cmd) or TESTS.search(cmd)):
+            return True  # the person said it still fails: a reproduction or the tests show what they reported
         # It runs again what failed, to look: the same command line (unless it writes: then it is another
         # try), or, for a test runner or a reproduction, the same program with another selection or
         # verbosity. Another program, or the same one with other arguments (a download with other options,
@@ -1945,8 +2014,6 @@ class Reader:
         if shebang is not None and shebang.group(1) not in (tool, "env"):
             said_so = shebang.group(0).strip()
             return Finding("environment", Evidence(f"{self.name}.environment", o.message, None, said_so))
-        if "is not recognized" in o.text and (slip := first_match(_NOT_POWERSHELLS, o.text[:20000])) is not None:
-            return Finding(kind, Evidence(f"{self.name}.{why}", o.message, slip[0], slip[1]))
         last = o.text[-tail:]
         if o.timed_out:  # the time limit ended it: a folder or program it may not touch on the way did not
             last = _REFUSED_ON_THE_WAY.sub("", last)
