@@ -2100,6 +2100,55 @@ def test_powershells_variables_in_a_script_bash_reads_first(shell: str, command:
     assert kind(call(shell, {"command": command}), [tool(out)], "claude_code") == expected
 
 
+CURL_PROGRESS = "  % Total    % Received % Xferd  Average Speed   Time\n  0     0    0     0    0     0      0      0\n"
+CURL_60 = "curl: (60) SSL certificate problem: self-signed certificate\nMore details here: https://curl.se/docs/sslcerts.html\n"
+
+
+@pytest.mark.parametrize(
+    ("command", "output", "expected"),
+    [
+        # curl's own report of a transfer that failed, its status hidden by a filter
+        ("sleep 30 && curl -I https://app.example.com/ 2>&1 | head -10", CURL_PROGRESS + CURL_60, "task_failure"),
+        ("sleep 30 && curl -I https://app.example.com/ 2>&1 | head -10", CURL_PROGRESS + "HTTP/2 200 \n", "ok"),
+        # git with no credentials for an HTTPS remote: the machine's
+        (
+            "git push origin main",
+            "Exit code 128\nfatal: could not read Username for 'https://github.com': No such device or address",
+            "environment",
+        ),
+        # GitHub's answer that the key works, with the status 1 of a login that gives no shell
+        (
+            "ssh -T git@github.com",
+            "Exit code 1\nHi octo! You've successfully authenticated, but GitHub does not provide shell access.",
+            "ok",
+        ),
+        # the harness quoted `$(` as `\$ (` before bash read it: no syntax error of the model's
+        (
+            'docker exec $(docker ps -q --filter "name=web" | head -1) curl -s localhost',
+            "Exit code 2\n/bin/bash: eval: line 1: syntax error near unexpected token `('\n"
+            "/bin/bash: eval: line 1: `docker exec \\$ ( docker ps -q --filter name\\=web | head -1 ) curl'",
+            "environment",
+        ),
+        (
+            "docker exec $(docker ps -q | head -1) ls",
+            "Exit code 2\n/bin/bash: syntax error near unexpected token `('",
+            "task_failure",
+        ),
+    ],
+    ids=["curl failed", "curl answered", "git https", "ssh -T", "harness quoting", "model's own syntax error"],
+)
+def test_what_a_few_programs_say_of_their_own_outcome(command: str, output: str, expected: str) -> None:
+    assert kind(call("Bash", {"command": command}), [tool(output)], "claude_code") == expected
+
+
+@pytest.mark.parametrize(
+    ("said", "expected"),
+    [("404 page not found", "user_correction"), ("502 Bad Gateway", "user_correction"), ("404s are fine here", "ok")],
+)
+def test_a_message_that_is_only_an_http_error_is_what_the_person_got(said: str, expected: str) -> None:
+    assert kind(DONE, [{"role": "user", "content": said}], "claude_code") == expected
+
+
 def test_djangos_error_page_pasted_is_a_correction() -> None:
     ide = "# Context from my IDE setup:\n\n## Active file: start.bat\n\n## My request for Codex:\n"
     page = "OperationalError at /auth/login/\nno such table: core_theme\nRequest Method:\tPOST\n"

@@ -740,7 +740,7 @@ _ERROR_LINE = re.compile(
     r"error(\[E\d+\])?: |"
     r"fatal: |FAILED\b|FAIL\b|npm ERR!|ERROR: |E\s{3}|BUILD FAILURE|BUILD FAILED|make: \*\*\*|"
     r"SyntaxError|panic: |Segmentation fault|Aborted|.*: command not found$|.*No such file or directory$|"
-    r".*can't open file|"
+    r".*can't open file|curl: \(\d+\) |"  # (curl's own report of a transfer that failed: its exit code)
     # compilers (gcc, clang, javac, go, tsc) and build tools (Maven, Gradle) name the file and line
     r"[^\s:]+:\d+(:\d+)?: (fatal )?error: |[^\s(]+\(\d+,\d+\): error TS\d+|[^\s:]+:\d+:\d+ - error TS\d+|"
     r"Found \d+ errors? in |\[ERROR\] |\[INFO\] BUILD FAILURE|"
@@ -804,6 +804,7 @@ ENVIRONMENT = Gated(
         # credentials the machine lacks, in its tools' words (the word alone is in test names, code and docs)
         r"error (?:getting|storing) credentials|[Uu]nable to locate credentials|(?:No|Default)CredentialsError|"
         r"Bad credentials|No existing credentials found|DefaultAzureCredential failed|"
+        r"could not read Username for 'https?://|"  # (git with no credentials for an HTTPS remote)
         r"[Cc]ould not (?:automatically determine|find|load) (?:default )?credentials|"
         r"[Nn]ot logged in(?:to)?\b[^\n]{0,80}?\b(?:run|use)\b:?\s*[`'\"]?[\w.-]+(?: auth)? login\b|"
         r"[Oo]peration not permitted|[Nn]o space left on device|[Rr]ead-only file system|"
@@ -845,7 +846,7 @@ ENVIRONMENT = Gated(
         "getaddrinfo", "enotfound", "eai_again", "no space left", "read-only file", "not permitted", "pi key",
         "pi_key", "pikey", "pi-key", "_token'", "unauthori", "forbidden", "not found", "authentication failed",
         "x server", "$display", "missing dependencies", "exist at", "browser", "not installed", "java",
-        "credential", "logged in", "xcode", "publickey",
+        "credential", "logged in", "xcode", "publickey", "could not read username",
         "ripgrep", "database is locked", "eaddrinuse", "address already in use",
         "attempting to bind", "in use by another process", "gpg failed", "/dev/tty",
         "access denied for user", "cygpath",
@@ -1289,6 +1290,8 @@ _THANKS = re.compile(
 )
 # A message that is only what went wrong, in a few words ("deployment error", "build failed").
 _TERSE = re.compile(r"^\W*(?:[\w-]+\s+){0,2}?(?:errors?|failed|fails|failing|crash(?:ed|es)?|broken)\W*$", re.I)
+# A message that is only an HTTP error the person got ("404 page not found", "502 Bad Gateway")
+_STATUS_ONLY = re.compile(r"\W*(?:HTTP(?:/[\d.]+)?\s+)?[45]\d\d(?:[^\S\n]+[A-Za-z][\w ]{0,40})?\W*", re.I)
 # An error output a person pasted at the top of their message (a run or build of what the model wrote).
 _PASTED = re.compile(
     r"^\s*(Traceback \(most recent call last\)|\w*(Error|Exception):|error(\[\w+\])?:|Failed to compile|"
@@ -1359,6 +1362,10 @@ _PS_ONLY = re.compile(
     r"(?:args|input|PSItem|LASTEXITCODE|PSScriptRoot|PSVersionTable|PROFILE|PSHOME|Matches|Error)\b|"
     r"[A-Za-z_]\w*\s*[-+*/]?=(?!=)|[A-Za-z_]\w*\s+in\b)"  # (`$synth = New-Object ...`, `foreach ($p in ...)`)
 )
+_SSH_GREETING = re.compile(
+    r"^Hi [\w.-]+! You've successfully authenticated, but GitHub does not provide shell access", re.M
+)
+_MANGLED = re.compile(r"^\S*bash: eval: line \d+: `.*\\\$ \(", re.M)
 _BASH_TOOLS = frozenset({"Bash", "bash", "execute_bash"})  # tools whose commands bash reads
 _SHELL_WORD = re.compile(r"[^\s;|&()'\"\\<]+")
 _HEREDOC = re.compile(r"<<-?\s*(['\"]?)(\w+)\1")
@@ -1727,6 +1734,7 @@ class Reader:
         m = (
             self.CORRECTION.match(t[:400])
             or _TERSE.match(t[:80])
+            or (len(t) <= 60 and _STATUS_ONLY.fullmatch(t))
             or _COMPLAINT.search(first)
             or _COMPLAINT.search(then)
             or _HAS_ERRORS.match(first)
@@ -1845,6 +1853,12 @@ class Reader:
         if o.runs and "is not recognized" in o.text and (slip := _powershell_slip(o.text)) is not None:
             # (a filter's too, `rg x | head`; and what failed after it, a venv never activated, follows from it)
             return Finding("task_failure", Evidence(f"{self.name}.not_powershells", o.message, slip[0], slip[1]))
+        if "successfully authenticated" in o.text and _SSH_GREETING.search(o.text) and _first_words(cmd)[:1] == ["ssh"]:
+            return None  # `ssh -T git@github.com` answers that the key works and exits 1: it gives no shell
+        if "eval: line" in o.text and "$(" in cmd and (mangled := first_match(_MANGLED, o.text[:3000])) is not None:
+            # the agent's harness quoted `$(` as `\$ (` before bash read it (Claude Code's, with a pipe inside
+            # the substitution): a syntax error no command of the model's had, which the lead would meet too
+            return Finding("environment", Evidence(f"{self.name}.harness_quoting", o.message, *mangled))
         if o.tool in _BASH_TOOLS and "$" in cmd and (expanded := _expanded_by_bash(cmd)) is not None:
             # (not the environment's, whatever the output says: PowerShell ran another script than the one written)
             return Finding("task_failure", Evidence(f"{self.name}.expanded_by_bash", o.message, None, expanded))
