@@ -2134,8 +2134,55 @@ CURL_60 = "curl: (60) SSL certificate problem: self-signed certificate\nMore det
             "Exit code 2\n/bin/bash: syntax error near unexpected token `('",
             "task_failure",
         ),
+        # curl's write refused by a filter that had read enough; a loop that tried again
+        ("curl -s https://example.com | head -3", "<html>\ncurl: (23) Failure writing output to destination\n", "ok"),
+        ("until curl -s localhost:3000 | head -1; do sleep 1; done; echo up", "curl: (7) Failed\nok\nup\n", "ok"),
+        # the command names the https URL (GitHub asks a login for a repository that is not there); the password
+        (
+            "git clone https://github.com/me/no-such-repo.git",
+            "Exit code 128\nfatal: could not read Username for 'https://github.com': No such device or address",
+            "task_failure",
+        ),
+        (
+            "git push",
+            "Exit code 128\nfatal: could not read Password for 'https://me@github.com': terminal prompts disabled",
+            "environment",
+        ),
+        # ssh's steps only: not a push after it that failed; a deploy key's greeting; ssh-add first
+        (
+            "ssh -T git@github.com; git push",
+            "Hi octo! You've successfully authenticated, but GitHub does not provide shell access.\n"
+            "error: failed to push some refs\nExit code 1",
+            "task_failure",
+        ),
+        (
+            "ssh-add ~/.ssh/k && ssh -T git@github.com",
+            "Exit code 1\nHi me/app! You've successfully authenticated, but GitHub does not provide shell access.",
+            "ok",
+        ),
+        # the model's own stray `fi`, its `$(` inside double quotes
+        (
+            'echo "$(date)"; fi',
+            "Exit code 2\n/bin/bash: eval: line 1: syntax error near unexpected token `fi'\n"
+            '/bin/bash: eval: line 1: `echo "\\$ ( date )"; fi\'',
+            "task_failure",
+        ),
     ],
-    ids=["curl failed", "curl answered", "git https", "ssh -T", "harness quoting", "model's own syntax error"],
+    ids=[
+        "curl failed",
+        "curl answered",
+        "git https",
+        "ssh -T",
+        "harness quoting",
+        "model's own syntax error",
+        "curl 23",
+        "curl retried",
+        "git url named",
+        "git password",
+        "ssh then push",
+        "ssh-add, a deploy key",
+        "stray fi",
+    ],
 )
 def test_what_a_few_programs_say_of_their_own_outcome(command: str, output: str, expected: str) -> None:
     assert kind(call("Bash", {"command": command}), [tool(output)], "claude_code") == expected
@@ -2143,7 +2190,16 @@ def test_what_a_few_programs_say_of_their_own_outcome(command: str, output: str,
 
 @pytest.mark.parametrize(
     ("said", "expected"),
-    [("404 page not found", "user_correction"), ("502 Bad Gateway", "user_correction"), ("404s are fine here", "ok")],
+    [
+        ("404 page not found", "user_correction"),
+        ("502 Bad Gateway", "user_correction"),
+        ("HTTP ERROR 500", "user_correction"),
+        ("404\nThis page could not be found.", "user_correction"),
+        ("404s are fine here", "ok"),
+        ("404", "ok"),  # a number alone may answer the reply's question
+        ("500 lines is plenty", "ok"),
+        ("401 is expected for anonymous users", "ok"),
+    ],
 )
 def test_a_message_that_is_only_an_http_error_is_what_the_person_got(said: str, expected: str) -> None:
     assert kind(DONE, [{"role": "user", "content": said}], "claude_code") == expected

@@ -286,6 +286,21 @@ def _hide(m: re.Match[str]) -> str:
     return '"' + _SINGLE.sub(lambda q: "_" * len(q.group(0)), m.group(0)[1:])
 
 
+# curl's own report of a transfer that failed, with its exit code; not 23, its write refused by a filter
+# that had read enough (`curl url | head -3`)
+_CURL_FAILED = re.compile(r"^curl: \((?!23\))\d+\) .*$", re.M)
+
+
+def _curl_ran_last(command: str) -> bool:
+    """curl is the command's last program but its filters (`sleep 30 && curl -I url 2>&1 | head`): not a
+    script or a loop that may have tried again."""
+    for segment in reversed(_split(command[:4000])[0::2]):
+        words = _words(segment)
+        if words and words[0] not in FILTERS:
+            return words[0] == "curl"
+    return False
+
+
 def _split(command: str) -> tuple[str, ...]:
     """A command line's parts with the operators between them (as `_SPLIT.split` gives them); an
     operator inside quotes is text: `grep "a\\|b" f` is one command."""
@@ -740,7 +755,7 @@ _ERROR_LINE = re.compile(
     r"error(\[E\d+\])?: |"
     r"fatal: |FAILED\b|FAIL\b|npm ERR!|ERROR: |E\s{3}|BUILD FAILURE|BUILD FAILED|make: \*\*\*|"
     r"SyntaxError|panic: |Segmentation fault|Aborted|.*: command not found$|.*No such file or directory$|"
-    r".*can't open file|curl: \(\d+\) |"  # (curl's own report of a transfer that failed: its exit code)
+    r".*can't open file|"
     # compilers (gcc, clang, javac, go, tsc) and build tools (Maven, Gradle) name the file and line
     r"[^\s:]+:\d+(:\d+)?: (fatal )?error: |[^\s(]+\(\d+,\d+\): error TS\d+|[^\s:]+:\d+:\d+ - error TS\d+|"
     r"Found \d+ errors? in |\[ERROR\] |\[INFO\] BUILD FAILURE|"
@@ -804,7 +819,6 @@ ENVIRONMENT = Gated(
         # credentials the machine lacks, in its tools' words (the word alone is in test names, code and docs)
         r"error (?:getting|storing) credentials|[Uu]nable to locate credentials|(?:No|Default)CredentialsError|"
         r"Bad credentials|No existing credentials found|DefaultAzureCredential failed|"
-        r"could not read Username for 'https?://|"  # (git with no credentials for an HTTPS remote)
         r"[Cc]ould not (?:automatically determine|find|load) (?:default )?credentials|"
         r"[Nn]ot logged in(?:to)?\b[^\n]{0,80}?\b(?:run|use)\b:?\s*[`'\"]?[\w.-]+(?: auth)? login\b|"
         r"[Oo]peration not permitted|[Nn]o space left on device|[Rr]ead-only file system|"
@@ -846,7 +860,7 @@ ENVIRONMENT = Gated(
         "getaddrinfo", "enotfound", "eai_again", "no space left", "read-only file", "not permitted", "pi key",
         "pi_key", "pikey", "pi-key", "_token'", "unauthori", "forbidden", "not found", "authentication failed",
         "x server", "$display", "missing dependencies", "exist at", "browser", "not installed", "java",
-        "credential", "logged in", "xcode", "publickey", "could not read username",
+        "credential", "logged in", "xcode", "publickey",
         "ripgrep", "database is locked", "eaddrinuse", "address already in use",
         "attempting to bind", "in use by another process", "gpg failed", "/dev/tty",
         "access denied for user", "cygpath",
@@ -1290,8 +1304,15 @@ _THANKS = re.compile(
 )
 # A message that is only what went wrong, in a few words ("deployment error", "build failed").
 _TERSE = re.compile(r"^\W*(?:[\w-]+\s+){0,2}?(?:errors?|failed|fails|failing|crash(?:ed|es)?|broken)\W*$", re.I)
-# A message that is only an HTTP error the person got ("404 page not found", "502 Bad Gateway")
-_STATUS_ONLY = re.compile(r"\W*(?:HTTP(?:/[\d.]+)?\s+)?[45]\d\d(?:[^\S\n]+[A-Za-z][\w ]{0,40})?\W*", re.I)
+# A message that is only an HTTP error the person got, as a server or a browser shows it ("404 page not found",
+# "502 Bad Gateway", "HTTP ERROR 500"); a number alone, or with other words, may be an answer ("404 is right")
+_STATUS_ONLY = re.compile(
+    r"\W*(?:HTTP(?:/[\d.]+)?|HTTP ERROR)\s+[45]\d\d\W*|"
+    r"\W*[45]\d\d\s*[-:.]?\s*(?:(?:page |file or directory )?not[ _]found|this page could not be found|bad gateway|"
+    r"gateway time-?out|internal server error|service unavailable|forbidden|unauthorized|bad request|"
+    r"method not allowed|too many requests)\b[^\n]{0,40}",
+    re.I,
+)
 # An error output a person pasted at the top of their message (a run or build of what the model wrote).
 _PASTED = re.compile(
     r"^\s*(Traceback \(most recent call last\)|\w*(Error|Exception):|error(\[\w+\])?:|Failed to compile|"
@@ -1363,9 +1384,20 @@ _PS_ONLY = re.compile(
     r"[A-Za-z_]\w*\s*[-+*/]?=(?!=)|[A-Za-z_]\w*\s+in\b)"  # (`$synth = New-Object ...`, `foreach ($p in ...)`)
 )
 _SSH_GREETING = re.compile(
-    r"^Hi [\w.-]+! You've successfully authenticated, but GitHub does not provide shell access", re.M
+    r"^Hi [\w./-]+! You've successfully authenticated, but GitHub does not provide shell access", re.M
 )
+# bash's echo of the line as the harness passed it on, `$(` quoted as `\$ (`: refused, where the `$(` stood
+# outside double quotes (inside them the mangled `\$ (` is harmless, and a syntax error is the model's own)
 _MANGLED = re.compile(r"^\S*bash: eval: line \d+: `.*\\\$ \(", re.M)
+
+
+def _only_ssh(command: str) -> bool:
+    """A command of ssh's own steps only (`ssh-add key && ssh -T git@github.com`), nothing after them."""
+    firsts = [(_words(s) or [""])[0] for s in _split(command[:2000])[0::2] if s.strip()]
+    return "ssh" in firsts and all(w in ("ssh", "ssh-add", "eval", "ssh-keyscan") for w in firsts)
+
+
+_NO_LOGIN = re.compile(r"could not read (?:Username|Password) for 'https?://[^\n]*")
 _BASH_TOOLS = frozenset({"Bash", "bash", "execute_bash"})  # tools whose commands bash reads
 _SHELL_WORD = re.compile(r"[^\s;|&()'\"\\<]+")
 _HEREDOC = re.compile(r"<<-?\s*(['\"]?)(\w+)\1")
@@ -1734,7 +1766,7 @@ class Reader:
         m = (
             self.CORRECTION.match(t[:400])
             or _TERSE.match(t[:80])
-            or (len(t) <= 60 and _STATUS_ONLY.fullmatch(t))
+            or (len(t) <= 80 and _STATUS_ONLY.fullmatch(t))
             or _COMPLAINT.search(first)
             or _COMPLAINT.search(then)
             or _HAS_ERRORS.match(first)
@@ -1853,9 +1885,13 @@ class Reader:
         if o.runs and "is not recognized" in o.text and (slip := _powershell_slip(o.text)) is not None:
             # (a filter's too, `rg x | head`; and what failed after it, a venv never activated, follows from it)
             return Finding("task_failure", Evidence(f"{self.name}.not_powershells", o.message, slip[0], slip[1]))
-        if "successfully authenticated" in o.text and _SSH_GREETING.search(o.text) and _first_words(cmd)[:1] == ["ssh"]:
+        if "successfully authenticated" in o.text and _SSH_GREETING.search(o.text) and _only_ssh(cmd):
             return None  # `ssh -T git@github.com` answers that the key works and exits 1: it gives no shell
-        if "eval: line" in o.text and "$(" in cmd and (mangled := first_match(_MANGLED, o.text[:3000])) is not None:
+        if (
+            "eval: line" in o.text
+            and "$(" in _QUOTED.sub("", cmd)
+            and (mangled := first_match(_MANGLED, o.text[:3000]))
+        ):
             # the agent's harness quoted `$(` as `\$ (` before bash read it (Claude Code's, with a pipe inside
             # the substitution): a syntax error no command of the model's had, which the lead would meet too
             return Finding("environment", Evidence(f"{self.name}.harness_quoting", o.message, *mangled))
@@ -1892,6 +1928,8 @@ class Reader:
             finding = self._found(o, "task_failure", f"exit_status={o.status}", error or (1, f"exit {o.status}"))
         else:
             error = anchored_error(own_output(o)) if o.runs and not (probe and "&&" not in cmd) else None
+            if error is None and o.runs and "curl: (" in o.text and _curl_ran_last(cmd):
+                error = first_match(_CURL_FAILED, o.text[-3000:])  # (a filter hid curl's status)
             if o.flagged and not (probe and error is None):
                 first = o.text.strip().splitlines()[0][:160] if o.text.strip() else ""
                 finding = self._found(o, "task_failure", "tool_error_flag", (1, first))
@@ -2029,6 +2067,10 @@ class Reader:
             said_so = shebang.group(0).strip()
             return Finding("environment", Evidence(f"{self.name}.environment", o.message, None, said_so))
         last = o.text[-tail:]
+        if "could not read" in last and "https://" not in (o.command or "") and (no := first_match(_NO_LOGIN, last)):
+            # git with no credentials for an HTTPS remote (one the command names may be a repository mistyped:
+            # GitHub asks a login for one that is not there)
+            return Finding("environment", Evidence(f"{self.name}.environment", o.message, None, no[1]))
         if o.timed_out:  # the time limit ended it: a folder or program it may not touch on the way did not
             last = _REFUSED_ON_THE_WAY.sub("", last)
         env = first_match(ENVIRONMENT, last)
