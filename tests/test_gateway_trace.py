@@ -155,8 +155,10 @@ def test_a_trace_file_named_by_a_changed_row_is_refused_before_any_call(
     set it to a path, and the gateway would append turns to any file it may write. A name it did not give
     is a 409 at the call's start (nothing paid, nothing written), naming the row's value."""
     import sqlite3
+    import tempfile
 
-    logs, outside = tmp_path / "trace", tmp_path / "outside.jsonl"
+    # (a short path: the client's message is cut to a bounded length, and pytest-xdist's folders are longer)
+    logs, outside = tmp_path / "trace", Path(tempfile.mkdtemp(prefix="lw")) / "o.jsonl"
     gw = Gateway(
         "--api-key-env",
         "GW_KEY",
@@ -194,6 +196,7 @@ def test_a_trace_file_named_by_a_changed_row_is_refused_before_any_call(
     assert f"the row names the trace file {str(outside)!r}, which is no name the gateway gives" in str(refused.value)
     assert len(oai.requests) == before  # refused before the upstream was called
     assert not outside.exists()
+    outside.parent.rmdir()
 
 
 def _metrics(page: str) -> dict[str, float]:
