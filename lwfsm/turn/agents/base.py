@@ -107,9 +107,9 @@ class Transcript(NamedTuple):
 class History:
     known: bool = False  # the messages before the reply were given
     edited: bool = False  # the model has changed a file in this conversation (other than tests and reproductions)
-    corrected: bool = False  # the person said the last change was wrong, and nothing changed since
     # the commands run since the model's last attempt: (command, index, message, tool, arguments)
     runs: list[tuple[str, int, Message, str | None, Mapping[str, Any]]] = field(default_factory=list)
+    corrected: bool = False  # the user said the last change was wrong, and nothing changed since
     # of the runs that failed, by program: their command lines (spaces evened), read once (`Reader.failed_runs`)
     failed_by_program: dict[str, set[str]] | None = None
 
@@ -291,14 +291,15 @@ def _hide(m: re.Match[str]) -> str:
 _CURL_FAILED = re.compile(r"^curl: \((?!23\))\d+\) .*$", re.M)
 
 
+def _programs(command: str) -> list[str]:
+    """The program of each command of a line, in order (`cd a && curl x | head`: cd, curl, head)."""
+    return [words[0] for words in map(_words, _split(command[:4000])[0::2]) if words]
+
+
 def _curl_ran_last(command: str) -> bool:
     """curl is the command's last program but its filters (`sleep 30 && curl -I url 2>&1 | head`): not a
     script or a loop that may have tried again."""
-    for segment in reversed(_split(command[:4000])[0::2]):
-        words = _words(segment)
-        if words and words[0] not in FILTERS:
-            return words[0] == "curl"
-    return False
+    return [p for p in _programs(command) if p not in FILTERS][-1:] == ["curl"]
 
 
 def _split(command: str) -> tuple[str, ...]:
@@ -785,7 +786,7 @@ _FAILED_COUNT = re.compile(r"\b\d+ (failing|failed)\b")
 # A runner's count of failed tests, as its summary line begins (Playwright's "  5 failed", mocha's "  2 failing",
 # pytest's "=== 1 failed, 3 passed in 2s ===", jest's "Tests:  1 failed, 4 passed", vitest's "Tests  2 failed")
 _FAILURES_COUNTED = re.compile(r"\s*(?:=+ |Tests?:?\s+|Test Files\s+)?[1-9]\d* (?:failing|failed)\b")
-_MOCHA_FAILING = re.compile(r"\s*[1-9]\d* failing\s*")  # (above the failures' stacks, not among the last lines)
+_MOCHA_FAILING = re.compile(r"\s*[1-9]\d* failing\s*$")  # (above the failures' stacks, not among the last lines)
 # JUnit's count, anywhere in a Maven or Gradle line ("[ERROR] Tests run: 4, Failures: 1, ...")
 _JUNIT = re.compile(r"Tests run: \d+, Failures: ([1-9]|\d+, Errors: [1-9])")
 _PASSED = re.compile(r"(=+ .*\b\d+ passed\b|OK\b|Tests?:.*\bpassed\b|test result: ok|PASS\b|.*\b[Aa]ll tests passed\b)")
@@ -1393,8 +1394,8 @@ _MANGLED = re.compile(r"^\S*bash: eval: line \d+: `.*\\\$ \(", re.M)
 
 def _only_ssh(command: str) -> bool:
     """A command of ssh's own steps only (`ssh-add key && ssh -T git@github.com`), nothing after them."""
-    firsts = [(_words(s) or [""])[0] for s in _split(command[:2000])[0::2] if s.strip()]
-    return "ssh" in firsts and all(w in ("ssh", "ssh-add", "eval", "ssh-keyscan") for w in firsts)
+    programs = _programs(command)
+    return "ssh" in programs and all(p in ("ssh", "ssh-add", "eval", "ssh-keyscan") for p in programs)
 
 
 _NO_LOGIN = re.compile(r"could not read (?:Username|Password) for 'https?://[^\n]*")
@@ -1818,7 +1819,7 @@ class Reader:
             if code:
                 past.edited = True
                 break
-        # a complaint counts only once there was a change of the model's to complain of
+        # a correction counts only once there was a change of the model's to correct
         past.corrected = corrected and past.edited
         return past
 
@@ -1967,9 +1968,12 @@ class Reader:
         lines = text.splitlines()
         first = o.text.count("\n") + (0 if o.text.endswith("\n") else 1) - len(lines) + 1
         last = max(0, len(lines) - TAIL)
-        for n in range(len(lines)):  # the summary among the last lines, or mocha's count above the stacks
-            line = _COLOURS.sub("", lines[n]) if "\x1b[" in lines[n] else lines[n]
-            if _FAILURES_COUNTED.match(line) if n >= last else ("failing" in line and _MOCHA_FAILING.fullmatch(line)):
+        for n, line in enumerate(lines):  # the summary among the last lines, or mocha's count above the stacks
+            if n < last and "failing" not in line:
+                continue
+            if "\x1b[" in line:
+                line = _COLOURS.sub("", line)
+            if (_FAILURES_COUNTED if n >= last else _MOCHA_FAILING).match(line):
                 return self._found(o, "task_failure", "failures_counted", (first + n, line.strip()[:160]))
         return None
 
