@@ -973,23 +973,24 @@ def test_a_gateway_without_a_key_answers_no_web_page_and_no_other_name() -> None
     gw = Gateway("--mock", env={})
     spec = (Path(__file__).parent.parent / "specs" / "lead_worker.yaml").read_text()
     chat = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    # (the first call through LiteLLM loads it: seconds on a loaded machine, past httpx's 5 s default)
+    http = httpx.Client(timeout=60)
     try:
         page = {"origin": "http://evil.example", "content-type": "text/plain"}
-        rolled = httpx.post(gw.base + "/lwfsm/spec", content=spec.replace("version: 1", "version: 666"), headers=page)
-        paid = httpx.post(gw.base + "/v1/chat/completions", content=json.dumps(chat), headers=page)
+        rolled = http.post(gw.base + "/lwfsm/spec", content=spec.replace("version: 1", "version: 666"), headers=page)
+        paid = http.post(gw.base + "/v1/chat/completions", content=json.dumps(chat), headers=page)
         port = gw.base.rsplit(":", 1)[1]
-        rebound = httpx.get(gw.base + "/lwfsm/sessions", headers={"host": f"evil.example:{port}"})
-        own = httpx.post(gw.base + "/v1/chat/completions", json=chat, headers={"origin": gw.base})  # its dashboard's
+        rebound = http.get(gw.base + "/lwfsm/sessions", headers={"host": f"evil.example:{port}"})
+        own = http.post(gw.base + "/v1/chat/completions", json=chat, headers={"origin": gw.base})  # its dashboard's
         # another program's page on this machine (a dev server, a notebook) is not the gateway's own
         local = [
-            httpx.post(gw.base + "/v1/chat/completions", content=json.dumps(chat), headers={**page, "origin": o})
+            http.post(gw.base + "/v1/chat/completions", content=json.dumps(chat), headers={**page, "origin": o})
             for o in ("http://localhost:3000", gw.base.replace(port, str(int(port) + 1)), "null")
         ]
-        named = [
-            httpx.get(gw.base + "/lwfsm/sessions", headers={"host": f"{h}:{port}"}) for h in ("localhost", "[::1]")
-        ]
-        served = httpx.get(gw.base + "/lwfsm/spec").json()
+        named = [http.get(gw.base + "/lwfsm/sessions", headers={"host": f"{h}:{port}"}) for h in ("localhost", "[::1]")]
+        served = http.get(gw.base + "/lwfsm/spec").json()
     finally:
+        http.close()
         gw.kill()
     for refused in (rolled, paid, rebound, *local):
         assert refused.status_code == 403, refused.text
