@@ -7,6 +7,7 @@ in `reading`, the checks of meaning in `validation`; both report every mistake a
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -231,6 +232,14 @@ class _Names(NamedTuple):
     windows: dict[str, int]  # window counter -> its width
 
 
+@functools.lru_cache(maxsize=4096)
+def _parsed(text: str, scope: tuple[tuple[str, str], ...], want: Kind) -> Expr:
+    """An expression parsed once for the names it may use: a spec for each params of a grid (`lwfsm check
+    --params-up-to`), and every engine built on a spec, parse the same texts again. (An Expr is frozen;
+    nothing changes its tree.)"""
+    return parse(text, dict(scope), want)
+
+
 class Spec(_Model):
     """A validated, frozen switching spec. Build it with load_spec / from_text / from_dict."""
 
@@ -348,7 +357,9 @@ class Spec(_Model):
     def parse(self, text: str, want: Kind = "int", *, params_only: bool = False) -> Expr:
         """Parse an expression of this spec (raises ExprError); `params_only` for initial values."""
         scope = {p: "param" for p in self.params} if params_only else self._named().scope
-        return parse(text, scope, want)
+        if not isinstance(text, str):
+            return parse(text, scope, want)  # (says what is wrong with it)
+        return _parsed(text, tuple(scope.items()), want)
 
     def compile(self, text: str, want: Kind = "int") -> Compiled:
         """An expression as a closure over the counter values (in declaration order, then the turn
