@@ -824,6 +824,26 @@ def test_the_words_before_a_long_pattern_never_hide_a_match(name: str, data: st.
     assert base.first_match(gated, text) == hit
 
 
+# Patterns tried only where a line or an output holds one of their words (what every match holds).
+WORDS = {
+    "misused": (base._MISUSED, base._MISUSED_WORDS),
+    "summary": (base._SUMMARY, base._SUMMARY_WORDS),
+    "failed_count": (base._FAILED_COUNT, base._SUMMARY_WORDS),
+    "junit": (base._JUNIT, base._SUMMARY_WORDS),
+    "passed": (base._PASSED, base._PASSED_WORDS),
+}
+
+
+@pytest.mark.parametrize("name", list(WORDS))
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_a_match_holds_one_of_the_words_looked_for_first(name: str, data: st.DataObject) -> None:
+    pattern, words = WORDS[name]
+    text = data.draw(st.from_regex(pattern, alphabet=st.characters(max_codepoint=127)))
+    assert pattern.search(text) is not None
+    assert any(w in text for w in words), text
+
+
 # goose's tools and request formats, as its source writes them (block/goose: the developer extension's
 # shell.rs and edit.rs, crates/goose/src/agents/platform_extensions/developer/; the OpenAI and Anthropic
 # request formats, crates/goose/src/providers/formats/). No goose transcript was found in public

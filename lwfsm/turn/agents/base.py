@@ -139,8 +139,8 @@ class Gated(NamedTuple):
     words: tuple[str, ...]
 
     def search(self, text: str) -> re.Match[str] | None:
-        low = text.lower()
-        return self.pattern.search(text) if any(w in low for w in self.words) else None
+        # (`map` of the bound test, not a generator: no Python frame for each of dozens of words)
+        return self.pattern.search(text) if any(map(text.lower().__contains__, self.words)) else None
 
 
 # -- commands --
@@ -273,11 +273,20 @@ NOT_JSON = object()  # what `arguments` gives for text that is not JSON (`null` 
 
 
 def arguments(raw: str | bytes) -> Any:
-    """A tool call's arguments read from their JSON text (`NOT_JSON`: not JSON)."""
+    """A tool call's arguments read from their JSON text (`NOT_JSON`: not JSON). The same text is read
+    again within a turn (its outcomes, then its malformed calls) and in later turns' histories: the
+    last 64 of up to 64 KB are remembered (what they hold is shared: nothing changes it)."""
+    return _arguments(raw) if len(raw) <= 65536 else _read(raw)
+
+
+def _read(raw: str | bytes) -> Any:
     try:
         return json.loads(raw or "{}")
     except (TypeError, ValueError, RecursionError):
         return NOT_JSON
+
+
+_arguments = functools.lru_cache(maxsize=64)(_read)
 
 
 def _hide(m: re.Match[str]) -> str:
@@ -791,6 +800,8 @@ _MOCHA_FAILING = re.compile(r"\s*[1-9]\d* failing\s*$")  # (above the failures' 
 _JUNIT = re.compile(r"Tests run: \d+, Failures: ([1-9]|\d+, Errors: [1-9])")
 _PASSED = re.compile(r"(=+ .*\b\d+ passed\b|OK\b|Tests?:.*\bpassed\b|test result: ok|PASS\b|.*\b[Aa]ll tests passed\b)")
 # A bundler in watch mode or a dev server that built again: the errors before it are behind it, not after
+_SUMMARY_WORDS = ("ail", "AIL", "rror", "RROR")  # one is in every match of _SUMMARY, _FAILED_COUNT and _JUNIT
+_PASSED_WORDS = ("pass", "PASS", "OK", "ok")  # one is in every match of _PASSED
 _BUILT = re.compile(r".*\b[Cc]ompiled successfully\b|\s*[✓✔] Compiled\b")
 
 
@@ -896,6 +907,13 @@ _MISUSED = re.compile(
     r"(?:Unmatched|Invalid|regex parse error|error at position|Trailing backslash|unrecognized flag).*$",
     re.M,
 )
+# Words each of _MISUSED's refusals holds: one of its alternatives is not at a line's start, so it is tried at
+# every place of an output; the words are looked for first (most outputs hold none).
+_MISUSED_WORDS = (
+    " option", "sleep: ", "fatal: cannot change", ": error: ", "argument", "A parameter cannot", "FIND: Parameter",
+    "FINDSTR: Bad", "Unmatched", "Invalid", "regex parse error", "error at position", "Trailing backslash",
+    "unrecognized flag",
+)  # fmt: skip
 # GNU tools' last word on arguments they refuse (`timeout 10` with no command to run): read only where a
 # probe failed (a command that went on, or a probe's `|| echo`, may print it for a step that did nothing)
 _GNU_REFUSED = re.compile(r"^(?:\S+: )?Try '[\w./-]+ --help' for more information\.$", re.M)
@@ -1047,7 +1065,7 @@ def _misused(o: Outcome) -> tuple[int, str] | None:
     (`cat: invalid option`, or PowerShell refusing the option it was given, whose words name no program)."""
     text = o.text[:2000]
     own: tuple[str, ...] | None = None  # the starts of the printer's own refusals (None: not only a printer)
-    for n, m in enumerate(_MISUSED.finditer(text)):
+    for n, m in enumerate(_MISUSED.finditer(text) if any(map(text.__contains__, _MISUSED_WORDS)) else ()):
         if n == 0:  # (read at the first match only: most outputs have none)
             names = _only_reads(_CD.sub("", o.command or "")) or []
             if names and all(x in _PRINTS for x in names):
@@ -1246,14 +1264,22 @@ def anchored_error(text: str) -> tuple[int, str] | None:
     for n, line in enumerate(lines):
         if "\x1b[" in line:  # a terminal's colours split words ("\x1b[31m16 failed"): read without them
             line = _COLOURS.sub("", line)
-        if _SUMMARY.match(line) or _FAILED_COUNT.search(line) or ("Tests run:" in line and _JUNIT.search(line)):
+        # (most lines hold none of the words a summary or a pass holds: they are tried by no pattern)
+        if any(map(line.__contains__, _SUMMARY_WORDS)) and (
+            _SUMMARY.match(line) or _FAILED_COUNT.search(line) or ("Tests run:" in line and _JUNIT.search(line))
+        ):
             summary = True
             hit = hit or (first + n, line.strip()[:160])
         elif hit is None and _ERROR_LINE.match(line):
             hit = (first + n, line.strip()[:160])
         elif hit is not None and not summary and _BUILT.match(line):
             hit = None
-        elif _PASSED.match(line) and "failed" not in line and "error" not in line:
+        elif (
+            any(map(line.__contains__, _PASSED_WORDS))
+            and _PASSED.match(line)
+            and "failed" not in line
+            and "error" not in line
+        ):
             passed = True
     return None if passed and not summary else hit
 
@@ -1502,7 +1528,7 @@ _REJECT_HINTS = (
 
 
 def _hinted(pattern: re.Pattern[str], text: str, hints: tuple[str, ...]) -> re.Match[str] | None:
-    return pattern.search(text) if any(h in text for h in hints) else None
+    return pattern.search(text) if any(map(text.__contains__, hints)) else None
 
 
 # Tool names that read or list things: what they return is content, whatever words are in it.
@@ -1586,7 +1612,9 @@ class Reader:
         if "\x1b[" in text:  # a terminal's own codes (bracketed paste's `\x1b[?2004l` before a line): not output
             text = _COLOURS.sub("", text)
         command = self.command_of(args)
-        m = _hinted(self.STATUS, text[:2000], _STATUS_HINTS) or _hinted(self.STATUS, text[-2000:], _STATUS_HINTS)
+        m = _hinted(self.STATUS, text[:2000], _STATUS_HINTS) or (
+            _hinted(self.STATUS, text[-2000:], _STATUS_HINTS) if len(text) > 2000 else None  # (else the same text)
+        )
         if m and m.group(1) == "124" and command and command.lstrip().startswith("timeout "):
             text = f"timed out after its `timeout` limit (exit 124)\n{text}"  # coreutils' timeout says nothing
         return Outcome(
