@@ -2490,6 +2490,20 @@ def test_windows_own_search_finding_nothing_answers_no() -> None:
 
 
 @pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        ('cmd /c findstr /n "^" apps\\api\\main.py', "ok"),  # cmd.exe runs a search: nothing found answers no
+        ("cmd.exe /C type missing.txt", "ok"),  # a read of a file not there
+        ("cmd /c npm run build", "task_failure"),  # what it runs failed
+        ("cmd /c", "task_failure"),  # nothing to run: cmd itself
+    ],
+)
+def test_cmd_runs_the_command_it_is_given(command: str, expected: str) -> None:
+    said = "Exit code: 1\nWall time: 1.2 seconds\nOutput:\n"
+    assert kind(call("shell_command", {"command": command}), [tool(said)], "codex") == expected
+
+
+@pytest.mark.parametrize(
     ("script", "expected"),
     [
         # in single quotes `r`n is a backtick and two letters: the block searched for is never found

@@ -350,6 +350,8 @@ def _words(segment: str) -> list[str]:
         words.append(w.strip("'\"") if w[:1] in "'\"" else w)
     while words and ("=" in words[0] and not words[0].startswith("=") or words[0] in ("sudo", "time", "env", "!")):
         words = words[1:]  # VAR=value, sudo, time, env: the command is what follows
+    if len(words) > 2 and words[0].lower() in ("cmd", "cmd.exe") and words[1].lower() in ("/c", "/k"):
+        words = words[2:]  # cmd.exe running a command (`cmd /c findstr x f`): the command is what it runs
     if words and words[0] in ("timeout",):
         words = [w for w in words[1:] if not w[:1].isdigit() and not w.startswith("-")]
     if words and words[0] in ("cd",):
