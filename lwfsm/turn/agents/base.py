@@ -273,10 +273,10 @@ NOT_JSON = object()  # what `arguments` gives for text that is not JSON (`null` 
 
 
 def arguments(raw: str | bytes) -> Any:
-    """A tool call's arguments read from their JSON text (`NOT_JSON`: not JSON). The same text is read
-    again within a turn (its outcomes, then its malformed calls) and in later turns' histories: the
-    last 64 of up to 64 KB are remembered (what they hold is shared: nothing changes it)."""
-    return _arguments(raw) if len(raw) <= 65536 else _read(raw)
+    """A tool call's arguments read from their JSON text (`NOT_JSON`: not JSON). A turn reads the same
+    text twice (its outcomes, then its malformed calls): the last 16 of up to 16 KB are remembered (what
+    they hold is shared: nothing changes it; a hostile 16 KB of `{}` holds ~8,000 objects)."""
+    return _arguments(raw) if len(raw) <= 16384 else _read(raw)
 
 
 def _read(raw: str | bytes) -> Any:
@@ -286,7 +286,7 @@ def _read(raw: str | bytes) -> Any:
         return NOT_JSON
 
 
-_arguments = functools.lru_cache(maxsize=64)(_read)
+_arguments = functools.lru_cache(maxsize=16)(_read)
 
 
 def _hide(m: re.Match[str]) -> str:
