@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -822,6 +823,22 @@ def test_the_words_before_a_long_pattern_never_hide_a_match(name: str, data: st.
     hit = base.first_match(gated.pattern, text)
     assert hit is not None
     assert base.first_match(gated, text) == hit
+
+
+def test_arguments_are_read_from_any_text_and_not_kept_when_they_could_not_be() -> None:
+    assert base.arguments(None) == {}
+    assert base.arguments("") == {}
+    assert base.arguments(bytearray(b'{"a": 1}')) == {"a": 1}
+    assert base.arguments(5) is base.NOT_JSON
+    assert base.arguments("{") is base.NOT_JSON
+    # nesting too deep for a caller already deep in its stack is no verdict on the text: read again at the top
+    text = "[" * 600 + "]" * 600
+
+    def deep(n: int) -> Any:
+        return deep(n - 1) if n else base.arguments(text)
+
+    assert deep(sys.getrecursionlimit() - 300) is base.NOT_JSON
+    assert base.arguments(text) is not base.NOT_JSON
 
 
 # Patterns tried only where a line or an output holds one of their words (what every match holds).

@@ -2496,11 +2496,25 @@ def test_windows_own_search_finding_nothing_answers_no() -> None:
         ("cmd.exe /C type missing.txt", "ok"),  # a read of a file not there
         ("cmd /c npm run build", "task_failure"),  # what it runs failed
         ("cmd /c", "task_failure"),  # nothing to run: cmd itself
+        ("cmd /d /c findstr TODO app.py", "ok"),  # its own switches before /c
+        ("C:\\Windows\\System32\\cmd.exe /c findstr TODO app.py", "ok"),
+        # `&` runs what follows it whatever the search found (in cmd.exe; in PowerShell 7 and bash it puts the
+        # search in the background): the status is the build's
+        ('cmd /c "dir /b & npm run build"', "task_failure"),
+        ("cmd /c findstr TODO app.js & npm run build", "task_failure"),
+        ('cmd /c "git diff --quiet"', "task_failure"),  # one quoted line: not read as its words (it may hold `&`)
     ],
 )
 def test_cmd_runs_the_command_it_is_given(command: str, expected: str) -> None:
     said = "Exit code: 1\nWall time: 1.2 seconds\nOutput:\n"
     assert kind(call("shell_command", {"command": command}), [tool(said)], "codex") == expected
+
+
+def test_cmd_typed_into_bash_is_the_models_slip() -> None:
+    # cmd.exe's own way of running a command, on a Linux machine: the model's slip (as cmd.exe's syntax typed into
+    # bash is), not a program the machine lacks
+    said = "Exit code: 127\nWall time: 0.1 seconds\nOutput:\nbash: line 1: cmd: command not found\n"
+    assert kind(call("shell_command", {"command": "cmd /c npm test"}), [tool(said)], "codex") == "task_failure"
 
 
 @pytest.mark.parametrize(

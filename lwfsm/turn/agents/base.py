@@ -274,19 +274,16 @@ NOT_JSON = object()  # what `arguments` gives for text that is not JSON (`null` 
 
 def arguments(raw: str | bytes) -> Any:
     """A tool call's arguments read from their JSON text (`NOT_JSON`: not JSON). A turn reads the same
-    text twice (its outcomes, then its malformed calls): the last 16 of up to 16 KB are remembered (what
-    they hold is shared: nothing changes it; a hostile 16 KB of `{}` holds ~8,000 objects)."""
-    return _arguments(raw) if len(raw) <= 16384 else _read(raw)
-
-
-def _read(raw: str | bytes) -> Any:
+    text twice (its outcomes, then its malformed calls): the last 16 of up to 16 KB read are remembered,
+    what they hold shared (nothing may change it; a hostile 16 KB of `{}` holds ~8,000 objects). Text
+    that is not JSON is not remembered: nesting too deep for the stack depends on the caller's depth."""
     try:
-        return json.loads(raw or "{}")
+        return (_arguments if isinstance(raw, str | bytes) and len(raw) <= 16384 else json.loads)(raw or "{}")
     except (TypeError, ValueError, RecursionError):
         return NOT_JSON
 
 
-_arguments = functools.lru_cache(maxsize=16)(_read)
+_arguments = functools.lru_cache(maxsize=16)(json.loads)  # (no frame of its own: the stack as deep as without)
 
 
 def _hide(m: re.Match[str]) -> str:
@@ -340,6 +337,10 @@ _WORD = re.compile(r"""'[^']*'|"[^"]*"|[^\s'"#]+|#.*""")
 _JOINED = re.compile(r"""(?:[^\s'"#]+|'[^']*'|"[^"]*")+|#.*""")
 
 
+_CMD_EXE = re.compile(r"(?:.*[\\/])?cmd(?:\.exe)?", re.I)
+_CMD_FLAGS = frozenset({"/d", "/s", "/q", "/a", "/u", "/e:on", "/e:off", "/v:on", "/v:off", "/f:on", "/f:off"})
+
+
 def _words(segment: str) -> list[str]:
     # The first words are all that is read: quotes kept whole, a comment ends the command.
     words = []
@@ -350,8 +351,12 @@ def _words(segment: str) -> list[str]:
         words.append(w.strip("'\"") if w[:1] in "'\"" else w)
     while words and ("=" in words[0] and not words[0].startswith("=") or words[0] in ("sudo", "time", "env", "!")):
         words = words[1:]  # VAR=value, sudo, time, env: the command is what follows
-    if len(words) > 2 and words[0].lower() in ("cmd", "cmd.exe") and words[1].lower() in ("/c", "/k"):
-        words = words[2:]  # cmd.exe running a command (`cmd /c findstr x f`): the command is what it runs
+    if len(words) > 2 and _CMD_EXE.fullmatch(words[0]) and "&" not in segment:
+        # cmd.exe running one command (`cmd /d /c findstr x f`): the command is what it runs. Not a quoted line
+        # (`cmd /c "dir & npm start"`) nor one with `&` (cmd.exe runs what follows it: the status is its)
+        at = next((i for i, w in enumerate(words[1:], 1) if w.lower() not in _CMD_FLAGS), len(words))
+        if at < len(words) - 1 and words[at].lower() in ("/c", "/k") and not any(c.isspace() for c in words[at + 1]):
+            words = words[at + 1 :]
     if words and words[0] in ("timeout",):
         words = [w for w in words[1:] if not w[:1].isdigit() and not w.startswith("-")]
     if words and words[0] in ("cd",):
@@ -1588,7 +1593,8 @@ class Reader:
     # -- reading --
 
     def calls(self, reply: Message) -> dict[str, tuple[str, dict[str, Any]]]:
-        """tool_call id -> (tool name, parsed arguments)."""
+        """tool_call id -> (tool name, parsed arguments). The arguments are shared (`arguments`): read them,
+        never change them."""
         out: dict[str, tuple[str, dict[str, Any]]] = {}
         for ident, name, raw in tool_calls(reply):
             args = arguments(raw) if isinstance(raw, str | bytes) else raw
