@@ -337,6 +337,7 @@ _WORD = re.compile(r"""'[^']*'|"[^"]*"|[^\s'"#]+|#.*""")
 _JOINED = re.compile(r"""(?:[^\s'"#]+|'[^']*'|"[^"]*")+|#.*""")
 
 
+# cmd.exe by any of its names, and its own switches before the `/c` or `/k` that runs a command
 _CMD_EXE = re.compile(r"(?:.*[\\/])?cmd(?:\.exe)?", re.I)
 _CMD_FLAGS = frozenset({"/d", "/s", "/q", "/a", "/u", "/e:on", "/e:off", "/v:on", "/v:off", "/f:on", "/f:off"})
 
@@ -806,9 +807,9 @@ _MOCHA_FAILING = re.compile(r"\s*[1-9]\d* failing\s*$")  # (above the failures' 
 # JUnit's count, anywhere in a Maven or Gradle line ("[ERROR] Tests run: 4, Failures: 1, ...")
 _JUNIT = re.compile(r"Tests run: \d+, Failures: ([1-9]|\d+, Errors: [1-9])")
 _PASSED = re.compile(r"(=+ .*\b\d+ passed\b|OK\b|Tests?:.*\bpassed\b|test result: ok|PASS\b|.*\b[Aa]ll tests passed\b)")
-# A bundler in watch mode or a dev server that built again: the errors before it are behind it, not after
 _SUMMARY_WORDS = ("ail", "AIL", "rror", "RROR")  # one is in every match of _SUMMARY, _FAILED_COUNT and _JUNIT
 _PASSED_WORDS = ("pass", "PASS", "OK", "ok")  # one is in every match of _PASSED
+# A bundler in watch mode or a dev server that built again: the errors before it are behind it, not after
 _BUILT = re.compile(r".*\b[Cc]ompiled successfully\b|\s*[✓✔] Compiled\b")
 
 
