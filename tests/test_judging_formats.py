@@ -2482,6 +2482,19 @@ def test_powershell_probes_answer_no(command: str, expected: str) -> None:
     assert kind(call("shell_command", {"command": command}), [tool(POWERSHELL_NO)], "codex") == expected
 
 
+@pytest.mark.parametrize(
+    ("command", "said", "expected"),
+    [
+        # `pkill -f` whose pattern matched its own shell: killed by a signal (128 + N), it never answered
+        ("pkill -f evolution; pkill -f goa-daemon", "Exit code 144", "task_failure"),
+        ("pkill -f evolution", "Exit code 1", "ok"),  # nothing matched: an answer
+        ("git rev-parse --show-toplevel", "Exit code 128\nfatal: not a git repository", "ok"),  # git's own 128
+    ],
+)
+def test_a_probe_killed_by_a_signal_did_not_answer(command: str, said: str, expected: str) -> None:
+    assert kind(call("Bash", {"command": command}), [tool(said)], "claude_code") == expected
+
+
 def test_windows_own_search_finding_nothing_answers_no() -> None:
     # findstr exits 1 when nothing matches, in PowerShell and in Git Bash alike (Claude Code on Windows)
     assert (

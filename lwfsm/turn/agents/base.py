@@ -1914,7 +1914,9 @@ class Reader:
         # a check's output searched for a file's errors (`npm run typecheck | grep app.tsx || echo none`): the
         # status is the search's, the lines it found are the check's errors
         sifted = "|" in cmd and _CHECKS.search(cmd.split("|", 1)[0]) is not None and _SIFTED.search(cmd) is not None
-        probe = bool(cmd) and is_probe(cmd) and not sifted
+        # (a status over 128 is a signal's: a search killed, not one that answered no; `pkill -f x` whose
+        # pattern matched its own shell)
+        probe = bool(cmd) and is_probe(cmd) and not sifted and (o.status or 0) <= 128
         served = _server_error(cmd, o.text) if not probe and not o.status else None
         if served is not None:
             return self._found(o, "task_failure", "http_status", served)
