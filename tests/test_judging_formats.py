@@ -1437,10 +1437,19 @@ def test_what_the_lead_would_meet_too_is_the_environment(out: str) -> None:
             "task_failure",
         ),
         ("TimeoutError: fetch_all took longer than its own 5 s budget", "task_failure"),
+        # ssh never reaching the other machine
+        ("ssh: connect to host 192.168.1.20 port 22: Connection timed out", "environment"),
+        ("ssh: connect to host build-mac.local port 22: Operation timed out", "environment"),
+        ("ssh: connect to host 10.0.0.7 port 2222: No route to host", "environment"),
+        ("Connection reset by 192.168.1.20 port 22", "environment"),
+        ("ssh: connect to host localhost port 2222: Connection timed out", "task_failure"),
+        ("Connection reset by 127.0.0.1 port 2222", "task_failure"),
+        # the words quoted in a line of the command's own output, not ssh's
+        ("retrying after: Connection reset by 192.168.1.20 port 22 (attempt 2)", "task_failure"),
     ],
 )
 def test_a_network_time_out_on_a_remote_host_is_the_environment(out: str, expected: str) -> None:
-    run = call("Bash", {"command": "python sync.py"})
+    run = call("Bash", {"command": "ssh -o ConnectTimeout=10 pi@192.168.1.20 uptime"})
     assert kind(run, [tool(f"Exit code 1\n{out}", is_error=True)], "claude_code") == expected
 
 

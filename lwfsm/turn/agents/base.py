@@ -822,6 +822,10 @@ ENVIRONMENT = Gated(
         # a time-out on another machine (on this one, a server the model started may be what hangs)
         r"HTTPS?ConnectionPool\(host='(?!localhost'|127\.|0\.0\.0\.0'|::1')[^'\n]*', port=\d+\): "
         r"(?:Read|Connect) timed out|"
+        # ssh's words for another machine it never reached (a person's network, not the command)
+        r"ssh: connect to host (?!localhost |127\.|::1 )\S+ port \d+: (?:Connection|Operation) timed out|"
+        r"ssh: connect to host \S+ port \d+: No route to host|"
+        r"(?m:^Connection reset by (?!127\.|::1 )[\w.:-]+ port \d+\r?$)|"
         r"Could not find a version that satisfies|"
         r"externally-managed-environment|Could not find an activated virtualenv|"
         r"Connection refused|ConnectionRefused|getaddrinfo|ENOTFOUND|EAI_AGAIN|"
@@ -888,7 +892,7 @@ ENVIRONMENT = Gated(
         "failed to run command", "cannot find package", "cannot find module", "bash\\r", "$'\\r'",
         "is not recognized as", "while executing the command", "net::err_", "page.goto: timeout",
         "was not found", ".lock': permission denied", "sandboxdenied", "husky.sh", "streamable http error",
-        "mcp session",
+        "mcp session", "no route to host", "connection reset by",
     ),
 )  # fmt: skip
 
