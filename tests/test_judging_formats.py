@@ -590,6 +590,24 @@ def test_aider_2023_console_saying_an_edit_did_not_apply_while_another_did() -> 
     assert aider_kind(history(applied, "thanks. our bot logs 'Failed to apply edit to c.yaml' on deploys")) == "ok"
 
 
+def test_aider_unable_to_write_an_edits_file() -> None:
+    # aider's own report that the edit it applied could not be written: the edit did not land
+    denied = (
+        "> Unable to write file /etc/hosts after 5 attempts: [Errno 13] Permission denied: '/etc/hosts'  \n"
+        "> [Errno 13] Permission denied: '/etc/hosts'  "
+    )
+    assert aider_kind(history(denied)) == "task_failure"
+    assert aider_kind(history("> Unable to write file src/app.py: [Errno 21] Is a directory: 'src/app.py'  ")) == (
+        "task_failure"
+    )
+    # ... unless the machine's disk would refuse any model's edit
+    full = "> Unable to write file src/app.py: [Errno 30] Read-only file system: 'src/app.py'  "
+    assert aider_kind(history(full)) == "environment"
+    # the words in the person's message are theirs
+    applied = "> Applied edit to x.py  \n> Commit 89bec66 aider: Add x"
+    assert aider_kind(history(applied, "our logger says Unable to write file /var/log/x.log sometimes")) == "ok"
+
+
 def test_aider_commands_that_call_no_model() -> None:
     # `/ls` answered by aider, the person quitting after its listing: no reply of the model's, nothing refused
     listing = b"#### /ls  \n> Files in chat:  \n> src/parse.py  \n>  \n> ^C again to exit  \n\n#### next  \n"

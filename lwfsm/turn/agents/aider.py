@@ -41,8 +41,9 @@ EDIT_FAILED = Gated(
 # aider's `/help QUESTION` sends the model the question and pages of aider's documentation, which quote its
 # reports ("has hit a token limit"): the person's question, not a report.
 _HELP = re.compile(r"\A# Question: ([^\n]*)\n(?:[^\S\n]*\n)*# Relevant docs:")
-# aider before 0.10 (2023), on its console only: the history keeps it, the model was never told
-_NOT_APPLIED = re.compile(r"^Failed to apply edit to \S", re.M)
+# aider before 0.10 (2023), on its console only: the history keeps it, the model was never told; and aider
+# failing to write an edit's file (a system file, a folder the model named as a file): the edit did not land
+_NOT_APPLIED = re.compile(r"^(?:Failed to apply edit to \S|Unable to write file \S[^\n]*)", re.M)
 LINT = re.compile(r"^# Fix any errors below, if possible\.", re.M)
 # The files a lint report shows (a name, then its numbered lines); its syntax check of markup flags valid
 # pages and components, so a report on markup alone is no evidence.
@@ -223,6 +224,8 @@ class Aider(Reader):
                     # nothing came back: the request did not fit the model's window (the person's files and
                     # history), a limit of the set-up; an empty reply at the output limit spent it thinking
                     yield Finding("environment", Evidence("aider.context_full", i, hit[0], hit[1]))
+                elif env := first_match(ENVIRONMENT, hit[1]):  # a disk that is full or read-only
+                    yield Finding("environment", Evidence("aider.environment", i, hit[0], env[1]))
                 else:
                     yield Finding("task_failure", Evidence("aider.edit_failed", i, hit[0], hit[1]))
             elif i == 0 and text.startswith(_AIDER_SAYS) and _unapplied(text_of(reply), text):
