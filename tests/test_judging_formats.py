@@ -591,19 +591,27 @@ def test_aider_2023_console_saying_an_edit_did_not_apply_while_another_did() -> 
 
 
 def test_aider_unable_to_write_an_edits_file() -> None:
-    # aider's own report that the edit it applied could not be written: the edit did not land
+    # aider's own report that it could not write the file an edit was for, then the error again: not landed
     denied = (
         "> Unable to write file /etc/hosts after 5 attempts: [Errno 13] Permission denied: '/etc/hosts'  \n"
         "> [Errno 13] Permission denied: '/etc/hosts'  "
     )
     assert aider_kind(history(denied)) == "task_failure"
-    assert aider_kind(history("> Unable to write file src/app.py: [Errno 21] Is a directory: 'src/app.py'  ")) == (
-        "task_failure"
+    # the path is the model's choice: its words say nothing of the machine
+    folder = "/home/me/app/src/utils/apiKey"
+    said = f"[Errno 21] Is a directory: '{folder}'"
+    named = f"> Unable to write file {folder}: {said}  \n> {said}  "
+    assert aider_kind(history(named)) == "task_failure"
+    # a disk that would refuse any model's edit, however long the path before the error
+    deep = "/home/me/" + "very-long-folder-name/" * 8 + "app.py"
+    full = (
+        f"> Unable to write file {deep}: [Errno 28] No space left on device  \n> [Errno 28] No space left on device  "
     )
-    # ... unless the machine's disk would refuse any model's edit
-    full = "> Unable to write file src/app.py: [Errno 30] Read-only file system: 'src/app.py'  "
     assert aider_kind(history(full)) == "environment"
-    # the words in the person's message are theirs
+    # a log line with the same words, quoted in the reply or printed by a program, is not aider's report
+    quoted = "> Unable to write file /var/log/app.log: [Errno 13] Permission denied  \n> Applied edit to x.py  "
+    assert aider_kind(history(quoted)) == "ok"
+    # nor are they in the person's message
     applied = "> Applied edit to x.py  \n> Commit 89bec66 aider: Add x"
     assert aider_kind(history(applied, "our logger says Unable to write file /var/log/x.log sometimes")) == "ok"
 
@@ -1455,20 +1463,57 @@ def test_what_the_lead_would_meet_too_is_the_environment(out: str) -> None:
             "task_failure",
         ),
         ("TimeoutError: fetch_all took longer than its own 5 s budget", "task_failure"),
-        # ssh never reaching the other machine
-        ("ssh: connect to host 192.168.1.20 port 22: Connection timed out", "environment"),
-        ("ssh: connect to host build-mac.local port 22: Operation timed out", "environment"),
-        ("ssh: connect to host 10.0.0.7 port 2222: No route to host", "environment"),
-        ("Connection reset by 192.168.1.20 port 22", "environment"),
-        ("ssh: connect to host localhost port 2222: Connection timed out", "task_failure"),
-        ("Connection reset by 127.0.0.1 port 2222", "task_failure"),
-        # the words quoted in a line of the command's own output, not ssh's
-        ("retrying after: Connection reset by 192.168.1.20 port 22 (attempt 2)", "task_failure"),
     ],
 )
 def test_a_network_time_out_on_a_remote_host_is_the_environment(out: str, expected: str) -> None:
-    run = call("Bash", {"command": "ssh -o ConnectTimeout=10 pi@192.168.1.20 uptime"})
+    run = call("Bash", {"command": "python sync.py"})
     assert kind(run, [tool(f"Exit code 1\n{out}", is_error=True)], "claude_code") == expected
+
+
+@pytest.mark.parametrize(
+    ("out", "expected"),
+    [
+        ("ssh: connect to host 192.168.1.20 port 22: Connection timed out", "environment"),
+        ("ssh: connect to host build-mac.local port 22: Operation timed out", "environment"),
+        ("ssh: connect to host 10.0.0.7 port 2222: No route to host", "environment"),
+        # this machine: a server the model started may be what does not answer
+        ("ssh: connect to host localhost port 2222: Connection timed out", "task_failure"),
+        ("ssh: connect to host LOCALHOST.localdomain port 2222: Connection timed out", "task_failure"),
+        ("ssh: connect to host 127.0.0.1 port 2222: No route to host", "task_failure"),
+        ("ssh: connect to host ::1 port 2222: Connection timed out", "task_failure"),
+        ("ssh: connect to host 0.0.0.0 port 2222: Connection timed out", "task_failure"),
+        # after a session began, a reset may be the remote command's own doing (a firewall it changed)
+        ("Connection reset by 192.168.1.20 port 22", "task_failure"),
+    ],
+)
+def test_ssh_never_reaching_another_machine_is_the_environment(out: str, expected: str) -> None:
+    run = call("Bash", {"command": "ssh -o ConnectTimeout=10 pi@192.168.1.20 uptime"})
+    assert kind(run, [tool(f"Exit code 255\n{out}", is_error=True)], "claude_code") == expected
+
+
+@pytest.mark.parametrize(
+    ("command", "output", "expected"),
+    [
+        # a test label or settings module the model named that is not there: its name was wrong
+        (
+            "python -m django test admin_checks --settings=tests.test_sqlite",
+            "No module named 'admin_checks'",
+            "task_failure",
+        ),
+        ("python tests/runtests.py model_fields.test_m2m -v 2", "No module named 'model_fields'", "task_failure"),
+        ("cd tests && python -m django test x --settings=test_sqlite", "No module named 'test_sqlite'", "task_failure"),
+        ("python -m unittest tests.test_parse", "No module named 'tests'", "task_failure"),
+        # a package the project's tests or the command need that the machine lacks
+        ("python manage.py test shop", "No module named 'stripe'", "environment"),
+        ("python -m pytest tests/test_x.py", "No module named pytest", "environment"),
+        ('python -c "import ast, astor"', "No module named 'astor'", "environment"),
+        # the label's word after another command on the line is not a label
+        ("python manage.py test shop && python -c 'import yaml'", "No module named 'yaml'", "environment"),
+    ],
+)
+def test_a_module_the_command_named_itself_is_the_models_name(command: str, output: str, expected: str) -> None:
+    out = f'Exit code 1\nTraceback (most recent call last):\n  File "x.py", line 1\nModuleNotFoundError: {output}'
+    assert kind(call("Bash", {"command": command}), [tool(out, is_error=True)], "claude_code") == expected
 
 
 @pytest.mark.parametrize(

@@ -41,9 +41,11 @@ EDIT_FAILED = Gated(
 # aider's `/help QUESTION` sends the model the question and pages of aider's documentation, which quote its
 # reports ("has hit a token limit"): the person's question, not a report.
 _HELP = re.compile(r"\A# Question: ([^\n]*)\n(?:[^\S\n]*\n)*# Relevant docs:")
-# aider before 0.10 (2023), on its console only: the history keeps it, the model was never told; and aider
-# failing to write an edit's file (a system file, a folder the model named as a file): the edit did not land
-_NOT_APPLIED = re.compile(r"^(?:Failed to apply edit to \S|Unable to write file \S[^\n]*)", re.M)
+# aider before 0.10 (2023), on its console only: the history keeps it, the model was never told
+_NOT_APPLIED = re.compile(r"^Failed to apply edit to \S", re.M)
+# aider failing to write an edit's file (a system file, a folder named as a file), then the error again on a
+# line of its own, as aider reports it: the edit did not land (not a log line quoted with the same words)
+_UNWRITTEN = re.compile(r"^Unable to write file \S[^\n]*?: (\[Errno \d+\] [^\n]*)\n\1$", re.M)
 LINT = re.compile(r"^# Fix any errors below, if possible\.", re.M)
 # The files a lint report shows (a name, then its numbered lines); its syntax check of markup flags valid
 # pages and components, so a report on markup alone is no evidence.
@@ -224,10 +226,17 @@ class Aider(Reader):
                     # nothing came back: the request did not fit the model's window (the person's files and
                     # history), a limit of the set-up; an empty reply at the output limit spent it thinking
                     yield Finding("environment", Evidence("aider.context_full", i, hit[0], hit[1]))
-                elif env := first_match(ENVIRONMENT, hit[1]):  # a disk that is full or read-only
-                    yield Finding("environment", Evidence("aider.environment", i, hit[0], env[1]))
                 else:
                     yield Finding("task_failure", Evidence("aider.edit_failed", i, hit[0], hit[1]))
+            elif text.startswith(_AIDER_SAYS) and (unwritten := _UNWRITTEN.search(text)):
+                # the error, not the path the model chose (also after it: `Is a directory: 'x'`), says whether
+                # the disk would refuse any model's edit
+                line = text.count("\n", 0, unwritten.start()) + 1
+                report = unwritten.group(0).split("\n", 1)[0][:160]
+                if first_match(ENVIRONMENT, unwritten.group(1).split(": ", 1)[0]):
+                    yield Finding("environment", Evidence("aider.environment", i, line, report))
+                else:
+                    yield Finding("task_failure", Evidence("aider.edit_failed", i, line, report))
             elif i == 0 and text.startswith(_AIDER_SAYS) and _unapplied(text_of(reply), text):
                 yield Finding("task_failure", Evidence("aider.not_applied", None, None, "edit blocks, none applied"))
             elif (hit := first_match(LINT, text)) and (linted := _lint(text)):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+import itertools
 import json
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -822,10 +823,9 @@ ENVIRONMENT = Gated(
         # a time-out on another machine (on this one, a server the model started may be what hangs)
         r"HTTPS?ConnectionPool\(host='(?!localhost'|127\.|0\.0\.0\.0'|::1')[^'\n]*', port=\d+\): "
         r"(?:Read|Connect) timed out|"
-        # ssh's words for another machine it never reached (a person's network, not the command)
-        r"ssh: connect to host (?!localhost |127\.|::1 )\S+ port \d+: (?:Connection|Operation) timed out|"
-        r"ssh: connect to host \S+ port \d+: No route to host|"
-        r"(?m:^Connection reset by (?!127\.|::1 )[\w.:-]+ port \d+\r?$)|"
+        # ssh's words for another machine it never reached (a person's network, not the command; not this one)
+        r"ssh: connect to host (?!(?i:localhost|ip6-localhost)|127\.|0\.0\.0\.0 |\[?::1\]? |::ffff:127\.|"
+        r"0:0:0:0:0:0:0:1 )\S+ port \d+: (?:(?:Connection|Operation) timed out|No route to host)|"
         r"Could not find a version that satisfies|"
         r"externally-managed-environment|Could not find an activated virtualenv|"
         r"Connection refused|ConnectionRefused|getaddrinfo|ENOTFOUND|EAI_AGAIN|"
@@ -892,7 +892,7 @@ ENVIRONMENT = Gated(
         "failed to run command", "cannot find package", "cannot find module", "bash\\r", "$'\\r'",
         "is not recognized as", "while executing the command", "net::err_", "page.goto: timeout",
         "was not found", ".lock': permission denied", "sandboxdenied", "husky.sh", "streamable http error",
-        "mcp session", "no route to host", "connection reset by",
+        "mcp session", "no route to host",
     ),
 )  # fmt: skip
 
@@ -1157,6 +1157,28 @@ _MISSING_PACKAGE = re.compile(
 _FIRST_LETTER = re.compile(r"\W*[^\W\d_]")
 _WORD_START = re.compile(r"\s+\S")
 _WORD_END = re.compile(r"[^\W_]")
+# A module Python could not import; the words of a command that name modules to a test runner or as settings
+_NO_MODULE = re.compile(r"No module named '([\w.]+)'")
+_DOTTED = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")
+_SETTINGS = ("--settings", "--ds", "DJANGO_SETTINGS_MODULE")
+
+
+def _own_module(text: str, command: str | None) -> bool:
+    """Python could not import a module of the repository's own, or one the command named itself: a test
+    label (`manage.py test app.tests`, `unittest`, Django's `runtests.py`) or a settings module. The
+    model's name was wrong; no package is missing."""
+    if _OWN_MODULE.search(text):
+        return True
+    missing = {m[1] for m in _NO_MODULE.finditer(text)} if command else set()
+    named, labels = set(), False
+    for before, word in itertools.pairwise(["", *re.split(r"[\s=\"']+", (command or "")[:4000])]):
+        if before in ("test", "unittest") or before.endswith("runtests.py"):
+            labels = True  # the labels follow, up to the end of that command
+        elif before in ("&&", "||", ";", "|"):
+            labels = False
+        if (labels or before in _SETTINGS) and _DOTTED.fullmatch(word):
+            named.add(word)
+    return any(w == m or w.startswith(m + ".") for w in named for m in missing)
 
 
 def _prose(line: str) -> bool:
@@ -2123,7 +2145,7 @@ class Reader:
         env = first_match(ENVIRONMENT, last)
         if env is None and not o.command:  # a browser tool's own answer, not a test run's output
             env = first_match(_BROWSER_GONE, o.text[:tail])
-        if env is not None and not _OWN_MODULE.search(o.text[-tail:]):
+        if env is not None and not _own_module(o.text[-tail:], o.command):
             return Finding("environment", Evidence(f"{self.name}.environment", o.message, None, env[1]))
         return Finding(kind, Evidence(f"{self.name}.{why}", o.message, hit[0] if hit else None, hit[1] if hit else ""))
 
