@@ -608,6 +608,13 @@ def test_aider_unable_to_write_an_edits_file() -> None:
         f"> Unable to write file {deep}: [Errno 28] No space left on device  \n> [Errno 28] No space left on device  "
     )
     assert aider_kind(history(full)) == "environment"
+    # aider 0.55 to 0.63.1: one line, then the edit reported applied all the same
+    older = "> Unable to write file /home/me/app/src/parse.py: [Errno 21] Is a directory  \n"
+    older += "> Applied edit to src/parse.py  "
+    assert aider_kind(history(older)) == "task_failure"
+    assert aider_kind(history(older.replace("[Errno 21] Is a directory", "[Errno 30] Read-only file system"))) == (
+        "environment"
+    )
     # a log line with the same words, quoted in the reply or printed by a program, is not aider's report
     quoted = "> Unable to write file /var/log/app.log: [Errno 13] Permission denied  \n> Applied edit to x.py  "
     assert aider_kind(history(quoted)) == "ok"
@@ -1482,6 +1489,9 @@ def test_a_network_time_out_on_a_remote_host_is_the_environment(out: str, expect
         ("ssh: connect to host 127.0.0.1 port 2222: No route to host", "task_failure"),
         ("ssh: connect to host ::1 port 2222: Connection timed out", "task_failure"),
         ("ssh: connect to host 0.0.0.0 port 2222: Connection timed out", "task_failure"),
+        ("ssh: connect to host localhost-gpu.corp.example port 22: Connection timed out", "environment"),
+        # reset before any session: the key exchange never began
+        ("kex_exchange_identification: read: Connection reset by peer", "environment"),
         # after a session began, a reset may be the remote command's own doing (a firewall it changed)
         ("Connection reset by 192.168.1.20 port 22", "task_failure"),
     ],
@@ -1507,8 +1517,18 @@ def test_ssh_never_reaching_another_machine_is_the_environment(out: str, expecte
         ("python manage.py test shop", "No module named 'stripe'", "environment"),
         ("python -m pytest tests/test_x.py", "No module named pytest", "environment"),
         ('python -c "import ast, astor"', "No module named 'astor'", "environment"),
-        # the label's word after another command on the line is not a label
+        # the label's word after another command on the line is not a label, nor is a word after `test` elsewhere
         ("python manage.py test shop && python -c 'import yaml'", "No module named 'yaml'", "environment"),
+        ("python manage.py test shop; python -c 'import yaml'", "No module named 'yaml'", "environment"),
+        ("python manage.py test shop\npython -c 'import yaml'", "No module named 'yaml'", "environment"),
+        ("if test -f setup.py; then python -c 'import yaml'; fi", "No module named 'yaml'", "environment"),
+        ('pytest -k "test and yaml"', "No module named 'yaml'", "environment"),
+        ("npm test -- yaml", "No module named 'yaml'", "environment"),
+        (
+            "cat <<'EOF' > r.py\nimport unittest\nimport numpy\nEOF\npython r.py",
+            "No module named 'numpy'",
+            "environment",
+        ),
     ],
 )
 def test_a_module_the_command_named_itself_is_the_models_name(command: str, output: str, expected: str) -> None:
@@ -2645,16 +2665,10 @@ def test_windows_lookups_that_find_nothing_say_so_with_their_status(command: str
     assert kind(run, [tool(nothing)], "codex") == expected
 
 
-def lint_report(path: str, running: str = "") -> str:
+def lint_report(path: str, running: str = "", code: str = '19█<Layout title="A & B">') -> str:
     lines = ["> Applied edit to " + path, ">", "> # Fix any errors below, if possible.", ">"]
     lines += [f"> ## Running: {running}", ">"] if running else []
-    lines += [
-        "> ## See relevant line below marked with █.",
-        ">",
-        f"> {path}:",
-        "> ...⋮...",
-        '> 19█<Layout title="A & B">',
-    ]
+    lines += ["> ## See relevant line below marked with █.", ">", f"> {path}:", "> ...⋮...", f"> {code}"]
     return "\n".join(x + "  " for x in lines)
 
 
@@ -2668,6 +2682,15 @@ def lint_report(path: str, running: str = "") -> str:
         (
             lint_report("m.py", "python3 -m flake8 m.py\n> ModuleNotFoundError: No module named 'flake8'"),
             "environment",
+        ),
+        # a finding of a linter that ran, above code whose words name a key: the reply's code, not the machine
+        (
+            lint_report(
+                "agent.py",
+                "python -m flake8 --select=F821 agent.py\n>\n> agent.py:74:41: F821 undefined name 'json'",
+                "11│        self.llm = ChatOpenAI(openai_api_key=api_key)",
+            ),
+            "task_failure",
         ),
     ],
 )

@@ -43,9 +43,23 @@ EDIT_FAILED = Gated(
 _HELP = re.compile(r"\A# Question: ([^\n]*)\n(?:[^\S\n]*\n)*# Relevant docs:")
 # aider before 0.10 (2023), on its console only: the history keeps it, the model was never told
 _NOT_APPLIED = re.compile(r"^Failed to apply edit to \S", re.M)
-# aider failing to write an edit's file (a system file, a folder named as a file), then the error again on a
-# line of its own, as aider reports it: the edit did not land (not a log line quoted with the same words)
-_UNWRITTEN = re.compile(r"^Unable to write file \S[^\n]*?: (\[Errno \d+\] [^\n]*)\n\1$", re.M)
+# aider failing to write an edit's file (a system file, a folder named as a file): the edit did not land. As
+# aider reports it (not a log line quoted with the same words): the error again on the next line (0.63.2 and
+# later), or "Applied edit to" the same file after it (0.55 to 0.63.1 went on as if it had been written).
+_UNWRITTEN = re.compile(r"^Unable to write file (\S[^\n]*?): (\[Errno \d+\] [^\n]*)$", re.M)
+
+
+def _unwritten(text: str) -> re.Match[str] | None:
+    for m in _UNWRITTEN.finditer(text):
+        rest = text[m.end() + 1 :]
+        if rest.startswith(m[2]) and rest[len(m[2]) : len(m[2]) + 1] in ("", "\n"):
+            return m
+        path = m[1].replace("\\", "/")
+        if any(path.endswith("/" + p.replace("\\", "/")) or path == p for p in APPLIED.findall(rest)):
+            return m
+    return None
+
+
 LINT = re.compile(r"^# Fix any errors below, if possible\.", re.M)
 # The files a lint report shows (a name, then its numbered lines); its syntax check of markup flags valid
 # pages and components, so a report on markup alone is no evidence.
@@ -53,11 +67,17 @@ _LINTED = re.compile(r"^(\S[^\n]*?):\n(?:\.\.\.⋮\.\.\.|\s*\d+[│█])", re.M)
 _MARKUP = (".html", ".htm", ".css", ".scss", ".sass", ".less", ".astro", ".vue", ".svelte", ".xml", ".md", ".mdx")
 
 
+_FINDING = re.compile(r"^\S+:\d+:\d+: [A-Z]+\d+ ", re.M)  # flake8's `file:line:col: F821 ...`
+
+
 def _lint(text: str) -> Kind | None:
     """What a lint report says: `None` (markup only, no linter ran), "environment" (the linter itself
     could not run), or "task_failure"."""
     ran = "## Running:" in text
-    if ran and first_match(ENVIRONMENT, text) is not None:
+    # the linter's own output, not the lines of code aider shows under it (`api_key=...`); one that reported
+    # a finding ran
+    said = text.split("## See relevant lines", 1)[0]
+    if ran and first_match(ENVIRONMENT, said) is not None and not _FINDING.search(said):
         return "environment"
     files = _LINTED.findall(text)
     if not ran and files and all(f.strip().lower().endswith(_MARKUP) for f in files):
@@ -228,12 +248,12 @@ class Aider(Reader):
                     yield Finding("environment", Evidence("aider.context_full", i, hit[0], hit[1]))
                 else:
                     yield Finding("task_failure", Evidence("aider.edit_failed", i, hit[0], hit[1]))
-            elif text.startswith(_AIDER_SAYS) and (unwritten := _UNWRITTEN.search(text)):
+            elif text.startswith(_AIDER_SAYS) and (unwritten := _unwritten(text)):
                 # the error, not the path the model chose (also after it: `Is a directory: 'x'`), says whether
                 # the disk would refuse any model's edit
                 line = text.count("\n", 0, unwritten.start()) + 1
-                report = unwritten.group(0).split("\n", 1)[0][:160]
-                if first_match(ENVIRONMENT, unwritten.group(1).split(": ", 1)[0]):
+                report = unwritten.group(0)[:160]
+                if first_match(ENVIRONMENT, unwritten.group(2).split(": ", 1)[0]):
                     yield Finding("environment", Evidence("aider.environment", i, line, report))
                 else:
                     yield Finding("task_failure", Evidence("aider.edit_failed", i, line, report))

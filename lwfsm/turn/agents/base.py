@@ -824,8 +824,9 @@ ENVIRONMENT = Gated(
         r"HTTPS?ConnectionPool\(host='(?!localhost'|127\.|0\.0\.0\.0'|::1')[^'\n]*', port=\d+\): "
         r"(?:Read|Connect) timed out|"
         # ssh's words for another machine it never reached (a person's network, not the command; not this one)
-        r"ssh: connect to host (?!(?i:localhost|ip6-localhost)|127\.|0\.0\.0\.0 |\[?::1\]? |::ffff:127\.|"
+        r"ssh: connect to host (?!(?i:localhost|ip6-localhost)(?:\.\S*)? |127\.|0\.0\.0\.0 |\[?::1\]? |::ffff:127\.|"
         r"0:0:0:0:0:0:0:1 )\S+ port \d+: (?:(?:Connection|Operation) timed out|No route to host)|"
+        r"kex_exchange_identification: (?:read: )?Connection (?:reset by peer|closed by remote host)|"
         r"Could not find a version that satisfies|"
         r"externally-managed-environment|Could not find an activated virtualenv|"
         r"Connection refused|ConnectionRefused|getaddrinfo|ENOTFOUND|EAI_AGAIN|"
@@ -892,7 +893,7 @@ ENVIRONMENT = Gated(
         "failed to run command", "cannot find package", "cannot find module", "bash\\r", "$'\\r'",
         "is not recognized as", "while executing the command", "net::err_", "page.goto: timeout",
         "was not found", ".lock': permission denied", "sandboxdenied", "husky.sh", "streamable http error",
-        "mcp session", "no route to host",
+        "mcp session", "no route to host", "kex_exchange_identification",
     ),
 )  # fmt: skip
 
@@ -1157,28 +1158,44 @@ _MISSING_PACKAGE = re.compile(
 _FIRST_LETTER = re.compile(r"\W*[^\W\d_]")
 _WORD_START = re.compile(r"\s+\S")
 _WORD_END = re.compile(r"[^\W_]")
-# A module Python could not import; the words of a command that name modules to a test runner or as settings
+# A module Python could not import; the options that name a settings module
 _NO_MODULE = re.compile(r"No module named '([\w.]+)'")
 _DOTTED = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")
 _SETTINGS = ("--settings", "--ds", "DJANGO_SETTINGS_MODULE")
 
 
+def _test_labels(words: list[str]) -> list[str]:
+    """What a Python test runner was told to load (`python -m unittest a.b`, `manage.py test app`,
+    `django-admin test app`, Django's `runtests.py app`): the words after the runner."""
+    if words[:1] and words[0].rsplit("/", 1)[-1] in _PYTHONS:
+        words = words[1:]
+    if words[:2] == ["-m", "unittest"]:
+        return words[2:]
+    if words[:3] == ["-m", "django", "test"]:
+        return words[3:]
+    if words[:1] and words[0].endswith("runtests.py"):
+        return words[1:]
+    if len(words) > 1 and words[1] == "test" and (words[0].endswith("manage.py") or words[0] == "django-admin"):
+        return words[2:]
+    return []
+
+
 def _own_module(text: str, command: str | None) -> bool:
-    """Python could not import a module of the repository's own, or one the command named itself: a test
-    label (`manage.py test app.tests`, `unittest`, Django's `runtests.py`) or a settings module. The
-    model's name was wrong; no package is missing."""
+    """Python could not import a module of the repository's own, or one the command named itself to a test
+    runner (a label) or as its settings: the model's name was wrong; no package is missing."""
     if _OWN_MODULE.search(text):
         return True
-    missing = {m[1] for m in _NO_MODULE.finditer(text)} if command else set()
-    named, labels = set(), False
-    for before, word in itertools.pairwise(["", *re.split(r"[\s=\"']+", (command or "")[:4000])]):
-        if before in ("test", "unittest") or before.endswith("runtests.py"):
-            labels = True  # the labels follow, up to the end of that command
-        elif before in ("&&", "||", ";", "|"):
-            labels = False
-        if (labels or before in _SETTINGS) and _DOTTED.fullmatch(word):
-            named.add(word)
-    return any(w == m or w.startswith(m + ".") for w in named for m in missing)
+    missing = {m[1] for m in _NO_MODULE.finditer(text[-20000:])} if command else set()
+    if not missing:
+        return False
+    named = set()
+    for segment in _split((command or "")[:4000])[::2]:
+        words = segment.split()
+        for before, word in itertools.pairwise(["", *words]):  # --settings=x, --settings x, DJANGO_SETTINGS_MODULE=x
+            key, _, value = word.strip("'\"").partition("=")
+            named.add(value if key in _SETTINGS else word if before in _SETTINGS else "")
+        named.update(_test_labels(_words(segment)))
+    return any(w == m or w.startswith(m + ".") for w in named if _DOTTED.fullmatch(w) for m in missing)
 
 
 def _prose(line: str) -> bool:
