@@ -1055,6 +1055,28 @@ def test_aider_edit_blocks_in_a_request_are_not_read_as_unapplied() -> None:
     )
 
 
+def test_aider_in_ask_mode_applies_no_edit_block() -> None:
+    # the person switched aider to ask mode: the reply's blocks are a proposal, none applied says nothing
+    said = history("> Tokens: 2k sent, 300 received.  ")
+    block = 2  # the reply to "fix the parser", after the switch
+
+    def kind_after(before: str) -> str:
+        t = aider.transcript(before.encode() + said, {"user_block": block})
+        return judge(t.messages[t.at], t.messages[t.at + 1 :], agent="aider", messages=t.messages).kind
+
+    assert kind_after("#### /ask  \n\n") == "ok"
+    assert kind_after("#### /chat-mode ask  \n\n") == "ok"
+    assert kind_after("#### /ask  \n#### /ask what does it do?  \n\n") == "ok"  # one run of the person's lines
+    # the default mode, switched back, or a new session (which starts in its default): blocks none applied failed
+    assert kind_after("#### /help  \n\n") == "task_failure"  # help's list of commands switches nothing
+    assert kind_after("#### /chat-mode help  \n\n") == "task_failure"
+    block = 3
+    assert kind_after("#### /ask  \n\n#### /code  \n\n") == "task_failure"
+    assert kind_after("#### /ask  \n\n# aider chat started at 2025-06-29 11:57:36\n\n#### /add x  \n\n") == (
+        "task_failure"
+    )
+
+
 def test_aider_a_correction_after_a_model_call_aider_retried_with_success() -> None:
     failed = "> litellm.APIConnectionError: OpenAIException - server error  \n> Retrying in 0.2 seconds...  "
     answered = f"{failed}\n> Tokens: 2k sent, 300 received.  \n> Applied edit to src/parse.py  "
@@ -1133,6 +1155,7 @@ DONE = {"role": "assistant", "content": "Done: the form saves now."}
         "i don't see the status line",
         "I don't see the spec in the openspec directory?",
         "the deploy was reverted and the issue persists, so it is not the config",
+        "issue still persist - rewrite that so python tracks the time",  # no article, no -s
         "it still appears in the top right",
         "the sidebar still shows the old title",
         "the taskbar is less stable, in fact it's unusable",
@@ -1369,6 +1392,7 @@ def test_people_asking_for_the_errors_to_go_say_the_turn_failed(said: str) -> No
         "I meant to ask: can you also add a dark mode toggle?",
         "The app still shows the correct totals after the refactor, great. Add export next.",
         "Please add a retry; currently the error persists until restart.",
+        "Please make the cache persist across restarts.",
         "The alternatives are worse, so keep it. Next, add the --verbose flag.",
         "지난 주말이었는데 배포 잘 됐어요, 이제 로그인 기능 추가해 주세요",
         "로그인 전에는 메뉴가 표시되지 않게 해줘",

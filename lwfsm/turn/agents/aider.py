@@ -6,7 +6,7 @@ output is the `> ` lines and the person's messages the `#### ` lines."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from .base import (
@@ -198,6 +198,8 @@ class Aider(Reader):
         self, reply: Message, after: Sequence[Message], tools: Sequence[Message], before: Sequence[Message] = ()
     ) -> Iterator[Finding]:
         retried = lost = added = False
+        # a reply in ask mode: aider applies none of its edit blocks, so none applied says nothing
+        asking = bool(before) and text_of(before[-1]).lstrip().startswith("/ask")
         # a reply of nothing with no call reported (aider stopped at a question of its own, or answered a
         # command itself): nothing was answered to correct, and the same request again is sent again
         unanswered = not text_of(reply).strip() and not (after and _RETURNED.search(text_of(after[0])[:20000]))
@@ -257,7 +259,7 @@ class Aider(Reader):
                     yield Finding("environment", Evidence("aider.environment", i, line, report))
                 else:
                     yield Finding("task_failure", Evidence("aider.edit_failed", i, line, report))
-            elif i == 0 and text.startswith(_AIDER_SAYS) and _unapplied(text_of(reply), text):
+            elif i == 0 and text.startswith(_AIDER_SAYS) and not asking and _unapplied(text_of(reply), text):
                 yield Finding("task_failure", Evidence("aider.not_applied", None, None, "edit blocks, none applied"))
             elif (hit := first_match(LINT, text)) and (linted := _lint(text)):
                 yield Finding(linted, Evidence("aider.lint", i, hit[0], hit[1]))
@@ -548,5 +550,22 @@ def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
     if nxt < len(blocks) and not own and not _HELP.match(said_next):
         after.append({"role": "user", "content": said_next})
     # the person's message the reply answers comes before it, as it does in aider's requests
+    if not asked.lstrip().startswith("/") and _asking(blocks[: k - 1], split):
+        asked = f"/ask {asked}"  # in ask mode (a bare `/ask` earlier): the request as aider takes it
     messages: list[Message] = [{"role": "user", "content": asked}, {"role": "assistant", "content": answer}, *after]
     return Transcript("openai", messages, 1, [])
+
+
+# A bare command that switches aider's chat mode for the messages after it (`/ask`, `/chat-mode code`)
+_SWITCH = re.compile(r"^[^\S\n]*/(?:chat-mode[^\S\n]+([\w-]+)|(ask|code|architect|context))[^\S\n]*$", re.M)
+
+
+def _asking(blocks: Sequence[list[tuple[str, bool]]], split: Callable[..., tuple[str, str, str]]) -> bool:
+    """aider is in ask mode after these blocks: the last switch since its session started was `/ask`."""
+    mode = "code"
+    for block in blocks:
+        for switch in _SWITCH.finditer(split(block)[0]):  # (a run of the person's lines may hold several)
+            mode = switch[1] or switch[2]
+        if any(line.startswith(_STARTED) for line, _ in block):
+            mode = "code"  # a new session starts in its default mode
+    return mode == "ask"

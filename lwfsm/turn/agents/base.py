@@ -1185,15 +1185,17 @@ def _own_module(text: str, command: str | None) -> bool:
     runner (a label) or as its settings: the model's name was wrong; no package is missing."""
     if _OWN_MODULE.search(text):
         return True
-    missing = {m[1] for m in _NO_MODULE.finditer(text[-20000:])} if command else set()
-    if not missing:
+    missing = {m[1] for m in _NO_MODULE.finditer(text[-20000:])}
+    if not missing or not command:
         return False
     named = set()
-    for segment in _split((command or "")[:4000])[::2]:
-        words = segment.split()
-        for before, word in itertools.pairwise(["", *words]):  # --settings=x, --settings x, DJANGO_SETTINGS_MODULE=x
+    for segment in _split(command[:4000])[::2]:
+        for before, word in itertools.pairwise(["", *segment.split()]):
             key, _, value = word.strip("'\"").partition("=")
-            named.add(value if key in _SETTINGS else word if before in _SETTINGS else "")
+            if key in _SETTINGS:  # --settings=x, DJANGO_SETTINGS_MODULE=x
+                named.add(value)
+            elif before in _SETTINGS:  # --settings x
+                named.add(word)
         named.update(_test_labels(_words(segment)))
     return any(w == m or w.startswith(m + ".") for w in named if _DOTTED.fullmatch(w) for m in missing)
 
@@ -1341,7 +1343,7 @@ _COMPLAINT = re.compile(
     r"(doesn'?t|does not|didn'?t|did not|isn'?t|is not|won'?t|wasn'?t|aren'?t) (seem to |appear to )?"
     r"(work|run|build|compile|load|start|show|appear|fix|change|help|exist|save|persist)\w*|"
     r"not working|no longer works?|"
-    r"same (error|problem|issue|result)|(the|this|that|same) (issue|problem|error|bug) (still )?persists\b"
+    r"same (error|problem|issue|result)|((the|this|that|same) )?(issue|problem|error|bug) (still )?persists?\b"
     r"(?! (until|across|between|by design))|"
     # not seeing what the reply said is there ("the warning" no longer there, "any problems": good news)
     r"\b(i|we) (still )?(don'?t|dont|do not|can'?t|cant|cannot) see (the|it|them|my|your|a|an|anything)\b"
