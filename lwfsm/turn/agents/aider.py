@@ -6,7 +6,7 @@ output is the `> ` lines and the person's messages the `#### ` lines."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from .base import (
@@ -550,7 +550,7 @@ def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
     if nxt < len(blocks) and not own and not _HELP.match(said_next):
         after.append({"role": "user", "content": said_next})
     # the person's message the reply answers comes before it, as it does in aider's requests
-    if not asked.lstrip().startswith("/") and _asking(blocks[: k - 1], split):
+    if not asked.lstrip().startswith("/") and _asking(blocks[: k - 1]):
         asked = f"/ask {asked}"  # in ask mode (a bare `/ask` earlier): the request as aider takes it
     messages: list[Message] = [{"role": "user", "content": asked}, {"role": "assistant", "content": answer}, *after]
     return Transcript("openai", messages, 1, [])
@@ -560,11 +560,12 @@ def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
 _SWITCH = re.compile(r"^[^\S\n]*/(?:chat-mode[^\S\n]+([\w-]+)|(ask|code|architect|context))[^\S\n]*$", re.M)
 
 
-def _asking(blocks: Sequence[list[tuple[str, bool]]], split: Callable[..., tuple[str, str, str]]) -> bool:
+def _asking(blocks: Sequence[list[tuple[str, bool]]]) -> bool:
     """aider is in ask mode after these blocks: the last switch since its session started was `/ask`."""
     mode = "code"
     for block in blocks:
-        for switch in _SWITCH.finditer(split(block)[0]):  # (a run of the person's lines may hold several)
+        said = "\n".join(line[5:] for line, person in block if person)  # (`#### ` off; a run may hold several)
+        for switch in _SWITCH.finditer(said):
             mode = switch[1] or switch[2]
         if any(line.startswith(_STARTED) for line, _ in block):
             mode = "code"  # a new session starts in its default mode
