@@ -1393,6 +1393,8 @@ def test_people_asking_for_the_errors_to_go_say_the_turn_failed(said: str) -> No
         "The app still shows the correct totals after the refactor, great. Add export next.",
         "Please add a retry; currently the error persists until restart.",
         "Please make the cache persist across restarts.",
+        "Great, no error persists now. Next, add the export.",
+        "If the error persists after the restart I will send the log; add the export now.",
         "The alternatives are worse, so keep it. Next, add the --verbose flag.",
         "지난 주말이었는데 배포 잘 됐어요, 이제 로그인 기능 추가해 주세요",
         "로그인 전에는 메뉴가 표시되지 않게 해줘",

@@ -1343,7 +1343,8 @@ _COMPLAINT = re.compile(
     r"(doesn'?t|does not|didn'?t|did not|isn'?t|is not|won'?t|wasn'?t|aren'?t) (seem to |appear to )?"
     r"(work|run|build|compile|load|start|show|appear|fix|change|help|exist|save|persist)\w*|"
     r"not working|no longer works?|"
-    r"same (error|problem|issue|result)|((the|this|that|same) )?(issue|problem|error|bug) (still )?persists?\b"
+    r"same (error|problem|issue|result)|(^|(?<!\bif )(?<!\bwhether )(the|this|that|same) )(issue|problem|error|bug) "
+    r"(still )?persists?\b"
     r"(?! (until|across|between|by design))|"
     # not seeing what the reply said is there ("the warning" no longer there, "any problems": good news)
     r"\b(i|we) (still )?(don'?t|dont|do not|can'?t|cant|cannot) see (the|it|them|my|your|a|an|anything)\b"
