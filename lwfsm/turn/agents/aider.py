@@ -43,23 +43,6 @@ EDIT_FAILED = Gated(
 _HELP = re.compile(r"\A# Question: ([^\n]*)\n(?:[^\S\n]*\n)*# Relevant docs:")
 # aider before 0.10 (2023), on its console only: the history keeps it, the model was never told
 _NOT_APPLIED = re.compile(r"^Failed to apply edit to \S", re.M)
-# aider failing to write an edit's file (a system file, a folder named as a file): the edit did not land. As
-# aider reports it (not a log line quoted with the same words): the error again on the next line (0.63.2 and
-# later), or "Applied edit to" the same file after it (0.55 to 0.63.1 went on as if it had been written).
-_UNWRITTEN = re.compile(r"^Unable to write file (\S[^\n]*?): (\[Errno \d+\] [^\n]*)$", re.M)
-
-
-def _unwritten(text: str) -> re.Match[str] | None:
-    for m in _UNWRITTEN.finditer(text):
-        rest = text[m.end() + 1 :]
-        if rest.startswith(m[2]) and rest[len(m[2]) : len(m[2]) + 1] in ("", "\n"):
-            return m
-        path = m[1].replace("\\", "/")
-        if any(path.endswith("/" + p.replace("\\", "/")) or path == p for p in APPLIED.findall(rest)):
-            return m
-    return None
-
-
 LINT = re.compile(r"^# Fix any errors below, if possible\.", re.M)
 # The files a lint report shows (a name, then its numbered lines); its syntax check of markup flags valid
 # pages and components, so a report on markup alone is no evidence.
@@ -120,6 +103,23 @@ _UNABLE = re.compile(r"^Unable to create (.+?), skipping edits\.?$", re.M)
 # aider applying a whole-file or SEARCH/REPLACE block to the line the model put before it: a filename
 # with spaces or prose punctuation, or a bare word that names no file kind, is a block it misread.
 APPLIED = re.compile(r"^(?:Applied edit to|Creating empty file) (.+)$", re.M)
+# aider failing to write an edit's file (a system file, a folder named as a file): the edit did not land. As
+# aider reports it (not a log line quoted with the same words): the error again on the next line (0.63.2 and
+# later), or "Applied edit to" the same file after it (0.55 to 0.63.1 went on as if it had been written).
+_UNWRITTEN = re.compile(r"^Unable to write file (\S[^\n]*?): (\[Errno \d+\] [^\n]*)$", re.M)
+
+
+def _unwritten(text: str) -> re.Match[str] | None:
+    for m in _UNWRITTEN.finditer(text):
+        rest = text[m.end() + 1 :]
+        if rest.split("\n", 1)[0] == m[2]:
+            return m
+        path = m[1].replace("\\", "/")
+        if any(path.endswith("/" + p.replace("\\", "/")) or path == p for p in APPLIED.findall(rest)):
+            return m
+    return None
+
+
 # The end of an edit block in the reply (SEARCH/REPLACE, or the ORIGINAL/UPDATED of other tools).
 _BLOCK_END = re.compile(r"^>{7} ?(?:REPLACE|UPDATED)\s*$", re.M)
 # The person answering no when aider asks to write the reply's edit to a file: the edit is refused. (Declining
