@@ -236,6 +236,28 @@ def test_tests_the_reply_runs_to_see_them_fail_are_the_red_phase(said: str, kind
     assert verdict(EDIT, result("ok", "e1"), run, result(missing))[1] == kind
 
 
+@pytest.mark.parametrize(
+    ("described", "kind"),
+    [
+        ("Run test to confirm it fails (no chunker.ts yet)", "ok"),
+        ("Confirm ChunkerCard test fails", "ok"),
+        ("Run the chunker tests", "task_failure"),
+        ("Check that it fails gracefully on empty input", "task_failure"),
+    ],
+)
+def test_a_command_described_as_run_to_see_it_fail_is_the_red_phase(described: str, kind: str) -> None:
+    # the model's own words for the call (Claude Code's `description`), with no text in the reply; and
+    # pnpm's test command as much a test run as npm's
+    args = json.dumps({"command": "pnpm test src/chunker.test.ts", "description": described})
+    run = {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [{"id": "c1", "function": {"name": "bash", "arguments": args}}],
+    }
+    missing = "Exit code 1\nFAIL src/chunker.test.ts\n  Cannot find module './chunker' from 'src/chunker.test.ts'"
+    assert verdict(EDIT, result("ok", "e1"), run, result(missing))[1] == kind
+
+
 def test_a_red_phase_whose_test_does_not_parse_fails() -> None:
     run = {**bash("python -m pytest tests/test_chunker.py"), "content": "Run the test to see it fail (RED phase):"}
     broken = (

@@ -879,6 +879,43 @@ def test_aider_console(console: str, expected: str) -> None:
     assert aider_kind(history(console)) == expected
 
 
+def test_aider_ctrl_c_at_a_question_to_add_a_file_an_answer_only_named() -> None:
+    # the reply wrote no edit: aider asks to add a file it mentions, and the person declining it and leaving
+    # refuses nothing (with an edit block, the same Ctrl-C refuses the edit: `test_aider_console`)
+    answer = (
+        b"#### which scripts does the README leave out?  \n\nIt leaves out src/parse.py and src/lexer.py.\n\n"
+        b"> Tokens: 2k sent, 300 received.  \n> src/lexer.py  \n"
+        b"> Add file to the chat? (Y)es/(N)o/(D)on't ask again [Yes]: n  \n"
+        b"> src/parse.py  \n>  \n> ^C again to exit  \n\n#### what next?  \n"
+    )
+    assert aider_kind(answer) == "ok"
+
+
+def test_aider_architect_handing_its_answer_to_the_editor_is_not_the_person() -> None:
+    # architect mode logs the answer it hands to its editor model as the next `#### ` message: not the
+    # person's words, so "which does not exist" there is no complaint about the architect's answer
+    plan = "The index page links to a page which does not exist.\nChange the link in src/index.html to /new."
+    data = (
+        "#### the index page links to a missing page  \n\n<thinking-content-1>\nlooking\n</thinking-content-1>\n\n"
+        f"{plan}\n\n> Tokens: 2k sent, 300 received.  \n\n"
+        + "".join(f"#### {line}  \n" for line in plan.splitlines())
+        + "\nsrc/index.html\n```html\n<<<<<<< SEARCH\nold\n=======\nnew\n>>>>>>> REPLACE\n```\n\n"
+        "> Applied edit to src/index.html  \n\n#### it still does not work  \n"
+    ).encode()
+    t = aider.transcript(data, {"user_block": 1})
+    assert [m["role"] for m in t.messages] == ["user", "assistant", "user"]  # no next message of a person
+    assert aider_kind(data) == "ok"
+    editor = aider.transcript(data, {"user_block": 2})
+    assert judge(editor.messages[1], editor.messages[2:], agent="aider", messages=editor.messages).kind == (
+        "user_correction"
+    )
+    # a person quoting the end of the answer back with their own words is still the person
+    quoted = data.replace(
+        b"#### Change the link in src/index.html to /new.  \n", b"#### Change the link: no, broken  \n"
+    )
+    assert [m["role"] for m in aider.transcript(quoted, {"user_block": 1}).messages][-1] == "user"
+
+
 def test_aider_person_asking_again() -> None:
     console = "> Tokens: 2k sent, 300 received.  \n> Applied edit to src/parse.py  "
     assert aider_kind(restating(console, "fix the parser so that it handles tabs in the header")) == "user_correction"
@@ -1743,6 +1780,20 @@ def test_issues_that_still_need_fixing_are_a_correction() -> None:
         ("build failed", "user_correction"),
         ("add error handling to the parser", "ok"),
         ("now the settings page, with an error banner when saving fails", "ok"),
+        ("i did all that and it still will not allow her", "user_correction"),
+        ("it still won't start", "user_correction"),
+        ("i get the following two warnings when i run mix compile", "user_correction"),
+        ("we get warnings about deprecated imports in the build now, silence them in the config", "user_correction"),
+        ("page keeps loading. Nothing is displaying", "user_correction"),
+        ("page keeps lagging Nothing is displaying", "user_correction"),
+        ("nothing shows up in the list", "user_correction"),
+        ("make sure nothing shows when the cart is empty", "ok"),
+        (
+            "[plugin:vite:react-babel] src/components/Modal.tsx: Unterminated JSX contents. (560:10)\n"
+            "  558 |         </div>\n> 560 |     </div>\n",
+            "user_correction",
+        ),
+        ("add a [plugin:vite:legacy] entry to the build config", "ok"),
     ],
 )
 def test_a_few_words_of_what_went_wrong_are_a_correction(said: str, expected: str) -> None:

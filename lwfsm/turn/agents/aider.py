@@ -131,8 +131,8 @@ REFUSED = re.compile(
     r"(?:n|no|d|s|skip|don't)\b",
     re.M | re.I,
 )
-# aider names a file the reply's edits need, then asks to add it: Ctrl-C while that question waits
-# refuses the edits.
+# aider names a file the reply mentions, then asks to add it: Ctrl-C while that question waits refuses the
+# reply's edits (with none, it declines a file the person did not need and leaves: an answer stands).
 _ASKED = re.compile(r"^[\w.~/-]+\.\w+$")
 _QUESTION = re.compile(r"[^\n]*\? \(Y\)es/\(N\)o")
 _NAMELESS = frozenset(
@@ -501,6 +501,8 @@ def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
             shown = _output_end(rest)
             rest = [f"> {x}" if i < shown and not _console(x) else x for i, x in enumerate(rest)]
         text_at = [i for i, x in enumerate(rest) if x.strip() and not _console(x)]
+        reply = "\n".join(x for x in rest if not _console(x))
+        edits = _BLOCK_END.search(reply) is not None
         said: list[str] = []
         pending = ""  # the last of `said` that is not empty
         returned = False  # the call failed or came back (kept as lines come: a scan per Ctrl-C is quadratic)
@@ -510,14 +512,13 @@ def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
                 if (
                     INTERRUPTED.search(line)
                     and not (text_at and i < text_at[-1])
-                    and not _ASKED.match(pending)
+                    and not (edits and _ASKED.match(pending))
                     and not (not text_at and _stopped(person, returned))
                 ):
                     continue  # after the whole reply: the person quit, nothing was refused
                 said.append(line)
                 pending = line or pending
                 returned = returned or bool(_CALL_FAILED.match(line) or _RETURNED.match(line))
-        reply = "\n".join(x for x in rest if not _console(x))
         return person, reply.strip(), "\n".join(said)
 
     asked, answer, console = split(blocks[k - 1])
@@ -546,14 +547,21 @@ def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
         nxt += 1
     said_next = (sent or split(blocks[nxt])[0]) if nxt < len(blocks) else ""
     # `/help QUESTION` is followed in the history by the request aider made of it (the question and its
-    # documentation): the same request, not what the person said next
-    if nxt < len(blocks) and not own and not _HELP.match(said_next):
+    # documentation): the same request, not what the person said next; architect mode hands its answer to
+    # its editor model as the next message (logged as the person's): the editor's request, not the person's
+    if nxt < len(blocks) and not own and not _HELP.match(said_next) and not _handed(said_next, answer):
         after.append({"role": "user", "content": said_next})
     # the person's message the reply answers comes before it, as it does in aider's requests
     if not asked.lstrip().startswith("/") and _asking(blocks[: k - 1]):
         asked = f"/ask {asked}"  # in ask mode (a bare `/ask` earlier): the request as aider takes it
     messages: list[Message] = [{"role": "user", "content": asked}, {"role": "assistant", "content": answer}, *after]
     return Transcript("openai", messages, 1, [])
+
+
+def _handed(message: str, reply: str) -> bool:
+    """The next message is the reply itself (its reasoning left out): architect mode's request to its editor."""
+    said = " ".join(message.split())
+    return len(said) >= 40 and " ".join(reply.split()).endswith(said)
 
 
 # A bare command that switches aider's chat mode for the messages after it (`/ask`, `/chat-mode code`)

@@ -127,7 +127,7 @@ class Outcome:
     flagged: bool = False  # the agent marked the result an error (is_error)
     timed_out: bool = False
     runs: bool = True  # a command's output (words may count) rather than a file or a listing
-    extra: dict[str, Any] = field(default_factory=dict)
+    said: str = ""  # what the model said the call is for (Claude Code's `description` of a command)
     edits: str | None = None  # the file a file editor's call changed (the tool's own path argument)
 
 
@@ -526,7 +526,7 @@ def _inline_look(command: str, tail: str) -> bool:
 TESTS = re.compile(
     r"\b(pytest|unittest|nosetests|tox|jest|mocha|vitest|go test|cargo test|mvn( -\S+){0,30} test|"
     r"gradle(?:(?!\bgradle)\S)* test|"
-    r"npm (run )?test|yarn test|rspec|phpunit|ctest|make (check|test)|node \S*test\S*)",
+    r"(?:npm|pnpm|yarn|bun) (run )?test|deno test|dotnet test|rspec|phpunit|ctest|make (check|test)|node \S*test\S*)",
     re.I,
 )
 
@@ -738,7 +738,10 @@ def is_reproduction(command: str) -> bool:
 # not when it says the code is written (GREEN), runs them again, or expects them not to fail.
 _RED = re.compile(
     r"\bRED phase\b|红灯|\b(?:see|watch) (?:it|them|the tests?|this) fail\b|"
-    r"\bexpect(?:ing)? (?:it|them|the tests?|this) to fail\b(?! (?:with|on|when|for|if|gracefully)\b)",
+    r"\bexpect(?:ing)? (?:it|them|the tests?|this) to fail\b(?! (?:with|on|when|for|if|gracefully)\b)|"
+    # (a command's own description: "Run test to confirm it fails (no games.ts yet)")
+    r"\b(?:confirm|verify|ensure|make sure)(?: that)? (?:it|they|them|this|the (?:new )?tests?|[\w-]+ tests?) "
+    r"fails?\b(?! (?:with|on|when|for|if|gracefully)\b)",
     re.I,
 )
 _NOT_RED = re.compile(
@@ -1339,7 +1342,8 @@ def anchored_error(text: str) -> tuple[int, str] | None:
 
 # A person's complaint anywhere in the first sentence of their message (or the second: `Reader.correction`).
 _COMPLAINT = re.compile(
-    r"\b(still (doesn'?t|does not|isn'?t|is not|not|fail\w*|broken|get\w*|the same|wrong|errors?|crash\w*)|"
+    r"\b(still (doesn'?t|does not|isn'?t|is not|won'?t|will not|not|fail\w*|broken|get\w*|the same|"
+    r"wrong|errors?|crash\w*)|"
     r"(doesn'?t|does not|didn'?t|did not|isn'?t|is not|won'?t|wasn'?t|aren'?t) (seem to |appear to )?"
     r"(work|run|build|compile|load|start|show|appear|fix|change|help|exist|save|persist)\w*|"
     r"not working|no longer works?|"
@@ -1350,7 +1354,10 @@ _COMPLAINT = re.compile(
     r"\b(i|we) (still )?(don'?t|dont|do not|can'?t|cant|cannot) see (the|it|them|my|your|a|an|anything)\b"
     r"(?! (point|need|reason|value|use|problems?|issues?|errors?|bugs?|difference)\b)"
     r"(?![^.!?\n]*\b(any ?more|no longer)\b)|"
-    r"nothing (changed|happened)|(it|that|this) (broke|is broken|failed)|"
+    # (not in a request: "make sure nothing shows when ..."; a capital is a new sentence without its stop)
+    r"nothing (changed|happened)|(^|[.,;!]\s*|\b(but|and|still|now|yet)\s+|\s(?=(?-i:N)))nothing (is )?"
+    r"(displaying|showing|shows|displays|appears|renders|rendering)\b|"
+    r"(it|that|this) (broke|is broken|failed)|"
     r"\bit'?s (\w+ )?(unusable|(even )?worse)\b|\b(is|are) (now |still )?unusable\b|"
     r"\bkeeps (failing|crashing|erroring|breaking|hanging|freezing|timing out|throwing (an? |the )?(error|exception)|"
     r"saying (no|that|it can'?t|there'?s no|the same)|(giving|showing|returning) (me )?(an? |the same )?"
@@ -1396,8 +1403,9 @@ _STATUS_ONLY = re.compile(
 )
 # An error output a person pasted at the top of their message (a run or build of what the model wrote).
 _PASTED = re.compile(
+    # (`[plugin:vite:react-babel] src/App.tsx: Unterminated JSX contents.`: Vite's error overlay, copied)
     r"^\s*(Traceback \(most recent call last\)|\w*(Error|Exception):|error(\[\w+\])?:|Failed to compile|"
-    r"Module not found|Uncaught|ERROR in|Build failed|npm ERR!|\S+\.\w+:\d+(:\d+)?: error)",
+    r"\[plugin:[\w:-]+\] |Module not found|Uncaught|ERROR in|Build failed|npm ERR!|\S+\.\w+:\d+(:\d+)?: error)",
     re.M,
 )
 # Django's error page, copied: its title line (`NoReverseMatch at /accounts/login/`) and the page's own lines
@@ -1437,7 +1445,7 @@ _REPORTS = re.compile(
     r"^(?![^.?!\n]*\b(no (more )?(errors?|failures?|crash\w*)|nothing (failed|broke)|thanks|thank you|great|"
     r"can'?t (wait|thank))\b)"
     r"\W*(i|we)('m|’m|m| am|'re| are)?\s+(still\s+)?(get|got|getting|keep getting|see|saw|seeing|tried|ran)\b"
-    r"[^.?!\n]{0,160}\b(error|errors|erro?s|\w+Error|fail\w*|exception|crash\w*|broken|unable|can'?t|cannot|"
+    r"[^.?!\n]{0,160}\b(error|errors|erro?s|\w+Error|warnings?|fail\w*|exception|crash\w*|broken|unable|can'?t|cannot|"
     r"does ?n[o']t|did ?n[o']t)\b",
     re.I,
 )
@@ -1684,6 +1692,7 @@ class Reader:
             # a command's output, or a tool we do not know that does not look like reading something
             runs=command is not None or not _READS.search(tool or ""),
             edits=edited_path(tool, args) if command is None else None,
+            said=said if command is not None and isinstance(said := args.get("description"), str) else "",
         )
 
     def outcomes(self, reply: Message, after: Sequence[Message]) -> Iterator[Outcome]:
@@ -1696,8 +1705,9 @@ class Reader:
     def human(self, msg: Message) -> bool:
         """A user message written by a person (not a tool result or the harness's own text)."""
         text = text_of(msg).lstrip()
-        return msg.get("role") == "user" and not text.startswith(
-            ("<", "[", "Caveat:", "This session is being", "# AGENTS.md")
+        return msg.get("role") == "user" and (
+            not text.startswith(("<", "[", "Caveat:", "This session is being", "# AGENTS.md"))
+            or text.startswith("[plugin:")  # Vite's error overlay, copied: no harness writes it
         )
 
     # -- judging --
@@ -2087,7 +2097,7 @@ class Reader:
                 return True
         if ran and past.known and not past.edited and _inline_look(cmd, o.text[-3000:]):
             return True  # a few lines run inline to see the code as given fail (the red phase)
-        said = text_of(reply)[-600:] if TESTS.search(cmd) else ""
+        said = f"{text_of(reply)[-600:]}\n{o.said[:300]}" if TESTS.search(cmd) else ""
         if _RED.search(said) and not _NOT_RED.search(said):
             # test-first: the reply runs tests it wrote to see them fail (the red phase), the code they
             # test not written yet (a module not found is what it expects to see)
