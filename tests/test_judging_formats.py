@@ -947,7 +947,7 @@ def test_aider_a_look_at_the_repository_between_reply_and_complaint() -> None:
     later = history(console, "/map") + b"\n\n# aider chat started at 2026-01-02 10:00:00\n\n#### still broken  \n"
     assert aider_kind(later) == "ok"
     # a command aider answers itself (`/undo`, a mistyped one) has no reply of the model's to judge
-    for own in ("/undo", "/undi", "/add src/lexer.py", "/help"):
+    for own in ("/undo", "/und", "/undi", "/add src/lexer.py", "/help"):
         answered = history(console, own) + b"\n> Invalid command: /undi  \n\n#### /undo  \n"
         t = aider.transcript(answered, {"user_block": 2})
         assert judge(t.messages[t.at], t.messages[t.at + 1 :], agent="aider", messages=t.messages).kind == "ok"
@@ -1794,6 +1794,12 @@ def test_issues_that_still_need_fixing_are_a_correction() -> None:
             "user_correction",
         ),
         ("add a [plugin:vite:legacy] entry to the build config", "ok"),
+        ("the process does not fully start and cannot be stopped with ctrl+C.", "user_correction"),
+        ("i do not currently see a login / register option", "user_correction"),
+        ("I only see Welcome to My Flask App, i would like to register", "user_correction"),
+        ("there seems to be one more problem: ERROR: pip's dependency resolver", "user_correction"),
+        ("the app only shows the first page", "ok"),
+        ("there is one more page to add: the settings", "ok"),
     ],
 )
 def test_a_few_words_of_what_went_wrong_are_a_correction(said: str, expected: str) -> None:
@@ -2887,6 +2893,7 @@ def test_pytests_status_5_is_no_tests_selected_an_answer() -> None:
     ("next_message", "expected"),
     [
         ("/undo", "user_correction"),  # in its chat history
+        ("/und", "user_correction"),  # aider takes any unique prefix of a command
         # in the next request: what aider tells the model after the person's /undo
         (
             "I did `git reset --hard HEAD~1` to discard the last edits. Please wait for further instructions",
@@ -3285,6 +3292,14 @@ def test_a_husky_hook_never_installed_or_an_mcp_servers_transport_is_the_environ
         "Streamable HTTP error: Failed to open SSE stream: Service Unavailable",
     ):
         assert kind(mcp, [tool(down, is_error=True)], "claude_code") == "environment"
+
+
+def test_a_site_refusing_claude_codes_web_fetch_is_the_environment() -> None:
+    fetch = call("WebFetch", {"url": "https://wiki.example.org/Item", "prompt": "list the drop rates"})
+    for refused in ("Request failed with status code 403", "Request failed with status code 429"):
+        assert kind(fetch, [tool(refused, is_error=True)], "claude_code") == "environment"
+    # a page that is not there was the model's guess of an address (labelled so on the manifest)
+    assert kind(fetch, [tool("Request failed with status code 404", is_error=True)], "claude_code") == "task_failure"
 
 
 def test_codex_saying_a_call_failed_is_a_failed_call() -> None:

@@ -68,7 +68,7 @@ def _lint(text: str) -> Kind | None:
     return "task_failure"
 
 
-_UNDONE = re.compile(r"^(?:/undo\b|I did `git reset --hard HEAD~1` to discard the last edits)")
+_UNDONE = re.compile(r"^(?:/(?:undo|und|un|u)\b|I did `git reset --hard HEAD~1` to discard the last edits)")
 RAN = re.compile(r"I ran this command:", re.I)
 # The person pressed Ctrl-C while the reply streamed: the reply was refused.
 INTERRUPTED = re.compile(r"\^C again to exit|KeyboardInterrupt", re.I)
@@ -81,7 +81,7 @@ _LOOK = re.compile(r"\A\s*(?:/(?:map|map-refresh|ls|diff)|<blank>)\s*\Z")
 # calls invalid): no reply of the model's to judge (`/run`, `/test`: `_RAN_CMD`). (`/ask`, `/code`, `/architect`,
 # `/help QUESTION`, `/lint`, `/test`, `/commit`, and any unique prefix of them, may call the model.)
 _OWN = re.compile(
-    r"\A\s*/(?:undo|add|drop|read-only|clear|reset|tokens|ls|diff|map|map-refresh|models?|settings|exit|quit|"
+    r"\A\s*/(?:undo|und|un|u|add|drop|read-only|clear|reset|tokens|ls|diff|map|map-refresh|models?|settings|exit|quit|"
     r"copy|paste|git|voice|editor|save|load|report|multiline-mode|chat-mode)\b|"
     r"\A\s*(?:/help|/ask|/code|/architect|/context|<blank>)\s*\Z"  # a mode's command alone only switches
 )

@@ -835,6 +835,8 @@ ENVIRONMENT = Gated(
         r"Connection refused|ConnectionRefused|getaddrinfo|ENOTFOUND|EAI_AGAIN|"
         r"No space left on device|Read-only file system|Operation not permitted|"
         r"(API|[Aa]pi)[ _-]?([Kk]ey|KEY)|_TOKEN'|(?<!SessionState)Unauthorized|401 Unauthori[sz]ed|403 Forbidden|"
+        # a site refusing the fetch (its bot protection, its rate limit), in axios's words (Claude Code's WebFetch)
+        r"Request failed with status code (?:403|429)\b|"
         r"\b(java|javac|mvn|gradle|node|npm|npx|yarn|cargo|rustc|go|make|cmake|gcc|g\+\+|docker|pip|pip3|python2|"
         r"ruff|mypy|black|flake8|pylint|eslint|tsc|prettier|grep|head|tail|sed|awk|curl|wget|git|rg|jq|unzip|"
         r"ruby|php|composer|dotnet|kubectl|psql|mysql|redis-cli|pytest|tox|poetry|conda): (command )?not found|"
@@ -896,7 +898,7 @@ ENVIRONMENT = Gated(
         "failed to run command", "cannot find package", "cannot find module", "bash\\r", "$'\\r'",
         "is not recognized as", "while executing the command", "net::err_", "page.goto: timeout",
         "was not found", ".lock': permission denied", "sandboxdenied", "husky.sh", "streamable http error",
-        "mcp session", "no route to host", "kex_exchange_identification",
+        "mcp session", "no route to host", "kex_exchange_identification", "request failed with status code",
     ),
 )  # fmt: skip
 
@@ -1344,17 +1346,19 @@ def anchored_error(text: str) -> tuple[int, str] | None:
 _COMPLAINT = re.compile(
     r"\b(still (doesn'?t|does not|isn'?t|is not|won'?t|will not|not|fail\w*|broken|get\w*|the same|"
     r"wrong|errors?|crash\w*)|"
-    r"(doesn'?t|does not|didn'?t|did not|isn'?t|is not|won'?t|wasn'?t|aren'?t) (seem to |appear to )?"
+    r"(doesn'?t|does not|didn'?t|did not|isn'?t|is not|won'?t|wasn'?t|aren'?t) (seem to |appear to |\w+ly )?"
     r"(work|run|build|compile|load|start|show|appear|fix|change|help|exist|save|persist)\w*|"
     r"not working|no longer works?|"
     r"same (error|problem|issue|result)|(^|(?<!\bif )(?<!\bwhether )(the|this|that|same) )(issue|problem|error|bug) "
     r"(still )?persists?\b"
     r"(?! (until|across|between|by design))|"
     # not seeing what the reply said is there ("the warning" no longer there, "any problems": good news)
-    r"\b(i|we) (still )?(don'?t|dont|do not|can'?t|cant|cannot) see (the|it|them|my|your|a|an|anything)\b"
+    r"\b(i|we) (still )?(don'?t|dont|do not|can'?t|cant|cannot) (\w+ly )?see (the|it|them|my|your|a|an|anything)\b"
     r"(?! (point|need|reason|value|use|problems?|issues?|errors?|bugs?|difference)\b)"
     r"(?![^.!?\n]*\b(any ?more|no longer)\b)|"
     # (not in a request: "make sure nothing shows when ..."; a capital is a new sentence without its stop)
+    r"^\W*(i|we) (can )?only see\b|\bthere (still )?(is|are|seems to be|'s) (still )?(one more|another|a new) "
+    r"(problem|issue|error|bug)|"
     r"nothing (changed|happened)|(^|[.,;!]\s*|\b(but|and|still|now|yet)\s+|\s(?=(?-i:N)))nothing (is )?"
     r"(displaying|showing|shows|displays|appears|renders|rendering)\b|"
     r"(it|that|this) (broke|is broken|failed)|"
