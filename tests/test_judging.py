@@ -243,6 +243,9 @@ def test_tests_the_reply_runs_to_see_them_fail_are_the_red_phase(said: str, kind
         ("Confirm ChunkerCard test fails", "ok"),
         ("Run the chunker tests", "task_failure"),
         ("Check that it fails gracefully on empty input", "task_failure"),
+        ("Run tests to ensure no tests fail", "task_failure"),
+        ("Run full suite to verify no tests fail after refactor", "task_failure"),
+        ("Verify it fails closed when the token is missing", "task_failure"),
     ],
 )
 def test_a_command_described_as_run_to_see_it_fail_is_the_red_phase(described: str, kind: str) -> None:

@@ -889,19 +889,31 @@ def test_aider_ctrl_c_at_a_question_to_add_a_file_an_answer_only_named() -> None
         b"> src/parse.py  \n>  \n> ^C again to exit  \n\n#### what next?  \n"
     )
     assert aider_kind(answer) == "ok"
+    # an edit in any of aider's formats is refused by it: a whole file (its name, then a fence), a diff's hunk
+    for edit in (
+        b"src/parse.py\n```python\nx = 2\n```\n",
+        b"```diff\n--- a/x.py\n+++ b/x.py\n@@ -1 +1 @@\n-x\n+y\n```\n",
+    ):
+        whole = answer.replace(b"It leaves out src/parse.py and src/lexer.py.\n", b"Here it is:\n\n" + edit)
+        assert aider_kind(whole) == "rejected"
 
 
-def test_aider_architect_handing_its_answer_to_the_editor_is_not_the_person() -> None:
-    # architect mode logs the answer it hands to its editor model as the next `#### ` message: not the
-    # person's words, so "which does not exist" there is no complaint about the architect's answer
-    plan = "The index page links to a page which does not exist.\nChange the link in src/index.html to /new."
-    data = (
+def _architect(plan: str) -> bytes:
+    """A history in architect mode: the architect's answer, handed to the editor as the next message."""
+    return (
         "#### the index page links to a missing page  \n\n<thinking-content-1>\nlooking\n</thinking-content-1>\n\n"
         f"{plan}\n\n> Tokens: 2k sent, 300 received.  \n\n"
         + "".join(f"#### {line}  \n" for line in plan.splitlines())
         + "\nsrc/index.html\n```html\n<<<<<<< SEARCH\nold\n=======\nnew\n>>>>>>> REPLACE\n```\n\n"
         "> Applied edit to src/index.html  \n\n#### it still does not work  \n"
     ).encode()
+
+
+def test_aider_architect_handing_its_answer_to_the_editor_is_not_the_person() -> None:
+    # architect mode logs the answer it hands to its editor model as the next `#### ` message: not the
+    # person's words, so "which does not exist" there is no complaint about the architect's answer
+    plan = "The index page links to a page which does not exist.\nChange the link in src/index.html to /new."
+    data = _architect(plan)
     t = aider.transcript(data, {"user_block": 1})
     assert [m["role"] for m in t.messages] == ["user", "assistant", "user"]  # no next message of a person
     assert aider_kind(data) == "ok"
@@ -909,6 +921,9 @@ def test_aider_architect_handing_its_answer_to_the_editor_is_not_the_person() ->
     assert judge(editor.messages[1], editor.messages[2:], agent="aider", messages=editor.messages).kind == (
         "user_correction"
     )
+    # a plan with a quoted line: the history shows it as aider's in the reply, as the person's in the message
+    noted = _architect(plan.replace("\nChange", "\n> Note: keep the old page.\nChange"))
+    assert [m["role"] for m in aider.transcript(noted, {"user_block": 1}).messages] == ["user", "assistant", "user"]
     # a person quoting the end of the answer back with their own words is still the person
     quoted = data.replace(
         b"#### Change the link in src/index.html to /new.  \n", b"#### Change the link: no, broken  \n"
@@ -1799,6 +1814,17 @@ def test_issues_that_still_need_fixing_are_a_correction() -> None:
         ("I only see Welcome to My Flask App, i would like to register", "user_correction"),
         ("there seems to be one more problem: ERROR: pip's dependency resolver", "user_correction"),
         ("the app only shows the first page", "ok"),
+        # news and requests in the same words (found by a hostile review)
+        ("I see you added a warning banner, now make it dismissible", "ok"),
+        ("We saw the warning toast appear on save, next wire up the delete button", "ok"),
+        ("I ran the build and got no warnings, now add a dark mode toggle", "ok"),
+        ("I see the warnings are gone now, add a logout button", "ok"),
+        ("Looks good, nothing appears broken. Now add pagination", "ok"),
+        ("I checked the logs and nothing appears to be wrong, so let's move on", "ok"),
+        ("Works great, and nothing shows up in the console anymore. Add a footer", "ok"),
+        ("When the cart is empty, nothing shows. Add a message there instead", "ok"),
+        ("We still won't need the legacy API, so remove it", "ok"),
+        ("Users still won't have network access on the plane, so cache the data offline", "ok"),
         ("there is one more page to add: the settings", "ok"),
     ],
 )

@@ -122,6 +122,11 @@ def _unwritten(text: str) -> re.Match[str] | None:
 
 # The end of an edit block in the reply (SEARCH/REPLACE, or the ORIGINAL/UPDATED of other tools).
 _BLOCK_END = re.compile(r"^>{7} ?(?:REPLACE|UPDATED)\s*$", re.M)
+# An edit in any of aider's formats: a block's end, a whole file (its name, then a fence), a unified diff's
+# hunk, a patch.
+_EDITS = re.compile(
+    r"^>{7} ?(?:REPLACE|UPDATED)\s*$|^[\w.~/\\-]+\.\w+[^\S\n]*\n`{3}|^@@ [^\n]*@@|^\*\*\* Begin Patch", re.M
+)
 # The person answering no when aider asks to write the reply's edit to a file: the edit is refused. (Declining
 # a suggested shell command is not: the person often runs it their own way; nor architect mode's "Edit the
 # files?", which it asks after every answer, a question back or advice included.)
@@ -502,7 +507,7 @@ def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
             rest = [f"> {x}" if i < shown and not _console(x) else x for i, x in enumerate(rest)]
         text_at = [i for i, x in enumerate(rest) if x.strip() and not _console(x)]
         reply = "\n".join(x for x in rest if not _console(x))
-        edits = _BLOCK_END.search(reply) is not None
+        edits = _EDITS.search(reply) is not None
         said: list[str] = []
         pending = ""  # the last of `said` that is not empty
         returned = False  # the call failed or came back (kept as lines come: a scan per Ctrl-C is quadratic)
@@ -560,7 +565,8 @@ def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
 
 def _handed(message: str, reply: str) -> bool:
     """The next message is the reply itself (its reasoning left out): architect mode's request to its editor."""
-    said = " ".join(message.split())
+    # (a plan's own `> ` lines are taken out of the reply as aider's: out of the message too)
+    said = " ".join(" ".join(x for x in message.splitlines() if not _console(x)).split())
     return len(said) >= 40 and " ".join(reply.split()).endswith(said)
 
 

@@ -740,14 +740,15 @@ _RED = re.compile(
     r"\bRED phase\b|红灯|\b(?:see|watch) (?:it|them|the tests?|this) fail\b|"
     r"\bexpect(?:ing)? (?:it|them|the tests?|this) to fail\b(?! (?:with|on|when|for|if|gracefully)\b)|"
     # (a command's own description: "Run test to confirm it fails (no games.ts yet)")
-    r"\b(?:confirm|verify|ensure|make sure)(?: that)? (?:it|they|them|this|the (?:new )?tests?|[\w-]+ tests?) "
-    r"fails?\b(?! (?:with|on|when|for|if|gracefully)\b)",
+    r"\b(?:confirm|verify|ensure|make sure)(?: that)? "
+    r"(?:it|they|them|this|the (?:new )?tests?|(?!(?:no|zero|none|any|all)\b)[\w-]+ tests?) fails?\b"
+    r"(?! (?:with|on|when|for|if|gracefully|early|fast|closed|open|loudly|safely|silently|properly|correctly)\b)",
     re.I,
 )
 _NOT_RED = re.compile(
     r"\bGREEN\b|\bagain\b|\bno longer\b|\bnow that\b|n'?t (?:expect|see|want)|\bnot (?:expect|see)|"
     r"绿灯|再跑|再次|再运行|还是|不再|仍然是|一直|修复|已修|"  # (green, run again, still, no more, always, fix)
-    r"\bafter (?:the|my|our|this) (?:fix|change)|\bimplemented\b",
+    r"\bafter (?:the|my|our|this) (?:fix|change)|\bimplemented\b|\bno (?:\w+ )?tests? fails?\b",
     re.I,
 )
 # What a red run may show: the code under test not written yet (a test broken otherwise is the model's).
@@ -1344,8 +1345,8 @@ def anchored_error(text: str) -> tuple[int, str] | None:
 
 # A person's complaint anywhere in the first sentence of their message (or the second: `Reader.correction`).
 _COMPLAINT = re.compile(
-    r"\b(still (doesn'?t|does not|isn'?t|is not|won'?t|will not|not|fail\w*|broken|get\w*|the same|"
-    r"wrong|errors?|crash\w*)|"
+    r"\b(still (doesn'?t|does not|isn'?t|is not|not|fail\w*|broken|get\w*|the same|wrong|errors?|crash\w*|"
+    r"(won'?t|will not) (work|run|start|load|open|show|allow|let|compile|build|connect|save|display|render|launch))|"
     r"(doesn'?t|does not|didn'?t|did not|isn'?t|is not|won'?t|wasn'?t|aren'?t) (seem to |appear to |\w+ly )?"
     r"(work|run|build|compile|load|start|show|appear|fix|change|help|exist|save|persist)\w*|"
     r"not working|no longer works?|"
@@ -1359,8 +1360,13 @@ _COMPLAINT = re.compile(
     # (not in a request: "make sure nothing shows when ..."; a capital is a new sentence without its stop)
     r"^\W*(i|we) (can )?only see\b|\bthere (still )?(is|are|seems to be|'s) (still )?(one more|another|a new) "
     r"(problem|issue|error|bug)|"
-    r"nothing (changed|happened)|(^|[.,;!]\s*|\b(but|and|still|now|yet)\s+|\s(?=(?-i:N)))nothing (is )?"
-    r"(displaying|showing|shows|displays|appears|renders|rendering)\b|"
+    r"nothing (changed|happened)|(^|[.;!]\s*|\b(but|still|now|yet)\s+|\s(?=(?-i:N)))nothing (is )?"
+    r"(displaying|showing|shows|displays|appears|renders|rendering)\b(?! (to|broken|wrong|fine|off|odd)\b)"
+    r"(?![^.!?\n]*\b(any ?more|no longer)\b)|"
+    # warnings the person got running it (not a warning banner asked for, not news that they are gone)
+    r"\b(i|we) (still )?(get|got|getting|see|seeing|am getting|are getting) (\w+ ){0,3}?warnings?\b"
+    r"(?! (banner|toast|dialog|message|icon|modal|popup|sign|label|box|state|colou?r)s?\b)"
+    r"(?![^.!?\n]*\b(gone|fixed|resolved|any ?more|no longer)\b)|"
     r"(it|that|this) (broke|is broken|failed)|"
     r"\bit'?s (\w+ )?(unusable|(even )?worse)\b|\b(is|are) (now |still )?unusable\b|"
     r"\bkeeps (failing|crashing|erroring|breaking|hanging|freezing|timing out|throwing (an? |the )?(error|exception)|"
@@ -1449,7 +1455,7 @@ _REPORTS = re.compile(
     r"^(?![^.?!\n]*\b(no (more )?(errors?|failures?|crash\w*)|nothing (failed|broke)|thanks|thank you|great|"
     r"can'?t (wait|thank))\b)"
     r"\W*(i|we)('m|’m|m| am|'re| are)?\s+(still\s+)?(get|got|getting|keep getting|see|saw|seeing|tried|ran)\b"
-    r"[^.?!\n]{0,160}\b(error|errors|erro?s|\w+Error|warnings?|fail\w*|exception|crash\w*|broken|unable|can'?t|cannot|"
+    r"[^.?!\n]{0,160}\b(error|errors|erro?s|\w+Error|fail\w*|exception|crash\w*|broken|unable|can'?t|cannot|"
     r"does ?n[o']t|did ?n[o']t)\b",
     re.I,
 )
