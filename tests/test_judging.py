@@ -246,6 +246,9 @@ def test_tests_the_reply_runs_to_see_them_fail_are_the_red_phase(said: str, kind
         ("Run tests to ensure no tests fail", "task_failure"),
         ("Run full suite to verify no tests fail after refactor", "task_failure"),
         ("Verify it fails closed when the token is missing", "task_failure"),
+        ("Confirm all tests fail (no implementation yet)", "ok"),
+        ("Verify they fail for the right reason", "ok"),
+        ("Run RED test (expect failure)", "ok"),
     ],
 )
 def test_a_command_described_as_run_to_see_it_fail_is_the_red_phase(described: str, kind: str) -> None:

@@ -896,6 +896,8 @@ def test_aider_ctrl_c_at_a_question_to_add_a_file_an_answer_only_named() -> None
     ):
         whole = answer.replace(b"It leaves out src/parse.py and src/lexer.py.\n", b"Here it is:\n\n" + edit)
         assert aider_kind(whole) == "rejected"
+        # an answer in ask mode only shows code: aider applies none of it
+        assert aider_kind(whole.replace(b"#### which", b"#### /ask which")) == "ok"
 
 
 def _architect(plan: str) -> bytes:
@@ -1825,6 +1827,19 @@ def test_issues_that_still_need_fixing_are_a_correction() -> None:
         ("When the cart is empty, nothing shows. Add a message there instead", "ok"),
         ("We still won't need the legacy API, so remove it", "ok"),
         ("Users still won't have network access on the plane, so cache the data offline", "ok"),
+        ("I see no warnings now, add a logout button", "ok"),
+        ("I got no warnings. Add a dark mode toggle", "ok"),
+        ("I see you fixed the warnings, now let's add tests", "ok"),
+        ("How do I get warnings to show up in the log?", "ok"),
+        ("Thanks, that fixed it, there is another issue with the footer alignment", "ok"),
+        ("There is a new issue on GitHub, number 123, please take a look", "ok"),
+        ("there's another problem: the login page is blank", "user_correction"),
+        ("I get a warning message in the console when I open the page", "user_correction"),
+        ("I click the button and nothing appears to happen", "user_correction"),
+        ("I tried it and the tests still won't pass", "user_correction"),
+        ("it's giving error `Error in transaction creation: 200`", "user_correction"),
+        ("That does not look right. The refactored code is ten times longer", "user_correction"),
+        ("it's giving the right answer now, add a test for it", "ok"),
         ("there is one more page to add: the settings", "ok"),
     ],
 )
@@ -3324,6 +3339,10 @@ def test_a_site_refusing_claude_codes_web_fetch_is_the_environment() -> None:
     fetch = call("WebFetch", {"url": "https://wiki.example.org/Item", "prompt": "list the drop rates"})
     for refused in ("Request failed with status code 403", "Request failed with status code 429"):
         assert kind(fetch, [tool(refused, is_error=True)], "claude_code") == "environment"
+    # the project's own HTTP client saying so, in its tests' output: the project's code
+    run = call("Bash", {"command": "npm test"})
+    out = "Exit code 1\nFAIL src/api.test.ts\n  AxiosError: Request failed with status code 403\nTests: 1 failed\n"
+    assert kind(run, [tool(out, is_error=True)], "claude_code") == "task_failure"
     # a page that is not there was the model's guess of an address (labelled so on the manifest)
     assert kind(fetch, [tool("Request failed with status code 404", is_error=True)], "claude_code") == "task_failure"
 

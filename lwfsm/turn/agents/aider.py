@@ -122,10 +122,10 @@ def _unwritten(text: str) -> re.Match[str] | None:
 
 # The end of an edit block in the reply (SEARCH/REPLACE, or the ORIGINAL/UPDATED of other tools).
 _BLOCK_END = re.compile(r"^>{7} ?(?:REPLACE|UPDATED)\s*$", re.M)
-# An edit in any of aider's formats: a block's end, a whole file (its name, then a fence), a unified diff's
-# hunk, a patch.
+# An edit in any of aider's formats: a block's end, a whole file (its name, then a fence), a unified diff
+# (its file lines, then a hunk), a patch.
 _EDITS = re.compile(
-    r"^>{7} ?(?:REPLACE|UPDATED)\s*$|^[\w.~/\\-]+\.\w+[^\S\n]*\n`{3}|^@@ [^\n]*@@|^\*\*\* Begin Patch", re.M
+    r"^>{7} ?(?:REPLACE|UPDATED)\s*$|^[\w.~/\\-]+\.\w+[^\S\n]*\n`{3}|^\+\+\+ [^\n]*\n@@ |^\*\*\* Begin Patch", re.M
 )
 # The person answering no when aider asks to write the reply's edit to a file: the edit is refused. (Declining
 # a suggested shell command is not: the person often runs it their own way; nor architect mode's "Edit the
@@ -498,7 +498,7 @@ def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
     if not 1 <= k <= len(blocks):
         raise LookupError(f"no user block {k} (the history has {len(blocks)})")
 
-    def split(block: list[tuple[str, bool]]) -> tuple[str, str, str]:
+    def split(block: list[tuple[str, bool]], asking: bool = False) -> tuple[str, str, str]:
         """(the person's text, the reply, aider's own '> ' output). Ctrl-C *before* reply text is a
         reply cut off while it streamed; after it, the person left."""
         person, rest = _parts(block)
@@ -507,7 +507,7 @@ def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
             rest = [f"> {x}" if i < shown and not _console(x) else x for i, x in enumerate(rest)]
         text_at = [i for i, x in enumerate(rest) if x.strip() and not _console(x)]
         reply = "\n".join(x for x in rest if not _console(x))
-        edits = _EDITS.search(reply) is not None
+        edits = not asking and _EDITS.search(reply) is not None  # (in ask mode aider applies none)
         said: list[str] = []
         pending = ""  # the last of `said` that is not empty
         returned = False  # the call failed or came back (kept as lines come: a scan per Ctrl-C is quadratic)
@@ -526,7 +526,10 @@ def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
                 returned = returned or bool(_CALL_FAILED.match(line) or _RETURNED.match(line))
         return person, reply.strip(), "\n".join(said)
 
-    asked, answer, console = split(blocks[k - 1])
+    before = blocks[: k - 1]
+    typed = _parts(blocks[k - 1])[0].lstrip()
+    ask = typed.startswith("/ask") or (not typed.startswith("/") and _asking(before))
+    asked, answer, console = split(blocks[k - 1], ask)
     own = (
         _OWN.match(asked)
         or (asked.lstrip().startswith("/") and "Invalid command" in console)
@@ -557,7 +560,7 @@ def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
     if nxt < len(blocks) and not own and not _HELP.match(said_next) and not _handed(said_next, answer):
         after.append({"role": "user", "content": said_next})
     # the person's message the reply answers comes before it, as it does in aider's requests
-    if not asked.lstrip().startswith("/") and _asking(blocks[: k - 1]):
+    if ask and not typed.startswith("/"):
         asked = f"/ask {asked}"  # in ask mode (a bare `/ask` earlier): the request as aider takes it
     messages: list[Message] = [{"role": "user", "content": asked}, {"role": "assistant", "content": answer}, *after]
     return Transcript("openai", messages, 1, [])

@@ -737,12 +737,13 @@ def is_reproduction(command: str) -> bool:
 # The model saying it runs tests it has just written to watch them fail, before the code they test exists;
 # not when it says the code is written (GREEN), runs them again, or expects them not to fail.
 _RED = re.compile(
-    r"\bRED phase\b|红灯|\b(?:see|watch) (?:it|them|the tests?|this) fail\b|"
+    r"\bRED (?:phase|tests?)\b|红灯|\b(?:see|watch) (?:it|them|the tests?|this) fail\b|"
     r"\bexpect(?:ing)? (?:it|them|the tests?|this) to fail\b(?! (?:with|on|when|for|if|gracefully)\b)|"
     # (a command's own description: "Run test to confirm it fails (no games.ts yet)")
     r"\b(?:confirm|verify|ensure|make sure)(?: that)? "
-    r"(?:it|they|them|this|the (?:new )?tests?|(?!(?:no|zero|none|any|all)\b)[\w-]+ tests?) fails?\b"
-    r"(?! (?:with|on|when|for|if|gracefully|early|fast|closed|open|loudly|safely|silently|properly|correctly)\b)",
+    r"(?:it|they(?: all)?|them|this|the (?:new )?tests?|(?!(?:no|zero|none|any)\b)[\w-]+ tests?) fails?\b"
+    r"(?! (?:with|on|when|if|gracefully|early|fast|closed|open|loudly|safely|silently|properly|correctly)\b)"
+    r"(?! for (?!the (?:right|expected) reason))",
     re.I,
 )
 _NOT_RED = re.compile(
@@ -837,7 +838,7 @@ ENVIRONMENT = Gated(
         r"No space left on device|Read-only file system|Operation not permitted|"
         r"(API|[Aa]pi)[ _-]?([Kk]ey|KEY)|_TOKEN'|(?<!SessionState)Unauthorized|401 Unauthori[sz]ed|403 Forbidden|"
         # a site refusing the fetch (its bot protection, its rate limit), in axios's words (Claude Code's WebFetch)
-        r"Request failed with status code (?:403|429)\b|"
+        r"\A\s*(?:Error: )?Request failed with status code (?:403|429)\s*\Z|"
         r"\b(java|javac|mvn|gradle|node|npm|npx|yarn|cargo|rustc|go|make|cmake|gcc|g\+\+|docker|pip|pip3|python2|"
         r"ruff|mypy|black|flake8|pylint|eslint|tsc|prettier|grep|head|tail|sed|awk|curl|wget|git|rg|jq|unzip|"
         r"ruby|php|composer|dotnet|kubectl|psql|mysql|redis-cli|pytest|tox|poetry|conda): (command )?not found|"
@@ -1346,7 +1347,8 @@ def anchored_error(text: str) -> tuple[int, str] | None:
 # A person's complaint anywhere in the first sentence of their message (or the second: `Reader.correction`).
 _COMPLAINT = re.compile(
     r"\b(still (doesn'?t|does not|isn'?t|is not|not|fail\w*|broken|get\w*|the same|wrong|errors?|crash\w*|"
-    r"(won'?t|will not) (work|run|start|load|open|show|allow|let|compile|build|connect|save|display|render|launch))|"
+    r"(won'?t|will not) (work|run|start|load|open|show|allow|let|compile|build|connect|save|display|render|launch|"
+    r"pass|update|stop|change|go away|respond|install|boot))|"
     r"(doesn'?t|does not|didn'?t|did not|isn'?t|is not|won'?t|wasn'?t|aren'?t) (seem to |appear to |\w+ly )?"
     r"(work|run|build|compile|load|start|show|appear|fix|change|help|exist|save|persist)\w*|"
     r"not working|no longer works?|"
@@ -1357,17 +1359,21 @@ _COMPLAINT = re.compile(
     r"\b(i|we) (still )?(don'?t|dont|do not|can'?t|cant|cannot) (\w+ly )?see (the|it|them|my|your|a|an|anything)\b"
     r"(?! (point|need|reason|value|use|problems?|issues?|errors?|bugs?|difference)\b)"
     r"(?![^.!?\n]*\b(any ?more|no longer)\b)|"
+    r"^\W*(i|we) (can )?only see\b|"
+    # another problem, said first (after thanks it is news of a new one; a ticket is not a fault)
+    r"^\W*((but|and|so|now|also|still|ok|okay),? )?there('s|’s| (still )?(is|are|seems to be)) (still )?"
+    r"(one more|another|a new) (problem|issue|error|bug)\b(?! (on github|in the tracker|i want you to)\b)|"
     # (not in a request: "make sure nothing shows when ..."; a capital is a new sentence without its stop)
-    r"^\W*(i|we) (can )?only see\b|\bthere (still )?(is|are|seems to be|'s) (still )?(one more|another|a new) "
-    r"(problem|issue|error|bug)|"
-    r"nothing (changed|happened)|(^|[.;!]\s*|\b(but|still|now|yet)\s+|\s(?=(?-i:N)))nothing (is )?"
-    r"(displaying|showing|shows|displays|appears|renders|rendering)\b(?! (to|broken|wrong|fine|off|odd)\b)"
+    r"nothing (changed|happened)|(^|[.;!]\s*|\b(but|and|still|now|yet)\s+|\s(?=(?-i:N)))nothing (is )?"
+    r"(displaying|showing|shows|displays|appears|renders|rendering)\b(?! (to be|broken|wrong|fine|off|odd)\b)"
     r"(?![^.!?\n]*\b(any ?more|no longer)\b)|"
-    # warnings the person got running it (not a warning banner asked for, not news that they are gone)
-    r"\b(i|we) (still )?(get|got|getting|see|seeing|am getting|are getting) (\w+ ){0,3}?warnings?\b"
-    r"(?! (banner|toast|dialog|message|icon|modal|popup|sign|label|box|state|colou?r)s?\b)"
-    r"(?![^.!?\n]*\b(gone|fixed|resolved|any ?more|no longer)\b)|"
-    r"(it|that|this) (broke|is broken|failed)|"
+    # warnings the person got running it: not a warning banner asked for, not "no warnings" or news that they
+    # are gone, not a question about where to see them
+    r"\b(?![^.!?\n]*\b(gone|fixed|resolved|silenced|rid of)\b)(?![^.!\n]*\?)(i|we) (still )?"
+    r"(get|got|getting|see|seeing|am getting|are getting) (?!(no|zero|0|none|any|no more)\b)(\w+ ){0,3}?warnings?\b"
+    r"(?! (banner|toast|dialog|icon|modal|popup|label|colou?r)s?\b)(?![^.!?\n]*\b(any ?more|no longer)\b)|"
+    r"(it|that|this) (broke|is broken|failed)|\b(it'?s|it is) (now |still )?(giving|throwing) (me )?(an? |this |the )?"
+    r"(errors?|exceptions?)\b|(doesn'?t|does not|didn'?t|did not) (seem to |\w+ly )?look (right|correct)\b|"
     r"\bit'?s (\w+ )?(unusable|(even )?worse)\b|\b(is|are) (now |still )?unusable\b|"
     r"\bkeeps (failing|crashing|erroring|breaking|hanging|freezing|timing out|throwing (an? |the )?(error|exception)|"
     r"saying (no|that|it can'?t|there'?s no|the same)|(giving|showing|returning) (me )?(an? |the same )?"
