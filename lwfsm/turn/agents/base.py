@@ -1369,7 +1369,8 @@ _COMPLAINT = re.compile(
     r"(?![^.!?\n]*\b(any ?more|no longer)\b)|"
     # warnings the person got running it: not a warning banner asked for, not "no warnings" or news that they
     # are gone, not a question about where to see them
-    r"\b(?![^.!?\n]*\b(gone|fixed|resolved|silenced|rid of)\b)(?![^.!\n]*\?)(i|we) (still )?"
+    # (the sentence is read on only where "i " or "we " starts: not from every word of it)
+    r"\b(?=(i|we) )(?![^.!?\n]*\b(gone|fixed|resolved|silenced|rid of)\b)(?![^.!\n]*\?)(i|we) (still )?"
     r"(get|got|getting|see|seeing|am getting|are getting) (?!(no|zero|0|none|any|no more)\b)(\w+ ){0,3}?warnings?\b"
     r"(?! (banner|toast|dialog|icon|modal|popup|label|colou?r)s?\b)(?![^.!?\n]*\b(any ?more|no longer)\b)|"
     r"(it|that|this) (broke|is broken|failed)|\b(it'?s|it is) (now |still )?(giving|throwing) (me )?(an? |this |the )?"
