@@ -1526,6 +1526,8 @@ def test_a_translated_call_keeps_the_gateways_upstream_timeouts(oai: openai_serv
     ask = {"model": "m", "max_tokens": 50, "messages": [{"role": "user", "content": "go"}]}
     hold = threading.Event()
     try:
+        # the gateway's first translated call imports LiteLLM (seconds on a busy machine): not the bound timed
+        client.messages.create(**ask, extra_headers={"x-lwfsm-session": "warm"})
         for stream in (False, True):
             oai.script("lead-model", {"hold": hold, "hold_at": "start"})
             started = time.monotonic()
