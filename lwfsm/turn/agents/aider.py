@@ -125,7 +125,7 @@ _BLOCK_END = re.compile(r"^>{7} ?(?:REPLACE|UPDATED)\s*$", re.M)
 # An edit in any of aider's formats: a block's end, a whole file (its name, then a fence), a unified diff
 # (its file lines, then a hunk), a patch.
 _EDITS = re.compile(
-    r"^>{7} ?(?:REPLACE|UPDATED)\s*$|^[\w.~/\\-]+\.\w+[^\S\n]*\n`{3}|^\+\+\+ [^\n]*\n@@ |^\*\*\* Begin Patch", re.M
+    _BLOCK_END.pattern + r"|^[\w.~/\\-]+\.\w+[^\S\n]*\n`{3}|^\+\+\+ [^\n]*\n@@ |^\*\*\* Begin Patch", re.M
 )
 # The person answering no when aider asks to write the reply's edit to a file: the edit is refused. (Declining
 # a suggested shell command is not: the person often runs it their own way; nor architect mode's "Edit the
