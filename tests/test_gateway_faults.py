@@ -337,6 +337,93 @@ def test_litellm_is_set_offline_at_start_up_not_by_the_first_request(ant: Any) -
     assert hits == []
 
 
+def _mixed(ant: anthropic_server.Server, oai: openai_server.Server) -> dict[str, str]:
+    """A Claude lead and an OpenAI-compatible worker: every client's calls go through LiteLLM for one role."""
+    return {
+        **_env("anthropic", ant.base),
+        "LWFSM_WORKER_MODEL": "openai/worker-model",
+        "LWFSM_WORKER_API_BASE": oai.base,
+    }
+
+
+def test_a_gateway_whose_every_client_needs_litellm_loads_it_at_start_up_and_is_ready_after(
+    ant: anthropic_server.Server, oai: openai_server.Server
+) -> None:
+    """The first translated call waited for LiteLLM's import (7 s, 11 s under load): now begun at start-up,
+    with /readyz 503 until it is done, so an orchestrator sends no call that would wait."""
+    gw = Gateway("--api-key-env", "GW_KEY", env=_mixed(ant, oai))
+    seen: list[dict[str, Any]] = []
+    try:
+        while not seen or seen[-1]["status"] == "loading":
+            r = httpx.get(gw.base + "/readyz", headers=AUTH, timeout=10)
+            assert r.status_code == (503 if r.json()["status"] == "loading" else 200), r.text
+            seen.append(r.json())
+            assert len(seen) < 6000, "LiteLLM never loaded"
+            time.sleep(0.01)  # polling for a state, not for a timing
+        assert seen[0] == {"status": "loading", "reason": "LiteLLM is being imported; calls wait for it"}
+        assert seen[-1]["status"] == "ready"
+        assert httpx.get(gw.base + "/readyz", timeout=10).json() == {"status": "ready"}  # no key: no names
+    finally:
+        out = gw.stop()
+    assert re.search(r"INFO lwfsm\.gateway: LiteLLM loaded for translated calls in \d+\.\d s", out), out
+
+
+# A process that cannot import LiteLLM, as one installed without the extra: it is told so at once.
+_NO_LITELLM = "import sys\nsys.modules['litellm'] = None\n"
+
+
+@pytest.mark.parametrize("mock", [False, True])
+def test_without_litellm_serve_refuses_roles_that_every_call_would_translate(
+    ant: anthropic_server.Server, oai: openai_server.Server, tmp_path: Path, mock: bool
+) -> None:
+    (tmp_path / "sitecustomize.py").write_text(_NO_LITELLM)
+    env = {**os.environ, **_mixed(ant, oai), "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
+    args = ["serve", "--store", "memory://", "--port", str(_free_port()), *(["--mock"] if mock else [])]
+    done = subprocess.run([sys.executable, "-m", "lwfsm", *args], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    said = done.stderr.strip()
+    assert said.endswith(
+        'LiteLLM is not installed: pip install "lwfsm[gateway,litellm]"'
+        + ("" if mock else (", or bind every role to openai/... or every role to anthropic/..."))
+    ), said
+    if not mock:
+        assert "the lead model anthropic/lead-model and the worker model openai/worker-model" in said
+
+
+def test_without_litellm_a_call_only_litellm_could_translate_is_a_501_saying_where_to_send_it(
+    oai: openai_server.Server, tmp_path: Path
+) -> None:
+    """Every role on OpenAI-compatible servers and no LiteLLM: Chat Completions calls are forwarded as
+    ever; a Messages call was a 500 "internal gateway error: ImportError"."""
+    anthropic = pytest.importorskip("anthropic")
+    openai = pytest.importorskip("openai")
+    (tmp_path / "sitecustomize.py").write_text(_NO_LITELLM)
+    gw = Gateway(
+        "--api-key-env", "GW_KEY", env={**_env("openai", oai.base), "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
+    )
+    try:
+        assert httpx.get(gw.base + "/readyz", timeout=10).status_code == 200  # nothing to load: ready
+        with openai.OpenAI(base_url=gw.base + "/v1", api_key=GATEWAY_KEY, max_retries=0) as chat:
+            assert chat.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}]).choices
+        with anthropic.Anthropic(base_url=gw.base, api_key=GATEWAY_KEY, max_retries=0) as client:
+            with pytest.raises(anthropic.APIStatusError) as refused:
+                client.messages.create(model="m", max_tokens=10, messages=[{"role": "user", "content": "hi"}])
+            with pytest.raises(anthropic.APIStatusError) as uncounted:
+                client.messages.count_tokens(model="m", messages=[{"role": "user", "content": "hi"}])
+    finally:
+        out = gw.stop()
+    assert refused.value.status_code == 501
+    said = refused.value.body["error"]["message"]  # type: ignore[index]
+    assert said.startswith(
+        "this Anthropic Messages call to the lead model openai/lead-model is translated by LiteLLM: "
+        'lwfsm.provider.adapter needs LiteLLM: pip install "lwfsm[litellm]"'
+    ), said
+    assert said.endswith("; or send Chat Completions calls to /v1/chat/completions, which go to it as they are")
+    assert uncounted.value.status_code == 501
+    assert "LiteLLM" in uncounted.value.body["error"]["message"]  # type: ignore[index]
+    assert "Traceback" not in out  # (it was an internal error, logged with its stack)
+
+
 # -- item 3: who may use the control API --
 
 

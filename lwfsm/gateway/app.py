@@ -272,6 +272,7 @@ class Gateway:
             skip_auto_headers=("User-Agent", "Accept-Encoding"),
         )
         self.tracing.start()
+        self.translate.preload()
 
     async def shutdown(self) -> None:
         if self._landing:  # writes under way past --store-timeout or a cut call: their turns' lines, if they land

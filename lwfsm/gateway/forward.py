@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import urllib.parse
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -19,7 +19,7 @@ from .intake import Call, call_names, known_tools
 from .replies import error_body, recorded_trailer, usage_header
 from .shape import Protocol
 
-__all__ = ["Forward"]
+__all__ = ["Forward", "translated_always"]
 
 if TYPE_CHECKING:
     from .app import Gateway, _Loaded
@@ -344,6 +344,12 @@ class Forward:
             return
         if call.turn is not None:
             yield recorded_trailer(call.turn, reader.partial)
+
+
+def translated_always(roles: Mapping[str, RoleBinding], mock: bool = False) -> bool:
+    """Whether calls go through LiteLLM whichever protocol a client speaks: some role's upstream speaks
+    the other one (a Claude lead and an OpenAI-compatible worker), or only LiteLLM calls it, or --mock."""
+    return mock or all(any(not Forward.fast(p, b) for b in roles.values()) for p in ("openai", "anthropic"))
 
 
 def _last_event_end(data: bytes) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import importlib.util
 import logging
 import os
 import signal
@@ -96,11 +97,33 @@ def roles(spec: Spec, env: Mapping[str, str], mock: bool = False) -> dict[str, R
     variable a binding names must be set (checked here, at start-up, not at a role's first call)."""
     if mock:
         # Nothing is forwarded in mock mode: every call is answered by LiteLLM's mock_response.
-        return bindings(spec, {r: RoleBinding(MOCK_MODELS.get(r, "openai/gpt-4o-mini")) for r in spec.roles}, env)
-    out = bindings(spec, None, env, argument=None)  # `lwfsm serve` takes no Python arguments
-    check_keys(out, env)
-    _check_providers(out)
+        out = bindings(spec, {r: RoleBinding(MOCK_MODELS.get(r, "openai/gpt-4o-mini")) for r in spec.roles}, env)
+    else:
+        out = bindings(spec, None, env, argument=None)  # `lwfsm serve` takes no Python arguments
+        check_keys(out, env)
+    _check_translator(out, mock)
+    if not mock:
+        _check_providers(out)
     return out
+
+
+def _check_translator(bound: Mapping[str, RoleBinding], mock: bool) -> None:
+    """Calls that go through LiteLLM whichever protocol a client speaks would each fail without it: say so
+    at start-up. (With every role on one protocol, only a client of the other needs it: it is told then.)"""
+    from .forward import translated_always
+
+    if not translated_always(bound, mock) or importlib.util.find_spec("litellm") is not None:
+        return
+    fix = 'pip install "lwfsm[gateway,litellm]"'
+    if mock:
+        raise ConfigError(f"--mock answers every call with LiteLLM's mock models, and LiteLLM is not installed: {fix}")
+    models = " and ".join(f"the {role} model {b.model}" for role, b in bound.items())
+    names = ", ".join(f"LWFSM_{role.upper()}_MODEL" for role in bound)
+    raise ConfigError(
+        f"{models} ({names}) are not all forwarded in one protocol, so every client's calls go through LiteLLM for "
+        f"some role, and LiteLLM is not installed: {fix}, or bind every role to openai/... or every role to "
+        "anthropic/..."
+    )
 
 
 # The providers the gateway forwards to itself; any other is LiteLLM's to call.

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import importlib
 import json
 import logging
+import threading
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +21,7 @@ from ..turn import params
 from ..turn.bindings import RoleBinding
 from .codec import CODECS
 from .codec.common import SSEReader
-from .forward import Redirected, key_hint, origin, redirected
+from .forward import Redirected, key_hint, origin, redirected, translated_always
 from .intake import Call, call_names
 from .replies import AsciiJSON, error_body, recorded_trailer, usage_header
 
@@ -40,17 +43,78 @@ class Translate:
         self._clients: dict[str, Any] = {}  # role -> LiteLLM's OpenAI client for Anthropic clients (`_tidy_client`)
         self._guarded: Any = None  # LiteLLM's HTTP client for Anthropic upstreams, following no redirect
         self._supported: dict[str, frozenset[str] | None] = {}  # model -> the Chat parameters LiteLLM takes for it
+        self.preloaded = False  # imported at start-up: every call needs it (`preload`)
 
     async def close(self) -> None:
         for client in [*self._clients.values(), *([self._guarded] if self._guarded is not None else [])]:
             await client.close()
 
     async def adapter(self) -> Any:
-        """lwfsm's LiteLLM adapter module, imported in a worker thread on first use (it takes seconds),
-        after `startup` has set LiteLLM offline."""
+        """lwfsm's LiteLLM adapter module, imported on first use or by `preload` (ImportError: LiteLLM
+        cannot be imported here)."""
+        return await asyncio.shield(self._load())
+
+    def _load(self) -> asyncio.Future[Any]:
+        """The adapter's import, begun once, after `startup` has set LiteLLM offline. It takes seconds (7 s
+        of CPU here): in a thread of its own, which a gateway stopped meanwhile does not wait for."""
         if self._adapter is None:
-            self._adapter = asyncio.ensure_future(asyncio.to_thread(_import_adapter))
-        return await asyncio.shield(self._adapter)
+            loop, future = asyncio.get_running_loop(), asyncio.get_running_loop().create_future()
+
+            def done(module: Any, exc: BaseException | None) -> None:
+                if future.done():
+                    return
+                if exc is not None:
+                    future.set_exception(exc)
+                else:
+                    future.set_result(module)
+
+            def run() -> None:
+                try:
+                    module, exc = _import_adapter(), None
+                except BaseException as error:  # handed to whoever awaits it, as raised
+                    module, exc = None, error
+                with contextlib.suppress(RuntimeError):  # the loop has closed: nobody is waiting
+                    loop.call_soon_threadsafe(done, module, exc)
+
+            threading.Thread(target=run, name="lwfsm-litellm", daemon=True).start()
+            self._adapter = future
+        return self._adapter
+
+    def preload(self) -> None:
+        """Begin importing LiteLLM now when calls will need it whichever protocol a client speaks
+        (`translated_always`): else the first such call waits those seconds. Logged once it is done."""
+        if not translated_always(self.gateway.roles, self.gateway.mock):
+            return
+        self.preloaded, started = True, time.perf_counter()
+
+        def loaded(future: asyncio.Future[Any]) -> None:
+            if future.cancelled():
+                return
+            if (exc := future.exception()) is not None:  # (read here, so it is never left unretrieved)
+                logger.error("LiteLLM could not be imported; every translated call will fail: %s", exc)
+            else:
+                logger.info("LiteLLM loaded for translated calls in %.1f s", time.perf_counter() - started)
+
+        self._load().add_done_callback(loaded)
+
+    def unready(self) -> tuple[str, str] | None:
+        """For /readyz, when calls need LiteLLM whichever protocol they come in (`preload`): the status and
+        why they cannot be served at once (it is being imported, or it could not be); else None."""
+        if not self.preloaded or self._adapter is None:
+            return None
+        if not self._adapter.done():
+            return "loading", "LiteLLM is being imported; calls wait for it"
+        if not self._adapter.cancelled() and (exc := self._adapter.exception()) is not None:
+            return "unavailable", f"LiteLLM could not be imported: {exc}"
+        return None
+
+    async def unavailable(self) -> str | None:
+        """Why LiteLLM cannot translate calls here (it cannot be imported), else None."""
+        try:
+            await self.adapter()
+        except ImportError as exc:
+            return str(exc)
+        return None
 
     async def supported(self, model: str) -> frozenset[str] | None:
         """The Chat Completions parameters LiteLLM sends on to `model` (None: it cannot say)."""

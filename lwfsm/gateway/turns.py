@@ -70,9 +70,13 @@ class Turns:
             return _unusable("anthropic", call.ident.key, exc)
         except UnreadableMessages as exc:
             return JSONResponse(error_body("anthropic", 400, unreadable(exc, "anthropic")), 400)
-        litellm = (await self.gateway.translate.adapter()).litellm
         role = loaded.plan.role
         model = self.gateway.roles[role].model
+        if (why := await self.gateway.translate.unavailable()) is not None:  # its tokenizers are LiteLLM's
+            return JSONResponse(
+                error_body("anthropic", 501, f"tokens are counted with LiteLLM's tokenizers: {why}"), 501
+            )
+        litellm = (await self.gateway.translate.adapter()).litellm
         try:
             count = await self.count(litellm, call, model)
         except Exception as exc:  # a tokenizer that cannot read this request: say so, in Anthropic's shape
@@ -128,6 +132,10 @@ class Turns:
             final = i == len(roles) - 1
             self.gateway.tracing.attempt(role, binding.model, i, call.stream)
             fast = not self.gateway.mock and self.gateway.forward.fast(protocol, binding)
+            if not fast and (why := await self.gateway.translate.unavailable()) is not None:
+                return JSONResponse(
+                    error_body(protocol, 501, untranslatable(protocol, role, binding, why)), 501, headers
+                )
             call.body, call.raw = await self._fit(call, body, raw, role, binding, fast)
             if fast:
                 result = await self.gateway.forward.send(call, loaded, role, binding, headers, final)
@@ -246,3 +254,18 @@ def unreadable(exc: UnreadableMessages, protocol: str) -> str:
     """A request whose messages are of another API than its endpoint's: where to send it instead."""
     where = f": send {exc.api} requests to {_ENDPOINTS[exc.api]}" if exc.api in _ENDPOINTS else ""
     return f"messages[{exc.index}] {exc.what}, which a {_APIS.get(protocol, protocol)} request cannot hold{where}"
+
+
+def untranslatable(protocol: str, role: str, binding: RoleBinding, why: str) -> str:
+    """A call only LiteLLM could send to the role's upstream, which it cannot import: why, and what to do."""
+    said = (
+        f"this {_APIS.get(protocol, protocol)} call to the {role} model {binding.model} is translated by LiteLLM: {why}"
+    )
+    provider = binding.model.split("/", 1)[0]
+    if binding.model.startswith("openai/responses/") or provider not in _PROVIDER_API:
+        return said
+    api = _PROVIDER_API[provider]
+    return f"{said}; or send {api} calls to {_ENDPOINTS.get(api, '/v1/chat/completions')}, which go to it as they are"
+
+
+_PROVIDER_API = {"openai": "Chat Completions", "anthropic": "Anthropic Messages"}  # what each forwarded upstream speaks
