@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -346,48 +347,77 @@ def _mixed(ant: anthropic_server.Server, oai: openai_server.Server) -> dict[str,
     }
 
 
-def test_a_gateway_whose_every_client_needs_litellm_loads_it_at_start_up_and_is_ready_after(
+def _logged(gw: Gateway, pattern: str, seconds: float = 60) -> str:
+    """The first line of the running gateway's output matching `pattern`, read from its pipe as it comes (up
+    to a bound); what was read before it is kept in `gw.read` (a later `stop()` gives only the rest)."""
+    assert gw.proc.stdout is not None
+    fd, deadline = gw.proc.stdout.fileno(), time.monotonic() + seconds
+    read = getattr(gw, "read", "")
+    while not (found := re.search(f"^.*{pattern}.*$", read, re.M)):
+        left = deadline - time.monotonic()
+        assert left > 0, f"no line matching {pattern!r} within {seconds} s: {read}"
+        if select.select([fd], [], [], left)[0]:
+            data = os.read(fd, 65536)
+            assert data, f"the gateway exited before a line matching {pattern!r}: {read}"
+            read += data.decode()
+    gw.read = read  # type: ignore[attr-defined]
+    return found.group(0)
+
+
+def test_a_gateway_whose_every_client_needs_litellm_imports_it_at_start_up_not_at_the_first_call(
     ant: anthropic_server.Server, oai: openai_server.Server
 ) -> None:
     """The first translated call waited for LiteLLM's import (7 s, 11 s under load): now begun at start-up,
-    with /readyz 503 until it is done, so an orchestrator sends no call that would wait."""
+    in the background; the gateway is ready meanwhile (a call then waits for it, as before), so a worker
+    replaced in a rollout does not take it out of readiness."""
     gw = Gateway("--api-key-env", "GW_KEY", env=_mixed(ant, oai))
-    seen: list[dict[str, Any]] = []
     try:
-        while not seen or seen[-1]["status"] == "loading":
-            r = httpx.get(gw.base + "/readyz", headers=AUTH, timeout=10)
-            assert r.status_code == (503 if r.json()["status"] == "loading" else 200), r.text
-            seen.append(r.json())
-            assert len(seen) < 6000, "LiteLLM never loaded"
-            time.sleep(0.01)  # polling for a state, not for a timing
-        assert seen[0] == {"status": "loading", "reason": "LiteLLM is being imported; calls wait for it"}
-        assert seen[-1]["status"] == "ready"
-        assert httpx.get(gw.base + "/readyz", timeout=10).json() == {"status": "ready"}  # no key: no names
+        assert httpx.get(gw.base + "/readyz", timeout=10).status_code == 200
+        line = _logged(gw, r"LiteLLM loaded")  # no call was made
+        assert re.search(r" INFO lwfsm\.gateway: LiteLLM loaded for translated calls in \d+\.\d s$", line), line
+        r = httpx.post(
+            gw.base + "/v1/messages",
+            json={"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]},
+            headers={"x-api-key": GATEWAY_KEY, "x-lwfsm-session": "preloaded"},
+            timeout=60,
+        )
+        assert r.status_code == 200, r.text
     finally:
-        out = gw.stop()
-    assert re.search(r"INFO lwfsm\.gateway: LiteLLM loaded for translated calls in \d+\.\d s", out), out
+        gw.kill()
 
 
 # A process that cannot import LiteLLM, as one installed without the extra: it is told so at once.
 _NO_LITELLM = "import sys\nsys.modules['litellm'] = None\n"
 
 
-@pytest.mark.parametrize("mock", [False, True])
-def test_without_litellm_serve_refuses_roles_that_every_call_would_translate(
-    ant: anthropic_server.Server, oai: openai_server.Server, tmp_path: Path, mock: bool
-) -> None:
+def _serve_without(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     (tmp_path / "sitecustomize.py").write_text(_NO_LITELLM)
-    env = {**os.environ, **_mixed(ant, oai), "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
-    args = ["serve", "--store", "memory://", "--port", str(_free_port()), *(["--mock"] if mock else [])]
-    done = subprocess.run([sys.executable, "-m", "lwfsm", *args], env=env, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 1
-    said = done.stderr.strip()
-    assert said.endswith(
-        'LiteLLM is not installed: pip install "lwfsm[gateway,litellm]"'
-        + ("" if mock else (", or bind every role to openai/... or every role to anthropic/..."))
-    ), said
-    if not mock:
-        assert "the lead model anthropic/lead-model and the worker model openai/worker-model" in said
+    env = {**os.environ, **env, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
+    argv = [sys.executable, "-m", "lwfsm", "serve", "--store", "memory://", "--port", str(_free_port()), *args]
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_without_litellm_serve_refuses_roles_that_every_call_would_translate(
+    ant: anthropic_server.Server, oai: openai_server.Server, tmp_path: Path
+) -> None:
+    fix = 'LiteLLM is not installed: pip install "lwfsm[gateway,litellm]"'
+    mixed = _serve_without(tmp_path, _mixed(ant, oai))
+    assert mixed.returncode == 1
+    assert mixed.stderr.strip() == (
+        "lwfsm serve: the lead model anthropic/lead-model (LWFSM_LEAD_MODEL) and the worker model "
+        "openai/worker-model (LWFSM_WORKER_MODEL) speak different protocols, so every client's calls go "
+        f"through LiteLLM for one of them, and {fix}; or bind every role to openai/... or every role to "
+        "anthropic/..."
+    )
+    responses_only = _serve_without(tmp_path, {**_env("openai", oai.base), "LWFSM_LEAD_MODEL": "openai/responses/big"})
+    assert responses_only.returncode == 1
+    assert responses_only.stderr.strip() == (
+        "lwfsm serve: the lead model openai/responses/big (LWFSM_LEAD_MODEL) can be called only through LiteLLM, "
+        f"and {fix}"
+    )
+    mock = _serve_without(tmp_path, {}, "--mock")
+    assert mock.returncode == 1
+    assert mock.stderr.strip() == f"lwfsm serve: --mock answers every call with LiteLLM's mock models, and {fix}"
 
 
 def test_without_litellm_a_call_only_litellm_could_translate_is_a_501_saying_where_to_send_it(
@@ -415,13 +445,51 @@ def test_without_litellm_a_call_only_litellm_could_translate_is_a_501_saying_whe
     assert refused.value.status_code == 501
     said = refused.value.body["error"]["message"]  # type: ignore[index]
     assert said.startswith(
-        "this Anthropic Messages call to the lead model openai/lead-model is translated by LiteLLM: "
-        'lwfsm.provider.adapter needs LiteLLM: pip install "lwfsm[litellm]"'
+        "this call to the lead model openai/lead-model is translated by LiteLLM: lwfsm.provider.adapter needs "
+        "LiteLLM (import of litellm halted; None in sys.modules): "
     ), said
     assert said.endswith("; or send Chat Completions calls to /v1/chat/completions, which go to it as they are")
     assert uncounted.value.status_code == 501
     assert "LiteLLM" in uncounted.value.body["error"]["message"]  # type: ignore[index]
     assert "Traceback" not in out  # (it was an internal error, logged with its stack)
+
+
+def test_a_litellm_that_cannot_be_imported_is_named_by_its_own_error_before_and_after_start(
+    ant: anthropic_server.Server, oai: openai_server.Server, tmp_path: Path
+) -> None:
+    """Installed, but its import fails (a dependency missing, a version it refuses): `--check-only` imports
+    it and says why; `serve` (which only looks for it, not to wait seconds before binding its port)
+    answers /readyz 503 and each call a 501 with that error, never a 500 or "not installed"."""
+    (tmp_path / "litellm").mkdir()
+    (tmp_path / "litellm" / "__init__.py").write_text('raise RuntimeError("this LiteLLM refuses pydantic 1")\n')
+    env = {**_mixed(ant, oai), "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
+    checked = subprocess.run(
+        [sys.executable, "-m", "lwfsm", "serve", "--check-only"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert checked.returncode == 1
+    assert "LiteLLM cannot be imported: RuntimeError: this LiteLLM refuses pydantic 1;" in checked.stderr
+    gw = Gateway("--api-key-env", "GW_KEY", env=env)
+    try:
+        _logged(gw, r"ERROR lwfsm\.gateway: LiteLLM could not be imported")
+        ready = httpx.get(gw.base + "/readyz", headers=AUTH, timeout=10)
+        r = _chat(gw, "refused")
+    finally:
+        out = gw.read + gw.stop()  # type: ignore[attr-defined]
+    assert ready.status_code == 503
+    assert ready.json() == {
+        "status": "unavailable",
+        "reason": "LiteLLM could not be imported: RuntimeError: this LiteLLM refuses pydantic 1",
+    }
+    assert r.status_code == 501
+    assert r.json()["error"]["message"] == (
+        "this call to the lead model anthropic/lead-model is translated by LiteLLM: RuntimeError: this LiteLLM "
+        "refuses pydantic 1"  # no endpoint to send it to instead: the roles speak both protocols
+    )
+    assert "Traceback" not in out
 
 
 # -- item 3: who may use the control API --

@@ -734,7 +734,7 @@ def _serve_check(
         price_table(os.environ)
     overrides = params_from_env(spec)
     spec = spec.with_params(overrides) if overrides else spec
-    roles(spec, os.environ, mock)  # a ConfigError names the variable to set
+    roles(spec, os.environ, mock, load=True)  # a ConfigError names the variable to set
     report = _checked(path, spec, None, None, 1_000_000)
     from ..check import unused_only_here
 

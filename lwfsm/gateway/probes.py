@@ -52,17 +52,17 @@ class Probes:
         return JSONResponse({"status": "ok"})
 
     async def readyz(self, request: Request) -> Response:
-        """Ready: the spec is loaded, LiteLLM too where every call needs it, and the store answers a read
-        within --store-timeout (through the same worker threads as the turns' store calls, so a stopped or
-        locked store shows here as it would there)."""
+        """Ready: the spec is loaded, LiteLLM could be imported where every call needs it, and the store
+        answers a read within --store-timeout (through the same worker threads as the turns' store calls,
+        so a stopped or locked store shows here as it would there)."""
         g = self.gateway
         if g.draining:
             return JSONResponse({"status": "draining"}, 503)
         # Which spec and store, and why not ready, only to whom the control API answers: a probe needs
         # no key, so anyone who reaches the port would learn them (the log says why, once a change).
         told = g.control.check(request) is None
-        if (unready := g.translate.unready()) is not None:  # a call now would wait seconds for LiteLLM, or fail
-            return JSONResponse({"status": unready[0], **({"reason": unready[1]} if told else {})}, 503)
+        if (why := g.translate.unready()) is not None:  # every call would fail
+            return JSONResponse({"status": "unavailable", **({"reason": why} if told else {})}, 503)
         try:
             await g._io(g.store.read, PROBE_KEY)
         except StoreError as exc:  # no answer in time, refused, unreachable: named, password redacted

@@ -92,37 +92,52 @@ def build(
     return create_app(gateway)
 
 
-def roles(spec: Spec, env: Mapping[str, str], mock: bool = False) -> dict[str, RoleBinding]:
+def roles(spec: Spec, env: Mapping[str, str], mock: bool = False, load: bool = False) -> dict[str, RoleBinding]:
     """The roles bound as the adapter binds them (LWFSM_* > GOOSE_*), or to mock models; every key
-    variable a binding names must be set (checked here, at start-up, not at a role's first call)."""
+    variable a binding names must be set (checked here, at start-up, not at a role's first call).
+    `load`: LiteLLM imported where every call needs it (--check-only), not only found."""
     if mock:
         # Nothing is forwarded in mock mode: every call is answered by LiteLLM's mock_response.
         out = bindings(spec, {r: RoleBinding(MOCK_MODELS.get(r, "openai/gpt-4o-mini")) for r in spec.roles}, env)
     else:
         out = bindings(spec, None, env, argument=None)  # `lwfsm serve` takes no Python arguments
         check_keys(out, env)
-    _check_translator(out, mock)
+    _check_translator(out, mock, load)
     if not mock:
         _check_providers(out)
     return out
 
 
-def _check_translator(bound: Mapping[str, RoleBinding], mock: bool) -> None:
+def _check_translator(bound: Mapping[str, RoleBinding], mock: bool, load: bool = False) -> None:
     """Calls that go through LiteLLM whichever protocol a client speaks would each fail without it: say so
-    at start-up. (With every role on one protocol, only a client of the other needs it: it is told then.)"""
-    from .forward import translated_always
+    at start-up (`load`, for --check-only: by importing it, which takes seconds; serve imports it in the
+    background and /readyz says if that failed). With every role on one protocol, a client of the other
+    protocol, and Anthropic's token count, need it: they are told then."""
+    from .forward import Forward, translated_always
 
-    if not translated_always(bound, mock) or importlib.util.find_spec("litellm") is not None:
+    if not translated_always(bound, mock):
         return
-    fix = 'pip install "lwfsm[gateway,litellm]"'
+    if load:
+        try:
+            importlib.import_module("lwfsm.provider.adapter")
+            return
+        except Exception as exc:  # (ImportError names its cause; a LiteLLM that refuses its dependencies too)
+            why = (
+                f"LiteLLM cannot be imported: {exc if isinstance(exc, ImportError) else f'{type(exc).__name__}: {exc}'}"
+            )
+    elif importlib.util.find_spec("litellm") is not None:
+        return
+    else:
+        why = 'LiteLLM is not installed: pip install "lwfsm[gateway,litellm]"'
     if mock:
-        raise ConfigError(f"--mock answers every call with LiteLLM's mock models, and LiteLLM is not installed: {fix}")
-    models = " and ".join(f"the {role} model {b.model}" for role, b in bound.items())
-    names = ", ".join(f"LWFSM_{role.upper()}_MODEL" for role in bound)
+        raise ConfigError(f"--mock answers every call with LiteLLM's mock models, and {why}")
+    names = {role: f"the {role} model {b.model} (LWFSM_{role.upper()}_MODEL)" for role, b in bound.items()}
+    only = [names[r] for r, b in bound.items() if not any(Forward.fast(p, b) for p in ("openai", "anthropic"))]
+    if only:  # a provider the gateway does not forward to, or an upstream with the Responses API only
+        raise ConfigError(f"{' and '.join(only)} can be called only through LiteLLM, and {why}")
     raise ConfigError(
-        f"{models} ({names}) are not all forwarded in one protocol, so every client's calls go through LiteLLM for "
-        f"some role, and LiteLLM is not installed: {fix}, or bind every role to openai/... or every role to "
-        "anthropic/..."
+        f"{' and '.join(names.values())} speak different protocols, so every client's calls go through LiteLLM "
+        f"for one of them, and {why}; or bind every role to openai/... or every role to anthropic/..."
     )
 
 

@@ -91,29 +91,27 @@ class Translate:
             if future.cancelled():
                 return
             if (exc := future.exception()) is not None:  # (read here, so it is never left unretrieved)
-                logger.error("LiteLLM could not be imported; every translated call will fail: %s", exc)
+                logger.error("LiteLLM could not be imported; every translated call will fail: %s", _said(exc))
             else:
                 logger.info("LiteLLM loaded for translated calls in %.1f s", time.perf_counter() - started)
 
         self._load().add_done_callback(loaded)
 
-    def unready(self) -> tuple[str, str] | None:
-        """For /readyz, when calls need LiteLLM whichever protocol they come in (`preload`): the status and
-        why they cannot be served at once (it is being imported, or it could not be); else None."""
-        if not self.preloaded or self._adapter is None:
+    def unready(self) -> str | None:
+        """For /readyz: why calls that all need LiteLLM (`preload`) cannot be served (its import failed);
+        else None. (Not while it loads: calls then wait for it, and a worker replaced in a rollout would
+        take the whole gateway out of readiness.)"""
+        if not self.preloaded or self._adapter is None or not self._adapter.done() or self._adapter.cancelled():
             return None
-        if not self._adapter.done():
-            return "loading", "LiteLLM is being imported; calls wait for it"
-        if not self._adapter.cancelled() and (exc := self._adapter.exception()) is not None:
-            return "unavailable", f"LiteLLM could not be imported: {exc}"
-        return None
+        exc = self._adapter.exception()
+        return None if exc is None else f"LiteLLM could not be imported: {_said(exc)}"
 
     async def unavailable(self) -> str | None:
-        """Why LiteLLM cannot translate calls here (it cannot be imported), else None."""
+        """Why LiteLLM cannot translate calls here (its import failed, however it failed), else None."""
         try:
             await self.adapter()
-        except ImportError as exc:
-            return str(exc)
+        except Exception as exc:  # a missing dependency, a version LiteLLM refuses: each call says so, no stack
+            return _said(exc)
         return None
 
     async def supported(self, model: str) -> frozenset[str] | None:
@@ -319,6 +317,11 @@ def _redirect(exc: BaseException) -> Redirected | None:
     """The redirect LiteLLM's error comes from, refused by the client the gateway gave it
     (`_no_redirects`, `sse_fix`)."""
     return next((c for c in causes(exc) if isinstance(c, Redirected)), None)
+
+
+def _said(exc: BaseException) -> str:
+    """An import's failure in words: an ImportError says what it is, another is named by its type."""
+    return str(exc) if isinstance(exc, ImportError) else f"{type(exc).__name__}: {exc}"
 
 
 def _import_adapter() -> Any:

@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -18,6 +19,7 @@ from ..turn import UnreadableMessages
 from ..turn.bindings import RoleBinding
 from . import targets
 from .codec import CODECS, Stream
+from .forward import Forward
 from .intake import Call
 from .replies import error_body, log_error
 from .shape import Protocol, Reject
@@ -74,7 +76,7 @@ class Turns:
         model = self.gateway.roles[role].model
         if (why := await self.gateway.translate.unavailable()) is not None:  # its tokenizers are LiteLLM's
             return JSONResponse(
-                error_body("anthropic", 501, f"tokens are counted with LiteLLM's tokenizers: {why}"), 501
+                error_body("anthropic", 501, f"tokens are counted with LiteLLM's tokenizers: {why}", "api_error"), 501
             )
         litellm = (await self.gateway.translate.adapter()).litellm
         try:
@@ -134,7 +136,9 @@ class Turns:
             fast = not self.gateway.mock and self.gateway.forward.fast(protocol, binding)
             if not fast and (why := await self.gateway.translate.unavailable()) is not None:
                 return JSONResponse(
-                    error_body(protocol, 501, untranslatable(protocol, role, binding, why)), 501, headers
+                    error_body(protocol, 501, untranslatable(role, binding, self.gateway.roles, why), "api_error"),
+                    501,
+                    headers,
                 )
             call.body, call.raw = await self._fit(call, body, raw, role, binding, fast)
             if fast:
@@ -256,16 +260,18 @@ def unreadable(exc: UnreadableMessages, protocol: str) -> str:
     return f"messages[{exc.index}] {exc.what}, which a {_APIS.get(protocol, protocol)} request cannot hold{where}"
 
 
-def untranslatable(protocol: str, role: str, binding: RoleBinding, why: str) -> str:
-    """A call only LiteLLM could send to the role's upstream, which it cannot import: why, and what to do."""
-    said = (
-        f"this {_APIS.get(protocol, protocol)} call to the {role} model {binding.model} is translated by LiteLLM: {why}"
-    )
-    provider = binding.model.split("/", 1)[0]
-    if binding.model.startswith("openai/responses/") or provider not in _PROVIDER_API:
-        return said
-    api = _PROVIDER_API[provider]
-    return f"{said}; or send {api} calls to {_ENDPOINTS.get(api, '/v1/chat/completions')}, which go to it as they are"
+def untranslatable(role: str, binding: RoleBinding, roles: Mapping[str, RoleBinding], why: str) -> str:
+    """A call only LiteLLM could send to the role's upstream, which cannot be imported: why, and where
+    the client's calls would go as they are (when every role's upstream speaks one protocol)."""
+    said = f"this call to the {role} model {binding.model} is translated by LiteLLM: {why}"
+    for protocol, api, endpoint in _AS_THEY_ARE:
+        if all(Forward.fast(protocol, b) for b in roles.values()):
+            return f"{said}; or send {api} calls to {endpoint}, which go to it as they are"
+    return said
 
 
-_PROVIDER_API = {"openai": "Chat Completions", "anthropic": "Anthropic Messages"}  # what each forwarded upstream speaks
+# Each protocol an upstream is forwarded in, as the client sends it.
+_AS_THEY_ARE: tuple[tuple[Protocol, str, str], ...] = (
+    ("openai", "Chat Completions", "/v1/chat/completions"),
+    ("anthropic", "Anthropic Messages", "/v1/messages"),
+)

@@ -65,7 +65,8 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 try:
     import litellm  # noqa: E402
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
-    raise ImportError('lwfsm.provider.adapter needs LiteLLM: pip install "lwfsm[litellm]"') from exc
+    # (the cause named: an installed LiteLLM missing a dependency of its own reads as not installed otherwise)
+    raise ImportError(f'lwfsm.provider.adapter needs LiteLLM ({exc}): pip install "lwfsm[litellm]"') from exc
 
 litellm.suppress_debug_info = True  # lwfsm reports provider errors itself; no banners on stdout
 
