@@ -4426,3 +4426,45 @@ def test_an_empty_reply_to_a_request_of_the_model_can_be_corrected(request_: str
     said = [{"role": "user", "content": "[aider]"}, {"role": "user", "content": "that didn't work, try again"}]
     empty = {"role": "assistant", "content": ""}
     assert kind(empty, said, "aider", [{"role": "user", "content": request_}]) == "user_correction"
+
+
+@pytest.mark.parametrize(
+    ("command", "output", "expected"),
+    [
+        # create-next-app's question, unanswered: the run stopped there and made nothing (colours as it sends them)
+        (
+            "npx create-next-app@latest web --typescript 2>&1 <<EOF\nEOF",
+            "npm warn exec The following package was not found and will be installed: create-next-app@16.2.0\n"
+            "\x1b[?25l\x1b[2K\x1b[1G\x1b[36m?\x1b[39m \x1b[1mWould you like to use \x1b[34mReact Compiler\x1b[39m?"
+            "\x1b[22m \x1b[90m»\x1b[39m No \x1b[90m/\x1b[39m \x1b[36m\x1b[4mYes\x1b[39m\x1b[24m",
+            "task_failure",
+        ),
+        (
+            "sudo apt-get remove nodejs",
+            "The following packages will be REMOVED:\n  nodejs\nDo you want to continue? [Y/n] ",
+            "task_failure",
+        ),
+        ("./setup.sh", "Overwrite config.yaml (y/N)? ", "task_failure"),
+        # a prompt library's own word that its input closed before an answer (create-vite)
+        (
+            "npm create vite@latest . -- --template react-ts",
+            "> npx\n> create-vite .\n\n\x1b[90m└\x1b[39m  \x1b[31mOperation cancelled\x1b[39m",
+            "task_failure",
+        ),
+        # answered: the run went on past the question; a question in the middle of a log; a pause for a key
+        ("echo y | ./setup.sh", "Overwrite config.yaml (y/N)? y\nWrote config.yaml", "ok"),
+        (
+            "npx create-next-app@latest web --yes",
+            "? Would you like to use Turbopack? » Yes\nCreating a new Next.js app in /w/web.\nSuccess!",
+            "ok",
+        ),
+        ("cat notes.md", "Should we keep both? [y/n] is how the old tool asked.\nWe dropped it.", "ok"),
+        ("tail -3 install.log", "Removing nodejs\nDo you want to continue? [Y/n] ", "ok"),  # a log's question
+        ("python example_walk.py", "Robot ready.\nPress Enter to continue...", "ok"),
+    ],
+    ids=["prompt", "apt", "y/N", "cancelled", "answered", "went on", "a file read", "a log read", "a pause"],
+)
+def test_a_command_whose_output_ends_at_a_question_nobody_answered_did_nothing_more(
+    command: str, output: str, expected: str
+) -> None:
+    assert kind(call("Bash", {"command": command}), [tool(output)], "claude_code") == expected

@@ -1595,6 +1595,29 @@ def first_match(pattern: re.Pattern[str] | Gated, text: str) -> tuple[int, str] 
     return line, m.group(0).strip()[:160]
 
 
+# A command whose output ends at a question it asked (an interactive prompt: create-next-app's `? Would you
+# like to use X? » No / Yes`, a `(y/N)` or `[Y/n]`) stopped there: nobody in an agent's shell answers it.
+# Prompt libraries say so themselves when their input closes (create-vite's `└  Operation cancelled`).
+_ASKING = re.compile(
+    r"^\W*\?\s.*\S\s*[»›]\s*\S.*$|(?:\((?:y/n|yes/no)\)|\[y/n\])\s*[:?]?\s*$|^\W*operation cancell?ed\W*$", re.I
+)
+
+
+def _reads_only(command: str) -> bool:
+    """Every program of the line reads or lists (`cat notes.md | tail`): a question at its end is a file's."""
+    programs = _programs(command)
+    return bool(programs) and all(p in _LOOKS or p in FILTERS for p in programs)
+
+
+def _waiting(text: str) -> tuple[int, str] | None:
+    """The prompt a command's output ends at, unanswered: its last line."""
+    tail = text[-2000:].rstrip()
+    last = tail[tail.rfind("\n") + 1 :]
+    if not _ASKING.search(last):
+        return None
+    return text.rstrip().count("\n") + 1, last.strip()[:160]
+
+
 # -- the reader --
 
 # Words every match of a pattern contains: a plain substring test (fast) before the regex (slow).
@@ -2022,6 +2045,8 @@ class Reader:
             and (lost := _cd_failed(o.command or "", o.text))
         ):
             return self._found(o, "task_failure", "cd_failed", lost)  # a probe too: it looked elsewhere
+        if o.runs and o.command and (asked := _waiting(o.text)) is not None and not _reads_only(o.command):
+            return self._found(o, "task_failure", "waited_for_input", asked)  # it did nothing more
         if o.timed_out:  # a search that ran out of time never answered
             finding = self._found(o, "task_failure", "timeout", first_match(self.TIMEOUT, o.text))
         elif o.status is not None and not status_hidden(cmd) and not sifted:
