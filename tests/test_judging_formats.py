@@ -4428,43 +4428,73 @@ def test_an_empty_reply_to_a_request_of_the_model_can_be_corrected(request_: str
     assert kind(empty, said, "aider", [{"role": "user", "content": request_}]) == "user_correction"
 
 
+NEXT_ASKS = (
+    "\x1b[?25l\x1b[2K\x1b[1G\x1b[36m?\x1b[39m \x1b[1mWould you like to use \x1b[34mReact Compiler\x1b[39m?"
+    "\x1b[22m \x1b[90m»\x1b[39m No \x1b[90m/\x1b[39m \x1b[36m\x1b[4mYes\x1b[39m\x1b[24m"
+)  # create-next-app's question, with its colours and cursor moves as it sends them
+NEXT_ANSWERED = "\x1b[2K\x1b[1G\x1b[32m√\x1b[39m Would you like to use React Compiler? ... No"  # as it redraws it
+VITE_CANCELLED = "> npx\n> create-vite .\n\n\x1b[90m└\x1b[39m  \x1b[31mOperation cancelled\x1b[39m"
+
+
 @pytest.mark.parametrize(
     ("command", "output", "expected"),
     [
-        # create-next-app's question, unanswered: the run stopped there and made nothing (colours as it sends them)
+        # a prompt library's question, unanswered: the run stopped there and made nothing
         (
-            "npx create-next-app@latest web --typescript 2>&1 <<EOF\nEOF",
-            "npm warn exec The following package was not found and will be installed: create-next-app@16.2.0\n"
-            "\x1b[?25l\x1b[2K\x1b[1G\x1b[36m?\x1b[39m \x1b[1mWould you like to use \x1b[34mReact Compiler\x1b[39m?"
-            "\x1b[22m \x1b[90m»\x1b[39m No \x1b[90m/\x1b[39m \x1b[36m\x1b[4mYes\x1b[39m\x1b[24m",
+            "npx create-next-app@latest web 2>&1 <<EOF\nEOF",
+            "npm warn exec: create-next-app\n" + NEXT_ASKS,
             "task_failure",
         ),
+        # one answered (redrawn with its answer), the next not
         (
-            "sudo apt-get remove nodejs",
-            "The following packages will be REMOVED:\n  nodejs\nDo you want to continue? [Y/n] ",
+            "echo N | npx create-next-app web",
+            f"{NEXT_ASKS}{NEXT_ANSWERED}\n{NEXT_ASKS.replace('React', 'AGENTS')}",
             "task_failure",
         ),
-        ("./setup.sh", "Overwrite config.yaml (y/N)? ", "task_failure"),
-        # a prompt library's own word that its input closed before an answer (create-vite)
-        (
-            "npm create vite@latest . -- --template react-ts",
-            "> npx\n> create-vite .\n\n\x1b[90m└\x1b[39m  \x1b[31mOperation cancelled\x1b[39m",
-            "task_failure",
-        ),
-        # answered: the run went on past the question; a question in the middle of a log; a pause for a key
-        ("echo y | ./setup.sh", "Overwrite config.yaml (y/N)? y\nWrote config.yaml", "ok"),
-        (
-            "npx create-next-app@latest web --yes",
-            "? Would you like to use Turbopack? » Yes\nCreating a new Next.js app in /w/web.\nSuccess!",
-            "ok",
-        ),
-        ("cat notes.md", "Should we keep both? [y/n] is how the old tool asked.\nWe dropped it.", "ok"),
-        ("tail -3 install.log", "Removing nodejs\nDo you want to continue? [Y/n] ", "ok"),  # a log's question
-        ("python example_walk.py", "Robot ready.\nPress Enter to continue...", "ok"),
+        # clack's own word that its input closed
+        ("npm create vite@latest . -- --template react-ts", VITE_CANCELLED, "task_failure"),
+        # answered on the same line; the run went on; a question of a script's that a pipe may have answered
+        ("npx create-next-app@latest web", NEXT_ASKS + NEXT_ANSWERED, "ok"),
+        ("npx create-next-app@latest web --yes", "? Use Turbopack? » Yes\nCreating a new Next.js app.\nSuccess!", "ok"),
+        ("echo y | python3 reset_db.py", "Drop all tables? [y/N] ", "ok"),
+        ("./deploy.sh --help", "Usage: deploy.sh [options]\n  --force    skip the confirmation (y/N)", "ok"),
+        # not a prompt library's: a script's own word, a breadcrumb
+        ("./sync.sh", "Syncing...\nOperation cancelled.", "ok"),
+        ("node crumbs.js", "? Home › Docs › API", "ok"),
+        # reading it, not running it: a log, a terminal's screen an agent answers through
+        ("tail -3 setup.log", "Creating app\n" + NEXT_ASKS, "ok"),
+        ("tmux capture-pane -p -t app", "Need to install\n" + NEXT_ASKS, "ok"),
     ],
-    ids=["prompt", "apt", "y/N", "cancelled", "answered", "went on", "a file read", "a log read", "a pause"],
+    ids=[
+        "prompts",
+        "the next question",
+        "clack cancelled",
+        "answered",
+        "went on",
+        "a pipe may answer",
+        "help",
+        "a script's words",
+        "a breadcrumb",
+        "a log",
+        "a screen",
+    ],
 )
 def test_a_command_whose_output_ends_at_a_question_nobody_answered_did_nothing_more(
     command: str, output: str, expected: str
 ) -> None:
     assert kind(call("Bash", {"command": command}), [tool(output)], "claude_code") == expected
+
+
+def test_a_prompt_in_codex_s_output_is_read_and_a_session_still_running_waits_on_the_model() -> None:
+    done = "Chunk ID: 5a1f00\nWall time: 3.0 seconds\nProcess exited with code 0\nOriginal token count: 9\nOutput:\n"
+    running = done.replace("Process exited with code 0", "Process running with session ID 4242")
+    asks = call("exec_command", {"cmd": "npx create-next-app@latest web"})
+    assert kind(asks, [tool(done + NEXT_ASKS)], "codex") == "task_failure"  # its colours read as Claude Code's
+    assert kind(asks, [tool(running + NEXT_ASKS)], "codex") == "ok"  # the model answers it with write_stdin
+
+
+def test_a_reproduction_that_shows_the_reported_prompt_is_the_red_phase() -> None:
+    said = "`mycli init --yes` still asks `? Overwrite config.yaml? » No / Yes` - fix it"
+    run = call("Bash", {"command": "python reproduce.py"})
+    out = "Running mycli init --yes\n? Overwrite config.yaml? » No / Yes"
+    assert kind(run, [tool(out)], "claude_code", [{"role": "user", "content": said}]) == "ok"

@@ -128,6 +128,7 @@ class Outcome:
     timed_out: bool = False
     runs: bool = True  # a command's output (words may count) rather than a file or a listing
     said: str = ""  # what the model said the call is for (Claude Code's `description` of a command)
+    running: bool = False  # still running, its session the model's to write to (Codex's `write_stdin`)
     edits: str | None = None  # the file a file editor's call changed (the tool's own path argument)
 
 
@@ -1595,27 +1596,35 @@ def first_match(pattern: re.Pattern[str] | Gated, text: str) -> tuple[int, str] 
     return line, m.group(0).strip()[:160]
 
 
-# A command whose output ends at a question it asked (an interactive prompt: create-next-app's `? Would you
-# like to use X? » No / Yes`, a `(y/N)` or `[Y/n]`) stopped there: nobody in an agent's shell answers it.
-# Prompt libraries say so themselves when their input closes (create-vite's `└  Operation cancelled`).
-_ASKING = re.compile(
-    r"^\W*\?\s.*\S\s*[»›]\s*\S.*$|(?:\((?:y/n|yes/no)\)|\[y/n\])\s*[:?]?\s*$|^\W*operation cancell?ed\W*$", re.I
-)
+# A command whose output ends at a question a prompt library asked, unanswered: nobody in an agent's shell
+# answers, so it did nothing more. prompts' (create-next-app): `? Would you like to use X? » No / Yes`, which an
+# answer redraws on the same line as `√ ... » Yes`; clack's (create-vite, create-astro) own word when its input
+# closed, `└  Operation cancelled`. (Not a bare `(y/N)`: a script's `input()` prints it whether or not a pipe
+# answers it, and help texts end so; nor clack's question left open over its choices: one such menu, of a
+# tool's own configuration, was labelled the environment's.)
+_PROMPTED = re.compile(r"^\W*\?\s.*[?:]\s*[»›]\s*\S")
+_CLACK_CANCELLED = re.compile(r"^\s*└\s+operation cancell?ed\W*$", re.I)
+_ANSWERED = re.compile(r"[√✔✖×]")
 
 
 def _reads_only(command: str) -> bool:
-    """Every program of the line reads or lists (`cat notes.md | tail`): a question at its end is a file's."""
+    """Every program of the line reads or lists (`cat notes.md | tail`), or it reads a terminal's screen
+    (`tmux capture-pane`, an agent answering a prompt itself): a question at its end is not its own."""
     programs = _programs(command)
-    return bool(programs) and all(p in _LOOKS or p in FILTERS for p in programs)
+    return "capture-pane" in command or (bool(programs) and all(p in _LOOKS or p in FILTERS for p in programs))
 
 
 def _waiting(text: str) -> tuple[int, str] | None:
-    """The prompt a command's output ends at, unanswered: its last line."""
-    tail = text[-2000:].rstrip()
-    last = tail[tail.rfind("\n") + 1 :]
-    if not _ASKING.search(last):
+    """The prompt a command's output ends at, unanswered (from its last lines)."""
+    text = text.rstrip()
+    tail = _COLOURS.sub("", text[-2000:])
+    lines = tail.splitlines()
+    if not lines or (len(lines) == 1 and len(text) > 2000):
+        return None  # (a last line longer than what is read: its end is not a prompt's line)
+    last = _ANSWERED.split(lines[-1])[-1]  # what is left after a prompt redrawn as answered
+    if not (_PROMPTED.match(last) or _CLACK_CANCELLED.match(last)):
         return None
-    return text.rstrip().count("\n") + 1, last.strip()[:160]
+    return text.count("\n") + 1, last.strip()[:160]
 
 
 # -- the reader --
@@ -2045,8 +2054,9 @@ class Reader:
             and (lost := _cd_failed(o.command or "", o.text))
         ):
             return self._found(o, "task_failure", "cd_failed", lost)  # a probe too: it looked elsewhere
-        if o.runs and o.command and (asked := _waiting(o.text)) is not None and not _reads_only(o.command):
-            return self._found(o, "task_failure", "waited_for_input", asked)  # it did nothing more
+        if o.runs and o.command and not o.running and (asked := _waiting(o.text)) and not _reads_only(o.command):
+            waited = self._found(o, "task_failure", "waited_for_input", asked)  # it did nothing more
+            return None if self.looked(o, reply, past()) else waited  # (a reproduction of a bug that asks)
         if o.timed_out:  # a search that ran out of time never answered
             finding = self._found(o, "task_failure", "timeout", first_match(self.TIMEOUT, o.text))
         elif o.status is not None and not status_hidden(cmd) and not sifted:

@@ -105,6 +105,7 @@ class Codex(Reader):
             o.flagged = True
         if header := _EXEC_HEADER.match(text[:20000]):  # bounded: a long command echoed is still short
             o.text = text[header.end() :]  # the command's own output; the status was read from the header
+            o.running = "\nProcess running with " in header.group(0)
         if text.startswith("Script ") and len(codes := _EXIT_CODES.findall(text[:20000])) > 1:
             # code mode: a script's commands each say their status; the first that failed is the turn's
             o.status = next((int(c) for c in codes if c != "0"), 0)
