@@ -4498,3 +4498,26 @@ def test_a_reproduction_that_shows_the_reported_prompt_is_the_red_phase() -> Non
     run = call("Bash", {"command": "python reproduce.py"})
     out = "Running mycli init --yes\n? Overwrite config.yaml? » No / Yes"
     assert kind(run, [tool(out)], "claude_code", [{"role": "user", "content": said}]) == "ok"
+
+
+def test_a_timeout_in_a_string_of_the_output_is_the_programs_text_not_the_commands_end() -> None:
+    source = 'import x\n\nasync function run() {\n  throw new Error("nilCC timed out after 3 minutes");\n}\n'
+    assert kind(call("Bash", {"command": "sed -n '1,80p' route.ts"}), [tool(source)], "claude_code") == "ok"
+    ended = "Command timed out after 2m 0.0s\nnpm test"
+    assert kind(call("Bash", {"command": "npm test"}), [tool(ended, is_error=True)], "claude_code") == "task_failure"
+    said = "command timed out after 10006 milliseconds\n"
+    assert kind(call("exec_command", {"cmd": "grep -rn x /"}), [tool(said)], "codex") == "task_failure"
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        ("curl -s http://localhost:3000 | head -5", "ok"),  # is a server up there? no
+        ("curl -sI http://127.0.0.1:8080/health", "ok"),
+        ("npm run start & sleep 5 && curl -s http://localhost:3000", "task_failure"),  # the one it started is not
+        ("curl -s http://localhost:3000 && echo up", "ok"),
+    ],
+)
+def test_curl_finding_nothing_listening_answers_a_look_at_whether_a_server_is_up(command: str, expected: str) -> None:
+    refused = "Chunk ID: 1\nWall time: 0.1 seconds\nProcess exited with code 7\nOriginal token count: 0\nOutput:\n"
+    assert kind(call("exec_command", {"cmd": command}), [tool(refused)], "codex") == expected

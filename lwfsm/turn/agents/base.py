@@ -1023,6 +1023,7 @@ _LOOKS = _READS_ONLY | {
     "Get-ChildItem", "gci", "Get-Item", "Resolve-Path", "Select-Object", "Select-String", "Sort-Object",
     "Format-List", "Format-Table", "Out-String",
 }  # fmt: skip
+_READS_OR_FILTERS = _LOOKS | FILTERS
 _ACTS = re.compile(r"^-(?:[a-zA-Z]*i|-in-place|delete|exec|execdir|ok|okdir|fprint\w*)\b")
 
 
@@ -1611,7 +1612,7 @@ def _reads_only(command: str) -> bool:
     """Every program of the line reads or lists (`cat notes.md | tail`), or it reads a terminal's screen
     (`tmux capture-pane`, an agent answering a prompt itself): a question at its end is not its own."""
     programs = _programs(command)
-    return "capture-pane" in command or (bool(programs) and all(p in _LOOKS or p in FILTERS for p in programs))
+    return "capture-pane" in command or (bool(programs) and all(p in _READS_OR_FILTERS for p in programs))
 
 
 def _waiting(text: str) -> tuple[int, str] | None:
@@ -1625,6 +1626,15 @@ def _waiting(text: str) -> tuple[int, str] | None:
     if not (_PROMPTED.match(last) or _CLACK_CANCELLED.match(last)):
         return None
     return text.count("\n") + 1, last.strip()[:160]
+
+
+def _outside_a_string(m: re.Match[str] | None) -> bool:
+    """A match that is not inside a string its line opened (`throw new Error("timed out after 3 minutes")`,
+    a program's source printed: its words are not what happened to the command)."""
+    if m is None:
+        return False
+    line = m.string[m.string.rfind("\n", 0, m.start()) + 1 : m.start()]
+    return line.count('"') % 2 == 0 and line.count("`") % 2 == 0
 
 
 # -- the reader --
@@ -1737,7 +1747,7 @@ class Reader:
             status=int(m.group(1)) if m else None,
             # an MCP server's own error answer is an error whether or not the agent flags it
             flagged=msg.get("is_error") is True or text.startswith("Error executing tool"),
-            timed_out=command is not None and _hinted(self.TIMEOUT, text[:3000], _TIMEOUT_HINTS) is not None,
+            timed_out=command is not None and _outside_a_string(_hinted(self.TIMEOUT, text[:3000], _TIMEOUT_HINTS)),
             # a command's output, or a tool we do not know that does not look like reading something
             runs=command is not None or not _READS.search(tool or ""),
             edits=edited_path(tool, args) if command is None else None,
@@ -2022,6 +2032,8 @@ class Reader:
         # (a status over 128 is a signal's: a search killed, not one that answered no; `pkill -f x` whose
         # pattern matched its own shell)
         probe = bool(cmd) and is_probe(cmd) and not sifted and (o.status or 0) <= 128
+        # curl's 7 is nothing listening there: a look at whether a server is up, answered no (not one it started)
+        probe = probe or (o.status == 7 and [p for p in _programs(cmd) if p not in _READS_OR_FILTERS] == ["curl"])
         served = _server_error(cmd, o.text) if not probe and not o.status else None
         if served is not None:
             return self._found(o, "task_failure", "http_status", served)
