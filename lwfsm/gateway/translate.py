@@ -55,7 +55,7 @@ class Translate:
         return await asyncio.shield(self._load())
 
     def _load(self) -> asyncio.Future[Any]:
-        """The adapter's import, begun once, after `startup` has set LiteLLM offline. It takes seconds (7 s
+        """The adapter's import, begun once, after `startup` has set LiteLLM offline. It takes seconds (6 s
         of CPU here): in a thread of its own, which a gateway stopped meanwhile does not wait for."""
         if self._adapter is None:
             loop, future = asyncio.get_running_loop(), asyncio.get_running_loop().create_future()
