@@ -114,6 +114,7 @@ def _check_translator(bound: Mapping[str, RoleBinding], mock: bool, load: bool =
     background and /readyz says if that failed). With every role on one protocol, a client of the other
     protocol, and Anthropic's token count, need it: they are told then."""
     from .forward import Forward, translated_always
+    from .translate import why_not_imported
 
     if not translated_always(bound, mock):
         return
@@ -122,9 +123,7 @@ def _check_translator(bound: Mapping[str, RoleBinding], mock: bool, load: bool =
             importlib.import_module("lwfsm.provider.adapter")
             return
         except Exception as exc:  # (ImportError names its cause; a LiteLLM that refuses its dependencies too)
-            why = (
-                f"LiteLLM cannot be imported: {exc if isinstance(exc, ImportError) else f'{type(exc).__name__}: {exc}'}"
-            )
+            why = f"LiteLLM cannot be imported: {why_not_imported(exc)}"
     elif importlib.util.find_spec("litellm") is not None:
         return
     else:

@@ -25,7 +25,7 @@ from .forward import Redirected, key_hint, origin, redirected, translated_always
 from .intake import Call, call_names
 from .replies import AsciiJSON, error_body, recorded_trailer, usage_header
 
-__all__ = ["Translate"]
+__all__ = ["Translate", "why_not_imported"]
 
 if TYPE_CHECKING:
     from .app import Gateway, _Loaded
@@ -91,7 +91,9 @@ class Translate:
             if future.cancelled():
                 return
             if (exc := future.exception()) is not None:  # (read here, so it is never left unretrieved)
-                logger.error("LiteLLM could not be imported; every translated call will fail: %s", _said(exc))
+                logger.error(
+                    "LiteLLM could not be imported; every translated call will fail: %s", why_not_imported(exc)
+                )
             else:
                 logger.info("LiteLLM loaded for translated calls in %.1f s", time.perf_counter() - started)
 
@@ -104,14 +106,14 @@ class Translate:
         if not self.preloaded or self._adapter is None or not self._adapter.done() or self._adapter.cancelled():
             return None
         exc = self._adapter.exception()
-        return None if exc is None else f"LiteLLM could not be imported: {_said(exc)}"
+        return None if exc is None else f"LiteLLM could not be imported: {why_not_imported(exc)}"
 
     async def unavailable(self) -> str | None:
         """Why LiteLLM cannot translate calls here (its import failed, however it failed), else None."""
         try:
             await self.adapter()
         except Exception as exc:  # a missing dependency, a version LiteLLM refuses: each call says so, no stack
-            return _said(exc)
+            return why_not_imported(exc)
         return None
 
     async def supported(self, model: str) -> frozenset[str] | None:
@@ -319,7 +321,7 @@ def _redirect(exc: BaseException) -> Redirected | None:
     return next((c for c in causes(exc) if isinstance(c, Redirected)), None)
 
 
-def _said(exc: BaseException) -> str:
+def why_not_imported(exc: BaseException) -> str:
     """An import's failure in words: an ImportError says what it is, another is named by its type."""
     return str(exc) if isinstance(exc, ImportError) else f"{type(exc).__name__}: {exc}"
 

@@ -1609,23 +1609,23 @@ _ANSWERED = re.compile(r"[√✔✖×]")
 
 
 def _reads_only(command: str) -> bool:
-    """Every program of the line reads or lists (`cat notes.md | tail`), or it reads a terminal's screen
-    (`tmux capture-pane`, an agent answering a prompt itself): a question at its end is not its own."""
-    programs = _programs(command)
-    return "capture-pane" in command or (bool(programs) and all(p in _READS_OR_FILTERS for p in programs))
+    """Every command of the line only reads or looks (`_only_reads`: `cat notes.md | tail`), or it reads a
+    terminal's screen (`tmux capture-pane`, an agent answering a prompt itself): a question at its end is
+    not its own."""
+    return "capture-pane" in command or bool(_only_reads(command))
 
 
 def _waiting(text: str) -> tuple[int, str] | None:
-    """The prompt a command's output ends at, unanswered (from its last lines)."""
-    text = text.rstrip()
-    tail = _COLOURS.sub("", text[-2000:])
-    lines = tail.splitlines()
+    """The prompt a command's output ends at, unanswered (from its last lines: every command's output is
+    asked this, so only its end is read, and its lines counted only for a prompt found)."""
+    tail = text[-2000:].rstrip()
+    lines = _COLOURS.sub("", tail).splitlines()
     if not lines or (len(lines) == 1 and len(text) > 2000):
         return None  # (a last line longer than what is read: its end is not a prompt's line)
     last = _ANSWERED.split(lines[-1])[-1]  # what is left after a prompt redrawn as answered
     if not (_PROMPTED.match(last) or _CLACK_CANCELLED.match(last)):
         return None
-    return text.count("\n") + 1, last.strip()[:160]
+    return text.count("\n", 0, max(0, len(text) - 2000) + len(tail)) + 1, last.strip()[:160]
 
 
 def _outside_a_string(m: re.Match[str] | None) -> bool:
