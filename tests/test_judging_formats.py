@@ -4521,3 +4521,62 @@ def test_a_timeout_in_a_string_of_the_output_is_the_programs_text_not_the_comman
 def test_curl_finding_nothing_listening_answers_a_look_at_whether_a_server_is_up(command: str, expected: str) -> None:
     refused = "Chunk ID: 1\nWall time: 0.1 seconds\nProcess exited with code 7\nOriginal token count: 0\nOutput:\n"
     assert kind(call("exec_command", {"cmd": command}), [tool(refused)], "codex") == expected
+
+
+# -- Codex polls and code-mode patches (2026-12-07) --
+
+
+def _running(cid: str, ident: str) -> dict[str, Any]:
+    """Codex's answer to a command still running when its call returned."""
+    return tool(f"Chunk ID: a1\nWall time: 1.0 seconds\nProcess running with session ID {ident}\nOutput:\n", cid)
+
+
+def test_codex_a_poll_is_judged_as_the_command_it_polls() -> None:
+    """`write_stdin` (or code mode's `wait`) reads what a command started earlier printed: its status is
+    that command's. A read of a missing file polled to its end was judged a failed command."""
+    ask = {"role": "user", "content": "fix the register page"}
+    for command, output, expected in (
+        ("sed -n '1,80p' app/register/page.tsx", "sed: app/register/page.tsx: No such file or directory", "ok"),
+        ("npm run build", "src/app.ts(3,1): error TS2304: Cannot find name 'x'.", "task_failure"),
+    ):
+        before = [ask, call("exec_command", {"cmd": command}, "s1"), _running("s1", "4242")]
+        poll = call("write_stdin", {"session_id": 4242, "chars": ""}, "p1")
+        ended = tool(f"Chunk ID: b2\nWall time: 0.0 seconds\nProcess exited with code 1\nOutput:\n{output}\n", "p1")
+        assert kind(poll, [ended], "codex", before) == expected, command
+    # the poll's own failure is the poll's, whatever it polled
+    before = [ask, call("exec_command", {"cmd": "createdb app || echo exists"}, "s1"), _running("s1", "7")]
+    stop = call("write_stdin", {"session_id": 7, "chars": "\u0003"}, "p1")
+    assert kind(stop, [tool("write_stdin failed: stdin is closed for this session", "p1")], "codex", before) == (
+        "task_failure"
+    )
+    # code mode: `wait` on the script's cell; a look at a folder that is not a repository yet
+    script = (
+        'const r = await tools.exec_command({"cmd": "find . -maxdepth 2 -type f; git status --short"}); text(r.output);'
+    )
+    started = tool("Script running with cell ID 15\nWall time 10.0 seconds\nOutput:\n", "s1")
+    before = [ask, call("exec", {"input": script}, "s1"), started]
+    done = "Script completed\nWall time 0.0 seconds\nOutput:\n\nfatal: not a git repository (or any parent)\n"
+    assert kind(call("wait", {"cell_id": "15"}, "p1"), [tool(done, "p1")], "codex", before) == "ok"
+
+
+def test_codex_code_mode_patch_is_an_edit() -> None:
+    """A code-mode script that applies a patch changes the code as `apply_patch` does: tests failing after
+    it are the change's, not the red phase of code nobody touched."""
+    patch = '"*** Begin Patch\\n*** Update File: src/lib.rs\\n@@\\n-fn a() {}\\n+fn a() -> u8 { 1 }\\n*** End Patch"'
+    edit = call("exec", {"input": f"const patch = {patch};\ntext(await tools.apply_patch(patch));"}, "e1")
+    before = [{"role": "user", "content": "make a return 1"}, edit, tool("Script completed\nOutput:\n\n{}", "e1")]
+    run = call("exec", {"input": 'const r = await tools.exec_command({"cmd": "cargo test"}); text(r.output);'}, "t1")
+    out = "Script completed\nOutput:\n\ntest tests::a ... FAILED\n\ntest result: FAILED. 1 passed; 1 failed\n"
+    assert kind(run, [tool(out, "t1")], "codex", before) == "task_failure"
+    # with no change before it, the same run shows the code as given
+    assert kind(run, [tool(out, "t1")], "codex", before[:1]) == "ok"
+
+
+def test_a_test_run_that_failed_nothing_passed() -> None:
+    """cargo says "0 failed" of every passing run: a count of failures is one of one or more (a code-mode
+    script's answer gives no status: the output's summary is all there is)."""
+    run = call("exec", {"input": 'const r = await tools.exec_command({"cmd": "cargo test"}); text(r.output);'})
+    passed = "Script completed\nOutput:\n\nrunning 2 tests\n\ntest result: ok. 2 passed; 0 failed; 0 ignored\n"
+    assert kind(run, [tool(passed)], "codex") == "ok"
+    failed = "Script completed\nOutput:\n\ntest result: FAILED. 1 passed; 1 failed; 0 ignored\n"
+    assert kind(run, [tool(failed)], "codex") == "task_failure"

@@ -160,9 +160,10 @@ def explain(core: TurnCore, capture: Mapping[str, Any], agent: str | None = None
 def outcomes_read(capture: Mapping[str, Any], agent: str) -> list[tuple[str, bool]]:
     """What the agent's reader took from the messages after the reply, one line each, and whether it
     failed by its status or flag: an ok verdict is explained by what it passed over."""
-    reply, after, _tools, _messages, _headers = request_turn(capture)
+    reply, after, _tools, messages, _headers = request_turn(capture)
+    before = messages[: last_reply(messages)]
     out = []
-    for o in reader(agent).outcomes(reply, after):
+    for o in reader(agent).outcomes(reply, after, before):
         what = ((o.command or o.tool or "").strip().splitlines() or ["a result"])[0][:80]
         status = "no status" if o.status is None else f"exit {o.status}"
         out.append(

@@ -806,7 +806,7 @@ _SUMMARY = re.compile(
     r"Failed!\s+-\s+Failed:\s+[1-9]|Test Run Failed\.|\s*Test summary: total: \d+, failed: [1-9]|"
     r"Test run summary: Failed!)"
 )
-_FAILED_COUNT = re.compile(r"\b\d+ (failing|failed)\b")
+_FAILED_COUNT = re.compile(r"\b[1-9]\d* (failing|failed)\b")  # (not "0 failed": cargo says it of every pass)
 # A runner's count of failed tests, as its summary line begins (Playwright's "  5 failed", mocha's "  2 failing",
 # pytest's "=== 1 failed, 3 passed in 2s ===", jest's "Tests:  1 failed, 4 passed", vitest's "Tests  2 failed")
 _FAILURES_COUNTED = re.compile(r"\s*(?:=+ |Tests?:?\s+|Test Files\s+)?[1-9]\d* (?:failing|failed)\b")
@@ -1754,7 +1754,7 @@ class Reader:
             said=said if command is not None and isinstance(said := args.get("description"), str) else "",
         )
 
-    def outcomes(self, reply: Message, after: Sequence[Message]) -> Iterator[Outcome]:
+    def outcomes(self, reply: Message, after: Sequence[Message], before: Sequence[Message] = ()) -> Iterator[Outcome]:
         calls = self.calls(reply)
         for i, msg in enumerate(after):
             if msg.get("role") == "tool":
@@ -1799,7 +1799,7 @@ class Reader:
 
         ran: _Reproduced | None = None  # the reproductions run before the reply, read when one runs again
         undone = False  # a call of this reply put files back (`git stash`, then the reproduction: the code as given)
-        for o in self.outcomes(reply, after):
+        for o in self.outcomes(reply, after, before):
             f = self.classify(o, reply, here)
             if f is None and before and o.runs and o.command and not undone and _runs_reproduction(o.command):
                 ran = ran or self._reproductions(before)

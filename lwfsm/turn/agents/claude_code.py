@@ -105,8 +105,8 @@ class ClaudeCode(Reader):
             return Finding("environment", Evidence(f"{self.name}.no_one_to_ask", o.message, 1, o.text.strip()[:160]))
         return super().classify(o, reply, past)
 
-    def outcomes(self, reply: Message, after: Sequence[Message]) -> Iterator[Outcome]:
-        for o in super().outcomes(reply, after):
+    def outcomes(self, reply: Message, after: Sequence[Message], before: Sequence[Message] = ()) -> Iterator[Outcome]:
+        for o in super().outcomes(reply, after, before):
             if not _SIBLING.match(o.text.lstrip()):
                 yield o
 

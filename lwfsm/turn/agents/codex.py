@@ -39,6 +39,16 @@ _CODE_MODE_CALL = re.compile(
     r"""(?:"((?:[^"\\\n]|\\.){0,4000})"|'((?:[^'\\\n]|\\.){0,4000})'|`([^`]{0,4000})`)"""
 )
 _EXIT_CODES = re.compile(r"^Exit code: (-?\d+)", re.M)
+# A command (or a code-mode script) still running when its call returned: the id the model polls it by,
+# with `write_stdin` (empty chars: read what it printed since) or `wait`.
+_STILL_RUNNING = re.compile(r"^(?:Process running with session ID (\d+)|Script running with cell ID (\w+))", re.M)
+_POLLS = frozenset({"write_stdin", "wait"})
+
+
+def _reports_process(text: str) -> bool:
+    """An answer that reports on a command or script (its status, its output), not on the call itself."""
+    return text.startswith("Script ") or _EXEC_HEADER.match(text[:20000]) is not None
+
 
 # Codex's editor extensions put the editor's state (active file, selection, open tabs) before the
 # person's words, which follow their own heading.
@@ -66,6 +76,17 @@ class Codex(Reader):
         at = text.find(_REQUEST)
         return "" if at < 0 else text[at + len(_REQUEST) :].lstrip("\n")
 
+    def calls(self, reply: Message) -> dict[str, tuple[str, dict[str, Any]]]:
+        out = super().calls(reply)
+        for ident, (name, args) in out.items():
+            script = args.get("input")
+            if name == "exec" and isinstance(script, str) and "tools.apply_patch(" in script:
+                if not _CODE_MODE_CALL.search(script[:20000]):
+                    # a code-mode script that only applies a patch (its text a JavaScript string in the script)
+                    # is an edit, as an `apply_patch` call is: what ran before it is tried again after it
+                    out[ident] = ("apply_patch", {"input": script.replace("\\n", "\n")})
+        return out
+
     @staticmethod
     def command_of(args: Mapping[str, Any]) -> str | None:
         # Code mode: the model's script (`exec`'s input) runs shell commands through `tools.shell_command`
@@ -86,6 +107,35 @@ class Codex(Reader):
             if ran:
                 return "\n".join(ran)
         return Reader.command_of(args)
+
+    def outcomes(self, reply: Message, after: Sequence[Message], before: Sequence[Message] = ()) -> Iterator[Outcome]:
+        calls = self.calls(reply)
+        started = self._started(before) if any(name in _POLLS for name, _ in calls.values()) else {}
+        for i, msg in enumerate(after):
+            if msg.get("role") == "tool":
+                tool, args = calls.get(str(msg.get("tool_call_id")), (None, {}))
+                polled = args.get("session_id", args.get("cell_id")) if tool in _POLLS else None
+                if polled is not None and str(polled) in started and _reports_process(text_of(msg)):
+                    # a poll's answer is the polled command's: judged as that command (a read of a missing
+                    # file stays a read), its own arguments kept (chars it typed). Not when the poll itself
+                    # failed (`write_stdin failed: stdin is closed`): that is the poll's mistake.
+                    args = {**started[str(polled)], **args}
+                yield self.outcome(i, msg, tool, args)
+
+    def _started(self, before: Sequence[Message]) -> dict[str, Mapping[str, Any]]:
+        """The arguments of each command still running when its call returned, by the id a poll names
+        (the latest start of an id: ids are reused once a process ends)."""
+        ids: dict[str, str] = {}  # tool call id -> poll id
+        for m in before:
+            if m.get("role") == "tool" and (s := _STILL_RUNNING.search(text_of(m)[:400])):
+                ids[str(m.get("tool_call_id"))] = s.group(1) or s.group(2)
+        out: dict[str, Mapping[str, Any]] = {}
+        for m in before if ids else ():
+            if m.get("role") == "assistant" and m.get("tool_calls"):
+                for call_id, (name, args) in self.calls(m).items():
+                    if call_id in ids and name not in _POLLS:
+                        out[ids[call_id]] = args
+        return out
 
     def outcome(self, i: int, msg: Message, tool: str | None, args: Mapping[str, Any]) -> Outcome:
         text = text_of(msg)

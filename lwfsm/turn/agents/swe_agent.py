@@ -201,7 +201,7 @@ class MiniSweAgent(Reader):
             return super().outcome(i, msg, tool, args)
         return Outcome(message=i, text=obs[1], tool=tool, command=self.command_of(args), status=obs[0])
 
-    def outcomes(self, reply: Message, after: Sequence[Message]) -> Iterator[Outcome]:
+    def outcomes(self, reply: Message, after: Sequence[Message], before: Sequence[Message] = ()) -> Iterator[Outcome]:
         actions = _actions(reply, self.LAST)
         n = 0
         for i, msg in enumerate(after):
@@ -320,7 +320,7 @@ class SweAgent(MiniSweAgent):
             "(Open file:" in text_of(m)[-400:] for m in messages[-4:] if m.get("role") == "user"
         )
 
-    def outcomes(self, reply: Message, after: Sequence[Message]) -> Iterator[Outcome]:
+    def outcomes(self, reply: Message, after: Sequence[Message], before: Sequence[Message] = ()) -> Iterator[Outcome]:
         actions = _actions(reply, self.LAST)
         for i, msg in enumerate(after):
             if msg.get("role") not in ("user", "tool"):
