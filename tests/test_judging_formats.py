@@ -1510,11 +1510,19 @@ def test_claude_codes_ide_tags_before_a_persons_words_are_not_theirs() -> None:
 
 @pytest.mark.parametrize(
     "said",
-    ["furt nic", "pořád nefunguje", "cp: missing destination file operand after 'x.rules'\nTry 'cp --help'"],
+    [
+        "furt nic",
+        "pořád nefunguje",
+        "Stejny problém, úprava nepomohla. Podívej se na odpověď API.",  # "the same problem, the change did not help"
+        "Nepomohlo to.",
+        "cp: missing destination file operand after 'x.rules'\nTry 'cp --help'",
+    ],
 )
 def test_czech_and_a_pasted_core_tool_error_are_corrections(said: str) -> None:
     reply = {"role": "assistant", "content": "Run: sudo cp x.rules /etc/udev/rules.d/"}
     assert kind(reply, [{"role": "user", "content": said}], "generic") == "user_correction"
+    if said.startswith(("Stejn", "Nepomohl")):  # and helping is no correction
+        assert kind(reply, [{"role": "user", "content": "Pomohlo to, díky."}], "generic") == "ok"
 
 
 # -- environment, or the model's own mistake --
