@@ -4,7 +4,8 @@
 "tool_use": [{"name": ..., "input": {...}}], "delay": 0.02, "cut": True (a stream that stops half-way,
 without its message_stop), "garbled": True (a stream whose second event is not JSON)}. Unscripted
 requests get a text reply naming the model. "stream": true requests get the reply as Anthropic SSE
-events. Request headers are kept in `headers`, paths in `paths`.
+events. Request headers are kept in `headers`, paths in `paths`. `/v1/messages/count_tokens` answers
+the number of whitespace-separated words in the JSON of [system, messages, tools] (scripted steps apply).
 """
 
 import json
@@ -60,6 +61,9 @@ class Server:
                         },
                     }
                     return self.send(status, payload, step.get("headers", {}))
+                if self.path.endswith("/count_tokens"):  # a count the test can predict: words of what is sent
+                    said = json.dumps([body.get("system"), body.get("messages"), body.get("tools")])
+                    return self.send(200, {"input_tokens": len(said.split())}, step.get("headers", {}))
                 message = server.reply(body, step, n)
                 if body.get("stream"):
                     return self.stream(message, step)

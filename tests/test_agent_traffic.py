@@ -67,7 +67,7 @@ ALL = [
     pytest.param(agent, r, id=f"{agent}-{r['scenario']}-{r['seq']}-{r['kind']}")
     for agent in ("claude_code", "codex", "aider")
     for r in _requests(agent)
-    if "count_tokens" not in r["path"]  # answered locally, never a turn (tested in test_gateway.py)
+    if "count_tokens" not in r["path"]  # a count, never a turn (tested in test_gateway.py, test_gateway_faults.py)
 ]
 
 

@@ -1318,20 +1318,22 @@ def test_aider_reports_test_and_lint_results_as_user_messages(said: str, reason:
     assert verdict.event == ("failure" if reason else "turn_completed")
 
 
-def test_count_tokens_is_answered_without_a_turn(ant: anthropic_server.Server, ant_gateway: Gateway) -> None:
+def test_count_tokens_is_answered_without_a_turn(oai: openai_server.Server, oai_gateway: Gateway) -> None:
+    """A role on an OpenAI-compatible server: counted here with LiteLLM's tokenizers (the server has no
+    count endpoint)."""
     client = anthropic.Anthropic(
-        base_url=ant_gateway.base,
+        base_url=oai_gateway.base,
         api_key=GATEWAY_KEY,
         default_headers={"x-claude-code-session-id": "cc-count"},
         max_retries=0,
     )
-    before = len(ant.requests)
+    before = len(oai.requests)
     messages: list[Any] = [{"role": "user", "content": "Count the tokens of this message, please."}]
     short = client.messages.count_tokens(model="lwfsm", messages=messages)
     longer = client.messages.count_tokens(model="lwfsm", messages=messages, system="You are Claude Code. " * 20)
     assert 0 < short.input_tokens < longer.input_tokens
-    assert len(ant.requests) == before  # counted locally: no upstream call
-    sessions = ant_gateway.control("GET", "/lwfsm/sessions").json()["sessions"]
+    assert len(oai.requests) == before  # counted locally: no upstream call
+    sessions = oai_gateway.control("GET", "/lwfsm/sessions").json()["sessions"]
     assert not any("cc-count" in json.dumps(s) for s in sessions)  # counting stored no conversation
 
 

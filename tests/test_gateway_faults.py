@@ -454,6 +454,37 @@ def test_without_litellm_a_call_only_litellm_could_translate_is_a_501_saying_whe
     assert "Traceback" not in out  # (it was an internal error, logged with its stack)
 
 
+def test_a_role_on_anthropics_api_counts_tokens_there_without_litellm(
+    ant: anthropic_server.Server, tmp_path: Path
+) -> None:
+    """Claude Code's usual gateway (every role on Anthropic's API) counted tokens with LiteLLM's
+    tokenizers: an estimate, and 155 MB and seconds of CPU imported at the first count (a 501 without the
+    extra). The role's upstream counts it: exact, as it will bill it."""
+    anthropic = pytest.importorskip("anthropic")
+    (tmp_path / "sitecustomize.py").write_text(_NO_LITELLM)
+    env = {**_env("anthropic", ant.base), "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
+    gw = Gateway("--api-key-env", "GW_KEY", env=env)
+    messages: list[Any] = [{"role": "user", "content": "Count the tokens of this message, please."}]
+    try:
+        with anthropic.Anthropic(base_url=gw.base, api_key=GATEWAY_KEY, max_retries=0) as client:
+            sent = len(ant.requests)
+            counted = client.messages.count_tokens(model="claude-any", messages=messages, system="Be brief.")
+            assert ant.paths[sent:] == ["/v1/messages/count_tokens"]
+            assert ant.requests[sent]["model"] == "lead-model"  # the role's model, not the client's name for it
+            assert ant.headers[sent]["x-api-key"] == LEAD_KEY  # the role's key, never the gateway's
+            assert counted.input_tokens == len(json.dumps(["Be brief.", messages, None]).split())
+            ant.script("lead-model", {"status": 429, "headers": {"retry-after": "7"}})
+            with pytest.raises(anthropic.RateLimitError) as limited:  # the upstream's answer, as it gave it
+                client.messages.count_tokens(model="claude-any", messages=messages)
+        assert limited.value.response.headers["retry-after"] == "7"
+        sessions = gw.control("GET", "/lwfsm/sessions").json()["sessions"]
+        assert sessions == []  # a count is no turn
+    finally:
+        out = gw.stop()
+    assert "Traceback" not in out
+    assert "LiteLLM" not in out
+
+
 def test_a_litellm_that_cannot_be_imported_is_named_by_its_own_error_before_and_after_start(
     ant: anthropic_server.Server, oai: openai_server.Server, tmp_path: Path
 ) -> None:

@@ -118,6 +118,12 @@ def origin(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
 
 
+def refused_key(role: str, url: str, status: int, binding: RoleBinding) -> str:
+    """What a client is told when a role's upstream refuses the gateway's key (a 502, not the upstream's 401:
+    the client would check, or retry, its own key)."""
+    return f"{role} upstream {origin(url)} refused the gateway's key ({status}): {key_hint(role, binding)}"
+
+
 def key_hint(role: str, binding: RoleBinding) -> str:
     """What to check when a role's upstream refuses the gateway's key."""
     if binding.api_key_env:
@@ -200,8 +206,7 @@ class Forward:
             if upstream.status in (401, 403):
                 # the upstream refused the gateway's key, not the client's: a 401 would have the client
                 # check (or retry) its own; a 502 says whose it is
-                refused = f"{role} upstream {origin(url)} refused the gateway's key ({upstream.status})"
-                msg = f"{refused}: {key_hint(role, binding)}"
+                msg = refused_key(role, url, upstream.status, binding)
                 return JSONResponse(error_body(call.protocol, 502, msg, "api_error"), 502, headers=lw)
             out = {**lw, "content-type": "application/json"}  # (what it is, when it is JSON: checked below)
             if "retry-after" in upstream.headers:
@@ -260,6 +265,40 @@ class Forward:
             return Response(data, upstream.status, headers=passthrough)
         passthrough["content-type"] = "text/event-stream"
         return StreamingResponse(self._relay(call, loaded, role, upstream), upstream.status, headers=passthrough)
+
+    async def count(self, call: Call, role: str, binding: RoleBinding, lw: dict[str, str]) -> Response:
+        """A Messages token count sent on to the role's Anthropic upstream (its own count, exact, and no
+        tokenizer to load here): the client's body with the role's model, answered as it answers."""
+        assert self.gateway.http is not None
+        url, headers = self._upstream(call, binding)
+        model = binding.model.split("/", 1)[1]
+        content = with_model(call.raw, call.body, model, known_tools(call.raw))
+        try:
+            upstream = await self.gateway.http.post(
+                url + "/count_tokens", data=content, headers=headers, allow_redirects=False
+            )
+            try:
+                data = await _read(upstream)
+            finally:
+                upstream.release()
+        except _TooLarge:
+            return JSONResponse(error_body("anthropic", 502, _too_large(role), "api_error"), 502, headers=lw)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            msg = f"{role} upstream {origin(url)} unreachable: {type(exc).__name__}"
+            return JSONResponse(error_body("anthropic", 502, msg, "api_error"), 502, headers=lw)
+        if 300 <= upstream.status < 400:
+            msg = redirected(role, url, upstream.status, upstream.headers.get("location", ""))
+            return JSONResponse(error_body("anthropic", 502, msg, "api_error"), 502, headers=lw)
+        if upstream.status in (401, 403):
+            msg = refused_key(role, url, upstream.status, binding)
+            return JSONResponse(error_body("anthropic", 502, msg, "api_error"), 502, headers=lw)
+        if not _json(data):
+            said = _unlike_json(role, url, upstream, self.gateway.redact(data))
+            return JSONResponse(error_body("anthropic", 502, said, "api_error"), 502, headers=lw)
+        out = {**lw, "content-type": "application/json"}
+        if "retry-after" in upstream.headers:
+            out["retry-after"] = upstream.headers["retry-after"]
+        return Response(self.gateway.redact(data), upstream.status, headers=out)
 
     def _first_byte(self, upstream: aiohttp.ClientResponse) -> None:
         """The upstream has answered (its status and headers came): from now on it may go quiet for

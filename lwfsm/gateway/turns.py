@@ -60,7 +60,8 @@ class Turns:
 
     async def count_tokens(self, request: Request) -> Response:
         """Anthropic's token count for a request, as the role that would serve it counts; not a turn,
-        nothing is stored. Counted locally with LiteLLM's tokenizers (no upstream call)."""
+        nothing is stored. A role on Anthropic's API counts it there (exact); any other is counted here
+        with LiteLLM's tokenizers (no upstream call)."""
         try:
             call = await self.gateway.intake.read(request, "anthropic", answered=False)
             loaded = await self.gateway._load(call)
@@ -73,7 +74,10 @@ class Turns:
         except UnreadableMessages as exc:
             return JSONResponse(error_body("anthropic", 400, unreadable(exc, "anthropic")), 400)
         role = loaded.plan.role
-        model = self.gateway.roles[role].model
+        binding = self.gateway.roles[role]
+        model = binding.model
+        if not self.gateway.mock and self.gateway.forward.fast("anthropic", binding):
+            return await self.gateway.forward.count(call, role, binding, self._headers(call, loaded, role))
         if (why := await self.gateway.translate.unavailable()) is not None:  # its tokenizers are LiteLLM's
             return JSONResponse(
                 error_body("anthropic", 501, f"tokens are counted with LiteLLM's tokenizers: {why}", "api_error"), 501
