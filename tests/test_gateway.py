@@ -1337,6 +1337,20 @@ def test_count_tokens_is_answered_without_a_turn(oai: openai_server.Server, oai_
     assert not any("cc-count" in json.dumps(s) for s in sessions)  # counting stored no conversation
 
 
+def test_an_anthropic_upstream_without_a_count_endpoint_is_counted_here(
+    ant: anthropic_server.Server, ant_gateway: Gateway
+) -> None:
+    """An Anthropic-compatible server that serves Messages but answers 404 to a token count (LiteLLM's
+    proxy did, until 2025): counted with LiteLLM's tokenizers instead, and not asked again."""
+    client = anthropic.Anthropic(base_url=ant_gateway.base, api_key=GATEWAY_KEY, max_retries=0)
+    messages: list[Any] = [{"role": "user", "content": "Count the tokens of this message, please."}]
+    ant.script("lead-model", {"status": 404})
+    sent = len(ant.paths)
+    assert client.messages.count_tokens(model="lwfsm", messages=messages).input_tokens > 0
+    assert client.messages.count_tokens(model="lwfsm", messages=messages).input_tokens > 0
+    assert ant.paths[sent:] == ["/v1/messages/count_tokens"]  # asked once
+
+
 def test_a_chat_stream_through_litellm_records_the_providers_usage_the_client_did_not_ask_for(
     ant: anthropic_server.Server, ant_gateway: Gateway
 ) -> None:

@@ -476,13 +476,21 @@ def test_a_role_on_anthropics_api_counts_tokens_there_without_litellm(
             ant.script("lead-model", {"status": 429, "headers": {"retry-after": "7"}})
             with pytest.raises(anthropic.RateLimitError) as limited:  # the upstream's answer, as it gave it
                 client.messages.count_tokens(model="claude-any", messages=messages)
+            # a server that serves Messages but has no count endpoint: counted here, which needs LiteLLM
+            ant.script("lead-model", {"status": 404})
+            with pytest.raises(anthropic.APIStatusError) as uncounted:
+                client.messages.count_tokens(model="claude-any", messages=messages)
         assert limited.value.response.headers["retry-after"] == "7"
+        assert uncounted.value.status_code == 501
+        said = uncounted.value.body["error"]["message"]  # type: ignore[index]
+        assert said.startswith("the lead upstream has no token count endpoint, and tokens are counted with "), said
         sessions = gw.control("GET", "/lwfsm/sessions").json()["sessions"]
         assert sessions == []  # a count is no turn
     finally:
         out = gw.stop()
     assert "Traceback" not in out
-    assert "LiteLLM" not in out
+    assert re.search(r"POST /v1/messages/count_tokens session \S+ \(lead\): 429 to the client: scripted 429", out)
+    assert out.count("the lead upstream has no token count endpoint (anthropic/lead-model)") == 1
 
 
 def test_a_litellm_that_cannot_be_imported_is_named_by_its_own_error_before_and_after_start(

@@ -1515,14 +1515,21 @@ def test_claude_codes_ide_tags_before_a_persons_words_are_not_theirs() -> None:
         "pořád nefunguje",
         "Stejny problém, úprava nepomohla. Podívej se na odpověď API.",  # "the same problem, the change did not help"
         "Nepomohlo to.",
+        "To nepomohlo.",
         "cp: missing destination file operand after 'x.rules'\nTry 'cp --help'",
     ],
 )
 def test_czech_and_a_pasted_core_tool_error_are_corrections(said: str) -> None:
     reply = {"role": "assistant", "content": "Run: sudo cp x.rules /etc/udev/rules.d/"}
     assert kind(reply, [{"role": "user", "content": said}], "generic") == "user_correction"
-    if said.startswith(("Stejn", "Nepomohl")):  # and helping is no correction
-        assert kind(reply, [{"role": "user", "content": "Pomohlo to, díky."}], "generic") == "ok"
+    if said.startswith(("Stejn", "Nepomohl")):  # and helping is no correction, nor these
+        for other in (
+            "Pomohlo to, díky.",
+            "Stejný problém je i na stránce /login, oprav ho taky.",  # the same problem elsewhere: a new request
+            "Nepomohlo by přidat cache?",  # "wouldn't it help to ...": a question
+            "Stejný problém jsem řešil minule, díky, funguje to!",
+        ):
+            assert kind(reply, [{"role": "user", "content": other}], "generic") == "ok", other
 
 
 # -- environment, or the model's own mistake --
@@ -4551,6 +4558,12 @@ def test_codex_a_poll_is_judged_as_the_command_it_polls() -> None:
         poll = call("write_stdin", {"session_id": 4242, "chars": ""}, "p1")
         ended = tool(f"Chunk ID: b2\nWall time: 0.0 seconds\nProcess exited with code 1\nOutput:\n{output}\n", "p1")
         assert kind(poll, [ended], "codex", before) == expected, command
+    # an id is reused once its process ended: the latest start is the one polled
+    first = [ask, call("exec_command", {"cmd": "npm run build"}, "s0"), _running("s0", "4242")]
+    later = [call("exec_command", {"cmd": "sed -n '1,80p' app/register/page.tsx"}, "s1"), _running("s1", "4242")]
+    missing = "sed: app/register/page.tsx: No such file or directory"
+    ended = tool(f"Chunk ID: b2\nWall time: 0.0 seconds\nProcess exited with code 1\nOutput:\n{missing}\n", "p1")
+    assert kind(poll, [ended], "codex", [*first, *later]) == "ok"
     # the poll's own failure is the poll's, whatever it polled
     before = [ask, call("exec_command", {"cmd": "createdb app || echo exists"}, "s1"), _running("s1", "7")]
     stop = call("write_stdin", {"session_id": 7, "chars": "\u0003"}, "p1")
@@ -4578,6 +4591,10 @@ def test_codex_code_mode_patch_is_an_edit() -> None:
     assert kind(run, [tool(out, "t1")], "codex", before) == "task_failure"
     # with no change before it, the same run shows the code as given
     assert kind(run, [tool(out, "t1")], "codex", before[:1]) == "ok"
+    # a script that patches and then runs the tests is read as the run (however it names the command)
+    both = f'const patch = {patch};\nawait tools.apply_patch(patch);\nconst cmd = "cargo test";\n'
+    both += "const r = await tools.exec_command({cmd}); text(r.output);"
+    assert kind(call("exec", {"input": both}, "t1"), [tool(out, "t1")], "codex", before[:1]) == "task_failure"
 
 
 def test_a_test_run_that_failed_nothing_passed() -> None:
@@ -4586,5 +4603,5 @@ def test_a_test_run_that_failed_nothing_passed() -> None:
     run = call("exec", {"input": 'const r = await tools.exec_command({"cmd": "cargo test"}); text(r.output);'})
     passed = "Script completed\nOutput:\n\nrunning 2 tests\n\ntest result: ok. 2 passed; 0 failed; 0 ignored\n"
     assert kind(run, [tool(passed)], "codex") == "ok"
-    failed = "Script completed\nOutput:\n\ntest result: FAILED. 1 passed; 1 failed; 0 ignored\n"
-    assert kind(run, [tool(failed)], "codex") == "task_failure"
+    for failed in ("test result: FAILED. 1 passed; 1 failed; 0 ignored", "Tests: 1,024 failed, 3 passed"):
+        assert kind(run, [tool(f"Script completed\nOutput:\n\n{failed}\n")], "codex") == "task_failure", failed

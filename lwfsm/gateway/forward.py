@@ -266,9 +266,11 @@ class Forward:
         passthrough["content-type"] = "text/event-stream"
         return StreamingResponse(self._relay(call, loaded, role, upstream), upstream.status, headers=passthrough)
 
-    async def count(self, call: Call, role: str, binding: RoleBinding, lw: dict[str, str]) -> Response:
+    async def count(self, call: Call, role: str, binding: RoleBinding, lw: dict[str, str]) -> Response | None:
         """A Messages token count sent on to the role's Anthropic upstream (its own count, exact, and no
-        tokenizer to load here): the client's body with the role's model, answered as it answers."""
+        tokenizer to load here): the client's body with the role's model, answered as it answers. None: the
+        upstream has no count endpoint (404, 405, 501; an Anthropic-compatible server that serves Messages
+        only), to be counted another way."""
         assert self.gateway.http is not None
         url, headers = self._upstream(call, binding)
         model = binding.model.split("/", 1)[1]
@@ -282,22 +284,29 @@ class Forward:
             finally:
                 upstream.release()
         except _TooLarge:
+            self.gateway._failed(role, "too_large")
             return JSONResponse(error_body("anthropic", 502, _too_large(role), "api_error"), 502, headers=lw)
         except (aiohttp.ClientError, TimeoutError) as exc:
+            self.gateway._failed(role, "unreachable")
             msg = f"{role} upstream {origin(url)} unreachable: {type(exc).__name__}"
             return JSONResponse(error_body("anthropic", 502, msg, "api_error"), 502, headers=lw)
+        if upstream.status in (404, 405, 501):
+            return None
+        if upstream.status >= 300:
+            self.gateway._failed(role, upstream.status)
         if 300 <= upstream.status < 400:
             msg = redirected(role, url, upstream.status, upstream.headers.get("location", ""))
             return JSONResponse(error_body("anthropic", 502, msg, "api_error"), 502, headers=lw)
         if upstream.status in (401, 403):
             msg = refused_key(role, url, upstream.status, binding)
             return JSONResponse(error_body("anthropic", 502, msg, "api_error"), 502, headers=lw)
-        if not _json(data):
-            said = _unlike_json(role, url, upstream, self.gateway.redact(data))
-            return JSONResponse(error_body("anthropic", 502, said, "api_error"), 502, headers=lw)
         out = {**lw, "content-type": "application/json"}
         if "retry-after" in upstream.headers:
             out["retry-after"] = upstream.headers["retry-after"]
+        if not _json(data):  # a proxy's page: named, with the upstream's status (a 200 that is no count: 502)
+            said = _unlike_json(role, url, upstream, self.gateway.redact(data))
+            status = upstream.status if upstream.status >= 400 else 502
+            return JSONResponse(error_body("anthropic", status, said, "api_error"), status, headers=out)
         return Response(self.gateway.redact(data), upstream.status, headers=out)
 
     def _first_byte(self, upstream: aiohttp.ClientResponse) -> None:

@@ -39,6 +39,7 @@ class Turns:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
         self._dropped: set[tuple[str, str, tuple[str, ...]]] = set()  # (role, model, params) already logged
+        self._uncounted: set[str] = set()  # roles whose Anthropic upstream has no count endpoint
 
     @property
     def routes(self) -> list[Route]:
@@ -60,8 +61,15 @@ class Turns:
 
     async def count_tokens(self, request: Request) -> Response:
         """Anthropic's token count for a request, as the role that would serve it counts; not a turn,
-        nothing is stored. A role on Anthropic's API counts it there (exact); any other is counted here
-        with LiteLLM's tokenizers (no upstream call)."""
+        nothing is stored. A role on Anthropic's API counts it there (exact); any other, or one whose server
+        has no count endpoint, is counted here with LiteLLM's tokenizers (an estimate; no upstream call)."""
+        started = time.perf_counter()
+        response = await self._count_tokens(request)
+        self.gateway.metrics.latency.labels(request.scope["path"]).observe(time.perf_counter() - started)
+        log_error(request, response)
+        return response
+
+    async def _count_tokens(self, request: Request) -> Response:
         try:
             call = await self.gateway.intake.read(request, "anthropic", answered=False)
             loaded = await self.gateway._load(call)
@@ -76,18 +84,31 @@ class Turns:
         role = loaded.plan.role
         binding = self.gateway.roles[role]
         model = binding.model
-        if not self.gateway.mock and self.gateway.forward.fast("anthropic", binding):
-            return await self.gateway.forward.count(call, role, binding, self._headers(call, loaded, role))
-        if (why := await self.gateway.translate.unavailable()) is not None:  # its tokenizers are LiteLLM's
-            return JSONResponse(
-                error_body("anthropic", 501, f"tokens are counted with LiteLLM's tokenizers: {why}", "api_error"), 501
+        headers = self._headers(call, loaded, role)
+        upstream = not self.gateway.mock and self.gateway.forward.fast("anthropic", binding)
+        if upstream and role not in self._uncounted:
+            counted = await self.gateway.forward.count(call, role, binding, headers)
+            if counted is not None:
+                return counted
+            # (logged once: an Anthropic-compatible server that serves Messages but has no count endpoint)
+            self._uncounted.add(role)
+            logger.warning(
+                "the %s upstream has no token count endpoint (%s): counting its tokens here with LiteLLM's "
+                "tokenizers (an estimate) from now on",
+                role,
+                model,
             )
+        if (why := await self.gateway.translate.unavailable()) is not None:  # its tokenizers are LiteLLM's
+            said = f"tokens are counted with LiteLLM's tokenizers: {why}"
+            if upstream:
+                said = f"the {role} upstream has no token count endpoint, and {said}"
+            return JSONResponse(error_body("anthropic", 501, said, "api_error"), 501)
         litellm = (await self.gateway.translate.adapter()).litellm
         try:
             count = await self.count(litellm, call, model)
         except Exception as exc:  # a tokenizer that cannot read this request: say so, in Anthropic's shape
             return JSONResponse(error_body("anthropic", 400, f"cannot count tokens for {model}: {exc}"), 400)
-        return JSONResponse({"input_tokens": count}, headers=self._headers(call, loaded, role))
+        return JSONResponse({"input_tokens": count}, headers=headers)
 
     @staticmethod
     async def count(litellm: Any, call: Call, model: str) -> int:

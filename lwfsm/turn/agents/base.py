@@ -806,7 +806,8 @@ _SUMMARY = re.compile(
     r"Failed!\s+-\s+Failed:\s+[1-9]|Test Run Failed\.|\s*Test summary: total: \d+, failed: [1-9]|"
     r"Test run summary: Failed!)"
 )
-_FAILED_COUNT = re.compile(r"\b[1-9]\d* (failing|failed)\b")  # (not "0 failed": cargo says it of every pass)
+# (not "0 failed": cargo says it of every pass; "1,024 failed" is a count)
+_FAILED_COUNT = re.compile(r"\b[1-9](?:[\d,]*\d)? (failing|failed)\b")
 # A runner's count of failed tests, as its summary line begins (Playwright's "  5 failed", mocha's "  2 failing",
 # pytest's "=== 1 failed, 3 passed in 2s ===", jest's "Tests:  1 failed, 4 passed", vitest's "Tests  2 failed")
 _FAILURES_COUNTED = re.compile(r"\s*(?:=+ |Tests?:?\s+|Test Files\s+)?[1-9]\d* (?:failing|failed)\b")

@@ -43,6 +43,12 @@ _EXIT_CODES = re.compile(r"^Exit code: (-?\d+)", re.M)
 # with `write_stdin` (empty chars: read what it printed since) or `wait`.
 _STILL_RUNNING = re.compile(r"^(?:Process running with session ID (\d+)|Script running with cell ID (\w+))", re.M)
 _POLLS = frozenset({"write_stdin", "wait"})
+_TOOL_CALLED = re.compile(r"\btools\.(\w+)\s*\(")
+
+
+def _polled(args: Mapping[str, Any]) -> Any:
+    """The session or cell id a poll names (None: it names none)."""
+    return args.get("session_id", args.get("cell_id"))
 
 
 def _reports_process(text: str) -> bool:
@@ -81,9 +87,10 @@ class Codex(Reader):
         for ident, (name, args) in out.items():
             script = args.get("input")
             if name == "exec" and isinstance(script, str) and "tools.apply_patch(" in script:
-                if not _CODE_MODE_CALL.search(script[:20000]):
+                if set(_TOOL_CALLED.findall(script[:20000])) == {"apply_patch"}:
                     # a code-mode script that only applies a patch (its text a JavaScript string in the script)
-                    # is an edit, as an `apply_patch` call is: what ran before it is tried again after it
+                    # is an edit, as an `apply_patch` call is: what ran before it is tried again after it. One
+                    # that also runs a command is read as the command (its output may show it failed).
                     out[ident] = ("apply_patch", {"input": script.replace("\\n", "\n")})
         return out
 
@@ -110,11 +117,12 @@ class Codex(Reader):
 
     def outcomes(self, reply: Message, after: Sequence[Message], before: Sequence[Message] = ()) -> Iterator[Outcome]:
         calls = self.calls(reply)
-        started = self._started(before) if any(name in _POLLS for name, _ in calls.values()) else {}
+        polls = {str(p) for name, args in calls.values() if name in _POLLS and (p := _polled(args)) is not None}
+        started = self._started(before, polls) if polls else {}
         for i, msg in enumerate(after):
             if msg.get("role") == "tool":
                 tool, args = calls.get(str(msg.get("tool_call_id")), (None, {}))
-                polled = args.get("session_id", args.get("cell_id")) if tool in _POLLS else None
+                polled = _polled(args) if tool in _POLLS else None
                 if polled is not None and str(polled) in started and _reports_process(text_of(msg)):
                     # a poll's answer is the polled command's: judged as that command (a read of a missing
                     # file stays a read), its own arguments kept (chars it typed). Not when the poll itself
@@ -122,19 +130,26 @@ class Codex(Reader):
                     args = {**started[str(polled)], **args}
                 yield self.outcome(i, msg, tool, args)
 
-    def _started(self, before: Sequence[Message]) -> dict[str, Mapping[str, Any]]:
-        """The arguments of each command still running when its call returned, by the id a poll names
-        (the latest start of an id: ids are reused once a process ends)."""
-        ids: dict[str, str] = {}  # tool call id -> poll id
-        for m in before:
-            if m.get("role") == "tool" and (s := _STILL_RUNNING.search(text_of(m)[:400])):
-                ids[str(m.get("tool_call_id"))] = s.group(1) or s.group(2)
+    def _started(self, before: Sequence[Message], polls: set[str]) -> dict[str, Mapping[str, Any]]:
+        """The arguments of the command each poll id names, from the answer that said it was still running
+        (read backwards: the latest start of an id, as ids are reused once a process ends; and only as far
+        as the starts polled: a long session is not read whole for every poll)."""
         out: dict[str, Mapping[str, Any]] = {}
-        for m in before if ids else ():
-            if m.get("role") == "assistant" and m.get("tool_calls"):
+        answered: dict[str, str] = {}  # tool call id -> poll id, of answers whose call is not found yet
+        for m in reversed(before):
+            if len(out) == len(polls):
+                break
+            if m.get("role") == "tool":
+                s = _STILL_RUNNING.search(text_of(m)[:400])
+                ident = s and (s.group(1) or s.group(2))
+                if ident in polls and ident not in out and ident not in answered.values():
+                    answered[str(m.get("tool_call_id"))] = ident
+            elif answered and m.get("role") == "assistant" and m.get("tool_calls"):
                 for call_id, (name, args) in self.calls(m).items():
-                    if call_id in ids and name not in _POLLS:
-                        out[ids[call_id]] = args
+                    if call_id in answered:
+                        ident = answered.pop(call_id)
+                        if name not in _POLLS:  # (a poll's own "still running": the start is further back)
+                            out[ident] = args
         return out
 
     def outcome(self, i: int, msg: Message, tool: str | None, args: Mapping[str, Any]) -> Outcome:

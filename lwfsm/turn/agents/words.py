@@ -53,7 +53,9 @@ SAID = re.compile(
     r"(?:uygulama )?(?:[çc]al[ıi][şs]m[ıi]yor|[çc][öo]kt[üu]|olmad[ıi])|ayn[ıi] hata|hata (?:al[ıi]yorum|veriyor)|"
     # Czech, Dutch, Polish, Vietnamese, Indonesian
     r"(?:furt|po[řr][áa]d|st[áa]le|zase) (?:nic|ne|nefunguje|stejn)|nefunguje|nejde to|"
-    r"stejn[ýáéy] (?:probl[ée]m|chyba)|(?:(?:[úu]prava|oprava|zm[ěe]na) )?nepomohl[aoiy]?\b|"
+    # (the same problem said alone, not "the same problem is on /login too"; "it would not help" is a question)
+    r"stejn[ýáéy] (?:probl[ée]m|chyba)(?=\s*(?:[,.!]|$))|"
+    r"(?:(?:to|[úu]prava|oprava|zm[ěe]na) )?nepomohl[aoiy]?\b(?! by)|"
     r"(?:het )?werkt (?:nog steeds |nog )?niet|nog steeds|(?:nadal |wci[aąż]+ )?nie dzia[lł]a|"
     r"v[aẫ]n (?:kh[oô]ng|h[oô]ng|ko|l[oỗ]i|b[iị])|kh[oô]ng (?:ch[aạ]y|ho[aạ]t [đd][oộ]ng)|"
     r"(?:ko|kh[oô]ng|h[oô]ng) (?:c[oó] )?[đd][uư][oợ]c\b|"
