@@ -590,6 +590,20 @@ def test_aider_2023_console_saying_an_edit_did_not_apply_while_another_did() -> 
     assert aider_kind(history(applied, "thanks. our bot logs 'Failed to apply edit to c.yaml' on deploys")) == "ok"
 
 
+@pytest.mark.parametrize(
+    "console",
+    [
+        "> Malformed response #1, retrying...  \n> InvalidEditBlock: edit failed!  \n> Applied edit to x.py  ",
+        "> Malformed response #3, aborting.  \n> UnifiedDiffNoMatch: hunk failed to apply!  ",
+    ],
+)
+def test_aider_2023_malformed_edits_failed(console: str) -> None:
+    # aider of 2023 said on its console (kept in the history) that the reply's edits could not be applied,
+    # then retried or gave up: the reply failed, whatever the retry did
+    assert aider_kind(history(console)) == "task_failure"
+    assert aider_kind(history("> Applied edit to x.py  ")) == "ok"
+
+
 def test_aider_unable_to_write_an_edits_file() -> None:
     # aider's own report that it could not write the file an edit was for, then the error again: not landed
     denied = (

@@ -30,12 +30,16 @@ EDIT_FAILED = Gated(
     re.compile(
         r"(SEARCH/REPLACE blocks? failed to match|did not conform to the edit format|No filename provided before|"
         r"Bad/missing filename|The SEARCH section must exactly match|Only \d+ reflections allowed|"
-        r"has hit a token limit|\^\^\^ Expected|Expected `=======`)",
+        r"has hit a token limit|\^\^\^ Expected|Expected `=======`|"
+        # aider of 2023 (0.1x), before it told the model: its console's word, kept in the history
+        r"Malformed response #\d+, (?:retrying|aborting)|InvalidEditBlock: edit failed|"
+        r"UnifiedDiffNoMatch: hunk failed)",
         re.I | re.A,  # (its words are ASCII: so is what it matches)
     ),
     (
         "search/replace", "did not conform", "no filename provided", "bad/missing filename", "must exactly match",
-        "reflections allowed", "token limit", "^^^ expected", "expected `=======`",
+        "reflections allowed", "token limit", "^^^ expected", "expected `=======`", "malformed response #",
+        "invalideditblock", "unifieddiffnomatch",
     ),
 )  # fmt: skip
 # aider's `/help QUESTION` sends the model the question and pages of aider's documentation, which quote its
