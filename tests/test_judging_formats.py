@@ -4619,3 +4619,26 @@ def test_a_test_run_that_failed_nothing_passed() -> None:
     assert kind(run, [tool(passed)], "codex") == "ok"
     for failed in ("test result: FAILED. 1 passed; 1 failed; 0 ignored", "Tests: 1,024 failed, 3 passed"):
         assert kind(run, [tool(f"Script completed\nOutput:\n\n{failed}\n")], "codex") == "task_failure", failed
+
+
+@pytest.mark.parametrize(
+    ("command", "output", "expected"),
+    [
+        # the look failed, so nothing after `&&` ran: it answered no
+        (
+            "ls node_modules/.bin/vitest* 2>&1 && node node_modules/vitest/cli.js run",
+            "ls: cannot access 'node_modules/.bin/vitest*': No such file or directory",
+            "ok",
+        ),
+        (
+            'cd "c:/dev/app" && ls dist/app.js && node dist/app.js',
+            "ls: cannot access 'dist/app.js': No such file or directory",
+            "ok",
+        ),
+        # the look answered yes, and what ran after it failed
+        ("ls dist/app.js && node dist/app.js", "dist/app.js\nSyntaxError: Unexpected token '}'", "task_failure"),
+    ],
+)
+def test_a_look_that_stops_an_and_chain_answered_no(command: str, output: str, expected: str) -> None:
+    said = f"Exit code {2 if output.startswith('ls') else 1}\n{output}"
+    assert kind(call("Bash", {"command": command}), [tool(said, is_error=True)], "claude_code") == expected

@@ -1107,6 +1107,13 @@ _PS_ERROR_ID = re.compile(r"^[^\S\n]*\+ FullyQualifiedErrorId : ([\w.]+)(?:,|[^\
 _PS_RECORD_LINE = re.compile(r"^[^\S\n]*\+[^\n]*\n?", re.M)
 
 
+def _stopped_at_look(command: str, line: str) -> bool:
+    """`ls x && node x` whose error is the look's own (`ls: cannot access 'x'`): nothing after `&&` ran, so
+    the look answered no."""
+    words = _CD.sub("", command).split("&&", 1)[0].split()
+    return bool(words) and words[0] in PROBES and line.startswith(f"{words[0]}: ")
+
+
 def _absent(command: str, o: Outcome) -> bool:
     """The command looked for a file, a test or a tool that is not there, and said so; nothing else
     went wrong: the absence is the answer (`cat README.md`, `pytest -k nothing`, a toolchain not
@@ -2082,7 +2089,7 @@ class Reader:
             never = first_match(_NOT_RUN, o.text[:2000]) if probe else None
             if probe and (never is not None or o.status == 127):  # its program never ran: no answer
                 return self._found(o, "task_failure", f"exit_status={o.status}", never or (1, f"exit {o.status}"))
-            if probe and (error is None or "&&" not in cmd):
+            if probe and (error is None or "&&" not in cmd or _stopped_at_look(cmd, error[1])):
                 return None  # a search answered "no" (in `which x && x --version` x itself may have failed)
             if _absent(cmd, o):
                 return None
