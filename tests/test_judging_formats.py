@@ -4642,3 +4642,14 @@ def test_a_test_run_that_failed_nothing_passed() -> None:
 def test_a_look_that_stops_an_and_chain_answered_no(command: str, output: str, expected: str) -> None:
     said = f"Exit code {2 if output.startswith('ls') else 1}\n{output}"
     assert kind(call("Bash", {"command": command}), [tool(said, is_error=True)], "claude_code") == expected
+
+
+def test_zsh_through_eval_not_finding_a_later_program_is_the_machines() -> None:
+    """Claude Code runs a command through zsh's eval, which says `(eval):1: command not found: rustc`: a
+    version check finding the toolchain missing is the machine's state (the lead would find it missing too)."""
+    check = call("Bash", {"command": "node --version 2>&1 && rustc --version 2>&1 && cargo --version 2>&1"})
+    said = "Exit code 127\nv24.14.0\n(eval):1: command not found: rustc"
+    assert kind(check, [tool(said, is_error=True)], "claude_code") == "environment"
+    # not the shell's own line: a program printing those words
+    said = "Exit code 1\nv24.14.0\nerror: (eval):1: command not found: rustc in build.log"
+    assert kind(check, [tool(said, is_error=True)], "claude_code") == "task_failure"

@@ -973,7 +973,8 @@ _ALIASED = frozenset(
 )
 _PYTHONS = frozenset({"python", "python3", "py"})
 _NOT_FOUND_BY_SHELL = (
-    r"^(?:\S*/)?(?:(?:ba|da|z)?sh: (?:line \d+: |\d+: )?{0}: (?:command )?not found|zsh: command not found: {0})$"
+    r"^(?:\S*/)?(?:(?:ba|da|z)?sh: (?:line \d+: |\d+: )?{0}: (?:command )?not found|zsh: command not found: {0})$|"
+    r"^\(eval\):\d+: command not found: {0}$"  # zsh running the command through eval (Claude Code's)
 )
 _CMDLET = re.compile(r"[A-Z][a-z]+-[A-Z]\w*\Z")  # PowerShell's Verb-Noun (Select-String, Get-ChildItem)
 # A Unix tool, or cmd.exe's own word, typed into PowerShell, which has neither (`nl`, `call x.bat`): the model's
