@@ -1419,7 +1419,12 @@ _THANKS = re.compile(
     r"^\W*(thanks?|thank you|thx|great|awesome|perfect|nice|cool|excellent|amazing|good|it works)\b", re.I
 )
 # A message that is only what went wrong, in a few words ("deployment error", "build failed").
-_TERSE = re.compile(r"^\W*(?:[\w-]+\s+){0,2}?(?:errors?|failed|fails|failing|crash(?:ed|es)?|broken)\W*$", re.I)
+_TERSE = re.compile(
+    r"^\W*(?:[\w-]+\s+){0,2}?(?:errors?|failed|fails|failing|crash(?:ed|es)?|broken)\W*$|"
+    # all the person says is to debug or fix what just happened
+    r"^\W*(?:please |pls |now )?(?:debug|fix) (?:this|that|it)(?: (?:please|pls|again)){0,2}\W*$",
+    re.I,
+)
 # A message that is only an HTTP error the person got, as a server or a browser shows it ("404 page not found",
 # "502 Bad Gateway", "HTTP ERROR 500"); a number alone, or with other words, may be an answer ("404 is right")
 _STATUS_ONLY = re.compile(
