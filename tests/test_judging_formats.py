@@ -4637,6 +4637,17 @@ def test_a_test_run_that_failed_nothing_passed() -> None:
         ),
         # the look answered yes, and what ran after it failed
         ("ls dist/app.js && node dist/app.js", "dist/app.js\nSyntaxError: Unexpected token '}'", "task_failure"),
+        # another command ran whatever the look said (after `;`, `||`, a pipe), and failed
+        (
+            "ls x; npm test && echo ok",
+            "ls: cannot access 'x': No such file or directory\nFAIL src/a.test.js",
+            "task_failure",
+        ),
+        (
+            "ls build || mkdir build && cd build && cmake .. && make",
+            "ls: cannot access 'build': No such file or directory\nCMake Error at CMakeLists.txt:3",
+            "task_failure",
+        ),
     ],
 )
 def test_a_look_that_stops_an_and_chain_answered_no(command: str, output: str, expected: str) -> None:
@@ -4653,20 +4664,3 @@ def test_zsh_through_eval_not_finding_a_later_program_is_the_machines() -> None:
     # not the shell's own line: a program printing those words
     said = "Exit code 1\nv24.14.0\nerror: (eval):1: command not found: rustc in build.log"
     assert kind(check, [tool(said, is_error=True)], "claude_code") == "task_failure"
-
-
-@pytest.mark.parametrize(
-    ("said", "expected"),
-    [
-        ("please debug this", "user_correction"),
-        ("Fix this.", "user_correction"),
-        ("fix it again pls", "user_correction"),
-        # a new request that names what to fix, or a question about debugging
-        ("fix this typo in the README too", "ok"),
-        ("debug this function with pdb, step by step", "ok"),
-        ("how do I debug this?", "ok"),
-    ],
-)
-def test_all_they_say_is_to_debug_or_fix_it(said: str, expected: str) -> None:
-    reply = {"role": "assistant", "content": "Done: the script copies the env file now."}
-    assert kind(reply, [{"role": "user", "content": said}], "generic") == expected

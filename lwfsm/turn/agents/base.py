@@ -1108,11 +1108,21 @@ _PS_ERROR_ID = re.compile(r"^[^\S\n]*\+ FullyQualifiedErrorId : ([\w.]+)(?:,|[^\
 _PS_RECORD_LINE = re.compile(r"^[^\S\n]*\+[^\n]*\n?", re.M)
 
 
-def _stopped_at_look(command: str, line: str) -> bool:
-    """`ls x && node x` whose error is the look's own (`ls: cannot access 'x'`): nothing after `&&` ran, so
-    the look answered no."""
-    words = _CD.sub("", command).split("&&", 1)[0].split()
-    return bool(words) and words[0] in PROBES and line.startswith(f"{words[0]}: ")
+def _stopped_at_look(command: str, text: str) -> bool:
+    """`ls x && node x` that said only the look's own complaint (`ls: cannot access 'x'`): nothing after `&&`
+    ran, so the look answered no. Only a plain chain (no `;`, `|`, `&`, `||`, new line or substitution, after
+    which another command may have run) whose every line of output is the look's."""
+    command = _CD.sub("", command)
+    if _NOT_A_PLAIN_CHAIN.search(command):
+        return False
+    words = command.split("&&", 1)[0].split()
+    if not words or words[0] not in PROBES:
+        return False
+    said = [line for line in _STATUS_LINE.sub("", text[:4000]).splitlines() if line.strip()]
+    return bool(said) and len(text) <= 4000 and all(line.startswith(f"{words[0]}: ") for line in said)
+
+
+_NOT_A_PLAIN_CHAIN = re.compile(r"[;|\n`]|\$\(|(?<![&>])&(?![&>])")  # (`2>&1`, `&>` redirect: no command)
 
 
 def _absent(command: str, o: Outcome) -> bool:
@@ -1419,12 +1429,7 @@ _THANKS = re.compile(
     r"^\W*(thanks?|thank you|thx|great|awesome|perfect|nice|cool|excellent|amazing|good|it works)\b", re.I
 )
 # A message that is only what went wrong, in a few words ("deployment error", "build failed").
-_TERSE = re.compile(
-    r"^\W*(?:[\w-]+\s+){0,2}?(?:errors?|failed|fails|failing|crash(?:ed|es)?|broken)\W*$|"
-    # all the person says is to debug or fix what just happened
-    r"^\W*(?:please |pls |now )?(?:debug|fix) (?:this|that|it)(?: (?:please|pls|again)){0,2}\W*$",
-    re.I,
-)
+_TERSE = re.compile(r"^\W*(?:[\w-]+\s+){0,2}?(?:errors?|failed|fails|failing|crash(?:ed|es)?|broken)\W*$", re.I)
 # A message that is only an HTTP error the person got, as a server or a browser shows it ("404 page not found",
 # "502 Bad Gateway", "HTTP ERROR 500"); a number alone, or with other words, may be an answer ("404 is right")
 _STATUS_ONLY = re.compile(
@@ -2095,7 +2100,7 @@ class Reader:
             never = first_match(_NOT_RUN, o.text[:2000]) if probe else None
             if probe and (never is not None or o.status == 127):  # its program never ran: no answer
                 return self._found(o, "task_failure", f"exit_status={o.status}", never or (1, f"exit {o.status}"))
-            if probe and (error is None or "&&" not in cmd or _stopped_at_look(cmd, error[1])):
+            if probe and (error is None or "&&" not in cmd or _stopped_at_look(cmd, o.text)):
                 return None  # a search answered "no" (in `which x && x --version` x itself may have failed)
             if _absent(cmd, o):
                 return None
