@@ -4664,3 +4664,18 @@ def test_zsh_through_eval_not_finding_a_later_program_is_the_machines() -> None:
     # not the shell's own line: a program printing those words
     said = "Exit code 1\nv24.14.0\nerror: (eval):1: command not found: rustc in build.log"
     assert kind(check, [tool(said, is_error=True)], "claude_code") == "task_failure"
+
+
+def test_powershell_refusing_a_looks_parameter_is_a_misused_command() -> None:
+    """A search PowerShell could not start (an ambiguous or missing parameter) never searched: its exit 1 is no
+    "not found"."""
+    look = call(
+        "PowerShell", {"command": 'Get-ChildItem -Path "C:\\Program Files" -Name | Select-String -Pattern -i gh'}
+    )
+    refused = (
+        "Exit code 1\nSelect-String : Parameter cannot be processed because the parameter name 'i' is ambiguous. "
+        "Possible matches include: -InputObject -Include.\n"
+        "    + FullyQualifiedErrorId : AmbiguousParameter,Microsoft.PowerShell.Commands.SelectStringCommand"
+    )
+    assert kind(look, [tool(refused, is_error=True)], "claude_code") == "task_failure"
+    assert kind(look, [tool("Exit code 1", is_error=True)], "claude_code") == "ok"  # it searched: no match

@@ -924,6 +924,8 @@ _MISUSED = re.compile(
     r"^error: (?:Found argument '.*' which wasn't expected|unexpected argument '.*' found)\b.*$|"
     # PowerShell's and Windows' find.exe refusing a Unix command's options (`ls -la`, `find . -name`)
     r"A parameter cannot be found that matches parameter name\b.*$|^FIND: Parameter format not correct$|"
+    r"Parameter cannot be processed because the parameter name '[^'\n]*' is ambiguous\b.*$|"
+    r"Missing an argument for parameter '[^'\n]*'\..*$|"
     r"^FINDSTR: Bad command line$|"
     r"^(?:u?grep|egrep|rg|ag): (?:error: )?"
     r"(?:Unmatched|Invalid|regex parse error|error at position|Trailing backslash|unrecognized flag).*$",
@@ -933,6 +935,7 @@ _MISUSED = re.compile(
 # every place of an output; the words are looked for first (most outputs hold none).
 _MISUSED_WORDS = (
     " option", "sleep: ", "fatal: cannot change", ": error: ", "argument", "A parameter cannot", "FIND: Parameter",
+    "is ambiguous",
     "FINDSTR: Bad", "Unmatched", "Invalid", "regex parse error", "error at position", "Trailing backslash",
     "unrecognized flag",
 )  # fmt: skip
@@ -1048,7 +1051,7 @@ def _only_reads(command: str) -> list[str] | None:
 
 
 _PRINTS = _READS_ONLY | {"sed", "echo", "printf"}
-_POWERSHELL_SAYS = ("A parameter cannot be found", "FIND: ")
+_POWERSHELL_SAYS = ("A parameter cannot be found", "FIND: ", "Parameter cannot be processed", "Missing an argument")
 
 
 # A program's usage, first in its output: printed when it refuses what it was given.
