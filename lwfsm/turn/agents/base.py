@@ -806,11 +806,12 @@ _SUMMARY = re.compile(
     r"Failed!\s+-\s+Failed:\s+[1-9]|Test Run Failed\.|\s*Test summary: total: \d+, failed: [1-9]|"
     r"Test run summary: Failed!)"
 )
-# (not "0 failed": cargo says it of every pass; "1,024 failed" is a count)
-_FAILED_COUNT = re.compile(r"\b[1-9](?:[\d,]*\d)? (failing|failed)\b")
+# A count of failures: one or more (not "0 failed": cargo says it of every pass; "1,024 failed" is one)
+_SOME = r"[1-9](?:[\d,]*\d)?"
+_FAILED_COUNT = re.compile(rf"\b{_SOME} (failing|failed)\b")
 # A runner's count of failed tests, as its summary line begins (Playwright's "  5 failed", mocha's "  2 failing",
 # pytest's "=== 1 failed, 3 passed in 2s ===", jest's "Tests:  1 failed, 4 passed", vitest's "Tests  2 failed")
-_FAILURES_COUNTED = re.compile(r"\s*(?:=+ |Tests?:?\s+|Test Files\s+)?[1-9]\d* (?:failing|failed)\b")
+_FAILURES_COUNTED = re.compile(rf"\s*(?:=+ |Tests?:?\s+|Test Files\s+)?{_SOME} (?:failing|failed)\b")
 _MOCHA_FAILING = re.compile(r"\s*[1-9]\d* failing\s*$")  # (above the failures' stacks, not among the last lines)
 # JUnit's count, anywhere in a Maven or Gradle line ("[ERROR] Tests run: 4, Failures: 1, ...")
 _JUNIT = re.compile(r"Tests run: \d+, Failures: ([1-9]|\d+, Errors: [1-9])")
@@ -1116,13 +1117,13 @@ def _stopped_at_look(command: str, text: str) -> bool:
     ran, so the look answered no. Only a plain chain (no `;`, `|`, `&`, `||`, new line or substitution, after
     which another command may have run) whose every line of output is the look's."""
     command = _CD.sub("", command)
-    if _NOT_A_PLAIN_CHAIN.search(command):
+    if len(text) > 4000 or _NOT_A_PLAIN_CHAIN.search(command):
         return False
     words = command.split("&&", 1)[0].split()
     if not words or words[0] not in PROBES:
         return False
-    said = [line for line in _STATUS_LINE.sub("", text[:4000]).splitlines() if line.strip()]
-    return bool(said) and len(text) <= 4000 and all(line.startswith(f"{words[0]}: ") for line in said)
+    said = [line for line in _STATUS_LINE.sub("", text).splitlines() if line.strip()]
+    return bool(said) and all(line.startswith(f"{words[0]}: ") for line in said)
 
 
 _NOT_A_PLAIN_CHAIN = re.compile(r"[;|\n`]|\$\(|(?<![&>])&(?![&>])")  # (`2>&1`, `&>` redirect: no command)
