@@ -4,6 +4,7 @@ against real `lwfsm serve` processes with the official `openai` SDK as the clien
 from __future__ import annotations
 
 import base64
+import contextlib
 import importlib.util
 import json
 import subprocess
@@ -262,20 +263,28 @@ class _DevTools:
             text=True,
         )
         assert self.proc.stderr is not None
-        for line in self.proc.stderr:  # Chromium announces its port on stderr once it listens
-            if line.startswith("DevTools listening on "):
-                port = int(line.split(":")[2].split("/")[0])
-                break
-        else:
-            raise AssertionError("chromium exited without a DevTools port")
-        self.drain = threading.Thread(target=self.proc.stderr.read, daemon=True)  # keep the pipe drained
-        self.drain.start()
-        page = next(t for t in httpx.get(f"http://127.0.0.1:{port}/json/list").json() if t["type"] == "page")
-        self.ws = connect(page["webSocketDebuggerUrl"], max_size=None)
-        self.next_id = 0
-        self.events: list[dict[str, Any]] = []
-        for domain in ("Runtime", "Log", "Page"):
-            self.send(f"{domain}.enable")
+        self.drain: threading.Thread | None = None
+        self.stack = contextlib.ExitStack()  # what close() undoes, also when starting fails half-way
+        self.stack.callback(self._stop)
+        try:
+            for line in self.proc.stderr:  # Chromium announces its port on stderr once it listens
+                if line.startswith("DevTools listening on "):
+                    port = int(line.split(":")[2].split("/")[0])
+                    break
+            else:
+                raise AssertionError("chromium exited without a DevTools port")
+            self.drain = threading.Thread(target=self.proc.stderr.read, daemon=True)  # keep the pipe drained
+            self.drain.start()
+            page = next(t for t in httpx.get(f"http://127.0.0.1:{port}/json/list").json() if t["type"] == "page")
+            # websockets 17.1 and later want a connection entered as a context
+            self.ws = self.stack.enter_context(connect(page["webSocketDebuggerUrl"], max_size=None))
+            self.next_id = 0
+            self.events: list[dict[str, Any]] = []
+            for domain in ("Runtime", "Log", "Page"):
+                self.send(f"{domain}.enable")
+        except BaseException:
+            self.stack.close()
+            raise
 
     def send(self, method: str, **params: Any) -> dict[str, Any]:
         self.next_id += 1
@@ -316,13 +325,16 @@ class _DevTools:
     def screenshot(self, path: Path) -> None:
         path.write_bytes(base64.b64decode(self.send("Page.captureScreenshot", format="png")["data"]))
 
-    def close(self) -> None:
-        self.ws.close()
+    def _stop(self) -> None:
         self.proc.kill()
         self.proc.wait()
-        self.drain.join(10)
+        if self.drain is not None:
+            self.drain.join(10)
         assert self.proc.stderr is not None
         self.proc.stderr.close()
+
+    def close(self) -> None:
+        self.stack.close()  # the page's connection first, then the browser
 
 
 def test_dashboard_in_a_real_browser_follows_traffic_and_fires_a_manual_switch(
@@ -333,8 +345,12 @@ def test_dashboard_in_a_real_browser_follows_traffic_and_fires_a_manual_switch(
 
     chromium = mermaid_browser.browser()  # skips with an install hint (fails under LWFSM_REQUIRE_BROWSER=1)
     env = {**_env("openai", oai.base), **PRICED, "LWFSM_MERMAID_JS": str(mermaid_browser.MERMAID_JS)}
-    gw = Gateway("--api-key-env", "GW_KEY", env=env)
     browser = _DevTools(chromium, tmp_path)
+    try:
+        gw = Gateway("--api-key-env", "GW_KEY", env=env)
+    except BaseException:
+        browser.close()
+        raise
     try:
         # The page holds no data, so it loads without the key; its calls to the control API need it.
         page = httpx.get(gw.base + "/lwfsm/")
@@ -447,8 +463,12 @@ def test_dashboard_without_mermaid_shows_the_diagram_as_text_and_what_to_install
 
     chromium = mermaid_browser.browser()
     env = {**_env("openai", oai.base), "LWFSM_MERMAID_JS": str(tmp_path / "missing.min.js")}
-    gw = Gateway("--api-key-env", "GW_KEY", env=env)
     browser = _DevTools(chromium, tmp_path)
+    try:
+        gw = Gateway("--api-key-env", "GW_KEY", env=env)
+    except BaseException:
+        browser.close()
+        raise
     try:
         raw = _oai_client(gw).chat.completions.with_raw_response.create(
             model="x", messages=[{"role": "user", "content": "Write a parser."}]
