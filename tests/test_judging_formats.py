@@ -2545,6 +2545,10 @@ def test_a_codex_turn_the_person_rolled_back_is_followed_by_nothing_and_leaves_t
             "Traceback (most recent call last):\n  File \"app.py\", line 2\nNameError: name 'x'\n",
             "task_failure",
         ),
+        # zsh (macOS) took the bracketed path for a pattern, or stopped on a quote: git and rg never ran
+        ("git diff -- app/[id]/page.tsx", "zsh:1: no matches found: app/[id]/page.tsx\n", "task_failure"),
+        ('rg -n "href=\\"/a|[`$]?" app', 'zsh:1: unmatched "\n', "task_failure"),
+        ("git diff -- app/page.tsx", "", "ok"),
     ],
 )
 def test_codex_exec_output_is_read_without_its_header(command: str, output: str, expected: str) -> None:
@@ -2628,6 +2632,39 @@ def test_claude_codes_read_of_a_file_that_is_not_there_is_an_answer() -> None:
         ("ls missing", "Exit code 1\nls: missing: No such file or directory", "ok"),
         # ... but a shell profile it could not parse says so before every command, which then ran
         ("python -c 'print(1)'", "conda.sh:48: parse error near `()'\n(eval):1: parse error near `()'\n1", "ok"),
+        # zsh read a literal path as a pattern, or could not read the line: the search never ran
+        ("git diff -- app/[id]/page.tsx", "Exit code 1\n(eval):1: no matches found: app/[id]/page.tsx", "task_failure"),
+        ('rg -n "a|b" src/(app) -S', "Exit code 1\n(eval):1: unknown sort specifier", "task_failure"),
+        ("rg -n 'x[' src", "Exit code 1\n(eval):1: bad pattern: x[", "task_failure"),
+        # bash took a Windows path's backslashes for escapes: the look asked about a path that is no path
+        ("dir C:\\Users\\me\\*.py", "dir: cannot access 'C:Usersme*.py': No such file or directory", "task_failure"),
+        ('dir "C:\\Users\\me\\*.py"', "dir: cannot access 'C:\\Users\\me\\*.py': No such file or directory", "ok"),
+        # git's 1 for a commit with nothing left to commit: the work was committed already
+        (
+            "git add . && git commit -m 'setup done'",
+            "Exit code 1\nOn branch master\nYour branch is up to date with 'origin/master'.\n\n"
+            "nothing to commit, working tree clean",
+            "ok",
+        ),
+        (
+            "git commit -m 'setup done'",
+            "Exit code 1\nOn branch master\nChanges not staged for commit:\n\tmodified:   a.py\n\n"
+            'no changes added to commit (use "git add" and/or "git commit -a")',
+            "task_failure",
+        ),
+        # the remote refusing the account this machine logs in as: the lead would meet it too
+        (
+            "git push origin master",
+            "Exit code 128\nremote: Permission to me/app.git denied to someone-else.\n"
+            "fatal: unable to access 'https://github.com/me/app.git/': The requested URL returned error: 403",
+            "environment",
+        ),
+        # ... while a wildcard that matched nothing is the probe's answer
+        (
+            "ls ~/.nvm/versions/node/*/bin/node",
+            "Exit code 1\n(eval):1: no matches found: ~/.nvm/versions/node/*/bin/node",
+            "ok",
+        ),
     ],
 )
 def test_claude_code_commands_that_never_ran_or_met_a_lock(command: str, output: str, expected: str) -> None:

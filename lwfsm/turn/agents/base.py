@@ -625,6 +625,22 @@ _SYNTAX = re.compile(
 )
 
 
+# A Windows path written into a POSIX shell's command unquoted: the shell takes each backslash as an escape
+_WINDOWS_PATH = re.compile(r"(?<![\w\\/])[A-Za-z]:\\[^\s'\"|;&<>()]+")
+_ESCAPE = re.compile(r"\\(.)")
+
+
+def _eaten_backslashes(cmd: str, text: str) -> tuple[int, str] | None:
+    """(line, line) of the output naming a Windows path of the command as a POSIX shell read it unquoted,
+    its backslashes gone (`C:\\Users\\me\\*.py` as `C:Usersme*.py`)."""
+    for m in _WINDOWS_PATH.finditer(cmd[:2000]):
+        eaten = _ESCAPE.sub(r"\1", m.group(0))[:60]
+        if len(eaten) > 4 and (at := text.find(eaten, 0, 3000)) >= 0:
+            start, end = text.rfind("\n", 0, at) + 1, text.find("\n", at)
+            return text.count("\n", 0, at) + 1, text[start : end if end >= 0 else None][:160]
+    return None
+
+
 def _syntax(text: str) -> tuple[int, str] | None:
     """The shell's own word that it could not parse the command (its words first: the pattern is tried at
     every line's start, ~17 µs on 3,000 characters)."""
@@ -691,8 +707,12 @@ def _unquoted(word: str) -> str:
 # zsh's words (Claude Code on macOS runs commands through zsh's eval), and PowerShell's, which parses a whole
 # script before it runs any of it. Only with a failed status or an error flag: a shell profile that zsh
 # cannot parse says the same on every command, which then runs, and a log read may hold such lines.
+# zsh refusing the command line, as itself or as Claude Code's eval: nothing of that line ran, so a probe's
+# status is the shell's, not the search's. A glob that matched nothing is the shell's "no" to a probe that
+# meant one (`ls ~/.nvm/*/node`); a path without `*` was a literal one read as a pattern (`app/[id]/page.tsx`).
 _FAILED_SYNTAX = re.compile(
-    r"^\(eval\):\d+: (?:parse error near\b|unmatched [\"'`])[^\n]*$|"
+    r"^(?:zsh|\(eval\)):\d+: (?:parse error near\b|unmatched [\"'`]|unknown sort specifier|bad pattern: |"
+    r"no matches found: [^*\n]*$)[^\n]*$|"
     r"^[^\S\n]*\+ CategoryInfo\s*: ParserError: [^\n]*$",
     re.M,
 )
@@ -870,8 +890,9 @@ ENVIRONMENT = Gated(
         r"'[^'\n]*'</exception>|"
         r"not in (?:your |the )?PATH\b|gpg failed to sign the data|cannot open '/dev/tty'|"
         r"Author identity unknown|Please tell me who you are|sudo: a (?:terminal|password) is required|"
-        # git's remote refusing this machine's keys (a login it asks for may be a repository that is not there)
-        r"Permission denied \(publickey|"
+        # git's remote refusing this machine's keys, or the account they log in as (a login it asks for may be
+        # a repository that is not there)
+        r"Permission denied \(publickey|(?m:^)remote: Permission to \S+ denied to \S+|"
         # a program run through `timeout`, `nohup` or `env` that is not installed; a Node package not installed
         r"failed to run command ['‘][\w.+-]+['’]: No such file or directory|"
         r"Cannot find (?:package|module) '(?![./]|@/|~/)[\w@][\w./@+-]*'|"
@@ -904,6 +925,7 @@ ENVIRONMENT = Gated(
         "is not recognized as", "while executing the command", "net::err_", "page.goto: timeout",
         "was not found", ".lock': permission denied", "sandboxdenied", "husky.sh", "streamable http error",
         "mcp session", "no route to host", "kex_exchange_identification", "request failed with status code",
+        "remote: permission to",
     ),
 )  # fmt: skip
 
@@ -1530,6 +1552,8 @@ def _only_ssh(command: str) -> bool:
 
 _NO_LOGIN = re.compile(r"could not read (?:Username|Password) for 'https?://[^\n]*")
 _BASH_TOOLS = frozenset({"Bash", "bash", "execute_bash"})  # tools whose commands bash reads
+_CLEAN_TREE = "nothing to commit, working tree clean"
+_COMMIT = re.compile(r"\bgit commit\b")
 _SHELL_WORD = re.compile(r"[^\s;|&()'\"\\<]+")
 _HEREDOC = re.compile(r"<<-?\s*(['\"]?)(\w+)\1")
 
@@ -2062,6 +2086,11 @@ class Reader:
             return self._found(o, "task_failure", "http_status", served)
         if ("`" in cmd or "\ufffd" in cmd) and (literal := _LITERAL_ESCAPE.search(cmd)) is not None:
             return self._found(o, "task_failure", "literal_escape", (1, literal.group(0)[:160]))
+        if ":\\" in cmd and (eaten := _eaten_backslashes(cmd, o.text)) is not None:
+            # the shell read `C:\Users\me` as `C:Usersme` (its own error names that): a look asked about nothing
+            return Finding("task_failure", Evidence(f"{self.name}.windows_path_in_bash", o.message, *eaten))
+        if _CLEAN_TREE in o.text[-200:] and _COMMIT.search(cmd):
+            return None  # git's 1 for a commit with nothing left to commit: the work was committed already
         if o.runs and "is not recognized" in o.text and (slip := _powershell_slip(o.text)) is not None:
             # (a filter's too, `rg x | head`; and what failed after it, a venv never activated, follows from it)
             return Finding("task_failure", Evidence(f"{self.name}.not_powershells", o.message, slip[0], slip[1]))
