@@ -2728,6 +2728,19 @@ def test_a_command_that_ran_out_of_time_failed_but_one_still_running_has_no_outc
         kind(call("Bash", {"command": "sleep 5", "timeout": 1000}), [tool(killed, is_error=True)], "claude_code")
         == "task_failure"
     )
+    # a server started in the foreground ran until the time limit: what it warned of at start-up did not stop it
+    server = "Command timed out after 10s Warning: OpenAI API key not found, using fallback replies.\n"
+    server += "[nodemon] starting `node src/server.js`\n" + "info: Database connected\n" * 6
+    server += "info: API server is running on port 3000\n"
+    dev = call("Bash", {"command": "cd backend && npm run dev", "timeout": 10000})
+    assert kind(dev, [tool(server, is_error=True)], "claude_code") == "task_failure"
+    # ... while one whose last lines wait on the network did not get far enough to say
+    offline = "Command timed out after 2m 0s\nCollecting numpy\n  Retrying after connection broken by "
+    offline += (
+        "'NewConnectionError': Failed to establish a new connection: [Errno -3] Temporary failure in name resolution"
+    )
+    install = call("Bash", {"command": "pip install numpy", "timeout": 120000})
+    assert kind(install, [tool(offline, is_error=True)], "claude_code") == "environment"
 
 
 @pytest.mark.parametrize(

@@ -2286,8 +2286,10 @@ class Reader:
             # git with no credentials for an HTTPS remote (one the command names may be a repository mistyped:
             # GitHub asks a login for one that is not there)
             return Finding("environment", Evidence(f"{self.name}.environment", o.message, None, no[1]))
-        if o.timed_out:  # the time limit ended it: a folder or program it may not touch on the way did not
-            last = _REFUSED_ON_THE_WAY.sub("", last)
+        if o.timed_out:  # the time limit ended it: a folder or program it may not touch on the way did not,
+            # nor a warning a server printed as it started (`API key not found`) before it ran until stopped:
+            # what it was doing when the time ran out is in its last lines
+            last = "\n".join(_REFUSED_ON_THE_WAY.sub("", last).rstrip().splitlines()[-5:])
         env = first_match(ENVIRONMENT, last)
         if env is None and not o.command:  # a browser tool's own answer, not a test run's output
             env = first_match(_BROWSER_GONE, o.text[:tail])
