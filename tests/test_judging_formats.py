@@ -1269,6 +1269,11 @@ DONE = {"role": "assistant", "content": "Done: the form saves now."}
         "main.go:42:2: this value of err is never used (SA4006)",
         "src/a.ts:3:5: Delete `;` [Error/prettier/prettier]",
         "src/a.js:10:3: Move function declaration to function body root. [Error/no-inner-declarations]",
+        # what a person sees in their browser after the reply said it works
+        "Nothing happens when I press new game. It should start a new game.",
+        "The drag and drop doesn't seem to be working. Try again.",
+        "I'm getting:\n\nAccess to script at 'file:///Users/me/app.js' from origin 'null' has been blocked by CORS "
+        "policy: Cross origin requests are only supported for protocol schemes: http, https",
     ],
 )
 def test_a_person_saying_it_failed(said: str) -> None:
@@ -1502,6 +1507,8 @@ def test_people_asking_for_the_errors_to_go_say_the_turn_failed(said: str) -> No
         "Use Flask-WTF for the signup form",
         "Fuck it, just push it to main",
         "You do it, I trust your taste",
+        "Make sure nothing happens when the user clicks twice",
+        "It doesn't seem to be needed any more, remove the cache",
     ],
 )
 def test_new_requests_in_those_words_are_not_corrections(said: str) -> None:
@@ -4729,3 +4736,73 @@ def test_powershell_refusing_a_looks_parameter_is_a_misused_command() -> None:
     )
     assert kind(look, [tool(refused, is_error=True)], "claude_code") == "task_failure"
     assert kind(look, [tool("Exit code 1", is_error=True)], "claude_code") == "ok"  # it searched: no match
+
+
+CLEAN = "On branch main\nnothing to commit, working tree clean"
+
+
+@pytest.mark.parametrize(
+    ("command", "output", "expected"),
+    [
+        # a commit with nothing left to commit says the work was committed, only as the last of a && chain
+        (
+            "git add app/[id]/page.tsx; git commit -m x",
+            f"Exit code 1\n(eval):1: no matches found: app/[id]/page.tsx\n{CLEAN}",
+            "task_failure",
+        ),
+        (
+            "pytest -q; git add -A; git commit -m wip",
+            f"Exit code 1\nFAILED tests/test_a.py::test_x\n1 failed in 0.1s\n{CLEAN}",
+            "task_failure",
+        ),
+        (
+            "git commit -am x; git push",
+            f"Exit code 128\n{CLEAN}\nfatal: The current branch feat has no upstream branch.",
+            "task_failure",
+        ),
+        ("git -C /w/app commit -am x", f"Exit code 1\n{CLEAN}", "ok"),
+        (
+            "git commit -am x",
+            "Exit code 1\nOn branch main\nnothing to commit, working directory clean",
+            "ok",
+        ),  # git < 2.9
+        # a Windows path bash did not eat: written with its backslashes doubled, or found as it was meant
+        ("find C:\\\\proj -name '*.py'", "C:\\proj/a.py", "ok"),
+        (
+            "ls C:\\Program\\ Files\\App",
+            "Exit code 1\nls: cannot access 'C:Program FilesApp': No such file or directory",
+            "task_failure",
+        ),
+        ("ls C:\\a\\b", "Exit code 1\nls: cannot access 'C:ab': No such file or directory", "task_failure"),
+        # zsh's no-match for a pattern meant for the shell is a look's answer; for a program's pattern, a slip
+        ("ls file?.txt", "Exit code 1\n(eval):1: no matches found: file?.txt", "ok"),
+        ("find . -name *.py", "Exit code 1\n(eval):1: no matches found: *.py", "task_failure"),
+        # GitHub refusing the account over SSH, in its words there
+        (
+            "git push origin main",
+            "Exit code 128\nERROR: Permission to me/app.git denied to other.\n"
+            "fatal: Could not read from remote repository.",
+            "environment",
+        ),
+    ],
+)
+def test_shell_refusals_windows_paths_and_commits_a_review_found(command: str, output: str, expected: str) -> None:
+    flagged = output.startswith("Exit code")
+    assert kind(call("Bash", {"command": command}), [tool(output, is_error=flagged)], "claude_code") == expected
+
+
+def test_zsh_refusals_in_codex_output() -> None:
+    def judged(command: str, output: str, status: int) -> str:
+        return kind(call("exec_command", {"cmd": command}), [codex_exec(output, status)], "codex")
+
+    assert judged("ls log[0-9].txt", "zsh:1: no matches found: log[0-9].txt\n", 1) == "ok"  # a class, meant
+    assert judged("rg -n foo -g *.ts src", "zsh:1: no matches found: *.ts\n", 1) == "task_failure"
+    listing = 'Get-ChildItem -Path "C:\\\\Users\\\\me\\\\proj"'  # PowerShell keeps backslashes
+    assert judged(listing, "\n    Directory: C:\\Users\\me\\proj\n\n-a---  a.py\n", 0) == "ok"
+    # the evidence names the line of the whole output, not of its last 3,000 characters
+    log = "".join(f"log line {i}\n" for i in range(400)) + "zsh:1: no matches found: app/[id]/page.tsx\n"
+    reply = call("exec_command", {"cmd": "cat build.log; rg -n foo app/[id]/page.tsx"})
+    found = judge(reply, [codex_exec(log, 1)], agent="codex")
+    assert found.kind == "task_failure"
+    assert found.evidence is not None
+    assert found.evidence.line == 401

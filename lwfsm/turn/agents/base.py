@@ -626,8 +626,34 @@ _SYNTAX = re.compile(
 
 
 # A Windows path written into a POSIX shell's command unquoted: the shell takes each backslash as an escape
-_WINDOWS_PATH = re.compile(r"(?<![\w\\/])[A-Za-z]:\\[^\s'\"|;&<>()]+")
+_WINDOWS_PATH = re.compile(r"(?<![\w\\/'\"])[A-Za-z]:\\(?:\\ |[^\s'\"|;&<>()])+")
 _ESCAPE = re.compile(r"\\(.)")
+
+
+_NO_MATCH = re.compile(r"^(?:zsh|\(eval\)):\d+: no matches found: (?P<word>[^\n]+)$", re.M)
+# a Next.js route's folder (`[id]`, `[...slug]`) or group (`(app)`): a name, not a set of characters
+_LITERAL_GROUP = re.compile(r"\[(?:\.\.\.)?[A-Za-z_][\w.]+\]|\([A-Za-z_][\w.-]*\)")
+# options whose argument is a pattern for the program, not the shell (`find . -name *.py`)
+_PATTERN_OPTION = re.compile(r"(?:\s-i?name\s+|\s-g\s+|\s--glob[\s=]|\s--include=)$")
+
+
+def _no_match(cmd: str, text: str) -> tuple[int, str] | None:
+    """(line, line) of zsh saying a word of the command matched no file, where the word was no pattern
+    meant for the shell: a literal path with a route's brackets or parentheses, or a program's own pattern
+    left unquoted. A wildcard that matched nothing is the shell's "no" to a look that meant one."""
+    for m in _NO_MATCH.finditer(text[:3000]):
+        word = m["word"]
+        at = cmd.find(word)
+        if _LITERAL_GROUP.search(word) or (at > 0 and _PATTERN_OPTION.search(cmd[max(0, at - 12) : at])):
+            return text.count("\n", 0, m.start()) + 1, m.group(0)[:160]
+    return None
+
+
+def _failed_syntax(cmd: str, text: str) -> tuple[int, str] | None:
+    """(line, line) of zsh or PowerShell refusing the command line, in the output's last 3,000 characters."""
+    tail = text[-3000:]
+    found = first_match(_FAILED_SYNTAX, tail) or (_no_match(cmd, tail) if "no matches found" in tail else None)
+    return None if found is None else (found[0] + text.count("\n", 0, len(text) - len(tail)), found[1])
 
 
 def _eaten_backslashes(cmd: str, text: str) -> tuple[int, str] | None:
@@ -635,7 +661,9 @@ def _eaten_backslashes(cmd: str, text: str) -> tuple[int, str] | None:
     its backslashes gone (`C:\\Users\\me\\*.py` as `C:Usersme*.py`)."""
     for m in _WINDOWS_PATH.finditer(cmd[:2000]):
         eaten = _ESCAPE.sub(r"\1", m.group(0))[:60]
-        if len(eaten) > 4 and (at := text.find(eaten, 0, 3000)) >= 0:
+        if "\\" in eaten or len(eaten) < 4:  # `C:\\dir` is read as `C:\dir`: the path meant
+            continue
+        if (at := text.find(eaten, 0, 3000)) >= 0:
             start, end = text.rfind("\n", 0, at) + 1, text.find("\n", at)
             return text.count("\n", 0, at) + 1, text[start : end if end >= 0 else None][:160]
     return None
@@ -708,11 +736,9 @@ def _unquoted(word: str) -> str:
 # script before it runs any of it. Only with a failed status or an error flag: a shell profile that zsh
 # cannot parse says the same on every command, which then runs, and a log read may hold such lines.
 # zsh refusing the command line, as itself or as Claude Code's eval: nothing of that line ran, so a probe's
-# status is the shell's, not the search's. A glob that matched nothing is the shell's "no" to a probe that
-# meant one (`ls ~/.nvm/*/node`); a path without `*` was a literal one read as a pattern (`app/[id]/page.tsx`).
+# status is the shell's, not the search's (`_no_match` for a pattern that matched nothing).
 _FAILED_SYNTAX = re.compile(
-    r"^(?:zsh|\(eval\)):\d+: (?:parse error near\b|unmatched [\"'`]|unknown sort specifier|bad pattern: |"
-    r"no matches found: [^*\n]*$)[^\n]*$|"
+    r"^(?:zsh|\(eval\)):\d+: (?:parse error near\b|unmatched [\"'`]|unknown sort specifier|bad pattern: )[^\n]*$|"
     r"^[^\S\n]*\+ CategoryInfo\s*: ParserError: [^\n]*$",
     re.M,
 )
@@ -892,7 +918,7 @@ ENVIRONMENT = Gated(
         r"Author identity unknown|Please tell me who you are|sudo: a (?:terminal|password) is required|"
         # git's remote refusing this machine's keys, or the account they log in as (a login it asks for may be
         # a repository that is not there)
-        r"Permission denied \(publickey|(?m:^)remote: Permission to \S+ denied to \S+|"
+        r"Permission denied \(publickey|(?m:^)(?:remote|ERROR): Permission to \S+ denied to |"
         # a program run through `timeout`, `nohup` or `env` that is not installed; a Node package not installed
         r"failed to run command ['‘][\w.+-]+['’]: No such file or directory|"
         r"Cannot find (?:package|module) '(?![./]|@/|~/)[\w@][\w./@+-]*'|"
@@ -925,7 +951,7 @@ ENVIRONMENT = Gated(
         "is not recognized as", "while executing the command", "net::err_", "page.goto: timeout",
         "was not found", ".lock': permission denied", "sandboxdenied", "husky.sh", "streamable http error",
         "mcp session", "no route to host", "kex_exchange_identification", "request failed with status code",
-        "remote: permission to",
+        "permission to ",
     ),
 )  # fmt: skip
 
@@ -1396,7 +1422,8 @@ _COMPLAINT = re.compile(
     r"\b(still (doesn'?t|does not|isn'?t|is not|not|fail\w*|broken|get\w*|the same|wrong|errors?|crash\w*|"
     r"(won'?t|will not) (work|run|start|load|open|show|allow|let|compile|build|connect|save|display|render|launch|"
     r"pass|update|stop|change|go away|respond|install|boot))|"
-    r"(doesn'?t|does not|didn'?t|did not|isn'?t|is not|won'?t|wasn'?t|aren'?t) (seem to |appear to |\w+ly )?"
+    r"(doesn'?t|does not|didn'?t|did not|isn'?t|is not|won'?t|wasn'?t|aren'?t) "
+    r"(seem to (be )?|appear to (be )?|\w+ly )?"
     r"(work|run|build|compile|load|start|show|appear|fix|change|help|exist|save|persist)\w*|"
     r"not working|no longer works?|"
     r"same (error|problem|issue|result)|(^|(?<!\bif )(?<!\bwhether )(the|this|that|same) )(issue|problem|error|bug) "
@@ -1412,7 +1439,7 @@ _COMPLAINT = re.compile(
     r"(one more|another|a new) (problem|issue|error|bug)\b(?! (on github|in the tracker|i want you to)\b)|"
     # (not in a request: "make sure nothing shows when ..."; a capital is a new sentence without its stop)
     r"nothing (changed|happened)|(^|[.;!]\s*|\b(but|and|still|now|yet)\s+|\s(?=(?-i:N)))nothing (is )?"
-    r"(displaying|showing|shows|displays|appears|renders|rendering)\b(?! (to be|broken|wrong|fine|off|odd)\b)"
+    r"(displaying|showing|shows|displays|appears|renders|rendering|happens)\b(?! (to be|broken|wrong|fine|off|odd)\b)"
     r"(?![^.!?\n]*\b(any ?more|no longer)\b)|"
     # warnings the person got running it: not a warning banner asked for, not "no warnings" or news that they
     # are gone, not a question about where to see them
@@ -1552,8 +1579,8 @@ def _only_ssh(command: str) -> bool:
 
 _NO_LOGIN = re.compile(r"could not read (?:Username|Password) for 'https?://[^\n]*")
 _BASH_TOOLS = frozenset({"Bash", "bash", "execute_bash"})  # tools whose commands bash reads
-_CLEAN_TREE = "nothing to commit, working tree clean"
-_COMMIT = re.compile(r"\bgit commit\b")
+_CLEAN_TREE = re.compile(r"nothing to commit, working (?:tree|directory) clean\s*\Z")
+_COMMIT = re.compile(r"\s*git(?:\s+-[Cc]\s+\S+|\s+--?[\w-]+(?:=\S+)?)*\s+commit\b")
 _SHELL_WORD = re.compile(r"[^\s;|&()'\"\\<]+")
 _HEREDOC = re.compile(r"<<-?\s*(['\"]?)(\w+)\1")
 
@@ -2089,8 +2116,12 @@ class Reader:
         if ":\\" in cmd and (eaten := _eaten_backslashes(cmd, o.text)) is not None:
             # the shell read `C:\Users\me` as `C:Usersme` (its own error names that): a look asked about nothing
             return Finding("task_failure", Evidence(f"{self.name}.windows_path_in_bash", o.message, *eaten))
-        if _CLEAN_TREE in o.text[-200:] and _COMMIT.search(cmd):
-            return None  # git's 1 for a commit with nothing left to commit: the work was committed already
+        if o.status in (1, None) and "nothing to commit" in o.text and _CLEAN_TREE.search(o.text[-200:]):
+            # git's 1 for a commit with nothing left to commit: the work was committed already (the commit
+            # last in a chain of `&&`, so what came before it worked)
+            parts = _split(cmd)
+            if _COMMIT.match(parts[-1]) and all(op == "&&" for op in parts[1::2]):
+                return None
         if o.runs and "is not recognized" in o.text and (slip := _powershell_slip(o.text)) is not None:
             # (a filter's too, `rg x | head`; and what failed after it, a venv never activated, follows from it)
             return Finding("task_failure", Evidence(f"{self.name}.not_powershells", o.message, slip[0], slip[1]))
@@ -2109,7 +2140,7 @@ class Reader:
             return Finding("task_failure", Evidence(f"{self.name}.expanded_by_bash", o.message, None, expanded))
         if o.runs and (
             (broken := _syntax(o.text[:3000]) or _syntax(o.text[-3000:])) is not None
-            or ((o.status or o.flagged) and (broken := first_match(_FAILED_SYNTAX, o.text[-3000:])) is not None)
+            or ((o.status or o.flagged) and (broken := _failed_syntax(cmd, o.text)) is not None)
         ):
             return self._found(o, "task_failure", "shell_syntax", broken)  # a probe too: it never asked
         if (

@@ -104,6 +104,7 @@ PASTED_MORE = re.compile(
     r"Failed to (?:load|fetch|resolve|execute)|\S+ \d{3} \((?:Internal Server Error|Not Found|Bad Request|"
     r"Unauthorized|Forbidden|Bad Gateway|Service Unavailable)\)|(?:GET|POST|PUT|DELETE|PATCH) \S+ [45]\d\d\b|"
     r"Uncaught \(in promise\)|Hydration failed|"
+    r"Access to \w+ at '[^'\n]*' from origin '[^'\n]*' has been blocked by CORS|"
     # a shell or a core tool reporting what it could not do, as a terminal shows it
     r"(?:(?:/usr)?(?:/bin/)?(?:bash|zsh|sh)(?:: line \d+)?|sudo|cp|mv|rm|mkdir|ln|chmod|chown|tar|cd): "
     r".{0,200}?(?:cannot |missing |invalid |unrecognized |No such file|Permission denied|Not a directory|"
