@@ -1274,6 +1274,10 @@ DONE = {"role": "assistant", "content": "Done: the form saves now."}
         "The drag and drop doesn't seem to be working. Try again.",
         "I'm getting:\n\nAccess to script at 'file:///Users/me/app.js' from origin 'null' has been blocked by CORS "
         "policy: Cross origin requests are only supported for protocol schemes: http, https",
+        "localhost/:1 Access to fetch at 'http://a/x' from origin 'http://b' has been blocked by CORS policy",
+        "Cross-Origin Request Blocked: The Same Origin Policy disallows reading the remote resource at http://a/x.",
+        "Nothing is happening",
+        "The buttons don't seem to be working",
     ],
 )
 def test_a_person_saying_it_failed(said: str) -> None:
@@ -1509,6 +1513,14 @@ def test_people_asking_for_the_errors_to_go_say_the_turn_failed(said: str) -> No
         "You do it, I trust your taste",
         "Make sure nothing happens when the user clicks twice",
         "It doesn't seem to be needed any more, remove the cache",
+        # what should (not) happen, said as praise, as a spec or asked (found by a hostile review)
+        "Nothing happens if the user is offline, which is what we want",
+        "Now nothing happens on double click — perfect",
+        "Nothing happens to existing users, right?",
+        "Nothing happens until the user logs in, that's expected. Add logout next.",
+        "It doesn't seem to be helpful to log that, drop it",
+        "The bug doesn't seem to be startup related, look at the handler",
+        "Don't change the API, add a test",
     ],
 )
 def test_new_requests_in_those_words_are_not_corrections(said: str) -> None:
@@ -4761,6 +4773,11 @@ CLEAN = "On branch main\nnothing to commit, working tree clean"
             "task_failure",
         ),
         ("git -C /w/app commit -am x", f"Exit code 1\n{CLEAN}", "ok"),
+        ("HUSKY=0 git commit -am x", f"Exit code 1\n{CLEAN}", "ok"),
+        ("git add -A && git commit -F - <<'EOF'\nFix it\nEOF", f"Exit code 1\n{CLEAN}", "ok"),
+        ("cd /w/app\ngit add -A; git commit -m x", f"Exit code 1\n{CLEAN}", "ok"),
+        # (the commit's options are read in one way each: a long run of them is no exponential search)
+        ("git add -A && git" + " --no-pager" * 24 + " log", f"Exit code 1\n{CLEAN}", "task_failure"),
         (
             "git commit -am x",
             "Exit code 1\nOn branch main\nnothing to commit, working directory clean",
@@ -4777,6 +4794,10 @@ CLEAN = "On branch main\nnothing to commit, working tree clean"
         # zsh's no-match for a pattern meant for the shell is a look's answer; for a program's pattern, a slip
         ("ls file?.txt", "Exit code 1\n(eval):1: no matches found: file?.txt", "ok"),
         ("find . -name *.py", "Exit code 1\n(eval):1: no matches found: *.py", "task_failure"),
+        ("grep -rn foo --include=*.ts .", "Exit code 1\n(eval):1: no matches found: --include=*.ts", "task_failure"),
+        ("ls src/*.[jt]sx", "Exit code 1\n(eval):1: no matches found: src/*.[jt]sx", "ok"),  # a class, meant
+        # brackets quoted: zsh names the word unquoted, and the pattern after them was meant
+        ("ls 'app/[id]'/*.tsx", "Exit code 1\n(eval):1: no matches found: app/[id]/*.tsx", "ok"),
         # GitHub refusing the account over SSH, in its words there
         (
             "git push origin main",
@@ -4789,6 +4810,11 @@ CLEAN = "On branch main\nnothing to commit, working tree clean"
 def test_shell_refusals_windows_paths_and_commits_a_review_found(command: str, output: str, expected: str) -> None:
     flagged = output.startswith("Exit code")
     assert kind(call("Bash", {"command": command}), [tool(output, is_error=flagged)], "claude_code") == expected
+
+
+def test_nothing_to_commit_after_openhands_status_line() -> None:
+    said = f"{CLEAN}\n[The command completed with exit code 1.]"
+    assert kind(call("execute_bash", {"command": "git add -A && git commit -m x"}), [tool(said)], "openhands") == "ok"
 
 
 def test_zsh_refusals_in_codex_output() -> None:

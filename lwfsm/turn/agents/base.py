@@ -631,10 +631,12 @@ _ESCAPE = re.compile(r"\\(.)")
 
 
 _NO_MATCH = re.compile(r"^(?:zsh|\(eval\)):\d+: no matches found: (?P<word>[^\n]+)$", re.M)
-# a Next.js route's folder (`[id]`, `[...slug]`) or group (`(app)`): a name, not a set of characters
-_LITERAL_GROUP = re.compile(r"\[(?:\.\.\.)?[A-Za-z_][\w.]+\]|\([A-Za-z_][\w.-]*\)")
-# options whose argument is a pattern for the program, not the shell (`find . -name *.py`)
-_PATTERN_OPTION = re.compile(r"(?:\s-i?name\s+|\s-g\s+|\s--glob[\s=]|\s--include=)$")
+# a Next.js route's folder (`[id]`, `[...slug]`) or group (`(app)`), a whole segment of the path: a name, not
+# a set of characters (`*.[jt]sx`)
+_LITERAL_GROUP = re.compile(r"(?:^|/)(?:\[(?:\.\.\.)?[A-Za-z_][\w.]*\]|\([A-Za-z_][\w.-]*\))(?=/|\.|$)")
+# a program's own pattern left unquoted (`find . -name *.py`, `grep --include=*.ts`): zsh names the whole word
+_PATTERN_OPTION = re.compile(r"(?:\s-i?name|\s-g|\s--glob)\s+$")
+_PATTERN_WORD = re.compile(r"--(?:include|glob|exclude)=")
 
 
 def _no_match(cmd: str, text: str) -> tuple[int, str] | None:
@@ -643,8 +645,14 @@ def _no_match(cmd: str, text: str) -> tuple[int, str] | None:
     left unquoted. A wildcard that matched nothing is the shell's "no" to a look that meant one."""
     for m in _NO_MATCH.finditer(text[:3000]):
         word = m["word"]
-        at = cmd.find(word)
-        if _LITERAL_GROUP.search(word) or (at > 0 and _PATTERN_OPTION.search(cmd[max(0, at - 12) : at])):
+        # as the command wrote it (`'app/[id]'/*.tsx` and `app/\[id\]/*.tsx` are named unquoted: a pattern meant)
+        ats = [w.start() for w in re.finditer(re.escape(word), cmd[:4000])]
+        if any(
+            _PATTERN_WORD.match(word)
+            or _LITERAL_GROUP.search(word)
+            or _PATTERN_OPTION.search(cmd[max(0, at - 12) : at])
+            for at in ats
+        ):
             return text.count("\n", 0, m.start()) + 1, m.group(0)[:160]
     return None
 
@@ -1422,8 +1430,9 @@ _COMPLAINT = re.compile(
     r"\b(still (doesn'?t|does not|isn'?t|is not|not|fail\w*|broken|get\w*|the same|wrong|errors?|crash\w*|"
     r"(won'?t|will not) (work|run|start|load|open|show|allow|let|compile|build|connect|save|display|render|launch|"
     r"pass|update|stop|change|go away|respond|install|boot))|"
-    r"(doesn'?t|does not|didn'?t|did not|isn'?t|is not|won'?t|wasn'?t|aren'?t) "
-    r"(seem to (be )?|appear to (be )?|\w+ly )?"
+    r"((doesn'?t|does not|didn'?t|did not|isn'?t|is not|won'?t|wasn'?t|aren'?t) (\w+ly )?|"
+    # "doesn't seem to be working" (not "to be helpful", an adjective)
+    r"(doesn'?t|does not|didn'?t|did not|don'?t|do not) (seem|appear) to (be (?=\w+ing\b))?)"
     r"(work|run|build|compile|load|start|show|appear|fix|change|help|exist|save|persist)\w*|"
     r"not working|no longer works?|"
     r"same (error|problem|issue|result)|(^|(?<!\bif )(?<!\bwhether )(the|this|that|same) )(issue|problem|error|bug) "
@@ -1439,7 +1448,10 @@ _COMPLAINT = re.compile(
     r"(one more|another|a new) (problem|issue|error|bug)\b(?! (on github|in the tracker|i want you to)\b)|"
     # (not in a request: "make sure nothing shows when ..."; a capital is a new sentence without its stop)
     r"nothing (changed|happened)|(^|[.;!]\s*|\b(but|and|still|now|yet)\s+|\s(?=(?-i:N)))nothing (is )?"
-    r"(displaying|showing|shows|displays|appears|renders|rendering|happens)\b(?! (to be|broken|wrong|fine|off|odd)\b)"
+    r"((displaying|showing|shows|displays|appears|renders|rendering)\b(?! (to be|broken|wrong|fine|off|odd)\b)|"
+    # (not what should happen, said as praise or asked: "nothing happens offline, perfect", "... to old users?")
+    r"(happens|happening)\b(?! (if|unless|until|to|by)\b)"
+    r"(?![^.!\n]*(\?|\b(perfect|great|good|correct|expected|intended|as it should|what (i|we) want))))"
     r"(?![^.!?\n]*\b(any ?more|no longer)\b)|"
     # warnings the person got running it: not a warning banner asked for, not "no warnings" or news that they
     # are gone, not a question about where to see them
@@ -1579,8 +1591,14 @@ def _only_ssh(command: str) -> bool:
 
 _NO_LOGIN = re.compile(r"could not read (?:Username|Password) for 'https?://[^\n]*")
 _BASH_TOOLS = frozenset({"Bash", "bash", "execute_bash"})  # tools whose commands bash reads
-_CLEAN_TREE = re.compile(r"nothing to commit, working (?:tree|directory) clean\s*\Z")
-_COMMIT = re.compile(r"\s*git(?:\s+-[Cc]\s+\S+|\s+--?[\w-]+(?:=\S+)?)*\s+commit\b")
+# git's whole answer to a commit with nothing left to commit (its status block, a line-end warning of `git add`)
+_CLEAN_TREE = re.compile(
+    r"\A(?:(?:On branch|HEAD detached|Your branch|  \(use \"git|warning: )[^\n]*\n|[^\S\n]*\n)*"
+    r"nothing to commit, working (?:tree|directory) clean\s*\Z"
+)
+_COMMIT = re.compile(r"\s*(?:\w+=\S*\s+)*git(?:\s+-[Cc]\s+\S+|\s+-[\w-]+(?:=\S+)?)*\s+commit\b")
+# what may come before the commit in a chain not joined by `&&`, its output being git's own
+_BEFORE_COMMIT = re.compile(r"\s*(?:cd\s|git\s+(?:add|status)\b)")
 _SHELL_WORD = re.compile(r"[^\s;|&()'\"\\<]+")
 _HEREDOC = re.compile(r"<<-?\s*(['\"]?)(\w+)\1")
 
@@ -2116,11 +2134,14 @@ class Reader:
         if ":\\" in cmd and (eaten := _eaten_backslashes(cmd, o.text)) is not None:
             # the shell read `C:\Users\me` as `C:Usersme` (its own error names that): a look asked about nothing
             return Finding("task_failure", Evidence(f"{self.name}.windows_path_in_bash", o.message, *eaten))
-        if o.status in (1, None) and "nothing to commit" in o.text and _CLEAN_TREE.search(o.text[-200:]):
-            # git's 1 for a commit with nothing left to commit: the work was committed already (the commit
-            # last in a chain of `&&`, so what came before it worked)
-            parts = _split(cmd)
-            if _COMMIT.match(parts[-1]) and all(op == "&&" for op in parts[1::2]):
+        if o.status in (1, None) and "nothing to commit" in o.text and _CLEAN_TREE.match(_STATUS_LINE.sub("", o.text)):
+            # git's 1 for a commit with nothing left to commit, the output git's alone: the work was committed
+            # already (the commit last, after commands joined by `&&` or that only stage; a heredoc's lines are
+            # the message)
+            parts = _split(cmd[:4000].split("<<", 1)[0])
+            if _COMMIT.match(parts[-1] if parts[-1].strip() else parts[-3] if len(parts) > 2 else "") and (
+                all(op == "&&" for op in parts[1::2]) or all(_BEFORE_COMMIT.match(p) for p in parts[0:-2:2])
+            ):
                 return None
         if o.runs and "is not recognized" in o.text and (slip := _powershell_slip(o.text)) is not None:
             # (a filter's too, `rg x | head`; and what failed after it, a venv never activated, follows from it)

@@ -104,7 +104,9 @@ PASTED_MORE = re.compile(
     r"Failed to (?:load|fetch|resolve|execute)|\S+ \d{3} \((?:Internal Server Error|Not Found|Bad Request|"
     r"Unauthorized|Forbidden|Bad Gateway|Service Unavailable)\)|(?:GET|POST|PUT|DELETE|PATCH) \S+ [45]\d\d\b|"
     r"Uncaught \(in promise\)|Hydration failed|"
-    r"Access to \w+ at '[^'\n]*' from origin '[^'\n]*' has been blocked by CORS|"
+    # a browser refusing a request across origins (Chrome's, after the console's `file:line` of it; Firefox's)
+    r"(?:\S+:\d+\s+)?Access to \w+ at '[^'\n]*'(?: \(redirected from '[^'\n]*'\))? from origin '[^'\n]*' "
+    r"has been blocked by CORS|Cross-Origin Request Blocked: |"
     # a shell or a core tool reporting what it could not do, as a terminal shows it
     r"(?:(?:/usr)?(?:/bin/)?(?:bash|zsh|sh)(?:: line \d+)?|sudo|cp|mv|rm|mkdir|ln|chmod|chown|tar|cd): "
     r".{0,200}?(?:cannot |missing |invalid |unrecognized |No such file|Permission denied|Not a directory|"
