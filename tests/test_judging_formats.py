@@ -2678,6 +2678,14 @@ def test_claude_codes_read_of_a_file_that_is_not_there_is_an_answer() -> None:
             "fatal: unable to access 'https://github.com/me/app.git/': The requested URL returned error: 403",
             "environment",
         ),
+        # Claude Code's shell put the word `glob` where the command had `*` (its bug, with a pipe): not the model's
+        (
+            "wc -l *.py *.md | sort -rn",
+            "wc: glob: No such file or directory\nwc: glob: No such file or directory",
+            "environment",
+        ),
+        ("ls -la *.md | awk '{print $9}'", "ls: cannot access 'glob': No such file or directory", "environment"),
+        ("ls glob", "Exit code 2\nls: cannot access 'glob': No such file or directory", "ok"),  # a look, no `*`
         # ... while a wildcard that matched nothing is the probe's answer
         (
             "ls ~/.nvm/versions/node/*/bin/node",

@@ -1581,6 +1581,9 @@ _SSH_GREETING = re.compile(
 # bash's echo of the line as the harness passed it on, `$(` quoted as `\$ (`: refused, where the `$(` stood
 # outside double quotes (inside them the mangled `\$ (` is harmless, and a syntax error is the model's own)
 _MANGLED = re.compile(r"^\S*bash: eval: line \d+: `.*\\\$ \(", re.M)
+# Claude Code's shell rewriting a command's `*` into the word `glob` before bash reads it (a bug of its
+# harness, with a pipe in the command): the files asked about were never named
+_GLOB_WORD = re.compile(r"^[\w.-]+: (?:cannot access 'glob'|glob): No such file or directory$", re.M)
 
 
 def _only_ssh(command: str) -> bool:
@@ -2156,6 +2159,8 @@ class Reader:
             # the agent's harness quoted `$(` as `\$ (` before bash read it (Claude Code's, with a pipe inside
             # the substitution): a syntax error no command of the model's had, which the lead would meet too
             return Finding("environment", Evidence(f"{self.name}.harness_quoting", o.message, *mangled))
+        if "*" in cmd and "glob" in o.text and (globbed := first_match(_GLOB_WORD, o.text[:3000])) is not None:
+            return Finding("environment", Evidence(f"{self.name}.harness_glob", o.message, *globbed))
         if o.tool in _BASH_TOOLS and "$" in cmd and (expanded := _expanded_by_bash(cmd)) is not None:
             # (not the environment's, whatever the output says: PowerShell ran another script than the one written)
             return Finding("task_failure", Evidence(f"{self.name}.expanded_by_bash", o.message, None, expanded))
