@@ -4782,6 +4782,7 @@ CLEAN = "On branch main\nnothing to commit, working tree clean"
         ),
         ("git -C /w/app commit -am x", f"Exit code 1\n{CLEAN}", "ok"),
         ("HUSKY=0 git commit -am x", f"Exit code 1\n{CLEAN}", "ok"),
+        ("git add -A && git commit -am x\n", f"Exit code 1\n{CLEAN}", "ok"),  # a newline after it
         ("git add -A && git commit -F - <<'EOF'\nFix it\nEOF", f"Exit code 1\n{CLEAN}", "ok"),
         ("cd /w/app\ngit add -A; git commit -m x", f"Exit code 1\n{CLEAN}", "ok"),
         # (the commit's options are read in one way each: a long run of them is no exponential search)

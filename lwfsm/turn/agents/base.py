@@ -742,9 +742,9 @@ def _unquoted(word: str) -> str:
 
 # zsh's words (Claude Code on macOS runs commands through zsh's eval), and PowerShell's, which parses a whole
 # script before it runs any of it. Only with a failed status or an error flag: a shell profile that zsh
-# cannot parse says the same on every command, which then runs, and a log read may hold such lines.
-# zsh refusing the command line, as itself or as Claude Code's eval: nothing of that line ran, so a probe's
-# status is the shell's, not the search's (`_no_match` for a pattern that matched nothing).
+# cannot parse says the same on every command, which then runs, and a log read may hold such lines. Nothing
+# of a line zsh refused ran, so a probe's status is the shell's, not the search's (`_no_match` for a pattern
+# that matched nothing).
 _FAILED_SYNTAX = re.compile(
     r"^(?:zsh|\(eval\)):\d+: (?:parse error near\b|unmatched [\"'`]|unknown sort specifier|bad pattern: )[^\n]*$|"
     r"^[^\S\n]*\+ CategoryInfo\s*: ParserError: [^\n]*$",
@@ -2141,8 +2141,8 @@ class Reader:
             # git's 1 for a commit with nothing left to commit, the output git's alone: the work was committed
             # already (the commit last, after commands joined by `&&` or that only stage; a heredoc's lines are
             # the message)
-            parts = _split(cmd[:4000].split("<<", 1)[0])
-            if _COMMIT.match(parts[-1] if parts[-1].strip() else parts[-3] if len(parts) > 2 else "") and (
+            parts = _split(cmd[:4000].split("<<", 1)[0].strip().rstrip(";"))
+            if _COMMIT.match(parts[-1]) and (
                 all(op == "&&" for op in parts[1::2]) or all(_BEFORE_COMMIT.match(p) for p in parts[0:-2:2])
             ):
                 return None
