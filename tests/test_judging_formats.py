@@ -1278,6 +1278,12 @@ DONE = {"role": "assistant", "content": "Done: the form saves now."}
         "Cross-Origin Request Blocked: The Same Origin Policy disallows reading the remote resource at http://a/x.",
         "Nothing is happening",
         "The buttons don't seem to be working",
+        "The bug doesn't seem to be fixed",
+        "The settings don't seem to be saved after reload",
+        "I click save and nothing happens, did you wire up the handler?",
+        "Nothing happens until I reload the page",
+        "nothing happens - no good",
+        "Nothing happens when I click login, which is not what I want",
     ],
 )
 def test_a_person_saying_it_failed(said: str) -> None:
@@ -1521,6 +1527,7 @@ def test_people_asking_for_the_errors_to_go_say_the_turn_failed(said: str) -> No
         "It doesn't seem to be helpful to log that, drop it",
         "The bug doesn't seem to be startup related, look at the handler",
         "Don't change the API, add a test",
+        "The migrations don't seem to exist yet, please add them",
     ],
 )
 def test_new_requests_in_those_words_are_not_corrections(said: str) -> None:
@@ -4783,6 +4790,17 @@ CLEAN = "On branch main\nnothing to commit, working tree clean"
         ("git -C /w/app commit -am x", f"Exit code 1\n{CLEAN}", "ok"),
         ("HUSKY=0 git commit -am x", f"Exit code 1\n{CLEAN}", "ok"),
         ("git add -A && git commit -am x\n", f"Exit code 1\n{CLEAN}", "ok"),  # a newline after it
+        ('GIT_AUTHOR_NAME="A B" git commit -am x', f"Exit code 1\n{CLEAN}", "ok"),
+        # a hook's lines before git's answer, git's status twice, a branch that diverged (found by a third review)
+        ("git add -A && git commit -m x", f"Exit code 1\n→ No staged files found.\n{CLEAN}", "ok"),
+        ("git status && git commit -am x", f"Exit code 1\n{CLEAN}\n{CLEAN}", "ok"),
+        (
+            "git commit -am x",
+            "Exit code 1\nOn branch main\nYour branch and 'origin/main' have diverged,\nand have 1 and 2 different "
+            "commits each, respectively.\n\nnothing to commit, working tree clean",
+            "ok",
+        ),
+        ("git" + " -c" * 36 + " log", f"Exit code 1\n{CLEAN}", "task_failure"),  # (options read one way each)
         ("git add -A && git commit -F - <<'EOF'\nFix it\nEOF", f"Exit code 1\n{CLEAN}", "ok"),
         ("cd /w/app\ngit add -A; git commit -m x", f"Exit code 1\n{CLEAN}", "ok"),
         # (the commit's options are read in one way each: a long run of them is no exponential search)
@@ -4804,6 +4822,19 @@ CLEAN = "On branch main\nnothing to commit, working tree clean"
         ("ls file?.txt", "Exit code 1\n(eval):1: no matches found: file?.txt", "ok"),
         ("find . -name *.py", "Exit code 1\n(eval):1: no matches found: *.py", "task_failure"),
         ("grep -rn foo --include=*.ts .", "Exit code 1\n(eval):1: no matches found: --include=*.ts", "task_failure"),
+        # zsh names the word expanded (`~`, `$APP`); Next.js's optional catch-all
+        (
+            "ls ~/w/app/[id]/page.tsx",
+            "Exit code 1\n(eval):1: no matches found: /Users/me/w/app/[id]/page.tsx",
+            "task_failure",
+        ),
+        (
+            "ls app/[[...slug]]/page.tsx",
+            "Exit code 1\n(eval):1: no matches found: app/[[...slug]]/page.tsx",
+            "task_failure",
+        ),
+        # Claude Code's `glob` word needs an unquoted `*` and a pipe
+        ("cat glob | grep 'x*'", "Exit code 1\ncat: glob: No such file or directory", "ok"),
         ("ls src/*.[jt]sx", "Exit code 1\n(eval):1: no matches found: src/*.[jt]sx", "ok"),  # a class, meant
         # brackets quoted: zsh names the word unquoted, and the pattern after them was meant
         ("ls 'app/[id]'/*.tsx", "Exit code 1\n(eval):1: no matches found: app/[id]/*.tsx", "ok"),
@@ -4832,6 +4863,7 @@ def test_zsh_refusals_in_codex_output() -> None:
 
     assert judged("ls log[0-9].txt", "zsh:1: no matches found: log[0-9].txt\n", 1) == "ok"  # a class, meant
     assert judged("rg -n foo -g *.ts src", "zsh:1: no matches found: *.ts\n", 1) == "task_failure"
+    assert judged("ls *.md | head", "ls: cannot access 'glob': No such file or directory", 2) == "ok"  # not Codex's
     listing = 'Get-ChildItem -Path "C:\\\\Users\\\\me\\\\proj"'  # PowerShell keeps backslashes
     assert judged(listing, "\n    Directory: C:\\Users\\me\\proj\n\n-a---  a.py\n", 0) == "ok"
     # the evidence names the line of the whole output, not of its last 3,000 characters

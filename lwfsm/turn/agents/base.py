@@ -633,10 +633,17 @@ _ESCAPE = re.compile(r"\\(.)")
 _NO_MATCH = re.compile(r"^(?:zsh|\(eval\)):\d+: no matches found: (?P<word>[^\n]+)$", re.M)
 # a Next.js route's folder (`[id]`, `[...slug]`) or group (`(app)`), a whole segment of the path: a name, not
 # a set of characters (`*.[jt]sx`)
-_LITERAL_GROUP = re.compile(r"(?:^|/)(?:\[(?:\.\.\.)?[A-Za-z_][\w.]*\]|\([A-Za-z_][\w.-]*\))(?=/|\.|$)")
+_LITERAL_GROUP = re.compile(
+    r"(?:^|/)(?:\[\[\.\.\.\w+\]\]|\[(?:\.\.\.)?[A-Za-z_][\w.]*\]|\([A-Za-z_][\w.-]*\))(?=/|\.|$)"
+)
 # a program's own pattern left unquoted (`find . -name *.py`, `grep --include=*.ts`): zsh names the whole word
 _PATTERN_OPTION = re.compile(r"(?:\s-i?name|\s-g|\s--glob)\s+$")
 _PATTERN_WORD = re.compile(r"--(?:include|glob|exclude)=")
+
+
+def quoted_away(command: str) -> str:
+    """A command line without its quoted strings (what the shell itself reads as words and operators)."""
+    return _QUOTED.sub("", command)
 
 
 def _no_match(cmd: str, text: str) -> tuple[int, str] | None:
@@ -645,16 +652,33 @@ def _no_match(cmd: str, text: str) -> tuple[int, str] | None:
     left unquoted. A wildcard that matched nothing is the shell's "no" to a look that meant one."""
     for m in _NO_MATCH.finditer(text[:3000]):
         word = m["word"]
-        # as the command wrote it (`'app/[id]'/*.tsx` and `app/\[id\]/*.tsx` are named unquoted: a pattern meant)
         ats = [w.start() for w in re.finditer(re.escape(word), cmd[:4000])]
-        if any(
-            _PATTERN_WORD.match(word)
-            or _LITERAL_GROUP.search(word)
-            or _PATTERN_OPTION.search(cmd[max(0, at - 12) : at])
-            for at in ats
-        ):
+        if any(_PATTERN_WORD.match(word) or _PATTERN_OPTION.search(cmd[max(0, at - 12) : at]) for at in ats):
+            return text.count("\n", 0, m.start()) + 1, m.group(0)[:160]
+        # the part of the word the command wrote as zsh names it (`~` and `$HOME` come expanded; quoted
+        # brackets, `'app/[id]'/*.tsx`, come unquoted and leave only `/*.tsx`: a pattern meant)
+        tail = next((word[i:] for i, c in enumerate(word[:500]) if c == "/" and word[i:] in cmd), word if ats else "")
+        if _LITERAL_GROUP.search(tail):
             return text.count("\n", 0, m.start()) + 1, m.group(0)[:160]
     return None
+
+
+def _clean_commit(cmd: str, text: str) -> bool:
+    """A commit that found nothing left to commit, and nothing else said: the commit last, after commands
+    joined by `&&` or that only stage (a heredoc's lines are its message), git's status block ending the
+    output, and no error reported before it (a hook's lines may come first)."""
+    parts = _split(cmd[:4000].split("<<", 1)[0].strip().rstrip(";"))
+    if not _COMMIT.match(parts[-1]) or not (
+        all(op == "&&" for op in parts[1::2]) or all(_BEFORE_COMMIT.match(p) for p in parts[0:-2:2])
+    ):
+        return False
+    said = _STATUS_LINE.sub("", text[-20000:])
+    return (
+        _CLEAN_TREE.search(said) is not None
+        and anchored_error(said) is None
+        and _syntax(said) is None
+        and _failed_syntax(cmd, said) is None
+    )
 
 
 def _failed_syntax(cmd: str, text: str) -> tuple[int, str] | None:
@@ -1430,10 +1454,12 @@ _COMPLAINT = re.compile(
     r"\b(still (doesn'?t|does not|isn'?t|is not|not|fail\w*|broken|get\w*|the same|wrong|errors?|crash\w*|"
     r"(won'?t|will not) (work|run|start|load|open|show|allow|let|compile|build|connect|save|display|render|launch|"
     r"pass|update|stop|change|go away|respond|install|boot))|"
-    r"((doesn'?t|does not|didn'?t|did not|isn'?t|is not|won'?t|wasn'?t|aren'?t) (\w+ly )?|"
-    # "doesn't seem to be working" (not "to be helpful", an adjective)
-    r"(doesn'?t|does not|didn'?t|did not|don'?t|do not) (seem|appear) to (be (?=\w+ing\b))?)"
+    r"(doesn'?t|does not|didn'?t|did not|isn'?t|is not|won'?t|wasn'?t|aren'?t) (\w+ly )?"
     r"(work|run|build|compile|load|start|show|appear|fix|change|help|exist|save|persist)\w*|"
+    # "doesn't seem to be working", "... to be fixed" (not "to be helpful", an adjective; not "don't seem to exist
+    # yet, add them": news)
+    r"(doesn'?t|does not|didn'?t|did not|don'?t|do not) (seem|appear) to (be (?=\w+(ing|ed)\b))?"
+    r"(work|run|build|compile|load|start|show|fix|save|persist)\w*|"
     r"not working|no longer works?|"
     r"same (error|problem|issue|result)|(^|(?<!\bif )(?<!\bwhether )(the|this|that|same) )(issue|problem|error|bug) "
     r"(still )?persists?\b"
@@ -1450,8 +1476,9 @@ _COMPLAINT = re.compile(
     r"nothing (changed|happened)|(^|[.;!]\s*|\b(but|and|still|now|yet)\s+|\s(?=(?-i:N)))nothing (is )?"
     r"((displaying|showing|shows|displays|appears|renders|rendering)\b(?! (to be|broken|wrong|fine|off|odd)\b)|"
     # (not what should happen, said as praise or asked: "nothing happens offline, perfect", "... to old users?")
-    r"(happens|happening)\b(?! (if|unless|until|to|by)\b)"
-    r"(?![^.!\n]*(\?|\b(perfect|great|good|correct|expected|intended|as it should|what (i|we) want))))"
+    r"(happens|happening)\b(?! (if|unless|by design)\b)"
+    r"(?![^.!\n]*((?<!not )(?<!no )\b(perfect|great|good|correct|intended|as it should)\b(?! luck)|"
+    r"(that'?s|is|as) expected|(?<!not )what (i|we) want|, right\?)))"
     r"(?![^.!?\n]*\b(any ?more|no longer)\b)|"
     # warnings the person got running it: not a warning banner asked for, not "no warnings" or news that they
     # are gone, not a question about where to see them
@@ -1581,9 +1608,6 @@ _SSH_GREETING = re.compile(
 # bash's echo of the line as the harness passed it on, `$(` quoted as `\$ (`: refused, where the `$(` stood
 # outside double quotes (inside them the mangled `\$ (` is harmless, and a syntax error is the model's own)
 _MANGLED = re.compile(r"^\S*bash: eval: line \d+: `.*\\\$ \(", re.M)
-# Claude Code's shell rewriting a command's `*` into the word `glob` before bash reads it (a bug of its
-# harness, with a pipe in the command): the files asked about were never named
-_GLOB_WORD = re.compile(r"^[\w.-]+: (?:cannot access 'glob'|glob): No such file or directory$", re.M)
 
 
 def _only_ssh(command: str) -> bool:
@@ -1594,12 +1618,16 @@ def _only_ssh(command: str) -> bool:
 
 _NO_LOGIN = re.compile(r"could not read (?:Username|Password) for 'https?://[^\n]*")
 _BASH_TOOLS = frozenset({"Bash", "bash", "execute_bash"})  # tools whose commands bash reads
-# git's whole answer to a commit with nothing left to commit (its status block, a line-end warning of `git add`)
+# git's answer to a commit with nothing left to commit, at the end of the output (a hook's lines may come first)
 _CLEAN_TREE = re.compile(
-    r"\A(?:(?:On branch|HEAD detached|Your branch|  \(use \"git|warning: )[^\n]*\n|[^\S\n]*\n)*"
-    r"nothing to commit, working (?:tree|directory) clean\s*\Z"
+    r"^(?:On branch|HEAD detached|(?:interactive )?rebase in progress)[^\n]*\n(?:[^\n]*\n)*?"
+    r"nothing to commit, working (?:tree|directory) clean\s*\Z",
+    re.M,
 )
-_COMMIT = re.compile(r"\s*(?:\w+=\S*\s+)*git(?:\s+-[Cc]\s+\S+|\s+-[\w-]+(?:=\S+)?)*\s+commit\b")
+# (its options read one way each: `-C dir` or another option, never both)
+_COMMIT = re.compile(
+    r"\s*(?:\w+=(?:\"[^\"\n]*\"|'[^'\n]*'|\S*)\s+)*git(?:\s+-[Cc]\s+\S+|\s+-(?![Cc]\s)[\w-]+(?:=\S+)?)*\s+commit\b"
+)
 # what may come before the commit in a chain not joined by `&&`, its output being git's own
 _BEFORE_COMMIT = re.compile(r"\s*(?:cd\s|git\s+(?:add|status)\b)")
 _SHELL_WORD = re.compile(r"[^\s;|&()'\"\\<]+")
@@ -2137,15 +2165,8 @@ class Reader:
         if ":\\" in cmd and (eaten := _eaten_backslashes(cmd, o.text)) is not None:
             # the shell read `C:\Users\me` as `C:Usersme` (its own error names that): a look asked about nothing
             return Finding("task_failure", Evidence(f"{self.name}.windows_path_in_bash", o.message, *eaten))
-        if o.status in (1, None) and "nothing to commit" in o.text and _CLEAN_TREE.match(_STATUS_LINE.sub("", o.text)):
-            # git's 1 for a commit with nothing left to commit, the output git's alone: the work was committed
-            # already (the commit last, after commands joined by `&&` or that only stage; a heredoc's lines are
-            # the message)
-            parts = _split(cmd[:4000].split("<<", 1)[0].strip().rstrip(";"))
-            if _COMMIT.match(parts[-1]) and (
-                all(op == "&&" for op in parts[1::2]) or all(_BEFORE_COMMIT.match(p) for p in parts[0:-2:2])
-            ):
-                return None
+        if o.status in (1, None) and "nothing to commit" in o.text and _clean_commit(cmd, o.text):
+            return None  # git's 1 for a commit with nothing left to commit: the work was committed already
         if o.runs and "is not recognized" in o.text and (slip := _powershell_slip(o.text)) is not None:
             # (a filter's too, `rg x | head`; and what failed after it, a venv never activated, follows from it)
             return Finding("task_failure", Evidence(f"{self.name}.not_powershells", o.message, slip[0], slip[1]))
@@ -2159,8 +2180,6 @@ class Reader:
             # the agent's harness quoted `$(` as `\$ (` before bash read it (Claude Code's, with a pipe inside
             # the substitution): a syntax error no command of the model's had, which the lead would meet too
             return Finding("environment", Evidence(f"{self.name}.harness_quoting", o.message, *mangled))
-        if "*" in cmd and "glob" in o.text and (globbed := first_match(_GLOB_WORD, o.text[:3000])) is not None:
-            return Finding("environment", Evidence(f"{self.name}.harness_glob", o.message, *globbed))
         if o.tool in _BASH_TOOLS and "$" in cmd and (expanded := _expanded_by_bash(cmd)) is not None:
             # (not the environment's, whatever the output says: PowerShell ran another script than the one written)
             return Finding("task_failure", Evidence(f"{self.name}.expanded_by_bash", o.message, None, expanded))

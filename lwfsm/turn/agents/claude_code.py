@@ -18,6 +18,7 @@ from .base import (
     Transcript,
     first_match,
     is_object,
+    quoted_away,
     text_of,
 )
 from .words import PASTED_MORE
@@ -39,6 +40,7 @@ _ENDED = re.compile(r"Shell \S+ is not running, so cannot be killed \(status: (c
 # the editor's refusal when a file changed since its read (older versions: "modified since read")
 _CHANGED = re.compile(r"File has been (?:unexpectedly modified|modified since read)")
 _LOOKUPS = {"Read", "Glob", "Grep", "LS", "NotebookRead", "WebSearch"}
+_GLOB = re.compile(r"^[\w.-]+: (?:cannot access 'glob'|glob): No such file or directory$", re.M)
 # Looking something up that is not there is an answer, not a failure. Reading a folder as a file
 # (EISDIR) is a wrong call: labelled a failure both times it came up (holdout8, holdout14).
 _NOT_THERE = re.compile(r"(does not exist|not found|No such file|No files found)", re.I)
@@ -103,6 +105,10 @@ class ClaudeCode(Reader):
         if o.tool in _ASKS and o.flagged and "InputValidationError" not in o.text[:200]:
             # nobody to ask (a headless run, a channel without questions): the lead could not ask either
             return Finding("environment", Evidence(f"{self.name}.no_one_to_ask", o.message, 1, o.text.strip()[:160]))
+        cmd = o.command or ""
+        if "glob" in o.text and "|" in cmd and "*" in quoted_away(cmd) and (hit := first_match(_GLOB, o.text[:3000])):
+            # its shell wrote the word `glob` for the command's `*` (its bug, with a pipe): the files were never named
+            return Finding("environment", Evidence(f"{self.name}.harness_glob", o.message, *hit))
         return super().classify(o, reply, past)
 
     def outcomes(self, reply: Message, after: Sequence[Message], before: Sequence[Message] = ()) -> Iterator[Outcome]:
