@@ -2593,6 +2593,9 @@ def test_claude_codes_read_of_a_file_that_is_not_there_is_an_answer() -> None:
     assert kind(call("Read", {"file_path": "/w/docker"}), [folder], "claude_code") == "task_failure"
 
 
+CLEAN = "On branch main\nnothing to commit, working tree clean"
+
+
 @pytest.mark.parametrize(
     ("command", "output", "expected"),
     [
@@ -2698,6 +2701,81 @@ def test_claude_codes_read_of_a_file_that_is_not_there_is_an_answer() -> None:
             "ls ~/.nvm/versions/node/*/bin/node",
             "Exit code 1\n(eval):1: no matches found: ~/.nvm/versions/node/*/bin/node",
             "ok",
+        ),
+        # found by hostile reviews of the shell rules
+        # a commit with nothing left to commit says the work was committed, only as the last of a && chain
+        (
+            "git add app/[id]/page.tsx; git commit -m x",
+            f"Exit code 1\n(eval):1: no matches found: app/[id]/page.tsx\n{CLEAN}",
+            "task_failure",
+        ),
+        (
+            "pytest -q; git add -A; git commit -m wip",
+            f"Exit code 1\nFAILED tests/test_a.py::test_x\n1 failed in 0.1s\n{CLEAN}",
+            "task_failure",
+        ),
+        (
+            "git commit -am x; git push",
+            f"Exit code 128\n{CLEAN}\nfatal: The current branch feat has no upstream branch.",
+            "task_failure",
+        ),
+        ("git -C /w/app commit -am x", f"Exit code 1\n{CLEAN}", "ok"),
+        ("HUSKY=0 git commit -am x", f"Exit code 1\n{CLEAN}", "ok"),
+        ("git add -A && git commit -am x\n", f"Exit code 1\n{CLEAN}", "ok"),  # a newline after it
+        ('GIT_AUTHOR_NAME="A B" git commit -am x', f"Exit code 1\n{CLEAN}", "ok"),
+        # a hook's lines before git's answer, git's status twice, a branch that diverged (found by a third review)
+        ("git add -A && git commit -m x", f"Exit code 1\n→ No staged files found.\n{CLEAN}", "ok"),
+        ("git status && git commit -am x", f"Exit code 1\n{CLEAN}\n{CLEAN}", "ok"),
+        (
+            "git commit -am x",
+            "Exit code 1\nOn branch main\nYour branch and 'origin/main' have diverged,\nand have 1 and 2 different "
+            "commits each, respectively.\n\nnothing to commit, working tree clean",
+            "ok",
+        ),
+        ("git" + " -c" * 36 + " log", f"Exit code 1\n{CLEAN}", "task_failure"),  # (options read one way each)
+        ("git add -A && git commit -F - <<'EOF'\nFix it\nEOF", f"Exit code 1\n{CLEAN}", "ok"),
+        ("cd /w/app\ngit add -A; git commit -m x", f"Exit code 1\n{CLEAN}", "ok"),
+        # (the commit's options are read in one way each: a long run of them is no exponential search)
+        ("git add -A && git" + " --no-pager" * 24 + " log", f"Exit code 1\n{CLEAN}", "task_failure"),
+        (
+            "git commit -am x",
+            "Exit code 1\nOn branch main\nnothing to commit, working directory clean",
+            "ok",
+        ),  # git < 2.9
+        # a Windows path bash did not eat: written with its backslashes doubled, or found as it was meant
+        ("find C:\\\\proj -name '*.py'", "C:\\proj/a.py", "ok"),
+        (
+            "ls C:\\Program\\ Files\\App",
+            "Exit code 1\nls: cannot access 'C:Program FilesApp': No such file or directory",
+            "task_failure",
+        ),
+        ("ls C:\\a\\b", "Exit code 1\nls: cannot access 'C:ab': No such file or directory", "task_failure"),
+        # zsh's no-match for a pattern meant for the shell is a look's answer; for a program's pattern, a slip
+        ("ls file?.txt", "Exit code 1\n(eval):1: no matches found: file?.txt", "ok"),
+        ("find . -name *.py", "Exit code 1\n(eval):1: no matches found: *.py", "task_failure"),
+        ("grep -rn foo --include=*.ts .", "Exit code 1\n(eval):1: no matches found: --include=*.ts", "task_failure"),
+        # zsh names the word expanded (`~`, `$APP`); Next.js's optional catch-all
+        (
+            "ls ~/w/app/[id]/page.tsx",
+            "Exit code 1\n(eval):1: no matches found: /Users/me/w/app/[id]/page.tsx",
+            "task_failure",
+        ),
+        (
+            "ls app/[[...slug]]/page.tsx",
+            "Exit code 1\n(eval):1: no matches found: app/[[...slug]]/page.tsx",
+            "task_failure",
+        ),
+        # Claude Code's `glob` word needs an unquoted `*` and a pipe
+        ("cat glob | grep 'x*'", "Exit code 1\ncat: glob: No such file or directory", "ok"),
+        ("ls src/*.[jt]sx", "Exit code 1\n(eval):1: no matches found: src/*.[jt]sx", "ok"),  # a class, meant
+        # brackets quoted: zsh names the word unquoted, and the pattern after them was meant
+        ("ls 'app/[id]'/*.tsx", "Exit code 1\n(eval):1: no matches found: app/[id]/*.tsx", "ok"),
+        # GitHub refusing the account over SSH, in its words there
+        (
+            "git push origin main",
+            "Exit code 128\nERROR: Permission to me/app.git denied to other.\n"
+            "fatal: Could not read from remote repository.",
+            "environment",
         ),
     ],
 )
@@ -4763,93 +4841,6 @@ def test_powershell_refusing_a_looks_parameter_is_a_misused_command() -> None:
     )
     assert kind(look, [tool(refused, is_error=True)], "claude_code") == "task_failure"
     assert kind(look, [tool("Exit code 1", is_error=True)], "claude_code") == "ok"  # it searched: no match
-
-
-CLEAN = "On branch main\nnothing to commit, working tree clean"
-
-
-@pytest.mark.parametrize(
-    ("command", "output", "expected"),
-    [
-        # a commit with nothing left to commit says the work was committed, only as the last of a && chain
-        (
-            "git add app/[id]/page.tsx; git commit -m x",
-            f"Exit code 1\n(eval):1: no matches found: app/[id]/page.tsx\n{CLEAN}",
-            "task_failure",
-        ),
-        (
-            "pytest -q; git add -A; git commit -m wip",
-            f"Exit code 1\nFAILED tests/test_a.py::test_x\n1 failed in 0.1s\n{CLEAN}",
-            "task_failure",
-        ),
-        (
-            "git commit -am x; git push",
-            f"Exit code 128\n{CLEAN}\nfatal: The current branch feat has no upstream branch.",
-            "task_failure",
-        ),
-        ("git -C /w/app commit -am x", f"Exit code 1\n{CLEAN}", "ok"),
-        ("HUSKY=0 git commit -am x", f"Exit code 1\n{CLEAN}", "ok"),
-        ("git add -A && git commit -am x\n", f"Exit code 1\n{CLEAN}", "ok"),  # a newline after it
-        ('GIT_AUTHOR_NAME="A B" git commit -am x', f"Exit code 1\n{CLEAN}", "ok"),
-        # a hook's lines before git's answer, git's status twice, a branch that diverged (found by a third review)
-        ("git add -A && git commit -m x", f"Exit code 1\n→ No staged files found.\n{CLEAN}", "ok"),
-        ("git status && git commit -am x", f"Exit code 1\n{CLEAN}\n{CLEAN}", "ok"),
-        (
-            "git commit -am x",
-            "Exit code 1\nOn branch main\nYour branch and 'origin/main' have diverged,\nand have 1 and 2 different "
-            "commits each, respectively.\n\nnothing to commit, working tree clean",
-            "ok",
-        ),
-        ("git" + " -c" * 36 + " log", f"Exit code 1\n{CLEAN}", "task_failure"),  # (options read one way each)
-        ("git add -A && git commit -F - <<'EOF'\nFix it\nEOF", f"Exit code 1\n{CLEAN}", "ok"),
-        ("cd /w/app\ngit add -A; git commit -m x", f"Exit code 1\n{CLEAN}", "ok"),
-        # (the commit's options are read in one way each: a long run of them is no exponential search)
-        ("git add -A && git" + " --no-pager" * 24 + " log", f"Exit code 1\n{CLEAN}", "task_failure"),
-        (
-            "git commit -am x",
-            "Exit code 1\nOn branch main\nnothing to commit, working directory clean",
-            "ok",
-        ),  # git < 2.9
-        # a Windows path bash did not eat: written with its backslashes doubled, or found as it was meant
-        ("find C:\\\\proj -name '*.py'", "C:\\proj/a.py", "ok"),
-        (
-            "ls C:\\Program\\ Files\\App",
-            "Exit code 1\nls: cannot access 'C:Program FilesApp': No such file or directory",
-            "task_failure",
-        ),
-        ("ls C:\\a\\b", "Exit code 1\nls: cannot access 'C:ab': No such file or directory", "task_failure"),
-        # zsh's no-match for a pattern meant for the shell is a look's answer; for a program's pattern, a slip
-        ("ls file?.txt", "Exit code 1\n(eval):1: no matches found: file?.txt", "ok"),
-        ("find . -name *.py", "Exit code 1\n(eval):1: no matches found: *.py", "task_failure"),
-        ("grep -rn foo --include=*.ts .", "Exit code 1\n(eval):1: no matches found: --include=*.ts", "task_failure"),
-        # zsh names the word expanded (`~`, `$APP`); Next.js's optional catch-all
-        (
-            "ls ~/w/app/[id]/page.tsx",
-            "Exit code 1\n(eval):1: no matches found: /Users/me/w/app/[id]/page.tsx",
-            "task_failure",
-        ),
-        (
-            "ls app/[[...slug]]/page.tsx",
-            "Exit code 1\n(eval):1: no matches found: app/[[...slug]]/page.tsx",
-            "task_failure",
-        ),
-        # Claude Code's `glob` word needs an unquoted `*` and a pipe
-        ("cat glob | grep 'x*'", "Exit code 1\ncat: glob: No such file or directory", "ok"),
-        ("ls src/*.[jt]sx", "Exit code 1\n(eval):1: no matches found: src/*.[jt]sx", "ok"),  # a class, meant
-        # brackets quoted: zsh names the word unquoted, and the pattern after them was meant
-        ("ls 'app/[id]'/*.tsx", "Exit code 1\n(eval):1: no matches found: app/[id]/*.tsx", "ok"),
-        # GitHub refusing the account over SSH, in its words there
-        (
-            "git push origin main",
-            "Exit code 128\nERROR: Permission to me/app.git denied to other.\n"
-            "fatal: Could not read from remote repository.",
-            "environment",
-        ),
-    ],
-)
-def test_shell_refusals_windows_paths_and_commits_a_review_found(command: str, output: str, expected: str) -> None:
-    flagged = output.startswith("Exit code")
-    assert kind(call("Bash", {"command": command}), [tool(output, is_error=flagged)], "claude_code") == expected
 
 
 def test_nothing_to_commit_after_openhands_status_line() -> None:
