@@ -2760,6 +2760,7 @@ CLEAN = "On branch main\nnothing to commit, working tree clean"
             "Exit code 1\n(eval):1: no matches found: /Users/me/w/app/[id]/page.tsx",
             "task_failure",
         ),
+        ("cd app && ls [id]/page.tsx", "Exit code 1\n(eval):1: no matches found: [id]/page.tsx", "task_failure"),
         (
             "ls app/[[...slug]]/page.tsx",
             "Exit code 1\n(eval):1: no matches found: app/[[...slug]]/page.tsx",

@@ -203,19 +203,7 @@ class Forward:
                     upstream.status,
                 )
                 return None
-            if upstream.status in (401, 403):
-                # the upstream refused the gateway's key, not the client's: a 401 would have the client
-                # check (or retry) its own; a 502 says whose it is
-                msg = refused_key(role, url, upstream.status, binding)
-                return JSONResponse(error_body(call.protocol, 502, msg, "api_error"), 502, headers=lw)
-            out = {**lw, "content-type": "application/json"}  # (what it is, when it is JSON: checked below)
-            if "retry-after" in upstream.headers:
-                out["retry-after"] = upstream.headers["retry-after"]
-            if not _json(data):  # a proxy's or server's HTML page: the client's SDK could show nothing of it
-                said = _unlike_json(role, url, upstream, self.gateway.redact(data))
-                out.pop("content-type")
-                return JSONResponse(error_body(call.protocol, upstream.status, said, "api_error"), upstream.status, out)
-            return Response(self.gateway.redact(data), upstream.status, headers=out)
+            return self._refusal(call.protocol, role, url, binding, upstream, data, lw)
         # The upstream's own headers go on (request ids, rate limits), but not its cookies (the upstream's
         # session is the gateway's, not the client's), and the type is what the gateway read it as: an
         # upstream's `text/html` over a JSON body would have a browser run a <script> in a model's words
@@ -297,16 +285,37 @@ class Forward:
         if 300 <= upstream.status < 400:
             msg = redirected(role, url, upstream.status, upstream.headers.get("location", ""))
             return JSONResponse(error_body("anthropic", 502, msg, "api_error"), 502, headers=lw)
+        if upstream.status >= 400:
+            return self._refusal("anthropic", role, url, binding, upstream, data, lw)
+        if not _json(data):  # a 200 that is no count (a proxy's page): named
+            said = _unlike_json(role, url, upstream, self.gateway.redact(data))
+            return JSONResponse(error_body("anthropic", 502, said, "api_error"), 502, headers=lw)
+        return Response(self.gateway.redact(data), upstream.status, headers={**lw, "content-type": "application/json"})
+
+    def _refusal(
+        self,
+        protocol: Protocol,
+        role: str,
+        url: str,
+        binding: RoleBinding,
+        upstream: aiohttp.ClientResponse,
+        data: bytes,
+        lw: dict[str, str],
+    ) -> Response:
+        """What the client is told of an upstream's error answer (4xx, 5xx): its own, redacted, with its
+        retry-after; a refusal of the gateway's key or a page that is no JSON named for what it is."""
         if upstream.status in (401, 403):
+            # the upstream refused the gateway's key, not the client's: a 401 would have the client check (or
+            # retry) its own; a 502 says whose it is
             msg = refused_key(role, url, upstream.status, binding)
-            return JSONResponse(error_body("anthropic", 502, msg, "api_error"), 502, headers=lw)
-        out = {**lw, "content-type": "application/json"}
+            return JSONResponse(error_body(protocol, 502, msg, "api_error"), 502, headers=lw)
+        out = {**lw, "content-type": "application/json"}  # (what it is, when it is JSON: checked below)
         if "retry-after" in upstream.headers:
             out["retry-after"] = upstream.headers["retry-after"]
-        if not _json(data):  # a proxy's page: named, with the upstream's status (a 200 that is no count: 502)
+        if not _json(data):  # a proxy's or server's HTML page: the client's SDK could show nothing of it
             said = _unlike_json(role, url, upstream, self.gateway.redact(data))
-            status = upstream.status if upstream.status >= 400 else 502
-            return JSONResponse(error_body("anthropic", status, said, "api_error"), status, headers=out)
+            out.pop("content-type")
+            return JSONResponse(error_body(protocol, upstream.status, said, "api_error"), upstream.status, out)
         return Response(self.gateway.redact(data), upstream.status, headers=out)
 
     def _first_byte(self, upstream: aiohttp.ClientResponse) -> None:

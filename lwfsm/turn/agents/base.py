@@ -254,7 +254,14 @@ _SPLIT = re.compile(r"(?=[\s|&;])(?:(?<!\s)\s+)?(\|\||&&|;|\n|\|(?!\|))\s*")
 # closes one either, so only single-quoted strings are looked for there (trying each `"` in it
 # again was quadratic: `"\"\"\"...`).
 _QUOTED = re.compile(r"""'[^']*'|"[^"\\]*(?:\\.[^"\\]*)*(?:(")|\\?\Z)""")
+
+
 _SINGLE = re.compile(r"'[^']*'")
+
+
+def quoted_away(command: str) -> str:
+    """A command line without its quoted strings (what the shell itself reads as words and operators)."""
+    return _QUOTED.sub("", command)
 
 
 def _by_command(fn: Callable[[str], _T]) -> Callable[[str], _T]:
@@ -641,11 +648,6 @@ _PATTERN_OPTION = re.compile(r"(?:\s-i?name|\s-g|\s--glob)\s+$")
 _PATTERN_WORD = re.compile(r"--(?:include|glob|exclude)=")
 
 
-def quoted_away(command: str) -> str:
-    """A command line without its quoted strings (what the shell itself reads as words and operators)."""
-    return _QUOTED.sub("", command)
-
-
 def _no_match(cmd: str, text: str) -> tuple[int, str] | None:
     """(line, line) of zsh saying a word of the command matched no file, where the word was no pattern
     meant for the shell: a literal path with a route's brackets or parentheses, or a program's own pattern
@@ -655,10 +657,11 @@ def _no_match(cmd: str, text: str) -> tuple[int, str] | None:
         ats = [w.start() for w in re.finditer(re.escape(word), cmd[:4000])]
         if any(_PATTERN_WORD.match(word) or _PATTERN_OPTION.search(cmd[max(0, at - 12) : at]) for at in ats):
             return text.count("\n", 0, m.start()) + 1, m.group(0)[:160]
-        # the part of the word the command wrote as zsh names it (`~` and `$HOME` come expanded; quoted
-        # brackets, `'app/[id]'/*.tsx`, come unquoted and leave only `/*.tsx`: a pattern meant)
-        tail = next((word[i:] for i, c in enumerate(word[:500]) if c == "/" and word[i:] in cmd), word if ats else "")
-        if _LITERAL_GROUP.search(tail):
+        if not ats:  # only the part the command wrote (zsh names `~` and `$HOME` expanded; `'app/[id]'/*.tsx`
+            # unquoted, which leaves only `/*.tsx`: a pattern meant)
+            wrote = (i for i in range(min(len(word), 500)) if word.startswith("/", i) and word[i:] in cmd)
+            word = word[next(wrote, len(word)) :]
+        if _LITERAL_GROUP.search(word):
             return text.count("\n", 0, m.start()) + 1, m.group(0)[:160]
     return None
 
@@ -1116,7 +1119,7 @@ _ACTS = re.compile(r"^-(?:[a-zA-Z]*i|-in-place|delete|exec|execdir|ok|okdir|fpri
 def _only_reads(command: str) -> list[str] | None:
     """The programs of a line in which every command only reads or looks (`sed -n`, `cat`, `ls`, `grep`;
     `echo` and `cd` between them), else None: no redirection into a file."""
-    if re.search(r">(?!\s*/dev/null|&)", _QUOTED.sub("", command)):
+    if re.search(r">(?!\s*/dev/null|&)", quoted_away(command)):
         return None
     names = []
     for segment in _split(command.strip())[0::2]:
@@ -2172,11 +2175,7 @@ class Reader:
             return Finding("task_failure", Evidence(f"{self.name}.not_powershells", o.message, slip[0], slip[1]))
         if "successfully authenticated" in o.text and _SSH_GREETING.search(o.text) and _only_ssh(cmd):
             return None  # `ssh -T git@github.com` answers that the key works and exits 1: it gives no shell
-        if (
-            "eval: line" in o.text
-            and "$(" in _QUOTED.sub("", cmd)
-            and (mangled := first_match(_MANGLED, o.text[:3000]))
-        ):
+        if "eval: line" in o.text and "$(" in quoted_away(cmd) and (mangled := first_match(_MANGLED, o.text[:3000])):
             # the agent's harness quoted `$(` as `\$ (` before bash read it (Claude Code's, with a pipe inside
             # the substitution): a syntax error no command of the model's had, which the lead would meet too
             return Finding("environment", Evidence(f"{self.name}.harness_quoting", o.message, *mangled))
