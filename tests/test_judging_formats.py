@@ -1173,6 +1173,12 @@ def test_aider_a_reply_with_its_own_headings_is_one_reply() -> None:
     # a history without those spaces (older aider, or stripped): every `#### ` line is the person's
     stripped = data.replace(b"  \n", b"\n")
     assert aider.transcript(stripped, {"user_block": 2}).messages[0]["content"] == "Step 1"
+    # ... and one whose only spaced lines are a prompt's blank ones (an IDE plugin's history, holdout91):
+    # the prompt is one message, not cut at each blank line
+    blank = b"# aider chat started at 2025-01-01 10:00:00\n\n#### Write tests\n####   \n#### Use JUnit\n\nDone.\n"
+    t = aider.transcript(blank, {"user_block": 1})
+    assert t.messages[0]["content"] == "Write tests\n  \nUse JUnit"
+    assert t.messages[t.at]["content"] == "Done."
 
 
 @pytest.mark.parametrize(

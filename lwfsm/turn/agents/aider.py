@@ -474,11 +474,12 @@ def _persons(lines: Sequence[str]) -> list[bool]:
     """Which lines are the person's. aider writes each line a person typed as `#### ` + the line + two
     spaces (a markdown line break); a reply's own `#### ` heading has no such spaces. Histories of older
     aider versions (or stripped of trailing spaces) have none anywhere in a session: there every `#### `
-    line is taken as the person's, as a reply's headings cannot be told apart."""
+    line is taken as the person's, as a reply's headings cannot be told apart. A session whose only such
+    lines are empty ones (`####   `, a blank line of a prompt) is one of those: its other lines lost theirs."""
     out = [line.startswith("#### ") for line in lines]
     start = 0
     for end in [*(i for i, line in enumerate(lines) if line.startswith(_STARTED)), len(lines)]:
-        if any(out[i] and lines[i].endswith("  ") for i in range(start, end)):
+        if any(out[i] and lines[i].endswith("  ") and lines[i][5:].strip() for i in range(start, end)):
             for i in range(start, end):
                 out[i] = out[i] and lines[i].endswith("  ")
         start = end
