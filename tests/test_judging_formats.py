@@ -3032,6 +3032,8 @@ def test_an_mcp_servers_error_answer_and_a_shell_that_had_already_stopped() -> N
     assert kind(call("mcp__serena__activate_project", {"project": "FE"}), [answered], "claude_code") == "ok"
     ended = tool("Shell e4f010 is not running, so cannot be killed (status: completed)", is_error=True)
     assert kind(call("KillShell", {"shell_id": "e4f010"}), [ended], "claude_code") == "ok"
+    died = tool("Shell e4f012 is not running, so cannot be killed (status: failed)", is_error=True)
+    assert kind(call("KillShell", {"shell_id": "e4f012"}), [died], "claude_code") == "task_failure"
     unknown = tool("No shell found with ID: e4f011", is_error=True)
     assert kind(call("KillShell", {"shell_id": "e4f011"}), [unknown], "claude_code") == "task_failure"
 

@@ -36,7 +36,9 @@ _INJECTED = re.compile(r"^(?:\s*<(ide_opened_file|ide_selection|ide_diagnostics|
 # What Claude Code writes in a person's message for what they attached (a screenshot, a long paste) before
 # their words: not a harness's text, which starts with `[` as well.
 _ATTACHED = re.compile(r"^(?:\s*\[(?:Image #\d+|Pasted text #\d+(?: \+\d+ lines)?)\])+\s*")
-_ENDED = re.compile(r"Shell \S+ is not running, so cannot be killed \(status: (completed|failed|killed)\)")
+# A shell KillShell would stop had already ended: what it wanted holds (not when its command had failed:
+# the server or job it ran had died, holdout92)
+_ENDED = re.compile(r"Shell \S+ is not running, so cannot be killed \(status: (completed|killed)\)")
 # the editor's refusal when a file changed since its read (older versions: "modified since read")
 _CHANGED = re.compile(r"File has been (?:unexpectedly modified|modified since read)")
 _LOOKUPS = {"Read", "Glob", "Grep", "LS", "NotebookRead", "WebSearch"}
