@@ -25,7 +25,7 @@ from lwfsm import Engine, Spec, SpecError, load_spec
 from lwfsm.cli import judging, main
 from lwfsm.cli.judging import Result, evaluate, read_lines
 from lwfsm.turn import TurnCore
-from lwfsm.turn.agents import AGENTS, KINDS, aider, base
+from lwfsm.turn.agents import AGENTS, KINDS, aider, base, words
 from lwfsm.turn.judge import judge
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -836,7 +836,13 @@ def test_tools_that_are_not_objects_are_passed_over() -> None:
         assert judge(reply, [{"role": "tool", "tool_call_id": "c1", "content": "done"}], nothing).kind == "ok"
 
 
-GATED = {"environment": base.ENVIRONMENT, "broken_run": base._BROKEN_RUN, "aider_edit_failed": aider.EDIT_FAILED}
+GATED = {
+    "environment": base.ENVIRONMENT,
+    "broken_run": base._BROKEN_RUN,
+    "aider_edit_failed": aider.EDIT_FAILED,
+    "complaint": base._COMPLAINT,
+    "still": words.STILL,
+}
 
 
 @pytest.mark.parametrize("name", list(GATED))

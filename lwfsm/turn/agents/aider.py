@@ -13,7 +13,6 @@ from .base import (
     ENVIRONMENT,
     Evidence,
     Finding,
-    Gated,
     Kind,
     Message,
     Reader,
@@ -22,6 +21,7 @@ from .base import (
     first_match,
     text_of,
 )
+from .words import Gated
 
 __all__ = ["READER"]
 

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple, TypeVar
 
-from .words import MEANT, PASTED_MORE, SAID, STILL, restated
+from .words import MEANT, PASTED_MORE, SAID, STILL, Gated, restated
 
 __all__ = ["KINDS", "Evidence", "Finding", "Kind", "Outcome", "Reader", "Transcript", "text_of"]
 
@@ -130,19 +130,6 @@ class Outcome:
     said: str = ""  # what the model said the call is for (Claude Code's `description` of a command)
     running: bool = False  # still running, its session the model's to write to (Codex's `write_stdin`)
     edits: str | None = None  # the file a file editor's call changed (the tool's own path argument)
-
-
-class Gated(NamedTuple):
-    """A pattern behind words (lowercase) that every match of it contains: an alternation of dozens is
-    tried at every position of a text (~270 µs on 1,500 characters), the substring tests cost a few. A
-    new alternative needs its word here: a property test checks that the words never hide a match."""
-
-    pattern: re.Pattern[str]
-    words: tuple[str, ...]
-
-    def search(self, text: str) -> re.Match[str] | None:
-        # (`map` of the bound test, not a generator: no Python frame for each of dozens of words)
-        return self.pattern.search(text) if any(map(text.lower().__contains__, self.words)) else None
 
 
 # -- commands --
@@ -1453,61 +1440,73 @@ def anchored_error(text: str) -> tuple[int, str] | None:
 
 
 # A person's complaint anywhere in the first sentence of their message (or the second: `Reader.correction`).
-_COMPLAINT = re.compile(
-    r"\b(still (doesn'?t|does not|isn'?t|is not|not|fail\w*|broken|get\w*|the same|wrong|errors?|crash\w*|"
-    r"(won'?t|will not) (work|run|start|load|open|show|allow|let|compile|build|connect|save|display|render|launch|"
-    r"pass|update|stop|change|go away|respond|install|boot))|"
-    r"(doesn'?t|does not|didn'?t|did not|isn'?t|is not|won'?t|wasn'?t|aren'?t) (\w+ly )?"
-    r"(work|run|build|compile|load|start|show|appear|fix|change|help|exist|save|persist)\w*|"
-    # "doesn't seem to be working", "... to be fixed" (not "to be helpful", an adjective; not "don't seem to exist
-    # yet, add them": news)
-    r"(doesn'?t|does not|didn'?t|did not|don'?t|do not) (seem|appear) to (be (?=\w+(ing|ed)\b))?"
-    r"(work|run|build|compile|load|start|show|fix|save|persist)\w*|"
-    r"not working|no longer works?|"
-    r"same (error|problem|issue|result)|(^|(?<!\bif )(?<!\bwhether )(the|this|that|same) )(issue|problem|error|bug) "
-    r"(still )?persists?\b"
-    r"(?! (until|across|between|by design))|"
-    # not seeing what the reply said is there ("the warning" no longer there, "any problems": good news)
-    r"\b(i|we) (still )?(don'?t|dont|do not|can'?t|cant|cannot) (\w+ly )?see (the|it|them|my|your|a|an|anything)\b"
-    r"(?! (point|need|reason|value|use|problems?|issues?|errors?|bugs?|difference)\b)"
-    r"(?![^.!?\n]*\b(any ?more|no longer)\b)|"
-    r"^\W*(i|we) (can )?only see\b|"
-    # another problem, said first (after thanks it is news of a new one; a ticket is not a fault)
-    r"^\W*((but|and|so|now|also|still|ok|okay),? )?there('s|’s| (still )?(is|are|seems to be)) (still )?"
-    r"(one more|another|a new) (problem|issue|error|bug)\b(?! (on github|in the tracker|i want you to)\b)|"
-    # (not in a request: "make sure nothing shows when ..."; a capital is a new sentence without its stop)
-    r"nothing (changed|happened)|(^|[.;!]\s*|\b(but|and|still|now|yet)\s+|\s(?=(?-i:N)))nothing (is )?"
-    r"((displaying|showing|shows|displays|appears|renders|rendering)\b(?! (to be|broken|wrong|fine|off|odd)\b)|"
-    # (not what should happen, said as praise or asked: "nothing happens offline, perfect", "... to old users?")
-    r"(happens|happening)\b(?! (if|unless|by design)\b)"
-    r"(?![^.!\n]*((?<!not )(?<!no )\b(perfect|great|good|correct|intended|as it should)\b(?! luck)|"
-    r"(that'?s|is|as) expected|(?<!not )what (i|we) want|, right\?)))"
-    r"(?![^.!?\n]*\b(any ?more|no longer)\b)|"
-    # warnings the person got running it: not a warning banner asked for, not "no warnings" or news that they
-    # are gone, not a question about where to see them
-    # (the sentence is read on only where "i " or "we " starts: not from every word of it)
-    r"\b(?=(i|we) )(?![^.!?\n]*\b(gone|fixed|resolved|silenced|rid of)\b)(?![^.!\n]*\?)(i|we) (still )?"
-    r"(get|got|getting|see|seeing|am getting|are getting) (?!(no|zero|0|none|any|no more)\b)(\w+ ){0,3}?warnings?\b"
-    r"(?! (banner|toast|dialog|icon|modal|popup|label|colou?r)s?\b)(?![^.!?\n]*\b(any ?more|no longer)\b)|"
-    r"(it|that|this) (broke|is broken|failed)|\b(it'?s|it is) (now |still )?(giving|throwing) (me )?(an? |this |the )?"
-    r"(errors?|exceptions?)\b|(doesn'?t|does not|didn'?t|did not) (seem to |\w+ly )?look (right|correct)\b|"
-    r"\bit'?s (\w+ )?(unusable|(even )?worse)\b|\b(is|are) (now |still )?unusable\b|"
-    r"\bkeeps (failing|crashing|erroring|breaking|hanging|freezing|timing out|throwing (an? |the )?(error|exception)|"
-    r"saying (no|that|it can'?t|there'?s no|the same)|(giving|showing|returning) (me )?(an? |the same )?"
-    r"(errors?|exceptions?|blank|empty|nothing|404|500))\b|"
-    r"you (broke|missed|forgot)|"
-    # what the reply said is still to do was done before: it did not look
-    r"(those|these|they|that|this|it) ?('s|'re| is| are| was| were) already (fixed|done|implemented|resolved|there)|"
-    r"\b(gets?|got|getting|is|it'?s|still|was) stuck\b|"
-    r"(is ?n[o']t|not) (exactly |quite )?what (i|we) (wanted|asked|meant|expected)|"
-    # saying what they meant, or that they doubt what the reply said
-    r"^\W*(no,? |sorry,? )?(i|we) meant\b(?! to\b)|\bwhat (i|we) meant (is|was)\b|"
-    r"^\W*i (don'?t|do not) think (it'?s|that'?s|this is|that is|it is)\b"
-    r"(?! (a |an )?(problem|issue|necessary|needed|required|worth|important|big deal|concern|relevant)\b)|"
-    r"wrong (file|place|answer|output|result|one)|(got|get|getting|see|seeing) (an? |the |this |these )?"
-    r"(errors?|exceptions?|tracebacks?)\b)",
-    re.I,
-)
+_COMPLAINT = Gated(
+    re.compile(
+        r"\b(still (doesn'?t|does not|isn'?t|is not|not|fail\w*|broken|get\w*|the same|wrong|errors?|crash\w*|"
+        r"(won'?t|will not) (work|run|start|load|open|show|allow|let|compile|build|connect|save|display|render|launch|"
+        r"pass|update|stop|change|go away|respond|install|boot))|"
+        r"(doesn'?t|does not|didn'?t|did not|isn'?t|is not|won'?t|wasn'?t|aren'?t) (\w+ly )?"
+        r"(work|run|build|compile|load|start|show|appear|fix|change|help|exist|save|persist)\w*|"
+        # "doesn't seem to be working", "... to be fixed" (not "to be helpful", an adjective; not "don't seem to exist
+        # yet, add them": news)
+        r"(doesn'?t|does not|didn'?t|did not|don'?t|do not) (seem|appear) to (be (?=\w+(ing|ed)\b))?"
+        r"(work|run|build|compile|load|start|show|fix|save|persist)\w*|"
+        r"not working|no longer works?|"
+        r"same (error|problem|issue|result)|"
+        r"(^|(?<!\bif )(?<!\bwhether )(the|this|that|same) )(issue|problem|error|bug) "
+        r"(still )?persists?\b"
+        r"(?! (until|across|between|by design))|"
+        # not seeing what the reply said is there ("the warning" no longer there, "any problems": good news)
+        r"\b(i|we) (still )?(don'?t|dont|do not|can'?t|cant|cannot) (\w+ly )?see (the|it|them|my|your|a|an|anything)\b"
+        r"(?! (point|need|reason|value|use|problems?|issues?|errors?|bugs?|difference)\b)"
+        r"(?![^.!?\n]*\b(any ?more|no longer)\b)|"
+        r"^\W*(i|we) (can )?only see\b|"
+        # another problem, said first (after thanks it is news of a new one; a ticket is not a fault)
+        r"^\W*((but|and|so|now|also|still|ok|okay),? )?there('s|’s| (still )?(is|are|seems to be)) (still )?"
+        r"(one more|another|a new) (problem|issue|error|bug)\b(?! (on github|in the tracker|i want you to)\b)|"
+        # (not in a request: "make sure nothing shows when ..."; a capital is a new sentence without its stop)
+        r"nothing (changed|happened)|(^|[.;!]\s*|\b(but|and|still|now|yet)\s+|\s(?=(?-i:N)))nothing (is )?"
+        r"((displaying|showing|shows|displays|appears|renders|rendering)\b(?! (to be|broken|wrong|fine|off|odd)\b)|"
+        # (not what should happen, said as praise or asked: "nothing happens offline, perfect", "... to old users?")
+        r"(happens|happening)\b(?! (if|unless|by design)\b)"
+        r"(?![^.!\n]*((?<!not )(?<!no )\b(perfect|great|good|correct|intended|as it should)\b(?! luck)|"
+        r"(that'?s|is|as) expected|(?<!not )what (i|we) want|, right\?)))"
+        r"(?![^.!?\n]*\b(any ?more|no longer)\b)|"
+        # warnings the person got running it: not a warning banner asked for, not "no warnings" or news that they
+        # are gone, not a question about where to see them
+        # (the sentence is read on only where "i " or "we " starts: not from every word of it)
+        r"\b(?=(i|we) )(?![^.!?\n]*\b(gone|fixed|resolved|silenced|rid of)\b)(?![^.!\n]*\?)(i|we) (still )?"
+        r"(get|got|getting|see|seeing|am getting|are getting) (?!(no|zero|0|none|any|no more)\b)(\w+ ){0,3}?warnings?\b"
+        r"(?! (banner|toast|dialog|icon|modal|popup|label|colou?r)s?\b)(?![^.!?\n]*\b(any ?more|no longer)\b)|"
+        r"(it|that|this) (broke|is broken|failed)|"
+        r"\b(it'?s|it is) (now |still )?(giving|throwing) (me )?(an? |this |the )?"
+        r"(errors?|exceptions?)\b|(doesn'?t|does not|didn'?t|did not) (seem to |\w+ly )?look (right|correct)\b|"
+        r"\bit'?s (\w+ )?(unusable|(even )?worse)\b|\b(is|are) (now |still )?unusable\b|"
+        r"\bkeeps (failing|crashing|erroring|breaking|hanging|freezing|timing out|"
+        r"throwing (an? |the )?(error|exception)|"
+        r"saying (no|that|it can'?t|there'?s no|the same)|(giving|showing|returning) (me )?(an? |the same )?"
+        r"(errors?|exceptions?|blank|empty|nothing|404|500))\b|"
+        r"you (broke|missed|forgot)|"
+        # what the reply said is still to do was done before: it did not look
+        r"(those|these|they|that|this|it) ?('s|'re| is| are| was| were) already "
+        r"(fixed|done|implemented|resolved|there)|"
+        r"\b(gets?|got|getting|is|it'?s|still|was) stuck\b|"
+        r"(is ?n[o']t|not) (exactly |quite )?what (i|we) (wanted|asked|meant|expected)|"
+        # saying what they meant, or that they doubt what the reply said
+        r"^\W*(no,? |sorry,? )?(i|we) meant\b(?! to\b)|\bwhat (i|we) meant (is|was)\b|"
+        r"^\W*i (don'?t|do not) think (it'?s|that'?s|this is|that is|it is)\b"
+        r"(?! (a |an )?(problem|issue|necessary|needed|required|worth|important|big deal|concern|relevant)\b)|"
+        r"wrong (file|place|answer|output|result|one)|(got|get|getting|see|seeing) (an? |the |this |these )?"
+        r"(errors?|exceptions?|tracebacks?)\b)",
+        re.I,
+    ),
+    # (one is in every match)
+    (
+        "still", "n't", "nt ", "not", "longer", "same", "persist", "see", "there", "warning", "broke", "fail",
+        "error", "exception", "unusable", "worse", "keeps", "missed", "forgot", "already", "stuck", "meant", "think",
+        "wrong", "traceback",
+    ),
+)  # fmt: skip
 # What the reply left has errors ("your solution has many compiler errors"), in a sentence: not a question or
 # a condition, not error handling, not news that they are gone.
 _HAS_ERRORS = re.compile(
