@@ -3537,7 +3537,9 @@ def test_a_husky_hook_never_installed_or_an_mcp_servers_transport_is_the_environ
 
 def test_a_site_refusing_claude_codes_web_fetch_is_the_environment() -> None:
     fetch = call("WebFetch", {"url": "https://wiki.example.org/Item", "prompt": "list the drop rates"})
-    for refused in ("Request failed with status code 403", "Request failed with status code 429"):
+    # (and a short link's redirect it does not follow, holdout97)
+    for status in (403, 429, 303):
+        refused = f"Request failed with status code {status}"
         assert kind(fetch, [tool(refused, is_error=True)], "claude_code") == "environment"
     # the project's own HTTP client saying so, in its tests' output: the project's code
     run = call("Bash", {"command": "npm test"})

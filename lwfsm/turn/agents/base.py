@@ -908,8 +908,10 @@ ENVIRONMENT = Gated(
         r"Connection refused|ConnectionRefused|getaddrinfo|ENOTFOUND|EAI_AGAIN|"
         r"No space left on device|Read-only file system|Operation not permitted|"
         r"(API|[Aa]pi)[ _-]?([Kk]ey|KEY)|_TOKEN'|(?<!SessionState)Unauthorized|401 Unauthori[sz]ed|403 Forbidden|"
-        # a site refusing the fetch (its bot protection, its rate limit), in axios's words (Claude Code's WebFetch)
-        r"\A\s*(?:Error: )?Request failed with status code (?:403|429)\s*\Z|"
+        # a site refusing the fetch (its bot protection, its rate limit), or sending it elsewhere (a short link's
+        # redirect the fetch does not follow: the lead's fetch would not either), in axios's words (Claude Code's
+        # WebFetch)
+        r"\A\s*(?:Error: )?Request failed with status code (?:403|429|30[1-8])\s*\Z|"
         r"\b(java|javac|mvn|gradle|node|npm|npx|yarn|cargo|rustc|go|make|cmake|gcc|g\+\+|docker|pip|pip3|python2|"
         r"ruff|mypy|black|flake8|pylint|eslint|tsc|prettier|grep|head|tail|sed|awk|curl|wget|git|rg|jq|unzip|"
         r"ruby|php|composer|dotnet|kubectl|psql|mysql|redis-cli|pytest|tox|poetry|conda): (command )?not found|"
