@@ -2975,6 +2975,16 @@ def test_powershell_text_searched_for_with_escapes_in_single_quotes_is_never_fou
         ("Set-Location src; Get-Item $env:LOCALAPPDATA/x -ErrorAction SilentlyContinue", "ok"),
         # ... not when the command whose status counts comes after it
         ("Remove-Item dist -Recurse -ErrorAction SilentlyContinue; npm run build", "task_failure"),
+        # ... nor when it asks the condition of an `if`: the status is the branch's that ran (holdout98)
+        (
+            "if (Get-Command python -ErrorAction SilentlyContinue) { python -m pytest } else { & $py -m pytest }",
+            "task_failure",
+        ),
+        (
+            "if (Get-Command rg -ea 0) { rg --files | rg -n 'x' } else { Get-ChildItem -Recurse | Select-String x }",
+            "ok",
+        ),
+        ("if (!(Test-Path dist)) { npm run build }", "task_failure"),
         ("reg query HKCU\\Software\\RustDesk", "ok"),  # Windows' registry: 1 when the key is not there
         ("reg add HKCU\\Software\\RustDesk /v id /d 1", "task_failure"),
     ],

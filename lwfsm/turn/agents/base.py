@@ -209,6 +209,10 @@ PROBES = frozenset(
 _TWO_WORDS = frozenset({"git", "pip", "npm", "systemctl", "docker", "reg", "brew", "mas"})
 _HIDDEN = re.compile(r"(?:2|&)>\s*/dev/null")
 _QUIET = re.compile(r"-(?:ErrorAction|ea)\s+(?:SilentlyContinue|Ignore|0)\b", re.I)
+# PowerShell's `if (condition) { A } else { B }` ending a command line: its status is the branch's that ran,
+# not the condition's (`if (Get-Command python -ea 0) { python -m pytest }` is a test run, not a lookup).
+# Branches without braces of their own; a condition with parentheses one deep (`if (!(Test-Path x))`).
+_PS_IF = re.compile(r"(?:^|;\s*)if\s*\((?:[^(){}]|\([^(){}]*\))*\)\s*\{([^{}]*)\}(?:\s*else\s*\{([^{}]*)\})?\s*$", re.I)
 # The last command of a pipeline decides its status: a filter there hides the real one.
 FILTERS = frozenset(
     {
@@ -432,6 +436,8 @@ def is_probe(command: str) -> bool:
     last, op, first = last_command(c)
     if last in _READS_ONLY and "/dev/null" in c and _HIDDEN.search(_last_pipeline(c)):
         return True  # a read told to say nothing when the file is not there: its "no" is the status alone
+    if c.endswith("}") and (branches := _PS_IF.search(c)) is not None:
+        return all(is_probe(b) for b in branches.groups() if b is not None and b.strip())
     if ("-e" in c or "-E" in c) and _QUIET.search(c) and _QUIET.search(_last_pipeline(c)):
         return True  # PowerShell told to stay quiet on errors where its status comes from: `2>/dev/null || true`
     if last == "git config" and _CONFIG_CHANGE.search(c):
