@@ -860,8 +860,8 @@ def test_the_words_before_a_long_pattern_never_hide_a_match(name: str, data: st.
 
 
 def test_a_gate_lets_through_what_case_folding_matches_beyond_its_words() -> None:
-    # re.I without re.A folds "ſ" to "s" (and the Kelvin sign to "k"): no lowercase word is in such a text
-    assert base._COMPLAINT.search("ſtill broken") is not None
+    # re.I without re.A folds "ſ" to "s": no lowercase word is in such a text
+    assert base._COMPLAINT.search("ſtill getting it") is not None
     assert words.STILL.match("the page is ſtill blank") is not None
     # an ASCII pattern's gate holds on any text: a tool's output with a tick is not searched for nothing
     assert base._BROKEN_RUN.pattern.flags & re.A

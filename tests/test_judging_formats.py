@@ -3044,6 +3044,12 @@ def test_an_mcp_servers_error_answer_and_a_shell_that_had_already_stopped() -> N
     assert kind(call("KillShell", {"shell_id": "e4f010"}), [ended], "claude_code") == "ok"
     died = tool("Shell e4f012 is not running, so cannot be killed (status: failed)", is_error=True)
     assert kind(call("KillShell", {"shell_id": "e4f012"}), [died], "claude_code") == "task_failure"
+    # ... unless the model had ended it itself (a signal's end is a failed status too)
+    ask = {"role": "user", "content": "stop the dev server"}
+    killed = [ask, call("Bash", {"command": "lsof -ti:5173 | xargs kill -9"}, "c0"), tool("", "c0")]
+    assert kind(call("KillShell", {"shell_id": "e4f012"}), [died], "claude_code", killed) == "ok"
+    listed = [ask, call("Bash", {"command": "lsof -ti:5173"}, "c0"), tool("4242", "c0")]
+    assert kind(call("KillShell", {"shell_id": "e4f012"}), [died], "claude_code", listed) == "task_failure"
     unknown = tool("No shell found with ID: e4f011", is_error=True)
     assert kind(call("KillShell", {"shell_id": "e4f011"}), [unknown], "claude_code") == "task_failure"
 

@@ -37,8 +37,13 @@ _INJECTED = re.compile(r"^(?:\s*<(ide_opened_file|ide_selection|ide_diagnostics|
 # their words: not a harness's text, which starts with `[` as well.
 _ATTACHED = re.compile(r"^(?:\s*\[(?:Image #\d+|Pasted text #\d+(?: \+\d+ lines)?)\])+\s*")
 # A shell KillShell would stop had already ended: what it wanted holds (not when its command had failed:
-# the server or job it ran had died, holdout92)
+# the server or job it ran had died, holdout92; unless the model had ended processes itself, as a signal's
+# or a time limit's end is a failed status too)
 _ENDED = re.compile(r"Shell \S+ is not running, so cannot be killed \(status: (completed|killed)\)")
+_DIED = re.compile(r"Shell \S+ is not running, so cannot be killed \(status: failed\)")
+_KILLS = re.compile(
+    r"\b(?:kill|pkill|killall|taskkill|Stop-Process|timeout\s+-?\w*\s*\d)\b|\bfuser\b[^\n|;&]*\s-k", re.I
+)
 # the editor's refusal when a file changed since its read (older versions: "modified since read")
 _CHANGED = re.compile(r"File has been (?:unexpectedly modified|modified since read)")
 _LOOKUPS = {"Read", "Glob", "Grep", "LS", "NotebookRead", "WebSearch"}
@@ -132,10 +137,21 @@ class ClaudeCode(Reader):
                 # command changed it after that read
                 said = f.evidence.excerpt[:80]
                 f = Finding("environment", Evidence(f"{self.name}.environment", f.evidence.message, 1, said))
+            if f.kind == "task_failure" and _DIED.match(f.evidence.excerpt) and self._killed([*before, reply]):
+                continue  # its server died of the model's own kill or time limit: what it wanted holds
             yield f
         for i, msg in enumerate(after):
             if msg.get("role") == "user" and (hit := first_match(_STOP_HOOK, text_of(msg)[:2000])):
                 yield Finding("task_failure", Evidence("claude_code.stop_hook", i, hit[0], hit[1]))
+
+    def _killed(self, messages: Sequence[Message]) -> bool:
+        """A command of the model's among `messages` ended processes (kill, pkill, fuser -k, a time limit)."""
+        for m in messages:
+            if m.get("role") == "assistant":
+                for _, args in self.calls(m).values():
+                    if _KILLS.search(self.command_of(args) or ""):
+                        return True
+        return False
 
     def _read_last(self, before: Sequence[Message]) -> bool:
         """The model's last action before this reply only looked (a Read), or nothing before is known."""

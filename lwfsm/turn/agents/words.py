@@ -17,8 +17,8 @@ __all__ = ["MEANT", "PASTED_MORE", "SAID", "STILL", "Gated"]
 class Gated(NamedTuple):
     """A pattern behind words (lowercase) that every match of it contains: an alternation of dozens is
     tried at every position of a text (~270 µs on 1,500 characters; 5-30 µs on a person's sentence), the
-    substring tests cost a few. A new alternative needs its word here: a property test checks that the
-    words never hide a match."""
+    substring tests cost a few. A new alternative needs its word here: a property test draws matches and
+    checks that the words hide none."""
 
     pattern: re.Pattern[str]
     words: tuple[str, ...]
@@ -27,7 +27,7 @@ class Gated(NamedTuple):
         # (`map` of the bound test, not a generator: no Python frame for each of dozens of words)
         if any(map(text.lower().__contains__, self.words)):
             return True
-        # re.I without re.A matches "ſ" for "s" and the Kelvin sign for "k", which no word holds
+        # re.I without re.A matches "ſ" for "s" and "ı" or "İ" for "i", which no lowercased word holds
         return self.pattern.flags & (re.I | re.A) == re.I and not text.isascii()
 
     def search(self, text: str) -> re.Match[str] | None:
