@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple, TypeVar
 
-from .words import MEANT, PASTED_MORE, SAID, STILL, Gated, restated
+from .words import ENDS, MEANT, PASTED_MORE, SAID, STILL, Gated, restated
 
 __all__ = ["KINDS", "Evidence", "Finding", "Kind", "Outcome", "Reader", "Transcript", "text_of"]
 
@@ -2065,6 +2065,7 @@ class Reader:
             or SAID.match(t[:200])
             or STILL.match(first)
             or MEANT.match(first)
+            or (not first.isascii() and ENDS.search(first))
             or PASTED_MORE.search(head)
             # a few words before what they pasted: "now I have: Module not found: ..."
             or ((lead := _LEAD_IN.match(head)) is not None and _PASTED.match(head[lead.end() :]))

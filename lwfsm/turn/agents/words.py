@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-__all__ = ["MEANT", "PASTED_MORE", "SAID", "STILL", "Gated"]
+__all__ = ["ENDS", "MEANT", "PASTED_MORE", "SAID", "STILL", "Gated"]
 
 
 class Gated(NamedTuple):
@@ -125,6 +125,15 @@ STILL = Gated(
 
 # "What I meant was ..." in the first sentence, in languages that say it at its end ("...하자는 소리였어").
 MEANT = re.compile(r"^[^.!?\n]{0,160}?(?:我的意思是|(?:는|란) ?(?:소리|말|뜻|얘기)(?:였|이었))")
+
+# "It does not work" at the end of the first sentence, in languages whose verb comes last: "백엔드 서버가
+# 실행되지 않아", "migrate가 안됨", "背景がうまく動作していないです" (SAID reads their starts only). Not asked
+# ("안 돼?" ends in a question mark).
+ENDS = re.compile(
+    r"(?:안 ?(?:돼|됨|됩니다|되네|되요|돼요|되는데)|(?:되|하)지 ?않(?:아|아요|습니다|네|음|는데|는다)|"
+    r"안 ?(?:떠|뜨네|뜸|떠요|나와|나옴|나오네|보여|보임|보이네|보이는데)|수 ?없(?:어|네|음|는데|습니다|는 ?거 ?같아)|"
+    r"(?:動作|表示|反映)(?:していない|しない|しません|していません|されない|されません)(?:です)?)[.!~ㅠㅜ。！\s]*$"
+)
 
 # The shapes of errors people paste at the top of a message (browsers, compilers, servers, runtimes).
 PASTED_MORE = re.compile(
