@@ -113,7 +113,11 @@ STILL = Gated(
         # with its subject first, only what says it is still wrong ("it still shows the right total" is news)
         r"^\W*(?:it|this|that|they|(?:the|my|your) \w+)\s+still\s+(?:appears?|happens|fails?|crash\w*|hangs|breaks|"
         r"doesn'?t|does not|isn'?t|is not|won'?t|can'?t|shows? (?:the old|the same|up|an? error|nothing|blank)|"
-        r"(?:is|are) (?:there|broken|wrong|empty|blank|missing|the same)|has the same)\b|"
+        r"(?:is|are) (?:there|broken|wrong|empty|blank|missing|the same)|has the same|only (?:works?|shows?|loads?))\b|"
+        # said as all of it ("It still does.") or of the error itself ("error still is there")
+        r"^\W*(?:it|this|that|they)\s+still\s+(?:does|do|is|are|happens)[\s.!]*$|"
+        r"^\W*(?:(?:the|that|this|my) )?(?:error|bug|issue|problem|warning)s?\s+(?:is |are )?still\s+(?:is |are )?"
+        r"(?:there|here|present|showing|happening)\b|"
         r"^[^.!?\n]{0,60}?\bnot (?:fixed|solved|resolved|working|saved|persisted|updated|showing|loading)\b|"
         r"^[^.!?\n]{0,100}?\bstill (?:need|needs) to be (?:fixed|addressed|resolved|corrected)\b|"
         r"^\W*(?:it|this|that|your (?:fix|change))\s+(?:didn'?t|did not|doesn'?t|does not|won'?t)\s+"
