@@ -1292,6 +1292,7 @@ DONE = {"role": "assistant", "content": "Done: the form saves now."}
         "Nothing happens when I click login, which is not what I want",
         "It still does.",  # all of it, after a reply that said the bug was gone
         "error still is there",
+        "same thing. just a >",
         "It still only works when the piece is dragged, not hovered over.",
         # said at the sentence's end, where the verb comes in Korean and Japanese
         "백엔드 서버가 실행되지 않아.",
@@ -1326,6 +1327,7 @@ def test_a_person_saying_it_failed(said: str) -> None:
         "src/app.ts:10:5: add a null check here",
         "src/app.ts:10:5: this should use the cache",
         "It still does the right thing after the refactor, thanks. Next, the README.",
+        "Same thing for the footer, please",
         "설치 안 돼?",  # asked
         "그건 건드리지 않아도 돼",  # "you need not touch that"
     ],

@@ -1460,7 +1460,7 @@ _COMPLAINT = Gated(
         r"(doesn'?t|does not|didn'?t|did not|don'?t|do not) (seem|appear) to (be (?=\w+(ing|ed)\b))?"
         r"(work|run|build|compile|load|start|show|fix|save|persist)\w*|"
         r"not working|no longer works?|"
-        r"same (error|problem|issue|result)|"
+        r"same (error|problem|issue|result)|^\W*same (thing|again|behaviou?r|output)\W*$|"
         r"(^|(?<!\bif )(?<!\bwhether )(the|this|that|same) )(issue|problem|error|bug) "
         r"(still )?persists?\b"
         r"(?! (until|across|between|by design))|"
