@@ -132,8 +132,9 @@ MEANT = re.compile(r"^[^.!?\n]{0,160}?(?:我的意思是|(?:는|란) ?(?:소리|
 
 # "It does not work" at the end of the first sentence, in languages whose verb comes last: "백엔드 서버가
 # 실행되지 않아", "migrate가 안됨", "背景がうまく動作していないです" (SAID reads their starts only). Not asked
-# ("안 돼?" ends in a question mark).
+# ("안 돼?" ends in a question mark), nor of the error itself ("이제 에러가 표시되지 않아요": good news).
 ENDS = re.compile(
+    r"^(?![^\n]*(?:에러|오류|문제|버그|경고|エラー|問題|警告))[^\n]*?"
     r"(?:안 ?(?:돼|됨|됩니다|되네|되요|돼요|되는데)|(?:되|하)지 ?않(?:아|아요|습니다|네|음|는데|는다)|"
     r"안 ?(?:떠|뜨네|뜸|떠요|나와|나옴|나오네|보여|보임|보이네|보이는데)|수 ?없(?:어|네|음|는데|습니다|는 ?거 ?같아)|"
     r"(?:動作|表示|反映)(?:していない|しない|しません|していません|されない|されません)(?:です)?)[.!~ㅠㅜ。！\s]*$"
