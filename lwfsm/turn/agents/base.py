@@ -2065,7 +2065,7 @@ class Reader:
             or SAID.match(t[:200])
             or STILL.match(first)
             or MEANT.match(first)
-            or (not first.isascii() and ENDS.search(first))
+            or (not first.isascii() and ENDS.match(first))
             or PASTED_MORE.search(head)
             # a few words before what they pasted: "now I have: Module not found: ..."
             or ((lead := _LEAD_IN.match(head)) is not None and _PASTED.match(head[lead.end() :]))

@@ -39,8 +39,7 @@ _ATTACHED = re.compile(r"^(?:\s*\[(?:Image #\d+|Pasted text #\d+(?: \+\d+ lines)
 # A shell KillShell would stop had already ended: what it wanted holds (not when its command had failed:
 # the server or job it ran had died, holdout92; unless the model had ended processes itself, as a signal's
 # or a time limit's end is a failed status too)
-_ENDED = re.compile(r"Shell \S+ is not running, so cannot be killed \(status: (completed|killed)\)")
-_DIED = re.compile(r"Shell \S+ is not running, so cannot be killed \(status: failed\)")
+_ENDED = re.compile(r"Shell \S+ is not running, so cannot be killed \(status: (\w+)\)")
 _KILLS = re.compile(
     r"\b(?:kill|pkill|killall|taskkill|Stop-Process|timeout\s+-?\w*\s*\d)\b|\bfuser\b[^\n|;&]*\s-k", re.I
 )
@@ -97,7 +96,7 @@ class ClaudeCode(Reader):
             if tool in _LOOKUPS and _NOT_THERE.search(o.text[:200]):
                 o.flagged = False  # reading a file to see whether it is there
             return o
-        if tool == "KillShell" and _ENDED.match(o.text.strip()):
+        if tool == "KillShell" and (ended := _ENDED.match(o.text.strip())) and ended[1] in ("completed", "killed"):
             o.flagged = False  # the shell it meant to stop had already stopped: what it wanted holds
         if tool in ("Bash", "PowerShell") and o.status is None and not o.flagged:
             o.status = 0  # Claude Code prints "Exit code N" (and flags is_error) only when a command failed
@@ -137,7 +136,8 @@ class ClaudeCode(Reader):
                 # command changed it after that read
                 said = f.evidence.excerpt[:80]
                 f = Finding("environment", Evidence(f"{self.name}.environment", f.evidence.message, 1, said))
-            if f.kind == "task_failure" and _DIED.match(f.evidence.excerpt) and self._killed([*before, reply]):
+            died = f.kind == "task_failure" and (ended := _ENDED.match(f.evidence.excerpt)) and ended[1] == "failed"
+            if died and self._killed([*before, reply]):
                 continue  # its server died of the model's own kill or time limit: what it wanted holds
             yield f
         for i, msg in enumerate(after):
