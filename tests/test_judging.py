@@ -599,8 +599,6 @@ def test_a_refusal_before_claude_codes_placeholder_is_the_replys_outcome() -> No
         "Claude requested permissions to write to /tmp/w/NOTES.md, but you haven't granted it yet.",
         "This command requires approval",
         "Permission to use Bash with command git push origin main has been denied.",
-        "rm in '/var/tmp/x' was blocked. For security, Claude Code may only remove files from the allowed "
-        "working directories for this session: '/tmp/w'.",
         "Write to /var/tmp/x needs approval. The path is outside the working directories for this session.",
     ],
 )

@@ -893,6 +893,33 @@ def test_aider_console(console: str, expected: str) -> None:
     assert aider_kind(history(console)) == expected
 
 
+def test_aider_failing_itself_to_apply_edits_is_not_the_replys_failure() -> None:
+    """aider's own exception as it applied the edits (its LiteLLM upgraded past it): every retry met it,
+    whatever the model wrote, and the lead's edits would too; the person's Ctrl-C then stopped aider's
+    retries, not the reply (holdout104, both labellers: not a failure)."""
+    crash = "> Exception while updating files:  \n> module 'litellm.llms.anthropic' has no attribute 'AnthropicError'  "
+    tokens = "> Tokens: 5k sent, 240 received.  "
+    gave_up = "\n".join([crash, tokens, crash, tokens, crash, "> Only 3 reflections allowed, stopping.  "])
+    assert aider_kind(history(gave_up)) == "environment"
+    assert aider_kind(history("\n".join([crash, tokens, crash, ">  \n>  \n> ^C again to exit  "]))) == "environment"
+    # an edit block that did not match before it: the reply's own failure still
+    unmatched = "> # 1 SEARCH/REPLACE block failed to match!  \n" + gave_up
+    assert aider_kind(history(unmatched)) == "task_failure"
+
+
+def test_aider_running_a_command_with_a_placeholder_left_in() -> None:
+    """The reply's command ran (the person said yes) with `<commit-hash>` still in it: the shell reads it as a
+    file to read from, and nothing it names is done (holdout104, twice, and holdout84, all labellers)."""
+    ran = (
+        "> Tokens: 4k sent, 89 received.  \n> git revert <commit-hash>  \n"
+        "> Run shell command? (Y)es/(N)o/(S)kip all/(D)on't ask again [Yes]: y  \n> Running git revert <commit-hash>  "
+    )
+    assert aider_kind(history(ran)) == "task_failure"
+    # filled in, or the brackets quoted as the command's own text, or a redirection: it may have worked
+    for command in ("git revert 3f2a9c1", 'echo "<div>" > index.html', "sort < names.txt"):
+        assert aider_kind(history(ran.replace("git revert <commit-hash>", command))) == "ok"
+
+
 def test_aider_ctrl_c_at_a_question_to_add_a_file_an_answer_only_named() -> None:
     # the reply wrote no edit: aider asks to add a file it mentions, and the person declining it and leaving
     # refuses nothing (with an edit block, the same Ctrl-C refuses the edit: `test_aider_console`)
@@ -1135,6 +1162,10 @@ def test_aider_in_ask_mode_applies_no_edit_block() -> None:
     assert kind_after("#### /ask  \n\n") == "ok"
     assert kind_after("#### /chat-mode ask  \n\n") == "ok"
     assert kind_after("#### /ask  \n#### /ask what does it do?  \n\n") == "ok"  # one run of the person's lines
+    # `/ask X` is logged, then X as a block of its own: the message aider sent in ask mode (holdout101, both
+    # labellers); that once only: the next request is in the mode aider was in
+    assert kind_after("#### /ask fix the parser  \n\n") == "ok"
+    assert kind_after("#### /ask why is it slow?  \n\n") == "task_failure"
     # the default mode, switched back, or a new session (which starts in its default): blocks none applied failed
     assert kind_after("#### /help  \n\n") == "task_failure"  # help's list of commands switches nothing
     assert kind_after("#### /chat-mode help  \n\n") == "task_failure"
@@ -1294,6 +1325,12 @@ DONE = {"role": "assistant", "content": "Done: the form saves now."}
         "error still is there",
         "same thing. just a >",
         "It still only works when the piece is dragged, not hovered over.",
+        "That did not seem to solve the issue. Is there something else we could try",
+        "That doesnt seem to autoscroll, it only moves the cursor when the window is focussed",
+        "No I mean in normal mode in the terminal buffer",
+        # told not to do to the work what it just did
+        "don't use `IgnorantTemporaryDirectory` use GitTemporaryDirectory",
+        "please do not suggest changes only explain the code that is written",
         # said at the sentence's end, where the verb comes in Korean and Japanese
         "백엔드 서버가 실행되지 않아.",
         "docker compose로 빌드해서 실행했을때 migrate가 안됨",
@@ -1328,6 +1365,8 @@ def test_a_person_saying_it_failed(said: str) -> None:
         "src/app.ts:10:5: this should use the cache",
         "It still does the right thing after the refactor, thanks. Next, the README.",
         "Same thing for the footer, please",
+        "That doesn't seem to matter, keep port 8080",
+        "Do not make this UI live yet; open the mockups in a browser",
         "설치 안 돼?",  # asked
         "그건 건드리지 않아도 돼",  # "you need not touch that"
     ],
@@ -3577,6 +3616,49 @@ def test_a_site_refusing_claude_codes_web_fetch_is_the_environment() -> None:
     assert kind(fetch, [tool("Request failed with status code 404", is_error=True)], "claude_code") == "task_failure"
 
 
+def test_claude_codes_own_bounds_on_the_session_are_the_environment() -> None:
+    """Claude Code refusing a folder outside the session's working directories, or a site its WebFetch may
+    not fetch from: no person's answer to this call, and the lead's call would meet the same bound (both
+    labellers of holdout99, four such folders and one site)."""
+    ls = call("Bash", {"command": "ls -la ~/.claude/"})
+    folder = (
+        "ls in 'C:\\Users\\me\\.claude' was blocked. For security, Claude Code may only list files in the allowed "
+        "working directories for this session: 'F:\\work\\shop'."
+    )
+    assert kind(ls, [tool(f"<tool_use_error>{folder}</tool_use_error>", is_error=True)], "claude_code") == "environment"
+    mkdir = call("Bash", {"command": "mkdir -p /workspace/routes"})
+    bare = "mkdir in '/workspace/routes' was blocked. For security, Claude Code may only create directories in the "
+    assert kind(mkdir, [tool(bare + "allowed working directories", is_error=True)], "claude_code") == "environment"
+    fetch = call("WebFetch", {"url": "https://docs.example.com/settings", "prompt": "where are settings kept"})
+    said = "Claude Code is unable to fetch from docs.example.com"
+    assert (
+        kind(fetch, [tool(f"<tool_use_error>{said}</tool_use_error>", is_error=True)], "claude_code") == "environment"
+    )
+    # the words quoted in what a script printed (not at a line's start) are the script's
+    run = call("Bash", {"command": "python summarize.py notes.md"})
+    quoted = f"note 12: the agent said {said}\nError: the summary is over 400 words\nExit code 1"
+    assert kind(run, [tool(quoted, is_error=True)], "claude_code") == "task_failure"
+
+
+def test_cmd_started_as_a_shell_of_its_own_ran_nothing() -> None:
+    """`cmd /c x` typed into Git Bash: bash reads `/c` as the path `C:/`, so cmd starts as a shell, prints its
+    greeting and prompt, and ends with its input; x never ran (both labellers of holdout99, twice; holdout51
+    once). `cmd /c ver`, whose answer is the version line alone, did run."""
+    run = call("Bash", {"command": 'cmd /c "tools\\kuzu.exe --version"'})
+    for banner in (
+        "Microsoft Windows [Version 10.0.26100.4652]\r\n(c) Microsoft Corporation. All rights reserved.\r\n\r\n"
+        "C:\\Users\\me\\addin>",
+        "Microsoft Windows [版本 10.0.19045.3803]\n(c) Microsoft Corporation。保留所有权利。\n\nD:\\shop>",
+    ):
+        assert kind(run, [tool(banner)], "claude_code") == "task_failure"
+    ver = call("Bash", {"command": "cmd /c ver"})
+    assert kind(ver, [tool("\r\nMicrosoft Windows [Version 10.0.26100.4652]\r\n")], "claude_code") == "ok"
+    # the greeting followed by what the command printed: it ran
+    greeting = "Microsoft Windows [Version 10.0.26100.4652]\r\n(c) Microsoft Corporation. All rights reserved.\r\n"
+    ran = greeting + "\r\nkuzu 0.11.1"
+    assert kind(run, [tool(ran)], "claude_code") == "ok"
+
+
 def test_codex_saying_a_call_failed_is_a_failed_call() -> None:
     """Codex's own words that a tool call failed: the call did nothing (its sandbox's refusal is the
     environment's)."""
@@ -3588,6 +3670,45 @@ def test_codex_saying_a_call_failed_is_a_failed_call() -> None:
     assert kind(run, [tool(denied)], "codex") == "environment"
     # words of the command's own output are no such word
     assert kind(run, [tool("Exit code: 0\nOutput:\nlint failed: 0 files\n")], "codex") == "ok"
+
+
+def test_codexs_sandbox_refusing_a_write_is_the_environment() -> None:
+    """Codex's sandbox (its older words: "failed in sandbox ... sandbox denied exec error", said of any failed
+    command) refusing a write outside its writable folders, in the program's or the system's language:
+    the environment (holdout100, both labellers, three turns); a command that failed in it for its own
+    reason is the command's."""
+    run = call("shell", {"command": ["bash", "-lc", "mkdir -p ~/.codex/rollouts"]})
+    head = "failed in sandbox LinuxSeccomp with execution error: sandbox denied exec error, exit code: 1, stdout: , "
+    for said in (
+        "stderr: mkdir: cannot create directory '/home/me/.codex/rollouts': Permission denied",
+        "stderr: mkdir: ディレクトリ `/home/me/.codex/rollouts' を作成できません: 許可がありません",
+        "stderr: ERROR codex_core::codex: failed to initialize rollout recorder: Permission denied (os error 13)\n"
+        "Error: internal error; agent loop died unexpectedly",
+    ):
+        assert kind(run, [tool(head + said)], "codex") == "environment"
+    test = call("shell", {"command": ["bash", "-lc", "cargo test"]})
+    failed = head.replace("exit code: 1", "exit code: 101") + "stderr: test parser::tabs ... FAILED\nerror: test failed"
+    assert kind(test, [tool(failed)], "codex") == "task_failure"
+
+
+def test_asking_help_on_a_subcommand_that_is_not_there_is_an_answer() -> None:
+    """`codex help summarize`, `codex mcp call --help`: the program says there is no such subcommand, which is
+    what was asked (holdout100, both labellers: probes); the same refusal of a command meant to work is not."""
+    refused = "Exit code: 2\nOutput:\nerror: unrecognized subcommand 'summarize'\n\nUsage: codex [OPTIONS] [PROMPT]\n"
+    for command in ("codex help summarize", "codex mcp call --help"):
+        assert kind(call("exec_command", {"cmd": command}), [tool(refused)], "codex") == "ok"
+    assert kind(call("exec_command", {"cmd": "codex summarize ."}), [tool(refused)], "codex") == "task_failure"
+
+
+def test_a_here_document_whose_closing_word_never_came() -> None:
+    """bash's warning that a here-document ran to the end of the command: what the command wrote or ran is
+    not what was written (holdout100, both labellers; four of the manifest, all failures)."""
+    script = "cat <<'EOF' > .serena/MODEL_INPUT.md"
+    said = "warning: here-document at line 1 delimited by end-of-file (wanted `EOF')"
+    warned = json.dumps({"output": f"# Summary\n: line 1: {said}\n", "metadata": {"exit_code": 0}})
+    assert kind(call("exec_command", {"cmd": script}), [tool(warned)], "codex") == "task_failure"
+    japanese = warned.replace(said, "警告: ヒアドキュメントの 1 行目でファイル終了 (EOF) に達しました (`EOF' が必要)")
+    assert kind(call("exec_command", {"cmd": script}), [tool(japanese)], "codex") == "task_failure"
 
 
 def test_codex_naming_a_long_refused_command_before_saying_it_was_refused() -> None:

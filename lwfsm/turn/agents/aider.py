@@ -19,6 +19,7 @@ from .base import (
     Transcript,
     anchored_error,
     first_match,
+    quoted_away,
     text_of,
 )
 from .words import Gated
@@ -102,6 +103,9 @@ _ANSWERED = re.compile(r"^Tokens: ", re.M)  # aider's report of a model call tha
 # aider's reports that a call came back, if only with nothing or at a limit: Ctrl-C after them stops nothing
 _RETURNED = re.compile(r"Tokens: |Model .* has hit a token limit|Empty response received")
 _EMPTY = re.compile(r"^Empty response received from LLM", re.M)  # aider's word for a reply of nothing
+# aider's own code failing as it applied the reply's edits (an exception it did not expect, such as one of a
+# LiteLLM it was upgraded past): every retry meets it, whatever the model writes, as the lead's edits would
+_CRASHED = re.compile(r"^Exception while updating files:[^\S\n]*\n(.+)$", re.M)
 # aider could not write a file the reply named (an OS error): a name no file can have is the reply's
 _UNABLE = re.compile(r"^Unable to create (.+?), skipping edits\.?$", re.M)
 # aider applying a whole-file or SEARCH/REPLACE block to the line the model put before it: a filename
@@ -240,6 +244,8 @@ class Aider(Reader):
                     rule, hit = "aider.refused", first_match(REFUSED, text)
                 if hit is not None and not _failed_before(text, hit[0]):
                     yield Finding("rejected", Evidence(rule, i, hit[0], hit[1]))
+            if text.startswith(_AIDER_SAYS) and (placeholder := _placeholder_run(text)):
+                yield Finding("task_failure", Evidence("aider.placeholder_run", i, placeholder[0], placeholder[1]))
             if text.startswith(_AIDER_SAYS) and (bad := _misnamed(text)):
                 yield Finding("task_failure", Evidence("aider.misnamed_file", i, bad[0], bad[1]))
             if text.startswith(_AIDER_SAYS) and (unable := _UNABLE.search(text)):
@@ -250,7 +256,9 @@ class Aider(Reader):
                     yield Finding("environment", Evidence("aider.unable_to_create", i, line, unable.group(0)[:160]))
             if text.startswith(_AIDER_SAYS) and not text_of(reply).strip() and (empty := first_match(_EMPTY, text)):
                 yield Finding("environment", Evidence("aider.empty_response", i, empty[0], empty[1]))
-            if (hit := first_match(EDIT_FAILED, text)) or (
+            if text.startswith(_AIDER_SAYS) and (crashed := _crashed(text)):
+                yield Finding("environment", Evidence("aider.crashed", i, crashed[0], crashed[1]))
+            elif (hit := first_match(EDIT_FAILED, text)) or (
                 text.startswith(_AIDER_SAYS) and (hit := first_match(_NOT_APPLIED, text))
             ):
                 if "token limit" in hit[1] and "exhausted context window" in text and not text_of(reply).strip():
@@ -294,10 +302,40 @@ def _looks(person: str, reply: str, edited: bool) -> bool:
     return _LOOK.match(person) is not None or (_RAN_CMD.match(person) is not None and not reply and edited)
 
 
-def _failed_before(console: str, line: int) -> bool:
-    """aider reported the reply's edits failed (their format, or its lint of them) before `line`: a Ctrl-C or
-    a "no" there stops aider's own retry of the failed edit, not the reply."""
+def _crashed(console: str) -> tuple[int, str] | None:
+    """(line, error) of aider's own exception applying the reply's edits, when no edit of it failed otherwise
+    (an edit block that did not match, then the crash, is still the reply's failure)."""
+    if "Exception while updating files:" not in console or (crash := _CRASHED.search(console)) is None:
+        return None
     failed = first_match(EDIT_FAILED, console)
+    if failed is not None and not _REFLECTIONS.match(failed[1]):
+        return None
+    return console.count("\n", 0, crash.start()) + 1, crash.group(0).replace("\n", " ")[:160]
+
+
+_REFLECTIONS = re.compile(r"Only \d+ reflections allowed")  # aider giving up its retries, whatever failed
+
+# A shell command of the reply's that aider ran (the person said yes) with a placeholder left in it for the
+# person to fill (`git revert <commit-hash>`): the shell reads `<commit-hash` as a file to read from, and the
+# command never does what it names. (Quoted text is the command's own: `echo "<div>"`.)
+_RUNNING = re.compile(r"^Running (.+)$", re.M)
+_PLACEHOLDER = re.compile(r"(?<![<\w])<[A-Za-z][\w-]*(?: [\w-]+)*>")
+
+
+def _placeholder_run(console: str) -> tuple[int, str] | None:
+    """(line, the command) of a command aider ran with a placeholder in it."""
+    if "Running " not in console:
+        return None
+    for ran in _RUNNING.finditer(console):
+        if _PLACEHOLDER.search(quoted_away(ran.group(1))):
+            return console.count("\n", 0, ran.start()) + 1, ran.group(0)[:160]
+    return None
+
+
+def _failed_before(console: str, line: int) -> bool:
+    """aider reported the reply's edits failed (their format, or its lint of them), or failed to apply them
+    itself, before `line`: a Ctrl-C or a "no" there stops aider's own retry of the failed edit, not the reply."""
+    failed = first_match(EDIT_FAILED, console) or _crashed(console)
     if failed is None and (linted := first_match(LINT, console)) is not None and _lint(console) == "task_failure":
         failed = linted
     if failed is None or failed[0] >= line:
@@ -533,7 +571,10 @@ def transcript(data: bytes, locator: Mapping[str, Any]) -> Transcript:
 
     before = blocks[: k - 1]
     typed = _parts(blocks[k - 1])[0].lstrip()
-    ask = typed.startswith("/ask") or (not typed.startswith("/") and _asking(before))
+    # `/ask X` is logged, and then X as a block of its own: the message aider sent in ask mode, for X only
+    prior = _parts(blocks[k - 2])[0].strip() if k >= 2 else ""
+    once = prior.startswith("/ask") and (m := _MODE.match(prior)) is not None and prior[m.end() :] == typed.strip()
+    ask = typed.startswith("/ask") or once or (not typed.startswith("/") and _asking(before))
     asked, answer, console = split(blocks[k - 1], ask)
     own = (
         _OWN.match(asked)

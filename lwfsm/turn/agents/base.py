@@ -697,10 +697,37 @@ def _eaten_backslashes(cmd: str, text: str) -> tuple[int, str] | None:
     return None
 
 
+# A program asked for its help on a subcommand (`codex help summarize`, `tool mcp call --help`) answering that
+# there is no such subcommand: a look whose answer is no, not a command that failed.
+_HELP_ON_SUBCOMMAND = re.compile(r"\A[\w./-]+(?: [\w.-]+)*(?: --help| -h|(?<=\S) help(?: [\w.-]+)*)\s*\Z")
+_NO_SUCH = re.compile(
+    r"unrecognized subcommand|unknown (?:sub)?command\b|[Nn]o such (?:sub)?command|invalid choice: |"
+    r"is not a [\w.-]+ command\b"
+)
+
+
+# cmd.exe's greeting and prompt, all a command printed: cmd started as a shell of its own (Git Bash reads the
+# `/c` of `cmd /c x` as the path `C:/`), and ended when its input did, so what it was given never ran.
+_CMD_BANNER = re.compile(
+    r"Microsoft Windows \[[^\]\n]{1,80}\]\r?\n\([Cc]\)[^\n]{0,120}Microsoft Corporation[^\n]{0,120}\s*"
+    r"(?:[A-Za-z]:\\[^\n]{0,500}>)?"
+)
+
+
+# bash's warning that a here-document's closing word never came: the command was not what was written (its
+# lines after the `<<` all went to the here-document, or were split from it), in English and Japanese
+_UNENDED = re.compile(
+    r"^[^\n]*(?:here-document at line \d+ delimited by end-of-file|ヒアドキュメントの \d+ 行目でファイル終了)[^\n]*$",
+    re.M,
+)
+
+
 def _syntax(text: str) -> tuple[int, str] | None:
     """The shell's own word that it could not parse the command (its words first: the pattern is tried at
     every line's start, ~17 µs on 3,000 characters)."""
-    return first_match(_SYNTAX, text) if "yntax error" in text or "unexpected EOF" in text else None
+    if ("yntax error" in text or "unexpected EOF" in text) and (said := first_match(_SYNTAX, text)) is not None:
+        return said
+    return first_match(_UNENDED, text) if "delimited by end-of-file" in text or "ヒアドキュメント" in text else None
 
 
 # A shell's `cd` into a folder that is not there (bash, dash; zsh, as itself or Claude Code's eval): what
@@ -963,7 +990,11 @@ ENVIRONMENT = Gated(
         r"\.husky/_/husky\.sh: No such file or directory|"
         # Claude Code's MCP client: the server failed or lost the session (a 4xx is the call's arguments)
         r"Streamable HTTP error: (?:Error POSTing to endpoint \(HTTP (?:5\d\d|404|429)\)|Failed to open SSE stream)|"
-        r"MCP session has been terminated)",
+        r"MCP session has been terminated|"
+        # Claude Code's own bounds on the session, whoever asks: a folder outside the ones it may work in (not the
+        # person answering this call), a site its WebFetch may not fetch from
+        r"(?m:^)(?:<tool_use_error>)?\w+ in '[^'\n]*' was blocked\. For security, Claude Code may only\b|"
+        r"(?m:^)(?:<tool_use_error>)?Claude Code is unable to fetch from \S)",
     ),
     (
         "no module", "modulenotfound", "resolve host", "name resolution", "service not known", "unreachable",
@@ -981,7 +1012,7 @@ ENVIRONMENT = Gated(
         "is not recognized as", "while executing the command", "net::err_", "page.goto: timeout",
         "was not found", ".lock': permission denied", "sandboxdenied", "husky.sh", "streamable http error",
         "mcp session", "no route to host", "kex_exchange_identification", "request failed with status code",
-        "permission to ",
+        "permission to ", "for security, claude code", "unable to fetch from",
     ),
 )  # fmt: skip
 
@@ -1777,7 +1808,6 @@ _STATUS_HINTS = ("xit code", "xit status", "exited with code", "returncode")
 _TIMEOUT_HINTS = ("imed out", "imeout", "no new output")
 _REJECT_HINTS = (
     "want to proceed", "ejected", "eclined", "enied", "nterrupted by user", "granted", "turn_aborted", "approval",
-    "was blocked",
 )  # fmt: skip
 
 
@@ -1812,14 +1842,16 @@ class Reader:
         # to write or read a path, a command its rules do not allow, a removal outside the working directories
         r"requested permissions? to \w+\b.*(haven't|have not) granted|"
         r"^Permission to use \w+ (?:with command .*)?has been denied\b|^This command (?:requires|needs) approval\b|"
-        r"^[^\n]{1,300}? needs approval\. The path is (?:inside|outside) the working directories\b|"
-        r"^\w+ in '[^'\n]*' was blocked\. For security, Claude Code may only)",
+        r"^[^\n]{1,300}? needs approval\. The path is (?:inside|outside) the working directories\b)",
     )
     # A human saying the last step was wrong, at the start of the message (not anywhere in it).
     CORRECTION = re.compile(
         r"^\W*(no[,.!]|no no\b|nope\b|wrong\b|that'?s (wrong|not (right|it|what)|incorrect)|that is (wrong|not)|"
         r"(it|this|that) (still |now )?(doesn'?t|does not|didn'?t|did not|isn'?t|is not) (work|run|build|compile|"
         r"pass|fix|change)|still (fail|broken|not|the same|getting|get|doesn|does not|error)|"
+        r"(this|that) (still )?(doesn'?t|does not|didn'?t|did not) (seem|appear) to (?!be\b|matter\b)|"
+        # what they meant, against what the reply took; not to use what it just used, nor to propose
+        r"no,? i (mean|meant)\b|(please,? )?(do not|don'?t) (use|suggest)\b|"
         r"(it|this|that|you) (broke|broken)|you broke|not what i (asked|wanted)|revert|undo\b|stop\b|"
         r"why did you|don'?t do that|nothing (changed|happened)|same (error|problem|issue)|"
         r"(it'?s |it is )?(still )?not working|failed to compile|doesn'?t work|didn'?t work|"
@@ -2176,6 +2208,11 @@ class Reader:
         if ":\\" in cmd and (eaten := _eaten_backslashes(cmd, o.text)) is not None:
             # the shell read `C:\Users\me` as `C:Usersme` (its own error names that): a look asked about nothing
             return Finding("task_failure", Evidence(f"{self.name}.windows_path_in_bash", o.message, *eaten))
+        if o.status and len(cmd) < 400 and _HELP_ON_SUBCOMMAND.match(cmd.strip()) and _NO_SUCH.search(o.text[:2000]):
+            return None  # asked for help on a subcommand: there is none, an answer
+        if o.runs and "Microsoft Windows [" in o.text[:200] and _CMD_BANNER.fullmatch(o.text.strip()):
+            banner = o.text.strip().splitlines()[0]
+            return Finding("task_failure", Evidence(f"{self.name}.cmd_not_run", o.message, 1, banner[:160]))
         if o.status in (1, None) and "nothing to commit" in o.text and _clean_commit(cmd, o.text):
             return None  # git's 1 for a commit with nothing left to commit: the work was committed already
         if o.runs and "is not recognized" in o.text and (slip := _powershell_slip(o.text)) is not None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from .base import Finding, Message, Outcome, Reader, Transcript, text_of
+from .base import Evidence, Finding, History, Message, Outcome, Reader, Transcript, text_of
 
 __all__ = ["READER"]
 
@@ -18,6 +18,13 @@ _PATCH_FAILED = re.compile(
 )
 # A command that failed inside Codex's sandbox comes back as one string with its exit code.
 _SANDBOX = re.compile(r"^failed in sandbox \w+ with execution error: .*?exit code: (-?\d+)", re.S)
+# ... and the sandbox refusing what it tried to write or run (a folder outside the writable ones: its own
+# `~/.codex` for a nested `codex exec`): the lead's command would be refused the same (EACCES, EPERM, as the
+# program or the system's language says them)
+_SANDBOX_DENIED = re.compile(
+    r"^.*(?:Permission denied|Operation not permitted|\(os error (?:1|13)\)|許可がありません|权限不够|不允许的操作).*$",
+    re.M,
+)
 # Codex's own answers to a call it could not make.
 _REFUSED_CALL = re.compile(r"^(unsupported call: |failed to parse function arguments|\w+ failed: Unknown process id)")
 # A command's answer (`exec_command`, `shell_command`): Codex's own lines (the command echoed, which may
@@ -187,6 +194,11 @@ class Codex(Reader):
             o.command, o.runs = None, False
             o.flagged = o.flagged or bool(_PATCH_FAILED.search(text[:2000]))
         return o
+
+    def classify(self, o: Outcome, reply: Message, past: Callable[[], History] = History) -> Finding | None:
+        if o.text.startswith("failed in sandbox ") and (denied := _SANDBOX_DENIED.search(o.text[:4000])):
+            return Finding("environment", Evidence(f"{self.name}.sandbox_denied", o.message, None, denied[0][:160]))
+        return super().classify(o, reply, past)
 
     def malformed(self, reply: Message, tools: Sequence[Message]) -> Iterator[Finding]:
         # Codex offers namespaced and built-in tools that a Chat Completions tool list cannot name:
