@@ -902,6 +902,11 @@ def test_aider_failing_itself_to_apply_edits_is_not_the_replys_failure() -> None
     gave_up = "\n".join([crash, tokens, crash, tokens, crash, "> Only 3 reflections allowed, stopping.  "])
     assert aider_kind(history(gave_up)) == "environment"
     assert aider_kind(history("\n".join([crash, tokens, crash, ">  \n>  \n> ^C again to exit  "]))) == "environment"
+    # aider's other exceptions there (reading a malformed block): the reply's
+    misread = gave_up.replace(
+        "module 'litellm.llms.anthropic' has no attribute 'AnthropicError'", "list index out of range"
+    )
+    assert aider_kind(history(misread)) == "task_failure"
     # an edit block that did not match before it: the reply's own failure still
     unmatched = "> # 1 SEARCH/REPLACE block failed to match!  \n" + gave_up
     assert aider_kind(history(unmatched)) == "task_failure"
@@ -916,7 +921,8 @@ def test_aider_running_a_command_with_a_placeholder_left_in() -> None:
     )
     assert aider_kind(history(ran)) == "task_failure"
     # filled in, or the brackets quoted as the command's own text, or a redirection: it may have worked
-    for command in ("git revert 3f2a9c1", 'echo "<div>" > index.html', "sort < names.txt"):
+    assert aider_kind(history(ran.replace("<commit-hash>", "<path/to/fixture.json>"))) == "task_failure"
+    for command in ("git revert 3f2a9c1", 'echo "<div>" > index.html', "sort < names.txt", "cat <in>out"):
         assert aider_kind(history(ran.replace("git revert <commit-hash>", command))) == "ok"
 
 
@@ -1326,7 +1332,7 @@ DONE = {"role": "assistant", "content": "Done: the form saves now."}
         "same thing. just a >",
         "It still only works when the piece is dragged, not hovered over.",
         "That did not seem to solve the issue. Is there something else we could try",
-        "That doesnt seem to autoscroll, it only moves the cursor when the window is focussed",
+        "That didn’t seem to work, the cursor only moves when the window is focussed",
         "No I mean in normal mode in the terminal buffer",
         # told not to do to the work what it just did
         "don't use `IgnorantTemporaryDirectory` use GitTemporaryDirectory",
@@ -1366,6 +1372,8 @@ def test_a_person_saying_it_failed(said: str) -> None:
         "It still does the right thing after the refactor, thanks. Next, the README.",
         "Same thing for the footer, please",
         "That doesn't seem to matter, keep port 8080",
+        "That didn't seem to break anything, great! Now add the footer",
+        "This didn't seem to cause any issues. Next step?",
         "Do not make this UI live yet; open the mockups in a browser",
         "설치 안 돼?",  # asked
         "그건 건드리지 않아도 돼",  # "you need not touch that"
@@ -3629,11 +3637,13 @@ def test_claude_codes_own_bounds_on_the_session_are_the_environment() -> None:
     mkdir = call("Bash", {"command": "mkdir -p /workspace/routes"})
     bare = "mkdir in '/workspace/routes' was blocked. For security, Claude Code may only create directories in the "
     assert kind(mkdir, [tool(bare + "allowed working directories", is_error=True)], "claude_code") == "environment"
+    cd = call("Bash", {"command": "cd /tmp && ls"})
+    moved = "cd to '/tmp' was blocked. For security, Claude Code may only change directories to the allowed working"
+    assert kind(cd, [tool(f"<tool_use_error>{moved}</tool_use_error>", is_error=True)], "claude_code") == "environment"
     fetch = call("WebFetch", {"url": "https://docs.example.com/settings", "prompt": "where are settings kept"})
     said = "Claude Code is unable to fetch from docs.example.com"
-    assert (
-        kind(fetch, [tool(f"<tool_use_error>{said}</tool_use_error>", is_error=True)], "claude_code") == "environment"
-    )
+    for told in (f"<tool_use_error>{said}</tool_use_error>", f"Error: {said}"):
+        assert kind(fetch, [tool(told, is_error=True)], "claude_code") == "environment"
     # the words quoted in what a script printed (not at a line's start) are the script's
     run = call("Bash", {"command": "python summarize.py notes.md"})
     quoted = f"note 12: the agent said {said}\nError: the summary is over 400 words\nExit code 1"
@@ -3657,6 +3667,9 @@ def test_cmd_started_as_a_shell_of_its_own_ran_nothing() -> None:
     greeting = "Microsoft Windows [Version 10.0.26100.4652]\r\n(c) Microsoft Corporation. All rights reserved.\r\n"
     ran = greeting + "\r\nkuzu 0.11.1"
     assert kind(run, [tool(ran)], "claude_code") == "ok"
+    # the greeting shown by a command that runs no cmd (a fixture printed): what it printed
+    shown = greeting + "\r\nC:\\Users\\me>"
+    assert kind(call("Bash", {"command": "cat tests/fixtures/banner.txt"}), [tool(shown)], "claude_code") == "ok"
 
 
 def test_codex_saying_a_call_failed_is_a_failed_call() -> None:
@@ -3686,6 +3699,9 @@ def test_codexs_sandbox_refusing_a_write_is_the_environment() -> None:
         "Error: internal error; agent loop died unexpectedly",
     ):
         assert kind(run, [tool(head + said)], "codex") == "environment"
+    for own in ("stderr: bash: ./deploy.sh: Permission denied", 'stderr: Expected: "Permission denied"\n1 failed'):
+        script = call("shell", {"command": ["bash", "-lc", "./deploy.sh"]})
+        assert kind(script, [tool(head + own)], "codex") == "task_failure", own
     test = call("shell", {"command": ["bash", "-lc", "cargo test"]})
     failed = head.replace("exit code: 1", "exit code: 101") + "stderr: test parser::tabs ... FAILED\nerror: test failed"
     assert kind(test, [tool(failed)], "codex") == "task_failure"
@@ -3698,6 +3714,10 @@ def test_asking_help_on_a_subcommand_that_is_not_there_is_an_answer() -> None:
     for command in ("codex help summarize", "codex mcp call --help"):
         assert kind(call("exec_command", {"cmd": command}), [tool(refused)], "codex") == "ok"
     assert kind(call("exec_command", {"cmd": "codex summarize ."}), [tool(refused)], "codex") == "task_failure"
+    # a test run of a CLI's help, failing: the tests' failure
+    chose = "Exit code: 1\nOutput:\nE   SystemExit: cli: error: argument command: invalid choice: 'hlep'\n1 failed\n"
+    for command in ("pytest -q -k help", "cargo test help"):
+        assert kind(call("exec_command", {"cmd": command}), [tool(chose)], "codex") == "task_failure", command
 
 
 def test_a_here_document_whose_closing_word_never_came() -> None:
@@ -3709,6 +3729,17 @@ def test_a_here_document_whose_closing_word_never_came() -> None:
     assert kind(call("exec_command", {"cmd": script}), [tool(warned)], "codex") == "task_failure"
     japanese = warned.replace(said, "警告: ヒアドキュメントの 1 行目でファイル終了 (EOF) に達しました (`EOF' が必要)")
     assert kind(call("exec_command", {"cmd": script}), [tool(japanese)], "codex") == "task_failure"
+    # its lines and closing word passed as bash's `$0` and `$1` (holdout100): the script after `-lc` is what ran
+    split = call("shell", {"command": ["bash", "-lc", script, "# Summary\n", "EOF"]})
+    assert kind(split, [tool(warned)], "codex") == "task_failure"
+    # the model's here-document was closed (a harness appended to its last line), a start-up file's warning, a
+    # log that quotes it: not the command's
+    closed = call("exec_command", {"cmd": "cat <<'EOF' > notes.md\n# Notes\nEOF"})
+    assert kind(closed, [tool(warned)], "codex") == "ok"
+    startup = json.dumps({"output": f"/home/me/.bashrc: line 120: {said}\nbuilt in 3s\n", "metadata": {"exit_code": 0}})
+    assert kind(call("exec_command", {"cmd": "npm run build"}), [tool(startup)], "codex") == "ok"
+    log = json.dumps({"output": f"ci.log:3: {said}\n", "metadata": {"exit_code": 0}})
+    assert kind(call("exec_command", {"cmd": "grep -n here-document ci.log"}), [tool(log)], "codex") == "ok"
 
 
 def test_codex_naming_a_long_refused_command_before_saying_it_was_refused() -> None:
@@ -4957,8 +4988,22 @@ def test_a_test_run_that_failed_nothing_passed() -> None:
             "ls: cannot access 'dist/app.js': No such file or directory",
             "ok",
         ),
+        # an `echo` before it says its line; an `if ...; fi` ending the chain ran only if the look found it
+        # (holdout106, both labellers: a memory file read through an unset $CODEX_HOME)
+        (
+            "echo HOME=$CODEX_HOME && ls -la $CODEX_HOME/automations/etf && "
+            "if [ -f $CODEX_HOME/automations/etf/memory.md ]; then cat $CODEX_HOME/automations/etf/memory.md; fi",
+            "HOME=\nls: /automations/etf: No such file or directory",
+            "ok",
+        ),
         # the look answered yes, and what ran after it failed
         ("ls dist/app.js && node dist/app.js", "dist/app.js\nSyntaxError: Unexpected token '}'", "task_failure"),
+        # two compounds after it: the second runs whatever the first did
+        (
+            "ls -la out && if [ -f out/a ]; then cat out/a; fi; if true; then npm test; fi",
+            "ls: cannot access 'out': No such file or directory\nFAIL src/a.test.js",
+            "task_failure",
+        ),
         # another command ran whatever the look said (after `;`, `||`, a pipe), and failed
         (
             "ls x; npm test && echo ok",

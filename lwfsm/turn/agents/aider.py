@@ -103,9 +103,14 @@ _ANSWERED = re.compile(r"^Tokens: ", re.M)  # aider's report of a model call tha
 # aider's reports that a call came back, if only with nothing or at a limit: Ctrl-C after them stops nothing
 _RETURNED = re.compile(r"Tokens: |Model .* has hit a token limit|Empty response received")
 _EMPTY = re.compile(r"^Empty response received from LLM", re.M)  # aider's word for a reply of nothing
-# aider's own code failing as it applied the reply's edits (an exception it did not expect, such as one of a
-# LiteLLM it was upgraded past): every retry meets it, whatever the model writes, as the lead's edits would
-_CRASHED = re.compile(r"^Exception while updating files:[^\S\n]*\n(.+)$", re.M)
+# aider's own code failing as it applied the reply's edits for want of a module or a name of one (a LiteLLM it was
+# upgraded past): every retry meets it, whatever the model writes, as the lead's edits would. (Its other
+# exceptions there, an index out of range reading a malformed block, a file name too long, are the reply's.)
+_CRASHED = re.compile(
+    r"^Exception while updating files:[^\S\n]*\n("
+    r"(?:module '[\w.]+' has no attribute|No module named|cannot import name)[^\n]*)$",
+    re.M,
+)
 # aider could not write a file the reply named (an OS error): a name no file can have is the reply's
 _UNABLE = re.compile(r"^Unable to create (.+?), skipping edits\.?$", re.M)
 # aider applying a whole-file or SEARCH/REPLACE block to the line the model put before it: a filename
@@ -319,7 +324,7 @@ _REFLECTIONS = re.compile(r"Only \d+ reflections allowed")  # aider giving up it
 # person to fill (`git revert <commit-hash>`): the shell reads `<commit-hash` as a file to read from, and the
 # command never does what it names. (Quoted text is the command's own: `echo "<div>"`.)
 _RUNNING = re.compile(r"^Running (.+)$", re.M)
-_PLACEHOLDER = re.compile(r"(?<![<\w])<[A-Za-z][\w-]*(?: [\w-]+)*>")
+_PLACEHOLDER = re.compile(r"(?<![<\w])<[A-Za-z][\w./@:-]*(?: [\w./@:-]+)*>(?=\s|$|[;&|])")
 
 
 def _placeholder_run(console: str) -> tuple[int, str] | None:

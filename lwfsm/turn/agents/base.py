@@ -699,7 +699,7 @@ def _eaten_backslashes(cmd: str, text: str) -> tuple[int, str] | None:
 
 # A program asked for its help on a subcommand (`codex help summarize`, `tool mcp call --help`) answering that
 # there is no such subcommand: a look whose answer is no, not a command that failed.
-_HELP_ON_SUBCOMMAND = re.compile(r"\A[\w./-]+(?: [\w.-]+)*(?: --help| -h|(?<=\S) help(?: [\w.-]+)*)\s*\Z")
+_HELP_ON_SUBCOMMAND = re.compile(r"\A[\w./-]+(?: help(?: [\w.-]+)*| [a-z][\w.-]*(?: [a-z][\w.-]*)* --help)\s*\Z")
 _NO_SUCH = re.compile(
     r"unrecognized subcommand|unknown (?:sub)?command\b|[Nn]o such (?:sub)?command|invalid choice: |"
     r"is not a [\w.-]+ command\b"
@@ -709,9 +709,10 @@ _NO_SUCH = re.compile(
 # cmd.exe's greeting and prompt, all a command printed: cmd started as a shell of its own (Git Bash reads the
 # `/c` of `cmd /c x` as the path `C:/`), and ended when its input did, so what it was given never ran.
 _CMD_BANNER = re.compile(
-    r"Microsoft Windows \[[^\]\n]{1,80}\]\r?\n\([Cc]\)[^\n]{0,120}Microsoft Corporation[^\n]{0,120}\s*"
-    r"(?:[A-Za-z]:\\[^\n]{0,500}>)?"
+    r"Microsoft Windows \[[^\]\n]{1,80}\]\r?\n\([Cc]\)[^\n]{0,120}Microsoft Corporation[^\n]{0,120}"
+    r"(?:\r?\n)+(?:[A-Za-z]:\\[^\n]{0,500}>)?"
 )
+_RUNS_CMD = re.compile(r"(?:^|[\s;&|(])cmd(?:\.exe)?\s+/[cCkK]\b")
 
 
 # bash's warning that a here-document's closing word never came: the command was not what was written (its
@@ -725,9 +726,23 @@ _UNENDED = re.compile(
 def _syntax(text: str) -> tuple[int, str] | None:
     """The shell's own word that it could not parse the command (its words first: the pattern is tried at
     every line's start, ~17 µs on 3,000 characters)."""
-    if ("yntax error" in text or "unexpected EOF" in text) and (said := first_match(_SYNTAX, text)) is not None:
-        return said
-    return first_match(_UNENDED, text) if "delimited by end-of-file" in text or "ヒアドキュメント" in text else None
+    return first_match(_SYNTAX, text) if "yntax error" in text or "unexpected EOF" in text else None
+
+
+_HEREDOC = re.compile(r"<<-?[^\S\n]*(['\"]?)([A-Za-z_]\w*)\1")
+
+
+def _unended(command: str, text: str) -> tuple[int, str] | None:
+    """bash's warning that a here-document of the command never ended, where the command as the model wrote
+    it has no line closing one (a harness that mangled a closed one, Claude Code appending `< /dev/null`
+    to its last line, is not the model's doing); not a start-up file's warning (`.bashrc: line 3: ...`)."""
+    if not ("delimited by end-of-file" in text or "ヒアドキュメント" in text) or "<<" not in command:
+        return None
+    lines = {line.strip() for line in command[:20000].splitlines()}
+    if all(m.group(2) in lines for m in _HEREDOC.finditer(command[:20000])):
+        return None
+    warned = first_match(_UNENDED, text[-3000:])
+    return None if warned is None or ".bashrc:" in warned[1] or ".profile:" in warned[1] else warned
 
 
 # A shell's `cd` into a folder that is not there (bash, dash; zsh, as itself or Claude Code's eval): what
@@ -993,8 +1008,8 @@ ENVIRONMENT = Gated(
         r"MCP session has been terminated|"
         # Claude Code's own bounds on the session, whoever asks: a folder outside the ones it may work in (not the
         # person answering this call), a site its WebFetch may not fetch from
-        r"(?m:^)(?:<tool_use_error>)?\w+ in '[^'\n]*' was blocked\. For security, Claude Code may only\b|"
-        r"(?m:^)(?:<tool_use_error>)?Claude Code is unable to fetch from \S)",
+        r"(?m:^)(?:<tool_use_error>)?(?:Error: )?[^\n]{1,300}? was blocked\. For security, Claude Code may only\b|"
+        r"(?m:^)(?:<tool_use_error>)?(?:Error: )?Claude Code is unable to fetch from \S)",
     ),
     (
         "no module", "modulenotfound", "resolve host", "name resolution", "service not known", "unreachable",
@@ -1224,14 +1239,25 @@ _PS_RECORD_LINE = re.compile(r"^[^\S\n]*\+[^\n]*\n?", re.M)
 def _stopped_at_look(command: str, text: str) -> bool:
     """`ls x && node x` that said only the look's own complaint (`ls: cannot access 'x'`): nothing after `&&`
     ran, so the look answered no. Only a plain chain (no `;`, `|`, `&`, `||`, new line or substitution, after
-    which another command may have run) whose every line of output is the look's."""
+    which another command may have run) whose every line of output is the look's; `echo`s before the look
+    say a line each, and one `if ...; then ...; fi` may end the chain (it ran only if all before it had)."""
     command = _CD.sub("", command)
-    if len(text) > 4000 or _NOT_A_PLAIN_CHAIN.search(command):
+    if len(text) > 4000:
         return False
-    words = command.split("&&", 1)[0].split()
+    segments = command.split("&&")
+    if len(segments) > 2 and (last := segments[-1].strip()).startswith("if ") and last.endswith(" fi"):
+        if last.count(" fi") != 1 or last.count("if ") != 1 or _NOT_A_PLAIN_CHAIN.search(last.replace(";", "")):
+            return False
+        segments = segments[:-1]  # (its `;` are its own: the chain ends at it)
+    if _NOT_A_PLAIN_CHAIN.search("&&".join(segments)):
+        return False
+    echoes = 0
+    while echoes < len(segments) - 1 and segments[echoes].split()[:1] == ["echo"]:
+        echoes += 1
+    words = segments[echoes].split()
     if not words or words[0] not in PROBES:
         return False
-    said = [line for line in _STATUS_LINE.sub("", text).splitlines() if line.strip()]
+    said = [line for line in _STATUS_LINE.sub("", text).splitlines() if line.strip()][echoes:]
     return bool(said) and all(line.startswith(f"{words[0]}: ") for line in said)
 
 
@@ -1849,9 +1875,11 @@ class Reader:
         r"^\W*(no[,.!]|no no\b|nope\b|wrong\b|that'?s (wrong|not (right|it|what)|incorrect)|that is (wrong|not)|"
         r"(it|this|that) (still |now )?(doesn'?t|does not|didn'?t|did not|isn'?t|is not) (work|run|build|compile|"
         r"pass|fix|change)|still (fail|broken|not|the same|getting|get|doesn|does not|error)|"
-        r"(this|that) (still )?(doesn'?t|does not|didn'?t|did not) (seem|appear) to (?!be\b|matter\b)|"
+        r"(this|that) (still )?(doesn['’]?t|does not|didn['’]?t|did not) (seem|appear) to (work|help|fix|solve|"
+        r"change|do (anything|what)|make (a|any) difference|have (any|an) effect|take effect|apply|update|save|"
+        r"load|show|display|run|start|open|trigger|resolve)\b|"
         # what they meant, against what the reply took; not to use what it just used, nor to propose
-        r"no,? i (mean|meant)\b|(please,? )?(do not|don'?t) (use|suggest)\b|"
+        r"no,? i (mean|meant)\b|(please,? )?(do not|don['’]?t) (use|suggest)\b|"
         r"(it|this|that|you) (broke|broken)|you broke|not what i (asked|wanted)|revert|undo\b|stop\b|"
         r"why did you|don'?t do that|nothing (changed|happened)|same (error|problem|issue)|"
         r"(it'?s |it is )?(still )?not working|failed to compile|doesn'?t work|didn'?t work|"
@@ -1890,8 +1918,10 @@ class Reader:
                 return v
             if isinstance(v, list) and all(isinstance(x, str) for x in v):
                 # ["bash", "-lc", "pytest -q"], ["powershell.exe", "-NoProfile", "-Command", "..."]: the script runs
-                script = len(v) >= 3 and (v[1] in ("-c", "-lc") or v[-2].lower() in ("-command", "-c"))
-                return v[-1] if script else " ".join(v)
+                # (bash's: the one after `-c`; what follows it is its `$0`, `$1`..., never run)
+                if len(v) >= 3 and v[1] in ("-c", "-lc"):
+                    return str(v[2])
+                return v[-1] if len(v) >= 3 and v[-2].lower() in ("-command", "-c") else " ".join(v)
         return None
 
     def outcome(self, i: int, msg: Message, tool: str | None, args: Mapping[str, Any]) -> Outcome:
@@ -2210,7 +2240,13 @@ class Reader:
             return Finding("task_failure", Evidence(f"{self.name}.windows_path_in_bash", o.message, *eaten))
         if o.status and len(cmd) < 400 and _HELP_ON_SUBCOMMAND.match(cmd.strip()) and _NO_SUCH.search(o.text[:2000]):
             return None  # asked for help on a subcommand: there is none, an answer
-        if o.runs and "Microsoft Windows [" in o.text[:200] and _CMD_BANNER.fullmatch(o.text.strip()):
+        if (
+            o.runs
+            and len(o.text) < 1200
+            and "Microsoft Windows [" in o.text[:200]
+            and _RUNS_CMD.search(cmd)
+            and _CMD_BANNER.fullmatch(o.text.strip())
+        ):
             banner = o.text.strip().splitlines()[0]
             return Finding("task_failure", Evidence(f"{self.name}.cmd_not_run", o.message, 1, banner[:160]))
         if o.status in (1, None) and "nothing to commit" in o.text and _clean_commit(cmd, o.text):
@@ -2228,7 +2264,7 @@ class Reader:
             # (not the environment's, whatever the output says: PowerShell ran another script than the one written)
             return Finding("task_failure", Evidence(f"{self.name}.expanded_by_bash", o.message, None, expanded))
         if o.runs and (
-            (broken := _syntax(o.text[:3000]) or _syntax(o.text[-3000:])) is not None
+            (broken := _syntax(o.text[:3000]) or _syntax(o.text[-3000:]) or _unended(cmd, o.text)) is not None
             or ((o.status or o.flagged) and (broken := _failed_syntax(cmd, o.text)) is not None)
         ):
             return self._found(o, "task_failure", "shell_syntax", broken)  # a probe too: it never asked

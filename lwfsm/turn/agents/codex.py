@@ -18,11 +18,13 @@ _PATCH_FAILED = re.compile(
 )
 # A command that failed inside Codex's sandbox comes back as one string with its exit code.
 _SANDBOX = re.compile(r"^failed in sandbox \w+ with execution error: .*?exit code: (-?\d+)", re.S)
-# ... and the sandbox refusing what it tried to write or run (a folder outside the writable ones: its own
+# ... and the sandbox refusing to let it create or write something (a folder outside the writable ones: its own
 # `~/.codex` for a nested `codex exec`): the lead's command would be refused the same (EACCES, EPERM, as the
-# program or the system's language says them)
+# program or the system's language says them); not a script it may not run, nor a test's own words
 _SANDBOX_DENIED = re.compile(
-    r"^.*(?:Permission denied|Operation not permitted|\(os error (?:1|13)\)|許可がありません|权限不够|不允许的操作).*$",
+    r"^[^\n]*(?:cannot create|could not create|can't create|cannot touch|failed to (?:initialize|create|write|open)|"
+    r"作成できません|无法创建)[^\n]*(?:Permission denied|Operation not permitted|\(os error (?:1|13)\)|"
+    r"許可がありません|权限不够|不允许的操作)[^\n]*$",
     re.M,
 )
 # Codex's own answers to a call it could not make.
