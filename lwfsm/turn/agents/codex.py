@@ -21,12 +21,28 @@ _SANDBOX = re.compile(r"^failed in sandbox \w+ with execution error: .*?exit cod
 # ... and the sandbox refusing to let it create or write something (a folder outside the writable ones: its own
 # `~/.codex` for a nested `codex exec`): the lead's command would be refused the same (EACCES, EPERM, as the
 # program or the system's language says them); not a script it may not run, nor a test's own words
-_SANDBOX_DENIED = re.compile(
-    r"^[^\n]*(?:cannot create|could not create|can't create|cannot touch|failed to (?:initialize|create|write|open)|"
-    r"作成できません|无法创建)[^\n]*(?:Permission denied|Operation not permitted|\(os error (?:1|13)\)|"
-    r"許可がありません|权限不够|不允许的操作)[^\n]*$",
-    re.M,
+_CREATING = re.compile(
+    r"cannot create|could not create|can't create|cannot touch|failed to (?:initialize|create|write|open)|"
+    r"作成できません|无法创建"
 )
+_DENIED = (
+    "Permission denied",
+    "Operation not permitted",
+    "(os error 1)",
+    "(os error 13)",
+    "許可がありません",
+    "权限不够",
+)
+
+
+def _sandbox_denied(text: str) -> str | None:
+    """The line of Codex's sandbox refusal text (its first 4,000 characters) in which a write was denied."""
+    for line in text[:4000].splitlines():
+        if any(map(line.__contains__, _DENIED)) and _CREATING.search(line):
+            return line
+    return None
+
+
 # Codex's own answers to a call it could not make.
 _REFUSED_CALL = re.compile(r"^(unsupported call: |failed to parse function arguments|\w+ failed: Unknown process id)")
 # A command's answer (`exec_command`, `shell_command`): Codex's own lines (the command echoed, which may
@@ -198,8 +214,8 @@ class Codex(Reader):
         return o
 
     def classify(self, o: Outcome, reply: Message, past: Callable[[], History] = History) -> Finding | None:
-        if o.text.startswith("failed in sandbox ") and (denied := _SANDBOX_DENIED.search(o.text[:4000])):
-            return Finding("environment", Evidence(f"{self.name}.sandbox_denied", o.message, None, denied[0][:160]))
+        if o.text.startswith("failed in sandbox ") and (denied := _sandbox_denied(o.text)):
+            return Finding("environment", Evidence(f"{self.name}.sandbox_denied", o.message, None, denied[:160]))
         return super().classify(o, reply, past)
 
     def malformed(self, reply: Message, tools: Sequence[Message]) -> Iterator[Finding]:
