@@ -307,6 +307,9 @@ def _looks(person: str, reply: str, edited: bool) -> bool:
     return _LOOK.match(person) is not None or (_RAN_CMD.match(person) is not None and not reply and edited)
 
 
+_REFLECTIONS = re.compile(r"Only \d+ reflections allowed")  # aider giving up its retries, whatever failed
+
+
 def _crashed(console: str) -> tuple[int, str] | None:
     """(line, error) of aider's own exception applying the reply's edits, when no edit of it failed otherwise
     (an edit block that did not match, then the crash, is still the reply's failure)."""
@@ -317,8 +320,6 @@ def _crashed(console: str) -> tuple[int, str] | None:
         return None
     return console.count("\n", 0, crash.start()) + 1, crash.group(0).replace("\n", " ")[:160]
 
-
-_REFLECTIONS = re.compile(r"Only \d+ reflections allowed")  # aider giving up its retries, whatever failed
 
 # A shell command of the reply's that aider ran (the person said yes) with a placeholder left in it for the
 # person to fill (`git revert <commit-hash>`): the shell reads `<commit-hash` as a file to read from, and the

@@ -1515,7 +1515,8 @@ _COMPLAINT = Gated(
         # "doesn't seem to be working", "... to be fixed" (not "to be helpful", an adjective; not "don't seem to exist
         # yet, add them": news)
         r"(doesn'?t|does not|didn'?t|did not|don'?t|do not) (seem|appear) to (be (?=\w+(ing|ed)\b))?"
-        r"(work|run|build|compile|load|start|show|fix|save|persist)\w*|"
+        r"(work|run|build|compile|load|start|show|fix|save|persist|solve|resolve|help|update|apply|trigger|"
+        r"take effect|make (a|any) difference)\w*|"
         r"not working|no longer works?|"
         r"same (error|problem|issue|result)|^\W*same (thing|again|behaviou?r|output)\W*$|"
         r"(^|(?<!\bif )(?<!\bwhether )(the|this|that|same) )(issue|problem|error|bug) "
@@ -1875,11 +1876,8 @@ class Reader:
         r"^\W*(no[,.!]|no no\b|nope\b|wrong\b|that'?s (wrong|not (right|it|what)|incorrect)|that is (wrong|not)|"
         r"(it|this|that) (still |now )?(doesn'?t|does not|didn'?t|did not|isn'?t|is not) (work|run|build|compile|"
         r"pass|fix|change)|still (fail|broken|not|the same|getting|get|doesn|does not|error)|"
-        r"(this|that) (still )?(doesn['’]?t|does not|didn['’]?t|did not) (seem|appear) to (work|help|fix|solve|"
-        r"change|do (anything|what)|make (a|any) difference|have (any|an) effect|take effect|apply|update|save|"
-        r"load|show|display|run|start|open|trigger|resolve)\b|"
         # what they meant, against what the reply took; not to use what it just used, nor to propose
-        r"no,? i (mean|meant)\b|(please,? )?(do not|don['’]?t) (use|suggest)\b|"
+        r"no,? i (mean|meant)\b|(please,? )?(do not|don'?t) (use|suggest)\b|"
         r"(it|this|that|you) (broke|broken)|you broke|not what i (asked|wanted)|revert|undo\b|stop\b|"
         r"why did you|don'?t do that|nothing (changed|happened)|same (error|problem|issue)|"
         r"(it'?s |it is )?(still )?not working|failed to compile|doesn'?t work|didn'?t work|"
@@ -2105,7 +2103,7 @@ class Reader:
         """What in a person's message says the last step went wrong: a correction at its start, a
         complaint in its first sentence, an error they pasted at its top, or what they got running it."""
         text = self.own_words(text)
-        t = text.strip()[:2000]
+        t = text.strip()[:2000].replace("’", "'")  # (a phone's or an editor's apostrophe: the patterns say ')
         # the first sentence, and the second when the first is not thanks (on the first line: a request's
         # next lines describe what it wants, "the banner doesn't show for guests")
         first, *second = re.split(r"(?<=[.!?])\s+", t[:300].split("\n", 1)[0], maxsplit=2)[:2]
